@@ -1,0 +1,10 @@
+"""firefly: a small, fast deep-learning library on NumPy and Numba."""
+from firefly.autograd import is_grad_enabled, no_grad
+from firefly.tensor import Tensor
+from firefly import ops
+
+__version__ = "0.1.0"
+float32 = __import__("numpy").float32
+float64 = __import__("numpy").float64
+
+__all__ = ["Tensor", "no_grad", "is_grad_enabled", "ops", "float32", "float64", "__version__"]

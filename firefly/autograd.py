@@ -1,0 +1,187 @@
+"""The autograd engine: running an op and recording it, and walking the graph backwards.
+
+``apply`` turns user inputs into arrays of one float dtype, lets the op validate and compute,
+and links the result to its inputs. ``backward`` visits the recorded graph once, in reverse
+topological order, calling each op's backward and accumulating gradients with ``+``.
+"""
+import threading
+
+import numpy as np
+
+from firefly.ops.base import Context
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_state = threading.local()
+
+
+def is_grad_enabled():
+    return getattr(_state, "grad_enabled", True)
+
+
+class no_grad:
+    """Context manager (and decorator) under which ops record no graph."""
+
+    def __enter__(self):
+        self._previous = is_grad_enabled()
+        _state.grad_enabled = False
+
+    def __exit__(self, *exc):
+        _state.grad_enabled = self._previous
+
+    def __call__(self, fn):
+        def wrapper(*args, **kwargs):
+            with no_grad():
+                return fn(*args, **kwargs)
+
+        wrapper.__name__, wrapper.__doc__, wrapper.__wrapped__ = fn.__name__, fn.__doc__, fn
+        return wrapper
+
+
+class Node:
+    """One recorded op application: the op, its context, and the tensors it read."""
+
+    __slots__ = ("op", "ctx", "inputs", "dtype", "freed")
+
+    def __init__(self, op, ctx, inputs, dtype):
+        self.op, self.ctx, self.inputs, self.dtype, self.freed = op, ctx, inputs, dtype, False
+
+
+def apply(op, *args, **attrs):
+    """Run Op class ``op`` on Tensors, arrays or Python numbers; record it if needed."""
+    from firefly.tensor import Tensor
+
+    if len(args) != op.arity:
+        raise TypeError(f"{op.name}: expected {op.arity} tensor input(s), got {len(args)}")
+    arrays = []
+    dtype = None
+    for x in args:
+        if isinstance(x, Tensor):
+            a = x._data
+        elif isinstance(x, (bool, int, float)):
+            arrays.append(x)  # a Python number takes the other inputs' dtype, as in NumPy
+            continue
+        else:
+            try:
+                a = Tensor(x)._data
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"{op.name}: unsupported input of type {type(x).__name__}: {exc}") from None
+        if a.dtype not in _FLOATS:
+            raise TypeError(
+                f"{op.name}: inputs must be float32 or float64, got {a.dtype} "
+                f"(shape {a.shape}); convert with Tensor(x, dtype=np.float32)"
+            )
+        dtype = a.dtype if dtype is None or a.dtype == dtype else _FLOATS[1]
+        arrays.append(a)
+    if dtype is None:
+        dtype = _FLOATS[0]
+    for i, a in enumerate(arrays):
+        if not isinstance(a, np.ndarray):
+            arrays[i] = np.array(a, dtype=dtype)
+        elif a.dtype != dtype:
+            arrays[i] = a.astype(dtype)
+
+    record = is_grad_enabled() and any(isinstance(x, Tensor) and x.requires_grad for x in args)
+    needs = tuple(isinstance(x, Tensor) and x.requires_grad for x in args) if record else (False,) * len(args)
+    ctx = Context(op, needs)
+    out = op.forward(ctx, *arrays, **attrs)
+    if type(out) is not np.ndarray or out.dtype != dtype or not out.flags.c_contiguous:
+        raise TypeError(
+            f"op '{op.name}': forward must return a C-contiguous {dtype} ndarray, got "
+            f"{type(out).__name__} {getattr(out, 'dtype', '')}"
+        )
+    result = Tensor._wrap(out)
+    if record:
+        result.requires_grad = True
+        result._node = Node(op, ctx, tuple(x if isinstance(x, Tensor) and x.requires_grad else None for x in args), dtype)
+    return result
+
+
+def _topological_order(root):
+    """Tensors with a recorded node, each once, every tensor after the ones it was made from."""
+    order, visited = [], {id(root)}
+    stack = [(root, False)]
+    while stack:
+        t, done = stack.pop()
+        if done:
+            order.append(t)
+            continue
+        stack.append((t, True))
+        for parent in t._node.inputs:
+            if parent is not None and parent._node is not None and id(parent) not in visited:
+                visited.add(id(parent))
+                stack.append((parent, False))
+    return order
+
+
+def _accumulate_leaf(leaf, g):
+    if leaf.grad is None:
+        from firefly.tensor import Tensor
+
+        leaf.grad = Tensor._wrap(np.array(g, dtype=leaf.dtype, copy=True))
+    else:
+        leaf.grad._data += g
+
+
+def backward(root, grad=None, retain_graph=False):
+    """Accumulate d(root)/d(leaf) into ``.grad`` of every leaf that requires grad."""
+    from firefly.tensor import Tensor
+
+    if not root.requires_grad:
+        raise RuntimeError(
+            "backward: this tensor does not require grad and was not made from one that does; "
+            "create the inputs with requires_grad=True (and outside firefly.no_grad())"
+        )
+    if grad is None:
+        if root._data.size != 1:
+            raise RuntimeError(
+                f"backward: grad can be created implicitly only for a one-element tensor, but this "
+                f"one has shape {root.shape}; pass backward(grad=...) with that shape"
+            )
+        seed = np.ones(root.shape, dtype=root.dtype)
+    else:
+        seed = grad._data if isinstance(grad, Tensor) else np.asarray(grad)
+        if seed.shape != root.shape:
+            raise ValueError(f"backward: grad has shape {seed.shape} but the tensor has shape {root.shape}")
+        seed = np.asarray(seed, dtype=root.dtype, order="C")
+    if root._node is None:
+        _accumulate_leaf(root, seed)
+        return
+
+    grads = {id(root): seed}
+    for t in reversed(_topological_order(root)):
+        node = t._node
+        g = grads.pop(id(t), None)
+        if g is None:
+            continue  # nothing flowed here (all its consumers' gradients were None)
+        if node.freed:
+            raise RuntimeError(
+                f"backward: the graph through '{node.op.name}' was already freed by an earlier "
+                "backward(); pass retain_graph=True to the first backward() to go through it twice"
+            )
+        input_grads = node.op.backward(node.ctx, g)
+        if not isinstance(input_grads, tuple):
+            input_grads = (input_grads,)
+        if len(input_grads) != len(node.inputs):
+            raise RuntimeError(
+                f"op '{node.op.name}': backward returned {len(input_grads)} gradient(s) for "
+                f"{len(node.inputs)} input(s)"
+            )
+        for parent, ig in zip(node.inputs, input_grads):
+            if parent is None or ig is None:
+                continue
+            if not isinstance(ig, np.ndarray) or ig.shape != parent.shape or ig.dtype != node.dtype:
+                raise RuntimeError(
+                    f"op '{node.op.name}': backward returned a gradient of "
+                    f"{getattr(ig, 'shape', type(ig).__name__)} {getattr(ig, 'dtype', '')} for an "
+                    f"input of shape {parent.shape} {node.dtype}"
+                )
+            if ig.dtype != parent.dtype:
+                ig = ig.astype(parent.dtype)  # undo the engine's own float32 -> float64 promotion
+            if parent._node is None:
+                _accumulate_leaf(parent, ig)
+            else:
+                key = id(parent)
+                grads[key] = grads[key] + ig if key in grads else ig
+        if not retain_graph:
+            node.ctx = None
+            node.freed = True

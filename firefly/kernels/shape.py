@@ -1,0 +1,52 @@
+"""Data movement for shape ops: flat copies, and strided gathers and scatters that serve
+transpose, slicing and broadcasting alike. Strides and offsets count elements, not bytes."""
+from numba import prange
+
+from firefly.kernels._jit import memory_bound
+
+
+@memory_bound
+def copy_flat(src, dst):
+    for i in prange(src.size):
+        dst[i] = src[i]
+
+
+@memory_bound
+def gather_strided(src, offset, shape, strides, out):
+    """out (flat, C order over ``shape``) = src[offset + sum(index * strides)]."""
+    nd = shape.size
+    if out.size == 0:
+        return
+    if nd == 0:
+        out[0] = src[offset]
+        return
+    inner, inner_stride = shape[nd - 1], strides[nd - 1]
+    for row in prange(out.size // inner):
+        rest, base = row, offset
+        for d in range(nd - 2, -1, -1):
+            base += (rest % shape[d]) * strides[d]
+            rest //= shape[d]
+        first = row * inner
+        for i in range(inner):
+            out[first + i] = src[base + i * inner_stride]
+
+
+@memory_bound
+def scatter_add_strided(values, offset, shape, strides, dst):
+    """dst[offset + sum(index * strides)] += values (flat, C order over ``shape``)."""
+    nd = shape.size
+    if values.size == 0:
+        return
+    if nd == 0:
+        dst[offset] += values[0]
+        return
+    inner, inner_stride = shape[nd - 1], strides[nd - 1]
+    # Rows may write the same elements when a stride is 0, so this loop stays serial.
+    for row in range(values.size // inner):
+        rest, base = row, offset
+        for d in range(nd - 2, -1, -1):
+            base += (rest % shape[d]) * strides[d]
+            rest //= shape[d]
+        first = row * inner
+        for i in range(inner):
+            dst[base + i * inner_stride] += values[first + i]

@@ -1,0 +1,18 @@
+"""Ops: the ``Op`` contract, the registry, and the built-in ops.
+
+``apply(name, *tensors, **attrs)`` runs any registered op, a plugin op included.
+"""
+from firefly.ops.base import Context, Op
+from firefly.ops.registry import get, names, origin, register, unregister
+from firefly.ops.plugins import load_plugins
+from firefly.ops import elementwise, binary, reduce, softmax, linalg, shape  # noqa: F401  (registers built-ins)
+
+
+def apply(name, *tensors, **attrs):
+    """Run the op registered as ``name`` on ``tensors``, recording it for autograd."""
+    from firefly.autograd import apply as _apply
+
+    return _apply(get(name), *tensors, **attrs)
+
+
+__all__ = ["Op", "Context", "register", "get", "names", "origin", "unregister", "apply", "load_plugins"]

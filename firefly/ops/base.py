@@ -1,0 +1,72 @@
+"""The contract every op follows, built-in or plugin: ``Op`` and the ``Context`` it saves into."""
+import numpy as np
+
+
+def describe(arrays):
+    """'shapes (2, 3) and (4,), dtypes float32 and float64' for an error message."""
+    arrays = [a for a in arrays if isinstance(a, np.ndarray)]
+    if not arrays:
+        return "no array inputs"
+    shapes = " and ".join(str(a.shape) for a in arrays)
+    dtypes = " and ".join(str(a.dtype) for a in arrays)
+    noun = "shapes" if len(arrays) > 1 else "shape"
+    return f"{noun} {shapes}, dtype{'s' if len(arrays) > 1 else ''} {dtypes}"
+
+
+class Context:
+    """What an op's forward leaves for its backward, as in ``torch.autograd.Function``.
+
+    ``save_for_backward(*arrays)`` stores arrays; ``saved_tensors`` gives them back.
+    ``needs_input_grad`` says, per input, whether backward must produce a gradient.
+    Any other attribute (an axis, a shape) can be set freely.
+    """
+
+    def __init__(self, op, needs_input_grad):
+        self.op = op
+        self.needs_input_grad = needs_input_grad
+        self.saved_tensors = ()
+
+    def save_for_backward(self, *arrays):
+        self.saved_tensors = arrays
+
+    def error(self, message, *arrays, kind=ValueError):
+        """An exception naming the op, the message, and the inputs' shapes and dtypes."""
+        return kind(f"{self.op.name}: {message} (got {describe(arrays)})")
+
+
+class Op:
+    """Base class of every op. A subclass sets:
+
+    - ``name``: the registry name, a Python identifier;
+    - ``forward_kernel`` and ``backward_kernel``: the Numba-compiled functions it calls;
+    - ``arity``: how many tensor inputs ``forward`` takes;
+    - ``forward(ctx, *arrays, **attrs)``: validate the inputs (raise ``ctx.error(...)``), run the
+      forward kernel, save what backward needs, return a new contiguous ndarray;
+    - ``backward(ctx, grad)``: return one gradient per input, each with that input's shape and
+      dtype, or None where ``ctx.needs_input_grad`` is False.
+
+    Inputs arrive as C-contiguous ndarrays of one floating dtype (float32 or float64), already
+    promoted by the engine. Attributes (axis, shape, ...) arrive as keyword arguments.
+
+    ``sample_inputs`` feeds the test battery (``firefly.testing.check_op``): given a random
+    generator, a shape and a dtype, it returns ``(arrays, attrs)`` that the op accepts. Override
+    it when the op needs particular shapes, attributes or a restricted domain.
+    """
+
+    name = None
+    forward_kernel = None
+    backward_kernel = None
+    arity = 1
+
+    @staticmethod
+    def forward(ctx, *arrays, **attrs):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise NotImplementedError
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        arrays = tuple(rng.uniform(-2.0, 2.0, size=shape).astype(dtype) for _ in range(cls.arity))
+        return arrays, {}
