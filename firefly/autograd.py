@@ -98,17 +98,21 @@ def apply(op, *args, **attrs):
 
 def _topological_order(root):
     """Tensors with a recorded node, each once, every tensor after the ones it was made from."""
-    order, visited = [], {id(root)}
+    order, visited = [], set()
     stack = [(root, False)]
     while stack:
         t, done = stack.pop()
         if done:
             order.append(t)
             continue
+        # Mark a tensor when it is expanded, not when pushed: a tensor pushed as one consumer's
+        # input may be reached again below another consumer, and must finish before both.
+        if id(t) in visited:
+            continue
+        visited.add(id(t))
         stack.append((t, True))
         for parent in t._node.inputs:
             if parent is not None and parent._node is not None and id(parent) not in visited:
-                visited.add(id(parent))
                 stack.append((parent, False))
     return order
 
