@@ -132,7 +132,7 @@ def _check_forward(op, arrays, attrs, dtype, reference):
             i = np.unravel_index(np.argmax(bad), bad.shape)
             raise OpCheckError(
                 f"check_op('{op.name}'): forward differs from the reference at index "
-                f"{tuple(int(k) for k in i)}: {out.numpy()[i]!r} vs {expected[i]!r} "
+                f"{tuple(int(k) for k in i)}: {float(out.numpy()[i]):.8g} vs {float(expected[i]):.8g} "
                 f"({int(bad.sum())} of {bad.size} elements beyond {tol}) for {where}"
             )
     # Backward in this dtype must give each leaf a gradient of its own shape and dtype.
