@@ -34,7 +34,9 @@ def as_array(data, dtype=None):
             arr = np.array(data)
         except ValueError as exc:  # ragged nested lists
             raise ValueError(f"Tensor: data must be rectangular (nested lists of equal length): {exc}") from None
-        if isinstance(data, (bool, int, float)):
+        # Python numbers, and lists of them, make float32 (as torch.tensor); NumPy scalars keep
+        # their dtype as arrays do.
+        if not isinstance(data, np.generic) and arr.dtype.kind in "fiub":
             arr = arr.astype(dtype or np.float32)
     else:
         raise TypeError(
