@@ -1,0 +1,10 @@
+"""Neural-network building blocks: Parameter, Module, layers, losses and optimizers."""
+from firefly.nn.parameter import Parameter
+from firefly.nn.module import Module
+from firefly.nn.layers import Linear, ModuleList, ReLU, Sequential, Sigmoid, Tanh
+from firefly.nn.losses import CrossEntropyLoss, MSELoss
+
+__all__ = [
+    "Parameter", "Module", "Linear", "ReLU", "Sigmoid", "Tanh", "Sequential", "ModuleList",
+    "MSELoss", "CrossEntropyLoss",
+]

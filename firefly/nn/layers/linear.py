@@ -1,0 +1,48 @@
+"""Linear: y = x @ weight + bias, with the seed framework's (in_features, out_features) layout."""
+import math
+import operator
+
+import numpy as np
+
+from firefly import ops, random
+from firefly.nn.module import Module
+from firefly.nn.parameter import Parameter
+
+
+def _positive_int(name, value):
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"Linear: {name} must be a positive int, got {type(value).__name__} {value!r}") from None
+    if value < 1:
+        raise ValueError(f"Linear: {name} must be a positive int, got {value}")
+    return value
+
+
+class Linear(Module):
+    """``Linear(in_features, out_features, bias=True, dtype=None)``.
+
+    ``weight`` is (in_features, out_features) and ``bias`` (out_features,); both start
+    U(-1/sqrt(in_features), 1/sqrt(in_features)), PyTorch's default, drawn from firefly's
+    generator (see ``firefly.manual_seed``). Parameters are float32 unless ``dtype`` says otherwise.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, dtype=None):
+        super().__init__()
+        self.in_features = _positive_int("in_features", in_features)
+        self.out_features = _positive_int("out_features", out_features)
+        dtype = np.dtype(dtype or np.float32)
+        bound = 1.0 / math.sqrt(self.in_features)
+        rng = random.generator()
+        self.weight = Parameter(rng.uniform(-bound, bound, size=(self.in_features, self.out_features)), dtype=dtype)
+        self.bias = Parameter(rng.uniform(-bound, bound, size=self.out_features), dtype=dtype) if bias else None
+
+    def forward(self, x):
+        if self.bias is None:
+            return ops.apply("matmul", x, self.weight.tensor)
+        return ops.apply("linear", x, self.weight.tensor, self.bias.tensor)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
