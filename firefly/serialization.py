@@ -1,0 +1,181 @@
+"""Checkpoints: ``save(state, path)`` and ``load(path)`` in NumPy's .npz format, never pickled.
+
+A checkpoint is a nested structure of dicts, lists and tuples whose leaves are arrays (or
+Tensors or Parameters, saved as arrays), Python numbers, strings, booleans or None: a model's
+``state_dict()``, an optimizer's, an epoch counter. Each array is one .npz entry named by its
+path of keys ("model/fc1.weight"); the structure, with every array replaced by a reference to
+its entry, is one JSON string stored as a unicode array. Nothing is pickled, so loading a
+checkpoint cannot run code.
+"""
+import json
+import numbers
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from firefly.tensor import Tensor
+
+STRUCTURE_KEY = "__firefly_structure__"
+FORMAT = "firefly-checkpoint"
+VERSION = 1
+
+
+class _Encoder:
+    """Turns the nested state into JSON-able structure plus a dict of named arrays."""
+
+    def __init__(self):
+        self.arrays = {}
+
+    def entry_name(self, path):
+        base = "/".join(path) or "value"
+        name, n = base, 1
+        while name in self.arrays or name == STRUCTURE_KEY:  # keys that contain "/" can collide
+            name, n = f"{base}#{n}", n + 1
+        return name
+
+    def add_array(self, array, path):
+        if array.dtype.hasobject or array.dtype.kind not in "biufcUS":
+            raise TypeError(
+                f"firefly.save: '{'/'.join(path)}' is an array of dtype {array.dtype}; only numeric, "
+                "bool and string arrays can be saved (object arrays would need pickle)"
+            )
+        name = self.entry_name(path)
+        self.arrays[name] = array
+        return {"array": name}
+
+    def encode(self, value, path):
+        from firefly.nn.parameter import Parameter  # nn imports this package's Tensor: import late
+
+        if isinstance(value, Parameter):
+            return self.add_array(value.data, path)
+        if isinstance(value, Tensor):
+            return self.add_array(value._data, path)
+        if isinstance(value, np.ndarray):
+            return self.add_array(value, path)
+        if isinstance(value, np.generic):  # a NumPy scalar keeps its dtype: stored 0-d, loaded as a scalar
+            return {"scalar": self.add_array(np.asarray(value), path)["array"]}
+        if value is None or isinstance(value, (bool, str)):
+            return value
+        if isinstance(value, numbers.Integral):
+            return int(value)
+        if isinstance(value, numbers.Real):
+            return float(value)  # json writes repr(float): exact, inf and nan included
+        if isinstance(value, dict):
+            items = []
+            for key, item in value.items():
+                if isinstance(key, bool) or not isinstance(key, (str, int)):
+                    raise TypeError(
+                        f"firefly.save: dict keys must be str or int, got {type(key).__name__} {key!r} "
+                        f"at '{'/'.join(path)}'"
+                    )
+                items.append([key, self.encode(item, path + [str(key)])])
+            return {"dict": items}
+        if isinstance(value, (list, tuple)):
+            encoded = [self.encode(item, path + [str(i)]) for i, item in enumerate(value)]
+            return {"tuple": encoded} if isinstance(value, tuple) else encoded
+        raise TypeError(
+            f"firefly.save: cannot save a {type(value).__name__} at '{'/'.join(path) or '<root>'}'; "
+            "save arrays, Tensors, numbers, strings, None, and dicts/lists/tuples of them"
+        )
+
+
+def _decode(node, arrays):
+    if isinstance(node, list):
+        return [_decode(item, arrays) for item in node]
+    if isinstance(node, dict):
+        if "array" in node:
+            return arrays[node["array"]]
+        if "scalar" in node:
+            return arrays[node["scalar"]][()]
+        if "tuple" in node:
+            return tuple(_decode(item, arrays) for item in node["tuple"])
+        return {key: _decode(item, arrays) for key, item in node["dict"]}
+    return node
+
+
+def _current_umask():
+    # os.umask can only be read by setting it; set it straight back.
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save(state, path):
+    """Write ``state`` to ``path`` (.npz) atomically.
+
+    The data goes to a temporary file in the same folder, is flushed to disk, and then renamed
+    over ``path``: a crash at any point leaves either the old checkpoint or the new one, never a
+    truncated file.
+    """
+    path = os.fspath(path)
+    encoder = _Encoder()
+    structure = {"format": FORMAT, "version": VERSION, "root": encoder.encode(state, [])}
+    entries = dict(encoder.arrays)
+    entries[STRUCTURE_KEY] = np.array(json.dumps(structure))
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **entries)
+            f.flush()
+            os.fsync(f.fileno())
+        # mkstemp creates the file readable by its owner only; give it the mode a plain open() would.
+        os.chmod(tmp_path, 0o666 & ~_current_umask())
+        os.replace(tmp_path, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_path)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_folder(folder)
+
+
+def _fsync_folder(folder):
+    """Make the rename itself durable (POSIX; Windows cannot open folders)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load(path):
+    """Read a checkpoint written by ``save``; arrays come back as ndarrays.
+
+    A plain .npz written by NumPy loads as a dict of its arrays. Files holding object arrays
+    are refused: reading them would mean unpickling.
+    """
+    path = os.fspath(path)
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise ValueError(f"firefly.load: {path} is not an .npz checkpoint ({exc})") from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ValueError(f"firefly.load: {path} holds a single .npy array, not an .npz checkpoint")
+    with npz:
+        arrays = {}
+        for name in npz.files:
+            try:
+                arrays[name] = npz[name]
+            except ValueError as exc:
+                raise ValueError(
+                    f"firefly.load: entry '{name}' of {path} is an object array, which can only be "
+                    f"read by unpickling; firefly refuses to unpickle ({exc})"
+                ) from None
+    if STRUCTURE_KEY not in arrays:
+        return arrays
+    structure = json.loads(str(arrays.pop(STRUCTURE_KEY)))
+    if structure.get("format") != FORMAT or structure.get("version") != VERSION:
+        raise ValueError(
+            f"firefly.load: {path} has format {structure.get('format')!r} version "
+            f"{structure.get('version')!r}; this firefly reads {FORMAT!r} version {VERSION}"
+        )
+    return _decode(structure["root"], arrays)
