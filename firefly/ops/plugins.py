@@ -1,107 +1,204 @@
 """Plugin ops from other packages, through the entry-point group ``firefly.ops``.
 
-An entry point names an ``Op`` subclass (registered here) or a module whose import registers
-ops with ``@firefly.ops.register``. Nothing is imported at ``import firefly``: plugins load on
-the first registry lookup that misses, on ``firefly.ops.names()``, or on ``load_plugins()``.
-``FIREFLY_DISABLE_PLUGIN_AUTOLOAD=1`` turns the automatic loading off.
+A distribution declares, in its pyproject.toml::
 
-A broken plugin costs one warning and leaves every other op working. A plugin cannot replace
-a built-in op, and when two plugins claim one name the first loaded keeps it.
+    [project.entry-points."firefly.ops"]
+    softplus = "firefly_extra_ops.ops:Softplus"   # an Op subclass: registered here
+    extras = "my_package.ops"                     # a module: importing it registers its ops
+
+Nothing is imported at ``import firefly``: entry points are read and loaded on the first
+registry lookup that misses, on ``firefly.ops.names()``, or on ``load_plugins()``.
+``FIREFLY_DISABLE_PLUGIN_AUTOLOAD=1`` turns the automatic loading off; ``load_plugins()`` and
+``firefly.ops.register`` keep working.
+
+Faults stay contained:
+
+- an entry point that fails to import or register costs one ``PluginWarning`` naming the
+  distribution, the entry point and the error; the ops it had registered are removed (all or
+  nothing), every other op keeps working, and looking up its op later raises an error that
+  says which plugin failed and why;
+- a plugin op is refused, with a warning, when its name belongs to a built-in op, or to an op
+  already loaded from another plugin (entry points load in order of distribution name, then
+  entry-point name, so "first" is the same on every machine).
 """
+import difflib
+import importlib
 import importlib.metadata
 import inspect
 import os
+import sys
+import threading
 import warnings
 
 from firefly.ops import registry
-from firefly.ops.base import Op
 
 GROUP = "firefly.ops"
-_loaded = False
-_failures = {}  # entry-point name -> "distribution: error", for explain_missing
+DISABLE_VARIABLE = "FIREFLY_DISABLE_PLUGIN_AUTOLOAD"
+_TRUE_VALUES = ("1", "true", "yes", "on")
+_FALSE_VALUES = ("", "0", "false", "no", "off")
+
+
+class PluginWarning(RuntimeWarning):
+    """A plugin failed to load, or one of its ops was refused."""
+
+
+class _PluginLoad:
+    """One entry point's load: where it comes from, what it registered, imported or failed on."""
+
+    def __init__(self, entry_point):
+        self.entry_point = entry_point
+        self.label = f"{entry_point.dist.name} {entry_point.dist.version}"
+        self.added = []         # Op classes it registered
+        self.refused = []       # Op classes refused for a name conflict
+        self.attempted = set()  # op names it tried to register (set by registry.register)
+        self.modules = []       # modules of its own package that its load imported first
+        self.error = None
+
+    def describe(self):
+        ep = self.entry_point
+        return f"'{self.label}' (entry point '{ep.name} = {ep.value}')"
+
+    def refuse(self, cls, holder):
+        """Called by ``registry.register`` when ``cls.name`` is taken: keep the op there."""
+        self.refused.append(cls)
+        if holder == registry.BUILTIN:
+            why = ("the name belongs to a built-in op; plugins cannot replace built-in ops, "
+                   "so rename the plugin's op")
+        elif holder == self.label:
+            why = "the plugin registers two ops of that name; keeping the first"
+        else:
+            why = f"plugin '{holder}' already registered an op of that name; keeping that one"
+        warnings.warn(
+            f"firefly: refused op '{cls.name}' ({cls.__module__}.{cls.__qualname__}) from plugin "
+            f"{self.describe()}: {why}.",
+            PluginWarning, stacklevel=2,
+        )
+
+
+_lock = threading.RLock()  # one loader at a time; re-entrant for a plugin that looks an op up
+_scanned = False           # entry points have been read since the last reset()
+_loads = {}                # (distribution, entry-point name) -> _PluginLoad, loaded or failed
+
+
+def autoload_disabled():
+    """True when ``FIREFLY_DISABLE_PLUGIN_AUTOLOAD`` is set to 1 (or true/yes/on)."""
+    raw = os.environ.get(DISABLE_VARIABLE, "")
+    value = raw.strip().lower()
+    if value in _TRUE_VALUES:
+        return True
+    if value in _FALSE_VALUES:
+        return False
+    raise ValueError(
+        f"{DISABLE_VARIABLE}={raw!r} is not understood: set it to 1 to turn plugin autoloading "
+        "off, or to 0 (or unset it) to keep it on"
+    )
 
 
 def _entry_points():
-    eps = importlib.metadata.entry_points()
-    if hasattr(eps, "select"):  # Python >= 3.10 returns EntryPoints
-        return list(eps.select(group=GROUP))
-    return list(eps.get(GROUP, ()))  # pragma: no cover - Python < 3.10
+    # entry_points(group=...) exists on every supported Python (3.10+). Sorting makes the
+    # first-come rule for two plugins with one op name independent of directory order.
+    eps = importlib.metadata.entry_points(group=GROUP)
+    return sorted(eps, key=lambda ep: (ep.dist.name.lower(), ep.name))
 
 
-def _dist_label(ep):
-    dist = getattr(ep, "dist", None)
-    if dist is None:
-        return "unknown distribution"
-    return f"{dist.metadata['Name']} {dist.version}"
+def _package_modules(package, names):
+    return sorted(m for m in names if m == package or m.startswith(package + "."))
 
 
-def _register_from(ep, label):
-    before = set(registry._ops)
-    registry._origin_for_new.append(label)
+def _load(entry_point):
+    load = _PluginLoad(entry_point)
+    package = entry_point.module.split(".")[0]
+    before = set(sys.modules)
+    registry._loading_plugins.append(load)
     try:
-        target = ep.load()
+        target = entry_point.load()
         if inspect.isclass(target):
-            if not issubclass(target, Op):
-                raise TypeError(f"{target!r} is not a subclass of firefly.ops.Op")
-            if registry._ops.get(target.name) is not target:
-                _claim(target, label)
+            if target not in load.refused:  # refused while its own module registered it
+                registry.register(target)
+        elif not inspect.ismodule(target):
+            raise TypeError(
+                f"the entry point must name an Op subclass or a module that registers ops, "
+                f"got {type(target).__name__} {target!r}"
+            )
+    except Exception as exc:  # a broken plugin must not take the library down
+        load.error = exc
+        for cls in load.added:  # all or nothing: a half-registered plugin would mislead
+            registry.unregister(cls.name)
+        load.added.clear()
+        warnings.warn(
+            f"firefly: plugin {load.describe()} failed to load and was skipped: "
+            f"{type(exc).__name__}: {exc}. Its ops are unavailable; every other op still works.",
+            PluginWarning, stacklevel=3,
+        )
     finally:
-        registry._origin_for_new.pop()
-    return set(registry._ops) - before
-
-
-def _claim(cls, label):
-    holder = registry._origins.get(cls.name)
-    if holder == registry.BUILTIN:
-        warnings.warn(
-            f"firefly plugin {label} tried to replace the built-in op '{cls.name}'; "
-            "the plugin's op was refused. Rename it to use it.",
-            RuntimeWarning, stacklevel=4,
-        )
-        return
-    if holder is not None:
-        warnings.warn(
-            f"firefly plugins {holder} and {label} both define an op '{cls.name}'; "
-            f"keeping the one from {holder}.",
-            RuntimeWarning, stacklevel=4,
-        )
-        return
-    registry.register(cls)
+        registry._loading_plugins.pop()
+        load.modules = _package_modules(package, set(sys.modules) - before)
+    return load
 
 
 def load_plugins():
-    """Load every ``firefly.ops`` entry point now. Returns the names of the ops added."""
-    global _loaded
-    _loaded = True
-    added = set()
-    for ep in _entry_points():
-        label = _dist_label(ep)
-        try:
-            added |= _register_from(ep, label)
-        except Exception as exc:  # a broken plugin must not take the library down
-            _failures[ep.name] = f"{label} (entry point '{ep.name} = {ep.value}'): {type(exc).__name__}: {exc}"
-            warnings.warn(
-                f"firefly could not load plugin {_failures[ep.name]}. Its ops are unavailable; "
-                "every other op still works.",
-                RuntimeWarning, stacklevel=2,
-            )
-    return sorted(added)
+    """Load every ``firefly.ops`` entry point not loaded yet. Returns the names of ops added.
+
+    Works whether or not autoloading is turned off. A later call picks up distributions
+    installed since; an entry point that failed is not retried until ``reset()``.
+    """
+    global _scanned
+    with _lock:
+        # Forget cached directory listings so a distribution pip installed into this running
+        # process is found (importlib.metadata caches them by folder).
+        importlib.invalidate_caches()
+        _scanned = True
+        added = []
+        for ep in _entry_points():
+            key = (ep.dist.name.lower(), ep.name)
+            if key not in _loads:
+                _loads[key] = load = _load(ep)
+                added.extend(cls.name for cls in load.added)
+        return sorted(added)
 
 
 def autoload():
-    """Load plugins once, unless disabled. True if this call loaded them."""
-    if _loaded or os.environ.get("FIREFLY_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0"):
+    """Load plugins once, unless ``FIREFLY_DISABLE_PLUGIN_AUTOLOAD`` is set. True if this call did."""
+    if _scanned or autoload_disabled():
         return False
-    load_plugins()
-    return True
+    with _lock:
+        if _scanned:  # another thread loaded them while this one waited
+            return False
+        load_plugins()
+        return True
+
+
+def reset():
+    """Forget every plugin, for tests: unregister plugin ops, drop the plugin modules imported,
+    forget failures, and let the next lookup load plugins afresh."""
+    global _scanned
+    with _lock:
+        for load in _loads.values():
+            for cls in load.added:
+                if registry._ops.get(cls.name) is cls:
+                    registry.unregister(cls.name)
+            for module in load.modules:
+                sys.modules.pop(module, None)
+        _loads.clear()
+        _scanned = False
 
 
 def explain_missing(name, available):
     """The message for a lookup of an op that is not registered."""
-    failed = [why for ep_name, why in _failures.items() if ep_name == name or name in why]
+    failed = [load for load in _loads.values() if load.error is not None]
+    for load in failed:
+        if name == load.entry_point.name or name in load.attempted:
+            return (f"op '{name}' is not available: plugin {load.describe()} failed to load: "
+                    f"{type(load.error).__name__}: {load.error}")
+    message = f"no op named '{name}' is registered."
+    close = difflib.get_close_matches(name, available, n=3)
+    if close:
+        message += f" Did you mean {' or '.join(repr(c) for c in close)}?"
     if failed:
-        return f"op '{name}' is not available: its plugin failed to load: {failed[0]}"
-    hint = ""
-    if os.environ.get("FIREFLY_DISABLE_PLUGIN_AUTOLOAD", "") not in ("", "0") and not _loaded:
-        hint = " Plugin autoloading is off (FIREFLY_DISABLE_PLUGIN_AUTOLOAD); call firefly.ops.load_plugins()."
-    return f"no op named '{name}' is registered. Registered ops: {', '.join(available)}.{hint}"
+        message += " These plugins failed to load and may define it: " + "; ".join(
+            f"{load.describe()}: {type(load.error).__name__}: {load.error}" for load in failed
+        ) + "."
+    if not _scanned and autoload_disabled():
+        message += (f" Plugin autoloading is off ({DISABLE_VARIABLE}); call "
+                    "firefly.ops.load_plugins() to load plugin ops.")
+    return message + f" Registered ops: {', '.join(available)}."

@@ -3,6 +3,9 @@
 Built-in ops register when ``firefly.ops`` is imported. Plugin ops (entry-point group
 ``firefly.ops``) load lazily, the first time a lookup misses or ``names()`` is called; see
 ``firefly.ops.plugins``.
+
+Every op's origin is recorded: ``"built-in"`` for firefly's own ops, ``"<distribution>
+<version>"`` for a plugin's, and ``"user code (<module>)"`` for a class registered at run time.
 """
 import inspect
 import keyword
@@ -13,12 +16,30 @@ from firefly.ops.base import Op
 BUILTIN = "built-in"
 
 _ops = {}      # name -> Op subclass
-_origins = {}  # name -> "built-in" or "<distribution> <version>"
-_origin_for_new = [BUILTIN]  # the origin that register() records; plugins.py swaps it
+_origins = {}  # name -> "built-in", "<distribution> <version>" or "user code (<module>)"
+# The plugin whose entry point is being loaded, innermost last; pushed by firefly.ops.plugins.
+# While one is loading, a name conflict is that plugin's to handle (refuse and warn) rather
+# than an error: a module plugin that registers several ops must not lose them all to one clash.
+_loading_plugins = []
 
 
-def register(cls):
-    """Class decorator: validate an Op subclass and add it to the registry."""
+class UnknownOpError(KeyError):
+    """No op is registered under the name asked for. The message says why and what to do."""
+
+    def __str__(self):
+        # KeyError's own __str__ shows repr(message), quotes and escaped newlines included.
+        return str(self.args[0]) if self.args else ""
+
+
+def _origin_of_new(cls):
+    if _loading_plugins:
+        return _loading_plugins[-1].label
+    if cls.__module__ == "firefly" or cls.__module__.startswith("firefly."):
+        return BUILTIN
+    return f"user code ({cls.__module__})"
+
+
+def _validate(cls):
     if not (inspect.isclass(cls) and issubclass(cls, Op) and cls is not Op):
         raise TypeError(f"firefly.ops.register expects a subclass of firefly.ops.Op, got {cls!r}")
     name = cls.name
@@ -31,35 +52,59 @@ def register(cls):
         if not is_compiled_kernel(k):
             raise TypeError(
                 f"op '{name}': {attr} must be a Numba-compiled function (decorate it with "
-                f"numba.njit or firefly.kernels.kernel), got {k!r}"
+                f"numba.njit or firefly.kernels._jit.kernel), got {k!r}"
             )
     for method in ("forward", "backward"):
         if getattr(cls, method) is getattr(Op, method):
             raise TypeError(f"op '{name}' must define {method}(ctx, ...)")
-    if not isinstance(cls.arity, int) or cls.arity < 1:
+    if not isinstance(cls.arity, int) or isinstance(cls.arity, bool) or cls.arity < 1:
         raise ValueError(f"op '{name}': arity must be a positive int, got {cls.arity!r}")
-    if name in _ops:
+
+
+def register(cls):
+    """Class decorator: validate an Op subclass and add it to the registry.
+
+    Registering the class already registered under its name again does nothing. Another class
+    under a taken name is a ValueError, except while a plugin loads: then the plugin's op is
+    refused with a warning and the op already registered stays.
+    """
+    if _loading_plugins:  # so a lookup of this op can say that its plugin failed, and why
+        _loading_plugins[-1].attempted.add(getattr(cls, "name", None))
+    _validate(cls)
+    name = cls.name
+    holder = _ops.get(name)
+    if holder is cls:
+        return cls
+    if holder is not None:
+        if _loading_plugins:
+            _loading_plugins[-1].refuse(cls, _origins[name])
+            return cls
         raise ValueError(
             f"an op named '{name}' is already registered (from {_origins[name]}); "
-            "choose another name"
+            "choose another name, or unregister the existing op first"
         )
     _ops[name] = cls
-    _origins[name] = _origin_for_new[-1]
+    _origins[name] = _origin_of_new(cls)
+    if _loading_plugins:
+        _loading_plugins[-1].added.append(cls)
     return cls
 
 
 def get(name):
-    """The Op class registered under ``name``; loads plugins once if it is not found."""
+    """The Op class registered under ``name``; loads plugins once if it is not found.
+
+    Raises ``UnknownOpError`` (a KeyError) saying why the op is missing: a plugin that failed
+    to load, autoloading turned off, or no such op.
+    """
     try:
         return _ops[name]
     except KeyError:
         pass
     from firefly.ops import plugins
 
-    if plugins.autoload():
-        if name in _ops:
-            return _ops[name]
-    raise KeyError(plugins.explain_missing(name, sorted(_ops)))
+    if plugins.autoload() and name in _ops:
+        return _ops[name]
+    raise UnknownOpError(plugins.explain_missing(name, sorted(_ops)))
 
 
 def names():
@@ -71,14 +116,16 @@ def names():
 
 
 def origin(name):
-    """'built-in', or the distribution name and version of the plugin that registered ``name``."""
+    """'built-in', the plugin's '<distribution> <version>', or 'user code (<module>)'."""
     get(name)
     return _origins[name]
 
 
 def unregister(name):
     """Remove an op (for tests and plugin reloads). Built-in ops cannot be removed."""
-    if _origins.get(name) == BUILTIN:
+    if name not in _ops:
+        raise UnknownOpError(f"cannot unregister '{name}': no op of that name is registered")
+    if _origins[name] == BUILTIN:
         raise ValueError(f"'{name}' is a built-in op and cannot be unregistered")
-    _ops.pop(name, None)
-    _origins.pop(name, None)
+    del _ops[name]
+    del _origins[name]
