@@ -20,6 +20,13 @@ def np_log_softmax(x, axis):
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
+def np_cross_entropy(x, target, reduction):
+    log_p = np_log_softmax(x, axis=0 if x.ndim == 1 else 1)
+    picked = np.take_along_axis(log_p, np.expand_dims(target, 0 if x.ndim == 1 else 1), axis=0 if x.ndim == 1 else 1)
+    losses = -np.squeeze(picked, axis=0 if x.ndim == 1 else 1)
+    return {"none": losses, "sum": np.sum(losses), "mean": np.mean(losses)}[reduction]
+
+
 def np_reduction(fn):
     return lambda a, attrs: fn(a[0], axis=attrs.get("axis"), keepdims=attrs.get("keepdims", False))
 
@@ -47,6 +54,7 @@ NUMPY_REFERENCES = {
     "getitem": lambda a, attrs: a[0][attrs["index"]],
     "matmul": lambda a, attrs: np.matmul(a[0], a[1]),
     "linear": lambda a, attrs: a[0] @ a[1] + a[2],
+    "cross_entropy": lambda a, attrs: np_cross_entropy(a[0], attrs["target"], attrs["reduction"]),
 }
 
 BUILTIN_NAMES = sorted(n for n in firefly.ops.names() if registry.origin(n) == registry.BUILTIN)
@@ -100,6 +108,8 @@ COMPOSITION_STEPS = {
     "getitem": lambda x, v, w: x[:, ::-1] * x[::-1, :] + x[0],
     "matmul": lambda x, v, w: x @ w,
     "linear": lambda x, v, w: firefly.ops.apply("linear", x, w, v),
+    "cross_entropy": lambda x, v, w: x * firefly.ops.apply(
+        "cross_entropy", x, target=np.array([2, 0]), reduction="none").reshape(2, 1),
 }
 
 
