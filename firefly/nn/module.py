@@ -103,13 +103,21 @@ class Module:
             yield module
 
     def named_parameters(self, prefix=""):
-        """(dotted name, Parameter) in definition order; a shared Parameter appears once."""
+        """(dotted name, Parameter) in definition order: a sub-Module's parameters come where the
+        sub-Module was assigned (PyTorch lists a module's own parameters before its children's).
+        A shared Parameter or Module appears once."""
         seen = set()
-        for module_name, module in self.named_modules(prefix):
-            for name, member in module._members():
-                if isinstance(member, Parameter) and id(member) not in seen:
-                    seen.add(id(member))
-                    yield (f"{module_name}.{name}" if module_name else name), member
+        stack = [(prefix, self)]
+        while stack:
+            name, member = stack.pop()
+            if id(member) in seen:
+                continue
+            seen.add(id(member))
+            if isinstance(member, Parameter):
+                yield name, member
+            elif isinstance(member, Module):
+                inner = [(f"{name}.{n}" if name else n, m) for n, m in member._members()]
+                stack.extend(reversed(inner))
 
     def parameters(self):
         """Every Parameter (trainable or not), in definition order, as PyTorch's ``parameters()``."""
