@@ -4,13 +4,13 @@ from firefly.tensor import Tensor
 from firefly import ops
 from firefly.random import manual_seed
 from firefly.serialization import load, save
-from firefly import nn
+from firefly import nn, optim
 
 __version__ = "0.1.0"
 float32 = __import__("numpy").float32
 float64 = __import__("numpy").float64
 
 __all__ = [
-    "Tensor", "no_grad", "is_grad_enabled", "ops", "nn", "manual_seed", "save", "load",
+    "Tensor", "no_grad", "is_grad_enabled", "ops", "nn", "optim", "manual_seed", "save", "load",
     "float32", "float64", "__version__",
 ]
