@@ -11,22 +11,28 @@ import numpy as np
 from firefly.ops.base import Context
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_state = threading.local()
+
+
+class _GradMode(threading.local):
+    enabled = True  # a class default: each thread starts with recording on
+
+
+_grad_mode = _GradMode()
 
 
 def is_grad_enabled():
-    return getattr(_state, "grad_enabled", True)
+    return _grad_mode.enabled
 
 
 class no_grad:
     """Context manager (and decorator) under which ops record no graph."""
 
     def __enter__(self):
-        self._previous = is_grad_enabled()
-        _state.grad_enabled = False
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = False
 
     def __exit__(self, *exc):
-        _state.grad_enabled = self._previous
+        _grad_mode.enabled = self._previous
 
     def __call__(self, fn):
         def wrapper(*args, **kwargs):
@@ -48,43 +54,48 @@ class Node:
 
 def apply(op, *args, **attrs):
     """Run Op class ``op`` on Tensors, arrays or Python numbers; record it if needed."""
-    from firefly.tensor import Tensor
-
     if len(args) != op.arity:
         raise TypeError(f"{op.name}: expected {op.arity} tensor input(s), got {len(args)}")
     arrays = []
+    needs = []
     dtype = None
     for x in args:
         if isinstance(x, Tensor):
             a = x._data
+            needs.append(x.requires_grad)
         elif isinstance(x, (bool, int, float)):
             arrays.append(x)  # a Python number takes the other inputs' dtype, as in NumPy
+            needs.append(False)
             continue
         else:
             try:
                 a = Tensor(x)._data
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"{op.name}: unsupported input of type {type(x).__name__}: {exc}") from None
+            needs.append(False)
         if a.dtype not in _FLOATS:
             raise TypeError(
                 f"{op.name}: inputs must be float32 or float64, got {a.dtype} "
                 f"(shape {a.shape}); convert with Tensor(x, dtype=np.float32)"
             )
-        dtype = a.dtype if dtype is None or a.dtype == dtype else _FLOATS[1]
+        if dtype is None:
+            dtype = a.dtype
+        elif a.dtype is not dtype:
+            dtype = _FLOATS[1]
         arrays.append(a)
     if dtype is None:
         dtype = _FLOATS[0]
     for i, a in enumerate(arrays):
-        if not isinstance(a, np.ndarray):
+        if a.__class__ is not np.ndarray:
             arrays[i] = np.array(a, dtype=dtype)
-        elif a.dtype != dtype:
+        elif a.dtype is not dtype:
             arrays[i] = a.astype(dtype)
 
-    record = is_grad_enabled() and any(isinstance(x, Tensor) and x.requires_grad for x in args)
-    needs = tuple(isinstance(x, Tensor) and x.requires_grad for x in args) if record else (False,) * len(args)
+    record = _grad_mode.enabled and True in needs
+    needs = tuple(needs) if record else (False,) * len(needs)
     ctx = Context(op, needs)
     out = op.forward(ctx, *arrays, **attrs)
-    if type(out) is not np.ndarray or out.dtype != dtype or not out.flags.c_contiguous:
+    if out.__class__ is not np.ndarray or out.dtype is not dtype or not out.flags.c_contiguous:
         raise TypeError(
             f"op '{op.name}': forward must return a C-contiguous {dtype} ndarray, got "
             f"{type(out).__name__} {getattr(out, 'dtype', '')}"
@@ -92,7 +103,7 @@ def apply(op, *args, **attrs):
     result = Tensor._wrap(out)
     if record:
         result.requires_grad = True
-        result._node = Node(op, ctx, tuple(x if isinstance(x, Tensor) and x.requires_grad else None for x in args), dtype)
+        result._node = Node(op, ctx, tuple([x if n else None for x, n in zip(args, needs)]), dtype)
     return result
 
 
@@ -119,8 +130,6 @@ def _topological_order(root):
 
 def _accumulate_leaf(leaf, g):
     if leaf.grad is None:
-        from firefly.tensor import Tensor
-
         leaf.grad = Tensor._wrap(np.array(g, dtype=leaf.dtype, copy=True))
     else:
         leaf.grad._data += g
@@ -128,8 +137,6 @@ def _accumulate_leaf(leaf, g):
 
 def backward(root, grad=None, retain_graph=False):
     """Accumulate d(root)/d(leaf) into ``.grad`` of every leaf that requires grad."""
-    from firefly.tensor import Tensor
-
     if not root.requires_grad:
         raise RuntimeError(
             "backward: this tensor does not require grad and was not made from one that does; "
@@ -189,3 +196,6 @@ def backward(root, grad=None, retain_graph=False):
         if not retain_graph:
             node.ctx = None
             node.freed = True
+
+
+from firefly.tensor import Tensor  # noqa: E402  (tensor.py imports this module; bound once both exist)

@@ -44,9 +44,11 @@ def linear_forward(x, weight, bias, out):
 
 
 @kernel
-def linear_backward(grad, x, weight, dx, dweight, dbias):
-    """dx = grad @ weight^T, dweight = x^T @ grad, dbias = grad summed over rows."""
-    np.dot(grad, weight.T, dx)
+def linear_backward(grad, x, weight, need_dx, dx, dweight, dbias):
+    """dx = grad @ weight^T (skipped unless need_dx: the first layer's input needs none),
+    dweight = x^T @ grad, dbias = grad summed over rows."""
+    if need_dx:
+        np.dot(grad, weight.T, dx)
     np.dot(x.T, grad, dweight)
     dbias[:] = 0.0
     for n in range(grad.shape[0]):

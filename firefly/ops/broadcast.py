@@ -1,5 +1,7 @@
 """Broadcasting shared by every op: NumPy's rules, the canonical 3-D form the binary kernels
 read, and the one un-broadcast step that sums a gradient back to its input's shape."""
+import math
+
 import numpy as np
 
 from firefly.kernels.reduce import sum_forward
@@ -11,6 +13,10 @@ def broadcast_shape(op_name, a, b):
     sa, sb = a.shape, b.shape
     if sa == sb:
         return sa
+    if b.size == 1 and b.ndim <= a.ndim:
+        return sa
+    if a.size == 1 and a.ndim <= b.ndim:
+        return sb
     if len(sa) < len(sb):
         sa = (1,) * (len(sb) - len(sa)) + sa
     elif len(sb) < len(sa):
@@ -41,6 +47,8 @@ def broadcast_3d(a, b, out_shape):
         n *= d
     if a.size == n and b.size == n:
         return a.reshape(1, 1, n), b.reshape(1, 1, n), (1, 1, n)
+    if a.size == 1 or b.size == 1:  # a scalar operand: stride 0 over one flat run
+        return a.reshape(1, 1, a.size), b.reshape(1, 1, b.size), (1, 1, n)
     pattern = []  # per output dim: (a spans, b spans, size); dims of size 1 drop out
     sa = (1,) * (len(out_shape) - a.ndim) + a.shape
     sb = (1,) * (len(out_shape) - b.ndim) + b.shape
@@ -67,6 +75,11 @@ def materialize(a, out_shape):
     return gather_view(a, np.broadcast_to(a, out_shape))
 
 
+def split3(shape, run):
+    """(outer, reduced, inner) sizes for a run of adjacent axes of ``shape``."""
+    return math.prod(shape[:run[0]]), math.prod(shape[run[0]:run[-1] + 1]), math.prod(shape[run[-1] + 1:])
+
+
 def axis_runs(axes):
     """Split sorted axes into runs of adjacent axes: (0, 1, 3) -> [(0, 1), (3,)]."""
     runs = []
@@ -89,9 +102,7 @@ def sum_axes(x, axes, scale=1.0):
     runs = axis_runs(axes)
     for i, run in enumerate(reversed(runs)):
         shape = x.shape
-        outer = int(np.prod(shape[:run[0]], dtype=np.int64))
-        reduced = int(np.prod(shape[run[0]:run[-1] + 1], dtype=np.int64))
-        inner = int(np.prod(shape[run[-1] + 1:], dtype=np.int64))
+        outer, reduced, inner = split3(shape, run)
         out = np.empty(shape[:run[0]] + (1,) * len(run) + shape[run[-1] + 1:], dtype=x.dtype)
         run_scale = scale if i == len(runs) - 1 else 1.0
         sum_forward(x.reshape(outer, reduced, inner), run_scale, out.reshape(outer, inner))

@@ -1,4 +1,6 @@
 """Matrix products: ``matmul`` with np.matmul semantics, and the fused ``linear`` layer op."""
+import math
+
 import numpy as np
 
 from firefly.kernels import linalg as K
@@ -33,14 +35,14 @@ class MatMul(Op):
             raise ctx.error("batch dimensions are not broadcastable", a, b) from None
         ctx.shapes = (a.shape, b.shape, a2.shape, b2.shape)  # before batch broadcasting
         # The kernel broadcasts a batch of 1; any other partial broadcast is made explicit.
-        if a2.shape[:-2] != batch and np.prod(a2.shape[:-2]) != 1:
+        if a2.shape[:-2] != batch and math.prod(a2.shape[:-2]) != 1:
             a2 = materialize(a2, batch + a2.shape[-2:])
-        if b2.shape[:-2] != batch and np.prod(b2.shape[:-2]) != 1:
+        if b2.shape[:-2] != batch and math.prod(b2.shape[:-2]) != 1:
             b2 = materialize(b2, batch + b2.shape[-2:])
         m, k, n = a2.shape[-2], a2.shape[-1], b2.shape[-1]
-        a3 = a2.reshape(int(np.prod(a2.shape[:-2], dtype=np.int64)), m, k)
-        b3 = b2.reshape(int(np.prod(b2.shape[:-2], dtype=np.int64)), k, n)
-        out = np.empty((int(np.prod(batch, dtype=np.int64)), m, n), dtype=a.dtype)
+        a3 = a2.reshape(math.prod(a2.shape[:-2]), m, k)
+        b3 = b2.reshape(math.prod(b2.shape[:-2]), k, n)
+        out = np.empty((math.prod(batch), m, n), dtype=a.dtype)
         if k == 0:
             out[...] = 0.0
         elif out.size:
@@ -90,7 +92,7 @@ class Linear(Op):
             raise ctx.error(
                 "expected x (..., in_features), weight (in_features, out_features) and bias "
                 "(out_features,)", x, weight, bias)
-        x2 = x.reshape(int(np.prod(x.shape[:-1], dtype=np.int64)), weight.shape[0])
+        x2 = x.reshape(math.prod(x.shape[:-1]), weight.shape[0])
         out = np.empty((x2.shape[0], weight.shape[1]), dtype=x.dtype)
         if x2.size:
             K.linear_forward(x2, weight, bias, out)
@@ -106,11 +108,12 @@ class Linear(Op):
         dx, dweight = np.empty_like(x2), np.empty_like(weight)
         dbias = np.empty(weight.shape[1], dtype=weight.dtype)
         g2 = grad.reshape(x2.shape[0], weight.shape[1])
+        need_dx = ctx.needs_input_grad[0]
         if x2.size:
-            K.linear_backward(g2, x2, weight, dx, dweight, dbias)
+            K.linear_backward(g2, x2, weight, need_dx, dx, dweight, dbias)
         else:
             dx[...], dweight[...], dbias[...] = 0.0, 0.0, g2.sum(axis=0)
-        return dx.reshape(ctx.x_shape), dweight, dbias
+        return (dx.reshape(ctx.x_shape) if need_dx else None), dweight, dbias
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):

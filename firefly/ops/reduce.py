@@ -1,11 +1,12 @@
 """Reductions: sum, mean and max over ``axis`` (None, an int, a negative int or a tuple)."""
+import math
 import operator
 
 import numpy as np
 
 from firefly.kernels import reduce as K
 from firefly.ops.base import Op
-from firefly.ops.broadcast import axis_runs, sum_axes
+from firefly.ops.broadcast import axis_runs, split3, sum_axes
 from firefly.ops.registry import register
 from firefly.ops.shape import permute_copy
 
@@ -40,12 +41,6 @@ def reduced_shape(shape, axes, keepdims):
     return tuple(d for i, d in enumerate(shape) if i not in axes)
 
 
-def split3(shape, run):
-    """(outer, reduced, inner) sizes for a run of adjacent axes of ``shape``."""
-    prod = lambda dims: int(np.prod(dims, dtype=np.int64))  # noqa: E731
-    return prod(shape[:run[0]]), prod(shape[run[0]:run[-1] + 1]), prod(shape[run[-1] + 1:])
-
-
 def expand_sum_grad(grad_kept, shape, axes, scale):
     """Broadcast a keepdims-shaped gradient back over ``axes`` of ``shape``, times ``scale``."""
     g = grad_kept
@@ -64,7 +59,7 @@ class _SumLike(Op):
     @classmethod
     def forward(cls, ctx, x, axis=None, keepdims=False):
         axes = normalize_axes(cls.name, axis, x)
-        count = int(np.prod([x.shape[a] for a in axes], dtype=np.int64))
+        count = math.prod(x.shape[a] for a in axes)
         # The mean over no elements is NaN, as in NumPy and PyTorch.
         scale = (1.0 / count if count else float("nan")) if cls.mean else 1.0
         out = sum_axes(x, axes, scale)

@@ -1,6 +1,7 @@
 """Shape ops: reshape, transpose (any axis order) and basic slicing. Each returns fresh
 contiguous memory, so no two tensors alias and in-place optimizer updates cannot reach a
 recorded graph."""
+import math
 import operator
 
 import numpy as np
@@ -53,12 +54,12 @@ class Reshape(Op):
         except TypeError:
             raise ctx.error(f"shape must be a tuple of ints, got {shape!r}", x, kind=TypeError) from None
         unknown = [i for i, d in enumerate(shape) if d == -1]
-        known = int(np.prod([d for d in shape if d != -1], dtype=np.int64))
+        known = math.prod(d for d in shape if d != -1)
         if len(unknown) > 1 or any(d < -1 for d in shape):
             raise ctx.error(f"invalid shape {shape}: at most one -1 and no other negative sizes", x)
         if unknown and known and x.size % known == 0:
             shape = shape[:unknown[0]] + (x.size // known,) + shape[unknown[0] + 1:]
-        if unknown and -1 in shape or int(np.prod(shape, dtype=np.int64)) != x.size:
+        if unknown and -1 in shape or math.prod(shape) != x.size:
             raise ctx.error(f"cannot reshape {x.size} elements into shape {shape}", x)
         out = np.empty(shape, dtype=x.dtype)
         K.copy_flat(x.reshape(-1), out.reshape(-1))

@@ -3,7 +3,8 @@ import numpy as np
 
 from firefly.kernels import softmax as K
 from firefly.ops.base import Op
-from firefly.ops.reduce import normalize_axes, split3
+from firefly.ops.broadcast import split3
+from firefly.ops.reduce import normalize_axes
 from firefly.ops.registry import register
 
 
