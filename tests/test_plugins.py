@@ -321,10 +321,11 @@ def test_entry_point_naming_neither_an_op_nor_a_module_is_a_clear_failure(fake):
 
 
 # ----------------------------------------------------------------------------- name conflicts
-def test_plugin_cannot_replace_a_builtin_op(fake):
+@pytest.mark.parametrize("self_registering", [False, True], ids=["plain class", "class decorated with register"])
+def test_plugin_cannot_replace_a_builtin_op(fake, self_registering):
     mod = fake.module_name("relu")
     fake.add("fake-relu", {"relu": f"{mod}:MyReLU"},
-             {mod: plugin_source(("MyReLU", "relu", GOOD_OP), decorate=False)})
+             {mod: plugin_source(("MyReLU", "relu", GOOD_OP), decorate=self_registering)})
     _, messages = plugin_warnings(firefly.ops.names)
     assert messages == [
         f"firefly: refused op 'relu' ({mod}.MyReLU) from plugin 'fake-relu 1.0' (entry point "
