@@ -24,9 +24,9 @@ _cache_warning_issued = False
 cache_enabled = True  # False once a kernel could not get a writable cache folder
 
 
-def _jit(fn, parallel):
+def _jit(fn, parallel, **extra_options):
     global _cache_warning_issued, cache_enabled
-    options = dict(error_model="numpy", parallel=parallel)
+    options = dict(error_model="numpy", parallel=parallel, **extra_options)
     try:
         return njit(cache=True, **options)(fn)
     except RuntimeError as exc:
@@ -48,6 +48,11 @@ def _jit(fn, parallel):
 def kernel(fn):
     """Compile ``fn`` as a serial firefly kernel."""
     return _jit(fn, parallel=False)
+
+
+def inline_helper(fn):
+    """Compile ``fn`` as a helper that kernels call; Numba inlines it into each caller."""
+    return _jit(fn, parallel=False, inline="always")
 
 
 # The default workqueue threading layer aborts the process when two Python threads enter

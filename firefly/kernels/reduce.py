@@ -4,16 +4,16 @@
 one kernel serves axis=None, a single axis, and tuples of axes.
 """
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
-from firefly.kernels._jit import memory_bound
+from firefly.kernels._jit import inline_helper, memory_bound
 
 # Full reductions shorter than this stay in one task per row; longer rows are split.
 _SPLIT_ROW_MIN = 65_536
 _ROW_CHUNKS = 16
 
 
-@njit(inline="always", cache=True, error_model="numpy")
+@inline_helper
 def _sum_contiguous(v):
     # Eight independent float64 accumulators: without fastmath LLVM may not reorder a single
     # running sum, which would chain every add on the one before. This keeps the pipelines

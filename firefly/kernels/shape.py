@@ -2,7 +2,7 @@
 transpose, slicing and broadcasting alike. Strides and offsets count elements, not bytes."""
 from numba import prange
 
-from firefly.kernels._jit import memory_bound
+from firefly.kernels._jit import kernel, memory_bound
 
 
 @memory_bound
@@ -22,16 +22,18 @@ def gather_strided(src, offset, shape, strides, out):
         return
     inner, inner_stride = shape[nd - 1], strides[nd - 1]
     for row in prange(out.size // inner):
-        rest, base = row, offset
+        # Numba's parfor pass rejects any variable copied from the prange index and then
+        # updated in place, so the row is decoded with a running divisor instead.
+        base, divisor = offset, 1
         for d in range(nd - 2, -1, -1):
-            base += (rest % shape[d]) * strides[d]
-            rest //= shape[d]
+            base += ((row // divisor) % shape[d]) * strides[d]
+            divisor *= shape[d]
         first = row * inner
         for i in range(inner):
             out[first + i] = src[base + i * inner_stride]
 
 
-@memory_bound
+@kernel  # serial: rows may write the same elements (see below), so no parallel twin
 def scatter_add_strided(values, offset, shape, strides, dst):
     """dst[offset + sum(index * strides)] += values (flat, C order over ``shape``)."""
     nd = shape.size
@@ -43,10 +45,11 @@ def scatter_add_strided(values, offset, shape, strides, dst):
     inner, inner_stride = shape[nd - 1], strides[nd - 1]
     # Rows may write the same elements when a stride is 0, so this loop stays serial.
     for row in range(values.size // inner):
-        rest, base = row, offset
+        # Decoded as in gather_strided.
+        base, divisor = offset, 1
         for d in range(nd - 2, -1, -1):
-            base += (rest % shape[d]) * strides[d]
-            rest //= shape[d]
+            base += ((row // divisor) % shape[d]) * strides[d]
+            divisor *= shape[d]
         first = row * inner
         for i in range(inner):
             dst[base + i * inner_stride] += values[first + i]

@@ -1,0 +1,208 @@
+"""Kernel compilation and threading: nothing compiles at import, the on-disk cache honours
+NUMBA_CACHE_DIR and falls back cleanly when no folder is writable, concurrent parallel kernels
+from two threads are safe, and serial and parallel builds agree."""
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import firefly
+from firefly.kernels._jit import SizedKernel
+from firefly.ops import get
+
+REPO = Path(firefly.__file__).resolve().parent.parent
+
+
+def run_python(code, env_overrides=None, cwd=REPO):
+    """Run ``code`` in a fresh interpreter; fail with its output unless it exits 0."""
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", FIREFLY_DISABLE_PLUGIN_AUTOLOAD="1")
+    env.update(env_overrides or {})
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"exit code {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc.stdout
+
+
+def all_kernels(modules):
+    """(label, dispatcher) for every Numba dispatcher in ``modules``, both builds of each SizedKernel."""
+    from numba.core.registry import CPUDispatcher
+
+    found = []
+    for module in modules:
+        for attr, value in vars(module).items():
+            if isinstance(value, SizedKernel):
+                found += [(f"{module.__name__}.{attr}.serial", value.serial),
+                          (f"{module.__name__}.{attr}.parallel", value.parallel)]
+            elif isinstance(value, CPUDispatcher):
+                found.append((f"{module.__name__}.{attr}", value))
+    return found
+
+
+def test_no_kernel_compiles_at_import():
+    out = run_python("""
+        import importlib, pkgutil
+        import firefly, firefly.kernels
+        from tests.test_kernels import all_kernels
+
+        for info in pkgutil.walk_packages(firefly.__path__, "firefly."):
+            if not info.name.endswith("__main__"):
+                importlib.import_module(info.name)
+        modules = [importlib.import_module(i.name)
+                   for i in pkgutil.iter_modules(firefly.kernels.__path__, "firefly.kernels.")]
+        kernels = all_kernels(modules)
+        assert len(kernels) > 20, kernels
+        compiled = [label for label, k in kernels if k.signatures]
+        assert not compiled, f"compiled at import: {compiled}"
+        print(len(kernels))
+    """)
+    assert int(out) > 20
+
+
+SMALL_WORKLOAD = """
+    import numpy as np
+    from firefly import Tensor
+    x = np.linspace(-2.0, 2.0, 12).reshape(3, 4)
+    t = Tensor(x)
+    np.testing.assert_allclose((t + t).numpy(), x + x)
+    np.testing.assert_allclose(t.exp().sum(axis=1).numpy(), np.exp(x).sum(axis=1))
+"""
+
+
+def test_numba_cache_dir_is_honoured(tmp_path):
+    cache = tmp_path / "numba-cache"
+    run_python(SMALL_WORKLOAD, {"NUMBA_CACHE_DIR": str(cache)})
+    written = sorted(p.name for p in cache.rglob("*") if p.suffix in (".nbi", ".nbc"))
+    for kernel in ("add_forward", "exp_forward", "sum_forward"):
+        assert any(kernel in name for name in written), written
+
+
+def unwritable_environment(tmp_path):
+    """Env vars (and a package copy) that leave Numba no writable cache folder, even for root.
+
+    Every cache folder Numba would try lies under a regular file, so creating it fails with
+    NotADirectoryError whatever the permissions.
+    """
+    blocker = tmp_path / "a-regular-file"
+    blocker.write_text("")
+    package_root = tmp_path / "site"
+    shutil.copytree(REPO / "firefly", package_root / "firefly", ignore=shutil.ignore_patterns("__pycache__"))
+    for folder in (package_root / "firefly").rglob("*"):
+        if folder.is_dir():
+            (folder / "__pycache__").write_text("")  # in-tree caches: a file where the folder goes
+    env = {"NUMBA_CACHE_DIR": str(blocker / "numba"), "XDG_CACHE_HOME": str(blocker / "xdg"),
+           "HOME": str(blocker / "home"), "PYTHONPATH": str(package_root)}
+    return env, package_root
+
+
+FALLBACK_CHECK = """
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import firefly
+    assert firefly.__file__.startswith({root!r}), firefly.__file__
+    messages = [str(w.message) for w in caught if "not be cached" in str(w.message)]
+    assert len(messages) == 1, [str(w.message) for w in caught]
+    assert "NUMBA_CACHE_DIR" in messages[0]
+    from firefly.kernels import _jit
+    assert _jit.cache_enabled is False
+""" + SMALL_WORKLOAD
+
+
+def test_unwritable_cache_folders_fall_back_to_no_cache_with_one_warning(tmp_path):
+    env, package_root = unwritable_environment(tmp_path)
+    run_python(FALLBACK_CHECK.format(root=str(package_root)), env, cwd=tmp_path)
+    assert not [p for p in package_root.rglob("*") if p.suffix in (".nbi", ".nbc")]
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes to read-only folders")
+def test_read_only_package_folder_falls_back_to_no_cache(tmp_path):
+    env, package_root = unwritable_environment(tmp_path)
+    for path in (package_root / "firefly").rglob("__pycache__"):
+        path.unlink()
+    for folder in [package_root / "firefly", *(package_root / "firefly").rglob("*")]:
+        if folder.is_dir():
+            folder.chmod(0o555)
+    try:
+        run_python(FALLBACK_CHECK.format(root=str(package_root)), env, cwd=tmp_path)
+    finally:
+        for folder in [package_root / "firefly", *(package_root / "firefly").rglob("*")]:
+            if folder.is_dir():
+                folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("layer", ["default", "workqueue"])
+def test_two_threads_running_parallel_kernels_do_not_abort(layer):
+    run_python("""
+        import threading
+        import numpy as np
+        from firefly import Tensor
+        from firefly.kernels import _jit
+
+        n = 4 * max(_jit.PARALLEL_MIN_MEMORY_BOUND, _jit.PARALLEL_MIN_TRANSCENDENTAL)
+        errors = []
+
+        def work(seed):
+            try:
+                x = np.random.default_rng(seed).uniform(-1, 1, n)
+                t = Tensor(x, requires_grad=True)
+                for _ in range(20):
+                    y = (t * t + t).tanh().exp()
+                    np.testing.assert_allclose(y.numpy(), np.exp(np.tanh(x * x + x)), rtol=1e-12)
+                    y.sum().backward()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(seed,)) for seed in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+    """, {"NUMBA_THREADING_LAYER": layer})
+
+
+@pytest.fixture(params=["serial", "parallel"])
+def build(request, monkeypatch):
+    """Forces every SizedKernel to one build, whatever the size of its arguments."""
+    import importlib
+    import pkgutil
+
+    import firefly.kernels
+
+    threshold = 0 if request.param == "parallel" else sys.maxsize
+    for info in pkgutil.iter_modules(firefly.kernels.__path__, "firefly.kernels."):
+        for value in vars(importlib.import_module(info.name)).values():
+            if isinstance(value, SizedKernel):
+                monkeypatch.setattr(value, "threshold", threshold)
+    return request.param
+
+
+SIZED_OPS = ["neg", "relu", "exp", "log", "sigmoid", "tanh", "add", "sub", "mul", "div", "pow",
+             "sum", "mean", "max", "softmax", "log_softmax", "reshape", "transpose", "getitem"]
+
+
+def run_forward_backward(name, shape, seed):
+    op = get(name)
+    arrays, attrs = op.sample_inputs(np.random.default_rng(seed), shape, np.float64)
+    leaves = [firefly.Tensor(a, requires_grad=True) for a in arrays]
+    out = firefly.ops.apply(name, *leaves, **attrs)
+    out.backward(np.random.default_rng(seed + 1).uniform(-1, 1, out.shape))
+    return [out.numpy()] + [leaf.grad.numpy() for leaf in leaves]
+
+
+RESULTS = {}
+
+
+@pytest.mark.parametrize("name", SIZED_OPS)
+def test_serial_and_parallel_builds_give_identical_results(build, name):
+    # Both builds run the same op on the same inputs; the second to run compares with the first.
+    results = run_forward_backward(name, (3, 40, 7), seed=7)
+    other = RESULTS.setdefault(name, (build, results))
+    if other[0] != build:
+        for ours, theirs in zip(results, other[1]):
+            np.testing.assert_array_equal(ours, theirs)
