@@ -83,11 +83,13 @@ class FakePlugins:
         # Unique per test: a module left in sys.modules by one test must not satisfy another's.
         return f"fake_firefly_{tag}_{uuid.uuid4().hex[:8]}"
 
-    def add(self, dist, entry_points, modules, version="1.0"):
+    def add(self, dist, entry_points, modules, version="1.0", metadata=None):
         """``entry_points``: {name: "module[:attr]"}; ``modules``: {module name: source}."""
         info = self.root / f"{dist.replace('-', '_')}-{version}.dist-info"
         info.mkdir()
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+        if metadata is None:
+            metadata = f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n"
+        (info / "METADATA").write_text(metadata)
         lines = "".join(f"{name} = {value}\n" for name, value in entry_points.items())
         (info / "entry_points.txt").write_text(f"[firefly.ops]\n{lines}")
         for module, source in modules.items():
@@ -318,6 +320,16 @@ def test_entry_point_naming_neither_an_op_nor_a_module_is_a_clear_failure(fake):
     _, messages = plugin_warnings(firefly.ops.names)
     assert len(messages) == 1
     assert "TypeError: the entry point must name an Op subclass or a module that registers ops, got function" in messages[0]
+
+
+def test_distribution_with_incomplete_metadata_still_loads_and_is_labelled(fake):
+    mod = fake.module_name("noname")
+    fake.add("fake-noname", {"fake_noname": f"{mod}:NoName"},
+             {mod: plugin_source(("NoName", "fake_noname", GOOD_OP))}, metadata="Metadata-Version: 2.1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DeprecationWarning for the missing fields either
+        assert "fake_noname" in firefly.ops.names()
+    assert firefly.ops.origin("fake_noname") == "unnamed-distribution (no version)"
 
 
 # ----------------------------------------------------------------------------- name conflicts

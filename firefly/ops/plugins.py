@@ -47,7 +47,7 @@ class _PluginLoad:
 
     def __init__(self, entry_point):
         self.entry_point = entry_point
-        self.label = f"{entry_point.dist.name} {entry_point.dist.version}"
+        self.label = " ".join(_distribution(entry_point))
         self.added = []         # Op classes it registered
         self.refused = []       # Op classes refused for a name conflict
         self.attempted = set()  # op names it tried to register (set by registry.register)
@@ -94,11 +94,19 @@ def autoload_disabled():
     )
 
 
+def _distribution(entry_point):
+    """(name, version) of the distribution declaring ``entry_point``."""
+    # .get, not dist.name / dist.version: metadata missing a field must not break loading
+    # (those properties return None, with a DeprecationWarning from Python 3.12).
+    metadata = entry_point.dist.metadata
+    return metadata.get("Name") or "unnamed-distribution", metadata.get("Version") or "(no version)"
+
+
 def _entry_points():
     # entry_points(group=...) exists on every supported Python (3.10+). Sorting makes the
     # first-come rule for two plugins with one op name independent of directory order.
     eps = importlib.metadata.entry_points(group=GROUP)
-    return sorted(eps, key=lambda ep: (ep.dist.name.lower(), ep.name))
+    return sorted(eps, key=lambda ep: (_distribution(ep)[0].lower(), ep.name))
 
 
 def _package_modules(package, names):
@@ -150,7 +158,7 @@ def load_plugins():
         _scanned = True
         added = []
         for ep in _entry_points():
-            key = (ep.dist.name.lower(), ep.name)
+            key = (_distribution(ep)[0].lower(), ep.name)
             if key not in _loads:
                 _loads[key] = load = _load(ep)
                 added.extend(cls.name for cls in load.added)
