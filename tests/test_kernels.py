@@ -63,13 +63,12 @@ def test_no_kernel_compiles_at_import():
     assert int(out) > 20
 
 
+# One kernel, so that the subprocesses, which compile from scratch, stay quick.
 SMALL_WORKLOAD = """
     import numpy as np
     from firefly import Tensor
     x = np.linspace(-2.0, 2.0, 12).reshape(3, 4)
-    t = Tensor(x)
-    np.testing.assert_allclose((t + t).numpy(), x + x)
-    np.testing.assert_allclose(t.exp().sum(axis=1).numpy(), np.exp(x).sum(axis=1))
+    np.testing.assert_array_equal((Tensor(x) + Tensor(x)).numpy(), x + x)
 """
 
 
@@ -77,8 +76,7 @@ def test_numba_cache_dir_is_honoured(tmp_path):
     cache = tmp_path / "numba-cache"
     run_python(SMALL_WORKLOAD, {"NUMBA_CACHE_DIR": str(cache)})
     written = sorted(p.name for p in cache.rglob("*") if p.suffix in (".nbi", ".nbc"))
-    for kernel in ("add_forward", "exp_forward", "sum_forward"):
-        assert any(kernel in name for name in written), written
+    assert any("add_forward" in name for name in written), written
 
 
 def unwritable_environment(tmp_path):
@@ -135,8 +133,8 @@ def test_read_only_package_folder_falls_back_to_no_cache(tmp_path):
                 folder.chmod(0o755)
 
 
-@pytest.mark.parametrize("layer", ["default", "workqueue"])
-def test_two_threads_running_parallel_kernels_do_not_abort(layer):
+def test_two_threads_running_parallel_kernels_do_not_abort():
+    # workqueue is the layer that aborts on concurrent entry; omp and tbb tolerate it.
     run_python("""
         import threading
         import numpy as np
@@ -163,7 +161,7 @@ def test_two_threads_running_parallel_kernels_do_not_abort(layer):
         for thread in threads:
             thread.join()
         assert not errors, errors
-    """, {"NUMBA_THREADING_LAYER": layer})
+    """, {"NUMBA_THREADING_LAYER": "workqueue"})
 
 
 @pytest.fixture(params=["serial", "parallel"])
