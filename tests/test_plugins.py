@@ -5,15 +5,13 @@ entry_points.txt, plus the plugin's module, in a folder put on sys.path. One tes
 real example plugin (examples/plugin_package) with pip, uses it from fresh interpreters, runs
 its own test suite, and uninstalls it.
 """
-import importlib.metadata
-import os
+import importlib
 import shutil
 import subprocess
 import sys
 import textwrap
 import uuid
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,9 +20,9 @@ import firefly
 from firefly.ops import plugins, registry
 from firefly.ops.elementwise import Neg, ReLU
 from firefly.testing import gradcheck
+from pyrun import REPO_ROOT, run_python
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE_PLUGIN = REPO / "examples" / "plugin_package"
+EXAMPLE_PLUGIN = REPO_ROOT / "examples" / "plugin_package"
 
 # An op that negates, under a name of the test's choosing: real Numba kernels (firefly's own,
 # already compiled elsewhere in the suite), so a test pays no compile time.
@@ -130,19 +128,9 @@ def negates(name):
     return out.dtype == np.float32 and np.array_equal(out.numpy(), -x)
 
 
-def subprocess_env(**extra):
-    env = {k: v for k, v in os.environ.items() if k != plugins.DISABLE_VARIABLE}
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    )
-    env.update(extra)
-    return env
-
-
-def run_python(code, env, cwd=REPO):
-    """Run ``code`` in a fresh interpreter; return its stdout, failing with its stderr."""
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+def python_output(code):
+    """stdout of ``code`` run in a fresh interpreter (with this test's environment variables)."""
+    proc = run_python("-c", textwrap.dedent(code), timeout=300)
     assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout
 
@@ -178,10 +166,11 @@ def test_class_entry_point_whose_module_also_registers_it_is_registered_once(fak
     assert added == ["fake_both"] and messages == []
 
 
-def test_import_firefly_loads_no_plugin_until_a_lookup_misses_or_names(fake):
+def test_import_firefly_loads_no_plugin_until_a_lookup_misses_or_names(fake, monkeypatch):
     mod = fake.module_name("lazy")
     fake.add("fake-lazy", {"fake_lazy": f"{mod}:Lazy"}, {mod: plugin_source(("Lazy", "fake_lazy", GOOD_OP))})
-    out = run_python(f"""
+    monkeypatch.setenv("PYTHONPATH", str(fake.root))
+    out = python_output(f"""
         import sys
         import firefly
         from firefly.ops import plugins
@@ -189,7 +178,7 @@ def test_import_firefly_loads_no_plugin_until_a_lookup_misses_or_names(fake):
         firefly.ops.get("relu")
         print("after a hit:", {mod!r} in sys.modules, plugins._scanned)
         print("names:", "fake_lazy" in firefly.ops.names(), {mod!r} in sys.modules)
-    """, subprocess_env(PYTHONPATH=os.pathsep.join([str(fake.root), str(REPO)])))
+    """)
     assert out.splitlines() == ["after import: False False", "after a hit: False False", "names: True True"]
 
 
@@ -405,9 +394,11 @@ def installed_example_plugin(tmp_path):
         importlib.invalidate_caches()
 
 
-def test_example_plugin_installed_with_pip_works_from_a_fresh_interpreter(installed_example_plugin, tmp_path):
-    env = subprocess_env(NUMBA_CACHE_DIR=str(tmp_path / "numba_cache"))
-    out = run_python("""
+def test_example_plugin_installed_with_pip_works_from_a_fresh_interpreter(installed_example_plugin, tmp_path,
+                                                                        monkeypatch):
+    # Compiled kernels go to the test's folder: none are left beside the uninstalled package.
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba_cache"))
+    out = python_output("""
         import numpy as np
         from scipy.special import erf
         import firefly
@@ -422,23 +413,22 @@ def test_example_plugin_installed_with_pip_works_from_a_fresh_interpreter(instal
         assert gradcheck("softplus", x.astype(np.float64)) and gradcheck("gelu", x.astype(np.float64))
         assert check_op("softplus", reference=lambda a, attrs: np.logaddexp(0, a[0]))
         print("ok")
-    """, env)
+    """)
     assert out.splitlines() == ["['gelu', 'softplus'] firefly-extra-ops 0.1.0 firefly-extra-ops 0.1.0", "ok"]
 
     # The plugin's own tests and benchmarks (one run each), against the installed package.
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-                          cwd=installed_example_plugin, env=env, capture_output=True, text=True, timeout=600)
+    proc = run_python("-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=installed_example_plugin)
     assert proc.returncode == 0, f"the plugin's own tests failed:\n{proc.stdout}\n{proc.stderr}"
     assert " passed" in proc.stdout and "skipped" not in proc.stdout
 
     pip("uninstall", "-y", "firefly-extra-ops")
-    out = run_python("""
+    out = python_output("""
         import firefly
         print("softplus" in firefly.ops.names())
         try:
             firefly.ops.get("gelu")
         except KeyError as exc:
             print(exc)
-    """, env)
+    """)
     assert out.splitlines()[0] == "False"
     assert out.splitlines()[1].startswith("no op named 'gelu' is registered.")
