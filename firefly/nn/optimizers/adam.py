@@ -50,6 +50,9 @@ class Adam(FusedOptimizer):
         )
 
     def _update(self, group, runs):
+        # Every coefficient is computed in Python floats, then given to the kernel in the
+        # group's dtype (see firefly.kernels.optim).
+        scalar = group.dtype.type
         beta1, beta2 = self.betas
         exp_avg, _ = group.buffer("exp_avg")
         exp_avg_sq, _ = group.buffer("exp_avg_sq")
@@ -59,14 +62,15 @@ class Adam(FusedOptimizer):
             l2_weight_decay, param_scale = 0.0, 1.0 - self.lr * self.weight_decay
         else:
             l2_weight_decay, param_scale = self.weight_decay, 1.0
+        constants = [scalar(c) for c in (beta1, 1.0 - beta1, beta2, 1.0 - beta2, self.eps,
+                                         l2_weight_decay, param_scale)]
         for elements, step in runs:
             t = step + 1
-            step_size = self.lr / (1.0 - beta1 ** t)
-            bias_correction2_sqrt = math.sqrt(1.0 - beta2 ** t)
-            adam_step(group.grads[elements], step_size, bias_correction2_sqrt, beta1, beta2,
-                      self.eps, l2_weight_decay, param_scale, self.maximize, self.amsgrad,
-                      exp_avg[elements], exp_avg_sq[elements], max_exp_avg_sq[elements],
-                      group.values[elements])
+            step_size = scalar(self.lr / (1.0 - beta1 ** t))
+            bias_correction2_sqrt = scalar(math.sqrt(1.0 - beta2 ** t))
+            adam_step(group.grads[elements], step_size, bias_correction2_sqrt, *constants,
+                      self.maximize, self.amsgrad, exp_avg[elements], exp_avg_sq[elements],
+                      max_exp_avg_sq[elements], group.values[elements])
 
 
 class AdamW(Adam):

@@ -42,15 +42,19 @@ class SGD(FusedOptimizer):
         return checked
 
     def _update(self, group, runs):
+        # Coefficients in the group's dtype (see firefly.kernels.optim), 1 - dampening first.
+        scalar = group.dtype.type
+        lr, weight_decay = scalar(self.lr), scalar(self.weight_decay)
         if self.momentum == 0.0:
             for elements, _ in runs:
-                sgd_step(group.grads[elements], self.lr, self.weight_decay, self.maximize, group.values[elements])
+                sgd_step(group.grads[elements], lr, weight_decay, self.maximize, group.values[elements])
             return
+        momentum, one_minus_dampening = scalar(self.momentum), scalar(1.0 - self.dampening)
         momentum_buffer, fresh = group.buffer("momentum_buffer")
         for elements, step in runs:
             # PyTorch starts the buffer as a copy of the gradient, also when momentum is
             # switched on after some steps without it.
             first_step = fresh or step == 0
-            sgd_momentum_step(group.grads[elements], self.lr, self.weight_decay, self.momentum,
-                              self.dampening, self.nesterov, self.maximize, first_step,
-                              momentum_buffer[elements], group.values[elements])
+            sgd_momentum_step(group.grads[elements], lr, weight_decay, momentum, one_minus_dampening,
+                              self.nesterov, self.maximize, first_step, momentum_buffer[elements],
+                              group.values[elements])
