@@ -150,7 +150,7 @@ def test_optimizer_step(benchmark, expected, name, implementation):
         optimizer.step()
     for i, (got, want) in enumerate(zip(optimizer.values(), expected[name])):
         assert got.dtype == np.float32
-        # float32 updates computed in different orders (firefly rounds once from float64).
+        # float32 updates computed in different orders agree to a few ulps.
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=f"{implementation} {name}, tensor {i}")
     before = [v.copy() for v in optimizer.values()]
     benchmark(optimizer.step)
