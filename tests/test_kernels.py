@@ -184,23 +184,31 @@ SIZED_OPS = ["neg", "relu", "exp", "log", "sigmoid", "tanh", "add", "sub", "mul"
              "sum", "mean", "max", "softmax", "log_softmax", "reshape", "transpose", "getitem"]
 
 
-def run_forward_backward(name, shape, seed):
+def run_forward_backward(name, shape, seed, same_shapes):
     op = get(name)
-    arrays, attrs = op.sample_inputs(np.random.default_rng(seed), shape, np.float64)
+    rng = np.random.default_rng(seed)
+    if same_shapes:  # the flat fast path of the binary kernels
+        arrays, attrs = [rng.uniform(0.5, 2.0, shape) for _ in range(op.arity)], {}
+    else:  # the op's own samples: broadcasting partners, axes, indexes
+        arrays, attrs = op.sample_inputs(rng, shape, np.float64)
     leaves = [firefly.Tensor(a, requires_grad=True) for a in arrays]
     out = firefly.ops.apply(name, *leaves, **attrs)
-    out.backward(np.random.default_rng(seed + 1).uniform(-1, 1, out.shape))
+    out.backward(rng.uniform(-1, 1, out.shape))
     return [out.numpy()] + [leaf.grad.numpy() for leaf in leaves]
 
 
 RESULTS = {}
 
 
-@pytest.mark.parametrize("name", SIZED_OPS)
-def test_serial_and_parallel_builds_give_identical_results(build, name):
+BUILD_CASES = [(name, False) for name in SIZED_OPS] + [(name, True) for name in ("add", "sub", "mul", "div", "pow")]
+
+
+@pytest.mark.parametrize("name, same_shapes", BUILD_CASES,
+                         ids=[f"{n}-{'same-shapes' if same else 'sampled'}" for n, same in BUILD_CASES])
+def test_serial_and_parallel_builds_give_identical_results(build, name, same_shapes):
     # Both builds run the same op on the same inputs; the second to run compares with the first.
-    results = run_forward_backward(name, (3, 40, 7), seed=7)
-    other = RESULTS.setdefault(name, (build, results))
+    results = run_forward_backward(name, (3, 40, 7), 7, same_shapes)
+    other = RESULTS.setdefault((name, same_shapes), (build, results))
     if other[0] != build:
         for ours, theirs in zip(results, other[1]):
             np.testing.assert_array_equal(ours, theirs)

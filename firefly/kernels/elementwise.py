@@ -178,7 +178,13 @@ def pow_forward(a, b, out):
 def mul_backward(grad, a, b, da, db):
     """da = grad * b and db = grad * a in one pass; da and db have the output's shape."""
     if a.size == grad.size and b.size == grad.size:
-        g, af, bf, daf, dbf = grad.reshape(-1), a.reshape(-1), b.reshape(-1), da.reshape(-1), db.reshape(-1)
+        # One assignment each: Numba 0.68's parfor pass miscompiles this loop (wrong values)
+        # when the five views come from a single tuple assignment.
+        g = grad.reshape(-1)
+        af = a.reshape(-1)
+        bf = b.reshape(-1)
+        daf = da.reshape(-1)
+        dbf = db.reshape(-1)
         for i in prange(g.size):
             gi = g[i]
             daf[i] = gi * bf[i]
