@@ -1,8 +1,8 @@
 """Optimizer kernels: one fused pass over flat parameter, gradient and state buffers.
 
 Each kernel reads a parameter's gradient once, updates the optimizer state and the parameter
-in place, and follows PyTorch's documented algorithm (and its implementation's order of
-operations). Arguments: the gradient first and the parameter last (``SizedKernel`` picks the
+in place, and follows PyTorch's documented algorithm (where the documentation and
+implementation differ, as for ``maximize`` with weight decay, the implementation). Arguments: the gradient first and the parameter last (``SizedKernel`` picks the
 serial or prange build from their sizes), the hyperparameters in between.
 
 The hyperparameters come as NumPy scalars of the buffers' dtype, so a float32 group computes

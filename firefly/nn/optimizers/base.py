@@ -224,8 +224,8 @@ class FusedOptimizer(BaseOptimizer):
 
     def _hyperparameters(self):
         """{name: value} with plain Python values (tuples as lists), as stored in state_dict."""
-        return {name: list(value) if isinstance(value, tuple) else value
-                for name, value in ((n, getattr(self, n)) for n in self._hyperparameter_names)}
+        values = {name: getattr(self, name) for name in self._hyperparameter_names}
+        return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
 
     def __repr__(self):
         args = ", ".join(f"{name}={value!r}" for name, value in self._hyperparameters().items())
