@@ -14,7 +14,8 @@ from numba import njit
 from numba.core.registry import CPUDispatcher
 
 # Element counts above which the prange build of a kernel beats the serial one. Measured on
-# the 2-core CI machine with benchmarks/measure_thresholds.py (see its docstring for the table).
+# the 2-core dev machine, under load, with benchmarks/measure_thresholds.py (its docstring has
+# the table): add crosses at ~3e4; exp first wins at ~3e3 but clearly only above ~1e4.
 # Memory-bound loops (add, mul, relu, copies) need much more work per call to pay for waking
 # the thread pool than loops that call exp/log/tanh.
 PARALLEL_MIN_MEMORY_BOUND = 32_768
