@@ -52,7 +52,7 @@ def _validate(cls):
         if not is_compiled_kernel(k):
             raise TypeError(
                 f"op '{name}': {attr} must be a Numba-compiled function (decorate it with "
-                f"numba.njit or firefly.kernels._jit.kernel), got {k!r}"
+                f"numba.njit or firefly.kernels.kernel), got {k!r}"
             )
     for method in ("forward", "backward"):
         if getattr(cls, method) is getattr(Op, method):

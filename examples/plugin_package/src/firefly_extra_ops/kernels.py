@@ -10,7 +10,7 @@ import math
 import numpy as np
 from numba import prange
 
-from firefly.kernels._jit import transcendental
+from firefly.kernels import transcendental
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 INV_SQRT_2 = 1.0 / math.sqrt(2.0)
