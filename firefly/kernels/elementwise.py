@@ -1,6 +1,9 @@
 """Elementwise kernels.
 
-Unary kernels take flat (1-D) contiguous arrays. Binary kernels take their operands in the
+Unary kernels take flat (1-D) contiguous arrays. exp, log, sigmoid and tanh compute with
+``firefly.kernels.vmath``, which uses ``out`` as scratch: their ``out`` must not overlap ``x``.
+
+Binary kernels take their operands in the
 canonical 3-D broadcast form made by ``firefly.ops.broadcast.broadcast_3d``: every array is
 (outer, middle, inner) with each dimension either the output's size or 1. Equal shapes take a
 flat loop, which LLVM vectorizes; broadcast operands are read with a 0 stride.
@@ -11,7 +14,12 @@ is the one shared un-broadcast step (``firefly.ops.broadcast.reduce_to_shape``).
 import numpy as np
 from numba import prange
 
+from firefly.kernels import vmath
 from firefly.kernels._jit import memory_bound, transcendental
+
+# Elements per prange iteration of the kernels built on vmath: enough to amortize a call's setup
+# (log allocates a scratch block), few enough that 1e5 elements split evenly over the threads.
+VMATH_CHUNK = 8 * vmath.BLOCK
 
 
 # ----------------------------------------------------------------------------- unary
@@ -36,8 +44,9 @@ def relu_backward(grad, x, dx):
 
 @transcendental
 def exp_forward(x, out):
-    for i in prange(x.size):
-        out[i] = np.exp(x[i])
+    for c in prange((x.size + VMATH_CHUNK - 1) // VMATH_CHUNK):
+        chunk = slice(c * VMATH_CHUNK, (c + 1) * VMATH_CHUNK)
+        vmath.exp(x[chunk], out[chunk])
 
 
 @memory_bound
@@ -49,8 +58,9 @@ def mul_saved_backward(grad, saved, dx):
 
 @transcendental
 def log_forward(x, out):
-    for i in prange(x.size):
-        out[i] = np.log(x[i])
+    for c in prange((x.size + VMATH_CHUNK - 1) // VMATH_CHUNK):
+        chunk = slice(c * VMATH_CHUNK, (c + 1) * VMATH_CHUNK)
+        vmath.log(x[chunk], out[chunk])
 
 
 @memory_bound
@@ -61,13 +71,9 @@ def log_backward(grad, x, dx):
 
 @transcendental
 def sigmoid_forward(x, out):
-    for i in prange(x.size):
-        v = x[i]
-        if v >= 0.0:
-            out[i] = 1.0 / (1.0 + np.exp(-v))
-        else:  # exp(v) cannot overflow here, so large negative inputs stay exact
-            e = np.exp(v)
-            out[i] = e / (1.0 + e)
+    for c in prange((x.size + VMATH_CHUNK - 1) // VMATH_CHUNK):
+        chunk = slice(c * VMATH_CHUNK, (c + 1) * VMATH_CHUNK)
+        vmath.sigmoid(x[chunk], out[chunk])
 
 
 @memory_bound
@@ -79,8 +85,9 @@ def sigmoid_backward(grad, out, dx):
 
 @transcendental
 def tanh_forward(x, out):
-    for i in prange(x.size):
-        out[i] = np.tanh(x[i])
+    for c in prange((x.size + VMATH_CHUNK - 1) // VMATH_CHUNK):
+        chunk = slice(c * VMATH_CHUNK, (c + 1) * VMATH_CHUNK)
+        vmath.tanh(x[chunk], out[chunk])
 
 
 @memory_bound
