@@ -43,28 +43,34 @@ class no_grad:
         return wrapper
 
 
-class Node:
-    """One recorded op application: the op, its context, and the tensors it read."""
+class Node(Context):
+    """One recorded op application. As in PyTorch, the node is also the op's ``ctx``: it holds
+    what forward saved, plus the tensors the op read and the dtype it computed in."""
 
-    __slots__ = ("op", "ctx", "inputs", "dtype", "freed")
+    def __init__(self, op, needs_input_grad):  # Context's fields set inline: this runs per op
+        self.op, self.needs_input_grad, self.saved_tensors = op, needs_input_grad, ()
+        self.inputs, self.dtype, self.freed = (), None, False
 
-    def __init__(self, op, ctx, inputs, dtype):
-        self.op, self.ctx, self.inputs, self.dtype, self.freed = op, ctx, inputs, dtype, False
+    def release(self):
+        """Drop everything forward saved (arrays on ``ctx`` included), keeping the graph's shape."""
+        kept = {"op": self.op, "inputs": self.inputs, "needs_input_grad": self.needs_input_grad}
+        self.__dict__.clear()
+        self.__dict__.update(kept, saved_tensors=None, dtype=None, freed=True)
 
 
-def apply(op, *args, **attrs):
-    """Run Op class ``op`` on Tensors, arrays or Python numbers; record it if needed."""
-    if len(args) != op.arity:
-        raise TypeError(f"{op.name}: expected {op.arity} tensor input(s), got {len(args)}")
-    arrays = []
-    needs = []
-    dtype = None
+def _input_arrays(op, args):
+    """The arrays an op computes on, the dtype they share, and which inputs require grad.
+
+    Python numbers take the other inputs' dtype (NumPy's rule for scalars); float32 mixed with
+    float64 promotes to float64; anything else that is not a float Tensor is refused.
+    """
+    arrays, needs, dtype = [], [], None
     for x in args:
         if isinstance(x, Tensor):
             a = x._data
             needs.append(x.requires_grad)
         elif isinstance(x, (bool, int, float)):
-            arrays.append(x)  # a Python number takes the other inputs' dtype, as in NumPy
+            arrays.append(x)
             needs.append(False)
             continue
         else:
@@ -78,22 +84,38 @@ def apply(op, *args, **attrs):
                 f"{op.name}: inputs must be float32 or float64, got {a.dtype} "
                 f"(shape {a.shape}); convert with Tensor(x, dtype=np.float32)"
             )
-        if dtype is None:
-            dtype = a.dtype
-        elif a.dtype is not dtype:
-            dtype = _FLOATS[1]
+        dtype = a.dtype if dtype is None or a.dtype is dtype else _FLOATS[1]
         arrays.append(a)
-    if dtype is None:
-        dtype = _FLOATS[0]
+    dtype = dtype or _FLOATS[0]
     for i, a in enumerate(arrays):
         if a.__class__ is not np.ndarray:
             arrays[i] = np.array(a, dtype=dtype)
         elif a.dtype is not dtype:
             arrays[i] = a.astype(dtype)
+    return arrays, needs, dtype
 
-    record = _grad_mode.enabled and True in needs
-    needs = tuple(needs) if record else (False,) * len(needs)
-    ctx = Context(op, needs)
+
+def apply(op, *args, **attrs):
+    """Run Op class ``op`` on Tensors, arrays or Python numbers; record it if needed."""
+    if len(args) != op.arity:
+        raise TypeError(f"{op.name}: expected {op.arity} tensor input(s), got {len(args)}")
+    # Fast path, the common case: Tensors that all share one float dtype.
+    arrays, needs, dtype = [], [], None
+    for x in args:
+        if x.__class__ is not Tensor or (dtype is not None and x._data.dtype is not dtype):
+            arrays, needs, dtype = _input_arrays(op, args)
+            break
+        arrays.append(x._data)
+        needs.append(x.requires_grad)
+        dtype = x._data.dtype
+    else:
+        if dtype not in _FLOATS:
+            arrays, needs, dtype = _input_arrays(op, args)
+
+    if _grad_mode.enabled and True in needs:
+        ctx = Node(op, tuple(needs))
+    else:
+        ctx = Context(op, (False,) * len(args))
     out = op.forward(ctx, *arrays, **attrs)
     if out.__class__ is not np.ndarray or out.dtype is not dtype or not out.flags.c_contiguous:
         raise TypeError(
@@ -101,9 +123,11 @@ def apply(op, *args, **attrs):
             f"{type(out).__name__} {getattr(out, 'dtype', '')}"
         )
     result = Tensor._wrap(out)
-    if record:
+    if ctx.__class__ is Node:
+        ctx.inputs = tuple([x if n else None for x, n in zip(args, needs)])
+        ctx.dtype = dtype
         result.requires_grad = True
-        result._node = Node(op, ctx, tuple([x if n else None for x, n in zip(args, needs)]), dtype)
+        result._node = ctx
     return result
 
 
@@ -169,7 +193,7 @@ def backward(root, grad=None, retain_graph=False):
                 f"backward: the graph through '{node.op.name}' was already freed by an earlier "
                 "backward(); pass retain_graph=True to the first backward() to go through it twice"
             )
-        input_grads = node.op.backward(node.ctx, g)
+        input_grads = node.op.backward(node, g)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)
         if len(input_grads) != len(node.inputs):
@@ -194,8 +218,7 @@ def backward(root, grad=None, retain_graph=False):
                 key = id(parent)
                 grads[key] = grads[key] + ig if key in grads else ig
         if not retain_graph:
-            node.ctx = None
-            node.freed = True
+            node.release()
 
 
 from firefly.tensor import Tensor  # noqa: E402  (tensor.py imports this module; bound once both exist)

@@ -51,8 +51,12 @@ def as_array(data, dtype=None):
     return np.asarray(arr, dtype=dtype, order="C")
 
 
+_ops = registry._ops
+
+
 def _op(name, *args, **attrs):
-    return autograd.apply(registry.get(name), *args, **attrs)
+    # Built-in names are always registered: the dict lookup is the whole dispatch cost.
+    return autograd.apply(_ops.get(name) or registry.get(name), *args, **attrs)
 
 
 class Tensor:

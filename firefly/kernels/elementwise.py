@@ -4,7 +4,7 @@ Unary kernels take flat (1-D) contiguous arrays. exp, log, sigmoid and tanh comp
 ``firefly.kernels.vmath``, which uses ``out`` as scratch: their ``out`` must not overlap ``x``.
 
 Binary kernels take their operands in the
-canonical 3-D broadcast form made by ``firefly.ops.broadcast.broadcast_3d``: every array is
+canonical 3-D broadcast form made by ``firefly.ops.broadcast.broadcast_operands``: every array is
 (outer, middle, inner) with each dimension either the output's size or 1. Equal shapes take a
 flat loop, which LLVM vectorizes; broadcast operands are read with a 0 stride.
 

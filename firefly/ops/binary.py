@@ -8,7 +8,7 @@ import numpy as np
 from firefly.kernels import elementwise as K
 from firefly.kernels.reduce import sum_forward
 from firefly.ops.base import Op
-from firefly.ops.broadcast import broadcast_3d, broadcast_shape, reduce_to_shape
+from firefly.ops.broadcast import broadcast_operands, reduce_to_shape
 from firefly.ops.registry import register
 
 
@@ -35,8 +35,7 @@ class BinaryOp(Op):
 
 
 def run_forward(ctx, kernel, a, b):
-    shape = broadcast_shape(ctx.op.name, a, b)
-    a3, b3, out3 = broadcast_3d(a, b, shape)
+    a3, b3, shape, out3 = broadcast_operands(ctx.op.name, a, b)
     out = np.empty(shape, dtype=a.dtype)
     kernel(a3, b3, out.reshape(out3))
     ctx.shapes, ctx.out3 = (a.shape, b.shape), out3

@@ -8,51 +8,37 @@ from firefly.kernels.reduce import sum_forward
 from firefly.ops.shape import gather_view
 
 
-def broadcast_shape(op_name, a, b):
-    """The broadcast shape of arrays ``a`` and ``b`` under NumPy's rules."""
+def broadcast_operands(op_name, a, b):
+    """NumPy broadcasting of ``a`` and ``b``, in the binary kernels' 3-D form.
+
+    Returns (a3, b3, out_shape, out3): both operands reshaped to (outer, middle, inner) with
+    each dimension either the output's size or 1, and the output's shape before and after the
+    same reshape. Adjacent dimensions where both operands behave the same way merge, so every
+    broadcast of up to three alternating runs (elementwise, scalar, row bias, column...) is a
+    reshape, not a copy; rarer patterns materialize the operands with a strided gather.
+    """
     sa, sb = a.shape, b.shape
-    if sa == sb:
-        return sa
-    if b.size == 1 and b.ndim <= a.ndim:
-        return sa
+    if sa == sb:  # the common case first: it must stay cheap for small tensors
+        n = a.size
+        return a.reshape(1, 1, n), b.reshape(1, 1, n), sa, (1, 1, n)
+    if b.size == 1 and b.ndim <= a.ndim:  # a scalar operand: stride 0 over one flat run
+        n = a.size
+        return a.reshape(1, 1, n), b.reshape(1, 1, 1), sa, (1, 1, n)
     if a.size == 1 and a.ndim <= b.ndim:
-        return sb
-    if len(sa) < len(sb):
-        sa = (1,) * (len(sb) - len(sa)) + sa
-    elif len(sb) < len(sa):
-        sb = (1,) * (len(sa) - len(sb)) + sb
-    out = []
-    for da, db in zip(sa, sb):
-        if da == db or db == 1:
-            out.append(da)
-        elif da == 1:
-            out.append(db)
-        else:
+        n = b.size
+        return a.reshape(1, 1, 1), b.reshape(1, 1, n), sb, (1, 1, n)
+    nd = max(len(sa), len(sb))
+    pa, pb = (1,) * (nd - len(sa)) + sa, (1,) * (nd - len(sb)) + sb
+    out_shape = []
+    pattern = []  # [(a spans, b spans), size] per run of output dims; size-1 dims drop out
+    for da, db in zip(pa, pb):
+        if da != db and da != 1 and db != 1:
             raise ValueError(
-                f"{op_name}: shapes {a.shape} and {b.shape} are not broadcastable "
+                f"{op_name}: shapes {sa} and {sb} are not broadcastable "
                 f"(dtypes {a.dtype} and {b.dtype}); dimension sizes must match or be 1"
             )
-    return tuple(out)
-
-
-def broadcast_3d(a, b, out_shape):
-    """Reshape ``a``, ``b`` and an output of ``out_shape`` into the kernels' 3-D form.
-
-    Returns (a3, b3, out3_shape). Adjacent dimensions where both operands behave the same way
-    merge, so every broadcast of up to three alternating runs (row, column, scalar, bias...) is
-    a reshape, not a copy. Rarer patterns materialize the operands with a strided gather.
-    """
-    n = 1
-    for d in out_shape:
-        n *= d
-    if a.size == n and b.size == n:
-        return a.reshape(1, 1, n), b.reshape(1, 1, n), (1, 1, n)
-    if a.size == 1 or b.size == 1:  # a scalar operand: stride 0 over one flat run
-        return a.reshape(1, 1, a.size), b.reshape(1, 1, b.size), (1, 1, n)
-    pattern = []  # per output dim: (a spans, b spans, size); dims of size 1 drop out
-    sa = (1,) * (len(out_shape) - a.ndim) + a.shape
-    sb = (1,) * (len(out_shape) - b.ndim) + b.shape
-    for da, db, d in zip(sa, sb, out_shape):
+        d = da if db == 1 else db
+        out_shape.append(d)
         if d == 1:
             continue
         key = (da != 1, db != 1)
@@ -60,14 +46,15 @@ def broadcast_3d(a, b, out_shape):
             pattern[-1][1] *= d
         else:
             pattern.append([key, d])
+    out_shape = tuple(out_shape)
+    n = math.prod(out_shape)
     if len(pattern) > 3:
         a, b = materialize(a, out_shape), materialize(b, out_shape)
-        return a.reshape(1, 1, n), b.reshape(1, 1, n), (1, 1, n)
+        return a.reshape(1, 1, n), b.reshape(1, 1, n), out_shape, (1, 1, n)
     pattern = [[(False, False), 1]] * (3 - len(pattern)) + pattern
     shape_a = tuple(d if key[0] else 1 for key, d in pattern)
     shape_b = tuple(d if key[1] else 1 for key, d in pattern)
-    out3 = tuple(d for _, d in pattern)
-    return a.reshape(shape_a), b.reshape(shape_b), out3
+    return a.reshape(shape_a), b.reshape(shape_b), out_shape, tuple(d for _, d in pattern)
 
 
 def materialize(a, out_shape):
