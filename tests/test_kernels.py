@@ -3,27 +3,25 @@ NUMBA_CACHE_DIR and falls back cleanly when no folder is writable, concurrent pa
 from two threads are safe, and serial and parallel builds agree."""
 import os
 import shutil
-import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import pytest
+from pyrun import REPO_ROOT, run_python
 
 import firefly
 from firefly.kernels._jit import SizedKernel
 from firefly.ops import get
 
-REPO = Path(firefly.__file__).resolve().parent.parent
+TESTS = REPO_ROOT / "tests"
 
 
-def run_python(code, env_overrides=None, cwd=REPO):
-    """Run ``code`` in a fresh interpreter; fail with its output unless it exits 0."""
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", FIREFLY_DISABLE_PLUGIN_AUTOLOAD="1")
-    env.update(env_overrides or {})
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+def run_code(code, env=None, cwd=None, repo_importable=True):
+    """Run ``code`` in a fresh interpreter, without plugins or bytecode files; its stdout,
+    after failing with its output unless it exits 0."""
+    env = {"PYTHONDONTWRITEBYTECODE": "1", "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
+    proc = run_python("-c", textwrap.dedent(code), env=env, cwd=cwd, repo_importable=repo_importable)
     assert proc.returncode == 0, f"exit code {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
     return proc.stdout
 
@@ -44,10 +42,10 @@ def all_kernels(modules):
 
 
 def test_no_kernel_compiles_at_import():
-    out = run_python("""
+    out = run_code("""
         import importlib, pkgutil
         import firefly, firefly.kernels
-        from tests.test_kernels import all_kernels
+        from test_kernels import all_kernels
 
         for info in pkgutil.walk_packages(firefly.__path__, "firefly."):
             if not info.name.endswith("__main__"):
@@ -59,7 +57,7 @@ def test_no_kernel_compiles_at_import():
         compiled = [label for label, k in kernels if k.signatures]
         assert not compiled, f"compiled at import: {compiled}"
         print(len(kernels))
-    """)
+    """, {"PYTHONPATH": str(TESTS)})
     assert int(out) > 20
 
 
@@ -74,7 +72,7 @@ SMALL_WORKLOAD = """
 
 def test_numba_cache_dir_is_honoured(tmp_path):
     cache = tmp_path / "numba-cache"
-    run_python(SMALL_WORKLOAD, {"NUMBA_CACHE_DIR": str(cache)})
+    run_code(SMALL_WORKLOAD, {"NUMBA_CACHE_DIR": str(cache)})
     written = sorted(p.name for p in cache.rglob("*") if p.suffix in (".nbi", ".nbc"))
     assert any("add_forward" in name for name in written), written
 
@@ -88,7 +86,7 @@ def unwritable_environment(tmp_path):
     blocker = tmp_path / "a-regular-file"
     blocker.write_text("")
     package_root = tmp_path / "site"
-    shutil.copytree(REPO / "firefly", package_root / "firefly", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO_ROOT / "firefly", package_root / "firefly", ignore=shutil.ignore_patterns("__pycache__"))
     for folder in (package_root / "firefly").rglob("*"):
         if folder.is_dir():
             (folder / "__pycache__").write_text("")  # in-tree caches: a file where the folder goes
@@ -113,7 +111,7 @@ FALLBACK_CHECK = """
 
 def test_unwritable_cache_folders_fall_back_to_no_cache_with_one_warning(tmp_path):
     env, package_root = unwritable_environment(tmp_path)
-    run_python(FALLBACK_CHECK.format(root=str(package_root)), env, cwd=tmp_path)
+    run_code(FALLBACK_CHECK.format(root=str(package_root)), env, cwd=tmp_path, repo_importable=False)
     assert not [p for p in package_root.rglob("*") if p.suffix in (".nbi", ".nbc")]
 
 
@@ -126,7 +124,7 @@ def test_read_only_package_folder_falls_back_to_no_cache(tmp_path):
         if folder.is_dir():
             folder.chmod(0o555)
     try:
-        run_python(FALLBACK_CHECK.format(root=str(package_root)), env, cwd=tmp_path)
+        run_code(FALLBACK_CHECK.format(root=str(package_root)), env, cwd=tmp_path, repo_importable=False)
     finally:
         for folder in [package_root / "firefly", *(package_root / "firefly").rglob("*")]:
             if folder.is_dir():
@@ -135,7 +133,7 @@ def test_read_only_package_folder_falls_back_to_no_cache(tmp_path):
 
 def test_two_threads_running_parallel_kernels_do_not_abort():
     # workqueue is the layer that aborts on concurrent entry; omp and tbb tolerate it.
-    run_python("""
+    run_code("""
         import threading
         import numpy as np
         from firefly import Tensor

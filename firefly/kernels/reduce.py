@@ -1,66 +1,140 @@
 """Reductions over the middle axis of a contiguous (outer, reduced, inner) array.
 
 ``firefly.ops.reduce`` reshapes any run of adjacent axes into this form without copying, so
-one kernel serves axis=None, a single axis, and tuples of axes.
+one kernel serves axis=None, a single axis, and tuples of axes. Two layouts matter:
+
+- rows (inner == 1): each output reduces one contiguous run of ``reduced`` elements;
+- columns (inner > 1): each output row is an elementwise reduction of ``reduced`` rows.
+
+Either way the reduced axis is cut into slabs when there are too few outputs to keep every
+core busy (a full reduction has one), and the slabs' partial results are combined at the end.
 """
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from firefly.kernels._jit import inline_helper, memory_bound
 
-# Full reductions shorter than this stay in one task per row; longer rows are split.
-_SPLIT_ROW_MIN = 65_536
-_ROW_CHUNKS = 16
+# Reductions of fewer elements than this keep one task per output (row or column group);
+# larger ones with fewer than _TASKS outputs split the reduced axis into up to _TASKS slabs.
+_SPLIT_MIN = 65_536
+_TASKS = 16
+# A column slab of fewer rows would make the float64 partial sums cost more than they save.
+_MIN_SLAB_ROWS = 16
+# float64 partial sums that a contiguous run is dealt across. Without fastmath LLVM keeps a
+# single running sum in order, one dependent add after another; independent lanes vectorize.
+_LANES = 32
+
+
+@intrinsic
+def _maximum(typingctx, a, b):
+    """max(a, b) as LLVM's ``maximum``: NaN if either is NaN, as np.max.
+
+    LLVM vectorizes a running ``maximum`` without fastmath because, NaNs included, it is
+    associative; a running np.maximum (compare and select) stays one element at a time.
+    """
+    if not isinstance(a, types.Float) or a != b:
+        return None
+
+    def codegen(context, builder, signature, args):
+        value_type = args[0].type
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(value_type, [value_type, value_type]),
+            f"llvm.maximum.f{a.bitwidth}")
+        return builder.call(fn, args)
+
+    return a(a, b), codegen
 
 
 @inline_helper
-def _sum_contiguous(v):
-    # Eight independent float64 accumulators: without fastmath LLVM may not reorder a single
-    # running sum, which would chain every add on the one before. This keeps the pipelines
-    # full and is more accurate than NumPy's float32 pairwise sum.
+def _slabs(O, R, I, min_rows):
+    """How many slabs of at least ``min_rows`` the reduced axis of each outer index is cut into."""
+    if O >= _TASKS or O * R * I < _SPLIT_MIN:
+        return 1
+    return max(1, min(_TASKS, R // min_rows))
+
+
+@inline_helper
+def _sum_contiguous(v, lanes):
+    # Four blocks of _LANES elements at a time: one pass over ``lanes`` per 4 * _LANES elements.
+    W = lanes.size
     n = v.size
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
-    blocks = n - n % 8
-    for i in range(0, blocks, 8):
-        s0 += v[i]
-        s1 += v[i + 1]
-        s2 += v[i + 2]
-        s3 += v[i + 3]
-        s4 += v[i + 4]
-        s5 += v[i + 5]
-        s6 += v[i + 6]
-        s7 += v[i + 7]
-    for i in range(blocks, n):
-        s0 += v[i]
-    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
+    lanes[:] = 0.0
+    b = 0
+    while b + 4 * W <= n:
+        for k in range(W):
+            lanes[k] += ((np.float64(v[b + k]) + np.float64(v[b + W + k]))
+                         + (np.float64(v[b + 2 * W + k]) + np.float64(v[b + 3 * W + k])))
+        b += 4 * W
+    while b + W <= n:
+        for k in range(W):
+            lanes[k] += v[b + k]
+        b += W
+    total = 0.0
+    for i in range(b, n):
+        total += v[i]
+    for k in range(W):
+        total += lanes[k]
+    return total
+
+
+@inline_helper
+def _sum_rows_into(x, acc):
+    """acc[i] += sum_r x[r, i] for a (rows, I) block, in float64."""
+    R, I = x.shape
+    r = 0
+    while r + 4 <= R:  # four rows per pass over acc
+        x0, x1, x2, x3 = x[r], x[r + 1], x[r + 2], x[r + 3]
+        for i in range(I):
+            acc[i] += (np.float64(x0[i]) + np.float64(x1[i])) + (np.float64(x2[i]) + np.float64(x3[i]))
+        r += 4
+    for rest in range(r, R):
+        xr = x[rest]
+        for i in range(I):
+            acc[i] += xr[i]
 
 
 @memory_bound
 def sum_forward(x, scale, out):
-    """out[o, i] = scale * sum_r x[o, r, i]. ``scale`` is 1 for sum and 1/count for mean."""
+    """out[o, i] = scale * sum_r x[o, r, i]. ``scale`` is 1 for sum and 1/count for mean.
+
+    Sums accumulate in float64 whatever the input dtype: with the lanes below that still
+    outruns NumPy's float32 sum (the conversions hide behind the loads), and a float32 result
+    is then the correctly rounded sum, where NumPy's pairwise sum drifts by a few ulps.
+    """
     O, R, I = x.shape
     if I == 1:
         x2 = x.reshape(O, R)
-        if O >= _ROW_CHUNKS or R < _SPLIT_ROW_MIN:
-            for o in prange(O):
-                out[o, 0] = _sum_contiguous(x2[o]) * scale
-        else:
-            partial = np.empty((O, _ROW_CHUNKS))
-            for oc in prange(O * _ROW_CHUNKS):
-                o, c = oc // _ROW_CHUNKS, oc % _ROW_CHUNKS
-                partial[o, c] = _sum_contiguous(x2[o, c * R // _ROW_CHUNKS:(c + 1) * R // _ROW_CHUNKS])
-            for o in range(O):
-                out[o, 0] = _sum_contiguous(partial[o]) * scale
+        slabs = _slabs(O, R, 1, 1)
+        partial = np.empty((O, slabs))
+        tasks = min(O * slabs, _TASKS)
+        for t in prange(tasks):
+            lanes = np.empty(_LANES)  # one per task, not per row: rows may be short and many
+            for os in range(t * O * slabs // tasks, (t + 1) * O * slabs // tasks):
+                o, s = os // slabs, os % slabs
+                partial[o, s] = _sum_contiguous(x2[o, s * R // slabs:(s + 1) * R // slabs], lanes)
+        for o in range(O):
+            total = 0.0
+            for s in range(slabs):
+                total += partial[o, s]
+            out[o, 0] = total * scale
         return
+    slabs = _slabs(O, R, I, _MIN_SLAB_ROWS)
+    partial = np.zeros((O, slabs, I))
+    for os in prange(O * slabs):
+        o, s = os // slabs, os % slabs
+        _sum_rows_into(x[o, s * R // slabs:(s + 1) * R // slabs], partial[o, s])
     for o in prange(O):
-        acc = np.zeros(I)
-        for r in range(R):
-            xr = x[o, r]
+        total = partial[o, 0]
+        for s in range(1, slabs):
+            prow = partial[o, s]
             for i in range(I):
-                acc[i] += xr[i]
+                total[i] += prow[i]
         orow = out[o]
         for i in range(I):
-            orow[i] = acc[i] * scale
+            orow[i] = total[i] * scale
 
 
 @memory_bound
@@ -74,36 +148,98 @@ def sum_backward(grad, scale, dx):
             drow[i] = grow[i] * scale
 
 
+@inline_helper
+def _max_contiguous(v):
+    m = v[0]
+    for i in range(1, v.size):
+        m = _maximum(m, v[i])
+    return m
+
+
+@inline_helper
+def _max_rows_into(x, acc):
+    """acc[i] = max(acc[i], max_r x[r, i]) for a (rows, I) block."""
+    R, I = x.shape
+    for r in range(R):
+        xr = x[r]
+        for i in range(I):
+            acc[i] = _maximum(acc[i], xr[i])
+
+
 @memory_bound
 def max_forward(x, out):
-    """out[o, i] = max_r x[o, r, i]; NaN propagates as in np.max."""
+    """out[o, i] = max_r x[o, r, i]; any NaN among the reduced elements gives NaN, as np.max."""
     O, R, I = x.shape
-    for o in prange(O):
-        orow = out[o]
-        x0 = x[o, 0]
-        for i in range(I):
-            orow[i] = x0[i]
-        for r in range(1, R):
-            xr = x[o, r]
-            for i in range(I):
-                v = xr[i]
-                if v > orow[i] or v != v:
-                    orow[i] = v
+    if I == 1:
+        x2 = x.reshape(O, R)
+        slabs = _slabs(O, R, 1, 1)
+        partial = np.empty((O, slabs), x.dtype)
+        for os in prange(O * slabs):
+            o, s = os // slabs, os % slabs
+            partial[o, s] = _max_contiguous(x2[o, s * R // slabs:(s + 1) * R // slabs])
+        for o in range(O):
+            out[o, 0] = _max_contiguous(partial[o])
+        return
+    slabs = _slabs(O, R, I, _MIN_SLAB_ROWS)
+    # Each slab starts from its first row; with one slab that is the whole reduction, in out.
+    partial = out.reshape(O, 1, I) if slabs == 1 else np.empty((O, slabs, I), x.dtype)
+    for os in prange(O * slabs):
+        o, s = os // slabs, os % slabs
+        r0, r1 = s * R // slabs, (s + 1) * R // slabs
+        prow = partial[o, s]
+        prow[:] = x[o, r0]
+        _max_rows_into(x[o, r0 + 1:r1], prow)
+    if slabs > 1:
+        for o in prange(O):
+            orow = out[o]
+            orow[:] = partial[o, 0]
+            _max_rows_into(partial[o, 1:], orow)
 
 
 @memory_bound
 def max_backward(grad, x, out, dx):
-    """Sends grad to the maximal elements, split evenly among ties (as torch.amax does)."""
+    """Sends grad to the maximal elements, split evenly among ties (as torch.amax does).
+
+    Where the maximum is NaN nothing equals it, and the whole gradient is zero.
+    """
     O, R, I = x.shape
-    for o in prange(O):
-        orow, grow = out[o], grad[o]
-        count = np.zeros(I)
-        for r in range(R):
-            xr = x[o, r]
-            for i in range(I):
-                if xr[i] == orow[i]:
-                    count[i] += 1.0
-        for r in range(R):
-            xr, drow = x[o, r], dx[o, r]
-            for i in range(I):
-                drow[i] = grow[i] / count[i] if xr[i] == orow[i] else 0.0
+    slabs = _slabs(O, R, I, 1 if I == 1 else _MIN_SLAB_ROWS)
+    ties = np.zeros((O, slabs, I))
+    x2, dx2 = x.reshape(O, R * I), dx.reshape(O, R * I)  # used when I == 1: rows
+    if I == 1:
+        for os in prange(O * slabs):
+            o, s = os // slabs, os % slabs
+            m = out[o, 0]
+            count = 0.0
+            for r in range(s * R // slabs, (s + 1) * R // slabs):
+                count += x2[o, r] == m
+            ties[o, s, 0] = count
+    else:
+        for os in prange(O * slabs):
+            o, s = os // slabs, os % slabs
+            orow, trow = out[o], ties[o, s]
+            for r in range(s * R // slabs, (s + 1) * R // slabs):
+                xr = x[o, r]
+                for i in range(I):
+                    trow[i] += xr[i] == orow[i]
+    share = np.empty((O, I))
+    for o in range(O):
+        for i in range(I):
+            count = 0.0
+            for s in range(slabs):
+                count += ties[o, s, i]
+            share[o, i] = grad[o, i] / count
+    if I == 1:
+        for os in prange(O * slabs):
+            o, s = os // slabs, os % slabs
+            m, g = out[o, 0], share[o, 0]
+            for r in range(s * R // slabs, (s + 1) * R // slabs):
+                dx2[o, r] = g if x2[o, r] == m else 0.0
+    else:
+        for os in prange(O * slabs):
+            o, s = os // slabs, os % slabs
+            orow, srow = out[o], share[o]
+            for r in range(s * R // slabs, (s + 1) * R // slabs):
+                xr, drow = x[o, r], dx[o, r]
+                for i in range(I):
+                    drow[i] = srow[i] if xr[i] == orow[i] else 0.0

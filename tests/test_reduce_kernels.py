@@ -1,0 +1,179 @@
+"""The reduction kernels' own paths, in both builds: rows (inner == 1), columns (inner > 1) and
+full reductions, at sizes either side of the points where the kernels change strategy (row
+slabs, 4-row blocks, float64 lanes), with NaN and inf propagated as NumPy does, ties sharing
+the gradient of max, and float32 sums checked against a float64 reference."""
+import numpy as np
+import pytest
+
+from firefly import Tensor
+from firefly.kernels import reduce as K
+
+BUILDS = ["serial", "parallel"]
+DTYPES = [np.float32, np.float64]
+SPLIT, TASKS, LANES, SLAB = K._SPLIT_MIN, K._TASKS, K._LANES, K._MIN_SLAB_ROWS
+
+# (outer, reduced, inner): each straddles a boundary where the kernels change what they do.
+SHAPES = [
+    (1, 1, 1), (3, 1, 1), (1, 2, 1), (1, 5, 1),
+    (1, 4 * LANES - 1, 1), (1, 4 * LANES, 1), (1, 4 * LANES + LANES + 3, 1),  # lanes tails
+    (1, SPLIT - 1, 1), (1, SPLIT, 1), (1, SPLIT + 7, 1), (1, 3 * SPLIT + 5, 1),  # one long row
+    (TASKS - 1, SPLIT // 8 + 3, 1), (TASKS, 999, 1), (TASKS + 1, 4099, 1), (1000, 1000, 1),  # rows
+    (1, 2, 3), (1, 3, 2), (1, 7, 5), (5, 4, 3), (2, 9, 2),  # 4-row blocks and their tails
+    (1, SPLIT // 500 - 1, 500), (1, SPLIT // 500 + 1, 500), (1, 1000, 1000),  # one column group
+    (1, SLAB * TASKS + 5, SPLIT // (SLAB * TASKS) + 1), (2, SLAB * 3 - 1, SPLIT // 64),  # slabs
+    (3, SLAB * TASKS, 1400), (TASKS, 70, 64), (TASKS + 3, 17, 256),
+]
+
+
+def shape_id(shape):
+    return "x".join(map(str, shape))
+
+
+def kernel_build(kernel, build):
+    return getattr(kernel, build)
+
+
+def sample(shape, dtype, seed=0):
+    return np.random.default_rng(seed).uniform(-3.0, 3.0, shape).astype(dtype)
+
+
+def kernel_max(x3, build):
+    out = np.empty((x3.shape[0], x3.shape[2]), x3.dtype)
+    kernel_build(K.max_forward, build)(x3, out)
+    return out
+
+
+def kernel_sum(x3, build, scale=1.0):
+    out = np.empty((x3.shape[0], x3.shape[2]), x3.dtype)
+    kernel_build(K.sum_forward, build)(x3, scale, out)
+    return out
+
+
+def kernel_max_grad(x3, grad, build):
+    out = kernel_max(x3, "serial")
+    dx = np.empty_like(x3)
+    kernel_build(K.max_backward, build)(grad, x3, out, dx)
+    return dx
+
+
+@pytest.mark.parametrize("build", BUILDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+def test_sum_matches_float64_reference(shape, dtype, build):
+    x = sample(shape, dtype)
+    want = x.astype(np.float64).sum(axis=1) * 0.5
+    got = kernel_sum(x, build, 0.5)
+    # Sums accumulate in float64: the only float32 error left is the final rounding.
+    rtol, atol = (1e-7, 1e-6) if dtype == np.float32 else (1e-13, 1e-12)
+    np.testing.assert_allclose(got, want.astype(dtype), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("build", BUILDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+def test_max_matches_numpy(shape, dtype, build):
+    x = sample(shape, dtype)
+    np.testing.assert_array_equal(kernel_max(x, build), x.max(axis=1))
+
+
+@pytest.mark.parametrize("build", BUILDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=shape_id)
+def test_max_gradient_goes_to_the_maximum(shape, build):
+    x = sample(shape, np.float64)
+    grad = np.random.default_rng(1).uniform(-1.0, 1.0, (shape[0], shape[2]))
+    want = np.where(x == x.max(axis=1, keepdims=True), grad[:, None, :], 0.0)
+    np.testing.assert_array_equal(kernel_max_grad(x, grad, build), want)
+
+
+def nan_inf_cases():
+    """(label, shape, {flat index: value}) that put NaN and inf in first, middle, last, and
+    different slabs of the reduced axis."""
+    long_row = (1, 3 * SPLIT + 5, 1)
+    n = long_row[1]
+    return [
+        ("nan-first", long_row, {0: np.nan}),
+        ("nan-last", long_row, {n - 1: np.nan}),
+        ("nan-middle-slab", long_row, {n // 2 + 1: np.nan}),
+        ("nan-and-inf", long_row, {5: np.inf, n - 2: np.nan}),
+        ("inf", long_row, {n // 3: np.inf}),
+        ("minus-inf-everywhere", (1, 40, 1), {i: -np.inf for i in range(40)}),
+        ("minus-inf-then-nan", (1, 40, 1), {**{i: -np.inf for i in range(39)}, 39: np.nan}),
+        ("rows-nan-in-lanes-tail", (4, 4 * LANES + 5, 1), {4 * LANES + 3: np.nan, 2 * (4 * LANES + 5): np.inf}),
+        ("columns-nan-first-row", (1, 1000, 1000), {7: np.nan}),
+        ("columns-nan-last-slab", (1, 1000, 1000), {999_000 + 3: np.nan, 500_000 + 4: np.inf}),
+        ("columns-inf-small", (2, 5, 3), {1: np.inf, 3 * 5 + 4: np.nan}),
+    ]
+
+
+@pytest.mark.parametrize("build", BUILDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("label, shape, special", nan_inf_cases(), ids=[c[0] for c in nan_inf_cases()])
+def test_nan_and_inf_propagate_like_numpy(label, shape, special, dtype, build):
+    x = sample(shape, dtype)
+    flat = x.reshape(-1)
+    for index, value in special.items():
+        flat[index] = value
+    with np.errstate(invalid="ignore"):
+        want_sum = x.astype(np.float64).sum(axis=1).astype(dtype)
+    np.testing.assert_array_equal(kernel_max(x, build), x.max(axis=1))
+    np.testing.assert_allclose(kernel_sum(x, build), want_sum, rtol=1e-6, atol=1e-3)
+
+
+@pytest.mark.parametrize("build", BUILDS)
+def test_nan_maximum_gets_no_gradient(build):
+    x = sample((1, 3 * SPLIT, 1), np.float64)
+    x[0, 17, 0] = np.nan
+    dx = kernel_max_grad(x, np.ones((1, 1)), build)
+    assert not dx.any()
+
+
+@pytest.mark.parametrize("build", BUILDS)
+@pytest.mark.parametrize("shape", [(1, 3 * SPLIT + 5, 1), (3, 50, 1), (1, 1000, 1000), (4, 9, 3)], ids=shape_id)
+def test_ties_share_the_gradient_evenly(shape, build):
+    x = sample(shape, np.float64)
+    O, R, I = shape
+    top = 10.0
+    # Ties in the first, a middle and the last row of every (o, i): different slabs when split.
+    ties = [0, R // 2, R - 1]
+    x[:, ties, :] = top
+    grad = np.arange(1.0, O * I + 1).reshape(O, I)
+    dx = kernel_max_grad(x, grad, build)
+    want = np.zeros_like(x)
+    want[:, ties, :] = grad[:, None, :] / len(ties)
+    np.testing.assert_array_equal(dx, want)
+
+
+def test_ties_share_the_gradient_through_the_tensor_api():
+    x = Tensor(np.array([[1.0, 5.0, 5.0], [2.0, 2.0, 2.0]]), requires_grad=True)
+    x.max().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [[0.0, 0.5, 0.5], [0.0, 0.0, 0.0]])
+    x.grad = None
+    x.max(axis=1).backward(np.array([3.0, 6.0]))
+    np.testing.assert_array_equal(x.grad.numpy(), [[0.0, 1.5, 1.5], [2.0, 2.0, 2.0]])
+
+
+@pytest.mark.parametrize("build", BUILDS)
+@pytest.mark.parametrize("layout", ["full", "rows", "columns"])
+def test_float32_sums_are_as_accurate_as_numpy(layout, build):
+    # All positive with a large mean: a plain float32 running sum would be off by far more
+    # than an ulp; NumPy's pairwise sum stays within a few.
+    x = np.random.default_rng(3).uniform(0.0, 1.0, 1_000_000).astype(np.float32)
+    x3 = {"full": x.reshape(1, -1, 1), "rows": x.reshape(10, -1, 1), "columns": x.reshape(1, 1000, 1000)}[layout]
+    want = x3.astype(np.float64).sum(axis=1)
+    got = kernel_sum(x3, build).astype(np.float64)
+    numpy_error = np.abs(x3.sum(axis=1, dtype=np.float32) - want)
+    ulp = np.spacing(want.astype(np.float32)).astype(np.float64)
+    assert np.all(np.abs(got - want) <= 0.5 * ulp), np.max(np.abs(got - want) / ulp)
+    assert np.all(np.abs(got - want) <= np.maximum(numpy_error, 0.5 * ulp))
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, -1, (0, 1)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tensor_reductions_above_the_parallel_threshold(axis, dtype):
+    x = sample((300, 700), dtype)
+    x[123, 456] = np.nan
+    np.testing.assert_array_equal(Tensor(x).max(axis=axis).numpy(), x.max(axis=axis))
+    y = sample((300, 700), dtype, seed=1)
+    rtol = 1e-6 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(Tensor(y).sum(axis=axis).numpy(), y.astype(np.float64).sum(axis=axis), rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(Tensor(y).mean(axis=axis).numpy(), y.astype(np.float64).mean(axis=axis), rtol=rtol, atol=rtol)
