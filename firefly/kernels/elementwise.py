@@ -3,10 +3,10 @@
 Unary kernels take flat (1-D) contiguous arrays. exp, log, sigmoid and tanh compute with
 ``firefly.kernels.vmath``, which uses ``out`` as scratch: their ``out`` must not overlap ``x``.
 
-Binary kernels take their operands in the
-canonical 3-D broadcast form made by ``firefly.ops.broadcast.broadcast_operands``: every array is
-(outer, middle, inner) with each dimension either the output's size or 1. Equal shapes take a
-flat loop, which LLVM vectorizes; broadcast operands are read with a 0 stride.
+Binary kernels take their operands in the canonical 3-D broadcast form made by
+``firefly.ops.broadcast.broadcast_operands``: every array is (outer, middle, inner) with each
+dimension either the output's size or 1. Equal shapes take a flat loop, which LLVM vectorizes;
+broadcast operands are read with a 0 stride.
 
 Binary backward kernels write full-size gradients; summing them back to each input's shape
 is the one shared un-broadcast step (``firefly.ops.broadcast.reduce_to_shape``).
@@ -99,74 +99,95 @@ def tanh_backward(grad, out, dx):
 
 # ----------------------------------------------------------------------------- binary
 # In the broadcast loops, `a0 = a.shape[0] > 1` is 1 where a spans the dimension and 0 where
-# it is broadcast, so `o * a0` indexes both cases without a branch in the inner loop.
+# it is broadcast, so `o * a0` indexes both cases without a branch in the inner loop. Rows are
+# views indexed from 0, which lets LLVM drop Numba's negative-index checks and vectorize; the
+# loops are nested rather than one flat prange with `//` and `%`, whose integer division per
+# row costs more than a short row's arithmetic. The middle dimension is the parallel one: the
+# outer is 1 unless three broadcast runs alternate.
+
 
 @memory_bound
 def add_forward(a, b, out):
-    if a.size == out.size and b.size == out.size:
-        af, bf, of = a.reshape(-1), b.reshape(-1), out.reshape(-1)
+    af = a.reshape(-1)
+    bf = b.reshape(-1)
+    of = out.reshape(-1)
+    if af.size == of.size and bf.size == of.size:
         for i in prange(of.size):
             of[i] = af[i] + bf[i]
         return
     O, M, I = out.shape
     a0, a1, a2 = a.shape[0] > 1, a.shape[1] > 1, a.shape[2] > 1
     b0, b1, b2 = b.shape[0] > 1, b.shape[1] > 1, b.shape[2] > 1
-    for om in prange(O * M):
-        o, m = om // M, om % M
-        ar, br, orow = a[o * a0, m * a1], b[o * b0, m * b1], out[o, m]
-        for i in range(I):
-            orow[i] = ar[i * a2] + br[i * b2]
+    for o in range(O):
+        for m in prange(M):
+            ar = a[o * a0, m * a1]
+            br = b[o * b0, m * b1]
+            orow = out[o, m]
+            for i in range(I):
+                orow[i] = ar[i * a2] + br[i * b2]
 
 
 @memory_bound
 def sub_forward(a, b, out):
-    if a.size == out.size and b.size == out.size:
-        af, bf, of = a.reshape(-1), b.reshape(-1), out.reshape(-1)
+    af = a.reshape(-1)
+    bf = b.reshape(-1)
+    of = out.reshape(-1)
+    if af.size == of.size and bf.size == of.size:
         for i in prange(of.size):
             of[i] = af[i] - bf[i]
         return
     O, M, I = out.shape
     a0, a1, a2 = a.shape[0] > 1, a.shape[1] > 1, a.shape[2] > 1
     b0, b1, b2 = b.shape[0] > 1, b.shape[1] > 1, b.shape[2] > 1
-    for om in prange(O * M):
-        o, m = om // M, om % M
-        ar, br, orow = a[o * a0, m * a1], b[o * b0, m * b1], out[o, m]
-        for i in range(I):
-            orow[i] = ar[i * a2] - br[i * b2]
+    for o in range(O):
+        for m in prange(M):
+            ar = a[o * a0, m * a1]
+            br = b[o * b0, m * b1]
+            orow = out[o, m]
+            for i in range(I):
+                orow[i] = ar[i * a2] - br[i * b2]
 
 
 @memory_bound
 def mul_forward(a, b, out):
-    if a.size == out.size and b.size == out.size:
-        af, bf, of = a.reshape(-1), b.reshape(-1), out.reshape(-1)
+    af = a.reshape(-1)
+    bf = b.reshape(-1)
+    of = out.reshape(-1)
+    if af.size == of.size and bf.size == of.size:
         for i in prange(of.size):
             of[i] = af[i] * bf[i]
         return
     O, M, I = out.shape
     a0, a1, a2 = a.shape[0] > 1, a.shape[1] > 1, a.shape[2] > 1
     b0, b1, b2 = b.shape[0] > 1, b.shape[1] > 1, b.shape[2] > 1
-    for om in prange(O * M):
-        o, m = om // M, om % M
-        ar, br, orow = a[o * a0, m * a1], b[o * b0, m * b1], out[o, m]
-        for i in range(I):
-            orow[i] = ar[i * a2] * br[i * b2]
+    for o in range(O):
+        for m in prange(M):
+            ar = a[o * a0, m * a1]
+            br = b[o * b0, m * b1]
+            orow = out[o, m]
+            for i in range(I):
+                orow[i] = ar[i * a2] * br[i * b2]
 
 
 @memory_bound
 def div_forward(a, b, out):
-    if a.size == out.size and b.size == out.size:
-        af, bf, of = a.reshape(-1), b.reshape(-1), out.reshape(-1)
+    af = a.reshape(-1)
+    bf = b.reshape(-1)
+    of = out.reshape(-1)
+    if af.size == of.size and bf.size == of.size:
         for i in prange(of.size):
             of[i] = af[i] / bf[i]
         return
     O, M, I = out.shape
     a0, a1, a2 = a.shape[0] > 1, a.shape[1] > 1, a.shape[2] > 1
     b0, b1, b2 = b.shape[0] > 1, b.shape[1] > 1, b.shape[2] > 1
-    for om in prange(O * M):
-        o, m = om // M, om % M
-        ar, br, orow = a[o * a0, m * a1], b[o * b0, m * b1], out[o, m]
-        for i in range(I):
-            orow[i] = ar[i * a2] / br[i * b2]
+    for o in range(O):
+        for m in prange(M):
+            ar = a[o * a0, m * a1]
+            br = b[o * b0, m * b1]
+            orow = out[o, m]
+            for i in range(I):
+                orow[i] = ar[i * a2] / br[i * b2]
 
 
 @transcendental
@@ -174,24 +195,26 @@ def pow_forward(a, b, out):
     O, M, I = out.shape
     a0, a1, a2 = a.shape[0] > 1, a.shape[1] > 1, a.shape[2] > 1
     b0, b1, b2 = b.shape[0] > 1, b.shape[1] > 1, b.shape[2] > 1
-    for om in prange(O * M):
-        o, m = om // M, om % M
-        ar, br, orow = a[o * a0, m * a1], b[o * b0, m * b1], out[o, m]
-        for i in range(I):
-            orow[i] = ar[i * a2] ** br[i * b2]
+    for o in range(O):
+        for m in prange(M):
+            ar = a[o * a0, m * a1]
+            br = b[o * b0, m * b1]
+            orow = out[o, m]
+            for i in range(I):
+                orow[i] = ar[i * a2] ** br[i * b2]
 
 
 @memory_bound
 def mul_backward(grad, a, b, da, db):
     """da = grad * b and db = grad * a in one pass; da and db have the output's shape."""
-    if a.size == grad.size and b.size == grad.size:
-        # One assignment each: Numba 0.68's parfor pass miscompiles this loop (wrong values)
-        # when the five views come from a single tuple assignment.
-        g = grad.reshape(-1)
-        af = a.reshape(-1)
-        bf = b.reshape(-1)
-        daf = da.reshape(-1)
-        dbf = db.reshape(-1)
+    # One assignment per view: Numba 0.68's parfor pass miscompiled the flat loop below (wrong
+    # values) when its views came from a single tuple assignment.
+    g = grad.reshape(-1)
+    af = a.reshape(-1)
+    bf = b.reshape(-1)
+    daf = da.reshape(-1)
+    dbf = db.reshape(-1)
+    if af.size == g.size and bf.size == g.size:
         for i in prange(g.size):
             gi = g[i]
             daf[i] = gi * bf[i]
@@ -200,13 +223,17 @@ def mul_backward(grad, a, b, da, db):
     O, M, I = grad.shape
     a0, a1, a2 = a.shape[0] > 1, a.shape[1] > 1, a.shape[2] > 1
     b0, b1, b2 = b.shape[0] > 1, b.shape[1] > 1, b.shape[2] > 1
-    for om in prange(O * M):
-        o, m = om // M, om % M
-        ar, br, gr, dar, dbr = a[o * a0, m * a1], b[o * b0, m * b1], grad[o, m], da[o, m], db[o, m]
-        for i in range(I):
-            gi = gr[i]
-            dar[i] = gi * br[i * b2]
-            dbr[i] = gi * ar[i * a2]
+    for o in range(O):
+        for m in prange(M):
+            ar = a[o * a0, m * a1]
+            br = b[o * b0, m * b1]
+            gr = grad[o, m]
+            dar = da[o, m]
+            dbr = db[o, m]
+            for i in range(I):
+                gi = gr[i]
+                dar[i] = gi * br[i * b2]
+                dbr[i] = gi * ar[i * a2]
 
 
 @memory_bound
@@ -215,14 +242,18 @@ def div_backward(grad, a, b, da, db):
     O, M, I = grad.shape
     a0, a1, a2 = a.shape[0] > 1, a.shape[1] > 1, a.shape[2] > 1
     b0, b1, b2 = b.shape[0] > 1, b.shape[1] > 1, b.shape[2] > 1
-    for om in prange(O * M):
-        o, m = om // M, om % M
-        ar, br, gr, dar, dbr = a[o * a0, m * a1], b[o * b0, m * b1], grad[o, m], da[o, m], db[o, m]
-        for i in range(I):
-            bi = br[i * b2]
-            q = gr[i] / bi
-            dar[i] = q
-            dbr[i] = -q * ar[i * a2] / bi
+    for o in range(O):
+        for m in prange(M):
+            ar = a[o * a0, m * a1]
+            br = b[o * b0, m * b1]
+            gr = grad[o, m]
+            dar = da[o, m]
+            dbr = db[o, m]
+            for i in range(I):
+                bi = br[i * b2]
+                q = gr[i] / bi
+                dar[i] = q
+                dbr[i] = -q * ar[i * a2] / bi
 
 
 @transcendental
@@ -234,10 +265,15 @@ def pow_backward(grad, a, b, out, da, db):
     O, M, I = grad.shape
     a0, a1, a2 = a.shape[0] > 1, a.shape[1] > 1, a.shape[2] > 1
     b0, b1, b2 = b.shape[0] > 1, b.shape[1] > 1, b.shape[2] > 1
-    for om in prange(O * M):
-        o, m = om // M, om % M
-        ar, br, gr, orow, dar, dbr = a[o * a0, m * a1], b[o * b0, m * b1], grad[o, m], out[o, m], da[o, m], db[o, m]
-        for i in range(I):
-            ai, bi, gi = ar[i * a2], br[i * b2], gr[i]
-            dar[i] = gi * bi * ai ** (bi - 1.0) if bi != 0.0 else 0.0 * gi
-            dbr[i] = gi * orow[i] * np.log(ai) if ai != 0.0 else 0.0 * gi
+    for o in range(O):
+        for m in prange(M):
+            ar = a[o * a0, m * a1]
+            br = b[o * b0, m * b1]
+            gr = grad[o, m]
+            orow = out[o, m]
+            dar = da[o, m]
+            dbr = db[o, m]
+            for i in range(I):
+                ai, bi, gi = ar[i * a2], br[i * b2], gr[i]
+                dar[i] = gi * bi * ai ** (bi - 1.0) if bi != 0.0 else 0.0 * gi
+                dbr[i] = gi * orow[i] * np.log(ai) if ai != 0.0 else 0.0 * gi
