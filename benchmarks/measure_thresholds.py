@@ -9,29 +9,24 @@ which the parallel build is faster at every larger size measured. Set
 ``PARALLEL_MIN_MEMORY_BOUND`` and ``PARALLEL_MIN_TRANSCENDENTAL`` in firefly/kernels/_jit.py
 from it. Run it on a quiet machine: other load makes the parallel build look worse.
 
-Measured on the 2-core dev machine (numba 0.68, omp layer, --repeats 3) while colleagues'
-test runs kept the load average near 2.5, so the parallel column is pessimistic; a second
-run under heavier load had parallel calls stalled for ~6.6 ms and no crossover at all.
-Re-run on a quiet machine before trusting these.
+Measured on the 2-core machine with nothing else running (numba 0.68, omp layer,
+--repeats 7; exp is the vectorized firefly.kernels.vmath kernel):
 
     add (memory-bound)                          exp (transcendental)
         size   serial µs  parallel µs  ratio        size   serial µs  parallel µs  ratio
-         100        0.46         2.21   0.21         100        0.58         2.18   0.27
-         300        0.46         2.24   0.21         300        1.12         2.40   0.47
-        1000        0.50         2.27   0.22        1000        3.33         4.29   0.78
-        3000        0.77         2.43   0.32        3000       11.17         9.74   1.15
-       10000        1.65         2.90   0.57       10000       32.07        29.10   1.10
-       30000        4.53         4.36   1.04       30000       81.15        80.37   1.01
-      100000       16.85        11.03   1.53      100000      315.24       283.84   1.11
-      300000       46.82        28.91   1.62      300000      837.30       804.98   1.04
-     1000000      186.36        94.50   1.97     1000000     2714.34      2755.32   0.99
-     3000000     1397.42       984.43   1.42     3000000     8102.78      7957.27   1.02
-    10000000     5967.66      4267.00   1.40    10000000    28550.87     25623.14   1.11
-    crossover: 30000                            crossover: 3000000 (noise: parallel first wins at 3000)
+         100        0.46         2.76   0.17         100        0.53         3.75   0.14
+        1000        0.50         2.87   0.17        1000        2.50         5.05   0.49
+       10000        1.69         3.83   0.44       10000       17.69        17.49   1.01
+       30000        4.75         7.02   0.68       30000       50.90        31.99   1.59
+      100000       17.61        20.71   0.85      100000      157.28        98.69   1.59
+      300000       49.11        27.73   1.77      300000      500.81       280.22   1.79
+     1000000      174.63        93.49   1.87     1000000     1817.31       828.04   2.19
+    10000000     6986.67      5159.13   1.35    10000000    19300.92      9440.73   2.04
+    crossover: 100000-300000 (two runs)         crossover: 10000
 
-add crosses at ~3e4, hence PARALLEL_MIN_MEMORY_BOUND = 32_768. exp's parallel build first
-wins at 3e3 but only by 1.0-1.15x under this load (about 1.8x is expected on two idle cores),
-so PARALLEL_MIN_TRANSCENDENTAL stays at 8_192, between that and the issue's ~5e3 measurement.
+Hence PARALLEL_MIN_MEMORY_BOUND = 131_072 and PARALLEL_MIN_TRANSCENDENTAL = 16_384: at or just
+above the crossover, because below it the parallel build gains microseconds at best and, on a
+busy machine, a descheduled worker thread can stall a parallel call for milliseconds.
 """
 import argparse
 import time

@@ -13,13 +13,14 @@ import warnings
 from numba import njit
 from numba.core.registry import CPUDispatcher
 
-# Element counts above which the prange build of a kernel beats the serial one. Measured on
-# the 2-core dev machine, under load, with benchmarks/measure_thresholds.py (its docstring has
-# the table): add crosses at ~3e4; exp first wins at ~3e3 but clearly only above ~1e4.
-# Memory-bound loops (add, mul, relu, copies) need much more work per call to pay for waking
-# the thread pool than loops that call exp/log/tanh.
-PARALLEL_MIN_MEMORY_BOUND = 32_768
-PARALLEL_MIN_TRANSCENDENTAL = 8_192
+# Element counts from which the prange build of a kernel runs instead of the serial one.
+# Measured on the quiet 2-core machine with benchmarks/measure_thresholds.py (its docstring has
+# the table): the parallel add first wins between 1e5 and 3e5 elements, the parallel
+# (vectorized) exp at 1e4 and by 1.6x from 3e4. Below these, waking the thread pool costs more
+# than it saves; and a woken pool is exposed to scheduling stalls of milliseconds when the
+# machine is busy, so the thresholds sit at or above the crossover, not below it.
+PARALLEL_MIN_MEMORY_BOUND = 131_072
+PARALLEL_MIN_TRANSCENDENTAL = 16_384
 
 _cache_warning_issued = False
 cache_enabled = True  # False once a kernel could not get a writable cache folder
