@@ -24,9 +24,9 @@ Measured on the 2-core machine with nothing else running (numba 0.68, omp layer,
     10000000     6986.67      5159.13   1.35    10000000    19300.92      9440.73   2.04
     crossover: 100000-300000 (two runs)         crossover: 10000
 
-Hence PARALLEL_MIN_MEMORY_BOUND = 131_072 and PARALLEL_MIN_TRANSCENDENTAL = 16_384: at or just
-above the crossover, because below it the parallel build gains microseconds at best and, on a
-busy machine, a descheduled worker thread can stall a parallel call for milliseconds.
+These are the crossovers in isolation. firefly/kernels/_jit.py sets its thresholds higher
+(1_048_576 and 262_144) and says why: in a training step the parallel kernels share the cores
+with multithreaded BLAS calls, and lose there what they win here.
 """
 import argparse
 import time

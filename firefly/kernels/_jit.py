@@ -14,13 +14,16 @@ from numba import njit
 from numba.core.registry import CPUDispatcher
 
 # Element counts from which the prange build of a kernel runs instead of the serial one.
-# Measured on the quiet 2-core machine with benchmarks/measure_thresholds.py (its docstring has
-# the table): the parallel add first wins between 1e5 and 3e5 elements, the parallel
-# (vectorized) exp at 1e4 and by 1.6x from 3e4. Below these, waking the thread pool costs more
-# than it saves; and a woken pool is exposed to scheduling stalls of milliseconds when the
-# machine is busy, so the thresholds sit at or above the crossover, not below it.
-PARALLEL_MIN_MEMORY_BOUND = 131_072
-PARALLEL_MIN_TRANSCENDENTAL = 16_384
+# In isolation, on the quiet 2-core machine (benchmarks/measure_thresholds.py, table in its
+# docstring), the parallel add first wins between 1e5 and 3e5 elements and the vectorized exp
+# at 1e4. Training interleaves kernels with multithreaded BLAS calls, though, and a woken
+# OpenMP pool then competes with OpenBLAS's spinning threads for the two cores: one step of the
+# 784-256-128-10 MLP (batch 256, SGD momentum over 235k parameters) took a median 3.6 ms with
+# the memory-bound threshold at 262k, 2.7 ms at 1M, and 2.3 ms with no parallel kernel at all
+# (torch: 3.3 ms). So the thresholds sit well above the isolated crossovers: parallel builds
+# are for arrays large enough that a few hundred microseconds are at stake.
+PARALLEL_MIN_MEMORY_BOUND = 1_048_576
+PARALLEL_MIN_TRANSCENDENTAL = 262_144
 
 _cache_warning_issued = False
 cache_enabled = True  # False once a kernel could not get a writable cache folder
