@@ -55,6 +55,7 @@ NUMPY_REFERENCES = {
     "matmul": lambda a, attrs: np.matmul(a[0], a[1]),
     "linear": lambda a, attrs: a[0] @ a[1] + a[2],
     "cross_entropy": lambda a, attrs: np_cross_entropy(a[0], attrs["target"], attrs["reduction"]),
+    "mse_loss": lambda a, attrs: getattr(np, attrs["reduction"])((a[0] - a[1]) ** 2),
 }
 
 BUILTIN_NAMES = sorted(n for n in firefly.ops.names() if registry.origin(n) == registry.BUILTIN)
@@ -112,6 +113,7 @@ COMPOSITION_STEPS = {
     # where float64 finite differences are no longer accurate to the tolerance.
     "cross_entropy": lambda x, v, w: x.tanh() * firefly.ops.apply(
         "cross_entropy", x, target=np.array([2, 0]), reduction="none").reshape(2, 1),
+    "mse_loss": lambda x, v, w: x * firefly.ops.apply("mse_loss", x, v * x, reduction="mean"),
 }
 
 

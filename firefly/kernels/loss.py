@@ -6,7 +6,7 @@ indices that the op has already range-checked: these loops index with them unche
 import numpy as np
 from numba import prange
 
-from firefly.kernels._jit import transcendental
+from firefly.kernels._jit import memory_bound, transcendental
 
 
 @transcendental
@@ -48,3 +48,44 @@ def cross_entropy_backward(grad, per_sample, scale, x, target, shift, log_sum, d
         for c in range(C):
             dx[o, c, i] = g * np.exp((x[o, c, i] - m) - ls)
         dx[o, target[o, i], i] -= g
+
+
+# Elements per partial sum of mse_forward: partial sums keep float64 accumulation accurate and
+# give the parallel build independent chunks.
+_MSE_CHUNK = 4096
+
+
+@memory_bound
+def mse_forward(input, target, scale, out):
+    """out[0] = scale * sum((input - target) ** 2), in one pass over flat arrays."""
+    n = input.size
+    chunks = (n + _MSE_CHUNK - 1) // _MSE_CHUNK
+    partial = np.zeros(chunks)
+    for c in prange(chunks):
+        a = input[c * _MSE_CHUNK:min((c + 1) * _MSE_CHUNK, n)]
+        b = target[c * _MSE_CHUNK:min((c + 1) * _MSE_CHUNK, n)]
+        # Four accumulators, so that the adds do not wait on each other (no fastmath to reorder).
+        s0 = s1 = s2 = s3 = 0.0
+        full = a.size - a.size % 4
+        for i in range(0, full, 4):
+            d0, d1, d2, d3 = a[i] - b[i], a[i + 1] - b[i + 1], a[i + 2] - b[i + 2], a[i + 3] - b[i + 3]
+            s0 += d0 * d0
+            s1 += d1 * d1
+            s2 += d2 * d2
+            s3 += d3 * d3
+        for i in range(full, a.size):
+            d = a[i] - b[i]
+            s0 += d * d
+        partial[c] = (s0 + s1) + (s2 + s3)
+    out[0] = partial.sum() * scale
+
+
+@memory_bound
+def mse_backward(input, target, grad_scale, need_target, dinput, dtarget):
+    """dinput = 2 * grad_scale * (input - target) and dtarget = -dinput, in one pass."""
+    two_g = 2.0 * grad_scale
+    for i in prange(input.size):
+        d = two_g * (input[i] - target[i])
+        dinput[i] = d
+        if need_target:
+            dtarget[i] = -d

@@ -31,11 +31,10 @@ class MSELoss(_Loss):
                 f"MSELoss: input has shape {input_shape} but target has shape {target_shape}; "
                 "reshape one of them so they match"
             )
+        if self.reduction != "none":
+            return ops.apply("mse_loss", input, target, reduction=self.reduction)
         diff = ops.apply("sub", input, target)
-        squared = ops.apply("mul", diff, diff)
-        if self.reduction == "none":
-            return squared
-        return ops.apply(self.reduction, squared)
+        return ops.apply("mul", diff, diff)
 
 
 class CrossEntropyLoss(_Loss):

@@ -1,4 +1,5 @@
-"""Loss ops: ``cross_entropy``, fused log-softmax + negative log-likelihood with integer targets.
+"""Loss ops: ``cross_entropy``, fused log-softmax + negative log-likelihood with integer targets,
+and ``mse_loss``, the fused mean squared error.
 
 ``apply("cross_entropy", logits, target=labels, reduction="mean")``. Logits are (C,), (N, C)
 or (N, C, d1, ...) as in PyTorch, with targets (), (N,) or (N, d1, ...) of class indices.
@@ -81,3 +82,46 @@ class CrossEntropy(Op):
         target = rng.integers(0, shape[class_axis], size=target_shape)
         reduction = REDUCTIONS[int(rng.integers(0, len(REDUCTIONS)))]
         return (x,), {"target": target, "reduction": reduction}
+
+
+@register
+class MSELoss(Op):
+    """Mean (or summed) squared error of two same-shaped inputs, as one fused kernel each way.
+    ``reduction="none"`` has its own output shape and is ``(input - target) ** 2`` from the
+    elementwise ops (see ``firefly.nn.MSELoss``)."""
+
+    name = "mse_loss"
+    arity = 2
+    forward_kernel, backward_kernel = K.mse_forward, K.mse_backward
+
+    @staticmethod
+    def forward(ctx, input, target, reduction="mean"):
+        if reduction not in ("mean", "sum"):
+            raise ValueError(f"mse_loss: reduction must be 'mean' or 'sum', got {reduction!r}")
+        if input.shape != target.shape:
+            raise ctx.error("input and target must have the same shape", input, target)
+        if reduction == "sum":
+            scale = 1.0
+        else:  # the mean over no elements is NaN, as in PyTorch
+            scale = 1.0 / input.size if input.size else float("nan")
+        out = np.empty(1, dtype=input.dtype)
+        K.mse_forward(input.reshape(-1), target.reshape(-1), scale, out)
+        ctx.save_for_backward(input, target)
+        ctx.scale = scale
+        return out.reshape(())
+
+    @staticmethod
+    def backward(ctx, grad):
+        input, target = ctx.saved_tensors
+        need_target = ctx.needs_input_grad[1]
+        dinput = np.empty_like(input)
+        dtarget = np.empty_like(target) if need_target else dinput
+        K.mse_backward(input.reshape(-1), target.reshape(-1), float(grad) * ctx.scale, need_target,
+                       dinput.reshape(-1), dtarget.reshape(-1))
+        return dinput, (dtarget if need_target else None)
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        input = rng.uniform(-2.0, 2.0, size=shape).astype(dtype)
+        target = rng.uniform(-2.0, 2.0, size=shape).astype(dtype)
+        return (input, target), {"reduction": "mean" if rng.random() < 0.5 else "sum"}
