@@ -1,13 +1,39 @@
-"""Softmax and log-softmax over the middle axis of a contiguous (outer, axis, inner) array."""
+"""Softmax and log-softmax over the middle axis of a contiguous (outer, axis, inner) array.
+
+When the axis is the last one (inner == 1, the usual case) each row is contiguous and the
+exponentials go through ``firefly.kernels.vmath``, which vectorizes; vmath writes its output
+as scratch while it works, so the input it reads is always a separate row buffer. Other axes
+walk the strided rows with scalar ``np.exp``.
+"""
 import numpy as np
 from numba import prange
 
-from firefly.kernels._jit import transcendental, memory_bound
+from firefly.kernels import vmath
+from firefly.kernels._jit import memory_bound, transcendental
 
 
 @transcendental
 def softmax_forward(x, out):
     O, R, I = x.shape
+    if I == 1:
+        x2 = x.reshape(O, R)
+        out2 = out.reshape(O, R)
+        for o in prange(O):
+            row, orow = x2[o], out2[o]
+            m = row[0]
+            for r in range(1, R):
+                m = max(m, row[r])
+            shifted = np.empty_like(row)
+            for r in range(R):
+                shifted[r] = row[r] - m  # shifted by the max, so exp never overflows
+            vmath.exp(shifted, orow)
+            s = 0.0
+            for r in range(R):
+                s += orow[r]
+            inv = 1.0 / s
+            for r in range(R):
+                orow[r] *= inv
+        return
     for oi in prange(O * I):
         o, i = oi // I, oi % I
         m = x[o, 0, i]
@@ -15,7 +41,7 @@ def softmax_forward(x, out):
             m = max(m, x[o, r, i])
         s = 0.0
         for r in range(R):
-            e = np.exp(x[o, r, i] - m)  # shifted by the max, so exp never overflows
+            e = np.exp(x[o, r, i] - m)
             out[o, r, i] = e
             s += e
         inv = 1.0 / s
@@ -39,6 +65,25 @@ def softmax_backward(grad, out, dx):
 @transcendental
 def log_softmax_forward(x, out):
     O, R, I = x.shape
+    if I == 1:
+        x2 = x.reshape(O, R)
+        out2 = out.reshape(O, R)
+        for o in prange(O):
+            row, orow = x2[o], out2[o]
+            m = row[0]
+            for r in range(1, R):
+                m = max(m, row[r])
+            for r in range(R):
+                orow[r] = row[r] - m
+            exps = np.empty_like(row)
+            vmath.exp(orow, exps)
+            s = 0.0
+            for r in range(R):
+                s += exps[r]
+            log_s = np.log(s)
+            for r in range(R):
+                orow[r] -= log_s
+        return
     for oi in prange(O * I):
         o, i = oi // I, oi % I
         m = x[o, 0, i]
@@ -56,6 +101,19 @@ def log_softmax_forward(x, out):
 def log_softmax_backward(grad, out, dx):
     """dx = g - softmax(x) * sum(g), with softmax recovered from the saved output."""
     O, R, I = out.shape
+    if I == 1:
+        g2 = grad.reshape(O, R)
+        out2 = out.reshape(O, R)
+        dx2 = dx.reshape(O, R)
+        for o in prange(O):
+            grow, orow, drow = g2[o], out2[o], dx2[o]
+            total = 0.0
+            for r in range(R):
+                total += grow[r]
+            vmath.exp(orow, drow)
+            for r in range(R):
+                drow[r] = grow[r] - drow[r] * total
+        return
     for oi in prange(O * I):
         o, i = oi // I, oi % I
         total = 0.0
