@@ -10,7 +10,7 @@ from firefly.kernels import reduce as K
 
 BUILDS = ["serial", "parallel"]
 DTYPES = [np.float32, np.float64]
-SPLIT, TASKS, LANES, SLAB = K._SPLIT_MIN, K._TASKS, K._LANES, K._MIN_SLAB_ROWS
+SPLIT, TASKS, LANES, SLAB = K._SPLIT_MIN, K._TASKS, K.LANES, K._MIN_SLAB_ROWS
 
 # (outer, reduced, inner): each straddles a boundary where the kernels change what they do.
 SHAPES = [

@@ -25,7 +25,7 @@ _TASKS = 16
 _MIN_SLAB_ROWS = 16
 # float64 partial sums that a contiguous run is dealt across. Without fastmath LLVM keeps a
 # single running sum in order, one dependent add after another; independent lanes vectorize.
-_LANES = 32
+LANES = 32
 
 
 @intrinsic
@@ -57,8 +57,9 @@ def _slabs(O, R, I, min_rows):
 
 
 @inline_helper
-def _sum_contiguous(v, lanes):
-    # Four blocks of _LANES elements at a time: one pass over ``lanes`` per 4 * _LANES elements.
+def sum_contiguous(v, lanes):
+    """sum(v) in float64 for a contiguous 1-D ``v``; ``lanes`` is LANES float64s of scratch."""
+    # Four blocks of LANES elements at a time: one pass over ``lanes`` per 4 * LANES elements.
     W = lanes.size
     n = v.size
     lanes[:] = 0.0
@@ -111,10 +112,10 @@ def sum_forward(x, scale, out):
         partial = np.empty((O, slabs))
         tasks = min(O * slabs, _TASKS)
         for t in prange(tasks):
-            lanes = np.empty(_LANES)  # one per task, not per row: rows may be short and many
+            lanes = np.empty(LANES)  # one per task, not per row: rows may be short and many
             for os in range(t * O * slabs // tasks, (t + 1) * O * slabs // tasks):
                 o, s = os // slabs, os % slabs
-                partial[o, s] = _sum_contiguous(x2[o, s * R // slabs:(s + 1) * R // slabs], lanes)
+                partial[o, s] = sum_contiguous(x2[o, s * R // slabs:(s + 1) * R // slabs], lanes)
         for o in range(O):
             total = 0.0
             for s in range(slabs):
@@ -141,15 +142,17 @@ def sum_forward(x, scale, out):
 def sum_backward(grad, scale, dx):
     """dx[o, r, i] = scale * grad[o, i]: the gradient of sum and mean, broadcast back."""
     O, R, I = dx.shape
-    for orr in prange(O * R):
-        o, r = orr // R, orr % R
-        grow, drow = grad[o], dx[o, r]
-        for i in range(I):
-            drow[i] = grow[i] * scale
+    for o in range(O):  # nested, not a flat prange with // and % per row: rows may be short
+        grow = grad[o]
+        for r in prange(R):
+            drow = dx[o, r]
+            for i in range(I):
+                drow[i] = grow[i] * scale
 
 
 @inline_helper
-def _max_contiguous(v):
+def max_contiguous(v):
+    """max(v) for a contiguous, non-empty 1-D ``v``; NaN if any element is NaN."""
     m = v[0]
     for i in range(1, v.size):
         m = _maximum(m, v[i])
@@ -176,9 +179,9 @@ def max_forward(x, out):
         partial = np.empty((O, slabs), x.dtype)
         for os in prange(O * slabs):
             o, s = os // slabs, os % slabs
-            partial[o, s] = _max_contiguous(x2[o, s * R // slabs:(s + 1) * R // slabs])
+            partial[o, s] = max_contiguous(x2[o, s * R // slabs:(s + 1) * R // slabs])
         for o in range(O):
-            out[o, 0] = _max_contiguous(partial[o])
+            out[o, 0] = max_contiguous(partial[o])
         return
     slabs = _slabs(O, R, I, _MIN_SLAB_ROWS)
     # Each slab starts from its first row; with one slab that is the whole reduction, in out.

@@ -2,14 +2,16 @@
 
 When the axis is the last one (inner == 1, the usual case) each row is contiguous and the
 exponentials go through ``firefly.kernels.vmath``, which vectorizes; vmath writes its output
-as scratch while it works, so the input it reads is always a separate row buffer. Other axes
-walk the strided rows with scalar ``np.exp``.
+as scratch while it works, so the input it reads is always a separate row buffer. Row sums
+and maxima use the reductions' multi-accumulator helpers. Other axes walk the strided rows
+with scalar ``np.exp``.
 """
 import numpy as np
 from numba import prange
 
 from firefly.kernels import vmath
 from firefly.kernels._jit import memory_bound, transcendental
+from firefly.kernels.reduce import LANES, max_contiguous, sum_contiguous
 
 
 @transcendental
@@ -20,17 +22,12 @@ def softmax_forward(x, out):
         out2 = out.reshape(O, R)
         for o in prange(O):
             row, orow = x2[o], out2[o]
-            m = row[0]
-            for r in range(1, R):
-                m = max(m, row[r])
+            m = max_contiguous(row)
             shifted = np.empty_like(row)
             for r in range(R):
                 shifted[r] = row[r] - m  # shifted by the max, so exp never overflows
             vmath.exp(shifted, orow)
-            s = 0.0
-            for r in range(R):
-                s += orow[r]
-            inv = 1.0 / s
+            inv = 1.0 / sum_contiguous(orow, np.empty(LANES))
             for r in range(R):
                 orow[r] *= inv
         return
@@ -53,6 +50,18 @@ def softmax_forward(x, out):
 def softmax_backward(grad, out, dx):
     """dx = y * (g - sum(g * y)), in two passes over each row."""
     O, R, I = out.shape
+    if I == 1:
+        g2 = grad.reshape(O, R)
+        out2 = out.reshape(O, R)
+        dx2 = dx.reshape(O, R)
+        for o in prange(O):
+            grow, orow, drow = g2[o], out2[o], dx2[o]
+            for r in range(R):
+                drow[r] = grow[r] * orow[r]
+            dot = sum_contiguous(drow, np.empty(LANES))
+            for r in range(R):
+                drow[r] = orow[r] * (grow[r] - dot)
+        return
     for oi in prange(O * I):
         o, i = oi // I, oi % I
         dot = 0.0
@@ -70,17 +79,12 @@ def log_softmax_forward(x, out):
         out2 = out.reshape(O, R)
         for o in prange(O):
             row, orow = x2[o], out2[o]
-            m = row[0]
-            for r in range(1, R):
-                m = max(m, row[r])
+            m = max_contiguous(row)
             for r in range(R):
                 orow[r] = row[r] - m
             exps = np.empty_like(row)
             vmath.exp(orow, exps)
-            s = 0.0
-            for r in range(R):
-                s += exps[r]
-            log_s = np.log(s)
+            log_s = np.log(sum_contiguous(exps, np.empty(LANES)))
             for r in range(R):
                 orow[r] -= log_s
         return
@@ -107,9 +111,7 @@ def log_softmax_backward(grad, out, dx):
         dx2 = dx.reshape(O, R)
         for o in prange(O):
             grow, orow, drow = g2[o], out2[o], dx2[o]
-            total = 0.0
-            for r in range(R):
-                total += grow[r]
+            total = sum_contiguous(grow, np.empty(LANES))
             vmath.exp(orow, drow)
             for r in range(R):
                 drow[r] = grow[r] - drow[r] * total
