@@ -49,7 +49,7 @@ class Node(Context):
 
     def __init__(self, op, needs_input_grad):  # Context's fields set inline: this runs per op
         self.op, self.needs_input_grad, self.saved_tensors = op, needs_input_grad, ()
-        self.inputs, self.dtype, self.freed = (), None, False
+        self.freed = False
 
     def release(self):
         """Drop everything forward saved (arrays on ``ctx`` included), keeping the graph's shape."""
@@ -114,6 +114,8 @@ def apply(op, *args, **attrs):
 
     if _grad_mode.enabled and True in needs:
         ctx = Node(op, tuple(needs))
+        ctx.inputs = tuple([x if n else None for x, n in zip(args, needs)])
+        ctx.dtype = dtype
     else:
         ctx = Context(op, (False,) * len(args))
     out = op.forward(ctx, *arrays, **attrs)
@@ -122,13 +124,9 @@ def apply(op, *args, **attrs):
             f"op '{op.name}': forward must return a C-contiguous {dtype} ndarray, got "
             f"{type(out).__name__} {getattr(out, 'dtype', '')}"
         )
-    result = Tensor._wrap(out)
     if ctx.__class__ is Node:
-        ctx.inputs = tuple([x if n else None for x, n in zip(args, needs)])
-        ctx.dtype = dtype
-        result.requires_grad = True
-        result._node = ctx
-    return result
+        return Tensor._wrap(out, ctx)
+    return Tensor._wrap(out)
 
 
 def _topological_order(root):

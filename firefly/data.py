@@ -1,11 +1,11 @@
 """DataLoader: mini-batches over arrays that share their first dimension."""
 import math
-import operator
 
 import numpy as np
 
 from firefly import random
 from firefly.tensor import Tensor
+from firefly.validation import as_int
 
 
 class DataLoader:
@@ -32,14 +32,7 @@ class DataLoader:
         if len(set(lengths)) > 1:
             shapes = ", ".join(str(a.shape) for a in self.arrays)
             raise ValueError(f"DataLoader: the arrays must have the same first dimension, got shapes {shapes}")
-        if isinstance(batch_size, bool):
-            raise TypeError("DataLoader: batch_size must be a positive int, got a bool")
-        try:
-            batch_size = operator.index(batch_size)
-        except TypeError:
-            raise TypeError(f"DataLoader: batch_size must be a positive int, got {type(batch_size).__name__} {batch_size!r}") from None
-        if batch_size < 1:
-            raise ValueError(f"DataLoader: batch_size must be a positive int, got {batch_size}")
+        batch_size = as_int("DataLoader", "batch_size", batch_size, 1)
         self.batch_size, self.shuffle, self.drop_last = batch_size, bool(shuffle), bool(drop_last)
         self.num_samples = lengths[0]
         self._generator = None if seed is None else np.random.default_rng(seed)

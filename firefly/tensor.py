@@ -79,10 +79,11 @@ class Tensor:
         self._node = None
 
     @classmethod
-    def _wrap(cls, array):
-        """A leaf around an array that is already contiguous and of a valid dtype."""
+    def _wrap(cls, array, node=None):
+        """A Tensor around an array that is already contiguous and of a valid dtype: a leaf, or
+        the output of the recorded ``node``."""
         t = cls.__new__(cls)
-        t._data, t.requires_grad, t.grad, t._node = array, False, None, None
+        t._data, t.requires_grad, t.grad, t._node = array, node is not None, None, node
         return t
 
     # ------------------------------------------------------------------ attributes

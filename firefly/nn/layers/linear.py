@@ -1,24 +1,12 @@
 """Linear: y = x @ weight + bias, with the seed framework's (in_features, out_features) layout."""
 import math
-import operator
 
 import numpy as np
 
 from firefly import ops, random
 from firefly.nn.module import Module
 from firefly.nn.parameter import Parameter
-
-
-def _positive_int(name, value):
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"Linear: {name} must be a positive int, got {type(value).__name__} {value!r}") from None
-    if value < 1:
-        raise ValueError(f"Linear: {name} must be a positive int, got {value}")
-    return value
+from firefly.validation import as_int
 
 
 class Linear(Module):
@@ -31,8 +19,8 @@ class Linear(Module):
 
     def __init__(self, in_features, out_features, bias=True, dtype=None):
         super().__init__()
-        self.in_features = _positive_int("in_features", in_features)
-        self.out_features = _positive_int("out_features", out_features)
+        self.in_features = as_int("Linear", "in_features", in_features, 1)
+        self.out_features = as_int("Linear", "out_features", out_features, 1)
         dtype = np.dtype(dtype or np.float32)
         bound = 1.0 / math.sqrt(self.in_features)
         rng = random.generator()
