@@ -10,8 +10,6 @@ import numpy as np
 
 from firefly.ops.base import Context
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-
 
 class _GradMode(threading.local):
     enabled = True  # a class default: each thread starts with recording on
@@ -79,14 +77,14 @@ def _input_arrays(op, args):
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"{op.name}: unsupported input of type {type(x).__name__}: {exc}") from None
             needs.append(False)
-        if a.dtype not in _FLOATS:
+        if a.dtype not in FLOAT_DTYPES:
             raise TypeError(
                 f"{op.name}: inputs must be float32 or float64, got {a.dtype} "
                 f"(shape {a.shape}); convert with Tensor(x, dtype=np.float32)"
             )
-        dtype = a.dtype if dtype is None or a.dtype is dtype else _FLOATS[1]
+        dtype = a.dtype if dtype is None or a.dtype is dtype else FLOAT_DTYPES[1]
         arrays.append(a)
-    dtype = dtype or _FLOATS[0]
+    dtype = dtype or FLOAT_DTYPES[0]
     for i, a in enumerate(arrays):
         if a.__class__ is not np.ndarray:
             arrays[i] = np.array(a, dtype=dtype)
@@ -109,7 +107,7 @@ def apply(op, *args, **attrs):
         needs.append(x.requires_grad)
         dtype = x._data.dtype
     else:
-        if dtype not in _FLOATS:
+        if dtype not in FLOAT_DTYPES:
             arrays, needs, dtype = _input_arrays(op, args)
 
     if _grad_mode.enabled and True in needs:
@@ -219,4 +217,4 @@ def backward(root, grad=None, retain_graph=False):
             node.release()
 
 
-from firefly.tensor import Tensor  # noqa: E402  (tensor.py imports this module; bound once both exist)
+from firefly.tensor import FLOAT_DTYPES, Tensor  # noqa: E402  (tensor.py imports this module; bound once both exist)

@@ -9,7 +9,7 @@ import numpy as np
 from firefly import autograd
 from firefly.ops import registry
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what ops compute in
 
 
 def as_array(data, dtype=None):
@@ -47,7 +47,7 @@ def as_array(data, dtype=None):
     if kind not in "fiub":
         raise TypeError(f"Tensor: data must hold numbers, got an array of dtype {arr.dtype} (shape {arr.shape})")
     if dtype is None:
-        dtype = arr.dtype if arr.dtype in _FLOATS else np.dtype(np.float32)
+        dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.dtype(np.float32)
     return np.asarray(arr, dtype=dtype, order="C")
 
 
@@ -72,7 +72,7 @@ class Tensor:
 
     def __init__(self, data, requires_grad=False, dtype=None):
         self._data = as_array(data, dtype)
-        if requires_grad and self._data.dtype not in _FLOATS:
+        if requires_grad and self._data.dtype not in FLOAT_DTYPES:
             raise TypeError(f"Tensor: only float32 and float64 tensors can require grad, got {self._data.dtype}")
         self.requires_grad = bool(requires_grad)
         self.grad = None

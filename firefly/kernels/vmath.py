@@ -23,7 +23,6 @@ import functools
 import math
 
 import numpy as np
-from numba import types
 from numba.extending import overload
 
 from firefly.kernels._jit import inline_helper

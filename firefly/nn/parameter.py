@@ -1,14 +1,13 @@
 """Parameter: a trainable array that keeps its identity (and storage) while its value changes."""
 import numpy as np
 
-from firefly.tensor import Tensor, as_array
+from firefly.tensor import FLOAT_DTYPES, Tensor, as_array
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _float_dtype(dtype):
     dtype = np.dtype(dtype)
-    if dtype not in _FLOATS:
+    if dtype not in FLOAT_DTYPES:
         raise TypeError(f"Parameter: dtype must be float32 or float64, got {dtype}")
     return dtype
 

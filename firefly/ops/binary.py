@@ -9,6 +9,7 @@ from firefly.kernels import elementwise as K
 from firefly.kernels.reduce import sum_forward
 from firefly.ops.base import Op
 from firefly.ops.broadcast import broadcast_operands, reduce_to_shape
+from firefly.ops.elementwise import flat_map
 from firefly.ops.registry import register
 
 
@@ -42,14 +43,19 @@ def run_forward(ctx, kernel, a, b):
     return out, a3, b3
 
 
+def unbroadcast(ctx, da, db):
+    """Output-shaped gradients summed back to each input's shape; None where none is needed."""
+    need_a, need_b = ctx.needs_input_grad
+    return (reduce_to_shape(da, ctx.shapes[0]) if need_a else None,
+            reduce_to_shape(db, ctx.shapes[1]) if need_b else None)
+
+
 def run_backward(ctx, kernel, grad, *saved):
     """Run a backward kernel that writes output-shaped da and db, then un-broadcast them."""
     g3 = grad.reshape(ctx.out3)
     da, db = np.empty_like(grad), np.empty_like(grad)
     kernel(g3, *saved, da.reshape(ctx.out3), db.reshape(ctx.out3))
-    need_a, need_b = ctx.needs_input_grad
-    return (reduce_to_shape(da, ctx.shapes[0]) if need_a else None,
-            reduce_to_shape(db, ctx.shapes[1]) if need_b else None)
+    return unbroadcast(ctx, da, db)
 
 
 @register
@@ -63,9 +69,7 @@ class Add(BinaryOp):
 
     @staticmethod
     def backward(ctx, grad):
-        need_a, need_b = ctx.needs_input_grad
-        return (reduce_to_shape(grad, ctx.shapes[0]) if need_a else None,
-                reduce_to_shape(grad, ctx.shapes[1]) if need_b else None)
+        return unbroadcast(ctx, grad, grad)
 
 
 @register
@@ -79,14 +83,8 @@ class Sub(BinaryOp):
 
     @staticmethod
     def backward(ctx, grad):
-        need_a, need_b = ctx.needs_input_grad
-        db = None
-        if need_b:
-            db = reduce_to_shape(grad, ctx.shapes[1])
-            negated = np.empty_like(db)
-            K.neg_forward(db.reshape(-1), negated.reshape(-1))
-            db = negated
-        return (reduce_to_shape(grad, ctx.shapes[0]) if need_a else None), db
+        da, db = unbroadcast(ctx, grad, grad)
+        return da, (None if db is None else flat_map(K.neg_forward, db))
 
 
 @register

@@ -16,9 +16,8 @@ import numbers
 
 import numpy as np
 
-from firefly.tensor import Tensor
+from firefly.tensor import FLOAT_DTYPES, Tensor
 
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _parameter_list(parameters):
@@ -198,7 +197,7 @@ class FusedOptimizer(BaseOptimizer):
                     f"{self._describe(first_index[id(tensor)])}; pass each parameter once"
                 )
             first_index[id(tensor)] = index
-            if tensor.dtype not in _FLOAT_DTYPES:
+            if tensor.dtype not in FLOAT_DTYPES:
                 raise TypeError(f"{owner}: {self._describe(index)} must be float32 or float64")
             by_dtype.setdefault(tensor.dtype, []).append(index)
         self._groups = [
