@@ -1,16 +1,30 @@
 """firefly: a small, fast deep-learning library on NumPy and Numba."""
+import numpy as _np
+
 from firefly.autograd import is_grad_enabled, no_grad
 from firefly.tensor import Tensor
 from firefly import ops
+from firefly.creation import (
+    arange, as_tensor, cat, clamp, clip, concat, empty, empty_like, eye, from_numpy, full,
+    full_like, linspace, maximum, minimum, ones, ones_like, rand, rand_like, randint, randn,
+    randn_like, stack, tensor, where, zeros, zeros_like,
+)
 from firefly.random import manual_seed
 from firefly.serialization import load, save
 from firefly import nn, optim
 
 __version__ = "0.1.0"
-float32 = __import__("numpy").float32
-float64 = __import__("numpy").float64
+# dtypes under PyTorch's names (NumPy dtypes: firefly tensors hold ndarrays)
+float32 = float = _np.float32
+float64 = double = _np.float64
+int64 = long = _np.int64
+int32 = int = _np.int32
+bool = _np.bool_
 
 __all__ = [
     "Tensor", "no_grad", "is_grad_enabled", "ops", "nn", "optim", "manual_seed", "save", "load",
-    "float32", "float64", "__version__",
+    "float32", "float64", "float", "double", "int64", "long", "int32", "int", "bool", "__version__",
+    "tensor", "zeros", "ones", "full", "empty", "arange", "linspace", "eye", "rand", "randn",
+    "randint", "zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like",
+    "from_numpy", "as_tensor", "cat", "concat", "stack", "where", "maximum", "minimum", "clamp", "clip",
 ]

@@ -5,6 +5,7 @@ and links the result to its inputs. ``backward`` visits the recorded graph once,
 topological order, calling each op's backward and accumulating gradients with ``+``.
 """
 import threading
+import weakref
 
 import numpy as np
 
@@ -41,6 +42,59 @@ class no_grad:
         return wrapper
 
 
+# ----------------------------------------------------------------------------- in-place writes
+# PyTorch keeps a version counter per storage; firefly keeps one clock for the process. Every
+# in-place write ticks it and records, per base array written, the tick of its latest write.
+# A node remembers the tick it was recorded at, so backward has nothing to check (one integer
+# comparison) unless some array was written after the node ran.
+_clock = 0
+_written = {}  # id(base array) -> (weak reference to it, tick of its latest in-place write)
+
+
+def _base(array):
+    while array.base is not None and isinstance(array.base, np.ndarray):
+        array = array.base
+    return array
+
+
+def mark_modified(array):
+    """Record that ``array`` (and every array sharing its base) was just written in place.
+
+    Everything that writes into a tensor's existing storage calls this: the in-place methods,
+    ``Parameter.update``, and anything else that mutates an array a recorded op may have saved.
+    """
+    global _clock
+    _clock += 1
+    base = _base(array)
+    key = id(base)
+    entry = _written.get(key)
+    if entry is None or entry[0]() is not base:
+        entry = (weakref.ref(base, lambda _, key=key: _written.pop(key, None)), _clock)
+    _written[key] = (entry[0], _clock)
+
+
+def _saved_arrays(node):
+    for value in node.__dict__.values():
+        if isinstance(value, np.ndarray):
+            yield value
+        elif isinstance(value, (tuple, list)):
+            yield from (v for v in value if isinstance(v, np.ndarray))
+
+
+def _check_saved_unmodified(node):
+    """Raise if an array ``node`` saved for backward was written in place after it was recorded."""
+    for array in _saved_arrays(node):
+        base = _base(array)
+        entry = _written.get(id(base))
+        if entry is not None and entry[0]() is base and entry[1] > node.tick:
+            raise RuntimeError(
+                f"backward: one of the arrays that '{node.op.name}' saved for its backward (shape "
+                f"{array.shape}, {array.dtype}) was modified by an in-place operation after "
+                f"'{node.op.name}' ran, so its gradient would be wrong. Modify a clone() "
+                "instead, or do the in-place update after backward()"
+            )
+
+
 class Node(Context):
     """One recorded op application. As in PyTorch, the node is also the op's ``ctx``: it holds
     what forward saved, plus the tensors the op read and the dtype it computed in."""
@@ -48,10 +102,12 @@ class Node(Context):
     def __init__(self, op, needs_input_grad):  # Context's fields set inline: this runs per op
         self.op, self.needs_input_grad, self.saved_tensors = op, needs_input_grad, ()
         self.freed = False
+        self.tick = _clock
 
     def release(self):
         """Drop everything forward saved (arrays on ``ctx`` included), keeping the graph's shape."""
-        kept = {"op": self.op, "inputs": self.inputs, "needs_input_grad": self.needs_input_grad}
+        kept = {"op": self.op, "inputs": self.inputs, "needs_input_grad": self.needs_input_grad,
+                "tick": self.tick}
         self.__dict__.clear()
         self.__dict__.update(kept, saved_tensors=None, dtype=None, freed=True)
 
@@ -66,7 +122,7 @@ def _input_arrays(op, args):
     for x in args:
         if isinstance(x, Tensor):
             a = x._data
-            needs.append(x.requires_grad)
+            needs.append(x._requires_grad)
         elif isinstance(x, (bool, int, float)):
             arrays.append(x)
             needs.append(False)
@@ -100,11 +156,12 @@ def apply(op, *args, **attrs):
     # Fast path, the common case: Tensors that all share one float dtype.
     arrays, needs, dtype = [], [], None
     for x in args:
-        if x.__class__ is not Tensor or (dtype is not None and x._data.dtype is not dtype):
+        if ((x.__class__ is not Tensor and not isinstance(x, Tensor))  # a Parameter takes this path
+                or (dtype is not None and x._data.dtype is not dtype)):
             arrays, needs, dtype = _input_arrays(op, args)
             break
         arrays.append(x._data)
-        needs.append(x.requires_grad)
+        needs.append(x._requires_grad)
         dtype = x._data.dtype
     else:
         if dtype not in FLOAT_DTYPES:
@@ -117,7 +174,8 @@ def apply(op, *args, **attrs):
     else:
         ctx = Context(op, (False,) * len(args))
     out = op.forward(ctx, *arrays, **attrs)
-    if out.__class__ is not np.ndarray or out.dtype is not dtype or not out.flags.c_contiguous:
+    if (out.__class__ is not np.ndarray or out.dtype is not dtype or not out.flags.c_contiguous) and not (
+            getattr(op, "casts_dtype", False) and out.__class__ is np.ndarray and out.dtype in FLOAT_DTYPES and out.flags.c_contiguous):
         raise TypeError(
             f"op '{op.name}': forward must return a C-contiguous {dtype} ndarray, got "
             f"{type(out).__name__} {getattr(out, 'dtype', '')}"
@@ -125,6 +183,30 @@ def apply(op, *args, **attrs):
     if ctx.__class__ is Node:
         return Tensor._wrap(out, ctx)
     return Tensor._wrap(out)
+
+
+def write_in_place(target, result):
+    """Make ``target`` hold ``result``'s value: the end of every in-place Tensor method.
+
+    Recorded (``result`` has a node): ``target`` takes ``result``'s array and node, as PyTorch
+    rebases an in-place op's output onto the op; its own history moves to a stand-in Tensor
+    that the new node reads in its place. Its old array is left as it was, so whatever a
+    recorded op saved from it stays valid. Not recorded: the value is copied into ``target``'s
+    own array (views of it, such as an optimizer's flat buffer, see the change) and the write
+    is recorded for the saved-array check.
+    """
+    node = result._node
+    if node is None:
+        np.copyto(target._data, result._data, casting="same_kind")
+        mark_modified(target._data)
+        return target
+    if target._node is not None or target._requires_grad:
+        stand_in = Tensor._wrap(target._data, target._node)
+        stand_in._requires_grad = target._requires_grad
+        node.inputs = tuple(stand_in if x is target else x for x in node.inputs)
+    target._data = result._data
+    target._node, target._requires_grad = node, True
+    return target
 
 
 def _topological_order(root):
@@ -189,6 +271,8 @@ def backward(root, grad=None, retain_graph=False):
                 f"backward: the graph through '{node.op.name}' was already freed by an earlier "
                 "backward(); pass retain_graph=True to the first backward() to go through it twice"
             )
+        if node.tick != _clock:
+            _check_saved_unmodified(node)
         input_grads = node.op.backward(node, g)
         if not isinstance(input_grads, tuple):
             input_grads = (input_grads,)

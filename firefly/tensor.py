@@ -2,7 +2,9 @@
 
 Every operator and method dispatches by op name through ``firefly.ops``; no maths lives here.
 """
+import collections
 import numbers
+import operator
 
 import numpy as np
 
@@ -59,34 +61,128 @@ def _op(name, *args, **attrs):
     return autograd.apply(_ops.get(name) or registry.get(name), *args, **attrs)
 
 
+_UNSET = object()
+
+
+def pick(method, name, value, alias, alias_value, default):
+    """One argument spelled two ways (PyTorch's ``dim`` or NumPy's ``axis``): the value given,
+    ``default`` when neither is, and a TypeError when both are."""
+    if alias_value is _UNSET:
+        return default if value is _UNSET else value
+    if value is not _UNSET:
+        raise TypeError(f"{method}(): got both '{name}' and its alias '{alias}'; give one of them")
+    return alias_value
+
+
+def dtype_of(method, dtype):
+    """``dtype`` as a NumPy dtype firefly tensors can hold; a TypeError naming ``method``."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"{method}: {dtype!r} is not a dtype; use e.g. firefly.float32 or firefly.int64") from None
+    if dtype.kind not in "fiub" or dtype.itemsize > 8 or dtype == np.float16:
+        raise TypeError(f"{method}: unsupported dtype {dtype}; use float32, float64, an integer type or bool")
+    return dtype
+
+
+def _dims(method, shape):
+    """``f(2, 3)`` or ``f((2, 3))`` as a tuple of ints."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    try:
+        return tuple(operator.index(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"{method}: sizes must be ints, got {shape!r}") from None
+
+
+def _dim_index(method, dim, ndim, shape, extra=0):
+    """``dim`` as a non-negative axis of a tensor with ``ndim`` (+ ``extra``) dimensions."""
+    n = ndim + extra
+    try:
+        d = operator.index(dim)
+    except TypeError:
+        raise TypeError(f"{method}: dim must be an int, got {dim!r}") from None
+    if not -max(n, 1) <= d < max(n, 1):
+        raise IndexError(
+            f"{method}: dim {d} is out of range for a tensor of shape {shape}; valid dims are "
+            f"{-max(n, 1)} to {max(n, 1) - 1}"
+        )
+    return d % max(n, 1)
+
+
+MinMax = collections.namedtuple("MinMax", ["values", "indices"])
+MinMax.__doc__ = "What ``max(dim)`` and ``min(dim)`` return, as torch.return_types.max."
+
+
+def _is_advanced_index(item):
+    return isinstance(item, (np.ndarray, list, Tensor)) or isinstance(item, (bool, np.bool_))
+
+
 class Tensor:
     """An n-dimensional array that can record the ops applied to it and differentiate them.
 
     ``Tensor(data, requires_grad=False, dtype=None)``: ``data`` is an ndarray, a nested list or
     a number. A Python number makes a float32 0-d tensor; a float32/float64 ndarray keeps its
-    dtype and is not copied when contiguous (like ``torch.from_numpy``).
+    dtype and is not copied when contiguous (like ``torch.from_numpy``). Integer and bool
+    tensors (``dtype=``, comparisons, ``argmax``) hold labels, indices and masks; they never
+    require grad.
     """
 
-    __slots__ = ("_data", "requires_grad", "grad", "_node", "__weakref__")
+    __slots__ = ("_data", "_requires_grad", "grad", "_node", "__weakref__")
     __array_ufunc__ = None  # ndarray <op> Tensor defers to the Tensor's reflected operator
+    __hash__ = object.__hash__  # hashable by identity although == is elementwise, as in PyTorch
 
     def __init__(self, data, requires_grad=False, dtype=None):
         self._data = as_array(data, dtype)
-        if requires_grad and self._data.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"Tensor: only float32 and float64 tensors can require grad, got {self._data.dtype}")
-        self.requires_grad = bool(requires_grad)
+        self._requires_grad = False
         self.grad = None
         self._node = None
+        if requires_grad:
+            self.requires_grad = True
 
     @classmethod
     def _wrap(cls, array, node=None):
         """A Tensor around an array that is already contiguous and of a valid dtype: a leaf, or
         the output of the recorded ``node``."""
         t = cls.__new__(cls)
-        t._data, t.requires_grad, t.grad, t._node = array, node is not None, None, node
+        t._data, t._requires_grad, t.grad, t._node = array, node is not None, None, node
         return t
 
     # ------------------------------------------------------------------ attributes
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        value = bool(value)
+        if self._node is not None:
+            raise RuntimeError(
+                "requires_grad: you can only change requires_grad flags of leaf tensors; this one "
+                f"was computed by '{self._node.op.name}'. Use .detach() for a copy cut off from the graph"
+            )
+        if value and self._data.dtype not in FLOAT_DTYPES:
+            raise TypeError(
+                f"requires_grad: only float32 and float64 tensors can require grad, this one is "
+                f"{self._data.dtype} (shape {self.shape}); convert it first with .float()"
+            )
+        self._requires_grad = value
+
+    def requires_grad_(self, requires_grad=True):
+        """Set ``requires_grad`` in place and return the tensor, as in PyTorch."""
+        self.requires_grad = requires_grad
+        return self
+
+    @property
+    def data(self):
+        """The tensor's ndarray (shared, not copied). Assigning a value of the same shape writes
+        it into that array in place, as an update under ``no_grad`` would."""
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        self._write("data", value)
+
     @property
     def shape(self):
         return self._data.shape
@@ -99,9 +195,15 @@ class Tensor:
     def ndim(self):
         return self._data.ndim
 
+    def dim(self):
+        """The number of dimensions (PyTorch's ``Tensor.dim``)."""
+        return self._data.ndim
+
     def size(self, dim=None):
         """The shape, or the length of dimension ``dim`` (PyTorch's ``Tensor.size``)."""
-        return self._data.shape if dim is None else self._data.shape[dim]
+        if dim is None:
+            return self._data.shape
+        return self._data.shape[_dim_index("size", dim, self._data.ndim, self._data.shape)]
 
     def numel(self):
         return self._data.size
@@ -114,6 +216,9 @@ class Tensor:
     @property
     def is_leaf(self):
         return self._node is None
+
+    def is_floating_point(self):
+        return self._data.dtype in FLOAT_DTYPES
 
     # ------------------------------------------------------------------ values and graph
     def numpy(self):
@@ -132,9 +237,81 @@ class Tensor:
             raise ValueError(f"item(): only one-element tensors convert to a Python number, shape is {self.shape}")
         return self._data.item()
 
+    def _one_value(self, kind):
+        if self._data.size != 1:
+            raise ValueError(
+                f"{kind}(): only a one-element tensor converts to a Python {kind}, this one has "
+                f"shape {self.shape}; reduce it first (.sum(), .any(), .item() of one element)"
+            )
+        return self._data.reshape(()).item()
+
+    def __float__(self):
+        return float(self._one_value("float"))
+
+    def __int__(self):
+        return int(self._one_value("int"))
+
+    def __bool__(self):
+        if self._data.size != 1:
+            raise RuntimeError(
+                f"bool(): the truth value of a tensor of shape {self.shape} is ambiguous; use "
+                ".any() or .all() (or compare one element)"
+            )
+        return bool(self._data.reshape(()).item())
+
+    def tolist(self):
+        """Nested Python lists of Python numbers (a number for a 0-d tensor)."""
+        return self._data.tolist()
+
     def detach(self):
         """A new leaf sharing this tensor's data, cut off from the graph."""
         return Tensor._wrap(self._data)
+
+    def clone(self):
+        """A copy with its own memory; gradients flow back through it (unlike ``detach``)."""
+        if self._data.dtype not in FLOAT_DTYPES:
+            return Tensor._wrap(self._data.copy())
+        return _op("cast", self, dtype=self._data.dtype)
+
+    def to(self, *args, dtype=None, copy=False):
+        """``to(dtype)`` converts, differentiably between float32 and float64; ``to("cpu")`` and
+        ``to(other_tensor)`` are accepted as in PyTorch. Returns ``self`` when nothing changes."""
+        for arg in args:
+            if isinstance(arg, Tensor):
+                dtype = arg.dtype
+            elif isinstance(arg, str) and arg.split(":")[0] == "cpu":
+                continue
+            elif isinstance(arg, str) and arg.split(":")[0] in ("cuda", "mps"):
+                raise ValueError(f"to(): firefly runs on the CPU only, got device {arg!r}")
+            else:
+                dtype = arg
+        if dtype is None:
+            return self.clone() if copy else self
+        dtype = dtype_of("to()", dtype)
+        if dtype == self._data.dtype and not copy:
+            return self
+        if dtype in FLOAT_DTYPES and self._data.dtype in FLOAT_DTYPES:
+            return _op("cast", self, dtype=dtype)
+        # To or from integers and bools: no gradient crosses it, as in PyTorch.
+        return Tensor._wrap(self._data.astype(dtype))
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
+
+    def long(self):
+        return self.to(np.int64)
+
+    def int(self):
+        return self.to(np.int32)
+
+    def bool(self):
+        return self.to(np.bool_)
+
+    def type_as(self, other):
+        return self.to(other.dtype)
 
     def backward(self, grad=None, retain_graph=False):
         autograd.backward(self, grad, retain_graph)
@@ -148,7 +325,7 @@ class Tensor:
         extra = f", dtype={self.dtype}"
         if self._node is not None:
             extra += f", grad_fn=<{self._node.op.name}>"
-        elif self.requires_grad:
+        elif self._requires_grad:
             extra += ", requires_grad=True"
         return f"Tensor({body}{extra})"
 
@@ -192,8 +369,73 @@ class Tensor:
     def __neg__(self):
         return _op("neg", self)
 
+    def __abs__(self):
+        return _op("abs", self)
+
     def matmul(self, other):
         return _op("matmul", self, other)
+
+    add = __add__
+    sub = __sub__
+    mul = __mul__
+    div = __truediv__
+    pow = __pow__
+    neg = __neg__
+
+    # ------------------------------------------------------------------ comparisons
+    # Elementwise, broadcasting, any dtype; bool results that record no graph.
+    def __eq__(self, other):
+        return comparison.compare("eq", self, other)
+
+    def __ne__(self, other):
+        return comparison.compare("ne", self, other)
+
+    def __lt__(self, other):
+        return comparison.compare("lt", self, other)
+
+    def __le__(self, other):
+        return comparison.compare("le", self, other)
+
+    def __gt__(self, other):
+        return comparison.compare("gt", self, other)
+
+    def __ge__(self, other):
+        return comparison.compare("ge", self, other)
+
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
+
+    def logical_not(self):
+        return comparison.compare("eq", self, 0)
+
+    __invert__ = logical_not
+
+    def __and__(self, other):
+        return comparison.logical("and", self, other)
+
+    def __or__(self, other):
+        return comparison.logical("or", self, other)
+
+    def __xor__(self, other):
+        return comparison.logical("xor", self, other)
+
+    __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
+
+    def any(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
+        axis = pick("any", "dim", dim, "axis", axis, None)
+        return comparison.any_all("any", self, axis, pick("any", "keepdim", keepdim, "keepdims", keepdims, False))
+
+    def all(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
+        axis = pick("all", "dim", dim, "axis", axis, None)
+        return comparison.any_all("all", self, axis, pick("all", "keepdim", keepdim, "keepdims", keepdims, False))
+
+    def argmax(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
+        """int64 indices of the maxima along ``dim`` (of the flattened tensor when None)."""
+        axis = pick("argmax", "dim", dim, "axis", axis, None)
+        return comparison.arg_reduce("argmax", self, axis, pick("argmax", "keepdim", keepdim, "keepdims", keepdims, False))
+
+    def argmin(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
+        axis = pick("argmin", "dim", dim, "axis", axis, None)
+        return comparison.arg_reduce("argmin", self, axis, pick("argmin", "keepdim", keepdim, "keepdims", keepdims, False))
 
     # ------------------------------------------------------------------ elementwise
     def relu(self):
@@ -211,33 +453,159 @@ class Tensor:
     def tanh(self):
         return _op("tanh", self)
 
+    def abs(self):
+        return _op("abs", self)
+
+    def sqrt(self):
+        return _op("sqrt", self)
+
+    def sign(self):
+        return _op("sign", self)
+
+    def clamp(self, min=None, max=None):
+        """Limit values to [min, max] (either may be None). The gradient passes where the
+        input lies inside the closed interval, as in PyTorch."""
+        if min is None and max is None:
+            raise ValueError("clamp: give min, max or both")
+        return _op("clamp", self, min=min, max=max)
+
+    clip = clamp
+
+    def maximum(self, other):
+        return _op("maximum", self, other)
+
+    def minimum(self, other):
+        return _op("minimum", self, other)
+
     # ------------------------------------------------------------------ reductions
-    def sum(self, axis=None, keepdims=False):
+    def sum(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
+        """Sum over ``dim`` (None: every dimension). Bool and integer tensors sum to int64."""
+        axis = pick("sum", "dim", dim, "axis", axis, None)
+        keepdims = pick("sum", "keepdim", keepdim, "keepdims", keepdims, False)
+        if self._data.dtype not in FLOAT_DTYPES:
+            return comparison.integer_sum(self, axis, keepdims)
         return _op("sum", self, axis=axis, keepdims=keepdims)
 
     reduce_sum = sum
 
-    def mean(self, axis=None, keepdims=False):
-        return _op("mean", self, axis=axis, keepdims=keepdims)
+    def mean(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
+        axis = pick("mean", "dim", dim, "axis", axis, None)
+        return _op("mean", self, axis=axis, keepdims=pick("mean", "keepdim", keepdim, "keepdims", keepdims, False))
 
-    def max(self, axis=None, keepdims=False):
-        return _op("max", self, axis=axis, keepdims=keepdims)
+    def amax(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
+        """The maximum over ``dim`` (any number of dims); the gradient is split among ties."""
+        axis = pick("amax", "dim", dim, "axis", axis, None)
+        return _op("max", self, axis=axis, keepdims=pick("amax", "keepdim", keepdim, "keepdims", keepdims, False))
 
-    def softmax(self, axis=-1):
-        return _op("softmax", self, axis=axis)
+    def amin(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
+        axis = pick("amin", "dim", dim, "axis", axis, None)
+        keepdims = pick("amin", "keepdim", keepdim, "keepdims", keepdims, False)
+        return -_op("max", -self, axis=axis, keepdims=keepdims)
 
-    def log_softmax(self, axis=-1):
-        return _op("log_softmax", self, axis=axis)
+    def max(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
+        """``max()`` and ``max(axis=...)``: the maximum (as ``amax``). ``max(dim)``, as in
+        PyTorch: a ``(values, indices)`` pair along one dimension."""
+        return self._extreme("max", dim, keepdim, axis, keepdims)
+
+    def min(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
+        return self._extreme("min", dim, keepdim, axis, keepdims)
+
+    def _extreme(self, name, dim, keepdim, axis, keepdims):
+        keepdims = pick(name, "keepdim", keepdim, "keepdims", keepdims, False)
+        if dim is _UNSET or dim is None:
+            axis = None if axis is _UNSET else axis
+            return self.amax(axis=axis, keepdims=keepdims) if name == "max" else self.amin(axis=axis, keepdims=keepdims)
+        if axis is not _UNSET:
+            raise TypeError(f"{name}(): got both 'dim' and its alias 'axis'; give one of them")
+        if isinstance(dim, (tuple, list)):
+            raise TypeError(f"{name}(dim): dim must be one int (use amax/amin for several), got {dim!r}")
+        indices = comparison.arg_reduce("arg" + name, self, dim, True)
+        values = self.gather(dim, indices)
+        if not keepdims:
+            d = _dim_index(name, dim, self.ndim, self.shape)
+            values, indices = values.squeeze(d), indices.squeeze(d)
+        return MinMax(values, indices)
+
+    def softmax(self, dim=_UNSET, *, axis=_UNSET):
+        return _op("softmax", self, axis=pick("softmax", "dim", dim, "axis", axis, -1))
+
+    def log_softmax(self, dim=_UNSET, *, axis=_UNSET):
+        return _op("log_softmax", self, axis=pick("log_softmax", "dim", dim, "axis", axis, -1))
 
     # ------------------------------------------------------------------ shape
+    def _plain(self, name, compute):
+        """A shape op on a bool or integer tensor: NumPy on a copy, no graph (none can carry a
+        gradient)."""
+        try:
+            return Tensor._wrap(np.array(compute(self._data), order="C", copy=True))
+        except (IndexError, ValueError, TypeError) as exc:
+            raise type(exc)(f"{name}: {exc} (tensor of shape {self.shape}, {self.dtype})") from None
+
     def reshape(self, *shape):
-        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
-            shape = tuple(shape[0])
-        return _op("reshape", self, shape=shape)
+        if self._data.dtype not in FLOAT_DTYPES:
+            return self._plain("reshape", lambda a: a.reshape(_dims("reshape", shape)))
+        return _op("reshape", self, shape=_dims("reshape", shape))
+
+    def view(self, *shape):
+        """As ``reshape``: firefly never aliases, so the result is a copy (see the README)."""
+        if len(shape) == 1 and not isinstance(shape[0], (tuple, list, int, np.integer)):
+            return self.to(shape[0])  # view(dtype) reinterprets in PyTorch; here it converts
+        return self.reshape(_dims("view", shape))
+
+    def view_as(self, other):
+        return self.reshape(other.shape)
+
+    reshape_as = view_as
+
+    def flatten(self, start_dim=0, end_dim=-1):
+        shape = self._data.shape
+        if not shape:
+            return self.reshape(1)
+        start = _dim_index("flatten", start_dim, len(shape), shape)
+        end = _dim_index("flatten", end_dim, len(shape), shape)
+        if start > end:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {shape}")
+        merged = 1
+        for d in shape[start:end + 1]:
+            merged *= d
+        return self.reshape(shape[:start] + (merged,) + shape[end + 1:])
+
+    def squeeze(self, dim=None):
+        """Drop size-1 dimensions: all of them, or ``dim`` (an int or a tuple) where it has size 1."""
+        shape = self._data.shape
+        if dim is None:
+            dims = {i for i, d in enumerate(shape) if d == 1}
+        else:
+            items = dim if isinstance(dim, (tuple, list)) else (dim,)
+            dims = {_dim_index("squeeze", d, len(shape), shape) for d in items}
+            dims = {d for d in dims if d < len(shape) and shape[d] == 1}
+        return self.reshape(tuple(d for i, d in enumerate(shape) if i not in dims))
+
+    def unsqueeze(self, dim):
+        shape = self._data.shape
+        d = _dim_index("unsqueeze", dim, len(shape), shape, extra=1)
+        return self.reshape(shape[:d] + (1,) + shape[d:])
+
+    def expand(self, *sizes):
+        """Broadcast to ``sizes`` (-1 keeps a dimension), as a copy; the gradient sums back."""
+        sizes = _dims("expand", sizes)
+        shape = self._data.shape
+        if len(sizes) < len(shape):
+            raise ValueError(f"expand: {len(sizes)} sizes {sizes} given for a tensor of shape {shape}; give at least {len(shape)}")
+        lead = len(sizes) - len(shape)
+        sizes = tuple(shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes))
+        if self._data.dtype not in FLOAT_DTYPES:
+            return self._plain("expand", lambda a: np.broadcast_to(a, sizes))
+        return _op("expand", self, shape=sizes)
+
+    def expand_as(self, other):
+        return self.expand(other.shape)
 
     def permute(self, *axes):
         if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
             axes = tuple(axes[0])
+        if self._data.dtype not in FLOAT_DTYPES:
+            return self._plain("permute", lambda a: a.transpose(axes))
         return _op("transpose", self, axes=axes)
 
     def transpose(self, dim0=-2, dim1=-1):
@@ -249,12 +617,180 @@ class Tensor:
             raise ValueError(
                 f"transpose: dimensions ({dim0}, {dim1}) are out of range for a tensor of shape {self.shape}"
             ) from None
-        return _op("transpose", self, axes=tuple(axes))
+        return self.permute(axes)
 
     @property
     def T(self):
         """All dimensions reversed, as ``ndarray.T``."""
-        return _op("transpose", self, axes=tuple(range(self.ndim - 1, -1, -1)))
+        return self.permute(tuple(range(self.ndim - 1, -1, -1)))
+
+    def split(self, split_size_or_sections, dim=0):
+        """Pieces along ``dim``: of ``split_size`` each (the last may be shorter), or of the
+        listed sizes, which must add up to the dimension's length."""
+        shape = self._data.shape
+        d = _dim_index("split", dim, len(shape), shape)
+        length = shape[d]
+        if isinstance(split_size_or_sections, (list, tuple)):
+            sizes = [operator.index(s) for s in split_size_or_sections]
+            if sum(sizes) != length or any(s < 0 for s in sizes):
+                raise ValueError(
+                    f"split: sections {sizes} do not add up to the length {length} of dim {dim} "
+                    f"of a tensor of shape {shape}"
+                )
+        else:
+            size = operator.index(split_size_or_sections)
+            if size <= 0:
+                raise ValueError(f"split: split_size must be a positive int, got {size}")
+            sizes = [min(size, length - start) for start in range(0, length, size)] or [0]
+        pieces, start = [], 0
+        lead = (slice(None),) * d
+        for size in sizes:
+            pieces.append(self[lead + (slice(start, start + size),)])
+            start += size
+        return tuple(pieces)
+
+    def chunk(self, chunks, dim=0):
+        """At most ``chunks`` pieces of equal size along ``dim`` (the last may be smaller)."""
+        chunks = operator.index(chunks)
+        if chunks <= 0:
+            raise ValueError(f"chunk: chunks must be a positive int, got {chunks}")
+        shape = self._data.shape
+        length = shape[_dim_index("chunk", dim, len(shape), shape)]
+        return self.split(max(-(-length // chunks), 1), dim)
+
+    def gather(self, dim, index):
+        """``out[i][j] = self[i][index[i][j]]`` for ``dim=1`` (PyTorch's ``gather``); ``index``
+        is an integer tensor or array with as many dimensions as ``self``."""
+        return _op("take", self, **comparison.gather_index(self, dim, index))
 
     def __getitem__(self, index):
+        items = index if isinstance(index, tuple) else (index,)
+        advanced = False
+        for item in items:
+            if _is_advanced_index(item):
+                advanced = True
+                break
+        if self._data.dtype not in FLOAT_DTYPES:
+            if advanced:
+                attrs = comparison.advanced_index(self, index)
+                return Tensor._wrap(self._data.reshape(-1)[attrs["index"]])
+            return self._plain("getitem", lambda a: a[index])
+        if advanced:
+            return _op("take", self, **comparison.advanced_index(self, index))
         return _op("getitem", self, index=index)
+
+    def __setitem__(self, index, value):
+        """``x[index] = value`` writes in place, under the in-place rules (see ``add_``)."""
+        if autograd.is_grad_enabled() and (self._requires_grad or getattr(value, "_requires_grad", False)):
+            raise RuntimeError(
+                f"__setitem__: assigning into a tensor that requires grad (or a value that does) "
+                f"would need a recorded in-place op, which firefly does not record for "
+                f"indexing; write it under firefly.no_grad(), or build the result with firefly.where()"
+            )
+        if isinstance(index, Tensor) or (isinstance(index, tuple) and any(isinstance(i, Tensor) for i in index)):
+            items = index if isinstance(index, tuple) else (index,)
+            index = tuple(i._data if isinstance(i, Tensor) else i for i in items)
+            index = index if len(index) > 1 or not isinstance(index[0], np.ndarray) else index[0]
+        array = value._data if isinstance(value, Tensor) else value
+        try:
+            self._data[index] = array
+        except (IndexError, ValueError) as exc:
+            raise type(exc)(f"__setitem__: index {index!r} into a tensor of shape {self.shape}: {exc}") from None
+        autograd.mark_modified(self._data)
+
+    # ------------------------------------------------------------------ in place
+    def _write(self, name, value):
+        """Write ``value`` (a Tensor, array or number broadcastable to this shape) into this
+        tensor's own storage, recording nothing."""
+        new = value._data if isinstance(value, Tensor) else np.asarray(value)
+        try:
+            np.copyto(self._data, np.broadcast_to(new, self._data.shape), casting="same_kind")
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(
+                f"{name}: cannot write a value of shape {new.shape} ({new.dtype}) into a tensor of "
+                f"shape {self.shape} ({self.dtype}): {exc}"
+            ) from None
+        autograd.mark_modified(self._data)
+        return self
+
+    def _in_place(self, name, result_of):
+        """PyTorch's leaf rule, then ``result_of()`` written into this tensor."""
+        if self._node is None and self._requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError(
+                f"{name}: a leaf tensor that requires grad is being used in an in-place operation. "
+                "Update it under `with firefly.no_grad():` (as an optimizer does), or use the "
+                "out-of-place form and a new name"
+            )
+        result = result_of()
+        if result.shape != self._data.shape:
+            raise RuntimeError(
+                f"{name}: the result has shape {result.shape}, which does not match the shape "
+                f"{self.shape} of the tensor written in place (broadcasting may not grow it)"
+            )
+        if result.dtype != self._data.dtype:
+            if self._data.dtype not in FLOAT_DTYPES:
+                raise TypeError(f"{name}: the result is {result.dtype} and cannot be written into a {self.dtype} tensor")
+            result = _op("cast", result, dtype=self._data.dtype)
+        return autograd.write_in_place(self, result)
+
+    def add_(self, other, alpha=1):
+        return self._in_place("add_", lambda: self + (other if alpha == 1 else other * alpha))
+
+    def sub_(self, other, alpha=1):
+        return self._in_place("sub_", lambda: self - (other if alpha == 1 else other * alpha))
+
+    def mul_(self, other):
+        return self._in_place("mul_", lambda: self * other)
+
+    def div_(self, other):
+        return self._in_place("div_", lambda: self / other)
+
+    def clamp_(self, min=None, max=None):
+        return self._in_place("clamp_", lambda: self.clamp(min, max))
+
+    clip_ = clamp_
+
+    def __iadd__(self, other):
+        return self._in_place("+=", lambda: self + other)
+
+    def __isub__(self, other):
+        return self._in_place("-=", lambda: self - other)
+
+    def __imul__(self, other):
+        return self._in_place("*=", lambda: self * other)
+
+    def __itruediv__(self, other):
+        return self._in_place("/=", lambda: self / other)
+
+    def zero_(self):
+        return self.fill_(0)
+
+    def fill_(self, value):
+        """Set every element to ``value`` in place (recording nothing, as under ``no_grad``)."""
+        self._check_plain_write("fill_")
+        return self._write("fill_", value)
+
+    def copy_(self, src):
+        """Copy ``src`` (broadcast to this shape, cast to this dtype) into this tensor in place.
+        A ``src`` that requires grad is recorded: gradients flow from this tensor to ``src``."""
+        if autograd.is_grad_enabled() and getattr(src, "_requires_grad", False):
+            return self._in_place("copy_", lambda: src.expand(self.shape) if src.shape != self.shape else src.clone())
+        self._check_plain_write("copy_")
+        return self._write("copy_", src)
+
+    def _check_plain_write(self, name):
+        """fill_, zero_ and copy_ overwrite without a recorded op: refused where a graph needs one."""
+        if self._requires_grad and autograd.is_grad_enabled():
+            if self._node is None:
+                raise RuntimeError(
+                    f"{name}: a leaf tensor that requires grad is being used in an in-place "
+                    "operation. Update it under `with firefly.no_grad():`"
+                )
+            raise RuntimeError(
+                f"{name}: this tensor was computed by '{self._node.op.name}' in a recorded graph, "
+                f"and {name} would cut it off; write into a detach()ed copy, or build the value "
+                "with firefly.where() or firefly.full_like()"
+            )
+
+
+from firefly.ops import comparison  # noqa: E402  (comparison builds Tensors: bound once both exist)

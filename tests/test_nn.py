@@ -100,8 +100,10 @@ def test_named_parameters_follow_definition_order_with_dotted_names():
 def test_get_parameters_discards_non_trainable_by_default():
     net = Net()
     trainable = net.get_parameters()
-    assert net.block.offset not in trainable and len(trainable) == len(EXPECTED_NAMES) - 1
-    assert net.get_parameters(discard_non_trainable=False) == list(net.parameters())
+    # Identity, not ``in``: Parameters are Tensors, whose == is elementwise (as in PyTorch).
+    assert all(p is not net.block.offset for p in trainable) and len(trainable) == len(EXPECTED_NAMES) - 1
+    everything = net.get_parameters(discard_non_trainable=False)
+    assert [id(p) for p in everything] == [id(p) for p in net.parameters()]
 
 
 def test_lists_are_read_live_and_reassignment_unregisters():
@@ -117,7 +119,7 @@ def test_lists_are_read_live_and_reassignment_unregisters():
 def test_a_shared_parameter_is_listed_once():
     net = Net()
     net.alias = net.z_first
-    assert [p for p in net.parameters()].count(net.z_first) == 1
+    assert [p is net.z_first for p in net.parameters()].count(True) == 1  # identity: == is elementwise
 
 
 def test_a_list_mixing_parameters_and_other_values_is_refused():

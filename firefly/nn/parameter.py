@@ -1,8 +1,9 @@
-"""Parameter: a trainable array that keeps its identity (and storage) while its value changes."""
+"""Parameter: a leaf Tensor owned by a Module, which keeps its identity (and storage) while its
+value changes."""
 import numpy as np
 
+from firefly import autograd
 from firefly.tensor import FLOAT_DTYPES, Tensor, as_array
-
 
 
 def _float_dtype(dtype):
@@ -12,22 +13,28 @@ def _float_dtype(dtype):
     return dtype
 
 
-class Parameter:
-    """A leaf Tensor owned by a Module: ``Parameter(data=None, shape=None, trainable=True, dtype=None)``.
+class Parameter(Tensor):
+    """A Tensor that a Module registers and trains: ``Parameter(data=None, shape=None,
+    trainable=True, dtype=None, *, requires_grad=None)``.
 
+    It is a Tensor in every way (``x @ p``, ``p.numel()``, ``p.requires_grad = False``).
     Give ``data`` (an ndarray, a Tensor, a nested list or a number; it is copied, so the
     parameter never writes into the caller's array) or ``shape`` (zeros). Without ``dtype``,
     ``data`` follows the Tensor rules (float32 and float64 arrays keep their dtype, anything
-    else becomes float32) and ``shape`` makes float32.
+    else becomes float32) and ``shape`` makes float32. ``requires_grad`` (PyTorch's name) and
+    ``trainable`` (the seed's) are the same flag; ``Parameter(t, False)`` reads as PyTorch's
+    ``Parameter(t, requires_grad=False)``.
 
-    ``.tensor`` is the leaf that ops read and that collects ``.grad``; it requires grad when
-    ``trainable``. ``update(value)`` writes a new value into the same array, so views of it
-    (an optimizer's flat buffer, a saved reference) see the change.
+    The seed's API stays: ``.tensor`` is the parameter itself, and ``update(value)`` writes a
+    new value into the same array, so views of it (an optimizer's flat buffer, a saved
+    reference) see the change.
     """
 
-    __slots__ = ("tensor",)
+    __slots__ = ()
 
-    def __init__(self, data=None, shape=None, trainable=True, dtype=None):
+    def __init__(self, data=None, shape=None, trainable=True, dtype=None, *, requires_grad=None):
+        if isinstance(shape, bool):  # PyTorch's Parameter(data, requires_grad): no shape is a bool
+            shape, requires_grad = None, shape
         if (data is None) == (shape is None):
             raise ValueError("Parameter: give exactly one of data= or shape=")
         if dtype is not None:
@@ -42,59 +49,39 @@ class Parameter:
         else:
             array = np.array(as_array(data, dtype), copy=True)
             _float_dtype(array.dtype)
-        self.tensor = Tensor(array, requires_grad=bool(trainable))
+        super().__init__(array, requires_grad=bool(trainable if requires_grad is None else requires_grad))
+
+    @property
+    def tensor(self):
+        """The parameter itself (the seed's spelling, kept so seed code runs unchanged)."""
+        return self
 
     @property
     def trainable(self):
-        return self.tensor.requires_grad
+        return self._requires_grad
 
     @trainable.setter
     def trainable(self, value):
-        self.tensor.requires_grad = bool(value)
-
-    @property
-    def data(self):
-        """The value as an ndarray (the parameter's own storage, not a copy)."""
-        return self.tensor._data
-
-    def numpy(self):
-        return self.tensor._data
-
-    @property
-    def grad(self):
-        return self.tensor.grad
-
-    @property
-    def shape(self):
-        return self.tensor.shape
-
-    @property
-    def dtype(self):
-        return self.tensor.dtype
-
-    @property
-    def size(self):
-        return self.tensor._data.size
+        self.requires_grad = value
 
     def update(self, value):
         """Write ``value`` (a Tensor, an ndarray or a number) into the parameter in place.
 
-        The shape must match; the value is cast to the parameter's dtype. The tensor stays a
-        leaf, cut off from whatever graph produced ``value``; its ``.grad`` is kept.
+        The shape must match; the value is cast to the parameter's dtype. The parameter stays
+        a leaf, cut off from whatever graph produced ``value``; its ``.grad`` is kept.
         """
         new = value._data if isinstance(value, Tensor) else np.asarray(value)
-        if new.shape != self.tensor.shape:
+        if new.shape != self.shape:
             raise ValueError(
                 f"Parameter.update: the new value has shape {new.shape} but the parameter has "
-                f"shape {self.tensor.shape}; reshape it first"
+                f"shape {self.shape}; reshape it first"
             )
         if new.dtype.kind not in "fiub":
             raise TypeError(f"Parameter.update: the new value must hold numbers, got dtype {new.dtype}")
-        # Only the array's contents change: the tensor stays the same leaf, with no graph edge
-        # to the ops that computed ``value``.
-        np.copyto(self.tensor._data, new, casting="unsafe")
+        np.copyto(self._data, new, casting="unsafe")
+        autograd.mark_modified(self._data)
 
     def __repr__(self):
-        body = np.array2string(self.tensor._data, separator=", ", prefix="Parameter(")
+        body = np.array2string(self._data, separator=", ", prefix="Parameter(")
         extra = "" if self.trainable else ", trainable=False"
         return f"Parameter({body}, dtype={self.dtype}{extra})"
