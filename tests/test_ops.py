@@ -56,6 +56,17 @@ NUMPY_REFERENCES = {
     "linear": lambda a, attrs: a[0] @ a[1] + a[2],
     "cross_entropy": lambda a, attrs: np_cross_entropy(a[0], attrs["target"], attrs["reduction"]),
     "mse_loss": lambda a, attrs: getattr(np, attrs["reduction"])((a[0] - a[1]) ** 2),
+    "cast": lambda a, attrs: a[0],
+    "abs": lambda a, attrs: np.abs(a[0]),
+    "sqrt": lambda a, attrs: np.sqrt(a[0]),
+    "sign": lambda a, attrs: np.sign(a[0]),
+    "clamp": lambda a, attrs: np.clip(a[0], attrs.get("min"), attrs.get("max")),
+    "maximum": lambda a, attrs: np.maximum(a[0], a[1]),
+    "minimum": lambda a, attrs: np.minimum(a[0], a[1]),
+    "where": lambda a, attrs: np.where(attrs["condition"], a[0], a[1]),
+    "expand": lambda a, attrs: np.broadcast_to(a[0], attrs["shape"]),
+    "cat": lambda a, attrs: np.concatenate(a, axis=attrs["dim"]),
+    "take": lambda a, attrs: a[0].reshape(-1)[attrs["index"]],
 }
 
 BUILTIN_NAMES = sorted(n for n in firefly.ops.names() if registry.origin(n) == registry.BUILTIN)
@@ -114,6 +125,17 @@ COMPOSITION_STEPS = {
     "cross_entropy": lambda x, v, w: x.tanh() * firefly.ops.apply(
         "cross_entropy", x, target=np.array([2, 0]), reduction="none").reshape(2, 1),
     "mse_loss": lambda x, v, w: x * firefly.ops.apply("mse_loss", x, v * x, reduction="mean"),
+    "cast": lambda x, v, w: x.clone() * x.double(),
+    "abs": lambda x, v, w: x.abs() + x,
+    "sqrt": lambda x, v, w: (x * x + 1.0).sqrt(),
+    "sign": lambda x, v, w: x * x.sign(),
+    "clamp": lambda x, v, w: x.clamp(-0.5, 0.5) + 0.1 * x,
+    "maximum": lambda x, v, w: firefly.maximum(x, v),
+    "minimum": lambda x, v, w: firefly.minimum(x, v * 0.5),
+    "where": lambda x, v, w: firefly.where(x > 0, x, v * x),
+    "expand": lambda x, v, w: x + v.expand(2, 3),
+    "cat": lambda x, v, w: firefly.cat([x[:, :1], x[:, 1:] * 2.0], dim=1),
+    "take": lambda x, v, w: x * x[np.array([1, 1])] + x.gather(1, np.array([[2, 2, 0], [1, 0, 0]])),
 }
 
 
