@@ -5,9 +5,14 @@ from firefly.autograd import is_grad_enabled, no_grad
 from firefly.tensor import Tensor
 from firefly import ops
 from firefly.creation import (
-    arange, as_tensor, cat, clamp, clip, concat, empty, empty_like, eye, from_numpy, full,
-    full_like, linspace, maximum, minimum, ones, ones_like, rand, rand_like, randint, randn,
-    randn_like, stack, tensor, where, zeros, zeros_like,
+    arange, as_tensor, empty, empty_like, eye, from_numpy, full, full_like, linspace, ones,
+    ones_like, rand, rand_like, randint, randn, randn_like, tensor, zeros, zeros_like,
+)
+from firefly.functions import (  # noqa: A004  (PyTorch's names: firefly.max, firefly.sum, ...)
+    abs, all, amax, amin, any, argmax, argmin, cat, chunk, clamp, clip, clone, concat, eq, exp,
+    flatten, gather, ge, gt, le, log, log_softmax, lt, matmul, max, maximum, mean, min, minimum,
+    ne, numel, permute, relu, reshape, sigmoid, sign, softmax, split, sqrt, squeeze, stack, sum,
+    tanh, transpose, unsqueeze, where,
 )
 from firefly.random import manual_seed
 from firefly.serialization import load, save
@@ -26,5 +31,10 @@ __all__ = [
     "float32", "float64", "float", "double", "int64", "long", "int32", "int", "bool", "__version__",
     "tensor", "zeros", "ones", "full", "empty", "arange", "linspace", "eye", "rand", "randn",
     "randint", "zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like",
-    "from_numpy", "as_tensor", "cat", "concat", "stack", "where", "maximum", "minimum", "clamp", "clip",
+    "from_numpy", "as_tensor",
+    "cat", "concat", "stack", "where", "maximum", "minimum", "clamp", "clip", "sum", "mean", "max",
+    "min", "amax", "amin", "argmax", "argmin", "exp", "log", "abs", "sqrt", "sign", "sigmoid", "tanh",
+    "relu", "softmax", "log_softmax", "matmul", "reshape", "flatten", "squeeze", "unsqueeze",
+    "transpose", "permute", "gather", "clone", "numel", "split", "chunk", "any", "all", "eq", "ne",
+    "lt", "le", "gt", "ge",
 ]

@@ -1,20 +1,19 @@
 """Creation functions, as in PyTorch: ``zeros``, ``ones``, ``full``, ``empty``, ``arange``,
 ``linspace``, ``eye``, the random ``rand``/``randn``/``randint`` (drawn from firefly's generator,
 so ``manual_seed`` reproduces them), the ``*_like`` forms, ``tensor``, ``from_numpy`` and
-``as_tensor``; and the functions of several tensors: ``cat``, ``stack``, ``where``,
-``maximum``, ``minimum``, ``clamp``.
+``as_tensor``.
 """
 import numbers
 
 import numpy as np
 
-from firefly import autograd, random
-from firefly.tensor import FLOAT_DTYPES, Tensor, _dims, _dim_index, _op, as_array, dtype_of
+from firefly import random
+from firefly.tensor import FLOAT_DTYPES, Tensor, _dims, as_array, dtype_of
 
 __all__ = [
     "tensor", "zeros", "ones", "full", "empty", "arange", "linspace", "eye", "rand", "randn",
     "randint", "zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like",
-    "from_numpy", "as_tensor", "cat", "concat", "stack", "where", "maximum", "minimum", "clamp",
+    "from_numpy", "as_tensor",
 ]
 
 DEFAULT_DTYPE = np.dtype(np.float32)  # PyTorch's default floating dtype
@@ -41,9 +40,26 @@ def _shape(name, size):
 
 
 def tensor(data, dtype=None, requires_grad=False):
-    """A new tensor copied from ``data`` (firefly's dtype rules: numbers make float32)."""
-    t = Tensor(np.array(as_array(data, dtype), copy=True))
-    return _made(t._data, requires_grad, "tensor")
+    """A new tensor copied from ``data``, with ``torch.tensor``'s dtype rules: Python floats make
+    float32, Python ints int64, bools bool, and an ndarray or Tensor keeps its dtype. (The
+    ``Tensor`` constructor keeps the seed's rule instead: integer data become float32.)"""
+    if isinstance(data, Tensor):
+        array = data._data
+    elif isinstance(data, np.ndarray):
+        array = data
+    else:
+        array = as_array(data, dtype=None if dtype is not None else _python_dtype(data))
+    dtype = array.dtype if dtype is None else dtype_of("tensor", dtype)
+    dtype_of("tensor", dtype)
+    return _made(np.array(array, dtype=dtype, order="C", copy=True), requires_grad, "tensor")
+
+
+def _python_dtype(data):
+    """torch.tensor's dtype for Python data: bool, int64 or float32, by the widest element."""
+    kind = np.array(data).dtype.kind if not isinstance(data, np.generic) else np.asarray(data).dtype.kind
+    if isinstance(data, np.generic):
+        return np.asarray(data).dtype
+    return {"b": np.bool_, "i": np.int64, "u": np.int64}.get(kind, DEFAULT_DTYPE)
 
 
 def zeros(*size, dtype=None, requires_grad=False):
@@ -177,83 +193,3 @@ def as_tensor(data, dtype=None):
         dtype = data.dtype if dtype is None else dtype_of("as_tensor", dtype)
         return Tensor._wrap(np.asarray(data, dtype=dtype, order="C"))
     return Tensor(data, dtype=dtype)
-
-
-# ----------------------------------------------------------------------------- several tensors
-def _tensor_list(name, tensors):
-    if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
-        raise TypeError(f"{name}: expected a list or tuple of tensors, got {type(tensors).__name__}")
-    if not tensors:
-        raise ValueError(f"{name}: expected a non-empty list of tensors")
-    return [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
-
-
-def _needs_graph(tensors):
-    return all(t.dtype in FLOAT_DTYPES for t in tensors)
-
-
-def cat(tensors, dim=0):
-    """Join tensors along an existing dimension ``dim``, differentiably. Bool and integer
-    tensors (labels, predictions) join too, recording nothing."""
-    tensors = _tensor_list("cat", tensors)
-    if not _needs_graph(tensors):
-        return _join_arrays("cat", np.concatenate, tensors, dim)
-    # Pairs in a balanced tree: each element is copied O(log n) times, not O(n).
-    while len(tensors) > 1:
-        paired = [_op("cat", a, b, dim=dim) for a, b in zip(tensors[0::2], tensors[1::2])]
-        tensors = paired + ([tensors[-1]] if len(tensors) % 2 else [])
-    first = tensors[0]
-    if first.ndim == 0:
-        raise ValueError("cat: zero-dimensional tensors cannot be concatenated; use stack")
-    _dim_index("cat", dim, first.ndim, first.shape)
-    return first
-
-
-concat = cat
-
-
-def stack(tensors, dim=0):
-    """Join same-shaped tensors along a new dimension ``dim``."""
-    tensors = _tensor_list("stack", tensors)
-    shapes = {t.shape for t in tensors}
-    if len(shapes) > 1:
-        raise ValueError(f"stack: every tensor must have the same shape, got {sorted(shapes)}")
-    first = tensors[0]
-    d = _dim_index("stack", dim, first.ndim, first.shape, extra=1)
-    if not _needs_graph(tensors):
-        return _join_arrays("stack", np.stack, tensors, d)
-    return cat([t.unsqueeze(d) for t in tensors], d)
-
-
-def _join_arrays(name, join, tensors, dim):
-    if any(t.requires_grad for t in tensors) and autograd.is_grad_enabled():
-        raise TypeError(f"{name}: cannot join tensors that require grad with bool or integer ones; convert with .float()")
-    try:
-        return Tensor._wrap(np.asarray(join([t._data for t in tensors], axis=dim), order="C"))
-    except (ValueError, np.exceptions.AxisError) as exc:
-        shapes = ", ".join(str(t.shape) for t in tensors)
-        raise ValueError(f"{name}: cannot join tensors of shapes {shapes} along dim {dim}: {exc}") from None
-
-
-def where(condition, input, other):
-    """``input`` where ``condition`` holds, else ``other`` (all broadcast together).
-    Differentiable in ``input`` and ``other``; ``condition`` is a bool tensor or array."""
-    mask = condition._data if isinstance(condition, Tensor) else np.asarray(condition)
-    if mask.dtype != np.bool_:
-        raise TypeError(f"where: condition must be a bool tensor (a comparison's result), got {mask.dtype} (shape {mask.shape})")
-    return _op("where", input, other, condition=mask)
-
-
-def maximum(input, other):
-    return _op("maximum", input, other)
-
-
-def minimum(input, other):
-    return _op("minimum", input, other)
-
-
-def clamp(input, min=None, max=None):
-    return _op("clamp", input, min=min, max=max)
-
-
-clip = clamp
