@@ -478,19 +478,34 @@ class Tensor:
         return _op("minimum", self, other)
 
     # ------------------------------------------------------------------ reductions
-    def sum(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
+    def _converted_for(self, method, dtype, out):
+        """``self`` in ``dtype`` first (PyTorch's ``sum(dtype=)``); NumPy's ``np.sum(t)`` passes
+        ``out=None`` too, and any other ``out`` is refused."""
+        if out is not None:
+            raise TypeError(f"{method}(): out= is not supported; use the returned tensor")
+        return self if dtype is None else self.to(dtype)
+
+    def sum(self, dim=_UNSET, keepdim=_UNSET, *, dtype=None, axis=_UNSET, keepdims=_UNSET, out=None):
         """Sum over ``dim`` (None: every dimension). Bool and integer tensors sum to int64."""
         axis = pick("sum", "dim", dim, "axis", axis, None)
         keepdims = pick("sum", "keepdim", keepdim, "keepdims", keepdims, False)
-        if self._data.dtype not in FLOAT_DTYPES:
-            return comparison.integer_sum(self, axis, keepdims)
-        return _op("sum", self, axis=axis, keepdims=keepdims)
+        x = self._converted_for("sum", dtype, out)
+        if x._data.dtype not in FLOAT_DTYPES:
+            return comparison.integer_sum(x, axis, keepdims)
+        return _op("sum", x, axis=axis, keepdims=keepdims)
 
     reduce_sum = sum
 
-    def mean(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
+    def mean(self, dim=_UNSET, keepdim=_UNSET, *, dtype=None, axis=_UNSET, keepdims=_UNSET, out=None):
         axis = pick("mean", "dim", dim, "axis", axis, None)
-        return _op("mean", self, axis=axis, keepdims=pick("mean", "keepdim", keepdim, "keepdims", keepdims, False))
+        keepdims = pick("mean", "keepdim", keepdim, "keepdims", keepdims, False)
+        x = self._converted_for("mean", dtype, out)
+        if x._data.dtype not in FLOAT_DTYPES:
+            raise TypeError(
+                f"mean(): a {x.dtype} tensor (shape {x.shape}) has no mean, as in PyTorch; "
+                "convert it first, e.g. (preds == labels).float().mean()"
+            )
+        return _op("mean", x, axis=axis, keepdims=keepdims)
 
     def amax(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         """The maximum over ``dim`` (any number of dims); the gradient is split among ties."""
