@@ -110,6 +110,31 @@ def _dim_index(method, dim, ndim, shape, extra=0):
     return d % max(n, 1)
 
 
+_NUMPY_ARITHMETIC = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
+                     "pow": np.power}
+
+
+def _mixed(name, a, b):
+    """Arithmetic with a bool or integer tensor, by PyTorch's promotion: with a float tensor,
+    the integer one is converted to its dtype (and the op is recorded as usual); with only
+    integers and Python numbers, NumPy computes an integer result (a float32 one for ``/`` or
+    a Python float), which records no graph. Anything else re-raises the op's own error."""
+    tensors = [x for x in (a, b) if isinstance(x, Tensor)]
+    if all(t._data.dtype in FLOAT_DTYPES for t in tensors) or not all(
+            isinstance(x, (Tensor, bool, int, float)) for x in (a, b)):
+        return _op(name, a, b)  # not a mixed-dtype case: the op's own TypeError
+    floats = [t._data.dtype for t in tensors if t._data.dtype in FLOAT_DTYPES]
+    if floats:
+        target = np.result_type(*floats)
+        return _op(name, *(x.to(target) if isinstance(x, Tensor) else x for x in (a, b)))
+    arrays = [x._data if isinstance(x, Tensor) else x for x in (a, b)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = np.asarray(_NUMPY_ARITHMETIC[name](*arrays))
+    if result.dtype.kind == "f":
+        result = result.astype(np.float32)  # PyTorch's default float dtype
+    return Tensor._wrap(np.asarray(result, order="C"))
+
+
 MinMax = collections.namedtuple("MinMax", ["values", "indices"])
 MinMax.__doc__ = "What ``max(dim)`` and ``min(dim)`` return, as torch.return_types.max."
 
@@ -331,34 +356,64 @@ class Tensor:
 
     # ------------------------------------------------------------------ arithmetic
     def __add__(self, other):
-        return _op("add", self, other)
+        try:
+            return _op("add", self, other)
+        except TypeError:  # free unless raised: bool and integer operands take this path
+            return _mixed("add", self, other)
 
     def __radd__(self, other):
-        return _op("add", other, self)
+        try:
+            return _op("add", other, self)
+        except TypeError:
+            return _mixed("add", other, self)
 
     def __sub__(self, other):
-        return _op("sub", self, other)
+        try:
+            return _op("sub", self, other)
+        except TypeError:  # free unless raised: bool and integer operands take this path
+            return _mixed("sub", self, other)
 
     def __rsub__(self, other):
-        return _op("sub", other, self)
+        try:
+            return _op("sub", other, self)
+        except TypeError:
+            return _mixed("sub", other, self)
 
     def __mul__(self, other):
-        return _op("mul", self, other)
+        try:
+            return _op("mul", self, other)
+        except TypeError:  # free unless raised: bool and integer operands take this path
+            return _mixed("mul", self, other)
 
     def __rmul__(self, other):
-        return _op("mul", other, self)
+        try:
+            return _op("mul", other, self)
+        except TypeError:
+            return _mixed("mul", other, self)
 
     def __truediv__(self, other):
-        return _op("div", self, other)
+        try:
+            return _op("div", self, other)
+        except TypeError:  # free unless raised: bool and integer operands take this path
+            return _mixed("div", self, other)
 
     def __rtruediv__(self, other):
-        return _op("div", other, self)
+        try:
+            return _op("div", other, self)
+        except TypeError:
+            return _mixed("div", other, self)
 
     def __pow__(self, other):
-        return _op("pow", self, other)
+        try:
+            return _op("pow", self, other)
+        except TypeError:  # free unless raised: bool and integer operands take this path
+            return _mixed("pow", self, other)
 
     def __rpow__(self, other):
-        return _op("pow", other, self)
+        try:
+            return _op("pow", other, self)
+        except TypeError:
+            return _mixed("pow", other, self)
 
     def __matmul__(self, other):
         return _op("matmul", self, other)
