@@ -276,6 +276,12 @@ class Tensor:
     def __int__(self):
         return int(self._one_value("int"))
 
+    def __index__(self):
+        """A one-element integer tensor as a Python int (``range(n)``, ``list[t]``)."""
+        if self._data.dtype.kind not in "iub":
+            raise TypeError(f"only integer tensors of one element can be used as an index, this one is {self.dtype}")
+        return operator.index(self._one_value("int"))
+
     def __bool__(self):
         if self._data.size != 1:
             raise RuntimeError(
