@@ -376,7 +376,7 @@ def test_new_ops_match_torch_values_and_gradients():
         return [a.abs() * b, (a * a + 1).sqrt(), a.clamp(min=-1, max=0.5), lib.maximum(a, b), lib.minimum(a, b),
                 lib.where(a > 0, a, b), a.gather(1, lib.as_tensor(index)), a[lib.as_tensor(mask)],
                 a[lib.as_tensor(np.array([2, 2, 0]))], lib.cat([a, b.expand(2, 4)]), lib.stack([b, b * 2], 1),
-                a.max(dim=1)[0], a.flatten().unsqueeze(0), a.sign() * b]
+                a.max(dim=1)[0], a.flatten().unsqueeze(0), a.sign() * b, a.float().double() * b, a.clone() * a]
 
     fa, fb = Tensor(x, requires_grad=True), Tensor(y, requires_grad=True)
     ta, tb = torch.tensor(x, requires_grad=True), torch.tensor(y, requires_grad=True)
