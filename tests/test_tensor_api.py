@@ -387,3 +387,18 @@ def test_new_ops_match_torch_values_and_gradients():
     sum((o * torch.tensor(w)).sum() for o, w in zip(program(torch, ta, tb), weights)).backward()
     np.testing.assert_allclose(fa.grad.numpy(), ta.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(fb.grad.numpy(), tb.grad.numpy(), rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- function forms
+@pytest.mark.parametrize("name, args, kwargs", [
+    ("sum", (), {"dim": 1}), ("mean", (0,), {}), ("amax", (), {"dim": 1, "keepdim": True}),
+    ("argmax", (), {"dim": 1}), ("exp", (), {}), ("abs", (), {}), ("softmax", (), {"dim": -1}),
+    ("flatten", (), {}), ("unsqueeze", (0,), {}), ("transpose", (0, 1), {}), ("clamp", (), {"min": 0.0}),
+    ("gt", (0.5,), {}), ("clone", (), {}),
+])
+def test_function_forms_are_the_methods(name, args, kwargs):
+    x = rand(2, 3)
+    got = getattr(firefly, name)(Tensor(x), *args, **kwargs)
+    want = getattr(Tensor(x), name)(*args, **kwargs)
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
+    assert getattr(firefly, name)(x, *args, **kwargs).shape == want.shape  # an ndarray is accepted too
