@@ -3,6 +3,8 @@ conversions, dim/keepdim, argmax/argmin and max(dim), shape ops, integer-array, 
 indexing, and the selecting ops, against NumPy, finite differences and (where installed) torch."""
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
+from hypothesis.extra.numpy import array_shapes
 
 import firefly
 from firefly import Tensor
@@ -402,3 +404,47 @@ def test_function_forms_are_the_methods(name, args, kwargs):
     want = getattr(Tensor(x), name)(*args, **kwargs)
     np.testing.assert_array_equal(got.numpy(), want.numpy())
     assert getattr(firefly, name)(x, *args, **kwargs).shape == want.shape  # an ndarray is accepted too
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_random_advanced_indexing_matches_numpy_and_scatter_adds(data):
+    shape = data.draw(array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    x = rng.uniform(-2.0, 2.0, size=shape)
+    items = []
+    for d in shape[:data.draw(st.integers(1, len(shape)))]:
+        kind = data.draw(st.sampled_from(["ints", "negative", "slice", "int"]))
+        if kind == "ints":
+            items.append(rng.integers(0, d, size=data.draw(st.integers(1, 4))))
+        elif kind == "negative":
+            items.append(-rng.integers(1, d + 1, size=1))
+        elif kind == "slice":
+            items.append(slice(None, None, data.draw(st.sampled_from([1, -1, 2]))))
+        else:
+            items.append(int(rng.integers(0, d)))
+    if not any(isinstance(i, np.ndarray) for i in items):
+        items[0] = rng.integers(0, shape[0], size=2)
+    index = tuple(items)
+    try:
+        expected = x[index]
+    except IndexError:  # arrays that NumPy cannot broadcast together
+        with pytest.raises(IndexError, match="getitem"):
+            Tensor(x)[index]
+        return
+    t = Tensor(x, requires_grad=True)
+    out = t[index]
+    np.testing.assert_array_equal(out.numpy(), expected)
+    out.backward(np.ones(out.shape))
+    counts = np.zeros_like(x)
+    np.add.at(counts, index, 1.0)
+    np.testing.assert_array_equal(t.grad.numpy(), counts)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4), seed=st.integers(0, 2**16))
+def test_random_masks_match_numpy(shape, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-2.0, 2.0, size=shape)
+    mask = rng.random(shape[:int(rng.integers(1, len(shape) + 1))]) < 0.5
+    np.testing.assert_array_equal(Tensor(x)[mask].numpy(), x[mask])
