@@ -184,9 +184,9 @@ def test_defaults_are_pytorchs():
         lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False,
         params=[0, 1, 2, 3])
     adam = Adam(params).state_dict()["param_groups"][0]
-    assert adam == dict(lr=1e-3, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0, amsgrad=False,
+    assert adam == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
                         maximize=False, params=[0, 1, 2, 3])
-    assert AdamW(params).weight_decay == 1e-2
+    assert AdamW(params).param_groups[0]["weight_decay"] == 1e-2
     for cls, reference, extra in [(SGD, reference_sgd, {"lr": 0.01}), (Adam, reference_adam, {}),
                                   (AdamW, reference_adam, {"decoupled": True, "weight_decay": 1e-2})]:
         actual, _, _ = run(cls, values, grad_steps)
@@ -546,7 +546,7 @@ def test_state_dict_is_a_copy_of_plain_values():
     optimizer.step()
     np.testing.assert_array_equal(state["state"][0]["momentum_buffer"], saved)
     assert type(state["state"][0]["step"]) is int and state["state"][0]["step"] == 2
-    assert all(type(v) in (float, bool, list) for v in state["param_groups"][0].values())
+    assert all(type(v) in (float, bool, list, tuple) for v in state["param_groups"][0].values())
 
 
 def test_state_before_any_step_is_empty_and_reloads():
@@ -557,11 +557,11 @@ def test_state_before_any_step_is_empty_and_reloads():
     assert state["state"] == {}
     fresh = Adam([Parameter(v) for v in values])
     fresh.load_state_dict(state)
-    assert fresh.lr == 0.1
+    assert fresh.param_groups[0]["lr"] == 0.1
 
 
 @pytest.mark.parametrize("change,match", [
-    (lambda s: s["param_groups"][0].update(params=[0, 1]), "saved for 2 parameters, this optimizer has 4"),
+    (lambda s: s["param_groups"][0].update(params=[0, 1]), "saved with 2 parameters, this optimizer's has 4"),
     (lambda s: s["param_groups"][0].update(lr=-1.0), "invalid lr value -1.0"),
     (lambda s: s["param_groups"][0].pop("amsgrad"), "do not match Adam's"),
     (lambda s: s["state"][1].update(exp_avg=np.zeros(5)), r"state 'exp_avg' of parameter 1 \(shape \(4,\), float64\) must be"),
@@ -653,7 +653,7 @@ def test_exports():
     import firefly.nn.optimizers as optimizers
     import firefly.optim as optim
 
-    for name in ("BaseOptimizer", "SGD", "Adam", "AdamW"):
+    for name in ("BaseOptimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad"):
         assert getattr(optim, name) is getattr(optimizers, name)
     assert issubclass(AdamW, BaseOptimizer) and issubclass(SGD, BaseOptimizer)
-    assert math.isclose(AdamW([Parameter(np.ones(1))]).weight_decay, 1e-2)
+    assert math.isclose(AdamW([Parameter(np.ones(1))]).param_groups[0]["weight_decay"], 1e-2)

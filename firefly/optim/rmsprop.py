@@ -1,0 +1,53 @@
+"""RMSprop, with PyTorch's smoothing constant, momentum, centering and weight decay."""
+from firefly.kernels.optim import rmsprop_step
+from firefly.optim.optimizer import FusedOptimizer, check_flag, check_float
+
+
+class RMSprop(FusedOptimizer):
+    """``RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, *, maximize=False)``
+
+    Every argument means what it means in ``torch.optim.RMSprop``, and each may differ per
+    param group. Per step, with gradient g (negated when ``maximize``, plus
+    weight_decay * param): v = alpha v + (1 - alpha) g^2; centered, a = a + (1 - alpha)(g - a)
+    and v~ = v - a^2 (else v~ = v); d = g / (sqrt(v~) + eps); with momentum,
+    buf = momentum buf + d and param -= lr buf, else param -= lr d. A parameter without a
+    gradient is skipped, as in PyTorch.
+    """
+
+    _state_names = ("square_avg", "momentum_buffer", "grad_avg")
+
+    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False, *, maximize=False):
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered, maximize=maximize))
+
+    def _check_group(self, group):
+        owner = self._owner
+        return dict(
+            lr=check_float(owner, "lr", group["lr"], minimum=0.0),
+            alpha=check_float(owner, "alpha", group["alpha"], minimum=0.0),
+            eps=check_float(owner, "eps", group["eps"], minimum=0.0),
+            weight_decay=check_float(owner, "weight_decay", group["weight_decay"], minimum=0.0),
+            momentum=check_float(owner, "momentum", group["momentum"], minimum=0.0),
+            centered=check_flag(owner, "centered", group["centered"]),
+            maximize=check_flag(owner, "maximize", group["maximize"]),
+        )
+
+    def _update(self, buf, group, runs):
+        scalar = buf.dtype.type
+        alpha, momentum, centered = group["alpha"], group["momentum"], group["centered"]
+        square_avg = buf.buffer("square_avg")
+        empty = buf.values[:0]
+        grad_avg = buf.buffer("grad_avg") if centered else empty
+        momentum_buffer = buf.buffer("momentum_buffer") if momentum != 0.0 else empty
+        constants = [scalar(c) for c in (group["lr"], alpha, 1.0 - alpha, group["eps"],
+                                         group["weight_decay"], momentum)]
+        for elements, members, _, _ in runs:
+            rmsprop_step(buf.grads[elements], *constants, centered, group["maximize"],
+                         square_avg[elements], grad_avg[elements] if centered else empty,
+                         momentum_buffer[elements] if momentum != 0.0 else empty, buf.values[elements])
+            buf.live["square_avg"][members] = True
+            if centered:
+                buf.live["grad_avg"][members] = True
+            if momentum != 0.0:
+                buf.live["momentum_buffer"][members] = True
