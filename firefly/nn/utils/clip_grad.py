@@ -58,7 +58,7 @@ def _gradient_arrays(parameters, owner):
         if not array.flags.c_contiguous or not array.flags.writeable:
             raise ValueError(f"{owner}: a gradient of shape {array.shape} is not a contiguous writable "
                              "array, so it cannot be clipped in place")
-    return arrays + loose
+    return arrays + [array.reshape(-1) for array in loose]  # views: kernels take 1-D arrays
 
 
 def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
