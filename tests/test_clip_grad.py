@@ -69,7 +69,7 @@ def test_flat_buffer_is_clipped_in_one_kernel_call_per_run(monkeypatch):
     """Gradients that are an optimizer's flat-buffer views: one norm and one scale call per
     dtype, however many parameters; a parameter left out splits its buffer's run."""
     calls = {"norm": 0, "scale": 0}
-    norm_kernel, scale_kernel = clip_grad_module.grad_norm_power_sum, clip_grad_module.grad_scale
+    norm_kernel, scale_kernel = clip_grad_module.grad_norm_power_sum, clip_grad_module.grad_scale_
 
     def counting_norm(*args):
         calls["norm"] += 1
@@ -80,7 +80,7 @@ def test_flat_buffer_is_clipped_in_one_kernel_call_per_run(monkeypatch):
         return scale_kernel(*args)
 
     monkeypatch.setattr(clip_grad_module, "grad_norm_power_sum", counting_norm)
-    monkeypatch.setattr(clip_grad_module, "grad_scale", counting_scale)
+    monkeypatch.setattr(clip_grad_module, "grad_scale_", counting_scale)
     shapes = [(4, 3)] * 20 + [(7,)] * 20
     values, grads = case(2, shapes=shapes)
     values = [v.astype(np.float32) if i % 2 else v for i, v in enumerate(values)]
@@ -186,3 +186,24 @@ def test_matches_torch(dtype, norm_type):
     torch.nn.utils.clip_grad_value_(theirs, 0.5)
     for p, t in zip(params, theirs):
         np.testing.assert_array_equal(p.tensor.grad.numpy(), t.grad.numpy())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])
+@pytest.mark.parametrize("size", [1_100_003, 70_001])
+def test_large_buffers_take_every_path_of_the_norm_kernel(size, norm_type, dtype):
+    """Rows of lanes, chunks, the tail and (above the memory-bound threshold) the prange build."""
+    from firefly.kernels.optim import NORM_LANES, grad_norm_power_sum
+
+    grad = np.random.default_rng(8).standard_normal(size).astype(dtype)
+    lanes = np.zeros(NORM_LANES)
+    grad_norm_power_sum(grad, norm_type, lanes)
+    g = np.abs(grad.astype(np.float64))
+    want = g.max() if norm_type == math.inf else (g ** norm_type).sum()
+    # float32 squares are added in fours before the float64 sums: a float32 rounding each.
+    np.testing.assert_allclose(lanes[0], want, rtol=1e-12 if dtype == np.float64 or norm_type != 2.0 else 1e-7)
+    for position in (5, size // 2, size - 3):  # in the first chunk, in the body, in the tail
+        poisoned = grad.copy()
+        poisoned[position] = np.nan
+        grad_norm_power_sum(poisoned, norm_type, lanes)
+        assert math.isnan(lanes[0]), position

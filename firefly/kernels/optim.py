@@ -12,7 +12,7 @@ square roots and divisions run at half the SIMD width). The optimizer computes e
 step-dependent coefficient (bias corrections, 1 - beta) in Python floats first, so each is
 rounded only once.
 
-The gradient-clipping kernels (``grad_norm_power_sum``, ``grad_scale``, ``grad_clamp``) run
+The gradient-clipping kernels (``grad_norm_power_sum``, ``grad_scale_``, ``grad_clamp_``) run
 over the same flat gradient buffers; norms accumulate in float64 whatever the gradients'
 dtype.
 """
@@ -125,46 +125,109 @@ def adagrad_step(grad, clr, weight_decay, eps, maximize, state_sum, param):
 
 
 # ----------------------------------------------------------------------------- clipping
+# A single running float64 sum is one dependent add after another (no fastmath, so LLVM may
+# not reorder it). Instead the gradient is read as rows of 4 x W elements, W = lanes.size:
+# W independent float64 sums, each adding four elements per row, vectorize. Indexing a 3-D
+# view with loop counters also spares the negative-index checks that kept flat index
+# arithmetic (``grad[i + k]``) scalar. prange splits the rows into chunks.
+NORM_LANES = 32
+NORM_CHUNK_ROWS = 256
+
+
 @memory_bound
-def grad_norm_power_sum(grad, norm_type, out):
-    """out[0] = sum |g|**norm_type over ``grad`` (max |g| when norm_type is inf), in float64.
-    Squares and absolute values get loops of their own so that they vectorize."""
-    total = 0.0
+def grad_norm_power_sum(grad, norm_type, lanes):
+    """lanes[0] = sum |g|**norm_type over ``grad`` (max |g| when norm_type is inf; NaN if
+    any element is NaN, as torch's inf-norm), accumulated in float64 (the 2-norm's squares
+    in fours in the gradient's dtype first). ``lanes`` is float64 scratch of NORM_LANES
+    elements."""
+    W = lanes.size
+    n = grad.size
+    rows = n // (4 * W)
+    body = grad[:rows * 4 * W].reshape(rows, 4, W)
+    chunks = (rows + NORM_CHUNK_ROWS - 1) // NORM_CHUNK_ROWS
+    partial = np.zeros(chunks)
+    nans = np.zeros(chunks)
+    for c in prange(chunks):
+        acc = np.zeros(W)
+        first = c * NORM_CHUNK_ROWS
+        last = min(first + NORM_CHUNK_ROWS, rows)
+        if norm_type == 2.0:
+            for r in range(first, last):
+                for k in range(W):
+                    # Four squares summed in the gradient's dtype, then widened: a float32
+                    # rounding per four elements, never compounded (the running sums are
+                    # float64), for half-width arithmetic on float32 gradients.
+                    a = body[r, 0, k]
+                    b = body[r, 1, k]
+                    d = body[r, 2, k]
+                    e = body[r, 3, k]
+                    acc[k] += np.float64((a * a + b * b) + (d * d + e * e))
+            partial[c] = acc.sum()
+        elif norm_type == 1.0:
+            for r in range(first, last):
+                for k in range(W):
+                    acc[k] += ((abs(np.float64(body[r, 0, k])) + abs(np.float64(body[r, 1, k])))
+                               + (abs(np.float64(body[r, 2, k])) + abs(np.float64(body[r, 3, k]))))
+            partial[c] = acc.sum()
+        elif norm_type == np.inf:
+            nan_count = np.zeros(W)  # max() drops a NaN: count them apart
+            for r in range(first, last):
+                for k in range(W):
+                    for j in range(4):
+                        a = np.float64(body[r, j, k])
+                        acc[k] = max(acc[k], abs(a))
+                        nan_count[k] += a != a
+            partial[c] = acc.max()
+            nans[c] = nan_count.sum()
+        else:
+            total = 0.0
+            for r in range(first, last):
+                for j in range(4):
+                    for k in range(W):
+                        total += abs(np.float64(body[r, j, k])) ** norm_type
+            partial[c] = total
+    # The last n - rows * 4W (fewer than 4W) elements, and the chunks' results.
+    tail_total = 0.0
+    tail_nans = 0.0
+    for i in range(rows * 4 * W, n):
+        a = abs(np.float64(grad[i]))
+        if norm_type == 2.0:
+            tail_total += a * a
+        elif norm_type == 1.0:
+            tail_total += a
+        elif norm_type == np.inf:
+            tail_total = max(tail_total, a)
+            tail_nans += a != a
+        else:
+            tail_total += a ** norm_type
     if norm_type == np.inf:
-        nans = 0
-        for i in prange(grad.size):
-            g = np.float64(grad[i])
-            total = max(total, abs(g))
-            nans += g != g  # max() would drop a NaN; torch's inf-norm is NaN then
-        if nans:
-            total = np.nan
-    elif norm_type == 2.0:
-        for i in prange(grad.size):
-            g = np.float64(grad[i])
-            total += g * g
-    elif norm_type == 1.0:
-        for i in prange(grad.size):
-            total += abs(np.float64(grad[i]))
+        result = tail_total
+        for c in range(chunks):
+            result = max(result, partial[c])
+        lanes[0] = np.nan if nans.sum() + tail_nans > 0 else result
     else:
-        for i in prange(grad.size):
-            total += abs(np.float64(grad[i])) ** norm_type
-    out[0] = total
+        lanes[0] = partial.sum() + tail_total
 
 
+# In-place kernels take the array once: given as both input and output, LLVM's runtime
+# overlap check fails and the loop runs scalar (8x slower). The coefficients come first, as a
+# small array of the gradient's dtype, so that SizedKernel sizes the call by the gradient.
 @memory_bound
-def grad_scale(grad, coefficient, out):
-    """out = grad * coefficient (``out`` may be ``grad``)."""
+def grad_scale_(coefficient, grad):
+    """grad *= coefficient[0], in place."""
+    c = coefficient[0]
     for i in prange(grad.size):
-        out[i] = grad[i] * coefficient
+        grad[i] = grad[i] * c
 
 
 @memory_bound
-def grad_clamp(grad, low, high, out):
-    """out = grad clamped to [low, high] (``out`` may be ``grad``); NaN stays NaN, as in torch."""
+def grad_clamp_(bounds, grad):
+    """grad clamped to [bounds[0], bounds[1]] in place; NaN stays NaN, as in torch."""
+    low, high = bounds[0], bounds[1]
     for i in prange(grad.size):
         g = grad[i]
         if g < low:
             g = low
         elif g > high:
             g = high
-        out[i] = g
+        grad[i] = g

@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from firefly.kernels.optim import grad_clamp, grad_norm_power_sum, grad_scale
+from firefly.kernels.optim import NORM_LANES, grad_clamp_, grad_norm_power_sum, grad_scale_
 from firefly.optim.flat import buffer_of_grad
 from firefly.tensor import Tensor
 
@@ -82,7 +82,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     if not arrays:
         return Tensor(np.zeros((), np.float32))
     dtype = np.result_type(*arrays)
-    partial = np.zeros(1, np.float64)
+    partial = np.zeros(NORM_LANES)
     if norm_type == math.inf:
         total = 0.0
         for array in arrays:
@@ -106,7 +106,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     # torch clamps the coefficient at 1 and always multiplies; multiplying by 1 changes nothing.
     if coefficient < 1.0 or math.isnan(coefficient):
         for array in arrays:
-            grad_scale(array, array.dtype.type(coefficient), array)
+            grad_scale_(np.array([coefficient], array.dtype), array)
     return Tensor(np.asarray(total, dtype))
 
 
@@ -117,5 +117,4 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
     if isinstance(clip_value, bool) or not isinstance(clip_value, numbers.Real) or math.isnan(clip_value):
         raise TypeError(f"{owner}: clip_value must be a number, got {clip_value!r}")
     for array in _gradient_arrays(parameters, owner):
-        scalar = array.dtype.type
-        grad_clamp(array, scalar(-float(clip_value)), scalar(float(clip_value)), array)
+        grad_clamp_(np.array([-float(clip_value), float(clip_value)], array.dtype), array)
