@@ -3,8 +3,11 @@
 Each update kernel reads a parameter's gradient once, updates the optimizer state and the
 parameter in place, and follows PyTorch's single-tensor implementation (where the
 documentation and implementation differ, as for ``maximize`` with weight decay, the
-implementation). Arguments: the gradient first and the parameter (or output) last
-(``SizedKernel`` picks the serial or prange build from their sizes), everything else between.
+implementation). Arguments: the whole flat gradient buffer first and the whole flat parameter
+buffer last, so that ``SizedKernel`` picks the serial or prange build from the buffer's size
+(every param group's segment of one buffer then runs the same build); then ``start, stop``,
+the segment to update; the hyperparameters and state buffers between. A state buffer that a
+setting does not use may be an empty array.
 
 The hyperparameters come as NumPy scalars of the buffers' dtype, so a float32 group computes
 in float32 as PyTorch does: float64 arithmetic made a float32 Adam step 3x slower (its
@@ -23,11 +26,15 @@ from firefly.kernels._jit import memory_bound, transcendental
 
 
 @memory_bound
-def sgd_step(grad, lr, weight_decay, momentum, one_minus_dampening, nesterov, maximize,
+def sgd_step(grad, start, stop, lr, weight_decay, momentum, one_minus_dampening, nesterov, maximize,
              first_step, momentum_buffer, param):
     """SGD, with a momentum buffer when ``momentum`` is nonzero (``momentum_buffer`` is then
-    read and written; it may be empty otherwise). On the buffer's first step it starts as the
+    read and written). On the buffer's first step it starts as the
     gradient itself (no dampening), as in PyTorch."""
+    # Slices first: indices counted from zero let the loop vectorize (an offset index gets
+    # a negative-index check per element).
+    grad, param = grad[start:stop], param[start:stop]
+    momentum_buffer = momentum_buffer[start:stop]
     for i in prange(grad.size):
         p = param[i]
         g = grad[i]
@@ -52,7 +59,7 @@ def sgd_step(grad, lr, weight_decay, momentum, one_minus_dampening, nesterov, ma
 # element that the thread pool pays off at the transcendental loops' threshold. So do
 # RMSprop and Adagrad.
 @transcendental
-def adam_step(grad, step_size, bias_correction2_sqrt, beta1, one_minus_beta1, beta2, one_minus_beta2,
+def adam_step(grad, start, stop, step_size, bias_correction2_sqrt, beta1, one_minus_beta1, beta2, one_minus_beta2,
               eps, weight_decay, param_scale, maximize, amsgrad, exp_avg, exp_avg_sq, max_exp_avg_sq, param):
     """Adam / AdamW.
 
@@ -61,6 +68,8 @@ def adam_step(grad, step_size, bias_correction2_sqrt, beta1, one_minus_beta1, be
     is AdamW's decoupled decay 1 - lr * weight_decay (1 for Adam). ``max_exp_avg_sq`` is
     read and written only when ``amsgrad``.
     """
+    grad, param = grad[start:stop], param[start:stop]
+    exp_avg, exp_avg_sq, max_exp_avg_sq = exp_avg[start:stop], exp_avg_sq[start:stop], max_exp_avg_sq[start:stop]
     for i in prange(grad.size):
         p = param_scale * param[i]
         g = grad[i]
@@ -82,10 +91,12 @@ def adam_step(grad, step_size, bias_correction2_sqrt, beta1, one_minus_beta1, be
 
 
 @transcendental
-def rmsprop_step(grad, lr, alpha, one_minus_alpha, eps, weight_decay, momentum, centered, maximize,
+def rmsprop_step(grad, start, stop, lr, alpha, one_minus_alpha, eps, weight_decay, momentum, centered, maximize,
                  square_avg, grad_avg, momentum_buffer, param):
     """RMSprop. ``grad_avg`` is read and written only when ``centered``, ``momentum_buffer``
     only when ``momentum`` is nonzero (both may be empty otherwise)."""
+    grad, param = grad[start:stop], param[start:stop]
+    square_avg, grad_avg, momentum_buffer = square_avg[start:stop], grad_avg[start:stop], momentum_buffer[start:stop]
     for i in prange(grad.size):
         p = param[i]
         g = grad[i]
@@ -110,8 +121,9 @@ def rmsprop_step(grad, lr, alpha, one_minus_alpha, eps, weight_decay, momentum, 
 
 
 @transcendental
-def adagrad_step(grad, clr, weight_decay, eps, maximize, state_sum, param):
+def adagrad_step(grad, start, stop, clr, weight_decay, eps, maximize, state_sum, param):
     """Adagrad; ``clr`` is lr / (1 + (t - 1) * lr_decay)."""
+    grad, param, state_sum = grad[start:stop], param[start:stop], state_sum[start:stop]
     for i in prange(grad.size):
         p = param[i]
         g = grad[i]

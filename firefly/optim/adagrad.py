@@ -47,5 +47,5 @@ class Adagrad(FusedOptimizer):
         weight_decay, eps = scalar(group["weight_decay"]), scalar(group["eps"])
         for elements, _, step, _ in runs:
             clr = scalar(group["lr"] / (1.0 + step * group["lr_decay"]))
-            adagrad_step(buf.grads[elements], clr, weight_decay, eps, group["maximize"],
-                         state_sum[elements], buf.values[elements])
+            adagrad_step(buf.grads, elements.start, elements.stop, clr, weight_decay, eps, group["maximize"],
+                         state_sum, buf.values)

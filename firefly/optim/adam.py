@@ -59,7 +59,7 @@ class Adam(FusedOptimizer):
         beta1, beta2 = group["betas"]
         amsgrad = group["amsgrad"]
         exp_avg, exp_avg_sq = buf.buffer("exp_avg"), buf.buffer("exp_avg_sq")
-        # Read and written only with amsgrad; an empty array (of every slice) otherwise.
+        # Read and written only with amsgrad; an empty array otherwise.
         max_exp_avg_sq = buf.buffer("max_exp_avg_sq") if amsgrad else buf.values[:0]
         if self._decoupled_weight_decay:
             l2_weight_decay, param_scale = 0.0, 1.0 - lr * weight_decay
@@ -71,9 +71,8 @@ class Adam(FusedOptimizer):
             t = step + 1
             step_size = scalar(lr / (1.0 - beta1 ** t))
             bias_correction2_sqrt = scalar(math.sqrt(1.0 - beta2 ** t))
-            adam_step(buf.grads[elements], step_size, bias_correction2_sqrt, *constants,
-                      group["maximize"], amsgrad, exp_avg[elements], exp_avg_sq[elements],
-                      max_exp_avg_sq[elements] if amsgrad else max_exp_avg_sq, buf.values[elements])
+            adam_step(buf.grads, elements.start, elements.stop, step_size, bias_correction2_sqrt, *constants,
+                      group["maximize"], amsgrad, exp_avg, exp_avg_sq, max_exp_avg_sq, buf.values)
             buf.live["exp_avg"][members] = True
             buf.live["exp_avg_sq"][members] = True
             if amsgrad:

@@ -43,9 +43,8 @@ class RMSprop(FusedOptimizer):
         constants = [scalar(c) for c in (group["lr"], alpha, 1.0 - alpha, group["eps"],
                                          group["weight_decay"], momentum)]
         for elements, members, _, _ in runs:
-            rmsprop_step(buf.grads[elements], *constants, centered, group["maximize"],
-                         square_avg[elements], grad_avg[elements] if centered else empty,
-                         momentum_buffer[elements] if momentum != 0.0 else empty, buf.values[elements])
+            rmsprop_step(buf.grads, elements.start, elements.stop, *constants, centered, group["maximize"],
+                         square_avg, grad_avg, momentum_buffer, buf.values)
             buf.live["square_avg"][members] = True
             if centered:
                 buf.live["grad_avg"][members] = True

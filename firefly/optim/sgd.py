@@ -53,13 +53,12 @@ class SGD(FusedOptimizer):
         momentum = group["momentum"]
         lr, weight_decay = scalar(group["lr"]), scalar(group["weight_decay"])
         one_minus_dampening = scalar(1.0 - group["dampening"])
-        momentum_buffer = buf.buffer("momentum_buffer") if momentum != 0.0 else buf.grads[:0]
+        momentum_buffer = buf.buffer("momentum_buffer") if momentum != 0.0 else buf.values[:0]
         for elements, members, _, has_buffer in runs:
             # PyTorch starts the buffer as a copy of the gradient, also when momentum is
             # switched on after some steps without it.
-            sgd_step(buf.grads[elements], lr, weight_decay, scalar(momentum), one_minus_dampening,
-                     group["nesterov"], group["maximize"], not has_buffer,
-                     momentum_buffer[elements] if momentum != 0.0 else momentum_buffer,
-                     buf.values[elements])
+            sgd_step(buf.grads, elements.start, elements.stop, lr, weight_decay, scalar(momentum),
+                     one_minus_dampening, group["nesterov"], group["maximize"], not has_buffer,
+                     momentum_buffer, buf.values)
             if momentum != 0.0:
                 buf.live["momentum_buffer"][members] = True
