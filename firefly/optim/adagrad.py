@@ -41,11 +41,13 @@ class Adagrad(FusedOptimizer):
                 state_sum[buf.elements(first, end)] = self.param_groups[group_index]["initial_accumulator_value"]
             buf.live["sum"][:] = True
 
-    def _update(self, buf, group, runs):
+    def _kernel_constants(self, group, scalar):
+        return scalar(group["weight_decay"]), scalar(group["eps"])
+
+    def _update(self, buf, group, constants, runs):
         scalar = buf.dtype.type
         state_sum = buf.buffer("sum")
-        weight_decay, eps = scalar(group["weight_decay"]), scalar(group["eps"])
         for elements, _, step, _ in runs:
             clr = scalar(group["lr"] / (1.0 + step * group["lr_decay"]))
-            adagrad_step(buf.grads, elements.start, elements.stop, clr, weight_decay, eps, group["maximize"],
+            adagrad_step(buf.grads, elements.start, elements.stop, clr, *constants, group["maximize"],
                          state_sum, buf.values)

@@ -51,22 +51,26 @@ class Adam(FusedOptimizer):
             maximize=check_flag(owner, "maximize", group["maximize"]),
         )
 
-    def _update(self, buf, group, runs):
-        # Every coefficient is computed in Python floats, then given to the kernel in the
-        # buffer's dtype (see firefly.kernels.optim).
-        scalar = buf.dtype.type
+    def _kernel_constants(self, group, scalar):
+        # Every coefficient is computed in Python floats, then rounded once to the buffer's
+        # dtype (see firefly.kernels.optim).
         lr, weight_decay = group["lr"], group["weight_decay"]
+        beta1, beta2 = group["betas"]
+        if self._decoupled_weight_decay:
+            l2_weight_decay, param_scale = 0.0, 1.0 - lr * weight_decay
+        else:
+            l2_weight_decay, param_scale = weight_decay, 1.0
+        return tuple(scalar(c) for c in (beta1, 1.0 - beta1, beta2, 1.0 - beta2, group["eps"],
+                                         l2_weight_decay, param_scale))
+
+    def _update(self, buf, group, constants, runs):
+        scalar = buf.dtype.type
+        lr = group["lr"]
         beta1, beta2 = group["betas"]
         amsgrad = group["amsgrad"]
         exp_avg, exp_avg_sq = buf.buffer("exp_avg"), buf.buffer("exp_avg_sq")
         # Read and written only with amsgrad; an empty array otherwise.
         max_exp_avg_sq = buf.buffer("max_exp_avg_sq") if amsgrad else buf.values[:0]
-        if self._decoupled_weight_decay:
-            l2_weight_decay, param_scale = 0.0, 1.0 - lr * weight_decay
-        else:
-            l2_weight_decay, param_scale = weight_decay, 1.0
-        constants = [scalar(c) for c in (beta1, 1.0 - beta1, beta2, 1.0 - beta2, group["eps"],
-                                         l2_weight_decay, param_scale)]
         for elements, members, step, _ in runs:
             t = step + 1
             step_size = scalar(lr / (1.0 - beta1 ** t))

@@ -371,6 +371,7 @@ class FusedOptimizer(Optimizer):
     def __init__(self, params, defaults):
         self._buffers = None
         self._validated = []
+        self._constants = {}
         super().__init__(params, defaults)
         self._pack({})
 
@@ -561,7 +562,13 @@ class FusedOptimizer(Optimizer):
                 runs = buf.runs(active, first, end, self._split_flags(buf, group))
                 if not runs:
                     continue
-                self._update(buf, group, runs)
+                # Converting coefficients to NumPy scalars costs about as much as the kernel
+                # call on a small model: done once per validated group and dtype.
+                key = (group_index, buf.dtype)
+                cached = self._constants.get(key)
+                if cached is None or cached[0] is not group:
+                    cached = self._constants[key] = (group, self._kernel_constants(group, buf.dtype.type))
+                self._update(buf, group, cached[1], runs)
                 for _, members, _, _ in runs:
                     buf.steps[members] += 1
         return loss
@@ -570,10 +577,15 @@ class FusedOptimizer(Optimizer):
         """A per-member flag that must be constant within a kernel call, or None."""
         return None
 
-    def _update(self, buf, group, runs):
-        """Apply one update with ``group``'s checked hyperparameters: for each (element slice,
-        member slice, step, flag) in ``runs``, to that slice of ``buf``'s flat buffers, whose
-        parameters have had ``step`` updates so far."""
+    def _kernel_constants(self, group, scalar):
+        """The step-independent kernel coefficients of a group, as ``scalar`` (the buffer's
+        NumPy float type) values."""
+        raise NotImplementedError
+
+    def _update(self, buf, group, constants, runs):
+        """Apply one update with ``group``'s checked hyperparameters and ``constants``: for
+        each (element slice, member slice, step, flag) in ``runs``, to that slice of
+        ``buf``'s flat buffers, whose parameters have had ``step`` updates so far."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ state

@@ -33,20 +33,22 @@ class RMSprop(FusedOptimizer):
             maximize=check_flag(owner, "maximize", group["maximize"]),
         )
 
-    def _update(self, buf, group, runs):
-        scalar = buf.dtype.type
-        alpha, momentum, centered = group["alpha"], group["momentum"], group["centered"]
+    def _kernel_constants(self, group, scalar):
+        alpha = group["alpha"]
+        return tuple(scalar(c) for c in (group["lr"], alpha, 1.0 - alpha, group["eps"],
+                                         group["weight_decay"], group["momentum"]))
+
+    def _update(self, buf, group, constants, runs):
+        momentum, centered = group["momentum"] != 0.0, group["centered"]
         square_avg = buf.buffer("square_avg")
         empty = buf.values[:0]
         grad_avg = buf.buffer("grad_avg") if centered else empty
-        momentum_buffer = buf.buffer("momentum_buffer") if momentum != 0.0 else empty
-        constants = [scalar(c) for c in (group["lr"], alpha, 1.0 - alpha, group["eps"],
-                                         group["weight_decay"], momentum)]
+        momentum_buffer = buf.buffer("momentum_buffer") if momentum else empty
         for elements, members, _, _ in runs:
             rmsprop_step(buf.grads, elements.start, elements.stop, *constants, centered, group["maximize"],
                          square_avg, grad_avg, momentum_buffer, buf.values)
             buf.live["square_avg"][members] = True
             if centered:
                 buf.live["grad_avg"][members] = True
-            if momentum != 0.0:
+            if momentum:
                 buf.live["momentum_buffer"][members] = True

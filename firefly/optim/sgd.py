@@ -47,18 +47,18 @@ class SGD(FusedOptimizer):
         # separate calls.
         return buf.live["momentum_buffer"] if group["momentum"] != 0.0 and "momentum_buffer" in buf.live else None
 
-    def _update(self, buf, group, runs):
-        # Coefficients in the buffer's dtype (see firefly.kernels.optim), 1 - dampening first.
-        scalar = buf.dtype.type
-        momentum = group["momentum"]
-        lr, weight_decay = scalar(group["lr"]), scalar(group["weight_decay"])
-        one_minus_dampening = scalar(1.0 - group["dampening"])
-        momentum_buffer = buf.buffer("momentum_buffer") if momentum != 0.0 else buf.values[:0]
+    def _kernel_constants(self, group, scalar):
+        # 1 - dampening is rounded once, in Python floats.
+        return (scalar(group["lr"]), scalar(group["weight_decay"]), scalar(group["momentum"]),
+                scalar(1.0 - group["dampening"]))
+
+    def _update(self, buf, group, constants, runs):
+        momentum = group["momentum"] != 0.0
+        momentum_buffer = buf.buffer("momentum_buffer") if momentum else buf.values[:0]
         for elements, members, _, has_buffer in runs:
             # PyTorch starts the buffer as a copy of the gradient, also when momentum is
             # switched on after some steps without it.
-            sgd_step(buf.grads, elements.start, elements.stop, lr, weight_decay, scalar(momentum),
-                     one_minus_dampening, group["nesterov"], group["maximize"], not has_buffer,
-                     momentum_buffer, buf.values)
-            if momentum != 0.0:
+            sgd_step(buf.grads, elements.start, elements.stop, *constants, group["nesterov"],
+                     group["maximize"], not has_buffer, momentum_buffer, buf.values)
+            if momentum:
                 buf.live["momentum_buffer"][members] = True
