@@ -112,7 +112,7 @@ def _label(index, name, leaf):
 
 
 def _is_single_parameter(value):
-    return isinstance(value, Tensor) or _leaf_of(value) is not None and not isinstance(value, (list, tuple))
+    return _leaf_of(value) is not None
 
 
 # ----------------------------------------------------------------------------- Optimizer
