@@ -35,24 +35,32 @@ def sgd_step(grad, start, stop, lr, weight_decay, momentum, one_minus_dampening,
     # a negative-index check per element).
     grad, param = grad[start:stop], param[start:stop]
     momentum_buffer = momentum_buffer[start:stop]
-    for i in prange(grad.size):
-        p = param[i]
-        g = grad[i]
-        if maximize:
-            g = -g
-        if weight_decay != 0.0:
-            g = g + weight_decay * p
-        if momentum != 0.0:
-            if first_step:
-                b = g
-            else:
-                b = momentum * momentum_buffer[i] + one_minus_dampening * g
+    # One loop per momentum case: a loop-invariant branch left inside cost 15% on the
+    # momentum step (LLVM does not unswitch them all).
+    if momentum == 0.0:
+        for i in prange(grad.size):
+            p = param[i]
+            g = -grad[i] if maximize else grad[i]
+            if weight_decay != 0.0:
+                g = g + weight_decay * p
+            param[i] = p - lr * g
+    elif first_step:
+        for i in prange(grad.size):
+            p = param[i]
+            g = -grad[i] if maximize else grad[i]
+            if weight_decay != 0.0:
+                g = g + weight_decay * p
+            momentum_buffer[i] = g
+            param[i] = p - lr * (g + momentum * g if nesterov else g)
+    else:
+        for i in prange(grad.size):
+            p = param[i]
+            g = -grad[i] if maximize else grad[i]
+            if weight_decay != 0.0:
+                g = g + weight_decay * p
+            b = momentum * momentum_buffer[i] + one_minus_dampening * g
             momentum_buffer[i] = b
-            if nesterov:
-                g = g + momentum * b
-            else:
-                g = b
-        param[i] = p - lr * g
+            param[i] = p - lr * (g + momentum * b if nesterov else b)
 
 
 # Adam does a square root and a division per element over five buffers: enough work per
