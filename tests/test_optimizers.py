@@ -210,11 +210,18 @@ def test_adam_skips_parameters_without_gradient():
 
 
 def test_large_parameters_take_the_parallel_kernels():
-    # Above the _jit thresholds (32768 elements, 8192 for Adam) the prange builds run.
-    values, grad_steps = make_case(5, shapes=[(200, 250), (7,)], steps=3)
+    """Above the _jit thresholds (firefly.kernels._jit) the prange builds run; runs cross the
+    update kernels' chunk boundaries (firefly.kernels.optim.UPDATE_CHUNK)."""
+    from firefly.kernels._jit import PARALLEL_MIN_MEMORY_BOUND
+    from firefly.kernels.optim import UPDATE_CHUNK
+
+    shapes = [(PARALLEL_MIN_MEMORY_BOUND // 1000 + 3, 1000), (7,), (UPDATE_CHUNK + 11,)]
+    values, grad_steps = make_case(5, shapes=shapes, steps=2)
     for cls, reference, options in [
         (SGD, reference_sgd, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
         (Adam, reference_adam, dict(lr=0.01, amsgrad=True, weight_decay=0.01)),
+        (RMSprop, reference_rmsprop, dict(lr=0.01, momentum=0.5, centered=True)),
+        (Adagrad, reference_adagrad, dict(lr=0.1, lr_decay=0.1)),
     ]:
         actual, _, _ = run(cls, values, grad_steps, **options)
         expected, _ = reference(values, grad_steps, **options)

@@ -149,6 +149,29 @@ def test_add_param_group_keeps_state_and_trains_the_new_group():
     assert len(optimizer.param_groups) == 2
 
 
+@pytest.mark.parametrize("cls", ALL)
+def test_groups_splitting_the_update_chunks_match_separate_optimizers(cls):
+    """Three groups whose boundaries fall inside the update kernels' chunks, one kernel call:
+    each group follows exactly the trajectory of an optimizer of its own."""
+    from firefly.kernels.optim import UPDATE_CHUNK
+
+    shapes = [(UPDATE_CHUNK // 2 + 5,), (UPDATE_CHUNK,), (3, 7), (UPDATE_CHUNK // 3,)]
+    params, grads = params_and_grads(20, shapes=shapes)
+    options = [dict(lr=0.05, weight_decay=0.1), dict(lr=0.01), dict(lr=0.02, maximize=True)]
+    members = [[0], [1, 2], [3]]
+    grouped = cls([{"params": [params[i] for i in m], **o} for m, o in zip(members, options)])
+    separate = [cls([Parameter(params[i].data.copy()) for i in m], **o) for m, o in zip(members, options)]
+    for _ in range(3):
+        give(params, grads)
+        grouped.step()
+        for m, optimizer in zip(members, separate):
+            give(optimizer.parameters, [grads[i] for i in m])
+            optimizer.step()
+    for m, optimizer in zip(members, separate):
+        for i, p in zip(m, optimizer.parameters):
+            np.testing.assert_array_equal(params[i].data, p.data)
+
+
 # ----------------------------------------------------------------------------- set later
 @pytest.mark.parametrize("cls,key,bad,match", [
     (SGD, "lr", -1.0, "SGD: invalid lr value -1.0; lr must be a finite number >= 0.0"),

@@ -41,13 +41,8 @@ class Adagrad(FusedOptimizer):
                 state_sum[buf.elements(first, end)] = self.param_groups[group_index]["initial_accumulator_value"]
             buf.live["sum"][:] = True
 
-    def _kernel_constants(self, group, scalar):
-        return scalar(group["weight_decay"]), scalar(group["eps"])
-
-    def _update(self, buf, group, constants, runs):
-        scalar = buf.dtype.type
-        state_sum = buf.buffer("sum")
-        for elements, _, step, _ in runs:
-            clr = scalar(group["lr"] / (1.0 + step * group["lr_decay"]))
-            adagrad_step(buf.grads, elements.start, elements.stop, clr, *constants, group["maximize"],
-                         state_sum, buf.values)
+    def _update(self, buf, runs):
+        coefficients = [(g["lr"] / (1.0 + step * g["lr_decay"]), g["weight_decay"], g["eps"])
+                        for _, _, step, _, g in runs]
+        flags = [(g["maximize"],) for *_, g in runs]
+        adagrad_step(buf.grads, *self._run_arrays(buf, runs, coefficients, flags), buf.buffer("sum"), buf.values)

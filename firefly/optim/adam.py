@@ -51,35 +51,30 @@ class Adam(FusedOptimizer):
             maximize=check_flag(owner, "maximize", group["maximize"]),
         )
 
-    def _kernel_constants(self, group, scalar):
+    def _update(self, buf, runs):
         # Every coefficient is computed in Python floats, then rounded once to the buffer's
         # dtype (see firefly.kernels.optim).
-        lr, weight_decay = group["lr"], group["weight_decay"]
-        beta1, beta2 = group["betas"]
-        if self._decoupled_weight_decay:
-            l2_weight_decay, param_scale = 0.0, 1.0 - lr * weight_decay
-        else:
-            l2_weight_decay, param_scale = weight_decay, 1.0
-        return tuple(scalar(c) for c in (beta1, 1.0 - beta1, beta2, 1.0 - beta2, group["eps"],
-                                         l2_weight_decay, param_scale))
-
-    def _update(self, buf, group, constants, runs):
-        scalar = buf.dtype.type
-        lr = group["lr"]
-        beta1, beta2 = group["betas"]
-        amsgrad = group["amsgrad"]
-        exp_avg, exp_avg_sq = buf.buffer("exp_avg"), buf.buffer("exp_avg_sq")
-        # Read and written only with amsgrad; an empty array otherwise.
-        max_exp_avg_sq = buf.buffer("max_exp_avg_sq") if amsgrad else buf.values[:0]
-        for elements, members, step, _ in runs:
+        coefficients, flags = [], []
+        for _, _, step, _, group in runs:
+            lr, weight_decay = group["lr"], group["weight_decay"]
+            beta1, beta2 = group["betas"]
             t = step + 1
-            step_size = scalar(lr / (1.0 - beta1 ** t))
-            bias_correction2_sqrt = scalar(math.sqrt(1.0 - beta2 ** t))
-            adam_step(buf.grads, elements.start, elements.stop, step_size, bias_correction2_sqrt, *constants,
-                      group["maximize"], amsgrad, exp_avg, exp_avg_sq, max_exp_avg_sq, buf.values)
+            if self._decoupled_weight_decay:
+                l2_weight_decay, param_scale = 0.0, 1.0 - lr * weight_decay
+            else:
+                l2_weight_decay, param_scale = weight_decay, 1.0
+            coefficients.append((lr / (1.0 - beta1 ** t), math.sqrt(1.0 - beta2 ** t), beta1, 1.0 - beta1,
+                                 beta2, 1.0 - beta2, group["eps"], l2_weight_decay, param_scale))
+            flags.append((group["maximize"], group["amsgrad"]))
+        amsgrad = any(f[1] for f in flags)
+        # Read and written only by amsgrad runs; an empty array when there are none.
+        max_exp_avg_sq = buf.buffer("max_exp_avg_sq") if amsgrad else buf.values[:0]
+        adam_step(buf.grads, *self._run_arrays(buf, runs, coefficients, flags), buf.buffer("exp_avg"),
+                  buf.buffer("exp_avg_sq"), max_exp_avg_sq, buf.values)
+        for (_, members, *_), (_, run_amsgrad) in zip(runs, flags):
             buf.live["exp_avg"][members] = True
             buf.live["exp_avg_sq"][members] = True
-            if amsgrad:
+            if run_amsgrad:
                 buf.live["max_exp_avg_sq"][members] = True
 
 

@@ -12,7 +12,8 @@ The seed's ``BaseOptimizer(parameters)`` is this class: ``self.parameters`` list
 parameter, ``zero_grad()`` drops every gradient and ``step()`` is the subclass's to write.
 
 ``FusedOptimizer`` packs every parameter of one dtype into one flat buffer (see
-``firefly.optim.flat``) and updates each (param group, dtype) segment with one kernel call.
+``firefly.optim.flat``) and updates each buffer with one kernel call, whatever the number of
+param groups.
 """
 import functools
 import numbers
@@ -347,8 +348,8 @@ BaseOptimizer = Optimizer
 
 # ----------------------------------------------------------------------------- FusedOptimizer
 class FusedOptimizer(Optimizer):
-    """Base of firefly's optimizers: flat per-dtype buffers, one kernel call per (param group,
-    dtype) segment.
+    """Base of firefly's optimizers: flat per-dtype buffers, one kernel call per dtype with
+    per-run hyperparameters.
 
     Subclasses pass their defaults to ``__init__``, validate a group's hyperparameters in
     ``_check_group`` (the same message whether the bad value came from the constructor, a
@@ -371,7 +372,6 @@ class FusedOptimizer(Optimizer):
     def __init__(self, params, defaults):
         self._buffers = None
         self._validated = []
-        self._constants = {}
         super().__init__(params, defaults)
         self._pack({})
 
@@ -541,8 +541,7 @@ class FusedOptimizer(Optimizer):
     # ------------------------------------------------------------------ step
     @_with_step_hooks
     def step(self, closure=None):
-        """Update every parameter that has a gradient: one kernel call per (param group,
-        dtype) segment. ``closure``, if given, recomputes and returns the loss (called first,
+        """Update every parameter that has a gradient: one kernel call per dtype. ``closure``, if given, recomputes and returns the loss (called first,
         as in PyTorch); its result is returned."""
         loss = closure() if closure is not None else None
         hyperparameters = self._validated_groups()
@@ -557,36 +556,31 @@ class FusedOptimizer(Optimizer):
                     "leave it out of the optimizer (or set trainable=False)"
                 )
         for buf, active, _ in plan:
+            runs = []
             for group_index, first, end in buf.segments:
                 group = hyperparameters[group_index]
-                runs = buf.runs(active, first, end, self._split_flags(buf, group))
-                if not runs:
-                    continue
-                # Converting coefficients to NumPy scalars costs about as much as the kernel
-                # call on a small model: done once per validated group and dtype.
-                key = (group_index, buf.dtype)
-                cached = self._constants.get(key)
-                if cached is None or cached[0] is not group:
-                    cached = self._constants[key] = (group, self._kernel_constants(group, buf.dtype.type))
-                self._update(buf, group, cached[1], runs)
-                for _, members, _, _ in runs:
-                    buf.steps[members] += 1
+                runs.extend((*run, group) for run in buf.runs(active, first, end, self._split_flags(buf, group)))
+            if runs:
+                self._update(buf, runs)
+                buf.steps[np.asarray(active, bool)] += 1
         return loss
 
     def _split_flags(self, buf, group):
-        """A per-member flag that must be constant within a kernel call, or None."""
+        """A per-member flag that must be constant within a run, or None."""
         return None
 
-    def _kernel_constants(self, group, scalar):
-        """The step-independent kernel coefficients of a group, as ``scalar`` (the buffer's
-        NumPy float type) values."""
+    def _update(self, buf, runs):
+        """Apply one update to ``buf`` (one kernel call): ``runs`` holds (element slice, member
+        slice, step, split flag, checked group) for each run of members to update, whose
+        parameters have had ``step`` updates so far."""
         raise NotImplementedError
 
-    def _update(self, buf, group, constants, runs):
-        """Apply one update with ``group``'s checked hyperparameters and ``constants``: for
-        each (element slice, member slice, step, flag) in ``runs``, to that slice of
-        ``buf``'s flat buffers, whose parameters have had ``step`` updates so far."""
-        raise NotImplementedError
+    @staticmethod
+    def _run_arrays(buf, runs, coefficients, flags):
+        """The kernels' (runs, coefficients, flags) arrays: run bounds as int64, one row of
+        coefficients (Python floats, rounded once to the buffer's dtype) and of flags per run."""
+        bounds = np.array([(elements.start, elements.stop) for elements, *_ in runs], np.int64)
+        return bounds, np.array(coefficients, buf.dtype), np.array(flags, bool)
 
     # ------------------------------------------------------------------ state
     def state_dict(self):

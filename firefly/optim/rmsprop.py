@@ -33,22 +33,19 @@ class RMSprop(FusedOptimizer):
             maximize=check_flag(owner, "maximize", group["maximize"]),
         )
 
-    def _kernel_constants(self, group, scalar):
-        alpha = group["alpha"]
-        return tuple(scalar(c) for c in (group["lr"], alpha, 1.0 - alpha, group["eps"],
-                                         group["weight_decay"], group["momentum"]))
-
-    def _update(self, buf, group, constants, runs):
-        momentum, centered = group["momentum"] != 0.0, group["centered"]
-        square_avg = buf.buffer("square_avg")
+    def _update(self, buf, runs):
+        coefficients = [(g["lr"], g["alpha"], 1.0 - g["alpha"], g["eps"], g["weight_decay"], g["momentum"])
+                        for *_, g in runs]
+        flags = [(g["centered"], g["maximize"]) for *_, g in runs]
         empty = buf.values[:0]
-        grad_avg = buf.buffer("grad_avg") if centered else empty
-        momentum_buffer = buf.buffer("momentum_buffer") if momentum else empty
-        for elements, members, _, _ in runs:
-            rmsprop_step(buf.grads, elements.start, elements.stop, *constants, centered, group["maximize"],
-                         square_avg, grad_avg, momentum_buffer, buf.values)
+        centered = [g["centered"] for *_, g in runs]
+        with_momentum = [g["momentum"] != 0.0 for *_, g in runs]
+        rmsprop_step(buf.grads, *self._run_arrays(buf, runs, coefficients, flags), buf.buffer("square_avg"),
+                     buf.buffer("grad_avg") if any(centered) else empty,
+                     buf.buffer("momentum_buffer") if any(with_momentum) else empty, buf.values)
+        for (_, members, *_), run_centered, momentum in zip(runs, centered, with_momentum):
             buf.live["square_avg"][members] = True
-            if centered:
+            if run_centered:
                 buf.live["grad_avg"][members] = True
             if momentum:
                 buf.live["momentum_buffer"][members] = True

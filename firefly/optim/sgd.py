@@ -47,18 +47,16 @@ class SGD(FusedOptimizer):
         # separate calls.
         return buf.live["momentum_buffer"] if group["momentum"] != 0.0 and "momentum_buffer" in buf.live else None
 
-    def _kernel_constants(self, group, scalar):
-        # 1 - dampening is rounded once, in Python floats.
-        return (scalar(group["lr"]), scalar(group["weight_decay"]), scalar(group["momentum"]),
-                scalar(1.0 - group["dampening"]))
-
-    def _update(self, buf, group, constants, runs):
-        momentum = group["momentum"] != 0.0
-        momentum_buffer = buf.buffer("momentum_buffer") if momentum else buf.values[:0]
-        for elements, members, _, has_buffer in runs:
-            # PyTorch starts the buffer as a copy of the gradient, also when momentum is
-            # switched on after some steps without it.
-            sgd_step(buf.grads, elements.start, elements.stop, *constants, group["nesterov"],
-                     group["maximize"], not has_buffer, momentum_buffer, buf.values)
+    def _update(self, buf, runs):
+        with_momentum = [group["momentum"] != 0.0 for *_, group in runs]
+        momentum_buffer = buf.buffer("momentum_buffer") if any(with_momentum) else buf.values[:0]
+        # PyTorch starts the buffer as a copy of the gradient, also when momentum is switched
+        # on after some steps without it: ``first_step`` is "no buffer yet".
+        arrays = self._run_arrays(
+            buf, runs,
+            [(g["lr"], g["weight_decay"], g["momentum"], 1.0 - g["dampening"]) for *_, g in runs],
+            [(g["nesterov"], g["maximize"], not has_buffer) for _, _, _, has_buffer, g in runs])
+        sgd_step(buf.grads, *arrays, momentum_buffer, buf.values)
+        for (_, members, *_), momentum in zip(runs, with_momentum):
             if momentum:
                 buf.live["momentum_buffer"][members] = True
