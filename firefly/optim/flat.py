@@ -111,7 +111,7 @@ class FlatBuffer:
     def runs(self, active, first, end, split=None):
         """(element slice, member slice, step count, split flag) for each maximal run of
         consecutive active members in ``first:end`` that share a step count (and ``split``
-        flag, when given): one kernel call each, usually one for the whole segment."""
+        flag, when given): the rows of one update kernel call, usually one per segment."""
         runs = []
         k = first
         while k < end:

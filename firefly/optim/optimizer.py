@@ -541,8 +541,9 @@ class FusedOptimizer(Optimizer):
     # ------------------------------------------------------------------ step
     @_with_step_hooks
     def step(self, closure=None):
-        """Update every parameter that has a gradient: one kernel call per dtype. ``closure``, if given, recomputes and returns the loss (called first,
-        as in PyTorch); its result is returned."""
+        """Update every parameter that has a gradient: one kernel call per dtype.
+        ``closure``, if given, recomputes and returns the loss (called first, as in PyTorch);
+        its result is returned."""
         loss = closure() if closure is not None else None
         hyperparameters = self._validated_groups()
         plan = [(buf, *self._active_members(buf)) for buf in self._buffers]

@@ -42,9 +42,9 @@ class SGD(FusedOptimizer):
         return checked
 
     def _split_flags(self, buf, group):
-        # A kernel call starts its momentum buffers either from the gradient or from the
-        # buffer: parameters whose buffer exists and those whose buffer does not yet go to
-        # separate calls.
+        # A run starts its momentum buffers either from the gradient or from the buffer:
+        # parameters whose buffer exists and those whose buffer does not yet go to separate
+        # runs.
         return buf.live["momentum_buffer"] if group["momentum"] != 0.0 and "momentum_buffer" in buf.live else None
 
     def _update(self, buf, runs):
