@@ -450,10 +450,10 @@ class FusedOptimizer(Optimizer):
         """Each group's checked hyperparameters; a group changed since its last check (by
         ``param_groups[i][key] = value`` or a scheduler) is checked again, with the
         constructor's messages."""
-        names = tuple(self.defaults)
+        names = self.defaults.keys()
         checked_groups = []
         for i, group in enumerate(self.param_groups):
-            snapshot = tuple(group[name] for name in names)
+            snapshot = [group[name] for name in names]
             if i < len(self._validated):
                 previous, checked = self._validated[i]
                 try:
