@@ -563,7 +563,10 @@ class FusedOptimizer(Optimizer):
                 runs.extend((*run, group) for run in buf.runs(active, first, end, self._split_flags(buf, group)))
             if runs:
                 self._update(buf, runs)
-                buf.steps[np.asarray(active, bool)] += 1
+                if all(active):
+                    buf.steps += 1
+                else:
+                    buf.steps[np.asarray(active, bool)] += 1
         return loss
 
     def _split_flags(self, buf, group):
