@@ -63,7 +63,7 @@ class Adam(FusedOptimizer):
                 l2_weight_decay, param_scale = 0.0, 1.0 - lr * weight_decay
             else:
                 l2_weight_decay, param_scale = weight_decay, 1.0
-            coefficients.append((lr / (1.0 - beta1 ** t), math.sqrt(1.0 - beta2 ** t), beta1, 1.0 - beta1,
+            coefficients.append((lr / (1.0 - beta1 ** t), 1.0 / math.sqrt(1.0 - beta2 ** t), beta1, 1.0 - beta1,
                                  beta2, 1.0 - beta2, group["eps"], l2_weight_decay, param_scale))
             flags.append((group["maximize"], group["amsgrad"]))
         amsgrad = any(f[1] for f in flags)
