@@ -207,3 +207,19 @@ def test_large_buffers_take_every_path_of_the_norm_kernel(size, norm_type, dtype
         poisoned[position] = np.nan
         grad_norm_power_sum(poisoned, norm_type, lanes)
         assert math.isnan(lanes[0]), position
+
+
+def test_a_huge_page_aligned_buffer_is_still_found_and_clipped_in_one_call(monkeypatch):
+    """Flat buffers of 2 MiB or more are views into a larger, aligned allocation."""
+    from firefly.optim.flat import HUGE_PAGE
+
+    calls = []
+    norm_kernel = clip_grad_module.grad_norm_power_sum
+    monkeypatch.setattr(clip_grad_module, "grad_norm_power_sum", lambda *args: calls.append(1) or norm_kernel(*args))
+    values, grads = case(9, shapes=[(600, 1000), (10,)])
+    params, optimizer = with_optimizer(values, grads)
+    flat = optimizer.flat_grads()[0]
+    assert flat.ctypes.data % HUGE_PAGE == 0 and params[0].data.ctypes.data % HUGE_PAGE == 0
+    total = clip_grad_norm_(params, 1.0)
+    assert len(calls) == 1
+    np.testing.assert_allclose(total.item(), reference_norm(grads, 2.0), rtol=1e-12)
