@@ -163,6 +163,14 @@ class _DtypeGroup:
         return runs
 
 
+class _HookHandle:
+    def __init__(self, hooks, key):
+        self._hooks, self._key = hooks, key
+
+    def remove(self):
+        self._hooks.pop(self._key, None)
+
+
 class FusedOptimizer(BaseOptimizer):
     """Base of firefly's optimizers: flat per-dtype buffers and one kernel call per group.
 
@@ -300,10 +308,43 @@ class FusedOptimizer(BaseOptimizer):
             active.append(True)
         return active, missing
 
+    # ------------------------------------------------------------------ hooks
+    def register_step_pre_hook(self, hook):
+        """``hook(optimizer, args, kwargs)`` runs at the start of every ``step()``; if it returns
+        ``(args, kwargs)``, step uses those (PyTorch's rule). Returns a handle with ``remove()``."""
+        hooks = self.__dict__.setdefault("_step_pre_hooks", {})
+        key = object()
+        hooks[key] = hook
+        return _HookHandle(hooks, key)
+
+    def flat_grads(self):
+        """The flat gradient buffers, one per dtype, with every trainable parameter's gradient
+        in them (copied in when backward made it elsewhere; zeros when it has none, and the
+        parameter's ``.grad`` is then the zero slot). Writing into them changes what the next
+        ``step()`` uses."""
+        for group in self._groups:
+            for k, index in enumerate(group.members):
+                tensor = self.parameters[index].tensor
+                if not tensor.requires_grad:
+                    continue
+                if tensor.grad is None:
+                    group.grad_tensors[k]._data[...] = 0
+                    tensor.grad = group.grad_tensors[k]
+                elif tensor.grad is not group.grad_tensors[k]:
+                    self._adopt_grad(group, k, tensor)
+        return [group.grads for group in self._groups]
+
     # ------------------------------------------------------------------ step
-    def step(self, closure=None):
+    def step(self, *args, **kwargs):
         """Update every parameter that has a gradient. ``closure``, if given, recomputes and
         returns the loss (called first, as in PyTorch); its result is returned."""
+        for hook in list(self.__dict__.get("_step_pre_hooks", {}).values()):
+            result = hook(self, args, kwargs)
+            if result is not None:
+                args, kwargs = result
+        return self._step(*args, **kwargs)
+
+    def _step(self, closure=None):
         loss = closure() if closure is not None else None
         plan = [(group, *self._active_members(group)) for group in self._groups]
         if not self._skips_missing_gradients:
