@@ -173,3 +173,13 @@ def test_demo_distributed_prints_one_set_of_epoch_lines():
     lines = result.stdout.splitlines()
     assert sum(line.startswith("Epoch [") for line in lines) == 3, result.stdout
     assert "2 ranks" in lines[0], lines[0]
+
+
+@needs_mpi
+def test_ddp_digits_example_learns_on_two_ranks():
+    pytest.importorskip("sklearn", reason='the digits example needs scikit-learn (pip install "firefly[examples]")')
+    result = mpiexec(REPO_ROOT / "examples" / "ddp_digits.py")
+    assert result.returncode == 0, result.stderr
+    assert "2 rank(s)" in result.stdout and result.stdout.count("Epoch [") == 20, result.stdout
+    final = float(re.search(r"final test accuracy: (\S+)%", result.stdout).group(1))
+    assert final >= 95.0, result.stdout
