@@ -364,6 +364,8 @@ class DistributedDataParallel(Module):
         if bucket_cap_mb is not None and not (isinstance(bucket_cap_mb, (int, float)) and bucket_cap_mb > 0):
             raise ValueError(f"DistributedDataParallel: bucket_cap_mb must be a positive number or None, got {bucket_cap_mb!r}")
         self.module = module
+        # Plain attributes, set past Module.__setattr__: an empty list would be registered as
+        # a (sub-module) list.
         object.__setattr__(self, "_comm", _communicator())
         object.__setattr__(self, "_bucket_bytes", None if bucket_cap_mb is None else int(bucket_cap_mb * 2**20))
         object.__setattr__(self, "require_sync", True)
@@ -460,6 +462,8 @@ class DistributedOptimizer:
         return self.optimizer.zero_grad(*args, **kwargs)
 
     def __getattr__(self, name):
+        if name == "optimizer":  # not set yet: no recursion through __getattr__
+            raise AttributeError(name)
         return getattr(self.optimizer, name)
 
     def __setattr__(self, name, value):

@@ -13,6 +13,7 @@ import firefly
 from firefly import distributed as dist
 from firefly import nn
 from firefly.data import DataLoader, DistributedSampler, TensorDataset
+from firefly.nn.optimizers import BaseOptimizer
 from firefly.optim import SGD, Adam
 
 
@@ -25,7 +26,21 @@ def flat_weights(model):
     return np.concatenate([p.data.ravel() for p in model.parameters()])
 
 
+class SeedSGD(BaseOptimizer):
+    """The seed document's optimizer: no flat buffers, no hooks."""
+
+    def __init__(self, parameters, lr):
+        super().__init__(parameters)
+        self.lr = lr
+
+    def step(self):
+        for param in self.parameters:
+            param.update(param.tensor - self.lr * param.tensor.grad)
+
+
 def make_optimizer(name, params):
+    if name == "seed-sgd":
+        return SeedSGD(params, lr=0.1)
     if name == "sgd":
         return SGD(params, lr=0.1, momentum=0.9, weight_decay=1e-3)
     return Adam(params, lr=0.01)
@@ -54,13 +69,19 @@ def equivalence(dtype_name, optimizer_name, style):
 
     # Rank 1 starts from other weights: DDP must replace them with rank 0's.
     model = classifier(dtype, seed=rank)
-    if style == "ddp":
+    if style in ("ddp", "closure"):
         ddp = dist.DistributedDataParallel(model)
         optimizer = make_optimizer(optimizer_name, ddp.parameters())
         ddp.attach(optimizer)
     elif style == "ddp-ctor":
         optimizer = make_optimizer(optimizer_name, model.get_parameters())
         ddp = dist.DistributedDataParallel(model, optimizer)
+    elif style == "bucketed":  # buckets of 256 bytes: many Allreduces per buffer
+        optimizer = make_optimizer(optimizer_name, model.get_parameters())
+        ddp = dist.DistributedDataParallel(model, optimizer, bucket_cap_mb=256 / 2**20)
+    elif style == "manual":  # an optimizer without flat buffers: average_gradients() by hand
+        ddp = dist.DistributedDataParallel(model)
+        optimizer = make_optimizer(optimizer_name, ddp.parameters())
     else:  # Horovod style: DistributedOptimizer broadcasts and averages; DDP only runs forward
         optimizer = dist.DistributedOptimizer(make_optimizer(optimizer_name, model.get_parameters()))
         ddp = dist.DistributedDataParallel(model)
@@ -74,8 +95,13 @@ def equivalence(dtype_name, optimizer_name, style):
         ref_sampler.set_epoch(epoch)
         for (xb, yb), (ref_x, ref_y) in zip(loader, ref_loader):
             optimizer.zero_grad()
-            loss_fn(ddp(xb), yb).backward()
-            optimizer.step()
+            if style == "closure":  # gradients computed inside step(): averaged after the closure
+                optimizer.step(lambda: loss_fn(ddp(xb), yb).backward())
+            else:
+                loss_fn(ddp(xb), yb).backward()
+                if style == "manual":
+                    ddp.average_gradients()
+                optimizer.step()
             ref_optimizer.zero_grad()
             loss_fn(reference(ref_x), ref_y).backward()
             ref_optimizer.step()
@@ -190,6 +216,27 @@ def mismatch():
         print("OK mismatch: " + message)
 
 
+def buffers():
+    """Buffers (when the module has them) are broadcast from rank 0 along with the parameters."""
+    class WithBuffer(nn.Module):
+        def __init__(self, value):
+            super().__init__()
+            self.fc = nn.Linear(2, 2, dtype=np.float64)
+            self.running = firefly.Tensor(np.full(3, value, dtype=np.float32))
+
+        def named_buffers(self):
+            yield "running", self.running
+
+        def forward(self, x):
+            return self.fc(x)
+
+    model = WithBuffer(float(dist.rank() + 1))
+    dist.DistributedDataParallel(model)
+    assert model.running.numpy().tolist() == [1.0, 1.0, 1.0], model.running
+    if dist.rank() == 0:
+        print("OK buffers")
+
+
 def unattached():
     """DDP without its optimizer: the second forward after a step raises instead of drifting."""
     loss_fn = nn.CrossEntropyLoss()
@@ -221,4 +268,4 @@ def failure():
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
     {"equivalence": equivalence, "accumulation": accumulation, "collectives": collectives,
-     "checkpoint": checkpoint, "mismatch": mismatch, "unattached": unattached, "failure": failure}[mode](*args)
+     "checkpoint": checkpoint, "mismatch": mismatch, "unattached": unattached, "buffers": buffers, "failure": failure}[mode](*args)

@@ -123,6 +123,7 @@ def test_misuse_is_explained(call, error, message):
 @needs_mpi
 @pytest.mark.parametrize("dtype, optimizer, style", [
     ("float64", "sgd", "ddp"), ("float64", "adam", "ddp-ctor"), ("float64", "sgd", "dopt"), ("float32", "adam", "ddp"),
+    ("float64", "sgd", "bucketed"), ("float64", "adam", "closure"), ("float64", "seed-sgd", "manual"),
 ])
 def test_two_ranks_on_half_batches_match_one_process_on_whole_batches(dtype, optimizer, style):
     # The worker also checks, after every step, that both ranks hold identical weights.
@@ -150,6 +151,11 @@ def test_different_models_are_reported_with_the_rank_and_parameter():
     assert "OK mismatch" in out
     assert re.search(r"parameter or buffer 0 '0\.weight' has shape \(6, 17\) and dtype float64 on rank 1, "
                      r"but '0\.weight' has shape \(6, 16\) and dtype float64 on rank 0", out), out
+
+
+@needs_mpi
+def test_buffers_are_broadcast_from_rank_0():
+    assert "OK buffers" in worker("buffers")
 
 
 @needs_mpi
