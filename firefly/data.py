@@ -202,7 +202,12 @@ def _collate(batch, indices, field):
         for k, item in enumerate(batch):
             if not isinstance(item, numbers.Number) or isinstance(item, complex):
                 fail(k, f"it is {_describe(item)} but item {indices[0]} is a number")
-        dtype = np.bool_ if isinstance(first, bool) else np.int64 if isinstance(first, numbers.Integral) else np.float64
+        if all(isinstance(item, (bool, np.bool_)) for item in batch):
+            dtype = np.bool_
+        elif all(isinstance(item, numbers.Integral) for item in batch):
+            dtype = np.int64
+        else:  # a float among ints makes the batch float, never a truncated int
+            dtype = np.float64
         return _as_tensor(np.array(batch, dtype=dtype))
     if isinstance(first, (str, bytes)):
         return batch

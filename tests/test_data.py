@@ -104,6 +104,23 @@ def test_python_numbers_dicts_namedtuples_and_strings():
     assert isinstance(batch["pair"], Pair) and batch["pair"].b.numpy().tolist() == [0.5, 0.5, 0.5]
 
 
+def test_mixed_python_numbers_make_a_float_batch():
+    batch = default_collate([1, 2.5, True])
+    assert batch.dtype == np.float64 and batch.numpy().tolist() == [1.0, 2.5, 1.0]
+    assert default_collate([3, True]).dtype == np.int64
+
+
+@pytest.mark.parametrize("tensors, error, message", [
+    ((), ValueError, "at least one tensor"),
+    ((np.zeros(3), np.zeros(2)), ValueError, r"same first dimension, got shapes \(3,\), \(2,\)"),
+    ((np.float32(1.0),), ValueError, "tensor 0 is 0-d"),
+    ((np.zeros(2), np.array(["a", "b"])), TypeError, "tensor 1 must hold numbers"),
+])
+def test_tensor_dataset_misuse(tensors, error, message):
+    with pytest.raises(error, match=message):
+        TensorDataset(*tensors)
+
+
 def test_default_collate_matches_torch():
     torch = pytest.importorskip("torch")
     from torch.utils.data import default_collate as torch_collate
