@@ -248,15 +248,15 @@ def _parameter_array(p):
 # ----------------------------------------------------------------------------- averaging
 class _GradientAverager:
     """Averages an optimizer's gradients across ranks from its step pre-hook: one in-place
-    Allreduce per flat gradient buffer (split into buckets of at most ``bucket_elements``
-    values when given), then a division by the number of ranks. Shared by every
+    Allreduce per flat gradient buffer (split into buckets of at most ``bucket_bytes`` when
+    set), then a division by the number of ranks. Shared by every
     DistributedDataParallel and DistributedOptimizer attached to one optimizer."""
 
     def __init__(self, optimizer, comm):
         self.comm = comm
         self.bucket_bytes = None
         self.blockers = weakref.WeakSet()  # objects whose ``require_sync`` is False skip averaging
-        self.handle = optimizer.register_step_pre_hook(self.hook)
+        optimizer.register_step_pre_hook(self.hook)
         self.averaged_steps = 0
 
     def hook(self, optimizer, args, kwargs):
@@ -277,11 +277,11 @@ class _GradientAverager:
 
     def average(self, optimizer):
         buffers = optimizer.flat_grads()
-        average_buffers(buffers, self.comm, self.bucket_bytes)
+        _average_buffers(buffers, self.comm, self.bucket_bytes)
         self.averaged_steps += 1
 
 
-def average_buffers(buffers, comm, bucket_bytes=None):
+def _average_buffers(buffers, comm, bucket_bytes=None):
     """Average each flat array of ``buffers`` across the ranks of ``comm`` in place: one
     Allreduce per array, or per chunk of at most ``bucket_bytes`` when given."""
     size = comm.Get_size()
@@ -325,7 +325,7 @@ def _average_parameter_grads(comm, params):
         flat = np.concatenate([
             (t.grad._data if t.grad is not None else np.zeros(t.shape, dtype)).ravel() for t in tensors
         ]).astype(dtype, copy=False)
-        average_buffers([flat], comm)
+        _average_buffers([flat], comm)
         offset = 0
         for t in tensors:
             value = flat[offset:offset + t._data.size].reshape(t.shape)
