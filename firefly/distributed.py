@@ -13,6 +13,7 @@ buffer, run by a step pre-hook just before the optimizer updates the parameters.
 import contextlib
 import os
 import sys
+import threading
 import traceback
 import weakref
 
@@ -94,24 +95,42 @@ def barrier():
         comm.Barrier()
 
 
+def _launcher_rank():
+    """This rank's number as the MPI launcher set it, read before MPI starts; "?" if unknown."""
+    for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"):
+        if name in os.environ:
+            return os.environ[name]
+    return "?"
+
+
 def abort_on_exception():
-    """Make an uncaught exception on this rank print its traceback once, prefixed with the
-    rank, and then abort every rank (``MPI.COMM_WORLD.Abort(1)``), so that no rank is left
-    waiting forever in a collective. ``init()`` installs it when there are several ranks."""
-    previous = sys.excepthook
-    if getattr(previous, "_firefly_aborts", False):
+    """Make an uncaught exception on this rank (in any thread) print its traceback once,
+    prefixed with the rank, and then abort every rank (``MPI.COMM_WORLD.Abort(1)``), so that
+    no rank is left waiting forever in a collective. Installed when ``firefly.distributed`` is
+    imported under an MPI launcher with several ranks; MPI itself starts only if an exception
+    comes (aborting needs it). ``SystemExit`` (``sys.exit``) is not an error here and does not
+    abort: a rank that exits early with other ranks waiting for it still hangs the job."""
+    if getattr(sys.excepthook, "_firefly_aborts", False):
         return
 
     def abort(kind, value, tb):
-        lines = traceback.format_exception(kind, value, tb)
-        message = f"firefly.distributed: rank {_comm.Get_rank()} of {_comm.Get_size()} failed; aborting the job\n"
-        sys.stderr.write(message + "".join(lines))
+        rank, size = (_comm.Get_rank(), _comm.Get_size()) if _comm is not None else (_launcher_rank(), "?")
+        message = f"firefly.distributed: rank {rank} of {size} failed; aborting the job\n"
+        sys.stderr.write(message + "".join(traceback.format_exception(kind, value, tb)))
         sys.stderr.flush()
         sys.stdout.flush()
+        try:
+            init()
+        except ImportError:  # no MPI to abort with; the launcher sees this rank's exit status
+            return
         _comm.Abort(1)
+
+    def abort_from_thread(args):
+        abort(args.exc_type, args.exc_value, args.exc_traceback)
 
     abort._firefly_aborts = True
     sys.excepthook = abort
+    threading.excepthook = abort_from_thread
 
 
 # ----------------------------------------------------------------------------- collectives
@@ -487,3 +506,7 @@ __all__ = [
     "init", "is_initialized", "rank", "world_size", "barrier", "all_reduce", "broadcast", "all_gather",
     "abort_on_exception", "broadcast_parameters", "DistributedDataParallel", "DistributedOptimizer", "save",
 ]
+
+
+if _launched_by_mpi():
+    abort_on_exception()

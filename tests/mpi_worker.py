@@ -265,7 +265,17 @@ def failure():
     print("rank 0 got past the collective")
 
 
+def early_failure():
+    """Rank 1 raises before it ever uses MPI, while rank 0 waits in a collective."""
+    if os.environ.get("PMI_RANK") == "1":
+        raise RuntimeError("deliberate failure on rank 1 before MPI started")
+    x = np.ones(4)
+    dist.all_reduce(x)
+    print("rank 0 got past the collective")
+
+
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
     {"equivalence": equivalence, "accumulation": accumulation, "collectives": collectives,
-     "checkpoint": checkpoint, "mismatch": mismatch, "unattached": unattached, "buffers": buffers, "failure": failure}[mode](*args)
+     "checkpoint": checkpoint, "mismatch": mismatch, "unattached": unattached, "buffers": buffers,
+     "early_failure": early_failure, "failure": failure}[mode](*args)

@@ -173,6 +173,15 @@ def test_a_failing_rank_aborts_the_job_with_one_traceback():
 
 
 @needs_mpi
+def test_a_rank_failing_before_mpi_starts_aborts_the_job_too():
+    result = mpiexec(WORKER, "early_failure", timeout=120)
+    assert result.returncode != 0
+    assert "rank 0 got past the collective" not in result.stdout
+    assert result.stderr.count("Traceback (most recent call last)") == 1, result.stderr
+    assert "rank 1 of ? failed" in result.stderr and "before MPI started" in result.stderr
+
+
+@needs_mpi
 def test_demo_distributed_prints_one_set_of_epoch_lines():
     result = mpiexec("-m", "firefly", "demo", "--distributed", "--epochs", "3")
     assert result.returncode == 0, result.stderr
