@@ -302,16 +302,21 @@ class _GradientAverager:
 
 def _average_buffers(buffers, comm, bucket_bytes=None):
     """Average each flat array of ``buffers`` across the ranks of ``comm`` in place: one
-    Allreduce per array, or per chunk of at most ``bucket_bytes`` when given."""
+    Allreduce per array, or per chunk of at most ``bucket_bytes`` when given.
+
+    Each rank divides by the number of ranks before the sum, as PyTorch's DDP does: the
+    division then runs on values still in this core's cache from backward, while after the
+    Allreduce the values arrive from the other ranks' caches and the optimizer's update would
+    be paying for that fetch anyway."""
     size = comm.Get_size()
     for flat in buffers:
+        flat /= size
         if bucket_bytes is None or flat.nbytes <= bucket_bytes:
             comm.Allreduce(_MPI.IN_PLACE, flat, op=_MPI.SUM)
         else:
             step = max(1, bucket_bytes // flat.itemsize)
             for start in range(0, flat.size, step):
                 comm.Allreduce(_MPI.IN_PLACE, flat[start:start + step], op=_MPI.SUM)
-        flat /= size
 
 
 _averagers = weakref.WeakKeyDictionary()  # optimizer -> its _GradientAverager
