@@ -266,10 +266,10 @@ def _parameter_array(p):
 
 # ----------------------------------------------------------------------------- averaging
 class _GradientAverager:
-    """Averages an optimizer's gradients across ranks from its step pre-hook: one in-place
-    Allreduce per flat gradient buffer (split into buckets of at most ``bucket_bytes`` when
-    set), then a division by the number of ranks. Shared by every
-    DistributedDataParallel and DistributedOptimizer attached to one optimizer."""
+    """Averages an optimizer's gradients across ranks from its step pre-hook: a division by the
+    number of ranks and one in-place Allreduce per flat gradient buffer (split into buckets of
+    at most ``bucket_bytes`` when set). Shared by every DistributedDataParallel and
+    DistributedOptimizer attached to one optimizer."""
 
     def __init__(self, optimizer, comm):
         self.comm = comm
