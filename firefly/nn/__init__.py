@@ -3,9 +3,9 @@ from firefly.nn.parameter import Parameter
 from firefly.nn.module import Module
 from firefly.nn.layers import Linear, ModuleList, ReLU, Sequential, Sigmoid, Tanh
 from firefly.nn.losses import CrossEntropyLoss, MSELoss
-from firefly.nn import optimizers
+from firefly.nn import optimizers, utils
 
 __all__ = [
     "Parameter", "Module", "Linear", "ReLU", "Sigmoid", "Tanh", "Sequential", "ModuleList",
-    "MSELoss", "CrossEntropyLoss", "optimizers",
+    "MSELoss", "CrossEntropyLoss", "optimizers", "utils",
 ]
