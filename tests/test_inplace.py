@@ -194,3 +194,17 @@ def test_integer_tensors_take_in_place_writes_of_their_own_kind_only():
     assert counts.tolist() == [2, 2, 2]
     with pytest.raises(TypeError):
         counts += 1.5
+
+
+def test_an_optimizer_step_between_forward_and_backward_is_caught():
+    layer = nn.Linear(3, 2)
+    optimizer = SGD(layer.get_parameters(), lr=0.1)
+    x = Tensor(values(4, 3).astype(np.float32))  # the layer's dtype: the op saves the weight itself
+    layer(x).sum().backward()
+    loss = layer(x).sum()
+    optimizer.step()       # which the fused step then updates in place
+    with pytest.raises(RuntimeError, match="'(linear|matmul)' saved"):
+        loss.backward()
+    optimizer.zero_grad()
+    layer(x).sum().backward()  # a graph recorded after the step is fine
+    optimizer.step()

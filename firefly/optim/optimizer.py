@@ -20,6 +20,7 @@ import numbers
 
 import numpy as np
 
+from firefly import autograd
 from firefly.optim.flat import FlatBuffer
 from firefly.tensor import FLOAT_DTYPES, Tensor
 
@@ -563,6 +564,9 @@ class FusedOptimizer(Optimizer):
                 runs.extend((*run, group) for run in buf.runs(active, first, end, self._split_flags(buf, group)))
             if runs:
                 self._update(buf, runs)
+                # The parameters changed in place: a graph recorded before this step that saved
+                # them must not backpropagate with the new values (firefly.autograd).
+                autograd.mark_modified(buf.values)
                 if all(active):
                     buf.steps += 1
                 else:
