@@ -428,7 +428,12 @@ class Tensor:
         return _op("matmul", other, self)
 
     def __neg__(self):
-        return _op("neg", self)
+        try:
+            return _op("neg", self)
+        except TypeError:
+            if self._data.dtype.kind not in "iu":
+                raise
+            return Tensor._wrap(-self._data)  # an integer tensor negates without a graph, as in torch
 
     def __abs__(self):
         return _op("abs", self)

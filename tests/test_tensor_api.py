@@ -448,3 +448,14 @@ def test_random_masks_match_numpy(shape, seed):
     x = rng.uniform(-2.0, 2.0, size=shape)
     mask = rng.random(shape[:int(rng.integers(1, len(shape) + 1))]) < 0.5
     np.testing.assert_array_equal(Tensor(x)[mask].numpy(), x[mask])
+
+
+def test_integer_arithmetic_follows_torch_promotion():
+    labels = firefly.tensor([0, 1, 2])
+    assert (labels + 1).dtype == np.int64 and (-labels).tolist() == [0, -1, -2]
+    assert (labels / 2).dtype == F32 and (labels * 0.5).dtype == F32
+    x = Tensor(np.ones(3), requires_grad=True)  # float64
+    y = x * labels + (labels > 0)
+    assert y.dtype == F64 and y.tolist() == [0.0, 2.0, 3.0]
+    y.sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), [0.0, 1.0, 2.0])
