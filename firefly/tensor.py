@@ -451,57 +451,57 @@ class Tensor:
     # ------------------------------------------------------------------ comparisons
     # Elementwise, broadcasting, any dtype; bool results that record no graph.
     def __eq__(self, other):
-        return comparison.compare("eq", self, other)
+        return discrete.compare("eq", self, other)
 
     def __ne__(self, other):
-        return comparison.compare("ne", self, other)
+        return discrete.compare("ne", self, other)
 
     def __lt__(self, other):
-        return comparison.compare("lt", self, other)
+        return discrete.compare("lt", self, other)
 
     def __le__(self, other):
-        return comparison.compare("le", self, other)
+        return discrete.compare("le", self, other)
 
     def __gt__(self, other):
-        return comparison.compare("gt", self, other)
+        return discrete.compare("gt", self, other)
 
     def __ge__(self, other):
-        return comparison.compare("ge", self, other)
+        return discrete.compare("ge", self, other)
 
     eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
 
     def logical_not(self):
-        return comparison.compare("eq", self, 0)
+        return discrete.compare("eq", self, 0)
 
     __invert__ = logical_not
 
     def __and__(self, other):
-        return comparison.logical("and", self, other)
+        return discrete.logical("and", self, other)
 
     def __or__(self, other):
-        return comparison.logical("or", self, other)
+        return discrete.logical("or", self, other)
 
     def __xor__(self, other):
-        return comparison.logical("xor", self, other)
+        return discrete.logical("xor", self, other)
 
     __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
 
     def any(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         axis = pick("any", "dim", dim, "axis", axis, None)
-        return comparison.any_all("any", self, axis, pick("any", "keepdim", keepdim, "keepdims", keepdims, False))
+        return discrete.any_all("any", self, axis, pick("any", "keepdim", keepdim, "keepdims", keepdims, False))
 
     def all(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         axis = pick("all", "dim", dim, "axis", axis, None)
-        return comparison.any_all("all", self, axis, pick("all", "keepdim", keepdim, "keepdims", keepdims, False))
+        return discrete.any_all("all", self, axis, pick("all", "keepdim", keepdim, "keepdims", keepdims, False))
 
     def argmax(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         """int64 indices of the maxima along ``dim`` (of the flattened tensor when None)."""
         axis = pick("argmax", "dim", dim, "axis", axis, None)
-        return comparison.arg_reduce("argmax", self, axis, pick("argmax", "keepdim", keepdim, "keepdims", keepdims, False))
+        return discrete.arg_reduce("argmax", self, axis, pick("argmax", "keepdim", keepdim, "keepdims", keepdims, False))
 
     def argmin(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         axis = pick("argmin", "dim", dim, "axis", axis, None)
-        return comparison.arg_reduce("argmin", self, axis, pick("argmin", "keepdim", keepdim, "keepdims", keepdims, False))
+        return discrete.arg_reduce("argmin", self, axis, pick("argmin", "keepdim", keepdim, "keepdims", keepdims, False))
 
     # ------------------------------------------------------------------ elementwise
     def relu(self):
@@ -557,7 +557,7 @@ class Tensor:
         keepdims = pick("sum", "keepdim", keepdim, "keepdims", keepdims, False)
         x = self._converted_for("sum", dtype, out)
         if x._data.dtype not in FLOAT_DTYPES:
-            return comparison.integer_sum(x, axis, keepdims)
+            return discrete.integer_sum(x, axis, keepdims)
         return _op("sum", x, axis=axis, keepdims=keepdims)
 
     reduce_sum = sum
@@ -600,7 +600,7 @@ class Tensor:
             raise TypeError(f"{name}(): got both 'dim' and its alias 'axis'; give one of them")
         if isinstance(dim, (tuple, list)):
             raise TypeError(f"{name}(dim): dim must be one int (use amax/amin for several), got {dim!r}")
-        indices = comparison.arg_reduce("arg" + name, self, dim, True)
+        indices = discrete.arg_reduce("arg" + name, self, dim, True)
         values = self.gather(dim, indices)
         if not keepdims:
             d = _dim_index(name, dim, self.ndim, self.shape)
@@ -742,7 +742,7 @@ class Tensor:
     def gather(self, dim, index):
         """``out[i][j] = self[i][index[i][j]]`` for ``dim=1`` (PyTorch's ``gather``); ``index``
         is an integer tensor or array with as many dimensions as ``self``."""
-        return _op("take", self, **comparison.gather_index(self, dim, index))
+        return _op("take", self, **discrete.gather_index(self, dim, index))
 
     def __getitem__(self, index):
         items = index if isinstance(index, tuple) else (index,)
@@ -753,11 +753,11 @@ class Tensor:
                 break
         if self._data.dtype not in FLOAT_DTYPES:
             if advanced:
-                attrs = comparison.advanced_index(self, index)
+                attrs = discrete.advanced_index(self, index)
                 return Tensor._wrap(self._data.reshape(-1)[attrs["index"]])
             return self._plain("getitem", lambda a: a[index])
         if advanced:
-            return _op("take", self, **comparison.advanced_index(self, index))
+            return _op("take", self, **discrete.advanced_index(self, index))
         return _op("getitem", self, index=index)
 
     def __setitem__(self, index, value):
@@ -874,4 +874,4 @@ class Tensor:
             )
 
 
-from firefly.ops import comparison  # noqa: E402  (comparison builds Tensors: bound once both exist)
+from firefly import discrete  # noqa: E402  (discrete builds Tensors: bound once both exist)

@@ -1,9 +1,10 @@
-"""What records no graph: elementwise comparisons and logic, argmax/argmin, any/all, the sum
-of bool and integer tensors, and the flat positions that integer-array, mask and ``gather``
-indexing read (the differentiable ``take`` op then moves the values).
+"""Tensor functions with discrete results, which record no graph: elementwise comparisons and
+logic, argmax/argmin, any/all, the sum of bool and integer tensors, and the flat positions that
+integer-array, mask and ``gather`` indexing read (the differentiable ``take`` op then moves the
+values).
 
-These work on any dtype and return bool or int64 tensors, so nothing here can carry a
-gradient; NumPy's own loops compute them.
+They work on any dtype and return bool or int64 tensors, so nothing here can carry a
+gradient, and none is an op: NumPy's own loops compute them.
 """
 import operator
 
