@@ -33,7 +33,7 @@ import time
 
 import numpy as np
 
-from firefly.kernels import elementwise
+from firefly.ops import get
 
 SIZES = [100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000, 10_000_000]
 
@@ -61,8 +61,8 @@ def cases(size):
     # add reads the 3-D broadcast form; equal shapes are one (1, 1, n) run.
     flat3 = (1, 1, size)
     return {
-        "add (memory-bound)": (elementwise.add_forward, (a.reshape(flat3), b.reshape(flat3), out.reshape(flat3))),
-        "exp (transcendental)": (elementwise.exp_forward, (a, out)),
+        "add (memory-bound)": (get("add").forward_kernel[0], (a.reshape(flat3), b.reshape(flat3), out.reshape(flat3))),
+        "exp (transcendental)": (get("exp").forward_kernel, (a, out)),
     }
 
 

@@ -6,6 +6,7 @@ divide, which stops LLVM from vectorizing the loop (an Adam-like kernel ran 2.5x
 
 Nothing here compiles at import time: ``njit`` without signatures compiles on first call.
 """
+import hashlib
 import threading
 import types
 import warnings
@@ -55,9 +56,70 @@ def kernel(fn):
     return _jit(fn, parallel=False)
 
 
+_helpers = set()  # ids of compiled helpers (inline_helper, scalar): called by kernels, not ops
+
+
 def inline_helper(fn):
     """Compile ``fn`` as a helper that kernels call; Numba inlines it into each caller."""
-    return _jit(fn, parallel=False, inline="always")
+    helper = _jit(fn, parallel=False, inline="always")
+    _helpers.add(id(helper))
+    return helper
+
+
+def scalar(fn):
+    """``fn``, math on scalars that kernels call, compiled (returned unchanged if it already is).
+
+    The kernel families take an op's scalar math either as a plain Python function or
+    compiled by this decorator (or any ``numba.njit``). The call costs nothing: LLVM inlines
+    a small function into the loop that calls it before vectorizing the loop. (Numba's own
+    ``inline="always"`` would inline earlier, but a function with a conditional expression,
+    inlined at two places in one kernel, trips Numba's SSA checks.)
+    """
+    if isinstance(fn, CPUDispatcher):
+        return fn
+    if not callable(fn):
+        raise TypeError(f"expected a function of scalars, got {fn!r}")
+    helper = _jit(fn, parallel=False)
+    _helpers.add(id(helper))
+    return helper
+
+
+def _code_fingerprint(code, digest):
+    digest.update(code.co_code)
+    digest.update(repr(code.co_names).encode())
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _code_fingerprint(const, digest)
+        else:
+            digest.update(repr(const).encode())
+
+
+def specialise(template, name, **functions):
+    """A copy of the loop ``template`` named ``name``, whose global names ``functions`` (the
+    op's scalar math) are bound to the given functions, compiled with ``scalar``.
+
+    Nothing compiles here. Numba names a cache file after a function's qualified name and the
+    line of its source, and checks the source file's time stamp: every copy of one template
+    would share one file. So each copy's name carries a digest of the template's code and of
+    the scalar functions' code: a specialisation gets a cache file of its own, and editing an
+    op's scalar math gives it a new one. (Functions that the scalar math calls in turn are not
+    in the digest; editing those is covered by the time stamp only when they live in the
+    template's file.)
+    """
+    digest = hashlib.sha1()
+    _code_fingerprint(template.__code__, digest)
+    bound = {}
+    for placeholder, fn in functions.items():
+        compiled = scalar(fn)
+        _code_fingerprint(compiled.py_func.__code__, digest)
+        bound[placeholder] = compiled
+    namespace = dict(template.__globals__, **bound)
+    qualname = f"{name}__{digest.hexdigest()[:12]}"
+    copy = types.FunctionType(template.__code__, namespace, qualname, template.__defaults__, template.__closure__)
+    copy.__qualname__ = qualname
+    copy.__module__ = template.__module__
+    copy.__doc__ = template.__doc__
+    return copy
 
 
 # The default workqueue threading layer aborts the process when two Python threads enter
@@ -89,6 +151,7 @@ class SizedKernel:
         self.parallel = _jit(_renamed(fn, "__parallel"), parallel=True)
         self.threshold = threshold
         self.__name__ = fn.__name__
+        self.__qualname__ = fn.__qualname__
         self.__doc__ = fn.__doc__
 
     def __call__(self, *args):
@@ -117,3 +180,11 @@ def is_compiled_kernel(obj):
     if isinstance(obj, SizedKernel):
         return True
     return isinstance(obj, CPUDispatcher)
+
+
+def is_helper(obj):
+    """True for a function compiled by ``inline_helper`` or ``scalar``, or any Numba function
+    compiled to be inlined: math that kernels call, never run by an op directly."""
+    if not isinstance(obj, CPUDispatcher):
+        return False
+    return id(obj) in _helpers or obj.targetoptions.get("inline", "never") != "never"

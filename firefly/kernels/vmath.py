@@ -1,34 +1,29 @@
-"""exp, log, sigmoid and tanh over contiguous float32/float64 arrays, in loops LLVM vectorizes.
+"""exp, log, log1p, sigmoid and tanh of one float32/float64 scalar, in code LLVM vectorizes.
 
 Inside Numba, ``np.exp(v)`` on a scalar is a call to libm's ``expf``/``exp`` per element, and
 LLVM cannot vectorize a loop that makes calls: such kernels ran 1.5-4x slower than NumPy's SIMD
-loops. Here every function is range reduction plus a polynomial, written as plain arithmetic
-and selects, which LLVM vectorizes with fastmath off.
-
-The one step that arithmetic cannot do is building 2**k from an integer k, or splitting x into
-exponent and mantissa: that needs the float's bits, and Numba cannot reinterpret a scalar's
-bits, only an array's (``ndarray.view``). So each function works in blocks of ``BLOCK``
-elements and makes two or three passes per block: one pass writes integer bits into the output
-array (or a scratch block), the next reads the same memory back as floats. A block fits in L1,
-so the extra pass costs little.
+loops. Here every function is range reduction plus a polynomial, written as plain arithmetic,
+selects and bit casts (building 2**k from an integer k, and splitting x into exponent and
+mantissa, reinterpret a float's bits), which LLVM vectorizes with fastmath off. Kernels call
+them per element, through the kernel families (``firefly.kernels.families``) or directly.
 
 Accuracy (tests/test_vmath.py measures it), against the correctly rounded result in both
 precisions, subnormal inputs and results included: exp and log within 1 ulp, sigmoid and tanh
 within 2.3 ulp. Special values (0, -0, +-inf, NaN) follow C99, as NumPy does.
 
 Numba caches a kernel by its own source file only: after editing this module, delete
-firefly/kernels/__pycache__ so that the kernels which inline these functions recompile.
+firefly/kernels/__pycache__ (and NUMBA_CACHE_DIR) so that the kernels which inline these
+functions recompile.
 """
 import functools
 import math
 
 import numpy as np
-from numba.extending import overload
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload
 
-from firefly.kernels._jit import inline_helper
-
-BLOCK = 512  # elements per pass: a float64 input, output and scratch block fit in 32 KiB of L1
-
+from firefly.kernels._jit import inline_helper, scalar
 
 def _by_float_type(f32_impl, f64_impl):
     """A function that Numba compiles as ``f32_impl`` or ``f64_impl``.
@@ -263,15 +258,57 @@ def log_from_parts_f64(v, m, e):
 
 
 # ----------------------------------------------------------------------------- both
-def _float_bits_f32(a):
-    return a.view(np.int32)
+@intrinsic
+def _float_from_bits(typingctx, bits, like):
+    """The float of ``like``'s type whose bits are the low bits of the integer ``bits``.
+
+    Numba has no scalar bit reinterpretation; as an LLVM ``bitcast`` this costs nothing and
+    keeps the loop around it vectorizable.
+    """
+    if not isinstance(bits, types.Integer) or not isinstance(like, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        width = ir.IntType(like.bitwidth)
+        value = args[0]
+        if bits.bitwidth > like.bitwidth:
+            value = builder.trunc(value, width)
+        elif bits.bitwidth < like.bitwidth:
+            value = builder.sext(value, width)
+        return builder.bitcast(value, context.get_value_type(like))
+
+    return like(bits, like), codegen
 
 
-def _float_bits_f64(a):
-    return a.view(np.int64)
+@intrinsic
+def _bits_of(typingctx, value):
+    """The bits of a float as a signed integer of the same width."""
+    if not isinstance(value, types.Float):
+        return None
+    int_type = types.int32 if value.bitwidth == 32 else types.int64
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(int_type))
+
+    return int_type(value), codegen
 
 
-float_bits = _by_float_type(_float_bits_f32, _float_bits_f64)
+@intrinsic
+def like(typingctx, value, reference):
+    """``value`` converted to ``reference``'s type: ``like(0.5, x)`` is 0.5 in x's precision.
+
+    A Python float literal is a float64 in Numba, so ``0.5 * x`` computes a float32 x in float64
+    at half the vector width; ``like(0.5, x) * x`` stays in float32.
+    """
+    if not isinstance(value, (types.Number, types.Boolean)) or not isinstance(reference, types.Number):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.cast(builder, args[0], signature.args[0], reference)
+
+    return reference(value, reference), codegen
+
+
 exp_half_scale_bits = _by_float_type(exp_half_scale_bits_f32, exp_half_scale_bits_f64)
 exp_from_half_scale = _by_float_type(exp_from_half_scale_f32, exp_from_half_scale_f64)
 expm1_from_half_scale = _by_float_type(expm1_from_half_scale_f32, expm1_from_half_scale_f64)
@@ -283,37 +320,22 @@ log_from_parts = _by_float_type(log_from_parts_f32, log_from_parts_f64)
 TANH_SATURATION = 20.0
 
 
-# Every function below takes 1-D contiguous arrays x and out of one float dtype that do not
-# overlap (out is used as scratch for bits before it gets the result). Blocks are slices, so
-# each inner loop counts from 0: indices from range(lo, hi) keep Numba's negative-index
-# wraparound check, which stops LLVM from vectorizing.
-@inline_helper
-def exp(x, out):
-    """out[:] = exp(x)."""
-    for lo in range(0, x.size, BLOCK):
-        xb, ob = x[lo:lo + BLOCK], out[lo:lo + BLOCK]
-        bits = float_bits(ob)
-        for i in range(xb.size):
-            bits[i] = exp_half_scale_bits(xb[i])
-        for i in range(xb.size):
-            ob[i] = exp_from_half_scale(xb[i], ob[i])
+# The scalar functions below compile to plain arithmetic, selects and bit casts, with no
+# calls: a loop that applies one to every element vectorizes. Each computes in its argument's
+# precision (float32 or float64).
+@scalar
+def exp(v):
+    """exp(v)."""
+    return exp_from_half_scale(v, _float_from_bits(exp_half_scale_bits(v), v))
 
 
-@inline_helper
-def sigmoid(x, out):
-    """out[:] = 1 / (1 + exp(-x)), as exp(x) / (1 + exp(x)) for x < 0 so that tiny results keep
-    their precision instead of rounding 1 / (1 + inf) to 0."""
-    one = x.dtype.type(1.0)
-    zero = x.dtype.type(0.0)
-    for lo in range(0, x.size, BLOCK):
-        xb, ob = x[lo:lo + BLOCK], out[lo:lo + BLOCK]
-        bits = float_bits(ob)
-        for i in range(xb.size):
-            bits[i] = exp_half_scale_bits(-abs(xb[i]))
-        for i in range(xb.size):
-            v = xb[i]
-            e = exp_from_half_scale(-abs(v), ob[i])  # exp(-|v|) <= 1 never overflows
-            ob[i] = (one if v >= zero else e) / (one + e)
+@scalar
+def sigmoid(v):
+    """1 / (1 + exp(-v)), as exp(v) / (1 + exp(v)) for v < 0 so that tiny results keep their
+    precision instead of rounding 1 / (1 + inf) to 0."""
+    one = like(1.0, v)
+    e = exp(-abs(v))  # exp(-|v|) <= 1 never overflows
+    return (one if v >= like(0.0, v) else e) / (one + e)
 
 
 @inline_helper
@@ -323,39 +345,32 @@ def _tanh_exp_argument(v, two, saturation):
     return two * (a if a < saturation else saturation)
 
 
-@inline_helper
-def tanh(x, out):
-    """out[:] = tanh(x) = sign(x) t / (t + 2) with t = expm1(2|x|).
+@scalar
+def tanh(v):
+    """tanh(v) = sign(v) t / (t + 2) with t = expm1(2|v|).
 
-    The expm1 form (as in fdlibm s_tanh.c) has no cancellation for small |x|, where
-    1 - 2 / (exp(2x) + 1) would lose all digits, and relative errors in t shrink in the quotient.
+    The expm1 form (as in fdlibm s_tanh.c) has no cancellation for small |v|, where
+    1 - 2 / (exp(2v) + 1) would lose all digits, and relative errors in t shrink in the quotient.
     """
-    two = x.dtype.type(2.0)
-    saturation = x.dtype.type(TANH_SATURATION)
-    for lo in range(0, x.size, BLOCK):
-        xb, ob = x[lo:lo + BLOCK], out[lo:lo + BLOCK]
-        bits = float_bits(ob)
-        for i in range(xb.size):
-            bits[i] = exp_half_scale_bits(_tanh_exp_argument(xb[i], two, saturation))
-        for i in range(xb.size):
-            v = xb[i]
-            t = expm1_from_half_scale(_tanh_exp_argument(v, two, saturation), ob[i])
-            y = np.copysign(t / (t + two), v)
-            ob[i] = y if v == v else v
+    two = like(2.0, v)
+    a = _tanh_exp_argument(v, two, like(TANH_SATURATION, v))
+    t = expm1_from_half_scale(a, _float_from_bits(exp_half_scale_bits(a), a))
+    y = np.copysign(t / (t + two), v)
+    return y if v == v else v
 
 
-@inline_helper
-def log(x, out):
-    """out[:] = log(x): -inf at +-0, NaN below 0, subnormal inputs exact to the same accuracy."""
-    exponents_block = np.empty(min(BLOCK, x.size), dtype=float_bits(out).dtype)
-    for lo in range(0, x.size, BLOCK):
-        xb, ob = x[lo:lo + BLOCK], out[lo:lo + BLOCK]
-        bits, exponents = float_bits(ob), exponents_block[:xb.size]
-        for i in range(xb.size):
-            ob[i] = log_prescale(xb[i])
-        for i in range(xb.size):
-            e, mantissa_bits = log_split_bits(bits[i])
-            exponents[i] = e
-            bits[i] = mantissa_bits
-        for i in range(xb.size):
-            ob[i] = log_from_parts(xb[i], ob[i], exponents[i])
+@scalar
+def log(v):
+    """log(v): -inf at +-0, NaN below 0, subnormal inputs exact to the same accuracy."""
+    scaled = log_prescale(v)
+    e, mantissa_bits = log_split_bits(_bits_of(scaled))
+    return log_from_parts(v, _float_from_bits(mantissa_bits, scaled), e)
+
+
+@scalar
+def log1p(v):
+    """log(1 + v), accurate for small |v| as well (Goldberg's correction of log(u), u = 1 + v)."""
+    one = like(1.0, v)
+    u = one + v
+    corrected = log(u) * (v / (u - one))
+    return v if u == one else (u if u == np.inf else corrected)
