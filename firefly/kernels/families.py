@@ -73,62 +73,88 @@ def unary_grad(name, backward, cost="memory"):
 
 
 # ----------------------------------------------------------------------------- broadcast binary
-# Operands are (outer, middle, inner) with each dimension either the output's size or 1.
-# Equal shapes take a flat loop, which LLVM vectorizes. Otherwise `a0 = a.shape[0] > 1` is 1
-# where a spans the dimension and 0 where it is broadcast, so `o * a0` indexes both cases
-# without a branch in the inner loop. Rows are views indexed from 0, which lets LLVM drop
-# Numba's negative-index checks and vectorize; the loops are nested rather than one flat
-# prange with `//` and `%`, whose integer division per row costs more than a short row's
-# arithmetic. The middle dimension is the parallel one: the outer is 1 unless three
-# broadcast runs alternate.
+# Operands are (outer, middle, inner) with each dimension either the output's size or 1. The
+# loops go over rows: chunks of the flat arrays when the shapes are equal, else the output's
+# (outer, middle) rows, where a stride of 0 reads a broadcast operand (`o * a0` is o where a
+# spans the dimension and 0 where it is broadcast, without a branch in the inner loop). Rows
+# are views indexed from 0, which lets LLVM drop Numba's negative-index checks, and LLVM
+# versions the inner loop for unit strides, which vectorizes. Both cases share one loop so
+# that the scalar function is inlined once: two inlined copies of a function with a
+# conditional trip Numba's SSA checks. Rows, not one flat prange with `//` and `%` per
+# element: the integer division costs more than a short row's arithmetic. The outer
+# dimension is 1 unless three broadcast runs alternate.
+_CHUNK = 4096  # elements per row of the equal-shapes case: the parallel build's unit of work
+
+
 def _broadcast_zip(a, b, out):
+    O, M, I = out.shape
     af = a.reshape(-1)
     bf = b.reshape(-1)
     of = out.reshape(-1)
-    if af.size == of.size and bf.size == of.size:
-        for i in prange(of.size):
-            of[i] = FORWARD(af[i], bf[i])
-        return
-    O, M, I = out.shape
+    n = of.size
+    flat = af.size == n and bf.size == n
     a0, a1, a2 = a.shape[0] > 1, a.shape[1] > 1, a.shape[2] > 1
     b0, b1, b2 = b.shape[0] > 1, b.shape[1] > 1, b.shape[2] > 1
-    for o in range(O):
-        for m in prange(M):
-            ar = a[o * a0, m * a1]
-            br = b[o * b0, m * b1]
-            orow = out[o, m]
-            for i in range(I):
-                orow[i] = FORWARD(ar[i * a2], br[i * b2])
+    rows = (n + _CHUNK - 1) // _CHUNK if flat else M
+    for o in range(1 if flat else O):
+        for m in prange(rows):
+            if flat:
+                lo = m * _CHUNK
+                hi = min(lo + _CHUNK, n)
+                ar = af[lo:hi]
+                br = bf[lo:hi]
+                orow = of[lo:hi]
+                sa = 1
+                sb = 1
+            else:
+                ar = a[o * a0, m * a1]
+                br = b[o * b0, m * b1]
+                orow = out[o, m]
+                sa = 1 if a2 else 0
+                sb = 1 if b2 else 0
+            for i in range(orow.size):
+                orow[i] = FORWARD(ar[i * sa], br[i * sb])
 
 
 def _broadcast_zip_grad(grad, a, b, out, da, db):
-    # One assignment per view: Numba 0.68's parfor pass miscompiled a flat loop like the one
-    # below (wrong values) when its views came from a single tuple assignment.
-    g = grad.reshape(-1)
+    # One assignment per view: Numba 0.68's parfor pass miscompiled a flat loop like this one
+    # (wrong values) when its views came from a single tuple assignment.
+    O, M, I = grad.shape
+    gf = grad.reshape(-1)
     af = a.reshape(-1)
     bf = b.reshape(-1)
     of = out.reshape(-1)
     daf = da.reshape(-1)
     dbf = db.reshape(-1)
-    if af.size == g.size and bf.size == g.size:
-        for i in prange(g.size):
-            ga, gb = BACKWARD(g[i], af[i], bf[i], of[i])
-            daf[i] = ga
-            dbf[i] = gb
-        return
-    O, M, I = grad.shape
+    n = gf.size
+    flat = af.size == n and bf.size == n
     a0, a1, a2 = a.shape[0] > 1, a.shape[1] > 1, a.shape[2] > 1
     b0, b1, b2 = b.shape[0] > 1, b.shape[1] > 1, b.shape[2] > 1
-    for o in range(O):
-        for m in prange(M):
-            ar = a[o * a0, m * a1]
-            br = b[o * b0, m * b1]
-            gr = grad[o, m]
-            orow = out[o, m]
-            dar = da[o, m]
-            dbr = db[o, m]
-            for i in range(I):
-                ga, gb = BACKWARD(gr[i], ar[i * a2], br[i * b2], orow[i])
+    rows = (n + _CHUNK - 1) // _CHUNK if flat else M
+    for o in range(1 if flat else O):
+        for m in prange(rows):
+            if flat:
+                lo = m * _CHUNK
+                hi = min(lo + _CHUNK, n)
+                gr = gf[lo:hi]
+                ar = af[lo:hi]
+                br = bf[lo:hi]
+                orow = of[lo:hi]
+                dar = daf[lo:hi]
+                dbr = dbf[lo:hi]
+                sa = 1
+                sb = 1
+            else:
+                gr = grad[o, m]
+                ar = a[o * a0, m * a1]
+                br = b[o * b0, m * b1]
+                orow = out[o, m]
+                dar = da[o, m]
+                dbr = db[o, m]
+                sa = 1 if a2 else 0
+                sb = 1 if b2 else 0
+            for i in range(gr.size):
+                ga, gb = BACKWARD(gr[i], ar[i * sa], br[i * sb], orow[i])
                 dar[i] = ga
                 dbr[i] = gb
 
@@ -148,60 +174,58 @@ def broadcast_zip_grad(name, backward, cost="memory"):
 
 
 # ----------------------------------------------------------------------------- softmax-like rows
-# Arrays are (outer, axis, inner), mapped along the axis. When the axis is the last one
-# (inner == 1, the usual case) each row is contiguous, and row sums and maxima use the
-# reductions' multi-accumulator helpers; other axes walk strided rows. Every row is non-empty
-# (ops skip empty arrays).
+# Arrays are (outer, axis, inner), mapped along the axis, one row per (outer, inner) pair. When
+# the axis is the last one (inner == 1, the usual case) each row is contiguous, and row sums
+# and maxima use the reductions' multi-accumulator helpers. Other axes copy each strided row
+# into a contiguous scratch row and back, so that one loop serves both: each scalar function
+# then appears once in the kernel, as Numba's inliner needs (two inlined copies of one
+# function with a conditional trip its SSA checks). Every row is non-empty (ops skip empty
+# arrays).
 def _row_softmax(x, out):
     O, R, I = x.shape
-    if I == 1:
-        x2 = x.reshape(O, R)
-        out2 = out.reshape(O, R)
-        for o in prange(O):
-            row, orow = x2[o], out2[o]
-            m = max_contiguous(row)
-            for r in range(R):
-                orow[r] = vmath.exp(row[r] - m)  # shifted by the max, so exp never overflows
-            c = ROW_CONSTANT(m, sum_contiguous(orow, np.empty(LANES)))
-            for r in range(R):
-                orow[r] = FINISH(row[r], orow[r], m, c)
-        return
+    x2 = x.reshape(O, R * I)
+    out2 = out.reshape(O, R * I)
     for oi in prange(O * I):
         o, i = oi // I, oi % I
-        m = x[o, 0, i]
-        for r in range(1, R):
-            m = max(m, x[o, r, i])
-        s = 0.0
+        if I == 1:
+            row, orow = x2[o], out2[o]
+        else:
+            row, orow = np.empty(R, x.dtype), np.empty(R, x.dtype)
+            for r in range(R):
+                row[r] = x[o, r, i]
+        m = max_contiguous(row)
         for r in range(R):
-            e = vmath.exp(x[o, r, i] - m)
-            out[o, r, i] = e
-            s += e
-        c = ROW_CONSTANT(m, s)
+            orow[r] = vmath.exp(row[r] - m)  # shifted by the max, so exp never overflows
+        c = ROW_CONSTANT(m, sum_contiguous(orow, np.empty(LANES)))
         for r in range(R):
-            out[o, r, i] = FINISH(x[o, r, i], out[o, r, i], m, c)
+            orow[r] = FINISH(row[r], orow[r], m, c)
+        if I != 1:
+            for r in range(R):
+                out[o, r, i] = orow[r]
 
 
 def _row_softmax_grad(grad, out, dx):
     O, R, I = out.shape
-    if I == 1:
-        g2 = grad.reshape(O, R)
-        out2 = out.reshape(O, R)
-        dx2 = dx.reshape(O, R)
-        for o in prange(O):
-            grow, orow, drow = g2[o], out2[o], dx2[o]
-            for r in range(R):
-                drow[r] = TERM(grow[r], orow[r])
-            total = sum_contiguous(drow, np.empty(LANES))
-            for r in range(R):
-                drow[r] = FINISH(grow[r], orow[r], total)
-        return
+    g2 = grad.reshape(O, R * I)
+    out2 = out.reshape(O, R * I)
+    dx2 = dx.reshape(O, R * I)
     for oi in prange(O * I):
         o, i = oi // I, oi % I
-        total = 0.0
+        if I == 1:
+            grow, orow, drow = g2[o], out2[o], dx2[o]
+        else:
+            grow, orow, drow = np.empty(R, grad.dtype), np.empty(R, out.dtype), np.empty(R, dx.dtype)
+            for r in range(R):
+                grow[r] = grad[o, r, i]
+                orow[r] = out[o, r, i]
         for r in range(R):
-            total += TERM(grad[o, r, i], out[o, r, i])
+            drow[r] = TERM(grow[r], orow[r])
+        total = sum_contiguous(drow, np.empty(LANES))
         for r in range(R):
-            dx[o, r, i] = FINISH(grad[o, r, i], out[o, r, i], total)
+            drow[r] = FINISH(grow[r], orow[r], total)
+        if I != 1:
+            for r in range(R):
+                dx[o, r, i] = drow[r]
 
 
 def row_softmax(name, row_constant, finish, cost="transcendental"):

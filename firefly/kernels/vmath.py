@@ -323,13 +323,13 @@ TANH_SATURATION = 20.0
 # The scalar functions below compile to plain arithmetic, selects and bit casts, with no
 # calls: a loop that applies one to every element vectorizes. Each computes in its argument's
 # precision (float32 or float64).
-@scalar
+@inline_helper
 def exp(v):
     """exp(v)."""
     return exp_from_half_scale(v, _float_from_bits(exp_half_scale_bits(v), v))
 
 
-@scalar
+@inline_helper
 def sigmoid(v):
     """1 / (1 + exp(-v)), as exp(v) / (1 + exp(v)) for v < 0 so that tiny results keep their
     precision instead of rounding 1 / (1 + inf) to 0."""
@@ -345,7 +345,7 @@ def _tanh_exp_argument(v, two, saturation):
     return two * (a if a < saturation else saturation)
 
 
-@scalar
+@inline_helper
 def tanh(v):
     """tanh(v) = sign(v) t / (t + 2) with t = expm1(2|v|).
 
@@ -359,7 +359,7 @@ def tanh(v):
     return y if v == v else v
 
 
-@scalar
+@inline_helper
 def log(v):
     """log(v): -inf at +-0, NaN below 0, subnormal inputs exact to the same accuracy."""
     scaled = log_prescale(v)
@@ -367,7 +367,7 @@ def log(v):
     return log_from_parts(v, _float_from_bits(mantissa_bits, scaled), e)
 
 
-@scalar
+@inline_helper
 def log1p(v):
     """log(1 + v), accurate for small |v| as well (Goldberg's correction of log(u), u = 1 + v)."""
     one = like(1.0, v)
