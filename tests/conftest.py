@@ -1,6 +1,41 @@
-"""Shared fixtures of the test suite."""
+"""Shared fixtures of the test suite: running Python in a subprocess against this checkout,
+and the NumPy reference of every built-in op."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_python(*args, timeout=600, cwd=None, env=None, repo_importable=True):
+    """``python *args``, as a user would run it from a shell; returns the CompletedProcess (text).
+
+    ``env`` adds to, or overrides, this process's environment. ``repo_importable`` puts this
+    checkout first on PYTHONPATH; turn it off when ``env`` points PYTHONPATH at another copy of
+    the package that the child must import instead.
+    """
+    child_env = dict(os.environ, **(env or {}))
+    if repo_importable:
+        child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd or REPO_ROOT, env=child_env)
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    """The root of this checkout."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def run_python():
+    """``run_python(*args, timeout=600, cwd=None, env=None, repo_importable=True)``: runs
+    ``python *args`` against this checkout and returns the CompletedProcess."""
+    return _run_python
 
 
 def np_softmax(x, axis):

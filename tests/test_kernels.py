@@ -5,26 +5,30 @@ import os
 import shutil
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
-from pyrun import REPO_ROOT, run_python
 
 import firefly
 from firefly.kernels._jit import SizedKernel
 from firefly.ops import declared_kernels, get, names
 
 
-def run_code(code, env=None, cwd=None, repo_importable=True):
-    """Run ``code`` in a fresh interpreter, without plugins or bytecode files; its stdout,
-    after failing with its output unless it exits 0."""
-    env = {"PYTHONDONTWRITEBYTECODE": "1", "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
-    proc = run_python("-c", textwrap.dedent(code), env=env, cwd=cwd, repo_importable=repo_importable)
-    assert proc.returncode == 0, f"exit code {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return proc.stdout
+@pytest.fixture
+def run_code(run_python):
+    """``run_code(code, env=None, cwd=None, repo_importable=True)``: runs ``code`` in a fresh
+    interpreter, without plugins or bytecode files, and returns its stdout, after failing with
+    its output unless it exits 0."""
+    def run(code, env=None, cwd=None, repo_importable=True):
+        env = {"PYTHONDONTWRITEBYTECODE": "1", "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
+        proc = run_python("-c", textwrap.dedent(code), env=env, cwd=cwd, repo_importable=repo_importable)
+        assert proc.returncode == 0, f"exit code {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        return proc.stdout
+    return run
 
 
-def test_no_kernel_compiles_at_import():
+def test_no_kernel_compiles_at_import(run_code):
     out = run_code("""
         import importlib, pkgutil
         from numba.core.registry import CPUDispatcher
@@ -58,7 +62,7 @@ SMALL_WORKLOAD = """
 """
 
 
-def test_numba_cache_dir_is_honoured(tmp_path):
+def test_numba_cache_dir_is_honoured(run_code, tmp_path):
     cache = tmp_path / "numba-cache"
     run_code(SMALL_WORKLOAD, {"NUMBA_CACHE_DIR": str(cache)})
     written = sorted(p.name for p in cache.rglob("*") if p.suffix in (".nbi", ".nbc"))
@@ -82,7 +86,7 @@ CACHE_WORKLOAD = """
 """
 
 
-def test_family_kernels_have_cache_files_of_their_own_and_load_from_them(tmp_path):
+def test_family_kernels_have_cache_files_of_their_own_and_load_from_them(run_code, tmp_path):
     cache = tmp_path / "numba-cache"
     env = {"NUMBA_CACHE_DIR": str(cache)}
     hits, misses = map(int, run_code(CACHE_WORKLOAD, env).split())
@@ -105,7 +109,7 @@ def unwritable_environment(tmp_path):
     blocker = tmp_path / "a-regular-file"
     blocker.write_text("")
     package_root = tmp_path / "site"
-    shutil.copytree(REPO_ROOT / "firefly", package_root / "firefly", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(firefly.__file__).parent, package_root / "firefly", ignore=shutil.ignore_patterns("__pycache__"))
     for folder in (package_root / "firefly").rglob("*"):
         if folder.is_dir():
             (folder / "__pycache__").write_text("")  # in-tree caches: a file where the folder goes
@@ -128,14 +132,14 @@ FALLBACK_CHECK = """
 """ + SMALL_WORKLOAD
 
 
-def test_unwritable_cache_folders_fall_back_to_no_cache_with_one_warning(tmp_path):
+def test_unwritable_cache_folders_fall_back_to_no_cache_with_one_warning(run_code, tmp_path):
     env, package_root = unwritable_environment(tmp_path)
     run_code(FALLBACK_CHECK.format(root=str(package_root)), env, cwd=tmp_path, repo_importable=False)
     assert not [p for p in package_root.rglob("*") if p.suffix in (".nbi", ".nbc")]
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes to read-only folders")
-def test_read_only_package_folder_falls_back_to_no_cache(tmp_path):
+def test_read_only_package_folder_falls_back_to_no_cache(run_code, tmp_path):
     env, package_root = unwritable_environment(tmp_path)
     for path in (package_root / "firefly").rglob("__pycache__"):
         path.unlink()
@@ -150,7 +154,7 @@ def test_read_only_package_folder_falls_back_to_no_cache(tmp_path):
                 folder.chmod(0o755)
 
 
-def test_two_threads_running_parallel_kernels_do_not_abort():
+def test_two_threads_running_parallel_kernels_do_not_abort(run_code):
     # workqueue is the layer that aborts on concurrent entry; omp and tbb tolerate it.
     run_code("""
         import threading

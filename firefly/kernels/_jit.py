@@ -15,14 +15,14 @@ from numba import njit
 from numba.core.registry import CPUDispatcher
 
 # Element counts from which the prange build of a kernel runs instead of the serial one.
-# In isolation, on the quiet 2-core machine (benchmarks/measure_thresholds.py, table in its
-# docstring), the parallel add first wins between 1e5 and 3e5 elements and the vectorized exp
-# at 1e4. Training interleaves kernels with multithreaded BLAS calls, though, and a woken
-# OpenMP pool then competes with OpenBLAS's spinning threads for the two cores: one step of the
-# 784-256-128-10 MLP (batch 256, SGD momentum over 235k parameters) took a median 3.6 ms with
-# the memory-bound threshold at 262k, 2.7 ms at 1M, and 2.3 ms with no parallel kernel at all
-# (torch: 3.3 ms). So the thresholds sit well above the isolated crossovers: parallel builds
-# are for arrays large enough that a few hundred microseconds are at stake.
+# In isolation, on a quiet 2-core machine, the parallel add first wins between 1e5 and 3e5
+# elements and the vectorized exp near 1e4 (benchmarks/measure_thresholds.py prints the
+# table). Training interleaves kernels with multithreaded BLAS calls, though, and a woken
+# OpenMP pool then competes with OpenBLAS's spinning threads for the cores: a training step
+# of an MLP (benchmarks/bench_training.py) got slower with the memory-bound threshold at 262k
+# than at 1M, and was fastest with no parallel kernel at all. So the thresholds sit well above
+# the isolated crossovers: parallel builds are for arrays large enough that a few hundred
+# microseconds are at stake.
 PARALLEL_MIN_MEMORY_BOUND = 1_048_576
 PARALLEL_MIN_TRANSCENDENTAL = 262_144
 
@@ -73,7 +73,7 @@ def scalar(fn):
     The kernel families take an op's scalar math either as a plain Python function or
     compiled by this decorator (or any ``numba.njit``). Inlined by Numba before LLVM sees the
     loop, the call costs nothing and the loop vectorizes whenever the math does; LLVM's own
-    inliner gives up on a function as large as log1p(exp(x)), and the loop then runs 50x slower.
+    inliner gives up on a function as large as log1p(exp(x)), and the loop then does not vectorize.
     """
     if isinstance(fn, CPUDispatcher):
         return fn
