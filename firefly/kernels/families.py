@@ -19,7 +19,7 @@ Families, and the scalar functions each one takes:
 - ``broadcast_zip_grad(name, backward)``: ``da, db = backward(grad, a, b, out)`` elementwise in
   one pass, both gradients output-shaped (summing them back to the inputs' shapes is the
   separate un-broadcast step);
-- ``row_softmax(name, row_constant, finish)`` and ``row_softmax_grad(name, term, finish)``:
+- ``row_softmax(name, row_constant, finish)`` and ``row_softmax_grad(name, row_terms, finish)``:
   softmax-like maps along the middle axis of an (outer, axis, inner) array.
 
 This module is the only place that knows how a loop is compiled for the CPU; a GPU family set
@@ -48,7 +48,7 @@ def _placeholder(*args):
 
 
 # Names that each template reads and specialise() binds to the op's scalar functions.
-FORWARD = BACKWARD = ROW_CONSTANT = TERM = FINISH = _placeholder
+FORWARD = BACKWARD = ROW_CONSTANT = ROW_TERMS = FINISH = _placeholder
 
 
 # ----------------------------------------------------------------------------- unary
@@ -218,9 +218,7 @@ def _row_softmax_grad(grad, out, dx):
             for r in range(R):
                 grow[r] = grad[o, r, i]
                 orow[r] = out[o, r, i]
-        for r in range(R):
-            drow[r] = TERM(grow[r], orow[r])
-        total = sum_contiguous(drow, np.empty(LANES))
+        total = sum_contiguous(ROW_TERMS(grow, orow, drow), np.empty(LANES))
         for r in range(R):
             drow[r] = FINISH(grow[r], orow[r], total)
         if I != 1:
@@ -234,7 +232,12 @@ def row_softmax(name, row_constant, finish, cost="transcendental"):
     return _build(_row_softmax, name, cost, ROW_CONSTANT=row_constant, FINISH=finish)
 
 
-def row_softmax_grad(name, term, finish, cost="memory"):
-    """``kernel(grad, out, dx)`` along the middle axis: total = sum(term(g[r], y[r])) per row,
-    then dx[r] = finish(g[r], y[r], total)."""
-    return _build(_row_softmax_grad, name, cost, TERM=term, FINISH=finish)
+def row_softmax_grad(name, row_terms, finish, cost="memory"):
+    """``kernel(grad, out, dx)`` along the middle axis: total = sum(row_terms(g, y, scratch))
+    per row, then dx[r] = finish(g[r], y[r], total).
+
+    ``row_terms`` works on whole contiguous rows: it returns the row of terms to sum, either
+    an input row itself (log-softmax sums g) or ``scratch`` filled with them (softmax, g * y),
+    so that summing g costs no extra pass.
+    """
+    return _build(_row_softmax_grad, name, cost, ROW_TERMS=row_terms, FINISH=finish)

@@ -23,7 +23,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from firefly.kernels._jit import inline_helper, scalar
+from firefly.kernels._jit import inline_helper
 
 def _by_float_type(f32_impl, f64_impl):
     """A function that Numba compiles as ``f32_impl`` or ``f64_impl``.

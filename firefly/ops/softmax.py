@@ -44,8 +44,10 @@ def _softmax_value(x, e, m, inv_sum):
     return e * inv_sum
 
 
-def _softmax_grad_term(grad, y):
-    return grad * y
+def _softmax_grad_terms(grad, y, scratch):
+    for r in range(grad.size):
+        scratch[r] = grad[r] * y[r]
+    return scratch
 
 
 def _softmax_grad(grad, y, dot):
@@ -56,7 +58,7 @@ def _softmax_grad(grad, y, dot):
 class Softmax(_AlongAxis):
     name = "softmax"
     forward_kernel = families.row_softmax("softmax_forward", _softmax_constant, _softmax_value)
-    backward_kernel = families.row_softmax_grad("softmax_backward", _softmax_grad_term, _softmax_grad)
+    backward_kernel = families.row_softmax_grad("softmax_backward", _softmax_grad_terms, _softmax_grad)
 
 
 def _log_softmax_constant(m, s):
@@ -67,7 +69,7 @@ def _log_softmax_value(x, e, m, log_sum):
     return (x - m) - log_sum
 
 
-def _log_softmax_grad_term(grad, y):
+def _log_softmax_grad_terms(grad, y, scratch):
     return grad
 
 
@@ -80,4 +82,4 @@ class LogSoftmax(_AlongAxis):
     name = "log_softmax"
     forward_kernel = families.row_softmax("log_softmax_forward", _log_softmax_constant, _log_softmax_value)
     backward_kernel = families.row_softmax_grad(
-        "log_softmax_backward", _log_softmax_grad_term, _log_softmax_grad, cost="transcendental")
+        "log_softmax_backward", _log_softmax_grad_terms, _log_softmax_grad, cost="transcendental")
