@@ -57,7 +57,7 @@ def _by_float_type(f32_impl, f64_impl):
 # arithmetic to 64 bits and halve the vector width.
 _F32_ONE, _F32_HALF = np.float32(1.0), np.float32(0.5)
 _F32_INF, _F32_NAN = np.float32(np.inf), np.float32(np.nan)
-_I32_1, _I32_0xFF = np.int32(1), np.int32(0xFF)
+_I32_0xFF = np.int32(0xFF)
 _F32_EXPONENT_BIAS, _F32_MANTISSA_BITS = np.int32(127), np.int32(23)
 _F32_MANTISSA_MASK, _F32_ONE_BITS = np.int32(0x007FFFFF), np.int32(0x3F800000)
 
@@ -81,63 +81,11 @@ _LOG_P_F32 = tuple(np.float32(c) for c in (
     -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1))
 
 
-@inline_helper
-def _exp_reduce_f32(v):
-    """k = round(v / ln 2) and r = v - k ln 2, for v clamped to [_EXP_MIN_F32, _EXP_MAX_F32]."""
-    c = v if v > _EXP_MIN_F32 else _EXP_MIN_F32  # NaN becomes the bound; callers restore it
-    c = c if c < _EXP_MAX_F32 else _EXP_MAX_F32
-    kf = np.floor(c * _LOG2E_F32 + _F32_HALF)
-    r = (c - kf * _LN2_HI_F32) - kf * _LN2_LO_F32
-    return np.int32(kf), r
-
-
-@inline_helper
 def _expm1_reduced_f32(r):
     """exp(r) - 1 for |r| <= ln2 / 2 (Cephes expf.c)."""
     p0, p1, p2, p3, p4, p5 = _EXP_P_F32
     p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
     return p * (r * r) + r
-
-
-def exp_half_scale_bits_f32(v):
-    """The bits of 2**(k >> 1), half of the scale 2**k that exp(v) needs (see exp_from_half_scale)."""
-    k, _ = _exp_reduce_f32(v)
-    return ((k >> _I32_1) + _F32_EXPONENT_BIAS) << _F32_MANTISSA_BITS
-
-
-def exp_from_half_scale_f32(v, half_scale):
-    """exp(v), given half_scale = 2**(k >> 1) as a float.
-
-    2**k is applied as two factors, 2**(k >> 1) and 2**(k - (k >> 1)), because k ranges over
-    [-150, 128] and neither end is a normal float32; each factor is, and only the last product
-    rounds, so subnormal results are correctly rounded from the polynomial's value.
-    """
-    k, r = _exp_reduce_f32(v)
-    other_half = half_scale * (np.float32(k & _I32_1) + _F32_ONE)
-    y = ((_F32_ONE + _expm1_reduced_f32(r)) * half_scale) * other_half
-    return y if v == v else v
-
-
-def expm1_from_half_scale_f32(v, half_scale):
-    """exp(v) - 1 without cancellation near 0, given half_scale as in exp_from_half_scale.
-
-    For 0 <= v <= 64 (2**k must be exact): 2**k * expm1(r) + (2**k - 1), where both terms are
-    exact or small relative to the sum.
-    """
-    k, r = _exp_reduce_f32(v)
-    scale = half_scale * (half_scale * (np.float32(k & _I32_1) + _F32_ONE))
-    return scale * _expm1_reduced_f32(r) + (scale - _F32_ONE)
-
-
-def log_prescale_f32(v):
-    """v, multiplied by 2**25 if it is subnormal, so its bits hold a normalized mantissa."""
-    return v * _SUBNORMAL_SCALE_F32 if v < _MIN_NORMAL_F32 else v
-
-
-def log_split_bits_f32(bits):
-    """(e, mantissa bits) of a positive normal float's bits: value = m * 2**e with 1 <= m < 2."""
-    e = ((bits >> _F32_MANTISSA_BITS) & _I32_0xFF) - _F32_EXPONENT_BIAS
-    return e, (bits & _F32_MANTISSA_MASK) | _F32_ONE_BITS
 
 
 def log_from_parts_f32(v, m, e):
@@ -183,20 +131,6 @@ _LOG_LG_F64 = tuple(np.float64(c) for c in (
 _FDLIBM_LN2_HI_F64, _FDLIBM_LN2_LO_F64 = np.float64(6.93147180369123816490e-01), np.float64(1.90821492927058770002e-10)
 
 
-@inline_helper
-def _exp_reduce_f64(v):
-    """k = round(v / ln 2) and r = v - k ln 2, for v clamped to [_EXP_MIN_F64, _EXP_MAX_F64].
-
-    k is an int32: AVX2 converts doubles to int32 in vectors but not to int64.
-    """
-    c = v if v > _EXP_MIN_F64 else _EXP_MIN_F64  # NaN becomes the bound; callers restore it
-    c = c if c < _EXP_MAX_F64 else _EXP_MAX_F64
-    kf = np.floor(c * _LOG2E_F64 + _F64_HALF)
-    r = (c - kf * _LN2_HI_F64) - kf * _LN2_LO_F64
-    return np.int32(kf), r
-
-
-@inline_helper
 def _expm1_reduced_f64(r):
     """exp(r) - 1 for |r| <= ln2 / 2, by its Taylor series to degree 13.
 
@@ -209,35 +143,6 @@ def _expm1_reduced_f64(r):
     p = (((c2 + c3 * r) + (c4 + c5 * r) * r2) + ((c6 + c7 * r) + (c8 + c9 * r) * r2) * r4
          + ((c10 + c11 * r) + (c12 + c13 * r) * r2) * (r4 * r4))
     return p * r2 + r
-
-
-def exp_half_scale_bits_f64(v):
-    k, _ = _exp_reduce_f64(v)
-    return (np.int64(k >> _I32_1) + _F64_EXPONENT_BIAS) << _F64_MANTISSA_BITS
-
-
-def exp_from_half_scale_f64(v, half_scale):
-    # k ranges over [-1076, 1024]; see exp_from_half_scale_f32 for the split of 2**k.
-    k, r = _exp_reduce_f64(v)
-    other_half = half_scale * (np.float64(k & _I32_1) + _F64_ONE)
-    y = ((_F64_ONE + _expm1_reduced_f64(r)) * half_scale) * other_half
-    return y if v == v else v
-
-
-def expm1_from_half_scale_f64(v, half_scale):
-    # Valid for 0 <= v <= 64; see expm1_from_half_scale_f32.
-    k, r = _exp_reduce_f64(v)
-    scale = half_scale * (half_scale * (np.float64(k & _I32_1) + _F64_ONE))
-    return scale * _expm1_reduced_f64(r) + (scale - _F64_ONE)
-
-
-def log_prescale_f64(v):
-    return v * _SUBNORMAL_SCALE_F64 if v < _MIN_NORMAL_F64 else v
-
-
-def log_split_bits_f64(bits):
-    e = ((bits >> _F64_MANTISSA_BITS) & _I64_0x7FF) - _F64_EXPONENT_BIAS
-    return e, (bits & _F64_MANTISSA_MASK) | _F64_ONE_BITS
 
 
 def log_from_parts_f64(v, m, e):
@@ -258,6 +163,30 @@ def log_from_parts_f64(v, m, e):
 
 
 # ----------------------------------------------------------------------------- both
+# The constants each precision's range reduction and bit handling use, in the order the
+# generic functions below unpack them; _constants(x) picks by x's width (a float, or the
+# integer holding a float's bits).
+_F32_CONSTANTS = (_F32_ONE, _F32_HALF, _EXP_MIN_F32, _EXP_MAX_F32, _LOG2E_F32, _LN2_HI_F32, _LN2_LO_F32,
+                  _F32_EXPONENT_BIAS, _F32_MANTISSA_BITS, _I32_0xFF, _F32_MANTISSA_MASK, _F32_ONE_BITS,
+                  _MIN_NORMAL_F32, _SUBNORMAL_SCALE_F32)
+_F64_CONSTANTS = (_F64_ONE, _F64_HALF, _EXP_MIN_F64, _EXP_MAX_F64, _LOG2E_F64, _LN2_HI_F64, _LN2_LO_F64,
+                  _F64_EXPONENT_BIAS, _F64_MANTISSA_BITS, _I64_0x7FF, _F64_MANTISSA_MASK, _F64_ONE_BITS,
+                  _MIN_NORMAL_F64, _SUBNORMAL_SCALE_F64)
+
+
+def _constants_f32(x):
+    return _F32_CONSTANTS
+
+
+def _constants_f64(x):
+    return _F64_CONSTANTS
+
+
+_constants = _by_float_type(_constants_f32, _constants_f64)
+_expm1_reduced = _by_float_type(_expm1_reduced_f32, _expm1_reduced_f64)
+log_from_parts = _by_float_type(log_from_parts_f32, log_from_parts_f64)
+
+
 @intrinsic
 def _float_from_bits(typingctx, bits, like):
     """The float of ``like``'s type whose bits are the low bits of the integer ``bits``.
@@ -309,12 +238,71 @@ def like(typingctx, value, reference):
     return reference(value, reference), codegen
 
 
-exp_half_scale_bits = _by_float_type(exp_half_scale_bits_f32, exp_half_scale_bits_f64)
-exp_from_half_scale = _by_float_type(exp_from_half_scale_f32, exp_from_half_scale_f64)
-expm1_from_half_scale = _by_float_type(expm1_from_half_scale_f32, expm1_from_half_scale_f64)
-log_prescale = _by_float_type(log_prescale_f32, log_prescale_f64)
-log_split_bits = _by_float_type(log_split_bits_f32, log_split_bits_f64)
-log_from_parts = _by_float_type(log_from_parts_f32, log_from_parts_f64)
+@inline_helper
+def _exp_reduce(v):
+    """k = round(v / ln 2) and r = v - k ln 2, for v clamped to [exp_min, exp_max].
+
+    k is an int32: AVX2 converts doubles to int32 in vectors but not to int64.
+    """
+    _, half, exp_min, exp_max, log2e, ln2_hi, ln2_lo = _constants(v)[:7]
+    c = v if v > exp_min else exp_min  # NaN becomes the bound; callers restore it
+    c = c if c < exp_max else exp_max
+    kf = np.floor(c * log2e + half)
+    r = (c - kf * ln2_hi) - kf * ln2_lo
+    return np.int32(kf), r
+
+
+@inline_helper
+def exp_half_scale_bits(v):
+    """The bits of 2**(k >> 1), half of the scale 2**k that exp(v) needs (see exp_from_half_scale)."""
+    exponent_bias, mantissa_bits = _constants(v)[7:9]
+    k, _ = _exp_reduce(v)
+    return (np.int64(k >> 1) + exponent_bias) << mantissa_bits
+
+
+@inline_helper
+def exp_from_half_scale(v, half_scale):
+    """exp(v), given half_scale = 2**(k >> 1) as a float.
+
+    2**k is applied as two factors, 2**(k >> 1) and 2**(k - (k >> 1)), because k ranges over
+    [-150, 128] in float32 ([-1076, 1024] in float64) and neither end is a normal number; each
+    factor is, and only the last product rounds, so subnormal results are correctly rounded
+    from the polynomial's value.
+    """
+    one = _constants(v)[0]
+    k, r = _exp_reduce(v)
+    other_half = half_scale * (like(k & 1, v) + one)
+    y = ((one + _expm1_reduced(r)) * half_scale) * other_half
+    return y if v == v else v
+
+
+@inline_helper
+def expm1_from_half_scale(v, half_scale):
+    """exp(v) - 1 without cancellation near 0, given half_scale as in exp_from_half_scale.
+
+    For 0 <= v <= 64 (2**k must be exact): 2**k * expm1(r) + (2**k - 1), where both terms are
+    exact or small relative to the sum.
+    """
+    one = _constants(v)[0]
+    k, r = _exp_reduce(v)
+    scale = half_scale * (half_scale * (like(k & 1, v) + one))
+    return scale * _expm1_reduced(r) + (scale - one)
+
+
+@inline_helper
+def log_prescale(v):
+    """v, multiplied by 2**25 (2**54 in float64) if it is subnormal, so that its bits hold a
+    normalized mantissa."""
+    min_normal, subnormal_scale = _constants(v)[12:14]
+    return v * subnormal_scale if v < min_normal else v
+
+
+@inline_helper
+def log_split_bits(bits):
+    """(e, mantissa bits) of a positive normal float's bits: value = m * 2**e with 1 <= m < 2."""
+    exponent_bias, mantissa_bits, exponent_mask, mantissa_mask, one_bits = _constants(bits)[7:12]
+    e = ((bits >> mantissa_bits) & exponent_mask) - exponent_bias
+    return e, (bits & mantissa_mask) | one_bits
 
 # Above |x| = 20, tanh(x) rounds to +-1 in float64 (and float32), and exp(2|x|) stays finite.
 TANH_SATURATION = 20.0
