@@ -68,10 +68,12 @@ class ExtraClamp(Op):
                 raise ctx.error(f"{label} must be a number, got {bound!r}", x)
         if min > max:
             raise ctx.error(f"min ({min}) must not exceed max ({max})", x)
+        # Bounds in x's dtype: float64 bounds would compare a float32 x in float64.
+        bounds = (x.dtype.type(min), x.dtype.type(max))
         out = np.empty_like(x)
-        cls.forward_kernel(x.reshape(-1), float(min), float(max), out.reshape(-1))
+        cls.forward_kernel(x.reshape(-1), *bounds, out.reshape(-1))
         ctx.save_for_backward(x)
-        ctx.bounds = (float(min), float(max))
+        ctx.bounds = bounds
         return out
 
     @classmethod
