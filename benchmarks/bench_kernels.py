@@ -137,7 +137,7 @@ def backward_case(name, size):
         def fused(g, a, b):
             da, db = np.empty_like(g), np.empty_like(g)
             flat = (1, 1, g.size)
-            kernel_of("mul", "backward_kernel")(g.reshape(flat), a.reshape(flat), b.reshape(flat), g.reshape(flat),
+            kernel_of("mul", "backward_kernel")(g.reshape(flat), a.reshape(flat), b.reshape(flat),
                                                 da.reshape(flat), db.reshape(flat))
             return da, db
         torch_fn = lambda g, a, b: (g * b, g * a)  # noqa: E731

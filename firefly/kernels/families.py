@@ -18,7 +18,7 @@ Families, and the scalar functions each one takes:
   in the canonical 3-D form of ``firefly.ops.shapes.broadcast_operands``;
 - ``broadcast_zip_grad(name, backward)``: ``da, db = backward(grad, a, b, out)`` elementwise in
   one pass, both gradients output-shaped (summing them back to the inputs' shapes is the
-  separate un-broadcast step);
+  separate un-broadcast step), ``out`` read from ``db`` where the op filled it;
 - ``row_softmax(name, row_constant, finish)`` and ``row_softmax_grad(name, row_terms, finish)``:
   softmax-like maps along the middle axis of an (outer, axis, inner) array.
 
@@ -116,14 +116,13 @@ def _broadcast_zip(a, b, out):
                 orow[i] = FORWARD(ar[i * sa], br[i * sb])
 
 
-def _broadcast_zip_grad(grad, a, b, out, da, db):
+def _broadcast_zip_grad(grad, a, b, da, db):
     # One assignment per view: Numba 0.68's parfor pass miscompiled a flat loop like this one
     # (wrong values) when its views came from a single tuple assignment.
     O, M, I = grad.shape
     gf = grad.reshape(-1)
     af = a.reshape(-1)
     bf = b.reshape(-1)
-    of = out.reshape(-1)
     daf = da.reshape(-1)
     dbf = db.reshape(-1)
     n = gf.size
@@ -139,7 +138,6 @@ def _broadcast_zip_grad(grad, a, b, out, da, db):
                 gr = gf[lo:hi]
                 ar = af[lo:hi]
                 br = bf[lo:hi]
-                orow = of[lo:hi]
                 dar = daf[lo:hi]
                 dbr = dbf[lo:hi]
                 sa = 1
@@ -148,13 +146,13 @@ def _broadcast_zip_grad(grad, a, b, out, da, db):
                 gr = grad[o, m]
                 ar = a[o * a0, m * a1]
                 br = b[o * b0, m * b1]
-                orow = out[o, m]
                 dar = da[o, m]
                 dbr = db[o, m]
                 sa = 1 if a2 else 0
                 sb = 1 if b2 else 0
             for i in range(gr.size):
-                ga, gb = BACKWARD(gr[i], ar[i * sa], br[i * sb], orow[i])
+                # db holds the forward's output until this element's gradient replaces it.
+                ga, gb = BACKWARD(gr[i], ar[i * sa], br[i * sb], dbr[i])
                 dar[i] = ga
                 dbr[i] = gb
 
@@ -165,10 +163,13 @@ def broadcast_zip(name, forward, cost="memory"):
 
 
 def broadcast_zip_grad(name, backward, cost="memory"):
-    """``kernel(grad, a, b, out, da, db)``: (da, db) = backward(grad, a, b, out) elementwise.
+    """``kernel(grad, a, b, da, db)``: (da, db) = backward(grad, a, b, out) elementwise.
 
-    grad, out, da and db have the output's 3-D shape; a and b their broadcast 3-D forms. An op
-    whose derivative does not read ``out`` may pass ``grad`` in its place.
+    grad, da and db have the output's 3-D shape; a and b their broadcast 3-D forms. ``out``,
+    the forward's output, is read from db, which the caller fills with it beforehand when the
+    derivative needs it: an array argument fewer makes the kernel cheaper to call, and the
+    extra copy matters only for such derivatives (pow's), which are costly anyway. When db is
+    not filled, backward must ignore its fourth argument.
     """
     return _build(_broadcast_zip_grad, name, cost, BACKWARD=backward)
 

@@ -106,7 +106,7 @@ class BinaryOp(Op):
     - ``scalar_forward(a, b)``: the output at one element;
     - ``scalar_backward(grad, a, b, out)``: the pair (gradient of a, gradient of b) at one
       element; ``out`` is the forward's result where ``backward_reads_output`` is True (pow),
-      and ``grad`` again otherwise;
+      and meaningless otherwise (the derivative must not read it);
     - ``forward_cost``, ``backward_cost`` and ``domain`` as for ``UnaryOp``.
 
     Declared kernels: forward ``(zip, gather_strided)``, the second materializing operands
@@ -146,8 +146,10 @@ class BinaryOp(Op):
         grad_kernel, sum_kernel = cls.backward_kernel
         a3, b3, out3 = ctx.saved_tensors
         g3 = grad.reshape(ctx.out3)
-        da, db = np.empty_like(grad), np.empty_like(grad)
-        grad_kernel(g3, a3, b3, g3 if out3 is None else out3, da.reshape(ctx.out3), db.reshape(ctx.out3))
+        da = np.empty_like(grad)
+        # The kernel reads the forward's output from db's buffer (see broadcast_zip_grad).
+        db = np.empty_like(grad) if out3 is None else out3.reshape(grad.shape).copy()
+        grad_kernel(g3, a3, b3, da.reshape(ctx.out3), db.reshape(ctx.out3))
         return unbroadcast(ctx, da, db, sum_kernel)
 
     @classmethod
