@@ -116,7 +116,8 @@ def backward_case(name, size):
     g, x = inputs(size, 2, shape=(rows, ROW))
     if name == "relu":
         numpy_fn = lambda g, x: g * (x > 0)  # noqa: E731
-        fused = lambda g, x: kernel_of("relu", "backward_kernel")(g.reshape(-1), x.reshape(-1), (out := np.empty_like(g)).reshape(-1)) or out  # noqa: E731
+        kernel = kernel_of("relu", "backward_kernel")
+        fused = lambda g, x: kernel(g.reshape(-1), x.reshape(-1), (out := np.empty_like(g)).reshape(-1)) or out  # noqa: E731
         torch_fn = lambda g, x: torch.ops.aten.threshold_backward(g, x, 0)  # noqa: E731
         return (g, x), numpy_fn, fused, torch_fn
     if name in ("sigmoid", "tanh"):
@@ -133,12 +134,12 @@ def backward_case(name, size):
     if name == "mul":
         b = inputs(size + 1, 1, shape=(rows, ROW))[0]
         numpy_fn = lambda g, a, b: (g * b, g * a)  # noqa: E731
+        kernel = kernel_of("mul", "backward_kernel")
 
         def fused(g, a, b):
             da, db = np.empty_like(g), np.empty_like(g)
             flat = (1, 1, g.size)
-            kernel_of("mul", "backward_kernel")(g.reshape(flat), a.reshape(flat), b.reshape(flat),
-                                                da.reshape(flat), db.reshape(flat))
+            kernel(g.reshape(flat), a.reshape(flat), b.reshape(flat), da.reshape(flat), db.reshape(flat))
             return da, db
         torch_fn = lambda g, a, b: (g * b, g * a)  # noqa: E731
         return (g, x, b), numpy_fn, fused, torch_fn
