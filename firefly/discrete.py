@@ -10,7 +10,7 @@ import operator
 
 import numpy as np
 
-from firefly.ops.reduce import normalize_axes
+from firefly.ops.shapes import normalize_axes
 from firefly.tensor import Tensor
 
 _COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,

@@ -9,9 +9,8 @@ import operator
 import numpy as np
 
 from firefly import autograd
+from firefly.dtypes import FLOAT_DTYPES
 from firefly.ops import registry
-
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what ops compute in
 
 
 def as_array(data, dtype=None):
@@ -873,5 +872,7 @@ class Tensor:
                 "with firefly.where() or firefly.full_like()"
             )
 
+
+autograd.bind_tensor_type(Tensor)
 
 from firefly import discrete  # noqa: E402  (discrete builds Tensors: bound once both exist)
