@@ -1,0 +1,153 @@
+"""Pooling kernels over (planes, H, W) arrays, planes = N * C, direct loops (no im2col: each
+output reads its own small window once).
+
+The op has computed the output size (ceil_mode included) and validated the geometry.
+"""
+import numpy as np
+from numba import prange
+
+from firefly.kernels._jit import memory_bound
+
+
+@memory_bound
+def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, argmax, out):
+    """out = the max of each window, argmax = its flat index in the input plane; padding counts
+    as -inf. As in torch, the first maximum in scan order wins and a NaN beats any number (the
+    last NaN, as torch's ``val > max || isnan(val)``)."""
+    planes, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    for p in prange(planes):
+        plane = x[p]
+        for oy in range(OH):
+            y0 = oy * sh - ph
+            for ox in range(OW):
+                x0 = ox * sw - pw
+                best = -np.inf
+                where = -1
+                for ky in range(kh):
+                    y = y0 + ky * dh
+                    if y < 0 or y >= H:
+                        continue
+                    row = plane[y]
+                    for kx in range(kw):
+                        i = x0 + kx * dw
+                        if i < 0 or i >= W:
+                            continue
+                        v = row[i]
+                        if where < 0:
+                            where = y * W + i
+                        if v > best or np.isnan(v):
+                            best = v
+                            where = y * W + i
+                out[p, oy, ox] = best
+                argmax[p, oy, ox] = where
+
+
+@memory_bound
+def max_pool2d_backward(grad, argmax, dx):
+    """dx[plane, argmax] += grad: each window's gradient goes to its maximum."""
+    planes = grad.shape[0]
+    per_plane = grad.shape[1] * grad.shape[2]
+    for p in prange(planes):
+        d = dx[p].reshape(-1)
+        d[:] = 0.0
+        g, a = grad[p].reshape(-1), argmax[p].reshape(-1)
+        for i in range(per_plane):
+            if a[i] >= 0:
+                d[a[i]] += g[i]
+
+
+@memory_bound
+def avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, count_include_pad, divisor, out):
+    """out = the mean of each window, with torch's divisor: the window clipped to the padded
+    input (count_include_pad), or to the input, or ``divisor`` when it is positive."""
+    planes, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    for p in prange(planes):
+        plane = x[p]
+        for oy in range(OH):
+            y0 = oy * sh - ph
+            y1 = min(y0 + kh, H + ph)
+            ya, yb = max(y0, 0), min(y1, H)
+            for ox in range(OW):
+                x0 = ox * sw - pw
+                x1 = min(x0 + kw, W + pw)
+                xa, xb = max(x0, 0), min(x1, W)
+                s = 0.0
+                for y in range(ya, yb):
+                    row = plane[y]
+                    for i in range(xa, xb):
+                        s += row[i]
+                if divisor > 0:
+                    n = divisor
+                elif count_include_pad:
+                    n = (y1 - y0) * (x1 - x0)
+                else:
+                    n = (yb - ya) * (xb - xa)
+                out[p, oy, ox] = s / n
+
+
+@memory_bound
+def avg_pool2d_backward(grad, kh, kw, sh, sw, ph, pw, count_include_pad, divisor, dx):
+    """dx: each window's gradient spread evenly over its elements, with the forward's divisor."""
+    planes, H, W = dx.shape
+    OH, OW = grad.shape[1], grad.shape[2]
+    for p in prange(planes):
+        plane = dx[p]
+        plane[...] = 0.0
+        for oy in range(OH):
+            y0 = oy * sh - ph
+            y1 = min(y0 + kh, H + ph)
+            ya, yb = max(y0, 0), min(y1, H)
+            for ox in range(OW):
+                x0 = ox * sw - pw
+                x1 = min(x0 + kw, W + pw)
+                xa, xb = max(x0, 0), min(x1, W)
+                if divisor > 0:
+                    n = divisor
+                elif count_include_pad:
+                    n = (y1 - y0) * (x1 - x0)
+                else:
+                    n = (yb - ya) * (xb - xa)
+                g = grad[p, oy, ox] / n
+                for y in range(ya, yb):
+                    row = plane[y]
+                    for i in range(xa, xb):
+                        row[i] += g
+
+
+@memory_bound
+def adaptive_avg_pool2d_forward(x, out):
+    """Output cell (i, j) averages rows floor(i*H/OH) .. ceil((i+1)*H/OH) and likewise columns."""
+    planes, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    for p in prange(planes):
+        plane = x[p]
+        for oy in range(OH):
+            ya, yb = (oy * H) // OH, -((-(oy + 1) * H) // OH)
+            for ox in range(OW):
+                xa, xb = (ox * W) // OW, -((-(ox + 1) * W) // OW)
+                s = 0.0
+                for y in range(ya, yb):
+                    row = plane[y]
+                    for i in range(xa, xb):
+                        s += row[i]
+                out[p, oy, ox] = s / ((yb - ya) * (xb - xa))
+
+
+@memory_bound
+def adaptive_avg_pool2d_backward(grad, dx):
+    planes, H, W = dx.shape
+    OH, OW = grad.shape[1], grad.shape[2]
+    for p in prange(planes):
+        plane = dx[p]
+        plane[...] = 0.0
+        for oy in range(OH):
+            ya, yb = (oy * H) // OH, -((-(oy + 1) * H) // OH)
+            for ox in range(OW):
+                xa, xb = (ox * W) // OW, -((-(ox + 1) * W) // OW)
+                g = grad[p, oy, ox] / ((yb - ya) * (xb - xa))
+                for y in range(ya, yb):
+                    row = plane[y]
+                    for i in range(xa, xb):
+                        row[i] += g
