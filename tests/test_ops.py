@@ -8,6 +8,7 @@ from hypothesis.extra.numpy import array_shapes
 import firefly
 from firefly.ops import registry
 from firefly.testing import check_op, gradcheck
+from layer_references import LAYER_COMPOSITION_STEPS, LAYER_REFERENCES
 
 
 def np_softmax(x, axis):
@@ -57,6 +58,8 @@ NUMPY_REFERENCES = {
     "cross_entropy": lambda a, attrs: np_cross_entropy(a[0], attrs["target"], attrs["reduction"]),
     "mse_loss": lambda a, attrs: getattr(np, attrs["reduction"])((a[0] - a[1]) ** 2),
 }
+
+NUMPY_REFERENCES.update(LAYER_REFERENCES)
 
 BUILTIN_NAMES = sorted(n for n in firefly.ops.names() if registry.origin(n) == registry.BUILTIN)
 
@@ -115,6 +118,9 @@ COMPOSITION_STEPS = {
         "cross_entropy", x, target=np.array([2, 0]), reduction="none").reshape(2, 1),
     "mse_loss": lambda x, v, w: x * firefly.ops.apply("mse_loss", x, v * x, reduction="mean"),
 }
+
+
+COMPOSITION_STEPS.update(LAYER_COMPOSITION_STEPS)
 
 
 def test_composition_steps_cover_every_builtin_op():

@@ -38,10 +38,11 @@ def _valid_range(k, dilation, padding, stride, size, out_size):
 
 
 @memory_bound
-def conv2d_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, wide, planes, cols, out):
+def conv2d_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, wide, planes, cols, product, out):
     """out = conv(x, weight) + bias; fills ``cols`` (groups, Cg*KH*KW, N*OH*Q) for backward,
     with Q = OW (exact layout) or Q = Wp, the padded width (wide layout, stride 1, where
-    ``planes`` (N, C, Hp*Wp + (KW-1)*dw) receives the zero-padded input).
+    ``planes`` (N, C, Hp*Wp + (KW-1)*dw) receives the zero-padded input). ``product``
+    (O / groups, N*OH*Q) is scratch for one group's GEMM.
 
     x (N, C, H, W), weight (O, Cg, KH, KW), bias (O,), out (N, O, OH, OW); groups = C // Cg.
     """
@@ -100,7 +101,6 @@ def conv2d_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, wide, planes, cols, 
                             d[ox] = src[start + (ox - x_lo) * sw]
     Og = O // groups
     w2 = weight.reshape(groups, Og, taps)
-    product = np.empty((Og, N * P), dtype=out.dtype)
     for g in range(groups):
         np.dot(w2[g], cols[g], product)
         for n in prange(N):
@@ -114,9 +114,11 @@ def conv2d_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, wide, planes, cols, 
 
 
 @memory_bound
-def conv2d_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, wide, need_dx, dweight, dbias, dx):
+def conv2d_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, wide, need_dx, g2, dcols, planes, dweight, dbias, dx):
     """dweight = grad x cols^T, dbias = grad summed over N and positions, and (if need_dx)
-    dx = col2im(weight^T x grad). ``cols`` is what conv2d_forward filled, in the same layout."""
+    dx = col2im(weight^T x grad). ``cols`` is what conv2d_forward filled, in the same layout.
+    Scratch: ``g2`` (O, N*OH*Q), and for dx ``dcols`` (Cg*KH*KW, N*OH*Q) and, in the wide
+    layout, ``planes`` as in the forward."""
     N, O, OH, OW = grad.shape
     _, Cg, KH, KW = weight.shape
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
@@ -126,7 +128,6 @@ def conv2d_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, wide, need_dx, d
     P = OH * Q
     Og = O // groups
     # grad in the layout of the forward product, (O, N * P); zeros in the wide layout's extra columns
-    g2 = np.empty((O, N * P), dtype=grad.dtype)
     for o in prange(O):
         s = 0.0
         for n in range(N):
@@ -143,10 +144,7 @@ def conv2d_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, wide, need_dx, d
         np.dot(g2[g * Og:(g + 1) * Og], cols[g].T, dw2[g])
     if not need_dx:
         return
-    dcols = np.empty((taps, N * P), dtype=grad.dtype)
-    # Padded planes as in the forward; an extra column's zero gradient lands harmlessly.
-    plane_size = (OH + (KH - 1) * dh) * Q + (KW - 1) * dw if wide else 0
-    planes = np.empty((N, C, plane_size), dtype=grad.dtype)
+    # In the wide layout an extra column's gradient is zero and lands harmlessly in the planes.
     for g in range(groups):
         np.dot(w2[g].T, g2[g * Og:(g + 1) * Og], dcols)
         # Rows of one input channel add into the same plane: one task per channel of the group.

@@ -11,6 +11,7 @@ import numpy as np
 from firefly.kernels import conv as K
 from firefly.ops.base import Op
 from firefly.ops.registry import register
+from firefly.ops.scratch import POOL
 
 
 def pair(op_name, arg, value, minimum, size=2):
@@ -102,11 +103,15 @@ class _ConvNd(Op):
         padded_width = out_size[1] + dilation[1] * (KW - 1)  # for stride 1
         wide = wide_layout(stride, out_size[1], padded_width)
         width = padded_width if wide else out_size[1]
-        planes = np.empty((N, C, (out_size[0] + dilation[0] * (KH - 1)) * width + dilation[1] * (KW - 1) if wide else 0),
-                          dtype=x.dtype)
-        cols = np.empty((groups, w4.shape[1] * KH * KW, N * out_size[0] * width), dtype=x.dtype)
+        plane_size = (out_size[0] + dilation[0] * (KH - 1)) * width + dilation[1] * (KW - 1) if wide else 0
+        columns = N * out_size[0] * width
+        planes = POOL.take((N, C, plane_size), x.dtype)
+        product = POOL.take((O // groups, columns), x.dtype)
+        cols = POOL.lease((groups, w4.shape[1] * KH * KW, columns), x.dtype)
         out = np.empty((N, O) + out_size, dtype=x.dtype)
-        ctx.op.forward_kernel(x4, w4, bias, *stride, *before, *dilation, wide, planes, cols, out)
+        ctx.op.forward_kernel(x4, w4, bias, *stride, *before, *dilation, wide, planes, cols, product, out)
+        POOL.give(planes)
+        POOL.give(product)
         ctx.save_for_backward(w4, cols)
         ctx.geometry = (stride, before, dilation, wide)
         ctx.shapes = (x.shape, weight.shape, x4.shape, out.shape)
@@ -122,8 +127,17 @@ class _ConvNd(Op):
         dx = np.empty(x4_shape if need_dx else (1, 1, 1, 1), dtype=grad.dtype)
         dweight = np.empty(w4.shape, dtype=grad.dtype)
         dbias = np.empty(w4.shape[0], dtype=grad.dtype)
+        N, C = x4_shape[:2]
+        _, _, KH, KW = w4.shape
+        columns, width = cols.shape[2], cols.shape[2] // (N * out4_shape[2])
+        g2 = POOL.take((w4.shape[0], columns), grad.dtype)
+        dcols = POOL.take((cols.shape[1] if need_dx else 0, columns), grad.dtype)
+        plane_size = (out4_shape[2] + dilation[0] * (KH - 1)) * width + dilation[1] * (KW - 1)
+        planes = POOL.take((N, C, plane_size) if need_dx and wide else (0, 0, 0), grad.dtype)
         ctx.op.backward_kernel(grad.reshape(out4_shape), w4, cols, *stride, *before, *dilation,
-                               wide, need_dx, dweight, dbias, dx)
+                               wide, need_dx, g2, dcols, planes, dweight, dbias, dx)
+        for scratch in (g2, dcols, planes):
+            POOL.give(scratch)
         return ((dx.reshape(x_shape) if need_dx else None), dweight.reshape(w_shape),
                 (dbias if ctx.needs_input_grad[2] else None))
 
