@@ -120,7 +120,7 @@ def backward_case(name, size):
             numpy_fn = lambda g, y: g * (1.0 - y * y)  # noqa: E731
         kernel = EK.sigmoid_backward if name == "sigmoid" else EK.tanh_backward
         fused = lambda g, y: kernel(g.reshape(-1), y.reshape(-1), (out := np.empty_like(g)).reshape(-1)) or out  # noqa: E731
-        aten = torch.ops.aten.sigmoid_backward if name == "sigmoid" else torch.ops.aten.tanh_backward if torch else None
+        aten = None if torch is None else getattr(torch.ops.aten, f"{name}_backward")
         torch_fn = lambda g, y: aten(g, y)  # noqa: E731
         return (g, y), numpy_fn, fused, torch_fn
     if name == "mul":

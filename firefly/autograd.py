@@ -212,7 +212,13 @@ def backward(root, grad=None, retain_graph=False):
                 _accumulate_leaf(parent, ig)
             else:
                 key = id(parent)
-                grads[key] = grads[key] + ig if key in grads else ig
+                if key in grads:
+                    # A fresh array, never ``+=``: either operand may be an array that an op's
+                    # backward also handed to another input. ``asarray``: the sum of two 0-d
+                    # arrays is a NumPy scalar, and a gradient must stay an ndarray.
+                    grads[key] = np.asarray(grads[key] + ig)
+                else:
+                    grads[key] = ig
         if not retain_graph:
             node.release()
 

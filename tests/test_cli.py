@@ -16,23 +16,36 @@ def test_demo_trains_and_summarizes(dtype):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert dtype in lines[0] and "lr=0.05" in lines[0] and "seed=4" in lines[0]
-    epochs = [EPOCH_LINE.match(line) for line in lines[1:-1]]
+    epochs = [EPOCH_LINE.match(line) for line in lines[1:-2]]
     assert len(epochs) == 6 and all(epochs), result.stdout
     assert [(int(m.group(1)), int(m.group(2))) for m in epochs] == [(i, 6) for i in range(1, 7)]
     losses = [float(m.group(3)) for m in epochs]
     assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
-    summary = re.match(r"final loss (\S+) \| median step (\S+) ms .*\| total (\S+) s$", lines[-1])
+    timing = re.match(r"first step (\S+) ms \((compiled \d+ kernel\(s\), loaded \d+ from the cache|"
+                      r"loaded \d+ kernel\(s\) from the cache)\); later steps: median (\S+) ms over 5$", lines[-2])
+    assert timing, lines[-2]
+    assert float(timing.group(1)) > 0 and float(timing.group(3)) > 0
+    summary = re.match(r"final loss (\S+) \| total (\S+) s$", lines[-1])
     assert summary, lines[-1]
-    assert float(summary.group(2)) > 0 and float(summary.group(3)) > 0
     # The final loss is the last epoch's, and the seed makes the run reproducible.
     assert float(summary.group(1)) == losses[-1]
     again = run_python("-m", "firefly", "demo", "--epochs", "6", "--lr", "0.05", "--dtype", dtype, "--seed", "4")
-    assert [line.split(", step")[0] for line in again.stdout.splitlines()[1:-1]] == [
-        line.split(", step")[0] for line in lines[1:-1]]
+    assert [line.split(", step")[0] for line in again.stdout.splitlines()[1:-2]] == [
+        line.split(", step")[0] for line in lines[1:-2]]
+
+
+def test_demo_help_lists_every_option_with_its_default():
+    result = run_python("-m", "firefly", "demo", "--help")
+    assert result.returncode == 0, result.stderr
+    for option, default in [("--epochs", "10"), ("--lr", "0.01"), ("--dtype", "float32"), ("--seed", "0")]:
+        line = re.search(rf"^\s+{option}\b.*(?:\n\s{{20,}}.*)*", result.stdout, re.M)
+        assert line and f"(default: {default})" in line.group(0), result.stdout
 
 
 @pytest.mark.parametrize("args, message", [
-    (["demo", "--epochs", "0"], "must be a positive int"),
+    (["demo", "--epochs", "0"], "--epochs: must be a positive int, got '0'"),
+    (["demo", "--epochs", "abc"], "--epochs: must be a positive int, got 'abc'"),
+    (["demo", "--lr", "fast"], "--lr: must be a positive number, got 'fast'"),
     (["demo", "--lr", "-1"], "must be a positive number"),
     (["demo", "--dtype", "float16"], "invalid choice"),
     (["demo", "--seed", "-2"], "must be a non-negative int"),

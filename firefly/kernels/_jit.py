@@ -27,9 +27,27 @@ PARALLEL_MIN_TRANSCENDENTAL = 262_144
 
 _cache_warning_issued = False
 cache_enabled = True  # False once a kernel could not get a writable cache folder
+_dispatchers = []  # every Numba dispatcher made here, for kernel_load_counts()
+
+
+def kernel_load_counts():
+    """``(loaded, compiled)``: how many kernel specializations this process has so far taken
+    from the on-disk cache, and how many it compiled."""
+    loaded = compiled = 0
+    for dispatcher in _dispatchers:
+        hits = len(dispatcher.stats.cache_hits)
+        loaded += hits
+        compiled += len(dispatcher.signatures) - hits
+    return loaded, compiled
 
 
 def _jit(fn, parallel, **extra_options):
+    dispatcher = _compile_lazily(fn, parallel, **extra_options)
+    _dispatchers.append(dispatcher)
+    return dispatcher
+
+
+def _compile_lazily(fn, parallel, **extra_options):
     global _cache_warning_issued, cache_enabled
     options = dict(error_model="numpy", parallel=parallel, **extra_options)
     try:
