@@ -1,5 +1,5 @@
 """NumPy references and gradient-composition steps for the layer ops (convolution, pooling,
-normalization, dropout, embedding). ``test_ops.py`` adds them to its tables; the torch
+normalization, dropout, embedding) and the losses of issue 11. ``test_ops.py`` adds them to its tables; the torch
 comparisons live in test_conv.py, test_pool.py and test_norm.py. Every reference is written
 with plain NumPy loops and einsum, independently of the kernels."""
 import numpy as np
@@ -124,6 +124,44 @@ def np_dropout(x, p, training=True, seed=None):
     return np.where(keep, x / (1.0 - p), 0.0)
 
 
+def _reduce(losses, reduction):
+    return {"none": losses, "sum": np.sum(losses), "mean": np.mean(losses)}[reduction]
+
+
+def np_smooth_l1(d, beta):
+    return np.where(np.abs(d) < beta, 0.5 * d * d / max(beta, 1e-300), np.abs(d) - 0.5 * beta)
+
+
+def np_huber(d, delta):
+    return np.where(np.abs(d) <= delta, 0.5 * d * d, delta * (np.abs(d) - 0.5 * delta))
+
+
+def np_bce(p, t, weight=None, reduction="mean"):
+    w = 1.0 if weight is None else weight
+    return _reduce(-w * (t * np.log(p) + (1 - t) * np.log1p(-p)), reduction)
+
+
+def np_bce_with_logits(x, t, weight=None, pos_weight=None, reduction="mean"):
+    w = 1.0 if weight is None else weight
+    pw = 1.0 if pos_weight is None else pos_weight
+    log_sigmoid, log_one_minus = -np.logaddexp(0, -x), -np.logaddexp(0, x)
+    return _reduce(-w * (pw * t * log_sigmoid + (1 - t) * log_one_minus), reduction)
+
+
+def np_nll(x, target, weight=None, ignore_index=-100, reduction="mean"):
+    axis = 0 if x.ndim == 1 else 1
+    classes = x.shape[axis]
+    w = np.ones(classes) if weight is None else np.asarray(weight)
+    counted = target != ignore_index
+    safe = np.where(counted, target, 0)
+    picked = np.squeeze(np.take_along_axis(x, np.expand_dims(safe, axis), axis=axis), axis=axis)
+    sample_weight = np.where(counted, w[safe], 0.0)
+    losses = -sample_weight * picked
+    if reduction == "mean":
+        return losses.sum() / sample_weight.sum()
+    return _reduce(losses, reduction)
+
+
 LAYER_REFERENCES = {
     "conv2d": lambda a, attrs: np_conv2d(*a, **attrs),
     "conv1d": lambda a, attrs: np_conv1d(*a, **attrs),
@@ -135,6 +173,12 @@ LAYER_REFERENCES = {
     "group_norm": lambda a, attrs: np_group_norm(*a, **attrs),
     "dropout": lambda a, attrs: np_dropout(a[0], **attrs),
     "embedding": lambda a, attrs: a[0][attrs["indices"]],
+    "l1_loss": lambda a, attrs: _reduce(np.abs(a[0] - a[1]), attrs["reduction"]),
+    "smooth_l1_loss": lambda a, attrs: _reduce(np_smooth_l1(a[0] - a[1], attrs.get("beta", 1.0)), attrs["reduction"]),
+    "huber_loss": lambda a, attrs: _reduce(np_huber(a[0] - a[1], attrs.get("delta", 1.0)), attrs["reduction"]),
+    "binary_cross_entropy": lambda a, attrs: np_bce(*a, **attrs),
+    "binary_cross_entropy_with_logits": lambda a, attrs: np_bce_with_logits(*a, **attrs),
+    "nll_loss": lambda a, attrs: np_nll(a[0], **attrs),
 }
 
 apply = firefly.ops.apply
@@ -155,4 +199,13 @@ LAYER_COMPOSITION_STEPS = {
     "group_norm": lambda x, v, w: apply("group_norm", x.reshape(2, 3, 1), v, v, num_groups=1).reshape(2, 3),
     "dropout": lambda x, v, w: apply("dropout", x, p=0.5, seed=0),
     "embedding": lambda x, v, w: apply("embedding", x, indices=np.array([1, 0])) * x,
+    "l1_loss": lambda x, v, w: x * apply("l1_loss", x, w[0:2], reduction="mean"),
+    "smooth_l1_loss": lambda x, v, w: apply("smooth_l1_loss", x, w[0:2] * 2.0, reduction="none", beta=0.5),
+    "huber_loss": lambda x, v, w: apply("huber_loss", x * 2.0, w[0:2], reduction="none", delta=0.7),
+    "binary_cross_entropy": lambda x, v, w: apply("binary_cross_entropy", x.sigmoid(), w[0:2].sigmoid(),
+                                                  reduction="none"),
+    "binary_cross_entropy_with_logits": lambda x, v, w: apply("binary_cross_entropy_with_logits", x,
+                                                              w[0:2].sigmoid(), reduction="none"),
+    "nll_loss": lambda x, v, w: x.tanh() * apply("nll_loss", x.log_softmax(axis=1), target=np.array([2, 0]),
+                                                 reduction="none").reshape(2, 1),
 }

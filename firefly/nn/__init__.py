@@ -7,12 +7,15 @@ from firefly.nn.layers import (
     GroupNorm, Identity, LayerNorm, Linear, LogSoftmax, MaxPool2d, ModuleList, ReLU, Sequential, Sigmoid,
     Softmax, Tanh, Unflatten,
 )
-from firefly.nn.losses import CrossEntropyLoss, MSELoss
+from firefly.nn.losses import (
+    BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss,
+)
 from firefly.nn import optimizers
 
 __all__ = [
     "Parameter", "Module", "functional", "init", "Linear", "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d",
     "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Dropout", "Embedding",
     "Flatten", "Unflatten", "Identity", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "Sequential",
-    "ModuleList", "MSELoss", "CrossEntropyLoss", "optimizers",
+    "ModuleList", "MSELoss", "CrossEntropyLoss", "NLLLoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "BCELoss",
+    "BCEWithLogitsLoss", "optimizers",
 ]

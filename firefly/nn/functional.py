@@ -13,7 +13,8 @@ from firefly.tensor import Tensor
 __all__ = [
     "linear", "conv1d", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
     "layer_norm", "group_norm", "dropout", "embedding", "relu", "sigmoid", "tanh", "softmax",
-    "log_softmax", "cross_entropy", "mse_loss",
+    "log_softmax", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits",
 ]
 
 
@@ -146,3 +147,29 @@ def mse_loss(input, target, reduction="mean"):
         diff = ops.apply("sub", input, target)
         return ops.apply("mul", diff, diff)
     return ops.apply("mse_loss", input, target, reduction=reduction)
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    return ops.apply("nll_loss", input, target=_array(target), weight=_array(weight), ignore_index=ignore_index,
+                     reduction=reduction)
+
+
+def l1_loss(input, target, reduction="mean"):
+    return ops.apply("l1_loss", input, target, reduction=reduction)
+
+
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
+    return ops.apply("smooth_l1_loss", input, target, reduction=reduction, beta=beta)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0):
+    return ops.apply("huber_loss", input, target, reduction=reduction, delta=delta)
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean"):
+    return ops.apply("binary_cross_entropy", input, target, weight=_array(weight), reduction=reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+    return ops.apply("binary_cross_entropy_with_logits", input, target, weight=_array(weight),
+                     pos_weight=_array(pos_weight), reduction=reduction)
