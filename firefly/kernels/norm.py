@@ -151,6 +151,31 @@ def layer_norm_forward(x, weight, bias, eps, mean, rstd, out):
             o[i] = (v[i] - mu) * r * weight[i] + bias[i]
 
 
+@inline_helper
+def _weighted_grad_sums(g, w, v, mu):
+    """(sum(g * w), sum(g * w * (v - mu))) in float64 over contiguous rows, four accumulators each."""
+    s0 = s1 = s2 = s3 = 0.0
+    q0 = q1 = q2 = q3 = 0.0
+    n = v.size
+    full = n - n % 4
+    for i in range(0, full, 4):
+        a0, a1 = np.float64(g[i]) * w[i], np.float64(g[i + 1]) * w[i + 1]
+        a2, a3 = np.float64(g[i + 2]) * w[i + 2], np.float64(g[i + 3]) * w[i + 3]
+        s0 += a0
+        s1 += a1
+        s2 += a2
+        s3 += a3
+        q0 += a0 * (v[i] - mu)
+        q1 += a1 * (v[i + 1] - mu)
+        q2 += a2 * (v[i + 2] - mu)
+        q3 += a3 * (v[i + 3] - mu)
+    for i in range(full, n):
+        a = np.float64(g[i]) * w[i]
+        s0 += a
+        q0 += a * (v[i] - mu)
+    return (s0 + s1) + (s2 + s3), (q0 + q1) + (q2 + q3)
+
+
 # Rows per task of layer_norm_backward: each task keeps its own dweight/dbias partial sums.
 _LN_TASK_ROWS = 256
 
@@ -158,7 +183,7 @@ _LN_TASK_ROWS = 256
 @memory_bound
 def layer_norm_backward(grad, x, weight, mean, rstd, need_dx, dx, dweight, dbias):
     """dx per row through the row's statistics; dweight = sum over rows of grad * xhat and
-    dbias = sum of grad, from per-task partial sums."""
+    dbias = sum of grad, from per-task partial sums in float64."""
     M, D = x.shape
     tasks = (M + _LN_TASK_ROWS - 1) // _LN_TASK_ROWS
     partial_w = np.zeros((tasks, D))
@@ -168,21 +193,19 @@ def layer_norm_backward(grad, x, weight, mean, rstd, need_dx, dx, dweight, dbias
         for m in range(t * _LN_TASK_ROWS, min((t + 1) * _LN_TASK_ROWS, M)):
             g, v = grad[m], x[m]
             mu, r = np.float64(mean[m]), np.float64(rstd[m])
-            a = b = 0.0
             for i in range(D):
-                xhat = (v[i] - mu) * r
-                gw = np.float64(g[i]) * weight[i]
-                a += gw
-                b += gw * xhat
-                pw[i] += g[i] * xhat
+                pw[i] += g[i] * ((v[i] - mu) * r)
                 pb[i] += g[i]
             if need_dx:
-                d = dx[m]
+                a, b = _weighted_grad_sums(g, weight, v, mu)
                 a /= D
-                b /= D
+                b *= r / D
+                # dx = r * (g * w - a - xhat * b'), with xhat = (v - mu) * r and b' = r * sum(g w (v - mu)) / D
+                c1 = r * r * b
+                c0 = c1 * mu - r * a
+                d = dx[m]
                 for i in range(D):
-                    xhat = (v[i] - mu) * r
-                    d[i] = r * (g[i] * weight[i] - a - xhat * b)
+                    d[i] = r * g[i] * weight[i] - c1 * v[i] + c0
     for i in range(D):
         sw = sb = 0.0
         for t in range(tasks):

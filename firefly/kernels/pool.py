@@ -6,7 +6,16 @@ The op has computed the output size (ceil_mode included) and validated the geome
 import numpy as np
 from numba import prange
 
-from firefly.kernels._jit import memory_bound
+from firefly.kernels._jit import inline_helper, memory_bound
+
+
+@inline_helper
+def _taps(start, k, d, size):
+    """The window taps [lo, hi) of a window starting at ``start`` with dilation d that fall
+    inside [0, size)."""
+    lo = 0 if start >= 0 else (-start + d - 1) // d
+    hi = k if start + (k - 1) * d < size else (size - 1 - start) // d + 1
+    return lo, max(hi, lo)
 
 
 @memory_bound
@@ -17,28 +26,22 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, argmax, out):
     planes, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
     for p in prange(planes):
-        plane = x[p]
+        plane = x[p].reshape(-1)
         for oy in range(OH):
             y0 = oy * sh - ph
+            ky0, ky1 = _taps(y0, kh, dh, H)
             for ox in range(OW):
                 x0 = ox * sw - pw
+                kx0, kx1 = _taps(x0, kw, dw, W)
+                where = (y0 + ky0 * dh) * W + x0 + kx0 * dw
                 best = -np.inf
-                where = -1
-                for ky in range(kh):
-                    y = y0 + ky * dh
-                    if y < 0 or y >= H:
-                        continue
-                    row = plane[y]
-                    for kx in range(kw):
-                        i = x0 + kx * dw
-                        if i < 0 or i >= W:
-                            continue
-                        v = row[i]
-                        if where < 0:
-                            where = y * W + i
-                        if v > best or np.isnan(v):
+                for ky in range(ky0, ky1):
+                    base = (y0 + ky * dh) * W + x0
+                    for kx in range(kx0, kx1):
+                        v = plane[base + kx * dw]
+                        if v > best or v != v:
                             best = v
-                            where = y * W + i
+                            where = base + kx * dw
                 out[p, oy, ox] = best
                 argmax[p, oy, ox] = where
 
@@ -53,8 +56,7 @@ def max_pool2d_backward(grad, argmax, dx):
         d[:] = 0.0
         g, a = grad[p].reshape(-1), argmax[p].reshape(-1)
         for i in range(per_plane):
-            if a[i] >= 0:
-                d[a[i]] += g[i]
+            d[a[i]] += g[i]
 
 
 @memory_bound
