@@ -162,6 +162,18 @@ def np_nll(x, target, weight=None, ignore_index=-100, reduction="mean"):
     return _reduce(losses, reduction)
 
 
+def np_gelu(x, approximate="none"):
+    from scipy.special import erf
+
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1 + erf(x / np.sqrt(2)))
+
+
+def np_softplus(x, beta=1.0, threshold=20.0):
+    return np.where(beta * x > threshold, x, np.logaddexp(0, beta * x) / beta)
+
+
 LAYER_REFERENCES = {
     "conv2d": lambda a, attrs: np_conv2d(*a, **attrs),
     "conv1d": lambda a, attrs: np_conv1d(*a, **attrs),
@@ -179,6 +191,13 @@ LAYER_REFERENCES = {
     "binary_cross_entropy": lambda a, attrs: np_bce(*a, **attrs),
     "binary_cross_entropy_with_logits": lambda a, attrs: np_bce_with_logits(*a, **attrs),
     "nll_loss": lambda a, attrs: np_nll(a[0], **attrs),
+    "gelu": lambda a, attrs: np_gelu(a[0], **attrs),
+    "leaky_relu": lambda a, attrs: np.where(a[0] > 0, a[0], a[0] * attrs["negative_slope"]),
+    "elu": lambda a, attrs: np.where(a[0] > 0, a[0], attrs["alpha"] * np.expm1(np.minimum(a[0], 0))),
+    "silu": lambda a, attrs: a[0] / (1 + np.exp(-a[0])),
+    "softplus": lambda a, attrs: np_softplus(a[0], **attrs),
+    "hardtanh": lambda a, attrs: np.clip(a[0], -1.0, 1.0),
+    "log_sigmoid": lambda a, attrs: -np.logaddexp(0, -a[0]),
 }
 
 apply = firefly.ops.apply
@@ -206,6 +225,13 @@ LAYER_COMPOSITION_STEPS = {
                                                   reduction="none"),
     "binary_cross_entropy_with_logits": lambda x, v, w: apply("binary_cross_entropy_with_logits", x,
                                                               w[0:2].sigmoid(), reduction="none"),
+    "gelu": lambda x, v, w: apply("gelu", x, approximate="tanh") + apply("gelu", x),
+    "leaky_relu": lambda x, v, w: apply("leaky_relu", x, negative_slope=0.2),
+    "elu": lambda x, v, w: apply("elu", x, alpha=1.5),
+    "silu": lambda x, v, w: apply("silu", x),
+    "softplus": lambda x, v, w: apply("softplus", x, beta=2.0),
+    "hardtanh": lambda x, v, w: apply("hardtanh", x * 0.5, min_val=-2.0, max_val=2.0),
+    "log_sigmoid": lambda x, v, w: apply("log_sigmoid", x),
     "nll_loss": lambda x, v, w: x.tanh() * apply("nll_loss", x.log_softmax(axis=1), target=np.array([2, 0]),
                                                  reduction="none").reshape(2, 1),
 }

@@ -12,7 +12,8 @@ from firefly.tensor import Tensor
 
 __all__ = [
     "linear", "conv1d", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
-    "layer_norm", "group_norm", "dropout", "embedding", "relu", "sigmoid", "tanh", "softmax",
+    "layer_norm", "group_norm", "dropout", "embedding", "relu", "sigmoid", "tanh", "gelu", "leaky_relu", "elu",
+    "silu", "softplus", "hardtanh", "logsigmoid", "softmax",
     "log_softmax", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
     "binary_cross_entropy", "binary_cross_entropy_with_logits",
 ]
@@ -128,6 +129,34 @@ def sigmoid(input):
 
 def tanh(input):
     return ops.apply("tanh", input)
+
+
+def gelu(input, approximate="none"):
+    return ops.apply("gelu", input, approximate=approximate)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    return ops.apply("leaky_relu", input, negative_slope=negative_slope)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    return ops.apply("elu", input, alpha=alpha)
+
+
+def silu(input, inplace=False):
+    return ops.apply("silu", input)
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    return ops.apply("softplus", input, beta=beta, threshold=threshold)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    return ops.apply("hardtanh", input, min_val=min_val, max_val=max_val)
+
+
+def logsigmoid(input):
+    return ops.apply("log_sigmoid", input)
 
 
 def softmax(input, dim=None):
