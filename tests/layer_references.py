@@ -162,6 +162,28 @@ def np_nll(x, target, weight=None, ignore_index=-100, reduction="mean"):
     return _reduce(losses, reduction)
 
 
+def np_cross_entropy(x, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    axis = 0 if x.ndim == 1 else 1
+    classes = x.shape[axis]
+    shape = [1] * x.ndim
+    shape[axis] = classes
+    w = (np.ones(classes) if weight is None else np.asarray(weight)).reshape(shape)
+    log_p = x - np.max(x, axis=axis, keepdims=True)
+    log_p = log_p - np.log(np.sum(np.exp(log_p), axis=axis, keepdims=True))
+    if target.dtype.kind == "f":
+        q = target * (1 - label_smoothing) + label_smoothing / classes
+        losses = -np.sum(w * q * log_p, axis=axis)
+        return losses.sum() / losses.size if reduction == "mean" else _reduce(losses, reduction)
+    counted = target != ignore_index
+    safe = np.where(counted, target, 0)
+    onehot = np.moveaxis(np.eye(classes)[safe], -1, axis)
+    q = onehot * (1 - label_smoothing) + label_smoothing / classes
+    losses = np.where(counted, -np.sum(w * q * log_p, axis=axis), 0.0)
+    if reduction == "mean":
+        return losses.sum() / np.where(counted, w.reshape(-1)[safe], 0.0).sum()
+    return _reduce(losses, reduction)
+
+
 def np_gelu(x, approximate="none"):
     from scipy.special import erf
 
@@ -191,6 +213,7 @@ LAYER_REFERENCES = {
     "binary_cross_entropy": lambda a, attrs: np_bce(*a, **attrs),
     "binary_cross_entropy_with_logits": lambda a, attrs: np_bce_with_logits(*a, **attrs),
     "nll_loss": lambda a, attrs: np_nll(a[0], **attrs),
+    "cross_entropy": lambda a, attrs: np_cross_entropy(a[0], **attrs),
     "gelu": lambda a, attrs: np_gelu(a[0], **attrs),
     "leaky_relu": lambda a, attrs: np.where(a[0] > 0, a[0], a[0] * attrs["negative_slope"]),
     "elu": lambda a, attrs: np.where(a[0] > 0, a[0], attrs["alpha"] * np.expm1(np.minimum(a[0], 0))),

@@ -94,3 +94,56 @@ def test_nll_loss_matches_torch(shape, with_weight, ignore_index, reduction):
 def test_losses_reject_bad_input(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape, with_weight, ignore_index, smoothing", [
+    ((6, 4), False, -100, 0.0), ((6, 4), True, -100, 0.0), ((6, 4), True, 2, 0.0), ((6, 4), False, 1, 0.2),
+    ((6, 4), True, 3, 0.1), ((2, 4, 3), True, -100, 0.3), ((4,), True, -100, 0.25)])
+def test_cross_entropy_with_class_indices_matches_torch(shape, with_weight, ignore_index, smoothing, reduction):
+    rng = np.random.default_rng(4)
+    x = rng.normal(scale=2, size=shape)
+    target = rng.integers(0, 4, size=() if len(shape) == 1 else (shape[0],) + shape[2:])
+    weight = rng.uniform(0.5, 2, size=4) if with_weight else None
+    compare(nn.CrossEntropyLoss(weight=weight, ignore_index=ignore_index, reduction=reduction,
+                                label_smoothing=smoothing),
+            torch.nn.CrossEntropyLoss(weight=None if weight is None else torch.tensor(weight),
+                                      ignore_index=ignore_index, reduction=reduction, label_smoothing=smoothing),
+            (x,), int_target=target)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("shape, with_weight, smoothing", [((5, 3), False, 0.0), ((5, 3), True, 0.15),
+                                                            ((2, 3, 4), True, 0.0), ((3,), False, 0.2)])
+def test_cross_entropy_with_probability_targets_matches_torch(shape, with_weight, smoothing, reduction):
+    rng = np.random.default_rng(5)
+    x = rng.normal(scale=2, size=shape)
+    probs = rng.uniform(size=shape)
+    probs /= probs.sum(axis=0 if len(shape) == 1 else 1, keepdims=True)
+    weight = rng.uniform(0.5, 2, size=3) if with_weight else None
+    leaf, t_leaf = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out = F.cross_entropy(leaf, probs, weight=weight, reduction=reduction, label_smoothing=smoothing)
+    t_out = torch.nn.functional.cross_entropy(t_leaf, torch.tensor(probs), reduction=reduction,
+                                              weight=None if weight is None else torch.tensor(weight),
+                                              label_smoothing=smoothing)
+    np.testing.assert_allclose(out.numpy(), t_out.detach().numpy(), rtol=1e-9, atol=1e-12)
+    grad = np.random.default_rng(6).normal(size=out.shape)
+    out.backward(grad), t_out.backward(torch.tensor(grad))
+    np.testing.assert_allclose(leaf.grad.numpy(), t_leaf.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_cross_entropy_mean_over_nothing_counted_is_nan_as_torch():
+    out = F.cross_entropy(Tensor(np.zeros((2, 3))), np.array([1, 1]), ignore_index=1)
+    assert np.isnan(out.item())
+
+
+@pytest.mark.parametrize("kwargs, target, error, match", [
+    ({"label_smoothing": 1.5}, np.array([0, 1]), ValueError, r"label_smoothing must be in \[0, 1\]"),
+    ({"ignore_index": 0}, np.full((2, 3), 1 / 3), ValueError, r"ignore_index is not supported with probability"),
+    ({}, np.full((2, 4), 0.25), ValueError, r"probability targets .* must have the logits' shape"),
+    ({"weight": np.ones(4)}, np.array([0, 1]), ValueError, r"weight must have one entry per class"),
+    ({}, np.array([0, 3]), ValueError, r"class index 3 is out of range"),
+])
+def test_cross_entropy_rejects_bad_arguments(kwargs, target, error, match):
+    with pytest.raises(error, match=match):
+        F.cross_entropy(Tensor(np.zeros((2, 3))), target, **kwargs)

@@ -167,8 +167,9 @@ def log_softmax(input, dim=None):
     return ops.apply("log_softmax", input, axis=-1 if dim is None else dim)
 
 
-def cross_entropy(input, target, reduction="mean"):
-    return ops.apply("cross_entropy", input, target=_array(target), reduction=reduction)
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    return ops.apply("cross_entropy", input, target=_array(target), weight=_array(weight),
+                     ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
 
 
 def mse_loss(input, target, reduction="mean"):

@@ -39,12 +39,20 @@ class MSELoss(_Loss):
 
 
 class CrossEntropyLoss(_Loss):
-    """Softmax cross-entropy over logits (N, C) (or (C,), or (N, C, d1, ...)) against integer
-    class indices (N,) (or (), or (N, d1, ...)), as one fused kernel (op ``cross_entropy``)."""
+    """``CrossEntropyLoss(weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0)``:
+    softmax cross-entropy over logits (N, C) (or (C,), or (N, C, d1, ...)) against integer class
+    indices (N,) (or (), or (N, d1, ...)) or class probabilities of the logits' shape, as one
+    fused kernel each way (op ``cross_entropy``). Weighted means divide as torch's do."""
+
+    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+        super().__init__(reduction)
+        self.weight, self.ignore_index = _weight_array("CrossEntropyLoss", weight), ignore_index
+        self.label_smoothing = label_smoothing
 
     def forward(self, input, target):
-        labels = target._data if isinstance(target, Tensor) else np.asarray(target)
-        return ops.apply("cross_entropy", input, target=labels, reduction=self.reduction)
+        return ops.apply("cross_entropy", input, target=_target_array(target), weight=self.weight,
+                         ignore_index=self.ignore_index, reduction=self.reduction,
+                         label_smoothing=self.label_smoothing)
 
 
 def _target_array(target):

@@ -10,9 +10,8 @@ import numpy as np
 
 from firefly.kernels import classification_loss as K
 from firefly.ops.base import Op
+from firefly.ops.loss import REDUCTIONS, check_reduction
 from firefly.ops.registry import register
-
-REDUCTIONS = ("mean", "sum", "none")
 
 
 def class_layout(ctx, x, target, weight, ignore_index):
@@ -26,7 +25,8 @@ def class_layout(ctx, x, target, weight, ignore_index):
                         "with .astype(np.int64)", x, target, kind=TypeError)
     expected = () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
     if target.shape != expected:
-        raise ctx.error(f"target must have shape {expected} for an input of shape {x.shape}", x, target)
+        what = "logits" if ctx.op.name == "cross_entropy" else "an input"
+        raise ctx.error(f"target must have shape {expected} for {what} of shape {x.shape}", x, target)
     classes = x.shape[0] if x.ndim == 1 else x.shape[1]
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
         raise TypeError(f"{ctx.op.name}: ignore_index must be an int, got {ignore_index!r}")
@@ -42,7 +42,7 @@ def class_layout(ctx, x, target, weight, ignore_index):
         if weight.shape != (classes,):
             raise ctx.error(f"weight must have one entry per class, shape ({classes},)", x, weight)
     outer = 1 if x.ndim == 1 else x.shape[0]
-    x3 = x.reshape(outer, classes, -1)
+    x3 = x.reshape(outer, classes, int(np.prod(x.shape[2:], dtype=np.int64)))
     target2 = np.ascontiguousarray(target, dtype=np.int64).reshape(outer, x3.shape[2])
     return x3, target2, weight, target.shape
 
@@ -54,8 +54,7 @@ class NLLLoss(Op):
 
     @staticmethod
     def forward(ctx, x, target=None, weight=None, ignore_index=-100, reduction="mean"):
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"nll_loss: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        check_reduction("nll_loss", reduction)
         if target is None:
             raise TypeError("nll_loss: missing target=, the integer class index of each sample")
         x3, target2, weight, target_shape = class_layout(ctx, x, target, weight, ignore_index)
@@ -95,4 +94,95 @@ class NLLLoss(Op):
             attrs["ignore_index"] = int(target.reshape(-1)[0])
             if np.all(target == attrs["ignore_index"]):
                 del attrs["ignore_index"]
+        return (x,), attrs
+
+
+@register
+class CrossEntropy(Op):
+    """``apply("cross_entropy", logits, target=..., weight=None, ignore_index=-100,
+    reduction="mean", label_smoothing=0.0)``: log-softmax and the loss fused, one kernel each way.
+
+    ``target`` holds class indices (integers, shape (N, d1, ...)) or class probabilities (floats,
+    the logits' shape). As torch: the weighted mean over class indices divides by the summed
+    weights of the counted samples, over probabilities by the sample count; label smoothing
+    mixes the target with the uniform distribution. The target is an attribute: it gets no
+    gradient, probabilities included.
+    """
+
+    name = "cross_entropy"
+    forward_kernel, backward_kernel = K.cross_entropy_forward, K.cross_entropy_backward
+
+    @staticmethod
+    def forward(ctx, x, target=None, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+        check_reduction("cross_entropy", reduction)
+        if target is None:
+            raise TypeError("cross_entropy: missing target=, the class index (or probabilities) of each sample")
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or \
+                not 0.0 <= label_smoothing <= 1.0:
+            raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+        target = np.asarray(getattr(target, "_data", target))
+        prob_targets = target.dtype.kind == "f"
+        index_shape = () if x.ndim <= 1 else (x.shape[0],) + x.shape[2:]
+        if prob_targets and target.shape == index_shape and target.shape != x.shape:
+            raise ctx.error(
+                f"target must hold integer class indices, got dtype {target.dtype} (probability targets would "
+                "have the logits' shape); convert the labels with .astype(np.int64) (or Tensor(labels, "
+                "dtype=np.int64))", x, target, kind=TypeError)
+        if prob_targets:
+            if target.shape != x.shape:
+                raise ctx.error("probability targets (a float target) must have the logits' shape", x, target)
+            if ignore_index != -100:
+                raise ValueError("cross_entropy: ignore_index is not supported with probability targets")
+            x3, _, weight, target_shape = class_layout(ctx, x, np.zeros(index_shape, dtype=np.int64), weight, -100)
+            probs = np.ascontiguousarray(target, dtype=x.dtype).reshape(x3.shape)
+            indices = np.zeros((1, 1), dtype=np.int64)
+        else:
+            x3, indices, weight, target_shape = class_layout(ctx, x, target, weight, ignore_index)
+            probs = np.zeros((1, 1, 1), dtype=x.dtype)
+        losses = np.empty((x3.shape[0], x3.shape[2]), dtype=x.dtype)
+        shift, log_sum = np.empty_like(losses), np.empty_like(losses)
+        total, divisor = ctx.op.forward_kernel(x3, indices, probs, prob_targets, weight, int(ignore_index),
+                                               float(label_smoothing), losses, shift, log_sum)
+        ctx.save_for_backward(x3, indices, probs, weight, shift, log_sum)
+        ctx.attrs = (prob_targets, int(ignore_index), float(label_smoothing))
+        ctx.x_shape, ctx.reduction = x.shape, reduction
+        ctx.scale = 1.0 / divisor if reduction == "mean" and divisor else 1.0
+        if reduction == "none":
+            return losses.reshape(target_shape)
+        if reduction == "sum":
+            return np.array(total, dtype=x.dtype)
+        return np.array(total / divisor if divisor else np.nan, dtype=x.dtype)  # NaN when nothing counts, as torch
+
+    @staticmethod
+    def backward(ctx, grad):
+        x3, indices, probs, weight, shift, log_sum = ctx.saved_tensors
+        prob_targets, ignore_index, smoothing = ctx.attrs
+        dx = np.empty_like(x3)
+        per_sample = ctx.reduction == "none"
+        g2 = grad.reshape(shift.shape) if per_sample else grad.reshape(1, 1)
+        ctx.op.backward_kernel(g2, per_sample, ctx.scale, x3, indices, probs, prob_targets, weight, ignore_index,
+                               smoothing, shift, log_sum, dx)
+        return dx.reshape(ctx.x_shape)
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        shape = list(shape) or [3]
+        class_axis = 0 if len(shape) == 1 else 1
+        shape[class_axis] = max(shape[class_axis], 2)  # at least two classes, so softmax is not constant
+        x = rng.uniform(-3.0, 3.0, size=shape).astype(dtype)
+        target_shape = () if len(shape) == 1 else (shape[0],) + tuple(shape[2:])
+        attrs = {"reduction": REDUCTIONS[int(rng.integers(0, 3))]}
+        if rng.random() < 0.3:
+            probs = rng.uniform(0.0, 1.0, size=shape)
+            attrs["target"] = probs / probs.sum(axis=class_axis, keepdims=True)
+        else:
+            attrs["target"] = rng.integers(0, shape[class_axis], size=target_shape)
+            if attrs["target"].size > 1 and rng.random() < 0.3:
+                first = int(attrs["target"].reshape(-1)[0])
+                if not np.all(attrs["target"] == first):
+                    attrs["ignore_index"] = first
+        if rng.random() < 0.4:
+            attrs["weight"] = rng.uniform(0.5, 2.0, size=shape[class_axis])
+        if rng.random() < 0.4:
+            attrs["label_smoothing"] = float(rng.choice([0.1, 0.3]))
         return (x,), attrs

@@ -12,9 +12,8 @@ import numpy as np
 
 from firefly.kernels import pointwise_loss as K
 from firefly.ops.base import Op
+from firefly.ops.loss import REDUCTIONS, check_reduction
 from firefly.ops.registry import register
-
-REDUCTIONS = ("mean", "sum", "none")
 
 
 def _positive_number(name, arg, value, allow_zero):
@@ -46,8 +45,7 @@ class _PointwiseLoss(Op):
     @staticmethod
     def forward(ctx, input, target, reduction="mean", **attrs):
         name = ctx.op.name
-        if reduction not in REDUCTIONS:
-            raise ValueError(f"{name}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        check_reduction(name, reduction)
         if input.shape != target.shape:
             raise ctx.error("input and target must have the same shape", input, target)
         extra = ctx.op.parameters(ctx, input, attrs)
