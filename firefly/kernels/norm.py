@@ -3,7 +3,7 @@
 
 Statistics take one pass with a shift: sums of d = x - x0 and d * d, x0 being the slice's first
 element, so the variance does not cancel catastrophically when the mean is large against the
-spread. The sums run in four independent float64 accumulators so that the loop vectorizes
+spread. The sums run in LANES independent float64 accumulators so that the loop vectorizes
 without fastmath.
 """
 import math
@@ -14,52 +14,71 @@ from numba import prange
 from firefly.kernels._jit import inline_helper, memory_bound
 
 
+# float64 partial sums that a contiguous run is dealt across: without fastmath LLVM keeps one
+# running sum in order, one dependent add after another; independent lanes vectorize.
+LANES = 32
+
+
 @inline_helper
-def _shifted_sums(v, shift):
-    """(sum(v - shift), sum((v - shift) ** 2)) in float64, for a contiguous 1-D v."""
-    s0 = s1 = s2 = s3 = 0.0
-    q0 = q1 = q2 = q3 = 0.0
+def _shifted_sums(v, shift, lanes):
+    """(sum(v - shift), sum((v - shift) ** 2)) in float64 for a contiguous 1-D v; ``lanes``
+    is (2, LANES) float64 scratch."""
+    s_lanes, q_lanes = lanes[0], lanes[1]
+    s_lanes[:] = 0.0
+    q_lanes[:] = 0.0
     n = v.size
-    full = n - n % 4
-    for i in range(0, full, 4):
-        d0, d1 = np.float64(v[i]) - shift, np.float64(v[i + 1]) - shift
-        d2, d3 = np.float64(v[i + 2]) - shift, np.float64(v[i + 3]) - shift
-        s0 += d0
-        s1 += d1
-        s2 += d2
-        s3 += d3
-        q0 += d0 * d0
-        q1 += d1 * d1
-        q2 += d2 * d2
-        q3 += d3 * d3
-    for i in range(full, n):
+    b = 0
+    while b + LANES <= n:
+        block = v[b:b + LANES]
+        for k in range(LANES):
+            d = np.float64(block[k]) - shift
+            s_lanes[k] += d
+            q_lanes[k] += d * d
+        b += LANES
+    s = q = 0.0
+    for i in range(b, n):
         d = np.float64(v[i]) - shift
-        s0 += d
-        q0 += d * d
-    return (s0 + s1) + (s2 + s3), (q0 + q1) + (q2 + q3)
+        s += d
+        q += d * d
+    for k in range(LANES):
+        s += s_lanes[k]
+        q += q_lanes[k]
+    return s, q
 
 
 @inline_helper
-def _grad_sums(g, v, mean):
-    """(sum(g), sum(g * (v - mean))) in float64, for contiguous 1-D g and v."""
-    s0 = s1 = s2 = s3 = 0.0
-    q0 = q1 = q2 = q3 = 0.0
+def _grad_sums(g, w, v, mean, lanes):
+    """(sum(g * w), sum(g * w * (v - mean))) in float64 for contiguous 1-D g, v and w (w: a
+    1-element array broadcast when it has size 1)."""
+    s_lanes, q_lanes = lanes[0], lanes[1]
+    s_lanes[:] = 0.0
+    q_lanes[:] = 0.0
     n = v.size
-    full = n - n % 4
-    for i in range(0, full, 4):
-        g0, g1, g2, g3 = np.float64(g[i]), np.float64(g[i + 1]), np.float64(g[i + 2]), np.float64(g[i + 3])
-        s0 += g0
-        s1 += g1
-        s2 += g2
-        s3 += g3
-        q0 += g0 * (np.float64(v[i]) - mean)
-        q1 += g1 * (np.float64(v[i + 1]) - mean)
-        q2 += g2 * (np.float64(v[i + 2]) - mean)
-        q3 += g3 * (np.float64(v[i + 3]) - mean)
-    for i in range(full, n):
-        s0 += g[i]
-        q0 += g[i] * (np.float64(v[i]) - mean)
-    return (s0 + s1) + (s2 + s3), (q0 + q1) + (q2 + q3)
+    scalar_w = w.size == 1
+    b = 0
+    while b + LANES <= n:
+        gb, vb = g[b:b + LANES], v[b:b + LANES]
+        if scalar_w:
+            for k in range(LANES):
+                a = np.float64(gb[k])
+                s_lanes[k] += a
+                q_lanes[k] += a * (np.float64(vb[k]) - mean)
+        else:
+            wb = w[b:b + LANES]
+            for k in range(LANES):
+                a = np.float64(gb[k]) * wb[k]
+                s_lanes[k] += a
+                q_lanes[k] += a * (np.float64(vb[k]) - mean)
+        b += LANES
+    s = q = 0.0
+    for i in range(b, n):
+        a = np.float64(g[i]) * (w[0] if scalar_w else w[i])
+        s += a
+        q += a * (np.float64(v[i]) - mean)
+    for k in range(LANES):
+        s += s_lanes[k]
+        q += q_lanes[k]
+    return s, q
 
 
 @memory_bound
@@ -74,11 +93,12 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, training, upd
     N, C, S = x.shape
     count = N * S
     for c in prange(C):
+        lanes = np.empty((2, LANES))
         if training:
             shift = np.float64(x[0, c, 0])
             s = q = 0.0
             for n in range(N):
-                a, b = _shifted_sums(x[n, c], shift)
+                a, b = _shifted_sums(x[n, c], shift, lanes)
                 s += a
                 q += b
             m = s / count
@@ -107,11 +127,13 @@ def batch_norm_backward(grad, x, weight, mean, invstd, training, need_dx, dx, dw
     statistics in training, or through the fixed running ones otherwise."""
     N, C, S = x.shape
     count = N * S
+    one = np.ones(1)
     for c in prange(C):
+        lanes = np.empty((2, LANES))
         mu, r = mean[c], invstd[c]
         sg = sgd = 0.0
         for n in range(N):
-            a, b = _grad_sums(grad[n, c], x[n, c], mu)
+            a, b = _grad_sums(grad[n, c], one, x[n, c], mu, lanes)
             sg += a
             sgd += b
         dbias[c] = sg
@@ -134,50 +156,29 @@ def batch_norm_backward(grad, x, weight, mean, invstd, training, need_dx, dx, dw
                         d[i] = k * g[i]
 
 
+# Rows per task of the layer-norm kernels: a task's scratch (and, backward, its dweight/dbias
+# partial sums) serves all its rows.
+_LN_TASK_ROWS = 256
+
+
 @memory_bound
 def layer_norm_forward(x, weight, bias, eps, mean, rstd, out):
     """Each row of x (M, D): out = (x - mean) * rstd * weight + bias."""
     M, D = x.shape
-    for m in prange(M):
-        v = x[m]
-        shift = np.float64(v[0])
-        s, q = _shifted_sums(v, shift)
-        mu = s / D
-        r = 1.0 / math.sqrt(max(q / D - mu * mu, 0.0) + eps)
-        mu += shift
-        mean[m], rstd[m] = mu, r
-        o = out[m]
-        for i in range(D):
-            o[i] = (v[i] - mu) * r * weight[i] + bias[i]
-
-
-@inline_helper
-def _weighted_grad_sums(g, w, v, mu):
-    """(sum(g * w), sum(g * w * (v - mu))) in float64 over contiguous rows, four accumulators each."""
-    s0 = s1 = s2 = s3 = 0.0
-    q0 = q1 = q2 = q3 = 0.0
-    n = v.size
-    full = n - n % 4
-    for i in range(0, full, 4):
-        a0, a1 = np.float64(g[i]) * w[i], np.float64(g[i + 1]) * w[i + 1]
-        a2, a3 = np.float64(g[i + 2]) * w[i + 2], np.float64(g[i + 3]) * w[i + 3]
-        s0 += a0
-        s1 += a1
-        s2 += a2
-        s3 += a3
-        q0 += a0 * (v[i] - mu)
-        q1 += a1 * (v[i + 1] - mu)
-        q2 += a2 * (v[i + 2] - mu)
-        q3 += a3 * (v[i + 3] - mu)
-    for i in range(full, n):
-        a = np.float64(g[i]) * w[i]
-        s0 += a
-        q0 += a * (v[i] - mu)
-    return (s0 + s1) + (s2 + s3), (q0 + q1) + (q2 + q3)
-
-
-# Rows per task of layer_norm_backward: each task keeps its own dweight/dbias partial sums.
-_LN_TASK_ROWS = 256
+    tasks = (M + _LN_TASK_ROWS - 1) // _LN_TASK_ROWS
+    for t in prange(tasks):
+        lanes = np.empty((2, LANES))
+        for m in range(t * _LN_TASK_ROWS, min((t + 1) * _LN_TASK_ROWS, M)):
+            v = x[m]
+            shift = np.float64(v[0])
+            s, q = _shifted_sums(v, shift, lanes)
+            mu = s / D
+            r = 1.0 / math.sqrt(max(q / D - mu * mu, 0.0) + eps)
+            mu += shift
+            mean[m], rstd[m] = mu, r
+            o = out[m]
+            for i in range(D):
+                o[i] = (v[i] - mu) * r * weight[i] + bias[i]
 
 
 @memory_bound
@@ -189,6 +190,7 @@ def layer_norm_backward(grad, x, weight, mean, rstd, need_dx, dx, dweight, dbias
     partial_w = np.zeros((tasks, D))
     partial_b = np.zeros((tasks, D))
     for t in prange(tasks):
+        lanes = np.empty((2, LANES))
         pw, pb = partial_w[t], partial_b[t]
         for m in range(t * _LN_TASK_ROWS, min((t + 1) * _LN_TASK_ROWS, M)):
             g, v = grad[m], x[m]
@@ -197,7 +199,7 @@ def layer_norm_backward(grad, x, weight, mean, rstd, need_dx, dx, dweight, dbias
                 pw[i] += g[i] * ((v[i] - mu) * r)
                 pb[i] += g[i]
             if need_dx:
-                a, b = _weighted_grad_sums(g, weight, v, mu)
+                a, b = _grad_sums(g, weight, v, mu, lanes)
                 a /= D
                 b *= r / D
                 # dx = r * (g * w - a - xhat * b'), with xhat = (v - mu) * r and b' = r * sum(g w (v - mu)) / D
@@ -220,10 +222,11 @@ def group_norm_forward(x, weight, bias, channels_per_group, eps, mean, rstd, out
     N, G, L = x.shape
     S = L // channels_per_group
     for ng in prange(N * G):
+        lanes = np.empty((2, LANES))
         n, g = ng // G, ng % G
         v = x[n, g]
         shift = np.float64(v[0])
-        s, q = _shifted_sums(v, shift)
+        s, q = _shifted_sums(v, shift, lanes)
         mu = s / L
         r = 1.0 / math.sqrt(max(q / L - mu * mu, 0.0) + eps)
         mu += shift
@@ -246,14 +249,16 @@ def group_norm_backward(grad, x, weight, channels_per_group, mean, rstd, need_dx
     S = L // Cg
     partial_w = np.zeros((N, G * Cg))
     partial_b = np.zeros((N, G * Cg))
+    one = np.ones(1)
     for ng in prange(N * G):
+        lanes = np.empty((2, LANES))
         n, g = ng // G, ng % G
         gr, v = grad[n, g], x[n, g]
         mu, r = np.float64(mean[n, g]), np.float64(rstd[n, g])
         a = b = 0.0
         for j in range(Cg):
             c = g * Cg + j
-            sg, sgd = _grad_sums(gr[j * S:(j + 1) * S], v[j * S:(j + 1) * S], mu)
+            sg, sgd = _grad_sums(gr[j * S:(j + 1) * S], one, v[j * S:(j + 1) * S], mu, lanes)
             partial_b[n, c] = sg
             partial_w[n, c] = sgd * r
             a += sg * weight[c]
