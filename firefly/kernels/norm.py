@@ -113,12 +113,12 @@ def batch_norm_forward(x, weight, bias, running_mean, running_var, training, upd
             var = np.float64(running_var[c])
         r = 1.0 / math.sqrt(var + eps)
         mean[c], invstd[c] = mu, r
-        scale = r * weight[c]
-        offset = bias[c] - mu * scale
+        # The elementwise pass runs in the input's dtype (float32 math vectorizes twice as wide).
+        mu_t, scale, offset = x.dtype.type(mu), x.dtype.type(r * weight[c]), x.dtype.type(bias[c])
         for n in range(N):
             src, dst = x[n, c], out[n, c]
             for i in range(S):
-                dst[i] = src[i] * scale + offset
+                dst[i] = (src[i] - mu_t) * scale + offset
 
 
 @memory_bound
@@ -140,20 +140,20 @@ def batch_norm_backward(grad, x, weight, mean, invstd, training, need_dx, dx, dw
         dweight[c] = sgd * r
         if need_dx:
             k = weight[c] * r
+            k_t, mu_t = x.dtype.type(k), x.dtype.type(mu)
             if training:
                 # dx = k * (g - mean(g) - xhat * mean(g * xhat)), xhat = (x - mu) * r
-                c1 = sgd * r * r / count
-                c0 = k * (mu * c1 - sg / count)
-                c1 *= k
+                c1 = x.dtype.type(k * sgd * r * r / count)
+                c0 = x.dtype.type(k * sg / count)
                 for n in range(N):
                     g, v, d = grad[n, c], x[n, c], dx[n, c]
                     for i in range(S):
-                        d[i] = k * g[i] - c1 * v[i] + c0
+                        d[i] = k_t * g[i] - c1 * (v[i] - mu_t) - c0
             else:
                 for n in range(N):
                     g, d = grad[n, c], dx[n, c]
                     for i in range(S):
-                        d[i] = k * g[i]
+                        d[i] = k_t * g[i]
 
 
 # Rows per task of the layer-norm kernels: a task's scratch (and, backward, its dweight/dbias
@@ -177,8 +177,9 @@ def layer_norm_forward(x, weight, bias, eps, mean, rstd, out):
             mu += shift
             mean[m], rstd[m] = mu, r
             o = out[m]
+            mu_t, r_t = x.dtype.type(mu), x.dtype.type(r)  # the elementwise pass in the input's dtype
             for i in range(D):
-                o[i] = (v[i] - mu) * r * weight[i] + bias[i]
+                o[i] = (v[i] - mu_t) * r_t * weight[i] + bias[i]
 
 
 @memory_bound
@@ -195,19 +196,18 @@ def layer_norm_backward(grad, x, weight, mean, rstd, need_dx, dx, dweight, dbias
         for m in range(t * _LN_TASK_ROWS, min((t + 1) * _LN_TASK_ROWS, M)):
             g, v = grad[m], x[m]
             mu, r = np.float64(mean[m]), np.float64(rstd[m])
+            mu_t, r_t = x.dtype.type(mu), x.dtype.type(r)
             for i in range(D):
-                pw[i] += g[i] * ((v[i] - mu) * r)
+                pw[i] += g[i] * ((v[i] - mu_t) * r_t)
                 pb[i] += g[i]
             if need_dx:
                 a, b = _grad_sums(g, weight, v, mu, lanes)
-                a /= D
-                b *= r / D
-                # dx = r * (g * w - a - xhat * b'), with xhat = (v - mu) * r and b' = r * sum(g w (v - mu)) / D
-                c1 = r * r * b
-                c0 = c1 * mu - r * a
+                # dx = r * (g * w - mean(g * w) - xhat * mean(g * w * xhat)), xhat = (v - mu) * r
+                c1 = x.dtype.type(r * r * r * b / D)
+                c0 = x.dtype.type(r * a / D)
                 d = dx[m]
                 for i in range(D):
-                    d[i] = r * g[i] * weight[i] - c1 * v[i] + c0
+                    d[i] = r_t * g[i] * weight[i] - c1 * (v[i] - mu_t) - c0
     for i in range(D):
         sw = sb = 0.0
         for t in range(tasks):
