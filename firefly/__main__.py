@@ -1,6 +1,7 @@
 """Command line: ``python -m firefly demo`` trains the seed MLP (``--model digits-cnn``: a CNN on
 real handwritten digits); ``python -m firefly info`` describes the installation."""
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -14,6 +15,22 @@ def _seed_data(rng, n_samples, dtype):
     true_weights = np.array([[1.5], [-2.0], [1.0], [1.5], [-2.0], [1.0], [3.0], [-2.0], [1.0], [3.0]])
     y = X @ true_weights + rng.normal(size=(n_samples, 1)) * 0.1
     return X.astype(dtype), y.astype(dtype)
+
+
+def _data_parallel(model, optimizer, inputs, targets):
+    """``demo --distributed``: DDP over MPI, each rank one share of the batch, only rank 0 prints."""
+    import firefly
+    from firefly import distributed
+
+    distributed.init()
+    rank, world = distributed.rank(), distributed.world_size()
+    if rank != 0:
+        sys.stdout = open(os.devnull, "w")
+    rows = inputs.numpy()[rank::world]
+    print(f"data-parallel on {world} ranks over MPI: each rank trains on {len(rows)} of the {len(inputs)} rows; "
+          "losses are the whole batch's")
+    share = firefly.Tensor(rows), firefly.Tensor(targets.numpy()[rank::world])
+    return distributed.DistributedDataParallel(model, optimizer), *share
 
 
 def demo(args):
@@ -33,6 +50,8 @@ def demo(args):
     model = nn.Sequential(nn.Linear(10, 32, dtype=dtype), nn.ReLU(), nn.Linear(32, 1, dtype=dtype))
     loss_fn = nn.MSELoss()
     optimizer = SGD(model.get_parameters(), lr=args.lr)
+    if args.distributed:
+        model, inputs, targets = _data_parallel(model, optimizer, inputs, targets)
     print(f"firefly {firefly.__version__}: training the seed MLP 10-32-1 ({dtype}, {args.epochs} epochs, "
           f"lr={args.lr}, seed={args.seed}, full batch of 1024)")
     step_times = []
@@ -44,6 +63,8 @@ def demo(args):
         loss.backward()
         optimizer.step()
         step_times.append(time.perf_counter() - t0)
+        if args.distributed:  # the whole batch's loss: the mean over the ranks' equal shares
+            loss = firefly.Tensor(firefly.distributed.all_reduce(np.array([loss.item()]), op="mean"))
         print(f"Epoch [{epoch + 1}/{args.epochs}], Loss: {loss.item():.6f}, step: {step_times[-1] * 1e3:.3f} ms")
         if epoch == 0:
             loaded, compiled = kernel_load_counts()
@@ -139,6 +160,8 @@ def main(argv=None):
     demo_parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                              help="dtype of the data and parameters")
     demo_parser.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the data and the initial weights")
+    demo_parser.add_argument("--distributed", action="store_true",
+                             help="data-parallel over MPI: run as mpiexec -n N python -m firefly demo --distributed")
     demo_parser.set_defaults(run=demo)
     info_parser = commands.add_parser("info", help="versions, threading, kernel cache and registered ops")
     info_parser.set_defaults(run=info)

@@ -9,7 +9,7 @@ import pytest
 
 import firefly
 from firefly.nn import Linear, Module, MSELoss, Parameter
-from firefly.nn.optimizers import SGD, Adam, AdamW, BaseOptimizer
+from firefly.nn.optimizers import SGD, Adagrad, Adam, AdamW, BaseOptimizer, RMSprop
 from firefly.tensor import Tensor
 
 try:
@@ -184,9 +184,9 @@ def test_defaults_are_pytorchs():
         lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False,
         params=[0, 1, 2, 3])
     adam = Adam(params).state_dict()["param_groups"][0]
-    assert adam == dict(lr=1e-3, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.0, amsgrad=False,
+    assert adam == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
                         maximize=False, params=[0, 1, 2, 3])
-    assert AdamW(params).weight_decay == 1e-2
+    assert AdamW(params).param_groups[0]["weight_decay"] == 1e-2
     for cls, reference, extra in [(SGD, reference_sgd, {"lr": 0.01}), (Adam, reference_adam, {}),
                                   (AdamW, reference_adam, {"decoupled": True, "weight_decay": 1e-2})]:
         actual, _, _ = run(cls, values, grad_steps)
@@ -210,11 +210,18 @@ def test_adam_skips_parameters_without_gradient():
 
 
 def test_large_parameters_take_the_parallel_kernels():
-    # Above the _jit thresholds (32768 elements, 8192 for Adam) the prange builds run.
-    values, grad_steps = make_case(5, shapes=[(200, 250), (7,)], steps=3)
+    """Above the _jit thresholds (firefly.kernels._jit) the prange builds run; runs cross the
+    update kernels' chunk boundaries (firefly.kernels.optim.UPDATE_CHUNK)."""
+    from firefly.kernels._jit import PARALLEL_MIN_MEMORY_BOUND
+    from firefly.kernels.optim import UPDATE_CHUNK
+
+    shapes = [(PARALLEL_MIN_MEMORY_BOUND // 1000 + 3, 1000), (7,), (UPDATE_CHUNK + 11,)]
+    values, grad_steps = make_case(5, shapes=shapes, steps=2)
     for cls, reference, options in [
         (SGD, reference_sgd, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
         (Adam, reference_adam, dict(lr=0.01, amsgrad=True, weight_decay=0.01)),
+        (RMSprop, reference_rmsprop, dict(lr=0.01, momentum=0.5, centered=True)),
+        (Adagrad, reference_adagrad, dict(lr=0.1, lr_decay=0.1)),
     ]:
         actual, _, _ = run(cls, values, grad_steps, **options)
         expected, _ = reference(values, grad_steps, **options)
@@ -546,7 +553,7 @@ def test_state_dict_is_a_copy_of_plain_values():
     optimizer.step()
     np.testing.assert_array_equal(state["state"][0]["momentum_buffer"], saved)
     assert type(state["state"][0]["step"]) is int and state["state"][0]["step"] == 2
-    assert all(type(v) in (float, bool, list) for v in state["param_groups"][0].values())
+    assert all(type(v) in (float, bool, list, tuple) for v in state["param_groups"][0].values())
 
 
 def test_state_before_any_step_is_empty_and_reloads():
@@ -557,11 +564,11 @@ def test_state_before_any_step_is_empty_and_reloads():
     assert state["state"] == {}
     fresh = Adam([Parameter(v) for v in values])
     fresh.load_state_dict(state)
-    assert fresh.lr == 0.1
+    assert fresh.param_groups[0]["lr"] == 0.1
 
 
 @pytest.mark.parametrize("change,match", [
-    (lambda s: s["param_groups"][0].update(params=[0, 1]), "saved for 2 parameters, this optimizer has 4"),
+    (lambda s: s["param_groups"][0].update(params=[0, 1]), "saved with 2 parameters, this optimizer's has 4"),
     (lambda s: s["param_groups"][0].update(lr=-1.0), "invalid lr value -1.0"),
     (lambda s: s["param_groups"][0].pop("amsgrad"), "do not match Adam's"),
     (lambda s: s["state"][1].update(exp_avg=np.zeros(5)), r"state 'exp_avg' of parameter 1 \(shape \(4,\), float64\) must be"),
@@ -653,7 +660,164 @@ def test_exports():
     import firefly.nn.optimizers as optimizers
     import firefly.optim as optim
 
-    for name in ("BaseOptimizer", "SGD", "Adam", "AdamW"):
+    for name in ("BaseOptimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad"):
         assert getattr(optim, name) is getattr(optimizers, name)
     assert issubclass(AdamW, BaseOptimizer) and issubclass(SGD, BaseOptimizer)
-    assert math.isclose(AdamW([Parameter(np.ones(1))]).weight_decay, 1e-2)
+    assert math.isclose(AdamW([Parameter(np.ones(1))]).param_groups[0]["weight_decay"], 1e-2)
+
+
+# ----------------------------------------------------------------------------- RMSprop, Adagrad
+def reference_rmsprop(params, grad_steps, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                      centered=False, maximize=False):
+    """torch.optim.RMSprop's documented algorithm in float64; a None gradient skips the parameter."""
+    params = [p.astype(np.float64) for p in params]
+    square_avg = [np.zeros_like(p) for p in params]
+    grad_avg = [np.zeros_like(p) for p in params]
+    buf = [np.zeros_like(p) for p in params]
+    trajectory = []
+    for grads in grad_steps:
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if g is None:
+                continue
+            g = -g if maximize else g
+            if weight_decay:
+                g = g + weight_decay * p
+            square_avg[i] = alpha * square_avg[i] + (1 - alpha) * g * g
+            v = square_avg[i]
+            if centered:
+                grad_avg[i] = alpha * grad_avg[i] + (1 - alpha) * g
+                v = v - grad_avg[i] ** 2
+            update = g / (np.sqrt(v) + eps)
+            if momentum:
+                buf[i] = momentum * buf[i] + update
+                update = buf[i]
+            params[i] = p - lr * update
+        trajectory.append([p.copy() for p in params])
+    state = {"square_avg": square_avg}
+    if centered:
+        state["grad_avg"] = grad_avg
+    if momentum:
+        state["momentum_buffer"] = buf
+    return trajectory, state
+
+
+def reference_adagrad(params, grad_steps, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
+                      eps=1e-10, maximize=False):
+    """torch.optim.Adagrad's documented algorithm in float64; a None gradient skips the parameter."""
+    params = [p.astype(np.float64) for p in params]
+    sums = [np.full_like(p, initial_accumulator_value) for p in params]
+    steps = [0] * len(params)
+    trajectory = []
+    for grads in grad_steps:
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if g is None:
+                continue
+            steps[i] += 1
+            g = -g if maximize else g
+            if weight_decay:
+                g = g + weight_decay * p
+            clr = lr / (1 + (steps[i] - 1) * lr_decay)
+            sums[i] = sums[i] + g * g
+            params[i] = p - clr * g / (np.sqrt(sums[i]) + eps)
+        trajectory.append([p.copy() for p in params])
+    return trajectory, {"sum": sums, "step": steps}
+
+
+def rmsprop_options():
+    for momentum, centered, weight_decay, maximize in itertools.product((0.0, 0.9), (False, True), (0.0, 0.1),
+                                                                        (False, True)):
+        yield dict(lr=0.01, alpha=0.9, eps=1e-6, momentum=momentum, centered=centered,
+                   weight_decay=weight_decay, maximize=maximize)
+
+
+def adagrad_options():
+    for lr_decay, initial, weight_decay, maximize in itertools.product((0.0, 0.1), (0.0, 0.5), (0.0, 0.1),
+                                                                       (False, True)):
+        yield dict(lr=0.1, lr_decay=lr_decay, initial_accumulator_value=initial, weight_decay=weight_decay,
+                   maximize=maximize)
+
+
+RMSPROP_OPTIONS = list(rmsprop_options())
+ADAGRAD_OPTIONS = list(adagrad_options())
+
+
+@pytest.mark.parametrize("mode", ["view", "replace"])
+@pytest.mark.parametrize("options", RMSPROP_OPTIONS, ids=option_id)
+def test_rmsprop_matches_reference(options, mode):
+    values, grad_steps = make_case(21)
+    if mode == "replace":
+        grad_steps[2][1] = None
+    actual, optimizer, params = run(RMSprop, values, grad_steps, mode, **options)
+    expected, state = reference_rmsprop(values, grad_steps, **options)
+    assert_trajectories_close(actual, expected)
+    saved = optimizer.state_dict()["state"]
+    for i in range(len(params)):
+        assert set(saved[i]) == {"step", *state}
+        for name, arrays in state.items():
+            np.testing.assert_allclose(saved[i][name], arrays[i], rtol=RTOL, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("mode", ["view", "replace"])
+@pytest.mark.parametrize("options", ADAGRAD_OPTIONS, ids=option_id)
+def test_adagrad_matches_reference(options, mode):
+    values, grad_steps = make_case(22)
+    if mode == "replace":
+        grad_steps[1][0] = None
+    actual, optimizer, params = run(Adagrad, values, grad_steps, mode, **options)
+    expected, state = reference_adagrad(values, grad_steps, **options)
+    assert_trajectories_close(actual, expected)
+    saved = optimizer.state_dict()["state"]
+    for i in range(len(params)):
+        assert saved[i]["step"] == state["step"][i]
+        np.testing.assert_allclose(saved[i]["sum"], state["sum"][i], rtol=RTOL, atol=1e-12)
+
+
+def test_adagrad_state_exists_from_construction_as_in_torch():
+    values, _ = make_case(23)
+    optimizer = Adagrad([Parameter(v) for v in values], initial_accumulator_value=0.25)
+    state = optimizer.state_dict()["state"]
+    assert sorted(state) == [0, 1, 2, 3]
+    for i, v in enumerate(values):
+        assert state[i]["step"] == 0
+        np.testing.assert_array_equal(state[i]["sum"], np.full(v.shape, 0.25))
+
+
+@needs_torch
+@pytest.mark.parametrize("cls,torch_name,options", [
+    *[(RMSprop, "RMSprop", o) for o in RMSPROP_OPTIONS],
+    *[(Adagrad, "Adagrad", o) for o in ADAGRAD_OPTIONS],
+], ids=lambda x: x if isinstance(x, str) else (x.__name__ if isinstance(x, type) else option_id(x)))
+def test_rmsprop_and_adagrad_match_torch(cls, torch_name, options):
+    values, grad_steps = make_case(24)
+    grad_steps[3][2] = None  # skipped parameters too
+    actual, _, _ = run(cls, values, grad_steps, "replace", **options)
+    expected = run_torch(getattr(torch.optim, torch_name), values, grad_steps, **options)
+    assert_trajectories_close(actual, expected, rtol=1e-12, atol=1e-14)
+
+
+@needs_torch
+@pytest.mark.parametrize("cls,torch_name,options", [
+    (RMSprop, "RMSprop", dict(lr=0.01, momentum=0.9, centered=True, weight_decay=0.01)),
+    (Adagrad, "Adagrad", dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1)),
+])
+def test_rmsprop_and_adagrad_float32_match_torch(cls, torch_name, options):
+    values, grad_steps = make_case(25, dtype=np.float32)
+    actual, _, params = run(cls, values, grad_steps, **options)
+    assert all(p.dtype == np.float32 for p in params)
+    expected = run_torch(getattr(torch.optim, torch_name), values, grad_steps, **options)
+    assert_trajectories_close(actual, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("cls,options,error,match", [
+    (RMSprop, dict(lr=-0.1), ValueError, "invalid lr value -0.1"),
+    (RMSprop, dict(alpha=-0.5), ValueError, "invalid alpha"),
+    (RMSprop, dict(eps=-1.0), ValueError, "invalid eps"),
+    (RMSprop, dict(momentum=-0.1), ValueError, "invalid momentum"),
+    (RMSprop, dict(centered=1), TypeError, "centered must be True or False"),
+    (Adagrad, dict(lr_decay=-0.1), ValueError, "invalid lr_decay"),
+    (Adagrad, dict(initial_accumulator_value=-1.0), ValueError, "invalid initial_accumulator_value"),
+    (Adagrad, dict(weight_decay=float("inf")), ValueError, "invalid weight_decay"),
+])
+def test_rmsprop_and_adagrad_arguments_are_checked(cls, options, error, match):
+    with pytest.raises(error, match=match):
+        cls([Parameter(np.ones(3))], **options)

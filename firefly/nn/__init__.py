@@ -10,7 +10,7 @@ from firefly.nn.layers import (
 from firefly.nn.losses import (
     BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MSELoss, NLLLoss, SmoothL1Loss,
 )
-from firefly.nn import optimizers
+from firefly.nn import optimizers, utils
 
 __all__ = [
     "Parameter", "Module", "functional", "init", "Linear", "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d",
@@ -18,5 +18,5 @@ __all__ = [
     "Flatten", "Unflatten", "Identity", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "GELU", "LeakyReLU",
     "ELU", "SiLU", "Softplus", "Hardtanh", "LogSigmoid", "Sequential",
     "ModuleList", "MSELoss", "CrossEntropyLoss", "NLLLoss", "L1Loss", "SmoothL1Loss", "HuberLoss", "BCELoss",
-    "BCEWithLogitsLoss", "optimizers",
+    "BCEWithLogitsLoss", "optimizers", "utils",
 ]

@@ -1,6 +1,4 @@
-"""Optimizers: the seed's ``BaseOptimizer`` and firefly's fused ``SGD``, ``Adam`` and ``AdamW``."""
-from firefly.nn.optimizers.adam import Adam, AdamW
-from firefly.nn.optimizers.base import BaseOptimizer
-from firefly.nn.optimizers.sgd import SGD
+"""The seed's optimizer import paths. The optimizers live in ``firefly.optim``."""
+from firefly.optim import SGD, Adagrad, Adam, AdamW, BaseOptimizer, RMSprop
 
-__all__ = ["BaseOptimizer", "SGD", "Adam", "AdamW"]
+__all__ = ["BaseOptimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad"]

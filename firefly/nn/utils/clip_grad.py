@@ -1,0 +1,120 @@
+"""Gradient clipping: ``clip_grad_norm_`` and ``clip_grad_value_`` with torch's signatures and
+results.
+
+Gradients that live in an optimizer's flat gradient buffer (the views ``zero_grad()``
+installs, see ``firefly.optim.flat``) are clipped in one kernel call per contiguous run of
+such slots, usually one per dtype: no per-parameter loop, whatever the number of tensors.
+Other gradients get one call each.
+"""
+import math
+import numbers
+
+import numpy as np
+
+from firefly.kernels.optim import NORM_LANES, grad_clamp_, grad_norm_power_sum, grad_scale_
+from firefly.optim.flat import buffer_of_grad
+from firefly.tensor import Tensor
+
+
+def _gradient_arrays(parameters, owner):
+    """The gradient arrays of ``parameters`` (a Tensor/Parameter or an iterable of them; ones
+    without a gradient are skipped): flat-buffer runs merged into one slice each. Every
+    array is checked to be clippable in place before any is returned."""
+    if isinstance(parameters, Tensor) or hasattr(parameters, "tensor"):
+        parameters = [parameters]
+    try:
+        parameters = list(parameters)
+    except TypeError:
+        raise TypeError(f"{owner}: parameters must be a Tensor, a Parameter or an iterable of them, "
+                        f"got {type(parameters).__name__}") from None
+    slots = {}  # FlatBuffer -> member indices whose installed gradient view is given
+    loose = []
+    for position, param in enumerate(parameters):
+        tensor = getattr(param, "tensor", param)
+        if not isinstance(tensor, Tensor):
+            raise TypeError(f"{owner}: parameters[{position}] is a {type(param).__name__}, not a Tensor or Parameter")
+        grad = tensor.grad
+        if grad is None:
+            continue
+        array = grad._data if isinstance(grad, Tensor) else np.asarray(grad)
+        if array.dtype.kind != "f":
+            raise TypeError(f"{owner}: the gradient of parameters[{position}] has dtype {array.dtype}; "
+                            "only float gradients can be clipped")
+        buf = buffer_of_grad(array)
+        k = buf.slot.get(id(tensor)) if buf is not None else None
+        if k is not None and buf.grad_tensors[k] is grad:
+            slots.setdefault(buf, set()).add(k)
+        else:
+            loose.append(array)
+    arrays = []
+    for buf, members in slots.items():
+        members = sorted(members)
+        first = members[0]
+        for previous, k in zip(members, members[1:] + [None]):
+            if k != previous + 1:
+                arrays.append(buf.grads[buf.elements(first, previous + 1)])
+                first = k
+    for array in loose:
+        if not array.flags.c_contiguous or not array.flags.writeable:
+            raise ValueError(f"{owner}: a gradient of shape {array.shape} is not a contiguous writable "
+                             "array, so it cannot be clipped in place")
+    return arrays + [array.reshape(-1) for array in loose]  # views: kernels take 1-D arrays
+
+
+def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
+    """Scale the gradients of ``parameters`` in place so that their total ``norm_type``-norm
+    (over all gradients together, as if concatenated) is at most ``max_norm``; returns that
+    total norm (before clipping) as a 0-d Tensor, as ``torch.nn.utils.clip_grad_norm_``.
+
+    The scale is max_norm / (total_norm + 1e-6) when that is below 1. ``norm_type`` is a
+    positive number or ``inf`` (the largest absolute value). A non-finite total norm raises
+    RuntimeError with ``error_if_nonfinite=True``; otherwise the gradients are scaled by it
+    anyway (to NaN or zero), as in torch. ``foreach`` is accepted for torch compatibility:
+    firefly always runs fused kernels."""
+    owner = "clip_grad_norm_"
+    for name, value in (("max_norm", max_norm), ("norm_type", norm_type)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(value):
+            raise TypeError(f"{owner}: {name} must be a number, got {value!r}")
+    norm_type = float(norm_type)
+    if not norm_type > 0.0:
+        raise ValueError(f"{owner}: norm_type must be a positive number or inf, got {norm_type}")
+    arrays = _gradient_arrays(parameters, owner)
+    if not arrays:
+        return Tensor(np.zeros((), np.float32))
+    dtype = np.result_type(*arrays)
+    partial = np.zeros(NORM_LANES)
+    if norm_type == math.inf:
+        total = 0.0
+        for array in arrays:
+            grad_norm_power_sum(array, norm_type, partial)
+            total = max(total, partial[0]) if not math.isnan(partial[0]) else math.nan
+            if math.isnan(total):
+                break
+    else:
+        total = 0.0
+        for array in arrays:
+            grad_norm_power_sum(array, norm_type, partial)
+            total += partial[0]
+        total = math.sqrt(total) if norm_type == 2.0 else total ** (1.0 / norm_type)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(
+            f"{owner}: the total norm of order {norm_type} for gradients from `parameters` is non-finite, "
+            "so it cannot be clipped. To disable this error and scale the gradients by the non-finite "
+            "norm anyway, set `error_if_nonfinite=False`"
+        )
+    coefficient = float(max_norm) / (total + 1e-6)
+    # torch clamps the coefficient at 1 and always multiplies; multiplying by 1 changes nothing.
+    if coefficient < 1.0 or math.isnan(coefficient):
+        for array in arrays:
+            grad_scale_(np.array([coefficient], array.dtype), array)
+    return Tensor(np.asarray(total, dtype))
+
+
+def clip_grad_value_(parameters, clip_value, foreach=None):
+    """Clamp the gradients of ``parameters`` in place to [-clip_value, clip_value], as
+    ``torch.nn.utils.clip_grad_value_``."""
+    owner = "clip_grad_value_"
+    if isinstance(clip_value, bool) or not isinstance(clip_value, numbers.Real) or math.isnan(clip_value):
+        raise TypeError(f"{owner}: clip_value must be a number, got {clip_value!r}")
+    for array in _gradient_arrays(parameters, owner):
+        grad_clamp_(np.array([-float(clip_value), float(clip_value)], array.dtype), array)

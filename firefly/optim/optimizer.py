@@ -1,0 +1,660 @@
+"""What optimizers share: ``Optimizer`` (PyTorch's base, also the seed's ``BaseOptimizer``) and
+``FusedOptimizer``, the base of firefly's own optimizers.
+
+``Optimizer(params, defaults)`` holds ``param_groups`` as PyTorch does: a list of dicts, each
+with its ``params`` and its hyperparameters, filled from ``defaults``. ``params`` is an
+iterable of parameters (``Parameter`` objects, leaf Tensors that require grad, or
+``(name, parameter)`` pairs as ``named_parameters()`` gives them) or of such group dicts.
+Step hooks (``register_step_pre_hook``/``register_step_post_hook``) run around every
+``step()``, a subclass's own ``step`` included.
+
+The seed's ``BaseOptimizer(parameters)`` is this class: ``self.parameters`` lists every
+parameter, ``zero_grad()`` drops every gradient and ``step()`` is the subclass's to write.
+
+``FusedOptimizer`` packs every parameter of one dtype into one flat buffer (see
+``firefly.optim.flat``) and updates each buffer with one kernel call, whatever the number of
+param groups.
+"""
+import functools
+import numbers
+
+import numpy as np
+
+from firefly.optim.flat import FlatBuffer
+from firefly.tensor import FLOAT_DTYPES, Tensor
+
+# Keys that learning-rate schedulers add to param groups; a group passed in with them (a
+# resumed run's) is not refused for having unknown keys.
+SCHEDULER_KEYS = frozenset({"initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"})
+
+
+# ----------------------------------------------------------------------------- hyperparameters
+def _is_scalar(value):
+    return isinstance(value, numbers.Real) or (isinstance(value, np.ndarray) and value.ndim == 0)
+
+
+def check_float(owner, name, value, minimum=None):
+    """``value`` as a Python float; a ValueError that names ``name`` unless it is a finite number
+    (at least ``minimum`` when given)."""
+    if not _is_scalar(value) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{owner}: {name} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or (minimum is not None and value < minimum):
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise ValueError(f"{owner}: invalid {name} value {value}; {name} must be a finite number{bound}")
+    return value
+
+
+def check_flag(owner, name, value):
+    """``value`` as a bool; a TypeError unless it is a bool (a string like "False" is refused)."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, np.ndarray) and value.shape == () and value.dtype == bool):
+        return bool(value)
+    raise TypeError(f"{owner}: {name} must be True or False, got {type(value).__name__} {value!r}")
+
+
+# ----------------------------------------------------------------------------- hooks
+class RemovableHandle:
+    """What ``register_step_pre_hook`` returns: ``remove()`` unregisters the hook."""
+
+    _next_id = 0
+
+    def __init__(self, hooks):
+        self._hooks = hooks
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self):
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+def _with_step_hooks(step):
+    """``step`` wrapped so that the optimizer's step hooks run around it, once per call even
+    when a subclass's step calls its parent's."""
+
+    @functools.wraps(step)
+    def hooked_step(self, *args, **kwargs):
+        if self.__dict__.get("_in_step"):
+            return step(self, *args, **kwargs)
+        for hook in list(self._step_pre_hooks.values()):
+            result = hook(self, args, kwargs)
+            if result is not None:
+                if not (isinstance(result, tuple) and len(result) == 2):
+                    raise RuntimeError(
+                        f"a step pre-hook must return None or a tuple (new_args, new_kwargs), got {result!r}"
+                    )
+                args, kwargs = result
+        self._in_step = True
+        try:
+            out = step(self, *args, **kwargs)
+        finally:
+            self._in_step = False
+        for hook in list(self._step_post_hooks.values()):
+            hook(self, args, kwargs)
+        return out
+
+    hooked_step._firefly_hooked = True
+    return hooked_step
+
+
+def _leaf_of(param):
+    """The leaf Tensor of a Parameter (its ``.tensor``) or of a Tensor (itself), or None."""
+    tensor = getattr(param, "tensor", param)
+    return tensor if isinstance(tensor, Tensor) else None
+
+
+def _label(index, name, leaf):
+    return f"parameter {index}" + (f" '{name}'" if name else "") + f" (shape {leaf.shape}, {leaf.dtype})"
+
+
+def _is_single_parameter(value):
+    return _leaf_of(value) is not None
+
+
+# ----------------------------------------------------------------------------- Optimizer
+class Optimizer:
+    """``Optimizer(params, defaults=None)``: PyTorch's base class; the seed's ``BaseOptimizer``.
+
+    Subclass it and write ``step``, as the seed does::
+
+        class SGD(BaseOptimizer):
+            def __init__(self, parameters, lr=0.01):
+                super().__init__(parameters)
+                self.lr = Tensor(lr)
+
+            def step(self):
+                for param in self.parameters:
+                    param.update(param.tensor - self.lr * param.tensor.grad)
+    """
+
+    def __init__(self, params, defaults=None):
+        self.defaults = dict(defaults or {})
+        self.param_groups = []
+        self.parameters = []  # every parameter, group by group: the seed's attribute
+        self._parameter_names = []
+        self._step_pre_hooks = {}
+        self._step_post_hooks = {}
+        self._in_step = False
+        for group in self._group_list(params):
+            self.add_param_group(group)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        step = cls.__dict__.get("step")
+        if step is not None and not getattr(step, "_firefly_hooked", False):
+            cls.step = _with_step_hooks(step)
+
+    @property
+    def _owner(self):
+        return type(self).__name__
+
+    def _group_list(self, params):
+        owner = self._owner
+        if isinstance(params, dict):
+            raise TypeError(f"{owner}: params must be an iterable of parameters or of param group dicts; "
+                            "wrap a single group dict in a list")
+        if _is_single_parameter(params):
+            raise TypeError(
+                f"{owner}: params must be an iterable of Parameters, got a single "
+                f"{type(params).__name__}; pass a list such as model.get_parameters()"
+            )
+        if isinstance(params, (set, frozenset)):
+            raise TypeError(f"{owner}: params must be an ordered collection (a list), not a set: "
+                            "a set's order changes between runs, and with it the state_dict indices")
+        try:
+            items = list(params)
+        except TypeError:
+            raise TypeError(
+                f"{owner}: params must be an iterable of Parameters, got {type(params).__name__}; "
+                "pass a list such as model.get_parameters()"
+            ) from None
+        if not items:
+            raise ValueError(f"{owner}: got an empty parameter list; pass the model's parameters, e.g. model.get_parameters()")
+        if any(isinstance(item, dict) for item in items):
+            if not all(isinstance(item, dict) for item in items):
+                raise TypeError(f"{owner}: params mixes param group dicts with parameters; "
+                                "put every parameter in a group dict, or pass no dicts")
+            return [dict(item) for item in items]
+        return [{"params": items}]
+
+    def _allowed_group_keys(self):
+        """The keys a param group may have besides ``params``, or None for any (the base class
+        does not know its subclass's hyperparameters)."""
+        return None
+
+    def _check_group(self, group):
+        """Validated, normalized hyperparameters of ``group`` (a dict); the base has none."""
+        return {}
+
+    def add_param_group(self, param_group):
+        """Add a group (a dict with ``params`` and any hyperparameters; the others come from
+        the constructor's defaults), as ``torch.optim.Optimizer.add_param_group``."""
+        owner = self._owner
+        where = f"param_groups[{len(self.param_groups)}]"
+        if not isinstance(param_group, dict):
+            raise TypeError(f"{owner}: a param group must be a dict, got {type(param_group).__name__}")
+        group = dict(param_group)
+        if "params" not in group:
+            raise ValueError(f"{owner}: {where} has no 'params' key; give it {{'params': [...], ...}}")
+        params = group["params"]
+        if _is_single_parameter(params):
+            params = [params]
+        elif isinstance(params, (set, frozenset)):
+            raise TypeError(f"{owner}: {where}['params'] must be an ordered collection (a list), not a set")
+        else:
+            try:
+                params = list(params)
+            except TypeError:
+                raise TypeError(f"{owner}: {where}['params'] must be an iterable of parameters, "
+                                f"got {type(params).__name__}") from None
+        if not params:
+            raise ValueError(f"{owner}: {where} has no parameters; give it some or leave the group out")
+        allowed = self._allowed_group_keys()
+        if allowed is not None:
+            unknown = sorted(set(group) - {"params", "param_names"} - allowed - SCHEDULER_KEYS)
+            if unknown:
+                raise ValueError(
+                    f"{owner}: {where} has unknown key(s) {unknown}; {owner}'s param groups take "
+                    f"'params' and {sorted(allowed)}"
+                )
+        start = len(self.parameters)
+        names, leaves = [], []
+        for position, item in enumerate(params):
+            name = None
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+                name, item = item
+            leaf = _leaf_of(item)
+            if leaf is None:
+                raise TypeError(
+                    f"{owner}: parameter {start + position} is a {type(item).__name__}, not a Parameter; "
+                    "pass firefly.nn.Parameter objects or leaf Tensors (model.get_parameters()), or "
+                    "(name, parameter) pairs (model.named_parameters())"
+                )
+            if leaf._node is not None:
+                raise ValueError(f"{owner}: parameter {start + position} is not a leaf Tensor (an op "
+                                 "computed it); only leaves can be optimized")
+            names.append(name)
+            leaves.append(item)
+        if any(n is not None for n in names) and not all(n is not None for n in names):
+            raise ValueError(f"{owner}: {where} mixes named and unnamed parameters; name all or none")
+        if "param_names" in group:
+            names = list(group["param_names"])
+            if len(names) != len(leaves):
+                raise ValueError(f"{owner}: {where}['param_names'] has {len(names)} names for {len(leaves)} parameters")
+        seen = {id(_leaf_of(p)): self._describe(i) for i, p in enumerate(self.parameters)}
+        for position, (name, item) in enumerate(zip(names, leaves)):
+            leaf = _leaf_of(item)
+            label = _label(start + position, name, leaf)
+            if id(leaf) in seen:
+                raise ValueError(f"{owner}: {label} is the same parameter as {seen[id(leaf)]}; "
+                                 "a parameter can be in one param group only, once")
+            seen[id(leaf)] = label
+            self._check_parameter(label, leaf)
+        # torch's key order: params, then the hyperparameters in the constructor's order.
+        group = {"params": leaves, **{name: group.get(name, default) for name, default in self.defaults.items()},
+                 **{key: value for key, value in group.items() if key != "params"}}
+        if any(n is not None for n in names):
+            group["param_names"] = names
+        group.update(self._check_group(group))
+        self.param_groups.append(group)
+        self.parameters.extend(leaves)
+        self._parameter_names.extend(names)
+
+    def _check_parameter(self, label, leaf):
+        """Refuse a parameter this optimizer cannot update (the base takes any leaf)."""
+
+    def _describe(self, index):
+        """'parameter 3 'fc1.bias' (shape (32,), float32)', for error messages."""
+        return _label(index, self._parameter_names[index], _leaf_of(self.parameters[index]))
+
+    # ------------------------------------------------------------------ hooks
+    def register_step_pre_hook(self, hook):
+        """``hook(optimizer, args, kwargs)`` runs at the start of every ``step()``; it may
+        return ``(new_args, new_kwargs)``. Returns a handle whose ``remove()`` unregisters it."""
+        handle = RemovableHandle(self._step_pre_hooks)
+        self._step_pre_hooks[handle.id] = hook
+        return handle
+
+    def register_step_post_hook(self, hook):
+        """``hook(optimizer, args, kwargs)`` runs at the end of every ``step()``."""
+        handle = RemovableHandle(self._step_post_hooks)
+        self._step_post_hooks[handle.id] = hook
+        return handle
+
+    # ------------------------------------------------------------------ the seed's interface
+    def zero_grad(self, set_to_none=True):
+        """Drop every gradient (PyTorch's default); ``set_to_none=False`` zeros them in place."""
+        for param in self.parameters:
+            tensor = _leaf_of(param)
+            if set_to_none or tensor.grad is None:
+                tensor.grad = None
+            else:
+                tensor.grad._data.fill(0)
+
+    @_with_step_hooks
+    def step(self, closure=None):
+        raise NotImplementedError("Step method not implemented.")
+
+    # ------------------------------------------------------------------ state
+    def _group_state(self):
+        """The param groups as ``state_dict`` stores them: parameters as global indices."""
+        groups, start = [], 0
+        for group in self.param_groups:
+            saved = {key: value for key, value in group.items() if key != "params"}
+            saved["params"] = list(range(start, start + len(group["params"])))
+            start += len(group["params"])
+            groups.append(saved)
+        return groups
+
+    def state_dict(self):
+        """``{"state": {}, "param_groups": [...]}``: the base class keeps no per-parameter state."""
+        return {"state": {}, "param_groups": self._group_state()}
+
+    def _checked_groups(self, state_dict):
+        """The saved param groups, checked against this optimizer's, as dicts without params."""
+        owner = f"{self._owner}.load_state_dict"
+        if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
+            keys = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
+            raise ValueError(f"{owner}: expected a dict with keys 'state' and 'param_groups' (from state_dict()), got {keys}")
+        saved_groups = list(state_dict["param_groups"])
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"{owner}: the state has {len(saved_groups)} param groups, this optimizer has "
+                             f"{len(self.param_groups)}")
+        checked = []
+        for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            saved = dict(saved)
+            saved_params = saved.pop("params", None)
+            count = len(group["params"])
+            if saved_params is None or len(saved_params) != count:
+                got = "none" if saved_params is None else len(saved_params)
+                raise ValueError(f"{owner}: param_groups[{i}] was saved with {got} parameters, this optimizer's has {count}")
+            saved.pop("param_names", None)
+            checked.append(saved)
+        return checked
+
+    def load_state_dict(self, state_dict):
+        """Restore the param groups' hyperparameters saved by ``state_dict()``."""
+        for group, saved in zip(self.param_groups, self._checked_groups(state_dict)):
+            group.update(saved)
+
+
+BaseOptimizer = Optimizer
+
+
+# ----------------------------------------------------------------------------- FusedOptimizer
+class FusedOptimizer(Optimizer):
+    """Base of firefly's optimizers: flat per-dtype buffers, one kernel call per dtype with
+    per-run hyperparameters.
+
+    Subclasses pass their defaults to ``__init__``, validate a group's hyperparameters in
+    ``_check_group`` (the same message whether the bad value came from the constructor, a
+    group dict or ``param_groups[i][key] = value`` before a ``step()``) and apply the update
+    in ``_update``. Parameters that do not require grad (frozen) are packed but left alone. A
+    parameter that requires grad but has none at ``step()`` is skipped (PyTorch's behaviour)
+    unless ``_skips_missing_gradients`` is False, in which case ``step()`` raises before
+    updating anything.
+
+    Gradients set another way than through the installed views (``.grad`` replaced, or set to
+    None and recomputed by backward) and parameter arrays replaced behind the optimizer's back
+    are noticed at ``step()`` by an identity check and copied into the flat buffers, so the
+    result is the same, one copy slower.
+    """
+
+    _state_names = ()  # the flat state buffers the subclass may keep, as named in state_dict
+    _skips_missing_gradients = True
+    _min_saved_step = 1  # Adagrad's state exists from construction, with step 0
+
+    def __init__(self, params, defaults):
+        self._buffers = None
+        self._validated = []
+        super().__init__(params, defaults)
+        self._pack({})
+
+    def _allowed_group_keys(self):
+        return set(self.defaults)
+
+    def _check_parameter(self, label, leaf):
+        if leaf.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{self._owner}: {label} must be float32 or float64")
+
+    def add_param_group(self, param_group):
+        super().add_param_group(param_group)
+        if self._buffers is not None:  # after construction: repack, keeping every state
+            self._pack(self._member_state())
+
+    # ------------------------------------------------------------------ packing
+    def _pack(self, carried):
+        """(Re)build the flat buffers from the param groups; ``carried`` maps a parameter index
+        to (step, {state name: array}) to restore."""
+        by_dtype = {}
+        index = 0
+        for group_index, group in enumerate(self.param_groups):
+            for param in group["params"]:
+                tensor = _leaf_of(param)
+                entry = by_dtype.setdefault(tensor.dtype, ([], [], []))
+                members, tensors, segments = entry
+                if not segments or segments[-1][0] != group_index:
+                    segments.append([group_index, len(members), len(members)])
+                members.append(index)
+                tensors.append(tensor)
+                segments[-1][2] = len(members)
+                index += 1
+        self._buffers = [FlatBuffer(dtype, members, tensors, [tuple(s) for s in segments])
+                         for dtype, (members, tensors, segments) in by_dtype.items()]
+        for buf in self._buffers:
+            for k in range(len(buf.members)):
+                self._install(buf, k)
+        self._restore(carried)
+
+    def _restore(self, carried):
+        """Fresh state (``_init_state``), then the step counts and state arrays in ``carried``:
+        {parameter index: (step, {state name: array})}."""
+        self._init_state()
+        for buf in self._buffers:
+            for k, index in enumerate(buf.members):
+                if index not in carried:
+                    continue
+                step, arrays = carried[index]
+                buf.steps[k] = step
+                for name, value in arrays.items():
+                    buf.view(buf.buffer(name), k)[...] = value
+                    buf.live[name][k] = True
+
+    def _init_state(self):
+        """Allocate state that exists from construction (Adagrad's sums); none by default."""
+
+    def _install(self, buf, k):
+        try:
+            return buf.install_grad(k)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"{self._owner}: the gradient of {self._describe(buf.members[k])} {exc}") from None
+
+    def _member_state(self):
+        """{parameter index: (step, {state name: copy of its slot})} for parameters with state."""
+        carried = {}
+        for buf in self._buffers:
+            for k, index in enumerate(buf.members):
+                arrays = {name: buf.view(buf.state[name], k).copy()
+                          for name in self._state_names if name in buf.state and buf.live[name][k]}
+                if buf.steps[k] >= self._min_saved_step and (buf.steps[k] or arrays):
+                    carried[index] = (int(buf.steps[k]), arrays)
+        return carried
+
+    # ------------------------------------------------------------------ hyperparameters
+    def _validated_groups(self):
+        """Each group's checked hyperparameters; a group changed since its last check (by
+        ``param_groups[i][key] = value`` or a scheduler) is checked again, with the
+        constructor's messages."""
+        names = self.defaults.keys()
+        checked_groups = []
+        for i, group in enumerate(self.param_groups):
+            snapshot = [group[name] for name in names]
+            if i < len(self._validated):
+                previous, checked = self._validated[i]
+                try:
+                    unchanged = previous == snapshot
+                except (TypeError, ValueError):  # e.g. an array compared elementwise
+                    unchanged = False
+                if unchanged is True:
+                    checked_groups.append(checked)
+                    continue
+            checked = self._check_group(group)
+            if i < len(self._validated):
+                self._validated[i] = (snapshot, checked)
+            else:
+                self._validated.append((snapshot, checked))
+            checked_groups.append(checked)
+        del self._validated[len(self.param_groups):]
+        return checked_groups
+
+    def __repr__(self):
+        lines = [f"{self._owner} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i} ({len(group['params'])} parameters)")
+            lines.extend(f"    {key}: {value!r}" for key, value in group.items() if key not in ("params", "param_names"))
+        lines.append(")")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ gradients
+    def zero_grad(self, set_to_none=False):
+        """Zero every gradient in one pass over the flat gradient buffers, and install each
+        trainable parameter's ``.grad`` as a view into them.
+
+        Unlike PyTorch's default, gradients become zeros, not None (PyTorch's
+        ``set_to_none=False``): a trainable parameter that then gets no gradient from
+        backward is still updated, with a zero gradient. ``set_to_none=True`` drops them
+        instead; backward then allocates new gradients, which ``step()`` copies in.
+        """
+        for buf in self._buffers:
+            if not set_to_none:
+                buf.grads.fill(0)
+            for k, tensor in enumerate(buf.tensors):
+                if set_to_none:
+                    tensor.grad = None
+                elif tensor.requires_grad:
+                    tensor.grad = buf.grad_tensors[k]
+
+    def flat_grads(self):
+        """The flat gradient buffers, one per dtype, in the same order on every process that
+        built the optimizer from the same parameters.
+
+        Every parameter's gradient is made to live in them first: a gradient that backward put
+        elsewhere is copied in, a trainable parameter without one gets a zero gradient (so it
+        is updated with whatever is written into its slot), a frozen one's slot is zeroed.
+        Writing into the returned arrays in place changes the gradients the next ``step()``
+        uses (an all-reduce, a clip)."""
+        for buf in self._buffers:
+            for k, tensor in enumerate(buf.tensors):
+                if self._install(buf, k):
+                    continue
+                buf.view(buf.grads, k).fill(0)
+                if tensor.requires_grad:
+                    tensor.grad = buf.grad_tensors[k]
+        return [buf.grads for buf in self._buffers]
+
+    def _active_members(self, buf):
+        """Per member of ``buf``, whether this step updates it; and the indices of trainable
+        parameters without a gradient. Brings changes made behind the optimizer's back into
+        the flat buffers first."""
+        active, missing = [], []
+        for k, tensor in enumerate(buf.tensors):
+            if tensor._data is not buf.value_views[k]:
+                try:
+                    buf.rebind_value(k)
+                except ValueError as exc:
+                    raise ValueError(f"{self._owner}: parameter {buf.members[k]} {exc}") from None
+            if not tensor.requires_grad:
+                active.append(False)
+                continue
+            if not self._install(buf, k):
+                active.append(False)
+                missing.append(buf.members[k])
+                continue
+            active.append(True)
+        return active, missing
+
+    # ------------------------------------------------------------------ step
+    @_with_step_hooks
+    def step(self, closure=None):
+        """Update every parameter that has a gradient: one kernel call per dtype.
+        ``closure``, if given, recomputes and returns the loss (called first, as in PyTorch);
+        its result is returned."""
+        loss = closure() if closure is not None else None
+        hyperparameters = self._validated_groups()
+        plan = [(buf, *self._active_members(buf)) for buf in self._buffers]
+        if not self._skips_missing_gradients:
+            missing = [index for _, _, buf_missing in plan for index in buf_missing]
+            if missing:
+                described = "; ".join(self._describe(index) for index in sorted(missing))
+                raise ValueError(
+                    f"Parameter has no gradient. {self._owner}.step(): {described} has "
+                    "grad None. Call backward() on a loss that depends on it before step(), or "
+                    "leave it out of the optimizer (or set trainable=False)"
+                )
+        for buf, active, _ in plan:
+            runs = []
+            for group_index, first, end in buf.segments:
+                group = hyperparameters[group_index]
+                runs.extend((*run, group) for run in buf.runs(active, first, end, self._split_flags(buf, group)))
+            if runs:
+                self._update(buf, runs)
+                if all(active):
+                    buf.steps += 1
+                else:
+                    buf.steps[np.asarray(active, bool)] += 1
+        return loss
+
+    def _split_flags(self, buf, group):
+        """A per-member flag that must be constant within a run, or None."""
+        return None
+
+    def _update(self, buf, runs):
+        """Apply one update to ``buf`` (one kernel call): ``runs`` holds (element slice, member
+        slice, step, split flag, checked group) for each run of members to update, whose
+        parameters have had ``step`` updates so far."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _run_arrays(buf, runs, coefficients, flags):
+        """The kernels' (runs, coefficients, flags) arrays: run bounds as int64, one row of
+        coefficients (Python floats, rounded once to the buffer's dtype) and of flags per run."""
+        bounds = np.array([(elements.start, elements.stop) for elements, *_ in runs], np.int64)
+        return bounds, np.array(coefficients, buf.dtype), np.array(flags, bool)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self):
+        """The optimizer's state in PyTorch's layout, with plain values (NumPy arrays, Python
+        numbers, tuples and lists) so that ``firefly.save`` stores it without pickling:
+
+        ``{"state": {index: {"step": int, <state name>: ndarray}}, "param_groups": [{<hyperparameter>: value, ..., "params": [indices]}]}``
+
+        Parameters are numbered across the groups in order. ``state`` has an entry for each
+        parameter with state (updated at least once). Arrays are copies.
+        """
+        state = {index: {"step": step, **arrays} for index, (step, arrays) in sorted(self._member_state().items())}
+        return {"state": state, "param_groups": self._group_state()}
+
+    def load_state_dict(self, state_dict):
+        """Restore param groups, step counts and state buffers from ``state_dict()`` output
+        (also after a round trip through ``firefly.save``/``firefly.load``, which may turn keys
+        into strings and numbers into 0-d arrays). Everything is checked before anything
+        changes; values are copied into the optimizer's own buffers."""
+        owner = f"{self._owner}.load_state_dict"
+        saved_groups = self._checked_groups(state_dict)
+        names = set(self.defaults)
+        for i, saved in enumerate(saved_groups):
+            missing = names - set(saved)
+            unknown = set(saved) - names - SCHEDULER_KEYS
+            if missing or unknown:
+                raise ValueError(
+                    f"{owner}: param_groups[{i}] has hyperparameters {sorted(saved)}, which do not match "
+                    f"{self._owner}'s {sorted(names)}; was the state saved from another optimizer?"
+                )
+            saved.update(self._check_group(saved))
+        shapes = [_leaf_of(p).shape for p in self.parameters]
+        count = len(shapes)
+        carried = {}
+        for key, entry in dict(state_dict["state"]).items():
+            try:
+                index = int(key)
+            except (TypeError, ValueError):
+                raise ValueError(f"{owner}: state key {key!r} is not a parameter index") from None
+            if not 0 <= index < count:
+                raise ValueError(f"{owner}: state key {key!r} is out of range for {count} parameters")
+            entry = dict(entry)
+            step = entry.pop("step", None)
+            if (step is None or not _is_scalar(step) or float(step) != int(step)
+                    or int(step) < self._min_saved_step):
+                raise ValueError(f"{owner}: state of {self._describe(index)} needs a 'step' count "
+                                 f">= {self._min_saved_step}, got {step!r}")
+            for name, value in entry.items():
+                if name not in self._state_names:
+                    raise ValueError(
+                        f"{owner}: unknown state '{name}' for {self._describe(index)}; "
+                        f"{self._owner} keeps {list(self._state_names)}"
+                    )
+                if not isinstance(value, np.ndarray) or value.shape != shapes[index] or value.dtype.kind != "f":
+                    raise ValueError(
+                        f"{owner}: state '{name}' of {self._describe(index)} must be a float array "
+                        f"of the parameter's shape, got {getattr(value, 'shape', type(value).__name__)}"
+                    )
+            carried[index] = (int(step), entry)
+
+        for group, saved in zip(self.param_groups, saved_groups):
+            params, param_names = group["params"], group.get("param_names")
+            group.clear()
+            group.update(saved)
+            group["params"] = params
+            if param_names is not None:
+                group["param_names"] = param_names
+        self._validated = []
+        for buf in self._buffers:
+            buf.steps[:] = 0
+            buf.state.clear()
+            buf.live.clear()
+        self._restore(carried)
