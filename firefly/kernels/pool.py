@@ -18,6 +18,32 @@ def _taps(start, k, d, size):
     return lo, max(hi, lo)
 
 
+@inline_helper
+def _max_pool_2x2(x, argmax, out):
+    """The common 2x2, stride-2 window inside the plane, unrolled: the generic loop's short
+    variable-length inner loops cost more than the comparisons (2.6x slower at 8x8 planes)."""
+    planes, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    for p in prange(planes):
+        for oy in range(OH):
+            r0, r1 = x[p, 2 * oy], x[p, 2 * oy + 1]
+            o, a = out[p, oy], argmax[p, oy]
+            for ox in range(OW):
+                i = 2 * ox
+                best, where = r0[i], 0
+                v = r0[i + 1]
+                take = (v > best) | (v != v)
+                best, where = (v, 1) if take else (best, where)
+                v = r1[i]
+                take = (v > best) | (v != v)
+                best, where = (v, W) if take else (best, where)
+                v = r1[i + 1]
+                take = (v > best) | (v != v)
+                best, where = (v, W + 1) if take else (best, where)
+                o[ox] = best
+                a[ox] = 2 * oy * W + i + where
+
+
 @memory_bound
 def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, argmax, out):
     """out = the max of each window, argmax = its flat index in the input plane; padding counts
@@ -25,6 +51,10 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, argmax, out):
     last NaN, as torch's ``val > max || isnan(val)``)."""
     planes, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
+    if kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0 and dh == 1 and dw == 1 \
+            and 2 * OH <= H and 2 * OW <= W:
+        _max_pool_2x2(x, argmax, out)
+        return
     for p in prange(planes):
         plane = x[p].reshape(-1)
         for oy in range(OH):
