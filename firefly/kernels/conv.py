@@ -26,19 +26,6 @@ from firefly.kernels._jit import inline_helper, memory_bound
 
 
 @inline_helper
-def _valid_range(k, dilation, padding, stride, size, out_size):
-    """Output positions [lo, hi) whose input index o*stride - padding + k*dilation is inside [0, size)."""
-    offset = k * dilation - padding
-    lo = 0
-    if offset < 0:
-        lo = (-offset + stride - 1) // stride
-    hi = 0
-    if size - offset > 0:
-        hi = (size - offset - 1) // stride + 1
-    return min(lo, out_size), min(max(hi, 0), out_size)
-
-
-@inline_helper
 def _positions(OH, OW, sh, sw, Wp):
     """Offsets in a padded plane of row width Wp of each output position's window corner."""
     idx = np.empty(OH * OW, dtype=np.int64)

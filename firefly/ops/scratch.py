@@ -48,10 +48,5 @@ class ScratchPool:
         weakref.finalize(view, self.give, owner)
         return view
 
-    def clear(self):
-        with self._lock:
-            self._free.clear()
-            self._bytes = 0
-
 
 POOL = ScratchPool()
