@@ -7,9 +7,9 @@ fused implementation, ``foreach=True`` otherwise).
 
 - ``test_optimizer_step``: one ``step()`` of SGD with momentum, Adam, RMSprop and Adagrad.
   The groups: the big weight with weight decay, the small weight with another lr, the biases
-  without decay. ``firefly-1group`` is the same step with every parameter in one group: one
-  kernel call over the whole flat buffer, the floor that a single call per dtype with
-  per-segment hyperparameters could reach, against firefly's one call per (group, dtype).
+  without decay. ``firefly-1group`` is the same step with every parameter in one group: what
+  the groups cost (firefly updates all of them in one kernel call per dtype, with per-run
+  hyperparameters; one call per (group, dtype) had cost SGD 30% here).
 - ``test_clip_grad_norm``: ``clip_grad_norm_`` (always clipping), over an optimizer's flat
   gradient buffer and over loose gradients.
 - ``test_scheduler_step``: one scheduler ``step()`` on a three-group optimizer.

@@ -6,6 +6,7 @@ The second test freezes that layer at its random initialization: every bit of le
 then flow back through Linear, Dropout, MaxPool2d, ReLU, BatchNorm2d and Conv2d."""
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,8 +14,8 @@ import pytest
 import firefly
 from firefly import nn
 from firefly.optim import AdamW
-from pyrun import REPO_ROOT, run_python
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("sklearn")
 sys.path.insert(0, str(REPO_ROOT / "examples"))
 import digits_cnn  # noqa: E402
@@ -52,7 +53,7 @@ def test_digits_cnn_learns_through_the_convolutions_alone():
     assert accuracy >= 0.9, accuracy
 
 
-def test_digits_mlp_example_reaches_97_percent(tmp_path):
+def test_digits_mlp_example_reaches_97_percent(tmp_path, run_python):
     result = run_python(REPO_ROOT / "examples" / "digits_mlp.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     epochs = re.findall(r"Epoch \[(\d+)/30\], loss: (\S+), train accuracy: (\S+)%, held-out accuracy: (\S+)%",
@@ -62,7 +63,7 @@ def test_digits_mlp_example_reaches_97_percent(tmp_path):
     assert final >= 97.0, result.stdout[-600:]
 
 
-def test_demo_digits_cnn_reports_each_epoch(tmp_path):
+def test_demo_digits_cnn_reports_each_epoch(tmp_path, run_python):
     result = run_python("-m", "firefly", "demo", "--model", "digits-cnn", "--epochs", "2", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "digits CNN (float32, 2 epochs, AdamW lr=0.01" in result.stdout

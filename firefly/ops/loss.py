@@ -24,8 +24,8 @@ class MSELoss(Op):
     arity = 2
     forward_kernel, backward_kernel = K.mse_forward, K.mse_backward
 
-    @staticmethod
-    def forward(ctx, input, target, reduction="mean"):
+    @classmethod
+    def forward(cls, ctx, input, target, reduction="mean"):
         if reduction not in ("mean", "sum"):
             raise ValueError(f"mse_loss: reduction must be 'mean' or 'sum', got {reduction!r}")
         if input.shape != target.shape:
@@ -35,18 +35,18 @@ class MSELoss(Op):
         else:  # the mean over no elements is NaN, as in PyTorch
             scale = 1.0 / input.size if input.size else float("nan")
         out = np.empty(1, dtype=input.dtype)
-        K.mse_forward(input.reshape(-1), target.reshape(-1), scale, out)
+        cls.forward_kernel(input.reshape(-1), target.reshape(-1), scale, out)
         ctx.save_for_backward(input, target)
         ctx.scale = scale
         return out.reshape(())
 
-    @staticmethod
-    def backward(ctx, grad):
+    @classmethod
+    def backward(cls, ctx, grad):
         input, target = ctx.saved_tensors
         need_target = ctx.needs_input_grad[1]
         dinput = np.empty_like(input)
         dtarget = np.empty_like(target) if need_target else dinput
-        K.mse_backward(input.reshape(-1), target.reshape(-1), float(grad) * ctx.scale, need_target,
+        cls.backward_kernel(input.reshape(-1), target.reshape(-1), float(grad) * ctx.scale, need_target,
                        dinput.reshape(-1), dtarget.reshape(-1))
         return dinput, (dtarget if need_target else None)
 
