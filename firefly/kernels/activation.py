@@ -1,5 +1,5 @@
-"""Activation kernels over flat arrays: GELU (exact and tanh), leaky ReLU, ELU, SiLU, softplus,
-hardtanh and log-sigmoid. Each backward reads the forward's input. Transcendental functions
+"""Kernels of the activations with attributes, over flat arrays: GELU (exact and tanh), leaky
+ReLU, ELU, softplus and hardtanh. Each backward reads the forward's input. Transcendental functions
 run in float64 and round once into the output's dtype."""
 import math
 
@@ -73,21 +73,6 @@ def elu_backward(grad, x, alpha, dx):
 
 
 @transcendental
-def silu_forward(x, out):
-    for i in prange(x.size):
-        v = float(x[i])
-        out[i] = v * _sigmoid(v)
-
-
-@transcendental
-def silu_backward(grad, x, dx):
-    for i in prange(x.size):
-        v = float(x[i])
-        s = _sigmoid(v)
-        dx[i] = grad[i] * s * (1.0 + v * (1.0 - s))
-
-
-@transcendental
 def softplus_forward(x, beta, threshold, out):
     """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold (torch's)."""
     for i in prange(x.size):
@@ -115,17 +100,3 @@ def hardtanh_backward(grad, x, min_val, max_val, dx):
     for i in prange(x.size):
         v = x[i]
         dx[i] = grad[i] if min_val < v < max_val else 0.0
-
-
-@transcendental
-def log_sigmoid_forward(x, out):
-    """min(x, 0) - log(1 + exp(-|x|)): no overflow for large |x|."""
-    for i in prange(x.size):
-        v = float(x[i])
-        out[i] = min(v, 0.0) - math.log1p(math.exp(-abs(v)))
-
-
-@transcendental
-def log_sigmoid_backward(grad, x, dx):
-    for i in prange(x.size):
-        dx[i] = grad[i] * _sigmoid(-float(x[i]))

@@ -1,13 +1,18 @@
-"""Activation ops with attributes: ``gelu`` (``approximate="none"`` or ``"tanh"``),
-``leaky_relu`` (``negative_slope``), ``elu`` (``alpha``), ``silu``, ``softplus`` (``beta``,
-``threshold``), ``hardtanh`` (``min_val``, ``max_val``) and ``log_sigmoid``, with torch's
-defaults and gradients (at a kink, the side torch takes)."""
+"""Activation ops with torch's defaults and gradients (at a kink, the side torch takes).
+
+``silu`` and ``log_sigmoid`` are their scalar math on ``UnaryOp`` (the kernel families build
+their kernels). The ops with attributes are written in full over ``firefly.kernels.activation``:
+``gelu`` (``approximate="none"`` or ``"tanh"``), ``leaky_relu`` (``negative_slope``), ``elu``
+(``alpha``), ``softplus`` (``beta``, ``threshold``) and ``hardtanh`` (``min_val``, ``max_val``).
+"""
 import numbers
 
 import numpy as np
 
 from firefly.kernels import activation as K
+from firefly.kernels.vmath import exp, like, log1p, sigmoid
 from firefly.ops.base import Op
+from firefly.ops.families import UnaryOp
 from firefly.ops.registry import register
 
 
@@ -106,9 +111,18 @@ class ELU(_Activation):
 
 
 @register
-class SiLU(_Activation):
+class SiLU(UnaryOp):
     name = "silu"
-    forward_kernel, backward_kernel = K.silu_forward, K.silu_backward
+    forward_cost = backward_cost = "transcendental"
+    domain = (-3.0, 3.0)
+
+    def scalar_forward(x):
+        return x * sigmoid(x)
+
+    def scalar_backward(grad, x):
+        s = sigmoid(x)
+        one = like(1.0, x)
+        return grad * s * (one + x * (one - s))
 
 
 @register
@@ -148,6 +162,16 @@ class Hardtanh(_Activation):
 
 
 @register
-class LogSigmoid(_Activation):
+class LogSigmoid(UnaryOp):
+    """log(sigmoid(x)) = min(x, 0) - log(1 + exp(-|x|)): no overflow for large |x|."""
+
     name = "log_sigmoid"
-    forward_kernel, backward_kernel = K.log_sigmoid_forward, K.log_sigmoid_backward
+    forward_cost = backward_cost = "transcendental"
+    domain = (-3.0, 3.0)
+
+    def scalar_forward(x):
+        zero = like(0.0, x)
+        return (x if x < zero else zero) - log1p(exp(-abs(x)))
+
+    def scalar_backward(grad, x):
+        return grad * sigmoid(-x)
