@@ -8,6 +8,7 @@ from hypothesis.extra.numpy import array_shapes
 import firefly
 from firefly.ops import registry
 from firefly.testing import check_op, gradcheck
+from layer_references import LAYER_COMPOSITION_STEPS
 
 
 BUILTIN_NAMES = sorted(n for n in firefly.ops.names() if registry.origin(n) == registry.BUILTIN)
@@ -86,6 +87,9 @@ COMPOSITION_STEPS = {
     "cat": lambda x, v, w: firefly.cat([x[:, :1], x[:, 1:] * 2.0], dim=1),
     "take": lambda x, v, w: x * x[np.array([1, 1])] + x.gather(1, np.array([[2, 2, 0], [1, 0, 0]])),
 }
+
+
+COMPOSITION_STEPS.update(LAYER_COMPOSITION_STEPS)
 
 
 def test_composition_steps_cover_every_builtin_op():
