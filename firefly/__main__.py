@@ -1,5 +1,5 @@
 """Command line: ``python -m firefly demo`` trains the seed MLP; ``python -m firefly info``
-describes the installation."""
+describes the installation; ``python -m firefly warmup`` fills the kernel cache."""
 import argparse
 import os
 import statistics
@@ -115,6 +115,12 @@ def info(args):
     return 0
 
 
+def warmup(args):
+    from firefly.warmup import DTYPES, warm
+
+    return 1 if warm(DTYPES[args.dtype], processes=args.processes) else 0
+
+
 def _number(text, kind, parse, minimum, strict):
     """Parse one option value; argparse prefixes the message with the option's name."""
     try:
@@ -156,6 +162,17 @@ def main(argv=None):
     demo_parser.set_defaults(run=demo)
     info_parser = commands.add_parser("info", help="versions, threading, kernel cache and registered ops")
     info_parser.set_defaults(run=info)
+    warmup_parser = commands.add_parser(
+        "warmup", help="compile the built-in kernels into Numba's on-disk cache",
+        description="Compile every built-in op's and optimizer's kernels into Numba's on-disk cache "
+                    "(NUMBA_CACHE_DIR), so that later processes load them instead of compiling. Run it "
+                    "after installing, in a Docker image build, or before a benchmark.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    warmup_parser.add_argument("--dtype", choices=("float32", "float64", "all"), default="all",
+                               help="the dtype(s) to compile kernels for")
+    warmup_parser.add_argument("--processes", type=_positive_int, default=os.cpu_count() or 1,
+                               help="worker processes")
+    warmup_parser.set_defaults(run=warmup)
     args = parser.parse_args(argv)
     return args.run(args)
 
