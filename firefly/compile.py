@@ -1,0 +1,555 @@
+"""``firefly.compile(fn)``: record a training step's kernel calls, then replay them.
+
+``step = firefly.compile(fn)`` returns a function that, per signature (the shapes, dtypes and
+``requires_grad`` of the Tensor and ndarray arguments, the values of the other arguments, and
+the grad mode), does this:
+
+1. The first two calls run ``fn`` eagerly under a recorder. The recorder sees every kernel an
+   op runs (through the ops' ``forward_kernel``/``backward_kernel``, the only way an op reaches
+   a kernel), every gradient ``backward`` hands to a leaf, and every call of an optimizer's
+   ``step``/``zero_grad`` and a scheduler's ``step``.
+2. The second recording becomes a plan if it provably computes what eager would: every array
+   a kernel reads must be explained by the plan, i.e. be an argument, memory that was there
+   when ``fn`` started and that nothing outside the recorded calls changed meanwhile (the
+   parameters, optimizer state, tensors ``fn`` closes over), an earlier recorded call's
+   output, scratch memory whose contents the kernel does not read (tested by rerunning the
+   kernel on poisoned copies), or a constant fill (``np.zeros``, ``np.ones``) that the first
+   recording also had. Kernel arguments that are not arrays must be equal in both recordings.
+3. Later calls copy the arguments into the plan's input buffers and replay: kernels are called
+   directly on the buffers of the second recording, with no Tensor, graph or validation work.
+   Optimizer and scheduler methods run as Python at their place in the plan, so that the
+   learning rate, Adam's step count and everything else they read is read at replay time.
+
+When the plan cannot be proven (a random draw such as dropout's mask, NumPy work in Python
+code, a tensor value read with ``item()``/``float()``/``bool()``/``numpy()`` inside ``fn``),
+that signature runs eagerly from then on and one ``RuntimeWarning`` says why and where: results
+are always those of the eager step. Replay is checked too: if a parameter's ``requires_grad``,
+its data array or its gradient array is no longer the one recorded (say ``zero_grad(
+set_to_none=True)`` ran outside ``fn``), the step is recorded again.
+
+What the user must keep in mind: a compiled ``fn`` returns detached copies of the tensors it
+returns (no graph), and its Python code runs only while recording, so Python state that it
+changes (a counter, a list of losses) changes only then; inputs that change between calls must
+be passed as arguments (tensors reached through globals or closures are read in place, so
+writing new values into them works, rebinding the name to another tensor does not); and state
+that Python code inside ``fn`` changes without reaching a kernel is not replayed.
+"""
+import collections
+import functools
+import sys
+import warnings
+import zlib
+
+import numpy as np
+
+from firefly import autograd
+from firefly.kernels._jit import SizedKernel, is_compiled_kernel
+from firefly.ops.base import Op
+from firefly.tensor import Tensor
+
+MAX_PLANS = 8            # signatures kept per compiled function
+MAX_RECORDINGS = 3       # eager recordings per signature before giving up on a plan
+_VALUE_READS = ("item", "numpy", "to_numpy", "tolist", "__float__", "__int__", "__bool__", "__array__")
+
+
+class CompileFallback(Exception):
+    """Why a step cannot be replayed; the compiled function then runs that signature eagerly."""
+
+
+def _extent(a):
+    """The memory ``a`` spans: (first byte, one past the last byte)."""
+    start = a.__array_interface__["data"][0]
+    if a.size == 0:
+        return start, start
+    low = high = start
+    for n, stride in zip(a.shape, a.strides):
+        if stride >= 0:
+            high += (n - 1) * stride
+        else:
+            low += (n - 1) * stride
+    return low, high + a.itemsize
+
+
+def _digest(a):
+    return zlib.crc32(a.tobytes()), a.size
+
+
+def _uniform_value(a):
+    """The one value every element of ``a`` holds, or None."""
+    if a.size == 0:
+        return None
+    first = a.flat[0]
+    return first if np.array_equal(a, np.full(a.shape, first, dtype=a.dtype), equal_nan=True) else None
+
+
+def _poison(a):
+    return np.nan if a.dtype.kind in "fc" else -12345
+
+
+def _where():
+    """``file:line`` of the innermost frame outside firefly: the user's line."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("firefly"):
+        frame = frame.f_back
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame else "an unknown line"
+
+
+def _leaf_array(t):
+    return t._data
+
+
+class _Recording:
+    """One eager run of ``fn``: the calls in order, and (when ``previous`` is given) the checks
+    that turn it into a plan."""
+
+    def __init__(self, previous, inputs):
+        self.previous = previous     # the prior recording of this signature, or None
+        self.entries = []            # (kind, callable, args, extra)
+        self.kept = []               # every array seen: keeps its memory from being reused
+        self.problem = None          # the first reason this recording cannot become a plan
+        self.depth = 0               # > 0 inside an optimizer or scheduler call
+        self.expected = {}           # extent -> (array, digest): memory whose contents are explained
+        self.leaves = {}             # id -> leaf tensor that received a gradient
+        self.optimizers = {}         # id -> optimizer seen
+        if previous is not None:
+            for a in previous.kept:
+                self._explain(a)
+        for a in inputs:
+            self._explain(a)
+
+    def fail(self, message):
+        if self.problem is None:
+            self.problem = message
+
+    def _explain(self, a):
+        self.expected[_extent(a)] = (a, _digest(a))
+
+    def _refresh(self, touched=None):
+        """Re-digest explained memory: all of it, or what overlaps the ``touched`` arrays."""
+        spans = None if touched is None else [_extent(a) for a in touched]
+        for key, (a, _) in list(self.expected.items()):
+            if spans is None or any(key[0] < hi and lo < key[1] for lo, hi in spans):
+                self.expected[key] = (a, _digest(a))
+
+    def _check_explained(self, what, a):
+        """True when ``a``'s contents are explained; records a problem when they were changed
+        by something this recording did not see."""
+        self.kept.append(a)
+        known = self.expected.get(_extent(a))
+        if known is None:
+            return False
+        if known[1] != _digest(a):
+            self.fail(f"{what} read an array that was changed outside the recorded kernels "
+                      "(NumPy or Python code writing into it)")
+        return True
+
+    # ------------------------------------------------------------------ recorded calls
+    def kernel(self, kernel, args):
+        if self.depth or self.problem is not None:
+            return kernel(*args)
+        name = getattr(kernel, "__name__", repr(kernel))
+        arrays = [(i, a) for i, a in enumerate(args) if isinstance(a, np.ndarray)]
+        fills, uniforms = [], None
+        if self.previous is None:
+            # The first recording only notes what the second is compared with.
+            self.kept.extend(a for _, a in arrays)
+            uniforms = tuple(_uniform_value(a) for _, a in arrays)
+        else:
+            for i, a in arrays:
+                if self._check_explained(f"kernel {name}", a) or not self._content_matters(kernel, args, i):
+                    continue
+                value = _uniform_value(a)
+                if value is None:
+                    self.fail(f"kernel {name} reads an array that no recorded kernel wrote (a random draw such "
+                              "as dropout's, or NumPy work in Python code)")
+                    return kernel(*args)
+                fills.append((i, a, value))
+        result = kernel(*args)
+        outputs = result if isinstance(result, tuple) else (result,)
+        for r in outputs:
+            if isinstance(r, np.ndarray):
+                self.kept.append(r)
+                self._explain(r)
+            elif r is not None:
+                self.fail(f"kernel {name} returned a Python value ({type(r).__name__}) that the step may use")
+        if self.previous is not None:
+            self._refresh([a for _, a in arrays])
+            for _, a in arrays:
+                self._explain(a)
+        self.entries.append(("kernel", _resolved(kernel, args), args, (fills, result, uniforms)))
+        return result
+
+    def _content_matters(self, kernel, args, i):
+        """Whether the kernel's results depend on what ``args[i]`` holds before the call: run it
+        on copies, once as they are and once with ``args[i]`` poisoned, and compare."""
+        arrays = [a for a in args if isinstance(a, np.ndarray)]
+        for j, a in enumerate(arrays):
+            if any(np.shares_memory(a, b) for b in arrays[j + 1:]):
+                return True  # aliasing arguments: copies would not behave alike
+        runs = []
+        for poisoned in (False, True):
+            copies = [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
+            if poisoned:
+                copies[i].fill(_poison(copies[i]))
+            result = kernel(*copies)
+            runs.append(([c for c in copies if isinstance(c, np.ndarray)], result))
+        (first, r1), (second, r2) = runs
+        same = all(np.array_equal(a, b, equal_nan=True) for a, b in zip(first, second))
+        if isinstance(r1, np.ndarray):
+            same = same and np.array_equal(r1, r2, equal_nan=True)
+        return not same
+
+    def leaf_gradient(self, accumulate, leaf, g):
+        if self.depth or self.problem is not None:
+            return accumulate(leaf, g)
+        self.leaves[id(leaf)] = leaf
+        g = np.asarray(g)
+        if self.previous is None:
+            accumulate(leaf, g)
+            self.kept.extend((g, _leaf_array(leaf.grad)))
+            self.entries.append(("leaf", None, (leaf, leaf.grad, g, False), None))
+            return
+        if not self._check_explained("backward", g):
+            self.fail("backward handed a leaf a gradient that no recorded kernel wrote")
+        had = leaf.grad
+        if had is not None and not self._check_explained("backward", _leaf_array(had)):
+            self.fail("backward accumulated into a gradient that no recorded call explains")
+        accumulate(leaf, g)
+        grad = leaf.grad
+        self.kept.extend((g, _leaf_array(grad)))
+        self._refresh([_leaf_array(grad)])
+        self._explain(_leaf_array(grad))
+        self.entries.append(("leaf", None, (leaf, grad, g, had is None), None))
+
+    def method(self, function, owner, args, kwargs):
+        if self.depth or self.problem is not None:
+            return function(owner, *args, **kwargs)
+        if hasattr(owner, "param_groups"):
+            self.optimizers[id(owner)] = owner
+            if function.__name__ == "step" and self.previous is not None:
+                self._check_gradients(owner)
+        self.depth += 1
+        try:
+            result = function(owner, *args, **kwargs)
+        finally:
+            self.depth -= 1
+        if result is not None and not isinstance(result, (int, float)):
+            self.fail(f"{type(owner).__name__}.{function.__name__} returned {type(result).__name__}")
+        if self.previous is not None:
+            self._refresh()  # the call reruns at replay: what it changed is explained
+        self.entries.append(("method", function, (owner, args, kwargs), function.__name__))
+        return result
+
+    def _check_gradients(self, optimizer):
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                leaf = getattr(p, "tensor", p)
+                if leaf.grad is not None:
+                    self._check_explained(f"{type(optimizer).__name__}.step", _leaf_array(leaf.grad))
+
+    def value_read(self, name):
+        if not self.depth:
+            self.fail(f"the function reads a tensor's value with {name}() at {_where()}; move the read out "
+                      "of the compiled function (return the tensor and read it after the call)")
+
+
+def _resolved(kernel, args):
+    """The build a SizedKernel would pick for these (fixed) sizes."""
+    if isinstance(kernel, SizedKernel) and args[0].size < kernel.threshold and args[-1].size < kernel.threshold:
+        return kernel.serial
+    return kernel
+
+
+def _same_call(mine, theirs):
+    (kind, fn, args, extra), (kind2, fn2, args2, extra2) = mine, theirs
+    if kind != kind2:
+        return False
+    if kind == "kernel":
+        if fn is not fn2 or len(args) != len(args2):
+            return False
+        for a, b in zip(args, args2):
+            if isinstance(a, np.ndarray) != isinstance(b, np.ndarray):
+                return False
+            if isinstance(a, np.ndarray):
+                if a.shape != b.shape or a.dtype != b.dtype:
+                    return False
+            elif type(a) is not type(b) or not (a == b or (a != a and b != b)):
+                return False
+        # theirs is the first recording: a constant fill must have held the same value then
+        positions = [k for k, a in enumerate(args) if isinstance(a, np.ndarray)]
+        uniforms = extra2[2]
+        for i, _, value in extra[0]:
+            had = uniforms[positions.index(i)]
+            if had is None or not (had == value or (had != had and value != value)):
+                return False
+        return True
+    if kind == "method":
+        try:
+            return fn is fn2 and args[0] is args2[0] and bool(args[1] == args2[1]) and bool(args[2] == args2[2])
+        except (TypeError, ValueError):  # arguments that do not compare as one bool
+            return False
+    if kind == "leaf":
+        return args[0] is args2[0]
+    return extra == extra2
+
+
+def _set_leaf_gradient(leaf, grad, g, fresh):
+    if fresh:
+        np.copyto(grad._data, g)
+        leaf.grad = grad
+    else:
+        grad._data += g
+
+
+def _copy_result(kernel, args, recorded):
+    result = kernel(*args)
+    if isinstance(recorded, tuple):
+        for dst, src in zip(recorded, result):
+            if isinstance(dst, np.ndarray):
+                np.copyto(dst, src)
+    else:
+        np.copyto(recorded, result)
+
+
+class _Plan:
+    """The second recording, as calls to make."""
+
+    def __init__(self, recording, input_arrays, returned):
+        self.calls = []
+        for kind, fn, args, extra in recording.entries:
+            if kind == "kernel":
+                fills, result, _ = extra
+                for _, a, value in fills:
+                    self.calls.append((a.fill, (value,)))
+                if isinstance(result, np.ndarray) or (isinstance(result, tuple) and
+                                                      any(isinstance(r, np.ndarray) for r in result)):
+                    self.calls.append((functools.partial(_copy_result, fn), (args, result)))
+                else:
+                    self.calls.append((fn, args))
+            elif kind == "leaf":
+                self.calls.append((_set_leaf_gradient, args))
+            else:
+                owner, a, kw = args
+                self.calls.append((functools.partial(fn, owner, **kw), a))
+        self.inputs = input_arrays
+        self.returned = returned
+        leaves = dict(recording.leaves)
+        for optimizer in recording.optimizers.values():
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    leaf = getattr(p, "tensor", p)
+                    leaves[id(leaf)] = leaf
+        self.guards = [(t, t.requires_grad, t._data, t.grad) for t in leaves.values()]
+
+    def valid(self):
+        return all(t.requires_grad == rg and t._data is data and t.grad is grad
+                   for t, rg, data, grad in self.guards)
+
+    def replay(self, arrays):
+        for dst, src in zip(self.inputs, arrays):
+            if dst is not src:
+                np.copyto(dst, src)
+        for fn, args in self.calls:
+            fn(*args)
+        return _rebuild(self.returned, lambda a: Tensor(np.array(a, copy=True)))
+
+
+def _rebuild(structure, leaf):
+    if isinstance(structure, (tuple, list)):
+        return type(structure)(_rebuild(s, leaf) for s in structure)
+    return None if structure is None else leaf(structure)
+
+
+# ---------------------------------------------------------------------- patching
+def _subclasses(cls):
+    seen, todo = [], [cls]
+    while todo:
+        c = todo.pop()
+        seen.append(c)
+        todo.extend(c.__subclasses__())
+    return seen
+
+
+class _RecordingKernel:
+    """Stands in for a kernel on an op class while a recording runs."""
+
+    def __init__(self, kernel, recording):
+        self.kernel, self.recording = kernel, recording
+        self.__name__ = getattr(kernel, "__name__", repr(kernel))
+
+    def __call__(self, *args):
+        return self.recording.kernel(self.kernel, args)
+
+
+@functools.lru_cache(maxsize=None)
+def _method_owners():
+    from firefly.optim.lr_scheduler import LRScheduler
+    from firefly.optim.optimizer import Optimizer
+
+    return (Optimizer, ("step", "zero_grad")), (LRScheduler, ("step",))
+
+
+class _Patched:
+    """Installs the recorder's stand-ins, and removes them on exit."""
+
+    def __init__(self, recording):
+        self.recording = recording
+        self.undo = []
+
+    def _set(self, owner, name, value):
+        old = owner.__dict__[name]
+        setattr(owner, name, value)
+        self.undo.append((owner, name, old))
+
+    def __enter__(self):
+        rec = self.recording
+        for cls in _subclasses(Op):
+            for attr in ("forward_kernel", "backward_kernel"):
+                value = cls.__dict__.get(attr)
+                if isinstance(value, tuple):
+                    self._set(cls, attr, tuple(_RecordingKernel(k, rec) if is_compiled_kernel(k) else k for k in value))
+                elif value is not None and is_compiled_kernel(value):
+                    self._set(cls, attr, _RecordingKernel(value, rec))
+        accumulate = autograd._accumulate_leaf
+        self._set_module(autograd, "_accumulate_leaf", lambda leaf, g: rec.leaf_gradient(accumulate, leaf, g))
+        for base, names in _method_owners():
+            for cls in _subclasses(base):
+                for name in names:
+                    if name in cls.__dict__:
+                        self._set(cls, name, _recorded_method(cls.__dict__[name], rec))
+        for name in _VALUE_READS:
+            if name in Tensor.__dict__:
+                self._set(Tensor, name, _value_read(Tensor.__dict__[name], name, rec))
+        return self
+
+    def _set_module(self, module, name, value):
+        old = getattr(module, name)
+        setattr(module, name, value)
+        self.undo.append((module, name, old))
+
+    def __exit__(self, *exc):
+        for owner, name, old in reversed(self.undo):
+            setattr(owner, name, old)
+
+
+def _recorded_method(function, rec):
+    @functools.wraps(function)
+    def method(self, *args, **kwargs):
+        return rec.method(function, self, args, kwargs)
+    return method
+
+
+def _value_read(function, name, rec):
+    @functools.wraps(function)
+    def read(self, *args, **kwargs):
+        rec.value_read(name)
+        return function(self, *args, **kwargs)
+    return read
+
+
+# ---------------------------------------------------------------------- the compiled function
+def _describe(value):
+    if isinstance(value, Tensor):
+        return ("Tensor", value.shape, value.dtype.str, value.requires_grad)
+    if isinstance(value, np.ndarray):
+        return ("ndarray", value.shape, value.dtype.str)
+    hash(value)  # TypeError for an unhashable argument: such a call runs eagerly
+    return ("value", type(value), value)
+
+
+def _private(value):
+    """A copy of a Tensor/ndarray argument that the plan can own as its input buffer."""
+    if isinstance(value, Tensor):
+        return Tensor(np.array(value._data, copy=True), requires_grad=value.requires_grad)
+    return np.array(value, copy=True)
+
+
+class _Signature:
+    __slots__ = ("recording", "recordings", "plan", "eager")
+
+    def __init__(self):
+        self.recording, self.recordings, self.plan, self.eager = None, 0, None, False
+
+
+class CompiledFunction:
+    """What ``firefly.compile(fn)`` returns; call it like ``fn``."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.signatures = collections.OrderedDict()
+        self._warned = set()
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args, **kwargs):
+        try:
+            key = (autograd.is_grad_enabled(), tuple(map(_describe, args)),
+                   tuple(sorted((k, _describe(v)) for k, v in kwargs.items())))
+        except TypeError:
+            return self.fn(*args, **kwargs)
+        state = self.signatures.get(key)
+        if state is None:
+            state = self.signatures[key] = _Signature()
+            if len(self.signatures) > MAX_PLANS:
+                self.signatures.popitem(last=False)
+        else:
+            self.signatures.move_to_end(key)
+        if state.eager:
+            return self.fn(*args, **kwargs)
+        if state.plan is not None:
+            if state.plan.valid():
+                return state.plan.replay([_leaf_array(a) if isinstance(a, Tensor) else a
+                                          for a in (*args, *kwargs.values()) if isinstance(a, (Tensor, np.ndarray))])
+            state.plan, state.recording, state.recordings = None, None, 0
+        return self._record(state, args, kwargs)
+
+    def _record(self, state, args, kwargs):
+        args = [_private(a) if isinstance(a, (Tensor, np.ndarray)) else a for a in args]
+        kwargs = {k: _private(v) if isinstance(v, (Tensor, np.ndarray)) else v for k, v in kwargs.items()}
+        inputs = [_leaf_array(a) if isinstance(a, Tensor) else a
+                  for a in (*args, *kwargs.values()) if isinstance(a, (Tensor, np.ndarray))]
+        previous = state.recording
+        rec = _Recording(previous, inputs)
+        with _Patched(rec):
+            result = self.fn(*args, **kwargs)
+        returned = _rebuild(result, lambda t: self._returned_array(rec, t))
+        state.recordings += 1
+        if rec.problem is not None and (previous is not None or "reads a tensor's value" in rec.problem):
+            self._give_up(state, rec.problem)
+        elif previous is not None:
+            if len(previous.entries) == len(rec.entries) and all(map(_same_call, rec.entries, previous.entries)):
+                state.plan = _Plan(rec, inputs, returned)
+                state.recording = None
+            elif state.recordings >= MAX_RECORDINGS:
+                self._give_up(state, "the recorded kernel calls differ from one call to the next "
+                                     "(Python control flow or values that change between steps)")
+            else:
+                state.recording = rec
+        else:
+            state.recording = rec
+        return result
+
+    def _returned_array(self, rec, t):
+        if not isinstance(t, Tensor):
+            rec.fail(f"the function returned a {type(t).__name__}; a compiled function may return "
+                     "tensors (or a tuple or list of them) or None")
+            return None
+        a = _leaf_array(t)
+        rec._check_explained("the returned tensor", a)
+        if _extent(a) not in rec.expected:
+            rec.fail("the function returned a tensor that no recorded kernel wrote")
+        return a
+
+    def _give_up(self, state, reason):
+        state.eager, state.plan, state.recording = True, None, None
+        if reason not in self._warned:
+            self._warned.add(reason)
+            warnings.warn(f"firefly.compile({getattr(self.fn, '__qualname__', self.fn)}): runs eagerly: {reason}",
+                          RuntimeWarning, stacklevel=3)
+
+
+def compile(fn):
+    """Record ``fn`` (typically zero_grad, forward, loss, backward and ``optimizer.step()``,
+    returning the loss) and replay its kernels on later calls; see this module's docstring."""
+    if not callable(fn):
+        raise TypeError(f"firefly.compile: expected a function, got {type(fn).__name__}")
+    return CompiledFunction(fn)
