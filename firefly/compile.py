@@ -82,6 +82,44 @@ def _uniform_value(a):
     return first if np.array_equal(a, np.full(a.shape, first, dtype=a.dtype), equal_nan=True) else None
 
 
+def _root(a):
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def _view_like(a, root, base):
+    """The view of ``base`` (laid out like ``root``) that ``a`` is of ``root``."""
+    offset = a.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+    return np.ndarray(a.shape, base.dtype, buffer=base, offset=offset * base.itemsize // root.itemsize,
+                      strides=tuple(s * base.itemsize // root.itemsize for s in a.strides))
+
+
+def _copies(args):
+    """Copies of the arguments in which arrays alias one another as the originals do (views of
+    one copied base array), and ``{id(base): (base, copy)}``; None if a base is not contiguous."""
+    bases = {}
+    out = []
+    for a in args:
+        if not isinstance(a, np.ndarray):
+            out.append(a)
+            continue
+        root = _root(a)
+        if not root.flags.c_contiguous or a.dtype != root.dtype:
+            return None
+        copy = bases.setdefault(id(root), (root, root.copy()))[1]
+        out.append(_view_like(a, root, copy))
+    return out, bases
+
+
+def _equal(a, b):
+    """Elementwise equality, NaN equal to NaN."""
+    same = a == b
+    if a.dtype.kind in "fc":
+        same |= np.isnan(a) & np.isnan(b)
+    return same
+
+
 def _poison(a):
     return np.nan if a.dtype.kind in "fc" else -12345
 
@@ -111,6 +149,7 @@ class _Recording:
         self.expected = {}           # extent -> (array, digest): memory whose contents are explained
         self.leaves = {}             # id -> leaf tensor that received a gradient
         self.optimizers = {}         # id -> optimizer seen
+        self.scalars = []            # (entry index, value, candidate divisors) of kernels returning a number
         if previous is not None:
             for a in previous.kept:
                 self._explain(a)
@@ -149,19 +188,20 @@ class _Recording:
             return kernel(*args)
         name = getattr(kernel, "__name__", repr(kernel))
         arrays = [(i, a) for i, a in enumerate(args) if isinstance(a, np.ndarray)]
-        fills, uniforms = [], None
+        fills = []
+        # What the next recording is compared with: a constant fill must have held then too.
+        uniforms = tuple(_uniform_value(a) for _, a in arrays)
         if self.previous is None:
-            # The first recording only notes what the second is compared with.
             self.kept.extend(a for _, a in arrays)
-            uniforms = tuple(_uniform_value(a) for _, a in arrays)
         else:
             for i, a in arrays:
-                if self._check_explained(f"kernel {name}", a) or not self._content_matters(kernel, args, i):
+                if self._check_explained(f"kernel {name}", a) or self._derived(a) \
+                        or not self._content_matters(kernel, args, i):
                     continue
                 value = _uniform_value(a)
                 if value is None:
-                    self.fail(f"kernel {name} reads an array that no recorded kernel wrote (a random draw such "
-                              "as dropout's, or NumPy work in Python code)")
+                    self.fail(f"kernel {name} reads an array (argument {i}, {a.shape} {a.dtype}) that no "
+                              "recorded kernel wrote (a random draw such as dropout's, or NumPy work in Python code)")
                     return kernel(*args)
                 fills.append((i, a, value))
         result = kernel(*args)
@@ -170,8 +210,11 @@ class _Recording:
             if isinstance(r, np.ndarray):
                 self.kept.append(r)
                 self._explain(r)
+            elif isinstance(r, (float, int, np.floating, np.integer)) and not isinstance(r, bool):
+                sizes = {1} | {a.size for _, a in arrays} | {n for _, a in arrays for n in a.shape}
+                self.scalars.append((len(self.entries), r, sorted(sizes)))
             elif r is not None:
-                self.fail(f"kernel {name} returned a Python value ({type(r).__name__}) that the step may use")
+                self.fail(f"kernel {name} returned a {type(r).__name__} that the step may use")
         if self.previous is not None:
             self._refresh([a for _, a in arrays])
             for _, a in arrays:
@@ -179,25 +222,46 @@ class _Recording:
         self.entries.append(("kernel", _resolved(kernel, args), args, (fills, result, uniforms)))
         return result
 
+    def _derived(self, a):
+        """Whether ``a`` holds one number that Python made from a kernel's returned number as an
+        op does (``np.array(total / n, dtype)`` with n one of the kernel's sizes, as the mean of
+        a loss). Only the latest such kernel is considered; the plan then recomputes it alike."""
+        if a.size != 1 or not self.scalars:
+            return False
+        index, value, sizes = self.scalars[-1]
+        for n in sizes:
+            if np.array(value / n, dtype=a.dtype).tobytes() == a.tobytes():
+                self.entries.append(("derived", None, (a, index, n), None))
+                self._explain(a)
+                return True
+        return False
+
     def _content_matters(self, kernel, args, i):
         """Whether the kernel's results depend on what ``args[i]`` holds before the call: run it
-        on copies, once as they are and once with ``args[i]`` poisoned, and compare."""
-        arrays = [a for a in args if isinstance(a, np.ndarray)]
-        for j, a in enumerate(arrays):
-            if any(np.shares_memory(a, b) for b in arrays[j + 1:]):
-                return True  # aliasing arguments: copies would not behave alike
+        on copies, once as they are and once with ``args[i]`` poisoned, and compare everything
+        but the poisoned elements the kernel left alone."""
         runs = []
         for poisoned in (False, True):
-            copies = [np.array(a, copy=True) if isinstance(a, np.ndarray) else a for a in args]
+            copied = _copies(args)
+            if copied is None:
+                return True  # memory laid out in a way the copies cannot reproduce
+            copies, bases = copied
             if poisoned:
                 copies[i].fill(_poison(copies[i]))
-            result = kernel(*copies)
-            runs.append(([c for c in copies if isinstance(c, np.ndarray)], result))
-        (first, r1), (second, r2) = runs
-        same = all(np.array_equal(a, b, equal_nan=True) for a, b in zip(first, second))
+            runs.append((bases, kernel(*copies)))
+        (plain, r1), (poisoned, r2) = runs
+        target = _root(args[i])
+        for (root, c1), (_, c2) in zip(plain.values(), poisoned.values()):
+            differ = ~_equal(c1, c2)
+            if root is target:
+                untouched = np.zeros(root.shape, dtype=bool)
+                _view_like(args[i], root, untouched)[...] = True
+                differ &= ~(untouched & _equal(c2, np.full_like(c2, _poison(c2))) & _equal(c1, root))
+            if differ.any():
+                return True
         if isinstance(r1, np.ndarray):
-            same = same and np.array_equal(r1, r2, equal_nan=True)
-        return not same
+            return not np.array_equal(r1, r2, equal_nan=True)
+        return False
 
     def leaf_gradient(self, accumulate, leaf, g):
         if self.depth or self.problem is not None:
@@ -293,12 +357,37 @@ def _same_call(mine, theirs):
     return extra == extra2
 
 
+def _describe_entry(entry):
+    kind, fn, args, extra = entry
+    if kind == "kernel":
+        parts = [f"{a.shape} {a.dtype}" if isinstance(a, np.ndarray) else repr(a) for a in args]
+        return f"kernel {getattr(fn, '__name__', fn)}({', '.join(parts)})"
+    if kind == "method":
+        return f"{type(args[0]).__name__}.{fn.__name__}"
+    return f"a gradient for a leaf of shape {args[0].shape}"
+
+
+def _first_difference(mine, theirs):
+    for k, (a, b) in enumerate(zip(mine, theirs)):
+        if not _same_call(a, b):
+            return f"call {k} is {_describe_entry(a)}, was {_describe_entry(b)}"
+    return f"{len(mine)} calls, were {len(theirs)}"
+
+
 def _set_leaf_gradient(leaf, grad, g, fresh):
     if fresh:
         np.copyto(grad._data, g)
         leaf.grad = grad
     else:
         grad._data += g
+
+
+def _keep_result(kernel, holder, *args):
+    holder[0] = kernel(*args)
+
+
+def _derive(a, holder, n):
+    a[...] = np.array(holder[0] / n, dtype=a.dtype)
 
 
 def _copy_result(kernel, args, recorded):
@@ -316,7 +405,8 @@ class _Plan:
 
     def __init__(self, recording, input_arrays, returned):
         self.calls = []
-        for kind, fn, args, extra in recording.entries:
+        numbers = {args[1]: [None] for kind, _, args, _ in recording.entries if kind == "derived"}
+        for index, (kind, fn, args, extra) in enumerate(recording.entries):
             if kind == "kernel":
                 fills, result, _ = extra
                 for _, a, value in fills:
@@ -324,8 +414,13 @@ class _Plan:
                 if isinstance(result, np.ndarray) or (isinstance(result, tuple) and
                                                       any(isinstance(r, np.ndarray) for r in result)):
                     self.calls.append((functools.partial(_copy_result, fn), (args, result)))
+                elif index in numbers:
+                    self.calls.append((functools.partial(_keep_result, fn, numbers[index]), args))
                 else:
                     self.calls.append((fn, args))
+            elif kind == "derived":
+                a, source, n = args
+                self.calls.append((_derive, (a, numbers[source], n)))
             elif kind == "leaf":
                 self.calls.append((_set_leaf_gradient, args))
             else:
@@ -460,7 +555,7 @@ def _describe(value):
 def _private(value):
     """A copy of a Tensor/ndarray argument that the plan can own as its input buffer."""
     if isinstance(value, Tensor):
-        return Tensor(np.array(value._data, copy=True), requires_grad=value.requires_grad)
+        return Tensor(np.array(value._data, copy=True), requires_grad=value.requires_grad, dtype=value.dtype)
     return np.array(value, copy=True)
 
 
@@ -479,6 +574,12 @@ class CompiledFunction:
         self.signatures = collections.OrderedDict()
         self._warned = set()
         functools.update_wrapper(self, fn)
+
+    def status(self):
+        """How many signatures replay a plan, run eagerly for good, or are still recording."""
+        plans = sum(s.plan is not None for s in self.signatures.values())
+        eager = sum(s.eager for s in self.signatures.values())
+        return {"plans": plans, "eager": eager, "recording": len(self.signatures) - plans - eager}
 
     def __call__(self, *args, **kwargs):
         try:
@@ -516,17 +617,23 @@ class CompiledFunction:
         if rec.problem is not None and (previous is not None or "reads a tensor's value" in rec.problem):
             self._give_up(state, rec.problem)
         elif previous is not None:
-            if len(previous.entries) == len(rec.entries) and all(map(_same_call, rec.entries, previous.entries)):
+            mine = [e for e in rec.entries if e[0] != "derived"]
+            theirs = [e for e in previous.entries if e[0] != "derived"]
+            if len(theirs) == len(mine) and all(map(_same_call, mine, theirs)):
                 state.plan = _Plan(rec, inputs, returned)
                 state.recording = None
             elif state.recordings >= MAX_RECORDINGS:
                 self._give_up(state, "the recorded kernel calls differ from one call to the next "
-                                     "(Python control flow or values that change between steps)")
+                                     "(Python control flow or values that change between steps): "
+                                     + _first_difference(mine, theirs))
             else:
                 state.recording = rec
         else:
             state.recording = rec
-        return result
+        if state.eager:
+            return result
+        # The plan's buffers change on every replay: hand back copies, as replay does.
+        return _rebuild(result, lambda t: Tensor(np.array(t._data, copy=True)) if isinstance(t, Tensor) else t)
 
     def _returned_array(self, rec, t):
         if not isinstance(t, Tensor):
@@ -534,8 +641,7 @@ class CompiledFunction:
                      "tensors (or a tuple or list of them) or None")
             return None
         a = _leaf_array(t)
-        rec._check_explained("the returned tensor", a)
-        if _extent(a) not in rec.expected:
+        if not rec._check_explained("the returned tensor", a) and not rec._derived(a):
             rec.fail("the function returned a tensor that no recorded kernel wrote")
         return a
 
