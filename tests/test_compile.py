@@ -56,10 +56,6 @@ def _same_parameters(a, b):
         np.testing.assert_array_equal(p.tensor.numpy(), q.tensor.numpy())
 
 
-def _no_warnings():
-    return warnings.catch_warnings(record=False)
-
-
 def test_seed_mlp_bit_identical_over_200_steps():
     eager_model, _, eager_step = _seed_mlp()
     model, _, step = _seed_mlp()
