@@ -118,7 +118,8 @@ def info(args):
 def warmup(args):
     from firefly.warmup import DTYPES, warm
 
-    return 1 if warm(DTYPES[args.dtype], processes=args.processes) else 0
+    ops = [name.strip() for name in args.ops.split(",") if name.strip()] if args.ops else None
+    return 1 if warm(DTYPES[args.dtype], ops=ops, processes=args.processes) else 0
 
 
 def _number(text, kind, parse, minimum, strict):
@@ -170,6 +171,8 @@ def main(argv=None):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     warmup_parser.add_argument("--dtype", choices=("float32", "float64", "all"), default="all",
                                help="the dtype(s) to compile kernels for")
+    warmup_parser.add_argument("--ops", default=None,
+                               help="comma-separated op names to warm (default: every built-in op)")
     warmup_parser.add_argument("--processes", type=_positive_int, default=os.cpu_count() or 1,
                                help="worker processes")
     warmup_parser.set_defaults(run=warmup)

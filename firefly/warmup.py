@@ -84,23 +84,28 @@ def run_task(task):
     return task, time.perf_counter() - start, compiled - compiled_before, loaded - loaded_before, error
 
 
-def tasks(dtypes):
+def tasks(dtypes, ops=None):
+    """The tasks for ``dtypes``: the optimizers, and each op of ``ops`` (default: every
+    built-in op; plugin ops are left to their packages, which a worker may not load alike)."""
     from firefly.ops import registry
 
+    if ops is None:
+        ops = [name for name in registry.names() if registry.origin(name) == "built-in"]
+    else:
+        for name in ops:
+            registry.get(name)  # an unknown name fails here, before any work
     out = []
     for dtype in dtypes:
         name = np.dtype(dtype).name
         out.append(("optimizers", "optimizers", name))
-        # plugin ops are left to their own packages: a worker process may not load them alike
-        out.extend(("op", op_name, name) for op_name in registry.names()
-                   if registry.origin(op_name) == "built-in")
+        out.extend(("op", op_name, name) for op_name in ops)
     return out
 
 
-def warm(dtypes=(np.float32,), processes=None, log=print):
-    """Run every task; returns the number of tasks that failed. ``processes``: worker
-    processes (default: one per core; 1 runs in this process)."""
-    todo = tasks(dtypes)
+def warm(dtypes=(np.float32,), ops=None, processes=None, log=print):
+    """Run the tasks; returns the number that failed. ``processes``: worker processes
+    (default: one per core; 1 runs in this process)."""
+    todo = tasks(dtypes, ops)
     processes = processes or os.cpu_count() or 1
     start = time.perf_counter()
     totals = [0, 0]
