@@ -52,8 +52,8 @@ MAX_RECORDINGS = 3       # eager recordings per signature before giving up on a 
 _VALUE_READS = ("item", "numpy", "to_numpy", "tolist", "__float__", "__int__", "__bool__", "__array__")
 
 
-class CompileFallback(Exception):
-    """Why a step cannot be replayed; the compiled function then runs that signature eagerly."""
+# Entries that only the analysed recording has: how it explains memory Python code wrote.
+_EXPLANATIONS = ("derived", "cast", "sum")
 
 
 def _extent(a):
@@ -153,6 +153,8 @@ class _Recording:
         if previous is not None:
             for a in previous.kept:
                 self._explain(a)
+            for leaf in _leaves(previous):  # parameters: what fn started with is state
+                self._explain(_leaf_array(leaf))
         for a in inputs:
             self._explain(a)
 
@@ -198,8 +200,14 @@ class _Recording:
                 if self._check_explained(f"kernel {name}", a) or self._derived(a) \
                         or not self._content_matters(kernel, args, i):
                     continue
-                value = _uniform_value(a)
-                if value is None:
+                value, source = _uniform_value(a), self._python_source(a)
+                if value is not None and source is not None and self._changed_since_previous(i, arrays, value):
+                    value = None  # a one-valued result of state that changes: not a constant
+                if value is None and source is not None:
+                    self.entries.append(source)
+                    self._explain(a)
+                    continue
+                if value is None or source is not None:  # not a constant, or not only one
                     self.fail(f"kernel {name} reads an array (argument {i}, {a.shape} {a.dtype}) that no "
                               "recorded kernel wrote (a random draw such as dropout's, or NumPy work in Python code)")
                     return kernel(*args)
@@ -235,6 +243,40 @@ class _Recording:
                 self._explain(a)
                 return True
         return False
+
+    def _changed_since_previous(self, i, arrays, value):
+        """Whether argument ``i`` of the kernel call being recorded held another one value in
+        the same call of the previous recording."""
+        previous = [e for e in self.previous.entries if e[0] not in _EXPLANATIONS]
+        position = sum(e[0] not in _EXPLANATIONS for e in self.entries)
+        if position >= len(previous):
+            return False
+        kind, _, args, extra = previous[position]
+        if kind != "kernel" or len(extra[2]) != len(arrays):
+            return False
+        had = extra[2][[k for k, _ in arrays].index(i)]
+        return had is not None and not (had == value or (had != had and value != value))
+
+    def _python_source(self, a):
+        """The entry that recomputes ``a`` from explained arrays the way the engine's Python
+        does, or None: a conversion of another float dtype (the engine promoting a float32
+        parameter to meet float64 data, and converting its gradient back), or the sum of two
+        arrays (the engine adding the gradients of a tensor used twice)."""
+        data = a.tobytes()
+        same = []
+        for b, _ in list(self.expected.values()):
+            if b.shape != a.shape or b.dtype.kind != "f" or np.shares_memory(a, b):
+                continue
+            if b.dtype != a.dtype:
+                if b.astype(a.dtype).tobytes() == data:
+                    return ("cast", None, (a, b), None)
+            else:
+                same.append(b)
+        for k, b in enumerate(same):
+            for c in same[k:]:
+                if np.add(b, c).tobytes() == data:
+                    return ("sum", None, (a, b, c), None)
+        return None
 
     def _content_matters(self, kernel, args, i):
         """Whether the kernel's results depend on what ``args[i]`` holds before the call: run it
@@ -274,7 +316,12 @@ class _Recording:
             self.entries.append(("leaf", None, (leaf, leaf.grad, g, False), None))
             return
         if not self._check_explained("backward", g):
-            self.fail("backward handed a leaf a gradient that no recorded kernel wrote")
+            source = self._python_source(g)
+            if source is None:
+                self.fail("backward handed a leaf a gradient that no recorded kernel wrote")
+            else:
+                self.entries.append(source)
+                self._explain(g)
         had = leaf.grad
         if had is not None and not self._check_explained("backward", _leaf_array(had)):
             self.fail("backward accumulated into a gradient that no recorded call explains")
@@ -315,6 +362,17 @@ class _Recording:
         if not self.depth:
             self.fail(f"the function reads a tensor's value with {name}() at {_where()}; move the read out "
                       "of the compiled function (return the tensor and read it after the call)")
+
+
+def _leaves(recording):
+    """The leaf tensors a recording gave gradients to, and its optimizers' parameters."""
+    leaves = dict(recording.leaves)
+    for optimizer in recording.optimizers.values():
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                leaf = getattr(p, "tensor", p)
+                leaves[id(leaf)] = leaf
+    return list(leaves.values())
 
 
 def _resolved(kernel, args):
@@ -421,6 +479,12 @@ class _Plan:
             elif kind == "derived":
                 a, source, n = args
                 self.calls.append((_derive, (a, numbers[source], n)))
+            elif kind == "cast":
+                a, source = args
+                self.calls.append((functools.partial(np.copyto, casting="unsafe"), (a, source)))
+            elif kind == "sum":
+                a, b, c = args
+                self.calls.append((functools.partial(np.add, out=a), (b, c)))
             elif kind == "leaf":
                 self.calls.append((_set_leaf_gradient, args))
             else:
@@ -428,13 +492,7 @@ class _Plan:
                 self.calls.append((functools.partial(fn, owner, **kw), a))
         self.inputs = input_arrays
         self.returned = returned
-        leaves = dict(recording.leaves)
-        for optimizer in recording.optimizers.values():
-            for group in optimizer.param_groups:
-                for p in group["params"]:
-                    leaf = getattr(p, "tensor", p)
-                    leaves[id(leaf)] = leaf
-        self.guards = [(t, t.requires_grad, t._data, t.grad) for t in leaves.values()]
+        self.guards = [(t, t.requires_grad, t._data, t.grad) for t in _leaves(recording)]
 
     def valid(self):
         return all(t.requires_grad == rg and t._data is data and t.grad is grad
@@ -472,8 +530,16 @@ class _RecordingKernel:
         self.kernel, self.recording = kernel, recording
         self.__name__ = getattr(kernel, "__name__", repr(kernel))
 
-    def __call__(self, *args):
+    def __call__(self, *args, **kwargs):
+        if kwargs:  # firefly's kernels take positional arguments; this one is not understood
+            self.recording.fail(f"kernel {self.__name__} was called with keyword arguments")
+            return self.kernel(*args, **kwargs)
         return self.recording.kernel(self.kernel, args)
+
+    def __getattr__(self, name):
+        # e.g. a SizedKernel's .serial: reached this way, the kernel runs unrecorded, and the
+        # memory it writes is then unexplained (the step runs eagerly)
+        return getattr(self.kernel, name)
 
 
 @functools.lru_cache(maxsize=None)
@@ -552,6 +618,11 @@ def _describe(value):
     return ("value", type(value), value)
 
 
+def _in_order(args, kwargs):
+    """The arguments in the order the signature lists them (keywords sorted by name)."""
+    return (*args, *(kwargs[k] for k in sorted(kwargs)))
+
+
 def _private(value):
     """A copy of a Tensor/ndarray argument that the plan can own as its input buffer."""
     if isinstance(value, Tensor):
@@ -599,7 +670,7 @@ class CompiledFunction:
         if state.plan is not None:
             if state.plan.valid():
                 return state.plan.replay([_leaf_array(a) if isinstance(a, Tensor) else a
-                                          for a in (*args, *kwargs.values()) if isinstance(a, (Tensor, np.ndarray))])
+                                          for a in _in_order(args, kwargs) if isinstance(a, (Tensor, np.ndarray))])
             state.plan, state.recording, state.recordings = None, None, 0
         return self._record(state, args, kwargs)
 
@@ -607,18 +678,19 @@ class CompiledFunction:
         args = [_private(a) if isinstance(a, (Tensor, np.ndarray)) else a for a in args]
         kwargs = {k: _private(v) if isinstance(v, (Tensor, np.ndarray)) else v for k, v in kwargs.items()}
         inputs = [_leaf_array(a) if isinstance(a, Tensor) else a
-                  for a in (*args, *kwargs.values()) if isinstance(a, (Tensor, np.ndarray))]
+                  for a in _in_order(args, kwargs) if isinstance(a, (Tensor, np.ndarray))]
         previous = state.recording
         rec = _Recording(previous, inputs)
         with _Patched(rec):
             result = self.fn(*args, **kwargs)
         returned = _rebuild(result, lambda t: self._returned_array(rec, t))
+        rec.previous, rec.expected = None, {}  # what a later recording needs is in rec.kept
         state.recordings += 1
         if rec.problem is not None and (previous is not None or "reads a tensor's value" in rec.problem):
             self._give_up(state, rec.problem)
         elif previous is not None:
-            mine = [e for e in rec.entries if e[0] != "derived"]
-            theirs = [e for e in previous.entries if e[0] != "derived"]
+            mine = [e for e in rec.entries if e[0] not in _EXPLANATIONS]
+            theirs = [e for e in previous.entries if e[0] not in _EXPLANATIONS]
             if len(theirs) == len(mine) and all(map(_same_call, mine, theirs)):
                 state.plan = _Plan(rec, inputs, returned)
                 state.recording = None

@@ -1,11 +1,15 @@
 """firefly.compile: a replayed step computes bit for bit what the eager step computes."""
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import firefly
 from firefly import nn, optim
+
+# CI checks out the repository with shared/ beside it (as tests/test_seed.py does).
+SEED_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "seed" / "seed_training_script.py"
 
 
 def _seed_mlp(seed=0):
@@ -198,3 +202,36 @@ def test_returns_detached_copies_and_rejects_non_callables():
     assert len({loss.item() for loss in losses}) == 4  # each call's loss is its own array
     with pytest.raises(TypeError, match="expected a function"):
         firefly.compile(3)
+
+
+def test_seed_script_step_replays_bit_identical():
+    """The seed script's own model and loss (float64 data against float32 parameters, a tensor
+    used twice): the engine's conversions and gradient sums are replayed too."""
+    source = SEED_SCRIPT
+    if not source.exists():
+        pytest.skip("the seed script is not next to this checkout")
+    setup = source.read_text().split("epochs = 10")[0]
+
+    def run(compiled):
+        np.random.seed(0)
+        firefly.manual_seed(0)
+        names = {}
+        exec(setup, names)
+        model, X, y, optimizer, loss_fn = (names[k] for k in ("model", "X", "y", "optimizer", "loss_fn"))
+
+        def step():
+            optimizer.zero_grad()
+            loss = loss_fn(model(X), y)
+            loss.backward()
+            optimizer.step()
+            return loss
+
+        fn = firefly.compile(step) if compiled else step
+        return [fn().item() for _ in range(50)], fn
+
+    expected, _ = run(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        got, compiled = run(True)
+    assert got == expected
+    assert compiled.status()["plans"] == 1
