@@ -19,7 +19,14 @@ import numpy as np
 import pytest
 
 from firefly import Tensor
-from firefly.kernels import elementwise as EK, linalg as LK, reduce as RK, softmax as SK
+from firefly.kernels import linalg as LK, reduce as RK
+from firefly.ops import get
+
+
+def kernel_of(op_name, attr="forward_kernel"):
+    """The (first) kernel an op declares: the one its family built from its scalar math."""
+    kernels = getattr(get(op_name), attr)
+    return kernels[0] if isinstance(kernels, tuple) else kernels
 
 try:
     import torch
@@ -69,12 +76,12 @@ def np_sigmoid(x):
 
 # name: (Tensor API, kernel, NumPy, torch, arity)
 ELEMENTWISE = {
-    "add": (lambda a, b: a + b, EK.add_forward, np.add, "add", 2),
-    "mul": (lambda a, b: a * b, EK.mul_forward, np.multiply, "mul", 2),
-    "relu": (Tensor.relu, EK.relu_forward, lambda x: np.maximum(x, 0.0), "relu", 1),
-    "exp": (Tensor.exp, EK.exp_forward, np.exp, "exp", 1),
-    "sigmoid": (Tensor.sigmoid, EK.sigmoid_forward, np_sigmoid, "sigmoid", 1),
-    "tanh": (Tensor.tanh, EK.tanh_forward, np.tanh, "tanh", 1),
+    "add": (lambda a, b: a + b, kernel_of("add"), np.add, "add", 2),
+    "mul": (lambda a, b: a * b, kernel_of("mul"), np.multiply, "mul", 2),
+    "relu": (Tensor.relu, kernel_of("relu"), lambda x: np.maximum(x, 0.0), "relu", 1),
+    "exp": (Tensor.exp, kernel_of("exp"), np.exp, "exp", 1),
+    "sigmoid": (Tensor.sigmoid, kernel_of("sigmoid"), np_sigmoid, "sigmoid", 1),
+    "tanh": (Tensor.tanh, kernel_of("tanh"), np.tanh, "tanh", 1),
 }
 
 
@@ -109,7 +116,8 @@ def backward_case(name, size):
     g, x = inputs(size, 2, shape=(rows, ROW))
     if name == "relu":
         numpy_fn = lambda g, x: g * (x > 0)  # noqa: E731
-        fused = lambda g, x: EK.relu_backward(g.reshape(-1), x.reshape(-1), (out := np.empty_like(g)).reshape(-1)) or out  # noqa: E731
+        kernel = kernel_of("relu", "backward_kernel")
+        fused = lambda g, x: kernel(g.reshape(-1), x.reshape(-1), (out := np.empty_like(g)).reshape(-1)) or out  # noqa: E731
         torch_fn = lambda g, x: torch.ops.aten.threshold_backward(g, x, 0)  # noqa: E731
         return (g, x), numpy_fn, fused, torch_fn
     if name in ("sigmoid", "tanh"):
@@ -118,7 +126,7 @@ def backward_case(name, size):
             numpy_fn = lambda g, y: g * y * (1.0 - y)  # noqa: E731
         else:
             numpy_fn = lambda g, y: g * (1.0 - y * y)  # noqa: E731
-        kernel = EK.sigmoid_backward if name == "sigmoid" else EK.tanh_backward
+        kernel = kernel_of(name, "backward_kernel")
         fused = lambda g, y: kernel(g.reshape(-1), y.reshape(-1), (out := np.empty_like(g)).reshape(-1)) or out  # noqa: E731
         aten = None if torch is None else getattr(torch.ops.aten, f"{name}_backward")
         torch_fn = lambda g, y: aten(g, y)  # noqa: E731
@@ -126,11 +134,12 @@ def backward_case(name, size):
     if name == "mul":
         b = inputs(size + 1, 1, shape=(rows, ROW))[0]
         numpy_fn = lambda g, a, b: (g * b, g * a)  # noqa: E731
+        kernel = kernel_of("mul", "backward_kernel")
 
         def fused(g, a, b):
             da, db = np.empty_like(g), np.empty_like(g)
             flat = (1, 1, g.size)
-            EK.mul_backward(g.reshape(flat), a.reshape(flat), b.reshape(flat), da.reshape(flat), db.reshape(flat))
+            kernel(g.reshape(flat), a.reshape(flat), b.reshape(flat), da.reshape(flat), db.reshape(flat))
             return da, db
         torch_fn = lambda g, a, b: (g * b, g * a)  # noqa: E731
         return (g, x, b), numpy_fn, fused, torch_fn
@@ -140,11 +149,11 @@ def backward_case(name, size):
     three_d = (rows, ROW, 1)
     if name == "softmax":
         numpy_fn = lambda g, y: y * (g - (g * y).sum(axis=-1, keepdims=True))  # noqa: E731
-        kernel, saved = SK.softmax_backward, np.exp(log_y)
+        kernel, saved = kernel_of("softmax", "backward_kernel"), np.exp(log_y)
         aten = lambda g, y: torch.ops.aten._softmax_backward_data(g, y, -1, torch.float32)  # noqa: E731
     else:
         numpy_fn = lambda g, y: g - np.exp(y) * g.sum(axis=-1, keepdims=True)  # noqa: E731
-        kernel, saved = SK.log_softmax_backward, log_y
+        kernel, saved = kernel_of("log_softmax", "backward_kernel"), log_y
         aten = lambda g, y: torch.ops.aten._log_softmax_backward_data(g, y, -1, torch.float32)  # noqa: E731
     fused = lambda g, y: kernel(g.reshape(three_d), y.reshape(three_d), (out := np.empty_like(g)).reshape(three_d)) or out  # noqa: E731
     return (g, saved.astype(np.float32)), numpy_fn, fused, aten
@@ -226,7 +235,7 @@ def test_softmax_forward(benchmark, name, size, impl):
         t = Tensor(x)
         fn = lambda: getattr(t, name)(axis=-1)  # noqa: E731
     elif impl == "kernel":
-        kernel = SK.softmax_forward if name == "softmax" else SK.log_softmax_forward
+        kernel = kernel_of(name)
         out = np.empty_like(x)
         fn = lambda: kernel(x.reshape(rows, ROW, 1), out.reshape(rows, ROW, 1)) or out  # noqa: E731
     elif impl == "numpy":

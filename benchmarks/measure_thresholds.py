@@ -9,23 +9,8 @@ which the parallel build is faster at every larger size measured. Set
 ``PARALLEL_MIN_MEMORY_BOUND`` and ``PARALLEL_MIN_TRANSCENDENTAL`` in firefly/kernels/_jit.py
 from it. Run it on a quiet machine: other load makes the parallel build look worse.
 
-Measured on the 2-core machine with nothing else running (numba 0.68, omp layer,
---repeats 7; exp is the vectorized firefly.kernels.vmath kernel):
-
-    add (memory-bound)                          exp (transcendental)
-        size   serial µs  parallel µs  ratio        size   serial µs  parallel µs  ratio
-         100        0.46         2.76   0.17         100        0.53         3.75   0.14
-        1000        0.50         2.87   0.17        1000        2.50         5.05   0.49
-       10000        1.69         3.83   0.44       10000       17.69        17.49   1.01
-       30000        4.75         7.02   0.68       30000       50.90        31.99   1.59
-      100000       17.61        20.71   0.85      100000      157.28        98.69   1.59
-      300000       49.11        27.73   1.77      300000      500.81       280.22   1.79
-     1000000      174.63        93.49   1.87     1000000     1817.31       828.04   2.19
-    10000000     6986.67      5159.13   1.35    10000000    19300.92      9440.73   2.04
-    crossover: 100000-300000 (two runs)         crossover: 10000
-
-These are the crossovers in isolation. firefly/kernels/_jit.py sets its thresholds higher
-(1_048_576 and 262_144) and says why: in a training step the parallel kernels share the cores
+The crossovers it prints are those in isolation. firefly/kernels/_jit.py sets its thresholds
+higher and says why: in a training step the parallel kernels share the cores
 with multithreaded BLAS calls, and lose there what they win here.
 """
 import argparse
@@ -33,7 +18,7 @@ import time
 
 import numpy as np
 
-from firefly.kernels import elementwise
+from firefly.ops import get
 
 SIZES = [100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000, 10_000_000]
 
@@ -61,8 +46,8 @@ def cases(size):
     # add reads the 3-D broadcast form; equal shapes are one (1, 1, n) run.
     flat3 = (1, 1, size)
     return {
-        "add (memory-bound)": (elementwise.add_forward, (a.reshape(flat3), b.reshape(flat3), out.reshape(flat3))),
-        "exp (transcendental)": (elementwise.exp_forward, (a, out)),
+        "add (memory-bound)": (get("add").forward_kernel[0], (a.reshape(flat3), b.reshape(flat3), out.reshape(flat3))),
+        "exp (transcendental)": (get("exp").forward_kernel, (a, out)),
     }
 
 

@@ -78,10 +78,10 @@ def demo(args):
 
 def _kernel_cache_folder():
     """Where Numba keeps compiled firefly kernels, read from one kernel's cache locator."""
-    from firefly.kernels.elementwise import relu_forward
+    from firefly.ops import get
 
     try:
-        return relu_forward.serial._cache._cache_path
+        return get("relu").forward_kernel.serial._cache._cache_path
     except AttributeError:  # Numba moved its private cache attributes
         return "unknown (this Numba version hides its cache locator)"
 
@@ -90,12 +90,11 @@ def info(args):
     import numba
     import firefly
     from firefly.kernels import _jit
-    from firefly.kernels.elementwise import relu_forward
-    from firefly.ops import names, origin
+    from firefly.ops import get, names, origin
 
     # The threading layer is chosen when the first parallel kernel runs; run a tiny one.
     one = np.ones(1)
-    relu_forward.parallel(one, np.empty_like(one))
+    get("relu").forward_kernel.parallel(one, np.empty_like(one))
     print(f"firefly        {firefly.__version__}")
     print(f"numpy          {np.__version__}")
     print(f"numba          {numba.__version__}")

@@ -8,7 +8,18 @@ import threading
 
 import numpy as np
 
+from firefly.dtypes import FLOAT_DTYPES, promote
 from firefly.ops.base import Context
+
+# The Tensor class, bound by firefly.tensor when it defines it (tensor.py imports this module,
+# so this module cannot import tensor.py without an import cycle).
+Tensor = None
+
+
+def bind_tensor_type(cls):
+    """Called once by ``firefly.tensor``: the class that ops return and gradients are made of."""
+    global Tensor
+    Tensor = cls
 
 
 class _GradMode(threading.local):
@@ -82,7 +93,7 @@ def _input_arrays(op, args):
                 f"{op.name}: inputs must be float32 or float64, got {a.dtype} "
                 f"(shape {a.shape}); convert with Tensor(x, dtype=np.float32)"
             )
-        dtype = a.dtype if dtype is None or a.dtype is dtype else FLOAT_DTYPES[1]
+        dtype = promote(dtype, a.dtype)
         arrays.append(a)
     dtype = dtype or FLOAT_DTYPES[0]
     for i, a in enumerate(arrays):
@@ -97,7 +108,8 @@ def apply(op, *args, **attrs):
     """Run Op class ``op`` on Tensors, arrays or Python numbers; record it if needed."""
     if len(args) != op.arity:
         raise TypeError(f"{op.name}: expected {op.arity} tensor input(s), got {len(args)}")
-    # Fast path, the common case: Tensors that all share one float dtype.
+    # Fast path, the common case: Tensors that all share one float dtype, which promote()
+    # leaves as it is; anything else takes the general path.
     arrays, needs, dtype = [], [], None
     for x in args:
         if x.__class__ is not Tensor or (dtype is not None and x._data.dtype is not dtype):
@@ -222,5 +234,3 @@ def backward(root, grad=None, retain_graph=False):
         if not retain_graph:
             node.release()
 
-
-from firefly.tensor import FLOAT_DTYPES, Tensor  # noqa: E402  (tensor.py imports this module; bound once both exist)

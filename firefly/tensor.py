@@ -7,9 +7,8 @@ import numbers
 import numpy as np
 
 from firefly import autograd
+from firefly.dtypes import FLOAT_DTYPES
 from firefly.ops import registry
-
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what ops compute in
 
 
 def as_array(data, dtype=None):
@@ -258,3 +257,6 @@ class Tensor:
 
     def __getitem__(self, index):
         return _op("getitem", self, index=index)
+
+
+autograd.bind_tensor_type(Tensor)

@@ -1,9 +1,14 @@
 """Checks that built-in and plugin ops alike must pass: ``gradcheck`` against central finite
 differences in float64, and ``check_op``, the battery every registered op goes through."""
+import contextlib
+import sys
+
 import numpy as np
 
 from firefly import autograd
+from firefly.kernels._jit import is_compiled_kernel, is_helper
 from firefly.ops import registry
+from firefly.ops.base import declared_kernels
 from firefly.tensor import Tensor
 
 
@@ -77,9 +82,114 @@ FORWARD_TOLERANCES = {
 
 
 def default_shapes(rng):
-    """0-d, one-element, vector, matrix and batched shapes with random small sizes."""
+    """0-d, one-element, vector, matrix and batched shapes with random small sizes, and a 4-d
+    shape, on which ``sample_inputs`` reaches the rarer paths (the ops' own helpers in
+    ``firefly.ops.samples`` broadcast in alternating runs, reduce non-adjacent axes...)."""
     n, m, b = (int(d) for d in rng.integers(1, 5, size=3))
-    return [(), (1,), (n,), (m, n), (b, m, n)]
+    return [(), (1,), (n,), (m, n), (b, m, n), (2, m + 1, 2, n + 1)]
+
+
+# ----------------------------------------------------------------------------- kernel declarations
+DIRECTIONS = ("forward", "backward")
+
+
+class _KernelWatch:
+    """While active, records every kernel an op runs, and in which direction.
+
+    The op's declared kernels are replaced, on its class, by recording wrappers; every other
+    compiled kernel in reach (the globals of firefly's kernel and op modules and of the op's own
+    module) by a tripwire that records an undeclared call, then runs the kernel, so that the
+    battery can report it. Compiled helpers (scalar math, inlined helpers) are left alone:
+    kernels call them, and replacing one would break a kernel compiled meanwhile.
+    """
+
+    def __init__(self, op):
+        self.op = op
+        self.direction = None
+        self.ran = set()       # (attr, index) of declared kernels that ran
+        self.problems = []     # messages: undeclared kernels, kernels run in the wrong direction
+        self._restore = []
+
+    def _record(self, attr, index):
+        def record():
+            direction = self.direction
+            if direction is not None and attr != f"{direction}_kernel":
+                self.problems.append(f"{direction} ran {attr}[{index}], which {attr} declares but "
+                                     f"{direction}_kernel does not")
+            self.ran.add((attr, index))
+        return record
+
+    def _tripwire(self, label):
+        def record():
+            self.problems.append(f"{self.direction or 'the op'} ran {label}, which neither "
+                                 "forward_kernel nor backward_kernel declares")
+        return record
+
+    def _set(self, owner, attr, value):
+        had = attr in vars(owner)
+        old = vars(owner).get(attr)
+        setattr(owner, attr, value)
+        self._restore.append(lambda: setattr(owner, attr, old) if had else delattr(owner, attr))
+
+    def __enter__(self):
+        op = self.op
+        for attr in ("forward_kernel", "backward_kernel"):
+            value = getattr(op, attr)
+            spies = tuple(_Spy(k, self._record(attr, i)) for i, k in enumerate(declared_kernels(value)))
+            self._set(op, attr, spies if isinstance(value, tuple) else spies[0])
+        for direction in DIRECTIONS:
+            self._set(op, direction, staticmethod(self._in_direction(direction, getattr(op, direction))))
+        modules = [m for name, m in list(sys.modules.items())
+                   if name.startswith(("firefly.kernels", "firefly.ops")) or name == op.__module__]
+        for module in modules:
+            for name, value in list(vars(module).items()):
+                if is_compiled_kernel(value) and not is_helper(value):
+                    self._set_global(module, name, _Spy(value, self._tripwire(f"{module.__name__}.{name}")))
+        return self
+
+    def _set_global(self, module, name, value):
+        old = getattr(module, name)
+        setattr(module, name, value)
+        self._restore.append(lambda: setattr(module, name, old))
+
+    def _in_direction(self, direction, method):
+        def run(*args, **kwargs):
+            outer, self.direction = self.direction, direction
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.direction = outer
+        return run
+
+    def __exit__(self, *exc):
+        for undo in reversed(self._restore):
+            undo()
+        self._restore.clear()
+
+    def never_ran(self):
+        """Declared kernels that did not run: 'forward_kernel[1]', ..."""
+        return [f"{attr}[{i}]" for attr in ("forward_kernel", "backward_kernel")
+                for i in range(len(declared_kernels(getattr(self.op, attr))))
+                if (attr, i) not in self.ran]
+
+
+class _Spy:
+    """Calls ``kernel`` after ``record()``."""
+
+    def __init__(self, kernel, record):
+        self.kernel, self.record = kernel, record
+
+    def __call__(self, *args):
+        self.record()
+        return self.kernel(*args)
+
+
+@contextlib.contextmanager
+def _watching(op):
+    with _KernelWatch(op) as watch:
+        yield watch
+    if watch.problems:
+        raise OpCheckError(f"check_op('{op.name}'): " + "; ".join(dict.fromkeys(watch.problems)))
 
 
 def _describe_inputs(arrays, attrs):
@@ -179,11 +289,16 @@ def _check_rejects(op, arrays, attrs):
             raise OpCheckError(f"check_op('{op.name}'): {label} as input {position} was accepted, expected TypeError")
 
 
-def check_op(name, reference=None, shapes=None, dtypes=(np.float32, np.float64), seed=0):
+def check_op(name, reference=None, shapes=None, dtypes=(np.float32, np.float64), seed=0,
+             every_kernel_runs=True):
     """Run the battery every registered op must pass, built-in or plugin. Returns True.
 
-    For each shape (default: ``default_shapes``, 0-d to batched), the op's ``sample_inputs``
+    For each shape (default: ``default_shapes``, 0-d to 4-d), the op's ``sample_inputs``
     gives arrays and attrs, and the battery checks:
+
+    - forward and backward run only the kernels the op declares, each in its own direction
+      (``forward_kernel`` in forward, ``backward_kernel`` in backward), and, with
+      ``every_kernel_runs``, each declared kernel runs at least once over all the shapes;
 
     - in each of ``dtypes``: the output keeps the dtype; it matches ``reference(arrays, attrs)``
       (a NumPy function, evaluated in float64 on the same values) within ``FORWARD_TOLERANCES``;
@@ -196,16 +311,23 @@ def check_op(name, reference=None, shapes=None, dtypes=(np.float32, np.float64),
     """
     op = registry.get(name)
     shapes = default_shapes(np.random.default_rng(seed)) if shapes is None else [tuple(s) for s in shapes]
-    for k, shape in enumerate(shapes):
-        sample_seed = (seed, k)
-        for dtype in dtypes:
-            arrays, attrs = _sample(op, shape, dtype, sample_seed)
-            _check_forward(op, arrays, attrs, dtype, reference)
-        arrays, attrs = _sample(op, shape, np.float64, sample_seed)
-        try:
-            gradcheck(name, *arrays, attrs=attrs, seed=seed)
-        except GradcheckError as exc:
-            raise GradcheckError(f"{exc} (check_op on {_describe_inputs(arrays, attrs)})") from None
-        if k == 0:
-            _check_rejects(op, arrays, attrs)
+    with _watching(op) as watch:
+        for k, shape in enumerate(shapes):
+            sample_seed = (seed, k)
+            for dtype in dtypes:
+                arrays, attrs = _sample(op, shape, dtype, sample_seed)
+                _check_forward(op, arrays, attrs, dtype, reference)
+            arrays, attrs = _sample(op, shape, np.float64, sample_seed)
+            try:
+                gradcheck(name, *arrays, attrs=attrs, seed=seed)
+            except GradcheckError as exc:
+                raise GradcheckError(f"{exc} (check_op on {_describe_inputs(arrays, attrs)})") from None
+            if k == 0:
+                _check_rejects(op, arrays, attrs)
+    missing = watch.never_ran()
+    if every_kernel_runs and missing:
+        raise OpCheckError(
+            f"check_op('{name}'): declared kernels that never ran on shapes {shapes}: "
+            f"{', '.join(missing)}; remove them from the declaration, or make sample_inputs "
+            "reach the inputs that need them")
     return True

@@ -5,13 +5,12 @@ import numpy as np
 import pytest
 
 import firefly
-from pyrun import run_python
 
 EPOCH_LINE = re.compile(r"Epoch \[(\d+)/(\d+)\], Loss: (\S+), step: (\S+) ms$")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_demo_trains_and_summarizes(dtype):
+def test_demo_trains_and_summarizes(run_python, dtype):
     result = run_python("-m", "firefly", "demo", "--epochs", "6", "--lr", "0.05", "--dtype", dtype, "--seed", "4")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
@@ -51,12 +50,12 @@ def test_demo_help_lists_every_option_with_its_default():
     (["demo", "--seed", "-2"], "must be a non-negative int"),
     ([], "required"),
 ])
-def test_bad_arguments_exit_with_usage(args, message):
+def test_bad_arguments_exit_with_usage(run_python, args, message):
     result = run_python("-m", "firefly", *args)
     assert result.returncode == 2 and message in result.stderr, result.stderr
 
 
-def test_info_lists_versions_threading_cache_and_ops():
+def test_info_lists_versions_threading_cache_and_ops(run_python):
     import numba
 
     result = run_python("-m", "firefly", "info")

@@ -14,7 +14,8 @@ import firefly
 from firefly import distributed as dist
 from firefly import nn
 from firefly.optim import SGD
-from pyrun import REPO_ROOT, run_python
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
 WORKER = Path(__file__).resolve().parent / "mpi_worker.py"
@@ -42,12 +43,12 @@ def worker(*args, **kwargs):
 
 
 # ----------------------------------------------------------------------------- one process
-def test_importing_firefly_does_not_import_mpi4py():
+def test_importing_firefly_does_not_import_mpi4py(run_python):
     result = run_python("-c", "import sys, firefly, firefly.distributed; print('mpi4py' in sys.modules)")
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
 
 
-def test_without_mpiexec_one_rank_and_everything_works():
+def test_without_mpiexec_one_rank_and_everything_works(run_python):
     code = (
         "import numpy as np, sys, firefly\n"
         "from firefly import distributed as dist\n"
@@ -63,7 +64,7 @@ def test_without_mpiexec_one_rank_and_everything_works():
     assert result.stdout.split() == ["0", "1", "False", "False"]
 
 
-def test_init_without_the_extra_names_the_install_command():
+def test_init_without_the_extra_names_the_install_command(run_python):
     code = ("import sys; sys.modules['mpi4py'] = None\n"
             "from firefly import distributed\n"
             "distributed.init()\n")
@@ -72,7 +73,7 @@ def test_init_without_the_extra_names_the_install_command():
     assert 'pip install "firefly[distributed]"' in result.stderr
 
 
-def test_under_mpiexec_without_mpi4py_rank_queries_refuse_to_guess():
+def test_under_mpiexec_without_mpi4py_rank_queries_refuse_to_guess(run_python):
     code = ("import sys; sys.modules['mpi4py'] = None\n"
             "from firefly import distributed\n"
             "distributed.world_size()\n")

@@ -1,21 +1,17 @@
 """The example scripts run as a user runs them and do what they say."""
 import re
 
-from pyrun import REPO_ROOT, run_python
 
-EXAMPLES = REPO_ROOT / "examples"
-
-
-def test_seed_mlp_example_trains(tmp_path):
-    result = run_python(EXAMPLES / "seed_mlp.py", cwd=tmp_path)
+def test_seed_mlp_example_trains(run_python, repo_root, tmp_path):
+    result = run_python(repo_root / "examples" / "seed_mlp.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "(fc1): Linear(in_features=10, out_features=32, bias=True)" in result.stdout
     losses = [float(v) for v in re.findall(r"Epoch \[\d+/100\], Loss: (\S+)", result.stdout)]
     assert len(losses) == 11 and losses[-1] < 0.05 * losses[0], losses
 
 
-def test_spiral_classifier_reaches_95_percent(tmp_path):
-    result = run_python(EXAMPLES / "spiral_classifier.py", cwd=tmp_path)
+def test_spiral_classifier_reaches_95_percent(run_python, repo_root, tmp_path):
+    result = run_python(repo_root / "examples" / "spiral_classifier.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     epochs = re.findall(r"Epoch \[(\d+)/60\], Loss: (\S+), training accuracy: (\S+)%", result.stdout)
     assert [int(e[0]) for e in epochs] == list(range(1, 61))

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pyrun import REPO_ROOT
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
 
 README = REPO_ROOT / "README.md"
 

@@ -20,25 +20,13 @@ import firefly
 from firefly.ops import plugins, registry
 from firefly.ops.elementwise import Neg, ReLU
 from firefly.testing import gradcheck
-from pyrun import REPO_ROOT, run_python
 
-EXAMPLE_PLUGIN = REPO_ROOT / "examples" / "plugin_package"
-
-# An op that negates, under a name of the test's choosing: real Numba kernels (firefly's own,
+# An op that negates, under a name of the test's choosing: built-in neg's kernels (inherited,
 # already compiled elsewhere in the suite), so a test pays no compile time.
 GOOD_OP = '''
 @register
-class {cls}(Op):
+class {cls}(Neg):
     name = "{name}"
-    forward_kernel = backward_kernel = K.neg_forward
-
-    @staticmethod
-    def forward(ctx, x):
-        return flat_map(K.neg_forward, x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return flat_map(K.neg_forward, grad)
 '''
 BAD_KERNEL_OP = '''
 def python_kernel(x, out):
@@ -57,9 +45,8 @@ class {cls}(Op):
         return grad
 '''
 HEADER = '''
-from firefly.kernels import elementwise as K
 from firefly.ops import Op, register
-from firefly.ops.elementwise import flat_map
+from firefly.ops.elementwise import Neg
 '''
 
 
@@ -128,11 +115,15 @@ def negates(name):
     return out.dtype == np.float32 and np.array_equal(out.numpy(), -x)
 
 
-def python_output(code):
-    """stdout of ``code`` run in a fresh interpreter (with this test's environment variables)."""
-    proc = run_python("-c", textwrap.dedent(code), timeout=300)
-    assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
+@pytest.fixture
+def python_output(run_python):
+    """``python_output(code)``: stdout of ``code`` run in a fresh interpreter (with this test's
+    environment variables)."""
+    def run(code):
+        proc = run_python("-c", textwrap.dedent(code), timeout=300)
+        assert proc.returncode == 0, f"subprocess failed:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+    return run
 
 
 # ----------------------------------------------------------------------------- discovery
@@ -166,7 +157,7 @@ def test_class_entry_point_whose_module_also_registers_it_is_registered_once(fak
     assert added == ["fake_both"] and messages == []
 
 
-def test_import_firefly_loads_no_plugin_until_a_lookup_misses_or_names(fake, monkeypatch):
+def test_import_firefly_loads_no_plugin_until_a_lookup_misses_or_names(python_output, fake, monkeypatch):
     mod = fake.module_name("lazy")
     fake.add("fake-lazy", {"fake_lazy": f"{mod}:Lazy"}, {mod: plugin_source(("Lazy", "fake_lazy", GOOD_OP))})
     monkeypatch.setenv("PYTHONPATH", str(fake.root))
@@ -380,11 +371,11 @@ def pip(*args):
 
 
 @pytest.fixture
-def installed_example_plugin(tmp_path):
+def installed_example_plugin(repo_root, tmp_path):
     """Install examples/plugin_package with pip, offline; always uninstall afterwards."""
     pytest.importorskip("setuptools", reason="building the example plugin needs setuptools")
     source = tmp_path / "plugin_package"  # a copy, so the build leaves nothing in the repository
-    shutil.copytree(EXAMPLE_PLUGIN, source, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    shutil.copytree(repo_root / "examples" / "plugin_package", source, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
     pip("install", "--no-deps", "--no-build-isolation", "--no-index", "--no-cache-dir", str(source))
     try:
         yield source
@@ -395,26 +386,28 @@ def installed_example_plugin(tmp_path):
 
 
 def test_example_plugin_installed_with_pip_works_from_a_fresh_interpreter(installed_example_plugin, tmp_path,
-                                                                        monkeypatch):
+                                                                        monkeypatch, run_python, python_output):
     # Compiled kernels go to the test's folder: none are left beside the uninstalled package.
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba_cache"))
     out = python_output("""
         import numpy as np
-        from scipy.special import erf
         import firefly
         from firefly.testing import check_op, gradcheck
 
         names = firefly.ops.names()
-        print(sorted({"softplus", "gelu"} & set(names)), firefly.ops.origin("softplus"), firefly.ops.origin("gelu"))
+        print(sorted({"extra_softplus", "extra_gelu", "extra_clamp"} & set(names)),
+              firefly.ops.origin("extra_softplus"), firefly.ops.origin("extra_clamp"))
         x = np.random.default_rng(0).uniform(-5, 5, size=(3, 7)).astype(np.float32)
-        np.testing.assert_allclose(firefly.ops.apply("softplus", x).numpy(), np.logaddexp(0, x), rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(firefly.ops.apply("gelu", x).numpy(), 0.5 * x * (1 + erf(x / np.sqrt(2))),
-                                   rtol=1e-5, atol=1e-6)
-        assert gradcheck("softplus", x.astype(np.float64)) and gradcheck("gelu", x.astype(np.float64))
-        assert check_op("softplus", reference=lambda a, attrs: np.logaddexp(0, a[0]))
+        np.testing.assert_allclose(firefly.ops.apply("extra_softplus", x).numpy(), np.logaddexp(0, x),
+                                   rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(firefly.ops.apply("extra_clamp", x, min=-1.0, max=2.0).numpy(),
+                                      np.clip(x, -1.0, 2.0))
+        assert gradcheck("extra_softplus", x.astype(np.float64)) and gradcheck("extra_gelu", x.astype(np.float64))
+        assert check_op("extra_softplus", reference=lambda a, attrs: np.logaddexp(0, a[0]))
         print("ok")
     """)
-    assert out.splitlines() == ["['gelu', 'softplus'] firefly-extra-ops 0.1.0 firefly-extra-ops 0.1.0", "ok"]
+    assert out.splitlines() == ["['extra_clamp', 'extra_gelu', 'extra_softplus'] firefly-extra-ops 0.2.0 "
+                                "firefly-extra-ops 0.2.0", "ok"]
 
     # The plugin's own tests and benchmarks (one run each), against the installed package.
     proc = run_python("-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=installed_example_plugin)
@@ -424,11 +417,11 @@ def test_example_plugin_installed_with_pip_works_from_a_fresh_interpreter(instal
     pip("uninstall", "-y", "firefly-extra-ops")
     out = python_output("""
         import firefly
-        print("softplus" in firefly.ops.names())
+        print("extra_softplus" in firefly.ops.names())
         try:
-            firefly.ops.get("gelu")
+            firefly.ops.get("extra_gelu")
         except KeyError as exc:
             print(exc)
     """)
     assert out.splitlines()[0] == "False"
-    assert out.splitlines()[1].startswith("no op named 'gelu' is registered.")
+    assert out.splitlines()[1].startswith("no op named 'extra_gelu' is registered.")

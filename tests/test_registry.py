@@ -5,9 +5,8 @@ import pytest
 
 import firefly
 from firefly import Tensor
-from firefly.kernels import elementwise
 from firefly.kernels._jit import is_compiled_kernel
-from firefly.ops import Op, apply, get, names, register, registry, unregister
+from firefly.ops import Op, apply, declared_kernels, get, names, register, registry, unregister
 
 
 @numba.njit(error_model="numpy")
@@ -68,7 +67,8 @@ def test_register_rejects_a_kernel_that_is_not_numba_compiled(attr, kernel):
 
 
 def test_register_accepts_firefly_sized_kernels():
-    cls = op_class("test_sized", forward_kernel=elementwise.relu_forward, backward_kernel=elementwise.relu_backward)
+    relu = get("relu")
+    cls = op_class("test_sized", forward_kernel=relu.forward_kernel, backward_kernel=relu.backward_kernel)
     try:
         assert register(cls) is cls and get("test_sized") is cls
     finally:
@@ -147,7 +147,15 @@ def test_builtin_ops_cannot_be_unregistered():
     assert "add" in names()
 
 
+def test_register_accepts_a_tuple_of_kernels_and_rejects_an_empty_or_mixed_one(registered):
+    assert registered(op_class("test_tuple", forward_kernel=(double_kernel, double_kernel)))
+    for bad in [(), (double_kernel, plain_python_kernel)]:
+        with pytest.raises(TypeError, match="test_bad_tuple.*forward_kernel.*tuple"):
+            register(op_class("test_bad_tuple", forward_kernel=bad))
+
+
 def test_every_builtin_op_uses_numba_kernels():
     for name in names():
         cls = get(name)
-        assert is_compiled_kernel(cls.forward_kernel) and is_compiled_kernel(cls.backward_kernel)
+        for attr in ("forward_kernel", "backward_kernel"):
+            assert all(is_compiled_kernel(k) for k in declared_kernels(getattr(cls, attr)))

@@ -12,14 +12,13 @@ from firefly.nn.module import Module
 from firefly.nn.optimizers.base import BaseOptimizer
 from firefly.nn.parameter import Parameter
 from firefly.tensor import Tensor
-from pyrun import run_python
 
 # CI checks out the repository with shared/ beside it: <parent>/main and <parent>/shared.
 SEED_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "seed" / "seed_training_script.py"
 
 
 @pytest.mark.skipif(not SEED_SCRIPT.exists(), reason=f"the seed script is not checked out at {SEED_SCRIPT}")
-def test_seed_script_runs_verbatim_and_its_loss_falls(tmp_path):
+def test_seed_script_runs_verbatim_and_its_loss_falls(run_python, tmp_path):
     result = run_python(SEED_SCRIPT, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()

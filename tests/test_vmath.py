@@ -8,7 +8,7 @@ NumPy's own float32/float64 functions, for scale, are within 1-4 ulp of the same
 import numpy as np
 import pytest
 
-from firefly.kernels import elementwise as K
+from firefly.ops import get
 
 F32, F64 = np.float32, np.float64
 pytestmark = pytest.mark.skipif(np.finfo(np.longdouble).nmant < 63,
@@ -40,7 +40,7 @@ def ulp_errors(got, exact):
 
 def run(name, x, build="serial"):
     out = np.empty_like(x)
-    getattr(getattr(K, f"{name}_forward"), build)(x, out)
+    getattr(get(name).forward_kernel, build)(x, out)
     return out
 
 
@@ -144,7 +144,7 @@ def test_ulp_errors_detects_a_one_ulp_mistake():
 @pytest.mark.parametrize("name", ["exp", "log", "sigmoid", "tanh"])
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"])
 def test_parallel_build_matches_serial_bit_for_bit(name, dtype):
-    # An odd size, so that chunks and blocks end mid-way.
+    # An odd size, so that the threads' ranges and vector loops end mid-way.
     x = np.random.default_rng(RNG_SEED).uniform(-20, 20, 50_001).astype(dtype)
     x = np.abs(x) if name == "log" else x
     np.testing.assert_array_equal(run(name, x, "parallel"), run(name, x, "serial"))

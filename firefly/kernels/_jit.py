@@ -6,6 +6,7 @@ divide, which stops LLVM from vectorizing the loop (an Adam-like kernel ran 2.5x
 
 Nothing here compiles at import time: ``njit`` without signatures compiles on first call.
 """
+import hashlib
 import threading
 import types
 import warnings
@@ -14,14 +15,14 @@ from numba import njit
 from numba.core.registry import CPUDispatcher
 
 # Element counts from which the prange build of a kernel runs instead of the serial one.
-# In isolation, on the quiet 2-core machine (benchmarks/measure_thresholds.py, table in its
-# docstring), the parallel add first wins between 1e5 and 3e5 elements and the vectorized exp
-# at 1e4. Training interleaves kernels with multithreaded BLAS calls, though, and a woken
-# OpenMP pool then competes with OpenBLAS's spinning threads for the two cores: one step of the
-# 784-256-128-10 MLP (batch 256, SGD momentum over 235k parameters) took a median 3.6 ms with
-# the memory-bound threshold at 262k, 2.7 ms at 1M, and 2.3 ms with no parallel kernel at all
-# (torch: 3.3 ms). So the thresholds sit well above the isolated crossovers: parallel builds
-# are for arrays large enough that a few hundred microseconds are at stake.
+# In isolation, on a quiet 2-core machine, the parallel add first wins between 1e5 and 3e5
+# elements and the vectorized exp near 1e4 (benchmarks/measure_thresholds.py prints the
+# table). Training interleaves kernels with multithreaded BLAS calls, though, and a woken
+# OpenMP pool then competes with OpenBLAS's spinning threads for the cores: a training step
+# of an MLP (benchmarks/bench_training.py) got slower with the memory-bound threshold at 262k
+# than at 1M, and was fastest with no parallel kernel at all. So the thresholds sit well above
+# the isolated crossovers: parallel builds are for arrays large enough that a few hundred
+# microseconds are at stake.
 PARALLEL_MIN_MEMORY_BOUND = 1_048_576
 PARALLEL_MIN_TRANSCENDENTAL = 262_144
 
@@ -73,9 +74,68 @@ def kernel(fn):
     return _jit(fn, parallel=False)
 
 
+_helpers = set()  # ids of compiled helpers (inline_helper, scalar): called by kernels, not ops
+
+
 def inline_helper(fn):
     """Compile ``fn`` as a helper that kernels call; Numba inlines it into each caller."""
-    return _jit(fn, parallel=False, inline="always")
+    helper = _jit(fn, parallel=False, inline="always")
+    _helpers.add(id(helper))
+    return helper
+
+
+def scalar(fn):
+    """``fn``, math on scalars that kernels call, compiled to be inlined into each kernel that
+    calls it (returned unchanged if it is compiled already).
+
+    The kernel families take an op's scalar math either as a plain Python function or
+    compiled by this decorator (or any ``numba.njit``). Inlined by Numba before LLVM sees the
+    loop, the call costs nothing and the loop vectorizes whenever the math does; LLVM's own
+    inliner gives up on a function as large as log1p(exp(x)), and the loop then does not vectorize.
+    """
+    if isinstance(fn, CPUDispatcher):
+        return fn
+    if not callable(fn):
+        raise TypeError(f"expected a function of scalars, got {fn!r}")
+    return inline_helper(fn)
+
+
+def _code_fingerprint(code, digest):
+    digest.update(code.co_code)
+    digest.update(repr(code.co_names).encode())
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _code_fingerprint(const, digest)
+        else:
+            digest.update(repr(const).encode())
+
+
+def specialise(template, name, **functions):
+    """A copy of the loop ``template`` named ``name``, whose global names ``functions`` (the
+    op's scalar math) are bound to the given functions, compiled with ``scalar``.
+
+    Nothing compiles here. Numba names a cache file after a function's qualified name and the
+    line of its source, and checks the source file's time stamp: every copy of one template
+    would share one file. So each copy's name carries a digest of the template's code and of
+    the scalar functions' code: a specialisation gets a cache file of its own, and editing an
+    op's scalar math gives it a new one. (Functions that the scalar math calls in turn are not
+    in the digest; editing those is covered by the time stamp only when they live in the
+    template's file.)
+    """
+    digest = hashlib.sha1()
+    _code_fingerprint(template.__code__, digest)
+    bound = {}
+    for placeholder, fn in functions.items():
+        compiled = scalar(fn)
+        _code_fingerprint(compiled.py_func.__code__, digest)
+        bound[placeholder] = compiled
+    namespace = dict(template.__globals__, **bound)
+    qualname = f"{name}__{digest.hexdigest()[:12]}"
+    copy = types.FunctionType(template.__code__, namespace, qualname, template.__defaults__, template.__closure__)
+    copy.__qualname__ = qualname
+    copy.__module__ = template.__module__
+    copy.__doc__ = template.__doc__
+    return copy
 
 
 # The default workqueue threading layer aborts the process when two Python threads enter
@@ -107,6 +167,7 @@ class SizedKernel:
         self.parallel = _jit(_renamed(fn, "__parallel"), parallel=True)
         self.threshold = threshold
         self.__name__ = fn.__name__
+        self.__qualname__ = fn.__qualname__
         self.__doc__ = fn.__doc__
 
     def __call__(self, *args):
@@ -135,3 +196,11 @@ def is_compiled_kernel(obj):
     if isinstance(obj, SizedKernel):
         return True
     return isinstance(obj, CPUDispatcher)
+
+
+def is_helper(obj):
+    """True for a function compiled by ``inline_helper`` or ``scalar``, or any Numba function
+    compiled to be inlined: math that kernels call, never run by an op directly."""
+    if not isinstance(obj, CPUDispatcher):
+        return False
+    return id(obj) in _helpers or obj.targetoptions.get("inline", "never") != "never"

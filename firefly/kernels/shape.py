@@ -2,7 +2,19 @@
 transpose, slicing and broadcasting alike. Strides and offsets count elements, not bytes."""
 from numba import prange
 
-from firefly.kernels._jit import kernel, memory_bound
+from firefly.kernels._jit import inline_helper, kernel, memory_bound
+
+
+@inline_helper
+def _row_start(row, offset, shape, strides):
+    """Where row ``row`` (C order over all but the last dimension of ``shape``) starts."""
+    # Numba's parfor pass rejects any variable copied from the prange index and then updated
+    # in place, so the row is decoded with a running divisor instead.
+    base, divisor = offset, 1
+    for d in range(shape.size - 2, -1, -1):
+        base += ((row // divisor) % shape[d]) * strides[d]
+        divisor *= shape[d]
+    return base
 
 
 @memory_bound
@@ -22,12 +34,7 @@ def gather_strided(src, offset, shape, strides, out):
         return
     inner, inner_stride = shape[nd - 1], strides[nd - 1]
     for row in prange(out.size // inner):
-        # Numba's parfor pass rejects any variable copied from the prange index and then
-        # updated in place, so the row is decoded with a running divisor instead.
-        base, divisor = offset, 1
-        for d in range(nd - 2, -1, -1):
-            base += ((row // divisor) % shape[d]) * strides[d]
-            divisor *= shape[d]
+        base = _row_start(row, offset, shape, strides)
         first = row * inner
         for i in range(inner):
             out[first + i] = src[base + i * inner_stride]
@@ -45,11 +52,7 @@ def scatter_add_strided(values, offset, shape, strides, dst):
     inner, inner_stride = shape[nd - 1], strides[nd - 1]
     # Rows may write the same elements when a stride is 0, so this loop stays serial.
     for row in range(values.size // inner):
-        # Decoded as in gather_strided.
-        base, divisor = offset, 1
-        for d in range(nd - 2, -1, -1):
-            base += ((row // divisor) % shape[d]) * strides[d]
-            divisor *= shape[d]
+        base = _row_start(row, offset, shape, strides)
         first = row * inner
         for i in range(inner):
             dst[base + i * inner_stride] += values[first + i]

@@ -1,34 +1,29 @@
-"""exp, log, sigmoid and tanh over contiguous float32/float64 arrays, in loops LLVM vectorizes.
+"""exp, log, log1p, sigmoid and tanh of one float32/float64 scalar, in code LLVM vectorizes.
 
 Inside Numba, ``np.exp(v)`` on a scalar is a call to libm's ``expf``/``exp`` per element, and
 LLVM cannot vectorize a loop that makes calls: such kernels ran 1.5-4x slower than NumPy's SIMD
-loops. Here every function is range reduction plus a polynomial, written as plain arithmetic
-and selects, which LLVM vectorizes with fastmath off.
-
-The one step that arithmetic cannot do is building 2**k from an integer k, or splitting x into
-exponent and mantissa: that needs the float's bits, and Numba cannot reinterpret a scalar's
-bits, only an array's (``ndarray.view``). So each function works in blocks of ``BLOCK``
-elements and makes two or three passes per block: one pass writes integer bits into the output
-array (or a scratch block), the next reads the same memory back as floats. A block fits in L1,
-so the extra pass costs little.
+loops. Here every function is range reduction plus a polynomial, written as plain arithmetic,
+selects and bit casts (building 2**k from an integer k, and splitting x into exponent and
+mantissa, reinterpret a float's bits), which LLVM vectorizes with fastmath off. Kernels call
+them per element, through the kernel families (``firefly.kernels.families``) or directly.
 
 Accuracy (tests/test_vmath.py measures it), against the correctly rounded result in both
 precisions, subnormal inputs and results included: exp and log within 1 ulp, sigmoid and tanh
 within 2.3 ulp. Special values (0, -0, +-inf, NaN) follow C99, as NumPy does.
 
 Numba caches a kernel by its own source file only: after editing this module, delete
-firefly/kernels/__pycache__ so that the kernels which inline these functions recompile.
+firefly/kernels/__pycache__ (and NUMBA_CACHE_DIR) so that the kernels which inline these
+functions recompile.
 """
 import functools
 import math
 
 import numpy as np
-from numba.extending import overload
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, overload
 
 from firefly.kernels._jit import inline_helper
-
-BLOCK = 512  # elements per pass: a float64 input, output and scratch block fit in 32 KiB of L1
-
 
 def _by_float_type(f32_impl, f64_impl):
     """A function that Numba compiles as ``f32_impl`` or ``f64_impl``.
@@ -62,7 +57,7 @@ def _by_float_type(f32_impl, f64_impl):
 # arithmetic to 64 bits and halve the vector width.
 _F32_ONE, _F32_HALF = np.float32(1.0), np.float32(0.5)
 _F32_INF, _F32_NAN = np.float32(np.inf), np.float32(np.nan)
-_I32_1, _I32_0xFF = np.int32(1), np.int32(0xFF)
+_I32_0xFF = np.int32(0xFF)
 _F32_EXPONENT_BIAS, _F32_MANTISSA_BITS = np.int32(127), np.int32(23)
 _F32_MANTISSA_MASK, _F32_ONE_BITS = np.int32(0x007FFFFF), np.int32(0x3F800000)
 
@@ -86,63 +81,11 @@ _LOG_P_F32 = tuple(np.float32(c) for c in (
     -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1))
 
 
-@inline_helper
-def _exp_reduce_f32(v):
-    """k = round(v / ln 2) and r = v - k ln 2, for v clamped to [_EXP_MIN_F32, _EXP_MAX_F32]."""
-    c = v if v > _EXP_MIN_F32 else _EXP_MIN_F32  # NaN becomes the bound; callers restore it
-    c = c if c < _EXP_MAX_F32 else _EXP_MAX_F32
-    kf = np.floor(c * _LOG2E_F32 + _F32_HALF)
-    r = (c - kf * _LN2_HI_F32) - kf * _LN2_LO_F32
-    return np.int32(kf), r
-
-
-@inline_helper
 def _expm1_reduced_f32(r):
     """exp(r) - 1 for |r| <= ln2 / 2 (Cephes expf.c)."""
     p0, p1, p2, p3, p4, p5 = _EXP_P_F32
     p = ((((p0 * r + p1) * r + p2) * r + p3) * r + p4) * r + p5
     return p * (r * r) + r
-
-
-def exp_half_scale_bits_f32(v):
-    """The bits of 2**(k >> 1), half of the scale 2**k that exp(v) needs (see exp_from_half_scale)."""
-    k, _ = _exp_reduce_f32(v)
-    return ((k >> _I32_1) + _F32_EXPONENT_BIAS) << _F32_MANTISSA_BITS
-
-
-def exp_from_half_scale_f32(v, half_scale):
-    """exp(v), given half_scale = 2**(k >> 1) as a float.
-
-    2**k is applied as two factors, 2**(k >> 1) and 2**(k - (k >> 1)), because k ranges over
-    [-150, 128] and neither end is a normal float32; each factor is, and only the last product
-    rounds, so subnormal results are correctly rounded from the polynomial's value.
-    """
-    k, r = _exp_reduce_f32(v)
-    other_half = half_scale * (np.float32(k & _I32_1) + _F32_ONE)
-    y = ((_F32_ONE + _expm1_reduced_f32(r)) * half_scale) * other_half
-    return y if v == v else v
-
-
-def expm1_from_half_scale_f32(v, half_scale):
-    """exp(v) - 1 without cancellation near 0, given half_scale as in exp_from_half_scale.
-
-    For 0 <= v <= 64 (2**k must be exact): 2**k * expm1(r) + (2**k - 1), where both terms are
-    exact or small relative to the sum.
-    """
-    k, r = _exp_reduce_f32(v)
-    scale = half_scale * (half_scale * (np.float32(k & _I32_1) + _F32_ONE))
-    return scale * _expm1_reduced_f32(r) + (scale - _F32_ONE)
-
-
-def log_prescale_f32(v):
-    """v, multiplied by 2**25 if it is subnormal, so its bits hold a normalized mantissa."""
-    return v * _SUBNORMAL_SCALE_F32 if v < _MIN_NORMAL_F32 else v
-
-
-def log_split_bits_f32(bits):
-    """(e, mantissa bits) of a positive normal float's bits: value = m * 2**e with 1 <= m < 2."""
-    e = ((bits >> _F32_MANTISSA_BITS) & _I32_0xFF) - _F32_EXPONENT_BIAS
-    return e, (bits & _F32_MANTISSA_MASK) | _F32_ONE_BITS
 
 
 def log_from_parts_f32(v, m, e):
@@ -188,20 +131,6 @@ _LOG_LG_F64 = tuple(np.float64(c) for c in (
 _FDLIBM_LN2_HI_F64, _FDLIBM_LN2_LO_F64 = np.float64(6.93147180369123816490e-01), np.float64(1.90821492927058770002e-10)
 
 
-@inline_helper
-def _exp_reduce_f64(v):
-    """k = round(v / ln 2) and r = v - k ln 2, for v clamped to [_EXP_MIN_F64, _EXP_MAX_F64].
-
-    k is an int32: AVX2 converts doubles to int32 in vectors but not to int64.
-    """
-    c = v if v > _EXP_MIN_F64 else _EXP_MIN_F64  # NaN becomes the bound; callers restore it
-    c = c if c < _EXP_MAX_F64 else _EXP_MAX_F64
-    kf = np.floor(c * _LOG2E_F64 + _F64_HALF)
-    r = (c - kf * _LN2_HI_F64) - kf * _LN2_LO_F64
-    return np.int32(kf), r
-
-
-@inline_helper
 def _expm1_reduced_f64(r):
     """exp(r) - 1 for |r| <= ln2 / 2, by its Taylor series to degree 13.
 
@@ -214,35 +143,6 @@ def _expm1_reduced_f64(r):
     p = (((c2 + c3 * r) + (c4 + c5 * r) * r2) + ((c6 + c7 * r) + (c8 + c9 * r) * r2) * r4
          + ((c10 + c11 * r) + (c12 + c13 * r) * r2) * (r4 * r4))
     return p * r2 + r
-
-
-def exp_half_scale_bits_f64(v):
-    k, _ = _exp_reduce_f64(v)
-    return (np.int64(k >> _I32_1) + _F64_EXPONENT_BIAS) << _F64_MANTISSA_BITS
-
-
-def exp_from_half_scale_f64(v, half_scale):
-    # k ranges over [-1076, 1024]; see exp_from_half_scale_f32 for the split of 2**k.
-    k, r = _exp_reduce_f64(v)
-    other_half = half_scale * (np.float64(k & _I32_1) + _F64_ONE)
-    y = ((_F64_ONE + _expm1_reduced_f64(r)) * half_scale) * other_half
-    return y if v == v else v
-
-
-def expm1_from_half_scale_f64(v, half_scale):
-    # Valid for 0 <= v <= 64; see expm1_from_half_scale_f32.
-    k, r = _exp_reduce_f64(v)
-    scale = half_scale * (half_scale * (np.float64(k & _I32_1) + _F64_ONE))
-    return scale * _expm1_reduced_f64(r) + (scale - _F64_ONE)
-
-
-def log_prescale_f64(v):
-    return v * _SUBNORMAL_SCALE_F64 if v < _MIN_NORMAL_F64 else v
-
-
-def log_split_bits_f64(bits):
-    e = ((bits >> _F64_MANTISSA_BITS) & _I64_0x7FF) - _F64_EXPONENT_BIAS
-    return e, (bits & _F64_MANTISSA_MASK) | _F64_ONE_BITS
 
 
 def log_from_parts_f64(v, m, e):
@@ -263,57 +163,167 @@ def log_from_parts_f64(v, m, e):
 
 
 # ----------------------------------------------------------------------------- both
-def _float_bits_f32(a):
-    return a.view(np.int32)
+# The constants each precision's range reduction and bit handling use, in the order the
+# generic functions below unpack them; _constants(x) picks by x's width (a float, or the
+# integer holding a float's bits).
+_F32_CONSTANTS = (_F32_ONE, _F32_HALF, _EXP_MIN_F32, _EXP_MAX_F32, _LOG2E_F32, _LN2_HI_F32, _LN2_LO_F32,
+                  _F32_EXPONENT_BIAS, _F32_MANTISSA_BITS, _I32_0xFF, _F32_MANTISSA_MASK, _F32_ONE_BITS,
+                  _MIN_NORMAL_F32, _SUBNORMAL_SCALE_F32)
+_F64_CONSTANTS = (_F64_ONE, _F64_HALF, _EXP_MIN_F64, _EXP_MAX_F64, _LOG2E_F64, _LN2_HI_F64, _LN2_LO_F64,
+                  _F64_EXPONENT_BIAS, _F64_MANTISSA_BITS, _I64_0x7FF, _F64_MANTISSA_MASK, _F64_ONE_BITS,
+                  _MIN_NORMAL_F64, _SUBNORMAL_SCALE_F64)
 
 
-def _float_bits_f64(a):
-    return a.view(np.int64)
+def _constants_f32(x):
+    return _F32_CONSTANTS
 
 
-float_bits = _by_float_type(_float_bits_f32, _float_bits_f64)
-exp_half_scale_bits = _by_float_type(exp_half_scale_bits_f32, exp_half_scale_bits_f64)
-exp_from_half_scale = _by_float_type(exp_from_half_scale_f32, exp_from_half_scale_f64)
-expm1_from_half_scale = _by_float_type(expm1_from_half_scale_f32, expm1_from_half_scale_f64)
-log_prescale = _by_float_type(log_prescale_f32, log_prescale_f64)
-log_split_bits = _by_float_type(log_split_bits_f32, log_split_bits_f64)
+def _constants_f64(x):
+    return _F64_CONSTANTS
+
+
+_constants = _by_float_type(_constants_f32, _constants_f64)
+_expm1_reduced = _by_float_type(_expm1_reduced_f32, _expm1_reduced_f64)
 log_from_parts = _by_float_type(log_from_parts_f32, log_from_parts_f64)
+
+
+@intrinsic
+def _float_from_bits(typingctx, bits, like):
+    """The float of ``like``'s type whose bits are the low bits of the integer ``bits``.
+
+    Numba has no scalar bit reinterpretation; as an LLVM ``bitcast`` this costs nothing and
+    keeps the loop around it vectorizable.
+    """
+    if not isinstance(bits, types.Integer) or not isinstance(like, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        width = ir.IntType(like.bitwidth)
+        value = args[0]
+        if bits.bitwidth > like.bitwidth:
+            value = builder.trunc(value, width)
+        elif bits.bitwidth < like.bitwidth:
+            value = builder.sext(value, width)
+        return builder.bitcast(value, context.get_value_type(like))
+
+    return like(bits, like), codegen
+
+
+@intrinsic
+def _bits_of(typingctx, value):
+    """The bits of a float as a signed integer of the same width."""
+    if not isinstance(value, types.Float):
+        return None
+    int_type = types.int32 if value.bitwidth == 32 else types.int64
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(int_type))
+
+    return int_type(value), codegen
+
+
+@intrinsic
+def like(typingctx, value, reference):
+    """``value`` converted to ``reference``'s type: ``like(0.5, x)`` is 0.5 in x's precision.
+
+    A Python float literal is a float64 in Numba, so ``0.5 * x`` computes a float32 x in float64
+    at half the vector width; ``like(0.5, x) * x`` stays in float32.
+    """
+    if not isinstance(value, (types.Number, types.Boolean)) or not isinstance(reference, types.Number):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return context.cast(builder, args[0], signature.args[0], reference)
+
+    return reference(value, reference), codegen
+
+
+@inline_helper
+def _exp_reduce(v):
+    """k = round(v / ln 2) and r = v - k ln 2, for v clamped to [exp_min, exp_max].
+
+    k is an int32: AVX2 converts doubles to int32 in vectors but not to int64.
+    """
+    _, half, exp_min, exp_max, log2e, ln2_hi, ln2_lo = _constants(v)[:7]
+    c = v if v > exp_min else exp_min  # NaN becomes the bound; callers restore it
+    c = c if c < exp_max else exp_max
+    kf = np.floor(c * log2e + half)
+    r = (c - kf * ln2_hi) - kf * ln2_lo
+    return np.int32(kf), r
+
+
+@inline_helper
+def exp_half_scale_bits(v):
+    """The bits of 2**(k >> 1), half of the scale 2**k that exp(v) needs (see exp_from_half_scale)."""
+    exponent_bias, mantissa_bits = _constants(v)[7:9]
+    k, _ = _exp_reduce(v)
+    return (np.int64(k >> 1) + exponent_bias) << mantissa_bits
+
+
+@inline_helper
+def exp_from_half_scale(v, half_scale):
+    """exp(v), given half_scale = 2**(k >> 1) as a float.
+
+    2**k is applied as two factors, 2**(k >> 1) and 2**(k - (k >> 1)), because k ranges over
+    [-150, 128] in float32 ([-1076, 1024] in float64) and neither end is a normal number; each
+    factor is, and only the last product rounds, so subnormal results are correctly rounded
+    from the polynomial's value.
+    """
+    one = _constants(v)[0]
+    k, r = _exp_reduce(v)
+    other_half = half_scale * (like(k & 1, v) + one)
+    y = ((one + _expm1_reduced(r)) * half_scale) * other_half
+    return y if v == v else v
+
+
+@inline_helper
+def expm1_from_half_scale(v, half_scale):
+    """exp(v) - 1 without cancellation near 0, given half_scale as in exp_from_half_scale.
+
+    For 0 <= v <= 64 (2**k must be exact): 2**k * expm1(r) + (2**k - 1), where both terms are
+    exact or small relative to the sum.
+    """
+    one = _constants(v)[0]
+    k, r = _exp_reduce(v)
+    scale = half_scale * (half_scale * (like(k & 1, v) + one))
+    return scale * _expm1_reduced(r) + (scale - one)
+
+
+@inline_helper
+def log_prescale(v):
+    """v, multiplied by 2**25 (2**54 in float64) if it is subnormal, so that its bits hold a
+    normalized mantissa."""
+    min_normal, subnormal_scale = _constants(v)[12:14]
+    return v * subnormal_scale if v < min_normal else v
+
+
+@inline_helper
+def log_split_bits(bits):
+    """(e, mantissa bits) of a positive normal float's bits: value = m * 2**e with 1 <= m < 2."""
+    exponent_bias, mantissa_bits, exponent_mask, mantissa_mask, one_bits = _constants(bits)[7:12]
+    e = ((bits >> mantissa_bits) & exponent_mask) - exponent_bias
+    return e, (bits & mantissa_mask) | one_bits
 
 # Above |x| = 20, tanh(x) rounds to +-1 in float64 (and float32), and exp(2|x|) stays finite.
 TANH_SATURATION = 20.0
 
 
-# Every function below takes 1-D contiguous arrays x and out of one float dtype that do not
-# overlap (out is used as scratch for bits before it gets the result). Blocks are slices, so
-# each inner loop counts from 0: indices from range(lo, hi) keep Numba's negative-index
-# wraparound check, which stops LLVM from vectorizing.
+# The scalar functions below compile to plain arithmetic, selects and bit casts, with no
+# calls: a loop that applies one to every element vectorizes. Each computes in its argument's
+# precision (float32 or float64).
 @inline_helper
-def exp(x, out):
-    """out[:] = exp(x)."""
-    for lo in range(0, x.size, BLOCK):
-        xb, ob = x[lo:lo + BLOCK], out[lo:lo + BLOCK]
-        bits = float_bits(ob)
-        for i in range(xb.size):
-            bits[i] = exp_half_scale_bits(xb[i])
-        for i in range(xb.size):
-            ob[i] = exp_from_half_scale(xb[i], ob[i])
+def exp(v):
+    """exp(v)."""
+    return exp_from_half_scale(v, _float_from_bits(exp_half_scale_bits(v), v))
 
 
 @inline_helper
-def sigmoid(x, out):
-    """out[:] = 1 / (1 + exp(-x)), as exp(x) / (1 + exp(x)) for x < 0 so that tiny results keep
-    their precision instead of rounding 1 / (1 + inf) to 0."""
-    one = x.dtype.type(1.0)
-    zero = x.dtype.type(0.0)
-    for lo in range(0, x.size, BLOCK):
-        xb, ob = x[lo:lo + BLOCK], out[lo:lo + BLOCK]
-        bits = float_bits(ob)
-        for i in range(xb.size):
-            bits[i] = exp_half_scale_bits(-abs(xb[i]))
-        for i in range(xb.size):
-            v = xb[i]
-            e = exp_from_half_scale(-abs(v), ob[i])  # exp(-|v|) <= 1 never overflows
-            ob[i] = (one if v >= zero else e) / (one + e)
+def sigmoid(v):
+    """1 / (1 + exp(-v)), as exp(v) / (1 + exp(v)) for v < 0 so that tiny results keep their
+    precision instead of rounding 1 / (1 + inf) to 0."""
+    one = like(1.0, v)
+    e = exp(-abs(v))  # exp(-|v|) <= 1 never overflows
+    return (one if v >= like(0.0, v) else e) / (one + e)
 
 
 @inline_helper
@@ -324,38 +334,31 @@ def _tanh_exp_argument(v, two, saturation):
 
 
 @inline_helper
-def tanh(x, out):
-    """out[:] = tanh(x) = sign(x) t / (t + 2) with t = expm1(2|x|).
+def tanh(v):
+    """tanh(v) = sign(v) t / (t + 2) with t = expm1(2|v|).
 
-    The expm1 form (as in fdlibm s_tanh.c) has no cancellation for small |x|, where
-    1 - 2 / (exp(2x) + 1) would lose all digits, and relative errors in t shrink in the quotient.
+    The expm1 form (as in fdlibm s_tanh.c) has no cancellation for small |v|, where
+    1 - 2 / (exp(2v) + 1) would lose all digits, and relative errors in t shrink in the quotient.
     """
-    two = x.dtype.type(2.0)
-    saturation = x.dtype.type(TANH_SATURATION)
-    for lo in range(0, x.size, BLOCK):
-        xb, ob = x[lo:lo + BLOCK], out[lo:lo + BLOCK]
-        bits = float_bits(ob)
-        for i in range(xb.size):
-            bits[i] = exp_half_scale_bits(_tanh_exp_argument(xb[i], two, saturation))
-        for i in range(xb.size):
-            v = xb[i]
-            t = expm1_from_half_scale(_tanh_exp_argument(v, two, saturation), ob[i])
-            y = np.copysign(t / (t + two), v)
-            ob[i] = y if v == v else v
+    two = like(2.0, v)
+    a = _tanh_exp_argument(v, two, like(TANH_SATURATION, v))
+    t = expm1_from_half_scale(a, _float_from_bits(exp_half_scale_bits(a), a))
+    y = np.copysign(t / (t + two), v)
+    return y if v == v else v
 
 
 @inline_helper
-def log(x, out):
-    """out[:] = log(x): -inf at +-0, NaN below 0, subnormal inputs exact to the same accuracy."""
-    exponents_block = np.empty(min(BLOCK, x.size), dtype=float_bits(out).dtype)
-    for lo in range(0, x.size, BLOCK):
-        xb, ob = x[lo:lo + BLOCK], out[lo:lo + BLOCK]
-        bits, exponents = float_bits(ob), exponents_block[:xb.size]
-        for i in range(xb.size):
-            ob[i] = log_prescale(xb[i])
-        for i in range(xb.size):
-            e, mantissa_bits = log_split_bits(bits[i])
-            exponents[i] = e
-            bits[i] = mantissa_bits
-        for i in range(xb.size):
-            ob[i] = log_from_parts(xb[i], ob[i], exponents[i])
+def log(v):
+    """log(v): -inf at +-0, NaN below 0, subnormal inputs exact to the same accuracy."""
+    scaled = log_prescale(v)
+    e, mantissa_bits = log_split_bits(_bits_of(scaled))
+    return log_from_parts(v, _float_from_bits(mantissa_bits, scaled), e)
+
+
+@inline_helper
+def log1p(v):
+    """log(1 + v), accurate for small |v| as well (Goldberg's correction of log(u), u = 1 + v)."""
+    one = like(1.0, v)
+    u = one + v
+    corrected = log(u) * (v / (u - one))
+    return v if u == one else (u if u == np.inf else corrected)

@@ -1,10 +1,13 @@
-"""Ops: the ``Op`` contract, the registry, and the built-in ops.
+"""Ops: the ``Op`` contract, the registry, the family base classes and the built-in ops.
 
-``apply(name, *tensors, **attrs)`` runs any registered op, a plugin op included.
+``apply(name, *tensors, **attrs)`` runs any registered op, a plugin op included. An
+elementwise op is scalar math on ``UnaryOp`` or ``BinaryOp``; any other op subclasses ``Op``
+(see docs/writing-an-op.md).
 """
-from firefly.ops.base import Context, Op
+from firefly.ops.base import Context, Op, declared_kernels
 from firefly.ops.registry import get, names, origin, register, unregister
 from firefly.ops.plugins import load_plugins
+from firefly.ops.families import BinaryOp, UnaryOp
 from firefly.ops import elementwise, binary, reduce, softmax, linalg, shape, loss  # noqa: F401  (registers built-ins)
 
 
@@ -15,4 +18,5 @@ def apply(name, *tensors, **attrs):
     return _apply(get(name), *tensors, **attrs)
 
 
-__all__ = ["Op", "Context", "register", "get", "names", "origin", "unregister", "apply", "load_plugins"]
+__all__ = ["Op", "Context", "UnaryOp", "BinaryOp", "declared_kernels", "register", "get", "names", "origin",
+           "unregister", "apply", "load_plugins"]

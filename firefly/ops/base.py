@@ -13,6 +13,11 @@ def describe(arrays):
     return f"{noun} {shapes}, dtype{'s' if len(arrays) > 1 else ''} {dtypes}"
 
 
+def declared_kernels(kernels):
+    """An op's ``forward_kernel`` or ``backward_kernel`` as a tuple: one kernel, or several."""
+    return kernels if isinstance(kernels, tuple) else (kernels,)
+
+
 class Context:
     """What an op's forward leaves for its backward, as in ``torch.autograd.Function``.
 
@@ -38,12 +43,21 @@ class Op:
     """Base class of every op. A subclass sets:
 
     - ``name``: the registry name, a Python identifier;
-    - ``forward_kernel`` and ``backward_kernel``: the Numba-compiled functions it calls;
+    - ``forward_kernel`` and ``backward_kernel``: every Numba-compiled kernel that ``forward``
+      (and ``backward``) runs: one kernel, or a tuple of them where a direction runs several
+      (a product and an un-broadcast sum, say). ``forward`` and ``backward`` reach kernels only
+      through these attributes (``cls.forward_kernel[1]``), never through a module import,
+      and ``firefly.testing.check_op`` proves that exactly the declared kernels run;
     - ``arity``: how many tensor inputs ``forward`` takes;
     - ``forward(ctx, *arrays, **attrs)``: validate the inputs (raise ``ctx.error(...)``), run the
-      forward kernel, save what backward needs, return a new contiguous ndarray;
+      forward kernel(s), save what backward needs, return a new contiguous ndarray. Write it as
+      a classmethod, ``forward(cls, ctx, ...)``, to reach the kernels as ``cls.forward_kernel``
+      (``ctx.op`` is the class too);
     - ``backward(ctx, grad)``: return one gradient per input, each with that input's shape and
       dtype, or None where ``ctx.needs_input_grad`` is False.
+
+    Elementwise ops need none of this: they are scalar math on ``firefly.ops.UnaryOp`` or
+    ``BinaryOp`` (``firefly.ops.families``).
 
     Inputs arrive as C-contiguous ndarrays of one floating dtype (float32 or float64), already
     promoted by the engine. Attributes (axis, shape, ...) arrive as keyword arguments.

@@ -1,110 +1,72 @@
-"""Unary elementwise ops. Each kernel runs over the flat array; backward reuses what forward
-saved (the input, or the output where the derivative is cheaper from it)."""
-import numpy as np
-
-from firefly.kernels import elementwise as K
-from firefly.ops.base import Op
+"""Unary elementwise ops, as scalar math on ``UnaryOp``. Backward reads the input, or the
+output where the derivative is cheaper from it."""
+from firefly.kernels import vmath
+from firefly.ops.families import UnaryOp
 from firefly.ops.registry import register
 
 
-def flat_map(kernel, *arrays):
-    """Run a flat elementwise kernel over same-shaped arrays into a new array."""
-    out = np.empty_like(arrays[0])
-    kernel(*(a.reshape(-1) for a in arrays), out.reshape(-1))
-    return out
-
-
 @register
-class Neg(Op):
+class Neg(UnaryOp):
     name = "neg"
-    forward_kernel = backward_kernel = K.neg_forward
+    backward_reads = None
 
-    @staticmethod
-    def forward(ctx, x):
-        return flat_map(K.neg_forward, x)
+    def scalar_forward(x):
+        return -x
 
-    @staticmethod
-    def backward(ctx, grad):
-        return flat_map(K.neg_forward, grad)
+    def scalar_backward(grad, _):
+        return -grad
 
 
 @register
-class ReLU(Op):
+class ReLU(UnaryOp):
     name = "relu"
-    forward_kernel, backward_kernel = K.relu_forward, K.relu_backward
 
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return flat_map(K.relu_forward, x)
+    def scalar_forward(x):
+        return 0.0 if x <= 0.0 else x  # NaN fails the test and propagates, as np.maximum(x, 0)
 
-    @staticmethod
-    def backward(ctx, grad):
-        return flat_map(K.relu_backward, grad, *ctx.saved_tensors)
+    def scalar_backward(grad, x):
+        return grad if x > 0.0 else 0.0
 
 
 @register
-class Exp(Op):
+class Exp(UnaryOp):
     name = "exp"
-    forward_kernel, backward_kernel = K.exp_forward, K.mul_saved_backward
+    backward_reads = "output"
+    forward_cost = "transcendental"
+    scalar_forward = vmath.exp
 
-    @staticmethod
-    def forward(ctx, x):
-        out = flat_map(K.exp_forward, x)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        return flat_map(K.mul_saved_backward, grad, *ctx.saved_tensors)
+    def scalar_backward(grad, y):
+        return grad * y
 
 
 @register
-class Log(Op):
+class Log(UnaryOp):
     name = "log"
-    forward_kernel, backward_kernel = K.log_forward, K.log_backward
+    forward_cost = "transcendental"
+    domain = (0.2, 3.0)
+    scalar_forward = vmath.log
 
-    @staticmethod
-    def forward(ctx, x):
-        ctx.save_for_backward(x)
-        return flat_map(K.log_forward, x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return flat_map(K.log_backward, grad, *ctx.saved_tensors)
-
-    @classmethod
-    def sample_inputs(cls, rng, shape, dtype):
-        return (rng.uniform(0.2, 3.0, size=shape).astype(dtype),), {}
+    def scalar_backward(grad, x):
+        return grad / x
 
 
 @register
-class Sigmoid(Op):
+class Sigmoid(UnaryOp):
     name = "sigmoid"
-    forward_kernel, backward_kernel = K.sigmoid_forward, K.sigmoid_backward
+    backward_reads = "output"
+    forward_cost = "transcendental"
+    scalar_forward = vmath.sigmoid
 
-    @staticmethod
-    def forward(ctx, x):
-        out = flat_map(K.sigmoid_forward, x)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        return flat_map(K.sigmoid_backward, grad, *ctx.saved_tensors)
+    def scalar_backward(grad, s):
+        return grad * s * (1.0 - s)
 
 
 @register
-class Tanh(Op):
+class Tanh(UnaryOp):
     name = "tanh"
-    forward_kernel, backward_kernel = K.tanh_forward, K.tanh_backward
+    backward_reads = "output"
+    forward_cost = "transcendental"
+    scalar_forward = vmath.tanh
 
-    @staticmethod
-    def forward(ctx, x):
-        out = flat_map(K.tanh_forward, x)
-        ctx.save_for_backward(out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        return flat_map(K.tanh_backward, grad, *ctx.saved_tensors)
+    def scalar_backward(grad, t):
+        return grad * (1.0 - t * t)

@@ -4,23 +4,28 @@ import math
 import numpy as np
 
 from firefly.kernels import linalg as K
+from firefly.kernels.reduce import sum_forward
+from firefly.kernels.shape import gather_strided
+from firefly.ops import samples
 from firefly.ops.base import Op
-from firefly.ops.binary import broadcast_partner
-from firefly.ops.broadcast import materialize, reduce_to_shape
 from firefly.ops.registry import register
+from firefly.ops.shapes import materialize, reduce_to_shape
 
 
 @register
 class MatMul(Op):
     """np.matmul: 1-D operands are promoted and the added dimension removed afterwards; batch
-    dimensions broadcast."""
+    dimensions broadcast. Forward gathers an operand whose batch broadcasts only partly;
+    backward sums each gradient back over the batch dimensions its input broadcast."""
 
     name = "matmul"
     arity = 2
-    forward_kernel, backward_kernel = K.matmul_forward, K.matmul_backward
+    forward_kernel = (K.matmul_forward, gather_strided)
+    backward_kernel = (K.matmul_backward, sum_forward)
 
-    @staticmethod
-    def forward(ctx, a, b):
+    @classmethod
+    def forward(cls, ctx, a, b):
+        matmul_kernel, gather = cls.forward_kernel
         if a.ndim == 0 or b.ndim == 0:
             raise ctx.error("both operands need at least one dimension (use * to scale)", a, b)
         a2 = a.reshape(1, -1) if a.ndim == 1 else a
@@ -36,9 +41,9 @@ class MatMul(Op):
         ctx.shapes = (a.shape, b.shape, a2.shape, b2.shape)  # before batch broadcasting
         # The kernel broadcasts a batch of 1; any other partial broadcast is made explicit.
         if a2.shape[:-2] != batch and math.prod(a2.shape[:-2]) != 1:
-            a2 = materialize(a2, batch + a2.shape[-2:])
+            a2 = materialize(a2, batch + a2.shape[-2:], gather)
         if b2.shape[:-2] != batch and math.prod(b2.shape[:-2]) != 1:
-            b2 = materialize(b2, batch + b2.shape[-2:])
+            b2 = materialize(b2, batch + b2.shape[-2:], gather)
         m, k, n = a2.shape[-2], a2.shape[-1], b2.shape[-1]
         a3 = a2.reshape(math.prod(a2.shape[:-2]), m, k)
         b3 = b2.reshape(math.prod(b2.shape[:-2]), k, n)
@@ -46,22 +51,23 @@ class MatMul(Op):
         if k == 0:
             out[...] = 0.0
         elif out.size:
-            K.matmul_forward(a3, b3, out)
+            matmul_kernel(a3, b3, out)
         ctx.save_for_backward(a3, b3)
         ctx.full_shapes = (a2.shape, b2.shape)
         return out.reshape(batch + ((m,) if a.ndim > 1 else ()) + ((n,) if b.ndim > 1 else ()))
 
-    @staticmethod
-    def backward(ctx, grad):
+    @classmethod
+    def backward(cls, ctx, grad):
+        matmul_kernel, sum_kernel = cls.backward_kernel
         a3, b3 = ctx.saved_tensors
         da, db = np.zeros_like(a3), np.zeros_like(b3)
         if grad.size and a3.shape[2]:
-            K.matmul_backward(grad.reshape(max(a3.shape[0], b3.shape[0]), a3.shape[1], b3.shape[2]), a3, b3, da, db)
+            matmul_kernel(grad.reshape(max(a3.shape[0], b3.shape[0]), a3.shape[1], b3.shape[2]), a3, b3, da, db)
         a_shape, b_shape, a2_shape, b2_shape = ctx.shapes
         grads = []
         for g, full, promoted, shape, needed in ((da, ctx.full_shapes[0], a2_shape, a_shape, ctx.needs_input_grad[0]),
                                                  (db, ctx.full_shapes[1], b2_shape, b_shape, ctx.needs_input_grad[1])):
-            grads.append(reduce_to_shape(g.reshape(full), promoted).reshape(shape) if needed else None)
+            grads.append(reduce_to_shape(g.reshape(full), promoted, sum_kernel).reshape(shape) if needed else None)
         return tuple(grads)
 
     @classmethod
@@ -70,8 +76,10 @@ class MatMul(Op):
         k = int(rng.integers(1, 5))
         a_shape = tuple(shape[:-1]) + (k,)
         b_shape = (k,) if rng.random() < 0.25 else (k, int(rng.integers(1, 5)))
-        if len(b_shape) == 2 and len(a_shape) > 2:
-            b_shape = broadcast_partner(rng, a_shape[:-2]) + b_shape
+        if len(a_shape) >= 4:  # b's batch broadcasts over part of a's: gathered, and summed back
+            b_shape = a_shape[-3:-2] + (k, int(rng.integers(1, 5)))
+        elif len(b_shape) == 2 and len(a_shape) > 2:
+            b_shape = samples.broadcast_partner(rng, a_shape[:-2]) + b_shape
         a = rng.uniform(-2.0, 2.0, size=a_shape).astype(dtype)
         b = rng.uniform(-2.0, 2.0, size=b_shape).astype(dtype)
         return ((a, b) if a.ndim > 1 or b.ndim > 1 or rng.random() < 0.5 else (b, a)), {}
@@ -86,8 +94,8 @@ class Linear(Op):
     arity = 3
     forward_kernel, backward_kernel = K.linear_forward, K.linear_backward
 
-    @staticmethod
-    def forward(ctx, x, weight, bias):
+    @classmethod
+    def forward(cls, ctx, x, weight, bias):
         if weight.ndim != 2 or bias.shape != weight.shape[1:] or x.ndim == 0 or x.shape[-1] != weight.shape[0]:
             raise ctx.error(
                 "expected x (..., in_features), weight (in_features, out_features) and bias "
@@ -95,22 +103,22 @@ class Linear(Op):
         x2 = x.reshape(math.prod(x.shape[:-1]), weight.shape[0])
         out = np.empty((x2.shape[0], weight.shape[1]), dtype=x.dtype)
         if x2.size:
-            K.linear_forward(x2, weight, bias, out)
+            cls.forward_kernel(x2, weight, bias, out)
         else:  # no rows, or no input features (BLAS is not called on empty operands)
             out[...] = bias
         ctx.save_for_backward(x2, weight)
         ctx.x_shape = x.shape
         return out.reshape(x.shape[:-1] + weight.shape[1:])
 
-    @staticmethod
-    def backward(ctx, grad):
+    @classmethod
+    def backward(cls, ctx, grad):
         x2, weight = ctx.saved_tensors
         dx, dweight = np.empty_like(x2), np.empty_like(weight)
         dbias = np.empty(weight.shape[1], dtype=weight.dtype)
         g2 = grad.reshape(x2.shape[0], weight.shape[1])
         need_dx = ctx.needs_input_grad[0]
         if x2.size:
-            K.linear_backward(g2, x2, weight, need_dx, dx, dweight, dbias)
+            cls.backward_kernel(g2, x2, weight, need_dx, dx, dweight, dbias)
         else:
             dx[...], dweight[...], dbias[...] = 0.0, 0.0, g2.sum(axis=0)
         return (dx.reshape(ctx.x_shape) if need_dx else None), dweight, dbias

@@ -25,8 +25,8 @@ class CrossEntropy(Op):
     arity = 1
     forward_kernel, backward_kernel = K.cross_entropy_forward, K.cross_entropy_backward
 
-    @staticmethod
-    def forward(ctx, x, target=None, reduction="mean"):
+    @classmethod
+    def forward(cls, ctx, x, target=None, reduction="mean"):
         check_reduction(ctx.op.name, reduction)
         if target is None:
             raise TypeError("cross_entropy: missing target=, the integer class index of each sample")
@@ -51,7 +51,7 @@ class CrossEntropy(Op):
         target2 = np.ascontiguousarray(target, dtype=np.int64).reshape(x3.shape[0], x3.shape[2])
         losses = np.empty(target2.shape, dtype=x.dtype)
         shift, log_sum = np.empty_like(losses), np.empty_like(losses)
-        total = K.cross_entropy_forward(x3, target2, losses, shift, log_sum) if losses.size else 0.0
+        total = cls.forward_kernel(x3, target2, losses, shift, log_sum) if losses.size else 0.0
         ctx.save_for_backward(x3, target2, shift, log_sum)
         ctx.x_shape, ctx.reduction = x.shape, reduction
         if reduction == "none":
@@ -61,15 +61,15 @@ class CrossEntropy(Op):
         # The mean over no samples is NaN, as in PyTorch.
         return np.array(total / losses.size if losses.size else np.nan, dtype=x.dtype)
 
-    @staticmethod
-    def backward(ctx, grad):
+    @classmethod
+    def backward(cls, ctx, grad):
         x3, target2, shift, log_sum = ctx.saved_tensors
         dx = np.empty_like(x3)
         if dx.size:
             per_sample = ctx.reduction == "none"
             scale = 1.0 / target2.size if ctx.reduction == "mean" else 1.0
             g2 = grad.reshape(target2.shape) if per_sample else grad.reshape(1, 1)
-            K.cross_entropy_backward(g2, per_sample, scale, x3, target2, shift, log_sum, dx)
+            cls.backward_kernel(g2, per_sample, scale, x3, target2, shift, log_sum, dx)
         return dx.reshape(ctx.x_shape)
 
     @classmethod
@@ -94,8 +94,8 @@ class MSELoss(Op):
     arity = 2
     forward_kernel, backward_kernel = K.mse_forward, K.mse_backward
 
-    @staticmethod
-    def forward(ctx, input, target, reduction="mean"):
+    @classmethod
+    def forward(cls, ctx, input, target, reduction="mean"):
         if reduction not in ("mean", "sum"):
             raise ValueError(f"mse_loss: reduction must be 'mean' or 'sum', got {reduction!r}")
         if input.shape != target.shape:
@@ -105,18 +105,18 @@ class MSELoss(Op):
         else:  # the mean over no elements is NaN, as in PyTorch
             scale = 1.0 / input.size if input.size else float("nan")
         out = np.empty(1, dtype=input.dtype)
-        K.mse_forward(input.reshape(-1), target.reshape(-1), scale, out)
+        cls.forward_kernel(input.reshape(-1), target.reshape(-1), scale, out)
         ctx.save_for_backward(input, target)
         ctx.scale = scale
         return out.reshape(())
 
-    @staticmethod
-    def backward(ctx, grad):
+    @classmethod
+    def backward(cls, ctx, grad):
         input, target = ctx.saved_tensors
         need_target = ctx.needs_input_grad[1]
         dinput = np.empty_like(input)
         dtarget = np.empty_like(target) if need_target else dinput
-        K.mse_backward(input.reshape(-1), target.reshape(-1), float(grad) * ctx.scale, need_target,
+        cls.backward_kernel(input.reshape(-1), target.reshape(-1), float(grad) * ctx.scale, need_target,
                        dinput.reshape(-1), dtarget.reshape(-1))
         return dinput, (dtarget if need_target else None)
 

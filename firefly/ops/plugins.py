@@ -117,17 +117,17 @@ def _load(entry_point):
     load = _PluginLoad(entry_point)
     package = entry_point.module.split(".")[0]
     before = set(sys.modules)
-    registry._loading_plugins.append(load)
     try:
-        target = entry_point.load()
-        if inspect.isclass(target):
-            if target not in load.refused:  # refused while its own module registered it
-                registry.register(target)
-        elif not inspect.ismodule(target):
-            raise TypeError(
-                f"the entry point must name an Op subclass or a module that registers ops, "
-                f"got {type(target).__name__} {target!r}"
-            )
+        with registry.loading(load):
+            target = entry_point.load()
+            if inspect.isclass(target):
+                if target not in load.refused:  # refused while its own module registered it
+                    registry.register(target)
+            elif not inspect.ismodule(target):
+                raise TypeError(
+                    f"the entry point must name an Op subclass or a module that registers ops, "
+                    f"got {type(target).__name__} {target!r}"
+                )
     except Exception as exc:  # a broken plugin must not take the library down
         load.error = exc
         for cls in load.added:  # all or nothing: a half-registered plugin would mislead
@@ -139,7 +139,6 @@ def _load(entry_point):
             PluginWarning, stacklevel=3,
         )
     finally:
-        registry._loading_plugins.pop()
         load.modules = _package_modules(package, set(sys.modules) - before)
     return load
 
@@ -183,7 +182,7 @@ def reset():
     with _lock:
         for load in _loads.values():
             for cls in load.added:
-                if registry._ops.get(cls.name) is cls:
+                if registry.registered(cls.name) is cls:
                     registry.unregister(cls.name)
             for module in load.modules:
                 sys.modules.pop(module, None)
@@ -210,3 +209,6 @@ def explain_missing(name, available):
         message += (f" Plugin autoloading is off ({DISABLE_VARIABLE}); call "
                     "firefly.ops.load_plugins() to load plugin ops.")
     return message + f" Registered ops: {', '.join(available)}."
+
+
+registry.set_plugin_loader(sys.modules[__name__])

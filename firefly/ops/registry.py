@@ -1,26 +1,57 @@
 """The op registry: one table from name to Op class, shared by built-in and plugin ops.
 
 Built-in ops register when ``firefly.ops`` is imported. Plugin ops (entry-point group
-``firefly.ops``) load lazily, the first time a lookup misses or ``names()`` is called; see
-``firefly.ops.plugins``.
+``firefly.ops``) load lazily, the first time a lookup misses or ``names()`` is called:
+``firefly.ops.plugins`` installs itself as the registry's plugin loader
+(``set_plugin_loader``) and wraps each plugin's registrations in ``loading(...)``. The
+registry itself imports nothing from the plugin machinery.
 
 Every op's origin is recorded: ``"built-in"`` for firefly's own ops, ``"<distribution>
 <version>"`` for a plugin's, and ``"user code (<module>)"`` for a class registered at run time.
 """
+import contextlib
 import inspect
 import keyword
 
 from firefly.kernels._jit import is_compiled_kernel
-from firefly.ops.base import Op
+from firefly.ops.base import Op, declared_kernels
 
 BUILTIN = "built-in"
 
 _ops = {}      # name -> Op subclass
 _origins = {}  # name -> "built-in", "<distribution> <version>" or "user code (<module>)"
-# The plugin whose entry point is being loaded, innermost last; pushed by firefly.ops.plugins.
-# While one is loading, a name conflict is that plugin's to handle (refuse and warn) rather
-# than an error: a module plugin that registers several ops must not lose them all to one clash.
+# The plugin whose entry point is being loaded, innermost last (see loading()). While one is
+# loading, a name conflict is that plugin's to handle (refuse and warn) rather than an error:
+# a module plugin that registers several ops must not lose them all to one clash.
 _loading_plugins = []
+_plugin_loader = None  # set by set_plugin_loader: loads plugins on a miss, explains a miss
+
+
+@contextlib.contextmanager
+def loading(load):
+    """Attribute every op registered inside the block to the plugin load ``load``.
+
+    ``load`` has ``label`` (the origin recorded for its ops), ``attempted`` (a set: every op
+    name it tries to register is added), ``added`` (a list: the classes registered) and
+    ``refuse(cls, holder)``, called instead of raising when a name is taken.
+    """
+    _loading_plugins.append(load)
+    try:
+        yield load
+    finally:
+        _loading_plugins.pop()
+
+
+def set_plugin_loader(loader):
+    """Install the object whose ``autoload()`` loads plugins (returning True if it did) and
+    whose ``explain_missing(name, available)`` words the error for a name not registered."""
+    global _plugin_loader
+    _plugin_loader = loader
+
+
+def registered(name):
+    """The Op class registered under ``name``, or None; never loads plugins."""
+    return _ops.get(name)
 
 
 class UnknownOpError(KeyError):
@@ -48,11 +79,13 @@ def _validate(cls):
             f"{cls.__qualname__}.name must be a Python identifier such as 'softplus', got {name!r}"
         )
     for attr in ("forward_kernel", "backward_kernel"):
-        k = getattr(cls, attr)
-        if not is_compiled_kernel(k):
+        value = getattr(cls, attr)
+        kernels = declared_kernels(value)
+        bad = [k for k in kernels if not is_compiled_kernel(k)]
+        if bad or not kernels:
             raise TypeError(
                 f"op '{name}': {attr} must be a Numba-compiled function (decorate it with "
-                f"numba.njit or firefly.kernels.kernel), got {k!r}"
+                f"numba.njit or firefly.kernels.kernel), or a non-empty tuple of them, got {value!r}"
             )
     for method in ("forward", "backward"):
         if getattr(cls, method) is getattr(Op, method):
@@ -100,18 +133,17 @@ def get(name):
         return _ops[name]
     except KeyError:
         pass
-    from firefly.ops import plugins
-
-    if plugins.autoload() and name in _ops:
+    if _plugin_loader is None:
+        raise UnknownOpError(f"no op named '{name}' is registered. Registered ops: {', '.join(sorted(_ops))}.")
+    if _plugin_loader.autoload() and name in _ops:
         return _ops[name]
-    raise UnknownOpError(plugins.explain_missing(name, sorted(_ops)))
+    raise UnknownOpError(_plugin_loader.explain_missing(name, sorted(_ops)))
 
 
 def names():
     """Sorted names of every registered op, plugin ops included."""
-    from firefly.ops import plugins
-
-    plugins.autoload()
+    if _plugin_loader is not None:
+        _plugin_loader.autoload()
     return sorted(_ops)
 
 

@@ -9,37 +9,7 @@ import numpy as np
 from firefly.kernels import shape as K
 from firefly.ops.base import Op
 from firefly.ops.registry import register
-
-
-def view_geometry(base, view):
-    """(offset, shape, strides) in elements of ``view`` inside the contiguous array ``base``.
-
-    Checks that every element the geometry reaches lies inside ``base``: the kernels do no
-    bounds checking, so this is what stands between a wrong index and corrupted memory.
-    """
-    shape = np.array(view.shape, dtype=np.int64)
-    strides = np.array([s // base.itemsize for s in view.strides], dtype=np.int64)
-    offset = 0
-    if view.size:
-        offset = (view.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // base.itemsize
-        reach = (shape - 1) * strides
-        if offset + reach[reach < 0].sum() < 0 or offset + reach[reach > 0].sum() >= base.size:
-            raise RuntimeError(f"firefly: view of shape {view.shape} falls outside its base {base.shape}")
-    return offset, shape, strides
-
-
-def gather_view(base, view):
-    """A contiguous copy of ``view``, a strided view into the contiguous array ``base``."""
-    out = np.empty(view.shape, dtype=base.dtype)
-    if out.size:
-        offset, shape, strides = view_geometry(base, view)
-        K.gather_strided(base.reshape(-1), offset, shape, strides, out.reshape(-1))
-    return out
-
-
-def permute_copy(x, axes):
-    """``x.transpose(axes)`` as a contiguous array."""
-    return gather_view(x, x.transpose(axes))
+from firefly.ops.shapes import gather_view, permute_copy, view_geometry
 
 
 @register
@@ -47,8 +17,8 @@ class Reshape(Op):
     name = "reshape"
     forward_kernel = backward_kernel = K.copy_flat
 
-    @staticmethod
-    def forward(ctx, x, shape=()):
+    @classmethod
+    def forward(cls, ctx, x, shape=()):
         try:
             shape = tuple(operator.index(d) for d in shape)
         except TypeError:
@@ -62,14 +32,14 @@ class Reshape(Op):
         if unknown and -1 in shape or math.prod(shape) != x.size:
             raise ctx.error(f"cannot reshape {x.size} elements into shape {shape}", x)
         out = np.empty(shape, dtype=x.dtype)
-        K.copy_flat(x.reshape(-1), out.reshape(-1))
+        cls.forward_kernel(x.reshape(-1), out.reshape(-1))
         ctx.x_shape = x.shape
         return out
 
-    @staticmethod
-    def backward(ctx, grad):
+    @classmethod
+    def backward(cls, ctx, grad):
         dx = np.empty(ctx.x_shape, dtype=grad.dtype)
-        K.copy_flat(grad.reshape(-1), dx.reshape(-1))
+        cls.backward_kernel(grad.reshape(-1), dx.reshape(-1))
         return dx
 
     @classmethod
@@ -83,8 +53,8 @@ class Transpose(Op):
     name = "transpose"
     forward_kernel = backward_kernel = K.gather_strided
 
-    @staticmethod
-    def forward(ctx, x, axes=None):
+    @classmethod
+    def forward(cls, ctx, x, axes=None):
         if axes is None:
             axes = tuple(range(x.ndim - 1, -1, -1))
         try:
@@ -94,11 +64,11 @@ class Transpose(Op):
         if sorted(axes) != list(range(x.ndim)):
             raise ctx.error(f"axes must be an order of all {x.ndim} dimensions, got {axes}", x)
         ctx.inverse = tuple(np.argsort(axes))
-        return permute_copy(x, axes)
+        return permute_copy(x, axes, cls.forward_kernel)
 
-    @staticmethod
-    def backward(ctx, grad):
-        return permute_copy(grad, ctx.inverse)
+    @classmethod
+    def backward(cls, ctx, grad):
+        return permute_copy(grad, ctx.inverse, cls.backward_kernel)
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
@@ -124,8 +94,8 @@ class GetItem(Op):
     name = "getitem"
     forward_kernel, backward_kernel = K.gather_strided, K.scatter_add_strided
 
-    @staticmethod
-    def forward(ctx, x, index=()):
+    @classmethod
+    def forward(cls, ctx, x, index=()):
         index = index if isinstance(index, tuple) else (index,)
         _check_basic_index(index, x)
         if Ellipsis not in index:
@@ -136,13 +106,13 @@ class GetItem(Op):
             raise IndexError(f"getitem: {exc} (tensor of shape {x.shape}, {x.dtype})") from None
         ctx.x_shape = x.shape
         ctx.geometry = view_geometry(x, view)
-        return gather_view(x, view)
+        return gather_view(x, view, cls.forward_kernel)
 
-    @staticmethod
-    def backward(ctx, grad):
+    @classmethod
+    def backward(cls, ctx, grad):
         dx = np.zeros(ctx.x_shape, dtype=grad.dtype)
         offset, shape, strides = ctx.geometry
-        K.scatter_add_strided(grad.reshape(-1), offset, shape, strides, dx.reshape(-1))
+        cls.backward_kernel(grad.reshape(-1), offset, shape, strides, dx.reshape(-1))
         return dx
 
     @classmethod

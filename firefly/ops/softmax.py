@@ -1,11 +1,12 @@
-"""Softmax and log-softmax along one axis, with fused backward kernels."""
+"""Softmax and log-softmax along one axis, with fused backward kernels from the softmax-like
+row family (``firefly.kernels.families.row_softmax``)."""
 import numpy as np
 
-from firefly.kernels import softmax as K
+from firefly.kernels import families, vmath
+from firefly.ops import samples
 from firefly.ops.base import Op
-from firefly.ops.broadcast import split3
-from firefly.ops.reduce import normalize_axes
 from firefly.ops.registry import register
+from firefly.ops.shapes import normalize_axes, split3
 
 
 class _AlongAxis(Op):
@@ -31,18 +32,54 @@ class _AlongAxis(Op):
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
-        x = rng.uniform(-3.0, 3.0, size=shape).astype(dtype)
         axis = int(rng.integers(-len(shape), len(shape))) if shape else -1
-        return (x,), {"axis": axis}
+        return (samples.uniform(rng, shape, dtype, -3.0, 3.0),), {"axis": axis}
+
+
+def _softmax_constant(m, s):
+    return 1.0 / s
+
+
+def _softmax_value(x, e, m, inv_sum):
+    return e * inv_sum
+
+
+def _softmax_grad_terms(grad, y, scratch):
+    for r in range(grad.size):
+        scratch[r] = grad[r] * y[r]
+    return scratch
+
+
+def _softmax_grad(grad, y, dot):
+    return y * (grad - dot)  # dx = y * (g - sum(g * y))
 
 
 @register
 class Softmax(_AlongAxis):
     name = "softmax"
-    forward_kernel, backward_kernel = K.softmax_forward, K.softmax_backward
+    forward_kernel = families.row_softmax("softmax_forward", _softmax_constant, _softmax_value)
+    backward_kernel = families.row_softmax_grad("softmax_backward", _softmax_grad_terms, _softmax_grad)
+
+
+def _log_softmax_constant(m, s):
+    return np.log(s)
+
+
+def _log_softmax_value(x, e, m, log_sum):
+    return (x - m) - log_sum
+
+
+def _log_softmax_grad_terms(grad, y, scratch):
+    return grad
+
+
+def _log_softmax_grad(grad, y, total):
+    return grad - vmath.exp(y) * total  # dx = g - softmax(x) * sum(g), softmax from the output
 
 
 @register
 class LogSoftmax(_AlongAxis):
     name = "log_softmax"
-    forward_kernel, backward_kernel = K.log_softmax_forward, K.log_softmax_backward
+    forward_kernel = families.row_softmax("log_softmax_forward", _log_softmax_constant, _log_softmax_value)
+    backward_kernel = families.row_softmax_grad(
+        "log_softmax_backward", _log_softmax_grad_terms, _log_softmax_grad, cost="transcendental")

@@ -1,79 +1,90 @@
-"""The plugin's ops. Each is one ``firefly.ops.Op`` subclass, written exactly like firefly's
-built-in unary ops; the ``firefly.ops`` entry points in pyproject.toml name these classes, and
-firefly registers them (validating that both kernels are Numba-compiled) when it loads plugins.
+"""The plugin's ops. The ``firefly.ops`` entry points in pyproject.toml name these classes, and
+firefly registers them (checking that their kernels are Numba-compiled) when it loads plugins.
 
-The engine hands ``forward`` C-contiguous float32 or float64 arrays of one dtype and rejects
-anything else with a TypeError, so the ops validate only their own attributes.
+``extra_softplus`` and ``extra_gelu`` are scalar math on ``firefly.ops.UnaryOp``: the kernel
+families build their forward and backward kernels, exactly as for firefly's built-in exp or
+tanh. ``extra_clamp`` takes attributes, so it is written in full: its own kernels
+(``kernels.py``) and its own ``forward`` and ``backward``.
 """
 import math
 
 import numpy as np
 
-from firefly.ops import Op
+from firefly.kernels.vmath import exp, like, log1p, sigmoid, tanh
+from firefly.ops import Op, UnaryOp
 
 from firefly_extra_ops import kernels as K
 
-GELU_APPROXIMATIONS = ("none", "tanh")
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+GELU_TANH_COEF = 0.044715
 
 
-class Softplus(Op):
-    """softplus(x) = log(1 + exp(beta * x)) / beta, a smooth ReLU (``torch.nn.functional.softplus``
-    without its ``threshold``: the kernel's formula is exact and overflow-free for every x)."""
+class ExtraSoftplus(UnaryOp):
+    """softplus(x) = log(1 + exp(x)), a smooth ReLU, computed as max(x, 0) + log1p(exp(-|x|)),
+    which never overflows; its derivative is sigmoid(x)."""
 
-    name = "softplus"
-    forward_kernel, backward_kernel = K.softplus_forward, K.softplus_backward
+    name = "extra_softplus"
+    forward_cost = backward_cost = "transcendental"
 
-    @staticmethod
-    def forward(ctx, x, beta=1.0):
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not (
-            math.isfinite(beta) and beta > 0
-        ):
-            raise ctx.error(f"beta must be a positive finite number, got {beta!r}", x)
-        beta = float(beta)
+    def scalar_forward(x):
+        zero = like(0.0, x)  # a float64 literal would compute a float32 x in float64
+        return (x if x > zero else zero) + log1p(exp(-abs(x)))
+
+    def scalar_backward(grad, x):
+        return grad * sigmoid(x)
+
+
+class ExtraGELU(UnaryOp):
+    """gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): the tanh form of GELU, as
+    ``torch.nn.functional.gelu(x, approximate="tanh")``."""
+
+    name = "extra_gelu"
+    forward_cost = backward_cost = "transcendental"
+    domain = (-4.0, 4.0)
+
+    def scalar_forward(x):
+        half = like(0.5, x)
+        u = like(SQRT_2_OVER_PI, x) * (x + like(GELU_TANH_COEF, x) * x * x * x)
+        return half * x * (like(1.0, x) + tanh(u))
+
+    def scalar_backward(grad, x):
+        one, half, c = like(1.0, x), like(0.5, x), like(GELU_TANH_COEF, x)
+        t = tanh(like(SQRT_2_OVER_PI, x) * (x + c * x * x * x))
+        du = like(SQRT_2_OVER_PI, x) * (one + like(3.0, x) * c * x * x)
+        return grad * (half * (one + t) + half * x * (one - t * t) * du)
+
+
+class ExtraClamp(Op):
+    """clamp(x, min, max): x limited to [min, max], as ``torch.clamp`` with two bounds. The
+    gradient passes where min <= x <= max and is 0 outside."""
+
+    name = "extra_clamp"
+    forward_kernel, backward_kernel = K.clamp_forward, K.clamp_backward
+
+    @classmethod
+    def forward(cls, ctx, x, min=-1.0, max=1.0):
+        for label, bound in (("min", min), ("max", max)):
+            if isinstance(bound, bool) or not isinstance(bound, (int, float)) or math.isnan(bound):
+                raise ctx.error(f"{label} must be a number, got {bound!r}", x)
+        if min > max:
+            raise ctx.error(f"min ({min}) must not exceed max ({max})", x)
+        # Bounds in x's dtype: float64 bounds would compare a float32 x in float64.
+        bounds = (x.dtype.type(min), x.dtype.type(max))
         out = np.empty_like(x)
-        K.softplus_forward(x.reshape(-1), beta, out.reshape(-1))
+        cls.forward_kernel(x.reshape(-1), *bounds, out.reshape(-1))
         ctx.save_for_backward(x)
-        ctx.beta = beta
+        ctx.bounds = bounds
         return out
 
-    @staticmethod
-    def backward(ctx, grad):
+    @classmethod
+    def backward(cls, ctx, grad):
         (x,) = ctx.saved_tensors
         dx = np.empty_like(x)
-        K.softplus_backward(grad.reshape(-1), x.reshape(-1), ctx.beta, dx.reshape(-1))
-        return dx
-
-
-class GELU(Op):
-    """gelu(x) = x * Phi(x), Phi the standard normal CDF, as ``torch.nn.functional.gelu``:
-    ``approximate="none"`` (default) is exact, through erf; ``approximate="tanh"`` is the
-    tanh approximation of Hendrycks & Gimpel, within about 1e-3 of the exact value."""
-
-    name = "gelu"
-    forward_kernel, backward_kernel = K.gelu_forward, K.gelu_backward
-
-    @staticmethod
-    def forward(ctx, x, approximate="none"):
-        if approximate not in GELU_APPROXIMATIONS:
-            raise ctx.error(
-                f"approximate must be one of {GELU_APPROXIMATIONS}, got {approximate!r}", x
-            )
-        use_tanh = approximate == "tanh"
-        out = np.empty_like(x)
-        K.gelu_forward(x.reshape(-1), use_tanh, out.reshape(-1))
-        ctx.save_for_backward(x)
-        ctx.use_tanh = use_tanh
-        return out
-
-    @staticmethod
-    def backward(ctx, grad):
-        (x,) = ctx.saved_tensors
-        dx = np.empty_like(x)
-        K.gelu_backward(grad.reshape(-1), x.reshape(-1), ctx.use_tanh, dx.reshape(-1))
+        cls.backward_kernel(grad.reshape(-1), x.reshape(-1), *ctx.bounds, dx.reshape(-1))
         return dx
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
-        # Both formulas are worth checking; the tanh one has the more intricate derivative.
-        x = rng.uniform(-4.0, 4.0, size=shape).astype(dtype)
-        return (x,), {"approximate": str(rng.choice(GELU_APPROXIMATIONS))}
+        x = rng.uniform(-2.0, 2.0, size=shape).astype(dtype)
+        low = float(rng.uniform(-1.5, 0.0))
+        return (x,), {"min": low, "max": low + float(rng.uniform(0.5, 2.0))}

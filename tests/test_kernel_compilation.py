@@ -5,60 +5,52 @@ import os
 import shutil
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
-from pyrun import REPO_ROOT, run_python
 
 import firefly
 from firefly.kernels._jit import SizedKernel
-from firefly.ops import get
-
-TESTS = REPO_ROOT / "tests"
+from firefly.ops import declared_kernels, get, names
 
 
-def run_code(code, env=None, cwd=None, repo_importable=True):
-    """Run ``code`` in a fresh interpreter, without plugins or bytecode files; its stdout,
-    after failing with its output unless it exits 0."""
-    env = {"PYTHONDONTWRITEBYTECODE": "1", "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
-    proc = run_python("-c", textwrap.dedent(code), env=env, cwd=cwd, repo_importable=repo_importable)
-    assert proc.returncode == 0, f"exit code {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return proc.stdout
+@pytest.fixture
+def run_code(run_python):
+    """``run_code(code, env=None, cwd=None, repo_importable=True)``: runs ``code`` in a fresh
+    interpreter, without plugins or bytecode files, and returns its stdout, after failing with
+    its output unless it exits 0."""
+    def run(code, env=None, cwd=None, repo_importable=True):
+        env = {"PYTHONDONTWRITEBYTECODE": "1", "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
+        proc = run_python("-c", textwrap.dedent(code), env=env, cwd=cwd, repo_importable=repo_importable)
+        assert proc.returncode == 0, f"exit code {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        return proc.stdout
+    return run
 
 
-def all_kernels(modules):
-    """(label, dispatcher) for every Numba dispatcher in ``modules``, both builds of each SizedKernel."""
-    from numba.core.registry import CPUDispatcher
-
-    found = []
-    for module in modules:
-        for attr, value in vars(module).items():
-            if isinstance(value, SizedKernel):
-                found += [(f"{module.__name__}.{attr}.serial", value.serial),
-                          (f"{module.__name__}.{attr}.parallel", value.parallel)]
-            elif isinstance(value, CPUDispatcher):
-                found.append((f"{module.__name__}.{attr}", value))
-    return found
-
-
-def test_no_kernel_compiles_at_import():
+def test_no_kernel_compiles_at_import(run_code):
     out = run_code("""
         import importlib, pkgutil
+        from numba.core.registry import CPUDispatcher
         import firefly, firefly.kernels
-        from test_kernels import all_kernels
+        from firefly.kernels._jit import SizedKernel
+        from firefly.ops import declared_kernels, get, names
 
         for info in pkgutil.walk_packages(firefly.__path__, "firefly."):
             if not info.name.endswith("__main__"):
                 importlib.import_module(info.name)
-        modules = [importlib.import_module(i.name)
-                   for i in pkgutil.iter_modules(firefly.kernels.__path__, "firefly.kernels.")]
-        kernels = all_kernels(modules)
-        assert len(kernels) > 20, kernels
-        compiled = [label for label, k in kernels if k.signatures]
+        found = [value for info in pkgutil.iter_modules(firefly.kernels.__path__, "firefly.kernels.")
+                 for value in vars(importlib.import_module(info.name)).values()]
+        found += [k for name in names() for attr in ("forward_kernel", "backward_kernel")
+                  for k in declared_kernels(getattr(get(name), attr))]
+        dispatchers = [d for k in found if isinstance(k, (SizedKernel, CPUDispatcher))
+                       for d in ((k.serial, k.parallel) if isinstance(k, SizedKernel) else (k,))]
+        assert len(dispatchers) > 40, dispatchers
+        compiled = [d.py_func.__qualname__ for d in dispatchers if d.signatures]
         assert not compiled, f"compiled at import: {compiled}"
-        print(len(kernels))
-    """, {"PYTHONPATH": str(TESTS)})
-    assert int(out) > 20
+        print(len(dispatchers))
+    """)
+    assert int(out) > 40
 
 
 # One kernel, so that the subprocesses, which compile from scratch, stay quick.
@@ -70,11 +62,42 @@ SMALL_WORKLOAD = """
 """
 
 
-def test_numba_cache_dir_is_honoured(tmp_path):
+def test_numba_cache_dir_is_honoured(run_code, tmp_path):
     cache = tmp_path / "numba-cache"
     run_code(SMALL_WORKLOAD, {"NUMBA_CACHE_DIR": str(cache)})
     written = sorted(p.name for p in cache.rglob("*") if p.suffix in (".nbi", ".nbc"))
     assert any("add_forward" in name for name in written), written
+
+
+# Kernels specialised from one family template: each must have cache files of its own, and a
+# second process must load them all from the cache instead of compiling.
+CACHE_WORKLOAD = """
+    import numpy as np
+    from firefly import Tensor
+    from firefly.ops import get
+    x = Tensor(np.linspace(0.5, 2.0, 12).reshape(3, 4), requires_grad=True)
+    (x.exp() + x.log() + x.tanh() * x.sigmoid() - x * x / (x + 1.0)).relu().sum().backward()
+    from firefly.ops import declared_kernels
+    family = [k for name in ("exp", "log", "tanh", "sigmoid", "relu", "sub", "mul", "div")
+              for attr in ("forward_kernel", "backward_kernel")
+              for k in declared_kernels(getattr(get(name), attr))[:1]]
+    print(sum(sum(k.serial.stats.cache_hits.values()) for k in family),
+          sum(sum(k.serial.stats.cache_misses.values()) for k in family))
+"""
+
+
+def test_family_kernels_have_cache_files_of_their_own_and_load_from_them(run_code, tmp_path):
+    cache = tmp_path / "numba-cache"
+    env = {"NUMBA_CACHE_DIR": str(cache)}
+    hits, misses = map(int, run_code(CACHE_WORKLOAD, env).split())
+    assert hits == 0 and misses >= 15
+    indexes = [p.name for p in cache.rglob("*.nbi")]
+    for name in ("exp", "log", "tanh", "sigmoid", "relu", "mul", "div"):
+        for direction in ("forward", "backward"):
+            assert sum(i.startswith(f"families.{name}_{direction}__") or f"_{name}_{direction}__" in i
+                       for i in indexes) == 1, (name, direction, indexes)
+    hits, misses = map(int, run_code(CACHE_WORKLOAD, env).split())
+    assert misses == 0 and hits >= 15
 
 
 def unwritable_environment(tmp_path):
@@ -86,7 +109,7 @@ def unwritable_environment(tmp_path):
     blocker = tmp_path / "a-regular-file"
     blocker.write_text("")
     package_root = tmp_path / "site"
-    shutil.copytree(REPO_ROOT / "firefly", package_root / "firefly", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(Path(firefly.__file__).parent, package_root / "firefly", ignore=shutil.ignore_patterns("__pycache__"))
     for folder in (package_root / "firefly").rglob("*"):
         if folder.is_dir():
             (folder / "__pycache__").write_text("")  # in-tree caches: a file where the folder goes
@@ -109,14 +132,14 @@ FALLBACK_CHECK = """
 """ + SMALL_WORKLOAD
 
 
-def test_unwritable_cache_folders_fall_back_to_no_cache_with_one_warning(tmp_path):
+def test_unwritable_cache_folders_fall_back_to_no_cache_with_one_warning(run_code, tmp_path):
     env, package_root = unwritable_environment(tmp_path)
     run_code(FALLBACK_CHECK.format(root=str(package_root)), env, cwd=tmp_path, repo_importable=False)
     assert not [p for p in package_root.rglob("*") if p.suffix in (".nbi", ".nbc")]
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes to read-only folders")
-def test_read_only_package_folder_falls_back_to_no_cache(tmp_path):
+def test_read_only_package_folder_falls_back_to_no_cache(run_code, tmp_path):
     env, package_root = unwritable_environment(tmp_path)
     for path in (package_root / "firefly").rglob("__pycache__"):
         path.unlink()
@@ -131,7 +154,7 @@ def test_read_only_package_folder_falls_back_to_no_cache(tmp_path):
                 folder.chmod(0o755)
 
 
-def test_two_threads_running_parallel_kernels_do_not_abort():
+def test_two_threads_running_parallel_kernels_do_not_abort(run_code):
     # workqueue is the layer that aborts on concurrent entry; omp and tbb tolerate it.
     run_code("""
         import threading
@@ -171,10 +194,13 @@ def build(request, monkeypatch):
     import firefly.kernels
 
     threshold = 0 if request.param == "parallel" else sys.maxsize
-    for info in pkgutil.iter_modules(firefly.kernels.__path__, "firefly.kernels."):
-        for value in vars(importlib.import_module(info.name)).values():
-            if isinstance(value, SizedKernel):
-                monkeypatch.setattr(value, "threshold", threshold)
+    found = [value for info in pkgutil.iter_modules(firefly.kernels.__path__, "firefly.kernels.")
+             for value in vars(importlib.import_module(info.name)).values()]
+    found += [k for name in names() for attr in ("forward_kernel", "backward_kernel")
+              for k in declared_kernels(getattr(get(name), attr))]
+    for value in found:
+        if isinstance(value, SizedKernel):
+            monkeypatch.setattr(value, "threshold", threshold)
     return request.param
 
 

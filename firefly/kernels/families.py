@@ -1,0 +1,244 @@
+"""Kernel families: one loop per access pattern, specialised per op from its scalar math.
+
+An op brings only scalar functions (plain Python, or compiled with ``firefly.kernels.scalar``);
+a family copies its template loop with those functions bound in (``_jit.specialise``) and
+compiles the copy serially and in parallel, the build chosen by size (``memory_bound`` or
+``transcendental``). Nothing compiles at import: each kernel compiles on its first call, and
+is cached on disk under a file name of its own. Numba inlines the scalar functions into the
+loop before LLVM sees it, so a specialised kernel is the loop one would write by hand, and
+vectorizes whenever the scalar math does (``firefly.kernels.vmath`` has exp, log, log1p,
+sigmoid and tanh in a form that does).
+
+Families, and the scalar functions each one takes:
+
+- ``unary_map(name, forward)``: ``out[i] = forward(x[i])`` over flat arrays;
+- ``unary_grad(name, backward)``: ``dx[i] = backward(grad[i], saved[i])``, where ``saved`` is
+  the input or the output, whichever the derivative is cheaper from;
+- ``broadcast_zip(name, forward)``: ``out = forward(a, b)`` with NumPy broadcasting, operands
+  in the canonical 3-D form of ``firefly.ops.shapes.broadcast_operands``;
+- ``broadcast_zip_grad(name, backward)``: ``da, db = backward(grad, a, b, out)`` elementwise in
+  one pass, both gradients output-shaped (summing them back to the inputs' shapes is the
+  separate un-broadcast step), ``out`` read from ``db`` where the op filled it;
+- ``row_softmax(name, row_constant, finish)`` and ``row_softmax_grad(name, row_terms, finish)``:
+  softmax-like maps along the middle axis of an (outer, axis, inner) array.
+
+This module is the only place that knows how a loop is compiled for the CPU; a GPU family set
+would offer the same functions (see docs/architecture.md).
+"""
+import numpy as np
+from numba import prange
+
+from firefly.kernels import vmath
+from firefly.kernels._jit import memory_bound, specialise, transcendental
+from firefly.kernels.reduce import LANES, max_contiguous, sum_contiguous
+
+COSTS = {"memory": memory_bound, "transcendental": transcendental}
+
+
+def _build(template, name, cost, **functions):
+    try:
+        sized = COSTS[cost]
+    except KeyError:
+        raise ValueError(f"kernel {name!r}: cost must be one of {sorted(COSTS)}, got {cost!r}") from None
+    return sized(specialise(template, name, **functions))
+
+
+def _placeholder(*args):
+    raise TypeError("a kernel family template runs only as a specialised copy")
+
+
+# Names that each template reads and specialise() binds to the op's scalar functions.
+FORWARD = BACKWARD = ROW_CONSTANT = ROW_TERMS = FINISH = _placeholder
+
+
+# ----------------------------------------------------------------------------- unary
+def _unary_map(x, out):
+    for i in prange(x.size):
+        out[i] = FORWARD(x[i])
+
+
+def _unary_grad(grad, saved, dx):
+    for i in prange(grad.size):
+        dx[i] = BACKWARD(grad[i], saved[i])
+
+
+def unary_map(name, forward, cost="memory"):
+    """``kernel(x, out)``: out[i] = forward(x[i]) over flat contiguous arrays."""
+    return _build(_unary_map, name, cost, FORWARD=forward)
+
+
+def unary_grad(name, backward, cost="memory"):
+    """``kernel(grad, saved, dx)``: dx[i] = backward(grad[i], saved[i]) over flat arrays."""
+    return _build(_unary_grad, name, cost, BACKWARD=backward)
+
+
+# ----------------------------------------------------------------------------- broadcast binary
+# Operands are (outer, middle, inner) with each dimension either the output's size or 1. The
+# loops go over rows: chunks of the flat arrays when the shapes are equal, else the output's
+# (outer, middle) rows, where a stride of 0 reads a broadcast operand (`o * a0` is o where a
+# spans the dimension and 0 where it is broadcast, without a branch in the inner loop). Rows
+# are views indexed from 0, which lets LLVM drop Numba's negative-index checks, and LLVM
+# versions the inner loop for unit strides, which vectorizes. Both cases share one loop so
+# that the scalar function is inlined once: two inlined copies of a function with a
+# conditional trip Numba's SSA checks. Rows, not one flat prange with `//` and `%` per
+# element: the integer division costs more than a short row's arithmetic. The outer
+# dimension is 1 unless three broadcast runs alternate.
+_CHUNK = 4096  # elements per row of the equal-shapes case: the parallel build's unit of work
+
+
+def _broadcast_zip(a, b, out):
+    O, M, I = out.shape
+    af = a.reshape(-1)
+    bf = b.reshape(-1)
+    of = out.reshape(-1)
+    n = of.size
+    flat = af.size == n and bf.size == n
+    a0, a1, a2 = a.shape[0] > 1, a.shape[1] > 1, a.shape[2] > 1
+    b0, b1, b2 = b.shape[0] > 1, b.shape[1] > 1, b.shape[2] > 1
+    rows = (n + _CHUNK - 1) // _CHUNK if flat else M
+    for o in range(1 if flat else O):
+        for m in prange(rows):
+            if flat:
+                lo = m * _CHUNK
+                hi = min(lo + _CHUNK, n)
+                ar = af[lo:hi]
+                br = bf[lo:hi]
+                orow = of[lo:hi]
+                sa = 1
+                sb = 1
+            else:
+                ar = a[o * a0, m * a1]
+                br = b[o * b0, m * b1]
+                orow = out[o, m]
+                sa = 1 if a2 else 0
+                sb = 1 if b2 else 0
+            for i in range(orow.size):
+                orow[i] = FORWARD(ar[i * sa], br[i * sb])
+
+
+def _broadcast_zip_grad(grad, a, b, da, db):
+    # One assignment per view: Numba 0.68's parfor pass miscompiled a flat loop like this one
+    # (wrong values) when its views came from a single tuple assignment.
+    O, M, I = grad.shape
+    gf = grad.reshape(-1)
+    af = a.reshape(-1)
+    bf = b.reshape(-1)
+    daf = da.reshape(-1)
+    dbf = db.reshape(-1)
+    n = gf.size
+    flat = af.size == n and bf.size == n
+    a0, a1, a2 = a.shape[0] > 1, a.shape[1] > 1, a.shape[2] > 1
+    b0, b1, b2 = b.shape[0] > 1, b.shape[1] > 1, b.shape[2] > 1
+    rows = (n + _CHUNK - 1) // _CHUNK if flat else M
+    for o in range(1 if flat else O):
+        for m in prange(rows):
+            if flat:
+                lo = m * _CHUNK
+                hi = min(lo + _CHUNK, n)
+                gr = gf[lo:hi]
+                ar = af[lo:hi]
+                br = bf[lo:hi]
+                dar = daf[lo:hi]
+                dbr = dbf[lo:hi]
+                sa = 1
+                sb = 1
+            else:
+                gr = grad[o, m]
+                ar = a[o * a0, m * a1]
+                br = b[o * b0, m * b1]
+                dar = da[o, m]
+                dbr = db[o, m]
+                sa = 1 if a2 else 0
+                sb = 1 if b2 else 0
+            for i in range(gr.size):
+                # db holds the forward's output until this element's gradient replaces it.
+                ga, gb = BACKWARD(gr[i], ar[i * sa], br[i * sb], dbr[i])
+                dar[i] = ga
+                dbr[i] = gb
+
+
+def broadcast_zip(name, forward, cost="memory"):
+    """``kernel(a, b, out)``: out = forward(a, b) elementwise, operands broadcast in 3-D form."""
+    return _build(_broadcast_zip, name, cost, FORWARD=forward)
+
+
+def broadcast_zip_grad(name, backward, cost="memory"):
+    """``kernel(grad, a, b, da, db)``: (da, db) = backward(grad, a, b, out) elementwise.
+
+    grad, da and db have the output's 3-D shape; a and b their broadcast 3-D forms. ``out``,
+    the forward's output, is read from db, which the caller fills with it beforehand when the
+    derivative needs it: an array argument fewer makes the kernel cheaper to call, and the
+    extra copy matters only for such derivatives (pow's), which are costly anyway. When db is
+    not filled, backward must ignore its fourth argument.
+    """
+    return _build(_broadcast_zip_grad, name, cost, BACKWARD=backward)
+
+
+# ----------------------------------------------------------------------------- softmax-like rows
+# Arrays are (outer, axis, inner), mapped along the axis, one row per (outer, inner) pair. When
+# the axis is the last one (inner == 1, the usual case) each row is contiguous, and row sums
+# and maxima use the reductions' multi-accumulator helpers. Other axes copy each strided row
+# into a contiguous scratch row and back, so that one loop serves both: each scalar function
+# then appears once in the kernel, as Numba's inliner needs (two inlined copies of one
+# function with a conditional trip its SSA checks). Every row is non-empty (ops skip empty
+# arrays).
+def _row_softmax(x, out):
+    O, R, I = x.shape
+    x2 = x.reshape(O, R * I)
+    out2 = out.reshape(O, R * I)
+    for oi in prange(O * I):
+        o, i = oi // I, oi % I
+        if I == 1:
+            row, orow = x2[o], out2[o]
+        else:
+            row, orow = np.empty(R, x.dtype), np.empty(R, x.dtype)
+            for r in range(R):
+                row[r] = x[o, r, i]
+        m = max_contiguous(row)
+        for r in range(R):
+            orow[r] = vmath.exp(row[r] - m)  # shifted by the max, so exp never overflows
+        c = ROW_CONSTANT(m, sum_contiguous(orow, np.empty(LANES)))
+        for r in range(R):
+            orow[r] = FINISH(row[r], orow[r], m, c)
+        if I != 1:
+            for r in range(R):
+                out[o, r, i] = orow[r]
+
+
+def _row_softmax_grad(grad, out, dx):
+    O, R, I = out.shape
+    g2 = grad.reshape(O, R * I)
+    out2 = out.reshape(O, R * I)
+    dx2 = dx.reshape(O, R * I)
+    for oi in prange(O * I):
+        o, i = oi // I, oi % I
+        if I == 1:
+            grow, orow, drow = g2[o], out2[o], dx2[o]
+        else:
+            grow, orow, drow = np.empty(R, grad.dtype), np.empty(R, out.dtype), np.empty(R, dx.dtype)
+            for r in range(R):
+                grow[r] = grad[o, r, i]
+                orow[r] = out[o, r, i]
+        total = sum_contiguous(ROW_TERMS(grow, orow, drow), np.empty(LANES))
+        for r in range(R):
+            drow[r] = FINISH(grow[r], orow[r], total)
+        if I != 1:
+            for r in range(R):
+                dx[o, r, i] = drow[r]
+
+
+def row_softmax(name, row_constant, finish, cost="transcendental"):
+    """``kernel(x, out)`` along the middle axis: with m = max(row) and s = sum(exp(row - m)),
+    c = row_constant(m, s) per row, then out[r] = finish(x[r], exp(x[r] - m), m, c)."""
+    return _build(_row_softmax, name, cost, ROW_CONSTANT=row_constant, FINISH=finish)
+
+
+def row_softmax_grad(name, row_terms, finish, cost="memory"):
+    """``kernel(grad, out, dx)`` along the middle axis: total = sum(row_terms(g, y, scratch))
+    per row, then dx[r] = finish(g[r], y[r], total).
+
+    ``row_terms`` works on whole contiguous rows: it returns the row of terms to sum, either
+    an input row itself (log-softmax sums g) or ``scratch`` filled with them (softmax, g * y),
+    so that summing g costs no extra pass.
+    """
+    return _build(_row_softmax_grad, name, cost, ROW_TERMS=row_terms, FINISH=finish)

@@ -1,0 +1,166 @@
+"""Op base classes over the kernel families: an elementwise op is its scalar math as data.
+
+A subclass of ``UnaryOp`` or ``BinaryOp`` that sets ``scalar_forward`` (and
+``scalar_backward``) gets its kernels built by ``firefly.kernels.families`` when the class is
+created (nothing compiles until first use), declared as ``forward_kernel`` and
+``backward_kernel``, and run by the base class's ``forward`` and ``backward``::
+
+    @register
+    class Softsign(UnaryOp):
+        name = "softsign"
+        backward_reads = "input"
+
+        def scalar_forward(x):
+            return x / (1.0 + abs(x))
+
+        def scalar_backward(grad, x):
+            d = 1.0 + abs(x)
+            return grad / (d * d)
+
+The scalar functions are plain Python (or compiled with ``firefly.kernels.scalar``) that
+Numba can compile: arithmetic, comparisons, ``math``/``np`` scalar functions and the
+vectorizable ``firefly.kernels.vmath`` functions. They are written in the class body without
+``self`` or ``staticmethod``: they are data that the family reads, never called as methods.
+"""
+import numpy as np
+
+from firefly.kernels import families
+from firefly.kernels.reduce import sum_forward
+from firefly.kernels.shape import gather_strided
+from firefly.ops import samples
+from firefly.ops.base import Op
+from firefly.ops.shapes import broadcast_operands, reduce_to_shape
+
+BACKWARD_READS = ("input", "output", None)
+
+
+def _check_cost(cls, attr):
+    cost = getattr(cls, attr)
+    if cost not in families.COSTS:
+        raise ValueError(f"op {cls.name!r}: {attr} must be one of {sorted(families.COSTS)}, got {cost!r}")
+    return cost
+
+
+class UnaryOp(Op):
+    """An elementwise op of one input, defined by its scalar math.
+
+    - ``scalar_forward(x)``: the output at one element;
+    - ``scalar_backward(grad, v)``: the input's gradient at one element, given the output's
+      gradient ``grad`` and ``v``, the value that ``backward_reads`` names: ``"input"`` (x),
+      ``"output"`` (the forward's result: cheaper for exp, sigmoid, tanh) or None (v is grad
+      itself, for a derivative that needs neither);
+    - ``forward_cost`` and ``backward_cost``: ``"memory"`` (cheap arithmetic) or
+      ``"transcendental"`` (exp, log, tanh per element), which sets the size from which the
+      parallel build runs;
+    - ``domain``: the interval ``check_op`` samples inputs from.
+
+    The kernels are ``forward_kernel(x, out)`` and ``backward_kernel(grad, v, dx)`` over flat
+    arrays (``firefly.kernels.families.unary_map`` and ``unary_grad``).
+    """
+
+    scalar_forward = None
+    scalar_backward = None
+    backward_reads = "input"
+    forward_cost = "memory"
+    backward_cost = "memory"
+    domain = (-2.0, 2.0)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.backward_reads not in BACKWARD_READS:
+            raise ValueError(f"op {cls.name!r}: backward_reads must be one of {BACKWARD_READS}, "
+                             f"got {cls.backward_reads!r}")
+        if "scalar_forward" in cls.__dict__:
+            cls.forward_kernel = families.unary_map(
+                f"{cls.name}_forward", cls.scalar_forward, _check_cost(cls, "forward_cost"))
+        if "scalar_backward" in cls.__dict__:
+            cls.backward_kernel = families.unary_grad(
+                f"{cls.name}_backward", cls.scalar_backward, _check_cost(cls, "backward_cost"))
+
+    @classmethod
+    def forward(cls, ctx, x):
+        out = np.empty_like(x)
+        cls.forward_kernel(x.reshape(-1), out.reshape(-1))
+        reads = cls.backward_reads
+        if reads == "input":
+            ctx.save_for_backward(x)
+        elif reads == "output":
+            ctx.save_for_backward(out)
+        return out
+
+    @classmethod
+    def backward(cls, ctx, grad):
+        saved = ctx.saved_tensors[0] if ctx.saved_tensors else grad
+        dx = np.empty_like(grad)
+        cls.backward_kernel(grad.reshape(-1), saved.reshape(-1), dx.reshape(-1))
+        return dx
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        return (samples.uniform(rng, shape, dtype, *cls.domain),), {}
+
+
+class BinaryOp(Op):
+    """An elementwise op of two inputs that broadcast as in NumPy, defined by its scalar math.
+
+    - ``scalar_forward(a, b)``: the output at one element;
+    - ``scalar_backward(grad, a, b, out)``: the pair (gradient of a, gradient of b) at one
+      element; ``out`` is the forward's result where ``backward_reads_output`` is True (pow),
+      and meaningless otherwise (the derivative must not read it);
+    - ``forward_cost``, ``backward_cost`` and ``domain`` as for ``UnaryOp``.
+
+    Declared kernels: forward ``(zip, gather_strided)``, the second materializing operands
+    whose broadcast pattern has more than three runs; backward ``(fused zip gradient,
+    sum_forward)``, the second summing each gradient back to its input's shape.
+    """
+
+    arity = 2
+    scalar_forward = None
+    scalar_backward = None
+    backward_reads_output = False
+    forward_cost = "memory"
+    backward_cost = "memory"
+    domain = (-2.0, 2.0)
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "scalar_forward" in cls.__dict__:
+            cls.forward_kernel = (families.broadcast_zip(
+                f"{cls.name}_forward", cls.scalar_forward, _check_cost(cls, "forward_cost")), gather_strided)
+        if "scalar_backward" in cls.__dict__:
+            cls.backward_kernel = (families.broadcast_zip_grad(
+                f"{cls.name}_backward", cls.scalar_backward, _check_cost(cls, "backward_cost")), sum_forward)
+
+    @classmethod
+    def forward(cls, ctx, a, b):
+        zip_kernel, gather = cls.forward_kernel
+        a3, b3, shape, out3 = broadcast_operands(cls.name, a, b, gather)
+        out = np.empty(shape, dtype=a.dtype)
+        zip_kernel(a3, b3, out.reshape(out3))
+        ctx.shapes, ctx.out3 = (a.shape, b.shape), out3
+        ctx.save_for_backward(a3, b3, out.reshape(out3) if cls.backward_reads_output else None)
+        return out
+
+    @classmethod
+    def backward(cls, ctx, grad):
+        grad_kernel, sum_kernel = cls.backward_kernel
+        a3, b3, out3 = ctx.saved_tensors
+        g3 = grad.reshape(ctx.out3)
+        da = np.empty_like(grad)
+        # The kernel reads the forward's output from db's buffer (see broadcast_zip_grad).
+        db = np.empty_like(grad) if out3 is None else out3.reshape(grad.shape).copy()
+        grad_kernel(g3, a3, b3, da.reshape(ctx.out3), db.reshape(ctx.out3))
+        return unbroadcast(ctx, da, db, sum_kernel)
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        a = samples.uniform(rng, shape, dtype, *cls.domain)
+        b = samples.uniform(rng, samples.broadcast_partner(rng, shape), dtype, *cls.domain)
+        return ((a, b) if rng.random() < 0.5 else (b, a)), {}
+
+
+def unbroadcast(ctx, da, db, sum_kernel):
+    """Output-shaped gradients summed back to each input's shape; None where none is needed."""
+    need_a, need_b = ctx.needs_input_grad
+    return (reduce_to_shape(da, ctx.shapes[0], sum_kernel) if need_a else None,
+            reduce_to_shape(db, ctx.shapes[1], sum_kernel) if need_b else None)

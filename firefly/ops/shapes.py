@@ -1,0 +1,193 @@
+"""Shape helpers that every op module may use: NumPy broadcasting in the binary kernels' 3-D
+form, the one un-broadcast step, axis handling for reductions, and strided views.
+
+Helpers that move data take the kernel to run as an argument: an op passes the kernels it
+declares (``cls.forward_kernel[1]``...), so what runs is what the op declares.
+"""
+import math
+import operator
+
+import numpy as np
+
+
+# ----------------------------------------------------------------------------- broadcasting
+def broadcast_operands(op_name, a, b, gather):
+    """NumPy broadcasting of ``a`` and ``b``, in the binary kernels' 3-D form.
+
+    Returns (a3, b3, out_shape, out3): both operands reshaped to (outer, middle, inner) with
+    each dimension either the output's size or 1, and the output's shape before and after the
+    same reshape. Adjacent dimensions where both operands behave the same way merge, so every
+    broadcast of up to three alternating runs (elementwise, scalar, row bias, column...) is a
+    reshape, not a copy; rarer patterns materialize the operands with the strided ``gather``
+    kernel (``firefly.kernels.shape.gather_strided``).
+    """
+    sa, sb = a.shape, b.shape
+    if sa == sb:  # the common case first: it must stay cheap for small tensors
+        n = a.size
+        return a.reshape(1, 1, n), b.reshape(1, 1, n), sa, (1, 1, n)
+    if b.size == 1 and b.ndim <= a.ndim:  # a scalar operand: stride 0 over one flat run
+        n = a.size
+        return a.reshape(1, 1, n), b.reshape(1, 1, 1), sa, (1, 1, n)
+    if a.size == 1 and a.ndim <= b.ndim:
+        n = b.size
+        return a.reshape(1, 1, 1), b.reshape(1, 1, n), sb, (1, 1, n)
+    nd = max(len(sa), len(sb))
+    pa, pb = (1,) * (nd - len(sa)) + sa, (1,) * (nd - len(sb)) + sb
+    out_shape = []
+    pattern = []  # [(a spans, b spans), size] per run of output dims; size-1 dims drop out
+    for da, db in zip(pa, pb):
+        if da != db and da != 1 and db != 1:
+            raise ValueError(
+                f"{op_name}: shapes {sa} and {sb} are not broadcastable "
+                f"(dtypes {a.dtype} and {b.dtype}); dimension sizes must match or be 1"
+            )
+        d = da if db == 1 else db
+        out_shape.append(d)
+        if d == 1:
+            continue
+        key = (da != 1, db != 1)
+        if pattern and pattern[-1][0] == key:
+            pattern[-1][1] *= d
+        else:
+            pattern.append([key, d])
+    out_shape = tuple(out_shape)
+    n = math.prod(out_shape)
+    if len(pattern) > 3:
+        a, b = materialize(a, out_shape, gather), materialize(b, out_shape, gather)
+        return a.reshape(1, 1, n), b.reshape(1, 1, n), out_shape, (1, 1, n)
+    pattern = [[(False, False), 1]] * (3 - len(pattern)) + pattern
+    shape_a = tuple(d if key[0] else 1 for key, d in pattern)
+    shape_b = tuple(d if key[1] else 1 for key, d in pattern)
+    return a.reshape(shape_a), b.reshape(shape_b), out_shape, tuple(d for _, d in pattern)
+
+
+def reduce_to_shape(grad, shape, sum_kernel):
+    """Sum a broadcast gradient back to an input's ``shape``: the one un-broadcast step.
+
+    ``sum_kernel`` is ``firefly.kernels.reduce.sum_forward``; it runs only if ``shape`` differs.
+    """
+    if grad.shape == shape:
+        return grad
+    lead = grad.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, d in enumerate(shape) if d == 1 and grad.shape[lead + i] != 1
+    )
+    return sum_axes(grad, axes, sum_kernel).reshape(shape)
+
+
+# ----------------------------------------------------------------------------- axes
+def normalize_axes(op_name, axis, x):
+    """Sorted, non-negative, unique axes of ``x`` named by ``axis`` (None, an int or a tuple)."""
+    ndim = x.ndim
+    if axis is None:
+        return tuple(range(ndim))
+    items = axis if isinstance(axis, (tuple, list)) else (axis,)
+    axes = []
+    for ax in items:
+        try:
+            ax = operator.index(ax)
+        except TypeError:
+            raise TypeError(f"{op_name}: axis must be None, an int or a tuple of ints, got {axis!r}") from None
+        # A 0-d tensor accepts axis 0 and -1, as in PyTorch.
+        if not (-ndim <= ax < ndim or (ndim == 0 and ax in (0, -1))):
+            raise ValueError(
+                f"{op_name}: axis {ax} is out of range for a tensor of shape {x.shape} "
+                f"({x.dtype}); valid axes are {-ndim} to {ndim - 1}"
+            )
+        axes.append(ax % ndim if ndim else 0)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{op_name}: repeated axis in {axis!r} for a tensor of shape {x.shape}")
+    return tuple(sorted(a for a in axes if a < ndim))
+
+
+def reduced_shape(shape, axes, keepdims):
+    """``shape`` with ``axes`` reduced: kept as 1 with ``keepdims``, dropped otherwise."""
+    if keepdims:
+        return tuple(1 if i in axes else d for i, d in enumerate(shape))
+    return tuple(d for i, d in enumerate(shape) if i not in axes)
+
+
+def split3(shape, run):
+    """(outer, reduced, inner) sizes for a run of adjacent axes of ``shape``."""
+    return math.prod(shape[:run[0]]), math.prod(shape[run[0]:run[-1] + 1]), math.prod(shape[run[-1] + 1:])
+
+
+def axis_runs(axes):
+    """Split sorted axes into runs of adjacent axes: (0, 1, 3) -> [(0, 1), (3,)]."""
+    runs = []
+    for ax in axes:
+        if runs and runs[-1][-1] == ax - 1:
+            runs[-1].append(ax)
+        else:
+            runs.append([ax])
+    return runs
+
+
+def sum_axes(x, axes, sum_kernel, scale=1.0):
+    """Sum ``x`` over sorted ``axes``, keeping them as size-1 dimensions, times ``scale``.
+
+    Each run of adjacent axes is one pass of ``sum_kernel`` (``firefly.kernels.reduce.
+    sum_forward``) over the (outer, reduced, inner) form, last run first, so no pass needs a copy.
+    """
+    if not axes:  # a 0-d tensor, or an empty tuple of axes: count is 1, so scale is too
+        return x.copy()
+    runs = axis_runs(axes)
+    for i, run in enumerate(reversed(runs)):
+        shape = x.shape
+        outer, reduced, inner = split3(shape, run)
+        out = np.empty(shape[:run[0]] + (1,) * len(run) + shape[run[-1] + 1:], dtype=x.dtype)
+        run_scale = scale if i == len(runs) - 1 else 1.0
+        sum_kernel(x.reshape(outer, reduced, inner), run_scale, out.reshape(outer, inner))
+        x = out
+    return x
+
+
+def expand_sum_grad(grad_kept, shape, axes, scale, expand_kernel):
+    """Broadcast a keepdims-shaped gradient back over ``axes`` of ``shape``, times ``scale``,
+    with ``expand_kernel`` (``firefly.kernels.reduce.sum_backward``)."""
+    g = grad_kept
+    for i, run in enumerate(axis_runs(axes)):
+        full = g.shape[:run[0]] + tuple(shape[a] for a in run) + g.shape[run[-1] + 1:]
+        out = np.empty(full, dtype=g.dtype)
+        outer, reduced, inner = split3(full, run)
+        expand_kernel(g.reshape(outer, inner), scale if i == 0 else 1.0, out.reshape(outer, reduced, inner))
+        g = out
+    return g
+
+
+# ----------------------------------------------------------------------------- strided views
+def view_geometry(base, view):
+    """(offset, shape, strides) in elements of ``view`` inside the contiguous array ``base``.
+
+    Checks that every element the geometry reaches lies inside ``base``: the kernels do no
+    bounds checking, so this is what stands between a wrong index and corrupted memory.
+    """
+    shape = np.array(view.shape, dtype=np.int64)
+    strides = np.array([s // base.itemsize for s in view.strides], dtype=np.int64)
+    offset = 0
+    if view.size:
+        offset = (view.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // base.itemsize
+        reach = (shape - 1) * strides
+        if offset + reach[reach < 0].sum() < 0 or offset + reach[reach > 0].sum() >= base.size:
+            raise RuntimeError(f"firefly: view of shape {view.shape} falls outside its base {base.shape}")
+    return offset, shape, strides
+
+
+def gather_view(base, view, gather):
+    """A contiguous copy of ``view``, a strided view into the contiguous array ``base``, made
+    by ``gather`` (``firefly.kernels.shape.gather_strided``)."""
+    out = np.empty(view.shape, dtype=base.dtype)
+    if out.size:
+        offset, shape, strides = view_geometry(base, view)
+        gather(base.reshape(-1), offset, shape, strides, out.reshape(-1))
+    return out
+
+
+def permute_copy(x, axes, gather):
+    """``x.transpose(axes)`` as a contiguous array."""
+    return gather_view(x, x.transpose(axes), gather)
+
+
+def materialize(a, out_shape, gather):
+    """A contiguous copy of ``a`` broadcast to ``out_shape``."""
+    return gather_view(a, np.broadcast_to(a, out_shape), gather)

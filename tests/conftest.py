@@ -1,0 +1,93 @@
+"""Shared fixtures of the test suite: running Python in a subprocess against this checkout,
+and the NumPy reference of every built-in op."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run_python(*args, timeout=600, cwd=None, env=None, repo_importable=True):
+    """``python *args``, as a user would run it from a shell; returns the CompletedProcess (text).
+
+    ``env`` adds to, or overrides, this process's environment. ``repo_importable`` puts this
+    checkout first on PYTHONPATH; turn it off when ``env`` points PYTHONPATH at another copy of
+    the package that the child must import instead.
+    """
+    child_env = dict(os.environ, **(env or {}))
+    if repo_importable:
+        child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd or REPO_ROOT, env=child_env)
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    """The root of this checkout."""
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def run_python():
+    """``run_python(*args, timeout=600, cwd=None, env=None, repo_importable=True)``: runs
+    ``python *args`` against this checkout and returns the CompletedProcess."""
+    return _run_python
+
+
+def np_softmax(x, axis):
+    e = np.exp(x - np.max(x, axis=axis, keepdims=True))
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def np_log_softmax(x, axis):
+    shifted = x - np.max(x, axis=axis, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+
+
+def np_cross_entropy(x, target, reduction):
+    log_p = np_log_softmax(x, axis=0 if x.ndim == 1 else 1)
+    picked = np.take_along_axis(log_p, np.expand_dims(target, 0 if x.ndim == 1 else 1), axis=0 if x.ndim == 1 else 1)
+    losses = -np.squeeze(picked, axis=0 if x.ndim == 1 else 1)
+    return {"none": losses, "sum": np.sum(losses), "mean": np.mean(losses)}[reduction]
+
+
+def np_reduction(fn):
+    return lambda a, attrs: fn(a[0], axis=attrs.get("axis"), keepdims=attrs.get("keepdims", False))
+
+
+# name -> NumPy function of (arrays, attrs): what each built-in op must compute.
+NUMPY_REFERENCES = {
+    "add": lambda a, attrs: a[0] + a[1],
+    "sub": lambda a, attrs: a[0] - a[1],
+    "mul": lambda a, attrs: a[0] * a[1],
+    "div": lambda a, attrs: a[0] / a[1],
+    "pow": lambda a, attrs: np.power(a[0], a[1]),
+    "neg": lambda a, attrs: -a[0],
+    "relu": lambda a, attrs: np.maximum(a[0], 0.0),
+    "exp": lambda a, attrs: np.exp(a[0]),
+    "log": lambda a, attrs: np.log(a[0]),
+    "sigmoid": lambda a, attrs: 1.0 / (1.0 + np.exp(-a[0])),
+    "tanh": lambda a, attrs: np.tanh(a[0]),
+    "sum": np_reduction(np.sum),
+    "mean": np_reduction(np.mean),
+    "max": np_reduction(np.max),
+    "softmax": lambda a, attrs: np_softmax(a[0], attrs.get("axis", -1)),
+    "log_softmax": lambda a, attrs: np_log_softmax(a[0], attrs.get("axis", -1)),
+    "reshape": lambda a, attrs: np.reshape(a[0], attrs["shape"]),
+    "transpose": lambda a, attrs: np.transpose(a[0], attrs.get("axes")),
+    "getitem": lambda a, attrs: a[0][attrs["index"]],
+    "matmul": lambda a, attrs: np.matmul(a[0], a[1]),
+    "linear": lambda a, attrs: a[0] @ a[1] + a[2],
+    "cross_entropy": lambda a, attrs: np_cross_entropy(a[0], attrs["target"], attrs["reduction"]),
+    "mse_loss": lambda a, attrs: getattr(np, attrs["reduction"])((a[0] - a[1]) ** 2),
+}
+
+
+@pytest.fixture(scope="session")
+def numpy_references():
+    """name -> NumPy function of (arrays, attrs): what each built-in op must compute."""
+    return NUMPY_REFERENCES

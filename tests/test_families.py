@@ -1,0 +1,142 @@
+"""Kernel families and the op contract: a new elementwise op is a few lines of scalar math and
+passes the battery, and check_op fails an op whose kernels are not what it declares."""
+import numpy as np
+import pytest
+
+import firefly
+from firefly.kernels import families, shape as shape_kernels
+from firefly.ops import BinaryOp, UnaryOp, get, register, unregister
+from firefly.ops.elementwise import Neg
+from firefly.testing import OpCheckError, check_op
+
+
+@pytest.fixture
+def registered():
+    names = []
+
+    def add(cls):
+        register(cls)
+        names.append(cls.name)
+        return cls
+
+    yield add
+    for name in names:
+        unregister(name)
+
+
+def test_a_unary_op_is_its_scalar_math(registered):
+    @registered
+    class Softsign(UnaryOp):
+        name = "test_softsign"
+
+        def scalar_forward(x):
+            return x / (1.0 + abs(x))
+
+        def scalar_backward(grad, x):
+            d = 1.0 + abs(x)
+            return grad / (d * d)
+
+    assert check_op("test_softsign", reference=lambda a, attrs: a[0] / (1.0 + np.abs(a[0])))
+    x = np.linspace(-3, 3, 7, dtype=np.float32)
+    np.testing.assert_allclose(firefly.ops.apply("test_softsign", x).numpy(), x / (1 + np.abs(x)), rtol=1e-6)
+
+
+def test_a_binary_op_is_its_scalar_math(registered):
+    @registered
+    class Hypot(BinaryOp):
+        name = "test_hypot"
+        backward_reads_output = True
+        domain = (0.5, 2.0)
+
+        def scalar_forward(a, b):
+            return np.sqrt(a * a + b * b)
+
+        def scalar_backward(grad, a, b, out):
+            return grad * a / out, grad * b / out
+
+    assert check_op("test_hypot", reference=lambda a, attrs: np.hypot(a[0], a[1]))
+
+
+def test_the_kernels_run_are_the_declared_ones_and_each_direction_its_own():
+    op = get("mul")
+    zip_kernel, gather = op.forward_kernel
+    assert gather is shape_kernels.gather_strided
+    assert op.backward_kernel[1] is firefly.kernels.reduce.sum_forward
+    assert "mul_forward" in zip_kernel.__name__ and "mul_backward" in op.backward_kernel[0].__name__
+
+
+def test_specialisations_of_one_template_are_distinct_kernels():
+    def double(x):
+        return 2.0 * x
+
+    def triple(x):
+        return 3.0 * x
+
+    a, b = families.unary_map("twice", double), families.unary_map("thrice", triple)
+    assert a.serial.py_func.__qualname__ != b.serial.py_func.__qualname__
+    assert a.serial.py_func.__code__ is b.serial.py_func.__code__  # one template loop
+    x = np.arange(4.0)
+    out_a, out_b = np.empty_like(x), np.empty_like(x)
+    a(x, out_a)
+    b(x, out_b)
+    np.testing.assert_array_equal(out_a, 2 * x)
+    np.testing.assert_array_equal(out_b, 3 * x)
+
+
+def test_unknown_cost_is_refused():
+    with pytest.raises(ValueError, match="cost must be one of"):
+        families.unary_map("bad", lambda x: x, cost="cheap")
+
+
+# ----------------------------------------------------------------------------- check_op catches
+# Each op reuses already compiled kernels (neg's, copy_flat), so no test compiles anything.
+class UndeclaredKernel(Neg):
+    """Backward also copies through a kernel imported from its module: undeclared."""
+
+    name = "test_undeclared"
+
+    @classmethod
+    def backward(cls, ctx, grad):
+        dx = super().backward(ctx, grad)
+        copy = np.empty_like(dx)
+        shape_kernels.copy_flat(dx.reshape(-1), copy.reshape(-1))
+        return copy
+
+
+class NeverRuns(Neg):
+    name = "test_never_runs"
+    forward_kernel = (Neg.forward_kernel, shape_kernels.copy_flat)
+
+    @classmethod
+    def forward(cls, ctx, x):
+        out = np.empty_like(x)
+        cls.forward_kernel[0](x.reshape(-1), out.reshape(-1))
+        return out
+
+
+class WrongDirection(Neg):
+    """Backward runs the forward kernel (negation) instead of its own."""
+
+    name = "test_wrong_direction"
+
+    @classmethod
+    def backward(cls, ctx, grad):
+        dx = np.empty_like(grad)
+        cls.forward_kernel(grad.reshape(-1), dx.reshape(-1))
+        return dx
+
+
+@pytest.mark.parametrize("cls, message", [
+    (UndeclaredKernel, "backward ran firefly.kernels.shape.copy_flat, which neither forward_kernel nor "
+                       "backward_kernel declares"),
+    (NeverRuns, "declared kernels that never ran .*: forward_kernel\\[1\\]; remove them"),
+    (WrongDirection, "backward ran forward_kernel\\[0\\], which forward_kernel declares but "
+                     "backward_kernel does not"),
+], ids=["undeclared", "never-ran", "wrong-direction"])
+def test_check_op_fails_an_op_that_runs_other_kernels_than_it_declares(registered, cls, message):
+    registered(cls)
+    with pytest.raises(OpCheckError, match=message):
+        check_op(cls.name, reference=lambda a, attrs: -a[0])
+    # The check leaves the op and the kernel modules as they were.
+    assert shape_kernels.copy_flat is firefly.ops.get("reshape").forward_kernel
+    assert cls.forward_kernel is (NeverRuns.forward_kernel if cls is NeverRuns else Neg.forward_kernel)
