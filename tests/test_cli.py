@@ -33,7 +33,7 @@ def test_demo_trains_and_summarizes(run_python, dtype):
         line.split(", step")[0] for line in lines[1:-2]]
 
 
-def test_demo_help_lists_every_option_with_its_default():
+def test_demo_help_lists_every_option_with_its_default(run_python):
     result = run_python("-m", "firefly", "demo", "--help")
     assert result.returncode == 0, result.stderr
     for option, default in [("--epochs", "10"), ("--lr", "0.01"), ("--dtype", "float32"), ("--seed", "0")]:
