@@ -13,8 +13,11 @@ the grad mode), does this:
    when ``fn`` started and that nothing outside the recorded calls changed meanwhile (the
    parameters, optimizer state, tensors ``fn`` closes over), an earlier recorded call's
    output, scratch memory whose contents the kernel does not read (tested by rerunning the
-   kernel on poisoned copies), or a constant fill (``np.zeros``, ``np.ones``) that the first
-   recording also had. Kernel arguments that are not arrays must be equal in both recordings.
+   kernel on poisoned copies), a constant fill (``np.zeros``, ``np.ones``) that the first
+   recording also had, or what the engine's own Python makes of explained arrays and is found
+   to equal bit for bit: a dtype conversion, the sum of two gradients, a number a kernel
+   returned turned into an op's output (``np.array(total / n)``). Both recordings must make
+   the same calls, with equal arguments other than arrays.
 3. Later calls copy the arguments into the plan's input buffers and replay: kernels are called
    directly on the buffers of the second recording, with no Tensor, graph or validation work.
    Optimizer and scheduler methods run as Python at their place in the plan, so that the
@@ -33,6 +36,9 @@ changes (a counter, a list of losses) changes only then; inputs that change betw
 be passed as arguments (tensors reached through globals or closures are read in place, so
 writing new values into them works, rebinding the name to another tensor does not); and state
 that Python code inside ``fn`` changes without reaching a kernel is not replayed.
+
+Recording patches the op classes' kernels, the optimizer and scheduler methods and the
+Tensor value readers for its duration: record in one thread at a time.
 """
 import collections
 import functools
