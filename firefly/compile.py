@@ -156,6 +156,7 @@ class _Recording:
         self.leaves = {}             # id -> leaf tensor that received a gradient
         self.optimizers = {}         # id -> optimizer seen
         self.scalars = []            # (entry index, value, candidate divisors) of kernels returning a number
+        self.produced = []           # arrays the recorded kernels were given, in call order
         if previous is not None:
             for a in previous.kept:
                 self._explain(a)
@@ -206,14 +207,18 @@ class _Recording:
                 if self._check_explained(f"kernel {name}", a) or self._derived(a) \
                         or not self._content_matters(kernel, args, i):
                     continue
-                value, source = _uniform_value(a), self._python_source(a)
-                if value is not None and source is not None and self._changed_since_previous(i, arrays, value):
-                    value = None  # a one-valued result of state that changes: not a constant
-                if value is None and source is not None:
+                # One value that the previous recording had here too is a constant (np.ones,
+                # a Tensor(3.0) made inside fn); otherwise the engine's Python may have made it.
+                value = _uniform_value(a)
+                if value is not None and self._changed_since_previous(i, arrays, value):
+                    value = None
+                source = self._python_source(a) if value is None else None
+                if source is not None:
                     self.entries.append(source)
                     self._explain(a)
+                    self.produced.append(a)
                     continue
-                if value is None or source is not None:  # not a constant, or not only one
+                if value is None:
                     self.fail(f"kernel {name} reads an array (argument {i}, {a.shape} {a.dtype}) that no "
                               "recorded kernel wrote (a random draw such as dropout's, or NumPy work in Python code)")
                     return kernel(*args)
@@ -233,6 +238,7 @@ class _Recording:
             self._refresh([a for _, a in arrays])
             for _, a in arrays:
                 self._explain(a)
+            self.produced.extend(a for _, a in arrays)
         self.entries.append(("kernel", _resolved(kernel, args), args, (fills, result, uniforms)))
         return result
 
@@ -269,14 +275,17 @@ class _Recording:
         parameter to meet float64 data, and converting its gradient back), or the sum of two
         arrays (the engine adding the gradients of a tensor used twice)."""
         data = a.tobytes()
-        same = []
         for b, _ in list(self.expected.values()):
-            if b.shape != a.shape or b.dtype.kind != "f" or np.shares_memory(a, b):
-                continue
-            if b.dtype != a.dtype:
-                if b.astype(a.dtype).tobytes() == data:
-                    return ("cast", None, (a, b), None)
-            else:
+            if b.shape == a.shape and b.dtype != a.dtype and b.dtype.kind == "f" and \
+                    b.astype(a.dtype).tobytes() == data:
+                return ("cast", None, (a, b), None)
+        # Summands are gradients this recording computed, latest first: never older memory
+        # (say, another all-zero array) that happens to hold the same values today.
+        same, seen = [], set()
+        for b in reversed(self.produced):
+            if b.shape == a.shape and b.dtype == a.dtype and _extent(b) not in seen \
+                    and not np.shares_memory(a, b):
+                seen.add(_extent(b))
                 same.append(b)
         for k, b in enumerate(same):
             for c in same[k:]:
@@ -328,6 +337,7 @@ class _Recording:
             else:
                 self.entries.append(source)
                 self._explain(g)
+                self.produced.append(g)
         had = leaf.grad
         if had is not None and not self._check_explained("backward", _leaf_array(had)):
             self.fail("backward accumulated into a gradient that no recorded call explains")

@@ -235,3 +235,52 @@ def test_seed_script_step_replays_bit_identical():
         got, compiled = run(True)
     assert got == expected
     assert compiled.status()["plans"] == 1
+
+
+def test_python_number_that_changes_between_calls_is_never_baked_in():
+    def make():
+        model, optimizer, _ = _seed_mlp()
+        x = firefly.Tensor(np.ones((16, 10), dtype=np.float32))
+        calls = [0]
+
+        def step():
+            calls[0] += 1
+            optimizer.zero_grad()
+            loss = model(x).sum() * (1.0 + 0.5 * calls[0])  # a weight that grows every call
+            loss.backward()
+            optimizer.step()
+            return loss
+        return model, step
+
+    eager_model, eager_step = make()
+    model, step = make()
+    compiled = firefly.compile(step)
+    with pytest.warns(RuntimeWarning, match="runs eagerly"):
+        for _ in range(6):
+            assert compiled().item() == eager_step().item()
+    _same_parameters(model, eager_model)
+
+
+def test_constant_made_inside_the_function_replays():
+    eager_model, _, _ = _seed_mlp()
+    model, _, _ = _seed_mlp()
+
+    def make(m):
+        optimizer = optim.SGD(m.parameters(), lr=0.01)
+        x = firefly.Tensor(np.linspace(-1, 1, 160, dtype=np.float32).reshape(16, 10))
+
+        def step():
+            optimizer.zero_grad()
+            loss = (m(x) * firefly.Tensor(np.float32(3.0))).sum() * 0.5
+            loss.backward()
+            optimizer.step()
+            return loss
+        return step
+
+    eager_step, compiled = make(eager_model), firefly.compile(make(model))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for _ in range(10):
+            assert compiled().item() == eager_step().item()
+    assert compiled.status()["plans"] == 1
+    _same_parameters(model, eager_model)
