@@ -21,6 +21,7 @@ import numpy as np
 
 from firefly import autograd
 from firefly.nn.module import Module
+from firefly.optim.optimizer import register_optimizer_step_pre_hook
 from firefly.serialization import save as _save
 from firefly.tensor import Tensor
 
@@ -361,6 +362,29 @@ def _average_parameter_grads(comm, params):
 
 
 # ----------------------------------------------------------------------------- DDP
+_live_ddp_models = weakref.WeakSet()
+_auto_attach_handle = None
+
+
+def _attach_to_stepping_optimizer(optimizer, args, kwargs):
+    """A global step pre-hook: an optimizer that steps over a DDP model's parameters without
+    being attached to it gets attached, so that ``DDP(model)`` and then
+    ``SGD(ddp.parameters())`` average gradients as in PyTorch."""
+    if optimizer in _averagers or not _live_ddp_models or not hasattr(optimizer, "flat_grads"):
+        return None
+    stepping = {id(p.tensor) for p in optimizer.parameters}
+    for ddp in list(_live_ddp_models):
+        if any(id(p.tensor) in stepping for p in ddp.module.parameters()):
+            ddp.attach(optimizer)  # its averaging pre-hook runs in this same step
+    return None
+
+
+def _attach_on_first_step():
+    global _auto_attach_handle
+    if _auto_attach_handle is None:
+        _auto_attach_handle = register_optimizer_step_pre_hook(_attach_to_stepping_optimizer)
+
+
 class DistributedDataParallel(Module):
     """``DistributedDataParallel(module, optimizer=None, bucket_cap_mb=None)``: data-parallel
     training, as ``torch.nn.parallel.DistributedDataParallel``.
@@ -369,12 +393,12 @@ class DistributedDataParallel(Module):
     (names, shapes, dtypes; a mismatch raises ValueError naming the rank and the parameter) and
     takes rank 0's values, so every rank starts identical. Calling it runs ``module``.
 
-    Gradients are averaged across ranks just before the optimizer's ``step()``, with one
-    in-place Allreduce per flat gradient buffer (per dtype) of the optimizer, so DDP must know
-    the optimizer: pass it here or call ``attach(optimizer)`` (an optimizer over
-    ``ddp.parameters()``), or wrap it in ``DistributedOptimizer``. A forward in training mode
-    after the parameters changed without averaging raises instead of letting ranks drift
-    apart. ``bucket_cap_mb`` splits larger buffers into Allreduces of at most that size.
+    Gradients are averaged across ranks at the start of the optimizer's ``step()``, with one
+    in-place Allreduce per flat gradient buffer (per dtype) of the optimizer. An optimizer over
+    the model's parameters attaches itself at its first ``step()``, as in PyTorch; passing it
+    here, calling ``attach(optimizer)`` or wrapping it in ``DistributedOptimizer`` attaches it
+    up front. A forward in training mode after the parameters changed without averaging raises
+    instead of letting ranks drift apart. ``bucket_cap_mb`` splits larger buffers into Allreduces of at most that size.
 
     ``no_sync()`` skips the averaging of ``step()`` calls made inside it (for gradient
     accumulation, run the last backward and ``step()`` outside it). The state_dict keys start
@@ -402,6 +426,9 @@ class DistributedDataParallel(Module):
             _broadcast_arrays(self._comm, [array for _, array in entries])
         if optimizer is not None:
             self.attach(optimizer)
+        if self._comm is not None and self._comm.Get_size() > 1:
+            _live_ddp_models.add(self)
+            _attach_on_first_step()
 
     def attach(self, optimizer):
         """Average gradients across ranks at the start of every ``optimizer.step()``. Attaching

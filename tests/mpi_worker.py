@@ -69,10 +69,9 @@ def equivalence(dtype_name, optimizer_name, style):
 
     # Rank 1 starts from other weights: DDP must replace them with rank 0's.
     model = classifier(dtype, seed=rank)
-    if style in ("ddp", "closure"):
+    if style in ("ddp", "closure"):  # PyTorch's habit: the optimizer attaches at its first step
         ddp = dist.DistributedDataParallel(model)
         optimizer = make_optimizer(optimizer_name, ddp.parameters())
-        ddp.attach(optimizer)
     elif style == "ddp-ctor":
         optimizer = make_optimizer(optimizer_name, model.get_parameters())
         ddp = dist.DistributedDataParallel(model, optimizer)
@@ -238,14 +237,15 @@ def buffers():
 
 
 def unattached():
-    """DDP without its optimizer: the second forward after a step raises instead of drifting."""
+    """DDP with parameters updated by hand, by no optimizer it could attach to: the next forward
+    raises instead of letting the ranks drift apart."""
     loss_fn = nn.CrossEntropyLoss()
     model = classifier(np.float64, seed=0)
     ddp = dist.DistributedDataParallel(model)
-    optimizer = SGD(ddp.parameters(), lr=0.1)
     X, y = np.random.default_rng(dist.rank()).normal(size=(4, 6)), np.array([0, 1, 2, 0])
     loss_fn(ddp(X), y).backward()
-    optimizer.step()
+    for p in model.parameters():
+        p.update(p.tensor.to_numpy() - 0.1 * p.tensor.grad.to_numpy())
     try:
         ddp(X)
     except RuntimeError as exc:

@@ -160,7 +160,7 @@ def test_buffers_are_broadcast_from_rank_0():
 
 
 @needs_mpi
-def test_ddp_without_its_optimizer_refuses_to_drift():
+def test_ddp_updated_by_hand_without_averaging_refuses_to_drift():
     assert "OK unattached" in worker("unattached")
 
 

@@ -447,3 +447,30 @@ def test_frozen_parameters_in_a_group_are_left_alone(cls):
     assert not np.array_equal(model.fc2.weight.data, moving)
     state = optimizer.state_dict()["state"]
     assert (0 in state) == (cls is Adagrad)  # Adagrad's state exists from construction
+
+
+def test_global_step_pre_hook_runs_first_and_can_register_a_per_optimizer_hook():
+    from firefly.optim.optimizer import register_optimizer_step_pre_hook
+
+    w = firefly.Tensor(np.ones(3), requires_grad=True)
+    optimizer = firefly.optim.SGD([w], lr=0.5)
+    calls = []
+
+    def own(opt, args, kwargs):
+        calls.append("own")
+
+    def global_hook(opt, args, kwargs):
+        calls.append("global")
+        if not calls.count("own"):
+            opt.register_step_pre_hook(own)  # registered now, runs in this very step
+
+    handle = register_optimizer_step_pre_hook(global_hook)
+    try:
+        (w * w).sum().backward()
+        optimizer.step()
+        assert calls == ["global", "own"]
+        np.testing.assert_array_equal(w.to_numpy(), np.zeros(3))  # 1 - 0.5 * 2
+    finally:
+        handle.remove()
+    optimizer.step()
+    assert calls == ["global", "own", "own"]

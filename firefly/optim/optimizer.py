@@ -73,22 +73,37 @@ class RemovableHandle:
         self.remove()
 
 
+_global_step_pre_hooks = {}
+
+
+def register_optimizer_step_pre_hook(hook):
+    """``hook(optimizer, args, kwargs)`` runs at the start of every optimizer's ``step()``,
+    before that optimizer's own pre-hooks, as ``torch.optim.optimizer``'s function of this name.
+    Returns a handle whose ``remove()`` unregisters it."""
+    handle = RemovableHandle(_global_step_pre_hooks)
+    _global_step_pre_hooks[handle.id] = hook
+    return handle
+
+
 def _with_step_hooks(step):
-    """``step`` wrapped so that the optimizer's step hooks run around it, once per call even
-    when a subclass's step calls its parent's."""
+    """``step`` wrapped so that the step hooks run around it, once per call even when a
+    subclass's step calls its parent's."""
 
     @functools.wraps(step)
     def hooked_step(self, *args, **kwargs):
         if self.__dict__.get("_in_step"):
             return step(self, *args, **kwargs)
-        for hook in list(self._step_pre_hooks.values()):
-            result = hook(self, args, kwargs)
-            if result is not None:
-                if not (isinstance(result, tuple) and len(result) == 2):
-                    raise RuntimeError(
-                        f"a step pre-hook must return None or a tuple (new_args, new_kwargs), got {result!r}"
-                    )
-                args, kwargs = result
+        # The optimizer's own hooks are read after the global ones ran: a global hook may
+        # register one for this very step (DistributedDataParallel attaching itself).
+        for hooks in (_global_step_pre_hooks, self._step_pre_hooks):
+            for hook in list(hooks.values()):
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError(
+                            f"a step pre-hook must return None or a tuple (new_args, new_kwargs), got {result!r}"
+                        )
+                    args, kwargs = result
         self._in_step = True
         try:
             out = step(self, *args, **kwargs)
