@@ -49,6 +49,7 @@ import zlib
 import numpy as np
 
 from firefly import autograd
+from firefly import random as firefly_random
 from firefly.kernels._jit import SizedKernel, is_compiled_kernel
 from firefly.ops.base import Op
 from firefly.tensor import Tensor
@@ -256,6 +257,15 @@ class _Recording:
                 return True
         return False
 
+    def explain_by_python(self, a):
+        """Explain ``a`` by the engine's Python (``_python_source``) if it can; True if so."""
+        source = self._python_source(a) if self.previous is not None else None
+        if source is not None:
+            self.entries.append(source)
+            self._explain(a)
+            self.produced.append(a)
+        return source is not None
+
     def _changed_since_previous(self, i, arrays, value):
         """Whether argument ``i`` of the kernel call being recorded held another one value in
         the same call of the previous recording."""
@@ -274,19 +284,22 @@ class _Recording:
         does, or None: a conversion of another float dtype (the engine promoting a float32
         parameter to meet float64 data, and converting its gradient back), or the sum of two
         arrays (the engine adding the gradients of a tensor used twice)."""
+        if not a.flags.c_contiguous:
+            return None
         data = a.tobytes()
+        # Ops see reshaped views: candidates match in element count and C order.
         for b, _ in list(self.expected.values()):
-            if b.shape == a.shape and b.dtype != a.dtype and b.dtype.kind == "f" and \
-                    b.astype(a.dtype).tobytes() == data:
-                return ("cast", None, (a, b), None)
+            if b.size == a.size and b.dtype != a.dtype and b.dtype.kind == "f" and b.flags.c_contiguous \
+                    and b.astype(a.dtype).tobytes() == data:
+                return ("cast", None, (a, b.reshape(a.shape)), None)
         # Summands are gradients this recording computed, latest first: never older memory
         # (say, another all-zero array) that happens to hold the same values today.
         same, seen = [], set()
         for b in reversed(self.produced):
-            if b.shape == a.shape and b.dtype == a.dtype and _extent(b) not in seen \
+            if b.size == a.size and b.dtype == a.dtype and b.flags.c_contiguous and _extent(b) not in seen \
                     and not np.shares_memory(a, b):
                 seen.add(_extent(b))
-                same.append(b)
+                same.append(b.reshape(a.shape))
         for k, b in enumerate(same):
             for c in same[k:]:
                 if np.add(b, c).tobytes() == data:
@@ -347,6 +360,21 @@ class _Recording:
         self._refresh([_leaf_array(grad)])
         self._explain(_leaf_array(grad))
         self.entries.append(("leaf", None, (leaf, grad, g, had is None), None))
+
+    def draw(self, name, real, args, kwargs):
+        """A draw from firefly's generator: the plan draws again, at the same place."""
+        result = real(*args, **kwargs)
+        if self.depth or self.problem is not None:
+            return result
+        if not isinstance(result, np.ndarray):
+            self.fail(f"the function draws a random Python number (generator().{name}) at {_where()}")
+            return result
+        self.kept.append(result)
+        if self.previous is not None:
+            self._explain(result)
+            self.produced.append(result)
+        self.entries.append(("draw", name, (result, args, kwargs), None))
+        return result
 
     def method(self, function, owner, args, kwargs):
         if self.depth or self.problem is not None:
@@ -428,6 +456,11 @@ def _same_call(mine, theirs):
             return False
     if kind == "leaf":
         return args[0] is args2[0]
+    if kind == "draw":
+        try:
+            return fn == fn2 and bool(args[1] == args2[1]) and bool(args[2] == args2[2])
+        except (TypeError, ValueError):
+            return False
     return extra == extra2
 
 
@@ -454,6 +487,11 @@ def _set_leaf_gradient(leaf, grad, g, fresh):
         leaf.grad = grad
     else:
         grad._data += g
+
+
+def _redraw(name, out, *args, **kwargs):
+    # generator() at replay time: a manual_seed between calls takes effect, as in eager
+    np.copyto(out, getattr(firefly_random.generator(), name)(*args, **kwargs))
 
 
 def _keep_result(kernel, holder, *args):
@@ -503,6 +541,9 @@ class _Plan:
                 self.calls.append((functools.partial(np.add, out=a), (b, c)))
             elif kind == "leaf":
                 self.calls.append((_set_leaf_gradient, args))
+            elif kind == "draw":
+                out, a, kw = args
+                self.calls.append((functools.partial(_redraw, fn, out, **kw), a))
             else:
                 owner, a, kw = args
                 self.calls.append((functools.partial(fn, owner, **kw), a))
@@ -587,6 +628,7 @@ class _Patched:
                     self._set(cls, attr, tuple(_RecordingKernel(k, rec) if is_compiled_kernel(k) else k for k in value))
                 elif value is not None and is_compiled_kernel(value):
                     self._set(cls, attr, _RecordingKernel(value, rec))
+        self._set_module(firefly_random, "generator", _recording_generator(firefly_random.generator, rec))
         accumulate = autograd._accumulate_leaf
         self._set_module(autograd, "_accumulate_leaf", lambda leaf, g: rec.leaf_gradient(accumulate, leaf, g))
         for base, names in _method_owners():
@@ -607,6 +649,18 @@ class _Patched:
     def __exit__(self, *exc):
         for owner, name, old in reversed(self.undo):
             setattr(owner, name, old)
+
+
+def _recording_generator(generator, rec):
+    """Stands in for ``firefly.random.generator`` while recording: draws are recorded."""
+    class RecordingGenerator:
+        def __getattr__(self, name):
+            real = getattr(generator(), name)
+            if not callable(real):
+                return real
+            return lambda *args, **kwargs: rec.draw(name, real, args, kwargs)
+
+    return RecordingGenerator
 
 
 def _recorded_method(function, rec):
@@ -729,7 +783,8 @@ class CompiledFunction:
                      "tensors (or a tuple or list of them) or None")
             return None
         a = _leaf_array(t)
-        if not rec._check_explained("the returned tensor", a) and not rec._derived(a):
+        if not rec._check_explained("the returned tensor", a) and not rec._derived(a) \
+                and not rec.explain_by_python(a):
             rec.fail("the function returned a tensor that no recorded kernel wrote")
         return a
 
