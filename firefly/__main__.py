@@ -1,5 +1,6 @@
-"""Command line: ``python -m firefly demo`` trains the seed MLP; ``python -m firefly info``
-describes the installation; ``python -m firefly warmup`` fills the kernel cache."""
+"""Command line: ``python -m firefly demo`` trains the seed MLP (``--model digits-cnn``: a CNN on
+real handwritten digits); ``python -m firefly info`` describes the installation; ``python -m
+firefly warmup`` fills the kernel cache."""
 import argparse
 import os
 import statistics
@@ -34,6 +35,10 @@ def _data_parallel(model, optimizer, inputs, targets):
 
 
 def demo(args):
+    if args.model == "digits-cnn":
+        from firefly import _digits_demo
+
+        return _digits_demo.run(args)
     import firefly
     from firefly import nn
     from firefly.kernels._jit import kernel_load_counts
@@ -150,10 +155,15 @@ def main(argv=None):
     demo_parser = commands.add_parser(
         "demo", help="train the seed MLP and time each step",
         description="Train the seed document's MLP (10-32-1, MSE, SGD) on its regression data "
-                    "and report the loss per epoch and the time per step.",
+                    "and report the loss per epoch and the time per step; or, with --model "
+                    "digits-cnn, a CNN on scikit-learn's handwritten digits, with AdamW.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    demo_parser.add_argument("--epochs", type=_positive_int, default=10, help="training steps over the full batch")
-    demo_parser.add_argument("--lr", type=_positive_float, default=0.01, help="SGD learning rate")
+    demo_parser.add_argument("--model", choices=("seed-mlp", "digits-cnn"), default="seed-mlp",
+                             help="the seed MLP, or a CNN on scikit-learn's handwritten digits")
+    demo_parser.add_argument("--epochs", type=_positive_int, default=10,
+                             help="full-batch steps (digits-cnn: epochs)")
+    demo_parser.add_argument("--lr", type=_positive_float, default=0.01,
+                             help="learning rate (digits-cnn: AdamW's)")
     demo_parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                              help="dtype of the data and parameters")
     demo_parser.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the data and the initial weights")

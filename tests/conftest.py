@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from layer_references import LAYER_REFERENCES
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -48,13 +50,6 @@ def np_log_softmax(x, axis):
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
-def np_cross_entropy(x, target, reduction):
-    log_p = np_log_softmax(x, axis=0 if x.ndim == 1 else 1)
-    picked = np.take_along_axis(log_p, np.expand_dims(target, 0 if x.ndim == 1 else 1), axis=0 if x.ndim == 1 else 1)
-    losses = -np.squeeze(picked, axis=0 if x.ndim == 1 else 1)
-    return {"none": losses, "sum": np.sum(losses), "mean": np.mean(losses)}[reduction]
-
-
 def np_reduction(fn):
     return lambda a, attrs: fn(a[0], axis=attrs.get("axis"), keepdims=attrs.get("keepdims", False))
 
@@ -82,9 +77,10 @@ NUMPY_REFERENCES = {
     "getitem": lambda a, attrs: a[0][attrs["index"]],
     "matmul": lambda a, attrs: np.matmul(a[0], a[1]),
     "linear": lambda a, attrs: a[0] @ a[1] + a[2],
-    "cross_entropy": lambda a, attrs: np_cross_entropy(a[0], attrs["target"], attrs["reduction"]),
     "mse_loss": lambda a, attrs: getattr(np, attrs["reduction"])((a[0] - a[1]) ** 2),
 }
+# Convolution, pooling, normalization, dropout, embedding, activations and the other losses.
+NUMPY_REFERENCES.update(LAYER_REFERENCES)
 
 
 @pytest.fixture(scope="session")

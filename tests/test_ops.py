@@ -8,6 +8,7 @@ from hypothesis.extra.numpy import array_shapes
 import firefly
 from firefly.ops import registry
 from firefly.testing import check_op, gradcheck
+from layer_references import LAYER_COMPOSITION_STEPS
 
 
 BUILTIN_NAMES = sorted(n for n in firefly.ops.names() if registry.origin(n) == registry.BUILTIN)
@@ -75,6 +76,9 @@ COMPOSITION_STEPS = {
         "cross_entropy", x, target=np.array([2, 0]), reduction="none").reshape(2, 1),
     "mse_loss": lambda x, v, w: x * firefly.ops.apply("mse_loss", x, v * x, reduction="mean"),
 }
+
+
+COMPOSITION_STEPS.update(LAYER_COMPOSITION_STEPS)
 
 
 def test_composition_steps_cover_every_builtin_op():

@@ -5,7 +5,7 @@ from collections import namedtuple
 import numpy as np
 
 from firefly.nn.parameter import Parameter
-from firefly.tensor import Tensor
+from firefly.tensor import FLOAT_DTYPES, Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
@@ -33,12 +33,15 @@ class Module:
 
     Subclasses call ``super().__init__()`` first, assign Parameters, Modules (or lists of
     them) as attributes, and define ``forward``. Calling the module runs ``forward``.
+    Tensors that are state but not parameters (batch norm's running statistics) are
+    registered with ``register_buffer``.
     """
 
     def __init__(self):
         # Names of registered attributes, in assignment order; the values stay in __dict__,
         # so reading ``self.fc1`` in forward costs a plain attribute lookup.
         object.__setattr__(self, "_registered", {})
+        object.__setattr__(self, "_buffers", {})  # buffer name -> persistent (in state_dict)
         object.__setattr__(self, "training", True)
 
     def __setattr__(self, name, value):
@@ -48,6 +51,17 @@ class Module:
                 f"cannot assign '{name}' before Module.__init__() runs; call super().__init__() "
                 f"first in {type(self).__name__}.__init__"
             )
+        buffers = self.__dict__["_buffers"]
+        if name in buffers:
+            if value is None or isinstance(value, Tensor) and not isinstance(value, Parameter):
+                object.__setattr__(self, name, value)  # a new value for the buffer
+                return
+            if not _registrable(value):
+                raise TypeError(
+                    f"cannot assign a {type(value).__name__} to buffer '{name}' of {type(self).__name__}: "
+                    "a buffer holds a Tensor or None"
+                )
+            del buffers[name]
         if _registrable(value):
             registered[name] = None
         else:
@@ -56,7 +70,31 @@ class Module:
 
     def __delattr__(self, name):
         self._registered.pop(name, None)
+        self._buffers.pop(name, None)
         object.__delattr__(self, name)
+
+    def register_buffer(self, name, tensor, persistent=True):
+        """Register ``tensor`` (a Tensor, or None) as state that is not a parameter, as torch.
+
+        A buffer is read as ``self.<name>``, listed by ``buffers()``/``named_buffers()``,
+        converted by ``to()``/``float()``/``double()``, and (when ``persistent``) saved in
+        ``state_dict()`` and restored by ``load_state_dict()``. It never requires grad.
+        """
+        if "_buffers" not in self.__dict__:
+            raise AttributeError("cannot register a buffer before Module.__init__() runs; call super().__init__() first")
+        if not isinstance(name, str):
+            raise TypeError(f"register_buffer: the name must be a str, got {type(name).__name__}")
+        if not name or "." in name:
+            raise KeyError(f"register_buffer: the name must be non-empty and contain no '.', got {name!r}")
+        if name not in self._buffers and (name in self.__dict__ or hasattr(type(self), name)):
+            raise KeyError(f"register_buffer: attribute '{name}' already exists on {type(self).__name__}")
+        if tensor is not None and (not isinstance(tensor, Tensor) or isinstance(tensor, Parameter)):
+            raise TypeError(
+                f"register_buffer: '{name}' must be a Tensor or None, got {type(tensor).__name__} "
+                "(wrap arrays with firefly.Tensor; parameters are assigned as attributes)"
+            )
+        self._buffers[name] = bool(persistent)
+        object.__setattr__(self, name, tensor)
 
     # ------------------------------------------------------------------ forward
     def forward(self, *args, **kwargs):
@@ -124,6 +162,44 @@ class Module:
         for _, param in self.named_parameters():
             yield param
 
+    def named_buffers(self, prefix="", recurse=True):
+        """(dotted name, Tensor) of every buffer that is not None: this module's, then (with
+        ``recurse``) each submodule's in ``named_modules()`` order. A shared buffer appears once."""
+        seen = set()
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for module_name, module in modules:
+            for name in module._buffers:
+                value = module.__dict__[name]
+                if value is not None and id(value) not in seen:
+                    seen.add(id(value))
+                    yield (f"{module_name}.{name}" if module_name else name), value
+
+    def buffers(self, recurse=True):
+        for _, buffer in self.named_buffers(recurse=recurse):
+            yield buffer
+
+    def _named_state(self):
+        """(dotted name, Parameter or buffer Tensor) of what ``state_dict()`` holds: parameters
+        in definition order, each module's persistent buffers after its own members."""
+        seen = set()
+
+        def walk(module, prefix):
+            for name, member in module._members():
+                if id(member) in seen:
+                    continue
+                seen.add(id(member))
+                full = f"{prefix}.{name}" if prefix else name
+                if isinstance(member, Parameter):
+                    yield full, member
+                else:
+                    yield from walk(member, full)
+            for name, persistent in module._buffers.items():
+                value = module.__dict__[name]
+                if persistent and value is not None:
+                    yield (f"{prefix}.{name}" if prefix else name), value
+
+        return walk(self, "")
+
     def get_parameters(self, discard_non_trainable=True):
         """A list of the Parameters in definition order; only the trainable ones by default."""
         return [p for p in self.parameters() if p.trainable or not discard_non_trainable]
@@ -141,22 +217,80 @@ class Module:
         for param in self.parameters():
             param.tensor.zero_grad()
 
+    def requires_grad_(self, requires_grad=True):
+        """Make every parameter require grad (or not, to freeze the module); returns self."""
+        for param in self.parameters():
+            param.tensor.requires_grad = bool(requires_grad)
+        return self
+
+    def apply(self, fn):
+        """Call ``fn(module)`` on every submodule, then on this module (torch's order); returns self."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
+    # ------------------------------------------------------------------ dtype
+    def to(self, *args, dtype=None, device=None):
+        """Convert the parameters and floating-point buffers to ``dtype`` in place (torch's
+        ``to(dtype)``; ``to("cpu")`` and ``to(tensor)`` also work). Integer buffers such as
+        ``num_batches_tracked`` keep their dtype. Returns self.
+
+        The parameters get new storage: build the optimizer after converting the model, as
+        torch recommends, so that its flat buffers view the converted parameters.
+        """
+        for arg in args:
+            if isinstance(arg, str):
+                device = arg
+            elif isinstance(arg, Tensor):
+                dtype = arg.dtype
+            else:
+                dtype = arg
+        if device is not None and str(device) != "cpu":
+            raise ValueError(f"{type(self).__name__}.to: firefly runs on the CPU only, got device {device!r}")
+        if dtype is None:
+            return self
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(f"{type(self).__name__}.to: {dtype!r} is not a dtype; use float32 or float64") from None
+        if dtype not in FLOAT_DTYPES:
+            raise TypeError(f"{type(self).__name__}.to: modules convert to float32 or float64, got {dtype}")
+        for param in self.parameters():
+            leaf = param.tensor
+            if leaf.dtype != dtype:
+                leaf._data = leaf._data.astype(dtype)
+                if leaf.grad is not None:
+                    leaf.grad = Tensor(leaf.grad._data.astype(dtype))
+        for module in self.modules():
+            for name in module._buffers:
+                value = module.__dict__[name]
+                if value is not None and value.dtype.kind == "f" and value.dtype != dtype:
+                    object.__setattr__(module, name, Tensor(value._data.astype(dtype)))
+        return self
+
+    def float(self):
+        return self.to(np.float32)
+
+    def double(self):
+        return self.to(np.float64)
+
     # ------------------------------------------------------------------ state
     def state_dict(self):
-        """{dotted name: ndarray} of every Parameter. The arrays are copies, so a saved state
-        does not change as training goes on."""
-        return {name: param.data.copy() for name, param in self.named_parameters()}
+        """{dotted name: ndarray} of every Parameter and persistent buffer. The arrays are
+        copies, so a saved state does not change as training goes on."""
+        return {name: value.numpy().copy() for name, value in self._named_state()}
 
     def load_state_dict(self, state_dict, strict=True):
-        """Copy values from ``state_dict`` into the Parameters, in place.
+        """Copy values from ``state_dict`` into the Parameters and persistent buffers, in place.
 
         Every value is checked before any is written: a shape or dtype that differs from the
-        parameter's raises an error naming the key. With ``strict`` (the default), missing or
+        model's raises an error naming the key. With ``strict`` (the default), missing or
         unexpected keys raise too; otherwise they are returned as ``(missing_keys, unexpected_keys)``.
         """
         if not hasattr(state_dict, "keys"):
             raise TypeError(f"load_state_dict: expected a dict of arrays, got {type(state_dict).__name__}")
-        params = dict(self.named_parameters())
+        params = dict(self._named_state())
         missing = [k for k in params if k not in state_dict]
         unexpected = [k for k in state_dict if k not in params]
         if strict and (missing or unexpected):
@@ -184,7 +318,11 @@ class Module:
                 )
             values[key] = value
         for key, value in values.items():
-            params[key].update(value)
+            target = params[key]
+            if isinstance(target, Parameter):
+                target.update(value)
+            else:
+                np.copyto(target.numpy(), value)
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ repr

@@ -9,6 +9,7 @@ from firefly.ops.registry import get, names, origin, register, unregister
 from firefly.ops.plugins import load_plugins
 from firefly.ops.families import BinaryOp, UnaryOp
 from firefly.ops import elementwise, binary, reduce, softmax, linalg, shape, loss  # noqa: F401  (registers built-ins)
+from firefly.ops import conv, pool, norm, dropout, embedding, pointwise_loss, classification_loss, activation  # noqa: F401  (registers built-ins)
 
 
 def apply(name, *tensors, **attrs):

@@ -1,0 +1,128 @@
+"""Classification losses over (outer, classes, inner) arrays: negative log-likelihood of
+log-probabilities, and cross-entropy of logits (fused log-softmax) with class weights,
+``ignore_index``, label smoothing and probability targets. Integer targets have been
+range-checked by the op (``ignore_index`` entries excepted: those are skipped)."""
+import math
+
+import numpy as np
+from numba import prange
+
+from firefly.kernels._jit import memory_bound, transcendental
+
+
+@memory_bound
+def nll_forward(x, target, weight, ignore_index, losses):
+    """losses[o, i] = -weight[t] * x[o, t, i] with t = target[o, i] (0 where ignored);
+    returns (sum of losses, sum of the weights of the samples counted)."""
+    O, C, I = x.shape
+    total = 0.0
+    weights = 0.0
+    for oi in prange(O * I):
+        o, i = oi // I, oi % I
+        t = target[o, i]
+        if t == ignore_index:
+            losses[o, i] = 0.0
+        else:
+            w = np.float64(weight[t])
+            v = -w * x[o, t, i]
+            losses[o, i] = v
+            total += v
+            weights += w
+    return total, weights
+
+
+@memory_bound
+def nll_backward(grad, per_sample, scale, target, weight, ignore_index, dx):
+    """dx[o, t, i] = -weight[t] * g * scale at each sample's target class, 0 elsewhere."""
+    O, C, I = dx.shape
+    for oi in prange(O * I):
+        o, i = oi // I, oi % I
+        for c in range(C):
+            dx[o, c, i] = 0.0
+        t = target[o, i]
+        if t != ignore_index:
+            dx[o, t, i] = -weight[t] * (grad[o, i] if per_sample else grad[0, 0]) * scale
+
+
+@transcendental
+def cross_entropy_forward(x, target, probs, prob_targets, weight, ignore_index, smoothing, losses, shift,
+                          log_sum):
+    """Fused log-softmax and cross-entropy per sample of logits x (outer, C, inner).
+
+    Each sample's target distribution q is the one-hot of ``target[o, i]`` (class indices) or
+    ``probs[o, :, i]`` (probability targets, ``prob_targets``), mixed with the uniform one by
+    ``smoothing``; the loss is -sum_c weight[c] q[c] log_softmax(x)[c], computed as
+    weight * q * ((max - x) + log_sum) so that it keeps its precision for large logits. A sample
+    whose class is ``ignore_index`` costs 0. Saves each sample's max (``shift``) and
+    log(sum(exp(x - max))) (``log_sum``); returns (sum of losses, the mean's divisor: summed
+    target-class weights of the counted samples, or the sample count for probability targets).
+    """
+    O, C, I = x.shape
+    uniform = smoothing / C
+    total = 0.0
+    divisor = 0.0
+    for oi in prange(O * I):
+        o, i = oi // I, oi % I
+        m = x[o, 0, i]
+        for c in range(1, C):
+            m = max(m, x[o, c, i])
+        s = 0.0
+        for c in range(C):
+            s += math.exp(x[o, c, i] - m)
+        ls = math.log(s)
+        shift[o, i] = m
+        log_sum[o, i] = ls
+        loss = 0.0
+        if prob_targets:
+            for c in range(C):
+                q = probs[o, c, i] * (1.0 - smoothing) + uniform
+                loss += weight[c] * q * ((m - x[o, c, i]) + ls)
+            counted = 1.0
+        else:
+            t = target[o, i]
+            if t == ignore_index:
+                counted = 0.0
+            else:
+                loss = (1.0 - smoothing) * weight[t] * ((m - x[o, t, i]) + ls)
+                if smoothing > 0.0:
+                    spread = 0.0
+                    for c in range(C):
+                        spread += weight[c] * ((m - x[o, c, i]) + ls)
+                    loss += uniform * spread
+                counted = weight[t]
+        losses[o, i] = loss
+        total += loss
+        divisor += counted
+    return total, divisor
+
+
+@transcendental
+def cross_entropy_backward(grad, per_sample, scale, x, target, probs, prob_targets, weight, ignore_index,
+                           smoothing, shift, log_sum, dx):
+    """dx[c] = g * (softmax(x)[c] * sum_k weight[k] q[k] - weight[c] q[c]), g = grad * scale."""
+    O, C, I = x.shape
+    weight_total = 0.0
+    for c in range(C):
+        weight_total += weight[c]
+    uniform = smoothing / C
+    for oi in prange(O * I):
+        o, i = oi // I, oi % I
+        g = (grad[o, i] if per_sample else grad[0, 0]) * scale
+        m, ls = shift[o, i], log_sum[o, i]
+        if prob_targets:
+            mass = 0.0
+            for c in range(C):
+                mass += weight[c] * (probs[o, c, i] * (1.0 - smoothing) + uniform)
+            for c in range(C):
+                q = probs[o, c, i] * (1.0 - smoothing) + uniform
+                dx[o, c, i] = g * (math.exp((x[o, c, i] - m) - ls) * mass - weight[c] * q)
+        else:
+            t = target[o, i]
+            if t == ignore_index:
+                for c in range(C):
+                    dx[o, c, i] = 0.0
+                continue
+            mass = (1.0 - smoothing) * weight[t] + uniform * weight_total
+            for c in range(C):
+                dx[o, c, i] = g * (math.exp((x[o, c, i] - m) - ls) * mass - weight[c] * uniform)
+            dx[o, t, i] -= g * (1.0 - smoothing) * weight[t]

@@ -1,0 +1,160 @@
+"""Elementwise losses of an input and a same-shaped target, fused with their reduction: L1,
+smooth L1, Huber, binary cross-entropy (on probabilities and on logits).
+
+Each forward writes per-element losses (``reduce`` False) or returns their float64 sum; each
+backward writes the input's gradient and, when ``need_target``, the target's, from one
+upstream value per element (``per_element``) or one for all. Flat contiguous arrays.
+"""
+import math
+
+import numpy as np
+from numba import prange
+
+from firefly.kernels._jit import inline_helper, memory_bound, transcendental
+
+
+@inline_helper
+def _sign(d):
+    return 1.0 if d > 0 else (-1.0 if d < 0 else 0.0)
+
+
+@inline_helper
+def _smooth_l1(d, beta):
+    a = abs(d)
+    return 0.5 * d * d / beta if a < beta else a - 0.5 * beta
+
+
+@inline_helper
+def _smooth_l1_slope(d, beta):
+    return d / beta if abs(d) < beta else _sign(d)
+
+
+@inline_helper
+def _huber(d, delta):
+    a = abs(d)
+    return 0.5 * d * d if a <= delta else delta * (a - 0.5 * delta)
+
+
+@inline_helper
+def _huber_slope(d, delta):
+    return d if abs(d) <= delta else delta * _sign(d)
+
+
+@memory_bound
+def l1_forward(input, target, reduce, out):
+    total = 0.0
+    for i in prange(input.size):
+        v = abs(input[i] - target[i])
+        if reduce:
+            total += v
+        else:
+            out[i] = v
+    return total
+
+
+@memory_bound
+def l1_backward(grad, per_element, scale, input, target, need_target, dinput, dtarget):
+    for i in prange(input.size):
+        d = (grad[i] if per_element else grad[0]) * scale * _sign(input[i] - target[i])
+        dinput[i] = d
+        if need_target:
+            dtarget[i] = -d
+
+
+@memory_bound
+def smooth_l1_forward(input, target, beta, reduce, out):
+    """0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (beta 0: the L1 loss)."""
+    total = 0.0
+    for i in prange(input.size):
+        v = _smooth_l1(input[i] - target[i], beta)
+        if reduce:
+            total += v
+        else:
+            out[i] = v
+    return total
+
+
+@memory_bound
+def smooth_l1_backward(grad, per_element, scale, input, target, beta, need_target, dinput, dtarget):
+    for i in prange(input.size):
+        d = (grad[i] if per_element else grad[0]) * scale * _smooth_l1_slope(input[i] - target[i], beta)
+        dinput[i] = d
+        if need_target:
+            dtarget[i] = -d
+
+
+@memory_bound
+def huber_forward(input, target, delta, reduce, out):
+    """0.5 d^2 where |d| <= delta, else delta (|d| - delta / 2)."""
+    total = 0.0
+    for i in prange(input.size):
+        v = _huber(input[i] - target[i], delta)
+        if reduce:
+            total += v
+        else:
+            out[i] = v
+    return total
+
+
+@memory_bound
+def huber_backward(grad, per_element, scale, input, target, delta, need_target, dinput, dtarget):
+    for i in prange(input.size):
+        d = (grad[i] if per_element else grad[0]) * scale * _huber_slope(input[i] - target[i], delta)
+        dinput[i] = d
+        if need_target:
+            dtarget[i] = -d
+
+
+@transcendental
+def bce_forward(input, target, weight, reduce, out):
+    """-weight (t log p + (1 - t) log(1 - p)), each log clamped at -100 as in torch."""
+    total = 0.0
+    for i in prange(input.size):
+        p, t = np.float64(input[i]), np.float64(target[i])
+        v = -weight[i] * (t * max(math.log(p), -100.0) + (1.0 - t) * max(math.log1p(-p), -100.0))
+        if reduce:
+            total += v
+        else:
+            out[i] = v
+    return total
+
+
+@transcendental
+def bce_backward(grad, per_element, scale, input, target, weight, need_target, dinput, dtarget):
+    """d/dp = weight (p - t) / max(p (1 - p), 1e-12) (torch's guard); d/dt = weight (log(1-p) - log p)."""
+    for i in prange(input.size):
+        g = (grad[i] if per_element else grad[0]) * scale * weight[i]
+        p, t = np.float64(input[i]), np.float64(target[i])
+        dinput[i] = g * (p - t) / max(p * (1.0 - p), 1e-12)
+        if need_target:
+            dtarget[i] = g * (max(math.log1p(-p), -100.0) - max(math.log(p), -100.0))
+
+
+@transcendental
+def bce_with_logits_forward(input, target, weight, pos_weight, reduce, out):
+    """weight ((1 - t) x + (1 + (pos_weight - 1) t) softplus(-x)), softplus computed stably."""
+    total = 0.0
+    for i in prange(input.size):
+        x, t = np.float64(input[i]), np.float64(target[i])
+        softplus_neg = math.log1p(math.exp(-abs(x))) + max(-x, 0.0)
+        v = weight[i] * ((1.0 - t) * x + (1.0 + (pos_weight[i] - 1.0) * t) * softplus_neg)
+        if reduce:
+            total += v
+        else:
+            out[i] = v
+    return total
+
+
+@transcendental
+def bce_with_logits_backward(grad, per_element, scale, input, target, weight, pos_weight, need_target, dinput,
+                             dtarget):
+    """d/dx = weight ((1 - t) - (1 + (pos_weight - 1) t) sigmoid(-x));
+    d/dt = weight ((pos_weight - 1) softplus(-x) - x)."""
+    for i in prange(input.size):
+        g = (grad[i] if per_element else grad[0]) * scale * weight[i]
+        x, t = np.float64(input[i]), np.float64(target[i])
+        e = math.exp(-abs(x))
+        sigmoid_neg = e / (1.0 + e) if x >= 0 else 1.0 / (1.0 + e)
+        dinput[i] = g * ((1.0 - t) - (1.0 + (pos_weight[i] - 1.0) * t) * sigmoid_neg)
+        if need_target:
+            dtarget[i] = g * ((pos_weight[i] - 1.0) * (math.log1p(e) + max(-x, 0.0)) - x)

@@ -1,0 +1,205 @@
+"""``firefly.nn.functional``: torch.nn.functional's names, arguments and defaults for what
+firefly has. Each function runs registered ops; ``import firefly.nn.functional as F``.
+
+Layouts follow torch: ``conv2d`` weights are (out_channels, in_channels/groups, kH, kW) and
+``linear`` takes torch's (out_features, in_features) weight (the ``firefly.nn.Linear`` module
+keeps the seed's (in_features, out_features) layout and calls the ``linear`` op directly).
+"""
+import numpy as np
+
+from firefly import ops
+from firefly.tensor import Tensor
+
+__all__ = [
+    "linear", "conv1d", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
+    "layer_norm", "group_norm", "dropout", "embedding", "relu", "sigmoid", "tanh", "gelu", "leaky_relu", "elu",
+    "silu", "softplus", "hardtanh", "logsigmoid", "softmax",
+    "log_softmax", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
+    "binary_cross_entropy", "binary_cross_entropy_with_logits",
+]
+
+
+def _float_dtype(x):
+    dtype = getattr(x, "dtype", None)
+    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
+
+
+def _constant(x, value, size):
+    """A Tensor of ``size`` copies of ``value`` in x's dtype: the weight or bias torch treats as absent."""
+    return Tensor(np.full(size, value, dtype=_float_dtype(x)))
+
+
+def _array(buffer):
+    return None if buffer is None else getattr(buffer, "_data", buffer)
+
+
+def _channels(name, input, dim):
+    shape = np.shape(input)
+    if len(shape) <= dim:
+        raise ValueError(f"{name}: input of shape {shape} has no channel dimension {dim}")
+    return shape[dim]
+
+
+def linear(input, weight, bias=None):
+    """``input @ weight.T + bias`` with torch's (out_features, in_features) weight."""
+    weight_t = ops.apply("transpose", weight, axes=(1, 0)) if np.ndim(weight) == 2 else weight
+    if bias is None:
+        return ops.apply("matmul", input, weight_t)
+    return ops.apply("linear", input, weight_t, bias)
+
+
+def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    if bias is None:
+        bias = _constant(input, 0.0, np.shape(weight)[0])
+    return ops.apply("conv2d", input, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                     groups=groups)
+
+
+def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+    if bias is None:
+        bias = _constant(input, 0.0, np.shape(weight)[0])
+    return ops.apply("conv1d", input, weight, bias, stride=stride, padding=padding, dilation=dilation,
+                     groups=groups)
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    if return_indices:
+        raise NotImplementedError("max_pool2d: return_indices=True is not supported by firefly")
+    return ops.apply("max_pool2d", input, kernel_size=kernel_size, stride=stride, padding=padding,
+                     dilation=dilation, ceil_mode=ceil_mode)
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
+               divisor_override=None):
+    return ops.apply("avg_pool2d", input, kernel_size=kernel_size, stride=stride, padding=padding,
+                     ceil_mode=ceil_mode, count_include_pad=count_include_pad, divisor_override=divisor_override)
+
+
+def adaptive_avg_pool2d(input, output_size):
+    return ops.apply("adaptive_avg_pool2d", input, output_size=output_size)
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+    """Normalize per channel (dimension 1). ``running_mean``/``running_var`` (Tensors or arrays,
+    or None) are updated in place when ``training``."""
+    channels = _channels("batch_norm", input, 1)
+    weight = _constant(input, 1.0, channels) if weight is None else weight
+    bias = _constant(input, 0.0, channels) if bias is None else bias
+    return ops.apply("batch_norm", input, weight, bias, running_mean=_array(running_mean),
+                     running_var=_array(running_var), training=training, momentum=momentum, eps=eps)
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
+    weight = _constant(input, 1.0, shape) if weight is None else weight
+    bias = _constant(input, 0.0, shape) if bias is None else bias
+    return ops.apply("layer_norm", input, weight, bias, normalized_shape=shape, eps=eps)
+
+
+def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+    channels = _channels("group_norm", input, 1)
+    weight = _constant(input, 1.0, channels) if weight is None else weight
+    bias = _constant(input, 0.0, channels) if bias is None else bias
+    return ops.apply("group_norm", input, weight, bias, num_groups=num_groups, eps=eps)
+
+
+def dropout(input, p=0.5, training=True, inplace=False):
+    """Zero elements with probability ``p`` and scale the rest by 1 / (1 - p) when ``training``;
+    otherwise return ``input`` itself. ``inplace`` is accepted for torch compatibility; firefly
+    always returns new memory."""
+    if not training:
+        return input
+    return ops.apply("dropout", input, p=p, training=True)
+
+
+def embedding(input, weight, padding_idx=None, max_norm=None):
+    """Rows of ``weight`` picked by the integer ``input``; no gradient reaches row ``padding_idx``."""
+    if max_norm is not None:
+        raise NotImplementedError("embedding: max_norm is not supported by firefly")
+    return ops.apply("embedding", weight, indices=_array(input), padding_idx=padding_idx)
+
+
+def relu(input):
+    return ops.apply("relu", input)
+
+
+def sigmoid(input):
+    return ops.apply("sigmoid", input)
+
+
+def tanh(input):
+    return ops.apply("tanh", input)
+
+
+def gelu(input, approximate="none"):
+    return ops.apply("gelu", input, approximate=approximate)
+
+
+def leaky_relu(input, negative_slope=0.01, inplace=False):
+    return ops.apply("leaky_relu", input, negative_slope=negative_slope)
+
+
+def elu(input, alpha=1.0, inplace=False):
+    return ops.apply("elu", input, alpha=alpha)
+
+
+def silu(input, inplace=False):
+    return ops.apply("silu", input)
+
+
+def softplus(input, beta=1.0, threshold=20.0):
+    return ops.apply("softplus", input, beta=beta, threshold=threshold)
+
+
+def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    return ops.apply("hardtanh", input, min_val=min_val, max_val=max_val)
+
+
+def logsigmoid(input):
+    return ops.apply("log_sigmoid", input)
+
+
+def softmax(input, dim=None):
+    return ops.apply("softmax", input, axis=-1 if dim is None else dim)
+
+
+def log_softmax(input, dim=None):
+    return ops.apply("log_softmax", input, axis=-1 if dim is None else dim)
+
+
+def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    return ops.apply("cross_entropy", input, target=_array(target), weight=_array(weight),
+                     ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
+
+
+def mse_loss(input, target, reduction="mean"):
+    if reduction == "none":
+        diff = ops.apply("sub", input, target)
+        return ops.apply("mul", diff, diff)
+    return ops.apply("mse_loss", input, target, reduction=reduction)
+
+
+def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+    return ops.apply("nll_loss", input, target=_array(target), weight=_array(weight), ignore_index=ignore_index,
+                     reduction=reduction)
+
+
+def l1_loss(input, target, reduction="mean"):
+    return ops.apply("l1_loss", input, target, reduction=reduction)
+
+
+def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
+    return ops.apply("smooth_l1_loss", input, target, reduction=reduction, beta=beta)
+
+
+def huber_loss(input, target, reduction="mean", delta=1.0):
+    return ops.apply("huber_loss", input, target, reduction=reduction, delta=delta)
+
+
+def binary_cross_entropy(input, target, weight=None, reduction="mean"):
+    return ops.apply("binary_cross_entropy", input, target, weight=_array(weight), reduction=reduction)
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+    return ops.apply("binary_cross_entropy_with_logits", input, target, weight=_array(weight),
+                     pos_weight=_array(pos_weight), reduction=reduction)

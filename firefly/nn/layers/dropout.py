@@ -1,0 +1,23 @@
+"""Dropout: zeroes elements with probability p while training; the identity in eval()."""
+import numbers
+
+from firefly.nn import functional as F
+from firefly.nn.module import Module
+
+
+class Dropout(Module):
+    """``Dropout(p=0.5, inplace=False)``: in ``train()`` mode each element is zeroed with
+    probability p (drawn from firefly's generator) and the rest scaled by 1 / (1 - p); in
+    ``eval()`` mode the input passes through unchanged."""
+
+    def __init__(self, p=0.5, inplace=False):
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
+        self.p, self.inplace = float(p), inplace
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}"

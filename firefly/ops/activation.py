@@ -1,0 +1,177 @@
+"""Activation ops with torch's defaults and gradients (at a kink, the side torch takes).
+
+``silu`` and ``log_sigmoid`` are their scalar math on ``UnaryOp`` (the kernel families build
+their kernels). The ops with attributes are written in full over ``firefly.kernels.activation``:
+``gelu`` (``approximate="none"`` or ``"tanh"``), ``leaky_relu`` (``negative_slope``), ``elu``
+(``alpha``), ``softplus`` (``beta``, ``threshold``) and ``hardtanh`` (``min_val``, ``max_val``).
+"""
+import numbers
+
+import numpy as np
+
+from firefly.kernels import activation as K
+from firefly.kernels.vmath import exp, like, log1p, sigmoid
+from firefly.ops.base import Op
+from firefly.ops.families import UnaryOp
+from firefly.ops.registry import register
+
+
+def _number(name, arg, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: {arg} must be a number, got {value!r}")
+    return float(value)
+
+
+class _Activation(Op):
+    """Forward ``forward_kernel(x, *parameters, out)``, backward ``backward_kernel(grad, x,
+    *parameters, dx)`` over flat arrays; subclasses turn attributes into ``parameters``."""
+
+    domain = (-3.0, 3.0)
+
+    @staticmethod
+    def parameters(**attrs):
+        if attrs:
+            raise TypeError(f"unexpected arguments {sorted(attrs)}")
+        return ()
+
+    @staticmethod
+    def forward(ctx, x, **attrs):
+        try:
+            params = ctx.op.parameters(**attrs)
+        except TypeError as exc:
+            if ctx.op.name in str(exc):
+                raise
+            raise TypeError(f"{ctx.op.name}: {exc}") from None
+        out = np.empty_like(x)
+        ctx.op.forward_kernel(x.reshape(-1), *params, out.reshape(-1))
+        ctx.save_for_backward(x)
+        ctx.params = params
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        dx = np.empty_like(grad)
+        ctx.op.backward_kernel(grad.reshape(-1), x.reshape(-1), *ctx.params, dx.reshape(-1))
+        return dx
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        x = rng.uniform(*cls.domain, size=shape)
+        x = np.where(np.abs(x) < 0.05, 0.1, x)  # away from the kink at 0 (finite differences)
+        return (x.astype(dtype),), cls.sample_attrs(rng)
+
+    @staticmethod
+    def sample_attrs(rng):
+        return {}
+
+
+@register
+class GELU(_Activation):
+    name = "gelu"
+    forward_kernel, backward_kernel = K.gelu_forward, K.gelu_backward
+
+    @staticmethod
+    def parameters(approximate="none"):
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+        return (approximate == "tanh",)
+
+    @staticmethod
+    def sample_attrs(rng):
+        return {"approximate": "tanh" if rng.random() < 0.5 else "none"}
+
+
+@register
+class LeakyReLU(_Activation):
+    name = "leaky_relu"
+    forward_kernel, backward_kernel = K.leaky_relu_forward, K.leaky_relu_backward
+
+    @staticmethod
+    def parameters(negative_slope=0.01):
+        return (_number("leaky_relu", "negative_slope", negative_slope),)
+
+    @staticmethod
+    def sample_attrs(rng):
+        return {"negative_slope": float(rng.uniform(0.01, 0.3))}
+
+
+@register
+class ELU(_Activation):
+    name = "elu"
+    forward_kernel, backward_kernel = K.elu_forward, K.elu_backward
+
+    @staticmethod
+    def parameters(alpha=1.0):
+        return (_number("elu", "alpha", alpha),)
+
+    @staticmethod
+    def sample_attrs(rng):
+        return {"alpha": float(rng.uniform(0.5, 2.0))}
+
+
+@register
+class SiLU(UnaryOp):
+    name = "silu"
+    forward_cost = backward_cost = "transcendental"
+    domain = (-3.0, 3.0)
+
+    def scalar_forward(x):
+        return x * sigmoid(x)
+
+    def scalar_backward(grad, x):
+        s = sigmoid(x)
+        one = like(1.0, x)
+        return grad * s * (one + x * (one - s))
+
+
+@register
+class Softplus(_Activation):
+    name = "softplus"
+    forward_kernel, backward_kernel = K.softplus_forward, K.softplus_backward
+
+    @staticmethod
+    def parameters(beta=1.0, threshold=20.0):
+        beta = _number("softplus", "beta", beta)
+        if beta == 0:
+            raise ValueError("softplus: beta must not be 0")
+        return beta, _number("softplus", "threshold", threshold)
+
+    @staticmethod
+    def sample_attrs(rng):
+        return {"beta": float(rng.uniform(0.5, 2.0)), "threshold": 20.0}
+
+
+@register
+class Hardtanh(_Activation):
+    name = "hardtanh"
+    forward_kernel, backward_kernel = K.hardtanh_forward, K.hardtanh_backward
+
+    @staticmethod
+    def parameters(min_val=-1.0, max_val=1.0):
+        min_val, max_val = _number("hardtanh", "min_val", min_val), _number("hardtanh", "max_val", max_val)
+        if not min_val < max_val:
+            raise ValueError(f"hardtanh: min_val ({min_val}) must be below max_val ({max_val})")
+        return min_val, max_val
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        x = rng.uniform(-3.0, 3.0, size=shape)
+        x = np.where(np.abs(np.abs(x) - 1.0) < 0.05, 0.5, x)  # away from the kinks at -1 and 1
+        return (x.astype(dtype),), {}
+
+
+@register
+class LogSigmoid(UnaryOp):
+    """log(sigmoid(x)) = min(x, 0) - log(1 + exp(-|x|)): no overflow for large |x|."""
+
+    name = "log_sigmoid"
+    forward_cost = backward_cost = "transcendental"
+    domain = (-3.0, 3.0)
+
+    def scalar_forward(x):
+        zero = like(0.0, x)
+        return (x if x < zero else zero) - log1p(exp(-abs(x)))
+
+    def scalar_backward(grad, x):
+        return grad * sigmoid(-x)

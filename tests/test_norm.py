@@ -1,0 +1,126 @@
+"""batch_norm, layer_norm and group_norm against torch in float64 (outputs, every gradient,
+running statistics), gradcheck, float32 accuracy with a large mean, and bad input."""
+import numpy as np
+import pytest
+
+import firefly
+from firefly import Tensor, ops
+from firefly.nn import functional as F
+from firefly.testing import gradcheck
+
+torch = pytest.importorskip("torch")
+TF = torch.nn.functional
+
+
+def compare(ff_fn, torch_fn, arrays, rng, tol=1e-9):
+    leaves = [Tensor(a, requires_grad=True) for a in arrays]
+    out = ff_fn(*leaves)
+    grad = rng.normal(size=out.shape)
+    out.backward(grad)
+    t_leaves = [torch.tensor(a, requires_grad=True) for a in arrays]
+    t_out = torch_fn(*t_leaves)
+    t_out.backward(torch.tensor(grad))
+    np.testing.assert_allclose(out.numpy(), t_out.detach().numpy(), rtol=tol, atol=tol)
+    for leaf, t_leaf in zip(leaves, t_leaves):
+        np.testing.assert_allclose(leaf.grad.numpy(), t_leaf.grad.numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("shape", [(8, 3), (4, 3, 5), (4, 3, 5, 6), (2, 3, 2, 2, 2)])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("momentum", [0.1, 0.5])
+def test_batch_norm_matches_torch_with_running_statistics(shape, training, momentum):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=shape) * 3 + 5
+    weight, bias = rng.normal(size=3), rng.normal(size=3)
+    running = rng.normal(size=3), rng.uniform(0.5, 2.0, size=3)
+    ours = [r.copy() for r in running]
+    theirs = [torch.tensor(r.copy()) for r in running]
+    compare(lambda *t: F.batch_norm(t[0], ours[0], ours[1], t[1], t[2], training, momentum, 1e-5),
+            lambda *t: TF.batch_norm(t[0], theirs[0], theirs[1], t[1], t[2], training, momentum, 1e-5),
+            (x, weight, bias), rng)
+    for mine, reference in zip(ours, theirs):  # torch's unbiased running variance included
+        np.testing.assert_allclose(mine, reference.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_batch_norm_without_running_statistics_or_affine():
+    rng = np.random.default_rng(1)
+    compare(lambda x: F.batch_norm(x, None, None, training=True),
+            lambda x: TF.batch_norm(x, None, None, training=True), (rng.normal(size=(4, 3, 5)),), rng)
+
+
+@pytest.mark.parametrize("normalized_shape", [(6,), (5, 6), (4, 5, 6)])
+def test_layer_norm_matches_torch(normalized_shape):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(3, 4, 5, 6)) * 2 + 1
+    w, b = rng.normal(size=normalized_shape), rng.normal(size=normalized_shape)
+    compare(lambda *t: F.layer_norm(t[0], normalized_shape, t[1], t[2]),
+            lambda *t: TF.layer_norm(t[0], normalized_shape, t[1], t[2]), (x, w, b), rng)
+
+
+def test_layer_norm_many_rows_uses_every_partial_sum():
+    rng = np.random.default_rng(3)  # more rows than one backward task holds
+    x, w, b = rng.normal(size=(700, 9)), rng.normal(size=9), rng.normal(size=9)
+    compare(lambda *t: F.layer_norm(t[0], 9, t[1], t[2]), lambda *t: TF.layer_norm(t[0], (9,), t[1], t[2]),
+            (x, w, b), rng)
+
+
+@pytest.mark.parametrize("shape, groups", [((3, 6, 4, 5), 3), ((2, 4, 7), 1), ((2, 4, 7), 4), ((5, 6), 2)])
+def test_group_norm_matches_torch(shape, groups):
+    rng = np.random.default_rng(4)
+    x, w, b = rng.normal(size=shape), rng.normal(size=shape[1]), rng.normal(size=shape[1])
+    compare(lambda *t: F.group_norm(t[0], groups, t[1], t[2]), lambda *t: TF.group_norm(t[0], groups, t[1], t[2]),
+            (x, w, b), rng)
+
+
+@pytest.mark.parametrize("name, attrs, shape", [
+    ("batch_norm", dict(training=True), (4, 3, 2)),
+    ("batch_norm", dict(training=False, running_mean=np.array([0.1, -0.2, 0.3]),
+                        running_var=np.array([0.5, 1.5, 2.0])), (4, 3, 2)),
+    ("layer_norm", dict(normalized_shape=(3, 2)), (4, 3, 2)),
+    ("group_norm", dict(num_groups=3), (4, 3, 2)),
+])
+def test_normalization_gradcheck(name, attrs, shape):
+    rng = np.random.default_rng(5)
+    affine_shape = attrs.get("normalized_shape", (shape[1],))
+    x, w, b = rng.normal(size=shape), rng.uniform(0.5, 1.5, size=affine_shape), rng.normal(size=affine_shape)
+    assert gradcheck(name, x, w, b, attrs=attrs)
+
+
+def test_float32_statistics_survive_a_large_mean():
+    rng = np.random.default_rng(6)
+    x = (1e4 + rng.normal(size=(64, 8, 16))).astype(np.float32)
+    out = F.batch_norm(Tensor(x), None, None, training=True).numpy()
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out.mean(axis=(0, 2)), 0, atol=2e-3)
+    np.testing.assert_allclose(out.std(axis=(0, 2)), 1, atol=2e-3)
+    out = F.layer_norm(Tensor(x), 16).numpy()
+    np.testing.assert_allclose(out.std(axis=-1), 1, atol=2e-3)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: ops.apply("batch_norm", np.zeros(3), np.ones(3), np.zeros(3), training=True), ValueError,
+     r"batch_norm: input must be at least 2-D"),
+    (lambda: ops.apply("batch_norm", np.zeros((2, 3)), np.ones(4), np.zeros(4), training=True), ValueError,
+     r"weight and bias must have shape \(3,\)"),
+    (lambda: ops.apply("batch_norm", np.zeros((1, 3)), np.ones(3), np.zeros(3), training=True), ValueError,
+     r"more than one value per channel"),
+    (lambda: ops.apply("batch_norm", np.zeros((2, 3)), np.ones(3), np.zeros(3), training=False), ValueError,
+     r"needs running_mean and running_var"),
+    (lambda: ops.apply("batch_norm", np.zeros((2, 3)), np.ones(3), np.zeros(3), training=True,
+                       running_mean=np.zeros(4), running_var=np.ones(4)), ValueError, r"running_mean must be"),
+    (lambda: ops.apply("batch_norm", np.zeros((2, 3)), np.ones(3), np.zeros(3), training=True, eps=-1), ValueError,
+     r"eps must be a non-negative"),
+    (lambda: ops.apply("layer_norm", np.zeros((2, 3)), np.ones(4), np.zeros(4), normalized_shape=(4,)), ValueError,
+     r"last dimensions must be normalized_shape \(4,\)"),
+    (lambda: ops.apply("layer_norm", np.zeros((2, 3)), np.ones(2), np.zeros(3), normalized_shape=(3,)), ValueError,
+     r"weight and bias must have shape normalized_shape"),
+    (lambda: ops.apply("group_norm", np.zeros((2, 6, 3)), np.ones(6), np.zeros(6), num_groups=4), ValueError,
+     r"6 channels do not divide into num_groups=4"),
+    (lambda: ops.apply("group_norm", np.zeros((2, 6, 3)), np.ones(6), np.zeros(6), num_groups=0), ValueError,
+     r"num_groups must be a positive int"),
+])
+def test_normalization_rejects_bad_input_before_any_kernel(monkeypatch, call, error, match):
+    for name in ("batch_norm", "layer_norm", "group_norm"):
+        monkeypatch.setattr(firefly.ops.get(name), "forward_kernel", None)
+    with pytest.raises(error, match=match):
+        call()
