@@ -226,15 +226,18 @@ class _Recording:
                 fills.append((i, a, value))
         result = kernel(*args)
         outputs = result if isinstance(result, tuple) else (result,)
-        for r in outputs:
+        numbers = []
+        for k, r in enumerate(outputs):
             if isinstance(r, np.ndarray):
                 self.kept.append(r)
                 self._explain(r)
             elif isinstance(r, (float, int, np.floating, np.integer)) and not isinstance(r, bool):
-                sizes = {1} | {a.size for _, a in arrays} | {n for _, a in arrays for n in a.shape}
-                self.scalars.append((len(self.entries), r, sorted(sizes)))
+                numbers.append(k)
             elif r is not None:
                 self.fail(f"kernel {name} returned a {type(r).__name__} that the step may use")
+        if numbers:
+            sizes = {1} | {a.size for _, a in arrays} | {n for _, a in arrays for n in a.shape}
+            self.scalars.append((len(self.entries), outputs, numbers, sorted(sizes)))
         if self.previous is not None:
             self._refresh([a for _, a in arrays])
             for _, a in arrays:
@@ -244,17 +247,21 @@ class _Recording:
         return result
 
     def _derived(self, a):
-        """Whether ``a`` holds one number that Python made from a kernel's returned number as an
-        op does (``np.array(total / n, dtype)`` with n one of the kernel's sizes, as the mean of
-        a loss). Only the latest such kernel is considered; the plan then recomputes it alike."""
-        if a.size != 1 or not self.scalars:
+        """Whether ``a`` holds one number that Python made from the numbers a kernel returned
+        as a loss op does: ``np.array(total / n, dtype)``, n one of the kernel's sizes or
+        another returned number (a weight sum). Only the latest such kernel is considered; the
+        plan then recomputes it alike."""
+        if a.size != 1 or not self.scalars or self.previous is None:
             return False
-        index, value, sizes = self.scalars[-1]
-        for n in sizes:
-            if np.array(value / n, dtype=a.dtype).tobytes() == a.tobytes():
-                self.entries.append(("derived", None, (a, index, n), None))
-                self._explain(a)
-                return True
+        index, outputs, numbers, sizes = self.scalars[-1]
+        for i in numbers:
+            divisors = [(n, None) for n in sizes] + [(None, j) for j in numbers if j != i]
+            for n, j in divisors:
+                divisor = n if j is None else outputs[j]
+                if divisor and np.array(outputs[i] / divisor, dtype=a.dtype).tobytes() == a.tobytes():
+                    self.entries.append(("derived", None, (a, index, i, n, j), None))
+                    self._explain(a)
+                    return True
         return False
 
     def explain_by_python(self, a):
@@ -498,8 +505,11 @@ def _keep_result(kernel, holder, *args):
     holder[0] = kernel(*args)
 
 
-def _derive(a, holder, n):
-    a[...] = np.array(holder[0] / n, dtype=a.dtype)
+def _derive(a, holder, i, n, j):
+    result = holder[0] if isinstance(holder[0], tuple) else (holder[0],)
+    divisor = n if j is None else result[j]
+    # as the op: a zero divisor (nothing counted) gives NaN
+    a[...] = np.array(result[i] / divisor if divisor else np.nan, dtype=a.dtype)
 
 
 def _copy_result(kernel, args, recorded):
@@ -531,8 +541,8 @@ class _Plan:
                 else:
                     self.calls.append((fn, args))
             elif kind == "derived":
-                a, source, n = args
-                self.calls.append((_derive, (a, numbers[source], n)))
+                a, source, i, n, j = args
+                self.calls.append((_derive, (a, numbers[source], i, n, j)))
             elif kind == "cast":
                 a, source = args
                 self.calls.append((functools.partial(np.copyto, casting="unsafe"), (a, source)))
