@@ -316,3 +316,68 @@ def test_draws_from_fireflys_generator_are_drawn_again_at_replay():
         assert loss.tobytes() == want.tobytes()
     assert compiled.status()["plans"] == 1
     _same_parameters(model, eager_model)
+
+
+def _digits_cnn():
+    """examples/digits_cnn.py's architecture: conv, batch norm, pooling and dropout."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 10),
+    )
+
+
+def _cnn_without_batch_norm():
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
+
+
+def _dropout_mlp():
+    return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 10))
+
+
+@pytest.mark.parametrize("build, shape, replays", [
+    (_dropout_mlp, (16, 64), True),
+    (_cnn_without_batch_norm, (16, 1, 8, 8), True),
+    # BatchNorm2d counts batches in Python (num_batches_tracked.numpy()[...] += 1): eager, warned
+    (_digits_cnn, (16, 1, 8, 8), False),
+], ids=["dropout-mlp", "cnn", "digits-cnn-batch-norm"])
+def test_dropout_and_cnn_bit_identical_over_200_steps(build, shape, replays):
+    def make():
+        firefly.manual_seed(0)
+        model = build()
+        optimizer = optim.AdamW(model.parameters(), lr=3e-3)
+        loss_fn = nn.CrossEntropyLoss()
+
+        def step(x, target):
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), target)
+            loss.backward()
+            optimizer.step()
+            return loss
+        return model, step
+
+    rng = np.random.default_rng(0)
+    data = [(firefly.Tensor(rng.normal(size=shape).astype(np.float32)),
+             firefly.Tensor(rng.integers(0, 10, shape[0]), dtype=np.int64)) for _ in range(20)]
+    eager_model, eager_step = make()
+    model, step = make()
+    compiled = firefly.compile(step)
+    firefly.manual_seed(1)  # the dropout masks: drawn alike in both runs
+    expected = [eager_step(*data[i % 20]).item() for i in range(200)]
+    firefly.manual_seed(1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        got = [compiled(*data[i % 20]).item() for i in range(200)]
+    assert got == expected
+    if replays:
+        assert not caught and compiled.status()["plans"] == 1
+    else:
+        assert [str(w.message) for w in caught if "numpy() at" in str(w.message)] and len(caught) == 1
+        assert compiled.status()["eager"] == 1
+    _same_parameters(model, eager_model)
+    for (name, a), (_, b) in zip(model.named_buffers(), eager_model.named_buffers()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
