@@ -62,3 +62,75 @@ def test_multiply_overhead(benchmark, impl, mode):
     elif impl == "torch":
         result = result.detach().numpy()
     np.testing.assert_array_equal(result, a * b)
+
+
+# ----------------------------------------------------------------------------- issue 12's cases
+# Each case runs beside torch (one thread, as the per-op comparison wants the dispatch cost) in
+# the same benchmark group: a 0-d operand, a Python-number operand, and a 100-op chain with its
+# backward (time per op = the row / 100; backward per node = chain row minus the forward row).
+CHAIN = 100
+
+
+def _chain(x, k):
+    y = x
+    for _ in range(k):
+        y = y * 1.0001
+    return y
+
+
+def _firefly_case(case):
+    a, b = operands()
+    if case == "0-d":
+        ta, tb = Tensor(np.float32(0.5), requires_grad=True), Tensor(np.float32(1.5), requires_grad=True)
+        return lambda: ta * tb
+    if case == "python-number":
+        ta = Tensor(a, requires_grad=True)
+        return lambda: ta * 1.5
+    ta = Tensor(a, requires_grad=True)
+    if case == "chain-forward":
+        return lambda: _chain(ta, CHAIN)
+
+    def forward_backward():
+        ta.grad = None
+        _chain(ta, CHAIN).sum().backward()
+    return forward_backward
+
+
+def _torch_case(case):
+    a, b = operands()
+    if case == "0-d":
+        ta, tb = torch.tensor(0.5, requires_grad=True), torch.tensor(1.5, requires_grad=True)
+        return lambda: ta * tb
+    ta = torch.from_numpy(a).requires_grad_(True)
+    if case == "python-number":
+        return lambda: ta * 1.5
+    if case == "chain-forward":
+        return lambda: _chain(ta, CHAIN)
+
+    def forward_backward():
+        ta.grad = None
+        _chain(ta, CHAIN).sum().backward()
+    return forward_backward
+
+
+@pytest.mark.parametrize("impl", ["firefly", "torch"])
+@pytest.mark.parametrize("case", ["0-d", "python-number", "chain-forward", "chain-forward-backward"])
+def test_recorded_op_overhead(benchmark, case, impl):
+    benchmark.group = f"overhead: {case}"
+    if impl == "torch":
+        if torch is None:
+            pytest.skip("torch is not installed")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            fn = _torch_case(case)
+            fn()
+            benchmark(fn)
+        finally:
+            torch.set_num_threads(threads)
+        return
+    fn = _firefly_case(case)
+    fn()  # compile outside the timed region
+    out = benchmark(fn)
+    if case == "python-number":
+        np.testing.assert_array_equal(out.numpy(), operands()[0] * np.float32(1.5))

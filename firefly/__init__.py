@@ -18,6 +18,7 @@ from firefly.random import manual_seed
 from firefly.serialization import load, save
 from firefly import nn, optim
 from firefly import data, distributed  # distributed imports mpi4py only when used
+from firefly.compile import compile
 
 __version__ = "0.1.0"
 # dtypes under PyTorch's names (NumPy dtypes: firefly tensors hold ndarrays)
@@ -28,7 +29,7 @@ int32 = int = _np.int32
 bool = _np.bool_
 
 __all__ = [
-    "Tensor", "no_grad", "is_grad_enabled", "ops", "nn", "optim", "data", "distributed", "manual_seed", "save", "load",
+    "Tensor", "no_grad", "is_grad_enabled", "ops", "nn", "optim", "data", "distributed", "manual_seed", "save", "load", "compile",
     "float32", "float64", "float", "double", "int64", "long", "int32", "int", "bool", "__version__",
     "tensor", "zeros", "ones", "full", "empty", "arange", "linspace", "eye", "rand", "randn",
     "randint", "zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like",

@@ -1,5 +1,6 @@
 """Command line: ``python -m firefly demo`` trains the seed MLP (``--model digits-cnn``: a CNN on
-real handwritten digits); ``python -m firefly info`` describes the installation."""
+real handwritten digits); ``python -m firefly info`` describes the installation; ``python -m
+firefly warmup`` fills the kernel cache."""
 import argparse
 import os
 import statistics
@@ -118,6 +119,13 @@ def info(args):
     return 0
 
 
+def warmup(args):
+    from firefly.warmup import DTYPES, warm
+
+    ops = [name.strip() for name in args.ops.split(",") if name.strip()] if args.ops else None
+    return 1 if warm(DTYPES[args.dtype], ops=ops, processes=args.processes) else 0
+
+
 def _number(text, kind, parse, minimum, strict):
     """Parse one option value; argparse prefixes the message with the option's name."""
     try:
@@ -164,6 +172,19 @@ def main(argv=None):
     demo_parser.set_defaults(run=demo)
     info_parser = commands.add_parser("info", help="versions, threading, kernel cache and registered ops")
     info_parser.set_defaults(run=info)
+    warmup_parser = commands.add_parser(
+        "warmup", help="compile the built-in kernels into Numba's on-disk cache",
+        description="Compile every built-in op's and optimizer's kernels into Numba's on-disk cache "
+                    "(NUMBA_CACHE_DIR), so that later processes load them instead of compiling. Run it "
+                    "after installing, in a Docker image build, or before a benchmark.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    warmup_parser.add_argument("--dtype", choices=("float32", "float64", "all"), default="all",
+                               help="the dtype(s) to compile kernels for")
+    warmup_parser.add_argument("--ops", default=None,
+                               help="comma-separated op names to warm (default: every built-in op)")
+    warmup_parser.add_argument("--processes", type=_positive_int, default=os.cpu_count() or 1,
+                               help="worker processes")
+    warmup_parser.set_defaults(run=warmup)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -1,0 +1,136 @@
+"""``python -m firefly warmup``: fill Numba's on-disk kernel cache for the built-in ops and
+optimizers, so that the first training step of a later process loads kernels instead of
+compiling them.
+
+Each task runs one registered op's ``sample_inputs`` forward and backward on the shapes
+``firefly.testing.check_op`` uses (0-d to 3-d: Numba compiles one specialization per number
+of dimensions), or one step of every optimizer configuration, in one dtype. Tasks run in
+worker processes, one per core by default; Numba writes each cache file atomically, so
+workers can share the cache folder.
+"""
+import os
+import time
+
+import numpy as np
+
+DTYPES = {"float32": (np.float32,), "float64": (np.float64,), "all": (np.float32, np.float64)}
+
+
+def _optimizer_configs():
+    from firefly import optim
+
+    return [
+        (optim.SGD, dict(lr=0.1)),
+        (optim.SGD, dict(lr=0.1, momentum=0.9)),
+        (optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+        (optim.Adam, dict(lr=0.01)),
+        (optim.Adam, dict(lr=0.01, amsgrad=True)),
+        (optim.AdamW, dict(lr=0.01)),
+        (optim.RMSprop, dict(lr=0.01)),
+        (optim.RMSprop, dict(lr=0.01, momentum=0.9, centered=True)),
+        (optim.Adagrad, dict(lr=0.01)),
+    ]
+
+
+def _warm_optimizers(dtype):
+    import firefly
+
+    for cls, kwargs in _optimizer_configs():
+        try:
+            params = [firefly.Tensor(np.ones((3, 2), dtype=dtype), requires_grad=True),
+                      firefly.Tensor(np.ones(2, dtype=dtype), requires_grad=True)]
+            optimizer = cls(params, **kwargs)
+        except (TypeError, ValueError):  # a configuration this version does not offer
+            continue
+        for _ in range(2):  # the first step of some optimizers runs a kernel of its own
+            optimizer.zero_grad()
+            for p in params:
+                p.grad = firefly.Tensor(np.full(p.shape, 0.5, dtype=dtype))
+            optimizer.step()
+
+
+def _warm_op(name, dtype):
+    import firefly
+    from firefly import autograd
+    from firefly.ops import registry
+    from firefly.testing import default_shapes
+
+    op = registry.get(name)
+    for k, shape in enumerate(default_shapes(np.random.default_rng(0))):
+        arrays, attrs = op.sample_inputs(np.random.default_rng(k), shape, dtype)
+        leaves = [firefly.Tensor(np.asarray(a, order="C"), requires_grad=True) for a in arrays]
+        out = autograd.apply(op, *leaves, **attrs)
+        if out.requires_grad:
+            out.backward(firefly.Tensor(np.ones(out.shape, dtype=out.dtype)))
+
+
+def run_task(task):
+    """Run one task in this process: ``(kind, name, dtype name)``. Returns
+    ``(task, seconds, kernels compiled, kernels loaded, error or None)``."""
+    from firefly.kernels._jit import kernel_load_counts
+
+    kind, name, dtype = task
+    loaded_before, compiled_before = kernel_load_counts()
+    start = time.perf_counter()
+    error = None
+    try:
+        if kind == "op":
+            _warm_op(name, np.dtype(dtype))
+        else:
+            _warm_optimizers(np.dtype(dtype))
+    except Exception as exc:  # one op's failure must not stop the others from warming
+        error = f"{type(exc).__name__}: {exc}"
+    loaded, compiled = kernel_load_counts()
+    return task, time.perf_counter() - start, compiled - compiled_before, loaded - loaded_before, error
+
+
+def tasks(dtypes, ops=None):
+    """The tasks for ``dtypes``: the optimizers, and each op of ``ops`` (default: every
+    built-in op; plugin ops are left to their packages, which a worker may not load alike)."""
+    from firefly.ops import registry
+
+    if ops is None:
+        ops = [name for name in registry.names() if registry.origin(name) == "built-in"]
+    else:
+        for name in ops:
+            registry.get(name)  # an unknown name fails here, before any work
+    out = []
+    for dtype in dtypes:
+        name = np.dtype(dtype).name
+        out.append(("optimizers", "optimizers", name))
+        out.extend(("op", op_name, name) for op_name in ops)
+    return out
+
+
+def warm(dtypes=(np.float32,), ops=None, processes=None, log=print):
+    """Run the tasks; returns the number that failed. ``processes``: worker processes
+    (default: one per core; 1 runs in this process)."""
+    todo = tasks(dtypes, ops)
+    processes = processes or os.cpu_count() or 1
+    start = time.perf_counter()
+    totals = [0, 0]
+    failures = 0
+
+    def report(i, result):
+        nonlocal failures
+        (kind, name, dtype), seconds, compiled, loaded, error = result
+        totals[0] += compiled
+        totals[1] += loaded
+        status = f"FAILED {error}" if error else f"compiled {compiled}, loaded {loaded}"
+        failures += error is not None
+        log(f"[{i:>3}/{len(todo)}] {name:<24} {dtype:<8} {seconds:6.2f} s  {status}")
+
+    if processes == 1:
+        for i, task in enumerate(todo, 1):
+            report(i, run_task(task))
+    else:
+        import multiprocessing
+
+        # spawn: workers import firefly afresh rather than inheriting a forked Numba state
+        with multiprocessing.get_context("spawn").Pool(processes) as pool:
+            for i, result in enumerate(pool.imap_unordered(run_task, todo), 1):
+                report(i, result)
+    log(f"warmup: {len(todo)} tasks on {processes} process(es) in {time.perf_counter() - start:.1f} s; "
+        f"compiled {totals[0]} kernel specialization(s), loaded {totals[1]} from the cache"
+        + (f"; {failures} task(s) failed" if failures else ""))
+    return failures

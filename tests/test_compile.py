@@ -1,0 +1,383 @@
+"""firefly.compile: a replayed step computes bit for bit what the eager step computes."""
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import firefly
+from firefly import nn, optim
+
+# CI checks out the repository with shared/ beside it (as tests/test_seed.py does).
+SEED_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "seed" / "seed_training_script.py"
+
+
+def _seed_mlp(seed=0):
+    firefly.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    X = firefly.Tensor(rng.normal(size=(1024, 10)).astype(np.float32))
+    y = firefly.Tensor(rng.normal(size=(1024, 1)).astype(np.float32))
+    model = nn.Sequential(nn.Linear(10, 32), nn.ReLU(), nn.Linear(32, 1))
+    optimizer = optim.SGD(model.parameters(), lr=0.01)
+    loss_fn = nn.MSELoss()
+
+    def step():
+        optimizer.zero_grad()
+        loss = loss_fn(model(X), y)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return model, optimizer, step
+
+
+def _classifier(seed=0, hidden=(256, 128)):
+    firefly.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(784, hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]), nn.ReLU(),
+                          nn.Linear(hidden[1], 10))
+    optimizer = optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(x, target):
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), target)
+        loss.backward()
+        optimizer.step()
+        return loss
+
+    return model, optimizer, step
+
+
+def _batches(n_steps, batch, seed=1):
+    rng = np.random.default_rng(seed)
+    for _ in range(n_steps):
+        yield (firefly.Tensor(rng.normal(size=(batch, 784)).astype(np.float32)),
+               firefly.Tensor(rng.integers(0, 10, size=batch), dtype=np.int64))
+
+
+def _same_parameters(a, b):
+    for p, q in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(p.tensor.numpy(), q.tensor.numpy())
+
+
+def test_seed_mlp_bit_identical_over_200_steps():
+    eager_model, _, eager_step = _seed_mlp()
+    model, _, step = _seed_mlp()
+    compiled = firefly.compile(step)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for i in range(200):
+            expected, got = eager_step(), compiled()
+            assert got.numpy().tobytes() == expected.numpy().tobytes(), f"step {i}"
+    assert compiled.status() == {"plans": 1, "eager": 0, "recording": 0}
+    _same_parameters(model, eager_model)
+
+
+def test_classifier_adam_with_scheduler_bit_identical_over_200_steps():
+    eager_model, eager_opt, eager_step = _classifier(hidden=(64, 32))
+    model, opt, step = _classifier(hidden=(64, 32))
+    schedulers = [optim.lr_scheduler.StepLR(o, step_size=20, gamma=0.5) for o in (eager_opt, opt)]
+    compiled = firefly.compile(step)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for i, (x, target) in enumerate(_batches(200, 32)):
+            expected, got = eager_step(x, target), compiled(x, target)
+            assert got.numpy().tobytes() == expected.numpy().tobytes(), f"step {i}"
+            for s in schedulers:
+                s.step()
+    assert opt.param_groups[0]["lr"] == eager_opt.param_groups[0]["lr"] < 1e-3 * 0.5 ** 9
+    assert compiled.status()["plans"] == 1
+    _same_parameters(model, eager_model)
+
+
+def test_full_size_classifier_replays():
+    eager_model, _, eager_step = _classifier()
+    model, _, step = _classifier()
+    compiled = firefly.compile(step)
+    for x, target in _batches(5, 256):
+        assert compiled(x, target).item() == eager_step(x, target).item()
+    assert compiled.status()["plans"] == 1
+    _same_parameters(model, eager_model)
+
+
+def test_lr_changed_between_calls_is_read_at_replay():
+    eager_model, eager_opt, eager_step = _seed_mlp()
+    model, opt, step = _seed_mlp()
+    compiled = firefly.compile(step)
+    for i in range(12):
+        for o in (eager_opt, opt):
+            o.param_groups[0]["lr"] = 0.01 * (1 + i % 3)
+        assert compiled().item() == eager_step().item()
+    _same_parameters(model, eager_model)
+
+
+def test_new_input_shape_records_a_second_plan():
+    eager_model, _, eager_step = _classifier(hidden=(16, 8))
+    model, _, step = _classifier(hidden=(16, 8))
+    compiled = firefly.compile(step)
+    for batch in (8, 8, 8, 5, 5, 5, 8, 5):
+        x, target = next(_batches(1, batch, seed=batch))
+        assert compiled(x, target).item() == eager_step(x, target).item()
+    assert compiled.status()["plans"] == 2
+    _same_parameters(model, eager_model)
+
+
+def test_freezing_a_parameter_between_calls_records_again():
+    eager_model, _, eager_step = _seed_mlp()
+    model, _, step = _seed_mlp()
+    compiled = firefly.compile(step)
+    for i in range(10):
+        if i == 4:
+            for m in (model, eager_model):
+                m[0].weight.tensor.requires_grad = False
+        if i == 8:
+            for m in (model, eager_model):
+                m[0].weight.tensor.requires_grad = True
+        assert compiled().item() == eager_step().item(), f"step {i}"
+    _same_parameters(model, eager_model)
+    assert compiled.status()["plans"] == 1
+
+
+def test_zero_grad_outside_the_function_records_again():
+    eager_model, eager_opt, eager_step = _seed_mlp()
+    model, opt, step = _seed_mlp()
+    compiled = firefly.compile(step)
+    for i in range(8):
+        if i == 4:
+            opt.zero_grad(set_to_none=True)
+            eager_opt.zero_grad(set_to_none=True)
+        assert compiled().item() == eager_step().item()
+    _same_parameters(model, eager_model)
+
+
+def test_reading_a_value_inside_runs_eagerly_with_one_warning():
+    eager_model, _, eager_step = _seed_mlp()
+    model, _, step = _seed_mlp()
+    seen = []
+
+    def reads_value():
+        loss = step()
+        seen.append(loss.item())
+        return loss
+
+    compiled = firefly.compile(reads_value)
+    with pytest.warns(RuntimeWarning, match=r"item\(\) at .*test_compile.py"):
+        for _ in range(5):
+            assert compiled().item() == eager_step().item()
+    assert len(seen) == 5  # the function's Python ran every time: it ran eagerly
+    assert compiled.status() == {"plans": 0, "eager": 1, "recording": 0}
+    _same_parameters(model, eager_model)
+
+
+def test_random_draw_in_python_runs_eagerly():
+    def make():
+        model, optimizer, _ = _seed_mlp()
+        rng = np.random.default_rng(5)
+        x = firefly.Tensor(np.ones((16, 10), dtype=np.float32))
+
+        def step():
+            optimizer.zero_grad()
+            mask = firefly.Tensor((rng.random((16, 10)) < 0.5).astype(np.float32))
+            loss = model(x * mask).sum()
+            loss.backward()
+            optimizer.step()
+            return loss
+        return model, step
+
+    eager_model, eager_step = make()
+    model, step = make()
+    compiled = firefly.compile(step)
+    with pytest.warns(RuntimeWarning, match="no recorded kernel wrote"):
+        for _ in range(6):
+            assert compiled().item() == eager_step().item()
+    assert compiled.status()["eager"] == 1
+    _same_parameters(model, eager_model)
+
+
+def test_returns_detached_copies_and_rejects_non_callables():
+    _, _, step = _seed_mlp()
+    compiled = firefly.compile(step)
+    losses = [compiled() for _ in range(4)]
+    assert not losses[-1].requires_grad
+    assert len({loss.item() for loss in losses}) == 4  # each call's loss is its own array
+    with pytest.raises(TypeError, match="expected a function"):
+        firefly.compile(3)
+
+
+def test_seed_script_step_replays_bit_identical():
+    """The seed script's own model and loss (float64 data against float32 parameters, a tensor
+    used twice): the engine's conversions and gradient sums are replayed too."""
+    source = SEED_SCRIPT
+    if not source.exists():
+        pytest.skip("the seed script is not next to this checkout")
+    setup = source.read_text().split("epochs = 10")[0]
+
+    def run(compiled):
+        np.random.seed(0)
+        firefly.manual_seed(0)
+        names = {}
+        exec(setup, names)
+        model, X, y, optimizer, loss_fn = (names[k] for k in ("model", "X", "y", "optimizer", "loss_fn"))
+
+        def step():
+            optimizer.zero_grad()
+            loss = loss_fn(model(X), y)
+            loss.backward()
+            optimizer.step()
+            return loss
+
+        fn = firefly.compile(step) if compiled else step
+        return [fn().item() for _ in range(50)], fn
+
+    expected, _ = run(False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        got, compiled = run(True)
+    assert got == expected
+    assert compiled.status()["plans"] == 1
+
+
+def test_python_number_that_changes_between_calls_is_never_baked_in():
+    def make():
+        model, optimizer, _ = _seed_mlp()
+        x = firefly.Tensor(np.ones((16, 10), dtype=np.float32))
+        calls = [0]
+
+        def step():
+            calls[0] += 1
+            optimizer.zero_grad()
+            loss = model(x).sum() * (1.0 + 0.5 * calls[0])  # a weight that grows every call
+            loss.backward()
+            optimizer.step()
+            return loss
+        return model, step
+
+    eager_model, eager_step = make()
+    model, step = make()
+    compiled = firefly.compile(step)
+    with pytest.warns(RuntimeWarning, match="runs eagerly"):
+        for _ in range(6):
+            assert compiled().item() == eager_step().item()
+    _same_parameters(model, eager_model)
+
+
+def test_constant_made_inside_the_function_replays():
+    eager_model, _, _ = _seed_mlp()
+    model, _, _ = _seed_mlp()
+
+    def make(m):
+        optimizer = optim.SGD(m.parameters(), lr=0.01)
+        x = firefly.Tensor(np.linspace(-1, 1, 160, dtype=np.float32).reshape(16, 10))
+
+        def step():
+            optimizer.zero_grad()
+            loss = (m(x) * firefly.Tensor(np.float32(3.0))).sum() * 0.5
+            loss.backward()
+            optimizer.step()
+            return loss
+        return step
+
+    eager_step, compiled = make(eager_model), firefly.compile(make(model))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        for _ in range(10):
+            assert compiled().item() == eager_step().item()
+    assert compiled.status()["plans"] == 1
+    _same_parameters(model, eager_model)
+
+
+def test_draws_from_fireflys_generator_are_drawn_again_at_replay():
+    """Noise drawn from firefly.random.generator() (as dropout draws its mask) is part of the
+    plan: replay draws the same numbers eager would, in the same order."""
+    def make():
+        model, optimizer, _ = _seed_mlp()
+        x = firefly.Tensor(np.linspace(-1, 1, 160, dtype=np.float32).reshape(16, 10))
+
+        def step():
+            optimizer.zero_grad()
+            noise = firefly.Tensor(firefly.random.generator().random((16, 10)).astype(np.float32))
+            shift = firefly.random.generator().normal(size=(16, 10)).astype(np.float32)
+            loss = model(x + firefly.Tensor(shift)).sum() * 0.1
+            loss.backward()
+            optimizer.step()
+            return loss, noise
+        return model, step
+
+    eager_model, eager_step = make()
+    firefly.manual_seed(7)
+    eager = [tuple(t.numpy().copy() for t in eager_step()) for _ in range(8)]
+    model, step = make()
+    compiled = firefly.compile(step)
+    firefly.manual_seed(7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        got = [tuple(t.numpy() for t in compiled()) for _ in range(8)]
+    for (loss, _), (want, _) in zip(got, eager):
+        assert loss.tobytes() == want.tobytes()
+    assert compiled.status()["plans"] == 1
+    _same_parameters(model, eager_model)
+
+
+def _digits_cnn():
+    """examples/digits_cnn.py's architecture: conv, batch norm, pooling and dropout."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 10),
+    )
+
+
+def _cnn_without_batch_norm():
+    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+                         nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
+
+
+def _dropout_mlp():
+    return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 10))
+
+
+@pytest.mark.parametrize("build, shape, replays", [
+    (_dropout_mlp, (16, 64), True),
+    (_cnn_without_batch_norm, (16, 1, 8, 8), True),
+    # BatchNorm2d counts batches in Python (num_batches_tracked.numpy()[...] += 1): eager, warned
+    (_digits_cnn, (16, 1, 8, 8), False),
+], ids=["dropout-mlp", "cnn", "digits-cnn-batch-norm"])
+def test_dropout_and_cnn_bit_identical_over_200_steps(build, shape, replays):
+    def make():
+        firefly.manual_seed(0)
+        model = build()
+        optimizer = optim.AdamW(model.parameters(), lr=3e-3)
+        loss_fn = nn.CrossEntropyLoss()
+
+        def step(x, target):
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), target)
+            loss.backward()
+            optimizer.step()
+            return loss
+        return model, step
+
+    rng = np.random.default_rng(0)
+    data = [(firefly.Tensor(rng.normal(size=shape).astype(np.float32)),
+             firefly.Tensor(rng.integers(0, 10, shape[0]), dtype=np.int64)) for _ in range(20)]
+    eager_model, eager_step = make()
+    model, step = make()
+    compiled = firefly.compile(step)
+    firefly.manual_seed(1)  # the dropout masks: drawn alike in both runs
+    expected = [eager_step(*data[i % 20]).item() for i in range(200)]
+    firefly.manual_seed(1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        got = [compiled(*data[i % 20]).item() for i in range(200)]
+    assert got == expected
+    if replays:
+        assert not caught and compiled.status()["plans"] == 1
+    else:
+        assert [str(w.message) for w in caught if "numpy() at" in str(w.message)] and len(caught) == 1
+        assert compiled.status()["eager"] == 1
+    _same_parameters(model, eager_model)
+    for (name, a), (_, b) in zip(model.named_buffers(), eager_model.named_buffers()):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
