@@ -10,7 +10,7 @@ import math
 import numpy as np
 from numba import prange
 
-from firefly.kernels._jit import inline_helper, memory_bound, transcendental
+from firefly.kernels._jit import inline_helper, memory_bound, specialise, transcendental
 
 
 @inline_helper
@@ -40,11 +40,29 @@ def _huber_slope(d, delta):
     return d if abs(d) <= delta else delta * _sign(d)
 
 
-@memory_bound
-def l1_forward(input, target, reduce, out):
+@inline_helper
+def _l1(d, unused):
+    return abs(d)
+
+
+@inline_helper
+def _l1_slope(d, unused):
+    return _sign(d)
+
+
+def _placeholder(*args):
+    raise TypeError("a loss template runs only as a specialised copy")
+
+
+# Names that the templates read and specialise() binds to each loss's scalar functions of
+# (difference, parameter).
+LOSS = SLOPE = _placeholder
+
+
+def _difference_loss_forward(input, target, param, reduce, out):
     total = 0.0
     for i in prange(input.size):
-        v = abs(input[i] - target[i])
+        v = LOSS(input[i] - target[i], param)
         if reduce:
             total += v
         else:
@@ -52,57 +70,27 @@ def l1_forward(input, target, reduce, out):
     return total
 
 
-@memory_bound
-def l1_backward(grad, per_element, scale, input, target, need_target, dinput, dtarget):
+def _difference_loss_backward(grad, per_element, scale, input, target, param, need_target, dinput, dtarget):
     for i in prange(input.size):
-        d = (grad[i] if per_element else grad[0]) * scale * _sign(input[i] - target[i])
+        d = (grad[i] if per_element else grad[0]) * scale * SLOPE(input[i] - target[i], param)
         dinput[i] = d
         if need_target:
             dtarget[i] = -d
 
 
-@memory_bound
-def smooth_l1_forward(input, target, beta, reduce, out):
-    """0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (beta 0: the L1 loss)."""
-    total = 0.0
-    for i in prange(input.size):
-        v = _smooth_l1(input[i] - target[i], beta)
-        if reduce:
-            total += v
-        else:
-            out[i] = v
-    return total
+def _difference_loss(name, loss, slope):
+    """``name``'s forward and backward kernels: losses of the difference input - target and one
+    float parameter (``loss(d, param)``, its derivative ``slope(d, param)``)."""
+    return (memory_bound(specialise(_difference_loss_forward, f"{name}_forward", LOSS=loss)),
+            memory_bound(specialise(_difference_loss_backward, f"{name}_backward", SLOPE=slope)))
 
 
-@memory_bound
-def smooth_l1_backward(grad, per_element, scale, input, target, beta, need_target, dinput, dtarget):
-    for i in prange(input.size):
-        d = (grad[i] if per_element else grad[0]) * scale * _smooth_l1_slope(input[i] - target[i], beta)
-        dinput[i] = d
-        if need_target:
-            dtarget[i] = -d
-
-
-@memory_bound
-def huber_forward(input, target, delta, reduce, out):
-    """0.5 d^2 where |d| <= delta, else delta (|d| - delta / 2)."""
-    total = 0.0
-    for i in prange(input.size):
-        v = _huber(input[i] - target[i], delta)
-        if reduce:
-            total += v
-        else:
-            out[i] = v
-    return total
-
-
-@memory_bound
-def huber_backward(grad, per_element, scale, input, target, delta, need_target, dinput, dtarget):
-    for i in prange(input.size):
-        d = (grad[i] if per_element else grad[0]) * scale * _huber_slope(input[i] - target[i], delta)
-        dinput[i] = d
-        if need_target:
-            dtarget[i] = -d
+# |d| (the parameter is unused: the op passes 0.0).
+l1_forward, l1_backward = _difference_loss("l1", _l1, _l1_slope)
+# 0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (beta 0: the L1 loss).
+smooth_l1_forward, smooth_l1_backward = _difference_loss("smooth_l1", _smooth_l1, _smooth_l1_slope)
+# 0.5 d^2 where |d| <= delta, else delta (|d| - delta / 2).
+huber_forward, huber_backward = _difference_loss("huber", _huber, _huber_slope)
 
 
 @transcendental

@@ -89,6 +89,25 @@ def max_pool2d_backward(grad, argmax, dx):
             d[a[i]] += g[i]
 
 
+@inline_helper
+def _avg_span(o, s, p, k, size):
+    """Output position o's window along one axis: [a, b) inside the input, and its length
+    clipped to the padded input (count_include_pad's count)."""
+    lo = o * s - p
+    hi = min(lo + k, size + p)
+    return max(lo, 0), min(hi, size), hi - lo
+
+
+@inline_helper
+def _avg_count(divisor, count_include_pad, ya, yb, fy, xa, xb, fx):
+    """The forward's divisor of one window (torch's rule)."""
+    if divisor > 0:
+        return divisor
+    if count_include_pad:
+        return fy * fx
+    return (yb - ya) * (xb - xa)
+
+
 @memory_bound
 def avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, count_include_pad, divisor, out):
     """out = the mean of each window, with torch's divisor: the window clipped to the padded
@@ -98,25 +117,15 @@ def avg_pool2d_forward(x, kh, kw, sh, sw, ph, pw, count_include_pad, divisor, ou
     for p in prange(planes):
         plane = x[p]
         for oy in range(OH):
-            y0 = oy * sh - ph
-            y1 = min(y0 + kh, H + ph)
-            ya, yb = max(y0, 0), min(y1, H)
+            ya, yb, fy = _avg_span(oy, sh, ph, kh, H)
             for ox in range(OW):
-                x0 = ox * sw - pw
-                x1 = min(x0 + kw, W + pw)
-                xa, xb = max(x0, 0), min(x1, W)
+                xa, xb, fx = _avg_span(ox, sw, pw, kw, W)
                 s = 0.0
                 for y in range(ya, yb):
                     row = plane[y]
                     for i in range(xa, xb):
                         s += row[i]
-                if divisor > 0:
-                    n = divisor
-                elif count_include_pad:
-                    n = (y1 - y0) * (x1 - x0)
-                else:
-                    n = (yb - ya) * (xb - xa)
-                out[p, oy, ox] = s / n
+                out[p, oy, ox] = s / _avg_count(divisor, count_include_pad, ya, yb, fy, xa, xb, fx)
 
 
 @memory_bound
@@ -128,24 +137,20 @@ def avg_pool2d_backward(grad, kh, kw, sh, sw, ph, pw, count_include_pad, divisor
         plane = dx[p]
         plane[...] = 0.0
         for oy in range(OH):
-            y0 = oy * sh - ph
-            y1 = min(y0 + kh, H + ph)
-            ya, yb = max(y0, 0), min(y1, H)
+            ya, yb, fy = _avg_span(oy, sh, ph, kh, H)
             for ox in range(OW):
-                x0 = ox * sw - pw
-                x1 = min(x0 + kw, W + pw)
-                xa, xb = max(x0, 0), min(x1, W)
-                if divisor > 0:
-                    n = divisor
-                elif count_include_pad:
-                    n = (y1 - y0) * (x1 - x0)
-                else:
-                    n = (yb - ya) * (xb - xa)
-                g = grad[p, oy, ox] / n
+                xa, xb, fx = _avg_span(ox, sw, pw, kw, W)
+                g = grad[p, oy, ox] / _avg_count(divisor, count_include_pad, ya, yb, fy, xa, xb, fx)
                 for y in range(ya, yb):
                     row = plane[y]
                     for i in range(xa, xb):
                         row[i] += g
+
+
+@inline_helper
+def _adaptive_span(o, size, out_size):
+    """Output position o's window along one axis: [floor(o*size/out), ceil((o+1)*size/out))."""
+    return (o * size) // out_size, -((-(o + 1) * size) // out_size)
 
 
 @memory_bound
@@ -156,9 +161,9 @@ def adaptive_avg_pool2d_forward(x, out):
     for p in prange(planes):
         plane = x[p]
         for oy in range(OH):
-            ya, yb = (oy * H) // OH, -((-(oy + 1) * H) // OH)
+            ya, yb = _adaptive_span(oy, H, OH)
             for ox in range(OW):
-                xa, xb = (ox * W) // OW, -((-(ox + 1) * W) // OW)
+                xa, xb = _adaptive_span(ox, W, OW)
                 s = 0.0
                 for y in range(ya, yb):
                     row = plane[y]
@@ -175,9 +180,9 @@ def adaptive_avg_pool2d_backward(grad, dx):
         plane = dx[p]
         plane[...] = 0.0
         for oy in range(OH):
-            ya, yb = (oy * H) // OH, -((-(oy + 1) * H) // OH)
+            ya, yb = _adaptive_span(oy, H, OH)
             for ox in range(OW):
-                xa, xb = (ox * W) // OW, -((-(ox + 1) * W) // OW)
+                xa, xb = _adaptive_span(ox, W, OW)
                 g = grad[p, oy, ox] / ((yb - ya) * (xb - xa))
                 for y in range(ya, yb):
                     row = plane[y]

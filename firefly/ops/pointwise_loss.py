@@ -23,6 +23,15 @@ def _positive_number(name, arg, value, allow_zero):
     return float(value)
 
 
+def _only_number_attr(name, arg, attrs, allow_zero):
+    """The op's one attribute ``arg`` (default 1.0), checked by ``_positive_number``; any other
+    attribute is refused."""
+    value = _positive_number(name, arg, attrs.pop(arg, 1.0), allow_zero)
+    if attrs:
+        raise TypeError(f"{name}: unexpected arguments {sorted(attrs)}")
+    return value
+
+
 def _broadcast_attr(ctx, arg, value, x):
     """``value`` (None: ones) as a contiguous array of x's shape and dtype."""
     if value is None:
@@ -91,6 +100,10 @@ class L1Loss(_PointwiseLoss):
     name = "l1_loss"
     forward_kernel, backward_kernel = K.l1_forward, K.l1_backward
 
+    @staticmethod
+    def parameters(ctx, input, attrs):
+        return (0.0,)  # the shared difference-loss kernels take a parameter; L1's ignores it
+
 
 @register
 class SmoothL1Loss(_PointwiseLoss):
@@ -101,9 +114,7 @@ class SmoothL1Loss(_PointwiseLoss):
 
     @staticmethod
     def parameters(ctx, input, attrs):
-        beta = _positive_number("smooth_l1_loss", "beta", attrs.pop("beta", 1.0), allow_zero=True)
-        if attrs:
-            raise TypeError(f"smooth_l1_loss: unexpected arguments {sorted(attrs)}")
+        beta = _only_number_attr("smooth_l1_loss", "beta", attrs, allow_zero=True)
         return (beta,) if beta > 0 else (0.0,)
 
 
@@ -116,10 +127,7 @@ class HuberLoss(_PointwiseLoss):
 
     @staticmethod
     def parameters(ctx, input, attrs):
-        delta = _positive_number("huber_loss", "delta", attrs.pop("delta", 1.0), allow_zero=False)
-        if attrs:
-            raise TypeError(f"huber_loss: unexpected arguments {sorted(attrs)}")
-        return (delta,)
+        return (_only_number_attr("huber_loss", "delta", attrs, allow_zero=False),)
 
 
 @register

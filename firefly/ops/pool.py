@@ -49,6 +49,13 @@ def _sample_image(rng, shape, dtype, min_size):
     return x.astype(dtype)
 
 
+def _sample_window(rng):
+    """Random kernel_size, stride and padding (at most half the kernel) attributes."""
+    kernel = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    return dict(kernel_size=kernel, stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
+                padding=(int(rng.integers(0, kernel[0] // 2 + 1)), int(rng.integers(0, kernel[1] // 2 + 1))))
+
+
 @register
 class MaxPool2d(Op):
     name = "max_pool2d"
@@ -75,10 +82,8 @@ class MaxPool2d(Op):
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
-        kernel = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
-        attrs = dict(kernel_size=kernel, stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
-                     padding=(int(rng.integers(0, kernel[0] // 2 + 1)), int(rng.integers(0, kernel[1] // 2 + 1))),
-                     dilation=(int(rng.integers(1, 3)), 1), ceil_mode=bool(rng.random() < 0.5))
+        attrs = _sample_window(rng)
+        attrs.update(dilation=(int(rng.integers(1, 3)), 1), ceil_mode=bool(rng.random() < 0.5))
         # Distinct values a fair distance apart: finite differences must not swap a window's maximum.
         x = _sample_image(rng, shape, np.float64, 5)
         x = (rng.permutation(x.size).reshape(x.shape) * 0.1 + 0.01 * x).astype(dtype)
@@ -116,10 +121,8 @@ class AvgPool2d(Op):
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
-        kernel = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
-        attrs = dict(kernel_size=kernel, stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
-                     padding=(int(rng.integers(0, kernel[0] // 2 + 1)), int(rng.integers(0, kernel[1] // 2 + 1))),
-                     ceil_mode=bool(rng.random() < 0.5), count_include_pad=bool(rng.random() < 0.5))
+        attrs = _sample_window(rng)
+        attrs.update(ceil_mode=bool(rng.random() < 0.5), count_include_pad=bool(rng.random() < 0.5))
         return (_sample_image(rng, shape, dtype, 3),), attrs
 
 
