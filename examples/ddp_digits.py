@@ -17,20 +17,17 @@ import firefly
 from firefly import distributed as dist
 from firefly import nn
 from firefly.data import DataLoader, DistributedSampler, TensorDataset
+from firefly.digits import load_split
 from firefly.optim import Adam
 
 
 def load_digits_split(seed):
-    """(X_train, y_train, X_test, y_test): pixels scaled to [0, 1], a fixed 80/20 split."""
+    """(X_train, y_train, X_test, y_test): flat pixels in [0, 1], the digits examples' split."""
     try:
-        from sklearn.datasets import load_digits
+        X_train, X_test, y_train, y_test = load_split(seed)
     except ImportError:
         sys.exit('examples/ddp_digits.py needs scikit-learn for the digits data: pip install "firefly[examples]"')
-    digits = load_digits()
-    X, y = (digits.data / 16.0).astype(np.float32), digits.target.astype(np.int64)
-    order = np.random.default_rng(seed).permutation(len(X))
-    split = int(0.8 * len(X))
-    return X[order[:split]], y[order[:split]], X[order[split:]], y[order[split:]]
+    return X_train.reshape(len(X_train), -1), y_train, X_test.reshape(len(X_test), -1), y_test
 
 
 def accuracy(model, X, y):

@@ -12,34 +12,7 @@ import time
 
 import numpy as np
 
-
-def load_split(seed=0):
-    """Images (N, 1, 8, 8) scaled to [0, 1] as float32, int64 labels; a stratified 80/20 split
-    that depends only on ``seed``."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    images = (digits.images / 16.0).astype(np.float32)[:, None, :, :]
-    labels = digits.target.astype(np.int64)
-    return train_test_split(images, labels, test_size=0.2, stratify=labels, random_state=seed)
-
-
-def build_model(nn):
-    """The architecture, for firefly.nn or torch.nn alike (same names, same arguments)."""
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Dropout(0.25),
-        nn.Flatten(),
-        nn.Linear(32 * 4 * 4, 10),
-    )
-
-
-def batches(n, batch_size, rng):
-    order = rng.permutation(n)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+from firefly.digits import batches, build_model, load_split  # shared with the demo
 
 
 def train(epochs=12, seed=0, batch_size=64, lr=3e-3, verbose=True):

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from digits_cnn import batches, load_split
+from firefly.digits import batches, load_split
 
 
 def train(epochs=30, seed=0, batch_size=64, lr=2e-3, verbose=True):

@@ -36,9 +36,9 @@ def _data_parallel(model, optimizer, inputs, targets):
 
 def demo(args):
     if args.model == "digits-cnn":
-        from firefly import _digits_demo
+        from firefly import digits
 
-        return _digits_demo.run(args)
+        return digits.run(args)
     import firefly
     from firefly import nn
     from firefly.kernels._jit import kernel_load_counts

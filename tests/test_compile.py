@@ -7,6 +7,7 @@ import pytest
 
 import firefly
 from firefly import nn, optim
+from firefly.digits import build_model
 
 # CI checks out the repository with shared/ beside it (as tests/test_seed.py does).
 SEED_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "seed" / "seed_training_script.py"
@@ -319,15 +320,8 @@ def test_draws_from_fireflys_generator_are_drawn_again_at_replay():
 
 
 def _digits_cnn():
-    """examples/digits_cnn.py's architecture: conv, batch norm, pooling and dropout."""
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Dropout(0.25),
-        nn.Flatten(),
-        nn.Linear(32 * 4 * 4, 10),
-    )
+    """The digits examples' CNN: conv, batch norm, pooling and dropout."""
+    return build_model(nn)
 
 
 def _cnn_without_batch_norm():
