@@ -108,19 +108,19 @@ def _check_saved_unmodified(node):
 
 class Node(Context):
     """One recorded op application. As in PyTorch, the node is also the op's ``ctx``: it holds
-    what forward saved, plus the tensors the op read and the dtype it computed in."""
+    what forward saved, plus the tensors the op read (None for inputs that need no gradient)
+    and the dtype it computed in."""
 
-    def __init__(self, op, needs_input_grad):  # Context's fields set inline: this runs per op
-        self.op, self.needs_input_grad, self.saved_tensors = op, needs_input_grad, ()
+    def __init__(self, op, needs_input_grad, inputs, dtype):  # Context's fields set inline: runs per op
+        self.op, self.needs_input_grad, self.inputs, self.dtype = op, needs_input_grad, inputs, dtype
+        self.saved_tensors = ()
         self.freed = False
         self.tick = _clock
 
     def release(self):
         """Drop everything forward saved (arrays on ``ctx`` included), keeping the graph's shape."""
-        kept = {"op": self.op, "inputs": self.inputs, "needs_input_grad": self.needs_input_grad,
-                "tick": self.tick}
-        self.__dict__.clear()
-        self.__dict__.update(kept, saved_tensors=None, dtype=None, freed=True)
+        self.__dict__ = {"op": self.op, "inputs": self.inputs, "needs_input_grad": self.needs_input_grad,
+                         "tick": self.tick, "saved_tensors": None, "dtype": None, "freed": True}
 
 
 def _input_arrays(op, args):
@@ -160,41 +160,115 @@ def _input_arrays(op, args):
     return arrays, needs, dtype
 
 
+_FLOAT32, _FLOAT64 = FLOAT_DTYPES
+# Python numbers as read-only 0-d arrays, per dtype, so that ``t * 0.5`` in a loop converts
+# its number once. Zeros and NaNs are not kept: -0.0 == 0.0 would find the other sign's
+# array, and each NaN is a key of its own. The dict is emptied when it fills.
+_constants = {_FLOAT32: {}, _FLOAT64: {}}
+_MAX_CONSTANTS = 1024
+
+
+def _constant(x, dtype):
+    cache = _constants[dtype]
+    a = cache.get(x)
+    if a is None:
+        a = np.array(x, dtype)
+        if x and x == x:
+            a.flags.writeable = False
+            if len(cache) >= _MAX_CONSTANTS:
+                cache.clear()
+            cache[x] = a
+    return a
+
+
+def _mixed_arrays(op, args):
+    """``_input_arrays``, with a fast path for Tensors of one float dtype and Python numbers."""
+    arrays, needs, dtype, number_first = [], [], None, False
+    for x in args:
+        if isinstance(x, Tensor):
+            a = x._data
+            if a.dtype is not dtype:
+                if dtype is not None:
+                    break
+                dtype = a.dtype
+            arrays.append(a)
+            needs.append(x._requires_grad)
+        elif x.__class__ is float or x.__class__ is int:
+            if dtype is None:
+                number_first = True
+                arrays.append(x)
+            else:
+                arrays.append(_constant(x, dtype) if dtype is _FLOAT32 or dtype is _FLOAT64 else x)
+            needs.append(False)
+        else:
+            break
+    if len(arrays) != len(args) or not (dtype is _FLOAT32 or dtype is _FLOAT64):
+        return _input_arrays(op, args)
+    if number_first:
+        arrays = [a if a.__class__ is np.ndarray else _constant(a, dtype) for a in arrays]
+    return arrays, needs, dtype
+
+
 def apply(op, *args, **attrs):
     """Run Op class ``op`` on Tensors, arrays or Python numbers; record it if needed."""
     if len(args) != op.arity:
         raise TypeError(f"{op.name}: expected {op.arity} tensor input(s), got {len(args)}")
-    # Fast path, the common case: Tensors that all share one float dtype, which promote()
-    # leaves as it is; anything else takes the general path.
-    arrays, needs, dtype = [], [], None
-    for x in args:
-        if ((x.__class__ is not Tensor and not isinstance(x, Tensor))  # a Parameter takes this path
-                or (dtype is not None and x._data.dtype is not dtype)):
-            arrays, needs, dtype = _input_arrays(op, args)
-            break
-        arrays.append(x._data)
-        needs.append(x._requires_grad)
-        dtype = x._data.dtype
+    # Fast paths, the common cases, unrolled as this runs once per op: a float Tensor alone,
+    # with a Tensor of its dtype, or with a Python float (which takes the Tensor's dtype).
+    # Then Tensors and Python numbers in any order; anything else takes the general path.
+    # Dtypes are compared by identity.
+    if args and isinstance(x := args[0], Tensor) and ((dtype := x._data.dtype) is _FLOAT32 or dtype is _FLOAT64):
+        if len(args) == 1:
+            arrays, needs = (x._data,), (x._requires_grad,)
+        elif len(args) == 2 and isinstance(y := args[1], Tensor) and y._data.dtype is dtype:
+            arrays, needs = (x._data, y._data), (x._requires_grad, y._requires_grad)
+        elif len(args) == 2 and y.__class__ is float:
+            number = _constants[dtype].get(y)
+            arrays = (x._data, number if number is not None else _constant(y, dtype))
+            needs = (x._requires_grad, False)
+        else:
+            arrays, needs, dtype = _mixed_arrays(op, args)
     else:
-        if dtype not in FLOAT_DTYPES:
-            arrays, needs, dtype = _input_arrays(op, args)
-
-    if _grad_mode.enabled and True in needs:
-        ctx = Node(op, tuple(needs))
-        ctx.inputs = tuple([x if n else None for x, n in zip(args, needs)])
-        ctx.dtype = dtype
+        arrays, needs, dtype = _mixed_arrays(op, args)
+    if True in needs and _grad_mode.enabled:
+        needs = tuple(needs)
+        if len(args) == 1:
+            inputs = args
+        elif len(args) == 2:  # unrolled: a comprehension costs several times as much
+            inputs = (args[0] if needs[0] else None, args[1] if needs[1] else None)
+        else:
+            inputs = tuple([x if n else None for x, n in zip(args, needs)])
+        ctx = Node(op, needs, inputs, dtype)
     else:
         ctx = Context(op, (False,) * len(args))
     out = op.forward(ctx, *arrays, **attrs)
-    if (out.__class__ is not np.ndarray or out.dtype is not dtype or not out.flags.c_contiguous) and not (
-            getattr(op, "casts_dtype", False) and out.__class__ is np.ndarray and out.dtype in FLOAT_DTYPES and out.flags.c_contiguous):
-        raise TypeError(
-            f"op '{op.name}': forward must return a C-contiguous {dtype} ndarray, got "
-            f"{type(out).__name__} {getattr(out, 'dtype', '')}"
-        )
+    # Ops whose base class makes the output (the kernel families) are trusted to return what
+    # it makes; any other op's output is checked before a kernel can read it.
+    if not op.forward_output_trusted and (
+            out.__class__ is not np.ndarray or out.dtype is not dtype or not out.flags.c_contiguous):
+        _check_output(op, out, dtype)
+    t = _new_tensor(Tensor)
+    t._data, t.grad = out, None
     if ctx.__class__ is Node:
-        return Tensor._wrap(out, ctx)
-    return Tensor._wrap(out)
+        t._requires_grad, t._node = True, ctx
+    else:
+        t._requires_grad, t._node = False, None
+    return t
+
+
+_new_tensor = object.__new__
+
+
+def _check_output(op, out, dtype):
+    """Raise unless ``out`` is what an op's forward may return: a C-contiguous ndarray of the
+    dtype it computed in, or of any float dtype for an op that ``casts_dtype``."""
+    if out.__class__ is np.ndarray and out.flags.c_contiguous and (
+            out.dtype is dtype or (getattr(op, "casts_dtype", False) and out.dtype in FLOAT_DTYPES)):
+        return
+    raise TypeError(
+        f"op '{op.name}': forward must return a C-contiguous {dtype} ndarray, got "
+        f"{type(out).__name__} {getattr(out, 'dtype', '')}"
+    )
 
 
 def write_in_place(target, result):
@@ -286,24 +360,22 @@ def backward(root, grad=None, retain_graph=False):
         if node.tick != _clock:
             _check_saved_unmodified(node)
         input_grads = node.op.backward(node, g)
-        if not isinstance(input_grads, tuple):
+        if input_grads.__class__ is not tuple:
             input_grads = (input_grads,)
-        if len(input_grads) != len(node.inputs):
+        inputs, dtype = node.inputs, node.dtype
+        if len(input_grads) != len(inputs):
             raise RuntimeError(
                 f"op '{node.op.name}': backward returned {len(input_grads)} gradient(s) for "
-                f"{len(node.inputs)} input(s)"
+                f"{len(inputs)} input(s)"
             )
-        for parent, ig in zip(node.inputs, input_grads):
+        for parent, ig in zip(inputs, input_grads):
             if parent is None or ig is None:
                 continue
-            if not isinstance(ig, np.ndarray) or ig.shape != parent.shape or ig.dtype != node.dtype:
-                raise RuntimeError(
-                    f"op '{node.op.name}': backward returned a gradient of "
-                    f"{getattr(ig, 'shape', type(ig).__name__)} {getattr(ig, 'dtype', '')} for an "
-                    f"input of shape {parent.shape} {node.dtype}"
-                )
-            if ig.dtype != parent.dtype:
-                ig = ig.astype(parent.dtype)  # undo the engine's own float32 -> float64 promotion
+            data = parent._data
+            if ig.__class__ is not np.ndarray or ig.dtype is not dtype or ig.shape != data.shape:
+                _check_gradient(node, parent, ig)
+            if dtype is not data.dtype:
+                ig = ig.astype(data.dtype)  # undo the engine's own float32 -> float64 promotion
             if parent._node is None:
                 _accumulate_leaf(parent, ig)
             else:
@@ -318,3 +390,14 @@ def backward(root, grad=None, retain_graph=False):
         if not retain_graph:
             node.release()
 
+
+def _check_gradient(node, parent, ig):
+    """Raise unless ``ig`` can be ``parent``'s gradient: an ndarray of its shape, in the dtype
+    ``node`` computed in."""
+    if isinstance(ig, np.ndarray) and ig.shape == parent.shape and ig.dtype == node.dtype:
+        return
+    raise RuntimeError(
+        f"op '{node.op.name}': backward returned a gradient of "
+        f"{getattr(ig, 'shape', type(ig).__name__)} {getattr(ig, 'dtype', '')} for an "
+        f"input of shape {parent.shape} {node.dtype}"
+    )

@@ -50,7 +50,7 @@ import numpy as np
 
 from firefly import autograd
 from firefly import random as firefly_random
-from firefly.kernels._jit import SizedKernel, is_compiled_kernel
+from firefly.kernels._jit import is_compiled_kernel, is_sized_kernel
 from firefly.ops.base import Op
 from firefly.tensor import Tensor
 
@@ -427,8 +427,8 @@ def _leaves(recording):
 
 
 def _resolved(kernel, args):
-    """The build a SizedKernel would pick for these (fixed) sizes."""
-    if isinstance(kernel, SizedKernel) and args[0].size < kernel.threshold and args[-1].size < kernel.threshold:
+    """The build a sized kernel would pick for these (fixed) sizes."""
+    if is_sized_kernel(kernel) and args[0].size < kernel.threshold and args[-1].size < kernel.threshold:
         return kernel.serial
     return kernel
 
@@ -604,7 +604,7 @@ class _RecordingKernel:
         return self.recording.kernel(self.kernel, args)
 
     def __getattr__(self, name):
-        # e.g. a SizedKernel's .serial: reached this way, the kernel runs unrecorded, and the
+        # e.g. a sized kernel's .serial: reached this way, the kernel runs unrecorded, and the
         # memory it writes is then unexplained (the step runs eagerly)
         return getattr(self.kernel, name)
 

@@ -59,10 +59,12 @@ def test_a_binary_op_is_its_scalar_math(registered):
 
 def test_the_kernels_run_are_the_declared_ones_and_each_direction_its_own():
     op = get("mul")
-    zip_kernel, gather = op.forward_kernel
+    flat_kernel, broadcast_kernel, gather = op.forward_kernel
     assert gather is shape_kernels.gather_strided
-    assert op.backward_kernel[1] is firefly.kernels.reduce.sum_forward
-    assert "mul_forward" in zip_kernel.__name__ and "mul_backward" in op.backward_kernel[0].__name__
+    assert op.backward_kernel[2] is firefly.kernels.reduce.sum_forward
+    assert "mul_forward" in flat_kernel.__name__ and "mul_broadcast_forward" in broadcast_kernel.__name__
+    assert "mul_backward" in op.backward_kernel[0].__name__
+    assert "mul_broadcast_backward" in op.backward_kernel[1].__name__
 
 
 def test_specialisations_of_one_template_are_distinct_kernels():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import firefly
-from firefly.kernels._jit import SizedKernel
+from firefly.kernels._jit import is_sized_kernel
 from firefly.ops import declared_kernels, get, names
 
 
@@ -33,7 +33,7 @@ def test_no_kernel_compiles_at_import(run_code):
         import importlib, pkgutil
         from numba.core.registry import CPUDispatcher
         import firefly, firefly.kernels
-        from firefly.kernels._jit import SizedKernel
+        from firefly.kernels._jit import is_sized_kernel
         from firefly.ops import declared_kernels, get, names
 
         for info in pkgutil.walk_packages(firefly.__path__, "firefly."):
@@ -43,8 +43,8 @@ def test_no_kernel_compiles_at_import(run_code):
                  for value in vars(importlib.import_module(info.name)).values()]
         found += [k for name in names() for attr in ("forward_kernel", "backward_kernel")
                   for k in declared_kernels(getattr(get(name), attr))]
-        dispatchers = [d for k in found if isinstance(k, (SizedKernel, CPUDispatcher))
-                       for d in ((k.serial, k.parallel) if isinstance(k, SizedKernel) else (k,))]
+        dispatchers = [d for k in found if is_sized_kernel(k) or isinstance(k, CPUDispatcher)
+                       for d in ((k.serial, k.parallel) if is_sized_kernel(k) else (k,))]
         assert len(dispatchers) > 40, dispatchers
         compiled = [d.py_func.__qualname__ for d in dispatchers if d.signatures]
         assert not compiled, f"compiled at import: {compiled}"
@@ -187,7 +187,7 @@ def test_two_threads_running_parallel_kernels_do_not_abort(run_code):
 
 @pytest.fixture(params=["serial", "parallel"])
 def build(request, monkeypatch):
-    """Forces every SizedKernel to one build, whatever the size of its arguments."""
+    """Forces every sized kernel to one build, whatever the size of its arguments."""
     import importlib
     import pkgutil
 
@@ -199,7 +199,7 @@ def build(request, monkeypatch):
     found += [k for name in names() for attr in ("forward_kernel", "backward_kernel")
               for k in declared_kernels(getattr(get(name), attr))]
     for value in found:
-        if isinstance(value, SizedKernel):
+        if is_sized_kernel(value):
             monkeypatch.setattr(value, "threshold", threshold)
     return request.param
 

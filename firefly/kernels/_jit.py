@@ -155,45 +155,52 @@ def _renamed(fn, suffix):
     return twin
 
 
-class SizedKernel:
+_sized_kernels = {}  # id -> every kernel made by sized_kernel, for is_sized_kernel()
+
+
+def sized_kernel(fn, threshold):
     """A loop written with ``prange``, compiled twice: serially, and in parallel.
 
-    Calling it runs the parallel build when the first argument has at least ``threshold``
-    elements, and the serial build otherwise.
+    Returns a function that runs the parallel build when its first or last argument (the main
+    input, the output) has at least ``threshold`` elements, and the serial build otherwise;
+    the builds are its ``serial`` and ``parallel`` attributes. A closure rather than an object
+    with ``__call__``: it runs once per op, and a Python-level ``__call__`` costs twice as much.
     """
+    serial = _jit(fn, parallel=False)
+    parallel = _jit(_renamed(fn, "__parallel"), parallel=True)
 
-    def __init__(self, fn, threshold):
-        self.serial = _jit(fn, parallel=False)
-        self.parallel = _jit(_renamed(fn, "__parallel"), parallel=True)
-        self.threshold = threshold
-        self.__name__ = fn.__name__
-        self.__qualname__ = fn.__qualname__
-        self.__doc__ = fn.__doc__
-
-    def __call__(self, *args):
-        # The first argument is the main input and the last the output; the larger decides.
-        if args[0].size < self.threshold and args[-1].size < self.threshold:
-            return self.serial(*args)
+    def run(*args):
+        limit = run.threshold  # read per call, so that a test can force either build
+        if args[0].size < limit and args[-1].size < limit:
+            return serial(*args)
         with _parallel_lock:
-            return self.parallel(*args)
+            return parallel(*args)
 
-    def __repr__(self):
-        return f"<firefly kernel {self.__name__} (parallel from {self.threshold} elements)>"
+    run.serial, run.parallel, run.threshold = serial, parallel, threshold
+    run.__name__, run.__qualname__, run.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+    run.__module__ = fn.__module__
+    _sized_kernels[id(run)] = run
+    return run
+
+
+def is_sized_kernel(obj):
+    """True for a serial/parallel pair made by ``sized_kernel``."""
+    return obj is not None and _sized_kernels.get(id(obj)) is obj
 
 
 def memory_bound(fn):
     """A prange loop that moves memory (cheap arithmetic per element)."""
-    return SizedKernel(fn, PARALLEL_MIN_MEMORY_BOUND)
+    return sized_kernel(fn, PARALLEL_MIN_MEMORY_BOUND)
 
 
 def transcendental(fn):
     """A prange loop that calls exp, log, tanh or similar per element."""
-    return SizedKernel(fn, PARALLEL_MIN_TRANSCENDENTAL)
+    return sized_kernel(fn, PARALLEL_MIN_TRANSCENDENTAL)
 
 
 def is_compiled_kernel(obj):
     """True for a Numba-compiled CPU function, or a serial/parallel pair of them."""
-    if isinstance(obj, SizedKernel):
+    if is_sized_kernel(obj):
         return True
     return isinstance(obj, CPUDispatcher)
 

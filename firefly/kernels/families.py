@@ -14,11 +14,14 @@ Families, and the scalar functions each one takes:
 - ``unary_map(name, forward)``: ``out[i] = forward(x[i])`` over flat arrays;
 - ``unary_grad(name, backward)``: ``dx[i] = backward(grad[i], saved[i])``, where ``saved`` is
   the input or the output, whichever the derivative is cheaper from;
-- ``broadcast_zip(name, forward)``: ``out = forward(a, b)`` with NumPy broadcasting, operands
-  in the canonical 3-D form of ``firefly.ops.shapes.broadcast_operands``;
-- ``broadcast_zip_grad(name, backward)``: ``da, db = backward(grad, a, b, out)`` elementwise in
-  one pass, both gradients output-shaped (summing them back to the inputs' shapes is the
-  separate un-broadcast step), ``out`` read from ``db`` where the op filled it;
+- ``flat_zip(name, forward)``: ``out[i] = forward(a[i], b[i])`` over flat arrays, either
+  operand possibly a single element (equal shapes, or a scalar: the common cases);
+- ``flat_zip_grad(name, backward)``: ``da, db = backward(grad, a, b, out)`` elementwise in one
+  pass over flat arrays, both gradients output-sized (summing them back to the inputs' shapes
+  is the separate un-broadcast step), ``out`` read from ``db`` where the op filled it;
+- ``broadcast_zip(name, forward)`` and ``broadcast_zip_grad(name, backward)``: the same with
+  NumPy broadcasting, operands in the canonical 3-D form of
+  ``firefly.ops.shapes.broadcast_operands``;
 - ``row_softmax(name, row_constant, finish)`` and ``row_softmax_grad(name, row_terms, finish)``:
   softmax-like maps along the middle axis of an (outer, axis, inner) array.
 
@@ -72,85 +75,81 @@ def unary_grad(name, backward, cost="memory"):
     return _build(_unary_grad, name, cost, BACKWARD=backward)
 
 
+# ----------------------------------------------------------------------------- flat binary
+# The common cases, equal shapes or one single-element operand, run on flat arrays: cheaper to
+# call than the 3-D broadcast form (one reshape-free view per argument, fewer dimensions for
+# the dispatcher to type) and cheaper to compile. A single element is read with a stride of 0,
+# in one loop for both cases: two inlined copies of the scalar function with a conditional
+# between them trip Numba's SSA checks.
+def _flat_zip(a, b, out):
+    sa = 1 if a.size > 1 else 0
+    sb = 1 if b.size > 1 else 0
+    for i in prange(out.size):
+        out[i] = FORWARD(a[i * sa], b[i * sb])
+
+
+def _flat_zip_grad(grad, a, b, da, db):
+    sa = 1 if a.size > 1 else 0
+    sb = 1 if b.size > 1 else 0
+    for i in prange(grad.size):
+        # db holds the forward's output until this element's gradient replaces it.
+        ga, gb = BACKWARD(grad[i], a[i * sa], b[i * sb], db[i])
+        da[i] = ga
+        db[i] = gb
+
+
+def flat_zip(name, forward, cost="memory"):
+    """``kernel(a, b, out)``: out[i] = forward(a[i], b[i]) over flat arrays; a or b may hold
+    a single element, read for every i."""
+    return _build(_flat_zip, name, cost, FORWARD=forward)
+
+
+def flat_zip_grad(name, backward, cost="memory"):
+    """``kernel(grad, a, b, da, db)``: (da[i], db[i]) = backward(grad[i], a[i], b[i], out[i])
+    over flat arrays, a or b possibly a single element; out is read from db as in
+    ``broadcast_zip_grad``."""
+    return _build(_flat_zip_grad, name, cost, BACKWARD=backward)
+
+
 # ----------------------------------------------------------------------------- broadcast binary
-# Operands are (outer, middle, inner) with each dimension either the output's size or 1. The
-# loops go over rows: chunks of the flat arrays when the shapes are equal, else the output's
-# (outer, middle) rows, where a stride of 0 reads a broadcast operand (`o * a0` is o where a
-# spans the dimension and 0 where it is broadcast, without a branch in the inner loop). Rows
-# are views indexed from 0, which lets LLVM drop Numba's negative-index checks, and LLVM
-# versions the inner loop for unit strides, which vectorizes. Both cases share one loop so
-# that the scalar function is inlined once: two inlined copies of a function with a
-# conditional trip Numba's SSA checks. Rows, not one flat prange with `//` and `%` per
-# element: the integer division costs more than a short row's arithmetic. The outer
-# dimension is 1 unless three broadcast runs alternate.
-_CHUNK = 4096  # elements per row of the equal-shapes case: the parallel build's unit of work
-
-
+# Operands are (outer, middle, inner) with each dimension either the output's size or 1, and
+# at least one operand broadcasts along some dimension (the flat kernels take the other
+# cases). The loops go over the output's (outer, middle) rows, where a stride of 0 reads a
+# broadcast operand (`o * a0` is o where a spans the dimension and 0 where it is broadcast,
+# without a branch in the inner loop). Rows are views indexed from 0, which lets LLVM drop
+# Numba's negative-index checks, and LLVM versions the inner loop for unit strides, which
+# vectorizes. Rows, not one flat prange with `//` and `%` per element: the integer division
+# costs more than a short row's arithmetic. The outer dimension is 1 unless three broadcast
+# runs alternate.
 def _broadcast_zip(a, b, out):
     O, M, I = out.shape
-    af = a.reshape(-1)
-    bf = b.reshape(-1)
-    of = out.reshape(-1)
-    n = of.size
-    flat = af.size == n and bf.size == n
     a0, a1, a2 = a.shape[0] > 1, a.shape[1] > 1, a.shape[2] > 1
     b0, b1, b2 = b.shape[0] > 1, b.shape[1] > 1, b.shape[2] > 1
-    rows = (n + _CHUNK - 1) // _CHUNK if flat else M
-    for o in range(1 if flat else O):
-        for m in prange(rows):
-            if flat:
-                lo = m * _CHUNK
-                hi = min(lo + _CHUNK, n)
-                ar = af[lo:hi]
-                br = bf[lo:hi]
-                orow = of[lo:hi]
-                sa = 1
-                sb = 1
-            else:
-                ar = a[o * a0, m * a1]
-                br = b[o * b0, m * b1]
-                orow = out[o, m]
-                sa = 1 if a2 else 0
-                sb = 1 if b2 else 0
-            for i in range(orow.size):
+    sa = 1 if a2 else 0
+    sb = 1 if b2 else 0
+    for o in range(O):
+        for m in prange(M):
+            ar = a[o * a0, m * a1]
+            br = b[o * b0, m * b1]
+            orow = out[o, m]
+            for i in range(I):
                 orow[i] = FORWARD(ar[i * sa], br[i * sb])
 
 
 def _broadcast_zip_grad(grad, a, b, da, db):
-    # One assignment per view: Numba 0.68's parfor pass miscompiled a flat loop like this one
-    # (wrong values) when its views came from a single tuple assignment.
     O, M, I = grad.shape
-    gf = grad.reshape(-1)
-    af = a.reshape(-1)
-    bf = b.reshape(-1)
-    daf = da.reshape(-1)
-    dbf = db.reshape(-1)
-    n = gf.size
-    flat = af.size == n and bf.size == n
     a0, a1, a2 = a.shape[0] > 1, a.shape[1] > 1, a.shape[2] > 1
     b0, b1, b2 = b.shape[0] > 1, b.shape[1] > 1, b.shape[2] > 1
-    rows = (n + _CHUNK - 1) // _CHUNK if flat else M
-    for o in range(1 if flat else O):
-        for m in prange(rows):
-            if flat:
-                lo = m * _CHUNK
-                hi = min(lo + _CHUNK, n)
-                gr = gf[lo:hi]
-                ar = af[lo:hi]
-                br = bf[lo:hi]
-                dar = daf[lo:hi]
-                dbr = dbf[lo:hi]
-                sa = 1
-                sb = 1
-            else:
-                gr = grad[o, m]
-                ar = a[o * a0, m * a1]
-                br = b[o * b0, m * b1]
-                dar = da[o, m]
-                dbr = db[o, m]
-                sa = 1 if a2 else 0
-                sb = 1 if b2 else 0
-            for i in range(gr.size):
+    sa = 1 if a2 else 0
+    sb = 1 if b2 else 0
+    for o in range(O):
+        for m in prange(M):
+            gr = grad[o, m]
+            ar = a[o * a0, m * a1]
+            br = b[o * b0, m * b1]
+            dar = da[o, m]
+            dbr = db[o, m]
+            for i in range(I):
                 # db holds the forward's output until this element's gradient replaces it.
                 ga, gb = BACKWARD(gr[i], ar[i * sa], br[i * sb], dbr[i])
                 dar[i] = ga

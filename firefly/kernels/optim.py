@@ -9,7 +9,7 @@ One call updates a whole flat buffer (every parameter of one dtype, across param
 ``runs`` is an (R, 2) int64 array of [start, stop) element ranges, each with its own row of
 ``coefficients`` (in the buffers' dtype) and ``flags`` (bool), because param groups have their
 own hyperparameters and parameters their own step counts. Arguments: the whole flat gradient
-buffer first and the whole flat parameter buffer last (``SizedKernel`` picks the serial or
+buffer first and the whole flat parameter buffer last (``sized_kernel`` picks the serial or
 prange build from the buffer's size), the runs, coefficients, flags and state buffers
 between. The prange loop runs over fixed chunks of the buffer, each chunk doing its part of
 every run, so that small param groups add neither a kernel call nor a parallel region.
@@ -317,7 +317,7 @@ def grad_norm_power_sum(grad, norm_type, lanes):
 
 # In-place kernels take the array once: given as both input and output, LLVM's runtime
 # overlap check fails and the loop runs scalar (8x slower). The coefficients come first, as a
-# small array of the gradient's dtype, so that SizedKernel sizes the call by the gradient.
+# small array of the gradient's dtype, so that sized_kernel sizes the call by the gradient.
 @memory_bound
 def grad_scale_(coefficient, grad):
     """grad *= coefficient[0], in place."""

@@ -71,6 +71,9 @@ class Op:
     forward_kernel = None
     backward_kernel = None
     arity = 1
+    # True where the base class's own forward makes the output (the kernel families): the
+    # engine then skips checking that it is a C-contiguous ndarray of the inputs' dtype.
+    forward_output_trusted = False
 
     @staticmethod
     def forward(ctx, *arrays, **attrs):

@@ -29,7 +29,7 @@ from firefly.kernels.reduce import sum_forward
 from firefly.kernels.shape import gather_strided
 from firefly.ops import samples
 from firefly.ops.base import Op
-from firefly.ops.shapes import broadcast_operands, reduce_to_shape
+from firefly.ops.shapes import broadcast_operands, flat_shape, reduce_to_shape
 
 BACKWARD_READS = ("input", "output", None)
 
@@ -67,6 +67,7 @@ class UnaryOp(Op):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        cls.forward_output_trusted = cls.forward.__func__ is UnaryOp.forward.__func__
         if cls.backward_reads not in BACKWARD_READS:
             raise ValueError(f"op {cls.name!r}: backward_reads must be one of {BACKWARD_READS}, "
                              f"got {cls.backward_reads!r}")
@@ -79,8 +80,8 @@ class UnaryOp(Op):
 
     @classmethod
     def forward(cls, ctx, x):
-        out = np.empty_like(x)
-        cls.forward_kernel(x.reshape(-1), out.reshape(-1))
+        out = np.empty(x.shape, x.dtype)
+        cls.forward_kernel(x.ravel(), out.ravel())
         reads = cls.backward_reads
         if reads == "input":
             ctx.save_for_backward(x)
@@ -91,8 +92,8 @@ class UnaryOp(Op):
     @classmethod
     def backward(cls, ctx, grad):
         saved = ctx.saved_tensors[0] if ctx.saved_tensors else grad
-        dx = np.empty_like(grad)
-        cls.backward_kernel(grad.reshape(-1), saved.reshape(-1), dx.reshape(-1))
+        dx = np.empty(grad.shape, grad.dtype)
+        cls.backward_kernel(grad.ravel(), saved.ravel(), dx.ravel())
         return dx
 
     @classmethod
@@ -109,9 +110,11 @@ class BinaryOp(Op):
       and meaningless otherwise (the derivative must not read it);
     - ``forward_cost``, ``backward_cost`` and ``domain`` as for ``UnaryOp``.
 
-    Declared kernels: forward ``(zip, gather_strided)``, the second materializing operands
-    whose broadcast pattern has more than three runs; backward ``(fused zip gradient,
-    sum_forward)``, the second summing each gradient back to its input's shape.
+    Declared kernels: forward ``(flat zip, broadcast zip, gather_strided)``: the flat kernel
+    for equal shapes and single-element operands, the broadcast one for the rest, and the
+    third materializing operands whose broadcast pattern has more than three runs; backward
+    ``(flat gradient, broadcast gradient, sum_forward)``, each gradient kernel writing both
+    gradients in one pass and the last summing each back to its input's shape.
     """
 
     arity = 2
@@ -124,33 +127,48 @@ class BinaryOp(Op):
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
+        cls.forward_output_trusted = cls.forward.__func__ is BinaryOp.forward.__func__
         if "scalar_forward" in cls.__dict__:
-            cls.forward_kernel = (families.broadcast_zip(
-                f"{cls.name}_forward", cls.scalar_forward, _check_cost(cls, "forward_cost")), gather_strided)
+            cost = _check_cost(cls, "forward_cost")
+            cls.forward_kernel = (families.flat_zip(f"{cls.name}_forward", cls.scalar_forward, cost),
+                                  families.broadcast_zip(f"{cls.name}_broadcast_forward", cls.scalar_forward, cost),
+                                  gather_strided)
         if "scalar_backward" in cls.__dict__:
-            cls.backward_kernel = (families.broadcast_zip_grad(
-                f"{cls.name}_backward", cls.scalar_backward, _check_cost(cls, "backward_cost")), sum_forward)
+            cost = _check_cost(cls, "backward_cost")
+            cls.backward_kernel = (families.flat_zip_grad(f"{cls.name}_backward", cls.scalar_backward, cost),
+                                   families.broadcast_zip_grad(f"{cls.name}_broadcast_backward",
+                                                               cls.scalar_backward, cost),
+                                   sum_forward)
 
     @classmethod
     def forward(cls, ctx, a, b):
-        zip_kernel, gather = cls.forward_kernel
-        a3, b3, shape, out3 = broadcast_operands(cls.name, a, b, gather)
-        out = np.empty(shape, dtype=a.dtype)
-        zip_kernel(a3, b3, out.reshape(out3))
-        ctx.shapes, ctx.out3 = (a.shape, b.shape), out3
-        ctx.save_for_backward(a3, b3, out.reshape(out3) if cls.backward_reads_output else None)
+        ctx.shapes = shapes = (a.shape, b.shape)
+        out3 = flat_shape(a, b)
+        if out3 is not None:  # ravel(): a view, as the engine hands ops C-contiguous arrays
+            out = np.empty(out3, dtype=a.dtype)
+            a, b = a.ravel(), b.ravel()
+            cls.forward_kernel[0](a, b, out.ravel())
+            out3 = None
+        else:
+            a, b, out_shape, out3 = broadcast_operands(cls.name, a, b, cls.forward_kernel[2])
+            out = np.empty(out_shape, dtype=a.dtype)
+            cls.forward_kernel[1](a, b, out.reshape(out3))
+        ctx.out3 = out3
+        ctx.saved_tensors = (a, b, out if cls.backward_reads_output else None)
         return out
 
     @classmethod
     def backward(cls, ctx, grad):
-        grad_kernel, sum_kernel = cls.backward_kernel
-        a3, b3, out3 = ctx.saved_tensors
-        g3 = grad.reshape(ctx.out3)
-        da = np.empty_like(grad)
-        # The kernel reads the forward's output from db's buffer (see broadcast_zip_grad).
-        db = np.empty_like(grad) if out3 is None else out3.reshape(grad.shape).copy()
-        grad_kernel(g3, a3, b3, da.reshape(ctx.out3), db.reshape(ctx.out3))
-        return unbroadcast(ctx, da, db, sum_kernel)
+        a, b, out = ctx.saved_tensors
+        da = np.empty(grad.shape, grad.dtype)
+        # The kernel reads the forward's output from db's buffer (see flat_zip_grad).
+        db = np.empty(grad.shape, grad.dtype) if out is None else out.copy()
+        out3 = ctx.out3
+        if out3 is None:
+            cls.backward_kernel[0](grad.ravel(), a, b, da.ravel(), db.ravel())
+        else:
+            cls.backward_kernel[1](grad.reshape(out3), a, b, da.reshape(out3), db.reshape(out3))
+        return unbroadcast(ctx, da, db, cls.backward_kernel[2])
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):

@@ -13,20 +13,39 @@ from firefly.ops.shapes import (axis_runs, expand_sum_grad, normalize_axes, perm
 
 
 class _SumLike(Op):
+    """Declared kernels: forward ``(sum_flat, sum_forward)``, the first for the full reduction
+    (axis None), the second for the others; backward ``sum_backward``."""
+
     mean = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.forward_output_trusted = cls.forward.__func__ is _SumLike.forward.__func__
 
     @classmethod
     def forward(cls, ctx, x, axis=None, keepdims=False):
+        flat_kernel, sum_kernel = cls.forward_kernel
+        if axis is None:  # the full reduction, the common case (a loss): one flat pass
+            n = x.size
+            # The mean over no elements is NaN, as in NumPy and PyTorch.
+            scale = (1.0 / n if n else float("nan")) if cls.mean else 1.0
+            out = np.empty((1,) * x.ndim if keepdims else (), dtype=x.dtype)
+            flat_kernel(x.ravel(), scale, out.ravel())
+            ctx.x_shape, ctx.axes, ctx.scale = x.shape, None, scale
+            return out
         axes = normalize_axes(cls.name, axis, x)
         count = math.prod(x.shape[a] for a in axes)
-        # The mean over no elements is NaN, as in NumPy and PyTorch.
         scale = (1.0 / count if count else float("nan")) if cls.mean else 1.0
-        out = sum_axes(x, axes, cls.forward_kernel, scale)
+        out = sum_axes(x, axes, sum_kernel, scale)
         ctx.x_shape, ctx.axes, ctx.scale = x.shape, axes, scale
         return out.reshape(reduced_shape(x.shape, axes, keepdims))
 
     @classmethod
     def backward(cls, ctx, grad):
+        if ctx.axes is None:
+            dx = np.empty(ctx.x_shape, dtype=grad.dtype)
+            cls.backward_kernel(grad.reshape(1, 1), ctx.scale, dx.reshape(1, dx.size, 1))
+            return dx
         kept = grad.reshape(reduced_shape(ctx.x_shape, ctx.axes, True))
         return expand_sum_grad(kept, ctx.x_shape, ctx.axes, ctx.scale, cls.backward_kernel)
 
@@ -39,13 +58,13 @@ class _SumLike(Op):
 @register
 class Sum(_SumLike):
     name = "sum"
-    forward_kernel, backward_kernel = K.sum_forward, K.sum_backward
+    forward_kernel, backward_kernel = (K.sum_flat, K.sum_forward), K.sum_backward
 
 
 @register
 class Mean(_SumLike):
     name = "mean"
-    forward_kernel, backward_kernel = K.sum_forward, K.sum_backward
+    forward_kernel, backward_kernel = (K.sum_flat, K.sum_forward), K.sum_backward
     mean = True
 
 

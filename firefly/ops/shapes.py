@@ -11,6 +11,19 @@ import numpy as np
 
 
 # ----------------------------------------------------------------------------- broadcasting
+def flat_shape(a, b):
+    """The output's shape when ``a`` and ``b`` broadcast without the 3-D form: equal shapes,
+    or one operand a single element with no more dimensions than the other; else None."""
+    sa, sb = a.shape, b.shape
+    if sa == sb:  # the common case first: it must stay cheap for small tensors
+        return sa
+    if b.size == 1 and b.ndim <= a.ndim:
+        return sa
+    if a.size == 1 and a.ndim <= b.ndim:
+        return sb
+    return None
+
+
 def broadcast_operands(op_name, a, b, gather):
     """NumPy broadcasting of ``a`` and ``b``, in the binary kernels' 3-D form.
 
@@ -22,15 +35,6 @@ def broadcast_operands(op_name, a, b, gather):
     kernel (``firefly.kernels.shape.gather_strided``).
     """
     sa, sb = a.shape, b.shape
-    if sa == sb:  # the common case first: it must stay cheap for small tensors
-        n = a.size
-        return a.reshape(1, 1, n), b.reshape(1, 1, n), sa, (1, 1, n)
-    if b.size == 1 and b.ndim <= a.ndim:  # a scalar operand: stride 0 over one flat run
-        n = a.size
-        return a.reshape(1, 1, n), b.reshape(1, 1, 1), sa, (1, 1, n)
-    if a.size == 1 and a.ndim <= b.ndim:
-        n = b.size
-        return a.reshape(1, 1, 1), b.reshape(1, 1, n), sb, (1, 1, n)
     nd = max(len(sa), len(sb))
     pa, pb = (1,) * (nd - len(sa)) + sa, (1,) * (nd - len(sb)) + sb
     out_shape = []
