@@ -55,13 +55,20 @@ FORWARD = BACKWARD = ROW_CONSTANT = ROW_TERMS = FINISH = _placeholder
 
 
 # ----------------------------------------------------------------------------- unary
+# The flat templates unpack their arrays' shapes as 1-tuples: an array of another rank is then
+# a typing error when the kernel compiles, never a loop that indexes past its end.
 def _unary_map(x, out):
-    for i in prange(x.size):
+    (n,) = x.shape
+    (_,) = out.shape
+    for i in prange(n):
         out[i] = FORWARD(x[i])
 
 
 def _unary_grad(grad, saved, dx):
-    for i in prange(grad.size):
+    (n,) = grad.shape
+    (_,) = saved.shape
+    (_,) = dx.shape
+    for i in prange(n):
         dx[i] = BACKWARD(grad[i], saved[i])
 
 
@@ -82,16 +89,24 @@ def unary_grad(name, backward, cost="memory"):
 # in one loop for both cases: two inlined copies of the scalar function with a conditional
 # between them trip Numba's SSA checks.
 def _flat_zip(a, b, out):
-    sa = 1 if a.size > 1 else 0
-    sb = 1 if b.size > 1 else 0
-    for i in prange(out.size):
+    (na,) = a.shape
+    (nb,) = b.shape
+    (n,) = out.shape
+    sa = 1 if na > 1 else 0
+    sb = 1 if nb > 1 else 0
+    for i in prange(n):
         out[i] = FORWARD(a[i * sa], b[i * sb])
 
 
 def _flat_zip_grad(grad, a, b, da, db):
-    sa = 1 if a.size > 1 else 0
-    sb = 1 if b.size > 1 else 0
-    for i in prange(grad.size):
+    (na,) = a.shape
+    (nb,) = b.shape
+    (n,) = grad.shape
+    (_,) = da.shape
+    (_,) = db.shape
+    sa = 1 if na > 1 else 0
+    sb = 1 if nb > 1 else 0
+    for i in prange(n):
         # db holds the forward's output until this element's gradient replaces it.
         ga, gb = BACKWARD(grad[i], a[i * sa], b[i * sb], db[i])
         da[i] = ga

@@ -143,7 +143,8 @@ def sum_flat(x, scale, out):
     """out[0] = scale * sum(x) over a flat ``x``: the full reduction (a loss, say). It cuts
     ``x`` into the slabs that ``sum_forward`` cuts one row into, so the two agree bit for bit,
     and it is cheaper to call and far cheaper to compile."""
-    n = x.size
+    (n,) = x.shape  # flat only: another rank is a typing error, not a wild read
+    (_,) = out.shape
     slabs = _slabs(1, n, 1, 1)
     partial = np.empty(slabs)
     for s in prange(slabs):
