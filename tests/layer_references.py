@@ -96,7 +96,8 @@ def np_adaptive_avg_pool2d(x, output_size):
     return out
 
 
-def np_batch_norm(x, w, b, running_mean=None, running_var=None, training=False, momentum=0.1, eps=1e-5):
+def np_batch_norm(x, w, b, running_mean=None, running_var=None, training=False, momentum=0.1, eps=1e-5,
+                  num_batches_tracked=None):
     axes = (0,) + tuple(range(2, x.ndim))
     shape = (1, -1) + (1,) * (x.ndim - 2)
     if training:

@@ -82,16 +82,25 @@ def _grad_sums(g, w, v, mean, lanes):
 
 
 @memory_bound
-def batch_norm_forward(x, weight, bias, running_mean, running_var, training, update_running, momentum, eps,
-                       mean, invstd, out):
+def batch_norm_forward(x, weight, bias, running_mean, running_var, num_batches_tracked, training, update_running,
+                       cumulative, momentum, eps, mean, invstd, out):
     """out = (x - mean) * invstd * weight + bias per channel of x (N, C, S).
 
     In training the batch statistics are used (biased variance), saved in ``mean``/``invstd``,
     and, with ``update_running``, blended into the running ones with torch's unbiased variance.
     Otherwise the running statistics normalize.
+
+    ``num_batches_tracked`` (one int64, or empty) counts the updates; with ``cumulative`` the
+    blend factor is ``1 / count`` instead of ``momentum`` (a cumulative average). The count is
+    advanced and read here rather than in Python so that a replayed step (``firefly.compile``)
+    advances it too and never reuses a recorded factor.
     """
     N, C, S = x.shape
     count = N * S
+    if update_running and num_batches_tracked.size:
+        num_batches_tracked[0] += 1
+        if cumulative:
+            momentum = 1.0 / num_batches_tracked[0]
     for c in prange(C):
         lanes = np.empty((2, LANES))
         if training:

@@ -79,14 +79,18 @@ def adaptive_avg_pool2d(input, output_size):
     return ops.apply("adaptive_avg_pool2d", input, output_size=output_size)
 
 
-def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5,
+               *, num_batches_tracked=None):
     """Normalize per channel (dimension 1). ``running_mean``/``running_var`` (Tensors or arrays,
-    or None) are updated in place when ``training``."""
+    or None) are updated in place when ``training``. Beyond torch: ``num_batches_tracked`` (a
+    BatchNorm layer's int64 counter) is advanced by each update, and ``momentum=None`` then
+    makes the update a cumulative average, as the layers do."""
     channels = _channels("batch_norm", input, 1)
     weight = _constant(input, 1.0, channels) if weight is None else weight
     bias = _constant(input, 0.0, channels) if bias is None else bias
     return ops.apply("batch_norm", input, weight, bias, running_mean=_array(running_mean),
-                     running_var=_array(running_var), training=training, momentum=momentum, eps=eps)
+                     running_var=_array(running_var), training=training, momentum=momentum, eps=eps,
+                     num_batches_tracked=_array(num_batches_tracked))
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):

@@ -1,8 +1,8 @@
 """Normalization ops with fused kernels: ``batch_norm``, ``layer_norm`` and ``group_norm``.
 
 Weight and bias are always inputs (``firefly.nn.functional`` passes ones and zeros when a layer
-has no affine parameters). ``batch_norm``'s running statistics are attributes: arrays that the
-forward updates in place, as torch does with its buffers.
+has no affine parameters). ``batch_norm``'s running statistics and batch counter are attributes:
+arrays that the forward updates in place, as torch does with its buffers.
 """
 import numbers
 
@@ -32,8 +32,11 @@ def _sample_affine(rng, channels, dtype):
 @register
 class BatchNorm(Op):
     """``apply("batch_norm", x, weight, bias, running_mean=None, running_var=None,
-    training=False, momentum=0.1, eps=1e-5)`` over x (N, C, *) per channel, as
-    ``torch.nn.functional.batch_norm``."""
+    training=False, momentum=0.1, eps=1e-5, num_batches_tracked=None)`` over x (N, C, *) per
+    channel, as ``torch.nn.functional.batch_norm``. ``num_batches_tracked`` (a one-element int64
+    array, the layer's buffer) is advanced by every update of the running statistics, and
+    ``momentum=None`` then blends with ``1 / num_batches_tracked``: the layer's cumulative average,
+    computed by the kernel so that a replayed step reads the count of its own time."""
 
     name = "batch_norm"
     arity = 3
@@ -41,15 +44,15 @@ class BatchNorm(Op):
 
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean=None, running_var=None, training=False, momentum=0.1,
-                eps=1e-5):
+                eps=1e-5, num_batches_tracked=None):
         if x.ndim < 2:
             raise ctx.error("input must be at least 2-D (N, C, ...)", x, weight, bias)
         channels = x.shape[1]
         if weight.shape != (channels,) or bias.shape != (channels,):
             raise ctx.error(f"weight and bias must have shape ({channels},) for {channels} channels", x, weight, bias)
         eps = _check_eps("batch_norm", eps)
-        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
-            raise ValueError(f"batch_norm: momentum must be a number, got {momentum!r}")
+        if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)):
+            raise ValueError(f"batch_norm: momentum must be a number or None, got {momentum!r}")
         if (running_mean is None) != (running_var is None):
             raise ValueError("batch_norm: give both running_mean and running_var, or neither")
         if running_mean is not None:
@@ -57,16 +60,25 @@ class BatchNorm(Op):
             _check_running("batch_norm", running_var, "running_var", channels)
         elif not training:
             raise ValueError("batch_norm: evaluation (training=False) needs running_mean and running_var")
+        if num_batches_tracked is not None and (not isinstance(num_batches_tracked, np.ndarray) or
+                                                num_batches_tracked.size != 1 or num_batches_tracked.dtype != np.int64):
+            raise ValueError("batch_norm: num_batches_tracked must be a one-element int64 array, got "
+                             f"{getattr(num_batches_tracked, 'shape', type(num_batches_tracked).__name__)} "
+                             f"{getattr(num_batches_tracked, 'dtype', '')}")
         x3 = x.reshape(x.shape[0], channels, -1)
         if training and x3.shape[0] * x3.shape[2] < 2:
             raise ctx.error("training needs more than one value per channel to compute a variance", x, weight, bias)
         update = running_mean is not None and training
+        if update and momentum is None and num_batches_tracked is None:
+            raise ValueError("batch_norm: momentum=None (a cumulative average) needs num_batches_tracked")
         if running_mean is None:
             running_mean = running_var = np.zeros(channels)
+        counter = np.zeros(0, dtype=np.int64) if num_batches_tracked is None else num_batches_tracked.reshape(1)
         mean, invstd = np.empty(channels), np.empty(channels)
         out = np.empty_like(x)
-        ctx.op.forward_kernel(x3, weight, bias, running_mean, running_var, bool(training), update, float(momentum),
-                              eps, mean, invstd, out.reshape(x3.shape))
+        ctx.op.forward_kernel(x3, weight, bias, running_mean, running_var, counter, bool(training), update,
+                              momentum is None, 0.0 if momentum is None else float(momentum), eps, mean, invstd,
+                              out.reshape(x3.shape))
         ctx.save_for_backward(x3, weight, mean, invstd)
         ctx.training = bool(training)
         return out
@@ -92,6 +104,8 @@ class BatchNorm(Op):
         if not training or rng.random() < 0.5:
             attrs.update(running_mean=rng.uniform(-0.5, 0.5, size=shape[1]),
                          running_var=rng.uniform(0.5, 1.5, size=shape[1]))
+            if rng.random() < 0.5:  # a layer's batch counter, with its cumulative average
+                attrs.update(num_batches_tracked=np.array(rng.integers(0, 5), dtype=np.int64), momentum=None)
         return (x, weight, bias), attrs
 
 

@@ -60,18 +60,15 @@ class _BatchNorm(Module):
         if ndim not in self.input_dims:
             dims = " or ".join(f"{d}-D" for d in self.input_dims)
             raise ValueError(f"{type(self).__name__}: expected {dims} input, got shape {np.shape(x)}")
-        momentum = 0.0 if self.momentum is None else self.momentum
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked.numpy()[...] += 1
-            if self.momentum is None:  # cumulative moving average
-                momentum = 1.0 / int(self.num_batches_tracked.numpy())
         use_batch_stats = self.training or self.running_mean is None
         # In training the running statistics are updated; without tracking there are none.
         track = not self.training or self.track_running_stats
+        # The op advances num_batches_tracked (and with momentum=None derives the cumulative
+        # average's factor from it) in its kernel: a step that firefly.compile replays counts too.
         return F.batch_norm(
             x, self.running_mean if track else None, self.running_var if track else None,
             None if self.weight is None else self.weight.tensor, None if self.bias is None else self.bias.tensor,
-            use_batch_stats, momentum, self.eps)
+            use_batch_stats, self.momentum, self.eps, num_batches_tracked=self.num_batches_tracked if track else None)
 
     def extra_repr(self):
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
