@@ -9,6 +9,7 @@ import weakref
 
 import numpy as np
 
+from firefly import ops
 from firefly.dtypes import FLOAT_DTYPES, promote
 from firefly.ops.base import Context
 
@@ -258,6 +259,7 @@ def apply(op, *args, **attrs):
 
 
 _new_tensor = object.__new__
+ops.bind_engine(apply)
 
 
 def _check_output(op, out, dtype):

@@ -12,11 +12,18 @@ from firefly.ops import elementwise, binary, reduce, softmax, linalg, shape, los
 from firefly.ops import conv, pool, norm, dropout, embedding, pointwise_loss, classification_loss, activation  # noqa: F401  (registers built-ins)
 
 
+_engine_apply = None  # firefly.autograd.apply, bound by firefly.autograd (which imports this package)
+
+
+def bind_engine(engine_apply):
+    """Called once by ``firefly.autograd``: the function that runs and records an Op class."""
+    global _engine_apply
+    _engine_apply = engine_apply
+
+
 def apply(name, *tensors, **attrs):
     """Run the op registered as ``name`` on ``tensors``, recording it for autograd."""
-    from firefly.autograd import apply as _apply
-
-    return _apply(get(name), *tensors, **attrs)
+    return _engine_apply(get(name), *tensors, **attrs)
 
 
 __all__ = ["Op", "Context", "UnaryOp", "BinaryOp", "declared_kernels", "register", "get", "names", "origin",

@@ -100,23 +100,26 @@ class Linear(Op):
             raise ctx.error(
                 "expected x (..., in_features), weight (in_features, out_features) and bias "
                 "(out_features,)", x, weight, bias)
-        x2 = x.reshape(math.prod(x.shape[:-1]), weight.shape[0])
+        # (batch, in_features), the usual case, needs no reshape either way
+        x2 = x if x.ndim == 2 else x.reshape(math.prod(x.shape[:-1]), weight.shape[0])
         out = np.empty((x2.shape[0], weight.shape[1]), dtype=x.dtype)
         if x2.size:
             cls.forward_kernel(x2, weight, bias, out)
         else:  # no rows, or no input features (BLAS is not called on empty operands)
             out[...] = bias
-        ctx.save_for_backward(x2, weight)
+        ctx.saved_tensors = (x2, weight)
         ctx.x_shape = x.shape
-        return out.reshape(x.shape[:-1] + weight.shape[1:])
+        return out if x.ndim == 2 else out.reshape(x.shape[:-1] + weight.shape[1:])
 
     @classmethod
     def backward(cls, ctx, grad):
         x2, weight = ctx.saved_tensors
-        dx, dweight = np.empty_like(x2), np.empty_like(weight)
-        dbias = np.empty(weight.shape[1], dtype=weight.dtype)
-        g2 = grad.reshape(x2.shape[0], weight.shape[1])
         need_dx = ctx.needs_input_grad[0]
+        # The kernel leaves dx alone unless need_dx (a first layer's input needs none).
+        dx = np.empty(x2.shape if need_dx else (0, x2.shape[1]), dtype=x2.dtype)
+        dweight = np.empty(weight.shape, dtype=weight.dtype)
+        dbias = np.empty(weight.shape[1], dtype=weight.dtype)
+        g2 = grad if grad.ndim == 2 else grad.reshape(x2.shape[0], weight.shape[1])
         if x2.size:
             cls.backward_kernel(g2, x2, weight, need_dx, dx, dweight, dbias)
         else:
