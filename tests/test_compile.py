@@ -32,21 +32,23 @@ def _seed_mlp(seed=0):
     return model, optimizer, step
 
 
-def _classifier(seed=0, hidden=(256, 128)):
-    firefly.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(784, hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]), nn.ReLU(),
-                          nn.Linear(hidden[1], 10))
-    optimizer = optim.Adam(model.parameters(), lr=1e-3)
-    loss_fn = nn.CrossEntropyLoss()
-
+def _training_step(model, optimizer, loss_fn):
+    """``step(x, target)``: zero_grad, forward, loss, backward, optimizer step; returns the loss."""
     def step(x, target):
         optimizer.zero_grad()
         loss = loss_fn(model(x), target)
         loss.backward()
         optimizer.step()
         return loss
+    return step
 
-    return model, optimizer, step
+
+def _classifier(seed=0, hidden=(256, 128)):
+    firefly.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(784, hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]), nn.ReLU(),
+                          nn.Linear(hidden[1], 10))
+    optimizer = optim.Adam(model.parameters(), lr=1e-3)
+    return model, optimizer, _training_step(model, optimizer, nn.CrossEntropyLoss())
 
 
 def _batches(n_steps, batch, seed=1):
@@ -342,16 +344,7 @@ def test_dropout_and_cnn_bit_identical_over_200_steps(build, shape):
     def make():
         firefly.manual_seed(0)
         model = build()
-        optimizer = optim.AdamW(model.parameters(), lr=3e-3)
-        loss_fn = nn.CrossEntropyLoss()
-
-        def step(x, target):
-            optimizer.zero_grad()
-            loss = loss_fn(model(x), target)
-            loss.backward()
-            optimizer.step()
-            return loss
-        return model, step
+        return model, _training_step(model, optim.AdamW(model.parameters(), lr=3e-3), nn.CrossEntropyLoss())
 
     rng = np.random.default_rng(0)
     data = [(firefly.Tensor(rng.normal(size=shape).astype(np.float32)),
@@ -376,17 +369,7 @@ def test_dropout_and_cnn_bit_identical_over_200_steps(build, shape):
 def _batch_norm_mlp(seed=0):
     firefly.manual_seed(seed)
     model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16, momentum=None), nn.ReLU(), nn.Linear(16, 3))
-    optimizer = optim.Adam(model.parameters(), lr=1e-2)
-    loss_fn = nn.CrossEntropyLoss()
-
-    def step(x, target):
-        optimizer.zero_grad()
-        loss = loss_fn(model(x), target)
-        loss.backward()
-        optimizer.step()
-        return loss
-
-    return model, step
+    return model, _training_step(model, optim.Adam(model.parameters(), lr=1e-2), nn.CrossEntropyLoss())
 
 
 def _batch_norm_data(n, seed=2):

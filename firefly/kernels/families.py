@@ -32,7 +32,7 @@ import numpy as np
 from numba import prange
 
 from firefly.kernels import vmath
-from firefly.kernels._jit import memory_bound, specialise, transcendental
+from firefly.kernels._jit import inline_helper, memory_bound, specialise, transcendental
 from firefly.kernels.reduce import LANES, max_contiguous, sum_contiguous
 
 COSTS = {"memory": memory_bound, "transcendental": transcendental}
@@ -88,24 +88,26 @@ def unary_grad(name, backward, cost="memory"):
 # the dispatcher to type) and cheaper to compile. A single element is read with a stride of 0,
 # in one loop for both cases: two inlined copies of the scalar function with a conditional
 # between them trip Numba's SSA checks.
-def _flat_zip(a, b, out):
+@inline_helper
+def _operand_strides(a, b):
+    """(stride of a, stride of b): 1 for a flat operand, 0 for a single element read at every i."""
     (na,) = a.shape
     (nb,) = b.shape
+    return (1 if na > 1 else 0), (1 if nb > 1 else 0)
+
+
+def _flat_zip(a, b, out):
+    sa, sb = _operand_strides(a, b)
     (n,) = out.shape
-    sa = 1 if na > 1 else 0
-    sb = 1 if nb > 1 else 0
     for i in prange(n):
         out[i] = FORWARD(a[i * sa], b[i * sb])
 
 
 def _flat_zip_grad(grad, a, b, da, db):
-    (na,) = a.shape
-    (nb,) = b.shape
+    sa, sb = _operand_strides(a, b)
     (n,) = grad.shape
     (_,) = da.shape
     (_,) = db.shape
-    sa = 1 if na > 1 else 0
-    sb = 1 if nb > 1 else 0
     for i in prange(n):
         # db holds the forward's output until this element's gradient replaces it.
         ga, gb = BACKWARD(grad[i], a[i * sa], b[i * sb], db[i])
