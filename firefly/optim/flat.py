@@ -65,6 +65,7 @@ class FlatBuffer:
         self.members = list(members)
         self.tensors = list(tensors)
         self.segments = list(segments)
+        self.last_run_arrays = None  # (values, arrays) of the last update's run arrays, for reuse
         self.slot = {id(tensor): k for k, tensor in enumerate(self.tensors)}
         self.shapes = [t.shape for t in self.tensors]
         self.offsets = [0, *itertools.accumulate(t._data.size for t in self.tensors)]

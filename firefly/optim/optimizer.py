@@ -97,6 +97,8 @@ def _with_step_hooks(step):
         # The optimizer's own hooks are read after the global ones ran: a global hook may
         # register one for this very step (DistributedDataParallel attaching itself).
         for hooks in (_global_step_pre_hooks, self._step_pre_hooks):
+            if not hooks:
+                continue
             for hook in list(hooks.values()):
                 result = hook(self, args, kwargs)
                 if result is not None:
@@ -110,8 +112,9 @@ def _with_step_hooks(step):
             out = step(self, *args, **kwargs)
         finally:
             self._in_step = False
-        for hook in list(self._step_post_hooks.values()):
-            hook(self, args, kwargs)
+        if self._step_post_hooks:
+            for hook in list(self._step_post_hooks.values()):
+                hook(self, args, kwargs)
         return out
 
     hooked_step._firefly_hooked = True
@@ -601,9 +604,18 @@ class FusedOptimizer(Optimizer):
     @staticmethod
     def _run_arrays(buf, runs, coefficients, flags):
         """The kernels' (runs, coefficients, flags) arrays: run bounds as int64, one row of
-        coefficients (Python floats, rounded once to the buffer's dtype) and of flags per run."""
-        bounds = np.array([(elements.start, elements.stop) for elements, *_ in runs], np.int64)
-        return bounds, np.array(coefficients, buf.dtype), np.array(flags, bool)
+        coefficients (Python floats, rounded once to the buffer's dtype) and of flags per run.
+
+        The last step's arrays are reused when their values are the same, as they are from one
+        step to the next unless a hyperparameter, the set of trainable parameters or (Adam's
+        bias corrections) the step count changed: building them costs more than the update of
+        a small model. The kernels only read them."""
+        key = (tuple([(elements.start, elements.stop) for elements, *_ in runs]), tuple(coefficients), tuple(flags))
+        if buf.last_run_arrays is not None and buf.last_run_arrays[0] == key:
+            return buf.last_run_arrays[1]
+        arrays = np.array(key[0], np.int64), np.array(coefficients, buf.dtype), np.array(flags, bool)
+        buf.last_run_arrays = key, arrays
+        return arrays
 
     # ------------------------------------------------------------------ state
     def state_dict(self):
