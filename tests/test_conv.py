@@ -87,8 +87,9 @@ def test_conv2d_gradcheck(s, p, d, g):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, out_channels, k, padding", [((5, 1, 8, 8), 16, 3, 1), ((3, 16, 8, 8), 8, 3, 0),
                                                              ((2, 1, 28, 28), 6, 5, 0), ((2, 2, 9, 4), 3, 1, 0)])
-def test_both_column_layouts_match_numpy(dtype, shape, out_channels, k, padding):
-    """Shapes that take the wide layout (stride 1) and the exact one (stride 2), against NumPy."""
+def test_conv_matches_numpy_in_both_dtypes(dtype, shape, out_channels, k, padding):
+    """The benchmarks' shapes (tap runs of 3 to 48 elements, copied by index and through
+    slices), stride 1 and 2, against NumPy."""
     rng = np.random.default_rng(5)
     x = rng.normal(size=shape).astype(dtype)
     w = rng.normal(size=(out_channels, shape[1], k, k)).astype(dtype)

@@ -77,14 +77,6 @@ def conv_geometry(ctx, x, weight, bias, stride, padding, dilation, groups, spati
     return stride, before, total, dilation, tuple(out_size)
 
 
-def wide_layout(stride, out_width, padded_width):
-    """Whether to use the wide column layout (see firefly.kernels.conv): stride 1, and at most a
-    fifth more columns than the exact layout. Measured single-threaded, fwd+bwd float32 at
-    batch 64: the exact layout's gather wins at 8x8 with 3x3 kernels (a quarter to a third more
-    columns wide), the wide layout's contiguous copies at 28x28 with 5x5 (a sixth more)."""
-    return stride == (1, 1) and 5 * padded_width <= 6 * out_width
-
-
 class _ConvNd(Op):
     arity = 3
     forward_kernel, backward_kernel = K.conv2d_forward, K.conv2d_backward
@@ -103,20 +95,15 @@ class _ConvNd(Op):
             stride, before, total = (1,) + stride, (0,) + before, (0,) + total
             dilation, out_size = (1,) + dilation, (1,) + out_size
         N, C, H, W = x4.shape
-        O, _, KH, KW = w4.shape
-        padded_width = W + total[1]
-        wide = wide_layout(stride, out_size[1], padded_width)
-        width = padded_width if wide else out_size[1]
-        tail = dilation[1] * (KW - 1) if wide else 0
-        columns = N * out_size[0] * width
-        planes = POOL.take((N, C, (H + total[0]) * padded_width + tail), x.dtype)
-        product = POOL.take((O // groups, columns), x.dtype)
-        cols = POOL.lease((groups, w4.shape[1] * KH * KW, columns), x.dtype)
+        O, Cg, KH, KW = w4.shape
+        positions = N * out_size[0] * out_size[1]
+        planes = POOL.take((N, H + total[0], (W + total[1]) * C), x.dtype)
+        product = POOL.take((positions, O // groups), x.dtype)
+        cols = POOL.lease((groups, positions, Cg * KH * KW), x.dtype)
         out = np.empty((N, O) + out_size, dtype=x.dtype)
-        ctx.op.forward_kernel(x4, w4, bias, *stride, *before, *dilation, padded_width, wide, planes, cols, product,
-                              out)
+        ctx.op.forward_kernel(x4, w4, bias, *stride, *before, *dilation, planes, cols, product, out)
         ctx.save_for_backward(w4, cols)
-        ctx.geometry = (stride, before, dilation, padded_width, wide)
+        ctx.geometry = (stride, before, dilation)
         ctx.plane_shape = planes.shape
         POOL.give(planes)
         POOL.give(product)
@@ -127,18 +114,18 @@ class _ConvNd(Op):
     @staticmethod
     def backward(ctx, grad):
         w4, cols = ctx.saved_tensors
-        stride, before, dilation, padded_width, wide = ctx.geometry
+        stride, before, dilation = ctx.geometry
         x_shape, w_shape, x4_shape, out4_shape = ctx.shapes
         need_dx = ctx.needs_input_grad[0]
         dx = np.empty(x4_shape if need_dx else (1, 1, 1, 1), dtype=grad.dtype)
         dweight = np.empty(w4.shape, dtype=grad.dtype)
         dbias = np.empty(w4.shape[0], dtype=grad.dtype)
-        columns = cols.shape[2]
-        g2 = POOL.take((w4.shape[0], columns), grad.dtype)
-        dcols = POOL.take((cols.shape[1] if need_dx else 0, columns), grad.dtype)
+        groups, positions, _ = cols.shape
+        g2 = POOL.take((groups, positions, w4.shape[0] // groups), grad.dtype)
+        dcols = POOL.take(cols.shape if need_dx else (0, 0, 0), grad.dtype)
         planes = POOL.take(ctx.plane_shape if need_dx else (0, 0, 0), grad.dtype)
-        ctx.op.backward_kernel(grad.reshape(out4_shape), w4, cols, *stride, *before, *dilation, padded_width,
-                               wide, need_dx, g2, dcols, planes, dweight, dbias, dx)
+        ctx.op.backward_kernel(grad.reshape(out4_shape), w4, cols, *stride, *before, *dilation, need_dx, g2, dcols,
+                               planes, dweight, dbias, dx)
         for scratch in (g2, dcols, planes):
             POOL.give(scratch)
         return ((dx.reshape(x_shape) if need_dx else None), dweight.reshape(w_shape),
