@@ -7,6 +7,11 @@ eager when torch is installed:
 
     pytest benchmarks/bench_training.py --benchmark-enable
 
+The 784 classifier's step is GEMM-bound (about 258 MFLOP), so its group also times one GEMM
+of the same FLOP count at a shape BLAS runs at its peak (505 x 505 x 505, float32), through
+NumPy's BLAS and through the BLAS that Numba's ``np.dot`` links (SciPy's OpenBLAS): a step's
+fraction of the sgemm peak is that row's time divided by the step's.
+
 Every implementation starts from the same parameters and first checks that its first
 CHECK_STEPS losses and the parameters after them agree with a float64 NumPy run; those steps
 are also the warm-up (kernel compilation, optimizer state), so the timed steps are steady
@@ -221,3 +226,26 @@ def test_training_step(benchmark, expected, name, dtype, implementation):
         np.testing.assert_allclose(got, want, **tol, err_msg=f"{implementation}: parameter {i}")
     loss = benchmark(trainer.step)
     assert np.isfinite(loss) and loss < losses[0]
+
+
+# ----------------------------------------------------------------------------- sgemm peak
+PEAK_SIZE = 505  # 2 * 505**3 = 257.6 MFLOP: the 784 classifier step's GEMM work
+
+
+def _numba_gemm():
+    from firefly.kernels.linalg import linear_forward  # np.dot inside a kernel, plus a bias pass
+    zeros = np.zeros(PEAK_SIZE, np.float32)
+    return lambda a, b, out: linear_forward(a, b, zeros, out)
+
+
+@pytest.mark.benchmark(group="train-step-mlp-784-float32")
+@pytest.mark.parametrize("blas", ["numpy", "numba"])
+def test_sgemm_peak(benchmark, blas):
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((PEAK_SIZE, PEAK_SIZE)).astype(np.float32) for _ in range(2))
+    out = np.empty((PEAK_SIZE, PEAK_SIZE), np.float32)
+    gemm = (lambda a, b, out: np.dot(a, b, out=out)) if blas == "numpy" else _numba_gemm()
+    gemm(a, b, out)  # compile and warm up
+    benchmark(gemm, a, b, out)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-3, atol=1e-2)
+

@@ -161,9 +161,11 @@ def _input_arrays(op, args):
 
 
 _FLOAT32, _FLOAT64 = FLOAT_DTYPES
-# Python numbers as read-only 0-d arrays, per dtype, so that ``t * 0.5`` in a loop converts
-# its number once. Zeros and NaNs are not kept: -0.0 == 0.0 would find the other sign's
-# array, and each NaN is a key of its own. The dict is emptied when it fills.
+# Python numbers as 0-d arrays, per dtype, so that ``t * 0.5`` in a loop converts its number
+# once. Zeros and NaNs are not kept: -0.0 == 0.0 would find the other sign's array, and each
+# NaN is a key of its own. The dict is emptied when it fills. The arrays stay writeable,
+# although only kernels' inputs ever see them: Numba compiles a read-only array as another
+# type, which would compile every binary kernel twice and slow its dispatch.
 _constants = {_FLOAT32: {}, _FLOAT64: {}}
 _MAX_CONSTANTS = 1024
 
@@ -174,7 +176,6 @@ def _constant(x, dtype):
     if a is None:
         a = np.array(x, dtype)
         if x and x == x:
-            a.flags.writeable = False
             if len(cache) >= _MAX_CONSTANTS:
                 cache.clear()
             cache[x] = a

@@ -1,0 +1,118 @@
+"""The engine's fast paths give what the general path gives: Python numbers in either position
+and either sign of zero, the flat and broadcast binary kernels, the full-reduction sum, and
+outputs of ops that override a family's forward still checked."""
+import numpy as np
+import pytest
+from numba.core.errors import TypingError
+
+import firefly
+from firefly import autograd
+from firefly.ops import UnaryOp, get
+from firefly.tensor import Tensor
+
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_signed_zero_operands_keep_their_sign(dtype):
+    t = Tensor(np.array([1.0, -2.0], dtype))
+    for number in (-0.0, 0.0, -0.0):  # a cache keyed on value alone would mix these up
+        got = (t * number).numpy()
+        want = np.array([1.0, -2.0], dtype) * dtype(number)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_constant_cache_stays_bounded_and_nan_is_never_kept():
+    t = Tensor(np.ones(3, np.float32))
+    for i in range(3 * autograd._MAX_CONSTANTS):
+        t * (i + 0.5)
+    for _ in range(100):
+        assert np.isnan((t * float("nan")).numpy()).all()
+    assert len(autograd._constants[np.dtype(np.float32)]) <= autograd._MAX_CONSTANTS
+    assert not any(k != k for k in autograd._constants[np.dtype(np.float32)])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_python_numbers_first_or_second_match_numpy(dtype):
+    a = np.array([0.5, -1.5, 2.0], dtype)
+    t = Tensor(a, requires_grad=True)
+    cases = [(lambda: 2.0 - t, 2.0 - a), (lambda: t - 2.0, a - 2.0), (lambda: 3.0 / t, 3.0 / a),
+             (lambda: t / 3, a / 3), (lambda: 2 * t, 2 * a), (lambda: t ** 2.0, a ** 2.0)]
+    for fn, want in cases:
+        out = fn()
+        assert out.dtype == dtype and out.requires_grad
+        np.testing.assert_array_equal(out.numpy(), want.astype(dtype))
+    t.grad = None
+    (3.0 / t).sum().backward()  # d/dt 3/t = -3/t**2
+    np.testing.assert_allclose(t.grad.numpy(), -3.0 / a.astype(np.float64) ** 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shapes", [((4, 3), (4, 3)), ((4, 3), ()), ((), (4, 3)), ((4, 3), (1,)),
+                                    ((4, 3), (3,)), ((4, 1), (1, 3)), ((2, 1, 3, 1), (1, 5, 1, 2))],
+                         ids=str)
+def test_flat_and_broadcast_kernels_give_numpys_values_and_gradients(shapes):
+    rng = np.random.default_rng(0)
+    a, b = (rng.uniform(0.5, 2.0, s) for s in shapes)
+    ta, tb = Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)
+    out = ta * tb / (ta + tb)
+    want = a * b / (a + b)
+    np.testing.assert_allclose(out.numpy(), want, rtol=1e-12)
+    out.sum().backward()
+    # d/da (ab/(a+b)) = b^2/(a+b)^2, summed over the broadcast dimensions
+    da = np.broadcast_to(b * b / (a + b) ** 2, want.shape)
+    db = np.broadcast_to(a * a / (a + b) ** 2, want.shape)
+    np.testing.assert_allclose(ta.grad.numpy(), _sum_to(da, a.shape), rtol=1e-12)
+    np.testing.assert_allclose(tb.grad.numpy(), _sum_to(db, b.shape), rtol=1e-12)
+
+
+def _sum_to(g, shape):
+    lead = g.ndim - len(shape)
+    g = g.sum(axis=tuple(range(lead)))
+    return g.sum(axis=tuple(i for i, d in enumerate(shape) if d == 1), keepdims=True).reshape(shape)
+
+
+def test_flat_kernel_refuses_arrays_of_another_rank_when_it_compiles():
+    flat = get("mul").forward_kernel[0]
+    x = np.ones((1, 2, 3), np.float32)
+    with pytest.raises(TypingError):
+        flat(x, x, np.empty_like(x))
+
+
+@pytest.mark.parametrize("shape", [(7,), (300, 301), (3, 70_000)], ids=str)
+def test_full_sum_equals_the_axis_sum_bit_for_bit(shape):
+    x = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+    every_axis = tuple(range(len(shape)))
+    full = Tensor(x).sum().numpy()  # sum_flat
+    by_axes = Tensor(x).sum(axis=every_axis).numpy()  # sum_forward
+    assert full.tobytes() == by_axes.tobytes()
+    np.testing.assert_allclose(full, x.astype(np.float64).sum(), rtol=1e-6)
+
+
+def test_an_op_that_overrides_a_familys_forward_is_checked_again():
+    class BadSquare(UnaryOp):
+        name = "test_bad_square"
+
+        def scalar_forward(x):
+            return x * x
+
+        def scalar_backward(grad, x):
+            return 2.0 * x * grad
+
+        @classmethod
+        def forward(cls, ctx, x):
+            return np.asfortranarray(np.stack([x, x], axis=-1))[..., 0]  # not C-contiguous
+
+    assert not BadSquare.forward_output_trusted and get("exp").forward_output_trusted
+    with pytest.raises(TypeError, match="test_bad_square.*C-contiguous"):
+        autograd.apply(BadSquare, Tensor(np.ones((3, 2), np.float32)))
+
+
+def test_integer_and_bool_operands_still_take_the_general_path():
+    t = Tensor(np.array([1.0, 2.0], np.float32))
+    np.testing.assert_array_equal((t * 2).numpy(), [2.0, 4.0])
+    np.testing.assert_array_equal((t * True).numpy(), [1.0, 2.0])
+    assert (t * np.float64(2.0)).dtype == np.float32  # a NumPy scalar takes the tensor's dtype
+    with pytest.raises(TypeError, match="mul"):
+        t * "2"
+    assert firefly.is_grad_enabled()
