@@ -9,6 +9,7 @@ import pytest
 import firefly
 from firefly import Tensor, ops
 from firefly.nn import functional as F
+from firefly.ops import conv as conv_ops
 from firefly.testing import gradcheck
 from layer_references import np_conv1d, np_conv2d
 
@@ -87,8 +88,9 @@ def test_conv2d_gradcheck(s, p, d, g):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape, out_channels, k, padding", [((5, 1, 8, 8), 16, 3, 1), ((3, 16, 8, 8), 8, 3, 0),
                                                              ((2, 1, 28, 28), 6, 5, 0), ((2, 2, 9, 4), 3, 1, 0)])
-def test_both_column_layouts_match_numpy(dtype, shape, out_channels, k, padding):
-    """Shapes that take the wide layout (stride 1) and the exact one (stride 2), against NumPy."""
+def test_conv_matches_numpy_in_both_dtypes(dtype, shape, out_channels, k, padding):
+    """The benchmarks' shapes (tap runs of 3 to 48 elements, copied by index and through
+    slices), stride 1 and 2, against NumPy."""
     rng = np.random.default_rng(5)
     x = rng.normal(size=shape).astype(dtype)
     w = rng.normal(size=(out_channels, shape[1], k, k)).astype(dtype)
@@ -102,6 +104,21 @@ def test_both_column_layouts_match_numpy(dtype, shape, out_channels, k, padding)
     out1 = ops.apply("conv1d", x[:, :, 0], w[:, :, 0], b, padding=padding)
     np.testing.assert_allclose(out1.numpy(), np_conv1d(x[:, :, 0].astype(np.float64), w[:, :, 0], b, 1, padding),
                                rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("c, h, layout", [
+    (5, 8, "exact"),       # tap runs of KW * Cg = 15, one under position-major's 16
+    (6, 8, "positions"),   # 18
+    (8, 28, "wide"),       # 24, but wide adds only 2 columns to 28
+    (8, 16, "positions"),  # 24, and wide would add 2 to 16
+])
+def test_column_layouts_either_side_of_the_thresholds_match_torch(c, h, layout):
+    """Forward and every gradient of each column layout's kernels, in float64."""
+    assert conv_ops.column_layout((1, 1), 3, c, h, h + 2) == layout
+    rng = np.random.default_rng(7)
+    arrays = rng.normal(size=(2, c, h, h)), rng.normal(size=(4, c, 3, 3)), rng.normal(size=4)
+    run_both(lambda *t: ops.apply("conv2d", *t, padding=1), lambda *t: torch.nn.functional.conv2d(*t, padding=1),
+             arrays, rng)
 
 
 def test_conv2d_first_layer_skips_the_input_gradient():

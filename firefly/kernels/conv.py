@@ -1,20 +1,36 @@
-"""Convolution kernels: im2col into a (groups, taps, N * positions) matrix, one BLAS product per
-group, and the output written back as NCHW.
+"""Convolution kernels: im2col into a column matrix, one BLAS product per group, and the output
+written back as NCHW. The column matrix puts every sample's output positions together, so each
+group is a single GEMM however small the images are (one product per sample costs a BLAS call
+per sample, which dominates at 8x8).
 
-The column matrix puts every sample's output positions side by side, so each group is a single
-GEMM however small the images are (one product per sample costs a BLAS call per sample, which
-dominates at 8x8).
+Two column layouts, each with its own forward/backward pair; the op picks one per call
+(``firefly.ops.conv.column_layout``):
 
-The input is first copied into zero-padded planes (N, C, Hp * Wp + tail), so that no copy
-below tests bounds. Two column layouts ("im2col"):
+- taps-major (``conv2d_taps_*``), cols (groups, Cg*KH*KW, N*OH*Q): one row per tap, ordered
+  (channel, ky, kx), copied from zero-padded planes (N, C, Hp * Wp + tail). Each copy is one
+  tap of one sample, as long however few the channels are. Two variants of it:
 
-- exact: one column per output position; a tap's row for one sample is a gather through a
-  table of the output positions' offsets in the padded plane (any stride).
-- wide (stride 1 only): every output row is computed at all Wp padded columns, of which the
-  last Wp - OW are discarded. A tap's columns for one sample are then one contiguous run of
-  OH * Wp elements of the padded plane (the tail of (KW - 1) * dw zeros keeps the last run
-  inside), and col2im one contiguous add. The GEMMs do Wp / OW times the work, which the op
-  weighs against the cheaper copies (see ``firefly.ops.conv``).
+  - exact (Q = OW): one column per output position; a tap's row for one sample is a gather
+    through a table of the output positions' offsets in the padded plane (any stride).
+  - wide (Q = Wp, stride 1 only): every output row is computed at all Wp padded columns, of
+    which the last Wp - OW are discarded. A tap's columns for one sample are then one
+    contiguous run of OH * Wp elements of the padded plane (the tail of (KW - 1) * dw zeros
+    keeps the last run inside), and col2im one contiguous add. The GEMMs do Wp / OW times
+    the work, which the op weighs against the cheaper copies.
+
+- position-major (``conv2d_positions_*``), cols (groups, N*OH*OW, Cg*KH*KW): one row per
+  output position, taps ordered (ky, kx, channel of the group), copied from a zero-padded
+  channels-last copy of the input, ``planes`` (N, Hp, Wp * C). One kernel row's KW taps of
+  every channel are adjacent in a padded row when groups == 1 and dw == 1 (one run of KW * C),
+  and otherwise each tap's Cg channels are (KW runs of Cg). col2im adds the same runs back.
+  Positions-by-taps is also the orientation that OpenBLAS runs fastest here: (N*P, taps) x
+  (taps, Og) took 212 us where (Og, taps) x (taps, N*P) took 272 (float32, 16 -> 32
+  channels 3x3 on 8x8, batch 64, 2 threads).
+
+The op takes position-major when its runs are long (KW * Cg of 16 or more, e.g. 6 channels at
+3x3), except where the wide variant adds at most a tenth of columns (large padded images),
+whose whole-image copies then win; and taps-major for runs of a few values (one to four input
+channels at 3x3), where copying runs costs more than copying whole taps.
 
 The op has already validated shapes, strides, paddings and dilations; these loops index
 without bounds checks.
@@ -26,7 +42,7 @@ from firefly.kernels._jit import inline_helper, memory_bound
 
 
 @inline_helper
-def _positions(OH, OW, sh, sw, Wp):
+def _window_offsets(OH, OW, sh, sw, Wp):
     """Offsets in a padded plane of row width Wp of each output position's window corner."""
     idx = np.empty(OH * OW, dtype=np.int64)
     for oy in range(OH):
@@ -36,7 +52,7 @@ def _positions(OH, OW, sh, sw, Wp):
 
 
 @memory_bound
-def conv2d_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, planes, cols, product, out):
+def conv2d_taps_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, planes, cols, product, out):
     """out = conv(x, weight) + bias; fills ``cols`` (groups, Cg*KH*KW, N*OH*Q) for backward,
     with Q = OW (exact layout) or Q = Wp (wide layout, stride 1). ``planes`` (N, C, Hp*Wp +
     tail) receives the zero-padded input; ``product`` (O / groups, N*OH*Q) is scratch for one
@@ -59,7 +75,7 @@ def conv2d_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, planes, co
             d, s = dst[(y + ph) * Wp + pw:(y + ph) * Wp + pw + W], src[y]
             for i in range(W):
                 d[i] = s[i]
-    idx = _positions(OH, OW, sh, sw, Wp)
+    idx = _window_offsets(OH, OW, sh, sw, Wp)
     for r in prange(groups * taps):
         g, t = r // taps, r % taps
         c = g * Cg + t // (KH * KW)
@@ -91,10 +107,10 @@ def conv2d_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, planes, co
 
 
 @memory_bound
-def conv2d_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, Wp, wide, need_dx, g2, dcols, planes, dweight,
-                    dbias, dx):
+def conv2d_taps_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, Wp, wide, need_dx, g2, dcols, planes,
+                         dweight, dbias, dx):
     """dweight = grad x cols^T, dbias = grad summed over N and positions, and (if need_dx)
-    dx = col2im(weight^T x grad). ``cols`` is what conv2d_forward filled, in the same layout.
+    dx = col2im(weight^T x grad). ``cols`` is what conv2d_taps_forward filled, in the same layout.
     Scratch: ``g2`` (O, N*OH*Q), and for dx ``dcols`` (Cg*KH*KW, N*OH*Q) and ``planes`` as in
     the forward, which the column gradients are added into before the padding is cropped."""
     N, O, OH, OW = grad.shape
@@ -129,7 +145,7 @@ def conv2d_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, Wp, wide, need_d
                 dw2[g, o, t] = dw_t[t, o]
     if not need_dx:
         return
-    idx = _positions(OH, OW, sh, sw, Wp)
+    idx = _window_offsets(OH, OW, sh, sw, Wp)
     for g in range(groups):
         np.dot(w2[g].T, g2[g * Og:(g + 1) * Og], dcols)
         # Rows of one input channel add into the same plane: one task per channel of the group.
@@ -161,3 +177,158 @@ def conv2d_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, Wp, wide, need_d
                     d, s = out_plane[y], dst[(y + ph) * Wp + pw:(y + ph) * Wp + pw + W]
                     for i in range(W):
                         d[i] = s[i]
+
+
+# Position-major runs shorter than this are copied by index; longer ones through slices, whose
+# indices LLVM knows to be non-negative, so that the loop vectorizes (copying runs of 48 by
+# index took 365 us, through slices 83; runs of 3 through slices took 61 us, by index 23).
+SHORT_RUN = 8
+
+
+@inline_helper
+def _runs(groups, dw, KW, Cg):
+    """(length, count) of the contiguous runs that one kernel row's taps make in a padded row."""
+    if groups == 1 and dw == 1:
+        return KW * Cg, 1
+    return Cg, KW
+
+
+@inline_helper
+def _weight_by_tap(weight, groups):
+    """weight (O, Cg, KH, KW) as (groups, taps, O / groups), taps in the columns' order."""
+    O, Cg, KH, KW = weight.shape
+    Og = O // groups
+    wr = np.empty((groups, KH * KW * Cg, Og), dtype=weight.dtype)
+    for o in range(O):
+        for cg in range(Cg):
+            for ky in range(KH):
+                for kx in range(KW):
+                    wr[o // Og, (ky * KW + kx) * Cg + cg, o % Og] = weight[o, cg, ky, kx]
+    return wr
+
+
+@memory_bound
+def conv2d_positions_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, planes, cols, product, out):
+    """out = conv(x, weight) + bias; fills ``cols`` (groups, N*OH*OW, Cg*KH*KW) for backward.
+    ``planes`` (N, Hp, Wp*C) receives the zero-padded channels-last input; ``product``
+    (N*OH*OW, O / groups) is scratch for one group's GEMM.
+
+    x (N, C, H, W), weight (O, Cg, KH, KW), bias (O,), out (N, O, OH, OW); groups = C // Cg.
+    """
+    N, C, H, W = x.shape
+    O, Cg, KH, KW = weight.shape
+    OH, OW = out.shape[2], out.shape[3]
+    Hp = planes.shape[1]
+    groups = cols.shape[0]
+    P = OH * OW
+    # Every element of the planes is written once: padding rows and columns as zeros.
+    for ny in prange(N * Hp):
+        n, yp = ny // Hp, ny % Hp
+        row = planes[n, yp]
+        y = yp - ph
+        if y < 0 or y >= H:
+            row[:] = 0.0
+            continue
+        row[:pw * C] = 0.0
+        row[(pw + W) * C:] = 0.0
+        inner = row[pw * C:(pw + W) * C].reshape(W, C)
+        for c in range(C):
+            s = x[n, c, y]
+            for i in range(W):
+                inner[i, c] = s[i]
+    run, runs = _runs(groups, dw, KW, Cg)
+    for r in prange(N * OH):
+        n, oy = r // OH, r % OH
+        for g in range(groups):
+            for ox in range(OW):
+                d = cols[g, r * OW + ox]
+                for ky in range(KH):
+                    src = planes[n, oy * sh + ky * dh]
+                    for k in range(runs):
+                        base, t0 = (ox * sw + k * dw) * C + g * Cg, (ky * runs + k) * run
+                        if run < SHORT_RUN:
+                            for i in range(run):
+                                d[t0 + i] = src[base + i]
+                        else:
+                            dd, ss = d[t0:t0 + run], src[base:base + run]
+                            for i in range(run):
+                                dd[i] = ss[i]
+    Og = O // groups
+    wr = _weight_by_tap(weight, groups)
+    for g in range(groups):
+        np.dot(cols[g], wr[g], product)
+        for n in prange(N):
+            for o in range(Og):
+                b = bias[g * Og + o]
+                dst = out[n, g * Og + o]
+                for oy in range(OH):
+                    d, s = dst[oy], product[n * P + oy * OW:n * P + (oy + 1) * OW, o]
+                    for ox in range(OW):
+                        d[ox] = s[ox] + b
+
+
+@memory_bound
+def conv2d_positions_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, need_dx, g2, dcols, planes, dweight,
+                              dbias, dx):
+    """dweight = cols^T x grad, dbias = grad summed over N and positions, and (if need_dx)
+    dx = col2im(grad x weight). ``cols`` is what conv2d_positions_forward filled. Scratch: ``g2``
+    (groups, N*OH*OW, O / groups), and for dx ``dcols`` shaped as ``cols`` and ``planes`` as in
+    the forward, which the column gradients are added into before the padding is cropped."""
+    N, O, OH, OW = grad.shape
+    _, Cg, KH, KW = weight.shape
+    groups = cols.shape[0]
+    P = OH * OW
+    Og = O // groups
+    # grad in the layout of the forward product, one (N * P, Og) matrix per group.
+    for o in prange(O):
+        g, ol = o // Og, o % Og
+        s = 0.0
+        for n in range(N):
+            for oy in range(OH):
+                src, d = grad[n, o, oy], g2[g, n * P + oy * OW:n * P + (oy + 1) * OW, ol]
+                for ox in range(OW):
+                    d[ox] = src[ox]
+                    s += src[ox]
+        dbias[o] = s
+    # dweight as (taps, Og) = cols^T x grad: OpenBLAS ran this orientation in 313 us, its
+    # transpose grad^T x cols in 474 (the shapes of the module docstring).
+    dw_t = np.empty((cols.shape[2], Og), dtype=dweight.dtype)
+    for g in range(groups):
+        np.dot(cols[g].T, g2[g], dw_t)
+        for o in range(Og):
+            for cg in range(Cg):
+                for ky in range(KH):
+                    for kx in range(KW):
+                        dweight[g * Og + o, cg, ky, kx] = dw_t[(ky * KW + kx) * Cg + cg, o]
+    if not need_dx:
+        return
+    wr = _weight_by_tap(weight, groups)
+    for g in range(groups):
+        np.dot(g2[g], wr[g].T, dcols[g])
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    run, runs = _runs(groups, dw, KW, Cg)
+    # Windows of one sample overlap in its plane: one task per sample.
+    for n in prange(N):
+        plane = planes[n]
+        plane[:, :] = 0.0
+        for g in range(groups):
+            for oy in range(OH):
+                for ox in range(OW):
+                    s = dcols[g, n * P + oy * OW + ox]
+                    for ky in range(KH):
+                        dst = plane[oy * sh + ky * dh]
+                        for k in range(runs):
+                            base, t0 = (ox * sw + k * dw) * C + g * Cg, (ky * runs + k) * run
+                            if run < SHORT_RUN:
+                                for i in range(run):
+                                    dst[base + i] += s[t0 + i]
+                            else:
+                                dd, ss = dst[base:base + run], s[t0:t0 + run]
+                                for i in range(run):
+                                    dd[i] += ss[i]
+        for y in range(H):
+            inner = plane[y + ph, pw * C:(pw + W) * C].reshape(W, C)
+            for c in range(C):
+                d = dx[n, c, y]
+                for i in range(W):
+                    d[i] = inner[i, c]

@@ -77,17 +77,31 @@ def conv_geometry(ctx, x, weight, bias, stride, padding, dilation, groups, spati
     return stride, before, total, dilation, tuple(out_size)
 
 
-def wide_layout(stride, out_width, padded_width):
-    """Whether to use the wide column layout (see firefly.kernels.conv): stride 1, and at most a
-    fifth more columns than the exact layout. Measured single-threaded, fwd+bwd float32 at
-    batch 64: the exact layout's gather wins at 8x8 with 3x3 kernels (a quarter to a third more
-    columns wide), the wide layout's contiguous copies at 28x28 with 5x5 (a sixth more)."""
-    return stride == (1, 1) and 5 * padded_width <= 6 * out_width
+def column_layout(stride, kernel_width, group_channels, out_width, padded_width):
+    """The column layout (see firefly.kernels.conv) that a convolution uses: "positions"
+    (position-major), or taps-major "wide" or "exact". Measured fwd+bwd, float32,
+    single-threaded, batch 16 to 64:
+
+    - wide needs stride 1, and is taken over exact with at most a fifth more columns: the exact
+      gather won at 8x8 with 3x3 kernels (a quarter to a third more columns wide), the wide
+      contiguous copies at 28x28 with 5x5 (a sixth more).
+    - positions copies runs of KW * Cg values: at runs of 3 to 12 (1 to 4 channels at 3x3, 1
+      at 5x5) the taps-major copies (one tap of a whole image each) won by up to 40% or tied;
+      at runs of 20 to 96, positions won by 3 to 20% (8x8 and 16x16 images, 28x28 with 5x5),
+      except against wide with at most a tenth more columns (28x28 padded by 1, 3x3), which
+      won by 2 to 7% from 8 to 64 channels.
+    """
+    wide = stride == (1, 1) and 5 * padded_width <= 6 * out_width
+    if kernel_width * group_channels >= 16 and not (wide and 10 * padded_width <= 11 * out_width):
+        return "positions"
+    return "wide" if wide else "exact"
 
 
 class _ConvNd(Op):
     arity = 3
-    forward_kernel, backward_kernel = K.conv2d_forward, K.conv2d_backward
+    # [0] the taps-major layout's kernels, [1] the position-major ones (see column_layout).
+    forward_kernel = (K.conv2d_taps_forward, K.conv2d_positions_forward)
+    backward_kernel = (K.conv2d_taps_backward, K.conv2d_positions_backward)
     spatial = 2
 
     @staticmethod
@@ -103,20 +117,28 @@ class _ConvNd(Op):
             stride, before, total = (1,) + stride, (0,) + before, (0,) + total
             dilation, out_size = (1,) + dilation, (1,) + out_size
         N, C, H, W = x4.shape
-        O, _, KH, KW = w4.shape
-        padded_width = W + total[1]
-        wide = wide_layout(stride, out_size[1], padded_width)
-        width = padded_width if wide else out_size[1]
-        tail = dilation[1] * (KW - 1) if wide else 0
-        columns = N * out_size[0] * width
-        planes = POOL.take((N, C, (H + total[0]) * padded_width + tail), x.dtype)
-        product = POOL.take((O // groups, columns), x.dtype)
-        cols = POOL.lease((groups, w4.shape[1] * KH * KW, columns), x.dtype)
+        O, Cg, KH, KW = w4.shape
+        Hp, Wp = H + total[0], W + total[1]
+        layout = column_layout(stride, KW, Cg, out_size[1], Wp)
+        by_position = layout == "positions"
+        if by_position:
+            positions = N * out_size[0] * out_size[1]
+            layout_args = ()
+            planes = POOL.take((N, Hp, Wp * C), x.dtype)
+            product = POOL.take((positions, O // groups), x.dtype)
+            cols = POOL.lease((groups, positions, Cg * KH * KW), x.dtype)
+        else:
+            wide = layout == "wide"
+            columns = N * out_size[0] * (Wp if wide else out_size[1])
+            layout_args = (Wp, wide)
+            planes = POOL.take((N, C, Hp * Wp + (dilation[1] * (KW - 1) if wide else 0)), x.dtype)
+            product = POOL.take((O // groups, columns), x.dtype)
+            cols = POOL.lease((groups, Cg * KH * KW, columns), x.dtype)
         out = np.empty((N, O) + out_size, dtype=x.dtype)
-        ctx.op.forward_kernel(x4, w4, bias, *stride, *before, *dilation, padded_width, wide, planes, cols, product,
-                              out)
+        ctx.op.forward_kernel[by_position](x4, w4, bias, *stride, *before, *dilation, *layout_args, planes, cols,
+                                           product, out)
         ctx.save_for_backward(w4, cols)
-        ctx.geometry = (stride, before, dilation, padded_width, wide)
+        ctx.geometry = (stride, before, dilation, by_position, layout_args)
         ctx.plane_shape = planes.shape
         POOL.give(planes)
         POOL.give(product)
@@ -127,18 +149,24 @@ class _ConvNd(Op):
     @staticmethod
     def backward(ctx, grad):
         w4, cols = ctx.saved_tensors
-        stride, before, dilation, padded_width, wide = ctx.geometry
+        stride, before, dilation, by_position, layout_args = ctx.geometry
         x_shape, w_shape, x4_shape, out4_shape = ctx.shapes
         need_dx = ctx.needs_input_grad[0]
         dx = np.empty(x4_shape if need_dx else (1, 1, 1, 1), dtype=grad.dtype)
         dweight = np.empty(w4.shape, dtype=grad.dtype)
         dbias = np.empty(w4.shape[0], dtype=grad.dtype)
-        columns = cols.shape[2]
-        g2 = POOL.take((w4.shape[0], columns), grad.dtype)
-        dcols = POOL.take((cols.shape[1] if need_dx else 0, columns), grad.dtype)
-        planes = POOL.take(ctx.plane_shape if need_dx else (0, 0, 0), grad.dtype)
-        ctx.op.backward_kernel(grad.reshape(out4_shape), w4, cols, *stride, *before, *dilation, padded_width,
-                               wide, need_dx, g2, dcols, planes, dweight, dbias, dx)
+        O = w4.shape[0]
+        if by_position:  # cols (groups, positions, taps)
+            groups, positions, _ = cols.shape
+            g2 = POOL.take((groups, positions, O // groups), grad.dtype)
+            dcols = POOL.take(cols.shape if need_dx else (0, 0, 0), grad.dtype)
+        else:  # cols (groups, taps, columns); dcols holds one group's at a time
+            _, taps, columns = cols.shape
+            g2 = POOL.take((O, columns), grad.dtype)
+            dcols = POOL.take((taps if need_dx else 0, columns), grad.dtype)
+        planes = POOL.take(ctx.plane_shape if need_dx else (0,) * len(ctx.plane_shape), grad.dtype)
+        ctx.op.backward_kernel[by_position](grad.reshape(out4_shape), w4, cols, *stride, *before, *dilation,
+                                            *layout_args, need_dx, g2, dcols, planes, dweight, dbias, dx)
         for scratch in (g2, dcols, planes):
             POOL.give(scratch)
         return ((dx.reshape(x_shape) if need_dx else None), dweight.reshape(w_shape),
@@ -149,8 +177,12 @@ class _ConvNd(Op):
         # The battery's shape seeds the sizes; groups, stride, padding and dilation are drawn.
         dims = [int(d) for d in shape] + [2, 3, 2, 3]
         groups = int(rng.integers(1, 3))
-        channels, out_channels = groups * min(dims[0], 2), groups * min(dims[1], 2)
-        kernel = tuple(int(rng.integers(1, 4)) for _ in range(cls.spatial))
+        # Half the samples copy tap runs of KW * Cg >= 16 (8 channels per group, a kernel at
+        # least 2 wide), which on images this small take the position-major column layout; the
+        # others take the taps-major one (see column_layout).
+        long_runs = bool(rng.random() < 0.5)
+        channels, out_channels = groups * (8 if long_runs else min(dims[0], 2)), groups * min(dims[1], 2)
+        kernel = tuple(int(rng.integers(2 if long_runs and i == cls.spatial - 1 else 1, 4)) for i in range(cls.spatial))
         dilation = tuple(int(rng.integers(1, 3)) for _ in range(cls.spatial))
         padding = tuple(int(rng.integers(0, 2)) for _ in range(cls.spatial))
         stride = tuple(int(rng.integers(1, 3)) for _ in range(cls.spatial))
