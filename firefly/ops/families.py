@@ -142,18 +142,18 @@ class BinaryOp(Op):
 
     @classmethod
     def forward(cls, ctx, a, b):
-        ctx.shapes = shapes = (a.shape, b.shape)
-        out3 = flat_shape(a, b)
-        if out3 is not None:  # ravel(): a view, as the engine hands ops C-contiguous arrays
-            out = np.empty(out3, dtype=a.dtype)
+        ctx.shapes = (a.shape, b.shape)
+        shape = flat_shape(a, b)
+        if shape is not None:  # ravel(): a view, as the engine hands ops C-contiguous arrays
+            out = np.empty(shape, dtype=a.dtype)
             a, b = a.ravel(), b.ravel()
             cls.forward_kernel[0](a, b, out.ravel())
-            out3 = None
+            ctx.out3 = None  # backward runs the flat gradient kernel
         else:
-            a, b, out_shape, out3 = broadcast_operands(cls.name, a, b, cls.forward_kernel[2])
-            out = np.empty(out_shape, dtype=a.dtype)
+            a, b, shape, out3 = broadcast_operands(cls.name, a, b, cls.forward_kernel[2])
+            out = np.empty(shape, dtype=a.dtype)
             cls.forward_kernel[1](a, b, out.reshape(out3))
-        ctx.out3 = out3
+            ctx.out3 = out3
         ctx.saved_tensors = (a, b, out if cls.backward_reads_output else None)
         return out
 
