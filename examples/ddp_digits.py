@@ -17,7 +17,7 @@ import firefly
 from firefly import distributed as dist
 from firefly import nn
 from firefly.data import DataLoader, DistributedSampler, TensorDataset
-from firefly.digits import load_split
+from firefly.digits import accuracy, load_split
 from firefly.optim import Adam
 
 
@@ -28,11 +28,6 @@ def load_digits_split(seed):
     except ImportError:
         sys.exit('examples/ddp_digits.py needs scikit-learn for the digits data: pip install "firefly[examples]"')
     return X_train.reshape(len(X_train), -1), y_train, X_test.reshape(len(X_test), -1), y_test
-
-
-def accuracy(model, X, y):
-    with firefly.no_grad():
-        return float(np.mean(model(X).numpy().argmax(axis=1) == y))
 
 
 def main(epochs=20, batch_size=64, seed=0):

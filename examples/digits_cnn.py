@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from firefly.digits import batches, build_model, load_split  # shared with the demo
+from firefly.digits import accuracy, batches, build_model, load_split  # shared with the demo
 
 
 def train(epochs=12, seed=0, batch_size=64, lr=3e-3, verbose=True):
@@ -28,13 +28,6 @@ def train(epochs=12, seed=0, batch_size=64, lr=3e-3, verbose=True):
     optimizer = AdamW(model.get_parameters(), lr=lr, weight_decay=1e-4)
     loss_fn = nn.CrossEntropyLoss()
 
-    def accuracy(X, y):
-        model.eval()
-        with firefly.no_grad():
-            predictions = model(firefly.Tensor(X)).numpy().argmax(axis=1)
-        model.train()
-        return float(np.mean(predictions == y))
-
     start = time.perf_counter()
     for epoch in range(epochs):
         t0 = time.perf_counter()
@@ -49,10 +42,10 @@ def train(epochs=12, seed=0, batch_size=64, lr=3e-3, verbose=True):
         elapsed = time.perf_counter() - t0
         if verbose:
             print(f"Epoch [{epoch + 1}/{epochs}], loss: {total / seen:.4f}, train accuracy: "
-                  f"{100 * accuracy(X_train, y_train):.2f}%, held-out accuracy: "
-                  f"{100 * accuracy(X_test, y_test):.2f}%, time: {elapsed:.2f} s")
+                  f"{100 * accuracy(model, X_train, y_train):.2f}%, held-out accuracy: "
+                  f"{100 * accuracy(model, X_test, y_test):.2f}%, time: {elapsed:.2f} s")
     seconds = time.perf_counter() - start
-    return accuracy(X_test, y_test), seconds
+    return accuracy(model, X_test, y_test), seconds
 
 
 def train_torch(epochs=12, seed=0, batch_size=64, lr=3e-3, verbose=True):

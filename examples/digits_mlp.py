@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from firefly.digits import batches, load_split
+from firefly.digits import accuracy, batches, load_split
 
 
 def train(epochs=30, seed=0, batch_size=64, lr=2e-3, verbose=True):
@@ -30,13 +30,6 @@ def train(epochs=30, seed=0, batch_size=64, lr=2e-3, verbose=True):
     optimizer = AdamW(model.get_parameters(), lr=lr, weight_decay=1e-4)
     loss_fn = nn.CrossEntropyLoss()
 
-    def accuracy(X, y):
-        model.eval()
-        with firefly.no_grad():
-            predictions = model(firefly.Tensor(X)).numpy().argmax(axis=1)
-        model.train()
-        return float(np.mean(predictions == y))
-
     start = time.perf_counter()
     for epoch in range(epochs):
         t0 = time.perf_counter()
@@ -49,9 +42,9 @@ def train(epochs=30, seed=0, batch_size=64, lr=2e-3, verbose=True):
             total += loss.item() * len(idx)
         if verbose:
             print(f"Epoch [{epoch + 1}/{epochs}], loss: {total / len(X_train):.4f}, train accuracy: "
-                  f"{100 * accuracy(X_train, y_train):.2f}%, held-out accuracy: "
-                  f"{100 * accuracy(X_test, y_test):.2f}%, time: {time.perf_counter() - t0:.3f} s")
-    return accuracy(X_test, y_test), time.perf_counter() - start
+                  f"{100 * accuracy(model, X_train, y_train):.2f}%, held-out accuracy: "
+                  f"{100 * accuracy(model, X_test, y_test):.2f}%, time: {time.perf_counter() - t0:.3f} s")
+    return accuracy(model, X_test, y_test), time.perf_counter() - start
 
 
 def main(argv=None):
