@@ -51,6 +51,23 @@ def _window_offsets(OH, OW, sh, sw, Wp):
     return idx
 
 
+@inline_helper
+def _write_sample(product, bias, g, n, Q, out):
+    """Sample n's channels of group g into ``out`` (N, O, OH, OW), plus the bias: ``product``
+    is the group's GEMM result as (Og, N * OH * Q), Q >= OW columns per output row (a view of
+    the transposed product in the position-major layout)."""
+    OH, OW = out.shape[2], out.shape[3]
+    Og = product.shape[0]
+    P = OH * Q
+    for o in range(Og):
+        b = bias[g * Og + o]
+        dst = out[n, g * Og + o]
+        for oy in range(OH):
+            d, s = dst[oy], product[o, n * P + oy * Q:n * P + oy * Q + OW]
+            for ox in range(OW):
+                d[ox] = s[ox] + b
+
+
 @memory_bound
 def conv2d_taps_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, planes, cols, product, out):
     """out = conv(x, weight) + bias; fills ``cols`` (groups, Cg*KH*KW, N*OH*Q) for backward,
@@ -97,13 +114,7 @@ def conv2d_taps_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, plane
     for g in range(groups):
         np.dot(w2[g], cols[g], product)
         for n in prange(N):
-            for o in range(Og):
-                b = bias[g * Og + o]
-                dst = out[n, g * Og + o]
-                for oy in range(OH):
-                    d, s = dst[oy], product[o, n * P + oy * Q:n * P + oy * Q + OW]
-                    for ox in range(OW):
-                        d[ox] = s[ox] + b
+            _write_sample(product, bias, g, n, Q, out)
 
 
 @memory_bound
@@ -220,7 +231,6 @@ def conv2d_positions_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, planes, co
     OH, OW = out.shape[2], out.shape[3]
     Hp = planes.shape[1]
     groups = cols.shape[0]
-    P = OH * OW
     # Every element of the planes is written once: padding rows and columns as zeros.
     for ny in prange(N * Hp):
         n, yp = ny // Hp, ny % Hp
@@ -253,18 +263,11 @@ def conv2d_positions_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, planes, co
                             dd, ss = d[t0:t0 + run], src[base:base + run]
                             for i in range(run):
                                 dd[i] = ss[i]
-    Og = O // groups
     wr = _weight_by_tap(weight, groups)
     for g in range(groups):
         np.dot(cols[g], wr[g], product)
         for n in prange(N):
-            for o in range(Og):
-                b = bias[g * Og + o]
-                dst = out[n, g * Og + o]
-                for oy in range(OH):
-                    d, s = dst[oy], product[n * P + oy * OW:n * P + (oy + 1) * OW, o]
-                    for ox in range(OW):
-                        d[ox] = s[ox] + b
+            _write_sample(product.T, bias, g, n, OW, out)
 
 
 @memory_bound
