@@ -4,6 +4,7 @@
 is missing, one per line, so that ``.ci/run`` can install the optional torch oracle and run
 exactly those tests a second time.
 """
+
 import os
 import re
 

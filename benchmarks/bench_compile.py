@@ -10,11 +10,12 @@ The compiled step is checked first: its first steps' losses and parameters (and 
 equal, bit for bit, those of an eager firefly run from the same start that draws the same
 dropout masks.
 """
+
 import numpy as np
 import pytest
+from bench_training import CHECK_STEPS, PROBLEMS, FireflyTrainer, NumpyTrainer, TorchTrainer, torch
 
 import firefly
-from bench_training import CHECK_STEPS, PROBLEMS, FireflyTrainer, NumpyTrainer, TorchTrainer, torch
 from firefly import nn
 from firefly.digits import build_model
 from firefly.tensor import Tensor
@@ -27,8 +28,10 @@ DIGITS = dict(batch=64, lr=1e-2, weight_decay=1e-4)
 
 def digits_batch(dtype):
     rng = np.random.default_rng(0)
-    return (rng.uniform(0.0, 1.0, size=(DIGITS["batch"], 1, 8, 8)).astype(dtype),
-            rng.integers(0, 10, size=DIGITS["batch"]))
+    return (
+        rng.uniform(0.0, 1.0, size=(DIGITS["batch"], 1, 8, 8)).astype(dtype),
+        rng.integers(0, 10, size=DIGITS["batch"]),
+    )
 
 
 class StepTrainer:
@@ -60,8 +63,9 @@ class DigitsTrainer(StepTrainer):
         X, y = digits_batch(dtype)
         firefly.manual_seed(0)
         self.model = build_model(nn).to(dtype)
-        self.optimizer = firefly.optim.AdamW(self.model.get_parameters(), lr=DIGITS["lr"],
-                                             weight_decay=DIGITS["weight_decay"])
+        self.optimizer = firefly.optim.AdamW(
+            self.model.get_parameters(), lr=DIGITS["lr"], weight_decay=DIGITS["weight_decay"]
+        )
         self.loss_fn = nn.CrossEntropyLoss()
         self.inputs, self.targets = Tensor(X), Tensor(y, dtype=np.int64)
 
@@ -72,6 +76,7 @@ class DigitsTrainer(StepTrainer):
 
 def compiled(trainer):
     """``trainer`` with its step replayed by ``firefly.compile``."""
+
     class CompiledTrainer(trainer):
         def __init__(self, name, dtype):
             super().__init__(name, dtype)
@@ -95,25 +100,44 @@ class DigitsTorchTrainer:
         X, y = digits_batch(dtype)
         torch.manual_seed(0)
         self.model = build_model(torch.nn).to(getattr(torch, np.dtype(dtype).name))
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=DIGITS["lr"],
-                                           weight_decay=DIGITS["weight_decay"])
+        self.optimizer = torch.optim.AdamW(
+            self.model.parameters(), lr=DIGITS["lr"], weight_decay=DIGITS["weight_decay"]
+        )
         self.loss_fn = torch.nn.CrossEntropyLoss()
         self.inputs, self.targets = torch.from_numpy(X), torch.from_numpy(y)
 
     step = TorchTrainer.step
 
 
-MLP_TRAINERS = {"firefly-compiled": compiled(EagerTrainer), "firefly-eager": EagerTrainer,
-                "numpy": NumpyTrainer, "torch": AdamTorchTrainer}
+MLP_TRAINERS = {
+    "firefly-compiled": compiled(EagerTrainer),
+    "firefly-eager": EagerTrainer,
+    "numpy": NumpyTrainer,
+    "torch": AdamTorchTrainer,
+}
 # name -> implementation -> trainer; the hand-written NumPy loop has no Adam and no CNN.
-TRAINERS = {name: {k: v for k, v in MLP_TRAINERS.items() if not (k == "numpy" and PROBLEMS[name].get("optimizer"))}
-            for name in ("seed-mlp", "mlp-784", "mlp-784-adam")}
-TRAINERS["digits-cnn"] = {"firefly-compiled": compiled(DigitsTrainer), "firefly-eager": DigitsTrainer,
-                          "torch": DigitsTorchTrainer}
+TRAINERS = {
+    name: {
+        k: v
+        for k, v in MLP_TRAINERS.items()
+        if not (k == "numpy" and PROBLEMS[name].get("optimizer"))
+    }
+    for name in ("seed-mlp", "mlp-784", "mlp-784-adam")
+}
+TRAINERS["digits-cnn"] = {
+    "firefly-compiled": compiled(DigitsTrainer),
+    "firefly-eager": DigitsTrainer,
+    "torch": DigitsTorchTrainer,
+}
 CASES = [
-    pytest.param(name, implementation, marks=pytest.mark.benchmark(group=f"compiled-step-{name}"),
-                 id=f"{name}-{implementation}")
-    for name, trainers in TRAINERS.items() for implementation in trainers
+    pytest.param(
+        name,
+        implementation,
+        marks=pytest.mark.benchmark(group=f"compiled-step-{name}"),
+        id=f"{name}-{implementation}",
+    )
+    for name, trainers in TRAINERS.items()
+    for implementation in trainers
 ]
 
 
@@ -137,4 +161,3 @@ def test_compiled_training_step(benchmark, name, implementation):
             trainer.step()
     loss = benchmark(trainer.step)
     assert np.isfinite(loss)
-

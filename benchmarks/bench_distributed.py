@@ -20,6 +20,7 @@ benchmark's ``extra_info``; pytest-benchmark's own time is the whole job's. Plai
 (``--benchmark-disable``) run each job once with few repeats, as a smoke test. Run as a script
 under mpiexec, this file is the job itself.
 """
+
 import importlib.util
 import json
 import os
@@ -34,7 +35,11 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MPIEXEC = Path(sys.executable).parent / "mpiexec"
-SIZES = {"10k": 10_000, "784-classifier": 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10, "1M": 1_000_000}
+SIZES = {
+    "10k": 10_000,
+    "784-classifier": 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10,
+    "1M": 1_000_000,
+}
 GLOBAL_BATCH = 256
 
 
@@ -51,7 +56,9 @@ def _averaging(repeats):
     comm, world = MPI.COMM_WORLD, dist.world_size()
     results = {}
     for name, size in SIZES.items():
-        model = nn.Sequential(nn.Linear(size // 10, 10, bias=False))  # one float32 buffer of `size` values
+        model = nn.Sequential(
+            nn.Linear(size // 10, 10, bias=False)
+        )  # one float32 buffer of `size` values
         optimizer = SGD(model.get_parameters(), lr=0.1)
         ddp = dist.DistributedDataParallel(model, optimizer)
         optimizer.zero_grad()
@@ -72,12 +79,19 @@ def _averaging(repeats):
             comm.Allreduce(MPI.IN_PLACE, bare, op=MPI.SUM)
             optimizer.step()
 
-        methods = {"bare Allreduce": allreduce, "bare Allreduce + mean": allreduce_mean, "DDP averaging": ddp_average,
-                   "bare Allreduce + step()": allreduce_step, "DDP step()": optimizer.step}
+        methods = {
+            "bare Allreduce": allreduce,
+            "bare Allreduce + mean": allreduce_mean,
+            "DDP averaging": ddp_average,
+            "bare Allreduce + step()": allreduce_step,
+            "DDP step()": optimizer.step,
+        }
         times = {method: [] for method in methods}
         order = list(methods)
         for repeat in range(repeats):
-            for method in order[repeat % len(order):] + order[:repeat % len(order)]:  # no method always first
+            for method in (
+                order[repeat % len(order) :] + order[: repeat % len(order)]
+            ):  # no method always first
                 bare.fill(1.0)
                 run = methods[method]
                 ddp.require_sync = method != "bare Allreduce + step()"
@@ -104,7 +118,9 @@ def _throughput(steps):
     X = rng.normal(size=(GLOBAL_BATCH, 784)).astype(np.float32)
     y = rng.integers(0, 10, size=GLOBAL_BATCH)
     firefly.manual_seed(0)
-    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
+    model = nn.Sequential(
+        nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10)
+    )
     optimizer = SGD(model.get_parameters(), lr=0.01, momentum=0.9)
     ddp = dist.DistributedDataParallel(model, optimizer)
     inputs, targets = firefly.Tensor(X[rank::world]), y[rank::world]
@@ -121,8 +137,12 @@ def _throughput(steps):
         optimizer.step()
         compute.append(t1 - t0)
         update.append(time.perf_counter() - t1)
-    return {"step_s": (time.perf_counter() - start) / steps, "world": world,
-            "forward_backward_s": statistics.median(compute[3:]), "optimizer_step_s": statistics.median(update[3:])}
+    return {
+        "step_s": (time.perf_counter() - start) / steps,
+        "world": world,
+        "forward_backward_s": statistics.median(compute[3:]),
+        "optimizer_step_s": statistics.median(update[3:]),
+    }
 
 
 def _job(mode, count):
@@ -143,12 +163,18 @@ needs_mpi = pytest.mark.skipif(
 def _run_job(ranks, mode, count):
     env = dict(os.environ, NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    result = subprocess.run([str(MPIEXEC), "-n", str(ranks), sys.executable, __file__, mode, str(count)],
-                            capture_output=True, text=True, timeout=900, cwd=REPO_ROOT, env=env,
-                            stdin=subprocess.DEVNULL)
+    result = subprocess.run(
+        [str(MPIEXEC), "-n", str(ranks), sys.executable, __file__, mode, str(count)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 @needs_mpi
@@ -157,12 +183,20 @@ def test_gradient_averaging_against_bare_allreduce(benchmark):
     results = benchmark.pedantic(_run_job, args=(2, "averaging", repeats), rounds=1, iterations=1)
     for statistic, which in (("median", 0), ("minimum", 1)):
         print(f"\ngradient averaging on 2 ranks, float32, {statistic} of {repeats} (ms):")
-        print(f"{'buffer':>16} {'values':>9} {'bare Allreduce':>15} {'+ mean':>8} {'DDP':>8} {'DDP/bare':>9} {'DDP/(bare+mean)':>16}")
+        print(
+            f"{'buffer':>16} {'values':>9} {'bare Allreduce':>15} {'+ mean':>8} {'DDP':>8} {'DDP/bare':>9} {'DDP/(bare+mean)':>16}"
+        )
         for name, r in results.items():
-            bare, mean, ddp = (r[m][which] for m in ("bare Allreduce", "bare Allreduce + mean", "DDP averaging"))
-            print(f"{name:>16} {r['values']:>9} {bare * 1e3:>15.3f} {mean * 1e3:>8.3f} {ddp * 1e3:>8.3f} "
-                  f"{ddp / bare:>9.2f} {ddp / mean:>16.2f}")
-        print(f"within an SGD step: {'buffer':>16} {'bare Allreduce + step()':>24} {'DDP step()':>11} {'ratio':>6}")
+            bare, mean, ddp = (
+                r[m][which] for m in ("bare Allreduce", "bare Allreduce + mean", "DDP averaging")
+            )
+            print(
+                f"{name:>16} {r['values']:>9} {bare * 1e3:>15.3f} {mean * 1e3:>8.3f} {ddp * 1e3:>8.3f} "
+                f"{ddp / bare:>9.2f} {ddp / mean:>16.2f}"
+            )
+        print(
+            f"within an SGD step: {'buffer':>16} {'bare Allreduce + step()':>24} {'DDP step()':>11} {'ratio':>6}"
+        )
         for name, r in results.items():
             bare, ddp = r["bare Allreduce + step()"][which], r["DDP step()"][which]
             print(f"{'':>20}{name:>16} {bare * 1e3:>24.3f} {ddp * 1e3:>11.3f} {ddp / bare:>6.2f}")
@@ -177,11 +211,15 @@ def test_two_ranks_against_one_on_the_784_classifier(benchmark):
         return _run_job(1, "throughput", steps), _run_job(2, "throughput", steps)
 
     one, two = benchmark.pedantic(both, rounds=1, iterations=1)
-    print(f"\n784-256-128-10 classifier, global batch {GLOBAL_BATCH}, SGD momentum, one thread per rank, mean of {steps} steps:")
+    print(
+        f"\n784-256-128-10 classifier, global batch {GLOBAL_BATCH}, SGD momentum, one thread per rank, mean of {steps} steps:"
+    )
     for r in (one, two):
-        print(f"  {r['world']} rank(s): {r['step_s'] * 1e3:.2f} ms/step, {GLOBAL_BATCH / r['step_s']:.0f} samples/s "
-              f"(median forward+backward {r['forward_backward_s'] * 1e3:.2f} ms, step() with averaging "
-              f"{r['optimizer_step_s'] * 1e3:.2f} ms)")
+        print(
+            f"  {r['world']} rank(s): {r['step_s'] * 1e3:.2f} ms/step, {GLOBAL_BATCH / r['step_s']:.0f} samples/s "
+            f"(median forward+backward {r['forward_backward_s'] * 1e3:.2f} ms, step() with averaging "
+            f"{r['optimizer_step_s'] * 1e3:.2f} ms)"
+        )
     print(f"  speed-up 2 ranks / 1 rank: {one['step_s'] / two['step_s']:.2f}x")
     benchmark.extra_info.update({"1 rank": one, "2 ranks": two})
 

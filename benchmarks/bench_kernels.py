@@ -15,11 +15,13 @@ the several-pass NumPy composite it replaces. Every benchmark compiles and warms
 the timed region, and checks its result against NumPy in float64, so that plain test runs
 (``--benchmark-disable``) execute each once as a correctness test.
 """
+
 import numpy as np
 import pytest
 
 from firefly import Tensor
-from firefly.kernels import linalg as LK, reduce as RK
+from firefly.kernels import linalg as LK
+from firefly.kernels import reduce as RK
 from firefly.ops import get
 
 
@@ -27,6 +29,7 @@ def kernel_of(op_name, attr="forward_kernel"):
     """The (first) kernel an op declares: the one its family built from its scalar math."""
     kernels = getattr(get(op_name), attr)
     return kernels[0] if isinstance(kernels, tuple) else kernels
+
 
 try:
     import torch
@@ -116,7 +119,9 @@ def backward_case(name, size):
     if name == "relu":
         numpy_fn = lambda g, x: g * (x > 0)  # noqa: E731
         kernel = kernel_of("relu", "backward_kernel")
-        fused = lambda g, x: kernel(g.reshape(-1), x.reshape(-1), (out := np.empty_like(g)).reshape(-1)) or out  # noqa: E731
+        fused = lambda g, x: (
+            kernel(g.reshape(-1), x.reshape(-1), (out := np.empty_like(g)).reshape(-1)) or out
+        )  # noqa: E731
         torch_fn = lambda g, x: torch.ops.aten.threshold_backward(g, x, 0)  # noqa: E731
         return (g, x), numpy_fn, fused, torch_fn
     if name in ("sigmoid", "tanh"):
@@ -126,7 +131,9 @@ def backward_case(name, size):
         else:
             numpy_fn = lambda g, y: g * (1.0 - y * y)  # noqa: E731
         kernel = kernel_of(name, "backward_kernel")
-        fused = lambda g, y: kernel(g.reshape(-1), y.reshape(-1), (out := np.empty_like(g)).reshape(-1)) or out  # noqa: E731
+        fused = lambda g, y: (
+            kernel(g.reshape(-1), y.reshape(-1), (out := np.empty_like(g)).reshape(-1)) or out
+        )  # noqa: E731
         aten = None if torch is None else getattr(torch.ops.aten, f"{name}_backward")
         torch_fn = lambda g, y: aten(g, y)  # noqa: E731
         return (g, y), numpy_fn, fused, torch_fn
@@ -139,6 +146,7 @@ def backward_case(name, size):
             da, db = np.empty_like(g), np.empty_like(g)
             kernel(g.ravel(), a.ravel(), b.ravel(), da.ravel(), db.ravel())
             return da, db
+
         torch_fn = lambda g, a, b: (g * b, g * a)  # noqa: E731
         return (g, x, b), numpy_fn, fused, torch_fn
     # softmax and log_softmax over the last axis, from the saved output
@@ -153,7 +161,10 @@ def backward_case(name, size):
         numpy_fn = lambda g, y: g - np.exp(y) * g.sum(axis=-1, keepdims=True)  # noqa: E731
         kernel, saved = kernel_of("log_softmax", "backward_kernel"), log_y
         aten = lambda g, y: torch.ops.aten._log_softmax_backward_data(g, y, -1, torch.float32)  # noqa: E731
-    fused = lambda g, y: kernel(g.reshape(three_d), y.reshape(three_d), (out := np.empty_like(g)).reshape(three_d)) or out  # noqa: E731
+    fused = lambda g, y: (
+        kernel(g.reshape(three_d), y.reshape(three_d), (out := np.empty_like(g)).reshape(three_d))
+        or out
+    )  # noqa: E731
     return (g, saved.astype(np.float32)), numpy_fn, fused, aten
 
 
@@ -203,7 +214,9 @@ def test_reduction(benchmark, name, size, impl):
         outer, _, inner = view(rows)
         out = np.empty((outer, inner), np.float32)
         if op == "sum":
-            fn = lambda: RK.sum_forward(x.reshape(view(rows)), 1.0, out) or out.reshape(expected.shape)  # noqa: E731
+            fn = lambda: (
+                RK.sum_forward(x.reshape(view(rows)), 1.0, out) or out.reshape(expected.shape)
+            )  # noqa: E731
         else:
             fn = lambda: RK.max_forward(x.reshape(view(rows)), out) or out.reshape(expected.shape)  # noqa: E731
     elif impl == "numpy":
@@ -238,10 +251,12 @@ def test_softmax_forward(benchmark, name, size, impl):
         fn = lambda: kernel(x.reshape(rows, ROW, 1), out.reshape(rows, ROW, 1)) or out  # noqa: E731
     elif impl == "numpy":
         if name == "softmax":
+
             def fn():
                 e = np.exp(x - x.max(axis=-1, keepdims=True))
                 return e / e.sum(axis=-1, keepdims=True)
         else:
+
             def fn():
                 s = x - x.max(axis=-1, keepdims=True)
                 return s - np.log(np.exp(s).sum(axis=-1, keepdims=True))

@@ -13,6 +13,7 @@ Before timing, each case checks that firefly and torch agree on the output and t
 gradient (the CNN step: on the loss over three steps from the same parameters). Plain test
 runs (``--benchmark-disable``) run each timed call once.
 """
+
 import numpy as np
 import pytest
 
@@ -40,11 +41,16 @@ def make_inputs(name):
     if op == "conv2d":
         out_channels, k = conv
         bound = 1 / np.sqrt(shape[1] * k * k)
-        params = [rng.uniform(-bound, bound, size=(out_channels, shape[1], k, k)).astype(np.float32),
-                  rng.uniform(-bound, bound, size=out_channels).astype(np.float32)]
+        params = [
+            rng.uniform(-bound, bound, size=(out_channels, shape[1], k, k)).astype(np.float32),
+            rng.uniform(-bound, bound, size=out_channels).astype(np.float32),
+        ]
     elif op in ("batch_norm", "layer_norm"):
         size = shape[1] if op == "batch_norm" else shape[-1]
-        params = [rng.uniform(0.5, 1.5, size=size).astype(np.float32), rng.normal(size=size).astype(np.float32)]
+        params = [
+            rng.uniform(0.5, 1.5, size=size).astype(np.float32),
+            rng.normal(size=size).astype(np.float32),
+        ]
     else:
         params = []
     return op, attrs, x, params
@@ -100,9 +106,17 @@ def test_layer_forward_backward(benchmark, name, implementation):
 # ----------------------------------------------------------------------------- digits CNN step
 def build_cnn(module):
     return module.Sequential(
-        module.Conv2d(1, 16, 3, padding=1), module.BatchNorm2d(16), module.ReLU(),
-        module.Conv2d(16, 32, 3, padding=1), module.BatchNorm2d(32), module.ReLU(),
-        module.MaxPool2d(2), module.Dropout(0.25), module.Flatten(), module.Linear(32 * 4 * 4, 10))
+        module.Conv2d(1, 16, 3, padding=1),
+        module.BatchNorm2d(16),
+        module.ReLU(),
+        module.Conv2d(16, 32, 3, padding=1),
+        module.BatchNorm2d(32),
+        module.ReLU(),
+        module.MaxPool2d(2),
+        module.Dropout(0.25),
+        module.Flatten(),
+        module.Linear(32 * 4 * 4, 10),
+    )
 
 
 class CNNTrainer:
@@ -121,7 +135,10 @@ class CNNTrainer:
         else:
             self.model = build_cnn(torch.nn)
             self.model[7].p = dropout
-            state = {k: torch.tensor(v.T.copy() if k == "9.weight" else v) for k, v in ours.state_dict().items()}
+            state = {
+                k: torch.tensor(v.T.copy() if k == "9.weight" else v)
+                for k, v in ours.state_dict().items()
+            }
             self.model.load_state_dict(state)
             self.inputs, self.y = torch.from_numpy(self.x), torch.from_numpy(self.y)
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
@@ -140,7 +157,9 @@ def test_digits_cnn_training_step(benchmark, implementation):
     benchmark.group = "digits-cnn-step-batch64"
     # Without dropout the two runs are the same computation: the losses must agree.
     ours, theirs = CNNTrainer("firefly", dropout=0.0), CNNTrainer("torch", dropout=0.0)
-    np.testing.assert_allclose([ours.step() for _ in range(3)], [theirs.step() for _ in range(3)], rtol=1e-4)
+    np.testing.assert_allclose(
+        [ours.step() for _ in range(3)], [theirs.step() for _ in range(3)], rtol=1e-4
+    )
     trainer = CNNTrainer(implementation)
     for _ in range(3):
         trainer.step()

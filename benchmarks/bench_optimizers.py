@@ -18,6 +18,7 @@ Each optimizer benchmark first checks that three steps agree with three NumPy st
 times ``step()`` with constant gradients (compilation and first-step allocation happen in the
 untimed warm-up). Plain test runs (``--benchmark-disable``) run each timed function once.
 """
+
 import math
 
 import numpy as np
@@ -103,8 +104,15 @@ class NumpyOptimizer:
     def step(self):
         self.steps += 1
         o = self.options
-        for p, g, tmp, d, buf, sq, (lr, wd) in zip(self.params, self.grads, self.scratch, self.decayed,
-                                                     self.buffers, self.squares, self.per_tensor):
+        for p, g, tmp, d, buf, sq, (lr, wd) in zip(
+            self.params,
+            self.grads,
+            self.scratch,
+            self.decayed,
+            self.buffers,
+            self.squares,
+            self.per_tensor,
+        ):
             if wd:
                 np.multiply(p, wd, out=d)
                 d += g
@@ -126,10 +134,10 @@ class NumpyOptimizer:
                 tmp *= 1.0 - beta2
                 sq += tmp
                 np.sqrt(sq, out=tmp)
-                tmp *= 1.0 / np.sqrt(1.0 - beta2 ** self.steps)
+                tmp *= 1.0 / np.sqrt(1.0 - beta2**self.steps)
                 tmp += o["eps"]
                 np.divide(buf, tmp, out=tmp)
-                tmp *= lr / (1.0 - beta1 ** self.steps)
+                tmp *= lr / (1.0 - beta1**self.steps)
             elif self.name == "rmsprop":
                 sq *= o["alpha"]
                 np.multiply(g, g, out=tmp)
@@ -157,7 +165,9 @@ def firefly_optimizer(one_group):
         def __init__(self, name, values, grads):
             self.params = [Parameter(v) for v in values]
             cls_name, options = CONFIGS[name]
-            self.optimizer = FIREFLY_CLASSES[cls_name](group_dicts(name, self.params, one_group), **options)
+            self.optimizer = FIREFLY_CLASSES[cls_name](
+                group_dicts(name, self.params, one_group), **options
+            )
             self.optimizer.zero_grad()
             for p, g in zip(self.params, grads):
                 p.tensor.grad._data[...] = g
@@ -176,8 +186,9 @@ class TorchOptimizer:
             p.grad = torch.tensor(g)
         cls_name, options = CONFIGS[name]
         implementation = "fused" if cls_name in TORCH_FUSED else "foreach"
-        self.optimizer = getattr(torch.optim, cls_name)(group_dicts(name, self.params), **options,
-                                                        **{implementation: True})
+        self.optimizer = getattr(torch.optim, cls_name)(
+            group_dicts(name, self.params), **options, **{implementation: True}
+        )
         self.step = self.optimizer.step
 
     def values(self):
@@ -208,10 +219,15 @@ def expected():
 
 
 @pytest.mark.parametrize("implementation", list(IMPLEMENTATIONS))
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.benchmark(group=f"optimizer-step-1M-f32-3groups-{name}"))
-    for name in CONFIGS
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            name, marks=pytest.mark.benchmark(group=f"optimizer-step-1M-f32-3groups-{name}")
+        )
+        for name in CONFIGS
+    ],
+)
 def test_optimizer_step(benchmark, expected, name, implementation):
     factory = IMPLEMENTATIONS[implementation]
     if factory is None:
@@ -224,10 +240,15 @@ def test_optimizer_step(benchmark, expected, name, implementation):
     for i, (got, reference) in enumerate(zip(optimizer.values(), want)):
         assert got.dtype == np.float32
         # float32 updates computed in different orders agree to a few ulps.
-        np.testing.assert_allclose(got, reference, rtol=1e-5, atol=1e-6, err_msg=f"{implementation} {name}, tensor {i}")
+        np.testing.assert_allclose(
+            got, reference, rtol=1e-5, atol=1e-6, err_msg=f"{implementation} {name}, tensor {i}"
+        )
     before = [v.copy() for v in optimizer.values()]
     benchmark(optimizer.step)
-    assert all(not np.array_equal(b, v) and np.isfinite(v).all() for b, v in zip(before, optimizer.values()))
+    assert all(
+        not np.array_equal(b, v) and np.isfinite(v).all()
+        for b, v in zip(before, optimizer.values())
+    )
 
 
 # ----------------------------------------------------------------------------- clipping
@@ -240,14 +261,18 @@ def clip_firefly_flat(values, grads):
     optimizer.zero_grad()
     for p, g in zip(params, grads):
         p.tensor.grad._data[...] = g
-    return lambda: clip_grad_norm_(params, MAX_NORM).item(), lambda: [p.tensor.grad.numpy() for p in params]
+    return lambda: clip_grad_norm_(params, MAX_NORM).item(), lambda: [
+        p.tensor.grad.numpy() for p in params
+    ]
 
 
 def clip_firefly_loose(values, grads):
     params = [Parameter(v) for v in values]
     for p, g in zip(params, grads):
         p.tensor.grad = Tensor(g.copy())
-    return lambda: clip_grad_norm_(params, MAX_NORM).item(), lambda: [p.tensor.grad.numpy() for p in params]
+    return lambda: clip_grad_norm_(params, MAX_NORM).item(), lambda: [
+        p.tensor.grad.numpy() for p in params
+    ]
 
 
 def clip_numpy(values, grads):
@@ -268,8 +293,10 @@ def clip_torch(values, grads):
     params = [torch.tensor(v.copy()) for v in values]
     for p, g in zip(params, grads):
         p.grad = torch.tensor(g.copy())
-    return (lambda: torch.nn.utils.clip_grad_norm_(params, MAX_NORM).item(),
-            lambda: [p.grad.numpy() for p in params])
+    return (
+        lambda: torch.nn.utils.clip_grad_norm_(params, MAX_NORM).item(),
+        lambda: [p.grad.numpy() for p in params],
+    )
 
 
 CLIPPERS = {
@@ -288,7 +315,11 @@ def test_clip_grad_norm(benchmark, implementation):
         pytest.skip("torch is not installed")
     values, grads = problem()
     clip, current = factory(values, grads)
-    want = math.sqrt(sum(float(np.dot(g.astype(np.float64).ravel(), g.astype(np.float64).ravel())) for g in grads))
+    want = math.sqrt(
+        sum(
+            float(np.dot(g.astype(np.float64).ravel(), g.astype(np.float64).ravel())) for g in grads
+        )
+    )
     assert clip() == pytest.approx(want, rel=1e-5)  # also the warm-up
     scale = MAX_NORM / (want + 1e-6)
     for got, g in zip(current(), grads):
@@ -301,15 +332,19 @@ def test_clip_grad_norm(benchmark, implementation):
 SCHEDULERS = {
     "StepLR": lambda m, o: m.StepLR(o, step_size=1000, gamma=0.5),
     "CosineAnnealingLR": lambda m, o: m.CosineAnnealingLR(o, T_max=1000),
-    "OneCycleLR": lambda m, o: m.OneCycleLR(o, max_lr=0.1, total_steps=10 ** 9),
+    "OneCycleLR": lambda m, o: m.OneCycleLR(o, max_lr=0.1, total_steps=10**9),
     "ReduceLROnPlateau": lambda m, o: m.ReduceLROnPlateau(o),
 }
 
 
 @pytest.mark.parametrize("implementation", ["firefly", "torch"])
-@pytest.mark.parametrize("name", [
-    pytest.param(name, marks=pytest.mark.benchmark(group=f"scheduler-step-{name}")) for name in SCHEDULERS
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(name, marks=pytest.mark.benchmark(group=f"scheduler-step-{name}"))
+        for name in SCHEDULERS
+    ],
+)
 def test_scheduler_step(benchmark, name, implementation):
     if implementation == "torch" and torch is None:
         pytest.skip("torch is not installed")
@@ -318,8 +353,11 @@ def test_scheduler_step(benchmark, name, implementation):
         optimizer = SGD([{"params": [Parameter(v)]} for v in values], lr=0.01, momentum=0.9)
         module = lr_scheduler
     else:
-        optimizer = torch.optim.SGD([{"params": [torch.tensor(v, requires_grad=True)]} for v in values],
-                                    lr=0.01, momentum=0.9)
+        optimizer = torch.optim.SGD(
+            [{"params": [torch.tensor(v, requires_grad=True)]} for v in values],
+            lr=0.01,
+            momentum=0.9,
+        )
         module = torch.optim.lr_scheduler
         optimizer._opt_called = True  # silence torch's "step() before optimizer.step()" warning
     scheduler = SCHEDULERS[name](module, optimizer)

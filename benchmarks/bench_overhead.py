@@ -7,6 +7,7 @@ kernel's work is negligible and what is timed is the library's own cost per op.
 ``no_grad`` runs recorded inputs under ``firefly.no_grad()``. NumPy's ``a * b`` is the floor,
 and torch the comparison, when installed.
 """
+
 import numpy as np
 import pytest
 
@@ -28,18 +29,27 @@ def operands():
 
 def product_under(fn, mode):
     if mode == "no_grad":
+
         def under_no_grad():
             with firefly.no_grad():
                 return fn()
+
         return under_no_grad
     return fn
 
 
 @pytest.mark.benchmark(group="overhead: a * b, 8 float32")
-@pytest.mark.parametrize("impl, mode", [
-    ("firefly", "recorded"), ("firefly", "unrecorded"), ("firefly", "no_grad"),
-    ("numpy", "plain"), ("torch", "recorded"), ("torch", "unrecorded"),
-])
+@pytest.mark.parametrize(
+    "impl, mode",
+    [
+        ("firefly", "recorded"),
+        ("firefly", "unrecorded"),
+        ("firefly", "no_grad"),
+        ("numpy", "plain"),
+        ("torch", "recorded"),
+        ("torch", "unrecorded"),
+    ],
+)
 def test_multiply_overhead(benchmark, impl, mode):
     a, b = operands()
     if impl == "torch" and torch is None:
@@ -57,7 +67,9 @@ def test_multiply_overhead(benchmark, impl, mode):
     fn()  # compile outside the timed region
     result = benchmark(fn)
     if impl == "firefly":
-        assert result.requires_grad == (mode == "recorded") and result.is_leaf == (mode != "recorded")
+        assert result.requires_grad == (mode == "recorded") and result.is_leaf == (
+            mode != "recorded"
+        )
         result = result.numpy()
     elif impl == "torch":
         result = result.detach().numpy()
@@ -81,7 +93,10 @@ def _chain(x, k):
 def _firefly_case(case):
     a, b = operands()
     if case == "0-d":
-        ta, tb = Tensor(np.float32(0.5), requires_grad=True), Tensor(np.float32(1.5), requires_grad=True)
+        ta, tb = (
+            Tensor(np.float32(0.5), requires_grad=True),
+            Tensor(np.float32(1.5), requires_grad=True),
+        )
         return lambda: ta * tb
     if case == "python-number":
         ta = Tensor(a, requires_grad=True)
@@ -93,6 +108,7 @@ def _firefly_case(case):
     def forward_backward():
         ta.grad = None
         _chain(ta, CHAIN).sum().backward()
+
     return forward_backward
 
 
@@ -110,11 +126,14 @@ def _torch_case(case):
     def forward_backward():
         ta.grad = None
         _chain(ta, CHAIN).sum().backward()
+
     return forward_backward
 
 
 @pytest.mark.parametrize("impl", ["firefly", "torch"])
-@pytest.mark.parametrize("case", ["0-d", "python-number", "chain-forward", "chain-forward-backward"])
+@pytest.mark.parametrize(
+    "case", ["0-d", "python-number", "chain-forward", "chain-forward-backward"]
+)
 def test_recorded_op_overhead(benchmark, case, impl):
     benchmark.group = f"overhead: {case}"
     if impl == "torch":

@@ -17,6 +17,7 @@ CHECK_STEPS losses and the parameters after them agree with a float64 NumPy run;
 are also the warm-up (kernel compilation, optimizer state), so the timed steps are steady
 state. Plain test runs (``--benchmark-disable``) run the timed step once.
 """
+
 import numpy as np
 import pytest
 
@@ -34,7 +35,9 @@ CHECK_STEPS = 3
 # name -> layer sizes, batch, loss, SGD options
 PROBLEMS = {
     "seed-mlp": dict(sizes=(10, 32, 1), batch=1024, loss="mse", lr=0.01, momentum=0.0),
-    "mlp-784": dict(sizes=(784, 256, 128, 10), batch=256, loss="cross_entropy", lr=0.01, momentum=0.9),
+    "mlp-784": dict(
+        sizes=(784, 256, 128, 10), batch=256, loss="cross_entropy", lr=0.01, momentum=0.9
+    ),
 }
 
 
@@ -44,15 +47,21 @@ def make_problem(name, dtype):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(spec["batch"], spec["sizes"][0]))
     if spec["loss"] == "mse":  # the seed script's recipe
-        true_weights = np.array([[1.5], [-2.0], [1.0], [1.5], [-2.0], [1.0], [3.0], [-2.0], [1.0], [3.0]])
+        true_weights = np.array(
+            [[1.5], [-2.0], [1.0], [1.5], [-2.0], [1.0], [3.0], [-2.0], [1.0], [3.0]]
+        )
         y = (X @ true_weights + rng.normal(size=(spec["batch"], 1)) * 0.1).astype(dtype)
     else:
         y = rng.integers(0, spec["sizes"][-1], size=spec["batch"])
     params = []
     for fan_in, fan_out in zip(spec["sizes"], spec["sizes"][1:]):
         bound = 1.0 / np.sqrt(fan_in)
-        params.append((rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype),
-                       rng.uniform(-bound, bound, fan_out).astype(dtype)))
+        params.append(
+            (
+                rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype),
+                rng.uniform(-bound, bound, fan_out).astype(dtype),
+            )
+        )
     return X.astype(dtype), y, params
 
 
@@ -65,12 +74,19 @@ class FireflyTrainer:
         for fan_in, fan_out in zip(spec["sizes"], spec["sizes"][1:]):
             layers += [nn.Linear(fan_in, fan_out, dtype=dtype), nn.ReLU()]
         self.model = nn.Sequential(*layers[:-1])
-        self.model.load_state_dict({f"{2 * i}.{kind}": value for i, (W, b) in enumerate(params)
-                                    for kind, value in (("weight", W), ("bias", b))})
+        self.model.load_state_dict(
+            {
+                f"{2 * i}.{kind}": value
+                for i, (W, b) in enumerate(params)
+                for kind, value in (("weight", W), ("bias", b))
+            }
+        )
         self.inputs = Tensor(X)
         self.targets = Tensor(y) if spec["loss"] == "mse" else y
         self.loss_fn = nn.MSELoss() if spec["loss"] == "mse" else nn.CrossEntropyLoss()
-        self.optimizer = firefly.optim.SGD(self.model.get_parameters(), lr=spec["lr"], momentum=spec["momentum"])
+        self.optimizer = firefly.optim.SGD(
+            self.model.get_parameters(), lr=spec["lr"], momentum=spec["momentum"]
+        )
 
     def step(self):
         self.optimizer.zero_grad()
@@ -97,8 +113,8 @@ class NumpyTrainer:
         self.scratch = [np.empty_like(p) for p in self.params]
         batch = self.X.shape[0]
         widths = spec["sizes"][1:]
-        self.z = [np.empty((batch, w), dtype) for w in widths]          # pre-activations, logits last
-        self.a = [np.empty((batch, w), dtype) for w in widths[:-1]]     # relu outputs
+        self.z = [np.empty((batch, w), dtype) for w in widths]  # pre-activations, logits last
+        self.a = [np.empty((batch, w), dtype) for w in widths[:-1]]  # relu outputs
         self.masks = [np.empty((batch, w), bool) for w in widths[:-1]]
         self.dz = [np.empty((batch, w), dtype) for w in widths]
         self.rows = np.arange(batch)
@@ -173,7 +189,9 @@ class TorchTrainer:
         self.inputs = torch.from_numpy(X)
         self.targets = torch.from_numpy(y)
         self.loss_fn = torch.nn.MSELoss() if spec["loss"] == "mse" else torch.nn.CrossEntropyLoss()
-        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=spec["lr"], momentum=spec["momentum"])
+        self.optimizer = torch.optim.SGD(
+            self.model.parameters(), lr=spec["lr"], momentum=spec["momentum"]
+        )
 
     def step(self):
         self.optimizer.zero_grad()
@@ -205,8 +223,12 @@ def expected():
 
 
 CASES = [
-    pytest.param(name, dtype, marks=pytest.mark.benchmark(group=f"train-step-{name}-{np.dtype(dtype).name}"),
-                 id=f"{name}-{np.dtype(dtype).name}")
+    pytest.param(
+        name,
+        dtype,
+        marks=pytest.mark.benchmark(group=f"train-step-{name}-{np.dtype(dtype).name}"),
+        id=f"{name}-{np.dtype(dtype).name}",
+    )
     for name, dtype in [("seed-mlp", np.float32), ("seed-mlp", np.float64), ("mlp-784", np.float32)]
 ]
 
@@ -234,6 +256,7 @@ PEAK_SIZE = 505  # 2 * 505**3 = 257.6 MFLOP: the 784 classifier step's GEMM work
 
 def _numba_gemm():
     from firefly.kernels.linalg import linear_forward  # np.dot inside a kernel, plus a bias pass
+
     zeros = np.zeros(PEAK_SIZE, np.float32)
     return lambda a, b, out: linear_forward(a, b, zeros, out)
 
@@ -247,5 +270,6 @@ def test_sgemm_peak(benchmark, blas):
     gemm = (lambda a, b, out: np.dot(a, b, out=out)) if blas == "numpy" else _numba_gemm()
     gemm(a, b, out)  # compile and warm up
     benchmark(gemm, a, b, out)
-    np.testing.assert_allclose(out, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-3, atol=1e-2)
-
+    np.testing.assert_allclose(
+        out, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-3, atol=1e-2
+    )

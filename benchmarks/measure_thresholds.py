@@ -13,6 +13,7 @@ The crossovers it prints are those in isolation. firefly/kernels/_jit.py sets it
 higher and says why: in a training step the parallel kernels share the cores
 with multithreaded BLAS calls, and lose there what they win here.
 """
+
 import argparse
 import time
 
@@ -44,7 +45,10 @@ def cases(size):
     a, b = (rng.uniform(-1, 1, size).astype(np.float32) for _ in range(2))
     out = np.empty_like(a)
     return {
-        "add (memory-bound)": (get("add").forward_kernel[0], (a, b, out)),  # the flat (equal shapes) kernel
+        "add (memory-bound)": (
+            get("add").forward_kernel[0],
+            (a, b, out),
+        ),  # the flat (equal shapes) kernel
         "exp (transcendental)": (get("exp").forward_kernel, (a, out)),
     }
 
@@ -72,7 +76,9 @@ def main():
     for label, rows in results.items():
         print(f"\n{label}\n{'size':>10} {'serial µs':>11} {'parallel µs':>12} {'ratio':>6}")
         for size, serial, parallel in rows:
-            print(f"{size:>10} {serial * 1e6:>11.2f} {parallel * 1e6:>12.2f} {serial / parallel:>6.2f}")
+            print(
+                f"{size:>10} {serial * 1e6:>11.2f} {parallel * 1e6:>12.2f} {serial / parallel:>6.2f}"
+            )
         print(f"crossover: {crossover(rows)}")
 
 

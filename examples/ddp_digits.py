@@ -9,6 +9,7 @@ the gradients across ranks, so all ranks hold the same weights throughout. Only 
 Set NUMBA_NUM_THREADS and OPENBLAS_NUM_THREADS so that ranks x threads <= cores.
 Needs scikit-learn for the data: pip install "firefly[examples]".
 """
+
 import sys
 
 import numpy as np
@@ -26,24 +27,32 @@ def load_digits_split(seed):
     try:
         X_train, X_test, y_train, y_test = load_split(seed)
     except ImportError:
-        sys.exit('examples/ddp_digits.py needs scikit-learn for the digits data: pip install "firefly[examples]"')
+        sys.exit(
+            'examples/ddp_digits.py needs scikit-learn for the digits data: pip install "firefly[examples]"'
+        )
     return X_train.reshape(len(X_train), -1), y_train, X_test.reshape(len(X_test), -1), y_test
 
 
 def main(epochs=20, batch_size=64, seed=0):
     rank, world = dist.rank(), dist.world_size()
     X_train, y_train, X_test, y_test = load_digits_split(seed)
-    firefly.manual_seed(seed + rank)  # different on each rank on purpose: DDP makes rank 0's weights everyone's
+    firefly.manual_seed(
+        seed + rank
+    )  # different on each rank on purpose: DDP makes rank 0's weights everyone's
     model = nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))
     optimizer = Adam(model.get_parameters(), lr=3e-3)
     ddp = dist.DistributedDataParallel(model, optimizer)
     # The global batch is batch_size: each rank takes batch_size / world of it.
     sampler = DistributedSampler(TensorDataset(X_train, y_train), seed=seed)
-    loader = DataLoader(TensorDataset(X_train, y_train), batch_size=batch_size // world, sampler=sampler)
+    loader = DataLoader(
+        TensorDataset(X_train, y_train), batch_size=batch_size // world, sampler=sampler
+    )
     loss_fn = nn.CrossEntropyLoss()
     if rank == 0:
-        print(f"digits: {len(X_train)} training and {len(X_test)} test images, {world} rank(s), "
-              f"{len(loader)} steps per epoch of {batch_size // world} images per rank")
+        print(
+            f"digits: {len(X_train)} training and {len(X_test)} test images, {world} rank(s), "
+            f"{len(loader)} steps per epoch of {batch_size // world} images per rank"
+        )
     for epoch in range(epochs):
         sampler.set_epoch(epoch)
         total = 0.0
@@ -55,7 +64,9 @@ def main(epochs=20, batch_size=64, seed=0):
             total += loss.item()
         mean_loss = dist.all_reduce(np.array([total / len(loader)]), op="mean")[0]
         if rank == 0:
-            print(f"Epoch [{epoch + 1}/{epochs}], Loss: {mean_loss:.4f}, test accuracy: {accuracy(model, X_test, y_test):.1%}")
+            print(
+                f"Epoch [{epoch + 1}/{epochs}], Loss: {mean_loss:.4f}, test accuracy: {accuracy(model, X_test, y_test):.1%}"
+            )
     final = accuracy(model, X_test, y_test)
     if rank == 0:
         print(f"final test accuracy: {final:.1%}")

@@ -6,6 +6,7 @@ Run: python examples/digits_cnn.py [--epochs N] [--seed S] [--torch]
 (``--torch`` trains the same model with PyTorch afterwards, for comparison.)
 Needs scikit-learn (``pip install "firefly[examples]"``).
 """
+
 import argparse
 import sys
 import time
@@ -41,9 +42,11 @@ def train(epochs=12, seed=0, batch_size=64, lr=3e-3, verbose=True):
             seen += len(idx)
         elapsed = time.perf_counter() - t0
         if verbose:
-            print(f"Epoch [{epoch + 1}/{epochs}], loss: {total / seen:.4f}, train accuracy: "
-                  f"{100 * accuracy(model, X_train, y_train):.2f}%, held-out accuracy: "
-                  f"{100 * accuracy(model, X_test, y_test):.2f}%, time: {elapsed:.2f} s")
+            print(
+                f"Epoch [{epoch + 1}/{epochs}], loss: {total / seen:.4f}, train accuracy: "
+                f"{100 * accuracy(model, X_train, y_train):.2f}%, held-out accuracy: "
+                f"{100 * accuracy(model, X_test, y_test):.2f}%, time: {elapsed:.2f} s"
+            )
     seconds = time.perf_counter() - start
     return accuracy(model, X_test, y_test), seconds
 
@@ -76,8 +79,10 @@ def train_torch(epochs=12, seed=0, batch_size=64, lr=3e-3, verbose=True):
             loss.backward()
             optimizer.step()
         if verbose:
-            print(f"torch epoch [{epoch + 1}/{epochs}], held-out accuracy: {100 * accuracy(X_test, y_test):.2f}%, "
-                  f"time: {time.perf_counter() - t0:.2f} s")
+            print(
+                f"torch epoch [{epoch + 1}/{epochs}], held-out accuracy: {100 * accuracy(X_test, y_test):.2f}%, "
+                f"time: {time.perf_counter() - t0:.2f} s"
+            )
     return accuracy(X_test, y_test), time.perf_counter() - start
 
 
@@ -85,15 +90,21 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--torch", action="store_true", help="also train the same model with PyTorch")
+    parser.add_argument(
+        "--torch", action="store_true", help="also train the same model with PyTorch"
+    )
     args = parser.parse_args(argv)
-    print("firefly: digits CNN (Conv2d-BatchNorm2d-ReLU x2, MaxPool2d, Dropout, Linear), AdamW, "
-          "1437 training / 360 held-out images")
+    print(
+        "firefly: digits CNN (Conv2d-BatchNorm2d-ReLU x2, MaxPool2d, Dropout, Linear), AdamW, "
+        "1437 training / 360 held-out images"
+    )
     accuracy, seconds = train(args.epochs, args.seed)
     print(f"final held-out accuracy: {100 * accuracy:.2f}% | training time: {seconds:.1f} s")
     if args.torch:
         accuracy, seconds = train_torch(args.epochs, args.seed)
-        print(f"torch final held-out accuracy: {100 * accuracy:.2f}% | training time: {seconds:.1f} s")
+        print(
+            f"torch final held-out accuracy: {100 * accuracy:.2f}% | training time: {seconds:.1f} s"
+        )
     return 0
 
 

@@ -5,6 +5,7 @@ held-out accuracy.
 Run: python examples/digits_mlp.py [--epochs N] [--seed S]
 Needs scikit-learn (``pip install "firefly[examples]"``).
 """
+
 import argparse
 import sys
 import time
@@ -20,7 +21,9 @@ def train(epochs=30, seed=0, batch_size=64, lr=2e-3, verbose=True):
     from firefly import nn
     from firefly.optim import AdamW
 
-    X_train, X_test, y_train, y_test = (a.reshape(len(a), -1) if a.ndim == 4 else a for a in load_split())
+    X_train, X_test, y_train, y_test = (
+        a.reshape(len(a), -1) if a.ndim == 4 else a for a in load_split()
+    )
     # Standardize each pixel with the training set's statistics (some border pixels are always 0).
     mean, std = X_train.mean(axis=0), X_train.std(axis=0) + 0.1
     X_train, X_test = (X_train - mean) / std, (X_test - mean) / std
@@ -41,9 +44,11 @@ def train(epochs=30, seed=0, batch_size=64, lr=2e-3, verbose=True):
             optimizer.step()
             total += loss.item() * len(idx)
         if verbose:
-            print(f"Epoch [{epoch + 1}/{epochs}], loss: {total / len(X_train):.4f}, train accuracy: "
-                  f"{100 * accuracy(model, X_train, y_train):.2f}%, held-out accuracy: "
-                  f"{100 * accuracy(model, X_test, y_test):.2f}%, time: {time.perf_counter() - t0:.3f} s")
+            print(
+                f"Epoch [{epoch + 1}/{epochs}], loss: {total / len(X_train):.4f}, train accuracy: "
+                f"{100 * accuracy(model, X_train, y_train):.2f}%, held-out accuracy: "
+                f"{100 * accuracy(model, X_test, y_test):.2f}%, time: {time.perf_counter() - t0:.3f} s"
+            )
     return accuracy(model, X_test, y_test), time.perf_counter() - start
 
 
@@ -52,7 +57,9 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    print("firefly: digits MLP 64-256-10 (ReLU, Dropout), AdamW, 1437 training / 360 held-out images")
+    print(
+        "firefly: digits MLP 64-256-10 (ReLU, Dropout), AdamW, 1437 training / 360 held-out images"
+    )
     accuracy, seconds = train(args.epochs, args.seed)
     print(f"final held-out accuracy: {100 * accuracy:.2f}% | training time: {seconds:.1f} s")
     return 0

@@ -1,5 +1,6 @@
 """The seed document's MLP: 10 -> 32 -> 1 with ReLU, trained by full-batch SGD on a noisy
 linear target. Run: python examples/seed_mlp.py"""
+
 import numpy as np
 
 import firefly
@@ -27,7 +28,9 @@ def main(epochs=100, lr=0.01, seed=0):
     rng = np.random.default_rng(seed)  # data
     n_samples = 1024
     X = Tensor(rng.normal(size=(n_samples, 10)))
-    true_weights = np.array([[1.5], [-2.0], [1.0], [1.5], [-2.0], [1.0], [3.0], [-2.0], [1.0], [3.0]])
+    true_weights = np.array(
+        [[1.5], [-2.0], [1.0], [1.5], [-2.0], [1.0], [3.0], [-2.0], [1.0], [3.0]]
+    )
     y = Tensor(X.numpy() @ true_weights + rng.normal(size=(n_samples, 1)) * 0.1)
 
     model = MLP()

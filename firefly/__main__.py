@@ -1,6 +1,7 @@
 """Command line: ``python -m firefly demo`` trains the seed MLP (``--model digits-cnn``: a CNN on
 real handwritten digits); ``python -m firefly info`` describes the installation; ``python -m
 firefly warmup`` fills the kernel cache."""
+
 import argparse
 import os
 import statistics
@@ -13,7 +14,9 @@ import numpy as np
 def _seed_data(rng, n_samples, dtype):
     """The seed script's regression data: y = X @ true_weights + 0.1 * noise."""
     X = rng.normal(size=(n_samples, 10))
-    true_weights = np.array([[1.5], [-2.0], [1.0], [1.5], [-2.0], [1.0], [3.0], [-2.0], [1.0], [3.0]])
+    true_weights = np.array(
+        [[1.5], [-2.0], [1.0], [1.5], [-2.0], [1.0], [3.0], [-2.0], [1.0], [3.0]]
+    )
     y = X @ true_weights + rng.normal(size=(n_samples, 1)) * 0.1
     return X.astype(dtype), y.astype(dtype)
 
@@ -28,8 +31,10 @@ def _data_parallel(model, optimizer, inputs, targets):
     if rank != 0:
         sys.stdout = open(os.devnull, "w")
     rows = inputs.numpy()[rank::world]
-    print(f"data-parallel on {world} ranks over MPI: each rank trains on {len(rows)} of the {len(inputs)} rows; "
-          "losses are the whole batch's")
+    print(
+        f"data-parallel on {world} ranks over MPI: each rank trains on {len(rows)} of the {len(inputs)} rows; "
+        "losses are the whole batch's"
+    )
     share = firefly.Tensor(rows), firefly.Tensor(targets.numpy()[rank::world])
     return distributed.DistributedDataParallel(model, optimizer), *share
 
@@ -53,8 +58,10 @@ def demo(args):
     optimizer = SGD(model.get_parameters(), lr=args.lr)
     if args.distributed:
         model, inputs, targets = _data_parallel(model, optimizer, inputs, targets)
-    print(f"firefly {firefly.__version__}: training the seed MLP 10-32-1 ({dtype}, {args.epochs} epochs, "
-          f"lr={args.lr}, seed={args.seed}, full batch of 1024)")
+    print(
+        f"firefly {firefly.__version__}: training the seed MLP 10-32-1 ({dtype}, {args.epochs} epochs, "
+        f"lr={args.lr}, seed={args.seed}, full batch of 1024)"
+    )
     step_times = []
     start = time.perf_counter()
     for epoch in range(args.epochs):
@@ -65,17 +72,29 @@ def demo(args):
         optimizer.step()
         step_times.append(time.perf_counter() - t0)
         if args.distributed:  # the whole batch's loss: the mean over the ranks' equal shares
-            loss = firefly.Tensor(firefly.distributed.all_reduce(np.array([loss.item()]), op="mean"))
-        print(f"Epoch [{epoch + 1}/{args.epochs}], Loss: {loss.item():.6f}, step: {step_times[-1] * 1e3:.3f} ms")
+            loss = firefly.Tensor(
+                firefly.distributed.all_reduce(np.array([loss.item()]), op="mean")
+            )
+        print(
+            f"Epoch [{epoch + 1}/{args.epochs}], Loss: {loss.item():.6f}, step: {step_times[-1] * 1e3:.3f} ms"
+        )
         if epoch == 0:
             loaded, compiled = kernel_load_counts()
     total = time.perf_counter() - start
     # The first step compiles every kernel it uses, or loads it from the on-disk cache: it is
     # reported on its own and kept out of the median.
-    how = (f"compiled {compiled} kernel(s), loaded {loaded} from the cache" if compiled
-           else f"loaded {loaded} kernel(s) from the cache" if loaded else "kernels already in memory")
-    later = (f"; later steps: median {statistics.median(step_times[1:]) * 1e3:.3f} ms over {len(step_times) - 1}"
-             if len(step_times) > 1 else "")
+    how = (
+        f"compiled {compiled} kernel(s), loaded {loaded} from the cache"
+        if compiled
+        else f"loaded {loaded} kernel(s) from the cache"
+        if loaded
+        else "kernels already in memory"
+    )
+    later = (
+        f"; later steps: median {statistics.median(step_times[1:]) * 1e3:.3f} ms over {len(step_times) - 1}"
+        if len(step_times) > 1
+        else ""
+    )
     print(f"first step {step_times[0] * 1e3:.1f} ms ({how}){later}")
     print(f"final loss {loss.item():.6f} | total {total:.3f} s")
     return 0
@@ -93,6 +112,7 @@ def _kernel_cache_folder():
 
 def info(args):
     import numba
+
     import firefly
     from firefly.kernels import _jit
     from firefly.ops import get, names, origin
@@ -108,9 +128,13 @@ def info(args):
     if _jit.cache_enabled:
         print(f"kernel cache   {_kernel_cache_folder()} (caching on)")
     else:
-        print("kernel cache   off: no writable cache folder, kernels recompile each run (set NUMBA_CACHE_DIR)")
-    print(f"parallel from  {_jit.PARALLEL_MIN_MEMORY_BOUND} elements (memory-bound), "
-          f"{_jit.PARALLEL_MIN_TRANSCENDENTAL} (transcendental)")
+        print(
+            "kernel cache   off: no writable cache folder, kernels recompile each run (set NUMBA_CACHE_DIR)"
+        )
+    print(
+        f"parallel from  {_jit.PARALLEL_MIN_MEMORY_BOUND} elements (memory-bound), "
+        f"{_jit.PARALLEL_MIN_TRANSCENDENTAL} (transcendental)"
+    )
     ops = names()
     print(f"registered ops ({len(ops)}):")
     width = max(map(len, ops))
@@ -153,37 +177,64 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m firefly", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser(
-        "demo", help="train the seed MLP and time each step",
+        "demo",
+        help="train the seed MLP and time each step",
         description="Train the seed document's MLP (10-32-1, MSE, SGD) on its regression data "
-                    "and report the loss per epoch and the time per step; or, with --model "
-                    "digits-cnn, a CNN on scikit-learn's handwritten digits, with AdamW.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    demo_parser.add_argument("--model", choices=("seed-mlp", "digits-cnn"), default="seed-mlp",
-                             help="the seed MLP, or a CNN on scikit-learn's handwritten digits")
-    demo_parser.add_argument("--epochs", type=_positive_int, default=10,
-                             help="full-batch steps (digits-cnn: epochs)")
-    demo_parser.add_argument("--lr", type=_positive_float, default=0.01,
-                             help="learning rate (digits-cnn: AdamW's)")
-    demo_parser.add_argument("--dtype", choices=("float32", "float64"), default="float32",
-                             help="dtype of the data and parameters")
-    demo_parser.add_argument("--seed", type=_non_negative_int, default=0, help="seed of the data and the initial weights")
-    demo_parser.add_argument("--distributed", action="store_true",
-                             help="data-parallel over MPI: run as mpiexec -n N python -m firefly demo --distributed")
+        "and report the loss per epoch and the time per step; or, with --model "
+        "digits-cnn, a CNN on scikit-learn's handwritten digits, with AdamW.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    demo_parser.add_argument(
+        "--model",
+        choices=("seed-mlp", "digits-cnn"),
+        default="seed-mlp",
+        help="the seed MLP, or a CNN on scikit-learn's handwritten digits",
+    )
+    demo_parser.add_argument(
+        "--epochs", type=_positive_int, default=10, help="full-batch steps (digits-cnn: epochs)"
+    )
+    demo_parser.add_argument(
+        "--lr", type=_positive_float, default=0.01, help="learning rate (digits-cnn: AdamW's)"
+    )
+    demo_parser.add_argument(
+        "--dtype",
+        choices=("float32", "float64"),
+        default="float32",
+        help="dtype of the data and parameters",
+    )
+    demo_parser.add_argument(
+        "--seed", type=_non_negative_int, default=0, help="seed of the data and the initial weights"
+    )
+    demo_parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="data-parallel over MPI: run as mpiexec -n N python -m firefly demo --distributed",
+    )
     demo_parser.set_defaults(run=demo)
-    info_parser = commands.add_parser("info", help="versions, threading, kernel cache and registered ops")
+    info_parser = commands.add_parser(
+        "info", help="versions, threading, kernel cache and registered ops"
+    )
     info_parser.set_defaults(run=info)
     warmup_parser = commands.add_parser(
-        "warmup", help="compile the built-in kernels into Numba's on-disk cache",
+        "warmup",
+        help="compile the built-in kernels into Numba's on-disk cache",
         description="Compile every built-in op's and optimizer's kernels into Numba's on-disk cache "
-                    "(NUMBA_CACHE_DIR), so that later processes load them instead of compiling. Run it "
-                    "after installing, in a Docker image build, or before a benchmark.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    warmup_parser.add_argument("--dtype", choices=("float32", "float64", "all"), default="all",
-                               help="the dtype(s) to compile kernels for")
-    warmup_parser.add_argument("--ops", default=None,
-                               help="comma-separated op names to warm (default: every built-in op)")
-    warmup_parser.add_argument("--processes", type=_positive_int, default=os.cpu_count() or 1,
-                               help="worker processes")
+        "(NUMBA_CACHE_DIR), so that later processes load them instead of compiling. Run it "
+        "after installing, in a Docker image build, or before a benchmark.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    warmup_parser.add_argument(
+        "--dtype",
+        choices=("float32", "float64", "all"),
+        default="all",
+        help="the dtype(s) to compile kernels for",
+    )
+    warmup_parser.add_argument(
+        "--ops", default=None, help="comma-separated op names to warm (default: every built-in op)"
+    )
+    warmup_parser.add_argument(
+        "--processes", type=_positive_int, default=os.cpu_count() or 1, help="worker processes"
+    )
     warmup_parser.set_defaults(run=warmup)
     args = parser.parse_args(argv)
     return args.run(args)

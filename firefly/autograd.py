@@ -4,6 +4,7 @@
 and links the result to its inputs. ``backward`` visits the recorded graph once, in reverse
 topological order, calling each op's backward and accumulating gradients with ``+``.
 """
+
 import threading
 import weakref
 
@@ -112,16 +113,30 @@ class Node(Context):
     what forward saved, plus the tensors the op read (None for inputs that need no gradient)
     and the dtype it computed in."""
 
-    def __init__(self, op, needs_input_grad, inputs, dtype):  # Context's fields set inline: runs per op
-        self.op, self.needs_input_grad, self.inputs, self.dtype = op, needs_input_grad, inputs, dtype
+    def __init__(
+        self, op, needs_input_grad, inputs, dtype
+    ):  # Context's fields set inline: runs per op
+        self.op, self.needs_input_grad, self.inputs, self.dtype = (
+            op,
+            needs_input_grad,
+            inputs,
+            dtype,
+        )
         self.saved_tensors = ()
         self.freed = False
         self.tick = _clock
 
     def release(self):
         """Drop everything forward saved (arrays on ``ctx`` included), keeping the graph's shape."""
-        self.__dict__ = {"op": self.op, "inputs": self.inputs, "needs_input_grad": self.needs_input_grad,
-                         "tick": self.tick, "saved_tensors": None, "dtype": None, "freed": True}
+        self.__dict__ = {
+            "op": self.op,
+            "inputs": self.inputs,
+            "needs_input_grad": self.needs_input_grad,
+            "tick": self.tick,
+            "saved_tensors": None,
+            "dtype": None,
+            "freed": True,
+        }
 
 
 def _input_arrays(op, args):
@@ -143,7 +158,9 @@ def _input_arrays(op, args):
             try:
                 a = Tensor(x)._data
             except (TypeError, ValueError) as exc:
-                raise TypeError(f"{op.name}: unsupported input of type {type(x).__name__}: {exc}") from None
+                raise TypeError(
+                    f"{op.name}: unsupported input of type {type(x).__name__}: {exc}"
+                ) from None
             needs.append(False)
         if a.dtype not in FLOAT_DTYPES:
             raise TypeError(
@@ -219,7 +236,11 @@ def apply(op, *args, **attrs):
     # with a Tensor of its dtype, or with a Python float (which takes the Tensor's dtype).
     # Then Tensors and Python numbers in any order; anything else takes the general path.
     # Dtypes are compared by identity.
-    if args and isinstance(x := args[0], Tensor) and ((dtype := x._data.dtype) is _FLOAT32 or dtype is _FLOAT64):
+    if (
+        args
+        and isinstance(x := args[0], Tensor)
+        and ((dtype := x._data.dtype) is _FLOAT32 or dtype is _FLOAT64)
+    ):
         if len(args) == 1:
             arrays, needs = (x._data,), (x._requires_grad,)
         elif len(args) == 2 and isinstance(y := args[1], Tensor) and y._data.dtype is dtype:
@@ -247,7 +268,8 @@ def apply(op, *args, **attrs):
     # Ops whose base class makes the output (the kernel families) are trusted to return what
     # it makes; any other op's output is checked before a kernel can read it.
     if not op.forward_output_trusted and (
-            out.__class__ is not np.ndarray or out.dtype is not dtype or not out.flags.c_contiguous):
+        out.__class__ is not np.ndarray or out.dtype is not dtype or not out.flags.c_contiguous
+    ):
         _check_output(op, out, dtype)
     t = _new_tensor(Tensor)
     t._data, t.grad = out, None
@@ -265,8 +287,13 @@ ops.bind_engine(apply)
 def _check_output(op, out, dtype):
     """Raise unless ``out`` is what an op's forward may return: a C-contiguous ndarray of the
     dtype it computed in, or of any float dtype for an op that ``casts_dtype``."""
-    if out.__class__ is np.ndarray and out.flags.c_contiguous and (
-            out.dtype is dtype or (getattr(op, "casts_dtype", False) and out.dtype in FLOAT_DTYPES)):
+    if (
+        out.__class__ is np.ndarray
+        and out.flags.c_contiguous
+        and (
+            out.dtype is dtype or (getattr(op, "casts_dtype", False) and out.dtype in FLOAT_DTYPES)
+        )
+    ):
         return
     raise TypeError(
         f"op '{op.name}': forward must return a C-contiguous {dtype} ndarray, got "
@@ -343,7 +370,9 @@ def backward(root, grad=None, retain_graph=False):
     else:
         seed = grad._data if isinstance(grad, Tensor) else np.asarray(grad)
         if seed.shape != root.shape:
-            raise ValueError(f"backward: grad has shape {seed.shape} but the tensor has shape {root.shape}")
+            raise ValueError(
+                f"backward: grad has shape {seed.shape} but the tensor has shape {root.shape}"
+            )
         seed = np.asarray(seed, dtype=root.dtype, order="C")
     if root._node is None:
         _accumulate_leaf(root, seed)

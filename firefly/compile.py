@@ -40,6 +40,7 @@ that Python code inside ``fn`` changes without reaching a kernel is not replayed
 Recording patches the op classes' kernels, the optimizer and scheduler methods and the
 Tensor value readers for its duration: record in one thread at a time.
 """
+
 import collections
 import functools
 import sys
@@ -54,9 +55,18 @@ from firefly.kernels._jit import is_compiled_kernel, is_sized_kernel
 from firefly.ops.base import Op
 from firefly.tensor import Tensor
 
-MAX_PLANS = 8            # signatures kept per compiled function
-MAX_RECORDINGS = 3       # eager recordings per signature before giving up on a plan
-_VALUE_READS = ("item", "numpy", "to_numpy", "tolist", "__float__", "__int__", "__bool__", "__array__")
+MAX_PLANS = 8  # signatures kept per compiled function
+MAX_RECORDINGS = 3  # eager recordings per signature before giving up on a plan
+_VALUE_READS = (
+    "item",
+    "numpy",
+    "to_numpy",
+    "tolist",
+    "__float__",
+    "__int__",
+    "__bool__",
+    "__array__",
+)
 
 
 # Entries that only the analysed recording has: how it explains memory Python code wrote.
@@ -86,7 +96,9 @@ def _uniform_value(a):
     if a.size == 0:
         return None
     first = a.flat[0]
-    return first if np.array_equal(a, np.full(a.shape, first, dtype=a.dtype), equal_nan=True) else None
+    return (
+        first if np.array_equal(a, np.full(a.shape, first, dtype=a.dtype), equal_nan=True) else None
+    )
 
 
 def _root(a):
@@ -98,8 +110,13 @@ def _root(a):
 def _view_like(a, root, base):
     """The view of ``base`` (laid out like ``root``) that ``a`` is of ``root``."""
     offset = a.__array_interface__["data"][0] - root.__array_interface__["data"][0]
-    return np.ndarray(a.shape, base.dtype, buffer=base, offset=offset * base.itemsize // root.itemsize,
-                      strides=tuple(s * base.itemsize // root.itemsize for s in a.strides))
+    return np.ndarray(
+        a.shape,
+        base.dtype,
+        buffer=base,
+        offset=offset * base.itemsize // root.itemsize,
+        strides=tuple(s * base.itemsize // root.itemsize for s in a.strides),
+    )
 
 
 def _copies(args):
@@ -148,16 +165,16 @@ class _Recording:
     that turn it into a plan."""
 
     def __init__(self, previous, inputs):
-        self.previous = previous     # the prior recording of this signature, or None
-        self.entries = []            # (kind, callable, args, extra)
-        self.kept = []               # every array seen: keeps its memory from being reused
-        self.problem = None          # the first reason this recording cannot become a plan
-        self.depth = 0               # > 0 inside an optimizer or scheduler call
-        self.expected = {}           # extent -> (array, digest): memory whose contents are explained
-        self.leaves = {}             # id -> leaf tensor that received a gradient
-        self.optimizers = {}         # id -> optimizer seen
-        self.scalars = []            # (entry index, value, candidate divisors) of kernels returning a number
-        self.produced = []           # arrays the recorded kernels were given, in call order
+        self.previous = previous  # the prior recording of this signature, or None
+        self.entries = []  # (kind, callable, args, extra)
+        self.kept = []  # every array seen: keeps its memory from being reused
+        self.problem = None  # the first reason this recording cannot become a plan
+        self.depth = 0  # > 0 inside an optimizer or scheduler call
+        self.expected = {}  # extent -> (array, digest): memory whose contents are explained
+        self.leaves = {}  # id -> leaf tensor that received a gradient
+        self.optimizers = {}  # id -> optimizer seen
+        self.scalars = []  # (entry index, value, candidate divisors) of kernels returning a number
+        self.produced = []  # arrays the recorded kernels were given, in call order
         if previous is not None:
             for a in previous.kept:
                 self._explain(a)
@@ -188,8 +205,10 @@ class _Recording:
         if known is None:
             return False
         if known[1] != _digest(a):
-            self.fail(f"{what} read an array that was changed outside the recorded kernels "
-                      "(NumPy or Python code writing into it)")
+            self.fail(
+                f"{what} read an array that was changed outside the recorded kernels "
+                "(NumPy or Python code writing into it)"
+            )
         return True
 
     # ------------------------------------------------------------------ recorded calls
@@ -205,8 +224,11 @@ class _Recording:
             self.kept.extend(a for _, a in arrays)
         else:
             for i, a in arrays:
-                if self._check_explained(f"kernel {name}", a) or self._derived(a) \
-                        or not self._content_matters(kernel, args, i):
+                if (
+                    self._check_explained(f"kernel {name}", a)
+                    or self._derived(a)
+                    or not self._content_matters(kernel, args, i)
+                ):
                     continue
                 # One value that the previous recording had here too is a constant (np.ones,
                 # a Tensor(3.0) made inside fn); otherwise the engine's Python may have made it.
@@ -220,8 +242,10 @@ class _Recording:
                     self.produced.append(a)
                     continue
                 if value is None:
-                    self.fail(f"kernel {name} reads an array (argument {i}, {a.shape} {a.dtype}) that no "
-                              "recorded kernel wrote (a random draw such as dropout's, or NumPy work in Python code)")
+                    self.fail(
+                        f"kernel {name} reads an array (argument {i}, {a.shape} {a.dtype}) that no "
+                        "recorded kernel wrote (a random draw such as dropout's, or NumPy work in Python code)"
+                    )
                     return kernel(*args)
                 fills.append((i, a, value))
         result = kernel(*args)
@@ -258,7 +282,10 @@ class _Recording:
             divisors = [(n, None) for n in sizes] + [(None, j) for j in numbers if j != i]
             for n, j in divisors:
                 divisor = n if j is None else outputs[j]
-                if divisor and np.array(outputs[i] / divisor, dtype=a.dtype).tobytes() == a.tobytes():
+                if (
+                    divisor
+                    and np.array(outputs[i] / divisor, dtype=a.dtype).tobytes() == a.tobytes()
+                ):
                     self.entries.append(("derived", None, (a, index, i, n, j), None))
                     self._explain(a)
                     return True
@@ -296,15 +323,25 @@ class _Recording:
         data = a.tobytes()
         # Ops see reshaped views: candidates match in element count and C order.
         for b, _ in list(self.expected.values()):
-            if b.size == a.size and b.dtype != a.dtype and b.dtype.kind == "f" and b.flags.c_contiguous \
-                    and b.astype(a.dtype).tobytes() == data:
+            if (
+                b.size == a.size
+                and b.dtype != a.dtype
+                and b.dtype.kind == "f"
+                and b.flags.c_contiguous
+                and b.astype(a.dtype).tobytes() == data
+            ):
                 return ("cast", None, (a, b.reshape(a.shape)), None)
         # Summands are gradients this recording computed, latest first: never older memory
         # (say, another all-zero array) that happens to hold the same values today.
         same, seen = [], set()
         for b in reversed(self.produced):
-            if b.size == a.size and b.dtype == a.dtype and b.flags.c_contiguous and _extent(b) not in seen \
-                    and not np.shares_memory(a, b):
+            if (
+                b.size == a.size
+                and b.dtype == a.dtype
+                and b.flags.c_contiguous
+                and _extent(b) not in seen
+                and not np.shares_memory(a, b)
+            ):
                 seen.add(_extent(b))
                 same.append(b.reshape(a.shape))
         for k, b in enumerate(same):
@@ -333,7 +370,9 @@ class _Recording:
             if root is target:
                 untouched = np.zeros(root.shape, dtype=bool)
                 _view_like(args[i], root, untouched)[...] = True
-                differ &= ~(untouched & _equal(c2, np.full_like(c2, _poison(c2))) & _equal(c1, root))
+                differ &= ~(
+                    untouched & _equal(c2, np.full_like(c2, _poison(c2))) & _equal(c1, root)
+                )
             if differ.any():
                 return True
         if isinstance(r1, np.ndarray):
@@ -374,7 +413,9 @@ class _Recording:
         if self.depth or self.problem is not None:
             return result
         if not isinstance(result, np.ndarray):
-            self.fail(f"the function draws a random Python number (generator().{name}) at {_where()}")
+            self.fail(
+                f"the function draws a random Python number (generator().{name}) at {_where()}"
+            )
             return result
         self.kept.append(result)
         if self.previous is not None:
@@ -396,7 +437,9 @@ class _Recording:
         finally:
             self.depth -= 1
         if result is not None and not isinstance(result, (int, float)):
-            self.fail(f"{type(owner).__name__}.{function.__name__} returned {type(result).__name__}")
+            self.fail(
+                f"{type(owner).__name__}.{function.__name__} returned {type(result).__name__}"
+            )
         if self.previous is not None:
             self._refresh()  # the call reruns at replay: what it changed is explained
         self.entries.append(("method", function, (owner, args, kwargs), function.__name__))
@@ -407,12 +450,16 @@ class _Recording:
             for p in group["params"]:
                 leaf = getattr(p, "tensor", p)
                 if leaf.grad is not None:
-                    self._check_explained(f"{type(optimizer).__name__}.step", _leaf_array(leaf.grad))
+                    self._check_explained(
+                        f"{type(optimizer).__name__}.step", _leaf_array(leaf.grad)
+                    )
 
     def value_read(self, name):
         if not self.depth:
-            self.fail(f"the function reads a tensor's value with {name}() at {_where()}; move the read out "
-                      "of the compiled function (return the tensor and read it after the call)")
+            self.fail(
+                f"the function reads a tensor's value with {name}() at {_where()}; move the read out "
+                "of the compiled function (return the tensor and read it after the call)"
+            )
 
 
 def _leaves(recording):
@@ -428,7 +475,11 @@ def _leaves(recording):
 
 def _resolved(kernel, args):
     """The build a sized kernel would pick for these (fixed) sizes."""
-    if is_sized_kernel(kernel) and args[0].size < kernel.threshold and args[-1].size < kernel.threshold:
+    if (
+        is_sized_kernel(kernel)
+        and args[0].size < kernel.threshold
+        and args[-1].size < kernel.threshold
+    ):
         return kernel.serial
     return kernel
 
@@ -458,7 +509,12 @@ def _same_call(mine, theirs):
         return True
     if kind == "method":
         try:
-            return fn is fn2 and args[0] is args2[0] and bool(args[1] == args2[1]) and bool(args[2] == args2[2])
+            return (
+                fn is fn2
+                and args[0] is args2[0]
+                and bool(args[1] == args2[1])
+                and bool(args[2] == args2[2])
+            )
         except (TypeError, ValueError):  # arguments that do not compare as one bool
             return False
     if kind == "leaf":
@@ -533,8 +589,9 @@ class _Plan:
                 fills, result, _ = extra
                 for _, a, value in fills:
                     self.calls.append((a.fill, (value,)))
-                if isinstance(result, np.ndarray) or (isinstance(result, tuple) and
-                                                      any(isinstance(r, np.ndarray) for r in result)):
+                if isinstance(result, np.ndarray) or (
+                    isinstance(result, tuple) and any(isinstance(r, np.ndarray) for r in result)
+                ):
                     self.calls.append((functools.partial(_copy_result, fn), (args, result)))
                 elif index in numbers:
                     self.calls.append((functools.partial(_keep_result, fn, numbers[index]), args))
@@ -562,8 +619,10 @@ class _Plan:
         self.guards = [(t, t.requires_grad, t._data, t.grad) for t in _leaves(recording)]
 
     def valid(self):
-        return all(t.requires_grad == rg and t._data is data and t.grad is grad
-                   for t, rg, data, grad in self.guards)
+        return all(
+            t.requires_grad == rg and t._data is data and t.grad is grad
+            for t, rg, data, grad in self.guards
+        )
 
     def replay(self, arrays):
         for dst, src in zip(self.inputs, arrays):
@@ -609,7 +668,7 @@ class _RecordingKernel:
         return getattr(self.kernel, name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _method_owners():
     from firefly.optim.lr_scheduler import LRScheduler
     from firefly.optim.optimizer import Optimizer
@@ -635,12 +694,22 @@ class _Patched:
             for attr in ("forward_kernel", "backward_kernel"):
                 value = cls.__dict__.get(attr)
                 if isinstance(value, tuple):
-                    self._set(cls, attr, tuple(_RecordingKernel(k, rec) if is_compiled_kernel(k) else k for k in value))
+                    self._set(
+                        cls,
+                        attr,
+                        tuple(
+                            _RecordingKernel(k, rec) if is_compiled_kernel(k) else k for k in value
+                        ),
+                    )
                 elif value is not None and is_compiled_kernel(value):
                     self._set(cls, attr, _RecordingKernel(value, rec))
-        self._set_module(firefly_random, "generator", _recording_generator(firefly_random.generator, rec))
+        self._set_module(
+            firefly_random, "generator", _recording_generator(firefly_random.generator, rec)
+        )
         accumulate = autograd._accumulate_leaf
-        self._set_module(autograd, "_accumulate_leaf", lambda leaf, g: rec.leaf_gradient(accumulate, leaf, g))
+        self._set_module(
+            autograd, "_accumulate_leaf", lambda leaf, g: rec.leaf_gradient(accumulate, leaf, g)
+        )
         for base, names in _method_owners():
             for cls in _subclasses(base):
                 for name in names:
@@ -663,6 +732,7 @@ class _Patched:
 
 def _recording_generator(generator, rec):
     """Stands in for ``firefly.random.generator`` while recording: draws are recorded."""
+
     class RecordingGenerator:
         def __getattr__(self, name):
             real = getattr(generator(), name)
@@ -677,6 +747,7 @@ def _recorded_method(function, rec):
     @functools.wraps(function)
     def method(self, *args, **kwargs):
         return rec.method(function, self, args, kwargs)
+
     return method
 
 
@@ -685,6 +756,7 @@ def _value_read(function, name, rec):
     def read(self, *args, **kwargs):
         rec.value_read(name)
         return function(self, *args, **kwargs)
+
     return read
 
 
@@ -706,7 +778,9 @@ def _in_order(args, kwargs):
 def _private(value):
     """A copy of a Tensor/ndarray argument that the plan can own as its input buffer."""
     if isinstance(value, Tensor):
-        return Tensor(np.array(value._data, copy=True), requires_grad=value.requires_grad, dtype=value.dtype)
+        return Tensor(
+            np.array(value._data, copy=True), requires_grad=value.requires_grad, dtype=value.dtype
+        )
     return np.array(value, copy=True)
 
 
@@ -734,8 +808,11 @@ class CompiledFunction:
 
     def __call__(self, *args, **kwargs):
         try:
-            key = (autograd.is_grad_enabled(), tuple(map(_describe, args)),
-                   tuple(sorted((k, _describe(v)) for k, v in kwargs.items())))
+            key = (
+                autograd.is_grad_enabled(),
+                tuple(map(_describe, args)),
+                tuple(sorted((k, _describe(v)) for k, v in kwargs.items())),
+            )
         except TypeError:
             return self.fn(*args, **kwargs)
         state = self.signatures.get(key)
@@ -749,16 +826,26 @@ class CompiledFunction:
             return self.fn(*args, **kwargs)
         if state.plan is not None:
             if state.plan.valid():
-                return state.plan.replay([_leaf_array(a) if isinstance(a, Tensor) else a
-                                          for a in _in_order(args, kwargs) if isinstance(a, (Tensor, np.ndarray))])
+                return state.plan.replay(
+                    [
+                        _leaf_array(a) if isinstance(a, Tensor) else a
+                        for a in _in_order(args, kwargs)
+                        if isinstance(a, (Tensor, np.ndarray))
+                    ]
+                )
             state.plan, state.recording, state.recordings = None, None, 0
         return self._record(state, args, kwargs)
 
     def _record(self, state, args, kwargs):
         args = [_private(a) if isinstance(a, (Tensor, np.ndarray)) else a for a in args]
-        kwargs = {k: _private(v) if isinstance(v, (Tensor, np.ndarray)) else v for k, v in kwargs.items()}
-        inputs = [_leaf_array(a) if isinstance(a, Tensor) else a
-                  for a in _in_order(args, kwargs) if isinstance(a, (Tensor, np.ndarray))]
+        kwargs = {
+            k: _private(v) if isinstance(v, (Tensor, np.ndarray)) else v for k, v in kwargs.items()
+        }
+        inputs = [
+            _leaf_array(a) if isinstance(a, Tensor) else a
+            for a in _in_order(args, kwargs)
+            if isinstance(a, (Tensor, np.ndarray))
+        ]
         previous = state.recording
         rec = _Recording(previous, inputs)
         with _Patched(rec):
@@ -766,7 +853,9 @@ class CompiledFunction:
         returned = _rebuild(result, lambda t: self._returned_array(rec, t))
         rec.previous, rec.expected = None, {}  # what a later recording needs is in rec.kept
         state.recordings += 1
-        if rec.problem is not None and (previous is not None or "reads a tensor's value" in rec.problem):
+        if rec.problem is not None and (
+            previous is not None or "reads a tensor's value" in rec.problem
+        ):
             self._give_up(state, rec.problem)
         elif previous is not None:
             mine = [e for e in rec.entries if e[0] not in _EXPLANATIONS]
@@ -775,9 +864,12 @@ class CompiledFunction:
                 state.plan = _Plan(rec, inputs, returned)
                 state.recording = None
             elif state.recordings >= MAX_RECORDINGS:
-                self._give_up(state, "the recorded kernel calls differ from one call to the next "
-                                     "(Python control flow or values that change between steps): "
-                                     + _first_difference(mine, theirs))
+                self._give_up(
+                    state,
+                    "the recorded kernel calls differ from one call to the next "
+                    "(Python control flow or values that change between steps): "
+                    + _first_difference(mine, theirs),
+                )
             else:
                 state.recording = rec
         else:
@@ -785,16 +877,23 @@ class CompiledFunction:
         if state.eager:
             return result
         # The plan's buffers change on every replay: hand back copies, as replay does.
-        return _rebuild(result, lambda t: Tensor(np.array(t._data, copy=True)) if isinstance(t, Tensor) else t)
+        return _rebuild(
+            result, lambda t: Tensor(np.array(t._data, copy=True)) if isinstance(t, Tensor) else t
+        )
 
     def _returned_array(self, rec, t):
         if not isinstance(t, Tensor):
-            rec.fail(f"the function returned a {type(t).__name__}; a compiled function may return "
-                     "tensors (or a tuple or list of them) or None")
+            rec.fail(
+                f"the function returned a {type(t).__name__}; a compiled function may return "
+                "tensors (or a tuple or list of them) or None"
+            )
             return None
         a = _leaf_array(t)
-        if not rec._check_explained("the returned tensor", a) and not rec._derived(a) \
-                and not rec.explain_by_python(a):
+        if (
+            not rec._check_explained("the returned tensor", a)
+            and not rec._derived(a)
+            and not rec.explain_by_python(a)
+        ):
             rec.fail("the function returned a tensor that no recorded kernel wrote")
         return a
 
@@ -802,8 +901,11 @@ class CompiledFunction:
         state.eager, state.plan, state.recording = True, None, None
         if reason not in self._warned:
             self._warned.add(reason)
-            warnings.warn(f"firefly.compile({getattr(self.fn, '__qualname__', self.fn)}): runs eagerly: {reason}",
-                          RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"firefly.compile({getattr(self.fn, '__qualname__', self.fn)}): runs eagerly: {reason}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
 
 def compile(fn):

@@ -3,6 +3,7 @@
 so ``manual_seed`` reproduces them), the ``*_like`` forms, ``tensor``, ``from_numpy`` and
 ``as_tensor``.
 """
+
 import numbers
 
 import numpy as np
@@ -11,9 +12,25 @@ from firefly import random
 from firefly.tensor import FLOAT_DTYPES, Tensor, _dims, as_array, dtype_of
 
 __all__ = [
-    "tensor", "zeros", "ones", "full", "empty", "arange", "linspace", "eye", "rand", "randn",
-    "randint", "zeros_like", "ones_like", "full_like", "empty_like", "rand_like", "randn_like",
-    "from_numpy", "as_tensor",
+    "tensor",
+    "zeros",
+    "ones",
+    "full",
+    "empty",
+    "arange",
+    "linspace",
+    "eye",
+    "rand",
+    "randn",
+    "randint",
+    "zeros_like",
+    "ones_like",
+    "full_like",
+    "empty_like",
+    "rand_like",
+    "randn_like",
+    "from_numpy",
+    "as_tensor",
 ]
 
 DEFAULT_DTYPE = np.dtype(np.float32)  # PyTorch's default floating dtype
@@ -23,7 +40,9 @@ def _made(array, requires_grad, name):
     t = Tensor._wrap(np.asarray(array, order="C"))
     if requires_grad:
         if t.dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{name}: only float32 and float64 tensors can require grad, got dtype {t.dtype}")
+            raise TypeError(
+                f"{name}: only float32 and float64 tensors can require grad, got dtype {t.dtype}"
+            )
         t.requires_grad = True
     return t
 
@@ -56,14 +75,20 @@ def tensor(data, dtype=None, requires_grad=False):
 
 def _python_dtype(data):
     """torch.tensor's dtype for Python data: bool, int64 or float32, by the widest element."""
-    kind = np.array(data).dtype.kind if not isinstance(data, np.generic) else np.asarray(data).dtype.kind
+    kind = (
+        np.array(data).dtype.kind
+        if not isinstance(data, np.generic)
+        else np.asarray(data).dtype.kind
+    )
     if isinstance(data, np.generic):
         return np.asarray(data).dtype
     return {"b": np.bool_, "i": np.int64, "u": np.int64}.get(kind, DEFAULT_DTYPE)
 
 
 def zeros(*size, dtype=None, requires_grad=False):
-    return _made(np.zeros(_shape("zeros", size), _float_dtype("zeros", dtype)), requires_grad, "zeros")
+    return _made(
+        np.zeros(_shape("zeros", size), _float_dtype("zeros", dtype)), requires_grad, "zeros"
+    )
 
 
 def ones(*size, dtype=None, requires_grad=False):
@@ -71,16 +96,23 @@ def ones(*size, dtype=None, requires_grad=False):
 
 
 def empty(*size, dtype=None, requires_grad=False):
-    return _made(np.empty(_shape("empty", size), _float_dtype("empty", dtype)), requires_grad, "empty")
+    return _made(
+        np.empty(_shape("empty", size), _float_dtype("empty", dtype)), requires_grad, "empty"
+    )
 
 
 def full(size, fill_value, dtype=None, requires_grad=False):
     """``size`` filled with ``fill_value``; the dtype follows the value as in PyTorch (a bool
     makes bool, an int int64, a float float32) unless ``dtype`` is given."""
     if dtype is None:
-        dtype = np.bool_ if isinstance(fill_value, (bool, np.bool_)) else (
-            np.int64 if isinstance(fill_value, numbers.Integral) else DEFAULT_DTYPE)
-    return _made(np.full(_shape("full", (size,)), fill_value, dtype_of("full", dtype)), requires_grad, "full")
+        dtype = (
+            np.bool_
+            if isinstance(fill_value, (bool, np.bool_))
+            else (np.int64 if isinstance(fill_value, numbers.Integral) else DEFAULT_DTYPE)
+        )
+    return _made(
+        np.full(_shape("full", (size,)), fill_value, dtype_of("full", dtype)), requires_grad, "full"
+    )
 
 
 def arange(start, end=None, step=1, dtype=None, requires_grad=False):
@@ -95,14 +127,18 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False):
         dtype = np.int64 if ints else DEFAULT_DTYPE
     dtype = dtype_of("arange", dtype)
     if dtype.kind == "f":  # computed in float64, then cast, for the fewest rounding surprises
-        return _made(np.arange(start, end, step, dtype=np.float64).astype(dtype), requires_grad, "arange")
+        return _made(
+            np.arange(start, end, step, dtype=np.float64).astype(dtype), requires_grad, "arange"
+        )
     return _made(np.arange(start, end, step).astype(dtype), requires_grad, "arange")
 
 
 def linspace(start, end, steps, dtype=None, requires_grad=False):
     if not isinstance(steps, numbers.Integral) or steps < 0:
         raise ValueError(f"linspace: steps must be a non-negative int, got {steps!r}")
-    array = np.linspace(start, end, int(steps), dtype=np.float64).astype(_float_dtype("linspace", dtype))
+    array = np.linspace(start, end, int(steps), dtype=np.float64).astype(
+        _float_dtype("linspace", dtype)
+    )
     return _made(array, requires_grad, "linspace")
 
 
@@ -113,13 +149,19 @@ def eye(n, m=None, dtype=None, requires_grad=False):
 def rand(*size, dtype=None, requires_grad=False):
     """Uniform on [0, 1), from firefly's generator."""
     dtype = _float_dtype("rand", dtype)
-    return _made(random.generator().random(_shape("rand", size)).astype(dtype), requires_grad, "rand")
+    return _made(
+        random.generator().random(_shape("rand", size)).astype(dtype), requires_grad, "rand"
+    )
 
 
 def randn(*size, dtype=None, requires_grad=False):
     """Standard normal, from firefly's generator."""
     dtype = _float_dtype("randn", dtype)
-    return _made(random.generator().standard_normal(_shape("randn", size)).astype(dtype), requires_grad, "randn")
+    return _made(
+        random.generator().standard_normal(_shape("randn", size)).astype(dtype),
+        requires_grad,
+        "randn",
+    )
 
 
 def randint(low, high=None, size=None, dtype=None, requires_grad=False):
@@ -132,7 +174,9 @@ def randint(low, high=None, size=None, dtype=None, requires_grad=False):
     if high <= low:
         raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
     dtype = dtype_of("randint", np.int64 if dtype is None else dtype)
-    return _made(random.generator().integers(low, high, size=shape).astype(dtype), requires_grad, "randint")
+    return _made(
+        random.generator().integers(low, high, size=shape).astype(dtype), requires_grad, "randint"
+    )
 
 
 def _like(name, t, dtype):

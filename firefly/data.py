@@ -6,6 +6,7 @@ dataset indices; ``DataLoader`` groups them into batches, fetches the items and 
 with ``default_collate`` (torch's rules: Tensors and arrays are stacked, Python numbers become
 a Tensor, tuples/lists are collated field by field into a list, dicts key by key).
 """
+
 import collections.abc
 import math
 import numbers
@@ -53,11 +54,15 @@ class TensorDataset(Dataset):
         for i, t in enumerate(tensors):
             array = _numeric_array("TensorDataset", t, f"tensor {i}")
             if array.ndim == 0:
-                raise ValueError(f"TensorDataset: tensor {i} is 0-d; every tensor needs a first (sample) dimension")
+                raise ValueError(
+                    f"TensorDataset: tensor {i} is 0-d; every tensor needs a first (sample) dimension"
+                )
             arrays.append(array)
         if len({len(a) for a in arrays}) > 1:
             shapes = ", ".join(str(a.shape) for a in arrays)
-            raise ValueError(f"TensorDataset: the tensors must have the same first dimension, got shapes {shapes}")
+            raise ValueError(
+                f"TensorDataset: the tensors must have the same first dimension, got shapes {shapes}"
+            )
         self.arrays = arrays
         self.tensors = tuple(_as_tensor(a) for a in arrays)
 
@@ -102,7 +107,11 @@ class RandomSampler(Sampler):
 
     def __init__(self, data_source, seed=None):
         self.data_source = data_source
-        self._generator = None if seed is None else np.random.default_rng(as_int("RandomSampler", "seed", seed, 0))
+        self._generator = (
+            None
+            if seed is None
+            else np.random.default_rng(as_int("RandomSampler", "seed", seed, 0))
+        )
 
     def __iter__(self):
         generator = self._generator or random.generator()
@@ -124,7 +133,9 @@ class DistributedSampler(Sampler):
     ``firefly.distributed.world_size()`` and ``rank()``.
     """
 
-    def __init__(self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False):
+    def __init__(
+        self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False
+    ):
         if num_replicas is None or rank is None:
             from firefly import distributed  # imported late: only this path needs it
 
@@ -133,7 +144,9 @@ class DistributedSampler(Sampler):
         self.num_replicas = as_int("DistributedSampler", "num_replicas", num_replicas, 1)
         self.rank = as_int("DistributedSampler", "rank", rank, 0)
         if self.rank >= self.num_replicas:
-            raise ValueError(f"DistributedSampler: invalid rank {self.rank}, rank must be in [0, {self.num_replicas - 1}]")
+            raise ValueError(
+                f"DistributedSampler: invalid rank {self.rank}, rank must be in [0, {self.num_replicas - 1}]"
+            )
         self.dataset, self.shuffle, self.drop_last = dataset, bool(shuffle), bool(drop_last)
         self.seed = as_int("DistributedSampler", "seed", seed, 0)
         self.epoch = 0
@@ -155,7 +168,7 @@ class DistributedSampler(Sampler):
             indices = np.arange(length)
         if self.total_size > length:  # pad by wrapping around, as often as needed
             indices = np.resize(indices, self.total_size)
-        indices = indices[self.rank:self.total_size:self.num_replicas]
+        indices = indices[self.rank : self.total_size : self.num_replicas]
         return iter(indices.tolist())
 
     def __len__(self):
@@ -180,6 +193,7 @@ def _describe(value):
 def _collate(batch, indices, field):
     """``default_collate``; errors name the index (``indices``, the samples' dataset indices)
     and the ``field`` path of the offending item."""
+
     def fail(position, problem):
         where = f"item {indices[position]}" + (f", field {field}" if field else "")
         raise TypeError(f"DataLoader: cannot collate {where}: {problem}")
@@ -194,8 +208,11 @@ def _collate(batch, indices, field):
             if array.dtype.kind not in "fiub":
                 fail(k, f"it is {_describe(array)}; only numbers can be batched")
             if arrays and array.shape != arrays[0].shape:
-                fail(k, f"its shape {array.shape} differs from item {indices[0]}'s {arrays[0].shape}; "
-                        "every sample must have the same shape (or pass a collate_fn)")
+                fail(
+                    k,
+                    f"its shape {array.shape} differs from item {indices[0]}'s {arrays[0].shape}; "
+                    "every sample must have the same shape (or pass a collate_fn)",
+                )
             arrays.append(array)
         return _as_tensor(np.stack(arrays))
     if isinstance(first, numbers.Number) and not isinstance(first, complex):
@@ -217,20 +234,34 @@ def _collate(batch, indices, field):
             if not isinstance(item, collections.abc.Mapping) or set(item) != set(keys):
                 got = sorted(item) if isinstance(item, collections.abc.Mapping) else _describe(item)
                 fail(k, f"it has keys {got} but item {indices[0]} has keys {sorted(keys)}")
-        return {key: _collate([item[key] for item in batch], indices, f"{field}[{key!r}]") for key in keys}
+        return {
+            key: _collate([item[key] for item in batch], indices, f"{field}[{key!r}]")
+            for key in keys
+        }
     if isinstance(first, collections.abc.Sequence):
         for k, item in enumerate(batch):
             if not isinstance(item, collections.abc.Sequence) or isinstance(item, (str, bytes)):
-                fail(k, f"it is {_describe(item)} but item {indices[0]} is a {type(first).__name__}")
+                fail(
+                    k, f"it is {_describe(item)} but item {indices[0]} is a {type(first).__name__}"
+                )
             if len(item) != len(first):
-                fail(k, f"it has {len(item)} fields but item {indices[0]} has {len(first)}; "
-                        "each element in the batch must be of equal size")
-        fields = [_collate([item[j] for item in batch], indices, f"{field}[{j}]") for j in range(len(first))]
+                fail(
+                    k,
+                    f"it has {len(item)} fields but item {indices[0]} has {len(first)}; "
+                    "each element in the batch must be of equal size",
+                )
+        fields = [
+            _collate([item[j] for item in batch], indices, f"{field}[{j}]")
+            for j in range(len(first))
+        ]
         if isinstance(first, tuple) and hasattr(first, "_fields"):  # a namedtuple keeps its type
             return type(first)(*fields)
         return fields
-    fail(0, f"it is {_describe(first)}; default_collate handles Tensors, arrays, numbers, strings, "
-            "and dicts, tuples and lists of them (or pass a collate_fn)")
+    fail(
+        0,
+        f"it is {_describe(first)}; default_collate handles Tensors, arrays, numbers, strings, "
+        "and dicts, tuples and lists of them (or pass a collate_fn)",
+    )
 
 
 # ----------------------------------------------------------------------------- loader
@@ -253,23 +284,47 @@ class DataLoader:
     process (no worker processes).
     """
 
-    def __init__(self, dataset, *args, batch_size=_UNSET, shuffle=_UNSET, sampler=_UNSET,
-                 drop_last=_UNSET, collate_fn=_UNSET, seed=None):
-        options = {"batch_size": batch_size, "shuffle": shuffle, "sampler": sampler,
-                   "drop_last": drop_last, "collate_fn": collate_fn}
+    def __init__(
+        self,
+        dataset,
+        *args,
+        batch_size=_UNSET,
+        shuffle=_UNSET,
+        sampler=_UNSET,
+        drop_last=_UNSET,
+        collate_fn=_UNSET,
+        seed=None,
+    ):
+        options = {
+            "batch_size": batch_size,
+            "shuffle": shuffle,
+            "sampler": sampler,
+            "drop_last": drop_last,
+            "collate_fn": collate_fn,
+        }
         arrays = (np.ndarray, np.generic, Tensor)
         if isinstance(dataset, arrays) and args and all(isinstance(a, arrays) for a in args):
             dataset, args = TensorDataset(dataset, *args), ()
         elif isinstance(dataset, arrays):
             dataset = TensorDataset(dataset)
         if len(args) > len(_POSITIONAL):
-            raise TypeError(f"DataLoader: got {len(args) + 1} positional arguments; expected at most {len(_POSITIONAL) + 1}")
+            raise TypeError(
+                f"DataLoader: got {len(args) + 1} positional arguments; expected at most {len(_POSITIONAL) + 1}"
+            )
         for name, value in zip(_POSITIONAL, args):
             if options[name] is not _UNSET:
                 raise TypeError(f"DataLoader: got multiple values for argument '{name}'")
             options[name] = value
-        defaults = {"batch_size": 1, "shuffle": False, "sampler": None, "drop_last": False, "collate_fn": None}
-        options = {name: defaults[name] if value is _UNSET else value for name, value in options.items()}
+        defaults = {
+            "batch_size": 1,
+            "shuffle": False,
+            "sampler": None,
+            "drop_last": False,
+            "collate_fn": None,
+        }
+        options = {
+            name: defaults[name] if value is _UNSET else value for name, value in options.items()
+        }
 
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(
@@ -281,13 +336,17 @@ class DataLoader:
         self.drop_last = bool(options["drop_last"])
         self.collate_fn = options["collate_fn"]
         if self.collate_fn is not None and not callable(self.collate_fn):
-            raise TypeError(f"DataLoader: collate_fn must be callable, got {type(self.collate_fn).__name__}")
+            raise TypeError(
+                f"DataLoader: collate_fn must be callable, got {type(self.collate_fn).__name__}"
+            )
         sampler, self.shuffle = options["sampler"], bool(options["shuffle"])
         if sampler is not None:
             if self.shuffle:
                 raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
             if not hasattr(sampler, "__iter__") or not hasattr(sampler, "__len__"):
-                raise TypeError(f"DataLoader: sampler must be iterable and have a length, got {type(sampler).__name__}")
+                raise TypeError(
+                    f"DataLoader: sampler must be iterable and have a length, got {type(sampler).__name__}"
+                )
         elif self.shuffle:
             sampler = RandomSampler(dataset, seed=seed)
         else:
@@ -329,7 +388,9 @@ class DataLoader:
                 items.append(dataset[index])
             except Exception as exc:
                 if hasattr(exc, "add_note"):  # Python 3.11+
-                    exc.add_note(f"(raised by the DataLoader's dataset[{index}], {type(dataset).__name__})")
+                    exc.add_note(
+                        f"(raised by the DataLoader's dataset[{index}], {type(dataset).__name__})"
+                    )
                 raise
         if self.collate_fn is not None:
             return self.collate_fn(items)

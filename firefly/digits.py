@@ -2,6 +2,7 @@
 shared by ``python -m firefly demo --model digits-cnn`` and ``examples/digits_cnn.py`` /
 ``examples/digits_mlp.py``, so that the demo and the examples train the same model on the same
 split."""
+
 import statistics
 import time
 
@@ -23,8 +24,12 @@ def load_split(seed=0, dtype=np.float32):
 def build_model(nn):
     """The CNN, for firefly.nn or torch.nn alike (same names, same arguments)."""
     return nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Dropout(0.25),
         nn.Flatten(),
@@ -47,7 +52,7 @@ def accuracy(model, X, y):
 def batches(n, batch_size, rng):
     """Index arrays of one shuffled epoch over ``n`` samples."""
     order = rng.permutation(n)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
 def run(args):
@@ -60,8 +65,10 @@ def run(args):
     try:
         X_train, X_test, y_train, y_test = load_split(dtype=dtype)
     except ImportError:
-        print("demo --model digits-cnn needs scikit-learn for its bundled digits data: "
-              'pip install "firefly[examples]" (or pip install scikit-learn)')
+        print(
+            "demo --model digits-cnn needs scikit-learn for its bundled digits data: "
+            'pip install "firefly[examples]" (or pip install scikit-learn)'
+        )
         return 1
     firefly.manual_seed(args.seed)
     model = build_model(nn).to(dtype)
@@ -69,8 +76,10 @@ def run(args):
     loss_fn = nn.CrossEntropyLoss()
     rng = np.random.default_rng(args.seed)
 
-    print(f"firefly {firefly.__version__}: digits CNN ({dtype}, {args.epochs} epochs, AdamW lr={args.lr}, "
-          f"seed={args.seed}, batch 64, {len(X_train)} training / {len(X_test)} held-out images)")
+    print(
+        f"firefly {firefly.__version__}: digits CNN ({dtype}, {args.epochs} epochs, AdamW lr={args.lr}, "
+        f"seed={args.seed}, batch 64, {len(X_train)} training / {len(X_test)} held-out images)"
+    )
     step_times = []
     for epoch in range(args.epochs):
         t0 = time.perf_counter()
@@ -84,9 +93,13 @@ def run(args):
             step_times.append(time.perf_counter() - s0)
             total += loss.item() * len(idx)
         elapsed = time.perf_counter() - t0
-        print(f"Epoch [{epoch + 1}/{args.epochs}], loss: {total / len(X_train):.4f}, train accuracy: "
-              f"{100 * accuracy(model, X_train, y_train):.2f}%, held-out accuracy: {100 * accuracy(model, X_test, y_test):.2f}%, "
-              f"time: {elapsed:.2f} s")
-    print(f"final held-out accuracy {100 * accuracy(model, X_test, y_test):.2f}% | median step "
-          f"{statistics.median(step_times) * 1e3:.2f} ms (batch 64)")
+        print(
+            f"Epoch [{epoch + 1}/{args.epochs}], loss: {total / len(X_train):.4f}, train accuracy: "
+            f"{100 * accuracy(model, X_train, y_train):.2f}%, held-out accuracy: {100 * accuracy(model, X_test, y_test):.2f}%, "
+            f"time: {elapsed:.2f} s"
+        )
+    print(
+        f"final held-out accuracy {100 * accuracy(model, X_test, y_test):.2f}% | median step "
+        f"{statistics.median(step_times) * 1e3:.2f} ms (batch 64)"
+    )
     return 0

@@ -6,6 +6,7 @@ values).
 They work on any dtype and return bool or int64 tensors, so nothing here can carry a
 gradient, and none is an op: NumPy's own loops compute them.
 """
+
 import operator
 
 import numpy as np
@@ -13,8 +14,14 @@ import numpy as np
 from firefly.ops.shapes import normalize_axes
 from firefly.tensor import Tensor
 
-_COMPARE = {"eq": np.equal, "ne": np.not_equal, "lt": np.less, "le": np.less_equal,
-            "gt": np.greater, "ge": np.greater_equal}
+_COMPARE = {
+    "eq": np.equal,
+    "ne": np.not_equal,
+    "lt": np.less,
+    "le": np.less_equal,
+    "gt": np.greater,
+    "ge": np.greater_equal,
+}
 _SYMBOL = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 _LOGICAL = {"and": np.bitwise_and, "or": np.bitwise_or, "xor": np.bitwise_xor}
 
@@ -42,7 +49,9 @@ def compare(name, a, b):
         if name in ("eq", "ne"):
             return NotImplemented  # Python then compares identities: t == None is False
         other = b if y is None else a
-        raise TypeError(f"{_SYMBOL[name]}: cannot compare a tensor with {type(other).__name__} {other!r}")
+        raise TypeError(
+            f"{_SYMBOL[name]}: cannot compare a tensor with {type(other).__name__} {other!r}"
+        )
     try:
         result = _COMPARE[name](x, y)
     except ValueError:
@@ -63,7 +72,9 @@ def logical(name, a, b):
     try:
         result = _LOGICAL[name](x, y)
     except ValueError:
-        raise ValueError(f"{symbol}: {_describe(x)} and {_describe(y)} are not broadcastable") from None
+        raise ValueError(
+            f"{symbol}: {_describe(x)} and {_describe(y)} are not broadcastable"
+        ) from None
     return Tensor._wrap(np.asarray(result, order="C"))
 
 
@@ -121,8 +132,12 @@ def _index_array(op_name, item, shape):
 def _coordinates(shape):
     """Per dimension, every element's coordinate along it, as a read-only zero-stride view
     over ``shape`` (no memory)."""
-    return [np.broadcast_to(np.arange(n, dtype=np.int64).reshape((-1,) + (1,) * (len(shape) - 1 - d)), shape)
-            for d, n in enumerate(shape)]
+    return [
+        np.broadcast_to(
+            np.arange(n, dtype=np.int64).reshape((-1,) + (1,) * (len(shape) - 1 - d)), shape
+        )
+        for d, n in enumerate(shape)
+    ]
 
 
 def _strides(shape):
@@ -145,9 +160,13 @@ def advanced_index(t, index):
         if not shape:
             flat = np.zeros((), np.int64)[key]
         else:
-            flat = sum(coord[key] * step for coord, step in zip(_coordinates(shape), _strides(shape)))
+            flat = sum(
+                coord[key] * step for coord, step in zip(_coordinates(shape), _strides(shape))
+            )
     except IndexError as exc:
-        raise IndexError(f"getitem: index {_show(index)} does not fit a tensor of shape {shape}: {exc}") from None
+        raise IndexError(
+            f"getitem: index {_show(index)} does not fit a tensor of shape {shape}: {exc}"
+        ) from None
     return {"index": np.asarray(flat, dtype=np.int64, order="C")}
 
 
@@ -156,7 +175,9 @@ def gather_index(t, dim, index):
     shape = t._data.shape
     idx = _index_array("gather", index, shape)
     if not isinstance(idx, np.ndarray) or idx.dtype.kind not in "iu":
-        raise TypeError(f"gather: index must be an integer tensor, got {type(index).__name__} for a tensor of shape {shape}")
+        raise TypeError(
+            f"gather: index must be an integer tensor, got {type(index).__name__} for a tensor of shape {shape}"
+        )
     try:
         d = operator.index(dim)
     except TypeError:

@@ -10,6 +10,7 @@ Gradient averaging rides on the optimizer's flat buffers: every gradient of one 
 sits in one contiguous array, so averaging across ranks is one in-place ``Allreduce`` per
 buffer, run by a step pre-hook just before the optimizer updates the parameters.
 """
+
 import contextlib
 import os
 import sys
@@ -115,7 +116,9 @@ def abort_on_exception():
         return
 
     def abort(kind, value, tb):
-        rank, size = (_comm.Get_rank(), _comm.Get_size()) if _comm is not None else (_launcher_rank(), "?")
+        rank, size = (
+            (_comm.Get_rank(), _comm.Get_size()) if _comm is not None else (_launcher_rank(), "?")
+        )
         message = f"firefly.distributed: rank {rank} of {size} failed; aborting the job\n"
         sys.stderr.write(message + "".join(traceback.format_exception(kind, value, tb)))
         sys.stderr.flush()
@@ -139,7 +142,9 @@ def _buffer(name, x):
     """The ndarray behind ``x`` (a Tensor or an ndarray), checked for in-place MPI use."""
     array = x._data if isinstance(x, Tensor) else x
     if not isinstance(array, np.ndarray):
-        raise TypeError(f"firefly.distributed.{name}: expected a Tensor or an ndarray, got {type(x).__name__}")
+        raise TypeError(
+            f"firefly.distributed.{name}: expected a Tensor or an ndarray, got {type(x).__name__}"
+        )
     if array.dtype.kind not in "fiub":
         raise TypeError(f"firefly.distributed.{name}: expected numbers, got dtype {array.dtype}")
     if not (array.flags.c_contiguous and array.flags.writeable):
@@ -155,10 +160,14 @@ def all_reduce(x, op="sum"):
     ranks in place with ``op``: "sum", "mean", "max" or "min"; returns ``x``. "mean" needs
     floats. As ``torch.distributed.all_reduce``, and with one rank it leaves ``x`` as it is."""
     if op not in _REDUCE_OPS:
-        raise ValueError(f"firefly.distributed.all_reduce: op must be one of {_REDUCE_OPS}, got {op!r}")
+        raise ValueError(
+            f"firefly.distributed.all_reduce: op must be one of {_REDUCE_OPS}, got {op!r}"
+        )
     array = _buffer("all_reduce", x)
     if op == "mean" and array.dtype.kind != "f":
-        raise TypeError(f"firefly.distributed.all_reduce: op='mean' needs a float array, got {array.dtype}")
+        raise TypeError(
+            f"firefly.distributed.all_reduce: op='mean' needs a float array, got {array.dtype}"
+        )
     comm = _communicator()
     if comm is None or comm.Get_size() == 1:
         return x
@@ -175,7 +184,9 @@ def broadcast(x, root=0):
     comm = _communicator()
     size = 1 if comm is None else comm.Get_size()
     if not 0 <= root < size:
-        raise ValueError(f"firefly.distributed.broadcast: root must be a rank in [0, {size - 1}], got {root}")
+        raise ValueError(
+            f"firefly.distributed.broadcast: root must be a rank in [0, {size - 1}], got {root}"
+        )
     if size > 1:
         comm.Bcast(array, root=root)
     return x
@@ -204,7 +215,9 @@ def _module_arrays(module):
     named_buffers = getattr(module, "named_buffers", None)
     if named_buffers is not None:
         for name, buffer in named_buffers():
-            entries.append((name, buffer._data if isinstance(buffer, Tensor) else np.asarray(buffer)))
+            entries.append(
+                (name, buffer._data if isinstance(buffer, Tensor) else np.asarray(buffer))
+            )
     return entries
 
 
@@ -241,7 +254,7 @@ def _broadcast_arrays(comm, arrays, root=0):
         comm.Bcast(flat, root=root)
         offset = 0
         for array in members:
-            array[...] = flat[offset:offset + array.size].reshape(array.shape)
+            array[...] = flat[offset : offset + array.size].reshape(array.shape)
             offset += array.size
 
 
@@ -293,7 +306,10 @@ class _GradientAverager:
             return loss
 
         # The closure computes the gradients inside step(): average right after it.
-        return (), {**{k: v for k, v in kwargs.items() if k != "closure"}, "closure": averaged_closure}
+        return (), {
+            **{k: v for k, v in kwargs.items() if k != "closure"},
+            "closure": averaged_closure,
+        }
 
     def average(self, optimizer):
         buffers = optimizer.flat_grads()
@@ -317,14 +333,17 @@ def _average_buffers(buffers, comm, bucket_bytes=None):
         else:
             step = max(1, bucket_bytes // flat.itemsize)
             for start in range(0, flat.size, step):
-                comm.Allreduce(_MPI.IN_PLACE, flat[start:start + step], op=_MPI.SUM)
+                comm.Allreduce(_MPI.IN_PLACE, flat[start : start + step], op=_MPI.SUM)
 
 
 _averagers = weakref.WeakKeyDictionary()  # optimizer -> its _GradientAverager
 
 
 def _check_optimizer(owner, optimizer):
-    if not (callable(getattr(optimizer, "flat_grads", None)) and callable(getattr(optimizer, "register_step_pre_hook", None))):
+    if not (
+        callable(getattr(optimizer, "flat_grads", None))
+        and callable(getattr(optimizer, "register_step_pre_hook", None))
+    ):
         raise TypeError(
             f"{owner}: the optimizer ({type(optimizer).__name__}) needs flat_grads() and "
             "register_step_pre_hook(), as firefly.optim.SGD, Adam and AdamW have; with another "
@@ -347,13 +366,16 @@ def _average_parameter_grads(comm, params):
         if p.tensor.requires_grad:
             by_dtype.setdefault(p.tensor.dtype, []).append(p.tensor)
     for dtype, tensors in by_dtype.items():
-        flat = np.concatenate([
-            (t.grad._data if t.grad is not None else np.zeros(t.shape, dtype)).ravel() for t in tensors
-        ]).astype(dtype, copy=False)
+        flat = np.concatenate(
+            [
+                (t.grad._data if t.grad is not None else np.zeros(t.shape, dtype)).ravel()
+                for t in tensors
+            ]
+        ).astype(dtype, copy=False)
         _average_buffers([flat], comm)
         offset = 0
         for t in tensors:
-            value = flat[offset:offset + t._data.size].reshape(t.shape)
+            value = flat[offset : offset + t._data.size].reshape(t.shape)
             if t.grad is None:
                 t.grad = Tensor(value.copy(), dtype=dtype)
             else:
@@ -408,21 +430,31 @@ class DistributedDataParallel(Module):
     def __init__(self, module, optimizer=None, bucket_cap_mb=None):
         super().__init__()
         if not isinstance(module, Module):
-            raise TypeError(f"DistributedDataParallel: module must be a firefly.nn.Module, got {type(module).__name__}")
-        if bucket_cap_mb is not None and not (isinstance(bucket_cap_mb, (int, float)) and bucket_cap_mb > 0):
-            raise ValueError(f"DistributedDataParallel: bucket_cap_mb must be a positive number or None, got {bucket_cap_mb!r}")
+            raise TypeError(
+                f"DistributedDataParallel: module must be a firefly.nn.Module, got {type(module).__name__}"
+            )
+        if bucket_cap_mb is not None and not (
+            isinstance(bucket_cap_mb, (int, float)) and bucket_cap_mb > 0
+        ):
+            raise ValueError(
+                f"DistributedDataParallel: bucket_cap_mb must be a positive number or None, got {bucket_cap_mb!r}"
+            )
         self.module = module
         # Plain attributes, set past Module.__setattr__: an empty list would be registered as
         # a (sub-module) list.
         object.__setattr__(self, "_comm", _communicator())
-        object.__setattr__(self, "_bucket_bytes", None if bucket_cap_mb is None else int(bucket_cap_mb * 2**20))
+        object.__setattr__(
+            self, "_bucket_bytes", None if bucket_cap_mb is None else int(bucket_cap_mb * 2**20)
+        )
         object.__setattr__(self, "require_sync", True)
         object.__setattr__(self, "_averagers", [])
         object.__setattr__(self, "_manual_averages", 0)
         object.__setattr__(self, "_snapshot", None)
         if self._comm is not None and self._comm.Get_size() > 1:
             entries = _module_arrays(module)
-            _check_same_layout("DistributedDataParallel", self._comm, entries, "parameter or buffer")
+            _check_same_layout(
+                "DistributedDataParallel", self._comm, entries, "parameter or buffer"
+            )
             _broadcast_arrays(self._comm, [array for _, array in entries])
         if optimizer is not None:
             self.attach(optimizer)
@@ -464,7 +496,12 @@ class DistributedDataParallel(Module):
     def _check_synchronised(self):
         """Refuse to go on after the parameters changed with no gradient averaging: the ranks
         would silently train different models."""
-        if self._comm is None or self._comm.Get_size() == 1 or self._averagers or self._manual_averages:
+        if (
+            self._comm is None
+            or self._comm.Get_size() == 1
+            or self._averagers
+            or self._manual_averages
+        ):
             return
         mine = {id(p.tensor) for p in self.module.parameters()}
         for optimizer in list(_averagers.keys()):  # wrapped by DistributedOptimizer: adopt it
@@ -472,7 +509,9 @@ class DistributedDataParallel(Module):
                 self.attach(optimizer)
                 return
         arrays = [p.tensor._data for p in self.module.parameters()]
-        if self._snapshot is not None and any(not np.array_equal(a, s) for a, s in zip(arrays, self._snapshot)):
+        if self._snapshot is not None and any(
+            not np.array_equal(a, s) for a, s in zip(arrays, self._snapshot)
+        ):
             raise RuntimeError(
                 "DistributedDataParallel: the parameters changed since the last forward but no "
                 "gradients were averaged across ranks, so the ranks now hold different models. "
@@ -535,8 +574,19 @@ def save(state, path, root=0):
 
 
 __all__ = [
-    "init", "is_initialized", "rank", "world_size", "barrier", "all_reduce", "broadcast", "all_gather",
-    "abort_on_exception", "broadcast_parameters", "DistributedDataParallel", "DistributedOptimizer", "save",
+    "init",
+    "is_initialized",
+    "rank",
+    "world_size",
+    "barrier",
+    "all_reduce",
+    "broadcast",
+    "all_gather",
+    "abort_on_exception",
+    "broadcast_parameters",
+    "DistributedDataParallel",
+    "DistributedOptimizer",
+    "save",
 ]
 
 

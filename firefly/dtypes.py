@@ -1,5 +1,6 @@
 """firefly's dtype rules for op inputs, in one place: what ops compute in, and how inputs of
 two float dtypes combine (the autograd engine's fast path and its general path both use them)."""
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # what ops compute in

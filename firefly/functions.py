@@ -1,6 +1,7 @@
 """Function forms, as in PyTorch's top level: the functions of several tensors (``cat``,
 ``stack``, ``where``, ``maximum``, ``minimum``) and ``firefly.max(x, 1)``-style spellings of
 Tensor methods, which accept anything ``as_tensor`` does as their first argument."""
+
 import builtins
 
 import numpy as np
@@ -10,17 +11,60 @@ from firefly.creation import as_tensor
 from firefly.tensor import FLOAT_DTYPES, Tensor, _dim_index, _op
 
 __all__ = [
-    "cat", "concat", "stack", "where", "maximum", "minimum", "clamp", "clip",
-    "sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin", "exp", "log", "abs", "sqrt",
-    "sign", "sigmoid", "tanh", "relu", "softmax", "log_softmax", "matmul", "reshape", "flatten",
-    "squeeze", "unsqueeze", "transpose", "permute", "gather", "clone", "numel", "split", "chunk",
-    "any", "all", "eq", "ne", "lt", "le", "gt", "ge",
+    "cat",
+    "concat",
+    "stack",
+    "where",
+    "maximum",
+    "minimum",
+    "clamp",
+    "clip",
+    "sum",
+    "mean",
+    "max",
+    "min",
+    "amax",
+    "amin",
+    "argmax",
+    "argmin",
+    "exp",
+    "log",
+    "abs",
+    "sqrt",
+    "sign",
+    "sigmoid",
+    "tanh",
+    "relu",
+    "softmax",
+    "log_softmax",
+    "matmul",
+    "reshape",
+    "flatten",
+    "squeeze",
+    "unsqueeze",
+    "transpose",
+    "permute",
+    "gather",
+    "clone",
+    "numel",
+    "split",
+    "chunk",
+    "any",
+    "all",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
 ]
 
 
 def _tensor_list(name, tensors):
     if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
-        raise TypeError(f"{name}: expected a list or tuple of tensors, got {type(tensors).__name__}")
+        raise TypeError(
+            f"{name}: expected a list or tuple of tensors, got {type(tensors).__name__}"
+        )
     if not tensors:
         raise ValueError(f"{name}: expected a non-empty list of tensors")
     return [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
@@ -65,12 +109,16 @@ def stack(tensors, dim=0):
 
 def _join_arrays(name, join, tensors, dim):
     if builtins.any(t.requires_grad for t in tensors) and autograd.is_grad_enabled():
-        raise TypeError(f"{name}: cannot join tensors that require grad with bool or integer ones; convert with .float()")
+        raise TypeError(
+            f"{name}: cannot join tensors that require grad with bool or integer ones; convert with .float()"
+        )
     try:
         return Tensor._wrap(np.asarray(join([t._data for t in tensors], axis=dim), order="C"))
     except (ValueError, np.exceptions.AxisError) as exc:
         shapes = ", ".join(str(t.shape) for t in tensors)
-        raise ValueError(f"{name}: cannot join tensors of shapes {shapes} along dim {dim}: {exc}") from None
+        raise ValueError(
+            f"{name}: cannot join tensors of shapes {shapes} along dim {dim}: {exc}"
+        ) from None
 
 
 def where(condition, input, other):
@@ -78,7 +126,9 @@ def where(condition, input, other):
     Differentiable in ``input`` and ``other``; ``condition`` is a bool tensor or array."""
     mask = condition._data if isinstance(condition, Tensor) else np.asarray(condition)
     if mask.dtype != np.bool_:
-        raise TypeError(f"where: condition must be a bool tensor (a comparison's result), got {mask.dtype} (shape {mask.shape})")
+        raise TypeError(
+            f"where: condition must be a bool tensor (a comparison's result), got {mask.dtype} (shape {mask.shape})"
+        )
     return _op("where", input, other, condition=mask)
 
 
@@ -95,16 +145,94 @@ def _method_form(name):
         return getattr(as_tensor(input), name)(*args, **kwargs)
 
     function.__name__ = function.__qualname__ = name
-    function.__doc__ = f"``firefly.{name}(input, ...)`` is ``input.{name}(...)`` (see ``Tensor.{name}``)."
+    function.__doc__ = (
+        f"``firefly.{name}(input, ...)`` is ``input.{name}(...)`` (see ``Tensor.{name}``)."
+    )
     return function
 
 
-(sum, mean, max, min, amax, amin, argmax, argmin, exp, log, abs, sqrt, sign, sigmoid, tanh, relu,
- softmax, log_softmax, matmul, reshape, flatten, squeeze, unsqueeze, transpose, permute, gather,
- clone, numel, split, chunk, any, all, eq, ne, lt, le, gt, ge, clamp) = (
-    _method_form(name) for name in (
-        "sum", "mean", "max", "min", "amax", "amin", "argmax", "argmin", "exp", "log", "abs",
-        "sqrt", "sign", "sigmoid", "tanh", "relu", "softmax", "log_softmax", "matmul", "reshape",
-        "flatten", "squeeze", "unsqueeze", "transpose", "permute", "gather", "clone", "numel",
-        "split", "chunk", "any", "all", "eq", "ne", "lt", "le", "gt", "ge", "clamp"))
+(
+    sum,
+    mean,
+    max,
+    min,
+    amax,
+    amin,
+    argmax,
+    argmin,
+    exp,
+    log,
+    abs,
+    sqrt,
+    sign,
+    sigmoid,
+    tanh,
+    relu,
+    softmax,
+    log_softmax,
+    matmul,
+    reshape,
+    flatten,
+    squeeze,
+    unsqueeze,
+    transpose,
+    permute,
+    gather,
+    clone,
+    numel,
+    split,
+    chunk,
+    any,
+    all,
+    eq,
+    ne,
+    lt,
+    le,
+    gt,
+    ge,
+    clamp,
+) = (
+    _method_form(name)
+    for name in (
+        "sum",
+        "mean",
+        "max",
+        "min",
+        "amax",
+        "amin",
+        "argmax",
+        "argmin",
+        "exp",
+        "log",
+        "abs",
+        "sqrt",
+        "sign",
+        "sigmoid",
+        "tanh",
+        "relu",
+        "softmax",
+        "log_softmax",
+        "matmul",
+        "reshape",
+        "flatten",
+        "squeeze",
+        "unsqueeze",
+        "transpose",
+        "permute",
+        "gather",
+        "clone",
+        "numel",
+        "split",
+        "chunk",
+        "any",
+        "all",
+        "eq",
+        "ne",
+        "lt",
+        "le",
+        "gt",
+        "ge",
+        "clamp",
+    )
+)
 clip = clamp

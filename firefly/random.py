@@ -3,6 +3,7 @@
 One module-level NumPy Generator, replaced wholesale by ``manual_seed``. Code that draws from
 it must call ``generator()`` at draw time (never keep a reference), so a later seed takes effect.
 """
+
 import numpy as np
 
 from firefly.validation import as_int

@@ -7,6 +7,7 @@ path of keys ("model/fc1.weight"); the structure, with every array replaced by a
 its entry, is one JSON string stored as a unicode array. Nothing is pickled, so loading a
 checkpoint cannot run code.
 """
+
 import json
 import numbers
 import os
@@ -54,7 +55,9 @@ class _Encoder:
             return self.add_array(value._data, path)
         if isinstance(value, np.ndarray):
             return self.add_array(value, path)
-        if isinstance(value, np.generic):  # a NumPy scalar keeps its dtype: stored 0-d, loaded as a scalar
+        if isinstance(
+            value, np.generic
+        ):  # a NumPy scalar keeps its dtype: stored 0-d, loaded as a scalar
             return {"scalar": self.add_array(np.asarray(value), path)["array"]}
         if value is None or isinstance(value, (bool, str)):
             return value

@@ -2,6 +2,7 @@
 
 Every operator and method dispatches by op name through ``firefly.ops``; no maths lives here.
 """
+
 import collections
 import numbers
 import operator
@@ -23,18 +24,26 @@ def as_array(data, dtype=None):
         try:
             dtype = np.dtype(dtype)
         except TypeError:
-            raise TypeError(f"Tensor: {dtype!r} is not a dtype; use np.float32 or np.float64") from None
+            raise TypeError(
+                f"Tensor: {dtype!r} is not a dtype; use np.float32 or np.float64"
+            ) from None
         if dtype.kind not in "fiub" or dtype.itemsize > 8 or dtype == np.float16:
-            raise TypeError(f"Tensor: unsupported dtype {dtype}; use float32, float64 or an integer type")
+            raise TypeError(
+                f"Tensor: unsupported dtype {dtype}; use float32, float64 or an integer type"
+            )
     if isinstance(data, Tensor):
         arr = data._data
     elif isinstance(data, np.ndarray):
         arr = data
-    elif isinstance(data, (numbers.Number, list, tuple, np.generic)) and not isinstance(data, complex):
+    elif isinstance(data, (numbers.Number, list, tuple, np.generic)) and not isinstance(
+        data, complex
+    ):
         try:
             arr = np.array(data)
         except ValueError as exc:  # ragged nested lists
-            raise ValueError(f"Tensor: data must be rectangular (nested lists of equal length): {exc}") from None
+            raise ValueError(
+                f"Tensor: data must be rectangular (nested lists of equal length): {exc}"
+            ) from None
         # Python numbers, and lists of them, make float32 (as torch.tensor); NumPy scalars keep
         # their dtype as arrays do.
         if not isinstance(data, np.generic) and arr.dtype.kind in "fiub":
@@ -46,7 +55,9 @@ def as_array(data, dtype=None):
         )
     kind = arr.dtype.kind
     if kind not in "fiub":
-        raise TypeError(f"Tensor: data must hold numbers, got an array of dtype {arr.dtype} (shape {arr.shape})")
+        raise TypeError(
+            f"Tensor: data must hold numbers, got an array of dtype {arr.dtype} (shape {arr.shape})"
+        )
     if dtype is None:
         dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.dtype(np.float32)
     return np.asarray(arr, dtype=dtype, order="C")
@@ -78,9 +89,13 @@ def dtype_of(method, dtype):
     try:
         dtype = np.dtype(dtype)
     except TypeError:
-        raise TypeError(f"{method}: {dtype!r} is not a dtype; use e.g. firefly.float32 or firefly.int64") from None
+        raise TypeError(
+            f"{method}: {dtype!r} is not a dtype; use e.g. firefly.float32 or firefly.int64"
+        ) from None
     if dtype.kind not in "fiub" or dtype.itemsize > 8 or dtype == np.float16:
-        raise TypeError(f"{method}: unsupported dtype {dtype}; use float32, float64, an integer type or bool")
+        raise TypeError(
+            f"{method}: unsupported dtype {dtype}; use float32, float64, an integer type or bool"
+        )
     return dtype
 
 
@@ -109,8 +124,13 @@ def _dim_index(method, dim, ndim, shape, extra=0):
     return d % max(n, 1)
 
 
-_NUMPY_ARITHMETIC = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide,
-                     "pow": np.power}
+_NUMPY_ARITHMETIC = {
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": np.true_divide,
+    "pow": np.power,
+}
 
 
 def _mixed(name, a, b):
@@ -120,7 +140,8 @@ def _mixed(name, a, b):
     a Python float), which records no graph. Anything else re-raises the op's own error."""
     tensors = [x for x in (a, b) if isinstance(x, Tensor)]
     if all(t._data.dtype in FLOAT_DTYPES for t in tensors) or not all(
-            isinstance(x, (Tensor, bool, int, float)) for x in (a, b)):
+        isinstance(x, (Tensor, bool, int, float)) for x in (a, b)
+    ):
         return _op(name, a, b)  # not a mixed-dtype case: the op's own TypeError
     floats = [t._data.dtype for t in tensors if t._data.dtype in FLOAT_DTYPES]
     if floats:
@@ -258,7 +279,9 @@ class Tensor:
 
     def item(self):
         if self._data.size != 1:
-            raise ValueError(f"item(): only one-element tensors convert to a Python number, shape is {self.shape}")
+            raise ValueError(
+                f"item(): only one-element tensors convert to a Python number, shape is {self.shape}"
+            )
         return self._data.item()
 
     def _one_value(self, kind):
@@ -278,7 +301,9 @@ class Tensor:
     def __index__(self):
         """A one-element integer tensor as a Python int (``range(n)``, ``list[t]``)."""
         if self._data.dtype.kind not in "iub":
-            raise TypeError(f"only integer tensors of one element can be used as an index, this one is {self.dtype}")
+            raise TypeError(
+                f"only integer tensors of one element can be used as an index, this one is {self.dtype}"
+            )
         return operator.index(self._one_value("int"))
 
     def __bool__(self):
@@ -432,7 +457,9 @@ class Tensor:
         except TypeError:
             if self._data.dtype.kind not in "iu":
                 raise
-            return Tensor._wrap(-self._data)  # an integer tensor negates without a graph, as in torch
+            return Tensor._wrap(
+                -self._data
+            )  # an integer tensor negates without a graph, as in torch
 
     def __abs__(self):
         return _op("abs", self)
@@ -487,20 +514,28 @@ class Tensor:
 
     def any(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         axis = pick("any", "dim", dim, "axis", axis, None)
-        return discrete.any_all("any", self, axis, pick("any", "keepdim", keepdim, "keepdims", keepdims, False))
+        return discrete.any_all(
+            "any", self, axis, pick("any", "keepdim", keepdim, "keepdims", keepdims, False)
+        )
 
     def all(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         axis = pick("all", "dim", dim, "axis", axis, None)
-        return discrete.any_all("all", self, axis, pick("all", "keepdim", keepdim, "keepdims", keepdims, False))
+        return discrete.any_all(
+            "all", self, axis, pick("all", "keepdim", keepdim, "keepdims", keepdims, False)
+        )
 
     def argmax(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         """int64 indices of the maxima along ``dim`` (of the flattened tensor when None)."""
         axis = pick("argmax", "dim", dim, "axis", axis, None)
-        return discrete.arg_reduce("argmax", self, axis, pick("argmax", "keepdim", keepdim, "keepdims", keepdims, False))
+        return discrete.arg_reduce(
+            "argmax", self, axis, pick("argmax", "keepdim", keepdim, "keepdims", keepdims, False)
+        )
 
     def argmin(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         axis = pick("argmin", "dim", dim, "axis", axis, None)
-        return discrete.arg_reduce("argmin", self, axis, pick("argmin", "keepdim", keepdim, "keepdims", keepdims, False))
+        return discrete.arg_reduce(
+            "argmin", self, axis, pick("argmin", "keepdim", keepdim, "keepdims", keepdims, False)
+        )
 
     # ------------------------------------------------------------------ elementwise
     def relu(self):
@@ -550,7 +585,9 @@ class Tensor:
             raise TypeError(f"{method}(): out= is not supported; use the returned tensor")
         return self if dtype is None else self.to(dtype)
 
-    def sum(self, dim=_UNSET, keepdim=_UNSET, *, dtype=None, axis=_UNSET, keepdims=_UNSET, out=None):
+    def sum(
+        self, dim=_UNSET, keepdim=_UNSET, *, dtype=None, axis=_UNSET, keepdims=_UNSET, out=None
+    ):
         """Sum over ``dim`` (None: every dimension). Bool and integer tensors sum to int64."""
         axis = pick("sum", "dim", dim, "axis", axis, None)
         keepdims = pick("sum", "keepdim", keepdim, "keepdims", keepdims, False)
@@ -561,7 +598,9 @@ class Tensor:
 
     reduce_sum = sum
 
-    def mean(self, dim=_UNSET, keepdim=_UNSET, *, dtype=None, axis=_UNSET, keepdims=_UNSET, out=None):
+    def mean(
+        self, dim=_UNSET, keepdim=_UNSET, *, dtype=None, axis=_UNSET, keepdims=_UNSET, out=None
+    ):
         axis = pick("mean", "dim", dim, "axis", axis, None)
         keepdims = pick("mean", "keepdim", keepdim, "keepdims", keepdims, False)
         x = self._converted_for("mean", dtype, out)
@@ -575,7 +614,12 @@ class Tensor:
     def amax(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         """The maximum over ``dim`` (any number of dims); the gradient is split among ties."""
         axis = pick("amax", "dim", dim, "axis", axis, None)
-        return _op("max", self, axis=axis, keepdims=pick("amax", "keepdim", keepdim, "keepdims", keepdims, False))
+        return _op(
+            "max",
+            self,
+            axis=axis,
+            keepdims=pick("amax", "keepdim", keepdim, "keepdims", keepdims, False),
+        )
 
     def amin(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         axis = pick("amin", "dim", dim, "axis", axis, None)
@@ -594,11 +638,17 @@ class Tensor:
         keepdims = pick(name, "keepdim", keepdim, "keepdims", keepdims, False)
         if dim is _UNSET or dim is None:
             axis = None if axis is _UNSET else axis
-            return self.amax(axis=axis, keepdims=keepdims) if name == "max" else self.amin(axis=axis, keepdims=keepdims)
+            return (
+                self.amax(axis=axis, keepdims=keepdims)
+                if name == "max"
+                else self.amin(axis=axis, keepdims=keepdims)
+            )
         if axis is not _UNSET:
             raise TypeError(f"{name}(): got both 'dim' and its alias 'axis'; give one of them")
         if isinstance(dim, (tuple, list)):
-            raise TypeError(f"{name}(dim): dim must be one int (use amax/amin for several), got {dim!r}")
+            raise TypeError(
+                f"{name}(dim): dim must be one int (use amax/amin for several), got {dim!r}"
+            )
         indices = discrete.arg_reduce("arg" + name, self, dim, True)
         values = self.gather(dim, indices)
         if not keepdims:
@@ -644,11 +694,13 @@ class Tensor:
         start = _dim_index("flatten", start_dim, len(shape), shape)
         end = _dim_index("flatten", end_dim, len(shape), shape)
         if start > end:
-            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {shape}")
+            raise ValueError(
+                f"flatten: start_dim {start_dim} comes after end_dim {end_dim} for shape {shape}"
+            )
         merged = 1
-        for d in shape[start:end + 1]:
+        for d in shape[start : end + 1]:
             merged *= d
-        return self.reshape(shape[:start] + (merged,) + shape[end + 1:])
+        return self.reshape(shape[:start] + (merged,) + shape[end + 1 :])
 
     def squeeze(self, dim=None):
         """Drop size-1 dimensions: all of them, or ``dim`` (an int or a tuple) where it has size 1."""
@@ -671,7 +723,9 @@ class Tensor:
         sizes = _dims("expand", sizes)
         shape = self._data.shape
         if len(sizes) < len(shape):
-            raise ValueError(f"expand: {len(sizes)} sizes {sizes} given for a tensor of shape {shape}; give at least {len(shape)}")
+            raise ValueError(
+                f"expand: {len(sizes)} sizes {sizes} given for a tensor of shape {shape}; give at least {len(shape)}"
+            )
         lead = len(sizes) - len(shape)
         sizes = tuple(shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes))
         if self._data.dtype not in FLOAT_DTYPES:
@@ -761,13 +815,17 @@ class Tensor:
 
     def __setitem__(self, index, value):
         """``x[index] = value`` writes in place, under the in-place rules (see ``add_``)."""
-        if autograd.is_grad_enabled() and (self._requires_grad or getattr(value, "_requires_grad", False)):
+        if autograd.is_grad_enabled() and (
+            self._requires_grad or getattr(value, "_requires_grad", False)
+        ):
             raise RuntimeError(
-                f"__setitem__: assigning into a tensor that requires grad (or a value that does) "
-                f"would need a recorded in-place op, which firefly does not record for "
-                f"indexing; write it under firefly.no_grad(), or build the result with firefly.where()"
+                "__setitem__: assigning into a tensor that requires grad (or a value that does) "
+                "would need a recorded in-place op, which firefly does not record for "
+                "indexing; write it under firefly.no_grad(), or build the result with firefly.where()"
             )
-        if isinstance(index, Tensor) or (isinstance(index, tuple) and any(isinstance(i, Tensor) for i in index)):
+        if isinstance(index, Tensor) or (
+            isinstance(index, tuple) and any(isinstance(i, Tensor) for i in index)
+        ):
             items = index if isinstance(index, tuple) else (index,)
             index = tuple(i._data if isinstance(i, Tensor) else i for i in items)
             index = index if len(index) > 1 or not isinstance(index[0], np.ndarray) else index[0]
@@ -775,7 +833,9 @@ class Tensor:
         try:
             self._data[index] = array
         except (IndexError, ValueError) as exc:
-            raise type(exc)(f"__setitem__: index {index!r} into a tensor of shape {self.shape}: {exc}") from None
+            raise type(exc)(
+                f"__setitem__: index {index!r} into a tensor of shape {self.shape}: {exc}"
+            ) from None
         autograd.mark_modified(self._data)
 
     # ------------------------------------------------------------------ in place
@@ -809,7 +869,9 @@ class Tensor:
             )
         if result.dtype != self._data.dtype:
             if self._data.dtype not in FLOAT_DTYPES:
-                raise TypeError(f"{name}: the result is {result.dtype} and cannot be written into a {self.dtype} tensor")
+                raise TypeError(
+                    f"{name}: the result is {result.dtype} and cannot be written into a {self.dtype} tensor"
+                )
             result = _op("cast", result, dtype=self._data.dtype)
         return autograd.write_in_place(self, result)
 
@@ -854,7 +916,9 @@ class Tensor:
         """Copy ``src`` (broadcast to this shape, cast to this dtype) into this tensor in place.
         A ``src`` that requires grad is recorded: gradients flow from this tensor to ``src``."""
         if autograd.is_grad_enabled() and getattr(src, "_requires_grad", False):
-            return self._in_place("copy_", lambda: src.expand(self.shape) if src.shape != self.shape else src.clone())
+            return self._in_place(
+                "copy_", lambda: src.expand(self.shape) if src.shape != self.shape else src.clone()
+            )
         self._check_plain_write("copy_")
         return self._write("copy_", src)
 

@@ -1,5 +1,6 @@
 """Checks that built-in and plugin ops alike must pass: ``gradcheck`` against central finite
 differences in float64, and ``check_op``, the battery every registered op goes through."""
+
 import contextlib
 import sys
 
@@ -21,7 +22,9 @@ def _as_callable(fn_or_op_name, attrs):
         op = registry.get(fn_or_op_name)
         return lambda *ts: autograd.apply(op, *ts, **attrs), fn_or_op_name
     if attrs:
-        raise TypeError("gradcheck: attrs= is only for op names; bind them in your function instead")
+        raise TypeError(
+            "gradcheck: attrs= is only for op names; bind them in your function instead"
+        )
     return fn_or_op_name, getattr(fn_or_op_name, "__name__", repr(fn_or_op_name))
 
 
@@ -106,23 +109,29 @@ class _KernelWatch:
     def __init__(self, op):
         self.op = op
         self.direction = None
-        self.ran = set()       # (attr, index) of declared kernels that ran
-        self.problems = []     # messages: undeclared kernels, kernels run in the wrong direction
+        self.ran = set()  # (attr, index) of declared kernels that ran
+        self.problems = []  # messages: undeclared kernels, kernels run in the wrong direction
         self._restore = []
 
     def _record(self, attr, index):
         def record():
             direction = self.direction
             if direction is not None and attr != f"{direction}_kernel":
-                self.problems.append(f"{direction} ran {attr}[{index}], which {attr} declares but "
-                                     f"{direction}_kernel does not")
+                self.problems.append(
+                    f"{direction} ran {attr}[{index}], which {attr} declares but "
+                    f"{direction}_kernel does not"
+                )
             self.ran.add((attr, index))
+
         return record
 
     def _tripwire(self, label):
         def record():
-            self.problems.append(f"{self.direction or 'the op'} ran {label}, which neither "
-                                 "forward_kernel nor backward_kernel declares")
+            self.problems.append(
+                f"{self.direction or 'the op'} ran {label}, which neither "
+                "forward_kernel nor backward_kernel declares"
+            )
+
         return record
 
     def _set(self, owner, attr, value):
@@ -135,16 +144,25 @@ class _KernelWatch:
         op = self.op
         for attr in ("forward_kernel", "backward_kernel"):
             value = getattr(op, attr)
-            spies = tuple(_Spy(k, self._record(attr, i)) for i, k in enumerate(declared_kernels(value)))
+            spies = tuple(
+                _Spy(k, self._record(attr, i)) for i, k in enumerate(declared_kernels(value))
+            )
             self._set(op, attr, spies if isinstance(value, tuple) else spies[0])
         for direction in DIRECTIONS:
-            self._set(op, direction, staticmethod(self._in_direction(direction, getattr(op, direction))))
-        modules = [m for name, m in list(sys.modules.items())
-                   if name.startswith(("firefly.kernels", "firefly.ops")) or name == op.__module__]
+            self._set(
+                op, direction, staticmethod(self._in_direction(direction, getattr(op, direction)))
+            )
+        modules = [
+            m
+            for name, m in list(sys.modules.items())
+            if name.startswith(("firefly.kernels", "firefly.ops")) or name == op.__module__
+        ]
         for module in modules:
             for name, value in list(vars(module).items()):
                 if is_compiled_kernel(value) and not is_helper(value):
-                    self._set_global(module, name, _Spy(value, self._tripwire(f"{module.__name__}.{name}")))
+                    self._set_global(
+                        module, name, _Spy(value, self._tripwire(f"{module.__name__}.{name}"))
+                    )
         return self
 
     def _set_global(self, module, name, value):
@@ -159,6 +177,7 @@ class _KernelWatch:
                 return method(*args, **kwargs)
             finally:
                 self.direction = outer
+
         return run
 
     def __exit__(self, *exc):
@@ -168,9 +187,12 @@ class _KernelWatch:
 
     def never_ran(self):
         """Declared kernels that did not run: 'forward_kernel[1]', ..."""
-        return [f"{attr}[{i}]" for attr in ("forward_kernel", "backward_kernel")
-                for i in range(len(declared_kernels(getattr(self.op, attr))))
-                if (attr, i) not in self.ran]
+        return [
+            f"{attr}[{i}]"
+            for attr in ("forward_kernel", "backward_kernel")
+            for i in range(len(declared_kernels(getattr(self.op, attr))))
+            if (attr, i) not in self.ran
+        ]
 
 
 class _Spy:
@@ -259,7 +281,9 @@ def _check_forward(op, arrays, attrs, dtype, reference):
                 f"{leaf.grad.dtype}, expected {a.shape} {a.dtype}, for {where}"
             )
         if not np.array_equal(leaf.numpy(), a, equal_nan=True):
-            raise OpCheckError(f"check_op('{op.name}'): forward or backward modified input {i} in place for {where}")
+            raise OpCheckError(
+                f"check_op('{op.name}'): forward or backward modified input {i} in place for {where}"
+            )
 
 
 def _check_rejects(op, arrays, attrs):
@@ -286,11 +310,19 @@ def _check_rejects(op, arrays, attrs):
                     f"check_op('{op.name}'): {label} as input {position} raised "
                     f"{type(exc).__name__} ({exc}), expected TypeError"
                 ) from exc
-            raise OpCheckError(f"check_op('{op.name}'): {label} as input {position} was accepted, expected TypeError")
+            raise OpCheckError(
+                f"check_op('{op.name}'): {label} as input {position} was accepted, expected TypeError"
+            )
 
 
-def check_op(name, reference=None, shapes=None, dtypes=(np.float32, np.float64), seed=0,
-             every_kernel_runs=True):
+def check_op(
+    name,
+    reference=None,
+    shapes=None,
+    dtypes=(np.float32, np.float64),
+    seed=0,
+    every_kernel_runs=True,
+):
     """Run the battery every registered op must pass, built-in or plugin. Returns True.
 
     For each shape (default: ``default_shapes``, 0-d to 4-d), the op's ``sample_inputs``
@@ -310,7 +342,11 @@ def check_op(name, reference=None, shapes=None, dtypes=(np.float32, np.float64),
     check failed on which inputs.
     """
     op = registry.get(name)
-    shapes = default_shapes(np.random.default_rng(seed)) if shapes is None else [tuple(s) for s in shapes]
+    shapes = (
+        default_shapes(np.random.default_rng(seed))
+        if shapes is None
+        else [tuple(s) for s in shapes]
+    )
     with _watching(op) as watch:
         for k, shape in enumerate(shapes):
             sample_seed = (seed, k)
@@ -321,7 +357,9 @@ def check_op(name, reference=None, shapes=None, dtypes=(np.float32, np.float64),
             try:
                 gradcheck(name, *arrays, attrs=attrs, seed=seed)
             except GradcheckError as exc:
-                raise GradcheckError(f"{exc} (check_op on {_describe_inputs(arrays, attrs)})") from None
+                raise GradcheckError(
+                    f"{exc} (check_op on {_describe_inputs(arrays, attrs)})"
+                ) from None
             if k == 0:
                 _check_rejects(op, arrays, attrs)
     missing = watch.never_ran()
@@ -329,5 +367,6 @@ def check_op(name, reference=None, shapes=None, dtypes=(np.float32, np.float64),
         raise OpCheckError(
             f"check_op('{name}'): declared kernels that never ran on shapes {shapes}: "
             f"{', '.join(missing)}; remove them from the declaration, or make sample_inputs "
-            "reach the inputs that need them")
+            "reach the inputs that need them"
+        )
     return True

@@ -8,6 +8,7 @@ of dimensions), or one step of every optimizer configuration, in one dtype. Task
 worker processes, one per core by default; Numba writes each cache file atomically, so
 workers can share the cache folder.
 """
+
 import os
 import time
 
@@ -37,8 +38,10 @@ def _warm_optimizers(dtype):
 
     for cls, kwargs in _optimizer_configs():
         try:
-            params = [firefly.Tensor(np.ones((3, 2), dtype=dtype), requires_grad=True),
-                      firefly.Tensor(np.ones(2, dtype=dtype), requires_grad=True)]
+            params = [
+                firefly.Tensor(np.ones((3, 2), dtype=dtype), requires_grad=True),
+                firefly.Tensor(np.ones(2, dtype=dtype), requires_grad=True),
+            ]
             optimizer = cls(params, **kwargs)
         except (TypeError, ValueError):  # a configuration this version does not offer
             continue
@@ -81,7 +84,13 @@ def run_task(task):
     except Exception as exc:  # one op's failure must not stop the others from warming
         error = f"{type(exc).__name__}: {exc}"
     loaded, compiled = kernel_load_counts()
-    return task, time.perf_counter() - start, compiled - compiled_before, loaded - loaded_before, error
+    return (
+        task,
+        time.perf_counter() - start,
+        compiled - compiled_before,
+        loaded - loaded_before,
+        error,
+    )
 
 
 def tasks(dtypes, ops=None):
@@ -130,7 +139,9 @@ def warm(dtypes=(np.float32,), ops=None, processes=None, log=print):
         with multiprocessing.get_context("spawn").Pool(processes) as pool:
             for i, result in enumerate(pool.imap_unordered(run_task, todo), 1):
                 report(i, result)
-    log(f"warmup: {len(todo)} tasks on {processes} process(es) in {time.perf_counter() - start:.1f} s; "
+    log(
+        f"warmup: {len(todo)} tasks on {processes} process(es) in {time.perf_counter() - start:.1f} s; "
         f"compiled {totals[0]} kernel specialization(s), loaded {totals[1]} from the cache"
-        + (f"; {failures} task(s) failed" if failures else ""))
+        + (f"; {failures} task(s) failed" if failures else "")
+    )
     return failures

@@ -1,5 +1,6 @@
 """Shared fixtures of the test suite: running Python in a subprocess against this checkout,
 and the NumPy reference of every built-in op."""
+
 import os
 import subprocess
 import sys
@@ -7,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from layer_references import LAYER_REFERENCES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -22,9 +22,17 @@ def _run_python(*args, timeout=600, cwd=None, env=None, repo_importable=True):
     """
     child_env = dict(os.environ, **(env or {}))
     if repo_importable:
-        child_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")]))
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd or REPO_ROOT, env=child_env)
+        child_env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(REPO_ROOT), child_env.get("PYTHONPATH")])
+        )
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or REPO_ROOT,
+        env=child_env,
+    )
 
 
 @pytest.fixture(scope="session")

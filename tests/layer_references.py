@@ -2,6 +2,7 @@
 normalization, dropout, embedding) and the losses of issue 11. ``test_ops.py`` adds them to its tables; the torch
 comparisons live in test_conv.py, test_pool.py and test_norm.py. Every reference is written
 with plain NumPy loops and einsum, independently of the kernels."""
+
 import numpy as np
 
 import firefly
@@ -23,18 +24,33 @@ def np_conv2d(x, w, b, stride=1, padding=0, dilation=1, groups=1):
     out = np.zeros((N, O, OH, OW))
     for ky in range(KH):
         for kx in range(KW):
-            patch = xp[:, :, ky * dh:ky * dh + sh * (OH - 1) + 1:sh, kx * dw:kx * dw + sw * (OW - 1) + 1:sw]
+            patch = xp[
+                :,
+                :,
+                ky * dh : ky * dh + sh * (OH - 1) + 1 : sh,
+                kx * dw : kx * dw + sw * (OW - 1) + 1 : sw,
+            ]
             for g in range(groups):
-                out[:, g * Og:(g + 1) * Og] += np.einsum(
-                    "nchw,oc->nohw", patch[:, g * Cg:(g + 1) * Cg], w[g * Og:(g + 1) * Og, :, ky, kx])
+                out[:, g * Og : (g + 1) * Og] += np.einsum(
+                    "nchw,oc->nohw",
+                    patch[:, g * Cg : (g + 1) * Cg],
+                    w[g * Og : (g + 1) * Og, :, ky, kx],
+                )
     out += b[None, :, None, None]
     return out[0] if unbatched else out
 
 
 def np_conv1d(x, w, b, stride=1, padding=0, dilation=1, groups=1):
     one = lambda v: (1, v if isinstance(v, (int, np.integer)) else v[0])  # noqa: E731
-    return np_conv2d(x[..., None, :], w[:, :, None, :], b, one(stride), (0, one(padding)[1]), one(dilation),
-                     groups)[..., 0, :]
+    return np_conv2d(
+        x[..., None, :],
+        w[:, :, None, :],
+        b,
+        one(stride),
+        (0, one(padding)[1]),
+        one(dilation),
+        groups,
+    )[..., 0, :]
 
 
 def _pool_size(size, k, p, s, d, ceil_mode):
@@ -61,8 +77,15 @@ def np_max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=
     return out
 
 
-def np_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-                  divisor_override=None):
+def np_avg_pool2d(
+    x,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+):
     (kh, kw), (ph, pw) = _pair(kernel_size), _pair(padding)
     sh, sw = _pair(stride) if stride else (kh, kw)
     H, W = x.shape[-2:]
@@ -72,7 +95,7 @@ def np_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count
         for ox in range(OW):
             y0, x0 = oy * sh - ph, ox * sw - pw
             y1, x1 = min(y0 + kh, H + ph), min(x0 + kw, W + pw)
-            window = x[..., max(y0, 0):min(y1, H), max(x0, 0):min(x1, W)]
+            window = x[..., max(y0, 0) : min(y1, H), max(x0, 0) : min(x1, W)]
             if divisor_override:
                 n = divisor_override
             elif count_include_pad:
@@ -84,7 +107,11 @@ def np_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count
 
 
 def np_adaptive_avg_pool2d(x, output_size):
-    sizes = _pair(output_size) if output_size is not None and not isinstance(output_size, tuple) else output_size
+    sizes = (
+        _pair(output_size)
+        if output_size is not None and not isinstance(output_size, tuple)
+        else output_size
+    )
     H, W = x.shape[-2:]
     OH, OW = (H if sizes[0] is None else sizes[0]), (W if sizes[1] is None else sizes[1])
     out = np.zeros(x.shape[:-2] + (OH, OW))
@@ -96,15 +123,26 @@ def np_adaptive_avg_pool2d(x, output_size):
     return out
 
 
-def np_batch_norm(x, w, b, running_mean=None, running_var=None, training=False, momentum=0.1, eps=1e-5,
-                  num_batches_tracked=None):
+def np_batch_norm(
+    x,
+    w,
+    b,
+    running_mean=None,
+    running_var=None,
+    training=False,
+    momentum=0.1,
+    eps=1e-5,
+    num_batches_tracked=None,
+):
     axes = (0,) + tuple(range(2, x.ndim))
     shape = (1, -1) + (1,) * (x.ndim - 2)
     if training:
         mean, var = x.mean(axis=axes), x.var(axis=axes)
     else:
         mean, var = running_mean, running_var
-    return (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) * w.reshape(shape) + b.reshape(shape)
+    return (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps) * w.reshape(
+        shape
+    ) + b.reshape(shape)
 
 
 def np_layer_norm(x, w, b, normalized_shape, eps=1e-5):
@@ -115,7 +153,9 @@ def np_layer_norm(x, w, b, normalized_shape, eps=1e-5):
 
 def np_group_norm(x, w, b, num_groups, eps=1e-5):
     g = x.reshape(x.shape[0], num_groups, -1)
-    normed = ((g - g.mean(axis=2, keepdims=True)) / np.sqrt(g.var(axis=2, keepdims=True) + eps)).reshape(x.shape)
+    normed = (
+        (g - g.mean(axis=2, keepdims=True)) / np.sqrt(g.var(axis=2, keepdims=True) + eps)
+    ).reshape(x.shape)
     shape = (1, -1) + (1,) * (x.ndim - 2)
     return normed * w.reshape(shape) + b.reshape(shape)
 
@@ -163,7 +203,9 @@ def np_nll(x, target, weight=None, ignore_index=-100, reduction="mean"):
     return _reduce(losses, reduction)
 
 
-def np_cross_entropy(x, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+def np_cross_entropy(
+    x, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0
+):
     axis = 0 if x.ndim == 1 else 1
     classes = x.shape[axis]
     shape = [1] * x.ndim
@@ -189,7 +231,7 @@ def np_gelu(x, approximate="none"):
     from scipy.special import erf
 
     if approximate == "tanh":
-        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
     return 0.5 * x * (1 + erf(x / np.sqrt(2)))
 
 
@@ -209,15 +251,21 @@ LAYER_REFERENCES = {
     "dropout": lambda a, attrs: np_dropout(a[0], **attrs),
     "embedding": lambda a, attrs: a[0][attrs["indices"]],
     "l1_loss": lambda a, attrs: _reduce(np.abs(a[0] - a[1]), attrs["reduction"]),
-    "smooth_l1_loss": lambda a, attrs: _reduce(np_smooth_l1(a[0] - a[1], attrs.get("beta", 1.0)), attrs["reduction"]),
-    "huber_loss": lambda a, attrs: _reduce(np_huber(a[0] - a[1], attrs.get("delta", 1.0)), attrs["reduction"]),
+    "smooth_l1_loss": lambda a, attrs: _reduce(
+        np_smooth_l1(a[0] - a[1], attrs.get("beta", 1.0)), attrs["reduction"]
+    ),
+    "huber_loss": lambda a, attrs: _reduce(
+        np_huber(a[0] - a[1], attrs.get("delta", 1.0)), attrs["reduction"]
+    ),
     "binary_cross_entropy": lambda a, attrs: np_bce(*a, **attrs),
     "binary_cross_entropy_with_logits": lambda a, attrs: np_bce_with_logits(*a, **attrs),
     "nll_loss": lambda a, attrs: np_nll(a[0], **attrs),
     "cross_entropy": lambda a, attrs: np_cross_entropy(a[0], **attrs),
     "gelu": lambda a, attrs: np_gelu(a[0], **attrs),
     "leaky_relu": lambda a, attrs: np.where(a[0] > 0, a[0], a[0] * attrs["negative_slope"]),
-    "elu": lambda a, attrs: np.where(a[0] > 0, a[0], attrs["alpha"] * np.expm1(np.minimum(a[0], 0))),
+    "elu": lambda a, attrs: np.where(
+        a[0] > 0, a[0], attrs["alpha"] * np.expm1(np.minimum(a[0], 0))
+    ),
     "silu": lambda a, attrs: a[0] / (1 + np.exp(-a[0])),
     "softplus": lambda a, attrs: np_softplus(a[0], **attrs),
     "hardtanh": lambda a, attrs: np.clip(a[0], -1.0, 1.0),
@@ -228,27 +276,44 @@ apply = firefly.ops.apply
 
 # Steps that map (x: (2, 3), v: (3,), w: (3, 3)) to a new (2, 3) tensor, as in test_ops.py.
 LAYER_COMPOSITION_STEPS = {
-    "conv2d": lambda x, v, w: apply("conv2d", x.reshape(1, 1, 2, 3), w.reshape(1, 1, 3, 3), v[0:1],
-                                    padding=1).reshape(2, 3),
-    "conv1d": lambda x, v, w: apply("conv1d", x.reshape(1, 2, 3), w[0:2, 0:2].reshape(2, 2, 1), v[0:2]).reshape(2, 3),
-    "max_pool2d": lambda x, v, w: apply("max_pool2d", x.reshape(1, 1, 2, 3), kernel_size=(1, 3), stride=1,
-                                        padding=(0, 1)).reshape(2, 3),
-    "avg_pool2d": lambda x, v, w: apply("avg_pool2d", x.reshape(1, 1, 2, 3), kernel_size=(1, 3), stride=1,
-                                        padding=(0, 1), count_include_pad=False).reshape(2, 3),
-    "adaptive_avg_pool2d": lambda x, v, w: x + apply("adaptive_avg_pool2d", x.reshape(1, 1, 2, 3),
-                                                     output_size=(1, 3)).reshape(1, 3),
+    "conv2d": lambda x, v, w: apply(
+        "conv2d", x.reshape(1, 1, 2, 3), w.reshape(1, 1, 3, 3), v[0:1], padding=1
+    ).reshape(2, 3),
+    "conv1d": lambda x, v, w: apply(
+        "conv1d", x.reshape(1, 2, 3), w[0:2, 0:2].reshape(2, 2, 1), v[0:2]
+    ).reshape(2, 3),
+    "max_pool2d": lambda x, v, w: apply(
+        "max_pool2d", x.reshape(1, 1, 2, 3), kernel_size=(1, 3), stride=1, padding=(0, 1)
+    ).reshape(2, 3),
+    "avg_pool2d": lambda x, v, w: apply(
+        "avg_pool2d",
+        x.reshape(1, 1, 2, 3),
+        kernel_size=(1, 3),
+        stride=1,
+        padding=(0, 1),
+        count_include_pad=False,
+    ).reshape(2, 3),
+    "adaptive_avg_pool2d": lambda x, v, w: (
+        x + apply("adaptive_avg_pool2d", x.reshape(1, 1, 2, 3), output_size=(1, 3)).reshape(1, 3)
+    ),
     "batch_norm": lambda x, v, w: apply("batch_norm", x + w[0:2], v, v, training=True),
     "layer_norm": lambda x, v, w: apply("layer_norm", x, v, v, normalized_shape=(3,)),
-    "group_norm": lambda x, v, w: apply("group_norm", x.reshape(2, 3, 1), v, v, num_groups=1).reshape(2, 3),
+    "group_norm": lambda x, v, w: apply(
+        "group_norm", x.reshape(2, 3, 1), v, v, num_groups=1
+    ).reshape(2, 3),
     "dropout": lambda x, v, w: apply("dropout", x, p=0.5, seed=0),
     "embedding": lambda x, v, w: apply("embedding", x, indices=np.array([1, 0])) * x,
     "l1_loss": lambda x, v, w: x * apply("l1_loss", x, w[0:2], reduction="mean"),
-    "smooth_l1_loss": lambda x, v, w: apply("smooth_l1_loss", x, w[0:2] * 2.0, reduction="none", beta=0.5),
+    "smooth_l1_loss": lambda x, v, w: apply(
+        "smooth_l1_loss", x, w[0:2] * 2.0, reduction="none", beta=0.5
+    ),
     "huber_loss": lambda x, v, w: apply("huber_loss", x * 2.0, w[0:2], reduction="none", delta=0.7),
-    "binary_cross_entropy": lambda x, v, w: apply("binary_cross_entropy", x.sigmoid(), w[0:2].sigmoid(),
-                                                  reduction="none"),
-    "binary_cross_entropy_with_logits": lambda x, v, w: apply("binary_cross_entropy_with_logits", x,
-                                                              w[0:2].sigmoid(), reduction="none"),
+    "binary_cross_entropy": lambda x, v, w: apply(
+        "binary_cross_entropy", x.sigmoid(), w[0:2].sigmoid(), reduction="none"
+    ),
+    "binary_cross_entropy_with_logits": lambda x, v, w: apply(
+        "binary_cross_entropy_with_logits", x, w[0:2].sigmoid(), reduction="none"
+    ),
     "gelu": lambda x, v, w: apply("gelu", x, approximate="tanh") + apply("gelu", x),
     "leaky_relu": lambda x, v, w: apply("leaky_relu", x, negative_slope=0.2),
     "elu": lambda x, v, w: apply("elu", x, alpha=1.5),
@@ -256,6 +321,10 @@ LAYER_COMPOSITION_STEPS = {
     "softplus": lambda x, v, w: apply("softplus", x, beta=2.0),
     "hardtanh": lambda x, v, w: apply("hardtanh", x * 0.5, min_val=-2.0, max_val=2.0),
     "log_sigmoid": lambda x, v, w: apply("log_sigmoid", x),
-    "nll_loss": lambda x, v, w: x.tanh() * apply("nll_loss", x.log_softmax(axis=1), target=np.array([2, 0]),
-                                                 reduction="none").reshape(2, 1),
+    "nll_loss": lambda x, v, w: (
+        x.tanh()
+        * apply(
+            "nll_loss", x.log_softmax(axis=1), target=np.array([2, 0]), reduction="none"
+        ).reshape(2, 1)
+    ),
 }

@@ -4,6 +4,7 @@ Each mode checks what it can on every rank with plain asserts (a failed assert a
 job through firefly.distributed's exception hook, so the test sees a non-zero exit) and rank 0
 prints one ``OK <mode>`` line at the end.
 """
+
 import os
 import sys
 
@@ -82,9 +83,13 @@ def equivalence(dtype_name, optimizer_name, style):
         ddp = dist.DistributedDataParallel(model)
         optimizer = make_optimizer(optimizer_name, ddp.parameters())
     else:  # Horovod style: DistributedOptimizer broadcasts and averages; DDP only runs forward
-        optimizer = dist.DistributedOptimizer(make_optimizer(optimizer_name, model.get_parameters()))
+        optimizer = dist.DistributedOptimizer(
+            make_optimizer(optimizer_name, model.get_parameters())
+        )
         ddp = dist.DistributedDataParallel(model)
-    assert np.array_equal(flat_weights(model), flat_weights(reference)), "DDP did not broadcast rank 0's weights"
+    assert np.array_equal(flat_weights(model), flat_weights(reference)), (
+        "DDP did not broadcast rank 0's weights"
+    )
     sampler = DistributedSampler(dataset, seed=3)
     loader = DataLoader(dataset, batch_size=8, sampler=sampler)
 
@@ -110,7 +115,9 @@ def equivalence(dtype_name, optimizer_name, style):
     mine, theirs = flat_weights(model), flat_weights(reference)
     tolerance = 1e-12 if dtype == np.float64 else 2e-5
     error = np.max(np.abs(mine - theirs))
-    assert error <= tolerance * max(1.0, np.max(np.abs(theirs))), f"max |2 ranks - 1 process| = {error}"
+    assert error <= tolerance * max(1.0, np.max(np.abs(theirs))), (
+        f"max |2 ranks - 1 process| = {error}"
+    )
     if rank == 0:
         print(f"OK equivalence {dtype_name} {optimizer_name} {style} max_error={error:.3g}")
 
@@ -141,7 +148,9 @@ def accumulation():
             loss_fn(reference(X[r]), y[r]).backward()
         ref_optimizer.step()
         gathered = dist.all_gather(local)
-        assert not np.array_equal(gathered[0], gathered[1]), "no_sync averaged the micro-batch gradients"
+        assert not np.array_equal(gathered[0], gathered[1]), (
+            "no_sync averaged the micro-batch gradients"
+        )
     error = np.max(np.abs(flat_weights(model) - flat_weights(reference)))
     assert error <= 1e-12, f"max |2 ranks - 1 process| = {error}"
     if rank == 0:
@@ -163,7 +172,9 @@ def collectives():
     dist.broadcast(b, root=1)
     assert b.tolist() == [1.0, 1.0, 1.0]
     parts = dist.all_gather(firefly.Tensor(np.full(2, float(rank), dtype=np.float32)))
-    assert [p.numpy().tolist() for p in parts] == [[0.0, 0.0], [1.0, 1.0]] and parts[1].dtype == np.float32
+    assert [p.numpy().tolist() for p in parts] == [[0.0, 0.0], [1.0, 1.0]] and parts[
+        1
+    ].dtype == np.float32
     # DistributedSampler, default replicas and rank: disjoint equal shards that cover the data, reshuffled per epoch.
     sampler = DistributedSampler(range(11), seed=5)
     assert (sampler.num_replicas, sampler.rank) == (world, rank)
@@ -173,7 +184,9 @@ def collectives():
         shards = dist.all_gather(np.array(list(sampler)))
         assert len(shards[0]) == len(shards[1]) == 6
         assert set(shards[0].tolist()) | set(shards[1].tolist()) == set(range(11))
-        assert len(set(shards[0].tolist()) & set(shards[1].tolist())) <= 1  # one index pads by wrapping
+        assert (
+            len(set(shards[0].tolist()) & set(shards[1].tolist())) <= 1
+        )  # one index pads by wrapping
         epochs.append(shards)
     assert not np.array_equal(epochs[0][0], epochs[1][0]), "set_epoch did not reshuffle"
     if rank == 0:
@@ -202,21 +215,28 @@ def mismatch():
     """A rank that built another model: every rank gets the same error, naming the rank and the parameter."""
     firefly.manual_seed(0)
     width = 16 if dist.rank() == 0 else 17
-    model = nn.Sequential(nn.Linear(6, width, dtype=np.float64), nn.Tanh(), nn.Linear(width, 3, dtype=np.float64))
+    model = nn.Sequential(
+        nn.Linear(6, width, dtype=np.float64), nn.Tanh(), nn.Linear(width, 3, dtype=np.float64)
+    )
     try:
         dist.DistributedDataParallel(model)
     except ValueError as exc:
         message = str(exc)
     else:
         raise AssertionError("DistributedDataParallel accepted different models")
-    messages = dist.all_gather(np.frombuffer(message.ljust(400).encode()[:400], dtype=np.uint8).copy())
-    assert all(np.array_equal(m, messages[0]) for m in messages), "the ranks reported different errors"
+    messages = dist.all_gather(
+        np.frombuffer(message.ljust(400).encode()[:400], dtype=np.uint8).copy()
+    )
+    assert all(np.array_equal(m, messages[0]) for m in messages), (
+        "the ranks reported different errors"
+    )
     if dist.rank() == 0:
         print("OK mismatch: " + message)
 
 
 def buffers():
     """Buffers (when the module has them) are broadcast from rank 0 along with the parameters."""
+
     class WithBuffer(nn.Module):
         def __init__(self, value):
             super().__init__()
@@ -276,6 +296,14 @@ def early_failure():
 
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
-    {"equivalence": equivalence, "accumulation": accumulation, "collectives": collectives,
-     "checkpoint": checkpoint, "mismatch": mismatch, "unattached": unattached, "buffers": buffers,
-     "early_failure": early_failure, "failure": failure}[mode](*args)
+    {
+        "equivalence": equivalence,
+        "accumulation": accumulation,
+        "collectives": collectives,
+        "checkpoint": checkpoint,
+        "mismatch": mismatch,
+        "unattached": unattached,
+        "buffers": buffers,
+        "early_failure": early_failure,
+        "failure": failure,
+    }[mode](*args)

@@ -1,6 +1,7 @@
 """GELU (exact and tanh), LeakyReLU, ELU, SiLU, Softplus, Hardtanh and LogSigmoid: modules and
 functional forms against torch in float64 (values and gradients, kinks and large inputs
 included), and their argument errors."""
+
 import numpy as np
 import pytest
 
@@ -10,13 +11,26 @@ from firefly.testing import gradcheck
 
 torch = pytest.importorskip("torch")
 
-X = np.concatenate([np.random.default_rng(0).normal(scale=3, size=60),
-                    [0.0, 1.0, -1.0, 0.5, -2.0, 30.0, -30.0, 700.0, -700.0]])
+X = np.concatenate(
+    [
+        np.random.default_rng(0).normal(scale=3, size=60),
+        [0.0, 1.0, -1.0, 0.5, -2.0, 30.0, -30.0, 700.0, -700.0],
+    ]
+)
 
 CASES = [
-    ("GELU", {}), ("GELU", {"approximate": "tanh"}), ("LeakyReLU", {}), ("LeakyReLU", {"negative_slope": 0.2}),
-    ("ELU", {}), ("ELU", {"alpha": 1.5}), ("SiLU", {}), ("Softplus", {}), ("Softplus", {"beta": 2.0, "threshold": 5.0}),
-    ("Hardtanh", {}), ("Hardtanh", {"min_val": -2.0, "max_val": 0.5}), ("LogSigmoid", {}),
+    ("GELU", {}),
+    ("GELU", {"approximate": "tanh"}),
+    ("LeakyReLU", {}),
+    ("LeakyReLU", {"negative_slope": 0.2}),
+    ("ELU", {}),
+    ("ELU", {"alpha": 1.5}),
+    ("SiLU", {}),
+    ("Softplus", {}),
+    ("Softplus", {"beta": 2.0, "threshold": 5.0}),
+    ("Hardtanh", {}),
+    ("Hardtanh", {"min_val": -2.0, "max_val": 0.5}),
+    ("LogSigmoid", {}),
 ]
 
 
@@ -30,19 +44,34 @@ def test_activation_modules_match_torch(name, kwargs):
     np.testing.assert_allclose(leaf.grad.numpy(), t_leaf.grad.numpy(), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("name, torch_name", [("gelu", "gelu"), ("leaky_relu", "leaky_relu"), ("elu", "elu"),
-                                              ("silu", "silu"), ("softplus", "softplus"), ("hardtanh", "hardtanh"),
-                                              ("logsigmoid", "logsigmoid")])
+@pytest.mark.parametrize(
+    "name, torch_name",
+    [
+        ("gelu", "gelu"),
+        ("leaky_relu", "leaky_relu"),
+        ("elu", "elu"),
+        ("silu", "silu"),
+        ("softplus", "softplus"),
+        ("hardtanh", "hardtanh"),
+        ("logsigmoid", "logsigmoid"),
+    ],
+)
 def test_functional_forms_match_torch(name, torch_name):
     out = getattr(F, name)(Tensor(X))
-    np.testing.assert_allclose(out.numpy(), getattr(torch.nn.functional, torch_name)(torch.tensor(X)).numpy(),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        out.numpy(),
+        getattr(torch.nn.functional, torch_name)(torch.tensor(X)).numpy(),
+        rtol=1e-12,
+        atol=1e-12,
+    )
 
 
 @pytest.mark.parametrize("name, kwargs", CASES)
 def test_activation_gradcheck(name, kwargs):
     x = np.random.default_rng(2).uniform(-3, 3, size=(3, 4))
-    x = np.where(np.abs(np.abs(x) - 1) < 0.05, 0.3, np.where(np.abs(x) < 0.05, 0.3, x))  # off the kinks
+    x = np.where(
+        np.abs(np.abs(x) - 1) < 0.05, 0.3, np.where(np.abs(x) < 0.05, 0.3, x)
+    )  # off the kinks
     module = getattr(nn, name)(**kwargs)
     assert gradcheck(lambda t: module(t), x)
 
@@ -54,12 +83,27 @@ def test_float32_keeps_its_dtype_and_large_inputs_stay_finite():
         assert out.dtype == np.float32 and np.all(np.isfinite(out.numpy()))
 
 
-@pytest.mark.parametrize("call, error, match", [
-    (lambda: F.gelu(Tensor(X), approximate="fast"), ValueError, r"gelu: approximate must be 'none' or 'tanh'"),
-    (lambda: F.hardtanh(Tensor(X), 1.0, -1.0), ValueError, r"hardtanh: min_val \(1.0\) must be below max_val"),
-    (lambda: F.softplus(Tensor(X), beta=0), ValueError, r"softplus: beta must not be 0"),
-    (lambda: F.leaky_relu(Tensor(X), "big"), TypeError, r"leaky_relu: negative_slope must be a number"),
-])
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (
+            lambda: F.gelu(Tensor(X), approximate="fast"),
+            ValueError,
+            r"gelu: approximate must be 'none' or 'tanh'",
+        ),
+        (
+            lambda: F.hardtanh(Tensor(X), 1.0, -1.0),
+            ValueError,
+            r"hardtanh: min_val \(1.0\) must be below max_val",
+        ),
+        (lambda: F.softplus(Tensor(X), beta=0), ValueError, r"softplus: beta must not be 0"),
+        (
+            lambda: F.leaky_relu(Tensor(X), "big"),
+            TypeError,
+            r"leaky_relu: negative_slope must be a number",
+        ),
+    ],
+)
 def test_bad_arguments_raise(call, error, match):
     with pytest.raises(error, match=match):
         call()

@@ -1,5 +1,6 @@
 """The autograd engine: visiting order, deep graphs, seeding, accumulation, graph lifetime,
 no_grad, and the checks the engine makes on what an op's backward returns."""
+
 import threading
 import time
 
@@ -84,7 +85,7 @@ def test_diamonds_stacked_deep_visit_each_node_once(spy):
         y = h + h  # every level doubles the gradient
     y.sum().backward()
     assert spy.backward_calls == 200
-    np.testing.assert_array_equal(x.grad.numpy(), np.full(2, 2.0 ** 200))
+    np.testing.assert_array_equal(x.grad.numpy(), np.full(2, 2.0**200))
 
 
 def timed_chain_backward(length):
@@ -223,23 +224,30 @@ def test_no_grad_is_per_thread():
 
 # ----------------------------------------------------------------------------- engine checks
 def make_op(name, backward, forward=lambda ctx, x: copy(x), arity=1):
-    cls = type(name, (Op,), {
-        "name": name,
-        "arity": arity,
-        "forward_kernel": copy_kernel,
-        "backward_kernel": copy_kernel,
-        "forward": staticmethod(forward),
-        "backward": staticmethod(backward),
-    })
+    cls = type(
+        name,
+        (Op,),
+        {
+            "name": name,
+            "arity": arity,
+            "forward_kernel": copy_kernel,
+            "backward_kernel": copy_kernel,
+            "forward": staticmethod(forward),
+            "backward": staticmethod(backward),
+        },
+    )
     return register(cls)
 
 
-@pytest.mark.parametrize("label, backward, message", [
-    ("shape", lambda ctx, g: np.zeros(g.shape + (1,), g.dtype), r"\(2, 3\)"),
-    ("dtype", lambda ctx, g: g.astype(np.float32), "float32"),
-    ("type", lambda ctx, g: g.tolist(), "list"),
-    ("count", lambda ctx, g: (g, g), "2 gradient"),
-])
+@pytest.mark.parametrize(
+    "label, backward, message",
+    [
+        ("shape", lambda ctx, g: np.zeros(g.shape + (1,), g.dtype), r"\(2, 3\)"),
+        ("dtype", lambda ctx, g: g.astype(np.float32), "float32"),
+        ("type", lambda ctx, g: g.tolist(), "list"),
+        ("count", lambda ctx, g: (g, g), "2 gradient"),
+    ],
+)
 def test_engine_rejects_a_bad_backward_gradient_naming_the_op(label, backward, message):
     op = make_op(f"test_bad_grad_{label}", backward)
     try:
@@ -269,7 +277,9 @@ def test_context_says_which_inputs_need_a_gradient():
 
     op = make_op("test_needs_input_grad", backward, forward=lambda ctx, x, y: copy(x), arity=2)
     try:
-        firefly.ops.apply(op.name, Tensor(np.ones(2), requires_grad=True), Tensor(np.ones(2))).sum().backward()
+        firefly.ops.apply(
+            op.name, Tensor(np.ones(2), requires_grad=True), Tensor(np.ones(2))
+        ).sum().backward()
     finally:
         unregister(op.name)
     assert seen == [(True, False)]

@@ -1,4 +1,5 @@
 """``python -m firefly demo`` and ``python -m firefly info``, run as a user would."""
+
 import re
 
 import numpy as np
@@ -11,7 +12,9 @@ EPOCH_LINE = re.compile(r"Epoch \[(\d+)/(\d+)\], Loss: (\S+), step: (\S+) ms$")
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_demo_trains_and_summarizes(run_python, dtype):
-    result = run_python("-m", "firefly", "demo", "--epochs", "6", "--lr", "0.05", "--dtype", dtype, "--seed", "4")
+    result = run_python(
+        "-m", "firefly", "demo", "--epochs", "6", "--lr", "0.05", "--dtype", dtype, "--seed", "4"
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert dtype in lines[0] and "lr=0.05" in lines[0] and "seed=4" in lines[0]
@@ -20,36 +23,50 @@ def test_demo_trains_and_summarizes(run_python, dtype):
     assert [(int(m.group(1)), int(m.group(2))) for m in epochs] == [(i, 6) for i in range(1, 7)]
     losses = [float(m.group(3)) for m in epochs]
     assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
-    timing = re.match(r"first step (\S+) ms \((compiled \d+ kernel\(s\), loaded \d+ from the cache|"
-                      r"loaded \d+ kernel\(s\) from the cache)\); later steps: median (\S+) ms over 5$", lines[-2])
+    timing = re.match(
+        r"first step (\S+) ms \((compiled \d+ kernel\(s\), loaded \d+ from the cache|"
+        r"loaded \d+ kernel\(s\) from the cache)\); later steps: median (\S+) ms over 5$",
+        lines[-2],
+    )
     assert timing, lines[-2]
     assert float(timing.group(1)) > 0 and float(timing.group(3)) > 0
     summary = re.match(r"final loss (\S+) \| total (\S+) s$", lines[-1])
     assert summary, lines[-1]
     # The final loss is the last epoch's, and the seed makes the run reproducible.
     assert float(summary.group(1)) == losses[-1]
-    again = run_python("-m", "firefly", "demo", "--epochs", "6", "--lr", "0.05", "--dtype", dtype, "--seed", "4")
+    again = run_python(
+        "-m", "firefly", "demo", "--epochs", "6", "--lr", "0.05", "--dtype", dtype, "--seed", "4"
+    )
     assert [line.split(", step")[0] for line in again.stdout.splitlines()[1:-2]] == [
-        line.split(", step")[0] for line in lines[1:-2]]
+        line.split(", step")[0] for line in lines[1:-2]
+    ]
 
 
 def test_demo_help_lists_every_option_with_its_default(run_python):
     result = run_python("-m", "firefly", "demo", "--help")
     assert result.returncode == 0, result.stderr
-    for option, default in [("--epochs", "10"), ("--lr", "0.01"), ("--dtype", "float32"), ("--seed", "0")]:
+    for option, default in [
+        ("--epochs", "10"),
+        ("--lr", "0.01"),
+        ("--dtype", "float32"),
+        ("--seed", "0"),
+    ]:
         line = re.search(rf"^\s+{option}\b.*(?:\n\s{{20,}}.*)*", result.stdout, re.M)
         assert line and f"(default: {default})" in line.group(0), result.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["demo", "--epochs", "0"], "--epochs: must be a positive int, got '0'"),
-    (["demo", "--epochs", "abc"], "--epochs: must be a positive int, got 'abc'"),
-    (["demo", "--lr", "fast"], "--lr: must be a positive number, got 'fast'"),
-    (["demo", "--lr", "-1"], "must be a positive number"),
-    (["demo", "--dtype", "float16"], "invalid choice"),
-    (["demo", "--seed", "-2"], "must be a non-negative int"),
-    ([], "required"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["demo", "--epochs", "0"], "--epochs: must be a positive int, got '0'"),
+        (["demo", "--epochs", "abc"], "--epochs: must be a positive int, got 'abc'"),
+        (["demo", "--lr", "fast"], "--lr: must be a positive number, got 'fast'"),
+        (["demo", "--lr", "-1"], "must be a positive number"),
+        (["demo", "--dtype", "float16"], "invalid choice"),
+        (["demo", "--seed", "-2"], "must be a non-negative int"),
+        ([], "required"),
+    ],
+)
 def test_bad_arguments_exit_with_usage(run_python, args, message):
     result = run_python("-m", "firefly", *args)
     assert result.returncode == 2 and message in result.stderr, result.stderr

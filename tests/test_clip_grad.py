@@ -1,6 +1,7 @@
 """Gradient clipping: clip_grad_norm_ and clip_grad_value_ against NumPy formulas and torch,
 the fused path over an optimizer's flat gradient buffer (one kernel call per run of slots),
 non-finite norms, and argument checking."""
+
 import math
 
 import numpy as np
@@ -61,8 +62,9 @@ def test_norm_and_scaling_match_the_formula(layout, norm_type, max_norm):
     for p, g in zip(params, grads):
         np.testing.assert_allclose(p.tensor.grad.numpy(), g * scale, rtol=1e-13, atol=1e-300)
     if max_norm < want:
-        np.testing.assert_allclose(reference_norm([p.tensor.grad.numpy() for p in params], norm_type),
-                                   max_norm, rtol=1e-5)
+        np.testing.assert_allclose(
+            reference_norm([p.tensor.grad.numpy() for p in params], norm_type), max_norm, rtol=1e-5
+        )
 
 
 def test_flat_buffer_is_clipped_in_one_kernel_call_per_run(monkeypatch):
@@ -146,14 +148,29 @@ def test_clip_grad_value(layout):
         np.testing.assert_array_equal(p.tensor.grad.numpy(), np.clip(g, -0.5, 0.5))
 
 
-@pytest.mark.parametrize("call,error,match", [
-    (lambda ps: clip_grad_norm_(ps, "1"), TypeError, "max_norm must be a number"),
-    (lambda ps: clip_grad_norm_(ps, 1.0, norm_type=0), ValueError, "norm_type must be a positive number or inf"),
-    (lambda ps: clip_grad_norm_(ps, 1.0, norm_type=-math.inf), ValueError, "norm_type must be a positive"),
-    (lambda ps: clip_grad_norm_(5, 1.0), TypeError, "parameters must be a Tensor, a Parameter or an iterable"),
-    (lambda ps: clip_grad_norm_([np.ones(2)], 1.0), TypeError, r"parameters\[0\] is a ndarray"),
-    (lambda ps: clip_grad_value_(ps, None), TypeError, "clip_value must be a number"),
-])
+@pytest.mark.parametrize(
+    "call,error,match",
+    [
+        (lambda ps: clip_grad_norm_(ps, "1"), TypeError, "max_norm must be a number"),
+        (
+            lambda ps: clip_grad_norm_(ps, 1.0, norm_type=0),
+            ValueError,
+            "norm_type must be a positive number or inf",
+        ),
+        (
+            lambda ps: clip_grad_norm_(ps, 1.0, norm_type=-math.inf),
+            ValueError,
+            "norm_type must be a positive",
+        ),
+        (
+            lambda ps: clip_grad_norm_(5, 1.0),
+            TypeError,
+            "parameters must be a Tensor, a Parameter or an iterable",
+        ),
+        (lambda ps: clip_grad_norm_([np.ones(2)], 1.0), TypeError, r"parameters\[0\] is a ndarray"),
+        (lambda ps: clip_grad_value_(ps, None), TypeError, "clip_value must be a number"),
+    ],
+)
 def test_bad_arguments_are_refused(call, error, match):
     values, grads = case(6)
     params = loose(values, grads)
@@ -178,7 +195,12 @@ def test_matches_torch(dtype, norm_type):
     assert total.dtype == dtype
     np.testing.assert_allclose(total.item(), their_total.item(), rtol=rtol)
     for p, t in zip(params, theirs):
-        np.testing.assert_allclose(p.tensor.grad.numpy(), t.grad.numpy(), rtol=rtol, atol=1e-7 if dtype == np.float32 else 0)
+        np.testing.assert_allclose(
+            p.tensor.grad.numpy(),
+            t.grad.numpy(),
+            rtol=rtol,
+            atol=1e-7 if dtype == np.float32 else 0,
+        )
     params, _ = with_optimizer(values, grads)
     for t, g in zip(theirs, grads):
         t.grad = torch.tensor(g.copy())
@@ -199,9 +221,11 @@ def test_large_buffers_take_every_path_of_the_norm_kernel(size, norm_type, dtype
     lanes = np.zeros(NORM_LANES)
     grad_norm_power_sum(grad, norm_type, lanes)
     g = np.abs(grad.astype(np.float64))
-    want = g.max() if norm_type == math.inf else (g ** norm_type).sum()
+    want = g.max() if norm_type == math.inf else (g**norm_type).sum()
     # float32 squares are added in fours before the float64 sums: a float32 rounding each.
-    np.testing.assert_allclose(lanes[0], want, rtol=1e-12 if dtype == np.float64 or norm_type != 2.0 else 1e-7)
+    np.testing.assert_allclose(
+        lanes[0], want, rtol=1e-12 if dtype == np.float64 or norm_type != 2.0 else 1e-7
+    )
     for position in (5, size // 2, size - 3):  # in the first chunk, in the body, in the tail
         poisoned = grad.copy()
         poisoned[position] = np.nan
@@ -215,7 +239,9 @@ def test_a_huge_page_aligned_buffer_is_still_found_and_clipped_in_one_call(monke
 
     calls = []
     norm_kernel = clip_grad_module.grad_norm_power_sum
-    monkeypatch.setattr(clip_grad_module, "grad_norm_power_sum", lambda *args: calls.append(1) or norm_kernel(*args))
+    monkeypatch.setattr(
+        clip_grad_module, "grad_norm_power_sum", lambda *args: calls.append(1) or norm_kernel(*args)
+    )
     values, grads = case(9, shapes=[(600, 1000), (10,)])
     params, optimizer = with_optimizer(values, grads)
     flat = optimizer.flat_grads()[0]

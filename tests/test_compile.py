@@ -1,4 +1,5 @@
 """firefly.compile: a replayed step computes bit for bit what the eager step computes."""
+
 import warnings
 from pathlib import Path
 
@@ -34,19 +35,26 @@ def _seed_mlp(seed=0):
 
 def _training_step(model, optimizer, loss_fn):
     """``step(x, target)``: zero_grad, forward, loss, backward, optimizer step; returns the loss."""
+
     def step(x, target):
         optimizer.zero_grad()
         loss = loss_fn(model(x), target)
         loss.backward()
         optimizer.step()
         return loss
+
     return step
 
 
 def _classifier(seed=0, hidden=(256, 128)):
     firefly.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(784, hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]), nn.ReLU(),
-                          nn.Linear(hidden[1], 10))
+    model = nn.Sequential(
+        nn.Linear(784, hidden[0]),
+        nn.ReLU(),
+        nn.Linear(hidden[0], hidden[1]),
+        nn.ReLU(),
+        nn.Linear(hidden[1], 10),
+    )
     optimizer = optim.Adam(model.parameters(), lr=1e-3)
     return model, optimizer, _training_step(model, optimizer, nn.CrossEntropyLoss())
 
@@ -54,8 +62,10 @@ def _classifier(seed=0, hidden=(256, 128)):
 def _batches(n_steps, batch, seed=1):
     rng = np.random.default_rng(seed)
     for _ in range(n_steps):
-        yield (firefly.Tensor(rng.normal(size=(batch, 784)).astype(np.float32)),
-               firefly.Tensor(rng.integers(0, 10, size=batch), dtype=np.int64))
+        yield (
+            firefly.Tensor(rng.normal(size=(batch, 784)).astype(np.float32)),
+            firefly.Tensor(rng.integers(0, 10, size=batch), dtype=np.int64),
+        )
 
 
 def _same_parameters(a, b):
@@ -88,7 +98,7 @@ def test_classifier_adam_with_scheduler_bit_identical_over_200_steps():
             assert got.numpy().tobytes() == expected.numpy().tobytes(), f"step {i}"
             for s in schedulers:
                 s.step()
-    assert opt.param_groups[0]["lr"] == eager_opt.param_groups[0]["lr"] < 1e-3 * 0.5 ** 9
+    assert opt.param_groups[0]["lr"] == eager_opt.param_groups[0]["lr"] < 1e-3 * 0.5**9
     assert compiled.status()["plans"] == 1
     _same_parameters(model, eager_model)
 
@@ -185,6 +195,7 @@ def test_random_draw_in_python_runs_eagerly():
             loss.backward()
             optimizer.step()
             return loss
+
         return model, step
 
     eager_model, eager_step = make()
@@ -220,7 +231,9 @@ def test_seed_script_step_replays_bit_identical():
         firefly.manual_seed(0)
         names = {}
         exec(setup, names)
-        model, X, y, optimizer, loss_fn = (names[k] for k in ("model", "X", "y", "optimizer", "loss_fn"))
+        model, X, y, optimizer, loss_fn = (
+            names[k] for k in ("model", "X", "y", "optimizer", "loss_fn")
+        )
 
         def step():
             optimizer.zero_grad()
@@ -253,6 +266,7 @@ def test_python_number_that_changes_between_calls_is_never_baked_in():
             loss.backward()
             optimizer.step()
             return loss
+
         return model, step
 
     eager_model, eager_step = make()
@@ -278,6 +292,7 @@ def test_constant_made_inside_the_function_replays():
             loss.backward()
             optimizer.step()
             return loss
+
         return step
 
     eager_step, compiled = make(eager_model), firefly.compile(make(model))
@@ -292,6 +307,7 @@ def test_constant_made_inside_the_function_replays():
 def test_draws_from_fireflys_generator_are_drawn_again_at_replay():
     """Noise drawn from firefly.random.generator() (as dropout draws its mask) is part of the
     plan: replay draws the same numbers eager would, in the same order."""
+
     def make():
         model, optimizer, _ = _seed_mlp()
         x = firefly.Tensor(np.linspace(-1, 1, 160, dtype=np.float32).reshape(16, 10))
@@ -304,6 +320,7 @@ def test_draws_from_fireflys_generator_are_drawn_again_at_replay():
             loss.backward()
             optimizer.step()
             return loss, noise
+
         return model, step
 
     eager_model, eager_step = make()
@@ -327,28 +344,47 @@ def _digits_cnn():
 
 
 def _cnn_without_batch_norm():
-    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
-                         nn.MaxPool2d(2), nn.Dropout(0.25), nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.25),
+        nn.Flatten(),
+        nn.Linear(32 * 4 * 4, 10),
+    )
 
 
 def _dropout_mlp():
     return nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 10))
 
 
-@pytest.mark.parametrize("build, shape", [
-    (_dropout_mlp, (16, 64)),
-    (_cnn_without_batch_norm, (16, 1, 8, 8)),
-    (_digits_cnn, (16, 1, 8, 8)),
-], ids=["dropout-mlp", "cnn", "digits-cnn-batch-norm"])
+@pytest.mark.parametrize(
+    "build, shape",
+    [
+        (_dropout_mlp, (16, 64)),
+        (_cnn_without_batch_norm, (16, 1, 8, 8)),
+        (_digits_cnn, (16, 1, 8, 8)),
+    ],
+    ids=["dropout-mlp", "cnn", "digits-cnn-batch-norm"],
+)
 def test_dropout_and_cnn_bit_identical_over_200_steps(build, shape):
     def make():
         firefly.manual_seed(0)
         model = build()
-        return model, _training_step(model, optim.AdamW(model.parameters(), lr=3e-3), nn.CrossEntropyLoss())
+        return model, _training_step(
+            model, optim.AdamW(model.parameters(), lr=3e-3), nn.CrossEntropyLoss()
+        )
 
     rng = np.random.default_rng(0)
-    data = [(firefly.Tensor(rng.normal(size=shape).astype(np.float32)),
-             firefly.Tensor(rng.integers(0, 10, shape[0]), dtype=np.int64)) for _ in range(20)]
+    data = [
+        (
+            firefly.Tensor(rng.normal(size=shape).astype(np.float32)),
+            firefly.Tensor(rng.integers(0, 10, shape[0]), dtype=np.int64),
+        )
+        for _ in range(20)
+    ]
     eager_model, eager_step = make()
     model, step = make()
     compiled = firefly.compile(step)
@@ -368,14 +404,23 @@ def test_dropout_and_cnn_bit_identical_over_200_steps(build, shape):
 
 def _batch_norm_mlp(seed=0):
     firefly.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(8, 16), nn.BatchNorm1d(16, momentum=None), nn.ReLU(), nn.Linear(16, 3))
-    return model, _training_step(model, optim.Adam(model.parameters(), lr=1e-2), nn.CrossEntropyLoss())
+    model = nn.Sequential(
+        nn.Linear(8, 16), nn.BatchNorm1d(16, momentum=None), nn.ReLU(), nn.Linear(16, 3)
+    )
+    return model, _training_step(
+        model, optim.Adam(model.parameters(), lr=1e-2), nn.CrossEntropyLoss()
+    )
 
 
 def _batch_norm_data(n, seed=2):
     rng = np.random.default_rng(seed)
-    return [(firefly.Tensor(rng.normal(loc=1.0, size=(12, 8)).astype(np.float32)),
-             firefly.Tensor(rng.integers(0, 3, 12), dtype=np.int64)) for _ in range(n)]
+    return [
+        (
+            firefly.Tensor(rng.normal(loc=1.0, size=(12, 8)).astype(np.float32)),
+            firefly.Tensor(rng.integers(0, 3, 12), dtype=np.int64),
+        )
+        for _ in range(n)
+    ]
 
 
 def test_batch_norm_cumulative_average_replays_with_the_count_of_each_step():
@@ -387,12 +432,16 @@ def test_batch_norm_cumulative_average_replays_with_the_count_of_each_step():
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         for i, (x, target) in enumerate(_batch_norm_data(50)):
-            assert compiled(x, target).numpy().tobytes() == eager_step(x, target).numpy().tobytes(), f"step {i}"
+            assert (
+                compiled(x, target).numpy().tobytes() == eager_step(x, target).numpy().tobytes()
+            ), f"step {i}"
     assert compiled.status()["plans"] == 1
     _same_parameters(model, eager_model)
     bn, eager_bn = model[1], eager_model[1]
     for name in ("running_mean", "running_var"):
-        assert getattr(bn, name).numpy().tobytes() == getattr(eager_bn, name).numpy().tobytes(), name
+        assert getattr(bn, name).numpy().tobytes() == getattr(eager_bn, name).numpy().tobytes(), (
+            name
+        )
     assert int(bn.num_batches_tracked.item()) == int(eager_bn.num_batches_tracked.item()) == 50
 
 
@@ -413,5 +462,7 @@ def test_batch_norm_in_eval_mode_replays_with_the_running_statistics():
         for i, (x, _) in enumerate(_batch_norm_data(10, seed=4)):
             assert compiled(x).numpy().tobytes() == predict(x).numpy().tobytes(), f"call {i}"
     assert compiled.status()["plans"] == 1
-    for got, want in zip(model.buffers(), before):  # evaluation leaves the statistics and counter alone
+    for got, want in zip(
+        model.buffers(), before
+    ):  # evaluation leaves the statistics and counter alone
         np.testing.assert_array_equal(got.numpy(), want)

@@ -1,17 +1,18 @@
 """conv2d and conv1d: torch as the oracle in float64 over a grid of strides, paddings,
 dilations and groups (forward and every gradient to 1e-9), gradcheck, and bad input refused
 before any kernel runs."""
+
 import itertools
 
 import numpy as np
 import pytest
+from layer_references import np_conv1d, np_conv2d
 
 import firefly
 from firefly import Tensor, ops
 from firefly.nn import functional as F
 from firefly.ops import conv as conv_ops
 from firefly.testing import gradcheck
-from layer_references import np_conv1d, np_conv2d
 
 torch = pytest.importorskip("torch")
 
@@ -19,7 +20,12 @@ torch = pytest.importorskip("torch")
 CONV2D_GRID = [
     (c, o, g, k, s, p, d, 7, 6)
     for (c, o, g), k, s, p, d in itertools.product(
-        [(1, 2, 1), (3, 4, 1), (4, 6, 2), (3, 3, 3)], [1, 3, (2, 3)], [1, 2, (2, 1)], [0, 1, (2, 0)], [1, 2])
+        [(1, 2, 1), (3, 4, 1), (4, 6, 2), (3, 3, 3)],
+        [1, 3, (2, 3)],
+        [1, 2, (2, 1)],
+        [0, 1, (2, 0)],
+        [1, 2],
+    )
 ]
 
 
@@ -41,53 +47,93 @@ def run_both(fn_ff, fn_torch, arrays, rng):
 def test_conv2d_matches_torch_float64(c, o, g, k, s, p, d, h, w):
     rng = np.random.default_rng(0)
     kh, kw = (k, k) if isinstance(k, int) else k
-    x, weight, bias = rng.normal(size=(2, c, h, w)), rng.normal(size=(o, c // g, kh, kw)), rng.normal(size=o)
-    run_both(lambda *t: ops.apply("conv2d", *t, stride=s, padding=p, dilation=d, groups=g),
-             lambda *t: torch.nn.functional.conv2d(*t, stride=s, padding=p, dilation=d, groups=g),
-             (x, weight, bias), rng)
+    x, weight, bias = (
+        rng.normal(size=(2, c, h, w)),
+        rng.normal(size=(o, c // g, kh, kw)),
+        rng.normal(size=o),
+    )
+    run_both(
+        lambda *t: ops.apply("conv2d", *t, stride=s, padding=p, dilation=d, groups=g),
+        lambda *t: torch.nn.functional.conv2d(*t, stride=s, padding=p, dilation=d, groups=g),
+        (x, weight, bias),
+        rng,
+    )
 
 
 @pytest.mark.filterwarnings("ignore:Using padding=.same.")
-@pytest.mark.parametrize("padding, kernel, dilation", [("same", 3, 1), ("same", 4, 1), ("same", (2, 3), (2, 1)),
-                                                       ("valid", 3, 1)])
+@pytest.mark.parametrize(
+    "padding, kernel, dilation",
+    [("same", 3, 1), ("same", 4, 1), ("same", (2, 3), (2, 1)), ("valid", 3, 1)],
+)
 def test_conv2d_string_padding_matches_torch(padding, kernel, dilation):
     rng = np.random.default_rng(1)
     kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
     arrays = rng.normal(size=(2, 3, 6, 7)), rng.normal(size=(4, 3, kh, kw)), rng.normal(size=4)
-    run_both(lambda *t: ops.apply("conv2d", *t, padding=padding, dilation=dilation),
-             lambda *t: torch.nn.functional.conv2d(*t, padding=padding, dilation=dilation), arrays, rng)
+    run_both(
+        lambda *t: ops.apply("conv2d", *t, padding=padding, dilation=dilation),
+        lambda *t: torch.nn.functional.conv2d(*t, padding=padding, dilation=dilation),
+        arrays,
+        rng,
+    )
 
 
 def test_conv2d_without_batch_dimension_and_without_bias():
     rng = np.random.default_rng(2)
     arrays = rng.normal(size=(3, 6, 5)), rng.normal(size=(2, 3, 3, 3))
-    run_both(lambda x, w: F.conv2d(x, w, padding=1), lambda x, w: torch.nn.functional.conv2d(x, w, padding=1),
-             arrays, rng)
+    run_both(
+        lambda x, w: F.conv2d(x, w, padding=1),
+        lambda x, w: torch.nn.functional.conv2d(x, w, padding=1),
+        arrays,
+        rng,
+    )
 
 
-@pytest.mark.parametrize("c, o, g, k, s, p, d", [
-    (1, 2, 1, 3, 1, 0, 1), (4, 6, 2, 3, 2, 1, 2), (3, 3, 3, 2, 1, 2, 1), (2, 4, 1, 5, 3, 2, 1)])
+@pytest.mark.parametrize(
+    "c, o, g, k, s, p, d",
+    [(1, 2, 1, 3, 1, 0, 1), (4, 6, 2, 3, 2, 1, 2), (3, 3, 3, 2, 1, 2, 1), (2, 4, 1, 5, 3, 2, 1)],
+)
 def test_conv1d_matches_torch_float64(c, o, g, k, s, p, d):
     rng = np.random.default_rng(3)
     arrays = rng.normal(size=(2, c, 11)), rng.normal(size=(o, c // g, k)), rng.normal(size=o)
-    run_both(lambda *t: ops.apply("conv1d", *t, stride=s, padding=p, dilation=d, groups=g),
-             lambda *t: torch.nn.functional.conv1d(*t, stride=s, padding=p, dilation=d, groups=g), arrays, rng)
+    run_both(
+        lambda *t: ops.apply("conv1d", *t, stride=s, padding=p, dilation=d, groups=g),
+        lambda *t: torch.nn.functional.conv1d(*t, stride=s, padding=p, dilation=d, groups=g),
+        arrays,
+        rng,
+    )
 
 
-@pytest.mark.parametrize("s, p, d, g", [(1, 0, 1, 1), (2, 1, 1, 1), (1, 1, 2, 2), ((2, 1), (0, 2), (1, 2), 2)])
+@pytest.mark.parametrize(
+    "s, p, d, g", [(1, 0, 1, 1), (2, 1, 1, 1), (1, 1, 2, 2), ((2, 1), (0, 2), (1, 2), 2)]
+)
 def test_conv2d_gradcheck(s, p, d, g):
     rng = np.random.default_rng(4)
     x, w, b = rng.normal(size=(2, 4, 6, 5)), rng.normal(size=(4, 4 // g, 3, 2)), rng.normal(size=4)
     assert gradcheck("conv2d", x, w, b, attrs=dict(stride=s, padding=p, dilation=d, groups=g))
-    assert gradcheck("conv1d", x[:, :, 0], w[:, :, 0], b, attrs=dict(stride=s if isinstance(s, int) else s[0],
-                                                                    padding=p if isinstance(p, int) else p[0],
-                                                                    dilation=d if isinstance(d, int) else d[0],
-                                                                    groups=g))
+    assert gradcheck(
+        "conv1d",
+        x[:, :, 0],
+        w[:, :, 0],
+        b,
+        attrs=dict(
+            stride=s if isinstance(s, int) else s[0],
+            padding=p if isinstance(p, int) else p[0],
+            dilation=d if isinstance(d, int) else d[0],
+            groups=g,
+        ),
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape, out_channels, k, padding", [((5, 1, 8, 8), 16, 3, 1), ((3, 16, 8, 8), 8, 3, 0),
-                                                             ((2, 1, 28, 28), 6, 5, 0), ((2, 2, 9, 4), 3, 1, 0)])
+@pytest.mark.parametrize(
+    "shape, out_channels, k, padding",
+    [
+        ((5, 1, 8, 8), 16, 3, 1),
+        ((3, 16, 8, 8), 8, 3, 0),
+        ((2, 1, 28, 28), 6, 5, 0),
+        ((2, 2, 9, 4), 3, 1, 0),
+    ],
+)
 def test_conv_matches_numpy_in_both_dtypes(dtype, shape, out_channels, k, padding):
     """The benchmarks' shapes (tap runs of 3 to 48 elements, copied by index and through
     slices), stride 1 and 2, against NumPy."""
@@ -99,26 +145,38 @@ def test_conv_matches_numpy_in_both_dtypes(dtype, shape, out_channels, k, paddin
     for stride in (1, 2):
         out = ops.apply("conv2d", x, w, b, stride=stride, padding=padding)
         assert out.dtype == dtype
-        np.testing.assert_allclose(out.numpy(), np_conv2d(x.astype(np.float64), w, b, stride, padding),
-                                   rtol=tol, atol=tol)
+        np.testing.assert_allclose(
+            out.numpy(), np_conv2d(x.astype(np.float64), w, b, stride, padding), rtol=tol, atol=tol
+        )
     out1 = ops.apply("conv1d", x[:, :, 0], w[:, :, 0], b, padding=padding)
-    np.testing.assert_allclose(out1.numpy(), np_conv1d(x[:, :, 0].astype(np.float64), w[:, :, 0], b, 1, padding),
-                               rtol=tol, atol=tol)
+    np.testing.assert_allclose(
+        out1.numpy(),
+        np_conv1d(x[:, :, 0].astype(np.float64), w[:, :, 0], b, 1, padding),
+        rtol=tol,
+        atol=tol,
+    )
 
 
-@pytest.mark.parametrize("c, h, layout", [
-    (5, 8, "exact"),       # tap runs of KW * Cg = 15, one under position-major's 16
-    (6, 8, "positions"),   # 18
-    (8, 28, "wide"),       # 24, but wide adds only 2 columns to 28
-    (8, 16, "positions"),  # 24, and wide would add 2 to 16
-])
+@pytest.mark.parametrize(
+    "c, h, layout",
+    [
+        (5, 8, "exact"),  # tap runs of KW * Cg = 15, one under position-major's 16
+        (6, 8, "positions"),  # 18
+        (8, 28, "wide"),  # 24, but wide adds only 2 columns to 28
+        (8, 16, "positions"),  # 24, and wide would add 2 to 16
+    ],
+)
 def test_column_layouts_either_side_of_the_thresholds_match_torch(c, h, layout):
     """Forward and every gradient of each column layout's kernels, in float64."""
     assert conv_ops.column_layout((1, 1), 3, c, h, h + 2) == layout
     rng = np.random.default_rng(7)
     arrays = rng.normal(size=(2, c, h, h)), rng.normal(size=(4, c, 3, 3)), rng.normal(size=4)
-    run_both(lambda *t: ops.apply("conv2d", *t, padding=1), lambda *t: torch.nn.functional.conv2d(*t, padding=1),
-             arrays, rng)
+    run_both(
+        lambda *t: ops.apply("conv2d", *t, padding=1),
+        lambda *t: torch.nn.functional.conv2d(*t, padding=1),
+        arrays,
+        rng,
+    )
 
 
 def test_conv2d_first_layer_skips_the_input_gradient():
@@ -131,24 +189,73 @@ def test_conv2d_first_layer_skips_the_input_gradient():
     np.testing.assert_allclose(b.grad.numpy(), np.full(3, 2 * 3 * 3))
 
 
-@pytest.mark.parametrize("x_shape, w_shape, b_shape, attrs, error, match", [
-    ((3, 5), (4, 3, 3, 3), (4,), {}, ValueError, r"conv2d: input must be 4-D .* or 3-D"),
-    ((2, 3, 5, 5), (4, 3, 3), (4,), {}, ValueError, r"weight must be 4-D"),
-    ((2, 3, 5, 5), (4, 2, 3, 3), (4,), {}, ValueError, r"3 channels but weight expects .* 2"),
-    ((2, 4, 5, 5), (3, 2, 3, 3), (3,), {"groups": 2}, ValueError, r"out_channels 3 is not divisible by groups=2"),
-    ((2, 3, 5, 5), (4, 3, 3, 3), (3,), {}, ValueError, r"bias must have shape \(4,\)"),
-    ((2, 3, 2, 5), (4, 3, 3, 3), (4,), {}, ValueError, r"larger than the padded input"),
-    ((2, 3, 5, 5), (4, 3, 3, 3), (4,), {"dilation": 3}, ValueError, r"larger than the padded input"),
-    ((2, 3, 5, 5), (4, 3, 3, 3), (4,), {"stride": 0}, ValueError, r"conv2d: stride must be positive"),
-    ((2, 3, 5, 5), (4, 3, 3, 3), (4,), {"padding": -1}, ValueError, r"padding must be non-negative"),
-    ((2, 3, 5, 5), (4, 3, 3, 3), (4,), {"padding": "same", "stride": 2}, ValueError, r"'same' needs stride 1"),
-    ((2, 3, 5, 5), (4, 3, 3, 3), (4,), {"padding": "full"}, ValueError, r"padding must be"),
-    ((2, 3, 5, 5), (4, 3, 3, 3), (4,), {"stride": 1.5}, TypeError, r"stride must be an int"),
-    ((2, 3, 5, 5), (4, 3, 3, 3), (4,), {"groups": 0}, ValueError, r"groups must be a positive int"),
-])
-def test_conv2d_rejects_bad_input_before_any_kernel(monkeypatch, x_shape, w_shape, b_shape, attrs, error, match):
+@pytest.mark.parametrize(
+    "x_shape, w_shape, b_shape, attrs, error, match",
+    [
+        ((3, 5), (4, 3, 3, 3), (4,), {}, ValueError, r"conv2d: input must be 4-D .* or 3-D"),
+        ((2, 3, 5, 5), (4, 3, 3), (4,), {}, ValueError, r"weight must be 4-D"),
+        ((2, 3, 5, 5), (4, 2, 3, 3), (4,), {}, ValueError, r"3 channels but weight expects .* 2"),
+        (
+            (2, 4, 5, 5),
+            (3, 2, 3, 3),
+            (3,),
+            {"groups": 2},
+            ValueError,
+            r"out_channels 3 is not divisible by groups=2",
+        ),
+        ((2, 3, 5, 5), (4, 3, 3, 3), (3,), {}, ValueError, r"bias must have shape \(4,\)"),
+        ((2, 3, 2, 5), (4, 3, 3, 3), (4,), {}, ValueError, r"larger than the padded input"),
+        (
+            (2, 3, 5, 5),
+            (4, 3, 3, 3),
+            (4,),
+            {"dilation": 3},
+            ValueError,
+            r"larger than the padded input",
+        ),
+        (
+            (2, 3, 5, 5),
+            (4, 3, 3, 3),
+            (4,),
+            {"stride": 0},
+            ValueError,
+            r"conv2d: stride must be positive",
+        ),
+        (
+            (2, 3, 5, 5),
+            (4, 3, 3, 3),
+            (4,),
+            {"padding": -1},
+            ValueError,
+            r"padding must be non-negative",
+        ),
+        (
+            (2, 3, 5, 5),
+            (4, 3, 3, 3),
+            (4,),
+            {"padding": "same", "stride": 2},
+            ValueError,
+            r"'same' needs stride 1",
+        ),
+        ((2, 3, 5, 5), (4, 3, 3, 3), (4,), {"padding": "full"}, ValueError, r"padding must be"),
+        ((2, 3, 5, 5), (4, 3, 3, 3), (4,), {"stride": 1.5}, TypeError, r"stride must be an int"),
+        (
+            (2, 3, 5, 5),
+            (4, 3, 3, 3),
+            (4,),
+            {"groups": 0},
+            ValueError,
+            r"groups must be a positive int",
+        ),
+    ],
+)
+def test_conv2d_rejects_bad_input_before_any_kernel(
+    monkeypatch, x_shape, w_shape, b_shape, attrs, error, match
+):
     op = firefly.ops.get("conv2d")
-    monkeypatch.setattr(op, "forward_kernel", None)  # a kernel call would raise TypeError, not the check
+    monkeypatch.setattr(
+        op, "forward_kernel", None
+    )  # a kernel call would raise TypeError, not the check
     with pytest.raises(error, match=match):
         ops.apply("conv2d", np.zeros(x_shape), np.zeros(w_shape), np.zeros(b_shape), **attrs)
 

@@ -1,4 +1,5 @@
 """firefly.data: datasets, samplers, default_collate and the DataLoader, with torch as the oracle."""
+
 from collections import namedtuple
 
 import numpy as np
@@ -6,7 +7,13 @@ import pytest
 
 import firefly
 from firefly.data import (
-    DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler, TensorDataset, default_collate,
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    SequentialSampler,
+    TensorDataset,
+    default_collate,
 )
 from firefly.tensor import Tensor
 
@@ -45,7 +52,9 @@ def test_shuffle_visits_every_sample_once_in_a_new_order_each_pass():
     loader = DataLoader(y, batch_size=16, shuffle=True, seed=3)
     first = np.concatenate([b[0].numpy() for b in loader])
     second = np.concatenate([b[0].numpy() for b in loader])
-    assert sorted(first.tolist()) == list(range(100)) and sorted(second.tolist()) == list(range(100))
+    assert sorted(first.tolist()) == list(range(100)) and sorted(second.tolist()) == list(
+        range(100)
+    )
     assert not np.array_equal(first, y) and not np.array_equal(first, second)
 
 
@@ -57,7 +66,9 @@ def test_rows_stay_aligned_across_arrays_when_shuffled():
 
 def test_seed_and_manual_seed_make_shuffling_reproducible():
     y = np.arange(64)
-    assert collect(DataLoader(y, batch_size=8, shuffle=True, seed=5)) == collect(DataLoader(y, batch_size=8, shuffle=True, seed=5))
+    assert collect(DataLoader(y, batch_size=8, shuffle=True, seed=5)) == collect(
+        DataLoader(y, batch_size=8, shuffle=True, seed=5)
+    )
     firefly.manual_seed(11)
     a = collect(DataLoader(y, batch_size=8, shuffle=True))
     firefly.manual_seed(11)
@@ -92,8 +103,16 @@ def test_a_list_of_tuples_collates_like_torch():
 
 def test_python_numbers_dicts_namedtuples_and_strings():
     Pair = namedtuple("Pair", "a b")
-    samples = [{"x": [float(i), 2.0 * i], "label": i, "flag": i % 2 == 0, "name": f"s{i}", "pair": Pair(i, 0.5)}
-               for i in range(3)]
+    samples = [
+        {
+            "x": [float(i), 2.0 * i],
+            "label": i,
+            "flag": i % 2 == 0,
+            "name": f"s{i}",
+            "pair": Pair(i, 0.5),
+        }
+        for i in range(3)
+    ]
     batch = default_collate(samples)
     assert set(batch) == {"x", "label", "flag", "name", "pair"}
     assert isinstance(batch["x"], list) and batch["x"][1].numpy().tolist() == [0.0, 2.0, 4.0]
@@ -110,12 +129,19 @@ def test_mixed_python_numbers_make_a_float_batch():
     assert default_collate([3, True]).dtype == np.int64
 
 
-@pytest.mark.parametrize("tensors, error, message", [
-    ((), ValueError, "at least one tensor"),
-    ((np.zeros(3), np.zeros(2)), ValueError, r"same first dimension, got shapes \(3,\), \(2,\)"),
-    ((np.float32(1.0),), ValueError, "tensor 0 is 0-d"),
-    ((np.zeros(2), np.array(["a", "b"])), TypeError, "tensor 1 must hold numbers"),
-])
+@pytest.mark.parametrize(
+    "tensors, error, message",
+    [
+        ((), ValueError, "at least one tensor"),
+        (
+            (np.zeros(3), np.zeros(2)),
+            ValueError,
+            r"same first dimension, got shapes \(3,\), \(2,\)",
+        ),
+        ((np.float32(1.0),), ValueError, "tensor 0 is 0-d"),
+        ((np.zeros(2), np.array(["a", "b"])), TypeError, "tensor 1 must hold numbers"),
+    ],
+)
 def test_tensor_dataset_misuse(tensors, error, message):
     with pytest.raises(error, match=message):
         TensorDataset(*tensors)
@@ -126,11 +152,21 @@ def test_default_collate_matches_torch():
     from torch.utils.data import default_collate as torch_collate
 
     rng = np.random.default_rng(0)
-    samples = [(rng.normal(size=(3,)).astype(np.float32), int(rng.integers(10)), {"w": float(rng.normal())})
-               for _ in range(5)]
+    samples = [
+        (
+            rng.normal(size=(3,)).astype(np.float32),
+            int(rng.integers(10)),
+            {"w": float(rng.normal())},
+        )
+        for _ in range(5)
+    ]
     ours, theirs = default_collate(samples), torch_collate(samples)
     assert isinstance(ours, list) and isinstance(theirs, list)
-    for mine, torchs in [(ours[0], theirs[0]), (ours[1], theirs[1]), (ours[2]["w"], theirs[2]["w"])]:
+    for mine, torchs in [
+        (ours[0], theirs[0]),
+        (ours[1], theirs[1]),
+        (ours[2]["w"], theirs[2]["w"]),
+    ]:
         assert mine.dtype == np.dtype(str(torchs.dtype).replace("torch.", ""))
         assert np.array_equal(mine.numpy(), torchs.numpy())
 
@@ -143,7 +179,12 @@ def test_a_custom_dataset():
         def __getitem__(self, i):
             return np.array([i], dtype=np.float64), i * i
 
-    xs, ys = zip(*[(xb.numpy()[:, 0].tolist(), yb.numpy().tolist()) for xb, yb in DataLoader(Squares(), batch_size=3)])
+    xs, ys = zip(
+        *[
+            (xb.numpy()[:, 0].tolist(), yb.numpy().tolist())
+            for xb, yb in DataLoader(Squares(), batch_size=3)
+        ]
+    )
     assert list(xs) == [[0, 1, 2], [3, 4, 5], [6]] and list(ys) == [[0, 1, 4], [9, 16, 25], [36]]
 
 
@@ -167,12 +208,23 @@ def test_sequential_and_random_samplers():
     assert order == list(RandomSampler(range(20), seed=1))
 
 
-@pytest.mark.parametrize("length, replicas, drop_last", [(10, 3, False), (10, 3, True), (9, 3, False), (2, 4, False), (11, 4, True)])
+@pytest.mark.parametrize(
+    "length, replicas, drop_last",
+    [(10, 3, False), (10, 3, True), (9, 3, False), (2, 4, False), (11, 4, True)],
+)
 def test_distributed_sampler_shards_are_disjoint_equal_and_cover(length, replicas, drop_last):
-    shards = [list(DistributedSampler(range(length), replicas, rank, shuffle=True, seed=4, drop_last=drop_last))
-              for rank in range(replicas)]
+    shards = [
+        list(
+            DistributedSampler(
+                range(length), replicas, rank, shuffle=True, seed=4, drop_last=drop_last
+            )
+        )
+        for rank in range(replicas)
+    ]
     sizes = {len(s) for s in shards}
-    assert len(sizes) == 1 and sizes.pop() == len(DistributedSampler(range(length), replicas, 0, drop_last=drop_last))
+    assert len(sizes) == 1 and sizes.pop() == len(
+        DistributedSampler(range(length), replicas, 0, drop_last=drop_last)
+    )
     flat = [i for s in shards for i in s]
     if drop_last:
         assert len(set(flat)) == len(flat) == (length // replicas) * replicas
@@ -185,10 +237,21 @@ def test_distributed_sampler_matches_torch_without_shuffle():
     torch = pytest.importorskip("torch")
     from torch.utils.data import DistributedSampler as TorchSampler
 
-    for length, replicas, drop_last in [(10, 3, False), (10, 3, True), (2, 4, False), (13, 5, True)]:
+    for length, replicas, drop_last in [
+        (10, 3, False),
+        (10, 3, True),
+        (2, 4, False),
+        (13, 5, True),
+    ]:
         for rank in range(replicas):
-            ours = list(DistributedSampler(range(length), replicas, rank, shuffle=False, drop_last=drop_last))
-            theirs = list(TorchSampler(range(length), replicas, rank, shuffle=False, drop_last=drop_last))
+            ours = list(
+                DistributedSampler(
+                    range(length), replicas, rank, shuffle=False, drop_last=drop_last
+                )
+            )
+            theirs = list(
+                TorchSampler(range(length), replicas, rank, shuffle=False, drop_last=drop_last)
+            )
             assert ours == theirs
 
 
@@ -213,25 +276,57 @@ def test_distributed_sampler_defaults_to_a_single_process_without_mpi():
 
 def test_dataloader_with_a_distributed_sampler():
     X = np.arange(10.0)
-    parts = [np.concatenate([b[0].numpy() for b in DataLoader(X, batch_size=2, sampler=DistributedSampler(X, 2, r, shuffle=False))])
-             for r in range(2)]
+    parts = [
+        np.concatenate(
+            [
+                b[0].numpy()
+                for b in DataLoader(
+                    X, batch_size=2, sampler=DistributedSampler(X, 2, r, shuffle=False)
+                )
+            ]
+        )
+        for r in range(2)
+    ]
     assert parts[0].tolist() == [0, 2, 4, 6, 8] and parts[1].tolist() == [1, 3, 5, 7, 9]
 
 
 # ----------------------------------------------------------------------------- misuse
-@pytest.mark.parametrize("args, kwargs, error, message", [
-    ((np.zeros(5), np.zeros(4)), {"batch_size": 2}, ValueError, r"same first dimension, got shapes \(5,\), \(4,\)"),
-    ((np.zeros(5),), {"batch_size": 0}, ValueError, "batch_size must be a positive int, got 0"),
-    ((np.zeros(5),), {"batch_size": 2.0}, TypeError, "batch_size must be a positive int"),
-    ((np.zeros(5),), {"batch_size": True}, TypeError, "got a bool"),
-    ((np.float64(1.0),), {"batch_size": 1}, ValueError, "0-d"),
-    ((np.array(["a", "b"]),), {"batch_size": 1}, TypeError, "must hold numbers"),
-    ((3,), {}, TypeError, "must have __len__ and __getitem__"),
-    ((np.zeros(5), 2), {"batch_size": 2}, TypeError, "multiple values for argument 'batch_size'"),
-    (([1, 2],), {"shuffle": True, "sampler": [0, 1]}, ValueError, "mutually exclusive with shuffle"),
-    (([1, 2],), {"sampler": iter([0, 1])}, TypeError, "sampler must be iterable and have a length"),
-    (([1, 2],), {"collate_fn": 3}, TypeError, "collate_fn must be callable"),
-])
+@pytest.mark.parametrize(
+    "args, kwargs, error, message",
+    [
+        (
+            (np.zeros(5), np.zeros(4)),
+            {"batch_size": 2},
+            ValueError,
+            r"same first dimension, got shapes \(5,\), \(4,\)",
+        ),
+        ((np.zeros(5),), {"batch_size": 0}, ValueError, "batch_size must be a positive int, got 0"),
+        ((np.zeros(5),), {"batch_size": 2.0}, TypeError, "batch_size must be a positive int"),
+        ((np.zeros(5),), {"batch_size": True}, TypeError, "got a bool"),
+        ((np.float64(1.0),), {"batch_size": 1}, ValueError, "0-d"),
+        ((np.array(["a", "b"]),), {"batch_size": 1}, TypeError, "must hold numbers"),
+        ((3,), {}, TypeError, "must have __len__ and __getitem__"),
+        (
+            (np.zeros(5), 2),
+            {"batch_size": 2},
+            TypeError,
+            "multiple values for argument 'batch_size'",
+        ),
+        (
+            ([1, 2],),
+            {"shuffle": True, "sampler": [0, 1]},
+            ValueError,
+            "mutually exclusive with shuffle",
+        ),
+        (
+            ([1, 2],),
+            {"sampler": iter([0, 1])},
+            TypeError,
+            "sampler must be iterable and have a length",
+        ),
+        (([1, 2],), {"collate_fn": 3}, TypeError, "collate_fn must be callable"),
+    ],
+)
 def test_misuse_is_explained(args, kwargs, error, message):
     with pytest.raises(error, match=message):
         DataLoader(*args, **kwargs)
@@ -247,14 +342,20 @@ def test_batch_size_set_later_is_checked_with_the_same_message():
     assert len(loader) == 1 and next(iter(loader))[0].shape == (5,)
 
 
-@pytest.mark.parametrize("items, message", [
-    ([np.zeros(2), np.zeros(2), np.zeros(3)], r"item 2: its shape \(3,\) differs from item 0's \(2,\)"),
-    ([(1.0, 2), (1.0, None)], r"item 1, field \[1\]: it is a NoneType but item 0 is a number"),
-    ([(1.0, 2), (1.0,)], "item 1: it has 1 fields but item 0 has 2"),
-    ([{"a": 1}, {"b": 1}], r"item 1: it has keys \['b'\] but item 0 has keys \['a'\]"),
-    ([None, None], "item 0: it is a NoneType"),
-    ([np.zeros(2), [0.0, 1.0]], "item 1: it is a list but item 0 is a ndarray"),
-])
+@pytest.mark.parametrize(
+    "items, message",
+    [
+        (
+            [np.zeros(2), np.zeros(2), np.zeros(3)],
+            r"item 2: its shape \(3,\) differs from item 0's \(2,\)",
+        ),
+        ([(1.0, 2), (1.0, None)], r"item 1, field \[1\]: it is a NoneType but item 0 is a number"),
+        ([(1.0, 2), (1.0,)], "item 1: it has 1 fields but item 0 has 2"),
+        ([{"a": 1}, {"b": 1}], r"item 1: it has keys \['b'\] but item 0 has keys \['a'\]"),
+        ([None, None], "item 0: it is a NoneType"),
+        ([np.zeros(2), [0.0, 1.0]], "item 1: it is a list but item 0 is a ndarray"),
+    ],
+)
 def test_bad_items_name_the_index(items, message):
     with pytest.raises(TypeError, match=message):
         list(DataLoader(items, batch_size=len(items)))
@@ -278,14 +379,19 @@ def test_a_failing_getitem_names_the_index():
 
     with pytest.raises(KeyError) as info:
         list(DataLoader(Broken(), batch_size=2))
-    assert "dataset[3]" in "".join(getattr(info.value, "__notes__", [])) or not hasattr(info.value, "add_note")
+    assert "dataset[3]" in "".join(getattr(info.value, "__notes__", [])) or not hasattr(
+        info.value, "add_note"
+    )
 
 
-@pytest.mark.parametrize("kwargs, error, message", [
-    ({"num_replicas": 2, "rank": 2}, ValueError, r"invalid rank 2, rank must be in \[0, 1\]"),
-    ({"num_replicas": 0, "rank": 0}, ValueError, "num_replicas must be a positive int"),
-    ({"num_replicas": 2, "rank": -1}, ValueError, "rank must be a non-negative int"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"num_replicas": 2, "rank": 2}, ValueError, r"invalid rank 2, rank must be in \[0, 1\]"),
+        ({"num_replicas": 0, "rank": 0}, ValueError, "num_replicas must be a positive int"),
+        ({"num_replicas": 2, "rank": -1}, ValueError, "rank must be a non-negative int"),
+    ],
+)
 def test_distributed_sampler_misuse(kwargs, error, message):
     with pytest.raises(error, match=message):
         DistributedSampler(range(4), **kwargs)

@@ -4,6 +4,7 @@ A linear classifier on the raw pixels already reaches about 95% on these digits,
 model's accuracy alone could hide broken convolution gradients behind a working last layer.
 The second test freezes that layer at its random initialization: every bit of learning must
 then flow back through Linear, Dropout, MaxPool2d, ReLU, BatchNorm2d and Conv2d."""
+
 import re
 import sys
 from pathlib import Path
@@ -56,18 +57,30 @@ def test_digits_cnn_learns_through_the_convolutions_alone():
 def test_digits_mlp_example_reaches_97_percent(tmp_path, run_python):
     result = run_python(REPO_ROOT / "examples" / "digits_mlp.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    epochs = re.findall(r"Epoch \[(\d+)/30\], loss: (\S+), train accuracy: (\S+)%, held-out accuracy: (\S+)%",
-                        result.stdout)
+    epochs = re.findall(
+        r"Epoch \[(\d+)/30\], loss: (\S+), train accuracy: (\S+)%, held-out accuracy: (\S+)%",
+        result.stdout,
+    )
     assert [int(e[0]) for e in epochs] == list(range(1, 31))
     final = float(re.search(r"final held-out accuracy: (\S+)%", result.stdout).group(1))
     assert final >= 97.0, result.stdout[-600:]
 
 
 def test_demo_digits_cnn_reports_each_epoch(tmp_path, run_python):
-    result = run_python("-m", "firefly", "demo", "--model", "digits-cnn", "--epochs", "2", cwd=tmp_path)
+    result = run_python(
+        "-m", "firefly", "demo", "--model", "digits-cnn", "--epochs", "2", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert "digits CNN (float32, 2 epochs, AdamW lr=0.01" in result.stdout
-    assert len(re.findall(r"Epoch \[\d/2\], loss: \S+, train accuracy: \S+%, held-out accuracy: \S+%, "
-                          r"time: \S+ s", result.stdout)) == 2
+    assert (
+        len(
+            re.findall(
+                r"Epoch \[\d/2\], loss: \S+, train accuracy: \S+%, held-out accuracy: \S+%, "
+                r"time: \S+ s",
+                result.stdout,
+            )
+        )
+        == 2
+    )
     final = float(re.search(r"final held-out accuracy (\S+)%", result.stdout).group(1))
     assert final >= 95.0, result.stdout

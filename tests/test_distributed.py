@@ -1,5 +1,6 @@
 """firefly.distributed: single-process behaviour here, and real ``mpiexec -n 2`` jobs running
 tests/mpi_worker.py (skipped with a reason when mpi4py or the mpiexec beside this Python is missing)."""
+
 import importlib.util
 import os
 import re
@@ -31,20 +32,30 @@ def mpiexec(*args, ranks=2, timeout=TIMEOUT):
     """``mpiexec -n ranks python *args`` against this checkout, one thread per rank."""
     env = dict(os.environ, NUMBA_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run([str(MPIEXEC), "-n", str(ranks), sys.executable, *map(str, args)],
-                          capture_output=True, text=True, timeout=timeout, cwd=REPO_ROOT, env=env,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(MPIEXEC), "-n", str(ranks), sys.executable, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def worker(*args, **kwargs):
     result = mpiexec(WORKER, *args, **kwargs)
-    assert result.returncode == 0, f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
     return result.stdout
 
 
 # ----------------------------------------------------------------------------- one process
 def test_importing_firefly_does_not_import_mpi4py(run_python):
-    result = run_python("-c", "import sys, firefly, firefly.distributed; print('mpi4py' in sys.modules)")
+    result = run_python(
+        "-c", "import sys, firefly, firefly.distributed; print('mpi4py' in sys.modules)"
+    )
     assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
 
 
@@ -65,18 +76,22 @@ def test_without_mpiexec_one_rank_and_everything_works(run_python):
 
 
 def test_init_without_the_extra_names_the_install_command(run_python):
-    code = ("import sys; sys.modules['mpi4py'] = None\n"
-            "from firefly import distributed\n"
-            "distributed.init()\n")
+    code = (
+        "import sys; sys.modules['mpi4py'] = None\n"
+        "from firefly import distributed\n"
+        "distributed.init()\n"
+    )
     result = run_python("-c", code)
     assert result.returncode != 0 and "ImportError" in result.stderr
     assert 'pip install "firefly[distributed]"' in result.stderr
 
 
 def test_under_mpiexec_without_mpi4py_rank_queries_refuse_to_guess(run_python):
-    code = ("import sys; sys.modules['mpi4py'] = None\n"
-            "from firefly import distributed\n"
-            "distributed.world_size()\n")
+    code = (
+        "import sys; sys.modules['mpi4py'] = None\n"
+        "from firefly import distributed\n"
+        "distributed.world_size()\n"
+    )
     result = run_python("-c", code, env={"PMI_SIZE": "2"})
     assert result.returncode != 0 and 'pip install "firefly[distributed]"' in result.stderr
 
@@ -87,7 +102,9 @@ def test_one_process_ddp_trains_like_the_model_itself():
 
     def run(wrap):
         firefly.manual_seed(0)
-        model = nn.Sequential(nn.Linear(4, 5, dtype=np.float64), nn.ReLU(), nn.Linear(5, 3, dtype=np.float64))
+        model = nn.Sequential(
+            nn.Linear(4, 5, dtype=np.float64), nn.ReLU(), nn.Linear(5, 3, dtype=np.float64)
+        )
         optimizer = SGD(model.get_parameters(), lr=0.5)
         net = dist.DistributedDataParallel(model, optimizer) if wrap else model
         for _ in range(3):
@@ -99,22 +116,58 @@ def test_one_process_ddp_trains_like_the_model_itself():
     plain, _ = run(False)
     wrapped, ddp = run(True)
     assert all(np.array_equal(a, b) for a, b in zip(plain, wrapped))
-    assert list(ddp.state_dict()) == ["module.0.weight", "module.0.bias", "module.2.weight", "module.2.bias"]
+    assert list(ddp.state_dict()) == [
+        "module.0.weight",
+        "module.0.bias",
+        "module.2.weight",
+        "module.2.bias",
+    ]
     with ddp.no_sync():
         assert not ddp.require_sync
     assert ddp.require_sync
 
 
-@pytest.mark.parametrize("call, error, message", [
-    (lambda: dist.all_reduce(np.ones(2), op="prod"), ValueError, "op must be one of"),
-    (lambda: dist.all_reduce(np.ones(2, dtype=np.int64), op="mean"), TypeError, "op='mean' needs a float array"),
-    (lambda: dist.all_reduce(np.ones((4, 4))[:, 0]), ValueError, r"shape \(4,\).*must be C-contiguous"),
-    (lambda: dist.broadcast([1.0, 2.0]), TypeError, "expected a Tensor or an ndarray, got list"),
-    (lambda: dist.broadcast(np.ones(2), root=3), ValueError, r"root must be a rank in \[0, 0\], got 3"),
-    (lambda: dist.DistributedDataParallel(object()), TypeError, "module must be a firefly.nn.Module"),
-    (lambda: dist.DistributedDataParallel(nn.Linear(2, 2), bucket_cap_mb=0), ValueError, "bucket_cap_mb"),
-    (lambda: dist.DistributedDataParallel(nn.Linear(2, 2)).attach(object()), TypeError, "needs flat_grads"),
-])
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: dist.all_reduce(np.ones(2), op="prod"), ValueError, "op must be one of"),
+        (
+            lambda: dist.all_reduce(np.ones(2, dtype=np.int64), op="mean"),
+            TypeError,
+            "op='mean' needs a float array",
+        ),
+        (
+            lambda: dist.all_reduce(np.ones((4, 4))[:, 0]),
+            ValueError,
+            r"shape \(4,\).*must be C-contiguous",
+        ),
+        (
+            lambda: dist.broadcast([1.0, 2.0]),
+            TypeError,
+            "expected a Tensor or an ndarray, got list",
+        ),
+        (
+            lambda: dist.broadcast(np.ones(2), root=3),
+            ValueError,
+            r"root must be a rank in \[0, 0\], got 3",
+        ),
+        (
+            lambda: dist.DistributedDataParallel(object()),
+            TypeError,
+            "module must be a firefly.nn.Module",
+        ),
+        (
+            lambda: dist.DistributedDataParallel(nn.Linear(2, 2), bucket_cap_mb=0),
+            ValueError,
+            "bucket_cap_mb",
+        ),
+        (
+            lambda: dist.DistributedDataParallel(nn.Linear(2, 2)).attach(object()),
+            TypeError,
+            "needs flat_grads",
+        ),
+    ],
+)
 def test_misuse_is_explained(call, error, message):
     with pytest.raises(error, match=message):
         call()
@@ -122,13 +175,23 @@ def test_misuse_is_explained(call, error, message):
 
 # ----------------------------------------------------------------------------- real MPI jobs
 @needs_mpi
-@pytest.mark.parametrize("dtype, optimizer, style", [
-    ("float64", "sgd", "ddp"), ("float64", "adam", "ddp-ctor"), ("float64", "sgd", "dopt"), ("float32", "adam", "ddp"),
-    ("float64", "sgd", "bucketed"), ("float64", "adam", "closure"), ("float64", "seed-sgd", "manual"),
-])
+@pytest.mark.parametrize(
+    "dtype, optimizer, style",
+    [
+        ("float64", "sgd", "ddp"),
+        ("float64", "adam", "ddp-ctor"),
+        ("float64", "sgd", "dopt"),
+        ("float32", "adam", "ddp"),
+        ("float64", "sgd", "bucketed"),
+        ("float64", "adam", "closure"),
+        ("float64", "seed-sgd", "manual"),
+    ],
+)
 def test_two_ranks_on_half_batches_match_one_process_on_whole_batches(dtype, optimizer, style):
     # The worker also checks, after every step, that both ranks hold identical weights.
-    assert f"OK equivalence {dtype} {optimizer} {style}" in worker("equivalence", dtype, optimizer, style)
+    assert f"OK equivalence {dtype} {optimizer} {style}" in worker(
+        "equivalence", dtype, optimizer, style
+    )
 
 
 @needs_mpi
@@ -150,8 +213,11 @@ def test_save_on_rank_0_and_load_on_every_rank(tmp_path):
 def test_different_models_are_reported_with_the_rank_and_parameter():
     out = worker("mismatch")
     assert "OK mismatch" in out
-    assert re.search(r"parameter or buffer 0 '0\.weight' has shape \(6, 17\) and dtype float64 on rank 1, "
-                     r"but '0\.weight' has shape \(6, 16\) and dtype float64 on rank 0", out), out
+    assert re.search(
+        r"parameter or buffer 0 '0\.weight' has shape \(6, 17\) and dtype float64 on rank 1, "
+        r"but '0\.weight' has shape \(6, 16\) and dtype float64 on rank 0",
+        out,
+    ), out
 
 
 @needs_mpi
@@ -193,7 +259,9 @@ def test_demo_distributed_prints_one_set_of_epoch_lines():
 
 @needs_mpi
 def test_ddp_digits_example_learns_on_two_ranks():
-    pytest.importorskip("sklearn", reason='the digits example needs scikit-learn (pip install "firefly[examples]")')
+    pytest.importorskip(
+        "sklearn", reason='the digits example needs scikit-learn (pip install "firefly[examples]")'
+    )
     result = mpiexec(REPO_ROOT / "examples" / "ddp_digits.py")
     assert result.returncode == 0, result.stderr
     assert "2 rank(s)" in result.stdout and result.stdout.count("Epoch [") == 20, result.stdout

@@ -1,6 +1,7 @@
 """The engine's fast paths give what the general path gives: Python numbers in either position
 and either sign of zero, the flat and broadcast binary kernels, the full-reduction sum, and
 outputs of ops that override a family's forward still checked."""
+
 import numpy as np
 import pytest
 from numba.core.errors import TypingError
@@ -37,8 +38,14 @@ def test_constant_cache_stays_bounded_and_nan_is_never_kept():
 def test_python_numbers_first_or_second_match_numpy(dtype):
     a = np.array([0.5, -1.5, 2.0], dtype)
     t = Tensor(a, requires_grad=True)
-    cases = [(lambda: 2.0 - t, 2.0 - a), (lambda: t - 2.0, a - 2.0), (lambda: 3.0 / t, 3.0 / a),
-             (lambda: t / 3, a / 3), (lambda: 2 * t, 2 * a), (lambda: t ** 2.0, a ** 2.0)]
+    cases = [
+        (lambda: 2.0 - t, 2.0 - a),
+        (lambda: t - 2.0, a - 2.0),
+        (lambda: 3.0 / t, 3.0 / a),
+        (lambda: t / 3, a / 3),
+        (lambda: 2 * t, 2 * a),
+        (lambda: t**2.0, a**2.0),
+    ]
     for fn, want in cases:
         out = fn()
         assert out.dtype == dtype and out.requires_grad
@@ -48,9 +55,19 @@ def test_python_numbers_first_or_second_match_numpy(dtype):
     np.testing.assert_allclose(t.grad.numpy(), -3.0 / a.astype(np.float64) ** 2, rtol=1e-6)
 
 
-@pytest.mark.parametrize("shapes", [((4, 3), (4, 3)), ((4, 3), ()), ((), (4, 3)), ((4, 3), (1,)),
-                                    ((4, 3), (3,)), ((4, 1), (1, 3)), ((2, 1, 3, 1), (1, 5, 1, 2))],
-                         ids=str)
+@pytest.mark.parametrize(
+    "shapes",
+    [
+        ((4, 3), (4, 3)),
+        ((4, 3), ()),
+        ((), (4, 3)),
+        ((4, 3), (1,)),
+        ((4, 3), (3,)),
+        ((4, 1), (1, 3)),
+        ((2, 1, 3, 1), (1, 5, 1, 2)),
+    ],
+    ids=str,
+)
 def test_flat_and_broadcast_kernels_give_numpys_values_and_gradients(shapes):
     rng = np.random.default_rng(0)
     a, b = (rng.uniform(0.5, 2.0, s) for s in shapes)

@@ -1,4 +1,5 @@
 """The example scripts run as a user runs them and do what they say."""
+
 import re
 
 
@@ -13,7 +14,9 @@ def test_seed_mlp_example_trains(run_python, repo_root, tmp_path):
 def test_spiral_classifier_reaches_95_percent(run_python, repo_root, tmp_path):
     result = run_python(repo_root / "examples" / "spiral_classifier.py", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    epochs = re.findall(r"Epoch \[(\d+)/60\], Loss: (\S+), training accuracy: (\S+)%", result.stdout)
+    epochs = re.findall(
+        r"Epoch \[(\d+)/60\], Loss: (\S+), training accuracy: (\S+)%", result.stdout
+    )
     assert [int(e[0]) for e in epochs] == list(range(1, 61))
     final = float(re.search(r"final training accuracy: (\S+)%", result.stdout).group(1))
     assert final >= 95.0, result.stdout[-500:]

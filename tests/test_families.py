@@ -1,10 +1,12 @@
 """Kernel families and the op contract: a new elementwise op is a few lines of scalar math and
 passes the battery, and check_op fails an op whose kernels are not what it declares."""
+
 import numpy as np
 import pytest
 
 import firefly
-from firefly.kernels import families, shape as shape_kernels
+from firefly.kernels import families
+from firefly.kernels import shape as shape_kernels
 from firefly.ops import BinaryOp, UnaryOp, get, register, unregister
 from firefly.ops.elementwise import Neg
 from firefly.testing import OpCheckError, check_op
@@ -38,7 +40,9 @@ def test_a_unary_op_is_its_scalar_math(registered):
 
     assert check_op("test_softsign", reference=lambda a, attrs: a[0] / (1.0 + np.abs(a[0])))
     x = np.linspace(-3, 3, 7, dtype=np.float32)
-    np.testing.assert_allclose(firefly.ops.apply("test_softsign", x).numpy(), x / (1 + np.abs(x)), rtol=1e-6)
+    np.testing.assert_allclose(
+        firefly.ops.apply("test_softsign", x).numpy(), x / (1 + np.abs(x)), rtol=1e-6
+    )
 
 
 def test_a_binary_op_is_its_scalar_math(registered):
@@ -62,7 +66,10 @@ def test_the_kernels_run_are_the_declared_ones_and_each_direction_its_own():
     flat_kernel, broadcast_kernel, gather = op.forward_kernel
     assert gather is shape_kernels.gather_strided
     assert op.backward_kernel[2] is firefly.kernels.reduce.sum_forward
-    assert "mul_forward" in flat_kernel.__name__ and "mul_broadcast_forward" in broadcast_kernel.__name__
+    assert (
+        "mul_forward" in flat_kernel.__name__
+        and "mul_broadcast_forward" in broadcast_kernel.__name__
+    )
     assert "mul_backward" in op.backward_kernel[0].__name__
     assert "mul_broadcast_backward" in op.backward_kernel[1].__name__
 
@@ -128,17 +135,29 @@ class WrongDirection(Neg):
         return dx
 
 
-@pytest.mark.parametrize("cls, message", [
-    (UndeclaredKernel, "backward ran firefly.kernels.shape.copy_flat, which neither forward_kernel nor "
-                       "backward_kernel declares"),
-    (NeverRuns, "declared kernels that never ran .*: forward_kernel\\[1\\]; remove them"),
-    (WrongDirection, "backward ran forward_kernel\\[0\\], which forward_kernel declares but "
-                     "backward_kernel does not"),
-], ids=["undeclared", "never-ran", "wrong-direction"])
+@pytest.mark.parametrize(
+    "cls, message",
+    [
+        (
+            UndeclaredKernel,
+            "backward ran firefly.kernels.shape.copy_flat, which neither forward_kernel nor "
+            "backward_kernel declares",
+        ),
+        (NeverRuns, "declared kernels that never ran .*: forward_kernel\\[1\\]; remove them"),
+        (
+            WrongDirection,
+            "backward ran forward_kernel\\[0\\], which forward_kernel declares but "
+            "backward_kernel does not",
+        ),
+    ],
+    ids=["undeclared", "never-ran", "wrong-direction"],
+)
 def test_check_op_fails_an_op_that_runs_other_kernels_than_it_declares(registered, cls, message):
     registered(cls)
     with pytest.raises(OpCheckError, match=message):
         check_op(cls.name, reference=lambda a, attrs: -a[0])
     # The check leaves the op and the kernel modules as they were.
     assert shape_kernels.copy_flat is firefly.ops.get("reshape").forward_kernel
-    assert cls.forward_kernel is (NeverRuns.forward_kernel if cls is NeverRuns else Neg.forward_kernel)
+    assert cls.forward_kernel is (
+        NeverRuns.forward_kernel if cls is NeverRuns else Neg.forward_kernel
+    )

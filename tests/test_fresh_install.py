@@ -3,6 +3,7 @@ environment, nothing else installed. A missing install step makes this test fail
 
 (The README's second command, the test suite itself, is proven the same way by ``.ci/run``.)
 """
+
 import os
 import re
 import shutil
@@ -24,7 +25,9 @@ def readme_commands():
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="cloning the repository needs git")
-@pytest.mark.skipif(not (REPO_ROOT / ".git").exists(), reason="not a git checkout: nothing to clone")
+@pytest.mark.skipif(
+    not (REPO_ROOT / ".git").exists(), reason="not a git checkout: nothing to clone"
+)
 def test_readme_install_and_demo_work_in_a_fresh_clone_and_venv(tmp_path):
     command = readme_commands()[0]
     assert "pip install" in command and "firefly demo" in command, command
@@ -32,10 +35,13 @@ def test_readme_install_and_demo_work_in_a_fresh_clone_and_venv(tmp_path):
     subprocess.run(["git", "clone", "--quiet", str(REPO_ROOT), str(clone)], check=True, timeout=120)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")
+    }
     env["PATH"] = os.pathsep.join([str(bin_dir), env.get("PATH", "")])  # `python3` is the venv's
-    result = subprocess.run(["bash", "-c", command], cwd=clone, env=env, capture_output=True,
-                            text=True, timeout=900)
+    result = subprocess.run(
+        ["bash", "-c", command], cwd=clone, env=env, capture_output=True, text=True, timeout=900
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     epochs = re.findall(r"^Epoch \[(\d+)/10\], Loss: ([0-9.]+)", result.stdout, re.M)
     assert [int(e) for e, _ in epochs] == list(range(1, 11)), result.stdout

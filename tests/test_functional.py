@@ -1,4 +1,5 @@
 """firefly.nn.functional mirrors torch.nn.functional: same names, arguments and results."""
+
 import numpy as np
 import pytest
 
@@ -10,9 +11,12 @@ TF = torch.nn.functional
 
 _rng = np.random.default_rng(0)
 PARAMS = {
-    "w": _rng.normal(size=(2, 5)), "b": _rng.normal(size=2),  # linear: torch's (out_features, in_features)
-    "conv_w": _rng.normal(size=(4, 2, 3, 3)), "conv_b": _rng.normal(size=4),
-    "labels": np.array([0, 2, 1, 2]), "target": _rng.normal(size=(4, 3)),
+    "w": _rng.normal(size=(2, 5)),
+    "b": _rng.normal(size=2),  # linear: torch's (out_features, in_features)
+    "conv_w": _rng.normal(size=(4, 2, 3, 3)),
+    "conv_b": _rng.normal(size=4),
+    "labels": np.array([0, 2, 1, 2]),
+    "target": _rng.normal(size=(4, 3)),
 }
 # name -> (function of (functional module, input, params), input shape)
 CASES = {
@@ -60,7 +64,9 @@ def test_dropout_training_flag():
 
 def test_embedding_and_unsupported_options():
     w = Tensor(np.arange(12.0).reshape(4, 3))
-    np.testing.assert_array_equal(F.embedding(np.array([3, 0]), w).numpy(), [[9, 10, 11], [0, 1, 2]])
+    np.testing.assert_array_equal(
+        F.embedding(np.array([3, 0]), w).numpy(), [[9, 10, 11], [0, 1, 2]]
+    )
     with pytest.raises(NotImplementedError, match="max_norm"):
         F.embedding(np.array([0]), w, max_norm=1.0)
     with pytest.raises(NotImplementedError, match="return_indices"):

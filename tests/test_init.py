@@ -1,4 +1,5 @@
 """firefly.nn.init: torch's initializers, drawing from firefly's generator, in place."""
+
 import math
 
 import numpy as np
@@ -36,7 +37,9 @@ def test_initializers_fill_in_place_with_the_right_statistics():
 
 def test_conv_fans_include_the_receptive_field():
     w = Tensor(np.zeros((8, 4, 3, 3)))
-    init.kaiming_uniform_(w, a=math.sqrt(5))  # torch's Conv2d default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+    init.kaiming_uniform_(
+        w, a=math.sqrt(5)
+    )  # torch's Conv2d default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     bound = 1 / math.sqrt(4 * 9)
     assert np.abs(w.numpy()).max() <= bound and np.abs(w.numpy()).max() > 0.9 * bound
 

@@ -1,6 +1,7 @@
 """In-place updates: PyTorch's leaf rule, updates under no_grad that keep the tensor training,
 recorded in-place ops on computed tensors, and the check that an array a recorded op saved
 was not modified before backward (never a silently wrong gradient)."""
+
 import numpy as np
 import pytest
 
@@ -14,13 +15,25 @@ def values(*shape, seed=0):
 
 
 IN_PLACE = {
-    "+=": lambda t, v: t.__iadd__(v), "-=": lambda t, v: t.__isub__(v),
-    "*=": lambda t, v: t.__imul__(v), "/=": lambda t, v: t.__itruediv__(v),
-    "add_": lambda t, v: t.add_(v), "sub_": lambda t, v: t.sub_(v),
-    "mul_": lambda t, v: t.mul_(v), "div_": lambda t, v: t.div_(v),
+    "+=": lambda t, v: t.__iadd__(v),
+    "-=": lambda t, v: t.__isub__(v),
+    "*=": lambda t, v: t.__imul__(v),
+    "/=": lambda t, v: t.__itruediv__(v),
+    "add_": lambda t, v: t.add_(v),
+    "sub_": lambda t, v: t.sub_(v),
+    "mul_": lambda t, v: t.mul_(v),
+    "div_": lambda t, v: t.div_(v),
 }
-REFERENCE = {"+=": np.add, "-=": np.subtract, "*=": np.multiply, "/=": np.divide,
-             "add_": np.add, "sub_": np.subtract, "mul_": np.multiply, "div_": np.divide}
+REFERENCE = {
+    "+=": np.add,
+    "-=": np.subtract,
+    "*=": np.multiply,
+    "/=": np.divide,
+    "add_": np.add,
+    "sub_": np.subtract,
+    "mul_": np.multiply,
+    "div_": np.divide,
+}
 
 
 @pytest.mark.parametrize("name", sorted(IN_PLACE))
@@ -112,11 +125,20 @@ def test_in_place_result_of_another_dtype_is_cast_into_the_tensor():
         t += Tensor(np.ones((3, 2)))
 
 
-@pytest.mark.parametrize("modify", [
-    lambda y: y.mul_(2), lambda y: y.__iadd__(1.0), lambda y: y.zero_(), lambda y: y.fill_(3.0),
-    lambda y: y.copy_(np.zeros(3)), lambda y: y.__setitem__(0, 5.0), lambda y: y.clamp_(max=0.0),
-    lambda y: setattr(y, "data", np.zeros(3)),
-], ids=["mul_", "+=", "zero_", "fill_", "copy_", "setitem", "clamp_", "data"])
+@pytest.mark.parametrize(
+    "modify",
+    [
+        lambda y: y.mul_(2),
+        lambda y: y.__iadd__(1.0),
+        lambda y: y.zero_(),
+        lambda y: y.fill_(3.0),
+        lambda y: y.copy_(np.zeros(3)),
+        lambda y: y.__setitem__(0, 5.0),
+        lambda y: y.clamp_(max=0.0),
+        lambda y: setattr(y, "data", np.zeros(3)),
+    ],
+    ids=["mul_", "+=", "zero_", "fill_", "copy_", "setitem", "clamp_", "data"],
+)
 def test_modifying_a_saved_input_before_backward_raises_naming_the_op(modify):
     x = Tensor(values(3), requires_grad=True)
     y = x.exp()
@@ -202,7 +224,7 @@ def test_an_optimizer_step_between_forward_and_backward_is_caught():
     x = Tensor(values(4, 3).astype(np.float32))  # the layer's dtype: the op saves the weight itself
     layer(x).sum().backward()
     loss = layer(x).sum()
-    optimizer.step()       # which the fused step then updates in place
+    optimizer.step()  # which the fused step then updates in place
     with pytest.raises(RuntimeError, match="'(linear|matmul)' saved"):
         loss.backward()
     optimizer.zero_grad()

@@ -1,6 +1,7 @@
 """Kernel compilation and threading: nothing compiles at import, the on-disk cache honours
 NUMBA_CACHE_DIR and falls back cleanly when no folder is writable, concurrent parallel kernels
 from two threads are safe, and serial and parallel builds agree."""
+
 import os
 import shutil
 import sys
@@ -20,11 +21,21 @@ def run_code(run_python):
     """``run_code(code, env=None, cwd=None, repo_importable=True)``: runs ``code`` in a fresh
     interpreter, without plugins or bytecode files, and returns its stdout, after failing with
     its output unless it exits 0."""
+
     def run(code, env=None, cwd=None, repo_importable=True):
-        env = {"PYTHONDONTWRITEBYTECODE": "1", "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
-        proc = run_python("-c", textwrap.dedent(code), env=env, cwd=cwd, repo_importable=repo_importable)
-        assert proc.returncode == 0, f"exit code {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        env = {
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1",
+            **(env or {}),
+        }
+        proc = run_python(
+            "-c", textwrap.dedent(code), env=env, cwd=cwd, repo_importable=repo_importable
+        )
+        assert proc.returncode == 0, (
+            f"exit code {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+        )
         return proc.stdout
+
     return run
 
 
@@ -94,8 +105,13 @@ def test_family_kernels_have_cache_files_of_their_own_and_load_from_them(run_cod
     indexes = [p.name for p in cache.rglob("*.nbi")]
     for name in ("exp", "log", "tanh", "sigmoid", "relu", "mul", "div"):
         for direction in ("forward", "backward"):
-            assert sum(i.startswith(f"families.{name}_{direction}__") or f"_{name}_{direction}__" in i
-                       for i in indexes) == 1, (name, direction, indexes)
+            assert (
+                sum(
+                    i.startswith(f"families.{name}_{direction}__") or f"_{name}_{direction}__" in i
+                    for i in indexes
+                )
+                == 1
+            ), (name, direction, indexes)
     hits, misses = map(int, run_code(CACHE_WORKLOAD, env).split())
     assert misses == 0 and hits >= 15
 
@@ -109,16 +125,25 @@ def unwritable_environment(tmp_path):
     blocker = tmp_path / "a-regular-file"
     blocker.write_text("")
     package_root = tmp_path / "site"
-    shutil.copytree(Path(firefly.__file__).parent, package_root / "firefly", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        Path(firefly.__file__).parent,
+        package_root / "firefly",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     for folder in (package_root / "firefly").rglob("*"):
         if folder.is_dir():
             (folder / "__pycache__").write_text("")  # in-tree caches: a file where the folder goes
-    env = {"NUMBA_CACHE_DIR": str(blocker / "numba"), "XDG_CACHE_HOME": str(blocker / "xdg"),
-           "HOME": str(blocker / "home"), "PYTHONPATH": str(package_root)}
+    env = {
+        "NUMBA_CACHE_DIR": str(blocker / "numba"),
+        "XDG_CACHE_HOME": str(blocker / "xdg"),
+        "HOME": str(blocker / "home"),
+        "PYTHONPATH": str(package_root),
+    }
     return env, package_root
 
 
-FALLBACK_CHECK = """
+FALLBACK_CHECK = (
+    """
     import warnings
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -129,16 +154,22 @@ FALLBACK_CHECK = """
     assert "NUMBA_CACHE_DIR" in messages[0]
     from firefly.kernels import _jit
     assert _jit.cache_enabled is False
-""" + SMALL_WORKLOAD
+"""
+    + SMALL_WORKLOAD
+)
 
 
 def test_unwritable_cache_folders_fall_back_to_no_cache_with_one_warning(run_code, tmp_path):
     env, package_root = unwritable_environment(tmp_path)
-    run_code(FALLBACK_CHECK.format(root=str(package_root)), env, cwd=tmp_path, repo_importable=False)
+    run_code(
+        FALLBACK_CHECK.format(root=str(package_root)), env, cwd=tmp_path, repo_importable=False
+    )
     assert not [p for p in package_root.rglob("*") if p.suffix in (".nbi", ".nbc")]
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root writes to read-only folders")
+@pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() == 0, reason="root writes to read-only folders"
+)
 def test_read_only_package_folder_falls_back_to_no_cache(run_code, tmp_path):
     env, package_root = unwritable_environment(tmp_path)
     for path in (package_root / "firefly").rglob("__pycache__"):
@@ -147,7 +178,9 @@ def test_read_only_package_folder_falls_back_to_no_cache(run_code, tmp_path):
         if folder.is_dir():
             folder.chmod(0o555)
     try:
-        run_code(FALLBACK_CHECK.format(root=str(package_root)), env, cwd=tmp_path, repo_importable=False)
+        run_code(
+            FALLBACK_CHECK.format(root=str(package_root)), env, cwd=tmp_path, repo_importable=False
+        )
     finally:
         for folder in [package_root / "firefly", *(package_root / "firefly").rglob("*")]:
             if folder.is_dir():
@@ -156,7 +189,8 @@ def test_read_only_package_folder_falls_back_to_no_cache(run_code, tmp_path):
 
 def test_two_threads_running_parallel_kernels_do_not_abort(run_code):
     # workqueue is the layer that aborts on concurrent entry; omp and tbb tolerate it.
-    run_code("""
+    run_code(
+        """
         import threading
         import numpy as np
         from firefly import Tensor
@@ -182,7 +216,9 @@ def test_two_threads_running_parallel_kernels_do_not_abort(run_code):
         for thread in threads:
             thread.join()
         assert not errors, errors
-    """, {"NUMBA_THREADING_LAYER": "workqueue"})
+    """,
+        {"NUMBA_THREADING_LAYER": "workqueue"},
+    )
 
 
 @pytest.fixture(params=["serial", "parallel"])
@@ -194,18 +230,44 @@ def build(request, monkeypatch):
     import firefly.kernels
 
     threshold = 0 if request.param == "parallel" else sys.maxsize
-    found = [value for info in pkgutil.iter_modules(firefly.kernels.__path__, "firefly.kernels.")
-             for value in vars(importlib.import_module(info.name)).values()]
-    found += [k for name in names() for attr in ("forward_kernel", "backward_kernel")
-              for k in declared_kernels(getattr(get(name), attr))]
+    found = [
+        value
+        for info in pkgutil.iter_modules(firefly.kernels.__path__, "firefly.kernels.")
+        for value in vars(importlib.import_module(info.name)).values()
+    ]
+    found += [
+        k
+        for name in names()
+        for attr in ("forward_kernel", "backward_kernel")
+        for k in declared_kernels(getattr(get(name), attr))
+    ]
     for value in found:
         if is_sized_kernel(value):
             monkeypatch.setattr(value, "threshold", threshold)
     return request.param
 
 
-SIZED_OPS = ["neg", "relu", "exp", "log", "sigmoid", "tanh", "add", "sub", "mul", "div", "pow",
-             "sum", "mean", "max", "softmax", "log_softmax", "reshape", "transpose", "getitem"]
+SIZED_OPS = [
+    "neg",
+    "relu",
+    "exp",
+    "log",
+    "sigmoid",
+    "tanh",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "sum",
+    "mean",
+    "max",
+    "softmax",
+    "log_softmax",
+    "reshape",
+    "transpose",
+    "getitem",
+]
 
 
 def run_forward_backward(name, shape, seed, same_shapes):
@@ -224,11 +286,16 @@ def run_forward_backward(name, shape, seed, same_shapes):
 RESULTS = {}
 
 
-BUILD_CASES = [(name, False) for name in SIZED_OPS] + [(name, True) for name in ("add", "sub", "mul", "div", "pow")]
+BUILD_CASES = [(name, False) for name in SIZED_OPS] + [
+    (name, True) for name in ("add", "sub", "mul", "div", "pow")
+]
 
 
-@pytest.mark.parametrize("name, same_shapes", BUILD_CASES,
-                         ids=[f"{n}-{'same-shapes' if same else 'sampled'}" for n, same in BUILD_CASES])
+@pytest.mark.parametrize(
+    "name, same_shapes",
+    BUILD_CASES,
+    ids=[f"{n}-{'same-shapes' if same else 'sampled'}" for n, same in BUILD_CASES],
+)
 def test_serial_and_parallel_builds_give_identical_results(build, name, same_shapes):
     # Both builds run the same op on the same inputs; the second to run compares with the first.
     results = run_forward_backward(name, (3, 40, 7), 7, same_shapes)

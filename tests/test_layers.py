@@ -1,6 +1,7 @@
 """Layer modules: torch-matching outputs and initialization, train()/eval() semantics of
 BatchNorm and Dropout, Embedding's padding_idx, shape layers, and state that round-trips
 through firefly.save/load."""
+
 import math
 
 import numpy as np
@@ -18,16 +19,27 @@ def copy_into_torch(ours, theirs):
     converted = {}
     for key, value in theirs.state_dict().items():
         v = state[key]
-        converted[key] = torch.tensor(v.T.copy() if v.ndim == 2 and v.shape != tuple(value.shape) else v)
+        converted[key] = torch.tensor(
+            v.T.copy() if v.ndim == 2 and v.shape != tuple(value.shape) else v
+        )
     theirs.load_state_dict(converted)
 
 
 def build(nn_module):
     return nn_module.Sequential(
-        nn_module.Conv2d(2, 4, 3, padding=1), nn_module.BatchNorm2d(4), nn_module.ReLU(), nn_module.MaxPool2d(2),
-        nn_module.Conv2d(4, 6, 2, stride=2, groups=2, bias=False), nn_module.GroupNorm(3, 6),
-        nn_module.AdaptiveAvgPool2d(1), nn_module.Flatten(), nn_module.LayerNorm(6), nn_module.Dropout(0.3),
-        nn_module.Linear(6, 3), nn_module.LogSoftmax(dim=1))
+        nn_module.Conv2d(2, 4, 3, padding=1),
+        nn_module.BatchNorm2d(4),
+        nn_module.ReLU(),
+        nn_module.MaxPool2d(2),
+        nn_module.Conv2d(4, 6, 2, stride=2, groups=2, bias=False),
+        nn_module.GroupNorm(3, 6),
+        nn_module.AdaptiveAvgPool2d(1),
+        nn_module.Flatten(),
+        nn_module.LayerNorm(6),
+        nn_module.Dropout(0.3),
+        nn_module.Linear(6, 3),
+        nn_module.LogSoftmax(dim=1),
+    )
 
 
 def test_a_model_of_every_layer_matches_torch_in_train_and_eval():
@@ -58,15 +70,21 @@ def test_batch_norm_train_updates_running_stats_and_eval_uses_them():
     for b in batches:
         bn(Tensor(b))
     assert int(bn.num_batches_tracked.item()) == 3
-    np.testing.assert_allclose(bn.running_mean.numpy(), np.mean([b.mean(axis=0) for b in batches], axis=0))
-    np.testing.assert_allclose(bn.running_var.numpy(), np.mean([b.var(axis=0, ddof=1) for b in batches], axis=0))
+    np.testing.assert_allclose(
+        bn.running_mean.numpy(), np.mean([b.mean(axis=0) for b in batches], axis=0)
+    )
+    np.testing.assert_allclose(
+        bn.running_var.numpy(), np.mean([b.var(axis=0, ddof=1) for b in batches], axis=0)
+    )
     bn.eval()
     x = rng.normal(size=(4, 3))
     expected = (x - bn.running_mean.numpy()) / np.sqrt(bn.running_var.numpy() + 1e-5)
     np.testing.assert_allclose(bn(Tensor(x)).numpy(), expected, rtol=1e-12)
     before = bn.running_mean.numpy().copy()
     bn(Tensor(x))
-    assert np.array_equal(bn.running_mean.numpy(), before) and int(bn.num_batches_tracked.item()) == 3
+    assert (
+        np.array_equal(bn.running_mean.numpy(), before) and int(bn.num_batches_tracked.item()) == 3
+    )
 
 
 def test_batch_norm_without_tracking_uses_batch_statistics_in_eval():
@@ -153,13 +171,17 @@ def test_shape_layers():
 
 
 def test_layer_constructors_reject_bad_arguments():
-    with pytest.raises(ValueError, match=r"Conv2d: in_channels \(3\) and out_channels \(4\) must both be divisible"):
+    with pytest.raises(
+        ValueError, match=r"Conv2d: in_channels \(3\) and out_channels \(4\) must both be divisible"
+    ):
         nn.Conv2d(3, 4, 3, groups=2)
     with pytest.raises(ValueError, match=r"Conv2d: kernel_size must be positive"):
         nn.Conv2d(3, 4, 0)
     with pytest.raises(ValueError, match=r"Dropout: p must be a probability"):
         nn.Dropout(1.5)
-    with pytest.raises(ValueError, match=r"GroupNorm: num_channels \(5\) must be divisible by num_groups \(2\)"):
+    with pytest.raises(
+        ValueError, match=r"GroupNorm: num_channels \(5\) must be divisible by num_groups \(2\)"
+    ):
         nn.GroupNorm(2, 5)
     with pytest.raises(ValueError, match=r"Embedding: padding_idx must be below"):
         nn.Embedding(3, 2, padding_idx=3)

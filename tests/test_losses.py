@@ -1,5 +1,6 @@
 """CrossEntropyLoss and the fused ``cross_entropy`` op: values against a float64 NumPy
 reference, gradients, stability for huge logits, and label validation."""
+
 import numpy as np
 import pytest
 
@@ -45,10 +46,14 @@ def test_forward_and_backward_match_numpy(x_shape, t_shape, reduction, dtype):
     loss = nn.CrossEntropyLoss(reduction=reduction)(x, target)
     assert loss.dtype == dtype and loss.shape == (t_shape if reduction == "none" else ())
     tol = 1e-12 if dtype == np.float64 else 2e-6
-    np.testing.assert_allclose(loss.numpy(), reference_cross_entropy(logits, target, reduction), rtol=tol, atol=tol)
+    np.testing.assert_allclose(
+        loss.numpy(), reference_cross_entropy(logits, target, reduction), rtol=tol, atol=tol
+    )
     loss.backward(np.ones(loss.shape, dtype=dtype))
     assert x.grad.dtype == dtype
-    np.testing.assert_allclose(x.grad.numpy(), reference_gradient(logits, target, reduction), rtol=tol, atol=tol)
+    np.testing.assert_allclose(
+        x.grad.numpy(), reference_gradient(logits, target, reduction), rtol=tol, atol=tol
+    )
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -59,15 +64,17 @@ def test_gradcheck(x_shape, t_shape, reduction):
     target = rng.integers(0, x_shape[0 if len(x_shape) == 1 else 1], size=t_shape)
     assert gradcheck("cross_entropy", logits, attrs={"target": target, "reduction": reduction})
     # Through the module too, composed with other ops (a weighted per-sample loss).
-    assert gradcheck(lambda x: (nn.CrossEntropyLoss(reduction="none")(x, target) * 1.5).sum(), logits)
+    assert gradcheck(
+        lambda x: (nn.CrossEntropyLoss(reduction="none")(x, target) * 1.5).sum(), logits
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_stable_for_logits_around_1e4(dtype):
-    logits = np.array([[1e4, -1e4, 0.0],
-                       [-1e4, 1e4, 1e4 - 1.0],
-                       [1e4, 1e4, 1e4],
-                       [-1e4, -1e4 + 2.0, -1e4 + 1.0]], dtype=dtype)
+    logits = np.array(
+        [[1e4, -1e4, 0.0], [-1e4, 1e4, 1e4 - 1.0], [1e4, 1e4, 1e4], [-1e4, -1e4 + 2.0, -1e4 + 1.0]],
+        dtype=dtype,
+    )
     target = np.array([1, 2, 0, 1])
     x = Tensor(logits, requires_grad=True)
     loss = apply("cross_entropy", x, target=target, reduction="none")
@@ -77,17 +84,30 @@ def test_stable_for_logits_around_1e4(dtype):
     np.testing.assert_allclose(loss.numpy(), expected, rtol=1e-6, atol=1e-6)
     assert loss.numpy()[1] == pytest.approx(np.log1p(np.e), rel=1e-6)
     loss.sum().backward()
-    np.testing.assert_allclose(x.grad.numpy(), reference_gradient(logits.astype(np.float64), target, "sum"), atol=1e-6)
+    np.testing.assert_allclose(
+        x.grad.numpy(), reference_gradient(logits.astype(np.float64), target, "sum"), atol=1e-6
+    )
 
 
-@pytest.mark.parametrize("target, error, message", [
-    (np.array([0, 3]), ValueError, r"class index 3 is out of range: labels must be in \[0, 2\]"),
-    (np.array([-1, 0]), ValueError, r"class index -1 is out of range"),
-    (np.array([0.0, 1.0]), TypeError, "must hold integer class indices, got dtype float64"),
-    (np.array([True, False]), TypeError, "must hold integer class indices, got dtype bool"),
-    (np.array([[0, 1]]), ValueError, r"target must have shape \(2,\) for logits of shape \(2, 3\)"),
-    (np.array([0, 1, 2]), ValueError, r"target must have shape \(2,\)"),
-])
+@pytest.mark.parametrize(
+    "target, error, message",
+    [
+        (
+            np.array([0, 3]),
+            ValueError,
+            r"class index 3 is out of range: labels must be in \[0, 2\]",
+        ),
+        (np.array([-1, 0]), ValueError, r"class index -1 is out of range"),
+        (np.array([0.0, 1.0]), TypeError, "must hold integer class indices, got dtype float64"),
+        (np.array([True, False]), TypeError, "must hold integer class indices, got dtype bool"),
+        (
+            np.array([[0, 1]]),
+            ValueError,
+            r"target must have shape \(2,\) for logits of shape \(2, 3\)",
+        ),
+        (np.array([0, 1, 2]), ValueError, r"target must have shape \(2,\)"),
+    ],
+)
 def test_bad_labels_raise_before_the_kernel_runs(target, error, message):
     logits = np.zeros((2, 3), dtype=np.float32)
     with pytest.raises(error, match=message) as info:
@@ -117,7 +137,9 @@ def test_missing_target_bad_reduction_and_0d_logits():
 def test_empty_batch_mean_is_nan_like_pytorch():
     loss = apply("cross_entropy", np.zeros((0, 3)), target=np.zeros(0, dtype=np.int64))
     assert np.isnan(loss.item())
-    total = apply("cross_entropy", np.zeros((0, 3)), target=np.zeros(0, dtype=np.int64), reduction="sum")
+    total = apply(
+        "cross_entropy", np.zeros((0, 3)), target=np.zeros(0, dtype=np.int64), reduction="sum"
+    )
     assert total.item() == 0.0
 
 
@@ -127,9 +149,13 @@ def test_large_batch_runs_the_parallel_kernel_and_agrees():
     target = rng.integers(0, 10, size=4096)
     x = Tensor(logits, requires_grad=True)
     loss = nn.CrossEntropyLoss()(x, target)
-    np.testing.assert_allclose(loss.item(), reference_cross_entropy(logits, target, "mean"), rtol=1e-12)
+    np.testing.assert_allclose(
+        loss.item(), reference_cross_entropy(logits, target, "mean"), rtol=1e-12
+    )
     loss.backward()
-    np.testing.assert_allclose(x.grad.numpy(), reference_gradient(logits, target, "mean"), rtol=1e-10, atol=1e-15)
+    np.testing.assert_allclose(
+        x.grad.numpy(), reference_gradient(logits, target, "mean"), rtol=1e-10, atol=1e-15
+    )
 
 
 def test_matches_torch_when_installed():

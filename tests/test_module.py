@@ -1,5 +1,6 @@
 """Module (issue 9, item 7): buffers, to()/float()/double(), apply(), requires_grad_(),
 modules(), train()/eval() everywhere, and strict load_state_dict for buffers too."""
+
 import numpy as np
 import pytest
 
@@ -25,12 +26,31 @@ class WithBuffers(Module):
 def test_buffers_are_listed_saved_and_not_parameters():
     m = WithBuffers()
     assert [n for n, _ in m.named_buffers()] == [
-        "steps", "scale", "cache", "inner.0.running_mean", "inner.0.running_var", "inner.0.num_batches_tracked"]
+        "steps",
+        "scale",
+        "cache",
+        "inner.0.running_mean",
+        "inner.0.running_var",
+        "inner.0.num_batches_tracked",
+    ]
     assert len(list(m.buffers(recurse=False))) == 3
-    assert [n for n, _ in m.named_parameters()] == ["fc.weight", "fc.bias", "inner.0.weight", "inner.0.bias"]
+    assert [n for n, _ in m.named_parameters()] == [
+        "fc.weight",
+        "fc.bias",
+        "inner.0.weight",
+        "inner.0.bias",
+    ]
     assert list(m.state_dict()) == [
-        "fc.weight", "fc.bias", "inner.0.weight", "inner.0.bias", "inner.0.running_mean", "inner.0.running_var",
-        "inner.0.num_batches_tracked", "steps", "scale"]  # no non-persistent or None buffers
+        "fc.weight",
+        "fc.bias",
+        "inner.0.weight",
+        "inner.0.bias",
+        "inner.0.running_mean",
+        "inner.0.running_var",
+        "inner.0.num_batches_tracked",
+        "steps",
+        "scale",
+    ]  # no non-persistent or None buffers
     m.scale = Tensor(np.full(3, 2.0, dtype=np.float32))  # assigning replaces the buffer
     assert m.state_dict()["scale"][0] == 2.0
 
@@ -116,7 +136,12 @@ def test_requires_grad_freezes_and_unfreezes():
 
 def test_modules_and_train_eval_reach_every_submodule():
     m = WithBuffers()
-    assert [type(x).__name__ for x in m.modules()] == ["WithBuffers", "Linear", "Sequential", "BatchNorm1d"]
+    assert [type(x).__name__ for x in m.modules()] == [
+        "WithBuffers",
+        "Linear",
+        "Sequential",
+        "BatchNorm1d",
+    ]
     m.eval()
     assert not any(x.training for x in m.modules())
     m.train()

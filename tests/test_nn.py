@@ -1,4 +1,5 @@
 """firefly.nn: Parameter, Module registration and state, Linear, activations, containers, MSELoss."""
+
 import numpy as np
 import pytest
 
@@ -26,12 +27,15 @@ def test_parameter_from_shape_is_float32_zeros_and_dtype_overrides():
     assert Parameter([1, 2]).dtype == np.float32  # integer data becomes float32, as in Tensor
 
 
-@pytest.mark.parametrize("kwargs, error", [
-    ({}, ValueError),
-    ({"data": [1.0], "shape": (1,)}, ValueError),
-    ({"shape": (2,), "dtype": np.int64}, TypeError),
-    ({"data": [1.0], "dtype": np.float16}, TypeError),
-])
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({}, ValueError),
+        ({"data": [1.0], "shape": (1,)}, ValueError),
+        ({"shape": (2,), "dtype": np.int64}, TypeError),
+        ({"data": [1.0], "dtype": np.float16}, TypeError),
+    ],
+)
 def test_parameter_rejects_bad_arguments(kwargs, error):
     with pytest.raises(error, match="Parameter"):
         Parameter(**kwargs)
@@ -52,7 +56,7 @@ def test_update_writes_in_place_casts_and_leaves_a_fresh_leaf():
     assert new_value.dtype == np.float64 and not new_value.is_leaf
     p.update(new_value)
     assert p.tensor is tensor and p.data is storage  # same leaf, same array
-    assert np.array_equal(view, np.full(4, 3.0))     # views of the storage see the new value
+    assert np.array_equal(view, np.full(4, 3.0))  # views of the storage see the new value
     assert p.dtype == np.float32 and p.tensor.is_leaf and p.tensor.requires_grad
 
 
@@ -86,8 +90,16 @@ class Net(Module):
 
 
 EXPECTED_NAMES = [
-    "z_first", "block.scale", "block.inner.weight", "block.inner.bias", "block.offset",
-    "heads.0.weight", "heads.0.bias", "heads.1.weight", "heads.1.bias", "a_last",
+    "z_first",
+    "block.scale",
+    "block.inner.weight",
+    "block.inner.bias",
+    "block.offset",
+    "heads.0.weight",
+    "heads.0.bias",
+    "heads.1.weight",
+    "heads.1.bias",
+    "a_last",
 ]
 
 
@@ -101,7 +113,10 @@ def test_get_parameters_discards_non_trainable_by_default():
     net = Net()
     trainable = net.get_parameters()
     # Identity, not ``in``: Parameters are Tensors, whose == is elementwise (as in PyTorch).
-    assert all(p is not net.block.offset for p in trainable) and len(trainable) == len(EXPECTED_NAMES) - 1
+    assert (
+        all(p is not net.block.offset for p in trainable)
+        and len(trainable) == len(EXPECTED_NAMES) - 1
+    )
     everything = net.get_parameters(discard_non_trainable=False)
     assert [id(p) for p in everything] == [id(p) for p in net.parameters()]
 
@@ -119,7 +134,9 @@ def test_lists_are_read_live_and_reassignment_unregisters():
 def test_a_shared_parameter_is_listed_once():
     net = Net()
     net.alias = net.z_first
-    assert [p is net.z_first for p in net.parameters()].count(True) == 1  # identity: == is elementwise
+    assert [p is net.z_first for p in net.parameters()].count(
+        True
+    ) == 1  # identity: == is elementwise
 
 
 def test_a_list_mixing_parameters_and_other_values_is_refused():
@@ -158,7 +175,9 @@ def test_train_eval_and_zero_grad_reach_every_submodule():
 
 
 def test_repr_is_a_tree_like_pytorch():
-    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Sequential(nn.Linear(4, 1, bias=False), nn.Sigmoid()))
+    model = nn.Sequential(
+        nn.Linear(3, 4), nn.ReLU(), nn.Sequential(nn.Linear(4, 1, bias=False), nn.Sigmoid())
+    )
     assert repr(model) == (
         "Sequential(\n"
         "  (0): Linear(in_features=3, out_features=4, bias=True)\n"
@@ -199,7 +218,9 @@ def test_load_state_dict_reports_missing_and_unexpected_keys():
     state = net.state_dict()
     del state["a_last"]
     state["extra.weight"] = np.zeros(1, dtype=np.float32)
-    with pytest.raises(ValueError, match=r"missing keys \['a_last'\], unexpected keys \['extra.weight'\]"):
+    with pytest.raises(
+        ValueError, match=r"missing keys \['a_last'\], unexpected keys \['extra.weight'\]"
+    ):
         net.load_state_dict(state)
     state["z_first"] = np.array([7.0], dtype=np.float32)
     result = net.load_state_dict(state, strict=False)
@@ -212,11 +233,15 @@ def test_load_state_dict_mismatches_name_the_key_and_write_nothing():
     state = net.state_dict()
     state["z_first"] = np.array([9.0], dtype=np.float32)
     state["heads.1.bias"] = np.zeros((2,), dtype=np.float32)
-    with pytest.raises(ValueError, match=r"'heads.1.bias' has shape \(2,\) in the state but \(1,\)"):
+    with pytest.raises(
+        ValueError, match=r"'heads.1.bias' has shape \(2,\) in the state but \(1,\)"
+    ):
         net.load_state_dict(state)
     assert net.z_first.data[0] == 0.0  # every value is checked before any is written
     state["heads.1.bias"] = np.zeros((1,), dtype=np.float64)
-    with pytest.raises(TypeError, match="'heads.1.bias' has dtype float64 in the state but float32"):
+    with pytest.raises(
+        TypeError, match="'heads.1.bias' has dtype float64 in the state but float32"
+    ):
         net.load_state_dict(state)
 
 
@@ -262,7 +287,10 @@ def test_linear_without_bias():
     np.testing.assert_allclose(layer(x).numpy(), x @ layer.weight.data, rtol=1e-6)
 
 
-@pytest.mark.parametrize("args, error", [((0, 2), ValueError), ((2, -1), ValueError), ((2.5, 2), TypeError), ((True, 2), TypeError)])
+@pytest.mark.parametrize(
+    "args, error",
+    [((0, 2), ValueError), ((2, -1), ValueError), ((2.5, 2), TypeError), ((True, 2), TypeError)],
+)
 def test_linear_rejects_bad_sizes(args, error):
     with pytest.raises(error, match="Linear"):
         nn.Linear(*args)
@@ -282,7 +310,12 @@ def test_sequential_runs_in_order_and_indexes_like_a_list():
     x = np.ones((2, 3), dtype=np.float32)
     expected = second(nn.Tanh()(first(x)))
     np.testing.assert_allclose(model(x).numpy(), expected.numpy())
-    assert len(model) == 3 and model[0] is first and model[-1] is second and list(model)[1].__class__ is nn.Tanh
+    assert (
+        len(model) == 3
+        and model[0] is first
+        and model[-1] is second
+        and list(model)[1].__class__ is nn.Tanh
+    )
     head = model[:2]
     assert isinstance(head, nn.Sequential) and len(head) == 2 and head[0] is first
     assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias", "2.weight", "2.bias"]
@@ -321,7 +354,9 @@ def test_mse_loss_matches_numpy_and_differentiates(reduction):
 
 
 def test_mse_loss_refuses_shapes_that_would_broadcast():
-    with pytest.raises(ValueError, match=r"MSELoss: input has shape \(4, 1\) but target has shape \(4,\)"):
+    with pytest.raises(
+        ValueError, match=r"MSELoss: input has shape \(4, 1\) but target has shape \(4,\)"
+    ):
         nn.MSELoss()(Tensor(np.zeros((4, 1))), Tensor(np.zeros(4)))
     with pytest.raises(ValueError, match="reduction must be one of"):
         nn.MSELoss(reduction="average")

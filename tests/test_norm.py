@@ -1,5 +1,6 @@
 """batch_norm, layer_norm and group_norm against torch in float64 (outputs, every gradient,
 running statistics), gradcheck, float32 accuracy with a large mean, and bad input."""
+
 import numpy as np
 import pytest
 
@@ -35,17 +36,24 @@ def test_batch_norm_matches_torch_with_running_statistics(shape, training, momen
     running = rng.normal(size=3), rng.uniform(0.5, 2.0, size=3)
     ours = [r.copy() for r in running]
     theirs = [torch.tensor(r.copy()) for r in running]
-    compare(lambda *t: F.batch_norm(t[0], ours[0], ours[1], t[1], t[2], training, momentum, 1e-5),
-            lambda *t: TF.batch_norm(t[0], theirs[0], theirs[1], t[1], t[2], training, momentum, 1e-5),
-            (x, weight, bias), rng)
+    compare(
+        lambda *t: F.batch_norm(t[0], ours[0], ours[1], t[1], t[2], training, momentum, 1e-5),
+        lambda *t: TF.batch_norm(t[0], theirs[0], theirs[1], t[1], t[2], training, momentum, 1e-5),
+        (x, weight, bias),
+        rng,
+    )
     for mine, reference in zip(ours, theirs):  # torch's unbiased running variance included
         np.testing.assert_allclose(mine, reference.numpy(), rtol=1e-12, atol=1e-12)
 
 
 def test_batch_norm_without_running_statistics_or_affine():
     rng = np.random.default_rng(1)
-    compare(lambda x: F.batch_norm(x, None, None, training=True),
-            lambda x: TF.batch_norm(x, None, None, training=True), (rng.normal(size=(4, 3, 5)),), rng)
+    compare(
+        lambda x: F.batch_norm(x, None, None, training=True),
+        lambda x: TF.batch_norm(x, None, None, training=True),
+        (rng.normal(size=(4, 3, 5)),),
+        rng,
+    )
 
 
 @pytest.mark.parametrize("normalized_shape", [(6,), (5, 6), (4, 5, 6)])
@@ -53,36 +61,64 @@ def test_layer_norm_matches_torch(normalized_shape):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(3, 4, 5, 6)) * 2 + 1
     w, b = rng.normal(size=normalized_shape), rng.normal(size=normalized_shape)
-    compare(lambda *t: F.layer_norm(t[0], normalized_shape, t[1], t[2]),
-            lambda *t: TF.layer_norm(t[0], normalized_shape, t[1], t[2]), (x, w, b), rng)
+    compare(
+        lambda *t: F.layer_norm(t[0], normalized_shape, t[1], t[2]),
+        lambda *t: TF.layer_norm(t[0], normalized_shape, t[1], t[2]),
+        (x, w, b),
+        rng,
+    )
 
 
 def test_layer_norm_many_rows_uses_every_partial_sum():
     rng = np.random.default_rng(3)  # more rows than one backward task holds
     x, w, b = rng.normal(size=(700, 9)), rng.normal(size=9), rng.normal(size=9)
-    compare(lambda *t: F.layer_norm(t[0], 9, t[1], t[2]), lambda *t: TF.layer_norm(t[0], (9,), t[1], t[2]),
-            (x, w, b), rng)
+    compare(
+        lambda *t: F.layer_norm(t[0], 9, t[1], t[2]),
+        lambda *t: TF.layer_norm(t[0], (9,), t[1], t[2]),
+        (x, w, b),
+        rng,
+    )
 
 
-@pytest.mark.parametrize("shape, groups", [((3, 6, 4, 5), 3), ((2, 4, 7), 1), ((2, 4, 7), 4), ((5, 6), 2)])
+@pytest.mark.parametrize(
+    "shape, groups", [((3, 6, 4, 5), 3), ((2, 4, 7), 1), ((2, 4, 7), 4), ((5, 6), 2)]
+)
 def test_group_norm_matches_torch(shape, groups):
     rng = np.random.default_rng(4)
     x, w, b = rng.normal(size=shape), rng.normal(size=shape[1]), rng.normal(size=shape[1])
-    compare(lambda *t: F.group_norm(t[0], groups, t[1], t[2]), lambda *t: TF.group_norm(t[0], groups, t[1], t[2]),
-            (x, w, b), rng)
+    compare(
+        lambda *t: F.group_norm(t[0], groups, t[1], t[2]),
+        lambda *t: TF.group_norm(t[0], groups, t[1], t[2]),
+        (x, w, b),
+        rng,
+    )
 
 
-@pytest.mark.parametrize("name, attrs, shape", [
-    ("batch_norm", dict(training=True), (4, 3, 2)),
-    ("batch_norm", dict(training=False, running_mean=np.array([0.1, -0.2, 0.3]),
-                        running_var=np.array([0.5, 1.5, 2.0])), (4, 3, 2)),
-    ("layer_norm", dict(normalized_shape=(3, 2)), (4, 3, 2)),
-    ("group_norm", dict(num_groups=3), (4, 3, 2)),
-])
+@pytest.mark.parametrize(
+    "name, attrs, shape",
+    [
+        ("batch_norm", dict(training=True), (4, 3, 2)),
+        (
+            "batch_norm",
+            dict(
+                training=False,
+                running_mean=np.array([0.1, -0.2, 0.3]),
+                running_var=np.array([0.5, 1.5, 2.0]),
+            ),
+            (4, 3, 2),
+        ),
+        ("layer_norm", dict(normalized_shape=(3, 2)), (4, 3, 2)),
+        ("group_norm", dict(num_groups=3), (4, 3, 2)),
+    ],
+)
 def test_normalization_gradcheck(name, attrs, shape):
     rng = np.random.default_rng(5)
     affine_shape = attrs.get("normalized_shape", (shape[1],))
-    x, w, b = rng.normal(size=shape), rng.uniform(0.5, 1.5, size=affine_shape), rng.normal(size=affine_shape)
+    x, w, b = (
+        rng.normal(size=shape),
+        rng.uniform(0.5, 1.5, size=affine_shape),
+        rng.normal(size=affine_shape),
+    )
     assert gradcheck(name, x, w, b, attrs=attrs)
 
 
@@ -97,34 +133,113 @@ def test_float32_statistics_survive_a_large_mean():
     np.testing.assert_allclose(out.std(axis=-1), 1, atol=2e-3)
 
 
-@pytest.mark.parametrize("call, error, match", [
-    (lambda: ops.apply("batch_norm", np.zeros(3), np.ones(3), np.zeros(3), training=True), ValueError,
-     r"batch_norm: input must be at least 2-D"),
-    (lambda: ops.apply("batch_norm", np.zeros((2, 3)), np.ones(4), np.zeros(4), training=True), ValueError,
-     r"weight and bias must have shape \(3,\)"),
-    (lambda: ops.apply("batch_norm", np.zeros((1, 3)), np.ones(3), np.zeros(3), training=True), ValueError,
-     r"more than one value per channel"),
-    (lambda: ops.apply("batch_norm", np.zeros((2, 3)), np.ones(3), np.zeros(3), training=False), ValueError,
-     r"needs running_mean and running_var"),
-    (lambda: ops.apply("batch_norm", np.zeros((2, 3)), np.ones(3), np.zeros(3), training=True,
-                       running_mean=np.zeros(4), running_var=np.ones(4)), ValueError, r"running_mean must be"),
-    (lambda: ops.apply("batch_norm", np.zeros((2, 3)), np.ones(3), np.zeros(3), training=True, eps=-1), ValueError,
-     r"eps must be a non-negative"),
-    (lambda: ops.apply("batch_norm", np.zeros((2, 3)), np.ones(3), np.zeros(3), training=True, momentum=None,
-                       running_mean=np.zeros(3), running_var=np.ones(3)), ValueError,
-     r"momentum=None \(a cumulative average\) needs num_batches_tracked"),
-    (lambda: ops.apply("batch_norm", np.zeros((2, 3)), np.ones(3), np.zeros(3), training=True,
-                       running_mean=np.zeros(3), running_var=np.ones(3), num_batches_tracked=np.zeros(1)), ValueError,
-     r"num_batches_tracked must be a one-element int64 array"),
-    (lambda: ops.apply("layer_norm", np.zeros((2, 3)), np.ones(4), np.zeros(4), normalized_shape=(4,)), ValueError,
-     r"last dimensions must be normalized_shape \(4,\)"),
-    (lambda: ops.apply("layer_norm", np.zeros((2, 3)), np.ones(2), np.zeros(3), normalized_shape=(3,)), ValueError,
-     r"weight and bias must have shape normalized_shape"),
-    (lambda: ops.apply("group_norm", np.zeros((2, 6, 3)), np.ones(6), np.zeros(6), num_groups=4), ValueError,
-     r"6 channels do not divide into num_groups=4"),
-    (lambda: ops.apply("group_norm", np.zeros((2, 6, 3)), np.ones(6), np.zeros(6), num_groups=0), ValueError,
-     r"num_groups must be a positive int"),
-])
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (
+            lambda: ops.apply("batch_norm", np.zeros(3), np.ones(3), np.zeros(3), training=True),
+            ValueError,
+            r"batch_norm: input must be at least 2-D",
+        ),
+        (
+            lambda: ops.apply(
+                "batch_norm", np.zeros((2, 3)), np.ones(4), np.zeros(4), training=True
+            ),
+            ValueError,
+            r"weight and bias must have shape \(3,\)",
+        ),
+        (
+            lambda: ops.apply(
+                "batch_norm", np.zeros((1, 3)), np.ones(3), np.zeros(3), training=True
+            ),
+            ValueError,
+            r"more than one value per channel",
+        ),
+        (
+            lambda: ops.apply(
+                "batch_norm", np.zeros((2, 3)), np.ones(3), np.zeros(3), training=False
+            ),
+            ValueError,
+            r"needs running_mean and running_var",
+        ),
+        (
+            lambda: ops.apply(
+                "batch_norm",
+                np.zeros((2, 3)),
+                np.ones(3),
+                np.zeros(3),
+                training=True,
+                running_mean=np.zeros(4),
+                running_var=np.ones(4),
+            ),
+            ValueError,
+            r"running_mean must be",
+        ),
+        (
+            lambda: ops.apply(
+                "batch_norm", np.zeros((2, 3)), np.ones(3), np.zeros(3), training=True, eps=-1
+            ),
+            ValueError,
+            r"eps must be a non-negative",
+        ),
+        (
+            lambda: ops.apply(
+                "batch_norm",
+                np.zeros((2, 3)),
+                np.ones(3),
+                np.zeros(3),
+                training=True,
+                momentum=None,
+                running_mean=np.zeros(3),
+                running_var=np.ones(3),
+            ),
+            ValueError,
+            r"momentum=None \(a cumulative average\) needs num_batches_tracked",
+        ),
+        (
+            lambda: ops.apply(
+                "batch_norm",
+                np.zeros((2, 3)),
+                np.ones(3),
+                np.zeros(3),
+                training=True,
+                running_mean=np.zeros(3),
+                running_var=np.ones(3),
+                num_batches_tracked=np.zeros(1),
+            ),
+            ValueError,
+            r"num_batches_tracked must be a one-element int64 array",
+        ),
+        (
+            lambda: ops.apply(
+                "layer_norm", np.zeros((2, 3)), np.ones(4), np.zeros(4), normalized_shape=(4,)
+            ),
+            ValueError,
+            r"last dimensions must be normalized_shape \(4,\)",
+        ),
+        (
+            lambda: ops.apply(
+                "layer_norm", np.zeros((2, 3)), np.ones(2), np.zeros(3), normalized_shape=(3,)
+            ),
+            ValueError,
+            r"weight and bias must have shape normalized_shape",
+        ),
+        (
+            lambda: ops.apply(
+                "group_norm", np.zeros((2, 6, 3)), np.ones(6), np.zeros(6), num_groups=4
+            ),
+            ValueError,
+            r"6 channels do not divide into num_groups=4",
+        ),
+        (
+            lambda: ops.apply(
+                "group_norm", np.zeros((2, 6, 3)), np.ones(6), np.zeros(6), num_groups=0
+            ),
+            ValueError,
+            r"num_groups must be a positive int",
+        ),
+    ],
+)
 def test_normalization_rejects_bad_input_before_any_kernel(monkeypatch, call, error, match):
     for name in ("batch_norm", "layer_norm", "group_norm"):
         monkeypatch.setattr(firefly.ops.get(name), "forward_kernel", None)

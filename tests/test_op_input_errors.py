@@ -1,5 +1,6 @@
 """Bad input is refused with a ValueError or TypeError that names the op, the shapes and the
 dtypes, before any kernel runs; NaN and inf propagate as in NumPy."""
+
 import sys
 
 import numpy as np
@@ -19,6 +20,7 @@ def no_kernel_may_run(monkeypatch):
         def kernel(*args):
             ran.append(name)
             raise AssertionError(f"kernel {name} ran before the input was validated")
+
         return kernel
 
     for module_name, module in list(sys.modules.items()):
@@ -29,8 +31,13 @@ def no_kernel_may_run(monkeypatch):
     for name in names():
         op = get(name)
         for attr in ("forward_kernel", "backward_kernel"):
-            wires = tuple(tripwire(f"{name}.{attr}[{i}]") for i, _ in enumerate(declared_kernels(getattr(op, attr))))
-            monkeypatch.setattr(op, attr, wires if isinstance(getattr(op, attr), tuple) else wires[0])
+            wires = tuple(
+                tripwire(f"{name}.{attr}[{i}]")
+                for i, _ in enumerate(declared_kernels(getattr(op, attr)))
+            )
+            monkeypatch.setattr(
+                op, attr, wires if isinstance(getattr(op, attr), tuple) else wires[0]
+            )
     yield ran
     assert ran == []
 
@@ -45,59 +52,216 @@ def f64(*shape):
 
 # (what, thunk, error type, fragments the message must contain)
 BAD_OP_INPUTS = [
-    ("matmul inner dims", lambda: f32(2, 3) @ f32(4, 5), ValueError, ["matmul", "(2, 3)", "(4, 5)", "float32"]),
-    ("matmul 1-d inner dims", lambda: f64(3) @ f64(4), ValueError, ["matmul", "(3,)", "(4,)", "float64"]),
-    ("matmul batch dims", lambda: f32(2, 2, 3) @ f32(3, 3, 4), ValueError, ["matmul", "(2, 2, 3)", "(3, 3, 4)", "float32"]),
+    (
+        "matmul inner dims",
+        lambda: f32(2, 3) @ f32(4, 5),
+        ValueError,
+        ["matmul", "(2, 3)", "(4, 5)", "float32"],
+    ),
+    (
+        "matmul 1-d inner dims",
+        lambda: f64(3) @ f64(4),
+        ValueError,
+        ["matmul", "(3,)", "(4,)", "float64"],
+    ),
+    (
+        "matmul batch dims",
+        lambda: f32(2, 2, 3) @ f32(3, 3, 4),
+        ValueError,
+        ["matmul", "(2, 2, 3)", "(3, 3, 4)", "float32"],
+    ),
     ("matmul 0-d", lambda: f32() @ f32(3), ValueError, ["matmul", "()", "(3,)"]),
     ("add broadcast", lambda: f32(2, 3) + f32(4), ValueError, ["add", "(2, 3)", "(4,)", "float32"]),
-    ("sub broadcast", lambda: f64(2, 3) - f64(3, 2), ValueError, ["sub", "(2, 3)", "(3, 2)", "float64"]),
-    ("mul broadcast", lambda: f32(5, 1, 3) * f32(2, 2), ValueError, ["mul", "(5, 1, 3)", "(2, 2)", "float32"]),
+    (
+        "sub broadcast",
+        lambda: f64(2, 3) - f64(3, 2),
+        ValueError,
+        ["sub", "(2, 3)", "(3, 2)", "float64"],
+    ),
+    (
+        "mul broadcast",
+        lambda: f32(5, 1, 3) * f32(2, 2),
+        ValueError,
+        ["mul", "(5, 1, 3)", "(2, 2)", "float32"],
+    ),
     ("div broadcast", lambda: f32(2) / f32(3), ValueError, ["div", "(2,)", "(3,)", "float32"]),
     ("pow broadcast", lambda: f64(2) ** f64(3), ValueError, ["pow", "(2,)", "(3,)", "float64"]),
-    ("mixed dtypes broadcast", lambda: f32(2) + f64(3), ValueError, ["add", "(2,)", "(3,)", "float64"]),
+    (
+        "mixed dtypes broadcast",
+        lambda: f32(2) + f64(3),
+        ValueError,
+        ["add", "(2,)", "(3,)", "float64"],
+    ),
     ("sum axis", lambda: f32(2, 3).sum(axis=2), ValueError, ["sum", "axis 2", "(2, 3)", "float32"]),
-    ("mean negative axis", lambda: f64(2, 3).mean(axis=-3), ValueError, ["mean", "-3", "(2, 3)", "float64"]),
-    ("max axis tuple", lambda: f32(2, 3).max(axis=(0, 5)), ValueError, ["max", "5", "(2, 3)", "float32"]),
-    ("sum repeated axis", lambda: f32(2, 3).sum(axis=(1, -1)), ValueError, ["sum", "repeated", "(2, 3)"]),
+    (
+        "mean negative axis",
+        lambda: f64(2, 3).mean(axis=-3),
+        ValueError,
+        ["mean", "-3", "(2, 3)", "float64"],
+    ),
+    (
+        "max axis tuple",
+        lambda: f32(2, 3).max(axis=(0, 5)),
+        ValueError,
+        ["max", "5", "(2, 3)", "float32"],
+    ),
+    (
+        "sum repeated axis",
+        lambda: f32(2, 3).sum(axis=(1, -1)),
+        ValueError,
+        ["sum", "repeated", "(2, 3)"],
+    ),
     ("sum axis type", lambda: f32(2, 3).sum(axis=1.5), TypeError, ["sum", "axis"]),
-    ("softmax axis", lambda: f32(2, 3).softmax(axis=2), ValueError, ["softmax", "axis 2", "(2, 3)", "float32"]),
-    ("log_softmax axis", lambda: f64(4).log_softmax(axis=-2), ValueError, ["log_softmax", "-2", "(4,)", "float64"]),
-    ("transpose axes", lambda: f32(2, 3).permute(0, 0), ValueError, ["transpose", "(2, 3)", "float32"]),
+    (
+        "softmax axis",
+        lambda: f32(2, 3).softmax(axis=2),
+        ValueError,
+        ["softmax", "axis 2", "(2, 3)", "float32"],
+    ),
+    (
+        "log_softmax axis",
+        lambda: f64(4).log_softmax(axis=-2),
+        ValueError,
+        ["log_softmax", "-2", "(4,)", "float64"],
+    ),
+    (
+        "transpose axes",
+        lambda: f32(2, 3).permute(0, 0),
+        ValueError,
+        ["transpose", "(2, 3)", "float32"],
+    ),
     ("transpose dims", lambda: f32(2, 3).transpose(0, 4), ValueError, ["transpose", "(2, 3)"]),
-    ("reshape size", lambda: f32(2, 3).reshape(4, 2), ValueError, ["reshape", "(4, 2)", "(2, 3)", "float32"]),
-    ("reshape -1 size", lambda: f64(2, 3).reshape(-1, 4), ValueError, ["reshape", "(2, 3)", "float64"]),
+    (
+        "reshape size",
+        lambda: f32(2, 3).reshape(4, 2),
+        ValueError,
+        ["reshape", "(4, 2)", "(2, 3)", "float32"],
+    ),
+    (
+        "reshape -1 size",
+        lambda: f64(2, 3).reshape(-1, 4),
+        ValueError,
+        ["reshape", "(2, 3)", "float64"],
+    ),
     ("reshape two -1", lambda: f32(2, 3).reshape(-1, -1), ValueError, ["reshape", "(2, 3)"]),
     ("getitem out of range", lambda: f32(2, 3)[5], IndexError, ["getitem", "(2, 3)", "float32"]),
-    ("getitem float index", lambda: f32(2, 3)[np.array([0.0, 1.0])], IndexError, ["getitem", "(2, 3)", "float64", "integers"]),
-    ("getitem index range", lambda: f32(2, 3)[np.array([0, 7])], IndexError, ["getitem", "(2, 3)", "7"]),
-    ("getitem mask shape", lambda: f32(2, 3)[np.ones(4, bool)], IndexError, ["getitem", "(2, 3)", "(4,)"]),
-    ("getitem pair range", lambda: f32(2, 3)[np.arange(2), np.array([0, 3])], IndexError, ["getitem", "(2, 3)", "3"]),
-    ("gather range", lambda: f32(2, 3).gather(1, np.array([[0], [3]])), IndexError, ["gather", "3", "(2, 3)"]),
-    ("gather ndim", lambda: f32(2, 3).gather(1, np.array([0, 1])), ValueError, ["gather", "(2,)", "(2, 3)"]),
-    ("take position", lambda: apply("take", f32(2, 3), index=np.array([6])), IndexError, ["take", "6", "(2, 3)"]),
-    ("take index dtype", lambda: apply("take", f32(2, 3), index=np.array([1.0])), TypeError, ["take", "int64", "(2, 3)"]),
+    (
+        "getitem float index",
+        lambda: f32(2, 3)[np.array([0.0, 1.0])],
+        IndexError,
+        ["getitem", "(2, 3)", "float64", "integers"],
+    ),
+    (
+        "getitem index range",
+        lambda: f32(2, 3)[np.array([0, 7])],
+        IndexError,
+        ["getitem", "(2, 3)", "7"],
+    ),
+    (
+        "getitem mask shape",
+        lambda: f32(2, 3)[np.ones(4, bool)],
+        IndexError,
+        ["getitem", "(2, 3)", "(4,)"],
+    ),
+    (
+        "getitem pair range",
+        lambda: f32(2, 3)[np.arange(2), np.array([0, 3])],
+        IndexError,
+        ["getitem", "(2, 3)", "3"],
+    ),
+    (
+        "gather range",
+        lambda: f32(2, 3).gather(1, np.array([[0], [3]])),
+        IndexError,
+        ["gather", "3", "(2, 3)"],
+    ),
+    (
+        "gather ndim",
+        lambda: f32(2, 3).gather(1, np.array([0, 1])),
+        ValueError,
+        ["gather", "(2,)", "(2, 3)"],
+    ),
+    (
+        "take position",
+        lambda: apply("take", f32(2, 3), index=np.array([6])),
+        IndexError,
+        ["take", "6", "(2, 3)"],
+    ),
+    (
+        "take index dtype",
+        lambda: apply("take", f32(2, 3), index=np.array([1.0])),
+        TypeError,
+        ["take", "int64", "(2, 3)"],
+    ),
     ("clamp no bound", lambda: apply("clamp", f32(2)), ValueError, ["clamp", "(2,)"]),
     ("clamp bound type", lambda: f32(2).clamp(min="a"), TypeError, ["clamp", "min", "str"]),
-    ("maximum broadcast", lambda: apply("maximum", f32(2, 3), f32(2)), ValueError, ["maximum", "(2, 3)", "(2,)"]),
-    ("where broadcast", lambda: apply("where", f32(2, 3), f32(3), condition=np.ones(4, bool)), ValueError,
-     ["where", "(4,)", "(2, 3)"]),
-    ("where condition", lambda: apply("where", f32(3), f32(3), condition=np.ones(3)), TypeError, ["where", "bool", "float64"]),
+    (
+        "maximum broadcast",
+        lambda: apply("maximum", f32(2, 3), f32(2)),
+        ValueError,
+        ["maximum", "(2, 3)", "(2,)"],
+    ),
+    (
+        "where broadcast",
+        lambda: apply("where", f32(2, 3), f32(3), condition=np.ones(4, bool)),
+        ValueError,
+        ["where", "(4,)", "(2, 3)"],
+    ),
+    (
+        "where condition",
+        lambda: apply("where", f32(3), f32(3), condition=np.ones(3)),
+        TypeError,
+        ["where", "bool", "float64"],
+    ),
     ("expand shape", lambda: f32(2, 3).expand(4, 3), ValueError, ["expand", "(4, 3)", "(2, 3)"]),
-    ("cat shapes", lambda: apply("cat", f32(2, 3), f64(3, 3), dim=1), ValueError, ["cat", "(2, 3)", "(3, 3)"]),
-    ("cat dim", lambda: apply("cat", f32(2, 3), f32(2, 3), dim=2), IndexError, ["cat", "dim 2", "(2, 3)"]),
-    ("cast dtype", lambda: apply("cast", f32(2), dtype=np.int64), TypeError, ["cast", "int64", "(2,)"]),
+    (
+        "cat shapes",
+        lambda: apply("cat", f32(2, 3), f64(3, 3), dim=1),
+        ValueError,
+        ["cat", "(2, 3)", "(3, 3)"],
+    ),
+    (
+        "cat dim",
+        lambda: apply("cat", f32(2, 3), f32(2, 3), dim=2),
+        IndexError,
+        ["cat", "dim 2", "(2, 3)"],
+    ),
+    (
+        "cast dtype",
+        lambda: apply("cast", f32(2), dtype=np.int64),
+        TypeError,
+        ["cast", "int64", "(2,)"],
+    ),
     ("max empty", lambda: f32(0, 3).max(), ValueError, ["max", "empty", "(0, 3)", "float32"]),
-    ("max empty axis", lambda: f64(0, 3).max(axis=0), ValueError, ["max", "empty", "(0, 3)", "float64"]),
-    ("int64 tensor", lambda: Tensor(np.arange(3), dtype=np.int64).exp(), TypeError, ["exp", "int64", "(3,)"]),
+    (
+        "max empty axis",
+        lambda: f64(0, 3).max(axis=0),
+        ValueError,
+        ["max", "empty", "(0, 3)", "float64"],
+    ),
+    (
+        "int64 tensor",
+        lambda: Tensor(np.arange(3), dtype=np.int64).exp(),
+        TypeError,
+        ["exp", "int64", "(3,)"],
+    ),
     ("string operand", lambda: f32(3) + "abc", TypeError, ["add", "str"]),
     ("None operand", lambda: f32(3) * None, TypeError, ["mul", "NoneType"]),
     ("ragged operand", lambda: f32(2) - [[1.0, 2.0], [3.0]], TypeError, ["sub", "rectangular"]),
-    ("object operand", lambda: f32(2) / np.array([1, None], dtype=object), TypeError, ["div", "object"]),
+    (
+        "object operand",
+        lambda: f32(2) / np.array([1, None], dtype=object),
+        TypeError,
+        ["div", "object"],
+    ),
 ]
 
 
-@pytest.mark.parametrize("thunk, error, fragments", [case[1:] for case in BAD_OP_INPUTS],
-                         ids=[case[0] for case in BAD_OP_INPUTS])
+@pytest.mark.parametrize(
+    "thunk, error, fragments",
+    [case[1:] for case in BAD_OP_INPUTS],
+    ids=[case[0] for case in BAD_OP_INPUTS],
+)
 def test_bad_op_input_is_refused_before_any_kernel_runs(no_kernel_may_run, thunk, error, fragments):
     with pytest.raises(error) as info:
         thunk()
@@ -120,7 +284,9 @@ BAD_DATA = [
 ]
 
 
-@pytest.mark.parametrize("data, error, fragment", [case[1:] for case in BAD_DATA], ids=[case[0] for case in BAD_DATA])
+@pytest.mark.parametrize(
+    "data, error, fragment", [case[1:] for case in BAD_DATA], ids=[case[0] for case in BAD_DATA]
+)
 def test_bad_data_is_refused_by_the_constructor(data, error, fragment):
     with pytest.raises(error, match="Tensor") as info:
         Tensor(data)
@@ -141,17 +307,42 @@ SPECIALS = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -2.0, 1e30, -1e30,
 def special_inputs(name, dtype):
     a = SPECIALS.astype(dtype)
     b = np.roll(a, 3)  # pairs every special with another: inf/inf, 0/0, nan*0, ...
-    rows = np.array([[1.0, np.nan, 2.0], [np.inf, 1.0, 2.0], [-np.inf, 1.0, 2.0],
-                     [-np.inf, -np.inf, -np.inf], [np.inf, np.inf, 0.0]], dtype=dtype)
+    rows = np.array(
+        [
+            [1.0, np.nan, 2.0],
+            [np.inf, 1.0, 2.0],
+            [-np.inf, 1.0, 2.0],
+            [-np.inf, -np.inf, -np.inf],
+            [np.inf, np.inf, 0.0],
+        ],
+        dtype=dtype,
+    )
     if name in ("softmax", "log_softmax", "max", "sum", "mean"):
         return (rows,)
     if name == "matmul":
         return rows, rows.T.copy()
-    return (a, b)[:get(name).arity]
+    return (a, b)[: get(name).arity]
 
 
-NAN_OPS = ["add", "sub", "mul", "div", "pow", "neg", "relu", "exp", "log", "sigmoid", "tanh",
-           "sum", "mean", "max", "softmax", "log_softmax", "matmul"]
+NAN_OPS = [
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "pow",
+    "neg",
+    "relu",
+    "exp",
+    "log",
+    "sigmoid",
+    "tanh",
+    "sum",
+    "mean",
+    "max",
+    "softmax",
+    "log_softmax",
+    "matmul",
+]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -1,15 +1,16 @@
 """The op battery (firefly.testing.check_op) on every registered op, against NumPy, and
 gradients of random compositions of ops against float64 finite differences."""
+
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, example, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
+from layer_references import LAYER_COMPOSITION_STEPS
 
 import firefly
 from firefly.ops import registry
 from firefly.testing import check_op, gradcheck
-from layer_references import LAYER_COMPOSITION_STEPS
-
 
 BUILTIN_NAMES = sorted(n for n in firefly.ops.names() if registry.origin(n) == registry.BUILTIN)
 
@@ -24,7 +25,9 @@ shapes = array_shapes(min_dims=0, max_dims=4, min_side=1, max_side=3)
 
 
 @pytest.mark.parametrize("name", firefly.ops.names())
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(shape=shapes, seed=st.integers(0, 2**16))
 @example(shape=(), seed=0)
 @example(shape=(1,), seed=1)
@@ -34,8 +37,13 @@ shapes = array_shapes(min_dims=0, max_dims=4, min_side=1, max_side=3)
 def test_op_battery(numpy_references, name, shape, seed):
     # One shape per call: which declared kernels a shape needs varies, so only the rule that
     # nothing undeclared runs applies here; the test below checks that every declared one runs.
-    assert check_op(name, reference=numpy_references.get(name), shapes=[shape], seed=seed,
-                    every_kernel_runs=False)
+    assert check_op(
+        name,
+        reference=numpy_references.get(name),
+        shapes=[shape],
+        seed=seed,
+        every_kernel_runs=False,
+    )
 
 
 @pytest.mark.parametrize("name", firefly.ops.names())
@@ -72,8 +80,12 @@ COMPOSITION_STEPS = {
     "linear": lambda x, v, w: firefly.ops.apply("linear", x, w, v),
     # Steps keep values O(1): a chain of growing steps (x * loss, then a power) reaches 1e7,
     # where float64 finite differences are no longer accurate to the tolerance.
-    "cross_entropy": lambda x, v, w: x.tanh() * firefly.ops.apply(
-        "cross_entropy", x, target=np.array([2, 0]), reduction="none").reshape(2, 1),
+    "cross_entropy": lambda x, v, w: (
+        x.tanh()
+        * firefly.ops.apply("cross_entropy", x, target=np.array([2, 0]), reduction="none").reshape(
+            2, 1
+        )
+    ),
     "mse_loss": lambda x, v, w: x * firefly.ops.apply("mse_loss", x, v * x, reduction="mean"),
     "cast": lambda x, v, w: x.clone() * x.double(),
     "abs": lambda x, v, w: x.abs() + x,
@@ -97,8 +109,10 @@ def test_composition_steps_cover_every_builtin_op():
 
 
 @settings(max_examples=40, deadline=None)
-@given(steps=st.lists(st.sampled_from(sorted(COMPOSITION_STEPS)), min_size=1, max_size=5),
-       seed=st.integers(0, 2**16))
+@given(
+    steps=st.lists(st.sampled_from(sorted(COMPOSITION_STEPS)), min_size=1, max_size=5),
+    seed=st.integers(0, 2**16),
+)
 def test_random_compositions_match_finite_differences(steps, seed):
     rng = np.random.default_rng(seed)
     x, v, w = rng.uniform(-1, 1, (2, 3)), rng.uniform(-1, 1, (3,)), rng.uniform(-1, 1, (3, 3))

@@ -1,6 +1,7 @@
 """Whole training runs in float64 against torch: every optimizer, two param groups (weight
 decay on the weights only, another lr for the biases), each lr scheduler in turn, and
 gradient clipping every step. Losses and final weights agree to 1e-12."""
+
 import numpy as np
 import pytest
 
@@ -32,11 +33,18 @@ SCHEDULERS = {
     "CosineAnnealingLR": lambda m, o, name: m.CosineAnnealingLR(o, T_max=10, eta_min=1e-4),
     "LinearLR": lambda m, o, name: m.LinearLR(o, start_factor=0.25, total_iters=6),
     "ConstantLR": lambda m, o, name: m.ConstantLR(o, factor=0.5, total_iters=5),
-    "OneCycleLR": lambda m, o, name: m.OneCycleLR(o, max_lr=[0.05, 0.02], total_steps=STEPS,
-                                                  cycle_momentum=name != "Adagrad"),
-    "CosineAnnealingWarmRestarts": lambda m, o, name: m.CosineAnnealingWarmRestarts(o, T_0=4, T_mult=2),
-    "SequentialLR": lambda m, o, name: m.SequentialLR(o, [m.LinearLR(o, 0.1, 1.0, 5), m.ExponentialLR(o, 0.9)], [5]),
-    "ReduceLROnPlateau": lambda m, o, name: m.ReduceLROnPlateau(o, patience=1, factor=0.5, threshold=0.05),
+    "OneCycleLR": lambda m, o, name: m.OneCycleLR(
+        o, max_lr=[0.05, 0.02], total_steps=STEPS, cycle_momentum=name != "Adagrad"
+    ),
+    "CosineAnnealingWarmRestarts": lambda m, o, name: m.CosineAnnealingWarmRestarts(
+        o, T_0=4, T_mult=2
+    ),
+    "SequentialLR": lambda m, o, name: m.SequentialLR(
+        o, [m.LinearLR(o, 0.1, 1.0, 5), m.ExponentialLR(o, 0.9)], [5]
+    ),
+    "ReduceLROnPlateau": lambda m, o, name: m.ReduceLROnPlateau(
+        o, patience=1, factor=0.5, threshold=0.05
+    ),
 }
 
 
@@ -54,7 +62,10 @@ def groups(named, lr):
     """Weights decay, biases do not and learn at half the rate."""
     weights = [p for name, p in named if name.endswith("weight")]
     biases = [p for name, p in named if name.endswith("bias")]
-    return [{"params": weights, "weight_decay": 0.1}, {"params": biases, "weight_decay": 0.0, "lr": lr / 2}]
+    return [
+        {"params": weights, "weight_decay": 0.1},
+        {"params": biases, "weight_decay": 0.0, "lr": lr / 2},
+    ]
 
 
 def train_firefly(optimizer_name, scheduler_name, x, y):
@@ -87,7 +98,9 @@ def train_torch(optimizer_name, scheduler_name, x, y, initial):
     losses, norms = [], []
     for _ in range(STEPS):
         optimizer.zero_grad()
-        hidden = torch.relu(x @ params["fc1.weight"] + params["fc1.bias"])  # firefly's (in, out) layout
+        hidden = torch.relu(
+            x @ params["fc1.weight"] + params["fc1.bias"]
+        )  # firefly's (in, out) layout
         loss = ((hidden @ params["fc2.weight"] + params["fc2.bias"] - y) ** 2).mean()
         loss.backward()
         norms.append(torch.nn.utils.clip_grad_norm_([p for _, p in named], MAX_NORM).item())
@@ -104,7 +117,9 @@ def test_training_matches_torch(optimizer_name, scheduler_name):
     x = rng.standard_normal((40, 6))
     y = np.sin(x @ rng.standard_normal((6, 1)))
     initial, losses, norms, weights = train_firefly(optimizer_name, scheduler_name, x, y)
-    their_losses, their_norms, their_weights = train_torch(optimizer_name, scheduler_name, x, y, initial)
+    their_losses, their_norms, their_weights = train_torch(
+        optimizer_name, scheduler_name, x, y, initial
+    )
     assert max(norms) > MAX_NORM  # clipping really happened
     np.testing.assert_allclose(norms, their_norms, rtol=1e-12)
     np.testing.assert_allclose(losses, their_losses, rtol=1e-12)

@@ -1,6 +1,7 @@
 """Optimizers: trajectories against a float64 NumPy reference of PyTorch's documented algorithms
 (and against torch.optim when installed), the flat-buffer mechanics, state_dict and resume,
 argument checking, and the seed's user-written optimizer."""
+
 import itertools
 import math
 
@@ -25,8 +26,16 @@ RTOL = 1e-10  # the issue's bar for float64 trajectories against the reference
 
 
 # ----------------------------------------------------------------------------- references
-def reference_sgd(params, grad_steps, lr, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                  nesterov=False, maximize=False):
+def reference_sgd(
+    params,
+    grad_steps,
+    lr,
+    momentum=0.0,
+    dampening=0.0,
+    weight_decay=0.0,
+    nesterov=False,
+    maximize=False,
+):
     """torch.optim.SGD's algorithm in float64. ``maximize`` negates the gradient before weight
     decay, as PyTorch's implementation does."""
     params = [p.astype(np.float64) for p in params]
@@ -38,15 +47,26 @@ def reference_sgd(params, grad_steps, lr, momentum=0.0, dampening=0.0, weight_de
             if weight_decay:
                 g = g + weight_decay * p
             if momentum:
-                buffers[i] = g.copy() if buffers[i] is None else momentum * buffers[i] + (1 - dampening) * g
+                buffers[i] = (
+                    g.copy() if buffers[i] is None else momentum * buffers[i] + (1 - dampening) * g
+                )
                 g = g + momentum * buffers[i] if nesterov else buffers[i]
             params[i] = p - lr * g
         trajectory.append([p.copy() for p in params])
     return trajectory, {"momentum_buffer": buffers}
 
 
-def reference_adam(params, grad_steps, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                   amsgrad=False, maximize=False, decoupled=False):
+def reference_adam(
+    params,
+    grad_steps,
+    lr=1e-3,
+    betas=(0.9, 0.999),
+    eps=1e-8,
+    weight_decay=0.0,
+    amsgrad=False,
+    maximize=False,
+    decoupled=False,
+):
     """torch.optim.Adam's documented algorithm in float64 (AdamW's with ``decoupled``). A
     gradient of None skips that parameter for the step, its step count included."""
     beta1, beta2 = betas
@@ -69,12 +89,12 @@ def reference_adam(params, grad_steps, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, we
                 g = g + weight_decay * p
             m[i] = beta1 * m[i] + (1 - beta1) * g
             v[i] = beta2 * v[i] + (1 - beta2) * g * g
-            m_hat = m[i] / (1 - beta1 ** t)
+            m_hat = m[i] / (1 - beta1**t)
             if amsgrad:
                 v_max[i] = np.maximum(v_max[i], v[i])
-                v_hat = v_max[i] / (1 - beta2 ** t)
+                v_hat = v_max[i] / (1 - beta2**t)
             else:
-                v_hat = v[i] / (1 - beta2 ** t)
+                v_hat = v[i] / (1 - beta2**t)
             params[i] = p - lr * m_hat / (np.sqrt(v_hat) + eps)
         trajectory.append([p.copy() for p in params])
     state = {"exp_avg": m, "exp_avg_sq": v, "step": steps}
@@ -117,23 +137,42 @@ def run(optimizer_cls, values, grad_steps, mode="view", **options):
 def assert_trajectories_close(actual, expected, rtol=RTOL, atol=1e-12):
     for step, (got, want) in enumerate(zip(actual, expected)):
         for i, (a, b) in enumerate(zip(got, want)):
-            np.testing.assert_allclose(a, b, rtol=rtol, atol=atol, err_msg=f"step {step + 1}, parameter {i}")
+            np.testing.assert_allclose(
+                a, b, rtol=rtol, atol=atol, err_msg=f"step {step + 1}, parameter {i}"
+            )
 
 
 def sgd_options():
     for momentum, dampening, nesterov, weight_decay, maximize in itertools.product(
-            (0.0, 0.9), (0.0, 0.3), (False, True), (0.0, 0.1), (False, True)):
+        (0.0, 0.9), (0.0, 0.3), (False, True), (0.0, 0.1), (False, True)
+    ):
         if nesterov and (momentum == 0.0 or dampening != 0.0):
             continue
-        yield dict(lr=0.1, momentum=momentum, dampening=dampening, nesterov=nesterov,
-                   weight_decay=weight_decay, maximize=maximize)
+        yield dict(
+            lr=0.1,
+            momentum=momentum,
+            dampening=dampening,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            maximize=maximize,
+        )
 
 
 def adam_options():
     for cls, amsgrad, weight_decay, maximize in itertools.product(
-            (Adam, AdamW), (False, True), (0.0, 0.1), (False, True)):
-        yield cls, dict(lr=0.05, betas=(0.8, 0.95), eps=1e-6, weight_decay=weight_decay,
-                        amsgrad=amsgrad, maximize=maximize)
+        (Adam, AdamW), (False, True), (0.0, 0.1), (False, True)
+    ):
+        yield (
+            cls,
+            dict(
+                lr=0.05,
+                betas=(0.8, 0.95),
+                eps=1e-6,
+                weight_decay=weight_decay,
+                amsgrad=amsgrad,
+                maximize=maximize,
+            ),
+        )
 
 
 SGD_OPTIONS = list(sgd_options())
@@ -155,13 +194,17 @@ def test_sgd_matches_reference(options, mode):
     saved = optimizer.state_dict()["state"]
     for i in range(len(params)):
         if options["momentum"]:
-            np.testing.assert_allclose(saved[i]["momentum_buffer"], state["momentum_buffer"][i], rtol=RTOL, atol=1e-12)
+            np.testing.assert_allclose(
+                saved[i]["momentum_buffer"], state["momentum_buffer"][i], rtol=RTOL, atol=1e-12
+            )
         else:
             assert "momentum_buffer" not in saved[i]
 
 
 @pytest.mark.parametrize("mode", ["view", "replace"])
-@pytest.mark.parametrize("cls,options", ADAM_OPTIONS, ids=lambda x: x.__name__ if isinstance(x, type) else option_id(x))
+@pytest.mark.parametrize(
+    "cls,options", ADAM_OPTIONS, ids=lambda x: x.__name__ if isinstance(x, type) else option_id(x)
+)
 def test_adam_matches_reference(cls, options, mode):
     values, grad_steps = make_case(2)
     actual, optimizer, params = run(cls, values, grad_steps, mode, **options)
@@ -172,7 +215,9 @@ def test_adam_matches_reference(cls, options, mode):
         assert saved[i]["step"] == STEPS
         for name in ("exp_avg", "exp_avg_sq", "max_exp_avg_sq"):
             if name in state:
-                np.testing.assert_allclose(saved[i][name], state[name][i], rtol=RTOL, atol=1e-12, err_msg=name)
+                np.testing.assert_allclose(
+                    saved[i][name], state[name][i], rtol=RTOL, atol=1e-12, err_msg=name
+                )
             else:
                 assert name not in saved[i]
 
@@ -181,14 +226,30 @@ def test_defaults_are_pytorchs():
     values, grad_steps = make_case(3)
     params = [Parameter(v) for v in values]
     assert SGD(params).state_dict()["param_groups"][0] == dict(
-        lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, maximize=False,
-        params=[0, 1, 2, 3])
+        lr=0.01,
+        momentum=0.0,
+        dampening=0.0,
+        weight_decay=0.0,
+        nesterov=False,
+        maximize=False,
+        params=[0, 1, 2, 3],
+    )
     adam = Adam(params).state_dict()["param_groups"][0]
-    assert adam == dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-                        maximize=False, params=[0, 1, 2, 3])
+    assert adam == dict(
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        amsgrad=False,
+        maximize=False,
+        params=[0, 1, 2, 3],
+    )
     assert AdamW(params).param_groups[0]["weight_decay"] == 1e-2
-    for cls, reference, extra in [(SGD, reference_sgd, {"lr": 0.01}), (Adam, reference_adam, {}),
-                                  (AdamW, reference_adam, {"decoupled": True, "weight_decay": 1e-2})]:
+    for cls, reference, extra in [
+        (SGD, reference_sgd, {"lr": 0.01}),
+        (Adam, reference_adam, {}),
+        (AdamW, reference_adam, {"decoupled": True, "weight_decay": 1e-2}),
+    ]:
         actual, _, _ = run(cls, values, grad_steps)
         expected, _ = reference(values, grad_steps, **extra)
         assert_trajectories_close(actual, expected)
@@ -247,25 +308,34 @@ def run_torch(torch_cls, values, grad_steps, **options):
 def test_sgd_matches_torch(options):
     values, grad_steps = make_case(6)
     actual, _, _ = run(SGD, values, grad_steps, **options)
-    assert_trajectories_close(actual, run_torch(torch.optim.SGD, values, grad_steps, **options), rtol=1e-13, atol=1e-14)
+    assert_trajectories_close(
+        actual, run_torch(torch.optim.SGD, values, grad_steps, **options), rtol=1e-13, atol=1e-14
+    )
 
 
 @needs_torch
-@pytest.mark.parametrize("cls,options", ADAM_OPTIONS, ids=lambda x: x.__name__ if isinstance(x, type) else option_id(x))
+@pytest.mark.parametrize(
+    "cls,options", ADAM_OPTIONS, ids=lambda x: x.__name__ if isinstance(x, type) else option_id(x)
+)
 def test_adam_matches_torch(cls, options):
     values, grad_steps = make_case(7)
     grad_steps[2][0] = None  # skipped parameters too
     torch_cls = {Adam: torch.optim.Adam, AdamW: torch.optim.AdamW}[cls]
     actual, _, _ = run(cls, values, grad_steps, "replace", **options)
-    assert_trajectories_close(actual, run_torch(torch_cls, values, grad_steps, **options), rtol=1e-12, atol=1e-14)
+    assert_trajectories_close(
+        actual, run_torch(torch_cls, values, grad_steps, **options), rtol=1e-12, atol=1e-14
+    )
 
 
 @needs_torch
-@pytest.mark.parametrize("cls,torch_name,options", [
-    (SGD, "SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
-    (Adam, "Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.01)),
-    (AdamW, "AdamW", dict(lr=0.01)),
-])
+@pytest.mark.parametrize(
+    "cls,torch_name,options",
+    [
+        (SGD, "SGD", dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+        (Adam, "Adam", dict(lr=0.01, amsgrad=True, weight_decay=0.01)),
+        (AdamW, "AdamW", dict(lr=0.01)),
+    ],
+)
 def test_float32_matches_torch(cls, torch_name, options):
     # Both compute in float32, in slightly different orders (torch's Adam uses lerp): ulps apart.
     values, grad_steps = make_case(8, dtype=np.float32)
@@ -279,7 +349,9 @@ def test_float32_matches_torch(cls, torch_name, options):
 @pytest.mark.parametrize("cls", [SGD, Adam, AdamW])
 def test_dtype_is_preserved(cls):
     values, grad_steps = make_case(9, dtype=np.float32)
-    _, optimizer, params = run(cls, values, grad_steps, momentum=0.9) if cls is SGD else run(cls, values, grad_steps)
+    _, optimizer, params = (
+        run(cls, values, grad_steps, momentum=0.9) if cls is SGD else run(cls, values, grad_steps)
+    )
     for p in params:
         assert p.tensor.dtype == np.float32 and p.tensor.grad.dtype == np.float32
     for entry in optimizer.state_dict()["state"].values():
@@ -380,7 +452,9 @@ def test_grads_cleared_another_way_give_the_same_trajectory(cls, options):
     other_optimizer = cls(other_model.get_parameters(), **options)
     train(reference_model, reference_optimizer, 5, reference_optimizer.zero_grad)
     train(other_model, other_optimizer, 5, other_model.zero_grad)
-    for (name, a), (_, b) in zip(reference_model.named_parameters(), other_model.named_parameters()):
+    for (name, a), (_, b) in zip(
+        reference_model.named_parameters(), other_model.named_parameters()
+    ):
         np.testing.assert_array_equal(a.data, b.data, err_msg=name)
     # ...and the copied gradient is the flat buffer's view again.
     flat = other_model.fc1.weight.tensor.grad._data.base
@@ -398,7 +472,9 @@ def test_replaced_parameter_array_is_adopted():
     np.testing.assert_allclose(params[0].data, 2.0 - 0.1 * grad_steps[0][0], rtol=RTOL)
     assert params[0].data.base is params[1].data.base  # back in the flat buffer
     params[0].tensor._data = np.zeros((2, 2))
-    with pytest.raises(ValueError, match=r"parameter 0 now has shape \(2, 2\).*create a new optimizer"):
+    with pytest.raises(
+        ValueError, match=r"parameter 0 now has shape \(2, 2\).*create a new optimizer"
+    ):
         optimizer.step()
 
 
@@ -407,7 +483,9 @@ def test_wrong_gradient_shape_is_refused():
     params = [Parameter(v) for v in values]
     optimizer = Adam(params)
     params[2].tensor.grad = Tensor(np.ones(3))
-    with pytest.raises(ValueError, match=r"gradient of parameter 2 \(shape \(\), float64\) has shape \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"gradient of parameter 2 \(shape \(\), float64\) has shape \(3,\)"
+    ):
         optimizer.step()
 
 
@@ -423,7 +501,9 @@ def test_frozen_parameters_are_left_alone():
             p.tensor.grad._data[...] = g
     optimizer.step()
     np.testing.assert_array_equal(params[1].data, values[1])
-    np.testing.assert_allclose(params[0].data, values[0] - 0.1 * (grad_steps[0][0] + 0.5 * values[0]), rtol=RTOL)
+    np.testing.assert_allclose(
+        params[0].data, values[0] - 0.1 * (grad_steps[0][0] + 0.5 * values[0]), rtol=RTOL
+    )
 
 
 # ----------------------------------------------------------------------------- the seed
@@ -441,7 +521,7 @@ class SeedSGD(BaseOptimizer):
             param.update(param.tensor - self.lr * param.tensor.grad)
 
 
-@pytest.mark.parametrize("lr,exact", [(2.0 ** -6, True), (0.01, False)])
+@pytest.mark.parametrize("lr,exact", [(2.0**-6, True), (0.01, False)])
 def test_seed_style_optimizer_follows_builtin_sgd(lr, exact):
     """In float64 the seed's optimizer and the built-in SGD follow the same trajectory. The
     seed stores lr as Tensor(lr), a float32: bit-identical when lr is a float32 number, within
@@ -452,7 +532,9 @@ def test_seed_style_optimizer_follows_builtin_sgd(lr, exact):
     initial = [p.data.copy() for p in seed_model.parameters()]
     train(seed_model, seed_optimizer, 10, seed_optimizer.zero_grad)
     train(builtin_model, builtin_optimizer, 10, builtin_optimizer.zero_grad)
-    for (name, a), (_, b), start in zip(seed_model.named_parameters(), builtin_model.named_parameters(), initial):
+    for (name, a), (_, b), start in zip(
+        seed_model.named_parameters(), builtin_model.named_parameters(), initial
+    ):
         assert a.dtype == b.dtype == np.float64
         assert not np.array_equal(a.data, start)  # it trained
         if exact:
@@ -479,23 +561,31 @@ def test_sgd_without_gradient_raises_the_seeds_error_naming_the_parameter():
     before = [p.data.copy() for p in model.parameters()]
     optimizer.zero_grad()
     model.fc2.bias.tensor.grad = None
-    with pytest.raises(ValueError, match=r"^Parameter has no gradient\. .*parameter 3 'fc2\.bias' \(shape \(1,\), float64\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^Parameter has no gradient\. .*parameter 3 'fc2\.bias' \(shape \(1,\), float64\)",
+    ):
         optimizer.step()
     # Nothing was updated: the check comes before any kernel runs.
     for p, b in zip(model.parameters(), before):
         np.testing.assert_array_equal(p.data, b)
     fresh = SGD([Parameter(np.ones(3))])
-    with pytest.raises(ValueError, match=r"^Parameter has no gradient\. .*parameter 0 \(shape \(3,\), float64\)"):
+    with pytest.raises(
+        ValueError, match=r"^Parameter has no gradient\. .*parameter 0 \(shape \(3,\), float64\)"
+    ):
         fresh.step()
 
 
 # ----------------------------------------------------------------------------- state and resume
-@pytest.mark.parametrize("cls,options", [
-    (SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)),
-    (SGD, dict(lr=0.05)),
-    (Adam, dict(lr=0.01, amsgrad=True, weight_decay=1e-3)),
-    (AdamW, dict(lr=0.01)),
-])
+@pytest.mark.parametrize(
+    "cls,options",
+    [
+        (SGD, dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)),
+        (SGD, dict(lr=0.05)),
+        (Adam, dict(lr=0.01, amsgrad=True, weight_decay=1e-3)),
+        (AdamW, dict(lr=0.01)),
+    ],
+)
 @pytest.mark.parametrize("through_file", [False, True])
 def test_resume_is_bit_identical(cls, options, through_file, tmp_path):
     """Train 10 steps, save model and optimizer, load both into fresh objects, train 10 more:
@@ -507,7 +597,11 @@ def test_resume_is_bit_identical(cls, options, through_file, tmp_path):
     first = seed_mlp(3, np.float32)
     first_optimizer = cls(first.get_parameters(), **options)
     train(first, first_optimizer, 10, first_optimizer.zero_grad)
-    checkpoint = {"model": first.state_dict(), "optimizer": first_optimizer.state_dict(), "epoch": 10}
+    checkpoint = {
+        "model": first.state_dict(),
+        "optimizer": first_optimizer.state_dict(),
+        "epoch": 10,
+    }
     if through_file:
         firefly.save(checkpoint, tmp_path / "checkpoint.npz")
         checkpoint = firefly.load(tmp_path / "checkpoint.npz")
@@ -526,7 +620,9 @@ def test_resume_is_bit_identical(cls, options, through_file, tmp_path):
     for index, entry in want["state"].items():
         assert entry.keys() == got["state"][index].keys()
         for name, value in entry.items():
-            np.testing.assert_array_equal(got["state"][index][name], value, err_msg=f"{index}/{name}")
+            np.testing.assert_array_equal(
+                got["state"][index][name], value, err_msg=f"{index}/{name}"
+            )
 
 
 def test_optimizer_built_after_loading_the_model_resumes_too():
@@ -567,16 +663,28 @@ def test_state_before_any_step_is_empty_and_reloads():
     assert fresh.param_groups[0]["lr"] == 0.1
 
 
-@pytest.mark.parametrize("change,match", [
-    (lambda s: s["param_groups"][0].update(params=[0, 1]), "saved with 2 parameters, this optimizer's has 4"),
-    (lambda s: s["param_groups"][0].update(lr=-1.0), "invalid lr value -1.0"),
-    (lambda s: s["param_groups"][0].pop("amsgrad"), "do not match Adam's"),
-    (lambda s: s["state"][1].update(exp_avg=np.zeros(5)), r"state 'exp_avg' of parameter 1 \(shape \(4,\), float64\) must be"),
-    (lambda s: s["state"][1].update(momentum_buffer=np.zeros(4)), "unknown state 'momentum_buffer'"),
-    (lambda s: s["state"].update({7: {"step": 1}}), "state key 7 is out of range"),
-    (lambda s: s["state"][0].update(step=0), "needs a 'step' count >= 1"),
-    (lambda s: s.pop("state"), "expected a dict with keys 'state' and 'param_groups'"),
-])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (
+            lambda s: s["param_groups"][0].update(params=[0, 1]),
+            "saved with 2 parameters, this optimizer's has 4",
+        ),
+        (lambda s: s["param_groups"][0].update(lr=-1.0), "invalid lr value -1.0"),
+        (lambda s: s["param_groups"][0].pop("amsgrad"), "do not match Adam's"),
+        (
+            lambda s: s["state"][1].update(exp_avg=np.zeros(5)),
+            r"state 'exp_avg' of parameter 1 \(shape \(4,\), float64\) must be",
+        ),
+        (
+            lambda s: s["state"][1].update(momentum_buffer=np.zeros(4)),
+            "unknown state 'momentum_buffer'",
+        ),
+        (lambda s: s["state"].update({7: {"step": 1}}), "state key 7 is out of range"),
+        (lambda s: s["state"][0].update(step=0), "needs a 'step' count >= 1"),
+        (lambda s: s.pop("state"), "expected a dict with keys 'state' and 'param_groups'"),
+    ],
+)
 def test_load_state_dict_refuses_bad_state(change, match):
     values, grad_steps = make_case(17, steps=2)
     _, optimizer, params = run(Adam, values, grad_steps, lr=0.1)
@@ -587,7 +695,9 @@ def test_load_state_dict_refuses_bad_state(change, match):
         optimizer.load_state_dict(state)
     # Nothing changed.
     assert optimizer.state_dict()["param_groups"] == before["param_groups"]
-    np.testing.assert_array_equal(optimizer.state_dict()["state"][1]["exp_avg"], before["state"][1]["exp_avg"])
+    np.testing.assert_array_equal(
+        optimizer.state_dict()["state"][1]["exp_avg"], before["state"][1]["exp_avg"]
+    )
 
 
 def test_sgd_state_does_not_load_into_adam():
@@ -598,24 +708,27 @@ def test_sgd_state_does_not_load_into_adam():
 
 
 # ----------------------------------------------------------------------------- arguments
-@pytest.mark.parametrize("cls,options,error,match", [
-    (SGD, dict(lr=-0.1), ValueError, "invalid lr value -0.1"),
-    (SGD, dict(momentum=-0.5), ValueError, "invalid momentum"),
-    (SGD, dict(weight_decay=-1.0), ValueError, "invalid weight_decay"),
-    (SGD, dict(nesterov=True), ValueError, "nesterov=True requires momentum > 0"),
-    (SGD, dict(nesterov=True, momentum=0.9, dampening=0.1), ValueError, "and dampening == 0"),
-    (SGD, dict(lr=float("nan")), ValueError, "invalid lr"),
-    (SGD, dict(lr="0.1"), TypeError, "lr must be a number"),
-    (SGD, dict(momentum=0.9, nesterov="yes"), TypeError, "nesterov must be True or False"),
-    (Adam, dict(lr=-1e-3), ValueError, "invalid lr"),
-    (Adam, dict(betas=(1.0, 0.999)), ValueError, r"invalid betas\[0\] value 1.0"),
-    (Adam, dict(betas=(0.9, -0.1)), ValueError, r"invalid betas\[1\] value -0.1"),
-    (Adam, dict(betas=0.9), ValueError, "betas must be a pair"),
-    (Adam, dict(eps=-1e-8), ValueError, "invalid eps"),
-    (Adam, dict(weight_decay=-0.1), ValueError, "invalid weight_decay"),
-    (AdamW, dict(betas=(0.9, 1.5)), ValueError, r"invalid betas\[1\]"),
-    (AdamW, dict(amsgrad=None), TypeError, "amsgrad must be True or False"),
-])
+@pytest.mark.parametrize(
+    "cls,options,error,match",
+    [
+        (SGD, dict(lr=-0.1), ValueError, "invalid lr value -0.1"),
+        (SGD, dict(momentum=-0.5), ValueError, "invalid momentum"),
+        (SGD, dict(weight_decay=-1.0), ValueError, "invalid weight_decay"),
+        (SGD, dict(nesterov=True), ValueError, "nesterov=True requires momentum > 0"),
+        (SGD, dict(nesterov=True, momentum=0.9, dampening=0.1), ValueError, "and dampening == 0"),
+        (SGD, dict(lr=float("nan")), ValueError, "invalid lr"),
+        (SGD, dict(lr="0.1"), TypeError, "lr must be a number"),
+        (SGD, dict(momentum=0.9, nesterov="yes"), TypeError, "nesterov must be True or False"),
+        (Adam, dict(lr=-1e-3), ValueError, "invalid lr"),
+        (Adam, dict(betas=(1.0, 0.999)), ValueError, r"invalid betas\[0\] value 1.0"),
+        (Adam, dict(betas=(0.9, -0.1)), ValueError, r"invalid betas\[1\] value -0.1"),
+        (Adam, dict(betas=0.9), ValueError, "betas must be a pair"),
+        (Adam, dict(eps=-1e-8), ValueError, "invalid eps"),
+        (Adam, dict(weight_decay=-0.1), ValueError, "invalid weight_decay"),
+        (AdamW, dict(betas=(0.9, 1.5)), ValueError, r"invalid betas\[1\]"),
+        (AdamW, dict(amsgrad=None), TypeError, "amsgrad must be True or False"),
+    ],
+)
 def test_invalid_arguments_are_refused(cls, options, error, match):
     param = Parameter(np.arange(3.0))
     with pytest.raises(error, match=match):
@@ -624,12 +737,15 @@ def test_invalid_arguments_are_refused(cls, options, error, match):
     assert param.data.base is None
 
 
-@pytest.mark.parametrize("parameters,error,match", [
-    ([], ValueError, "empty parameter list"),
-    (Parameter(np.ones(2)), TypeError, "got a single Parameter"),
-    ([np.ones(2)], TypeError, "parameter 0 is a ndarray, not a Parameter"),
-    (5, TypeError, "must be an iterable of Parameters"),
-])
+@pytest.mark.parametrize(
+    "parameters,error,match",
+    [
+        ([], ValueError, "empty parameter list"),
+        (Parameter(np.ones(2)), TypeError, "got a single Parameter"),
+        ([np.ones(2)], TypeError, "parameter 0 is a ndarray, not a Parameter"),
+        (5, TypeError, "must be an iterable of Parameters"),
+    ],
+)
 def test_invalid_parameter_lists_are_refused(parameters, error, match):
     with pytest.raises(error, match=match):
         SGD(parameters)
@@ -667,8 +783,17 @@ def test_exports():
 
 
 # ----------------------------------------------------------------------------- RMSprop, Adagrad
-def reference_rmsprop(params, grad_steps, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                      centered=False, maximize=False):
+def reference_rmsprop(
+    params,
+    grad_steps,
+    lr=1e-2,
+    alpha=0.99,
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum=0.0,
+    centered=False,
+    maximize=False,
+):
     """torch.optim.RMSprop's documented algorithm in float64; a None gradient skips the parameter."""
     params = [p.astype(np.float64) for p in params]
     square_avg = [np.zeros_like(p) for p in params]
@@ -701,8 +826,16 @@ def reference_rmsprop(params, grad_steps, lr=1e-2, alpha=0.99, eps=1e-8, weight_
     return trajectory, state
 
 
-def reference_adagrad(params, grad_steps, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
-                      eps=1e-10, maximize=False):
+def reference_adagrad(
+    params,
+    grad_steps,
+    lr=1e-2,
+    lr_decay=0.0,
+    weight_decay=0.0,
+    initial_accumulator_value=0.0,
+    eps=1e-10,
+    maximize=False,
+):
     """torch.optim.Adagrad's documented algorithm in float64; a None gradient skips the parameter."""
     params = [p.astype(np.float64) for p in params]
     sums = [np.full_like(p, initial_accumulator_value) for p in params]
@@ -724,17 +857,31 @@ def reference_adagrad(params, grad_steps, lr=1e-2, lr_decay=0.0, weight_decay=0.
 
 
 def rmsprop_options():
-    for momentum, centered, weight_decay, maximize in itertools.product((0.0, 0.9), (False, True), (0.0, 0.1),
-                                                                        (False, True)):
-        yield dict(lr=0.01, alpha=0.9, eps=1e-6, momentum=momentum, centered=centered,
-                   weight_decay=weight_decay, maximize=maximize)
+    for momentum, centered, weight_decay, maximize in itertools.product(
+        (0.0, 0.9), (False, True), (0.0, 0.1), (False, True)
+    ):
+        yield dict(
+            lr=0.01,
+            alpha=0.9,
+            eps=1e-6,
+            momentum=momentum,
+            centered=centered,
+            weight_decay=weight_decay,
+            maximize=maximize,
+        )
 
 
 def adagrad_options():
-    for lr_decay, initial, weight_decay, maximize in itertools.product((0.0, 0.1), (0.0, 0.5), (0.0, 0.1),
-                                                                       (False, True)):
-        yield dict(lr=0.1, lr_decay=lr_decay, initial_accumulator_value=initial, weight_decay=weight_decay,
-                   maximize=maximize)
+    for lr_decay, initial, weight_decay, maximize in itertools.product(
+        (0.0, 0.1), (0.0, 0.5), (0.0, 0.1), (False, True)
+    ):
+        yield dict(
+            lr=0.1,
+            lr_decay=lr_decay,
+            initial_accumulator_value=initial,
+            weight_decay=weight_decay,
+            maximize=maximize,
+        )
 
 
 RMSPROP_OPTIONS = list(rmsprop_options())
@@ -754,7 +901,9 @@ def test_rmsprop_matches_reference(options, mode):
     for i in range(len(params)):
         assert set(saved[i]) == {"step", *state}
         for name, arrays in state.items():
-            np.testing.assert_allclose(saved[i][name], arrays[i], rtol=RTOL, atol=1e-12, err_msg=name)
+            np.testing.assert_allclose(
+                saved[i][name], arrays[i], rtol=RTOL, atol=1e-12, err_msg=name
+            )
 
 
 @pytest.mark.parametrize("mode", ["view", "replace"])
@@ -783,10 +932,16 @@ def test_adagrad_state_exists_from_construction_as_in_torch():
 
 
 @needs_torch
-@pytest.mark.parametrize("cls,torch_name,options", [
-    *[(RMSprop, "RMSprop", o) for o in RMSPROP_OPTIONS],
-    *[(Adagrad, "Adagrad", o) for o in ADAGRAD_OPTIONS],
-], ids=lambda x: x if isinstance(x, str) else (x.__name__ if isinstance(x, type) else option_id(x)))
+@pytest.mark.parametrize(
+    "cls,torch_name,options",
+    [
+        *[(RMSprop, "RMSprop", o) for o in RMSPROP_OPTIONS],
+        *[(Adagrad, "Adagrad", o) for o in ADAGRAD_OPTIONS],
+    ],
+    ids=lambda x: (
+        x if isinstance(x, str) else (x.__name__ if isinstance(x, type) else option_id(x))
+    ),
+)
 def test_rmsprop_and_adagrad_match_torch(cls, torch_name, options):
     values, grad_steps = make_case(24)
     grad_steps[3][2] = None  # skipped parameters too
@@ -796,10 +951,13 @@ def test_rmsprop_and_adagrad_match_torch(cls, torch_name, options):
 
 
 @needs_torch
-@pytest.mark.parametrize("cls,torch_name,options", [
-    (RMSprop, "RMSprop", dict(lr=0.01, momentum=0.9, centered=True, weight_decay=0.01)),
-    (Adagrad, "Adagrad", dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1)),
-])
+@pytest.mark.parametrize(
+    "cls,torch_name,options",
+    [
+        (RMSprop, "RMSprop", dict(lr=0.01, momentum=0.9, centered=True, weight_decay=0.01)),
+        (Adagrad, "Adagrad", dict(lr=0.1, lr_decay=0.01, initial_accumulator_value=0.1)),
+    ],
+)
 def test_rmsprop_and_adagrad_float32_match_torch(cls, torch_name, options):
     values, grad_steps = make_case(25, dtype=np.float32)
     actual, _, params = run(cls, values, grad_steps, **options)
@@ -808,16 +966,24 @@ def test_rmsprop_and_adagrad_float32_match_torch(cls, torch_name, options):
     assert_trajectories_close(actual, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("cls,options,error,match", [
-    (RMSprop, dict(lr=-0.1), ValueError, "invalid lr value -0.1"),
-    (RMSprop, dict(alpha=-0.5), ValueError, "invalid alpha"),
-    (RMSprop, dict(eps=-1.0), ValueError, "invalid eps"),
-    (RMSprop, dict(momentum=-0.1), ValueError, "invalid momentum"),
-    (RMSprop, dict(centered=1), TypeError, "centered must be True or False"),
-    (Adagrad, dict(lr_decay=-0.1), ValueError, "invalid lr_decay"),
-    (Adagrad, dict(initial_accumulator_value=-1.0), ValueError, "invalid initial_accumulator_value"),
-    (Adagrad, dict(weight_decay=float("inf")), ValueError, "invalid weight_decay"),
-])
+@pytest.mark.parametrize(
+    "cls,options,error,match",
+    [
+        (RMSprop, dict(lr=-0.1), ValueError, "invalid lr value -0.1"),
+        (RMSprop, dict(alpha=-0.5), ValueError, "invalid alpha"),
+        (RMSprop, dict(eps=-1.0), ValueError, "invalid eps"),
+        (RMSprop, dict(momentum=-0.1), ValueError, "invalid momentum"),
+        (RMSprop, dict(centered=1), TypeError, "centered must be True or False"),
+        (Adagrad, dict(lr_decay=-0.1), ValueError, "invalid lr_decay"),
+        (
+            Adagrad,
+            dict(initial_accumulator_value=-1.0),
+            ValueError,
+            "invalid initial_accumulator_value",
+        ),
+        (Adagrad, dict(weight_decay=float("inf")), ValueError, "invalid weight_decay"),
+    ],
+)
 def test_rmsprop_and_adagrad_arguments_are_checked(cls, options, error, match):
     with pytest.raises(error, match=match):
         cls([Parameter(np.ones(3))], **options)

@@ -1,6 +1,7 @@
 """Param groups, hyperparameters set later, flat_grads and step hooks (the distributed
 interface), torch-layout state_dict with groups and resume, gradient accumulation,
 set_to_none and frozen parameters."""
+
 import numpy as np
 import pytest
 
@@ -51,13 +52,18 @@ def decay_groups(model, **no_decay_options):
     """The usual split: weight decay on weights, none on biases."""
     weights = [p for name, p in model.named_parameters() if name.endswith("weight")]
     biases = [p for name, p in model.named_parameters() if name.endswith("bias")]
-    return [{"params": weights, "weight_decay": 0.1}, {"params": biases, "weight_decay": 0.0, **no_decay_options}]
+    return [
+        {"params": weights, "weight_decay": 0.1},
+        {"params": biases, "weight_decay": 0.0, **no_decay_options},
+    ]
 
 
 # ----------------------------------------------------------------------------- groups
 def test_each_group_uses_its_own_hyperparameters():
     params, grads = params_and_grads(1)
-    optimizer = SGD([{"params": params[:2], "lr": 0.5, "weight_decay": 0.1}, {"params": params[2:]}], lr=0.25)
+    optimizer = SGD(
+        [{"params": params[:2], "lr": 0.5, "weight_decay": 0.1}, {"params": params[2:]}], lr=0.25
+    )
     before = [p.data.copy() for p in params]
     give(params, grads)
     optimizer.step()
@@ -65,19 +71,37 @@ def test_each_group_uses_its_own_hyperparameters():
         want = b - 0.5 * (g + 0.1 * b) if i < 2 else b - 0.25 * g
         np.testing.assert_allclose(p.data, want, rtol=1e-15)
     assert [len(g["params"]) for g in optimizer.param_groups] == [2, 2]
-    assert optimizer.param_groups[1]["weight_decay"] == 0.0 and optimizer.param_groups[0]["momentum"] == 0.0
+    assert (
+        optimizer.param_groups[1]["weight_decay"] == 0.0
+        and optimizer.param_groups[0]["momentum"] == 0.0
+    )
 
 
 def test_group_keys_are_torchs_and_names_are_kept():
     model = mlp(0)
-    optimizer = Adam([{"params": list(model.named_parameters())[:2], "lr": 0.1},
-                      {"params": list(model.named_parameters())[2:]}], betas=(0.8, 0.9))
+    optimizer = Adam(
+        [
+            {"params": list(model.named_parameters())[:2], "lr": 0.1},
+            {"params": list(model.named_parameters())[2:]},
+        ],
+        betas=(0.8, 0.9),
+    )
     group = optimizer.param_groups[0]
-    assert list(group) == ["params", "lr", "betas", "eps", "weight_decay", "amsgrad", "maximize", "param_names"]
+    assert list(group) == [
+        "params",
+        "lr",
+        "betas",
+        "eps",
+        "weight_decay",
+        "amsgrad",
+        "maximize",
+        "param_names",
+    ]
     assert group["param_names"] == ["fc1.weight", "fc1.bias"] and group["betas"] == (0.8, 0.9)
     assert optimizer.param_groups[1]["lr"] == 1e-3
-    assert optimizer.defaults == dict(lr=1e-3, betas=(0.8, 0.9), eps=1e-8, weight_decay=0.0, amsgrad=False,
-                                      maximize=False)
+    assert optimizer.defaults == dict(
+        lr=1e-3, betas=(0.8, 0.9), eps=1e-8, weight_decay=0.0, amsgrad=False, maximize=False
+    )
 
 
 def test_plain_leaf_tensors_and_generators_are_accepted():
@@ -95,24 +119,56 @@ def test_plain_leaf_tensors_and_generators_are_accepted():
     Adam([{"params": (p for p in model.parameters())}])
 
 
-@pytest.mark.parametrize("make,error,match", [
-    (lambda ps: SGD([{"params": ps[:2]}, {"params": ps[1:]}]), ValueError,
-     r"parameter 2 \(shape \(4,\), float64\) is the same parameter as parameter 1 .* one param group only"),
-    (lambda ps: SGD([ps[0], ps[0]]), ValueError, "parameter 1 .* is the same parameter as parameter 0"),
-    (lambda ps: SGD([{"params": ps[:2]}, {"params": []}]), ValueError, r"param_groups\[1\] has no parameters"),
-    (lambda ps: SGD([{"params": ps, "lr": 0.1, "betas": (0.9, 0.99)}]), ValueError,
-     r"param_groups\[0\] has unknown key\(s\) \['betas'\]; SGD's param groups take 'params' and"),
-    (lambda ps: Adam([{"params": ps, "momentum": 0.9}]), ValueError, r"unknown key\(s\) \['momentum'\]"),
-    (lambda ps: SGD([{"lr": 0.1}]), ValueError, r"param_groups\[0\] has no 'params' key"),
-    (lambda ps: SGD([{"params": ps[:2]}, ps[2]]), TypeError, "mixes param group dicts with parameters"),
-    (lambda ps: SGD(set(ps)), TypeError, "ordered collection"),
-    (lambda ps: SGD({"params": ps}), TypeError, "wrap a single group dict in a list"),
-    (lambda ps: SGD([{"params": ps, "lr": -1.0}]), ValueError, "SGD: invalid lr value -1.0"),
-    (lambda ps: Adam([{"params": ps[:1]}, {"params": ps[1:], "betas": (0.9, 1.0)}]), ValueError,
-     r"invalid betas\[1\] value 1.0"),
-    (lambda ps: SGD([ps[0].tensor * 2.0]), ValueError, "not a leaf Tensor"),
-    (lambda ps: SGD([Tensor(np.arange(3), dtype=np.int64)]), TypeError, r"parameter 0 \(shape \(3,\), int64\) must be float32 or float64"),
-])
+@pytest.mark.parametrize(
+    "make,error,match",
+    [
+        (
+            lambda ps: SGD([{"params": ps[:2]}, {"params": ps[1:]}]),
+            ValueError,
+            r"parameter 2 \(shape \(4,\), float64\) is the same parameter as parameter 1 .* one param group only",
+        ),
+        (
+            lambda ps: SGD([ps[0], ps[0]]),
+            ValueError,
+            "parameter 1 .* is the same parameter as parameter 0",
+        ),
+        (
+            lambda ps: SGD([{"params": ps[:2]}, {"params": []}]),
+            ValueError,
+            r"param_groups\[1\] has no parameters",
+        ),
+        (
+            lambda ps: SGD([{"params": ps, "lr": 0.1, "betas": (0.9, 0.99)}]),
+            ValueError,
+            r"param_groups\[0\] has unknown key\(s\) \['betas'\]; SGD's param groups take 'params' and",
+        ),
+        (
+            lambda ps: Adam([{"params": ps, "momentum": 0.9}]),
+            ValueError,
+            r"unknown key\(s\) \['momentum'\]",
+        ),
+        (lambda ps: SGD([{"lr": 0.1}]), ValueError, r"param_groups\[0\] has no 'params' key"),
+        (
+            lambda ps: SGD([{"params": ps[:2]}, ps[2]]),
+            TypeError,
+            "mixes param group dicts with parameters",
+        ),
+        (lambda ps: SGD(set(ps)), TypeError, "ordered collection"),
+        (lambda ps: SGD({"params": ps}), TypeError, "wrap a single group dict in a list"),
+        (lambda ps: SGD([{"params": ps, "lr": -1.0}]), ValueError, "SGD: invalid lr value -1.0"),
+        (
+            lambda ps: Adam([{"params": ps[:1]}, {"params": ps[1:], "betas": (0.9, 1.0)}]),
+            ValueError,
+            r"invalid betas\[1\] value 1.0",
+        ),
+        (lambda ps: SGD([ps[0].tensor * 2.0]), ValueError, "not a leaf Tensor"),
+        (
+            lambda ps: SGD([Tensor(np.arange(3), dtype=np.int64)]),
+            TypeError,
+            r"parameter 0 \(shape \(3,\), int64\) must be float32 or float64",
+        ),
+    ],
+)
 def test_bad_group_specs_are_refused(make, error, match):
     params, _ = params_and_grads(3)
     with pytest.raises(error, match=match):
@@ -160,7 +216,9 @@ def test_groups_splitting_the_update_chunks_match_separate_optimizers(cls):
     options = [dict(lr=0.05, weight_decay=0.1), dict(lr=0.01), dict(lr=0.02, maximize=True)]
     members = [[0], [1, 2], [3]]
     grouped = cls([{"params": [params[i] for i in m], **o} for m, o in zip(members, options)])
-    separate = [cls([Parameter(params[i].data.copy()) for i in m], **o) for m, o in zip(members, options)]
+    separate = [
+        cls([Parameter(params[i].data.copy()) for i in m], **o) for m, o in zip(members, options)
+    ]
     for _ in range(3):
         give(params, grads)
         grouped.step()
@@ -173,15 +231,18 @@ def test_groups_splitting_the_update_chunks_match_separate_optimizers(cls):
 
 
 # ----------------------------------------------------------------------------- set later
-@pytest.mark.parametrize("cls,key,bad,match", [
-    (SGD, "lr", -1.0, "SGD: invalid lr value -1.0; lr must be a finite number >= 0.0"),
-    (SGD, "momentum", float("nan"), "SGD: invalid momentum value nan"),
-    (SGD, "nesterov", True, "nesterov=True requires momentum > 0"),
-    (Adam, "betas", (0.9, 1.5), r"Adam: invalid betas\[1\] value 1.5"),
-    (Adam, "lr", "0.1", "Adam: lr must be a number"),
-    (RMSprop, "alpha", -0.1, "RMSprop: invalid alpha value -0.1"),
-    (Adagrad, "eps", -1.0, "Adagrad: invalid eps value -1.0"),
-])
+@pytest.mark.parametrize(
+    "cls,key,bad,match",
+    [
+        (SGD, "lr", -1.0, "SGD: invalid lr value -1.0; lr must be a finite number >= 0.0"),
+        (SGD, "momentum", float("nan"), "SGD: invalid momentum value nan"),
+        (SGD, "nesterov", True, "nesterov=True requires momentum > 0"),
+        (Adam, "betas", (0.9, 1.5), r"Adam: invalid betas\[1\] value 1.5"),
+        (Adam, "lr", "0.1", "Adam: lr must be a number"),
+        (RMSprop, "alpha", -0.1, "RMSprop: invalid alpha value -0.1"),
+        (Adagrad, "eps", -1.0, "Adagrad: invalid eps value -1.0"),
+    ],
+)
 def test_a_bad_value_set_later_is_refused_at_the_next_step(cls, key, bad, match):
     params, grads = params_and_grads(5)
     optimizer = cls([{"params": params[:2]}, {"params": params[2:]}])
@@ -220,9 +281,14 @@ def test_flat_grads_gathers_every_gradient_into_one_buffer_per_dtype():
     optimizer.zero_grad(set_to_none=True)
     give(params[:2], grads[:2])  # as backward allocates them; params[2] and [3] get none
     flat = optimizer.flat_grads()
-    assert [f.dtype for f in flat] == [np.float64, np.float32] and [f.size for f in flat] == [3 + 4 + 2, 4 + 1]
+    assert [f.dtype for f in flat] == [np.float64, np.float32] and [f.size for f in flat] == [
+        3 + 4 + 2,
+        4 + 1,
+    ]
     np.testing.assert_array_equal(flat[0], np.concatenate([grads[0], np.zeros(4), np.zeros(2)]))
-    np.testing.assert_array_equal(flat[1], np.concatenate([grads[1].ravel(), np.zeros(1, np.float32)]))
+    np.testing.assert_array_equal(
+        flat[1], np.concatenate([grads[1].ravel(), np.zeros(1, np.float32)])
+    )
     for p in params[:4]:
         assert p.tensor.grad._data.base is flat[0 if p.dtype == np.float64 else 1]
     assert params[4].tensor.grad is None  # frozen: its slot is zero, no gradient installed
@@ -278,7 +344,9 @@ def test_a_pre_hook_may_replace_the_arguments():
     param = Parameter(np.array([1.0]))
     optimizer = SGD([param], lr=0.5)
     param.tensor.grad = Tensor(np.array([1.0]))
-    optimizer.register_step_pre_hook(lambda opt, args, kwargs: ((), {"closure": lambda: "replaced"}))
+    optimizer.register_step_pre_hook(
+        lambda opt, args, kwargs: ((), {"closure": lambda: "replaced"})
+    )
     assert optimizer.step() == "replaced"
 
 
@@ -310,10 +378,23 @@ def test_state_dict_has_torchs_layout_with_groups():
     torch = pytest.importorskip("torch")
     model = mlp(9)
     ours = Adam(decay_groups(model, lr=0.01, amsgrad=True), lr=0.1)
-    weights = [torch.tensor(p.data.copy(), requires_grad=True) for name, p in model.named_parameters() if "weight" in name]
-    biases = [torch.tensor(p.data.copy(), requires_grad=True) for name, p in model.named_parameters() if "bias" in name]
-    theirs = torch.optim.Adam([{"params": weights, "weight_decay": 0.1},
-                               {"params": biases, "weight_decay": 0.0, "lr": 0.01, "amsgrad": True}], lr=0.1)
+    weights = [
+        torch.tensor(p.data.copy(), requires_grad=True)
+        for name, p in model.named_parameters()
+        if "weight" in name
+    ]
+    biases = [
+        torch.tensor(p.data.copy(), requires_grad=True)
+        for name, p in model.named_parameters()
+        if "bias" in name
+    ]
+    theirs = torch.optim.Adam(
+        [
+            {"params": weights, "weight_decay": 0.1},
+            {"params": biases, "weight_decay": 0.0, "lr": 0.01, "amsgrad": True},
+        ],
+        lr=0.1,
+    )
     rng = np.random.default_rng(0)
     for _ in range(2):
         grads = [rng.standard_normal(p.shape) for p in ours.parameters]
@@ -329,7 +410,9 @@ def test_state_dict_has_torchs_layout_with_groups():
         assert set(mine["state"][index]) == set(entry)
         assert mine["state"][index]["step"] == entry["step"].item()
         for name in set(entry) - {"step"}:
-            np.testing.assert_allclose(mine["state"][index][name], entry[name].numpy(), rtol=1e-12, err_msg=name)
+            np.testing.assert_allclose(
+                mine["state"][index][name], entry[name].numpy(), rtol=1e-12, err_msg=name
+            )
     for our_group, their_group in zip(mine["param_groups"], reference["param_groups"]):
         assert our_group["params"] == their_group["params"]
         for key, value in our_group.items():
@@ -360,8 +443,14 @@ def test_resume_mid_schedule_is_bit_identical(tmp_path):
     train(*straight, 12)
     first = build(0)
     train(*first, 6)
-    firefly.save({"model": first[0].state_dict(), "optimizer": first[1].state_dict(),
-                  "scheduler": first[2].state_dict()}, tmp_path / "ckpt.npz")
+    firefly.save(
+        {
+            "model": first[0].state_dict(),
+            "optimizer": first[1].state_dict(),
+            "scheduler": first[2].state_dict(),
+        },
+        tmp_path / "ckpt.npz",
+    )
     checkpoint = firefly.load(tmp_path / "ckpt.npz")
     resumed = build(1)
     resumed[0].load_state_dict(checkpoint["model"])
@@ -371,15 +460,26 @@ def test_resume_mid_schedule_is_bit_identical(tmp_path):
     for (name, a), (_, b) in zip(straight[0].named_parameters(), resumed[0].named_parameters()):
         np.testing.assert_array_equal(a.data, b.data, err_msg=name)
     for ours, theirs in zip(straight[1].param_groups, resumed[1].param_groups):
-        assert {k: v for k, v in ours.items() if k != "params"} == {k: v for k, v in theirs.items() if k != "params"}
+        assert {k: v for k, v in ours.items() if k != "params"} == {
+            k: v for k, v in theirs.items() if k != "params"
+        }
 
 
-@pytest.mark.parametrize("change,match", [
-    (lambda s: s["param_groups"].pop(), "the state has 1 param groups, this optimizer has 2"),
-    (lambda s: s["param_groups"][1].update(params=[2]), r"param_groups\[1\] was saved with 1 parameters"),
-    (lambda s: s["param_groups"][1].update(lr=-1.0), "invalid lr value -1.0"),
-    (lambda s: s["param_groups"][0].update(momentum=0.9), "was the state saved from another optimizer"),
-])
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        (lambda s: s["param_groups"].pop(), "the state has 1 param groups, this optimizer has 2"),
+        (
+            lambda s: s["param_groups"][1].update(params=[2]),
+            r"param_groups\[1\] was saved with 1 parameters",
+        ),
+        (lambda s: s["param_groups"][1].update(lr=-1.0), "invalid lr value -1.0"),
+        (
+            lambda s: s["param_groups"][0].update(momentum=0.9),
+            "was the state saved from another optimizer",
+        ),
+    ],
+)
 def test_load_state_dict_checks_groups(change, match):
     model = mlp(10)
     optimizer = Adam(decay_groups(model))
@@ -396,7 +496,10 @@ def test_gradient_accumulation_over_several_backwards(cls):
     batch (the loss a sum over samples), up to summation order."""
     x, y = data()
     accumulated, whole = mlp(11), mlp(11)
-    accumulated_optimizer, whole_optimizer = cls(decay_groups(accumulated)), cls(decay_groups(whole))
+    accumulated_optimizer, whole_optimizer = (
+        cls(decay_groups(accumulated)),
+        cls(decay_groups(whole)),
+    )
 
     def loss(model, xs, ys):
         diff = model(xs) - ys

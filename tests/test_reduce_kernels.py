@@ -2,6 +2,7 @@
 full reductions, at sizes either side of the points where the kernels change strategy (row
 slabs, 4-row blocks, float64 lanes), with NaN and inf propagated as NumPy does, ties sharing
 the gradient of max, and float32 sums checked against a float64 reference."""
+
 import numpy as np
 import pytest
 
@@ -14,14 +15,34 @@ SPLIT, TASKS, LANES, SLAB = K._SPLIT_MIN, K._TASKS, K.LANES, K._MIN_SLAB_ROWS
 
 # (outer, reduced, inner): each straddles a boundary where the kernels change what they do.
 SHAPES = [
-    (1, 1, 1), (3, 1, 1), (1, 2, 1), (1, 5, 1),
-    (1, 4 * LANES - 1, 1), (1, 4 * LANES, 1), (1, 4 * LANES + LANES + 3, 1),  # lanes tails
-    (1, SPLIT - 1, 1), (1, SPLIT, 1), (1, SPLIT + 7, 1), (1, 3 * SPLIT + 5, 1),  # one long row
-    (TASKS - 1, SPLIT // 8 + 3, 1), (TASKS, 999, 1), (TASKS + 1, 4099, 1), (1000, 1000, 1),  # rows
-    (1, 2, 3), (1, 3, 2), (1, 7, 5), (5, 4, 3), (2, 9, 2),  # 4-row blocks and their tails
-    (1, SPLIT // 500 - 1, 500), (1, SPLIT // 500 + 1, 500), (1, 1000, 1000),  # one column group
-    (1, SLAB * TASKS + 5, SPLIT // (SLAB * TASKS) + 1), (2, SLAB * 3 - 1, SPLIT // 64),  # slabs
-    (3, SLAB * TASKS, 1400), (TASKS, 70, 64), (TASKS + 3, 17, 256),
+    (1, 1, 1),
+    (3, 1, 1),
+    (1, 2, 1),
+    (1, 5, 1),
+    (1, 4 * LANES - 1, 1),
+    (1, 4 * LANES, 1),
+    (1, 4 * LANES + LANES + 3, 1),  # lanes tails
+    (1, SPLIT - 1, 1),
+    (1, SPLIT, 1),
+    (1, SPLIT + 7, 1),
+    (1, 3 * SPLIT + 5, 1),  # one long row
+    (TASKS - 1, SPLIT // 8 + 3, 1),
+    (TASKS, 999, 1),
+    (TASKS + 1, 4099, 1),
+    (1000, 1000, 1),  # rows
+    (1, 2, 3),
+    (1, 3, 2),
+    (1, 7, 5),
+    (5, 4, 3),
+    (2, 9, 2),  # 4-row blocks and their tails
+    (1, SPLIT // 500 - 1, 500),
+    (1, SPLIT // 500 + 1, 500),
+    (1, 1000, 1000),  # one column group
+    (1, SLAB * TASKS + 5, SPLIT // (SLAB * TASKS) + 1),
+    (2, SLAB * 3 - 1, SPLIT // 64),  # slabs
+    (3, SLAB * TASKS, 1400),
+    (TASKS, 70, 64),
+    (TASKS + 3, 17, 256),
 ]
 
 
@@ -98,7 +119,11 @@ def nan_inf_cases():
         ("inf", long_row, {n // 3: np.inf}),
         ("minus-inf-everywhere", (1, 40, 1), {i: -np.inf for i in range(40)}),
         ("minus-inf-then-nan", (1, 40, 1), {**{i: -np.inf for i in range(39)}, 39: np.nan}),
-        ("rows-nan-in-lanes-tail", (4, 4 * LANES + 5, 1), {4 * LANES + 3: np.nan, 2 * (4 * LANES + 5): np.inf}),
+        (
+            "rows-nan-in-lanes-tail",
+            (4, 4 * LANES + 5, 1),
+            {4 * LANES + 3: np.nan, 2 * (4 * LANES + 5): np.inf},
+        ),
         ("columns-nan-first-row", (1, 1000, 1000), {7: np.nan}),
         ("columns-nan-last-slab", (1, 1000, 1000), {999_000 + 3: np.nan, 500_000 + 4: np.inf}),
         ("columns-inf-small", (2, 5, 3), {1: np.inf, 3 * 5 + 4: np.nan}),
@@ -107,7 +132,9 @@ def nan_inf_cases():
 
 @pytest.mark.parametrize("build", BUILDS)
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("label, shape, special", nan_inf_cases(), ids=[c[0] for c in nan_inf_cases()])
+@pytest.mark.parametrize(
+    "label, shape, special", nan_inf_cases(), ids=[c[0] for c in nan_inf_cases()]
+)
 def test_nan_and_inf_propagate_like_numpy(label, shape, special, dtype, build):
     x = sample(shape, dtype)
     flat = x.reshape(-1)
@@ -128,7 +155,9 @@ def test_nan_maximum_gets_no_gradient(build):
 
 
 @pytest.mark.parametrize("build", BUILDS)
-@pytest.mark.parametrize("shape", [(1, 3 * SPLIT + 5, 1), (3, 50, 1), (1, 1000, 1000), (4, 9, 3)], ids=shape_id)
+@pytest.mark.parametrize(
+    "shape", [(1, 3 * SPLIT + 5, 1), (3, 50, 1), (1, 1000, 1000), (4, 9, 3)], ids=shape_id
+)
 def test_ties_share_the_gradient_evenly(shape, build):
     x = sample(shape, np.float64)
     O, R, I = shape
@@ -158,7 +187,11 @@ def test_float32_sums_are_as_accurate_as_numpy(layout, build):
     # All positive with a large mean: a plain float32 running sum would be off by far more
     # than an ulp; NumPy's pairwise sum stays within a few.
     x = np.random.default_rng(3).uniform(0.0, 1.0, 1_000_000).astype(np.float32)
-    x3 = {"full": x.reshape(1, -1, 1), "rows": x.reshape(10, -1, 1), "columns": x.reshape(1, 1000, 1000)}[layout]
+    x3 = {
+        "full": x.reshape(1, -1, 1),
+        "rows": x.reshape(10, -1, 1),
+        "columns": x.reshape(1, 1000, 1000),
+    }[layout]
     want = x3.astype(np.float64).sum(axis=1)
     got = kernel_sum(x3, build).astype(np.float64)
     numpy_error = np.abs(x3.sum(axis=1, dtype=np.float32) - want)
@@ -175,5 +208,12 @@ def test_tensor_reductions_above_the_parallel_threshold(axis, dtype):
     np.testing.assert_array_equal(Tensor(x).max(axis=axis).numpy(), x.max(axis=axis))
     y = sample((300, 700), dtype, seed=1)
     rtol = 1e-6 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(Tensor(y).sum(axis=axis).numpy(), y.astype(np.float64).sum(axis=axis), rtol=rtol, atol=rtol)
-    np.testing.assert_allclose(Tensor(y).mean(axis=axis).numpy(), y.astype(np.float64).mean(axis=axis), rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(
+        Tensor(y).sum(axis=axis).numpy(), y.astype(np.float64).sum(axis=axis), rtol=rtol, atol=rtol
+    )
+    np.testing.assert_allclose(
+        Tensor(y).mean(axis=axis).numpy(),
+        y.astype(np.float64).mean(axis=axis),
+        rtol=rtol,
+        atol=rtol,
+    )

@@ -1,4 +1,5 @@
 """The op registry: what ``register`` accepts and rejects, and get / names / apply."""
+
 import numba
 import numpy as np
 import pytest
@@ -19,7 +20,9 @@ def plain_python_kernel(x, out):
     out[:] = 2.0 * x
 
 
-def op_class(name="test_double", forward_kernel=double_kernel, backward_kernel=double_kernel, **extra):
+def op_class(
+    name="test_double", forward_kernel=double_kernel, backward_kernel=double_kernel, **extra
+):
     """A valid op (y = 2x) unless the arguments break it; not registered."""
 
     def forward(ctx, x):
@@ -27,8 +30,13 @@ def op_class(name="test_double", forward_kernel=double_kernel, backward_kernel=d
         double_kernel(x.reshape(-1), out.reshape(-1))
         return out
 
-    body = {"name": name, "forward_kernel": forward_kernel, "backward_kernel": backward_kernel,
-            "forward": staticmethod(forward), "backward": staticmethod(forward)}
+    body = {
+        "name": name,
+        "forward_kernel": forward_kernel,
+        "backward_kernel": backward_kernel,
+        "forward": staticmethod(forward),
+        "backward": staticmethod(forward),
+    }
     body.update(extra)
     return type("TestDouble", (Op,), body)
 
@@ -55,7 +63,9 @@ def registry_unchanged(fn):
 
 
 @pytest.mark.parametrize("attr", ["forward_kernel", "backward_kernel"])
-@pytest.mark.parametrize("kernel", [plain_python_kernel, np.add, None], ids=["python", "ufunc", "none"])
+@pytest.mark.parametrize(
+    "kernel", [plain_python_kernel, np.add, None], ids=["python", "ufunc", "none"]
+)
 def test_register_rejects_a_kernel_that_is_not_numba_compiled(attr, kernel):
     cls = op_class(**{attr: kernel})
 
@@ -68,7 +78,9 @@ def test_register_rejects_a_kernel_that_is_not_numba_compiled(attr, kernel):
 
 def test_register_accepts_firefly_sized_kernels():
     relu = get("relu")
-    cls = op_class("test_sized", forward_kernel=relu.forward_kernel, backward_kernel=relu.backward_kernel)
+    cls = op_class(
+        "test_sized", forward_kernel=relu.forward_kernel, backward_kernel=relu.backward_kernel
+    )
     try:
         assert register(cls) is cls and get("test_sized") is cls
     finally:
@@ -90,18 +102,33 @@ def test_register_rejects_a_name_that_is_not_an_identifier(name):
         register(op_class(name))
 
 
-@pytest.mark.parametrize("thing", [
-    Op, object, type("NotAnOp", (), {"name": "not_an_op"}), op_class()(), plain_python_kernel,
-], ids=["Op itself", "object", "plain class", "instance", "function"])
+@pytest.mark.parametrize(
+    "thing",
+    [
+        Op,
+        object,
+        type("NotAnOp", (), {"name": "not_an_op"}),
+        op_class()(),
+        plain_python_kernel,
+    ],
+    ids=["Op itself", "object", "plain class", "instance", "function"],
+)
 def test_register_rejects_what_is_not_an_op_subclass(thing):
     with pytest.raises(TypeError, match="subclass of firefly.ops.Op"):
         register(thing)
 
 
 def test_register_rejects_an_op_without_forward_or_backward():
-    cls = type("Incomplete", (Op,), {"name": "test_incomplete", "forward_kernel": double_kernel,
-                                     "backward_kernel": double_kernel,
-                                     "forward": staticmethod(lambda ctx, x: x)})
+    cls = type(
+        "Incomplete",
+        (Op,),
+        {
+            "name": "test_incomplete",
+            "forward_kernel": double_kernel,
+            "backward_kernel": double_kernel,
+            "forward": staticmethod(lambda ctx, x: x),
+        },
+    )
     with pytest.raises(TypeError, match="test_incomplete.*backward"):
         register(cls)
 

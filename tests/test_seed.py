@@ -1,5 +1,6 @@
 """The seed document's promise: its training script runs verbatim, and an optimizer written
 exactly like the seed's SGD trains a firefly model."""
+
 import re
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from firefly.tensor import Tensor
 SEED_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "seed" / "seed_training_script.py"
 
 
-@pytest.mark.skipif(not SEED_SCRIPT.exists(), reason=f"the seed script is not checked out at {SEED_SCRIPT}")
+@pytest.mark.skipif(
+    not SEED_SCRIPT.exists(), reason=f"the seed script is not checked out at {SEED_SCRIPT}"
+)
 def test_seed_script_runs_verbatim_and_its_loss_falls(run_python, tmp_path):
     result = run_python(SEED_SCRIPT, cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -1,4 +1,5 @@
 """firefly.save / firefly.load: round trips, refusing pickles and object arrays, atomic writes."""
+
 import os
 import pickle
 
@@ -27,7 +28,11 @@ def assert_same(a, b):
         for x, y in zip(a, b):
             assert_same(x, y)
     elif isinstance(a, np.ndarray):
-        assert a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+        assert (
+            a.dtype == b.dtype
+            and a.shape == b.shape
+            and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+        )
     elif isinstance(a, float) and np.isnan(a):
         assert np.isnan(b)
     else:
@@ -38,8 +43,13 @@ def test_nested_state_round_trips_with_types_intact(tmp_path):
     state = {
         "model": model().state_dict(),
         "optimizer": {
-            "state": {0: {"step": 3, "exp_avg": np.arange(4.0)}, 2: {"step": 3, "exp_avg": np.ones(2, np.float32)}},
-            "param_groups": [{"lr": 1e-3, "betas": [0.9, 0.999], "amsgrad": False, "params": [0, 1, 2, 3]}],
+            "state": {
+                0: {"step": 3, "exp_avg": np.arange(4.0)},
+                2: {"step": 3, "exp_avg": np.ones(2, np.float32)},
+            },
+            "param_groups": [
+                {"lr": 1e-3, "betas": [0.9, 0.999], "amsgrad": False, "params": [0, 1, 2, 3]}
+            ],
         },
         "epoch": 7,
         "history": (0.5, float("inf"), float("nan"), -0.0),
@@ -60,7 +70,9 @@ def test_nested_state_round_trips_with_types_intact(tmp_path):
 
 def test_tensors_and_parameters_are_saved_as_arrays(tmp_path):
     path = tmp_path / "t.npz"
-    firefly.save({"t": Tensor(np.ones((2, 2))), "p": Parameter(np.zeros(3, dtype=np.float32))}, path)
+    firefly.save(
+        {"t": Tensor(np.ones((2, 2))), "p": Parameter(np.zeros(3, dtype=np.float32))}, path
+    )
     loaded = firefly.load(path)
     assert_same(loaded, {"t": np.ones((2, 2)), "p": np.zeros(3, dtype=np.float32)})
 

@@ -1,5 +1,6 @@
 """Tensor: the constructor's dtype rules, operators, matmul, reductions, slicing, softmax and
 the value/graph helpers, each checked against NumPy."""
+
 import numpy as np
 import pytest
 
@@ -15,12 +16,22 @@ def rand(*shape, dtype=np.float64, seed=0, low=-2.0, high=2.0):
 
 
 # ----------------------------------------------------------------------------- constructor
-@pytest.mark.parametrize("data, expected", [
-    (1.5, F32), (3, F32), (True, F32),
-    ([1.0, 2.0], F32), ([[1, 2], [3, 4]], F32), ([True, False], F32),
-    (np.zeros(3, np.float32), F32), (np.zeros(3, np.float64), F64),
-    (np.arange(3), F32), (np.arange(3, dtype=np.int8), F32), (np.array([True, False]), F32),
-])
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (1.5, F32),
+        (3, F32),
+        (True, F32),
+        ([1.0, 2.0], F32),
+        ([[1, 2], [3, 4]], F32),
+        ([True, False], F32),
+        (np.zeros(3, np.float32), F32),
+        (np.zeros(3, np.float64), F64),
+        (np.arange(3), F32),
+        (np.arange(3, dtype=np.int8), F32),
+        (np.array([True, False]), F32),
+    ],
+)
 def test_constructor_dtype_rules(data, expected):
     assert Tensor(data).dtype == expected
 
@@ -76,8 +87,11 @@ def test_integer_tensors_cannot_require_grad():
 
 # ----------------------------------------------------------------------------- operators
 BINARY = {
-    "+": (lambda x, y: x + y), "-": (lambda x, y: x - y), "*": (lambda x, y: x * y),
-    "/": (lambda x, y: x / y), "**": (lambda x, y: x ** y),
+    "+": (lambda x, y: x + y),
+    "-": (lambda x, y: x - y),
+    "*": (lambda x, y: x * y),
+    "/": (lambda x, y: x / y),
+    "**": (lambda x, y: x**y),
 }
 
 
@@ -93,7 +107,9 @@ def test_operators_with_numbers_on_either_side(symbol, number):
 @pytest.mark.parametrize("symbol", sorted(BINARY))
 def test_operators_between_tensors_broadcast_and_differentiate(symbol):
     x, y = rand(2, 1, 3, low=0.5, high=2.0), rand(4, 1, seed=1, low=0.5, high=2.0)
-    np.testing.assert_allclose(BINARY[symbol](Tensor(x), Tensor(y)).numpy(), BINARY[symbol](x, y), rtol=1e-12)
+    np.testing.assert_allclose(
+        BINARY[symbol](Tensor(x), Tensor(y)).numpy(), BINARY[symbol](x, y), rtol=1e-12
+    )
     assert gradcheck(BINARY[symbol], x, y)
 
 
@@ -112,9 +128,17 @@ def test_unary_minus():
 
 # ----------------------------------------------------------------------------- matmul
 MATMUL_SHAPES = [
-    ((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)), ((2, 3), (3, 4)),
-    ((5, 2, 3), (3, 4)), ((2, 3), (5, 3, 4)), ((5, 2, 3), (5, 3, 4)),
-    ((5, 1, 2, 3), (4, 3, 2)), ((2, 1, 2, 3), (1, 3, 3, 2)), ((4, 2, 3), (3,)), ((3,), (4, 3, 2)),
+    ((3,), (3,)),
+    ((2, 3), (3,)),
+    ((3,), (3, 4)),
+    ((2, 3), (3, 4)),
+    ((5, 2, 3), (3, 4)),
+    ((2, 3), (5, 3, 4)),
+    ((5, 2, 3), (5, 3, 4)),
+    ((5, 1, 2, 3), (4, 3, 2)),
+    ((2, 1, 2, 3), (1, 3, 3, 2)),
+    ((4, 2, 3), (3,)),
+    ((3,), (4, 3, 2)),
 ]
 
 
@@ -168,8 +192,16 @@ def test_max_splits_the_gradient_evenly_among_ties():
 
 # ----------------------------------------------------------------------------- slicing
 INDEXES = [
-    1, -1, (0, 2), slice(1, None), (slice(None), 1), (Ellipsis, 0), (None, 1),
-    (slice(None, None, -1),), (-1, slice(None, None, 2)), (slice(0, 2), slice(3, 0, -2), 1),
+    1,
+    -1,
+    (0, 2),
+    slice(1, None),
+    (slice(None), 1),
+    (Ellipsis, 0),
+    (None, 1),
+    (slice(None, None, -1),),
+    (-1, slice(None, None, 2)),
+    (slice(0, 2), slice(3, 0, -2), 1),
     (slice(5, 9),),
 ]
 
@@ -205,14 +237,18 @@ def test_softmax_and_log_softmax_along_each_axis(axis):
     x = rand(2, 3, 4, low=-5, high=5)
     expected = numpy_softmax(x, axis)
     np.testing.assert_allclose(Tensor(x).softmax(axis=axis).numpy(), expected, rtol=1e-12)
-    np.testing.assert_allclose(Tensor(x).log_softmax(axis=axis).numpy(), np.log(expected), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        Tensor(x).log_softmax(axis=axis).numpy(), np.log(expected), rtol=1e-12, atol=1e-12
+    )
     assert gradcheck(lambda t: t.softmax(axis=axis), x)
     assert gradcheck(lambda t: t.log_softmax(axis=axis), x)
 
 
 def test_softmax_does_not_overflow_on_large_inputs():
     x = np.array([1000.0, 1001.0, 1002.0], np.float32)
-    np.testing.assert_allclose(Tensor(x).softmax().numpy(), numpy_softmax(x.astype(np.float64), -1), rtol=1e-6)
+    np.testing.assert_allclose(
+        Tensor(x).softmax().numpy(), numpy_softmax(x.astype(np.float64), -1), rtol=1e-6
+    )
 
 
 # ----------------------------------------------------------------------------- shape helpers
@@ -230,7 +266,12 @@ def test_reshape_transpose_permute_and_T():
 # ----------------------------------------------------------------------------- values and graph
 def test_repr_shows_values_dtype_and_grad_fn():
     a = Tensor([1.5, -2.25], requires_grad=True)
-    assert "1.5" in repr(a) and "-2.25" in repr(a) and "float32" in repr(a) and "requires_grad=True" in repr(a)
+    assert (
+        "1.5" in repr(a)
+        and "-2.25" in repr(a)
+        and "float32" in repr(a)
+        and "requires_grad=True" in repr(a)
+    )
     product = a * a
     assert "grad_fn=<mul>" in repr(product) and "2.25" in repr(product)
     assert "grad_fn" not in repr(Tensor(1.0))

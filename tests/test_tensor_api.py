@@ -1,9 +1,11 @@
 """The Tensor API a PyTorch user reaches for: comparisons, bool and integer tensors,
 conversions, dim/keepdim, argmax/argmin and max(dim), shape ops, integer-array, mask and gather
 indexing, and the selecting ops, against NumPy, finite differences and (where installed) torch."""
+
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
 
 import firefly
@@ -18,8 +20,14 @@ def rand(*shape, seed=0, dtype=np.float64):
 
 
 # ----------------------------------------------------------------------------- comparisons
-COMPARISONS = [("==", np.equal), ("!=", np.not_equal), ("<", np.less), ("<=", np.less_equal),
-               (">", np.greater), (">=", np.greater_equal)]
+COMPARISONS = [
+    ("==", np.equal),
+    ("!=", np.not_equal),
+    ("<", np.less),
+    ("<=", np.less_equal),
+    (">", np.greater),
+    (">=", np.greater_equal),
+]
 
 
 @pytest.mark.parametrize("symbol, reference", COMPARISONS)
@@ -27,7 +35,13 @@ def test_comparisons_are_elementwise_broadcast_and_return_bool(symbol, reference
     a = np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0]], np.float32)
     b = np.array([2.0, 2.0, 2.0], np.float32)
     compare = eval(f"lambda x, y: x {symbol} y")  # noqa: S307  (the operator under test)
-    for x, y in [(Tensor(a), Tensor(b)), (Tensor(a), b), (a, Tensor(b)), (Tensor(a), 2.0), (2, Tensor(a))]:
+    for x, y in [
+        (Tensor(a), Tensor(b)),
+        (Tensor(a), b),
+        (a, Tensor(b)),
+        (Tensor(a), 2.0),
+        (2, Tensor(a)),
+    ]:
         result = compare(x, y)
         assert isinstance(result, Tensor) and result.dtype == np.bool_
         assert result.is_leaf and not result.requires_grad
@@ -79,17 +93,22 @@ def test_bool_and_integer_tensors_sum_to_int64_and_convert():
     mask = Tensor(rand(4, 3)) > 0
     assert mask.sum().dtype == np.int64 and mask.sum().item() == int((rand(4, 3) > 0).sum())
     np.testing.assert_array_equal(mask.sum(dim=0).numpy(), (rand(4, 3) > 0).sum(axis=0))
-    assert mask.float().dtype == F32 and mask.double().dtype == F64 and mask.long().dtype == np.int64
+    assert (
+        mask.float().dtype == F32 and mask.double().dtype == F64 and mask.long().dtype == np.int64
+    )
     assert mask.float().mean().item() == pytest.approx((rand(4, 3) > 0).mean())
     assert mask.numpy().dtype == np.bool_
 
 
-@pytest.mark.parametrize("make", [
-    lambda: Tensor(np.arange(3), dtype=np.int64, requires_grad=True),
-    lambda: (Tensor([1.0]) > 0).requires_grad_(),
-    lambda: setattr(Tensor(np.arange(3), dtype=np.int64), "requires_grad", True),
-    lambda: firefly.zeros(3, dtype=firefly.int64, requires_grad=True),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Tensor(np.arange(3), dtype=np.int64, requires_grad=True),
+        lambda: (Tensor([1.0]) > 0).requires_grad_(),
+        lambda: setattr(Tensor(np.arange(3), dtype=np.int64), "requires_grad", True),
+        lambda: firefly.zeros(3, dtype=firefly.int64, requires_grad=True),
+    ],
+)
 def test_bool_and_integer_tensors_refuse_requires_grad(make):
     with pytest.raises(TypeError, match="float32 and float64"):
         make()
@@ -117,7 +136,9 @@ def test_python_number_conversions_of_one_element_tensors():
     assert Tensor(np.zeros((2, 3))).dim() == 2
 
 
-@pytest.mark.parametrize("convert, error", [(float, ValueError), (int, ValueError), (bool, RuntimeError)])
+@pytest.mark.parametrize(
+    "convert, error", [(float, ValueError), (int, ValueError), (bool, RuntimeError)]
+)
 def test_python_number_conversions_of_bigger_tensors_say_why(convert, error):
     with pytest.raises(error, match=r"\(2,\)"):
         convert(Tensor([1.0, 2.0]))
@@ -158,11 +179,17 @@ def test_dim_and_keepdim_mean_axis_and_keepdims(method):
     np.testing.assert_array_equal(by_dim.numpy(), positional.numpy())
 
 
-@pytest.mark.parametrize("call", [
-    lambda x: x.sum(dim=0, axis=0), lambda x: x.mean(1, keepdim=True, keepdims=True),
-    lambda x: x.softmax(dim=0, axis=0), lambda x: x.log_softmax(0, axis=0),
-    lambda x: x.argmax(dim=0, axis=0), lambda x: x.max(dim=0, axis=0),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda x: x.sum(dim=0, axis=0),
+        lambda x: x.mean(1, keepdim=True, keepdims=True),
+        lambda x: x.softmax(dim=0, axis=0),
+        lambda x: x.log_softmax(0, axis=0),
+        lambda x: x.argmax(dim=0, axis=0),
+        lambda x: x.max(dim=0, axis=0),
+    ],
+)
 def test_giving_both_spellings_is_a_type_error(call):
     with pytest.raises(TypeError, match="both"):
         call(Tensor(rand(2, 3)))
@@ -203,9 +230,19 @@ def test_argmax_of_an_empty_tensor_names_it():
 def test_view_flatten_squeeze_unsqueeze_match_numpy_and_differentiate():
     x = rand(2, 1, 3, 1)
     t = Tensor(x)
-    assert t.view(3, 2).shape == (3, 2) and t.view(-1).shape == (6,) and t.view((2, 3)).shape == (2, 3)
-    assert t.flatten().shape == (6,) and t.flatten(1).shape == (2, 3) and t.flatten(0, 1).shape == (2, 3, 1)
-    assert t.squeeze().shape == (2, 3) and t.squeeze(1).shape == (2, 3, 1) and t.squeeze(0).shape == x.shape
+    assert (
+        t.view(3, 2).shape == (3, 2) and t.view(-1).shape == (6,) and t.view((2, 3)).shape == (2, 3)
+    )
+    assert (
+        t.flatten().shape == (6,)
+        and t.flatten(1).shape == (2, 3)
+        and t.flatten(0, 1).shape == (2, 3, 1)
+    )
+    assert (
+        t.squeeze().shape == (2, 3)
+        and t.squeeze(1).shape == (2, 3, 1)
+        and t.squeeze(0).shape == x.shape
+    )
     assert t.unsqueeze(0).shape == (1, 2, 1, 3, 1) and t.unsqueeze(-1).shape == (2, 1, 3, 1, 1)
     assert gradcheck(lambda a: a.flatten(1).unsqueeze(0).squeeze() * a.view(2, 3), x)
 
@@ -227,9 +264,15 @@ def test_expand_broadcasts_and_sums_the_gradient_back():
 
 def test_cat_and_stack_match_numpy_and_differentiate():
     a, b, c = rand(2, 3), rand(1, 3, seed=1), rand(2, 3, seed=2)
-    np.testing.assert_array_equal(firefly.cat([Tensor(a), Tensor(b), Tensor(c)]).numpy(), np.concatenate([a, b, c]))
-    np.testing.assert_array_equal(firefly.cat([Tensor(a), Tensor(c)], dim=-1).numpy(), np.concatenate([a, c], -1))
-    np.testing.assert_array_equal(firefly.stack([Tensor(a), Tensor(c)], dim=1).numpy(), np.stack([a, c], 1))
+    np.testing.assert_array_equal(
+        firefly.cat([Tensor(a), Tensor(b), Tensor(c)]).numpy(), np.concatenate([a, b, c])
+    )
+    np.testing.assert_array_equal(
+        firefly.cat([Tensor(a), Tensor(c)], dim=-1).numpy(), np.concatenate([a, c], -1)
+    )
+    np.testing.assert_array_equal(
+        firefly.stack([Tensor(a), Tensor(c)], dim=1).numpy(), np.stack([a, c], 1)
+    )
     assert gradcheck(lambda x, y, z: firefly.cat([x, y * y, z, x], 0), a, b, c)
     assert gradcheck(lambda x, z: firefly.stack([x, z * x], -1), a, c)
 
@@ -257,10 +300,18 @@ def test_split_and_chunk_match_numpy_and_differentiate():
 
 
 # ----------------------------------------------------------------------------- indexing
-@pytest.mark.parametrize("index", [
-    np.array([0, 2, 2]), [1, 0], (np.arange(3), np.array([1, 0, 1])), (slice(None), np.array([0, 0])),
-    np.array([[0, 1], [2, 2]]), (np.array([2]), slice(1, None)),
-], ids=["array", "list", "pairs", "slice+array", "2-d", "array+slice"])
+@pytest.mark.parametrize(
+    "index",
+    [
+        np.array([0, 2, 2]),
+        [1, 0],
+        (np.arange(3), np.array([1, 0, 1])),
+        (slice(None), np.array([0, 0])),
+        np.array([[0, 1], [2, 2]]),
+        (np.array([2]), slice(1, None)),
+    ],
+    ids=["array", "list", "pairs", "slice+array", "2-d", "array+slice"],
+)
 def test_integer_array_indexing_matches_numpy_and_scatter_adds(index):
     x = rand(3, 2)
     out = Tensor(x, requires_grad=True)
@@ -282,15 +333,21 @@ def test_boolean_mask_indexing_matches_numpy_and_differentiates():
 
 def test_indexing_with_an_integer_tensor():
     x, labels = rand(4, 3), firefly.tensor([2, 0, 1, 1])
-    np.testing.assert_array_equal(Tensor(x)[firefly.arange(4), labels].numpy(), x[np.arange(4), labels.numpy()])
+    np.testing.assert_array_equal(
+        Tensor(x)[firefly.arange(4), labels].numpy(), x[np.arange(4), labels.numpy()]
+    )
 
 
 def test_gather_matches_take_along_axis_and_scatter_adds():
     x = rand(3, 4)
     index = np.array([[0, 0], [3, 1], [2, 2]])
-    np.testing.assert_array_equal(Tensor(x).gather(1, index).numpy(), np.take_along_axis(x, index, 1))
+    np.testing.assert_array_equal(
+        Tensor(x).gather(1, index).numpy(), np.take_along_axis(x, index, 1)
+    )
     index0 = np.array([[2, 0, 1, 1]])
-    np.testing.assert_array_equal(Tensor(x).gather(0, index0).numpy(), np.take_along_axis(x, index0, 0))
+    np.testing.assert_array_equal(
+        Tensor(x).gather(0, index0).numpy(), np.take_along_axis(x, index0, 0)
+    )
     assert gradcheck(lambda a: a.gather(1, index) * 2.0, x)
 
 
@@ -336,8 +393,12 @@ def test_maximum_minimum_broadcast_and_split_ties():
 def test_where_selects_broadcasts_and_differentiates_both_branches():
     a, b = rand(2, 3), rand(3, seed=1)
     condition = a > 0
-    np.testing.assert_array_equal(firefly.where(Tensor(a) > 0, Tensor(a), Tensor(b)).numpy(), np.where(condition, a, b))
-    np.testing.assert_array_equal(firefly.where(Tensor(a) > 0, Tensor(a), 0.0).numpy(), np.where(condition, a, 0.0))
+    np.testing.assert_array_equal(
+        firefly.where(Tensor(a) > 0, Tensor(a), Tensor(b)).numpy(), np.where(condition, a, b)
+    )
+    np.testing.assert_array_equal(
+        firefly.where(Tensor(a) > 0, Tensor(a), 0.0).numpy(), np.where(condition, a, 0.0)
+    )
     assert gradcheck(lambda x, y: firefly.where(condition, x * y, y), a, b)
     with pytest.raises(TypeError, match="bool"):
         firefly.where(Tensor(a), Tensor(a), Tensor(b))
@@ -375,35 +436,68 @@ def test_new_ops_match_torch_values_and_gradients():
     index, mask = np.array([[0, 3], [1, 1], [2, 0]]), x > 0
 
     def program(lib, a, b):
-        return [a.abs() * b, (a * a + 1).sqrt(), a.clamp(min=-1, max=0.5), lib.maximum(a, b), lib.minimum(a, b),
-                lib.where(a > 0, a, b), a.gather(1, lib.as_tensor(index)), a[lib.as_tensor(mask)],
-                a[lib.as_tensor(np.array([2, 2, 0]))], lib.cat([a, b.expand(2, 4)]), lib.stack([b, b * 2], 1),
-                a.max(dim=1)[0], a.flatten().unsqueeze(0), a.sign() * b, a.float().double() * b, a.clone() * a]
+        return [
+            a.abs() * b,
+            (a * a + 1).sqrt(),
+            a.clamp(min=-1, max=0.5),
+            lib.maximum(a, b),
+            lib.minimum(a, b),
+            lib.where(a > 0, a, b),
+            a.gather(1, lib.as_tensor(index)),
+            a[lib.as_tensor(mask)],
+            a[lib.as_tensor(np.array([2, 2, 0]))],
+            lib.cat([a, b.expand(2, 4)]),
+            lib.stack([b, b * 2], 1),
+            a.max(dim=1)[0],
+            a.flatten().unsqueeze(0),
+            a.sign() * b,
+            a.float().double() * b,
+            a.clone() * a,
+        ]
 
     fa, fb = Tensor(x, requires_grad=True), Tensor(y, requires_grad=True)
     ta, tb = torch.tensor(x, requires_grad=True), torch.tensor(y, requires_grad=True)
-    weights = [np.random.default_rng(i).uniform(size=o.shape) for i, o in enumerate(program(firefly, fa, fb))]
+    weights = [
+        np.random.default_rng(i).uniform(size=o.shape)
+        for i, o in enumerate(program(firefly, fa, fb))
+    ]
     for out_f, out_t, w in zip(program(firefly, fa, fb), program(torch, ta, tb), weights):
         np.testing.assert_allclose(out_f.numpy(), out_t.detach().numpy(), rtol=1e-12)
-    sum(((o * Tensor(w)).sum() for o, w in zip(program(firefly, fa, fb), weights)), Tensor(0.0)).backward()
+    sum(
+        ((o * Tensor(w)).sum() for o, w in zip(program(firefly, fa, fb), weights)), Tensor(0.0)
+    ).backward()
     sum((o * torch.tensor(w)).sum() for o, w in zip(program(torch, ta, tb), weights)).backward()
     np.testing.assert_allclose(fa.grad.numpy(), ta.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(fb.grad.numpy(), tb.grad.numpy(), rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------- function forms
-@pytest.mark.parametrize("name, args, kwargs", [
-    ("sum", (), {"dim": 1}), ("mean", (0,), {}), ("amax", (), {"dim": 1, "keepdim": True}),
-    ("argmax", (), {"dim": 1}), ("exp", (), {}), ("abs", (), {}), ("softmax", (), {"dim": -1}),
-    ("flatten", (), {}), ("unsqueeze", (0,), {}), ("transpose", (0, 1), {}), ("clamp", (), {"min": 0.0}),
-    ("gt", (0.5,), {}), ("clone", (), {}),
-])
+@pytest.mark.parametrize(
+    "name, args, kwargs",
+    [
+        ("sum", (), {"dim": 1}),
+        ("mean", (0,), {}),
+        ("amax", (), {"dim": 1, "keepdim": True}),
+        ("argmax", (), {"dim": 1}),
+        ("exp", (), {}),
+        ("abs", (), {}),
+        ("softmax", (), {"dim": -1}),
+        ("flatten", (), {}),
+        ("unsqueeze", (0,), {}),
+        ("transpose", (0, 1), {}),
+        ("clamp", (), {"min": 0.0}),
+        ("gt", (0.5,), {}),
+        ("clone", (), {}),
+    ],
+)
 def test_function_forms_are_the_methods(name, args, kwargs):
     x = rand(2, 3)
     got = getattr(firefly, name)(Tensor(x), *args, **kwargs)
     want = getattr(Tensor(x), name)(*args, **kwargs)
     np.testing.assert_array_equal(got.numpy(), want.numpy())
-    assert getattr(firefly, name)(x, *args, **kwargs).shape == want.shape  # an ndarray is accepted too
+    assert (
+        getattr(firefly, name)(x, *args, **kwargs).shape == want.shape
+    )  # an ndarray is accepted too
 
 
 @settings(max_examples=60, deadline=None)
@@ -413,7 +507,7 @@ def test_random_advanced_indexing_matches_numpy_and_scatter_adds(data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     x = rng.uniform(-2.0, 2.0, size=shape)
     items = []
-    for d in shape[:data.draw(st.integers(1, len(shape)))]:
+    for d in shape[: data.draw(st.integers(1, len(shape)))]:
         kind = data.draw(st.sampled_from(["ints", "negative", "slice", "int"]))
         if kind == "ints":
             items.append(rng.integers(0, d, size=data.draw(st.integers(1, 4))))
@@ -442,11 +536,13 @@ def test_random_advanced_indexing_matches_numpy_and_scatter_adds(data):
 
 
 @settings(max_examples=40, deadline=None)
-@given(shape=array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4), seed=st.integers(0, 2**16))
+@given(
+    shape=array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=4), seed=st.integers(0, 2**16)
+)
 def test_random_masks_match_numpy(shape, seed):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-2.0, 2.0, size=shape)
-    mask = rng.random(shape[:int(rng.integers(1, len(shape) + 1))]) < 0.5
+    mask = rng.random(shape[: int(rng.integers(1, len(shape) + 1))]) < 0.5
     np.testing.assert_array_equal(Tensor(x)[mask].numpy(), x[mask])
 
 

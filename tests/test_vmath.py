@@ -5,14 +5,17 @@ Errors are measured in ulps of the correctly rounded result: float32 against flo
 rounded to float32, float64 against np.longdouble (x87 extended precision, 11 more bits).
 NumPy's own float32/float64 functions, for scale, are within 1-4 ulp of the same references.
 """
+
 import numpy as np
 import pytest
 
 from firefly.ops import get
 
 F32, F64 = np.float32, np.float64
-pytestmark = pytest.mark.skipif(np.finfo(np.longdouble).nmant < 63,
-                                reason="the float64 reference needs an extended-precision longdouble")
+pytestmark = pytest.mark.skipif(
+    np.finfo(np.longdouble).nmant < 63,
+    reason="the float64 reference needs an extended-precision longdouble",
+)
 
 
 def reference(name, x):
@@ -55,35 +58,59 @@ def finite_bit_patterns(dtype, count, rng):
 RNG_SEED = 1234
 # (name, dtype) -> dense inputs covering the function's interesting range in that precision.
 DENSE = {
-    ("exp", F32): lambda rng: np.concatenate([np.linspace(-104, 89, 1_000_003, dtype=F32),
-                                              rng.uniform(-1, 1, 100_000).astype(F32),
-                                              finite_bit_patterns(F32, 100_000, rng)]),
-    ("exp", F64): lambda rng: np.concatenate([np.linspace(-746, 710, 1_000_003),
-                                              rng.uniform(-1, 1, 100_000),
-                                              finite_bit_patterns(F64, 100_000, rng)]),
-    ("log", F32): lambda rng: np.concatenate([np.abs(finite_bit_patterns(F32, 1_000_000, rng)),
-                                              np.linspace(0.5, 2, 100_001, dtype=F32)]),
-    ("log", F64): lambda rng: np.concatenate([np.abs(finite_bit_patterns(F64, 1_000_000, rng)),
-                                              np.linspace(0.5, 2, 100_001)]),
-    ("sigmoid", F32): lambda rng: np.concatenate([np.linspace(-110, 110, 1_000_003, dtype=F32),
-                                                  finite_bit_patterns(F32, 100_000, rng)]),
-    ("sigmoid", F64): lambda rng: np.concatenate([np.linspace(-750, 750, 1_000_003),
-                                                  finite_bit_patterns(F64, 100_000, rng)]),
-    ("tanh", F32): lambda rng: np.concatenate([np.linspace(-12, 12, 1_000_003, dtype=F32),
-                                               np.geomspace(1e-45, 12, 100_000, dtype=F32),
-                                               finite_bit_patterns(F32, 100_000, rng)]),
-    ("tanh", F64): lambda rng: np.concatenate([np.linspace(-25, 25, 1_000_003),
-                                               np.geomspace(1e-320, 25, 100_000),
-                                               finite_bit_patterns(F64, 100_000, rng)]),
+    ("exp", F32): lambda rng: np.concatenate(
+        [
+            np.linspace(-104, 89, 1_000_003, dtype=F32),
+            rng.uniform(-1, 1, 100_000).astype(F32),
+            finite_bit_patterns(F32, 100_000, rng),
+        ]
+    ),
+    ("exp", F64): lambda rng: np.concatenate(
+        [
+            np.linspace(-746, 710, 1_000_003),
+            rng.uniform(-1, 1, 100_000),
+            finite_bit_patterns(F64, 100_000, rng),
+        ]
+    ),
+    ("log", F32): lambda rng: np.concatenate(
+        [np.abs(finite_bit_patterns(F32, 1_000_000, rng)), np.linspace(0.5, 2, 100_001, dtype=F32)]
+    ),
+    ("log", F64): lambda rng: np.concatenate(
+        [np.abs(finite_bit_patterns(F64, 1_000_000, rng)), np.linspace(0.5, 2, 100_001)]
+    ),
+    ("sigmoid", F32): lambda rng: np.concatenate(
+        [np.linspace(-110, 110, 1_000_003, dtype=F32), finite_bit_patterns(F32, 100_000, rng)]
+    ),
+    ("sigmoid", F64): lambda rng: np.concatenate(
+        [np.linspace(-750, 750, 1_000_003), finite_bit_patterns(F64, 100_000, rng)]
+    ),
+    ("tanh", F32): lambda rng: np.concatenate(
+        [
+            np.linspace(-12, 12, 1_000_003, dtype=F32),
+            np.geomspace(1e-45, 12, 100_000, dtype=F32),
+            finite_bit_patterns(F32, 100_000, rng),
+        ]
+    ),
+    ("tanh", F64): lambda rng: np.concatenate(
+        [
+            np.linspace(-25, 25, 1_000_003),
+            np.geomspace(1e-320, 25, 100_000),
+            finite_bit_patterns(F64, 100_000, rng),
+        ]
+    ),
 }
 # Largest ulp error allowed, with some room over the maximum measured on the DENSE inputs:
 # exp 0.97 (float32) / 0.94 (float64), log 0.76 / 0.78, sigmoid 2.06 / 1.95, tanh 2.12 / 2.22.
 # NumPy on the same inputs: exp 2.41 / 0.51, log 3.11 / 0.52, tanh 1.36 / 1.15.
 MAX_ULP = {
-    ("exp", F32): 1.5, ("exp", F64): 1.5,
-    ("log", F32): 1.5, ("log", F64): 1.5,
-    ("sigmoid", F32): 2.5, ("sigmoid", F64): 2.5,
-    ("tanh", F32): 2.5, ("tanh", F64): 2.5,
+    ("exp", F32): 1.5,
+    ("exp", F64): 1.5,
+    ("log", F32): 1.5,
+    ("log", F64): 1.5,
+    ("sigmoid", F32): 2.5,
+    ("sigmoid", F64): 2.5,
+    ("tanh", F32): 2.5,
+    ("tanh", F64): 2.5,
 }
 
 
@@ -93,15 +120,55 @@ def test_ulp_error_over_dense_inputs_is_bounded(name, dtype):
     errors = ulp_errors(run(name, x), reference(name, x))
     worst = int(np.argmax(errors))
     assert errors[worst] <= MAX_ULP[name, dtype], (
-        f"{name} {dtype.__name__}: {errors[worst]:.3f} ulp at x = {x[worst]!r}")
+        f"{name} {dtype.__name__}: {errors[worst]:.3f} ulp at x = {x[worst]!r}"
+    )
 
 
 SPECIAL_INPUTS = {
-    F32: [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 1e-45, -1e-45, 1.1754942e-38, 1.1754944e-38,
-          3.4028235e38, -3.4028235e38, 88.72283, 88.72284, -87.33655, -103.27893, -103.97208, -103.98, 1e-30],
-    F64: [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 5e-324, -5e-324, 2.2250738585072009e-308,
-          2.2250738585072014e-308, 1.7976931348623157e308, -1.7976931348623157e308, 709.782712893384,
-          709.7827128933841, -708.3964185322641, -744.4400719213812, -745.1332191019411, -745.14, 1e-300],
+    F32: [
+        0.0,
+        -0.0,
+        np.inf,
+        -np.inf,
+        np.nan,
+        1.0,
+        -1.0,
+        1e-45,
+        -1e-45,
+        1.1754942e-38,
+        1.1754944e-38,
+        3.4028235e38,
+        -3.4028235e38,
+        88.72283,
+        88.72284,
+        -87.33655,
+        -103.27893,
+        -103.97208,
+        -103.98,
+        1e-30,
+    ],
+    F64: [
+        0.0,
+        -0.0,
+        np.inf,
+        -np.inf,
+        np.nan,
+        1.0,
+        -1.0,
+        5e-324,
+        -5e-324,
+        2.2250738585072009e-308,
+        2.2250738585072014e-308,
+        1.7976931348623157e308,
+        -1.7976931348623157e308,
+        709.782712893384,
+        709.7827128933841,
+        -708.3964185322641,
+        -744.4400719213812,
+        -745.1332191019411,
+        -745.14,
+        1e-300,
+    ],
 }
 
 
@@ -111,7 +178,9 @@ def test_special_values_match_the_correctly_rounded_result(name, dtype):
     x = np.array(SPECIAL_INPUTS[dtype], dtype=dtype)
     got = run(name, x)
     errors = ulp_errors(got, reference(name, x))
-    assert errors.max() <= MAX_ULP[name, dtype], dict(zip(x.tolist(), zip(got.tolist(), errors.tolist())))
+    assert errors.max() <= MAX_ULP[name, dtype], dict(
+        zip(x.tolist(), zip(got.tolist(), errors.tolist()))
+    )
     # ulp_errors compares magnitudes; zeros must also carry C99's sign.
     with np.errstate(over="ignore"):
         exact = reference(name, x).astype(dtype)
@@ -122,12 +191,17 @@ def test_special_values_match_the_correctly_rounded_result(name, dtype):
 def test_special_values_follow_c99():
     for dtype in (F32, F64):
         inf, nan = dtype(np.inf), dtype(np.nan)
-        np.testing.assert_array_equal(run("exp", np.array([0, -0.0, inf, -inf, nan, 1e4, -1e4], dtype)),
-                                      np.array([1, 1, inf, 0, nan, inf, 0], dtype))
-        np.testing.assert_array_equal(run("log", np.array([0, -0.0, -1, -inf, inf, nan, 1], dtype)),
-                                      np.array([-inf, -inf, nan, nan, inf, nan, 0], dtype))
-        np.testing.assert_array_equal(run("sigmoid", np.array([0, inf, -inf, nan], dtype)),
-                                      np.array([0.5, 1, 0, nan], dtype))
+        np.testing.assert_array_equal(
+            run("exp", np.array([0, -0.0, inf, -inf, nan, 1e4, -1e4], dtype)),
+            np.array([1, 1, inf, 0, nan, inf, 0], dtype),
+        )
+        np.testing.assert_array_equal(
+            run("log", np.array([0, -0.0, -1, -inf, inf, nan, 1], dtype)),
+            np.array([-inf, -inf, nan, nan, inf, nan, 0], dtype),
+        )
+        np.testing.assert_array_equal(
+            run("sigmoid", np.array([0, inf, -inf, nan], dtype)), np.array([0.5, 1, 0, nan], dtype)
+        )
         tanh = run("tanh", np.array([0, -0.0, inf, -inf, nan, 1e30, -1e30], dtype))
         np.testing.assert_array_equal(tanh, np.array([0, -0.0, 1, -1, nan, 1, -1], dtype))
         assert np.signbit(tanh[1]) and not np.signbit(tanh[0])

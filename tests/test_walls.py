@@ -1,5 +1,6 @@
 """The walls a PyTorch user hit (issue 9), each now behaving as in PyTorch or raising an error
 that says what to do; the first two were silent wrong answers."""
+
 import numpy as np
 import pytest
 
@@ -49,12 +50,27 @@ def test_dim_and_keepdim_are_accepted():
     assert x.sum(dim=1, keepdim=True).shape == (2, 1) and x.mean(dim=0).shape == (3,)
 
 
-@pytest.mark.parametrize("method, args", [
-    ("argmax", ()), ("view", (-1,)), ("flatten", ()), ("unsqueeze", (0,)), ("squeeze", ()),
-    ("float", ()), ("double", ()), ("to", (np.float64,)), ("clone", ()), ("tolist", ()),
-    ("abs", ()), ("sqrt", ()), ("clamp", (0.0, 1.0)), ("zero_", ()), ("requires_grad_", ()),
-    ("dim", ()),
-])
+@pytest.mark.parametrize(
+    "method, args",
+    [
+        ("argmax", ()),
+        ("view", (-1,)),
+        ("flatten", ()),
+        ("unsqueeze", (0,)),
+        ("squeeze", ()),
+        ("float", ()),
+        ("double", ()),
+        ("to", (np.float64,)),
+        ("clone", ()),
+        ("tolist", ()),
+        ("abs", ()),
+        ("sqrt", ()),
+        ("clamp", (0.0, 1.0)),
+        ("zero_", ()),
+        ("requires_grad_", ()),
+        ("dim", ()),
+    ],
+)
 def test_the_missing_tensor_methods_exist(method, args):
     getattr(Tensor(np.ones((2, 3))), method)(*args)
     assert float(Tensor([2.0])) == 2.0

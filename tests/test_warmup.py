@@ -1,4 +1,5 @@
 """``python -m firefly warmup`` fills the kernel cache: a later process compiles nothing."""
+
 import os
 import subprocess
 import sys
@@ -26,12 +27,26 @@ print(*kernel_load_counts())
 
 def _run(args, cache):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+    )
 
 
 def test_warmup_leaves_nothing_to_compile(tmp_path):
-    warm = _run(["-m", "firefly", "warmup", "--dtype", "float32", "--ops", "linear,relu,mse_loss",
-                 "--processes", "2"], tmp_path)
+    warm = _run(
+        [
+            "-m",
+            "firefly",
+            "warmup",
+            "--dtype",
+            "float32",
+            "--ops",
+            "linear,relu,mse_loss",
+            "--processes",
+            "2",
+        ],
+        tmp_path,
+    )
     assert warm.returncode == 0, warm.stdout + warm.stderr
     assert "[  4/4]" in warm.stdout and "4 tasks on 2 process(es)" in warm.stdout
     train = _run(["-c", TRAIN], tmp_path)

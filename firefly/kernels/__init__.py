@@ -7,6 +7,7 @@ scalar math, written with ``scalar`` and the vectorizable functions of
 ones: ``kernel`` (serial), ``memory_bound`` and ``transcendental`` (a prange loop compiled
 serially and in parallel, the build chosen by size).
 """
+
 from firefly.kernels._jit import kernel, memory_bound, scalar, transcendental
 
 __all__ = ["kernel", "memory_bound", "scalar", "transcendental"]

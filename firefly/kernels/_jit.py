@@ -6,6 +6,7 @@ divide, which stops LLVM from vectorizing the loop (an Adam-like kernel ran 2.5x
 
 Nothing here compiles at import time: ``njit`` without signatures compiles on first call.
 """
+
 import hashlib
 import threading
 import types
@@ -131,7 +132,9 @@ def specialise(template, name, **functions):
         bound[placeholder] = compiled
     namespace = dict(template.__globals__, **bound)
     qualname = f"{name}__{digest.hexdigest()[:12]}"
-    copy = types.FunctionType(template.__code__, namespace, qualname, template.__defaults__, template.__closure__)
+    copy = types.FunctionType(
+        template.__code__, namespace, qualname, template.__defaults__, template.__closure__
+    )
     copy.__qualname__ = qualname
     copy.__module__ = template.__module__
     copy.__doc__ = template.__doc__
@@ -148,8 +151,9 @@ def _renamed(fn, suffix):
     # Numba names cache files after the function's qualname and line, and leaves compile flags
     # out of the key: a serial and a parallel build of one function would overwrite each
     # other's cache entries. A renamed copy gets files of its own.
-    twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix,
-                              fn.__defaults__, fn.__closure__)
+    twin = types.FunctionType(
+        fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__
+    )
     twin.__qualname__ = fn.__qualname__ + suffix
     twin.__module__ = fn.__module__
     return twin

@@ -1,6 +1,7 @@
 """Kernels of the activations with attributes, over flat arrays: GELU (exact and tanh), leaky
 ReLU, ELU, softplus and hardtanh. Each backward reads the forward's input. Transcendental functions
 run in float64 and round once into the output's dtype."""
+
 import math
 
 from numba import prange
@@ -39,7 +40,9 @@ def gelu_backward(grad, x, tanh_approximation, dx):
         if tanh_approximation:
             inner = _SQRT_2_OVER_PI * (v + _GELU_CUBIC * v * v * v)
             t = math.tanh(inner)
-            d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_CUBIC * v * v)
+            d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * _SQRT_2_OVER_PI * (
+                1.0 + 3.0 * _GELU_CUBIC * v * v
+            )
         else:
             d = 0.5 * (1.0 + math.erf(v * _SQRT_HALF)) + v * _INV_SQRT_2PI * math.exp(-0.5 * v * v)
         dx[i] = grad[i] * d

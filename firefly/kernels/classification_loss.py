@@ -2,6 +2,7 @@
 log-probabilities, and cross-entropy of logits (fused log-softmax) with class weights,
 ``ignore_index``, label smoothing and probability targets. Integer targets have been
 range-checked by the op (``ignore_index`` entries excepted: those are skipped)."""
+
 import math
 
 import numpy as np
@@ -45,8 +46,9 @@ def nll_backward(grad, per_sample, scale, target, weight, ignore_index, dx):
 
 
 @transcendental
-def cross_entropy_forward(x, target, probs, prob_targets, weight, ignore_index, smoothing, losses, shift,
-                          log_sum):
+def cross_entropy_forward(
+    x, target, probs, prob_targets, weight, ignore_index, smoothing, losses, shift, log_sum
+):
     """Fused log-softmax and cross-entropy per sample of logits x (outer, C, inner).
 
     Each sample's target distribution q is the one-hot of ``target[o, i]`` (class indices) or
@@ -97,8 +99,21 @@ def cross_entropy_forward(x, target, probs, prob_targets, weight, ignore_index, 
 
 
 @transcendental
-def cross_entropy_backward(grad, per_sample, scale, x, target, probs, prob_targets, weight, ignore_index,
-                           smoothing, shift, log_sum, dx):
+def cross_entropy_backward(
+    grad,
+    per_sample,
+    scale,
+    x,
+    target,
+    probs,
+    prob_targets,
+    weight,
+    ignore_index,
+    smoothing,
+    shift,
+    log_sum,
+    dx,
+):
     """dx[c] = g * (softmax(x)[c] * sum_k weight[k] q[k] - weight[c] q[c]), g = grad * scale."""
     O, C, I = x.shape
     weight_total = 0.0

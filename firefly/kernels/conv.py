@@ -35,6 +35,7 @@ channels at 3x3), where copying runs costs more than copying whole taps.
 The op has already validated shapes, strides, paddings and dilations; these loops index
 without bounds checks.
 """
+
 import numpy as np
 from numba import prange
 
@@ -63,13 +64,15 @@ def _write_sample(product, bias, g, n, Q, out):
         b = bias[g * Og + o]
         dst = out[n, g * Og + o]
         for oy in range(OH):
-            d, s = dst[oy], product[o, n * P + oy * Q:n * P + oy * Q + OW]
+            d, s = dst[oy], product[o, n * P + oy * Q : n * P + oy * Q + OW]
             for ox in range(OW):
                 d[ox] = s[ox] + b
 
 
 @memory_bound
-def conv2d_taps_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, planes, cols, product, out):
+def conv2d_taps_forward(
+    x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, planes, cols, product, out
+):
     """out = conv(x, weight) + bias; fills ``cols`` (groups, Cg*KH*KW, N*OH*Q) for backward,
     with Q = OW (exact layout) or Q = Wp (wide layout, stride 1). ``planes`` (N, C, Hp*Wp +
     tail) receives the zero-padded input; ``product`` (O / groups, N*OH*Q) is scratch for one
@@ -89,7 +92,7 @@ def conv2d_taps_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, plane
         dst, src = planes[n, c], x[n, c]
         dst[:] = 0.0
         for y in range(H):
-            d, s = dst[(y + ph) * Wp + pw:(y + ph) * Wp + pw + W], src[y]
+            d, s = dst[(y + ph) * Wp + pw : (y + ph) * Wp + pw + W], src[y]
             for i in range(W):
                 d[i] = s[i]
     idx = _window_offsets(OH, OW, sh, sw, Wp)
@@ -100,9 +103,9 @@ def conv2d_taps_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, plane
         row = cols[g, t]
         offset = ky * dh * Wp + kx * dw
         for n in range(N):
-            d = row[n * P:(n + 1) * P]
+            d = row[n * P : (n + 1) * P]
             if wide:
-                s = planes[n, c, offset:offset + P]
+                s = planes[n, c, offset : offset + P]
                 for q in range(P):
                     d[q] = s[q]
             else:
@@ -118,8 +121,26 @@ def conv2d_taps_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, plane
 
 
 @memory_bound
-def conv2d_taps_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, Wp, wide, need_dx, g2, dcols, planes,
-                         dweight, dbias, dx):
+def conv2d_taps_backward(
+    grad,
+    weight,
+    cols,
+    sh,
+    sw,
+    ph,
+    pw,
+    dh,
+    dw,
+    Wp,
+    wide,
+    need_dx,
+    g2,
+    dcols,
+    planes,
+    dweight,
+    dbias,
+    dx,
+):
     """dweight = grad x cols^T, dbias = grad summed over N and positions, and (if need_dx)
     dx = col2im(weight^T x grad). ``cols`` is what conv2d_taps_forward filled, in the same layout.
     Scratch: ``g2`` (O, N*OH*Q), and for dx ``dcols`` (Cg*KH*KW, N*OH*Q) and ``planes`` as in
@@ -138,7 +159,7 @@ def conv2d_taps_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, Wp, wide, n
         s = 0.0
         for n in range(N):
             for oy in range(OH):
-                d, src = g2[o, n * P + oy * Q:n * P + (oy + 1) * Q], grad[n, o, oy]
+                d, src = g2[o, n * P + oy * Q : n * P + (oy + 1) * Q], grad[n, o, oy]
                 for ox in range(OW):
                     d[ox] = src[ox]
                     s += src[ox]
@@ -150,7 +171,7 @@ def conv2d_taps_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, Wp, wide, n
     # N*P dimension is the inner one of both operands' rows).
     dw_t = np.empty((taps, Og), dtype=dweight.dtype)
     for g in range(groups):
-        np.dot(cols[g], g2[g * Og:(g + 1) * Og].T, dw_t)
+        np.dot(cols[g], g2[g * Og : (g + 1) * Og].T, dw_t)
         for o in range(Og):
             for t in range(taps):
                 dw2[g, o, t] = dw_t[t, o]
@@ -158,7 +179,7 @@ def conv2d_taps_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, Wp, wide, n
         return
     idx = _window_offsets(OH, OW, sh, sw, Wp)
     for g in range(groups):
-        np.dot(w2[g].T, g2[g * Og:(g + 1) * Og], dcols)
+        np.dot(w2[g].T, g2[g * Og : (g + 1) * Og], dcols)
         # Rows of one input channel add into the same plane: one task per channel of the group.
         for cl in prange(Cg):
             c = g * Cg + cl
@@ -168,15 +189,17 @@ def conv2d_taps_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, Wp, wide, n
                 for t in range(cl * KH * KW, (cl + 1) * KH * KW):
                     ky, kx = (t // KW) % KH, t % KW
                     offset = ky * dh * Wp + kx * dw
-                    src = dcols[t, n * P:(n + 1) * P]
+                    src = dcols[t, n * P : (n + 1) * P]
                     if wide:
-                        d = dst[offset:offset + P]
+                        d = dst[offset : offset + P]
                         for q in range(P):
                             d[q] += src[q]
-                    elif sw == 1:  # runs of OW contiguous elements (measured 5% faster than the scatter)
+                    elif (
+                        sw == 1
+                    ):  # runs of OW contiguous elements (measured 5% faster than the scatter)
                         for oy in range(OH):
-                            d = dst[offset + oy * sh * Wp:offset + oy * sh * Wp + OW]
-                            sr = src[oy * OW:(oy + 1) * OW]
+                            d = dst[offset + oy * sh * Wp : offset + oy * sh * Wp + OW]
+                            sr = src[oy * OW : (oy + 1) * OW]
                             for ox in range(OW):
                                 d[ox] += sr[ox]
                     else:
@@ -185,7 +208,7 @@ def conv2d_taps_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, Wp, wide, n
                             d[idx[q]] += src[q]
                 out_plane = dx[n, c]
                 for y in range(H):
-                    d, s = out_plane[y], dst[(y + ph) * Wp + pw:(y + ph) * Wp + pw + W]
+                    d, s = out_plane[y], dst[(y + ph) * Wp + pw : (y + ph) * Wp + pw + W]
                     for i in range(W):
                         d[i] = s[i]
 
@@ -239,9 +262,9 @@ def conv2d_positions_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, planes, co
         if y < 0 or y >= H:
             row[:] = 0.0
             continue
-        row[:pw * C] = 0.0
-        row[(pw + W) * C:] = 0.0
-        inner = row[pw * C:(pw + W) * C].reshape(W, C)
+        row[: pw * C] = 0.0
+        row[(pw + W) * C :] = 0.0
+        inner = row[pw * C : (pw + W) * C].reshape(W, C)
         for c in range(C):
             s = x[n, c, y]
             for i in range(W):
@@ -260,7 +283,7 @@ def conv2d_positions_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, planes, co
                             for i in range(run):
                                 d[t0 + i] = src[base + i]
                         else:
-                            dd, ss = d[t0:t0 + run], src[base:base + run]
+                            dd, ss = d[t0 : t0 + run], src[base : base + run]
                             for i in range(run):
                                 dd[i] = ss[i]
     wr = _weight_by_tap(weight, groups)
@@ -271,8 +294,9 @@ def conv2d_positions_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, planes, co
 
 
 @memory_bound
-def conv2d_positions_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, need_dx, g2, dcols, planes, dweight,
-                              dbias, dx):
+def conv2d_positions_backward(
+    grad, weight, cols, sh, sw, ph, pw, dh, dw, need_dx, g2, dcols, planes, dweight, dbias, dx
+):
     """dweight = cols^T x grad, dbias = grad summed over N and positions, and (if need_dx)
     dx = col2im(grad x weight). ``cols`` is what conv2d_positions_forward filled. Scratch: ``g2``
     (groups, N*OH*OW, O / groups), and for dx ``dcols`` shaped as ``cols`` and ``planes`` as in
@@ -288,7 +312,7 @@ def conv2d_positions_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, need_d
         s = 0.0
         for n in range(N):
             for oy in range(OH):
-                src, d = grad[n, o, oy], g2[g, n * P + oy * OW:n * P + (oy + 1) * OW, ol]
+                src, d = grad[n, o, oy], g2[g, n * P + oy * OW : n * P + (oy + 1) * OW, ol]
                 for ox in range(OW):
                     d[ox] = src[ox]
                     s += src[ox]
@@ -326,11 +350,11 @@ def conv2d_positions_backward(grad, weight, cols, sh, sw, ph, pw, dh, dw, need_d
                                 for i in range(run):
                                     dst[base + i] += s[t0 + i]
                             else:
-                                dd, ss = dst[base:base + run], s[t0:t0 + run]
+                                dd, ss = dst[base : base + run], s[t0 : t0 + run]
                                 for i in range(run):
                                     dd[i] += ss[i]
         for y in range(H):
-            inner = plane[y + ph, pw * C:(pw + W) * C].reshape(W, C)
+            inner = plane[y + ph, pw * C : (pw + W) * C].reshape(W, C)
             for c in range(C):
                 d = dx[n, c, y]
                 for i in range(W):

@@ -1,4 +1,5 @@
 """Dropout kernels: the op draws the uniforms from firefly's generator; these apply them."""
+
 from numba import prange
 
 from firefly.kernels._jit import memory_bound

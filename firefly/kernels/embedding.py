@@ -1,4 +1,5 @@
 """Embedding kernels: a row gather forward, a scatter-add backward."""
+
 from numba import prange
 
 from firefly.kernels._jit import memory_bound

@@ -28,6 +28,7 @@ Families, and the scalar functions each one takes:
 This module is the only place that knows how a loop is compiled for the CPU; a GPU family set
 would offer the same functions (see docs/architecture.md).
 """
+
 import numpy as np
 from numba import prange
 
@@ -42,7 +43,9 @@ def _build(template, name, cost, **functions):
     try:
         sized = COSTS[cost]
     except KeyError:
-        raise ValueError(f"kernel {name!r}: cost must be one of {sorted(COSTS)}, got {cost!r}") from None
+        raise ValueError(
+            f"kernel {name!r}: cost must be one of {sorted(COSTS)}, got {cost!r}"
+        ) from None
     return sized(specialise(template, name, **functions))
 
 
@@ -231,7 +234,11 @@ def _row_softmax_grad(grad, out, dx):
         if I == 1:
             grow, orow, drow = g2[o], out2[o], dx2[o]
         else:
-            grow, orow, drow = np.empty(R, grad.dtype), np.empty(R, out.dtype), np.empty(R, dx.dtype)
+            grow, orow, drow = (
+                np.empty(R, grad.dtype),
+                np.empty(R, out.dtype),
+                np.empty(R, dx.dtype),
+            )
             for r in range(R):
                 grow[r] = grad[o, r, i]
                 orow[r] = out[o, r, i]

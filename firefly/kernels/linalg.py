@@ -1,5 +1,6 @@
 """Matrix products. Each calls BLAS through ``np.dot`` (which Numba links to SciPy's BLAS):
 measured here, a hand-written Numba matmul reaches only 25-35% of BLAS speed."""
+
 import numpy as np
 
 from firefly.kernels._jit import kernel

@@ -1,9 +1,9 @@
 """Loss kernels: the fused mean squared error (cross-entropy lives in classification_loss)."""
+
 import numpy as np
 from numba import prange
 
 from firefly.kernels._jit import memory_bound
-
 
 # Elements per partial sum of mse_forward: partial sums keep float64 accumulation accurate and
 # give the parallel build independent chunks.
@@ -17,13 +17,18 @@ def mse_forward(input, target, scale, out):
     chunks = (n + _MSE_CHUNK - 1) // _MSE_CHUNK
     partial = np.zeros(chunks)
     for c in prange(chunks):
-        a = input[c * _MSE_CHUNK:min((c + 1) * _MSE_CHUNK, n)]
-        b = target[c * _MSE_CHUNK:min((c + 1) * _MSE_CHUNK, n)]
+        a = input[c * _MSE_CHUNK : min((c + 1) * _MSE_CHUNK, n)]
+        b = target[c * _MSE_CHUNK : min((c + 1) * _MSE_CHUNK, n)]
         # Four accumulators, so that the adds do not wait on each other (no fastmath to reorder).
         s0 = s1 = s2 = s3 = 0.0
         full = a.size - a.size % 4
         for i in range(0, full, 4):
-            d0, d1, d2, d3 = a[i] - b[i], a[i + 1] - b[i + 1], a[i + 2] - b[i + 2], a[i + 3] - b[i + 3]
+            d0, d1, d2, d3 = (
+                a[i] - b[i],
+                a[i + 1] - b[i + 1],
+                a[i + 2] - b[i + 2],
+                a[i + 3] - b[i + 3],
+            )
             s0 += d0 * d0
             s1 += d1 * d1
             s2 += d2 * d2

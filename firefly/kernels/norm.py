@@ -6,13 +6,13 @@ element, so the variance does not cancel catastrophically when the mean is large
 spread. The sums run in LANES independent float64 accumulators so that the loop vectorizes
 without fastmath.
 """
+
 import math
 
 import numpy as np
 from numba import prange
 
 from firefly.kernels._jit import inline_helper, memory_bound
-
 
 # float64 partial sums that a contiguous run is dealt across: without fastmath LLVM keeps one
 # running sum in order, one dependent add after another; independent lanes vectorize.
@@ -29,7 +29,7 @@ def _shifted_sums(v, shift, lanes):
     n = v.size
     b = 0
     while b + LANES <= n:
-        block = v[b:b + LANES]
+        block = v[b : b + LANES]
         for k in range(LANES):
             d = np.float64(block[k]) - shift
             s_lanes[k] += d
@@ -57,14 +57,14 @@ def _grad_sums(g, w, v, mean, lanes):
     scalar_w = w.size == 1
     b = 0
     while b + LANES <= n:
-        gb, vb = g[b:b + LANES], v[b:b + LANES]
+        gb, vb = g[b : b + LANES], v[b : b + LANES]
         if scalar_w:
             for k in range(LANES):
                 a = np.float64(gb[k])
                 s_lanes[k] += a
                 q_lanes[k] += a * (np.float64(vb[k]) - mean)
         else:
-            wb = w[b:b + LANES]
+            wb = w[b : b + LANES]
             for k in range(LANES):
                 a = np.float64(gb[k]) * wb[k]
                 s_lanes[k] += a
@@ -82,8 +82,22 @@ def _grad_sums(g, w, v, mean, lanes):
 
 
 @memory_bound
-def batch_norm_forward(x, weight, bias, running_mean, running_var, num_batches_tracked, training, update_running,
-                       cumulative, momentum, eps, mean, invstd, out):
+def batch_norm_forward(
+    x,
+    weight,
+    bias,
+    running_mean,
+    running_var,
+    num_batches_tracked,
+    training,
+    update_running,
+    cumulative,
+    momentum,
+    eps,
+    mean,
+    invstd,
+    out,
+):
     """out = (x - mean) * invstd * weight + bias per channel of x (N, C, S).
 
     In training the batch statistics are used (biased variance), saved in ``mean``/``invstd``,
@@ -186,7 +200,10 @@ def layer_norm_forward(x, weight, bias, eps, mean, rstd, out):
             mu += shift
             mean[m], rstd[m] = mu, r
             o = out[m]
-            mu_t, r_t = x.dtype.type(mu), x.dtype.type(r)  # the elementwise pass in the input's dtype
+            mu_t, r_t = (
+                x.dtype.type(mu),
+                x.dtype.type(r),
+            )  # the elementwise pass in the input's dtype
             for i in range(D):
                 o[i] = (v[i] - mu_t) * r_t * weight[i] + bias[i]
 
@@ -250,7 +267,9 @@ def group_norm_forward(x, weight, bias, channels_per_group, eps, mean, rstd, out
 
 
 @memory_bound
-def group_norm_backward(grad, x, weight, channels_per_group, mean, rstd, need_dx, dx, dweight, dbias):
+def group_norm_backward(
+    grad, x, weight, channels_per_group, mean, rstd, need_dx, dx, dweight, dbias
+):
     """dx per (n, g) through its statistics; dweight and dbias per channel, summed over n from
     per-sample partial sums."""
     N, G, L = x.shape
@@ -267,7 +286,7 @@ def group_norm_backward(grad, x, weight, channels_per_group, mean, rstd, need_dx
         a = b = 0.0
         for j in range(Cg):
             c = g * Cg + j
-            sg, sgd = _grad_sums(gr[j * S:(j + 1) * S], one, v[j * S:(j + 1) * S], mu, lanes)
+            sg, sgd = _grad_sums(gr[j * S : (j + 1) * S], one, v[j * S : (j + 1) * S], mu, lanes)
             partial_b[n, c] = sg
             partial_w[n, c] = sgd * r
             a += sg * weight[c]

@@ -26,6 +26,7 @@ The gradient-clipping kernels (``grad_norm_power_sum``, ``grad_scale_``, ``grad_
 over the same flat gradient buffers; norms accumulate in float64 whatever the gradients'
 dtype.
 """
+
 import numpy as np
 from numba import prange
 
@@ -57,8 +58,18 @@ def _gradient(g, p, weight_decay, maximize):
 
 
 @inline_helper
-def _sgd_run(grad, lr, weight_decay, momentum, one_minus_dampening, nesterov, maximize, first_step,
-             momentum_buffer, param):
+def _sgd_run(
+    grad,
+    lr,
+    weight_decay,
+    momentum,
+    one_minus_dampening,
+    nesterov,
+    maximize,
+    first_step,
+    momentum_buffer,
+    param,
+):
     # One loop per momentum case: a loop-invariant branch left inside cost 15% on the
     # momentum step (LLVM does not unswitch them all).
     if momentum == 0.0:
@@ -90,9 +101,18 @@ def sgd_step(grad, runs, coefficients, flags, momentum_buffer, param):
             start, stop = _run_in_chunk(runs, r, chunk)
             if start < stop:
                 k, f = coefficients[r], flags[r]
-                _sgd_run(grad[start:stop], k[0], k[1], k[2], k[3], f[0], f[1], f[2],
-                         momentum_buffer[start:stop] if k[2] != 0.0 else momentum_buffer[:0],
-                         param[start:stop])
+                _sgd_run(
+                    grad[start:stop],
+                    k[0],
+                    k[1],
+                    k[2],
+                    k[3],
+                    f[0],
+                    f[1],
+                    f[2],
+                    momentum_buffer[start:stop] if k[2] != 0.0 else momentum_buffer[:0],
+                    param[start:stop],
+                )
 
 
 @inline_helper
@@ -101,13 +121,31 @@ def _adam_moments(g, m, v, beta1, one_minus_beta1, beta2, one_minus_beta2):
 
 
 @inline_helper
-def _adam_run(grad, step_size, inverse_bias_correction2_sqrt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps,
-              weight_decay, param_scale, maximize, amsgrad, exp_avg, exp_avg_sq, max_exp_avg_sq, param):
+def _adam_run(
+    grad,
+    step_size,
+    inverse_bias_correction2_sqrt,
+    beta1,
+    one_minus_beta1,
+    beta2,
+    one_minus_beta2,
+    eps,
+    weight_decay,
+    param_scale,
+    maximize,
+    amsgrad,
+    exp_avg,
+    exp_avg_sq,
+    max_exp_avg_sq,
+    param,
+):
     if amsgrad:
         for i in range(grad.size):
             p = param_scale * param[i]
             g = _gradient(grad[i], p, weight_decay, maximize)
-            m, v = _adam_moments(g, exp_avg[i], exp_avg_sq[i], beta1, one_minus_beta1, beta2, one_minus_beta2)
+            m, v = _adam_moments(
+                g, exp_avg[i], exp_avg_sq[i], beta1, one_minus_beta1, beta2, one_minus_beta2
+            )
             exp_avg[i] = m
             exp_avg_sq[i] = v
             largest = max_exp_avg_sq[i]
@@ -119,7 +157,9 @@ def _adam_run(grad, step_size, inverse_bias_correction2_sqrt, beta1, one_minus_b
         for i in range(grad.size):
             p = param_scale * param[i]
             g = _gradient(grad[i], p, weight_decay, maximize)
-            m, v = _adam_moments(g, exp_avg[i], exp_avg_sq[i], beta1, one_minus_beta1, beta2, one_minus_beta2)
+            m, v = _adam_moments(
+                g, exp_avg[i], exp_avg_sq[i], beta1, one_minus_beta1, beta2, one_minus_beta2
+            )
             exp_avg[i] = m
             exp_avg_sq[i] = v
             param[i] = p - step_size * (m / (np.sqrt(v) * inverse_bias_correction2_sqrt + eps))
@@ -142,14 +182,42 @@ def adam_step(grad, runs, coefficients, flags, exp_avg, exp_avg_sq, max_exp_avg_
             start, stop = _run_in_chunk(runs, r, chunk)
             if start < stop:
                 k, f = coefficients[r], flags[r]
-                _adam_run(grad[start:stop], k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], f[0], f[1],
-                          exp_avg[start:stop], exp_avg_sq[start:stop],
-                          max_exp_avg_sq[start:stop] if f[1] else max_exp_avg_sq[:0], param[start:stop])
+                _adam_run(
+                    grad[start:stop],
+                    k[0],
+                    k[1],
+                    k[2],
+                    k[3],
+                    k[4],
+                    k[5],
+                    k[6],
+                    k[7],
+                    k[8],
+                    f[0],
+                    f[1],
+                    exp_avg[start:stop],
+                    exp_avg_sq[start:stop],
+                    max_exp_avg_sq[start:stop] if f[1] else max_exp_avg_sq[:0],
+                    param[start:stop],
+                )
 
 
 @inline_helper
-def _rmsprop_run(grad, lr, alpha, one_minus_alpha, eps, weight_decay, momentum, centered, maximize,
-                 square_avg, grad_avg, momentum_buffer, param):
+def _rmsprop_run(
+    grad,
+    lr,
+    alpha,
+    one_minus_alpha,
+    eps,
+    weight_decay,
+    momentum,
+    centered,
+    maximize,
+    square_avg,
+    grad_avg,
+    momentum_buffer,
+    param,
+):
     # d = g / (sqrt(v~) + eps), then param -= lr * d, or through the momentum buffer.
     if centered and momentum != 0.0:
         for i in range(grad.size):
@@ -201,10 +269,21 @@ def rmsprop_step(grad, runs, coefficients, flags, square_avg, grad_avg, momentum
             start, stop = _run_in_chunk(runs, r, chunk)
             if start < stop:
                 k, f = coefficients[r], flags[r]
-                _rmsprop_run(grad[start:stop], k[0], k[1], k[2], k[3], k[4], k[5], f[0], f[1],
-                             square_avg[start:stop], grad_avg[start:stop] if f[0] else grad_avg[:0],
-                             momentum_buffer[start:stop] if k[5] != 0.0 else momentum_buffer[:0],
-                             param[start:stop])
+                _rmsprop_run(
+                    grad[start:stop],
+                    k[0],
+                    k[1],
+                    k[2],
+                    k[3],
+                    k[4],
+                    k[5],
+                    f[0],
+                    f[1],
+                    square_avg[start:stop],
+                    grad_avg[start:stop] if f[0] else grad_avg[:0],
+                    momentum_buffer[start:stop] if k[5] != 0.0 else momentum_buffer[:0],
+                    param[start:stop],
+                )
 
 
 @inline_helper
@@ -226,8 +305,15 @@ def adagrad_step(grad, runs, coefficients, flags, state_sum, param):
             start, stop = _run_in_chunk(runs, r, chunk)
             if start < stop:
                 k = coefficients[r]
-                _adagrad_run(grad[start:stop], k[0], k[1], k[2], flags[r, 0], state_sum[start:stop],
-                             param[start:stop])
+                _adagrad_run(
+                    grad[start:stop],
+                    k[0],
+                    k[1],
+                    k[2],
+                    flags[r, 0],
+                    state_sum[start:stop],
+                    param[start:stop],
+                )
 
 
 # ----------------------------------------------------------------------------- clipping
@@ -249,7 +335,7 @@ def grad_norm_power_sum(grad, norm_type, lanes):
     W = lanes.size
     n = grad.size
     rows = n // (4 * W)
-    body = grad[:rows * 4 * W].reshape(rows, 4, W)
+    body = grad[: rows * 4 * W].reshape(rows, 4, W)
     chunks = (rows + NORM_CHUNK_ROWS - 1) // NORM_CHUNK_ROWS
     partial = np.zeros(chunks)
     nans = np.zeros(chunks)
@@ -272,8 +358,9 @@ def grad_norm_power_sum(grad, norm_type, lanes):
         elif norm_type == 1.0:
             for r in range(first, last):
                 for k in range(W):
-                    acc[k] += ((abs(np.float64(body[r, 0, k])) + abs(np.float64(body[r, 1, k])))
-                               + (abs(np.float64(body[r, 2, k])) + abs(np.float64(body[r, 3, k]))))
+                    acc[k] += (abs(np.float64(body[r, 0, k])) + abs(np.float64(body[r, 1, k]))) + (
+                        abs(np.float64(body[r, 2, k])) + abs(np.float64(body[r, 3, k]))
+                    )
             partial[c] = acc.sum()
         elif norm_type == np.inf:
             nan_count = np.zeros(W)  # max() drops a NaN: count them apart
@@ -305,7 +392,7 @@ def grad_norm_power_sum(grad, norm_type, lanes):
             tail_total = max(tail_total, a)
             tail_nans += a != a
         else:
-            tail_total += a ** norm_type
+            tail_total += a**norm_type
     if norm_type == np.inf:
         result = tail_total
         for c in range(chunks):

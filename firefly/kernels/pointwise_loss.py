@@ -5,6 +5,7 @@ Each forward writes per-element losses (``reduce`` False) or returns their float
 backward writes the input's gradient and, when ``need_target``, the target's, from one
 upstream value per element (``per_element``) or one for all. Flat contiguous arrays.
 """
+
 import math
 
 import numpy as np
@@ -70,7 +71,9 @@ def _difference_loss_forward(input, target, param, reduce, out):
     return total
 
 
-def _difference_loss_backward(grad, per_element, scale, input, target, param, need_target, dinput, dtarget):
+def _difference_loss_backward(
+    grad, per_element, scale, input, target, param, need_target, dinput, dtarget
+):
     for i in prange(input.size):
         d = (grad[i] if per_element else grad[0]) * scale * SLOPE(input[i] - target[i], param)
         dinput[i] = d
@@ -81,8 +84,10 @@ def _difference_loss_backward(grad, per_element, scale, input, target, param, ne
 def _difference_loss(name, loss, slope):
     """``name``'s forward and backward kernels: losses of the difference input - target and one
     float parameter (``loss(d, param)``, its derivative ``slope(d, param)``)."""
-    return (memory_bound(specialise(_difference_loss_forward, f"{name}_forward", LOSS=loss)),
-            memory_bound(specialise(_difference_loss_backward, f"{name}_backward", SLOPE=slope)))
+    return (
+        memory_bound(specialise(_difference_loss_forward, f"{name}_forward", LOSS=loss)),
+        memory_bound(specialise(_difference_loss_backward, f"{name}_backward", SLOPE=slope)),
+    )
 
 
 # |d| (the parameter is unused: the op passes 0.0).
@@ -134,8 +139,9 @@ def bce_with_logits_forward(input, target, weight, pos_weight, reduce, out):
 
 
 @transcendental
-def bce_with_logits_backward(grad, per_element, scale, input, target, weight, pos_weight, need_target, dinput,
-                             dtarget):
+def bce_with_logits_backward(
+    grad, per_element, scale, input, target, weight, pos_weight, need_target, dinput, dtarget
+):
     """d/dx = weight ((1 - t) - (1 + (pos_weight - 1) t) sigmoid(-x));
     d/dt = weight ((pos_weight - 1) softplus(-x) - x)."""
     for i in prange(input.size):

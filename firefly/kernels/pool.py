@@ -3,6 +3,7 @@ output reads its own small window once).
 
 The op has computed the output size (ceil_mode included) and validated the geometry.
 """
+
 import numpy as np
 from numba import prange
 
@@ -51,8 +52,18 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, argmax, out):
     last NaN, as torch's ``val > max || isnan(val)``)."""
     planes, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
-    if kh == 2 and kw == 2 and sh == 2 and sw == 2 and ph == 0 and pw == 0 and dh == 1 and dw == 1 \
-            and 2 * OH <= H and 2 * OW <= W:
+    if (
+        kh == 2
+        and kw == 2
+        and sh == 2
+        and sw == 2
+        and ph == 0
+        and pw == 0
+        and dh == 1
+        and dw == 1
+        and 2 * OH <= H
+        and 2 * OW <= W
+    ):
         _max_pool_2x2(x, argmax, out)
         return
     for p in prange(planes):

@@ -9,6 +9,7 @@ one kernel serves axis=None, a single axis, and tuples of axes. Two layouts matt
 Either way the reduced axis is cut into slabs when there are too few outputs to keep every
 core busy (a full reduction has one), and the slabs' partial results are combined at the end.
 """
+
 import numpy as np
 from llvmlite import ir
 from numba import prange, types
@@ -41,8 +42,10 @@ def _maximum(typingctx, a, b):
     def codegen(context, builder, signature, args):
         value_type = args[0].type
         fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(value_type, [value_type, value_type]),
-            f"llvm.maximum.f{a.bitwidth}")
+            builder.module,
+            ir.FunctionType(value_type, [value_type, value_type]),
+            f"llvm.maximum.f{a.bitwidth}",
+        )
         return builder.call(fn, args)
 
     return a(a, b), codegen
@@ -66,8 +69,9 @@ def sum_contiguous(v, lanes):
     b = 0
     while b + 4 * W <= n:
         for k in range(W):
-            lanes[k] += ((np.float64(v[b + k]) + np.float64(v[b + W + k]))
-                         + (np.float64(v[b + 2 * W + k]) + np.float64(v[b + 3 * W + k])))
+            lanes[k] += (np.float64(v[b + k]) + np.float64(v[b + W + k])) + (
+                np.float64(v[b + 2 * W + k]) + np.float64(v[b + 3 * W + k])
+            )
         b += 4 * W
     while b + W <= n:
         for k in range(W):
@@ -89,7 +93,9 @@ def _sum_rows_into(x, acc):
     while r + 4 <= R:  # four rows per pass over acc
         x0, x1, x2, x3 = x[r], x[r + 1], x[r + 2], x[r + 3]
         for i in range(I):
-            acc[i] += (np.float64(x0[i]) + np.float64(x1[i])) + (np.float64(x2[i]) + np.float64(x3[i]))
+            acc[i] += (np.float64(x0[i]) + np.float64(x1[i])) + (
+                np.float64(x2[i]) + np.float64(x3[i])
+            )
         r += 4
     for rest in range(r, R):
         xr = x[rest]
@@ -115,7 +121,7 @@ def sum_forward(x, scale, out):
             lanes = np.empty(LANES)  # one per task, not per row: rows may be short and many
             for os in range(t * O * slabs // tasks, (t + 1) * O * slabs // tasks):
                 o, s = os // slabs, os % slabs
-                partial[o, s] = sum_contiguous(x2[o, s * R // slabs:(s + 1) * R // slabs], lanes)
+                partial[o, s] = sum_contiguous(x2[o, s * R // slabs : (s + 1) * R // slabs], lanes)
         for o in range(O):
             total = 0.0
             for s in range(slabs):
@@ -126,7 +132,7 @@ def sum_forward(x, scale, out):
     partial = np.zeros((O, slabs, I))
     for os in prange(O * slabs):
         o, s = os // slabs, os % slabs
-        _sum_rows_into(x[o, s * R // slabs:(s + 1) * R // slabs], partial[o, s])
+        _sum_rows_into(x[o, s * R // slabs : (s + 1) * R // slabs], partial[o, s])
     for o in prange(O):
         total = partial[o, 0]
         for s in range(1, slabs):
@@ -148,7 +154,7 @@ def sum_flat(x, scale, out):
     slabs = _slabs(1, n, 1, 1)
     partial = np.empty(slabs)
     for s in prange(slabs):
-        partial[s] = sum_contiguous(x[s * n // slabs:(s + 1) * n // slabs], np.empty(LANES))
+        partial[s] = sum_contiguous(x[s * n // slabs : (s + 1) * n // slabs], np.empty(LANES))
     total = 0.0
     for s in range(slabs):
         total += partial[s]
@@ -196,7 +202,7 @@ def max_forward(x, out):
         partial = np.empty((O, slabs), x.dtype)
         for os in prange(O * slabs):
             o, s = os // slabs, os % slabs
-            partial[o, s] = max_contiguous(x2[o, s * R // slabs:(s + 1) * R // slabs])
+            partial[o, s] = max_contiguous(x2[o, s * R // slabs : (s + 1) * R // slabs])
         for o in range(O):
             out[o, 0] = max_contiguous(partial[o])
         return
@@ -208,7 +214,7 @@ def max_forward(x, out):
         r0, r1 = s * R // slabs, (s + 1) * R // slabs
         prow = partial[o, s]
         prow[:] = x[o, r0]
-        _max_rows_into(x[o, r0 + 1:r1], prow)
+        _max_rows_into(x[o, r0 + 1 : r1], prow)
     if slabs > 1:
         for o in prange(O):
             orow = out[o]

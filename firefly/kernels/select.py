@@ -6,6 +6,7 @@ families (``firefly.ops.select``).
 Arrays are flat and contiguous unless a docstring says (outer, middle, inner); indices are
 int64 and already checked by the ops (no bounds checks here).
 """
+
 from numba import prange
 
 from firefly.kernels._jit import kernel, memory_bound

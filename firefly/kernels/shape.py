@@ -1,5 +1,6 @@
 """Data movement for shape ops: flat copies, and strided gathers and scatters that serve
 transpose, slicing and broadcasting alike. Strides and offsets count elements, not bytes."""
+
 from numba import prange
 
 from firefly.kernels._jit import inline_helper, kernel, memory_bound

@@ -15,6 +15,7 @@ Numba caches a kernel by its own source file only: after editing this module, de
 firefly/kernels/__pycache__ (and NUMBA_CACHE_DIR) so that the kernels which inline these
 functions recompile.
 """
+
 import functools
 import math
 
@@ -25,6 +26,7 @@ from numba.extending import intrinsic, overload
 
 from firefly.kernels._jit import inline_helper
 
+
 def _by_float_type(f32_impl, f64_impl):
     """A function that Numba compiles as ``f32_impl`` or ``f64_impl``.
 
@@ -32,6 +34,7 @@ def _by_float_type(f32_impl, f64_impl):
     ``f32_impl``; 64-bit ones select ``f64_impl``. Both implementations take the same arguments.
     Calling the result from Python raises; it exists for kernels only.
     """
+
     def dispatch(*args):
         raise TypeError(f"{f32_impl.__name__.removesuffix('_f32')} runs inside Numba kernels only")
 
@@ -67,18 +70,39 @@ _LOG2E_F32 = np.float32(1.4426950408889634)
 # Cody-Waite split of ln 2 (Cephes expf.c): LN2_HI has few mantissa bits, so k * LN2_HI is exact.
 _LN2_HI_F32, _LN2_LO_F32 = np.float32(0.693359375), np.float32(-2.12194440e-4)
 # Cephes expf.c minimax polynomial: exp(r) = 1 + r + r**2 * P(r) for |r| <= ln2 / 2.
-_EXP_P_F32 = tuple(np.float32(c) for c in (
-    1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1,
-    5.0000001201e-1))
+_EXP_P_F32 = tuple(
+    np.float32(c)
+    for c in (
+        1.9875691500e-4,
+        1.3981999507e-3,
+        8.3334519073e-3,
+        4.1665795894e-2,
+        1.6666665459e-1,
+        5.0000001201e-1,
+    )
+)
 
 _MIN_NORMAL_F32 = np.float32(np.finfo(np.float32).tiny)
-_SUBNORMAL_SCALE_LOG2_F32 = np.float32(25.0)  # 2**25 lifts every float32 subnormal to a normal number
-_SUBNORMAL_SCALE_F32 = np.float32(2.0 ** 25)
+_SUBNORMAL_SCALE_LOG2_F32 = np.float32(
+    25.0
+)  # 2**25 lifts every float32 subnormal to a normal number
+_SUBNORMAL_SCALE_F32 = np.float32(2.0**25)
 _SQRT2_F32 = np.float32(math.sqrt(2.0))
 # Cephes logf.c minimax polynomial: log(1 + f) = f - f**2 / 2 + f**3 * P(f), sqrt(1/2) <= 1 + f < sqrt(2).
-_LOG_P_F32 = tuple(np.float32(c) for c in (
-    7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
-    -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1))
+_LOG_P_F32 = tuple(
+    np.float32(c)
+    for c in (
+        7.0376836292e-2,
+        -1.1514610310e-1,
+        1.1676998740e-1,
+        -1.2420140846e-1,
+        1.4249322787e-1,
+        -1.6668057665e-1,
+        2.0000714765e-1,
+        -2.4999993993e-1,
+        3.3333331174e-1,
+    )
+)
 
 
 def _expm1_reduced_f32(r):
@@ -119,16 +143,29 @@ _LN2_HI_F64, _LN2_LO_F64 = np.float64(6.93145751953125e-1), np.float64(1.4286068
 _EXP_TAYLOR_F64 = tuple(np.float64(1.0 / math.factorial(n)) for n in range(2, 14))
 
 _MIN_NORMAL_F64 = np.float64(np.finfo(np.float64).tiny)
-_SUBNORMAL_SCALE_LOG2_F64 = np.float64(54.0)  # 2**54 lifts every float64 subnormal to a normal number
-_SUBNORMAL_SCALE_F64 = np.float64(2.0 ** 54)
+_SUBNORMAL_SCALE_LOG2_F64 = np.float64(
+    54.0
+)  # 2**54 lifts every float64 subnormal to a normal number
+_SUBNORMAL_SCALE_F64 = np.float64(2.0**54)
 _SQRT2_F64 = np.float64(math.sqrt(2.0))
 # fdlibm e_log.c: log(1 + f) = 2s + s * R(s**2) with s = f / (2 + f), R a minimax polynomial,
 # and ln 2 split so that e * LN2_HI is exact for every exponent e.
-_LOG_LG_F64 = tuple(np.float64(c) for c in (
-    6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
-    2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
-    1.479819860511658591e-01))
-_FDLIBM_LN2_HI_F64, _FDLIBM_LN2_LO_F64 = np.float64(6.93147180369123816490e-01), np.float64(1.90821492927058770002e-10)
+_LOG_LG_F64 = tuple(
+    np.float64(c)
+    for c in (
+        6.666666666666735130e-01,
+        3.999999999940941908e-01,
+        2.857142874366239149e-01,
+        2.222219843214978396e-01,
+        1.818357216161805012e-01,
+        1.531383769920937332e-01,
+        1.479819860511658591e-01,
+    )
+)
+_FDLIBM_LN2_HI_F64, _FDLIBM_LN2_LO_F64 = (
+    np.float64(6.93147180369123816490e-01),
+    np.float64(1.90821492927058770002e-10),
+)
 
 
 def _expm1_reduced_f64(r):
@@ -140,8 +177,11 @@ def _expm1_reduced_f64(r):
     c2, c3, c4, c5, c6, c7, c8, c9, c10, c11, c12, c13 = _EXP_TAYLOR_F64
     r2 = r * r
     r4 = r2 * r2
-    p = (((c2 + c3 * r) + (c4 + c5 * r) * r2) + ((c6 + c7 * r) + (c8 + c9 * r) * r2) * r4
-         + ((c10 + c11 * r) + (c12 + c13 * r) * r2) * (r4 * r4))
+    p = (
+        ((c2 + c3 * r) + (c4 + c5 * r) * r2)
+        + ((c6 + c7 * r) + (c8 + c9 * r) * r2) * r4
+        + ((c10 + c11 * r) + (c12 + c13 * r) * r2) * (r4 * r4)
+    )
     return p * r2 + r
 
 
@@ -166,12 +206,38 @@ def log_from_parts_f64(v, m, e):
 # The constants each precision's range reduction and bit handling use, in the order the
 # generic functions below unpack them; _constants(x) picks by x's width (a float, or the
 # integer holding a float's bits).
-_F32_CONSTANTS = (_F32_ONE, _F32_HALF, _EXP_MIN_F32, _EXP_MAX_F32, _LOG2E_F32, _LN2_HI_F32, _LN2_LO_F32,
-                  _F32_EXPONENT_BIAS, _F32_MANTISSA_BITS, _I32_0xFF, _F32_MANTISSA_MASK, _F32_ONE_BITS,
-                  _MIN_NORMAL_F32, _SUBNORMAL_SCALE_F32)
-_F64_CONSTANTS = (_F64_ONE, _F64_HALF, _EXP_MIN_F64, _EXP_MAX_F64, _LOG2E_F64, _LN2_HI_F64, _LN2_LO_F64,
-                  _F64_EXPONENT_BIAS, _F64_MANTISSA_BITS, _I64_0x7FF, _F64_MANTISSA_MASK, _F64_ONE_BITS,
-                  _MIN_NORMAL_F64, _SUBNORMAL_SCALE_F64)
+_F32_CONSTANTS = (
+    _F32_ONE,
+    _F32_HALF,
+    _EXP_MIN_F32,
+    _EXP_MAX_F32,
+    _LOG2E_F32,
+    _LN2_HI_F32,
+    _LN2_LO_F32,
+    _F32_EXPONENT_BIAS,
+    _F32_MANTISSA_BITS,
+    _I32_0xFF,
+    _F32_MANTISSA_MASK,
+    _F32_ONE_BITS,
+    _MIN_NORMAL_F32,
+    _SUBNORMAL_SCALE_F32,
+)
+_F64_CONSTANTS = (
+    _F64_ONE,
+    _F64_HALF,
+    _EXP_MIN_F64,
+    _EXP_MAX_F64,
+    _LOG2E_F64,
+    _LN2_HI_F64,
+    _LN2_LO_F64,
+    _F64_EXPONENT_BIAS,
+    _F64_MANTISSA_BITS,
+    _I64_0x7FF,
+    _F64_MANTISSA_MASK,
+    _F64_ONE_BITS,
+    _MIN_NORMAL_F64,
+    _SUBNORMAL_SCALE_F64,
+)
 
 
 def _constants_f32(x):
@@ -229,7 +295,9 @@ def like(typingctx, value, reference):
     A Python float literal is a float64 in Numba, so ``0.5 * x`` computes a float32 x in float64
     at half the vector width; ``like(0.5, x) * x`` stays in float32.
     """
-    if not isinstance(value, (types.Number, types.Boolean)) or not isinstance(reference, types.Number):
+    if not isinstance(value, (types.Number, types.Boolean)) or not isinstance(
+        reference, types.Number
+    ):
         return None
 
     def codegen(context, builder, signature, args):
@@ -303,6 +371,7 @@ def log_split_bits(bits):
     exponent_bias, mantissa_bits, exponent_mask, mantissa_mask, one_bits = _constants(bits)[7:12]
     e = ((bits >> mantissa_bits) & exponent_mask) - exponent_bias
     return e, (bits & mantissa_mask) | one_bits
+
 
 # Above |x| = 20, tanh(x) rounds to +-1 in float64 (and float32), and exp(2|x|) stays finite.
 TANH_SATURATION = 20.0

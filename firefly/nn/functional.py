@@ -5,17 +5,44 @@ Layouts follow torch: ``conv2d`` weights are (out_channels, in_channels/groups, 
 ``linear`` takes torch's (out_features, in_features) weight (the ``firefly.nn.Linear`` module
 keeps the seed's (in_features, out_features) layout and calls the ``linear`` op directly).
 """
+
 import numpy as np
 
 from firefly import ops
 from firefly.tensor import Tensor
 
 __all__ = [
-    "linear", "conv1d", "conv2d", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "batch_norm",
-    "layer_norm", "group_norm", "dropout", "embedding", "relu", "sigmoid", "tanh", "gelu", "leaky_relu", "elu",
-    "silu", "softplus", "hardtanh", "logsigmoid", "softmax",
-    "log_softmax", "cross_entropy", "nll_loss", "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss",
-    "binary_cross_entropy", "binary_cross_entropy_with_logits",
+    "linear",
+    "conv1d",
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "adaptive_avg_pool2d",
+    "batch_norm",
+    "layer_norm",
+    "group_norm",
+    "dropout",
+    "embedding",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "gelu",
+    "leaky_relu",
+    "elu",
+    "silu",
+    "softplus",
+    "hardtanh",
+    "logsigmoid",
+    "softmax",
+    "log_softmax",
+    "cross_entropy",
+    "nll_loss",
+    "mse_loss",
+    "l1_loss",
+    "smooth_l1_loss",
+    "huber_loss",
+    "binary_cross_entropy",
+    "binary_cross_entropy_with_logits",
 ]
 
 
@@ -51,36 +78,86 @@ def linear(input, weight, bias=None):
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if bias is None:
         bias = _constant(input, 0.0, np.shape(weight)[0])
-    return ops.apply("conv2d", input, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                     groups=groups)
+    return ops.apply(
+        "conv2d",
+        input,
+        weight,
+        bias,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+    )
 
 
 def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if bias is None:
         bias = _constant(input, 0.0, np.shape(weight)[0])
-    return ops.apply("conv1d", input, weight, bias, stride=stride, padding=padding, dilation=dilation,
-                     groups=groups)
+    return ops.apply(
+        "conv1d",
+        input,
+        weight,
+        bias,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+    )
 
 
-def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+def max_pool2d(
+    input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
+):
     if return_indices:
         raise NotImplementedError("max_pool2d: return_indices=True is not supported by firefly")
-    return ops.apply("max_pool2d", input, kernel_size=kernel_size, stride=stride, padding=padding,
-                     dilation=dilation, ceil_mode=ceil_mode)
+    return ops.apply(
+        "max_pool2d",
+        input,
+        kernel_size=kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        ceil_mode=ceil_mode,
+    )
 
 
-def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None):
-    return ops.apply("avg_pool2d", input, kernel_size=kernel_size, stride=stride, padding=padding,
-                     ceil_mode=ceil_mode, count_include_pad=count_include_pad, divisor_override=divisor_override)
+def avg_pool2d(
+    input,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+):
+    return ops.apply(
+        "avg_pool2d",
+        input,
+        kernel_size=kernel_size,
+        stride=stride,
+        padding=padding,
+        ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad,
+        divisor_override=divisor_override,
+    )
 
 
 def adaptive_avg_pool2d(input, output_size):
     return ops.apply("adaptive_avg_pool2d", input, output_size=output_size)
 
 
-def batch_norm(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5,
-               *, num_batches_tracked=None):
+def batch_norm(
+    input,
+    running_mean,
+    running_var,
+    weight=None,
+    bias=None,
+    training=False,
+    momentum=0.1,
+    eps=1e-5,
+    *,
+    num_batches_tracked=None,
+):
     """Normalize per channel (dimension 1). ``running_mean``/``running_var`` (Tensors or arrays,
     or None) are updated in place when ``training``. Beyond torch: ``num_batches_tracked`` (a
     BatchNorm layer's int64 counter) is advanced by each update, and ``momentum=None`` then
@@ -88,13 +165,26 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     channels = _channels("batch_norm", input, 1)
     weight = _constant(input, 1.0, channels) if weight is None else weight
     bias = _constant(input, 0.0, channels) if bias is None else bias
-    return ops.apply("batch_norm", input, weight, bias, running_mean=_array(running_mean),
-                     running_var=_array(running_var), training=training, momentum=momentum, eps=eps,
-                     num_batches_tracked=_array(num_batches_tracked))
+    return ops.apply(
+        "batch_norm",
+        input,
+        weight,
+        bias,
+        running_mean=_array(running_mean),
+        running_var=_array(running_var),
+        training=training,
+        momentum=momentum,
+        eps=eps,
+        num_batches_tracked=_array(num_batches_tracked),
+    )
 
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
-    shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
+    shape = (
+        (normalized_shape,)
+        if isinstance(normalized_shape, (int, np.integer))
+        else tuple(normalized_shape)
+    )
     weight = _constant(input, 1.0, shape) if weight is None else weight
     bias = _constant(input, 0.0, shape) if bias is None else bias
     return ops.apply("layer_norm", input, weight, bias, normalized_shape=shape, eps=eps)
@@ -171,9 +261,18 @@ def log_softmax(input, dim=None):
     return ops.apply("log_softmax", input, axis=-1 if dim is None else dim)
 
 
-def cross_entropy(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
-    return ops.apply("cross_entropy", input, target=_array(target), weight=_array(weight),
-                     ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing)
+def cross_entropy(
+    input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0
+):
+    return ops.apply(
+        "cross_entropy",
+        input,
+        target=_array(target),
+        weight=_array(weight),
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+    )
 
 
 def mse_loss(input, target, reduction="mean"):
@@ -184,8 +283,14 @@ def mse_loss(input, target, reduction="mean"):
 
 
 def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
-    return ops.apply("nll_loss", input, target=_array(target), weight=_array(weight), ignore_index=ignore_index,
-                     reduction=reduction)
+    return ops.apply(
+        "nll_loss",
+        input,
+        target=_array(target),
+        weight=_array(weight),
+        ignore_index=ignore_index,
+        reduction=reduction,
+    )
 
 
 def l1_loss(input, target, reduction="mean"):
@@ -201,9 +306,17 @@ def huber_loss(input, target, reduction="mean", delta=1.0):
 
 
 def binary_cross_entropy(input, target, weight=None, reduction="mean"):
-    return ops.apply("binary_cross_entropy", input, target, weight=_array(weight), reduction=reduction)
+    return ops.apply(
+        "binary_cross_entropy", input, target, weight=_array(weight), reduction=reduction
+    )
 
 
 def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
-    return ops.apply("binary_cross_entropy_with_logits", input, target, weight=_array(weight),
-                     pos_weight=_array(pos_weight), reduction=reduction)
+    return ops.apply(
+        "binary_cross_entropy_with_logits",
+        input,
+        target,
+        weight=_array(weight),
+        pos_weight=_array(pos_weight),
+        reduction=reduction,
+    )

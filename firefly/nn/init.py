@@ -6,6 +6,7 @@ Fans follow torch's convention for a weight of shape (out, in, *kernel): fan_in 
 size, fan_out = out * kernel size. ``firefly.nn.Linear`` stores its weight as (in_features,
 out_features), the transpose of torch's, so for it torch's fan_in is ``mode="fan_out"`` here.
 """
+
 import math
 import numbers
 
@@ -15,15 +16,26 @@ from firefly import random
 from firefly.tensor import Tensor
 
 __all__ = [
-    "calculate_gain", "uniform_", "normal_", "constant_", "zeros_", "ones_", "xavier_uniform_",
-    "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "trunc_normal_",
+    "calculate_gain",
+    "uniform_",
+    "normal_",
+    "constant_",
+    "zeros_",
+    "ones_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "trunc_normal_",
 ]
 
 
 def _storage(tensor, name):
     leaf = getattr(tensor, "tensor", tensor)  # a Parameter's leaf (the Parameter itself later)
     if not isinstance(leaf, Tensor):
-        raise TypeError(f"init.{name}: expected a Parameter or a Tensor, got {type(tensor).__name__}")
+        raise TypeError(
+            f"init.{name}: expected a Parameter or a Tensor, got {type(tensor).__name__}"
+        )
     if leaf.dtype.kind != "f":
         raise TypeError(f"init.{name}: only float tensors can be initialized, got {leaf.dtype}")
     return leaf.numpy()
@@ -36,8 +48,16 @@ def _fill(tensor, name, values):
 
 def calculate_gain(nonlinearity, param=None):
     """torch's recommended gain for ``nonlinearity``."""
-    linear = ("linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
-              "conv_transpose3d", "sigmoid")
+    linear = (
+        "linear",
+        "conv1d",
+        "conv2d",
+        "conv3d",
+        "conv_transpose1d",
+        "conv_transpose2d",
+        "conv_transpose3d",
+        "sigmoid",
+    )
     if nonlinearity in linear:
         return 1.0
     if nonlinearity == "tanh":
@@ -48,7 +68,7 @@ def calculate_gain(nonlinearity, param=None):
         slope = 0.01 if param is None else param
         if isinstance(slope, bool) or not isinstance(slope, numbers.Real):
             raise ValueError(f"calculate_gain: negative_slope {slope!r} is not a number")
-        return math.sqrt(2.0 / (1 + slope ** 2))
+        return math.sqrt(2.0 / (1 + slope**2))
     if nonlinearity == "selu":
         return 3.0 / 4
     raise ValueError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
@@ -56,7 +76,9 @@ def calculate_gain(nonlinearity, param=None):
 
 def _fans(shape, name):
     if len(shape) < 2:
-        raise ValueError(f"init.{name}: fan in and fan out need at least 2 dimensions, got shape {shape}")
+        raise ValueError(
+            f"init.{name}: fan in and fan out need at least 2 dimensions, got shape {shape}"
+        )
     receptive = math.prod(shape[2:])
     return shape[1] * receptive, shape[0] * receptive
 

@@ -1,5 +1,6 @@
 """Loss modules with PyTorch's ``reduction`` argument: ``MSELoss``, ``CrossEntropyLoss``,
 ``NLLLoss``, ``L1Loss``, ``SmoothL1Loss``, ``HuberLoss``, ``BCELoss`` and ``BCEWithLogitsLoss``."""
+
 import numpy as np
 
 from firefly import ops
@@ -50,9 +51,15 @@ class CrossEntropyLoss(_Loss):
         self.label_smoothing = label_smoothing
 
     def forward(self, input, target):
-        return ops.apply("cross_entropy", input, target=_target_array(target), weight=self.weight,
-                         ignore_index=self.ignore_index, reduction=self.reduction,
-                         label_smoothing=self.label_smoothing)
+        return ops.apply(
+            "cross_entropy",
+            input,
+            target=_target_array(target),
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+            label_smoothing=self.label_smoothing,
+        )
 
 
 def _target_array(target):
@@ -80,8 +87,14 @@ class NLLLoss(_Loss):
         self.weight, self.ignore_index = _weight_array("NLLLoss", weight), ignore_index
 
     def forward(self, input, target):
-        return ops.apply("nll_loss", input, target=_target_array(target), weight=self.weight,
-                         ignore_index=self.ignore_index, reduction=self.reduction)
+        return ops.apply(
+            "nll_loss",
+            input,
+            target=_target_array(target),
+            weight=self.weight,
+            ignore_index=self.ignore_index,
+            reduction=self.reduction,
+        )
 
 
 class L1Loss(_Loss):
@@ -121,7 +134,9 @@ class BCELoss(_Loss):
         self.weight = _weight_array("BCELoss", weight)
 
     def forward(self, input, target):
-        return ops.apply("binary_cross_entropy", input, target, reduction=self.reduction, weight=self.weight)
+        return ops.apply(
+            "binary_cross_entropy", input, target, reduction=self.reduction, weight=self.weight
+        )
 
 
 class BCEWithLogitsLoss(_Loss):
@@ -134,5 +149,11 @@ class BCEWithLogitsLoss(_Loss):
         self.pos_weight = _weight_array("BCEWithLogitsLoss", pos_weight)
 
     def forward(self, input, target):
-        return ops.apply("binary_cross_entropy_with_logits", input, target, reduction=self.reduction,
-                         weight=self.weight, pos_weight=self.pos_weight)
+        return ops.apply(
+            "binary_cross_entropy_with_logits",
+            input,
+            target,
+            reduction=self.reduction,
+            weight=self.weight,
+            pos_weight=self.pos_weight,
+        )

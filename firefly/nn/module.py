@@ -1,5 +1,6 @@
 """Module: the base class of layers and models. Attribute assignment registers Parameters,
 sub-Modules and lists of them, in the order they are assigned."""
+
 from collections import namedtuple
 
 import numpy as np
@@ -81,13 +82,19 @@ class Module:
         ``state_dict()`` and restored by ``load_state_dict()``. It never requires grad.
         """
         if "_buffers" not in self.__dict__:
-            raise AttributeError("cannot register a buffer before Module.__init__() runs; call super().__init__() first")
+            raise AttributeError(
+                "cannot register a buffer before Module.__init__() runs; call super().__init__() first"
+            )
         if not isinstance(name, str):
             raise TypeError(f"register_buffer: the name must be a str, got {type(name).__name__}")
         if not name or "." in name:
-            raise KeyError(f"register_buffer: the name must be non-empty and contain no '.', got {name!r}")
+            raise KeyError(
+                f"register_buffer: the name must be non-empty and contain no '.', got {name!r}"
+            )
         if name not in self._buffers and (name in self.__dict__ or hasattr(type(self), name)):
-            raise KeyError(f"register_buffer: attribute '{name}' already exists on {type(self).__name__}")
+            raise KeyError(
+                f"register_buffer: attribute '{name}' already exists on {type(self).__name__}"
+            )
         if tensor is not None and (not isinstance(tensor, Tensor) or isinstance(tensor, Parameter)):
             raise TypeError(
                 f"register_buffer: '{name}' must be a Tensor or None, got {type(tensor).__name__} "
@@ -247,15 +254,21 @@ class Module:
             else:
                 dtype = arg
         if device is not None and str(device) != "cpu":
-            raise ValueError(f"{type(self).__name__}.to: firefly runs on the CPU only, got device {device!r}")
+            raise ValueError(
+                f"{type(self).__name__}.to: firefly runs on the CPU only, got device {device!r}"
+            )
         if dtype is None:
             return self
         try:
             dtype = np.dtype(dtype)
         except TypeError:
-            raise TypeError(f"{type(self).__name__}.to: {dtype!r} is not a dtype; use float32 or float64") from None
+            raise TypeError(
+                f"{type(self).__name__}.to: {dtype!r} is not a dtype; use float32 or float64"
+            ) from None
         if dtype not in FLOAT_DTYPES:
-            raise TypeError(f"{type(self).__name__}.to: modules convert to float32 or float64, got {dtype}")
+            raise TypeError(
+                f"{type(self).__name__}.to: modules convert to float32 or float64, got {dtype}"
+            )
         for param in self.parameters():
             leaf = param.tensor
             if leaf.dtype != dtype:
@@ -289,7 +302,9 @@ class Module:
         unexpected keys raise too; otherwise they are returned as ``(missing_keys, unexpected_keys)``.
         """
         if not hasattr(state_dict, "keys"):
-            raise TypeError(f"load_state_dict: expected a dict of arrays, got {type(state_dict).__name__}")
+            raise TypeError(
+                f"load_state_dict: expected a dict of arrays, got {type(state_dict).__name__}"
+            )
         params = dict(self._named_state())
         missing = [k for k in params if k not in state_dict]
         unexpected = [k for k in state_dict if k not in params]

@@ -1,5 +1,6 @@
 """Parameter: a leaf Tensor owned by a Module, which keeps its identity (and storage) while its
 value changes."""
+
 import numpy as np
 
 from firefly import autograd
@@ -45,11 +46,15 @@ class Parameter(Tensor):
             try:
                 array = np.zeros(tuple(shape), dtype=dtype or np.float32)
             except (TypeError, ValueError) as exc:
-                raise ValueError(f"Parameter: shape must be a tuple of non-negative ints, got {shape!r} ({exc})") from None
+                raise ValueError(
+                    f"Parameter: shape must be a tuple of non-negative ints, got {shape!r} ({exc})"
+                ) from None
         else:
             array = np.array(as_array(data, dtype), copy=True)
             _float_dtype(array.dtype)
-        super().__init__(array, requires_grad=bool(trainable if requires_grad is None else requires_grad))
+        super().__init__(
+            array, requires_grad=bool(trainable if requires_grad is None else requires_grad)
+        )
 
     @property
     def tensor(self):
@@ -77,7 +82,9 @@ class Parameter(Tensor):
                 f"shape {self.shape}; reshape it first"
             )
         if new.dtype.kind not in "fiub":
-            raise TypeError(f"Parameter.update: the new value must hold numbers, got dtype {new.dtype}")
+            raise TypeError(
+                f"Parameter.update: the new value must hold numbers, got dtype {new.dtype}"
+            )
         np.copyto(self._data, new, casting="unsafe")
         autograd.mark_modified(self._data)
 

@@ -4,15 +4,33 @@
 elementwise op is scalar math on ``UnaryOp`` or ``BinaryOp``; any other op subclasses ``Op``
 (see docs/writing-an-op.md).
 """
+
+from firefly.ops import (  # noqa: F401  (registers built-ins)
+    activation,
+    binary,
+    classification_loss,
+    conv,
+    dropout,
+    elementwise,
+    embedding,
+    linalg,
+    loss,
+    norm,
+    pointwise_loss,
+    pool,
+    reduce,
+    select,
+    shape,
+    softmax,
+)  # noqa: F401  (registers built-ins)
 from firefly.ops.base import Context, Op, declared_kernels
-from firefly.ops.registry import get, names, origin, register, unregister
-from firefly.ops.plugins import load_plugins
 from firefly.ops.families import BinaryOp, UnaryOp
-from firefly.ops import elementwise, binary, reduce, softmax, linalg, shape, loss, select  # noqa: F401  (registers built-ins)
-from firefly.ops import conv, pool, norm, dropout, embedding, pointwise_loss, classification_loss, activation  # noqa: F401  (registers built-ins)
+from firefly.ops.plugins import load_plugins
+from firefly.ops.registry import get, names, origin, register, unregister
 
-
-_engine_apply = None  # firefly.autograd.apply, bound by firefly.autograd (which imports this package)
+_engine_apply = (
+    None  # firefly.autograd.apply, bound by firefly.autograd (which imports this package)
+)
 
 
 def bind_engine(engine_apply):
@@ -26,5 +44,17 @@ def apply(name, *tensors, **attrs):
     return _engine_apply(get(name), *tensors, **attrs)
 
 
-__all__ = ["Op", "Context", "UnaryOp", "BinaryOp", "declared_kernels", "register", "get", "names", "origin",
-           "unregister", "apply", "load_plugins"]
+__all__ = [
+    "Op",
+    "Context",
+    "UnaryOp",
+    "BinaryOp",
+    "declared_kernels",
+    "register",
+    "get",
+    "names",
+    "origin",
+    "unregister",
+    "apply",
+    "load_plugins",
+]

@@ -5,6 +5,7 @@ their kernels). The ops with attributes are written in full over ``firefly.kerne
 ``gelu`` (``approximate="none"`` or ``"tanh"``), ``leaky_relu`` (``negative_slope``), ``elu``
 (``alpha``), ``softplus`` (``beta``, ``threshold``) and ``hardtanh`` (``min_val``, ``max_val``).
 """
+
 import numbers
 
 import numpy as np
@@ -149,7 +150,10 @@ class Hardtanh(_Activation):
 
     @staticmethod
     def parameters(min_val=-1.0, max_val=1.0):
-        min_val, max_val = _number("hardtanh", "min_val", min_val), _number("hardtanh", "max_val", max_val)
+        min_val, max_val = (
+            _number("hardtanh", "min_val", min_val),
+            _number("hardtanh", "max_val", max_val),
+        )
         if not min_val < max_val:
             raise ValueError(f"hardtanh: min_val ({min_val}) must be below max_val ({max_val})")
         return min_val, max_val

@@ -1,4 +1,5 @@
 """The contract every op follows, built-in or plugin: ``Op`` and the ``Context`` it saves into."""
+
 import numpy as np
 
 

@@ -1,4 +1,5 @@
 """Binary elementwise ops with NumPy broadcasting, as scalar math on ``BinaryOp``."""
+
 import numpy as np
 
 from firefly.kernels.reduce import sum_forward
@@ -71,7 +72,7 @@ class Pow(BinaryOp):
     forward_cost = backward_cost = "transcendental"
 
     def scalar_forward(a, b):
-        return a ** b
+        return a**b
 
     def scalar_backward(grad, a, b, out):
         da = grad * b * a ** (b - 1.0) if b != 0.0 else 0.0 * grad

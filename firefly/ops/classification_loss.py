@@ -6,6 +6,7 @@ log_probs (C,), (N, C) or (N, C, d1, ...), targets (), (N,) or (N, d1, ...) of c
 (an attribute: integers get no gradient). The weighted mean divides by the summed weights of
 the samples that count, as torch.
 """
+
 import numpy as np
 
 from firefly.kernels import classification_loss as K
@@ -21,20 +22,31 @@ def class_layout(ctx, x, target, weight, ignore_index):
         raise ctx.error("the input needs a class dimension: (C,), (N, C) or (N, C, d1, ...)", x)
     target = np.asarray(getattr(target, "_data", target))
     if target.dtype.kind not in "iu":
-        raise ctx.error(f"target must hold integer class indices, got dtype {target.dtype}; convert the labels "
-                        "with .astype(np.int64)", x, target, kind=TypeError)
+        raise ctx.error(
+            f"target must hold integer class indices, got dtype {target.dtype}; convert the labels "
+            "with .astype(np.int64)",
+            x,
+            target,
+            kind=TypeError,
+        )
     expected = () if x.ndim == 1 else (x.shape[0],) + x.shape[2:]
     if target.shape != expected:
         what = "logits" if ctx.op.name == "cross_entropy" else "an input"
-        raise ctx.error(f"target must have shape {expected} for {what} of shape {x.shape}", x, target)
+        raise ctx.error(
+            f"target must have shape {expected} for {what} of shape {x.shape}", x, target
+        )
     classes = x.shape[0] if x.ndim == 1 else x.shape[1]
     if isinstance(ignore_index, bool) or not isinstance(ignore_index, (int, np.integer)):
         raise TypeError(f"{ctx.op.name}: ignore_index must be an int, got {ignore_index!r}")
     counted = target[target != ignore_index]
     if counted.size and (counted.min() < 0 or counted.max() >= classes):
         bad = int(counted.min()) if counted.min() < 0 else int(counted.max())
-        raise ctx.error(f"class index {bad} is out of range: labels must be in [0, {classes - 1}] "
-                        f"(or ignore_index={ignore_index})", x, target)
+        raise ctx.error(
+            f"class index {bad} is out of range: labels must be in [0, {classes - 1}] "
+            f"(or ignore_index={ignore_index})",
+            x,
+            target,
+        )
     if weight is None:
         weight = np.ones(classes, dtype=x.dtype)
     else:
@@ -67,13 +79,18 @@ class NLLLoss(Op):
             return losses.reshape(target_shape)
         if reduction == "sum":
             return np.array(total, dtype=x.dtype)
-        return np.array(total / weights if weights else np.nan, dtype=x.dtype)  # torch: NaN when nothing counts
+        return np.array(
+            total / weights if weights else np.nan, dtype=x.dtype
+        )  # torch: NaN when nothing counts
 
     @staticmethod
     def backward(ctx, grad):
         target2, weight = ctx.saved_tensors
         outer = target2.shape[0]
-        dx = np.empty((outer, ctx.x_shape[0 if len(ctx.x_shape) == 1 else 1], target2.shape[1]), dtype=grad.dtype)
+        dx = np.empty(
+            (outer, ctx.x_shape[0 if len(ctx.x_shape) == 1 else 1], target2.shape[1]),
+            dtype=grad.dtype,
+        )
         per_sample = ctx.reduction == "none"
         g2 = grad.reshape(target2.shape) if per_sample else grad.reshape(1, 1)
         ctx.op.backward_kernel(g2, per_sample, ctx.scale, target2, weight, ctx.ignore_index, dx)
@@ -113,13 +130,22 @@ class CrossEntropy(Op):
     forward_kernel, backward_kernel = K.cross_entropy_forward, K.cross_entropy_backward
 
     @staticmethod
-    def forward(ctx, x, target=None, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    def forward(
+        ctx, x, target=None, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0
+    ):
         check_reduction("cross_entropy", reduction)
         if target is None:
-            raise TypeError("cross_entropy: missing target=, the class index (or probabilities) of each sample")
-        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or \
-                not 0.0 <= label_smoothing <= 1.0:
-            raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing!r}")
+            raise TypeError(
+                "cross_entropy: missing target=, the class index (or probabilities) of each sample"
+            )
+        if (
+            isinstance(label_smoothing, bool)
+            or not isinstance(label_smoothing, (int, float))
+            or not 0.0 <= label_smoothing <= 1.0
+        ):
+            raise ValueError(
+                f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing!r}"
+            )
         target = np.asarray(getattr(target, "_data", target))
         prob_targets = target.dtype.kind == "f"
         index_shape = () if x.ndim <= 1 else (x.shape[0],) + x.shape[2:]
@@ -127,13 +153,23 @@ class CrossEntropy(Op):
             raise ctx.error(
                 f"target must hold integer class indices, got dtype {target.dtype} (probability targets would "
                 "have the logits' shape); convert the labels with .astype(np.int64) (or Tensor(labels, "
-                "dtype=np.int64))", x, target, kind=TypeError)
+                "dtype=np.int64))",
+                x,
+                target,
+                kind=TypeError,
+            )
         if prob_targets:
             if target.shape != x.shape:
-                raise ctx.error("probability targets (a float target) must have the logits' shape", x, target)
+                raise ctx.error(
+                    "probability targets (a float target) must have the logits' shape", x, target
+                )
             if ignore_index != -100:
-                raise ValueError("cross_entropy: ignore_index is not supported with probability targets")
-            x3, _, weight, target_shape = class_layout(ctx, x, np.zeros(index_shape, dtype=np.int64), weight, -100)
+                raise ValueError(
+                    "cross_entropy: ignore_index is not supported with probability targets"
+                )
+            x3, _, weight, target_shape = class_layout(
+                ctx, x, np.zeros(index_shape, dtype=np.int64), weight, -100
+            )
             probs = np.ascontiguousarray(target, dtype=x.dtype).reshape(x3.shape)
             indices = np.zeros((1, 1), dtype=np.int64)
         else:
@@ -141,8 +177,18 @@ class CrossEntropy(Op):
             probs = np.zeros((1, 1, 1), dtype=x.dtype)
         losses = np.empty((x3.shape[0], x3.shape[2]), dtype=x.dtype)
         shift, log_sum = np.empty_like(losses), np.empty_like(losses)
-        total, divisor = ctx.op.forward_kernel(x3, indices, probs, prob_targets, weight, int(ignore_index),
-                                               float(label_smoothing), losses, shift, log_sum)
+        total, divisor = ctx.op.forward_kernel(
+            x3,
+            indices,
+            probs,
+            prob_targets,
+            weight,
+            int(ignore_index),
+            float(label_smoothing),
+            losses,
+            shift,
+            log_sum,
+        )
         ctx.save_for_backward(x3, indices, probs, weight, shift, log_sum)
         ctx.attrs = (prob_targets, int(ignore_index), float(label_smoothing))
         ctx.x_shape, ctx.reduction = x.shape, reduction
@@ -151,7 +197,9 @@ class CrossEntropy(Op):
             return losses.reshape(target_shape)
         if reduction == "sum":
             return np.array(total, dtype=x.dtype)
-        return np.array(total / divisor if divisor else np.nan, dtype=x.dtype)  # NaN when nothing counts, as torch
+        return np.array(
+            total / divisor if divisor else np.nan, dtype=x.dtype
+        )  # NaN when nothing counts, as torch
 
     @staticmethod
     def backward(ctx, grad):
@@ -160,15 +208,30 @@ class CrossEntropy(Op):
         dx = np.empty_like(x3)
         per_sample = ctx.reduction == "none"
         g2 = grad.reshape(shift.shape) if per_sample else grad.reshape(1, 1)
-        ctx.op.backward_kernel(g2, per_sample, ctx.scale, x3, indices, probs, prob_targets, weight, ignore_index,
-                               smoothing, shift, log_sum, dx)
+        ctx.op.backward_kernel(
+            g2,
+            per_sample,
+            ctx.scale,
+            x3,
+            indices,
+            probs,
+            prob_targets,
+            weight,
+            ignore_index,
+            smoothing,
+            shift,
+            log_sum,
+            dx,
+        )
         return dx.reshape(ctx.x_shape)
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         shape = list(shape) or [3]
         class_axis = 0 if len(shape) == 1 else 1
-        shape[class_axis] = max(shape[class_axis], 2)  # at least two classes, so softmax is not constant
+        shape[class_axis] = max(
+            shape[class_axis], 2
+        )  # at least two classes, so softmax is not constant
         x = rng.uniform(-3.0, 3.0, size=shape).astype(dtype)
         target_shape = () if len(shape) == 1 else (shape[0],) + tuple(shape[2:])
         attrs = {"reduction": REDUCTIONS[int(rng.integers(0, 3))]}

@@ -6,6 +6,7 @@ an input (``firefly.nn.functional.conv2d`` passes zeros when there is none); str
 and dilation are ints or pairs, and padding may also be ``"same"`` or ``"valid"``. An input
 without the batch dimension, (C, H, W), gives an output without it, as in torch.
 """
+
 import numpy as np
 
 from firefly.kernels import conv as K
@@ -17,8 +18,11 @@ from firefly.ops.scratch import POOL
 def pair(op_name, arg, value, minimum, size=2):
     """``value`` (an int or a sequence of ``size`` ints, each >= ``minimum``) as a tuple."""
     items = (value,) * size if isinstance(value, (int, np.integer)) else value
-    if not isinstance(items, (tuple, list)) or len(items) != size or any(
-            isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in items):
+    if (
+        not isinstance(items, (tuple, list))
+        or len(items) != size
+        or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in items)
+    ):
         raise TypeError(f"{op_name}: {arg} must be an int or a tuple of {size} ints, got {value!r}")
     if any(v < minimum for v in items):
         kind = "positive" if minimum == 1 else "non-negative"
@@ -36,7 +40,9 @@ def conv_padding(op_name, padding, kernel, dilation, stride, size=2):
                 raise ValueError(f"{op_name}: padding='same' needs stride 1, got stride {stride}")
             total = tuple(d * (k - 1) for d, k in zip(dilation, kernel))
             return tuple(t // 2 for t in total), total
-        raise ValueError(f"{op_name}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+        raise ValueError(
+            f"{op_name}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}"
+        )
     before = pair(op_name, "padding", padding, 0, size)
     return before, tuple(2 * p for p in before)
 
@@ -46,11 +52,21 @@ def conv_geometry(ctx, x, weight, bias, stride, padding, dilation, groups, spati
     dilation, output size), one entry per spatial dimension."""
     name = ctx.op.name
     if x.ndim not in (spatial + 1, spatial + 2):
-        raise ctx.error(f"input must be {spatial + 2}-D (N, C, {'L' if spatial == 1 else 'H, W'}) or "
-                        f"{spatial + 1}-D without the batch dimension", x, weight, bias)
+        raise ctx.error(
+            f"input must be {spatial + 2}-D (N, C, {'L' if spatial == 1 else 'H, W'}) or "
+            f"{spatial + 1}-D without the batch dimension",
+            x,
+            weight,
+            bias,
+        )
     if weight.ndim != spatial + 2:
-        raise ctx.error(f"weight must be {spatial + 2}-D (out_channels, in_channels/groups, "
-                        f"{'kL' if spatial == 1 else 'kH, kW'})", x, weight, bias)
+        raise ctx.error(
+            f"weight must be {spatial + 2}-D (out_channels, in_channels/groups, "
+            f"{'kL' if spatial == 1 else 'kH, kW'})",
+            x,
+            weight,
+            bias,
+        )
     if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
         raise ValueError(f"{name}: groups must be a positive int, got {groups!r}")
     stride = pair(name, "stride", stride, 1, spatial)
@@ -60,19 +76,30 @@ def conv_geometry(ctx, x, weight, bias, stride, padding, dilation, groups, spati
     channels = x.shape[-spatial - 1]
     out_channels = weight.shape[0]
     if channels != weight.shape[1] * groups:
-        raise ctx.error(f"the input has {channels} channels but weight expects in_channels/groups = "
-                        f"{weight.shape[1]} with groups={groups}, i.e. {weight.shape[1] * groups}", x, weight, bias)
+        raise ctx.error(
+            f"the input has {channels} channels but weight expects in_channels/groups = "
+            f"{weight.shape[1]} with groups={groups}, i.e. {weight.shape[1] * groups}",
+            x,
+            weight,
+            bias,
+        )
     if out_channels % groups:
-        raise ctx.error(f"out_channels {out_channels} is not divisible by groups={groups}", x, weight, bias)
+        raise ctx.error(
+            f"out_channels {out_channels} is not divisible by groups={groups}", x, weight, bias
+        )
     if bias.shape != (out_channels,):
         raise ctx.error(f"bias must have shape ({out_channels},)", x, weight, bias)
     out_size = []
     for size, k, d, s, t in zip(x.shape[-spatial:], kernel, dilation, stride, total):
         extent = d * (k - 1) + 1
         if k == 0 or extent > size + t:
-            raise ctx.error(f"the kernel (extent {extent} with dilation {d}) is larger than the padded "
-                            f"input ({size} + padding {t}); pad the input or use a smaller kernel",
-                            x, weight, bias)
+            raise ctx.error(
+                f"the kernel (extent {extent} with dilation {d}) is larger than the padded "
+                f"input ({size} + padding {t}); pad the input or use a smaller kernel",
+                x,
+                weight,
+                bias,
+            )
         out_size.append((size + t - extent) // s + 1)
     return stride, before, total, dilation, tuple(out_size)
 
@@ -108,7 +135,8 @@ class _ConvNd(Op):
     def forward(ctx, x, weight, bias, stride=1, padding=0, dilation=1, groups=1):
         spatial = ctx.op.spatial
         stride, before, total, dilation, out_size = conv_geometry(
-            ctx, x, weight, bias, stride, padding, dilation, groups, spatial)
+            ctx, x, weight, bias, stride, padding, dilation, groups, spatial
+        )
         unbatched = x.ndim == spatial + 1
         x4, w4 = x.reshape((1,) * unbatched + x.shape), weight
         if spatial == 1:  # a sequence is an image of height 1
@@ -135,15 +163,16 @@ class _ConvNd(Op):
             product = POOL.take((O // groups, columns), x.dtype)
             cols = POOL.lease((groups, Cg * KH * KW, columns), x.dtype)
         out = np.empty((N, O) + out_size, dtype=x.dtype)
-        ctx.op.forward_kernel[by_position](x4, w4, bias, *stride, *before, *dilation, *layout_args, planes, cols,
-                                           product, out)
+        ctx.op.forward_kernel[by_position](
+            x4, w4, bias, *stride, *before, *dilation, *layout_args, planes, cols, product, out
+        )
         ctx.save_for_backward(w4, cols)
         ctx.geometry = (stride, before, dilation, by_position, layout_args)
         ctx.plane_shape = planes.shape
         POOL.give(planes)
         POOL.give(product)
         ctx.shapes = (x.shape, weight.shape, x4.shape, out.shape)
-        out = out.reshape((N, O) + out_size[2 - spatial:])
+        out = out.reshape((N, O) + out_size[2 - spatial :])
         return out[0] if unbatched else out
 
     @staticmethod
@@ -165,12 +194,29 @@ class _ConvNd(Op):
             g2 = POOL.take((O, columns), grad.dtype)
             dcols = POOL.take((taps if need_dx else 0, columns), grad.dtype)
         planes = POOL.take(ctx.plane_shape if need_dx else (0,) * len(ctx.plane_shape), grad.dtype)
-        ctx.op.backward_kernel[by_position](grad.reshape(out4_shape), w4, cols, *stride, *before, *dilation,
-                                            *layout_args, need_dx, g2, dcols, planes, dweight, dbias, dx)
+        ctx.op.backward_kernel[by_position](
+            grad.reshape(out4_shape),
+            w4,
+            cols,
+            *stride,
+            *before,
+            *dilation,
+            *layout_args,
+            need_dx,
+            g2,
+            dcols,
+            planes,
+            dweight,
+            dbias,
+            dx,
+        )
         for scratch in (g2, dcols, planes):
             POOL.give(scratch)
-        return ((dx.reshape(x_shape) if need_dx else None), dweight.reshape(w_shape),
-                (dbias if ctx.needs_input_grad[2] else None))
+        return (
+            (dx.reshape(x_shape) if need_dx else None),
+            dweight.reshape(w_shape),
+            (dbias if ctx.needs_input_grad[2] else None),
+        )
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
@@ -181,12 +227,20 @@ class _ConvNd(Op):
         # least 2 wide), which on images this small take the position-major column layout; the
         # others take the taps-major one (see column_layout).
         long_runs = bool(rng.random() < 0.5)
-        channels, out_channels = groups * (8 if long_runs else min(dims[0], 2)), groups * min(dims[1], 2)
-        kernel = tuple(int(rng.integers(2 if long_runs and i == cls.spatial - 1 else 1, 4)) for i in range(cls.spatial))
+        channels, out_channels = (
+            groups * (8 if long_runs else min(dims[0], 2)),
+            groups * min(dims[1], 2),
+        )
+        kernel = tuple(
+            int(rng.integers(2 if long_runs and i == cls.spatial - 1 else 1, 4))
+            for i in range(cls.spatial)
+        )
         dilation = tuple(int(rng.integers(1, 3)) for _ in range(cls.spatial))
         padding = tuple(int(rng.integers(0, 2)) for _ in range(cls.spatial))
         stride = tuple(int(rng.integers(1, 3)) for _ in range(cls.spatial))
-        size = tuple(max(d * (k - 1) + 1, 2 + dims[2 + i]) for i, (d, k) in enumerate(zip(dilation, kernel)))
+        size = tuple(
+            max(d * (k - 1) + 1, 2 + dims[2 + i]) for i, (d, k) in enumerate(zip(dilation, kernel))
+        )
         x = rng.uniform(-2.0, 2.0, size=(min(dims[0], 2), channels) + size)
         weight = rng.uniform(-1.0, 1.0, size=(out_channels, channels // groups) + kernel)
         bias = rng.uniform(-1.0, 1.0, size=out_channels)

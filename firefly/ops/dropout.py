@@ -1,5 +1,6 @@
 """``dropout``: inverted dropout with uniforms drawn from firefly's generator (so
 ``firefly.manual_seed`` reproduces the mask), or from ``seed`` when given."""
+
 import numbers
 
 import numpy as np
@@ -42,11 +43,17 @@ class Dropout(Op):
             return grad.copy()
         (draws,) = ctx.saved_tensors
         dx = np.empty_like(grad)
-        ctx.op.backward_kernel(grad.reshape(-1), draws.reshape(-1), ctx.p, ctx.scale, dx.reshape(-1))
+        ctx.op.backward_kernel(
+            grad.reshape(-1), draws.reshape(-1), ctx.p, ctx.scale, dx.reshape(-1)
+        )
         return dx
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         x = rng.uniform(-2.0, 2.0, size=shape).astype(dtype)
         # A fixed seed: the battery's finite differences rerun the op and need the same mask.
-        return (x,), {"p": float(rng.choice([0.2, 0.5])), "training": True, "seed": int(rng.integers(0, 2**31))}
+        return (x,), {
+            "p": float(rng.choice([0.2, 0.5])),
+            "training": True,
+            "seed": int(rng.integers(0, 2**31)),
+        }

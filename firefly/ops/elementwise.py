@@ -1,5 +1,6 @@
 """Unary elementwise ops, as scalar math on ``UnaryOp``. Backward reads the input, or the
 output where the derivative is cheaper from it."""
+
 from firefly.kernels import vmath
 from firefly.ops.families import UnaryOp
 from firefly.ops.registry import register

@@ -1,4 +1,5 @@
 """``embedding``: rows of a (num_embeddings, embedding_dim) weight picked by integer indices."""
+
 import numpy as np
 
 from firefly.kernels import embedding as K
@@ -23,17 +24,31 @@ class Embedding(Op):
         if weight.ndim != 2:
             raise ctx.error("weight must be 2-D (num_embeddings, embedding_dim)", weight)
         if indices.dtype.kind not in "iu":
-            raise ctx.error(f"indices must be integers, got dtype {indices.dtype}; convert them with "
-                            ".astype(np.int64)", weight, indices, kind=TypeError)
+            raise ctx.error(
+                f"indices must be integers, got dtype {indices.dtype}; convert them with "
+                ".astype(np.int64)",
+                weight,
+                indices,
+                kind=TypeError,
+            )
         rows = weight.shape[0]
         if indices.size and (indices.min() < 0 or indices.max() >= rows):
             bad = int(indices.min()) if indices.min() < 0 else int(indices.max())
-            raise ctx.error(f"index {bad} is out of range for {rows} embeddings (valid: 0 to {rows - 1})",
-                            weight, indices, kind=IndexError)
+            raise ctx.error(
+                f"index {bad} is out of range for {rows} embeddings (valid: 0 to {rows - 1})",
+                weight,
+                indices,
+                kind=IndexError,
+            )
         if padding_idx is not None:
-            if isinstance(padding_idx, bool) or not isinstance(padding_idx, (int, np.integer)) or \
-                    not -rows <= padding_idx < rows:
-                raise ValueError(f"embedding: padding_idx must be an int in [{-rows}, {rows}), got {padding_idx!r}")
+            if (
+                isinstance(padding_idx, bool)
+                or not isinstance(padding_idx, (int, np.integer))
+                or not -rows <= padding_idx < rows
+            ):
+                raise ValueError(
+                    f"embedding: padding_idx must be an int in [{-rows}, {rows}), got {padding_idx!r}"
+                )
             padding_idx = int(padding_idx) % rows
         flat = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)
         out = np.empty((flat.size, weight.shape[1]), dtype=weight.dtype)
@@ -46,7 +61,9 @@ class Embedding(Op):
     def backward(ctx, grad):
         (flat,) = ctx.saved_tensors
         dweight = np.empty(ctx.weight_shape, dtype=grad.dtype)
-        ctx.op.backward_kernel(grad.reshape(flat.size, ctx.weight_shape[1]), flat, ctx.padding_idx, dweight)
+        ctx.op.backward_kernel(
+            grad.reshape(flat.size, ctx.weight_shape[1]), flat, ctx.padding_idx, dweight
+        )
         return dweight
 
     @classmethod

@@ -22,6 +22,7 @@ Numba can compile: arithmetic, comparisons, ``math``/``np`` scalar functions and
 vectorizable ``firefly.kernels.vmath`` functions. They are written in the class body without
 ``self`` or ``staticmethod``: they are data that the family reads, never called as methods.
 """
+
 import numpy as np
 
 from firefly.kernels import families
@@ -37,7 +38,9 @@ BACKWARD_READS = ("input", "output", None)
 def _check_cost(cls, attr):
     cost = getattr(cls, attr)
     if cost not in families.COSTS:
-        raise ValueError(f"op {cls.name!r}: {attr} must be one of {sorted(families.COSTS)}, got {cost!r}")
+        raise ValueError(
+            f"op {cls.name!r}: {attr} must be one of {sorted(families.COSTS)}, got {cost!r}"
+        )
     return cost
 
 
@@ -69,14 +72,18 @@ class UnaryOp(Op):
         super().__init_subclass__(**kwargs)
         cls.forward_output_trusted = cls.forward.__func__ is UnaryOp.forward.__func__
         if cls.backward_reads not in BACKWARD_READS:
-            raise ValueError(f"op {cls.name!r}: backward_reads must be one of {BACKWARD_READS}, "
-                             f"got {cls.backward_reads!r}")
+            raise ValueError(
+                f"op {cls.name!r}: backward_reads must be one of {BACKWARD_READS}, "
+                f"got {cls.backward_reads!r}"
+            )
         if "scalar_forward" in cls.__dict__:
             cls.forward_kernel = families.unary_map(
-                f"{cls.name}_forward", cls.scalar_forward, _check_cost(cls, "forward_cost"))
+                f"{cls.name}_forward", cls.scalar_forward, _check_cost(cls, "forward_cost")
+            )
         if "scalar_backward" in cls.__dict__:
             cls.backward_kernel = families.unary_grad(
-                f"{cls.name}_backward", cls.scalar_backward, _check_cost(cls, "backward_cost"))
+                f"{cls.name}_backward", cls.scalar_backward, _check_cost(cls, "backward_cost")
+            )
 
     @classmethod
     def forward(cls, ctx, x):
@@ -130,15 +137,20 @@ class BinaryOp(Op):
         cls.forward_output_trusted = cls.forward.__func__ is BinaryOp.forward.__func__
         if "scalar_forward" in cls.__dict__:
             cost = _check_cost(cls, "forward_cost")
-            cls.forward_kernel = (families.flat_zip(f"{cls.name}_forward", cls.scalar_forward, cost),
-                                  families.broadcast_zip(f"{cls.name}_broadcast_forward", cls.scalar_forward, cost),
-                                  gather_strided)
+            cls.forward_kernel = (
+                families.flat_zip(f"{cls.name}_forward", cls.scalar_forward, cost),
+                families.broadcast_zip(f"{cls.name}_broadcast_forward", cls.scalar_forward, cost),
+                gather_strided,
+            )
         if "scalar_backward" in cls.__dict__:
             cost = _check_cost(cls, "backward_cost")
-            cls.backward_kernel = (families.flat_zip_grad(f"{cls.name}_backward", cls.scalar_backward, cost),
-                                   families.broadcast_zip_grad(f"{cls.name}_broadcast_backward",
-                                                               cls.scalar_backward, cost),
-                                   sum_forward)
+            cls.backward_kernel = (
+                families.flat_zip_grad(f"{cls.name}_backward", cls.scalar_backward, cost),
+                families.broadcast_zip_grad(
+                    f"{cls.name}_broadcast_backward", cls.scalar_backward, cost
+                ),
+                sum_forward,
+            )
 
     @classmethod
     def forward(cls, ctx, a, b):
@@ -180,5 +192,7 @@ class BinaryOp(Op):
 def unbroadcast(ctx, da, db, sum_kernel):
     """Output-shaped gradients summed back to each input's shape; None where none is needed."""
     need_a, need_b = ctx.needs_input_grad
-    return (reduce_to_shape(da, ctx.shapes[0], sum_kernel) if need_a else None,
-            reduce_to_shape(db, ctx.shapes[1], sum_kernel) if need_b else None)
+    return (
+        reduce_to_shape(da, ctx.shapes[0], sum_kernel) if need_a else None,
+        reduce_to_shape(db, ctx.shapes[1], sum_kernel) if need_b else None,
+    )

@@ -1,4 +1,5 @@
 """Matrix products: ``matmul`` with np.matmul semantics, and the fused ``linear`` layer op."""
+
 import math
 
 import numpy as np
@@ -33,7 +34,10 @@ class MatMul(Op):
         if a2.shape[-1] != b2.shape[-2]:
             raise ctx.error(
                 f"inner dimensions differ: {a2.shape[-1]} (last of the first) vs "
-                f"{b2.shape[-2]} (second-to-last of the second)", a, b)
+                f"{b2.shape[-2]} (second-to-last of the second)",
+                a,
+                b,
+            )
         try:
             batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
         except ValueError:
@@ -62,12 +66,24 @@ class MatMul(Op):
         a3, b3 = ctx.saved_tensors
         da, db = np.zeros_like(a3), np.zeros_like(b3)
         if grad.size and a3.shape[2]:
-            matmul_kernel(grad.reshape(max(a3.shape[0], b3.shape[0]), a3.shape[1], b3.shape[2]), a3, b3, da, db)
+            matmul_kernel(
+                grad.reshape(max(a3.shape[0], b3.shape[0]), a3.shape[1], b3.shape[2]),
+                a3,
+                b3,
+                da,
+                db,
+            )
         a_shape, b_shape, a2_shape, b2_shape = ctx.shapes
         grads = []
-        for g, full, promoted, shape, needed in ((da, ctx.full_shapes[0], a2_shape, a_shape, ctx.needs_input_grad[0]),
-                                                 (db, ctx.full_shapes[1], b2_shape, b_shape, ctx.needs_input_grad[1])):
-            grads.append(reduce_to_shape(g.reshape(full), promoted, sum_kernel).reshape(shape) if needed else None)
+        for g, full, promoted, shape, needed in (
+            (da, ctx.full_shapes[0], a2_shape, a_shape, ctx.needs_input_grad[0]),
+            (db, ctx.full_shapes[1], b2_shape, b_shape, ctx.needs_input_grad[1]),
+        ):
+            grads.append(
+                reduce_to_shape(g.reshape(full), promoted, sum_kernel).reshape(shape)
+                if needed
+                else None
+            )
         return tuple(grads)
 
     @classmethod
@@ -96,10 +112,19 @@ class Linear(Op):
 
     @classmethod
     def forward(cls, ctx, x, weight, bias):
-        if weight.ndim != 2 or bias.shape != weight.shape[1:] or x.ndim == 0 or x.shape[-1] != weight.shape[0]:
+        if (
+            weight.ndim != 2
+            or bias.shape != weight.shape[1:]
+            or x.ndim == 0
+            or x.shape[-1] != weight.shape[0]
+        ):
             raise ctx.error(
                 "expected x (..., in_features), weight (in_features, out_features) and bias "
-                "(out_features,)", x, weight, bias)
+                "(out_features,)",
+                x,
+                weight,
+                bias,
+            )
         # (batch, in_features), the usual case, needs no reshape either way
         x2 = x if x.ndim == 2 else x.reshape(math.prod(x.shape[:-1]), weight.shape[0])
         out = np.empty((x2.shape[0], weight.shape[1]), dtype=x.dtype)
@@ -130,7 +155,9 @@ class Linear(Op):
     def sample_inputs(cls, rng, shape, dtype):
         x_shape = tuple(shape) if shape else (3,)
         out_features = int(rng.integers(1, 5))
-        arrays = (rng.uniform(-2.0, 2.0, size=x_shape),
-                  rng.uniform(-2.0, 2.0, size=(x_shape[-1], out_features)),
-                  rng.uniform(-2.0, 2.0, size=(out_features,)))
+        arrays = (
+            rng.uniform(-2.0, 2.0, size=x_shape),
+            rng.uniform(-2.0, 2.0, size=(x_shape[-1], out_features)),
+            rng.uniform(-2.0, 2.0, size=(out_features,)),
+        )
         return tuple(a.astype(dtype) for a in arrays), {}

@@ -1,5 +1,6 @@
 """Loss ops: ``mse_loss``, the fused mean squared error (``cross_entropy`` and the other losses
 live in ``classification_loss`` and ``pointwise_loss``)."""
+
 import numpy as np
 
 from firefly.kernels import loss as K
@@ -46,8 +47,14 @@ class MSELoss(Op):
         need_target = ctx.needs_input_grad[1]
         dinput = np.empty_like(input)
         dtarget = np.empty_like(target) if need_target else dinput
-        cls.backward_kernel(input.reshape(-1), target.reshape(-1), float(grad) * ctx.scale, need_target,
-                       dinput.reshape(-1), dtarget.reshape(-1))
+        cls.backward_kernel(
+            input.reshape(-1),
+            target.reshape(-1),
+            float(grad) * ctx.scale,
+            need_target,
+            dinput.reshape(-1),
+            dtarget.reshape(-1),
+        )
         return dinput, (dtarget if need_target else None)
 
     @classmethod

@@ -21,6 +21,7 @@ Faults stay contained:
   already loaded from another plugin (entry points load in order of distribution name, then
   entry-point name, so "first" is the same on every machine).
 """
+
 import difflib
 import importlib
 import importlib.metadata
@@ -48,10 +49,10 @@ class _PluginLoad:
     def __init__(self, entry_point):
         self.entry_point = entry_point
         self.label = " ".join(_distribution(entry_point))
-        self.added = []         # Op classes it registered
-        self.refused = []       # Op classes refused for a name conflict
+        self.added = []  # Op classes it registered
+        self.refused = []  # Op classes refused for a name conflict
         self.attempted = set()  # op names it tried to register (set by registry.register)
-        self.modules = []       # modules of its own package that its load imported first
+        self.modules = []  # modules of its own package that its load imported first
         self.error = None
 
     def describe(self):
@@ -62,8 +63,10 @@ class _PluginLoad:
         """Called by ``registry.register`` when ``cls.name`` is taken: keep the op there."""
         self.refused.append(cls)
         if holder == registry.BUILTIN:
-            why = ("the name belongs to a built-in op; plugins cannot replace built-in ops, "
-                   "so rename the plugin's op")
+            why = (
+                "the name belongs to a built-in op; plugins cannot replace built-in ops, "
+                "so rename the plugin's op"
+            )
         elif holder == self.label:
             why = "the plugin registers two ops of that name; keeping the first"
         else:
@@ -71,13 +74,14 @@ class _PluginLoad:
         warnings.warn(
             f"firefly: refused op '{cls.name}' ({cls.__module__}.{cls.__qualname__}) from plugin "
             f"{self.describe()}: {why}.",
-            PluginWarning, stacklevel=2,
+            PluginWarning,
+            stacklevel=2,
         )
 
 
 _lock = threading.RLock()  # one loader at a time; re-entrant for a plugin that looks an op up
-_scanned = False           # entry points have been read since the last reset()
-_loads = {}                # (distribution, entry-point name) -> _PluginLoad, loaded or failed
+_scanned = False  # entry points have been read since the last reset()
+_loads = {}  # (distribution, entry-point name) -> _PluginLoad, loaded or failed
 
 
 def autoload_disabled():
@@ -136,7 +140,8 @@ def _load(entry_point):
         warnings.warn(
             f"firefly: plugin {load.describe()} failed to load and was skipped: "
             f"{type(exc).__name__}: {exc}. Its ops are unavailable; every other op still works.",
-            PluginWarning, stacklevel=3,
+            PluginWarning,
+            stacklevel=3,
         )
     finally:
         load.modules = _package_modules(package, set(sys.modules) - before)
@@ -195,19 +200,27 @@ def explain_missing(name, available):
     failed = [load for load in _loads.values() if load.error is not None]
     for load in failed:
         if name == load.entry_point.name or name in load.attempted:
-            return (f"op '{name}' is not available: plugin {load.describe()} failed to load: "
-                    f"{type(load.error).__name__}: {load.error}")
+            return (
+                f"op '{name}' is not available: plugin {load.describe()} failed to load: "
+                f"{type(load.error).__name__}: {load.error}"
+            )
     message = f"no op named '{name}' is registered."
     close = difflib.get_close_matches(name, available, n=3)
     if close:
         message += f" Did you mean {' or '.join(repr(c) for c in close)}?"
     if failed:
-        message += " These plugins failed to load and may define it: " + "; ".join(
-            f"{load.describe()}: {type(load.error).__name__}: {load.error}" for load in failed
-        ) + "."
+        message += (
+            " These plugins failed to load and may define it: "
+            + "; ".join(
+                f"{load.describe()}: {type(load.error).__name__}: {load.error}" for load in failed
+            )
+            + "."
+        )
     if not _scanned and autoload_disabled():
-        message += (f" Plugin autoloading is off ({DISABLE_VARIABLE}); call "
-                    "firefly.ops.load_plugins() to load plugin ops.")
+        message += (
+            f" Plugin autoloading is off ({DISABLE_VARIABLE}); call "
+            "firefly.ops.load_plugins() to load plugin ops."
+        )
     return message + f" Registered ops: {', '.join(available)}."
 
 

@@ -6,6 +6,7 @@
 or "none"; one kernel computes the losses and their reduction, one kernel both gradients.
 ``weight`` and ``pos_weight`` (binary cross-entropy) are attributes that broadcast to the input.
 """
+
 import numbers
 
 import numpy as np
@@ -17,7 +18,11 @@ from firefly.ops.registry import register
 
 
 def _positive_number(name, arg, value, allow_zero):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (value >= 0 if allow_zero else value > 0):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not (value >= 0 if allow_zero else value > 0)
+    ):
         kind = "non-negative" if allow_zero else "positive"
         raise ValueError(f"{name}: {arg} must be a {kind} number, got {value!r}")
     return float(value)
@@ -40,7 +45,9 @@ def _broadcast_attr(ctx, arg, value, x):
     try:
         return np.ascontiguousarray(np.broadcast_to(array, x.shape))
     except ValueError:
-        raise ctx.error(f"{arg} of shape {array.shape} does not broadcast to the input", x) from None
+        raise ctx.error(
+            f"{arg} of shape {array.shape} does not broadcast to the input", x
+        ) from None
 
 
 class _PointwiseLoss(Op):
@@ -66,7 +73,9 @@ class _PointwiseLoss(Op):
             out = np.empty_like(input)
             ctx.op.forward_kernel(flat_in, flat_target, *flat_extra, False, out.reshape(-1))
             return out
-        total = ctx.op.forward_kernel(flat_in, flat_target, *flat_extra, True, np.empty(1, dtype=input.dtype))
+        total = ctx.op.forward_kernel(
+            flat_in, flat_target, *flat_extra, True, np.empty(1, dtype=input.dtype)
+        )
         if reduction == "mean":  # the mean over no elements is NaN, as in torch
             total = total / input.size if input.size else np.nan
         return np.array(total, dtype=input.dtype)
@@ -79,16 +88,27 @@ class _PointwiseLoss(Op):
         dtarget = np.empty_like(flat_target) if need_target else dinput
         per_element = ctx.reduction == "none"
         scale = 1.0 / flat_in.size if ctx.reduction == "mean" and flat_in.size else 1.0
-        ctx.op.backward_kernel(grad.reshape(-1), per_element, scale, flat_in, flat_target, *ctx.extra, need_target,
-                               dinput, dtarget)
+        ctx.op.backward_kernel(
+            grad.reshape(-1),
+            per_element,
+            scale,
+            flat_in,
+            flat_target,
+            *ctx.extra,
+            need_target,
+            dinput,
+            dtarget,
+        )
         return dinput.reshape(ctx.shape), (dtarget.reshape(ctx.shape) if need_target else None)
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         input = rng.uniform(-2.0, 2.0, size=shape).astype(dtype)
         # Differences kept away from the kinks at 0 and +-beta/delta (1.0 in the samples).
-        offset = rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.1, 0.4, size=shape) \
+        offset = (
+            rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.1, 0.4, size=shape)
             + rng.choice([-1.0, 0.0, 1.0], size=shape) * 1.5
+        )
         target = (input + offset).astype(dtype)
         return (input, target), {"reduction": REDUCTIONS[int(rng.integers(0, 3))]}
 
@@ -143,8 +163,11 @@ class BinaryCrossEntropy(_PointwiseLoss):
         if attrs:
             raise TypeError(f"binary_cross_entropy: unexpected arguments {sorted(attrs)}")
         if input.size and not (input.min() >= 0.0 and input.max() <= 1.0):
-            raise ctx.error("every input must be a probability in [0, 1]; for logits use "
-                            "binary_cross_entropy_with_logits (BCEWithLogitsLoss)", input)
+            raise ctx.error(
+                "every input must be a probability in [0, 1]; for logits use "
+                "binary_cross_entropy_with_logits (BCEWithLogitsLoss)",
+                input,
+            )
         return (_broadcast_attr(ctx, "weight", weight, input),)
 
     @classmethod
@@ -169,8 +192,12 @@ class BinaryCrossEntropyWithLogits(_PointwiseLoss):
     def parameters(ctx, input, attrs):
         weight, pos_weight = attrs.pop("weight", None), attrs.pop("pos_weight", None)
         if attrs:
-            raise TypeError(f"binary_cross_entropy_with_logits: unexpected arguments {sorted(attrs)}")
-        return _broadcast_attr(ctx, "weight", weight, input), _broadcast_attr(ctx, "pos_weight", pos_weight, input)
+            raise TypeError(
+                f"binary_cross_entropy_with_logits: unexpected arguments {sorted(attrs)}"
+            )
+        return _broadcast_attr(ctx, "weight", weight, input), _broadcast_attr(
+            ctx, "pos_weight", pos_weight, input
+        )
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):

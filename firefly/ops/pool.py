@@ -1,6 +1,7 @@
 """Pooling over NCHW images (or CHW without the batch dimension): ``max_pool2d``,
 ``avg_pool2d`` and ``adaptive_avg_pool2d``, with torch's arguments, output sizes and gradients.
 """
+
 import numpy as np
 
 from firefly.kernels import pool as K
@@ -28,17 +29,26 @@ def _planes(ctx, x):
 def pool_geometry(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
     name = ctx.op.name
     kernel = pair(name, "kernel_size", kernel_size, 1)
-    stride = kernel if stride is None or stride == () or stride == [] else pair(name, "stride", stride, 1)
+    stride = (
+        kernel
+        if stride is None or stride == () or stride == []
+        else pair(name, "stride", stride, 1)
+    )
     padding = pair(name, "padding", padding, 0)
     dilation = pair(name, "dilation", dilation, 1)
     if any(2 * p > k for p, k in zip(padding, kernel)):
         raise ValueError(f"{name}: padding {padding} must be at most half the kernel size {kernel}")
-    out_size = tuple(pool_output_size(s, k, p, st, d, bool(ceil_mode)) for s, k, p, st, d in
-                     zip(x.shape[-2:], kernel, padding, stride, dilation))
+    out_size = tuple(
+        pool_output_size(s, k, p, st, d, bool(ceil_mode))
+        for s, k, p, st, d in zip(x.shape[-2:], kernel, padding, stride, dilation)
+    )
     if min(out_size) < 1:
-        raise ctx.error(f"the window (kernel {kernel}, dilation {dilation}) does not fit the padded "
-                        f"input (padding {padding}): the output would be {out_size}; use a smaller "
-                        "kernel or more padding", x)
+        raise ctx.error(
+            f"the window (kernel {kernel}, dilation {dilation}) does not fit the padded "
+            f"input (padding {padding}): the output would be {out_size}; use a smaller "
+            "kernel or more padding",
+            x,
+        )
     return kernel, stride, padding, dilation, out_size
 
 
@@ -52,8 +62,14 @@ def _sample_image(rng, shape, dtype, min_size):
 def _sample_window(rng):
     """Random kernel_size, stride and padding (at most half the kernel) attributes."""
     kernel = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
-    return dict(kernel_size=kernel, stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
-                padding=(int(rng.integers(0, kernel[0] // 2 + 1)), int(rng.integers(0, kernel[1] // 2 + 1))))
+    return dict(
+        kernel_size=kernel,
+        stride=(int(rng.integers(1, 3)), int(rng.integers(1, 3))),
+        padding=(
+            int(rng.integers(0, kernel[0] // 2 + 1)),
+            int(rng.integers(0, kernel[1] // 2 + 1)),
+        ),
+    )
 
 
 @register
@@ -65,7 +81,8 @@ class MaxPool2d(Op):
     def forward(ctx, x, kernel_size=2, stride=None, padding=0, dilation=1, ceil_mode=False):
         planes = _planes(ctx, x)
         kernel, stride, padding, dilation, out_size = pool_geometry(
-            ctx, x, kernel_size, stride, padding, dilation, ceil_mode)
+            ctx, x, kernel_size, stride, padding, dilation, ceil_mode
+        )
         out = np.empty((planes.shape[0],) + out_size, dtype=x.dtype)
         argmax = np.empty(out.shape, dtype=np.int64)
         ctx.op.forward_kernel(planes, *kernel, *stride, *padding, *dilation, argmax, out)
@@ -77,7 +94,9 @@ class MaxPool2d(Op):
     def backward(ctx, grad):
         (argmax,) = ctx.saved_tensors
         dx = np.empty(ctx.x_shape, dtype=grad.dtype)
-        ctx.op.backward_kernel(grad.reshape(argmax.shape), argmax, dx.reshape(argmax.shape[0], *ctx.x_shape[-2:]))
+        ctx.op.backward_kernel(
+            grad.reshape(argmax.shape), argmax, dx.reshape(argmax.shape[0], *ctx.x_shape[-2:])
+        )
         return dx
 
     @classmethod
@@ -96,16 +115,33 @@ class AvgPool2d(Op):
     forward_kernel, backward_kernel = K.avg_pool2d_forward, K.avg_pool2d_backward
 
     @staticmethod
-    def forward(ctx, x, kernel_size=2, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-                divisor_override=None):
+    def forward(
+        ctx,
+        x,
+        kernel_size=2,
+        stride=None,
+        padding=0,
+        ceil_mode=False,
+        count_include_pad=True,
+        divisor_override=None,
+    ):
         planes = _planes(ctx, x)
-        kernel, stride, padding, _, out_size = pool_geometry(ctx, x, kernel_size, stride, padding, 1, ceil_mode)
-        if divisor_override is not None and (isinstance(divisor_override, bool) or
-                                             not isinstance(divisor_override, (int, np.integer)) or divisor_override < 1):
-            raise ValueError(f"avg_pool2d: divisor_override must be a positive int or None, got {divisor_override!r}")
+        kernel, stride, padding, _, out_size = pool_geometry(
+            ctx, x, kernel_size, stride, padding, 1, ceil_mode
+        )
+        if divisor_override is not None and (
+            isinstance(divisor_override, bool)
+            or not isinstance(divisor_override, (int, np.integer))
+            or divisor_override < 1
+        ):
+            raise ValueError(
+                f"avg_pool2d: divisor_override must be a positive int or None, got {divisor_override!r}"
+            )
         divisor = int(divisor_override or 0)
         out = np.empty((planes.shape[0],) + out_size, dtype=x.dtype)
-        ctx.op.forward_kernel(planes, *kernel, *stride, *padding, bool(count_include_pad), divisor, out)
+        ctx.op.forward_kernel(
+            planes, *kernel, *stride, *padding, bool(count_include_pad), divisor, out
+        )
         ctx.geometry = (kernel, stride, padding, bool(count_include_pad), divisor)
         ctx.x_shape = x.shape
         return out.reshape(x.shape[:-2] + out_size)
@@ -115,8 +151,15 @@ class AvgPool2d(Op):
         kernel, stride, padding, count_include_pad, divisor = ctx.geometry
         dx = np.empty(ctx.x_shape, dtype=grad.dtype)
         planes = dx.reshape(-1, *ctx.x_shape[-2:])
-        ctx.op.backward_kernel(grad.reshape(planes.shape[0], *grad.shape[-2:]), *kernel, *stride, *padding,
-                               count_include_pad, divisor, planes)
+        ctx.op.backward_kernel(
+            grad.reshape(planes.shape[0], *grad.shape[-2:]),
+            *kernel,
+            *stride,
+            *padding,
+            count_include_pad,
+            divisor,
+            planes,
+        )
         return dx
 
     @classmethod
@@ -134,11 +177,21 @@ class AdaptiveAvgPool2d(Op):
     @staticmethod
     def forward(ctx, x, output_size=1):
         planes = _planes(ctx, x)
-        sizes = (output_size,) * 2 if output_size is None or isinstance(output_size, (int, np.integer)) else output_size
+        sizes = (
+            (output_size,) * 2
+            if output_size is None or isinstance(output_size, (int, np.integer))
+            else output_size
+        )
         if not isinstance(sizes, (tuple, list)) or len(sizes) != 2:
-            raise TypeError(f"adaptive_avg_pool2d: output_size must be an int, None or a pair, got {output_size!r}")
-        out_size = tuple(int(x.shape[-2 + i]) if s is None else pair("adaptive_avg_pool2d", "output_size", s, 1, 1)[0]
-                         for i, s in enumerate(sizes))
+            raise TypeError(
+                f"adaptive_avg_pool2d: output_size must be an int, None or a pair, got {output_size!r}"
+            )
+        out_size = tuple(
+            int(x.shape[-2 + i])
+            if s is None
+            else pair("adaptive_avg_pool2d", "output_size", s, 1, 1)[0]
+            for i, s in enumerate(sizes)
+        )
         if min(x.shape[-2:]) < 1:
             raise ctx.error("input height and width must be positive", x)
         out = np.empty((planes.shape[0],) + out_size, dtype=x.dtype)

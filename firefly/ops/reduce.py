@@ -1,4 +1,5 @@
 """Reductions: sum, mean and max over ``axis`` (None, an int, a negative int or a tuple)."""
+
 import math
 
 import numpy as np
@@ -8,8 +9,15 @@ from firefly.kernels.shape import gather_strided
 from firefly.ops import samples
 from firefly.ops.base import Op
 from firefly.ops.registry import register
-from firefly.ops.shapes import (axis_runs, expand_sum_grad, normalize_axes, permute_copy, reduced_shape,
-                                split3, sum_axes)
+from firefly.ops.shapes import (
+    axis_runs,
+    expand_sum_grad,
+    normalize_axes,
+    permute_copy,
+    reduced_shape,
+    split3,
+    sum_axes,
+)
 
 
 class _SumLike(Op):

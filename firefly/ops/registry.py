@@ -9,6 +9,7 @@ registry itself imports nothing from the plugin machinery.
 Every op's origin is recorded: ``"built-in"`` for firefly's own ops, ``"<distribution>
 <version>"`` for a plugin's, and ``"user code (<module>)"`` for a class registered at run time.
 """
+
 import contextlib
 import inspect
 import keyword
@@ -18,7 +19,7 @@ from firefly.ops.base import Op, declared_kernels
 
 BUILTIN = "built-in"
 
-_ops = {}      # name -> Op subclass
+_ops = {}  # name -> Op subclass
 _origins = {}  # name -> "built-in", "<distribution> <version>" or "user code (<module>)"
 # The plugin whose entry point is being loaded, innermost last (see loading()). While one is
 # loading, a name conflict is that plugin's to handle (refuse and warn) rather than an error:
@@ -134,7 +135,9 @@ def get(name):
     except KeyError:
         pass
     if _plugin_loader is None:
-        raise UnknownOpError(f"no op named '{name}' is registered. Registered ops: {', '.join(sorted(_ops))}.")
+        raise UnknownOpError(
+            f"no op named '{name}' is registered. Registered ops: {', '.join(sorted(_ops))}."
+        )
     if _plugin_loader.autoload() and name in _ops:
         return _ops[name]
     raise UnknownOpError(_plugin_loader.explain_missing(name, sorted(_ops)))

@@ -19,7 +19,7 @@ def broadcast_partner(rng, shape):
     if len(shape) >= 4:
         return tuple(1 if i % 2 else d for i, d in enumerate(shape))
     keep = int(rng.integers(0, len(shape) + 1))
-    partner = list(shape[len(shape) - keep:])
+    partner = list(shape[len(shape) - keep :])
     for i in range(len(partner)):
         if rng.random() < 0.4:
             partner[i] = 1

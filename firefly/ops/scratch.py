@@ -11,6 +11,7 @@ the same kernels on reused arrays. Ops take such arrays from ``POOL`` instead:
 
 Arrays come back uninitialized. Free arrays are kept per (shape, dtype), up to ``max_bytes``.
 """
+
 import threading
 import weakref
 

@@ -1,6 +1,7 @@
 """Selecting and rearranging ops: abs, sqrt, sign, maximum and minimum (scalar math on the
 kernel families), and cast, clamp, where, expand, cat and take (the value move behind
 integer-array, mask and ``gather`` indexing), which declare their kernels."""
+
 import math
 import numbers
 import operator
@@ -134,7 +135,11 @@ def _bound(ctx, name, value, x, default):
     if value is None:
         return x.dtype.type(default)
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ctx.error(f"{name} must be a number or None, got {type(value).__name__} {value!r}", x, kind=TypeError)
+        raise ctx.error(
+            f"{name} must be a number or None, got {type(value).__name__} {value!r}",
+            x,
+            kind=TypeError,
+        )
     return x.dtype.type(value)
 
 
@@ -201,8 +206,13 @@ class Where(Op):
         where_kernel, gather = cls.forward_kernel
         condition = np.asarray(condition)
         if condition.dtype != np.bool_:
-            raise ctx.error(f"condition must be a bool tensor or array, got {condition.dtype} "
-                            f"(shape {condition.shape})", a, b, kind=TypeError)
+            raise ctx.error(
+                f"condition must be a bool tensor or array, got {condition.dtype} "
+                f"(shape {condition.shape})",
+                a,
+                b,
+                kind=TypeError,
+            )
         shape = _broadcast_shape(ctx, condition.shape, a.shape, b.shape)
         a_full = a if a.shape == shape else materialize(a, shape, gather)
         b_full = b if b.shape == shape else materialize(b, shape, gather)
@@ -218,8 +228,10 @@ class Where(Op):
         da, db = np.empty_like(grad), np.empty_like(grad)
         grad_kernel(grad.reshape(-1), ctx.mask.reshape(-1), da.reshape(-1), db.reshape(-1))
         need_a, need_b = ctx.needs_input_grad
-        return (reduce_to_shape(da, ctx.shapes[0], sum_kernel) if need_a else None,
-                reduce_to_shape(db, ctx.shapes[1], sum_kernel) if need_b else None)
+        return (
+            reduce_to_shape(da, ctx.shapes[0], sum_kernel) if need_a else None,
+            reduce_to_shape(db, ctx.shapes[1], sum_kernel) if need_b else None,
+        )
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
@@ -241,9 +253,14 @@ class Expand(Op):
         try:
             shape = tuple(operator.index(d) for d in shape)
         except TypeError:
-            raise ctx.error(f"shape must be a tuple of ints, got {shape!r}", x, kind=TypeError) from None
+            raise ctx.error(
+                f"shape must be a tuple of ints, got {shape!r}", x, kind=TypeError
+            ) from None
         if any(d < 0 for d in shape) or _broadcast_shape(ctx, x.shape, shape) != shape:
-            raise ctx.error(f"cannot expand to shape {shape}: each size must equal the tensor's or the tensor's must be 1", x)
+            raise ctx.error(
+                f"cannot expand to shape {shape}: each size must equal the tensor's or the tensor's must be 1",
+                x,
+            )
         ctx.x_shape = x.shape
         return materialize(x, shape, cls.forward_kernel)
 
@@ -254,12 +271,14 @@ class Expand(Op):
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         x = samples.uniform(rng, tuple(1 if rng.random() < 0.5 else d for d in shape), dtype)
-        return (x,), {"shape": (int(rng.integers(1, 4)),) + tuple(shape)}  # always a new leading dim
+        return (x,), {
+            "shape": (int(rng.integers(1, 4)),) + tuple(shape)
+        }  # always a new leading dim
 
 
 def split3_at(shape, dim):
     """(outer, shape[dim], inner) around dimension ``dim``."""
-    return math.prod(shape[:dim]), shape[dim], math.prod(shape[dim + 1:])
+    return math.prod(shape[:dim]), shape[dim], math.prod(shape[dim + 1 :])
 
 
 @register
@@ -279,11 +298,13 @@ class Cat(Op):
         except TypeError:
             raise ctx.error(f"dim must be an int, got {dim!r}", a, b, kind=TypeError) from None
         if not -a.ndim <= d < a.ndim:
-            raise ctx.error(f"dim {d} is out of range for {a.ndim}-d tensors", a, b, kind=IndexError)
+            raise ctx.error(
+                f"dim {d} is out of range for {a.ndim}-d tensors", a, b, kind=IndexError
+            )
         d %= a.ndim
-        if a.shape[:d] + a.shape[d + 1:] != b.shape[:d] + b.shape[d + 1:]:
+        if a.shape[:d] + a.shape[d + 1 :] != b.shape[:d] + b.shape[d + 1 :]:
             raise ctx.error(f"sizes must match except in dim {d}", a, b)
-        shape = a.shape[:d] + (a.shape[d] + b.shape[d],) + a.shape[d + 1:]
+        shape = a.shape[:d] + (a.shape[d] + b.shape[d],) + a.shape[d + 1 :]
         out = np.empty(shape, dtype=a.dtype)
         out3 = out.reshape(split3_at(shape, d))
         cls.forward_kernel(a.reshape(split3_at(a.shape, d)), 0, out3)
@@ -309,7 +330,7 @@ class Cat(Op):
     def sample_inputs(cls, rng, shape, dtype):
         shape = shape or (1,)
         dim = int(rng.integers(0, len(shape)))
-        other = shape[:dim] + (int(rng.integers(1, 4)),) + shape[dim + 1:]
+        other = shape[:dim] + (int(rng.integers(1, 4)),) + shape[dim + 1 :]
         a, b = samples.uniform(rng, shape, dtype), samples.uniform(rng, other, dtype)
         return (a, b), {"dim": dim - len(shape) if rng.random() < 0.3 else dim}
 
@@ -326,11 +347,17 @@ class Take(Op):
     @classmethod
     def forward(cls, ctx, x, index=None):
         if not isinstance(index, np.ndarray) or index.dtype != np.int64:
-            raise ctx.error(f"index must be an int64 ndarray of flat positions, got {type(index).__name__} "
-                            f"{getattr(index, 'dtype', '')}", x, kind=TypeError)
+            raise ctx.error(
+                f"index must be an int64 ndarray of flat positions, got {type(index).__name__} "
+                f"{getattr(index, 'dtype', '')}",
+                x,
+                kind=TypeError,
+            )
         if index.size and (index.min() < 0 or index.max() >= x.size):
             bad = index[(index < 0) | (index >= x.size)].reshape(-1)[0]
-            raise ctx.error(f"position {int(bad)} is out of range for {x.size} elements", x, kind=IndexError)
+            raise ctx.error(
+                f"position {int(bad)} is out of range for {x.size} elements", x, kind=IndexError
+            )
         index = np.asarray(index, order="C")
         out = np.empty(index.shape, dtype=x.dtype)
         cls.forward_kernel(x.reshape(-1), index.reshape(-1), out.reshape(-1))

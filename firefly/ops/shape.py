@@ -1,6 +1,7 @@
 """Shape ops: reshape, transpose (any axis order) and basic slicing. Each returns fresh
 contiguous memory, so no two tensors alias and in-place optimizer updates cannot reach a
 recorded graph."""
+
 import math
 import operator
 
@@ -22,13 +23,15 @@ class Reshape(Op):
         try:
             shape = tuple(operator.index(d) for d in shape)
         except TypeError:
-            raise ctx.error(f"shape must be a tuple of ints, got {shape!r}", x, kind=TypeError) from None
+            raise ctx.error(
+                f"shape must be a tuple of ints, got {shape!r}", x, kind=TypeError
+            ) from None
         unknown = [i for i, d in enumerate(shape) if d == -1]
         known = math.prod(d for d in shape if d != -1)
         if len(unknown) > 1 or any(d < -1 for d in shape):
             raise ctx.error(f"invalid shape {shape}: at most one -1 and no other negative sizes", x)
         if unknown and known and x.size % known == 0:
-            shape = shape[:unknown[0]] + (x.size // known,) + shape[unknown[0] + 1:]
+            shape = shape[: unknown[0]] + (x.size // known,) + shape[unknown[0] + 1 :]
         if unknown and -1 in shape or math.prod(shape) != x.size:
             raise ctx.error(f"cannot reshape {x.size} elements into shape {shape}", x)
         out = np.empty(shape, dtype=x.dtype)
@@ -58,7 +61,9 @@ class Transpose(Op):
         if axes is None:
             axes = tuple(range(x.ndim - 1, -1, -1))
         try:
-            axes = tuple(operator.index(a) % max(x.ndim, 1) if -x.ndim <= a < x.ndim else -1 for a in axes)
+            axes = tuple(
+                operator.index(a) % max(x.ndim, 1) if -x.ndim <= a < x.ndim else -1 for a in axes
+            )
         except TypeError:
             raise ctx.error(f"axes must be ints, got {axes!r}", x, kind=TypeError) from None
         if sorted(axes) != list(range(x.ndim)):

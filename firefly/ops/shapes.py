@@ -4,6 +4,7 @@ form, the one un-broadcast step, axis handling for reductions, and strided views
 Helpers that move data take the kernel to run as an argument: an op passes the kernels it
 declares (``cls.forward_kernel[1]``...), so what runs is what the op declares.
 """
+
 import math
 import operator
 
@@ -91,7 +92,9 @@ def normalize_axes(op_name, axis, x):
         try:
             ax = operator.index(ax)
         except TypeError:
-            raise TypeError(f"{op_name}: axis must be None, an int or a tuple of ints, got {axis!r}") from None
+            raise TypeError(
+                f"{op_name}: axis must be None, an int or a tuple of ints, got {axis!r}"
+            ) from None
         # A 0-d tensor accepts axis 0 and -1, as in PyTorch.
         if not (-ndim <= ax < ndim or (ndim == 0 and ax in (0, -1))):
             raise ValueError(
@@ -113,7 +116,11 @@ def reduced_shape(shape, axes, keepdims):
 
 def split3(shape, run):
     """(outer, reduced, inner) sizes for a run of adjacent axes of ``shape``."""
-    return math.prod(shape[:run[0]]), math.prod(shape[run[0]:run[-1] + 1]), math.prod(shape[run[-1] + 1:])
+    return (
+        math.prod(shape[: run[0]]),
+        math.prod(shape[run[0] : run[-1] + 1]),
+        math.prod(shape[run[-1] + 1 :]),
+    )
 
 
 def axis_runs(axes):
@@ -139,7 +146,7 @@ def sum_axes(x, axes, sum_kernel, scale=1.0):
     for i, run in enumerate(reversed(runs)):
         shape = x.shape
         outer, reduced, inner = split3(shape, run)
-        out = np.empty(shape[:run[0]] + (1,) * len(run) + shape[run[-1] + 1:], dtype=x.dtype)
+        out = np.empty(shape[: run[0]] + (1,) * len(run) + shape[run[-1] + 1 :], dtype=x.dtype)
         run_scale = scale if i == len(runs) - 1 else 1.0
         sum_kernel(x.reshape(outer, reduced, inner), run_scale, out.reshape(outer, inner))
         x = out
@@ -151,10 +158,12 @@ def expand_sum_grad(grad_kept, shape, axes, scale, expand_kernel):
     with ``expand_kernel`` (``firefly.kernels.reduce.sum_backward``)."""
     g = grad_kept
     for i, run in enumerate(axis_runs(axes)):
-        full = g.shape[:run[0]] + tuple(shape[a] for a in run) + g.shape[run[-1] + 1:]
+        full = g.shape[: run[0]] + tuple(shape[a] for a in run) + g.shape[run[-1] + 1 :]
         out = np.empty(full, dtype=g.dtype)
         outer, reduced, inner = split3(full, run)
-        expand_kernel(g.reshape(outer, inner), scale if i == 0 else 1.0, out.reshape(outer, reduced, inner))
+        expand_kernel(
+            g.reshape(outer, inner), scale if i == 0 else 1.0, out.reshape(outer, reduced, inner)
+        )
         g = out
     return g
 
@@ -170,10 +179,14 @@ def view_geometry(base, view):
     strides = np.array([s // base.itemsize for s in view.strides], dtype=np.int64)
     offset = 0
     if view.size:
-        offset = (view.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // base.itemsize
+        offset = (
+            view.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+        ) // base.itemsize
         reach = (shape - 1) * strides
         if offset + reach[reach < 0].sum() < 0 or offset + reach[reach > 0].sum() >= base.size:
-            raise RuntimeError(f"firefly: view of shape {view.shape} falls outside its base {base.shape}")
+            raise RuntimeError(
+                f"firefly: view of shape {view.shape} falls outside its base {base.shape}"
+            )
     return offset, shape, strides
 
 

@@ -1,5 +1,6 @@
 """Softmax and log-softmax along one axis, with fused backward kernels from the softmax-like
 row family (``firefly.kernels.families.row_softmax``)."""
+
 import numpy as np
 
 from firefly.kernels import families, vmath
@@ -58,7 +59,9 @@ def _softmax_grad(grad, y, dot):
 class Softmax(_AlongAxis):
     name = "softmax"
     forward_kernel = families.row_softmax("softmax_forward", _softmax_constant, _softmax_value)
-    backward_kernel = families.row_softmax_grad("softmax_backward", _softmax_grad_terms, _softmax_grad)
+    backward_kernel = families.row_softmax_grad(
+        "softmax_backward", _softmax_grad_terms, _softmax_grad
+    )
 
 
 def _log_softmax_constant(m, s):
@@ -80,6 +83,9 @@ def _log_softmax_grad(grad, y, total):
 @register
 class LogSoftmax(_AlongAxis):
     name = "log_softmax"
-    forward_kernel = families.row_softmax("log_softmax_forward", _log_softmax_constant, _log_softmax_value)
+    forward_kernel = families.row_softmax(
+        "log_softmax_forward", _log_softmax_constant, _log_softmax_value
+    )
     backward_kernel = families.row_softmax_grad(
-        "log_softmax_backward", _log_softmax_grad_terms, _log_softmax_grad, cost="transcendental")
+        "log_softmax_backward", _log_softmax_grad_terms, _log_softmax_grad, cost="transcendental"
+    )

@@ -1,11 +1,21 @@
 """Optimizers: PyTorch's ``torch.optim`` names, each ``step()`` fused over flat per-dtype
 buffers, with param groups, ``state_dict`` in torch's layout, and ``lr_scheduler``."""
-from firefly.optim.optimizer import BaseOptimizer, FusedOptimizer, Optimizer
-from firefly.optim.sgd import SGD
-from firefly.optim.adam import Adam, AdamW
-from firefly.optim.rmsprop import RMSprop
-from firefly.optim.adagrad import Adagrad
-from firefly.optim import lr_scheduler
 
-__all__ = ["Optimizer", "BaseOptimizer", "FusedOptimizer", "SGD", "Adam", "AdamW", "RMSprop",
-           "Adagrad", "lr_scheduler"]
+from firefly.optim import lr_scheduler
+from firefly.optim.adagrad import Adagrad
+from firefly.optim.adam import Adam, AdamW
+from firefly.optim.optimizer import BaseOptimizer, FusedOptimizer, Optimizer
+from firefly.optim.rmsprop import RMSprop
+from firefly.optim.sgd import SGD
+
+__all__ = [
+    "Optimizer",
+    "BaseOptimizer",
+    "FusedOptimizer",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "RMSprop",
+    "Adagrad",
+    "lr_scheduler",
+]

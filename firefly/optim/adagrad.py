@@ -1,4 +1,5 @@
 """Adagrad, with PyTorch's learning-rate decay, initial accumulator and weight decay."""
+
 from firefly.kernels.optim import adagrad_step
 from firefly.optim.optimizer import FusedOptimizer, check_flag, check_float
 
@@ -16,11 +17,28 @@ class Adagrad(FusedOptimizer):
     _state_names = ("sum",)
     _min_saved_step = 0
 
-    def __init__(self, params, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
-                 eps=1e-10, *, maximize=False):
-        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                                      initial_accumulator_value=initial_accumulator_value, eps=eps,
-                                      maximize=maximize))
+    def __init__(
+        self,
+        params,
+        lr=1e-2,
+        lr_decay=0.0,
+        weight_decay=0.0,
+        initial_accumulator_value=0.0,
+        eps=1e-10,
+        *,
+        maximize=False,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                lr_decay=lr_decay,
+                weight_decay=weight_decay,
+                initial_accumulator_value=initial_accumulator_value,
+                eps=eps,
+                maximize=maximize,
+            ),
+        )
 
     def _check_group(self, group):
         owner = self._owner
@@ -28,8 +46,9 @@ class Adagrad(FusedOptimizer):
             lr=check_float(owner, "lr", group["lr"], minimum=0.0),
             lr_decay=check_float(owner, "lr_decay", group["lr_decay"], minimum=0.0),
             weight_decay=check_float(owner, "weight_decay", group["weight_decay"], minimum=0.0),
-            initial_accumulator_value=check_float(owner, "initial_accumulator_value",
-                                                  group["initial_accumulator_value"], minimum=0.0),
+            initial_accumulator_value=check_float(
+                owner, "initial_accumulator_value", group["initial_accumulator_value"], minimum=0.0
+            ),
             eps=check_float(owner, "eps", group["eps"], minimum=0.0),
             maximize=check_flag(owner, "maximize", group["maximize"]),
         )
@@ -38,11 +57,20 @@ class Adagrad(FusedOptimizer):
         for buf in self._buffers:
             state_sum = buf.buffer("sum")
             for group_index, first, end in buf.segments:
-                state_sum[buf.elements(first, end)] = self.param_groups[group_index]["initial_accumulator_value"]
+                state_sum[buf.elements(first, end)] = self.param_groups[group_index][
+                    "initial_accumulator_value"
+                ]
             buf.live["sum"][:] = True
 
     def _update(self, buf, runs):
-        coefficients = [(g["lr"] / (1.0 + step * g["lr_decay"]), g["weight_decay"], g["eps"])
-                        for _, _, step, _, g in runs]
+        coefficients = [
+            (g["lr"] / (1.0 + step * g["lr_decay"]), g["weight_decay"], g["eps"])
+            for _, _, step, _, g in runs
+        ]
         flags = [(g["maximize"],) for *_, g in runs]
-        adagrad_step(buf.grads, *self._run_arrays(buf, runs, coefficients, flags), buf.buffer("sum"), buf.values)
+        adagrad_step(
+            buf.grads,
+            *self._run_arrays(buf, runs, coefficients, flags),
+            buf.buffer("sum"),
+            buf.values,
+        )

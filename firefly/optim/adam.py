@@ -1,4 +1,5 @@
 """Adam and AdamW, with PyTorch's bias correction, AMSGrad and weight decay."""
+
 import math
 
 from firefly.kernels.optim import adam_step
@@ -14,7 +15,9 @@ def check_betas(owner, betas):
     for position, beta in enumerate((beta1, beta2)):
         beta = check_float(owner, f"betas[{position}]", beta, minimum=0.0)
         if beta >= 1.0:
-            raise ValueError(f"{owner}: invalid betas[{position}] value {beta}; it must be in [0, 1)")
+            raise ValueError(
+                f"{owner}: invalid betas[{position}] value {beta}; it must be in [0, 1)"
+            )
         checked.append(beta)
     return tuple(checked)
 
@@ -35,10 +38,28 @@ class Adam(FusedOptimizer):
     _state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
     _decoupled_weight_decay = False
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 amsgrad=False, *, maximize=False):
-        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      amsgrad=amsgrad, maximize=maximize))
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=0.0,
+        amsgrad=False,
+        *,
+        maximize=False,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                betas=betas,
+                eps=eps,
+                weight_decay=weight_decay,
+                amsgrad=amsgrad,
+                maximize=maximize,
+            ),
+        )
 
     def _check_group(self, group):
         owner = self._owner
@@ -63,14 +84,31 @@ class Adam(FusedOptimizer):
                 l2_weight_decay, param_scale = 0.0, 1.0 - lr * weight_decay
             else:
                 l2_weight_decay, param_scale = weight_decay, 1.0
-            coefficients.append((lr / (1.0 - beta1 ** t), 1.0 / math.sqrt(1.0 - beta2 ** t), beta1, 1.0 - beta1,
-                                 beta2, 1.0 - beta2, group["eps"], l2_weight_decay, param_scale))
+            coefficients.append(
+                (
+                    lr / (1.0 - beta1**t),
+                    1.0 / math.sqrt(1.0 - beta2**t),
+                    beta1,
+                    1.0 - beta1,
+                    beta2,
+                    1.0 - beta2,
+                    group["eps"],
+                    l2_weight_decay,
+                    param_scale,
+                )
+            )
             flags.append((group["maximize"], group["amsgrad"]))
         amsgrad = any(f[1] for f in flags)
         # Read and written only by amsgrad runs; an empty array when there are none.
         max_exp_avg_sq = buf.buffer("max_exp_avg_sq") if amsgrad else buf.values[:0]
-        adam_step(buf.grads, *self._run_arrays(buf, runs, coefficients, flags), buf.buffer("exp_avg"),
-                  buf.buffer("exp_avg_sq"), max_exp_avg_sq, buf.values)
+        adam_step(
+            buf.grads,
+            *self._run_arrays(buf, runs, coefficients, flags),
+            buf.buffer("exp_avg"),
+            buf.buffer("exp_avg_sq"),
+            max_exp_avg_sq,
+            buf.values,
+        )
         for (_, members, *_), (_, run_amsgrad) in zip(runs, flags):
             buf.live["exp_avg"][members] = True
             buf.live["exp_avg_sq"][members] = True
@@ -87,7 +125,23 @@ class AdamW(Adam):
 
     _decoupled_weight_decay = True
 
-    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2,
-                 amsgrad=False, *, maximize=False):
-        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, maximize=maximize)
+    def __init__(
+        self,
+        params,
+        lr=1e-3,
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        weight_decay=1e-2,
+        amsgrad=False,
+        *,
+        maximize=False,
+    ):
+        super().__init__(
+            params,
+            lr=lr,
+            betas=betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            maximize=maximize,
+        )

@@ -7,6 +7,7 @@ into the buffer that a fused optimizer step, a gradient clip or a distributed al
 in one pass. Members are laid out in the optimizer's parameter order, and that order is
 param group by param group, so every group is one contiguous segment of each buffer.
 """
+
 import itertools
 import weakref
 
@@ -39,7 +40,7 @@ def allocate(size, dtype, fill=None):
     else:
         raw = np.empty(nbytes + HUGE_PAGE, np.uint8)
         start = -raw.ctypes.data % HUGE_PAGE
-        array = raw[start:start + nbytes].view(dtype)
+        array = raw[start : start + nbytes].view(dtype)
     if fill is not None:
         array.fill(fill)
     return array
@@ -86,7 +87,7 @@ class FlatBuffer:
 
     def view(self, flat, k):
         """Member ``k``'s slot of a flat buffer, in the parameter's shape."""
-        return flat[self.offsets[k]:self.offsets[k + 1]].reshape(self.shapes[k])
+        return flat[self.offsets[k] : self.offsets[k + 1]].reshape(self.shapes[k])
 
     def elements(self, first, end):
         """The slice of a flat buffer that members ``first`` to ``end - 1`` occupy."""
@@ -145,8 +146,12 @@ class FlatBuffer:
                 continue
             start, step = k, self.steps[k]
             flag = bool(split[k]) if split is not None else False
-            while (k < end and active[k] and self.steps[k] == step
-                   and (split is None or bool(split[k]) == flag)):
+            while (
+                k < end
+                and active[k]
+                and self.steps[k] == step
+                and (split is None or bool(split[k]) == flag)
+            ):
                 k += 1
             runs.append((self.elements(start, k), slice(start, k), int(step), flag))
         return runs

@@ -7,6 +7,7 @@ called after ``optimizer.step()``, moves one step along it. As in PyTorch, most 
 one optimizer compose. ``state_dict()`` holds plain values (``firefly.save`` stores it without
 pickling); a ``LambdaLR``'s functions are not saved, as in PyTorch.
 """
+
 import math
 import numbers
 import types
@@ -16,9 +17,21 @@ from collections import Counter
 from firefly.optim.optimizer import Optimizer
 
 __all__ = [
-    "LRScheduler", "LambdaLR", "MultiplicativeLR", "StepLR", "MultiStepLR", "ConstantLR", "LinearLR",
-    "ExponentialLR", "PolynomialLR", "CosineAnnealingLR", "SequentialLR", "ChainedScheduler",
-    "ReduceLROnPlateau", "OneCycleLR", "CosineAnnealingWarmRestarts",
+    "LRScheduler",
+    "LambdaLR",
+    "MultiplicativeLR",
+    "StepLR",
+    "MultiStepLR",
+    "ConstantLR",
+    "LinearLR",
+    "ExponentialLR",
+    "PolynomialLR",
+    "CosineAnnealingLR",
+    "SequentialLR",
+    "ChainedScheduler",
+    "ReduceLROnPlateau",
+    "OneCycleLR",
+    "CosineAnnealingWarmRestarts",
 ]
 
 
@@ -26,7 +39,9 @@ def _number(owner, name, value, minimum=None, maximum=None, minimum_open=False):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
     if minimum is not None and (value < minimum or (minimum_open and value == minimum)):
-        raise ValueError(f"{owner}: {name} must be {'>' if minimum_open else '>='} {minimum}, got {value!r}")
+        raise ValueError(
+            f"{owner}: {name} must be {'>' if minimum_open else '>='} {minimum}, got {value!r}"
+        )
     if maximum is not None and value > maximum:
         raise ValueError(f"{owner}: {name} must be <= {maximum}, got {value!r}")
     return value
@@ -42,8 +57,10 @@ def _per_group(owner, name, optimizer, value):
     """``value`` once per param group: a list or tuple of that length, or one value for all."""
     if isinstance(value, (list, tuple)):
         if len(value) != len(optimizer.param_groups):
-            raise ValueError(f"{owner}: {name} has {len(value)} values, but the optimizer has "
-                             f"{len(optimizer.param_groups)} param groups")
+            raise ValueError(
+                f"{owner}: {name} has {len(value)} values, but the optimizer has "
+                f"{len(optimizer.param_groups)} param groups"
+            )
         return list(value)
     return [value] * len(optimizer.param_groups)
 
@@ -75,8 +92,10 @@ class LRScheduler:
         else:
             for i, group in enumerate(optimizer.param_groups):
                 if "initial_lr" not in group:
-                    raise KeyError(f"{owner}: param_groups[{i}] has no 'initial_lr', needed to resume with "
-                                   f"last_epoch={last_epoch}; load the optimizer's state_dict first")
+                    raise KeyError(
+                        f"{owner}: param_groups[{i}] has no 'initial_lr', needed to resume with "
+                        f"last_epoch={last_epoch}; load the optimizer's state_dict first"
+                    )
         self.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
         self.last_epoch = last_epoch
         self._initial_step()
@@ -130,21 +149,31 @@ class _LambdaScheduler(LRScheduler):
             raise TypeError(f"{owner}: {type(optimizer).__name__} is not a firefly optimizer")
         if isinstance(lr_lambda, (list, tuple)):
             if len(lr_lambda) != len(optimizer.param_groups):
-                raise ValueError(f"{owner}: expected {len(optimizer.param_groups)} lr_lambdas (one per "
-                                 f"param group), got {len(lr_lambda)}")
+                raise ValueError(
+                    f"{owner}: expected {len(optimizer.param_groups)} lr_lambdas (one per "
+                    f"param group), got {len(lr_lambda)}"
+                )
             self.lr_lambdas = list(lr_lambda)
         else:
             self.lr_lambdas = [lr_lambda] * len(optimizer.param_groups)
         for fn in self.lr_lambdas:
             if not callable(fn):
-                raise TypeError(f"{owner}: lr_lambda must be a function of the epoch, got {type(fn).__name__}")
+                raise TypeError(
+                    f"{owner}: lr_lambda must be a function of the epoch, got {type(fn).__name__}"
+                )
         super().__init__(optimizer, last_epoch)
 
     def state_dict(self):
         # Functions cannot be saved; a callable object's attributes are, as in PyTorch.
-        state = {key: value for key, value in self.__dict__.items() if key not in ("optimizer", "lr_lambdas")}
-        state["lr_lambdas"] = [None if isinstance(fn, types.FunctionType) else dict(fn.__dict__)
-                               for fn in self.lr_lambdas]
+        state = {
+            key: value
+            for key, value in self.__dict__.items()
+            if key not in ("optimizer", "lr_lambdas")
+        }
+        state["lr_lambdas"] = [
+            None if isinstance(fn, types.FunctionType) else dict(fn.__dict__)
+            for fn in self.lr_lambdas
+        ]
         return state
 
     def load_state_dict(self, state_dict):
@@ -160,7 +189,9 @@ class LambdaLR(_LambdaScheduler):
     """``LambdaLR(optimizer, lr_lambda, last_epoch=-1)``: lr = initial lr * lr_lambda(epoch)."""
 
     def get_lr(self):
-        return [base_lr * fn(self.last_epoch) for fn, base_lr in zip(self.lr_lambdas, self.base_lrs)]
+        return [
+            base_lr * fn(self.last_epoch) for fn, base_lr in zip(self.lr_lambdas, self.base_lrs)
+        ]
 
 
 class MultiplicativeLR(_LambdaScheduler):
@@ -170,7 +201,10 @@ class MultiplicativeLR(_LambdaScheduler):
     def get_lr(self):
         if self._is_initial:
             return self._current_lrs()
-        return [group["lr"] * fn(self.last_epoch) for fn, group in zip(self.lr_lambdas, self.optimizer.param_groups)]
+        return [
+            group["lr"] * fn(self.last_epoch)
+            for fn, group in zip(self.lr_lambdas, self.optimizer.param_groups)
+        ]
 
 
 class StepLR(LRScheduler):
@@ -187,7 +221,9 @@ class StepLR(LRScheduler):
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
 
     def _get_closed_form_lr(self):
-        return [base_lr * self.gamma ** (self.last_epoch // self.step_size) for base_lr in self.base_lrs]
+        return [
+            base_lr * self.gamma ** (self.last_epoch // self.step_size) for base_lr in self.base_lrs
+        ]
 
 
 class MultiStepLR(LRScheduler):
@@ -197,7 +233,9 @@ class MultiStepLR(LRScheduler):
         try:
             milestones = list(milestones)
         except TypeError:
-            raise ValueError(f"MultiStepLR: milestones must be a list of ints, got {milestones!r}") from None
+            raise ValueError(
+                f"MultiStepLR: milestones must be a list of ints, got {milestones!r}"
+            ) from None
         for m in milestones:
             _integer("MultiStepLR", "each milestone", m, 0)
         self.milestones = Counter(int(m) for m in milestones)
@@ -207,11 +245,17 @@ class MultiStepLR(LRScheduler):
     def get_lr(self):
         if self.last_epoch not in self.milestones:
             return self._current_lrs()
-        return [group["lr"] * self.gamma ** self.milestones[self.last_epoch] for group in self.optimizer.param_groups]
+        return [
+            group["lr"] * self.gamma ** self.milestones[self.last_epoch]
+            for group in self.optimizer.param_groups
+        ]
 
     def _get_closed_form_lr(self):
         milestones = sorted(self.milestones.elements())
-        return [base_lr * self.gamma ** bisect_right(milestones, self.last_epoch) for base_lr in self.base_lrs]
+        return [
+            base_lr * self.gamma ** bisect_right(milestones, self.last_epoch)
+            for base_lr in self.base_lrs
+        ]
 
     def load_state_dict(self, state_dict):
         # A saved Counter comes back from firefly.load as a plain dict (keys maybe strings).
@@ -236,17 +280,22 @@ class ConstantLR(LRScheduler):
         return [group["lr"] * (1.0 / self.factor) for group in self.optimizer.param_groups]
 
     def _get_closed_form_lr(self):
-        return [base_lr * (self.factor + (self.last_epoch >= self.total_iters) * (1 - self.factor))
-                for base_lr in self.base_lrs]
+        return [
+            base_lr * (self.factor + (self.last_epoch >= self.total_iters) * (1 - self.factor))
+            for base_lr in self.base_lrs
+        ]
 
 
 class LinearLR(LRScheduler):
     """``LinearLR(optimizer, start_factor=1/3, end_factor=1.0, total_iters=5, last_epoch=-1)``:
     the factor on lr moves linearly from start_factor to end_factor over total_iters epochs."""
 
-    def __init__(self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1):
-        self.start_factor = _number("LinearLR", "start_factor", start_factor, minimum=0.0, maximum=1.0,
-                                    minimum_open=True)
+    def __init__(
+        self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1
+    ):
+        self.start_factor = _number(
+            "LinearLR", "start_factor", start_factor, minimum=0.0, maximum=1.0, minimum_open=True
+        )
         self.end_factor = _number("LinearLR", "end_factor", end_factor, minimum=0.0, maximum=1.0)
         self.total_iters = _integer("LinearLR", "total_iters", total_iters, 1)
         super().__init__(optimizer, last_epoch)
@@ -257,13 +306,22 @@ class LinearLR(LRScheduler):
         if self._is_initial or self.last_epoch > self.total_iters:
             return self._current_lrs()
         change = self.end_factor - self.start_factor
-        factor = 1.0 + change / (self.total_iters * self.start_factor + (self.last_epoch - 1) * change)
+        factor = 1.0 + change / (
+            self.total_iters * self.start_factor + (self.last_epoch - 1) * change
+        )
         return [group["lr"] * factor for group in self.optimizer.param_groups]
 
     def _get_closed_form_lr(self):
-        return [base_lr * (self.start_factor + (self.end_factor - self.start_factor)
-                           * min(self.total_iters, self.last_epoch) / self.total_iters)
-                for base_lr in self.base_lrs]
+        return [
+            base_lr
+            * (
+                self.start_factor
+                + (self.end_factor - self.start_factor)
+                * min(self.total_iters, self.last_epoch)
+                / self.total_iters
+            )
+            for base_lr in self.base_lrs
+        ]
 
 
 class ExponentialLR(LRScheduler):
@@ -279,7 +337,7 @@ class ExponentialLR(LRScheduler):
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
 
     def _get_closed_form_lr(self):
-        return [base_lr * self.gamma ** self.last_epoch for base_lr in self.base_lrs]
+        return [base_lr * self.gamma**self.last_epoch for base_lr in self.base_lrs]
 
 
 class PolynomialLR(LRScheduler):
@@ -294,13 +352,18 @@ class PolynomialLR(LRScheduler):
     def get_lr(self):
         if self._is_initial or self.last_epoch > self.total_iters:
             return self._current_lrs()
-        factor = ((1.0 - self.last_epoch / self.total_iters)
-                  / (1.0 - (self.last_epoch - 1) / self.total_iters)) ** self.power
+        factor = (
+            (1.0 - self.last_epoch / self.total_iters)
+            / (1.0 - (self.last_epoch - 1) / self.total_iters)
+        ) ** self.power
         return [group["lr"] * factor for group in self.optimizer.param_groups]
 
     def _get_closed_form_lr(self):
-        return [base_lr * (1.0 - min(self.total_iters, self.last_epoch) / self.total_iters) ** self.power
-                for base_lr in self.base_lrs]
+        return [
+            base_lr
+            * (1.0 - min(self.total_iters, self.last_epoch) / self.total_iters) ** self.power
+            for base_lr in self.base_lrs
+        ]
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -319,14 +382,24 @@ class CosineAnnealingLR(LRScheduler):
         if self._step_count == 1 and self.last_epoch > 0:
             return self._get_closed_form_lr()
         if (self.last_epoch - 1 - self.T_max) % (2 * self.T_max) == 0:
-            return [group["lr"] + (base_lr - self.eta_min) * (1 - math.cos(math.pi / self.T_max)) / 2
-                    for base_lr, group in zip(self.base_lrs, self.optimizer.param_groups)]
-        ratio = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / (1 + math.cos(math.pi * (self.last_epoch - 1) / self.T_max))
-        return [ratio * (group["lr"] - self.eta_min) + self.eta_min for group in self.optimizer.param_groups]
+            return [
+                group["lr"] + (base_lr - self.eta_min) * (1 - math.cos(math.pi / self.T_max)) / 2
+                for base_lr, group in zip(self.base_lrs, self.optimizer.param_groups)
+            ]
+        ratio = (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / (
+            1 + math.cos(math.pi * (self.last_epoch - 1) / self.T_max)
+        )
+        return [
+            ratio * (group["lr"] - self.eta_min) + self.eta_min
+            for group in self.optimizer.param_groups
+        ]
 
     def _get_closed_form_lr(self):
-        return [self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
-                for base_lr in self.base_lrs]
+        return [
+            self.eta_min
+            + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+            for base_lr in self.base_lrs
+        ]
 
 
 class _SchedulerList(LRScheduler):
@@ -339,17 +412,27 @@ class _SchedulerList(LRScheduler):
             raise ValueError(f"{owner}: expects at least one scheduler, got none")
         for i, scheduler in enumerate(schedulers):
             if isinstance(scheduler, ReduceLROnPlateau):
-                raise ValueError(f"{owner}: scheduler {i} is a ReduceLROnPlateau, which needs a metric "
-                                 "at each step; it cannot be sequenced or chained")
+                raise ValueError(
+                    f"{owner}: scheduler {i} is a ReduceLROnPlateau, which needs a metric "
+                    "at each step; it cannot be sequenced or chained"
+                )
             if not isinstance(scheduler, LRScheduler):
-                raise TypeError(f"{owner}: scheduler {i} is a {type(scheduler).__name__}, not an LRScheduler")
+                raise TypeError(
+                    f"{owner}: scheduler {i} is a {type(scheduler).__name__}, not an LRScheduler"
+                )
             if scheduler.optimizer is not optimizer:
-                raise ValueError(f"{owner}: scheduler {i} ({type(scheduler).__name__}) belongs to another "
-                                 "optimizer; every scheduler must schedule the same one")
+                raise ValueError(
+                    f"{owner}: scheduler {i} ({type(scheduler).__name__}) belongs to another "
+                    "optimizer; every scheduler must schedule the same one"
+                )
         return schedulers
 
     def state_dict(self):
-        state = {key: value for key, value in self.__dict__.items() if key not in ("optimizer", "_schedulers")}
+        state = {
+            key: value
+            for key, value in self.__dict__.items()
+            if key not in ("optimizer", "_schedulers")
+        }
         state["_schedulers"] = [s.state_dict() for s in self._schedulers]
         return state
 
@@ -371,8 +454,10 @@ class SequentialLR(_SchedulerList):
         schedulers = self._check_schedulers(optimizer, schedulers)
         milestones = [_integer("SequentialLR", "each milestone", m, 0) for m in milestones]
         if len(milestones) != len(schedulers) - 1:
-            raise ValueError(f"SequentialLR: expects one milestone fewer than schedulers, got "
-                             f"{len(schedulers)} schedulers and {len(milestones)} milestones")
+            raise ValueError(
+                f"SequentialLR: expects one milestone fewer than schedulers, got "
+                f"{len(schedulers)} schedulers and {len(milestones)} milestones"
+            )
         if milestones != sorted(milestones):
             raise ValueError(f"SequentialLR: milestones must be increasing, got {milestones}")
         self._schedulers = schedulers
@@ -429,8 +514,18 @@ class ReduceLROnPlateau(LRScheduler):
     threshold_mode='rel', cooldown=0, min_lr=0, eps=1e-8)``: ``step(metric)`` multiplies lr by
     factor once the metric has not improved for more than ``patience`` steps."""
 
-    def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4, threshold_mode="rel",
-                 cooldown=0, min_lr=0, eps=1e-8):
+    def __init__(
+        self,
+        optimizer,
+        mode="min",
+        factor=0.1,
+        patience=10,
+        threshold=1e-4,
+        threshold_mode="rel",
+        cooldown=0,
+        min_lr=0,
+        eps=1e-8,
+    ):
         owner = "ReduceLROnPlateau"
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{owner}: {type(optimizer).__name__} is not a firefly optimizer")
@@ -440,8 +535,10 @@ class ReduceLROnPlateau(LRScheduler):
         self.optimizer = optimizer
         if isinstance(min_lr, (list, tuple)):
             if len(min_lr) != len(optimizer.param_groups):
-                raise ValueError(f"{owner}: expected {len(optimizer.param_groups)} min_lrs (one per param "
-                                 f"group), got {len(min_lr)}")
+                raise ValueError(
+                    f"{owner}: expected {len(optimizer.param_groups)} min_lrs (one per param "
+                    f"group), got {len(min_lr)}"
+                )
             self.default_min_lr = None
             self.min_lrs = [_number(owner, "min_lr", m, minimum=0.0) for m in min_lr]
         else:
@@ -459,7 +556,9 @@ class ReduceLROnPlateau(LRScheduler):
         if mode not in ("min", "max"):
             raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}")
+            raise ValueError(
+                f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}"
+            )
         self.mode_worse = math.inf if mode == "min" else -math.inf
         self.mode, self.threshold, self.threshold_mode = mode, threshold, threshold_mode
 
@@ -524,9 +623,23 @@ class OneCycleLR(LRScheduler):
     the 1cycle policy. lr rises from max_lr / div_factor to max_lr, then anneals to
     initial_lr / final_div_factor; momentum (or Adam's beta1) moves the opposite way."""
 
-    def __init__(self, optimizer, max_lr, total_steps=None, epochs=None, steps_per_epoch=None, pct_start=0.3,
-                 anneal_strategy="cos", cycle_momentum=True, base_momentum=0.85, max_momentum=0.95,
-                 div_factor=25.0, final_div_factor=1e4, three_phase=False, last_epoch=-1):
+    def __init__(
+        self,
+        optimizer,
+        max_lr,
+        total_steps=None,
+        epochs=None,
+        steps_per_epoch=None,
+        pct_start=0.3,
+        anneal_strategy="cos",
+        cycle_momentum=True,
+        base_momentum=0.85,
+        max_momentum=0.95,
+        div_factor=25.0,
+        final_div_factor=1e4,
+        three_phase=False,
+        last_epoch=-1,
+    ):
         owner = "OneCycleLR"
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{owner}: {type(optimizer).__name__} is not a firefly optimizer")
@@ -534,32 +647,64 @@ class OneCycleLR(LRScheduler):
         if total_steps is not None:
             self.total_steps = _integer(owner, "total_steps", total_steps, 1)
         elif epochs is not None and steps_per_epoch is not None:
-            self.total_steps = _integer(owner, "epochs", epochs, 1) * _integer(owner, "steps_per_epoch", steps_per_epoch, 1)
+            self.total_steps = _integer(owner, "epochs", epochs, 1) * _integer(
+                owner, "steps_per_epoch", steps_per_epoch, 1
+            )
         else:
             raise ValueError(f"{owner}: give either total_steps, or epochs and steps_per_epoch")
         pct_start = _number(owner, "pct_start", pct_start, minimum=0.0, maximum=1.0)
         if anneal_strategy not in ("cos", "linear"):
-            raise ValueError(f"{owner}: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
+            raise ValueError(
+                f"{owner}: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}"
+            )
         self._anneal_func_type = anneal_strategy
         _number(owner, "div_factor", div_factor, minimum=0.0, minimum_open=True)
         _number(owner, "final_div_factor", final_div_factor, minimum=0.0, minimum_open=True)
         if three_phase:
             self._schedule_phases = [
-                {"end_step": float(pct_start * self.total_steps) - 1, "start_lr": "initial_lr", "end_lr": "max_lr",
-                 "start_momentum": "max_momentum", "end_momentum": "base_momentum"},
-                {"end_step": float(2 * pct_start * self.total_steps) - 2, "start_lr": "max_lr", "end_lr": "initial_lr",
-                 "start_momentum": "base_momentum", "end_momentum": "max_momentum"},
-                {"end_step": self.total_steps - 1, "start_lr": "initial_lr", "end_lr": "min_lr",
-                 "start_momentum": "max_momentum", "end_momentum": "max_momentum"},
+                {
+                    "end_step": float(pct_start * self.total_steps) - 1,
+                    "start_lr": "initial_lr",
+                    "end_lr": "max_lr",
+                    "start_momentum": "max_momentum",
+                    "end_momentum": "base_momentum",
+                },
+                {
+                    "end_step": float(2 * pct_start * self.total_steps) - 2,
+                    "start_lr": "max_lr",
+                    "end_lr": "initial_lr",
+                    "start_momentum": "base_momentum",
+                    "end_momentum": "max_momentum",
+                },
+                {
+                    "end_step": self.total_steps - 1,
+                    "start_lr": "initial_lr",
+                    "end_lr": "min_lr",
+                    "start_momentum": "max_momentum",
+                    "end_momentum": "max_momentum",
+                },
             ]
         else:
             self._schedule_phases = [
-                {"end_step": float(pct_start * self.total_steps) - 1, "start_lr": "initial_lr", "end_lr": "max_lr",
-                 "start_momentum": "max_momentum", "end_momentum": "base_momentum"},
-                {"end_step": self.total_steps - 1, "start_lr": "max_lr", "end_lr": "min_lr",
-                 "start_momentum": "base_momentum", "end_momentum": "max_momentum"},
+                {
+                    "end_step": float(pct_start * self.total_steps) - 1,
+                    "start_lr": "initial_lr",
+                    "end_lr": "max_lr",
+                    "start_momentum": "max_momentum",
+                    "end_momentum": "base_momentum",
+                },
+                {
+                    "end_step": self.total_steps - 1,
+                    "start_lr": "max_lr",
+                    "end_lr": "min_lr",
+                    "start_momentum": "base_momentum",
+                    "end_momentum": "max_momentum",
+                },
             ]
-        max_lrs = [_number(owner, "max_lr", m, minimum=0.0) for m in _per_group(owner, "max_lr", optimizer, max_lr)]
+        max_lrs = [
+            _number(owner, "max_lr", m, minimum=0.0)
+            for m in _per_group(owner, "max_lr", optimizer, max_lr)
+        ]
         if last_epoch == -1:
             for group, group_max_lr in zip(optimizer.param_groups, max_lrs):
                 group["initial_lr"] = group_max_lr / div_factor
@@ -568,13 +713,17 @@ class OneCycleLR(LRScheduler):
         self.cycle_momentum = bool(cycle_momentum)
         if self.cycle_momentum:
             if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
-                raise ValueError(f"{owner}: cycle_momentum=True needs an optimizer with momentum or betas "
-                                 f"({type(optimizer).__name__} has neither); pass cycle_momentum=False")
+                raise ValueError(
+                    f"{owner}: cycle_momentum=True needs an optimizer with momentum or betas "
+                    f"({type(optimizer).__name__} has neither); pass cycle_momentum=False"
+                )
             self.use_beta1 = "betas" in optimizer.defaults
             max_momentums = _per_group(owner, "max_momentum", optimizer, max_momentum)
             base_momentums = _per_group(owner, "base_momentum", optimizer, base_momentum)
             if last_epoch == -1:
-                for group, group_max, group_base in zip(optimizer.param_groups, max_momentums, base_momentums):
+                for group, group_max, group_base in zip(
+                    optimizer.param_groups, max_momentums, base_momentums
+                ):
                     _set_momentum(group, self.use_beta1, group_max)
                     group["max_momentum"] = group_max
                     group["base_momentum"] = group_base
@@ -588,7 +737,9 @@ class OneCycleLR(LRScheduler):
     def get_lr(self):
         step_num = self.last_epoch
         if step_num > self.total_steps:
-            raise ValueError(f"OneCycleLR: tried to step {step_num} times; total_steps is {self.total_steps}")
+            raise ValueError(
+                f"OneCycleLR: tried to step {step_num} times; total_steps is {self.total_steps}"
+            )
         lrs = []
         for group in self.optimizer.param_groups:
             start_step = 0.0
@@ -598,7 +749,9 @@ class OneCycleLR(LRScheduler):
                     pct = (step_num - start_step) / (end_step - start_step)
                     lr = self._anneal(group[phase["start_lr"]], group[phase["end_lr"]], pct)
                     if self.cycle_momentum:
-                        momentum = self._anneal(group[phase["start_momentum"]], group[phase["end_momentum"]], pct)
+                        momentum = self._anneal(
+                            group[phase["start_momentum"]], group[phase["end_momentum"]], pct
+                        )
                     break
                 start_step = phase["end_step"]
             lrs.append(lr)
@@ -622,8 +775,11 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
-        return [self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
-                for base_lr in self.base_lrs]
+        return [
+            self.eta_min
+            + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
+            for base_lr in self.base_lrs
+        ]
 
     def step(self, epoch=None):
         if epoch is None and self.last_epoch < 0:
@@ -642,8 +798,8 @@ class CosineAnnealingWarmRestarts(LRScheduler):
                     self.T_cur = epoch % self.T_0
                 else:
                     n = int(math.log(epoch / self.T_0 * (self.T_mult - 1) + 1, self.T_mult))
-                    self.T_cur = epoch - self.T_0 * (self.T_mult ** n - 1) / (self.T_mult - 1)
-                    self.T_i = self.T_0 * self.T_mult ** n
+                    self.T_cur = epoch - self.T_0 * (self.T_mult**n - 1) / (self.T_mult - 1)
+                    self.T_i = self.T_0 * self.T_mult**n
             else:
                 self.T_i = self.T_0
                 self.T_cur = epoch

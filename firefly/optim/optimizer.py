@@ -15,6 +15,7 @@ parameter, ``zero_grad()`` drops every gradient and ``step()`` is the subclass's
 ``firefly.optim.flat``) and updates each buffer with one kernel call, whatever the number of
 param groups.
 """
+
 import functools
 import numbers
 
@@ -42,13 +43,17 @@ def check_float(owner, name, value, minimum=None):
     value = float(value)
     if not np.isfinite(value) or (minimum is not None and value < minimum):
         bound = f" >= {minimum}" if minimum is not None else ""
-        raise ValueError(f"{owner}: invalid {name} value {value}; {name} must be a finite number{bound}")
+        raise ValueError(
+            f"{owner}: invalid {name} value {value}; {name} must be a finite number{bound}"
+        )
     return value
 
 
 def check_flag(owner, name, value):
     """``value`` as a bool; a TypeError unless it is a bool (a string like "False" is refused)."""
-    if isinstance(value, (bool, np.bool_)) or (isinstance(value, np.ndarray) and value.shape == () and value.dtype == bool):
+    if isinstance(value, (bool, np.bool_)) or (
+        isinstance(value, np.ndarray) and value.shape == () and value.dtype == bool
+    ):
         return bool(value)
     raise TypeError(f"{owner}: {name} must be True or False, got {type(value).__name__} {value!r}")
 
@@ -128,7 +133,11 @@ def _leaf_of(param):
 
 
 def _label(index, name, leaf):
-    return f"parameter {index}" + (f" '{name}'" if name else "") + f" (shape {leaf.shape}, {leaf.dtype})"
+    return (
+        f"parameter {index}"
+        + (f" '{name}'" if name else "")
+        + f" (shape {leaf.shape}, {leaf.dtype})"
+    )
 
 
 def _is_single_parameter(value):
@@ -175,16 +184,20 @@ class Optimizer:
     def _group_list(self, params):
         owner = self._owner
         if isinstance(params, dict):
-            raise TypeError(f"{owner}: params must be an iterable of parameters or of param group dicts; "
-                            "wrap a single group dict in a list")
+            raise TypeError(
+                f"{owner}: params must be an iterable of parameters or of param group dicts; "
+                "wrap a single group dict in a list"
+            )
         if _is_single_parameter(params):
             raise TypeError(
                 f"{owner}: params must be an iterable of Parameters, got a single "
                 f"{type(params).__name__}; pass a list such as model.get_parameters()"
             )
         if isinstance(params, (set, frozenset)):
-            raise TypeError(f"{owner}: params must be an ordered collection (a list), not a set: "
-                            "a set's order changes between runs, and with it the state_dict indices")
+            raise TypeError(
+                f"{owner}: params must be an ordered collection (a list), not a set: "
+                "a set's order changes between runs, and with it the state_dict indices"
+            )
         try:
             items = list(params)
         except TypeError:
@@ -193,11 +206,15 @@ class Optimizer:
                 "pass a list such as model.get_parameters()"
             ) from None
         if not items:
-            raise ValueError(f"{owner}: got an empty parameter list; pass the model's parameters, e.g. model.get_parameters()")
+            raise ValueError(
+                f"{owner}: got an empty parameter list; pass the model's parameters, e.g. model.get_parameters()"
+            )
         if any(isinstance(item, dict) for item in items):
             if not all(isinstance(item, dict) for item in items):
-                raise TypeError(f"{owner}: params mixes param group dicts with parameters; "
-                                "put every parameter in a group dict, or pass no dicts")
+                raise TypeError(
+                    f"{owner}: params mixes param group dicts with parameters; "
+                    "put every parameter in a group dict, or pass no dicts"
+                )
             return [dict(item) for item in items]
         return [{"params": items}]
 
@@ -216,23 +233,33 @@ class Optimizer:
         owner = self._owner
         where = f"param_groups[{len(self.param_groups)}]"
         if not isinstance(param_group, dict):
-            raise TypeError(f"{owner}: a param group must be a dict, got {type(param_group).__name__}")
+            raise TypeError(
+                f"{owner}: a param group must be a dict, got {type(param_group).__name__}"
+            )
         group = dict(param_group)
         if "params" not in group:
-            raise ValueError(f"{owner}: {where} has no 'params' key; give it {{'params': [...], ...}}")
+            raise ValueError(
+                f"{owner}: {where} has no 'params' key; give it {{'params': [...], ...}}"
+            )
         params = group["params"]
         if _is_single_parameter(params):
             params = [params]
         elif isinstance(params, (set, frozenset)):
-            raise TypeError(f"{owner}: {where}['params'] must be an ordered collection (a list), not a set")
+            raise TypeError(
+                f"{owner}: {where}['params'] must be an ordered collection (a list), not a set"
+            )
         else:
             try:
                 params = list(params)
             except TypeError:
-                raise TypeError(f"{owner}: {where}['params'] must be an iterable of parameters, "
-                                f"got {type(params).__name__}") from None
+                raise TypeError(
+                    f"{owner}: {where}['params'] must be an iterable of parameters, "
+                    f"got {type(params).__name__}"
+                ) from None
         if not params:
-            raise ValueError(f"{owner}: {where} has no parameters; give it some or leave the group out")
+            raise ValueError(
+                f"{owner}: {where} has no parameters; give it some or leave the group out"
+            )
         allowed = self._allowed_group_keys()
         if allowed is not None:
             unknown = sorted(set(group) - {"params", "param_names"} - allowed - SCHEDULER_KEYS)
@@ -255,28 +282,39 @@ class Optimizer:
                     "(name, parameter) pairs (model.named_parameters())"
                 )
             if leaf._node is not None:
-                raise ValueError(f"{owner}: parameter {start + position} is not a leaf Tensor (an op "
-                                 "computed it); only leaves can be optimized")
+                raise ValueError(
+                    f"{owner}: parameter {start + position} is not a leaf Tensor (an op "
+                    "computed it); only leaves can be optimized"
+                )
             names.append(name)
             leaves.append(item)
         if any(n is not None for n in names) and not all(n is not None for n in names):
-            raise ValueError(f"{owner}: {where} mixes named and unnamed parameters; name all or none")
+            raise ValueError(
+                f"{owner}: {where} mixes named and unnamed parameters; name all or none"
+            )
         if "param_names" in group:
             names = list(group["param_names"])
             if len(names) != len(leaves):
-                raise ValueError(f"{owner}: {where}['param_names'] has {len(names)} names for {len(leaves)} parameters")
+                raise ValueError(
+                    f"{owner}: {where}['param_names'] has {len(names)} names for {len(leaves)} parameters"
+                )
         seen = {id(_leaf_of(p)): self._describe(i) for i, p in enumerate(self.parameters)}
         for position, (name, item) in enumerate(zip(names, leaves)):
             leaf = _leaf_of(item)
             label = _label(start + position, name, leaf)
             if id(leaf) in seen:
-                raise ValueError(f"{owner}: {label} is the same parameter as {seen[id(leaf)]}; "
-                                 "a parameter can be in one param group only, once")
+                raise ValueError(
+                    f"{owner}: {label} is the same parameter as {seen[id(leaf)]}; "
+                    "a parameter can be in one param group only, once"
+                )
             seen[id(leaf)] = label
             self._check_parameter(label, leaf)
         # torch's key order: params, then the hyperparameters in the constructor's order.
-        group = {"params": leaves, **{name: group.get(name, default) for name, default in self.defaults.items()},
-                 **{key: value for key, value in group.items() if key != "params"}}
+        group = {
+            "params": leaves,
+            **{name: group.get(name, default) for name, default in self.defaults.items()},
+            **{key: value for key, value in group.items() if key != "params"},
+        }
         if any(n is not None for n in names):
             group["param_names"] = names
         group.update(self._check_group(group))
@@ -339,11 +377,15 @@ class Optimizer:
         owner = f"{self._owner}.load_state_dict"
         if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
             keys = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
-            raise ValueError(f"{owner}: expected a dict with keys 'state' and 'param_groups' (from state_dict()), got {keys}")
+            raise ValueError(
+                f"{owner}: expected a dict with keys 'state' and 'param_groups' (from state_dict()), got {keys}"
+            )
         saved_groups = list(state_dict["param_groups"])
         if len(saved_groups) != len(self.param_groups):
-            raise ValueError(f"{owner}: the state has {len(saved_groups)} param groups, this optimizer has "
-                             f"{len(self.param_groups)}")
+            raise ValueError(
+                f"{owner}: the state has {len(saved_groups)} param groups, this optimizer has "
+                f"{len(self.param_groups)}"
+            )
         checked = []
         for i, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
             saved = dict(saved)
@@ -351,7 +393,9 @@ class Optimizer:
             count = len(group["params"])
             if saved_params is None or len(saved_params) != count:
                 got = "none" if saved_params is None else len(saved_params)
-                raise ValueError(f"{owner}: param_groups[{i}] was saved with {got} parameters, this optimizer's has {count}")
+                raise ValueError(
+                    f"{owner}: param_groups[{i}] was saved with {got} parameters, this optimizer's has {count}"
+                )
             saved.pop("param_names", None)
             checked.append(saved)
         return checked
@@ -423,8 +467,10 @@ class FusedOptimizer(Optimizer):
                 tensors.append(tensor)
                 segments[-1][2] = len(members)
                 index += 1
-        self._buffers = [FlatBuffer(dtype, members, tensors, [tuple(s) for s in segments])
-                         for dtype, (members, tensors, segments) in by_dtype.items()]
+        self._buffers = [
+            FlatBuffer(dtype, members, tensors, [tuple(s) for s in segments])
+            for dtype, (members, tensors, segments) in by_dtype.items()
+        ]
         for buf in self._buffers:
             for k in range(len(buf.members)):
                 self._install(buf, k)
@@ -451,15 +497,20 @@ class FusedOptimizer(Optimizer):
         try:
             return buf.install_grad(k)
         except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{self._owner}: the gradient of {self._describe(buf.members[k])} {exc}") from None
+            raise type(exc)(
+                f"{self._owner}: the gradient of {self._describe(buf.members[k])} {exc}"
+            ) from None
 
     def _member_state(self):
         """{parameter index: (step, {state name: copy of its slot})} for parameters with state."""
         carried = {}
         for buf in self._buffers:
             for k, index in enumerate(buf.members):
-                arrays = {name: buf.view(buf.state[name], k).copy()
-                          for name in self._state_names if name in buf.state and buf.live[name][k]}
+                arrays = {
+                    name: buf.view(buf.state[name], k).copy()
+                    for name in self._state_names
+                    if name in buf.state and buf.live[name][k]
+                }
                 if buf.steps[k] >= self._min_saved_step and (buf.steps[k] or arrays):
                     carried[index] = (int(buf.steps[k]), arrays)
         return carried
@@ -488,14 +539,18 @@ class FusedOptimizer(Optimizer):
             else:
                 self._validated.append((snapshot, checked))
             checked_groups.append(checked)
-        del self._validated[len(self.param_groups):]
+        del self._validated[len(self.param_groups) :]
         return checked_groups
 
     def __repr__(self):
         lines = [f"{self._owner} ("]
         for i, group in enumerate(self.param_groups):
             lines.append(f"Parameter Group {i} ({len(group['params'])} parameters)")
-            lines.extend(f"    {key}: {value!r}" for key, value in group.items() if key not in ("params", "param_names"))
+            lines.extend(
+                f"    {key}: {value!r}"
+                for key, value in group.items()
+                if key not in ("params", "param_names")
+            )
         lines.append(")")
         return "\n".join(lines)
 
@@ -579,7 +634,10 @@ class FusedOptimizer(Optimizer):
             runs = []
             for group_index, first, end in buf.segments:
                 group = hyperparameters[group_index]
-                runs.extend((*run, group) for run in buf.runs(active, first, end, self._split_flags(buf, group)))
+                runs.extend(
+                    (*run, group)
+                    for run in buf.runs(active, first, end, self._split_flags(buf, group))
+                )
             if runs:
                 self._update(buf, runs)
                 # The parameters changed in place: a graph recorded before this step that saved
@@ -610,10 +668,18 @@ class FusedOptimizer(Optimizer):
         step to the next unless a hyperparameter, the set of trainable parameters or (Adam's
         bias corrections) the step count changed: building them costs more than the update of
         a small model. The kernels only read them."""
-        key = (tuple([(elements.start, elements.stop) for elements, *_ in runs]), tuple(coefficients), tuple(flags))
+        key = (
+            tuple([(elements.start, elements.stop) for elements, *_ in runs]),
+            tuple(coefficients),
+            tuple(flags),
+        )
         if buf.last_run_arrays is not None and buf.last_run_arrays[0] == key:
             return buf.last_run_arrays[1]
-        arrays = np.array(key[0], np.int64), np.array(coefficients, buf.dtype), np.array(flags, bool)
+        arrays = (
+            np.array(key[0], np.int64),
+            np.array(coefficients, buf.dtype),
+            np.array(flags, bool),
+        )
         buf.last_run_arrays = key, arrays
         return arrays
 
@@ -627,7 +693,10 @@ class FusedOptimizer(Optimizer):
         Parameters are numbered across the groups in order. ``state`` has an entry for each
         parameter with state (updated at least once). Arrays are copies.
         """
-        state = {index: {"step": step, **arrays} for index, (step, arrays) in sorted(self._member_state().items())}
+        state = {
+            index: {"step": step, **arrays}
+            for index, (step, arrays) in sorted(self._member_state().items())
+        }
         return {"state": state, "param_groups": self._group_state()}
 
     def load_state_dict(self, state_dict):
@@ -656,20 +725,32 @@ class FusedOptimizer(Optimizer):
             except (TypeError, ValueError):
                 raise ValueError(f"{owner}: state key {key!r} is not a parameter index") from None
             if not 0 <= index < count:
-                raise ValueError(f"{owner}: state key {key!r} is out of range for {count} parameters")
+                raise ValueError(
+                    f"{owner}: state key {key!r} is out of range for {count} parameters"
+                )
             entry = dict(entry)
             step = entry.pop("step", None)
-            if (step is None or not _is_scalar(step) or float(step) != int(step)
-                    or int(step) < self._min_saved_step):
-                raise ValueError(f"{owner}: state of {self._describe(index)} needs a 'step' count "
-                                 f">= {self._min_saved_step}, got {step!r}")
+            if (
+                step is None
+                or not _is_scalar(step)
+                or float(step) != int(step)
+                or int(step) < self._min_saved_step
+            ):
+                raise ValueError(
+                    f"{owner}: state of {self._describe(index)} needs a 'step' count "
+                    f">= {self._min_saved_step}, got {step!r}"
+                )
             for name, value in entry.items():
                 if name not in self._state_names:
                     raise ValueError(
                         f"{owner}: unknown state '{name}' for {self._describe(index)}; "
                         f"{self._owner} keeps {list(self._state_names)}"
                     )
-                if not isinstance(value, np.ndarray) or value.shape != shapes[index] or value.dtype.kind != "f":
+                if (
+                    not isinstance(value, np.ndarray)
+                    or value.shape != shapes[index]
+                    or value.dtype.kind != "f"
+                ):
                     raise ValueError(
                         f"{owner}: state '{name}' of {self._describe(index)} must be a float array "
                         f"of the parameter's shape, got {getattr(value, 'shape', type(value).__name__)}"

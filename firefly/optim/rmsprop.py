@@ -1,4 +1,5 @@
 """RMSprop, with PyTorch's smoothing constant, momentum, centering and weight decay."""
+
 from firefly.kernels.optim import rmsprop_step
 from firefly.optim.optimizer import FusedOptimizer, check_flag, check_float
 
@@ -16,10 +17,30 @@ class RMSprop(FusedOptimizer):
 
     _state_names = ("square_avg", "momentum_buffer", "grad_avg")
 
-    def __init__(self, params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False, *, maximize=False):
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                                      momentum=momentum, centered=centered, maximize=maximize))
+    def __init__(
+        self,
+        params,
+        lr=1e-2,
+        alpha=0.99,
+        eps=1e-8,
+        weight_decay=0.0,
+        momentum=0.0,
+        centered=False,
+        *,
+        maximize=False,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                alpha=alpha,
+                eps=eps,
+                weight_decay=weight_decay,
+                momentum=momentum,
+                centered=centered,
+                maximize=maximize,
+            ),
+        )
 
     def _check_group(self, group):
         owner = self._owner
@@ -34,15 +55,22 @@ class RMSprop(FusedOptimizer):
         )
 
     def _update(self, buf, runs):
-        coefficients = [(g["lr"], g["alpha"], 1.0 - g["alpha"], g["eps"], g["weight_decay"], g["momentum"])
-                        for *_, g in runs]
+        coefficients = [
+            (g["lr"], g["alpha"], 1.0 - g["alpha"], g["eps"], g["weight_decay"], g["momentum"])
+            for *_, g in runs
+        ]
         flags = [(g["centered"], g["maximize"]) for *_, g in runs]
         empty = buf.values[:0]
         centered = [g["centered"] for *_, g in runs]
         with_momentum = [g["momentum"] != 0.0 for *_, g in runs]
-        rmsprop_step(buf.grads, *self._run_arrays(buf, runs, coefficients, flags), buf.buffer("square_avg"),
-                     buf.buffer("grad_avg") if any(centered) else empty,
-                     buf.buffer("momentum_buffer") if any(with_momentum) else empty, buf.values)
+        rmsprop_step(
+            buf.grads,
+            *self._run_arrays(buf, runs, coefficients, flags),
+            buf.buffer("square_avg"),
+            buf.buffer("grad_avg") if any(centered) else empty,
+            buf.buffer("momentum_buffer") if any(with_momentum) else empty,
+            buf.values,
+        )
         for (_, members, *_), run_centered, momentum in zip(runs, centered, with_momentum):
             buf.live["square_avg"][members] = True
             if run_centered:

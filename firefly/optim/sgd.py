@@ -1,4 +1,5 @@
 """Stochastic gradient descent, with PyTorch's momentum, dampening, Nesterov and weight decay."""
+
 from firefly.kernels.optim import sgd_step
 from firefly.optim.optimizer import FusedOptimizer, check_flag, check_float
 
@@ -19,10 +20,28 @@ class SGD(FusedOptimizer):
     _state_names = ("momentum_buffer",)
     _skips_missing_gradients = False
 
-    def __init__(self, params, lr=0.01, momentum=0.0, dampening=0.0, weight_decay=0.0,
-                 nesterov=False, *, maximize=False):
-        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov, maximize=maximize))
+    def __init__(
+        self,
+        params,
+        lr=0.01,
+        momentum=0.0,
+        dampening=0.0,
+        weight_decay=0.0,
+        nesterov=False,
+        *,
+        maximize=False,
+    ):
+        super().__init__(
+            params,
+            dict(
+                lr=lr,
+                momentum=momentum,
+                dampening=dampening,
+                weight_decay=weight_decay,
+                nesterov=nesterov,
+                maximize=maximize,
+            ),
+        )
 
     def _check_group(self, group):
         owner = self._owner
@@ -45,7 +64,11 @@ class SGD(FusedOptimizer):
         # A run starts its momentum buffers either from the gradient or from the buffer:
         # parameters whose buffer exists and those whose buffer does not yet go to separate
         # runs.
-        return buf.live["momentum_buffer"] if group["momentum"] != 0.0 and "momentum_buffer" in buf.live else None
+        return (
+            buf.live["momentum_buffer"]
+            if group["momentum"] != 0.0 and "momentum_buffer" in buf.live
+            else None
+        )
 
     def _update(self, buf, runs):
         with_momentum = [group["momentum"] != 0.0 for *_, group in runs]
@@ -53,9 +76,11 @@ class SGD(FusedOptimizer):
         # PyTorch starts the buffer as a copy of the gradient, also when momentum is switched
         # on after some steps without it: ``first_step`` is "no buffer yet".
         arrays = self._run_arrays(
-            buf, runs,
+            buf,
+            runs,
             [(g["lr"], g["weight_decay"], g["momentum"], 1.0 - g["dampening"]) for *_, g in runs],
-            [(g["nesterov"], g["maximize"], not has_buffer) for _, _, _, has_buffer, g in runs])
+            [(g["nesterov"], g["maximize"], not has_buffer) for _, _, _, has_buffer, g in runs],
+        )
         sgd_step(buf.grads, *arrays, momentum_buffer, buf.values)
         for (_, members, *_), momentum in zip(runs, with_momentum):
             if momentum:

@@ -6,6 +6,7 @@ it; the arguments stand for its import lines (``import torch``, ``from torch imp
 ``from torch.utils import data``), which are all that changes between the two runs:
 firefly's are ``firefly``, ``firefly.nn`` and ``firefly.data``.
 """
+
 import numbers
 
 import numpy as np
@@ -45,10 +46,14 @@ def assert_same(got, want, where="result", rtol=1e-5, atol=1e-7):
     elif isinstance(want, tuple) and want and want[0] == "tensor":
         assert isinstance(got, tuple) and got[0] == "tensor", f"{where}: {got!r} is not a tensor"
         assert got[2] == want[2], f"{where}: dtype {got[2]} vs torch's {want[2]}"
-        assert got[1].shape == want[1].shape, f"{where}: shape {got[1].shape} vs torch's {want[1].shape}"
+        assert got[1].shape == want[1].shape, (
+            f"{where}: shape {got[1].shape} vs torch's {want[1].shape}"
+        )
         np.testing.assert_allclose(got[1], want[1], rtol=rtol, atol=atol, err_msg=where)
     elif isinstance(want, numbers.Number) and not isinstance(want, bool):
-        assert type(got) is type(want) or isinstance(got, numbers.Number), f"{where}: {got!r} vs {want!r}"
+        assert type(got) is type(want) or isinstance(got, numbers.Number), (
+            f"{where}: {got!r} vs {want!r}"
+        )
         assert np.isclose(got, want, rtol=rtol, atol=atol), f"{where}: {got!r} vs torch's {want!r}"
     else:
         assert got == want, f"{where}: {got!r} vs torch's {want!r}"

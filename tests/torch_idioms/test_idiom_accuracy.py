@@ -1,6 +1,6 @@
 """Accuracy of a classifier's logits with argmax and ==."""
-import numpy as np
 
+import numpy as np
 from idiom_twins import run_beside_torch, value
 
 rng = np.random.default_rng(0)
@@ -14,8 +14,13 @@ def program(torch, nn, data):
     correct = (preds == labels).sum().item()
     accuracy = (preds == labels).float().mean().item()
     _, predicted = torch.max(logits, 1)
-    return {"preds": preds, "correct": correct, "accuracy": accuracy, "predicted": predicted,
-            "wrong": (predicted != labels).sum()}
+    return {
+        "preds": preds,
+        "correct": correct,
+        "accuracy": accuracy,
+        "predicted": predicted,
+        "wrong": (predicted != labels).sum(),
+    }
 
 
 def test_accuracy():

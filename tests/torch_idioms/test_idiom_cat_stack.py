@@ -1,6 +1,6 @@
 """Joining tensors with cat and stack, gradients flowing to every piece."""
-import numpy as np
 
+import numpy as np
 from idiom_twins import run_beside_torch, value
 
 rng = np.random.default_rng(4)
@@ -13,10 +13,17 @@ def program(torch, nn, data):
     columns = torch.cat((a, a), dim=1)
     stacked = torch.stack([a, a + 1], dim=0)
     pairs = torch.stack([a[0], b[0]], dim=1)
-    (rows.sum() + (columns ** 2).sum() + stacked[1].pow(3).sum() + pairs.exp().sum()).backward()
+    (rows.sum() + (columns**2).sum() + stacked[1].pow(3).sum() + pairs.exp().sum()).backward()
     labels = torch.cat([torch.tensor([0, 1]), torch.tensor([2])])
-    return {"rows": rows, "columns": columns, "stacked": stacked, "pairs": pairs,
-            "a_grad": a.grad, "b_grad": b.grad, "labels": labels}
+    return {
+        "rows": rows,
+        "columns": columns,
+        "stacked": stacked,
+        "pairs": pairs,
+        "a_grad": a.grad,
+        "b_grad": b.grad,
+        "labels": labels,
+    }
 
 
 def test_cat_and_stack():

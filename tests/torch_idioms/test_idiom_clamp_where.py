@@ -1,6 +1,6 @@
 """A hinge loss with clamp(min=0), a leaky ReLU with where, and maximum/abs/sqrt."""
-import numpy as np
 
+import numpy as np
 from idiom_twins import run_beside_torch, value
 
 rng = np.random.default_rng(11)
@@ -14,8 +14,16 @@ def program(torch, nn, data):
     leaky = torch.where(f > 0, f, 0.01 * f)
     bounded = f.clamp(-0.5, 0.5)
     norm = (f * f).sum().sqrt()
-    (hinge + leaky.sum() + bounded.sum() + norm + torch.maximum(f, y).sum() + f.abs().sum()).backward()
-    return {"hinge": hinge.item(), "leaky": leaky, "bounded": bounded, "norm": norm.item(), "grad": f.grad}
+    (
+        hinge + leaky.sum() + bounded.sum() + norm + torch.maximum(f, y).sum() + f.abs().sum()
+    ).backward()
+    return {
+        "hinge": hinge.item(),
+        "leaky": leaky,
+        "bounded": bounded,
+        "norm": norm.item(),
+        "grad": f.grad,
+    }
 
 
 def test_clamp_and_where():

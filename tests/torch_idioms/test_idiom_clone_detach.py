@@ -1,6 +1,6 @@
 """clone() keeps the graph and copies; detach() shares memory and leaves the graph."""
-import numpy as np
 
+import numpy as np
 from idiom_twins import run_beside_torch, value
 
 X = np.array([1.0, -2.0, 3.0], np.float32)
@@ -15,8 +15,13 @@ def program(torch, nn, data):
     snapshot = x.detach().clone()
     with torch.no_grad():
         x.mul_(10)
-    return {"grad": x.grad, "frozen_requires_grad": frozen.requires_grad,
-            "copy_requires_grad": copy.requires_grad, "snapshot": snapshot, "x": x.detach()}
+    return {
+        "grad": x.grad,
+        "frozen_requires_grad": frozen.requires_grad,
+        "copy_requires_grad": copy.requires_grad,
+        "snapshot": snapshot,
+        "x": x.detach(),
+    }
 
 
 def test_clone_and_detach():

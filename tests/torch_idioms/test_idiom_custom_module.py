@@ -1,6 +1,6 @@
 """A custom Module holding raw Parameters, used with @ like any tensor."""
-import numpy as np
 
+import numpy as np
 from idiom_twins import run_beside_torch, value
 
 rng = np.random.default_rng(1)
@@ -22,13 +22,19 @@ def program(torch, nn, data):
     loss = (model(torch.tensor(X)) ** 2).mean()
     loss.backward()
     count = sum(p.numel() for p in model.parameters())
-    return {"loss": loss.item(), "w_grad": model.w.grad, "b_grad": model.b.grad, "count": count,
-            "is_tensor": isinstance(model.w, torch.Tensor), "shape": tuple(model.w.size())}
+    return {
+        "loss": loss.item(),
+        "w_grad": model.w.grad,
+        "b_grad": model.b.grad,
+        "count": count,
+        "is_tensor": isinstance(model.w, torch.Tensor),
+        "shape": tuple(model.w.size()),
+    }
 
 
 def test_custom_module_with_raw_parameters():
     result = run_beside_torch(program)
     out = X @ W
-    assert np.isclose(result["loss"], (out ** 2).mean(), rtol=1e-5)
+    assert np.isclose(result["loss"], (out**2).mean(), rtol=1e-5)
     np.testing.assert_allclose(value(result["w_grad"]), X.T @ (2 * out / out.size), rtol=1e-4)
     assert result["count"] == 15 and result["is_tensor"]

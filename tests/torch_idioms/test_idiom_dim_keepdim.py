@@ -1,6 +1,6 @@
 """Reductions and softmax with dim= and keepdim=."""
-import numpy as np
 
+import numpy as np
 from idiom_twins import run_beside_torch, value
 
 X = np.random.default_rng(3).uniform(0.5, 2.0, size=(4, 5)).astype(np.float32)
@@ -12,10 +12,19 @@ def program(torch, nn, data):
     centered = x - x.mean(dim=0)
     probs = x.softmax(dim=-1)
     top = x.max(dim=1, keepdim=True).values
-    loss = (normalized * centered).sum() + probs[:, 0].sum() + top.sum() + x.log_softmax(dim=1).mean()
+    loss = (
+        (normalized * centered).sum() + probs[:, 0].sum() + top.sum() + x.log_softmax(dim=1).mean()
+    )
     loss.backward()
-    return {"normalized": normalized, "centered": centered, "probs": probs, "top": top,
-            "grad": x.grad, "argmin": x.argmin(dim=0, keepdim=True), "sum_all": x.sum(dim=(0, 1))}
+    return {
+        "normalized": normalized,
+        "centered": centered,
+        "probs": probs,
+        "top": top,
+        "grad": x.grad,
+        "argmin": x.argmin(dim=0, keepdim=True),
+        "sum_all": x.sum(dim=(0, 1)),
+    }
 
 
 def test_dim_and_keepdim():

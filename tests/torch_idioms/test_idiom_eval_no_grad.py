@@ -1,6 +1,6 @@
 """Evaluation under no_grad: predictions that record no graph, compared with labels."""
-import numpy as np
 
+import numpy as np
 from idiom_twins import run_beside_torch, value
 
 rng = np.random.default_rng(15)
@@ -16,8 +16,13 @@ def program(torch, nn, data):
         preds = logits.argmax(-1)
         probs = logits.softmax(dim=-1)
     hits = (preds == torch.tensor(LABELS)).tolist()
-    return {"preds": preds, "requires_grad": logits.requires_grad, "hits": hits,
-            "row_sums": probs.sum(dim=1), "confident": (probs.max(dim=1).values > 0.5).sum().item()}
+    return {
+        "preds": preds,
+        "requires_grad": logits.requires_grad,
+        "hits": hits,
+        "row_sums": probs.sum(dim=1),
+        "confident": (probs.max(dim=1).values > 0.5).sum().item(),
+    }
 
 
 def test_evaluation_under_no_grad():

@@ -1,6 +1,6 @@
 """Freezing a parameter with requires_grad_(False): it gets no gradient, the others do."""
-import numpy as np
 
+import numpy as np
 from idiom_twins import run_beside_torch, value
 
 X = np.random.default_rng(14).normal(size=(3, 2)).astype(np.float32)

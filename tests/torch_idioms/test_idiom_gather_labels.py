@@ -1,6 +1,6 @@
 """Negative log-likelihood by hand: log_softmax, then gather at the label of each row."""
-import numpy as np
 
+import numpy as np
 from idiom_twins import run_beside_torch, value
 
 rng = np.random.default_rng(8)

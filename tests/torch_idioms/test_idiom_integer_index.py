@@ -1,6 +1,6 @@
 """logits[arange(n), labels]: integer-array indexing, with repeated indices accumulating."""
-import numpy as np
 
+import numpy as np
 from idiom_twins import run_beside_torch, value
 
 rng = np.random.default_rng(10)

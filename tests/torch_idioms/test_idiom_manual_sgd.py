@@ -1,6 +1,6 @@
 """Linear regression trained by hand: w -= lr * w.grad under no_grad, then grad.zero_()."""
-import numpy as np
 
+import numpy as np
 from idiom_twins import run_beside_torch, value
 
 rng = np.random.default_rng(2)
@@ -22,7 +22,13 @@ def program(torch, nn, data):
             b.sub_(lr * b.grad)
             w.grad.zero_()
             b.grad.zero_()
-    return {"w": w, "b": b, "loss": loss.item(), "leaf": w.is_leaf, "requires_grad": w.requires_grad}
+    return {
+        "w": w,
+        "b": b,
+        "loss": loss.item(),
+        "leaf": w.is_leaf,
+        "requires_grad": w.requires_grad,
+    }
 
 
 def test_manual_sgd_under_no_grad():

@@ -1,6 +1,6 @@
 """model.double(): every parameter becomes float64, and float64 inputs go through."""
-import numpy as np
 
+import numpy as np
 from idiom_twins import requires, run_beside_torch, value
 
 import firefly

@@ -1,6 +1,6 @@
 """One-hot targets from a broadcast comparison with arange, and accumulating into zeros_like."""
-import numpy as np
 
+import numpy as np
 from idiom_twins import run_beside_torch, value
 
 LABELS = np.array([0, 2, 1, 2])

@@ -1,7 +1,7 @@
 """Accumulating a running loss with .item() and float(), and reading tensors with tolist()."""
+
 import numpy as np
 import pytest
-
 from idiom_twins import run_beside_torch
 
 BATCHES = np.random.default_rng(13).normal(size=(5, 4)).astype(np.float32)
@@ -15,12 +15,19 @@ def program(torch, nn, data):
         loss.backward()
         running += loss.item()
         history.append(float(loss))
-    return {"running": running, "history": history, "grad": w.grad.tolist(), "count": int(torch.tensor(3.0))}
+    return {
+        "running": running,
+        "history": history,
+        "grad": w.grad.tolist(),
+        "count": int(torch.tensor(3.0)),
+    }
 
 
-@pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad")  # torch warns on float(loss)
+@pytest.mark.filterwarnings(
+    "ignore:Converting a tensor with requires_grad"
+)  # torch warns on float(loss)
 def test_running_loss():
     result = run_beside_torch(program)
-    expected = ((BATCHES ** 2).mean(1)).tolist()
+    expected = ((BATCHES**2).mean(1)).tolist()
     np.testing.assert_allclose(result["history"], expected, rtol=1e-5)
     assert isinstance(result["grad"], list) and result["count"] == 3

@@ -1,6 +1,6 @@
 """A training loop over a TensorDataset through a DataLoader."""
-import numpy as np
 
+import numpy as np
 from idiom_twins import requires, run_beside_torch
 
 import firefly

@@ -2,6 +2,7 @@
 cost (tanh, sigmoid): the families give a plugin's scalar math a built-in's speed.
 ``python -m pytest benchmarks --benchmark-enable`` times them; a plain run executes each once
 and checks the result."""
+
 import numpy as np
 import pytest
 
@@ -16,7 +17,11 @@ def numpy_softplus(x):
 
 
 def numpy_gelu(x):
-    return np.float32(0.5) * x * (np.float32(1.0) + np.tanh(SQRT_2_OVER_PI * (x + np.float32(0.044715) * x**3)))
+    return (
+        np.float32(0.5)
+        * x
+        * (np.float32(1.0) + np.tanh(SQRT_2_OVER_PI * (x + np.float32(0.044715) * x**3)))
+    )
 
 
 def numpy_sigmoid(x):

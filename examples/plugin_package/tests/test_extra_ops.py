@@ -1,4 +1,5 @@
 """Tests of the installed plugin, through firefly's registry exactly as users reach it."""
+
 import importlib.metadata
 
 import numpy as np
@@ -23,7 +24,11 @@ def clamp_reference(arrays, attrs):
     return np.clip(arrays[0], attrs["min"], attrs["max"])
 
 
-REFERENCES = {"extra_softplus": softplus_reference, "extra_gelu": gelu_reference, "extra_clamp": clamp_reference}
+REFERENCES = {
+    "extra_softplus": softplus_reference,
+    "extra_gelu": gelu_reference,
+    "extra_clamp": clamp_reference,
+}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -47,8 +52,12 @@ def test_softplus_matches_numpy_without_overflow(dtype):
     assert out.dtype == dtype and np.all(np.isfinite(out))
     expected = softplus_reference((x.astype(np.float64),), {})
     # Within a few ulps; subnormal results (x = -100 in float32) within one subnormal step.
-    np.testing.assert_allclose(out, expected, rtol=2e-7 if dtype == np.float32 else 1e-14,
-                               atol=np.finfo(dtype).smallest_subnormal)
+    np.testing.assert_allclose(
+        out,
+        expected,
+        rtol=2e-7 if dtype == np.float32 else 1e-14,
+        atol=np.finfo(dtype).smallest_subnormal,
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -57,7 +66,12 @@ def test_gelu_matches_numpy(dtype):
     out = firefly.ops.apply("extra_gelu", x).numpy()
     assert out.dtype == dtype
     expected = gelu_reference((x.astype(np.float64),), {})
-    np.testing.assert_allclose(out, expected, rtol=1e-5 if dtype == np.float32 else 1e-13, atol=1e-6 if dtype == np.float32 else 1e-15)
+    np.testing.assert_allclose(
+        out,
+        expected,
+        rtol=1e-5 if dtype == np.float32 else 1e-13,
+        atol=1e-6 if dtype == np.float32 else 1e-15,
+    )
 
 
 def test_gelu_gradcheck_on_a_wide_range():
@@ -79,11 +93,14 @@ def test_clamp_passes_the_gradient_inside_the_bounds_only():
     np.testing.assert_array_equal(x.grad.numpy(), [0.0, 1.0, 1.0, 1.0, 0.0])
 
 
-@pytest.mark.parametrize("attrs, message", [
-    ({"min": 2.0, "max": 1.0}, r"extra_clamp: min \(2.0\) must not exceed max \(1.0\)"),
-    ({"min": "0"}, "extra_clamp: min must be a number, got '0'"),
-    ({"max": float("nan")}, "extra_clamp: max must be a number, got nan"),
-])
+@pytest.mark.parametrize(
+    "attrs, message",
+    [
+        ({"min": 2.0, "max": 1.0}, r"extra_clamp: min \(2.0\) must not exceed max \(1.0\)"),
+        ({"min": "0"}, "extra_clamp: min must be a number, got '0'"),
+        ({"max": float("nan")}, "extra_clamp: max must be a number, got nan"),
+    ],
+)
 def test_clamp_rejects_bad_bounds(attrs, message):
     with pytest.raises(ValueError, match=message):
         firefly.ops.apply("extra_clamp", np.ones(3), **attrs)

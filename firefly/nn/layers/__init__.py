@@ -1,7 +1,19 @@
 """Layers: Linear, convolution, pooling, normalization, dropout, embedding, shape layers,
 activations and containers."""
+
 from firefly.nn.layers.activation import (
-    ELU, GELU, Hardtanh, LeakyReLU, LogSigmoid, LogSoftmax, ReLU, Sigmoid, SiLU, Softmax, Softplus, Tanh,
+    ELU,
+    GELU,
+    Hardtanh,
+    LeakyReLU,
+    LogSigmoid,
+    LogSoftmax,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softmax,
+    Softplus,
+    Tanh,
 )
 from firefly.nn.layers.container import ModuleList, Sequential
 from firefly.nn.layers.conv import Conv1d, Conv2d
@@ -13,8 +25,33 @@ from firefly.nn.layers.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNor
 from firefly.nn.layers.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 __all__ = [
-    "Linear", "Conv1d", "Conv2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "BatchNorm1d", "BatchNorm2d",
-    "LayerNorm", "GroupNorm", "Dropout", "Embedding", "Flatten", "Unflatten", "Identity", "ReLU", "Sigmoid",
-    "Tanh", "Softmax", "LogSoftmax", "GELU", "LeakyReLU", "ELU", "SiLU", "Softplus", "Hardtanh", "LogSigmoid",
-    "Sequential", "ModuleList",
+    "Linear",
+    "Conv1d",
+    "Conv2d",
+    "MaxPool2d",
+    "AvgPool2d",
+    "AdaptiveAvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "LayerNorm",
+    "GroupNorm",
+    "Dropout",
+    "Embedding",
+    "Flatten",
+    "Unflatten",
+    "Identity",
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "Softmax",
+    "LogSoftmax",
+    "GELU",
+    "LeakyReLU",
+    "ELU",
+    "SiLU",
+    "Softplus",
+    "Hardtanh",
+    "LogSigmoid",
+    "Sequential",
+    "ModuleList",
 ]

@@ -1,4 +1,5 @@
 """Activation layers: Modules around the elementwise ops, for use in Sequential."""
+
 from firefly import ops
 from firefly.nn.module import Module
 

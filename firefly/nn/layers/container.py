@@ -1,4 +1,5 @@
 """Containers: Sequential (runs its modules in order) and ModuleList (holds them)."""
+
 import operator
 
 from firefly.nn.module import Module
@@ -26,9 +27,13 @@ class _IndexedModules(Module):
         try:
             index = operator.index(index)
         except TypeError:
-            raise TypeError(f"{type(self).__name__} indices must be ints or slices, got {type(index).__name__}") from None
+            raise TypeError(
+                f"{type(self).__name__} indices must be ints or slices, got {type(index).__name__}"
+            ) from None
         if not -len(self) <= index < len(self):
-            raise IndexError(f"{type(self).__name__} index {index} is out of range for {len(self)} modules")
+            raise IndexError(
+                f"{type(self).__name__} index {index} is out of range for {len(self)} modules"
+            )
         return str(index % len(self))
 
     def __getitem__(self, index):

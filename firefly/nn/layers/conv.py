@@ -1,4 +1,5 @@
 """Convolution layers: Conv1d and Conv2d, torch's arguments, weight layout and initialization."""
+
 import math
 
 import numpy as np
@@ -15,24 +16,41 @@ class _ConvNd(Module):
     spatial = 2
     functional = None
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, padding_mode="zeros", dtype=None):
+    def __init__(
+        self,
+        in_channels,
+        out_channels,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups=1,
+        bias=True,
+        padding_mode="zeros",
+        dtype=None,
+    ):
         super().__init__()
         name = type(self).__name__
         self.in_channels = as_int(name, "in_channels", in_channels, 1)
         self.out_channels = as_int(name, "out_channels", out_channels, 1)
         self.groups = as_int(name, "groups", groups, 1)
         if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must both "
-                             f"be divisible by groups ({groups})")
+            raise ValueError(
+                f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must both "
+                f"be divisible by groups ({groups})"
+            )
         if padding_mode != "zeros":
-            raise NotImplementedError(f"{name}: only padding_mode='zeros' is supported, got {padding_mode!r}")
+            raise NotImplementedError(
+                f"{name}: only padding_mode='zeros' is supported, got {padding_mode!r}"
+            )
         self.kernel_size = pair(name, "kernel_size", kernel_size, 1, self.spatial)
         self.stride = pair(name, "stride", stride, 1, self.spatial)
         self.dilation = pair(name, "dilation", dilation, 1, self.spatial)
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
-                raise ValueError(f"{name}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}")
+                raise ValueError(
+                    f"{name}: padding must be an int, a tuple, 'same' or 'valid', got {padding!r}"
+                )
             if padding == "same" and self.stride != (1,) * self.spatial:
                 raise ValueError(f"{name}: padding='same' needs stride 1, got stride {stride}")
             self.padding = padding
@@ -47,15 +65,28 @@ class _ConvNd(Module):
         rng = random.generator()
         shape = (self.out_channels, self.in_channels // self.groups) + self.kernel_size
         self.weight = Parameter(rng.uniform(-bound, bound, size=shape), dtype=dtype)
-        self.bias = Parameter(rng.uniform(-bound, bound, size=self.out_channels), dtype=dtype) if bias else None
+        self.bias = (
+            Parameter(rng.uniform(-bound, bound, size=self.out_channels), dtype=dtype)
+            if bias
+            else None
+        )
 
     def forward(self, x):
-        return type(self).functional(x, self.weight.tensor, None if self.bias is None else self.bias.tensor,
-                                     self.stride, self.padding, self.dilation, self.groups)
+        return type(self).functional(
+            x,
+            self.weight.tensor,
+            None if self.bias is None else self.bias.tensor,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.groups,
+        )
 
     def extra_repr(self):
-        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}")
+        text = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
         if self.padding != (0,) * self.spatial:
             text += f", padding={self.padding}"
         if self.dilation != (1,) * self.spatial:

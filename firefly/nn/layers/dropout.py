@@ -1,4 +1,5 @@
 """Dropout: zeroes elements with probability p while training; the identity in eval()."""
+
 import numbers
 
 from firefly.nn import functional as F

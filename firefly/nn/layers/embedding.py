@@ -1,4 +1,5 @@
 """Embedding: a lookup table of vectors indexed by integers."""
+
 import numpy as np
 
 from firefly import random
@@ -23,8 +24,10 @@ class Embedding(Module):
         if padding_idx is not None:
             padding_idx = as_int("Embedding", "padding_idx", padding_idx, -self.num_embeddings)
             if padding_idx >= self.num_embeddings:
-                raise ValueError(f"Embedding: padding_idx must be below num_embeddings ({num_embeddings}), "
-                                 f"got {padding_idx}")
+                raise ValueError(
+                    f"Embedding: padding_idx must be below num_embeddings ({num_embeddings}), "
+                    f"got {padding_idx}"
+                )
             padding_idx %= self.num_embeddings
         self.padding_idx = padding_idx
         weight = random.generator().normal(size=(self.num_embeddings, self.embedding_dim))

@@ -1,4 +1,5 @@
 """Shape layers: Flatten, Unflatten and Identity."""
+
 import math
 
 from firefly import ops
@@ -7,7 +8,9 @@ from firefly.nn.module import Module
 
 def _dim(name, dim, ndim):
     if not -ndim <= dim < ndim:
-        raise ValueError(f"{name}: dimension {dim} is out of range for an input with {ndim} dimensions")
+        raise ValueError(
+            f"{name}: dimension {dim} is out of range for an input with {ndim} dimensions"
+        )
     return dim % ndim
 
 
@@ -22,11 +25,16 @@ class Flatten(Module):
         shape = x.shape
         if not shape:
             return ops.apply("reshape", x, shape=(1,))
-        start, end = _dim("Flatten", self.start_dim, len(shape)), _dim("Flatten", self.end_dim, len(shape))
+        start, end = (
+            _dim("Flatten", self.start_dim, len(shape)),
+            _dim("Flatten", self.end_dim, len(shape)),
+        )
         if start > end:
-            raise ValueError(f"Flatten: start_dim {self.start_dim} comes after end_dim {self.end_dim} "
-                             f"for an input of shape {shape}")
-        new = shape[:start] + (math.prod(shape[start:end + 1]),) + shape[end + 1:]
+            raise ValueError(
+                f"Flatten: start_dim {self.start_dim} comes after end_dim {self.end_dim} "
+                f"for an input of shape {shape}"
+            )
+        new = shape[:start] + (math.prod(shape[start : end + 1]),) + shape[end + 1 :]
         return ops.apply("reshape", x, shape=new)
 
     def extra_repr(self):
@@ -44,12 +52,17 @@ class Unflatten(Module):
         shape = x.shape
         dim = _dim("Unflatten", self.dim, len(shape))
         sizes = self.unflattened_size
-        if sizes.count(-1) > 1 or math.prod(s for s in sizes if s != -1) == 0 or (
-                -1 not in sizes and math.prod(sizes) != shape[dim]) or (
-                -1 in sizes and shape[dim] % math.prod(s for s in sizes if s != -1)):
-            raise ValueError(f"Unflatten: sizes {sizes} do not multiply to dimension {self.dim} of size "
-                             f"{shape[dim]} (input shape {shape})")
-        return ops.apply("reshape", x, shape=shape[:dim] + sizes + shape[dim + 1:])
+        if (
+            sizes.count(-1) > 1
+            or math.prod(s for s in sizes if s != -1) == 0
+            or (-1 not in sizes and math.prod(sizes) != shape[dim])
+            or (-1 in sizes and shape[dim] % math.prod(s for s in sizes if s != -1))
+        ):
+            raise ValueError(
+                f"Unflatten: sizes {sizes} do not multiply to dimension {self.dim} of size "
+                f"{shape[dim]} (input shape {shape})"
+            )
+        return ops.apply("reshape", x, shape=shape[:dim] + sizes + shape[dim + 1 :])
 
     def extra_repr(self):
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"

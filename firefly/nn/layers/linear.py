@@ -1,4 +1,5 @@
 """Linear: y = x @ weight + bias, with the seed framework's (in_features, out_features) layout."""
+
 import math
 
 import numpy as np
@@ -24,8 +25,14 @@ class Linear(Module):
         dtype = np.dtype(dtype or np.float32)
         bound = 1.0 / math.sqrt(self.in_features)
         rng = random.generator()
-        self.weight = Parameter(rng.uniform(-bound, bound, size=(self.in_features, self.out_features)), dtype=dtype)
-        self.bias = Parameter(rng.uniform(-bound, bound, size=self.out_features), dtype=dtype) if bias else None
+        self.weight = Parameter(
+            rng.uniform(-bound, bound, size=(self.in_features, self.out_features)), dtype=dtype
+        )
+        self.bias = (
+            Parameter(rng.uniform(-bound, bound, size=self.out_features), dtype=dtype)
+            if bias
+            else None
+        )
 
     def forward(self, x):
         if self.bias is None:

@@ -1,5 +1,6 @@
 """Normalization layers: BatchNorm1d, BatchNorm2d, LayerNorm and GroupNorm, with torch's
 arguments, initialization (weight 1, bias 0) and buffers."""
+
 import numbers
 
 import numpy as np
@@ -26,14 +27,28 @@ class _BatchNorm(Module):
 
     input_dims = ()
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True, dtype=None):
+    def __init__(
+        self,
+        num_features,
+        eps=1e-5,
+        momentum=0.1,
+        affine=True,
+        track_running_stats=True,
+        dtype=None,
+    ):
         super().__init__()
         name = type(self).__name__
         self.num_features = as_int(name, "num_features", num_features, 1)
         self.eps = _check_eps(name, eps)
-        if momentum is not None and (isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)):
+        if momentum is not None and (
+            isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)
+        ):
             raise ValueError(f"{name}: momentum must be a number or None, got {momentum!r}")
-        self.momentum, self.affine, self.track_running_stats = momentum, bool(affine), bool(track_running_stats)
+        self.momentum, self.affine, self.track_running_stats = (
+            momentum,
+            bool(affine),
+            bool(track_running_stats),
+        )
         dtype = np.dtype(dtype or np.float32)
         if self.affine:
             self.weight = Parameter(np.ones(self.num_features), dtype=dtype)
@@ -43,7 +58,9 @@ class _BatchNorm(Module):
         if self.track_running_stats:
             self.register_buffer("running_mean", Tensor(np.zeros(self.num_features, dtype=dtype)))
             self.register_buffer("running_var", Tensor(np.ones(self.num_features, dtype=dtype)))
-            self.register_buffer("num_batches_tracked", Tensor(np.array(0, dtype=np.int64), dtype=np.int64))
+            self.register_buffer(
+                "num_batches_tracked", Tensor(np.array(0, dtype=np.int64), dtype=np.int64)
+            )
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
@@ -59,20 +76,31 @@ class _BatchNorm(Module):
         ndim = len(np.shape(x))
         if ndim not in self.input_dims:
             dims = " or ".join(f"{d}-D" for d in self.input_dims)
-            raise ValueError(f"{type(self).__name__}: expected {dims} input, got shape {np.shape(x)}")
+            raise ValueError(
+                f"{type(self).__name__}: expected {dims} input, got shape {np.shape(x)}"
+            )
         use_batch_stats = self.training or self.running_mean is None
         # In training the running statistics are updated; without tracking there are none.
         track = not self.training or self.track_running_stats
         # The op advances num_batches_tracked (and with momentum=None derives the cumulative
         # average's factor from it) in its kernel: a step that firefly.compile replays counts too.
         return F.batch_norm(
-            x, self.running_mean if track else None, self.running_var if track else None,
-            None if self.weight is None else self.weight.tensor, None if self.bias is None else self.bias.tensor,
-            use_batch_stats, self.momentum, self.eps, num_batches_tracked=self.num_batches_tracked if track else None)
+            x,
+            self.running_mean if track else None,
+            self.running_var if track else None,
+            None if self.weight is None else self.weight.tensor,
+            None if self.bias is None else self.bias.tensor,
+            use_batch_stats,
+            self.momentum,
+            self.eps,
+            num_batches_tracked=self.num_batches_tracked if track else None,
+        )
 
     def extra_repr(self):
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
-                f"track_running_stats={self.track_running_stats}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"track_running_stats={self.track_running_stats}"
+        )
 
 
 class BatchNorm1d(_BatchNorm):
@@ -95,20 +123,37 @@ class LayerNorm(Module):
 
     def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=None):
         super().__init__()
-        shape = (normalized_shape,) if isinstance(normalized_shape, (int, np.integer)) else tuple(normalized_shape)
+        shape = (
+            (normalized_shape,)
+            if isinstance(normalized_shape, (int, np.integer))
+            else tuple(normalized_shape)
+        )
         self.normalized_shape = tuple(as_int("LayerNorm", "normalized_shape", d, 1) for d in shape)
         self.eps = _check_eps("LayerNorm", eps)
         self.elementwise_affine = bool(elementwise_affine)
         dtype = np.dtype(dtype or np.float32)
-        self.weight = Parameter(np.ones(self.normalized_shape), dtype=dtype) if elementwise_affine else None
-        self.bias = Parameter(np.zeros(self.normalized_shape), dtype=dtype) if elementwise_affine and bias else None
+        self.weight = (
+            Parameter(np.ones(self.normalized_shape), dtype=dtype) if elementwise_affine else None
+        )
+        self.bias = (
+            Parameter(np.zeros(self.normalized_shape), dtype=dtype)
+            if elementwise_affine and bias
+            else None
+        )
 
     def forward(self, x):
-        return F.layer_norm(x, self.normalized_shape, None if self.weight is None else self.weight.tensor,
-                            None if self.bias is None else self.bias.tensor, self.eps)
+        return F.layer_norm(
+            x,
+            self.normalized_shape,
+            None if self.weight is None else self.weight.tensor,
+            None if self.bias is None else self.bias.tensor,
+            self.eps,
+        )
 
     def extra_repr(self):
-        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        )
 
 
 class GroupNorm(Module):
@@ -119,15 +164,22 @@ class GroupNorm(Module):
         self.num_groups = as_int("GroupNorm", "num_groups", num_groups, 1)
         self.num_channels = as_int("GroupNorm", "num_channels", num_channels, 1)
         if self.num_channels % self.num_groups:
-            raise ValueError(f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
+            raise ValueError(
+                f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups ({num_groups})"
+            )
         self.eps, self.affine = _check_eps("GroupNorm", eps), bool(affine)
         dtype = np.dtype(dtype or np.float32)
         self.weight = Parameter(np.ones(self.num_channels), dtype=dtype) if affine else None
         self.bias = Parameter(np.zeros(self.num_channels), dtype=dtype) if affine else None
 
     def forward(self, x):
-        return F.group_norm(x, self.num_groups, None if self.weight is None else self.weight.tensor,
-                            None if self.bias is None else self.bias.tensor, self.eps)
+        return F.group_norm(
+            x,
+            self.num_groups,
+            None if self.weight is None else self.weight.tensor,
+            None if self.bias is None else self.bias.tensor,
+            self.eps,
+        )
 
     def extra_repr(self):
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"

@@ -6,6 +6,7 @@ installs, see ``firefly.optim.flat``) are clipped in one kernel call per contigu
 such slots, usually one per dtype: no per-parameter loop, whatever the number of tensors.
 Other gradients get one call each.
 """
+
 import math
 import numbers
 
@@ -25,21 +26,27 @@ def _gradient_arrays(parameters, owner):
     try:
         parameters = list(parameters)
     except TypeError:
-        raise TypeError(f"{owner}: parameters must be a Tensor, a Parameter or an iterable of them, "
-                        f"got {type(parameters).__name__}") from None
+        raise TypeError(
+            f"{owner}: parameters must be a Tensor, a Parameter or an iterable of them, "
+            f"got {type(parameters).__name__}"
+        ) from None
     slots = {}  # FlatBuffer -> member indices whose installed gradient view is given
     loose = []
     for position, param in enumerate(parameters):
         tensor = getattr(param, "tensor", param)
         if not isinstance(tensor, Tensor):
-            raise TypeError(f"{owner}: parameters[{position}] is a {type(param).__name__}, not a Tensor or Parameter")
+            raise TypeError(
+                f"{owner}: parameters[{position}] is a {type(param).__name__}, not a Tensor or Parameter"
+            )
         grad = tensor.grad
         if grad is None:
             continue
         array = grad._data if isinstance(grad, Tensor) else np.asarray(grad)
         if array.dtype.kind != "f":
-            raise TypeError(f"{owner}: the gradient of parameters[{position}] has dtype {array.dtype}; "
-                            "only float gradients can be clipped")
+            raise TypeError(
+                f"{owner}: the gradient of parameters[{position}] has dtype {array.dtype}; "
+                "only float gradients can be clipped"
+            )
         buf = buffer_of_grad(array)
         k = buf.slot.get(id(tensor)) if buf is not None else None
         if k is not None and buf.grad_tensors[k] is grad:
@@ -56,8 +63,10 @@ def _gradient_arrays(parameters, owner):
                 first = k
     for array in loose:
         if not array.flags.c_contiguous or not array.flags.writeable:
-            raise ValueError(f"{owner}: a gradient of shape {array.shape} is not a contiguous writable "
-                             "array, so it cannot be clipped in place")
+            raise ValueError(
+                f"{owner}: a gradient of shape {array.shape} is not a contiguous writable "
+                "array, so it cannot be clipped in place"
+            )
     return arrays + [array.reshape(-1) for array in loose]  # views: kernels take 1-D arrays
 
 
@@ -114,7 +123,11 @@ def clip_grad_value_(parameters, clip_value, foreach=None):
     """Clamp the gradients of ``parameters`` in place to [-clip_value, clip_value], as
     ``torch.nn.utils.clip_grad_value_``."""
     owner = "clip_grad_value_"
-    if isinstance(clip_value, bool) or not isinstance(clip_value, numbers.Real) or math.isnan(clip_value):
+    if (
+        isinstance(clip_value, bool)
+        or not isinstance(clip_value, numbers.Real)
+        or math.isnan(clip_value)
+    ):
         raise TypeError(f"{owner}: clip_value must be a number, got {clip_value!r}")
     for array in _gradient_arrays(parameters, owner):
         grad_clamp_(np.array([-float(clip_value), float(clip_value)], array.dtype), array)

@@ -4,4 +4,5 @@
 firefly finds the ops through the ``firefly.ops`` entry points in pyproject.toml; importing
 this package registers nothing by itself. Use them as ``firefly.ops.apply("extra_gelu", x)``.
 """
+
 __version__ = "0.2.0"

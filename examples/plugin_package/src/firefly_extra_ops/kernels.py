@@ -5,6 +5,7 @@ parameters, a preallocated output last.
 build by size; like every firefly kernel they are ``njit(cache=True, error_model="numpy")`` and
 compile on first call, not at import.
 """
+
 from numba import prange
 
 from firefly.kernels import memory_bound

@@ -6,13 +6,13 @@ families build their forward and backward kernels, exactly as for firefly's buil
 tanh. ``extra_clamp`` takes attributes, so it is written in full: its own kernels
 (``kernels.py``) and its own ``forward`` and ``backward``.
 """
+
 import math
 
 import numpy as np
 
 from firefly.kernels.vmath import exp, like, log1p, sigmoid, tanh
 from firefly.ops import Op, UnaryOp
-
 from firefly_extra_ops import kernels as K
 
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
