@@ -13,8 +13,11 @@ buffer, run by a step pre-hook just before the optimizer updates the parameters.
 
 import contextlib
 import os
+import stat
+import struct
 import sys
 import threading
+import time
 import traceback
 import weakref
 
@@ -30,6 +33,8 @@ INSTALL_HINT = 'pip install "firefly[distributed]"'
 # Set by MPI launchers (MPICH/Hydra and Slurm's PMI, Open MPI, MVAPICH) to the number of ranks.
 _LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 _REDUCE_OPS = ("sum", "mean", "max", "min")
+# s; how long a failing rank waits for the launcher to read its traceback before aborting
+_DRAIN_TIMEOUT = 5.0
 
 _MPI = None  # the mpi4py.MPI module, once init() ran
 _comm = None  # MPI.COMM_WORLD, once init() ran
@@ -105,13 +110,50 @@ def _launcher_rank():
     return "?"
 
 
+def _unread_bytes(fd: int) -> int:
+    """How many bytes written to the pipe ``fd`` its reader has not taken yet (0 for anything
+    that is not a pipe, or where the platform cannot tell)."""
+    try:
+        import fcntl
+        import termios
+
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return 0
+        return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
+    except (ImportError, OSError):
+        return 0
+
+
+def _wait_until_launcher_reads(streams, timeout: float = _DRAIN_TIMEOUT) -> None:
+    """Flush ``streams`` and wait, at most ``timeout`` seconds, until the MPI launcher has read
+    everything they hold in their pipes.
+
+    Why: the launcher (MPICH's Hydra proxy) reads a rank's stdout/stderr pipes and its abort
+    request in one event loop. When both are ready at once, as on a loaded machine, it can act
+    on the abort first and kill the job with the traceback still unread in the pipe: the job
+    then exits 1 with nothing on stderr. Once the pipes are empty, the output is on its way
+    upstream ahead of the abort request."""
+    fds = []
+    for stream in streams:
+        try:
+            stream.flush()
+            fds.append(stream.fileno())
+        except (AttributeError, OSError, ValueError):  # closed, or not backed by a file
+            continue
+    deadline = time.monotonic() + timeout
+    while any(_unread_bytes(fd) for fd in fds) and time.monotonic() < deadline:
+        time.sleep(0.002)
+
+
 def abort_on_exception():
     """Make an uncaught exception on this rank (in any thread) print its traceback once,
     prefixed with the rank, and then abort every rank (``MPI.COMM_WORLD.Abort(1)``), so that
-    no rank is left waiting forever in a collective. Installed when ``firefly.distributed`` is
-    imported under an MPI launcher with several ranks; MPI itself starts only if an exception
-    comes (aborting needs it). ``SystemExit`` (``sys.exit``) is not an error here and does not
-    abort: a rank that exits early with other ranks waiting for it still hangs the job."""
+    no rank is left waiting forever in a collective. The traceback reaches the launcher before
+    the abort request does (see ``_wait_until_launcher_reads``), and the rank exits with status
+    1 even if ``Abort`` returns. Installed when ``firefly.distributed`` is imported under an MPI
+    launcher with several ranks; MPI itself starts only if an exception comes (aborting needs
+    it). ``SystemExit`` (``sys.exit``) is not an error here and does not abort: a rank that
+    exits early with other ranks waiting for it still hangs the job."""
     if getattr(sys.excepthook, "_firefly_aborts", False):
         return
 
@@ -121,13 +163,13 @@ def abort_on_exception():
         )
         message = f"firefly.distributed: rank {rank} of {size} failed; aborting the job\n"
         sys.stderr.write(message + "".join(traceback.format_exception(kind, value, tb)))
-        sys.stderr.flush()
-        sys.stdout.flush()
+        _wait_until_launcher_reads((sys.stdout, sys.stderr))
         try:
             init()
         except ImportError:  # no MPI to abort with; the launcher sees this rank's exit status
             return
         _comm.Abort(1)
+        os._exit(1)  # Abort returned (the launcher is gone): end this rank, skipping MPI_Finalize
 
     def abort_from_thread(args):
         abort(args.exc_type, args.exc_value, args.exc_traceback)
