@@ -30,10 +30,10 @@ def test_demo_trains_and_summarizes(run_python, dtype):
     )
     assert timing, lines[-2]
     assert float(timing.group(1)) > 0 and float(timing.group(3)) > 0
-    summary = re.match(r"final loss (\S+) \| total (\S+) s$", lines[-1])
+    summary = re.match(r"final loss (\S+), down from (\S+) \| total (\S+) s$", lines[-1])
     assert summary, lines[-1]
     # The final loss is the last epoch's, and the seed makes the run reproducible.
-    assert float(summary.group(1)) == losses[-1]
+    assert float(summary.group(1)) == losses[-1] and float(summary.group(2)) == losses[0]
     again = run_python(
         "-m", "firefly", "demo", "--epochs", "6", "--lr", "0.05", "--dtype", dtype, "--seed", "4"
     )
@@ -42,17 +42,43 @@ def test_demo_trains_and_summarizes(run_python, dtype):
     ]
 
 
+def test_demo_by_default_shows_the_loss_falling_a_hundredfold_in_about_ten_lines(run_python):
+    result = run_python("-m", "firefly", "demo")
+    assert result.returncode == 0, result.stderr
+    epochs = [EPOCH_LINE.match(line) for line in result.stdout.splitlines()]
+    epochs = [m for m in epochs if m]
+    assert [int(m.group(1)) for m in epochs] == [1, *range(10, 101, 10)], result.stdout
+    losses = [float(m.group(3)) for m in epochs]
+    assert all(later < earlier for earlier, later in zip(losses, losses[1:])), losses
+    assert losses[-1] < losses[0] / 100, losses
+    assert re.search(r"^first step \S+ ms \((compiled|loaded) ", result.stdout, re.M)
+
+
+def option_help(help_text, option):
+    """An option's help entry in argparse's ``--help`` output, wrapped lines joined."""
+    entry = re.search(rf"^\s+{option}\b.*(?:\n\s{{20,}}.*)*", help_text, re.M)
+    assert entry, help_text
+    return " ".join(entry.group(0).split())
+
+
 def test_demo_help_lists_every_option_with_its_default(run_python):
     result = run_python("-m", "firefly", "demo", "--help")
     assert result.returncode == 0, result.stderr
     for option, default in [
-        ("--epochs", "10"),
-        ("--lr", "0.01"),
-        ("--dtype", "float32"),
-        ("--seed", "0"),
+        ("--lr", "(default: 0.01)"),
+        ("--dtype", "(default: float32)"),
+        ("--seed", "(default: 0)"),
+        ("--epochs", "default 100 (digits-cnn: epochs, default 10)"),
     ]:
-        line = re.search(rf"^\s+{option}\b.*(?:\n\s{{20,}}.*)*", result.stdout, re.M)
-        assert line and f"(default: {default})" in line.group(0), result.stdout
+        assert default in option_help(result.stdout, option), result.stdout
+
+
+def test_warmup_help_says_each_default_once(run_python):
+    result = run_python("-m", "firefly", "warmup", "--help")
+    assert result.returncode == 0, result.stderr
+    ops = option_help(result.stdout, "--ops")
+    assert ops.endswith("(default: every built-in op)") and ops.count("default") == 1, ops
+    assert "(default: all)" in option_help(result.stdout, "--dtype")
 
 
 @pytest.mark.parametrize(
