@@ -144,7 +144,7 @@ CASES = [
 @pytest.mark.parametrize("name, implementation", CASES)
 def test_compiled_training_step(benchmark, name, implementation):
     if implementation == "torch" and torch is None:
-        pytest.skip("torch is not installed")
+        pytest.skip("needs torch for the comparison: pip install torch==2.13.0")
     trainer = TRAINERS[name][implementation](name, np.float32)
     if implementation == "firefly-compiled":
         reference = TRAINERS[name]["firefly-eager"](name, np.float32)

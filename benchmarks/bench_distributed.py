@@ -156,7 +156,8 @@ def _job(mode, count):
 # ----------------------------------------------------------------------------- the benchmarks
 needs_mpi = pytest.mark.skipif(
     importlib.util.find_spec("mpi4py") is None or not MPIEXEC.exists(),
-    reason=f'needs mpi4py and {MPIEXEC} (pip install "firefly[distributed]")',
+    reason="needs mpi4py and MPICH's mpiexec in this Python's environment: "
+    'pip install ".[distributed]"',
 )
 
 

@@ -64,7 +64,7 @@ def run(benchmark, group, fn, expected, rtol=1e-5, atol=1e-6):
 
 def skip_missing_torch(impl):
     if impl == "torch" and torch is None:
-        pytest.skip("torch is not installed")
+        pytest.skip("needs torch for the comparison: pip install torch==2.13.0")
 
 
 def inputs(size, count=2, low=-3.0, high=3.0, shape=None):

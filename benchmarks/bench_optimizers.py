@@ -231,7 +231,7 @@ def expected():
 def test_optimizer_step(benchmark, expected, name, implementation):
     factory = IMPLEMENTATIONS[implementation]
     if factory is None:
-        pytest.skip("torch is not installed")
+        pytest.skip("needs torch for the comparison: pip install torch==2.13.0")
     values, grads = problem()
     optimizer = factory(name, values, grads)
     for _ in range(CHECK_STEPS):  # also the warm-up: compiles and allocates state
@@ -312,7 +312,7 @@ CLIPPERS = {
 def test_clip_grad_norm(benchmark, implementation):
     factory = CLIPPERS[implementation]
     if factory is None:
-        pytest.skip("torch is not installed")
+        pytest.skip("needs torch for the comparison: pip install torch==2.13.0")
     values, grads = problem()
     clip, current = factory(values, grads)
     want = math.sqrt(
@@ -347,7 +347,7 @@ SCHEDULERS = {
 )
 def test_scheduler_step(benchmark, name, implementation):
     if implementation == "torch" and torch is None:
-        pytest.skip("torch is not installed")
+        pytest.skip("needs torch for the comparison: pip install torch==2.13.0")
     values = [np.zeros(3, np.float32) for _ in range(3)]
     if implementation == "firefly":
         optimizer = SGD([{"params": [Parameter(v)]} for v in values], lr=0.01, momentum=0.9)

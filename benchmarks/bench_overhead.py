@@ -53,7 +53,7 @@ def product_under(fn, mode):
 def test_multiply_overhead(benchmark, impl, mode):
     a, b = operands()
     if impl == "torch" and torch is None:
-        pytest.skip("torch is not installed")
+        pytest.skip("needs torch for the comparison: pip install torch==2.13.0")
     if impl == "firefly":
         requires_grad = mode != "unrecorded"
         ta, tb = Tensor(a, requires_grad=requires_grad), Tensor(b, requires_grad=requires_grad)
@@ -138,7 +138,7 @@ def test_recorded_op_overhead(benchmark, case, impl):
     benchmark.group = f"overhead: {case}"
     if impl == "torch":
         if torch is None:
-            pytest.skip("torch is not installed")
+            pytest.skip("needs torch for the comparison: pip install torch==2.13.0")
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:

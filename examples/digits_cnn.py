@@ -94,6 +94,14 @@ def main(argv=None):
         "--torch", action="store_true", help="also train the same model with PyTorch"
     )
     args = parser.parse_args(argv)
+    if args.torch:  # checked now, not after firefly's training
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            sys.exit(
+                "digits_cnn.py --torch needs PyTorch, which is not installed: "
+                "pip install torch==2.13.0"
+            )
     print(
         "firefly: digits CNN (Conv2d-BatchNorm2d-ReLU x2, MaxPool2d, Dropout, Linear), AdamW, "
         "1437 training / 360 held-out images"

@@ -9,7 +9,7 @@ from firefly import Tensor, nn
 from firefly.nn import functional as F
 from firefly.testing import gradcheck
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch as the oracle: pip install torch==2.13.0")
 
 X = np.concatenate(
     [

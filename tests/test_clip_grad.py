@@ -183,7 +183,9 @@ def test_bad_arguments_are_refused(call, error, match):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])
 def test_matches_torch(dtype, norm_type):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip(
+        "torch", reason="needs torch as the oracle: pip install torch==2.13.0"
+    )
     values, grads = case(7, dtype=dtype)
     params, _ = with_optimizer(values, grads)
     theirs = [torch.tensor(v.copy(), requires_grad=True) for v in values]

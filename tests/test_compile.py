@@ -1,17 +1,14 @@
 """firefly.compile: a replayed step computes bit for bit what the eager step computes."""
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
+from seed_script import SEED_SCRIPT, needs_seed_script
 
 import firefly
 from firefly import nn, optim
 from firefly.digits import build_model
-
-# CI checks out the repository with shared/ beside it (as tests/test_seed.py does).
-SEED_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "seed" / "seed_training_script.py"
 
 
 def _seed_mlp(seed=0):
@@ -218,13 +215,11 @@ def test_returns_detached_copies_and_rejects_non_callables():
         firefly.compile(3)
 
 
+@needs_seed_script
 def test_seed_script_step_replays_bit_identical():
     """The seed script's own model and loss (float64 data against float32 parameters, a tensor
     used twice): the engine's conversions and gradient sums are replayed too."""
-    source = SEED_SCRIPT
-    if not source.exists():
-        pytest.skip("the seed script is not next to this checkout")
-    setup = source.read_text().split("epochs = 10")[0]
+    setup = SEED_SCRIPT.read_text().split("epochs = 10")[0]
 
     def run(compiled):
         np.random.seed(0)

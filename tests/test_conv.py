@@ -14,7 +14,7 @@ from firefly.nn import functional as F
 from firefly.ops import conv as conv_ops
 from firefly.testing import gradcheck
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch as the oracle: pip install torch==2.13.0")
 
 # (in_channels, out_channels, groups, kernel, stride, padding, dilation, input H, W)
 CONV2D_GRID = [

@@ -148,7 +148,9 @@ def test_tensor_dataset_misuse(tensors, error, message):
 
 
 def test_default_collate_matches_torch():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip(
+        "torch", reason="needs torch as the oracle: pip install torch==2.13.0"
+    )
     from torch.utils.data import default_collate as torch_collate
 
     rng = np.random.default_rng(0)
@@ -234,7 +236,9 @@ def test_distributed_sampler_shards_are_disjoint_equal_and_cover(length, replica
 
 
 def test_distributed_sampler_matches_torch_without_shuffle():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip(
+        "torch", reason="needs torch as the oracle: pip install torch==2.13.0"
+    )
     from torch.utils.data import DistributedSampler as TorchSampler
 
     for length, replicas, drop_last in [

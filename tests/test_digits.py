@@ -17,7 +17,9 @@ from firefly import nn
 from firefly.optim import AdamW
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-pytest.importorskip("sklearn")
+pytest.importorskip(
+    "sklearn", reason='needs scikit-learn for the digits data: pip install ".[examples]"'
+)
 sys.path.insert(0, str(REPO_ROOT / "examples"))
 import digits_cnn  # noqa: E402
 

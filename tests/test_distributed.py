@@ -25,7 +25,8 @@ TIMEOUT = 600  # s; the first job compiles (or loads from the cache) every kerne
 
 needs_mpi = pytest.mark.skipif(
     importlib.util.find_spec("mpi4py") is None or not MPIEXEC.exists(),
-    reason=f'needs mpi4py and {MPIEXEC} (pip install "firefly[distributed]")',
+    reason="needs mpi4py and MPICH's mpiexec in this Python's environment: "
+    'pip install ".[distributed]"',
 )
 
 
@@ -274,7 +275,7 @@ def test_demo_distributed_prints_one_set_of_epoch_lines():
 @needs_mpi
 def test_ddp_digits_example_learns_on_two_ranks():
     pytest.importorskip(
-        "sklearn", reason='the digits example needs scikit-learn (pip install "firefly[examples]")'
+        "sklearn", reason='the digits example needs scikit-learn: pip install ".[examples]"'
     )
     result = mpiexec(REPO_ROOT / "examples" / "ddp_digits.py")
     assert result.returncode == 0, result.stderr

@@ -21,3 +21,19 @@ def test_spiral_classifier_reaches_95_percent(run_python, repo_root, tmp_path):
     final = float(re.search(r"final training accuracy: (\S+)%", result.stdout).group(1))
     assert final >= 95.0, result.stdout[-500:]
     assert float(epochs[-1][1]) < 0.2 * float(epochs[0][1])
+
+
+def test_digits_cnn_with_torch_missing_says_so_in_one_line_before_training(run_python, repo_root):
+    script = repo_root / "examples" / "digits_cnn.py"
+    hide_torch_and_run = (
+        "import runpy, sys\n"
+        "sys.modules['torch'] = None  # import torch now raises ImportError, as without torch\n"
+        f"sys.argv = [{str(script)!r}, '--torch']\n"
+        f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
+    )
+    result = run_python("-c", hide_torch_and_run)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout == "", result.stdout  # nothing trained, not even the banner
+    assert result.stderr.splitlines() == [
+        "digits_cnn.py --torch needs PyTorch, which is not installed: pip install torch==2.13.0"
+    ], result.stderr

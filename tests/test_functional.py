@@ -6,7 +6,7 @@ import pytest
 from firefly import Tensor
 from firefly.nn import functional as F
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch as the oracle: pip install torch==2.13.0")
 TF = torch.nn.functional
 
 _rng = np.random.default_rng(0)

@@ -10,7 +10,7 @@ import pytest
 import firefly
 from firefly import Tensor, nn
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch as the oracle: pip install torch==2.13.0")
 
 
 def copy_into_torch(ours, theirs):

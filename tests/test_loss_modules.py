@@ -7,7 +7,7 @@ import pytest
 from firefly import Tensor, nn
 from firefly.nn import functional as F
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch as the oracle: pip install torch==2.13.0")
 
 REDUCTIONS = ["mean", "sum", "none"]
 

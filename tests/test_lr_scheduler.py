@@ -255,7 +255,9 @@ SEQUENCE_CASES = [
 
 @pytest.mark.parametrize("setting, opt_name", SEQUENCE_CASES)
 def test_sequence_matches_torch(setting, opt_name):
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip(
+        "torch", reason="needs torch as the oracle: pip install torch==2.13.0"
+    )
     make = dict(all_settings())[setting]
     cls, _, options = TORCH_OPTIMIZERS[opt_name]
     ours_opt, theirs_opt = optimizer(cls, **options), torch_optimizer(torch, opt_name)

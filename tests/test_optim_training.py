@@ -11,7 +11,7 @@ from firefly.nn.utils import clip_grad_norm_
 from firefly.optim import SGD, Adagrad, Adam, AdamW, RMSprop, lr_scheduler
 from firefly.tensor import Tensor
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch as the oracle: pip install torch==2.13.0")
 
 STEPS = 15
 MAX_NORM = 1.0

@@ -18,7 +18,9 @@ try:
 except ImportError:  # torch is an optional oracle
     torch = None
 
-needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
+needs_torch = pytest.mark.skipif(
+    torch is None, reason="needs torch as the oracle: pip install torch==2.13.0"
+)
 
 SHAPES = [(3, 4), (4,), (), (2, 3, 2)]
 STEPS = 6

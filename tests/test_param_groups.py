@@ -375,7 +375,9 @@ def test_hooks_run_once_for_seed_style_and_derived_optimizers():
 
 # ----------------------------------------------------------------------------- state
 def test_state_dict_has_torchs_layout_with_groups():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip(
+        "torch", reason="needs torch as the oracle: pip install torch==2.13.0"
+    )
     model = mlp(9)
     ours = Adam(decay_groups(model, lr=0.01, amsgrad=True), lr=0.1)
     weights = [

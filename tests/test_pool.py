@@ -10,7 +10,7 @@ import firefly
 from firefly import Tensor, ops
 from firefly.testing import gradcheck
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="needs torch as the oracle: pip install torch==2.13.0")
 TF = torch.nn.functional
 
 

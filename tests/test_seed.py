@@ -2,10 +2,9 @@
 exactly like the seed's SGD trains a firefly model."""
 
 import re
-from pathlib import Path
 
 import numpy as np
-import pytest
+from seed_script import SEED_SCRIPT, needs_seed_script
 
 import firefly
 from firefly.nn.layers.linear import Linear
@@ -14,13 +13,8 @@ from firefly.nn.optimizers.base import BaseOptimizer
 from firefly.nn.parameter import Parameter
 from firefly.tensor import Tensor
 
-# CI checks out the repository with shared/ beside it: <parent>/main and <parent>/shared.
-SEED_SCRIPT = Path(__file__).resolve().parents[2] / "shared" / "seed" / "seed_training_script.py"
 
-
-@pytest.mark.skipif(
-    not SEED_SCRIPT.exists(), reason=f"the seed script is not checked out at {SEED_SCRIPT}"
-)
+@needs_seed_script
 def test_seed_script_runs_verbatim_and_its_loss_falls(run_python, tmp_path):
     result = run_python(SEED_SCRIPT, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
