@@ -1,5 +1,6 @@
-"""The seed document's MLP: 10 -> 32 -> 1 with ReLU, trained by full-batch SGD on a noisy
-linear target. Run: python examples/seed_mlp.py"""
+"""A small MLP, 10 -> 32 -> 1 with ReLU, trained by full-batch SGD on a noisy linear target,
+written against firefly's first module paths (``firefly.nn.layers``, ``firefly.nn.optimizers``).
+Run: python examples/seed_mlp.py"""
 
 import numpy as np
 

@@ -61,7 +61,7 @@ def _shape(name, size):
 def tensor(data, dtype=None, requires_grad=False):
     """A new tensor copied from ``data``, with ``torch.tensor``'s dtype rules: Python floats make
     float32, Python ints int64, bools bool, and an ndarray or Tensor keeps its dtype. (The
-    ``Tensor`` constructor keeps the seed's rule instead: integer data become float32.)"""
+    ``Tensor`` constructor has its own rule instead: integer data become float32.)"""
     if isinstance(data, Tensor):
         array = data._data
     elif isinstance(data, np.ndarray):

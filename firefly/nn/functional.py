@@ -3,7 +3,7 @@ firefly has. Each function runs registered ops; ``import firefly.nn.functional a
 
 Layouts follow torch: ``conv2d`` weights are (out_channels, in_channels/groups, kH, kW) and
 ``linear`` takes torch's (out_features, in_features) weight (the ``firefly.nn.Linear`` module
-keeps the seed's (in_features, out_features) layout and calls the ``linear`` op directly).
+stores its weight as (in_features, out_features) and calls the ``linear`` op directly).
 """
 
 import numpy as np

@@ -23,10 +23,10 @@ class Parameter(Tensor):
     parameter never writes into the caller's array) or ``shape`` (zeros). Without ``dtype``,
     ``data`` follows the Tensor rules (float32 and float64 arrays keep their dtype, anything
     else becomes float32) and ``shape`` makes float32. ``requires_grad`` (PyTorch's name) and
-    ``trainable`` (the seed's) are the same flag; ``Parameter(t, False)`` reads as PyTorch's
-    ``Parameter(t, requires_grad=False)``.
+    ``trainable`` (firefly's older name) are the same flag; ``Parameter(t, False)`` reads as
+    PyTorch's ``Parameter(t, requires_grad=False)``.
 
-    The seed's API stays: ``.tensor`` is the parameter itself, and ``update(value)`` writes a
+    Two older spellings stay: ``.tensor`` is the parameter itself, and ``update(value)`` writes a
     new value into the same array, so views of it (an optimizer's flat buffer, a saved
     reference) see the change.
     """
@@ -58,7 +58,7 @@ class Parameter(Tensor):
 
     @property
     def tensor(self):
-        """The parameter itself (the seed's spelling, kept so seed code runs unchanged)."""
+        """The parameter itself: ``param.tensor is param`` (an older spelling code still uses)."""
         return self
 
     @property

@@ -1,5 +1,5 @@
-"""What optimizers share: ``Optimizer`` (PyTorch's base, also the seed's ``BaseOptimizer``) and
-``FusedOptimizer``, the base of firefly's own optimizers.
+"""What optimizers share: ``Optimizer`` (PyTorch's base class, also named ``BaseOptimizer``)
+and ``FusedOptimizer``, the base of firefly's own optimizers.
 
 ``Optimizer(params, defaults)`` holds ``param_groups`` as PyTorch does: a list of dicts, each
 with its ``params`` and its hyperparameters, filled from ``defaults``. ``params`` is an
@@ -8,8 +8,9 @@ iterable of parameters (``Parameter`` objects, leaf Tensors that require grad, o
 Step hooks (``register_step_pre_hook``/``register_step_post_hook``) run around every
 ``step()``, a subclass's own ``step`` included.
 
-The seed's ``BaseOptimizer(parameters)`` is this class: ``self.parameters`` lists every
-parameter, ``zero_grad()`` drops every gradient and ``step()`` is the subclass's to write.
+``BaseOptimizer(parameters)`` is the same class under firefly's older name, for optimizers
+written by hand: ``self.parameters`` lists every parameter, ``zero_grad()`` drops every gradient
+and ``step()`` is the subclass's to write.
 
 ``FusedOptimizer`` packs every parameter of one dtype into one flat buffer (see
 ``firefly.optim.flat``) and updates each buffer with one kernel call, whatever the number of
@@ -146,9 +147,9 @@ def _is_single_parameter(value):
 
 # ----------------------------------------------------------------------------- Optimizer
 class Optimizer:
-    """``Optimizer(params, defaults=None)``: PyTorch's base class; the seed's ``BaseOptimizer``.
+    """``Optimizer(params, defaults=None)``: PyTorch's base class, also named ``BaseOptimizer``.
 
-    Subclass it and write ``step``, as the seed does::
+    Subclass it and write ``step``; a whole optimizer can be this short::
 
         class SGD(BaseOptimizer):
             def __init__(self, parameters, lr=0.01):
@@ -163,7 +164,7 @@ class Optimizer:
     def __init__(self, params, defaults=None):
         self.defaults = dict(defaults or {})
         self.param_groups = []
-        self.parameters = []  # every parameter, group by group: the seed's attribute
+        self.parameters = []  # every parameter, group by group, for a hand-written step()
         self._parameter_names = []
         self._step_pre_hooks = {}
         self._step_post_hooks = {}
@@ -343,7 +344,7 @@ class Optimizer:
         self._step_post_hooks[handle.id] = hook
         return handle
 
-    # ------------------------------------------------------------------ the seed's interface
+    # ------------------------------------------------------------------ what a subclass uses
     def zero_grad(self, set_to_none=True):
         """Drop every gradient (PyTorch's default); ``set_to_none=False`` zeros them in place."""
         for param in self.parameters:

@@ -13,8 +13,8 @@ class SGD(FusedOptimizer):
     g = g + momentum * buf (Nesterov) or g = buf; then param -= lr * g. ``maximize`` negates
     the gradient first.
 
-    Unlike ``torch.optim.SGD``, and as in the seed, ``step()`` raises ValueError("Parameter has
-    no gradient. ...") naming the parameter when a trainable parameter has no gradient.
+    Unlike ``torch.optim.SGD``, which skips it silently, a trainable parameter without a
+    gradient makes ``step()`` raise ValueError("Parameter has no gradient. ...") naming it.
     """
 
     _state_names = ("momentum_buffer",)

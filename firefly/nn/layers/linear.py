@@ -1,4 +1,5 @@
-"""Linear: y = x @ weight + bias, with the seed framework's (in_features, out_features) layout."""
+"""Linear: y = x @ weight + bias, the weight stored as (in_features, out_features), the
+transpose of torch's layout."""
 
 import math
 

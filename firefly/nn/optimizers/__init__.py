@@ -1,4 +1,5 @@
-"""The seed's optimizer import paths. The optimizers live in ``firefly.optim``."""
+"""Older import paths of the optimizers, kept so that code using them runs. The optimizers
+live in ``firefly.optim``."""
 
 from firefly.optim import SGD, Adagrad, Adam, AdamW, BaseOptimizer, RMSprop
 

@@ -1,4 +1,5 @@
-"""The seed's ``firefly.nn.optimizers.base.BaseOptimizer``: ``firefly.optim.Optimizer``."""
+"""``firefly.nn.optimizers.base.BaseOptimizer``, an older import path kept so that code using
+it runs: the class is ``firefly.optim.Optimizer``."""
 
 from firefly.optim.optimizer import BaseOptimizer
 

@@ -1,4 +1,5 @@
-"""The seed's ``firefly.nn.optimizers.sgd.SGD``: ``firefly.optim.SGD``."""
+"""``firefly.nn.optimizers.sgd.SGD``, an older import path kept so that code using it runs:
+the class is ``firefly.optim.SGD``."""
 
 from firefly.optim.sgd import SGD
 
