@@ -26,3 +26,36 @@ def test_readme_example_runs(block, tmp_path, monkeypatch, capsys):
             firefly.ops.unregister(name)
     losses = [float(v) for v in re.findall(r"Loss: ([0-9.]+)", capsys.readouterr().out)]
     assert losses == sorted(losses, reverse=True)  # the training example's loss falls
+
+
+NEWCOMER_PATH = [
+    "Install",
+    "The demo",
+    "A first model in ten lines",
+    "A tour of the API",
+    "Examples",
+    "Writing an op",
+    "Distributed",
+    "Compiling a training step",
+    "More",
+]
+
+
+def test_readme_follows_the_newcomers_path():
+    text = README.read_text()
+    assert re.findall(r"^## (.+)$", text, re.M) == NEWCOMER_PATH
+    # Before the first section: what firefly is, then the two commands that work on a fresh
+    # machine (tests/test_fresh_install.py runs the first one).
+    opening = text.split("\n## ", 1)[0]
+    commands = re.findall(r"```\n(.*?)```", opening, re.S)
+    assert [c.strip() for c in commands] == [
+        "python3 -m pip install . && python3 -m firefly demo",
+        'python3 -m pip install -e ".[test]" && python3 -m pytest',
+    ]
+
+
+def test_readme_says_how_to_run_the_torch_tests_and_keeps_no_tables():
+    text = README.read_text()
+    assert "pip install torch==2.13.0" in text
+    assert not re.search(r"^\|.*\|$", text, re.M), "tables belong in docs/benchmark-tables.md"
+    assert "docs/performance.md" in text and "docs/porting-from-torch.md" in text
