@@ -1,5 +1,5 @@
 """A training step replayed by ``firefly.compile`` beside the same step in eager firefly, the
-hand-written NumPy loop and PyTorch eager of ``bench_training.py``, on its problems (the seed
+hand-written NumPy loop and PyTorch eager of ``bench_training.py``, on its problems (the demo's
 MLP 10-32-1 with SGD; the 784-256-128-10 classifier at batch 256 with SGD momentum), plus the
 classifier with Adam, and the digits CNN (``firefly.digits.build_model``: conv, batch norm,
 pooling, dropout) at batch 64 with AdamW, beside its torch build:

@@ -2,7 +2,7 @@
 hand-written NumPy loop doing the same maths with buffers reused across steps, and PyTorch
 eager when torch is installed:
 
-- the seed MLP 10-32-1 on 1024 samples, MSE loss, plain SGD, in float32 and float64;
+- the demo's MLP 10-32-1 on 1024 samples, MSE loss, plain SGD, in float32 and float64;
 - an MLP 784-256-128-10 at batch 256, cross-entropy, SGD with momentum 0.9, in float32.
 
     pytest benchmarks/bench_training.py --benchmark-enable
@@ -46,7 +46,7 @@ def make_problem(name, dtype):
     spec = PROBLEMS[name]
     rng = np.random.default_rng(0)
     X = rng.normal(size=(spec["batch"], spec["sizes"][0]))
-    if spec["loss"] == "mse":  # the seed script's recipe
+    if spec["loss"] == "mse":  # the demo's regression data
         true_weights = np.array(
             [[1.5], [-2.0], [1.0], [1.5], [-2.0], [1.0], [3.0], [-2.0], [1.0], [3.0]]
         )
