@@ -6,6 +6,8 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -173,6 +175,30 @@ def test_one_process_ddp_trains_like_the_model_itself():
 def test_misuse_is_explained(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="counts unread pipe bytes with FIONREAD (POSIX)")
+def test_the_abort_hook_waits_until_its_output_is_read_and_no_longer():
+    """What keeps a failing rank's traceback: before Abort, the hook flushes stdout/stderr and
+    waits until the launcher has read their pipes, or until the time limit."""
+    read_fd, write_fd = os.pipe()
+    with os.fdopen(write_fd, "w") as stream, os.fdopen(read_fd, "rb", buffering=0) as reader:
+        stream.write("Traceback (most recent call last):\n")  # still in Python's buffer
+        launcher = threading.Timer(0.3, reader.read, args=(4096,))  # reads it 0.3 s later
+        start = time.monotonic()
+        launcher.start()
+        dist._wait_until_launcher_reads([stream], timeout=10.0)
+        waited = time.monotonic() - start
+        launcher.join()
+        assert 0.25 <= waited < 9.0, waited
+        assert dist._unread_bytes(write_fd) == 0
+
+        stream.write("nobody reads this\n")  # no launcher: the wait gives up at its limit
+        start = time.monotonic()
+        dist._wait_until_launcher_reads([stream], timeout=0.2)
+        waited = time.monotonic() - start
+        assert 0.2 <= waited < 5.0, waited
+        assert dist._unread_bytes(write_fd) == len("nobody reads this\n")
 
 
 # ----------------------------------------------------------------------------- real MPI jobs
