@@ -128,26 +128,29 @@ def level_of(footprint: float) -> str:
     return "L3" if footprint <= L3_BYTES else "DRAM"
 
 
+def stream_rates(n: int, repeats: int) -> dict[str, float]:
+    """GB/s of the copy and triad over float32 arrays of ``n`` elements, each way timed."""
+    a, b, c = np.empty(n, np.float32), uniform(n, 1), uniform(n, 2)
+    scalar = np.float32(3.0)
+    timings = time_round_robin(
+        {
+            "copy serial": lambda: _stream_copy.serial(b, a),
+            "copy parallel": lambda: _stream_copy.parallel(b, a),
+            "copy numpy": lambda: np.copyto(a, b),
+            "triad serial": lambda: _stream_triad.serial(b, c, scalar, a),
+            "triad parallel": lambda: _stream_triad.parallel(b, c, scalar, a),
+        },
+        repeats,
+    )
+    arrays = {"copy": 2, "triad": 3}  # arrays each way reads or writes once per element
+    return {way: arrays[way.split()[0]] * n * F32 / t["min"] / 1e9 for way, t in timings.items()}
+
+
 def measure_limits(repeats: int, scale: str) -> dict:
     limits = {}
     for level, n in LEVEL_ELEMENTS.items():
         n = n if scale == "full" else 1024
-        a, b, c = np.empty(n, np.float32), uniform(n, 1), uniform(n, 2)
-        copy_bytes, triad_bytes = 2 * n * F32, 3 * n * F32
-        timings = time_round_robin(
-            {
-                "copy serial": lambda: _stream_copy.serial(b, a),
-                "copy parallel": lambda: _stream_copy.parallel(b, a),
-                "copy numpy": lambda: np.copyto(a, b),
-                "triad serial": lambda: _stream_triad.serial(b, c, np.float32(3.0), a),
-                "triad parallel": lambda: _stream_triad.parallel(b, c, np.float32(3.0), a),
-            },
-            repeats,
-        )
-        rates = {
-            way: (copy_bytes if way.startswith("copy") else triad_bytes) / t["min"] / 1e9
-            for way, t in timings.items()
-        }
+        rates = stream_rates(n, repeats)
         limits[level] = {
             "elements": n,
             "copy_gbs": max(v for k, v in rates.items() if k.startswith("copy")),
@@ -261,8 +264,9 @@ def format_table(threads: int, limits: dict, rows: list[dict]) -> str:
     lines = [f"roofline at {threads} thread(s), float32; times are min (median) per call"]
     for level in LEVEL_ELEMENTS:
         lim = limits[level]
+        kib = lim["elements"] * F32 >> 10
         lines.append(
-            f"  {level:<5} {lim['elements'] * F32 >> 10:>7} KiB/array  copy {lim['copy_gbs']:6.1f} GB/s"
+            f"  {level:<5} {kib:>7} KiB/array  copy {lim['copy_gbs']:6.1f} GB/s"
             f"  triad {lim['triad_gbs']:6.1f} GB/s"
         )
     lines.append(f"  sgemm {limits['sgemm']['n']}^3  {limits['sgemm']['gflops']:6.1f} GFLOP/s")
