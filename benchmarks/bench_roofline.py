@@ -128,7 +128,7 @@ def level_of(footprint: float) -> str:
     return "L3" if footprint <= L3_BYTES else "DRAM"
 
 
-def stream_rates(n: int, repeats: int) -> dict[str, float]:
+def stream_rates(n: int, seconds: float) -> dict[str, float]:
     """GB/s of the copy and triad over float32 arrays of ``n`` elements, each way timed."""
     a, b, c = np.empty(n, np.float32), uniform(n, 1), uniform(n, 2)
     scalar = np.float32(3.0)
@@ -140,17 +140,17 @@ def stream_rates(n: int, repeats: int) -> dict[str, float]:
             "triad serial": lambda: _stream_triad.serial(b, c, scalar, a),
             "triad parallel": lambda: _stream_triad.parallel(b, c, scalar, a),
         },
-        repeats,
+        seconds,
     )
     arrays = {"copy": 2, "triad": 3}  # arrays each way reads or writes once per element
     return {way: arrays[way.split()[0]] * n * F32 / t["min"] / 1e9 for way, t in timings.items()}
 
 
-def measure_limits(repeats: int, scale: str) -> dict:
+def measure_limits(seconds: float, scale: str) -> dict:
     limits = {}
     for level, n in LEVEL_ELEMENTS.items():
         n = n if scale == "full" else 1024
-        rates = stream_rates(n, repeats)
+        rates = stream_rates(n, seconds)
         limits[level] = {
             "elements": n,
             "copy_gbs": max(v for k, v in rates.items() if k.startswith("copy")),
@@ -167,7 +167,7 @@ def measure_limits(repeats: int, scale: str) -> dict:
             "scipy sgemm": lambda: sgemm(1.0, a, b),
             "numba np.dot": lambda: _numba_sgemm(a, b, out),
         },
-        repeats,
+        seconds,
     )
     rates = {way: 2 * n**3 / t["min"] / 1e9 for way, t in timings.items()}
     limits["sgemm"] = {"n": n, "gflops": max(rates.values()), "by_way_gflops": rates}
@@ -185,25 +185,33 @@ def limit_of(c: Case, limits: dict) -> tuple[str, float]:
 
 
 # ----------------------------------------------------------------------------- timing
-def time_round_robin(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, dict]:
-    """Per-call seconds of each function, min and median over ``repeats`` batches, the
-    functions' batches interleaved. A batch lasts ~10 ms (at least one call)."""
+def time_round_robin(fns: dict[str, Callable[[], object]], seconds: float) -> dict[str, dict]:
+    """Per-call seconds of each function, min and median over samples taken in turn (one
+    sample of each function, then the next round) for about ``seconds`` per function, at least
+    three samples each (one when ``seconds`` is 0). A sample is one call, or as many calls as
+    last ~0.2 ms for a faster function, so that the timer's resolution does not count. Short
+    samples, many of them: on a loaded machine the minimum is the run that had the cores."""
     calls = {}
     for name, fn in fns.items():
         fn()  # compile or load from cache, fault the pages in
         start, count = time.perf_counter(), 0
-        while time.perf_counter() - start < 0.01:
+        while time.perf_counter() - start < 0.002:
             fn()
             count += 1
-        calls[name] = max(count, 1)
+        calls[name] = max(count // 10, 1)
     samples = {name: [] for name in fns}
-    for _ in range(repeats):
+    deadline = time.perf_counter() + seconds * len(fns)
+    least = 3 if seconds else 1
+    while time.perf_counter() < deadline or len(samples[next(iter(fns))]) < least:
         for name, fn in fns.items():
             start = time.perf_counter()
             for _ in range(calls[name]):
                 fn()
             samples[name].append((time.perf_counter() - start) / calls[name])
-    return {name: {"min": min(s), "median": float(np.median(s))} for name, s in samples.items()}
+    return {
+        name: {"min": min(s), "median": float(np.median(s)), "samples": len(s)}
+        for name, s in samples.items()
+    }
 
 
 def as_arrays(result) -> list[np.ndarray]:
@@ -227,7 +235,7 @@ def check_agree(name: str, c: Case) -> None:
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=c.atol, err_msg=f"{name}: {impl}")
 
 
-def measure_cases(limits: dict, repeats: int, scale: str) -> list[dict]:
+def measure_cases(limits: dict, seconds: float, scale: str) -> list[dict]:
     rows = []
     for name, builder in CASES.items():
         c = builder(scale)
@@ -236,7 +244,7 @@ def measure_cases(limits: dict, repeats: int, scale: str) -> list[dict]:
         fns = {"firefly": c.firefly, "torch": c.torch}
         if c.numpy is not None:
             fns["numpy"] = c.numpy
-        t = time_round_robin(fns, repeats)
+        t = time_round_robin(fns, seconds)
         level, rate = limit_of(c, limits)
         achieved = c.work / t["firefly"]["min"] / 1e9
         rows.append(
@@ -382,6 +390,7 @@ def _mul_grad(size: int, broadcast: bool) -> Callable:
             torch=torch_step,
             numpy=numpy_step,
             work=(3 * a.size + 2 * b.size + 3 * a.size + b.size) * F32,
+            footprint=(5 * a.size + b.size) * F32,  # a, b, out, g, da, db (output-sized)
         )
 
     return build
@@ -470,7 +479,13 @@ def _softmax(name: str, shape: tuple, backward: bool) -> Callable:
             return tx.grad
 
         # forward: read x, write y; backward: read g and y, write dx
-        return Case(firefly=firefly_step, torch=torch_step, numpy=None, work=5 * size * F32)
+        return Case(
+            firefly=firefly_step,
+            torch=torch_step,
+            numpy=None,
+            work=5 * size * F32,
+            footprint=4 * size * F32,  # x, y, g, dx
+        )
 
     return build
 
@@ -510,7 +525,12 @@ def _norm(op: str, shape: tuple, backward: bool, **attrs) -> Callable:
 
         # forward: read x, write y; backward: read g and x, write dx (parameters are small)
         return Case(
-            firefly=firefly_step, torch=torch_step, numpy=None, work=5 * x.size * F32, atol=1e-3
+            firefly=firefly_step,
+            torch=torch_step,
+            numpy=None,
+            work=5 * x.size * F32,
+            footprint=4 * x.size * F32,  # x, y, g, dx
+            atol=1e-3,
         )
 
     return build
@@ -537,14 +557,14 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def roofline(threads: int, repeats: int, scale: str) -> dict:
+def roofline(threads: int, seconds: float, scale: str) -> dict:
     """Limits and rows at ``threads`` threads (Numba, torch and BLAS alike)."""
     default = numba.get_num_threads()
     set_threads(threads)
     try:
         with threadpool_limits(limits=threads):
-            limits = measure_limits(repeats, scale)
-            rows = measure_cases(limits, repeats, scale)
+            limits = measure_limits(seconds, scale)
+            rows = measure_cases(limits, seconds, scale)
     finally:
         set_threads(default)
     return {
@@ -561,9 +581,11 @@ def roofline(threads: int, repeats: int, scale: str) -> dict:
 def test_roofline(benchmark, threads):
     threads = numba.config.NUMBA_NUM_THREADS if threads == "default" else threads
     scale = "smoke" if benchmark.disabled else "full"
-    repeats = 1 if benchmark.disabled else int(os.environ.get("FIREFLY_ROOFLINE_REPEATS", "7"))
+    seconds = (
+        0.0 if benchmark.disabled else float(os.environ.get("FIREFLY_ROOFLINE_SECONDS", "0.3"))
+    )
     benchmark.group = "roofline"
-    result = benchmark.pedantic(roofline, args=(threads, repeats, scale), rounds=1, iterations=1)
+    result = benchmark.pedantic(roofline, args=(threads, seconds, scale), rounds=1, iterations=1)
     assert all(math.isfinite(r["fraction_of_limit"]) for r in result["rows"])
     if benchmark.disabled:
         return
