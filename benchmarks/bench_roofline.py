@@ -7,7 +7,7 @@ It measures, at the default thread count and at one thread:
 
 - the limits: a STREAM-like copy and triad (``a = b + s * c``) over float32 arrays sized to
   fit in L2, in L3 and in DRAM, each timed serially, in parallel and (copy) through NumPy, the
-  best kept per level; and the sgemm peak at 1024 x 1024 through every BLAS path firefly can
+  best kept per level; and the sgemm peak at 512 x 512 through every BLAS path firefly can
   take (NumPy's ``@``, SciPy's ``sgemm``, and ``np.dot`` inside a Numba kernel, which is
   firefly's matmul path), the best kept;
 - every case of ``CASES``: firefly's time, the bytes it must move (or the flops it must do),
@@ -118,6 +118,7 @@ def _numba_sgemm(a, b, out):
 # Array sizes (elements per array) for each level: the working set of three triad arrays is
 # 384 KiB (L2 is 1 MiB per core here), 6 MiB (L3: 32 MiB) and 192 MiB.
 LEVEL_ELEMENTS = {"L2": 32_768, "L3": 524_288, "DRAM": 16_777_216}
+DRAM_PIECE = 131_072  # elements per timed call at the DRAM level (see stream_rates)
 L2_BYTES = 1 << 20  # per core; a case whose footprint fits runs at the L2 limit
 L3_BYTES = 24 << 20  # of 32 MiB shared, leaving room for code and the other arrays
 
@@ -128,36 +129,74 @@ def level_of(footprint: float) -> str:
     return "L3" if footprint <= L3_BYTES else "DRAM"
 
 
-def stream_rates(n: int, seconds: float) -> dict[str, float]:
-    """GB/s of the copy and triad over float32 arrays of ``n`` elements, each way timed."""
+def stream_rates(n: int, seconds: float, piece: int | None = None) -> dict[str, float]:
+    """GB/s of the copy and triad over float32 arrays of ``n`` elements, each way timed.
+
+    With ``piece``, each call runs on ``piece`` elements, one piece after the next through
+    the arrays, so that every call streams from DRAM (the arrays are far larger than L3) yet
+    lasts only ~0.1 ms: on a loaded machine a call that long usually keeps its core, where a
+    whole 192 MB sweep almost never does."""
     a, b, c = np.empty(n, np.float32), uniform(n, 1), uniform(n, 2)
     scalar = np.float32(3.0)
+    piece = piece or n
+    starts = range(0, n - piece + 1, piece)
+    pieces = [(a[i : i + piece], b[i : i + piece], c[i : i + piece]) for i in starts]
+    turn = iter(())
+
+    def next_piece():
+        nonlocal turn
+        try:
+            return next(turn)
+        except StopIteration:
+            turn = iter(pieces)
+            return next(turn)
+
+    def copy(kernel):
+        def run():
+            pa, pb, _ = next_piece()
+            kernel(pb, pa)
+
+        return run
+
+    def triad(kernel):
+        def run():
+            pa, pb, pc = next_piece()
+            kernel(pb, pc, scalar, pa)
+
+        return run
+
     timings = time_round_robin(
         {
-            "copy serial": lambda: _stream_copy.serial(b, a),
-            "copy parallel": lambda: _stream_copy.parallel(b, a),
-            "copy numpy": lambda: np.copyto(a, b),
-            "triad serial": lambda: _stream_triad.serial(b, c, scalar, a),
-            "triad parallel": lambda: _stream_triad.parallel(b, c, scalar, a),
+            "copy serial": copy(_stream_copy.serial),
+            "copy parallel": copy(_stream_copy.parallel),
+            "copy numpy": copy(lambda src, dst: np.copyto(dst, src)),
+            "triad serial": triad(_stream_triad.serial),
+            "triad parallel": triad(_stream_triad.parallel),
         },
         seconds,
     )
     arrays = {"copy": 2, "triad": 3}  # arrays each way reads or writes once per element
-    return {way: arrays[way.split()[0]] * n * F32 / t["min"] / 1e9 for way, t in timings.items()}
+    return {
+        way: arrays[way.split()[0]] * piece * F32 / t["min"] / 1e9 for way, t in timings.items()
+    }
 
 
 def measure_limits(seconds: float, scale: str) -> dict:
     limits = {}
     for level, n in LEVEL_ELEMENTS.items():
         n = n if scale == "full" else 1024
-        rates = stream_rates(n, seconds)
+        rates = stream_rates(
+            n, seconds, DRAM_PIECE if level == "DRAM" and scale == "full" else None
+        )
         limits[level] = {
             "elements": n,
             "copy_gbs": max(v for k, v in rates.items() if k.startswith("copy")),
             "triad_gbs": max(v for k, v in rates.items() if k.startswith("triad")),
             "by_way_gbs": rates,
         }
-    n = 1024 if scale == "full" else 64
+    # 512^3: a call of ~2 ms, short enough to keep its core on a loaded machine, long
+    # enough for BLAS to reach its peak.
+    n = 512 if scale == "full" else 64
     a, b, out = uniform((n, n), 3), uniform((n, n), 4), np.empty((n, n), np.float32)
     from scipy.linalg.blas import sgemm
 
