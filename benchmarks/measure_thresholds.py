@@ -1,6 +1,6 @@
 """Measure where the parallel (prange) build of a kernel starts to beat the serial one.
 
-    python -m benchmarks.measure_thresholds [--repeats N]      (from the repository root)
+    python -m benchmarks.measure_thresholds [--repeats N] [--layers]   (from the repository root)
 
 For a memory-bound kernel (add) and a transcendental one (exp), both float32, it times the
 serial and the parallel build of the same SizedKernel over sizes 1e2..1e7 (best of N runs of
@@ -9,14 +9,23 @@ which the parallel build is faster at every larger size measured. Set
 ``PARALLEL_MIN_MEMORY_BOUND`` and ``PARALLEL_MIN_TRANSCENDENTAL`` in firefly/kernels/_jit.py
 from it. Run it on a quiet machine: other load makes the parallel build look worse.
 
+With ``--layers`` it runs itself once per Numba threading layer (workqueue, omp, tbb; tbb needs
+the ``tbb`` pip package, whose library it finds under the environment's lib folder) and prints
+each layer's table: the 100-element row is the layer's fork/join cost. docs/performance.md has
+the measurements and the choice made from them.
+
 The crossovers it prints are those in isolation. firefly/kernels/_jit.py sets its thresholds
 higher and says why: in a training step the parallel kernels share the cores
 with multithreaded BLAS calls, and lose there what they win here.
 """
 
 import argparse
+import os
+import subprocess
+import sys
 import time
 
+import numba
 import numpy as np
 
 from firefly.ops import get
@@ -63,22 +72,43 @@ def crossover(rows):
     return winner
 
 
+LAYERS = ("workqueue", "omp", "tbb")
+
+
+def run_per_layer(repeats):
+    """This script once per threading layer, each in a process of its own (Numba picks its
+    layer once per process)."""
+    for layer in LAYERS:
+        # pip's tbb puts libtbb.so.12 in <prefix>/lib, which the loader does not search.
+        library_path = os.pathsep.join(
+            p for p in (os.path.join(sys.prefix, "lib"), os.environ.get("LD_LIBRARY_PATH")) if p
+        )
+        env = dict(os.environ, NUMBA_THREADING_LAYER=layer, LD_LIBRARY_PATH=library_path)
+        command = [sys.executable, "-m", "benchmarks.measure_thresholds", "--repeats", str(repeats)]
+        print(f"\n===== threading layer {layer}", flush=True)
+        subprocess.run(command, env=env, check=False)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--layers", action="store_true", help="one table per threading layer")
     args = parser.parse_args()
+    if args.layers:
+        run_per_layer(args.repeats)
+        return
     results = {}
     for size in SIZES:
         for label, (kernel, call_args) in cases(size).items():
-            serial = best_time(lambda: kernel.serial(*call_args), args.repeats)
-            parallel = best_time(lambda: kernel.parallel(*call_args), args.repeats)
+            serial = best_time(lambda k=kernel, a=call_args: k.serial(*a), args.repeats)
+            parallel = best_time(lambda k=kernel, a=call_args: k.parallel(*a), args.repeats)
             results.setdefault(label, []).append((size, serial, parallel))
+    print(f"threading layer {numba.threading_layer()}, {numba.get_num_threads()} threads")
     for label, rows in results.items():
         print(f"\n{label}\n{'size':>10} {'serial µs':>11} {'parallel µs':>12} {'ratio':>6}")
         for size, serial, parallel in rows:
-            print(
-                f"{size:>10} {serial * 1e6:>11.2f} {parallel * 1e6:>12.2f} {serial / parallel:>6.2f}"
-            )
+            ratio = serial / parallel
+            print(f"{size:>10} {serial * 1e6:>11.2f} {parallel * 1e6:>12.2f} {ratio:>6.2f}")
         print(f"crossover: {crossover(rows)}")
 
 

@@ -303,3 +303,43 @@ def test_serial_and_parallel_builds_give_identical_results(build, name, same_sha
     if other[0] != build:
         for ours, theirs in zip(results, other[1]):
             np.testing.assert_array_equal(ours, theirs)
+
+
+LAYER_CHECK = """
+    import os, sys
+    for name in ("NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"):
+        if name not in {chosen}:
+            os.environ.pop(name, None)
+    import numba
+    import numba.core.config
+    numba.core.config.reload_config()  # as if the variables had never been set
+    import numpy as np
+    from firefly import Tensor
+    from firefly.kernels import _jit
+
+    x = np.ones(2 * _jit.PARALLEL_MIN_MEMORY_BOUND, np.float32)
+    np.testing.assert_array_equal((Tensor(x) + Tensor(x)).numpy(), 2 * x)  # runs a parallel build
+    print(numba.threading_layer(), " ".join(numba.config.THREADING_LAYER_PRIORITY))
+"""
+
+
+def test_threading_layer_prefers_workqueue_to_omp(run_code):
+    # omp's join waits a whole time slice for a worker whose core another process holds
+    # (docs/performance.md): firefly puts workqueue before it unless tbb loads.
+    layer, *priority = run_code(LAYER_CHECK.format(chosen=())).split()
+    assert priority == ["tbb", "workqueue", "omp"]
+    assert layer in ("tbb", "workqueue")
+
+
+def test_threading_layer_variables_override_the_choice(run_code):
+    out = run_code(
+        LAYER_CHECK.format(chosen=("NUMBA_THREADING_LAYER_PRIORITY",)),
+        {"NUMBA_THREADING_LAYER_PRIORITY": "omp workqueue tbb"},
+    )
+    layer, *priority = out.split()
+    assert priority == ["omp", "workqueue", "tbb"]
+    out = run_code(
+        LAYER_CHECK.format(chosen=("NUMBA_THREADING_LAYER",)),
+        {"NUMBA_THREADING_LAYER": "workqueue"},
+    )
+    assert out.split()[0] == "workqueue"

@@ -8,10 +8,12 @@ Nothing here compiles at import time: ``njit`` without signatures compiles on fi
 """
 
 import hashlib
+import os
 import threading
 import types
 import warnings
 
+import numba
 from numba import njit
 from numba.core.registry import CPUDispatcher
 
@@ -26,6 +28,16 @@ from numba.core.registry import CPUDispatcher
 # microseconds are at stake.
 PARALLEL_MIN_MEMORY_BOUND = 1_048_576
 PARALLEL_MIN_TRANSCENDENTAL = 262_144
+
+# The threading layer that runs the parallel builds, unless the user chose one through
+# NUMBA_THREADING_LAYER or NUMBA_THREADING_LAYER_PRIORITY. Measured with
+# `python -m benchmarks.measure_thresholds --layers` on the 2-core machine while other processes
+# kept it loaded (docs/performance.md): a parallel call's fork/join cost ~2 us with tbb, ~70 us
+# with workqueue and 30-48 ms with omp, whose join waits on a worker spinning for a core that
+# another process holds. Numba's own order puts omp before workqueue; tbb is used when its
+# library loads (the `tbb` pip package).
+if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & os.environ.keys():
+    numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
 
 _cache_warning_issued = False
 cache_enabled = True  # False once a kernel could not get a writable cache folder
