@@ -17,6 +17,9 @@ class Add(BinaryOp):
     def scalar_forward(a, b):
         return a + b
 
+    def derivative(grad, a, b, out):
+        return grad, grad
+
     @classmethod
     def backward(cls, ctx, grad):
         (sum_kernel,) = cls.backward_kernel
@@ -33,6 +36,9 @@ class Sub(BinaryOp):
     def scalar_backward(grad, a, b, _):
         return grad, -grad
 
+    def derivative(grad, a, b, out):
+        return grad, -grad
+
 
 @register
 class Mul(BinaryOp):
@@ -44,6 +50,9 @@ class Mul(BinaryOp):
     def scalar_backward(grad, a, b, _):
         return grad * b, grad * a
 
+    def derivative(grad, a, b, out):
+        return grad * b, grad * a
+
 
 @register
 class Div(BinaryOp):
@@ -53,6 +62,10 @@ class Div(BinaryOp):
         return a / b
 
     def scalar_backward(grad, a, b, _):
+        q = grad / b
+        return q, -q * a / b
+
+    def derivative(grad, a, b, out):
         q = grad / b
         return q, -q * a / b
 
@@ -77,6 +90,12 @@ class Pow(BinaryOp):
     def scalar_backward(grad, a, b, out):
         da = grad * b * a ** (b - 1.0) if b != 0.0 else 0.0 * grad
         db = grad * out * np.log(a) if a != 0.0 else 0.0 * grad
+        return da, db
+
+    def derivative(grad, a, b, out):
+        # As scalar_backward: no gradient where b == 0 (for a) or a == 0 (for b).
+        da = grad * b * a ** (b - 1.0) * (b != 0.0)
+        db = grad * out * (a + (a == 0.0)).log() * (a != 0.0)
         return da, db
 
     @classmethod

@@ -58,6 +58,13 @@ class _SumLike(Op):
         return expand_sum_grad(kept, ctx.x_shape, ctx.axes, ctx.scale, cls.backward_kernel)
 
     @classmethod
+    def backward_graph(cls, ctx, grad, inputs, out):
+        shape = ctx.x_shape
+        kept = (1,) * len(shape) if ctx.axes is None else reduced_shape(shape, ctx.axes, True)
+        dx = grad.reshape(kept).expand(shape)
+        return dx * ctx.scale if cls.mean else dx
+
+    @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         x = samples.uniform(rng, shape, dtype)
         return (x,), {"axis": samples.random_axes(rng, shape), "keepdims": bool(rng.random() < 0.5)}
@@ -120,5 +127,15 @@ class Max(Op):
         if ctx.order is not None:
             dx = permute_copy(dx, tuple(np.argsort(ctx.order)), gather)
         return dx
+
+    @classmethod
+    def backward_graph(cls, ctx, grad, inputs, out):
+        # The gradient goes to the maxima, split among ties: a constant weight per element.
+        (x,) = inputs
+        axes = normalize_axes("max", ctx.applied_attrs.get("axis"), x)
+        keep = reduced_shape(x.shape, axes, True)
+        at_max = x.numpy() == out.numpy().reshape(keep)
+        weight = at_max / at_max.sum(axis=axes, keepdims=True)
+        return grad.reshape(keep).expand(x.shape) * weight.astype(x.dtype)
 
     sample_inputs = _SumLike.sample_inputs
