@@ -223,7 +223,12 @@ def sum_to_shape(t, shape):
     axes = tuple(range(lead)) + tuple(
         lead + i for i, d in enumerate(shape) if d == 1 and t.shape[lead + i] != 1
     )
-    return t.sum(axis=axes).reshape(shape)
+    return as_shape(t.sum(axis=axes), shape)
+
+
+def as_shape(t, shape):
+    """Tensor ``t`` reshaped to ``shape`` by a recorded op, or ``t`` itself when it has it."""
+    return t if t.shape == tuple(shape) else t.reshape(shape)
 
 
 def select(condition, a, b):

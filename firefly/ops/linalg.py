@@ -9,7 +9,7 @@ from firefly.kernels.reduce import sum_forward
 from firefly.kernels.shape import gather_strided
 from firefly.ops import samples
 from firefly.ops.base import Op
-from firefly.ops.families import sum_to_shape
+from firefly.ops.families import as_shape, sum_to_shape
 from firefly.ops.registry import register
 from firefly.ops.shapes import materialize, reduce_to_shape
 
@@ -91,13 +91,17 @@ class MatMul(Op):
     def backward_graph(ctx, grad, inputs, out):
         a, b = inputs
         a_shape, b_shape, a2_shape, b2_shape = ctx.shapes
-        a2, b2 = a.reshape(a2_shape), b.reshape(b2_shape)
+        a2, b2 = as_shape(a, a2_shape), as_shape(b, b2_shape)
         batch = np.broadcast_shapes(a2_shape[:-2], b2_shape[:-2])
-        g2 = grad.reshape(batch + (a2_shape[-2], b2_shape[-1]))
+        g2 = as_shape(grad, batch + (a2_shape[-2], b2_shape[-1]))
         need_a, need_b = ctx.needs_input_grad
         return (
-            sum_to_shape(g2 @ b2.transpose(-1, -2), a2_shape).reshape(a_shape) if need_a else None,
-            sum_to_shape(a2.transpose(-1, -2) @ g2, b2_shape).reshape(b_shape) if need_b else None,
+            as_shape(sum_to_shape(g2 @ b2.transpose(-1, -2), a2_shape), a_shape)
+            if need_a
+            else None,
+            as_shape(sum_to_shape(a2.transpose(-1, -2) @ g2, b2_shape), b_shape)
+            if need_b
+            else None,
         )
 
     @classmethod
@@ -169,11 +173,11 @@ class Linear(Op):
     def backward_graph(ctx, grad, inputs, out):
         # As backward, with the layout's transposes: x (..., in), weight (in, out).
         x, weight, bias = inputs
-        x2 = x.reshape(-1, weight.shape[0])
-        g2 = grad.reshape(-1, weight.shape[1])
+        x2 = as_shape(x, (-1, weight.shape[0])) if x.ndim != 2 else x
+        g2 = as_shape(grad, (-1, weight.shape[1])) if grad.ndim != 2 else grad
         need_x, need_weight, need_bias = ctx.needs_input_grad
         return (
-            (g2 @ weight.T).reshape(x.shape) if need_x else None,
+            as_shape(g2 @ weight.T, x.shape) if need_x else None,
             x2.T @ g2 if need_weight else None,
             g2.sum(axis=0) if need_bias else None,
         )

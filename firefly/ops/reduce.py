@@ -8,6 +8,7 @@ from firefly.kernels import reduce as K
 from firefly.kernels.shape import gather_strided
 from firefly.ops import samples
 from firefly.ops.base import Op
+from firefly.ops.families import as_shape
 from firefly.ops.registry import register
 from firefly.ops.shapes import (
     axis_runs,
@@ -60,8 +61,9 @@ class _SumLike(Op):
     @classmethod
     def backward_graph(cls, ctx, grad, inputs, out):
         shape = ctx.x_shape
-        kept = (1,) * len(shape) if ctx.axes is None else reduced_shape(shape, ctx.axes, True)
-        dx = grad.reshape(kept).expand(shape)
+        # A full reduction's 0-d gradient broadcasts as it is (expand adds the dimensions).
+        kept = grad.shape if ctx.axes is None else reduced_shape(shape, ctx.axes, True)
+        dx = as_shape(grad, kept).expand(shape)
         return dx * ctx.scale if cls.mean else dx
 
     @classmethod
