@@ -7,6 +7,7 @@ topological order, calling each op's backward and accumulating gradients with ``
 
 import threading
 import weakref
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -401,7 +402,13 @@ def _seed(method, root, grad, create_graph):
     return Tensor._wrap(seed) if create_graph else seed
 
 
-def backward(root, grad=None, retain_graph=None, create_graph=False, inputs=None):
+def backward(
+    root: "Tensor",
+    grad: "Tensor | np.ndarray | None" = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    inputs: "Sequence[Tensor] | None" = None,
+) -> None:
     """Accumulate d(root)/d(leaf) into ``.grad`` of every leaf that requires grad (of each of
     ``inputs`` only, when given). ``create_graph``: the gradients are recorded Tensors that
     can be differentiated again; ``retain_graph`` defaults to ``create_graph``."""
@@ -476,13 +483,13 @@ def _as_tensor_list(method, what, values):
 
 
 def grad(
-    outputs,
-    inputs,
-    grad_outputs=None,
-    retain_graph=None,
-    create_graph=False,
-    allow_unused=False,
-):
+    outputs: "Tensor | Sequence[Tensor]",
+    inputs: "Tensor | Sequence[Tensor]",
+    grad_outputs: "Tensor | np.ndarray | Sequence[Tensor | None] | None" = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> "tuple[Tensor | None, ...]":
     """The gradients of ``outputs`` with respect to ``inputs``, as ``torch.autograd.grad``: a
     tuple of Tensors, one per input, accumulated into no ``.grad``.
 
@@ -747,7 +754,7 @@ class RemovableHandle:
     def __init__(self, tensor, key):
         self._tensor, self._key = weakref.ref(tensor), key
 
-    def remove(self):
+    def remove(self) -> None:
         tensor = self._tensor()
         entry = _hooks.get(id(tensor)) if tensor is not None else None
         if entry is not None and entry.ref() is tensor:
@@ -755,7 +762,7 @@ class RemovableHandle:
             _drop_if_empty(tensor)
 
 
-def register_hook(tensor, hook):
+def register_hook(tensor: "Tensor", hook: "Callable[[Tensor], Tensor | None]") -> RemovableHandle:
     """Call ``hook(grad)`` whenever ``tensor``'s gradient is computed; a Tensor it returns
     replaces the gradient. Returns a handle whose ``remove()`` unregisters it."""
     if not tensor._requires_grad:
@@ -772,7 +779,7 @@ def register_hook(tensor, hook):
     return RemovableHandle(tensor, key)
 
 
-def retain_grad(tensor):
+def retain_grad(tensor: "Tensor") -> None:
     """Keep a non-leaf tensor's gradient in ``.grad`` (leaves keep theirs anyway)."""
     if not tensor._requires_grad:
         raise RuntimeError(
@@ -783,7 +790,7 @@ def retain_grad(tensor):
         _hooks_of(tensor).retains_grad = True
 
 
-def retains_grad(tensor):
+def retains_grad(tensor: "Tensor") -> bool:
     entry = _hooks.get(id(tensor))
     return entry is not None and entry.ref() is tensor and entry.retains_grad
 

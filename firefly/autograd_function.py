@@ -21,6 +21,8 @@ subclass's ``backward``. Written with firefly ops, that backward is recorded in 
 when to write a Function and when a kernel op.
 """
 
+from typing import Any
+
 import numpy as np
 
 from firefly import autograd
@@ -38,10 +40,10 @@ class FunctionCtx(autograd.Node):
         self.non_differentiable = ()
         self.materialize_grads = True
 
-    def mark_non_differentiable(self, *tensors):
+    def mark_non_differentiable(self, *tensors: Any) -> None:
         self.non_differentiable += tensors
 
-    def set_materialize_grads(self, value):
+    def set_materialize_grads(self, value: bool) -> None:
         self.materialize_grads = bool(value)
 
 
@@ -113,7 +115,7 @@ class Function:
         raise NotImplementedError("a Function subclass defines backward(ctx, *grads)")
 
     @classmethod
-    def apply(cls, *args):
+    def apply(cls, *args: Any) -> Any:
         Tensor = autograd.Tensor
         needs = tuple(isinstance(a, Tensor) and a._requires_grad for a in args)
         record = autograd.is_grad_enabled() and True in needs

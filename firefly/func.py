@@ -7,6 +7,8 @@ element, for small inputs.
 """
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -50,7 +52,7 @@ def _shaped_like(values, inputs):
     return values if isinstance(inputs, tuple) else values[0]
 
 
-def grad(func, argnums=0):
+def grad(func: Callable[..., Tensor], argnums: int | tuple[int, ...] = 0) -> Callable[..., Any]:
     """``grad(f)(*args)``: the gradient of ``f`` (returning one element) with respect to
     ``args[argnums]`` (an int, or a tuple of ints for a tuple of gradients). Nested, as
     ``grad(grad(f))``, it gives higher derivatives."""
@@ -72,7 +74,12 @@ def grad(func, argnums=0):
     return gradient
 
 
-def vjp(func, inputs, v=None, create_graph=False):
+def vjp(
+    func: Callable[..., Tensor],
+    inputs: Tensor | tuple[Tensor, ...],
+    v: Tensor | None = None,
+    create_graph: bool = False,
+) -> tuple[Tensor, Any]:
     """``(func(*inputs), v^T J)``: the output and the vector-Jacobian product, as
     ``torch.autograd.functional.vjp``; ``v`` may be omitted for a one-element output."""
     variables = _variables(_tensors("vjp", inputs), create_graph)
@@ -82,7 +89,12 @@ def vjp(func, inputs, v=None, create_graph=False):
     return out, _shaped_like(_filled(found, variables), inputs)
 
 
-def hvp(func, inputs, v, create_graph=False):
+def hvp(
+    func: Callable[..., Tensor],
+    inputs: Tensor | tuple[Tensor, ...],
+    v: Tensor | tuple[Tensor, ...],
+    create_graph: bool = False,
+) -> tuple[Tensor, Any]:
     """``(func(*inputs), H v)``: the Hessian of a one-element ``func`` times ``v``, by a
     second backward through the first (double backward), as
     ``torch.autograd.functional.hvp``."""
@@ -133,7 +145,9 @@ def _jacobian_rows(out, variables, create_graph):
     )
 
 
-def jacobian(func, inputs, create_graph=False):
+def jacobian(
+    func: Callable[..., Tensor], inputs: Tensor | tuple[Tensor, ...], create_graph: bool = False
+) -> Any:
     """The Jacobian of ``func`` (one Tensor output) at ``inputs``: out.shape + input.shape
     per input, as ``torch.autograd.functional.jacobian``."""
     variables = _variables(_tensors("jacobian", inputs), create_graph)
@@ -147,7 +161,9 @@ def jacobian(func, inputs, create_graph=False):
     return _shaped_like(_jacobian_rows(out, variables, create_graph), inputs)
 
 
-def hessian(func, inputs, create_graph=False):
+def hessian(
+    func: Callable[..., Tensor], inputs: Tensor | tuple[Tensor, ...], create_graph: bool = False
+) -> Any:
     """The Hessian of a one-element ``func`` at ``inputs``, as
     ``torch.autograd.functional.hessian``: for one input, a Tensor of shape
     input.shape + input.shape; for a tuple, H[i][j] for inputs i and j."""

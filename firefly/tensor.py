@@ -3,6 +3,7 @@
 Every operator and method dispatches by op name through ``firefly.ops``; no maths lives here.
 """
 
+import builtins
 import collections
 import numbers
 import operator
@@ -370,17 +371,23 @@ class Tensor:
     def type_as(self, other):
         return self.to(other.dtype)
 
-    def backward(self, grad=None, retain_graph=None, create_graph=False, inputs=None):
+    def backward(
+        self,
+        grad: "Tensor | np.ndarray | None" = None,
+        retain_graph: "builtins.bool | None" = None,  # ``bool`` here is the method below
+        create_graph: "builtins.bool" = False,
+        inputs: "collections.abc.Sequence[Tensor] | None" = None,
+    ) -> None:
         """Accumulate this tensor's gradient into ``.grad`` of the leaves (or of ``inputs``), as
         torch's; ``create_graph=True`` records it so that it can be differentiated again."""
         autograd.backward(self, grad, retain_graph, create_graph, inputs)
 
-    def register_hook(self, hook):
+    def register_hook(self, hook: "collections.abc.Callable") -> "autograd.RemovableHandle":
         """``hook(grad)`` runs when this tensor's gradient is computed and may return a
         replacement; returns a handle with ``remove()``."""
         return autograd.register_hook(self, hook)
 
-    def retain_grad(self):
+    def retain_grad(self) -> None:
         """Keep this non-leaf tensor's gradient in ``.grad`` after backward."""
         autograd.retain_grad(self)
 

@@ -3,6 +3,7 @@ differences in float64, and ``check_op``, the battery every registered op goes t
 
 import contextlib
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
@@ -81,15 +82,15 @@ def _first_order(fn, arrays, weights):
 
 
 def gradgradcheck(
-    fn_or_op_name,
-    *inputs,
-    eps=1e-6,
-    atol=1e-5,
-    rtol=1e-3,
-    paths_tol=1e-12,
-    attrs=None,
-    seed=0,
-):
+    fn_or_op_name: "str | Callable[..., Tensor]",
+    *inputs: "Tensor | np.ndarray",
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    paths_tol: float = 1e-12,
+    attrs: dict | None = None,
+    seed: int = 0,
+) -> bool:
     """Compare the second derivatives of ``fn(*inputs)`` with central differences, in float64.
 
     With fixed random output weights ``w`` and directions ``v`` (one per input), the gradients

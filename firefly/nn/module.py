@@ -2,6 +2,7 @@
 sub-Modules and lists of them, in the order they are assigned."""
 
 from collections import namedtuple
+from collections.abc import Callable
 
 import numpy as np
 
@@ -194,17 +195,17 @@ class Module:
         hooks[kind][key] = hook
         return _ModuleHookHandle(self, kind, key)
 
-    def register_forward_pre_hook(self, hook):
+    def register_forward_pre_hook(self, hook: Callable) -> "_ModuleHookHandle":
         """``hook(module, args)`` runs before ``forward``; a tuple (or a single value) it
         returns replaces the positional arguments. Returns a handle with ``remove()``."""
         return self._add_hook("forward_pre", hook)
 
-    def register_forward_hook(self, hook):
+    def register_forward_hook(self, hook: Callable) -> "_ModuleHookHandle":
         """``hook(module, args, output)`` runs after ``forward``; a value it returns replaces
         the output. Returns a handle with ``remove()``."""
         return self._add_hook("forward", hook)
 
-    def register_full_backward_hook(self, hook):
+    def register_full_backward_hook(self, hook: Callable) -> "_ModuleHookHandle":
         """``hook(module, grad_input, grad_output)`` runs when the gradients with respect to
         the module's Tensor inputs are computed (tuples, None for inputs that need none); for
         a module with one input that requires grad, a tuple it returns replaces grad_input.
