@@ -7,6 +7,7 @@ topological order, calling each op's backward and accumulating gradients with ``
 
 import threading
 import weakref
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -114,7 +115,7 @@ class Node(Context):
     and the dtype it computed in."""
 
     def __init__(
-        self, op, needs_input_grad, inputs, dtype
+        self, op, needs_input_grad, inputs, dtype, args, attrs
     ):  # Context's fields set inline: runs per op
         self.op, self.needs_input_grad, self.inputs, self.dtype = (
             op,
@@ -122,9 +123,25 @@ class Node(Context):
             inputs,
             dtype,
         )
+        # What the op was applied to, for a backward run as ops (create_graph=True): the
+        # inputs that need no gradient as constants, and the attributes.
+        self.applied_to, self.applied_attrs = args, attrs
         self.saved_tensors = ()
         self.freed = False
         self.tick = _clock
+
+    def name(self):
+        """``'MulBackward'`` for the op ``mul``: torch's ``grad_fn.name()``."""
+        return "".join(p[:1].upper() + p[1:] for p in self.op.name.split("_")) + "Backward"
+
+    @property
+    def next_functions(self):
+        """One ``(grad_fn, 0)`` pair per input, as torch's: None for an input that is a leaf
+        or needs no gradient."""
+        return tuple((x._node if x is not None else None, 0) for x in self.inputs)
+
+    def __repr__(self):
+        return f"<{self.name()} of op '{self.op.name}'>"
 
     def release(self):
         """Drop everything forward saved (arrays on ``ctx`` included), keeping the graph's shape."""
@@ -135,6 +152,8 @@ class Node(Context):
             "tick": self.tick,
             "saved_tensors": None,
             "dtype": None,
+            "applied_to": None,
+            "applied_attrs": None,
             "freed": True,
         }
 
@@ -261,7 +280,7 @@ def apply(op, *args, **attrs):
             inputs = (args[0] if needs[0] else None, args[1] if needs[1] else None)
         else:
             inputs = tuple([x if n else None for x, n in zip(args, needs)])
-        ctx = Node(op, needs, inputs, dtype)
+        ctx = Node(op, needs, inputs, dtype, args, attrs)
     else:
         ctx = Context(op, (False,) * len(args))
     out = op.forward(ctx, *arrays, **attrs)
@@ -325,10 +344,10 @@ def write_in_place(target, result):
     return target
 
 
-def _topological_order(root):
+def _topological_order(roots):
     """Tensors with a recorded node, each once, every tensor after the ones it was made from."""
     order, visited = [], set()
-    stack = [(root, False)]
+    stack = [(root, False) for root in reversed(roots) if root._node is not None]
     while stack:
         t, done = stack.pop()
         if done:
@@ -353,33 +372,65 @@ def _accumulate_leaf(leaf, g):
         leaf.grad._data += g
 
 
-def backward(root, grad=None, retain_graph=False):
-    """Accumulate d(root)/d(leaf) into ``.grad`` of every leaf that requires grad."""
+def _seed(method, root, grad, create_graph):
+    """The gradient a walk starts from at ``root``: ones for a one-element tensor, else
+    ``grad``, checked against the root's shape. A Tensor with ``create_graph`` (which keeps
+    the graph a Tensor ``grad`` carries), an ndarray otherwise."""
+    if grad is None:
+        if root._data.size != 1:
+            raise RuntimeError(
+                f"{method}: grad can be created implicitly only for a one-element tensor, but this "
+                f"one has shape {root.shape}; pass "
+                f"{'grad_outputs' if method == 'grad' else 'backward(grad=...)'} with that shape"
+            )
+        seed = np.ones(root.shape, dtype=root.dtype)
+    elif create_graph and isinstance(grad, Tensor):
+        if grad.shape != root.shape:
+            raise ValueError(
+                f"{method}: the gradient has shape {grad.shape} but the tensor has shape "
+                f"{root.shape}"
+            )
+        return grad if grad.dtype == root.dtype else grad.to(root.dtype)
+    else:
+        seed = grad._data if isinstance(grad, Tensor) else np.asarray(grad)
+        if seed.shape != root.shape:
+            raise ValueError(
+                f"{method}: the gradient has shape {seed.shape} but the tensor has shape "
+                f"{root.shape}"
+            )
+        seed = np.asarray(seed, dtype=root.dtype, order="C")
+    return Tensor._wrap(seed) if create_graph else seed
+
+
+def backward(
+    root: "Tensor",
+    grad: "Tensor | np.ndarray | None" = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    inputs: "Sequence[Tensor] | None" = None,
+) -> None:
+    """Accumulate d(root)/d(leaf) into ``.grad`` of every leaf that requires grad (of each of
+    ``inputs`` only, when given). ``create_graph``: the gradients are recorded Tensors that
+    can be differentiated again; ``retain_graph`` defaults to ``create_graph``."""
     if not root.requires_grad:
         raise RuntimeError(
             "backward: this tensor does not require grad and was not made from one that does; "
             "create the inputs with requires_grad=True (and outside firefly.no_grad())"
         )
-    if grad is None:
-        if root._data.size != 1:
-            raise RuntimeError(
-                f"backward: grad can be created implicitly only for a one-element tensor, but this "
-                f"one has shape {root.shape}; pass backward(grad=...) with that shape"
-            )
-        seed = np.ones(root.shape, dtype=root.dtype)
-    else:
-        seed = grad._data if isinstance(grad, Tensor) else np.asarray(grad)
-        if seed.shape != root.shape:
-            raise ValueError(
-                f"backward: grad has shape {seed.shape} but the tensor has shape {root.shape}"
-            )
-        seed = np.asarray(seed, dtype=root.dtype, order="C")
+    if retain_graph is None:
+        retain_graph = create_graph
+    seed = _seed("backward", root, grad, create_graph)
+    if create_graph or inputs is not None or _hooks:
+        if inputs is not None:
+            inputs = _as_tensor_list("backward", "inputs", inputs)
+        _walk((root,), (seed,), retain_graph, create_graph, inputs, accumulate=True)
+        return
     if root._node is None:
         _accumulate_leaf(root, seed)
         return
-
+    # The plain backward: fused backward kernels on ndarrays, no hooks, every leaf.
     grads = {id(root): seed}
-    for t in reversed(_topological_order(root)):
+    for t in reversed(_topological_order((root,))):
         node = t._node
         g = grads.pop(id(t), None)
         if g is None:
@@ -423,6 +474,355 @@ def backward(root, grad=None, retain_graph=False):
             node.release()
 
 
+def _as_tensor_list(method, what, values):
+    values = [values] if isinstance(values, Tensor) else list(values)
+    for i, v in enumerate(values):
+        if not isinstance(v, Tensor):
+            raise TypeError(f"{method}: {what}[{i}] must be a Tensor, got {type(v).__name__}")
+    return values
+
+
+def grad(
+    outputs: "Tensor | Sequence[Tensor]",
+    inputs: "Tensor | Sequence[Tensor]",
+    grad_outputs: "Tensor | np.ndarray | Sequence[Tensor | None] | None" = None,
+    retain_graph: bool | None = None,
+    create_graph: bool = False,
+    allow_unused: bool = False,
+) -> "tuple[Tensor | None, ...]":
+    """The gradients of ``outputs`` with respect to ``inputs``, as ``torch.autograd.grad``: a
+    tuple of Tensors, one per input, accumulated into no ``.grad``.
+
+    ``grad_outputs`` weights each output (required for outputs of more than one element);
+    ``create_graph`` records the gradients so that they can be differentiated again;
+    ``retain_graph`` (default: ``create_graph``) keeps the graph for another walk; an input
+    that the outputs do not depend on is an error unless ``allow_unused``, and then gives None.
+    """
+    outputs = _as_tensor_list("grad", "outputs", outputs)
+    inputs = _as_tensor_list("grad", "inputs", inputs)
+    if grad_outputs is None or isinstance(grad_outputs, (Tensor, np.ndarray)):
+        grad_outputs = [grad_outputs] * len(outputs) if grad_outputs is None else [grad_outputs]
+    grad_outputs = list(grad_outputs)
+    if len(grad_outputs) != len(outputs):
+        raise ValueError(
+            f"grad: {len(grad_outputs)} grad_outputs given for {len(outputs)} outputs; "
+            "give one each"
+        )
+    for i, out in enumerate(outputs):
+        if not out._requires_grad:
+            raise RuntimeError(
+                f"grad: outputs[{i}] (shape {out.shape}) does not require grad and was not made "
+                "from a tensor that does"
+            )
+    for i, x in enumerate(inputs):
+        if not x._requires_grad:
+            raise RuntimeError(
+                f"grad: inputs[{i}] (shape {x.shape}, {x.dtype}) does not require grad, so it "
+                "has no gradient; create it with requires_grad=True"
+            )
+    if retain_graph is None:
+        retain_graph = create_graph
+    seeds = [_seed("grad", out, g, create_graph) for out, g in zip(outputs, grad_outputs)]
+    captured = _walk(outputs, seeds, retain_graph, create_graph, inputs, accumulate=False)
+    results = []
+    for i, x in enumerate(inputs):
+        g = captured.get(id(x))
+        if g is None:
+            if not allow_unused:
+                raise RuntimeError(
+                    f"grad: inputs[{i}] (shape {x.shape}, {x.dtype}) was not used to compute the "
+                    "outputs (it is not in their graph); pass allow_unused=True to get None for it"
+                )
+            results.append(None)
+        elif create_graph:
+            results.append(g)
+        else:  # a fresh array: an op's backward may pass on the seed, or one array twice
+            results.append(Tensor._wrap(np.array(g, copy=True)))
+    return tuple(results)
+
+
+def _walk(roots, seeds, retain_graph, create_graph, targets, accumulate):
+    """The general backward walk: hooks, ``retain_grad``, gradients of chosen ``targets`` only
+    (pruning the nodes that lead to none of them), and with ``create_graph`` every gradient a
+    recorded Tensor made by each op's differentiable backward. Gradients reach ``.grad``
+    where ``accumulate``; the targets' gradients are returned by id."""
+    order = _topological_order(roots)
+    target_ids = leads = None
+    if targets is not None:
+        target_ids = {id(t) for t in targets}
+        leads = set(target_ids)  # tensors with a path to a target
+        for t in order:
+            for parent in t._node.inputs:
+                if parent is not None and id(parent) in leads:
+                    leads.add(id(t))
+                    break
+    add = _add_tensors if create_graph else _add_arrays
+    grads, leaves, captured = {}, {}, {}
+    for root, seed in zip(roots, seeds):
+        if leads is not None and id(root) not in leads:
+            continue
+        store = grads if root._node is not None else leaves
+        previous = store.get(id(root))
+        store[id(root)] = (root, seed if previous is None else add(previous[1], seed))
+    recording = _grad_mode.enabled
+    _grad_mode.enabled = create_graph or recording
+    try:
+        for t in reversed(order):
+            entry = grads.pop(id(t), None)
+            if entry is None:
+                continue  # nothing flowed here (all its consumers' gradients were None)
+            g = entry[1]
+            if _hooks:
+                g = _run_hooks(t, g, create_graph)
+            if target_ids is not None and id(t) in target_ids:
+                captured[id(t)] = g
+            node = t._node
+            needs = None
+            if leads is not None:
+                needs = tuple(p is not None and id(p) in leads for p in node.inputs)
+                if True not in needs:
+                    continue
+            for parent, ig in zip(node.inputs, _node_backward(node, g, t, create_graph, needs)):
+                if parent is None or ig is None or (leads is not None and id(parent) not in leads):
+                    continue
+                ig = _parent_gradient(node, parent, ig, create_graph)
+                store = grads if parent._node is not None else leaves
+                previous = store.get(id(parent))
+                store[id(parent)] = (parent, ig if previous is None else add(previous[1], ig))
+            if not retain_graph:
+                node.release()
+        for leaf, g in leaves.values():
+            if _hooks:
+                g = _run_hooks(leaf, g, create_graph)
+            captured[id(leaf)] = g
+    finally:
+        _grad_mode.enabled = recording
+    if accumulate:
+        for t in targets if targets is not None else [leaf for leaf, _ in leaves.values()]:
+            g = captured.get(id(t))
+            if g is not None:
+                _accumulate(t, g, create_graph)
+    return captured
+
+
+def _add_arrays(a, b):
+    # A fresh array, never ``+=``: either operand may be an array that an op's backward also
+    # handed to another input. ``asarray``: the sum of two 0-d arrays is a NumPy scalar.
+    return np.asarray(a + b)
+
+
+def _add_tensors(a, b):
+    return a + b
+
+
+def _accumulate(t, g, create_graph):
+    """``t.grad += g``; with ``create_graph`` out of place, so that ``t.grad`` keeps ``g``'s
+    graph."""
+    if not create_graph:
+        _accumulate_leaf(t, g)
+    elif t.grad is None:
+        t.grad = g
+    else:
+        t.grad = t.grad + g
+
+
+def _node_backward(node, g, out, create_graph, needs):
+    """One node's input gradients, from its fused backward (ndarrays) or, with
+    ``create_graph``, its differentiable one (Tensors); ``needs`` narrows the inputs that
+    need one (those on a path to a target of ``grad``)."""
+    if node.freed:
+        raise RuntimeError(
+            f"backward: the graph through '{node.op.name}' was already freed by an earlier "
+            "backward(); pass retain_graph=True to the first backward() to go through it twice"
+        )
+    if node.tick != _clock:
+        _check_saved_unmodified(node)
+    kept = node.needs_input_grad
+    if needs is not None:
+        node.needs_input_grad = tuple(n and k for n, k in zip(needs, kept))
+    try:
+        if create_graph:
+            input_grads = _differentiable_backward(node, g, out)
+        else:
+            input_grads = node.op.backward(node, g)
+    finally:
+        node.needs_input_grad = kept
+    if input_grads.__class__ is not tuple:
+        input_grads = (input_grads,)
+    if len(input_grads) != len(node.inputs):
+        raise RuntimeError(
+            f"op '{node.op.name}': backward returned {len(input_grads)} gradient(s) for "
+            f"{len(node.inputs)} input(s)"
+        )
+    return input_grads
+
+
+def _parent_gradient(node, parent, ig, create_graph):
+    """``ig`` checked as ``parent``'s gradient and cast to its dtype (undoing the engine's
+    own float32 -> float64 promotion)."""
+    if create_graph:
+        if not isinstance(ig, Tensor) or ig.shape != parent.shape:
+            raise RuntimeError(
+                f"op '{node.op.name}': its differentiable backward returned "
+                f"{getattr(ig, 'shape', type(ig).__name__)} for an input of shape "
+                f"{parent.shape}; it must return a Tensor of the input's shape"
+            )
+        return ig if ig.dtype == parent.dtype else ig.to(parent.dtype)
+    data = parent._data
+    if ig.__class__ is not np.ndarray or ig.dtype is not node.dtype or ig.shape != data.shape:
+        _check_gradient(node, parent, ig)
+    return ig if node.dtype is data.dtype else ig.astype(data.dtype)
+
+
+# ----------------------------------------------------------------------------- create_graph
+def input_tensors(node):
+    """The Tensors ``node``'s op was applied to: the recorded ones where they need a gradient,
+    the others (Tensors, numbers) as constants in the dtype the op computed in."""
+    return tuple(
+        x
+        if x is not None
+        else (a if a is None or isinstance(a, Tensor) else Tensor._wrap(np.array(a, node.dtype)))
+        for x, a in zip(node.inputs, node.applied_to)
+    )
+
+
+def _differentiable_backward(node, grad, out):
+    """``node``'s input gradients as recorded Tensors: its op's ``backward_graph``, or the
+    gradient of its ``decomposition`` (the op's forward written with other ops)."""
+    op = node.op
+    inputs = input_tensors(node)
+    if op.backward_graph is not None:
+        return op.backward_graph(node, grad, inputs, out)
+    if op.decomposition is not None:
+        return _backward_by_decomposition(node, grad, inputs)
+    raise RuntimeError(
+        f"backward(create_graph=True): op '{op.name}' has no second-order rule, so its "
+        "gradient cannot be differentiated again. Give the op a backward_graph(ctx, grad, "
+        "inputs, out) written with firefly ops, or a decomposition(*inputs, **attrs) (see "
+        "docs/autograd.md), or call backward without create_graph"
+    )
+
+
+def _backward_by_decomposition(node, grad_output, inputs):
+    """Differentiate ``op.decomposition`` at ``inputs``. Each input that needs a gradient is
+    first copied by a recorded op, so that the walk stops there (an input made from another
+    would otherwise pass its gradient on) while the copy keeps the path to the input."""
+    needs = node.needs_input_grad
+    stand_ins = [x.clone() if need else x for x, need in zip(inputs, needs)]
+    out = node.op.decomposition(*stand_ins, **node.applied_attrs)
+    wanted = [s for s, need in zip(stand_ins, needs) if need]
+    found = iter(grad(out, wanted, grad_output, create_graph=True, allow_unused=True))
+    return tuple((next(found) if need else None) for need in needs)
+
+
+# ----------------------------------------------------------------------------- hooks
+class _TensorHooks:
+    """The hooks registered on one tensor, and whether it retains its gradient."""
+
+    __slots__ = ("ref", "hooks", "retains_grad", "next_key")
+
+    def __init__(self, ref):
+        self.ref, self.hooks, self.retains_grad, self.next_key = ref, {}, False, 0
+
+
+_hooks = {}  # id(tensor) -> _TensorHooks; empty unless a hook or retain_grad is registered
+
+
+def _hooks_of(tensor):
+    key = id(tensor)
+    entry = _hooks.get(key)
+    if entry is None or entry.ref() is not tensor:
+
+        def forget(_, key=key):
+            if _hooks.get(key) is entry:
+                del _hooks[key]
+
+        entry = _TensorHooks(weakref.ref(tensor, forget))
+        _hooks[key] = entry
+    return entry
+
+
+def _drop_if_empty(tensor):
+    entry = _hooks.get(id(tensor))
+    if entry is not None and entry.ref() is tensor and not entry.hooks and not entry.retains_grad:
+        del _hooks[id(tensor)]
+
+
+class RemovableHandle:
+    """What ``register_hook`` returns: ``remove()`` unregisters the hook."""
+
+    def __init__(self, tensor, key):
+        self._tensor, self._key = weakref.ref(tensor), key
+
+    def remove(self) -> None:
+        tensor = self._tensor()
+        entry = _hooks.get(id(tensor)) if tensor is not None else None
+        if entry is not None and entry.ref() is tensor:
+            entry.hooks.pop(self._key, None)
+            _drop_if_empty(tensor)
+
+
+def register_hook(tensor: "Tensor", hook: "Callable[[Tensor], Tensor | None]") -> RemovableHandle:
+    """Call ``hook(grad)`` whenever ``tensor``'s gradient is computed; a Tensor it returns
+    replaces the gradient. Returns a handle whose ``remove()`` unregisters it."""
+    if not tensor._requires_grad:
+        raise RuntimeError(
+            f"register_hook: this tensor (shape {tensor.shape}) does not require grad, so it "
+            "never gets a gradient; set requires_grad=True first"
+        )
+    if not callable(hook):
+        raise TypeError(f"register_hook: hook must be callable, got {type(hook).__name__}")
+    entry = _hooks_of(tensor)
+    key = entry.next_key
+    entry.next_key += 1
+    entry.hooks[key] = hook
+    return RemovableHandle(tensor, key)
+
+
+def retain_grad(tensor: "Tensor") -> None:
+    """Keep a non-leaf tensor's gradient in ``.grad`` (leaves keep theirs anyway)."""
+    if not tensor._requires_grad:
+        raise RuntimeError(
+            f"retain_grad: this tensor (shape {tensor.shape}) does not require grad, so it "
+            "has no gradient to retain"
+        )
+    if tensor._node is not None:
+        _hooks_of(tensor).retains_grad = True
+
+
+def retains_grad(tensor: "Tensor") -> bool:
+    entry = _hooks.get(id(tensor))
+    return entry is not None and entry.ref() is tensor and entry.retains_grad
+
+
+def _run_hooks(t, g, create_graph):
+    """``t``'s hooks applied to its gradient ``g`` in order of registration, then its
+    gradient retained if asked."""
+    entry = _hooks.get(id(t))
+    if entry is None or entry.ref() is not t:
+        return g
+    for hook in tuple(entry.hooks.values()):
+        replaced = hook(g if create_graph else Tensor._wrap(g))
+        if replaced is None:
+            continue
+        if (
+            not isinstance(replaced, Tensor)
+            or replaced.shape != t.shape
+            or replaced.dtype != t.dtype
+        ):
+            raise RuntimeError(
+                f"hook {getattr(hook, '__name__', hook)!r} returned "
+                f"{type(replaced).__name__} {getattr(replaced, 'shape', '')} "
+                f"{getattr(replaced, 'dtype', '')} as the gradient of a tensor of shape "
+                f"{t.shape} {t.dtype}; a hook returns None or a Tensor of the tensor's shape "
+                "and dtype"
+            )
+        g = replaced if create_graph else replaced._data
+    if entry.retains_grad and t._node is not None:
+        _accumulate(t, g, create_graph)
+    return g
+
+
 def _check_gradient(node, parent, ig):
     """Raise unless ``ig`` can be ``parent``'s gradient: an ndarray of its shape, in the dtype
     ``node`` computed in."""
@@ -433,3 +833,6 @@ def _check_gradient(node, parent, ig):
         f"{getattr(ig, 'shape', type(ig).__name__)} {getattr(ig, 'dtype', '')} for an "
         f"input of shape {parent.shape} {node.dtype}"
     )
+
+
+from firefly.autograd_function import Function, FunctionCtx  # noqa: E402,F401  (needs Node)

@@ -3,6 +3,7 @@
 Every operator and method dispatches by op name through ``firefly.ops``; no maths lives here.
 """
 
+import builtins
 import collections
 import numbers
 import operator
@@ -201,6 +202,8 @@ class Tensor:
     @requires_grad.setter
     def requires_grad(self, value):
         value = bool(value)
+        if self._node is not None and value:
+            return  # a computed tensor already requires grad, as in torch
         if self._node is not None:
             raise RuntimeError(
                 "requires_grad: you can only change requires_grad flags of leaf tensors; this one "
@@ -368,8 +371,34 @@ class Tensor:
     def type_as(self, other):
         return self.to(other.dtype)
 
-    def backward(self, grad=None, retain_graph=False):
-        autograd.backward(self, grad, retain_graph)
+    def backward(
+        self,
+        grad: "Tensor | np.ndarray | None" = None,
+        retain_graph: "builtins.bool | None" = None,  # ``bool`` here is the method below
+        create_graph: "builtins.bool" = False,
+        inputs: "collections.abc.Sequence[Tensor] | None" = None,
+    ) -> None:
+        """Accumulate this tensor's gradient into ``.grad`` of the leaves (or of ``inputs``), as
+        torch's; ``create_graph=True`` records it so that it can be differentiated again."""
+        autograd.backward(self, grad, retain_graph, create_graph, inputs)
+
+    def register_hook(self, hook: "collections.abc.Callable") -> "autograd.RemovableHandle":
+        """``hook(grad)`` runs when this tensor's gradient is computed and may return a
+        replacement; returns a handle with ``remove()``."""
+        return autograd.register_hook(self, hook)
+
+    def retain_grad(self) -> None:
+        """Keep this non-leaf tensor's gradient in ``.grad`` after backward."""
+        autograd.retain_grad(self)
+
+    @property
+    def retains_grad(self):
+        return autograd.retains_grad(self)
+
+    @property
+    def grad_fn(self):
+        """The recorded op that made this tensor (``grad_fn.name()``), None for a leaf."""
+        return self._node
 
     def zero_grad(self):
         """Drop the accumulated gradient (PyTorch's default ``set_to_none=True``)."""
@@ -552,6 +581,15 @@ class Tensor:
 
     def tanh(self):
         return _op("tanh", self)
+
+    def sin(self):
+        return _op("sin", self)
+
+    def cos(self):
+        return _op("cos", self)
+
+    def erf(self):
+        return _op("erf", self)
 
     def abs(self):
         return _op("abs", self)

@@ -3,10 +3,12 @@ differences in float64, and ``check_op``, the battery every registered op goes t
 
 import contextlib
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
 from firefly import autograd
+from firefly import ops as ops_package
 from firefly.kernels._jit import is_compiled_kernel, is_helper
 from firefly.ops import registry
 from firefly.ops.base import declared_kernels
@@ -72,6 +74,93 @@ def gradcheck(fn_or_op_name, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, attrs=None
     return True
 
 
+def _first_order(fn, arrays, weights):
+    """The gradients of ``sum(fn(*arrays) * weights)`` by the plain backward (fused kernels)."""
+    tensors = [Tensor(a.copy(), requires_grad=True) for a in arrays]
+    fn(*tensors).backward(weights)
+    return [np.zeros_like(a) if t.grad is None else t.grad.numpy() for a, t in zip(arrays, tensors)]
+
+
+def gradgradcheck(
+    fn_or_op_name: "str | Callable[..., Tensor]",
+    *inputs: "Tensor | np.ndarray",
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    paths_tol: float = 1e-12,
+    attrs: dict | None = None,
+    seed: int = 0,
+) -> bool:
+    """Compare the second derivatives of ``fn(*inputs)`` with central differences, in float64.
+
+    With fixed random output weights ``w`` and directions ``v`` (one per input), the gradients
+    ``g = d(sum(fn(x) * w))/dx`` are taken with ``create_graph=True`` and must equal the plain
+    backward's (fused kernels) within ``paths_tol``; then ``s = sum(v * g)`` is differentiated
+    again, with respect to each input and to ``w``, and compared with central differences of
+    ``s`` computed by the plain backward. Returns True, or raises ``GradcheckError`` naming the
+    check, the input and the element.
+    """
+    fn, label = _as_callable(fn_or_op_name, attrs or {})
+    arrays = [np.array(x._data if isinstance(x, Tensor) else x, dtype=np.float64) for x in inputs]
+    rng = np.random.default_rng(seed)
+    with autograd.no_grad():
+        shape = fn(*[Tensor(a) for a in arrays]).shape
+    weights = rng.uniform(0.5, 1.5, size=shape)
+    directions = [rng.uniform(-1.0, 1.0, size=a.shape) for a in arrays]
+
+    tensors = [Tensor(a.copy(), requires_grad=True) for a in arrays]
+    weight_tensor = Tensor(weights.copy(), requires_grad=True)
+    grads = autograd.grad(
+        fn(*tensors), tensors, weight_tensor, create_graph=True, allow_unused=True
+    )
+    plain = _first_order(fn, arrays, weights)
+    for i, (g, expected) in enumerate(zip(grads, plain)):
+        got = np.zeros_like(expected) if g is None else g.numpy()
+        if not np.allclose(got, expected, rtol=paths_tol, atol=paths_tol):
+            where = np.unravel_index(np.argmax(np.abs(got - expected)), got.shape)
+            raise GradcheckError(
+                f"gradgradcheck failed for {label}, input {i} (shape {got.shape}): the gradient "
+                f"with create_graph=True differs from the plain backward's at index "
+                f"{tuple(int(k) for k in where)}: {got[where]:.17g} vs {expected[where]:.17g}"
+            )
+    terms = [(g * Tensor(v)).sum() for g, v in zip(grads, directions) if g is not None]
+    variables = tensors + [weight_tensor]
+    analytic = [np.zeros_like(t.numpy()) for t in variables]
+    if terms:
+        total = terms[0]
+        for term in terms[1:]:
+            total = total + term
+        if total.requires_grad:
+            found = autograd.grad(total, variables, allow_unused=True)
+            analytic = [a if g is None else g.numpy() for a, g in zip(analytic, found)]
+
+    def objective(values, w):
+        return sum(float(np.sum(g * v)) for g, v in zip(_first_order(fn, values, w), directions))
+
+    for i, a in enumerate(arrays + [weights]):
+        numeric = np.empty_like(a)
+        flat, num = a.reshape(-1), numeric.reshape(-1)
+        for j in range(flat.size):
+            keep = flat[j]
+            flat[j] = keep + eps
+            up = objective(arrays, weights)
+            flat[j] = keep - eps
+            down = objective(arrays, weights)
+            flat[j] = keep
+            num[j] = (up - down) / (2 * eps)
+        bad = ~np.isclose(analytic[i], numeric, rtol=rtol, atol=atol)
+        if bad.any():
+            what = "the output weights" if i == len(arrays) else f"input {i}"
+            where = np.unravel_index(np.argmax(np.abs(analytic[i] - numeric) * bad), a.shape)
+            raise GradcheckError(
+                f"gradgradcheck failed for {label}, with respect to {what} (shape {a.shape}) at "
+                f"index {tuple(int(w) for w in where)}: analytic {analytic[i][where]:.8g} vs "
+                f"numeric {numeric[where]:.8g}; {int(bad.sum())} of {a.size} elements differ "
+                f"beyond atol={atol}, rtol={rtol}"
+            )
+    return True
+
+
 class OpCheckError(AssertionError):
     """An op failed the ``check_op`` battery; the message says which check, on which inputs."""
 
@@ -94,6 +183,9 @@ def default_shapes(rng):
 
 # ----------------------------------------------------------------------------- kernel declarations
 DIRECTIONS = ("forward", "backward")
+# The differentiable backward (create_graph=True) runs ops, never a kernel itself; while it
+# applies an op, the watch is "inside" that op and records nothing.
+GRAPH, INSIDE = "backward_graph", "inside an op"
 
 
 class _KernelWatch:
@@ -116,6 +208,14 @@ class _KernelWatch:
     def _record(self, attr, index):
         def record():
             direction = self.direction
+            if direction == INSIDE:
+                return
+            if direction == GRAPH:
+                self.problems.append(
+                    f"the differentiable backward ran {attr}[{index}] itself; it must be made "
+                    "of recorded ops"
+                )
+                return
             if direction is not None and attr != f"{direction}_kernel":
                 self.problems.append(
                     f"{direction} ran {attr}[{index}], which {attr} declares but "
@@ -127,6 +227,8 @@ class _KernelWatch:
 
     def _tripwire(self, label):
         def record():
+            if self.direction == INSIDE:
+                return
             self.problems.append(
                 f"{self.direction or 'the op'} ran {label}, which neither "
                 "forward_kernel nor backward_kernel declares"
@@ -152,6 +254,22 @@ class _KernelWatch:
             self._set(
                 op, direction, staticmethod(self._in_direction(direction, getattr(op, direction)))
             )
+        for rule in ("backward_graph", "decomposition"):
+            if getattr(op, rule) is not None:
+                self._set(op, rule, staticmethod(self._in_direction(GRAPH, getattr(op, rule))))
+        engine_apply = autograd.apply
+
+        def apply_inside(*args, **kwargs):
+            if self.direction not in (GRAPH, INSIDE):
+                return engine_apply(*args, **kwargs)
+            outer, self.direction = self.direction, INSIDE
+            try:
+                return engine_apply(*args, **kwargs)
+            finally:
+                self.direction = outer
+
+        self._set_global(autograd, "apply", apply_inside)
+        self._set_global(ops_package, "_engine_apply", apply_inside)
         modules = [
             m
             for name, m in list(sys.modules.items())
@@ -172,6 +290,8 @@ class _KernelWatch:
 
     def _in_direction(self, direction, method):
         def run(*args, **kwargs):
+            if self.direction == INSIDE:  # the op applied inside a differentiable backward
+                return method(*args, **kwargs)
             outer, self.direction = self.direction, direction
             try:
                 return method(*args, **kwargs)
@@ -322,6 +442,7 @@ def check_op(
     dtypes=(np.float32, np.float64),
     seed=0,
     every_kernel_runs=True,
+    second_order=True,
 ):
     """Run the battery every registered op must pass, built-in or plugin. Returns True.
 
@@ -336,12 +457,21 @@ def check_op(
       (a NumPy function, evaluated in float64 on the same values) within ``FORWARD_TOLERANCES``;
       backward gives every input a gradient of its shape and dtype; inputs are not modified;
     - ``gradcheck`` in float64 against central differences;
+    - with ``second_order``: ``gradgradcheck`` in float64, which also checks the gradients of
+      the differentiable backward (``create_graph=True``) against the fused backward's within
+      1e-12; that backward must run no kernel itself, only recorded ops;
     - an int64 Tensor or a string in any input position raises a TypeError naming the op.
 
     Failures raise ``OpCheckError`` (an AssertionError) or ``GradcheckError``, saying which
     check failed on which inputs.
     """
     op = registry.get(name)
+    if second_order and op.backward_graph is None and op.decomposition is None:
+        raise OpCheckError(
+            f"check_op('{name}'): the op has no second-order rule (backward_graph or "
+            "decomposition), so create_graph=True cannot go through it; give it one, or pass "
+            "second_order=False"
+        )
     shapes = (
         default_shapes(np.random.default_rng(seed))
         if shapes is None
@@ -360,6 +490,13 @@ def check_op(
                 raise GradcheckError(
                     f"{exc} (check_op on {_describe_inputs(arrays, attrs)})"
                 ) from None
+            if second_order:
+                try:
+                    gradgradcheck(name, *arrays, attrs=attrs, seed=seed)
+                except GradcheckError as exc:
+                    raise GradcheckError(
+                        f"{exc} (check_op on {_describe_inputs(arrays, attrs)})"
+                    ) from None
             if k == 0:
                 _check_rejects(op, arrays, attrs)
     missing = watch.never_ran()

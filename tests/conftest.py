@@ -1,6 +1,7 @@
 """Shared fixtures of the test suite: running Python in a subprocess against this checkout,
 and the NumPy reference of every built-in op."""
 
+import math
 import os
 import subprocess
 import sys
@@ -97,6 +98,12 @@ NUMPY_REFERENCES = {
     "expand": lambda a, attrs: np.broadcast_to(a[0], attrs["shape"]),
     "cat": lambda a, attrs: np.concatenate(a, axis=attrs["dim"]),
     "take": lambda a, attrs: a[0].reshape(-1)[attrs["index"]],
+    "add_at": lambda a, attrs: np.bincount(
+        attrs["index"].reshape(-1), a[0].reshape(-1), minlength=attrs["size"]
+    ),
+    "sin": lambda a, attrs: np.sin(a[0]),
+    "cos": lambda a, attrs: np.cos(a[0]),
+    "erf": lambda a, attrs: np.vectorize(math.erf, otypes=[np.float64])(a[0]),
 }
 # Convolution, pooling, normalization, dropout, embedding, activations and the other losses.
 NUMPY_REFERENCES.update(LAYER_REFERENCES)

@@ -6,9 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from firefly import Tensor
+from firefly import Tensor, autograd
 from firefly.kernels._jit import is_compiled_kernel, is_helper
-from firefly.ops import apply, declared_kernels, get, names
+from firefly.ops import apply, declared_kernels, get, names, unregister
 
 
 @pytest.fixture
@@ -355,3 +355,110 @@ def test_nan_and_inf_propagate_as_in_numpy(numpy_references, name, dtype):
         expected = numpy_references[name](arrays, attrs)
     assert result.dtype == np.dtype(dtype)
     np.testing.assert_allclose(result, expected, rtol=1e-6, equal_nan=True, err_msg=name)
+
+
+# ----------------------------------------------------------------------------- autograd
+def _no_second_order_op():
+    """A registered op with a fused backward and no second-order rule, as a plugin might be."""
+    from firefly.ops import Op, register
+
+    @register
+    class FirstOrderOnly(Op):
+        name = "test_first_order_only"
+        forward_kernel = backward_kernel = get("neg").forward_kernel
+
+        @classmethod
+        def forward(cls, ctx, x):
+            out = np.empty_like(x)
+            cls.forward_kernel(x.reshape(-1), out.reshape(-1))
+            return out
+
+        @classmethod
+        def backward(cls, ctx, grad):
+            dx = np.empty_like(grad)
+            cls.backward_kernel(grad.reshape(-1), dx.reshape(-1))
+            return dx
+
+    return FirstOrderOnly
+
+
+def _leaf(values=(0.5, -1.0)):
+    return Tensor(np.array(values), requires_grad=True)
+
+
+def _grad_of_a_vector():
+    x = _leaf()
+    autograd.grad(x * 2.0, x)
+
+
+def _grad_of_an_input_without_grad():
+    x = _leaf()
+    autograd.grad((x * 2.0).sum(), Tensor(np.ones(2)))
+
+
+def _grad_of_an_unused_input():
+    x, unused = _leaf(), _leaf()
+    autograd.grad((x * 2.0).sum(), [x, unused])
+
+
+def _second_walk_through_a_freed_graph():
+    x = _leaf()
+    y = (x.exp() * x).sum()
+    y.backward()
+    y.backward()
+
+
+def _create_graph_through_an_op_without_a_second_order_rule():
+    op = _no_second_order_op()
+    try:
+        x = _leaf()
+        autograd.grad(apply(op.name, x.sin()).sum(), x, create_graph=True)
+    finally:
+        unregister(op.name)
+
+
+def _hook_returning(replacement):
+    def run():
+        x = _leaf()
+        h = x * 3.0
+        h.register_hook(lambda g: replacement)
+        h.sum().backward()
+
+    return run
+
+
+def _function_returning_too_many_gradients():
+    class Twice(autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            return x * 2.0
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad * 2.0, grad
+
+    x = _leaf()
+    Twice.apply(x).sum().backward()
+
+
+@pytest.mark.parametrize(
+    "thunk, fragments",
+    [
+        (_grad_of_a_vector, ["grad", "one-element", "(2,)", "grad_outputs"]),
+        (_grad_of_an_input_without_grad, ["inputs[0]", "does not require grad"]),
+        (_grad_of_an_unused_input, ["inputs[1]", "not used", "allow_unused=True"]),
+        (_second_walk_through_a_freed_graph, ["already freed", "retain_graph=True"]),
+        (
+            _create_graph_through_an_op_without_a_second_order_rule,
+            ["create_graph=True", "'test_first_order_only'", "no second-order rule"],
+        ),
+        (_hook_returning(Tensor(np.ones(3))), ["hook", "(3,)", "shape (2,)"]),
+        (_hook_returning(Tensor(np.ones(2), dtype=np.float32)), ["hook", "float32", "float64"]),
+        (_function_returning_too_many_gradients, ["Twice.backward", "2 gradient(s)", "1 input"]),
+    ],
+)
+def test_bad_autograd_use_gets_a_clear_error(thunk, fragments):
+    with pytest.raises(RuntimeError) as info:
+        thunk()
+    for fragment in fragments:
+        assert fragment in str(info.value)

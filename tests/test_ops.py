@@ -98,6 +98,12 @@ COMPOSITION_STEPS = {
     "expand": lambda x, v, w: x + v.expand(2, 3),
     "cat": lambda x, v, w: firefly.cat([x[:, :1], x[:, 1:] * 2.0], dim=1),
     "take": lambda x, v, w: x * x[np.array([1, 1])] + x.gather(1, np.array([[2, 2, 0], [1, 0, 0]])),
+    "add_at": lambda x, v, w: firefly.ops.apply(
+        "add_at", x, index=np.array([[0, 5, 5], [1, 0, 2]]), size=6
+    ).reshape(2, 3),
+    "sin": lambda x, v, w: x.sin(),
+    "cos": lambda x, v, w: x.cos() * v,
+    "erf": lambda x, v, w: x.erf(),
 }
 
 

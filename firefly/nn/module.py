@@ -2,6 +2,7 @@
 sub-Modules and lists of them, in the order they are assigned."""
 
 from collections import namedtuple
+from collections.abc import Callable
 
 import numpy as np
 
@@ -27,6 +28,73 @@ def _registrable(value):
             )
         return all(members)
     return False
+
+
+class _ModuleHookHandle:
+    def __init__(self, module, kind, key):
+        self._module, self._kind, self._key = module, kind, key
+
+    def remove(self):
+        hooks = self._module.__dict__.get("_module_hooks")
+        if hooks is not None:
+            hooks[self._kind].pop(self._key, None)
+            if not any(hooks.values()):
+                object.__delattr__(self._module, "_module_hooks")
+
+
+def _with_backward_hooks(module, backward_hooks, hooks, args, kwargs):
+    """Run ``module`` with its inputs passed through recorded copies, so that hooks on the
+    copies see the gradients with respect to the inputs, and a hook on the output sees its
+    gradient; the full backward hooks run once all input gradients are known."""
+    args = list(args)
+    positions = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
+    for i in positions:
+        args[i] = args[i].clone()
+    output = module.forward(*args, **kwargs)
+    for hook in tuple(hooks["forward"].values()):
+        result = hook(module, tuple(args), output)
+        if result is not None:
+            output = result
+    if not isinstance(output, Tensor) or not output.requires_grad:
+        return output
+    tensor_positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
+    state = {"grad_output": None, "grad_input": {}, "pending": len(positions)}
+
+    def call_hooks():
+        grad_input = tuple(state["grad_input"].get(i) for i in tensor_positions)
+        for hook in backward_hooks:
+            result = hook(module, grad_input, (state["grad_output"],))
+            if result is not None:
+                if len(positions) != 1:
+                    raise RuntimeError(
+                        f"register_full_backward_hook on {type(module).__name__}: a hook may "
+                        "replace grad_input only for a module with one input that requires grad"
+                    )
+                result = result if isinstance(result, tuple) else (result,)
+                grad_input = result
+        return grad_input
+
+    def on_output(grad):
+        state["grad_output"] = grad
+        if not positions:
+            call_hooks()
+
+    def on_input(i):
+        def hook(grad):
+            state["grad_input"][i] = grad
+            state["pending"] -= 1
+            if state["pending"] == 0:
+                replaced = call_hooks()
+                if len(positions) == 1:
+                    return replaced[tensor_positions.index(i)]
+            return None
+
+        return hook
+
+    output.register_hook(on_output)
+    for i in positions:
+        args[i].register_hook(on_input(i))
+    return output
 
 
 class Module:
@@ -108,7 +176,56 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        hooks = self.__dict__.get("_module_hooks")
+        if hooks is None:
+            return self.forward(*args, **kwargs)
+        return self._call_with_hooks(hooks, args, kwargs)
+
+    # ------------------------------------------------------------------ hooks
+    def _add_hook(self, kind, hook):
+        if not callable(hook):
+            raise TypeError(
+                f"register_{kind}_hook: hook must be callable, got {type(hook).__name__}"
+            )
+        hooks = self.__dict__.get("_module_hooks")
+        if hooks is None:
+            hooks = {"forward_pre": {}, "forward": {}, "full_backward": {}}
+            object.__setattr__(self, "_module_hooks", hooks)
+        key = object()
+        hooks[kind][key] = hook
+        return _ModuleHookHandle(self, kind, key)
+
+    def register_forward_pre_hook(self, hook: Callable) -> "_ModuleHookHandle":
+        """``hook(module, args)`` runs before ``forward``; a tuple (or a single value) it
+        returns replaces the positional arguments. Returns a handle with ``remove()``."""
+        return self._add_hook("forward_pre", hook)
+
+    def register_forward_hook(self, hook: Callable) -> "_ModuleHookHandle":
+        """``hook(module, args, output)`` runs after ``forward``; a value it returns replaces
+        the output. Returns a handle with ``remove()``."""
+        return self._add_hook("forward", hook)
+
+    def register_full_backward_hook(self, hook: Callable) -> "_ModuleHookHandle":
+        """``hook(module, grad_input, grad_output)`` runs when the gradients with respect to
+        the module's Tensor inputs are computed (tuples, None for inputs that need none); for
+        a module with one input that requires grad, a tuple it returns replaces grad_input.
+        The module's forward must return one Tensor. Returns a handle with ``remove()``."""
+        return self._add_hook("full_backward", hook)
+
+    def _call_with_hooks(self, hooks, args, kwargs):
+        for hook in tuple(hooks["forward_pre"].values()):
+            result = hook(self, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+        backward_hooks = tuple(hooks["full_backward"].values())
+        if backward_hooks:
+            return _with_backward_hooks(self, backward_hooks, hooks, args, kwargs)
+        output = self.forward(*args, **kwargs)
+        for hook in tuple(hooks["forward"].values()):
+            result = hook(self, args, output)
+            if result is not None:
+                output = result
+        return output
 
     # ------------------------------------------------------------------ traversal
     def _members(self):

@@ -6,6 +6,7 @@ their kernels). The ops with attributes are written in full over ``firefly.kerne
 (``alpha``), ``softplus`` (``beta``, ``threshold``) and ``hardtanh`` (``min_val``, ``max_val``).
 """
 
+import math
 import numbers
 
 import numpy as np
@@ -13,7 +14,7 @@ import numpy as np
 from firefly.kernels import activation as K
 from firefly.kernels.vmath import exp, like, log1p, sigmoid
 from firefly.ops.base import Op
-from firefly.ops.families import UnaryOp
+from firefly.ops.families import UnaryOp, select
 from firefly.ops.registry import register
 
 
@@ -82,6 +83,13 @@ class GELU(_Activation):
     def sample_attrs(rng):
         return {"approximate": "tanh" if rng.random() < 0.5 else "none"}
 
+    @staticmethod
+    def decomposition(x, approximate="none"):
+        if approximate == "tanh":
+            inner = (x + 0.044715 * x * x * x) * math.sqrt(2.0 / math.pi)
+            return 0.5 * x * (1.0 + inner.tanh())
+        return 0.5 * x * (1.0 + (x * (1.0 / math.sqrt(2.0))).erf())
+
 
 @register
 class LeakyReLU(_Activation):
@@ -95,6 +103,10 @@ class LeakyReLU(_Activation):
     @staticmethod
     def sample_attrs(rng):
         return {"negative_slope": float(rng.uniform(0.01, 0.3))}
+
+    @staticmethod
+    def decomposition(x, negative_slope=0.01):
+        return select(x.numpy() > 0.0, x, x * negative_slope)
 
 
 @register
@@ -110,6 +122,11 @@ class ELU(_Activation):
     def sample_attrs(rng):
         return {"alpha": float(rng.uniform(0.5, 2.0))}
 
+    @staticmethod
+    def decomposition(x, alpha=1.0):
+        # exp of min(x, 0): the branch not taken must not overflow (0 * inf is NaN).
+        return select(x.numpy() > 0.0, x, alpha * (x.clamp(max=0.0).exp() - 1.0))
+
 
 @register
 class SiLU(UnaryOp):
@@ -124,6 +141,10 @@ class SiLU(UnaryOp):
         s = sigmoid(x)
         one = like(1.0, x)
         return grad * s * (one + x * (one - s))
+
+    def derivative(grad, x, out):
+        s = x.sigmoid()
+        return grad * s * (1.0 + x * (1.0 - s))
 
 
 @register
@@ -141,6 +162,12 @@ class Softplus(_Activation):
     @staticmethod
     def sample_attrs(rng):
         return {"beta": float(rng.uniform(0.5, 2.0)), "threshold": 20.0}
+
+    @staticmethod
+    def decomposition(x, beta=1.0, threshold=20.0):
+        z = x * beta
+        smooth = (z.relu() + ((-z.abs()).exp() + 1.0).log()) / beta
+        return select(z.numpy() > threshold, x, smooth)
 
 
 @register
@@ -164,6 +191,10 @@ class Hardtanh(_Activation):
         x = np.where(np.abs(np.abs(x) - 1.0) < 0.05, 0.5, x)  # away from the kinks at -1 and 1
         return (x.astype(dtype),), {}
 
+    @staticmethod
+    def decomposition(x, min_val=-1.0, max_val=1.0):
+        return x.clamp(min_val, max_val)
+
 
 @register
 class LogSigmoid(UnaryOp):
@@ -179,3 +210,6 @@ class LogSigmoid(UnaryOp):
 
     def scalar_backward(grad, x):
         return grad * sigmoid(-x)
+
+    def derivative(grad, x, out):
+        return grad * (-x).sigmoid()

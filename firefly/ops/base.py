@@ -57,6 +57,19 @@ class Op:
     - ``backward(ctx, grad)``: return one gradient per input, each with that input's shape and
       dtype, or None where ``ctx.needs_input_grad`` is False.
 
+    For higher-order gradients (``backward(create_graph=True)``, ``firefly.autograd.grad``)
+    an op also gives one of these, both written with firefly ops on Tensors, so that the
+    engine records them:
+
+    - ``backward_graph(ctx, grad, inputs, out)``: ``backward`` as ops: ``grad`` is the output's
+      gradient, ``inputs`` the Tensors the op was applied to (constants where no gradient is
+      needed) and ``out`` its output, all Tensors; ``ctx`` is what ``forward`` saved on, with
+      the attributes as ``ctx.applied_attrs``. Returns one Tensor (or None) per input;
+    - ``decomposition(*inputs, **attrs)``: the forward written with other ops; the engine
+      differentiates it (the way fused losses, norms, conv and pooling get theirs).
+
+    Neither runs on the plain ``backward()``, which stays on the fused kernels.
+
     Elementwise ops need none of this: they are scalar math on ``firefly.ops.UnaryOp`` or
     ``BinaryOp`` (``firefly.ops.families``).
 
@@ -75,6 +88,10 @@ class Op:
     # True where the base class's own forward makes the output (the kernel families): the
     # engine then skips checking that it is a C-contiguous ndarray of the inputs' dtype.
     forward_output_trusted = False
+
+    # The differentiable backward (see above); None where the op has no second-order rule.
+    backward_graph = None
+    decomposition = None
 
     @staticmethod
     def forward(ctx, *arrays, **attrs):

@@ -59,6 +59,28 @@ def class_layout(ctx, x, target, weight, ignore_index):
     return x3, target2, weight, target.shape
 
 
+def picked(x, target, weight, ignore_index):
+    """Tensor x's entries at the target classes (class dimension 0 for 1-D x, else 1), as
+    (outer, inner), by a recorded ``take``; each one's class weight, 0 where ignored; and
+    the class weights (C,) as an array."""
+    from firefly.ops import apply
+
+    classes = x.shape[0] if x.ndim == 1 else x.shape[1]
+    outer = 1 if x.ndim == 1 else x.shape[0]
+    inner = int(np.prod(x.shape[2:], dtype=np.int64))
+    target = np.asarray(getattr(target, "_data", target)).astype(np.int64).reshape(outer, inner)
+    counted = target != ignore_index
+    target = np.where(counted, target, 0)
+    weights = (
+        np.ones(classes, dtype=x.dtype)
+        if weight is None
+        else np.asarray(getattr(weight, "_data", weight), dtype=x.dtype)
+    )
+    positions = (np.arange(outer)[:, None] * classes + target) * inner + np.arange(inner)
+    picks = apply("take", x, index=positions.astype(np.int64))
+    return picks, np.where(counted, weights[target], 0.0).astype(x.dtype), weights
+
+
 @register
 class NLLLoss(Op):
     name = "nll_loss"
@@ -95,6 +117,15 @@ class NLLLoss(Op):
         g2 = grad.reshape(target2.shape) if per_sample else grad.reshape(1, 1)
         ctx.op.backward_kernel(g2, per_sample, ctx.scale, target2, weight, ctx.ignore_index, dx)
         return dx.reshape(ctx.x_shape)
+
+    @staticmethod
+    def decomposition(x, target=None, weight=None, ignore_index=-100, reduction="mean"):
+        picks, counted_weights, _ = picked(x, target, weight, ignore_index)
+        losses = -picks * counted_weights
+        if reduction == "none":
+            return losses.reshape(np.shape(getattr(target, "_data", target)))
+        total = losses.sum()
+        return total if reduction == "sum" else total / float(counted_weights.sum())
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
@@ -224,6 +255,39 @@ class CrossEntropy(Op):
             dx,
         )
         return dx.reshape(ctx.x_shape)
+
+    @staticmethod
+    def decomposition(
+        x, target=None, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0
+    ):
+        axis = 0 if x.ndim == 1 else 1
+        classes = x.shape[axis]
+        log_p = x.log_softmax(axis)
+        along = [1] * x.ndim
+        along[axis] = classes
+        target = np.asarray(getattr(target, "_data", target))
+        if target.dtype.kind == "f":
+            weights = (
+                np.ones(classes) if weight is None else np.asarray(getattr(weight, "_data", weight))
+            )
+            mixed = target * (1.0 - label_smoothing) + label_smoothing / classes
+            losses = -(log_p * (mixed * weights.reshape(along)).astype(x.dtype)).sum(axis=axis)
+            divisor = float(losses.numpy().size)
+        else:
+            picks, counted_weights, weights = picked(log_p, target, weight, ignore_index)
+            losses = -picks * counted_weights
+            if label_smoothing:
+                counted = (target.reshape(counted_weights.shape) != ignore_index).astype(x.dtype)
+                smooth = -(log_p * weights.reshape(along)).sum(axis=axis).reshape(losses.shape)
+                losses = (1.0 - label_smoothing) * losses + (
+                    label_smoothing / classes
+                ) * smooth * counted
+            losses = losses.reshape(target.shape)
+            divisor = float(counted_weights.sum())
+        if reduction == "none":
+            return losses
+        total = losses.sum()
+        return total if reduction == "sum" else total / divisor
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):

@@ -10,7 +10,7 @@ without the batch dimension, (C, H, W), gives an output without it, as in torch.
 import numpy as np
 
 from firefly.kernels import conv as K
-from firefly.ops.base import Op
+from firefly.ops.base import Context, Op
 from firefly.ops.registry import register
 from firefly.ops.scratch import POOL
 
@@ -173,6 +173,51 @@ class _ConvNd(Op):
         POOL.give(product)
         ctx.shapes = (x.shape, weight.shape, x4.shape, out.shape)
         out = out.reshape((N, O) + out_size[2 - spatial :])
+        return out[0] if unbatched else out
+
+    @staticmethod
+    def decomposition(x, weight, bias, stride=1, padding=0, dilation=1, groups=1):
+        # Patches of x taken at precomputed positions (the padding from one zero appended),
+        # and one batched product per group.
+        from firefly.ops import apply
+
+        op = Conv1d if weight.ndim == 3 else Conv2d
+        spatial = op.spatial
+        stride, before, _, dilation, out_size = conv_geometry(
+            Context(op, ()),
+            x.numpy(),
+            weight.numpy(),
+            bias.numpy(),
+            stride,
+            padding,
+            dilation,
+            groups,
+            spatial,
+        )
+        unbatched = x.ndim == spatial + 1
+        lift = (1,) * (2 - spatial)  # a sequence is an image of height 1
+        x4 = x.reshape((1,) * unbatched + x.shape[:-spatial] + lift + x.shape[-spatial:])
+        w4 = weight.reshape(weight.shape[:2] + lift + weight.shape[2:])
+        stride, dilation, out_size = (lift + t for t in (stride, dilation, out_size))
+        before = (0,) * (2 - spatial) + before
+        N, C, H, W = x4.shape
+        channels_out, Cg, KH, KW = w4.shape
+        n, g, oh, ow, c, kh, kw = np.ix_(
+            *(np.arange(d) for d in (N, groups, *out_size, Cg, KH, KW))
+        )
+        ih = oh * stride[0] - before[0] + kh * dilation[0]
+        iw = ow * stride[1] - before[1] + kw * dilation[1]
+        inside = (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
+        flat = ((n * C + g * Cg + c) * H + ih) * W + iw
+        positions = np.where(inside, flat, N * C * H * W).astype(np.int64)
+        padded = apply("cat", x4.reshape(-1), type(x)(np.zeros(1, dtype=x.dtype)), dim=0)
+        taps = Cg * KH * KW
+        cols = apply("take", padded, index=positions).reshape(N, groups, -1, taps)
+        kernels = w4.reshape(groups, channels_out // groups, taps).transpose(-1, -2)
+        out = (cols @ kernels).transpose(-1, -2).reshape((N, channels_out) + out_size)
+        out = (out + bias.reshape(1, channels_out, 1, 1)).reshape(
+            (N, channels_out) + out_size[2 - spatial :]
+        )
         return out[0] if unbatched else out
 
     @staticmethod

@@ -48,6 +48,13 @@ class Dropout(Op):
         )
         return dx
 
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        if not ctx.active:
+            return grad * 1.0
+        (draws,) = ctx.saved_tensors
+        return grad * np.where(draws >= ctx.p, ctx.scale, 0.0).astype(grad.dtype)
+
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         x = rng.uniform(-2.0, 2.0, size=shape).astype(dtype)

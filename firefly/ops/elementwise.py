@@ -1,9 +1,15 @@
 """Unary elementwise ops, as scalar math on ``UnaryOp``. Backward reads the input, or the
 output where the derivative is cheaper from it."""
 
+import math
+
+import numpy as np
+
 from firefly.kernels import vmath
 from firefly.ops.families import UnaryOp
 from firefly.ops.registry import register
+
+TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 
 
 @register
@@ -17,6 +23,9 @@ class Neg(UnaryOp):
     def scalar_backward(grad, _):
         return -grad
 
+    def derivative(grad, x, out):
+        return -grad
+
 
 @register
 class ReLU(UnaryOp):
@@ -28,6 +37,9 @@ class ReLU(UnaryOp):
     def scalar_backward(grad, x):
         return grad if x > 0.0 else 0.0
 
+    def derivative(grad, x, out):
+        return grad * (x > 0.0)
+
 
 @register
 class Exp(UnaryOp):
@@ -37,6 +49,9 @@ class Exp(UnaryOp):
     scalar_forward = vmath.exp
 
     def scalar_backward(grad, y):
+        return grad * y
+
+    def derivative(grad, x, y):
         return grad * y
 
 
@@ -50,6 +65,9 @@ class Log(UnaryOp):
     def scalar_backward(grad, x):
         return grad / x
 
+    def derivative(grad, x, out):
+        return grad / x
+
 
 @register
 class Sigmoid(UnaryOp):
@@ -59,6 +77,9 @@ class Sigmoid(UnaryOp):
     scalar_forward = vmath.sigmoid
 
     def scalar_backward(grad, s):
+        return grad * s * (1.0 - s)
+
+    def derivative(grad, x, s):
         return grad * s * (1.0 - s)
 
 
@@ -71,3 +92,51 @@ class Tanh(UnaryOp):
 
     def scalar_backward(grad, t):
         return grad * (1.0 - t * t)
+
+    def derivative(grad, x, t):
+        return grad * (1.0 - t * t)
+
+
+@register
+class Erf(UnaryOp):
+    name = "erf"
+    forward_cost = backward_cost = "transcendental"
+
+    def scalar_forward(x):
+        return math.erf(x)
+
+    def scalar_backward(grad, x):
+        return grad * TWO_OVER_SQRT_PI * np.exp(-x * x)
+
+    def derivative(grad, x, out):
+        return grad * TWO_OVER_SQRT_PI * (-x * x).exp()
+
+
+@register
+class Sin(UnaryOp):
+    name = "sin"
+    forward_cost = backward_cost = "transcendental"
+
+    def scalar_forward(x):
+        return np.sin(x)
+
+    def scalar_backward(grad, x):
+        return grad * np.cos(x)
+
+    def derivative(grad, x, out):
+        return grad * x.cos()
+
+
+@register
+class Cos(UnaryOp):
+    name = "cos"
+    forward_cost = backward_cost = "transcendental"
+
+    def scalar_forward(x):
+        return np.cos(x)
+
+    def scalar_backward(grad, x):
+        return -grad * np.sin(x)
+
+    def derivative(grad, x, out):
+        return -grad * x.sin()

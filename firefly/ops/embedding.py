@@ -4,6 +4,7 @@ import numpy as np
 
 from firefly.kernels import embedding as K
 from firefly.ops.base import Op
+from firefly.ops.families import select
 from firefly.ops.registry import register
 
 
@@ -56,6 +57,20 @@ class Embedding(Op):
         ctx.save_for_backward(flat)
         ctx.weight_shape, ctx.padding_idx = weight.shape, -1 if padding_idx is None else padding_idx
         return out.reshape(indices.shape + (weight.shape[1],))
+
+    @staticmethod
+    def decomposition(weight, indices=None, padding_idx=None):
+        from firefly.ops import apply
+
+        indices = np.asarray(getattr(indices, "_data", indices), dtype=np.int64)
+        dim = weight.shape[1]
+        positions = indices[..., None] * dim + np.arange(dim)
+        rows = apply("take", weight, index=positions)
+        if padding_idx is None:
+            return rows
+        # The padding row gets no gradient: its picks enter as constants.
+        padding = indices[..., None] == int(padding_idx) % weight.shape[0]
+        return select(np.broadcast_to(~padding, rows.shape), rows, rows.detach())
 
     @staticmethod
     def backward(ctx, grad):

@@ -55,7 +55,10 @@ class UnaryOp(Op):
     - ``forward_cost`` and ``backward_cost``: ``"memory"`` (cheap arithmetic) or
       ``"transcendental"`` (exp, log, tanh per element), which sets the size from which the
       parallel build runs;
-    - ``domain``: the interval ``check_op`` samples inputs from.
+    - ``domain``: the interval ``check_op`` samples inputs from;
+    - ``derivative(grad, x, out)``: ``scalar_backward`` written with firefly ops on Tensors
+      (``grad * (1.0 - out * out)`` for tanh), which the engine records for higher-order
+      gradients (``create_graph=True``).
 
     The kernels are ``forward_kernel(x, out)`` and ``backward_kernel(grad, v, dx)`` over flat
     arrays (``firefly.kernels.families.unary_map`` and ``unary_grad``).
@@ -67,10 +70,13 @@ class UnaryOp(Op):
     forward_cost = "memory"
     backward_cost = "memory"
     domain = (-2.0, 2.0)
+    derivative = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls.forward_output_trusted = cls.forward.__func__ is UnaryOp.forward.__func__
+        if cls.derivative is not None and "backward_graph" not in cls.__dict__:
+            cls.backward_graph = classmethod(_unary_backward_graph)
         if cls.backward_reads not in BACKWARD_READS:
             raise ValueError(
                 f"op {cls.name!r}: backward_reads must be one of {BACKWARD_READS}, "
@@ -115,7 +121,9 @@ class BinaryOp(Op):
     - ``scalar_backward(grad, a, b, out)``: the pair (gradient of a, gradient of b) at one
       element; ``out`` is the forward's result where ``backward_reads_output`` is True (pow),
       and meaningless otherwise (the derivative must not read it);
-    - ``forward_cost``, ``backward_cost`` and ``domain`` as for ``UnaryOp``.
+    - ``forward_cost``, ``backward_cost`` and ``domain`` as for ``UnaryOp``;
+    - ``derivative(grad, a, b, out)``: ``scalar_backward`` written with firefly ops on Tensors,
+      the pair at the output's shape; the family sums each back to its input's shape.
 
     Declared kernels: forward ``(flat zip, broadcast zip, gather_strided)``: the flat kernel
     for equal shapes and single-element operands, the broadcast one for the rest, and the
@@ -131,10 +139,13 @@ class BinaryOp(Op):
     forward_cost = "memory"
     backward_cost = "memory"
     domain = (-2.0, 2.0)
+    derivative = None
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls.forward_output_trusted = cls.forward.__func__ is BinaryOp.forward.__func__
+        if cls.derivative is not None and "backward_graph" not in cls.__dict__:
+            cls.backward_graph = classmethod(_binary_backward_graph)
         if "scalar_forward" in cls.__dict__:
             cost = _check_cost(cls, "forward_cost")
             cls.forward_kernel = (
@@ -187,6 +198,45 @@ class BinaryOp(Op):
         a = samples.uniform(rng, shape, dtype, *cls.domain)
         b = samples.uniform(rng, samples.broadcast_partner(rng, shape), dtype, *cls.domain)
         return ((a, b) if rng.random() < 0.5 else (b, a)), {}
+
+
+def _unary_backward_graph(cls, ctx, grad, inputs, out):
+    return cls.derivative(grad, inputs[0], out)
+
+
+def _binary_backward_graph(cls, ctx, grad, inputs, out):
+    a, b = inputs
+    da, db = cls.derivative(grad, a, b, out)
+    need_a, need_b = ctx.needs_input_grad
+    return (
+        sum_to_shape(da, a.shape) if need_a else None,
+        sum_to_shape(db, b.shape) if need_b else None,
+    )
+
+
+def sum_to_shape(t, shape):
+    """Tensor ``t`` summed, as recorded ops, over the dimensions ``shape`` broadcast to get
+    ``t``'s shape: the differentiable ``reduce_to_shape``."""
+    if t.shape == shape:
+        return t
+    lead = t.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, d in enumerate(shape) if d == 1 and t.shape[lead + i] != 1
+    )
+    return as_shape(t.sum(axis=axes), shape)
+
+
+def as_shape(t, shape):
+    """Tensor ``t`` reshaped to ``shape`` by a recorded op, or ``t`` itself when it has it."""
+    return t if t.shape == tuple(shape) else t.reshape(shape)
+
+
+def select(condition, a, b):
+    """``a`` where the bool array ``condition`` holds, else ``b``, as a recorded ``where`` (the
+    branch not taken gets no gradient)."""
+    from firefly.ops import apply
+
+    return apply("where", a, b, condition=np.asarray(condition))
 
 
 def unbroadcast(ctx, da, db, sum_kernel):

@@ -9,6 +9,7 @@ from firefly.kernels.reduce import sum_forward
 from firefly.kernels.shape import gather_strided
 from firefly.ops import samples
 from firefly.ops.base import Op
+from firefly.ops.families import as_shape, sum_to_shape
 from firefly.ops.registry import register
 from firefly.ops.shapes import materialize, reduce_to_shape
 
@@ -86,6 +87,23 @@ class MatMul(Op):
             )
         return tuple(grads)
 
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        a, b = inputs
+        a_shape, b_shape, a2_shape, b2_shape = ctx.shapes
+        a2, b2 = as_shape(a, a2_shape), as_shape(b, b2_shape)
+        batch = np.broadcast_shapes(a2_shape[:-2], b2_shape[:-2])
+        g2 = as_shape(grad, batch + (a2_shape[-2], b2_shape[-1]))
+        need_a, need_b = ctx.needs_input_grad
+        return (
+            as_shape(sum_to_shape(g2 @ b2.transpose(-1, -2), a2_shape), a_shape)
+            if need_a
+            else None,
+            as_shape(sum_to_shape(a2.transpose(-1, -2) @ g2, b2_shape), b_shape)
+            if need_b
+            else None,
+        )
+
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         # a is shape[:-1] + (k,); b is (k,), or (k, n) behind batch dims that broadcast with a's.
@@ -150,6 +168,19 @@ class Linear(Op):
         else:
             dx[...], dweight[...], dbias[...] = 0.0, 0.0, g2.sum(axis=0)
         return (dx.reshape(ctx.x_shape) if need_dx else None), dweight, dbias
+
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        # As backward, with the layout's transposes: x (..., in), weight (in, out).
+        x, weight, bias = inputs
+        x2 = as_shape(x, (-1, weight.shape[0])) if x.ndim != 2 else x
+        g2 = as_shape(grad, (-1, weight.shape[1])) if grad.ndim != 2 else grad
+        need_x, need_weight, need_bias = ctx.needs_input_grad
+        return (
+            as_shape(g2 @ weight.T, x.shape) if need_x else None,
+            x2.T @ g2 if need_weight else None,
+            g2.sum(axis=0) if need_bias else None,
+        )
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):

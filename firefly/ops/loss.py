@@ -10,6 +10,13 @@ from firefly.ops.registry import register
 REDUCTIONS = ("mean", "sum", "none")
 
 
+def reduce_losses(losses, reduction):
+    """A Tensor of per-element losses reduced as ``reduction`` says, by recorded ops."""
+    if reduction == "mean":
+        return losses.mean()
+    return losses.sum() if reduction == "sum" else losses
+
+
 def check_reduction(op_name, reduction):
     if reduction not in REDUCTIONS:
         raise ValueError(f"{op_name}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
@@ -56,6 +63,11 @@ class MSELoss(Op):
             dtarget.reshape(-1),
         )
         return dinput, (dtarget if need_target else None)
+
+    @staticmethod
+    def decomposition(input, target, reduction="mean"):
+        difference = input - target
+        return reduce_losses(difference * difference, reduction)
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):

@@ -14,6 +14,14 @@ from firefly.ops.base import Op
 from firefly.ops.registry import register
 
 
+def normalized(x, axes, eps):
+    """Tensor x less its mean over ``axes``, divided by the standard deviation (biased
+    variance plus eps), by recorded ops."""
+    centered = x - x.mean(axis=axes, keepdims=True)
+    variance = (centered * centered).mean(axis=axes, keepdims=True)
+    return centered / (variance + eps).sqrt()
+
+
 def _check_eps(name, eps):
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
         raise ValueError(f"{name}: eps must be a non-negative number, got {eps!r}")
@@ -162,6 +170,20 @@ class BatchNorm(Op):
         )
         return (dx.reshape(grad.shape) if need_dx else None), dweight, dbias
 
+    @staticmethod
+    def decomposition(
+        x, weight, bias, running_mean=None, running_var=None, training=False, eps=1e-5, **_
+    ):
+        # The statistics forward used; the running ones are read, never updated, here.
+        along = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        if training:
+            y = normalized(x, (0,) + tuple(range(2, x.ndim)), eps)
+        else:
+            mean = np.asarray(running_mean, dtype=x.dtype).reshape(along)
+            std = np.sqrt(np.asarray(running_var, dtype=np.float64) + eps).astype(x.dtype)
+            y = (x - type(x)(mean)) / type(x)(std.reshape(along))
+        return y * weight.reshape(along) + bias.reshape(along)
+
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         dims = tuple(int(d) for d in shape)
@@ -246,6 +268,11 @@ class LayerNorm(Op):
             )
         return (dx.reshape(grad.shape) if need_dx else None), dweight, dbias
 
+    @staticmethod
+    def decomposition(x, weight, bias, normalized_shape=None, eps=1e-5):
+        k = weight.ndim
+        return normalized(x, tuple(range(x.ndim - k, x.ndim)), eps) * weight + bias
+
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         shape = tuple(int(d) for d in shape) or (3,)
@@ -318,6 +345,13 @@ class GroupNorm(Op):
                 dbias,
             )
         return (dx.reshape(grad.shape) if need_dx else None), dweight, dbias
+
+    @staticmethod
+    def decomposition(x, weight, bias, num_groups=1, eps=1e-5):
+        groups = x.reshape(x.shape[0], num_groups, -1)
+        y = normalized(groups, (2,), eps).reshape(x.shape)
+        along = (1, x.shape[1]) + (1,) * (x.ndim - 2)
+        return y * weight.reshape(along) + bias.reshape(along)
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):

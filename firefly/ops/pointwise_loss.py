@@ -13,7 +13,8 @@ import numpy as np
 
 from firefly.kernels import pointwise_loss as K
 from firefly.ops.base import Op
-from firefly.ops.loss import REDUCTIONS, check_reduction
+from firefly.ops.families import select
+from firefly.ops.loss import REDUCTIONS, check_reduction, reduce_losses
 from firefly.ops.registry import register
 
 
@@ -102,6 +103,10 @@ class _PointwiseLoss(Op):
         return dinput.reshape(ctx.shape), (dtarget.reshape(ctx.shape) if need_target else None)
 
     @classmethod
+    def decomposition(cls, input, target, reduction="mean", **attrs):
+        return reduce_losses(cls.losses(input, target, **attrs), reduction)
+
+    @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         input = rng.uniform(-2.0, 2.0, size=shape).astype(dtype)
         # Differences kept away from the kinks at 0 and +-beta/delta (1.0 in the samples).
@@ -124,6 +129,10 @@ class L1Loss(_PointwiseLoss):
     def parameters(ctx, input, attrs):
         return (0.0,)  # the shared difference-loss kernels take a parameter; L1's ignores it
 
+    @staticmethod
+    def losses(input, target):
+        return (input - target).abs()
+
 
 @register
 class SmoothL1Loss(_PointwiseLoss):
@@ -137,6 +146,14 @@ class SmoothL1Loss(_PointwiseLoss):
         beta = _only_number_attr("smooth_l1_loss", "beta", attrs, allow_zero=True)
         return (beta,) if beta > 0 else (0.0,)
 
+    @staticmethod
+    def losses(input, target, beta=1.0):
+        d = input - target
+        size = d.abs()
+        if beta == 0:
+            return size
+        return select(size.numpy() < beta, 0.5 * d * d / beta, size - 0.5 * beta)
+
 
 @register
 class HuberLoss(_PointwiseLoss):
@@ -148,6 +165,12 @@ class HuberLoss(_PointwiseLoss):
     @staticmethod
     def parameters(ctx, input, attrs):
         return (_only_number_attr("huber_loss", "delta", attrs, allow_zero=False),)
+
+    @staticmethod
+    def losses(input, target, delta=1.0):
+        d = input - target
+        size = d.abs()
+        return select(size.numpy() <= delta, 0.5 * d * d, delta * (size - 0.5 * delta))
 
 
 @register
@@ -179,6 +202,13 @@ class BinaryCrossEntropy(_PointwiseLoss):
             attrs["weight"] = rng.uniform(0.5, 2.0, size=shape[-1:])
         return (input, target), attrs
 
+    @staticmethod
+    def losses(input, target, weight=None):
+        log_p = input.log().clamp(min=-100.0)
+        log_not_p = (1.0 - input).log().clamp(min=-100.0)
+        losses = -(target * log_p + (1.0 - target) * log_not_p)
+        return losses if weight is None else losses * _constant_like(weight, input)
+
 
 @register
 class BinaryCrossEntropyWithLogits(_PointwiseLoss):
@@ -208,3 +238,15 @@ class BinaryCrossEntropyWithLogits(_PointwiseLoss):
             attrs["weight"] = rng.uniform(0.5, 2.0, size=shape[-1:])
             attrs["pos_weight"] = rng.uniform(0.5, 3.0, size=shape[-1:])
         return (input, target), attrs
+
+    @staticmethod
+    def losses(input, target, weight=None, pos_weight=None):
+        softplus_neg = ((-input.abs()).exp() + 1.0).log() + (-input).relu()
+        positive = 1.0 if pos_weight is None else _constant_like(pos_weight, input)
+        losses = (1.0 - target) * input + (1.0 + (positive - 1.0) * target) * softplus_neg
+        return losses if weight is None else losses * _constant_like(weight, input)
+
+
+def _constant_like(value, x):
+    """An attribute (array, Tensor or number) as a constant Tensor in x's dtype."""
+    return type(x)(np.asarray(getattr(value, "_data", value), dtype=x.dtype))

@@ -8,6 +8,7 @@ from firefly.kernels import pool as K
 from firefly.ops.base import Op
 from firefly.ops.conv import pair
 from firefly.ops.registry import register
+from firefly.ops.shape import add_at_positions
 
 
 def pool_output_size(size, kernel, pad, stride, dilation, ceil_mode):
@@ -18,6 +19,38 @@ def pool_output_size(size, kernel, pad, stride, dilation, ceil_mode):
     if ceil_mode and (out - 1) * stride >= size + pad:
         out -= 1
     return out
+
+
+def _window_matrix(spans, size):
+    """(windows, size): 1 where an input position lies in a window's [a, b)."""
+    matrix = np.zeros((len(spans), size))
+    for o, (a, b) in enumerate(spans):
+        matrix[o, a:b] = 1.0
+    return matrix
+
+
+def _avg_spans(out_size, kernel, stride, pad, size):
+    """avg_pool2d's windows along one axis, as the kernel's ``_avg_span``: the window matrix,
+    each window's length clipped to the padded input, and inside the input."""
+    padded, spans = [], []
+    for o in range(out_size):
+        lo = o * stride - pad
+        hi = min(lo + kernel, size + pad)
+        spans.append((max(lo, 0), min(hi, size)))
+        padded.append(hi - lo)
+    inside = [b - a for a, b in spans]
+    return _window_matrix(spans, size), np.array(padded, float), np.array(inside, float)
+
+
+def _spread(grad, rows, cols, count):
+    """The gradient of a pooling whose output cell averages rows x cols windows with
+    ``count`` as divisor: rows.T @ (grad / count) @ cols, by recorded ops."""
+    const = type(grad)
+    return (
+        const(rows.T.astype(grad.dtype))
+        @ (grad * (1.0 / count).astype(grad.dtype))
+        @ const(cols.astype(grad.dtype))
+    )
 
 
 def _planes(ctx, x):
@@ -99,6 +132,14 @@ class MaxPool2d(Op):
         )
         return dx
 
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        # Each window's gradient goes to its maximum: add_at the forward's argmax positions.
+        (argmax,) = ctx.saved_tensors
+        plane = ctx.x_shape[-2] * ctx.x_shape[-1]
+        positions = argmax + (np.arange(argmax.shape[0]) * plane)[:, None, None]
+        return add_at_positions(grad.reshape(argmax.shape), positions, ctx.x_shape)
+
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         attrs = _sample_window(rng)
@@ -162,6 +203,22 @@ class AvgPool2d(Op):
         )
         return dx
 
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        kernel, stride, padding, count_include_pad, divisor = ctx.geometry
+        spans = [
+            _avg_spans(o, k, s, p, size)
+            for o, k, s, p, size in zip(grad.shape[-2:], kernel, stride, padding, ctx.x_shape[-2:])
+        ]
+        (rows, row_padded, row_inside), (cols, col_padded, col_inside) = spans
+        if divisor:
+            count = np.full((len(row_padded), len(col_padded)), float(divisor))
+        elif count_include_pad:
+            count = np.outer(row_padded, col_padded)
+        else:
+            count = np.outer(row_inside, col_inside)
+        return _spread(grad, rows, cols, count)
+
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         attrs = _sample_window(rng)
@@ -205,6 +262,14 @@ class AdaptiveAvgPool2d(Op):
         planes = dx.reshape(-1, *ctx.x_shape[-2:])
         ctx.op.backward_kernel(grad.reshape(planes.shape[0], *grad.shape[-2:]), planes)
         return dx
+
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        rows, cols = (
+            _window_matrix([(o * size // n, -(-(o + 1) * size // n)) for o in range(n)], size)
+            for n, size in zip(grad.shape[-2:], ctx.x_shape[-2:])
+        )
+        return _spread(grad, rows, cols, np.outer(rows.sum(axis=1), cols.sum(axis=1)))
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):

@@ -8,6 +8,7 @@ from firefly.kernels import reduce as K
 from firefly.kernels.shape import gather_strided
 from firefly.ops import samples
 from firefly.ops.base import Op
+from firefly.ops.families import as_shape
 from firefly.ops.registry import register
 from firefly.ops.shapes import (
     axis_runs,
@@ -56,6 +57,14 @@ class _SumLike(Op):
             return dx
         kept = grad.reshape(reduced_shape(ctx.x_shape, ctx.axes, True))
         return expand_sum_grad(kept, ctx.x_shape, ctx.axes, ctx.scale, cls.backward_kernel)
+
+    @classmethod
+    def backward_graph(cls, ctx, grad, inputs, out):
+        shape = ctx.x_shape
+        # A full reduction's 0-d gradient broadcasts as it is (expand adds the dimensions).
+        kept = grad.shape if ctx.axes is None else reduced_shape(shape, ctx.axes, True)
+        dx = as_shape(grad, kept).expand(shape)
+        return dx * ctx.scale if cls.mean else dx
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
@@ -120,5 +129,15 @@ class Max(Op):
         if ctx.order is not None:
             dx = permute_copy(dx, tuple(np.argsort(ctx.order)), gather)
         return dx
+
+    @classmethod
+    def backward_graph(cls, ctx, grad, inputs, out):
+        # The gradient goes to the maxima, split among ties: a constant weight per element.
+        (x,) = inputs
+        axes = normalize_axes("max", ctx.applied_attrs.get("axis"), x)
+        keep = reduced_shape(x.shape, axes, True)
+        at_max = x.numpy() == out.numpy().reshape(keep)
+        weight = at_max / at_max.sum(axis=axes, keepdims=True)
+        return grad.reshape(keep).expand(x.shape) * weight.astype(x.dtype)
 
     sample_inputs = _SumLike.sample_inputs

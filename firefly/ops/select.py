@@ -13,9 +13,17 @@ from firefly.kernels.reduce import sum_forward
 from firefly.kernels.shape import copy_flat, gather_strided
 from firefly.ops import samples
 from firefly.ops.base import Op
-from firefly.ops.families import BinaryOp, UnaryOp
+from firefly.ops.families import BinaryOp, UnaryOp, sum_to_shape
 from firefly.ops.registry import register
+from firefly.ops.shape import add_at_positions
 from firefly.ops.shapes import materialize, reduce_to_shape
+
+
+def _where(grad, mask):
+    """Tensor ``grad`` where the bool array ``mask`` holds, 0 elsewhere, as a recorded op."""
+    from firefly.ops import apply
+
+    return apply("where", grad, 0.0, condition=np.broadcast_to(mask, grad.shape))
 
 
 def away_from_zero(rng, shape, dtype, low=0.2, high=2.0):
@@ -36,6 +44,9 @@ class Abs(UnaryOp):
     def scalar_backward(grad, x):
         return grad if x > 0.0 else (-grad if x < 0.0 else 0.0 * grad)
 
+    def derivative(grad, x, out):
+        return grad * x.sign()
+
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         return (away_from_zero(rng, shape, dtype),), {}
@@ -53,6 +64,9 @@ class Sqrt(UnaryOp):
     def scalar_backward(grad, y):
         return grad * 0.5 / y
 
+    def derivative(grad, x, y):
+        return grad * 0.5 / y
+
 
 @register
 class Sign(UnaryOp):
@@ -65,6 +79,9 @@ class Sign(UnaryOp):
         return 1.0 if x > 0.0 else (-1.0 if x < 0.0 else x)
 
     def scalar_backward(grad, _):
+        return 0.0 * grad
+
+    def derivative(grad, x, out):
         return 0.0 * grad
 
     sample_inputs = Abs.sample_inputs
@@ -87,6 +104,9 @@ class Maximum(BinaryOp):
             return 0.0 * grad, grad
         return 0.5 * grad, 0.5 * grad
 
+    def derivative(grad, a, b, out):
+        return _split_by(grad, a.numpy() > b.numpy(), a.numpy() == b.numpy())
+
 
 @register
 class Minimum(BinaryOp):
@@ -101,6 +121,16 @@ class Minimum(BinaryOp):
         if a > b:
             return 0.0 * grad, grad
         return 0.5 * grad, 0.5 * grad
+
+    def derivative(grad, a, b, out):
+        return _split_by(grad, a.numpy() < b.numpy(), a.numpy() == b.numpy())
+
+
+def _split_by(grad, first, tie):
+    """``grad`` split between two operands: all to the first where ``first``, halves at a
+    ``tie``, all to the second elsewhere, as the scalar derivative of maximum and minimum."""
+    share = np.where(first, 1.0, np.where(tie, 0.5, 0.0)).astype(grad.dtype)
+    return grad * share, grad * (1.0 - share)
 
 
 @register
@@ -125,6 +155,10 @@ class Cast(Op):
         dx = np.empty(grad.shape, dtype=ctx.dtype)
         cls.backward_kernel(grad.reshape(-1), dx.reshape(-1))
         return dx
+
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        return grad.to(inputs[0].dtype)
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
@@ -167,6 +201,12 @@ class Clamp(Op):
         dx = np.empty_like(grad)
         cls.backward_kernel(grad.reshape(-1), x.reshape(-1), *ctx.bounds, dx.reshape(-1))
         return dx
+
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        x = inputs[0].numpy()
+        low, high = ctx.bounds
+        return _where(grad, (x >= low) & (x <= high))
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
@@ -233,6 +273,14 @@ class Where(Op):
             reduce_to_shape(db, ctx.shapes[1], sum_kernel) if need_b else None,
         )
 
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        need_a, need_b = ctx.needs_input_grad
+        return (
+            sum_to_shape(_where(grad, ctx.mask), ctx.shapes[0]) if need_a else None,
+            sum_to_shape(_where(grad, ~ctx.mask), ctx.shapes[1]) if need_b else None,
+        )
+
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         a = samples.uniform(rng, shape, dtype)
@@ -267,6 +315,10 @@ class Expand(Op):
     @classmethod
     def backward(cls, ctx, grad):
         return reduce_to_shape(grad, ctx.x_shape, cls.backward_kernel)
+
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        return sum_to_shape(grad, ctx.x_shape)
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
@@ -326,6 +378,15 @@ class Cat(Op):
             offset += shape[ctx.dim]
         return tuple(grads)
 
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        split, lead = ctx.shapes[0][ctx.dim], (slice(None),) * ctx.dim
+        need_a, need_b = ctx.needs_input_grad
+        return (
+            grad[lead + (slice(0, split),)] if need_a else None,
+            grad[lead + (slice(split, None),)] if need_b else None,
+        )
+
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         shape = shape or (1,)
@@ -370,9 +431,58 @@ class Take(Op):
         cls.backward_kernel(grad.reshape(-1), ctx.index.reshape(-1), dx.reshape(-1))
         return dx
 
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        return add_at_positions(grad, ctx.index, ctx.x_shape)
+
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         x = samples.uniform(rng, shape, dtype)
         # Repeats on purpose: their gradients must add up.
         index = rng.integers(0, x.size, size=tuple(int(d) for d in rng.integers(1, 4, size=2)))
         return (x,), {"index": index.astype(np.int64)}
+
+
+@register
+class AddAt(Op):
+    """``add_at(x, index=positions, size=n)``: zeros of n elements with each element of x added
+    at its flat position (int64, of x's shape), repeats accumulating: ``take``'s adjoint, which
+    ``take`` and ``getitem`` record as their differentiable backward."""
+
+    name = "add_at"
+    forward_kernel, backward_kernel = K.take_backward, K.take_forward
+
+    @classmethod
+    def forward(cls, ctx, x, index=None, size=0):
+        if not isinstance(index, np.ndarray) or index.dtype != np.int64 or index.shape != x.shape:
+            raise ctx.error(
+                f"index must be an int64 ndarray of x's shape, got {type(index).__name__} "
+                f"{getattr(index, 'dtype', '')} {getattr(index, 'shape', '')}",
+                x,
+                kind=TypeError,
+            )
+        if index.size and (index.min() < 0 or index.max() >= size):
+            raise ctx.error(f"positions must lie in [0, {size})", x, kind=IndexError)
+        out = np.zeros(size, dtype=x.dtype)
+        index = np.asarray(index, order="C")  # ascontiguousarray makes a 0-d index 1-d
+        cls.forward_kernel(x.reshape(-1), index.reshape(-1), out)
+        ctx.index = index
+        return out
+
+    @classmethod
+    def backward(cls, ctx, grad):
+        dx = np.empty(ctx.index.shape, dtype=grad.dtype)
+        cls.backward_kernel(grad, ctx.index.reshape(-1), dx.reshape(-1))
+        return dx
+
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        from firefly.ops import apply
+
+        return apply("take", grad, index=ctx.index)
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        x = samples.uniform(rng, shape, dtype)
+        size = int(rng.integers(1, 6))
+        return (x,), {"index": rng.integers(0, size, size=x.shape).astype(np.int64), "size": size}

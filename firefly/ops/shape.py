@@ -13,6 +13,20 @@ from firefly.ops.registry import register
 from firefly.ops.shapes import gather_view, permute_copy, view_geometry
 
 
+def add_at_positions(grad, positions, shape):
+    """Tensor ``grad`` added, as a recorded op, at the flat ``positions`` (an int64 array of
+    its shape) of zeros of ``shape``: the differentiable adjoint of ``take``."""
+    from firefly.ops import apply
+
+    flat = apply(
+        "add_at",
+        grad.reshape(-1),
+        index=np.ascontiguousarray(positions).reshape(-1),
+        size=math.prod(shape),
+    )
+    return flat.reshape(shape)
+
+
 @register
 class Reshape(Op):
     name = "reshape"
@@ -45,6 +59,10 @@ class Reshape(Op):
         cls.backward_kernel(grad.reshape(-1), dx.reshape(-1))
         return dx
 
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        return grad.reshape(ctx.x_shape)
+
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         x = rng.uniform(-2.0, 2.0, size=shape).astype(dtype)
@@ -74,6 +92,10 @@ class Transpose(Op):
     @classmethod
     def backward(cls, ctx, grad):
         return permute_copy(grad, ctx.inverse, cls.backward_kernel)
+
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        return grad.permute(ctx.inverse)
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
@@ -119,6 +141,14 @@ class GetItem(Op):
         offset, shape, strides = ctx.geometry
         cls.backward_kernel(grad.reshape(-1), offset, shape, strides, dx.reshape(-1))
         return dx
+
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        # Basic slicing picks each element once: the gradient goes back to the positions picked.
+        index = ctx.applied_attrs.get("index", ())
+        index = (index if isinstance(index, tuple) else (index,)) + (Ellipsis,)
+        positions = np.arange(math.prod(ctx.x_shape), dtype=np.int64).reshape(ctx.x_shape)[index]
+        return add_at_positions(grad, positions, ctx.x_shape)
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):

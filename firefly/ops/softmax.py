@@ -32,6 +32,11 @@ class _AlongAxis(Op):
         return dx
 
     @classmethod
+    def backward_graph(cls, ctx, grad, inputs, out):
+        axis = ctx.applied_attrs.get("axis", -1) if out.ndim else None
+        return cls.graph_rule(grad, out, axis)
+
+    @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         axis = int(rng.integers(-len(shape), len(shape))) if shape else -1
         return (samples.uniform(rng, shape, dtype, -3.0, 3.0),), {"axis": axis}
@@ -63,6 +68,10 @@ class Softmax(_AlongAxis):
         "softmax_backward", _softmax_grad_terms, _softmax_grad
     )
 
+    @staticmethod
+    def graph_rule(grad, y, axis):
+        return y * (grad - (grad * y).sum(axis=axis, keepdims=True))
+
 
 def _log_softmax_constant(m, s):
     return np.log(s)
@@ -89,3 +98,7 @@ class LogSoftmax(_AlongAxis):
     backward_kernel = families.row_softmax_grad(
         "log_softmax_backward", _log_softmax_grad_terms, _log_softmax_grad, cost="transcendental"
     )
+
+    @staticmethod
+    def graph_rule(grad, y, axis):
+        return grad - y.exp() * grad.sum(axis=axis, keepdims=True)

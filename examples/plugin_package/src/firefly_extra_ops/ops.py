@@ -33,6 +33,9 @@ class ExtraSoftplus(UnaryOp):
     def scalar_backward(grad, x):
         return grad * sigmoid(x)
 
+    def derivative(grad, x, out):  # scalar_backward with firefly ops, for create_graph=True
+        return grad * x.sigmoid()
+
 
 class ExtraGELU(UnaryOp):
     """gelu(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))): the tanh form of GELU, as
@@ -52,6 +55,11 @@ class ExtraGELU(UnaryOp):
         t = tanh(like(SQRT_2_OVER_PI, x) * (x + c * x * x * x))
         du = like(SQRT_2_OVER_PI, x) * (one + like(3.0, x) * c * x * x)
         return grad * (half * (one + t) + half * x * (one - t * t) * du)
+
+    def derivative(grad, x, out):
+        t = (SQRT_2_OVER_PI * (x + GELU_TANH_COEF * x * x * x)).tanh()
+        du = SQRT_2_OVER_PI * (1.0 + 3.0 * GELU_TANH_COEF * x * x)
+        return grad * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
 
 
 class ExtraClamp(Op):
@@ -82,6 +90,13 @@ class ExtraClamp(Op):
         dx = np.empty_like(x)
         cls.backward_kernel(grad.reshape(-1), x.reshape(-1), *ctx.bounds, dx.reshape(-1))
         return dx
+
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        # backward as firefly ops on Tensors, for create_graph=True: the mask is a constant.
+        (x,) = inputs
+        low, high = ctx.bounds
+        return grad * ((x >= float(low)) & (x <= float(high)))
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
