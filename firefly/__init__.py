@@ -2,7 +2,16 @@
 
 import numpy as _np
 
-from firefly import data, distributed, nn, ops, optim  # distributed imports mpi4py only when used
+from firefly import (  # distributed imports mpi4py only when used
+    backends,
+    cuda,
+    data,
+    distributed,
+    nn,
+    ops,
+    optim,
+    utils,
+)
 from firefly.autograd import is_grad_enabled, no_grad
 from firefly.compile import compile
 from firefly.creation import (
@@ -22,13 +31,16 @@ from firefly.creation import (
     randint,
     randn,
     randn_like,
+    randperm,
     tensor,
     zeros,
     zeros_like,
 )
+from firefly.devices import device
 from firefly.functions import (  # noqa: A004  (PyTorch's names: firefly.max, firefly.sum, ...)
     abs,
     all,
+    allclose,
     amax,
     amin,
     any,
@@ -41,11 +53,13 @@ from firefly.functions import (  # noqa: A004  (PyTorch's names: firefly.max, fi
     clone,
     concat,
     eq,
+    equal,
     exp,
     flatten,
     gather,
     ge,
     gt,
+    isclose,
     le,
     log,
     log_softmax,
@@ -69,12 +83,13 @@ from firefly.functions import (  # noqa: A004  (PyTorch's names: firefly.max, fi
     squeeze,
     stack,
     sum,
+    t,
     tanh,
     transpose,
     unsqueeze,
     where,
 )
-from firefly.random import manual_seed
+from firefly.random import Generator, default_generator, initial_seed, manual_seed, seed
 from firefly.serialization import load, save
 from firefly.tensor import Tensor
 
@@ -96,6 +111,19 @@ __all__ = [
     "data",
     "distributed",
     "manual_seed",
+    "seed",
+    "initial_seed",
+    "Generator",
+    "default_generator",
+    "device",
+    "cuda",
+    "backends",
+    "utils",
+    "randperm",
+    "equal",
+    "allclose",
+    "isclose",
+    "t",
     "save",
     "load",
     "compile",

@@ -5,10 +5,20 @@ from collections import namedtuple
 
 import numpy as np
 
+from firefly import devices
 from firefly.nn.parameter import Parameter
 from firefly.tensor import FLOAT_DTYPES, Tensor
 
-IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+class IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """What ``load_state_dict`` returns: the keys the state lacked and the keys it had extra."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
 
 
 def _registrable(value):
@@ -103,6 +113,91 @@ class Module:
         self._buffers[name] = bool(persistent)
         object.__setattr__(self, name, tensor)
 
+    def add_module(self, name, module):
+        """Register ``module`` (a Module or None) as the child ``name``, as torch's
+        ``add_module``; the name must be a non-empty string without '.' that is not already
+        another attribute."""
+        self._check_name("add_module", "module", name)
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(
+                f"add_module: {type(module).__name__} is not a Module subclass (name {name!r})"
+            )
+        setattr(self, name, module)  # None is kept as a plain attribute, as torch lists it nowhere
+
+    register_module = add_module
+
+    def register_parameter(self, name, param):
+        """Register ``param`` (a Parameter or None) as ``name``, as torch's."""
+        self._check_name("register_parameter", "parameter", name)
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(
+                f"register_parameter: cannot assign a {type(param).__name__} as parameter "
+                f"{name!r} (firefly.nn.Parameter or None required)"
+            )
+        setattr(self, name, param)
+
+    def _check_name(self, method, what, name):
+        if "_registered" not in self.__dict__:
+            raise AttributeError(
+                f"{method}: cannot register a {what} before Module.__init__() runs; call "
+                "super().__init__() first"
+            )
+        if not isinstance(name, str):
+            raise TypeError(
+                f"{method}: {what} name should be a string, got {type(name).__name__} {name!r}"
+            )
+        if not name:
+            raise KeyError(f'{method}: {what} name can\'t be empty string ""')
+        if "." in name:
+            raise KeyError(f'{method}: {what} name can\'t contain ".", got {name!r}')
+        if name not in self._registered and (name in self.__dict__ or hasattr(type(self), name)):
+            raise KeyError(f"{method}: attribute {name!r} already exists on {type(self).__name__}")
+
+    def get_submodule(self, target):
+        """The module at dotted path ``target`` ("" is this module), as torch's."""
+        if not isinstance(target, str):
+            raise TypeError(
+                f"get_submodule: target must be a dotted name string, got {type(target).__name__}"
+            )
+        module = self
+        walked = []
+        for part in target.split(".") if target else []:
+            children = dict(module.named_children())
+            if part not in children:
+                where = ".".join(walked) or type(self).__name__
+                raise AttributeError(
+                    f"get_submodule: {where} has no submodule {part!r} (target {target!r}; "
+                    f"its children are {sorted(children)})"
+                )
+            module = children[part]
+            walked.append(part)
+        return module
+
+    def _get_member(self, method, target, kind):
+        module_path, _, name = target.rpartition(".") if isinstance(target, str) else ("", "", "")
+        if not isinstance(target, str) or not name:
+            raise TypeError(f"{method}: target must be a dotted name string, got {target!r}")
+        module = self.get_submodule(module_path)
+        members = (
+            dict(module.named_parameters(recurse=False))
+            if kind == "parameter"
+            else {n: module.__dict__[n] for n in module._buffers if module.__dict__[n] is not None}
+        )
+        if name not in members:
+            raise AttributeError(
+                f"{method}: {type(module).__name__} at {module_path or 'the top'!r} has no {kind} "
+                f"{name!r} (target {target!r}; it has {sorted(members)})"
+            )
+        return members[name]
+
+    def get_parameter(self, target):
+        """The Parameter at dotted path ``target`` (e.g. "encoder.0.weight"), as torch's."""
+        return self._get_member("get_parameter", target, "parameter")
+
+    def get_buffer(self, target):
+        """The buffer at dotted path ``target`` (e.g. "bn.running_mean"), as torch's."""
+        return self._get_member("get_buffer", target, "buffer")
+
     # ------------------------------------------------------------------ forward
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
@@ -130,15 +225,18 @@ class Module:
         for _, module in self.named_children():
             yield module
 
-    def named_modules(self, prefix=""):
-        """This module and every module under it, each once, with dotted names."""
-        seen = set()
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        """This module and every module under it, each once (unless not ``remove_duplicate``),
+        with dotted names; ``memo`` is a set of modules to leave out, as in torch."""
+        seen = {id(m) for m in memo} if memo is not None else set()
         stack = [(prefix, self)]
         while stack:
             name, module = stack.pop()
-            if id(module) in seen:
+            if id(module) in seen and remove_duplicate:
                 continue
             seen.add(id(module))
+            if memo is not None:
+                memo.add(module)
             yield name, module
             children = [(f"{name}.{n}" if name else n, m) for n, m in module.named_children()]
             stack.extend(reversed(children))
@@ -147,15 +245,21 @@ class Module:
         for _, module in self.named_modules():
             yield module
 
-    def named_parameters(self, prefix=""):
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
         """(dotted name, Parameter) in definition order: a sub-Module's parameters come where the
         sub-Module was assigned (PyTorch lists a module's own parameters before its children's).
-        A shared Parameter or Module appears once."""
+        A shared Parameter or Module appears once (unless not ``remove_duplicate``). Without
+        ``recurse``, only this module's own parameters."""
+        if not recurse:
+            for name, member in self._members():
+                if isinstance(member, Parameter):
+                    yield (f"{prefix}.{name}" if prefix else name), member
+            return
         seen = set()
         stack = [(prefix, self)]
         while stack:
             name, member = stack.pop()
-            if id(member) in seen:
+            if id(member) in seen and (remove_duplicate or isinstance(member, Module)):
                 continue
             seen.add(id(member))
             if isinstance(member, Parameter):
@@ -164,16 +268,16 @@ class Module:
                 inner = [(f"{name}.{n}" if name else n, m) for n, m in member._members()]
                 stack.extend(reversed(inner))
 
-    def parameters(self):
+    def parameters(self, recurse=True):
         """Every Parameter (trainable or not), in definition order, as PyTorch's ``parameters()``."""
-        for _, param in self.named_parameters():
+        for _, param in self.named_parameters(recurse=recurse):
             yield param
 
     def named_buffers(self, prefix="", recurse=True):
         """(dotted name, Tensor) of every buffer that is not None: this module's, then (with
         ``recurse``) each submodule's in ``named_modules()`` order. A shared buffer appears once."""
         seen = set()
-        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        modules = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
         for module_name, module in modules:
             for name in module._buffers:
                 value = module.__dict__[name]
@@ -220,9 +324,13 @@ class Module:
     def eval(self):
         return self.train(False)
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Drop every parameter's gradient (``set_to_none``, torch's default) or zero it."""
         for param in self.parameters():
-            param.tensor.zero_grad()
+            if set_to_none or param.grad is None:
+                param.tensor.zero_grad()
+            else:
+                param.grad.fill_(0)
 
     def requires_grad_(self, requires_grad=True):
         """Make every parameter require grad (or not, to freeze the module); returns self."""
@@ -238,7 +346,7 @@ class Module:
         return self
 
     # ------------------------------------------------------------------ dtype
-    def to(self, *args, dtype=None, device=None):
+    def to(self, *args, dtype=None, device=None, non_blocking=False):
         """Convert the parameters and floating-point buffers to ``dtype`` in place (torch's
         ``to(dtype)``; ``to("cpu")`` and ``to(tensor)`` also work). Integer buffers such as
         ``num_batches_tracked`` keep their dtype. Returns self.
@@ -247,16 +355,13 @@ class Module:
         torch recommends, so that its flat buffers view the converted parameters.
         """
         for arg in args:
-            if isinstance(arg, str):
+            if devices.is_device(arg):
                 device = arg
             elif isinstance(arg, Tensor):
                 dtype = arg.dtype
             else:
                 dtype = arg
-        if device is not None and str(device) != "cpu":
-            raise ValueError(
-                f"{type(self).__name__}.to: firefly runs on the CPU only, got device {device!r}"
-            )
+        devices.as_device(f"{type(self).__name__}.to", device)
         if dtype is None:
             return self
         try:
@@ -282,6 +387,14 @@ class Module:
                     object.__setattr__(module, name, Tensor(value._data.astype(dtype)))
         return self
 
+    def cpu(self):
+        """``self``: the module is on the CPU already."""
+        return self
+
+    def cuda(self, device=None):
+        devices.as_device(f"{type(self).__name__}.cuda", "cuda" if device is None else device)
+        return self  # pragma: no cover (as_device raises for every non-CPU device)
+
     def float(self):
         return self.to(np.float32)
 
@@ -294,12 +407,14 @@ class Module:
         copies, so a saved state does not change as training goes on."""
         return {name: value.numpy().copy() for name, value in self._named_state()}
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict, strict=True, assign=False):
         """Copy values from ``state_dict`` into the Parameters and persistent buffers, in place.
 
         Every value is checked before any is written: a shape or dtype that differs from the
         model's raises an error naming the key. With ``strict`` (the default), missing or
         unexpected keys raise too; otherwise they are returned as ``(missing_keys, unexpected_keys)``.
+        ``assign`` is accepted for torch compatibility: values are always copied in place, so an
+        optimizer built on the parameters keeps working.
         """
         if not hasattr(state_dict, "keys"):
             raise TypeError(
@@ -319,7 +434,6 @@ class Module:
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            value = value.data if isinstance(value, Parameter) else value
             value = value._data if isinstance(value, Tensor) else np.asarray(value)
             if value.shape != param.shape:
                 raise ValueError(
@@ -346,12 +460,18 @@ class Module:
         return ""
 
     def __repr__(self):
-        children = list(self.named_children())
-        head = f"{type(self).__name__}({self.extra_repr()}"
-        if not children:
-            return head + ")"
-        lines = [head]
-        for name, child in children:
-            body = repr(child).replace("\n", "\n  ")
-            lines.append(f"  ({name}): {body}")
-        return "\n".join(lines) + "\n)"
+        """torch's layout: one line when there is only a one-line ``extra_repr``; otherwise the
+        ``extra_repr`` lines and then ``(name): child`` lines, indented by two spaces."""
+        extra = self.extra_repr()
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = [
+            f"({name}): " + repr(child).replace("\n", "\n  ")
+            for name, child in self.named_children()
+        ]
+        lines = extra_lines + child_lines
+        body = ""
+        if len(extra_lines) == 1 and not child_lines:
+            body = extra_lines[0]
+        elif lines:
+            body = "\n  " + "\n  ".join(lines) + "\n"
+        return f"{type(self).__name__}({body})"

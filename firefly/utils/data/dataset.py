@@ -1,0 +1,12 @@
+"""``firefly.utils.data.dataset``, as torch.utils.data.dataset (the objects of ``firefly.data``)."""
+
+from firefly.data import (
+    ConcatDataset,
+    Dataset,
+    IterableDataset,
+    Subset,
+    TensorDataset,
+    random_split,
+)
+
+__all__ = ["ConcatDataset", "Dataset", "IterableDataset", "Subset", "TensorDataset", "random_split"]
