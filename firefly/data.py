@@ -61,6 +61,10 @@ class IterableDataset(Dataset):
     def __getitem__(self, index):
         raise TypeError(f"{type(self).__name__} is an IterableDataset: it is iterated, not indexed")
 
+    def __len__(self):
+        # A TypeError (not NotImplementedError): len() and list() read it as "no length".
+        raise TypeError(f"{type(self).__name__} is an IterableDataset without __len__")
+
 
 def _index_list(owner, indices):
     """``indices`` (a sequence, array or integer Tensor of ints) as a list of Python ints."""
@@ -150,6 +154,12 @@ def random_split(dataset, lengths, generator=None):
                 f"random_split: lengths[{i}] must be an int or a fraction, got "
                 f"{type(length).__name__} {length!r}"
             )
+    fractions = any(not isinstance(length, numbers.Integral) for length in lengths)
+    if fractions and not (math.isclose(sum(lengths), 1) and sum(lengths) <= 1):
+        raise ValueError(
+            f"random_split: lengths {list(lengths)} hold fractions that sum to {sum(lengths):g}; "
+            f"fractions must sum to 1 (or give ints summing to len(dataset) = {total})"
+        )
     if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
         sizes = []
         for i, fraction in enumerate(lengths):
@@ -668,7 +678,8 @@ class DataLoader:
             if batch_size != 1 or self.shuffle or sampler is not None or drop_last:
                 raise ValueError(
                     "DataLoader: batch_sampler option is mutually exclusive with batch_size, "
-                    "shuffle, sampler, and drop_last"
+                    f"shuffle, sampler, and drop_last (got batch_size={batch_size!r}, "
+                    f"shuffle={shuffle!r}, sampler={sampler!r}, drop_last={drop_last!r})"
                 )
             _check_sampler("batch_sampler", batch_sampler)
             batch_size, drop_last = None, False

@@ -94,7 +94,6 @@ class device:  # noqa: N801  (torch's name: firefly.device("cpu"))
         return (device, (self.type, self.index))
 
 
-
 def _describe(value: object) -> str:
     return f"{type(value).__name__} {value!r}"
 

@@ -238,7 +238,5 @@ def _method_form(name):
 clip = clamp
 
 # Whole-tensor comparisons (plain bools, or a bool tensor for isclose) and the 2-D transpose.
-equal, allclose, isclose, t = (
-    _method_form(name) for name in ("equal", "allclose", "isclose", "t")
-)
+equal, allclose, isclose, t = (_method_form(name) for name in ("equal", "allclose", "isclose", "t"))
 __all__ += ["equal", "allclose", "isclose", "t"]

@@ -8,10 +8,18 @@ when none is given; ``manual_seed`` reseeds it. Code that draws from the default
 
 from __future__ import annotations
 
+import numbers
+import operator
+
 import numpy as np
 
 from firefly.devices import as_device
-from firefly.validation import as_int
+
+
+def _seed_value(owner: str, seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{owner}: seed must be an int, got {type(seed).__name__} {seed!r}")
+    return operator.index(seed)
 
 
 class Generator:
@@ -29,9 +37,7 @@ class Generator:
 
     def manual_seed(self, seed: int) -> Generator:
         # torch accepts any int and reduces it modulo 2**64; NumPy's seeds are non-negative.
-        if isinstance(seed, bool):
-            raise TypeError("Generator.manual_seed: seed must be an int, got a bool")
-        self._seed = as_int("Generator.manual_seed", "seed", seed, -(2**63)) % 2**64
+        self._seed = _seed_value("Generator.manual_seed", seed) % 2**64
         self._rng = np.random.default_rng(self._seed)
         return self
 
@@ -68,10 +74,7 @@ default_generator = Generator()
 def manual_seed(seed: int) -> Generator:
     """Reseed firefly's default generator: parameter init, dropout, the random creation functions
     and shuffling become reproducible. Returns the default generator, as torch."""
-    if isinstance(seed, bool):
-        raise TypeError("manual_seed: seed must be an int, got a bool")
-    as_int("manual_seed", "seed", seed, -(2**63))
-    return default_generator.manual_seed(seed)
+    return default_generator.manual_seed(_seed_value("manual_seed", seed))
 
 
 def seed() -> int:

@@ -1065,7 +1065,8 @@ class Tensor:
 
     def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
         """A copy of ``data`` with this tensor's dtype (unless ``dtype`` says otherwise)."""
-        array = data._data if isinstance(data, Tensor) else as_array(data, self._data.dtype)
+        dtype = self._data.dtype if dtype is None else dtype_of("new_tensor", dtype)
+        array = data._data if isinstance(data, Tensor) else as_array(data, dtype)
         return self._new("new_tensor", array.copy(), dtype, device, requires_grad)
 
     def equal(self, other):
@@ -1087,6 +1088,7 @@ class Tensor:
 
     def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
         """True when every element ``isclose``."""
+        _tolerances("allclose", rtol, atol)
         return bool(self.isclose(other, rtol, atol, equal_nan)._data.all())
 
 
