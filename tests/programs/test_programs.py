@@ -28,3 +28,11 @@ def test_mnist_cnn():
     assert_series_close([t[0] for t in ours["tests"]], [t[0] for t in theirs["tests"]], 1e-9)
     assert [t[1] for t in ours["tests"]] == [t[1] for t in theirs["tests"]]
     assert ours["losses"][-1] < 0.6 * ours["losses"][0]  # it learned
+
+
+def test_training_utilities():
+    ours, theirs = run_twins("training_utils")
+    for key in ("losses", "val_losses", "norms", "lrs", "best", "restored"):
+        assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
+    assert ours["epoch"] == theirs["epoch"]
+    assert ours["best"][0] < ours["losses"][0]  # it learned

@@ -57,7 +57,7 @@ def copy_weights(torch_model, firefly_model):
         want = targets[key]
         if array.shape != want.shape and array.ndim == 2 and array.T.shape == want.shape:
             array = array.T
-        state[key] = np.ascontiguousarray(array, dtype=want.dtype)
+        state[key] = np.array(array, dtype=want.dtype, order="C")  # 0-d stays 0-d
     firefly_model.load_state_dict(state)
 
 
