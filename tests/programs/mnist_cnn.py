@@ -40,7 +40,7 @@ class Net(nn.Module):
 
 def train(model, device, train_loader, optimizer, epoch, losses):
     model.train()
-    for batch_idx, (data, target) in enumerate(train_loader):
+    for data, target in train_loader:
         data, target = data.to(device), target.to(device)
         optimizer.zero_grad()
         output = model(data)

@@ -36,3 +36,13 @@ def test_training_utilities():
         assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
     assert ours["epoch"] == theirs["epoch"]
     assert ours["best"][0] < ours["losses"][0]  # it learned
+
+
+def test_fine_tuning_with_containers():
+    ours, theirs = run_twins("finetune_containers")
+    assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
+    assert_series_close(ours["log_vars"], theirs["log_vars"], rtol=1e-9, what="log_vars")
+    for key in ("missing", "unexpected", "trainable", "frozen_kept", "children"):
+        assert ours[key] == theirs[key], key
+    assert abs(ours["accuracy"] - theirs["accuracy"]) < 1e-12
+    assert ours["frozen_kept"] and ours["unexpected"] == ["classifier.weight"]
