@@ -12,7 +12,13 @@ from firefly import (  # distributed imports mpi4py only when used
     optim,
     utils,
 )
-from firefly.autograd import is_grad_enabled, no_grad
+from firefly.autograd import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from firefly.compile import compile
 from firefly.creation import (
     arange,
@@ -59,6 +65,8 @@ from firefly.functions import (  # noqa: A004  (PyTorch's names: firefly.max, fi
     gather,
     ge,
     gt,
+    is_floating_point,
+    is_tensor,
     isclose,
     le,
     log,
@@ -104,6 +112,11 @@ bool = _np.bool_
 __all__ = [
     "Tensor",
     "no_grad",
+    "enable_grad",
+    "inference_mode",
+    "set_grad_enabled",
+    "is_tensor",
+    "is_floating_point",
     "is_grad_enabled",
     "ops",
     "nn",

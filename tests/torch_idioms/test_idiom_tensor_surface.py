@@ -52,3 +52,37 @@ def grad_through_t(torch, nn, data):
 
 def test_gradient_flows_through_t_like_torch():
     run_beside_torch(grad_through_t, rtol=1e-15)
+
+
+def grad_modes(torch, nn, data):
+    """The phase switch of torch's fine-tuning tutorial, and the other grad-mode managers."""
+    x = torch.ones(2, requires_grad=True)
+    seen = []
+    for phase in ("train", "val"):
+        with torch.set_grad_enabled(phase == "train"):
+            seen.append((x * 2).requires_grad)
+    with torch.no_grad():
+        with torch.enable_grad():
+            seen.append((x * 2).requires_grad)
+    with torch.inference_mode():
+        seen.append((x * 2).requires_grad)
+
+    @torch.inference_mode()
+    def predict():
+        return (x * 2).requires_grad
+
+    @torch.set_grad_enabled(False)
+    def frozen():
+        return torch.is_grad_enabled()
+
+    seen += [predict(), torch.is_grad_enabled(), frozen(), torch.is_grad_enabled()]
+    torch.set_grad_enabled(False)
+    seen.append(torch.is_grad_enabled())
+    torch.set_grad_enabled(True)
+    seen += [torch.is_tensor(x), torch.is_tensor(2.0), torch.is_floating_point(x)]
+    return seen
+
+
+def test_grad_mode_switches_match_torch():
+    result = run_beside_torch(grad_modes)
+    assert result[:2] == [True, False]
