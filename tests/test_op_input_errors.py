@@ -634,6 +634,18 @@ def _bad_api_inputs():
             ["randn", "generator", "5"],
         ),
         ("randperm n", lambda: firefly.randperm(-1), ValueError, ["randperm", "n", "-1"]),
+        (
+            "forward hook",
+            lambda: nn.ReLU().register_forward_hook("print"),
+            TypeError,
+            ["register_forward_hook", "hook", "'print'"],
+        ),
+        (
+            "relu inplace array",
+            lambda: nn.functional.relu(np.zeros(2), inplace=True),
+            TypeError,
+            ["relu(inplace=True)", "input", "ndarray"],
+        ),
     ]
 
 

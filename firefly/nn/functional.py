@@ -220,7 +220,8 @@ def activation(name, input, inplace, **attrs):
         return ops.apply(name, input, **attrs)
     if not isinstance(input, Tensor):
         raise TypeError(
-            f"{name}(inplace=True): input must be a Tensor to write into, got {type(input).__name__}"
+            f"{name}(inplace=True): input must be a Tensor to write into, got "
+            f"{type(input).__name__}"
         )
     # Tensor._in_place holds the leaf rule, the shape check and the recording for every
     # in-place method; an in-place activation is one more of them.

@@ -39,6 +39,23 @@ def _registrable(value):
     return False
 
 
+class RemovableHandle:
+    """What registering a hook returns: ``remove()`` unregisters it (also on leaving a
+    ``with`` block), as torch.utils.hooks.RemovableHandle."""
+
+    def __init__(self, module, kind, entry):
+        self._module, self._kind, self._entry = module, kind, entry
+
+    def remove(self):
+        self._module._remove_hook(self._kind, self._entry)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
 class Module:
     """Base class of every layer and model, as ``torch.nn.Module``.
 
@@ -203,7 +220,68 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        if "_hooks" not in self.__dict__:  # the common case costs one dict lookup
+            return self.forward(*args, **kwargs)
+        return self._call_with_hooks(args, kwargs)
+
+    # ------------------------------------------------------------------ forward hooks
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """Call ``hook(module, args)`` (``hook(module, args, kwargs)`` with ``with_kwargs``)
+        before each forward, as torch's; a returned value replaces the arguments (a
+        non-tuple is wrapped; with ``with_kwargs``, an ``(args, kwargs)`` pair). Returns a
+        handle whose ``remove()`` unregisters the hook."""
+        return self._add_hook("pre", "register_forward_pre_hook", hook, prepend, with_kwargs)
+
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False, always_call=False):
+        """Call ``hook(module, args, output)`` (``hook(module, args, kwargs, output)`` with
+        ``with_kwargs``) after each forward, as torch's; a returned value replaces the output.
+        Returns a handle whose ``remove()`` unregisters the hook."""
+        return self._add_hook("post", "register_forward_hook", hook, prepend, with_kwargs)
+
+    def _add_hook(self, kind, method, hook, prepend, with_kwargs):
+        if not callable(hook):
+            raise TypeError(f"{method}: hook must be callable, got {type(hook).__name__} {hook!r}")
+        hooks = self.__dict__.get("_hooks")
+        if hooks is None:
+            hooks = {"pre": [], "post": []}
+            object.__setattr__(self, "_hooks", hooks)
+        entry = (hook, bool(with_kwargs))
+        if prepend:
+            hooks[kind].insert(0, entry)
+        else:
+            hooks[kind].append(entry)
+        return RemovableHandle(self, kind, entry)
+
+    def _remove_hook(self, kind, entry):
+        hooks = self.__dict__.get("_hooks")
+        if hooks is None or entry not in hooks[kind]:
+            return
+        hooks[kind].remove(entry)
+        if not hooks["pre"] and not hooks["post"]:
+            object.__delattr__(self, "_hooks")  # back to the plain call
+
+    def _call_with_hooks(self, args, kwargs):
+        hooks = self._hooks
+        for hook, with_kwargs in list(hooks["pre"]):
+            if with_kwargs:
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError(
+                            "forward pre-hook with_kwargs must return None or a tuple of "
+                            f"(new_args, new_kwargs), got {type(result).__name__}"
+                        )
+                    args, kwargs = result
+            else:
+                result = hook(self, args)
+                if result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
+        output = self.forward(*args, **kwargs)
+        for hook, with_kwargs in list(hooks["post"]):
+            result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
+            if result is not None:
+                output = result
+        return output
 
     # ------------------------------------------------------------------ traversal
     def _members(self):
