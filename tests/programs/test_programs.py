@@ -46,3 +46,16 @@ def test_fine_tuning_with_containers():
         assert ours[key] == theirs[key], key
     assert abs(ours["accuracy"] - theirs["accuracy"]) < 1e-12
     assert ours["frozen_kept"] and ours["unexpected"] == ["classifier.weight"]
+
+
+def test_gan_step():
+    ours, theirs = run_twins("gan_step")
+    for key in ("losses", "errs_G", "D_x", "sample_mean"):
+        assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
+
+
+def test_vae():
+    ours, theirs = run_twins("vae")
+    assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
+    assert_series_close(ours["test_losses"], theirs["test_losses"], rtol=1e-9, what="test")
+    assert ours["losses"][-1] < ours["losses"][0]  # it learned
