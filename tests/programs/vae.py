@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 class VAE(nn.Module):
     def __init__(self):
-        super(VAE, self).__init__()
+        super().__init__()
         self.fc1 = nn.Linear(64, 32)
         self.fc21 = nn.Linear(32, 4)
         self.fc22 = nn.Linear(32, 4)
@@ -60,9 +60,9 @@ def main(model):
     test_loader = DataLoader(TensorDataset(data[1500:]), batch_size=100)
     optimizer = optim.Adam(model.parameters(), lr=1e-2)
     losses, test_losses = [], []
-    for epoch in range(1, 4):
+    for _ in range(3):
         model.train()
-        for batch_idx, (data_batch,) in enumerate(train_loader):
+        for (data_batch,) in train_loader:
             optimizer.zero_grad()
             recon_batch, mu, logvar = model(data_batch)
             loss = loss_function(recon_batch, data_batch, mu, logvar)
