@@ -59,3 +59,11 @@ def test_vae():
     assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
     assert_series_close(ours["test_losses"], theirs["test_losses"], rtol=1e-9, what="test")
     assert ours["losses"][-1] < ours["losses"][0]  # it learned
+
+
+def test_conv1d_time_series_classifier():
+    ours, theirs = run_twins("conv1d_timeseries")
+    assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
+    assert_series_close(ours["val_losses"], theirs["val_losses"], rtol=1e-9, what="val_losses")
+    assert ours["val_accs"] == theirs["val_accs"]
+    assert ours["val_accs"][-1] > 0.6  # it learned (3 classes)
