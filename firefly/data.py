@@ -65,6 +65,33 @@ class IterableDataset(Dataset):
         # A TypeError (not NotImplementedError): len() and list() read it as "no length".
         raise TypeError(f"{type(self).__name__} is an IterableDataset without __len__")
 
+    def __add__(self, other):
+        return ChainDataset([self, other])
+
+
+class ChainDataset(IterableDataset):
+    """``ChainDataset(datasets)``: iterable datasets one after another, as torch's."""
+
+    def __init__(self, datasets):
+        self.datasets = datasets
+
+    def __iter__(self):
+        for i, d in enumerate(self.datasets):
+            if not isinstance(d, IterableDataset):
+                raise TypeError(
+                    f"ChainDataset: dataset {i} is a {type(d).__name__}; ChainDataset only "
+                    "supports IterableDataset"
+                )
+            yield from d
+
+    def __len__(self):
+        return sum(len(d) for d in self.datasets)
+
+
+def get_worker_info():
+    """None: loading runs in the calling process, as in torch's main process."""
+    return None
+
 
 def _index_list(owner, indices):
     """``indices`` (a sequence, array or integer Tensor of ints) as a list of Python ints."""

@@ -469,6 +469,10 @@ class Module:
         """``self``: the module is on the CPU already."""
         return self
 
+    def share_memory(self):
+        """``self``: firefly has no worker processes to share the parameters with."""
+        return self
+
     def cuda(self, device=None):
         devices.as_device(f"{type(self).__name__}.cuda", "cuda" if device is None else device)
         return self  # pragma: no cover (as_device raises for every non-CPU device)
@@ -480,10 +484,19 @@ class Module:
         return self.to(np.float64)
 
     # ------------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self, *, destination=None, prefix="", keep_vars=False):
         """{dotted name: ndarray} of every Parameter and persistent buffer. The arrays are
-        copies, so a saved state does not change as training goes on."""
-        return {name: value.numpy().copy() for name, value in self._named_state()}
+        copies, so a saved state does not change as training goes on. As torch's: ``prefix``
+        starts every key, ``destination`` (a dict) is filled and returned, and ``keep_vars``
+        puts the Parameters and buffers themselves in place of the copies."""
+        state = {} if destination is None else destination
+        if not hasattr(state, "__setitem__"):
+            raise TypeError(
+                f"state_dict: destination must be a dict, got {type(destination).__name__}"
+            )
+        for name, value in self._named_state():
+            state[prefix + name] = value if keep_vars else value.numpy().copy()
+        return state
 
     def load_state_dict(self, state_dict, strict=True, assign=False):
         """Copy values from ``state_dict`` into the Parameters and persistent buffers, in place.

@@ -142,3 +142,21 @@ def test_inplace_on_a_leaf_that_requires_grad_is_refused_as_in_torch():
         torch.nn.ReLU(True)(torch.zeros(2, requires_grad=True))
     with pytest.raises(RuntimeError, match=r"relu\(inplace=True\): a leaf tensor"):
         firefly.nn.ReLU(True)(firefly.zeros(2, requires_grad=True))
+
+
+def state_dict_options(torch, nn, data):
+    model = nn.Sequential(nn.Tanh(), nn.BatchNorm1d(2))
+    kept = model.state_dict(keep_vars=True)
+    prefixed = model.state_dict(prefix="net.")
+    target = {}
+    returned = model.state_dict(destination=target)
+    return {
+        "kept_is_param": kept["1.weight"] is model[1].weight,
+        "prefixed": sorted(prefixed),
+        "filled": returned is target and sorted(target) == sorted(model.state_dict()),
+        "shared": model.share_memory() is model,
+    }
+
+
+def test_state_dict_options_match_torch():
+    run_beside_torch(state_dict_options)

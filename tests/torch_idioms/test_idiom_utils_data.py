@@ -147,3 +147,27 @@ def test_fractions_follow_torch_remainder_rule():
         ours = [len(s) for s in firefly.utils.data.random_split(range(n), fractions)]
         theirs = [len(s) for s in torch.utils.data.random_split(range(n), fractions)]
         assert ours == theirs, (n, fractions)
+
+
+def chained(torch, nn, data):
+    utils = torch.utils.data
+
+    class Count(utils.IterableDataset):
+        def __init__(self, n):
+            self.n = n
+
+        def __iter__(self):
+            return iter(range(self.n))
+
+    both = Count(2) + Count(3)
+    return {
+        "type": type(both).__name__,
+        "items": list(utils.ChainDataset([Count(2), Count(1)])),
+        "added": list(both),
+        "batches": list(utils.DataLoader(both, batch_size=2)),
+        "worker": utils.get_worker_info(),
+    }
+
+
+def test_chained_iterable_datasets_match_torch():
+    run_beside_torch(chained)

@@ -4,6 +4,7 @@ firefly.data.DataLoader``."""
 
 from firefly.data import (
     BatchSampler,
+    ChainDataset,
     ConcatDataset,
     DataLoader,
     Dataset,
@@ -18,12 +19,15 @@ from firefly.data import (
     WeightedRandomSampler,
     default_collate,
     default_convert,
+    get_worker_info,
     random_split,
 )
 from firefly.utils.data import dataloader, dataset, distributed, sampler
 
 __all__ = [
     "BatchSampler",
+    "ChainDataset",
+    "get_worker_info",
     "ConcatDataset",
     "DataLoader",
     "Dataset",

@@ -1,6 +1,7 @@
 """``firefly.utils.data.dataset``, as torch.utils.data.dataset (the objects of ``firefly.data``)."""
 
 from firefly.data import (
+    ChainDataset,
     ConcatDataset,
     Dataset,
     IterableDataset,
@@ -9,4 +10,12 @@ from firefly.data import (
     random_split,
 )
 
-__all__ = ["ConcatDataset", "Dataset", "IterableDataset", "Subset", "TensorDataset", "random_split"]
+__all__ = [
+    "ChainDataset",
+    "ConcatDataset",
+    "Dataset",
+    "IterableDataset",
+    "Subset",
+    "TensorDataset",
+    "random_split",
+]
