@@ -122,9 +122,7 @@ def is_device(value: object) -> bool:
 def as_device(owner: str, value: object) -> device:
     """``value`` (a ``device``, a device string, an int or None) as the CPU device; a ValueError
     naming ``owner`` and the value for any other device, a TypeError for anything else."""
-    if value is None or isinstance(value, device):
-        if value is not None and value.type != "cpu":  # pragma: no cover (only CPU devices exist)
-            _check_type(owner, value.type, value)
+    if value is None or isinstance(value, device):  # every device object is the CPU
         return CPU
     if isinstance(value, str):
         try:
@@ -140,6 +138,11 @@ def as_device(owner: str, value: object) -> device:
     raise TypeError(
         f"{owner}: device must be a device or a string such as 'cpu', got {_describe(value)}"
     )
+
+
+def refuse_cuda(owner: str, device: object = None) -> None:
+    """Raise the ValueError that every CUDA request gets (``Tensor.cuda()``, ``Module.cuda()``)."""
+    _check_type(owner, "cuda", "cuda" if device is None else device)
 
 
 CPU = device("cpu")  # the device every firefly tensor is on

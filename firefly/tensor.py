@@ -1001,8 +1001,8 @@ class Tensor:
         return self
 
     def cuda(self, device=None, non_blocking=False, memory_format=None):
-        devices.as_device("cuda()", "cuda" if device is None else device)
-        return self  # pragma: no cover (as_device raises for every non-CPU device)
+        """Raises a ValueError: firefly runs on the CPU only."""
+        devices.refuse_cuda("cuda()", device)
 
     def get_device(self):
         """-1, PyTorch's answer for a CPU tensor."""

@@ -474,8 +474,8 @@ class Module:
         return self
 
     def cuda(self, device=None):
-        devices.as_device(f"{type(self).__name__}.cuda", "cuda" if device is None else device)
-        return self  # pragma: no cover (as_device raises for every non-CPU device)
+        """Raises a ValueError: firefly runs on the CPU only."""
+        devices.refuse_cuda(f"{type(self).__name__}.cuda", device)
 
     def float(self):
         return self.to(np.float32)

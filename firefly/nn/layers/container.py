@@ -67,9 +67,6 @@ class _Indexed(Module):
         del members[index]
         self._renumber(members)
 
-    def __dir__(self):
-        return [name for name in super().__dir__() if not name.isdigit()]
-
 
 class Sequential(_Indexed):
     """``Sequential(*modules)`` or ``Sequential(OrderedDict([(name, module), ...]))``: calling it
