@@ -635,6 +635,12 @@ def _bad_api_inputs():
         ),
         ("randperm n", lambda: firefly.randperm(-1), ValueError, ["randperm", "n", "-1"]),
         (
+            "Module.cuda",
+            lambda: nn.Linear(2, 2).cuda(),
+            ValueError,
+            ["Linear.cuda", "'cuda'", "CPU"],
+        ),
+        (
             "forward hook",
             lambda: nn.ReLU().register_forward_hook("print"),
             TypeError,
