@@ -67,3 +67,11 @@ def test_conv1d_time_series_classifier():
     assert_series_close(ours["val_losses"], theirs["val_losses"], rtol=1e-9, what="val_losses")
     assert ours["val_accs"] == theirs["val_accs"]
     assert ours["val_accs"][-1] > 0.6  # it learned (3 classes)
+
+
+def test_knowledge_distillation():
+    ours, theirs = run_twins("distillation")
+    assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
+    for key in ("teacher_accuracy", "student_accuracy", "student_params"):
+        assert ours[key] == theirs[key], key
+    assert ours["teacher_accuracy"] > 50  # it learned (10 classes)
