@@ -124,6 +124,19 @@ def _dim_index(method, dim, ndim, shape, extra=0):
     return d % max(n, 1)
 
 
+# torch's legacy tensor-type names, which Tensor.type() returns and accepts.
+_TYPE_NAMES = {
+    np.dtype(np.float32): "FloatTensor",
+    np.dtype(np.float64): "DoubleTensor",
+    np.dtype(np.int64): "LongTensor",
+    np.dtype(np.int32): "IntTensor",
+    np.dtype(np.int16): "ShortTensor",
+    np.dtype(np.int8): "CharTensor",
+    np.dtype(np.uint8): "ByteTensor",
+    np.dtype(np.bool_): "BoolTensor",
+}
+
+
 def _sizes(method, size):
     """``new_zeros(2, 3)``/``new_zeros((2, 3))`` as a tuple of non-negative ints."""
     shape = _dims(method, size)
@@ -1007,6 +1020,16 @@ class Tensor:
     def get_device(self):
         """-1, PyTorch's answer for a CPU tensor."""
         return -1
+
+    def type(self, dtype=None, non_blocking=False):
+        """``type(dtype)`` converts as ``to(dtype)`` (torch's type names such as
+        ``"torch.FloatTensor"`` are accepted); ``type()`` returns that name for this dtype."""
+        if dtype is None:
+            return "torch." + _TYPE_NAMES[self._data.dtype]
+        if isinstance(dtype, str) and dtype.removeprefix("torch.") in _TYPE_NAMES.values():
+            name = dtype.removeprefix("torch.")
+            dtype = next(d for d, n in _TYPE_NAMES.items() if n == name)
+        return self.to(dtype)
 
     def contiguous(self, memory_format=None):
         """``self``: firefly tensors are always C-contiguous."""

@@ -75,3 +75,12 @@ def test_knowledge_distillation():
     for key in ("teacher_accuracy", "student_accuracy", "student_params"):
         assert ours[key] == theirs[key], key
     assert ours["teacher_accuracy"] > 50  # it learned (10 classes)
+
+
+def test_shuffled_pipeline_reaches_torch_level():
+    """Random splits, shuffling and dropout: the final levels are compared."""
+    ours, theirs = run_twins("shuffled_pipeline")
+    assert ours["sizes"] == theirs["sizes"] == (1438, 359)
+    assert ours["final_accuracy"] > 0.9 and theirs["final_accuracy"] > 0.9
+    assert abs(ours["final_accuracy"] - theirs["final_accuracy"]) < 0.05
+    assert abs(ours["final_loss"] - theirs["final_loss"]) < 0.15

@@ -35,6 +35,9 @@ def program(torch, nn, data):
         ),
         "element_size": (a.element_size(), a.double().element_size(), a.nelement()),
         "t_grad": torch.tensor(A, requires_grad=True).t().sum(0),
+        "type": (a.type(), ints.type(), (a > 1).type()),
+        "type_to": a.type(torch.float64),
+        "type_name": ints.type("torch.DoubleTensor"),
     }
 
 
