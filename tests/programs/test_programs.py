@@ -84,3 +84,11 @@ def test_shuffled_pipeline_reaches_torch_level():
     assert ours["final_accuracy"] > 0.9 and theirs["final_accuracy"] > 0.9
     assert abs(ours["final_accuracy"] - theirs["final_accuracy"]) < 0.05
     assert abs(ours["final_loss"] - theirs["final_loss"]) < 0.15
+
+
+def test_polynomial_fit():
+    ours, theirs = run_twins("polynomial_fit")
+    assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
+    for key in ("coefficients", "bias", "weight_sum"):
+        assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
+    assert ours["losses"][-1] < 0.1 * ours["losses"][300]  # the nn fit learned
