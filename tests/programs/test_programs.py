@@ -92,3 +92,9 @@ def test_polynomial_fit():
     for key in ("coefficients", "bias", "weight_sum"):
         assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
     assert ours["losses"][-1] < 0.1 * ours["losses"][300]  # the nn fit learned
+
+
+def test_logistic_regression():
+    ours, theirs = run_twins("logistic_regression")
+    assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
+    assert ours["accuracy"] == theirs["accuracy"] and ours["accuracy"] > 0.9
