@@ -174,7 +174,7 @@ def firefly_optimizer(one_group):
             self.step = self.optimizer.step
 
         def values(self):
-            return [p.data for p in self.params]
+            return [p.numpy() for p in self.params]
 
     return FireflyOptimizer
 

@@ -96,7 +96,7 @@ class FireflyTrainer:
         return loss.item()
 
     def values(self):
-        return [p.data for p in self.model.parameters()]
+        return [p.numpy() for p in self.model.parameters()]
 
 
 class NumpyTrainer:

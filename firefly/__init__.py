@@ -2,8 +2,23 @@
 
 import numpy as _np
 
-from firefly import data, distributed, nn, ops, optim  # distributed imports mpi4py only when used
-from firefly.autograd import is_grad_enabled, no_grad
+from firefly import (  # distributed imports mpi4py only when used
+    backends,
+    cuda,
+    data,
+    distributed,
+    nn,
+    ops,
+    optim,
+    utils,
+)
+from firefly.autograd import (
+    enable_grad,
+    inference_mode,
+    is_grad_enabled,
+    no_grad,
+    set_grad_enabled,
+)
 from firefly.compile import compile
 from firefly.creation import (
     arange,
@@ -22,13 +37,16 @@ from firefly.creation import (
     randint,
     randn,
     randn_like,
+    randperm,
     tensor,
     zeros,
     zeros_like,
 )
+from firefly.devices import device
 from firefly.functions import (  # noqa: A004  (PyTorch's names: firefly.max, firefly.sum, ...)
     abs,
     all,
+    allclose,
     amax,
     amin,
     any,
@@ -41,11 +59,15 @@ from firefly.functions import (  # noqa: A004  (PyTorch's names: firefly.max, fi
     clone,
     concat,
     eq,
+    equal,
     exp,
     flatten,
     gather,
     ge,
     gt,
+    is_floating_point,
+    is_tensor,
+    isclose,
     le,
     log,
     log_softmax,
@@ -69,12 +91,13 @@ from firefly.functions import (  # noqa: A004  (PyTorch's names: firefly.max, fi
     squeeze,
     stack,
     sum,
+    t,
     tanh,
     transpose,
     unsqueeze,
     where,
 )
-from firefly.random import manual_seed
+from firefly.random import Generator, default_generator, initial_seed, manual_seed, seed
 from firefly.serialization import load, save
 from firefly.tensor import Tensor
 
@@ -89,6 +112,11 @@ bool = _np.bool_
 __all__ = [
     "Tensor",
     "no_grad",
+    "enable_grad",
+    "inference_mode",
+    "set_grad_enabled",
+    "is_tensor",
+    "is_floating_point",
     "is_grad_enabled",
     "ops",
     "nn",
@@ -96,6 +124,19 @@ __all__ = [
     "data",
     "distributed",
     "manual_seed",
+    "seed",
+    "initial_seed",
+    "Generator",
+    "default_generator",
+    "device",
+    "cuda",
+    "backends",
+    "utils",
+    "randperm",
+    "equal",
+    "allclose",
+    "isclose",
+    "t",
     "save",
     "load",
     "compile",

@@ -56,6 +56,64 @@ class no_grad:
         return wrapper
 
 
+class _GradSwitch(no_grad):
+    """A context manager and decorator that sets recording to ``_mode`` inside it (None:
+    leaves it as it is); torch's enable_grad, inference_mode and set_grad_enabled."""
+
+    _mode = None
+
+    def __enter__(self):
+        self._previous = _grad_mode.enabled
+        if self._mode is not None:
+            _grad_mode.enabled = self._mode
+
+    def __call__(self, fn):
+        mode = self._mode
+
+        def wrapper(*args, **kwargs):
+            previous = _grad_mode.enabled
+            if mode is not None:
+                _grad_mode.enabled = mode
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                _grad_mode.enabled = previous
+
+        wrapper.__name__, wrapper.__doc__, wrapper.__wrapped__ = fn.__name__, fn.__doc__, fn
+        return wrapper
+
+
+class enable_grad(_GradSwitch):
+    """Record inside it, even within ``no_grad`` (torch's ``enable_grad``)."""
+
+    _mode = True
+
+
+class inference_mode(_GradSwitch):
+    """``inference_mode(mode=True)``: as ``no_grad`` when ``mode`` (firefly has no separate
+    inference tensors); ``inference_mode(False)`` changes nothing."""
+
+    def __init__(self, mode=True):
+        self._mode = False if mode else None
+
+
+class set_grad_enabled(_GradSwitch):
+    """``set_grad_enabled(mode)``: recording on or off, as torch's. Called, it sets the mode at
+    once; as a context manager or decorator, the previous mode returns at the end."""
+
+    def __init__(self, mode):
+        self._mode = bool(mode)
+        self._previous = _grad_mode.enabled
+        _grad_mode.enabled = self._mode
+
+    def __enter__(self):
+        pass  # already set by the constructor, as in torch
+
+    def __call__(self, fn):
+        _grad_mode.enabled = self._previous  # decorating must not change the mode now
+        return super().__call__(fn)
+
+
 # ----------------------------------------------------------------------------- in-place writes
 # PyTorch keeps a version counter per storage; firefly keeps one clock for the process. Every
 # in-place write ticks it and records, per base array written, the tick of its latest write.

@@ -1,14 +1,14 @@
 """Creation functions, as in PyTorch: ``zeros``, ``ones``, ``full``, ``empty``, ``arange``,
-``linspace``, ``eye``, the random ``rand``/``randn``/``randint`` (drawn from firefly's generator,
-so ``manual_seed`` reproduces them), the ``*_like`` forms, ``tensor``, ``from_numpy`` and
-``as_tensor``.
+``linspace``, ``eye``, the random ``rand``/``randn``/``randint``/``randperm`` (drawn from
+``generator=`` or firefly's default generator, so ``manual_seed`` reproduces them), the
+``*_like`` forms, ``tensor``, ``from_numpy`` and ``as_tensor``. ``device=`` accepts the CPU.
 """
 
 import numbers
 
 import numpy as np
 
-from firefly import random
+from firefly import devices, random
 from firefly.tensor import FLOAT_DTYPES, Tensor, _dims, as_array, dtype_of
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "rand",
     "randn",
     "randint",
+    "randperm",
     "zeros_like",
     "ones_like",
     "full_like",
@@ -36,7 +37,8 @@ __all__ = [
 DEFAULT_DTYPE = np.dtype(np.float32)  # PyTorch's default floating dtype
 
 
-def _made(array, requires_grad, name):
+def _made(array, requires_grad, name, device=None):
+    devices.as_device(name, device)
     t = Tensor._wrap(np.asarray(array, order="C"))
     if requires_grad:
         if t.dtype not in FLOAT_DTYPES:
@@ -58,7 +60,7 @@ def _shape(name, size):
     return shape
 
 
-def tensor(data, dtype=None, requires_grad=False):
+def tensor(data, dtype=None, device=None, requires_grad=False):
     """A new tensor copied from ``data``, with ``torch.tensor``'s dtype rules: Python floats make
     float32, Python ints int64, bools bool, and an ndarray or Tensor keeps its dtype. (The
     ``Tensor`` constructor has its own rule instead: integer data become float32.)"""
@@ -70,7 +72,9 @@ def tensor(data, dtype=None, requires_grad=False):
         array = as_array(data, dtype=None if dtype is not None else _python_dtype(data))
     dtype = array.dtype if dtype is None else dtype_of("tensor", dtype)
     dtype_of("tensor", dtype)
-    return _made(np.array(array, dtype=dtype, order="C", copy=True), requires_grad, "tensor")
+    return _made(
+        np.array(array, dtype=dtype, order="C", copy=True), requires_grad, "tensor", device
+    )
 
 
 def _python_dtype(data):
@@ -85,23 +89,22 @@ def _python_dtype(data):
     return {"b": np.bool_, "i": np.int64, "u": np.int64}.get(kind, DEFAULT_DTYPE)
 
 
-def zeros(*size, dtype=None, requires_grad=False):
-    return _made(
-        np.zeros(_shape("zeros", size), _float_dtype("zeros", dtype)), requires_grad, "zeros"
-    )
+def zeros(*size, dtype=None, device=None, requires_grad=False):
+    array = np.zeros(_shape("zeros", size), _float_dtype("zeros", dtype))
+    return _made(array, requires_grad, "zeros", device)
 
 
-def ones(*size, dtype=None, requires_grad=False):
-    return _made(np.ones(_shape("ones", size), _float_dtype("ones", dtype)), requires_grad, "ones")
+def ones(*size, dtype=None, device=None, requires_grad=False):
+    array = np.ones(_shape("ones", size), _float_dtype("ones", dtype))
+    return _made(array, requires_grad, "ones", device)
 
 
-def empty(*size, dtype=None, requires_grad=False):
-    return _made(
-        np.empty(_shape("empty", size), _float_dtype("empty", dtype)), requires_grad, "empty"
-    )
+def empty(*size, dtype=None, device=None, requires_grad=False):
+    array = np.empty(_shape("empty", size), _float_dtype("empty", dtype))
+    return _made(array, requires_grad, "empty", device)
 
 
-def full(size, fill_value, dtype=None, requires_grad=False):
+def full(size, fill_value, dtype=None, device=None, requires_grad=False):
     """``size`` filled with ``fill_value``; the dtype follows the value as in PyTorch (a bool
     makes bool, an int int64, a float float32) unless ``dtype`` is given."""
     if dtype is None:
@@ -110,12 +113,11 @@ def full(size, fill_value, dtype=None, requires_grad=False):
             if isinstance(fill_value, (bool, np.bool_))
             else (np.int64 if isinstance(fill_value, numbers.Integral) else DEFAULT_DTYPE)
         )
-    return _made(
-        np.full(_shape("full", (size,)), fill_value, dtype_of("full", dtype)), requires_grad, "full"
-    )
+    array = np.full(_shape("full", (size,)), fill_value, dtype_of("full", dtype))
+    return _made(array, requires_grad, "full", device)
 
 
-def arange(start, end=None, step=1, dtype=None, requires_grad=False):
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
     """``arange(end)`` or ``arange(start, end, step)``: int64 when every argument is an int,
     float32 otherwise (PyTorch's rule)."""
     if end is None:
@@ -128,43 +130,44 @@ def arange(start, end=None, step=1, dtype=None, requires_grad=False):
     dtype = dtype_of("arange", dtype)
     if dtype.kind == "f":  # computed in float64, then cast, for the fewest rounding surprises
         return _made(
-            np.arange(start, end, step, dtype=np.float64).astype(dtype), requires_grad, "arange"
+            np.arange(start, end, step, dtype=np.float64).astype(dtype),
+            requires_grad,
+            "arange",
+            device,
         )
-    return _made(np.arange(start, end, step).astype(dtype), requires_grad, "arange")
+    return _made(np.arange(start, end, step).astype(dtype), requires_grad, "arange", device)
 
 
-def linspace(start, end, steps, dtype=None, requires_grad=False):
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
     if not isinstance(steps, numbers.Integral) or steps < 0:
         raise ValueError(f"linspace: steps must be a non-negative int, got {steps!r}")
     array = np.linspace(start, end, int(steps), dtype=np.float64).astype(
         _float_dtype("linspace", dtype)
     )
-    return _made(array, requires_grad, "linspace")
+    return _made(array, requires_grad, "linspace", device)
 
 
-def eye(n, m=None, dtype=None, requires_grad=False):
-    return _made(np.eye(n, m, dtype=_float_dtype("eye", dtype)), requires_grad, "eye")
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    return _made(np.eye(n, m, dtype=_float_dtype("eye", dtype)), requires_grad, "eye", device)
 
 
-def rand(*size, dtype=None, requires_grad=False):
-    """Uniform on [0, 1), from firefly's generator."""
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Uniform on [0, 1), from ``generator`` (a ``firefly.Generator``) or firefly's default."""
     dtype = _float_dtype("rand", dtype)
-    return _made(
-        random.generator().random(_shape("rand", size)).astype(dtype), requires_grad, "rand"
-    )
+    draws = random.generator(generator, "rand").random(_shape("rand", size))
+    return _made(draws.astype(dtype), requires_grad, "rand", device)
 
 
-def randn(*size, dtype=None, requires_grad=False):
-    """Standard normal, from firefly's generator."""
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    """Standard normal, from ``generator`` (a ``firefly.Generator``) or firefly's default."""
     dtype = _float_dtype("randn", dtype)
-    return _made(
-        random.generator().standard_normal(_shape("randn", size)).astype(dtype),
-        requires_grad,
-        "randn",
-    )
+    draws = random.generator(generator, "randn").standard_normal(_shape("randn", size))
+    return _made(draws.astype(dtype), requires_grad, "randn", device)
 
 
-def randint(low, high=None, size=None, dtype=None, requires_grad=False):
+def randint(
+    low, high=None, size=None, *, generator=None, dtype=None, device=None, requires_grad=False
+):
     """``randint(high, size)`` or ``randint(low, high, size)``: int64 in [low, high)."""
     if size is None:  # randint(high, size)
         low, high, size = 0, low, high
@@ -174,9 +177,17 @@ def randint(low, high=None, size=None, dtype=None, requires_grad=False):
     if high <= low:
         raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
     dtype = dtype_of("randint", np.int64 if dtype is None else dtype)
-    return _made(
-        random.generator().integers(low, high, size=shape).astype(dtype), requires_grad, "randint"
-    )
+    draws = random.generator(generator, "randint").integers(low, high, size=shape)
+    return _made(draws.astype(dtype), requires_grad, "randint", device)
+
+
+def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False):
+    """A random permutation of 0 .. n - 1 (int64), from ``generator`` or firefly's default."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ValueError(f"randperm: n must be a non-negative int, got {n!r}")
+    dtype = dtype_of("randperm", np.int64 if dtype is None else dtype)
+    draws = random.generator(generator, "randperm").permutation(int(n))
+    return _made(draws.astype(dtype), requires_grad, "randperm", device)
 
 
 def _like(name, t, dtype):
@@ -184,34 +195,34 @@ def _like(name, t, dtype):
     return array.shape, (array.dtype if dtype is None else dtype_of(name, dtype))
 
 
-def zeros_like(input, dtype=None, requires_grad=False):
+def zeros_like(input, dtype=None, device=None, requires_grad=False):
     shape, dtype = _like("zeros_like", input, dtype)
-    return _made(np.zeros(shape, dtype), requires_grad, "zeros_like")
+    return _made(np.zeros(shape, dtype), requires_grad, "zeros_like", device)
 
 
-def ones_like(input, dtype=None, requires_grad=False):
+def ones_like(input, dtype=None, device=None, requires_grad=False):
     shape, dtype = _like("ones_like", input, dtype)
-    return _made(np.ones(shape, dtype), requires_grad, "ones_like")
+    return _made(np.ones(shape, dtype), requires_grad, "ones_like", device)
 
 
-def empty_like(input, dtype=None, requires_grad=False):
+def empty_like(input, dtype=None, device=None, requires_grad=False):
     shape, dtype = _like("empty_like", input, dtype)
-    return _made(np.empty(shape, dtype), requires_grad, "empty_like")
+    return _made(np.empty(shape, dtype), requires_grad, "empty_like", device)
 
 
-def full_like(input, fill_value, dtype=None, requires_grad=False):
+def full_like(input, fill_value, dtype=None, device=None, requires_grad=False):
     shape, dtype = _like("full_like", input, dtype)
-    return _made(np.full(shape, fill_value, dtype), requires_grad, "full_like")
+    return _made(np.full(shape, fill_value, dtype), requires_grad, "full_like", device)
 
 
-def rand_like(input, dtype=None, requires_grad=False):
+def rand_like(input, dtype=None, device=None, requires_grad=False):
     shape, dtype = _like("rand_like", input, dtype)
-    return rand(shape, dtype=dtype, requires_grad=requires_grad)
+    return rand(shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def randn_like(input, dtype=None, requires_grad=False):
+def randn_like(input, dtype=None, device=None, requires_grad=False):
     shape, dtype = _like("randn_like", input, dtype)
-    return randn(shape, dtype=dtype, requires_grad=requires_grad)
+    return randn(shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
 def from_numpy(array):
@@ -228,9 +239,10 @@ def from_numpy(array):
     return Tensor._wrap(array)
 
 
-def as_tensor(data, dtype=None):
+def as_tensor(data, dtype=None, device=None):
     """``data`` as a tensor, sharing memory where it can: a Tensor of the right dtype is returned
     as is; an ndarray keeps its dtype (integers too); anything else follows ``Tensor``."""
+    devices.as_device("as_tensor", device)
     if isinstance(data, Tensor):
         return data if dtype is None else data.to(dtype)
     if isinstance(data, np.ndarray):

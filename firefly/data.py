@@ -1,4 +1,5 @@
-"""Datasets, samplers and the DataLoader, with PyTorch's names and semantics.
+"""Datasets, samplers and the DataLoader, with PyTorch's names and semantics; importable as
+``firefly.utils.data`` (torch's layout) and as ``firefly.data`` (the same objects).
 
 A dataset is any object with ``__len__`` and ``__getitem__`` (a list of ``(x, y)`` tuples
 included); ``TensorDataset`` wraps arrays that share their first dimension. A sampler yields
@@ -7,9 +8,13 @@ with ``default_collate`` (torch's rules: Tensors and arrays are stacked, Python 
 a Tensor, tuples/lists are collated field by field into a list, dicts key by key).
 """
 
+import bisect
 import collections.abc
+import itertools
 import math
 import numbers
+import operator
+import warnings
 
 import numpy as np
 
@@ -41,6 +46,179 @@ class Dataset:
 
     def __len__(self):
         raise NotImplementedError(f"{type(self).__name__} must define __len__")
+
+    def __add__(self, other):
+        return ConcatDataset([self, other])
+
+
+class IterableDataset(Dataset):
+    """Base class of iterable-style datasets, as ``torch.utils.data.IterableDataset``: subclasses
+    define ``__iter__``; the DataLoader batches what it yields, in order (no sampler)."""
+
+    def __iter__(self):
+        raise NotImplementedError(f"{type(self).__name__} must define __iter__")
+
+    def __getitem__(self, index):
+        raise TypeError(f"{type(self).__name__} is an IterableDataset: it is iterated, not indexed")
+
+    def __len__(self):
+        # A TypeError (not NotImplementedError): len() and list() read it as "no length".
+        raise TypeError(f"{type(self).__name__} is an IterableDataset without __len__")
+
+    def __add__(self, other):
+        return ChainDataset([self, other])
+
+
+class ChainDataset(IterableDataset):
+    """``ChainDataset(datasets)``: iterable datasets one after another, as torch's."""
+
+    def __init__(self, datasets):
+        self.datasets = datasets
+
+    def __iter__(self):
+        for i, d in enumerate(self.datasets):
+            if not isinstance(d, IterableDataset):
+                raise TypeError(
+                    f"ChainDataset: dataset {i} is a {type(d).__name__}; ChainDataset only "
+                    "supports IterableDataset"
+                )
+            yield from d
+
+    def __len__(self):
+        return sum(len(d) for d in self.datasets)
+
+
+def get_worker_info():
+    """None: loading runs in the calling process, as in torch's main process."""
+    return None
+
+
+def _index_list(owner, indices):
+    """``indices`` (a sequence, array or integer Tensor of ints) as a list of Python ints."""
+    if isinstance(indices, Tensor):
+        indices = indices._data
+    array = np.asarray(indices)
+    if array.ndim != 1 or (array.size and array.dtype.kind not in "iu"):
+        raise TypeError(
+            f"{owner}: indices must be a 1-D sequence of ints, got {type(indices).__name__} "
+            f"{array.dtype} of shape {array.shape}"
+        )
+    return array.astype(np.int64).tolist()
+
+
+class Subset(Dataset):
+    """``Subset(dataset, indices)``: the items of ``dataset`` at ``indices``, in that order."""
+
+    def __init__(self, dataset, indices):
+        self.dataset = dataset
+        self.indices = indices
+
+    def __getitem__(self, idx):
+        if isinstance(idx, list):
+            return self.dataset[[self.indices[i] for i in idx]]
+        return self.dataset[self.indices[idx]]
+
+    def __len__(self):
+        return len(self.indices)
+
+    def _batch(self, positions):
+        """A TensorDataset's fast batch, through the subset's indices."""
+        inner = getattr(self.dataset, "_batch", None)
+        if inner is None:
+            return None
+        return inner(np.asarray(_index_list("Subset", self.indices))[positions])
+
+
+class ConcatDataset(Dataset):
+    """``ConcatDataset(datasets)``: the datasets one after another; ``cumulative_sizes`` holds
+    the running totals."""
+
+    def __init__(self, datasets):
+        self.datasets = list(datasets)
+        if not self.datasets:
+            raise ValueError("ConcatDataset: datasets should not be an empty iterable")
+        for i, d in enumerate(self.datasets):
+            if isinstance(d, IterableDataset):
+                raise TypeError(
+                    f"ConcatDataset: dataset {i} is an IterableDataset, which has no length "
+                    "or indexing; ConcatDataset joins map-style datasets"
+                )
+        self.cumulative_sizes = list(itertools.accumulate(len(d) for d in self.datasets))
+
+    def __len__(self):
+        return self.cumulative_sizes[-1]
+
+    def __getitem__(self, idx):
+        idx = operator.index(idx)
+        if idx < 0:
+            if -idx > len(self):
+                raise ValueError(
+                    f"ConcatDataset: index {idx} is out of range for length {len(self)}"
+                )
+            idx += len(self)
+        which = bisect.bisect_right(self.cumulative_sizes, idx)
+        if which == len(self.datasets):
+            raise IndexError(f"ConcatDataset: index {idx} is out of range for length {len(self)}")
+        start = self.cumulative_sizes[which - 1] if which else 0
+        return self.datasets[which][idx - start]
+
+
+def random_split(dataset, lengths, generator=None):
+    """Split ``dataset`` into non-overlapping ``Subset``s of the given ``lengths`` (ints that sum
+    to ``len(dataset)``, or fractions that sum to 1, the remainder going one by one to the
+    first splits), in a random order drawn from ``generator`` (firefly's default when None), as
+    ``torch.utils.data.random_split``."""
+    random.checked("random_split", generator)
+    if not isinstance(lengths, collections.abc.Sequence) or isinstance(lengths, str):
+        raise TypeError(
+            f"random_split: lengths must be a sequence of ints or fractions, got "
+            f"{type(lengths).__name__} {lengths!r}"
+        )
+    total = len(dataset)
+    for i, length in enumerate(lengths):
+        if isinstance(length, bool) or not isinstance(length, numbers.Real):
+            raise TypeError(
+                f"random_split: lengths[{i}] must be an int or a fraction, got "
+                f"{type(length).__name__} {length!r}"
+            )
+    fractions = any(not isinstance(length, numbers.Integral) for length in lengths)
+    if fractions and not (math.isclose(sum(lengths), 1) and sum(lengths) <= 1):
+        raise ValueError(
+            f"random_split: lengths {list(lengths)} hold fractions that sum to {sum(lengths):g}; "
+            f"fractions must sum to 1 (or give ints summing to len(dataset) = {total})"
+        )
+    if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
+        sizes = []
+        for i, fraction in enumerate(lengths):
+            if not 0 <= fraction <= 1:
+                raise ValueError(
+                    f"random_split: fraction lengths[{i}] = {fraction!r} is not between 0 and 1"
+                )
+            sizes.append(math.floor(total * fraction))
+        for i in range(total - sum(sizes)):
+            sizes[i % len(sizes)] += 1
+        for i, size in enumerate(sizes):
+            if size == 0:
+                warnings.warn(
+                    f"random_split: length of split at index {i} is 0; this might result in "
+                    "an empty dataset",
+                    stacklevel=2,
+                )
+        lengths = sizes
+    for i, length in enumerate(lengths):
+        if not isinstance(length, numbers.Integral) or length < 0:
+            raise ValueError(
+                f"random_split: lengths[{i}] = {length!r}; lengths must be non-negative ints "
+                "summing to len(dataset), or fractions summing to 1"
+            )
+    if sum(lengths) != total:
+        raise ValueError(
+            f"random_split: lengths {list(lengths)} sum to {sum(lengths)}, but the dataset has "
+            f"{total} items; the lengths must sum to len(dataset) (or be fractions summing to 1)"
+        )
+    order = random.generator(generator).permutation(total).tolist()
+    ends = itertools.accumulate(lengths)
+    return [Subset(dataset, order[end - length : end]) for end, length in zip(ends, lengths)]
 
 
 class TensorDataset(Dataset):
@@ -102,23 +280,129 @@ class SequentialSampler(Sampler):
 
 
 class RandomSampler(Sampler):
-    """A new permutation of the indices each pass, drawn from ``seed``'s own generator, or from
-    firefly's (``firefly.manual_seed``) when ``seed`` is None."""
+    """``RandomSampler(data_source, replacement=False, num_samples=None, generator=None)``
 
-    def __init__(self, data_source, seed=None):
+    As torch's: a new permutation of the indices each pass (or, with ``replacement``,
+    ``num_samples`` indices drawn with replacement), from ``generator`` or firefly's default
+    generator (``firefly.manual_seed``). ``seed=`` (firefly's) gives the sampler a generator of
+    its own seeded with it."""
+
+    def __init__(
+        self, data_source, replacement=False, num_samples=None, generator=None, *, seed=None
+    ):
         self.data_source = data_source
-        self._generator = (
-            None
-            if seed is None
-            else np.random.default_rng(as_int("RandomSampler", "seed", seed, 0))
+        if not isinstance(replacement, bool):
+            raise TypeError(
+                f"RandomSampler: replacement should be a boolean value, got {replacement!r}"
+            )
+        self.replacement = replacement
+        self._num_samples = (
+            None if num_samples is None else as_int("RandomSampler", "num_samples", num_samples, 1)
         )
+        self.generator = random.checked("RandomSampler", generator)
+        if seed is not None:
+            if generator is not None:
+                raise TypeError("RandomSampler: give generator or seed, not both")
+            self.generator = random.Generator().manual_seed(
+                as_int("RandomSampler", "seed", seed, 0)
+            )
+
+    @property
+    def num_samples(self):
+        return len(self.data_source) if self._num_samples is None else self._num_samples
 
     def __iter__(self):
-        generator = self._generator or random.generator()
-        return iter(generator.permutation(len(self.data_source)).tolist())
+        rng = random.generator(self.generator)
+        n = len(self.data_source)
+        if self.replacement:
+            return iter(rng.integers(0, n, size=self.num_samples).tolist())
+        passes = [rng.permutation(n) for _ in range(-(-self.num_samples // max(n, 1)))]
+        order = np.concatenate(passes) if passes else np.zeros(0, np.int64)
+        return iter(order[: self.num_samples].tolist())
 
     def __len__(self):
-        return len(self.data_source)
+        return self.num_samples
+
+
+class SubsetRandomSampler(Sampler):
+    """``SubsetRandomSampler(indices, generator=None)``: ``indices`` in a new random order each
+    pass."""
+
+    def __init__(self, indices, generator=None):
+        self.indices = indices
+        self.generator = random.checked("SubsetRandomSampler", generator)
+
+    def __iter__(self):
+        order = random.generator(self.generator).permutation(len(self.indices))
+        return iter([self.indices[i] for i in order.tolist()])
+
+    def __len__(self):
+        return len(self.indices)
+
+
+class WeightedRandomSampler(Sampler):
+    """``WeightedRandomSampler(weights, num_samples, replacement=True, generator=None)``:
+    ``num_samples`` indices drawn with probability proportional to ``weights``."""
+
+    def __init__(self, weights, num_samples, replacement=True, generator=None):
+        self.num_samples = as_int("WeightedRandomSampler", "num_samples", num_samples, 1)
+        if not isinstance(replacement, bool):
+            raise TypeError(
+                f"WeightedRandomSampler: replacement should be a boolean value, got {replacement!r}"
+            )
+        array = _numeric_array("WeightedRandomSampler", weights, "weights").astype(np.float64)
+        if array.ndim != 1:
+            raise ValueError(
+                f"WeightedRandomSampler: weights should be a 1-D sequence, got shape {array.shape}"
+            )
+        if not np.all(np.isfinite(array)) or np.any(array < 0) or array.sum() <= 0:
+            raise ValueError(
+                "WeightedRandomSampler: weights must be finite, non-negative and not all zero, "
+                f"got {array.tolist() if array.size <= 8 else array}"
+            )
+        if not replacement and self.num_samples > np.count_nonzero(array):
+            raise ValueError(
+                f"WeightedRandomSampler: cannot draw num_samples={self.num_samples} without "
+                f"replacement from {np.count_nonzero(array)} non-zero weights"
+            )
+        self.weights = Tensor._wrap(array)
+        self.replacement = replacement
+        self.generator = random.checked("WeightedRandomSampler", generator)
+
+    def __iter__(self):
+        p = self.weights._data / self.weights._data.sum()
+        rng = random.generator(self.generator)
+        draws = rng.choice(len(p), size=self.num_samples, replace=self.replacement, p=p)
+        return iter(draws.tolist())
+
+    def __len__(self):
+        return self.num_samples
+
+
+class BatchSampler(Sampler):
+    """``BatchSampler(sampler, batch_size, drop_last)``: lists of ``batch_size`` indices from
+    ``sampler`` (the last shorter unless ``drop_last``)."""
+
+    def __init__(self, sampler, batch_size, drop_last):
+        self.batch_size = as_int("BatchSampler", "batch_size", batch_size, 1)
+        if not isinstance(drop_last, bool):
+            raise TypeError(f"BatchSampler: drop_last should be a boolean value, got {drop_last!r}")
+        self.sampler, self.drop_last = sampler, drop_last
+
+    def __iter__(self):
+        batch = []
+        for index in self.sampler:
+            batch.append(index)
+            if len(batch) == self.batch_size:
+                yield batch
+                batch = []
+        if batch and not self.drop_last:
+            yield batch
+
+    def __len__(self):
+        if self.drop_last:
+            return len(self.sampler) // self.batch_size
+        return -(-len(self.sampler) // self.batch_size)
 
 
 class DistributedSampler(Sampler):
@@ -265,43 +549,91 @@ def _collate(batch, indices, field):
 
 
 # ----------------------------------------------------------------------------- loader
-_POSITIONAL = ("batch_size", "shuffle", "sampler", "drop_last", "collate_fn")
+# torch's positional order, so DataLoader(ds, 32, True) and longer positional calls port.
+_POSITIONAL = (
+    "batch_size",
+    "shuffle",
+    "sampler",
+    "batch_sampler",
+    "num_workers",
+    "collate_fn",
+    "pin_memory",
+    "drop_last",
+    "timeout",
+    "worker_init_fn",
+    "multiprocessing_context",
+    "generator",
+)
+_DEFAULTS = {
+    "batch_size": 1,
+    "shuffle": None,
+    "sampler": None,
+    "batch_sampler": None,
+    "num_workers": 0,
+    "collate_fn": None,
+    "pin_memory": False,
+    "drop_last": False,
+    "timeout": 0,
+    "worker_init_fn": None,
+    "multiprocessing_context": None,
+    "generator": None,
+}
 _UNSET = object()
 
 
+def default_convert(data):
+    """What an un-batched DataLoader (``batch_size=None``) yields: arrays become Tensors
+    (integer and bool dtypes kept), containers are converted item by item, the rest is kept."""
+    if isinstance(data, np.ndarray) and data.dtype.kind in "fiub":
+        return _as_tensor(np.ascontiguousarray(data))
+    if isinstance(data, collections.abc.Mapping):
+        return {key: default_convert(value) for key, value in data.items()}
+    if isinstance(data, tuple) and hasattr(data, "_fields"):
+        return type(data)(*(default_convert(d) for d in data))
+    if isinstance(data, (list, tuple)):
+        return [default_convert(d) for d in data]
+    return data
+
+
 class DataLoader:
-    """``DataLoader(dataset, batch_size=1, shuffle=False, sampler=None, drop_last=False, collate_fn=None, *, seed=None)``
+    """``DataLoader(dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None,
+    num_workers=0, collate_fn=None, pin_memory=False, drop_last=False, timeout=0,
+    worker_init_fn=None, multiprocessing_context=None, generator=None, *, prefetch_factor=None,
+    persistent_workers=False, pin_memory_device="", in_order=True, seed=None)``
 
     As ``torch.utils.data.DataLoader``: iterating yields one batch per ``batch_size`` indices
-    from ``sampler`` (by default in order, or a new random order each pass with ``shuffle``),
-    fetched with ``dataset[i]`` and merged by ``collate_fn`` (``default_collate``). ``dataset``
-    is any object with ``__len__`` and ``__getitem__``, such as a list of ``(x, y)`` tuples.
+    from ``sampler`` (by default in order, or a new random order each pass with ``shuffle``,
+    drawn from ``generator`` or firefly's default generator), or one per list of indices from
+    ``batch_sampler``, fetched with ``dataset[i]`` and merged by ``collate_fn``
+    (``default_collate``). ``batch_size=None`` yields the items one by one, un-batched. An
+    ``IterableDataset`` is iterated and its items batched in order.
 
-    Arrays are accepted as they are: ``DataLoader(X, y, batch_size=32)`` is
-    ``DataLoader(TensorDataset(X, y), batch_size=32)``, whose batches are lists ``[xb, yb]``
-    taken in one indexing pass per array. With ``shuffle``, the order comes from ``seed``'s own
-    generator, or from firefly's (``firefly.manual_seed``). Loading runs in the calling
-    process (no worker processes).
+    ``dataset`` is any object with ``__len__`` and ``__getitem__``, such as a list of
+    ``(x, y)`` tuples. Arrays are accepted as they are: ``DataLoader(X, y, batch_size=32)`` is
+    ``DataLoader(TensorDataset(X, y), batch_size=32)``, batched in one indexing pass per
+    array. ``seed=`` (firefly's) shuffles with a generator of the loader's own.
+
+    Loading runs in the calling process: ``num_workers``, ``pin_memory``, ``timeout``,
+    ``worker_init_fn`` and the other worker settings are checked and accepted, and the batches
+    are those torch's ``num_workers=0`` gives.
     """
 
     def __init__(
         self,
         dataset,
         *args,
-        batch_size=_UNSET,
-        shuffle=_UNSET,
-        sampler=_UNSET,
-        drop_last=_UNSET,
-        collate_fn=_UNSET,
+        prefetch_factor=None,
+        persistent_workers=False,
+        pin_memory_device="",
+        in_order=True,
         seed=None,
+        **kwargs,
     ):
-        options = {
-            "batch_size": batch_size,
-            "shuffle": shuffle,
-            "sampler": sampler,
-            "drop_last": drop_last,
-            "collate_fn": collate_fn,
-        }
+        unknown = sorted(set(kwargs) - set(_POSITIONAL))
+        if unknown:
+            raise TypeError(f"DataLoader: got an unexpected keyword argument {unknown[0]!r}")
+        options = dict.fromkeys(_POSITIONAL, _UNSET)
+        options.update(kwargs)
         arrays = (np.ndarray, np.generic, Tensor)
         if isinstance(dataset, arrays) and args and all(isinstance(a, arrays) for a in args):
             dataset, args = TensorDataset(dataset, *args), ()
@@ -309,49 +641,97 @@ class DataLoader:
             dataset = TensorDataset(dataset)
         if len(args) > len(_POSITIONAL):
             raise TypeError(
-                f"DataLoader: got {len(args) + 1} positional arguments; expected at most {len(_POSITIONAL) + 1}"
+                f"DataLoader: got {len(args) + 1} positional arguments; expected at most "
+                f"{len(_POSITIONAL) + 1}"
             )
+        given = set(kwargs)
         for name, value in zip(_POSITIONAL, args):
-            if options[name] is not _UNSET:
+            if name in given:
                 raise TypeError(f"DataLoader: got multiple values for argument '{name}'")
             options[name] = value
-        defaults = {
-            "batch_size": 1,
-            "shuffle": False,
-            "sampler": None,
-            "drop_last": False,
-            "collate_fn": None,
-        }
+            given.add(name)
         options = {
-            name: defaults[name] if value is _UNSET else value for name, value in options.items()
+            name: _DEFAULTS[name] if value is _UNSET else value for name, value in options.items()
         }
 
-        if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
+        iterable = isinstance(dataset, IterableDataset)
+        if not iterable and not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(
                 f"DataLoader: the dataset must have __len__ and __getitem__ (a Dataset, a list of "
-                f"samples, or arrays), got {type(dataset).__name__}"
+                f"samples, or arrays) or be an IterableDataset, got {type(dataset).__name__}"
             )
         self.dataset = dataset
-        self.batch_size = options["batch_size"]
-        self.drop_last = bool(options["drop_last"])
+        self.num_workers = as_int("DataLoader", "num_workers", options["num_workers"], 0)
+        if not isinstance(options["timeout"], numbers.Real) or options["timeout"] < 0:
+            raise ValueError(
+                f"DataLoader: timeout option should be non-negative, got {options['timeout']!r}"
+            )
+        self.timeout = options["timeout"]
+        self.pin_memory = bool(options["pin_memory"])
+        self.worker_init_fn = options["worker_init_fn"]
+        self.multiprocessing_context = options["multiprocessing_context"]
+        self.prefetch_factor, self.persistent_workers = prefetch_factor, persistent_workers
+        self.pin_memory_device, self.in_order = pin_memory_device, in_order
+        self.generator = random.checked("DataLoader", options["generator"])
         self.collate_fn = options["collate_fn"]
         if self.collate_fn is not None and not callable(self.collate_fn):
             raise TypeError(
                 f"DataLoader: collate_fn must be callable, got {type(self.collate_fn).__name__}"
             )
-        sampler, self.shuffle = options["sampler"], bool(options["shuffle"])
+        batch_size, drop_last = options["batch_size"], options["drop_last"]
+        sampler, batch_sampler = options["sampler"], options["batch_sampler"]
+        shuffle = options["shuffle"]
+        if shuffle not in (None, True, False):
+            raise TypeError(f"DataLoader: shuffle must be a bool, got {shuffle!r}")
+        self.shuffle = bool(shuffle)
+        if seed is not None:
+            if self.generator is not None:
+                raise TypeError("DataLoader: give generator or seed, not both")
+            self.generator = random.Generator().manual_seed(as_int("DataLoader", "seed", seed, 0))
+
+        if iterable:
+            if self.shuffle:
+                raise ValueError(
+                    f"DataLoader with IterableDataset: expected unspecified shuffle option, but "
+                    f"got shuffle={shuffle}"
+                )
+            if sampler is not None or batch_sampler is not None:
+                which = "sampler" if sampler is not None else "batch_sampler"
+                raise ValueError(
+                    f"DataLoader with IterableDataset: expected unspecified {which} option, "
+                    f"but got {which}={(sampler if sampler is not None else batch_sampler)!r}"
+                )
+        elif batch_sampler is not None:
+            if batch_size != 1 or self.shuffle or sampler is not None or drop_last:
+                raise ValueError(
+                    "DataLoader: batch_sampler option is mutually exclusive with batch_size, "
+                    f"shuffle, sampler, and drop_last (got batch_size={batch_size!r}, "
+                    f"shuffle={shuffle!r}, sampler={sampler!r}, drop_last={drop_last!r})"
+                )
+            _check_sampler("batch_sampler", batch_sampler)
+            batch_size, drop_last = None, False
         if sampler is not None:
             if self.shuffle:
                 raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
-            if not hasattr(sampler, "__iter__") or not hasattr(sampler, "__len__"):
-                raise TypeError(
-                    f"DataLoader: sampler must be iterable and have a length, got {type(sampler).__name__}"
+            _check_sampler("sampler", sampler)
+        elif not iterable:
+            sampler = (
+                RandomSampler(dataset, generator=self.generator)
+                if self.shuffle
+                else SequentialSampler(dataset)
+            )
+        if batch_size is None:
+            if drop_last:
+                raise ValueError(
+                    "DataLoader: batch_size=None option disables auto-batching and is mutually "
+                    "exclusive with drop_last"
                 )
-        elif self.shuffle:
-            sampler = RandomSampler(dataset, seed=seed)
         else:
-            sampler = SequentialSampler(dataset)
-        self.sampler = sampler
+            batch_size = as_int("DataLoader", "batch_size", batch_size, 1)
+            if not iterable and batch_sampler is None:
+                batch_sampler = BatchSampler(sampler, batch_size, bool(drop_last))
+        self.sampler, self.batch_sampler = sampler, batch_sampler
+        self._batch_size, self.drop_last = batch_size, bool(drop_last)
 
     @property
     def batch_size(self):
@@ -360,38 +740,72 @@ class DataLoader:
     @batch_size.setter
     def batch_size(self, value):
         self._batch_size = as_int("DataLoader", "batch_size", value, 1)
+        if isinstance(self.batch_sampler, BatchSampler):
+            self.batch_sampler.batch_size = self._batch_size
 
     def __len__(self):
-        count = len(self.sampler)
-        if self.drop_last:
-            return count // self.batch_size
-        return math.ceil(count / self.batch_size)
+        if isinstance(self.dataset, IterableDataset):
+            length = len(self.dataset)  # a TypeError unless the dataset defines __len__
+            if self._batch_size is None:
+                return length
+            if self.drop_last:
+                return length // self._batch_size
+            return -(-length // self._batch_size)
+        if self.batch_sampler is None:
+            return len(self.sampler)
+        return len(self.batch_sampler)
 
     def __iter__(self):
-        batch_size = self.batch_size
-        batch = []
-        for index in self.sampler:
-            batch.append(index)
-            if len(batch) == batch_size:
-                yield self._fetch(batch)
-                batch = []
-        if batch and not self.drop_last:
-            yield self._fetch(batch)
+        if isinstance(self.dataset, IterableDataset):
+            yield from self._iterate_stream()
+        elif self.batch_sampler is None:
+            for index in self.sampler:
+                yield self._convert(self._item(index))
+        else:
+            for indices in self.batch_sampler:
+                yield self._fetch(list(indices))
 
-    def _fetch(self, indices):
-        dataset = self.dataset
-        if self.collate_fn is None and isinstance(dataset, TensorDataset):
-            return dataset._batch(np.asarray(indices))
-        items = []
-        for index in indices:
-            try:
-                items.append(dataset[index])
-            except Exception as exc:
-                if hasattr(exc, "add_note"):  # Python 3.11+
-                    exc.add_note(
-                        f"(raised by the DataLoader's dataset[{index}], {type(dataset).__name__})"
-                    )
-                raise
+    def _convert(self, item):
+        return default_convert(item) if self.collate_fn is None else self.collate_fn(item)
+
+    def _iterate_stream(self):
+        if self._batch_size is None:
+            for item in self.dataset:
+                yield self._convert(item)
+            return
+        items = iter(self.dataset)
+        while True:
+            batch = list(itertools.islice(items, self._batch_size))
+            if not batch or (self.drop_last and len(batch) < self._batch_size):
+                return
+            yield self._collate(batch, range(len(batch)))
+
+    def _item(self, index):
+        try:
+            return self.dataset[index]
+        except Exception as exc:
+            if hasattr(exc, "add_note"):  # Python 3.11+
+                exc.add_note(
+                    f"(raised by the DataLoader's dataset[{index}], {type(self.dataset).__name__})"
+                )
+            raise
+
+    def _collate(self, items, indices):
         if self.collate_fn is not None:
             return self.collate_fn(items)
         return _collate(items, indices, "")
+
+    def _fetch(self, indices):
+        fast = getattr(self.dataset, "_batch", None)
+        if self.collate_fn is None and fast is not None:
+            batch = fast(np.asarray(indices, dtype=np.int64))
+            if batch is not None:
+                return batch
+        return self._collate([self._item(index) for index in indices], indices)
+
+
+def _check_sampler(name, sampler):
+    if not hasattr(sampler, "__iter__") or not hasattr(sampler, "__len__"):
+        raise TypeError(
+            f"DataLoader: {name} must be iterable and have a length, got {type(sampler).__name__}"
+        )

@@ -236,3 +236,17 @@ def _method_form(name):
     )
 )
 clip = clamp
+
+# Whole-tensor comparisons (plain bools, or a bool tensor for isclose), the 2-D transpose and
+# the dtype question.
+equal, allclose, isclose, t, is_floating_point = (
+    _method_form(name) for name in ("equal", "allclose", "isclose", "t", "is_floating_point")
+)
+
+
+def is_tensor(obj: object) -> bool:
+    """Whether ``obj`` is a firefly Tensor (a Parameter included), as ``torch.is_tensor``."""
+    return isinstance(obj, Tensor)
+
+
+__all__ += ["equal", "allclose", "isclose", "t", "is_floating_point", "is_tensor"]

@@ -1,22 +1,102 @@
-"""The random state behind parameter init and DataLoader shuffling.
+"""The random state behind parameter init, dropout, the random creation functions and shuffling.
 
-One module-level NumPy Generator, replaced wholesale by ``manual_seed``. Code that draws from
-it must call ``generator()`` at draw time (never keep a reference), so a later seed takes effect.
+``Generator`` is torch's: an object with ``manual_seed``/``seed``/``initial_seed`` (a NumPy
+Generator inside) that ``generator=`` arguments accept. ``default_generator`` is the one used
+when none is given; ``manual_seed`` reseeds it. Code that draws from the default must call
+``generator()`` at draw time (never keep the NumPy Generator), so a later seed takes effect.
 """
+
+from __future__ import annotations
+
+import numbers
+import operator
 
 import numpy as np
 
-from firefly.validation import as_int
-
-_generator = np.random.default_rng()
+from firefly.devices import as_device
 
 
-def manual_seed(seed):
-    """Reseed firefly's generator: parameter init and shuffling become reproducible."""
-    global _generator
-    _generator = np.random.default_rng(as_int("manual_seed", "seed", seed, 0))
+def _seed_value(owner: str, seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"{owner}: seed must be an int, got {type(seed).__name__} {seed!r}")
+    return operator.index(seed)
 
 
-def generator():
-    """The current generator (the one the latest ``manual_seed`` made)."""
-    return _generator
+class Generator:
+    """``Generator(device="cpu")``: a random state of its own, as ``torch.Generator``.
+
+    ``manual_seed(seed)`` reseeds it (and returns it), ``seed()`` reseeds it from the operating
+    system's entropy and returns the seed, ``initial_seed()`` returns the latest seed. The same
+    seed gives the same draws within firefly; the numbers themselves differ from torch's (the
+    underlying generator is NumPy's PCG64, not torch's Mersenne Twister).
+    """
+
+    def __init__(self, device: object = "cpu") -> None:
+        self.device = as_device("Generator", device)
+        self.seed()
+
+    def manual_seed(self, seed: int) -> Generator:
+        # torch accepts any int and reduces it modulo 2**64; NumPy's seeds are non-negative.
+        self._seed = _seed_value("Generator.manual_seed", seed) % 2**64
+        self._rng = np.random.default_rng(self._seed)
+        return self
+
+    def seed(self) -> int:
+        """Reseed from the operating system's entropy; returns the new seed."""
+        self.manual_seed(int(np.random.SeedSequence().entropy % 2**63))
+        return self._seed
+
+    def initial_seed(self) -> int:
+        return self._seed
+
+    def get_state(self) -> dict:
+        """The state as a dict (NumPy's bit-generator state; not interchangeable with torch's)."""
+        return {"seed": self._seed, "bit_generator": self._rng.bit_generator.state}
+
+    def set_state(self, state: dict) -> Generator:
+        if not isinstance(state, dict) or set(state) != {"seed", "bit_generator"}:
+            raise TypeError(
+                "Generator.set_state: expected a state from Generator.get_state(), got "
+                f"{type(state).__name__}"
+            )
+        self._seed = state["seed"]
+        self._rng = np.random.default_rng()
+        self._rng.bit_generator.state = state["bit_generator"]
+        return self
+
+    def __repr__(self) -> str:
+        return f"<firefly.Generator with initial_seed {self._seed}>"
+
+
+default_generator = Generator()
+
+
+def manual_seed(seed: int) -> Generator:
+    """Reseed firefly's default generator: parameter init, dropout, the random creation functions
+    and shuffling become reproducible. Returns the default generator, as torch."""
+    return default_generator.manual_seed(_seed_value("manual_seed", seed))
+
+
+def seed() -> int:
+    """Reseed the default generator from the operating system's entropy; returns the seed."""
+    return default_generator.seed()
+
+
+def initial_seed() -> int:
+    return default_generator.initial_seed()
+
+
+def checked(owner: str, source: object) -> Generator | None:
+    """``source`` if it is a Generator or None; a TypeError naming ``owner`` otherwise."""
+    if source is not None and not isinstance(source, Generator):
+        raise TypeError(
+            f"{owner}: generator must be a firefly.Generator, got "
+            f"{type(source).__name__} {source!r}"
+        )
+    return source
+
+
+def generator(source: Generator | None = None, owner: str = "generator") -> np.random.Generator:
+    """The NumPy Generator to draw from now: ``source``'s (checked, errors naming ``owner``), or
+    the default generator's."""
+    return (checked(owner, source) or default_generator)._rng

@@ -50,7 +50,7 @@ class _Encoder:
         from firefly.nn.parameter import Parameter  # nn imports this package's Tensor: import late
 
         if isinstance(value, Parameter):
-            return self.add_array(value.data, path)
+            return self.add_array(value._data, path)
         if isinstance(value, Tensor):
             return self.add_array(value._data, path)
         if isinstance(value, np.ndarray):

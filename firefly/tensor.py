@@ -10,7 +10,7 @@ import operator
 
 import numpy as np
 
-from firefly import autograd
+from firefly import autograd, devices
 from firefly.dtypes import FLOAT_DTYPES
 from firefly.ops import registry
 
@@ -125,6 +125,44 @@ def _dim_index(method, dim, ndim, shape, extra=0):
     return d % max(n, 1)
 
 
+# torch's legacy tensor-type names, which Tensor.type() returns and accepts.
+_TYPE_NAMES = {
+    np.dtype(np.float32): "FloatTensor",
+    np.dtype(np.float64): "DoubleTensor",
+    np.dtype(np.int64): "LongTensor",
+    np.dtype(np.int32): "IntTensor",
+    np.dtype(np.int16): "ShortTensor",
+    np.dtype(np.int8): "CharTensor",
+    np.dtype(np.uint8): "ByteTensor",
+    np.dtype(np.bool_): "BoolTensor",
+}
+
+
+def _sizes(method, size):
+    """``new_zeros(2, 3)``/``new_zeros((2, 3))`` as a tuple of non-negative ints."""
+    shape = _dims(method, size)
+    if any(d < 0 for d in shape):
+        raise ValueError(f"{method}: sizes must be non-negative, got {shape}")
+    return shape
+
+
+def _comparand(method, other):
+    """The array that ``other`` (a Tensor, an array or a number) stands for in ``equal``."""
+    if isinstance(other, Tensor):
+        return other._data
+    if isinstance(other, (np.ndarray, numbers.Number, np.generic)) and not isinstance(
+        other, complex
+    ):
+        return np.asarray(other)
+    raise TypeError(f"{method}: other must be a Tensor, got {type(other).__name__} {other!r}")
+
+
+def _tolerances(method, rtol, atol):
+    for name, value in (("rtol", rtol), ("atol", atol)):
+        if not isinstance(value, numbers.Real) or value < 0:
+            raise ValueError(f"{method}: {name} must be a non-negative number, got {value!r}")
+
+
 _NUMPY_ARITHMETIC = {
     "add": np.add,
     "sub": np.subtract,
@@ -220,16 +258,6 @@ class Tensor:
         """Set ``requires_grad`` in place and return the tensor, as in PyTorch."""
         self.requires_grad = requires_grad
         return self
-
-    @property
-    def data(self):
-        """The tensor's ndarray (shared, not copied). Assigning a value of the same shape writes
-        it into that array in place, as an update under ``no_grad`` would."""
-        return self._data
-
-    @data.setter
-    def data(self, value):
-        self._write("data", value)
 
     @property
     def shape(self):
@@ -331,18 +359,20 @@ class Tensor:
             return Tensor._wrap(self._data.copy())
         return _op("cast", self, dtype=self._data.dtype)
 
-    def to(self, *args, dtype=None, copy=False):
-        """``to(dtype)`` converts, differentiably between float32 and float64; ``to("cpu")`` and
-        ``to(other_tensor)`` are accepted as in PyTorch. Returns ``self`` when nothing changes."""
+    def to(
+        self, *args, dtype=None, device=None, non_blocking=False, copy=False, memory_format=None
+    ):
+        """``to(dtype)``, ``to(device)``, ``to(device, dtype)`` or ``to(other_tensor)``, as in
+        PyTorch: converts, differentiably between float32 and float64. The device must be the
+        CPU. Returns ``self`` when nothing changes (unless ``copy``)."""
         for arg in args:
             if isinstance(arg, Tensor):
                 dtype = arg.dtype
-            elif isinstance(arg, str) and arg.split(":")[0] == "cpu":
-                continue
-            elif isinstance(arg, str) and arg.split(":")[0] in ("cuda", "mps"):
-                raise ValueError(f"to(): firefly runs on the CPU only, got device {arg!r}")
+            elif devices.is_device(arg):
+                device = arg
             else:
                 dtype = arg
+        devices.as_device("to()", device)
         if dtype is None:
             return self.clone() if copy else self
         dtype = dtype_of("to()", dtype)
@@ -973,6 +1003,154 @@ class Tensor:
                 f"and {name} would cut it off; write into a detach()ed copy, or build the value "
                 "with firefly.where() or firefly.full_like()"
             )
+
+    # ------------------------------------------------------------------ torch's surface
+    # .data, devices, contiguity, new_* and whole-tensor comparisons: PyTorch names over what
+    # exists (no new ops; nothing here records a graph).
+    @property
+    def data(self):
+        """A Tensor sharing this tensor's storage, cut off from the graph and never requiring
+        grad, as PyTorch's ``.data``: ``p.data.add_(u)`` and ``init.normal_(w.data)`` write into
+        this tensor. Writes through it count as in-place writes (a recorded op that saved this
+        storage then raises at backward, where PyTorch would silently use the new values). For
+        the ndarray, use ``numpy()``."""
+        return Tensor._wrap(self._data)
+
+    @data.setter
+    def data(self, value):
+        """``t.data = v``: ``v``'s value becomes this tensor's, recording nothing. A value of the
+        same shape and dtype is written into the existing storage (views of it, such as an
+        optimizer's flat buffer, see it); any other shape or dtype replaces the storage with
+        ``v``'s, as PyTorch does."""
+        if not isinstance(value, (Tensor, np.ndarray)):
+            raise TypeError(
+                f"data: the new value must be a Tensor (or an ndarray), got {type(value).__name__}"
+            )
+        array = value._data if isinstance(value, Tensor) else as_array(value)
+        if array.shape == self._data.shape and array.dtype == self._data.dtype:
+            self._write("data", array)
+            return
+        dtype_of("data", array.dtype)
+        if self._requires_grad and array.dtype not in FLOAT_DTYPES:
+            raise TypeError(
+                f"data: a tensor that requires grad cannot take {array.dtype} data (shape "
+                f"{array.shape}); only float32 and float64 tensors can require grad"
+            )
+        autograd.mark_modified(self._data)
+        self._data = np.ascontiguousarray(array)
+
+    @property
+    def device(self):
+        """``device(type='cpu')``: firefly tensors live on the CPU."""
+        return devices.CPU
+
+    is_cuda = False
+    is_mps = False
+
+    def cpu(self, memory_format=None):
+        """``self``: the tensor is on the CPU already."""
+        return self
+
+    def cuda(self, device=None, non_blocking=False, memory_format=None):
+        """Raises a ValueError: firefly runs on the CPU only."""
+        devices.refuse_cuda("cuda()", device)
+
+    def get_device(self):
+        """-1, PyTorch's answer for a CPU tensor."""
+        return -1
+
+    def type(self, dtype=None, non_blocking=False):
+        """``type(dtype)`` converts as ``to(dtype)`` (torch's type names such as
+        ``"torch.FloatTensor"`` are accepted); ``type()`` returns that name for this dtype."""
+        if dtype is None:
+            return "torch." + _TYPE_NAMES[self._data.dtype]
+        if isinstance(dtype, str) and dtype.removeprefix("torch.") in _TYPE_NAMES.values():
+            name = dtype.removeprefix("torch.")
+            dtype = next(d for d, n in _TYPE_NAMES.items() if n == name)
+        return self.to(dtype)
+
+    def contiguous(self, memory_format=None):
+        """``self``: firefly tensors are always C-contiguous."""
+        return self
+
+    def is_contiguous(self, memory_format=None):
+        return True
+
+    def element_size(self):
+        """Bytes per element."""
+        return self._data.itemsize
+
+    nelement = numel
+
+    def t(self):
+        """The transpose of a tensor of at most 2 dimensions (``self`` when fewer than 2)."""
+        if self._data.ndim > 2:
+            raise ValueError(
+                f"t(): expects a tensor with <= 2 dimensions, got shape {self.shape}; use "
+                "transpose(dim0, dim1) or permute"
+            )
+        return self if self._data.ndim < 2 else self.transpose(0, 1)
+
+    def _new(self, name, array, dtype, device, requires_grad):
+        devices.as_device(name, device)
+        dtype = self._data.dtype if dtype is None else dtype_of(name, dtype)
+        result = Tensor._wrap(np.ascontiguousarray(array, dtype=dtype))
+        if requires_grad:
+            result.requires_grad = True
+        return result
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        """Zeros of ``size`` with this tensor's dtype (unless ``dtype`` says otherwise)."""
+        return self._new(
+            "new_zeros", np.zeros(_sizes("new_zeros", size)), dtype, device, requires_grad
+        )
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        return self._new(
+            "new_ones", np.ones(_sizes("new_ones", size)), dtype, device, requires_grad
+        )
+
+    def new_empty(self, *size, dtype=None, device=None, requires_grad=False):
+        return self._new(
+            "new_empty", np.empty(_sizes("new_empty", size)), dtype, device, requires_grad
+        )
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+        if not isinstance(fill_value, (numbers.Number, np.generic)):
+            raise TypeError(
+                f"new_full: fill_value must be a number, got "
+                f"{type(fill_value).__name__} {fill_value!r}"
+            )
+        shape = _sizes("new_full", (size,))
+        return self._new("new_full", np.full(shape, fill_value), dtype, device, requires_grad)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        """A copy of ``data`` with this tensor's dtype (unless ``dtype`` says otherwise)."""
+        dtype = self._data.dtype if dtype is None else dtype_of("new_tensor", dtype)
+        array = data._data if isinstance(data, Tensor) else as_array(data, dtype)
+        return self._new("new_tensor", array.copy(), dtype, device, requires_grad)
+
+    def equal(self, other):
+        """True when ``other`` has this shape and equal elements (PyTorch's ``torch.equal``)."""
+        other = _comparand("equal", other)
+        return self._data.shape == other.shape and bool(np.array_equal(self._data, other))
+
+    def isclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        """Elementwise ``|self - other| <= atol + rtol * |other|`` as a bool tensor (no graph)."""
+        other = _comparand("isclose", other)
+        _tolerances("isclose", rtol, atol)
+        try:
+            close = np.isclose(self._data, other, rtol=rtol, atol=atol, equal_nan=equal_nan)
+        except ValueError:
+            raise ValueError(
+                f"isclose: shapes {self.shape} and {other.shape} do not broadcast"
+            ) from None
+        return Tensor._wrap(np.ascontiguousarray(close))
+
+    def allclose(self, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+        """True when every element ``isclose``."""
+        _tolerances("allclose", rtol, atol)
+        return bool(self.isclose(other, rtol, atol, equal_nan)._data.all())
 
 
 autograd.bind_tensor_type(Tensor)

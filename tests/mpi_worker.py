@@ -24,7 +24,7 @@ def classifier(dtype, seed):
 
 
 def flat_weights(model):
-    return np.concatenate([p.data.ravel() for p in model.parameters()])
+    return np.concatenate([p.numpy().ravel() for p in model.parameters()])
 
 
 class SeedSGD(BaseOptimizer):

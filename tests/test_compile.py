@@ -461,3 +461,24 @@ def test_batch_norm_in_eval_mode_replays_with_the_running_statistics():
         model.buffers(), before
     ):  # evaluation leaves the statistics and counter alone
         np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_in_place_activations_replay_bit_identically():
+    """``ReLU(inplace=True)`` writes through Tensor's in-place path; a plan replays it."""
+
+    def make():
+        firefly.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(True), nn.Linear(8, 2), nn.ELU(1.0, True))
+        return model, optim.SGD(model.parameters(), lr=0.1)
+
+    rng = np.random.default_rng(0)
+    x = firefly.Tensor(rng.normal(size=(16, 4)).astype(np.float32))
+    t = firefly.Tensor(rng.normal(size=(16, 2)).astype(np.float32))
+    (eager_model, eager_opt), (model, opt) = make(), make()
+    eager_step = _training_step(eager_model, eager_opt, nn.MSELoss())
+    compiled = firefly.compile(_training_step(model, opt, nn.MSELoss()))
+    for i in range(20):
+        expected, got = eager_step(x, t), compiled(x, t)
+        assert got.numpy().tobytes() == expected.numpy().tobytes(), f"step {i}"
+    assert compiled.status() == {"plans": 1, "eager": 0, "recording": 0}
+    _same_parameters(model, eager_model)

@@ -85,8 +85,14 @@ def test_accepts_tensors():
 def test_default_batch_size_is_one_and_positional_arguments_follow_torch():
     data = [(float(i), i) for i in range(5)]
     assert len(DataLoader(data)) == 5
-    loader = DataLoader(data, 2, False, None, True)
+    # torch's order: batch_size, shuffle, sampler, batch_sampler, num_workers, collate_fn,
+    # pin_memory, drop_last
+    args = (2, False, None, None, 0, None, False, True)
+    loader = DataLoader(data, *args)
     assert loader.batch_size == 2 and loader.drop_last and len(loader) == 2
+    torch = pytest.importorskip("torch")
+    reference = torch.utils.data.DataLoader(data, *args)
+    assert (reference.batch_size, reference.drop_last, len(reference)) == (2, True, 2)
 
 
 # ----------------------------------------------------------------------------- any dataset

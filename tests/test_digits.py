@@ -50,9 +50,9 @@ def test_digits_cnn_learns_through_the_convolutions_alone():
     model = digits_cnn.build_model(nn)
     head = model[-1]
     head.requires_grad_(False)
-    frozen = head.weight.data.copy()
+    frozen = head.weight.numpy().copy()
     accuracy = train(model, epochs=3)
-    assert np.array_equal(head.weight.data, frozen)
+    assert np.array_equal(head.weight.numpy(), frozen)
     assert accuracy >= 0.9, accuracy
 
 

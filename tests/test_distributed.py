@@ -115,7 +115,7 @@ def test_one_process_ddp_trains_like_the_model_itself():
             optimizer.zero_grad()
             nn.CrossEntropyLoss()(net(X), y).backward()
             optimizer.step()
-        return [p.data.copy() for p in model.parameters()], net
+        return [p.numpy().copy() for p in model.parameters()], net
 
     plain, _ = run(False)
     wrapped, ddp = run(True)

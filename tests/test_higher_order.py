@@ -5,7 +5,6 @@ gradients of gradients (WGAN-GP, a PINN, HVPs, MAML), each against torch in floa
 import numba
 import numpy as np
 import pytest
-import torch
 
 import firefly
 import firefly.nn.functional as F
@@ -13,7 +12,17 @@ from firefly import Tensor, autograd, func
 from firefly.ops import Op, register, unregister
 from firefly.testing import GradcheckError, OpCheckError, check_op, gradgradcheck
 
-torch.set_default_dtype(torch.float64)
+torch = pytest.importorskip("torch", reason="these tests compare against torch: pip install torch==2.13.0")
+
+
+@pytest.fixture(autouse=True)
+def torch_float64():
+    """torch builds float64 tensors here, as firefly does from float64 arrays; the default is
+    restored so that later modules see torch's own."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def close(a, b, tol):

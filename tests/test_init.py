@@ -13,8 +13,8 @@ from firefly.nn import init
 def test_initializers_fill_in_place_with_the_right_statistics():
     firefly.manual_seed(0)
     p = nn.Parameter(shape=(200, 300))
-    storage = p.data
-    assert init.uniform_(p, -2.0, 3.0) is p and p.data is storage
+    storage = p.numpy()
+    assert init.uniform_(p, -2.0, 3.0) is p and p.numpy() is storage
     assert -2.0 <= storage.min() and storage.max() <= 3.0 and abs(storage.mean() - 0.5) < 0.05
     init.normal_(p, 1.0, 2.0)
     assert abs(storage.mean() - 1.0) < 0.05 and abs(storage.std() - 2.0) < 0.05

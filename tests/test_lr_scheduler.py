@@ -464,7 +464,7 @@ def test_a_scheduled_lr_reaches_the_optimizer_step():
     scheduler = lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
     for expected_lr in (1.0, 0.5, 0.25):
         param.tensor.grad = firefly.Tensor(np.ones(1))
-        before = param.data.copy()
+        before = param.numpy().copy()
         opt.step()
-        assert before[0] - param.data[0] == expected_lr
+        assert before[0] - param.numpy()[0] == expected_lr
         scheduler.step()

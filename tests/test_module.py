@@ -122,7 +122,7 @@ def test_apply_visits_children_before_parents():
             nn.init.zeros_(mod.weight)
 
     m.apply(zero_linear)
-    assert not m.fc.weight.data.any()
+    assert not m.fc.weight.numpy().any()
 
 
 def test_requires_grad_freezes_and_unfreezes():

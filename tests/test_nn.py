@@ -16,13 +16,13 @@ def test_parameter_from_data_copies_and_keeps_float_dtype():
     p = Parameter(source)
     assert p.dtype == np.float64 and p.shape == (2, 3)
     assert p.tensor.requires_grad and p.tensor.is_leaf
-    p.data[0, 0] = 100.0
+    p.numpy()[0, 0] = 100.0
     assert source[0, 0] == 0.0  # the caller's array is never written
 
 
 def test_parameter_from_shape_is_float32_zeros_and_dtype_overrides():
     p = Parameter(shape=(2, 4))
-    assert p.dtype == np.float32 and np.array_equal(p.data, np.zeros((2, 4)))
+    assert p.dtype == np.float32 and np.array_equal(p.numpy(), np.zeros((2, 4)))
     assert Parameter([1, 2], dtype=np.float64).dtype == np.float64
     assert Parameter([1, 2]).dtype == np.float32  # integer data becomes float32, as in Tensor
 
@@ -50,12 +50,12 @@ def test_non_trainable_parameter_does_not_require_grad():
 
 def test_update_writes_in_place_casts_and_leaves_a_fresh_leaf():
     p = Parameter(np.ones((2, 2), dtype=np.float32))
-    storage, tensor = p.data, p.tensor
+    storage, tensor = p.numpy(), p.tensor
     view = storage.reshape(-1)
     new_value = p.tensor * Tensor(np.full((2, 2), 3.0))  # float64, and a graph result
     assert new_value.dtype == np.float64 and not new_value.is_leaf
     p.update(new_value)
-    assert p.tensor is tensor and p.data is storage  # same leaf, same array
+    assert p.tensor is tensor and p.numpy() is storage  # same leaf, same array
     assert np.array_equal(view, np.full(4, 3.0))  # views of the storage see the new value
     assert p.dtype == np.float32 and p.tensor.is_leaf and p.tensor.requires_grad
 
@@ -64,7 +64,7 @@ def test_update_with_a_wrong_shape_names_both_shapes():
     p = Parameter(shape=(2, 3))
     with pytest.raises(ValueError, match=r"\(3, 2\).*\(2, 3\)"):
         p.update(np.zeros((3, 2)))
-    assert np.array_equal(p.data, np.zeros((2, 3)))
+    assert np.array_equal(p.numpy(), np.zeros((2, 3)))
 
 
 # ----------------------------------------------------------------------------- Module registration
@@ -200,10 +200,10 @@ def test_state_dict_round_trips_into_a_fresh_model():
     target = Net()
     x = np.random.default_rng(0).normal(size=(4, 2)).astype(np.float32)
     assert not np.array_equal(source(x).numpy(), target(x).numpy())
-    storage = target.block.inner.weight.data
+    storage = target.block.inner.weight.numpy()
     assert target.load_state_dict(state) == ([], [])
     assert np.array_equal(source(x).numpy(), target(x).numpy())
-    assert target.block.inner.weight.data is storage  # loaded in place
+    assert target.block.inner.weight.numpy() is storage  # loaded in place
 
 
 def test_state_dict_holds_copies():
@@ -225,7 +225,7 @@ def test_load_state_dict_reports_missing_and_unexpected_keys():
     state["z_first"] = np.array([7.0], dtype=np.float32)
     result = net.load_state_dict(state, strict=False)
     assert result.missing_keys == ["a_last"] and result.unexpected_keys == ["extra.weight"]
-    assert net.z_first.data[0] == 7.0
+    assert net.z_first.numpy()[0] == 7.0
 
 
 def test_load_state_dict_mismatches_name_the_key_and_write_nothing():
@@ -237,7 +237,7 @@ def test_load_state_dict_mismatches_name_the_key_and_write_nothing():
         ValueError, match=r"'heads.1.bias' has shape \(2,\) in the state but \(1,\)"
     ):
         net.load_state_dict(state)
-    assert net.z_first.data[0] == 0.0  # every value is checked before any is written
+    assert net.z_first.numpy()[0] == 0.0  # every value is checked before any is written
     state["heads.1.bias"] = np.zeros((1,), dtype=np.float64)
     with pytest.raises(
         TypeError, match="'heads.1.bias' has dtype float64 in the state but float32"
@@ -253,8 +253,8 @@ def test_linear_layout_dtype_and_pytorch_init_bounds():
     assert layer.weight.shape == (400, 300) and layer.bias.shape == (300,)
     assert layer.weight.dtype == np.float32 and layer.bias.dtype == np.float32
     for p in (layer.weight, layer.bias):
-        assert np.abs(p.data).max() <= bound and np.abs(p.data).max() > 0.95 * bound
-    assert abs(layer.weight.data.mean()) < 0.01 * bound  # centred: U(-b, b), not U(0, b)
+        assert np.abs(p.numpy()).max() <= bound and np.abs(p.numpy()).max() > 0.95 * bound
+    assert abs(layer.weight.numpy().mean()) < 0.01 * bound  # centred: U(-b, b), not U(0, b)
     assert nn.Linear(3, 2, dtype=np.float64).weight.dtype == np.float64
 
 
@@ -272,7 +272,7 @@ def test_linear_forward_and_backward_match_numpy():
     layer = nn.Linear(3, 2, dtype=np.float64)
     x = Tensor(np.random.default_rng(0).normal(size=(5, 3)), requires_grad=True)
     y = layer(x)
-    W, b = layer.weight.data, layer.bias.data
+    W, b = layer.weight.numpy(), layer.bias.numpy()
     np.testing.assert_allclose(y.numpy(), x.numpy() @ W + b, rtol=1e-12)
     y.backward(np.ones((5, 2)))
     np.testing.assert_allclose(layer.weight.grad.numpy(), x.numpy().T @ np.ones((5, 2)), rtol=1e-12)
@@ -284,7 +284,7 @@ def test_linear_without_bias():
     layer = nn.Linear(3, 2, bias=False)
     assert layer.bias is None and [n for n, _ in layer.named_parameters()] == ["weight"]
     x = np.ones((4, 3), dtype=np.float32)
-    np.testing.assert_allclose(layer(x).numpy(), x @ layer.weight.data, rtol=1e-6)
+    np.testing.assert_allclose(layer(x).numpy(), x @ layer.weight.numpy(), rtol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -462,3 +462,317 @@ def test_bad_autograd_use_gets_a_clear_error(thunk, fragments):
         thunk()
     for fragment in fragments:
         assert fragment in str(info.value)
+
+
+# ----------------------------------------------------------------------------- torch's surface
+# Devices, containers, data utilities and generators (issue 21): each error names the function,
+# the argument (or what it is) and the offending value.
+def _bad_api_inputs():
+    import firefly
+    from firefly import nn
+    from firefly.utils import data
+
+    class Stream(data.IterableDataset):
+        def __iter__(self):
+            return iter(range(3))
+
+    return [
+        ("device cuda", lambda: firefly.device("cuda"), ValueError, ["device", "'cuda'", "CPU"]),
+        ("device mps index", lambda: firefly.device("mps:0"), ValueError, ["device", "'mps:0'"]),
+        ("device unknown", lambda: firefly.device("gpu"), ValueError, ["device", "'gpu'"]),
+        ("device index", lambda: firefly.device("cpu", 1), ValueError, ["device", "index 1"]),
+        ("device type", lambda: firefly.device(3.5), TypeError, ["device", "float", "3.5"]),
+        ("to cuda", lambda: firefly.zeros(2).to("cuda"), ValueError, ["to()", "'cuda'", "CPU"]),
+        ("to int device", lambda: firefly.zeros(2).to(device=0), ValueError, ["to()", "0"]),
+        (
+            "zeros device",
+            lambda: firefly.zeros(2, device="cuda:0"),
+            ValueError,
+            ["zeros", "cuda:0"],
+        ),
+        ("randn device", lambda: firefly.randn(2, device="mps"), ValueError, ["randn", "'mps'"]),
+        ("Tensor.cuda", lambda: firefly.zeros(2).cuda(), ValueError, ["cuda()", "'cuda'"]),
+        ("Module.to", lambda: nn.Linear(2, 2).to("cuda"), ValueError, ["Linear.to", "'cuda'"]),
+        (
+            "new_zeros size",
+            lambda: firefly.zeros(2).new_zeros(-1, 2),
+            ValueError,
+            ["new_zeros", "(-1, 2)"],
+        ),
+        (
+            "new_full value",
+            lambda: firefly.zeros(2).new_full((2,), "a"),
+            TypeError,
+            ["new_full", "fill_value", "'a'"],
+        ),
+        ("t of 3-d", lambda: firefly.zeros(2, 3, 4).t(), ValueError, ["t()", "(2, 3, 4)"]),
+        (
+            "allclose rtol",
+            lambda: firefly.zeros(2).allclose(firefly.zeros(2), rtol=-1),
+            ValueError,
+            ["allclose", "rtol", "-1"],
+        ),
+        (
+            "isclose shapes",
+            lambda: firefly.zeros(2).isclose(firefly.zeros(3)),
+            ValueError,
+            ["isclose", "(2,)", "(3,)"],
+        ),
+        (
+            "equal other",
+            lambda: firefly.equal(firefly.zeros(2), "a"),
+            TypeError,
+            ["equal", "other", "'a'"],
+        ),
+        (
+            "data assign list",
+            lambda: setattr(firefly.zeros(2), "data", [1.0]),
+            TypeError,
+            ["data", "list"],
+        ),
+        (
+            "random_split sum",
+            lambda: data.random_split(range(10), [3, 4]),
+            ValueError,
+            ["random_split", "[3, 4]", "10"],
+        ),
+        (
+            "random_split fractions",
+            lambda: data.random_split(range(10), [0.5, 0.6]),
+            ValueError,
+            ["random_split", "[0.5, 0.6]", "1.1"],
+        ),
+        (
+            "random_split length type",
+            lambda: data.random_split(range(10), [3, "7"]),
+            TypeError,
+            ["random_split", "lengths[1]", "'7'"],
+        ),
+        (
+            "random_split negative",
+            lambda: data.random_split(range(2), [3, -1]),
+            ValueError,
+            ["random_split", "lengths[1]", "-1"],
+        ),
+        (
+            "random_split generator",
+            lambda: data.random_split(range(4), [2, 2], generator=7),
+            TypeError,
+            ["random_split", "generator", "7"],
+        ),
+        (
+            "ModuleDict dotted key",
+            lambda: nn.ModuleDict({"a.b": nn.ReLU()}),
+            KeyError,
+            ["ModuleDict", "name", "a.b"],
+        ),
+        (
+            "ModuleDict int key",
+            lambda: nn.ModuleDict({1: nn.ReLU()}),
+            TypeError,
+            ["ModuleDict", "name", "int 1"],
+        ),
+        (
+            "ModuleDict attribute key",
+            lambda: nn.ModuleDict({"train": nn.ReLU()}),
+            KeyError,
+            ["ModuleDict", "'train'"],
+        ),
+        (
+            "ModuleDict empty key",
+            lambda: nn.ModuleDict({"": nn.ReLU()}),
+            KeyError,
+            ["ModuleDict", "empty"],
+        ),
+        (
+            "ModuleDict value",
+            lambda: nn.ModuleDict({"a": 3}),
+            TypeError,
+            ["ModuleDict['a']", "Module", "int 3"],
+        ),
+        (
+            "ModuleDict missing key",
+            lambda: nn.ModuleDict({"a": nn.ReLU()})["b"],
+            KeyError,
+            ["ModuleDict", "'b'", "['a']"],
+        ),
+        (
+            "ModuleDict.update pair",
+            lambda: nn.ModuleDict().update([("a", nn.ReLU(), 1)]),
+            ValueError,
+            ["ModuleDict.update", "#0", "3"],
+        ),
+        (
+            "ParameterList value",
+            lambda: nn.ParameterList([3.0]),
+            TypeError,
+            ["ParameterList.append", "float", "3.0"],
+        ),
+        (
+            "ParameterDict key",
+            lambda: nn.ParameterDict({"": firefly.zeros(2)}),
+            KeyError,
+            ["ParameterDict", "empty"],
+        ),
+        (
+            "Sequential member",
+            lambda: nn.Sequential(nn.ReLU(), "relu"),
+            TypeError,
+            ["Sequential", "Module", "'relu'"],
+        ),
+        (
+            "ModuleList index",
+            lambda: nn.ModuleList([nn.ReLU()])[3],
+            IndexError,
+            ["ModuleList", "index 3"],
+        ),
+        (
+            "add_module name",
+            lambda: nn.Module().add_module(3, nn.ReLU()),
+            TypeError,
+            ["add_module", "name", "3"],
+        ),
+        (
+            "register_parameter value",
+            lambda: nn.Module().register_parameter("w", firefly.zeros(2)),
+            TypeError,
+            ["register_parameter", "Tensor", "'w'"],
+        ),
+        (
+            "get_submodule",
+            lambda: nn.Sequential(nn.ReLU()).get_submodule("1"),
+            AttributeError,
+            ["get_submodule", "'1'"],
+        ),
+        (
+            "get_parameter",
+            lambda: nn.Sequential(nn.Linear(2, 2)).get_parameter("0.wieght"),
+            AttributeError,
+            ["get_parameter", "'wieght'", "'0.wieght'"],
+        ),
+        (
+            "relu inplace leaf",
+            lambda: nn.ReLU(True)(firefly.zeros(2, requires_grad=True)),
+            RuntimeError,
+            ["relu(inplace=True)", "leaf"],
+        ),
+        (
+            "DataLoader generator",
+            lambda: data.DataLoader(range(4), generator=3),
+            TypeError,
+            ["DataLoader", "generator", "3"],
+        ),
+        (
+            "DataLoader num_workers",
+            lambda: data.DataLoader(range(4), num_workers=-1),
+            ValueError,
+            ["DataLoader", "num_workers", "-1"],
+        ),
+        (
+            "DataLoader batch_sampler",
+            lambda: data.DataLoader(range(4), batch_size=2, batch_sampler=[[0, 1]]),
+            ValueError,
+            ["DataLoader", "batch_sampler", "batch_size=2"],
+        ),
+        (
+            "DataLoader keyword",
+            lambda: data.DataLoader(range(4), batchsize=2),
+            TypeError,
+            ["DataLoader", "'batchsize'"],
+        ),
+        (
+            "DataLoader stream shuffle",
+            lambda: data.DataLoader(Stream(), shuffle=True),
+            ValueError,
+            ["DataLoader", "IterableDataset", "shuffle=True"],
+        ),
+        (
+            "WeightedRandomSampler weights",
+            lambda: data.WeightedRandomSampler([1.0, -1.0], 2),
+            ValueError,
+            ["WeightedRandomSampler", "weights", "-1.0"],
+        ),
+        (
+            "WeightedRandomSampler num_samples",
+            lambda: data.WeightedRandomSampler([1.0], 0),
+            ValueError,
+            ["WeightedRandomSampler", "num_samples", "0"],
+        ),
+        (
+            "WeightedRandomSampler no replacement",
+            lambda: data.WeightedRandomSampler([1.0, 0.0], 2, replacement=False),
+            ValueError,
+            ["WeightedRandomSampler", "num_samples=2", "1"],
+        ),
+        (
+            "BatchSampler batch_size",
+            lambda: data.BatchSampler(range(4), 0, False),
+            ValueError,
+            ["BatchSampler", "batch_size", "0"],
+        ),
+        (
+            "RandomSampler replacement",
+            lambda: data.RandomSampler(range(4), replacement=1),
+            TypeError,
+            ["RandomSampler", "replacement", "1"],
+        ),
+        (
+            "ConcatDataset empty",
+            lambda: data.ConcatDataset([]),
+            ValueError,
+            ["ConcatDataset", "empty"],
+        ),
+        (
+            "Generator seed",
+            lambda: firefly.Generator().manual_seed("a"),
+            TypeError,
+            ["Generator.manual_seed", "seed", "'a'"],
+        ),
+        (
+            "manual_seed float",
+            lambda: firefly.manual_seed(1.5),
+            TypeError,
+            ["manual_seed", "seed", "1.5"],
+        ),
+        (
+            "randn generator",
+            lambda: firefly.randn(2, generator=5),
+            TypeError,
+            ["randn", "generator", "5"],
+        ),
+        ("randperm n", lambda: firefly.randperm(-1), ValueError, ["randperm", "n", "-1"]),
+        (
+            "Module.cuda",
+            lambda: nn.Linear(2, 2).cuda(),
+            ValueError,
+            ["Linear.cuda", "'cuda'", "CPU"],
+        ),
+        (
+            "forward hook",
+            lambda: nn.ReLU().register_forward_hook("print"),
+            TypeError,
+            ["register_forward_hook", "hook", "'print'"],
+        ),
+        (
+            "relu inplace array",
+            lambda: nn.functional.relu(np.zeros(2), inplace=True),
+            TypeError,
+            ["relu(inplace=True)", "input", "ndarray"],
+        ),
+    ]
+
+
+BAD_API_INPUTS = _bad_api_inputs()
+
+
+@pytest.mark.parametrize(
+    "thunk, error, fragments",
+    [case[1:] for case in BAD_API_INPUTS],
+    ids=[case[0] for case in BAD_API_INPUTS],
+)
+def test_bad_input_to_the_torch_surface_is_explained(thunk, error, fragments):
+    with pytest.raises(error) as info:
+        thunk()
+    message = str(info.value)
+    missing = [f for f in fragments if f not in message]
+    assert not missing, f"message {message!r} lacks {missing}"

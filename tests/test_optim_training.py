@@ -71,7 +71,7 @@ def groups(named, lr):
 def train_firefly(optimizer_name, scheduler_name, x, y):
     firefly.manual_seed(0)
     model = MLP()
-    initial = {name: p.data.copy() for name, p in model.named_parameters()}
+    initial = {name: p.numpy().copy() for name, p in model.named_parameters()}
     cls, options = OPTIMIZERS[optimizer_name]
     optimizer = cls(groups(list(model.named_parameters()), options["lr"]), **options)
     scheduler = SCHEDULERS[scheduler_name](lr_scheduler, optimizer, optimizer_name)
@@ -85,7 +85,7 @@ def train_firefly(optimizer_name, scheduler_name, x, y):
         optimizer.step()
         losses.append(loss.item())
         scheduler.step(loss.item()) if scheduler_name == "ReduceLROnPlateau" else scheduler.step()
-    return initial, losses, norms, {name: p.data for name, p in model.named_parameters()}
+    return initial, losses, norms, {name: p.numpy() for name, p in model.named_parameters()}
 
 
 def train_torch(optimizer_name, scheduler_name, x, y, initial):

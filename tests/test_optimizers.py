@@ -132,7 +132,7 @@ def run(optimizer_cls, values, grad_steps, mode="view", **options):
     for grads in grad_steps:
         set_grads(optimizer, params, grads, mode)
         optimizer.step()
-        trajectory.append([p.data.copy() for p in params])
+        trajectory.append([p.numpy().copy() for p in params])
     return trajectory, optimizer, params
 
 
@@ -369,7 +369,7 @@ def test_mixed_dtypes_form_one_flat_group_each():
     options = dict(lr=0.05, amsgrad=True, weight_decay=0.1)
     actual, _, params = run(Adam, values, grad_steps, **options)
     assert [p.dtype for p in params] == [np.float64, np.float32, np.float64, np.float32]
-    bases = [p.data.base for p in params]
+    bases = [p.numpy().base for p in params]
     assert bases[0] is bases[2] and bases[1] is bases[3] and bases[0] is not bases[1]
     assert bases[0].size == 12 + 5 and bases[1].size == 4 + 4
     expected, _ = reference_adam(values, grad_steps, **options)
@@ -387,7 +387,7 @@ def test_packing_keeps_values_and_grads_and_installs_views():
     params[1].tensor.grad = Tensor(existing_grad)
     optimizer = SGD(params, lr=0.5)
     for p, v in zip(params, values):
-        np.testing.assert_array_equal(p.data, v)
+        np.testing.assert_array_equal(p.numpy(), v)
     # A gradient that existed before the optimizer is kept (copied into the flat buffer).
     np.testing.assert_array_equal(params[1].tensor.grad._data, existing_grad)
     optimizer.zero_grad()
@@ -457,7 +457,7 @@ def test_grads_cleared_another_way_give_the_same_trajectory(cls, options):
     for (name, a), (_, b) in zip(
         reference_model.named_parameters(), other_model.named_parameters()
     ):
-        np.testing.assert_array_equal(a.data, b.data, err_msg=name)
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
     # ...and the copied gradient is the flat buffer's view again.
     flat = other_model.fc1.weight.tensor.grad._data.base
     assert all(p.tensor.grad._data.base is flat for p in other_model.parameters())
@@ -471,8 +471,8 @@ def test_replaced_parameter_array_is_adopted():
     params[0].tensor._data = replacement  # not through Parameter.update
     set_grads(optimizer, params, grad_steps[0], "view")
     optimizer.step()
-    np.testing.assert_allclose(params[0].data, 2.0 - 0.1 * grad_steps[0][0], rtol=RTOL)
-    assert params[0].data.base is params[1].data.base  # back in the flat buffer
+    np.testing.assert_allclose(params[0].numpy(), 2.0 - 0.1 * grad_steps[0][0], rtol=RTOL)
+    assert params[0].numpy().base is params[1].numpy().base  # back in the flat buffer
     params[0].tensor._data = np.zeros((2, 2))
     with pytest.raises(
         ValueError, match=r"parameter 0 now has shape \(2, 2\).*create a new optimizer"
@@ -502,9 +502,9 @@ def test_frozen_parameters_are_left_alone():
         if p.trainable:
             p.tensor.grad._data[...] = g
     optimizer.step()
-    np.testing.assert_array_equal(params[1].data, values[1])
+    np.testing.assert_array_equal(params[1].numpy(), values[1])
     np.testing.assert_allclose(
-        params[0].data, values[0] - 0.1 * (grad_steps[0][0] + 0.5 * values[0]), rtol=RTOL
+        params[0].numpy(), values[0] - 0.1 * (grad_steps[0][0] + 0.5 * values[0]), rtol=RTOL
     )
 
 
@@ -531,18 +531,18 @@ def test_seed_style_optimizer_follows_builtin_sgd(lr, exact):
     seed_model, builtin_model = seed_mlp(1), seed_mlp(1)
     seed_optimizer = SeedSGD(seed_model.get_parameters(), lr=lr)
     builtin_optimizer = SGD(builtin_model.get_parameters(), lr=lr)
-    initial = [p.data.copy() for p in seed_model.parameters()]
+    initial = [p.numpy().copy() for p in seed_model.parameters()]
     train(seed_model, seed_optimizer, 10, seed_optimizer.zero_grad)
     train(builtin_model, builtin_optimizer, 10, builtin_optimizer.zero_grad)
     for (name, a), (_, b), start in zip(
         seed_model.named_parameters(), builtin_model.named_parameters(), initial
     ):
         assert a.dtype == b.dtype == np.float64
-        assert not np.array_equal(a.data, start)  # it trained
+        assert not np.array_equal(a.numpy(), start)  # it trained
         if exact:
-            np.testing.assert_array_equal(a.data, b.data, err_msg=name)
+            np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
         else:
-            np.testing.assert_allclose(a.data, b.data, rtol=1e-6, atol=1e-9, err_msg=name)
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-9, err_msg=name)
 
 
 def test_base_optimizer_is_the_seeds():
@@ -560,7 +560,7 @@ def test_sgd_without_gradient_raises_the_seeds_error_naming_the_parameter():
     firefly.manual_seed(0)
     model = seed_mlp(2)
     optimizer = SGD(model.named_parameters(), lr=0.1)
-    before = [p.data.copy() for p in model.parameters()]
+    before = [p.numpy().copy() for p in model.parameters()]
     optimizer.zero_grad()
     model.fc2.bias.tensor.grad = None
     with pytest.raises(
@@ -570,7 +570,7 @@ def test_sgd_without_gradient_raises_the_seeds_error_naming_the_parameter():
         optimizer.step()
     # Nothing was updated: the check comes before any kernel runs.
     for p, b in zip(model.parameters(), before):
-        np.testing.assert_array_equal(p.data, b)
+        np.testing.assert_array_equal(p.numpy(), b)
     fresh = SGD([Parameter(np.ones(3))])
     with pytest.raises(
         ValueError, match=r"^Parameter has no gradient\. .*parameter 0 \(shape \(3,\), float64\)"
@@ -615,7 +615,7 @@ def test_resume_is_bit_identical(cls, options, through_file, tmp_path):
     train(resumed, resumed_optimizer, 10, resumed_optimizer.zero_grad)
 
     for (name, a), (_, b) in zip(straight.named_parameters(), resumed.named_parameters()):
-        np.testing.assert_array_equal(a.data, b.data, err_msg=name)
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
     want, got = straight_optimizer.state_dict(), resumed_optimizer.state_dict()
     assert want["param_groups"] == got["param_groups"]
     assert want["state"].keys() == got["state"].keys()
@@ -640,7 +640,7 @@ def test_optimizer_built_after_loading_the_model_resumes_too():
     resumed_optimizer.load_state_dict(first_optimizer.state_dict())
     train(resumed, resumed_optimizer, 3, resumed_optimizer.zero_grad)
     for a, b in zip(straight.parameters(), resumed.parameters()):
-        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_state_dict_is_a_copy_of_plain_values():
@@ -736,7 +736,7 @@ def test_invalid_arguments_are_refused(cls, options, error, match):
     with pytest.raises(error, match=match):
         cls([param], **options)
     # The refused optimizer left the parameter alone (not packed into a buffer).
-    assert param.data.base is None
+    assert param.numpy().base is None
 
 
 @pytest.mark.parametrize(
@@ -771,7 +771,7 @@ def test_closure_is_called_and_its_loss_returned():
 
     loss = optimizer.step(closure)
     assert loss.item() == 9.0
-    assert param.data[0] == 3.0 - 0.25 * 6.0
+    assert param.numpy()[0] == 3.0 - 0.25 * 6.0
 
 
 def test_exports():

@@ -64,12 +64,12 @@ def test_each_group_uses_its_own_hyperparameters():
     optimizer = SGD(
         [{"params": params[:2], "lr": 0.5, "weight_decay": 0.1}, {"params": params[2:]}], lr=0.25
     )
-    before = [p.data.copy() for p in params]
+    before = [p.numpy().copy() for p in params]
     give(params, grads)
     optimizer.step()
     for i, (p, b, g) in enumerate(zip(params, before, grads)):
         want = b - 0.5 * (g + 0.1 * b) if i < 2 else b - 0.25 * g
-        np.testing.assert_allclose(p.data, want, rtol=1e-15)
+        np.testing.assert_allclose(p.numpy(), want, rtol=1e-15)
     assert [len(g["params"]) for g in optimizer.param_groups] == [2, 2]
     assert (
         optimizer.param_groups[1]["weight_decay"] == 0.0
@@ -173,31 +173,31 @@ def test_bad_group_specs_are_refused(make, error, match):
     params, _ = params_and_grads(3)
     with pytest.raises(error, match=match):
         make(params)
-    assert all(p.data.base is None for p in params)  # nothing was packed
+    assert all(p.numpy().base is None for p in params)  # nothing was packed
 
 
 def test_add_param_group_keeps_state_and_trains_the_new_group():
     params, grads = params_and_grads(4)
     optimizer = Adam(params[:2], lr=0.1)
-    reference = Adam([Parameter(p.data.copy()) for p in params[:2]], lr=0.1)
+    reference = Adam([Parameter(p.numpy().copy()) for p in params[:2]], lr=0.1)
     for _ in range(3):
         give(params[:2], grads[:2])
         give(reference.parameters, grads[:2])
         optimizer.step()
         reference.step()
     optimizer.add_param_group({"params": params[2:], "lr": 0.01})
-    assert [p.data.base is params[0].data.base for p in params] == [True] * 4  # one buffer again
+    assert [p.numpy().base is params[0].numpy().base for p in params] == [True] * 4  # one buffer again
     assert optimizer.param_groups[1]["betas"] == (0.9, 0.999)
-    new_before = [p.data.copy() for p in params[2:]]
+    new_before = [p.numpy().copy() for p in params[2:]]
     give(params, grads)
     give(reference.parameters, grads[:2])
     optimizer.step()
     reference.step()
     for p, r in zip(params[:2], reference.parameters):
-        np.testing.assert_array_equal(p.data, r.data)  # step 4 with the state of steps 1-3
+        np.testing.assert_array_equal(p.numpy(), r.numpy())  # step 4 with the state of steps 1-3
     for p, b, g in zip(params[2:], new_before, grads[2:]):
         # Adam's first step moves each element by lr * g / (|g| + eps)
-        np.testing.assert_allclose(p.data, b - 0.01 * g / (np.abs(g) + 1e-8), rtol=1e-12)
+        np.testing.assert_allclose(p.numpy(), b - 0.01 * g / (np.abs(g) + 1e-8), rtol=1e-12)
     state = optimizer.state_dict()["state"]
     assert [state[i]["step"] for i in range(4)] == [4, 4, 1, 1]
     with pytest.raises(ValueError, match="same parameter"):
@@ -217,7 +217,7 @@ def test_groups_splitting_the_update_chunks_match_separate_optimizers(cls):
     members = [[0], [1, 2], [3]]
     grouped = cls([{"params": [params[i] for i in m], **o} for m, o in zip(members, options)])
     separate = [
-        cls([Parameter(params[i].data.copy()) for i in m], **o) for m, o in zip(members, options)
+        cls([Parameter(params[i].numpy().copy()) for i in m], **o) for m, o in zip(members, options)
     ]
     for _ in range(3):
         give(params, grads)
@@ -227,7 +227,7 @@ def test_groups_splitting_the_update_chunks_match_separate_optimizers(cls):
             optimizer.step()
     for m, optimizer in zip(members, separate):
         for i, p in zip(m, optimizer.parameters):
-            np.testing.assert_array_equal(params[i].data, p.data)
+            np.testing.assert_array_equal(params[i].numpy(), p.numpy())
 
 
 # ----------------------------------------------------------------------------- set later
@@ -250,11 +250,11 @@ def test_a_bad_value_set_later_is_refused_at_the_next_step(cls, key, bad, match)
         cls(params_and_grads(5)[0], **{key: bad})  # the constructor's message...
     optimizer.param_groups[1][key] = bad
     give(params, grads)
-    before = [p.data.copy() for p in params]
+    before = [p.numpy().copy() for p in params]
     with pytest.raises((ValueError, TypeError), match=match):  # ...at the next step
         optimizer.step()
     for p, b in zip(params, before):
-        np.testing.assert_array_equal(p.data, b)  # nothing moved, no group
+        np.testing.assert_array_equal(p.numpy(), b)  # nothing moved, no group
 
 
 def test_a_value_set_later_takes_effect_at_the_next_step():
@@ -264,17 +264,17 @@ def test_a_value_set_later_takes_effect_at_the_next_step():
     optimizer.step()
     for group, lr in zip(optimizer.param_groups, (0.5, 0.0)):
         group["lr"] = lr
-    before = [p.data.copy() for p in params]
+    before = [p.numpy().copy() for p in params]
     optimizer.step()
     for i, (p, b, g) in enumerate(zip(params, before, grads)):
-        np.testing.assert_allclose(p.data, b - (0.5 if i < 2 else 0.0) * g, rtol=1e-15)
+        np.testing.assert_allclose(p.numpy(), b - (0.5 if i < 2 else 0.0) * g, rtol=1e-15)
 
 
 # ----------------------------------------------------------------------------- flat_grads
 def test_flat_grads_gathers_every_gradient_into_one_buffer_per_dtype():
     params, grads = params_and_grads(7, shapes=((3,), (2, 2), (4,), (1,), (2,)))
     for i in (1, 3):
-        params[i] = Parameter(params[i].data.astype(np.float32))
+        params[i] = Parameter(params[i].numpy().astype(np.float32))
         grads[i] = grads[i].astype(np.float32)
     params[4].trainable = False
     optimizer = SGD([{"params": params[:3]}, {"params": params[3:]}], lr=0.1)
@@ -295,12 +295,12 @@ def test_flat_grads_gathers_every_gradient_into_one_buffer_per_dtype():
     # Writing into the buffers (an all-reduce would) changes what step() uses.
     flat[0] *= 2.0
     flat[1][:] = 1.0
-    before = [p.data.copy() for p in params]
+    before = [p.numpy().copy() for p in params]
     optimizer.step()
-    np.testing.assert_allclose(params[0].data, before[0] - 0.1 * 2.0 * grads[0])
-    np.testing.assert_allclose(params[2].data, before[2])  # zero gradient, doubled
-    np.testing.assert_allclose(params[3].data, before[3] - np.float32(0.1))
-    np.testing.assert_array_equal(params[4].data, before[4])
+    np.testing.assert_allclose(params[0].numpy(), before[0] - 0.1 * 2.0 * grads[0])
+    np.testing.assert_allclose(params[2].numpy(), before[2])  # zero gradient, doubled
+    np.testing.assert_allclose(params[3].numpy(), before[3] - np.float32(0.1))
+    np.testing.assert_array_equal(params[4].numpy(), before[4])
     assert all(a is b for a, b in zip(optimizer.flat_grads(), flat))  # the same arrays every call
 
 
@@ -317,27 +317,27 @@ def test_step_pre_hook_runs_before_the_update_and_can_be_removed():
     seen = []
 
     def halve_gradients(opt, args, kwargs):
-        seen.append((opt, args, kwargs, params[0].data.copy()))
+        seen.append((opt, args, kwargs, params[0].numpy().copy()))
         for flat in opt.flat_grads():
             flat *= 0.5
 
     handle = optimizer.register_step_pre_hook(halve_gradients)
     post = optimizer.register_step_post_hook(lambda opt, args, kwargs: seen.append("post"))
     give(params, grads)
-    before = [p.data.copy() for p in params]
+    before = [p.numpy().copy() for p in params]
     optimizer.step()
     assert seen[0][0] is optimizer and seen[0][1:3] == ((), {}) and seen[1] == "post"
     np.testing.assert_array_equal(seen[0][3], before[0])  # ran before the update
     for p, b, g in zip(params, before, grads):
-        np.testing.assert_allclose(p.data, b - 0.1 * 0.5 * g, rtol=1e-15)
+        np.testing.assert_allclose(p.numpy(), b - 0.1 * 0.5 * g, rtol=1e-15)
     handle.remove()
     post.remove()
     give(params, grads)
-    before = [p.data.copy() for p in params]
+    before = [p.numpy().copy() for p in params]
     optimizer.step()
     assert len(seen) == 2
     for p, b, g in zip(params, before, grads):
-        np.testing.assert_allclose(p.data, b - 0.1 * g, rtol=1e-15)
+        np.testing.assert_allclose(p.numpy(), b - 0.1 * g, rtol=1e-15)
 
 
 def test_a_pre_hook_may_replace_the_arguments():
@@ -381,12 +381,12 @@ def test_state_dict_has_torchs_layout_with_groups():
     model = mlp(9)
     ours = Adam(decay_groups(model, lr=0.01, amsgrad=True), lr=0.1)
     weights = [
-        torch.tensor(p.data.copy(), requires_grad=True)
+        torch.tensor(p.numpy().copy(), requires_grad=True)
         for name, p in model.named_parameters()
         if "weight" in name
     ]
     biases = [
-        torch.tensor(p.data.copy(), requires_grad=True)
+        torch.tensor(p.numpy().copy(), requires_grad=True)
         for name, p in model.named_parameters()
         if "bias" in name
     ]
@@ -460,7 +460,7 @@ def test_resume_mid_schedule_is_bit_identical(tmp_path):
     resumed[2].load_state_dict(checkpoint["scheduler"])
     train(*resumed, 6)
     for (name, a), (_, b) in zip(straight[0].named_parameters(), resumed[0].named_parameters()):
-        np.testing.assert_array_equal(a.data, b.data, err_msg=name)
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=name)
     for ours, theirs in zip(straight[1].param_groups, resumed[1].param_groups):
         assert {k: v for k, v in ours.items() if k != "params"} == {
             k: v for k, v in theirs.items() if k != "params"
@@ -517,7 +517,7 @@ def test_gradient_accumulation_over_several_backwards(cls):
         loss(whole, x, y).backward()
         whole_optimizer.step()
     for a, b in zip(accumulated.parameters(), whole.parameters()):
-        np.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-13)
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-12, atol=1e-13)
 
 
 @pytest.mark.parametrize("cls", ALL)
@@ -533,7 +533,7 @@ def test_set_to_none_gives_the_same_trajectory(cls):
             MSELoss()(model(x), y).backward()
             optimizer.step()
     for a, b in zip(*(m.parameters() for m in models)):
-        np.testing.assert_array_equal(a.data, b.data)
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 @pytest.mark.parametrize("cls", ALL)
@@ -541,15 +541,15 @@ def test_frozen_parameters_in_a_group_are_left_alone(cls):
     x, y = data()
     model = mlp(13)
     model.fc1.weight.trainable = False
-    frozen = model.fc1.weight.data.copy()
+    frozen = model.fc1.weight.numpy().copy()
     optimizer = cls(decay_groups(model))
-    moving = model.fc2.weight.data.copy()
+    moving = model.fc2.weight.numpy().copy()
     for _ in range(3):
         optimizer.zero_grad()
         MSELoss()(model(x), y).backward()
         optimizer.step()
-    np.testing.assert_array_equal(model.fc1.weight.data, frozen)
-    assert not np.array_equal(model.fc2.weight.data, moving)
+    np.testing.assert_array_equal(model.fc1.weight.numpy(), frozen)
+    assert not np.array_equal(model.fc2.weight.numpy(), moving)
     state = optimizer.state_dict()["state"]
     assert (0 in state) == (cls is Adagrad)  # Adagrad's state exists from construction
 

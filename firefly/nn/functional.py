@@ -198,12 +198,11 @@ def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
 
 
 def dropout(input, p=0.5, training=True, inplace=False):
-    """Zero elements with probability ``p`` and scale the rest by 1 / (1 - p) when ``training``;
-    otherwise return ``input`` itself. ``inplace`` is accepted for torch compatibility; firefly
-    always returns new memory."""
+    """Zero elements with probability ``p`` and scale the rest by 1 / (1 - p) when ``training``
+    (written into ``input`` with ``inplace``); otherwise return ``input`` itself."""
     if not training:
         return input
-    return ops.apply("dropout", input, p=p, training=True)
+    return activation("dropout", input, inplace, p=p, training=True)
 
 
 def embedding(input, weight, padding_idx=None, max_norm=None):
@@ -213,8 +212,24 @@ def embedding(input, weight, padding_idx=None, max_norm=None):
     return ops.apply("embedding", weight, indices=_array(input), padding_idx=padding_idx)
 
 
-def relu(input):
-    return ops.apply("relu", input)
+def activation(name, input, inplace, **attrs):
+    """Op ``name`` applied to ``input``; with ``inplace``, written into ``input`` (torch's
+    ``inplace=True``, under its in-place rules: a leaf that requires grad is refused, and in a
+    recorded graph the write is recorded like any in-place op)."""
+    if not inplace:
+        return ops.apply(name, input, **attrs)
+    if not isinstance(input, Tensor):
+        raise TypeError(
+            f"{name}(inplace=True): input must be a Tensor to write into, got "
+            f"{type(input).__name__}"
+        )
+    # Tensor._in_place holds the leaf rule, the shape check and the recording for every
+    # in-place method; an in-place activation is one more of them.
+    return input._in_place(f"{name}(inplace=True)", lambda: ops.apply(name, input, **attrs))
+
+
+def relu(input, inplace=False):
+    return activation("relu", input, inplace)
 
 
 def sigmoid(input):
@@ -230,15 +245,15 @@ def gelu(input, approximate="none"):
 
 
 def leaky_relu(input, negative_slope=0.01, inplace=False):
-    return ops.apply("leaky_relu", input, negative_slope=negative_slope)
+    return activation("leaky_relu", input, inplace, negative_slope=negative_slope)
 
 
 def elu(input, alpha=1.0, inplace=False):
-    return ops.apply("elu", input, alpha=alpha)
+    return activation("elu", input, inplace, alpha=alpha)
 
 
 def silu(input, inplace=False):
-    return ops.apply("silu", input)
+    return activation("silu", input, inplace)
 
 
 def softplus(input, beta=1.0, threshold=20.0):
@@ -246,7 +261,7 @@ def softplus(input, beta=1.0, threshold=20.0):
 
 
 def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
-    return ops.apply("hardtanh", input, min_val=min_val, max_val=max_val)
+    return activation("hardtanh", input, inplace, min_val=min_val, max_val=max_val)
 
 
 def logsigmoid(input):

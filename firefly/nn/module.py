@@ -6,10 +6,20 @@ from collections.abc import Callable
 
 import numpy as np
 
+from firefly import devices
 from firefly.nn.parameter import Parameter
 from firefly.tensor import FLOAT_DTYPES, Tensor
 
-IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+
+class IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """What ``load_state_dict`` returns: the keys the state lacked and the keys it had extra."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
 
 
 def _registrable(value):
@@ -30,33 +40,39 @@ def _registrable(value):
     return False
 
 
-class _ModuleHookHandle:
-    def __init__(self, module, kind, key):
-        self._module, self._kind, self._key = module, kind, key
+class RemovableHandle:
+    """What registering a hook returns: ``remove()`` unregisters it (also on leaving a
+    ``with`` block), as torch.utils.hooks.RemovableHandle."""
+
+    def __init__(self, module, kind, entry):
+        self._module, self._kind, self._entry = module, kind, entry
 
     def remove(self):
-        hooks = self._module.__dict__.get("_module_hooks")
-        if hooks is not None:
-            hooks[self._kind].pop(self._key, None)
-            if not any(hooks.values()):
-                object.__delattr__(self._module, "_module_hooks")
+        self._module._remove_hook(self._kind, self._entry)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
 
 
-def _with_backward_hooks(module, backward_hooks, hooks, args, kwargs):
-    """Run ``module`` with its inputs passed through recorded copies, so that hooks on the
-    copies see the gradients with respect to the inputs, and a hook on the output sees its
-    gradient; the full backward hooks run once all input gradients are known."""
+def _watch_inputs(args):
+    """The arguments with each Tensor that requires grad replaced by a recorded copy, so that
+    hooks on the copies see the gradients with respect to the module's inputs; and the
+    positions of those copies."""
     args = list(args)
     positions = [i for i, a in enumerate(args) if isinstance(a, Tensor) and a.requires_grad]
     for i in positions:
         args[i] = args[i].clone()
-    output = module.forward(*args, **kwargs)
-    for hook in tuple(hooks["forward"].values()):
-        result = hook(module, tuple(args), output)
-        if result is not None:
-            output = result
+    return tuple(args), positions
+
+
+def _attach_backward_hooks(module, backward_hooks, args, positions, output):
+    """Run the full backward hooks once all input gradients are known; a hook on the output
+    sees its gradient."""
     if not isinstance(output, Tensor) or not output.requires_grad:
-        return output
+        return
     tensor_positions = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
     state = {"grad_output": None, "grad_input": {}, "pending": len(positions)}
 
@@ -94,7 +110,6 @@ def _with_backward_hooks(module, backward_hooks, hooks, args, kwargs):
     output.register_hook(on_output)
     for i in positions:
         args[i].register_hook(on_input(i))
-    return output
 
 
 class Module:
@@ -171,60 +186,171 @@ class Module:
         self._buffers[name] = bool(persistent)
         object.__setattr__(self, name, tensor)
 
+    def add_module(self, name, module):
+        """Register ``module`` (a Module or None) as the child ``name``, as torch's
+        ``add_module``; the name must be a non-empty string without '.' that is not already
+        another attribute."""
+        self._check_name("add_module", "module", name)
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(
+                f"add_module: {type(module).__name__} is not a Module subclass (name {name!r})"
+            )
+        setattr(self, name, module)  # None is kept as a plain attribute, as torch lists it nowhere
+
+    register_module = add_module
+
+    def register_parameter(self, name, param):
+        """Register ``param`` (a Parameter or None) as ``name``, as torch's."""
+        self._check_name("register_parameter", "parameter", name)
+        if param is not None and not isinstance(param, Parameter):
+            raise TypeError(
+                f"register_parameter: cannot assign a {type(param).__name__} as parameter "
+                f"{name!r} (firefly.nn.Parameter or None required)"
+            )
+        setattr(self, name, param)
+
+    def _check_name(self, method, what, name):
+        if "_registered" not in self.__dict__:
+            raise AttributeError(
+                f"{method}: cannot register a {what} before Module.__init__() runs; call "
+                "super().__init__() first"
+            )
+        if not isinstance(name, str):
+            raise TypeError(
+                f"{method}: {what} name should be a string, got {type(name).__name__} {name!r}"
+            )
+        if not name:
+            raise KeyError(f'{method}: {what} name can\'t be empty string ""')
+        if "." in name:
+            raise KeyError(f'{method}: {what} name can\'t contain ".", got {name!r}')
+        if name not in self._registered and (name in self.__dict__ or hasattr(type(self), name)):
+            raise KeyError(f"{method}: attribute {name!r} already exists on {type(self).__name__}")
+
+    def get_submodule(self, target):
+        """The module at dotted path ``target`` ("" is this module), as torch's."""
+        if not isinstance(target, str):
+            raise TypeError(
+                f"get_submodule: target must be a dotted name string, got {type(target).__name__}"
+            )
+        module = self
+        walked = []
+        for part in target.split(".") if target else []:
+            children = dict(module.named_children())
+            if part not in children:
+                where = ".".join(walked) or type(self).__name__
+                raise AttributeError(
+                    f"get_submodule: {where} has no submodule {part!r} (target {target!r}; "
+                    f"its children are {sorted(children)})"
+                )
+            module = children[part]
+            walked.append(part)
+        return module
+
+    def _get_member(self, method, target, kind):
+        module_path, _, name = target.rpartition(".") if isinstance(target, str) else ("", "", "")
+        if not isinstance(target, str) or not name:
+            raise TypeError(f"{method}: target must be a dotted name string, got {target!r}")
+        module = self.get_submodule(module_path)
+        members = (
+            dict(module.named_parameters(recurse=False))
+            if kind == "parameter"
+            else {n: module.__dict__[n] for n in module._buffers if module.__dict__[n] is not None}
+        )
+        if name not in members:
+            raise AttributeError(
+                f"{method}: {type(module).__name__} at {module_path or 'the top'!r} has no {kind} "
+                f"{name!r} (target {target!r}; it has {sorted(members)})"
+            )
+        return members[name]
+
+    def get_parameter(self, target):
+        """The Parameter at dotted path ``target`` (e.g. "encoder.0.weight"), as torch's."""
+        return self._get_member("get_parameter", target, "parameter")
+
+    def get_buffer(self, target):
+        """The buffer at dotted path ``target`` (e.g. "bn.running_mean"), as torch's."""
+        return self._get_member("get_buffer", target, "buffer")
+
     # ------------------------------------------------------------------ forward
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
     def __call__(self, *args, **kwargs):
-        hooks = self.__dict__.get("_module_hooks")
-        if hooks is None:
+        if "_hooks" not in self.__dict__:  # the common case costs one dict lookup
             return self.forward(*args, **kwargs)
-        return self._call_with_hooks(hooks, args, kwargs)
+        return self._call_with_hooks(args, kwargs)
 
-    # ------------------------------------------------------------------ hooks
-    def _add_hook(self, kind, hook):
-        if not callable(hook):
-            raise TypeError(
-                f"register_{kind}_hook: hook must be callable, got {type(hook).__name__}"
-            )
-        hooks = self.__dict__.get("_module_hooks")
-        if hooks is None:
-            hooks = {"forward_pre": {}, "forward": {}, "full_backward": {}}
-            object.__setattr__(self, "_module_hooks", hooks)
-        key = object()
-        hooks[kind][key] = hook
-        return _ModuleHookHandle(self, kind, key)
+    # ------------------------------------------------------------------ forward hooks
+    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+        """Call ``hook(module, args)`` (``hook(module, args, kwargs)`` with ``with_kwargs``)
+        before each forward, as torch's; a returned value replaces the arguments (a
+        non-tuple is wrapped; with ``with_kwargs``, an ``(args, kwargs)`` pair). Returns a
+        handle whose ``remove()`` unregisters the hook."""
+        return self._add_hook("pre", "register_forward_pre_hook", hook, prepend, with_kwargs)
 
-    def register_forward_pre_hook(self, hook: Callable) -> "_ModuleHookHandle":
-        """``hook(module, args)`` runs before ``forward``; a tuple (or a single value) it
-        returns replaces the positional arguments. Returns a handle with ``remove()``."""
-        return self._add_hook("forward_pre", hook)
+    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False, always_call=False):
+        """Call ``hook(module, args, output)`` (``hook(module, args, kwargs, output)`` with
+        ``with_kwargs``) after each forward, as torch's; a returned value replaces the output.
+        Returns a handle whose ``remove()`` unregisters the hook."""
+        return self._add_hook("post", "register_forward_hook", hook, prepend, with_kwargs)
 
-    def register_forward_hook(self, hook: Callable) -> "_ModuleHookHandle":
-        """``hook(module, args, output)`` runs after ``forward``; a value it returns replaces
-        the output. Returns a handle with ``remove()``."""
-        return self._add_hook("forward", hook)
-
-    def register_full_backward_hook(self, hook: Callable) -> "_ModuleHookHandle":
+    def register_full_backward_hook(
+        self, hook: Callable, *, prepend: bool = False
+    ) -> RemovableHandle:
         """``hook(module, grad_input, grad_output)`` runs when the gradients with respect to
         the module's Tensor inputs are computed (tuples, None for inputs that need none); for
         a module with one input that requires grad, a tuple it returns replaces grad_input.
         The module's forward must return one Tensor. Returns a handle with ``remove()``."""
-        return self._add_hook("full_backward", hook)
+        return self._add_hook("backward", "register_full_backward_hook", hook, prepend, False)
 
-    def _call_with_hooks(self, hooks, args, kwargs):
-        for hook in tuple(hooks["forward_pre"].values()):
-            result = hook(self, args)
-            if result is not None:
-                args = result if isinstance(result, tuple) else (result,)
-        backward_hooks = tuple(hooks["full_backward"].values())
+    def _add_hook(self, kind, method, hook, prepend, with_kwargs):
+        if not callable(hook):
+            raise TypeError(f"{method}: hook must be callable, got {type(hook).__name__} {hook!r}")
+        hooks = self.__dict__.get("_hooks")
+        if hooks is None:
+            hooks = {"pre": [], "post": [], "backward": []}
+            object.__setattr__(self, "_hooks", hooks)
+        entry = (hook, bool(with_kwargs))
+        if prepend:
+            hooks[kind].insert(0, entry)
+        else:
+            hooks[kind].append(entry)
+        return RemovableHandle(self, kind, entry)
+
+    def _remove_hook(self, kind, entry):
+        hooks = self.__dict__.get("_hooks")
+        if hooks is None or entry not in hooks[kind]:
+            return
+        hooks[kind].remove(entry)
+        if not any(hooks.values()):
+            object.__delattr__(self, "_hooks")  # back to the plain call
+
+    def _call_with_hooks(self, args, kwargs):
+        hooks = self._hooks
+        for hook, with_kwargs in list(hooks["pre"]):
+            if with_kwargs:
+                result = hook(self, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise RuntimeError(
+                            "forward pre-hook with_kwargs must return None or a tuple of "
+                            f"(new_args, new_kwargs), got {type(result).__name__}"
+                        )
+                    args, kwargs = result
+            else:
+                result = hook(self, args)
+                if result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
+        backward_hooks = [hook for hook, _ in hooks["backward"]]
         if backward_hooks:
-            return _with_backward_hooks(self, backward_hooks, hooks, args, kwargs)
+            args, watched = _watch_inputs(args)
         output = self.forward(*args, **kwargs)
-        for hook in tuple(hooks["forward"].values()):
-            result = hook(self, args, output)
+        for hook, with_kwargs in list(hooks["post"]):
+            result = hook(self, args, kwargs, output) if with_kwargs else hook(self, args, output)
             if result is not None:
                 output = result
+        if backward_hooks:
+            _attach_backward_hooks(self, backward_hooks, args, watched, output)
         return output
 
     # ------------------------------------------------------------------ traversal
@@ -247,15 +373,18 @@ class Module:
         for _, module in self.named_children():
             yield module
 
-    def named_modules(self, prefix=""):
-        """This module and every module under it, each once, with dotted names."""
-        seen = set()
+    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+        """This module and every module under it, each once (unless not ``remove_duplicate``),
+        with dotted names; ``memo`` is a set of modules to leave out, as in torch."""
+        seen = {id(m) for m in memo} if memo is not None else set()
         stack = [(prefix, self)]
         while stack:
             name, module = stack.pop()
-            if id(module) in seen:
+            if id(module) in seen and remove_duplicate:
                 continue
             seen.add(id(module))
+            if memo is not None:
+                memo.add(module)
             yield name, module
             children = [(f"{name}.{n}" if name else n, m) for n, m in module.named_children()]
             stack.extend(reversed(children))
@@ -264,15 +393,21 @@ class Module:
         for _, module in self.named_modules():
             yield module
 
-    def named_parameters(self, prefix=""):
+    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
         """(dotted name, Parameter) in definition order: a sub-Module's parameters come where the
         sub-Module was assigned (PyTorch lists a module's own parameters before its children's).
-        A shared Parameter or Module appears once."""
+        A shared Parameter or Module appears once (unless not ``remove_duplicate``). Without
+        ``recurse``, only this module's own parameters."""
+        if not recurse:
+            for name, member in self._members():
+                if isinstance(member, Parameter):
+                    yield (f"{prefix}.{name}" if prefix else name), member
+            return
         seen = set()
         stack = [(prefix, self)]
         while stack:
             name, member = stack.pop()
-            if id(member) in seen:
+            if id(member) in seen and (remove_duplicate or isinstance(member, Module)):
                 continue
             seen.add(id(member))
             if isinstance(member, Parameter):
@@ -281,16 +416,16 @@ class Module:
                 inner = [(f"{name}.{n}" if name else n, m) for n, m in member._members()]
                 stack.extend(reversed(inner))
 
-    def parameters(self):
+    def parameters(self, recurse=True):
         """Every Parameter (trainable or not), in definition order, as PyTorch's ``parameters()``."""
-        for _, param in self.named_parameters():
+        for _, param in self.named_parameters(recurse=recurse):
             yield param
 
     def named_buffers(self, prefix="", recurse=True):
         """(dotted name, Tensor) of every buffer that is not None: this module's, then (with
         ``recurse``) each submodule's in ``named_modules()`` order. A shared buffer appears once."""
         seen = set()
-        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        modules = self.named_modules(prefix=prefix) if recurse else [(prefix, self)]
         for module_name, module in modules:
             for name in module._buffers:
                 value = module.__dict__[name]
@@ -337,9 +472,13 @@ class Module:
     def eval(self):
         return self.train(False)
 
-    def zero_grad(self):
+    def zero_grad(self, set_to_none=True):
+        """Drop every parameter's gradient (``set_to_none``, torch's default) or zero it."""
         for param in self.parameters():
-            param.tensor.zero_grad()
+            if set_to_none or param.grad is None:
+                param.tensor.zero_grad()
+            else:
+                param.grad.fill_(0)
 
     def requires_grad_(self, requires_grad=True):
         """Make every parameter require grad (or not, to freeze the module); returns self."""
@@ -355,7 +494,7 @@ class Module:
         return self
 
     # ------------------------------------------------------------------ dtype
-    def to(self, *args, dtype=None, device=None):
+    def to(self, *args, dtype=None, device=None, non_blocking=False):
         """Convert the parameters and floating-point buffers to ``dtype`` in place (torch's
         ``to(dtype)``; ``to("cpu")`` and ``to(tensor)`` also work). Integer buffers such as
         ``num_batches_tracked`` keep their dtype. Returns self.
@@ -364,16 +503,13 @@ class Module:
         torch recommends, so that its flat buffers view the converted parameters.
         """
         for arg in args:
-            if isinstance(arg, str):
+            if devices.is_device(arg):
                 device = arg
             elif isinstance(arg, Tensor):
                 dtype = arg.dtype
             else:
                 dtype = arg
-        if device is not None and str(device) != "cpu":
-            raise ValueError(
-                f"{type(self).__name__}.to: firefly runs on the CPU only, got device {device!r}"
-            )
+        devices.as_device(f"{type(self).__name__}.to", device)
         if dtype is None:
             return self
         try:
@@ -399,6 +535,18 @@ class Module:
                     object.__setattr__(module, name, Tensor(value._data.astype(dtype)))
         return self
 
+    def cpu(self):
+        """``self``: the module is on the CPU already."""
+        return self
+
+    def share_memory(self):
+        """``self``: firefly has no worker processes to share the parameters with."""
+        return self
+
+    def cuda(self, device=None):
+        """Raises a ValueError: firefly runs on the CPU only."""
+        devices.refuse_cuda(f"{type(self).__name__}.cuda", device)
+
     def float(self):
         return self.to(np.float32)
 
@@ -406,17 +554,28 @@ class Module:
         return self.to(np.float64)
 
     # ------------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self, *, destination=None, prefix="", keep_vars=False):
         """{dotted name: ndarray} of every Parameter and persistent buffer. The arrays are
-        copies, so a saved state does not change as training goes on."""
-        return {name: value.numpy().copy() for name, value in self._named_state()}
+        copies, so a saved state does not change as training goes on. As torch's: ``prefix``
+        starts every key, ``destination`` (a dict) is filled and returned, and ``keep_vars``
+        puts the Parameters and buffers themselves in place of the copies."""
+        state = {} if destination is None else destination
+        if not hasattr(state, "__setitem__"):
+            raise TypeError(
+                f"state_dict: destination must be a dict, got {type(destination).__name__}"
+            )
+        for name, value in self._named_state():
+            state[prefix + name] = value if keep_vars else value.numpy().copy()
+        return state
 
-    def load_state_dict(self, state_dict, strict=True):
+    def load_state_dict(self, state_dict, strict=True, assign=False):
         """Copy values from ``state_dict`` into the Parameters and persistent buffers, in place.
 
         Every value is checked before any is written: a shape or dtype that differs from the
         model's raises an error naming the key. With ``strict`` (the default), missing or
         unexpected keys raise too; otherwise they are returned as ``(missing_keys, unexpected_keys)``.
+        ``assign`` is accepted for torch compatibility: values are always copied in place, so an
+        optimizer built on the parameters keeps working.
         """
         if not hasattr(state_dict, "keys"):
             raise TypeError(
@@ -436,7 +595,6 @@ class Module:
             if key not in state_dict:
                 continue
             value = state_dict[key]
-            value = value.data if isinstance(value, Parameter) else value
             value = value._data if isinstance(value, Tensor) else np.asarray(value)
             if value.shape != param.shape:
                 raise ValueError(
@@ -463,12 +621,18 @@ class Module:
         return ""
 
     def __repr__(self):
-        children = list(self.named_children())
-        head = f"{type(self).__name__}({self.extra_repr()}"
-        if not children:
-            return head + ")"
-        lines = [head]
-        for name, child in children:
-            body = repr(child).replace("\n", "\n  ")
-            lines.append(f"  ({name}): {body}")
-        return "\n".join(lines) + "\n)"
+        """torch's layout: one line when there is only a one-line ``extra_repr``; otherwise the
+        ``extra_repr`` lines and then ``(name): child`` lines, indented by two spaces."""
+        extra = self.extra_repr()
+        extra_lines = extra.split("\n") if extra else []
+        child_lines = [
+            f"({name}): " + repr(child).replace("\n", "\n  ")
+            for name, child in self.named_children()
+        ]
+        lines = extra_lines + child_lines
+        body = ""
+        if len(extra_lines) == 1 and not child_lines:
+            body = extra_lines[0]
+        elif lines:
+            body = "\n  " + "\n  ".join(lines) + "\n"
+        return f"{type(self).__name__}({body})"

@@ -15,7 +15,13 @@ from firefly.nn.layers.activation import (
     Softplus,
     Tanh,
 )
-from firefly.nn.layers.container import ModuleList, Sequential
+from firefly.nn.layers.container import (
+    ModuleDict,
+    ModuleList,
+    ParameterDict,
+    ParameterList,
+    Sequential,
+)
 from firefly.nn.layers.conv import Conv1d, Conv2d
 from firefly.nn.layers.dropout import Dropout
 from firefly.nn.layers.embedding import Embedding
@@ -54,4 +60,7 @@ __all__ = [
     "LogSigmoid",
     "Sequential",
     "ModuleList",
+    "ModuleDict",
+    "ParameterList",
+    "ParameterDict",
 ]

@@ -1,12 +1,10 @@
-"""Activation layers: Modules around the elementwise ops, for use in Sequential."""
+"""Activation layers: Modules around the elementwise ops, for use in Sequential. Those that
+take ``inplace`` in torch take it here too (positionally as well: ``ReLU(True)``) and write
+their result into the input when it is set."""
 
 from firefly import ops
+from firefly.nn import functional as F
 from firefly.nn.module import Module
-
-
-class ReLU(Module):
-    def forward(self, x):
-        return ops.apply("relu", x)
 
 
 class Sigmoid(Module):
@@ -48,19 +46,33 @@ class LogSoftmax(Module):
 
 
 class _WithArguments(Module):
-    """An activation op with keyword attributes, stored on the module and shown by repr."""
+    """An activation op with keyword attributes, stored on the module and shown by repr.
+    ``inplace`` is None for the activations that have no ``inplace`` in torch."""
 
     op = None
 
-    def __init__(self, **attrs):
+    def __init__(self, inplace=None, **attrs):
         super().__init__()
         self.attrs = attrs
+        self.inplace = inplace
 
     def forward(self, x):
-        return ops.apply(self.op, x, **self.attrs)
+        return F.activation(self.op, x, self.inplace, **self.attrs)
 
     def extra_repr(self):
-        return ", ".join(f"{k}={v!r}" for k, v in self.attrs.items())
+        shown = [f"{k}={v!r}" for k, v in self.attrs.items()]
+        if self.inplace:  # torch shows inplace only when set
+            shown.append("inplace=True")
+        return ", ".join(shown)
+
+
+class ReLU(_WithArguments):
+    """``ReLU(inplace=False)``: max(x, 0)."""
+
+    op = "relu"
+
+    def __init__(self, inplace=False):
+        super().__init__(inplace)
 
 
 class GELU(_WithArguments):
@@ -73,21 +85,21 @@ class GELU(_WithArguments):
 
 
 class LeakyReLU(_WithArguments):
-    """``LeakyReLU(negative_slope=0.01)``."""
+    """``LeakyReLU(negative_slope=0.01, inplace=False)``."""
 
     op = "leaky_relu"
 
     def __init__(self, negative_slope=0.01, inplace=False):
-        super().__init__(negative_slope=negative_slope)
+        super().__init__(inplace, negative_slope=negative_slope)
 
 
 class ELU(_WithArguments):
-    """``ELU(alpha=1.0)``: x for x > 0, alpha * (exp(x) - 1) otherwise."""
+    """``ELU(alpha=1.0, inplace=False)``: x for x > 0, alpha * (exp(x) - 1) otherwise."""
 
     op = "elu"
 
     def __init__(self, alpha=1.0, inplace=False):
-        super().__init__(alpha=alpha)
+        super().__init__(inplace, alpha=alpha)
 
 
 class SiLU(_WithArguments):
@@ -96,7 +108,7 @@ class SiLU(_WithArguments):
     op = "silu"
 
     def __init__(self, inplace=False):
-        super().__init__()
+        super().__init__(inplace)
 
 
 class Softplus(_WithArguments):
@@ -109,12 +121,12 @@ class Softplus(_WithArguments):
 
 
 class Hardtanh(_WithArguments):
-    """``Hardtanh(min_val=-1.0, max_val=1.0)``: x clamped to [min_val, max_val]."""
+    """``Hardtanh(min_val=-1.0, max_val=1.0, inplace=False)``: x clamped to [min_val, max_val]."""
 
     op = "hardtanh"
 
     def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
-        super().__init__(min_val=min_val, max_val=max_val)
+        super().__init__(inplace, min_val=min_val, max_val=max_val)
 
 
 class LogSigmoid(_WithArguments):

@@ -1,0 +1,5 @@
+"""``firefly.utils.data.distributed``, as torch.utils.data.distributed."""
+
+from firefly.data import DistributedSampler
+
+__all__ = ["DistributedSampler"]

@@ -1,0 +1,100 @@
+"""Whole programs, each run on torch and on firefly with only the imports changed (issue 21).
+Deterministic runs start from torch's weights, run in float64 on the same batches, and must
+give the same loss series to 1e-9."""
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+from twins import assert_series_close, firefly_source, run_twins  # noqa: E402
+
+
+def test_only_import_lines_are_rewritten():
+    source = (
+        "import torch\nimport torch.nn as nn\nfrom torch.utils.data import DataLoader\n"
+        "from torch import optim\nx = torch.zeros(2)  # torch stays torch here\n"
+    )
+    assert firefly_source(source) == (
+        "import firefly as torch\nimport firefly.nn as nn\n"
+        "from firefly.utils.data import DataLoader\nfrom firefly import optim\n"
+        "x = torch.zeros(2)  # torch stays torch here\n"
+    )
+
+
+def test_mnist_cnn():
+    ours, theirs = run_twins("mnist_cnn")
+    assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
+    assert_series_close([t[0] for t in ours["tests"]], [t[0] for t in theirs["tests"]], 1e-9)
+    assert [t[1] for t in ours["tests"]] == [t[1] for t in theirs["tests"]]
+    assert ours["losses"][-1] < 0.6 * ours["losses"][0]  # it learned
+
+
+def test_training_utilities():
+    ours, theirs = run_twins("training_utils")
+    for key in ("losses", "val_losses", "norms", "lrs", "best", "restored"):
+        assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
+    assert ours["epoch"] == theirs["epoch"]
+    assert ours["best"][0] < ours["losses"][0]  # it learned
+
+
+def test_fine_tuning_with_containers():
+    ours, theirs = run_twins("finetune_containers")
+    assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
+    assert_series_close(ours["log_vars"], theirs["log_vars"], rtol=1e-9, what="log_vars")
+    for key in ("missing", "unexpected", "trainable", "frozen_kept", "children"):
+        assert ours[key] == theirs[key], key
+    assert abs(ours["accuracy"] - theirs["accuracy"]) < 1e-12
+    assert ours["frozen_kept"] and ours["unexpected"] == ["classifier.weight"]
+
+
+def test_gan_step():
+    ours, theirs = run_twins("gan_step")
+    for key in ("losses", "errs_G", "D_x", "sample_mean"):
+        assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
+
+
+def test_vae():
+    ours, theirs = run_twins("vae")
+    assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
+    assert_series_close(ours["test_losses"], theirs["test_losses"], rtol=1e-9, what="test")
+    assert ours["losses"][-1] < ours["losses"][0]  # it learned
+
+
+def test_conv1d_time_series_classifier():
+    ours, theirs = run_twins("conv1d_timeseries")
+    assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
+    assert_series_close(ours["val_losses"], theirs["val_losses"], rtol=1e-9, what="val_losses")
+    assert ours["val_accs"] == theirs["val_accs"]
+    assert ours["val_accs"][-1] > 0.6  # it learned (3 classes)
+
+
+def test_knowledge_distillation():
+    ours, theirs = run_twins("distillation")
+    assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
+    for key in ("teacher_accuracy", "student_accuracy", "student_params"):
+        assert ours[key] == theirs[key], key
+    assert ours["teacher_accuracy"] > 50  # it learned (10 classes)
+
+
+def test_shuffled_pipeline_reaches_torch_level():
+    """Random splits, shuffling and dropout: the final levels are compared."""
+    ours, theirs = run_twins("shuffled_pipeline")
+    assert ours["sizes"] == theirs["sizes"] == (1438, 359)
+    assert ours["final_accuracy"] > 0.9 and theirs["final_accuracy"] > 0.9
+    assert abs(ours["final_accuracy"] - theirs["final_accuracy"]) < 0.05
+    assert abs(ours["final_loss"] - theirs["final_loss"]) < 0.15
+
+
+def test_polynomial_fit():
+    ours, theirs = run_twins("polynomial_fit")
+    assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
+    for key in ("coefficients", "bias", "weight_sum"):
+        assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
+    assert ours["losses"][-1] < 0.1 * ours["losses"][300]  # the nn fit learned
+
+
+def test_logistic_regression():
+    ours, theirs = run_twins("logistic_regression")
+    assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
+    assert ours["accuracy"] == theirs["accuracy"] and ours["accuracy"] > 0.9
