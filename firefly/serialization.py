@@ -6,12 +6,20 @@ Tensors or Parameters, saved as arrays), Python numbers, strings, booleans or No
 path of keys ("model/fc1.weight"); the structure, with every array replaced by a reference to
 its entry, is one JSON string stored as a unicode array. Nothing is pickled, so loading a
 checkpoint cannot run code.
+
+Format versions: 1 was written by firefly before it took torch's Linear layout and holds each
+``Linear.weight`` as (in_features, out_features); 2 holds it as torch does, (out_features,
+in_features). A version-1 file still loads: ``load`` warns once, and the dicts it returns are
+marked (``format_version``), so that ``Module.load_state_dict`` and an optimizer's
+``load_state_dict`` transpose those weights, and their optimizer state, on the way in.
 """
 
 import json
 import numbers
 import os
 import tempfile
+import warnings
+import weakref
 import zipfile
 
 import numpy as np
@@ -20,7 +28,38 @@ from firefly.tensor import Tensor
 
 STRUCTURE_KEY = "__firefly_structure__"
 FORMAT = "firefly-checkpoint"
-VERSION = 1
+VERSION = 2
+TORCH_LINEAR_VERSION = 2  # the first version with Linear weights as (out_features, in_features)
+READABLE_VERSIONS = (1, 2)
+
+# id -> weak reference of each Parameter that Module.load_state_dict transposed out of a
+# version-1 state, so that the optimizer state saved beside it is transposed too (a square
+# weight's shape cannot tell). Not a WeakSet: that compares members with ==, elementwise here.
+_converted_from_version_1 = {}
+
+
+def mark_converted(param) -> None:
+    """Record that ``param`` was loaded from a version-1 state and transposed."""
+    key = id(param)
+    _converted_from_version_1[key] = weakref.ref(
+        param, lambda _, key=key: _converted_from_version_1.pop(key, None)
+    )
+
+
+def was_converted(param) -> bool:
+    ref = _converted_from_version_1.get(id(param))
+    return ref is not None and ref() is param
+
+
+class VersionedState(dict):
+    """A dict read from a checkpoint of an older format version, marked with that version."""
+
+    format_version = VERSION
+
+
+def format_version(state) -> int:
+    """The checkpoint format ``state`` was read from (the current one for any other dict)."""
+    return getattr(state, "format_version", VERSION)
 
 
 class _Encoder:
@@ -84,17 +123,22 @@ class _Encoder:
         )
 
 
-def _decode(node, arrays):
+def _decode(node, arrays, version=VERSION):
     if isinstance(node, list):
-        return [_decode(item, arrays) for item in node]
+        return [_decode(item, arrays, version) for item in node]
     if isinstance(node, dict):
         if "array" in node:
             return arrays[node["array"]]
         if "scalar" in node:
             return arrays[node["scalar"]][()]
         if "tuple" in node:
-            return tuple(_decode(item, arrays) for item in node["tuple"])
-        return {key: _decode(item, arrays) for key, item in node["dict"]}
+            return tuple(_decode(item, arrays, version) for item in node["tuple"])
+        items = {key: _decode(item, arrays, version) for key, item in node["dict"]}
+        if version == VERSION:
+            return items
+        marked = VersionedState(items)
+        marked.format_version = version
+        return marked
     return node
 
 
@@ -176,9 +220,18 @@ def load(path):
     if STRUCTURE_KEY not in arrays:
         return arrays
     structure = json.loads(str(arrays.pop(STRUCTURE_KEY)))
-    if structure.get("format") != FORMAT or structure.get("version") != VERSION:
+    version = structure.get("version")
+    if structure.get("format") != FORMAT or version not in READABLE_VERSIONS:
         raise ValueError(
             f"firefly.load: {path} has format {structure.get('format')!r} version "
-            f"{structure.get('version')!r}; this firefly reads {FORMAT!r} version {VERSION}"
+            f"{version!r}; this firefly reads {FORMAT!r} versions {list(READABLE_VERSIONS)}"
         )
-    return _decode(structure["root"], arrays)
+    if version < TORCH_LINEAR_VERSION:
+        warnings.warn(
+            f"firefly.load: {path} is a checkpoint of format {version}, which stored "
+            "Linear weights as (in_features, out_features); load_state_dict converts them to "
+            f"torch's (out_features, in_features). Save it again to store format {VERSION}.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return _decode(structure["root"], arrays, version)

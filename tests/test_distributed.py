@@ -214,8 +214,8 @@ def test_different_models_are_reported_with_the_rank_and_parameter():
     out = worker("mismatch")
     assert "OK mismatch" in out
     assert re.search(
-        r"parameter or buffer 0 '0\.weight' has shape \(6, 17\) and dtype float64 on rank 1, "
-        r"but '0\.weight' has shape \(6, 16\) and dtype float64 on rank 0",
+        r"parameter or buffer 0 '0\.weight' has shape \(17, 6\) and dtype float64 on rank 1, "
+        r"but '0\.weight' has shape \(16, 6\) and dtype float64 on rank 0",
         out,
     ), out
 
