@@ -156,7 +156,7 @@ def _job(mode, count):
 # ----------------------------------------------------------------------------- the benchmarks
 needs_mpi = pytest.mark.skipif(
     importlib.util.find_spec("mpi4py") is None or not MPIEXEC.exists(),
-    reason=f'needs mpi4py and {MPIEXEC} (pip install "firefly[distributed]")',
+    reason=f'needs mpi4py and {MPIEXEC} (pip install "firefly-dl[distributed]")',
 )
 
 

@@ -24,7 +24,7 @@ TIMEOUT = 600  # s; the first job compiles (or loads from the cache) every kerne
 
 needs_mpi = pytest.mark.skipif(
     importlib.util.find_spec("mpi4py") is None or not MPIEXEC.exists(),
-    reason=f'needs mpi4py and {MPIEXEC} (pip install "firefly[distributed]")',
+    reason=f'needs mpi4py and {MPIEXEC} (pip install "firefly-dl[distributed]")',
 )
 
 
@@ -83,7 +83,7 @@ def test_init_without_the_extra_names_the_install_command(run_python):
     )
     result = run_python("-c", code)
     assert result.returncode != 0 and "ImportError" in result.stderr
-    assert 'pip install "firefly[distributed]"' in result.stderr
+    assert 'pip install "firefly-dl[distributed]"' in result.stderr
 
 
 def test_under_mpiexec_without_mpi4py_rank_queries_refuse_to_guess(run_python):
@@ -93,7 +93,7 @@ def test_under_mpiexec_without_mpi4py_rank_queries_refuse_to_guess(run_python):
         "distributed.world_size()\n"
     )
     result = run_python("-c", code, env={"PMI_SIZE": "2"})
-    assert result.returncode != 0 and 'pip install "firefly[distributed]"' in result.stderr
+    assert result.returncode != 0 and 'pip install "firefly-dl[distributed]"' in result.stderr
 
 
 def test_one_process_ddp_trains_like_the_model_itself():
@@ -260,7 +260,8 @@ def test_demo_distributed_prints_one_set_of_epoch_lines():
 @needs_mpi
 def test_ddp_digits_example_learns_on_two_ranks():
     pytest.importorskip(
-        "sklearn", reason='the digits example needs scikit-learn (pip install "firefly[examples]")'
+        "sklearn",
+        reason='the digits example needs scikit-learn (pip install "firefly-dl[examples]")',
     )
     result = mpiexec(REPO_ROOT / "examples" / "ddp_digits.py")
     assert result.returncode == 0, result.stderr
