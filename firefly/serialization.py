@@ -1,4 +1,5 @@
-"""Checkpoints: ``save(state, path)`` and ``load(path)`` in NumPy's .npz format, never pickled.
+"""Checkpoints: ``save(state, path)`` and ``load(path)`` in NumPy's .npz format, or in the
+safetensors format when the path ends in ``.safetensors``; never pickled.
 
 A checkpoint is a nested structure of dicts, lists and tuples whose leaves are arrays (or
 Tensors or Parameters, saved as arrays), Python numbers, strings, booleans or None: a model's
@@ -6,6 +7,14 @@ Tensors or Parameters, saved as arrays), Python numbers, strings, booleans or No
 path of keys ("model/fc1.weight"); the structure, with every array replaced by a reference to
 its entry, is one JSON string stored as a unicode array. Nothing is pickled, so loading a
 checkpoint cannot run code.
+
+A ``.safetensors`` file (the ``safetensors`` extra) holds the same entries under the same names:
+a model's state_dict keeps its keys ("fc1.weight"), so torch and other safetensors readers
+load it as it is; a nested state is flattened to path keys joined by "/" ("model/fc1.weight",
+"optimizer/state/0/exp_avg"), and its structure is the JSON string of the metadata entry
+``__firefly_structure__``. A safetensors file written by another program (torch's
+``safetensors.torch.save_file``) has no such entry and loads as a flat dict of arrays. String
+arrays cannot be stored in safetensors.
 
 Format versions: 1 was written by firefly before it took torch's Linear layout and holds each
 ``Linear.weight`` as (in_features, out_features); 2 holds it as torch does, (out_features,
@@ -149,8 +158,25 @@ def _current_umask():
     return mask
 
 
+def _safetensors(what):
+    from firefly.install import install_hint
+
+    try:
+        import safetensors.numpy
+    except ImportError:
+        raise ImportError(
+            f"{what}: .safetensors files need the safetensors package: "
+            f"{install_hint('safetensors')}"
+        ) from None
+    return safetensors
+
+
+def _is_safetensors(path):
+    return path.endswith(".safetensors")
+
+
 def save(state, path):
-    """Write ``state`` to ``path`` (.npz) atomically.
+    """Write ``state`` to ``path`` (.npz, or .safetensors by its suffix) atomically.
 
     The data goes to a temporary file in the same folder, is flushed to disk, and then renamed
     over ``path``: a crash at any point leaves either the old checkpoint or the new one, never a
@@ -159,13 +185,29 @@ def save(state, path):
     path = os.fspath(path)
     encoder = _Encoder()
     structure = {"format": FORMAT, "version": VERSION, "root": encoder.encode(state, [])}
+    if _is_safetensors(path):
+        safetensors = _safetensors("firefly.save")
+        for name, array in encoder.arrays.items():
+            if array.dtype.kind in "US":
+                raise TypeError(
+                    f"firefly.save: '{name}' is a string array, which safetensors cannot store; "
+                    "save to .npz instead"
+                )
+        arrays = {name: np.ascontiguousarray(a) for name, a in encoder.arrays.items()}
+        payload = safetensors.numpy.save(arrays, metadata={STRUCTURE_KEY: json.dumps(structure)})
+        _write_atomically(path, lambda f: f.write(payload))
+        return
     entries = dict(encoder.arrays)
     entries[STRUCTURE_KEY] = np.array(json.dumps(structure))
+    _write_atomically(path, lambda f: np.savez(f, **entries))
+
+
+def _write_atomically(path, write):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **entries)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         # mkstemp creates the file readable by its owner only; give it the mode a plain open() would.
@@ -194,13 +236,31 @@ def _fsync_folder(folder):
         os.close(fd)
 
 
+def _load_safetensors(path):
+    safetensors = _safetensors("firefly.load")
+    try:
+        with safetensors.safe_open(path, framework="np") as f:
+            metadata = f.metadata() or {}
+            arrays = {name: f.get_tensor(name) for name in f.keys()}
+    except (OSError, ValueError, safetensors.SafetensorError) as exc:
+        raise ValueError(
+            f"firefly.load: {path} is not a readable .safetensors file ({exc})"
+        ) from None
+    if STRUCTURE_KEY in metadata:
+        arrays[STRUCTURE_KEY] = metadata[STRUCTURE_KEY]
+    return arrays
+
+
 def load(path):
     """Read a checkpoint written by ``save``; arrays come back as ndarrays.
 
-    A plain .npz written by NumPy loads as a dict of its arrays. Files holding object arrays
-    are refused: reading them would mean unpickling.
+    A plain .npz written by NumPy, or a .safetensors file written by another program (torch's
+    ``safetensors.torch.save_file``), loads as a dict of its arrays. Files holding object
+    arrays are refused: reading them would mean unpickling.
     """
     path = os.fspath(path)
+    if _is_safetensors(path):
+        return _interpret(_load_safetensors(path), path)
     try:
         npz = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError) as exc:
@@ -217,6 +277,11 @@ def load(path):
                     f"firefly.load: entry '{name}' of {path} is an object array, which can only be "
                     f"read by unpickling; firefly refuses to unpickle ({exc})"
                 ) from None
+    return _interpret(arrays, path)
+
+
+def _interpret(arrays, path):
+    """The saved state from a file's named arrays and, when firefly wrote it, its structure."""
     if STRUCTURE_KEY not in arrays:
         return arrays
     structure = json.loads(str(arrays.pop(STRUCTURE_KEY)))

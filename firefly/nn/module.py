@@ -1,6 +1,7 @@
 """Module: the base class of layers and models. Attribute assignment registers Parameters,
 sub-Modules and lists of them, in the order they are assigned."""
 
+import os
 from collections import namedtuple
 
 import numpy as np
@@ -338,6 +339,8 @@ class Module:
         model's raises an error naming the key. With ``strict`` (the default), missing or
         unexpected keys raise too; otherwise they are returned as ``(missing_keys, unexpected_keys)``.
         A tied parameter may appear under each of its names, as torch's state_dict lists it.
+        ``state_dict`` may also be the path of a checkpoint (.npz or .safetensors, read by
+        ``firefly.load``), for instance a torch model's ``safetensors.torch.save_file`` output.
 
         A state read by ``firefly.load`` from a checkpoint of format 1 (firefly before torch's
         Linear layout) has its Linear weights transposed to (out_features, in_features) on the
@@ -345,6 +348,8 @@ class Module:
         """
         from firefly import serialization  # serialization imports Tensor, as this module does
 
+        if isinstance(state_dict, (str, os.PathLike)):
+            state_dict = serialization.load(state_dict)
         if not hasattr(state_dict, "keys"):
             raise TypeError(
                 f"load_state_dict: expected a dict of arrays, got {type(state_dict).__name__}"
