@@ -26,6 +26,7 @@ from firefly.creation import (
     zeros,
     zeros_like,
 )
+from firefly.dlpack import from_dlpack
 from firefly.functions import (  # noqa: A004  (PyTorch's names: firefly.max, firefly.sum, ...)
     abs,
     all,
@@ -88,6 +89,7 @@ bool = _np.bool_
 
 __all__ = [
     "Tensor",
+    "from_dlpack",
     "no_grad",
     "is_grad_enabled",
     "ops",
