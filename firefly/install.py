@@ -9,5 +9,5 @@ DISTRIBUTION = "firefly-dl"
 
 
 def install_hint(extra: str) -> str:
-    """The pip command that installs optional extra ``extra``, from the index and from a checkout."""
+    """The pip command that installs optional extra ``extra``: from the index, from a checkout."""
     return f'pip install "{DISTRIBUTION}[{extra}]" (from a checkout: pip install ".[{extra}]")'

@@ -240,3 +240,26 @@ def test_an_unknown_format_version_is_refused(tmp_path):
     )
     with pytest.raises(ValueError, match="version 99"):
         firefly.load(tmp_path / "future.npz")
+
+
+def test_a_compiled_step_with_a_bias_free_linear_replays_as_eager():
+    def run(compiled):
+        firefly.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 8, bias=False), nn.ReLU(), nn.Linear(8, 1))
+        optimizer = firefly.optim.SGD(model.parameters(), lr=0.1)
+
+        def step(x, y):
+            optimizer.zero_grad()
+            loss = nn.MSELoss()(model(x), y)
+            loss.backward()
+            optimizer.step()
+            return loss
+
+        step = firefly.compile(step) if compiled else step
+        x = Tensor(np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32))
+        y = Tensor(np.ones((16, 1), np.float32))
+        return [step(x, y).item() for _ in range(5)]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a step that cannot be planned warns
+        assert run(compiled=True) == run(compiled=False)
