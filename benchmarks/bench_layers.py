@@ -135,11 +135,7 @@ class CNNTrainer:
         else:
             self.model = build_cnn(torch.nn)
             self.model[7].p = dropout
-            state = {
-                k: torch.tensor(v.T.copy() if k == "9.weight" else v)
-                for k, v in ours.state_dict().items()
-            }
-            self.model.load_state_dict(state)
+            self.model.load_state_dict({k: torch.tensor(v) for k, v in ours.state_dict().items()})
             self.inputs, self.y = torch.from_numpy(self.x), torch.from_numpy(self.y)
             self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3)
             self.loss_fn = torch.nn.CrossEntropyLoss()

@@ -42,7 +42,8 @@ PROBLEMS = {
 
 
 def make_problem(name, dtype):
-    """(inputs, targets, [(W, b), ...]) with PyTorch-default init and W laid out (in, out)."""
+    """(inputs, targets, [(W, b), ...]) with PyTorch-default init and W laid out as torch's,
+    (out, in)."""
     spec = PROBLEMS[name]
     rng = np.random.default_rng(0)
     X = rng.normal(size=(spec["batch"], spec["sizes"][0]))
@@ -58,7 +59,7 @@ def make_problem(name, dtype):
         bound = 1.0 / np.sqrt(fan_in)
         params.append(
             (
-                rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype),
+                rng.uniform(-bound, bound, (fan_out, fan_in)).astype(dtype),
                 rng.uniform(-bound, bound, fan_out).astype(dtype),
             )
         )
@@ -143,7 +144,7 @@ class NumpyTrainer:
         inputs = self.X
         for k in range(layers):
             W, b = self.params[2 * k], self.params[2 * k + 1]
-            np.dot(inputs, W, out=self.z[k])
+            np.dot(inputs, W.T, out=self.z[k])
             self.z[k] += b
             if k < layers - 1:
                 np.maximum(self.z[k], 0.0, out=self.a[k])
@@ -151,10 +152,10 @@ class NumpyTrainer:
         loss = self.loss_and_output_grad()
         for k in range(layers - 1, -1, -1):
             below = self.a[k - 1] if k else self.X
-            np.dot(below.T, self.dz[k], out=self.grads[2 * k])
+            np.dot(self.dz[k].T, below, out=self.grads[2 * k])
             np.sum(self.dz[k], axis=0, out=self.grads[2 * k + 1])
             if k:
-                np.dot(self.dz[k], self.params[2 * k].T, out=self.dz[k - 1])
+                np.dot(self.dz[k], self.params[2 * k], out=self.dz[k - 1])
                 np.greater(self.z[k - 1], 0.0, out=self.masks[k - 1])
                 self.dz[k - 1] *= self.masks[k - 1]
         self.steps += 1
@@ -180,9 +181,9 @@ class TorchTrainer:
         X, y, params = make_problem(name, dtype)
         layers = []
         for W, b in params:
-            linear = torch.nn.Linear(*W.shape, dtype=getattr(torch, np.dtype(dtype).name))
+            linear = torch.nn.Linear(*W.shape[::-1], dtype=getattr(torch, np.dtype(dtype).name))
             with torch.no_grad():
-                linear.weight.copy_(torch.from_numpy(W.T.copy()))
+                linear.weight.copy_(torch.from_numpy(W))
                 linear.bias.copy_(torch.from_numpy(b))
             layers += [linear, torch.nn.ReLU()]
         self.model = torch.nn.Sequential(*layers[:-1])
@@ -204,7 +205,7 @@ class TorchTrainer:
         values = []
         for module in self.model:
             if isinstance(module, torch.nn.Linear):
-                values += [module.weight.detach().numpy().T, module.bias.detach().numpy()]
+                values += [module.weight.detach().numpy(), module.bias.detach().numpy()]
         return values
 
 
@@ -258,7 +259,8 @@ def _numba_gemm():
     from firefly.kernels.linalg import linear_forward  # np.dot inside a kernel, plus a bias pass
 
     zeros = np.zeros(PEAK_SIZE, np.float32)
-    return lambda a, b, out: linear_forward(a, b, zeros, out)
+    # linear_forward computes a @ weight.T: give it b.T, a view, so that BLAS reads b as it is
+    return lambda a, b, out: linear_forward(a, b.T, zeros, out)
 
 
 @pytest.mark.benchmark(group="train-step-mlp-784-float32")

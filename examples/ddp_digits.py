@@ -7,7 +7,7 @@ Every rank builds the model, DistributedDataParallel gives all of them rank 0's 
 DistributedSampler hands each rank its shard of every epoch, and the optimizer's step averages
 the gradients across ranks, so all ranks hold the same weights throughout. Only rank 0 prints.
 Set NUMBA_NUM_THREADS and OPENBLAS_NUM_THREADS so that ranks x threads <= cores.
-Needs scikit-learn for the data: pip install "firefly[examples]".
+Needs scikit-learn for the data: pip install "firefly-dl[examples]".
 """
 
 import sys
@@ -19,6 +19,7 @@ from firefly import distributed as dist
 from firefly import nn
 from firefly.data import DataLoader, DistributedSampler, TensorDataset
 from firefly.digits import accuracy, load_split
+from firefly.install import install_hint
 from firefly.optim import Adam
 
 
@@ -28,7 +29,8 @@ def load_digits_split(seed):
         X_train, X_test, y_train, y_test = load_split(seed)
     except ImportError:
         sys.exit(
-            'examples/ddp_digits.py needs scikit-learn for the digits data: pip install "firefly[examples]"'
+            "examples/ddp_digits.py needs scikit-learn for the digits data: "
+            + install_hint("examples")
         )
     return X_train.reshape(len(X_train), -1), y_train, X_test.reshape(len(X_test), -1), y_test
 

@@ -4,7 +4,7 @@ stratified 80/20 split. Reaches >= 98% held-out accuracy.
 
 Run: python examples/digits_cnn.py [--epochs N] [--seed S] [--torch]
 (``--torch`` trains the same model with PyTorch afterwards, for comparison.)
-Needs scikit-learn (``pip install "firefly[examples]"``).
+Needs scikit-learn (``pip install "firefly-dl[examples]"``).
 """
 
 import argparse

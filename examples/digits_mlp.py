@@ -3,7 +3,7 @@ stratified 80/20 split as digits_cnn.py: Linear, ReLU, Dropout, AdamW. Reaches >
 held-out accuracy.
 
 Run: python examples/digits_mlp.py [--epochs N] [--seed S]
-Needs scikit-learn (``pip install "firefly[examples]"``).
+Needs scikit-learn (``pip install "firefly-dl[examples]"``).
 """
 
 import argparse

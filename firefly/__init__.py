@@ -43,6 +43,7 @@ from firefly.creation import (
     zeros_like,
 )
 from firefly.devices import device
+from firefly.dlpack import from_dlpack
 from firefly.functions import (  # noqa: A004  (PyTorch's names: firefly.max, firefly.sum, ...)
     abs,
     all,
@@ -111,6 +112,7 @@ bool = _np.bool_
 
 __all__ = [
     "Tensor",
+    "from_dlpack",
     "no_grad",
     "enable_grad",
     "inference_mode",

@@ -125,6 +125,7 @@ def info(args):
     import numba
 
     import firefly
+    from firefly.install import DISTRIBUTION
     from firefly.kernels import _jit
     from firefly.ops import get, names, origin
 
@@ -132,6 +133,7 @@ def info(args):
     one = np.ones(1)
     get("relu").forward_kernel.parallel(one, np.empty_like(one))
     print(f"firefly        {firefly.__version__}")
+    print(f"distribution   {DISTRIBUTION} (pip install {DISTRIBUTION}; it imports as firefly)")
     print(f"numpy          {np.__version__}")
     print(f"numba          {numba.__version__}")
     print(f"python         {sys.version.split()[0]}")

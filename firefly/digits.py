@@ -8,10 +8,12 @@ import time
 
 import numpy as np
 
+from firefly.install import install_hint
+
 
 def load_split(seed=0, dtype=np.float32):
     """Images (N, 1, 8, 8) scaled to [0, 1] in ``dtype``, int64 labels; a stratified 80/20 split
-    that depends only on ``seed``. Needs scikit-learn (``pip install "firefly[examples]"``)."""
+    that depends only on ``seed``. Needs scikit-learn (``pip install "firefly-dl[examples]"``)."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
@@ -67,7 +69,7 @@ def run(args):
     except ImportError:
         print(
             "demo --model digits-cnn needs scikit-learn for its bundled digits data: "
-            'pip install "firefly[examples]" (or pip install scikit-learn)'
+            f"{install_hint('examples')} (or pip install scikit-learn)"
         )
         return 1
     firefly.manual_seed(args.seed)

@@ -4,7 +4,8 @@ DistributedOptimizer and a rank-0 checkpoint helper.
 Launch N copies of one program with ``mpiexec -n N python train.py``; each copy is a *rank*.
 Without ``mpiexec`` a program sees one rank and everything here works unchanged, with no MPI
 involved. mpi4py is imported only by ``init()`` (called for you when the program runs under an
-MPI launcher), never by ``import firefly``; install it with ``pip install "firefly[distributed]"``.
+MPI launcher), never by ``import firefly``; install it with
+``pip install "firefly-dl[distributed]"``.
 
 Gradient averaging rides on the optimizer's flat buffers: every gradient of one dtype already
 sits in one contiguous array, so averaging across ranks is one in-place ``Allreduce`` per
@@ -24,12 +25,13 @@ import weakref
 import numpy as np
 
 from firefly import autograd
+from firefly.install import install_hint
 from firefly.nn.module import Module
 from firefly.optim.optimizer import register_optimizer_step_pre_hook
 from firefly.serialization import save as _save
 from firefly.tensor import Tensor
 
-INSTALL_HINT = 'pip install "firefly[distributed]"'
+INSTALL_HINT = install_hint("distributed")
 # Set by MPI launchers (MPICH/Hydra and Slurm's PMI, Open MPI, MVAPICH) to the number of ranks.
 _LAUNCHER_SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 _REDUCE_OPS = ("sum", "mean", "max", "min")
@@ -55,7 +57,7 @@ def _launched_by_mpi():
 def init():
     """Start MPI (once; later calls do nothing). Under ``mpiexec`` the collectives then span
     every rank, and an uncaught exception on any rank aborts the whole job (see
-    ``abort_on_exception``). Raises ImportError naming ``pip install "firefly[distributed]"``
+    ``abort_on_exception``). Raises ImportError naming ``pip install "firefly-dl[distributed]"``
     when mpi4py or its MPI library is missing."""
     global _MPI, _comm
     if _comm is not None:

@@ -1,4 +1,5 @@
-"""Checkpoints: ``save(state, path)`` and ``load(path)`` in NumPy's .npz format, never pickled.
+"""Checkpoints: ``save(state, path)`` and ``load(path)`` in NumPy's .npz format, or in the
+safetensors format when the path ends in ``.safetensors``; never pickled.
 
 A checkpoint is a nested structure of dicts, lists and tuples whose leaves are arrays (or
 Tensors or Parameters, saved as arrays), Python numbers, strings, booleans or None: a model's
@@ -6,12 +7,28 @@ Tensors or Parameters, saved as arrays), Python numbers, strings, booleans or No
 path of keys ("model/fc1.weight"); the structure, with every array replaced by a reference to
 its entry, is one JSON string stored as a unicode array. Nothing is pickled, so loading a
 checkpoint cannot run code.
+
+A ``.safetensors`` file (the ``safetensors`` extra) holds the same entries under the same names:
+a model's state_dict keeps its keys ("fc1.weight"), so torch and other safetensors readers
+load it as it is; a nested state is flattened to path keys joined by "/" ("model/fc1.weight",
+"optimizer/state/0/exp_avg"), and its structure is the JSON string of the metadata entry
+``__firefly_structure__``. A safetensors file written by another program (torch's
+``safetensors.torch.save_file``) has no such entry and loads as a flat dict of arrays. String
+arrays cannot be stored in safetensors.
+
+Format versions: 1 was written by firefly before it took torch's Linear layout and holds each
+``Linear.weight`` as (in_features, out_features); 2 holds it as torch does, (out_features,
+in_features). A version-1 file still loads: ``load`` warns once, and the dicts it returns are
+marked (``format_version``), so that ``Module.load_state_dict`` and an optimizer's
+``load_state_dict`` transpose those weights, and their optimizer state, on the way in.
 """
 
 import json
 import numbers
 import os
 import tempfile
+import warnings
+import weakref
 import zipfile
 
 import numpy as np
@@ -20,7 +37,38 @@ from firefly.tensor import Tensor
 
 STRUCTURE_KEY = "__firefly_structure__"
 FORMAT = "firefly-checkpoint"
-VERSION = 1
+VERSION = 2
+TORCH_LINEAR_VERSION = 2  # the first version with Linear weights as (out_features, in_features)
+READABLE_VERSIONS = (1, 2)
+
+# id -> weak reference of each Parameter that Module.load_state_dict transposed out of a
+# version-1 state, so that the optimizer state saved beside it is transposed too (a square
+# weight's shape cannot tell). Not a WeakSet: that compares members with ==, elementwise here.
+_converted_from_version_1 = {}
+
+
+def mark_converted(param) -> None:
+    """Record that ``param`` was loaded from a version-1 state and transposed."""
+    key = id(param)
+    _converted_from_version_1[key] = weakref.ref(
+        param, lambda _, key=key: _converted_from_version_1.pop(key, None)
+    )
+
+
+def was_converted(param) -> bool:
+    ref = _converted_from_version_1.get(id(param))
+    return ref is not None and ref() is param
+
+
+class VersionedState(dict):
+    """A dict read from a checkpoint of an older format version, marked with that version."""
+
+    format_version = VERSION
+
+
+def format_version(state) -> int:
+    """The checkpoint format ``state`` was read from (the current one for any other dict)."""
+    return getattr(state, "format_version", VERSION)
 
 
 class _Encoder:
@@ -84,17 +132,22 @@ class _Encoder:
         )
 
 
-def _decode(node, arrays):
+def _decode(node, arrays, version=VERSION):
     if isinstance(node, list):
-        return [_decode(item, arrays) for item in node]
+        return [_decode(item, arrays, version) for item in node]
     if isinstance(node, dict):
         if "array" in node:
             return arrays[node["array"]]
         if "scalar" in node:
             return arrays[node["scalar"]][()]
         if "tuple" in node:
-            return tuple(_decode(item, arrays) for item in node["tuple"])
-        return {key: _decode(item, arrays) for key, item in node["dict"]}
+            return tuple(_decode(item, arrays, version) for item in node["tuple"])
+        items = {key: _decode(item, arrays, version) for key, item in node["dict"]}
+        if version == VERSION:
+            return items
+        marked = VersionedState(items)
+        marked.format_version = version
+        return marked
     return node
 
 
@@ -105,8 +158,25 @@ def _current_umask():
     return mask
 
 
+def _safetensors(what):
+    from firefly.install import install_hint
+
+    try:
+        import safetensors.numpy
+    except ImportError:
+        raise ImportError(
+            f"{what}: .safetensors files need the safetensors package: "
+            f"{install_hint('safetensors')}"
+        ) from None
+    return safetensors
+
+
+def _is_safetensors(path):
+    return path.endswith(".safetensors")
+
+
 def save(state, path):
-    """Write ``state`` to ``path`` (.npz) atomically.
+    """Write ``state`` to ``path`` (.npz, or .safetensors by its suffix) atomically.
 
     The data goes to a temporary file in the same folder, is flushed to disk, and then renamed
     over ``path``: a crash at any point leaves either the old checkpoint or the new one, never a
@@ -115,13 +185,29 @@ def save(state, path):
     path = os.fspath(path)
     encoder = _Encoder()
     structure = {"format": FORMAT, "version": VERSION, "root": encoder.encode(state, [])}
+    if _is_safetensors(path):
+        safetensors = _safetensors("firefly.save")
+        for name, array in encoder.arrays.items():
+            if array.dtype.kind in "US":
+                raise TypeError(
+                    f"firefly.save: '{name}' is a string array, which safetensors cannot store; "
+                    "save to .npz instead"
+                )
+        arrays = {name: np.ascontiguousarray(a) for name, a in encoder.arrays.items()}
+        payload = safetensors.numpy.save(arrays, metadata={STRUCTURE_KEY: json.dumps(structure)})
+        _write_atomically(path, lambda f: f.write(payload))
+        return
     entries = dict(encoder.arrays)
     entries[STRUCTURE_KEY] = np.array(json.dumps(structure))
+    _write_atomically(path, lambda f: np.savez(f, **entries))
+
+
+def _write_atomically(path, write):
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **entries)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         # mkstemp creates the file readable by its owner only; give it the mode a plain open() would.
@@ -150,13 +236,31 @@ def _fsync_folder(folder):
         os.close(fd)
 
 
+def _load_safetensors(path):
+    safetensors = _safetensors("firefly.load")
+    try:
+        with safetensors.safe_open(path, framework="np") as f:
+            metadata = f.metadata() or {}
+            arrays = {name: f.get_tensor(name) for name in f.keys()}
+    except (OSError, ValueError, safetensors.SafetensorError) as exc:
+        raise ValueError(
+            f"firefly.load: {path} is not a readable .safetensors file ({exc})"
+        ) from None
+    if STRUCTURE_KEY in metadata:
+        arrays[STRUCTURE_KEY] = metadata[STRUCTURE_KEY]
+    return arrays
+
+
 def load(path):
     """Read a checkpoint written by ``save``; arrays come back as ndarrays.
 
-    A plain .npz written by NumPy loads as a dict of its arrays. Files holding object arrays
-    are refused: reading them would mean unpickling.
+    A plain .npz written by NumPy, or a .safetensors file written by another program (torch's
+    ``safetensors.torch.save_file``), loads as a dict of its arrays. Files holding object
+    arrays are refused: reading them would mean unpickling.
     """
     path = os.fspath(path)
+    if _is_safetensors(path):
+        return _interpret(_load_safetensors(path), path)
     try:
         npz = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, ValueError) as exc:
@@ -173,12 +277,26 @@ def load(path):
                     f"firefly.load: entry '{name}' of {path} is an object array, which can only be "
                     f"read by unpickling; firefly refuses to unpickle ({exc})"
                 ) from None
+    return _interpret(arrays, path)
+
+
+def _interpret(arrays, path):
+    """The saved state from a file's named arrays and, when firefly wrote it, its structure."""
     if STRUCTURE_KEY not in arrays:
         return arrays
     structure = json.loads(str(arrays.pop(STRUCTURE_KEY)))
-    if structure.get("format") != FORMAT or structure.get("version") != VERSION:
+    version = structure.get("version")
+    if structure.get("format") != FORMAT or version not in READABLE_VERSIONS:
         raise ValueError(
             f"firefly.load: {path} has format {structure.get('format')!r} version "
-            f"{structure.get('version')!r}; this firefly reads {FORMAT!r} version {VERSION}"
+            f"{version!r}; this firefly reads {FORMAT!r} versions {list(READABLE_VERSIONS)}"
         )
-    return _decode(structure["root"], arrays)
+    if version < TORCH_LINEAR_VERSION:
+        warnings.warn(
+            f"firefly.load: {path} is a checkpoint of format {version}, which stored "
+            "Linear weights as (in_features, out_features); load_state_dict converts them to "
+            f"torch's (out_features, in_features). Save it again to store format {VERSION}.",
+            UserWarning,
+            stacklevel=2,
+        )
+    return _decode(structure["root"], arrays, version)

@@ -303,6 +303,16 @@ class Tensor:
 
     to_numpy = numpy
 
+    def __dlpack__(self, stream=None, max_version=None, dl_device=None, copy=None):
+        """A DLPack capsule of this tensor's memory (shared): ``torch.from_dlpack(t)`` and
+        ``np.from_dlpack(t)`` see and change the same numbers. See ``firefly.dlpack``."""
+        from firefly import dlpack  # dlpack wraps arrays in Tensors: import late
+
+        return dlpack.export(self, stream, max_version, dl_device, copy)
+
+    def __dlpack_device__(self):
+        return (1, 0)  # kDLCPU, device 0: firefly tensors live in CPU memory
+
     def __array__(self, dtype=None, copy=None):
         if copy:
             return np.array(self._data, dtype=dtype, copy=True)

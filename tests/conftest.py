@@ -85,7 +85,7 @@ NUMPY_REFERENCES = {
     "transpose": lambda a, attrs: np.transpose(a[0], attrs.get("axes")),
     "getitem": lambda a, attrs: a[0][attrs["index"]],
     "matmul": lambda a, attrs: np.matmul(a[0], a[1]),
-    "linear": lambda a, attrs: a[0] @ a[1] + a[2],
+    "linear": lambda a, attrs: a[0] @ a[1].T + a[2],
     "mse_loss": lambda a, attrs: getattr(np, attrs["reduction"])((a[0] - a[1]) ** 2),
     "cast": lambda a, attrs: a[0],
     "abs": lambda a, attrs: np.abs(a[0]),

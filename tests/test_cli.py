@@ -105,6 +105,7 @@ def test_info_lists_versions_threading_cache_and_ops(run_python):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert re.search(rf"^firefly\s+{re.escape(firefly.__version__)}$", out, re.M)
+    assert re.search(r"^distribution\s+firefly-dl \(pip install firefly-dl;", out, re.M)
     assert re.search(rf"^numpy\s+{re.escape(np.__version__)}$", out, re.M)
     assert re.search(rf"^numba\s+{re.escape(numba.__version__)}$", out, re.M)
     assert re.search(r"^threading\s+\w+ layer, \d+ threads$", out, re.M)

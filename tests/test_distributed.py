@@ -87,7 +87,7 @@ def test_init_without_the_extra_names_the_install_command(run_python):
     )
     result = run_python("-c", code)
     assert result.returncode != 0 and "ImportError" in result.stderr
-    assert 'pip install "firefly[distributed]"' in result.stderr
+    assert 'pip install "firefly-dl[distributed]"' in result.stderr
 
 
 def test_under_mpiexec_without_mpi4py_rank_queries_refuse_to_guess(run_python):
@@ -97,7 +97,7 @@ def test_under_mpiexec_without_mpi4py_rank_queries_refuse_to_guess(run_python):
         "distributed.world_size()\n"
     )
     result = run_python("-c", code, env={"PMI_SIZE": "2"})
-    assert result.returncode != 0 and 'pip install "firefly[distributed]"' in result.stderr
+    assert result.returncode != 0 and 'pip install "firefly-dl[distributed]"' in result.stderr
 
 
 def test_one_process_ddp_trains_like_the_model_itself():
@@ -242,8 +242,8 @@ def test_different_models_are_reported_with_the_rank_and_parameter():
     out = worker("mismatch")
     assert "OK mismatch" in out
     assert re.search(
-        r"parameter or buffer 0 '0\.weight' has shape \(6, 17\) and dtype float64 on rank 1, "
-        r"but '0\.weight' has shape \(6, 16\) and dtype float64 on rank 0",
+        r"parameter or buffer 0 '0\.weight' has shape \(17, 6\) and dtype float64 on rank 1, "
+        r"but '0\.weight' has shape \(16, 6\) and dtype float64 on rank 0",
         out,
     ), out
 

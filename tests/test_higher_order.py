@@ -321,19 +321,11 @@ def test_third_derivatives_of_elementwise_chains_match_torch(chain):
 
 
 # ----------------------------------------------------------------------------- programs vs torch
-# firefly's Linear is moving to torch's (out_features, in_features) weight; either works here.
-TORCH_LAYOUT = firefly.nn.Linear(2, 3).weight.shape == (3, 2)
-
-
 def copy_linear(layer, torch_layer):
     """torch's weight and bias into a firefly Linear."""
     weight = torch_layer.weight.detach().numpy()
-    np.copyto(layer.weight.numpy(), weight if TORCH_LAYOUT else weight.T)
+    np.copyto(layer.weight.numpy(), weight)
     np.copyto(layer.bias.numpy(), torch_layer.bias.detach().numpy())
-
-
-def as_torch_layout(grad):
-    return grad if TORCH_LAYOUT else grad.T
 
 
 def mlp_pair(sizes, activation, seed):
@@ -411,7 +403,7 @@ def test_wgan_gp_training_matches_torch():
                         zip(gp_grads[::2], gp_grads[1::2]),
                         zip(grads[::2], grads[1::2]),
                     ):
-                        close(as_torch_layout(np.asarray(gw)), gw_t, 1e-10)
+                        close(np.asarray(gw), gw_t, 1e-10)
                         close(gb, gb_t, 1e-10)
             loss_d = run_critic(fake, lib).mean() - run_critic(tensor(real), lib).mean() + 10.0 * gp
             opt_d_.zero_grad()

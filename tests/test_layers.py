@@ -14,15 +14,8 @@ torch = pytest.importorskip("torch", reason="needs torch as the oracle: pip inst
 
 
 def copy_into_torch(ours, theirs):
-    """Copy our parameters and buffers into the torch twin (same names; Linear's weight transposed)."""
-    state = ours.state_dict()
-    converted = {}
-    for key, value in theirs.state_dict().items():
-        v = state[key]
-        converted[key] = torch.tensor(
-            v.T.copy() if v.ndim == 2 and v.shape != tuple(value.shape) else v
-        )
-    theirs.load_state_dict(converted)
+    """Copy our parameters and buffers into the torch twin: same names, same layouts."""
+    theirs.load_state_dict({key: torch.tensor(value) for key, value in ours.state_dict().items()})
 
 
 def build(nn_module):

@@ -250,7 +250,7 @@ def test_linear_layout_dtype_and_pytorch_init_bounds():
     firefly.manual_seed(0)
     layer = nn.Linear(400, 300)
     bound = 1.0 / np.sqrt(400)
-    assert layer.weight.shape == (400, 300) and layer.bias.shape == (300,)
+    assert layer.weight.shape == (300, 400) and layer.bias.shape == (300,)  # torch's layout
     assert layer.weight.dtype == np.float32 and layer.bias.dtype == np.float32
     for p in (layer.weight, layer.bias):
         assert np.abs(p.numpy()).max() <= bound and np.abs(p.numpy()).max() > 0.95 * bound
@@ -273,18 +273,20 @@ def test_linear_forward_and_backward_match_numpy():
     x = Tensor(np.random.default_rng(0).normal(size=(5, 3)), requires_grad=True)
     y = layer(x)
     W, b = layer.weight.numpy(), layer.bias.numpy()
-    np.testing.assert_allclose(y.numpy(), x.numpy() @ W + b, rtol=1e-12)
-    y.backward(np.ones((5, 2)))
-    np.testing.assert_allclose(layer.weight.grad.numpy(), x.numpy().T @ np.ones((5, 2)), rtol=1e-12)
-    np.testing.assert_allclose(layer.bias.grad.numpy(), np.full(2, 5.0))
-    np.testing.assert_allclose(x.grad.numpy(), np.ones((5, 2)) @ W.T, rtol=1e-12)
+    assert W.shape == (2, 3)
+    np.testing.assert_allclose(y.numpy(), x.numpy() @ W.T + b, rtol=1e-12)
+    upstream = np.random.default_rng(1).normal(size=(5, 2))
+    y.backward(upstream)
+    np.testing.assert_allclose(layer.weight.grad.numpy(), upstream.T @ x.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(layer.bias.grad.numpy(), upstream.sum(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(x.grad.numpy(), upstream @ W, rtol=1e-12)
 
 
 def test_linear_without_bias():
     layer = nn.Linear(3, 2, bias=False)
     assert layer.bias is None and [n for n, _ in layer.named_parameters()] == ["weight"]
     x = np.ones((4, 3), dtype=np.float32)
-    np.testing.assert_allclose(layer(x).numpy(), x @ layer.weight.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(layer(x).numpy(), x @ layer.weight.numpy().T, rtol=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -98,10 +98,9 @@ def train_torch(optimizer_name, scheduler_name, x, y, initial):
     losses, norms = [], []
     for _ in range(STEPS):
         optimizer.zero_grad()
-        hidden = torch.relu(
-            x @ params["fc1.weight"] + params["fc1.bias"]
-        )  # firefly's (in, out) layout
-        loss = ((hidden @ params["fc2.weight"] + params["fc2.bias"] - y) ** 2).mean()
+        hidden = torch.nn.functional.linear(x, params["fc1.weight"], params["fc1.bias"]).relu()
+        output = torch.nn.functional.linear(hidden, params["fc2.weight"], params["fc2.bias"])
+        loss = ((output - y) ** 2).mean()
         loss.backward()
         norms.append(torch.nn.utils.clip_grad_norm_([p for _, p in named], MAX_NORM).item())
         optimizer.step()

@@ -411,7 +411,7 @@ def test_backward_accumulates_into_the_flat_buffer():
     installed = layer.weight.tensor.grad
     layer(x).sum().backward()
     assert layer.weight.tensor.grad is installed  # accumulated in place, not reallocated
-    np.testing.assert_allclose(installed._data, x.numpy().sum(0)[:, None] * np.ones((1, 2)))
+    np.testing.assert_allclose(installed._data, np.ones((2, 1)) * x.numpy().sum(0)[None, :])
 
 
 # ----------------------------------------------------------------------------- behind the back

@@ -36,8 +36,9 @@ def matmul_backward(grad, a, b, da, db):
 
 @kernel
 def linear_forward(x, weight, bias, out):
-    """out = x @ weight + bias, with x (N, K), weight (K, M) and bias (M,)."""
-    np.dot(x, weight, out)
+    """out = x @ weight.T + bias, with x (N, K), weight (M, K) as torch lays it out and bias
+    (M,). BLAS reads the transposed weight in place (a transpose flag, no copy)."""
+    np.dot(x, weight.T, out)
     for n in range(out.shape[0]):
         row = out[n]
         for m in range(row.size):
@@ -46,11 +47,11 @@ def linear_forward(x, weight, bias, out):
 
 @kernel
 def linear_backward(grad, x, weight, need_dx, dx, dweight, dbias):
-    """dx = grad @ weight^T (skipped unless need_dx: the first layer's input needs none),
-    dweight = x^T @ grad, dbias = grad summed over rows."""
+    """dx = grad @ weight (skipped unless need_dx: the first layer's input needs none),
+    dweight = grad^T @ x (M, K), dbias = grad summed over rows."""
     if need_dx:
-        np.dot(grad, weight.T, dx)
-    np.dot(x.T, grad, dweight)
+        np.dot(grad, weight, dx)
+    np.dot(grad.T, x, dweight)
     dbias[:] = 0.0
     for n in range(grad.shape[0]):
         row = grad[n]

@@ -2,8 +2,8 @@
 firefly has. Each function runs registered ops; ``import firefly.nn.functional as F``.
 
 Layouts follow torch: ``conv2d`` weights are (out_channels, in_channels/groups, kH, kW) and
-``linear`` takes torch's (out_features, in_features) weight (the ``firefly.nn.Linear`` module
-stores its weight as (in_features, out_features) and calls the ``linear`` op directly).
+``linear`` takes torch's (out_features, in_features) weight, the layout of
+``firefly.nn.Linear.weight``.
 """
 
 import numpy as np
@@ -68,11 +68,14 @@ def _channels(name, input, dim):
 
 
 def linear(input, weight, bias=None):
-    """``input @ weight.T + bias`` with torch's (out_features, in_features) weight."""
-    weight_t = ops.apply("transpose", weight, axes=(1, 0)) if np.ndim(weight) == 2 else weight
-    if bias is None:
-        return ops.apply("matmul", input, weight_t)
-    return ops.apply("linear", input, weight_t, bias)
+    """``input @ weight.T + bias`` with torch's (out_features, in_features) weight, as one
+    ``linear`` op; a 1-D weight (in_features,) gives ``input @ weight`` (+ bias), as in torch."""
+    if np.ndim(weight) != 2:
+        out = ops.apply("matmul", input, weight)
+        return out if bias is None else out + bias
+    if bias is None:  # a zero bias costs one row sum in backward; a second op would cost more
+        bias = _constant(input, 0.0, np.shape(weight)[0])
+    return ops.apply("linear", input, weight, bias)
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):

@@ -3,8 +3,9 @@
 place without recording a graph, and returns it.
 
 Fans follow torch's convention for a weight of shape (out, in, *kernel): fan_in = in * kernel
-size, fan_out = out * kernel size. ``firefly.nn.Linear`` stores its weight as (in_features,
-out_features), the transpose of torch's, so for it torch's fan_in is ``mode="fan_out"`` here.
+size, fan_out = out * kernel size (torch's ``_calculate_fan_in_and_fan_out``).
+``firefly.nn.Linear`` stores its weight as torch does, (out_features, in_features), so
+``mode="fan_in"`` is its in_features.
 """
 
 import math

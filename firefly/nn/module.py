@@ -1,6 +1,7 @@
 """Module: the base class of layers and models. Attribute assignment registers Parameters,
 sub-Modules and lists of them, in the order they are assigned."""
 
+import os
 from collections import namedtuple
 from collections.abc import Callable
 
@@ -568,47 +569,112 @@ class Module:
             state[prefix + name] = value if keep_vars else value.numpy().copy()
         return state
 
+    def _state_aliases(self):
+        """{other dotted name: the name ``state_dict()`` uses} for each Parameter or buffer
+        reachable under more than one name (weight tying: ``head.weight = wte.weight``). torch's
+        state_dict lists every such name, so ``load_state_dict`` accepts them."""
+        canonical = {id(value): name for name, value in self._named_state()}
+        aliases = {}
+
+        def walk(module, prefix, chain):
+            for name, member in module._members():
+                full = f"{prefix}.{name}" if prefix else name
+                if isinstance(member, Module):
+                    if id(member) not in chain:
+                        walk(member, full, chain | {id(member)})
+                elif canonical.get(id(member), full) != full:
+                    aliases[full] = canonical[id(member)]
+            for name, persistent in module._buffers.items():
+                value = module.__dict__[name]
+                full = f"{prefix}.{name}" if prefix else name
+                if persistent and value is not None and canonical.get(id(value), full) != full:
+                    aliases[full] = canonical[id(value)]
+
+        walk(self, "", {id(self)})
+        return aliases
+
+    def _legacy_transposed_keys(self):
+        """The state_dict names of parameters that checkpoints of format 1 stored transposed
+        (Linear's weight was (in_features, out_features) there), from each module's
+        ``_transposed_before_format_2``."""
+        canonical = {id(value): name for name, value in self._named_state()}
+        keys = set()
+        for _, module in self.named_modules():
+            for name in getattr(module, "_transposed_before_format_2", ()):
+                value = module.__dict__.get(name)
+                if id(value) in canonical:
+                    keys.add(canonical[id(value)])
+        return keys
+
     def load_state_dict(self, state_dict, strict=True, assign=False):
         """Copy values from ``state_dict`` into the Parameters and persistent buffers, in place.
 
         Every value is checked before any is written: a shape or dtype that differs from the
         model's raises an error naming the key. With ``strict`` (the default), missing or
         unexpected keys raise too; otherwise they are returned as ``(missing_keys, unexpected_keys)``.
+        A tied parameter may appear under each of its names, as torch's state_dict lists it.
+        ``state_dict`` may also be the path of a checkpoint (.npz or .safetensors, read by
+        ``firefly.load``), for instance a torch model's ``safetensors.torch.save_file`` output.
+
+        A state read by ``firefly.load`` from a checkpoint of format 1 (firefly before torch's
+        Linear layout) has its Linear weights transposed to (out_features, in_features) on the
+        way in, with one warning.
         ``assign`` is accepted for torch compatibility: values are always copied in place, so an
         optimizer built on the parameters keeps working.
         """
+        from firefly import serialization  # serialization imports Tensor, as this module does
+
+        if isinstance(state_dict, (str, os.PathLike)):
+            state_dict = serialization.load(state_dict)
         if not hasattr(state_dict, "keys"):
             raise TypeError(
                 f"load_state_dict: expected a dict of arrays, got {type(state_dict).__name__}"
             )
         params = dict(self._named_state())
-        missing = [k for k in params if k not in state_dict]
-        unexpected = [k for k in state_dict if k not in params]
+        aliases = self._state_aliases()
+        present = {aliases.get(k, k) for k in state_dict}
+        missing = [k for k in params if k not in present]
+        unexpected = [k for k in state_dict if aliases.get(k, k) not in params]
         if strict and (missing or unexpected):
             raise ValueError(
                 f"load_state_dict: the state does not match {type(self).__name__}: "
                 f"missing keys {missing}, unexpected keys {unexpected} "
                 "(pass strict=False to load the keys that match)"
             )
+        legacy = serialization.format_version(state_dict) < serialization.TORCH_LINEAR_VERSION
+        transposed = self._legacy_transposed_keys()
         values = {}
-        for key, param in params.items():
-            if key not in state_dict:
+        for key in state_dict:
+            name = aliases.get(key, key)
+            if name not in params:
                 continue
+            param = params[name]
             value = state_dict[key]
             value = value._data if isinstance(value, Tensor) else np.asarray(value)
+            if legacy and name in transposed and value.ndim == 2:
+                value = np.ascontiguousarray(value.T)  # firefly.load has warned
             if value.shape != param.shape:
+                hint = ""
+                if name in transposed and value.shape == param.shape[::-1]:
+                    hint = (
+                        " (the (in_features, out_features) layout of firefly checkpoints before "
+                        "format 2: read the file with firefly.load, which converts it, or "
+                        "transpose the array)"
+                    )
                 raise ValueError(
                     f"load_state_dict: '{key}' has shape {value.shape} in the state but "
-                    f"{param.shape} in the model"
+                    f"{param.shape} in the model{hint}"
                 )
             if value.dtype != param.dtype:
                 raise TypeError(
                     f"load_state_dict: '{key}' has dtype {value.dtype} in the state but "
                     f"{param.dtype} in the model; convert the state (or the model) first"
                 )
-            values[key] = value
+            values[name] = value
         for key, value in values.items():
             target = params[key]
+            if legacy and key in transposed:
+                serialization.mark_converted(target)
             if isinstance(target, Parameter):
                 target.update(value)
             else:

@@ -121,8 +121,9 @@ class MatMul(Op):
 
 @register
 class Linear(Op):
-    """``x @ weight + bias`` as one op (the layout of ``firefly.nn.Linear``: weight is
-    (in_features, out_features)). Leading dimensions of x are batch dimensions."""
+    """``x @ weight.T + bias`` as one op, in torch's layout (that of ``firefly.nn.Linear`` and
+    ``F.linear``): weight is (out_features, in_features). Leading dimensions of x are batch
+    dimensions."""
 
     name = "linear"
     arity = 3
@@ -132,27 +133,28 @@ class Linear(Op):
     def forward(cls, ctx, x, weight, bias):
         if (
             weight.ndim != 2
-            or bias.shape != weight.shape[1:]
+            or bias.shape != weight.shape[:1]
             or x.ndim == 0
-            or x.shape[-1] != weight.shape[0]
+            or x.shape[-1] != weight.shape[1]
         ):
             raise ctx.error(
-                "expected x (..., in_features), weight (in_features, out_features) and bias "
+                "expected x (..., in_features), weight (out_features, in_features) and bias "
                 "(out_features,)",
                 x,
                 weight,
                 bias,
             )
+        out_features, in_features = weight.shape
         # (batch, in_features), the usual case, needs no reshape either way
-        x2 = x if x.ndim == 2 else x.reshape(math.prod(x.shape[:-1]), weight.shape[0])
-        out = np.empty((x2.shape[0], weight.shape[1]), dtype=x.dtype)
+        x2 = x if x.ndim == 2 else x.reshape(math.prod(x.shape[:-1]), in_features)
+        out = np.empty((x2.shape[0], out_features), dtype=x.dtype)
         if x2.size:
             cls.forward_kernel(x2, weight, bias, out)
         else:  # no rows, or no input features (BLAS is not called on empty operands)
             out[...] = bias
         ctx.saved_tensors = (x2, weight)
         ctx.x_shape = x.shape
-        return out if x.ndim == 2 else out.reshape(x.shape[:-1] + weight.shape[1:])
+        return out if x.ndim == 2 else out.reshape(x.shape[:-1] + (out_features,))
 
     @classmethod
     def backward(cls, ctx, grad):
@@ -161,8 +163,8 @@ class Linear(Op):
         # The kernel leaves dx alone unless need_dx (a first layer's input needs none).
         dx = np.empty(x2.shape if need_dx else (0, x2.shape[1]), dtype=x2.dtype)
         dweight = np.empty(weight.shape, dtype=weight.dtype)
-        dbias = np.empty(weight.shape[1], dtype=weight.dtype)
-        g2 = grad if grad.ndim == 2 else grad.reshape(x2.shape[0], weight.shape[1])
+        dbias = np.empty(weight.shape[0], dtype=weight.dtype)
+        g2 = grad if grad.ndim == 2 else grad.reshape(x2.shape[0], weight.shape[0])
         if x2.size:
             cls.backward_kernel(g2, x2, weight, need_dx, dx, dweight, dbias)
         else:
@@ -171,14 +173,14 @@ class Linear(Op):
 
     @staticmethod
     def backward_graph(ctx, grad, inputs, out):
-        # As backward, with the layout's transposes: x (..., in), weight (in, out).
+        # As backward, with the layout's transposes: x (..., in), weight (out, in).
         x, weight, bias = inputs
-        x2 = as_shape(x, (-1, weight.shape[0])) if x.ndim != 2 else x
-        g2 = as_shape(grad, (-1, weight.shape[1])) if grad.ndim != 2 else grad
+        x2 = as_shape(x, (-1, weight.shape[1])) if x.ndim != 2 else x
+        g2 = as_shape(grad, (-1, weight.shape[0])) if grad.ndim != 2 else grad
         need_x, need_weight, need_bias = ctx.needs_input_grad
         return (
-            as_shape(g2 @ weight.T, x.shape) if need_x else None,
-            x2.T @ g2 if need_weight else None,
+            as_shape(g2 @ weight, x.shape) if need_x else None,
+            g2.T @ x2 if need_weight else None,
             g2.sum(axis=0) if need_bias else None,
         )
 
@@ -188,7 +190,7 @@ class Linear(Op):
         out_features = int(rng.integers(1, 5))
         arrays = (
             rng.uniform(-2.0, 2.0, size=x_shape),
-            rng.uniform(-2.0, 2.0, size=(x_shape[-1], out_features)),
+            rng.uniform(-2.0, 2.0, size=(out_features, x_shape[-1])),
             rng.uniform(-2.0, 2.0, size=(out_features,)),
         )
         return tuple(a.astype(dtype) for a in arrays), {}

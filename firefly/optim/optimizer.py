@@ -22,7 +22,7 @@ import numbers
 
 import numpy as np
 
-from firefly import autograd
+from firefly import autograd, serialization
 from firefly.optim.flat import FlatBuffer
 from firefly.tensor import FLOAT_DTYPES, Tensor
 
@@ -719,6 +719,9 @@ class FusedOptimizer(Optimizer):
             saved.update(self._check_group(saved))
         shapes = [_leaf_of(p).shape for p in self.parameters]
         count = len(shapes)
+        # A format-1 checkpoint holds a Linear weight's state as (in, out), like the weight;
+        # the weights that the model's load_state_dict converted are transposed here too.
+        legacy = serialization.format_version(state_dict) < serialization.TORCH_LINEAR_VERSION
         carried = {}
         for key, entry in dict(state_dict["state"]).items():
             try:
@@ -741,6 +744,13 @@ class FusedOptimizer(Optimizer):
                     f"{owner}: state of {self._describe(index)} needs a 'step' count "
                     f">= {self._min_saved_step}, got {step!r}"
                 )
+            if legacy and serialization.was_converted(_leaf_of(self.parameters[index])):
+                entry = {
+                    name: np.ascontiguousarray(value.T)
+                    if isinstance(value, np.ndarray) and value.ndim == 2
+                    else value
+                    for name, value in entry.items()
+                }
             for name, value in entry.items():
                 if name not in self._state_names:
                     raise ValueError(

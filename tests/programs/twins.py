@@ -47,22 +47,12 @@ def load(name, on_firefly):
 
 
 def copy_weights(torch_model, firefly_model):
-    """torch's initial parameters and buffers into ``firefly_model``, by name. While firefly's
-    ``nn.Linear`` stores its weight as (in, out), torch's (out, in) Linear weights are
-    transposed on the way (square ones included), so the programs work before and after the
-    move to torch's layout."""
-    old_layout = firefly.nn.Linear(2, 3).weight.shape == (2, 3)
-    transposed = {
-        f"{name}.weight" if name else "weight"
-        for name, module in firefly_model.named_modules()
-        if old_layout and isinstance(module, firefly.nn.Linear)
-    }
+    """torch's initial parameters and buffers into ``firefly_model``, by name: both store them
+    in the same layouts."""
     targets = dict(firefly_model.state_dict())
     state = {}
     for key, value in torch_model.state_dict().items():
         array = value.detach().numpy()
-        if key in transposed:
-            array = array.T
         state[key] = np.array(array, dtype=targets[key].dtype, order="C")  # 0-d stays 0-d
     firefly_model.load_state_dict(state)
 
