@@ -168,7 +168,7 @@ def test_digits_cnn_training_step(benchmark, implementation):
 
 
 # ----------------------------------------------------------------------------- conv vs sgemm peak
-# Convolutions at the shapes of issue 17, each pass timed beside torch at one thread and at the
+# Convolutions at the shapes of issue 17 (and batched matmul at attention's, below), each pass timed beside torch at one thread and at the
 # default count, and its GFLOP/s as a fraction of the sgemm peak measured in the same run
 # through the BLAS the kernels call (Numba's np.dot, SciPy's OpenBLAS). The passes: forward
 # without a graph; forward + backward to the weight only (the input needs no gradient);
@@ -258,6 +258,53 @@ def test_conv_pass(benchmark, table, threads, name, kind, implementation):
     _record(benchmark, (group, implementation))
 
 
+# Batched matmul at attention's shapes: (48, 64, 32) @ (48, 32, 64), as B=12 x H=4 heads of
+# T=64 over d=32; forward alone, and forward plus both gradients (three products' work).
+BMM_SHAPES = ((48, 64, 32), (48, 32, 64))
+BMM_PASSES = {"forward": 1, "fwd+bwd": 3}
+
+
+def bmm_flops():
+    (batch, m, k), (_, _, n) = BMM_SHAPES
+    return 2 * batch * m * k * n
+
+
+def bmm_pass(kind, implementation):
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(shape).astype(np.float32) for shape in BMM_SHAPES]
+    backward = kind == "fwd+bwd"
+    if implementation == "torch":
+        a, b = (torch.tensor(x, requires_grad=backward) for x in arrays)
+
+        def run():
+            out = a @ b
+            if backward:
+                out.backward(torch.ones_like(out))
+            return out
+
+        return run
+    a, b = (Tensor(x, requires_grad=backward) for x in arrays)
+
+    def run():
+        out = ops.apply("matmul", a, b)
+        if backward:
+            out.backward(np.ones(out.shape, dtype=np.float32))
+        return out
+
+    return run
+
+
+@pytest.mark.parametrize("implementation", ["firefly", "torch"])
+@pytest.mark.parametrize("kind", list(BMM_PASSES))
+def test_bmm_attention_pass(benchmark, table, threads, kind, implementation):
+    group = f"bmm-48x64x32@48x32x64-{kind}-{threads}thread"
+    benchmark.group = group
+    ours, theirs = bmm_pass(kind, "firefly"), bmm_pass(kind, "torch")
+    np.testing.assert_allclose(ours().numpy(), theirs().detach().numpy(), rtol=1e-4, atol=1e-4)
+    benchmark(ours if implementation == "firefly" else theirs)
+    _record(benchmark, (group, implementation))
+
+
 @pytest.mark.parametrize("blas", ["numba", "numpy"])
 def test_sgemm_peak(benchmark, table, threads, blas):
     """The sgemm peak at 1024^3, float32, through Numba's np.dot (the BLAS firefly's
@@ -299,17 +346,24 @@ def table():
             continue
         peak_rate = 2 * PEAK_SIZE**3 / peak[0]
         lines.append(f"sgemm peak, {threads} thread(s): {peak_rate / 1e9:.1f} GFLOP/s")
+        rows = []
         for name in CONV_SHAPES:
             for kind, gemms in CONV_PASSES.items():
                 group = f"conv2d-{name}-{kind}-{threads}thread"
                 ours, theirs = _timings.get((group, "firefly")), _timings.get((group, "torch"))
                 if ours is None or theirs is None:
                     continue
-                flops = gemms * conv_flops(name)
-                lines.append(
-                    f"{name:24} {kind:22} {threads:>3} {ours[0] * 1e3:>10.3f} "
-                    f"{theirs[0] * 1e3:>9.3f} {ours[0] / theirs[0]:>9.2f} "
-                    f"{ours[1] / theirs[1]:>6.2f} {flops / ours[0] / peak_rate:>7.2f} "
-                    f"{flops / theirs[0] / peak_rate:>10.2f}"
-                )
+                rows.append((name, kind, gemms * conv_flops(name), ours, theirs))
+        for kind, products in BMM_PASSES.items():
+            group = f"bmm-48x64x32@48x32x64-{kind}-{threads}thread"
+            ours, theirs = _timings.get((group, "firefly")), _timings.get((group, "torch"))
+            if ours is not None and theirs is not None:
+                rows.append(("bmm-48x64x32@48x32x64", kind, products * bmm_flops(), ours, theirs))
+        for name, kind, flops, ours, theirs in rows:
+            lines.append(
+                f"{name:24} {kind:22} {threads:>3} {ours[0] * 1e3:>10.3f} "
+                f"{theirs[0] * 1e3:>9.3f} {ours[0] / theirs[0]:>9.2f} "
+                f"{ours[1] / theirs[1]:>6.2f} {flops / ours[0] / peak_rate:>7.2f} "
+                f"{flops / theirs[0] / peak_rate:>10.2f}"
+            )
     print("\n" + "\n".join(lines))
