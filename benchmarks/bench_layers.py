@@ -14,6 +14,7 @@ gradient (the CNN step: on the loss over three steps from the same parameters). 
 runs (``--benchmark-disable``) run each timed call once.
 """
 
+import numba
 import numpy as np
 import pytest
 
@@ -160,3 +161,205 @@ def test_digits_cnn_training_step(benchmark, implementation):
     for _ in range(3):
         trainer.step()
     benchmark(trainer.step)
+
+
+# ----------------------------------------------------------------------------- conv vs sgemm peak
+# Convolutions at the shapes of issue 17 (and batched matmul at attention's, below), each pass timed beside torch at one thread and at the
+# default count, and its GFLOP/s as a fraction of the sgemm peak measured in the same run
+# through the BLAS the kernels call (Numba's np.dot, SciPy's OpenBLAS). The passes: forward
+# without a graph; forward + backward to the weight only (the input needs no gradient);
+# forward + backward to the input as well. Module teardown prints the table (``-s`` shows it).
+CONV_SHAPES = {  # name -> input shape, out channels, kernel size, attrs
+    "8x8-16to32": ((64, 16, 8, 8), 32, 3, dict()),
+    "16x16-32to64": ((32, 32, 16, 16), 64, 3, dict(padding=1)),
+    "32x32-64to64": ((32, 64, 32, 32), 64, 3, dict(padding=1)),
+    "1x1-64to128": ((32, 64, 16, 16), 128, 1, dict()),
+    "stride2-32to64": ((32, 32, 32, 32), 64, 3, dict(stride=2, padding=1)),
+    "digits-1to16": ((64, 1, 8, 8), 16, 3, dict(padding=1)),
+    "digits-16to32": ((64, 16, 8, 8), 32, 3, dict(padding=1)),
+    "lenet-1to6-5x5": ((64, 1, 28, 28), 6, 5, dict()),
+}
+CONV_PASSES = {"forward": 1, "fwd+weight-grad": 2, "fwd+weight+input-grad": 3}  # GEMMs of work
+THREADS = sorted({1, numba.config.NUMBA_NUM_THREADS})
+PEAK_SIZE = 1024
+_timings = {}  # (group, implementation) -> (min, median) seconds
+
+
+def conv_flops(name):
+    """One GEMM's worth of a convolution: 2 * N * O * (C / groups) * KH * KW * OH * OW."""
+    shape, out_channels, k, attrs = CONV_SHAPES[name]
+    stride, padding = attrs.get("stride", 1), attrs.get("padding", 0)
+    out_hw = [(size + 2 * padding - k) // stride + 1 for size in shape[2:]]
+    return 2 * shape[0] * out_channels * shape[1] * k * k * out_hw[0] * out_hw[1]
+
+
+@pytest.fixture(params=THREADS, ids=lambda t: f"{t}thread")
+def threads(request):
+    """Numba, both BLAS libraries and torch limited to ``request.param`` threads."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    before = numba.get_num_threads(), torch.get_num_threads()
+    numba.set_num_threads(request.param)
+    torch.set_num_threads(request.param)
+    with threadpoolctl.threadpool_limits(request.param, user_api="blas"):
+        yield request.param
+    numba.set_num_threads(before[0])
+    torch.set_num_threads(before[1])
+
+
+def _record(benchmark, key):
+    if benchmark.stats is not None:  # None when benchmarks are disabled
+        _timings[key] = (benchmark.stats.stats.min, benchmark.stats.stats.median)
+
+
+def conv_pass(name, kind, implementation):
+    shape, out_channels, k, attrs = CONV_SHAPES[name]
+    rng = np.random.default_rng(0)
+    bound = 1 / np.sqrt(shape[1] * k * k)
+    arrays = [
+        rng.normal(size=shape).astype(np.float32),
+        rng.uniform(-bound, bound, size=(out_channels, shape[1], k, k)).astype(np.float32),
+        rng.uniform(-bound, bound, size=out_channels).astype(np.float32),
+    ]
+    needs = [kind == "fwd+weight+input-grad", kind != "forward", kind != "forward"]
+    if implementation == "torch":
+        x, w, b = (torch.tensor(a, requires_grad=n) for a, n in zip(arrays, needs))
+
+        def run():
+            out = torch.nn.functional.conv2d(x, w, b, **attrs)
+            if kind != "forward":
+                out.backward(torch.ones_like(out))
+            return out
+
+        return run
+    x, w, b = (Tensor(a, requires_grad=n) for a, n in zip(arrays, needs))
+
+    def run():
+        out = ops.apply("conv2d", x, w, b, **attrs)
+        if kind != "forward":
+            out.backward(np.ones(out.shape, dtype=np.float32))
+        return out
+
+    return run
+
+
+@pytest.mark.parametrize("implementation", ["firefly", "torch"])
+@pytest.mark.parametrize("kind", list(CONV_PASSES))
+@pytest.mark.parametrize("name", list(CONV_SHAPES))
+def test_conv_pass(benchmark, table, threads, name, kind, implementation):
+    group = f"conv2d-{name}-{kind}-{threads}thread"
+    benchmark.group = group
+    ours, theirs = conv_pass(name, kind, "firefly"), conv_pass(name, kind, "torch")
+    np.testing.assert_allclose(ours().numpy(), theirs().detach().numpy(), rtol=2e-3, atol=2e-3)
+    benchmark(ours if implementation == "firefly" else theirs)
+    _record(benchmark, (group, implementation))
+
+
+# Batched matmul at attention's shapes: (48, 64, 32) @ (48, 32, 64), as B=12 x H=4 heads of
+# T=64 over d=32; forward alone, and forward plus both gradients (three products' work).
+BMM_SHAPES = ((48, 64, 32), (48, 32, 64))
+BMM_PASSES = {"forward": 1, "fwd+bwd": 3}
+
+
+def bmm_flops():
+    (batch, m, k), (_, _, n) = BMM_SHAPES
+    return 2 * batch * m * k * n
+
+
+def bmm_pass(kind, implementation):
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(shape).astype(np.float32) for shape in BMM_SHAPES]
+    backward = kind == "fwd+bwd"
+    if implementation == "torch":
+        a, b = (torch.tensor(x, requires_grad=backward) for x in arrays)
+
+        def run():
+            out = a @ b
+            if backward:
+                out.backward(torch.ones_like(out))
+            return out
+
+        return run
+    a, b = (Tensor(x, requires_grad=backward) for x in arrays)
+
+    def run():
+        out = ops.apply("matmul", a, b)
+        if backward:
+            out.backward(np.ones(out.shape, dtype=np.float32))
+        return out
+
+    return run
+
+
+@pytest.mark.parametrize("implementation", ["firefly", "torch"])
+@pytest.mark.parametrize("kind", list(BMM_PASSES))
+def test_bmm_attention_pass(benchmark, table, threads, kind, implementation):
+    group = f"bmm-48x64x32@48x32x64-{kind}-{threads}thread"
+    benchmark.group = group
+    ours, theirs = bmm_pass(kind, "firefly"), bmm_pass(kind, "torch")
+    np.testing.assert_allclose(ours().numpy(), theirs().detach().numpy(), rtol=1e-4, atol=1e-4)
+    benchmark(ours if implementation == "firefly" else theirs)
+    _record(benchmark, (group, implementation))
+
+
+@pytest.mark.parametrize("blas", ["numba", "numpy"])
+def test_sgemm_peak(benchmark, table, threads, blas):
+    """The sgemm peak at 1024^3, float32, through Numba's np.dot (the BLAS firefly's
+    convolution and matmul kernels call) and NumPy's."""
+    benchmark.group = f"sgemm-peak-{threads}thread"
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((PEAK_SIZE, PEAK_SIZE)).astype(np.float32) for _ in range(2))
+    out = np.empty_like(a)
+    if blas == "numba":
+        gemm = _numba_gemm
+        gemm(a, b, out, 1)
+    else:
+        gemm = lambda a, b, out, reps: np.dot(a, b, out=out)  # noqa: E731
+    benchmark(gemm, a, b, out, 1)
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-3, atol=1e-2)
+    _record(benchmark, (benchmark.group, blas))
+
+
+@numba.njit(cache=True)
+def _numba_gemm(a, b, out, reps):
+    for _ in range(reps):
+        np.dot(a, b, out)
+
+
+@pytest.fixture(scope="module")
+def table():
+    """After the module: each conv pass's firefly/torch ratio (min, median) and GFLOP/s as a
+    fraction of the same run's sgemm peak (Numba's BLAS) at its thread count."""
+    yield
+    if not _timings:
+        return
+    lines = [
+        f"{'case':24} {'pass':22} {'thr':>3} {'firefly ms':>10} {'torch ms':>9} "
+        f"{'ratio min':>9} {'median':>6} {'ff/peak':>7} {'torch/peak':>10}"
+    ]
+    for threads in THREADS:
+        peak = _timings.get((f"sgemm-peak-{threads}thread", "numba"))
+        if peak is None:
+            continue
+        peak_rate = 2 * PEAK_SIZE**3 / peak[0]
+        lines.append(f"sgemm peak, {threads} thread(s): {peak_rate / 1e9:.1f} GFLOP/s")
+        rows = []
+        for name in CONV_SHAPES:
+            for kind, gemms in CONV_PASSES.items():
+                group = f"conv2d-{name}-{kind}-{threads}thread"
+                ours, theirs = _timings.get((group, "firefly")), _timings.get((group, "torch"))
+                if ours is None or theirs is None:
+                    continue
+                rows.append((name, kind, gemms * conv_flops(name), ours, theirs))
+        for kind, products in BMM_PASSES.items():
+            group = f"bmm-48x64x32@48x32x64-{kind}-{threads}thread"
+            ours, theirs = _timings.get((group, "firefly")), _timings.get((group, "torch"))
+            if ours is not None and theirs is not None:
+                rows.append(("bmm-48x64x32@48x32x64", kind, products * bmm_flops(), ours, theirs))
+        for name, kind, flops, ours, theirs in rows:
+            lines.append(
+                f"{name:24} {kind:22} {threads:>3} {ours[0] * 1e3:>10.3f} "
+                f"{theirs[0] * 1e3:>9.3f} {ours[0] / theirs[0]:>9.2f} "
+                f"{ours[1] / theirs[1]:>6.2f} {flops / ours[0] / peak_rate:>7.2f} "
+                f"{flops / theirs[0] / peak_rate:>10.2f}"
+            )
+    print("\n" + "\n".join(lines))

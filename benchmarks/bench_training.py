@@ -3,7 +3,9 @@ hand-written NumPy loop doing the same maths with buffers reused across steps, a
 eager when torch is installed:
 
 - the demo's MLP 10-32-1 on 1024 samples, MSE loss, plain SGD, in float32 and float64;
-- an MLP 784-256-128-10 at batch 256, cross-entropy, SGD with momentum 0.9, in float32.
+- an MLP 784-256-128-10 at batch 256, cross-entropy, SGD with momentum 0.9, in float32;
+- one epoch of the digits CNN (firefly.digits, batch 64, AdamW) beside torch, timed over the
+  whole epoch loop (batch indexing, a Tensor per batch, `loss.item()` per step).
 
     pytest benchmarks/bench_training.py --benchmark-enable
 
@@ -275,3 +277,66 @@ def test_sgemm_peak(benchmark, blas):
     np.testing.assert_allclose(
         out, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-3, atol=1e-2
     )
+
+
+# ----------------------------------------------------------------------------- digits CNN epoch
+class DigitsEpoch:
+    """One epoch of the digits CNN (firefly.digits: model, stratified split) over the training
+    images in shuffled batches of 64, with AdamW, as ``python -m firefly demo --model
+    digits-cnn`` runs it: a fresh Tensor per batch, the loss read back with ``item()`` every
+    step. firefly and torch start from the same parameters and see the same batches."""
+
+    def __init__(self, implementation, dropout=0.25):
+        from firefly import digits
+
+        self.X, _, self.y, _ = digits.load_split()
+        self.implementation = implementation
+        firefly.manual_seed(0)
+        model = digits.build_model(nn)
+        if implementation == "torch":
+            state = model.state_dict()
+            model = digits.build_model(torch.nn)
+            model.load_state_dict({k: torch.tensor(v) for k, v in state.items()})
+            self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+            self.loss_fn = torch.nn.CrossEntropyLoss()
+            self.X, self.y = torch.from_numpy(self.X), torch.from_numpy(self.y)
+        else:
+            self.optimizer = firefly.optim.AdamW(model.get_parameters(), lr=1e-3, weight_decay=1e-4)
+            self.loss_fn = nn.CrossEntropyLoss()
+        model[7].p = dropout
+        self.model = model
+        self.rng = np.random.default_rng(0)
+
+    def step(self, idx):
+        self.optimizer.zero_grad()
+        if self.implementation == "torch":
+            inputs, targets = self.X[torch.from_numpy(idx)], self.y[torch.from_numpy(idx)]
+        else:
+            inputs, targets = Tensor(self.X[idx]), self.y[idx]
+        loss = self.loss_fn(self.model(inputs), targets)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def epoch(self):
+        from firefly.digits import batches
+
+        return [self.step(idx) for idx in batches(len(self.X), 64, self.rng)]
+
+
+@pytest.mark.benchmark(group="train-epoch-digits-cnn-batch64")
+@pytest.mark.parametrize("implementation", ["firefly", "torch"])
+def test_digits_cnn_epoch(benchmark, implementation):
+    pytest.importorskip("sklearn")
+    if torch is None:
+        pytest.skip("torch is not installed")
+    # Without dropout the two are the same computation: the first steps' losses must agree.
+    ours, theirs = DigitsEpoch("firefly", dropout=0.0), DigitsEpoch("torch", dropout=0.0)
+    first = ours.rng.permutation(len(ours.X))[:192].reshape(3, 64)
+    np.testing.assert_allclose(
+        [ours.step(idx) for idx in first], [theirs.step(idx) for idx in first], rtol=1e-4
+    )
+    trainer = DigitsEpoch(implementation)
+    trainer.epoch()  # warm-up: kernels compiled, optimizer state and scratch memory allocated
+    losses = benchmark(trainer.epoch)
+    assert np.all(np.isfinite(losses)) and len(losses) == -(-len(trainer.X) // 64)

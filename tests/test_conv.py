@@ -263,3 +263,41 @@ def test_conv2d_rejects_bad_input_before_any_kernel(
 def test_conv1d_error_names_the_op_and_layout():
     with pytest.raises(ValueError, match=r"conv1d: input must be 3-D \(N, C, L\)"):
         ops.apply("conv1d", np.zeros((2, 3, 4, 5)), np.zeros((2, 3, 3)), np.zeros(2))
+
+
+@pytest.mark.parametrize(
+    "op, x_shape, groups, attrs, pointwise",
+    [
+        ("conv2d", (3, 6, 5, 4), 1, {}, True),
+        ("conv2d", (3, 6, 5, 4), 3, {}, True),
+        ("conv2d", (6, 5, 4), 2, {"padding": "same"}, True),  # unbatched; "same" pads 0 at 1x1
+        ("conv1d", (3, 6, 7), 1, {"dilation": 2}, True),
+        ("conv2d", (3, 6, 5, 4), 1, {"padding": 1}, False),
+        ("conv2d", (3, 6, 5, 4), 2, {"stride": 2}, False),
+        ("conv1d", (3, 6, 7), 1, {"stride": (2,)}, False),
+    ],
+)
+def test_1x1_convolution_without_columns_matches_torch(
+    monkeypatch, op, x_shape, groups, attrs, pointwise
+):
+    """A 1x1 convolution with stride 1 and no padding runs the pointwise kernels (a GEMM per
+    sample straight from the input), any other one the column kernels; forward and every
+    gradient match torch in float64, also for a non-contiguous input."""
+    ran = []
+    cls = ops.get(op)
+    for direction in ("forward_kernel", "backward_kernel"):
+        kernels = list(getattr(cls, direction))
+        kernels[2] = (lambda k, d: lambda *a: ran.append(d) or k(*a))(kernels[2], direction)
+        monkeypatch.setattr(cls, direction, tuple(kernels))
+    rng = np.random.default_rng(8)
+    spatial = 1 if op == "conv1d" else 2
+    x = np.swapaxes(rng.normal(size=x_shape[:-2] + x_shape[:-3:-1]), -1, -2)  # a strided view
+    weight = rng.normal(size=(6, x_shape[-spatial - 1] // groups) + (1,) * spatial)
+    torch_fn = getattr(torch.nn.functional, op)
+    run_both(
+        lambda *t: ops.apply(op, *t, groups=groups, **attrs),
+        lambda *t: torch_fn(*t, groups=groups, **attrs),
+        (x, weight, rng.normal(size=6)),
+        rng,
+    )
+    assert ran == (["forward_kernel", "backward_kernel"] if pointwise else [])

@@ -32,6 +32,10 @@ The op takes position-major when its runs are long (KW * Cg of 16 or more, e.g. 
 whose whole-image copies then win; and taps-major for runs of a few values (one to four input
 channels at 3x3), where copying runs costs more than copying whole taps.
 
+A 1x1 convolution with stride 1 and no padding (``conv2d_pointwise_*``) needs no columns: an
+image's (C, H*W) plane is already the GEMM's operand, so each sample is one product per group
+straight into the output, with no copies before or after.
+
 The op has already validated shapes, strides, paddings and dilations; these loops index
 without bounds checks.
 """
@@ -39,7 +43,7 @@ without bounds checks.
 import numpy as np
 from numba import prange
 
-from firefly.kernels._jit import inline_helper, memory_bound
+from firefly.kernels._jit import inline_helper, kernel, memory_bound
 
 
 @inline_helper
@@ -359,3 +363,49 @@ def conv2d_positions_backward(
                 d = dx[n, c, y]
                 for i in range(W):
                     d[i] = inner[i, c]
+
+
+@kernel
+def conv2d_pointwise_forward(x, weight, bias, out):
+    """out[n] = weight x x[n] + bias per group: a 1x1 convolution, stride 1, no padding.
+
+    x (N, C, P), weight (Co, Cg), bias (Co,), out (N, Co, P), with P = H * W; groups = C // Cg.
+    """
+    N, C, P = x.shape
+    Co, Cg = weight.shape
+    groups = C // Cg
+    Og = Co // groups
+    for n in range(N):
+        for g in range(groups):
+            dst = out[n, g * Og : (g + 1) * Og]
+            np.dot(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst)
+            for o in range(Og):
+                b, row = bias[g * Og + o], dst[o]
+                for p in range(P):
+                    row[p] += b
+
+
+@kernel
+def conv2d_pointwise_backward(grad, x, weight, need_dx, dweight, dbias, dx):
+    """dweight = sum over n of grad[n] x x[n]^T, dbias = grad summed over N and positions, and
+    (if need_dx) dx[n] = weight^T x grad[n], per group. Shapes as conv2d_pointwise_forward's;
+    grad (N, Co, P)."""
+    N, Co, P = grad.shape
+    _, Cg = weight.shape
+    groups = x.shape[1] // Cg
+    Og = Co // groups
+    dweight[:, :] = 0.0
+    dbias[:] = 0.0
+    product = np.empty((Og, Cg), dtype=dweight.dtype)
+    for n in range(N):
+        for g in range(groups):
+            gn = grad[n, g * Og : (g + 1) * Og]
+            np.dot(gn, x[n, g * Cg : (g + 1) * Cg].T, product)
+            dweight[g * Og : (g + 1) * Og] += product
+            if need_dx:
+                np.dot(weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg])
+        for o in range(Co):
+            s, row = 0.0, grad[n, o]
+            for p in range(P):
+                s += row[p]
+            dbias[o] += s

@@ -2,22 +2,48 @@
 measured here, a hand-written Numba matmul reaches only 25-35% of BLAS speed."""
 
 import numpy as np
+from numba import prange
 
-from firefly.kernels._jit import kernel
+from firefly.kernels._jit import kernel, sized_kernel
+
+# A batch of GEMMs runs one per thread (prange over the batch) when each is small enough that
+# OpenBLAS runs it on one thread anyway: it threads a GEMM only above M * N * K = 65536 * 4
+# (SMP_THRESHOLD_MIN * GEMM_MULTITHREAD_THRESHOLD in its interface/gemm.c), so two threads
+# calling such GEMMs at once never start more threads than cores. Larger GEMMs go one after
+# another, each threaded by BLAS itself. Attention's (48, 64, 32) @ (48, 32, 64) has 131072.
+SINGLE_THREAD_GEMM = 65536 * 4
+# Arrays (the first operand or the result) from which the parallel build runs: below, the
+# batch is a few microseconds of work, about the cost of waking the thread pool.
+PARALLEL_MIN_BATCHED_GEMM = 65536
 
 
-@kernel
+def batched_gemm(fn):
+    """A loop of GEMMs over a batch, written with ``prange``: serial and parallel builds, the
+    parallel one from PARALLEL_MIN_BATCHED_GEMM elements."""
+    return sized_kernel(fn, PARALLEL_MIN_BATCHED_GEMM)
+
+
+@batched_gemm
 def matmul_forward(a, b, out):
     """out[k] = a[k] @ b[k] over a batch; a or b may have a batch of 1 that broadcasts."""
     a_batched, b_batched = a.shape[0] > 1, b.shape[0] > 1
-    for k in range(out.shape[0]):
-        np.dot(a[k * a_batched], b[k * b_batched], out[k])
+    if a.shape[1] * a.shape[2] * b.shape[2] <= SINGLE_THREAD_GEMM:
+        for k in prange(out.shape[0]):
+            np.dot(a[k * a_batched], b[k * b_batched], out[k])
+    else:
+        for k in range(out.shape[0]):
+            np.dot(a[k * a_batched], b[k * b_batched], out[k])
 
 
-@kernel
+@batched_gemm
 def matmul_backward(grad, a, b, da, db):
     """da = grad @ b^T and db = a^T @ grad, summed over the batch where an input broadcast."""
     a_batched, b_batched = a.shape[0] > 1, b.shape[0] > 1
+    if a_batched and b_batched and a.shape[1] * a.shape[2] * b.shape[2] <= SINGLE_THREAD_GEMM:
+        for k in prange(grad.shape[0]):  # no sums over the batch: each k on its own thread
+            np.dot(grad[k], b[k].T, da[k])
+            np.dot(a[k].T, grad[k], db[k])
+        return
     if not a_batched:
         da[0] = 0.0
     if not b_batched:

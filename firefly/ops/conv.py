@@ -126,9 +126,18 @@ def column_layout(stride, kernel_width, group_channels, out_width, padded_width)
 
 class _ConvNd(Op):
     arity = 3
-    # [0] the taps-major layout's kernels, [1] the position-major ones (see column_layout).
-    forward_kernel = (K.conv2d_taps_forward, K.conv2d_positions_forward)
-    backward_kernel = (K.conv2d_taps_backward, K.conv2d_positions_backward)
+    # [0] the taps-major layout's kernels, [1] the position-major ones (see column_layout), [2]
+    # the 1x1 convolution's, which needs no columns.
+    forward_kernel = (
+        K.conv2d_taps_forward,
+        K.conv2d_positions_forward,
+        K.conv2d_pointwise_forward,
+    )
+    backward_kernel = (
+        K.conv2d_taps_backward,
+        K.conv2d_positions_backward,
+        K.conv2d_pointwise_backward,
+    )
     spatial = 2
 
     @staticmethod
@@ -146,34 +155,53 @@ class _ConvNd(Op):
             dilation, out_size = (1,) + dilation, (1,) + out_size
         N, C, H, W = x4.shape
         O, Cg, KH, KW = w4.shape
+        ctx.shapes = (x.shape, weight.shape, x4.shape, (N, O) + out_size)
+        if KH == KW == 1 and stride == (1, 1) and total == (0, 0):
+            x3 = np.ascontiguousarray(x4).reshape(N, C, H * W)
+            out = np.empty((N, O, H * W), dtype=x.dtype)
+            ctx.op.forward_kernel[2](x3, w4.reshape(O, Cg), bias, out)
+            ctx.save_for_backward(w4, x3)
+            ctx.layout = "pointwise"
+        else:
+            out = ctx.op._forward_by_columns(ctx, x4, w4, bias, stride, before, total, dilation)
+        out = out.reshape((N, O) + out_size[2 - spatial :])
+        return out[0] if unbatched else out
+
+    @staticmethod
+    def _forward_by_columns(ctx, x4, w4, bias, stride, before, total, dilation):
+        """The convolution through im2col: its output (N, O, OH, OW), and on ctx the columns
+        and geometry that backward reads."""
+        N, C, H, W = x4.shape
+        O, Cg, KH, KW = w4.shape
+        groups = C // Cg
+        out_size = ctx.shapes[3][2:]
         Hp, Wp = H + total[0], W + total[1]
         layout = column_layout(stride, KW, Cg, out_size[1], Wp)
         by_position = layout == "positions"
         if by_position:
             positions = N * out_size[0] * out_size[1]
             layout_args = ()
-            planes = POOL.take((N, Hp, Wp * C), x.dtype)
-            product = POOL.take((positions, O // groups), x.dtype)
-            cols = POOL.lease((groups, positions, Cg * KH * KW), x.dtype)
+            planes = POOL.take((N, Hp, Wp * C), x4.dtype)
+            product = POOL.take((positions, O // groups), x4.dtype)
+            cols = POOL.lease((groups, positions, Cg * KH * KW), x4.dtype)
         else:
             wide = layout == "wide"
             columns = N * out_size[0] * (Wp if wide else out_size[1])
             layout_args = (Wp, wide)
-            planes = POOL.take((N, C, Hp * Wp + (dilation[1] * (KW - 1) if wide else 0)), x.dtype)
-            product = POOL.take((O // groups, columns), x.dtype)
-            cols = POOL.lease((groups, Cg * KH * KW, columns), x.dtype)
-        out = np.empty((N, O) + out_size, dtype=x.dtype)
+            planes = POOL.take((N, C, Hp * Wp + (dilation[1] * (KW - 1) if wide else 0)), x4.dtype)
+            product = POOL.take((O // groups, columns), x4.dtype)
+            cols = POOL.lease((groups, Cg * KH * KW, columns), x4.dtype)
+        out = np.empty((N, O) + out_size, dtype=x4.dtype)
         ctx.op.forward_kernel[by_position](
             x4, w4, bias, *stride, *before, *dilation, *layout_args, planes, cols, product, out
         )
         ctx.save_for_backward(w4, cols)
+        ctx.layout = layout
         ctx.geometry = (stride, before, dilation, by_position, layout_args)
         ctx.plane_shape = planes.shape
         POOL.give(planes)
         POOL.give(product)
-        ctx.shapes = (x.shape, weight.shape, x4.shape, out.shape)
-        out = out.reshape((N, O) + out_size[2 - spatial :])
-        return out[0] if unbatched else out
+        return out
 
     @staticmethod
     def decomposition(x, weight, bias, stride=1, padding=0, dilation=1, groups=1):
@@ -222,13 +250,34 @@ class _ConvNd(Op):
 
     @staticmethod
     def backward(ctx, grad):
-        w4, cols = ctx.saved_tensors
-        stride, before, dilation, by_position, layout_args = ctx.geometry
+        w4, saved = ctx.saved_tensors
         x_shape, w_shape, x4_shape, out4_shape = ctx.shapes
         need_dx = ctx.needs_input_grad[0]
         dx = np.empty(x4_shape if need_dx else (1, 1, 1, 1), dtype=grad.dtype)
         dweight = np.empty(w4.shape, dtype=grad.dtype)
         dbias = np.empty(w4.shape[0], dtype=grad.dtype)
+        if ctx.layout == "pointwise":  # saved: the input as (N, C, H * W)
+            N, O = out4_shape[:2]
+            ctx.op.backward_kernel[2](
+                np.ascontiguousarray(grad).reshape(N, O, saved.shape[2]),
+                saved,
+                w4.reshape(w4.shape[:2]),
+                need_dx,
+                dweight.reshape(w4.shape[:2]),
+                dbias,
+                dx.reshape(saved.shape if need_dx else (1, 1, 1)),
+            )
+        else:
+            ctx.op._backward_by_columns(ctx, grad, w4, saved, need_dx, dx, dweight, dbias)
+        return (
+            (dx.reshape(x_shape) if need_dx else None),
+            dweight.reshape(w_shape),
+            (dbias if ctx.needs_input_grad[2] else None),
+        )
+
+    @staticmethod
+    def _backward_by_columns(ctx, grad, w4, cols, need_dx, dx, dweight, dbias):
+        stride, before, dilation, by_position, layout_args = ctx.geometry
         O = w4.shape[0]
         if by_position:  # cols (groups, positions, taps)
             groups, positions, _ = cols.shape
@@ -240,7 +289,7 @@ class _ConvNd(Op):
             dcols = POOL.take((taps if need_dx else 0, columns), grad.dtype)
         planes = POOL.take(ctx.plane_shape if need_dx else (0,) * len(ctx.plane_shape), grad.dtype)
         ctx.op.backward_kernel[by_position](
-            grad.reshape(out4_shape),
+            grad.reshape(ctx.shapes[3]),
             w4,
             cols,
             *stride,
@@ -257,21 +306,17 @@ class _ConvNd(Op):
         )
         for scratch in (g2, dcols, planes):
             POOL.give(scratch)
-        return (
-            (dx.reshape(x_shape) if need_dx else None),
-            dweight.reshape(w_shape),
-            (dbias if ctx.needs_input_grad[2] else None),
-        )
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
         # The battery's shape seeds the sizes; groups, stride, padding and dilation are drawn.
         dims = [int(d) for d in shape] + [2, 3, 2, 3]
         groups = int(rng.integers(1, 3))
-        # Half the samples copy tap runs of KW * Cg >= 16 (8 channels per group, a kernel at
-        # least 2 wide), which on images this small take the position-major column layout; the
-        # others take the taps-major one (see column_layout).
-        long_runs = bool(rng.random() < 0.5)
+        # A third of the samples copy tap runs of KW * Cg >= 16 (8 channels per group, a kernel
+        # at least 2 wide), which on images this small take the position-major column layout; a
+        # third are 1x1 convolutions; the others take the taps-major layout (see column_layout).
+        layout = int(rng.integers(3))  # 0 position-major, 1 taps-major, 2 pointwise
+        long_runs = layout == 0
         channels, out_channels = (
             groups * (8 if long_runs else min(dims[0], 2)),
             groups * min(dims[1], 2),
@@ -283,6 +328,8 @@ class _ConvNd(Op):
         dilation = tuple(int(rng.integers(1, 3)) for _ in range(cls.spatial))
         padding = tuple(int(rng.integers(0, 2)) for _ in range(cls.spatial))
         stride = tuple(int(rng.integers(1, 3)) for _ in range(cls.spatial))
+        if layout == 2:  # a 1x1 convolution, which needs no columns
+            kernel, padding, stride = (1,) * cls.spatial, (0,) * cls.spatial, (1,) * cls.spatial
         size = tuple(
             max(d * (k - 1) + 1, 2 + dims[2 + i]) for i, (d, k) in enumerate(zip(dilation, kernel))
         )

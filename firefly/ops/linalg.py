@@ -65,8 +65,11 @@ class MatMul(Op):
     def backward(cls, ctx, grad):
         matmul_kernel, sum_kernel = cls.backward_kernel
         a3, b3 = ctx.saved_tensors
-        da, db = np.zeros_like(a3), np.zeros_like(b3)
-        if grad.size and a3.shape[2]:
+        # The kernel writes every element of both gradients; zeros only where it cannot run.
+        runs = bool(grad.size and a3.shape[2])
+        allocate = np.empty_like if runs else np.zeros_like
+        da, db = allocate(a3), allocate(b3)
+        if runs:
             matmul_kernel(
                 grad.reshape(max(a3.shape[0], b3.shape[0]), a3.shape[1], b3.shape[2]),
                 a3,
