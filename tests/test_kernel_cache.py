@@ -1,0 +1,211 @@
+"""The shared on-disk kernel cache: where it lives, the CLI that shows and empties it, and that
+a damaged, foreign or concurrently filled cache never crashes nor runs a wrong kernel.
+
+Each test runs fresh interpreters on a cache folder of its own (NUMBA_CACHE_DIR under tmp_path):
+the rest of the suite shares the user's cache (see docs/architecture.md, "The price of the JIT").
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import firefly
+
+# Adds two arrays (one kernel, specialised per dtype and number of dimensions) and prints what
+# it loaded and compiled, the warnings it saw, and whether the sums were right.
+WORKLOAD = """
+import json, sys, warnings
+import numpy as np
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import firefly
+    from firefly.kernels._jit import kernel_load_counts
+    right = True
+    for dtype, ndim in {cases}:
+        x = np.linspace(-2.0, 2.0, 24, dtype=dtype).reshape((24,) if ndim == 1 else (4, 6))
+        out = (firefly.Tensor(x) + firefly.Tensor(x)).numpy()
+        right = right and out.dtype == x.dtype and np.array_equal(out, x + x)
+loaded, compiled = kernel_load_counts()
+print(json.dumps(dict(loaded=loaded, compiled=compiled, right=bool(right),
+                      warnings=[str(w.message) for w in caught])))
+"""
+CASES = [("float64", 2)]
+
+
+def run_workload(run_python, cache, cases=CASES, env=None):
+    code = WORKLOAD.format(cases=repr(cases))
+    env = {"NUMBA_CACHE_DIR": str(cache), "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1", **(env or {})}
+    proc = run_python("-c", code, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def filled_cache(run_python, tmp_path_factory):
+    """A cache folder that one process filled with the workload's kernel."""
+    cache = tmp_path_factory.mktemp("filled") / "cache"
+    result = run_workload(run_python, cache)
+    assert result["compiled"] >= 1 and result["loaded"] == 0 and result["right"]
+    assert result["warnings"] == []
+    return cache
+
+
+@pytest.fixture
+def cache_copy(filled_cache, tmp_path):
+    copy = tmp_path / "cache"
+    shutil.copytree(filled_cache, copy)
+    return copy
+
+
+def files(cache, suffix):
+    found = sorted(p for p in cache.rglob(f"*{suffix}") if "add_forward" in p.name)
+    assert found, sorted(p.name for p in cache.rglob("*"))
+    return found
+
+
+def test_a_filled_cache_is_loaded_without_compiling(run_python, cache_copy):
+    result = run_workload(run_python, cache_copy)
+    assert result == dict(loaded=result["loaded"], compiled=0, right=True, warnings=[])
+    assert result["loaded"] >= 1
+
+
+def test_the_cache_lives_in_a_folder_keyed_on_version_and_cpu(run_python, filled_cache):
+    (version_folder,) = (filled_cache / "firefly").iterdir()
+    assert version_folder.name.startswith(f"{firefly.__version__}-")
+    assert files(version_folder / "kernels", ".nbi")
+
+
+def test_default_folder_is_under_xdg_cache_home_and_not_in_the_package(run_python, tmp_path):
+    proc = run_python(
+        "-c",
+        "from firefly.kernels._cache import cache_folder; print(cache_folder())",
+        env={"NUMBA_CACHE_DIR": "", "XDG_CACHE_HOME": str(tmp_path / "xdg")},
+    )
+    assert proc.returncode == 0, proc.stderr
+    folder = proc.stdout.strip()
+    assert folder.startswith(str(tmp_path / "xdg" / "firefly" / f"{firefly.__version__}-"))
+
+
+def assert_recompiled_with_one_warning(result, words):
+    assert result["right"] and result["compiled"] >= 1 and result["loaded"] == 0, result
+    assert len(result["warnings"]) == 1, result["warnings"]
+    assert words in result["warnings"][0], result["warnings"]
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage"])
+def test_a_damaged_data_file_is_recompiled_with_one_warning(run_python, cache_copy, kind):
+    for data in files(cache_copy, ".nbc"):
+        content = data.read_bytes()
+        data.write_bytes(content[: len(content) // 3] if kind == "truncated" else b"\x80garbage")
+    assert_recompiled_with_one_warning(run_workload(run_python, cache_copy), "unreadable")
+    again = run_workload(run_python, cache_copy)  # the entry was rewritten
+    assert again["compiled"] == 0 and again["right"] and again["warnings"] == []
+
+
+def test_a_damaged_index_is_recompiled_with_one_warning(run_python, cache_copy):
+    for index in files(cache_copy, ".nbi"):
+        content = index.read_bytes()
+        index.write_bytes(content[: len(content) - 20])
+    assert_recompiled_with_one_warning(run_workload(run_python, cache_copy), "unreadable")
+
+
+def test_a_cache_filled_by_another_version_is_recompiled_with_one_warning(run_python, cache_copy):
+    # What another firefly version leaves in the folder: indexes stamped with its version.
+    rewrite = textwrap.dedent("""
+        import pickle, sys
+        for path in sys.argv[1:]:
+            with open(path, "rb") as f:
+                numba_version = pickle.load(f)
+                (owner, stamp), overloads = pickle.loads(f.read())
+            with open(path, "wb") as f:
+                pickle.dump(numba_version, f, protocol=-1)
+                f.write(pickle.dumps((("0.0.1-other", stamp), overloads), protocol=-1))
+    """)
+    proc = run_python("-c", rewrite, *files(cache_copy, ".nbi"))
+    assert proc.returncode == 0, proc.stderr
+    result = run_workload(run_python, cache_copy)
+    assert_recompiled_with_one_warning(result, "filled by firefly 0.0.1-other")
+
+
+def test_four_processes_filling_one_cache_at_once_all_succeed(run_python, tmp_path):
+    cache = tmp_path / "cache"
+    # Each adds the same signatures in another order: the four write one index at once.
+    signatures = [(d, n) for d in ("float32", "float64") for n in (1, 2)]
+    code = [
+        WORKLOAD.format(cases=repr(signatures[i:] + signatures[:i])) for i in range(len(signatures))
+    ]
+    env = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(cache),
+        "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", c], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for c in code
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err.decode()
+        result = json.loads(out.decode().strip().splitlines()[-1])
+        assert result["right"] and result["warnings"] == [], result
+    # A later process loads whatever the racing indexes kept, and every kernel it loads is right.
+    after = run_workload(run_python, cache, signatures)
+    assert after["right"] and after["loaded"] >= 1 and after["warnings"] == [], after
+
+
+def test_cache_command_shows_and_clears_the_folder(run_python, cache_copy):
+    env = {"NUMBA_CACHE_DIR": str(cache_copy)}
+    shown = run_python("-m", "firefly", "cache", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert str(cache_copy / "firefly") in shown.stdout and " MB" in shown.stdout
+    cleared = run_python("-m", "firefly", "cache", "clear", env=env)
+    assert cleared.returncode == 0, cleared.stderr
+    assert "removed" in cleared.stdout
+    assert not (cache_copy / "firefly").exists()
+    assert run_workload(run_python, cache_copy)["compiled"] >= 1
+
+
+# conv2d's kernels compile for well over the notice's delay on an empty cache.
+CONV = """
+import numpy as np, firefly
+from firefly.kernels import _jit
+_jit.COMPILE_NOTICE_AFTER_SECONDS = {delay}
+x = firefly.Tensor(np.ones((1, 2, 5, 5)), requires_grad=True)
+firefly.nn.Conv2d(2, 3, 3, dtype=np.float64)(x).sum().backward()
+(x * 2.0).relu().sum().backward()  # more kernels compile: still one notice
+"""
+
+
+def test_a_slow_first_call_says_what_is_compiling_once(run_python, tmp_path):
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    proc = run_python("-c", CONV.format(delay=0.05), env=env)
+    assert proc.returncode == 0, proc.stderr
+    notices = [line for line in proc.stderr.splitlines() if line.startswith("compiling kernels")]
+    assert notices == [
+        "compiling kernels for conv2d (first use; cached for later runs, "
+        "`python -m firefly warmup` fills the cache ahead)"
+    ], proc.stderr
+    # warm: nothing compiles, nothing is said
+    warm = run_python("-c", CONV.format(delay=0.0), env=env)
+    assert warm.returncode == 0 and "compiling kernels" not in warm.stderr, warm.stderr
+
+
+def test_the_compile_notice_can_be_turned_off(run_python, tmp_path):
+    env = {
+        "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+        "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "FIREFLY_NO_COMPILE_NOTICE": "1",
+    }
+    code = "from firefly.kernels import _jit\n_jit.COMPILE_NOTICE_AFTER_SECONDS = 0.0\n"
+    proc = run_python("-c", code + WORKLOAD.format(cases=CASES), env=env)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["compiled"] >= 1, proc.stderr
+    assert "compiling kernels" not in proc.stderr, proc.stderr
