@@ -174,29 +174,52 @@ def test_cache_command_shows_and_clears_the_folder(run_python, cache_copy):
     assert run_workload(run_python, cache_copy)["compiled"] >= 1
 
 
-# conv2d's kernels compile for well over the notice's delay on an empty cache.
+# conv2d's kernels compile for well over the notice's delay on an empty cache. The relu runs
+# its parallel build. Prints a digest of every output and gradient, what was loaded and
+# compiled, and whether Numba's typing and lowering registries were imported.
 CONV = """
+import hashlib, json, sys
 import numpy as np, firefly
 from firefly.kernels import _jit
+from firefly.kernels._jit import kernel_load_counts
 _jit.COMPILE_NOTICE_AFTER_SECONDS = {delay}
-x = firefly.Tensor(np.ones((1, 2, 5, 5)), requires_grad=True)
-firefly.nn.Conv2d(2, 3, 3, dtype=np.float64)(x).sum().backward()
-(x * 2.0).relu().sum().backward()  # more kernels compile: still one notice
+firefly.ops.get("relu").forward_kernel.threshold = 0
+firefly.manual_seed(0)
+x = firefly.Tensor(np.linspace(-1.0, 1.0, 50).reshape(1, 2, 5, 5), requires_grad=True)
+conv = firefly.nn.Conv2d(2, 3, 3, dtype=np.float64)
+y = conv(x)
+z = (y * 2.0).relu()  # more kernels compile: still one notice
+z.sum().backward()
+digest = hashlib.sha256(b"".join(
+    a.tobytes() for a in (y.numpy(), z.numpy(), x.grad.numpy(), conv.weight.grad.numpy()))
+).hexdigest()
+loaded, compiled = kernel_load_counts()
+print(json.dumps(dict(digest=digest, loaded=loaded, compiled=compiled,
+                      registries="numba.np.arraymath" in sys.modules)))
 """
 
 
-def test_a_slow_first_call_says_what_is_compiling_once(run_python, tmp_path):
+def test_a_slow_first_call_says_what_is_compiling_once_and_loads_compute_the_same(
+    run_python, tmp_path
+):
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    proc = run_python("-c", CONV.format(delay=0.05), env=env)
-    assert proc.returncode == 0, proc.stderr
-    notices = [line for line in proc.stderr.splitlines() if line.startswith("compiling kernels")]
+    cold = run_python("-c", CONV.format(delay=0.05), env=env)
+    assert cold.returncode == 0, cold.stderr
+    notices = [line for line in cold.stderr.splitlines() if line.startswith("compiling kernels")]
     assert notices == [
         "compiling kernels for conv2d (first use; cached for later runs, "
         "`python -m firefly warmup` fills the cache ahead)"
-    ], proc.stderr
+    ], cold.stderr
     # warm: nothing compiles, nothing is said
     warm = run_python("-c", CONV.format(delay=0.0), env=env)
     assert warm.returncode == 0 and "compiling kernels" not in warm.stderr, warm.stderr
+    cold, warm = json.loads(cold.stdout), json.loads(warm.stdout)
+    assert cold["compiled"] >= 4 and warm["compiled"] == 0 and warm["loaded"] == cold["compiled"]
+    # Loading links the cached code with Numba's runtime alone (KernelCache.load_overload),
+    # without Numba's typing and lowering registries; the results must be bit for bit those of
+    # the compiled kernels, serial and parallel.
+    assert cold["registries"] and not warm["registries"]
+    assert warm["digest"] == cold["digest"]
 
 
 def test_the_compile_notice_can_be_turned_off(run_python, tmp_path):

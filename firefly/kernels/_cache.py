@@ -30,6 +30,7 @@ import time
 import warnings
 
 from numba.core import caching, config, sigutils
+from numba.core.runtime import rtsys
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -212,11 +213,20 @@ class KernelCache(caching.FunctionCache):
         )
 
     def load_overload(self, sig, target_context):
+        # Numba refreshes its whole target before each load: the first refresh of a process
+        # imports every typing and lowering registry (NumPy's, SciPy's BLAS check, ...), about
+        # half a second of CPU, which a process that only loads kernels never needs. Code read
+        # from the cache needs only the runtime (NRT) symbols linked; a compile, and a load
+        # that fails this way, refresh in full.
+        rtsys.initialize(target_context)
         try:
-            cres = super().load_overload(sig, target_context)
-        except Exception as exc:  # a truncated or corrupt data file
-            self._cache_file._report(exc)
-            return None
+            cres = self._load_overload(sig, target_context)
+        except Exception:
+            try:
+                cres = super().load_overload(sig, target_context)  # refreshed in full
+            except Exception as exc:  # a truncated or corrupt data file
+                self._cache_file._report(exc)
+                return None
         if cres is not None and tuple(cres.signature.args) != tuple(
             sigutils.normalize_signature(sig)[0]
         ):
