@@ -8,10 +8,12 @@ of one firefly version on one CPU::
     ~/.cache/firefly/<version>-<cpu>/             else
 
 Inside it, a kernel's files sit in the folder of its source file relative to the firefly
-package (``kernels/``, ``ops/``), so that two clones share them. Numba stamps each index with a
-hash of the source file's content and keys each entry on the function's bytecode and the CPU:
-a clone whose source differs overwrites the entries rather than loading them. firefly adds its
-version to the stamp, so that a cache filled by another version is recompiled, never loaded.
+package (``kernels/``, ``ops/``), so that two clones share them; the file names carry a digest
+of the source file's content, so that clones whose sources differ keep files of their own (an
+edited file leaves its old entries behind until ``python -m firefly cache clear``). Numba
+stamps each index with that digest too, and keys each entry on the function's bytecode and
+the CPU. firefly adds its version to the stamp, so that a cache filled by another version is
+recompiled, never loaded.
 
 When that folder is not writable, Numba's own locations follow (the package's ``__pycache__``,
 then Numba's user-wide folder); when none is, kernels compile without a cache.
@@ -115,6 +117,11 @@ class _FireflyFolderLocator(caching._SourceFileBackedLocatorMixin, caching._Cach
 
     def get_cache_path(self):
         return self._cache_path
+
+    def get_disambiguator(self):
+        # The line, and a digest of the source file's content: two clones or branches whose
+        # file differs keep index files of their own instead of overwriting each other's.
+        return f"{self._lineno}-{self.get_source_stamp().hex()[:10]}"
 
     @classmethod
     def from_function(cls, py_func, py_file):
