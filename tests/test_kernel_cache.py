@@ -102,8 +102,9 @@ def test_a_damaged_data_file_is_recompiled_with_one_warning(run_python, cache_co
         content = data.read_bytes()
         data.write_bytes(content[: len(content) // 3] if kind == "truncated" else b"\x80garbage")
     assert_recompiled_with_one_warning(run_workload(run_python, cache_copy), "unreadable")
-    again = run_workload(run_python, cache_copy)  # the entry was rewritten
-    assert again["compiled"] == 0 and again["right"] and again["warnings"] == []
+    if kind == "truncated":  # the entry was rewritten (once is enough: the same code path)
+        again = run_workload(run_python, cache_copy)
+        assert again["compiled"] == 0 and again["right"] and again["warnings"] == []
 
 
 def test_a_damaged_index_is_recompiled_with_one_warning(run_python, cache_copy):
@@ -133,11 +134,9 @@ def test_a_cache_filled_by_another_version_is_recompiled_with_one_warning(run_py
 
 def test_four_processes_filling_one_cache_at_once_all_succeed(run_python, tmp_path):
     cache = tmp_path / "cache"
-    # Each adds the same signatures in another order: the four write one index at once.
-    signatures = [(d, n) for d in ("float32", "float64") for n in (1, 2)]
-    code = [
-        WORKLOAD.format(cases=repr(signatures[i:] + signatures[:i])) for i in range(len(signatures))
-    ]
+    # Two signatures, added in either order: the four write one index, and data files, at once.
+    signatures = [("float32", 1), ("float64", 2)]
+    code = [WORKLOAD.format(cases=repr(signatures[:: 1 if i % 2 else -1])) for i in range(4)]
     env = {
         **os.environ,
         "NUMBA_CACHE_DIR": str(cache),  # NUMBA_CACHE_DIR/firefly
@@ -172,25 +171,21 @@ def test_cache_command_shows_and_clears_the_folder(run_python, cache_copy):
     assert run_workload(run_python, cache_copy)["compiled"] >= 1
 
 
-# conv2d's kernels compile for well over the notice's delay on an empty cache. The relu runs
-# its parallel build. Prints a digest of every output and gradient, what was loaded and
-# compiled, and whether Numba's typing and lowering registries were imported.
-CONV = """
+# On an empty cache the first kernel compiles for well over the notice's delay (set low here).
+# The relu runs its parallel build, the multiplication its serial one. Prints a digest of the
+# outputs, what was loaded and compiled, and whether Numba's typing and lowering registries
+# were imported.
+NOTICE = """
 import hashlib, json, sys
 import numpy as np, firefly
 from firefly.kernels import _jit
 from firefly.kernels._jit import kernel_load_counts
 _jit.COMPILE_NOTICE_AFTER_SECONDS = {delay}
 firefly.ops.get("relu").forward_kernel.threshold = 0
-firefly.manual_seed(0)
-x = firefly.Tensor(np.linspace(-1.0, 1.0, 50).reshape(1, 2, 5, 5), requires_grad=True)
-conv = firefly.nn.Conv2d(2, 3, 3, dtype=np.float64)
-y = conv(x)
-z = (y * 2.0).relu()  # more kernels compile: still one notice
-z.sum().backward()
-digest = hashlib.sha256(b"".join(
-    a.tobytes() for a in (y.numpy(), z.numpy(), x.grad.numpy(), conv.weight.grad.numpy()))
-).hexdigest()
+x = firefly.Tensor(np.linspace(-1.0, 1.0, 50).reshape(2, 25))
+y = x.relu()
+z = y * 3.0  # another kernel compiles: still one notice
+digest = hashlib.sha256(y.numpy().tobytes() + z.numpy().tobytes()).hexdigest()
 loaded, compiled = kernel_load_counts()
 print(json.dumps(dict(digest=digest, loaded=loaded, compiled=compiled,
                       registries="numba.np.arraymath" in sys.modules)))
@@ -201,21 +196,21 @@ def test_a_slow_first_call_says_what_is_compiling_once_and_loads_compute_the_sam
     run_python, tmp_path
 ):
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    cold = run_python("-c", CONV.format(delay=0.05), env=env)
+    cold = run_python("-c", NOTICE.format(delay=0.05), env=env)
     assert cold.returncode == 0, cold.stderr
     notices = [line for line in cold.stderr.splitlines() if line.startswith("compiling kernels")]
     assert notices == [
-        "compiling kernels for conv2d (first use; cached for later runs, "
+        "compiling kernels for relu (first use; cached for later runs, "
         "`python -m firefly warmup` fills the cache ahead)"
     ], cold.stderr
     # warm: nothing compiles, nothing is said
-    warm = run_python("-c", CONV.format(delay=0.0), env=env)
+    warm = run_python("-c", NOTICE.format(delay=0.0), env=env)
     assert warm.returncode == 0 and "compiling kernels" not in warm.stderr, warm.stderr
     cold, warm = json.loads(cold.stdout), json.loads(warm.stdout)
-    assert cold["compiled"] >= 4 and warm["compiled"] == 0 and warm["loaded"] == cold["compiled"]
+    assert cold["compiled"] >= 2 and warm["compiled"] == 0 and warm["loaded"] == cold["compiled"]
     # Loading links the cached code with Numba's runtime alone (KernelCache.load_overload),
     # without Numba's typing and lowering registries; the results must be bit for bit those of
-    # the compiled kernels, serial and parallel.
+    # the compiled kernels, parallel and serial.
     assert cold["registries"] and not warm["registries"]
     assert warm["digest"] == cold["digest"]
 
