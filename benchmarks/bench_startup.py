@@ -73,7 +73,10 @@ else:
     if kind == "script":
         import runpy
         sys.argv = [spec["path"], *spec["args"]]
-        runpy.run_path(spec["path"], run_name="__main__")
+        try:
+            runpy.run_path(spec["path"], run_name="__main__")
+        except SystemExit as exc:  # a script that ends with sys.exit(main())
+            assert exc.code in (0, None), f"exit code {exc.code}"
     elif kind == "code":
         os.chdir(spec["cwd"])
         exec(compile(spec["code"], "README.md", "exec"), {"__name__": "__main__"})
