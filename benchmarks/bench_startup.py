@@ -43,8 +43,9 @@ SEED_SCRIPT = next(
     ),
     REPO / "shared" / "seed" / "seed_training_script.py",
 )
-# The suite's slowest module that runs in one process (measured with --durations; no module
-# that spawns interpreters of its own, whose compiling the split could not see).
+# A large test module that runs in one process (a module that spawns interpreters of its own
+# would hide their compiling from the split). Not yet confirmed as the suite's slowest: the
+# whole suite's `--durations` could not be measured on the loaded machine; change it here.
 SLOWEST_TEST_MODULE = "tests/test_layers.py"
 CNN_EPOCHS = 3
 MARKER = "@@startup "
