@@ -174,7 +174,8 @@ def main(argv=None):
     chosen = [name.strip() for name in args.only.split(",")]
     print(
         f"{'process':<8} {'cache':<6} {'wall med':>9} {'wall min':>9} {'CPU med':>8} "
-        f"{'import':>7} {'compile':>8} {'load':>6} {'run':>7} {'torch wall':>11} {'ratio':>6}"
+        f"{'import':>7} {'compile':>8} {'load':>6} {'run':>7} {'torch wall':>11} {'ratio':>6} "
+        f"{'torch CPU':>10} {'ratio':>6}"
     )
     for name in chosen:
         firefly_spec, torch_spec = workloads()[name]
@@ -188,12 +189,17 @@ def main(argv=None):
         for state in ("empty", "warm"):
             with tempfile.TemporaryDirectory() as root:
                 s = summary(measure(firefly_spec, state, args.runs, Path(root)))
-            torch_text = f"{torch['wall_s']:>10.2f}s" if torch else f"{'-':>11}"
-            ratio = f"{s['wall_s'] / torch['wall_s']:>6.2f}" if torch else f"{'-':>6}"
+            if torch:
+                torch_text = (
+                    f"{torch['wall_s']:>10.2f}s {s['wall_s'] / torch['wall_s']:>6.2f} "
+                    f"{torch['cpu_s']:>9.2f}s {s['cpu_s'] / torch['cpu_s']:>6.2f}"
+                )
+            else:
+                torch_text = f"{'-':>11} {'-':>6} {'-':>10} {'-':>6}"
             print(
                 f"{name:<8} {state:<6} {s['wall_s']:>8.2f}s {s['wall_min_s']:>8.2f}s "
                 f"{s['cpu_s']:>7.2f}s {s['import_s']:>6.2f}s {s['compile_s']:>7.2f}s "
-                f"{s['load_s']:>5.2f}s {s['run_s']:>6.2f}s {torch_text} {ratio}",
+                f"{s['load_s']:>5.2f}s {s['run_s']:>6.2f}s {torch_text}",
                 flush=True,
             )
     print(
