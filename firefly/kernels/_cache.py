@@ -121,7 +121,9 @@ class _FireflyFolderLocator(caching._SourceFileBackedLocatorMixin, caching._Cach
     def get_disambiguator(self):
         # The line, and a digest of the source file's content: two clones or branches whose
         # file differs keep index files of their own instead of overwriting each other's.
-        return f"{self._lineno}-{self.get_source_stamp().hex()[:10]}"
+        # (Numba 0.68 stamps with a content hash; older versions with a time and size.)
+        stamp = hashlib.sha1(repr(self.get_source_stamp()).encode()).hexdigest()[:10]
+        return f"{self._lineno}-{stamp}"
 
     @classmethod
     def from_function(cls, py_func, py_file):
@@ -132,6 +134,8 @@ class _FireflyFolderLocator(caching._SourceFileBackedLocatorMixin, caching._Cach
 
 
 class _KernelCacheImpl(caching.CompileResultCacheImpl):
+    # firefly's folder first (it is under NUMBA_CACHE_DIR when that is set), then Numba's own
+    # places for when it is not writable.
     _locator_classes = [
         _FireflyFolderLocator,
         *(
@@ -140,10 +144,6 @@ class _KernelCacheImpl(caching.CompileResultCacheImpl):
             if cls.__name__ != "UserProvidedCacheLocator"
         ),
     ]
-
-
-class _CacheProblem(Exception):
-    """A cache file that exists but cannot be trusted."""
 
 
 class _CheckedIndexDataCacheFile(caching.IndexDataCacheFile):
@@ -161,12 +161,10 @@ class _CheckedIndexDataCacheFile(caching.IndexDataCacheFile):
         # could point at the other's code. A name derived from the key cannot collide.
         overloads = self._load_index()
         data_name = f"{self._filename_base}.{hashlib.sha1(repr(key).encode()).hexdigest()[:16]}.nbc"
+        self._save_data(data_name, data)  # the data first: an index never names a missing file
         if overloads.get(key) != data_name:
             overloads[key] = data_name
-            self._save_data(data_name, data)  # the data first: an index never names a missing file
             self._save_index(overloads)
-        else:
-            self._save_data(data_name, data)
 
     def _load_index(self):
         try:
