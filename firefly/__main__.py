@@ -1,6 +1,7 @@
 """Command line: ``python -m firefly demo`` trains a small MLP on synthetic regression data
 (``--model digits-cnn``: a CNN on real handwritten digits); ``python -m firefly info`` describes
-the installation; ``python -m firefly warmup`` fills the kernel cache."""
+the installation; ``python -m firefly warmup`` fills the kernel cache, and ``python -m firefly
+cache clear`` empties it."""
 
 import argparse
 import os
@@ -111,14 +112,8 @@ def demo(args):
     return 0
 
 
-def _kernel_cache_folder():
-    """Where Numba keeps compiled firefly kernels, read from one kernel's cache locator."""
-    from firefly.ops import get
-
-    try:
-        return get("relu").forward_kernel.serial._cache._cache_path
-    except AttributeError:  # Numba moved its private cache attributes
-        return "unknown (this Numba version hides its cache locator)"
+def _megabytes(size):
+    return f"{size / 1e6:.1f} MB"
 
 
 def info(args):
@@ -126,7 +121,7 @@ def info(args):
 
     import firefly
     from firefly.install import DISTRIBUTION
-    from firefly.kernels import _jit
+    from firefly.kernels import _cache, _jit
     from firefly.ops import get, names, origin
 
     # The threading layer is chosen when the first parallel kernel runs; run a tiny one.
@@ -138,8 +133,15 @@ def info(args):
     print(f"numba          {numba.__version__}")
     print(f"python         {sys.version.split()[0]}")
     print(f"threading      {numba.threading_layer()} layer, {numba.get_num_threads()} threads")
-    if _jit.cache_enabled:
-        print(f"kernel cache   {_kernel_cache_folder()} (caching on)")
+    if _jit.cache_enabled and _cache.root_is_writable():
+        folder = _cache.cache_folder()
+        print(
+            f"kernel cache   {folder} ({_megabytes(_cache.folder_size(folder))}; all versions: "
+            f"{_megabytes(_cache.folder_size(_cache.cache_root()))}; "
+            "`python -m firefly cache clear` empties it)"
+        )
+    elif _jit.cache_enabled:
+        print(f"kernel cache   {_cache.cache_root()} is not writable: Numba's own folders are used")
     else:
         print(
             "kernel cache   off: no writable cache folder, kernels recompile each run (set NUMBA_CACHE_DIR)"
@@ -153,6 +155,19 @@ def info(args):
     width = max(map(len, ops))
     for name in ops:
         print(f"  {name:<{width}}  {origin(name)}")
+    return 0
+
+
+def cache(args):
+    from firefly.kernels import _cache
+
+    root = _cache.cache_root()
+    size = _cache.folder_size(root)
+    if args.action == "clear":
+        _cache.clear()
+        print(f"kernel cache   {root}: removed {_megabytes(size)}")
+    else:
+        print(f"kernel cache   {root}: {_megabytes(size)}")
     return 0
 
 
@@ -242,12 +257,21 @@ def main(argv=None):
         "info", help="versions, threading, kernel cache and registered ops"
     )
     info_parser.set_defaults(run=info)
+    cache_parser = commands.add_parser(
+        "cache",
+        help="show or empty the on-disk kernel cache",
+        description="The compiled kernels of every firefly version live in one user-level folder "
+        "($NUMBA_CACHE_DIR/firefly, else $XDG_CACHE_HOME/firefly, else ~/.cache/firefly). "
+        "`cache` prints its size; `cache clear` empties it.",
+    )
+    cache_parser.add_argument("action", nargs="?", choices=("size", "clear"), default="size")
+    cache_parser.set_defaults(run=cache)
     warmup_parser = commands.add_parser(
         "warmup",
-        help="compile the built-in kernels into Numba's on-disk cache",
-        description="Compile every built-in op's and optimizer's kernels into Numba's on-disk cache "
-        "(NUMBA_CACHE_DIR), so that later processes load them instead of compiling. Run it "
-        "after installing, in a Docker image build, or before a benchmark.",
+        help="compile the built-in kernels into the on-disk kernel cache",
+        description="Compile every built-in op's and optimizer's kernels into the on-disk kernel "
+        "cache (see `python -m firefly cache`), so that later processes load them instead of "
+        "compiling. Run it after installing, in a Docker image build, or before a benchmark.",
         formatter_class=_DefaultsHelpFormatter,
     )
     warmup_parser.add_argument(

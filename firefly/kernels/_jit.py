@@ -1,6 +1,7 @@
 """How firefly compiles kernels: one decorator, and serial/parallel twins chosen by size.
 
-Every kernel is ``njit(cache=True, error_model="numpy")``. The numpy error model matters for
+Every kernel is ``njit(error_model="numpy")`` with an on-disk cache (``firefly.kernels._cache``:
+one user-level folder, built per kernel on its first call). The numpy error model matters for
 speed: under the default ("python") model Numba inserts a zero-division check into every
 divide, which stops LLVM from vectorizing the loop (an Adam-like kernel ran 2.5x slower).
 
@@ -9,13 +10,18 @@ Nothing here compiles at import time: ``njit`` without signatures compiles on fi
 
 import hashlib
 import os
+import sys
 import threading
+import time
 import types
 import warnings
 
 import numba
 from numba import njit
+from numba.core import event
 from numba.core.registry import CPUDispatcher
+
+from firefly.kernels._cache import LazyKernelCache, _KernelCacheImpl, root_is_writable
 
 # Element counts from which the prange build of a kernel runs instead of the serial one.
 # In isolation, on a quiet 2-core machine, the parallel add first wins between 1e5 and 3e5
@@ -39,9 +45,11 @@ PARALLEL_MIN_TRANSCENDENTAL = 262_144
 if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & os.environ.keys():
     numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
 
+cache_enabled = True  # False once no writable cache folder was found
 _cache_warning_issued = False
-cache_enabled = True  # False once a kernel could not get a writable cache folder
+_first_kernel_checked = False
 _dispatchers = []  # every Numba dispatcher made here, for kernel_load_counts()
+_dispatcher_ids = set()
 
 
 def kernel_load_counts():
@@ -55,31 +63,124 @@ def kernel_load_counts():
     return loaded, compiled
 
 
+def kernel_seconds():
+    """``(compiling, loading)``: seconds this process has spent compiling firefly kernels
+    (type inference and LLVM, as Numba's ``numba:compile`` event times it) and reading them
+    from the on-disk cache."""
+    return _compile_watch.seconds, LazyKernelCache.load_seconds
+
+
 def _jit(fn, parallel, **extra_options):
     dispatcher = _compile_lazily(fn, parallel, **extra_options)
     _dispatchers.append(dispatcher)
+    _dispatcher_ids.add(id(dispatcher))
     return dispatcher
 
 
-def _compile_lazily(fn, parallel, **extra_options):
+def report_cache_disabled(reason):
+    """Compile without an on-disk cache from now on, saying so once."""
     global _cache_warning_issued, cache_enabled
-    options = dict(error_model="numpy", parallel=parallel, **extra_options)
-    try:
-        return njit(cache=True, **options)(fn)
-    except RuntimeError as exc:
-        # Numba raises at decoration time when neither NUMBA_CACHE_DIR, the package's
-        # __pycache__ nor the user cache folder is writable. Compiling without a cache
-        # is slower to start but otherwise identical.
-        cache_enabled = False
-        if not _cache_warning_issued:
-            _cache_warning_issued = True
-            warnings.warn(
-                f"firefly: Numba kernels will not be cached on disk ({exc}). Set NUMBA_CACHE_DIR "
-                "to a writable folder to keep compiled kernels between runs.",
-                RuntimeWarning,
-                stacklevel=3,
+    cache_enabled = False
+    if not _cache_warning_issued:
+        _cache_warning_issued = True
+        warnings.warn(
+            f"firefly: Numba kernels will not be cached on disk ({reason}). Set NUMBA_CACHE_DIR "
+            "to a writable folder to keep compiled kernels between runs.",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+
+
+def _compile_lazily(fn, parallel, **extra_options):
+    global _first_kernel_checked
+    dispatcher = njit(cache=False, error_model="numpy", parallel=parallel, **extra_options)(fn)
+    if not _first_kernel_checked:
+        # One check, at the first kernel (so at import): whether any cache folder is writable.
+        # The cache object of each kernel is built when it is first called (LazyKernelCache).
+        _first_kernel_checked = True
+        if not root_is_writable():
+            try:
+                _KernelCacheImpl(fn)  # Numba's own folders: the package's, then the user's
+            except RuntimeError as exc:
+                report_cache_disabled(exc)
+    if cache_enabled:
+        dispatcher._cache = LazyKernelCache(fn)
+    return dispatcher
+
+
+# Environment variable that silences the line printed when compiling takes a while.
+QUIET_ENV = "FIREFLY_NO_COMPILE_NOTICE"
+COMPILE_NOTICE_AFTER_SECONDS = 1.0
+
+
+class _CompileWatch(event.Listener):
+    """Times Numba's compiles of firefly's kernels and, once per process, says on stderr
+    what is compiling when one has run for a second: a silent first run looks hung."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        self.notice_given = False
+        self._depth = 0  # a kernel's compile compiles the helpers it calls inside it
+        self._start = 0.0
+        self._timer = None
+
+    def on_start(self, ev):
+        if id(ev.data["dispatcher"]) not in _dispatcher_ids:
+            return
+        self._depth += 1
+        if self._depth == 1:
+            self._start = time.perf_counter()
+            if not self.notice_given and not os.environ.get(QUIET_ENV):
+                self._timer = threading.Timer(
+                    COMPILE_NOTICE_AFTER_SECONDS,
+                    self._notice,
+                    (_caller_name(ev.data["dispatcher"]),),
+                )
+                self._timer.daemon = True
+                self._timer.start()
+
+    def on_end(self, ev):
+        if id(ev.data["dispatcher"]) not in _dispatcher_ids:
+            return
+        self._depth -= 1
+        if self._depth == 0:
+            self.seconds += time.perf_counter() - self._start
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _notice(self, name):
+        if not self.notice_given:
+            self.notice_given = True
+            print(
+                f"compiling kernels for {name} (first use; cached for later runs, "
+                "`python -m firefly warmup` fills the cache ahead)",
+                file=sys.stderr,
+                flush=True,
             )
-        return njit(cache=False, **options)(fn)
+
+
+def _caller_name(dispatcher):
+    """The op (or optimizer) whose kernel is compiling: the nearest caller that is an Op class
+    or instance, else an optimizer, else the kernel's own name."""
+    from firefly.ops.base import Op
+
+    frame = sys._getframe(2)
+    while frame is not None:
+        for local in ("cls", "op", "self"):
+            value = frame.f_locals.get(local)
+            if isinstance(value, type) and issubclass(value, Op) and value.name:
+                return value.name
+            if isinstance(value, Op) and value.name:
+                return value.name
+            if type(value).__module__.startswith(("firefly.optim", "firefly.nn.optimizers")):
+                return type(value).__name__
+        frame = frame.f_back
+    return dispatcher.py_func.__name__.split("__")[0]
+
+
+_compile_watch = _CompileWatch()
+event.register("numba:compile", _compile_watch)
 
 
 def kernel(fn):

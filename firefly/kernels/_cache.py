@@ -1,0 +1,319 @@
+"""Where compiled kernels live on disk, and how a damaged cache is survived.
+
+The cache is one user-level folder, shared by every clone, virtual environment and test run
+of one firefly version on one CPU::
+
+    $NUMBA_CACHE_DIR/firefly/<version>-<cpu>/     when NUMBA_CACHE_DIR is set
+    $XDG_CACHE_HOME/firefly/<version>-<cpu>/      else, when XDG_CACHE_HOME is set
+    ~/.cache/firefly/<version>-<cpu>/             else
+
+Inside it, a kernel's files sit in the folder of its source file relative to the firefly
+package (``kernels/``, ``ops/``), so that two clones share them; the file names carry a digest
+of the source file's content, so that clones whose sources differ keep files of their own (an
+edited file leaves its old entries behind until ``python -m firefly cache clear``). Numba
+stamps each index with that digest too, and keys each entry on the function's bytecode and
+the CPU. firefly adds its version to the stamp, so that a cache filled by another version is
+recompiled, never loaded.
+
+When that folder is not writable, Numba's own locations follow (the package's ``__pycache__``,
+then Numba's user-wide folder); when none is, kernels compile without a cache.
+
+Numba's cache reader trusts its files: a truncated or corrupt file raises an unpickling error
+out of the kernel's first call. ``KernelCache`` turns any failure to read an entry into a
+warning and a recompile, and names data files after their key rather than a counter, so that
+processes filling one cache at once never write two signatures to one file name.
+"""
+
+import hashlib
+import os
+import pickle
+import shutil
+import time
+import warnings
+
+from numba.core import caching, config, sigutils
+from numba.core.runtime import rtsys
+
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_warned = set()  # kinds of cache problem already reported in this process: one warning each
+
+
+def _warn_once(kind: str, message: str) -> None:
+    if kind not in _warned:
+        _warned.add(kind)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def _firefly_version() -> str:
+    import firefly  # the package is fully imported by the time a kernel compiles or loads
+
+    return firefly.__version__
+
+
+def cache_root() -> str:
+    """The folder that holds firefly's kernel caches, of every version and CPU."""
+    if config.CACHE_DIR:  # NUMBA_CACHE_DIR
+        return os.path.join(config.CACHE_DIR, "firefly")
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "firefly")
+
+
+_cpu_key = None
+
+
+def _cpu() -> str:
+    """The host CPU's name and a digest of its features: code compiled for one is not run on
+    another (Numba's index keys say so too; the folder name keeps the caches apart)."""
+    global _cpu_key
+    if _cpu_key is None:
+        import llvmlite.binding as llvm
+
+        features = llvm.get_host_cpu_features().flatten()
+        digest = hashlib.sha1(features.encode()).hexdigest()[:8]
+        _cpu_key = f"{llvm.get_host_cpu_name()}-{digest}"
+    return _cpu_key
+
+
+def cache_folder() -> str:
+    """The folder this process reads and writes firefly's kernels in (made on first use)."""
+    return os.path.join(cache_root(), f"{_firefly_version()}-{_cpu()}")
+
+
+_writable = {}  # folder -> whether it could be made and written, checked once per process
+
+
+def _is_writable(folder: str) -> bool:
+    if folder not in _writable:
+        try:
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, f".probe-{os.getpid()}"), "wb"):
+                pass
+            os.remove(os.path.join(folder, f".probe-{os.getpid()}"))
+            _writable[folder] = True
+        except OSError:
+            _writable[folder] = False
+    return _writable[folder]
+
+
+def root_is_writable() -> bool:
+    """Whether firefly's own cache folder can be used (checked at the first kernel)."""
+    return _is_writable(cache_root())
+
+
+class _FireflyFolderLocator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
+    """Places a kernel's files in ``cache_folder()``, under its source file's folder relative
+    to the firefly package (or, for a kernel outside it, Numba's digest of that folder)."""
+
+    def __init__(self, py_func, py_file):
+        self._py_file = py_file
+        self._lineno = py_func.__code__.co_firstlineno
+        source_dir = os.path.dirname(os.path.abspath(py_file))
+        if os.path.commonpath([source_dir, _PACKAGE_ROOT]) == _PACKAGE_ROOT:
+            subpath = os.path.relpath(source_dir, _PACKAGE_ROOT)
+        else:
+            subpath = self.get_suitable_cache_subpath(py_file)
+        self._cache_path = os.path.normpath(os.path.join(cache_folder(), subpath))
+
+    def get_cache_path(self):
+        return self._cache_path
+
+    def get_disambiguator(self):
+        # The line, and a digest of the source file's content: two clones or branches whose
+        # file differs keep index files of their own instead of overwriting each other's.
+        # (Numba 0.68 stamps with a content hash; older versions with a time and size.)
+        stamp = hashlib.sha1(repr(self.get_source_stamp()).encode()).hexdigest()[:10]
+        return f"{self._lineno}-{stamp}"
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if not os.path.exists(py_file) or not root_is_writable():
+            return None
+        locator = cls(py_func, py_file)
+        return locator if _is_writable(locator.get_cache_path()) else None
+
+
+class _KernelCacheImpl(caching.CompileResultCacheImpl):
+    # firefly's folder first (it is under NUMBA_CACHE_DIR when that is set), then Numba's own
+    # places for when it is not writable.
+    _locator_classes = [
+        _FireflyFolderLocator,
+        *(
+            cls
+            for cls in caching.CompileResultCacheImpl._locator_classes
+            if cls.__name__ != "UserProvidedCacheLocator"
+        ),
+    ]
+
+
+class _CheckedIndexDataCacheFile(caching.IndexDataCacheFile):
+    """Numba's index and data files, with a stamp that names firefly's version, data files
+    named after their key, and a corrupt index reported rather than raised."""
+
+    def __init__(self, cache_path, filename_base, source_stamp, version):
+        super().__init__(cache_path, filename_base, (version, source_stamp))
+        self._firefly_version = version
+        self._filename_base = filename_base
+
+    def save(self, key, data):
+        # Numba numbers data files 1, 2, ... from the index it read: two processes adding
+        # different signatures at once would both write number 1, and the index that wins
+        # could point at the other's code. A name derived from the key cannot collide.
+        overloads = self._load_index()
+        data_name = f"{self._filename_base}.{hashlib.sha1(repr(key).encode()).hexdigest()[:16]}.nbc"
+        self._save_data(data_name, data)  # the data first: an index never names a missing file
+        if overloads.get(key) != data_name:
+            overloads[key] = data_name
+            self._save_index(overloads)
+
+    def _load_index(self):
+        try:
+            with open(self._index_path, "rb") as f:
+                numba_version = pickle.load(f)
+                data = f.read()
+        except FileNotFoundError:
+            return {}
+        except Exception as exc:
+            self._report(exc)
+            return {}
+        if numba_version != self._version:
+            return {}  # another Numba: its pickles may not even load
+        try:
+            stamp, overloads = pickle.loads(data)
+            owner = stamp[0]
+        except Exception as exc:
+            self._report(exc)
+            return {}
+        if owner != self._firefly_version:
+            _warn_once(
+                "version",
+                f"firefly: the kernel cache in {self._cache_path} was filled by firefly {owner}, "
+                f"not {self._firefly_version}; its kernels are recompiled.",
+            )
+            return {}
+        # A source stamp that differs is an edited source file: its kernels recompile.
+        return overloads if stamp == self._source_stamp else {}
+
+    def _report(self, exc):
+        _warn_once(
+            "corrupt",
+            f"firefly: a kernel cache file in {self._cache_path} is unreadable "
+            f"({type(exc).__name__}: {exc}); the kernel is recompiled and the file rewritten.",
+        )
+
+
+class KernelCache(caching.FunctionCache):
+    """Numba's function cache in firefly's folder, recompiling instead of failing on any
+    cache entry that cannot be read, and warning once when it cannot write."""
+
+    _impl_class = _KernelCacheImpl
+
+    def __init__(self, py_func):
+        super().__init__(py_func)
+        self._cache_file = _CheckedIndexDataCacheFile(
+            self._cache_path,
+            self._impl.filename_base,
+            self._impl.locator.get_source_stamp(),
+            _firefly_version(),
+        )
+
+    def load_overload(self, sig, target_context):
+        # Numba refreshes its whole target before each load: the first refresh of a process
+        # imports every typing and lowering registry (NumPy's, SciPy's BLAS check, ...), about
+        # half a second of CPU, which a process that only loads kernels never needs. Code read
+        # from the cache needs only the runtime (NRT) symbols linked; a compile, and a load
+        # that fails this way, refresh in full.
+        rtsys.initialize(target_context)
+        try:
+            cres = self._load_overload(sig, target_context)
+        except Exception:
+            try:
+                cres = super().load_overload(sig, target_context)  # refreshed in full
+            except Exception as exc:  # a truncated or corrupt data file
+                self._cache_file._report(exc)
+                return None
+        if cres is not None and tuple(cres.signature.args) != tuple(
+            sigutils.normalize_signature(sig)[0]
+        ):
+            self._cache_file._report(ValueError(f"an entry for {cres.signature} under {sig}"))
+            return None
+        return cres
+
+    def save_overload(self, sig, data):
+        try:
+            super().save_overload(sig, data)
+        except OSError as exc:
+            _warn_once(
+                "write",
+                f"firefly: could not write a compiled kernel to {self._cache_path} ({exc}); "
+                "it will be compiled again by the next process.",
+            )
+
+
+class LazyKernelCache(caching._Cache):
+    """Stands in for a dispatcher's cache until the kernel is first called.
+
+    Building Numba's cache object finds and checks a folder, reads the source file and hashes
+    it: about half a millisecond per kernel, which at import time, for some 340 kernels, was
+    a third of ``import firefly``. Built on first use, it costs only the kernels a process runs.
+    """
+
+    load_seconds = 0.0  # time spent reading kernels from the cache, all kernels of the process
+
+    def __init__(self, py_func):
+        self._py_func = py_func
+        self._cache = None
+
+    def _real(self):
+        if self._cache is None:
+            try:
+                self._cache = KernelCache(self._py_func)
+            except RuntimeError as exc:  # no writable folder at all: compile every run
+                from firefly.kernels import _jit
+
+                _jit.report_cache_disabled(exc)
+                self._cache = caching.NullCache()
+        return self._cache
+
+    @property
+    def cache_path(self):
+        return self._real().cache_path
+
+    def load_overload(self, sig, target_context):
+        start = time.perf_counter()
+        try:
+            return self._real().load_overload(sig, target_context)
+        finally:
+            LazyKernelCache.load_seconds += time.perf_counter() - start
+
+    def save_overload(self, sig, data):
+        self._real().save_overload(sig, data)
+
+    def enable(self):
+        self._real().enable()
+
+    def disable(self):
+        self._real().disable()
+
+    def flush(self):
+        self._real().flush()
+
+
+def folder_size(folder: str) -> int:
+    """Bytes of all files under ``folder`` (0 when it does not exist)."""
+    total = 0
+    for parent, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(parent, name))
+            except OSError:  # removed meanwhile by another process
+                pass
+    return total
+
+
+def clear() -> str:
+    """Remove every cached kernel of every firefly version and CPU; returns the folder."""
+    root = cache_root()
+    shutil.rmtree(root, ignore_errors=True)
+    _writable.clear()
+    return root

@@ -1,0 +1,227 @@
+"""The shared on-disk kernel cache: where it lives, the CLI that shows and empties it, and that
+a damaged, foreign or concurrently filled cache never crashes nor runs a wrong kernel.
+
+Each test runs fresh interpreters on a cache folder of its own (XDG_CACHE_HOME or NUMBA_CACHE_DIR
+under tmp_path); the rest of the suite shares the user's cache (docs/architecture.md, "The price
+of the JIT").
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import firefly
+
+# Adds two arrays (one kernel, specialised per dtype and number of dimensions) and prints what
+# it loaded and compiled, the warnings it saw, and whether the sums were right.
+WORKLOAD = """
+import json, sys, warnings
+import numpy as np
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    import firefly
+    from firefly.kernels._jit import kernel_load_counts
+    right = True
+    for dtype, ndim in {cases}:
+        x = np.linspace(-2.0, 2.0, 24, dtype=dtype).reshape((24,) if ndim == 1 else (4, 6))
+        out = (firefly.Tensor(x) + firefly.Tensor(x)).numpy()
+        right = right and out.dtype == x.dtype and np.array_equal(out, x + x)
+loaded, compiled = kernel_load_counts()
+print(json.dumps(dict(loaded=loaded, compiled=compiled, right=bool(right),
+                      warnings=[str(w.message) for w in caught])))
+"""
+CASES = [("float64", 2)]
+
+
+def run_workload(run_python, cache, cases=CASES, env=None):
+    code = WORKLOAD.format(cases=repr(cases))
+    env = {
+        "NUMBA_CACHE_DIR": "",  # the default folder, under XDG_CACHE_HOME
+        "XDG_CACHE_HOME": str(cache),
+        "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1",
+        **(env or {}),
+    }
+    proc = run_python("-c", code, env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def filled_cache(run_python, tmp_path_factory):
+    """A cache folder that one process filled with the workload's kernel."""
+    cache = tmp_path_factory.mktemp("filled") / "cache"
+    package = Path(firefly.__file__).parent
+    before = set(package.rglob("*.nb[ic]"))
+    result = run_workload(run_python, cache)
+    assert set(package.rglob("*.nb[ic]")) == before  # nothing written into the checkout
+    assert result["compiled"] >= 1 and result["loaded"] == 0 and result["right"]
+    assert result["warnings"] == []
+    return cache
+
+
+@pytest.fixture
+def cache_copy(filled_cache, tmp_path):
+    copy = tmp_path / "cache"
+    shutil.copytree(filled_cache, copy)
+    return copy
+
+
+def files(cache, suffix):
+    found = sorted(p for p in cache.rglob(f"*{suffix}") if "add_forward" in p.name)
+    assert found, sorted(p.name for p in cache.rglob("*"))
+    return found
+
+
+def test_a_filled_cache_is_loaded_without_compiling(run_python, cache_copy):
+    result = run_workload(run_python, cache_copy)
+    assert result == dict(loaded=result["loaded"], compiled=0, right=True, warnings=[])
+    assert result["loaded"] >= 1
+
+
+def test_default_folder_is_under_xdg_cache_home_and_not_in_the_package(filled_cache):
+    (version_folder,) = (filled_cache / "firefly").iterdir()
+    assert version_folder.name.startswith(f"{firefly.__version__}-")
+    assert files(version_folder / "kernels", ".nbi")
+
+
+def assert_recompiled_with_one_warning(result, words):
+    assert result["right"] and result["compiled"] >= 1 and result["loaded"] == 0, result
+    assert len(result["warnings"]) == 1, result["warnings"]
+    assert words in result["warnings"][0], result["warnings"]
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage"])
+def test_a_damaged_data_file_is_recompiled_with_one_warning(run_python, cache_copy, kind):
+    for data in files(cache_copy, ".nbc"):
+        content = data.read_bytes()
+        data.write_bytes(content[: len(content) // 3] if kind == "truncated" else b"\x80garbage")
+    assert_recompiled_with_one_warning(run_workload(run_python, cache_copy), "unreadable")
+    if kind == "truncated":  # the entry was rewritten (once is enough: the same code path)
+        again = run_workload(run_python, cache_copy)
+        assert again["compiled"] == 0 and again["right"] and again["warnings"] == []
+
+
+def test_a_damaged_index_is_recompiled_with_one_warning(run_python, cache_copy):
+    for index in files(cache_copy, ".nbi"):
+        content = index.read_bytes()
+        index.write_bytes(content[: len(content) - 20])
+    assert_recompiled_with_one_warning(run_workload(run_python, cache_copy), "unreadable")
+
+
+def test_a_cache_filled_by_another_version_is_recompiled_with_one_warning(run_python, cache_copy):
+    # What another firefly version leaves in the folder: indexes stamped with its version.
+    rewrite = textwrap.dedent("""
+        import pickle, sys
+        for path in sys.argv[1:]:
+            with open(path, "rb") as f:
+                numba_version = pickle.load(f)
+                (owner, stamp), overloads = pickle.loads(f.read())
+            with open(path, "wb") as f:
+                pickle.dump(numba_version, f, protocol=-1)
+                f.write(pickle.dumps((("0.0.1-other", stamp), overloads), protocol=-1))
+    """)
+    proc = run_python("-c", rewrite, *files(cache_copy, ".nbi"))
+    assert proc.returncode == 0, proc.stderr
+    result = run_workload(run_python, cache_copy)
+    assert_recompiled_with_one_warning(result, "filled by firefly 0.0.1-other")
+
+
+def test_four_processes_filling_one_cache_at_once_all_succeed(run_python, tmp_path):
+    cache = tmp_path / "cache"
+    # Two signatures, added in either order: the four write one index, and data files, at once.
+    signatures = [("float32", 1), ("float64", 2)]
+    code = [WORKLOAD.format(cases=repr(signatures[:: 1 if i % 2 else -1])) for i in range(4)]
+    env = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(cache),  # NUMBA_CACHE_DIR/firefly
+        "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", c], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        for c in code
+    ]
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err.decode()
+        result = json.loads(out.decode().strip().splitlines()[-1])
+        assert result["right"] and result["warnings"] == [], result
+    # A later process loads whatever the racing indexes kept, and every kernel it loads is right.
+    after = run_workload(run_python, cache, signatures, env={"NUMBA_CACHE_DIR": str(cache)})
+    assert after["right"] and after["loaded"] >= 1 and after["warnings"] == [], after
+
+
+def test_cache_command_shows_and_clears_the_folder(run_python, cache_copy):
+    env = {"NUMBA_CACHE_DIR": "", "XDG_CACHE_HOME": str(cache_copy)}
+    shown = run_python("-m", "firefly", "cache", env=env)
+    assert shown.returncode == 0, shown.stderr
+    assert str(cache_copy / "firefly") in shown.stdout and " MB" in shown.stdout
+    cleared = run_python("-m", "firefly", "cache", "clear", env=env)
+    assert cleared.returncode == 0, cleared.stderr
+    assert "removed" in cleared.stdout
+    assert not (cache_copy / "firefly").exists()
+    assert run_workload(run_python, cache_copy)["compiled"] >= 1
+
+
+# On an empty cache the first kernel compiles for well over the notice's delay (set low here).
+# The relu runs its parallel build, the multiplication its serial one. Prints a digest of the
+# outputs, what was loaded and compiled, and whether Numba's typing and lowering registries
+# were imported.
+NOTICE = """
+import hashlib, json, sys
+import numpy as np, firefly
+from firefly.kernels import _jit
+from firefly.kernels._jit import kernel_load_counts
+_jit.COMPILE_NOTICE_AFTER_SECONDS = {delay}
+firefly.ops.get("relu").forward_kernel.threshold = 0
+x = firefly.Tensor(np.linspace(-1.0, 1.0, 50).reshape(2, 25))
+y = x.relu()
+z = y * 3.0  # another kernel compiles: still one notice
+digest = hashlib.sha256(y.numpy().tobytes() + z.numpy().tobytes()).hexdigest()
+loaded, compiled = kernel_load_counts()
+print(json.dumps(dict(digest=digest, loaded=loaded, compiled=compiled,
+                      registries="numba.np.arraymath" in sys.modules)))
+"""
+
+
+def test_a_slow_first_call_says_what_is_compiling_once_and_loads_compute_the_same(
+    run_python, tmp_path
+):
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    cold = run_python("-c", NOTICE.format(delay=0.05), env=env)
+    assert cold.returncode == 0, cold.stderr
+    notices = [line for line in cold.stderr.splitlines() if line.startswith("compiling kernels")]
+    assert notices == [
+        "compiling kernels for relu (first use; cached for later runs, "
+        "`python -m firefly warmup` fills the cache ahead)"
+    ], cold.stderr
+    # warm: nothing compiles, nothing is said
+    warm = run_python("-c", NOTICE.format(delay=0.0), env=env)
+    assert warm.returncode == 0 and "compiling kernels" not in warm.stderr, warm.stderr
+    cold, warm = json.loads(cold.stdout), json.loads(warm.stdout)
+    assert cold["compiled"] >= 2 and warm["compiled"] == 0 and warm["loaded"] == cold["compiled"]
+    # Loading links the cached code with Numba's runtime alone (KernelCache.load_overload),
+    # without Numba's typing and lowering registries; the results must be bit for bit those of
+    # the compiled kernels, parallel and serial.
+    assert cold["registries"] and not warm["registries"]
+    assert warm["digest"] == cold["digest"]
+
+
+def test_the_compile_notice_can_be_turned_off(run_python, tmp_path):
+    env = {
+        "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+        "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "FIREFLY_NO_COMPILE_NOTICE": "1",
+    }
+    code = "from firefly.kernels import _jit\n_jit.COMPILE_NOTICE_AFTER_SECONDS = 0.0\n"
+    proc = run_python("-c", code + WORKLOAD.format(cases=CASES), env=env)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["compiled"] >= 1, proc.stderr
+    assert "compiling kernels" not in proc.stderr, proc.stderr
