@@ -71,7 +71,9 @@ class DigitsTrainer(StepTrainer):
 
     def values(self):
         # batch norm's running statistics and batch counter too
-        return [p.numpy() for p in self.model.parameters()] + [b.numpy() for b in self.model.buffers()]
+        return [p.numpy() for p in self.model.parameters()] + [
+            b.numpy() for b in self.model.buffers()
+        ]
 
 
 def compiled(trainer):

@@ -119,9 +119,12 @@ def backward_case(name, size):
     if name == "relu":
         numpy_fn = lambda g, x: g * (x > 0)  # noqa: E731
         kernel = kernel_of("relu", "backward_kernel")
-        fused = lambda g, x: (
-            kernel(g.reshape(-1), x.reshape(-1), (out := np.empty_like(g)).reshape(-1)) or out
-        )  # noqa: E731
+
+        def fused(g, x):
+            return (
+                kernel(g.reshape(-1), x.reshape(-1), (out := np.empty_like(g)).reshape(-1)) or out
+            )
+
         torch_fn = lambda g, x: torch.ops.aten.threshold_backward(g, x, 0)  # noqa: E731
         return (g, x), numpy_fn, fused, torch_fn
     if name in ("sigmoid", "tanh"):
@@ -131,9 +134,12 @@ def backward_case(name, size):
         else:
             numpy_fn = lambda g, y: g * (1.0 - y * y)  # noqa: E731
         kernel = kernel_of(name, "backward_kernel")
-        fused = lambda g, y: (
-            kernel(g.reshape(-1), y.reshape(-1), (out := np.empty_like(g)).reshape(-1)) or out
-        )  # noqa: E731
+
+        def fused(g, y):
+            return (
+                kernel(g.reshape(-1), y.reshape(-1), (out := np.empty_like(g)).reshape(-1)) or out
+            )
+
         aten = None if torch is None else getattr(torch.ops.aten, f"{name}_backward")
         torch_fn = lambda g, y: aten(g, y)  # noqa: E731
         return (g, y), numpy_fn, fused, torch_fn
@@ -161,10 +167,15 @@ def backward_case(name, size):
         numpy_fn = lambda g, y: g - np.exp(y) * g.sum(axis=-1, keepdims=True)  # noqa: E731
         kernel, saved = kernel_of("log_softmax", "backward_kernel"), log_y
         aten = lambda g, y: torch.ops.aten._log_softmax_backward_data(g, y, -1, torch.float32)  # noqa: E731
-    fused = lambda g, y: (
-        kernel(g.reshape(three_d), y.reshape(three_d), (out := np.empty_like(g)).reshape(three_d))
-        or out
-    )  # noqa: E731
+
+    def fused(g, y):
+        return (
+            kernel(
+                g.reshape(three_d), y.reshape(three_d), (out := np.empty_like(g)).reshape(three_d)
+            )
+            or out
+        )
+
     return (g, saved.astype(np.float32)), numpy_fn, fused, aten
 
 
@@ -214,9 +225,12 @@ def test_reduction(benchmark, name, size, impl):
         outer, _, inner = view(rows)
         out = np.empty((outer, inner), np.float32)
         if op == "sum":
-            fn = lambda: (
-                RK.sum_forward(x.reshape(view(rows)), 1.0, out) or out.reshape(expected.shape)
-            )  # noqa: E731
+
+            def fn():
+                return RK.sum_forward(x.reshape(view(rows)), 1.0, out) or out.reshape(
+                    expected.shape
+                )
+
         else:
             fn = lambda: RK.max_forward(x.reshape(view(rows)), out) or out.reshape(expected.shape)  # noqa: E731
     elif impl == "numpy":

@@ -233,13 +233,15 @@ class TensorDataset(Dataset):
             array = _numeric_array("TensorDataset", t, f"tensor {i}")
             if array.ndim == 0:
                 raise ValueError(
-                    f"TensorDataset: tensor {i} is 0-d; every tensor needs a first (sample) dimension"
+                    f"TensorDataset: tensor {i} is 0-d; "
+                    "every tensor needs a first (sample) dimension"
                 )
             arrays.append(array)
         if len({len(a) for a in arrays}) > 1:
             shapes = ", ".join(str(a.shape) for a in arrays)
             raise ValueError(
-                f"TensorDataset: the tensors must have the same first dimension, got shapes {shapes}"
+                "TensorDataset: the tensors must have the same first dimension, "
+                f"got shapes {shapes}"
             )
         self.arrays = arrays
         self.tensors = tuple(_as_tensor(a) for a in arrays)
@@ -406,7 +408,8 @@ class BatchSampler(Sampler):
 
 
 class DistributedSampler(Sampler):
-    """``DistributedSampler(dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False)``
+    """``DistributedSampler(dataset, num_replicas=None, rank=None, shuffle=True, seed=0,
+    drop_last=False)``
 
     PyTorch's semantics: each of ``num_replicas`` processes gets a disjoint shard of
     ``len(self)`` indices. The (shuffled) index list is padded by wrapping around to a multiple
@@ -429,7 +432,8 @@ class DistributedSampler(Sampler):
         self.rank = as_int("DistributedSampler", "rank", rank, 0)
         if self.rank >= self.num_replicas:
             raise ValueError(
-                f"DistributedSampler: invalid rank {self.rank}, rank must be in [0, {self.num_replicas - 1}]"
+                f"DistributedSampler: invalid rank {self.rank}, "
+                f"rank must be in [0, {self.num_replicas - 1}]"
             )
         self.dataset, self.shuffle, self.drop_last = dataset, bool(shuffle), bool(drop_last)
         self.seed = as_int("DistributedSampler", "seed", seed, 0)

@@ -110,7 +110,8 @@ def stack(tensors, dim=0):
 def _join_arrays(name, join, tensors, dim):
     if builtins.any(t.requires_grad for t in tensors) and autograd.is_grad_enabled():
         raise TypeError(
-            f"{name}: cannot join tensors that require grad with bool or integer ones; convert with .float()"
+            f"{name}: cannot join tensors that require grad with bool or integer ones; "
+            "convert with .float()"
         )
     try:
         return Tensor._wrap(np.asarray(join([t._data for t in tensors], axis=dim), order="C"))
@@ -127,7 +128,8 @@ def where(condition, input, other):
     mask = condition._data if isinstance(condition, Tensor) else np.asarray(condition)
     if mask.dtype != np.bool_:
         raise TypeError(
-            f"where: condition must be a bool tensor (a comparison's result), got {mask.dtype} (shape {mask.shape})"
+            "where: condition must be a bool tensor (a comparison's result), "
+            f"got {mask.dtype} (shape {mask.shape})"
         )
     return _op("where", input, other, condition=mask)
 

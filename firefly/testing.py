@@ -67,7 +67,8 @@ def gradcheck(fn_or_op_name, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, attrs=None
         if bad.any():
             where = np.unravel_index(np.argmax(np.abs(analytic - numeric) * bad), a.shape)
             raise GradcheckError(
-                f"gradcheck failed for {label}, input {i} (shape {a.shape}) at index {tuple(int(w) for w in where)}: "
+                f"gradcheck failed for {label}, input {i} (shape {a.shape}) "
+                f"at index {tuple(int(w) for w in where)}: "
                 f"analytic {analytic[where]:.8g} vs numeric {numeric[where]:.8g}; "
                 f"{int(bad.sum())} of {a.size} elements differ beyond atol={atol}, rtol={rtol}"
             )
@@ -384,7 +385,8 @@ def _check_forward(op, arrays, attrs, dtype, reference):
             i = np.unravel_index(np.argmax(bad), bad.shape)
             raise OpCheckError(
                 f"check_op('{op.name}'): forward differs from the reference at index "
-                f"{tuple(int(k) for k in i)}: {float(out.numpy()[i]):.8g} vs {float(expected[i]):.8g} "
+                f"{tuple(int(k) for k in i)}: "
+                f"{float(out.numpy()[i]):.8g} vs {float(expected[i]):.8g} "
                 f"({int(bad.sum())} of {bad.size} elements beyond {tol}) for {where}"
             )
     # Backward in this dtype must give each leaf a gradient of its own shape and dtype.
@@ -402,12 +404,14 @@ def _check_forward(op, arrays, attrs, dtype, reference):
             )
         if not np.array_equal(leaf.numpy(), a, equal_nan=True):
             raise OpCheckError(
-                f"check_op('{op.name}'): forward or backward modified input {i} in place for {where}"
+                f"check_op('{op.name}'): forward or backward modified input {i} in place "
+                f"for {where}"
             )
 
 
 def _check_rejects(op, arrays, attrs):
-    """Each input position given an int64 Tensor, and a string, must raise a TypeError naming the op."""
+    """Each input position given an int64 Tensor, and a string, must raise a TypeError naming
+    the op."""
     wrong_inputs = [
         ("an int64 Tensor", lambda a: Tensor(np.zeros(a.shape, dtype=np.int64), dtype=np.int64)),
         ("a string", lambda a: "not a tensor"),
@@ -431,7 +435,8 @@ def _check_rejects(op, arrays, attrs):
                     f"{type(exc).__name__} ({exc}), expected TypeError"
                 ) from exc
             raise OpCheckError(
-                f"check_op('{op.name}'): {label} as input {position} was accepted, expected TypeError"
+                f"check_op('{op.name}'): {label} as input {position} was accepted, "
+                "expected TypeError"
             )
 
 

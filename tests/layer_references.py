@@ -1,6 +1,7 @@
 """NumPy references and gradient-composition steps for the layer ops (convolution, pooling,
-normalization, dropout, embedding) and the losses of issue 11. ``test_ops.py`` adds them to its tables; the torch
-comparisons live in test_conv.py, test_pool.py and test_norm.py. Every reference is written
+normalization, dropout, embedding) and the losses of issue 11. ``test_ops.py`` adds them to its
+tables; the torch comparisons live in test_conv.py, test_pool.py and test_norm.py. Every
+reference is written
 with plain NumPy loops and einsum, independently of the kernels."""
 
 import numpy as np

@@ -1,4 +1,5 @@
-"""Programs that tests/test_distributed.py runs under ``mpiexec -n 2``: ``python mpi_worker.py MODE ARGS``.
+"""Programs that tests/test_distributed.py runs under ``mpiexec -n 2``:
+``python mpi_worker.py MODE ARGS``.
 
 Each mode checks what it can on every rank with plain asserts (a failed assert aborts the whole
 job through firefly.distributed's exception hook, so the test sees a non-zero exit) and rank 0
@@ -100,7 +101,7 @@ def equivalence(dtype_name, optimizer_name, style):
         for (xb, yb), (ref_x, ref_y) in zip(loader, ref_loader):
             optimizer.zero_grad()
             if style == "closure":  # gradients computed inside step(): averaged after the closure
-                optimizer.step(lambda: loss_fn(ddp(xb), yb).backward())
+                optimizer.step(lambda xb=xb, yb=yb: loss_fn(ddp(xb), yb).backward())
             else:
                 loss_fn(ddp(xb), yb).backward()
                 if style == "manual":
@@ -175,7 +176,8 @@ def collectives():
     assert [p.numpy().tolist() for p in parts] == [[0.0, 0.0], [1.0, 1.0]] and parts[
         1
     ].dtype == np.float32
-    # DistributedSampler, default replicas and rank: disjoint equal shards that cover the data, reshuffled per epoch.
+    # DistributedSampler, default replicas and rank: disjoint equal shards that cover the data,
+    # reshuffled per epoch.
     sampler = DistributedSampler(range(11), seed=5)
     assert (sampler.num_replicas, sampler.rank) == (world, rank)
     epochs = []
@@ -199,7 +201,8 @@ def checkpoint(folder):
     ddp = dist.DistributedDataParallel(model, optimizer)
     path = os.path.join(folder, "ckpt.npz")
     dist.save({"model": ddp.module.state_dict(), "step": 7}, path)
-    # The file exists for every rank right after the call, and only rank 0 wrote (no temp files left).
+    # The file exists for every rank right after the call, and only rank 0 wrote (no temp files
+    # left).
     assert os.listdir(folder) == ["ckpt.npz"], os.listdir(folder)
     state = firefly.load(path)
     assert state["step"] == 7
@@ -212,7 +215,8 @@ def checkpoint(folder):
 
 
 def mismatch():
-    """A rank that built another model: every rank gets the same error, naming the rank and the parameter."""
+    """A rank that built another model: every rank gets the same error, naming the rank and the
+    parameter."""
     firefly.manual_seed(0)
     width = 16 if dist.rank() == 0 else 17
     model = nn.Sequential(

@@ -1,4 +1,5 @@
-"""firefly.data: datasets, samplers, default_collate and the DataLoader, with torch as the oracle."""
+"""firefly.data: datasets, samplers, default_collate and the DataLoader, with torch as the
+oracle."""
 
 from collections import namedtuple
 
@@ -154,9 +155,7 @@ def test_tensor_dataset_misuse(tensors, error, message):
 
 
 def test_default_collate_matches_torch():
-    torch = pytest.importorskip(
-        "torch", reason="needs torch as the oracle: pip install torch==2.13.0"
-    )
+    pytest.importorskip("torch", reason="needs torch as the oracle: pip install torch==2.13.0")
     from torch.utils.data import default_collate as torch_collate
 
     rng = np.random.default_rng(0)
@@ -242,9 +241,7 @@ def test_distributed_sampler_shards_are_disjoint_equal_and_cover(length, replica
 
 
 def test_distributed_sampler_matches_torch_without_shuffle():
-    torch = pytest.importorskip(
-        "torch", reason="needs torch as the oracle: pip install torch==2.13.0"
-    )
+    pytest.importorskip("torch", reason="needs torch as the oracle: pip install torch==2.13.0")
     from torch.utils.data import DistributedSampler as TorchSampler
 
     for length, replicas, drop_last in [

@@ -12,7 +12,9 @@ from firefly import Tensor, autograd, func
 from firefly.ops import Op, register, unregister
 from firefly.testing import GradcheckError, OpCheckError, check_op, gradgradcheck
 
-torch = pytest.importorskip("torch", reason="these tests compare against torch: pip install torch==2.13.0")
+torch = pytest.importorskip(
+    "torch", reason="these tests compare against torch: pip install torch==2.13.0"
+)
 
 
 @pytest.fixture(autouse=True)

@@ -50,7 +50,8 @@ def test_no_kernel_compiles_at_import(run_code):
         for info in pkgutil.walk_packages(firefly.__path__, "firefly."):
             if not info.name.endswith("__main__"):
                 importlib.import_module(info.name)
-        found = [value for info in pkgutil.iter_modules(firefly.kernels.__path__, "firefly.kernels.")
+        found = [value
+                 for info in pkgutil.iter_modules(firefly.kernels.__path__, "firefly.kernels.")
                  for value in vars(importlib.import_module(info.name)).values()]
         found += [k for name in names() for attr in ("forward_kernel", "backward_kernel")
                   for k in declared_kernels(getattr(get(name), attr))]

@@ -125,7 +125,8 @@ def test_plain_leaf_tensors_and_generators_are_accepted():
         (
             lambda ps: SGD([{"params": ps[:2]}, {"params": ps[1:]}]),
             ValueError,
-            r"parameter 2 \(shape \(4,\), float64\) is the same parameter as parameter 1 .* one param group only",
+            r"parameter 2 \(shape \(4,\), float64\) is the same parameter as parameter 1 "
+            r".* one param group only",
         ),
         (
             lambda ps: SGD([ps[0], ps[0]]),
@@ -140,7 +141,8 @@ def test_plain_leaf_tensors_and_generators_are_accepted():
         (
             lambda ps: SGD([{"params": ps, "lr": 0.1, "betas": (0.9, 0.99)}]),
             ValueError,
-            r"param_groups\[0\] has unknown key\(s\) \['betas'\]; SGD's param groups take 'params' and",
+            r"param_groups\[0\] has unknown key\(s\) \['betas'\]; "
+            r"SGD's param groups take 'params' and",
         ),
         (
             lambda ps: Adam([{"params": ps, "momentum": 0.9}]),
@@ -186,7 +188,8 @@ def test_add_param_group_keeps_state_and_trains_the_new_group():
         optimizer.step()
         reference.step()
     optimizer.add_param_group({"params": params[2:], "lr": 0.01})
-    assert [p.numpy().base is params[0].numpy().base for p in params] == [True] * 4  # one buffer again
+    # one buffer again
+    assert [p.numpy().base is params[0].numpy().base for p in params] == [True] * 4
     assert optimizer.param_groups[1]["betas"] == (0.9, 0.999)
     new_before = [p.numpy().copy() for p in params[2:]]
     give(params, grads)
@@ -366,8 +369,10 @@ def test_hooks_run_once_for_seed_style_and_derived_optimizers():
 
     for optimizer in (SeedSGD([Parameter(np.ones(2))]), LoggingAdam([Parameter(np.ones(2))])):
         calls = []
-        optimizer.register_step_pre_hook(lambda opt, args, kwargs: calls.append("pre"))
-        optimizer.register_step_post_hook(lambda opt, args, kwargs: calls.append("post"))
+        optimizer.register_step_pre_hook(lambda opt, args, kwargs, calls=calls: calls.append("pre"))
+        optimizer.register_step_post_hook(
+            lambda opt, args, kwargs, calls=calls: calls.append("post")
+        )
         optimizer.parameters[0].tensor.grad = Tensor(np.ones(2))
         optimizer.step()
         assert calls == ["pre", "post"]

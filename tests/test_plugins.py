@@ -52,7 +52,8 @@ from firefly.ops.elementwise import Neg
 
 
 def plugin_source(*ops, decorate=True, extra=""):
-    """A module defining (cls, name, template) ops; without ``decorate`` nothing registers on import."""
+    """A module defining (cls, name, template) ops; without ``decorate`` nothing registers on
+    import."""
     body = "".join(template.format(cls=cls, name=name) for cls, name, template in ops)
     if not decorate:
         body = body.replace("@register\n", "")
@@ -85,7 +86,8 @@ class FakePlugins:
 
 @pytest.fixture(autouse=True)
 def clean_registry(monkeypatch):
-    """Each test starts with no plugin loaded and autoloading on, and leaves the registry as found."""
+    """Each test starts with no plugin loaded and autoloading on, and leaves the registry as
+    found."""
     monkeypatch.delenv(plugins.DISABLE_VARIABLE, raising=False)
     plugins.reset()
     before = dict(registry._ops)
@@ -284,7 +286,8 @@ def test_plugin_that_fails_to_import_warns_once_and_the_rest_keeps_working(fake)
     names, messages = plugin_warnings(firefly.ops.names)
     assert len(messages) == 1
     assert messages[0].startswith(
-        f"firefly: plugin 'fake-broken 0.3' (entry point 'fake_broken = {broken}:Broken') failed to load"
+        "firefly: plugin 'fake-broken 0.3' "
+        f"(entry point 'fake_broken = {broken}:Broken') failed to load"
     )
     assert (
         "ModuleNotFoundError: No module named 'fake_dependency_that_is_not_installed'"
@@ -360,8 +363,8 @@ def test_entry_point_naming_neither_an_op_nor_a_module_is_a_clear_failure(fake):
     _, messages = plugin_warnings(firefly.ops.names)
     assert len(messages) == 1
     assert (
-        "TypeError: the entry point must name an Op subclass or a module that registers ops, got function"
-        in messages[0]
+        "TypeError: the entry point must name an Op subclass or a module that registers ops, "
+        "got function" in messages[0]
     )
 
 
@@ -453,7 +456,7 @@ def test_registering_a_taken_name_outside_plugin_loading_is_an_error():
         firefly.ops.unregister("relu")
 
 
-# ----------------------------------------------------------------------------- the real example plugin
+# -------------------------------------------------------------------------- the real example plugin
 def pip(*args):
     proc = subprocess.run(
         [sys.executable, "-m", "pip", *args, "--disable-pip-version-check"],
@@ -500,11 +503,12 @@ def test_example_plugin_installed_with_pip_works_from_a_fresh_interpreter(
         print(sorted({"extra_softplus", "extra_gelu", "extra_clamp"} & set(names)),
               firefly.ops.origin("extra_softplus"), firefly.ops.origin("extra_clamp"))
         x = np.random.default_rng(0).uniform(-5, 5, size=(3, 7)).astype(np.float32)
-        np.testing.assert_allclose(firefly.ops.apply("extra_softplus", x).numpy(), np.logaddexp(0, x),
-                                   rtol=1e-6, atol=1e-7)
-        np.testing.assert_array_equal(firefly.ops.apply("extra_clamp", x, min=-1.0, max=2.0).numpy(),
-                                      np.clip(x, -1.0, 2.0))
-        assert gradcheck("extra_softplus", x.astype(np.float64)) and gradcheck("extra_gelu", x.astype(np.float64))
+        np.testing.assert_allclose(firefly.ops.apply("extra_softplus", x).numpy(),
+                                   np.logaddexp(0, x), rtol=1e-6, atol=1e-7)
+        np.testing.assert_array_equal(
+            firefly.ops.apply("extra_clamp", x, min=-1.0, max=2.0).numpy(), np.clip(x, -1.0, 2.0))
+        assert gradcheck("extra_softplus", x.astype(np.float64))
+        assert gradcheck("extra_gelu", x.astype(np.float64))
         assert check_op("extra_softplus", reference=lambda a, attrs: np.logaddexp(0, a[0]))
         print("ok")
     """)

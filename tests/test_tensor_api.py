@@ -412,7 +412,7 @@ def test_nan_propagates_through_the_selecting_ops():
     assert x.argmax().item() == 0  # NaN counts as the maximum, as in PyTorch
 
 
-# ----------------------------------------------------------------------------- Parameter is a Tensor
+# ---------------------------------------------------------------------------- Parameter is a Tensor
 def test_a_parameter_is_a_tensor_everywhere():
     p = firefly.nn.Parameter(rand(3, 2))
     x = Tensor(rand(4, 3, seed=1))
@@ -463,7 +463,7 @@ def test_new_ops_match_torch_values_and_gradients():
         np.random.default_rng(i).uniform(size=o.shape)
         for i, o in enumerate(program(firefly, fa, fb))
     ]
-    for out_f, out_t, w in zip(program(firefly, fa, fb), program(torch, ta, tb), weights):
+    for out_f, out_t, _ in zip(program(firefly, fa, fb), program(torch, ta, tb), weights):
         np.testing.assert_allclose(out_f.numpy(), out_t.detach().numpy(), rtol=1e-12)
     sum(
         ((o * Tensor(w)).sum() for o, w in zip(program(firefly, fa, fb), weights)), Tensor(0.0)

@@ -28,7 +28,8 @@ def reference(name, x):
 
 
 def ulp_errors(got, exact):
-    """|got - exact| in units of the spacing of got's dtype at exact (subnormal spacing included)."""
+    """|got - exact| in units of the spacing of got's dtype at exact (subnormal spacing
+    included)."""
     with np.errstate(over="ignore"):  # exact beyond got's range rounds to +-inf
         rounded = exact.astype(got.dtype)
     spacing = np.spacing(np.abs(rounded)).astype(exact.dtype)

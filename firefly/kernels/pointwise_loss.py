@@ -114,7 +114,8 @@ def bce_forward(input, target, weight, reduce, out):
 
 @transcendental
 def bce_backward(grad, per_element, scale, input, target, weight, need_target, dinput, dtarget):
-    """d/dp = weight (p - t) / max(p (1 - p), 1e-12) (torch's guard); d/dt = weight (log(1-p) - log p)."""
+    """d/dp = weight (p - t) / max(p (1 - p), 1e-12) (torch's guard);
+    d/dt = weight (log(1-p) - log p)."""
     for i in prange(input.size):
         g = (grad[i] if per_element else grad[0]) * scale * weight[i]
         p, t = np.float64(input[i]), np.float64(target[i])

@@ -62,7 +62,8 @@ def take_backward(grad, index, dx):
 
 @memory_bound
 def copy_into_block(src, offset, dst):
-    """dst[o, offset + m, i] = src[o, m, i] over (outer, middle, inner): a piece of a concatenation."""
+    """dst[o, offset + m, i] = src[o, m, i] over (outer, middle, inner): a piece of a
+    concatenation."""
     O, M, I = src.shape
     for o in prange(O):
         for m in range(M):

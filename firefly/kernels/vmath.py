@@ -88,7 +88,8 @@ _SUBNORMAL_SCALE_LOG2_F32 = np.float32(
 )  # 2**25 lifts every float32 subnormal to a normal number
 _SUBNORMAL_SCALE_F32 = np.float32(2.0**25)
 _SQRT2_F32 = np.float32(math.sqrt(2.0))
-# Cephes logf.c minimax polynomial: log(1 + f) = f - f**2 / 2 + f**3 * P(f), sqrt(1/2) <= 1 + f < sqrt(2).
+# Cephes logf.c minimax polynomial: log(1 + f) = f - f**2 / 2 + f**3 * P(f),
+# sqrt(1/2) <= 1 + f < sqrt(2).
 _LOG_P_F32 = tuple(
     np.float32(c)
     for c in (
@@ -322,7 +323,8 @@ def _exp_reduce(v):
 
 @inline_helper
 def exp_half_scale_bits(v):
-    """The bits of 2**(k >> 1), half of the scale 2**k that exp(v) needs (see exp_from_half_scale)."""
+    """The bits of 2**(k >> 1), half of the scale 2**k that exp(v) needs (see
+    exp_from_half_scale)."""
     exponent_bias, mantissa_bits = _constants(v)[7:9]
     k, _ = _exp_reduce(v)
     return (np.int64(k >> 1) + exponent_bias) << mantissa_bits

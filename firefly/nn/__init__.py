@@ -1,4 +1,5 @@
-"""Neural-network building blocks: Parameter, Module, layers, losses, functional, init and optimizers."""
+"""Neural-network building blocks: Parameter, Module, layers, losses, functional, init and
+optimizers."""
 
 from firefly.nn import functional, init, optimizers, utils
 from firefly.nn.layers import (

@@ -116,7 +116,8 @@ class SmoothL1Loss(_Loss):
 
 
 class HuberLoss(_Loss):
-    """``HuberLoss(reduction="mean", delta=1.0)``: quadratic up to ``delta``, then linear with slope delta."""
+    """``HuberLoss(reduction="mean", delta=1.0)``: quadratic up to ``delta``, then linear with
+    slope delta."""
 
     def __init__(self, reduction="mean", delta=1.0):
         super().__init__(reduction)

@@ -182,9 +182,9 @@ class CrossEntropy(Op):
         index_shape = () if x.ndim <= 1 else (x.shape[0],) + x.shape[2:]
         if prob_targets and target.shape == index_shape and target.shape != x.shape:
             raise ctx.error(
-                f"target must hold integer class indices, got dtype {target.dtype} (probability targets would "
-                "have the logits' shape); convert the labels with .astype(np.int64) (or Tensor(labels, "
-                "dtype=np.int64))",
+                f"target must hold integer class indices, got dtype {target.dtype} "
+                "(probability targets would have the logits' shape); convert the labels "
+                "with .astype(np.int64) (or Tensor(labels, dtype=np.int64))",
                 x,
                 target,
                 kind=TypeError,

@@ -48,7 +48,8 @@ class Embedding(Op):
                 or not -rows <= padding_idx < rows
             ):
                 raise ValueError(
-                    f"embedding: padding_idx must be an int in [{-rows}, {rows}), got {padding_idx!r}"
+                    f"embedding: padding_idx must be an int in [{-rows}, {rows}), "
+                    f"got {padding_idx!r}"
                 )
             padding_idx = int(padding_idx) % rows
         flat = np.ascontiguousarray(indices, dtype=np.int64).reshape(-1)

@@ -207,7 +207,8 @@ class BatchNorm(Op):
 @register
 class LayerNorm(Op):
     """``apply("layer_norm", x, weight, bias, normalized_shape=..., eps=1e-5)``: each slice over
-    the last ``len(normalized_shape)`` dimensions is normalized, as ``torch.nn.functional.layer_norm``."""
+    the last ``len(normalized_shape)`` dimensions is normalized, as
+    ``torch.nn.functional.layer_norm``."""
 
     name = "layer_norm"
     arity = 3

@@ -170,7 +170,8 @@ def load_plugins():
 
 
 def autoload():
-    """Load plugins once, unless ``FIREFLY_DISABLE_PLUGIN_AUTOLOAD`` is set. True if this call did."""
+    """Load plugins once, unless ``FIREFLY_DISABLE_PLUGIN_AUTOLOAD`` is set. True if this call
+    did."""
     if _scanned or autoload_disabled():
         return False
     with _lock:

@@ -144,7 +144,8 @@ class MaxPool2d(Op):
     def sample_inputs(cls, rng, shape, dtype):
         attrs = _sample_window(rng)
         attrs.update(dilation=(int(rng.integers(1, 3)), 1), ceil_mode=bool(rng.random() < 0.5))
-        # Distinct values a fair distance apart: finite differences must not swap a window's maximum.
+        # Distinct values a fair distance apart: finite differences must not swap a window's
+        # maximum.
         x = _sample_image(rng, shape, np.float64, 5)
         x = (rng.permutation(x.size).reshape(x.shape) * 0.1 + 0.01 * x).astype(dtype)
         return (x,), attrs
@@ -176,7 +177,8 @@ class AvgPool2d(Op):
             or divisor_override < 1
         ):
             raise ValueError(
-                f"avg_pool2d: divisor_override must be a positive int or None, got {divisor_override!r}"
+                "avg_pool2d: divisor_override must be a positive int or None, "
+                f"got {divisor_override!r}"
             )
         divisor = int(divisor_override or 0)
         out = np.empty((planes.shape[0],) + out_size, dtype=x.dtype)
@@ -241,7 +243,8 @@ class AdaptiveAvgPool2d(Op):
         )
         if not isinstance(sizes, (tuple, list)) or len(sizes) != 2:
             raise TypeError(
-                f"adaptive_avg_pool2d: output_size must be an int, None or a pair, got {output_size!r}"
+                "adaptive_avg_pool2d: output_size must be an int, None or a pair, "
+                f"got {output_size!r}"
             )
         out_size = tuple(
             int(x.shape[-2 + i])

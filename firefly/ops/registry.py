@@ -86,7 +86,8 @@ def _validate(cls):
         if bad or not kernels:
             raise TypeError(
                 f"op '{name}': {attr} must be a Numba-compiled function (decorate it with "
-                f"numba.njit or firefly.kernels.kernel), or a non-empty tuple of them, got {value!r}"
+                "numba.njit or firefly.kernels.kernel), or a non-empty tuple of them, "
+                f"got {value!r}"
             )
     for method in ("forward", "backward"):
         if getattr(cls, method) is getattr(Op, method):

@@ -112,7 +112,8 @@ class SiLU(_WithArguments):
 
 
 class Softplus(_WithArguments):
-    """``Softplus(beta=1.0, threshold=20.0)``: log(1 + exp(beta x)) / beta, linear above the threshold."""
+    """``Softplus(beta=1.0, threshold=20.0)``: log(1 + exp(beta x)) / beta, linear above the
+    threshold."""
 
     op = "softplus"
 

@@ -165,7 +165,8 @@ class GroupNorm(Module):
         self.num_channels = as_int("GroupNorm", "num_channels", num_channels, 1)
         if self.num_channels % self.num_groups:
             raise ValueError(
-                f"GroupNorm: num_channels ({num_channels}) must be divisible by num_groups ({num_groups})"
+                f"GroupNorm: num_channels ({num_channels}) "
+                f"must be divisible by num_groups ({num_groups})"
             )
         self.eps, self.affine = _check_eps("GroupNorm", eps), bool(affine)
         dtype = np.dtype(dtype or np.float32)

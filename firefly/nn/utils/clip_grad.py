@@ -36,7 +36,8 @@ def _gradient_arrays(parameters, owner):
         tensor = getattr(param, "tensor", param)
         if not isinstance(tensor, Tensor):
             raise TypeError(
-                f"{owner}: parameters[{position}] is a {type(param).__name__}, not a Tensor or Parameter"
+                f"{owner}: parameters[{position}] is a {type(param).__name__}, "
+                "not a Tensor or Parameter"
             )
         grad = tensor.grad
         if grad is None:
@@ -107,9 +108,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         total = math.sqrt(total) if norm_type == 2.0 else total ** (1.0 / norm_type)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(
-            f"{owner}: the total norm of order {norm_type} for gradients from `parameters` is non-finite, "
-            "so it cannot be clipped. To disable this error and scale the gradients by the non-finite "
-            "norm anyway, set `error_if_nonfinite=False`"
+            f"{owner}: the total norm of order {norm_type} for gradients from `parameters` "
+            "is non-finite, so it cannot be clipped. To disable this error and scale the "
+            "gradients by the non-finite norm anyway, set `error_if_nonfinite=False`"
         )
     coefficient = float(max_norm) / (total + 1e-6)
     # torch clamps the coefficient at 1 and always multiplies; multiplying by 1 changes nothing.
