@@ -12,3 +12,8 @@ def promote(dtype, other):
     ``dtype`` None (no input seen yet) gives ``other``. Python scalars take part in no promotion.
     """
     return other if dtype is None or other is dtype else FLOAT_DTYPES[1]
+
+
+def is_float_dtype(dtype):
+    """True for the dtypes ops compute in: float32 and float64."""
+    return dtype in FLOAT_DTYPES

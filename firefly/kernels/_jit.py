@@ -202,6 +202,23 @@ def transcendental(fn):
     return sized_kernel(fn, PARALLEL_MIN_TRANSCENDENTAL)
 
 
+COSTS = {"memory": memory_bound, "transcendental": transcendental}
+
+
+def build_specialised(template, name, cost, **functions):
+    """``template`` specialised with ``functions`` (``specialise``) and compiled serially and in
+    parallel, the build chosen by size as ``COSTS[cost]`` does: "memory" for loops that move
+    memory, "transcendental" for loops with exp, sqrt, division or similar per element. The
+    kernel families (ops' and optimizers') all build through here."""
+    try:
+        sized = COSTS[cost]
+    except KeyError:
+        raise ValueError(
+            f"kernel {name!r}: cost must be one of {sorted(COSTS)}, got {cost!r}"
+        ) from None
+    return sized(specialise(template, name, **functions))
+
+
 def is_compiled_kernel(obj):
     """True for a Numba-compiled CPU function, or a serial/parallel pair of them."""
     if is_sized_kernel(obj):
