@@ -9,7 +9,7 @@ import operator
 
 import numpy as np
 
-from firefly import autograd
+from firefly import autograd, discrete
 from firefly.dtypes import FLOAT_DTYPES
 from firefly.ops import registry
 
@@ -157,6 +157,24 @@ def _mixed(name, a, b):
 
 MinMax = collections.namedtuple("MinMax", ["values", "indices"])
 MinMax.__doc__ = "What ``max(dim)`` and ``min(dim)`` return, as torch.return_types.max."
+
+
+def _array_of(value):
+    """A Tensor's array, anything else as it is: firefly.discrete works on arrays."""
+    return value._data if isinstance(value, Tensor) else value
+
+
+def _arrays_in(index):
+    """An index (an item or a tuple of items) with its Tensors replaced by their arrays."""
+    if isinstance(index, tuple):
+        return tuple(_array_of(item) for item in index)
+    return _array_of(index)
+
+
+def _wrap_discrete(result):
+    """A comparison's array as a Tensor (NotImplemented passes through: Python then falls back
+    to identity for == and !=)."""
+    return result if result is NotImplemented else Tensor._wrap(result)
 
 
 def _is_advanced_index(item):
@@ -477,65 +495,61 @@ class Tensor:
     # ------------------------------------------------------------------ comparisons
     # Elementwise, broadcasting, any dtype; bool results that record no graph.
     def __eq__(self, other):
-        return discrete.compare("eq", self, other)
+        return _wrap_discrete(discrete.compare("eq", self._data, _array_of(other)))
 
     def __ne__(self, other):
-        return discrete.compare("ne", self, other)
+        return _wrap_discrete(discrete.compare("ne", self._data, _array_of(other)))
 
     def __lt__(self, other):
-        return discrete.compare("lt", self, other)
+        return _wrap_discrete(discrete.compare("lt", self._data, _array_of(other)))
 
     def __le__(self, other):
-        return discrete.compare("le", self, other)
+        return _wrap_discrete(discrete.compare("le", self._data, _array_of(other)))
 
     def __gt__(self, other):
-        return discrete.compare("gt", self, other)
+        return _wrap_discrete(discrete.compare("gt", self._data, _array_of(other)))
 
     def __ge__(self, other):
-        return discrete.compare("ge", self, other)
+        return _wrap_discrete(discrete.compare("ge", self._data, _array_of(other)))
 
     eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
 
     def logical_not(self):
-        return discrete.compare("eq", self, 0)
+        return Tensor._wrap(discrete.compare("eq", self._data, 0))
 
     __invert__ = logical_not
 
     def __and__(self, other):
-        return discrete.logical("and", self, other)
+        return Tensor._wrap(discrete.logical("and", self._data, _array_of(other)))
 
     def __or__(self, other):
-        return discrete.logical("or", self, other)
+        return Tensor._wrap(discrete.logical("or", self._data, _array_of(other)))
 
     def __xor__(self, other):
-        return discrete.logical("xor", self, other)
+        return Tensor._wrap(discrete.logical("xor", self._data, _array_of(other)))
 
     __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
 
     def any(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         axis = pick("any", "dim", dim, "axis", axis, None)
-        return discrete.any_all(
-            "any", self, axis, pick("any", "keepdim", keepdim, "keepdims", keepdims, False)
-        )
+        keepdims = pick("any", "keepdim", keepdim, "keepdims", keepdims, False)
+        return Tensor._wrap(discrete.any_all("any", self._data, axis, keepdims))
 
     def all(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         axis = pick("all", "dim", dim, "axis", axis, None)
-        return discrete.any_all(
-            "all", self, axis, pick("all", "keepdim", keepdim, "keepdims", keepdims, False)
-        )
+        keepdims = pick("all", "keepdim", keepdim, "keepdims", keepdims, False)
+        return Tensor._wrap(discrete.any_all("all", self._data, axis, keepdims))
 
     def argmax(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         """int64 indices of the maxima along ``dim`` (of the flattened tensor when None)."""
         axis = pick("argmax", "dim", dim, "axis", axis, None)
-        return discrete.arg_reduce(
-            "argmax", self, axis, pick("argmax", "keepdim", keepdim, "keepdims", keepdims, False)
-        )
+        keepdims = pick("argmax", "keepdim", keepdim, "keepdims", keepdims, False)
+        return Tensor._wrap(discrete.arg_reduce("argmax", self._data, axis, keepdims))
 
     def argmin(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         axis = pick("argmin", "dim", dim, "axis", axis, None)
-        return discrete.arg_reduce(
-            "argmin", self, axis, pick("argmin", "keepdim", keepdim, "keepdims", keepdims, False)
-        )
+        keepdims = pick("argmin", "keepdim", keepdim, "keepdims", keepdims, False)
+        return Tensor._wrap(discrete.arg_reduce("argmin", self._data, axis, keepdims))
 
     # ------------------------------------------------------------------ elementwise
     def relu(self):
@@ -593,7 +607,7 @@ class Tensor:
         keepdims = pick("sum", "keepdim", keepdim, "keepdims", keepdims, False)
         x = self._converted_for("sum", dtype, out)
         if x._data.dtype not in FLOAT_DTYPES:
-            return discrete.integer_sum(x, axis, keepdims)
+            return Tensor._wrap(discrete.integer_sum(x._data, axis, keepdims))
         return _op("sum", x, axis=axis, keepdims=keepdims)
 
     reduce_sum = sum
@@ -649,7 +663,7 @@ class Tensor:
             raise TypeError(
                 f"{name}(dim): dim must be one int (use amax/amin for several), got {dim!r}"
             )
-        indices = discrete.arg_reduce("arg" + name, self, dim, True)
+        indices = Tensor._wrap(discrete.arg_reduce("arg" + name, self._data, dim, True))
         values = self.gather(dim, indices)
         if not keepdims:
             d = _dim_index(name, dim, self.ndim, self.shape)
@@ -795,7 +809,7 @@ class Tensor:
     def gather(self, dim, index):
         """``out[i][j] = self[i][index[i][j]]`` for ``dim=1`` (PyTorch's ``gather``); ``index``
         is an integer tensor or array with as many dimensions as ``self``."""
-        return _op("take", self, **discrete.gather_index(self, dim, index))
+        return _op("take", self, **discrete.gather_index(self.shape, dim, _array_of(index)))
 
     def __getitem__(self, index):
         items = index if isinstance(index, tuple) else (index,)
@@ -806,11 +820,11 @@ class Tensor:
                 break
         if self._data.dtype not in FLOAT_DTYPES:
             if advanced:
-                attrs = discrete.advanced_index(self, index)
+                attrs = discrete.advanced_index(self.shape, _arrays_in(index))
                 return Tensor._wrap(self._data.reshape(-1)[attrs["index"]])
             return self._plain("getitem", lambda a: a[index])
         if advanced:
-            return _op("take", self, **discrete.advanced_index(self, index))
+            return _op("take", self, **discrete.advanced_index(self.shape, _arrays_in(index)))
         return _op("getitem", self, index=index)
 
     def __setitem__(self, index, value):
@@ -938,5 +952,3 @@ class Tensor:
 
 
 autograd.bind_tensor_type(Tensor)
-
-from firefly import discrete  # noqa: E402  (discrete builds Tensors: bound once both exist)
