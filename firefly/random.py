@@ -9,6 +9,7 @@ import numpy as np
 from firefly.validation import as_int
 
 _generator = np.random.default_rng()
+_draw_hook = None  # set_draw_hook's function, or None
 
 
 def manual_seed(seed):
@@ -18,5 +19,17 @@ def manual_seed(seed):
 
 
 def generator():
-    """The current generator (the one the latest ``manual_seed`` made)."""
+    """The current generator (the one the latest ``manual_seed`` made), or what the draw hook
+    puts in its place."""
+    if _draw_hook is not None:
+        return _draw_hook(_generator)
     return _generator
+
+
+def set_draw_hook(hook):
+    """Hook point: ``generator()`` returns ``hook(the generator)`` instead of the generator
+    while ``hook`` is set (None removes it); returns the hook it replaces. ``firefly.compile``
+    records a step's random draws through it. Process-wide, not per thread."""
+    global _draw_hook
+    previous, _draw_hook = _draw_hook, hook
+    return previous
