@@ -10,7 +10,7 @@ import operator
 import numpy as np
 
 from firefly import autograd, discrete
-from firefly.dtypes import FLOAT_DTYPES
+from firefly.dtypes import FLOAT_DTYPES, float_or_default, tensor_dtype
 from firefly.ops import registry
 
 
@@ -21,16 +21,7 @@ def as_array(data, dtype=None):
     float32 and float64 arrays keep their dtype and share memory when already contiguous.
     """
     if dtype is not None:
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(
-                f"Tensor: {dtype!r} is not a dtype; use np.float32 or np.float64"
-            ) from None
-        if dtype.kind not in "fiub" or dtype.itemsize > 8 or dtype == np.float16:
-            raise TypeError(
-                f"Tensor: unsupported dtype {dtype}; use float32, float64 or an integer type"
-            )
+        dtype = tensor_dtype("Tensor", dtype)
     if isinstance(data, Tensor):
         arr = data._data
     elif isinstance(data, np.ndarray):
@@ -59,7 +50,7 @@ def as_array(data, dtype=None):
             f"Tensor: data must hold numbers, got an array of dtype {arr.dtype} (shape {arr.shape})"
         )
     if dtype is None:
-        dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.dtype(np.float32)
+        dtype = float_or_default(arr.dtype)
     return np.asarray(arr, dtype=dtype, order="C")
 
 
@@ -82,21 +73,6 @@ def pick(method, name, value, alias, alias_value, default):
     if value is not _UNSET:
         raise TypeError(f"{method}(): got both '{name}' and its alias '{alias}'; give one of them")
     return alias_value
-
-
-def dtype_of(method, dtype):
-    """``dtype`` as a NumPy dtype firefly tensors can hold; a TypeError naming ``method``."""
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(
-            f"{method}: {dtype!r} is not a dtype; use e.g. firefly.float32 or firefly.int64"
-        ) from None
-    if dtype.kind not in "fiub" or dtype.itemsize > 8 or dtype == np.float16:
-        raise TypeError(
-            f"{method}: unsupported dtype {dtype}; use float32, float64, an integer type or bool"
-        )
-    return dtype
 
 
 def _dims(method, shape):
@@ -360,7 +336,7 @@ class Tensor:
                 dtype = arg
         if dtype is None:
             return self.clone() if copy else self
-        dtype = dtype_of("to()", dtype)
+        dtype = tensor_dtype("to()", dtype)
         if dtype == self._data.dtype and not copy:
             return self
         if dtype in FLOAT_DTYPES and self._data.dtype in FLOAT_DTYPES:

@@ -22,9 +22,30 @@ def is_bool(value):
     )
 
 
+def check_number(
+    owner, name, value, *, minimum=None, maximum=None, minimum_open=False, finite=True
+):
+    """``value`` itself, checked: a TypeError unless it is a real number (bools are refused); a
+    ValueError if it is NaN, infinite when ``finite``, below ``minimum`` (or equal to it when
+    ``minimum_open``) or above ``maximum``. ``float()`` it where a float is wanted: an int
+    stays an int here (a scheduler's ``T_max``)."""
+    if not is_real(value) or is_bool(value):
+        raise TypeError(f"{owner}: {name} must be a number, got {type(value).__name__} {value!r}")
+    number = float(value)
+    if math.isnan(number) or (finite and math.isinf(number)):
+        raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
+    if minimum is not None and (number < minimum or (minimum_open and number == minimum)):
+        raise ValueError(
+            f"{owner}: {name} must be {'>' if minimum_open else '>='} {minimum}, got {value!r}"
+        )
+    if maximum is not None and number > maximum:
+        raise ValueError(f"{owner}: {name} must be <= {maximum}, got {value!r}")
+    return value
+
+
 def check_float(owner, name, value, minimum=None):
-    """``value`` as a Python float; a TypeError unless it is a number (bools are refused), a
-    ValueError unless it is finite (and at least ``minimum`` when given)."""
+    """``check_number`` with the optimizers' wording, which is torch's ("invalid lr value -1.0;
+    lr must be a finite number >= 0.0")."""
     if not is_real(value) or is_bool(value):
         raise TypeError(f"{owner}: {name} must be a number, got {type(value).__name__} {value!r}")
     value = float(value)
