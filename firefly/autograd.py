@@ -7,6 +7,7 @@ topological order, calling each op's backward and accumulating gradients with ``
 
 import threading
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 
@@ -349,7 +350,7 @@ def _topological_order(root):
 _leaf_gradient_hook = None  # set_leaf_gradient_hook's function, or None
 
 
-def set_leaf_gradient_hook(hook):
+def set_leaf_gradient_hook(hook: Callable | None) -> Callable | None:
     """Hook point: while ``hook`` is set (None removes it), backward calls
     ``hook(accumulate, leaf, grad)`` instead of ``accumulate(leaf, grad)`` for every gradient
     it hands to a leaf (``accumulate`` adds ``grad``, an ndarray, into ``leaf.grad``, creating it

@@ -30,6 +30,8 @@ _LOGICAL = {"and": np.bitwise_and, "or": np.bitwise_or, "xor": np.bitwise_xor}
 def _operand(name, value):
     """An ndarray of numbers from an ndarray, a number or a nested list; None if ``value`` is
     none of those."""
+    if isinstance(value, np.ndarray):  # a Tensor's array, most often: no conversion
+        return value if value.dtype.kind in "fiub" else None
     if isinstance(value, (bool, int, float, np.generic, np.ndarray, list, tuple)):
         array = np.asarray(value)
         if array.dtype.kind in "fiub":
@@ -41,17 +43,15 @@ def _describe(array):
     return f"shape {array.shape} ({array.dtype})"
 
 
-def compare(name, a, b):
-    """``a <name> b`` elementwise with NumPy broadcasting: a bool array (NotImplemented for
+def compare(name, x, b):
+    """``x <name> b`` elementwise with NumPy broadcasting, ``x`` a tensor's array and ``b`` an
+    operand (an array, a number or a nested list): a bool array (NotImplemented for
     ``==``/``!=`` with something that is not a number or array)."""
-    x, y = _operand(name, a), _operand(name, b)
-    if x is None or y is None:
+    y = _operand(name, b)
+    if y is None:
         if name in ("eq", "ne"):
             return NotImplemented  # Python then compares identities: t == None is False
-        other = b if y is None else a
-        raise TypeError(
-            f"{_SYMBOL[name]}: cannot compare a tensor with {type(other).__name__} {other!r}"
-        )
+        raise TypeError(f"{_SYMBOL[name]}: cannot compare a tensor with {type(b).__name__} {b!r}")
     try:
         result = _COMPARE[name](x, y)
     except ValueError:

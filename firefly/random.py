@@ -4,6 +4,9 @@ One module-level NumPy Generator, replaced wholesale by ``manual_seed``. Code th
 it must call ``generator()`` at draw time (never keep a reference), so a later seed takes effect.
 """
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from firefly.validation import as_int
@@ -26,7 +29,7 @@ def generator():
     return _generator
 
 
-def set_draw_hook(hook):
+def set_draw_hook(hook: Callable[[np.random.Generator], Any] | None) -> Callable | None:
     """Hook point: ``generator()`` returns ``hook(the generator)`` instead of the generator
     while ``hook`` is set (None removes it); returns the hook it replaces. ``firefly.compile``
     records a step's random draws through it. Process-wide, not per thread."""

@@ -147,9 +147,12 @@ def _arrays_in(index):
     return _array_of(index)
 
 
-def _wrap_discrete(result):
-    """A comparison's array as a Tensor (NotImplemented passes through: Python then falls back
-    to identity for == and !=)."""
+def _compare(name, tensor, other):
+    """``tensor <name> other`` as a bool Tensor (NotImplemented passes through: Python then
+    falls back to identity for == and !=)."""
+    result = discrete.compare(
+        name, tensor._data, other._data if isinstance(other, Tensor) else other
+    )
     return result if result is NotImplemented else Tensor._wrap(result)
 
 
@@ -471,22 +474,22 @@ class Tensor:
     # ------------------------------------------------------------------ comparisons
     # Elementwise, broadcasting, any dtype; bool results that record no graph.
     def __eq__(self, other):
-        return _wrap_discrete(discrete.compare("eq", self._data, _array_of(other)))
+        return _compare("eq", self, other)
 
     def __ne__(self, other):
-        return _wrap_discrete(discrete.compare("ne", self._data, _array_of(other)))
+        return _compare("ne", self, other)
 
     def __lt__(self, other):
-        return _wrap_discrete(discrete.compare("lt", self._data, _array_of(other)))
+        return _compare("lt", self, other)
 
     def __le__(self, other):
-        return _wrap_discrete(discrete.compare("le", self._data, _array_of(other)))
+        return _compare("le", self, other)
 
     def __gt__(self, other):
-        return _wrap_discrete(discrete.compare("gt", self._data, _array_of(other)))
+        return _compare("gt", self, other)
 
     def __ge__(self, other):
-        return _wrap_discrete(discrete.compare("ge", self._data, _array_of(other)))
+        return _compare("ge", self, other)
 
     eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
 

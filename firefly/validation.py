@@ -6,16 +6,17 @@ the argument. Dtype rules live in ``firefly.dtypes``."""
 import math
 import numbers
 import operator
+from typing import Any
 
 import numpy as np
 
 
-def is_real(value):
+def is_real(value: object) -> bool:
     """True for a Python or NumPy real number or a 0-d array of one, bools included."""
     return isinstance(value, numbers.Real) or (isinstance(value, np.ndarray) and value.ndim == 0)
 
 
-def is_bool(value):
+def is_bool(value: object) -> bool:
     """True for a Python or NumPy bool, or a 0-d bool array."""
     return isinstance(value, (bool, np.bool_)) or (
         isinstance(value, np.ndarray) and value.shape == () and value.dtype == bool
@@ -23,8 +24,15 @@ def is_bool(value):
 
 
 def check_number(
-    owner, name, value, *, minimum=None, maximum=None, minimum_open=False, finite=True
-):
+    owner: str,
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    minimum_open: bool = False,
+    finite: bool = True,
+) -> Any:
     """``value`` itself, checked: a TypeError unless it is a real number (bools are refused); a
     ValueError if it is NaN, infinite when ``finite``, below ``minimum`` (or equal to it when
     ``minimum_open``) or above ``maximum``. ``float()`` it where a float is wanted: an int
@@ -43,7 +51,7 @@ def check_number(
     return value
 
 
-def check_float(owner, name, value, minimum=None):
+def check_float(owner: str, name: str, value: Any, minimum: float | None = None) -> float:
     """``check_number`` with the optimizers' wording, which is torch's ("invalid lr value -1.0;
     lr must be a finite number >= 0.0")."""
     if not is_real(value) or is_bool(value):
@@ -57,14 +65,14 @@ def check_float(owner, name, value, minimum=None):
     return value
 
 
-def check_flag(owner, name, value):
+def check_flag(owner: str, name: str, value: Any) -> bool:
     """``value`` as a bool; a TypeError unless it is a bool (a string like "False" is refused)."""
     if is_bool(value):
         return bool(value)
     raise TypeError(f"{owner}: {name} must be True or False, got {type(value).__name__} {value!r}")
 
 
-def as_int(owner, name, value, minimum):
+def as_int(owner: str, name: str, value: Any, minimum: int) -> int:
     """``value`` as an int of at least ``minimum``; a TypeError or ValueError naming ``name``.
 
     Bools are refused: ``Linear(True, 3)`` is a bug, not one input feature."""

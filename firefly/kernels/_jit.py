@@ -11,6 +11,7 @@ import hashlib
 import threading
 import types
 import warnings
+from collections.abc import Callable
 
 from numba import njit
 from numba.core.registry import CPUDispatcher
@@ -205,7 +206,7 @@ def transcendental(fn):
 COSTS = {"memory": memory_bound, "transcendental": transcendental}
 
 
-def build_specialised(template, name, cost, **functions):
+def build_specialised(template: Callable, name: str, cost: str, **functions: Callable) -> Callable:
     """``template`` specialised with ``functions`` (``specialise``) and compiled serially and in
     parallel, the build chosen by size as ``COSTS[cost]`` does: "memory" for loops that move
     memory, "transcendental" for loops with exp, sqrt, division or similar per element. The

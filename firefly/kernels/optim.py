@@ -46,6 +46,8 @@ over the same flat gradient buffers; norms accumulate in float64 whatever the gr
 dtype.
 """
 
+from collections.abc import Callable
+
 import numpy as np
 from numba import prange
 
@@ -86,7 +88,7 @@ def _fused_update(grad, runs, fields, states, param):
                 UPDATE(fields[r], grad[start:stop], states, start, stop, param[start:stop])
 
 
-def update_kernel(name, update, cost):
+def update_kernel(name: str, update: Callable, cost: str) -> Callable:
     """``kernel(grad, runs, fields, states, param)``: the fused update loop specialised with
     ``update(fields, grad, states, start, stop, param)``, an optimizer's per-run update (plain
     Python, compiled to be inlined). ``cost`` is "memory" (cheap arithmetic per element, as

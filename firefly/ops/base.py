@@ -1,6 +1,8 @@
 """The contract every op follows, built-in or plugin: ``Op`` and the ``Context`` it saves into."""
 
 import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +33,7 @@ def _op_classes():
 
 
 @contextlib.contextmanager
-def substituted_kernels(substitute):
+def substituted_kernels(substitute: Callable[[Any], Any]) -> Iterator[None]:
     """Hook point: inside the block, each kernel that an Op class (built-in or plugin) declares
     in its own ``forward_kernel``/``backward_kernel`` is replaced by ``substitute(kernel)``
     (kept when that returns the kernel itself); the declarations are restored on exit.

@@ -403,7 +403,7 @@ BaseOptimizer = Optimizer
 _registry = {}  # name -> every FusedOptimizer subclass that declares hyperparameters
 
 
-def fused_optimizers():
+def fused_optimizers() -> dict[str, type["FusedOptimizer"]]:
     """{name: class} of every fused optimizer defined so far (firefly's own and any subclass
     that declares its hyperparameters), in definition order: what ``warmup`` compiles."""
     return dict(_registry)
