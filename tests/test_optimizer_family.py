@@ -70,7 +70,18 @@ def reference(values, grad_steps, lr, beta, weight_decay=0.0, maximize=False):
 def test_builtin_optimizers_are_registered():
     registered = fused_optimizers()
     for cls in (SGD, Adam, AdamW, RMSprop, Adagrad, SignMomentum):
-        assert registered[cls.__name__] is cls
+        assert registered[f"{cls.__module__}.{cls.__qualname__}"] is cls
+
+    class SGD_(SGD):  # a user's subclass, declaring new defaults, registers beside the built-in
+        hyperparameters = dict(SGD.hyperparameters, lr=Number(0.5, minimum=0.0))
+
+    assert fused_optimizers()["firefly.optim.sgd.SGD"] is SGD
+    assert (
+        SGD_(  # the generated constructor of the subclass
+            [Parameter(np.zeros(2))]
+        ).param_groups[0]["lr"]
+        == 0.5
+    )
 
 
 def test_constructor_is_generated_from_the_declaration():

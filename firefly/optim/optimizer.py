@@ -400,12 +400,14 @@ BaseOptimizer = Optimizer
 
 
 # ----------------------------------------------------------------------------- FusedOptimizer
-_registry = {}  # name -> every FusedOptimizer subclass that declares hyperparameters
+_registry = {}  # "module.QualName" -> every FusedOptimizer subclass that declares itself
 
 
 def fused_optimizers() -> dict[str, type["FusedOptimizer"]]:
-    """{name: class} of every fused optimizer defined so far (firefly's own and any subclass
-    that declares its hyperparameters), in definition order: what ``warmup`` compiles."""
+    """{"module.QualName": class} of every fused optimizer defined so far (firefly's own and any
+    subclass that declares hyperparameters or an update), in definition order: what
+    ``warmup`` compiles (firefly's own). Keyed by the qualified name, so that a user's class
+    named like a built-in one does not hide it."""
     return dict(_registry)
 
 
@@ -496,7 +498,7 @@ class FusedOptimizer(Optimizer):
             )
             cls._field_dtypes = {}
         if "hyperparameters" in cls.__dict__ or "update" in cls.__dict__:
-            _registry[cls.__name__] = cls
+            _registry[f"{cls.__module__}.{cls.__qualname__}"] = cls
 
     def __init__(self, params, defaults):
         self._buffers = None
