@@ -82,6 +82,3 @@ class State:
         initial: str | None = None,
     ) -> None:
         self.name, self.used, self.initial = name, used, initial
-
-    def is_used(self, group: dict[str, Any]) -> bool:
-        return self.used is None or bool(self.used(group))

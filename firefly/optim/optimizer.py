@@ -754,15 +754,26 @@ class FusedOptimizer(Optimizer):
         fields = [self.fields(group, step, split) for _, _, step, split, group in runs]
         states, users = [], []
         for state in self.state_buffers:
-            used = [state.is_used(group) for *_, group in runs]
+            if state.used is None:  # every run uses it
+                states.append(buf.buffer(state.name))
+                users.append(None)
+                continue
+            used = [bool(state.used(run[4])) for run in runs]
             # A buffer no run uses stays unallocated; the kernel gets an empty array.
             states.append(buf.buffer(state.name) if any(used) else buf.values[:0])
             users.append(used)
         self._kernel(buf.grads, *self._run_arrays(buf, runs, fields), tuple(states), buf.values)
+        # The runs' slots now hold state. Once every member's do, there is nothing to mark:
+        # a NumPy slice assignment per run and state is a good part of a small model's step.
         for state, used in zip(self.state_buffers, users):
-            for (_, members, *_), run_uses in zip(runs, used):
-                if run_uses:
-                    buf.live[state.name][members] = True
+            if state.name in buf.live_complete or (used is not None and not any(used)):
+                continue
+            live = buf.live[state.name]
+            for k, run in enumerate(runs):
+                if used is None or used[k]:
+                    live[run[1]] = True
+            if live.all():
+                buf.live_complete.add(state.name)
 
     def _field_dtype(self, dtype):
         """The kernel's structured ``fields`` dtype for buffers of ``dtype``: the coefficients
@@ -876,4 +887,5 @@ class FusedOptimizer(Optimizer):
             buf.steps[:] = 0
             buf.state.clear()
             buf.live.clear()
+            buf.live_complete.clear()
         self._restore(carried)
