@@ -423,11 +423,32 @@ def _topological_order(roots):
     return order
 
 
-def _accumulate_leaf(leaf, g):
+_leaf_gradient_hook = None  # set_leaf_gradient_hook's function, or None
+
+
+def set_leaf_gradient_hook(hook: Callable | None) -> Callable | None:
+    """Hook point: while ``hook`` is set (None removes it), backward calls
+    ``hook(accumulate, leaf, grad)`` instead of ``accumulate(leaf, grad)`` for every gradient
+    it hands to a leaf (``accumulate`` adds ``grad``, an ndarray, into ``leaf.grad``, creating it
+    when None); returns the hook it replaces. ``firefly.compile`` records leaf gradients
+    through it. Process-wide, not per thread."""
+    global _leaf_gradient_hook
+    previous, _leaf_gradient_hook = _leaf_gradient_hook, hook
+    return previous
+
+
+def _add_to_leaf_grad(leaf, g):
     if leaf.grad is None:
         leaf.grad = Tensor._wrap(np.array(g, dtype=leaf.dtype, copy=True))
     else:
         leaf.grad._data += g
+
+
+def _accumulate_leaf(leaf, g):
+    if _leaf_gradient_hook is not None:
+        _leaf_gradient_hook(_add_to_leaf_grad, leaf, g)
+    else:
+        _add_to_leaf_grad(leaf, g)
 
 
 def _seed(method, root, grad, create_graph):

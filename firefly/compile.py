@@ -37,8 +37,11 @@ be passed as arguments (tensors reached through globals or closures are read in 
 writing new values into them works, rebinding the name to another tensor does not); and state
 that Python code inside ``fn`` changes without reaching a kernel is not replayed.
 
-Recording patches the op classes' kernels, the optimizer and scheduler methods and the
-Tensor value readers for its duration: record in one thread at a time.
+Recording reaches kernels, random draws and leaf gradients through the hook points their
+layers declare (``firefly.ops.base.substituted_kernels``, ``firefly.random.set_draw_hook``,
+``firefly.autograd.set_leaf_gradient_hook``), and wraps the public ``step``/``zero_grad`` of
+optimizers and schedulers and the Tensor value readers (``item``, ``numpy``, ...) for its
+duration. All of these are process-wide: record in one thread at a time.
 """
 
 import collections
@@ -52,7 +55,7 @@ import numpy as np
 from firefly import autograd
 from firefly import random as firefly_random
 from firefly.kernels._jit import is_compiled_kernel, is_sized_kernel
-from firefly.ops.base import Op
+from firefly.ops.base import substituted_kernels
 from firefly.tensor import Tensor
 
 MAX_PLANS = 8  # signatures kept per compiled function
@@ -683,33 +686,23 @@ class _Patched:
         self.recording = recording
         self.undo = []
 
-    def _set(self, owner, name, value):
-        old = owner.__dict__[name]
-        setattr(owner, name, value)
-        self.undo.append((owner, name, old))
-
     def __enter__(self):
         rec = self.recording
-        for cls in _subclasses(Op):
-            for attr in ("forward_kernel", "backward_kernel"):
-                value = cls.__dict__.get(attr)
-                if isinstance(value, tuple):
-                    self._set(
-                        cls,
-                        attr,
-                        tuple(
-                            _RecordingKernel(k, rec) if is_compiled_kernel(k) else k for k in value
-                        ),
-                    )
-                elif value is not None and is_compiled_kernel(value):
-                    self._set(cls, attr, _RecordingKernel(value, rec))
-        self._set_module(
-            firefly_random, "generator", _recording_generator(firefly_random.generator, rec)
+        # Kernels, random draws and leaf gradients through the hook points their layers
+        # declare (firefly.ops.base.substituted_kernels, firefly.random.set_draw_hook,
+        # firefly.autograd.set_leaf_gradient_hook).
+        kernels = substituted_kernels(
+            lambda k: _RecordingKernel(k, rec) if is_compiled_kernel(k) else k
         )
-        accumulate = autograd._accumulate_leaf
-        self._set_module(
-            autograd, "_accumulate_leaf", lambda leaf, g: rec.leaf_gradient(accumulate, leaf, g)
-        )
+        kernels.__enter__()
+        self.undo.append(lambda: kernels.__exit__(None, None, None))
+        previous_draw_hook = firefly_random.set_draw_hook(_recording_generator(rec))
+        self.undo.append(lambda: firefly_random.set_draw_hook(previous_draw_hook))
+        previous_leaf_hook = autograd.set_leaf_gradient_hook(rec.leaf_gradient)
+        self.undo.append(lambda: autograd.set_leaf_gradient_hook(previous_leaf_hook))
+        # The optimizer and scheduler methods and the Tensor value readers are public methods:
+        # wrapped on their classes for the recording's duration (a hook inside each would
+        # cost every call outside recordings a check).
         for base, names in _method_owners():
             for cls in _subclasses(base):
                 for name in names:
@@ -720,22 +713,26 @@ class _Patched:
                 self._set(Tensor, name, _value_read(Tensor.__dict__[name], name, rec))
         return self
 
-    def _set_module(self, module, name, value):
-        old = getattr(module, name)
-        setattr(module, name, value)
-        self.undo.append((module, name, old))
+    def _set(self, owner, name, value):
+        old = owner.__dict__[name]
+        setattr(owner, name, value)
+        self.undo.append(lambda: setattr(owner, name, old))
 
     def __exit__(self, *exc):
-        for owner, name, old in reversed(self.undo):
-            setattr(owner, name, old)
+        for restore in reversed(self.undo):
+            restore()
 
 
-def _recording_generator(generator, rec):
-    """Stands in for ``firefly.random.generator`` while recording: draws are recorded."""
+def _recording_generator(rec):
+    """The draw hook while recording: ``generator()`` returns a stand-in whose draws are
+    recorded."""
 
     class RecordingGenerator:
+        def __init__(self, real):
+            self.real = real
+
         def __getattr__(self, name):
-            real = getattr(generator(), name)
+            real = getattr(self.real, name)
             if not callable(real):
                 return real
             return lambda *args, **kwargs: rec.draw(name, real, args, kwargs)

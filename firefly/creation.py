@@ -9,7 +9,8 @@ import numbers
 import numpy as np
 
 from firefly import devices, random
-from firefly.tensor import FLOAT_DTYPES, Tensor, _dims, as_array, dtype_of
+from firefly.dtypes import DEFAULT_FLOAT, is_float_dtype, tensor_dtype
+from firefly.tensor import Tensor, _dims, as_array
 
 __all__ = [
     "tensor",
@@ -34,14 +35,12 @@ __all__ = [
     "as_tensor",
 ]
 
-DEFAULT_DTYPE = np.dtype(np.float32)  # PyTorch's default floating dtype
-
 
 def _made(array, requires_grad, name, device=None):
     devices.as_device(name, device)
     t = Tensor._wrap(np.asarray(array, order="C"))
     if requires_grad:
-        if t.dtype not in FLOAT_DTYPES:
+        if not is_float_dtype(t.dtype):
             raise TypeError(
                 f"{name}: only float32 and float64 tensors can require grad, got dtype {t.dtype}"
             )
@@ -49,8 +48,9 @@ def _made(array, requires_grad, name, device=None):
     return t
 
 
-def _float_dtype(name, dtype):
-    return DEFAULT_DTYPE if dtype is None else dtype_of(name, dtype)
+def _dtype_or_default_float(name, dtype):
+    """``dtype`` checked, or the default float when None (torch.zeros and the like)."""
+    return DEFAULT_FLOAT if dtype is None else tensor_dtype(name, dtype)
 
 
 def _shape(name, size):
@@ -70,8 +70,8 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
         array = data
     else:
         array = as_array(data, dtype=None if dtype is not None else _python_dtype(data))
-    dtype = array.dtype if dtype is None else dtype_of("tensor", dtype)
-    dtype_of("tensor", dtype)
+    dtype = array.dtype if dtype is None else tensor_dtype("tensor", dtype)
+    tensor_dtype("tensor", dtype)
     return _made(
         np.array(array, dtype=dtype, order="C", copy=True), requires_grad, "tensor", device
     )
@@ -86,21 +86,21 @@ def _python_dtype(data):
     )
     if isinstance(data, np.generic):
         return np.asarray(data).dtype
-    return {"b": np.bool_, "i": np.int64, "u": np.int64}.get(kind, DEFAULT_DTYPE)
+    return {"b": np.bool_, "i": np.int64, "u": np.int64}.get(kind, DEFAULT_FLOAT)
 
 
 def zeros(*size, dtype=None, device=None, requires_grad=False):
-    array = np.zeros(_shape("zeros", size), _float_dtype("zeros", dtype))
+    array = np.zeros(_shape("zeros", size), _dtype_or_default_float("zeros", dtype))
     return _made(array, requires_grad, "zeros", device)
 
 
 def ones(*size, dtype=None, device=None, requires_grad=False):
-    array = np.ones(_shape("ones", size), _float_dtype("ones", dtype))
+    array = np.ones(_shape("ones", size), _dtype_or_default_float("ones", dtype))
     return _made(array, requires_grad, "ones", device)
 
 
 def empty(*size, dtype=None, device=None, requires_grad=False):
-    array = np.empty(_shape("empty", size), _float_dtype("empty", dtype))
+    array = np.empty(_shape("empty", size), _dtype_or_default_float("empty", dtype))
     return _made(array, requires_grad, "empty", device)
 
 
@@ -111,9 +111,9 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
         dtype = (
             np.bool_
             if isinstance(fill_value, (bool, np.bool_))
-            else (np.int64 if isinstance(fill_value, numbers.Integral) else DEFAULT_DTYPE)
+            else (np.int64 if isinstance(fill_value, numbers.Integral) else DEFAULT_FLOAT)
         )
-    array = np.full(_shape("full", (size,)), fill_value, dtype_of("full", dtype))
+    array = np.full(_shape("full", (size,)), fill_value, tensor_dtype("full", dtype))
     return _made(array, requires_grad, "full", device)
 
 
@@ -126,8 +126,8 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
         raise ValueError("arange: step must not be zero")
     if dtype is None:
         ints = all(isinstance(v, numbers.Integral) for v in (start, end, step))
-        dtype = np.int64 if ints else DEFAULT_DTYPE
-    dtype = dtype_of("arange", dtype)
+        dtype = np.int64 if ints else DEFAULT_FLOAT
+    dtype = tensor_dtype("arange", dtype)
     if dtype.kind == "f":  # computed in float64, then cast, for the fewest rounding surprises
         return _made(
             np.arange(start, end, step, dtype=np.float64).astype(dtype),
@@ -142,25 +142,27 @@ def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
     if not isinstance(steps, numbers.Integral) or steps < 0:
         raise ValueError(f"linspace: steps must be a non-negative int, got {steps!r}")
     array = np.linspace(start, end, int(steps), dtype=np.float64).astype(
-        _float_dtype("linspace", dtype)
+        _dtype_or_default_float("linspace", dtype)
     )
     return _made(array, requires_grad, "linspace", device)
 
 
 def eye(n, m=None, dtype=None, device=None, requires_grad=False):
-    return _made(np.eye(n, m, dtype=_float_dtype("eye", dtype)), requires_grad, "eye", device)
+    return _made(
+        np.eye(n, m, dtype=_dtype_or_default_float("eye", dtype)), requires_grad, "eye", device
+    )
 
 
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
     """Uniform on [0, 1), from ``generator`` (a ``firefly.Generator``) or firefly's default."""
-    dtype = _float_dtype("rand", dtype)
+    dtype = _dtype_or_default_float("rand", dtype)
     draws = random.generator(generator, "rand").random(_shape("rand", size))
     return _made(draws.astype(dtype), requires_grad, "rand", device)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
     """Standard normal, from ``generator`` (a ``firefly.Generator``) or firefly's default."""
-    dtype = _float_dtype("randn", dtype)
+    dtype = _dtype_or_default_float("randn", dtype)
     draws = random.generator(generator, "randn").standard_normal(_shape("randn", size))
     return _made(draws.astype(dtype), requires_grad, "randn", device)
 
@@ -176,7 +178,7 @@ def randint(
     shape = _shape("randint", (size,))
     if high <= low:
         raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
-    dtype = dtype_of("randint", np.int64 if dtype is None else dtype)
+    dtype = tensor_dtype("randint", np.int64 if dtype is None else dtype)
     draws = random.generator(generator, "randint").integers(low, high, size=shape)
     return _made(draws.astype(dtype), requires_grad, "randint", device)
 
@@ -185,14 +187,14 @@ def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False)
     """A random permutation of 0 .. n - 1 (int64), from ``generator`` or firefly's default."""
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
         raise ValueError(f"randperm: n must be a non-negative int, got {n!r}")
-    dtype = dtype_of("randperm", np.int64 if dtype is None else dtype)
+    dtype = tensor_dtype("randperm", np.int64 if dtype is None else dtype)
     draws = random.generator(generator, "randperm").permutation(int(n))
     return _made(draws.astype(dtype), requires_grad, "randperm", device)
 
 
 def _like(name, t, dtype):
     array = t._data if isinstance(t, Tensor) else np.asarray(t)
-    return array.shape, (array.dtype if dtype is None else dtype_of(name, dtype))
+    return array.shape, (array.dtype if dtype is None else tensor_dtype(name, dtype))
 
 
 def zeros_like(input, dtype=None, device=None, requires_grad=False):
@@ -230,7 +232,7 @@ def from_numpy(array):
     ``torch.from_numpy``. The array must be C-contiguous."""
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy: expected an ndarray, got {type(array).__name__}")
-    dtype_of("from_numpy", array.dtype)
+    tensor_dtype("from_numpy", array.dtype)
     if not array.flags.c_contiguous:
         raise ValueError(
             f"from_numpy: the array (shape {array.shape}) is not C-contiguous, and firefly tensors "
@@ -246,6 +248,6 @@ def as_tensor(data, dtype=None, device=None):
     if isinstance(data, Tensor):
         return data if dtype is None else data.to(dtype)
     if isinstance(data, np.ndarray):
-        dtype = data.dtype if dtype is None else dtype_of("as_tensor", dtype)
+        dtype = data.dtype if dtype is None else tensor_dtype("as_tensor", dtype)
         return Tensor._wrap(np.asarray(data, dtype=dtype, order="C"))
     return Tensor(data, dtype=dtype)

@@ -1,10 +1,12 @@
-"""Tensor functions with discrete results, which record no graph: elementwise comparisons and
-logic, argmax/argmin, any/all, the sum of bool and integer tensors, and the flat positions that
-integer-array, mask and ``gather`` indexing read (the differentiable ``take`` op then moves the
-values).
+"""What Tensor methods with discrete results compute, which record no graph: elementwise
+comparisons and logic, argmax/argmin, any/all, the sum of bool and integer tensors, and the
+flat positions that integer-array, mask and ``gather`` indexing read (the differentiable
+``take`` op then moves the values).
 
-They work on any dtype and return bool or int64 tensors, so nothing here can carry a
-gradient, and none is an op: NumPy's own loops compute them.
+They work on any dtype and return bool or int64 arrays, so nothing here can carry a gradient,
+and none is an op: NumPy's own loops compute them. This module works on ndarrays only (the
+Tensor methods in ``firefly.tensor`` pass their arrays in and wrap the results), so that it
+sits below ``firefly.tensor`` in the import graph.
 """
 
 import operator
@@ -12,7 +14,6 @@ import operator
 import numpy as np
 
 from firefly.ops.shapes import normalize_axes
-from firefly.tensor import Tensor
 
 _COMPARE = {
     "eq": np.equal,
@@ -27,10 +28,10 @@ _LOGICAL = {"and": np.bitwise_and, "or": np.bitwise_or, "xor": np.bitwise_xor}
 
 
 def _operand(name, value):
-    """An ndarray of numbers from a Tensor, an ndarray, a number or a nested list; None if
-    ``value`` is none of those."""
-    if isinstance(value, Tensor):
-        return value._data
+    """An ndarray of numbers from an ndarray, a number or a nested list; None if ``value`` is
+    none of those."""
+    if isinstance(value, np.ndarray):  # a Tensor's array, most often: no conversion
+        return value if value.dtype.kind in "fiub" else None
     if isinstance(value, (bool, int, float, np.generic, np.ndarray, list, tuple)):
         array = np.asarray(value)
         if array.dtype.kind in "fiub":
@@ -42,16 +43,15 @@ def _describe(array):
     return f"shape {array.shape} ({array.dtype})"
 
 
-def compare(name, a, b):
-    """``a <name> b`` elementwise with NumPy broadcasting: a bool Tensor recording no graph."""
-    x, y = _operand(name, a), _operand(name, b)
-    if x is None or y is None:
+def compare(name, x, b):
+    """``x <name> b`` elementwise with NumPy broadcasting, ``x`` a tensor's array and ``b`` an
+    operand (an array, a number or a nested list): a bool array (NotImplemented for
+    ``==``/``!=`` with something that is not a number or array)."""
+    y = _operand(name, b)
+    if y is None:
         if name in ("eq", "ne"):
             return NotImplemented  # Python then compares identities: t == None is False
-        other = b if y is None else a
-        raise TypeError(
-            f"{_SYMBOL[name]}: cannot compare a tensor with {type(other).__name__} {other!r}"
-        )
+        raise TypeError(f"{_SYMBOL[name]}: cannot compare a tensor with {type(b).__name__} {b!r}")
     try:
         result = _COMPARE[name](x, y)
     except ValueError:
@@ -59,7 +59,7 @@ def compare(name, a, b):
             f"{_SYMBOL[name]}: {_describe(x)} and {_describe(y)} are not broadcastable; dimension "
             "sizes must match or be 1"
         ) from None
-    return Tensor._wrap(np.asarray(result, order="C"))
+    return np.asarray(result, order="C")
 
 
 def logical(name, a, b):
@@ -75,27 +75,27 @@ def logical(name, a, b):
         raise ValueError(
             f"{symbol}: {_describe(x)} and {_describe(y)} are not broadcastable"
         ) from None
-    return Tensor._wrap(np.asarray(result, order="C"))
+    return np.asarray(result, order="C")
 
 
-def any_all(name, t, axis, keepdims):
-    axes = normalize_axes(name, axis, t._data)
-    result = getattr(np, name)(t._data, axis=axes, keepdims=bool(keepdims))
-    return Tensor._wrap(np.asarray(result, order="C"))
+def any_all(name, x, axis, keepdims):
+    axes = normalize_axes(name, axis, x)
+    result = getattr(np, name)(x, axis=axes, keepdims=bool(keepdims))
+    return np.asarray(result, order="C")
 
 
-def integer_sum(t, axis, keepdims):
-    """The sum of a bool or integer tensor, as int64 (PyTorch's rule)."""
-    axes = normalize_axes("sum", axis, t._data)
-    result = np.sum(t._data, axis=axes, dtype=np.int64, keepdims=bool(keepdims))
-    return Tensor._wrap(np.asarray(result, order="C"))
+def integer_sum(x, axis, keepdims):
+    """The sum of a bool or integer array, as int64 (PyTorch's rule)."""
+    axes = normalize_axes("sum", axis, x)
+    result = np.sum(x, axis=axes, dtype=np.int64, keepdims=bool(keepdims))
+    return np.asarray(result, order="C")
 
 
-def arg_reduce(name, t, axis, keepdims):
+def arg_reduce(name, x, axis, keepdims):
     """int64 indices of the maximum (``argmax``) or minimum (``argmin``) along one axis, or of
     the flattened tensor when ``axis`` is None. The first of tied values wins, and NaN counts
     as the extreme, as in PyTorch."""
-    x = t._data if isinstance(t, Tensor) else np.asarray(t)
+    x = np.asarray(x)
     if isinstance(axis, (tuple, list)):
         raise TypeError(f"{name}: dim must be None or one int, got {axis!r}")
     if x.size == 0:
@@ -107,17 +107,15 @@ def arg_reduce(name, t, axis, keepdims):
     else:
         (ax,) = normalize_axes(name, axis, x) or (None,)
         if ax is None:  # a 0-d tensor along dim 0
-            return Tensor._wrap(np.zeros((), np.int64))
+            return np.zeros((), np.int64)
         result = getattr(np, name)(x, axis=ax, keepdims=bool(keepdims))
-    return Tensor._wrap(np.asarray(result, dtype=np.int64, order="C"))
+    return np.asarray(result, dtype=np.int64, order="C")
 
 
 # ----------------------------------------------------------------------------- indexing
 def _index_array(op_name, item, shape):
-    """An index item as NumPy reads it: Tensors and lists become integer or bool arrays."""
-    if isinstance(item, Tensor):
-        item = item._data
-    elif isinstance(item, list):
+    """An index item as NumPy reads it: lists become integer or bool arrays."""
+    if isinstance(item, list):
         item = np.asarray(item)
         if item.size == 0:
             item = item.astype(np.int64)
@@ -149,10 +147,10 @@ def _strides(shape):
     return strides[::-1]
 
 
-def advanced_index(t, index):
-    """Attributes of the ``take`` op for ``t[index]`` where ``index`` holds integer arrays,
-    bool masks, lists or Tensors (mixed with ints, slices, None and ...), as NumPy reads it."""
-    shape = t._data.shape
+def advanced_index(shape, index):
+    """Attributes of the ``take`` op for ``x[index]``, ``x`` of ``shape``, where ``index`` holds
+    integer arrays, bool masks or lists (mixed with ints, slices, None and ...), as NumPy reads
+    it."""
     items = index if isinstance(index, tuple) else (index,)
     items = tuple(_index_array("getitem", item, shape) for item in items)
     key = items if isinstance(index, tuple) else items[0]
@@ -170,9 +168,8 @@ def advanced_index(t, index):
     return {"index": np.asarray(flat, dtype=np.int64, order="C")}
 
 
-def gather_index(t, dim, index):
-    """Attributes of the ``take`` op for ``t.gather(dim, index)``."""
-    shape = t._data.shape
+def gather_index(shape, dim, index):
+    """Attributes of the ``take`` op for ``x.gather(dim, index)``, ``x`` of ``shape``."""
     idx = _index_array("gather", index, shape)
     if not isinstance(idx, np.ndarray) or idx.dtype.kind not in "iu":
         raise TypeError(
@@ -216,9 +213,8 @@ def _show(index):
     items = index if isinstance(index, tuple) else (index,)
     shown = []
     for item in items:
-        if isinstance(item, (Tensor, np.ndarray)):
-            array = item._data if isinstance(item, Tensor) else item
-            shown.append(f"{type(item).__name__}(shape {array.shape}, {array.dtype})")
+        if isinstance(item, np.ndarray):
+            shown.append(f"array(shape {item.shape}, {item.dtype})")
         else:
             shown.append(repr(item))
     return "(" + ", ".join(shown) + ")" if isinstance(index, tuple) else shown[0]

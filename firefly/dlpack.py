@@ -9,7 +9,8 @@ copied, where torch would share it.
 
 import numpy as np
 
-from firefly.tensor import Tensor, dtype_of
+from firefly.dtypes import tensor_dtype
+from firefly.tensor import Tensor
 
 # DLPack's DLDeviceType codes (dlpack.h), for error messages.
 DEVICE_TYPES = {
@@ -46,7 +47,7 @@ def from_dlpack(obj) -> Tensor:
             "firefly tensors live in CPU memory: copy it there first (torch: .cpu())"
         )
     array = np.from_dlpack(obj)
-    dtype_of("from_dlpack", array.dtype)
+    tensor_dtype("from_dlpack", array.dtype)
     if not (array.flags.c_contiguous and array.flags.writeable):
         array = np.array(array, order="C")  # a writeable, contiguous copy
     return Tensor._wrap(array)

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import numbers
 import operator
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from firefly.devices import as_device
+
+_draw_hook = None  # set_draw_hook's function, or None
 
 
 def _seed_value(owner: str, seed: object) -> int:
@@ -99,4 +103,18 @@ def checked(owner: str, source: object) -> Generator | None:
 def generator(source: Generator | None = None, owner: str = "generator") -> np.random.Generator:
     """The NumPy Generator to draw from now: ``source``'s (checked, errors naming ``owner``), or
     the default generator's."""
-    return (checked(owner, source) or default_generator)._rng
+    if source is None:
+        rng = default_generator._rng
+        return rng if _draw_hook is None else _draw_hook(rng)
+    return checked(owner, source)._rng
+
+
+def set_draw_hook(hook: Callable[[np.random.Generator], Any] | None) -> Callable | None:
+    """Hook point: ``generator()`` returns ``hook(the default generator's NumPy Generator)``
+    instead of it while ``hook`` is set (None removes it); returns the hook it replaces.
+    ``firefly.compile`` records a step's random draws through it; draws from a Generator of the
+    user's own are not recorded (a compiled step that makes them runs eagerly). Process-wide,
+    not per thread."""
+    global _draw_hook
+    previous, _draw_hook = _draw_hook, hook
+    return previous

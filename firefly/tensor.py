@@ -10,8 +10,8 @@ import operator
 
 import numpy as np
 
-from firefly import autograd, devices
-from firefly.dtypes import FLOAT_DTYPES
+from firefly import autograd, devices, discrete
+from firefly.dtypes import FLOAT_DTYPES, float_or_default, tensor_dtype
 from firefly.ops import registry
 
 
@@ -22,16 +22,7 @@ def as_array(data, dtype=None):
     float32 and float64 arrays keep their dtype and share memory when already contiguous.
     """
     if dtype is not None:
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(
-                f"Tensor: {dtype!r} is not a dtype; use np.float32 or np.float64"
-            ) from None
-        if dtype.kind not in "fiub" or dtype.itemsize > 8 or dtype == np.float16:
-            raise TypeError(
-                f"Tensor: unsupported dtype {dtype}; use float32, float64 or an integer type"
-            )
+        dtype = tensor_dtype("Tensor", dtype)
     if isinstance(data, Tensor):
         arr = data._data
     elif isinstance(data, np.ndarray):
@@ -60,7 +51,7 @@ def as_array(data, dtype=None):
             f"Tensor: data must hold numbers, got an array of dtype {arr.dtype} (shape {arr.shape})"
         )
     if dtype is None:
-        dtype = arr.dtype if arr.dtype in FLOAT_DTYPES else np.dtype(np.float32)
+        dtype = float_or_default(arr.dtype)
     return np.asarray(arr, dtype=dtype, order="C")
 
 
@@ -83,21 +74,6 @@ def pick(method, name, value, alias, alias_value, default):
     if value is not _UNSET:
         raise TypeError(f"{method}(): got both '{name}' and its alias '{alias}'; give one of them")
     return alias_value
-
-
-def dtype_of(method, dtype):
-    """``dtype`` as a NumPy dtype firefly tensors can hold; a TypeError naming ``method``."""
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        raise TypeError(
-            f"{method}: {dtype!r} is not a dtype; use e.g. firefly.float32 or firefly.int64"
-        ) from None
-    if dtype.kind not in "fiub" or dtype.itemsize > 8 or dtype == np.float16:
-        raise TypeError(
-            f"{method}: unsupported dtype {dtype}; use float32, float64, an integer type or bool"
-        )
-    return dtype
 
 
 def _dims(method, shape):
@@ -196,6 +172,27 @@ def _mixed(name, a, b):
 
 MinMax = collections.namedtuple("MinMax", ["values", "indices"])
 MinMax.__doc__ = "What ``max(dim)`` and ``min(dim)`` return, as torch.return_types.max."
+
+
+def _array_of(value):
+    """A Tensor's array, anything else as it is: firefly.discrete works on arrays."""
+    return value._data if isinstance(value, Tensor) else value
+
+
+def _arrays_in(index):
+    """An index (an item or a tuple of items) with its Tensors replaced by their arrays."""
+    if isinstance(index, tuple):
+        return tuple(_array_of(item) for item in index)
+    return _array_of(index)
+
+
+def _compare(name, tensor, other):
+    """``tensor <name> other`` as a bool Tensor (NotImplemented passes through: Python then
+    falls back to identity for == and !=)."""
+    result = discrete.compare(
+        name, tensor._data, other._data if isinstance(other, Tensor) else other
+    )
+    return result if result is NotImplemented else Tensor._wrap(result)
 
 
 def _is_advanced_index(item):
@@ -385,7 +382,7 @@ class Tensor:
         devices.as_device("to()", device)
         if dtype is None:
             return self.clone() if copy else self
-        dtype = dtype_of("to()", dtype)
+        dtype = tensor_dtype("to()", dtype)
         if dtype == self._data.dtype and not copy:
             return self
         if dtype in FLOAT_DTYPES and self._data.dtype in FLOAT_DTYPES:
@@ -546,65 +543,61 @@ class Tensor:
     # ------------------------------------------------------------------ comparisons
     # Elementwise, broadcasting, any dtype; bool results that record no graph.
     def __eq__(self, other):
-        return discrete.compare("eq", self, other)
+        return _compare("eq", self, other)
 
     def __ne__(self, other):
-        return discrete.compare("ne", self, other)
+        return _compare("ne", self, other)
 
     def __lt__(self, other):
-        return discrete.compare("lt", self, other)
+        return _compare("lt", self, other)
 
     def __le__(self, other):
-        return discrete.compare("le", self, other)
+        return _compare("le", self, other)
 
     def __gt__(self, other):
-        return discrete.compare("gt", self, other)
+        return _compare("gt", self, other)
 
     def __ge__(self, other):
-        return discrete.compare("ge", self, other)
+        return _compare("ge", self, other)
 
     eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
 
     def logical_not(self):
-        return discrete.compare("eq", self, 0)
+        return Tensor._wrap(discrete.compare("eq", self._data, 0))
 
     __invert__ = logical_not
 
     def __and__(self, other):
-        return discrete.logical("and", self, other)
+        return Tensor._wrap(discrete.logical("and", self._data, _array_of(other)))
 
     def __or__(self, other):
-        return discrete.logical("or", self, other)
+        return Tensor._wrap(discrete.logical("or", self._data, _array_of(other)))
 
     def __xor__(self, other):
-        return discrete.logical("xor", self, other)
+        return Tensor._wrap(discrete.logical("xor", self._data, _array_of(other)))
 
     __rand__, __ror__, __rxor__ = __and__, __or__, __xor__
 
     def any(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         axis = pick("any", "dim", dim, "axis", axis, None)
-        return discrete.any_all(
-            "any", self, axis, pick("any", "keepdim", keepdim, "keepdims", keepdims, False)
-        )
+        keepdims = pick("any", "keepdim", keepdim, "keepdims", keepdims, False)
+        return Tensor._wrap(discrete.any_all("any", self._data, axis, keepdims))
 
     def all(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         axis = pick("all", "dim", dim, "axis", axis, None)
-        return discrete.any_all(
-            "all", self, axis, pick("all", "keepdim", keepdim, "keepdims", keepdims, False)
-        )
+        keepdims = pick("all", "keepdim", keepdim, "keepdims", keepdims, False)
+        return Tensor._wrap(discrete.any_all("all", self._data, axis, keepdims))
 
     def argmax(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         """int64 indices of the maxima along ``dim`` (of the flattened tensor when None)."""
         axis = pick("argmax", "dim", dim, "axis", axis, None)
-        return discrete.arg_reduce(
-            "argmax", self, axis, pick("argmax", "keepdim", keepdim, "keepdims", keepdims, False)
-        )
+        keepdims = pick("argmax", "keepdim", keepdim, "keepdims", keepdims, False)
+        return Tensor._wrap(discrete.arg_reduce("argmax", self._data, axis, keepdims))
 
     def argmin(self, dim=_UNSET, keepdim=_UNSET, *, axis=_UNSET, keepdims=_UNSET):
         axis = pick("argmin", "dim", dim, "axis", axis, None)
-        return discrete.arg_reduce(
-            "argmin", self, axis, pick("argmin", "keepdim", keepdim, "keepdims", keepdims, False)
-        )
+        keepdims = pick("argmin", "keepdim", keepdim, "keepdims", keepdims, False)
+        return Tensor._wrap(discrete.arg_reduce("argmin", self._data, axis, keepdims))
 
     # ------------------------------------------------------------------ elementwise
     def relu(self):
@@ -671,7 +664,7 @@ class Tensor:
         keepdims = pick("sum", "keepdim", keepdim, "keepdims", keepdims, False)
         x = self._converted_for("sum", dtype, out)
         if x._data.dtype not in FLOAT_DTYPES:
-            return discrete.integer_sum(x, axis, keepdims)
+            return Tensor._wrap(discrete.integer_sum(x._data, axis, keepdims))
         return _op("sum", x, axis=axis, keepdims=keepdims)
 
     reduce_sum = sum
@@ -727,7 +720,7 @@ class Tensor:
             raise TypeError(
                 f"{name}(dim): dim must be one int (use amax/amin for several), got {dim!r}"
             )
-        indices = discrete.arg_reduce("arg" + name, self, dim, True)
+        indices = Tensor._wrap(discrete.arg_reduce("arg" + name, self._data, dim, True))
         values = self.gather(dim, indices)
         if not keepdims:
             d = _dim_index(name, dim, self.ndim, self.shape)
@@ -873,7 +866,7 @@ class Tensor:
     def gather(self, dim, index):
         """``out[i][j] = self[i][index[i][j]]`` for ``dim=1`` (PyTorch's ``gather``); ``index``
         is an integer tensor or array with as many dimensions as ``self``."""
-        return _op("take", self, **discrete.gather_index(self, dim, index))
+        return _op("take", self, **discrete.gather_index(self.shape, dim, _array_of(index)))
 
     def __getitem__(self, index):
         items = index if isinstance(index, tuple) else (index,)
@@ -884,11 +877,11 @@ class Tensor:
                 break
         if self._data.dtype not in FLOAT_DTYPES:
             if advanced:
-                attrs = discrete.advanced_index(self, index)
+                attrs = discrete.advanced_index(self.shape, _arrays_in(index))
                 return Tensor._wrap(self._data.reshape(-1)[attrs["index"]])
             return self._plain("getitem", lambda a: a[index])
         if advanced:
-            return _op("take", self, **discrete.advanced_index(self, index))
+            return _op("take", self, **discrete.advanced_index(self.shape, _arrays_in(index)))
         return _op("getitem", self, index=index)
 
     def __setitem__(self, index, value):
@@ -1040,7 +1033,7 @@ class Tensor:
         if array.shape == self._data.shape and array.dtype == self._data.dtype:
             self._write("data", array)
             return
-        dtype_of("data", array.dtype)
+        tensor_dtype("data", array.dtype)
         if self._requires_grad and array.dtype not in FLOAT_DTYPES:
             raise TypeError(
                 f"data: a tensor that requires grad cannot take {array.dtype} data (shape "
@@ -1103,7 +1096,7 @@ class Tensor:
 
     def _new(self, name, array, dtype, device, requires_grad):
         devices.as_device(name, device)
-        dtype = self._data.dtype if dtype is None else dtype_of(name, dtype)
+        dtype = self._data.dtype if dtype is None else tensor_dtype(name, dtype)
         result = Tensor._wrap(np.ascontiguousarray(array, dtype=dtype))
         if requires_grad:
             result.requires_grad = True
@@ -1136,7 +1129,7 @@ class Tensor:
 
     def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
         """A copy of ``data`` with this tensor's dtype (unless ``dtype`` says otherwise)."""
-        dtype = self._data.dtype if dtype is None else dtype_of("new_tensor", dtype)
+        dtype = self._data.dtype if dtype is None else tensor_dtype("new_tensor", dtype)
         array = data._data if isinstance(data, Tensor) else as_array(data, dtype)
         return self._new("new_tensor", array.copy(), dtype, device, requires_grad)
 
@@ -1164,5 +1157,3 @@ class Tensor:
 
 
 autograd.bind_tensor_type(Tensor)
-
-from firefly import discrete  # noqa: E402  (discrete builds Tensors: bound once both exist)

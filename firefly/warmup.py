@@ -4,7 +4,7 @@ compiling them.
 
 Each task runs one registered op's ``sample_inputs`` forward and backward on the shapes
 ``firefly.testing.check_op`` uses (0-d to 3-d: Numba compiles one specialization per number
-of dimensions), or one step of every optimizer configuration, in one dtype. Tasks run in
+of dimensions), or two steps of every built-in optimizer, in one dtype. Tasks run in
 worker processes, one per core by default; Numba writes each cache file atomically, so
 workers can share the cache folder.
 """
@@ -17,35 +17,22 @@ import numpy as np
 DTYPES = {"float32": (np.float32,), "float64": (np.float64,), "all": (np.float32, np.float64)}
 
 
-def _optimizer_configs():
-    from firefly import optim
-
-    return [
-        (optim.SGD, dict(lr=0.1)),
-        (optim.SGD, dict(lr=0.1, momentum=0.9)),
-        (optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
-        (optim.Adam, dict(lr=0.01)),
-        (optim.Adam, dict(lr=0.01, amsgrad=True)),
-        (optim.AdamW, dict(lr=0.01)),
-        (optim.RMSprop, dict(lr=0.01)),
-        (optim.RMSprop, dict(lr=0.01, momentum=0.9, centered=True)),
-        (optim.Adagrad, dict(lr=0.01)),
-    ]
-
-
 def _warm_optimizers(dtype):
+    """Two steps of every built-in fused optimizer (found by registration) with its defaults:
+    its kernel has one specialization per dtype (hyperparameters are run-time fields), so that
+    compiles it. Optimizers defined outside firefly are left to their packages, as plugin ops."""
     import firefly
+    from firefly.optim.optimizer import fused_optimizers
 
-    for cls, kwargs in _optimizer_configs():
-        try:
-            params = [
-                firefly.Tensor(np.ones((3, 2), dtype=dtype), requires_grad=True),
-                firefly.Tensor(np.ones(2, dtype=dtype), requires_grad=True),
-            ]
-            optimizer = cls(params, **kwargs)
-        except (TypeError, ValueError):  # a configuration this version does not offer
+    for cls in fused_optimizers().values():
+        if not cls.__module__.startswith("firefly."):
             continue
-        for _ in range(2):  # the first step of some optimizers runs a kernel of its own
+        params = [
+            firefly.Tensor(np.ones((3, 2), dtype=dtype), requires_grad=True),
+            firefly.Tensor(np.ones(2, dtype=dtype), requires_grad=True),
+        ]
+        optimizer = cls(params)
+        for _ in range(2):
             optimizer.zero_grad()
             for p in params:
                 p.grad = firefly.Tensor(np.full(p.shape, 0.5, dtype=dtype))

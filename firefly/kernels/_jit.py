@@ -15,6 +15,7 @@ import threading
 import time
 import types
 import warnings
+from collections.abc import Callable
 
 import numba
 from numba import njit
@@ -313,6 +314,23 @@ def memory_bound(fn):
 def transcendental(fn):
     """A prange loop that calls exp, log, tanh or similar per element."""
     return sized_kernel(fn, PARALLEL_MIN_TRANSCENDENTAL)
+
+
+COSTS = {"memory": memory_bound, "transcendental": transcendental}
+
+
+def build_specialised(template: Callable, name: str, cost: str, **functions: Callable) -> Callable:
+    """``template`` specialised with ``functions`` (``specialise``) and compiled serially and in
+    parallel, the build chosen by size as ``COSTS[cost]`` does: "memory" for loops that move
+    memory, "transcendental" for loops with exp, sqrt, division or similar per element. The
+    kernel families (ops' and optimizers') all build through here."""
+    try:
+        sized = COSTS[cost]
+    except KeyError:
+        raise ValueError(
+            f"kernel {name!r}: cost must be one of {sorted(COSTS)}, got {cost!r}"
+        ) from None
+    return sized(specialise(template, name, **functions))
 
 
 def is_compiled_kernel(obj):

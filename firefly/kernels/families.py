@@ -33,20 +33,10 @@ import numpy as np
 from numba import prange
 
 from firefly.kernels import vmath
-from firefly.kernels._jit import inline_helper, memory_bound, specialise, transcendental
+from firefly.kernels._jit import COSTS as COSTS  # re-exported: ops.families checks costs by it
+from firefly.kernels._jit import build_specialised as _build
+from firefly.kernels._jit import inline_helper
 from firefly.kernels.reduce import LANES, max_contiguous, sum_contiguous
-
-COSTS = {"memory": memory_bound, "transcendental": transcendental}
-
-
-def _build(template, name, cost, **functions):
-    try:
-        sized = COSTS[cost]
-    except KeyError:
-        raise ValueError(
-            f"kernel {name!r}: cost must be one of {sorted(COSTS)}, got {cost!r}"
-        ) from None
-    return sized(specialise(template, name, **functions))
 
 
 def _placeholder(*args):

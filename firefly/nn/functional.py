@@ -9,6 +9,7 @@ Layouts follow torch: ``conv2d`` weights are (out_channels, in_channels/groups, 
 import numpy as np
 
 from firefly import ops
+from firefly.dtypes import float_or_default
 from firefly.tensor import Tensor
 
 __all__ = [
@@ -46,14 +47,9 @@ __all__ = [
 ]
 
 
-def _float_dtype(x):
-    dtype = getattr(x, "dtype", None)
-    return dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
-
-
 def _constant(x, value, size):
     """A Tensor of ``size`` copies of ``value`` in x's dtype: the weight or bias torch treats as absent."""
-    return Tensor(np.full(size, value, dtype=_float_dtype(x)))
+    return Tensor(np.full(size, value, dtype=float_or_default(getattr(x, "dtype", None))))
 
 
 def _array(buffer):

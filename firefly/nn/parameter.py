@@ -4,14 +4,8 @@ value changes."""
 import numpy as np
 
 from firefly import autograd
-from firefly.tensor import FLOAT_DTYPES, Tensor, as_array
-
-
-def _float_dtype(dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in FLOAT_DTYPES:
-        raise TypeError(f"Parameter: dtype must be float32 or float64, got {dtype}")
-    return dtype
+from firefly.dtypes import float_dtype
+from firefly.tensor import Tensor, as_array
 
 
 class Parameter(Tensor):
@@ -39,7 +33,7 @@ class Parameter(Tensor):
         if (data is None) == (shape is None):
             raise ValueError("Parameter: give exactly one of data= or shape=")
         if dtype is not None:
-            dtype = _float_dtype(dtype)
+            dtype = float_dtype("Parameter", dtype)
         if shape is not None:
             if isinstance(shape, (int, np.integer)):
                 shape = (shape,)
@@ -51,7 +45,7 @@ class Parameter(Tensor):
                 ) from None
         else:
             array = np.array(as_array(data, dtype), copy=True)
-            _float_dtype(array.dtype)
+            float_dtype("Parameter", array.dtype)
         super().__init__(
             array, requires_grad=bool(trainable if requires_grad is None else requires_grad)
         )

@@ -28,9 +28,11 @@ from firefly.ops.families import BinaryOp, UnaryOp
 from firefly.ops.plugins import load_plugins
 from firefly.ops.registry import get, names, origin, register, unregister
 
-_engine_apply = (
-    None  # firefly.autograd.apply, bound by firefly.autograd (which imports this package)
-)
+# firefly.autograd.apply, bound by firefly.autograd when it is imported. The engine imports this
+# package, so this package cannot import the engine; a function-level import inside apply()
+# would cost every call a module lookup (benchmarks/bench_overhead.py), the bound function one
+# global read. docs/architecture.md lists this and the other run-time bindings.
+_engine_apply = None
 
 
 def bind_engine(engine_apply):

@@ -7,7 +7,6 @@ their kernels). The ops with attributes are written in full over ``firefly.kerne
 """
 
 import math
-import numbers
 
 import numpy as np
 
@@ -16,12 +15,7 @@ from firefly.kernels.vmath import exp, like, log1p, sigmoid
 from firefly.ops.base import Op
 from firefly.ops.families import UnaryOp, select
 from firefly.ops.registry import register
-
-
-def _number(name, arg, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: {arg} must be a number, got {value!r}")
-    return float(value)
+from firefly.validation import check_number
 
 
 class _Activation(Op):
@@ -98,7 +92,7 @@ class LeakyReLU(_Activation):
 
     @staticmethod
     def parameters(negative_slope=0.01):
-        return (_number("leaky_relu", "negative_slope", negative_slope),)
+        return (float(check_number("leaky_relu", "negative_slope", negative_slope, finite=False)),)
 
     @staticmethod
     def sample_attrs(rng):
@@ -116,7 +110,7 @@ class ELU(_Activation):
 
     @staticmethod
     def parameters(alpha=1.0):
-        return (_number("elu", "alpha", alpha),)
+        return (float(check_number("elu", "alpha", alpha, finite=False)),)
 
     @staticmethod
     def sample_attrs(rng):
@@ -154,10 +148,10 @@ class Softplus(_Activation):
 
     @staticmethod
     def parameters(beta=1.0, threshold=20.0):
-        beta = _number("softplus", "beta", beta)
+        beta = float(check_number("softplus", "beta", beta, finite=False))
         if beta == 0:
             raise ValueError("softplus: beta must not be 0")
-        return beta, _number("softplus", "threshold", threshold)
+        return beta, float(check_number("softplus", "threshold", threshold, finite=False))
 
     @staticmethod
     def sample_attrs(rng):
@@ -178,8 +172,8 @@ class Hardtanh(_Activation):
     @staticmethod
     def parameters(min_val=-1.0, max_val=1.0):
         min_val, max_val = (
-            _number("hardtanh", "min_val", min_val),
-            _number("hardtanh", "max_val", max_val),
+            float(check_number("hardtanh", "min_val", min_val, finite=False)),
+            float(check_number("hardtanh", "max_val", max_val, finite=False)),
         )
         if not min_val < max_val:
             raise ValueError(f"hardtanh: min_val ({min_val}) must be below max_val ({max_val})")

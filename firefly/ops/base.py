@@ -1,5 +1,9 @@
 """The contract every op follows, built-in or plugin: ``Op`` and the ``Context`` it saves into."""
 
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
 import numpy as np
 
 
@@ -17,6 +21,44 @@ def describe(arrays):
 def declared_kernels(kernels):
     """An op's ``forward_kernel`` or ``backward_kernel`` as a tuple: one kernel, or several."""
     return kernels if isinstance(kernels, tuple) else (kernels,)
+
+
+def _op_classes():
+    found, todo = [], [Op]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+@contextlib.contextmanager
+def substituted_kernels(substitute: Callable[[Any], Any]) -> Iterator[None]:
+    """Hook point: inside the block, each kernel that an Op class (built-in or plugin) declares
+    in its own ``forward_kernel``/``backward_kernel`` is replaced by ``substitute(kernel)``
+    (kept when that returns the kernel itself); the declarations are restored on exit.
+
+    Ops reach kernels only through these attributes (the op contract, which ``check_op``
+    proves), so this sees every kernel call and costs nothing outside the block.
+    ``firefly.compile`` records a step's kernel calls through it. Not thread-safe: the
+    substitution is visible to every thread while the block runs."""
+    undo = []
+    try:
+        for cls in _op_classes():
+            for attr in ("forward_kernel", "backward_kernel"):
+                value = cls.__dict__.get(attr)
+                if value is None:
+                    continue
+                if isinstance(value, tuple):
+                    replaced = tuple(substitute(k) for k in value)
+                else:
+                    replaced = substitute(value)
+                undo.append((cls, attr, value))
+                setattr(cls, attr, replaced)
+        yield
+    finally:
+        for cls, attr, value in reversed(undo):
+            setattr(cls, attr, value)
 
 
 class Context:

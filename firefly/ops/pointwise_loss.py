@@ -7,8 +7,6 @@ or "none"; one kernel computes the losses and their reduction, one kernel both g
 ``weight`` and ``pos_weight`` (binary cross-entropy) are attributes that broadcast to the input.
 """
 
-import numbers
-
 import numpy as np
 
 from firefly.kernels import pointwise_loss as K
@@ -16,23 +14,14 @@ from firefly.ops.base import Op
 from firefly.ops.families import select
 from firefly.ops.loss import REDUCTIONS, check_reduction, reduce_losses
 from firefly.ops.registry import register
-
-
-def _positive_number(name, arg, value, allow_zero):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not (value >= 0 if allow_zero else value > 0)
-    ):
-        kind = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{name}: {arg} must be a {kind} number, got {value!r}")
-    return float(value)
+from firefly.validation import check_number
 
 
 def _only_number_attr(name, arg, attrs, allow_zero):
-    """The op's one attribute ``arg`` (default 1.0), checked by ``_positive_number``; any other
-    attribute is refused."""
-    value = _positive_number(name, arg, attrs.pop(arg, 1.0), allow_zero)
+    """The op's one attribute ``arg`` (default 1.0), a number >= 0 (> 0 unless ``allow_zero``);
+    any other attribute is refused."""
+    value = attrs.pop(arg, 1.0)
+    value = float(check_number(name, arg, value, minimum=0.0, minimum_open=not allow_zero))
     if attrs:
         raise TypeError(f"{name}: unexpected arguments {sorted(attrs)}")
     return value

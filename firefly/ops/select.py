@@ -8,6 +8,7 @@ import operator
 
 import numpy as np
 
+from firefly.dtypes import is_float_dtype
 from firefly.kernels import select as K
 from firefly.kernels.reduce import sum_forward
 from firefly.kernels.shape import copy_flat, gather_strided
@@ -144,7 +145,7 @@ class Cast(Op):
     @classmethod
     def forward(cls, ctx, x, dtype=None):
         dtype = np.dtype(x.dtype if dtype is None else dtype)
-        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        if not is_float_dtype(dtype):
             raise ctx.error(f"dtype must be float32 or float64, got {dtype}", x, kind=TypeError)
         out = np.empty(x.shape, dtype=dtype)
         cls.forward_kernel(x.reshape(-1), out.reshape(-1))

@@ -1,7 +1,9 @@
 """Adagrad, with PyTorch's learning-rate decay, initial accumulator and weight decay."""
 
-from firefly.kernels.optim import adagrad_step
-from firefly.optim.optimizer import FusedOptimizer, check_flag, check_float
+import numpy as np
+
+from firefly.kernels.optim import decayed_gradient
+from firefly.optim.optimizer import Flag, FusedOptimizer, Number, State
 
 
 class Adagrad(FusedOptimizer):
@@ -14,63 +16,39 @@ class Adagrad(FusedOptimizer):
     ``initial_accumulator_value``, and a parameter without a gradient is skipped.
     """
 
-    _state_names = ("sum",)
-    _min_saved_step = 0
+    hyperparameters = dict(
+        lr=Number(1e-2, minimum=0.0),
+        lr_decay=Number(0.0, minimum=0.0),
+        weight_decay=Number(0.0, minimum=0.0),
+        initial_accumulator_value=Number(0.0, minimum=0.0),
+        eps=Number(1e-10, minimum=0.0),
+        maximize=Flag(False, keyword_only=True),
+    )
+    state_buffers = (State("sum", initial="initial_accumulator_value"),)
+    coefficients = ("clr", "weight_decay", "eps")  # clr = lr / (1 + (t - 1) * lr_decay)
+    flags = ("maximize",)
 
-    def __init__(
-        self,
-        params,
-        lr=1e-2,
-        lr_decay=0.0,
-        weight_decay=0.0,
-        initial_accumulator_value=0.0,
-        eps=1e-10,
-        *,
-        maximize=False,
-    ):
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                lr_decay=lr_decay,
-                weight_decay=weight_decay,
-                initial_accumulator_value=initial_accumulator_value,
-                eps=eps,
-                maximize=maximize,
-            ),
+    def fields(self, group, step, split):
+        return self.Fields(
+            clr=group["lr"] / (1.0 + step * group["lr_decay"]),
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=group["maximize"],
         )
 
-    def _check_group(self, group):
-        owner = self._owner
-        return dict(
-            lr=check_float(owner, "lr", group["lr"], minimum=0.0),
-            lr_decay=check_float(owner, "lr_decay", group["lr_decay"], minimum=0.0),
-            weight_decay=check_float(owner, "weight_decay", group["weight_decay"], minimum=0.0),
-            initial_accumulator_value=check_float(
-                owner, "initial_accumulator_value", group["initial_accumulator_value"], minimum=0.0
-            ),
-            eps=check_float(owner, "eps", group["eps"], minimum=0.0),
-            maximize=check_flag(owner, "maximize", group["maximize"]),
+    @staticmethod
+    def update(fields, grad, states, start, stop, param):
+        (state_sum,) = states
+        state_sum = state_sum[start:stop]
+        clr, weight_decay, eps, maximize = (
+            fields.clr,
+            fields.weight_decay,
+            fields.eps,
+            fields.maximize,
         )
-
-    def _init_state(self):
-        for buf in self._buffers:
-            state_sum = buf.buffer("sum")
-            for group_index, first, end in buf.segments:
-                state_sum[buf.elements(first, end)] = self.param_groups[group_index][
-                    "initial_accumulator_value"
-                ]
-            buf.live["sum"][:] = True
-
-    def _update(self, buf, runs):
-        coefficients = [
-            (g["lr"] / (1.0 + step * g["lr_decay"]), g["weight_decay"], g["eps"])
-            for _, _, step, _, g in runs
-        ]
-        flags = [(g["maximize"],) for *_, g in runs]
-        adagrad_step(
-            buf.grads,
-            *self._run_arrays(buf, runs, coefficients, flags),
-            buf.buffer("sum"),
-            buf.values,
-        )
+        for i in range(grad.size):
+            p = param[i]
+            g = decayed_gradient(grad[i], p, weight_decay, maximize)
+            s = state_sum[i] + g * g
+            state_sum[i] = s
+            param[i] = p - clr * (g / (np.sqrt(s) + eps))

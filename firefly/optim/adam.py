@@ -2,24 +2,10 @@
 
 import math
 
-from firefly.kernels.optim import adam_step
-from firefly.optim.optimizer import FusedOptimizer, check_flag, check_float
+import numpy as np
 
-
-def check_betas(owner, betas):
-    try:
-        beta1, beta2 = betas
-    except (TypeError, ValueError):
-        raise ValueError(f"{owner}: betas must be a pair (beta1, beta2), got {betas!r}") from None
-    checked = []
-    for position, beta in enumerate((beta1, beta2)):
-        beta = check_float(owner, f"betas[{position}]", beta, minimum=0.0)
-        if beta >= 1.0:
-            raise ValueError(
-                f"{owner}: invalid betas[{position}] value {beta}; it must be in [0, 1)"
-            )
-        checked.append(beta)
-    return tuple(checked)
+from firefly.kernels.optim import decayed_gradient
+from firefly.optim.optimizer import Flag, FusedOptimizer, Number, Pair, State
 
 
 class Adam(FusedOptimizer):
@@ -35,85 +21,89 @@ class Adam(FusedOptimizer):
     value, moments and step count stay as they are.
     """
 
-    _state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
+    hyperparameters = dict(
+        lr=Number(1e-3, minimum=0.0),
+        betas=Pair((0.9, 0.999), Number(0.9, minimum=0.0, below=1.0)),
+        eps=Number(1e-8, minimum=0.0),
+        weight_decay=Number(0.0, minimum=0.0),
+        amsgrad=Flag(False),
+        maximize=Flag(False, keyword_only=True),
+    )
+    state_buffers = (
+        State("exp_avg"),
+        State("exp_avg_sq"),
+        State("max_exp_avg_sq", used=lambda group: group["amsgrad"]),
+    )
+    # step_size = lr / (1 - beta1**t); torch divides by sqrt(1 - beta2**t): a multiplication
+    # by its inverse instead of a second division per element made the float32 step 25%
+    # faster, for a rounding difference of an ulp. weight_decay is Adam's L2 term added to the
+    # gradient (0 for AdamW), param_scale AdamW's decoupled decay 1 - lr * weight_decay (1 for
+    # Adam).
+    coefficients = (
+        "step_size",
+        "inverse_bias_correction2_sqrt",
+        "beta1",
+        "one_minus_beta1",
+        "beta2",
+        "one_minus_beta2",
+        "eps",
+        "weight_decay",
+        "param_scale",
+    )
+    flags = ("maximize", "amsgrad")
     _decoupled_weight_decay = False
 
-    def __init__(
-        self,
-        params,
-        lr=1e-3,
-        betas=(0.9, 0.999),
-        eps=1e-8,
-        weight_decay=0.0,
-        amsgrad=False,
-        *,
-        maximize=False,
-    ):
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                betas=betas,
-                eps=eps,
-                weight_decay=weight_decay,
-                amsgrad=amsgrad,
-                maximize=maximize,
-            ),
+    def fields(self, group, step, split):
+        lr, weight_decay = group["lr"], group["weight_decay"]
+        beta1, beta2 = group["betas"]
+        t = step + 1
+        decoupled = self._decoupled_weight_decay
+        return self.Fields(
+            step_size=lr / (1.0 - beta1**t),
+            inverse_bias_correction2_sqrt=1.0 / math.sqrt(1.0 - beta2**t),
+            beta1=beta1,
+            one_minus_beta1=1.0 - beta1,
+            beta2=beta2,
+            one_minus_beta2=1.0 - beta2,
+            eps=group["eps"],
+            weight_decay=0.0 if decoupled else weight_decay,
+            param_scale=1.0 - lr * weight_decay if decoupled else 1.0,
+            maximize=group["maximize"],
+            amsgrad=group["amsgrad"],
         )
 
-    def _check_group(self, group):
-        owner = self._owner
-        return dict(
-            lr=check_float(owner, "lr", group["lr"], minimum=0.0),
-            betas=check_betas(owner, group["betas"]),
-            eps=check_float(owner, "eps", group["eps"], minimum=0.0),
-            weight_decay=check_float(owner, "weight_decay", group["weight_decay"], minimum=0.0),
-            amsgrad=check_flag(owner, "amsgrad", group["amsgrad"]),
-            maximize=check_flag(owner, "maximize", group["maximize"]),
-        )
-
-    def _update(self, buf, runs):
-        # Every coefficient is computed in Python floats, then rounded once to the buffer's
-        # dtype (see firefly.kernels.optim).
-        coefficients, flags = [], []
-        for _, _, step, _, group in runs:
-            lr, weight_decay = group["lr"], group["weight_decay"]
-            beta1, beta2 = group["betas"]
-            t = step + 1
-            if self._decoupled_weight_decay:
-                l2_weight_decay, param_scale = 0.0, 1.0 - lr * weight_decay
-            else:
-                l2_weight_decay, param_scale = weight_decay, 1.0
-            coefficients.append(
-                (
-                    lr / (1.0 - beta1**t),
-                    1.0 / math.sqrt(1.0 - beta2**t),
-                    beta1,
-                    1.0 - beta1,
-                    beta2,
-                    1.0 - beta2,
-                    group["eps"],
-                    l2_weight_decay,
-                    param_scale,
-                )
-            )
-            flags.append((group["maximize"], group["amsgrad"]))
-        amsgrad = any(f[1] for f in flags)
-        # Read and written only by amsgrad runs; an empty array when there are none.
-        max_exp_avg_sq = buf.buffer("max_exp_avg_sq") if amsgrad else buf.values[:0]
-        adam_step(
-            buf.grads,
-            *self._run_arrays(buf, runs, coefficients, flags),
-            buf.buffer("exp_avg"),
-            buf.buffer("exp_avg_sq"),
-            max_exp_avg_sq,
-            buf.values,
-        )
-        for (_, members, *_), (_, run_amsgrad) in zip(runs, flags):
-            buf.live["exp_avg"][members] = True
-            buf.live["exp_avg_sq"][members] = True
-            if run_amsgrad:
-                buf.live["max_exp_avg_sq"][members] = True
+    @staticmethod
+    def update(fields, grad, states, start, stop, param):
+        exp_avg, exp_avg_sq, max_exp_avg_sq = states
+        exp_avg, exp_avg_sq = exp_avg[start:stop], exp_avg_sq[start:stop]
+        step_size, correction = fields.step_size, fields.inverse_bias_correction2_sqrt
+        beta1, one_minus_beta1 = fields.beta1, fields.one_minus_beta1
+        beta2, one_minus_beta2 = fields.beta2, fields.one_minus_beta2
+        eps, weight_decay, param_scale = fields.eps, fields.weight_decay, fields.param_scale
+        maximize = fields.maximize
+        if fields.amsgrad:
+            largest_v = max_exp_avg_sq[start:stop]
+            for i in range(grad.size):
+                p = param_scale * param[i]
+                g = decayed_gradient(grad[i], p, weight_decay, maximize)
+                m = beta1 * exp_avg[i] + one_minus_beta1 * g
+                v = beta2 * exp_avg_sq[i] + one_minus_beta2 * (g * g)
+                exp_avg[i] = m
+                exp_avg_sq[i] = v
+                largest = largest_v[i]
+                if v < largest:  # a NaN v stays NaN, as in torch.maximum
+                    v = largest
+                largest_v[i] = v
+                param[i] = p - step_size * (m / (np.sqrt(v) * correction + eps))
+        else:
+            for i in range(grad.size):
+                p = param_scale * param[i]
+                g = decayed_gradient(grad[i], p, weight_decay, maximize)
+                m = beta1 * exp_avg[i] + one_minus_beta1 * g
+                v = beta2 * exp_avg_sq[i] + one_minus_beta2 * (g * g)
+                exp_avg[i] = m
+                exp_avg_sq[i] = v
+                param[i] = p - step_size * (m / (np.sqrt(v) * correction + eps))
 
 
 class AdamW(Adam):
@@ -123,25 +113,5 @@ class AdamW(Adam):
     parameter by (1 - lr * weight_decay), and the gradient gets no L2 term.
     """
 
+    hyperparameters = dict(Adam.hyperparameters, weight_decay=Number(1e-2, minimum=0.0))
     _decoupled_weight_decay = True
-
-    def __init__(
-        self,
-        params,
-        lr=1e-3,
-        betas=(0.9, 0.999),
-        eps=1e-8,
-        weight_decay=1e-2,
-        amsgrad=False,
-        *,
-        maximize=False,
-    ):
-        super().__init__(
-            params,
-            lr=lr,
-            betas=betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            amsgrad=amsgrad,
-            maximize=maximize,
-        )

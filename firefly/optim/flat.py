@@ -82,6 +82,7 @@ class FlatBuffer:
             self.grad_tensors.append(Tensor._wrap(self.view(self.grads, k)))
         self.state = {}
         self.live = {}
+        self.live_complete = set()  # names whose ``live`` is all True (it only ever grows)
         self.steps = np.zeros(len(self.members), np.int64)
         _by_grad_buffer[id(_owner(self.grads))] = self
 

@@ -15,6 +15,7 @@ from bisect import bisect_right
 from collections import Counter
 
 from firefly.optim.optimizer import Optimizer
+from firefly.validation import check_number
 
 __all__ = [
     "LRScheduler",
@@ -33,18 +34,6 @@ __all__ = [
     "OneCycleLR",
     "CosineAnnealingWarmRestarts",
 ]
-
-
-def _number(owner, name, value, minimum=None, maximum=None, minimum_open=False):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ValueError(f"{owner}: {name} must be a finite number, got {value!r}")
-    if minimum is not None and (value < minimum or (minimum_open and value == minimum)):
-        raise ValueError(
-            f"{owner}: {name} must be {'>' if minimum_open else '>='} {minimum}, got {value!r}"
-        )
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{owner}: {name} must be <= {maximum}, got {value!r}")
-    return value
 
 
 def _integer(owner, name, value, minimum):
@@ -212,7 +201,7 @@ class StepLR(LRScheduler):
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
         self.step_size = _integer("StepLR", "step_size", step_size, 1)
-        self.gamma = _number("StepLR", "gamma", gamma, minimum=0.0)
+        self.gamma = check_number("StepLR", "gamma", gamma, minimum=0.0)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -239,7 +228,7 @@ class MultiStepLR(LRScheduler):
         for m in milestones:
             _integer("MultiStepLR", "each milestone", m, 0)
         self.milestones = Counter(int(m) for m in milestones)
-        self.gamma = _number("MultiStepLR", "gamma", gamma, minimum=0.0)
+        self.gamma = check_number("MultiStepLR", "gamma", gamma, minimum=0.0)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -268,7 +257,7 @@ class ConstantLR(LRScheduler):
     first total_iters epochs, then lr."""
 
     def __init__(self, optimizer, factor=1.0 / 3, total_iters=5, last_epoch=-1):
-        self.factor = _number("ConstantLR", "factor", factor, minimum=0.0, maximum=1.0)
+        self.factor = check_number("ConstantLR", "factor", factor, minimum=0.0, maximum=1.0)
         self.total_iters = _integer("ConstantLR", "total_iters", total_iters, 0)
         super().__init__(optimizer, last_epoch)
 
@@ -293,10 +282,12 @@ class LinearLR(LRScheduler):
     def __init__(
         self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1
     ):
-        self.start_factor = _number(
+        self.start_factor = check_number(
             "LinearLR", "start_factor", start_factor, minimum=0.0, maximum=1.0, minimum_open=True
         )
-        self.end_factor = _number("LinearLR", "end_factor", end_factor, minimum=0.0, maximum=1.0)
+        self.end_factor = check_number(
+            "LinearLR", "end_factor", end_factor, minimum=0.0, maximum=1.0
+        )
         self.total_iters = _integer("LinearLR", "total_iters", total_iters, 1)
         super().__init__(optimizer, last_epoch)
 
@@ -328,7 +319,7 @@ class ExponentialLR(LRScheduler):
     """``ExponentialLR(optimizer, gamma, last_epoch=-1)``: lr *= gamma every epoch."""
 
     def __init__(self, optimizer, gamma, last_epoch=-1):
-        self.gamma = _number("ExponentialLR", "gamma", gamma, minimum=0.0)
+        self.gamma = check_number("ExponentialLR", "gamma", gamma, minimum=0.0)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -346,7 +337,7 @@ class PolynomialLR(LRScheduler):
 
     def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
         self.total_iters = _integer("PolynomialLR", "total_iters", total_iters, 1)
-        self.power = _number("PolynomialLR", "power", power)
+        self.power = check_number("PolynomialLR", "power", power)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -372,8 +363,10 @@ class CosineAnnealingLR(LRScheduler):
     PyTorch's recursive form."""
 
     def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
-        self.T_max = _number("CosineAnnealingLR", "T_max", T_max, minimum=0.0, minimum_open=True)
-        self.eta_min = _number("CosineAnnealingLR", "eta_min", eta_min)
+        self.T_max = check_number(
+            "CosineAnnealingLR", "T_max", T_max, minimum=0.0, minimum_open=True
+        )
+        self.eta_min = check_number("CosineAnnealingLR", "eta_min", eta_min)
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
@@ -529,7 +522,7 @@ class ReduceLROnPlateau(LRScheduler):
         owner = "ReduceLROnPlateau"
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{owner}: {type(optimizer).__name__} is not a firefly optimizer")
-        self.factor = _number(owner, "factor", factor, minimum=0.0)
+        self.factor = check_number(owner, "factor", factor, minimum=0.0)
         if self.factor >= 1.0:
             raise ValueError(f"{owner}: factor must be < 1.0, got {factor!r}")
         self.optimizer = optimizer
@@ -540,16 +533,16 @@ class ReduceLROnPlateau(LRScheduler):
                     f"group), got {len(min_lr)}"
                 )
             self.default_min_lr = None
-            self.min_lrs = [_number(owner, "min_lr", m, minimum=0.0) for m in min_lr]
+            self.min_lrs = [check_number(owner, "min_lr", m, minimum=0.0) for m in min_lr]
         else:
-            self.default_min_lr = _number(owner, "min_lr", min_lr, minimum=0.0)
+            self.default_min_lr = check_number(owner, "min_lr", min_lr, minimum=0.0)
             self.min_lrs = [min_lr] * len(optimizer.param_groups)
         self.patience = _integer(owner, "patience", patience, 0)
         self.cooldown = _integer(owner, "cooldown", cooldown, 0)
-        self.eps = _number(owner, "eps", eps, minimum=0.0)
+        self.eps = check_number(owner, "eps", eps, minimum=0.0)
         self.last_epoch = 0
         self._last_lr = self._current_lrs()
-        self._init_is_better(mode, _number(owner, "threshold", threshold), threshold_mode)
+        self._init_is_better(mode, check_number(owner, "threshold", threshold), threshold_mode)
         self._reset()
 
     def _init_is_better(self, mode, threshold, threshold_mode):
@@ -652,14 +645,14 @@ class OneCycleLR(LRScheduler):
             )
         else:
             raise ValueError(f"{owner}: give either total_steps, or epochs and steps_per_epoch")
-        pct_start = _number(owner, "pct_start", pct_start, minimum=0.0, maximum=1.0)
+        pct_start = check_number(owner, "pct_start", pct_start, minimum=0.0, maximum=1.0)
         if anneal_strategy not in ("cos", "linear"):
             raise ValueError(
                 f"{owner}: anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}"
             )
         self._anneal_func_type = anneal_strategy
-        _number(owner, "div_factor", div_factor, minimum=0.0, minimum_open=True)
-        _number(owner, "final_div_factor", final_div_factor, minimum=0.0, minimum_open=True)
+        check_number(owner, "div_factor", div_factor, minimum=0.0, minimum_open=True)
+        check_number(owner, "final_div_factor", final_div_factor, minimum=0.0, minimum_open=True)
         if three_phase:
             self._schedule_phases = [
                 {
@@ -702,7 +695,7 @@ class OneCycleLR(LRScheduler):
                 },
             ]
         max_lrs = [
-            _number(owner, "max_lr", m, minimum=0.0)
+            check_number(owner, "max_lr", m, minimum=0.0)
             for m in _per_group(owner, "max_lr", optimizer, max_lr)
         ]
         if last_epoch == -1:
@@ -770,7 +763,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         self.T_0 = _integer(owner, "T_0", T_0, 1)
         self.T_i = self.T_0
         self.T_mult = _integer(owner, "T_mult", T_mult, 1)
-        self.eta_min = _number(owner, "eta_min", eta_min)
+        self.eta_min = check_number(owner, "eta_min", eta_min)
         self.T_cur = last_epoch
         super().__init__(optimizer, last_epoch)
 

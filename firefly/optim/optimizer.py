@@ -17,46 +17,36 @@ and ``step()`` is the subclass's to write.
 param groups.
 """
 
+import collections
 import functools
-import numbers
+import inspect
 
 import numpy as np
 
 from firefly import autograd, serialization
+from firefly.dtypes import is_float_dtype
+from firefly.kernels.optim import update_kernel
 from firefly.optim.flat import FlatBuffer
-from firefly.tensor import FLOAT_DTYPES, Tensor
+from firefly.optim.hyperparameters import Flag, Hyperparameter, Number, Pair, State
+from firefly.tensor import Tensor
+from firefly.validation import check_flag, check_float, is_real
+
+__all__ = [
+    "Optimizer",
+    "BaseOptimizer",
+    "FusedOptimizer",
+    "Number",
+    "Flag",
+    "Pair",
+    "State",
+    "check_flag",
+    "check_float",
+    "fused_optimizers",
+]
 
 # Keys that learning-rate schedulers add to param groups; a group passed in with them (a
 # resumed run's) is not refused for having unknown keys.
 SCHEDULER_KEYS = frozenset({"initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"})
-
-
-# ----------------------------------------------------------------------------- hyperparameters
-def _is_scalar(value):
-    return isinstance(value, numbers.Real) or (isinstance(value, np.ndarray) and value.ndim == 0)
-
-
-def check_float(owner, name, value, minimum=None):
-    """``value`` as a Python float; a ValueError that names ``name`` unless it is a finite number
-    (at least ``minimum`` when given)."""
-    if not _is_scalar(value) or isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{owner}: {name} must be a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not np.isfinite(value) or (minimum is not None and value < minimum):
-        bound = f" >= {minimum}" if minimum is not None else ""
-        raise ValueError(
-            f"{owner}: invalid {name} value {value}; {name} must be a finite number{bound}"
-        )
-    return value
-
-
-def check_flag(owner, name, value):
-    """``value`` as a bool; a TypeError unless it is a bool (a string like "False" is refused)."""
-    if isinstance(value, (bool, np.bool_)) or (
-        isinstance(value, np.ndarray) and value.shape == () and value.dtype == bool
-    ):
-        return bool(value)
-    raise TypeError(f"{owner}: {name} must be True or False, got {type(value).__name__} {value!r}")
 
 
 # ----------------------------------------------------------------------------- hooks
@@ -411,17 +401,71 @@ BaseOptimizer = Optimizer
 
 
 # ----------------------------------------------------------------------------- FusedOptimizer
+_registry = {}  # "module.QualName" -> every FusedOptimizer subclass that declares itself
+
+
+def fused_optimizers() -> dict[str, type["FusedOptimizer"]]:
+    """{"module.QualName": class} of every fused optimizer defined so far (firefly's own and any
+    subclass that declares hyperparameters or an update), in definition order: what
+    ``warmup`` compiles (firefly's own). Keyed by the qualified name, so that a user's class
+    named like a built-in one does not hide it."""
+    return dict(_registry)
+
+
+def _generated_init(cls):
+    """An ``__init__(self, params, <hyperparameters>)`` with the declared defaults, in the
+    declared order (keyword-only where declared), passing them on as the optimizer's defaults."""
+    kinds = inspect.Parameter
+    signature = inspect.Signature(
+        [
+            kinds("self", kinds.POSITIONAL_OR_KEYWORD),
+            kinds("params", kinds.POSITIONAL_OR_KEYWORD),
+            *(
+                kinds(
+                    name,
+                    kinds.KEYWORD_ONLY if h.keyword_only else kinds.POSITIONAL_OR_KEYWORD,
+                    default=h.default,
+                )
+                for name, h in cls.hyperparameters.items()
+            ),
+        ]
+    )
+    names = tuple(cls.hyperparameters)
+
+    def __init__(self, params, *args, **kwargs):
+        try:
+            bound = signature.bind(self, params, *args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{type(self).__name__}(): {exc}") from None
+        bound.apply_defaults()
+        FusedOptimizer.__init__(self, params, {name: bound.arguments[name] for name in names})
+
+    __init__.__signature__ = signature
+    __init__.__qualname__ = f"{cls.__qualname__}.__init__"
+    __init__.__doc__ = cls.__doc__
+    return __init__
+
+
 class FusedOptimizer(Optimizer):
     """Base of firefly's optimizers: flat per-dtype buffers, one kernel call per dtype with
-    per-run hyperparameters.
+    per-run hyperparameters. An optimizer declares (docs/writing-an-optimizer.md):
 
-    Subclasses pass their defaults to ``__init__``, validate a group's hyperparameters in
-    ``_check_group`` (the same message whether the bad value came from the constructor, a
-    group dict or ``param_groups[i][key] = value`` before a ``step()``) and apply the update
-    in ``_update``. Parameters that do not require grad (frozen) are packed but left alone. A
-    parameter that requires grad but has none at ``step()`` is skipped (PyTorch's behaviour)
-    unless ``_skips_missing_gradients`` is False, in which case ``step()`` raises before
-    updating anything.
+    - ``hyperparameters``: {name: ``Number``/``Flag``/``Pair``} in the constructor's order, with
+      defaults and bounds. The constructor ``Cls(params, <hyperparameters>)``, the check of
+      every param group (the same message whether the bad value came from the constructor, a
+      group dict or ``param_groups[i][key] = value`` before a ``step()``) and the unknown-key
+      check are generated from it; ``_check_relations`` adds checks between hyperparameters.
+    - ``state_buffers``: its flat state buffers (``State``), in the order the kernel receives them.
+    - ``coefficients`` and ``flags``: the names of the fields its kernel reads per run, in the
+      buffers' dtype and bool, in that order; ``fields(group, step, split)`` computes them for
+      one run (as ``self.Fields(name=value, ...)``) from the run's checked group and step count.
+    - ``update(fields, grad, states, start, stop, param)``: the per-run update, specialised into
+      the fused update kernel (``firefly.kernels.optim.update_kernel``) with ``cost``.
+
+    Parameters that do not require grad (frozen) are packed but left alone. A parameter that
+    requires grad but has none at ``step()`` is skipped (PyTorch's behaviour) unless
+    ``_skips_missing_gradients`` is False, in which case ``step()`` raises before updating
+    anything.
 
     Gradients set another way than through the installed views (``.grad`` replaced, or set to
     None and recomputed by backward) and parameter arrays replaced behind the optimizer's back
@@ -429,9 +473,33 @@ class FusedOptimizer(Optimizer):
     result is the same, one copy slower.
     """
 
-    _state_names = ()  # the flat state buffers the subclass may keep, as named in state_dict
+    hyperparameters: dict[str, Hyperparameter] = {}
+    state_buffers: tuple[State, ...] = ()
+    coefficients: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+    cost = "transcendental"  # or "memory": firefly.kernels._jit.COSTS
     _skips_missing_gradients = True
-    _min_saved_step = 1  # Adagrad's state exists from construction, with step 0
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "hyperparameters" in cls.__dict__ and "__init__" not in cls.__dict__:
+            cls.__init__ = _generated_init(cls)
+        cls._state_names = tuple(state.name for state in cls.state_buffers)
+        # State that exists from construction is saved with step 0 (Adagrad's sums).
+        cls._min_saved_step = 0 if any(state.initial for state in cls.state_buffers) else 1
+        if "update" in cls.__dict__:
+            update = cls.__dict__["update"]
+            cls._kernel = staticmethod(
+                update_kernel(
+                    f"{cls.__name__.lower()}_step", getattr(update, "__func__", update), cls.cost
+                )
+            )
+            cls.Fields = collections.namedtuple(
+                f"{cls.__name__}Fields", (*cls.coefficients, *cls.flags)
+            )
+            cls._field_dtypes = {}
+        if "hyperparameters" in cls.__dict__ or "update" in cls.__dict__:
+            _registry[f"{cls.__module__}.{cls.__qualname__}"] = cls
 
     def __init__(self, params, defaults):
         self._buffers = None
@@ -443,7 +511,7 @@ class FusedOptimizer(Optimizer):
         return set(self.defaults)
 
     def _check_parameter(self, label, leaf):
-        if leaf.dtype not in FLOAT_DTYPES:
+        if not is_float_dtype(leaf.dtype):
             raise TypeError(f"{self._owner}: {label} must be float32 or float64")
 
     def add_param_group(self, param_group):
@@ -492,7 +560,16 @@ class FusedOptimizer(Optimizer):
                     buf.live[name][k] = True
 
     def _init_state(self):
-        """Allocate state that exists from construction (Adagrad's sums); none by default."""
+        """Allocate the state that exists from construction (``State(initial=...)``), filled
+        with each group's value of the hyperparameter it names."""
+        for state in self.state_buffers:
+            if state.initial is None:
+                continue
+            for buf in self._buffers:
+                flat = buf.buffer(state.name)
+                for group_index, first, end in buf.segments:
+                    flat[buf.elements(first, end)] = self.param_groups[group_index][state.initial]
+                buf.live[state.name][:] = True
 
     def _install(self, buf, k):
         try:
@@ -517,6 +594,18 @@ class FusedOptimizer(Optimizer):
         return carried
 
     # ------------------------------------------------------------------ hyperparameters
+    def _check_group(self, group):
+        owner = self._owner
+        checked = {
+            name: declared.check(owner, name, group[name])
+            for name, declared in self.hyperparameters.items()
+        }
+        self._check_relations(checked)
+        return checked
+
+    def _check_relations(self, checked):
+        """Raise ValueError when checked hyperparameters do not go together; none by default."""
+
     def _validated_groups(self):
         """Each group's checked hyperparameters; a group changed since its last check (by
         ``param_groups[i][key] = value`` or a scheduler) is checked again, with the
@@ -654,33 +743,62 @@ class FusedOptimizer(Optimizer):
         """A per-member flag that must be constant within a run, or None."""
         return None
 
-    def _update(self, buf, runs):
-        """Apply one update to ``buf`` (one kernel call): ``runs`` holds (element slice, member
-        slice, step, split flag, checked group) for each run of members to update, whose
-        parameters have had ``step`` updates so far."""
-        raise NotImplementedError
+    def fields(self, group, step, split):
+        """The kernel's fields for one run (``self.Fields(...)``): ``group`` is the run's checked
+        hyperparameters, ``step`` the number of updates its parameters have had, ``split`` its
+        ``_split_flags`` value (False when there are none)."""
+        raise NotImplementedError(f"{self._owner} declares no fields() for its kernel")
 
-    @staticmethod
-    def _run_arrays(buf, runs, coefficients, flags):
-        """The kernels' (runs, coefficients, flags) arrays: run bounds as int64, one row of
-        coefficients (Python floats, rounded once to the buffer's dtype) and of flags per run.
+    def _update(self, buf, runs):
+        """Apply one update to ``buf`` with one kernel call: ``runs`` holds (element slice,
+        member slice, step, split flag, checked group) for each run of members to update."""
+        fields = [self.fields(group, step, split) for _, _, step, split, group in runs]
+        states, users = [], []
+        for state in self.state_buffers:
+            if state.used is None:  # every run uses it
+                states.append(buf.buffer(state.name))
+                users.append(None)
+                continue
+            used = [bool(state.used(run[4])) for run in runs]
+            # A buffer no run uses stays unallocated; the kernel gets an empty array.
+            states.append(buf.buffer(state.name) if any(used) else buf.values[:0])
+            users.append(used)
+        self._kernel(buf.grads, *self._run_arrays(buf, runs, fields), tuple(states), buf.values)
+        # The runs' slots now hold state. Once every member's do, there is nothing to mark:
+        # a NumPy slice assignment per run and state is a good part of a small model's step.
+        for state, used in zip(self.state_buffers, users):
+            if state.name in buf.live_complete or (used is not None and not any(used)):
+                continue
+            live = buf.live[state.name]
+            for k, run in enumerate(runs):
+                if used is None or used[k]:
+                    live[run[1]] = True
+            if live.all():
+                buf.live_complete.add(state.name)
+
+    def _field_dtype(self, dtype):
+        """The kernel's structured ``fields`` dtype for buffers of ``dtype``: the coefficients
+        in that dtype, then the flags as bools, in their declared order."""
+        field_dtype = self._field_dtypes.get(dtype)
+        if field_dtype is None:
+            field_dtype = self._field_dtypes[dtype] = np.dtype(
+                [(name, dtype) for name in self.coefficients]
+                + [(name, bool) for name in self.flags]
+            )
+        return field_dtype
+
+    def _run_arrays(self, buf, runs, fields):
+        """The kernel's (runs, fields) arrays: run bounds as int64, and one row of fields per
+        run (coefficients given as Python floats, rounded once to the buffer's dtype).
 
         The last step's arrays are reused when their values are the same, as they are from one
         step to the next unless a hyperparameter, the set of trainable parameters or (Adam's
         bias corrections) the step count changed: building them costs more than the update of
         a small model. The kernels only read them."""
-        key = (
-            tuple([(elements.start, elements.stop) for elements, *_ in runs]),
-            tuple(coefficients),
-            tuple(flags),
-        )
+        key = (tuple([(elements.start, elements.stop) for elements, *_ in runs]), tuple(fields))
         if buf.last_run_arrays is not None and buf.last_run_arrays[0] == key:
             return buf.last_run_arrays[1]
-        arrays = (
-            np.array(key[0], np.int64),
-            np.array(coefficients, buf.dtype),
-            np.array(flags, bool),
-        )
+        arrays = (np.array(key[0], np.int64), np.array(fields, self._field_dtype(buf.dtype)))
         buf.last_run_arrays = key, arrays
         return arrays
 
@@ -736,7 +854,7 @@ class FusedOptimizer(Optimizer):
             step = entry.pop("step", None)
             if (
                 step is None
-                or not _is_scalar(step)
+                or not is_real(step)
                 or float(step) != int(step)
                 or int(step) < self._min_saved_step
             ):
@@ -780,4 +898,5 @@ class FusedOptimizer(Optimizer):
             buf.steps[:] = 0
             buf.state.clear()
             buf.live.clear()
+            buf.live_complete.clear()
         self._restore(carried)

@@ -1,7 +1,9 @@
 """RMSprop, with PyTorch's smoothing constant, momentum, centering and weight decay."""
 
-from firefly.kernels.optim import rmsprop_step
-from firefly.optim.optimizer import FusedOptimizer, check_flag, check_float
+import numpy as np
+
+from firefly.kernels.optim import decayed_gradient
+from firefly.optim.optimizer import Flag, FusedOptimizer, Number, State
 
 
 class RMSprop(FusedOptimizer):
@@ -15,65 +17,81 @@ class RMSprop(FusedOptimizer):
     gradient is skipped, as in PyTorch.
     """
 
-    _state_names = ("square_avg", "momentum_buffer", "grad_avg")
+    hyperparameters = dict(
+        lr=Number(1e-2, minimum=0.0),
+        alpha=Number(0.99, minimum=0.0),
+        eps=Number(1e-8, minimum=0.0),
+        weight_decay=Number(0.0, minimum=0.0),
+        momentum=Number(0.0, minimum=0.0),
+        centered=Flag(False),
+        maximize=Flag(False, keyword_only=True),
+    )
+    state_buffers = (
+        State("square_avg"),
+        State("momentum_buffer", used=lambda group: group["momentum"] != 0.0),
+        State("grad_avg", used=lambda group: group["centered"]),
+    )
+    coefficients = ("lr", "alpha", "one_minus_alpha", "eps", "weight_decay", "momentum")
+    flags = ("centered", "maximize")
 
-    def __init__(
-        self,
-        params,
-        lr=1e-2,
-        alpha=0.99,
-        eps=1e-8,
-        weight_decay=0.0,
-        momentum=0.0,
-        centered=False,
-        *,
-        maximize=False,
-    ):
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                alpha=alpha,
-                eps=eps,
-                weight_decay=weight_decay,
-                momentum=momentum,
-                centered=centered,
-                maximize=maximize,
-            ),
+    def fields(self, group, step, split):
+        return self.Fields(
+            lr=group["lr"],
+            alpha=group["alpha"],
+            one_minus_alpha=1.0 - group["alpha"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            momentum=group["momentum"],
+            centered=group["centered"],
+            maximize=group["maximize"],
         )
 
-    def _check_group(self, group):
-        owner = self._owner
-        return dict(
-            lr=check_float(owner, "lr", group["lr"], minimum=0.0),
-            alpha=check_float(owner, "alpha", group["alpha"], minimum=0.0),
-            eps=check_float(owner, "eps", group["eps"], minimum=0.0),
-            weight_decay=check_float(owner, "weight_decay", group["weight_decay"], minimum=0.0),
-            momentum=check_float(owner, "momentum", group["momentum"], minimum=0.0),
-            centered=check_flag(owner, "centered", group["centered"]),
-            maximize=check_flag(owner, "maximize", group["maximize"]),
-        )
-
-    def _update(self, buf, runs):
-        coefficients = [
-            (g["lr"], g["alpha"], 1.0 - g["alpha"], g["eps"], g["weight_decay"], g["momentum"])
-            for *_, g in runs
-        ]
-        flags = [(g["centered"], g["maximize"]) for *_, g in runs]
-        empty = buf.values[:0]
-        centered = [g["centered"] for *_, g in runs]
-        with_momentum = [g["momentum"] != 0.0 for *_, g in runs]
-        rmsprop_step(
-            buf.grads,
-            *self._run_arrays(buf, runs, coefficients, flags),
-            buf.buffer("square_avg"),
-            buf.buffer("grad_avg") if any(centered) else empty,
-            buf.buffer("momentum_buffer") if any(with_momentum) else empty,
-            buf.values,
-        )
-        for (_, members, *_), run_centered, momentum in zip(runs, centered, with_momentum):
-            buf.live["square_avg"][members] = True
-            if run_centered:
-                buf.live["grad_avg"][members] = True
-            if momentum:
-                buf.live["momentum_buffer"][members] = True
+    @staticmethod
+    def update(fields, grad, states, start, stop, param):
+        # d = g / (sqrt(v~) + eps), then param -= lr * d, or through the momentum buffer.
+        square_avg, momentum_buffer, grad_avg = states
+        square_avg = square_avg[start:stop]
+        lr, alpha, one_minus_alpha = fields.lr, fields.alpha, fields.one_minus_alpha
+        eps, weight_decay, momentum = fields.eps, fields.weight_decay, fields.momentum
+        maximize = fields.maximize
+        if fields.centered and momentum != 0.0:
+            average, buffer = grad_avg[start:stop], momentum_buffer[start:stop]
+            for i in range(grad.size):
+                p = param[i]
+                g = decayed_gradient(grad[i], p, weight_decay, maximize)
+                s = alpha * square_avg[i] + one_minus_alpha * (g * g)
+                square_avg[i] = s
+                a = average[i]
+                a = a + one_minus_alpha * (g - a)  # torch's lerp(grad_avg, g, 1 - alpha)
+                average[i] = a
+                b = momentum * buffer[i] + g / (np.sqrt(s - a * a) + eps)
+                buffer[i] = b
+                param[i] = p - lr * b
+        elif fields.centered:
+            average = grad_avg[start:stop]
+            for i in range(grad.size):
+                p = param[i]
+                g = decayed_gradient(grad[i], p, weight_decay, maximize)
+                s = alpha * square_avg[i] + one_minus_alpha * (g * g)
+                square_avg[i] = s
+                a = average[i]
+                a = a + one_minus_alpha * (g - a)
+                average[i] = a
+                param[i] = p - lr * (g / (np.sqrt(s - a * a) + eps))
+        elif momentum != 0.0:
+            buffer = momentum_buffer[start:stop]
+            for i in range(grad.size):
+                p = param[i]
+                g = decayed_gradient(grad[i], p, weight_decay, maximize)
+                s = alpha * square_avg[i] + one_minus_alpha * (g * g)
+                square_avg[i] = s
+                b = momentum * buffer[i] + g / (np.sqrt(s) + eps)
+                buffer[i] = b
+                param[i] = p - lr * b
+        else:
+            for i in range(grad.size):
+                p = param[i]
+                g = decayed_gradient(grad[i], p, weight_decay, maximize)
+                s = alpha * square_avg[i] + one_minus_alpha * (g * g)
+                square_avg[i] = s
+                param[i] = p - lr * (g / (np.sqrt(s) + eps))

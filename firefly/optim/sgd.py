@@ -1,7 +1,7 @@
 """Stochastic gradient descent, with PyTorch's momentum, dampening, Nesterov and weight decay."""
 
-from firefly.kernels.optim import sgd_step
-from firefly.optim.optimizer import FusedOptimizer, check_flag, check_float
+from firefly.kernels.optim import decayed_gradient
+from firefly.optim.optimizer import Flag, FusedOptimizer, Number, State
 
 
 class SGD(FusedOptimizer):
@@ -17,71 +17,69 @@ class SGD(FusedOptimizer):
     gradient makes ``step()`` raise ValueError("Parameter has no gradient. ...") naming it.
     """
 
-    _state_names = ("momentum_buffer",)
+    hyperparameters = dict(
+        lr=Number(0.01, minimum=0.0),
+        momentum=Number(0.0, minimum=0.0),
+        dampening=Number(0.0),
+        weight_decay=Number(0.0, minimum=0.0),
+        nesterov=Flag(False),
+        maximize=Flag(False, keyword_only=True),
+    )
+    state_buffers = (State("momentum_buffer", used=lambda group: group["momentum"] != 0.0),)
+    coefficients = ("lr", "weight_decay", "momentum", "one_minus_dampening")
+    flags = ("nesterov", "maximize", "first_step")
+    cost = "memory"
     _skips_missing_gradients = False
 
-    def __init__(
-        self,
-        params,
-        lr=0.01,
-        momentum=0.0,
-        dampening=0.0,
-        weight_decay=0.0,
-        nesterov=False,
-        *,
-        maximize=False,
-    ):
-        super().__init__(
-            params,
-            dict(
-                lr=lr,
-                momentum=momentum,
-                dampening=dampening,
-                weight_decay=weight_decay,
-                nesterov=nesterov,
-                maximize=maximize,
-            ),
-        )
-
-    def _check_group(self, group):
-        owner = self._owner
-        checked = dict(
-            lr=check_float(owner, "lr", group["lr"], minimum=0.0),
-            momentum=check_float(owner, "momentum", group["momentum"], minimum=0.0),
-            dampening=check_float(owner, "dampening", group["dampening"]),
-            weight_decay=check_float(owner, "weight_decay", group["weight_decay"], minimum=0.0),
-            nesterov=check_flag(owner, "nesterov", group["nesterov"]),
-            maximize=check_flag(owner, "maximize", group["maximize"]),
-        )
+    def _check_relations(self, checked):
         if checked["nesterov"] and (checked["momentum"] <= 0.0 or checked["dampening"] != 0.0):
             raise ValueError(
-                f"{owner}: nesterov=True requires momentum > 0 and dampening == 0, got "
+                f"{self._owner}: nesterov=True requires momentum > 0 and dampening == 0, got "
                 f"momentum={checked['momentum']} and dampening={checked['dampening']}"
             )
-        return checked
 
     def _split_flags(self, buf, group):
         # A run starts its momentum buffers either from the gradient or from the buffer:
         # parameters whose buffer exists and those whose buffer does not yet go to separate
         # runs.
-        return (
-            buf.live["momentum_buffer"]
-            if group["momentum"] != 0.0 and "momentum_buffer" in buf.live
-            else None
-        )
+        live = buf.live.get("momentum_buffer")
+        return live if group["momentum"] != 0.0 and live is not None else None
 
-    def _update(self, buf, runs):
-        with_momentum = [group["momentum"] != 0.0 for *_, group in runs]
-        momentum_buffer = buf.buffer("momentum_buffer") if any(with_momentum) else buf.values[:0]
+    def fields(self, group, step, has_buffer):
         # PyTorch starts the buffer as a copy of the gradient, also when momentum is switched
         # on after some steps without it: ``first_step`` is "no buffer yet".
-        arrays = self._run_arrays(
-            buf,
-            runs,
-            [(g["lr"], g["weight_decay"], g["momentum"], 1.0 - g["dampening"]) for *_, g in runs],
-            [(g["nesterov"], g["maximize"], not has_buffer) for _, _, _, has_buffer, g in runs],
+        return self.Fields(
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            momentum=group["momentum"],
+            one_minus_dampening=1.0 - group["dampening"],
+            nesterov=group["nesterov"],
+            maximize=group["maximize"],
+            first_step=not has_buffer,
         )
-        sgd_step(buf.grads, *arrays, momentum_buffer, buf.values)
-        for (_, members, *_), momentum in zip(runs, with_momentum):
-            if momentum:
-                buf.live["momentum_buffer"][members] = True
+
+    @staticmethod
+    def update(fields, grad, states, start, stop, param):
+        (momentum_buffer,) = states
+        lr, weight_decay, momentum = fields.lr, fields.weight_decay, fields.momentum
+        one_minus_dampening = fields.one_minus_dampening
+        nesterov, maximize = fields.nesterov, fields.maximize
+        if momentum == 0.0:
+            for i in range(grad.size):
+                p = param[i]
+                param[i] = p - lr * decayed_gradient(grad[i], p, weight_decay, maximize)
+        elif fields.first_step:
+            buffer = momentum_buffer[start:stop]
+            for i in range(grad.size):
+                p = param[i]
+                g = decayed_gradient(grad[i], p, weight_decay, maximize)
+                buffer[i] = g
+                param[i] = p - lr * (g + momentum * g if nesterov else g)
+        else:
+            buffer = momentum_buffer[start:stop]
+            for i in range(grad.size):
+                p = param[i]
+                g = decayed_gradient(grad[i], p, weight_decay, maximize)
+                b = momentum * buffer[i] + one_minus_dampening * g
+                buffer[i] = b
+                param[i] = p - lr * (g + momentum * b if nesterov else b)

@@ -1,0 +1,123 @@
+"""firefly's import graph, read from the source with ``ast``, has no cycle.
+
+What counts as an edge from module A to module B (the rules docs/architecture.md states):
+
+- every ``import``/``from ... import`` of a firefly module in A, at module level (also inside
+  ``if``/``try``/class bodies) and inside functions alike. A function-level import runs after
+  every module has loaded, so it cannot break import order; it still counts, because a cycle
+  through one is the same tangle of layers, only hidden (firefly has no such cycle, so the rule
+  costs nothing today);
+- ``from P import name`` is an edge to ``P.name`` when that is a module, else to ``P``;
+- importing ``P.Q.R`` also imports the packages ``P.Q``: those are edges too, except the root
+  ``firefly`` package, which is the public facade that imports every layer and which no module
+  inside firefly imports at module level (checked separately).
+"""
+
+import ast
+import pathlib
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def modules(root):
+    """{dotted module name: path} of every .py file of the package under ``root``."""
+    found = {}
+    for path in sorted((root / "firefly").rglob("*.py")):
+        parts = list(path.relative_to(root).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+def _imported(node, module, is_package, known):
+    """The firefly modules an Import/ImportFrom node names."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names if alias.name.split(".")[0] == "firefly"]
+    base = node.module or ""
+    if node.level:
+        parts = module.split(".")[: len(module.split(".")) - (0 if is_package else 1)]
+        parts = parts[: len(parts) - (node.level - 1)]
+        base = ".".join(parts + ([base] if base else []))
+    if base.split(".")[0] != "firefly":
+        return []
+    return [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
+
+
+def import_edges(root):
+    """{module: set of modules it imports}, and {module: lines importing the root package at
+    module level}, following the rules in this file's docstring."""
+    known = modules(root)
+    edges, root_imports = {}, {}
+    for module, path in known.items():
+        tree = ast.parse(path.read_text(), filename=str(path))
+        is_package = path.name == "__init__.py"
+        targets = set()
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                targets.update(_imported(node, module, is_package, known))
+        for node in tree.body:  # module level, outside functions
+            if isinstance(node, ast.Import) and any(a.name == "firefly" for a in node.names):
+                root_imports.setdefault(module, []).append(node.lineno)
+        closed = set()
+        for target in targets:
+            parts = target.split(".")
+            closed.update(".".join(parts[:k]) for k in range(2, len(parts) + 1))
+        edges[module] = {
+            t for t in closed if t in known and t != module and not module.startswith(t + ".")
+        }
+    return edges, root_imports
+
+
+def find_cycle(edges):
+    """One import cycle as a list of modules (first repeated last), or None."""
+    state = {}  # module -> "open" while on the path, "done" after
+    path = []
+
+    def visit(module):
+        state[module] = "open"
+        path.append(module)
+        for target in sorted(edges.get(module, ())):
+            if state.get(target) == "open":
+                return path[path.index(target) :] + [target]
+            if target not in state:
+                cycle = visit(target)
+                if cycle:
+                    return cycle
+        path.pop()
+        state[module] = "done"
+        return None
+
+    for module in sorted(edges):
+        if module not in state:
+            cycle = visit(module)
+            if cycle:
+                return cycle
+    return None
+
+
+def test_firefly_has_no_import_cycle():
+    edges, _ = import_edges(REPO)
+    assert len(edges) > 50  # the whole package was read
+    cycle = find_cycle(edges)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_no_module_imports_the_facade_at_module_level():
+    _, root_imports = import_edges(REPO)
+    assert root_imports == {}, f"`import firefly` at module level in {root_imports}"
+
+
+def test_the_checker_finds_cycles(tmp_path):
+    package = tmp_path / "firefly"
+    (package / "sub").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from firefly.sub import b\n")
+    (package / "sub" / "__init__.py").write_text("")
+    (package / "sub" / "b.py").write_text("def f():\n    from firefly import c\n")
+    (package / "c.py").write_text("import firefly.a\n")
+    edges, _ = import_edges(tmp_path)
+    assert edges["firefly.a"] == {"firefly.sub", "firefly.sub.b"}
+    assert find_cycle(edges) == ["firefly.a", "firefly.sub.b", "firefly.c", "firefly.a"]
+    (package / "c.py").write_text("import numpy\n")
+    assert find_cycle(import_edges(tmp_path)[0]) is None
