@@ -133,14 +133,14 @@ def info(args):
     print(f"numba          {numba.__version__}")
     print(f"python         {sys.version.split()[0]}")
     print(f"threading      {numba.threading_layer()} layer, {numba.get_num_threads()} threads")
-    if _jit.cache_enabled and _cache.root_is_writable():
+    if _cache.cache_enabled and _cache.root_is_writable():
         folder = _cache.cache_folder()
         print(
             f"kernel cache   {folder} ({_megabytes(_cache.folder_size(folder))}; all versions: "
             f"{_megabytes(_cache.folder_size(_cache.cache_root()))}; "
             "`python -m firefly cache clear` empties it)"
         )
-    elif _jit.cache_enabled:
+    elif _cache.cache_enabled:
         print(f"kernel cache   {_cache.cache_root()} is not writable: Numba's own folders are used")
     else:
         print(

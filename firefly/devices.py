@@ -40,6 +40,8 @@ class device:  # noqa: N801  (torch's name: firefly.device("cpu"))
     given (torch's CPU index is always 0)."""
 
     __slots__ = ("type", "index")
+    type: str
+    index: int | None
 
     def __init__(self, type: str | device, index: int | None = None) -> None:  # noqa: A002
         if isinstance(type, device):

@@ -1,4 +1,4 @@
-"""DLPack: ``from_dlpack(obj)`` and ``Tensor.__dlpack__``/``__dlpack_device__``, sharing memory
+"""DLPack: ``from_dlpack(obj)`` (``Tensor.__dlpack__``/``__dlpack_device__`` are the other way), sharing memory
 with NumPy, torch, JAX and any other DLPack producer or consumer on the CPU.
 
 A firefly tensor is always a C-contiguous, writeable ndarray (kernels are compiled for that
@@ -51,18 +51,3 @@ def from_dlpack(obj) -> Tensor:
     if not (array.flags.c_contiguous and array.flags.writeable):
         array = np.array(array, order="C")  # a writeable, contiguous copy
     return Tensor._wrap(array)
-
-
-def export(tensor: Tensor, stream=None, max_version=None, dl_device=None, copy=None):
-    """``Tensor.__dlpack__``: the capsule of the tensor's own array (no copy unless asked)."""
-    if tensor.requires_grad:
-        raise RuntimeError(
-            "__dlpack__: cannot export a tensor that requires grad (the consumer would not "
-            "record into firefly's graph); use tensor.detach()"
-        )
-    if dl_device is not None and tuple(dl_device)[0] != CPU:
-        raise BufferError(f"__dlpack__: firefly tensors are on the CPU, not on {dl_device}")
-    kwargs = {} if max_version is None else {"max_version": max_version}
-    if copy is not None:
-        kwargs["copy"] = copy
-    return tensor._data.__dlpack__(stream=stream, **kwargs)

@@ -47,7 +47,9 @@ class Generator:
 
     def seed(self) -> int:
         """Reseed from the operating system's entropy; returns the new seed."""
-        self.manual_seed(int(np.random.SeedSequence().entropy % 2**63))
+        entropy = np.random.SeedSequence().entropy
+        assert isinstance(entropy, int)  # None or a sequence only when passed in
+        self.manual_seed(entropy % 2**63)
         return self._seed
 
     def initial_seed(self) -> int:
@@ -106,7 +108,8 @@ def generator(source: Generator | None = None, owner: str = "generator") -> np.r
     if source is None:
         rng = default_generator._rng
         return rng if _draw_hook is None else _draw_hook(rng)
-    return checked(owner, source)._rng
+    checked(owner, source)
+    return source._rng
 
 
 def set_draw_hook(hook: Callable[[np.random.Generator], Any] | None) -> Callable | None:

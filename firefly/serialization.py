@@ -95,17 +95,11 @@ class _Encoder:
         return {"array": name}
 
     def encode(self, value, path):
-        from firefly.nn.parameter import Parameter  # nn imports this package's Tensor: import late
-
-        if isinstance(value, Parameter):
-            return self.add_array(value._data, path)
-        if isinstance(value, Tensor):
+        if isinstance(value, Tensor):  # a Parameter too
             return self.add_array(value._data, path)
         if isinstance(value, np.ndarray):
             return self.add_array(value, path)
-        if isinstance(
-            value, np.generic
-        ):  # a NumPy scalar keeps its dtype: stored 0-d, loaded as a scalar
+        if isinstance(value, np.generic):  # keeps its dtype: stored 0-d, loaded as a scalar
             return {"scalar": self.add_array(np.asarray(value), path)["array"]}
         if value is None or isinstance(value, (bool, str)):
             return value

@@ -301,11 +301,20 @@ class Tensor:
     to_numpy = numpy
 
     def __dlpack__(self, stream=None, max_version=None, dl_device=None, copy=None):
-        """A DLPack capsule of this tensor's memory (shared): ``torch.from_dlpack(t)`` and
-        ``np.from_dlpack(t)`` see and change the same numbers. See ``firefly.dlpack``."""
-        from firefly import dlpack  # dlpack wraps arrays in Tensors: import late
-
-        return dlpack.export(self, stream, max_version, dl_device, copy)
+        """A DLPack capsule of this tensor's memory (shared, no copy unless asked):
+        ``torch.from_dlpack(t)`` and ``np.from_dlpack(t)`` see and change the same numbers.
+        ``firefly.from_dlpack`` is the other direction."""
+        if self._requires_grad:
+            raise RuntimeError(
+                "__dlpack__: cannot export a tensor that requires grad (the consumer would not "
+                "record into firefly's graph); use tensor.detach()"
+            )
+        if dl_device is not None and tuple(dl_device)[0] != self.__dlpack_device__()[0]:
+            raise BufferError(f"__dlpack__: firefly tensors are on the CPU, not on {dl_device}")
+        kwargs = {} if max_version is None else {"max_version": max_version}
+        if copy is not None:
+            kwargs["copy"] = copy
+        return self._data.__dlpack__(stream=stream, **kwargs)
 
     def __dlpack_device__(self):
         return (1, 0)  # kDLCPU, device 0: firefly tensors live in CPU memory

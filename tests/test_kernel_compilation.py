@@ -153,8 +153,8 @@ FALLBACK_CHECK = (
     messages = [str(w.message) for w in caught if "not be cached" in str(w.message)]
     assert len(messages) == 1, [str(w.message) for w in caught]
     assert "NUMBA_CACHE_DIR" in messages[0]
-    from firefly.kernels import _jit
-    assert _jit.cache_enabled is False
+    from firefly.kernels import _cache
+    assert _cache.cache_enabled is False
 """
     + SMALL_WORKLOAD
 )

@@ -39,6 +39,24 @@ _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _warned = set()  # kinds of cache problem already reported in this process: one warning each
 
 
+cache_enabled = True  # False once no writable cache folder was found
+_cache_warning_issued = False
+
+
+def report_cache_disabled(reason):
+    """Compile without an on-disk cache from now on, saying so once."""
+    global _cache_warning_issued, cache_enabled
+    cache_enabled = False
+    if not _cache_warning_issued:
+        _cache_warning_issued = True
+        warnings.warn(
+            f"firefly: Numba kernels will not be cached on disk ({reason}). Set NUMBA_CACHE_DIR "
+            "to a writable folder to keep compiled kernels between runs.",
+            RuntimeWarning,
+            stacklevel=5,
+        )
+
+
 def _warn_once(kind: str, message: str) -> None:
     if kind not in _warned:
         _warned.add(kind)
@@ -269,9 +287,7 @@ class LazyKernelCache(caching._Cache):
             try:
                 self._cache = KernelCache(self._py_func)
             except RuntimeError as exc:  # no writable folder at all: compile every run
-                from firefly.kernels import _jit
-
-                _jit.report_cache_disabled(exc)
+                report_cache_disabled(exc)
                 self._cache = caching.NullCache()
         return self._cache
 

@@ -14,7 +14,6 @@ import sys
 import threading
 import time
 import types
-import warnings
 from collections.abc import Callable
 
 import numba
@@ -22,7 +21,13 @@ from numba import njit
 from numba.core import event
 from numba.core.registry import CPUDispatcher
 
-from firefly.kernels._cache import LazyKernelCache, _KernelCacheImpl, root_is_writable
+from firefly.kernels import _cache
+from firefly.kernels._cache import (
+    LazyKernelCache,
+    _KernelCacheImpl,
+    report_cache_disabled,
+    root_is_writable,
+)
 
 # Element counts from which the prange build of a kernel runs instead of the serial one.
 # In isolation, on a quiet 2-core machine, the parallel add first wins between 1e5 and 3e5
@@ -46,8 +51,6 @@ PARALLEL_MIN_TRANSCENDENTAL = 262_144
 if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & os.environ.keys():
     numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
 
-cache_enabled = True  # False once no writable cache folder was found
-_cache_warning_issued = False
 _first_kernel_checked = False
 _dispatchers = []  # every Numba dispatcher made here, for kernel_load_counts()
 _dispatcher_ids = set()
@@ -78,20 +81,6 @@ def _jit(fn, parallel, **extra_options):
     return dispatcher
 
 
-def report_cache_disabled(reason):
-    """Compile without an on-disk cache from now on, saying so once."""
-    global _cache_warning_issued, cache_enabled
-    cache_enabled = False
-    if not _cache_warning_issued:
-        _cache_warning_issued = True
-        warnings.warn(
-            f"firefly: Numba kernels will not be cached on disk ({reason}). Set NUMBA_CACHE_DIR "
-            "to a writable folder to keep compiled kernels between runs.",
-            RuntimeWarning,
-            stacklevel=5,
-        )
-
-
 def _compile_lazily(fn, parallel, **extra_options):
     global _first_kernel_checked
     dispatcher = njit(cache=False, error_model="numpy", parallel=parallel, **extra_options)(fn)
@@ -104,7 +93,7 @@ def _compile_lazily(fn, parallel, **extra_options):
                 _KernelCacheImpl(fn)  # Numba's own folders: the package's, then the user's
             except RuntimeError as exc:
                 report_cache_disabled(exc)
-    if cache_enabled:
+    if _cache.cache_enabled:
         dispatcher._cache = LazyKernelCache(fn)
     return dispatcher
 
@@ -162,18 +151,16 @@ class _CompileWatch(event.Listener):
 
 
 def _caller_name(dispatcher):
-    """The op (or optimizer) whose kernel is compiling: the nearest caller that is an Op class
-    or instance, else an optimizer, else the kernel's own name."""
-    from firefly.ops.base import Op
-
+    """The op (or optimizer) whose kernel is compiling: the nearest caller that is an op class
+    or instance, else an optimizer, else the kernel's own name. An op is recognised by its
+    ``name`` and ``forward_kernel`` attributes, since this layer does not import ops/."""
     frame = sys._getframe(2)
     while frame is not None:
         for local in ("cls", "op", "self"):
             value = frame.f_locals.get(local)
-            if isinstance(value, type) and issubclass(value, Op) and value.name:
-                return value.name
-            if isinstance(value, Op) and value.name:
-                return value.name
+            name = getattr(value, "name", None)
+            if isinstance(name, str) and name and hasattr(value, "forward_kernel"):
+                return name
             if type(value).__module__.startswith(("firefly.optim", "firefly.nn.optimizers")):
                 return type(value).__name__
         frame = frame.f_back
