@@ -15,10 +15,10 @@
 
 The numbers come from ``time.perf_counter`` inside the job on rank 0 (averaging: the median and
 the minimum over repeats, ranks aligned by a barrier before each, the minimum being the least
-disturbed by other processes; throughput: the mean over the timed steps) and are printed as tables and stored in the
-benchmark's ``extra_info``; pytest-benchmark's own time is the whole job's. Plain test runs
-(``--benchmark-disable``) run each job once with few repeats, as a smoke test. Run as a script
-under mpiexec, this file is the job itself.
+disturbed by other processes; throughput: the mean over the timed steps) and are printed as
+tables and stored in the benchmark's ``extra_info``; pytest-benchmark's own time is the whole
+job's. Plain test runs (``--benchmark-disable``) run each job once with few repeats, as a smoke
+test. Run as a script under mpiexec, this file is the job itself.
 """
 
 import importlib.util
@@ -65,17 +65,18 @@ def _averaging(repeats):
         averager = ddp._averagers[0]
         (bare,) = optimizer.flat_grads()  # every method works on this same buffer
 
-        def allreduce():
+        def allreduce(bare=bare):
             comm.Allreduce(MPI.IN_PLACE, bare, op=MPI.SUM)
 
-        def allreduce_mean():
+        def allreduce_mean(bare=bare):
             comm.Allreduce(MPI.IN_PLACE, bare, op=MPI.SUM)
             np.divide(bare, world, out=bare)
 
-        def ddp_average():
+        def ddp_average(averager=averager, optimizer=optimizer):
             averager.hook(optimizer, (), {})
 
-        def allreduce_step():  # DDP's hook is off (require_sync False) for this one
+        # DDP's hook is off (require_sync False) for this one
+        def allreduce_step(bare=bare, optimizer=optimizer):
             comm.Allreduce(MPI.IN_PLACE, bare, op=MPI.SUM)
             optimizer.step()
 
@@ -185,18 +186,21 @@ def test_gradient_averaging_against_bare_allreduce(benchmark):
     for statistic, which in (("median", 0), ("minimum", 1)):
         print(f"\ngradient averaging on 2 ranks, float32, {statistic} of {repeats} (ms):")
         print(
-            f"{'buffer':>16} {'values':>9} {'bare Allreduce':>15} {'+ mean':>8} {'DDP':>8} {'DDP/bare':>9} {'DDP/(bare+mean)':>16}"
+            f"{'buffer':>16} {'values':>9} {'bare Allreduce':>15} {'+ mean':>8} {'DDP':>8} "
+            f"{'DDP/bare':>9} {'DDP/(bare+mean)':>16}"
         )
         for name, r in results.items():
             bare, mean, ddp = (
                 r[m][which] for m in ("bare Allreduce", "bare Allreduce + mean", "DDP averaging")
             )
             print(
-                f"{name:>16} {r['values']:>9} {bare * 1e3:>15.3f} {mean * 1e3:>8.3f} {ddp * 1e3:>8.3f} "
+                f"{name:>16} {r['values']:>9} {bare * 1e3:>15.3f} {mean * 1e3:>8.3f} "
+                f"{ddp * 1e3:>8.3f} "
                 f"{ddp / bare:>9.2f} {ddp / mean:>16.2f}"
             )
         print(
-            f"within an SGD step: {'buffer':>16} {'bare Allreduce + step()':>24} {'DDP step()':>11} {'ratio':>6}"
+            f"within an SGD step: {'buffer':>16} {'bare Allreduce + step()':>24} "
+            f"{'DDP step()':>11} {'ratio':>6}"
         )
         for name, r in results.items():
             bare, ddp = r["bare Allreduce + step()"][which], r["DDP step()"][which]
@@ -213,12 +217,15 @@ def test_two_ranks_against_one_on_the_784_classifier(benchmark):
 
     one, two = benchmark.pedantic(both, rounds=1, iterations=1)
     print(
-        f"\n784-256-128-10 classifier, global batch {GLOBAL_BATCH}, SGD momentum, one thread per rank, mean of {steps} steps:"
+        f"\n784-256-128-10 classifier, global batch {GLOBAL_BATCH}, SGD momentum, "
+        f"one thread per rank, mean of {steps} steps:"
     )
     for r in (one, two):
         print(
-            f"  {r['world']} rank(s): {r['step_s'] * 1e3:.2f} ms/step, {GLOBAL_BATCH / r['step_s']:.0f} samples/s "
-            f"(median forward+backward {r['forward_backward_s'] * 1e3:.2f} ms, step() with averaging "
+            f"  {r['world']} rank(s): {r['step_s'] * 1e3:.2f} ms/step, "
+            f"{GLOBAL_BATCH / r['step_s']:.0f} samples/s "
+            f"(median forward+backward {r['forward_backward_s'] * 1e3:.2f} ms, "
+            "step() with averaging "
             f"{r['optimizer_step_s'] * 1e3:.2f} ms)"
         )
     print(f"  speed-up 2 ranks / 1 rank: {one['step_s'] / two['step_s']:.2f}x")

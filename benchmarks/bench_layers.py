@@ -164,8 +164,9 @@ def test_digits_cnn_training_step(benchmark, implementation):
 
 
 # ----------------------------------------------------------------------------- conv vs sgemm peak
-# Convolutions at the shapes of issue 17 (and batched matmul at attention's, below), each pass timed beside torch at one thread and at the
-# default count, and its GFLOP/s as a fraction of the sgemm peak measured in the same run
+# Convolutions at the shapes of issue 17 (and batched matmul at attention's, below), each pass
+# timed beside torch at one thread and at the default count, and its GFLOP/s as a fraction of
+# the sgemm peak measured in the same run
 # through the BLAS the kernels call (Numba's np.dot, SciPy's OpenBLAS). The passes: forward
 # without a graph; forward + backward to the weight only (the input needs no gradient);
 # forward + backward to the input as well. Module teardown prints the table (``-s`` shows it).

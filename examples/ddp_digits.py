@@ -67,7 +67,8 @@ def main(epochs=20, batch_size=64, seed=0):
         mean_loss = dist.all_reduce(np.array([total / len(loader)]), op="mean")[0]
         if rank == 0:
             print(
-                f"Epoch [{epoch + 1}/{epochs}], Loss: {mean_loss:.4f}, test accuracy: {accuracy(model, X_test, y_test):.1%}"
+                f"Epoch [{epoch + 1}/{epochs}], Loss: {mean_loss:.4f}, "
+                f"test accuracy: {accuracy(model, X_test, y_test):.1%}"
             )
     final = accuracy(model, X_test, y_test)
     if rank == 0:

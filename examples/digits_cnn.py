@@ -80,7 +80,8 @@ def train_torch(epochs=12, seed=0, batch_size=64, lr=3e-3, verbose=True):
             optimizer.step()
         if verbose:
             print(
-                f"torch epoch [{epoch + 1}/{epochs}], held-out accuracy: {100 * accuracy(X_test, y_test):.2f}%, "
+                f"torch epoch [{epoch + 1}/{epochs}], "
+                f"held-out accuracy: {100 * accuracy(X_test, y_test):.2f}%, "
                 f"time: {time.perf_counter() - t0:.2f} s"
             )
     return accuracy(X_test, y_test), time.perf_counter() - start

@@ -47,7 +47,8 @@ def train(epochs=30, seed=0, batch_size=64, lr=2e-3, verbose=True):
             print(
                 f"Epoch [{epoch + 1}/{epochs}], loss: {total / len(X_train):.4f}, train accuracy: "
                 f"{100 * accuracy(model, X_train, y_train):.2f}%, held-out accuracy: "
-                f"{100 * accuracy(model, X_test, y_test):.2f}%, time: {time.perf_counter() - t0:.3f} s"
+                f"{100 * accuracy(model, X_test, y_test):.2f}%, "
+                f"time: {time.perf_counter() - t0:.3f} s"
             )
     return accuracy(model, X_test, y_test), time.perf_counter() - start
 

@@ -28,7 +28,8 @@ def _regression_data(rng, n_samples, dtype):
 
 
 def _data_parallel(model, optimizer, inputs, targets):
-    """``demo --distributed``: DDP over MPI, each rank one share of the batch, only rank 0 prints."""
+    """``demo --distributed``: DDP over MPI, each rank one share of the batch, only rank 0
+    prints."""
     import firefly
     from firefly import distributed
 
@@ -38,7 +39,8 @@ def _data_parallel(model, optimizer, inputs, targets):
         sys.stdout = open(os.devnull, "w")
     rows = inputs.numpy()[rank::world]
     print(
-        f"data-parallel on {world} ranks over MPI: each rank trains on {len(rows)} of the {len(inputs)} rows; "
+        f"data-parallel on {world} ranks over MPI: "
+        f"each rank trains on {len(rows)} of the {len(inputs)} rows; "
         "losses are the whole batch's"
     )
     share = firefly.Tensor(rows), firefly.Tensor(targets.numpy()[rank::world])
@@ -103,7 +105,8 @@ def demo(args):
         else "kernels already in memory"
     )
     later = (
-        f"; later steps: median {statistics.median(step_times[1:]) * 1e3:.3f} ms over {len(step_times) - 1}"
+        f"; later steps: median {statistics.median(step_times[1:]) * 1e3:.3f} ms "
+        f"over {len(step_times) - 1}"
         if len(step_times) > 1
         else ""
     )
@@ -144,7 +147,8 @@ def info(args):
         print(f"kernel cache   {_cache.cache_root()} is not writable: Numba's own folders are used")
     else:
         print(
-            "kernel cache   off: no writable cache folder, kernels recompile each run (set NUMBA_CACHE_DIR)"
+            "kernel cache   off: no writable cache folder, "
+            "kernels recompile each run (set NUMBA_CACHE_DIR)"
         )
     print(
         f"parallel from  {_jit.PARALLEL_MIN_MEMORY_BOUND} elements (memory-bound), "

@@ -79,7 +79,8 @@ def run(args):
     rng = np.random.default_rng(args.seed)
 
     print(
-        f"firefly {firefly.__version__}: digits CNN ({dtype}, {args.epochs} epochs, AdamW lr={args.lr}, "
+        f"firefly {firefly.__version__}: digits CNN ({dtype}, {args.epochs} epochs, "
+        f"AdamW lr={args.lr}, "
         f"seed={args.seed}, batch 64, {len(X_train)} training / {len(X_test)} held-out images)"
     )
     step_times = []
@@ -97,7 +98,8 @@ def run(args):
         elapsed = time.perf_counter() - t0
         print(
             f"Epoch [{epoch + 1}/{args.epochs}], loss: {total / len(X_train):.4f}, train accuracy: "
-            f"{100 * accuracy(model, X_train, y_train):.2f}%, held-out accuracy: {100 * accuracy(model, X_test, y_test):.2f}%, "
+            f"{100 * accuracy(model, X_train, y_train):.2f}%, "
+            f"held-out accuracy: {100 * accuracy(model, X_test, y_test):.2f}%, "
             f"time: {elapsed:.2f} s"
         )
     print(

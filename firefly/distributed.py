@@ -66,7 +66,8 @@ def init():
         from mpi4py import MPI
     except (ImportError, RuntimeError, OSError) as exc:
         raise ImportError(
-            f"firefly.distributed needs mpi4py and an MPI library; install them with {INSTALL_HINT} ({exc})"
+            "firefly.distributed needs mpi4py and an MPI library; "
+            f"install them with {INSTALL_HINT} ({exc})"
         ) from None
     _MPI, _comm = MPI, MPI.COMM_WORLD
     if _comm.Get_size() > 1:
@@ -223,7 +224,8 @@ def all_reduce(x, op="sum"):
 
 
 def broadcast(x, root=0):
-    """Overwrite ``x`` (a Tensor or an ndarray) on every rank with rank ``root``'s; returns ``x``."""
+    """Overwrite ``x`` (a Tensor or an ndarray) on every rank with rank ``root``'s; returns
+    ``x``."""
     array = _buffer("broadcast", x)
     comm = _communicator()
     size = 1 if comm is None else comm.Get_size()
@@ -277,13 +279,16 @@ def _check_same_layout(owner, comm, entries, kind):
             if mine != theirs:
                 name, shape, dtype = theirs
                 raise ValueError(
-                    f"{owner}: {kind} {position} '{name}' has shape {shape} and dtype {dtype} on rank "
-                    f"{other_rank}, but '{mine[0]}' has shape {mine[1]} and dtype {mine[2]} on rank 0; "
+                    f"{owner}: {kind} {position} '{name}' has shape {shape} "
+                    f"and dtype {dtype} on rank "
+                    f"{other_rank}, but '{mine[0]}' has shape {mine[1]} "
+                    f"and dtype {mine[2]} on rank 0; "
                     "every rank must build the same model"
                 )
         if len(other) != len(reference):
             raise ValueError(
-                f"{owner}: rank {other_rank} has {len(other)} {kind}s but rank 0 has {len(reference)}; "
+                f"{owner}: rank {other_rank} has {len(other)} {kind}s "
+                f"but rank 0 has {len(reference)}; "
                 "every rank must build the same model"
             )
 
@@ -464,7 +469,8 @@ class DistributedDataParallel(Module):
     the model's parameters attaches itself at its first ``step()``, as in PyTorch; passing it
     here, calling ``attach(optimizer)`` or wrapping it in ``DistributedOptimizer`` attaches it
     up front. A forward in training mode after the parameters changed without averaging raises
-    instead of letting ranks drift apart. ``bucket_cap_mb`` splits larger buffers into Allreduces of at most that size.
+    instead of letting ranks drift apart. ``bucket_cap_mb`` splits larger buffers into Allreduces
+    of at most that size.
 
     ``no_sync()`` skips the averaging of ``step()`` calls made inside it (for gradient
     accumulation, run the last backward and ``step()`` outside it). The state_dict keys start
@@ -475,13 +481,15 @@ class DistributedDataParallel(Module):
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(
-                f"DistributedDataParallel: module must be a firefly.nn.Module, got {type(module).__name__}"
+                "DistributedDataParallel: module must be a firefly.nn.Module, "
+                f"got {type(module).__name__}"
             )
         if bucket_cap_mb is not None and not (
             isinstance(bucket_cap_mb, (int, float)) and bucket_cap_mb > 0
         ):
             raise ValueError(
-                f"DistributedDataParallel: bucket_cap_mb must be a positive number or None, got {bucket_cap_mb!r}"
+                "DistributedDataParallel: bucket_cap_mb must be a positive number or None, "
+                f"got {bucket_cap_mb!r}"
             )
         self.module = module
         # Plain attributes, set past Module.__setattr__: an empty list would be registered as

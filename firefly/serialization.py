@@ -87,7 +87,8 @@ class _Encoder:
     def add_array(self, array, path):
         if array.dtype.hasobject or array.dtype.kind not in "biufcUS":
             raise TypeError(
-                f"firefly.save: '{'/'.join(path)}' is an array of dtype {array.dtype}; only numeric, "
+                f"firefly.save: '{'/'.join(path)}' is an array of dtype {array.dtype}; "
+                "only numeric, "
                 "bool and string arrays can be saved (object arrays would need pickle)"
             )
         name = self.entry_name(path)
@@ -112,7 +113,8 @@ class _Encoder:
             for key, item in value.items():
                 if isinstance(key, bool) or not isinstance(key, (str, int)):
                     raise TypeError(
-                        f"firefly.save: dict keys must be str or int, got {type(key).__name__} {key!r} "
+                        "firefly.save: dict keys must be str or int, "
+                        f"got {type(key).__name__} {key!r} "
                         f"at '{'/'.join(path)}'"
                     )
                 items.append([key, self.encode(item, path + [str(key)])])
@@ -121,7 +123,8 @@ class _Encoder:
             encoded = [self.encode(item, path + [str(i)]) for i, item in enumerate(value)]
             return {"tuple": encoded} if isinstance(value, tuple) else encoded
         raise TypeError(
-            f"firefly.save: cannot save a {type(value).__name__} at '{'/'.join(path) or '<root>'}'; "
+            f"firefly.save: cannot save a {type(value).__name__} "
+            f"at '{'/'.join(path) or '<root>'}'; "
             "save arrays, Tensors, numbers, strings, None, and dicts/lists/tuples of them"
         )
 
@@ -204,7 +207,8 @@ def _write_atomically(path, write):
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        # mkstemp creates the file readable by its owner only; give it the mode a plain open() would.
+        # mkstemp creates the file readable by its owner only; give it the mode a plain open()
+        # would.
         os.chmod(tmp_path, 0o666 & ~_current_umask())
         os.replace(tmp_path, path)
     except BaseException:

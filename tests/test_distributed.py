@@ -1,5 +1,6 @@
 """firefly.distributed: single-process behaviour here, and real ``mpiexec -n 2`` jobs running
-tests/mpi_worker.py (skipped with a reason when mpi4py or the mpiexec beside this Python is missing)."""
+tests/mpi_worker.py (skipped with a reason when mpi4py or the mpiexec beside this Python is
+missing)."""
 
 import importlib.util
 import os
@@ -69,7 +70,8 @@ def test_without_mpiexec_one_rank_and_everything_works(run_python):
         "from firefly import distributed as dist\n"
         "x = np.array([1.0, 2.0])\n"
         "assert dist.all_reduce(x, op='mean') is x and x.tolist() == [1.0, 2.0]\n"
-        "assert dist.broadcast(x) is x and [a.tolist() for a in dist.all_gather(x)] == [[1.0, 2.0]]\n"
+        "assert dist.broadcast(x) is x and "
+        "[a.tolist() for a in dist.all_gather(x)] == [[1.0, 2.0]]\n"
         "dist.barrier()\n"
         "print(dist.rank(), dist.world_size(), dist.is_initialized(), 'mpi4py' in sys.modules)\n"
     )

@@ -1,4 +1,5 @@
-"""firefly.nn: Parameter, Module registration and state, Linear, activations, containers, MSELoss."""
+"""firefly.nn: Parameter, Module registration and state, Linear, activations, containers,
+MSELoss."""
 
 import numpy as np
 import pytest
@@ -298,7 +299,7 @@ def test_linear_rejects_bad_sizes(args, error):
         nn.Linear(*args)
 
 
-# ----------------------------------------------------------------------------- activations, containers
+# -------------------------------------------------------------------------- activations, containers
 def test_activations_match_numpy():
     x = np.linspace(-3, 3, 7)
     np.testing.assert_allclose(nn.ReLU()(x).numpy(), np.maximum(x, 0))

@@ -151,7 +151,7 @@ def conv2d_taps_backward(
     the forward, which the column gradients are added into before the padding is cropped."""
     N, O, OH, OW = grad.shape
     _, Cg, KH, KW = weight.shape
-    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    H, W = dx.shape[2], dx.shape[3]
     groups = cols.shape[0]
     taps = Cg * KH * KW
     Q = cols.shape[2] // (N * OH)

@@ -35,7 +35,8 @@ def _registrable(value):
         if any(members) and not all(members):
             raise TypeError(
                 "Module: a list that holds Parameters or Modules must hold nothing else (its "
-                "other items would not be saved or trained); keep the other values in a separate attribute"
+                "other items would not be saved or trained); "
+                "keep the other values in a separate attribute"
             )
         return all(members)
     return False
@@ -143,7 +144,8 @@ class Module:
                 return
             if not _registrable(value):
                 raise TypeError(
-                    f"cannot assign a {type(value).__name__} to buffer '{name}' of {type(self).__name__}: "
+                    f"cannot assign a {type(value).__name__} to buffer '{name}' "
+                    f"of {type(self).__name__}: "
                     "a buffer holds a Tensor or None"
                 )
             del buffers[name]
@@ -167,7 +169,8 @@ class Module:
         """
         if "_buffers" not in self.__dict__:
             raise AttributeError(
-                "cannot register a buffer before Module.__init__() runs; call super().__init__() first"
+                "cannot register a buffer before Module.__init__() runs; "
+                "call super().__init__() first"
             )
         if not isinstance(name, str):
             raise TypeError(f"register_buffer: the name must be a str, got {type(name).__name__}")
@@ -418,7 +421,8 @@ class Module:
                 stack.extend(reversed(inner))
 
     def parameters(self, recurse=True):
-        """Every Parameter (trainable or not), in definition order, as PyTorch's ``parameters()``."""
+        """Every Parameter (trainable or not), in definition order, as PyTorch's
+        ``parameters()``."""
         for _, param in self.named_parameters(recurse=recurse):
             yield param
 
@@ -488,7 +492,8 @@ class Module:
         return self
 
     def apply(self, fn):
-        """Call ``fn(module)`` on every submodule, then on this module (torch's order); returns self."""
+        """Call ``fn(module)`` on every submodule, then on this module (torch's order); returns
+        self."""
         for child in self.children():
             child.apply(fn)
         fn(self)
@@ -611,7 +616,8 @@ class Module:
 
         Every value is checked before any is written: a shape or dtype that differs from the
         model's raises an error naming the key. With ``strict`` (the default), missing or
-        unexpected keys raise too; otherwise they are returned as ``(missing_keys, unexpected_keys)``.
+        unexpected keys raise too; otherwise they are returned as
+        ``(missing_keys, unexpected_keys)``.
         A tied parameter may appear under each of its names, as torch's state_dict lists it.
         ``state_dict`` may also be the path of a checkpoint (.npz or .safetensors, read by
         ``firefly.load``), for instance a torch model's ``safetensors.torch.save_file`` output.

@@ -47,4 +47,7 @@ class Linear(Module):
         return ops.apply("linear", x, self.weight, self.bias)  # F.linear's checks, skipped
 
     def extra_repr(self):
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
