@@ -19,6 +19,11 @@ SHAPES = [
     (3, 1, 1),
     (1, 2, 1),
     (1, 5, 1),
+    (1, LANES - 1, 1),  # shorter than the lanes: four partial sums only
+    (1, LANES, 1),
+    (1, LANES + 5, 1),
+    (300, 10, 1),  # many short rows, written straight to out
+    (3 * TASKS + 1, 3 * LANES + 7, 1),  # rows dealt unevenly to tasks
     (1, 4 * LANES - 1, 1),
     (1, 4 * LANES, 1),
     (1, 4 * LANES + LANES + 3, 1),  # lanes tails

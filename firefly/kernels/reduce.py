@@ -60,11 +60,45 @@ def _slabs(O, R, I, min_rows):
 
 
 @inline_helper
+def combine_lanes(lanes):
+    """The float64 sum of LANES partial sums, as a tree: halving ``lanes`` in place vectorizes,
+    where one running total over them is LANES dependent adds (the fixed cost of a short row)."""
+    half = LANES // 2
+    while half >= 4:
+        for k in range(half):
+            lanes[k] += lanes[half + k]
+        half //= 2
+    return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
+
+
+@inline_helper
+def _sum_short(v):
+    """sum(v) in float64 for a contiguous 1-D ``v`` of any length, in four interleaved partial
+    sums (one running sum would be a chain of dependent adds)."""
+    n = v.size
+    s0 = s1 = s2 = s3 = 0.0
+    b = 0
+    while b + 4 <= n:
+        quad = v[b : b + 4]  # a view indexed from 0: see sum_contiguous
+        s0 += quad[0]
+        s1 += quad[1]
+        s2 += quad[2]
+        s3 += quad[3]
+        b += 4
+    tail = v[b:]
+    for i in range(tail.size):
+        s0 += tail[i]
+    return (s0 + s1) + (s2 + s3)
+
+
+@inline_helper
 def sum_contiguous(v, lanes):
     """sum(v) in float64 for a contiguous 1-D ``v``; ``lanes`` is LANES float64s of scratch."""
-    # Four blocks of LANES elements at a time: one pass over ``lanes`` per 4 * LANES elements.
-    W = lanes.size
     n = v.size
+    if n < LANES:
+        return _sum_short(v)
+    # Four blocks of LANES elements at a time: one pass over ``lanes`` per 4 * LANES elements.
+    W = LANES
     lanes[:] = 0.0
     b = 0
     # Each block is a view indexed from 0: indexed as v[b + k], LLVM cannot drop Numba's
@@ -81,12 +115,7 @@ def sum_contiguous(v, lanes):
         for k in range(W):
             lanes[k] += block[k]
         b += W
-    total = 0.0
-    for i in range(b, n):
-        total += v[i]
-    for k in range(W):
-        total += lanes[k]
-    return total
+    return combine_lanes(lanes) + _sum_short(v[b:])
 
 
 @inline_helper
@@ -119,10 +148,16 @@ def sum_forward(x, scale, out):
     if I == 1:
         x2 = x.reshape(O, R)
         slabs = _slabs(O, R, 1, 1)
-        partial = np.empty((O, slabs))
         tasks = min(O * slabs, _TASKS)
+        if slabs == 1:  # many rows: each task sums its rows straight into out
+            for t in prange(tasks):
+                lanes = np.empty(LANES)  # one per task, not per row: rows may be short
+                for o in range(t * O // tasks, (t + 1) * O // tasks):
+                    out[o, 0] = sum_contiguous(x2[o], lanes) * scale
+            return
+        partial = np.empty((O, slabs))
         for t in prange(tasks):
-            lanes = np.empty(LANES)  # one per task, not per row: rows may be short and many
+            lanes = np.empty(LANES)
             for os in range(t * O * slabs // tasks, (t + 1) * O * slabs // tasks):
                 o, s = os // slabs, os % slabs
                 partial[o, s] = sum_contiguous(x2[o, s * R // slabs : (s + 1) * R // slabs], lanes)
@@ -204,6 +239,10 @@ def max_forward(x, out):
     if I == 1:
         x2 = x.reshape(O, R)
         slabs = _slabs(O, R, 1, 1)
+        if slabs == 1:  # many rows: no partial results, no division per row
+            for o in prange(O):
+                out[o, 0] = max_contiguous(x2[o])
+            return
         partial = np.empty((O, slabs), x.dtype)
         for os in prange(O * slabs):
             o, s = os // slabs, os % slabs

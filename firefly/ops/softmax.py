@@ -50,10 +50,8 @@ def _softmax_value(x, e, m, inv_sum):
     return e * inv_sum
 
 
-def _softmax_grad_terms(grad, y, scratch):
-    for r in range(grad.size):
-        scratch[r] = grad[r] * y[r]
-    return scratch
+def _softmax_grad_term(grad, y):
+    return np.float64(grad) * y  # summed in float64: a float32 product would round first
 
 
 def _softmax_grad(grad, y, dot):
@@ -65,7 +63,7 @@ class Softmax(_AlongAxis):
     name = "softmax"
     forward_kernel = families.row_softmax("softmax_forward", _softmax_constant, _softmax_value)
     backward_kernel = families.row_softmax_grad(
-        "softmax_backward", _softmax_grad_terms, _softmax_grad
+        "softmax_backward", _softmax_grad_term, _softmax_grad
     )
 
     @staticmethod
@@ -81,7 +79,7 @@ def _log_softmax_value(x, e, m, log_sum):
     return (x - m) - log_sum
 
 
-def _log_softmax_grad_terms(grad, y, scratch):
+def _log_softmax_grad_term(grad, y):
     return grad
 
 
@@ -96,7 +94,7 @@ class LogSoftmax(_AlongAxis):
         "log_softmax_forward", _log_softmax_constant, _log_softmax_value
     )
     backward_kernel = families.row_softmax_grad(
-        "log_softmax_backward", _log_softmax_grad_terms, _log_softmax_grad, cost="transcendental"
+        "log_softmax_backward", _log_softmax_grad_term, _log_softmax_grad, cost="transcendental"
     )
 
     @staticmethod
