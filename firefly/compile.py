@@ -247,7 +247,8 @@ class _Recording:
                 if value is None:
                     self.fail(
                         f"kernel {name} reads an array (argument {i}, {a.shape} {a.dtype}) that no "
-                        "recorded kernel wrote (a random draw such as dropout's, or NumPy work in Python code)"
+                        "recorded kernel wrote (a random draw such as dropout's, or NumPy work in "
+                        "Python code)"
                     )
                     return kernel(*args)
                 fills.append((i, a, value))
@@ -460,8 +461,8 @@ class _Recording:
     def value_read(self, name):
         if not self.depth:
             self.fail(
-                f"the function reads a tensor's value with {name}() at {_where()}; move the read out "
-                "of the compiled function (return the tensor and read it after the call)"
+                f"the function reads a tensor's value with {name}() at {_where()}; move the read "
+                "out of the compiled function (return the tensor and read it after the call)"
             )
 
 
@@ -899,7 +900,8 @@ class CompiledFunction:
         if reason not in self._warned:
             self._warned.add(reason)
             warnings.warn(
-                f"firefly.compile({getattr(self.fn, '__qualname__', self.fn)}): runs eagerly: {reason}",
+                f"firefly.compile({getattr(self.fn, '__qualname__', self.fn)}): "
+                f"runs eagerly: {reason}",
                 RuntimeWarning,
                 stacklevel=3,
             )

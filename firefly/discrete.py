@@ -122,7 +122,8 @@ def _index_array(op_name, item, shape):
     if isinstance(item, np.ndarray) and item.dtype.kind not in "iub":
         raise IndexError(
             f"{op_name}: tensors and arrays used as indices must hold integers or bools, got "
-            f"{item.dtype} (shape {item.shape}) to index a tensor of shape {shape}; convert it with .long()"
+            f"{item.dtype} (shape {item.shape}) to index a tensor of shape {shape}; "
+            "convert it with .long()"
         )
     return item
 
@@ -173,7 +174,8 @@ def gather_index(shape, dim, index):
     idx = _index_array("gather", index, shape)
     if not isinstance(idx, np.ndarray) or idx.dtype.kind not in "iu":
         raise TypeError(
-            f"gather: index must be an integer tensor, got {type(index).__name__} for a tensor of shape {shape}"
+            f"gather: index must be an integer tensor, got {type(index).__name__} "
+            f"for a tensor of shape {shape}"
         )
     try:
         d = operator.index(dim)

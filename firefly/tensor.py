@@ -242,7 +242,8 @@ class Tensor:
         if self._node is not None:
             raise RuntimeError(
                 "requires_grad: you can only change requires_grad flags of leaf tensors; this one "
-                f"was computed by '{self._node.op.name}'. Use .detach() for a copy cut off from the graph"
+                f"was computed by '{self._node.op.name}'. "
+                "Use .detach() for a copy cut off from the graph"
             )
         if value and self._data.dtype not in FLOAT_DTYPES:
             raise TypeError(
@@ -327,7 +328,8 @@ class Tensor:
     def item(self):
         if self._data.size != 1:
             raise ValueError(
-                f"item(): only one-element tensors convert to a Python number, shape is {self.shape}"
+                "item(): only one-element tensors convert to a Python number, "
+                f"shape is {self.shape}"
             )
         return self._data.item()
 
@@ -349,7 +351,8 @@ class Tensor:
         """A one-element integer tensor as a Python int (``range(n)``, ``list[t]``)."""
         if self._data.dtype.kind not in "iub":
             raise TypeError(
-                f"only integer tensors of one element can be used as an index, this one is {self.dtype}"
+                "only integer tensors of one element can be used as an index, "
+                f"this one is {self.dtype}"
             )
         return operator.index(self._one_value("int"))
 
@@ -783,7 +786,8 @@ class Tensor:
         return self.reshape(shape[:start] + (merged,) + shape[end + 1 :])
 
     def squeeze(self, dim=None):
-        """Drop size-1 dimensions: all of them, or ``dim`` (an int or a tuple) where it has size 1."""
+        """Drop size-1 dimensions: all of them, or ``dim`` (an int or a tuple) where it has
+        size 1."""
         shape = self._data.shape
         if dim is None:
             dims = {i for i, d in enumerate(shape) if d == 1}
@@ -804,7 +808,8 @@ class Tensor:
         shape = self._data.shape
         if len(sizes) < len(shape):
             raise ValueError(
-                f"expand: {len(sizes)} sizes {sizes} given for a tensor of shape {shape}; give at least {len(shape)}"
+                f"expand: {len(sizes)} sizes {sizes} given for a tensor of shape {shape}; "
+                f"give at least {len(shape)}"
             )
         lead = len(sizes) - len(shape)
         sizes = tuple(shape[i - lead] if s == -1 and i >= lead else s for i, s in enumerate(sizes))
@@ -829,7 +834,8 @@ class Tensor:
             axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
         except (IndexError, TypeError):
             raise ValueError(
-                f"transpose: dimensions ({dim0}, {dim1}) are out of range for a tensor of shape {self.shape}"
+                f"transpose: dimensions ({dim0}, {dim1}) are out of range "
+                f"for a tensor of shape {self.shape}"
             ) from None
         return self.permute(axes)
 
@@ -901,7 +907,8 @@ class Tensor:
             raise RuntimeError(
                 "__setitem__: assigning into a tensor that requires grad (or a value that does) "
                 "would need a recorded in-place op, which firefly does not record for "
-                "indexing; write it under firefly.no_grad(), or build the result with firefly.where()"
+                "indexing; write it under firefly.no_grad(), or build the result with "
+                "firefly.where()"
             )
         if isinstance(index, Tensor) or (
             isinstance(index, tuple) and any(isinstance(i, Tensor) for i in index)
@@ -950,7 +957,8 @@ class Tensor:
         if result.dtype != self._data.dtype:
             if self._data.dtype not in FLOAT_DTYPES:
                 raise TypeError(
-                    f"{name}: the result is {result.dtype} and cannot be written into a {self.dtype} tensor"
+                    f"{name}: the result is {result.dtype} and cannot be written "
+                    f"into a {self.dtype} tensor"
                 )
             result = _op("cast", result, dtype=self._data.dtype)
         return autograd.write_in_place(self, result)
@@ -1003,7 +1011,8 @@ class Tensor:
         return self._write("copy_", src)
 
     def _check_plain_write(self, name):
-        """fill_, zero_ and copy_ overwrite without a recorded op: refused where a graph needs one."""
+        """fill_, zero_ and copy_ overwrite without a recorded op: refused where a graph needs
+        one."""
         if self._requires_grad and autograd.is_grad_enabled():
             if self._node is None:
                 raise RuntimeError(

@@ -127,7 +127,8 @@ def warm(dtypes=(np.float32,), ops=None, processes=None, log=print):
             for i, result in enumerate(pool.imap_unordered(run_task, todo), 1):
                 report(i, result)
     log(
-        f"warmup: {len(todo)} tasks on {processes} process(es) in {time.perf_counter() - start:.1f} s; "
+        f"warmup: {len(todo)} tasks on {processes} process(es) "
+        f"in {time.perf_counter() - start:.1f} s; "
         f"compiled {totals[0]} kernel specialization(s), loaded {totals[1]} from the cache"
         + (f"; {failures} task(s) failed" if failures else "")
     )

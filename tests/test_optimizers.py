@@ -115,7 +115,8 @@ def make_case(seed, shapes=SHAPES, steps=STEPS, dtype=np.float64):
 
 def set_grads(optimizer, params, grads, mode):
     """Give each parameter its synthetic gradient: written into the installed view after
-    ``zero_grad()`` ("view"), or assigned as a new Tensor behind the optimizer's back ("replace")."""
+    ``zero_grad()`` ("view"), or assigned as a new Tensor behind the optimizer's back
+    ("replace")."""
     if mode == "view":
         optimizer.zero_grad()
         for p, g in zip(params, grads):
@@ -796,7 +797,8 @@ def reference_rmsprop(
     centered=False,
     maximize=False,
 ):
-    """torch.optim.RMSprop's documented algorithm in float64; a None gradient skips the parameter."""
+    """torch.optim.RMSprop's documented algorithm in float64; a None gradient skips the
+    parameter."""
     params = [p.astype(np.float64) for p in params]
     square_avg = [np.zeros_like(p) for p in params]
     grad_avg = [np.zeros_like(p) for p in params]
@@ -838,7 +840,8 @@ def reference_adagrad(
     eps=1e-10,
     maximize=False,
 ):
-    """torch.optim.Adagrad's documented algorithm in float64; a None gradient skips the parameter."""
+    """torch.optim.Adagrad's documented algorithm in float64; a None gradient skips the
+    parameter."""
     params = [p.astype(np.float64) for p in params]
     sums = [np.full_like(p, initial_accumulator_value) for p in params]
     steps = [0] * len(params)

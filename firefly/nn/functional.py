@@ -48,7 +48,8 @@ __all__ = [
 
 
 def _constant(x, value, size):
-    """A Tensor of ``size`` copies of ``value`` in x's dtype: the weight or bias torch treats as absent."""
+    """A Tensor of ``size`` copies of ``value`` in x's dtype: the weight or bias torch treats
+    as absent."""
     return Tensor(np.full(size, value, dtype=float_or_default(getattr(x, "dtype", None))))
 
 
@@ -205,7 +206,8 @@ def dropout(input, p=0.5, training=True, inplace=False):
 
 
 def embedding(input, weight, padding_idx=None, max_norm=None):
-    """Rows of ``weight`` picked by the integer ``input``; no gradient reaches row ``padding_idx``."""
+    """Rows of ``weight`` picked by the integer ``input``; no gradient reaches row
+    ``padding_idx``."""
     if max_norm is not None:
         raise NotImplementedError("embedding: max_norm is not supported by firefly")
     return ops.apply("embedding", weight, indices=_array(input), padding_idx=padding_idx)

@@ -125,7 +125,8 @@ class L1Loss(_PointwiseLoss):
 
 @register
 class SmoothL1Loss(_PointwiseLoss):
-    """``beta=1.0``: 0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (beta 0 is the L1 loss)."""
+    """``beta=1.0``: 0.5 d^2 / beta where |d| < beta, else |d| - beta / 2 (beta 0 is the L1
+    loss)."""
 
     name = "smooth_l1_loss"
     forward_kernel, backward_kernel = K.smooth_l1_forward, K.smooth_l1_backward

@@ -224,7 +224,8 @@ def _broadcast_shape(ctx, *shapes):
         return tuple(np.broadcast_shapes(*shapes))
     except ValueError:
         raise ctx.error(
-            f"shapes {' and '.join(str(s) for s in shapes)} are not broadcastable; dimension sizes must match or be 1"
+            f"shapes {' and '.join(str(s) for s in shapes)} are not broadcastable; "
+            "dimension sizes must match or be 1"
         ) from None
 
 
@@ -307,7 +308,8 @@ class Expand(Op):
             ) from None
         if any(d < 0 for d in shape) or _broadcast_shape(ctx, x.shape, shape) != shape:
             raise ctx.error(
-                f"cannot expand to shape {shape}: each size must equal the tensor's or the tensor's must be 1",
+                f"cannot expand to shape {shape}: each size must equal the tensor's "
+                "or the tensor's must be 1",
                 x,
             )
         ctx.x_shape = x.shape

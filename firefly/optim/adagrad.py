@@ -7,7 +7,8 @@ from firefly.optim.optimizer import Flag, FusedOptimizer, Number, State
 
 
 class Adagrad(FusedOptimizer):
-    """``Adagrad(params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0, eps=1e-10, *, maximize=False)``
+    """``Adagrad(params, lr=1e-2, lr_decay=0, weight_decay=0, initial_accumulator_value=0,
+        eps=1e-10, *, maximize=False)``
 
     Every argument means what it means in ``torch.optim.Adagrad``, and each may differ per
     param group. Per step t, with gradient g (negated when ``maximize``, plus

@@ -9,7 +9,8 @@ from firefly.optim.optimizer import Flag, FusedOptimizer, Number, Pair, State
 
 
 class Adam(FusedOptimizer):
-    """``Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False, *, maximize=False)``
+    """``Adam(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0, amsgrad=False,
+        *, maximize=False)``
 
     Every argument means what it means in ``torch.optim.Adam``, and each may differ per param
     group: ``weight_decay`` is an L2 penalty added to the gradient; ``amsgrad`` normalizes by
@@ -107,7 +108,8 @@ class Adam(FusedOptimizer):
 
 
 class AdamW(Adam):
-    """``AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False, *, maximize=False)``
+    """``AdamW(params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
+        *, maximize=False)``
 
     Adam with decoupled weight decay, as ``torch.optim.AdamW``: each step first scales the
     parameter by (1 - lr * weight_decay), and the gradient gets no L2 term.

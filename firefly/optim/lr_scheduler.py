@@ -197,7 +197,8 @@ class MultiplicativeLR(_LambdaScheduler):
 
 
 class StepLR(LRScheduler):
-    """``StepLR(optimizer, step_size, gamma=0.1, last_epoch=-1)``: lr *= gamma every step_size epochs."""
+    """``StepLR(optimizer, step_size, gamma=0.1, last_epoch=-1)``: lr *= gamma every step_size
+    epochs."""
 
     def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
         self.step_size = _integer("StepLR", "step_size", step_size, 1)
@@ -216,7 +217,8 @@ class StepLR(LRScheduler):
 
 
 class MultiStepLR(LRScheduler):
-    """``MultiStepLR(optimizer, milestones, gamma=0.1, last_epoch=-1)``: lr *= gamma at each milestone."""
+    """``MultiStepLR(optimizer, milestones, gamma=0.1, last_epoch=-1)``: lr *= gamma at each
+    milestone."""
 
     def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
         try:
@@ -594,7 +596,8 @@ class ReduceLROnPlateau(LRScheduler):
         if len(self.optimizer.param_groups) != len(self.min_lrs):
             if self.default_min_lr is None:
                 raise RuntimeError(
-                    f"ReduceLROnPlateau: the optimizer has {len(self.optimizer.param_groups)} param groups "
+                    "ReduceLROnPlateau: the optimizer has "
+                    f"{len(self.optimizer.param_groups)} param groups "
                     f"but min_lrs has {len(self.min_lrs)} (a group was added); set min_lrs to match"
                 )
             self.min_lrs = [self.default_min_lr] * len(self.optimizer.param_groups)

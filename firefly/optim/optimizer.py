@@ -100,7 +100,8 @@ def _with_step_hooks(step):
                 if result is not None:
                     if not (isinstance(result, tuple) and len(result) == 2):
                         raise RuntimeError(
-                            f"a step pre-hook must return None or a tuple (new_args, new_kwargs), got {result!r}"
+                            "a step pre-hook must return None or a tuple (new_args, new_kwargs), "
+                            f"got {result!r}"
                         )
                     args, kwargs = result
         self._in_step = True
@@ -198,7 +199,8 @@ class Optimizer:
             ) from None
         if not items:
             raise ValueError(
-                f"{owner}: got an empty parameter list; pass the model's parameters, e.g. model.get_parameters()"
+                f"{owner}: got an empty parameter list; pass the model's parameters, "
+                "e.g. model.get_parameters()"
             )
         if any(isinstance(item, dict) for item in items):
             if not all(isinstance(item, dict) for item in items):
@@ -268,9 +270,10 @@ class Optimizer:
             leaf = _leaf_of(item)
             if leaf is None:
                 raise TypeError(
-                    f"{owner}: parameter {start + position} is a {type(item).__name__}, not a Parameter; "
-                    "pass firefly.nn.Parameter objects or leaf Tensors (model.get_parameters()), or "
-                    "(name, parameter) pairs (model.named_parameters())"
+                    f"{owner}: parameter {start + position} is a {type(item).__name__}, "
+                    "not a Parameter; pass firefly.nn.Parameter objects or leaf Tensors "
+                    "(model.get_parameters()), or (name, parameter) pairs "
+                    "(model.named_parameters())"
                 )
             if leaf._node is not None:
                 raise ValueError(
@@ -287,7 +290,8 @@ class Optimizer:
             names = list(group["param_names"])
             if len(names) != len(leaves):
                 raise ValueError(
-                    f"{owner}: {where}['param_names'] has {len(names)} names for {len(leaves)} parameters"
+                    f"{owner}: {where}['param_names'] has {len(names)} names "
+                    f"for {len(leaves)} parameters"
                 )
         seen = {id(_leaf_of(p)): self._describe(i) for i, p in enumerate(self.parameters)}
         for position, (name, item) in enumerate(zip(names, leaves)):
@@ -369,7 +373,8 @@ class Optimizer:
         if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
             keys = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
             raise ValueError(
-                f"{owner}: expected a dict with keys 'state' and 'param_groups' (from state_dict()), got {keys}"
+                f"{owner}: expected a dict with keys 'state' and 'param_groups' "
+                f"(from state_dict()), got {keys}"
             )
         saved_groups = list(state_dict["param_groups"])
         if len(saved_groups) != len(self.param_groups):
@@ -385,7 +390,8 @@ class Optimizer:
             if saved_params is None or len(saved_params) != count:
                 got = "none" if saved_params is None else len(saved_params)
                 raise ValueError(
-                    f"{owner}: param_groups[{i}] was saved with {got} parameters, this optimizer's has {count}"
+                    f"{owner}: param_groups[{i}] was saved with {got} parameters, "
+                    f"this optimizer's has {count}"
                 )
             saved.pop("param_names", None)
             checked.append(saved)
@@ -807,7 +813,8 @@ class FusedOptimizer(Optimizer):
         """The optimizer's state in PyTorch's layout, with plain values (NumPy arrays, Python
         numbers, tuples and lists) so that ``firefly.save`` stores it without pickling:
 
-        ``{"state": {index: {"step": int, <state name>: ndarray}}, "param_groups": [{<hyperparameter>: value, ..., "params": [indices]}]}``
+        ``{"state": {index: {"step": int, <state name>: ndarray}},
+        "param_groups": [{<hyperparameter>: value, ..., "params": [indices]}]}``
 
         Parameters are numbered across the groups in order. ``state`` has an entry for each
         parameter with state (updated at least once). Arrays are copies.
@@ -831,8 +838,9 @@ class FusedOptimizer(Optimizer):
             unknown = set(saved) - names - SCHEDULER_KEYS
             if missing or unknown:
                 raise ValueError(
-                    f"{owner}: param_groups[{i}] has hyperparameters {sorted(saved)}, which do not match "
-                    f"{self._owner}'s {sorted(names)}; was the state saved from another optimizer?"
+                    f"{owner}: param_groups[{i}] has hyperparameters {sorted(saved)}, "
+                    f"which do not match {self._owner}'s {sorted(names)}; "
+                    "was the state saved from another optimizer?"
                 )
             saved.update(self._check_group(saved))
         shapes = [_leaf_of(p).shape for p in self.parameters]
@@ -882,7 +890,8 @@ class FusedOptimizer(Optimizer):
                 ):
                     raise ValueError(
                         f"{owner}: state '{name}' of {self._describe(index)} must be a float array "
-                        f"of the parameter's shape, got {getattr(value, 'shape', type(value).__name__)}"
+                        "of the parameter's shape, got "
+                        f"{getattr(value, 'shape', type(value).__name__)}"
                     )
             carried[index] = (int(step), entry)
 

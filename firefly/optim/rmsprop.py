@@ -7,7 +7,8 @@ from firefly.optim.optimizer import Flag, FusedOptimizer, Number, State
 
 
 class RMSprop(FusedOptimizer):
-    """``RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0, centered=False, *, maximize=False)``
+    """``RMSprop(params, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0, momentum=0,
+        centered=False, *, maximize=False)``
 
     Every argument means what it means in ``torch.optim.RMSprop``, and each may differ per
     param group. Per step, with gradient g (negated when ``maximize``, plus

@@ -5,7 +5,8 @@ from firefly.optim.optimizer import Flag, FusedOptimizer, Number, State
 
 
 class SGD(FusedOptimizer):
-    """``SGD(params, lr=0.01, momentum=0, dampening=0, weight_decay=0, nesterov=False, *, maximize=False)``
+    """``SGD(params, lr=0.01, momentum=0, dampening=0, weight_decay=0, nesterov=False,
+        *, maximize=False)``
 
     Every argument means what it means in ``torch.optim.SGD``, and each may differ per param
     group. Per step, with gradient g: g += weight_decay * param; with momentum,
