@@ -1,6 +1,5 @@
 """DLPack: ``from_dlpack(obj)`` (``Tensor.__dlpack__``/``__dlpack_device__`` are the other way),
-sharing memory
-with NumPy, torch, JAX and any other DLPack producer or consumer on the CPU.
+sharing memory with NumPy, torch, JAX and any other DLPack producer or consumer on the CPU.
 
 A firefly tensor is always a C-contiguous, writeable ndarray (kernels are compiled for that
 one array type, and optimizers write parameters in place). So a source that is contiguous and
