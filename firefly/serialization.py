@@ -23,6 +23,8 @@ marked (``format_version``), so that ``Module.load_state_dict`` and an optimizer
 ``load_state_dict`` transpose those weights, and their optimizer state, on the way in.
 """
 
+from __future__ import annotations
+
 import json
 import numbers
 import os
@@ -30,6 +32,8 @@ import tempfile
 import warnings
 import weakref
 import zipfile
+from collections.abc import Callable
+from typing import IO, Any
 
 import numpy as np
 
@@ -44,18 +48,20 @@ READABLE_VERSIONS = (1, 2)
 # id -> weak reference of each Parameter that Module.load_state_dict transposed out of a
 # version-1 state, so that the optimizer state saved beside it is transposed too (a square
 # weight's shape cannot tell). Not a WeakSet: that compares members with ==, elementwise here.
-_converted_from_version_1 = {}
+_converted_from_version_1: dict[int, weakref.ref[Any]] = {}
 
 
-def mark_converted(param) -> None:
+def mark_converted(param: Tensor) -> None:
     """Record that ``param`` was loaded from a version-1 state and transposed."""
     key = id(param)
-    _converted_from_version_1[key] = weakref.ref(
-        param, lambda _, key=key: _converted_from_version_1.pop(key, None)
-    )
+
+    def forget(_: weakref.ref[Any]) -> None:
+        _converted_from_version_1.pop(key, None)
+
+    _converted_from_version_1[key] = weakref.ref(param, forget)
 
 
-def was_converted(param) -> bool:
+def was_converted(param: Tensor) -> bool:
     ref = _converted_from_version_1.get(id(param))
     return ref is not None and ref() is param
 
@@ -66,7 +72,7 @@ class VersionedState(dict):
     format_version = VERSION
 
 
-def format_version(state) -> int:
+def format_version(state: Any) -> int:
     """The checkpoint format ``state`` was read from (the current one for any other dict)."""
     return getattr(state, "format_version", VERSION)
 
@@ -74,17 +80,17 @@ def format_version(state) -> int:
 class _Encoder:
     """Turns the nested state into JSON-able structure plus a dict of named arrays."""
 
-    def __init__(self):
-        self.arrays = {}
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
 
-    def entry_name(self, path):
+    def entry_name(self, path: list[str]) -> str:
         base = "/".join(path) or "value"
         name, n = base, 1
         while name in self.arrays or name == STRUCTURE_KEY:  # keys that contain "/" can collide
             name, n = f"{base}#{n}", n + 1
         return name
 
-    def add_array(self, array, path):
+    def add_array(self, array: np.ndarray, path: list[str]) -> dict[str, str]:
         if array.dtype.hasobject or array.dtype.kind not in "biufcUS":
             raise TypeError(
                 f"firefly.save: '{'/'.join(path)}' is an array of dtype {array.dtype}; "
@@ -95,7 +101,7 @@ class _Encoder:
         self.arrays[name] = array
         return {"array": name}
 
-    def encode(self, value, path):
+    def encode(self, value: Any, path: list[str]) -> Any:
         if isinstance(value, Tensor):  # a Parameter too
             return self.add_array(value._data, path)
         if isinstance(value, np.ndarray):
@@ -129,7 +135,7 @@ class _Encoder:
         )
 
 
-def _decode(node, arrays, version=VERSION):
+def _decode(node: Any, arrays: dict[str, Any], version: int = VERSION) -> Any:
     if isinstance(node, list):
         return [_decode(item, arrays, version) for item in node]
     if isinstance(node, dict):
@@ -148,14 +154,14 @@ def _decode(node, arrays, version=VERSION):
     return node
 
 
-def _current_umask():
+def _current_umask() -> int:
     # os.umask can only be read by setting it; set it straight back.
     mask = os.umask(0)
     os.umask(mask)
     return mask
 
 
-def _safetensors(what):
+def _safetensors(what: str) -> Any:
     from firefly.install import install_hint
 
     try:
@@ -168,11 +174,11 @@ def _safetensors(what):
     return safetensors
 
 
-def _is_safetensors(path):
+def _is_safetensors(path: str) -> bool:
     return path.endswith(".safetensors")
 
 
-def save(state, path):
+def save(state: Any, path: str | os.PathLike[str]) -> None:
     """Write ``state`` to ``path`` (.npz, or .safetensors by its suffix) atomically.
 
     The data goes to a temporary file in the same folder, is flushed to disk, and then renamed
@@ -196,10 +202,12 @@ def save(state, path):
         return
     entries = dict(encoder.arrays)
     entries[STRUCTURE_KEY] = np.array(json.dumps(structure))
-    _write_atomically(path, lambda f: np.savez(f, **entries))
+    # numpy's stubs flag that an entry named "allow_pickle" would be taken as savez's keyword
+    # (a real collision, left for a separate fix: renaming that entry changes the file format).
+    _write_atomically(path, lambda f: np.savez(f, **entries))  # type: ignore[arg-type]
 
 
-def _write_atomically(path, write):
+def _write_atomically(path: str, write: Callable[[IO[bytes]], object]) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp_path = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
@@ -220,7 +228,7 @@ def _write_atomically(path, write):
     _fsync_folder(folder)
 
 
-def _fsync_folder(folder):
+def _fsync_folder(folder: str) -> None:
     """Make the rename itself durable (POSIX; Windows cannot open folders)."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -234,7 +242,7 @@ def _fsync_folder(folder):
         os.close(fd)
 
 
-def _load_safetensors(path):
+def _load_safetensors(path: str) -> dict[str, Any]:
     safetensors = _safetensors("firefly.load")
     try:
         with safetensors.safe_open(path, framework="np") as f:
@@ -249,7 +257,7 @@ def _load_safetensors(path):
     return arrays
 
 
-def load(path):
+def load(path: str | os.PathLike[str]) -> Any:
     """Read a checkpoint written by ``save``; arrays come back as ndarrays.
 
     A plain .npz written by NumPy, or a .safetensors file written by another program (torch's
@@ -278,7 +286,7 @@ def load(path):
     return _interpret(arrays, path)
 
 
-def _interpret(arrays, path):
+def _interpret(arrays: dict[str, Any], path: str) -> Any:
     """The saved state from a file's named arrays and, when firefly wrote it, its structure."""
     if STRUCTURE_KEY not in arrays:
         return arrays
