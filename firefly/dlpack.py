@@ -7,6 +7,8 @@ writeable is shared, as torch shares it; a strided view (a transpose) or read-on
 copied, where torch would share it.
 """
 
+from typing import Any
+
 import numpy as np
 
 from firefly.dtypes import tensor_dtype
@@ -29,7 +31,7 @@ DEVICE_TYPES = {
 CPU = 1
 
 
-def from_dlpack(obj) -> Tensor:
+def from_dlpack(obj: Any) -> Tensor:
     """A Tensor on the memory of ``obj``, any object with ``__dlpack__`` and
     ``__dlpack_device__`` on the CPU (a torch tensor, a NumPy or JAX array, a firefly Tensor).
     The memory is shared when it is C-contiguous and writeable, and copied otherwise."""
