@@ -8,10 +8,14 @@ size, fan_out = out * kernel size (torch's ``_calculate_fan_in_and_fan_out``).
 ``mode="fan_in"`` is its in_features.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
+from typing import TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from firefly import random
 from firefly.tensor import Tensor
@@ -30,8 +34,11 @@ __all__ = [
     "trunc_normal_",
 ]
 
+# A Parameter in, the same Parameter out (a Tensor in, a Tensor out).
+TensorT = TypeVar("TensorT", bound=Tensor)
 
-def _storage(tensor, name):
+
+def _storage(tensor: Tensor, name: str) -> np.ndarray:
     leaf = getattr(tensor, "tensor", tensor)  # a Parameter's leaf (the Parameter itself later)
     if not isinstance(leaf, Tensor):
         raise TypeError(
@@ -42,12 +49,12 @@ def _storage(tensor, name):
     return leaf.numpy()
 
 
-def _fill(tensor, name, values):
+def _fill(tensor: TensorT, name: str, values: ArrayLike) -> TensorT:
     np.copyto(_storage(tensor, name), values, casting="unsafe")
     return tensor
 
 
-def calculate_gain(nonlinearity, param=None):
+def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     """torch's recommended gain for ``nonlinearity``."""
     linear = (
         "linear",
@@ -75,7 +82,7 @@ def calculate_gain(nonlinearity, param=None):
     raise ValueError(f"calculate_gain: unsupported nonlinearity {nonlinearity!r}")
 
 
-def _fans(shape, name):
+def _fans(shape: tuple[int, ...], name: str) -> tuple[int, int]:
     if len(shape) < 2:
         raise ValueError(
             f"init.{name}: fan in and fan out need at least 2 dimensions, got shape {shape}"
@@ -84,58 +91,64 @@ def _fans(shape, name):
     return shape[1] * receptive, shape[0] * receptive
 
 
-def _fan(shape, mode, name):
+def _fan(shape: tuple[int, ...], mode: str, name: str) -> int:
     if mode not in ("fan_in", "fan_out"):
         raise ValueError(f"init.{name}: mode must be 'fan_in' or 'fan_out', got {mode!r}")
     fan_in, fan_out = _fans(shape, name)
     return fan_in if mode == "fan_in" else fan_out
 
 
-def uniform_(tensor, a=0.0, b=1.0):
+def uniform_(tensor: TensorT, a: float = 0.0, b: float = 1.0) -> TensorT:
     shape = _storage(tensor, "uniform_").shape
     return _fill(tensor, "uniform_", random.generator().uniform(a, b, size=shape))
 
 
-def normal_(tensor, mean=0.0, std=1.0):
+def normal_(tensor: TensorT, mean: float = 0.0, std: float = 1.0) -> TensorT:
     shape = _storage(tensor, "normal_").shape
     return _fill(tensor, "normal_", random.generator().normal(mean, std, size=shape))
 
 
-def constant_(tensor, val):
+def constant_(tensor: TensorT, val: float) -> TensorT:
     return _fill(tensor, "constant_", val)
 
 
-def zeros_(tensor):
+def zeros_(tensor: TensorT) -> TensorT:
     return _fill(tensor, "zeros_", 0.0)
 
 
-def ones_(tensor):
+def ones_(tensor: TensorT) -> TensorT:
     return _fill(tensor, "ones_", 1.0)
 
 
-def xavier_uniform_(tensor, gain=1.0):
+def xavier_uniform_(tensor: TensorT, gain: float = 1.0) -> TensorT:
     fan_in, fan_out = _fans(_storage(tensor, "xavier_uniform_").shape, "xavier_uniform_")
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     return uniform_(tensor, -bound, bound)
 
 
-def xavier_normal_(tensor, gain=1.0):
+def xavier_normal_(tensor: TensorT, gain: float = 1.0) -> TensorT:
     fan_in, fan_out = _fans(_storage(tensor, "xavier_normal_").shape, "xavier_normal_")
     return normal_(tensor, 0.0, gain * math.sqrt(2.0 / (fan_in + fan_out)))
 
 
-def kaiming_uniform_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
+def kaiming_uniform_(
+    tensor: TensorT, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
+) -> TensorT:
     fan = _fan(_storage(tensor, "kaiming_uniform_").shape, mode, "kaiming_uniform_")
     bound = math.sqrt(3.0) * calculate_gain(nonlinearity, a) / math.sqrt(fan)
     return uniform_(tensor, -bound, bound)
 
 
-def kaiming_normal_(tensor, a=0, mode="fan_in", nonlinearity="leaky_relu"):
+def kaiming_normal_(
+    tensor: TensorT, a: float = 0, mode: str = "fan_in", nonlinearity: str = "leaky_relu"
+) -> TensorT:
     fan = _fan(_storage(tensor, "kaiming_normal_").shape, mode, "kaiming_normal_")
     return normal_(tensor, 0.0, calculate_gain(nonlinearity, a) / math.sqrt(fan))
 
 
-def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0):
+def trunc_normal_(
+    tensor: TensorT, mean: float = 0.0, std: float = 1.0, a: float = -2.0, b: float = 2.0
+) -> TensorT:
     """Normal(mean, std) truncated to [a, b], by inverting the normal CDF on a uniform draw
     between the bounds' CDF values, as torch does."""
     from scipy.special import erfinv
