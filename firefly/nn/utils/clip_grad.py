@@ -7,32 +7,37 @@ such slots, usually one per dtype: no per-parameter loop, whatever the number of
 Other gradients get one call each.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
+from collections.abc import Iterable
 
 import numpy as np
 
 from firefly.kernels.optim import NORM_LANES, grad_clamp_, grad_norm_power_sum, grad_scale_
-from firefly.optim.flat import buffer_of_grad
+from firefly.optim.flat import FlatBuffer, buffer_of_grad
 from firefly.tensor import Tensor
 
 
-def _gradient_arrays(parameters, owner):
+def _gradient_arrays(parameters: Tensor | Iterable[Tensor], owner: str) -> list[np.ndarray]:
     """The gradient arrays of ``parameters`` (a Tensor/Parameter or an iterable of them; ones
     without a gradient are skipped): flat-buffer runs merged into one slice each. Every
     array is checked to be clippable in place before any is returned."""
+    given: list[object]
     if isinstance(parameters, Tensor) or hasattr(parameters, "tensor"):
-        parameters = [parameters]
-    try:
-        parameters = list(parameters)
-    except TypeError:
-        raise TypeError(
-            f"{owner}: parameters must be a Tensor, a Parameter or an iterable of them, "
-            f"got {type(parameters).__name__}"
-        ) from None
-    slots = {}  # FlatBuffer -> member indices whose installed gradient view is given
+        given = [parameters]
+    else:
+        try:
+            given = list(parameters)
+        except TypeError:
+            raise TypeError(
+                f"{owner}: parameters must be a Tensor, a Parameter or an iterable of them, "
+                f"got {type(parameters).__name__}"
+            ) from None
+    slots: dict[FlatBuffer, set[int]] = {}  # member indices whose installed gradient view is given
     loose = []
-    for position, param in enumerate(parameters):
+    for position, param in enumerate(given):
         tensor = getattr(param, "tensor", param)
         if not isinstance(tensor, Tensor):
             raise TypeError(
@@ -55,9 +60,9 @@ def _gradient_arrays(parameters, owner):
         else:
             loose.append(array)
     arrays = []
-    for buf, members in slots.items():
-        members = sorted(members)
-        first = members[0]
+    for buf, member_set in slots.items():
+        members = sorted(member_set)
+        first: int | None = members[0]  # None once the last run is taken
         for previous, k in zip(members, members[1:] + [None]):
             if k != previous + 1:
                 arrays.append(buf.grads[buf.elements(first, previous + 1)])
@@ -71,7 +76,13 @@ def _gradient_arrays(parameters, owner):
     return arrays + [array.reshape(-1) for array in loose]  # views: kernels take 1-D arrays
 
 
-def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=False, foreach=None):
+def clip_grad_norm_(
+    parameters: Tensor | Iterable[Tensor],
+    max_norm: float,
+    norm_type: float = 2.0,
+    error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
+) -> Tensor:
     """Scale the gradients of ``parameters`` in place so that their total ``norm_type``-norm
     (over all gradients together, as if concatenated) is at most ``max_norm``; returns that
     total norm (before clipping) as a 0-d Tensor, as ``torch.nn.utils.clip_grad_norm_``.
@@ -120,7 +131,9 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
     return Tensor(np.asarray(total, dtype))
 
 
-def clip_grad_value_(parameters, clip_value, foreach=None):
+def clip_grad_value_(
+    parameters: Tensor | Iterable[Tensor], clip_value: float, foreach: bool | None = None
+) -> None:
     """Clamp the gradients of ``parameters`` in place to [-clip_value, clip_value], as
     ``torch.nn.utils.clip_grad_value_``."""
     owner = "clip_grad_value_"
