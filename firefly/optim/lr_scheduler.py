@@ -8,14 +8,21 @@ one optimizer compose. ``state_dict()`` holds plain values (``firefly.save`` sto
 pickling); a ``LambdaLR``'s functions are not saved, as in PyTorch.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
 import types
 from bisect import bisect_right
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from firefly.optim.optimizer import Optimizer
 from firefly.validation import check_number
+
+if TYPE_CHECKING:
+    from firefly.tensor import Tensor
 
 __all__ = [
     "LRScheduler",
@@ -36,13 +43,13 @@ __all__ = [
 ]
 
 
-def _integer(owner, name, value, minimum):
+def _integer(owner: str, name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{owner}: {name} must be an int >= {minimum}, got {value!r}")
     return int(value)
 
 
-def _per_group(owner, name, optimizer, value):
+def _per_group(owner: str, name: str, optimizer: Optimizer, value: Any) -> list[float]:
     """``value`` once per param group: a list or tuple of that length, or one value for all."""
     if isinstance(value, (list, tuple)):
         if len(value) != len(optimizer.param_groups):
@@ -54,7 +61,7 @@ def _per_group(owner, name, optimizer, value):
     return [value] * len(optimizer.param_groups)
 
 
-def _set_momentum(group, use_beta1, momentum):
+def _set_momentum(group: dict[str, Any], use_beta1: bool, momentum: float) -> None:
     if use_beta1:
         group["betas"] = (momentum, *group["betas"][1:])
     else:
@@ -69,7 +76,7 @@ class LRScheduler:
     form ``_get_closed_form_lr()`` used by the deprecated ``step(epoch)``.
     """
 
-    def __init__(self, optimizer, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         owner = type(self).__name__
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{owner}: {type(optimizer).__name__} is not a firefly optimizer")
@@ -89,7 +96,7 @@ class LRScheduler:
         self.last_epoch = last_epoch
         self._initial_step()
 
-    def _initial_step(self):
+    def _initial_step(self) -> None:
         self._step_count = 0
         self._is_initial = True
         try:
@@ -97,18 +104,18 @@ class LRScheduler:
         finally:
             self._is_initial = False
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         raise NotImplementedError
 
-    def get_last_lr(self):
+    def get_last_lr(self) -> list[float]:
         """The learning rates the last ``step()`` set, one per param group."""
         return self._last_lr
 
-    def step(self, epoch=None):
+    def step(self, epoch: int | None = None) -> None:
         self._step_count += 1
         self._update_lr(epoch)
 
-    def _update_lr(self, epoch=None):
+    def _update_lr(self, epoch: int | None = None) -> None:
         if epoch is None:
             self.last_epoch += 1
             values = self.get_lr()
@@ -120,19 +127,24 @@ class LRScheduler:
             group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
-    def _current_lrs(self):
+    def _current_lrs(self) -> list[float]:
         return [group["lr"] for group in self.optimizer.param_groups]
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """Every attribute but the optimizer, as plain values."""
         return {key: value for key, value in self.__dict__.items() if key != "optimizer"}
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         self.__dict__.update(state_dict)
 
 
 class _LambdaScheduler(LRScheduler):
-    def __init__(self, optimizer, lr_lambda, last_epoch=-1):
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        lr_lambda: Callable[[int], float] | Sequence[Callable[[int], float]],
+        last_epoch: int = -1,
+    ) -> None:
         owner = type(self).__name__
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{owner}: {type(optimizer).__name__} is not a firefly optimizer")
@@ -152,7 +164,7 @@ class _LambdaScheduler(LRScheduler):
                 )
         super().__init__(optimizer, last_epoch)
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         # Functions cannot be saved; a callable object's attributes are, as in PyTorch.
         state = {
             key: value
@@ -165,7 +177,7 @@ class _LambdaScheduler(LRScheduler):
         ]
         return state
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         state = dict(state_dict)
         saved_lambdas = state.pop("lr_lambdas", [])
         self.__dict__.update(state)
@@ -177,7 +189,7 @@ class _LambdaScheduler(LRScheduler):
 class LambdaLR(_LambdaScheduler):
     """``LambdaLR(optimizer, lr_lambda, last_epoch=-1)``: lr = initial lr * lr_lambda(epoch)."""
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         return [
             base_lr * fn(self.last_epoch) for fn, base_lr in zip(self.lr_lambdas, self.base_lrs)
         ]
@@ -187,7 +199,7 @@ class MultiplicativeLR(_LambdaScheduler):
     """``MultiplicativeLR(optimizer, lr_lambda, last_epoch=-1)``: each step multiplies lr by
     lr_lambda(epoch)."""
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self._is_initial:
             return self._current_lrs()
         return [
@@ -200,17 +212,19 @@ class StepLR(LRScheduler):
     """``StepLR(optimizer, step_size, gamma=0.1, last_epoch=-1)``: lr *= gamma every step_size
     epochs."""
 
-    def __init__(self, optimizer, step_size, gamma=0.1, last_epoch=-1):
+    def __init__(
+        self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1
+    ) -> None:
         self.step_size = _integer("StepLR", "step_size", step_size, 1)
         self.gamma = check_number("StepLR", "gamma", gamma, minimum=0.0)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return self._current_lrs()
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
 
-    def _get_closed_form_lr(self):
+    def _get_closed_form_lr(self) -> list[float]:
         return [
             base_lr * self.gamma ** (self.last_epoch // self.step_size) for base_lr in self.base_lrs
         ]
@@ -220,7 +234,13 @@ class MultiStepLR(LRScheduler):
     """``MultiStepLR(optimizer, milestones, gamma=0.1, last_epoch=-1)``: lr *= gamma at each
     milestone."""
 
-    def __init__(self, optimizer, milestones, gamma=0.1, last_epoch=-1):
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        milestones: Iterable[int],
+        gamma: float = 0.1,
+        last_epoch: int = -1,
+    ) -> None:
         try:
             milestones = list(milestones)
         except TypeError:
@@ -233,7 +253,7 @@ class MultiStepLR(LRScheduler):
         self.gamma = check_number("MultiStepLR", "gamma", gamma, minimum=0.0)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self.last_epoch not in self.milestones:
             return self._current_lrs()
         return [
@@ -241,14 +261,14 @@ class MultiStepLR(LRScheduler):
             for group in self.optimizer.param_groups
         ]
 
-    def _get_closed_form_lr(self):
+    def _get_closed_form_lr(self) -> list[float]:
         milestones = sorted(self.milestones.elements())
         return [
             base_lr * self.gamma ** bisect_right(milestones, self.last_epoch)
             for base_lr in self.base_lrs
         ]
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         # A saved Counter comes back from firefly.load as a plain dict (keys maybe strings).
         super().load_state_dict(state_dict)
         self.milestones = Counter({int(k): int(v) for k, v in dict(self.milestones).items()})
@@ -258,19 +278,25 @@ class ConstantLR(LRScheduler):
     """``ConstantLR(optimizer, factor=1/3, total_iters=5, last_epoch=-1)``: lr * factor for the
     first total_iters epochs, then lr."""
 
-    def __init__(self, optimizer, factor=1.0 / 3, total_iters=5, last_epoch=-1):
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        factor: float = 1.0 / 3,
+        total_iters: int = 5,
+        last_epoch: int = -1,
+    ) -> None:
         self.factor = check_number("ConstantLR", "factor", factor, minimum=0.0, maximum=1.0)
         self.total_iters = _integer("ConstantLR", "total_iters", total_iters, 0)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self.last_epoch == 0:
             return [group["lr"] * self.factor for group in self.optimizer.param_groups]
         if self.last_epoch != self.total_iters:
             return self._current_lrs()
         return [group["lr"] * (1.0 / self.factor) for group in self.optimizer.param_groups]
 
-    def _get_closed_form_lr(self):
+    def _get_closed_form_lr(self) -> list[float]:
         return [
             base_lr * (self.factor + (self.last_epoch >= self.total_iters) * (1 - self.factor))
             for base_lr in self.base_lrs
@@ -282,8 +308,13 @@ class LinearLR(LRScheduler):
     the factor on lr moves linearly from start_factor to end_factor over total_iters epochs."""
 
     def __init__(
-        self, optimizer, start_factor=1.0 / 3, end_factor=1.0, total_iters=5, last_epoch=-1
-    ):
+        self,
+        optimizer: Optimizer,
+        start_factor: float = 1.0 / 3,
+        end_factor: float = 1.0,
+        total_iters: int = 5,
+        last_epoch: int = -1,
+    ) -> None:
         self.start_factor = check_number(
             "LinearLR", "start_factor", start_factor, minimum=0.0, maximum=1.0, minimum_open=True
         )
@@ -293,7 +324,7 @@ class LinearLR(LRScheduler):
         self.total_iters = _integer("LinearLR", "total_iters", total_iters, 1)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self.last_epoch == 0:
             return [group["lr"] * self.start_factor for group in self.optimizer.param_groups]
         if self._is_initial or self.last_epoch > self.total_iters:
@@ -304,7 +335,7 @@ class LinearLR(LRScheduler):
         )
         return [group["lr"] * factor for group in self.optimizer.param_groups]
 
-    def _get_closed_form_lr(self):
+    def _get_closed_form_lr(self) -> list[float]:
         return [
             base_lr
             * (
@@ -320,16 +351,16 @@ class LinearLR(LRScheduler):
 class ExponentialLR(LRScheduler):
     """``ExponentialLR(optimizer, gamma, last_epoch=-1)``: lr *= gamma every epoch."""
 
-    def __init__(self, optimizer, gamma, last_epoch=-1):
+    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
         self.gamma = check_number("ExponentialLR", "gamma", gamma, minimum=0.0)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self._is_initial:
             return self._current_lrs()
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
 
-    def _get_closed_form_lr(self):
+    def _get_closed_form_lr(self) -> list[float]:
         return [base_lr * self.gamma**self.last_epoch for base_lr in self.base_lrs]
 
 
@@ -337,12 +368,18 @@ class PolynomialLR(LRScheduler):
     """``PolynomialLR(optimizer, total_iters=5, power=1.0, last_epoch=-1)``: lr decays to 0 as
     (1 - epoch / total_iters) ** power."""
 
-    def __init__(self, optimizer, total_iters=5, power=1.0, last_epoch=-1):
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        total_iters: int = 5,
+        power: float = 1.0,
+        last_epoch: int = -1,
+    ) -> None:
         self.total_iters = _integer("PolynomialLR", "total_iters", total_iters, 1)
         self.power = check_number("PolynomialLR", "power", power)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self._is_initial or self.last_epoch > self.total_iters:
             return self._current_lrs()
         factor = (
@@ -351,7 +388,7 @@ class PolynomialLR(LRScheduler):
         ) ** self.power
         return [group["lr"] * factor for group in self.optimizer.param_groups]
 
-    def _get_closed_form_lr(self):
+    def _get_closed_form_lr(self) -> list[float]:
         return [
             base_lr
             * (1.0 - min(self.total_iters, self.last_epoch) / self.total_iters) ** self.power
@@ -364,14 +401,16 @@ class CosineAnnealingLR(LRScheduler):
     from its initial value down to eta_min over T_max epochs (and back up, periodically), in
     PyTorch's recursive form."""
 
-    def __init__(self, optimizer, T_max, eta_min=0.0, last_epoch=-1):
+    def __init__(
+        self, optimizer: Optimizer, T_max: float, eta_min: float = 0.0, last_epoch: int = -1
+    ) -> None:
         self.T_max = check_number(
             "CosineAnnealingLR", "T_max", T_max, minimum=0.0, minimum_open=True
         )
         self.eta_min = check_number("CosineAnnealingLR", "eta_min", eta_min)
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         if self._is_initial:
             return self._current_lrs()
         if self._step_count == 1 and self.last_epoch > 0:
@@ -389,7 +428,7 @@ class CosineAnnealingLR(LRScheduler):
             for group in self.optimizer.param_groups
         ]
 
-    def _get_closed_form_lr(self):
+    def _get_closed_form_lr(self) -> list[float]:
         return [
             self.eta_min
             + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
@@ -400,7 +439,11 @@ class CosineAnnealingLR(LRScheduler):
 class _SchedulerList(LRScheduler):
     """What SequentialLR and ChainedScheduler share: checked sub-schedulers, nested state."""
 
-    def _check_schedulers(self, optimizer, schedulers):
+    _schedulers: list[LRScheduler]
+
+    def _check_schedulers(
+        self, optimizer: Optimizer | None, schedulers: Iterable[LRScheduler]
+    ) -> list[LRScheduler]:
         owner = type(self).__name__
         schedulers = list(schedulers)
         if not schedulers:
@@ -422,7 +465,7 @@ class _SchedulerList(LRScheduler):
                 )
         return schedulers
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         state = {
             key: value
             for key, value in self.__dict__.items()
@@ -431,7 +474,7 @@ class _SchedulerList(LRScheduler):
         state["_schedulers"] = [s.state_dict() for s in self._schedulers]
         return state
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         state = dict(state_dict)
         saved = state.pop("_schedulers")
         self.__dict__.update(state)
@@ -443,7 +486,13 @@ class SequentialLR(_SchedulerList):
     """``SequentialLR(optimizer, schedulers, milestones, last_epoch=-1)``: schedulers[i] runs
     from milestones[i - 1]; each starts its schedule afresh at its milestone."""
 
-    def __init__(self, optimizer, schedulers, milestones, last_epoch=-1):
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        schedulers: Iterable[LRScheduler],
+        milestones: Iterable[int],
+        last_epoch: int = -1,
+    ) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"SequentialLR: {type(optimizer).__name__} is not a firefly optimizer")
         schedulers = self._check_schedulers(optimizer, schedulers)
@@ -468,7 +517,8 @@ class SequentialLR(_SchedulerList):
         self._schedulers[index]._initial_step()
         self._last_lr = schedulers[index].get_last_lr()
 
-    def step(self):
+    # torch's SequentialLR.step takes no epoch.
+    def step(self) -> None:  # type: ignore[override]
         self.last_epoch += 1
         index = bisect_right(self._milestones, self.last_epoch)
         scheduler = self._schedulers[index]
@@ -479,7 +529,7 @@ class SequentialLR(_SchedulerList):
         self._last_lr = scheduler.get_last_lr()
 
 
-def _undo_step(scheduler):
+def _undo_step(scheduler: LRScheduler) -> None:
     if hasattr(scheduler, "_schedulers"):
         for inner in scheduler._schedulers:
             _undo_step(inner)
@@ -490,15 +540,18 @@ def _undo_step(scheduler):
 class ChainedScheduler(_SchedulerList):
     """``ChainedScheduler(schedulers, optimizer=None)``: every step steps each scheduler in turn."""
 
-    def __init__(self, schedulers, optimizer=None):
+    def __init__(
+        self, schedulers: Iterable[LRScheduler], optimizer: Optimizer | None = None
+    ) -> None:
         schedulers = list(schedulers)
         if optimizer is None and schedulers:
             optimizer = schedulers[0].optimizer
         self._schedulers = self._check_schedulers(optimizer, schedulers)
-        self.optimizer = optimizer
+        self.optimizer = self._schedulers[0].optimizer  # the checks made it ``optimizer``
         self._last_lr = self._current_lrs()
 
-    def step(self):
+    # torch's ChainedScheduler.step takes no epoch.
+    def step(self) -> None:  # type: ignore[override]
         for scheduler in self._schedulers:
             scheduler.step()
         self._last_lr = self._current_lrs()
@@ -511,16 +564,16 @@ class ReduceLROnPlateau(LRScheduler):
 
     def __init__(
         self,
-        optimizer,
-        mode="min",
-        factor=0.1,
-        patience=10,
-        threshold=1e-4,
-        threshold_mode="rel",
-        cooldown=0,
-        min_lr=0,
-        eps=1e-8,
-    ):
+        optimizer: Optimizer,
+        mode: str = "min",
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr: float | Sequence[float] = 0,
+        eps: float = 1e-8,
+    ) -> None:
         owner = "ReduceLROnPlateau"
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{owner}: {type(optimizer).__name__} is not a firefly optimizer")
@@ -547,7 +600,7 @@ class ReduceLROnPlateau(LRScheduler):
         self._init_is_better(mode, check_number(owner, "threshold", threshold), threshold_mode)
         self._reset()
 
-    def _init_is_better(self, mode, threshold, threshold_mode):
+    def _init_is_better(self, mode: str, threshold: float, threshold_mode: str) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
@@ -557,16 +610,16 @@ class ReduceLROnPlateau(LRScheduler):
         self.mode_worse = math.inf if mode == "min" else -math.inf
         self.mode, self.threshold, self.threshold_mode = mode, threshold, threshold_mode
 
-    def _reset(self):
+    def _reset(self) -> None:
         self.best = self.mode_worse
         self.cooldown_counter = 0
         self.num_bad_epochs = 0
 
     @property
-    def in_cooldown(self):
+    def in_cooldown(self) -> bool:
         return self.cooldown_counter > 0
 
-    def _is_better(self, a, best):
+    def _is_better(self, a: float, best: float) -> bool:
         if self.mode == "min" and self.threshold_mode == "rel":
             return a < best * (1.0 - self.threshold)
         if self.mode == "min":
@@ -575,7 +628,8 @@ class ReduceLROnPlateau(LRScheduler):
             return a > best * (self.threshold + 1.0)
         return a > best + self.threshold
 
-    def step(self, metrics, epoch=None):
+    # torch's signature: the metric comes first, so this cannot match LRScheduler.step.
+    def step(self, metrics: float | Tensor, epoch: int | None = None) -> None:  # type: ignore[override]
         current = float(metrics.item() if hasattr(metrics, "item") else metrics)
         self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
         if self._is_better(current, self.best):
@@ -592,7 +646,7 @@ class ReduceLROnPlateau(LRScheduler):
             self.num_bad_epochs = 0
         self._last_lr = self._current_lrs()
 
-    def _reduce_lr(self):
+    def _reduce_lr(self) -> None:
         if len(self.optimizer.param_groups) != len(self.min_lrs):
             if self.default_min_lr is None:
                 raise RuntimeError(
@@ -607,7 +661,7 @@ class ReduceLROnPlateau(LRScheduler):
             if old_lr - new_lr > self.eps:
                 group["lr"] = new_lr
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self._init_is_better(self.mode, self.threshold, self.threshold_mode)
 
@@ -621,21 +675,21 @@ class OneCycleLR(LRScheduler):
 
     def __init__(
         self,
-        optimizer,
-        max_lr,
-        total_steps=None,
-        epochs=None,
-        steps_per_epoch=None,
-        pct_start=0.3,
-        anneal_strategy="cos",
-        cycle_momentum=True,
-        base_momentum=0.85,
-        max_momentum=0.95,
-        div_factor=25.0,
-        final_div_factor=1e4,
-        three_phase=False,
-        last_epoch=-1,
-    ):
+        optimizer: Optimizer,
+        max_lr: float | Sequence[float],
+        total_steps: int | None = None,
+        epochs: int | None = None,
+        steps_per_epoch: int | None = None,
+        pct_start: float = 0.3,
+        anneal_strategy: str = "cos",
+        cycle_momentum: bool = True,
+        base_momentum: float | Sequence[float] = 0.85,
+        max_momentum: float | Sequence[float] = 0.95,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        three_phase: bool = False,
+        last_epoch: int = -1,
+    ) -> None:
         owner = "OneCycleLR"
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{owner}: {type(optimizer).__name__} is not a firefly optimizer")
@@ -656,6 +710,7 @@ class OneCycleLR(LRScheduler):
         self._anneal_func_type = anneal_strategy
         check_number(owner, "div_factor", div_factor, minimum=0.0, minimum_open=True)
         check_number(owner, "final_div_factor", final_div_factor, minimum=0.0, minimum_open=True)
+        self._schedule_phases: list[dict[str, Any]]
         if three_phase:
             self._schedule_phases = [
                 {
@@ -725,12 +780,12 @@ class OneCycleLR(LRScheduler):
                     group["base_momentum"] = group_base
         super().__init__(optimizer, last_epoch)
 
-    def _anneal(self, start, end, pct):
+    def _anneal(self, start: float, end: float, pct: float) -> float:
         if self._anneal_func_type == "cos":
             return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
         return (end - start) * pct + start
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         step_num = self.last_epoch
         if step_num > self.total_steps:
             raise ValueError(
@@ -761,23 +816,30 @@ class CosineAnnealingWarmRestarts(LRScheduler):
     cosine annealing from the initial lr to eta_min over T_0 epochs, restarting with periods
     multiplied by T_mult. ``step(epoch)`` may take a fractional epoch."""
 
-    def __init__(self, optimizer, T_0, T_mult=1, eta_min=0.0, last_epoch=-1):
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        T_0: int,
+        T_mult: int = 1,
+        eta_min: float = 0.0,
+        last_epoch: int = -1,
+    ) -> None:
         owner = "CosineAnnealingWarmRestarts"
         self.T_0 = _integer(owner, "T_0", T_0, 1)
         self.T_i = self.T_0
         self.T_mult = _integer(owner, "T_mult", T_mult, 1)
         self.eta_min = check_number(owner, "eta_min", eta_min)
-        self.T_cur = last_epoch
+        self.T_cur: float = last_epoch
         super().__init__(optimizer, last_epoch)
 
-    def get_lr(self):
+    def get_lr(self) -> list[float]:
         return [
             self.eta_min
             + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
             for base_lr in self.base_lrs
         ]
 
-    def step(self, epoch=None):
+    def step(self, epoch: float | None = None) -> None:
         if epoch is None and self.last_epoch < 0:
             epoch = 0
         if epoch is None:
