@@ -4,9 +4,13 @@
 ``*_like`` forms, ``tensor``, ``from_numpy`` and ``as_tensor``. ``device=`` accepts the CPU.
 """
 
+from __future__ import annotations
+
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from firefly import devices, random
 from firefly.dtypes import DEFAULT_FLOAT, is_float_dtype, tensor_dtype
@@ -35,8 +39,13 @@ __all__ = [
     "as_tensor",
 ]
 
+# What ``device=`` accepts: a device, a string naming one ("cpu"), or None for the CPU.
+_Device = str | devices.device | None
+# A shape given as ``f(2, 3)`` or ``f((2, 3))``.
+_Size = int | Sequence[int]
 
-def _made(array, requires_grad, name, device=None):
+
+def _made(array: ArrayLike, requires_grad: bool, name: str, device: _Device = None) -> Tensor:
     devices.as_device(name, device)
     t = Tensor._wrap(np.asarray(array, order="C"))
     if requires_grad:
@@ -48,19 +57,24 @@ def _made(array, requires_grad, name, device=None):
     return t
 
 
-def _dtype_or_default_float(name, dtype):
+def _dtype_or_default_float(name: str, dtype: DTypeLike | None) -> np.dtype:
     """``dtype`` checked, or the default float when None (torch.zeros and the like)."""
     return DEFAULT_FLOAT if dtype is None else tensor_dtype(name, dtype)
 
 
-def _shape(name, size):
+def _shape(name: str, size: tuple[_Size, ...]) -> tuple[int, ...]:
     shape = _dims(name, size)
     if any(d < 0 for d in shape):
         raise ValueError(f"{name}: sizes must be non-negative, got {shape}")
     return shape
 
 
-def tensor(data, dtype=None, device=None, requires_grad=False):
+def tensor(
+    data: ArrayLike | Tensor,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     """A new tensor copied from ``data``, with ``torch.tensor``'s dtype rules: Python floats make
     float32, Python ints int64, bools bool, and an ndarray or Tensor keeps its dtype. (The
     ``Tensor`` constructor has its own rule instead: integer data become float32.)"""
@@ -77,7 +91,7 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     )
 
 
-def _python_dtype(data):
+def _python_dtype(data: ArrayLike) -> DTypeLike:
     """torch.tensor's dtype for Python data: bool, int64 or float32, by the widest element."""
     kind = (
         np.array(data).dtype.kind
@@ -89,22 +103,43 @@ def _python_dtype(data):
     return {"b": np.bool_, "i": np.int64, "u": np.int64}.get(kind, DEFAULT_FLOAT)
 
 
-def zeros(*size, dtype=None, device=None, requires_grad=False):
+def zeros(
+    *size: _Size,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     array = np.zeros(_shape("zeros", size), _dtype_or_default_float("zeros", dtype))
     return _made(array, requires_grad, "zeros", device)
 
 
-def ones(*size, dtype=None, device=None, requires_grad=False):
+def ones(
+    *size: _Size,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     array = np.ones(_shape("ones", size), _dtype_or_default_float("ones", dtype))
     return _made(array, requires_grad, "ones", device)
 
 
-def empty(*size, dtype=None, device=None, requires_grad=False):
+def empty(
+    *size: _Size,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     array = np.empty(_shape("empty", size), _dtype_or_default_float("empty", dtype))
     return _made(array, requires_grad, "empty", device)
 
 
-def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+def full(
+    size: _Size,
+    fill_value: float,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     """``size`` filled with ``fill_value``; the dtype follows the value as in PyTorch (a bool
     makes bool, an int int64, a float float32) unless ``dtype`` is given."""
     if dtype is None:
@@ -117,7 +152,14 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
     return _made(array, requires_grad, "full", device)
 
 
-def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+def arange(
+    start: float,
+    end: float | None = None,
+    step: float = 1,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     """``arange(end)`` or ``arange(start, end, step)``: int64 when every argument is an int,
     float32 otherwise (PyTorch's rule)."""
     if end is None:
@@ -138,7 +180,14 @@ def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False
     return _made(np.arange(start, end, step).astype(dtype), requires_grad, "arange", device)
 
 
-def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+def linspace(
+    start: float,
+    end: float,
+    steps: int,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     if not isinstance(steps, numbers.Integral) or steps < 0:
         raise ValueError(f"linspace: steps must be a non-negative int, got {steps!r}")
     array = np.linspace(start, end, int(steps), dtype=np.float64).astype(
@@ -147,20 +196,38 @@ def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
     return _made(array, requires_grad, "linspace", device)
 
 
-def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+def eye(
+    n: int,
+    m: int | None = None,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     return _made(
         np.eye(n, m, dtype=_dtype_or_default_float("eye", dtype)), requires_grad, "eye", device
     )
 
 
-def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+def rand(
+    *size: _Size,
+    generator: random.Generator | None = None,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     """Uniform on [0, 1), from ``generator`` (a ``firefly.Generator``) or firefly's default."""
     dtype = _dtype_or_default_float("rand", dtype)
     draws = random.generator(generator, "rand").random(_shape("rand", size))
     return _made(draws.astype(dtype), requires_grad, "rand", device)
 
 
-def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+def randn(
+    *size: _Size,
+    generator: random.Generator | None = None,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     """Standard normal, from ``generator`` (a ``firefly.Generator``) or firefly's default."""
     dtype = _dtype_or_default_float("randn", dtype)
     draws = random.generator(generator, "randn").standard_normal(_shape("randn", size))
@@ -168,22 +235,38 @@ def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
 
 
 def randint(
-    low, high=None, size=None, *, generator=None, dtype=None, device=None, requires_grad=False
-):
+    low: int,
+    high: int | _Size | None = None,  # the size, in the form randint(high, size)
+    size: _Size | None = None,
+    *,
+    generator: random.Generator | None = None,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     """``randint(high, size)`` or ``randint(low, high, size)``: int64 in [low, high)."""
     if size is None:  # randint(high, size)
         low, high, size = 0, low, high
     if size is None:
         raise TypeError("randint: give size, e.g. randint(0, 10, (3,))")
     shape = _shape("randint", (size,))
-    if high <= low:
+    # high is an int here in both call forms (the union above is for randint(high, size));
+    # randint(low, size=...) without high fails on this comparison, as it always has.
+    if high <= low:  # type: ignore[operator]
         raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
     dtype = tensor_dtype("randint", np.int64 if dtype is None else dtype)
     draws = random.generator(generator, "randint").integers(low, high, size=shape)
     return _made(draws.astype(dtype), requires_grad, "randint", device)
 
 
-def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False):
+def randperm(
+    n: int,
+    *,
+    generator: random.Generator | None = None,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     """A random permutation of 0 .. n - 1 (int64), from ``generator`` or firefly's default."""
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
         raise ValueError(f"randperm: n must be a non-negative int, got {n!r}")
@@ -192,42 +275,75 @@ def randperm(n, *, generator=None, dtype=None, device=None, requires_grad=False)
     return _made(draws.astype(dtype), requires_grad, "randperm", device)
 
 
-def _like(name, t, dtype):
+def _like(
+    name: str, t: Tensor | ArrayLike, dtype: DTypeLike | None
+) -> tuple[tuple[int, ...], np.dtype]:
     array = t._data if isinstance(t, Tensor) else np.asarray(t)
     return array.shape, (array.dtype if dtype is None else tensor_dtype(name, dtype))
 
 
-def zeros_like(input, dtype=None, device=None, requires_grad=False):
+def zeros_like(
+    input: Tensor | ArrayLike,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     shape, dtype = _like("zeros_like", input, dtype)
     return _made(np.zeros(shape, dtype), requires_grad, "zeros_like", device)
 
 
-def ones_like(input, dtype=None, device=None, requires_grad=False):
+def ones_like(
+    input: Tensor | ArrayLike,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     shape, dtype = _like("ones_like", input, dtype)
     return _made(np.ones(shape, dtype), requires_grad, "ones_like", device)
 
 
-def empty_like(input, dtype=None, device=None, requires_grad=False):
+def empty_like(
+    input: Tensor | ArrayLike,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     shape, dtype = _like("empty_like", input, dtype)
     return _made(np.empty(shape, dtype), requires_grad, "empty_like", device)
 
 
-def full_like(input, fill_value, dtype=None, device=None, requires_grad=False):
+def full_like(
+    input: Tensor | ArrayLike,
+    fill_value: float,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     shape, dtype = _like("full_like", input, dtype)
     return _made(np.full(shape, fill_value, dtype), requires_grad, "full_like", device)
 
 
-def rand_like(input, dtype=None, device=None, requires_grad=False):
+def rand_like(
+    input: Tensor | ArrayLike,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     shape, dtype = _like("rand_like", input, dtype)
     return rand(shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def randn_like(input, dtype=None, device=None, requires_grad=False):
+def randn_like(
+    input: Tensor | ArrayLike,
+    dtype: DTypeLike | None = None,
+    device: _Device = None,
+    requires_grad: bool = False,
+) -> Tensor:
     shape, dtype = _like("randn_like", input, dtype)
     return randn(shape, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
-def from_numpy(array):
+def from_numpy(array: np.ndarray) -> Tensor:
     """A tensor sharing ``array``'s memory and keeping its dtype (integers and bools too), as
     ``torch.from_numpy``. The array must be C-contiguous."""
     if not isinstance(array, np.ndarray):
@@ -241,7 +357,9 @@ def from_numpy(array):
     return Tensor._wrap(array)
 
 
-def as_tensor(data, dtype=None, device=None):
+def as_tensor(
+    data: ArrayLike | Tensor, dtype: DTypeLike | None = None, device: _Device = None
+) -> Tensor:
     """``data`` as a tensor, sharing memory where it can: a Tensor of the right dtype is returned
     as is; an ndarray keeps its dtype (integers too); anything else follows ``Tensor``."""
     devices.as_device("as_tensor", device)
