@@ -40,6 +40,9 @@ import numpy as np
 from firefly.tensor import Tensor
 
 STRUCTURE_KEY = "__firefly_structure__"
+# Entry names that np.savez would take as its own arguments (the entry would be lost, or the
+# call would fail), besides the structure's own entry.
+RESERVED_ENTRY_NAMES = frozenset({STRUCTURE_KEY, "file", "allow_pickle"})
 FORMAT = "firefly-checkpoint"
 VERSION = 2
 TORCH_LINEAR_VERSION = 2  # the first version with Linear weights as (out_features, in_features)
@@ -86,7 +89,7 @@ class _Encoder:
     def entry_name(self, path: list[str]) -> str:
         base = "/".join(path) or "value"
         name, n = base, 1
-        while name in self.arrays or name == STRUCTURE_KEY:  # keys that contain "/" can collide
+        while name in self.arrays or name in RESERVED_ENTRY_NAMES:  # keys with "/" can collide
             name, n = f"{base}#{n}", n + 1
         return name
 
@@ -202,8 +205,7 @@ def save(state: Any, path: str | os.PathLike[str]) -> None:
         return
     entries = dict(encoder.arrays)
     entries[STRUCTURE_KEY] = np.array(json.dumps(structure))
-    # numpy's stubs flag that an entry named "allow_pickle" would be taken as savez's keyword
-    # (a real collision, left for a separate fix: renaming that entry changes the file format).
+    # entry_name keeps "allow_pickle" and "file" out of the entries; numpy's stubs cannot see it
     _write_atomically(path, lambda f: np.savez(f, **entries))  # type: ignore[arg-type]
 
 

@@ -162,3 +162,12 @@ def test_save_replaces_and_the_file_gets_ordinary_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+@pytest.mark.parametrize("key", ["allow_pickle", "file", "__firefly_structure__"])
+def test_keys_that_np_savez_takes_as_its_own_arguments_round_trip(tmp_path, key):
+    path = tmp_path / "state.npz"
+    firefly.save({key: np.arange(3.0), "other": np.ones(2)}, path)
+    loaded = firefly.load(path)
+    np.testing.assert_array_equal(loaded[key], np.arange(3.0))
+    np.testing.assert_array_equal(loaded["other"], np.ones(2))
