@@ -101,3 +101,22 @@ def test_float32_stays_float32_and_matches_torch(name):
     np.testing.assert_allclose(
         out.numpy(), getattr(torch, name)(torch.tensor(x)).numpy(), rtol=2e-6, atol=1e-6
     )
+
+
+# Signed zeros, tiny arguments (where log1p and expm1 keep their precision), overflow,
+# infinities, NaN, the ends of the domains and halves for round.
+EDGES = [0.0, -0.0, 1e-10, -1e-10, 1.0, -1.0, 0.5, -0.5, 2.5, -2.5, 1000.0, -1000.0, 1e300]
+EDGES += [np.inf, -np.inf, np.nan]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", [*SMOOTH, *ROUNDING])
+def test_edge_values_match_torch(name, dtype):
+    with np.errstate(all="ignore"):
+        x = np.array(EDGES).astype(dtype)
+    mine = getattr(firefly, name)(x).numpy()
+    theirs = getattr(torch, name)(torch.tensor(x)).numpy()
+    tol = 1e-15 if dtype == np.float64 else 4e-7
+    np.testing.assert_allclose(mine, theirs, rtol=tol, atol=0, equal_nan=True, err_msg=name)
+    numbers = ~np.isnan(theirs)  # NaN's sign bit is not part of torch's contract
+    np.testing.assert_array_equal(np.signbit(mine[numbers]), np.signbit(theirs[numbers]))
