@@ -636,6 +636,60 @@ class Tensor:
     def erf(self):
         return _op("erf", self)
 
+    def tan(self):
+        return _op("tan", self)
+
+    def asin(self):
+        return _op("asin", self)
+
+    def acos(self):
+        return _op("acos", self)
+
+    def atan(self):
+        return _op("atan", self)
+
+    def sinh(self):
+        return _op("sinh", self)
+
+    def cosh(self):
+        return _op("cosh", self)
+
+    def log1p(self):
+        return _op("log1p", self)
+
+    def expm1(self):
+        return _op("expm1", self)
+
+    def log2(self):
+        return _op("log2", self)
+
+    def log10(self):
+        return _op("log10", self)
+
+    def rsqrt(self):
+        return _op("rsqrt", self)
+
+    def reciprocal(self):
+        return _op("reciprocal", self)
+
+    def square(self):
+        return _op("square", self)
+
+    def floor(self):
+        return _op("floor", self)
+
+    def ceil(self):
+        return _op("ceil", self)
+
+    def round(self):
+        return _op("round", self)
+
+    def trunc(self):
+        return _op("trunc", self)
+
+    def frac(self):
+        return _op("frac", self)
+
     def abs(self):
         return _op("abs", self)
 

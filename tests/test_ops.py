@@ -104,6 +104,26 @@ COMPOSITION_STEPS = {
     "sin": lambda x, v, w: x.sin(),
     "cos": lambda x, v, w: x.cos() * v,
     "erf": lambda x, v, w: x.erf(),
+    "tan": lambda x, v, w: (0.5 * x).tan(),
+    "asin": lambda x, v, w: (0.5 * x.tanh()).asin(),
+    "acos": lambda x, v, w: (0.5 * x.tanh()).acos(),
+    "atan": lambda x, v, w: x.atan(),
+    "sinh": lambda x, v, w: x.tanh().sinh(),
+    "cosh": lambda x, v, w: x.tanh().cosh() * v,
+    "log1p": lambda x, v, w: (x * x).log1p(),
+    "expm1": lambda x, v, w: x.tanh().expm1(),
+    "log2": lambda x, v, w: (x * x + 0.5).log2(),
+    "log10": lambda x, v, w: (x * x + 0.5).log10(),
+    "rsqrt": lambda x, v, w: (x * x + 0.5).rsqrt(),
+    "reciprocal": lambda x, v, w: (x * x + 1.0).reciprocal(),
+    "square": lambda x, v, w: x.tanh().square(),
+    # The steps' values are not kept away from the integers: the rounding ops enter only as
+    # constants shifted back by themselves, whose gradient is the identity's either way.
+    "floor": lambda x, v, w: x + 3.0 * (x.floor() - x.detach().floor()),
+    "ceil": lambda x, v, w: x + 3.0 * (x.ceil() - x.detach().ceil()),
+    "round": lambda x, v, w: x + 3.0 * (x.round() - x.detach().round()),
+    "trunc": lambda x, v, w: x + 3.0 * (x.trunc() - x.detach().trunc()),
+    "frac": lambda x, v, w: x.frac() + x.detach().trunc(),
 }
 
 

@@ -6,10 +6,13 @@ import math
 import numpy as np
 
 from firefly.kernels import vmath
+from firefly.ops import samples
 from firefly.ops.families import UnaryOp
 from firefly.ops.registry import register
 
 TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+LN_2 = math.log(2.0)
+LN_10 = math.log(10.0)
 
 
 @register
@@ -140,3 +143,293 @@ class Cos(UnaryOp):
 
     def derivative(grad, x, out):
         return -grad * x.sin()
+
+
+@register
+class Tan(UnaryOp):
+    name = "tan"
+    backward_reads = "output"
+    forward_cost = "transcendental"
+    domain = (-1.2, 1.2)
+
+    def scalar_forward(x):
+        return np.tan(x)
+
+    def scalar_backward(grad, y):
+        return grad * (1.0 + y * y)
+
+    def derivative(grad, x, y):
+        return grad * (1.0 + y * y)
+
+
+@register
+class Asin(UnaryOp):
+    name = "asin"
+    forward_cost = backward_cost = "transcendental"
+    domain = (-0.9, 0.9)
+
+    def scalar_forward(x):
+        return np.arcsin(x)
+
+    def scalar_backward(grad, x):
+        return grad / np.sqrt(1.0 - x * x)
+
+    def derivative(grad, x, out):
+        return grad / (1.0 - x * x).sqrt()
+
+
+@register
+class Acos(UnaryOp):
+    name = "acos"
+    forward_cost = backward_cost = "transcendental"
+    domain = (-0.9, 0.9)
+
+    def scalar_forward(x):
+        return np.arccos(x)
+
+    def scalar_backward(grad, x):
+        return -grad / np.sqrt(1.0 - x * x)
+
+    def derivative(grad, x, out):
+        return -grad / (1.0 - x * x).sqrt()
+
+
+@register
+class Atan(UnaryOp):
+    name = "atan"
+    forward_cost = "transcendental"
+
+    def scalar_forward(x):
+        return np.arctan(x)
+
+    def scalar_backward(grad, x):
+        return grad / (1.0 + x * x)
+
+    def derivative(grad, x, out):
+        return grad / (1.0 + x * x)
+
+
+@register
+class Sinh(UnaryOp):
+    name = "sinh"
+    forward_cost = backward_cost = "transcendental"
+
+    def scalar_forward(x):
+        return np.sinh(x)
+
+    def scalar_backward(grad, x):
+        return grad * np.cosh(x)
+
+    def derivative(grad, x, out):
+        return grad * x.cosh()
+
+
+@register
+class Cosh(UnaryOp):
+    name = "cosh"
+    forward_cost = backward_cost = "transcendental"
+
+    def scalar_forward(x):
+        return np.cosh(x)
+
+    def scalar_backward(grad, x):
+        return grad * np.sinh(x)
+
+    def derivative(grad, x, out):
+        return grad * x.sinh()
+
+
+@register
+class Log1p(UnaryOp):
+    name = "log1p"
+    forward_cost = "transcendental"
+    domain = (-0.9, 2.0)
+    scalar_forward = vmath.log1p
+
+    def scalar_backward(grad, x):
+        return grad / (1.0 + x)
+
+    def derivative(grad, x, out):
+        return grad / (1.0 + x)
+
+
+@register
+class Expm1(UnaryOp):
+    name = "expm1"
+    backward_reads = "output"
+    forward_cost = "transcendental"
+
+    def scalar_forward(x):
+        return np.expm1(x)
+
+    def scalar_backward(grad, y):
+        return grad * (y + 1.0)
+
+    def derivative(grad, x, y):
+        return grad * (y + 1.0)
+
+
+@register
+class Log2(UnaryOp):
+    name = "log2"
+    forward_cost = "transcendental"
+    domain = (0.1, 3.0)
+
+    def scalar_forward(x):
+        return np.log2(x)
+
+    def scalar_backward(grad, x):
+        return grad / (x * LN_2)
+
+    def derivative(grad, x, out):
+        return grad / (x * LN_2)
+
+
+@register
+class Log10(UnaryOp):
+    name = "log10"
+    forward_cost = "transcendental"
+    domain = (0.1, 3.0)
+
+    def scalar_forward(x):
+        return np.log10(x)
+
+    def scalar_backward(grad, x):
+        return grad / (x * LN_10)
+
+    def derivative(grad, x, out):
+        return grad / (x * LN_10)
+
+
+@register
+class Rsqrt(UnaryOp):
+    name = "rsqrt"
+    backward_reads = "output"
+    domain = (0.1, 3.0)
+
+    def scalar_forward(x):
+        return 1.0 / np.sqrt(x)
+
+    def scalar_backward(grad, y):
+        return -0.5 * grad * y * y * y
+
+    def derivative(grad, x, y):
+        return -0.5 * grad * y * y * y
+
+
+@register
+class Reciprocal(UnaryOp):
+    """1 / x; sampled away from the pole at 0 (both signs)."""
+
+    name = "reciprocal"
+    backward_reads = "output"
+
+    def scalar_forward(x):
+        return 1.0 / x
+
+    def scalar_backward(grad, y):
+        return -grad * y * y
+
+    def derivative(grad, x, y):
+        return -grad * y * y
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        magnitude = samples.uniform(rng, shape, np.float64, 0.3, 2.0)
+        sign = np.where(rng.uniform(size=shape) < 0.5, -1.0, 1.0)
+        return (np.asarray(sign * magnitude, dtype=dtype),), {}
+
+
+@register
+class Square(UnaryOp):
+    name = "square"
+
+    def scalar_forward(x):
+        return x * x
+
+    def scalar_backward(grad, x):
+        return 2.0 * grad * x
+
+    def derivative(grad, x, out):
+        return 2.0 * grad * x
+
+
+def _away_from_integers(cls, rng, shape, dtype):
+    """Values whose fractional part lies in (0.1, 0.4) or (0.6, 0.9): away from the integers,
+    where the rounding ops jump and finite differences are no gradient, and from the halves,
+    where round breaks ties."""
+    whole = rng.integers(-2, 2, size=shape).astype(np.float64)
+    fraction = rng.uniform(0.1, 0.4, size=shape) + np.where(rng.uniform(size=shape) < 0.5, 0.5, 0.0)
+    return (np.asarray(whole + fraction, dtype=dtype),), {}
+
+
+def _zero_gradient(grad, _):
+    return 0.0 * grad  # 0 * NaN stays NaN, as in PyTorch
+
+
+class _Rounding(UnaryOp):
+    """A step function: its gradient is 0 everywhere, as PyTorch's autograd defines it. Each
+    subclass names ``scalar_backward = _zero_gradient`` itself, so that the family builds it
+    a backward kernel under its own name."""
+
+    backward_reads = None
+    sample_inputs = classmethod(_away_from_integers)
+
+    def derivative(grad, x, out):
+        return 0.0 * grad
+
+
+@register
+class Floor(_Rounding):
+    name = "floor"
+    scalar_backward = _zero_gradient
+
+    def scalar_forward(x):
+        return np.floor(x)
+
+
+@register
+class Ceil(_Rounding):
+    name = "ceil"
+    scalar_backward = _zero_gradient
+
+    def scalar_forward(x):
+        return np.ceil(x)
+
+
+@register
+class Round(_Rounding):
+    """To the nearest integer, halves to even (torch.round, np.rint)."""
+
+    name = "round"
+    scalar_backward = _zero_gradient
+
+    def scalar_forward(x):
+        return np.rint(x)
+
+
+@register
+class Trunc(_Rounding):
+    name = "trunc"
+    scalar_backward = _zero_gradient
+
+    def scalar_forward(x):
+        return np.trunc(x)
+
+
+@register
+class Frac(UnaryOp):
+    """x - trunc(x), with the sign of x; its gradient passes through unchanged, as in PyTorch."""
+
+    name = "frac"
+    backward_reads = None
+    sample_inputs = classmethod(_away_from_integers)
+
+    def scalar_forward(x):
+        return x - np.trunc(x)
+
+    def scalar_backward(grad, _):
+        return grad
+
+    def derivative(grad, x, out):
+        return grad
