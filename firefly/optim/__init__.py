@@ -2,8 +2,10 @@
 buffers, with param groups, ``state_dict`` in torch's layout, and ``lr_scheduler``."""
 
 from firefly.optim import lr_scheduler
+from firefly.optim.adadelta import Adadelta
 from firefly.optim.adagrad import Adagrad
 from firefly.optim.adam import Adam, AdamW
+from firefly.optim.adamax import Adamax
 from firefly.optim.optimizer import BaseOptimizer, FusedOptimizer, Optimizer
 from firefly.optim.rmsprop import RMSprop
 from firefly.optim.sgd import SGD
@@ -17,5 +19,7 @@ __all__ = [
     "AdamW",
     "RMSprop",
     "Adagrad",
+    "Adamax",
+    "Adadelta",
     "lr_scheduler",
 ]
