@@ -1,13 +1,13 @@
-"""Adamax and Adadelta against torch.optim in float64: trajectories and state over many steps
-with two param groups of different hyperparameters, state_dict round trips, and the checks of
-bad hyperparameters."""
+"""Adamax, Adadelta, NAdam and RAdam against torch.optim in float64: trajectories and state
+over many steps with two param groups of different hyperparameters, state_dict round trips,
+and the checks of bad hyperparameters."""
 
 import numpy as np
 import pytest
 
 import firefly
 from firefly.nn import Parameter
-from firefly.optim import Adadelta, Adamax
+from firefly.optim import Adadelta, Adamax, NAdam, RAdam
 from firefly.tensor import Tensor
 
 torch = pytest.importorskip("torch")
@@ -47,7 +47,44 @@ CASES = {
             (dict(weight_decay=-0.1), "Adadelta: invalid weight_decay value"),
         ],
     ),
+    "NAdam": (
+        NAdam,
+        "NAdam",
+        dict(lr=0.01, betas=(0.8, 0.99), momentum_decay=0.01, weight_decay=0.05),
+        dict(lr=0.02, weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+        ("exp_avg", "exp_avg_sq", "mu_product"),
+        [
+            (dict(lr=-1.0), "NAdam: invalid lr value -1.0"),
+            (dict(betas=(0.9, 1.0)), r"NAdam: invalid betas\[1\] value 1.0"),
+            (dict(momentum_decay=-1.0), "NAdam: invalid momentum_decay value -1.0"),
+            (dict(eps=-1e-8), "NAdam: invalid eps value"),
+            (dict(weight_decay=float("nan")), "NAdam: invalid weight_decay value"),
+        ],
+    ),
+    # beta2 = 0.99 and 0.999: rho_t passes 5 after a few steps, so both updates run
+    "RAdam": (
+        RAdam,
+        "RAdam",
+        dict(lr=0.01, betas=(0.8, 0.99), weight_decay=0.05),
+        dict(lr=0.02, weight_decay=0.1, decoupled_weight_decay=True, maximize=True),
+        ("exp_avg", "exp_avg_sq"),
+        [
+            (dict(lr=-1.0), "RAdam: invalid lr value -1.0"),
+            (dict(betas=(-0.1, 0.9)), r"RAdam: invalid betas\[0\] value -0.1"),
+            (dict(eps=-1e-8), "RAdam: invalid eps value"),
+            (dict(weight_decay=-0.1), "RAdam: invalid weight_decay value"),
+        ],
+    ),
 }
+
+
+@pytest.fixture(autouse=True)
+def torch_float64_scalars():
+    """torch keeps NAdam's mu_product in its default dtype: float64, as firefly computes it."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def problem(seed=0):
@@ -99,7 +136,7 @@ def test_trajectory_and_state_match_torch_in_float64(name):
         assert set(entry) == set(torch_state[index]) == {"step", *CASES[name][4]}
         assert entry["step"] == int(torch_state[index]["step"]) == STEPS
         for key in CASES[name][4]:
-            np.testing.assert_allclose(entry[key], torch_state[index][key].numpy(), rtol=RTOL)
+            np.testing.assert_allclose(entry[key], np.asarray(torch_state[index][key]), rtol=RTOL)
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -138,6 +175,7 @@ def test_state_dict_round_trip_resumes_the_same_trajectory(name, tmp_path):
     firefly.save(first[1].state_dict(), path)
     resumed = firefly_optimizer(name, [p.numpy() for p in first[0]])
     resumed[1].load_state_dict(firefly.load(path))
+    assert resumed[1].state_dict()["state"].keys() == first[1].state_dict()["state"].keys()
     for grads in grad_steps[half:]:
         for p, g in zip(resumed[0], grads):
             p.grad = Tensor(g.copy())

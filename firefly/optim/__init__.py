@@ -6,7 +6,9 @@ from firefly.optim.adadelta import Adadelta
 from firefly.optim.adagrad import Adagrad
 from firefly.optim.adam import Adam, AdamW
 from firefly.optim.adamax import Adamax
+from firefly.optim.nadam import NAdam
 from firefly.optim.optimizer import BaseOptimizer, FusedOptimizer, Optimizer
+from firefly.optim.radam import RAdam
 from firefly.optim.rmsprop import RMSprop
 from firefly.optim.sgd import SGD
 
@@ -21,5 +23,7 @@ __all__ = [
     "Adagrad",
     "Adamax",
     "Adadelta",
+    "NAdam",
+    "RAdam",
     "lr_scheduler",
 ]
