@@ -1,4 +1,4 @@
-"""Adamax, Adadelta, NAdam and RAdam against torch.optim in float64: trajectories and state
+"""Adamax, Adadelta, NAdam, RAdam and Rprop against torch.optim in float64: trajectories and state
 over many steps with two param groups of different hyperparameters, state_dict round trips,
 and the checks of bad hyperparameters."""
 
@@ -7,7 +7,7 @@ import pytest
 
 import firefly
 from firefly.nn import Parameter
-from firefly.optim import Adadelta, Adamax, NAdam, RAdam
+from firefly.optim import Adadelta, Adamax, NAdam, RAdam, Rprop
 from firefly.tensor import Tensor
 
 torch = pytest.importorskip("torch")
@@ -73,6 +73,20 @@ CASES = {
             (dict(betas=(-0.1, 0.9)), r"RAdam: invalid betas\[0\] value -0.1"),
             (dict(eps=-1e-8), "RAdam: invalid eps value"),
             (dict(weight_decay=-0.1), "RAdam: invalid weight_decay value"),
+        ],
+    ),
+    # Rprop has no weight decay; random gradients change sign often, so every branch runs
+    "Rprop": (
+        Rprop,
+        "Rprop",
+        dict(lr=0.01, etas=(0.4, 1.3), step_sizes=(3e-3, 0.012)),  # both bounds reached
+        dict(lr=0.02, maximize=True),
+        ("prev", "step_size"),
+        [
+            (dict(lr=-1.0), "Rprop: invalid lr value -1.0"),
+            (dict(etas=(1.1, 1.2)), r"Rprop: invalid etas \(1.1, 1.2\)"),
+            (dict(etas=(0.5, 0.9)), r"Rprop: invalid etas \(0.5, 0.9\)"),
+            (dict(step_sizes=(1e-6, float("inf"))), r"Rprop: invalid step_sizes\[1\] value"),
         ],
     ),
 }

@@ -10,6 +10,7 @@ from firefly.optim.nadam import NAdam
 from firefly.optim.optimizer import BaseOptimizer, FusedOptimizer, Optimizer
 from firefly.optim.radam import RAdam
 from firefly.optim.rmsprop import RMSprop
+from firefly.optim.rprop import Rprop
 from firefly.optim.sgd import SGD
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "Adadelta",
     "NAdam",
     "RAdam",
+    "Rprop",
     "lr_scheduler",
 ]
