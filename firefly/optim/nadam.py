@@ -1,12 +1,9 @@
 """NAdam: Adam with Nesterov momentum and PyTorch's momentum-decay schedule."""
 
-import copy
-
 import numpy as np
 
 from firefly.kernels.optim import decayed_gradient
 from firefly.optim.optimizer import Flag, FusedOptimizer, Number, Pair, State
-from firefly.validation import is_real
 
 # (beta1, momentum_decay) -> [mu_product after 0, 1, 2, ... steps], extended as steps grow:
 # torch multiplies a parameter's mu_product by each step's mu, so the t-th product is the
@@ -113,32 +110,7 @@ class NAdam(FusedOptimizer):
             denom = np.sqrt(v / bias_correction2) + eps
             param[i] = (p + gradient_scale * g / denom) + momentum_scale * m / denom
 
-    def state_dict(self):
-        """``FusedOptimizer.state_dict`` with torch's ``mu_product`` in each parameter's state."""
-        saved = super().state_dict()
-        groups = self._validated_groups()
-        group_of = [g for g, group in enumerate(self.param_groups) for _ in group["params"]]
-        for index, entry in saved["state"].items():
-            group = groups[group_of[index]]
-            entry["mu_product"] = mu_product(
-                group["betas"][0], group["momentum_decay"], entry["step"]
-            )
-        return saved
+    derived_state_names = ("mu_product",)
 
-    def load_state_dict(self, state_dict):
-        """``FusedOptimizer.load_state_dict``; each ``mu_product`` (torch's, or ours) must be a
-        number and is then recomputed from the step count."""
-        if isinstance(state_dict, dict) and isinstance(state_dict.get("state"), dict):
-            state = {}
-            for key, entry in state_dict["state"].items():
-                entry = dict(entry)
-                product = entry.pop("mu_product", None)
-                if product is not None and not is_real(product):
-                    raise ValueError(
-                        f"{self._owner}.load_state_dict: state {key!r} has a mu_product that "
-                        f"is not a number: {product!r}"
-                    )
-                state[key] = entry
-            state_dict = copy.copy(state_dict)  # keeps a loaded checkpoint's format_version
-            state_dict["state"] = state
-        super().load_state_dict(state_dict)
+    def derived_state(self, group, step):
+        return {"mu_product": mu_product(group["betas"][0], group["momentum_decay"], step)}
