@@ -1,13 +1,13 @@
-"""Adamax, Adadelta, NAdam, RAdam and Rprop against torch.optim in float64: trajectories and state
-over many steps with two param groups of different hyperparameters, state_dict round trips,
-and the checks of bad hyperparameters."""
+"""Adamax, Adadelta, NAdam, RAdam, Rprop and ASGD against torch.optim in float64: trajectories
+and state over many steps with two param groups of different hyperparameters, state_dict
+round trips, and the checks of bad hyperparameters."""
 
 import numpy as np
 import pytest
 
 import firefly
 from firefly.nn import Parameter
-from firefly.optim import Adadelta, Adamax, NAdam, RAdam, Rprop
+from firefly.optim import ASGD, Adadelta, Adamax, NAdam, RAdam, Rprop
 from firefly.tensor import Tensor
 
 torch = pytest.importorskip("torch")
@@ -87,6 +87,19 @@ CASES = {
             (dict(etas=(1.1, 1.2)), r"Rprop: invalid etas \(1.1, 1.2\)"),
             (dict(etas=(0.5, 0.9)), r"Rprop: invalid etas \(0.5, 0.9\)"),
             (dict(step_sizes=(1e-6, float("inf"))), r"Rprop: invalid step_sizes\[1\] value"),
+        ],
+    ),
+    # t0 = 5 in group 0: averaging starts within the 25 steps; group 1 only copies
+    "ASGD": (
+        ASGD,
+        "ASGD",
+        dict(lr=0.05, lambd=0.01, alpha=0.5, t0=5.0, weight_decay=0.05),
+        dict(lr=0.02, weight_decay=0.1, maximize=True),
+        ("ax", "eta", "mu"),
+        [
+            (dict(lr=-1.0), "ASGD: invalid lr value -1.0"),
+            (dict(weight_decay=-0.1), "ASGD: invalid weight_decay value"),
+            (dict(t0=float("nan")), "ASGD: invalid t0 value"),
         ],
     ),
 }

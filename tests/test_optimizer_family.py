@@ -11,7 +11,18 @@ import pytest
 from firefly import warmup
 from firefly.kernels.optim import decayed_gradient
 from firefly.nn import Parameter
-from firefly.optim import SGD, Adadelta, Adagrad, Adam, Adamax, AdamW, NAdam, RAdam, RMSprop, Rprop
+from firefly.optim import (
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    NAdam,
+    RAdam,
+    RMSprop,
+    Rprop,
+)
 from firefly.optim.optimizer import Flag, FusedOptimizer, Number, State, fused_optimizers
 from firefly.tensor import Tensor
 

@@ -6,6 +6,7 @@ from firefly.optim.adadelta import Adadelta
 from firefly.optim.adagrad import Adagrad
 from firefly.optim.adam import Adam, AdamW
 from firefly.optim.adamax import Adamax
+from firefly.optim.asgd import ASGD
 from firefly.optim.nadam import NAdam
 from firefly.optim.optimizer import BaseOptimizer, FusedOptimizer, Optimizer
 from firefly.optim.radam import RAdam
@@ -27,5 +28,6 @@ __all__ = [
     "NAdam",
     "RAdam",
     "Rprop",
+    "ASGD",
     "lr_scheduler",
 ]
