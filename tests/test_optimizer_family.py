@@ -12,6 +12,7 @@ from firefly import warmup
 from firefly.kernels.optim import decayed_gradient
 from firefly.nn import Parameter
 from firefly.optim import (
+    ASGD,
     SGD,
     Adadelta,
     Adagrad,
@@ -91,6 +92,7 @@ def test_builtin_optimizers_are_registered():
         NAdam,
         RAdam,
         Rprop,
+        ASGD,
         SignMomentum,
     ):
         assert registered[f"{cls.__module__}.{cls.__qualname__}"] is cls
@@ -203,6 +205,7 @@ def test_warmup_steps_every_builtin_optimizer_and_no_other(monkeypatch):
         NAdam,
         RAdam,
         Rprop,
+        ASGD,
     }
 
 
