@@ -5,7 +5,8 @@ fused implementation, ``foreach=True`` otherwise).
 
     pytest benchmarks/bench_optimizers.py --benchmark-enable
 
-- ``test_optimizer_step``: one ``step()`` of SGD with momentum, Adam, RMSprop and Adagrad.
+- ``test_optimizer_step``: one ``step()`` of SGD with momentum, Adam, RMSprop, Adagrad,
+  Adamax, Adadelta and ASGD.
   The groups: the big weight with weight decay, the small weight with another lr, the biases
   without decay. ``firefly-1group`` is the same step with every parameter in one group: what
   the groups cost (firefly updates all of them in one kernel call per dtype, with per-run
@@ -26,7 +27,7 @@ import pytest
 
 from firefly.nn import Parameter
 from firefly.nn.utils import clip_grad_norm_
-from firefly.optim import SGD, Adagrad, Adam, RMSprop, lr_scheduler
+from firefly.optim import ASGD, SGD, Adadelta, Adagrad, Adam, Adamax, RMSprop, lr_scheduler
 from firefly.tensor import Tensor
 
 try:
@@ -47,8 +48,19 @@ CONFIGS = {
     "adam": ("Adam", dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8)),
     "rmsprop": ("RMSprop", dict(lr=1e-3, alpha=0.99, eps=1e-8)),
     "adagrad": ("Adagrad", dict(lr=1e-2, eps=1e-10)),
+    "adamax": ("Adamax", dict(lr=2e-3, betas=(0.9, 0.999), eps=1e-8)),
+    "adadelta": ("Adadelta", dict(lr=1.0, rho=0.9, eps=1e-6)),
+    "asgd": ("ASGD", dict(lr=1e-2, lambd=1e-4, alpha=0.75)),
 }
-FIREFLY_CLASSES = {"SGD": SGD, "Adam": Adam, "RMSprop": RMSprop, "Adagrad": Adagrad}
+FIREFLY_CLASSES = {
+    "SGD": SGD,
+    "Adam": Adam,
+    "RMSprop": RMSprop,
+    "Adagrad": Adagrad,
+    "Adamax": Adamax,
+    "Adadelta": Adadelta,
+    "ASGD": ASGD,
+}
 TORCH_FUSED = {"SGD", "Adam"}  # torch 2.13 has fused CPU kernels for these
 
 
@@ -147,6 +159,41 @@ class NumpyOptimizer:
                 tmp += o["eps"]
                 np.divide(g, tmp, out=tmp)
                 tmp *= lr
+            elif self.name == "adamax":
+                beta1, beta2 = o["betas"]
+                buf *= beta1
+                np.multiply(g, 1.0 - beta1, out=tmp)
+                buf += tmp
+                sq *= beta2  # the infinity norm
+                np.abs(g, out=tmp)
+                tmp += o["eps"]
+                np.maximum(sq, tmp, out=sq)
+                np.divide(buf, sq, out=tmp)
+                tmp *= lr / (1.0 - beta1**self.steps)
+            elif self.name == "adadelta":
+                rho = o["rho"]
+                sq *= rho  # square_avg; buf is acc_delta
+                np.multiply(g, g, out=tmp)
+                tmp *= 1.0 - rho
+                sq += tmp
+                np.add(buf, o["eps"], out=tmp)
+                np.sqrt(tmp, out=tmp)
+                tmp *= g
+                np.add(sq, o["eps"], out=d)
+                np.sqrt(d, out=d)
+                np.divide(tmp, d, out=tmp)  # the delta
+                buf *= rho
+                np.multiply(tmp, tmp, out=d)
+                d *= 1.0 - rho
+                buf += d
+                tmp *= lr
+            elif self.name == "asgd":  # t0 = 1e6: ax is a copy of the parameter (buf)
+                eta = lr / ((1.0 + o["lambd"] * lr * (self.steps - 1)) ** o["alpha"])
+                p *= 1.0 - o["lambd"] * eta
+                np.multiply(g, eta, out=tmp)
+                p -= tmp
+                buf[...] = p
+                continue
             else:  # adagrad
                 np.multiply(g, g, out=tmp)
                 buf += tmp

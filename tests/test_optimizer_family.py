@@ -11,7 +11,19 @@ import pytest
 from firefly import warmup
 from firefly.kernels.optim import decayed_gradient
 from firefly.nn import Parameter
-from firefly.optim import SGD, Adagrad, Adam, AdamW, RMSprop
+from firefly.optim import (
+    ASGD,
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    Adamax,
+    AdamW,
+    NAdam,
+    RAdam,
+    RMSprop,
+    Rprop,
+)
 from firefly.optim.optimizer import Flag, FusedOptimizer, Number, State, fused_optimizers
 from firefly.tensor import Tensor
 
@@ -69,7 +81,20 @@ def reference(values, grad_steps, lr, beta, weight_decay=0.0, maximize=False):
 
 def test_builtin_optimizers_are_registered():
     registered = fused_optimizers()
-    for cls in (SGD, Adam, AdamW, RMSprop, Adagrad, SignMomentum):
+    for cls in (
+        SGD,
+        Adam,
+        AdamW,
+        RMSprop,
+        Adagrad,
+        Adamax,
+        Adadelta,
+        NAdam,
+        RAdam,
+        Rprop,
+        ASGD,
+        SignMomentum,
+    ):
         assert registered[f"{cls.__module__}.{cls.__qualname__}"] is cls
 
     class SGD_(SGD):  # a user's subclass, declaring new defaults, registers beside the built-in
@@ -169,7 +194,19 @@ def test_warmup_steps_every_builtin_optimizer_and_no_other(monkeypatch):
 
     monkeypatch.setattr(FusedOptimizer, "step", step)
     warmup._warm_optimizers(np.dtype(np.float32))
-    assert set(stepped) == {SGD, Adam, AdamW, RMSprop, Adagrad}
+    assert set(stepped) == {
+        SGD,
+        Adam,
+        AdamW,
+        RMSprop,
+        Adagrad,
+        Adamax,
+        Adadelta,
+        NAdam,
+        RAdam,
+        Rprop,
+        ASGD,
+    }
 
 
 def test_state_with_an_initial_value_exists_from_construction():

@@ -2,10 +2,16 @@
 buffers, with param groups, ``state_dict`` in torch's layout, and ``lr_scheduler``."""
 
 from firefly.optim import lr_scheduler
+from firefly.optim.adadelta import Adadelta
 from firefly.optim.adagrad import Adagrad
 from firefly.optim.adam import Adam, AdamW
+from firefly.optim.adamax import Adamax
+from firefly.optim.asgd import ASGD
+from firefly.optim.nadam import NAdam
 from firefly.optim.optimizer import BaseOptimizer, FusedOptimizer, Optimizer
+from firefly.optim.radam import RAdam
 from firefly.optim.rmsprop import RMSprop
+from firefly.optim.rprop import Rprop
 from firefly.optim.sgd import SGD
 
 __all__ = [
@@ -17,5 +23,11 @@ __all__ = [
     "AdamW",
     "RMSprop",
     "Adagrad",
+    "Adamax",
+    "Adadelta",
+    "NAdam",
+    "RAdam",
+    "Rprop",
+    "ASGD",
     "lr_scheduler",
 ]

@@ -485,6 +485,10 @@ class FusedOptimizer(Optimizer):
     flags: tuple[str, ...] = ()
     cost = "transcendental"  # or "memory": firefly.kernels._jit.COSTS
     _skips_missing_gradients = True
+    # Per-parameter scalars that torch keeps as state and the optimizer derives from the step
+    # count and its group (NAdam's mu_product): ``state_dict`` adds them, from
+    # ``derived_state(group, step)``, and ``load_state_dict`` takes and ignores them.
+    derived_state_names: tuple[str, ...] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -823,7 +827,17 @@ class FusedOptimizer(Optimizer):
             index: {"step": step, **arrays}
             for index, (step, arrays) in sorted(self._member_state().items())
         }
+        if self.derived_state_names:
+            groups = self._validated_groups()
+            group_of = [g for g, group in enumerate(self.param_groups) for _ in group["params"]]
+            for index, entry in state.items():
+                entry.update(self.derived_state(groups[group_of[index]], entry["step"]))
         return {"state": state, "param_groups": self._group_state()}
+
+    def derived_state(self, group, step):
+        """{name: float} of ``derived_state_names`` for a parameter of ``group`` (checked
+        hyperparameters) after ``step`` updates."""
+        raise NotImplementedError(f"{self._owner} declares no derived_state()")
 
     def load_state_dict(self, state_dict):
         """Restore param groups, step counts and state buffers from ``state_dict()`` output
@@ -860,6 +874,13 @@ class FusedOptimizer(Optimizer):
                 )
             entry = dict(entry)
             step = entry.pop("step", None)
+            for name in self.derived_state_names:
+                value = entry.pop(name, None)
+                if value is not None and not is_real(value):
+                    raise ValueError(
+                        f"{owner}: state '{name}' of {self._describe(index)} must be a number, "
+                        f"got {type(value).__name__}"
+                    )
             if (
                 step is None
                 or not is_real(step)
