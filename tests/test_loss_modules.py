@@ -121,12 +121,12 @@ def test_nll_loss_matches_torch(shape, with_weight, ignore_index, reduction):
         (
             lambda: F.huber_loss(Tensor(np.zeros(3)), Tensor(np.zeros(3)), delta=0),
             ValueError,
-            r"huber_loss: delta must be a positive",
+            r"huber_loss: delta must be > 0.0, got 0",
         ),
         (
             lambda: F.smooth_l1_loss(Tensor(np.zeros(3)), Tensor(np.zeros(3)), beta=-1),
             ValueError,
-            r"beta must be a non-negative",
+            r"smooth_l1_loss: beta must be >= 0.0, got -1",
         ),
         (
             lambda: F.binary_cross_entropy(Tensor(np.array([0.5, 1.5])), Tensor(np.zeros(2))),
