@@ -1,7 +1,10 @@
 """Parameter: a leaf Tensor owned by a Module, which keeps its identity (and storage) while its
 value changes."""
 
+from typing import Any
+
 import numpy as np
+from numpy.typing import DTypeLike
 
 from firefly import autograd
 from firefly.dtypes import float_dtype
@@ -27,7 +30,15 @@ class Parameter(Tensor):
 
     __slots__ = ()
 
-    def __init__(self, data=None, shape=None, trainable=True, dtype=None, *, requires_grad=None):
+    def __init__(
+        self,
+        data: Any = None,
+        shape: int | tuple[int, ...] | list[int] | bool | None = None,
+        trainable: bool = True,
+        dtype: DTypeLike | None = None,
+        *,
+        requires_grad: bool | None = None,
+    ) -> None:
         if isinstance(shape, bool):  # PyTorch's Parameter(data, requires_grad): no shape is a bool
             shape, requires_grad = None, shape
         if (data is None) == (shape is None):
@@ -51,19 +62,19 @@ class Parameter(Tensor):
         )
 
     @property
-    def tensor(self):
+    def tensor(self) -> "Parameter":
         """The parameter itself: ``param.tensor is param`` (an older spelling code still uses)."""
         return self
 
     @property
-    def trainable(self):
+    def trainable(self) -> bool:
         return self._requires_grad
 
     @trainable.setter
-    def trainable(self, value):
+    def trainable(self, value: bool) -> None:
         self.requires_grad = value
 
-    def update(self, value):
+    def update(self, value: Any) -> None:
         """Write ``value`` (a Tensor, an ndarray or a number) into the parameter in place.
 
         The shape must match; the value is cast to the parameter's dtype. The parameter stays
@@ -82,7 +93,7 @@ class Parameter(Tensor):
         np.copyto(self._data, new, casting="unsafe")
         autograd.mark_modified(self._data)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         body = np.array2string(self._data, separator=", ", prefix="Parameter(")
         extra = "" if self.trainable else ", trainable=False"
         return f"Parameter({body}, dtype={self.dtype}{extra})"
