@@ -3,13 +3,20 @@ sub-Modules and lists of them, in the order they are assigned."""
 
 import os
 from collections import namedtuple
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar, cast
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from firefly import devices
 from firefly.nn.parameter import Parameter
 from firefly.tensor import FLOAT_DTYPES, Tensor
+
+# What the methods that return ``self`` return, so that ``Linear(2, 3).eval()`` stays a Linear.
+_ModuleT = TypeVar("_ModuleT", bound="Module")
+# One registered hook: the callable and whether it takes the keyword arguments.
+_HookEntry = tuple[Callable[..., Any], bool]
 
 
 class IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
@@ -17,7 +24,7 @@ class IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpect
 
     __slots__ = ()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if not self.missing_keys and not self.unexpected_keys:
             return "<All keys matched successfully>"
         return super().__repr__()
@@ -46,16 +53,16 @@ class RemovableHandle:
     """What registering a hook returns: ``remove()`` unregisters it (also on leaving a
     ``with`` block), as torch.utils.hooks.RemovableHandle."""
 
-    def __init__(self, module, kind, entry):
+    def __init__(self, module: "Module", kind: str, entry: _HookEntry) -> None:
         self._module, self._kind, self._entry = module, kind, entry
 
-    def remove(self):
+    def remove(self) -> None:
         self._module._remove_hook(self._kind, self._entry)
 
-    def __enter__(self):
+    def __enter__(self) -> "RemovableHandle":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.remove()
 
 
@@ -123,14 +130,20 @@ class Module:
     registered with ``register_buffer``.
     """
 
-    def __init__(self):
+    # Set through object.__setattr__ in __init__ (and _add_hook); declared for the type checker.
+    training: bool
+    _registered: dict[str, None]
+    _buffers: dict[str, bool]
+    _hooks: dict[str, list[_HookEntry]]
+
+    def __init__(self) -> None:
         # Names of registered attributes, in assignment order; the values stay in __dict__,
         # so reading ``self.fc1`` in forward costs a plain attribute lookup.
         object.__setattr__(self, "_registered", {})
         object.__setattr__(self, "_buffers", {})  # buffer name -> persistent (in state_dict)
         object.__setattr__(self, "training", True)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         registered = self.__dict__.get("_registered")
         if registered is None:
             raise AttributeError(
@@ -155,12 +168,12 @@ class Module:
             registered.pop(name, None)
         object.__setattr__(self, name, value)
 
-    def __delattr__(self, name):
+    def __delattr__(self, name: str) -> None:
         self._registered.pop(name, None)
         self._buffers.pop(name, None)
         object.__delattr__(self, name)
 
-    def register_buffer(self, name, tensor, persistent=True):
+    def register_buffer(self, name: str, tensor: Tensor | None, persistent: bool = True) -> None:
         """Register ``tensor`` (a Tensor, or None) as state that is not a parameter, as torch.
 
         A buffer is read as ``self.<name>``, listed by ``buffers()``/``named_buffers()``,
@@ -190,7 +203,7 @@ class Module:
         self._buffers[name] = bool(persistent)
         object.__setattr__(self, name, tensor)
 
-    def add_module(self, name, module):
+    def add_module(self, name: str, module: "Module | None") -> None:
         """Register ``module`` (a Module or None) as the child ``name``, as torch's
         ``add_module``; the name must be a non-empty string without '.' that is not already
         another attribute."""
@@ -203,7 +216,7 @@ class Module:
 
     register_module = add_module
 
-    def register_parameter(self, name, param):
+    def register_parameter(self, name: str, param: Parameter | None) -> None:
         """Register ``param`` (a Parameter or None) as ``name``, as torch's."""
         self._check_name("register_parameter", "parameter", name)
         if param is not None and not isinstance(param, Parameter):
@@ -230,14 +243,14 @@ class Module:
         if name not in self._registered and (name in self.__dict__ or hasattr(type(self), name)):
             raise KeyError(f"{method}: attribute {name!r} already exists on {type(self).__name__}")
 
-    def get_submodule(self, target):
+    def get_submodule(self, target: str) -> "Module":
         """The module at dotted path ``target`` ("" is this module), as torch's."""
         if not isinstance(target, str):
             raise TypeError(
                 f"get_submodule: target must be a dotted name string, got {type(target).__name__}"
             )
         module = self
-        walked = []
+        walked: list[str] = []
         for part in target.split(".") if target else []:
             children = dict(module.named_children())
             if part not in children:
@@ -267,39 +280,48 @@ class Module:
             )
         return members[name]
 
-    def get_parameter(self, target):
+    def get_parameter(self, target: str) -> Parameter:
         """The Parameter at dotted path ``target`` (e.g. "encoder.0.weight"), as torch's."""
         return self._get_member("get_parameter", target, "parameter")
 
-    def get_buffer(self, target):
+    def get_buffer(self, target: str) -> Tensor:
         """The buffer at dotted path ``target`` (e.g. "bn.running_mean"), as torch's."""
         return self._get_member("get_buffer", target, "buffer")
 
     # ------------------------------------------------------------------ forward
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define forward()")
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if "_hooks" not in self.__dict__:  # the common case costs one dict lookup
             return self.forward(*args, **kwargs)
         return self._call_with_hooks(args, kwargs)
 
     # ------------------------------------------------------------------ forward hooks
-    def register_forward_pre_hook(self, hook, *, prepend=False, with_kwargs=False):
+    def register_forward_pre_hook(
+        self, hook: Callable[..., Any], *, prepend: bool = False, with_kwargs: bool = False
+    ) -> RemovableHandle:
         """Call ``hook(module, args)`` (``hook(module, args, kwargs)`` with ``with_kwargs``)
         before each forward, as torch's; a returned value replaces the arguments (a
         non-tuple is wrapped; with ``with_kwargs``, an ``(args, kwargs)`` pair). Returns a
         handle whose ``remove()`` unregisters the hook."""
         return self._add_hook("pre", "register_forward_pre_hook", hook, prepend, with_kwargs)
 
-    def register_forward_hook(self, hook, *, prepend=False, with_kwargs=False, always_call=False):
+    def register_forward_hook(
+        self,
+        hook: Callable[..., Any],
+        *,
+        prepend: bool = False,
+        with_kwargs: bool = False,
+        always_call: bool = False,
+    ) -> RemovableHandle:
         """Call ``hook(module, args, output)`` (``hook(module, args, kwargs, output)`` with
         ``with_kwargs``) after each forward, as torch's; a returned value replaces the output.
         Returns a handle whose ``remove()`` unregisters the hook."""
         return self._add_hook("post", "register_forward_hook", hook, prepend, with_kwargs)
 
     def register_full_backward_hook(
-        self, hook: Callable, *, prepend: bool = False
+        self, hook: Callable[..., Any], *, prepend: bool = False
     ) -> RemovableHandle:
         """``hook(module, grad_input, grad_output)`` runs when the gradients with respect to
         the module's Tensor inputs are computed (tuples, None for inputs that need none); for
@@ -368,16 +390,18 @@ class Module:
             else:
                 yield name, value
 
-    def named_children(self):
+    def named_children(self) -> Iterator[tuple[str, "Module"]]:
         for name, member in self._members():
             if isinstance(member, Module):
                 yield name, member
 
-    def children(self):
+    def children(self) -> Iterator["Module"]:
         for _, module in self.named_children():
             yield module
 
-    def named_modules(self, memo=None, prefix="", remove_duplicate=True):
+    def named_modules(
+        self, memo: set["Module"] | None = None, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, "Module"]]:
         """This module and every module under it, each once (unless not ``remove_duplicate``),
         with dotted names; ``memo`` is a set of modules to leave out, as in torch."""
         seen = {id(m) for m in memo} if memo is not None else set()
@@ -393,11 +417,13 @@ class Module:
             children = [(f"{name}.{n}" if name else n, m) for n, m in module.named_children()]
             stack.extend(reversed(children))
 
-    def modules(self):
+    def modules(self) -> Iterator["Module"]:
         for _, module in self.named_modules():
             yield module
 
-    def named_parameters(self, prefix="", recurse=True, remove_duplicate=True):
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
         """(dotted name, Parameter) in definition order: a sub-Module's parameters come where the
         sub-Module was assigned (PyTorch lists a module's own parameters before its children's).
         A shared Parameter or Module appears once (unless not ``remove_duplicate``). Without
@@ -420,13 +446,13 @@ class Module:
                 inner = [(f"{name}.{n}" if name else n, m) for n, m in member._members()]
                 stack.extend(reversed(inner))
 
-    def parameters(self, recurse=True):
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
         """Every Parameter (trainable or not), in definition order, as PyTorch's
         ``parameters()``."""
         for _, param in self.named_parameters(recurse=recurse):
             yield param
 
-    def named_buffers(self, prefix="", recurse=True):
+    def named_buffers(self, prefix: str = "", recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
         """(dotted name, Tensor) of every buffer that is not None: this module's, then (with
         ``recurse``) each submodule's in ``named_modules()`` order. A shared buffer appears once."""
         seen = set()
@@ -438,7 +464,7 @@ class Module:
                     seen.add(id(value))
                     yield (f"{module_name}.{name}" if module_name else name), value
 
-    def buffers(self, recurse=True):
+    def buffers(self, recurse: bool = True) -> Iterator[Tensor]:
         for _, buffer in self.named_buffers(recurse=recurse):
             yield buffer
 
@@ -464,20 +490,20 @@ class Module:
 
         return walk(self, "")
 
-    def get_parameters(self, discard_non_trainable=True):
+    def get_parameters(self, discard_non_trainable: bool = True) -> list[Parameter]:
         """A list of the Parameters in definition order; only the trainable ones by default."""
         return [p for p in self.parameters() if p.trainable or not discard_non_trainable]
 
     # ------------------------------------------------------------------ modes and gradients
-    def train(self, mode=True):
+    def train(self: _ModuleT, mode: bool = True) -> _ModuleT:
         for module in self.modules():
             object.__setattr__(module, "training", bool(mode))
         return self
 
-    def eval(self):
+    def eval(self: _ModuleT) -> _ModuleT:
         return self.train(False)
 
-    def zero_grad(self, set_to_none=True):
+    def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop every parameter's gradient (``set_to_none``, torch's default) or zero it."""
         for param in self.parameters():
             if set_to_none or param.grad is None:
@@ -485,13 +511,13 @@ class Module:
             else:
                 param.grad.fill_(0)
 
-    def requires_grad_(self, requires_grad=True):
+    def requires_grad_(self: _ModuleT, requires_grad: bool = True) -> _ModuleT:
         """Make every parameter require grad (or not, to freeze the module); returns self."""
         for param in self.parameters():
             param.tensor.requires_grad = bool(requires_grad)
         return self
 
-    def apply(self, fn):
+    def apply(self: _ModuleT, fn: Callable[["Module"], object]) -> _ModuleT:
         """Call ``fn(module)`` on every submodule, then on this module (torch's order); returns
         self."""
         for child in self.children():
@@ -500,7 +526,13 @@ class Module:
         return self
 
     # ------------------------------------------------------------------ dtype
-    def to(self, *args, dtype=None, device=None, non_blocking=False):
+    def to(
+        self: _ModuleT,
+        *args: Any,
+        dtype: DTypeLike | None = None,
+        device: object = None,
+        non_blocking: bool = False,
+    ) -> _ModuleT:
         """Convert the parameters and floating-point buffers to ``dtype`` in place (torch's
         ``to(dtype)``; ``to("cpu")`` and ``to(tensor)`` also work). Integer buffers such as
         ``num_batches_tracked`` keep their dtype. Returns self.
@@ -541,26 +573,32 @@ class Module:
                     object.__setattr__(module, name, Tensor(value._data.astype(dtype)))
         return self
 
-    def cpu(self):
+    def cpu(self: _ModuleT) -> _ModuleT:
         """``self``: the module is on the CPU already."""
         return self
 
-    def share_memory(self):
+    def share_memory(self: _ModuleT) -> _ModuleT:
         """``self``: firefly has no worker processes to share the parameters with."""
         return self
 
-    def cuda(self, device=None):
+    def cuda(self, device: object = None) -> None:
         """Raises a ValueError: firefly runs on the CPU only."""
         devices.refuse_cuda(f"{type(self).__name__}.cuda", device)
 
-    def float(self):
+    def float(self: _ModuleT) -> _ModuleT:
         return self.to(np.float32)
 
-    def double(self):
+    def double(self: _ModuleT) -> _ModuleT:
         return self.to(np.float64)
 
     # ------------------------------------------------------------------ state
-    def state_dict(self, *, destination=None, prefix="", keep_vars=False):
+    def state_dict(
+        self,
+        *,
+        destination: dict[str, Any] | None = None,
+        prefix: str = "",
+        keep_vars: bool = False,
+    ) -> dict[str, Any]:
         """{dotted name: ndarray} of every Parameter and persistent buffer. The arrays are
         copies, so a saved state does not change as training goes on. As torch's: ``prefix``
         starts every key, ``destination`` (a dict) is filled and returned, and ``keep_vars``
@@ -611,7 +649,12 @@ class Module:
                     keys.add(canonical[id(value)])
         return keys
 
-    def load_state_dict(self, state_dict, strict=True, assign=False):
+    def load_state_dict(
+        self,
+        state_dict: Mapping[str, Any] | str | os.PathLike[str],
+        strict: bool = True,
+        assign: bool = False,
+    ) -> IncompatibleKeys:
         """Copy values from ``state_dict`` into the Parameters and persistent buffers, in place.
 
         Every value is checked before any is written: a shape or dtype that differs from the
@@ -631,7 +674,7 @@ class Module:
         from firefly import serialization  # serialization imports Tensor, as this module does
 
         if isinstance(state_dict, (str, os.PathLike)):
-            state_dict = serialization.load(state_dict)
+            state_dict = cast(Mapping[str, Any], serialization.load(state_dict))  # a dict of arrays
         if not hasattr(state_dict, "keys"):
             raise TypeError(
                 f"load_state_dict: expected a dict of arrays, got {type(state_dict).__name__}"
@@ -688,11 +731,11 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ repr
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         """One line of settings shown inside the parentheses (override in layers)."""
         return ""
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         """torch's layout: one line when there is only a one-line ``extra_repr``; otherwise the
         ``extra_repr`` lines and then ``(name): child`` lines, indented by two spaces."""
         extra = self.extra_repr()
