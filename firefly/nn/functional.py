@@ -6,7 +6,11 @@ Layouts follow torch: ``conv2d`` weights are (out_channels, in_channels/groups, 
 ``firefly.nn.Linear.weight``.
 """
 
+from collections.abc import Sequence
+from typing import Any, overload
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from firefly import ops
 from firefly.dtypes import float_or_default
@@ -46,6 +50,11 @@ __all__ = [
     "binary_cross_entropy_with_logits",
 ]
 
+# What the functions take as input: a Tensor, or data a Tensor is made from (an ndarray, a number).
+_TensorLike = Tensor | ArrayLike
+# A kernel size, stride, padding or dilation: one int for both spatial dimensions, or one each.
+_Size2d = int | tuple[int, int]
+
 
 def _constant(x, value, size):
     """A Tensor of ``size`` copies of ``value`` in x's dtype: the weight or bias torch treats
@@ -64,7 +73,7 @@ def _channels(name, input, dim):
     return shape[dim]
 
 
-def linear(input, weight, bias=None):
+def linear(input: _TensorLike, weight: _TensorLike, bias: _TensorLike | None = None) -> Tensor:
     """``input @ weight.T + bias`` with torch's (out_features, in_features) weight, as one
     ``linear`` op; a 1-D weight (in_features,) gives ``input @ weight`` (+ bias), as in torch."""
     if np.ndim(weight) != 2:
@@ -75,7 +84,15 @@ def linear(input, weight, bias=None):
     return ops.apply("linear", input, weight, bias)
 
 
-def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv2d(
+    input: _TensorLike,
+    weight: _TensorLike,
+    bias: _TensorLike | None = None,
+    stride: _Size2d = 1,
+    padding: _Size2d | str = 0,
+    dilation: _Size2d = 1,
+    groups: int = 1,
+) -> Tensor:
     if bias is None:
         bias = _constant(input, 0.0, np.shape(weight)[0])
     return ops.apply(
@@ -90,7 +107,15 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     )
 
 
-def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
+def conv1d(
+    input: _TensorLike,
+    weight: _TensorLike,
+    bias: _TensorLike | None = None,
+    stride: int | tuple[int] = 1,
+    padding: int | tuple[int] | str = 0,
+    dilation: int | tuple[int] = 1,
+    groups: int = 1,
+) -> Tensor:
     if bias is None:
         bias = _constant(input, 0.0, np.shape(weight)[0])
     return ops.apply(
@@ -106,8 +131,14 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
 
 
 def max_pool2d(
-    input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False
-):
+    input: _TensorLike,
+    kernel_size: _Size2d,
+    stride: _Size2d | None = None,
+    padding: _Size2d = 0,
+    dilation: _Size2d = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Tensor:
     if return_indices:
         raise NotImplementedError("max_pool2d: return_indices=True is not supported by firefly")
     return ops.apply(
@@ -122,14 +153,14 @@ def max_pool2d(
 
 
 def avg_pool2d(
-    input,
-    kernel_size,
-    stride=None,
-    padding=0,
-    ceil_mode=False,
-    count_include_pad=True,
-    divisor_override=None,
-):
+    input: _TensorLike,
+    kernel_size: _Size2d,
+    stride: _Size2d | None = None,
+    padding: _Size2d = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Tensor:
     return ops.apply(
         "avg_pool2d",
         input,
@@ -142,22 +173,24 @@ def avg_pool2d(
     )
 
 
-def adaptive_avg_pool2d(input, output_size):
+def adaptive_avg_pool2d(
+    input: _TensorLike, output_size: int | tuple[int | None, int | None] | None
+) -> Tensor:
     return ops.apply("adaptive_avg_pool2d", input, output_size=output_size)
 
 
 def batch_norm(
-    input,
-    running_mean,
-    running_var,
-    weight=None,
-    bias=None,
-    training=False,
-    momentum=0.1,
-    eps=1e-5,
+    input: _TensorLike,
+    running_mean: _TensorLike | None,
+    running_var: _TensorLike | None,
+    weight: _TensorLike | None = None,
+    bias: _TensorLike | None = None,
+    training: bool = False,
+    momentum: float | None = 0.1,
+    eps: float = 1e-5,
     *,
-    num_batches_tracked=None,
-):
+    num_batches_tracked: _TensorLike | None = None,
+) -> Tensor:
     """Normalize per channel (dimension 1). ``running_mean``/``running_var`` (Tensors or arrays,
     or None) are updated in place when ``training``. Beyond torch: ``num_batches_tracked`` (a
     BatchNorm layer's int64 counter) is advanced by each update, and ``momentum=None`` then
@@ -179,7 +212,13 @@ def batch_norm(
     )
 
 
-def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+def layer_norm(
+    input: _TensorLike,
+    normalized_shape: int | Sequence[int],
+    weight: _TensorLike | None = None,
+    bias: _TensorLike | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
     shape = (
         (normalized_shape,)
         if isinstance(normalized_shape, (int, np.integer))
@@ -190,14 +229,30 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
     return ops.apply("layer_norm", input, weight, bias, normalized_shape=shape, eps=eps)
 
 
-def group_norm(input, num_groups, weight=None, bias=None, eps=1e-5):
+def group_norm(
+    input: _TensorLike,
+    num_groups: int,
+    weight: _TensorLike | None = None,
+    bias: _TensorLike | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
     channels = _channels("group_norm", input, 1)
     weight = _constant(input, 1.0, channels) if weight is None else weight
     bias = _constant(input, 0.0, channels) if bias is None else bias
     return ops.apply("group_norm", input, weight, bias, num_groups=num_groups, eps=eps)
 
 
-def dropout(input, p=0.5, training=True, inplace=False):
+@overload
+def dropout(
+    input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+) -> Tensor: ...
+@overload
+def dropout(
+    input: ArrayLike, p: float = 0.5, training: bool = True, inplace: bool = False
+) -> _TensorLike: ...
+def dropout(
+    input: _TensorLike, p: float = 0.5, training: bool = True, inplace: bool = False
+) -> _TensorLike:
     """Zero elements with probability ``p`` and scale the rest by 1 / (1 - p) when ``training``
     (written into ``input`` with ``inplace``); otherwise return ``input`` itself."""
     if not training:
@@ -205,7 +260,12 @@ def dropout(input, p=0.5, training=True, inplace=False):
     return activation("dropout", input, inplace, p=p, training=True)
 
 
-def embedding(input, weight, padding_idx=None, max_norm=None):
+def embedding(
+    input: _TensorLike,
+    weight: _TensorLike,
+    padding_idx: int | None = None,
+    max_norm: float | None = None,
+) -> Tensor:
     """Rows of ``weight`` picked by the integer ``input``; no gradient reaches row
     ``padding_idx``."""
     if max_norm is not None:
@@ -213,7 +273,7 @@ def embedding(input, weight, padding_idx=None, max_norm=None):
     return ops.apply("embedding", weight, indices=_array(input), padding_idx=padding_idx)
 
 
-def activation(name, input, inplace, **attrs):
+def activation(name: str, input: _TensorLike, inplace: bool, **attrs: Any) -> Tensor:
     """Op ``name`` applied to ``input``; with ``inplace``, written into ``input`` (torch's
     ``inplace=True``, under its in-place rules: a leaf that requires grad is refused, and in a
     recorded graph the write is recorded like any in-place op)."""
@@ -229,57 +289,64 @@ def activation(name, input, inplace, **attrs):
     return input._in_place(f"{name}(inplace=True)", lambda: ops.apply(name, input, **attrs))
 
 
-def relu(input, inplace=False):
+def relu(input: _TensorLike, inplace: bool = False) -> Tensor:
     return activation("relu", input, inplace)
 
 
-def sigmoid(input):
+def sigmoid(input: _TensorLike) -> Tensor:
     return ops.apply("sigmoid", input)
 
 
-def tanh(input):
+def tanh(input: _TensorLike) -> Tensor:
     return ops.apply("tanh", input)
 
 
-def gelu(input, approximate="none"):
+def gelu(input: _TensorLike, approximate: str = "none") -> Tensor:
     return ops.apply("gelu", input, approximate=approximate)
 
 
-def leaky_relu(input, negative_slope=0.01, inplace=False):
+def leaky_relu(input: _TensorLike, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     return activation("leaky_relu", input, inplace, negative_slope=negative_slope)
 
 
-def elu(input, alpha=1.0, inplace=False):
+def elu(input: _TensorLike, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     return activation("elu", input, inplace, alpha=alpha)
 
 
-def silu(input, inplace=False):
+def silu(input: _TensorLike, inplace: bool = False) -> Tensor:
     return activation("silu", input, inplace)
 
 
-def softplus(input, beta=1.0, threshold=20.0):
+def softplus(input: _TensorLike, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
     return ops.apply("softplus", input, beta=beta, threshold=threshold)
 
 
-def hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+def hardtanh(
+    input: _TensorLike, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False
+) -> Tensor:
     return activation("hardtanh", input, inplace, min_val=min_val, max_val=max_val)
 
 
-def logsigmoid(input):
+def logsigmoid(input: _TensorLike) -> Tensor:
     return ops.apply("log_sigmoid", input)
 
 
-def softmax(input, dim=None):
+def softmax(input: _TensorLike, dim: int | None = None) -> Tensor:
     return ops.apply("softmax", input, axis=-1 if dim is None else dim)
 
 
-def log_softmax(input, dim=None):
+def log_softmax(input: _TensorLike, dim: int | None = None) -> Tensor:
     return ops.apply("log_softmax", input, axis=-1 if dim is None else dim)
 
 
 def cross_entropy(
-    input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0
-):
+    input: _TensorLike,
+    target: _TensorLike,
+    weight: _TensorLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor:
     return ops.apply(
         "cross_entropy",
         input,
@@ -291,14 +358,20 @@ def cross_entropy(
     )
 
 
-def mse_loss(input, target, reduction="mean"):
+def mse_loss(input: _TensorLike, target: _TensorLike, reduction: str = "mean") -> Tensor:
     if reduction == "none":
         diff = ops.apply("sub", input, target)
         return ops.apply("mul", diff, diff)
     return ops.apply("mse_loss", input, target, reduction=reduction)
 
 
-def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
+def nll_loss(
+    input: _TensorLike,
+    target: _TensorLike,
+    weight: _TensorLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> Tensor:
     return ops.apply(
         "nll_loss",
         input,
@@ -309,25 +382,40 @@ def nll_loss(input, target, weight=None, ignore_index=-100, reduction="mean"):
     )
 
 
-def l1_loss(input, target, reduction="mean"):
+def l1_loss(input: _TensorLike, target: _TensorLike, reduction: str = "mean") -> Tensor:
     return ops.apply("l1_loss", input, target, reduction=reduction)
 
 
-def smooth_l1_loss(input, target, reduction="mean", beta=1.0):
+def smooth_l1_loss(
+    input: _TensorLike, target: _TensorLike, reduction: str = "mean", beta: float = 1.0
+) -> Tensor:
     return ops.apply("smooth_l1_loss", input, target, reduction=reduction, beta=beta)
 
 
-def huber_loss(input, target, reduction="mean", delta=1.0):
+def huber_loss(
+    input: _TensorLike, target: _TensorLike, reduction: str = "mean", delta: float = 1.0
+) -> Tensor:
     return ops.apply("huber_loss", input, target, reduction=reduction, delta=delta)
 
 
-def binary_cross_entropy(input, target, weight=None, reduction="mean"):
+def binary_cross_entropy(
+    input: _TensorLike,
+    target: _TensorLike,
+    weight: _TensorLike | None = None,
+    reduction: str = "mean",
+) -> Tensor:
     return ops.apply(
         "binary_cross_entropy", input, target, weight=_array(weight), reduction=reduction
     )
 
 
-def binary_cross_entropy_with_logits(input, target, weight=None, reduction="mean", pos_weight=None):
+def binary_cross_entropy_with_logits(
+    input: _TensorLike,
+    target: _TensorLike,
+    weight: _TensorLike | None = None,
+    reduction: str = "mean",
+    pos_weight: _TensorLike | None = None,
+) -> Tensor:
     return ops.apply(
         "binary_cross_entropy_with_logits",
         input,
