@@ -49,6 +49,8 @@ import functools
 import sys
 import warnings
 import zlib
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -792,19 +794,22 @@ class _Signature:
 class CompiledFunction:
     """What ``firefly.compile(fn)`` returns; call it like ``fn``."""
 
-    def __init__(self, fn):
+    def __init__(self, fn: Callable[..., Any]) -> None:
         self.fn = fn
-        self.signatures = collections.OrderedDict()
-        self._warned = set()
+        # (grad mode, described args, described kwargs) -> its state, least recently used first
+        self.signatures: collections.OrderedDict[tuple[Any, ...], _Signature] = (
+            collections.OrderedDict()
+        )
+        self._warned: set[str] = set()
         functools.update_wrapper(self, fn)
 
-    def status(self):
+    def status(self) -> dict[str, int]:
         """How many signatures replay a plan, run eagerly for good, or are still recording."""
         plans = sum(s.plan is not None for s in self.signatures.values())
         eager = sum(s.eager for s in self.signatures.values())
         return {"plans": plans, "eager": eager, "recording": len(self.signatures) - plans - eager}
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             key = (
                 autograd.is_grad_enabled(),
@@ -907,7 +912,7 @@ class CompiledFunction:
             )
 
 
-def compile(fn):
+def compile(fn: Callable[..., Any]) -> CompiledFunction:
     """Record ``fn`` (typically zero_grad, forward, loss, backward and ``optimizer.step()``,
     returning the loss) and replay its kernels on later calls; see this module's docstring."""
     if not callable(fn):
