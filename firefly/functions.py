@@ -8,7 +8,8 @@ import numpy as np
 
 from firefly import autograd
 from firefly.creation import as_tensor
-from firefly.tensor import FLOAT_DTYPES, Tensor, _dim_index, _op
+from firefly.tensor import FLOAT_DTYPES, Tensor, _dim_index, _mixed, _op
+from firefly.tensor import floor_divide as _floor_divide
 
 __all__ = [
     "cat",
@@ -17,6 +18,10 @@ __all__ = [
     "where",
     "maximum",
     "minimum",
+    "atan2",
+    "fmod",
+    "remainder",
+    "floor_divide",
     "clamp",
     "clip",
     "sum",
@@ -161,6 +166,25 @@ def maximum(input, other):
 
 def minimum(input, other):
     return _op("minimum", input, other)
+
+
+def atan2(input, other):
+    return _op("atan2", input, other)
+
+
+def fmod(input, other):
+    return _op("fmod", input, other)
+
+
+def remainder(input, other):
+    try:
+        return _op("remainder", input, other)
+    except TypeError:  # bool and integer operands, as Tensor.__mod__
+        return _mixed("remainder", input, other)
+
+
+def floor_divide(input, other):
+    return _floor_divide(input, other)
 
 
 def _method_form(name):
