@@ -168,22 +168,26 @@ def minimum(input, other):
     return _op("minimum", input, other)
 
 
-def atan2(input, other):
-    return _op("atan2", input, other)
-
-
-def fmod(input, other):
-    return _op("fmod", input, other)
-
-
-def remainder(input, other):
+def _binary(name, input, other):
     try:
-        return _op("remainder", input, other)
-    except TypeError:  # bool and integer operands, as Tensor.__mod__
-        return _mixed("remainder", input, other)
+        return _op(name, input, other)
+    except TypeError:  # bool and integer operands, by PyTorch's promotion (Tensor.__mod__)
+        return _mixed(name, input, other)
 
 
-def floor_divide(input, other):
+def atan2(input: Tensor | float, other: Tensor | float) -> Tensor:
+    return _binary("atan2", input, other)
+
+
+def fmod(input: Tensor | float, other: Tensor | float) -> Tensor:
+    return _binary("fmod", input, other)
+
+
+def remainder(input: Tensor | float, other: Tensor | float) -> Tensor:
+    return _binary("remainder", input, other)
+
+
+def floor_divide(input: Tensor | float, other: Tensor | float) -> Tensor:
     return _floor_divide(input, other)
 
 

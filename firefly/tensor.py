@@ -146,6 +146,8 @@ _NUMPY_ARITHMETIC = {
     "div": np.true_divide,
     "pow": np.power,
     "remainder": np.remainder,
+    "fmod": np.fmod,
+    "atan2": np.arctan2,
 }
 
 
@@ -171,7 +173,7 @@ def _mixed(name, a, b):
     return Tensor._wrap(np.asarray(result, order="C"))
 
 
-def floor_divide(a, b):
+def floor_divide(a: "Tensor | float", b: "Tensor | float") -> "Tensor":
     """``a // b`` rounded toward -inf, as ``torch.floor_divide``, with PyTorch's promotion (an
     integer result for integer operands). It records no graph: torch's floor_divide has no
     derivative (its result asks for grad, and backward through it raises), so here the result
@@ -600,10 +602,16 @@ class Tensor:
     floor_divide = __floordiv__
 
     def atan2(self, other):
-        return _op("atan2", self, other)
+        try:
+            return _op("atan2", self, other)
+        except TypeError:  # bool and integer operands, by PyTorch's promotion
+            return _mixed("atan2", self, other)
 
     def fmod(self, other):
-        return _op("fmod", self, other)
+        try:
+            return _op("fmod", self, other)
+        except TypeError:  # bool and integer operands, by PyTorch's promotion
+            return _mixed("fmod", self, other)
 
     # ------------------------------------------------------------------ comparisons
     # Elementwise, broadcasting, any dtype; bool results that record no graph.

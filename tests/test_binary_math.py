@@ -113,9 +113,18 @@ def test_floor_divide_matches_torch_and_records_no_graph():
 def test_floor_divide_and_remainder_of_integer_tensors_stay_integer():
     a = np.array([7, -7, 9])
     x, t = firefly.tensor(a), torch.tensor(a)
-    for ours, theirs in ((x // 2, t // 2), (x % 3, t % 3), (-8 // x, -8 // t)):
+    pairs = ((x // 2, t // 2), (x % 3, t % 3), (-8 // x, -8 // t), (x.fmod(-4), t.fmod(-4)))
+    for ours, theirs in pairs:
         np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
         assert ours.dtype == firefly.int64
+
+
+def test_atan2_of_integer_tensors_is_float32_as_in_torch():
+    a, b = np.array([1, -2, 0]), np.array([3, 3, -1])
+    ours = firefly.atan2(firefly.tensor(a), firefly.tensor(b))
+    theirs = torch.atan2(torch.tensor(a), torch.tensor(b))
+    assert ours.dtype == firefly.float32 and theirs.dtype == torch.float32
+    np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)
 
 
 def test_floor_divide_refuses_a_non_number():
