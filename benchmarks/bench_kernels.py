@@ -85,6 +85,8 @@ ELEMENTWISE = {
     "exp": (Tensor.exp, kernel_of("exp"), np.exp, "exp", 1),
     "sigmoid": (Tensor.sigmoid, kernel_of("sigmoid"), np_sigmoid, "sigmoid", 1),
     "tanh": (Tensor.tanh, kernel_of("tanh"), np.tanh, "tanh", 1),
+    "atan2": (Tensor.atan2, kernel_of("atan2"), np.arctan2, "atan2", 2),
+    "remainder": (Tensor.remainder, kernel_of("remainder"), np.remainder, "remainder", 2),
 }
 
 

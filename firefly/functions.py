@@ -8,7 +8,8 @@ import numpy as np
 
 from firefly import autograd
 from firefly.creation import as_tensor
-from firefly.tensor import FLOAT_DTYPES, Tensor, _dim_index, _op
+from firefly.tensor import FLOAT_DTYPES, Tensor, _dim_index, _mixed, _op
+from firefly.tensor import floor_divide as _floor_divide
 
 __all__ = [
     "cat",
@@ -17,6 +18,10 @@ __all__ = [
     "where",
     "maximum",
     "minimum",
+    "atan2",
+    "fmod",
+    "remainder",
+    "floor_divide",
     "clamp",
     "clip",
     "sum",
@@ -161,6 +166,29 @@ def maximum(input, other):
 
 def minimum(input, other):
     return _op("minimum", input, other)
+
+
+def _binary(name, input, other):
+    try:
+        return _op(name, input, other)
+    except TypeError:  # bool and integer operands, by PyTorch's promotion (Tensor.__mod__)
+        return _mixed(name, input, other)
+
+
+def atan2(input: Tensor | float, other: Tensor | float) -> Tensor:
+    return _binary("atan2", input, other)
+
+
+def fmod(input: Tensor | float, other: Tensor | float) -> Tensor:
+    return _binary("fmod", input, other)
+
+
+def remainder(input: Tensor | float, other: Tensor | float) -> Tensor:
+    return _binary("remainder", input, other)
+
+
+def floor_divide(input: Tensor | float, other: Tensor | float) -> Tensor:
+    return _floor_divide(input, other)
 
 
 def _method_form(name):

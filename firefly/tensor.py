@@ -145,6 +145,9 @@ _NUMPY_ARITHMETIC = {
     "mul": np.multiply,
     "div": np.true_divide,
     "pow": np.power,
+    "remainder": np.remainder,
+    "fmod": np.fmod,
+    "atan2": np.arctan2,
 }
 
 
@@ -167,6 +170,32 @@ def _mixed(name, a, b):
         result = np.asarray(_NUMPY_ARITHMETIC[name](*arrays))
     if result.dtype.kind == "f":
         result = result.astype(np.float32)  # PyTorch's default float dtype
+    return Tensor._wrap(np.asarray(result, order="C"))
+
+
+def floor_divide(a: "Tensor | float", b: "Tensor | float") -> "Tensor":
+    """``a // b`` rounded toward -inf, as ``torch.floor_divide``, with PyTorch's promotion (an
+    integer result for integer operands). It records no graph: torch's floor_divide has no
+    derivative (its result asks for grad, and backward through it raises), so here the result
+    never requires grad."""
+    operands = (a, b)
+    if not any(isinstance(x, Tensor) for x in operands) or not all(
+        isinstance(x, (Tensor, bool, int, float)) for x in operands
+    ):
+        kinds = ", ".join(type(x).__name__ for x in operands)
+        raise TypeError(f"floor_divide: operands must be Tensors or Python numbers, got {kinds}")
+    floats = [
+        x._data.dtype for x in operands if isinstance(x, Tensor) and x._data.dtype.kind == "f"
+    ]
+    arrays = [x._data if isinstance(x, Tensor) else x for x in operands]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = np.asarray(np.floor_divide(*arrays))
+    if floats:
+        result = result.astype(np.result_type(*floats), copy=False)
+    elif result.dtype.kind == "f":
+        result = result.astype(
+            np.float32
+        )  # an integer tensor and a Python float: PyTorch's default
     return Tensor._wrap(np.asarray(result, order="C"))
 
 
@@ -523,6 +552,24 @@ class Tensor:
         except TypeError:
             return _mixed("pow", other, self)
 
+    def __mod__(self, other):
+        try:
+            return _op("remainder", self, other)
+        except TypeError:  # free unless raised: bool and integer operands take this path
+            return _mixed("remainder", self, other)
+
+    def __rmod__(self, other):
+        try:
+            return _op("remainder", other, self)
+        except TypeError:
+            return _mixed("remainder", other, self)
+
+    def __floordiv__(self, other):
+        return floor_divide(self, other)
+
+    def __rfloordiv__(self, other):
+        return floor_divide(other, self)
+
     def __matmul__(self, other):
         return _op("matmul", self, other)
 
@@ -551,6 +598,20 @@ class Tensor:
     div = __truediv__
     pow = __pow__
     neg = __neg__
+    remainder = __mod__
+    floor_divide = __floordiv__
+
+    def atan2(self, other):
+        try:
+            return _op("atan2", self, other)
+        except TypeError:  # bool and integer operands, by PyTorch's promotion
+            return _mixed("atan2", self, other)
+
+    def fmod(self, other):
+        try:
+            return _op("fmod", self, other)
+        except TypeError:  # bool and integer operands, by PyTorch's promotion
+            return _mixed("fmod", self, other)
 
     # ------------------------------------------------------------------ comparisons
     # Elementwise, broadcasting, any dtype; bool results that record no graph.

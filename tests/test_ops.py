@@ -94,6 +94,14 @@ COMPOSITION_STEPS = {
     "clamp": lambda x, v, w: x.clamp(-0.5, 0.5) + 0.1 * x,
     "maximum": lambda x, v, w: firefly.maximum(x, v),
     "minimum": lambda x, v, w: firefly.minimum(x, v * 0.5),
+    "atan2": lambda x, v, w: firefly.atan2(x, v * v + 0.5),
+    # Quotients kept off the integers, where fmod and remainder jump: the dividends lie in
+    # [2.25, 2.75] and the divisors' magnitudes in [1.4, 1.6] (a / b in [1.4, 2.0]).
+    "fmod": lambda x, v, w: (2.25 + 0.5 * x.sigmoid()).fmod((1.5 + 0.1 * v.tanh()) * v.sign()),
+    "remainder": lambda x, v, w: (
+        (2.25 + 0.5 * x.sigmoid()) % ((1.5 + 0.1 * v.tanh()) * v.sign())
+        + 4.0 % (2.25 + 0.5 * x.sigmoid())
+    ),
     "where": lambda x, v, w: firefly.where(x > 0, x, v * x),
     "expand": lambda x, v, w: x + v.expand(2, 3),
     "cat": lambda x, v, w: firefly.cat([x[:, :1], x[:, 1:] * 2.0], dim=1),

@@ -3,6 +3,7 @@
 import numpy as np
 
 from firefly.kernels.reduce import sum_forward
+from firefly.ops import samples
 from firefly.ops.families import BinaryOp, sum_to_shape, unbroadcast
 from firefly.ops.registry import register
 
@@ -122,3 +123,86 @@ class Pow(BinaryOp):
     def sample_inputs(cls, rng, shape, dtype):
         (a, b), attrs = super().sample_inputs(rng, shape, dtype)
         return (np.abs(a) + 0.5, b), attrs  # a positive base keeps a**b real
+
+
+@register
+class Atan2(BinaryOp):
+    """The angle of the point (b, a), in (-pi, pi], as ``torch.atan2(a, b)``."""
+
+    name = "atan2"
+    forward_cost = "transcendental"
+
+    def scalar_forward(a, b):
+        return np.arctan2(a, b)
+
+    def scalar_backward(grad, a, b, _):
+        q = grad / (a * a + b * b)
+        return q * b, -q * a
+
+    def derivative(grad, a, b, out):
+        q = grad / (a * a + b * b)
+        return q * b, -q * a
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        # Away from the origin, where the gradient is unbounded, and from the branch cut
+        # a == 0, b < 0, where the value jumps by 2 pi.
+        (a, b), attrs = super().sample_inputs(rng, shape, dtype)
+        return tuple(np.where(np.abs(x) < 0.3, 0.5, x).astype(dtype) for x in (a, b)), attrs
+
+
+def quotient_samples(rng, shape, dtype):
+    """Operands (a, b) whose quotients a / b lie at least 0.2 from every integer: fmod and
+    remainder jump there, which central differences cannot step across. Every element of b
+    is +-c for one random c, and a is c times a number whose fractional part is in [0.2, 0.8]."""
+    shapes = [shape, samples.broadcast_partner(rng, shape)]
+    if rng.random() < 0.5:
+        shapes.reverse()
+    c = rng.uniform(0.5, 1.5)
+    whole = rng.integers(-2, 2, size=shapes[0])
+    a = c * (whole + rng.uniform(0.2, 0.8, size=shapes[0]))
+    b = c * rng.choice([-1.0, 1.0], size=shapes[1])
+    return (a.astype(dtype), b.astype(dtype)), {}
+
+
+@register
+class Fmod(BinaryOp):
+    """The remainder of a / b rounded toward zero, with the sign of a (C's fmod), as
+    ``torch.fmod``. The gradient is 1 for a and -trunc(a / b) for b."""
+
+    name = "fmod"
+
+    def scalar_forward(a, b):
+        return np.fmod(a, b)
+
+    def scalar_backward(grad, a, b, _):
+        return grad, -grad * np.trunc(a / b)
+
+    def derivative(grad, a, b, out):
+        return grad, -grad * (a / b).trunc()
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        return quotient_samples(rng, shape, dtype)
+
+
+@register
+class Remainder(BinaryOp):
+    """The remainder of a / b rounded toward -inf, with the sign of b (Python's ``%``), as
+    ``torch.remainder``. The gradient is 1 for a and -floor(a / b) for b."""
+
+    name = "remainder"
+
+    def scalar_forward(a, b):
+        r = np.fmod(a, b)
+        return r + b if r != 0.0 and (r < 0.0) != (b < 0.0) else r
+
+    def scalar_backward(grad, a, b, _):
+        return grad, -grad * np.floor(a / b)
+
+    def derivative(grad, a, b, out):
+        return grad, -grad * (a / b).floor()
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        return quotient_samples(rng, shape, dtype)
