@@ -247,12 +247,14 @@ def randint(
     """``randint(high, size)`` or ``randint(low, high, size)``: int64 in [low, high)."""
     if size is None:  # randint(high, size)
         low, high, size = 0, low, high
+    elif high is None:  # randint(high, size=...), as torch reads it
+        low, high = 0, low
     if size is None:
         raise TypeError("randint: give size, e.g. randint(0, 10, (3,))")
     shape = _shape("randint", (size,))
-    # high is an int here in both call forms (the union above is for randint(high, size));
-    # randint(low, size=...) without high fails on this comparison, as it always has.
-    if high <= low:  # type: ignore[operator]
+    if not isinstance(high, numbers.Integral) or isinstance(high, bool):
+        raise TypeError(f"randint: high must be an int, got {type(high).__name__} {high!r}")
+    if high <= low:
         raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
     dtype = tensor_dtype("randint", np.int64 if dtype is None else dtype)
     draws = random.generator(generator, "randint").integers(low, high, size=shape)

@@ -143,3 +143,13 @@ def test_as_tensor_shares_where_it_can():
 def test_bad_arguments_name_the_function(call, error, fragment):
     with pytest.raises(error, match=fragment):
         call()
+
+
+def test_randint_with_high_and_size_keyword_reads_as_torch():
+    firefly.manual_seed(0)
+    draws = firefly.randint(5, size=(200,))
+    assert draws.shape == (200,) and draws.dtype == np.int64
+    assert draws.numpy().min() >= 0 and draws.numpy().max() <= 4
+    assert set(draws.numpy().tolist()) == {0, 1, 2, 3, 4}
+    with pytest.raises(TypeError, match=r"randint: high must be an int, got float 2.5"):
+        firefly.randint(0, 2.5, (3,))
