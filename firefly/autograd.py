@@ -916,27 +916,6 @@ def _check_gradient(node, parent, ig):
 
 
 # ----------------------------------------------------------------------------- Function
-# ``firefly.autograd.Function``: a custom op written in Python with Tensors, as torch's.
-#
-# A subclass gives ``forward(ctx, *args)`` and ``backward(ctx, *grads)`` as static methods and
-# is called through ``apply``; a torch custom Function ports by changing the import::
-#
-#     class Exp(firefly.autograd.Function):
-#         @staticmethod
-#         def forward(ctx, x):
-#             y = x.exp()
-#             ctx.save_for_backward(y)
-#             return y
-#
-#         @staticmethod
-#         def backward(ctx, grad):
-#             (y,) = ctx.saved_tensors
-#             return grad * y
-#
-# ``forward`` runs without recording; ``apply`` records one node whose backward calls the
-# subclass's ``backward``. Written with firefly ops, that backward is recorded in its turn under
-# ``create_graph=True``, so the Function can be differentiated again. See docs/autograd.md for
-# when to write a Function and when a kernel op.
 
 
 class FunctionCtx(Node):
@@ -1009,7 +988,28 @@ class _FunctionOp(Op):
 
 
 class Function:
-    """Base class of custom autograd Functions, with torch's spelling (see the module doc)."""
+    """``firefly.autograd.Function``: a custom op written in Python with Tensors, as torch's.
+
+    A subclass gives ``forward(ctx, *args)`` and ``backward(ctx, *grads)`` as static methods and
+    is called through ``apply``; a torch custom Function ports by changing the import::
+
+        class Exp(firefly.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                y = x.exp()
+                ctx.save_for_backward(y)
+                return y
+
+            @staticmethod
+            def backward(ctx, grad):
+                (y,) = ctx.saved_tensors
+                return grad * y
+
+    ``forward`` runs without recording; ``apply`` records one node whose backward calls the
+    subclass's ``backward``. Written with firefly ops, that backward is recorded in its turn under
+    ``create_graph=True``, so the Function can be differentiated again. See docs/autograd.md for
+    when to write a Function and when a kernel op.
+    """
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
