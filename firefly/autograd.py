@@ -5,6 +5,7 @@ and links the result to its inputs. ``backward`` visits the recorded graph once,
 topological order, calling each op's backward and accumulating gradients with ``+``.
 """
 
+import functools
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ import numpy as np
 
 from firefly import ops
 from firefly.dtypes import FLOAT_DTYPES, promote
+from firefly.hooks import RemovableHandle
 from firefly.ops.base import Context, Op
 
 # The Tensor class, bound by firefly.tensor when it defines it (tensor.py imports this module,
@@ -828,18 +830,12 @@ def _drop_if_empty(tensor):
         del _hooks[id(tensor)]
 
 
-class RemovableHandle:
-    """What ``register_hook`` returns: ``remove()`` unregisters the hook."""
-
-    def __init__(self, tensor, key):
-        self._tensor, self._key = weakref.ref(tensor), key
-
-    def remove(self) -> None:
-        tensor = self._tensor()
-        entry = _hooks.get(id(tensor)) if tensor is not None else None
-        if entry is not None and entry.ref() is tensor:
-            entry.hooks.pop(self._key, None)
-            _drop_if_empty(tensor)
+def _remove_hook(tensor_ref: "weakref.ref[Tensor]", key: int) -> None:
+    tensor = tensor_ref()
+    entry = _hooks.get(id(tensor)) if tensor is not None else None
+    if entry is not None and entry.ref() is tensor:
+        entry.hooks.pop(key, None)
+        _drop_if_empty(tensor)
 
 
 def register_hook(tensor: "Tensor", hook: "Callable[[Tensor], Tensor | None]") -> RemovableHandle:
@@ -856,7 +852,7 @@ def register_hook(tensor: "Tensor", hook: "Callable[[Tensor], Tensor | None]") -
     key = entry.next_key
     entry.next_key += 1
     entry.hooks[key] = hook
-    return RemovableHandle(tensor, key)
+    return RemovableHandle(functools.partial(_remove_hook, weakref.ref(tensor), key))
 
 
 def retain_grad(tensor: "Tensor") -> None:

@@ -1,6 +1,7 @@
 """Module: the base class of layers and models. Attribute assignment registers Parameters,
 sub-Modules and lists of them, in the order they are assigned."""
 
+import functools
 import os
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping
@@ -10,6 +11,7 @@ import numpy as np
 from numpy.typing import DTypeLike
 
 from firefly import devices
+from firefly.hooks import RemovableHandle
 from firefly.nn.parameter import Parameter
 from firefly.tensor import FLOAT_DTYPES, Tensor
 
@@ -47,23 +49,6 @@ def _registrable(value):
             )
         return all(members)
     return False
-
-
-class RemovableHandle:
-    """What registering a hook returns: ``remove()`` unregisters it (also on leaving a
-    ``with`` block), as torch.utils.hooks.RemovableHandle."""
-
-    def __init__(self, module: "Module", kind: str, entry: _HookEntry) -> None:
-        self._module, self._kind, self._entry = module, kind, entry
-
-    def remove(self) -> None:
-        self._module._remove_hook(self._kind, self._entry)
-
-    def __enter__(self) -> "RemovableHandle":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
 
 
 def _watch_inputs(args):
@@ -341,7 +326,7 @@ class Module:
             hooks[kind].insert(0, entry)
         else:
             hooks[kind].append(entry)
-        return RemovableHandle(self, kind, entry)
+        return RemovableHandle(functools.partial(self._remove_hook, kind, entry))
 
     def _remove_hook(self, kind, entry):
         hooks = self.__dict__.get("_hooks")

@@ -1,5 +1,7 @@
 """Adadelta: steps scaled by the ratio of the running RMS of past steps to that of gradients."""
 
+from typing import Any
+
 import numpy as np
 
 from firefly.kernels.optim import decayed_gradient
@@ -33,7 +35,7 @@ class Adadelta(FusedOptimizer):
                 f"{self._owner}: invalid rho value {checked['rho']}; it must be in [0, 1]"
             )
 
-    def fields(self, group, step, split):
+    def fields(self, group: dict[str, Any], step: int, split: Any) -> tuple[Any, ...]:
         return self.Fields(
             lr=group["lr"],
             rho=group["rho"],

@@ -1,5 +1,7 @@
 """Adagrad, with PyTorch's learning-rate decay, initial accumulator and weight decay."""
 
+from typing import Any
+
 import numpy as np
 
 from firefly.kernels.optim import decayed_gradient
@@ -29,7 +31,7 @@ class Adagrad(FusedOptimizer):
     coefficients = ("clr", "weight_decay", "eps")  # clr = lr / (1 + (t - 1) * lr_decay)
     flags = ("maximize",)
 
-    def fields(self, group, step, split):
+    def fields(self, group: dict[str, Any], step: int, split: Any) -> tuple[Any, ...]:
         return self.Fields(
             clr=group["lr"] / (1.0 + step * group["lr_decay"]),
             weight_decay=group["weight_decay"],

@@ -1,6 +1,7 @@
 """Adam and AdamW, with PyTorch's bias correction, AMSGrad and weight decay."""
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -54,7 +55,7 @@ class Adam(FusedOptimizer):
     flags = ("maximize", "amsgrad")
     _decoupled_weight_decay = False
 
-    def fields(self, group, step, split):
+    def fields(self, group: dict[str, Any], step: int, split: Any) -> tuple[Any, ...]:
         lr, weight_decay = group["lr"], group["weight_decay"]
         beta1, beta2 = group["betas"]
         t = step + 1

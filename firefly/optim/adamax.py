@@ -1,5 +1,7 @@
 """Adamax: Adam with the infinity norm of the gradients in place of the second moment."""
 
+from typing import Any
+
 import numpy as np
 
 from firefly.kernels.optim import decayed_gradient
@@ -28,7 +30,7 @@ class Adamax(FusedOptimizer):
     coefficients = ("clr", "one_minus_beta1", "beta2", "eps", "weight_decay")
     flags = ("maximize",)
 
-    def fields(self, group, step, split):
+    def fields(self, group: dict[str, Any], step: int, split: Any) -> tuple[Any, ...]:
         beta1, beta2 = group["betas"]
         return self.Fields(
             clr=group["lr"] / (1.0 - beta1 ** (step + 1)),

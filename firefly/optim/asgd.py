@@ -1,5 +1,7 @@
 """ASGD: SGD with a decaying step size and a running average of the parameters."""
 
+from typing import Any
+
 from firefly.kernels.optim import decayed_gradient
 from firefly.optim.optimizer import Flag, FusedOptimizer, Number, State
 
@@ -47,10 +49,10 @@ class ASGD(FusedOptimizer):
     flags = ("maximize", "averaging")
     cost = "memory"
 
-    def derived_state(self, group, step):
+    def derived_state(self, group: dict[str, Any], step: int) -> dict[str, float]:
         return {"eta": eta_after(group, step), "mu": mu_after(group, step)}
 
-    def fields(self, group, step, split):
+    def fields(self, group: dict[str, Any], step: int, split: Any) -> tuple[Any, ...]:
         eta, mu = eta_after(group, step), mu_after(group, step)
         return self.Fields(
             eta=eta,

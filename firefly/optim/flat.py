@@ -10,6 +10,8 @@ param group by param group, so every group is one contiguous segment of each buf
 
 import itertools
 import weakref
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -18,17 +20,17 @@ from firefly.tensor import Tensor
 # id(memory owner of a gradient buffer) -> its FlatBuffer, for code that meets a gradient view
 # and wants the buffer it lives in (firefly.nn.utils.clip_grad_norm_). A buffer holds its
 # arrays, so an id in here cannot be reused while its entry is alive.
-_by_grad_buffer = weakref.WeakValueDictionary()
+_by_grad_buffer: "weakref.WeakValueDictionary[int, FlatBuffer]" = weakref.WeakValueDictionary()
 
 HUGE_PAGE = 1 << 21
 
 
-def _owner(array):
+def _owner(array: np.ndarray) -> np.ndarray:
     """The array that owns ``array``'s memory (NumPy points every view's base at it)."""
     return array if array.base is None else array.base
 
 
-def allocate(size, dtype, fill=None):
+def allocate(size: int, dtype: Any, fill: float | None = None) -> np.ndarray:
     """A flat buffer of ``size`` elements (filled with ``fill`` when given). One of 2 MiB or
     more starts on a 2 MiB boundary, so that Linux can back it with transparent huge pages
     (NumPy asks for them on large allocations): the streaming update kernels ran 25% faster
@@ -46,7 +48,7 @@ def allocate(size, dtype, fill=None):
     return array
 
 
-def buffer_of_grad(array):
+def buffer_of_grad(array: np.ndarray) -> "FlatBuffer | None":
     """The FlatBuffer whose gradient buffer ``array`` is a view of, or None."""
     return _by_grad_buffer.get(id(_owner(array))) if array.base is not None else None
 
@@ -61,40 +63,50 @@ class FlatBuffer:
     are zeros), ``steps`` how many updates each member has had.
     """
 
-    def __init__(self, dtype, members, tensors, segments):
+    def __init__(
+        self,
+        dtype: Any,
+        members: Iterable[int],
+        tensors: Iterable[Tensor],
+        segments: Iterable[tuple[int, int, int]],
+    ) -> None:
         self.dtype = np.dtype(dtype)
         self.members = list(members)
         self.tensors = list(tensors)
         self.segments = list(segments)
-        self.last_run_arrays = None  # (values, arrays) of the last update's run arrays, for reuse
+        self.last_run_arrays: Any = (
+            None  # (values, arrays) of the last update's run arrays, for reuse
+        )
         self.slot = {id(tensor): k for k, tensor in enumerate(self.tensors)}
         self.shapes = [t.shape for t in self.tensors]
         self.offsets = [0, *itertools.accumulate(t._data.size for t in self.tensors)]
         self.values = allocate(self.offsets[-1], self.dtype)
         self.grads = allocate(self.offsets[-1], self.dtype, fill=0)
-        self.value_views = []
-        self.grad_tensors = []
+        self.value_views: list[np.ndarray] = []
+        self.grad_tensors: list[Tensor] = []
         for k, tensor in enumerate(self.tensors):
             view = self.view(self.values, k)
             view[...] = tensor._data
             tensor._data = view
             self.value_views.append(view)
             self.grad_tensors.append(Tensor._wrap(self.view(self.grads, k)))
-        self.state = {}
-        self.live = {}
-        self.live_complete = set()  # names whose ``live`` is all True (it only ever grows)
+        self.state: dict[str, np.ndarray] = {}
+        self.live: dict[str, np.ndarray] = {}
+        self.live_complete: set[str] = (
+            set()
+        )  # names whose ``live`` is all True (it only ever grows)
         self.steps = np.zeros(len(self.members), np.int64)
         _by_grad_buffer[id(_owner(self.grads))] = self
 
-    def view(self, flat, k):
+    def view(self, flat: np.ndarray, k: int) -> np.ndarray:
         """Member ``k``'s slot of a flat buffer, in the parameter's shape."""
         return flat[self.offsets[k] : self.offsets[k + 1]].reshape(self.shapes[k])
 
-    def elements(self, first, end):
+    def elements(self, first: int, end: int) -> slice:
         """The slice of a flat buffer that members ``first`` to ``end - 1`` occupy."""
         return slice(self.offsets[first], self.offsets[end])
 
-    def buffer(self, name, fill=0.0):
+    def buffer(self, name: str, fill: float = 0.0) -> np.ndarray:
         """Flat state buffer ``name``, allocated (filled with ``fill``) on first use."""
         flat = self.state.get(name)
         if flat is None:
@@ -102,7 +114,7 @@ class FlatBuffer:
             self.live[name] = np.zeros(len(self.members), bool)
         return flat
 
-    def install_grad(self, k):
+    def install_grad(self, k: int) -> bool:
         """Make member ``k``'s ``.grad`` its gradient slot (copying in a gradient that backward
         or the user put elsewhere); returns False, changing nothing, when it has none."""
         tensor = self.tensors[k]
@@ -121,7 +133,7 @@ class FlatBuffer:
         tensor.grad = installed
         return True
 
-    def rebind_value(self, k):
+    def rebind_value(self, k: int) -> None:
         """Copy a parameter array replaced behind the optimizer's back into its slot, and make
         the tensor a view of the slot again. Errors complete "parameter <index> ..."."""
         tensor = self.tensors[k]
@@ -135,11 +147,13 @@ class FlatBuffer:
         self.value_views[k][...] = array
         tensor._data = self.value_views[k]
 
-    def runs(self, active, first, end, split=None):
+    def runs(
+        self, active: Sequence[bool], first: int, end: int, split: Sequence[bool] | None = None
+    ) -> list[tuple[slice, slice, int, bool]]:
         """(element slice, member slice, step count, split flag) for each maximal run of
         consecutive active members in ``first:end`` that share a step count (and ``split``
         flag, when given): the rows of one update kernel call, usually one per segment."""
-        runs = []
+        runs: list[tuple[slice, slice, int, bool]] = []
         k = first
         while k < end:
             if not active[k]:

@@ -1,5 +1,7 @@
 """NAdam: Adam with Nesterov momentum and PyTorch's momentum-decay schedule."""
 
+from typing import Any
+
 import numpy as np
 
 from firefly.kernels.optim import decayed_gradient
@@ -68,7 +70,7 @@ class NAdam(FusedOptimizer):
     )
     flags = ("maximize",)
 
-    def fields(self, group, step, split):
+    def fields(self, group: dict[str, Any], step: int, split: Any) -> tuple[Any, ...]:
         lr, weight_decay = group["lr"], group["weight_decay"]
         beta1, beta2 = group["betas"]
         momentum_decay = group["momentum_decay"]
@@ -112,5 +114,5 @@ class NAdam(FusedOptimizer):
 
     derived_state_names = ("mu_product",)
 
-    def derived_state(self, group, step):
+    def derived_state(self, group: dict[str, Any], step: int) -> dict[str, float]:
         return {"mu_product": mu_product(group["betas"][0], group["momentum_decay"], step)}

@@ -20,11 +20,15 @@ param groups.
 import collections
 import functools
 import inspect
+import itertools
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 
 from firefly import autograd, serialization
 from firefly.dtypes import is_float_dtype
+from firefly.hooks import RemovableHandle
 from firefly.kernels.optim import update_kernel
 from firefly.optim.flat import FlatBuffer
 from firefly.optim.hyperparameters import Flag, Hyperparameter, Number, Pair, State
@@ -50,36 +54,31 @@ SCHEDULER_KEYS = frozenset({"initial_lr", "max_lr", "min_lr", "max_momentum", "b
 
 
 # ----------------------------------------------------------------------------- hooks
-class RemovableHandle:
-    """What ``register_step_pre_hook`` returns: ``remove()`` unregisters the hook."""
+# hook(optimizer, args, kwargs) -> None or (new_args, new_kwargs)
+StepHook = Callable[["Optimizer", tuple[Any, ...], dict[str, Any]], Any]
+# What an optimizer takes: parameters (Parameters, leaf Tensors or (name, parameter) pairs),
+# or param group dicts.
+Params = Iterable[Any]
 
-    _next_id = 0
-
-    def __init__(self, hooks):
-        self._hooks = hooks
-        self.id = RemovableHandle._next_id
-        RemovableHandle._next_id += 1
-
-    def remove(self):
-        self._hooks.pop(self.id, None)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.remove()
+_global_step_pre_hooks: dict[int, StepHook] = {}
+_hook_keys = itertools.count()
 
 
-_global_step_pre_hooks = {}
+def _add_step_hook(hooks: dict[int, StepHook], hook: StepHook) -> RemovableHandle:
+    key = next(_hook_keys)
+    hooks[key] = hook
+
+    def remove() -> None:
+        hooks.pop(key, None)
+
+    return RemovableHandle(remove)
 
 
-def register_optimizer_step_pre_hook(hook):
+def register_optimizer_step_pre_hook(hook: StepHook) -> RemovableHandle:
     """``hook(optimizer, args, kwargs)`` runs at the start of every optimizer's ``step()``,
     before that optimizer's own pre-hooks, as ``torch.optim.optimizer``'s function of this name.
     Returns a handle whose ``remove()`` unregisters it."""
-    handle = RemovableHandle(_global_step_pre_hooks)
-    _global_step_pre_hooks[handle.id] = hook
-    return handle
+    return _add_step_hook(_global_step_pre_hooks, hook)
 
 
 def _with_step_hooks(step):
@@ -152,25 +151,26 @@ class Optimizer:
                     param.update(param.tensor - self.lr * param.tensor.grad)
     """
 
-    def __init__(self, params, defaults=None):
+    def __init__(self, params: Params, defaults: dict[str, Any] | None = None) -> None:
         self.defaults = dict(defaults or {})
-        self.param_groups = []
-        self.parameters = []  # every parameter, group by group, for a hand-written step()
-        self._parameter_names = []
-        self._step_pre_hooks = {}
-        self._step_post_hooks = {}
+        self.param_groups: list[dict[str, Any]] = []
+        # Every parameter, group by group, for a hand-written step().
+        self.parameters: list[Any] = []
+        self._parameter_names: list[str | None] = []
+        self._step_pre_hooks: dict[int, StepHook] = {}
+        self._step_post_hooks: dict[int, StepHook] = {}
         self._in_step = False
         for group in self._group_list(params):
             self.add_param_group(group)
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         step = cls.__dict__.get("step")
         if step is not None and not getattr(step, "_firefly_hooked", False):
-            cls.step = _with_step_hooks(step)
+            cls.step = _with_step_hooks(step)  # type: ignore[method-assign]
 
     @property
-    def _owner(self):
+    def _owner(self) -> str:
         return type(self).__name__
 
     def _group_list(self, params):
@@ -220,7 +220,7 @@ class Optimizer:
         """Validated, normalized hyperparameters of ``group`` (a dict); the base has none."""
         return {}
 
-    def add_param_group(self, param_group):
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group (a dict with ``params`` and any hyperparameters; the others come from
         the constructor's defaults), as ``torch.optim.Optimizer.add_param_group``."""
         owner = self._owner
@@ -325,21 +325,17 @@ class Optimizer:
         return _label(index, self._parameter_names[index], _leaf_of(self.parameters[index]))
 
     # ------------------------------------------------------------------ hooks
-    def register_step_pre_hook(self, hook):
+    def register_step_pre_hook(self, hook: StepHook) -> RemovableHandle:
         """``hook(optimizer, args, kwargs)`` runs at the start of every ``step()``; it may
         return ``(new_args, new_kwargs)``. Returns a handle whose ``remove()`` unregisters it."""
-        handle = RemovableHandle(self._step_pre_hooks)
-        self._step_pre_hooks[handle.id] = hook
-        return handle
+        return _add_step_hook(self._step_pre_hooks, hook)
 
-    def register_step_post_hook(self, hook):
+    def register_step_post_hook(self, hook: StepHook) -> RemovableHandle:
         """``hook(optimizer, args, kwargs)`` runs at the end of every ``step()``."""
-        handle = RemovableHandle(self._step_post_hooks)
-        self._step_post_hooks[handle.id] = hook
-        return handle
+        return _add_step_hook(self._step_post_hooks, hook)
 
     # ------------------------------------------------------------------ what a subclass uses
-    def zero_grad(self, set_to_none=True):
+    def zero_grad(self, set_to_none: bool = True) -> None:
         """Drop every gradient (PyTorch's default); ``set_to_none=False`` zeros them in place."""
         for param in self.parameters:
             tensor = _leaf_of(param)
@@ -349,7 +345,7 @@ class Optimizer:
                 tensor.grad._data.fill(0)
 
     @_with_step_hooks
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         raise NotImplementedError("Step method not implemented.")
 
     # ------------------------------------------------------------------ state
@@ -363,7 +359,7 @@ class Optimizer:
             groups.append(saved)
         return groups
 
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """``{"state": {}, "param_groups": [...]}``: the base class keeps no per-parameter state."""
         return {"state": {}, "param_groups": self._group_state()}
 
@@ -397,7 +393,7 @@ class Optimizer:
             checked.append(saved)
         return checked
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the param groups' hyperparameters saved by ``state_dict()``."""
         for group, saved in zip(self.param_groups, self._checked_groups(state_dict)):
             group.update(saved)
@@ -407,7 +403,8 @@ BaseOptimizer = Optimizer
 
 
 # ----------------------------------------------------------------------------- FusedOptimizer
-_registry = {}  # "module.QualName" -> every FusedOptimizer subclass that declares itself
+# "module.QualName" -> every FusedOptimizer subclass that declares itself
+_registry: dict[str, type["FusedOptimizer"]] = {}
 
 
 def fused_optimizers() -> dict[str, type["FusedOptimizer"]]:
@@ -489,11 +486,17 @@ class FusedOptimizer(Optimizer):
     # count and its group (NAdam's mu_product): ``state_dict`` adds them, from
     # ``derived_state(group, step)``, and ``load_state_dict`` takes and ignores them.
     derived_state_names: tuple[str, ...] = ()
+    # Set for each subclass by __init_subclass__, from the declarations above.
+    _state_names: tuple[str, ...]
+    _min_saved_step: int
+    _kernel: Callable[..., None]
+    Fields: type[Any]  # a namedtuple of coefficients and flags
+    _field_dtypes: dict[np.dtype[Any], np.dtype[Any]]
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if "hyperparameters" in cls.__dict__ and "__init__" not in cls.__dict__:
-            cls.__init__ = _generated_init(cls)
+            cls.__init__ = _generated_init(cls)  # type: ignore[method-assign]
         cls._state_names = tuple(state.name for state in cls.state_buffers)
         # State that exists from construction is saved with step 0 (Adagrad's sums).
         cls._min_saved_step = 0 if any(state.initial for state in cls.state_buffers) else 1
@@ -504,18 +507,20 @@ class FusedOptimizer(Optimizer):
                     f"{cls.__name__.lower()}_step", getattr(update, "__func__", update), cls.cost
                 )
             )
-            cls.Fields = collections.namedtuple(
+            cls.Fields = collections.namedtuple(  # type: ignore[misc]
                 f"{cls.__name__}Fields", (*cls.coefficients, *cls.flags)
             )
             cls._field_dtypes = {}
         if "hyperparameters" in cls.__dict__ or "update" in cls.__dict__:
             _registry[f"{cls.__module__}.{cls.__qualname__}"] = cls
 
-    def __init__(self, params, defaults):
-        self._buffers = None
-        self._validated = []
+    def __init__(self, params: Params, defaults: dict[str, Any]) -> None:
+        self._buffers: list[FlatBuffer] = []
+        self._constructed = False
+        self._validated: list[dict[str, Any]] = []
         super().__init__(params, defaults)
         self._pack({})
+        self._constructed = True
 
     def _allowed_group_keys(self):
         return set(self.defaults)
@@ -524,9 +529,9 @@ class FusedOptimizer(Optimizer):
         if not is_float_dtype(leaf.dtype):
             raise TypeError(f"{self._owner}: {label} must be float32 or float64")
 
-    def add_param_group(self, param_group):
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
-        if self._buffers is not None:  # after construction: repack, keeping every state
+        if self._constructed:  # after construction: repack, keeping every state
             self._pack(self._member_state())
 
     # ------------------------------------------------------------------ packing
@@ -642,7 +647,7 @@ class FusedOptimizer(Optimizer):
         del self._validated[len(self.param_groups) :]
         return checked_groups
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         lines = [f"{self._owner} ("]
         for i, group in enumerate(self.param_groups):
             lines.append(f"Parameter Group {i} ({len(group['params'])} parameters)")
@@ -655,7 +660,7 @@ class FusedOptimizer(Optimizer):
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ gradients
-    def zero_grad(self, set_to_none=False):
+    def zero_grad(self, set_to_none: bool = False) -> None:
         """Zero every gradient in one pass over the flat gradient buffers, and install each
         trainable parameter's ``.grad`` as a view into them.
 
@@ -673,7 +678,7 @@ class FusedOptimizer(Optimizer):
                 elif tensor.requires_grad:
                     tensor.grad = buf.grad_tensors[k]
 
-    def flat_grads(self):
+    def flat_grads(self) -> list[np.ndarray]:
         """The flat gradient buffers, one per dtype, in the same order on every process that
         built the optimizer from the same parameters.
 
@@ -714,7 +719,7 @@ class FusedOptimizer(Optimizer):
 
     # ------------------------------------------------------------------ step
     @_with_step_hooks
-    def step(self, closure=None):
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient: one kernel call per dtype.
         ``closure``, if given, recomputes and returns the loss (called first, as in PyTorch);
         its result is returned."""
@@ -731,7 +736,7 @@ class FusedOptimizer(Optimizer):
                     "leave it out of the optimizer (or set trainable=False)"
                 )
         for buf, active, _ in plan:
-            runs = []
+            runs: list[tuple[Any, ...]] = []
             for group_index, first, end in buf.segments:
                 group = hyperparameters[group_index]
                 runs.extend(
@@ -753,7 +758,7 @@ class FusedOptimizer(Optimizer):
         """A per-member flag that must be constant within a run, or None."""
         return None
 
-    def fields(self, group, step, split):
+    def fields(self, group: dict[str, Any], step: int, split: Any) -> tuple[Any, ...]:
         """The kernel's fields for one run (``self.Fields(...)``): ``group`` is the run's checked
         hyperparameters, ``step`` the number of updates its parameters have had, ``split`` its
         ``_split_flags`` value (False when there are none)."""
@@ -813,7 +818,7 @@ class FusedOptimizer(Optimizer):
         return arrays
 
     # ------------------------------------------------------------------ state
-    def state_dict(self):
+    def state_dict(self) -> dict[str, Any]:
         """The optimizer's state in PyTorch's layout, with plain values (NumPy arrays, Python
         numbers, tuples and lists) so that ``firefly.save`` stores it without pickling:
 
@@ -834,12 +839,12 @@ class FusedOptimizer(Optimizer):
                 entry.update(self.derived_state(groups[group_of[index]], entry["step"]))
         return {"state": state, "param_groups": self._group_state()}
 
-    def derived_state(self, group, step):
+    def derived_state(self, group: dict[str, Any], step: int) -> dict[str, float]:
         """{name: float} of ``derived_state_names`` for a parameter of ``group`` (checked
         hyperparameters) after ``step`` updates."""
         raise NotImplementedError(f"{self._owner} declares no derived_state()")
 
-    def load_state_dict(self, state_dict):
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore param groups, step counts and state buffers from ``state_dict()`` output
         (also after a round trip through ``firefly.save``/``firefly.load``, which may turn keys
         into strings and numbers into 0-d arrays). Everything is checked before anything

@@ -1,6 +1,7 @@
 """RAdam: Adam whose adaptive step is rectified, and left out while its variance is unknown."""
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class RAdam(FusedOptimizer):
     )
     flags = ("maximize", "rectified")
 
-    def fields(self, group, step, split):
+    def fields(self, group: dict[str, Any], step: int, split: Any) -> tuple[Any, ...]:
         lr, weight_decay = group["lr"], group["weight_decay"]
         beta1, beta2 = group["betas"]
         t = step + 1

@@ -1,5 +1,7 @@
 """RMSprop, with PyTorch's smoothing constant, momentum, centering and weight decay."""
 
+from typing import Any
+
 import numpy as np
 
 from firefly.kernels.optim import decayed_gradient
@@ -35,7 +37,7 @@ class RMSprop(FusedOptimizer):
     coefficients = ("lr", "alpha", "one_minus_alpha", "eps", "weight_decay", "momentum")
     flags = ("centered", "maximize")
 
-    def fields(self, group, step, split):
+    def fields(self, group: dict[str, Any], step: int, split: Any) -> tuple[Any, ...]:
         return self.Fields(
             lr=group["lr"],
             alpha=group["alpha"],

@@ -1,5 +1,7 @@
 """Rprop: per-element step sizes grown or shrunk by the sign agreement of successive gradients."""
 
+from typing import Any
+
 import numpy as np
 
 from firefly.optim.optimizer import Flag, FusedOptimizer, Number, Pair, State
@@ -35,7 +37,7 @@ class Rprop(FusedOptimizer):
                 "0 < etas[0] < 1 < etas[1]"
             )
 
-    def fields(self, group, step, split):
+    def fields(self, group: dict[str, Any], step: int, split: Any) -> tuple[Any, ...]:
         etaminus, etaplus = group["etas"]
         step_size_min, step_size_max = group["step_sizes"]
         return self.Fields(

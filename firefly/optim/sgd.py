@@ -1,5 +1,7 @@
 """Stochastic gradient descent, with PyTorch's momentum, dampening, Nesterov and weight decay."""
 
+from typing import Any
+
 from firefly.kernels.optim import decayed_gradient
 from firefly.optim.optimizer import Flag, FusedOptimizer, Number, State
 
@@ -46,7 +48,7 @@ class SGD(FusedOptimizer):
         live = buf.live.get("momentum_buffer")
         return live if group["momentum"] != 0.0 and live is not None else None
 
-    def fields(self, group, step, has_buffer):
+    def fields(self, group: dict[str, Any], step: int, has_buffer: Any) -> tuple[Any, ...]:
         # PyTorch starts the buffer as a copy of the gradient, also when momentum is switched
         # on after some steps without it: ``first_step`` is "no buffer yet".
         return self.Fields(

@@ -55,18 +55,19 @@ def _gradient_arrays(parameters: Tensor | Iterable[Tensor], owner: str) -> list[
             )
         buf = buffer_of_grad(array)
         k = buf.slot.get(id(tensor)) if buf is not None else None
-        if k is not None and buf.grad_tensors[k] is grad:
+        if buf is not None and k is not None and buf.grad_tensors[k] is grad:
             slots.setdefault(buf, set()).add(k)
         else:
             loose.append(array)
     arrays = []
     for buf, member_set in slots.items():
         members = sorted(member_set)
-        first: int | None = members[0]  # None once the last run is taken
-        for previous, k in zip(members, members[1:] + [None]):
+        first = members[0]
+        for previous, k in zip(members, [*members[1:], None]):
             if k != previous + 1:
                 arrays.append(buf.grads[buf.elements(first, previous + 1)])
-                first = k
+                if k is not None:
+                    first = k
     for array in loose:
         if not array.flags.c_contiguous or not array.flags.writeable:
             raise ValueError(
