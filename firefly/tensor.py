@@ -10,7 +10,7 @@ import operator
 
 import numpy as np
 
-from firefly import autograd, devices, discrete
+from firefly import autograd, devices, discrete, random, rearrange
 from firefly.dtypes import FLOAT_DTYPES, float_or_default, tensor_dtype
 from firefly.ops import registry
 
@@ -201,6 +201,10 @@ def floor_divide(a: "Tensor | float", b: "Tensor | float") -> "Tensor":
 
 MinMax = collections.namedtuple("MinMax", ["values", "indices"])
 MinMax.__doc__ = "What ``max(dim)`` and ``min(dim)`` return, as torch.return_types.max."
+
+
+ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
+ValuesIndices.__doc__ = "What ``topk`` and ``sort`` return, as torch.return_types.topk/sort."
 
 
 def _array_of(value):
@@ -697,6 +701,9 @@ class Tensor:
     def erf(self):
         return _op("erf", self)
 
+    def erfc(self):
+        return _op("erfc", self)
+
     def tan(self):
         return _op("tan", self)
 
@@ -998,6 +1005,395 @@ class Tensor:
         is an integer tensor or array with as many dimensions as ``self``."""
         return _op("take", self, **discrete.gather_index(self.shape, dim, _array_of(index)))
 
+    # ------------------------------------------------------------------ select and rearrange
+    def _moved(self, positions):
+        """The elements at flat ``positions`` (int64, of the result's shape): the differentiable
+        ``take`` op on a float tensor, NumPy indexing on a bool or integer one."""
+        positions = np.asarray(positions, dtype=np.int64, order="C")
+        if self._data.dtype in FLOAT_DTYPES:
+            return _op("take", self, index=positions)
+        return Tensor._wrap(np.asarray(self._data.reshape(-1)[positions], order="C"))
+
+    def _along(self, method, dim):
+        """``dim`` normalized, and the tensor's shape with a 0-d tensor read as one element."""
+        shape = self._data.shape or (1,)
+        return _dim_index(method, dim, self._data.ndim, self.shape), shape
+
+    def narrow(self, dim, start, length):
+        """``length`` elements along ``dim`` from ``start`` (negative counts from the end)."""
+        if self._data.ndim == 0:
+            raise IndexError("narrow: cannot narrow a 0-d tensor; it has no dimension")
+        d = _dim_index("narrow", dim, self.ndim, self.shape)
+        start = rearrange.as_int("narrow", "start", start)
+        length = rearrange.as_int("narrow", "length", length)
+        size = self.shape[d]
+        if not -size <= start <= size:
+            raise IndexError(
+                f"narrow: start {start} is out of range for dim {d} of size {size} "
+                f"(tensor of shape {self.shape}); valid: {-size} to {size}"
+            )
+        start = start + size if start < 0 else start
+        if length < 0 or start + length > size:
+            raise ValueError(
+                f"narrow: start ({start}) + length ({length}) exceeds dim {d} of size {size} "
+                f"(tensor of shape {self.shape}), or length is negative"
+            )
+        return self[(slice(None),) * d + (slice(start, start + length),)]
+
+    def flip(self, *dims):
+        """The elements in reverse order along each of ``dims``."""
+        dims = _dims("flip", dims)
+        axes = {_dim_index("flip", d, self.ndim, self.shape) for d in dims}
+        if len(axes) != len(dims):
+            raise ValueError(f"flip: dims {dims} name a dimension more than once")
+        if self._data.ndim == 0:
+            return self.clone()
+        return self[
+            tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(self.ndim))
+        ]
+
+    def fliplr(self):
+        if self._data.ndim < 2:
+            raise ValueError(
+                f"fliplr: input must have at least 2 dimensions, got shape {self.shape}"
+            )
+        return self.flip(1)
+
+    def flipud(self):
+        if self._data.ndim < 1:
+            raise ValueError("flipud: input must have at least 1 dimension, got a 0-d tensor")
+        return self.flip(0)
+
+    def roll(self, shifts, dims=None):
+        """Elements shifted by ``shifts`` along ``dims``, wrapping around (the flattened tensor
+        when ``dims`` is None)."""
+        shifts = tuple(shifts) if isinstance(shifts, (tuple, list)) else (shifts,)
+        shifts = tuple(rearrange.as_int("roll", "shifts", s) for s in shifts)
+        if dims is None:
+            if len(shifts) != 1:
+                raise ValueError(f"roll: give one shift when dims is None, got shifts {shifts}")
+            return self._moved(rearrange.roll_positions(self.shape, shifts[0], None))
+        dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+        if len(dims) != len(shifts):
+            raise ValueError(f"roll: shifts {shifts} and dims {dims} must have the same length")
+        axes = tuple(_dim_index("roll", d, self.ndim, self.shape) for d in dims)
+        if self._data.ndim == 0:
+            return self.clone()
+        return self._moved(rearrange.roll_positions(self.shape, shifts, axes))
+
+    def repeat(self, *sizes):
+        """The tensor tiled ``sizes[i]`` times along dim i (extra leading sizes add dims)."""
+        sizes = _dims("repeat", sizes)
+        if len(sizes) < self._data.ndim:
+            raise ValueError(
+                f"repeat: {len(sizes)} repeats {sizes} given for a tensor of shape {self.shape}; "
+                f"give at least {self.ndim}"
+            )
+        if any(s < 0 for s in sizes):
+            raise ValueError(f"repeat: repeats must be non-negative, got {sizes}")
+        shape = (1,) * (len(sizes) - self.ndim) + self.shape
+        if self._data.dtype not in FLOAT_DTYPES:
+            return self._plain("repeat", lambda a: np.tile(a.reshape(shape), sizes))
+        spaced = tuple(v for n in shape for v in (1, n))
+        tiled = tuple(v for r, n in zip(sizes, shape) for v in (r, n))
+        return (
+            self.reshape(spaced).expand(tiled).reshape(tuple(r * n for r, n in zip(sizes, shape)))
+        )
+
+    def repeat_interleave(self, repeats, dim=None, *, output_size=None):
+        """Each element repeated ``repeats`` times (an int, or a count per element) along
+        ``dim``; along the flattened tensor when ``dim`` is None."""
+        x = self.reshape(-1) if dim is None else self
+        d, shape = x._along("repeat_interleave", 0 if dim is None else dim)
+        counts = rearrange.repeats_for(
+            "repeat_interleave", _array_of(repeats), shape[d], d, self.shape
+        )
+        if output_size is not None and rearrange.as_int(
+            "repeat_interleave", "output_size", output_size
+        ) != int(counts.sum()):
+            raise ValueError(
+                f"repeat_interleave: output_size={output_size} does not match the "
+                f"{int(counts.sum())} elements the repeats give"
+            )
+        picks = np.repeat(np.arange(shape[d], dtype=np.int64), counts)
+        return x._moved(rearrange.select_positions(shape, d, picks))
+
+    def _triangle(self, name, diagonal, lower):
+        if self._data.ndim < 2:
+            raise ValueError(
+                f"{name}: input must have at least 2 dimensions, got shape {self.shape}"
+            )
+        diagonal = rearrange.as_int(name, "diagonal", diagonal)
+        mask = rearrange.triangle_mask(self.shape, diagonal, lower)
+        if self._data.dtype in FLOAT_DTYPES:
+            return _op("where", self, 0.0, condition=mask)
+        return Tensor._wrap(np.where(mask, self._data, np.zeros((), self._data.dtype)))
+
+    def tril(self, diagonal=0):
+        """The lower triangle of the last two dims (at and below diagonal ``diagonal``); zeros
+        elsewhere."""
+        return self._triangle("tril", diagonal, lower=True)
+
+    def triu(self, diagonal=0):
+        """The upper triangle of the last two dims (at and above diagonal ``diagonal``)."""
+        return self._triangle("triu", diagonal, lower=False)
+
+    def tril_(self, diagonal=0):
+        return self._in_place("tril_", lambda: self.tril(diagonal))
+
+    def triu_(self, diagonal=0):
+        return self._in_place("triu_", lambda: self.triu(diagonal))
+
+    def masked_fill(self, mask, value):
+        """``value`` where the bool ``mask`` (broadcast to this shape) holds, else this tensor.
+        ``value`` is a number or a 0-d tensor, differentiable as torch's."""
+        mask = np.asarray(_array_of(mask))
+        if mask.dtype != np.bool_:
+            raise TypeError(
+                f"masked_fill: mask must be a bool tensor, got {mask.dtype} (shape {mask.shape}); "
+                "compare first, e.g. x.masked_fill(m == 0, value)"
+            )
+        try:
+            fits = np.broadcast_shapes(mask.shape, self.shape) == self.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"masked_fill: mask of shape {mask.shape} does not broadcast to the tensor's shape "
+                f"{self.shape}"
+            )
+        if isinstance(value, Tensor):
+            if value.ndim != 0:
+                raise ValueError(
+                    f"masked_fill: value must be a number or a 0-d tensor, got a tensor of shape "
+                    f"{value.shape}"
+                )
+        elif isinstance(value, (bool, complex)) or not isinstance(
+            value, (numbers.Number, np.generic)
+        ):
+            if not (isinstance(value, (bool, np.bool_)) and self._data.dtype == np.bool_):
+                raise TypeError(
+                    f"masked_fill: value must be a number or a 0-d tensor, got "
+                    f"{type(value).__name__} {value!r}"
+                )
+        if self._data.dtype not in FLOAT_DTYPES:
+            fill = np.asarray(_array_of(value)).astype(self._data.dtype)
+            return Tensor._wrap(np.where(mask, fill, self._data))
+        if isinstance(value, Tensor) and value.dtype != self.dtype:
+            value = value.to(self.dtype)
+        return _op("where", value, self, condition=mask)
+
+    def masked_fill_(self, mask, value):
+        return self._in_place("masked_fill_", lambda: self.masked_fill(mask, value))
+
+    def index_select(self, dim, index):
+        """The slices along ``dim`` at the positions in the 1-D integer ``index``."""
+        d, shape = self._along("index_select", dim)
+        picks = rearrange.index_array("index_select", "index", _array_of(index), ndim=1)
+        rearrange.check_in_range("index_select", "index", picks, shape[d], d, self.shape)
+        positions = rearrange.select_positions(shape, d, picks.reshape(-1))
+        return self._moved(positions.reshape(()) if self._data.ndim == 0 else positions)
+
+    def _at(self, indices, dim):
+        """(values, indices): this tensor's elements at ``indices`` along ``dim``."""
+        shape = self._data.shape or (1,)
+        positions = np.take_along_axis(rearrange.flat_positions(shape), indices, axis=dim)
+        if self._data.ndim == 0:
+            positions, indices = positions.reshape(()), indices.reshape(())
+        return ValuesIndices(self._moved(positions), Tensor._wrap(np.asarray(indices, order="C")))
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        """The ``k`` largest (``largest=False``: smallest) elements along ``dim`` and their
+        int64 indices, largest first. The values are differentiable; the indices record
+        nothing."""
+        k = rearrange.as_int("topk", "k", k)
+        d, shape = self._along("topk", dim)
+        if not 0 <= k <= shape[d]:
+            raise ValueError(
+                f"topk: k={k} is out of range for dim {d} of size {shape[d]} (tensor of shape "
+                f"{self.shape}); k must lie in 0 to {shape[d]}"
+            )
+        order = rearrange.sort_order(self._data.reshape(shape), d, largest, stable=True)
+        return self._at(np.take(order, np.arange(k), axis=d), d)
+
+    def sort(self, dim=-1, descending=False, *, stable=False):
+        """(values, int64 indices) sorted along ``dim``; NaN counts as the largest value."""
+        d, shape = self._along("sort", dim)
+        return self._at(rearrange.sort_order(self._data.reshape(shape), d, descending, stable), d)
+
+    def argsort(self, dim=-1, descending=False, *, stable=False):
+        """The int64 indices that sort along ``dim`` (no graph)."""
+        return self.sort(dim, descending, stable=stable).indices
+
+    def multinomial(self, num_samples, replacement=False, *, generator=None):
+        """int64 category indices drawn with probabilities proportional to this tensor's
+        weights (1-D, or one row of categories per sample set), from ``generator`` or firefly's
+        default. Without replacement each category is drawn at most once."""
+        if self._data.dtype not in FLOAT_DTYPES:
+            raise TypeError(
+                f"multinomial: input must be a float tensor of weights, got {self.dtype} "
+                f"(shape {self.shape})"
+            )
+        if self._data.ndim not in (1, 2) or self.shape[-1] == 0:
+            raise ValueError(
+                f"multinomial: input must be 1-D or 2-D with at least one category, got shape "
+                f"{self.shape}"
+            )
+        num_samples = rearrange.as_int("multinomial", "num_samples", num_samples)
+        if num_samples <= 0:
+            raise ValueError(f"multinomial: num_samples must be positive, got {num_samples}")
+        if not replacement and num_samples > self.shape[-1]:
+            raise ValueError(
+                f"multinomial: cannot draw num_samples={num_samples} without replacement from "
+                f"{self.shape[-1]} categories; pass replacement=True or draw fewer"
+            )
+        rng = random.generator(random.checked("multinomial", generator), "multinomial")
+        draws = rearrange.multinomial_draws(self._data, num_samples, bool(replacement), rng)
+        return Tensor._wrap(draws)
+
+    def cumsum(self, dim, *, dtype=None):
+        """Running sums along ``dim``. Bool and integer tensors sum to int64, as in PyTorch."""
+        x = self if dtype is None else self.to(dtype)
+        if x._data.dtype not in FLOAT_DTYPES:
+            d, shape = x._along("cumsum", dim)
+            sums = np.cumsum(x._data.reshape(shape), axis=d, dtype=np.int64)
+            return Tensor._wrap(np.asarray(sums.reshape(self.shape), order="C"))
+        return _op("cumsum", x, dim=dim)
+
+    def _scatter(self, name, dim, index, src, value, accumulate):
+        d = _dim_index(name, dim, self.ndim, self.shape)
+        index = rearrange.index_array(name, "index", _array_of(index))
+        if src is not None:
+            if not isinstance(src, Tensor):
+                raise TypeError(f"{name}: src must be a Tensor, got {type(src).__name__} {src!r}")
+            if src.dtype != self.dtype:
+                raise TypeError(
+                    f"{name}: src is {src.dtype} but the tensor is {self.dtype}; they must match"
+                )
+        target, source = rearrange.scatter_positions(
+            name, self.shape, d, index, None if src is None else src.shape
+        )
+        if not accumulate:  # repeated positions: the last write wins
+            keep = rearrange.last_writes(target)
+            target = target.reshape(-1)[keep]
+            source = None if source is None else source.reshape(-1)[keep]
+        if self._data.dtype not in FLOAT_DTYPES:
+            out = self._data.copy().reshape(-1)
+            values = value if src is None else src._data.reshape(-1)[source.reshape(-1)]
+            if accumulate:
+                np.add.at(out, target.reshape(-1), values)
+            else:
+                out[target.reshape(-1)] = values
+            return Tensor._wrap(out.reshape(self.shape))
+        written = np.zeros(self._data.size, dtype=bool)
+        written[target.reshape(-1)] = True
+        written = written.reshape(self.shape)
+        if src is None:
+            return _op("where", value, self, condition=written)
+        values = _op("take", src, index=np.asarray(source, order="C"))
+        added = _op("add_at", values, index=np.asarray(target, order="C"), size=self._data.size)
+        base = self if accumulate else _op("where", self, 0.0, condition=~written)
+        return base + added.reshape(self.shape)
+
+    def scatter(self, dim, index, src=None, value=None, *, reduce=None):
+        """This tensor with ``src``'s elements (or the number ``value``) written at ``index``
+        along ``dim``, as torch.scatter; ``reduce="add"`` adds them instead."""
+        if isinstance(src, (numbers.Number, np.generic)) and value is None:
+            src, value = None, src  # scatter(dim, index, 1.5): the value form
+        if (src is None) == (value is None):
+            raise TypeError("scatter: give exactly one of src (a Tensor) and value (a number)")
+        if value is not None and not isinstance(value, (numbers.Number, np.generic)):
+            raise TypeError(f"scatter: value must be a number, got {type(value).__name__}")
+        if reduce not in (None, "add"):
+            raise ValueError(f"scatter: reduce must be None or 'add', got {reduce!r}")
+        if reduce == "add" and value is not None:
+            src, value = self.new_full(_array_of(index).shape, value), None
+        return self._scatter("scatter", dim, index, src, value, accumulate=reduce == "add")
+
+    def scatter_add(self, dim, index, src):
+        """This tensor with ``src``'s elements added at ``index`` along ``dim`` (repeats add)."""
+        return self._scatter("scatter_add", dim, index, src, None, accumulate=True)
+
+    def scatter_(self, dim, index, src=None, value=None, *, reduce=None):
+        return self._in_place(
+            "scatter_", lambda: self.scatter(dim, index, src, value, reduce=reduce)
+        )
+
+    def scatter_add_(self, dim, index, src):
+        return self._in_place("scatter_add_", lambda: self.scatter_add(dim, index, src))
+
+    # ------------------------------------------------------------------ products and norms
+    def _product_with(self, method, other, ndim):
+        """Checks of mm (``ndim`` 2) and bmm (3): both operands ``ndim``-D with matching inner
+        (and batch) sizes."""
+        if not isinstance(other, Tensor):
+            raise TypeError(f"{method}: expected a Tensor operand, got {type(other).__name__}")
+        if self._data.ndim != ndim or other._data.ndim != ndim:
+            raise ValueError(
+                f"{method}: both operands must be {ndim}-D, got shapes {self.shape} and "
+                f"{other.shape}"
+            )
+        if self.shape[-1] != other.shape[-2] or self.shape[:-2] != other.shape[:-2]:
+            raise ValueError(
+                f"{method}: shapes {self.shape} and {other.shape} cannot be multiplied"
+                + (" (batch sizes differ)" if self.shape[:-2] != other.shape[:-2] else "")
+            )
+        return _op("matmul", self, other)
+
+    def mm(self, mat2):
+        """The matrix product of two 2-D tensors."""
+        return self._product_with("mm", mat2, 2)
+
+    def bmm(self, mat2):
+        """Batched matrix products of two 3-D tensors of one batch size."""
+        return self._product_with("bmm", mat2, 3)
+
+    def _added_product(self, method, product, beta, alpha):
+        """``beta * self + alpha * product``, ``self`` broadcast to the product's shape; with
+        ``beta == 0`` this tensor is ignored (NaN in it does not propagate), as in torch."""
+        try:
+            fits = np.broadcast_shapes(self.shape, product.shape) == product.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"{method}: input of shape {self.shape} does not broadcast to the product's "
+                f"shape {product.shape}"
+            )
+        for name, value in (("beta", beta), ("alpha", alpha)):
+            if not isinstance(value, numbers.Real):
+                raise TypeError(f"{method}: {name} must be a number, got {value!r}")
+        scaled = product if alpha == 1 else product * alpha
+        if beta == 0:
+            return scaled
+        return scaled + (self if beta == 1 else self * beta)
+
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1):
+        """``beta * self + alpha * (mat1 @ mat2)`` for 2-D ``mat1`` and ``mat2``."""
+        if not isinstance(mat1, Tensor):
+            raise TypeError(f"addmm: mat1 must be a Tensor, got {type(mat1).__name__}")
+        return self._added_product("addmm", mat1._product_with("addmm", mat2, 2), beta, alpha)
+
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
+        """``beta * self + alpha * bmm(batch1, batch2)`` (attention scores with a bias)."""
+        if not isinstance(batch1, Tensor):
+            raise TypeError(f"baddbmm: batch1 must be a Tensor, got {type(batch1).__name__}")
+        return self._added_product(
+            "baddbmm", batch1._product_with("baddbmm", batch2, 3), beta, alpha
+        )
+
+    def norm(self, p="fro", dim=None, keepdim=False, dtype=None):
+        """The ``p``-norm over ``dim`` (all elements when None), as torch.norm: ``"fro"`` is
+        the 2-norm of the elements, a number ``p`` the vector p-norm (inf: max |x|)."""
+        if isinstance(p, str):
+            if p != "fro":
+                raise ValueError(
+                    f"norm: p={p!r} is not supported; use 'fro' or a number ('nuc' needs an SVD, "
+                    "which firefly does not have)"
+                )
+            p = 2
+        return vector_norm("norm", self, p, dim, keepdim, dtype)
+
     def __getitem__(self, index):
         items = index if isinstance(index, tuple) else (index,)
         advanced = False
@@ -1287,6 +1683,51 @@ class Tensor:
         """True when every element ``isclose``."""
         _tolerances("allclose", rtol, atol)
         return bool(self.isclose(other, rtol, atol, equal_nan)._data.all())
+
+
+def vector_norm(method, x, ord, dim, keepdim, dtype):
+    """The vector ``ord``-norm of ``x`` over ``dim`` (None: every element), composed of
+    recorded ops (``Tensor.norm``, ``firefly.linalg.vector_norm``, ``F.normalize``). Where the
+    norm is 0 its gradient is 0, as in torch: the root is taken only where the sum is positive."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{method}: input must be a Tensor, got {type(x).__name__}")
+    if dtype is not None:
+        x = x.to(dtype)
+    if x._data.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{method}: input must be a float tensor, got {x.dtype} (shape {x.shape}); "
+            "convert it with .float()"
+        )
+    if isinstance(ord, (bool, np.bool_)) or not isinstance(ord, numbers.Real):
+        raise TypeError(f"{method}: ord must be a number, got {type(ord).__name__} {ord!r}")
+    if isinstance(dim, list):
+        dim = tuple(dim)
+    if dim is not None:
+        items = dim if isinstance(dim, tuple) else (dim,)
+        axes = [_dim_index(method, d, x.ndim, x.shape) for d in items]
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"{method}: dim {dim} names a dimension more than once")
+    ord = float(ord)
+    if ord in (np.inf, -np.inf):
+        if x._data.size == 0:
+            raise ValueError(
+                f"{method}: the inf-norm of an empty tensor (shape {x.shape}) is undefined"
+            )
+        magnitude = x.abs()
+        if ord > 0:
+            return magnitude.amax(dim=dim, keepdim=keepdim)
+        return magnitude.amin(dim=dim, keepdim=keepdim)
+    if ord == 0:  # the count of non-zero elements: no gradient, as in torch
+        return (x != 0).sum(dim=dim, keepdim=keepdim).to(x.dtype)
+    if ord == 1:
+        return x.abs().sum(dim=dim, keepdim=keepdim)
+    total = (x * x if ord == 2 else x.abs() ** ord).sum(dim=dim, keepdim=keepdim)
+    positive = total._data > 0
+    if positive.all():
+        return total.sqrt() if ord == 2 else total ** (1.0 / ord)
+    safe = _op("where", total, 1.0, condition=positive)
+    root = safe.sqrt() if ord == 2 else safe ** (1.0 / ord)
+    return _op("where", root, 0.0, condition=positive)
 
 
 autograd.bind_tensor_type(Tensor)
