@@ -1323,9 +1323,9 @@ class Tensor:
         return self._in_place("scatter_add_", lambda: self.scatter_add(dim, index, src))
 
     # ------------------------------------------------------------------ products and norms
-    def _product_with(self, method, other, ndim):
-        """Checks of mm (``ndim`` 2) and bmm (3): both operands ``ndim``-D with matching inner
-        (and batch) sizes."""
+    def _product_shape(self, method, other, ndim):
+        """The shape of mm's (``ndim`` 2) or bmm's (3) product, after the checks: both operands
+        ``ndim``-D Tensors with matching inner (and batch) sizes."""
         if not isinstance(other, Tensor):
             raise TypeError(f"{method}: expected a Tensor operand, got {type(other).__name__}")
         if self._data.ndim != ndim or other._data.ndim != ndim:
@@ -1338,31 +1338,38 @@ class Tensor:
                 f"{method}: shapes {self.shape} and {other.shape} cannot be multiplied"
                 + (" (batch sizes differ)" if self.shape[:-2] != other.shape[:-2] else "")
             )
-        return _op("matmul", self, other)
+        return self.shape[:-1] + other.shape[-1:]
 
     def mm(self, mat2):
         """The matrix product of two 2-D tensors."""
-        return self._product_with("mm", mat2, 2)
+        self._product_shape("mm", mat2, 2)
+        return _op("matmul", self, mat2)
 
     def bmm(self, mat2):
         """Batched matrix products of two 3-D tensors of one batch size."""
-        return self._product_with("bmm", mat2, 3)
+        self._product_shape("bmm", mat2, 3)
+        return _op("matmul", self, mat2)
 
-    def _added_product(self, method, product, beta, alpha):
-        """``beta * self + alpha * product``, ``self`` broadcast to the product's shape; with
-        ``beta == 0`` this tensor is ignored (NaN in it does not propagate), as in torch."""
+    def _added_product(self, method, first, second, ndim, beta, alpha):
+        """``beta * self + alpha * (first @ second)``, ``self`` broadcast to the product's
+        shape; with ``beta == 0`` this tensor is ignored (NaN in it does not propagate), as in
+        torch."""
+        if not isinstance(first, Tensor):
+            raise TypeError(f"{method}: expected Tensor operands, got {type(first).__name__}")
+        shape = first._product_shape(method, second, ndim)
         try:
-            fits = np.broadcast_shapes(self.shape, product.shape) == product.shape
+            fits = np.broadcast_shapes(self.shape, shape) == shape
         except ValueError:
             fits = False
         if not fits:
             raise ValueError(
                 f"{method}: input of shape {self.shape} does not broadcast to the product's "
-                f"shape {product.shape}"
+                f"shape {shape}"
             )
         for name, value in (("beta", beta), ("alpha", alpha)):
-            if not isinstance(value, numbers.Real):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise TypeError(f"{method}: {name} must be a number, got {value!r}")
+        product = _op("matmul", first, second)
         scaled = product if alpha == 1 else product * alpha
         if beta == 0:
             return scaled
@@ -1370,17 +1377,11 @@ class Tensor:
 
     def addmm(self, mat1, mat2, *, beta=1, alpha=1):
         """``beta * self + alpha * (mat1 @ mat2)`` for 2-D ``mat1`` and ``mat2``."""
-        if not isinstance(mat1, Tensor):
-            raise TypeError(f"addmm: mat1 must be a Tensor, got {type(mat1).__name__}")
-        return self._added_product("addmm", mat1._product_with("addmm", mat2, 2), beta, alpha)
+        return self._added_product("addmm", mat1, mat2, 2, beta, alpha)
 
     def baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
         """``beta * self + alpha * bmm(batch1, batch2)`` (attention scores with a bias)."""
-        if not isinstance(batch1, Tensor):
-            raise TypeError(f"baddbmm: batch1 must be a Tensor, got {type(batch1).__name__}")
-        return self._added_product(
-            "baddbmm", batch1._product_with("baddbmm", batch2, 3), beta, alpha
-        )
+        return self._added_product("baddbmm", batch1, batch2, 3, beta, alpha)
 
     def norm(self, p="fro", dim=None, keepdim=False, dtype=None):
         """The ``p``-norm over ``dim`` (all elements when None), as torch.norm: ``"fro"`` is
