@@ -115,6 +115,46 @@ __all__ = [
     "einsum",
     "cosine_similarity",
     "cdist",
+    "var",
+    "std",
+    "logsumexp",
+    "clamp_min",
+    "clamp_max",
+    "addcmul",
+    "addcdiv",
+    "lerp",
+    "hypot",
+    "logaddexp",
+    "isnan",
+    "isinf",
+    "isfinite",
+    "nan_to_num",
+    "nonzero",
+    "argwhere",
+    "count_nonzero",
+    "unique",
+    "bincount",
+    "diagonal",
+    "diag",
+    "trace",
+    "outer",
+    "ger",
+    "dot",
+    "masked_select",
+    "select",
+    "unbind",
+    "swapaxes",
+    "swapdims",
+    "movedim",
+    "moveaxis",
+    "broadcast_to",
+    "unflatten",
+    "take_along_dim",
+    "diff",
+    "hstack",
+    "vstack",
+    "row_stack",
+    "meshgrid",
 ]
 
 
@@ -681,3 +721,138 @@ def _einsum_pair(a, la, b, lb, keep, sizes):
     product = a2 @ b2
     shape = product.shape[:-2] + a_rest[: len(a_only)] + b_rest[len(summed) :]
     return product.reshape(shape), batch + a_only + b_only
+
+
+(
+    var,
+    std,
+    logsumexp,
+    clamp_min,
+    clamp_max,
+    addcmul,
+    addcdiv,
+    lerp,
+    hypot,
+    logaddexp,
+    isnan,
+    isinf,
+    isfinite,
+    nan_to_num,
+    nonzero,
+    argwhere,
+    count_nonzero,
+    unique,
+    bincount,
+    diagonal,
+    diag,
+    trace,
+    outer,
+    ger,
+    dot,
+    masked_select,
+    select,
+    unbind,
+    swapaxes,
+    swapdims,
+    movedim,
+    moveaxis,
+    broadcast_to,
+    unflatten,
+    take_along_dim,
+    diff,
+) = (
+    _method_form(name)
+    for name in (
+        "var",
+        "std",
+        "logsumexp",
+        "clamp_min",
+        "clamp_max",
+        "addcmul",
+        "addcdiv",
+        "lerp",
+        "hypot",
+        "logaddexp",
+        "isnan",
+        "isinf",
+        "isfinite",
+        "nan_to_num",
+        "nonzero",
+        "argwhere",
+        "count_nonzero",
+        "unique",
+        "bincount",
+        "diagonal",
+        "diag",
+        "trace",
+        "outer",
+        "ger",
+        "dot",
+        "masked_select",
+        "select",
+        "unbind",
+        "swapaxes",
+        "swapdims",
+        "movedim",
+        "moveaxis",
+        "broadcast_to",
+        "unflatten",
+        "take_along_dim",
+        "diff",
+    )
+)
+
+
+def _joined(name, tensors, least, dim):
+    """``cat`` of ``tensors`` along ``dim`` after raising each to ``least`` dimensions (a 1-D
+    tensor becomes a row, a 0-d one a single element)."""
+    tensors = _tensor_list(name, tensors)
+    raised = []
+    for t in tensors:
+        if t.ndim == 0:
+            t = t.reshape((1,) * least)
+        elif t.ndim < least:
+            t = t.reshape((1,) * (least - t.ndim) + t.shape)
+        raised.append(t)
+    return cat(raised, dim)
+
+
+def hstack(tensors: "list[Tensor] | tuple[Tensor, ...]") -> Tensor:
+    """Join along dim 1 (dim 0 for 1-D tensors)."""
+    tensors = _tensor_list("hstack", tensors)
+    return _joined("hstack", tensors, 1, 0 if builtins.all(t.ndim <= 1 for t in tensors) else 1)
+
+
+def vstack(tensors: "list[Tensor] | tuple[Tensor, ...]") -> Tensor:
+    """Join along dim 0, 1-D tensors as rows."""
+    return _joined("vstack", tensors, 2, 0)
+
+
+row_stack = vstack
+
+
+def meshgrid(*tensors: Tensor, indexing: str = "ij") -> tuple[Tensor, ...]:
+    """Coordinate grids from 1-D tensors: with ``indexing="ij"`` (torch's default) the i-th
+    grid varies along dim i; ``"xy"`` swaps the first two dims, as NumPy's default."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+    vectors = [as_tensor(t) for t in tensors]
+    if builtins.any(v.ndim > 1 for v in vectors):
+        raise ValueError(
+            f"meshgrid: expects 0-D or 1-D tensors, got shapes {[v.shape for v in vectors]}"
+        )
+    vectors = [v.reshape(-1) for v in vectors]
+    sizes = [v.shape[0] for v in vectors]
+    if indexing == "xy" and len(vectors) >= 2:
+        sizes[0], sizes[1] = sizes[1], sizes[0]
+    grids = []
+    for k, v in enumerate(vectors):
+        axis = k
+        if indexing == "xy" and len(vectors) >= 2 and k < 2:
+            axis = 1 - k
+        shape = [1] * len(vectors)
+        shape[axis] = v.shape[0]
+        grids.append(v.reshape(tuple(shape)).expand(tuple(sizes)))
+    return tuple(grids)

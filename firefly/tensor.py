@@ -1168,14 +1168,11 @@ class Tensor:
                     f"masked_fill: value must be a number or a 0-d tensor, got a tensor of shape "
                     f"{value.shape}"
                 )
-        elif isinstance(value, (bool, complex)) or not isinstance(
-            value, (numbers.Number, np.generic)
-        ):
-            if not (isinstance(value, (bool, np.bool_)) and self._data.dtype == np.bool_):
-                raise TypeError(
-                    f"masked_fill: value must be a number or a 0-d tensor, got "
-                    f"{type(value).__name__} {value!r}"
-                )
+        elif isinstance(value, complex) or not isinstance(value, (numbers.Number, np.generic)):
+            raise TypeError(
+                f"masked_fill: value must be a number or a 0-d tensor, got "
+                f"{type(value).__name__} {value!r}"
+            )
         if self._data.dtype not in FLOAT_DTYPES:
             fill = np.asarray(_array_of(value)).astype(self._data.dtype)
             return Tensor._wrap(np.where(mask, fill, self._data))
@@ -1321,6 +1318,312 @@ class Tensor:
 
     def scatter_add_(self, dim, index, src):
         return self._in_place("scatter_add_", lambda: self.scatter_add(dim, index, src))
+
+    def _axes_of(self, method, dim):
+        """``dim`` (None, an int or a sequence) as a tuple of distinct non-negative dims."""
+        if dim is None:
+            return tuple(range(self._data.ndim))
+        items = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
+        axes = tuple(_dim_index(method, d, self.ndim, self.shape) for d in items)
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"{method}: dim {dim} names a dimension more than once")
+        return axes
+
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        """The variance over ``dim`` (None: every element) with ``correction`` (default 1,
+        Bessel's; ``unbiased=False`` is 0), as torch; no more elements than ``correction``
+        gives NaN or inf, as in torch."""
+        if isinstance(dim, bool):  # var(False): the legacy unbiased flag
+            dim, unbiased = None, dim
+        if unbiased is not None and correction is not None:
+            raise TypeError("var: give unbiased or correction, not both")
+        if correction is None:
+            correction = 0 if unbiased is False else 1
+        if isinstance(correction, bool) or not isinstance(correction, numbers.Real):
+            raise TypeError(f"var: correction must be a number, got {correction!r}")
+        if self._data.dtype not in FLOAT_DTYPES:
+            raise TypeError(
+                f"var: input must be a float tensor, got {self.dtype} (shape {self.shape})"
+            )
+        axes = self._axes_of("var", dim)
+        count = 1
+        for a in axes:
+            count *= self.shape[a]
+        centered = self - self.mean(dim=axes, keepdim=True)
+        total = (centered * centered).sum(dim=axes, keepdim=keepdim)
+        return total / float(count - correction)
+
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        """The standard deviation: ``var(...).sqrt()``."""
+        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
+
+    def logsumexp(self, dim=None, keepdim=False):
+        """log(sum(exp(x))) over ``dim`` without overflow: the maximum is taken out first (as
+        a constant: the gradient is softmax's either way)."""
+        axes = self._axes_of("logsumexp", dim)
+        if self._data.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"logsumexp: input must be a float tensor, got {self.dtype}")
+        peak = np.amax(self._data, axis=axes, keepdims=True) if self._data.size else None
+        if peak is None:
+            return (self.exp()).sum(dim=axes, keepdim=keepdim).log()
+        shift = Tensor._wrap(np.where(np.isfinite(peak), peak, 0.0).astype(self._data.dtype))
+        total = (self - shift).exp().sum(dim=axes, keepdim=keepdim).log()
+        return total + (shift if keepdim else shift.reshape(total.shape))
+
+    def clamp_min(self, min):
+        return self.clamp(min=min)
+
+    def clamp_max(self, max):
+        return self.clamp(max=max)
+
+    def addcmul(self, tensor1, tensor2, *, value=1):
+        """``self + value * tensor1 * tensor2``."""
+        return self + (tensor1 * tensor2 if value == 1 else value * tensor1 * tensor2)
+
+    def addcdiv(self, tensor1, tensor2, *, value=1):
+        """``self + value * tensor1 / tensor2``."""
+        return self + (tensor1 / tensor2 if value == 1 else value * tensor1 / tensor2)
+
+    def lerp(self, end, weight):
+        """``self + weight * (end - self)``."""
+        return self + weight * (end - self)
+
+    def hypot(self, other):
+        return (self * self + other * other).sqrt()
+
+    def logaddexp(self, other):
+        """log(exp(self) + exp(other)) without overflow."""
+        peak = _op("maximum", self, other).detach()
+        peak = Tensor._wrap(np.where(np.isfinite(peak._data), peak._data, 0.0).astype(peak.dtype))
+        return ((self - peak).exp() + (other - peak).exp()).log() + peak
+
+    def isnan(self):
+        return Tensor._wrap(np.asarray(np.isnan(self._data), order="C"))
+
+    def isinf(self):
+        return Tensor._wrap(np.asarray(np.isinf(self._data), order="C"))
+
+    def isfinite(self):
+        return Tensor._wrap(np.asarray(np.isfinite(self._data), order="C"))
+
+    def nan_to_num(self, nan=0.0, posinf=None, neginf=None):
+        """NaN, inf and -inf replaced (by 0 and the dtype's largest and smallest finite values
+        unless given); the gradient passes where the element was finite."""
+        if self._data.dtype not in FLOAT_DTYPES:
+            return self.clone()
+        finite = np.isfinite(self._data)
+        if finite.all():
+            return self.clone()
+        replaced = np.nan_to_num(self._data, nan=nan, posinf=posinf, neginf=neginf)
+        return _op("where", self, Tensor._wrap(replaced), condition=finite)
+
+    def nonzero(self, *, as_tuple=False):
+        """The int64 coordinates of the non-zero elements: (N, ndim), or a tuple per dim."""
+        found = np.nonzero(self._data.reshape(self.shape or (1,)))
+        if as_tuple:
+            return tuple(Tensor._wrap(np.asarray(c, dtype=np.int64)) for c in found)
+        coords = np.stack(found, axis=1) if found else np.zeros((0, 0))
+        if not self._data.ndim:
+            coords = coords[:, :0]
+        return Tensor._wrap(np.asarray(coords, dtype=np.int64, order="C"))
+
+    def argwhere(self):
+        return self.nonzero()
+
+    def count_nonzero(self, dim=None):
+        axes = self._axes_of("count_nonzero", dim)
+        return Tensor._wrap(np.asarray(np.count_nonzero(self._data, axis=axes), dtype=np.int64))
+
+    def unique(self, sorted=True, return_inverse=False, return_counts=False, dim=None):
+        """The distinct values (sorted), and on request each element's position among them and
+        how often each occurs, as torch.unique. No graph."""
+        axis = None if dim is None else _dim_index("unique", dim, self.ndim, self.shape)
+        values, inverse, counts = np.unique(
+            self._data, return_inverse=True, return_counts=True, axis=axis
+        )
+        result = [Tensor._wrap(np.asarray(values, order="C"))]
+        if return_inverse:
+            shape = self.shape if axis is None else (self.shape[axis],)
+            result.append(Tensor._wrap(np.asarray(inverse.reshape(shape), dtype=np.int64)))
+        if return_counts:
+            result.append(Tensor._wrap(np.asarray(counts, dtype=np.int64)))
+        return result[0] if len(result) == 1 else tuple(result)
+
+    def bincount(self, weights=None, minlength=0):
+        """How often each non-negative int occurs in this 1-D tensor (weighted: summed)."""
+        if self._data.ndim != 1 or self._data.dtype.kind not in "iu":
+            raise TypeError(
+                f"bincount: input must be a 1-D integer tensor, got {self.dtype} of shape "
+                f"{self.shape}"
+            )
+        if self._data.size and self._data.min() < 0:
+            raise ValueError(f"bincount: values must be non-negative, got {int(self._data.min())}")
+        w = None if weights is None else np.asarray(_array_of(weights))
+        counts = np.bincount(self._data, weights=w, minlength=minlength)
+        dtype = np.int64 if w is None else (w.dtype if w.dtype in FLOAT_DTYPES else np.float64)
+        return Tensor._wrap(np.asarray(counts, dtype=dtype))
+
+    def diagonal(self, offset=0, dim1=0, dim2=1):
+        """The diagonal ``offset`` of the matrices in dims ``dim1`` and ``dim2``, as a last
+        dimension (torch's layout)."""
+        if self._data.ndim < 2:
+            raise ValueError(f"diagonal: input must have at least 2 dimensions, got {self.shape}")
+        offset = rearrange.as_int("diagonal", "offset", offset)
+        d1 = _dim_index("diagonal", dim1, self.ndim, self.shape)
+        d2 = _dim_index("diagonal", dim2, self.ndim, self.shape)
+        if d1 == d2:
+            raise ValueError(f"diagonal: dim1 and dim2 must differ, got {dim1} and {dim2}")
+        positions = np.diagonal(rearrange.flat_positions(self.shape), offset, d1, d2)
+        return self._moved(positions)
+
+    def diag(self, diagonal=0):
+        """A 1-D tensor: the square matrix with it on diagonal ``diagonal``. A 2-D tensor: that
+        diagonal, as 1-D."""
+        diagonal = rearrange.as_int("diag", "diagonal", diagonal)
+        if self._data.ndim == 2:
+            return self.diagonal(diagonal)
+        if self._data.ndim != 1:
+            raise ValueError(f"diag: input must be 1-D or 2-D, got shape {self.shape}")
+        n = self.shape[0] + abs(diagonal)
+        positions = np.diagonal(rearrange.flat_positions((n, n)), diagonal).copy()
+        if self._data.dtype not in FLOAT_DTYPES:
+            return Tensor._wrap(np.diag(self._data, diagonal))
+        return _op("add_at", self, index=positions, size=n * n).reshape(n, n)
+
+    def trace(self):
+        if self._data.ndim != 2:
+            raise ValueError(f"trace: input must be 2-D, got shape {self.shape}")
+        return self.diagonal().sum()
+
+    def outer(self, vec2):
+        """The outer product of two 1-D tensors."""
+        if self._data.ndim != 1 or getattr(vec2, "ndim", None) != 1:
+            raise ValueError(
+                f"outer: both operands must be 1-D, got shapes {self.shape} and "
+                f"{getattr(vec2, 'shape', type(vec2).__name__)}"
+            )
+        return self.unsqueeze(1) * vec2.unsqueeze(0)
+
+    ger = outer
+
+    def dot(self, other):
+        """The inner product of two 1-D tensors of one length."""
+        if self._data.ndim != 1 or getattr(other, "shape", None) != self.shape:
+            raise ValueError(
+                f"dot: both operands must be 1-D of one length, got shapes {self.shape} and "
+                f"{getattr(other, 'shape', type(other).__name__)}"
+            )
+        return (self * other).sum()
+
+    def masked_select(self, mask):
+        """The elements where the bool ``mask`` holds (both broadcast together), as 1-D."""
+        mask = np.asarray(_array_of(mask))
+        if mask.dtype != np.bool_:
+            raise TypeError(
+                f"masked_select: mask must be a bool tensor, got {mask.dtype} (shape {mask.shape})"
+            )
+        try:
+            shape = np.broadcast_shapes(mask.shape, self.shape)
+        except ValueError:
+            raise ValueError(
+                f"masked_select: mask of shape {mask.shape} and the tensor of shape {self.shape} "
+                "do not broadcast"
+            ) from None
+        x = self if self.shape == shape else self.expand(shape)
+        return x[np.broadcast_to(mask, shape)]
+
+    def select(self, dim, index):
+        """The slice at ``index`` along ``dim``, that dim removed."""
+        if self._data.ndim == 0:
+            raise IndexError("select: cannot select from a 0-d tensor")
+        d = _dim_index("select", dim, self.ndim, self.shape)
+        index = rearrange.as_int("select", "index", index)
+        if not -self.shape[d] <= index < self.shape[d]:
+            raise IndexError(
+                f"select: index {index} is out of range for dim {d} of size {self.shape[d]}"
+            )
+        return self[(slice(None),) * d + (index,)]
+
+    def unbind(self, dim=0):
+        """The slices along ``dim``, as a tuple."""
+        d, shape = self._along("unbind", dim)
+        return tuple(self.select(d, i) for i in range(shape[d]))
+
+    def swapaxes(self, axis0, axis1):
+        return self.transpose(axis0, axis1)
+
+    swapdims = swapaxes
+
+    def movedim(self, source, destination):
+        """Dims ``source`` moved to positions ``destination``, the others in their order."""
+        src = tuple(source) if isinstance(source, (tuple, list)) else (source,)
+        dst = tuple(destination) if isinstance(destination, (tuple, list)) else (destination,)
+        if len(src) != len(dst):
+            raise ValueError(
+                f"movedim: source {source} and destination {destination} differ in length"
+            )
+        src = tuple(_dim_index("movedim", d, self.ndim, self.shape) for d in src)
+        dst = tuple(_dim_index("movedim", d, self.ndim, self.shape) for d in dst)
+        if len(set(src)) != len(src) or len(set(dst)) != len(dst):
+            raise ValueError(f"movedim: source {source} or destination {destination} repeats a dim")
+        order = [a for a in range(self.ndim) if a not in src]
+        for to, moved in sorted(zip(dst, src)):
+            order.insert(to, moved)
+        return self.permute(tuple(order))
+
+    moveaxis = movedim
+
+    def broadcast_to(self, size):
+        return self.expand(size)
+
+    def unflatten(self, dim, sizes):
+        """Dim ``dim`` split into ``sizes`` (one may be -1)."""
+        d = _dim_index("unflatten", dim, self.ndim, self.shape)
+        sizes = _dims("unflatten", (sizes,))
+        known = 1
+        for n in sizes:
+            known *= n if n != -1 else 1
+        if sizes.count(-1) == 1 and known:
+            sizes = tuple(self.shape[d] // known if n == -1 else n for n in sizes)
+        if known == 0 or (sizes.count(-1) == 0 and np.prod(sizes) != self.shape[d]):
+            raise ValueError(
+                f"unflatten: sizes {sizes} do not multiply to the size {self.shape[d]} of dim {d}"
+            )
+        return self.reshape(self.shape[:d] + sizes + self.shape[d + 1 :])
+
+    def take_along_dim(self, indices, dim=None):
+        """``np.take_along_axis``: the elements at ``indices`` along ``dim`` (the flattened
+        tensor when None), the two broadcast together."""
+        index = rearrange.index_array("take_along_dim", "indices", _array_of(indices))
+        if dim is None:
+            x, d = self.reshape(-1), 0
+            index = index.reshape(-1)
+        else:
+            x, d = self, _dim_index("take_along_dim", dim, self.ndim, self.shape)
+        shape = x.shape or (1,)
+        rearrange.check_in_range("take_along_dim", "indices", index, shape[d], d, self.shape)
+        try:
+            positions = np.take_along_axis(rearrange.flat_positions(shape), index, axis=d)
+        except ValueError:
+            raise ValueError(
+                f"take_along_dim: indices of shape {index.shape} do not broadcast against the "
+                f"tensor of shape {self.shape} outside dim {d}"
+            ) from None
+        return x._moved(positions)
+
+    def diff(self, n=1, dim=-1):
+        """The ``n``-th forward difference along ``dim``."""
+        n = rearrange.as_int("diff", "n", n)
+        if n < 0:
+            raise ValueError(f"diff: n must be non-negative, got {n}")
+        d, _ = self._along("diff", dim)
+        out = self
+        for _ in range(n):
+            length = out.shape[d]
+            if length == 0:
+                break
+            out = out.narrow(d, 1, length - 1) - out.narrow(d, 0, length - 1)
+        return out
 
     # ------------------------------------------------------------------ products and norms
     def _product_shape(self, method, other, ndim):

@@ -39,6 +39,7 @@ SCATTER_SRC = data(3, 2, 5)
 # is defined.
 UNIQUE_INDEX = np.stack([RNG.permutation(4)[:2] for _ in range(15)]).reshape(3, 5, 2)
 UNIQUE_INDEX = UNIQUE_INDEX.transpose(0, 2, 1).copy()
+RNG_INDEX = RNG.integers(0, 4, size=(1, 6, 5))  # broadcasts along dim 0
 
 
 def np_scatter_add(x, dim, index, src):
@@ -317,6 +318,134 @@ CASES = {
         lambda a, b: F.pairwise_distance(a, b),
         lambda a, b: np.linalg.norm(a - b + 1e-6, axis=-1),
         lambda t, a, b: t.nn.functional.pairwise_distance(a, b),
+    ),
+    "var": ([X], lambda x: x.var(), lambda x: np.var(x, ddof=1), lambda t, x: x.var()),
+    "var dims correction keepdim": (
+        [X],
+        lambda x: firefly.var(x, (0, -1), keepdim=True, correction=0),
+        lambda x: np.var(x, axis=(0, 2), keepdims=True),
+        lambda t, x: t.var(x, (0, -1), keepdim=True, correction=0),
+    ),
+    "std unbiased=False": (
+        [X],
+        lambda x: x.std(1, False),
+        lambda x: np.std(x, axis=1),
+        lambda t, x: x.std(1, False),
+    ),
+    "logsumexp": (
+        [X * 30.0],
+        lambda x: x.logsumexp(-1),
+        lambda x: np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1)) + x.max(-1),
+        lambda t, x: x.logsumexp(-1),
+    ),
+    "logsumexp dims keepdim": (
+        [X],
+        lambda x: firefly.logsumexp(x, (0, 2), keepdim=True),
+        lambda x: np.log(np.exp(x).sum((0, 2), keepdims=True)),
+        lambda t, x: t.logsumexp(x, (0, 2), keepdim=True),
+    ),
+    "clamp_min": (
+        [X],
+        lambda x: x.clamp_min(0.1),
+        lambda x: np.maximum(x, 0.1),
+        lambda t, x: x.clamp_min(0.1),
+    ),
+    "addcmul addcdiv": (
+        [X, X[::-1].copy(), X * X + 1.0],
+        lambda a, b, c: a.addcmul(b, c, value=0.5).addcdiv(b, c, value=-2.0),
+        lambda a, b, c: a + 0.5 * b * c - 2.0 * b / c,
+        lambda t, a, b, c: a.addcmul(b, c, value=0.5).addcdiv(b, c, value=-2.0),
+    ),
+    "lerp": (
+        [X, X[::-1].copy()],
+        lambda a, b: firefly.lerp(a, b, 0.3),
+        lambda a, b: a + 0.3 * (b - a),
+        lambda t, a, b: t.lerp(a, b, 0.3),
+    ),
+    "hypot": (
+        [X, X[::-1].copy()],
+        lambda a, b: a.hypot(b),
+        np.hypot,
+        lambda t, a, b: a.hypot(b),
+    ),
+    "logaddexp": (
+        [X * 40.0, X[::-1] * 40.0],
+        lambda a, b: firefly.logaddexp(a, b),
+        np.logaddexp,
+        lambda t, a, b: t.logaddexp(a, b),
+    ),
+    "diagonal": (
+        [X],
+        lambda x: x.diagonal(1, 2, 1),
+        lambda x: np.diagonal(x, 1, 2, 1),
+        lambda t, x: x.diagonal(1, 2, 1),
+    ),
+    "diag of a vector": (
+        [X[0, 0]],
+        lambda x: firefly.diag(x, -1),
+        lambda x: np.diag(x, -1),
+        lambda t, x: t.diag(x, -1),
+    ),
+    "diag of a matrix and trace": (
+        [X[0]],
+        lambda x: x.diag(1) * x.trace(),
+        lambda x: np.diag(x, 1) * np.trace(x),
+        lambda t, x: x.diag(1) * x.trace(),
+    ),
+    "outer and dot": (
+        [X[0, 0], X[1, 1]],
+        lambda a, b: firefly.outer(a, b) * a.dot(b),
+        lambda a, b: np.outer(a, b) * np.dot(a, b),
+        lambda t, a, b: t.outer(a, b) * a.dot(b),
+    ),
+    "masked_select": (
+        [X],
+        lambda x: x.masked_select(firefly.tensor(MASK)),
+        lambda x: x[np.broadcast_to(MASK, x.shape)],
+        lambda t, x: x.masked_select(t.tensor(MASK)),
+    ),
+    "select and unbind": (
+        [X],
+        lambda x: x.select(1, -1) + firefly.stack(x.unbind(2), 0).sum(0)[:, :1],
+        lambda x: x[:, -1] + x.sum(2)[:, :1],
+        lambda t, x: x.select(1, -1) + t.stack(x.unbind(2), 0).sum(0)[:, :1],
+    ),
+    "movedim": (
+        [X],
+        lambda x: x.movedim((0, 1), (2, 0)),
+        lambda x: np.moveaxis(x, (0, 1), (2, 0)),
+        lambda t, x: x.movedim((0, 1), (2, 0)),
+    ),
+    "swapaxes unflatten": (
+        [X],
+        lambda x: x.swapaxes(0, 2).unflatten(0, (-1, 1)),
+        lambda x: np.swapaxes(x, 0, 2).reshape(5, 1, 4, 3),
+        lambda t, x: x.swapaxes(0, 2).unflatten(0, (-1, 1)),
+    ),
+    "take_along_dim": (
+        [X],
+        lambda x: x.take_along_dim(long(RNG_INDEX), 1),
+        lambda x: np.take_along_axis(x, RNG_INDEX, 1),
+        lambda t, x: x.take_along_dim(t.tensor(RNG_INDEX), 1),
+    ),
+    "diff": ([X], lambda x: x.diff(2, 1), lambda x: np.diff(x, 2, 1), lambda t, x: x.diff(2, 1)),
+    "nan_to_num": (
+        [np.where(X > 1.0, np.inf, np.where(X < -1.0, np.nan, X))],
+        lambda x: x.nan_to_num(0.5, 9.0, -9.0),
+        lambda x: np.nan_to_num(x, nan=0.5, posinf=9.0, neginf=-9.0),
+        lambda t, x: x.nan_to_num(0.5, 9.0, -9.0),
+    ),
+    "hstack vstack": (
+        [X[0], X[1, 0]],
+        lambda a, b: firefly.vstack([a, b]) + firefly.hstack([b[:2], b[2:]]),
+        lambda a, b: np.vstack([a, b]) + np.hstack([b[:2], b[2:]]),
+        lambda t, a, b: t.vstack([a, b]) + t.hstack([b[:2], b[2:]]),
+    ),
+    "meshgrid": (
+        [X[0, 0], X[0, 1, :3]],
+        lambda a, b: firefly.meshgrid(a, b, indexing="xy")[0] * firefly.meshgrid(a, b)[1].T,
+        lambda a, b: np.meshgrid(a, b)[0] * np.meshgrid(a, b, indexing="ij")[1].T,
+        lambda t, a, b: t.meshgrid(a, b, indexing="xy")[0] * t.meshgrid(a, b, indexing="ij")[1].T,
     ),
 }
 # Compositions of linear ops, norms that are smooth away from 0 and matmuls: their second
@@ -762,6 +891,36 @@ def test_multinomial_is_reproducible_from_a_generator_and_from_manual_seed():
         "tril_indices",
         "triu_indices",
         "t",
+        "var",
+        "std",
+        "logsumexp",
+        "clamp_min",
+        "addcmul",
+        "lerp",
+        "hypot",
+        "logaddexp",
+        "isnan",
+        "isfinite",
+        "nan_to_num",
+        "nonzero",
+        "count_nonzero",
+        "unique",
+        "bincount",
+        "diagonal",
+        "diag",
+        "trace",
+        "outer",
+        "dot",
+        "masked_select",
+        "select",
+        "unbind",
+        "movedim",
+        "broadcast_to",
+        "take_along_dim",
+        "diff",
+        "hstack",
+        "vstack",
+        "meshgrid",
     ],
 )
 def test_top_level_names_are_public_as_in_torch(name):
@@ -775,3 +934,38 @@ def test_linalg_and_functional_names_are_public():
         assert name in firefly.linalg.__all__
     for name in ("normalize", "cosine_similarity", "pairwise_distance", "one_hot"):
         assert name in F.__all__
+
+
+def test_discrete_results_match_torch():
+    torch = pytest.importorskip("torch")
+    a = np.array([[0.0, 2.0, np.nan], [np.inf, -1.0, 2.0], [0.0, 0.0, -np.inf]])
+    ours, theirs = firefly.tensor(a, dtype="float64"), torch.tensor(a)
+    for name in ("isnan", "isinf", "isfinite", "nonzero", "argwhere", "count_nonzero"):
+        np.testing.assert_array_equal(
+            getattr(ours, name)().numpy(), getattr(theirs, name)().numpy()
+        )
+    np.testing.assert_array_equal(ours.count_nonzero(1).numpy(), theirs.count_nonzero(1).numpy())
+    for k, c in zip(ours.nonzero(as_tuple=True), theirs.nonzero(as_tuple=True)):
+        np.testing.assert_array_equal(k.numpy(), c.numpy())
+    labels = np.array([[3, 1], [1, 0]])
+    mine = long(labels).unique(return_inverse=True, return_counts=True)
+    reference = torch.tensor(labels).unique(return_inverse=True, return_counts=True)
+    for m, r in zip(mine, reference):
+        np.testing.assert_array_equal(m.numpy(), r.numpy())
+    rows = long([[1, 2], [1, 2], [0, 5]]).unique(dim=0)
+    np.testing.assert_array_equal(rows.numpy(), [[0, 5], [1, 2]])
+    counts = long([0, 3, 3, 1])
+    np.testing.assert_array_equal(counts.bincount(minlength=5).numpy(), [1, 1, 0, 2, 0])
+    weighted = counts.bincount(firefly.tensor([0.5, 1.0, 2.0, 4.0]))
+    assert weighted.dtype == np.float32
+    np.testing.assert_array_equal(weighted.numpy(), [0.5, 4.0, 0.0, 3.0])
+
+
+def test_var_of_one_element_is_nan_as_torch():
+    assert math.isnan(float(firefly.tensor([2.0]).var()))
+    assert float(firefly.tensor([2.0]).var(correction=0)) == 0.0
+
+
+def test_logsumexp_handles_infinite_rows():
+    x = firefly.tensor([[-np.inf, -np.inf], [np.inf, 0.0], [1000.0, 1000.0]], dtype="float64")
+    np.testing.assert_allclose(x.logsumexp(1).numpy(), [-np.inf, np.inf, 1000.0 + math.log(2.0)])
