@@ -151,6 +151,9 @@ __all__ = [
     "unflatten",
     "take_along_dim",
     "diff",
+    "index_add",
+    "index_copy",
+    "index_fill",
     "hstack",
     "vstack",
     "row_stack",
@@ -220,9 +223,14 @@ def _join_arrays(name, join, tensors, dim):
         ) from None
 
 
-def where(condition, input, other):
+def where(condition, input=None, other=None):
     """``input`` where ``condition`` holds, else ``other`` (all broadcast together).
-    Differentiable in ``input`` and ``other``; ``condition`` is a bool tensor or array."""
+    Differentiable in ``input`` and ``other``; ``condition`` is a bool tensor or array.
+    ``where(condition)`` alone is ``condition.nonzero(as_tuple=True)``, as in torch."""
+    if input is None and other is None:
+        return as_tensor(condition).nonzero(as_tuple=True)
+    if input is None or other is None:
+        raise TypeError("where: give both input and other, or neither (the nonzero form)")
     mask = condition._data if isinstance(condition, Tensor) else np.asarray(condition)
     if mask.dtype != np.bool_:
         raise TypeError(
@@ -856,3 +864,8 @@ def meshgrid(*tensors: Tensor, indexing: str = "ij") -> tuple[Tensor, ...]:
         shape[axis] = v.shape[0]
         grids.append(v.reshape(tuple(shape)).expand(tuple(sizes)))
     return tuple(grids)
+
+
+(index_add, index_copy, index_fill) = (
+    _method_form(name) for name in ("index_add", "index_copy", "index_fill")
+)

@@ -1191,6 +1191,68 @@ class Tensor:
         positions = rearrange.select_positions(shape, d, picks.reshape(-1))
         return self._moved(positions.reshape(()) if self._data.ndim == 0 else positions)
 
+    def _index_targets(self, method, dim, index, source_shape):
+        """(dim, the flat positions in this tensor that each element of a ``source`` of
+        ``source_shape`` goes to) for ``index_add``/``index_copy``: ``source`` is this tensor's
+        shape with ``len(index)`` along ``dim``."""
+        d, shape = self._along(method, dim)
+        picks = rearrange.index_array(method, "index", _array_of(index), ndim=1).reshape(-1)
+        rearrange.check_in_range(method, "index", picks, shape[d], d, self.shape)
+        expected = shape[:d] + (picks.size,) + shape[d + 1 :]
+        if source_shape is not None and tuple(source_shape or (1,)) != expected:
+            raise ValueError(
+                f"{method}: source has shape {source_shape} but index picks {picks.size} along "
+                f"dim {d} of a tensor of shape {self.shape}; source must have shape {expected}"
+            )
+        return d, rearrange.select_positions(shape, d, picks)
+
+    def index_add(self, dim, index, source, *, alpha=1):
+        """This tensor with ``alpha * source`` added at the slices ``index`` along ``dim``
+        (repeated indices add up), as torch.index_add."""
+        if not isinstance(source, Tensor):
+            raise TypeError(f"index_add: source must be a Tensor, got {type(source).__name__}")
+        _, targets = self._index_targets("index_add", dim, index, source.shape)
+        scaled = source if alpha == 1 else source * alpha
+        if self._data.dtype not in FLOAT_DTYPES:
+            out = self._data.copy().reshape(-1)
+            np.add.at(out, targets.reshape(-1), scaled._data.reshape(-1))
+            return Tensor._wrap(out.reshape(self.shape))
+        if scaled.dtype != self.dtype:
+            raise TypeError(f"index_add: source is {source.dtype} but the tensor is {self.dtype}")
+        added = _op("add_at", scaled.reshape(targets.shape), index=targets, size=self._data.size)
+        return self + added.reshape(self.shape)
+
+    def index_copy(self, dim, index, source):
+        """This tensor with the slices ``index`` along ``dim`` replaced by ``source``'s."""
+        if not isinstance(source, Tensor):
+            raise TypeError(f"index_copy: source must be a Tensor, got {type(source).__name__}")
+        d, _ = self._index_targets("index_copy", dim, index, source.shape)
+        index = rearrange.index_array("index_copy", "index", _array_of(index), ndim=1)
+        shape = self.shape or (1,)
+        spread = np.broadcast_to(
+            index.reshape((1,) * d + (-1,) + (1,) * (len(shape) - d - 1)),
+            shape[:d] + (index.size,) + shape[d + 1 :],
+        )
+        return self.scatter(
+            d, Tensor._wrap(np.ascontiguousarray(spread)), source.reshape(spread.shape)
+        )
+
+    def index_fill(self, dim, index, value):
+        """This tensor with the slices ``index`` along ``dim`` set to the number ``value``."""
+        _, targets = self._index_targets("index_fill", dim, index, None)
+        mask = np.zeros(self._data.size, dtype=bool)
+        mask[targets.reshape(-1)] = True
+        return self.masked_fill(Tensor._wrap(mask.reshape(self.shape)), value)
+
+    def index_add_(self, dim, index, source, *, alpha=1):
+        return self._in_place("index_add_", lambda: self.index_add(dim, index, source, alpha=alpha))
+
+    def index_copy_(self, dim, index, source):
+        return self._in_place("index_copy_", lambda: self.index_copy(dim, index, source))
+
+    def index_fill_(self, dim, index, value):
+        return self._in_place("index_fill_", lambda: self.index_fill(dim, index, value))
+
     def _at(self, indices, dim):
         """(values, indices): this tensor's elements at ``indices`` along ``dim``."""
         shape = self._data.shape or (1,)

@@ -1254,6 +1254,30 @@ def _bad_tensor_op_inputs():
             ["meshgrid", "indexing", "'yx'"],
         ),
         ("diff n", lambda: x.diff(-1), ValueError, ["diff", "n", "-1"]),
+        (
+            "index_add source shape",
+            lambda: x.index_add(0, long([0, 1]), f32(3, 4)),
+            ValueError,
+            ["index_add", "source", "(3, 4)", "(2, 4)"],
+        ),
+        (
+            "index_copy index range",
+            lambda: x.index_copy(1, long([4]), f32(3, 1)),
+            IndexError,
+            ["index_copy", "index", "4", "size 4"],
+        ),
+        (
+            "index_fill float index",
+            lambda: x.index_fill(0, f32(1), 0.0),
+            TypeError,
+            ["index_fill", "index", "float32"],
+        ),
+        (
+            "where half",
+            lambda: firefly.where(firefly.ones(2).bool(), f32(2)),
+            TypeError,
+            ["where", "input", "other"],
+        ),
     ]
 
 

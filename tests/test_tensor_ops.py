@@ -58,6 +58,19 @@ def np_scatter(x, dim, index, src):
     return out
 
 
+def np_index_add(x, dim, index, source):
+    out = x.copy()
+    for k, i in enumerate(index):
+        out[(slice(None),) * dim + (i,)] += source[(slice(None),) * dim + (k,)]
+    return out
+
+
+def np_index_copy(x, index, source):
+    out = x.copy()
+    out[..., index] = source
+    return out
+
+
 def np_cosine(a, b, dim, eps=1e-8):
     na = np.maximum(np.linalg.norm(a, axis=dim, keepdims=True), eps)
     nb = np.maximum(np.linalg.norm(b, axis=dim, keepdims=True), eps)
@@ -446,6 +459,24 @@ CASES = {
         lambda a, b: firefly.meshgrid(a, b, indexing="xy")[0] * firefly.meshgrid(a, b)[1].T,
         lambda a, b: np.meshgrid(a, b)[0] * np.meshgrid(a, b, indexing="ij")[1].T,
         lambda t, a, b: t.meshgrid(a, b, indexing="xy")[0] * t.meshgrid(a, b, indexing="ij")[1].T,
+    ),
+    "index_add": (
+        [X, data(3, 3, 5)],
+        lambda x, s: x.index_add(1, long([3, 0, 3]), s, alpha=0.5),
+        lambda x, s: np_index_add(x, 1, [3, 0, 3], 0.5 * s),
+        lambda t, x, s: x.index_add(1, t.tensor([3, 0, 3]), s, alpha=0.5),
+    ),
+    "index_copy": (
+        [X, data(3, 4, 2)],
+        lambda x, s: firefly.index_copy(x, -1, long([4, 1]), s),
+        lambda x, s: np_index_copy(x, [4, 1], s),
+        lambda t, x, s: t.index_copy(x, -1, t.tensor([4, 1]), s),
+    ),
+    "index_fill": (
+        [X],
+        lambda x: x.index_fill(0, long([2, 0]), -1.5),
+        lambda x: np.where(np.isin(np.arange(3), [2, 0])[:, None, None], -1.5, x),
+        lambda t, x: x.index_fill(0, t.tensor([2, 0]), -1.5),
     ),
 }
 # Compositions of linear ops, norms that are smooth away from 0 and matmuls: their second
@@ -969,3 +1000,14 @@ def test_var_of_one_element_is_nan_as_torch():
 def test_logsumexp_handles_infinite_rows():
     x = firefly.tensor([[-np.inf, -np.inf], [np.inf, 0.0], [1000.0, 1000.0]], dtype="float64")
     np.testing.assert_allclose(x.logsumexp(1).numpy(), [-np.inf, np.inf, 1000.0 + math.log(2.0)])
+
+
+def test_in_place_index_forms_and_where_alone():
+    x = firefly.zeros(2, 3, dtype="float64")
+    x.index_add_(1, long([2, 2]), firefly.ones(2, 2, dtype="float64"))
+    x.index_fill_(0, long([0]), 7.0)
+    x.index_copy_(1, long([0]), firefly.full((2, 1), 3.0, dtype="float64"))
+    np.testing.assert_array_equal(x.numpy(), [[3.0, 7.0, 7.0], [3.0, 0.0, 2.0]])
+    rows, cols = firefly.where(x > 2.5)
+    np.testing.assert_array_equal(rows.numpy(), [0, 0, 0, 1])
+    np.testing.assert_array_equal(cols.numpy(), [0, 1, 2, 0])
