@@ -154,6 +154,10 @@ __all__ = [
     "index_add",
     "index_copy",
     "index_fill",
+    "prod",
+    "kthvalue",
+    "median",
+    "tensordot",
     "hstack",
     "vstack",
     "row_stack",
@@ -869,3 +873,36 @@ def meshgrid(*tensors: Tensor, indexing: str = "ij") -> tuple[Tensor, ...]:
 (index_add, index_copy, index_fill) = (
     _method_form(name) for name in ("index_add", "index_copy", "index_fill")
 )
+
+
+(prod, kthvalue, median) = (_method_form(name) for name in ("prod", "kthvalue", "median"))
+
+
+def tensordot(a: Tensor, b: Tensor, dims: "int | tuple | list" = 2) -> Tensor:
+    """Sums of products over the last ``dims`` dims of ``a`` and the first of ``b`` (or over
+    the dims listed as ``([a dims], [b dims])``), as torch.tensordot, through ``einsum``."""
+    a, b = as_tensor(a), as_tensor(b)
+    if isinstance(dims, int) and not isinstance(dims, bool):
+        if not 0 <= dims <= builtins.min(a.ndim, b.ndim):
+            raise ValueError(
+                f"tensordot: dims={dims} must lie in 0 to {builtins.min(a.ndim, b.ndim)} for "
+                f"shapes {a.shape} and {b.shape}"
+            )
+        a_dims, b_dims = list(range(a.ndim - dims, a.ndim)), list(range(dims))
+    elif isinstance(dims, (tuple, list)) and len(dims) == 2:
+        pair = [[d] if isinstance(d, int) else list(d) for d in dims]
+        a_dims = [_dim_index("tensordot", d, a.ndim, a.shape) for d in pair[0]]
+        b_dims = [_dim_index("tensordot", d, b.ndim, b.shape) for d in pair[1]]
+        if len(a_dims) != len(b_dims):
+            raise ValueError(f"tensordot: dims {dims} pair {len(a_dims)} with {len(b_dims)} dims")
+    else:
+        raise TypeError(f"tensordot: dims must be an int or a pair of dim lists, got {dims!r}")
+    letters = iter(string.ascii_letters)
+    a_labels = [next(letters) for _ in range(a.ndim)]
+    b_labels = [next(letters) for _ in range(b.ndim)]
+    for i, j in zip(a_dims, b_dims):
+        b_labels[j] = a_labels[i]
+    kept = [c for i, c in enumerate(a_labels) if i not in a_dims]
+    kept += [c for j, c in enumerate(b_labels) if j not in b_dims]
+    equation = f"{''.join(a_labels)},{''.join(b_labels)}->{''.join(kept)}"
+    return einsum(equation, a, b)

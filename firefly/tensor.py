@@ -1280,6 +1280,32 @@ class Tensor:
         d, shape = self._along("sort", dim)
         return self._at(rearrange.sort_order(self._data.reshape(shape), d, descending, stable), d)
 
+    def kthvalue(self, k, dim=-1, keepdim=False):
+        """(the ``k``-th smallest value along ``dim``, counting from 1, and its index)."""
+        k = rearrange.as_int("kthvalue", "k", k)
+        d, shape = self._along("kthvalue", dim)
+        if not 1 <= k <= shape[d]:
+            raise ValueError(
+                f"kthvalue: k={k} is out of range for dim {d} of size {shape[d]} (tensor of "
+                f"shape {self.shape}); k must lie in 1 to {shape[d]}"
+            )
+        order = rearrange.sort_order(self._data.reshape(shape), d, False, stable=True)
+        values, indices = self._at(np.take(order, [k - 1], axis=d), d)
+        if not keepdim and self._data.ndim:
+            values, indices = values.squeeze(d), indices.squeeze(d)
+        return ValuesIndices(values, indices)
+
+    def median(self, dim=None, keepdim=False):
+        """The lower median (torch's: no averaging for an even count): of every element when
+        ``dim`` is None, else (values, indices) along ``dim``."""
+        if dim is None:
+            if self._data.size == 0:
+                raise ValueError("median: the median of an empty tensor is undefined")
+            flat = self.reshape(-1)
+            return flat.kthvalue((flat.shape[0] + 1) // 2, 0).values
+        d, shape = self._along("median", dim)
+        return self.kthvalue((shape[d] + 1) // 2, d, keepdim)
+
     def argsort(self, dim=-1, descending=False, *, stable=False):
         """The int64 indices that sort along ``dim`` (no graph)."""
         return self.sort(dim, descending, stable=stable).indices
@@ -1431,6 +1457,46 @@ class Tensor:
         shift = Tensor._wrap(np.where(np.isfinite(peak), peak, 0.0).astype(self._data.dtype))
         total = (self - shift).exp().sum(dim=axes, keepdim=keepdim).log()
         return total + (shift if keepdim else shift.reshape(total.shape))
+
+    def prod(self, dim=None, keepdim=False, *, dtype=None):
+        """The product over ``dim`` (None: every element), with torch's gradient where
+        elements are 0: the product of the others for a single zero, 0 for two or more. The
+        non-zero factors multiply as exp(sum(log|x|)) with their sign, and each zero enters as a
+        factor of its own, so that every order of derivative is the product's."""
+        x = self if dtype is None else self.to(dtype)
+        if isinstance(dim, (tuple, list)):
+            raise TypeError(f"prod: dim must be one int or None, got {dim!r}")
+        axes = x._axes_of("prod", dim)
+        if x._data.dtype not in FLOAT_DTYPES:
+            kept = np.prod(x._data, axis=axes, keepdims=keepdim, dtype=np.int64)
+            return Tensor._wrap(np.asarray(kept, order="C"))
+        zero = x._data == 0
+        ones = Tensor._wrap(np.ones((), x._data.dtype))
+        nonzero = _op("where", ones, x, condition=zero)
+        magnitude = nonzero.abs().log().sum(dim=axes, keepdim=keepdim).exp()
+        # exp(sum(log)) carries the gradient; a constant factor within rounding of 1 (the
+        # sign where it underflows) makes the value NumPy's exact product.
+        exact = np.prod(nonzero._data, axis=axes, keepdims=keepdim)
+        usable = (magnitude._data != 0) & np.isfinite(magnitude._data)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(usable, exact / magnitude._data, np.sign(exact))
+        result = magnitude * Tensor._wrap(np.asarray(scale, dtype=x._data.dtype, order="C"))
+        if not zero.any():
+            return result
+        # The zeros' product, exact to every order: per output element, its slice's zeros
+        # taken one at a time (a 1, appended after the elements, where a slice has fewer).
+        ends = tuple(range(-len(axes), 0))
+        slices = np.moveaxis(rearrange.flat_positions(x.shape), axes, ends)
+        slices = slices.reshape(result._data.size, -1)
+        in_slice = np.moveaxis(zero, axes, ends).reshape(slices.shape)
+        table = np.full((int(in_slice.sum(1).max()), slices.shape[0]), x._data.size, np.int64)
+        for row, (where_zero, positions) in enumerate(zip(in_slice, slices)):
+            found = positions[where_zero]
+            table[: found.size, row] = found
+        padded = _op("cat", x.reshape(-1), Tensor._wrap(np.ones(1, x._data.dtype)), dim=0)
+        for picks in table:
+            result = result * _op("take", padded, index=picks.reshape(result.shape))
+        return result
 
     def clamp_min(self, min):
         return self.clamp(min=min)

@@ -1272,6 +1272,15 @@ def _bad_tensor_op_inputs():
             TypeError,
             ["index_fill", "index", "float32"],
         ),
+        ("prod dims", lambda: x.prod((0, 1)), TypeError, ["prod", "one int", "(0, 1)"]),
+        ("kthvalue k", lambda: x.kthvalue(0), ValueError, ["kthvalue", "k=0", "size 4"]),
+        ("median dim", lambda: x.median(5), IndexError, ["median", "dim 5", "(3, 4)"]),
+        (
+            "tensordot dims",
+            lambda: firefly.tensordot(x, x, 3),
+            ValueError,
+            ["tensordot", "dims=3", "(3, 4)"],
+        ),
         (
             "where half",
             lambda: firefly.where(firefly.ones(2).bool(), f32(2)),

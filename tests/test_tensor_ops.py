@@ -39,6 +39,8 @@ SCATTER_SRC = data(3, 2, 5)
 # is defined.
 UNIQUE_INDEX = np.stack([RNG.permutation(4)[:2] for _ in range(15)]).reshape(3, 5, 2)
 UNIQUE_INDEX = UNIQUE_INDEX.transpose(0, 2, 1).copy()
+WITH_ZERO = data(3, 4)
+WITH_ZERO[0, 1] = WITH_ZERO[2, 0] = WITH_ZERO[2, 3] = 0.0  # one zero in a row, and two
 RNG_INDEX = RNG.integers(0, 4, size=(1, 6, 5))  # broadcasts along dim 0
 
 
@@ -477,6 +479,37 @@ CASES = {
         lambda x: x.index_fill(0, long([2, 0]), -1.5),
         lambda x: np.where(np.isin(np.arange(3), [2, 0])[:, None, None], -1.5, x),
         lambda t, x: x.index_fill(0, t.tensor([2, 0]), -1.5),
+    ),
+    "prod": ([X[0] + 0.5], lambda x: x.prod(), np.prod, lambda t, x: x.prod()),
+    "prod dim keepdim": (
+        [X],
+        lambda x: firefly.prod(x, -1, keepdim=True),
+        lambda x: np.prod(x, -1, keepdims=True),
+        lambda t, x: t.prod(x, -1, keepdim=True),
+    ),
+    "prod with a zero": (
+        [WITH_ZERO],
+        lambda x: x.prod(1),
+        lambda x: np.prod(x, 1),
+        lambda t, x: x.prod(1),
+    ),
+    "kthvalue": (
+        [X],
+        lambda x: x.kthvalue(2, 1).values,
+        lambda x: np.sort(x, 1)[:, 1],
+        lambda t, x: x.kthvalue(2, 1).values,
+    ),
+    "median": (
+        [X],
+        lambda x: firefly.median(x, -1, keepdim=True)[0] + x.median(),
+        lambda x: np.sort(x, -1)[..., 2:3] + np.sort(x.reshape(-1))[29],
+        lambda t, x: t.median(x, -1, keepdim=True)[0] + x.median(),
+    ),
+    "tensordot": (
+        [X, data(5, 4, 2)],
+        lambda a, b: firefly.tensordot(a, b, ([1, 2], [1, 0])) + firefly.tensordot(a, b, 0).sum(),
+        lambda a, b: np.tensordot(a, b, ([1, 2], [1, 0])) + np.tensordot(a, b, 0).sum(),
+        lambda t, a, b: t.tensordot(a, b, ([1, 2], [1, 0])) + t.tensordot(a, b, 0).sum(),
     ),
 }
 # Compositions of linear ops, norms that are smooth away from 0 and matmuls: their second
@@ -1011,3 +1044,18 @@ def test_in_place_index_forms_and_where_alone():
     rows, cols = firefly.where(x > 2.5)
     np.testing.assert_array_equal(rows.numpy(), [0, 0, 0, 1])
     np.testing.assert_array_equal(cols.numpy(), [0, 1, 2, 0])
+
+
+def test_prod_of_integers_and_of_nothing():
+    assert long([[2, 3], [4, 5]]).prod(0).equal(np.array([8, 15]))
+    assert float(firefly.zeros(0).prod()) == 1.0
+
+
+def test_median_and_kthvalue_indices_match_torch():
+    torch = pytest.importorskip("torch")
+    ours, theirs = firefly.tensor(X, dtype="float64"), torch.tensor(X)
+    np.testing.assert_array_equal(ours.median(1).indices.numpy(), theirs.median(1).indices.numpy())
+    np.testing.assert_array_equal(
+        ours.kthvalue(3, 0, keepdim=True).indices.numpy(),
+        theirs.kthvalue(3, 0, keepdim=True).indices.numpy(),
+    )
