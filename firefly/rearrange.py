@@ -94,18 +94,35 @@ def triangle_mask(shape, diagonal, lower):
     return ~np.tri(rows, cols, k=diagonal - 1, dtype=bool)
 
 
-def sort_order(a, axis, descending, stable):
-    """Indices that sort ``a`` along ``axis``: ascending with NaN last, or descending with NaN
-    first, as torch.sort; ties keep their order when ``stable``."""
-    kind = "stable" if stable else None
+def _ascending_key(a, descending):
+    """``a``, or for a descending order a key that sorts ascending with NaN first (NaN counts
+    as the largest value, as in torch)."""
     if not descending:
-        return np.argsort(a, axis=axis, kind=kind)
+        return a
     if a.dtype.kind == "f":
         key = -a.astype(np.float64)
-        key[np.isnan(key)] = -np.inf  # NaN counts as the largest value
-    else:
-        key = -a.astype(np.int64)
-    return np.argsort(key, axis=axis, kind="stable")  # descending ties keep their order too
+        key[np.isnan(key)] = -np.inf
+        return key
+    return -a.astype(np.int64)
+
+
+def sort_order(a, axis, descending, stable):
+    """Indices that sort ``a`` along ``axis``: ascending with NaN last, or descending with NaN
+    first, as torch.sort; ties keep their order when ``stable`` (descending ties always do)."""
+    kind = "stable" if stable or descending else None
+    return np.argsort(_ascending_key(a, descending), axis=axis, kind=kind)
+
+
+def topk_order(a, axis, k, largest):
+    """Indices of the ``k`` largest (or smallest) elements along ``axis``, in order: a
+    partition first, so that only the ``k`` chosen are sorted."""
+    key = _ascending_key(a, largest)
+    n = a.shape[axis]
+    if k == 0 or k == n:
+        return np.take(np.argsort(key, axis=axis, kind="stable"), np.arange(k), axis=axis)
+    chosen = np.take(np.argpartition(key, k - 1, axis=axis), np.arange(k), axis=axis)
+    within = np.argsort(np.take_along_axis(key, chosen, axis), axis=axis, kind="stable")
+    return np.take_along_axis(chosen, within, axis)
 
 
 def multinomial_draws(weights, num_samples, replacement, rng):

@@ -1272,8 +1272,7 @@ class Tensor:
                 f"topk: k={k} is out of range for dim {d} of size {shape[d]} (tensor of shape "
                 f"{self.shape}); k must lie in 0 to {shape[d]}"
             )
-        order = rearrange.sort_order(self._data.reshape(shape), d, largest, stable=True)
-        return self._at(np.take(order, np.arange(k), axis=d), d)
+        return self._at(rearrange.topk_order(self._data.reshape(shape), d, k, largest), d)
 
     def sort(self, dim=-1, descending=False, *, stable=False):
         """(values, int64 indices) sorted along ``dim``; NaN counts as the largest value."""
