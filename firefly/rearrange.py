@@ -58,13 +58,37 @@ def check_in_range(method, name, index, length, dim, shape):
         )
 
 
+def grid_positions(shape, picks):
+    """Flat positions in a tensor of ``shape`` of the grid that takes, along each dim ``d`` in
+    ``picks``, the 1-D int64 coordinates ``picks[d]`` (and every coordinate along the other
+    dims): built by broadcasting, so only the result's size is allocated."""
+    ndim, step = len(shape), 1
+    positions = np.zeros((), np.int64)
+    for d in range(ndim - 1, -1, -1):
+        coords = picks[d] if d in picks else np.arange(shape[d], dtype=np.int64)
+        positions = positions + (coords * step).reshape((-1,) + (1,) * (ndim - 1 - d))
+        step *= shape[d]
+    return np.ascontiguousarray(np.broadcast_to(positions, _grid_shape(shape, picks)))
+
+
+def _grid_shape(shape, picks):
+    return tuple(picks[d].size if d in picks else n for d, n in enumerate(shape))
+
+
 def select_positions(shape, dim, index):
     """Flat positions of ``x.index_select(dim, index)`` for ``x`` of ``shape``."""
-    return np.take(flat_positions(shape), index, axis=dim)
+    return grid_positions(shape, {dim: np.asarray(index, dtype=np.int64).reshape(-1)})
 
 
 def roll_positions(shape, shifts, dims):
-    return np.roll(flat_positions(shape), shifts, axis=dims)
+    """Flat positions of ``x.roll(shifts, dims)`` (``dims`` None: the flattened tensor)."""
+    if dims is None:
+        return np.roll(flat_positions(shape), shifts)
+    picks = {}
+    for shift, d in zip(shifts, dims):
+        source = picks.get(d, np.arange(shape[d], dtype=np.int64))
+        picks[d] = np.roll(source, shift)
+    return grid_positions(shape, picks)
 
 
 def repeats_for(method, repeats, length, dim, shape):
