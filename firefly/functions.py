@@ -155,6 +155,8 @@ __all__ = [
     "index_copy",
     "index_fill",
     "prod",
+    "cumprod",
+    "cross",
     "kthvalue",
     "median",
     "tensordot",
@@ -906,3 +908,6 @@ def tensordot(a: Tensor, b: Tensor, dims: "int | tuple | list" = 2) -> Tensor:
     kept += [c for j, c in enumerate(b_labels) if j not in b_dims]
     equation = f"{''.join(a_labels)},{''.join(b_labels)}->{''.join(kept)}"
     return einsum(equation, a, b)
+
+
+(cumprod, cross) = (_method_form(name) for name in ("cumprod", "cross"))

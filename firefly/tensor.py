@@ -1344,6 +1344,24 @@ class Tensor:
             return Tensor._wrap(np.asarray(sums.reshape(self.shape), order="C"))
         return _op("cumsum", x, dim=dim)
 
+    def cumprod(self, dim, *, dtype=None):
+        """Running products along ``dim``, by log2(n) doubling steps of elementwise products
+        (each element times the running product ``s`` places before it), so that zeros need
+        no special case and every order of derivative is the product's."""
+        x = self if dtype is None else self.to(dtype)
+        d, shape = x._along("cumprod", dim)
+        if x._data.dtype not in FLOAT_DTYPES:
+            products = np.cumprod(x._data.reshape(shape), axis=d, dtype=np.int64)
+            return Tensor._wrap(np.asarray(products.reshape(self.shape), order="C"))
+        if x._data.ndim == 0:
+            return x.clone()
+        out, n, step = x, shape[d], 1
+        while step < n:
+            ones = Tensor._wrap(np.ones(shape[:d] + (step,) + shape[d + 1 :], x._data.dtype))
+            out = out * _op("cat", ones, out.narrow(d, 0, n - step), dim=d)
+            step *= 2
+        return out
+
     def _scatter(self, name, dim, index, src, value, accumulate):
         d = _dim_index(name, dim, self.ndim, self.shape)
         index = rearrange.index_array(name, "index", _array_of(index))
@@ -1621,6 +1639,33 @@ class Tensor:
         if self._data.ndim != 2:
             raise ValueError(f"trace: input must be 2-D, got shape {self.shape}")
         return self.diagonal().sum()
+
+    def cross(self, other, dim=None):
+        """The cross product of 3-vectors along ``dim`` (None: the first dim of size 3, as
+        torch.cross without dim), broadcasting."""
+        if not isinstance(other, Tensor):
+            raise TypeError(f"cross: other must be a Tensor, got {type(other).__name__}")
+        try:
+            shape = np.broadcast_shapes(self.shape, other.shape)
+        except ValueError:
+            raise ValueError(
+                f"cross: shapes {self.shape} and {other.shape} do not broadcast"
+            ) from None
+        if dim is None:
+            sizes = [i for i, n in enumerate(shape) if n == 3]
+            if not sizes:
+                raise ValueError(f"cross: no dim of size 3 in shape {shape}")
+            dim = sizes[0]
+        d = _dim_index("cross", dim, len(shape), shape)
+        if shape[d] != 3:
+            raise ValueError(f"cross: dim {d} must have size 3, got shape {shape}")
+        a = self if self.shape == shape else self.expand(shape)
+        b = other if other.shape == shape else other.expand(shape)
+        a1, a2, a3 = (a.select(d, i) for i in range(3))
+        b1, b2, b3 = (b.select(d, i) for i in range(3))
+        parts = [(a2 * b3 - a3 * b2), (a3 * b1 - a1 * b3), (a1 * b2 - a2 * b1)]
+        joined = _op("cat", parts[0].unsqueeze(d), parts[1].unsqueeze(d), dim=d)
+        return _op("cat", joined, parts[2].unsqueeze(d), dim=d)
 
     def outer(self, vec2):
         """The outer product of two 1-D tensors."""

@@ -1281,6 +1281,8 @@ def _bad_tensor_op_inputs():
             ValueError,
             ["tensordot", "dims=3", "(3, 4)"],
         ),
+        ("cross size", lambda: x.cross(x, dim=1), ValueError, ["cross", "dim 1", "size 3"]),
+        ("cumprod dim", lambda: x.cumprod(-3), IndexError, ["cumprod", "dim -3", "(3, 4)"]),
         (
             "where half",
             lambda: firefly.where(firefly.ones(2).bool(), f32(2)),

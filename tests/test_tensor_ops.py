@@ -511,6 +511,24 @@ CASES = {
         lambda a, b: np.tensordot(a, b, ([1, 2], [1, 0])) + np.tensordot(a, b, 0).sum(),
         lambda t, a, b: t.tensordot(a, b, ([1, 2], [1, 0])) + t.tensordot(a, b, 0).sum(),
     ),
+    "cumprod": (
+        [X],
+        lambda x: x.cumprod(-1),
+        lambda x: np.cumprod(x, -1),
+        lambda t, x: x.cumprod(-1),
+    ),
+    "cumprod with zeros": (
+        [WITH_ZERO],
+        lambda x: firefly.cumprod(x, 1),
+        lambda x: np.cumprod(x, 1),
+        lambda t, x: t.cumprod(x, 1),
+    ),
+    "cross": (
+        [data(4, 3), data(1, 3)],
+        lambda a, b: a.cross(b, dim=-1) + firefly.cross(a.T, b.T.expand(3, 4)).T,
+        lambda a, b: 2.0 * np.cross(a, b),
+        lambda t, a, b: t.cross(a, b, dim=-1) + t.cross(a.T, b.T.expand(3, 4), dim=0).T,
+    ),
 }
 # Compositions of linear ops, norms that are smooth away from 0 and matmuls: their second
 # derivatives are defined. (The sort-like selections are linear in the values too.)
