@@ -18,10 +18,12 @@ the timed region, and checks its result against NumPy in float64, so that plain 
 
 import numpy as np
 import pytest
+from scipy import special
 
 from firefly import Tensor
 from firefly.kernels import linalg as LK
 from firefly.kernels import reduce as RK
+from firefly.kernels import scan as SK
 from firefly.ops import get
 
 
@@ -87,6 +89,7 @@ ELEMENTWISE = {
     "tanh": (Tensor.tanh, kernel_of("tanh"), np.tanh, "tanh", 1),
     "atan2": (Tensor.atan2, kernel_of("atan2"), np.arctan2, "atan2", 2),
     "remainder": (Tensor.remainder, kernel_of("remainder"), np.remainder, "remainder", 2),
+    "erfc": (Tensor.erfc, kernel_of("erfc"), special.erfc, "erfc", 1),
 }
 
 
@@ -244,6 +247,30 @@ def test_reduction(benchmark, name, size, impl):
         else:
             fn = lambda: tx.max() if axis is None else tx.amax(dim=axis)  # noqa: E731
     run(benchmark, f"reduce {name} n={size:.0e}", fn, expected, rtol=1e-4, atol=1e-3)
+
+
+# ----------------------------------------------------------------------------- cumsum
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("dim", [0, 1])
+def test_cumsum(benchmark, dim, size, impl):
+    skip_missing_torch(impl)
+    rows = max(size // ROW, 1)
+    (x,) = inputs(size, 1, shape=(rows, ROW))
+    expected = np.cumsum(x.astype(np.float64), axis=dim)
+    if impl == "firefly":
+        t = Tensor(x)
+        fn = lambda: t.cumsum(dim)  # noqa: E731
+    elif impl == "kernel":
+        out = np.empty_like(x)
+        view = (1, rows, ROW) if dim == 0 else (rows, ROW, 1)
+        fn = lambda: SK.cumsum_along(x.reshape(view), False, out.reshape(view)) or out  # noqa: E731
+    elif impl == "numpy":
+        fn = lambda: np.cumsum(x, axis=dim)  # noqa: E731
+    else:
+        tx = torch.from_numpy(x)
+        fn = lambda: torch.cumsum(tx, dim)  # noqa: E731
+    run(benchmark, f"cumsum dim={dim} n={size:.0e}", fn, expected, rtol=1e-4, atol=1e-3)
 
 
 # ----------------------------------------------------------------------------- softmax forward

@@ -3,12 +3,15 @@
 Tensor methods, which accept anything ``as_tensor`` does as their first argument."""
 
 import builtins
+import collections
+import math
+import string
 
 import numpy as np
 
-from firefly import autograd
+from firefly import autograd, rearrange
 from firefly.creation import as_tensor
-from firefly.tensor import FLOAT_DTYPES, Tensor, _dim_index, _mixed, _op
+from firefly.tensor import FLOAT_DTYPES, Tensor, _dim_index, _mixed, _op, vector_norm
 from firefly.tensor import floor_divide as _floor_divide
 
 __all__ = [
@@ -83,6 +86,84 @@ __all__ = [
     "le",
     "gt",
     "ge",
+    "erfc",
+    "narrow",
+    "flip",
+    "fliplr",
+    "flipud",
+    "roll",
+    "tril",
+    "triu",
+    "tril_indices",
+    "triu_indices",
+    "masked_fill",
+    "scatter",
+    "scatter_add",
+    "index_select",
+    "topk",
+    "sort",
+    "argsort",
+    "multinomial",
+    "norm",
+    "cumsum",
+    "mm",
+    "bmm",
+    "addmm",
+    "baddbmm",
+    "t",
+    "repeat_interleave",
+    "einsum",
+    "cosine_similarity",
+    "cdist",
+    "var",
+    "std",
+    "logsumexp",
+    "clamp_min",
+    "clamp_max",
+    "addcmul",
+    "addcdiv",
+    "lerp",
+    "hypot",
+    "logaddexp",
+    "isnan",
+    "isinf",
+    "isfinite",
+    "nan_to_num",
+    "nonzero",
+    "argwhere",
+    "count_nonzero",
+    "unique",
+    "bincount",
+    "diagonal",
+    "diag",
+    "trace",
+    "outer",
+    "ger",
+    "dot",
+    "masked_select",
+    "select",
+    "unbind",
+    "swapaxes",
+    "swapdims",
+    "movedim",
+    "moveaxis",
+    "broadcast_to",
+    "unflatten",
+    "take_along_dim",
+    "diff",
+    "index_add",
+    "index_copy",
+    "index_fill",
+    "prod",
+    "cumprod",
+    "cross",
+    "kthvalue",
+    "median",
+    "tensordot",
+    "hstack",
+    "vstack",
+    "row_stack",
+    "meshgrid",
 ]
 
 
@@ -148,9 +229,14 @@ def _join_arrays(name, join, tensors, dim):
         ) from None
 
 
-def where(condition, input, other):
+def where(condition, input=None, other=None):
     """``input`` where ``condition`` holds, else ``other`` (all broadcast together).
-    Differentiable in ``input`` and ``other``; ``condition`` is a bool tensor or array."""
+    Differentiable in ``input`` and ``other``; ``condition`` is a bool tensor or array.
+    ``where(condition)`` alone is ``condition.nonzero(as_tuple=True)``, as in torch."""
+    if input is None and other is None:
+        return as_tensor(condition).nonzero(as_tuple=True)
+    if input is None or other is None:
+        raise TypeError("where: give both input and other, or neither (the nonzero form)")
     mask = condition._data if isinstance(condition, Tensor) else np.asarray(condition)
     if mask.dtype != np.bool_:
         raise TypeError(
@@ -343,3 +429,485 @@ def is_tensor(obj: object) -> bool:
 
 
 __all__ += ["equal", "allclose", "isclose", "t", "is_floating_point", "is_tensor"]
+
+
+(
+    erfc,
+    narrow,
+    flip,
+    fliplr,
+    flipud,
+    roll,
+    tril,
+    triu,
+    masked_fill,
+    scatter,
+    scatter_add,
+    index_select,
+    topk,
+    sort,
+    argsort,
+    multinomial,
+    norm,
+    cumsum,
+    mm,
+    bmm,
+    addmm,
+    baddbmm,
+    t,
+) = (
+    _method_form(name)
+    for name in (
+        "erfc",
+        "narrow",
+        "flip",
+        "fliplr",
+        "flipud",
+        "roll",
+        "tril",
+        "triu",
+        "masked_fill",
+        "scatter",
+        "scatter_add",
+        "index_select",
+        "topk",
+        "sort",
+        "argsort",
+        "multinomial",
+        "norm",
+        "cumsum",
+        "mm",
+        "bmm",
+        "addmm",
+        "baddbmm",
+        "t",
+    )
+)
+
+
+def repeat_interleave(
+    input: Tensor, repeats: Tensor | int | None = None, dim: int | None = None, *, output_size=None
+) -> Tensor:
+    """``input.repeat_interleave(repeats, dim)``; with ``repeats`` left out, ``input`` holds the
+    counts and the result repeats each index that often (``[2, 1] -> [0, 0, 1]``), as torch."""
+    if repeats is None:
+        counts = as_tensor(input)
+        positions = Tensor._wrap(np.arange(counts.numel(), dtype=np.int64))
+        return positions.repeat_interleave(counts, output_size=output_size)
+    return as_tensor(input).repeat_interleave(repeats, dim, output_size=output_size)
+
+
+def _triangle_indices(name, row, col, offset, lower):
+    row, col, offset = (
+        rearrange.as_int(name, "row", row),
+        rearrange.as_int(name, "col", col),
+        rearrange.as_int(name, "offset", offset),
+    )
+    if row < 0 or col < 0:
+        raise ValueError(f"{name}: row and col must be non-negative, got {row} and {col}")
+    mask = rearrange.triangle_mask((row, col), offset, lower)
+    return Tensor._wrap(np.asarray(np.nonzero(mask), dtype=np.int64, order="C"))
+
+
+def tril_indices(row: int, col: int, offset: int = 0) -> Tensor:
+    """The (2, N) int64 coordinates of the lower triangle of a row x col matrix."""
+    return _triangle_indices("tril_indices", row, col, offset, lower=True)
+
+
+def triu_indices(row: int, col: int, offset: int = 0) -> Tensor:
+    """The (2, N) int64 coordinates of the upper triangle of a row x col matrix."""
+    return _triangle_indices("triu_indices", row, col, offset, lower=False)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """The cosine of the angle between ``x1`` and ``x2`` along ``dim`` (broadcast together),
+    torch's formula: each divided by its norm clamped to ``eps``, then the dot product. As in
+    torch the clamp is not differentiated: the gradient flows through the unclamped norm."""
+    x1, x2 = as_tensor(x1), as_tensor(x2)
+    try:
+        shape = np.broadcast_shapes(x1.shape, x2.shape)
+    except ValueError:
+        raise ValueError(
+            f"cosine_similarity: x1 of shape {x1.shape} and x2 of shape {x2.shape} do not broadcast"
+        ) from None
+    _dim_index("cosine_similarity", dim, len(shape), shape)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0:
+        raise ValueError(f"cosine_similarity: eps must be a non-negative number, got {eps!r}")
+    units = []
+    for x in (x1, x2):
+        x = x.expand(shape) if x.shape != shape else x
+        length = vector_norm("cosine_similarity", x, 2, dim, True, None)
+        fixed = length.detach()
+        units.append(x / (length + (fixed.clamp(min=eps) - fixed)))
+    return (units[0] * units[1]).sum(dim)
+
+
+def cdist(x1: Tensor, x2: Tensor, p: float = 2.0, compute_mode: str | None = None) -> Tensor:
+    """The p-norm distance between each row of ``x1`` (..., P, M) and each row of ``x2``
+    (..., R, M): a (..., P, R) tensor. The differences are formed explicitly (memory P*R*M per
+    batch), which keeps the gradient exact; at a zero distance it is 0, as in torch."""
+    x1, x2 = as_tensor(x1), as_tensor(x2)
+    if x1.ndim < 2 or x2.ndim < 2 or x1.shape[-1] != x2.shape[-1]:
+        raise ValueError(
+            f"cdist: x1 and x2 must be (..., P, M) and (..., R, M) with one M, got shapes "
+            f"{x1.shape} and {x2.shape}"
+        )
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or p < 0:
+        raise ValueError(f"cdist: p must be a non-negative number, got {p!r}")
+    try:
+        np.broadcast_shapes(x1.shape[:-2], x2.shape[:-2])
+    except ValueError:
+        raise ValueError(
+            f"cdist: the batch shapes of x1 {x1.shape} and x2 {x2.shape} do not broadcast"
+        ) from None
+    return vector_norm("cdist", x1.unsqueeze(-2) - x2.unsqueeze(-3), p, -1, False, None)
+
+
+def einsum(equation: str, *operands: Tensor) -> Tensor:
+    """Einstein summation, as torch.einsum: ``einsum("bhqd,bhkd->bhqk", q, k)``. Each pair of
+    operands becomes one batched matmul (shared labels kept are the batch, shared labels not
+    kept are contracted), so the gradient is matmul's; labels of one operand that the output
+    lacks are summed first, repeated labels take a diagonal, and ``...`` broadcasts. Operands
+    may also come as one list."""
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands = tuple(operands[0])
+    if not isinstance(equation, str):
+        raise TypeError(f"einsum: equation must be a str, got {type(equation).__name__}")
+    tensors = [as_tensor(x) for x in operands]
+    if not tensors:
+        raise ValueError("einsum: give at least one operand")
+    if not builtins.all(t.dtype in FLOAT_DTYPES for t in tensors):
+        try:
+            arrays = [t._data for t in tensors]
+            return Tensor._wrap(np.asarray(np.einsum(equation, *arrays), order="C"))
+        except ValueError as exc:
+            raise ValueError(f"einsum: equation {equation!r}: {exc}") from None
+    terms, output, sizes = einsum_plan(equation, [t.shape for t in tensors])
+    parts = [
+        _einsum_prepare(t, term, output, terms, k)
+        for k, (t, term) in enumerate(zip(tensors, terms))
+    ]
+    result, labels = parts[0]
+    for k in range(1, len(parts)):
+        keep = set(output).union(*(set(term) for term in terms[k + 1 :]))
+        result, labels = _einsum_pair(result, labels, *parts[k], keep, sizes)
+    gone = tuple(i for i, label in enumerate(labels) if label not in output)
+    if gone:
+        result = result.sum(dim=gone)
+        labels = [label for label in labels if label in output]
+    order = [labels.index(label) for label in output]
+    if order != list(range(len(order))):
+        result = result.permute(order)
+    return result
+
+
+def _einsum_labels(equation, term, ndim, k):
+    """The labels of one subscript term for a tensor of ``ndim`` dims: letters, and for
+    ``...`` one ("...", r) per dim it covers, r counting from the right."""
+    if term.count("...") > 1 or "." in term.replace("...", ""):
+        raise ValueError(f"einsum: equation {equation!r}: term {term!r} has a malformed ellipsis")
+    letters = term.replace("...", "")
+    bad = [c for c in letters if not c.isascii() or not c.isalpha()]
+    if bad:
+        raise ValueError(
+            f"einsum: equation {equation!r}: subscripts must be letters, got {bad[0]!r}"
+        )
+    if "..." not in term:
+        if ndim is not None and len(letters) != ndim:
+            raise ValueError(
+                f"einsum: equation {equation!r}: operand {k} has {ndim} dimensions but its "
+                f"subscripts {term!r} name {len(letters)}"
+            )
+        return list(letters)
+    covered = 0 if ndim is None else ndim - len(letters)
+    if covered < 0:
+        raise ValueError(
+            f"einsum: equation {equation!r}: operand {k} has {ndim} dimensions, fewer than the "
+            f"{len(letters)} subscripts of {term!r}"
+        )
+    before, _, after = term.partition("...")
+    return list(before) + [("...", covered - i) for i in range(covered)] + list(after)
+
+
+def einsum_plan(equation, shapes):
+    """(labels per operand, output labels, {label: size}) for an equation and the operands'
+    shapes, with the checks that name the equation and the mismatch."""
+    spec = equation.replace(" ", "")
+    if spec.count("->") > 1:
+        raise ValueError(f"einsum: equation {equation!r} has more than one '->'")
+    lhs, arrow, rhs = spec.partition("->")
+    inputs = lhs.split(",")
+    if len(inputs) != len(shapes):
+        raise ValueError(
+            f"einsum: equation {equation!r} has {len(inputs)} operand term(s) but "
+            f"{len(shapes)} tensor(s) were given"
+        )
+    terms = [
+        _einsum_labels(equation, term, len(s), k) for k, (term, s) in enumerate(zip(inputs, shapes))
+    ]
+    sizes = {}
+    for k, (term, shape) in enumerate(zip(terms, shapes)):
+        for label, n in zip(term, shape):
+            known = sizes.get(label, 1)
+            if n != known and 1 not in (n, known):
+                shown = "..." if isinstance(label, tuple) else label
+                raise ValueError(
+                    f"einsum: equation {equation!r}: subscript {shown!r} has size {n} in "
+                    f"operand {k} (shape {shape}) but {known} elsewhere"
+                )
+            sizes[label] = builtins.max(n, known)
+    ellipsis_rank = builtins.max(
+        [label[1] for term in terms for label in term if isinstance(label, tuple)], default=0
+    )
+    ellipsis = [("...", r) for r in range(ellipsis_rank, 0, -1)]
+    if arrow:
+        named = _einsum_labels(equation, rhs, None, "output")
+        letters = [label for label in named if not isinstance(label, tuple)]
+        if "..." not in rhs and ellipsis:
+            raise ValueError(
+                f"einsum: equation {equation!r}: the output must name '...' when an operand does"
+            )
+        if len(set(letters)) != len(letters):
+            raise ValueError(f"einsum: equation {equation!r}: an output subscript repeats")
+        missing = [c for c in letters if c not in sizes]
+        if missing:
+            raise ValueError(
+                f"einsum: equation {equation!r}: output subscript {missing[0]!r} is in no operand"
+            )
+        before, _, after = rhs.partition("...")
+        output = list(before) + (ellipsis if "..." in rhs else []) + list(after)
+    else:
+        counts = collections.Counter(c for term in terms for c in term if not isinstance(c, tuple))
+        output = ellipsis + sorted(c for c, n in counts.items() if n == 1)
+    return terms, output, sizes
+
+
+def _einsum_prepare(tensor, term, output, terms, k):
+    """One operand with its repeated labels reduced to their diagonal and the labels no other
+    operand or the output has summed out: (tensor, labels)."""
+    labels = list(dict.fromkeys(term))
+    if len(labels) != len(term):  # a repeated label: the diagonal, by flat positions
+        letters = dict(zip(labels, string.ascii_letters))
+        spec = (
+            "".join(letters[label] for label in term)
+            + "->"
+            + "".join(letters[label] for label in labels)
+        )
+        positions = np.einsum(spec, rearrange.flat_positions(tensor.shape))
+        tensor = _op("take", tensor, index=np.asarray(positions, order="C"))
+    others = set(output).union(*(set(t) for i, t in enumerate(terms) if i != k))
+    alone = tuple(i for i, label in enumerate(labels) if label not in others)
+    if alone:
+        tensor = tensor.sum(dim=alone)
+        labels = [label for label in labels if label in others]
+    return tensor, labels
+
+
+def _einsum_pair(a, la, b, lb, keep, sizes):
+    """Two operands as one batched matmul: (result, its labels)."""
+    batch = [label for label in la if label in lb and label in keep]
+    summed = [label for label in la if label in lb and label not in keep]
+    a_only = [label for label in la if label not in lb]
+    b_only = [label for label in lb if label not in la]
+    for label in summed:  # a size-1 contracted dim broadcasts against the other's
+        for which, (x, lx) in enumerate(((a, la), (b, lb))):
+            axis = lx.index(label)
+            if x.shape[axis] != sizes[label]:
+                full = list(x.shape)
+                full[axis] = sizes[label]
+                if which == 0:
+                    a = a.expand(tuple(full))
+                else:
+                    b = b.expand(tuple(full))
+
+    def as_matrices(x, lx, order, rows):
+        """``x`` permuted to ``batch + order`` and reshaped to (batch..., rows, columns), and
+        the sizes of its non-batch dims."""
+        perm = [lx.index(label) for label in order]
+        if perm != list(range(len(perm))):
+            x = x.permute(perm)
+        lead, rest = x.shape[: len(batch)], x.shape[len(batch) :]
+        matrix = lead + (math.prod(rest[:rows]), math.prod(rest[rows:]))
+        return (x if matrix == x.shape else x.reshape(matrix)), rest
+
+    a2, a_rest = as_matrices(a, la, batch + a_only + summed, len(a_only))
+    b2, b_rest = as_matrices(b, lb, batch + summed + b_only, len(summed))
+    product = a2 @ b2
+    shape = product.shape[:-2] + a_rest[: len(a_only)] + b_rest[len(summed) :]
+    return product.reshape(shape), batch + a_only + b_only
+
+
+(
+    var,
+    std,
+    logsumexp,
+    clamp_min,
+    clamp_max,
+    addcmul,
+    addcdiv,
+    lerp,
+    hypot,
+    logaddexp,
+    isnan,
+    isinf,
+    isfinite,
+    nan_to_num,
+    nonzero,
+    argwhere,
+    count_nonzero,
+    unique,
+    bincount,
+    diagonal,
+    diag,
+    trace,
+    outer,
+    ger,
+    dot,
+    masked_select,
+    select,
+    unbind,
+    swapaxes,
+    swapdims,
+    movedim,
+    moveaxis,
+    broadcast_to,
+    unflatten,
+    take_along_dim,
+    diff,
+) = (
+    _method_form(name)
+    for name in (
+        "var",
+        "std",
+        "logsumexp",
+        "clamp_min",
+        "clamp_max",
+        "addcmul",
+        "addcdiv",
+        "lerp",
+        "hypot",
+        "logaddexp",
+        "isnan",
+        "isinf",
+        "isfinite",
+        "nan_to_num",
+        "nonzero",
+        "argwhere",
+        "count_nonzero",
+        "unique",
+        "bincount",
+        "diagonal",
+        "diag",
+        "trace",
+        "outer",
+        "ger",
+        "dot",
+        "masked_select",
+        "select",
+        "unbind",
+        "swapaxes",
+        "swapdims",
+        "movedim",
+        "moveaxis",
+        "broadcast_to",
+        "unflatten",
+        "take_along_dim",
+        "diff",
+    )
+)
+
+
+def _joined(name, tensors, least, dim):
+    """``cat`` of ``tensors`` along ``dim`` after raising each to ``least`` dimensions (a 1-D
+    tensor becomes a row, a 0-d one a single element)."""
+    tensors = _tensor_list(name, tensors)
+    raised = []
+    for t in tensors:
+        if t.ndim == 0:
+            t = t.reshape((1,) * least)
+        elif t.ndim < least:
+            t = t.reshape((1,) * (least - t.ndim) + t.shape)
+        raised.append(t)
+    return cat(raised, dim)
+
+
+def hstack(tensors: "list[Tensor] | tuple[Tensor, ...]") -> Tensor:
+    """Join along dim 1 (dim 0 for 1-D tensors)."""
+    tensors = _tensor_list("hstack", tensors)
+    return _joined("hstack", tensors, 1, 0 if builtins.all(t.ndim <= 1 for t in tensors) else 1)
+
+
+def vstack(tensors: "list[Tensor] | tuple[Tensor, ...]") -> Tensor:
+    """Join along dim 0, 1-D tensors as rows."""
+    return _joined("vstack", tensors, 2, 0)
+
+
+row_stack = vstack
+
+
+def meshgrid(*tensors: Tensor, indexing: str = "ij") -> tuple[Tensor, ...]:
+    """Coordinate grids from 1-D tensors: with ``indexing="ij"`` (torch's default) the i-th
+    grid varies along dim i; ``"xy"`` swaps the first two dims, as NumPy's default."""
+    if len(tensors) == 1 and isinstance(tensors[0], (list, tuple)):
+        tensors = tuple(tensors[0])
+    if indexing not in ("ij", "xy"):
+        raise ValueError(f"meshgrid: indexing must be 'ij' or 'xy', got {indexing!r}")
+    vectors = [as_tensor(t) for t in tensors]
+    if builtins.any(v.ndim > 1 for v in vectors):
+        raise ValueError(
+            f"meshgrid: expects 0-D or 1-D tensors, got shapes {[v.shape for v in vectors]}"
+        )
+    vectors = [v.reshape(-1) for v in vectors]
+    sizes = [v.shape[0] for v in vectors]
+    if indexing == "xy" and len(vectors) >= 2:
+        sizes[0], sizes[1] = sizes[1], sizes[0]
+    grids = []
+    for k, v in enumerate(vectors):
+        axis = k
+        if indexing == "xy" and len(vectors) >= 2 and k < 2:
+            axis = 1 - k
+        shape = [1] * len(vectors)
+        shape[axis] = v.shape[0]
+        grids.append(v.reshape(tuple(shape)).expand(tuple(sizes)))
+    return tuple(grids)
+
+
+(index_add, index_copy, index_fill) = (
+    _method_form(name) for name in ("index_add", "index_copy", "index_fill")
+)
+
+
+(prod, kthvalue, median) = (_method_form(name) for name in ("prod", "kthvalue", "median"))
+
+
+def tensordot(a: Tensor, b: Tensor, dims: "int | tuple | list" = 2) -> Tensor:
+    """Sums of products over the last ``dims`` dims of ``a`` and the first of ``b`` (or over
+    the dims listed as ``([a dims], [b dims])``), as torch.tensordot, through ``einsum``."""
+    a, b = as_tensor(a), as_tensor(b)
+    if isinstance(dims, int) and not isinstance(dims, bool):
+        if not 0 <= dims <= builtins.min(a.ndim, b.ndim):
+            raise ValueError(
+                f"tensordot: dims={dims} must lie in 0 to {builtins.min(a.ndim, b.ndim)} for "
+                f"shapes {a.shape} and {b.shape}"
+            )
+        a_dims, b_dims = list(range(a.ndim - dims, a.ndim)), list(range(dims))
+    elif isinstance(dims, (tuple, list)) and len(dims) == 2:
+        pair = [[d] if isinstance(d, int) else list(d) for d in dims]
+        a_dims = [_dim_index("tensordot", d, a.ndim, a.shape) for d in pair[0]]
+        b_dims = [_dim_index("tensordot", d, b.ndim, b.shape) for d in pair[1]]
+        if len(a_dims) != len(b_dims):
+            raise ValueError(f"tensordot: dims {dims} pair {len(a_dims)} with {len(b_dims)} dims")
+    else:
+        raise TypeError(f"tensordot: dims must be an int or a pair of dim lists, got {dims!r}")
+    letters = iter(string.ascii_letters)
+    a_labels = [next(letters) for _ in range(a.ndim)]
+    b_labels = [next(letters) for _ in range(b.ndim)]
+    for i, j in zip(a_dims, b_dims):
+        b_labels[j] = a_labels[i]
+    kept = [c for i, c in enumerate(a_labels) if i not in a_dims]
+    kept += [c for j, c in enumerate(b_labels) if j not in b_dims]
+    equation = f"{''.join(a_labels)},{''.join(b_labels)}->{''.join(kept)}"
+    return einsum(equation, a, b)
+
+
+(cumprod, cross) = (_method_form(name) for name in ("cumprod", "cross"))

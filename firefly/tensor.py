@@ -10,7 +10,7 @@ import operator
 
 import numpy as np
 
-from firefly import autograd, devices, discrete
+from firefly import autograd, devices, discrete, random, rearrange
 from firefly.dtypes import FLOAT_DTYPES, float_or_default, tensor_dtype
 from firefly.ops import registry
 
@@ -201,6 +201,10 @@ def floor_divide(a: "Tensor | float", b: "Tensor | float") -> "Tensor":
 
 MinMax = collections.namedtuple("MinMax", ["values", "indices"])
 MinMax.__doc__ = "What ``max(dim)`` and ``min(dim)`` return, as torch.return_types.max."
+
+
+ValuesIndices = collections.namedtuple("ValuesIndices", ["values", "indices"])
+ValuesIndices.__doc__ = "What ``topk`` and ``sort`` return, as torch.return_types.topk/sort."
 
 
 def _array_of(value):
@@ -697,6 +701,9 @@ class Tensor:
     def erf(self):
         return _op("erf", self)
 
+    def erfc(self):
+        return _op("erfc", self)
+
     def tan(self):
         return _op("tan", self)
 
@@ -998,6 +1005,871 @@ class Tensor:
         is an integer tensor or array with as many dimensions as ``self``."""
         return _op("take", self, **discrete.gather_index(self.shape, dim, _array_of(index)))
 
+    # ------------------------------------------------------------------ select and rearrange
+    def _moved(self, positions):
+        """The elements at flat ``positions`` (int64, of the result's shape): the differentiable
+        ``take`` op on a float tensor, NumPy indexing on a bool or integer one."""
+        positions = np.asarray(positions, dtype=np.int64, order="C")
+        if self._data.dtype in FLOAT_DTYPES:
+            return _op("take", self, index=positions)
+        return Tensor._wrap(np.asarray(self._data.reshape(-1)[positions], order="C"))
+
+    def _along(self, method, dim):
+        """``dim`` normalized, and the tensor's shape with a 0-d tensor read as one element."""
+        shape = self._data.shape or (1,)
+        return _dim_index(method, dim, self._data.ndim, self.shape), shape
+
+    def narrow(self, dim, start, length):
+        """``length`` elements along ``dim`` from ``start`` (negative counts from the end)."""
+        if self._data.ndim == 0:
+            raise IndexError("narrow: cannot narrow a 0-d tensor; it has no dimension")
+        d = _dim_index("narrow", dim, self.ndim, self.shape)
+        start = rearrange.as_int("narrow", "start", start)
+        length = rearrange.as_int("narrow", "length", length)
+        size = self.shape[d]
+        if not -size <= start <= size:
+            raise IndexError(
+                f"narrow: start {start} is out of range for dim {d} of size {size} "
+                f"(tensor of shape {self.shape}); valid: {-size} to {size}"
+            )
+        start = start + size if start < 0 else start
+        if length < 0 or start + length > size:
+            raise ValueError(
+                f"narrow: start ({start}) + length ({length}) exceeds dim {d} of size {size} "
+                f"(tensor of shape {self.shape}), or length is negative"
+            )
+        return self[(slice(None),) * d + (slice(start, start + length),)]
+
+    def flip(self, *dims):
+        """The elements in reverse order along each of ``dims``."""
+        dims = _dims("flip", dims)
+        axes = {_dim_index("flip", d, self.ndim, self.shape) for d in dims}
+        if len(axes) != len(dims):
+            raise ValueError(f"flip: dims {dims} name a dimension more than once")
+        if self._data.ndim == 0:
+            return self.clone()
+        return self[
+            tuple(slice(None, None, -1) if i in axes else slice(None) for i in range(self.ndim))
+        ]
+
+    def fliplr(self):
+        if self._data.ndim < 2:
+            raise ValueError(
+                f"fliplr: input must have at least 2 dimensions, got shape {self.shape}"
+            )
+        return self.flip(1)
+
+    def flipud(self):
+        if self._data.ndim < 1:
+            raise ValueError("flipud: input must have at least 1 dimension, got a 0-d tensor")
+        return self.flip(0)
+
+    def roll(self, shifts, dims=None):
+        """Elements shifted by ``shifts`` along ``dims``, wrapping around (the flattened tensor
+        when ``dims`` is None)."""
+        shifts = tuple(shifts) if isinstance(shifts, (tuple, list)) else (shifts,)
+        shifts = tuple(rearrange.as_int("roll", "shifts", s) for s in shifts)
+        if dims is None:
+            if len(shifts) != 1:
+                raise ValueError(f"roll: give one shift when dims is None, got shifts {shifts}")
+            return self._moved(rearrange.roll_positions(self.shape, shifts[0], None))
+        dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+        if len(dims) != len(shifts):
+            raise ValueError(f"roll: shifts {shifts} and dims {dims} must have the same length")
+        axes = tuple(_dim_index("roll", d, self.ndim, self.shape) for d in dims)
+        if self._data.ndim == 0:
+            return self.clone()
+        return self._moved(rearrange.roll_positions(self.shape, shifts, axes))
+
+    def repeat(self, *sizes):
+        """The tensor tiled ``sizes[i]`` times along dim i (extra leading sizes add dims)."""
+        sizes = _dims("repeat", sizes)
+        if len(sizes) < self._data.ndim:
+            raise ValueError(
+                f"repeat: {len(sizes)} repeats {sizes} given for a tensor of shape {self.shape}; "
+                f"give at least {self.ndim}"
+            )
+        if any(s < 0 for s in sizes):
+            raise ValueError(f"repeat: repeats must be non-negative, got {sizes}")
+        shape = (1,) * (len(sizes) - self.ndim) + self.shape
+        if self._data.dtype not in FLOAT_DTYPES:
+            return self._plain("repeat", lambda a: np.tile(a.reshape(shape), sizes))
+        spaced = tuple(v for n in shape for v in (1, n))
+        tiled = tuple(v for r, n in zip(sizes, shape) for v in (r, n))
+        return (
+            self.reshape(spaced).expand(tiled).reshape(tuple(r * n for r, n in zip(sizes, shape)))
+        )
+
+    def repeat_interleave(self, repeats, dim=None, *, output_size=None):
+        """Each element repeated ``repeats`` times (an int, or a count per element) along
+        ``dim``; along the flattened tensor when ``dim`` is None."""
+        x = self.reshape(-1) if dim is None else self
+        d, shape = x._along("repeat_interleave", 0 if dim is None else dim)
+        counts = rearrange.repeats_for(
+            "repeat_interleave", _array_of(repeats), shape[d], d, self.shape
+        )
+        if output_size is not None and rearrange.as_int(
+            "repeat_interleave", "output_size", output_size
+        ) != int(counts.sum()):
+            raise ValueError(
+                f"repeat_interleave: output_size={output_size} does not match the "
+                f"{int(counts.sum())} elements the repeats give"
+            )
+        picks = np.repeat(np.arange(shape[d], dtype=np.int64), counts)
+        return x._moved(rearrange.select_positions(shape, d, picks))
+
+    def _triangle(self, name, diagonal, lower):
+        if self._data.ndim < 2:
+            raise ValueError(
+                f"{name}: input must have at least 2 dimensions, got shape {self.shape}"
+            )
+        diagonal = rearrange.as_int(name, "diagonal", diagonal)
+        mask = rearrange.triangle_mask(self.shape, diagonal, lower)
+        if self._data.dtype in FLOAT_DTYPES:
+            return _op("where", self, 0.0, condition=mask)
+        return Tensor._wrap(np.where(mask, self._data, np.zeros((), self._data.dtype)))
+
+    def tril(self, diagonal=0):
+        """The lower triangle of the last two dims (at and below diagonal ``diagonal``); zeros
+        elsewhere."""
+        return self._triangle("tril", diagonal, lower=True)
+
+    def triu(self, diagonal=0):
+        """The upper triangle of the last two dims (at and above diagonal ``diagonal``)."""
+        return self._triangle("triu", diagonal, lower=False)
+
+    def tril_(self, diagonal=0):
+        return self._in_place("tril_", lambda: self.tril(diagonal))
+
+    def triu_(self, diagonal=0):
+        return self._in_place("triu_", lambda: self.triu(diagonal))
+
+    def masked_fill(self, mask, value):
+        """``value`` where the bool ``mask`` (broadcast to this shape) holds, else this tensor.
+        ``value`` is a number or a 0-d tensor, differentiable as torch's."""
+        mask = np.asarray(_array_of(mask))
+        if mask.dtype != np.bool_:
+            raise TypeError(
+                f"masked_fill: mask must be a bool tensor, got {mask.dtype} (shape {mask.shape}); "
+                "compare first, e.g. x.masked_fill(m == 0, value)"
+            )
+        try:
+            fits = np.broadcast_shapes(mask.shape, self.shape) == self.shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"masked_fill: mask of shape {mask.shape} does not broadcast to the tensor's shape "
+                f"{self.shape}"
+            )
+        if isinstance(value, Tensor):
+            if value.ndim != 0:
+                raise ValueError(
+                    f"masked_fill: value must be a number or a 0-d tensor, got a tensor of shape "
+                    f"{value.shape}"
+                )
+        elif isinstance(value, complex) or not isinstance(value, (numbers.Number, np.generic)):
+            raise TypeError(
+                f"masked_fill: value must be a number or a 0-d tensor, got "
+                f"{type(value).__name__} {value!r}"
+            )
+        if self._data.dtype not in FLOAT_DTYPES:
+            fill = np.asarray(_array_of(value)).astype(self._data.dtype)
+            return Tensor._wrap(np.where(mask, fill, self._data))
+        if isinstance(value, Tensor) and value.dtype != self.dtype:
+            value = value.to(self.dtype)
+        return _op("where", value, self, condition=mask)
+
+    def masked_fill_(self, mask, value):
+        return self._in_place("masked_fill_", lambda: self.masked_fill(mask, value))
+
+    def index_select(self, dim, index):
+        """The slices along ``dim`` at the positions in the 1-D integer ``index``."""
+        d, shape = self._along("index_select", dim)
+        picks = rearrange.index_array("index_select", "index", _array_of(index), ndim=1)
+        rearrange.check_in_range("index_select", "index", picks, shape[d], d, self.shape)
+        positions = rearrange.select_positions(shape, d, picks.reshape(-1))
+        return self._moved(positions.reshape(()) if self._data.ndim == 0 else positions)
+
+    def _index_targets(self, method, dim, index, source_shape):
+        """(dim, the flat positions in this tensor that each element of a ``source`` of
+        ``source_shape`` goes to) for ``index_add``/``index_copy``: ``source`` is this tensor's
+        shape with ``len(index)`` along ``dim``."""
+        d, shape = self._along(method, dim)
+        picks = rearrange.index_array(method, "index", _array_of(index), ndim=1).reshape(-1)
+        rearrange.check_in_range(method, "index", picks, shape[d], d, self.shape)
+        expected = shape[:d] + (picks.size,) + shape[d + 1 :]
+        if source_shape is not None and tuple(source_shape or (1,)) != expected:
+            raise ValueError(
+                f"{method}: source has shape {source_shape} but index picks {picks.size} along "
+                f"dim {d} of a tensor of shape {self.shape}; source must have shape {expected}"
+            )
+        return d, rearrange.select_positions(shape, d, picks)
+
+    def index_add(self, dim, index, source, *, alpha=1):
+        """This tensor with ``alpha * source`` added at the slices ``index`` along ``dim``
+        (repeated indices add up), as torch.index_add."""
+        if not isinstance(source, Tensor):
+            raise TypeError(f"index_add: source must be a Tensor, got {type(source).__name__}")
+        _, targets = self._index_targets("index_add", dim, index, source.shape)
+        scaled = source if alpha == 1 else source * alpha
+        if self._data.dtype not in FLOAT_DTYPES:
+            out = self._data.copy().reshape(-1)
+            np.add.at(out, targets.reshape(-1), scaled._data.reshape(-1))
+            return Tensor._wrap(out.reshape(self.shape))
+        if scaled.dtype != self.dtype:
+            raise TypeError(f"index_add: source is {source.dtype} but the tensor is {self.dtype}")
+        added = _op("add_at", scaled.reshape(targets.shape), index=targets, size=self._data.size)
+        return self + added.reshape(self.shape)
+
+    def index_copy(self, dim, index, source):
+        """This tensor with the slices ``index`` along ``dim`` replaced by ``source``'s."""
+        if not isinstance(source, Tensor):
+            raise TypeError(f"index_copy: source must be a Tensor, got {type(source).__name__}")
+        d, _ = self._index_targets("index_copy", dim, index, source.shape)
+        index = rearrange.index_array("index_copy", "index", _array_of(index), ndim=1)
+        shape = self.shape or (1,)
+        spread = np.broadcast_to(
+            index.reshape((1,) * d + (-1,) + (1,) * (len(shape) - d - 1)),
+            shape[:d] + (index.size,) + shape[d + 1 :],
+        )
+        return self.scatter(
+            d, Tensor._wrap(np.ascontiguousarray(spread)), source.reshape(spread.shape)
+        )
+
+    def index_fill(self, dim, index, value):
+        """This tensor with the slices ``index`` along ``dim`` set to the number ``value``."""
+        _, targets = self._index_targets("index_fill", dim, index, None)
+        mask = np.zeros(self._data.size, dtype=bool)
+        mask[targets.reshape(-1)] = True
+        return self.masked_fill(Tensor._wrap(mask.reshape(self.shape)), value)
+
+    def index_add_(self, dim, index, source, *, alpha=1):
+        return self._in_place("index_add_", lambda: self.index_add(dim, index, source, alpha=alpha))
+
+    def index_copy_(self, dim, index, source):
+        return self._in_place("index_copy_", lambda: self.index_copy(dim, index, source))
+
+    def index_fill_(self, dim, index, value):
+        return self._in_place("index_fill_", lambda: self.index_fill(dim, index, value))
+
+    def _at(self, indices, dim):
+        """(values, indices): this tensor's elements at ``indices`` along ``dim``."""
+        shape = self._data.shape or (1,)
+        positions = np.take_along_axis(rearrange.flat_positions(shape), indices, axis=dim)
+        if self._data.ndim == 0:
+            positions, indices = positions.reshape(()), indices.reshape(())
+        return ValuesIndices(self._moved(positions), Tensor._wrap(np.asarray(indices, order="C")))
+
+    def topk(self, k, dim=-1, largest=True, sorted=True):
+        """The ``k`` largest (``largest=False``: smallest) elements along ``dim`` and their
+        int64 indices, largest first. The values are differentiable; the indices record
+        nothing."""
+        k = rearrange.as_int("topk", "k", k)
+        d, shape = self._along("topk", dim)
+        if not 0 <= k <= shape[d]:
+            raise ValueError(
+                f"topk: k={k} is out of range for dim {d} of size {shape[d]} (tensor of shape "
+                f"{self.shape}); k must lie in 0 to {shape[d]}"
+            )
+        return self._at(rearrange.topk_order(self._data.reshape(shape), d, k, largest), d)
+
+    def sort(self, dim=-1, descending=False, *, stable=False):
+        """(values, int64 indices) sorted along ``dim``; NaN counts as the largest value."""
+        d, shape = self._along("sort", dim)
+        return self._at(rearrange.sort_order(self._data.reshape(shape), d, descending, stable), d)
+
+    def kthvalue(self, k, dim=-1, keepdim=False):
+        """(the ``k``-th smallest value along ``dim``, counting from 1, and its index)."""
+        k = rearrange.as_int("kthvalue", "k", k)
+        d, shape = self._along("kthvalue", dim)
+        if not 1 <= k <= shape[d]:
+            raise ValueError(
+                f"kthvalue: k={k} is out of range for dim {d} of size {shape[d]} (tensor of "
+                f"shape {self.shape}); k must lie in 1 to {shape[d]}"
+            )
+        order = rearrange.sort_order(self._data.reshape(shape), d, False, stable=True)
+        values, indices = self._at(np.take(order, [k - 1], axis=d), d)
+        if not keepdim and self._data.ndim:
+            values, indices = values.squeeze(d), indices.squeeze(d)
+        return ValuesIndices(values, indices)
+
+    def median(self, dim=None, keepdim=False):
+        """The lower median (torch's: no averaging for an even count): of every element when
+        ``dim`` is None, else (values, indices) along ``dim``."""
+        if dim is None:
+            if self._data.size == 0:
+                raise ValueError("median: the median of an empty tensor is undefined")
+            flat = self.reshape(-1)
+            return flat.kthvalue((flat.shape[0] + 1) // 2, 0).values
+        d, shape = self._along("median", dim)
+        return self.kthvalue((shape[d] + 1) // 2, d, keepdim)
+
+    def argsort(self, dim=-1, descending=False, *, stable=False):
+        """The int64 indices that sort along ``dim`` (no graph)."""
+        return self.sort(dim, descending, stable=stable).indices
+
+    def multinomial(self, num_samples, replacement=False, *, generator=None):
+        """int64 category indices drawn with probabilities proportional to this tensor's
+        weights (1-D, or one row of categories per sample set), from ``generator`` or firefly's
+        default. Without replacement each category is drawn at most once."""
+        if self._data.dtype not in FLOAT_DTYPES:
+            raise TypeError(
+                f"multinomial: input must be a float tensor of weights, got {self.dtype} "
+                f"(shape {self.shape})"
+            )
+        if self._data.ndim not in (1, 2) or self.shape[-1] == 0:
+            raise ValueError(
+                f"multinomial: input must be 1-D or 2-D with at least one category, got shape "
+                f"{self.shape}"
+            )
+        num_samples = rearrange.as_int("multinomial", "num_samples", num_samples)
+        if num_samples <= 0:
+            raise ValueError(f"multinomial: num_samples must be positive, got {num_samples}")
+        if not replacement and num_samples > self.shape[-1]:
+            raise ValueError(
+                f"multinomial: cannot draw num_samples={num_samples} without replacement from "
+                f"{self.shape[-1]} categories; pass replacement=True or draw fewer"
+            )
+        rng = random.generator(random.checked("multinomial", generator), "multinomial")
+        draws = rearrange.multinomial_draws(self._data, num_samples, bool(replacement), rng)
+        return Tensor._wrap(draws)
+
+    def cumsum(self, dim, *, dtype=None):
+        """Running sums along ``dim``. Bool and integer tensors sum to int64, as in PyTorch."""
+        x = self if dtype is None else self.to(dtype)
+        if x._data.dtype not in FLOAT_DTYPES:
+            d, shape = x._along("cumsum", dim)
+            sums = np.cumsum(x._data.reshape(shape), axis=d, dtype=np.int64)
+            return Tensor._wrap(np.asarray(sums.reshape(self.shape), order="C"))
+        return _op("cumsum", x, dim=dim)
+
+    def cumprod(self, dim, *, dtype=None):
+        """Running products along ``dim``, by log2(n) doubling steps of elementwise products
+        (each element times the running product ``s`` places before it), so that zeros need
+        no special case and every order of derivative is the product's."""
+        x = self if dtype is None else self.to(dtype)
+        d, shape = x._along("cumprod", dim)
+        if x._data.dtype not in FLOAT_DTYPES:
+            products = np.cumprod(x._data.reshape(shape), axis=d, dtype=np.int64)
+            return Tensor._wrap(np.asarray(products.reshape(self.shape), order="C"))
+        if x._data.ndim == 0:
+            return x.clone()
+        out, n, step = x, shape[d], 1
+        while step < n:
+            ones = Tensor._wrap(np.ones(shape[:d] + (step,) + shape[d + 1 :], x._data.dtype))
+            out = out * _op("cat", ones, out.narrow(d, 0, n - step), dim=d)
+            step *= 2
+        return out
+
+    def _scatter(self, name, dim, index, src, value, accumulate):
+        d = _dim_index(name, dim, self.ndim, self.shape)
+        index = rearrange.index_array(name, "index", _array_of(index))
+        if src is not None:
+            if not isinstance(src, Tensor):
+                raise TypeError(f"{name}: src must be a Tensor, got {type(src).__name__} {src!r}")
+            if src.dtype != self.dtype:
+                raise TypeError(
+                    f"{name}: src is {src.dtype} but the tensor is {self.dtype}; they must match"
+                )
+        target, source = rearrange.scatter_positions(
+            name, self.shape, d, index, None if src is None else src.shape
+        )
+        if not accumulate:  # repeated positions: the last write wins
+            keep = rearrange.last_writes(target)
+            target = target.reshape(-1)[keep]
+            source = None if source is None else source.reshape(-1)[keep]
+        if self._data.dtype not in FLOAT_DTYPES:
+            out = self._data.copy().reshape(-1)
+            values = value if src is None else src._data.reshape(-1)[source.reshape(-1)]
+            if accumulate:
+                np.add.at(out, target.reshape(-1), values)
+            else:
+                out[target.reshape(-1)] = values
+            return Tensor._wrap(out.reshape(self.shape))
+        written = np.zeros(self._data.size, dtype=bool)
+        written[target.reshape(-1)] = True
+        written = written.reshape(self.shape)
+        if src is None:
+            return _op("where", value, self, condition=written)
+        values = _op("take", src, index=np.asarray(source, order="C"))
+        added = _op("add_at", values, index=np.asarray(target, order="C"), size=self._data.size)
+        base = self if accumulate else _op("where", self, 0.0, condition=~written)
+        return base + added.reshape(self.shape)
+
+    def scatter(self, dim, index, src=None, value=None, *, reduce=None):
+        """This tensor with ``src``'s elements (or the number ``value``) written at ``index``
+        along ``dim``, as torch.scatter; ``reduce="add"`` adds them instead."""
+        if isinstance(src, (numbers.Number, np.generic)) and value is None:
+            src, value = None, src  # scatter(dim, index, 1.5): the value form
+        if (src is None) == (value is None):
+            raise TypeError("scatter: give exactly one of src (a Tensor) and value (a number)")
+        if value is not None and not isinstance(value, (numbers.Number, np.generic)):
+            raise TypeError(f"scatter: value must be a number, got {type(value).__name__}")
+        if reduce not in (None, "add"):
+            raise ValueError(f"scatter: reduce must be None or 'add', got {reduce!r}")
+        if reduce == "add" and value is not None:
+            src, value = self.new_full(_array_of(index).shape, value), None
+        return self._scatter("scatter", dim, index, src, value, accumulate=reduce == "add")
+
+    def scatter_add(self, dim, index, src):
+        """This tensor with ``src``'s elements added at ``index`` along ``dim`` (repeats add)."""
+        return self._scatter("scatter_add", dim, index, src, None, accumulate=True)
+
+    def scatter_(self, dim, index, src=None, value=None, *, reduce=None):
+        return self._in_place(
+            "scatter_", lambda: self.scatter(dim, index, src, value, reduce=reduce)
+        )
+
+    def scatter_add_(self, dim, index, src):
+        return self._in_place("scatter_add_", lambda: self.scatter_add(dim, index, src))
+
+    def _axes_of(self, method, dim):
+        """``dim`` (None, an int or a sequence) as a tuple of distinct non-negative dims."""
+        if dim is None:
+            return tuple(range(self._data.ndim))
+        items = tuple(dim) if isinstance(dim, (tuple, list)) else (dim,)
+        axes = tuple(_dim_index(method, d, self.ndim, self.shape) for d in items)
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"{method}: dim {dim} names a dimension more than once")
+        return axes
+
+    def var(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        """The variance over ``dim`` (None: every element) with ``correction`` (default 1,
+        Bessel's; ``unbiased=False`` is 0), as torch; no more elements than ``correction``
+        gives NaN or inf, as in torch."""
+        if isinstance(dim, bool):  # var(False): the legacy unbiased flag
+            dim, unbiased = None, dim
+        if unbiased is not None and correction is not None:
+            raise TypeError("var: give unbiased or correction, not both")
+        if correction is None:
+            correction = 0 if unbiased is False else 1
+        if isinstance(correction, bool) or not isinstance(correction, numbers.Real):
+            raise TypeError(f"var: correction must be a number, got {correction!r}")
+        if self._data.dtype not in FLOAT_DTYPES:
+            raise TypeError(
+                f"var: input must be a float tensor, got {self.dtype} (shape {self.shape})"
+            )
+        axes = self._axes_of("var", dim)
+        count = 1
+        for a in axes:
+            count *= self.shape[a]
+        centered = self - self.mean(dim=axes, keepdim=True)
+        total = (centered * centered).sum(dim=axes, keepdim=keepdim)
+        return total / float(count - correction)
+
+    def std(self, dim=None, unbiased=None, keepdim=False, *, correction=None):
+        """The standard deviation: ``var(...).sqrt()``."""
+        return self.var(dim, unbiased, keepdim, correction=correction).sqrt()
+
+    def logsumexp(self, dim=None, keepdim=False):
+        """log(sum(exp(x))) over ``dim`` without overflow: the maximum is taken out first (as
+        a constant: the gradient is softmax's either way)."""
+        axes = self._axes_of("logsumexp", dim)
+        if self._data.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"logsumexp: input must be a float tensor, got {self.dtype}")
+        peak = np.amax(self._data, axis=axes, keepdims=True) if self._data.size else None
+        if peak is None:
+            return (self.exp()).sum(dim=axes, keepdim=keepdim).log()
+        shift = Tensor._wrap(np.where(np.isfinite(peak), peak, 0.0).astype(self._data.dtype))
+        total = (self - shift).exp().sum(dim=axes, keepdim=keepdim).log()
+        return total + (shift if keepdim else shift.reshape(total.shape))
+
+    def prod(self, dim=None, keepdim=False, *, dtype=None):
+        """The product over ``dim`` (None: every element), with torch's gradient where
+        elements are 0: the product of the others for a single zero, 0 for two or more. The
+        non-zero factors multiply as exp(sum(log|x|)) with their sign, and each zero enters as a
+        factor of its own, so that every order of derivative is the product's."""
+        x = self if dtype is None else self.to(dtype)
+        if isinstance(dim, (tuple, list)):
+            raise TypeError(f"prod: dim must be one int or None, got {dim!r}")
+        axes = x._axes_of("prod", dim)
+        if x._data.dtype not in FLOAT_DTYPES:
+            kept = np.prod(x._data, axis=axes, keepdims=keepdim, dtype=np.int64)
+            return Tensor._wrap(np.asarray(kept, order="C"))
+        zero = x._data == 0
+        ones = Tensor._wrap(np.ones((), x._data.dtype))
+        nonzero = _op("where", ones, x, condition=zero)
+        magnitude = nonzero.abs().log().sum(dim=axes, keepdim=keepdim).exp()
+        # exp(sum(log)) carries the gradient; a constant factor within rounding of 1 (the
+        # sign where it underflows) makes the value NumPy's exact product.
+        exact = np.prod(nonzero._data, axis=axes, keepdims=keepdim)
+        usable = (magnitude._data != 0) & np.isfinite(magnitude._data)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(usable, exact / magnitude._data, np.sign(exact))
+        result = magnitude * Tensor._wrap(np.asarray(scale, dtype=x._data.dtype, order="C"))
+        if not zero.any():
+            return result
+        # The zeros' product, exact to every order: per output element, its slice's zeros
+        # taken one at a time (a 1, appended after the elements, where a slice has fewer).
+        ends = tuple(range(-len(axes), 0))
+        slices = np.moveaxis(rearrange.flat_positions(x.shape), axes, ends)
+        slices = slices.reshape(result._data.size, -1)
+        in_slice = np.moveaxis(zero, axes, ends).reshape(slices.shape)
+        table = np.full((int(in_slice.sum(1).max()), slices.shape[0]), x._data.size, np.int64)
+        for row, (where_zero, positions) in enumerate(zip(in_slice, slices)):
+            found = positions[where_zero]
+            table[: found.size, row] = found
+        padded = _op("cat", x.reshape(-1), Tensor._wrap(np.ones(1, x._data.dtype)), dim=0)
+        for picks in table:
+            result = result * _op("take", padded, index=picks.reshape(result.shape))
+        return result
+
+    def clamp_min(self, min):
+        return self.clamp(min=min)
+
+    def clamp_max(self, max):
+        return self.clamp(max=max)
+
+    def addcmul(self, tensor1, tensor2, *, value=1):
+        """``self + value * tensor1 * tensor2``."""
+        return self + (tensor1 * tensor2 if value == 1 else value * tensor1 * tensor2)
+
+    def addcdiv(self, tensor1, tensor2, *, value=1):
+        """``self + value * tensor1 / tensor2``."""
+        return self + (tensor1 / tensor2 if value == 1 else value * tensor1 / tensor2)
+
+    def lerp(self, end, weight):
+        """``self + weight * (end - self)``."""
+        return self + weight * (end - self)
+
+    def hypot(self, other):
+        return (self * self + other * other).sqrt()
+
+    def logaddexp(self, other):
+        """log(exp(self) + exp(other)) without overflow."""
+        peak = _op("maximum", self, other).detach()
+        peak = Tensor._wrap(np.where(np.isfinite(peak._data), peak._data, 0.0).astype(peak.dtype))
+        return ((self - peak).exp() + (other - peak).exp()).log() + peak
+
+    def isnan(self):
+        return Tensor._wrap(np.asarray(np.isnan(self._data), order="C"))
+
+    def isinf(self):
+        return Tensor._wrap(np.asarray(np.isinf(self._data), order="C"))
+
+    def isfinite(self):
+        return Tensor._wrap(np.asarray(np.isfinite(self._data), order="C"))
+
+    def nan_to_num(self, nan=0.0, posinf=None, neginf=None):
+        """NaN, inf and -inf replaced (by 0 and the dtype's largest and smallest finite values
+        unless given); the gradient passes where the element was finite."""
+        if self._data.dtype not in FLOAT_DTYPES:
+            return self.clone()
+        finite = np.isfinite(self._data)
+        if finite.all():
+            return self.clone()
+        replaced = np.nan_to_num(self._data, nan=nan, posinf=posinf, neginf=neginf)
+        return _op("where", self, Tensor._wrap(replaced), condition=finite)
+
+    def nonzero(self, *, as_tuple=False):
+        """The int64 coordinates of the non-zero elements: (N, ndim), or a tuple per dim."""
+        found = np.nonzero(self._data.reshape(self.shape or (1,)))
+        if as_tuple:
+            return tuple(Tensor._wrap(np.asarray(c, dtype=np.int64)) for c in found)
+        coords = np.stack(found, axis=1) if found else np.zeros((0, 0))
+        if not self._data.ndim:
+            coords = coords[:, :0]
+        return Tensor._wrap(np.asarray(coords, dtype=np.int64, order="C"))
+
+    def argwhere(self):
+        return self.nonzero()
+
+    def count_nonzero(self, dim=None):
+        axes = self._axes_of("count_nonzero", dim)
+        return Tensor._wrap(np.asarray(np.count_nonzero(self._data, axis=axes), dtype=np.int64))
+
+    def unique(self, sorted=True, return_inverse=False, return_counts=False, dim=None):
+        """The distinct values (sorted), and on request each element's position among them and
+        how often each occurs, as torch.unique. No graph."""
+        axis = None if dim is None else _dim_index("unique", dim, self.ndim, self.shape)
+        values, inverse, counts = np.unique(
+            self._data, return_inverse=True, return_counts=True, axis=axis
+        )
+        result = [Tensor._wrap(np.asarray(values, order="C"))]
+        if return_inverse:
+            shape = self.shape if axis is None else (self.shape[axis],)
+            result.append(Tensor._wrap(np.asarray(inverse.reshape(shape), dtype=np.int64)))
+        if return_counts:
+            result.append(Tensor._wrap(np.asarray(counts, dtype=np.int64)))
+        return result[0] if len(result) == 1 else tuple(result)
+
+    def bincount(self, weights=None, minlength=0):
+        """How often each non-negative int occurs in this 1-D tensor (weighted: summed)."""
+        if self._data.ndim != 1 or self._data.dtype.kind not in "iu":
+            raise TypeError(
+                f"bincount: input must be a 1-D integer tensor, got {self.dtype} of shape "
+                f"{self.shape}"
+            )
+        if self._data.size and self._data.min() < 0:
+            raise ValueError(f"bincount: values must be non-negative, got {int(self._data.min())}")
+        w = None if weights is None else np.asarray(_array_of(weights))
+        counts = np.bincount(self._data, weights=w, minlength=minlength)
+        dtype = np.int64 if w is None else (w.dtype if w.dtype in FLOAT_DTYPES else np.float64)
+        return Tensor._wrap(np.asarray(counts, dtype=dtype))
+
+    def diagonal(self, offset=0, dim1=0, dim2=1):
+        """The diagonal ``offset`` of the matrices in dims ``dim1`` and ``dim2``, as a last
+        dimension (torch's layout)."""
+        if self._data.ndim < 2:
+            raise ValueError(f"diagonal: input must have at least 2 dimensions, got {self.shape}")
+        offset = rearrange.as_int("diagonal", "offset", offset)
+        d1 = _dim_index("diagonal", dim1, self.ndim, self.shape)
+        d2 = _dim_index("diagonal", dim2, self.ndim, self.shape)
+        if d1 == d2:
+            raise ValueError(f"diagonal: dim1 and dim2 must differ, got {dim1} and {dim2}")
+        positions = np.diagonal(rearrange.flat_positions(self.shape), offset, d1, d2)
+        return self._moved(positions)
+
+    def diag(self, diagonal=0):
+        """A 1-D tensor: the square matrix with it on diagonal ``diagonal``. A 2-D tensor: that
+        diagonal, as 1-D."""
+        diagonal = rearrange.as_int("diag", "diagonal", diagonal)
+        if self._data.ndim == 2:
+            return self.diagonal(diagonal)
+        if self._data.ndim != 1:
+            raise ValueError(f"diag: input must be 1-D or 2-D, got shape {self.shape}")
+        n = self.shape[0] + abs(diagonal)
+        positions = np.diagonal(rearrange.flat_positions((n, n)), diagonal).copy()
+        if self._data.dtype not in FLOAT_DTYPES:
+            return Tensor._wrap(np.diag(self._data, diagonal))
+        return _op("add_at", self, index=positions, size=n * n).reshape(n, n)
+
+    def trace(self):
+        if self._data.ndim != 2:
+            raise ValueError(f"trace: input must be 2-D, got shape {self.shape}")
+        return self.diagonal().sum()
+
+    def cross(self, other, dim=None):
+        """The cross product of 3-vectors along ``dim`` (None: the first dim of size 3, as
+        torch.cross without dim), broadcasting."""
+        if not isinstance(other, Tensor):
+            raise TypeError(f"cross: other must be a Tensor, got {type(other).__name__}")
+        try:
+            shape = np.broadcast_shapes(self.shape, other.shape)
+        except ValueError:
+            raise ValueError(
+                f"cross: shapes {self.shape} and {other.shape} do not broadcast"
+            ) from None
+        if dim is None:
+            sizes = [i for i, n in enumerate(shape) if n == 3]
+            if not sizes:
+                raise ValueError(f"cross: no dim of size 3 in shape {shape}")
+            dim = sizes[0]
+        d = _dim_index("cross", dim, len(shape), shape)
+        if shape[d] != 3:
+            raise ValueError(f"cross: dim {d} must have size 3, got shape {shape}")
+        a = self if self.shape == shape else self.expand(shape)
+        b = other if other.shape == shape else other.expand(shape)
+        a1, a2, a3 = (a.select(d, i) for i in range(3))
+        b1, b2, b3 = (b.select(d, i) for i in range(3))
+        parts = [(a2 * b3 - a3 * b2), (a3 * b1 - a1 * b3), (a1 * b2 - a2 * b1)]
+        joined = _op("cat", parts[0].unsqueeze(d), parts[1].unsqueeze(d), dim=d)
+        return _op("cat", joined, parts[2].unsqueeze(d), dim=d)
+
+    def outer(self, vec2):
+        """The outer product of two 1-D tensors."""
+        if self._data.ndim != 1 or getattr(vec2, "ndim", None) != 1:
+            raise ValueError(
+                f"outer: both operands must be 1-D, got shapes {self.shape} and "
+                f"{getattr(vec2, 'shape', type(vec2).__name__)}"
+            )
+        return self.unsqueeze(1) * vec2.unsqueeze(0)
+
+    ger = outer
+
+    def dot(self, other):
+        """The inner product of two 1-D tensors of one length."""
+        if self._data.ndim != 1 or getattr(other, "shape", None) != self.shape:
+            raise ValueError(
+                f"dot: both operands must be 1-D of one length, got shapes {self.shape} and "
+                f"{getattr(other, 'shape', type(other).__name__)}"
+            )
+        return (self * other).sum()
+
+    def masked_select(self, mask):
+        """The elements where the bool ``mask`` holds (both broadcast together), as 1-D."""
+        mask = np.asarray(_array_of(mask))
+        if mask.dtype != np.bool_:
+            raise TypeError(
+                f"masked_select: mask must be a bool tensor, got {mask.dtype} (shape {mask.shape})"
+            )
+        try:
+            shape = np.broadcast_shapes(mask.shape, self.shape)
+        except ValueError:
+            raise ValueError(
+                f"masked_select: mask of shape {mask.shape} and the tensor of shape {self.shape} "
+                "do not broadcast"
+            ) from None
+        x = self if self.shape == shape else self.expand(shape)
+        return x[np.broadcast_to(mask, shape)]
+
+    def select(self, dim, index):
+        """The slice at ``index`` along ``dim``, that dim removed."""
+        if self._data.ndim == 0:
+            raise IndexError("select: cannot select from a 0-d tensor")
+        d = _dim_index("select", dim, self.ndim, self.shape)
+        index = rearrange.as_int("select", "index", index)
+        if not -self.shape[d] <= index < self.shape[d]:
+            raise IndexError(
+                f"select: index {index} is out of range for dim {d} of size {self.shape[d]}"
+            )
+        return self[(slice(None),) * d + (index,)]
+
+    def unbind(self, dim=0):
+        """The slices along ``dim``, as a tuple."""
+        d, shape = self._along("unbind", dim)
+        return tuple(self.select(d, i) for i in range(shape[d]))
+
+    def swapaxes(self, axis0, axis1):
+        return self.transpose(axis0, axis1)
+
+    swapdims = swapaxes
+
+    def movedim(self, source, destination):
+        """Dims ``source`` moved to positions ``destination``, the others in their order."""
+        src = tuple(source) if isinstance(source, (tuple, list)) else (source,)
+        dst = tuple(destination) if isinstance(destination, (tuple, list)) else (destination,)
+        if len(src) != len(dst):
+            raise ValueError(
+                f"movedim: source {source} and destination {destination} differ in length"
+            )
+        src = tuple(_dim_index("movedim", d, self.ndim, self.shape) for d in src)
+        dst = tuple(_dim_index("movedim", d, self.ndim, self.shape) for d in dst)
+        if len(set(src)) != len(src) or len(set(dst)) != len(dst):
+            raise ValueError(f"movedim: source {source} or destination {destination} repeats a dim")
+        order = [a for a in range(self.ndim) if a not in src]
+        for to, moved in sorted(zip(dst, src)):
+            order.insert(to, moved)
+        return self.permute(tuple(order))
+
+    moveaxis = movedim
+
+    def broadcast_to(self, size):
+        return self.expand(size)
+
+    def unflatten(self, dim, sizes):
+        """Dim ``dim`` split into ``sizes`` (one may be -1)."""
+        d = _dim_index("unflatten", dim, self.ndim, self.shape)
+        sizes = _dims("unflatten", (sizes,))
+        known = 1
+        for n in sizes:
+            known *= n if n != -1 else 1
+        if sizes.count(-1) == 1 and known:
+            sizes = tuple(self.shape[d] // known if n == -1 else n for n in sizes)
+        if known == 0 or (sizes.count(-1) == 0 and np.prod(sizes) != self.shape[d]):
+            raise ValueError(
+                f"unflatten: sizes {sizes} do not multiply to the size {self.shape[d]} of dim {d}"
+            )
+        return self.reshape(self.shape[:d] + sizes + self.shape[d + 1 :])
+
+    def take_along_dim(self, indices, dim=None):
+        """``np.take_along_axis``: the elements at ``indices`` along ``dim`` (the flattened
+        tensor when None), the two broadcast together."""
+        index = rearrange.index_array("take_along_dim", "indices", _array_of(indices))
+        if dim is None:
+            x, d = self.reshape(-1), 0
+            index = index.reshape(-1)
+        else:
+            x, d = self, _dim_index("take_along_dim", dim, self.ndim, self.shape)
+        shape = x.shape or (1,)
+        rearrange.check_in_range("take_along_dim", "indices", index, shape[d], d, self.shape)
+        try:
+            positions = np.take_along_axis(rearrange.flat_positions(shape), index, axis=d)
+        except ValueError:
+            raise ValueError(
+                f"take_along_dim: indices of shape {index.shape} do not broadcast against the "
+                f"tensor of shape {self.shape} outside dim {d}"
+            ) from None
+        return x._moved(positions)
+
+    def diff(self, n=1, dim=-1):
+        """The ``n``-th forward difference along ``dim``."""
+        n = rearrange.as_int("diff", "n", n)
+        if n < 0:
+            raise ValueError(f"diff: n must be non-negative, got {n}")
+        d, _ = self._along("diff", dim)
+        out = self
+        for _ in range(n):
+            length = out.shape[d]
+            if length == 0:
+                break
+            out = out.narrow(d, 1, length - 1) - out.narrow(d, 0, length - 1)
+        return out
+
+    # ------------------------------------------------------------------ products and norms
+    def _product_shape(self, method, other, ndim):
+        """The shape of mm's (``ndim`` 2) or bmm's (3) product, after the checks: both operands
+        ``ndim``-D Tensors with matching inner (and batch) sizes."""
+        if not isinstance(other, Tensor):
+            raise TypeError(f"{method}: expected a Tensor operand, got {type(other).__name__}")
+        if self._data.ndim != ndim or other._data.ndim != ndim:
+            raise ValueError(
+                f"{method}: both operands must be {ndim}-D, got shapes {self.shape} and "
+                f"{other.shape}"
+            )
+        if self.shape[-1] != other.shape[-2] or self.shape[:-2] != other.shape[:-2]:
+            raise ValueError(
+                f"{method}: shapes {self.shape} and {other.shape} cannot be multiplied"
+                + (" (batch sizes differ)" if self.shape[:-2] != other.shape[:-2] else "")
+            )
+        return self.shape[:-1] + other.shape[-1:]
+
+    def mm(self, mat2):
+        """The matrix product of two 2-D tensors."""
+        self._product_shape("mm", mat2, 2)
+        return _op("matmul", self, mat2)
+
+    def bmm(self, mat2):
+        """Batched matrix products of two 3-D tensors of one batch size."""
+        self._product_shape("bmm", mat2, 3)
+        return _op("matmul", self, mat2)
+
+    def _added_product(self, method, first, second, ndim, beta, alpha):
+        """``beta * self + alpha * (first @ second)``, ``self`` broadcast to the product's
+        shape; with ``beta == 0`` this tensor is ignored (NaN in it does not propagate), as in
+        torch."""
+        if not isinstance(first, Tensor):
+            raise TypeError(f"{method}: expected Tensor operands, got {type(first).__name__}")
+        shape = first._product_shape(method, second, ndim)
+        try:
+            fits = np.broadcast_shapes(self.shape, shape) == shape
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"{method}: input of shape {self.shape} does not broadcast to the product's "
+                f"shape {shape}"
+            )
+        for name, value in (("beta", beta), ("alpha", alpha)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"{method}: {name} must be a number, got {value!r}")
+        product = _op("matmul", first, second)
+        scaled = product if alpha == 1 else product * alpha
+        if beta == 0:
+            return scaled
+        return scaled + (self if beta == 1 else self * beta)
+
+    def addmm(self, mat1, mat2, *, beta=1, alpha=1):
+        """``beta * self + alpha * (mat1 @ mat2)`` for 2-D ``mat1`` and ``mat2``."""
+        return self._added_product("addmm", mat1, mat2, 2, beta, alpha)
+
+    def baddbmm(self, batch1, batch2, *, beta=1, alpha=1):
+        """``beta * self + alpha * bmm(batch1, batch2)`` (attention scores with a bias)."""
+        return self._added_product("baddbmm", batch1, batch2, 3, beta, alpha)
+
+    def norm(self, p="fro", dim=None, keepdim=False, dtype=None):
+        """The ``p``-norm over ``dim`` (all elements when None), as torch.norm: ``"fro"`` is
+        the 2-norm of the elements, a number ``p`` the vector p-norm (inf: max |x|)."""
+        if isinstance(p, str):
+            if p != "fro":
+                raise ValueError(
+                    f"norm: p={p!r} is not supported; use 'fro' or a number ('nuc' needs an SVD, "
+                    "which firefly does not have)"
+                )
+            p = 2
+        return vector_norm("norm", self, p, dim, keepdim, dtype)
+
     def __getitem__(self, index):
         items = index if isinstance(index, tuple) else (index,)
         advanced = False
@@ -1287,6 +2159,51 @@ class Tensor:
         """True when every element ``isclose``."""
         _tolerances("allclose", rtol, atol)
         return bool(self.isclose(other, rtol, atol, equal_nan)._data.all())
+
+
+def vector_norm(method, x, ord, dim, keepdim, dtype):
+    """The vector ``ord``-norm of ``x`` over ``dim`` (None: every element), composed of
+    recorded ops (``Tensor.norm``, ``firefly.linalg.vector_norm``, ``F.normalize``). Where the
+    norm is 0 its gradient is 0, as in torch: the root is taken only where the sum is positive."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{method}: input must be a Tensor, got {type(x).__name__}")
+    if dtype is not None:
+        x = x.to(dtype)
+    if x._data.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{method}: input must be a float tensor, got {x.dtype} (shape {x.shape}); "
+            "convert it with .float()"
+        )
+    if isinstance(ord, (bool, np.bool_)) or not isinstance(ord, numbers.Real):
+        raise TypeError(f"{method}: ord must be a number, got {type(ord).__name__} {ord!r}")
+    if isinstance(dim, list):
+        dim = tuple(dim)
+    if dim is not None:
+        items = dim if isinstance(dim, tuple) else (dim,)
+        axes = [_dim_index(method, d, x.ndim, x.shape) for d in items]
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"{method}: dim {dim} names a dimension more than once")
+    ord = float(ord)
+    if ord in (np.inf, -np.inf):
+        if x._data.size == 0:
+            raise ValueError(
+                f"{method}: the inf-norm of an empty tensor (shape {x.shape}) is undefined"
+            )
+        magnitude = x.abs()
+        if ord > 0:
+            return magnitude.amax(dim=dim, keepdim=keepdim)
+        return magnitude.amin(dim=dim, keepdim=keepdim)
+    if ord == 0:  # the count of non-zero elements: no gradient, as in torch
+        return (x != 0).sum(dim=dim, keepdim=keepdim).to(x.dtype)
+    if ord == 1:
+        return x.abs().sum(dim=dim, keepdim=keepdim)
+    total = (x * x if ord == 2 else x.abs() ** ord).sum(dim=dim, keepdim=keepdim)
+    positive = total._data > 0
+    if positive.all():
+        return total.sqrt() if ord == 2 else total ** (1.0 / ord)
+    safe = _op("where", total, 1.0, condition=positive)
+    root = safe.sqrt() if ord == 2 else safe ** (1.0 / ord)
+    return _op("where", root, 0.0, condition=positive)
 
 
 autograd.bind_tensor_type(Tensor)

@@ -59,6 +59,13 @@ def np_log_softmax(x, axis):
     return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
 
 
+def np_cumsum(x, dim, reverse):
+    """Running sums along ``dim``; from the end when ``reverse`` (cumsum's backward)."""
+    if x.ndim == 0:
+        return x
+    return np.flip(np.cumsum(np.flip(x, dim), dim), dim) if reverse else np.cumsum(x, dim)
+
+
 def np_reduction(fn):
     return lambda a, attrs: fn(a[0], axis=attrs.get("axis"), keepdims=attrs.get("keepdims", False))
 
@@ -107,6 +114,8 @@ NUMPY_REFERENCES = {
     "sin": lambda a, attrs: np.sin(a[0]),
     "cos": lambda a, attrs: np.cos(a[0]),
     "erf": lambda a, attrs: np.vectorize(math.erf, otypes=[np.float64])(a[0]),
+    "erfc": lambda a, attrs: np.vectorize(math.erfc, otypes=[np.float64])(a[0]),
+    "cumsum": lambda a, attrs: np_cumsum(a[0], attrs["dim"], attrs.get("reverse", False)),
     "tan": lambda a, attrs: np.tan(a[0]),
     "asin": lambda a, attrs: np.arcsin(a[0]),
     "acos": lambda a, attrs: np.arccos(a[0]),

@@ -776,3 +776,535 @@ def test_bad_input_to_the_torch_surface_is_explained(thunk, error, fragments):
     message = str(info.value)
     missing = [f for f in fragments if f not in message]
     assert not missing, f"message {message!r} lacks {missing}"
+
+
+def _bad_tensor_op_inputs():
+    """Issue 21's Tensor and top-level ops: each case names the function, the argument and the
+    value in its message."""
+    import firefly
+    import firefly.nn.functional as F
+
+    def long(values):
+        return firefly.tensor(np.asarray(values), dtype="int64")
+
+    x = f32(3, 4)
+    return [
+        (
+            "masked_fill float mask",
+            lambda: x.masked_fill(f32(3, 4), 0.0),
+            TypeError,
+            ["masked_fill", "mask", "float32", "bool"],
+        ),
+        (
+            "masked_fill int mask",
+            lambda: x.masked_fill(long([[1, 0, 1, 0]]), 0.0),
+            TypeError,
+            ["masked_fill", "mask", "int64"],
+        ),
+        (
+            "masked_fill mask shape",
+            lambda: x.masked_fill(firefly.ones(2, 4).bool(), 0.0),
+            ValueError,
+            ["masked_fill", "mask", "(2, 4)", "(3, 4)"],
+        ),
+        (
+            "masked_fill mask grows the tensor",
+            lambda: x.masked_fill(firefly.ones(2, 3, 4).bool(), 0.0),
+            ValueError,
+            ["masked_fill", "(2, 3, 4)", "(3, 4)"],
+        ),
+        (
+            "masked_fill value tensor",
+            lambda: x.masked_fill(firefly.ones(3, 4).bool(), f32(2)),
+            ValueError,
+            ["masked_fill", "value", "0-d", "(2,)"],
+        ),
+        (
+            "masked_fill value str",
+            lambda: x.masked_fill(firefly.ones(3, 4).bool(), "inf"),
+            TypeError,
+            ["masked_fill", "value", "'inf'"],
+        ),
+        (
+            "multinomial negative weight",
+            lambda: firefly.tensor([0.5, -0.1, 0.6]).multinomial(1),
+            ValueError,
+            ["multinomial", "weights", "non-negative", "-0.1"],
+        ),
+        (
+            "multinomial nan weight",
+            lambda: firefly.tensor([0.5, float("nan")]).multinomial(1),
+            ValueError,
+            ["multinomial", "weights", "nan"],
+        ),
+        (
+            "multinomial zero row",
+            lambda: firefly.tensor([[0.5, 0.5], [0.0, 0.0]]).multinomial(1),
+            ValueError,
+            ["multinomial", "row 1", "sum to 0"],
+        ),
+        (
+            "multinomial too many without replacement",
+            lambda: firefly.tensor([0.2, 0.3, 0.5]).multinomial(4),
+            ValueError,
+            ["multinomial", "num_samples=4", "without replacement", "3 categories"],
+        ),
+        (
+            "multinomial too few non-zero without replacement",
+            lambda: firefly.tensor([0.2, 0.0, 0.8]).multinomial(3),
+            ValueError,
+            ["multinomial", "num_samples=3", "2 categories of non-zero weight"],
+        ),
+        (
+            "multinomial num_samples",
+            lambda: firefly.tensor([0.2, 0.8]).multinomial(0),
+            ValueError,
+            ["multinomial", "num_samples", "0"],
+        ),
+        (
+            "multinomial num_samples float",
+            lambda: firefly.tensor([0.2, 0.8]).multinomial(2.0),
+            TypeError,
+            ["multinomial", "num_samples", "2.0"],
+        ),
+        (
+            "multinomial 3-D",
+            lambda: firefly.ones(2, 2, 2).multinomial(1),
+            ValueError,
+            ["multinomial", "1-D or 2-D", "(2, 2, 2)"],
+        ),
+        (
+            "multinomial integer weights",
+            lambda: long([1, 2]).multinomial(1),
+            TypeError,
+            ["multinomial", "float", "int64"],
+        ),
+        (
+            "multinomial generator",
+            lambda: firefly.tensor([0.2, 0.8]).multinomial(1, generator=3),
+            TypeError,
+            ["multinomial", "generator", "3"],
+        ),
+        ("topk k too large", lambda: x.topk(5), ValueError, ["topk", "k=5", "size 4"]),
+        ("topk k negative", lambda: x.topk(-1, dim=0), ValueError, ["topk", "k=-1", "size 3"]),
+        ("topk k float", lambda: x.topk(1.5), TypeError, ["topk", "k", "1.5"]),
+        ("topk dim", lambda: x.topk(1, dim=2), IndexError, ["topk", "dim 2", "(3, 4)"]),
+        ("sort dim", lambda: x.sort(-3), IndexError, ["sort", "dim -3", "(3, 4)"]),
+        ("argsort dim", lambda: x.argsort(dim="1"), TypeError, ["sort", "dim", "'1'"]),
+        (
+            "einsum operand count",
+            lambda: firefly.einsum("ij,jk->ik", x),
+            ValueError,
+            ["einsum", "'ij,jk->ik'", "2 operand", "1 tensor"],
+        ),
+        (
+            "einsum subscripts vs dims",
+            lambda: firefly.einsum("ijk->i", x),
+            ValueError,
+            ["einsum", "'ijk->i'", "operand 0 has 2 dimensions", "3"],
+        ),
+        (
+            "einsum sizes",
+            lambda: firefly.einsum("ij,jk->ik", x, f32(3, 2)),
+            ValueError,
+            ["einsum", "subscript 'j'", "size 3", "4"],
+        ),
+        (
+            "einsum output label",
+            lambda: firefly.einsum("ij->ik", x),
+            ValueError,
+            ["einsum", "output subscript 'k'", "no operand"],
+        ),
+        (
+            "einsum output repeat",
+            lambda: firefly.einsum("ij->ii", x),
+            ValueError,
+            ["einsum", "'ij->ii'", "repeats"],
+        ),
+        (
+            "einsum subscript character",
+            lambda: firefly.einsum("i1->i", x),
+            ValueError,
+            ["einsum", "letters", "'1'"],
+        ),
+        (
+            "einsum two arrows",
+            lambda: firefly.einsum("ij->i->j", x),
+            ValueError,
+            ["einsum", "more than one '->'"],
+        ),
+        (
+            "einsum ellipsis output",
+            lambda: firefly.einsum("...j->j", f32(2, 3, 4)),
+            ValueError,
+            ["einsum", "'...'"],
+        ),
+        (
+            "einsum equation type",
+            lambda: firefly.einsum(3, x),
+            TypeError,
+            ["einsum", "equation", "int"],
+        ),
+        (
+            "index_select float index",
+            lambda: x.index_select(0, firefly.tensor([0.0, 1.0])),
+            TypeError,
+            ["index_select", "index", "float32"],
+        ),
+        (
+            "index_select 2-D index",
+            lambda: x.index_select(0, long([[0, 1]])),
+            ValueError,
+            ["index_select", "index", "(1, 2)"],
+        ),
+        (
+            "index_select out of range",
+            lambda: x.index_select(1, long([0, 4])),
+            IndexError,
+            ["index_select", "index", "4", "size 4"],
+        ),
+        (
+            "index_select dim",
+            lambda: x.index_select(2, long([0])),
+            IndexError,
+            ["index_select", "dim 2", "(3, 4)"],
+        ),
+        ("narrow dim", lambda: x.narrow(2, 0, 1), IndexError, ["narrow", "dim 2", "(3, 4)"]),
+        (
+            "narrow start",
+            lambda: x.narrow(1, 5, 1),
+            IndexError,
+            ["narrow", "start 5", "size 4"],
+        ),
+        (
+            "narrow length",
+            lambda: x.narrow(0, 2, 2),
+            ValueError,
+            ["narrow", "start (2) + length (2)", "size 3"],
+        ),
+        ("narrow 0-d", lambda: f32().narrow(0, 0, 1), IndexError, ["narrow", "0-d"]),
+        ("tril 1-D", lambda: f32(3).tril(), ValueError, ["tril", "2 dimensions", "(3,)"]),
+        (
+            "triu diagonal float",
+            lambda: x.triu(0.5),
+            TypeError,
+            ["triu", "diagonal", "0.5"],
+        ),
+        ("flip repeated dim", lambda: x.flip(0, -2), ValueError, ["flip", "(0, -2)"]),
+        ("flip dim", lambda: x.flip(3), IndexError, ["flip", "dim 3", "(3, 4)"]),
+        (
+            "roll lengths",
+            lambda: x.roll((1, 2), 0),
+            ValueError,
+            ["roll", "shifts (1, 2)", "dims (0,)"],
+        ),
+        ("roll shift float", lambda: x.roll(1.5), TypeError, ["roll", "shifts", "1.5"]),
+        (
+            "repeat too few",
+            lambda: x.repeat(2),
+            ValueError,
+            ["repeat", "(2,)", "(3, 4)", "at least 2"],
+        ),
+        ("repeat negative", lambda: x.repeat(2, -1), ValueError, ["repeat", "(2, -1)"]),
+        (
+            "repeat_interleave counts",
+            lambda: x.repeat_interleave(long([1, 2]), dim=0),
+            ValueError,
+            ["repeat_interleave", "2 counts", "3 elements"],
+        ),
+        (
+            "repeat_interleave negative",
+            lambda: x.repeat_interleave(-1, dim=1),
+            ValueError,
+            ["repeat_interleave", "non-negative", "-1"],
+        ),
+        (
+            "repeat_interleave float repeats",
+            lambda: x.repeat_interleave(firefly.tensor([1.0, 2.0, 1.0]), dim=0),
+            TypeError,
+            ["repeat_interleave", "repeats", "float32"],
+        ),
+        (
+            "repeat_interleave output_size",
+            lambda: x.repeat_interleave(2, dim=0, output_size=5),
+            ValueError,
+            ["repeat_interleave", "output_size=5", "6"],
+        ),
+        (
+            "scatter index out of range",
+            lambda: x.scatter(1, long([[4], [0], [0]]), f32(3, 1)),
+            IndexError,
+            ["scatter", "index", "4", "size 4"],
+        ),
+        (
+            "scatter index dims",
+            lambda: x.scatter(1, long([0, 1]), f32(2)),
+            ValueError,
+            ["scatter", "index", "1 dimensions", "(3, 4)"],
+        ),
+        (
+            "scatter_add src smaller",
+            lambda: x.scatter_add(0, long([[0, 1, 2]]), f32(1, 2)),
+            ValueError,
+            ["scatter_add", "index", "(1, 3)", "src", "(1, 2)"],
+        ),
+        (
+            "scatter_add src dtype",
+            lambda: x.scatter_add(0, long([[0]]), f64(1, 1)),
+            TypeError,
+            ["scatter_add", "src", "float64", "float32"],
+        ),
+        (
+            "scatter float index",
+            lambda: x.scatter(0, f32(1, 1), 1.0),
+            TypeError,
+            ["scatter", "index", "float32"],
+        ),
+        (
+            "scatter reduce",
+            lambda: x.scatter(0, long([[0]]), 1.0, reduce="max"),
+            ValueError,
+            ["scatter", "reduce", "'max'"],
+        ),
+        (
+            "scatter neither",
+            lambda: x.scatter(0, long([[0]])),
+            TypeError,
+            ["scatter", "src", "value"],
+        ),
+        (
+            "cumsum dim",
+            lambda: x.cumsum(2),
+            IndexError,
+            ["cumsum", "dim 2", "(3, 4)"],
+        ),
+        ("mm 3-D", lambda: f32(2, 3, 4).mm(x), ValueError, ["mm", "2-D", "(2, 3, 4)"]),
+        ("mm inner", lambda: x.mm(f32(3, 4)), ValueError, ["mm", "(3, 4)", "cannot be multiplied"]),
+        ("mm operand", lambda: x.mm(np.ones((4, 2))), TypeError, ["mm", "Tensor", "ndarray"]),
+        (
+            "bmm batch",
+            lambda: f32(2, 3, 4).bmm(f32(3, 4, 5)),
+            ValueError,
+            ["bmm", "(2, 3, 4)", "(3, 4, 5)", "batch sizes differ"],
+        ),
+        (
+            "baddbmm input shape",
+            lambda: f32(4, 1, 1).baddbmm(f32(2, 3, 4), f32(2, 4, 5)),
+            ValueError,
+            ["baddbmm", "input", "(4, 1, 1)", "(2, 3, 5)"],
+        ),
+        (
+            "addmm alpha",
+            lambda: f32(3, 5).addmm(x, f32(4, 5), alpha="2"),
+            TypeError,
+            ["addmm", "alpha", "'2'"],
+        ),
+        (
+            "norm p string",
+            lambda: x.norm("nuc"),
+            ValueError,
+            ["norm", "p='nuc'", "SVD"],
+        ),
+        ("norm dim", lambda: x.norm(dim=(0, 0)), ValueError, ["norm", "(0, 0)", "more than once"]),
+        ("norm integer tensor", lambda: long([3, 4]).norm(), TypeError, ["norm", "float", "int64"]),
+        (
+            "vector_norm ord",
+            lambda: firefly.linalg.vector_norm(x, ord="fro"),
+            TypeError,
+            ["linalg.vector_norm", "ord", "'fro'"],
+        ),
+        (
+            "matrix_norm 1-D",
+            lambda: firefly.linalg.matrix_norm(f32(3)),
+            ValueError,
+            ["linalg.matrix_norm", "2 dimensions", "(3,)"],
+        ),
+        (
+            "matrix_norm ord",
+            lambda: firefly.linalg.matrix_norm(x, ord=3),
+            ValueError,
+            ["linalg.matrix_norm", "ord", "3"],
+        ),
+        (
+            "linalg.norm 3-D with ord",
+            lambda: firefly.linalg.norm(f32(2, 2, 2), ord=1),
+            ValueError,
+            ["linalg.norm", "ord=1", "(2, 2, 2)"],
+        ),
+        (
+            "normalize dim",
+            lambda: F.normalize(x, dim=2),
+            IndexError,
+            ["normalize", "dim 2", "(3, 4)"],
+        ),
+        (
+            "normalize eps",
+            lambda: F.normalize(x, eps=-1.0),
+            ValueError,
+            ["normalize", "eps", "-1.0"],
+        ),
+        (
+            "cosine_similarity shapes",
+            lambda: F.cosine_similarity(x, f32(2, 4)),
+            ValueError,
+            ["cosine_similarity", "(3, 4)", "(2, 4)"],
+        ),
+        (
+            "cosine_similarity dim",
+            lambda: firefly.cosine_similarity(x, x, dim=2),
+            IndexError,
+            ["cosine_similarity", "dim 2"],
+        ),
+        (
+            "cdist feature size",
+            lambda: firefly.cdist(x, f32(2, 3)),
+            ValueError,
+            ["cdist", "(3, 4)", "(2, 3)"],
+        ),
+        ("cdist p", lambda: firefly.cdist(x, x, p=-1.0), ValueError, ["cdist", "p", "-1.0"]),
+        (
+            "one_hot float",
+            lambda: F.one_hot(firefly.tensor([0.0, 1.0])),
+            TypeError,
+            ["one_hot", "int64", "float32"],
+        ),
+        (
+            "one_hot out of range",
+            lambda: F.one_hot(long([0, 3]), num_classes=3),
+            ValueError,
+            ["one_hot", "3", "num_classes=3"],
+        ),
+        (
+            "one_hot negative class",
+            lambda: F.one_hot(long([0, -1])),
+            ValueError,
+            ["one_hot", "non-negative", "-1"],
+        ),
+        (
+            "tril_indices row",
+            lambda: firefly.tril_indices(-1, 3),
+            ValueError,
+            ["tril_indices", "row", "-1"],
+        ),
+        (
+            "var unbiased and correction",
+            lambda: x.var(0, True, correction=0),
+            TypeError,
+            ["var", "unbiased", "correction"],
+        ),
+        ("var integer tensor", lambda: long([1, 2]).var(), TypeError, ["var", "float", "int64"]),
+        ("std dim", lambda: x.std(4), IndexError, ["var", "dim 4", "(3, 4)"]),
+        ("logsumexp dim", lambda: x.logsumexp((1, 1)), ValueError, ["logsumexp", "(1, 1)"]),
+        (
+            "diagonal same dims",
+            lambda: x.diagonal(0, 1, -1),
+            ValueError,
+            ["diagonal", "dim1", "dim2", "1", "-1"],
+        ),
+        ("diag 3-D", lambda: f32(2, 2, 2).diag(), ValueError, ["diag", "1-D or 2-D", "(2, 2, 2)"]),
+        ("trace 1-D", lambda: f32(3).trace(), ValueError, ["trace", "2-D", "(3,)"]),
+        ("outer 2-D", lambda: x.outer(f32(2)), ValueError, ["outer", "1-D", "(3, 4)"]),
+        ("dot lengths", lambda: f32(3).dot(f32(4)), ValueError, ["dot", "(3,)", "(4,)"]),
+        (
+            "masked_select mask dtype",
+            lambda: x.masked_select(f32(3, 4)),
+            TypeError,
+            ["masked_select", "mask", "float32"],
+        ),
+        (
+            "select index",
+            lambda: x.select(1, 4),
+            IndexError,
+            ["select", "index 4", "size 4"],
+        ),
+        (
+            "movedim lengths",
+            lambda: x.movedim((0, 1), 0),
+            ValueError,
+            ["movedim", "(0, 1)", "0"],
+        ),
+        (
+            "unflatten sizes",
+            lambda: x.unflatten(1, (3, 2)),
+            ValueError,
+            ["unflatten", "(3, 2)", "size 4"],
+        ),
+        (
+            "take_along_dim float indices",
+            lambda: x.take_along_dim(f32(3, 1), 1),
+            TypeError,
+            ["take_along_dim", "indices", "float32"],
+        ),
+        (
+            "bincount negative",
+            lambda: long([1, -2]).bincount(),
+            ValueError,
+            ["bincount", "non-negative", "-2"],
+        ),
+        (
+            "bincount float",
+            lambda: f32(3).bincount(),
+            TypeError,
+            ["bincount", "integer", "float32"],
+        ),
+        (
+            "meshgrid indexing",
+            lambda: firefly.meshgrid(f32(2), f32(3), indexing="yx"),
+            ValueError,
+            ["meshgrid", "indexing", "'yx'"],
+        ),
+        ("diff n", lambda: x.diff(-1), ValueError, ["diff", "n", "-1"]),
+        (
+            "index_add source shape",
+            lambda: x.index_add(0, long([0, 1]), f32(3, 4)),
+            ValueError,
+            ["index_add", "source", "(3, 4)", "(2, 4)"],
+        ),
+        (
+            "index_copy index range",
+            lambda: x.index_copy(1, long([4]), f32(3, 1)),
+            IndexError,
+            ["index_copy", "index", "4", "size 4"],
+        ),
+        (
+            "index_fill float index",
+            lambda: x.index_fill(0, f32(1), 0.0),
+            TypeError,
+            ["index_fill", "index", "float32"],
+        ),
+        ("prod dims", lambda: x.prod((0, 1)), TypeError, ["prod", "one int", "(0, 1)"]),
+        ("kthvalue k", lambda: x.kthvalue(0), ValueError, ["kthvalue", "k=0", "size 4"]),
+        ("median dim", lambda: x.median(5), IndexError, ["median", "dim 5", "(3, 4)"]),
+        (
+            "tensordot dims",
+            lambda: firefly.tensordot(x, x, 3),
+            ValueError,
+            ["tensordot", "dims=3", "(3, 4)"],
+        ),
+        ("cross size", lambda: x.cross(x, dim=1), ValueError, ["cross", "dim 1", "size 3"]),
+        ("cumprod dim", lambda: x.cumprod(-3), IndexError, ["cumprod", "dim -3", "(3, 4)"]),
+        (
+            "where half",
+            lambda: firefly.where(firefly.ones(2).bool(), f32(2)),
+            TypeError,
+            ["where", "input", "other"],
+        ),
+    ]
+
+
+BAD_TENSOR_OP_INPUTS = _bad_tensor_op_inputs()
+
+
+@pytest.mark.parametrize(
+    "thunk, error, fragments",
+    [case[1:] for case in BAD_TENSOR_OP_INPUTS],
+    ids=[case[0] for case in BAD_TENSOR_OP_INPUTS],
+)
+def test_bad_input_to_the_tensor_ops_is_refused_before_any_kernel_runs(
+    no_kernel_may_run, thunk, error, fragments
+):
+    with pytest.raises(error) as info:
+        thunk()
+    message = str(info.value)
+    missing = [f for f in fragments if f not in message]
+    assert not missing, f"message {message!r} lacks {missing}"

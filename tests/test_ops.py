@@ -112,6 +112,8 @@ COMPOSITION_STEPS = {
     "sin": lambda x, v, w: x.sin(),
     "cos": lambda x, v, w: x.cos() * v,
     "erf": lambda x, v, w: x.erf(),
+    "erfc": lambda x, v, w: x.erfc() * v,
+    "cumsum": lambda x, v, w: x.cumsum(1) - x.cumsum(-2) * v,
     "tan": lambda x, v, w: (0.5 * x).tan(),
     "asin": lambda x, v, w: (0.5 * x.tanh()).asin(),
     "acos": lambda x, v, w: (0.5 * x.tanh()).acos(),

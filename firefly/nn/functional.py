@@ -12,9 +12,10 @@ from typing import Any, overload
 import numpy as np
 from numpy.typing import ArrayLike
 
-from firefly import ops
+from firefly import functions, ops, rearrange
+from firefly.creation import as_tensor
 from firefly.dtypes import float_or_default
-from firefly.tensor import Tensor
+from firefly.tensor import Tensor, vector_norm
 
 __all__ = [
     "linear",
@@ -48,6 +49,10 @@ __all__ = [
     "huber_loss",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "normalize",
+    "cosine_similarity",
+    "pairwise_distance",
+    "one_hot",
 ]
 
 # What the functions take as input: a Tensor, or data a Tensor is made from (an ndarray, a number).
@@ -424,3 +429,36 @@ def binary_cross_entropy_with_logits(
         pos_weight=_array(pos_weight),
         reduction=reduction,
     )
+
+
+def normalize(
+    input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: None = None
+) -> Tensor:
+    """``input`` divided by its ``p``-norm along ``dim``, the norm clamped to at least ``eps``."""
+    if out is not None:
+        raise TypeError("normalize: out= is not supported; use the returned tensor")
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or eps < 0:
+        raise ValueError(f"normalize: eps must be a non-negative number, got {eps!r}")
+    x = as_tensor(input)
+    return x / vector_norm("normalize", x, p, dim, True, None).clamp(min=eps)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """The cosine similarity along ``dim`` (``firefly.cosine_similarity``)."""
+    return functions.cosine_similarity(x1, x2, dim, eps)
+
+
+def pairwise_distance(
+    x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
+) -> Tensor:
+    """The ``p``-norm of ``x1 - x2 + eps`` along the last dim, as torch's."""
+    difference = as_tensor(x1) - as_tensor(x2) + eps
+    dim = -1 if difference.ndim else None
+    return vector_norm("pairwise_distance", difference, p, dim, keepdim, None)
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """int64 one-hot codes of the int64 class indices in ``tensor``: a last dim of
+    ``num_classes`` (-1: the largest index + 1). No graph: the result is discrete."""
+    labels = np.asarray(getattr(tensor, "_data", tensor))
+    return Tensor._wrap(rearrange.one_hot(labels, num_classes))

@@ -19,6 +19,7 @@ from firefly.ops import (  # noqa: F401  (registers built-ins)
     pointwise_loss,
     pool,
     reduce,
+    scan,
     select,
     shape,
     softmax,

@@ -116,6 +116,23 @@ class Erf(UnaryOp):
 
 
 @register
+class Erfc(UnaryOp):
+    """1 - erf(x), computed directly: no cancellation for large x, where erfc is tiny."""
+
+    name = "erfc"
+    forward_cost = backward_cost = "transcendental"
+
+    def scalar_forward(x):
+        return math.erfc(x)
+
+    def scalar_backward(grad, x):
+        return -grad * TWO_OVER_SQRT_PI * np.exp(-x * x)
+
+    def derivative(grad, x, out):
+        return -grad * TWO_OVER_SQRT_PI * (-x * x).exp()
+
+
+@register
 class Sin(UnaryOp):
     name = "sin"
     forward_cost = backward_cost = "transcendental"

@@ -98,3 +98,11 @@ def test_logistic_regression():
     ours, theirs = run_twins("logistic_regression")
     assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
     assert ours["accuracy"] == theirs["accuracy"] and ours["accuracy"] > 0.9
+
+
+def test_nanogpt_with_causal_mask_topk_and_multinomial_sampling():
+    ours, theirs = run_twins("nanogpt")
+    assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
+    assert ours["greedy"] == theirs["greedy"]  # top_k=1: multinomial has one category left
+    assert ours["sampled_valid"] and ours["tied"] and theirs["tied"]
+    assert ours["losses"][-1] < 0.9 * ours["losses"][0]  # it learned

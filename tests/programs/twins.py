@@ -53,7 +53,9 @@ def copy_weights(torch_model, firefly_model):
     state = {}
     for key, value in torch_model.state_dict().items():
         array = value.detach().numpy()
-        state[key] = np.array(array, dtype=targets[key].dtype, order="C")  # 0-d stays 0-d
+        # A tied weight's second name is in torch's state_dict only; load_state_dict takes it.
+        dtype = targets[key].dtype if key in targets else array.dtype
+        state[key] = np.array(array, dtype=dtype, order="C")  # 0-d stays 0-d
     firefly_model.load_state_dict(state)
 
 
