@@ -42,6 +42,7 @@ class _Graph:
         self.nodes: list = []
         self.initializers: dict[str, np.ndarray] = {}
         self.names: dict[int, str] = {}
+        self.array_names: dict[int, str] = {}  # id(traced Tensor's array) -> its value name
         self.keep: list = []
         self.parameters = parameters  # id(parameter or buffer array) -> its state_dict key
         self.count = 0
@@ -74,6 +75,9 @@ class _Graph:
                 return name
             source = source._data
         if isinstance(source, np.ndarray):
+            name = self.array_names.get(id(source))  # an attribute holding a traced value
+            if name is not None:
+                return name
             key = self.parameters.get(id(source))
             if key is not None:
                 self.initializers[key] = source
@@ -83,6 +87,7 @@ class _Graph:
 
     def bind(self, tensor: Tensor, name: str) -> None:
         self.names[id(tensor)] = name
+        self.array_names[id(tensor._data)] = name
         self.keep.append(tensor)
 
 
@@ -267,6 +272,53 @@ def _expand(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
     return g.node("Expand", [x, g.constant(shape, np.int64)])
 
 
+def _embedding(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    # The indices are the op's attribute (an array): an input of the model when traced.
+    indices = g.value(attrs["indices"], np.dtype(np.int64))
+    return g.node("Gather", [x, indices], axis=0)
+
+
+_END = np.iinfo(np.int64).max  # ONNX Slice's "to the end"
+
+
+def _getitem(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    """Basic indexing: ints and slices with a positive step (and one Ellipsis); a full slice
+    ``:`` takes nothing, so the batch dimension stays free."""
+    index = attrs.get("index", ())
+    items = list(index) if isinstance(index, tuple) else [index]
+    ndim = args[0].ndim
+    ellipses = [i for i, item in enumerate(items) if item is Ellipsis]
+    if ellipses:
+        at = ellipses[0]
+        items[at : at + 1] = [slice(None)] * (ndim - len(items) + 1)
+    starts, ends, axes, steps, dropped = [], [], [], [], []
+    for axis, item in enumerate(items):
+        if isinstance(item, slice):
+            if item == slice(None):
+                continue
+            step = 1 if item.step is None else int(item.step)
+            if step < 1:
+                raise _Unsupported(f"getitem with the slice {item}")
+            starts.append(0 if item.start is None else int(item.start))
+            ends.append(_END if item.stop is None else int(item.stop))
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            step = 1
+            starts.append(int(item))
+            ends.append(_END if item == -1 else int(item) + 1)
+            dropped.append(axis)
+        else:
+            raise _Unsupported(f"getitem with the index {item!r}")
+        axes.append(axis)
+        steps.append(step)
+    if not axes:
+        return g.node("Identity", [x])
+    columns = [g.constant(v, np.int64) for v in (starts, ends, axes, steps)]
+    sliced = g.node("Slice", [x, *columns])
+    if not dropped:
+        return sliced
+    return g.node("Squeeze", [sliced, g.constant(dropped, np.int64)])
+
+
 def _log_base(base: float) -> Callable:
     def build(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
         return g.node("Div", [g.node("Log", [x]), _scalar(g, math.log(base), out)])
@@ -285,6 +337,8 @@ _MAPPINGS: dict[str, Callable] = {
     "batch_norm": _batch_norm,
     "layer_norm": _layer_norm,
     "reshape": _reshape,
+    "getitem": _getitem,
+    "embedding": _embedding,
     "transpose": _transpose,
     "expand": _expand,
     "cat": _cat,
@@ -401,7 +455,12 @@ def export(
     if not isinstance(opset_version, int) or not 13 <= opset_version <= 21:
         raise ValueError(f"onnx.export: opset_version must be from 13 to 21, got {opset_version!r}")
     examples = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
-    inputs = [x if isinstance(x, Tensor) else Tensor(np.asarray(x)) for x in examples]
+    inputs = []
+    for example in examples:
+        if not isinstance(example, Tensor):
+            array = np.asarray(example)  # integer inputs (token ids) keep their dtype
+            example = Tensor(array, dtype=array.dtype if array.dtype.kind in "iub" else None)
+        inputs.append(example)
     input_names = list(input_names or [f"input_{i}" for i in range(len(inputs))])
     if len(input_names) != len(inputs):
         raise ValueError(

@@ -131,6 +131,48 @@ def test_elementwise_reduction_and_shape_ops(tmp_path):
     assert {"Reshape", "Transpose", "AveragePool", "MatMul", "Concat", "LogSoftmax"} <= ops
 
 
+class Tokens(nn.Module):
+    """The pieces of a character model: an embedding of int64 ids, layer norm, indexing."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(20, 8)
+        self.norm = nn.LayerNorm(8)
+        self.head = nn.Linear(8, 20)
+
+    def forward(self, ids):
+        h = self.norm(self.embed(ids))  # (N, T, 8)
+        last = h[:, -1]  # (N, 8)
+        window = h[..., 1:7:2].mean(axis=1)  # (N, 3)
+        return self.head(last + h[:, 0]).softmax(dim=-1), window
+
+
+def test_embedding_layer_norm_and_indexing_with_int64_ids(tmp_path):
+    firefly.manual_seed(4)
+    model = Tokens()
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, 20, (3, 6))
+    path = tmp_path / "tokens.onnx"
+    dynamic = {"ids": {0: "batch", 1: "time"}, "probs": {0: "batch"}, "window": {0: "batch"}}
+    firefly.onnx.export(
+        model,
+        ids,
+        path,
+        input_names=["ids"],
+        output_names=["probs", "window"],
+        dynamic_axes=dynamic,
+    )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in [(3, 6), (5, 9), (1, 2)]:
+        batch = rng.integers(0, 20, shape)
+        probs, window = model(firefly.Tensor(batch, dtype=np.int64))
+        got = session.run(None, {"ids": batch.astype(np.int64)})
+        np.testing.assert_allclose(got[0], probs.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got[1], window.numpy(), rtol=1e-5, atol=1e-6)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"Gather", "LayerNormalization", "Slice", "Squeeze", "Softmax"} <= ops
+
+
 class Angle(nn.Module):
     def forward(self, x):
         return firefly.atan2(x, x + 1.0)
