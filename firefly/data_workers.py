@@ -490,13 +490,19 @@ class WorkerIterator:
     def _finish(self) -> None:
         self.finalizer()
 
+    def _abandon(self) -> None:
+        self._finish()
+        self.pool.shutdown()
+
     def _wait(self) -> None:
-        """Receive until the batch to yield next has arrived (any batch, out of order)."""
+        """Receive until the batch to yield next has arrived (any batch, out of order). A
+        timeout, a worker that ended or a failed ``worker_init_fn`` stops the workers, also
+        persistent ones (the next pass starts new ones)."""
         deadline = time.monotonic() + self.timeout if self.timeout else None
         while (self.next_seq not in self.ready) if self.in_order else not self.ready:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
-                self._finish()
+                self._abandon()
                 raise RuntimeError(
                     f"DataLoader timed out after {self.timeout} seconds waiting for a batch "
                     "from its workers"
@@ -504,11 +510,11 @@ class WorkerIterator:
             try:
                 messages = self.pool.receive(remaining)
             except RuntimeError:
-                self._finish()
+                self._abandon()
                 raise
             for message in messages:
                 if message[1] is None:  # worker_init_fn failed: the worker has ended
-                    self._finish()
+                    self._abandon()
                     raise message[3].exception()
                 if message[1] != self.epoch:  # left over from an earlier pass of the pool
                     discard(message)

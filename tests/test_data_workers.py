@@ -109,14 +109,23 @@ def _shared_blocks():
     return {p.name for p in Path("/dev/shm").glob("psm_*")}
 
 
-def _gone(pids):
-    """True once none of ``pids`` is a process any more (reaped, not a zombie)."""
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            continue
+def _running(pid):
+    """True while ``pid`` is a process that has not ended (a zombie has ended: it waits only
+    for its parent, or init, to read its exit status)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
         return False
+    return "\nState:\tZ" not in status
+
+
+def _gone(pids, within=0.0):
+    """True once none of ``pids`` is running, waiting at most ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while any(_running(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
     return True
 
 
@@ -359,3 +368,31 @@ def test_workers_run_parallel_kernels_after_the_parent_has(no_leftovers):
 def test_spawn_start_method(no_leftovers):
     loader = DataLoader(Items(12), batch_size=4, num_workers=2, multiprocessing_context="spawn")
     assert [b[1].numpy().tolist() for b in loader] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+
+
+ORPHANS = """
+import os, sys, time
+import numpy as np
+from firefly.data import DataLoader
+
+class Slow:
+    def __len__(self):
+        return 1000
+    def __getitem__(self, i):
+        time.sleep(0.01)
+        return np.float32(i), os.getpid()
+
+seen = set()
+for _, pids in DataLoader(Slow(), batch_size=2, num_workers=2):
+    seen.update(pids.numpy().tolist())
+    if len(seen) == 2:  # a batch from each worker
+        print(*sorted(seen), flush=True)
+        os._exit(0)  # the main process ends without any cleanup, as if killed
+"""
+
+
+def test_workers_end_when_the_main_process_dies(run_python):
+    result = run_python("-c", ORPHANS, timeout=120)
+    assert result.returncode == 0, result.stderr
+    pids = [int(p) for p in result.stdout.split()]
+    assert len(pids) == 2 and _gone(pids, within=10.0)  # each worker notices within its poll interval

@@ -188,6 +188,7 @@ def test_an_op_with_no_mapping_is_named_with_its_module(tmp_path):
         firefly.onnx.export(model, firefly.zeros(2, 3), tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
     assert "_hooks" not in model[1][1].__dict__  # the tracing hooks are gone
+    assert firefly.autograd.set_op_hook(None) is None  # and so is the op hook
 
 
 def test_training_mode_warns_and_exports_eval_behaviour(tmp_path):
