@@ -395,4 +395,5 @@ def test_workers_end_when_the_main_process_dies(run_python):
     result = run_python("-c", ORPHANS, timeout=120)
     assert result.returncode == 0, result.stderr
     pids = [int(p) for p in result.stdout.split()]
-    assert len(pids) == 2 and _gone(pids, within=10.0)  # each worker notices within its poll interval
+    # each worker notices within its poll interval that its parent has gone
+    assert len(pids) == 2 and _gone(pids, within=10.0)
