@@ -1,6 +1,6 @@
 """DataLoader throughput with worker processes, beside torch's DataLoader with the same workers.
 
-    python benchmarks/bench_data.py [--runs 5] [--items 512] [--workers 0,2]
+    python benchmarks/bench_data.py [--runs 5] [--items 2048] [--workers 0,2]
     pytest benchmarks/bench_data.py --benchmark-enable --benchmark-columns=min,median
 
 The Dataset's ``__getitem__`` takes 1 ms (``sleep``: it waits, as a decoder waiting on a disk;
@@ -101,7 +101,7 @@ def _first_batch_seconds(impl, context, runs):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--items", type=int, default=512)
+    parser.add_argument("--items", type=int, default=2048)
     parser.add_argument("--workers", default="0,2")
     args = parser.parse_args()
     impls = ["firefly"] + (["torch"] if torch is not None else [])
