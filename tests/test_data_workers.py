@@ -64,6 +64,22 @@ class Dies(Dataset):
         return np.float32(i)
 
 
+class DiesOnce(Dataset):
+    """Item 3 kills its worker the first time only (a file marks that it happened)."""
+
+    def __init__(self, flag):
+        self.flag = flag
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        if i == 3 and not self.flag.exists():
+            self.flag.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return np.float32(i)
+
+
 class Draws(Dataset):
     """Item i: the worker's seed and one draw from each generator a worker seeds."""
 
@@ -266,6 +282,15 @@ def test_worker_killed_by_a_signal_gives_a_clear_error():
         RuntimeError, match=r"DataLoader worker 1 \(pid \d+\) was killed by SIGKILL"
     ):
         list(DataLoader(Dies(), batch_size=1, num_workers=2))
+
+
+def test_persistent_workers_are_replaced_after_one_dies(tmp_path, no_leftovers):
+    loader = DataLoader(
+        DiesOnce(tmp_path / "died"), batch_size=2, num_workers=2, persistent_workers=True
+    )
+    with pytest.raises(RuntimeError, match="was killed by SIGKILL"):
+        list(loader)
+    assert [b.numpy().tolist() for b in loader] == [[0, 1], [2, 3], [4, 5], [6, 7]]
 
 
 def test_timeout_raises_and_stops_the_workers():
