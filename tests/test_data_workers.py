@@ -6,6 +6,8 @@ import os
 import pickle
 import random
 import signal
+import subprocess
+import sys
 import time
 from collections import namedtuple
 from pathlib import Path
@@ -422,3 +424,43 @@ def test_workers_end_when_the_main_process_dies(run_python):
     pids = [int(p) for p in result.stdout.split()]
     # each worker notices within its poll interval that its parent has gone
     assert len(pids) == 2 and _gone(pids, within=10.0)
+
+
+CTRL_C = """
+import os, time
+import numpy as np
+from firefly.data import DataLoader
+
+class Slow:
+    def __len__(self):
+        return 100000
+    def __getitem__(self, i):
+        time.sleep(0.01)
+        return np.float32(i), os.getpid()
+
+seen = set()
+try:
+    for _, pids in DataLoader(Slow(), batch_size=2, num_workers=2):
+        seen.update(pids.numpy().tolist())
+        if len(seen) == 2:
+            print(*sorted(seen), flush=True)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_ctrl_c_to_the_process_group_ends_the_loop_and_the_workers(repo_root):
+    child = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(repo_root)),
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    pids = [int(p) for p in child.stdout.readline().split()]
+    os.killpg(child.pid, signal.SIGINT)  # what Ctrl-C does: every process of the group
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0 and out.strip() == "interrupted", out + err
+    assert "KeyboardInterrupt" not in err  # no worker printed a traceback of its own
+    assert len(pids) == 2 and _gone(pids, within=5.0)
