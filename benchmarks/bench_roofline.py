@@ -15,7 +15,10 @@ It measures, at the default thread count and at one thread:
   (the sgemm peak for GEMM-bound cases), and the ratio firefly / torch and firefly / NumPy.
 
 It prints one table per thread count and writes them as JSON to ``$FIREFLY_ROOFLINE_JSON``
-(default ``.benchmarks/roofline.json``; the folder is git-ignored). docs/performance.md says
+(default ``.benchmarks/roofline.json``; the folder is git-ignored). The tables can be drawn as a
+bar chart (each case's fraction of its limit, firefly beside torch; needs matplotlib) from that
+file, ``python benchmarks/bench_roofline.py --plot roofline.png [--json FILE]``, or during the
+run by setting ``$FIREFLY_ROOFLINE_PLOT`` to the image's path. docs/performance.md says
 how to read it. Implementations are timed round-robin (firefly, torch, NumPy, firefly, ...) so
 that load from other processes falls on all of them alike; min and median per call are kept.
 
@@ -334,6 +337,44 @@ def format_table(threads: int, limits: dict, rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def plot_tables(tables: dict, path: str) -> None:
+    """Write ``tables`` (the JSON file's ``{threads: result}``) as a bar chart to ``path``: one
+    panel per thread count, each case's fraction of its limit for firefly and for torch (torch's
+    rate is firefly's times firefly's time over torch's, both minima)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    results = [tables[key] for key in sorted(tables, key=lambda k: -int(k))]
+    cases = [r["case"] for r in results[0]["rows"]]
+    figure, panels = plt.subplots(
+        1,
+        len(results),
+        figsize=(5 * len(results), 0.22 * len(cases) + 1.2),
+        squeeze=False,
+        sharey=True,
+    )
+    positions = np.arange(len(cases))
+    for axes, result in zip(panels[0], results):
+        rows = {r["case"]: r for r in result["rows"]}
+        ours = [rows[c]["fraction_of_limit"] if c in rows else 0 for c in cases]
+        theirs = [
+            rows[c]["fraction_of_limit"] * rows[c]["vs_torch"] if c in rows else 0 for c in cases
+        ]
+        axes.barh(positions - 0.2, ours, height=0.4, label="firefly")
+        axes.barh(positions + 0.2, theirs, height=0.4, label="torch")
+        axes.set_yticks(positions, cases, fontsize=7)
+        axes.invert_yaxis()
+        axes.set_xlabel("fraction of the machine's limit")
+        axes.set_title(f"{result['threads']} thread(s), {result['threading_layer']} layer")
+        axes.grid(axis="x", alpha=0.3)
+        axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
 # ----------------------------------------------------------------------------- elementwise cases
 SIZES = {"1e6": 1_000_000, "1e7": 10_000_000}
 ROW = 1_000
@@ -638,3 +679,38 @@ def test_roofline(benchmark, threads):
     tables[str(threads)] = result
     with open(path, "w") as f:
         json.dump(tables, f, indent=1)
+    if os.environ.get("FIREFLY_ROOFLINE_PLOT"):
+        plot_tables(tables, os.environ["FIREFLY_ROOFLINE_PLOT"])
+
+
+def test_plot_tables_draws_every_case(tmp_path):
+    pytest.importorskip("matplotlib", reason='needs matplotlib: pip install ".[examples]"')
+    row = {"case": "add 1e6", "fraction_of_limit": 0.5, "vs_torch": 0.8}
+    tables = {
+        str(t): {"threads": t, "threading_layer": "tbb", "rows": [row, dict(row, case="exp")]}
+        for t in (2, 1)
+    }
+    plot_tables(tables, str(tmp_path / "roofline.png"))
+    assert (tmp_path / "roofline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Draw saved roofline tables as a bar chart.")
+    parser.add_argument("--plot", required=True, metavar="FILE.png")
+    parser.add_argument(
+        "--json",
+        default=os.environ.get(
+            "FIREFLY_ROOFLINE_JSON", os.path.join(".benchmarks", "roofline.json")
+        ),
+        help="the tables a measuring run wrote",
+    )
+    args = parser.parse_args()
+    with open(args.json) as f:
+        plot_tables(json.load(f), args.plot)
+    print(f"chart written to {args.plot}")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,9 +2,11 @@
 Conv2d, BatchNorm2d, ReLU, MaxPool2d, Dropout and Linear, trained with AdamW on a fixed
 stratified 80/20 split. Reaches >= 98% held-out accuracy.
 
-Run: python examples/digits_cnn.py [--epochs N] [--seed S] [--torch]
-(``--torch`` trains the same model with PyTorch afterwards, for comparison.)
-Needs scikit-learn (``pip install "firefly-dl[examples]"``).
+Run: python examples/digits_cnn.py [--epochs N] [--seed S] [--torch] [--plot FILE.png]
+(``--torch`` trains the same model with PyTorch afterwards, for comparison; ``--plot`` writes
+the training and held-out curves.) A progress bar shows each epoch's loss and throughput.
+Needs scikit-learn (``pip install "firefly-dl[examples]"``, which also brings tqdm and
+matplotlib).
 """
 
 import argparse
@@ -13,11 +15,20 @@ import time
 
 import numpy as np
 
-from firefly.digits import accuracy, batches, build_model, load_split  # shared with the demo
+from firefly.digits import (  # shared with the demo
+    accuracy,
+    batches,
+    build_model,
+    evaluate,
+    load_split,
+)
 
 
-def train(epochs=12, seed=0, batch_size=64, lr=3e-3, verbose=True):
-    """Train with firefly; returns (held-out accuracy, seconds of training)."""
+def train(epochs=12, seed=0, batch_size=64, lr=3e-3, verbose=True, history=None):
+    """Train with firefly; returns (held-out accuracy, seconds of training) and appends each
+    epoch's losses and accuracies to the lists of ``history`` (a dict) when given."""
+    from _progress import EpochBar  # here: tests and benchmarks import this file for its model
+
     import firefly
     from firefly import nn
     from firefly.optim import AdamW
@@ -33,6 +44,7 @@ def train(epochs=12, seed=0, batch_size=64, lr=3e-3, verbose=True):
     for epoch in range(epochs):
         t0 = time.perf_counter()
         total, seen = 0.0, 0
+        bar = EpochBar(epoch + 1, epochs, len(X_train)) if verbose else None
         for idx in batches(len(X_train), batch_size, rng):
             optimizer.zero_grad()
             loss = loss_fn(model(firefly.Tensor(X_train[idx])), y_train[idx])
@@ -40,12 +52,27 @@ def train(epochs=12, seed=0, batch_size=64, lr=3e-3, verbose=True):
             optimizer.step()
             total += loss.item() * len(idx)
             seen += len(idx)
+            if bar is not None:
+                bar.update(len(idx), total / seen)
         elapsed = time.perf_counter() - t0
+        if bar is not None:
+            bar.close()
+        if verbose or history is not None:
+            train_accuracy = accuracy(model, X_train, y_train)
+            test_loss, test_accuracy = evaluate(model, loss_fn, X_test, y_test)
+        if history is not None:
+            for name, value in [
+                ("train loss", total / seen),
+                ("held-out loss", test_loss),
+                ("train accuracy", 100 * train_accuracy),
+                ("held-out accuracy", 100 * test_accuracy),
+            ]:
+                history.setdefault(name, []).append(value)
         if verbose:
             print(
                 f"Epoch [{epoch + 1}/{epochs}], loss: {total / seen:.4f}, train accuracy: "
-                f"{100 * accuracy(model, X_train, y_train):.2f}%, held-out accuracy: "
-                f"{100 * accuracy(model, X_test, y_test):.2f}%, time: {elapsed:.2f} s"
+                f"{100 * train_accuracy:.2f}%, held-out accuracy: {100 * test_accuracy:.2f}%, "
+                f"time: {elapsed:.2f} s"
             )
     seconds = time.perf_counter() - start
     return accuracy(model, X_test, y_test), seconds
@@ -94,7 +121,12 @@ def main(argv=None):
     parser.add_argument(
         "--torch", action="store_true", help="also train the same model with PyTorch"
     )
+    parser.add_argument("--plot", metavar="FILE.png", help="write the training curves there")
     args = parser.parse_args(argv)
+    if args.plot:  # checked now, not after training
+        from _progress import require_matplotlib
+
+        require_matplotlib("digits_cnn.py")
     if args.torch:  # checked now, not after firefly's training
         try:
             import torch  # noqa: F401
@@ -107,8 +139,14 @@ def main(argv=None):
         "firefly: digits CNN (Conv2d-BatchNorm2d-ReLU x2, MaxPool2d, Dropout, Linear), AdamW, "
         "1437 training / 360 held-out images"
     )
-    accuracy, seconds = train(args.epochs, args.seed)
+    history = {} if args.plot else None
+    accuracy, seconds = train(args.epochs, args.seed, history=history)
     print(f"final held-out accuracy: {100 * accuracy:.2f}% | training time: {seconds:.1f} s")
+    if args.plot:
+        from _progress import plot_curves
+
+        plot_curves(args.plot, history, "firefly: digits CNN, AdamW")
+        print(f"curves written to {args.plot}")
     if args.torch:
         accuracy, seconds = train_torch(args.epochs, args.seed)
         print(

@@ -357,10 +357,26 @@ def apply(op, *args, **attrs):
         t._requires_grad, t._node = True, ctx
     else:
         t._requires_grad, t._node = False, None
+    if _op_hook is not None:
+        _op_hook(op, args, attrs, t)
     return t
 
 
 _new_tensor = object.__new__
+_op_hook = None  # set_op_hook's function, or None
+
+
+def set_op_hook(hook: Callable | None) -> Callable | None:
+    """Hook point: while ``hook`` is set (None removes it), every op that ``apply`` runs calls
+    ``hook(op, args, attrs, out)`` after its forward: the Op class, its inputs as given
+    (Tensors, arrays, Python numbers), its attributes and the output Tensor. Returns the hook
+    it replaces. ``firefly.onnx.export`` traces a forward through it. Process-wide, not per
+    thread."""
+    global _op_hook
+    previous, _op_hook = _op_hook, hook
+    return previous
+
+
 ops.bind_engine(apply)
 
 

@@ -12,13 +12,17 @@ import bisect
 import collections.abc
 import itertools
 import math
+import multiprocessing
 import numbers
 import operator
 import warnings
+import weakref
 
 import numpy as np
 
-from firefly import random
+from firefly import data_workers, random
+from firefly.data_workers import WorkerInfo as WorkerInfo
+from firefly.data_workers import get_worker_info as get_worker_info
 from firefly.tensor import Tensor
 from firefly.validation import as_int
 
@@ -86,11 +90,6 @@ class ChainDataset(IterableDataset):
 
     def __len__(self):
         return sum(len(d) for d in self.datasets)
-
-
-def get_worker_info():
-    """None: loading runs in the calling process, as in torch's main process."""
-    return None
 
 
 def _index_list(owner, indices):
@@ -617,9 +616,19 @@ class DataLoader:
     ``DataLoader(TensorDataset(X, y), batch_size=32)``, batched in one indexing pass per
     array. ``seed=`` (firefly's) shuffles with a generator of the loader's own.
 
-    Loading runs in the calling process: ``num_workers``, ``pin_memory``, ``timeout``,
-    ``worker_init_fn`` and the other worker settings are checked and accepted, and the batches
-    are those torch's ``num_workers=0`` gives.
+    ``num_workers=N`` loads in N worker processes (``firefly.data_workers``), as torch: each
+    worker gets batches of indices in turn, ``prefetch_factor`` (default 2) per worker in
+    flight, and the batches come out in the sampler's order, the same batches as with
+    ``num_workers=0``. A worker is seeded with ``base_seed + worker_id`` (Python's ``random``,
+    NumPy's global generator and firefly's default generator), ``base_seed`` being drawn from
+    ``generator`` at each ``iter()``; ``worker_init_fn(worker_id)`` runs next, and
+    ``get_worker_info()`` tells the dataset which worker it runs in. Batches travel through
+    shared memory. A worker's exception is raised again here with its traceback; a worker
+    that dies, or a batch slower than ``timeout`` seconds (0: no limit), raises a
+    RuntimeError. The workers end with the pass (or, with ``persistent_workers``, with the
+    loader), also after an exception, a ``break`` or a KeyboardInterrupt. Workers start with
+    'fork' where available (``multiprocessing_context`` chooses another start method; 'spawn'
+    needs a picklable dataset). ``pin_memory`` is accepted and does nothing (CPU only).
     """
 
     def __init__(
@@ -673,8 +682,28 @@ class DataLoader:
         self.timeout = options["timeout"]
         self.pin_memory = bool(options["pin_memory"])
         self.worker_init_fn = options["worker_init_fn"]
-        self.multiprocessing_context = options["multiprocessing_context"]
-        self.prefetch_factor, self.persistent_workers = prefetch_factor, persistent_workers
+        if self.worker_init_fn is not None and not callable(self.worker_init_fn):
+            raise TypeError(
+                "DataLoader: worker_init_fn must be callable, got "
+                f"{type(self.worker_init_fn).__name__}"
+            )
+        self.multiprocessing_context = _checked_context(
+            options["multiprocessing_context"], self.num_workers
+        )
+        if prefetch_factor is None:
+            prefetch_factor = 2 if self.num_workers else None
+        elif not self.num_workers:
+            raise ValueError(
+                "DataLoader: prefetch_factor option could only be specified in multiprocessing; "
+                "let num_workers > 0 to enable multiprocessing, otherwise set prefetch_factor "
+                "to None"
+            )
+        else:
+            prefetch_factor = as_int("DataLoader", "prefetch_factor", prefetch_factor, 1)
+        if persistent_workers and not self.num_workers:
+            raise ValueError("DataLoader: persistent_workers option needs num_workers > 0")
+        self.prefetch_factor, self.persistent_workers = prefetch_factor, bool(persistent_workers)
+        self._workers = None  # the pool of persistent workers, started by the first iter()
         self.pin_memory_device, self.in_order = pin_memory_device, in_order
         self.generator = random.checked("DataLoader", options["generator"])
         self.collate_fn = options["collate_fn"]
@@ -760,29 +789,81 @@ class DataLoader:
         return len(self.batch_sampler)
 
     def __iter__(self):
-        if isinstance(self.dataset, IterableDataset):
-            yield from self._iterate_stream()
-        elif self.batch_sampler is None:
-            for index in self.sampler:
-                yield self._convert(self._item(index))
+        # The base seed of the workers is drawn first, whether or not there are workers (as
+        # torch does), so the sampler's draws, and the batches, are the same for any
+        # num_workers.
+        base_seed = int(random.generator(self.generator).integers(0, 2**63 - 2**16))
+        fetcher = _Fetcher(
+            self.dataset,
+            self._batch_size,
+            self.drop_last,
+            self.collate_fn,
+            batched=self.batch_sampler is not None,
+        )
+        if fetcher.iterable:
+            tasks = None
         else:
-            for indices in self.batch_sampler:
-                yield self._fetch(list(indices))
+            tasks = iter(self.batch_sampler if fetcher.batched else self.sampler)
+        if self.num_workers == 0:
+            return fetcher.stream() if tasks is None else map(fetcher.fetch, tasks)
+        if self.persistent_workers:
+            if self._workers is None or not self._workers.alive:
+                self._workers = self._start_workers(fetcher, base_seed)
+                self._workers_finalizer = weakref.finalize(self, self._workers.shutdown)
+            pool, owns_pool = self._workers, False
+        else:
+            pool, owns_pool = self._start_workers(fetcher, base_seed), True
+        return data_workers.WorkerIterator(
+            pool, tasks, self.prefetch_factor, self.timeout, self.in_order, owns_pool
+        )
 
-    def _convert(self, item):
-        return default_convert(item) if self.collate_fn is None else self.collate_fn(item)
+    def _start_workers(self, fetcher, base_seed):
+        context = self.multiprocessing_context
+        if context is None:
+            context = data_workers.default_context()
+        elif isinstance(context, str):
+            context = multiprocessing.get_context(context)
+        return data_workers.WorkerPool(
+            fetcher, self.num_workers, context, self.worker_init_fn, base_seed
+        )
 
-    def _iterate_stream(self):
-        if self._batch_size is None:
+
+class _Fetcher:
+    """What loading a batch needs apart from the sampler (the dataset, batch size, collate_fn):
+    the DataLoader uses one in the calling process, and each worker process gets a copy.
+    ``fetch(task)`` loads an index list (``batched``) or one index; ``stream()`` iterates an
+    IterableDataset's batches."""
+
+    def __init__(self, dataset, batch_size, drop_last, collate_fn, batched):
+        self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
+        self.collate_fn, self.batched = collate_fn, batched
+        self.iterable = isinstance(dataset, IterableDataset)
+
+    def fetch(self, task):
+        if not self.batched:
+            return self._convert(self._item(task))
+        indices = list(task)
+        fast = getattr(self.dataset, "_batch", None)
+        if self.collate_fn is None and fast is not None:
+            batch = fast(np.asarray(indices, dtype=np.int64))
+            if batch is not None:
+                return batch
+        return self._collate([self._item(index) for index in indices], indices)
+
+    def stream(self):
+        if self.batch_size is None:
             for item in self.dataset:
                 yield self._convert(item)
             return
         items = iter(self.dataset)
         while True:
-            batch = list(itertools.islice(items, self._batch_size))
-            if not batch or (self.drop_last and len(batch) < self._batch_size):
+            batch = list(itertools.islice(items, self.batch_size))
+            if not batch or (self.drop_last and len(batch) < self.batch_size):
                 return
             yield self._collate(batch, range(len(batch)))
+
+    def _convert(self, item):
+        return default_convert(item) if self.collate_fn is None else self.collate_fn(item)
 
     def _item(self, index):
         try:
@@ -799,13 +880,31 @@ class DataLoader:
             return self.collate_fn(items)
         return _collate(items, indices, "")
 
-    def _fetch(self, indices):
-        fast = getattr(self.dataset, "_batch", None)
-        if self.collate_fn is None and fast is not None:
-            batch = fast(np.asarray(indices, dtype=np.int64))
-            if batch is not None:
-                return batch
-        return self._collate([self._item(index) for index in indices], indices)
+
+def _checked_context(context, num_workers):
+    """``multiprocessing_context``: None, a start method's name or a multiprocessing context,
+    given only with workers (as torch)."""
+    if context is None:
+        return None
+    if not num_workers:
+        raise ValueError(
+            "DataLoader: multiprocessing_context can only be used with multi-process loading "
+            "(num_workers > 0), but got num_workers=0"
+        )
+    if isinstance(context, str):
+        methods = multiprocessing.get_all_start_methods()
+        if context not in methods:
+            raise ValueError(
+                f"DataLoader: multiprocessing_context {context!r} is not a start method here; "
+                f"expected one of {methods}"
+            )
+        return context
+    if not hasattr(context, "Process"):
+        raise TypeError(
+            "DataLoader: multiprocessing_context must be a start method's name or a "
+            f"multiprocessing context, got {type(context).__name__}"
+        )
+    return context
 
 
 def _check_sampler(name, sampler):

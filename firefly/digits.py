@@ -42,13 +42,20 @@ def build_model(nn):
 def accuracy(model, X, y):
     """The fraction of rows of ``X`` that ``model`` classifies as ``y``, in eval mode and
     without a graph; the model goes back to training mode after."""
+    return evaluate(model, None, X, y)[1]
+
+
+def evaluate(model, loss_fn, X, y):
+    """``(loss_fn's mean loss or None, accuracy)`` of ``model`` on ``X``, ``y``, in eval mode
+    and without a graph; the model goes back to training mode after."""
     import firefly
 
     model.eval()
     with firefly.no_grad():
-        predictions = model(firefly.Tensor(X)).numpy().argmax(axis=1)
+        logits = model(firefly.Tensor(X))
+        loss = None if loss_fn is None else loss_fn(logits, y).item()
     model.train()
-    return float(np.mean(predictions == y))
+    return loss, float(np.mean(logits.numpy().argmax(axis=1) == y))
 
 
 def batches(n, batch_size, rng):

@@ -98,14 +98,30 @@ def tasks(dtypes, ops=None):
     return out
 
 
+def _progress_bar(total):
+    """A tqdm bar over the tasks on stderr when tqdm is installed (the examples extra) and stderr
+    is a terminal; None otherwise."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    bar = tqdm(total=total, desc="warmup", unit="task", disable=None, dynamic_ncols=True)
+    if bar.disable:
+        bar.close()
+        return None
+    return bar
+
+
 def warm(dtypes=(np.float32,), ops=None, processes=None, log=print):
     """Run the tasks; returns the number that failed. ``processes``: worker processes
-    (default: one per core; 1 runs in this process)."""
+    (default: one per core; 1 runs in this process). A progress bar shows on a terminal when
+    tqdm is installed; the per-task lines go to ``log`` either way."""
     todo = tasks(dtypes, ops)
     processes = processes or os.cpu_count() or 1
     start = time.perf_counter()
     totals = [0, 0]
     failures = 0
+    bar = _progress_bar(len(todo))
 
     def report(i, result):
         nonlocal failures
@@ -114,7 +130,14 @@ def warm(dtypes=(np.float32,), ops=None, processes=None, log=print):
         totals[1] += loaded
         status = f"FAILED {error}" if error else f"compiled {compiled}, loaded {loaded}"
         failures += error is not None
-        log(f"[{i:>3}/{len(todo)}] {name:<24} {dtype:<8} {seconds:6.2f} s  {status}")
+        line = f"[{i:>3}/{len(todo)}] {name:<24} {dtype:<8} {seconds:6.2f} s  {status}"
+        if bar is None:
+            log(line)
+            return
+        with bar.external_write_mode():  # the line above the bar, not through it
+            log(line)
+        bar.set_postfix(compiled=totals[0], loaded=totals[1], refresh=False)
+        bar.update(1)
 
     if processes == 1:
         for i, task in enumerate(todo, 1):
@@ -126,6 +149,8 @@ def warm(dtypes=(np.float32,), ops=None, processes=None, log=print):
         with multiprocessing.get_context("spawn").Pool(processes) as pool:
             for i, result in enumerate(pool.imap_unordered(run_task, todo), 1):
                 report(i, result)
+    if bar is not None:
+        bar.close()
     log(
         f"warmup: {len(todo)} tasks on {processes} process(es) "
         f"in {time.perf_counter() - start:.1f} s; "

@@ -1,0 +1,575 @@
+"""``firefly.onnx.export``: a model's forward as an ONNX file, as ``torch.onnx.export``.
+
+The forward runs once on the example inputs, in eval mode and without a graph, while
+``firefly.autograd.set_op_hook`` reports every op it runs (its name, inputs, attributes and
+output) and forward hooks on every submodule say which module is running. Each op becomes ONNX
+nodes built with ``onnx.helper``; parameters and buffers become initializers named by their
+``state_dict`` keys; any other tensor an op reads that was not computed by a traced op (a
+constant made in Python) is stored as a constant. ``onnx.checker`` checks the result.
+
+Needs the ``onnx`` extra (``pip install "firefly-dl[onnx]"``: onnx, and onnxruntime to run the
+file).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from firefly import autograd
+from firefly.nn.layers.dropout import Dropout
+from firefly.nn.layers.norm import _BatchNorm
+from firefly.nn.module import Module
+from firefly.tensor import Tensor
+
+__all__ = ["export", "supported_ops"]
+
+
+class _Unsupported(Exception):
+    """An op (or one of its settings) that has no ONNX mapping; ``export`` adds the module."""
+
+
+class _Graph:
+    """The ONNX graph being built: nodes, initializers, and the value name of each traced
+    Tensor (kept alive in ``keep`` so that ids stay unique while tracing)."""
+
+    def __init__(self, helper: Any, opset: int, parameters: dict[int, str]) -> None:
+        self.helper, self.opset = helper, opset
+        self.nodes: list = []
+        self.initializers: dict[str, np.ndarray] = {}
+        self.names: dict[int, str] = {}
+        self.array_names: dict[int, str] = {}  # id(traced Tensor's array) -> its value name
+        self.keep: list = []
+        self.parameters = parameters  # id(parameter or buffer array) -> its state_dict key
+        self.count = 0
+
+    def fresh(self, hint: str) -> str:
+        self.count += 1
+        return f"{hint}_{self.count}"
+
+    def node(self, op_type: str, inputs: Sequence[str], **attributes: Any) -> str:
+        output = self.fresh(op_type)
+        self.nodes.append(
+            self.helper.make_node(
+                op_type, list(inputs), [output], name=f"{op_type}_{self.count}", **attributes
+            )
+        )
+        return output
+
+    def constant(self, value: Any, dtype: Any = None) -> str:
+        array = np.asarray(value, dtype=dtype)
+        name = self.fresh("const")
+        self.initializers[name] = array
+        return name
+
+    def value(self, source: Any, dtype: np.dtype) -> str:
+        """The name of an op input: a traced Tensor's value, a parameter or buffer (by its
+        state_dict key), or a constant (other Tensors, arrays, Python numbers in ``dtype``)."""
+        if isinstance(source, Tensor):
+            name = self.names.get(id(source))
+            if name is not None:
+                return name
+            source = source._data
+        if isinstance(source, np.ndarray):
+            name = self.array_names.get(id(source))  # an attribute holding a traced value
+            if name is not None:
+                return name
+            key = self.parameters.get(id(source))
+            if key is not None:
+                self.initializers[key] = source
+                return key
+            return self.constant(source)
+        return self.constant(source, dtype)
+
+    def bind(self, tensor: Tensor, name: str) -> None:
+        self.names[id(tensor)] = name
+        self.array_names[id(tensor._data)] = name
+        self.keep.append(tensor)
+
+
+# ----------------------------------------------------------------------------- op mappings
+def _pair(value: Any) -> list[int]:
+    return [int(value)] * 2 if np.ndim(value) == 0 else [int(v) for v in value]
+
+
+def _conv_pads(padding: Any, kernel: list[int], dilation: list[int]) -> list[int]:
+    """ONNX's ``pads`` (all starts, then all ends) for torch's ``padding``."""
+    if padding == "valid":
+        return [0] * 2 * len(kernel)
+    if padding == "same":  # torch's 'same': the extra pixel of an odd total goes at the end
+        totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+        return [t // 2 for t in totals] + [t - t // 2 for t in totals]
+    pads = [int(padding)] * len(kernel) if np.ndim(padding) == 0 else [int(p) for p in padding]
+    return pads + pads
+
+
+def _conv(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    weight = args[1]
+    kernel = list(weight.shape[2:])
+    spatial = len(kernel)
+    as_list = _pair if spatial == 2 else (lambda v: [int(v)] if np.ndim(v) == 0 else list(v))
+    dilation = as_list(attrs.get("dilation", 1))
+    return g.node(
+        "Conv",
+        [x, g.value(weight, out.dtype), g.value(args[2], out.dtype)],
+        kernel_shape=kernel,
+        strides=as_list(attrs.get("stride", 1)),
+        pads=_conv_pads(attrs.get("padding", 0), kernel, dilation),
+        dilations=dilation,
+        group=int(attrs.get("groups", 1)),
+    )
+
+
+def _pool(kind: str) -> Callable:
+    def build(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+        kernel = _pair(attrs.get("kernel_size", 2))
+        stride = attrs.get("stride")
+        settings: dict[str, Any] = dict(
+            kernel_shape=kernel,
+            strides=kernel if stride is None else _pair(stride),
+            pads=_pair(attrs.get("padding", 0)) * 2,
+            ceil_mode=int(bool(attrs.get("ceil_mode", False))),
+        )
+        if kind == "MaxPool":
+            settings["dilations"] = _pair(attrs.get("dilation", 1))
+        else:
+            if attrs.get("divisor_override") is not None:
+                raise _Unsupported("avg_pool2d with divisor_override")
+            settings["count_include_pad"] = int(bool(attrs.get("count_include_pad", True)))
+        return g.node(kind, [x], **settings)
+
+    return build
+
+
+def _adaptive_avg_pool2d(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    size = _pair(attrs.get("output_size", 1))
+    if size == [1, 1]:
+        return g.node("GlobalAveragePool", [x])
+    height, width = args[0].shape[-2:]
+    if height % size[0] or width % size[1]:
+        raise _Unsupported(
+            f"adaptive_avg_pool2d from {height}x{width} to {size[0]}x{size[1]} (not a divisor)"
+        )
+    kernel = [height // size[0], width // size[1]]
+    return g.node("AveragePool", [x], kernel_shape=kernel, strides=kernel)
+
+
+def _linear(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    weight, bias = (g.value(a, out.dtype) for a in args[1:3])
+    if args[0].ndim == 2:
+        return g.node("Gemm", [x, weight, bias], transB=1)
+    return g.node("Add", [g.node("MatMul", [x, g.node("Transpose", [weight], perm=[1, 0])]), bias])
+
+
+def _batch_norm(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    if attrs.get("training") or attrs.get("running_mean") is None:
+        raise _Unsupported("batch_norm with batch statistics (training, or no running stats)")
+    inputs = [x] + [g.value(a, out.dtype) for a in args[1:3]]
+    inputs += [g.value(attrs[k], out.dtype) for k in ("running_mean", "running_var")]
+    return g.node("BatchNormalization", inputs, epsilon=float(attrs.get("eps", 1e-5)))
+
+
+def _layer_norm(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    axes = len(attrs["normalized_shape"])
+    inputs = [x] + [g.value(a, out.dtype) for a in args[1:3]]
+    return g.node("LayerNormalization", inputs, axis=-axes, epsilon=float(attrs.get("eps", 1e-5)))
+
+
+def _reshape(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    shape = list(out.shape)
+    if shape and args[0].ndim and args[0].shape[0] == shape[0]:
+        shape[0] = 0  # ONNX: copy the input's first (batch) dimension, so it may vary
+    return g.node("Reshape", [x, g.constant(shape, np.int64)])
+
+
+def _transpose(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    axes = attrs.get("axes")
+    perm = list(range(args[0].ndim))[::-1] if axes is None else [int(a) for a in axes]
+    return g.node("Transpose", [x], perm=perm)
+
+
+def _reduce(kind: str) -> Callable:
+    def build(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+        axis = attrs.get("axis")
+        ndim = args[0].ndim
+        if axis is None:
+            axes = list(range(ndim))
+        else:
+            axes = [int(a) % ndim for a in (axis if np.ndim(axis) else [axis])]
+        keepdims = int(bool(attrs.get("keepdims", False)))
+        if kind == "ReduceSum" or g.opset >= 18:  # axes became an input
+            return g.node(kind, [x, g.constant(axes, np.int64)], keepdims=keepdims)
+        return g.node(kind, [x], axes=axes, keepdims=keepdims)
+
+    return build
+
+
+def _unary(kind: str) -> Callable:
+    return lambda g, x, args, attrs, out: g.node(kind, [x])
+
+
+def _binary(kind: str) -> Callable:
+    return lambda g, x, args, attrs, out: g.node(kind, [x, g.value(args[1], out.dtype)])
+
+
+def _scalar(g: _Graph, value: float, like: Tensor) -> str:
+    return g.constant(value, like.dtype)
+
+
+def _gelu(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    half = g.node("Mul", [x, _scalar(g, 0.5, out)])
+    if attrs.get("approximate", "none") == "tanh":
+        cube = g.node("Mul", [g.node("Mul", [x, x]), x])
+        inner = g.node("Add", [x, g.node("Mul", [cube, _scalar(g, 0.044715, out)])])
+        scaled = g.node("Mul", [inner, _scalar(g, math.sqrt(2 / math.pi), out)])
+        return g.node("Mul", [half, g.node("Add", [g.node("Tanh", [scaled]), _scalar(g, 1, out)])])
+    scaled = g.node("Div", [x, _scalar(g, math.sqrt(2), out)])
+    return g.node("Mul", [half, g.node("Add", [g.node("Erf", [scaled]), _scalar(g, 1, out)])])
+
+
+def _clip(low_key: str, high_key: str) -> Callable:
+    def build(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+        low, high = attrs.get(low_key), attrs.get(high_key)
+        if low_key == "min_val":  # hardtanh's defaults
+            low, high = attrs.get("min_val", -1.0), attrs.get("max_val", 1.0)
+        bounds = ["" if v is None else _scalar(g, v, out) for v in (low, high)]
+        return g.node("Clip", [x, *bounds])
+
+    return build
+
+
+def _softplus(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    beta, threshold = attrs.get("beta", 1.0), attrs.get("threshold", 20.0)
+    if beta != 1:
+        raise _Unsupported(f"softplus with beta={beta}")
+    soft = g.node("Softplus", [x])
+    # torch's softplus is x itself above the threshold
+    above = g.node("Greater", [x, _scalar(g, threshold, out)])
+    return g.node("Where", [above, x, soft])
+
+
+def _cast(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    to = g.helper.np_dtype_to_tensor_dtype(out.dtype)
+    return g.node("Cast", [x], to=int(to))
+
+
+def _cat(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    return g.node("Concat", [x, g.value(args[1], out.dtype)], axis=int(attrs.get("dim", 0)))
+
+
+def _expand(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    # ONNX's Expand broadcasts both ways: a 1 keeps the input's size there, so the dimensions
+    # the input already has (the batch among them) are not baked in.
+    shape = list(out.shape)
+    before = len(shape) - args[0].ndim
+    for axis, size in enumerate(args[0].shape):
+        if size == shape[before + axis]:
+            shape[before + axis] = 1
+    return g.node("Expand", [x, g.constant(shape, np.int64)])
+
+
+def _embedding(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    # The indices are the op's attribute (an array): an input of the model when traced.
+    indices = g.value(attrs["indices"], np.dtype(np.int64))
+    return g.node("Gather", [x, indices], axis=0)
+
+
+_END = np.iinfo(np.int64).max  # ONNX Slice's "to the end"
+
+
+def _getitem(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    """Basic indexing: ints and slices with a positive step (and one Ellipsis); a full slice
+    ``:`` takes nothing, so the batch dimension stays free."""
+    index = attrs.get("index", ())
+    items = list(index) if isinstance(index, tuple) else [index]
+    ndim = args[0].ndim
+    ellipses = [i for i, item in enumerate(items) if item is Ellipsis]
+    if ellipses:
+        at = ellipses[0]
+        items[at : at + 1] = [slice(None)] * (ndim - len(items) + 1)
+    starts, ends, axes, steps, dropped = [], [], [], [], []
+    for axis, item in enumerate(items):
+        if isinstance(item, slice):
+            if item == slice(None):
+                continue
+            step = 1 if item.step is None else int(item.step)
+            if step < 1:
+                raise _Unsupported(f"getitem with the slice {item}")
+            starts.append(0 if item.start is None else int(item.start))
+            ends.append(_END if item.stop is None else int(item.stop))
+        elif isinstance(item, (int, np.integer)) and not isinstance(item, bool):
+            step = 1
+            starts.append(int(item))
+            ends.append(_END if item == -1 else int(item) + 1)
+            dropped.append(axis)
+        else:
+            raise _Unsupported(f"getitem with the index {item!r}")
+        axes.append(axis)
+        steps.append(step)
+    if not axes:
+        return g.node("Identity", [x])
+    columns = [g.constant(v, np.int64) for v in (starts, ends, axes, steps)]
+    sliced = g.node("Slice", [x, *columns])
+    if not dropped:
+        return sliced
+    return g.node("Squeeze", [sliced, g.constant(dropped, np.int64)])
+
+
+def _log_base(base: float) -> Callable:
+    def build(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+        return g.node("Div", [g.node("Log", [x]), _scalar(g, math.log(base), out)])
+
+    return build
+
+
+_MAPPINGS: dict[str, Callable] = {
+    "linear": _linear,
+    "matmul": _binary("MatMul"),
+    "conv1d": _conv,
+    "conv2d": _conv,
+    "max_pool2d": _pool("MaxPool"),
+    "avg_pool2d": _pool("AveragePool"),
+    "adaptive_avg_pool2d": _adaptive_avg_pool2d,
+    "batch_norm": _batch_norm,
+    "layer_norm": _layer_norm,
+    "reshape": _reshape,
+    "getitem": _getitem,
+    "embedding": _embedding,
+    "transpose": _transpose,
+    "expand": _expand,
+    "cat": _cat,
+    "cast": _cast,
+    "sum": _reduce("ReduceSum"),
+    "mean": _reduce("ReduceMean"),
+    "max": _reduce("ReduceMax"),
+    "softmax": lambda g, x, args, attrs, out: g.node("Softmax", [x], axis=attrs.get("axis", -1)),
+    "log_softmax": lambda g, x, args, attrs, out: g.node(
+        "LogSoftmax", [x], axis=attrs.get("axis", -1)
+    ),
+    # Dropout is traced in eval mode, where it is the identity (a functional dropout with
+    # training=True exports its eval behaviour too, as torch's exporter does).
+    "dropout": _unary("Identity"),
+    "add": _binary("Add"),
+    "sub": _binary("Sub"),
+    "mul": _binary("Mul"),
+    "div": _binary("Div"),
+    "pow": _binary("Pow"),
+    "maximum": _binary("Max"),
+    "minimum": _binary("Min"),
+    "relu": _unary("Relu"),
+    "tanh": _unary("Tanh"),
+    "sigmoid": _unary("Sigmoid"),
+    "exp": _unary("Exp"),
+    "log": _unary("Log"),
+    "sqrt": _unary("Sqrt"),
+    "abs": _unary("Abs"),
+    "neg": _unary("Neg"),
+    "sign": _unary("Sign"),
+    "reciprocal": _unary("Reciprocal"),
+    "floor": _unary("Floor"),
+    "ceil": _unary("Ceil"),
+    "round": _unary("Round"),
+    "erf": _unary("Erf"),
+    "sin": _unary("Sin"),
+    "cos": _unary("Cos"),
+    "tan": _unary("Tan"),
+    "asin": _unary("Asin"),
+    "acos": _unary("Acos"),
+    "atan": _unary("Atan"),
+    "sinh": _unary("Sinh"),
+    "cosh": _unary("Cosh"),
+    "square": lambda g, x, args, attrs, out: g.node("Mul", [x, x]),
+    "rsqrt": lambda g, x, args, attrs, out: g.node("Reciprocal", [g.node("Sqrt", [x])]),
+    "expm1": lambda g, x, args, attrs, out: g.node("Sub", [g.node("Exp", [x]), _scalar(g, 1, out)]),
+    "log1p": lambda g, x, args, attrs, out: g.node("Log", [g.node("Add", [x, _scalar(g, 1, out)])]),
+    "log2": _log_base(2),
+    "log10": _log_base(10),
+    "silu": lambda g, x, args, attrs, out: g.node("Mul", [x, g.node("Sigmoid", [x])]),
+    "log_sigmoid": lambda g, x, args, attrs, out: g.node(
+        "Neg", [g.node("Softplus", [g.node("Neg", [x])])]
+    ),
+    "gelu": _gelu,
+    "leaky_relu": lambda g, x, args, attrs, out: g.node(
+        "LeakyRelu", [x], alpha=float(attrs.get("negative_slope", 0.01))
+    ),
+    "elu": lambda g, x, args, attrs, out: g.node("Elu", [x], alpha=float(attrs.get("alpha", 1.0))),
+    "hardtanh": _clip("min_val", "max_val"),
+    "clamp": _clip("min", "max"),
+    "softplus": _softplus,
+}
+
+
+def supported_ops() -> list[str]:
+    """The names of the firefly ops that ``export`` maps to ONNX."""
+    return sorted(_MAPPINGS)
+
+
+# ----------------------------------------------------------------------------- export
+def _dynamic_dims(dynamic_axes: Any, name: str) -> dict[int, str]:
+    """``{axis: symbolic name}`` for ``name`` from torch's ``dynamic_axes`` (a dict of axis
+    lists or of ``{axis: name}`` dicts)."""
+    axes = (dynamic_axes or {}).get(name)
+    if axes is None:
+        return {}
+    if isinstance(axes, dict):
+        return {int(a): str(n) for a, n in axes.items()}
+    return {int(a): f"{name}_dim{a}" for a in axes}
+
+
+def _import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError(
+            'firefly.onnx.export needs the onnx package: pip install "firefly-dl[onnx]"'
+        ) from None
+    return onnx
+
+
+def export(
+    model: Module,
+    example_inputs: Any,
+    path: Any,
+    input_names: Sequence[str] | None = None,
+    output_names: Sequence[str] | None = None,
+    dynamic_axes: dict[str, Any] | None = None,
+    opset_version: int = 17,
+) -> None:
+    """Write ``model``'s forward on ``example_inputs`` (a Tensor or array, or a tuple of them)
+    to the ONNX file ``path``, as ``torch.onnx.export``.
+
+    ``input_names``/``output_names`` name the graph's inputs and outputs (default ``input_0``,
+    ``output_0``, ...). ``dynamic_axes`` marks axes whose size may differ from the example's,
+    torch's format: ``{"input_0": {0: "batch"}, "output_0": {0: "batch"}}`` (or axis lists).
+    The forward is traced in eval mode (a model in training mode with dropout or batch norm
+    gets a warning: those are exported as in eval mode) and the model is left in its mode.
+    An op with no ONNX mapping raises a ValueError naming the op and the module that ran it;
+    ``supported_ops()`` lists those that have one."""
+    onnx = _import_onnx()
+    if not isinstance(model, Module):
+        raise TypeError(f"onnx.export: model must be a firefly Module, got {type(model).__name__}")
+    if not isinstance(opset_version, int) or not 13 <= opset_version <= 21:
+        raise ValueError(f"onnx.export: opset_version must be from 13 to 21, got {opset_version!r}")
+    examples = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+    inputs = []
+    for example in examples:
+        if not isinstance(example, Tensor):
+            array = np.asarray(example)  # integer inputs (token ids) keep their dtype
+            example = Tensor(array, dtype=array.dtype if array.dtype.kind in "iub" else None)
+        inputs.append(example)
+    input_names = list(input_names or [f"input_{i}" for i in range(len(inputs))])
+    if len(input_names) != len(inputs):
+        raise ValueError(
+            f"onnx.export: {len(input_names)} input_names for {len(inputs)} example inputs"
+        )
+
+    parameters = {id(p._data): name for name, p in model.named_parameters()}
+    parameters.update(
+        {id(b._data): name for name, b in model.named_buffers() if isinstance(b, Tensor)}
+    )
+    graph = _Graph(onnx.helper, opset_version, parameters)
+    for tensor, name in zip(inputs, input_names):
+        graph.bind(tensor, name)
+
+    running: list[str] = []  # the modules whose forward is running, outermost first
+    failures: list[BaseException] = []
+
+    def record(op: Any, args: tuple, attrs: dict, out: Tensor) -> None:
+        if failures:
+            return
+        mapping = _MAPPINGS.get(op.name)
+        try:
+            if mapping is None:
+                raise _Unsupported(f"op '{op.name}'")
+            first = graph.value(args[0], out.dtype) if args else None
+            graph.bind(out, mapping(graph, first, args, attrs, out))
+        except _Unsupported as exc:
+            where = running[-1] if running else "the model's own forward"
+            module = model.get_submodule(where) if running and where else model
+            failures.append(
+                ValueError(
+                    f"onnx.export: {exc} has no ONNX mapping; it ran in module "
+                    f"'{where or type(model).__name__}' ({type(module).__name__}). Ops with a "
+                    f"mapping: {', '.join(supported_ops())}"
+                )
+            )
+
+    def leave(module: Module, args: tuple, output: Any) -> None:  # None: the output stays
+        running.pop()
+
+    handles = []
+    for name, module in model.named_modules():
+        handles.append(module.register_forward_pre_hook(lambda m, a, n=name: running.append(n)))
+        handles.append(module.register_forward_hook(leave))
+    was_training = model.training
+    changing = [
+        f"'{name or type(model).__name__}' ({type(m).__name__})"
+        for name, m in model.named_modules()
+        if isinstance(m, (Dropout, _BatchNorm))
+    ]
+    if was_training and changing:
+        warnings.warn(
+            "onnx.export: the model is in training mode; it is exported in eval mode, as "
+            f"torch.onnx.export does: dropout off, batch norm on its running statistics "
+            f"(modules {', '.join(changing)})",
+            UserWarning,
+            stacklevel=2,
+        )
+    model.eval()
+    previous = autograd.set_op_hook(record)
+    try:
+        with autograd.no_grad():
+            result = model(*inputs)
+    finally:
+        autograd.set_op_hook(previous)
+        for handle in handles:
+            handle.remove()
+        if was_training:
+            model.train()
+    if failures:
+        raise failures[0]
+
+    outputs = list(result) if isinstance(result, (tuple, list)) else [result]
+    if not all(isinstance(o, Tensor) for o in outputs):
+        raise TypeError("onnx.export: the model's forward must return a Tensor or a tuple of them")
+    output_names = list(output_names or [f"output_{i}" for i in range(len(outputs))])
+    if len(output_names) != len(outputs):
+        raise ValueError(
+            f"onnx.export: {len(output_names)} output_names for {len(outputs)} outputs"
+        )
+    for tensor, name in zip(outputs, output_names):
+        graph.nodes.append(
+            onnx.helper.make_node("Identity", [graph.value(tensor, tensor.dtype)], [name])
+        )
+
+    unknown = set(dynamic_axes or {}) - set(input_names) - set(output_names)
+    if unknown:
+        raise ValueError(
+            f"onnx.export: dynamic_axes names {sorted(unknown)}, which are neither input_names "
+            f"{input_names} nor output_names {output_names}"
+        )
+
+    def declare(name: str, tensor: Tensor, fixed: bool) -> Any:
+        dims = _dynamic_dims(dynamic_axes, name)
+        shape = [dims.get(axis, size) for axis, size in enumerate(tensor.shape)]
+        elem = onnx.helper.np_dtype_to_tensor_dtype(tensor.dtype)
+        return onnx.helper.make_tensor_value_info(name, elem, shape if fixed or dims else None)
+
+    any_dynamic = bool(dynamic_axes)
+    proto = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            graph.nodes,
+            type(model).__name__,
+            [declare(n, t, True) for t, n in zip(inputs, input_names)],
+            [declare(n, t, not any_dynamic) for t, n in zip(outputs, output_names)],
+            [onnx.numpy_helper.from_array(a, name) for name, a in graph.initializers.items()],
+        ),
+        opset_imports=[onnx.helper.make_opsetid("", opset_version)],
+        producer_name="firefly",
+    )
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))

@@ -1,0 +1,234 @@
+"""firefly.onnx.export: onnxruntime runs the exported file and gives firefly's outputs (within
+1e-5 in float32), also at a batch size other than the example's."""
+
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import firefly
+from firefly import nn
+from firefly.digits import build_model
+
+onnx = pytest.importorskip("onnx", reason='needs onnx: pip install ".[onnx]"')
+ort = pytest.importorskip("onnxruntime", reason='needs onnxruntime: pip install ".[onnx]"')
+
+DYNAMIC = {"input_0": {0: "batch"}, "output_0": {0: "batch"}}
+
+
+def _run(path, x):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def _check(model, shape, tmp_path, batches=(5, 1), low=-2.0, high=2.0):
+    """Export on a batch of ``shape``, then compare onnxruntime with firefly on new batches."""
+    rng = np.random.default_rng(0)
+    example = rng.uniform(low, high, shape).astype(np.float32)
+    path = tmp_path / "model.onnx"
+    firefly.onnx.export(model, firefly.Tensor(example), path, dynamic_axes=DYNAMIC)
+    for batch in (shape[0], *batches):
+        x = rng.uniform(low, high, (batch, *shape[1:])).astype(np.float32)
+        with firefly.no_grad():
+            expected = model(firefly.Tensor(x)).numpy()
+        got = _run(path, x)
+        assert got.shape == expected.shape and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    return onnx.load(str(path))
+
+
+class SeedMLP(nn.Module):
+    """examples/seed_mlp.py's model."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(10, 32)
+        self.fc2 = nn.Linear(32, 1)
+
+    def forward(self, x):
+        return self.fc2(self.fc1(x).relu())
+
+
+def test_seed_mlp_with_named_weights(tmp_path):
+    firefly.manual_seed(0)
+    model = SeedMLP()
+    proto = _check(model, (8, 10), tmp_path)
+    names = {i.name for i in proto.graph.initializer}
+    assert {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"} <= names
+    weight = next(i for i in proto.graph.initializer if i.name == "fc1.weight")
+    assert np.array_equal(onnx.numpy_helper.to_array(weight), model.fc1.weight.numpy())
+    assert [n.op_type for n in proto.graph.node] == ["Gemm", "Relu", "Gemm", "Identity"]
+    batch = proto.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch.dim_param == "batch"
+
+
+@pytest.mark.parametrize(
+    "activation",
+    [
+        nn.Tanh(),
+        nn.Sigmoid(),
+        nn.GELU(),
+        nn.GELU(approximate="tanh"),
+        nn.SiLU(),
+        nn.LeakyReLU(0.1),
+        nn.ELU(0.7),
+        nn.Hardtanh(-0.5, 0.5),
+        nn.Softplus(),
+        nn.LogSoftmax(dim=1),
+        nn.Softmax(dim=-1),
+    ],
+    ids=lambda m: repr(m),
+)
+def test_mlp_activations(activation, tmp_path):
+    firefly.manual_seed(1)
+    model = nn.Sequential(nn.Linear(6, 16), activation, nn.Linear(16, 4))
+    _check(model, (3, 6), tmp_path, high=4.0, low=-4.0)
+
+
+def test_digits_cnn_with_batch_norm_in_eval_mode(tmp_path):
+    firefly.manual_seed(0)
+    model = build_model(nn)
+    rng = np.random.default_rng(3)
+    for _ in range(3):  # running statistics away from their initial 0 and 1
+        model(firefly.Tensor(rng.uniform(0, 1, (16, 1, 8, 8)).astype(np.float32)))
+    model.eval()
+    mean = model[1].running_mean.numpy()
+    assert np.abs(mean).max() > 1e-3
+    proto = _check(model, (4, 1, 8, 8), tmp_path, batches=(9, 1), low=0.0, high=1.0)
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("BatchNormalization") == 2 and "MaxPool" in ops and "Reshape" in ops
+    assert "Identity" in ops  # only the output's; Dropout leaves no node in eval mode
+    assert "1.running_mean" in {i.name for i in proto.graph.initializer}
+
+
+class Everyday(nn.Module):
+    """Elementwise, reduction and shape ops as a forward uses them."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(6, 6)
+        self.pool = nn.AvgPool2d(2)
+
+    def forward(self, x):
+        h = self.proj(x)
+        a = (h.exp() - 1.0) * 0.5 + h.abs().sqrt() / (1.0 + h**2)
+        b = a.clamp(-1.0, 1.0).tanh().sum(axis=1, keepdims=True) + a.mean(axis=1, keepdims=True)
+        c = a - a.max(axis=1, keepdims=True)
+        grid = c.reshape(-1, 1, 2, 3).permute(0, 1, 3, 2)  # (N, 1, 3, 2)
+        pooled = self.pool(grid.reshape(-1, 1, 2, 3)).reshape(-1, 1)
+        square = c.matmul(self.proj.weight)
+        return firefly.cat(
+            [square * b, pooled.expand(-1, 6), grid.reshape(-1, 6)], dim=1
+        ).log_softmax(dim=1)
+
+
+def test_elementwise_reduction_and_shape_ops(tmp_path):
+    firefly.manual_seed(2)
+    proto = _check(Everyday(), (4, 6), tmp_path)
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"Exp", "Abs", "Sqrt", "Pow", "Clip", "ReduceSum", "ReduceMean", "ReduceMax"} <= ops
+    assert {"Reshape", "Transpose", "AveragePool", "MatMul", "Concat", "LogSoftmax"} <= ops
+
+
+class Tokens(nn.Module):
+    """The pieces of a character model: an embedding of int64 ids, layer norm, indexing."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(20, 8)
+        self.norm = nn.LayerNorm(8)
+        self.head = nn.Linear(8, 20)
+
+    def forward(self, ids):
+        h = self.norm(self.embed(ids))  # (N, T, 8)
+        last = h[:, -1]  # (N, 8)
+        window = h[..., 1:7:2].mean(axis=1)  # (N, 3)
+        return self.head(last + h[:, 0]).softmax(dim=-1), window
+
+
+def test_embedding_layer_norm_and_indexing_with_int64_ids(tmp_path):
+    firefly.manual_seed(4)
+    model = Tokens()
+    rng = np.random.default_rng(5)
+    ids = rng.integers(0, 20, (3, 6))
+    path = tmp_path / "tokens.onnx"
+    dynamic = {"ids": {0: "batch", 1: "time"}, "probs": {0: "batch"}, "window": {0: "batch"}}
+    firefly.onnx.export(
+        model,
+        ids,
+        path,
+        input_names=["ids"],
+        output_names=["probs", "window"],
+        dynamic_axes=dynamic,
+    )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in [(3, 6), (5, 9), (1, 2)]:
+        batch = rng.integers(0, 20, shape)
+        probs, window = model(firefly.Tensor(batch, dtype=np.int64))
+        got = session.run(None, {"ids": batch.astype(np.int64)})
+        np.testing.assert_allclose(got[0], probs.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got[1], window.numpy(), rtol=1e-5, atol=1e-6)
+    ops = {n.op_type for n in onnx.load(str(path)).graph.node}
+    assert {"Gather", "LayerNormalization", "Slice", "Squeeze", "Softmax"} <= ops
+
+
+class Angle(nn.Module):
+    def forward(self, x):
+        return firefly.atan2(x, x + 1.0)
+
+
+def test_an_op_with_no_mapping_is_named_with_its_module(tmp_path):
+    model = nn.Sequential(nn.Linear(3, 3), nn.Sequential(nn.ReLU(), Angle()))
+    with pytest.raises(
+        ValueError,
+        match=r"op 'atan2' has no ONNX mapping; it ran in module "
+        r"'1\.1' \(Angle\)",
+    ):
+        firefly.onnx.export(model, firefly.zeros(2, 3), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+    assert "_hooks" not in model[1][1].__dict__  # the tracing hooks are gone
+    assert firefly.autograd.set_op_hook(None) is None  # and so is the op hook
+
+
+def test_training_mode_warns_and_exports_eval_behaviour(tmp_path):
+    firefly.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.Dropout(0.5), nn.Linear(8, 2))
+    x = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    with pytest.warns(
+        UserWarning, match=r"training mode; it is exported in eval mode.*'1' \(Dropout\)"
+    ):
+        firefly.onnx.export(model, x, tmp_path / "m.onnx")
+    assert model.training  # left as it was
+    model.eval()
+    expected = model(firefly.Tensor(x)).numpy()
+    np.testing.assert_allclose(_run(tmp_path / "m.onnx", x), expected, rtol=1e-5, atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an eval-mode model exports without a warning
+        firefly.onnx.export(model, x, tmp_path / "m.onnx")
+
+
+def test_names_and_dynamic_axes_as_lists(tmp_path):
+    model = nn.Sequential(nn.Linear(4, 2))
+    firefly.onnx.export(
+        model,
+        (firefly.zeros(3, 4),),
+        tmp_path / "m.onnx",
+        input_names=["features"],
+        output_names=["scores"],
+        dynamic_axes={"features": [0], "scores": [0]},
+    )
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    assert [i.name for i in proto.graph.input] == ["features"]
+    assert [o.name for o in proto.graph.output] == ["scores"]
+    assert _run(tmp_path / "m.onnx", np.ones((7, 4), np.float32)).shape == (7, 2)
+    with pytest.raises(ValueError, match=r"dynamic_axes names \['x'\]"):
+        firefly.onnx.export(
+            model, firefly.zeros(3, 4), tmp_path / "n.onnx", dynamic_axes={"x": [0]}
+        )
+
+
+def test_without_onnx_says_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match=r'pip install "firefly-dl\[onnx\]"'):
+        firefly.onnx.export(nn.Linear(2, 2), firefly.zeros(1, 2), tmp_path / "m.onnx")
