@@ -1,0 +1,294 @@
+"""Recurrent layers: one kernel runs a whole sequence through one layer in one direction, and one
+kernel runs its backward (backpropagation through time).
+
+Shapes, for T steps, a batch of B, input size I, hidden size H and G gates (1 for the Elman
+RNN, 4 for the LSTM, 3 for the GRU), with torch's weight layouts:
+
+- ``x`` (T * B, I), time-major; ``w_ih`` (G * H, I), ``w_hh`` (G * H, H), biases (G * H,);
+- ``lengths`` (B,) int64: sequence b is active at the steps t < lengths[b]. At the other steps
+  its state passes through unchanged and its output is zero, so that a padded batch of
+  variable-length sequences (a PackedSequence) gives each sequence's final state at its own
+  length, as torch does. The reverse direction runs t = T-1 .. 0, so it starts each sequence
+  at its own last step;
+- ``out`` (T + 1, B, H) for the RNN and GRU, (T + 2, B, H) for the LSTM: rows 0 .. T-1 are the
+  outputs h_t, row T the final hidden state, row T + 1 the LSTM's final cell state. One array
+  so that the layer is one op with one output; the layer slices it.
+
+The input projection of every step is one GEMM before the time loop; each step then does one
+GEMM with ``w_hh`` (BLAS through ``np.dot``) and the gates elementwise. The backward runs the
+loop in reverse, keeps the gates' gradients of every step, and finishes with one GEMM each for
+the input's and the weights' gradients. BLAS threads the per-step GEMMs itself when they are
+large enough (see firefly.kernels.linalg); the elementwise gate math is a few microseconds a
+step at torch's benchmark sizes, below the cost of waking a thread pool.
+"""
+
+import numpy as np
+
+from firefly.kernels._jit import inline_helper, kernel
+from firefly.kernels.vmath import sigmoid, tanh
+
+
+@inline_helper
+def _step_index(s, steps, reverse):
+    return steps - 1 - s if reverse else s
+
+
+@inline_helper
+def _previous_index(t, steps, reverse):
+    """The step before t in the direction of the loop; -1 or ``steps`` at the start."""
+    return t + 1 if reverse else t - 1
+
+
+@inline_helper
+def _input_projection(x, w_ih, b_ih, b_extra, projected):
+    """projected (T * B, G * H) = x @ w_ih.T + b_ih (+ b_extra where it has any elements)."""
+    np.dot(x, w_ih.T, projected)
+    fold = b_extra.size > 0
+    for n in range(projected.shape[0]):
+        row = projected[n]
+        for m in range(row.size):
+            row[m] += b_ih[m] + (b_extra[m] if fold else 0.0)
+
+
+@inline_helper
+def _previous_rows(state, t, steps, reverse, lengths, initial):
+    """The hidden (or cell) state each sequence had before step t: ``state`` holds the outputs
+    (T, B, H), which are zero at inactive steps, and at the start that is ``initial``."""
+    p = _previous_index(t, steps, reverse)
+    rows = np.empty_like(initial)
+    for b in range(initial.shape[0]):
+        if 0 <= p < steps and p < lengths[b]:
+            rows[b] = state[p, b]
+        else:
+            rows[b] = initial[b]
+    return rows
+
+
+@inline_helper
+def _column_sums(rows, sums):
+    sums[:] = 0.0
+    for n in range(rows.shape[0]):
+        row = rows[n]
+        for m in range(row.size):
+            sums[m] += row[m]
+
+
+@inline_helper
+def _weight_gradients(d_input_gates, d_hidden_gates, x, previous, w_ih, dx, dw_ih, dw_hh):
+    """The gradients of the input and of both weights from the gates' gradients of every step
+    (T * B rows; the input side's and the hidden side's differ only for the GRU): one GEMM
+    each, with ``previous`` the hidden state before each step."""
+    np.dot(d_input_gates, w_ih, dx)
+    np.dot(d_input_gates.T, x, dw_ih)
+    np.dot(d_hidden_gates.T, previous, dw_hh)
+
+
+# ----------------------------------------------------------------------------------- Elman RNN
+@kernel
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, relu, out):
+    """h_t = act(x_t @ w_ih.T + b_ih + h_{t-1} @ w_hh.T + b_hh), act tanh or relu."""
+    steps, batch, hidden = out.shape[0] - 1, h0.shape[0], h0.shape[1]
+    projected = np.empty((x.shape[0], hidden), dtype=x.dtype)
+    _input_projection(x, w_ih, b_ih, b_hh, projected)
+    h = h0.copy()
+    recurrent = np.empty((batch, hidden), dtype=x.dtype)
+    for s in range(steps):
+        t = _step_index(s, steps, reverse)
+        np.dot(h, w_hh.T, recurrent)
+        for b in range(batch):
+            if t < lengths[b]:
+                pre = projected[t * batch + b]
+                for j in range(hidden):
+                    v = pre[j] + recurrent[b, j]
+                    if relu:
+                        v = v if v > 0.0 else 0.0 * v
+                    else:
+                        v = tanh(v)
+                    h[b, j] = v
+                    out[t, b, j] = v
+            else:
+                out[t, b] = 0.0
+    out[steps] = h
+
+
+@kernel
+def rnn_backward(grad, x, h0, w_ih, w_hh, lengths, reverse, relu, out, dx, dh0, dw_ih, dw_hh, db):
+    """BPTT for ``rnn_forward``; ``db`` is the gradient of b_ih and of b_hh alike."""
+    steps, batch, hidden = out.shape[0] - 1, h0.shape[0], h0.shape[1]
+    d_pre = np.empty((steps * batch, hidden), dtype=x.dtype)
+    previous = np.empty((steps * batch, hidden), dtype=x.dtype)
+    dh = grad[steps].copy()
+    back = np.empty((batch, hidden), dtype=x.dtype)
+    for s in range(steps):
+        t = _step_index(s, steps, not reverse)
+        for b in range(batch):
+            row = d_pre[t * batch + b]
+            if t < lengths[b]:
+                for j in range(hidden):
+                    h = out[t, b, j]
+                    d = dh[b, j] + grad[t, b, j]
+                    if relu:
+                        row[j] = d if h > 0.0 else 0.0 * d
+                    else:
+                        row[j] = d * (1.0 - h * h)
+            else:
+                row[:] = 0.0
+        np.dot(d_pre[t * batch : (t + 1) * batch], w_hh, back)
+        for b in range(batch):
+            if t < lengths[b]:
+                dh[b] = back[b]
+        previous[t * batch : (t + 1) * batch] = _previous_rows(out, t, steps, reverse, lengths, h0)
+    dh0[:] = dh
+    _weight_gradients(d_pre, d_pre, x, previous, w_ih, dx, dw_ih, dw_hh)
+    _column_sums(d_pre, db)
+
+
+# ---------------------------------------------------------------------------------------- LSTM
+@kernel
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, out, gates, cells):
+    """torch's LSTM: gates i, f, g, o in that order along w_ih's rows; c_t = f c_{t-1} + i g,
+    h_t = o tanh(c_t). Leaves the activated gates (T, B, 4H) and the cell states (T, B, H,
+    zero where inactive) for the backward."""
+    steps, batch, hidden = out.shape[0] - 2, h0.shape[0], h0.shape[1]
+    flat_gates = gates.reshape(steps * batch, 4 * hidden)
+    _input_projection(x, w_ih, b_ih, b_hh, flat_gates)
+    h, c = h0.copy(), c0.copy()
+    recurrent = np.empty((batch, 4 * hidden), dtype=x.dtype)
+    for s in range(steps):
+        t = _step_index(s, steps, reverse)
+        np.dot(h, w_hh.T, recurrent)
+        for b in range(batch):
+            g = gates[t, b]
+            if t < lengths[b]:
+                r = recurrent[b]
+                for j in range(hidden):
+                    gi = sigmoid(g[j] + r[j])
+                    gf = sigmoid(g[hidden + j] + r[hidden + j])
+                    gg = tanh(g[2 * hidden + j] + r[2 * hidden + j])
+                    go = sigmoid(g[3 * hidden + j] + r[3 * hidden + j])
+                    cell = gf * c[b, j] + gi * gg
+                    hj = go * tanh(cell)
+                    g[j], g[hidden + j], g[2 * hidden + j], g[3 * hidden + j] = gi, gf, gg, go
+                    c[b, j] = cell
+                    h[b, j] = hj
+                    cells[t, b, j] = cell
+                    out[t, b, j] = hj
+            else:
+                g[:] = 0.0
+                cells[t, b] = 0.0
+                out[t, b] = 0.0
+    out[steps] = h
+    out[steps + 1] = c
+
+
+@kernel
+def lstm_backward(
+    grad, x, h0, c0, w_ih, w_hh, lengths, reverse, out, gates, cells, dx, dh0, dc0, dw_ih, dw_hh, db
+):
+    """BPTT for ``lstm_forward``; ``db`` is the gradient of b_ih and of b_hh alike."""
+    steps, batch, hidden = out.shape[0] - 2, h0.shape[0], h0.shape[1]
+    d_gates = np.empty((steps * batch, 4 * hidden), dtype=x.dtype)
+    previous = np.empty((steps * batch, hidden), dtype=x.dtype)
+    dh, dc = grad[steps].copy(), grad[steps + 1].copy()
+    back = np.empty((batch, hidden), dtype=x.dtype)
+    for s in range(steps):
+        t = _step_index(s, steps, not reverse)
+        c_before = _previous_rows(cells, t, steps, reverse, lengths, c0)
+        for b in range(batch):
+            d = d_gates[t * batch + b]
+            if t < lengths[b]:
+                g = gates[t, b]
+                for j in range(hidden):
+                    gi, gf, gg, go = g[j], g[hidden + j], g[2 * hidden + j], g[3 * hidden + j]
+                    tc = tanh(cells[t, b, j])
+                    dh_j = dh[b, j] + grad[t, b, j]
+                    dc_j = dc[b, j] + dh_j * go * (1.0 - tc * tc)
+                    d[j] = dc_j * gg * gi * (1.0 - gi)
+                    d[hidden + j] = dc_j * c_before[b, j] * gf * (1.0 - gf)
+                    d[2 * hidden + j] = dc_j * gi * (1.0 - gg * gg)
+                    d[3 * hidden + j] = dh_j * tc * go * (1.0 - go)
+                    dc[b, j] = dc_j * gf
+            else:
+                d[:] = 0.0
+        np.dot(d_gates[t * batch : (t + 1) * batch], w_hh, back)
+        for b in range(batch):
+            if t < lengths[b]:
+                dh[b] = back[b]
+        previous[t * batch : (t + 1) * batch] = _previous_rows(out, t, steps, reverse, lengths, h0)
+    dh0[:] = dh
+    dc0[:] = dc
+    _weight_gradients(d_gates, d_gates, x, previous, w_ih, dx, dw_ih, dw_hh)
+    _column_sums(d_gates, db)
+
+
+# ----------------------------------------------------------------------------------------- GRU
+@kernel
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, out, gates):
+    """torch's GRU: r, z, n in that order along the weights' rows;
+    n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), h' = (1 - z) n + z h. Leaves r, z, n and
+    W_hn h + b_hn per step in ``gates`` (T, B, 4H) for the backward."""
+    steps, batch, hidden = out.shape[0] - 1, h0.shape[0], h0.shape[1]
+    projected = np.empty((steps * batch, 3 * hidden), dtype=x.dtype)
+    _input_projection(x, w_ih, b_ih, b_ih[:0], projected)
+    h = h0.copy()
+    recurrent = np.empty((batch, 3 * hidden), dtype=x.dtype)
+    for s in range(steps):
+        t = _step_index(s, steps, reverse)
+        np.dot(h, w_hh.T, recurrent)
+        for b in range(batch):
+            g = gates[t, b]
+            if t < lengths[b]:
+                p, r = projected[t * batch + b], recurrent[b]
+                for j in range(hidden):
+                    gr = sigmoid(p[j] + r[j] + b_hh[j])
+                    gz = sigmoid(p[hidden + j] + r[hidden + j] + b_hh[hidden + j])
+                    hn = r[2 * hidden + j] + b_hh[2 * hidden + j]
+                    gn = tanh(p[2 * hidden + j] + gr * hn)
+                    hj = (1.0 - gz) * gn + gz * h[b, j]
+                    g[j], g[hidden + j], g[2 * hidden + j], g[3 * hidden + j] = gr, gz, gn, hn
+                    h[b, j] = hj
+                    out[t, b, j] = hj
+            else:
+                g[:] = 0.0
+                out[t, b] = 0.0
+    out[steps] = h
+
+
+@kernel
+def gru_backward(
+    grad, x, h0, w_ih, w_hh, lengths, reverse, out, gates, dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+):
+    """BPTT for ``gru_forward``."""
+    steps, batch, hidden = out.shape[0] - 1, h0.shape[0], h0.shape[1]
+    d_input_gates = np.empty((steps * batch, 3 * hidden), dtype=x.dtype)
+    d_hidden_gates = np.empty((steps * batch, 3 * hidden), dtype=x.dtype)
+    previous = np.empty((steps * batch, hidden), dtype=x.dtype)
+    dh = grad[steps].copy()
+    back = np.empty((batch, hidden), dtype=x.dtype)
+    for s in range(steps):
+        t = _step_index(s, steps, not reverse)
+        previous[t * batch : (t + 1) * batch] = _previous_rows(out, t, steps, reverse, lengths, h0)
+        for b in range(batch):
+            di, dhg = d_input_gates[t * batch + b], d_hidden_gates[t * batch + b]
+            if t < lengths[b]:
+                g, h_before = gates[t, b], previous[t * batch + b]
+                for j in range(hidden):
+                    gr, gz, gn, hn = g[j], g[hidden + j], g[2 * hidden + j], g[3 * hidden + j]
+                    dh_j = dh[b, j] + grad[t, b, j]
+                    dn = dh_j * (1.0 - gz) * (1.0 - gn * gn)
+                    dz = dh_j * (h_before[j] - gn) * gz * (1.0 - gz)
+                    dr = dn * hn * gr * (1.0 - gr)
+                    di[j], di[hidden + j], di[2 * hidden + j] = dr, dz, dn
+                    dhg[j], dhg[hidden + j], dhg[2 * hidden + j] = dr, dz, dn * gr
+                    dh[b, j] = dh_j * gz  # the direct path; the GEMM's part is added below
+            else:
+                di[:] = 0.0
+                dhg[:] = 0.0
+        np.dot(d_hidden_gates[t * batch : (t + 1) * batch], w_hh, back)
+        for b in range(batch):
+            if t < lengths[b]:
+                dh[b] += back[b]
+    dh0[:] = dh
+    _weight_gradients(d_input_gates, d_hidden_gates, x, previous, w_ih, dx, dw_ih, dw_hh)
+    _column_sums(d_input_gates, db_ih)
+    _column_sums(d_hidden_gates, db_hh)
