@@ -89,7 +89,7 @@ class RNNBase(Module):
         dtype = np.dtype(dtype or np.float32)
         bound = 1.0 / math.sqrt(self.hidden_size)
         rng = random.generator()
-        self._weight_names = []  # per layer and direction: the four names, biases last
+        weight_names = []  # per layer and direction: the parameters' names, biases last
         for layer in range(self.num_layers):
             layer_input = self.input_size if layer == 0 else self.hidden_size * directions
             for direction in range(directions):
@@ -104,7 +104,8 @@ class RNNBase(Module):
                 for kind, shape in shapes.items():
                     setattr(self, kind + suffix, _uniform_parameter(rng, bound, shape, dtype))
                     names.append(kind + suffix)
-                self._weight_names.append(names)
+                weight_names.append(tuple(names))
+        self._weight_names = tuple(weight_names)
 
     def _layer_weights(self, index, dtype):
         weights = [getattr(self, n) for n in self._weight_names[index]]
