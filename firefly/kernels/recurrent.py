@@ -46,11 +46,11 @@ def _previous_index(t, steps, reverse):
 def _input_projection(x, w_ih, b_ih, b_extra, projected):
     """projected (T * B, G * H) = x @ w_ih.T + b_ih (+ b_extra where it has any elements)."""
     np.dot(x, np.ascontiguousarray(w_ih.T), projected)
-    fold = b_extra.size > 0
+    bias = b_ih + b_extra if b_extra.size > 0 else b_ih
     for n in range(projected.shape[0]):
         row = projected[n]
         for m in range(row.size):
-            row[m] += b_ih[m] + (b_extra[m] if fold else 0.0)
+            row[m] += bias[m]
 
 
 @inline_helper
@@ -86,6 +86,24 @@ def _weight_gradients(d_input_gates, d_hidden_gates, x, previous, w_ih, dx, dw_i
     np.dot(d_hidden_gates.T, previous, dw_hh)
 
 
+@inline_helper
+def _add_rows(target, source):
+    for k in range(target.size):
+        target[k] += source[k]
+
+
+@inline_helper
+def _sigmoid_span(v, start, stop):
+    for k in range(start, stop):
+        v[k] = sigmoid(v[k])
+
+
+@inline_helper
+def _tanh_span(v, start, stop):
+    for k in range(start, stop):
+        v[k] = tanh(v[k])
+
+
 # ----------------------------------------------------------------------------------- Elman RNN
 @kernel
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, relu, out):
@@ -96,20 +114,22 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, relu, out):
     h = h0.copy()
     w_hh_t = np.ascontiguousarray(w_hh.T)  # see _input_projection
     recurrent = np.empty((batch, hidden), dtype=x.dtype)
+    zero = like(0.0, x[0, 0])
     for s in range(steps):
         t = _step_index(s, steps, reverse)
         np.dot(h, w_hh_t, recurrent)
         for b in range(batch):
             if t < lengths[b]:
-                pre = projected[t * batch + b]
-                for j in range(hidden):
-                    v = pre[j] + recurrent[b, j]
-                    if relu:
-                        v = v if v > 0.0 else 0.0 * v
-                    else:
-                        v = tanh(v)
-                    h[b, j] = v
-                    out[t, b, j] = v
+                pre, h_row, out_row = projected[t * batch + b], h[b], out[t, b]
+                _add_rows(pre, recurrent[b])
+                if relu:
+                    for j in range(hidden):
+                        v = pre[j]
+                        h_row[j] = v if v > zero else zero
+                else:
+                    for j in range(hidden):
+                        h_row[j] = tanh(pre[j])
+                out_row[:] = h_row
             else:
                 out[t, b] = 0.0
     out[steps] = h
@@ -148,24 +168,6 @@ def rnn_backward(grad, x, h0, w_ih, w_hh, lengths, reverse, relu, out, dx, dh0, 
 
 
 # ---------------------------------------------------------------------------------------- LSTM
-@inline_helper
-def _add_rows(target, source):
-    for k in range(target.size):
-        target[k] += source[k]
-
-
-@inline_helper
-def _sigmoid_span(v, start, stop):
-    for k in range(start, stop):
-        v[k] = sigmoid(v[k])
-
-
-@inline_helper
-def _tanh_span(v, start, stop):
-    for k in range(start, stop):
-        v[k] = tanh(v[k])
-
-
 @kernel
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, out, gates, cells):
     """torch's LSTM: gates i, f, g, o in that order along w_ih's rows; c_t = f c_{t-1} + i g,
@@ -268,16 +270,21 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, out, gates):
         for b in range(batch):
             g = gates[t, b]
             if t < lengths[b]:
-                p, r = projected[t * batch + b], recurrent[b]
+                p, r, h_row, out_row = projected[t * batch + b], recurrent[b], h[b], out[t, b]
+                _add_rows(r, b_hh)
+                for k in range(2 * hidden):
+                    g[k] = p[k] + r[k]
+                _sigmoid_span(g, 0, 2 * hidden)
                 for j in range(hidden):
-                    gr = sigmoid(p[j] + r[j] + b_hh[j])
-                    gz = sigmoid(p[hidden + j] + r[hidden + j] + b_hh[hidden + j])
-                    hn = r[2 * hidden + j] + b_hh[2 * hidden + j]
-                    gn = tanh(p[2 * hidden + j] + gr * hn)
-                    hj = (1.0 - gz) * gn + gz * h[b, j]
-                    g[j], g[hidden + j], g[2 * hidden + j], g[3 * hidden + j] = gr, gz, gn, hn
-                    h[b, j] = hj
-                    out[t, b, j] = hj
+                    hn = r[2 * hidden + j]
+                    g[3 * hidden + j] = hn
+                    g[2 * hidden + j] = p[2 * hidden + j] + g[j] * hn
+                _tanh_span(g, 2 * hidden, 3 * hidden)
+                for j in range(hidden):
+                    gz, gn = g[hidden + j], g[2 * hidden + j]
+                    hj = gn + gz * (h_row[j] - gn)
+                    h_row[j] = hj
+                    out_row[j] = hj
             else:
                 g[:] = 0.0
                 out[t, b] = 0.0
@@ -290,6 +297,7 @@ def gru_backward(
 ):
     """BPTT for ``gru_forward``."""
     steps, batch, hidden = out.shape[0] - 1, h0.shape[0], h0.shape[1]
+    one = like(1.0, x[0, 0])
     d_input_gates = np.empty((steps * batch, 3 * hidden), dtype=x.dtype)
     d_hidden_gates = np.empty((steps * batch, 3 * hidden), dtype=x.dtype)
     previous = np.empty((steps * batch, hidden), dtype=x.dtype)
@@ -302,15 +310,20 @@ def gru_backward(
             di, dhg = d_input_gates[t * batch + b], d_hidden_gates[t * batch + b]
             if t < lengths[b]:
                 g, h_before = gates[t, b], previous[t * batch + b]
+                dh_row, grad_row = dh[b], grad[t, b]
+                _add_rows(dh_row, grad_row)
                 for j in range(hidden):
                     gr, gz, gn, hn = g[j], g[hidden + j], g[2 * hidden + j], g[3 * hidden + j]
-                    dh_j = dh[b, j] + grad[t, b, j]
-                    dn = dh_j * (1.0 - gz) * (1.0 - gn * gn)
-                    dz = dh_j * (h_before[j] - gn) * gz * (1.0 - gz)
-                    dr = dn * hn * gr * (1.0 - gr)
-                    di[j], di[hidden + j], di[2 * hidden + j] = dr, dz, dn
-                    dhg[j], dhg[hidden + j], dhg[2 * hidden + j] = dr, dz, dn * gr
-                    dh[b, j] = dh_j * gz  # the direct path; the GEMM's part is added below
+                    dh_j = dh_row[j]
+                    dn = dh_j * (one - gz) * (one - gn * gn)
+                    dr = dn * hn * gr * (one - gr)
+                    di[j] = dr
+                    di[hidden + j] = dh_j * (h_before[j] - gn) * gz * (one - gz)
+                    di[2 * hidden + j] = dn
+                    dhg[j] = dr
+                    dhg[2 * hidden + j] = dn * gr
+                    dh_row[j] = dh_j * gz  # the direct path; the GEMM's part is added below
+                dhg[hidden : 2 * hidden] = di[hidden : 2 * hidden]
             else:
                 di[:] = 0.0
                 dhg[:] = 0.0
