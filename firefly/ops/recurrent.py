@@ -105,8 +105,6 @@ def _unroll(x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, cell):
     """The recurrence with firefly ops, one step after another: ``cell(projected_t, h, c)``
     gives the new (h, c) from the input projection of step t. Returns the output array as the
     fused op lays it out."""
-    from firefly.functions import stack
-
     steps, batch, input_size = x.shape
     projected = (x.reshape(steps * batch, input_size) @ w_ih.T + b_ih).reshape(
         steps, batch, w_ih.shape[0]
@@ -124,7 +122,19 @@ def _unroll(x, states, w_ih, w_hh, b_ih, b_hh, lengths, reverse, cell):
             keep = 1.0 - masks[t]
             state = [n * masks[t] + old * keep for n, old in zip(new, state)]
             outputs[t] = new[0] * masks[t]
-    return stack(outputs + state, 0)
+    return _stacked(outputs + state)
+
+
+def _stacked(tensors):
+    """The tensors joined along a new first dimension, by the ``cat`` op in a balanced tree
+    (``firefly.stack`` sits above the ops in the import graph)."""
+    from firefly.ops import apply
+
+    parts = [t.unsqueeze(0) for t in tensors]
+    while len(parts) > 1:
+        paired = [apply("cat", a, b, dim=0) for a, b in zip(parts[0::2], parts[1::2])]
+        parts = paired + ([parts[-1]] if len(parts) % 2 else [])
+    return parts[0]
 
 
 @register
