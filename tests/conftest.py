@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from layer_references import LAYER_REFERENCES
+from recurrent_references import RECURRENT_REFERENCES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -137,6 +138,7 @@ NUMPY_REFERENCES = {
 }
 # Convolution, pooling, normalization, dropout, embedding, activations and the other losses.
 NUMPY_REFERENCES.update(LAYER_REFERENCES)
+NUMPY_REFERENCES.update(RECURRENT_REFERENCES)  # rnn_layer, lstm_layer, gru_layer
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
 from layer_references import LAYER_COMPOSITION_STEPS
+from recurrent_references import RECURRENT_COMPOSITION_STEPS
 
 import firefly
 from firefly.ops import registry
@@ -138,6 +139,7 @@ COMPOSITION_STEPS = {
 
 
 COMPOSITION_STEPS.update(LAYER_COMPOSITION_STEPS)
+COMPOSITION_STEPS.update(RECURRENT_COMPOSITION_STEPS)
 
 
 def test_composition_steps_cover_every_builtin_op():

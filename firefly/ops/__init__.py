@@ -18,6 +18,7 @@ from firefly.ops import (  # noqa: F401  (registers built-ins)
     norm,
     pointwise_loss,
     pool,
+    recurrent,
     reduce,
     scan,
     select,

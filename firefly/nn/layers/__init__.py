@@ -1,5 +1,5 @@
-"""Layers: Linear, convolution, pooling, normalization, dropout, embedding, shape layers,
-activations and containers."""
+"""Layers: Linear, convolution, pooling, normalization, dropout, embedding, recurrent layers,
+shape layers, activations and containers."""
 
 from firefly.nn.layers.activation import (
     ELU,
@@ -29,6 +29,7 @@ from firefly.nn.layers.flatten import Flatten, Identity, Unflatten
 from firefly.nn.layers.linear import Linear
 from firefly.nn.layers.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from firefly.nn.layers.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from firefly.nn.layers.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 
 __all__ = [
     "Linear",
@@ -43,6 +44,12 @@ __all__ = [
     "GroupNorm",
     "Dropout",
     "Embedding",
+    "RNN",
+    "LSTM",
+    "GRU",
+    "RNNCell",
+    "LSTMCell",
+    "GRUCell",
     "Flatten",
     "Unflatten",
     "Identity",
