@@ -34,6 +34,7 @@ from numba import prange
 
 from firefly.kernels import vmath
 from firefly.kernels._jit import COSTS as COSTS  # re-exported: ops.families checks costs by it
+from firefly.kernels._jit import build_chunked as _build_chunked
 from firefly.kernels._jit import build_specialised as _build
 from firefly.kernels._jit import inline_helper
 from firefly.kernels.reduce import LANES, SUM_CHUNK, combine_lanes, max_contiguous
@@ -44,7 +45,62 @@ def _placeholder(*args):
 
 
 # Names that each template reads and specialise() binds to the op's scalar functions.
-FORWARD = BACKWARD = ROW_CONSTANT = ROW_TERM = FINISH = _placeholder
+FORWARD = BACKWARD = ROW_CONSTANT = ROW_TERM = FINISH = SERIAL = _placeholder
+
+
+# ----------------------------------------------------------------------------- chunk drivers
+# The parallel builds of the flat families (see _jit.build_chunked): FLAT_CHUNKS contiguous
+# chunks, dealt to the threads, each handed to the serial build. A single-element operand is
+# passed whole. A fixed count rather than numba.get_num_threads(), whose ctypes pointer would
+# make the kernel uncacheable; each extra chunk costs a call (~1 us), and spare chunks let a
+# thread whose core was taken by another process fall behind without stalling the join.
+FLAT_CHUNKS = 16
+
+
+@inline_helper
+def _chunk(c, chunks, n):
+    """(start, stop) of chunk c of n elements cut into ``chunks``."""
+    return c * n // chunks, (c + 1) * n // chunks
+
+
+def _unary_chunks(x, out):
+    (n,) = out.shape
+    chunks = max(1, min(FLAT_CHUNKS, n))
+    for c in prange(chunks):
+        lo, hi = _chunk(c, chunks, n)
+        SERIAL(x[lo:hi], out[lo:hi])
+
+
+def _unary_grad_chunks(grad, saved, dx):
+    (n,) = dx.shape
+    chunks = max(1, min(FLAT_CHUNKS, n))
+    for c in prange(chunks):
+        lo, hi = _chunk(c, chunks, n)
+        SERIAL(grad[lo:hi], saved[lo:hi], dx[lo:hi])
+
+
+def _flat_zip_chunks(a, b, out):
+    (n,) = out.shape
+    whole_a, whole_b = a.shape[0] == 1, b.shape[0] == 1
+    chunks = max(1, min(FLAT_CHUNKS, n))
+    for c in prange(chunks):
+        lo, hi = _chunk(c, chunks, n)
+        SERIAL(a if whole_a else a[lo:hi], b if whole_b else b[lo:hi], out[lo:hi])
+
+
+def _flat_zip_grad_chunks(grad, a, b, da, db):
+    (n,) = grad.shape
+    whole_a, whole_b = a.shape[0] == 1, b.shape[0] == 1
+    chunks = max(1, min(FLAT_CHUNKS, n))
+    for c in prange(chunks):
+        lo, hi = _chunk(c, chunks, n)
+        SERIAL(
+            grad[lo:hi],
+            a if whole_a else a[lo:hi],
+            b if whole_b else b[lo:hi],
+            da[lo:hi],
+            db[lo:hi],
+        )
 
 
 # ----------------------------------------------------------------------------- unary
@@ -67,12 +123,12 @@ def _unary_grad(grad, saved, dx):
 
 def unary_map(name, forward, cost="memory"):
     """``kernel(x, out)``: out[i] = forward(x[i]) over flat contiguous arrays."""
-    return _build(_unary_map, name, cost, FORWARD=forward)
+    return _build_chunked(_unary_map, _unary_chunks, name, cost, FORWARD=forward)
 
 
 def unary_grad(name, backward, cost="memory"):
     """``kernel(grad, saved, dx)``: dx[i] = backward(grad[i], saved[i]) over flat arrays."""
-    return _build(_unary_grad, name, cost, BACKWARD=backward)
+    return _build_chunked(_unary_grad, _unary_grad_chunks, name, cost, BACKWARD=backward)
 
 
 # ----------------------------------------------------------------------------- flat binary
@@ -111,14 +167,14 @@ def _flat_zip_grad(grad, a, b, da, db):
 def flat_zip(name, forward, cost="memory"):
     """``kernel(a, b, out)``: out[i] = forward(a[i], b[i]) over flat arrays; a or b may hold
     a single element, read for every i."""
-    return _build(_flat_zip, name, cost, FORWARD=forward)
+    return _build_chunked(_flat_zip, _flat_zip_chunks, name, cost, FORWARD=forward)
 
 
 def flat_zip_grad(name, backward, cost="memory"):
     """``kernel(grad, a, b, da, db)``: (da[i], db[i]) = backward(grad[i], a[i], b[i], out[i])
     over flat arrays, a or b possibly a single element; out is read from db as in
     ``broadcast_zip_grad``."""
-    return _build(_flat_zip_grad, name, cost, BACKWARD=backward)
+    return _build_chunked(_flat_zip_grad, _flat_zip_grad_chunks, name, cost, BACKWARD=backward)
 
 
 # ----------------------------------------------------------------------------- broadcast binary
