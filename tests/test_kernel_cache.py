@@ -132,6 +132,31 @@ def test_a_cache_filled_by_another_version_is_recompiled_with_one_warning(run_py
     assert_recompiled_with_one_warning(result, "filled by firefly 0.0.1-other")
 
 
+def test_an_edited_helper_in_another_file_recompiles_the_kernels_that_inline_it(
+    run_python, tmp_path
+):
+    # exp's float32 kernel inlines vmath's _exp_f32, from another file; Numba's own stamp
+    # covers only the kernel's file, so an edit of vmath.py once loaded the stale kernel.
+    package = tmp_path / "copy" / "firefly"
+    shutil.copytree(Path(firefly.__file__).parent, package, ignore=shutil.ignore_patterns("*.nb?"))
+    env = {"PYTHONPATH": str(package.parent), "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env.update(NUMBA_CACHE_DIR="", XDG_CACHE_HOME=str(tmp_path / "cache"))
+    code = "import firefly; print(firefly.exp(firefly.zeros(4, dtype=firefly.float32)).tolist())"
+
+    def run():
+        proc = run_python("-c", code, env=env, cwd=tmp_path, repo_importable=False)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout.strip()
+
+    assert run() == "[1.0, 1.0, 1.0, 1.0]"
+    vmath = package / "kernels" / "vmath.py"
+    source = vmath.read_text()
+    start = source.index("def _exp_f32(")
+    end = source.index("    return y if v == v else v\n", start)  # its last line
+    vmath.write_text(source[:end] + "    y = 2 * y\n" + source[end:])
+    assert run() == "[2.0, 2.0, 2.0, 2.0]"
+
+
 def test_four_processes_filling_one_cache_at_once_all_succeed(run_python, tmp_path):
     cache = tmp_path / "cache"
     # Two signatures, added in either order: the four write one index, and data files, at once.

@@ -9,11 +9,13 @@ of one firefly version on one CPU::
 
 Inside it, a kernel's files sit in the folder of its source file relative to the firefly
 package (``kernels/``, ``ops/``), so that two clones share them; the file names carry a digest
-of the source file's content, so that clones whose sources differ keep files of their own (an
-edited file leaves its old entries behind until ``python -m firefly cache clear``). Numba
-stamps each index with that digest too, and keys each entry on the function's bytecode and
-the CPU. firefly adds its version to the stamp, so that a cache filled by another version is
-recompiled, never loaded.
+of the source file's content and of every file kernels are compiled from (``kernels/``,
+``ops/``, ``optim/``), so that clones whose sources differ keep files of their own (an edit
+leaves the old entries behind until ``python -m firefly cache clear``). Numba stamps each index
+with that digest too, and keys each entry on the function's bytecode and the CPU. Numba's own
+stamp covers the kernel's file alone: a kernel that inlines a helper from another file (vmath's
+exp, an op's scalar math) would load stale after that file changed. firefly adds its version
+to the stamp, so that a cache filled by another version is recompiled, never loaded.
 
 When that folder is not writable, Numba's own locations follow (the package's ``__pycache__``,
 then Numba's user-wide folder); when none is, kernels compile without a cache.
@@ -24,6 +26,8 @@ warning and a recompile, and names data files after their key rather than a coun
 processes filling one cache at once never write two signatures to one file name.
 """
 
+import functools
+import glob
 import hashlib
 import os
 import pickle
@@ -119,6 +123,23 @@ def root_is_writable() -> bool:
     return _is_writable(cache_root())
 
 
+# The package folders whose files kernels are compiled from: the kernels, the ops' scalar math
+# and the optimizers' update functions.
+KERNEL_SOURCE_FOLDERS = ("kernels", "ops", "optim")
+
+
+@functools.cache
+def kernel_sources_digest() -> str:
+    """A digest of every source file in ``KERNEL_SOURCE_FOLDERS``, read once per process."""
+    digest = hashlib.sha1()
+    for folder in KERNEL_SOURCE_FOLDERS:
+        for path in sorted(glob.glob(os.path.join(_PACKAGE_ROOT, folder, "*.py"))):
+            digest.update(os.path.relpath(path, _PACKAGE_ROOT).encode())
+            with open(path, "rb") as source:
+                digest.update(source.read())
+    return digest.hexdigest()[:16]
+
+
 class _FireflyFolderLocator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
     """Places a kernel's files in ``cache_folder()``, under its source file's folder relative
     to the firefly package (or, for a kernel outside it, Numba's digest of that folder)."""
@@ -135,6 +156,9 @@ class _FireflyFolderLocator(caching._SourceFileBackedLocatorMixin, caching._Cach
 
     def get_cache_path(self):
         return self._cache_path
+
+    def get_source_stamp(self):
+        return (super().get_source_stamp(), kernel_sources_digest())
 
     def get_disambiguator(self):
         # The line, and a digest of the source file's content: two clones or branches whose
