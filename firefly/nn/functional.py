@@ -14,6 +14,7 @@ from numpy.typing import ArrayLike
 
 from firefly import ops
 from firefly.dtypes import float_or_default
+from firefly.ops.conv import pair
 from firefly.tensor import Tensor
 
 __all__ = [
@@ -23,6 +24,11 @@ __all__ = [
     "max_pool2d",
     "avg_pool2d",
     "adaptive_avg_pool2d",
+    "max_pool1d",
+    "avg_pool1d",
+    "adaptive_avg_pool1d",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
     "batch_norm",
     "layer_norm",
     "group_norm",
@@ -48,6 +54,15 @@ __all__ = [
     "huber_loss",
     "binary_cross_entropy",
     "binary_cross_entropy_with_logits",
+    "kl_div",
+    "margin_ranking_loss",
+    "cosine_embedding_loss",
+    "pairwise_distance",
+    "triplet_margin_loss",
+    "poisson_nll_loss",
+    "gaussian_nll_loss",
+    "soft_margin_loss",
+    "multilabel_soft_margin_loss",
 ]
 
 # What the functions take as input: a Tensor, or data a Tensor is made from (an ndarray, a number).
@@ -424,3 +439,393 @@ def binary_cross_entropy_with_logits(
         pos_weight=_array(pos_weight),
         reduction=reduction,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# 1-D pooling: the 2-D ops on a sequence viewed as an image of height 1.
+
+
+def _sequence_image(name: str, input: _TensorLike) -> tuple[Tensor, bool]:
+    """``input`` (N, C, L) or (C, L) as a Tensor (N, C, 1, L), and whether it had no batch."""
+    x = input if isinstance(input, Tensor) else Tensor(input)
+    if x.ndim not in (2, 3):
+        raise ValueError(
+            f"{name}: input must be 3-D (N, C, L) or 2-D (C, L), got shape {tuple(x.shape)}"
+        )
+    unbatched = x.ndim == 2
+    return x.reshape((1,) * unbatched + tuple(x.shape[:-1]) + (1, x.shape[-1])), unbatched
+
+
+def _sequence_out(out: Tensor, unbatched: bool) -> Tensor:
+    shape = tuple(out.shape[:2]) + (out.shape[-1],)
+    return out.reshape(shape[1:] if unbatched else shape)
+
+
+def _one(name: str, arg: str, value: Any, minimum: int) -> int:
+    return pair(name, arg, value, minimum, 1)[0]
+
+
+def max_pool1d(
+    input: _TensorLike,
+    kernel_size: int | tuple[int],
+    stride: int | tuple[int] | None = None,
+    padding: int | tuple[int] = 0,
+    dilation: int | tuple[int] = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Tensor:
+    if return_indices:
+        raise NotImplementedError("max_pool1d: return_indices=True is not supported by firefly")
+    image, unbatched = _sequence_image("max_pool1d", input)
+    kernel = _one("max_pool1d", "kernel_size", kernel_size, 1)
+    step = kernel if stride is None or stride == () else _one("max_pool1d", "stride", stride, 1)
+    out = ops.apply(
+        "max_pool2d",
+        image,
+        kernel_size=(1, kernel),
+        stride=(1, step),
+        padding=(0, _one("max_pool1d", "padding", padding, 0)),
+        dilation=(1, _one("max_pool1d", "dilation", dilation, 1)),
+        ceil_mode=ceil_mode,
+    )
+    return _sequence_out(out, unbatched)
+
+
+def avg_pool1d(
+    input: _TensorLike,
+    kernel_size: int | tuple[int],
+    stride: int | tuple[int] | None = None,
+    padding: int | tuple[int] = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> Tensor:
+    image, unbatched = _sequence_image("avg_pool1d", input)
+    kernel = _one("avg_pool1d", "kernel_size", kernel_size, 1)
+    step = kernel if stride is None or stride == () else _one("avg_pool1d", "stride", stride, 1)
+    out = ops.apply(
+        "avg_pool2d",
+        image,
+        kernel_size=(1, kernel),
+        stride=(1, step),
+        padding=(0, _one("avg_pool1d", "padding", padding, 0)),
+        ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad,
+    )
+    return _sequence_out(out, unbatched)
+
+
+def adaptive_avg_pool1d(input: _TensorLike, output_size: int | tuple[int]) -> Tensor:
+    image, unbatched = _sequence_image("adaptive_avg_pool1d", input)
+    size = _one("adaptive_avg_pool1d", "output_size", output_size, 1)
+    return _sequence_out(ops.apply("adaptive_avg_pool2d", image, output_size=(1, size)), unbatched)
+
+
+def adaptive_max_pool2d(
+    input: _TensorLike,
+    output_size: int | tuple[int | None, int | None] | None,
+    return_indices: bool = False,
+) -> Tensor:
+    if return_indices:
+        raise NotImplementedError(
+            "adaptive_max_pool2d: return_indices=True is not supported by firefly"
+        )
+    return ops.apply("adaptive_max_pool2d", input, output_size=output_size)
+
+
+def adaptive_max_pool1d(
+    input: _TensorLike, output_size: int | tuple[int], return_indices: bool = False
+) -> Tensor:
+    if return_indices:
+        raise NotImplementedError(
+            "adaptive_max_pool1d: return_indices=True is not supported by firefly"
+        )
+    image, unbatched = _sequence_image("adaptive_max_pool1d", input)
+    size = _one("adaptive_max_pool1d", "output_size", output_size, 1)
+    return _sequence_out(ops.apply("adaptive_max_pool2d", image, output_size=(1, size)), unbatched)
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses composed from differentiable ops (their gradients, to any order, come from the ops).
+
+
+def _tensor(value: _TensorLike) -> Tensor:
+    return value if isinstance(value, Tensor) else Tensor(np.asarray(value))
+
+
+def _target(value: _TensorLike, like: Tensor) -> Tensor:
+    """A target as a float Tensor: integer and bool labels (+1/-1, 0/1) in ``like``'s dtype."""
+    target = _tensor(value)
+    if target.dtype in (np.float32, np.float64):
+        return target
+    return Tensor(target.numpy().astype(like.dtype))
+
+
+def legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
+    """torch's reading of the deprecated ``size_average`` and ``reduce`` arguments: either given
+    overrides ``reduction`` (both default to True)."""
+    if size_average is None and reduce is None:
+        return reduction
+    if reduce is False:
+        return "none"
+    return "sum" if size_average is False else "mean"
+
+
+def _check_reduction(name: str, reduction: str, allowed=("mean", "sum", "none")) -> None:
+    if reduction not in allowed:
+        raise ValueError(f"{name}: reduction must be one of {allowed}, got {reduction!r}")
+
+
+def loss_reduction(
+    name: str,
+    size_average: bool | None,
+    reduce: bool | None,
+    reduction: str,
+    allowed=("mean", "sum", "none"),
+) -> str:
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(name, reduction, allowed)
+    return reduction
+
+
+def _reduced(losses: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return losses.mean()
+    return losses.sum() if reduction == "sum" else losses
+
+
+def _same_shapes(name: str, **tensors: Tensor) -> None:
+    shapes = {arg: tuple(t.shape) for arg, t in tensors.items()}
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"{arg} {shape}" for arg, shape in shapes.items())
+        raise ValueError(f"{name}: {listed} must have the same shape")
+
+
+def _mask(value: Tensor, test) -> np.ndarray:
+    return np.asarray(test(value.numpy()), dtype=bool)
+
+
+def kl_div(
+    input: _TensorLike,
+    target: _TensorLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> Tensor:
+    """``target * (log(target) - input)`` (0 where target is 0), or with ``log_target``
+    ``exp(target) * (target - input)``; ``reduction="batchmean"`` divides the sum by the batch
+    size, the KL divergence's definition."""
+    reduction = loss_reduction(
+        "kl_div", size_average, reduce, reduction, ("mean", "batchmean", "sum", "none")
+    )
+    x, t = _tensor(input), _tensor(target)
+    _same_shapes("kl_div", input=x, target=t)
+    if log_target:
+        losses = t.exp() * (t - x)
+    else:  # xlogy(t, t): 0 where t is 0; log reads 1 there so that no inf or NaN appears
+        positive = _mask(t, lambda a: a > 0)
+        safe = ops.apply("where", t, Tensor(np.ones((), dtype=t.dtype)), condition=positive)
+        losses = t * safe.log() - t * x
+    if reduction == "batchmean":
+        total = losses.sum()
+        return total / x.shape[0] if x.ndim else total
+    return _reduced(losses, reduction)
+
+
+def margin_ranking_loss(
+    input1: _TensorLike,
+    input2: _TensorLike,
+    target: _TensorLike,
+    margin: float = 0.0,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """``max(0, -target * (input1 - input2) + margin)``, target +1 or -1."""
+    reduction = loss_reduction("margin_ranking_loss", size_average, reduce, reduction)
+    x1, x2 = _tensor(input1), _tensor(input2)
+    t = _target(target, x1)
+    _same_shapes("margin_ranking_loss", input1=x1, input2=x2, target=t)
+    losses = (-t * (x1 - x2) + margin).clamp(min=0.0)
+    return _reduced(losses, reduction)
+
+
+def cosine_embedding_loss(
+    input1: _TensorLike,
+    input2: _TensorLike,
+    target: _TensorLike,
+    margin: float = 0.0,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """``1 - cos(input1, input2)`` where target is 1, ``max(0, cos - margin)`` where it is -1,
+    the cosine over the last dimension of (N, D) or (D,) inputs, as torch's."""
+    reduction = loss_reduction("cosine_embedding_loss", size_average, reduce, reduction)
+    x1, x2, t = _tensor(input1), _tensor(input2), _tensor(target)
+    _same_shapes("cosine_embedding_loss", input1=x1, input2=x2)
+    if x1.ndim not in (1, 2) or tuple(t.shape) != tuple(x1.shape[:-1]):
+        raise ValueError(
+            "cosine_embedding_loss: inputs must be (N, D) with target (N,), or (D,) with a 0-d "
+            f"target; got inputs {tuple(x1.shape)} and target {tuple(t.shape)}"
+        )
+    epsilon = 1e-12  # torch's, against a zero vector
+    dim = x1.ndim - 1
+    products = (x1 * x2).sum(dim=dim)
+    squares1, squares2 = (x1 * x1).sum(dim=dim) + epsilon, (x2 * x2).sum(dim=dim) + epsilon
+    cos = products / (squares1 * squares2).sqrt()
+    zero = Tensor(np.zeros((), dtype=cos.dtype))
+    similar = ops.apply("where", 1.0 - cos, zero, condition=_mask(t, lambda a: a == 1))
+    dissimilar = ops.apply(
+        "where", (cos - margin).clamp(min=0.0), zero, condition=_mask(t, lambda a: a == -1)
+    )
+    losses = similar + dissimilar
+    return _reduced(losses, reduction)
+
+
+def pairwise_distance(
+    x1: _TensorLike, x2: _TensorLike, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False
+) -> Tensor:
+    """The p-norm of ``x1 - x2 + eps`` over the last dimension."""
+    difference = _tensor(x1) - _tensor(x2) + eps
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0 or p == float("inf"):
+        raise ValueError(f"pairwise_distance: p must be a positive finite number, got {p!r}")
+    if p == 2:
+        return (difference * difference).sum(dim=-1, keepdim=keepdim).sqrt()
+    if p == 1:
+        return difference.abs().sum(dim=-1, keepdim=keepdim)
+    return (difference.abs() ** float(p)).sum(dim=-1, keepdim=keepdim) ** (1.0 / p)
+
+
+def triplet_margin_loss(
+    anchor: _TensorLike,
+    positive: _TensorLike,
+    negative: _TensorLike,
+    margin: float = 1.0,
+    p: float = 2,
+    eps: float = 1e-6,
+    swap: bool = False,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """``max(0, margin + d(anchor, positive) - d(anchor, negative))`` with the p-norm
+    distance of ``pairwise_distance``; ``swap`` takes the smaller of d(a, n) and d(p, n)."""
+    reduction = loss_reduction("triplet_margin_loss", size_average, reduce, reduction)
+    a, pos, neg = _tensor(anchor), _tensor(positive), _tensor(negative)
+    _same_shapes("triplet_margin_loss", anchor=a, positive=pos, negative=neg)
+    if a.ndim not in (1, 2):
+        raise ValueError(
+            f"triplet_margin_loss: inputs must be 2-D (N, D) or 1-D (D,), got {tuple(a.shape)}"
+        )
+    d_pos = pairwise_distance(a, pos, p, eps)
+    d_neg = pairwise_distance(a, neg, p, eps)
+    if swap:
+        d_neg = d_neg.minimum(pairwise_distance(pos, neg, p, eps))
+    losses = (margin + d_pos - d_neg).clamp(min=0.0)
+    return _reduced(losses, reduction)
+
+
+def poisson_nll_loss(
+    input: _TensorLike,
+    target: _TensorLike,
+    log_input: bool = True,
+    full: bool = False,
+    size_average: bool | None = None,
+    eps: float = 1e-8,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """``exp(input) - target * input`` (``log_input``) or ``input - target * log(input +
+    eps)``; ``full`` adds Stirling's approximation of log(target!) where target > 1."""
+    reduction = loss_reduction("poisson_nll_loss", size_average, reduce, reduction)
+    x, t = _tensor(input), _tensor(target)
+    _same_shapes("poisson_nll_loss", input=x, target=t)
+    losses = x.exp() - t * x if log_input else x - t * (x + eps).log()
+    if full:
+        above_one = _mask(t, lambda a: a > 1)
+        safe = ops.apply("where", t, Tensor(np.full((), 2.0, dtype=t.dtype)), condition=above_one)
+        stirling = safe * safe.log() - safe + 0.5 * (2 * np.pi * safe).log()
+        losses = losses + ops.apply(
+            "where", stirling, Tensor(np.zeros((), dtype=t.dtype)), condition=above_one
+        )
+    return _reduced(losses, reduction)
+
+
+def gaussian_nll_loss(
+    input: _TensorLike,
+    target: _TensorLike,
+    var: _TensorLike | float,
+    full: bool = False,
+    eps: float = 1e-6,
+    reduction: str = "mean",
+) -> Tensor:
+    """``0.5 * (log(var) + (input - target) ** 2 / var)`` (+ 0.5 log(2 pi) with ``full``), var
+    clamped below at ``eps`` without changing its gradient, as torch's. ``var`` has the input's
+    shape, or one dimension of size 1 (or the last missing): one variance for several
+    expectations."""
+    x, t = _tensor(input), _tensor(target)
+    _check_reduction("gaussian_nll_loss", reduction)
+    if isinstance(var, (int, float)) and not isinstance(var, bool):
+        if var < 0:
+            raise ValueError(f"gaussian_nll_loss: var must be non-negative, got {var}")
+        v = Tensor(np.full(tuple(x.shape), float(var), dtype=x.dtype))
+    else:
+        v = _tensor(var)
+        if (v.numpy() < 0).any():
+            raise ValueError("gaussian_nll_loss: var has negative entries")
+    if tuple(v.shape) != tuple(x.shape):
+        if tuple(x.shape[:-1]) == tuple(v.shape):
+            v = v.unsqueeze(-1)
+        elif not (v.ndim == x.ndim and sum(b for a, b in zip(x.shape, v.shape) if a != b) == 1):
+            raise ValueError(
+                f"gaussian_nll_loss: var of shape {tuple(v.shape)} does not fit input of shape "
+                f"{tuple(x.shape)}: it must have the input's shape, or one dimension of size 1, "
+                "or the last one missing"
+            )
+    # torch clamps a clone under no_grad: the value moves up to eps, the gradient stays 1.
+    values = v.numpy()
+    v = v + Tensor(np.maximum(values, eps) - values)
+    losses = 0.5 * (v.log() + (x - t) ** 2 / v)
+    if full:
+        losses = losses + 0.5 * float(np.log(2 * np.pi))
+    return _reduced(losses, reduction)
+
+
+def soft_margin_loss(
+    input: _TensorLike,
+    target: _TensorLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """``log(1 + exp(-target * input))``, target +1 or -1."""
+    reduction = loss_reduction("soft_margin_loss", size_average, reduce, reduction)
+    x = _tensor(input)
+    t = _target(target, x)
+    _same_shapes("soft_margin_loss", input=x, target=t)
+    losses = (-t * x).exp().log1p()
+    return _reduced(losses, reduction)
+
+
+def multilabel_soft_margin_loss(
+    input: _TensorLike,
+    target: _TensorLike,
+    weight: _TensorLike | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """The binary cross-entropy of logits (N, C) against 0/1 targets, averaged over the C
+    classes, then reduced over N; ``weight`` (C,) rescales each class."""
+    reduction = loss_reduction("multilabel_soft_margin_loss", size_average, reduce, reduction)
+    x = _tensor(input)
+    t = _target(target, x)
+    _same_shapes("multilabel_soft_margin_loss", input=x, target=t)
+    if x.ndim == 0:
+        raise ValueError("multilabel_soft_margin_loss: input must have a class dimension, got 0-D")
+    losses = -(t * ops.apply("log_sigmoid", x) + (1 - t) * ops.apply("log_sigmoid", -x))
+    if weight is not None:
+        losses = losses * _tensor(weight)
+    losses = losses.sum(dim=x.ndim - 1) / x.shape[-1]
+    return _reduced(losses, reduction)

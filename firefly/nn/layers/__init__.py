@@ -28,7 +28,16 @@ from firefly.nn.layers.embedding import Embedding
 from firefly.nn.layers.flatten import Flatten, Identity, Unflatten
 from firefly.nn.layers.linear import Linear
 from firefly.nn.layers.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
-from firefly.nn.layers.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from firefly.nn.layers.pool import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+)
 
 __all__ = [
     "Linear",
@@ -37,6 +46,11 @@ __all__ = [
     "MaxPool2d",
     "AvgPool2d",
     "AdaptiveAvgPool2d",
+    "MaxPool1d",
+    "AvgPool1d",
+    "AdaptiveAvgPool1d",
+    "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
     "LayerNorm",

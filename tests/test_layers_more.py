@@ -1,0 +1,253 @@
+"""The layers, functions and losses added for whole-program ports (1-D and adaptive max
+pooling, padding, interpolation, transposed convolutions, instance norm, pixel shuffle, and the
+composed losses): float64 against torch with the same inputs and weights (outputs and gradients
+within 1e-9), central-difference gradchecks and gradgradchecks without torch, and NumPy
+references."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import firefly
+import firefly.nn as nn
+import firefly.nn.functional as F
+from firefly import Tensor
+from firefly.testing import check_op, gradcheck, gradgradcheck
+
+torch = pytest.importorskip("torch", reason="needs torch as the oracle: pip install torch==2.13.0")
+TF = torch.nn.functional
+
+
+def assert_close(actual, expected, rtol=1e-9, atol=1e-12):
+    np.testing.assert_allclose(np.asarray(actual), np.asarray(expected), rtol=rtol, atol=atol)
+
+
+def against_torch(ours, theirs, arrays, grad_inputs=None, rtol=1e-9, atol=1e-12, seed=0):
+    """Run ``ours`` on firefly Tensors and ``theirs`` on torch tensors made from ``arrays``
+    (float64); compare the outputs, then the gradients of the inputs listed in
+    ``grad_inputs`` (default: every float input) for one random output gradient."""
+    rng = np.random.default_rng(seed)
+    if grad_inputs is None:
+        grad_inputs = [i for i, a in enumerate(arrays) if np.asarray(a).dtype.kind == "f"]
+    leaves = [Tensor(a, requires_grad=i in grad_inputs) for i, a in enumerate(arrays)]
+    t_leaves = [torch.tensor(a, requires_grad=i in grad_inputs) for i, a in enumerate(arrays)]
+    out, t_out = ours(*leaves), theirs(*t_leaves)
+    assert tuple(out.shape) == tuple(t_out.shape)
+    assert_close(out.numpy(), t_out.detach().numpy(), rtol, atol)
+    if grad_inputs:
+        grad = rng.normal(size=tuple(t_out.shape))
+        out.backward(Tensor(grad))
+        t_out.backward(torch.tensor(grad))
+        for i in grad_inputs:
+            assert_close(leaves[i].grad.numpy(), t_leaves[i].grad.numpy(), rtol, atol)
+    return out
+
+
+# ---------------------------------------------------------------------------- pooling, 1-D
+
+
+@pytest.mark.parametrize(
+    "k, s, p, d, ceil", list(itertools.product([2, 3], [None, 1, 2], [0, 1], [1, 2], [False, True]))
+)
+def test_max_pool1d_matches_torch(k, s, p, d, ceil):
+    x = np.random.default_rng(1).normal(size=(2, 3, 11))
+    args = (k, s, p, d, ceil)
+    against_torch(lambda t: F.max_pool1d(t, *args), lambda t: TF.max_pool1d(t, *args), [x])
+
+
+@pytest.mark.parametrize(
+    "k, s, p, ceil, include",
+    list(itertools.product([2, 3], [None, 2], [0, 1], [False, True], [False, True])),
+)
+def test_avg_pool1d_matches_torch(k, s, p, ceil, include):
+    x = np.random.default_rng(2).normal(size=(2, 3, 10))
+    args = (k, s, p, ceil, include)
+    against_torch(lambda t: F.avg_pool1d(t, *args), lambda t: TF.avg_pool1d(t, *args), [x])
+
+
+@pytest.mark.parametrize("size", [1, 3, 4, 7, 10])
+@pytest.mark.parametrize("kind", ["avg", "max"])
+def test_adaptive_pool1d_matches_torch(kind, size):
+    x = np.random.default_rng(3).normal(size=(2, 3, 10))
+    ours, theirs = getattr(F, f"adaptive_{kind}_pool1d"), getattr(TF, f"adaptive_{kind}_pool1d")
+    against_torch(lambda t: ours(t, size), lambda t: theirs(t, size), [x])
+    # Without the batch dimension, and through the layer.
+    layer = {"avg": nn.AdaptiveAvgPool1d, "max": nn.AdaptiveMaxPool1d}[kind](size)
+    t_layer = {"avg": torch.nn.AdaptiveAvgPool1d, "max": torch.nn.AdaptiveMaxPool1d}[kind](size)
+    assert_close(layer(Tensor(x[0])).numpy(), t_layer(torch.tensor(x[0])).numpy())
+
+
+@pytest.mark.parametrize("size", [1, 3, (2, 5), (None, 4), (7, None), (9, 8)])
+def test_adaptive_max_pool2d_matches_torch(size):
+    x = np.random.default_rng(4).normal(size=(2, 3, 7, 8))
+    against_torch(
+        lambda t: F.adaptive_max_pool2d(t, size), lambda t: TF.adaptive_max_pool2d(t, size), [x]
+    )
+    assert_close(
+        nn.AdaptiveMaxPool2d(size)(Tensor(x[0])).numpy(),
+        torch.nn.AdaptiveMaxPool2d(size)(torch.tensor(x[0])).numpy(),
+    )
+
+
+def test_pool1d_layers_match_torch():
+    x = np.random.default_rng(5).normal(size=(2, 4, 9))
+    for ours, theirs in [
+        (nn.MaxPool1d(3, 2, 1), torch.nn.MaxPool1d(3, 2, 1)),
+        (
+            nn.AvgPool1d(3, 2, 1, count_include_pad=False),
+            torch.nn.AvgPool1d(3, 2, 1, count_include_pad=False),
+        ),
+        (nn.AdaptiveAvgPool1d(4), torch.nn.AdaptiveAvgPool1d(4)),
+    ]:
+        assert_close(ours(Tensor(x)).numpy(), theirs(torch.tensor(x)).numpy())
+
+
+def test_adaptive_max_pool2d_op_battery():
+    assert check_op("adaptive_max_pool2d")
+
+
+def test_adaptive_pools_numpy_reference():
+    # Without torch: windows [floor(i L / n), ceil((i + 1) L / n)).
+    x = np.random.default_rng(6).normal(size=(1, 2, 7))
+    out_max = F.adaptive_max_pool1d(Tensor(x), 3).numpy()
+    out_avg = F.adaptive_avg_pool1d(Tensor(x), 3).numpy()
+    for i in range(3):
+        a, b = i * 7 // 3, -(-(i + 1) * 7 // 3)
+        assert_close(out_max[..., i], x[..., a:b].max(axis=-1), 0, 0)
+        assert_close(out_avg[..., i], x[..., a:b].mean(axis=-1))
+
+
+def test_pool1d_gradchecks():
+    x = np.random.default_rng(7).permutation(22).reshape(2, 11) * 0.1
+    assert gradcheck(lambda t: F.max_pool1d(t, 3, 2, 1), x)
+    assert gradcheck(lambda t: F.avg_pool1d(t, 3, 2, 1), x)
+    assert gradcheck(lambda t: F.adaptive_max_pool1d(t, 4), x)
+    assert gradgradcheck(lambda t: F.adaptive_max_pool1d(t, 4) ** 2, x)
+    assert gradgradcheck(lambda t: F.avg_pool1d(t, 3, 2, 1) ** 2, x)
+
+
+# ---------------------------------------------------------------------------------- losses
+
+RNG = np.random.default_rng(10)
+X, Y, Z = (RNG.normal(size=(4, 5)) for _ in range(3))
+PROB = np.abs(RNG.normal(size=(4, 5)))
+PROB[0, 0] = 0.0  # KL's 0 log 0 = 0
+SIGNS = np.sign(RNG.normal(size=4))
+LOSS_CASES = [
+    # torch's target gradient at a zero target is NaN (log 0); firefly's is finite.
+    ("kl_div", [X, PROB], {}, [0]),
+    ("kl_div", [X, PROB + 0.1], {}, None),
+    ("kl_div", [X, Y], {"log_target": True}, None),
+    ("cosine_embedding_loss", [X, Y, SIGNS], {"margin": 0.2}, [0, 1]),
+    ("cosine_embedding_loss", [X, Y, SIGNS.astype(np.int64)], {"margin": -0.3}, [0, 1]),
+    ("margin_ranking_loss", [X[:, 0], Y[:, 0], SIGNS], {"margin": 0.1}, [0, 1]),
+    ("triplet_margin_loss", [X, Y, Z], {}, None),
+    ("triplet_margin_loss", [X, Y, Z], {"p": 3, "swap": True, "margin": 2.0}, None),
+    ("triplet_margin_loss", [X, Y, Z], {"p": 1, "eps": 0.0}, None),
+    ("poisson_nll_loss", [X, 3 * PROB], {}, None),
+    ("poisson_nll_loss", [PROB + 0.1, 3 * PROB], {"log_input": False, "full": True}, [0]),
+    ("poisson_nll_loss", [PROB + 0.1, 3 * PROB + 0.5], {"log_input": False, "full": True}, None),
+    ("gaussian_nll_loss", [X, Y, PROB + 0.05], {}, None),
+    ("gaussian_nll_loss", [X, Y, PROB[:, :1]], {"full": True}, None),
+    ("gaussian_nll_loss", [X, Y, PROB[:, 0]], {"eps": 0.01}, None),
+    ("soft_margin_loss", [X, np.sign(Y)], {}, [0]),
+    ("multilabel_soft_margin_loss", [X, (Y > 0).astype(float)], {}, [0]),
+    ("multilabel_soft_margin_loss", [X, (Y > 0).astype(float), np.abs(Z[0])], {}, [0]),
+]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("name, arrays, kwargs, grads", LOSS_CASES)
+def test_loss_functions_match_torch(name, arrays, kwargs, grads, reduction):
+    kwargs = dict(kwargs, reduction=reduction)
+    # The clamped variances make gradients of order 1/eps: relative tolerance.
+    against_torch(
+        lambda *t: getattr(F, name)(*t, **kwargs),
+        lambda *t: getattr(TF, name)(*t, **kwargs),
+        arrays,
+        grads,
+        atol=1e-10,
+    )
+
+
+def test_kl_div_batchmean_and_unbatched():
+    for log_target in (False, True):
+        target = np.log(PROB + 0.1) if log_target else PROB + 0.1
+        kw = dict(reduction="batchmean", log_target=log_target)
+        against_torch(
+            lambda a, b: F.kl_div(a, b, **kw), lambda a, b: TF.kl_div(a, b, **kw), [X, target]
+        )
+    against_torch(lambda a, b: F.kl_div(a, b), lambda a, b: TF.kl_div(a, b), [X[0], PROB[0] + 0.1])
+
+
+def test_legacy_size_average_and_reduce():
+    for size_average, reduce in [(False, None), (None, False), (True, True)]:
+        kw = dict(size_average=size_average, reduce=reduce)
+        against_torch(
+            lambda a, b: F.soft_margin_loss(a, b, **kw),
+            lambda a, b: TF.soft_margin_loss(a, b, **kw),
+            [X, np.sign(Y)],
+            [0],
+        )
+
+
+LOSS_MODULES = [
+    ("KLDivLoss", {"reduction": "batchmean"}, [X, PROB]),
+    ("KLDivLoss", {"log_target": True, "reduction": "sum"}, [X, Y]),
+    ("MarginRankingLoss", {"margin": 0.5}, [X[:, 0], Y[:, 0], SIGNS]),
+    ("CosineEmbeddingLoss", {"margin": 0.1, "reduction": "none"}, [X, Y, SIGNS]),
+    ("TripletMarginLoss", {"margin": 0.5, "p": 2.5, "swap": True}, [X, Y, Z]),
+    ("PoissonNLLLoss", {"full": True, "log_input": False}, [PROB + 0.1, 3 * PROB]),
+    ("GaussianNLLLoss", {"full": True}, [X, Y, PROB + 0.1]),
+    ("SoftMarginLoss", {"reduction": "sum"}, [X, np.sign(Y)]),
+    ("MultiLabelSoftMarginLoss", {"weight": np.abs(Z[0])}, [X, (Y > 0).astype(float)]),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, arrays", LOSS_MODULES)
+def test_loss_modules_match_torch(name, kwargs, arrays):
+    t_kwargs = {k: torch.tensor(v) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    ours, theirs = getattr(nn, name)(**kwargs), getattr(torch.nn, name)(**t_kwargs)
+    assert repr(ours).startswith(name)
+    against_torch(ours, theirs, arrays, [0])
+
+
+def test_losses_against_numpy_without_torch():
+    x, t = X[0], PROB[0]
+    safe = np.where(t > 0, t, 1.0)
+    assert_close(
+        F.kl_div(Tensor(x), Tensor(t), reduction="sum").numpy(), (t * np.log(safe) - t * x).sum()
+    )
+    assert_close(
+        F.soft_margin_loss(Tensor(x), Tensor(np.sign(Y[0]))).numpy(),
+        np.log1p(np.exp(-np.sign(Y[0]) * x)).mean(),
+    )
+    d = lambda a, b: np.sqrt(((a - b + 1e-6) ** 2).sum(-1))  # noqa: E731
+    expected = np.maximum(1.0 + d(X, Y) - d(X, Z), 0).mean()
+    assert_close(F.triplet_margin_loss(Tensor(X), Tensor(Y), Tensor(Z)).numpy(), expected)
+    cos = (X * Y).sum(-1) / np.sqrt(((X * X).sum(-1) + 1e-12) * ((Y * Y).sum(-1) + 1e-12))
+    expected = np.where(SIGNS == 1, 1 - cos, np.maximum(cos - 0.2, 0)).sum()
+    assert_close(
+        F.cosine_embedding_loss(Tensor(X), Tensor(Y), Tensor(SIGNS), 0.2, reduction="sum").numpy(),
+        expected,
+    )
+
+
+@pytest.mark.parametrize(
+    "fn, arrays",
+    [
+        (lambda a, b: F.kl_div(a, b, reduction="batchmean"), [X, PROB + 0.1]),
+        (lambda a, b: F.kl_div(a, b, log_target=True), [X, Y]),
+        (lambda a, b: F.cosine_embedding_loss(a, b, Tensor(SIGNS), 0.1), [X, Y]),
+        (lambda a, b: F.margin_ranking_loss(a, b, Tensor(SIGNS), 0.1), [X[:, 0], Y[:, 0]]),
+        (lambda a, b, c: F.triplet_margin_loss(a, b, c, p=3, swap=True), [X, Y, Z]),
+        (lambda a, b: F.poisson_nll_loss(a, b, full=True), [X, 3 * PROB]),
+        (lambda a, b, c: F.gaussian_nll_loss(a, b, c, full=True), [X, Y, PROB + 0.5]),
+        (lambda a: F.soft_margin_loss(a, Tensor(np.sign(Y))), [X]),
+        (lambda a: F.multilabel_soft_margin_loss(a, Tensor((Y > 0) * 1.0)), [X]),
+    ],
+)
+def test_loss_gradchecks(fn, arrays):
+    assert gradcheck(fn, *arrays)
+    assert gradgradcheck(fn, *arrays)
