@@ -9,7 +9,6 @@ import itertools
 import numpy as np
 import pytest
 
-import firefly
 import firefly.nn as nn
 import firefly.nn.functional as F
 from firefly import Tensor
@@ -176,7 +175,9 @@ def test_kl_div_batchmean_and_unbatched():
         target = np.log(PROB + 0.1) if log_target else PROB + 0.1
         kw = dict(reduction="batchmean", log_target=log_target)
         against_torch(
-            lambda a, b: F.kl_div(a, b, **kw), lambda a, b: TF.kl_div(a, b, **kw), [X, target]
+            lambda a, b, kw=kw: F.kl_div(a, b, **kw),
+            lambda a, b, kw=kw: TF.kl_div(a, b, **kw),
+            [X, target],
         )
     against_torch(lambda a, b: F.kl_div(a, b), lambda a, b: TF.kl_div(a, b), [X[0], PROB[0] + 0.1])
 
@@ -185,8 +186,8 @@ def test_legacy_size_average_and_reduce():
     for size_average, reduce in [(False, None), (None, False), (True, True)]:
         kw = dict(size_average=size_average, reduce=reduce)
         against_torch(
-            lambda a, b: F.soft_margin_loss(a, b, **kw),
-            lambda a, b: TF.soft_margin_loss(a, b, **kw),
+            lambda a, b, kw=kw: F.soft_margin_loss(a, b, **kw),
+            lambda a, b, kw=kw: TF.soft_margin_loss(a, b, **kw),
             [X, np.sign(Y)],
             [0],
         )
@@ -251,3 +252,193 @@ def test_losses_against_numpy_without_torch():
 def test_loss_gradchecks(fn, arrays):
     assert gradcheck(fn, *arrays)
     assert gradgradcheck(fn, *arrays)
+
+
+# ------------------------------------------------------------------------- padding, resampling
+
+PAD_CASES = [
+    (mode, pad, shape)
+    for mode in ("constant", "reflect", "replicate", "circular")
+    for pad, shape in [
+        ((1, 2), (3, 5)),
+        ((2, 0), (2, 3, 5)),
+        ((2, 1, 0, 3), (2, 3, 5, 6)),
+        ((0, 0, 1, 1), (3, 5, 6)),
+        ((1, 2, 1, 0, 2, 1), (1, 2, 3, 4, 5)),
+    ]
+]
+
+
+@pytest.mark.parametrize("mode, pad, shape", PAD_CASES)
+def test_pad_matches_torch(mode, pad, shape):
+    x = np.random.default_rng(20).normal(size=shape)
+    against_torch(lambda t: F.pad(t, pad, mode), lambda t: TF.pad(t, pad, mode), [x])
+
+
+def test_pad_constant_value_and_cropping_match_torch():
+    x = np.random.default_rng(21).normal(size=(2, 3, 5, 6))
+    for pad in [(1, -2, 0, 1, 2, 1), (-1, -1), (3,) * 8]:
+        against_torch(
+            lambda t, pad=pad: F.pad(t, pad, value=1.5),
+            lambda t, pad=pad: TF.pad(t, pad, value=1.5),
+            [x],
+        )
+
+
+def test_padding_layers_match_torch():
+    x = np.random.default_rng(22).normal(size=(2, 3, 5, 6))
+    for name, args in [
+        ("ZeroPad2d", (2,)),
+        ("ZeroPad2d", ((1, 0, 2, 3),)),
+        ("ConstantPad2d", ((1, 2, 0, 1), -0.5)),
+        ("ReflectionPad2d", (2,)),
+        ("ReplicationPad2d", ((1, 2, 3, 0),)),
+        ("ZeroPad1d", (2,)),
+        ("ConstantPad1d", ((1, 3), 2.0)),
+        ("ReflectionPad1d", ((3, 1),)),
+        ("ReplicationPad1d", (2,)),
+    ]:
+        ours, theirs = getattr(nn, name)(*args), getattr(torch.nn, name)(*args)
+        data = x[0] if name.endswith("1d") else x
+        assert_close(ours(Tensor(data)).numpy(), theirs(torch.tensor(data)).numpy())
+
+
+def test_pad_numpy_reference_and_gradchecks():
+    x = np.random.default_rng(23).normal(size=(2, 4, 5))
+    for mode, np_mode in [("reflect", "reflect"), ("replicate", "edge"), ("circular", "wrap")]:
+        expected = np.pad(x, ((0, 0), (1, 2), (3, 1)), mode=np_mode)
+        assert_close(F.pad(Tensor(x), (3, 1, 1, 2), mode).numpy(), expected, 0, 0)
+        assert gradcheck(lambda t, mode=mode: F.pad(t, (3, 1, 1, 2), mode), x)
+        assert gradgradcheck(lambda t, mode=mode: F.pad(t, (3, 1, 1, 2), mode) ** 2, x)
+    expected = np.pad(x, ((0, 0), (0, 0), (2, 2)), constant_values=0.25)
+    assert_close(F.pad(Tensor(x), (2, 2), value=0.25).numpy(), expected, 0, 0)
+
+
+@pytest.mark.parametrize("r", [1, 2, 3])
+def test_pixel_shuffle_matches_torch_and_inverts(r):
+    x = np.random.default_rng(24).normal(size=(2, 2 * r * r, 3, 4))
+    out = against_torch(lambda t: F.pixel_shuffle(t, r), lambda t: TF.pixel_shuffle(t, r), [x])
+    assert_close(F.pixel_unshuffle(out, r).numpy(), x, 0, 0)
+    against_torch(nn.PixelUnshuffle(r), torch.nn.PixelUnshuffle(r), [out.numpy()[0]])
+    assert_close(nn.PixelShuffle(r)(Tensor(x)).numpy(), out.numpy(), 0, 0)
+
+
+INTERPOLATE_2D = [
+    (mode, kwargs, align_corners)
+    for mode in ("nearest", "nearest-exact", "bilinear", "area")
+    for kwargs in (
+        {"size": (8, 11)},
+        {"size": (3, 4)},
+        {"size": 9},
+        {"scale_factor": 2},
+        {"scale_factor": (1.5, 0.7)},
+        {"scale_factor": 1.7, "recompute_scale_factor": True},
+        {"scale_factor": 0.3},
+    )
+    for align_corners in ((None, False, True) if mode == "bilinear" else (None,))
+]
+
+
+@pytest.mark.parametrize("mode, kwargs, align_corners", INTERPOLATE_2D)
+def test_interpolate_2d_matches_torch(mode, kwargs, align_corners):
+    x = np.random.default_rng(25).normal(size=(2, 3, 5, 7))
+    kw = dict(kwargs, mode=mode, align_corners=align_corners)
+    against_torch(lambda t: F.interpolate(t, **kw), lambda t: TF.interpolate(t, **kw), [x])
+
+
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact", "linear", "area"])
+@pytest.mark.parametrize("kwargs", [{"size": 13}, {"scale_factor": 0.6}, {"scale_factor": 3}])
+def test_interpolate_1d_matches_torch(mode, kwargs):
+    x = np.random.default_rng(26).normal(size=(2, 3, 7))
+    against_torch(
+        lambda t: F.interpolate(t, mode=mode, **kwargs),
+        lambda t: TF.interpolate(t, mode=mode, **kwargs),
+        [x],
+    )
+    if mode == "linear":
+        kw = dict(kwargs, mode=mode, align_corners=True)
+        against_torch(lambda t: F.interpolate(t, **kw), lambda t: TF.interpolate(t, **kw), [x])
+
+
+def test_upsample_layers_match_torch():
+    x = np.random.default_rng(27).normal(size=(1, 2, 4, 5))
+    for ours, theirs in [
+        (nn.Upsample(scale_factor=2), torch.nn.Upsample(scale_factor=2)),
+        (
+            nn.Upsample(size=(7, 3), mode="bilinear"),
+            torch.nn.Upsample(size=(7, 3), mode="bilinear"),
+        ),
+        (
+            nn.Upsample(scale_factor=3, mode="bilinear", align_corners=True),
+            torch.nn.Upsample(scale_factor=3, mode="bilinear", align_corners=True),
+        ),
+        (nn.UpsamplingNearest2d(scale_factor=2), torch.nn.UpsamplingNearest2d(scale_factor=2)),
+        (nn.UpsamplingBilinear2d(size=(6, 9)), torch.nn.UpsamplingBilinear2d(size=(6, 9))),
+    ]:
+        against_torch(ours, theirs, [x])
+
+
+def test_interpolate_numpy_reference_and_gradchecks():
+    x = np.random.default_rng(28).normal(size=(1, 2, 3, 4))
+    # Doubling by nearest repeats each pixel; align_corners bilinear keeps the corners.
+    assert_close(
+        F.interpolate(Tensor(x), scale_factor=2).numpy(), x.repeat(2, 2).repeat(2, 3), 0, 0
+    )
+    corners = F.interpolate(Tensor(x), size=(5, 7), mode="bilinear", align_corners=True).numpy()
+    assert_close(corners[..., ::2, ::2], x)
+    for kw in (
+        {"size": (5, 6), "mode": "bilinear"},
+        {"scale_factor": 1.5},
+        {"size": (2, 3), "mode": "area"},
+    ):
+        assert gradcheck(lambda t, kw=kw: F.interpolate(t, **kw), x)
+        assert gradgradcheck(lambda t, kw=kw: F.interpolate(t, **kw) ** 2, x)
+
+
+# -------------------------------------------------------------------------- instance norm
+
+
+@pytest.mark.parametrize(
+    "name, shape",
+    [
+        ("InstanceNorm1d", (3, 4, 7)),
+        ("InstanceNorm1d", (4, 7)),
+        ("InstanceNorm2d", (3, 4, 5, 6)),
+        ("InstanceNorm2d", (4, 5, 6)),
+    ],
+)
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"affine": True},
+        {"track_running_stats": True, "momentum": 0.3},
+        {"affine": True, "track_running_stats": True},
+    ],
+)
+def test_instance_norm_matches_torch(name, shape, kwargs):
+    rng = np.random.default_rng(29)
+    ours, theirs = (
+        getattr(nn, name)(4, **kwargs).double(),
+        getattr(torch.nn, name)(4, **kwargs).double(),
+    )
+    assert sorted(ours.state_dict()) == sorted(theirs.state_dict())
+    if kwargs.get("affine"):
+        weight, bias = rng.normal(size=4), rng.normal(size=4)
+        ours.load_state_dict({**ours.state_dict(), "weight": weight, "bias": bias})
+        theirs.weight.data, theirs.bias.data = torch.tensor(weight), torch.tensor(bias)
+    for _ in range(2):
+        against_torch(ours, theirs, [rng.normal(size=shape)], atol=1e-11)
+        if kwargs.get("track_running_stats"):
+            assert_close(ours.running_mean.numpy(), theirs.running_mean.numpy())
+            assert_close(ours.running_var.numpy(), theirs.running_var.numpy())
+    ours.eval(), theirs.eval()
+    against_torch(ours, theirs, [rng.normal(size=shape)], atol=1e-11)
+
+
+def test_instance_norm_numpy_reference_and_gradchecks():
+    x = np.random.default_rng(30).normal(size=(2, 3, 6))
+    expected = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+    assert_close(F.instance_norm(Tensor(x)).numpy(), expected)
+    assert gradcheck(lambda t: F.instance_norm(t), x)
+    assert gradgradcheck(lambda t: F.instance_norm(t) ** 2, x)

@@ -16,6 +16,7 @@ from firefly import ops
 from firefly.dtypes import float_or_default
 from firefly.ops.conv import pair
 from firefly.tensor import Tensor
+from firefly.validation import as_int
 
 __all__ = [
     "linear",
@@ -63,6 +64,12 @@ __all__ = [
     "gaussian_nll_loss",
     "soft_margin_loss",
     "multilabel_soft_margin_loss",
+    "pad",
+    "pixel_shuffle",
+    "pixel_unshuffle",
+    "interpolate",
+    "upsample",
+    "instance_norm",
 ]
 
 # What the functions take as input: a Tensor, or data a Tensor is made from (an ndarray, a number).
@@ -829,3 +836,306 @@ def multilabel_soft_margin_loss(
         losses = losses * _tensor(weight)
     losses = losses.sum(dim=x.ndim - 1) / x.shape[-1]
     return _reduced(losses, reduction)
+
+
+# ---------------------------------------------------------------------------------------------
+# Padding, pixel shuffle and interpolation: gathers (``take``) and products with constant
+# matrices, whose gradients to any order come from those ops.
+
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def _pad_sources(mode: str, size: int, before: int, after: int) -> np.ndarray:
+    """For each output position along one axis, the input position it reads (-1: the fill)."""
+    src = np.arange(-before, size + after)
+    if mode == "constant":
+        return np.where((src >= 0) & (src < size), src, -1)
+    if mode == "reflect":
+        src = np.abs(src)
+        return np.where(src >= size, 2 * (size - 1) - src, src)
+    if mode == "replicate":
+        return np.clip(src, 0, size - 1)
+    return src % size  # circular
+
+
+def pad(
+    input: _TensorLike, pad: Sequence[int], mode: str = "constant", value: float | None = None
+) -> Tensor:
+    """torch's ``F.pad``: ``pad`` lists (before, after) amounts from the last dimension
+    backwards. "constant" fills with ``value`` (default 0) and takes negative amounts to crop;
+    "reflect", "replicate" and "circular" pad the last 1, 2 or 3 dimensions of an input with
+    one or two more."""
+    x = _tensor(input)
+    if mode not in _PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {_PAD_MODES}, got {mode!r}")
+    amounts = tuple(pad) if isinstance(pad, (tuple, list)) else None
+    if (
+        amounts is None
+        or len(amounts) % 2
+        or any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) for p in amounts)
+    ):
+        raise TypeError(f"pad: pad must be a tuple of an even number of ints, got {pad!r}")
+    dims = len(amounts) // 2
+    if dims > x.ndim:
+        raise ValueError(
+            f"pad: pad {amounts} covers {dims} dimensions but the input of shape "
+            f"{tuple(x.shape)} has {x.ndim}"
+        )
+    if mode != "constant":
+        if value not in (None, 0):
+            raise ValueError(f"pad: value is only for mode='constant', got value={value!r}")
+        if not 1 <= dims <= 3 or x.ndim not in (dims + 1, dims + 2):
+            raise ValueError(
+                f"pad: mode={mode!r} pads the last 1, 2 or 3 dimensions of an input with one or "
+                f"two more; got pad {amounts} for an input of shape {tuple(x.shape)}"
+            )
+        if any(p < 0 for p in amounts):
+            raise ValueError(f"pad: mode={mode!r} needs non-negative amounts, got {amounts}")
+    shape = tuple(x.shape)
+    sources = []
+    for axis in range(x.ndim):
+        size, back = shape[axis], x.ndim - 1 - axis
+        before, after = amounts[2 * back : 2 * back + 2] if back < dims else (0, 0)
+        limit = size - 1 if mode == "reflect" else size
+        if mode != "constant" and (before > limit or after > limit):
+            raise ValueError(
+                f"pad: mode={mode!r} needs padding at most {limit} on dimension {axis} of size "
+                f"{size}, got ({before}, {after})"
+            )
+        if size + before + after < 0:
+            raise ValueError(
+                f"pad: padding ({before}, {after}) leaves a negative size on dimension {axis} "
+                f"of size {size}"
+            )
+        sources.append(_pad_sources(mode, size, before, after))
+    strides = np.cumprod((1,) + shape[:0:-1])[::-1]
+    grids = np.ix_(*sources) if sources else ()
+    positions = np.zeros(tuple(len(s) for s in sources), dtype=np.int64)
+    fill = np.zeros(positions.shape, dtype=bool)
+    for grid, stride in zip(grids, strides):
+        positions = positions + grid * int(stride)
+        fill = fill | (grid < 0)
+    flat = x.reshape(-1)
+    if fill.any():
+        positions = np.where(fill, x.numel(), positions)
+        slot = Tensor(np.full(1, 0.0 if value is None else value, dtype=x.dtype))
+        flat = ops.apply("cat", flat, slot, dim=0)
+    return ops.apply("take", flat, index=positions.astype(np.int64))
+
+
+def pixel_shuffle(input: _TensorLike, upscale_factor: int) -> Tensor:
+    """(*, C r^2, H, W) -> (*, C, H r, W r)."""
+    x, r = _tensor(input), as_int("pixel_shuffle", "upscale_factor", upscale_factor, 1)
+    if x.ndim < 3 or x.shape[-3] % (r * r):
+        raise ValueError(
+            f"pixel_shuffle: input must be at least 3-D (*, C * {r}^2, H, W) with channels "
+            f"divisible by upscale_factor^2 = {r * r}, got shape {tuple(x.shape)}"
+        )
+    *lead, c, h, w = x.shape
+    k = len(lead)
+    y = x.reshape(*lead, c // (r * r), r, r, h, w)
+    y = y.permute(*range(k), k, k + 3, k + 1, k + 4, k + 2)
+    return y.reshape(*lead, c // (r * r), h * r, w * r)
+
+
+def pixel_unshuffle(input: _TensorLike, downscale_factor: int) -> Tensor:
+    """(*, C, H r, W r) -> (*, C r^2, H, W), pixel_shuffle's inverse."""
+    x, r = _tensor(input), as_int("pixel_unshuffle", "downscale_factor", downscale_factor, 1)
+    if x.ndim < 3 or x.shape[-2] % r or x.shape[-1] % r:
+        raise ValueError(
+            f"pixel_unshuffle: input must be at least 3-D (*, C, H, W) with H and W divisible "
+            f"by downscale_factor={r}, got shape {tuple(x.shape)}"
+        )
+    *lead, c, h, w = x.shape
+    k = len(lead)
+    y = x.reshape(*lead, c, h // r, r, w // r, r)
+    y = y.permute(*range(k), k, k + 2, k + 4, k + 1, k + 3)
+    return y.reshape(*lead, c * r * r, h // r, w // r)
+
+
+_INTERPOLATE_MODES = {
+    "nearest": (3, 4, 5),
+    "nearest-exact": (3, 4, 5),
+    "linear": (3,),
+    "bilinear": (4,),
+    "area": (3, 4),
+}
+
+
+def _nearest_sources(mode: str, size: int, out: int, scale: float | None) -> np.ndarray:
+    """torch's nearest indices, in its float32 arithmetic."""
+    if out == size:
+        return np.arange(out)
+    step = np.float32(1.0 / scale if scale else size / out)
+    dst = np.arange(out, dtype=np.float32)
+    if mode == "nearest-exact":
+        dst = dst + np.float32(0.5)
+    return np.minimum(np.floor(dst * step).astype(np.int64), size - 1)
+
+
+def _linear_matrix(size: int, out: int, align_corners: bool, scale: float | None) -> np.ndarray:
+    """(out, size): each output position's two weights, torch's source positions."""
+    if align_corners:
+        step = (size - 1) / (out - 1) if out > 1 else 0.0
+        src = step * np.arange(out)
+    else:
+        step = 1.0 / scale if scale else size / out
+        src = np.maximum(step * (np.arange(out) + 0.5) - 0.5, 0.0)
+    low = src.astype(np.int64)
+    high = low + (low < size - 1)
+    weight_high = np.clip(src - low, 0.0, 1.0)
+    matrix = np.zeros((out, size))
+    np.add.at(matrix, (np.arange(out), low), 1.0 - weight_high)
+    np.add.at(matrix, (np.arange(out), high), weight_high)
+    return matrix
+
+
+def interpolate(
+    input: _TensorLike,
+    size: int | Sequence[int] | None = None,
+    scale_factor: float | Sequence[float] | None = None,
+    mode: str = "nearest",
+    align_corners: bool | None = None,
+    recompute_scale_factor: bool | None = None,
+    antialias: bool = False,
+) -> Tensor:
+    """torch's ``F.interpolate`` for modes "nearest", "nearest-exact", "linear" (3-D input),
+    "bilinear" (4-D) and "area", with torch's output sizes, source positions and
+    ``align_corners``."""
+    x = _tensor(input)
+    if mode not in _INTERPOLATE_MODES:
+        supported = ", ".join(repr(m) for m in _INTERPOLATE_MODES)
+        raise ValueError(
+            f"interpolate: mode must be one of {supported} (bicubic and trilinear are not "
+            f"supported by firefly), got {mode!r}"
+        )
+    if x.ndim not in _INTERPOLATE_MODES[mode]:
+        ranks = " or ".join(f"{d}-D" for d in _INTERPOLATE_MODES[mode])
+        raise ValueError(
+            f"interpolate: mode={mode!r} needs a {ranks} input (N, C, ...), got shape "
+            f"{tuple(x.shape)}"
+        )
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not supported by firefly")
+    if align_corners is not None and mode not in ("linear", "bilinear"):
+        raise ValueError(
+            f"interpolate: align_corners can only be set with the interpolating modes linear and "
+            f"bilinear, got mode={mode!r}"
+        )
+    spatial = x.ndim - 2
+    in_sizes = tuple(x.shape[2:])
+    if (size is None) == (scale_factor is None):
+        raise ValueError("interpolate: give exactly one of size and scale_factor")
+    if size is not None:
+        sizes = (size,) * spatial if isinstance(size, (int, np.integer)) else tuple(size)
+        if len(sizes) != spatial or any(
+            isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in sizes
+        ):
+            raise ValueError(
+                f"interpolate: size must be a positive int or {spatial} of them for a "
+                f"{x.ndim}-D input, got {size!r}"
+            )
+        scales: tuple[float | None, ...] = (None,) * spatial
+    else:
+        factors = (
+            (scale_factor,) * spatial
+            if isinstance(scale_factor, (int, float))
+            else tuple(scale_factor)  # type: ignore[arg-type]
+        )
+        if len(factors) != spatial or any(not f > 0 for f in factors):
+            raise ValueError(
+                f"interpolate: scale_factor must be a positive number or {spatial} of them for "
+                f"a {x.ndim}-D input, got {scale_factor!r}"
+            )
+        sizes = tuple(int(np.floor(n * float(f))) for n, f in zip(in_sizes, factors))
+        if min(sizes) < 1:
+            raise ValueError(
+                f"interpolate: scale_factor {scale_factor!r} makes an empty output from input "
+                f"sizes {in_sizes}"
+            )
+        scales = (None,) * spatial if recompute_scale_factor else tuple(map(float, factors))
+    if mode == "area":
+        if spatial == 1:
+            return adaptive_avg_pool1d(x, sizes[0])
+        return ops.apply("adaptive_avg_pool2d", x, output_size=sizes)
+    if mode in ("nearest", "nearest-exact"):
+        sources = [_nearest_sources(mode, n, o, s) for n, o, s in zip(in_sizes, sizes, scales)]
+        planes = x.shape[0] * x.shape[1]
+        grids = np.ix_(np.arange(planes), *sources)
+        positions = grids[0] * int(np.prod(in_sizes))
+        for grid, stride in zip(grids[1:], np.cumprod((1,) + in_sizes[:0:-1])[::-1]):
+            positions = positions + grid * int(stride)
+        out = ops.apply("take", x.reshape(-1), index=positions.astype(np.int64))
+        return out.reshape(tuple(x.shape[:2]) + sizes)
+    matrices = [
+        Tensor(_linear_matrix(n, o, bool(align_corners), s).astype(x.dtype))
+        for n, o, s in zip(in_sizes, sizes, scales)
+    ]
+    out = x @ matrices[-1].t()
+    return matrices[0] @ out if spatial == 2 else out
+
+
+def upsample(
+    input: _TensorLike,
+    size: int | Sequence[int] | None = None,
+    scale_factor: float | Sequence[float] | None = None,
+    mode: str = "nearest",
+    align_corners: bool | None = None,
+) -> Tensor:
+    """``interpolate`` under torch's older name."""
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+# ---------------------------------------------------------------------------------------------
+# Instance normalization: group_norm with a group per channel, and batch_norm's evaluation
+# with running statistics.
+
+
+def instance_norm(
+    input: _TensorLike,
+    running_mean: _TensorLike | None = None,
+    running_var: _TensorLike | None = None,
+    weight: _TensorLike | None = None,
+    bias: _TensorLike | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Normalize each (sample, channel) over its positions. With ``use_input_stats`` the
+    instance's statistics normalize, and ``running_mean``/``running_var`` (when given) move by
+    ``momentum`` towards their averages over the batch (the variance unbiased), as torch's;
+    otherwise the running statistics normalize."""
+    x = _tensor(input)
+    if x.ndim < 3:
+        raise ValueError(
+            f"instance_norm: input must be at least 3-D (N, C, ...), got shape {tuple(x.shape)}"
+        )
+    channels = x.shape[1]
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise ValueError(
+                "instance_norm: use_input_stats=False needs running_mean and running_var"
+            )
+        return batch_norm(x, running_mean, running_var, weight, bias, False, eps=eps)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("instance_norm: give both running_mean and running_var, or neither")
+    weight = _constant(x, 1.0, channels) if weight is None else weight
+    bias = _constant(x, 0.0, channels) if bias is None else bias
+    out = ops.apply("group_norm", x, weight, bias, num_groups=channels, eps=eps)
+    if running_mean is not None:
+        mean, var = _array(running_mean), _array(running_var)
+        for name, buffer in (("running_mean", mean), ("running_var", var)):
+            if not isinstance(buffer, np.ndarray) or buffer.shape != (channels,):
+                raise ValueError(
+                    f"instance_norm: {name} must have shape ({channels},), got "
+                    f"{getattr(buffer, 'shape', type(buffer).__name__)}"
+                )
+        values = x.numpy().reshape(x.shape[0], channels, -1)
+        unbiased = (
+            values.var(axis=2, ddof=1) if values.shape[2] > 1 else np.full(values.shape[:2], np.nan)
+        )
+        mean *= 1.0 - momentum
+        mean += momentum * values.mean(axis=2).mean(axis=0)
+        var *= 1.0 - momentum
+        var += momentum * unbiased.mean(axis=0)
+    return out

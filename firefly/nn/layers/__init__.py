@@ -1,5 +1,5 @@
-"""Layers: Linear, convolution, pooling, normalization, dropout, embedding, shape layers,
-activations and containers."""
+"""Layers: Linear, convolution, pooling, normalization, padding, resampling, dropout, embedding,
+shape layers, activations and containers."""
 
 from firefly.nn.layers.activation import (
     ELU,
@@ -27,7 +27,24 @@ from firefly.nn.layers.dropout import Dropout
 from firefly.nn.layers.embedding import Embedding
 from firefly.nn.layers.flatten import Flatten, Identity, Unflatten
 from firefly.nn.layers.linear import Linear
-from firefly.nn.layers.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
+from firefly.nn.layers.norm import (
+    BatchNorm1d,
+    BatchNorm2d,
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    LayerNorm,
+)
+from firefly.nn.layers.padding import (
+    ConstantPad1d,
+    ConstantPad2d,
+    ReflectionPad1d,
+    ReflectionPad2d,
+    ReplicationPad1d,
+    ReplicationPad2d,
+    ZeroPad1d,
+    ZeroPad2d,
+)
 from firefly.nn.layers.pool import (
     AdaptiveAvgPool1d,
     AdaptiveAvgPool2d,
@@ -37,6 +54,13 @@ from firefly.nn.layers.pool import (
     AvgPool2d,
     MaxPool1d,
     MaxPool2d,
+)
+from firefly.nn.layers.resample import (
+    PixelShuffle,
+    PixelUnshuffle,
+    Upsample,
+    UpsamplingBilinear2d,
+    UpsamplingNearest2d,
 )
 
 __all__ = [
@@ -55,6 +79,21 @@ __all__ = [
     "BatchNorm2d",
     "LayerNorm",
     "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "ZeroPad1d",
+    "ZeroPad2d",
+    "ConstantPad1d",
+    "ConstantPad2d",
+    "ReflectionPad1d",
+    "ReflectionPad2d",
+    "ReplicationPad1d",
+    "ReplicationPad2d",
+    "Upsample",
+    "UpsamplingNearest2d",
+    "UpsamplingBilinear2d",
+    "PixelShuffle",
+    "PixelUnshuffle",
     "Dropout",
     "Embedding",
     "Flatten",
