@@ -442,3 +442,120 @@ def test_instance_norm_numpy_reference_and_gradchecks():
     assert_close(F.instance_norm(Tensor(x)).numpy(), expected)
     assert gradcheck(lambda t: F.instance_norm(t), x)
     assert gradgradcheck(lambda t: F.instance_norm(t) ** 2, x)
+
+
+# --------------------------------------------------------------------- transposed convolutions
+
+CONV_T_GRID = [
+    (s, p, op, d, g)
+    for s, p, op, d, g in itertools.product([1, 2, 3], [0, 1, 2], [0, 1, 2], [1, 2], [1, 2])
+    if op < s
+]
+
+
+@pytest.mark.parametrize("stride, padding, output_padding, dilation, groups", CONV_T_GRID)
+def test_conv_transpose_matches_torch(stride, padding, output_padding, dilation, groups):
+    rng = np.random.default_rng(40)
+    kw = dict(
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        groups=groups,
+        dilation=dilation,
+    )
+    # 2 input channels per group and 3 output (taps-major columns), or 8 output channels per
+    # group with a 3-wide kernel (position-major).
+    for out_per_group, kernel in [(3, (2, 3)), (8, (3, 3))]:
+        x = rng.normal(size=(2, 2 * groups, 4, 5))
+        w = rng.normal(size=(2 * groups, out_per_group) + kernel)
+        b = rng.normal(size=out_per_group * groups)
+        against_torch(
+            lambda *t: F.conv_transpose2d(*t, **kw),
+            lambda *t: TF.conv_transpose2d(*t, **kw),
+            [x, w, b],
+            atol=1e-11,
+        )
+        against_torch(
+            lambda *t: F.conv_transpose1d(*t, **kw),
+            lambda *t: TF.conv_transpose1d(*t, **kw),
+            [x[:, :, 0], w[:, :, 0], b],
+            atol=1e-11,
+        )
+
+
+def test_conv_transpose_pointwise_unbatched_and_without_bias_match_torch():
+    rng = np.random.default_rng(41)
+    x, w = rng.normal(size=(2, 4, 3, 5)), rng.normal(size=(4, 3, 1, 1))
+    against_torch(F.conv_transpose2d, TF.conv_transpose2d, [x, w])
+    against_torch(F.conv_transpose2d, TF.conv_transpose2d, [x[0], w])
+    kw = dict(stride=2, padding=1, output_padding=1)
+    w3 = rng.normal(size=(4, 2, 3, 3))
+    against_torch(
+        lambda *t: F.conv_transpose2d(*t, **kw),
+        lambda *t: TF.conv_transpose2d(*t, **kw),
+        [x[0], w3],
+    )
+    against_torch(
+        lambda *t: F.conv_transpose1d(*t, **kw),
+        lambda *t: TF.conv_transpose1d(*t, **kw),
+        [x[0, :, 0], w3[:, :, 0]],
+    )
+
+
+@pytest.mark.parametrize("name", ["ConvTranspose1d", "ConvTranspose2d"])
+def test_conv_transpose_layers_load_torch_state_and_match(name):
+    torch.manual_seed(0)
+    args = dict(stride=2, padding=1, output_padding=1, groups=2, dilation=1, bias=True)
+    theirs = getattr(torch.nn, name)(4, 6, 3, **args).double()
+    ours = getattr(nn, name)(4, 6, 3, **args)
+    state = {k: v.detach().numpy() for k, v in theirs.state_dict().items()}
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in state.items()
+    }
+    ours.double().load_state_dict(state)
+    shape = (2, 4, 5) if name.endswith("1d") else (2, 4, 5, 3)
+    x = np.random.default_rng(42).normal(size=shape)
+    against_torch(ours, theirs, [x])
+    # output_size picks the output padding, as torch's.
+    size = [10] if name.endswith("1d") else [9, 6]
+    zero_pad = getattr(nn, name)(4, 6, 3, stride=2, padding=1, groups=2)
+    zero_pad.double().load_state_dict(state)
+    t_zero_pad = getattr(torch.nn, name)(4, 6, 3, stride=2, padding=1, groups=2).double()
+    t_zero_pad.load_state_dict(theirs.state_dict())
+    x = x[:, :, :5] if name.endswith("1d") else x[:, :, :5, :3]
+    out = zero_pad(Tensor(x), output_size=size)
+    assert_close(out.numpy(), t_zero_pad(torch.tensor(x), output_size=size).detach().numpy())
+
+
+def test_conv_transpose_default_init_bounds():
+    layer = nn.ConvTranspose2d(4, 6, 3, groups=2)
+    assert layer.weight.shape == (4, 3, 3, 3) and layer.bias.shape == (6,)
+    bound = 1 / np.sqrt(3 * 9)  # fan_in = weight dimension 1 x kernel
+    assert np.abs(layer.weight.numpy()).max() <= bound
+    assert np.abs(layer.weight.numpy()).max() > 0.8 * bound
+
+
+def test_conv_transpose_is_conv_input_gradient_without_torch():
+    # <conv_transpose(y, w), x> = <y, conv(x, w)> for every x and y: the adjoint.
+    rng = np.random.default_rng(43)
+    x, w = rng.normal(size=(2, 4, 7, 6)), rng.normal(size=(6, 2, 3, 2))
+    kw = dict(stride=2, padding=1, dilation=1, groups=2)
+    y = rng.normal(size=F.conv2d(Tensor(x), Tensor(w), **kw).shape)
+    transposed = F.conv_transpose2d(Tensor(y), Tensor(w), **kw)
+    assert transposed.shape == x.shape
+    lhs = (transposed.numpy() * x).sum()
+    rhs = (F.conv2d(Tensor(x), Tensor(w), **kw).numpy() * y).sum()
+    assert_close(lhs, rhs)
+
+
+@pytest.mark.parametrize("name", ["conv_transpose2d", "conv_transpose1d"])
+def test_conv_transpose_op_battery(name):
+    assert check_op(name)
+
+
+def test_conv_transpose_gradchecks():
+    rng = np.random.default_rng(44)
+    x, w, b = rng.normal(size=(1, 2, 3, 3)), rng.normal(size=(2, 2, 2, 3)), rng.normal(size=2)
+    kw = dict(stride=2, padding=1, output_padding=1, dilation=(1, 2))
+    assert gradcheck(lambda *t: F.conv_transpose2d(*t, **kw), x, w, b)
+    assert gradgradcheck(lambda *t: F.conv_transpose2d(*t, **kw), x, w, b)

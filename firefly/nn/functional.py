@@ -22,6 +22,8 @@ __all__ = [
     "linear",
     "conv1d",
     "conv2d",
+    "conv_transpose1d",
+    "conv_transpose2d",
     "max_pool2d",
     "avg_pool2d",
     "adaptive_avg_pool2d",
@@ -149,6 +151,60 @@ def conv1d(
         padding=padding,
         dilation=dilation,
         groups=groups,
+    )
+
+
+def conv_transpose2d(
+    input: _TensorLike,
+    weight: _TensorLike,
+    bias: _TensorLike | None = None,
+    stride: _Size2d = 1,
+    padding: _Size2d = 0,
+    output_padding: _Size2d = 0,
+    groups: int = 1,
+    dilation: _Size2d = 1,
+) -> Tensor:
+    """The transposed convolution (the input gradient of ``conv2d`` by the same weight), weight
+    (in_channels, out_channels / groups, kH, kW) as torch's."""
+    if bias is None:
+        bias = _constant(input, 0.0, np.shape(weight)[1] * groups if np.ndim(weight) > 1 else 0)
+    return ops.apply(
+        "conv_transpose2d",
+        input,
+        weight,
+        bias,
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        groups=groups,
+        dilation=dilation,
+    )
+
+
+def conv_transpose1d(
+    input: _TensorLike,
+    weight: _TensorLike,
+    bias: _TensorLike | None = None,
+    stride: int | tuple[int] = 1,
+    padding: int | tuple[int] = 0,
+    output_padding: int | tuple[int] = 0,
+    groups: int = 1,
+    dilation: int | tuple[int] = 1,
+) -> Tensor:
+    """``conv_transpose2d`` over sequences (N, C, L); weight (in_channels, out_channels /
+    groups, kL)."""
+    if bias is None:
+        bias = _constant(input, 0.0, np.shape(weight)[1] * groups if np.ndim(weight) > 1 else 0)
+    return ops.apply(
+        "conv_transpose1d",
+        input,
+        weight,
+        bias,
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        groups=groups,
+        dilation=dilation,
     )
 
 

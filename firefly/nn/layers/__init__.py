@@ -22,7 +22,7 @@ from firefly.nn.layers.container import (
     ParameterList,
     Sequential,
 )
-from firefly.nn.layers.conv import Conv1d, Conv2d
+from firefly.nn.layers.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from firefly.nn.layers.dropout import Dropout
 from firefly.nn.layers.embedding import Embedding
 from firefly.nn.layers.flatten import Flatten, Identity, Unflatten
@@ -67,6 +67,8 @@ __all__ = [
     "Linear",
     "Conv1d",
     "Conv2d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
     "MaxPool2d",
     "AvgPool2d",
     "AdaptiveAvgPool2d",
