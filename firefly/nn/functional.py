@@ -539,16 +539,20 @@ def max_pool1d(
 ) -> Tensor:
     if return_indices:
         raise NotImplementedError("max_pool1d: return_indices=True is not supported by firefly")
-    image, unbatched = _sequence_image("max_pool1d", input)
     kernel = _one("max_pool1d", "kernel_size", kernel_size, 1)
     step = kernel if stride is None or stride == () else _one("max_pool1d", "stride", stride, 1)
+    pad, spread = (
+        _one("max_pool1d", "padding", padding, 0),
+        _one("max_pool1d", "dilation", dilation, 1),
+    )
+    image, unbatched = _sequence_image("max_pool1d", input)
     out = ops.apply(
         "max_pool2d",
         image,
         kernel_size=(1, kernel),
         stride=(1, step),
-        padding=(0, _one("max_pool1d", "padding", padding, 0)),
-        dilation=(1, _one("max_pool1d", "dilation", dilation, 1)),
+        padding=(0, pad),
+        dilation=(1, spread),
         ceil_mode=ceil_mode,
     )
     return _sequence_out(out, unbatched)
@@ -562,15 +566,16 @@ def avg_pool1d(
     ceil_mode: bool = False,
     count_include_pad: bool = True,
 ) -> Tensor:
-    image, unbatched = _sequence_image("avg_pool1d", input)
     kernel = _one("avg_pool1d", "kernel_size", kernel_size, 1)
     step = kernel if stride is None or stride == () else _one("avg_pool1d", "stride", stride, 1)
+    pad = _one("avg_pool1d", "padding", padding, 0)
+    image, unbatched = _sequence_image("avg_pool1d", input)
     out = ops.apply(
         "avg_pool2d",
         image,
         kernel_size=(1, kernel),
         stride=(1, step),
-        padding=(0, _one("avg_pool1d", "padding", padding, 0)),
+        padding=(0, pad),
         ceil_mode=ceil_mode,
         count_include_pad=count_include_pad,
     )
@@ -578,8 +583,8 @@ def avg_pool1d(
 
 
 def adaptive_avg_pool1d(input: _TensorLike, output_size: int | tuple[int]) -> Tensor:
-    image, unbatched = _sequence_image("adaptive_avg_pool1d", input)
     size = _one("adaptive_avg_pool1d", "output_size", output_size, 1)
+    image, unbatched = _sequence_image("adaptive_avg_pool1d", input)
     return _sequence_out(ops.apply("adaptive_avg_pool2d", image, output_size=(1, size)), unbatched)
 
 
@@ -602,8 +607,8 @@ def adaptive_max_pool1d(
         raise NotImplementedError(
             "adaptive_max_pool1d: return_indices=True is not supported by firefly"
         )
-    image, unbatched = _sequence_image("adaptive_max_pool1d", input)
     size = _one("adaptive_max_pool1d", "output_size", output_size, 1)
+    image, unbatched = _sequence_image("adaptive_max_pool1d", input)
     return _sequence_out(ops.apply("adaptive_max_pool2d", image, output_size=(1, size)), unbatched)
 
 
