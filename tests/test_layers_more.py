@@ -559,3 +559,26 @@ def test_conv_transpose_gradchecks():
     kw = dict(stride=2, padding=1, output_padding=1, dilation=(1, 2))
     assert gradcheck(lambda *t: F.conv_transpose2d(*t, **kw), x, w, b)
     assert gradgradcheck(lambda *t: F.conv_transpose2d(*t, **kw), x, w, b)
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+@pytest.mark.parametrize("frozen", ["weight", "input"])
+@pytest.mark.parametrize("kernel, stride", [(1, 1), (3, 1), (3, 2)])
+def test_conv_gradients_with_a_frozen_weight_or_input_match_torch(op, frozen, kernel, stride):
+    # The kernels skip the weight's gradient for a frozen weight (need_dweight); the input's
+    # gradient and the others must not change.
+    rng = np.random.default_rng(45)
+    x = rng.normal(size=(2, 8, 5, 6))
+    if op == "conv2d":  # weight (out 8, in 8, k, k)
+        w, b = rng.normal(size=(8, 8, kernel, kernel)), rng.normal(size=8)
+    else:  # weight (in 8, out 6, k, k)
+        w, b = rng.normal(size=(8, 6, kernel, kernel)), rng.normal(size=6)
+    grads = [1, 2] if frozen == "input" else [0, 2]
+    kw = dict(stride=stride, padding=kernel // 2)
+    against_torch(
+        lambda *t: getattr(F, op)(*t, **kw),
+        lambda *t: getattr(TF, op)(*t, **kw),
+        [x, w, b],
+        grads,
+        atol=1e-11,
+    )
