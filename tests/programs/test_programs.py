@@ -98,3 +98,18 @@ def test_logistic_regression():
     ours, theirs = run_twins("logistic_regression")
     assert_series_close(ours["losses"], theirs["losses"], rtol=1e-9)
     assert ours["accuracy"] == theirs["accuracy"] and ours["accuracy"] > 0.9
+
+
+def test_dcgan_with_transposed_convolutions():
+    ours, theirs = run_twins("dcgan_conv")
+    for key in ("losses", "errs_G", "D_x", "sample_stats"):
+        assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
+    assert ours["framed_shape"] == theirs["framed_shape"] == [4, 1, 36, 36]
+
+
+def test_lbfgs_full_batch_fit():
+    ours, theirs = run_twins("lbfgs_fit")
+    for key in ("losses", "final"):
+        assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
+    assert (ours["n_iter"], ours["func_evals"]) == (theirs["n_iter"], theirs["func_evals"])
+    assert ours["final"][0] < 0.1 * ours["losses"][0]  # it fitted
