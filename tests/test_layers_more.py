@@ -582,3 +582,14 @@ def test_conv_gradients_with_a_frozen_weight_or_input_match_torch(op, frozen, ke
         grads,
         atol=1e-11,
     )
+
+
+def test_instance_norm_without_bias_matches_torch():
+    rng = np.random.default_rng(31)
+    ours = nn.InstanceNorm1d(4, affine=True, bias=False).double()
+    theirs = torch.nn.InstanceNorm1d(4, affine=True, bias=False).double()
+    assert sorted(ours.state_dict()) == sorted(theirs.state_dict()) == ["weight"]
+    weight = rng.normal(size=4)
+    ours.load_state_dict({"weight": weight})
+    theirs.weight.data = torch.tensor(weight)
+    against_torch(ours, theirs, [rng.normal(size=(3, 4, 6))], atol=1e-11)

@@ -202,6 +202,8 @@ class _InstanceNorm(Module):
         affine=False,
         track_running_stats=False,
         dtype=None,
+        *,
+        bias=True,
     ):
         super().__init__()
         name = type(self).__name__
@@ -215,7 +217,9 @@ class _InstanceNorm(Module):
         self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
         dtype = np.dtype(dtype or np.float32)
         self.weight = Parameter(np.ones(self.num_features), dtype=dtype) if self.affine else None
-        self.bias = Parameter(np.zeros(self.num_features), dtype=dtype) if self.affine else None
+        self.bias = (
+            Parameter(np.zeros(self.num_features), dtype=dtype) if self.affine and bias else None
+        )
         if self.track_running_stats:
             self.register_buffer("running_mean", Tensor(np.zeros(self.num_features, dtype=dtype)))
             self.register_buffer("running_var", Tensor(np.ones(self.num_features, dtype=dtype)))
@@ -263,13 +267,13 @@ class _InstanceNorm(Module):
 
 class InstanceNorm1d(_InstanceNorm):
     """``InstanceNorm1d(num_features, eps=1e-5, momentum=0.1, affine=False,
-    track_running_stats=False)`` over (N, C, L) or (C, L)."""
+    track_running_stats=False, bias=True)`` over (N, C, L) or (C, L)."""
 
     spatial = 1
 
 
 class InstanceNorm2d(_InstanceNorm):
     """``InstanceNorm2d(num_features, eps=1e-5, momentum=0.1, affine=False,
-    track_running_stats=False)`` over (N, C, H, W) or (C, H, W)."""
+    track_running_stats=False, bias=True)`` over (N, C, H, W) or (C, H, W)."""
 
     spatial = 2
