@@ -431,3 +431,27 @@ def conv2d_pointwise_backward(grad, x, weight, need_dx, need_dweight, dweight, d
             for p in range(P):
                 s += row[p]
             dbias[o] += s
+
+
+@memory_bound
+def add_channel_bias(out, bias):
+    """out (N, C, P) += bias[c] on each channel's plane (a transposed convolution's bias, which
+    the conv backward kernels that compute it do not add)."""
+    N, C, P = out.shape
+    for nc in prange(N * C):
+        b, row = bias[nc % C], out[nc // C, nc % C]
+        for p in range(P):
+            row[p] += b
+
+
+@memory_bound
+def channel_sums(grad, out):
+    """out[c] = grad (N, C, P) summed over N and P: a transposed convolution's bias gradient."""
+    N, C, P = grad.shape
+    for c in prange(C):
+        s = 0.0
+        for n in range(N):
+            row = grad[n, c]
+            for p in range(P):
+                s += row[p]
+        out[c] = s

@@ -467,11 +467,16 @@ class _ConvTransposeNd(Op):
     op's in_channels, and its input channels this op's out_channels."""
 
     arity = 3
+    # [0..2] the conv backward kernels, indexed as conv's ([0] taps-major, [1] position-major,
+    # [2] 1x1), run for dx only; [3] adds the bias.
     forward_kernel = (
         K.conv2d_taps_backward,
         K.conv2d_positions_backward,
         K.conv2d_pointwise_backward,
+        K.add_channel_bias,
     )
+    # [0..2] the conv forward kernels, [3..5] the conv backward ones (for dweight only), [6] the
+    # bias gradient.
     backward_kernel = (
         K.conv2d_taps_forward,
         K.conv2d_positions_forward,
@@ -479,6 +484,7 @@ class _ConvTransposeNd(Op):
         K.conv2d_taps_backward,
         K.conv2d_positions_backward,
         K.conv2d_pointwise_backward,
+        K.channel_sums,
     )
     spatial = 2
 
@@ -529,7 +535,7 @@ class _ConvTransposeNd(Op):
                 dbias,
             )
             ctx.plan = plan
-        out4 += bias.reshape(1, -1, 1, 1)
+        ctx.op.forward_kernel[3](out4.reshape(N, Cg * groups, -1), bias)
         ctx.save_for_backward(x4, w4)
         ctx.shapes = (x.shape, weight.shape, out4.shape)
         out = out4.reshape((N, Cg * groups) + out_size[2 - spatial :])
@@ -545,6 +551,9 @@ class _ConvTransposeNd(Op):
         no_bias = np.zeros(Cin, dtype=grad.dtype)
         dweight = np.empty(w4.shape, dtype=grad.dtype)
         unused_sum = np.empty(Cin, dtype=grad.dtype)
+        dbias = np.empty(grad4.shape[1], dtype=grad.dtype)
+        if ctx.needs_input_grad[2]:
+            ctx.op.backward_kernel[6](grad4.reshape(grad4.shape[0], grad4.shape[1], -1), dbias)
         no_dx = np.empty((0,) * 4, dtype=grad.dtype)
         if ctx.plan is None:  # 1x1, stride 1, no padding: products without columns
             N, Cout, P = grad4.shape[0], grad4.shape[1], x4.shape[2] * x4.shape[3]
@@ -581,7 +590,7 @@ class _ConvTransposeNd(Op):
         return (
             dx.reshape(x_shape) if need_dx else None,
             dweight.reshape(w_shape) if need_dweight else None,
-            grad4.sum(axis=(0, 2, 3)) if ctx.needs_input_grad[2] else None,
+            dbias if ctx.needs_input_grad[2] else None,
         )
 
     @staticmethod
