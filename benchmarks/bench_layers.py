@@ -2,6 +2,8 @@
 
 - conv2d at (64, 1, 8, 8) -> 16 channels 3x3 padding 1, (64, 16, 8, 8) -> 32 channels 3x3, and
   LeNet's (64, 1, 28, 28) -> 6 channels 5x5;
+- conv_transpose2d as a DCGAN generator upsamples: (64, 32, 8, 8) -> 16 channels 4x4 stride 2
+  padding 1, and (64, 16, 14, 14) -> 1 channel 4x4 stride 2 padding 1;
 - max_pool2d 2x2 at (64, 32, 8, 8); batch_norm (training) at (64, 32, 8, 8); layer_norm over
   the last dimension of (64, 128, 256);
 - one training step (zero_grad, forward, cross-entropy, backward, AdamW) of the digits CNN of
@@ -29,6 +31,18 @@ CASES = {
     "conv2d-8x8-1to16-pad1": ("conv2d", (64, 1, 8, 8), dict(padding=1), (16, 3)),
     "conv2d-8x8-16to32": ("conv2d", (64, 16, 8, 8), dict(), (32, 3)),
     "conv2d-28x28-1to6-5x5": ("conv2d", (64, 1, 28, 28), dict(), (6, 5)),
+    "conv_transpose2d-8x8-32to16-4x4-s2": (
+        "conv_transpose2d",
+        (64, 32, 8, 8),
+        dict(stride=2, padding=1),
+        (16, 4),
+    ),
+    "conv_transpose2d-14x14-16to1-4x4-s2": (
+        "conv_transpose2d",
+        (64, 16, 14, 14),
+        dict(stride=2, padding=1),
+        (1, 4),
+    ),
     "max_pool2d-2x2": ("max_pool2d", (64, 32, 8, 8), dict(kernel_size=2), None),
     "batch_norm-64x32x8x8": ("batch_norm", (64, 32, 8, 8), dict(training=True), None),
     "layer_norm-64x128x256": ("layer_norm", (64, 128, 256), dict(normalized_shape=(256,)), None),
@@ -39,11 +53,14 @@ def make_inputs(name):
     op, shape, attrs, conv = CASES[name]
     rng = np.random.default_rng(0)
     x = rng.normal(size=shape).astype(np.float32)
-    if op == "conv2d":
+    if op in ("conv2d", "conv_transpose2d"):
         out_channels, k = conv
         bound = 1 / np.sqrt(shape[1] * k * k)
+        weight = (
+            (out_channels, shape[1], k, k) if op == "conv2d" else (shape[1], out_channels, k, k)
+        )
         params = [
-            rng.uniform(-bound, bound, size=(out_channels, shape[1], k, k)).astype(np.float32),
+            rng.uniform(-bound, bound, size=weight).astype(np.float32),
             rng.uniform(-bound, bound, size=out_channels).astype(np.float32),
         ]
     elif op in ("batch_norm", "layer_norm"):
@@ -79,6 +96,7 @@ def torch_step(name):
     F = torch.nn.functional
     call = {
         "conv2d": lambda: F.conv2d(leaf, *tensors, **attrs),
+        "conv_transpose2d": lambda: F.conv_transpose2d(leaf, *tensors, **attrs),
         "max_pool2d": lambda: F.max_pool2d(leaf, **attrs),
         "batch_norm": lambda: F.batch_norm(leaf, None, None, *tensors, training=True),
         "layer_norm": lambda: F.layer_norm(leaf, attrs["normalized_shape"], *tensors),

@@ -11,6 +11,9 @@ fused implementation, ``foreach=True`` otherwise).
   without decay. ``firefly-1group`` is the same step with every parameter in one group: what
   the groups cost (firefly updates all of them in one kernel call per dtype, with per-run
   hyperparameters; one call per (group, dtype) had cost SGD 30% here).
+- ``test_lbfgs_step``: one ``LBFGS.step`` (10 iterations, history 10, with and without the
+  strong-Wolfe line search) from the same start on a separable quadratic whose closure writes
+  the gradients with NumPy in both libraries, so that only the optimizers differ.
 - ``test_clip_grad_norm``: ``clip_grad_norm_`` (always clipping), over an optimizer's flat
   gradient buffer and over loose gradients.
 - ``test_scheduler_step``: one scheduler ``step()`` on a three-group optimizer.
@@ -27,7 +30,17 @@ import pytest
 
 from firefly.nn import Parameter
 from firefly.nn.utils import clip_grad_norm_
-from firefly.optim import ASGD, SGD, Adadelta, Adagrad, Adam, Adamax, RMSprop, lr_scheduler
+from firefly.optim import (
+    ASGD,
+    LBFGS,
+    SGD,
+    Adadelta,
+    Adagrad,
+    Adam,
+    Adamax,
+    RMSprop,
+    lr_scheduler,
+)
 from firefly.tensor import Tensor
 
 try:
@@ -296,6 +309,82 @@ def test_optimizer_step(benchmark, expected, name, implementation):
         not np.array_equal(b, v) and np.isfinite(v).all()
         for b, v in zip(before, optimizer.values())
     )
+
+
+# ----------------------------------------------------------------------------- LBFGS
+LBFGS_CONFIGS = {
+    "fixed-step": dict(max_iter=10, history_size=10),
+    "strong-wolfe": dict(max_iter=10, history_size=10, line_search_fn="strong_wolfe"),
+}
+
+
+def lbfgs_runner(library, config):
+    """A function that restores the start and runs one step of a fresh LBFGS, and one that
+    reads the parameters. The loss is 0.5 sum(c p^2) - sum(b p) per tensor, c in [1, 10]."""
+    values, _ = problem()
+    rng = np.random.default_rng(1)
+    curvature = [rng.uniform(1.0, 10.0, v.shape).astype(np.float32) for v in values]
+    offset = [rng.standard_normal(v.shape).astype(np.float32) for v in values]
+    if library == "torch":
+        params = [torch.tensor(v.copy()) for v in values]
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        arrays = [p.numpy() for p in params]
+        grads = [p.grad.numpy() for p in params]
+        make_optimizer, wrap = torch.optim.LBFGS, torch.tensor
+    else:
+        params = [Parameter(v.copy()) for v in values]
+        for p in params:
+            p.grad = Tensor(np.zeros_like(p.numpy()))
+        arrays = [p._data for p in params]
+        grads = [p.grad._data for p in params]
+        make_optimizer, wrap = LBFGS, Tensor
+
+    def closure():
+        loss = 0.0
+        for x, g, c, b in zip(arrays, grads, curvature, offset):
+            np.multiply(c, x, out=g)
+            loss += 0.5 * float(np.dot(g.ravel(), x.ravel())) - float(np.dot(b.ravel(), x.ravel()))
+            g -= b
+        return wrap(np.float32(loss))
+
+    def run():
+        for x, v in zip(arrays, values):
+            x[...] = v
+        make_optimizer(params, **LBFGS_CONFIGS[config]).step(closure)
+
+    def objective():
+        return sum(
+            0.5 * float(np.dot((c * x).ravel(), x.ravel())) - float(np.dot(b.ravel(), x.ravel()))
+            for x, c, b in zip(arrays, curvature, offset)
+        )
+
+    return run, objective
+
+
+@pytest.mark.parametrize("library", ["firefly", "torch"])
+@pytest.mark.parametrize(
+    "config",
+    [
+        pytest.param(name, marks=pytest.mark.benchmark(group=f"lbfgs-step-1M-f32-{name}"))
+        for name in LBFGS_CONFIGS
+    ],
+)
+def test_lbfgs_step(benchmark, config, library):
+    if torch is None:
+        pytest.skip("needs torch for the comparison: pip install torch==2.13.0")
+    run, objective = lbfgs_runner(library, config)
+    start = objective()
+    run()  # also the warm-up
+    other_run, other_objective = lbfgs_runner(
+        "torch" if library == "firefly" else "firefly", config
+    )
+    other_run()
+    # float32 runs of the same algorithm in two libraries reach the same level, not the same
+    # bits (the line search's decisions amplify rounding differences).
+    assert objective() == pytest.approx(other_objective(), rel=1e-3)
+    assert objective() < start
+    benchmark(run)
 
 
 # ----------------------------------------------------------------------------- clipping

@@ -28,6 +28,7 @@ from firefly.creation import *  # noqa: F403  (its __all__: tensor, zeros, randn
 from firefly.devices import device
 from firefly.dlpack import from_dlpack
 from firefly.functions import *  # noqa: F403  (its __all__: PyTorch's firefly.max, firefly.sum, ...)
+from firefly.optim import swa_utils as _swa_utils  # noqa: F401  (firefly.optim.swa_utils, as torch's)
 from firefly.random import Generator, default_generator, initial_seed, manual_seed, seed
 from firefly.serialization import load, save
 from firefly.tensor import Tensor

@@ -4,7 +4,8 @@ compiling them.
 
 Each task runs one registered op's ``sample_inputs`` forward and backward on the shapes
 ``firefly.testing.check_op`` uses (0-d to 3-d: Numba compiles one specialization per number
-of dimensions), or two steps of every built-in optimizer, in one dtype. Tasks run in
+of dimensions), or two steps of every built-in optimizer (and two LBFGS iterations), in one
+dtype. Tasks run in
 worker processes, one per core by default; Numba writes each cache file atomically, so
 workers can share the cache folder.
 """
@@ -37,6 +38,18 @@ def _warm_optimizers(dtype):
             for p in params:
                 p.grad = firefly.Tensor(np.full(p.shape, 0.5, dtype=dtype))
             optimizer.step()
+    # LBFGS is not fused (it runs firefly.kernels.lbfgs between closure calls): two
+    # iterations of it on a quadratic compile those.
+    point = firefly.Tensor(np.array([1.0, -2.0], dtype=dtype), requires_grad=True)
+    lbfgs = firefly.optim.LBFGS([point], max_iter=2)
+
+    def closure():
+        lbfgs.zero_grad()
+        loss = (point * point).sum()
+        loss.backward()
+        return loss
+
+    lbfgs.step(closure)
 
 
 def _warm_op(name, dtype):

@@ -124,6 +124,69 @@ def np_adaptive_avg_pool2d(x, output_size):
     return out
 
 
+def np_adaptive_max_pool2d(x, output_size):
+    sizes = (
+        _pair(output_size)
+        if output_size is not None and not isinstance(output_size, tuple)
+        else output_size
+    )
+    H, W = x.shape[-2:]
+    OH, OW = (H if sizes[0] is None else sizes[0]), (W if sizes[1] is None else sizes[1])
+    out = np.zeros(x.shape[:-2] + (OH, OW))
+    for oy in range(OH):
+        for ox in range(OW):
+            ya, yb = (oy * H) // OH, -(-(oy + 1) * H // OH)
+            xa, xb = (ox * W) // OW, -(-(ox + 1) * W // OW)
+            out[..., oy, ox] = x[..., ya:yb, xa:xb].max(axis=(-1, -2))
+    return out
+
+
+def np_conv_transpose2d(x, w, b, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    """Each input value times the kernel, added at its window in the output (the definition),
+    then the padding cropped."""
+    unbatched = x.ndim == 3
+    x = x[None] if unbatched else x
+    (sh, sw), (ph, pw), (oph, opw), (dh, dw) = map(
+        _pair, (stride, padding, output_padding, dilation)
+    )
+    N, C, H, W = x.shape
+    _, Og, KH, KW = w.shape
+    Cg = C // groups
+    OH = (H - 1) * sh + dh * (KH - 1) + 1 + oph
+    OW = (W - 1) * sw + dw * (KW - 1) + 1 + opw
+    full = np.zeros((N, Og * groups, OH, OW))
+    for g in range(groups):
+        for ky in range(KH):
+            for kx in range(KW):
+                contribution = np.einsum(
+                    "nchw,co->nohw",
+                    x[:, g * Cg : (g + 1) * Cg],
+                    w[g * Cg : (g + 1) * Cg, :, ky, kx],
+                )
+                full[
+                    :,
+                    g * Og : (g + 1) * Og,
+                    ky * dh : ky * dh + sh * (H - 1) + 1 : sh,
+                    kx * dw : kx * dw + sw * (W - 1) + 1 : sw,
+                ] += contribution
+    out = full[:, :, ph : OH - ph, pw : OW - pw] + b[None, :, None, None]
+    return out[0] if unbatched else out
+
+
+def np_conv_transpose1d(x, w, b, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+    one = lambda v: (1, v if isinstance(v, (int, np.integer)) else v[0])  # noqa: E731
+    return np_conv_transpose2d(
+        x[..., None, :],
+        w[:, :, None, :],
+        b,
+        one(stride),
+        (0, one(padding)[1]),
+        (0, one(output_padding)[1]),
+        groups,
+        one(dilation),
+    )[..., 0, :]
+
+
 def np_batch_norm(
     x,
     w,
@@ -246,6 +309,9 @@ LAYER_REFERENCES = {
     "max_pool2d": lambda a, attrs: np_max_pool2d(a[0], **attrs),
     "avg_pool2d": lambda a, attrs: np_avg_pool2d(a[0], **attrs),
     "adaptive_avg_pool2d": lambda a, attrs: np_adaptive_avg_pool2d(a[0], **attrs),
+    "adaptive_max_pool2d": lambda a, attrs: np_adaptive_max_pool2d(a[0], **attrs),
+    "conv_transpose2d": lambda a, attrs: np_conv_transpose2d(*a, **attrs),
+    "conv_transpose1d": lambda a, attrs: np_conv_transpose1d(*a, **attrs),
     "batch_norm": lambda a, attrs: np_batch_norm(*a, **attrs),
     "layer_norm": lambda a, attrs: np_layer_norm(*a, **attrs),
     "group_norm": lambda a, attrs: np_group_norm(*a, **attrs),
@@ -297,6 +363,15 @@ LAYER_COMPOSITION_STEPS = {
     "adaptive_avg_pool2d": lambda x, v, w: (
         x + apply("adaptive_avg_pool2d", x.reshape(1, 1, 2, 3), output_size=(1, 3)).reshape(1, 3)
     ),
+    "adaptive_max_pool2d": lambda x, v, w: (
+        x * apply("adaptive_max_pool2d", x.reshape(1, 1, 2, 3), output_size=(1, 3)).reshape(1, 3)
+    ),
+    "conv_transpose2d": lambda x, v, w: apply(
+        "conv_transpose2d", x.reshape(1, 1, 2, 3), w.reshape(1, 1, 3, 3), v[0:1], padding=1
+    ).reshape(2, 3),
+    "conv_transpose1d": lambda x, v, w: apply(
+        "conv_transpose1d", x.reshape(1, 2, 3), w[0:2, 0:2].reshape(2, 2, 1), v[0:2]
+    ).reshape(2, 3),
     "batch_norm": lambda x, v, w: apply("batch_norm", x + w[0:2], v, v, training=True),
     "layer_norm": lambda x, v, w: apply("layer_norm", x, v, v, normalized_shape=(3,)),
     "group_norm": lambda x, v, w: apply(

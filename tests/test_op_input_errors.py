@@ -1308,3 +1308,274 @@ def test_bad_input_to_the_tensor_ops_is_refused_before_any_kernel_runs(
     message = str(info.value)
     missing = [f for f in fragments if f not in message]
     assert not missing, f"message {message!r} lacks {missing}"
+
+
+def _bad_layer_inputs():
+    """The layers, functions and losses for whole-program ports: each bad argument is refused,
+    naming the function, the argument and the value, before any kernel runs."""
+    from firefly import nn
+    from firefly.nn import functional as F
+    from firefly.optim import LBFGS
+
+    image, sequence = f64(2, 4, 5, 6), f64(2, 4, 7)
+    weight = f64(4, 3, 3, 3)
+    return [
+        (
+            "conv_transpose2d rank",
+            lambda: F.conv_transpose2d(f64(4, 5), weight),
+            ValueError,
+            ["conv_transpose2d", "input must be 4-D", "(4, 5)"],
+        ),
+        (
+            "conv_transpose2d output_padding",
+            lambda: F.conv_transpose2d(image, weight, stride=2, output_padding=2),
+            ValueError,
+            ["conv_transpose2d", "output_padding", "(2, 2)", "stride (2, 2)"],
+        ),
+        (
+            "conv_transpose1d channels",
+            lambda: F.conv_transpose1d(sequence, f64(3, 2, 3)),
+            ValueError,
+            ["conv_transpose1d", "4 channels", "in_channels = 3", "(2, 4, 7)"],
+        ),
+        (
+            "conv_transpose2d bias",
+            lambda: F.conv_transpose2d(image, weight, f64(4)),
+            ValueError,
+            ["conv_transpose2d", "bias", "(3,)"],
+        ),
+        (
+            "conv_transpose2d stride",
+            lambda: F.conv_transpose2d(image, weight, stride=0),
+            ValueError,
+            ["conv_transpose2d", "stride", "0"],
+        ),
+        (
+            "ConvTranspose2d output_padding",
+            lambda: nn.ConvTranspose2d(4, 6, 3, stride=1, output_padding=1),
+            ValueError,
+            ["ConvTranspose2d", "output_padding", "(1, 1)", "stride"],
+        ),
+        (
+            "ConvTranspose2d output_size",
+            lambda: nn.ConvTranspose2d(4, 6, 3, stride=2)(image, output_size=(30, 30)),
+            ValueError,
+            ["ConvTranspose2d", "output_size", "(30, 30)"],
+        ),
+        (
+            "max_pool1d rank",
+            lambda: F.max_pool1d(image, 2),
+            ValueError,
+            ["max_pool1d", "3-D", "(2, 4, 5, 6)"],
+        ),
+        (
+            "avg_pool1d kernel",
+            lambda: F.avg_pool1d(sequence, 0),
+            ValueError,
+            ["avg_pool1d", "kernel_size", "0"],
+        ),
+        (
+            "adaptive_max_pool1d size",
+            lambda: F.adaptive_max_pool1d(sequence, (2, 3)),
+            TypeError,
+            ["adaptive_max_pool1d", "output_size", "(2, 3)"],
+        ),
+        (
+            "adaptive_max_pool2d size",
+            lambda: F.adaptive_max_pool2d(image, (2, 0)),
+            ValueError,
+            ["adaptive_max_pool2d", "output_size", "0"],
+        ),
+        (
+            "adaptive_max_pool2d rank",
+            lambda: F.adaptive_max_pool2d(f64(5, 6), 2),
+            ValueError,
+            ["adaptive_max_pool2d", "4-D", "(5, 6)"],
+        ),
+        (
+            "interpolate mode",
+            lambda: F.interpolate(image, scale_factor=2, mode="bicubic"),
+            ValueError,
+            ["interpolate", "mode", "'bicubic'"],
+        ),
+        (
+            "interpolate rank for mode",
+            lambda: F.interpolate(sequence, size=9, mode="bilinear"),
+            ValueError,
+            ["interpolate", "'bilinear'", "4-D", "(2, 4, 7)"],
+        ),
+        (
+            "interpolate align_corners",
+            lambda: F.interpolate(image, size=9, align_corners=True),
+            ValueError,
+            ["interpolate", "align_corners", "'nearest'"],
+        ),
+        (
+            "interpolate size and scale",
+            lambda: F.interpolate(image, size=9, scale_factor=2),
+            ValueError,
+            ["interpolate", "size", "scale_factor"],
+        ),
+        (
+            "interpolate size length",
+            lambda: F.interpolate(image, size=(3, 4, 5)),
+            ValueError,
+            ["interpolate", "size", "(3, 4, 5)"],
+        ),
+        (
+            "interpolate scale",
+            lambda: F.interpolate(image, scale_factor=-1.0),
+            ValueError,
+            ["interpolate", "scale_factor", "-1.0"],
+        ),
+        (
+            "pad odd",
+            lambda: F.pad(image, (1, 2, 3)),
+            TypeError,
+            ["pad", "even", "(1, 2, 3)"],
+        ),
+        (
+            "pad mode",
+            lambda: F.pad(image, (1, 1), mode="mirror"),
+            ValueError,
+            ["pad", "mode", "'mirror'"],
+        ),
+        (
+            "pad reflect too wide",
+            lambda: F.pad(sequence, (7, 0), mode="reflect"),
+            ValueError,
+            ["pad", "'reflect'", "at most 6", "(7, 0)"],
+        ),
+        (
+            "pad too many dims",
+            lambda: F.pad(f64(3), (1, 1, 1, 1)),
+            ValueError,
+            ["pad", "(1, 1, 1, 1)", "(3,)"],
+        ),
+        (
+            "pixel_shuffle channels",
+            lambda: F.pixel_shuffle(image, 3),
+            ValueError,
+            ["pixel_shuffle", "upscale_factor^2 = 9", "(2, 4, 5, 6)"],
+        ),
+        (
+            "pixel_unshuffle size",
+            lambda: F.pixel_unshuffle(image, 4),
+            ValueError,
+            ["pixel_unshuffle", "downscale_factor=4", "(2, 4, 5, 6)"],
+        ),
+        (
+            "instance_norm rank",
+            lambda: F.instance_norm(f64(2, 4)),
+            ValueError,
+            ["instance_norm", "3-D", "(2, 4)"],
+        ),
+        (
+            "InstanceNorm2d channels",
+            lambda: nn.InstanceNorm2d(3, affine=True)(image),
+            ValueError,
+            ["InstanceNorm2d", "3 channels", "got 4", "(2, 4, 5, 6)"],
+        ),
+        (
+            "InstanceNorm1d rank",
+            lambda: nn.InstanceNorm1d(4)(image),
+            ValueError,
+            ["InstanceNorm1d", "3-D", "(2, 4, 5, 6)"],
+        ),
+        (
+            "kl_div shapes",
+            lambda: F.kl_div(f64(4, 3), f64(4, 1)),
+            ValueError,
+            ["kl_div", "input (4, 3)", "target (4, 1)"],
+        ),
+        (
+            "kl_div reduction",
+            lambda: nn.KLDivLoss(reduction="batch")(f64(2), f64(2)),
+            ValueError,
+            ["KLDivLoss", "reduction", "'batch'"],
+        ),
+        (
+            "margin_ranking_loss shapes",
+            lambda: F.margin_ranking_loss(f64(4), f64(4), f64(3)),
+            ValueError,
+            ["margin_ranking_loss", "target (3,)"],
+        ),
+        (
+            "cosine_embedding_loss target",
+            lambda: F.cosine_embedding_loss(f64(4, 3), f64(4, 3), f64(3)),
+            ValueError,
+            ["cosine_embedding_loss", "(4, 3)", "target (3,)"],
+        ),
+        (
+            "triplet_margin_loss shapes",
+            lambda: F.triplet_margin_loss(f64(4, 3), f64(4, 3), f64(4, 2)),
+            ValueError,
+            ["triplet_margin_loss", "negative (4, 2)"],
+        ),
+        (
+            "triplet_margin_loss p",
+            lambda: nn.TripletMarginLoss(p=0)(f64(4, 3), f64(4, 3), f64(4, 3)),
+            ValueError,
+            ["TripletMarginLoss", "p", "0"],
+        ),
+        (
+            "poisson_nll_loss reduction",
+            lambda: F.poisson_nll_loss(f64(3), f64(3), reduction="avg"),
+            ValueError,
+            ["poisson_nll_loss", "reduction", "'avg'"],
+        ),
+        (
+            "gaussian_nll_loss var shape",
+            lambda: F.gaussian_nll_loss(f64(4, 3), f64(4, 3), f64(2, 2)),
+            ValueError,
+            ["gaussian_nll_loss", "var", "(2, 2)", "(4, 3)"],
+        ),
+        (
+            "gaussian_nll_loss negative var",
+            lambda: F.gaussian_nll_loss(f64(3), f64(3), -1.0),
+            ValueError,
+            ["gaussian_nll_loss", "var", "-1.0"],
+        ),
+        (
+            "soft_margin_loss shapes",
+            lambda: nn.SoftMarginLoss()(f64(3, 1), f64(3)),
+            ValueError,
+            ["soft_margin_loss", "input (3, 1)", "target (3,)"],
+        ),
+        (
+            "multilabel_soft_margin_loss shapes",
+            lambda: F.multilabel_soft_margin_loss(f64(2, 3), f64(2, 4)),
+            ValueError,
+            ["multilabel_soft_margin_loss", "(2, 3)", "(2, 4)"],
+        ),
+        (
+            "LBFGS history_size",
+            lambda: LBFGS([nn.Parameter(np.zeros(2))], history_size=0),
+            ValueError,
+            ["LBFGS", "history_size", "0"],
+        ),
+        (
+            "LBFGS line search",
+            lambda: LBFGS([nn.Parameter(np.zeros(2))], line_search_fn="wolfe"),
+            ValueError,
+            ["LBFGS", "line_search_fn", "'wolfe'"],
+        ),
+    ]
+
+
+BAD_LAYER_INPUTS = _bad_layer_inputs()
+
+
+@pytest.mark.parametrize(
+    "thunk, error, fragments",
+    [case[1:] for case in BAD_LAYER_INPUTS],
+    ids=[case[0] for case in BAD_LAYER_INPUTS],
+)
+def test_bad_input_to_the_new_layers_is_refused_before_any_kernel_runs(
+    no_kernel_may_run, thunk, error, fragments
+):
+    with pytest.raises(error) as info:
+        thunk()
+    message = str(info.value)
+    missing = [f for f in fragments if f not in message]
+    assert not missing, f"message {message!r} lacks {missing}"

@@ -138,6 +138,7 @@ def conv2d_taps_backward(
     Wp,
     wide,
     need_dx,
+    need_dweight,
     g2,
     dcols,
     planes,
@@ -145,8 +146,10 @@ def conv2d_taps_backward(
     dbias,
     dx,
 ):
-    """dweight = grad x cols^T, dbias = grad summed over N and positions, and (if need_dx)
-    dx = col2im(weight^T x grad). ``cols`` is what conv2d_taps_forward filled, in the same layout.
+    """dweight = grad x cols^T (if need_dweight), dbias = grad summed over N and positions, and
+    (if need_dx) dx = col2im(weight^T x grad). ``cols`` is what conv2d_taps_forward filled, in
+    the same layout; without need_dweight only its shape is read (conv_transpose2d's forward is
+    this dx).
     Scratch: ``g2`` (O, N*OH*Q), and for dx ``dcols`` (Cg*KH*KW, N*OH*Q) and ``planes`` as in
     the forward, which the column gradients are added into before the padding is cropped."""
     N, O, OH, OW = grad.shape
@@ -174,7 +177,7 @@ def conv2d_taps_backward(
     # dweight^T = cols x grad^T: BLAS runs this orientation faster than grad x cols^T (the long
     # N*P dimension is the inner one of both operands' rows).
     dw_t = np.empty((taps, Og), dtype=dweight.dtype)
-    for g in range(groups):
+    for g in range(groups if need_dweight else 0):
         np.dot(cols[g], g2[g * Og : (g + 1) * Og].T, dw_t)
         for o in range(Og):
             for t in range(taps):
@@ -299,10 +302,27 @@ def conv2d_positions_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, planes, co
 
 @memory_bound
 def conv2d_positions_backward(
-    grad, weight, cols, sh, sw, ph, pw, dh, dw, need_dx, g2, dcols, planes, dweight, dbias, dx
+    grad,
+    weight,
+    cols,
+    sh,
+    sw,
+    ph,
+    pw,
+    dh,
+    dw,
+    need_dx,
+    need_dweight,
+    g2,
+    dcols,
+    planes,
+    dweight,
+    dbias,
+    dx,
 ):
-    """dweight = cols^T x grad, dbias = grad summed over N and positions, and (if need_dx)
-    dx = col2im(grad x weight). ``cols`` is what conv2d_positions_forward filled. Scratch: ``g2``
+    """dweight = cols^T x grad (if need_dweight), dbias = grad summed over N and positions, and
+    (if need_dx) dx = col2im(grad x weight). ``cols`` is what conv2d_positions_forward filled
+    (without need_dweight only its shape is read). Scratch: ``g2``
     (groups, N*OH*OW, O / groups), and for dx ``dcols`` shaped as ``cols`` and ``planes`` as in
     the forward, which the column gradients are added into before the padding is cropped."""
     N, O, OH, OW = grad.shape
@@ -324,7 +344,7 @@ def conv2d_positions_backward(
     # dweight as (taps, Og) = cols^T x grad: OpenBLAS ran this orientation in 313 us, its
     # transpose grad^T x cols in 474 (the shapes of the module docstring).
     dw_t = np.empty((cols.shape[2], Og), dtype=dweight.dtype)
-    for g in range(groups):
+    for g in range(groups if need_dweight else 0):
         np.dot(cols[g].T, g2[g], dw_t)
         for o in range(Og):
             for cg in range(Cg):
@@ -386,10 +406,11 @@ def conv2d_pointwise_forward(x, weight, bias, out):
 
 
 @kernel
-def conv2d_pointwise_backward(grad, x, weight, need_dx, dweight, dbias, dx):
-    """dweight = sum over n of grad[n] x x[n]^T, dbias = grad summed over N and positions, and
-    (if need_dx) dx[n] = weight^T x grad[n], per group. Shapes as conv2d_pointwise_forward's;
-    grad (N, Co, P)."""
+def conv2d_pointwise_backward(grad, x, weight, need_dx, need_dweight, dweight, dbias, dx):
+    """dweight = sum over n of grad[n] x x[n]^T (if need_dweight; x is otherwise only read for
+    its channel count), dbias = grad summed over N and positions, and (if need_dx)
+    dx[n] = weight^T x grad[n], per group. Shapes as conv2d_pointwise_forward's; grad
+    (N, Co, P)."""
     N, Co, P = grad.shape
     _, Cg = weight.shape
     groups = x.shape[1] // Cg
@@ -400,8 +421,9 @@ def conv2d_pointwise_backward(grad, x, weight, need_dx, dweight, dbias, dx):
     for n in range(N):
         for g in range(groups):
             gn = grad[n, g * Og : (g + 1) * Og]
-            np.dot(gn, x[n, g * Cg : (g + 1) * Cg].T, product)
-            dweight[g * Og : (g + 1) * Og] += product
+            if need_dweight:
+                np.dot(gn, x[n, g * Cg : (g + 1) * Cg].T, product)
+                dweight[g * Og : (g + 1) * Og] += product
             if need_dx:
                 np.dot(weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg])
         for o in range(Co):
@@ -409,3 +431,27 @@ def conv2d_pointwise_backward(grad, x, weight, need_dx, dweight, dbias, dx):
             for p in range(P):
                 s += row[p]
             dbias[o] += s
+
+
+@memory_bound
+def add_channel_bias(out, bias):
+    """out (N, C, P) += bias[c] on each channel's plane (a transposed convolution's bias, which
+    the conv backward kernels that compute it do not add)."""
+    N, C, P = out.shape
+    for nc in prange(N * C):
+        b, row = bias[nc % C], out[nc // C, nc % C]
+        for p in range(P):
+            row[p] += b
+
+
+@memory_bound
+def channel_sums(grad, out):
+    """out[c] = grad (N, C, P) summed over N and P: a transposed convolution's bias gradient."""
+    N, C, P = grad.shape
+    for c in prange(C):
+        s = 0.0
+        for n in range(N):
+            row = grad[n, c]
+            for p in range(P):
+                s += row[p]
+        out[c] = s

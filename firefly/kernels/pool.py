@@ -199,3 +199,26 @@ def adaptive_avg_pool2d_backward(grad, dx):
                     row = plane[y]
                     for i in range(xa, xb):
                         row[i] += g
+
+
+@memory_bound
+def adaptive_max_pool2d_forward(x, argmax, out):
+    """out = the max of each adaptive window (adaptive_avg_pool2d's windows), argmax = its flat
+    index in the plane; NaN wins and the first maximum in scan order is kept, as in torch."""
+    planes, H, W = x.shape
+    OH, OW = out.shape[1], out.shape[2]
+    for p in prange(planes):
+        plane = x[p]
+        for oy in range(OH):
+            ya, yb = _adaptive_span(oy, H, OH)
+            for ox in range(OW):
+                xa, xb = _adaptive_span(ox, W, OW)
+                best, where = plane[ya, xa], ya * W + xa
+                for y in range(ya, yb):
+                    row = plane[y]
+                    for i in range(xa, xb):
+                        v = row[i]
+                        if v > best or v != v:
+                            best, where = v, y * W + i
+                out[p, oy, ox] = best
+                argmax[p, oy, ox] = where

@@ -15,15 +15,24 @@ from numpy.typing import ArrayLike
 from firefly import functions, ops, rearrange
 from firefly.creation import as_tensor
 from firefly.dtypes import float_or_default
+from firefly.ops.conv import pair
 from firefly.tensor import Tensor, vector_norm
+from firefly.validation import as_int
 
 __all__ = [
     "linear",
     "conv1d",
     "conv2d",
+    "conv_transpose1d",
+    "conv_transpose2d",
     "max_pool2d",
     "avg_pool2d",
     "adaptive_avg_pool2d",
+    "max_pool1d",
+    "avg_pool1d",
+    "adaptive_avg_pool1d",
+    "adaptive_max_pool1d",
+    "adaptive_max_pool2d",
     "batch_norm",
     "layer_norm",
     "group_norm",
@@ -53,6 +62,20 @@ __all__ = [
     "cosine_similarity",
     "pairwise_distance",
     "one_hot",
+    "kl_div",
+    "margin_ranking_loss",
+    "cosine_embedding_loss",
+    "triplet_margin_loss",
+    "poisson_nll_loss",
+    "gaussian_nll_loss",
+    "soft_margin_loss",
+    "multilabel_soft_margin_loss",
+    "pad",
+    "pixel_shuffle",
+    "pixel_unshuffle",
+    "interpolate",
+    "upsample",
+    "instance_norm",
 ]
 
 # What the functions take as input: a Tensor, or data a Tensor is made from (an ndarray, a number).
@@ -132,6 +155,60 @@ def conv1d(
         padding=padding,
         dilation=dilation,
         groups=groups,
+    )
+
+
+def conv_transpose2d(
+    input: _TensorLike,
+    weight: _TensorLike,
+    bias: _TensorLike | None = None,
+    stride: _Size2d = 1,
+    padding: _Size2d = 0,
+    output_padding: _Size2d = 0,
+    groups: int = 1,
+    dilation: _Size2d = 1,
+) -> Tensor:
+    """The transposed convolution (the input gradient of ``conv2d`` by the same weight), weight
+    (in_channels, out_channels / groups, kH, kW) as torch's."""
+    if bias is None:
+        bias = _constant(input, 0.0, np.shape(weight)[1] * groups if np.ndim(weight) > 1 else 0)
+    return ops.apply(
+        "conv_transpose2d",
+        input,
+        weight,
+        bias,
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        groups=groups,
+        dilation=dilation,
+    )
+
+
+def conv_transpose1d(
+    input: _TensorLike,
+    weight: _TensorLike,
+    bias: _TensorLike | None = None,
+    stride: int | tuple[int] = 1,
+    padding: int | tuple[int] = 0,
+    output_padding: int | tuple[int] = 0,
+    groups: int = 1,
+    dilation: int | tuple[int] = 1,
+) -> Tensor:
+    """``conv_transpose2d`` over sequences (N, C, L); weight (in_channels, out_channels /
+    groups, kL)."""
+    if bias is None:
+        bias = _constant(input, 0.0, np.shape(weight)[1] * groups if np.ndim(weight) > 1 else 0)
+    return ops.apply(
+        "conv_transpose1d",
+        input,
+        weight,
+        bias,
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        groups=groups,
+        dilation=dilation,
     )
 
 
@@ -462,3 +539,687 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     ``num_classes`` (-1: the largest index + 1). No graph: the result is discrete."""
     labels = np.asarray(getattr(tensor, "_data", tensor))
     return Tensor._wrap(rearrange.one_hot(labels, num_classes))
+
+
+# ---------------------------------------------------------------------------------------------
+# 1-D pooling: the 2-D ops on a sequence viewed as an image of height 1.
+
+
+def _sequence_image(name: str, input: _TensorLike) -> tuple[Tensor, bool]:
+    """``input`` (N, C, L) or (C, L) as a Tensor (N, C, 1, L), and whether it had no batch."""
+    x = input if isinstance(input, Tensor) else Tensor(input)
+    if x.ndim not in (2, 3):
+        raise ValueError(
+            f"{name}: input must be 3-D (N, C, L) or 2-D (C, L), got shape {tuple(x.shape)}"
+        )
+    unbatched = x.ndim == 2
+    return x.reshape((1,) * unbatched + tuple(x.shape[:-1]) + (1, x.shape[-1])), unbatched
+
+
+def _sequence_out(out: Tensor, unbatched: bool) -> Tensor:
+    shape = tuple(out.shape[:2]) + (out.shape[-1],)
+    return out.reshape(shape[1:] if unbatched else shape)
+
+
+def _one(name: str, arg: str, value: Any, minimum: int) -> int:
+    return pair(name, arg, value, minimum, 1)[0]
+
+
+def max_pool1d(
+    input: _TensorLike,
+    kernel_size: int | tuple[int],
+    stride: int | tuple[int] | None = None,
+    padding: int | tuple[int] = 0,
+    dilation: int | tuple[int] = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Tensor:
+    if return_indices:
+        raise NotImplementedError("max_pool1d: return_indices=True is not supported by firefly")
+    kernel = _one("max_pool1d", "kernel_size", kernel_size, 1)
+    step = kernel if stride is None or stride == () else _one("max_pool1d", "stride", stride, 1)
+    pad, spread = (
+        _one("max_pool1d", "padding", padding, 0),
+        _one("max_pool1d", "dilation", dilation, 1),
+    )
+    image, unbatched = _sequence_image("max_pool1d", input)
+    out = ops.apply(
+        "max_pool2d",
+        image,
+        kernel_size=(1, kernel),
+        stride=(1, step),
+        padding=(0, pad),
+        dilation=(1, spread),
+        ceil_mode=ceil_mode,
+    )
+    return _sequence_out(out, unbatched)
+
+
+def avg_pool1d(
+    input: _TensorLike,
+    kernel_size: int | tuple[int],
+    stride: int | tuple[int] | None = None,
+    padding: int | tuple[int] = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+) -> Tensor:
+    kernel = _one("avg_pool1d", "kernel_size", kernel_size, 1)
+    step = kernel if stride is None or stride == () else _one("avg_pool1d", "stride", stride, 1)
+    pad = _one("avg_pool1d", "padding", padding, 0)
+    image, unbatched = _sequence_image("avg_pool1d", input)
+    out = ops.apply(
+        "avg_pool2d",
+        image,
+        kernel_size=(1, kernel),
+        stride=(1, step),
+        padding=(0, pad),
+        ceil_mode=ceil_mode,
+        count_include_pad=count_include_pad,
+    )
+    return _sequence_out(out, unbatched)
+
+
+def adaptive_avg_pool1d(input: _TensorLike, output_size: int | tuple[int]) -> Tensor:
+    size = _one("adaptive_avg_pool1d", "output_size", output_size, 1)
+    image, unbatched = _sequence_image("adaptive_avg_pool1d", input)
+    return _sequence_out(ops.apply("adaptive_avg_pool2d", image, output_size=(1, size)), unbatched)
+
+
+def adaptive_max_pool2d(
+    input: _TensorLike,
+    output_size: int | tuple[int | None, int | None] | None,
+    return_indices: bool = False,
+) -> Tensor:
+    if return_indices:
+        raise NotImplementedError(
+            "adaptive_max_pool2d: return_indices=True is not supported by firefly"
+        )
+    return ops.apply("adaptive_max_pool2d", input, output_size=output_size)
+
+
+def adaptive_max_pool1d(
+    input: _TensorLike, output_size: int | tuple[int], return_indices: bool = False
+) -> Tensor:
+    if return_indices:
+        raise NotImplementedError(
+            "adaptive_max_pool1d: return_indices=True is not supported by firefly"
+        )
+    size = _one("adaptive_max_pool1d", "output_size", output_size, 1)
+    image, unbatched = _sequence_image("adaptive_max_pool1d", input)
+    return _sequence_out(ops.apply("adaptive_max_pool2d", image, output_size=(1, size)), unbatched)
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses composed from differentiable ops (their gradients, to any order, come from the ops).
+
+
+def _tensor(value: _TensorLike) -> Tensor:
+    return value if isinstance(value, Tensor) else Tensor(np.asarray(value))
+
+
+def _target(value: _TensorLike, like: Tensor) -> Tensor:
+    """A target as a float Tensor: integer and bool labels (+1/-1, 0/1) in ``like``'s dtype."""
+    target = _tensor(value)
+    if target.dtype in (np.float32, np.float64):
+        return target
+    return Tensor(target.numpy().astype(like.dtype))
+
+
+def legacy_reduction(size_average: bool | None, reduce: bool | None, reduction: str) -> str:
+    """torch's reading of the deprecated ``size_average`` and ``reduce`` arguments: either given
+    overrides ``reduction`` (both default to True)."""
+    if size_average is None and reduce is None:
+        return reduction
+    if reduce is False:
+        return "none"
+    return "sum" if size_average is False else "mean"
+
+
+def _check_reduction(name: str, reduction: str, allowed=("mean", "sum", "none")) -> None:
+    if reduction not in allowed:
+        raise ValueError(f"{name}: reduction must be one of {allowed}, got {reduction!r}")
+
+
+def loss_reduction(
+    name: str,
+    size_average: bool | None,
+    reduce: bool | None,
+    reduction: str,
+    allowed=("mean", "sum", "none"),
+) -> str:
+    reduction = legacy_reduction(size_average, reduce, reduction)
+    _check_reduction(name, reduction, allowed)
+    return reduction
+
+
+def _reduced(losses: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return losses.mean()
+    return losses.sum() if reduction == "sum" else losses
+
+
+def _same_shapes(name: str, **tensors: Tensor) -> None:
+    shapes = {arg: tuple(t.shape) for arg, t in tensors.items()}
+    if len(set(shapes.values())) > 1:
+        listed = ", ".join(f"{arg} {shape}" for arg, shape in shapes.items())
+        raise ValueError(f"{name}: {listed} must have the same shape")
+
+
+def _mask(value: Tensor, test) -> np.ndarray:
+    return np.asarray(test(value.numpy()), dtype=bool)
+
+
+def kl_div(
+    input: _TensorLike,
+    target: _TensorLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> Tensor:
+    """``target * (log(target) - input)`` (0 where target is 0), or with ``log_target``
+    ``exp(target) * (target - input)``; ``reduction="batchmean"`` divides the sum by the batch
+    size, the KL divergence's definition."""
+    reduction = loss_reduction(
+        "kl_div", size_average, reduce, reduction, ("mean", "batchmean", "sum", "none")
+    )
+    x, t = _tensor(input), _tensor(target)
+    _same_shapes("kl_div", input=x, target=t)
+    if log_target:
+        losses = t.exp() * (t - x)
+    else:  # xlogy(t, t): 0 where t is 0; log reads 1 there so that no inf or NaN appears
+        positive = _mask(t, lambda a: a > 0)
+        safe = ops.apply("where", t, Tensor(np.ones((), dtype=t.dtype)), condition=positive)
+        losses = t * safe.log() - t * x
+    if reduction == "batchmean":
+        total = losses.sum()
+        return total / x.shape[0] if x.ndim else total
+    return _reduced(losses, reduction)
+
+
+def margin_ranking_loss(
+    input1: _TensorLike,
+    input2: _TensorLike,
+    target: _TensorLike,
+    margin: float = 0.0,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """``max(0, -target * (input1 - input2) + margin)``, target +1 or -1."""
+    reduction = loss_reduction("margin_ranking_loss", size_average, reduce, reduction)
+    x1, x2 = _tensor(input1), _tensor(input2)
+    t = _target(target, x1)
+    _same_shapes("margin_ranking_loss", input1=x1, input2=x2, target=t)
+    losses = (-t * (x1 - x2) + margin).clamp(min=0.0)
+    return _reduced(losses, reduction)
+
+
+def cosine_embedding_loss(
+    input1: _TensorLike,
+    input2: _TensorLike,
+    target: _TensorLike,
+    margin: float = 0.0,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """``1 - cos(input1, input2)`` where target is 1, ``max(0, cos - margin)`` where it is -1,
+    the cosine over the last dimension of (N, D) or (D,) inputs, as torch's."""
+    reduction = loss_reduction("cosine_embedding_loss", size_average, reduce, reduction)
+    x1, x2, t = _tensor(input1), _tensor(input2), _tensor(target)
+    _same_shapes("cosine_embedding_loss", input1=x1, input2=x2)
+    if x1.ndim not in (1, 2) or tuple(t.shape) != tuple(x1.shape[:-1]):
+        raise ValueError(
+            "cosine_embedding_loss: inputs must be (N, D) with target (N,), or (D,) with a 0-d "
+            f"target; got inputs {tuple(x1.shape)} and target {tuple(t.shape)}"
+        )
+    epsilon = 1e-12  # torch's, against a zero vector
+    dim = x1.ndim - 1
+    products = (x1 * x2).sum(dim=dim)
+    squares1, squares2 = (x1 * x1).sum(dim=dim) + epsilon, (x2 * x2).sum(dim=dim) + epsilon
+    cos = products / (squares1 * squares2).sqrt()
+    zero = Tensor(np.zeros((), dtype=cos.dtype))
+    similar = ops.apply("where", 1.0 - cos, zero, condition=_mask(t, lambda a: a == 1))
+    dissimilar = ops.apply(
+        "where", (cos - margin).clamp(min=0.0), zero, condition=_mask(t, lambda a: a == -1)
+    )
+    losses = similar + dissimilar
+    return _reduced(losses, reduction)
+
+
+def triplet_margin_loss(
+    anchor: _TensorLike,
+    positive: _TensorLike,
+    negative: _TensorLike,
+    margin: float = 1.0,
+    p: float = 2,
+    eps: float = 1e-6,
+    swap: bool = False,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """``max(0, margin + d(anchor, positive) - d(anchor, negative))`` with the p-norm
+    distance of ``pairwise_distance``; ``swap`` takes the smaller of d(a, n) and d(p, n)."""
+    reduction = loss_reduction("triplet_margin_loss", size_average, reduce, reduction)
+    a, pos, neg = _tensor(anchor), _tensor(positive), _tensor(negative)
+    _same_shapes("triplet_margin_loss", anchor=a, positive=pos, negative=neg)
+    if a.ndim not in (1, 2):
+        raise ValueError(
+            f"triplet_margin_loss: inputs must be 2-D (N, D) or 1-D (D,), got {tuple(a.shape)}"
+        )
+    d_pos = pairwise_distance(a, pos, p, eps)
+    d_neg = pairwise_distance(a, neg, p, eps)
+    if swap:
+        d_neg = d_neg.minimum(pairwise_distance(pos, neg, p, eps))
+    losses = (margin + d_pos - d_neg).clamp(min=0.0)
+    return _reduced(losses, reduction)
+
+
+def poisson_nll_loss(
+    input: _TensorLike,
+    target: _TensorLike,
+    log_input: bool = True,
+    full: bool = False,
+    size_average: bool | None = None,
+    eps: float = 1e-8,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """``exp(input) - target * input`` (``log_input``) or ``input - target * log(input +
+    eps)``; ``full`` adds Stirling's approximation of log(target!) where target > 1."""
+    reduction = loss_reduction("poisson_nll_loss", size_average, reduce, reduction)
+    x, t = _tensor(input), _tensor(target)
+    _same_shapes("poisson_nll_loss", input=x, target=t)
+    losses = x.exp() - t * x if log_input else x - t * (x + eps).log()
+    if full:
+        above_one = _mask(t, lambda a: a > 1)
+        safe = ops.apply("where", t, Tensor(np.full((), 2.0, dtype=t.dtype)), condition=above_one)
+        stirling = safe * safe.log() - safe + 0.5 * (2 * np.pi * safe).log()
+        losses = losses + ops.apply(
+            "where", stirling, Tensor(np.zeros((), dtype=t.dtype)), condition=above_one
+        )
+    return _reduced(losses, reduction)
+
+
+def gaussian_nll_loss(
+    input: _TensorLike,
+    target: _TensorLike,
+    var: _TensorLike | float,
+    full: bool = False,
+    eps: float = 1e-6,
+    reduction: str = "mean",
+) -> Tensor:
+    """``0.5 * (log(var) + (input - target) ** 2 / var)`` (+ 0.5 log(2 pi) with ``full``), var
+    clamped below at ``eps`` without changing its gradient, as torch's. ``var`` has the input's
+    shape, or one dimension of size 1 (or the last missing): one variance for several
+    expectations."""
+    x, t = _tensor(input), _tensor(target)
+    _check_reduction("gaussian_nll_loss", reduction)
+    if isinstance(var, (int, float)) and not isinstance(var, bool):
+        if var < 0:
+            raise ValueError(f"gaussian_nll_loss: var must be non-negative, got {var}")
+        v = Tensor(np.full(tuple(x.shape), float(var), dtype=x.dtype))
+    else:
+        v = _tensor(var)
+        if (v.numpy() < 0).any():
+            raise ValueError("gaussian_nll_loss: var has negative entries")
+    if tuple(v.shape) != tuple(x.shape):
+        if tuple(x.shape[:-1]) == tuple(v.shape):
+            v = v.unsqueeze(-1)
+        elif not (v.ndim == x.ndim and sum(b for a, b in zip(x.shape, v.shape) if a != b) == 1):
+            raise ValueError(
+                f"gaussian_nll_loss: var of shape {tuple(v.shape)} does not fit input of shape "
+                f"{tuple(x.shape)}: it must have the input's shape, or one dimension of size 1, "
+                "or the last one missing"
+            )
+    # torch clamps a clone under no_grad: the value moves up to eps, the gradient stays 1.
+    values = v.numpy()
+    v = v + Tensor(np.maximum(values, eps) - values)
+    losses = 0.5 * (v.log() + (x - t) ** 2 / v)
+    if full:
+        losses = losses + 0.5 * float(np.log(2 * np.pi))
+    return _reduced(losses, reduction)
+
+
+def soft_margin_loss(
+    input: _TensorLike,
+    target: _TensorLike,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """``log(1 + exp(-target * input))``, target +1 or -1."""
+    reduction = loss_reduction("soft_margin_loss", size_average, reduce, reduction)
+    x = _tensor(input)
+    t = _target(target, x)
+    _same_shapes("soft_margin_loss", input=x, target=t)
+    losses = (-t * x).exp().log1p()
+    return _reduced(losses, reduction)
+
+
+def multilabel_soft_margin_loss(
+    input: _TensorLike,
+    target: _TensorLike,
+    weight: _TensorLike | None = None,
+    size_average: bool | None = None,
+    reduce: bool | None = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """The binary cross-entropy of logits (N, C) against 0/1 targets, averaged over the C
+    classes, then reduced over N; ``weight`` (C,) rescales each class."""
+    reduction = loss_reduction("multilabel_soft_margin_loss", size_average, reduce, reduction)
+    x = _tensor(input)
+    t = _target(target, x)
+    _same_shapes("multilabel_soft_margin_loss", input=x, target=t)
+    if x.ndim == 0:
+        raise ValueError("multilabel_soft_margin_loss: input must have a class dimension, got 0-D")
+    losses = -(t * ops.apply("log_sigmoid", x) + (1 - t) * ops.apply("log_sigmoid", -x))
+    if weight is not None:
+        losses = losses * _tensor(weight)
+    losses = losses.sum(dim=x.ndim - 1) / x.shape[-1]
+    return _reduced(losses, reduction)
+
+
+# ---------------------------------------------------------------------------------------------
+# Padding, pixel shuffle and interpolation: gathers (``take``) and products with constant
+# matrices, whose gradients to any order come from those ops.
+
+_PAD_MODES = ("constant", "reflect", "replicate", "circular")
+
+
+def _pad_sources(mode: str, size: int, before: int, after: int) -> np.ndarray:
+    """For each output position along one axis, the input position it reads (-1: the fill)."""
+    src = np.arange(-before, size + after)
+    if mode == "constant":
+        return np.where((src >= 0) & (src < size), src, -1)
+    if mode == "reflect":
+        src = np.abs(src)
+        return np.where(src >= size, 2 * (size - 1) - src, src)
+    if mode == "replicate":
+        return np.clip(src, 0, size - 1)
+    return src % size  # circular
+
+
+def pad(
+    input: _TensorLike, pad: Sequence[int], mode: str = "constant", value: float | None = None
+) -> Tensor:
+    """torch's ``F.pad``: ``pad`` lists (before, after) amounts from the last dimension
+    backwards. "constant" fills with ``value`` (default 0) and takes negative amounts to crop;
+    "reflect", "replicate" and "circular" pad the last 1, 2 or 3 dimensions of an input with
+    one or two more."""
+    x = _tensor(input)
+    if mode not in _PAD_MODES:
+        raise ValueError(f"pad: mode must be one of {_PAD_MODES}, got {mode!r}")
+    amounts = tuple(pad) if isinstance(pad, (tuple, list)) else None
+    if (
+        amounts is None
+        or len(amounts) % 2
+        or any(isinstance(p, bool) or not isinstance(p, (int, np.integer)) for p in amounts)
+    ):
+        raise TypeError(f"pad: pad must be a tuple of an even number of ints, got {pad!r}")
+    dims = len(amounts) // 2
+    if dims > x.ndim:
+        raise ValueError(
+            f"pad: pad {amounts} covers {dims} dimensions but the input of shape "
+            f"{tuple(x.shape)} has {x.ndim}"
+        )
+    if mode != "constant":
+        if value not in (None, 0):
+            raise ValueError(f"pad: value is only for mode='constant', got value={value!r}")
+        if not 1 <= dims <= 3 or x.ndim not in (dims + 1, dims + 2):
+            raise ValueError(
+                f"pad: mode={mode!r} pads the last 1, 2 or 3 dimensions of an input with one or "
+                f"two more; got pad {amounts} for an input of shape {tuple(x.shape)}"
+            )
+        if any(p < 0 for p in amounts):
+            raise ValueError(f"pad: mode={mode!r} needs non-negative amounts, got {amounts}")
+    shape = tuple(x.shape)
+    sources = []
+    for axis in range(x.ndim):
+        size, back = shape[axis], x.ndim - 1 - axis
+        before, after = amounts[2 * back : 2 * back + 2] if back < dims else (0, 0)
+        limit = size - 1 if mode == "reflect" else size
+        if mode != "constant" and (before > limit or after > limit):
+            raise ValueError(
+                f"pad: mode={mode!r} needs padding at most {limit} on dimension {axis} of size "
+                f"{size}, got ({before}, {after})"
+            )
+        if size + before + after < 0:
+            raise ValueError(
+                f"pad: padding ({before}, {after}) leaves a negative size on dimension {axis} "
+                f"of size {size}"
+            )
+        sources.append(_pad_sources(mode, size, before, after))
+    strides = np.cumprod((1,) + shape[:0:-1])[::-1]
+    grids = np.ix_(*sources) if sources else ()
+    positions = np.zeros(tuple(len(s) for s in sources), dtype=np.int64)
+    fill = np.zeros(positions.shape, dtype=bool)
+    for grid, stride in zip(grids, strides):
+        positions = positions + grid * int(stride)
+        fill = fill | (grid < 0)
+    flat = x.reshape(-1)
+    if fill.any():
+        positions = np.where(fill, x.numel(), positions)
+        slot = Tensor(np.full(1, 0.0 if value is None else value, dtype=x.dtype))
+        flat = ops.apply("cat", flat, slot, dim=0)
+    return ops.apply("take", flat, index=positions.astype(np.int64))
+
+
+def pixel_shuffle(input: _TensorLike, upscale_factor: int) -> Tensor:
+    """(*, C r^2, H, W) -> (*, C, H r, W r)."""
+    x, r = _tensor(input), as_int("pixel_shuffle", "upscale_factor", upscale_factor, 1)
+    if x.ndim < 3 or x.shape[-3] % (r * r):
+        raise ValueError(
+            f"pixel_shuffle: input must be at least 3-D (*, C * {r}^2, H, W) with channels "
+            f"divisible by upscale_factor^2 = {r * r}, got shape {tuple(x.shape)}"
+        )
+    *lead, c, h, w = x.shape
+    k = len(lead)
+    y = x.reshape(*lead, c // (r * r), r, r, h, w)
+    y = y.permute(*range(k), k, k + 3, k + 1, k + 4, k + 2)
+    return y.reshape(*lead, c // (r * r), h * r, w * r)
+
+
+def pixel_unshuffle(input: _TensorLike, downscale_factor: int) -> Tensor:
+    """(*, C, H r, W r) -> (*, C r^2, H, W), pixel_shuffle's inverse."""
+    x, r = _tensor(input), as_int("pixel_unshuffle", "downscale_factor", downscale_factor, 1)
+    if x.ndim < 3 or x.shape[-2] % r or x.shape[-1] % r:
+        raise ValueError(
+            f"pixel_unshuffle: input must be at least 3-D (*, C, H, W) with H and W divisible "
+            f"by downscale_factor={r}, got shape {tuple(x.shape)}"
+        )
+    *lead, c, h, w = x.shape
+    k = len(lead)
+    y = x.reshape(*lead, c, h // r, r, w // r, r)
+    y = y.permute(*range(k), k, k + 2, k + 4, k + 1, k + 3)
+    return y.reshape(*lead, c * r * r, h // r, w // r)
+
+
+_INTERPOLATE_MODES = {
+    "nearest": (3, 4, 5),
+    "nearest-exact": (3, 4, 5),
+    "linear": (3,),
+    "bilinear": (4,),
+    "area": (3, 4),
+}
+
+
+def _nearest_sources(mode: str, size: int, out: int, scale: float | None) -> np.ndarray:
+    """torch's nearest indices, in its float32 arithmetic."""
+    if out == size:
+        return np.arange(out)
+    step = np.float32(1.0 / scale if scale else size / out)
+    dst = np.arange(out, dtype=np.float32)
+    if mode == "nearest-exact":
+        dst = dst + np.float32(0.5)
+    return np.minimum(np.floor(dst * step).astype(np.int64), size - 1)
+
+
+def _linear_matrix(size: int, out: int, align_corners: bool, scale: float | None) -> np.ndarray:
+    """(out, size): each output position's two weights, torch's source positions."""
+    if align_corners:
+        step = (size - 1) / (out - 1) if out > 1 else 0.0
+        src = step * np.arange(out)
+    else:
+        step = 1.0 / scale if scale else size / out
+        src = np.maximum(step * (np.arange(out) + 0.5) - 0.5, 0.0)
+    low = src.astype(np.int64)
+    high = low + (low < size - 1)
+    weight_high = np.clip(src - low, 0.0, 1.0)
+    matrix = np.zeros((out, size))
+    np.add.at(matrix, (np.arange(out), low), 1.0 - weight_high)
+    np.add.at(matrix, (np.arange(out), high), weight_high)
+    return matrix
+
+
+def interpolate(
+    input: _TensorLike,
+    size: int | Sequence[int] | None = None,
+    scale_factor: float | Sequence[float] | None = None,
+    mode: str = "nearest",
+    align_corners: bool | None = None,
+    recompute_scale_factor: bool | None = None,
+    antialias: bool = False,
+) -> Tensor:
+    """torch's ``F.interpolate`` for modes "nearest", "nearest-exact", "linear" (3-D input),
+    "bilinear" (4-D) and "area", with torch's output sizes, source positions and
+    ``align_corners``."""
+    x = _tensor(input)
+    if mode not in _INTERPOLATE_MODES:
+        supported = ", ".join(repr(m) for m in _INTERPOLATE_MODES)
+        raise ValueError(
+            f"interpolate: mode must be one of {supported} (bicubic and trilinear are not "
+            f"supported by firefly), got {mode!r}"
+        )
+    if x.ndim not in _INTERPOLATE_MODES[mode]:
+        ranks = " or ".join(f"{d}-D" for d in _INTERPOLATE_MODES[mode])
+        raise ValueError(
+            f"interpolate: mode={mode!r} needs a {ranks} input (N, C, ...), got shape "
+            f"{tuple(x.shape)}"
+        )
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not supported by firefly")
+    if align_corners is not None and mode not in ("linear", "bilinear"):
+        raise ValueError(
+            f"interpolate: align_corners can only be set with the interpolating modes linear and "
+            f"bilinear, got mode={mode!r}"
+        )
+    spatial = x.ndim - 2
+    in_sizes = tuple(x.shape[2:])
+    if (size is None) == (scale_factor is None):
+        raise ValueError("interpolate: give exactly one of size and scale_factor")
+    if size is not None:
+        sizes = (size,) * spatial if isinstance(size, (int, np.integer)) else tuple(size)
+        if len(sizes) != spatial or any(
+            isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in sizes
+        ):
+            raise ValueError(
+                f"interpolate: size must be a positive int or {spatial} of them for a "
+                f"{x.ndim}-D input, got {size!r}"
+            )
+        scales: tuple[float | None, ...] = (None,) * spatial
+    else:
+        factors = (
+            (scale_factor,) * spatial
+            if isinstance(scale_factor, (int, float))
+            else tuple(scale_factor)  # type: ignore[arg-type]
+        )
+        if len(factors) != spatial or any(not f > 0 for f in factors):
+            raise ValueError(
+                f"interpolate: scale_factor must be a positive number or {spatial} of them for "
+                f"a {x.ndim}-D input, got {scale_factor!r}"
+            )
+        sizes = tuple(int(np.floor(n * float(f))) for n, f in zip(in_sizes, factors))
+        if min(sizes) < 1:
+            raise ValueError(
+                f"interpolate: scale_factor {scale_factor!r} makes an empty output from input "
+                f"sizes {in_sizes}"
+            )
+        scales = (None,) * spatial if recompute_scale_factor else tuple(map(float, factors))
+    if mode == "area":
+        if spatial == 1:
+            return adaptive_avg_pool1d(x, sizes[0])
+        return ops.apply("adaptive_avg_pool2d", x, output_size=sizes)
+    if mode in ("nearest", "nearest-exact"):
+        sources = [_nearest_sources(mode, n, o, s) for n, o, s in zip(in_sizes, sizes, scales)]
+        planes = x.shape[0] * x.shape[1]
+        grids = np.ix_(np.arange(planes), *sources)
+        positions = grids[0] * int(np.prod(in_sizes))
+        for grid, stride in zip(grids[1:], np.cumprod((1,) + in_sizes[:0:-1])[::-1]):
+            positions = positions + grid * int(stride)
+        out = ops.apply("take", x.reshape(-1), index=positions.astype(np.int64))
+        return out.reshape(tuple(x.shape[:2]) + sizes)
+    matrices = [
+        Tensor(_linear_matrix(n, o, bool(align_corners), s).astype(x.dtype))
+        for n, o, s in zip(in_sizes, sizes, scales)
+    ]
+    out = x @ matrices[-1].t()
+    return matrices[0] @ out if spatial == 2 else out
+
+
+def upsample(
+    input: _TensorLike,
+    size: int | Sequence[int] | None = None,
+    scale_factor: float | Sequence[float] | None = None,
+    mode: str = "nearest",
+    align_corners: bool | None = None,
+) -> Tensor:
+    """``interpolate`` under torch's older name."""
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+# ---------------------------------------------------------------------------------------------
+# Instance normalization: group_norm with a group per channel, and batch_norm's evaluation
+# with running statistics.
+
+
+def instance_norm(
+    input: _TensorLike,
+    running_mean: _TensorLike | None = None,
+    running_var: _TensorLike | None = None,
+    weight: _TensorLike | None = None,
+    bias: _TensorLike | None = None,
+    use_input_stats: bool = True,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Normalize each (sample, channel) over its positions. With ``use_input_stats`` the
+    instance's statistics normalize, and ``running_mean``/``running_var`` (when given) move by
+    ``momentum`` towards their averages over the batch (the variance unbiased), as torch's;
+    otherwise the running statistics normalize."""
+    x = _tensor(input)
+    if x.ndim < 3:
+        raise ValueError(
+            f"instance_norm: input must be at least 3-D (N, C, ...), got shape {tuple(x.shape)}"
+        )
+    channels = x.shape[1]
+    if not use_input_stats:
+        if running_mean is None or running_var is None:
+            raise ValueError(
+                "instance_norm: use_input_stats=False needs running_mean and running_var"
+            )
+        return batch_norm(x, running_mean, running_var, weight, bias, False, eps=eps)
+    if (running_mean is None) != (running_var is None):
+        raise ValueError("instance_norm: give both running_mean and running_var, or neither")
+    weight = _constant(x, 1.0, channels) if weight is None else weight
+    bias = _constant(x, 0.0, channels) if bias is None else bias
+    out = ops.apply("group_norm", x, weight, bias, num_groups=channels, eps=eps)
+    if running_mean is not None:
+        mean, var = _array(running_mean), _array(running_var)
+        for name, buffer in (("running_mean", mean), ("running_var", var)):
+            if not isinstance(buffer, np.ndarray) or buffer.shape != (channels,):
+                raise ValueError(
+                    f"instance_norm: {name} must have shape ({channels},), got "
+                    f"{getattr(buffer, 'shape', type(buffer).__name__)}"
+                )
+        values = x.numpy().reshape(x.shape[0], channels, -1)
+        unbiased = (
+            values.var(axis=2, ddof=1) if values.shape[2] > 1 else np.full(values.shape[:2], np.nan)
+        )
+        mean *= 1.0 - momentum
+        mean += momentum * values.mean(axis=2).mean(axis=0)
+        var *= 1.0 - momentum
+        var += momentum * unbiased.mean(axis=0)
+    return out

@@ -1,12 +1,17 @@
 """Loss modules with PyTorch's ``reduction`` argument: ``MSELoss``, ``CrossEntropyLoss``,
-``NLLLoss``, ``L1Loss``, ``SmoothL1Loss``, ``HuberLoss``, ``BCELoss`` and ``BCEWithLogitsLoss``."""
+``NLLLoss``, ``L1Loss``, ``SmoothL1Loss``, ``HuberLoss``, ``BCELoss`` and ``BCEWithLogitsLoss``
+(fused ops), and ``KLDivLoss``, ``MarginRankingLoss``, ``CosineEmbeddingLoss``,
+``TripletMarginLoss``, ``PoissonNLLLoss``, ``GaussianNLLLoss``, ``SoftMarginLoss`` and
+``MultiLabelSoftMarginLoss`` (their ``firefly.nn.functional`` compositions)."""
 
 import numpy as np
 
 from firefly import ops
+from firefly.nn import functional as F
 from firefly.nn.module import Module
 from firefly.ops.loss import check_reduction
 from firefly.tensor import Tensor
+from firefly.validation import check_number
 
 
 class _Loss(Module):
@@ -158,3 +163,139 @@ class BCEWithLogitsLoss(_Loss):
             weight=self.weight,
             pos_weight=self.pos_weight,
         )
+
+
+class _ComposedLoss(Module):
+    """A loss whose ``forward`` is its ``firefly.nn.functional`` function with the module's
+    arguments; torch's deprecated ``size_average`` and ``reduce`` are read as torch reads them."""
+
+    allowed = ("mean", "sum", "none")
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean"):
+        super().__init__()
+        self.reduction = F.loss_reduction(
+            type(self).__name__, size_average, reduce, reduction, self.allowed
+        )
+
+    def extra_repr(self):
+        return f"reduction={self.reduction!r}"
+
+
+class KLDivLoss(_ComposedLoss):
+    """``KLDivLoss(size_average=None, reduce=None, reduction="mean", log_target=False)``: the
+    KL divergence of ``target`` from the log-probabilities ``input``; use
+    ``reduction="batchmean"`` for the divergence's definition (the sum over the batch size)."""
+
+    allowed = ("mean", "batchmean", "sum", "none")
+
+    def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False):
+        super().__init__(size_average, reduce, reduction)
+        self.log_target = bool(log_target)
+
+    def forward(self, input, target):
+        return F.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
+
+
+class MarginRankingLoss(_ComposedLoss):
+    """``MarginRankingLoss(margin=0.0, size_average=None, reduce=None, reduction="mean")``."""
+
+    def __init__(self, margin=0.0, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(size_average, reduce, reduction)
+        self.margin = float(check_number("MarginRankingLoss", "margin", margin))
+
+    def forward(self, input1, input2, target):
+        return F.margin_ranking_loss(input1, input2, target, self.margin, reduction=self.reduction)
+
+
+class CosineEmbeddingLoss(_ComposedLoss):
+    """``CosineEmbeddingLoss(margin=0.0, size_average=None, reduce=None, reduction="mean")``."""
+
+    def __init__(self, margin=0.0, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(size_average, reduce, reduction)
+        self.margin = float(check_number("CosineEmbeddingLoss", "margin", margin))
+
+    def forward(self, input1, input2, target):
+        return F.cosine_embedding_loss(
+            input1, input2, target, self.margin, reduction=self.reduction
+        )
+
+
+class TripletMarginLoss(_ComposedLoss):
+    """``TripletMarginLoss(margin=1.0, p=2.0, eps=1e-6, swap=False, size_average=None,
+    reduce=None, reduction="mean")``."""
+
+    def __init__(
+        self,
+        margin=1.0,
+        p=2.0,
+        eps=1e-6,
+        swap=False,
+        size_average=None,
+        reduce=None,
+        reduction="mean",
+    ):
+        super().__init__(size_average, reduce, reduction)
+        self.margin = float(check_number("TripletMarginLoss", "margin", margin))
+        self.p = float(check_number("TripletMarginLoss", "p", p, minimum=0.0, minimum_open=True))
+        self.eps, self.swap = float(check_number("TripletMarginLoss", "eps", eps)), bool(swap)
+
+    def forward(self, anchor, positive, negative):
+        return F.triplet_margin_loss(
+            anchor,
+            positive,
+            negative,
+            self.margin,
+            self.p,
+            self.eps,
+            self.swap,
+            reduction=self.reduction,
+        )
+
+
+class PoissonNLLLoss(_ComposedLoss):
+    """``PoissonNLLLoss(log_input=True, full=False, size_average=None, eps=1e-8, reduce=None,
+    reduction="mean")``."""
+
+    def __init__(
+        self, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None, reduction="mean"
+    ):
+        super().__init__(size_average, reduce, reduction)
+        self.log_input, self.full = bool(log_input), bool(full)
+        self.eps = float(check_number("PoissonNLLLoss", "eps", eps, minimum=0.0))
+
+    def forward(self, log_input, target):
+        return F.poisson_nll_loss(
+            log_input, target, self.log_input, self.full, eps=self.eps, reduction=self.reduction
+        )
+
+
+class GaussianNLLLoss(_ComposedLoss):
+    """``GaussianNLLLoss(*, full=False, eps=1e-6, reduction="mean")``; ``forward(input, target,
+    var)``."""
+
+    def __init__(self, *, full=False, eps=1e-6, reduction="mean"):
+        super().__init__(reduction=reduction)
+        self.full = bool(full)
+        self.eps = float(check_number("GaussianNLLLoss", "eps", eps, minimum=0.0))
+
+    def forward(self, input, target, var):
+        return F.gaussian_nll_loss(input, target, var, self.full, self.eps, self.reduction)
+
+
+class SoftMarginLoss(_ComposedLoss):
+    """``SoftMarginLoss(size_average=None, reduce=None, reduction="mean")``."""
+
+    def forward(self, input, target):
+        return F.soft_margin_loss(input, target, reduction=self.reduction)
+
+
+class MultiLabelSoftMarginLoss(_ComposedLoss):
+    """``MultiLabelSoftMarginLoss(weight=None, size_average=None, reduce=None,
+    reduction="mean")``; ``weight`` (C,) rescales each class."""
+
+    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
+        super().__init__(size_average, reduce, reduction)
+        self.weight = None if weight is None else Tensor(_weight_array(type(self).__name__, weight))
+
+    def forward(self, input, target):
+        return F.multilabel_soft_margin_loss(input, target, self.weight, reduction=self.reduction)

@@ -7,6 +7,8 @@ and dilation are ints or pairs, and padding may also be ``"same"`` or ``"valid"`
 without the batch dimension, (C, H, W), gives an output without it, as in torch.
 """
 
+from typing import NamedTuple
+
 import numpy as np
 
 from firefly.kernels import conv as K
@@ -124,6 +126,97 @@ def column_layout(stride, kernel_width, group_channels, out_width, padded_width)
     return "wide" if wide else "exact"
 
 
+class ColumnPlan(NamedTuple):
+    """How a convolution of x4 (N, C, H, W) by w4 (O, Cg, KH, KW) runs through columns: the
+    layout (see column_layout), the kernels' geometry arguments and the scratch shapes."""
+
+    layout: str
+    by_position: bool
+    out_size: tuple
+    geometry: tuple  # stride, padding before, dilation and the layout's arguments, flattened
+    planes: tuple
+    product: tuple
+    cols: tuple
+
+
+def column_plan(x4_shape, w4_shape, stride, before, total, dilation, out_size):
+    N, C, H, W = x4_shape
+    O, Cg, KH, KW = w4_shape
+    groups = C // Cg
+    Hp, Wp = H + total[0], W + total[1]
+    layout = column_layout(stride, KW, Cg, out_size[1], Wp)
+    geometry = (*stride, *before, *dilation)
+    if layout == "positions":
+        positions = N * out_size[0] * out_size[1]
+        return ColumnPlan(
+            layout,
+            True,
+            out_size,
+            geometry,
+            (N, Hp, Wp * C),
+            (positions, O // groups),
+            (groups, positions, Cg * KH * KW),
+        )
+    wide = layout == "wide"
+    columns = N * out_size[0] * (Wp if wide else out_size[1])
+    return ColumnPlan(
+        layout,
+        False,
+        out_size,
+        geometry + (Wp, wide),
+        (N, C, Hp * Wp + (dilation[1] * (KW - 1) if wide else 0)),
+        (O // groups, columns),
+        (groups, Cg * KH * KW, columns),
+    )
+
+
+def columns_forward(kernels, x4, w4, bias, plan):
+    """The convolution through im2col with ``kernels`` (an op's conv forward kernels: [0]
+    taps-major, [1] position-major): its output (N, O, OH, OW) and the columns, which
+    columns_backward reads."""
+    planes = POOL.take(plan.planes, x4.dtype)
+    product = POOL.take(plan.product, x4.dtype)
+    cols = POOL.lease(plan.cols, x4.dtype)
+    out = np.empty((x4.shape[0], w4.shape[0]) + plan.out_size, dtype=x4.dtype)
+    kernels[plan.by_position](x4, w4, bias, *plan.geometry, planes, cols, product, out)
+    POOL.give(planes)
+    POOL.give(product)
+    return out, cols
+
+
+def columns_backward(kernels, grad4, w4, cols, plan, need_dx, need_dweight, dx, dweight, dbias):
+    """The convolution's gradients through ``kernels`` (an op's conv backward kernels, indexed
+    as columns_forward's) from grad4 (N, O, OH, OW) and the forward's columns (only their shape
+    when not ``need_dweight``): dweight, dbias (grad4 summed per channel) and, with
+    ``need_dx``, dx (N, C, H, W) by col2im."""
+    O = w4.shape[0]
+    if plan.by_position:  # cols (groups, positions, taps)
+        groups, positions, _ = cols.shape
+        g2 = POOL.take((groups, positions, O // groups), grad4.dtype)
+        dcols = POOL.take(cols.shape if need_dx else (0, 0, 0), grad4.dtype)
+    else:  # cols (groups, taps, columns); dcols holds one group's at a time
+        _, taps, columns = cols.shape
+        g2 = POOL.take((O, columns), grad4.dtype)
+        dcols = POOL.take((taps if need_dx else 0, columns), grad4.dtype)
+    planes = POOL.take(plan.planes if need_dx else (0,) * len(plan.planes), grad4.dtype)
+    kernels[plan.by_position](
+        grad4,
+        w4,
+        cols,
+        *plan.geometry,
+        need_dx,
+        need_dweight,
+        g2,
+        dcols,
+        planes,
+        dweight,
+        dbias,
+        dx,
+    )
+    for scratch in (g2, dcols, planes):
+        POOL.give(scratch)
+
+
 class _ConvNd(Op):
     arity = 3
     # [0] the taps-major layout's kernels, [1] the position-major ones (see column_layout), [2]
@@ -163,45 +256,12 @@ class _ConvNd(Op):
             ctx.save_for_backward(w4, x3)
             ctx.layout = "pointwise"
         else:
-            out = ctx.op._forward_by_columns(ctx, x4, w4, bias, stride, before, total, dilation)
+            plan = column_plan(x4.shape, w4.shape, stride, before, total, dilation, out_size)
+            out, cols = columns_forward(ctx.op.forward_kernel, x4, w4, bias, plan)
+            ctx.save_for_backward(w4, cols)
+            ctx.layout, ctx.plan = plan.layout, plan
         out = out.reshape((N, O) + out_size[2 - spatial :])
         return out[0] if unbatched else out
-
-    @staticmethod
-    def _forward_by_columns(ctx, x4, w4, bias, stride, before, total, dilation):
-        """The convolution through im2col: its output (N, O, OH, OW), and on ctx the columns
-        and geometry that backward reads."""
-        N, C, H, W = x4.shape
-        O, Cg, KH, KW = w4.shape
-        groups = C // Cg
-        out_size = ctx.shapes[3][2:]
-        Hp, Wp = H + total[0], W + total[1]
-        layout = column_layout(stride, KW, Cg, out_size[1], Wp)
-        by_position = layout == "positions"
-        if by_position:
-            positions = N * out_size[0] * out_size[1]
-            layout_args = ()
-            planes = POOL.take((N, Hp, Wp * C), x4.dtype)
-            product = POOL.take((positions, O // groups), x4.dtype)
-            cols = POOL.lease((groups, positions, Cg * KH * KW), x4.dtype)
-        else:
-            wide = layout == "wide"
-            columns = N * out_size[0] * (Wp if wide else out_size[1])
-            layout_args = (Wp, wide)
-            planes = POOL.take((N, C, Hp * Wp + (dilation[1] * (KW - 1) if wide else 0)), x4.dtype)
-            product = POOL.take((O // groups, columns), x4.dtype)
-            cols = POOL.lease((groups, Cg * KH * KW, columns), x4.dtype)
-        out = np.empty((N, O) + out_size, dtype=x4.dtype)
-        ctx.op.forward_kernel[by_position](
-            x4, w4, bias, *stride, *before, *dilation, *layout_args, planes, cols, product, out
-        )
-        ctx.save_for_backward(w4, cols)
-        ctx.layout = layout
-        ctx.geometry = (stride, before, dilation, by_position, layout_args)
-        ctx.plane_shape = planes.shape
-        POOL.give(planes)
-        POOL.give(product)
-        return out
 
     @staticmethod
     def decomposition(x, weight, bias, stride=1, padding=0, dilation=1, groups=1):
@@ -263,49 +323,29 @@ class _ConvNd(Op):
                 saved,
                 w4.reshape(w4.shape[:2]),
                 need_dx,
+                ctx.needs_input_grad[1],
                 dweight.reshape(w4.shape[:2]),
                 dbias,
                 dx.reshape(saved.shape if need_dx else (1, 1, 1)),
             )
         else:
-            ctx.op._backward_by_columns(ctx, grad, w4, saved, need_dx, dx, dweight, dbias)
+            columns_backward(
+                ctx.op.backward_kernel,
+                grad.reshape(out4_shape),
+                w4,
+                saved,
+                ctx.plan,
+                need_dx,
+                ctx.needs_input_grad[1],
+                dx,
+                dweight,
+                dbias,
+            )
         return (
             (dx.reshape(x_shape) if need_dx else None),
-            dweight.reshape(w_shape),
+            (dweight.reshape(w_shape) if ctx.needs_input_grad[1] else None),
             (dbias if ctx.needs_input_grad[2] else None),
         )
-
-    @staticmethod
-    def _backward_by_columns(ctx, grad, w4, cols, need_dx, dx, dweight, dbias):
-        stride, before, dilation, by_position, layout_args = ctx.geometry
-        O = w4.shape[0]
-        if by_position:  # cols (groups, positions, taps)
-            groups, positions, _ = cols.shape
-            g2 = POOL.take((groups, positions, O // groups), grad.dtype)
-            dcols = POOL.take(cols.shape if need_dx else (0, 0, 0), grad.dtype)
-        else:  # cols (groups, taps, columns); dcols holds one group's at a time
-            _, taps, columns = cols.shape
-            g2 = POOL.take((O, columns), grad.dtype)
-            dcols = POOL.take((taps if need_dx else 0, columns), grad.dtype)
-        planes = POOL.take(ctx.plane_shape if need_dx else (0,) * len(ctx.plane_shape), grad.dtype)
-        ctx.op.backward_kernel[by_position](
-            grad.reshape(ctx.shapes[3]),
-            w4,
-            cols,
-            *stride,
-            *before,
-            *dilation,
-            *layout_args,
-            need_dx,
-            g2,
-            dcols,
-            planes,
-            dweight,
-            dbias,
-            dx,
-        )
-        for scratch in (g2, dcols, planes):
-            POOL.give(scratch)
 
     @classmethod
     def sample_inputs(cls, rng, shape, dtype):
@@ -349,4 +389,297 @@ class Conv2d(_ConvNd):
 @register
 class Conv1d(_ConvNd):
     name = "conv1d"
+    spatial = 1
+
+
+def conv_transpose_geometry(
+    ctx, x, weight, bias, stride, padding, output_padding, groups, dilation, spatial
+):
+    """Validate a transposed convolution's inputs; return (stride, padding, dilation, output
+    size), one entry per spatial dimension. Its output size is the input size of the
+    convolution whose input gradient it is: (in - 1) * stride - 2 * padding
+    + dilation * (kernel - 1) + output_padding + 1."""
+    name = ctx.op.name
+    dims = "L" if spatial == 1 else "H, W"
+    if x.ndim not in (spatial + 1, spatial + 2):
+        raise ctx.error(
+            f"input must be {spatial + 2}-D (N, C, {dims}) or {spatial + 1}-D without the batch "
+            "dimension",
+            x,
+            weight,
+            bias,
+        )
+    if weight.ndim != spatial + 2:
+        raise ctx.error(
+            f"weight must be {spatial + 2}-D (in_channels, out_channels/groups, "
+            f"{'kL' if spatial == 1 else 'kH, kW'})",
+            x,
+            weight,
+            bias,
+        )
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{name}: groups must be a positive int, got {groups!r}")
+    stride = pair(name, "stride", stride, 1, spatial)
+    padding = pair(name, "padding", padding, 0, spatial)
+    output_padding = pair(name, "output_padding", output_padding, 0, spatial)
+    dilation = pair(name, "dilation", dilation, 1, spatial)
+    if any(o >= s for o, s in zip(output_padding, stride)):
+        raise ValueError(
+            f"{name}: output_padding {output_padding} must be smaller than stride {stride}"
+        )
+    channels = x.shape[-spatial - 1]
+    if channels != weight.shape[0] or weight.shape[0] % groups:
+        raise ctx.error(
+            f"the input has {channels} channels but weight expects in_channels = "
+            f"{weight.shape[0]}, divisible by groups={groups}",
+            x,
+            weight,
+            bias,
+        )
+    out_channels = weight.shape[1] * groups
+    if bias.shape != (out_channels,):
+        raise ctx.error(f"bias must have shape ({out_channels},)", x, weight, bias)
+    out_size = tuple(
+        (n - 1) * s - 2 * p + d * (k - 1) + o + 1
+        for n, s, p, d, k, o in zip(
+            x.shape[-spatial:], stride, padding, dilation, weight.shape[2:], output_padding
+        )
+    )
+    if min(x.shape[-spatial:]) < 1 or min(weight.shape[2:]) < 1 or min(out_size) < 1:
+        raise ctx.error(
+            f"the output size {out_size} would be empty (padding {padding} too large for the "
+            "kernel and input)",
+            x,
+            weight,
+            bias,
+        )
+    return stride, padding, dilation, out_size
+
+
+class _ConvTransposeNd(Op):
+    """``apply("conv_transpose2d", x, weight, bias, stride=1, padding=0, output_padding=0,
+    groups=1, dilation=1)``, torch's weight layout (in_channels, out_channels / groups, kH, kW).
+
+    A transposed convolution is the input gradient of the convolution by the same weight: the
+    forward runs the conv kernels' backward (dx only), and the backward their forward (the
+    input's gradient is the convolution of the output's gradient, whose columns then give the
+    weight's gradient through the conv backward kernel, dweight only). The conv's O is this
+    op's in_channels, and its input channels this op's out_channels."""
+
+    arity = 3
+    # [0..2] the conv backward kernels, indexed as conv's ([0] taps-major, [1] position-major,
+    # [2] 1x1), run for dx only; [3] adds the bias.
+    forward_kernel = (
+        K.conv2d_taps_backward,
+        K.conv2d_positions_backward,
+        K.conv2d_pointwise_backward,
+        K.add_channel_bias,
+    )
+    # [0..2] the conv forward kernels, [3..5] the conv backward ones (for dweight only), [6] the
+    # bias gradient.
+    backward_kernel = (
+        K.conv2d_taps_forward,
+        K.conv2d_positions_forward,
+        K.conv2d_pointwise_forward,
+        K.conv2d_taps_backward,
+        K.conv2d_positions_backward,
+        K.conv2d_pointwise_backward,
+        K.channel_sums,
+    )
+    spatial = 2
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+        spatial = ctx.op.spatial
+        stride, padding, dilation, out_size = conv_transpose_geometry(
+            ctx, x, weight, bias, stride, padding, output_padding, groups, dilation, spatial
+        )
+        unbatched = x.ndim == spatial + 1
+        x4, w4 = x.reshape((1,) * unbatched + x.shape), weight
+        if spatial == 1:  # a sequence is an image of height 1
+            x4 = x4.reshape(x4.shape[0], x4.shape[1], 1, x4.shape[2])
+            w4 = weight.reshape(weight.shape[0], weight.shape[1], 1, weight.shape[2])
+            stride, padding, dilation = (1,) + stride, (0,) + padding, (1,) + dilation
+            out_size = (1,) + out_size
+        N, Cin, H, W = x4.shape
+        Cg, KH, KW = w4.shape[1:]
+        out4 = np.empty((N, Cg * groups) + out_size, dtype=x.dtype)
+        dbias = np.empty(Cin, dtype=x.dtype)  # the kernels' sum of x per channel, unused
+        unused_dweight = np.empty(w4.shape, dtype=x.dtype)  # not written without need_dweight
+        if KH == KW == 1 and stride == (1, 1) and padding == (0, 0):
+            x3 = np.ascontiguousarray(x4).reshape(N, Cin, H * W)
+            ctx.op.forward_kernel[2](
+                x3,
+                np.empty((0, Cg * groups, 0), dtype=x.dtype),  # only its channel count is read
+                w4.reshape(Cin, Cg),
+                True,
+                False,
+                unused_dweight.reshape(Cin, Cg),
+                dbias,
+                out4.reshape(N, Cg * groups, H * W),
+            )
+            ctx.plan = None
+        else:
+            total = tuple(2 * p for p in padding)
+            plan = column_plan(out4.shape, w4.shape, stride, padding, total, dilation, (H, W))
+            columns_backward(
+                ctx.op.forward_kernel,
+                x4,
+                w4,
+                np.empty(plan.cols, dtype=x.dtype),  # only its shape is read
+                plan,
+                True,
+                False,
+                out4,
+                unused_dweight,
+                dbias,
+            )
+            ctx.plan = plan
+        ctx.op.forward_kernel[3](out4.reshape(N, Cg * groups, -1), bias)
+        ctx.save_for_backward(x4, w4)
+        ctx.shapes = (x.shape, weight.shape, out4.shape)
+        out = out4.reshape((N, Cg * groups) + out_size[2 - spatial :])
+        return out[0] if unbatched else out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x4, w4 = ctx.saved_tensors
+        x_shape, w_shape, out4_shape = ctx.shapes
+        grad4 = np.ascontiguousarray(grad).reshape(out4_shape)
+        need_dx, need_dweight = ctx.needs_input_grad[:2]
+        Cin = x4.shape[1]
+        no_bias = np.zeros(Cin, dtype=grad.dtype)
+        dweight = np.empty(w4.shape, dtype=grad.dtype)
+        unused_sum = np.empty(Cin, dtype=grad.dtype)
+        dbias = np.empty(grad4.shape[1], dtype=grad.dtype)
+        if ctx.needs_input_grad[2]:
+            ctx.op.backward_kernel[6](grad4.reshape(grad4.shape[0], grad4.shape[1], -1), dbias)
+        no_dx = np.empty((0,) * 4, dtype=grad.dtype)
+        if ctx.plan is None:  # 1x1, stride 1, no padding: products without columns
+            N, Cout, P = grad4.shape[0], grad4.shape[1], x4.shape[2] * x4.shape[3]
+            g3 = grad4.reshape(N, Cout, P)
+            dx = np.empty((N, Cin, P), dtype=grad.dtype)
+            ctx.op.backward_kernel[2](g3, w4.reshape(Cin, -1), no_bias, dx)
+            if need_dweight:
+                ctx.op.backward_kernel[5](
+                    np.ascontiguousarray(x4).reshape(N, Cin, P),
+                    g3,
+                    w4.reshape(Cin, -1),
+                    False,
+                    True,
+                    dweight.reshape(Cin, -1),
+                    unused_sum,
+                    no_dx.reshape(0, 0, 0),
+                )
+        else:
+            plan = ctx.plan
+            dx, cols = columns_forward(ctx.op.backward_kernel, grad4, w4, no_bias, plan)
+            if need_dweight:
+                columns_backward(
+                    ctx.op.backward_kernel[3:],
+                    x4,
+                    w4,
+                    cols,
+                    plan,
+                    False,
+                    True,
+                    no_dx,
+                    dweight,
+                    unused_sum,
+                )
+        return (
+            dx.reshape(x_shape) if need_dx else None,
+            dweight.reshape(w_shape) if need_dweight else None,
+            dbias if ctx.needs_input_grad[2] else None,
+        )
+
+    @staticmethod
+    def decomposition(x, weight, bias, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
+        # Per group, every input position's product with the kernel (weight^T x), added at the
+        # output positions it reaches (those cropped by the padding into one spare slot).
+        from firefly.ops import apply
+
+        op = ConvTranspose1d if weight.ndim == 3 else ConvTranspose2d
+        spatial = op.spatial
+        stride, padding, dilation, out_size = conv_transpose_geometry(
+            Context(op, ()),
+            x.numpy(),
+            weight.numpy(),
+            bias.numpy(),
+            stride,
+            padding,
+            output_padding,
+            groups,
+            dilation,
+            spatial,
+        )
+        unbatched = x.ndim == spatial + 1
+        lift = (1,) * (2 - spatial)
+        x4 = x.reshape((1,) * unbatched + x.shape[:-spatial] + lift + x.shape[-spatial:])
+        w4 = weight.reshape(weight.shape[:2] + lift + weight.shape[2:])
+        stride, dilation, out_size = (lift + t for t in (stride, dilation, out_size))
+        padding = (0,) * (2 - spatial) + padding
+        N, Cin, H, W = x4.shape
+        _, Cg, KH, KW = w4.shape
+        OH, OW = out_size
+        Cout = Cg * groups
+        n, g, c, kh, kw, ih, iw = np.ix_(*(np.arange(d) for d in (N, groups, Cg, KH, KW, H, W)))
+        oh = ih * stride[0] - padding[0] + kh * dilation[0]
+        ow = iw * stride[1] - padding[1] + kw * dilation[1]
+        inside = (oh >= 0) & (oh < OH) & (ow >= 0) & (ow < OW)
+        flat = ((n * Cout + g * Cg + c) * OH + oh) * OW + ow
+        size = N * Cout * OH * OW
+        positions = np.where(inside, flat, size).astype(np.int64)
+        xg = x4.reshape(N, groups, Cin // groups, H * W)
+        wg = w4.reshape(groups, Cin // groups, Cg * KH * KW).transpose(-1, -2)
+        products = (wg @ xg).reshape(-1)  # (N, groups, Cg * KH * KW, H * W)
+        scattered = apply("add_at", products, index=positions.reshape(-1), size=size + 1)
+        out = scattered[:size].reshape(N, Cout, OH, OW) + bias.reshape(1, Cout, 1, 1)
+        out = out.reshape((N, Cout) + out_size[2 - spatial :])
+        return out[0] if unbatched else out
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        # As conv's: a third each of position-major columns (8 output channels per group and a
+        # kernel at least 2 wide), taps-major columns, and 1x1 products without columns.
+        dims = [int(d) for d in shape] + [2, 3, 2, 3]
+        groups = int(rng.integers(1, 3))
+        layout = int(rng.integers(3))
+        long_runs = layout == 0
+        out_channels = groups * (8 if long_runs else min(dims[0], 2))
+        in_channels = groups * min(dims[1], 2)
+        kernel = tuple(
+            int(rng.integers(2 if long_runs and i == cls.spatial - 1 else 1, 4))
+            for i in range(cls.spatial)
+        )
+        dilation = tuple(int(rng.integers(1, 3)) for _ in range(cls.spatial))
+        stride = tuple(int(rng.integers(1, 3)) for _ in range(cls.spatial))
+        padding = tuple(int(rng.integers(0, 2)) for _ in range(cls.spatial))
+        output_padding = tuple(int(rng.integers(0, s)) for s in stride)
+        if layout == 2:
+            kernel, padding, stride = (1,) * cls.spatial, (0,) * cls.spatial, (1,) * cls.spatial
+            output_padding = (0,) * cls.spatial
+        size = tuple(1 + dims[2 + i] for i in range(cls.spatial))
+        x = rng.uniform(-2.0, 2.0, size=(min(dims[0], 2), in_channels) + size)
+        weight = rng.uniform(-1.0, 1.0, size=(in_channels, out_channels // groups) + kernel)
+        bias = rng.uniform(-1.0, 1.0, size=out_channels)
+        attrs = dict(
+            stride=stride,
+            padding=padding,
+            output_padding=output_padding,
+            groups=groups,
+            dilation=dilation,
+        )
+        return (x.astype(dtype), weight.astype(dtype), bias.astype(dtype)), attrs
+
+
+@register
+class ConvTranspose2d(_ConvTransposeNd):
+    name = "conv_transpose2d"
+    spatial = 2
+
+
+@register
+class ConvTranspose1d(_ConvTransposeNd):
+    name = "conv_transpose1d"
     spatial = 1

@@ -1,5 +1,6 @@
 """Pooling over NCHW images (or CHW without the batch dimension): ``max_pool2d``,
-``avg_pool2d`` and ``adaptive_avg_pool2d``, with torch's arguments, output sizes and gradients.
+``avg_pool2d``, ``adaptive_avg_pool2d`` and ``adaptive_max_pool2d``, with torch's arguments,
+output sizes and gradients.
 """
 
 import numpy as np
@@ -57,6 +58,26 @@ def _planes(ctx, x):
     if x.ndim not in (3, 4):
         raise ctx.error("input must be 4-D (N, C, H, W) or 3-D (C, H, W)", x)
     return x.reshape(-1, x.shape[-2], x.shape[-1])
+
+
+def adaptive_output_size(ctx, x, output_size):
+    """An adaptive pooling's (OH, OW): ``output_size`` is an int, None or a pair whose None
+    entries keep the input's size."""
+    name = ctx.op.name
+    sizes = (
+        (output_size,) * 2
+        if output_size is None or isinstance(output_size, (int, np.integer))
+        else output_size
+    )
+    if not isinstance(sizes, (tuple, list)) or len(sizes) != 2:
+        raise TypeError(f"{name}: output_size must be an int, None or a pair, got {output_size!r}")
+    out_size = tuple(
+        int(x.shape[-2 + i]) if s is None else pair(name, "output_size", s, 1, 1)[0]
+        for i, s in enumerate(sizes)
+    )
+    if min(x.shape[-2:]) < 1:
+        raise ctx.error("input height and width must be positive", x)
+    return out_size
 
 
 def pool_geometry(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
@@ -236,24 +257,7 @@ class AdaptiveAvgPool2d(Op):
     @staticmethod
     def forward(ctx, x, output_size=1):
         planes = _planes(ctx, x)
-        sizes = (
-            (output_size,) * 2
-            if output_size is None or isinstance(output_size, (int, np.integer))
-            else output_size
-        )
-        if not isinstance(sizes, (tuple, list)) or len(sizes) != 2:
-            raise TypeError(
-                "adaptive_avg_pool2d: output_size must be an int, None or a pair, "
-                f"got {output_size!r}"
-            )
-        out_size = tuple(
-            int(x.shape[-2 + i])
-            if s is None
-            else pair("adaptive_avg_pool2d", "output_size", s, 1, 1)[0]
-            for i, s in enumerate(sizes)
-        )
-        if min(x.shape[-2:]) < 1:
-            raise ctx.error("input height and width must be positive", x)
+        out_size = adaptive_output_size(ctx, x, output_size)
         out = np.empty((planes.shape[0],) + out_size, dtype=x.dtype)
         ctx.op.forward_kernel(planes, out)
         ctx.x_shape = x.shape
@@ -278,3 +282,34 @@ class AdaptiveAvgPool2d(Op):
     def sample_inputs(cls, rng, shape, dtype):
         output_size = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
         return (_sample_image(rng, shape, dtype, 2),), {"output_size": output_size}
+
+
+@register
+class AdaptiveMaxPool2d(Op):
+    """``adaptive_max_pool2d(x, output_size=...)``: the max over adaptive_avg_pool2d's windows.
+    Backward sends each window's gradient to its maximum, with max_pool2d's kernel."""
+
+    name = "adaptive_max_pool2d"
+    forward_kernel, backward_kernel = K.adaptive_max_pool2d_forward, K.max_pool2d_backward
+
+    @staticmethod
+    def forward(ctx, x, output_size=1):
+        planes = _planes(ctx, x)
+        out_size = adaptive_output_size(ctx, x, output_size)
+        out = np.empty((planes.shape[0],) + out_size, dtype=x.dtype)
+        argmax = np.empty(out.shape, dtype=np.int64)
+        ctx.op.forward_kernel(planes, argmax, out)
+        ctx.save_for_backward(argmax)
+        ctx.x_shape = x.shape
+        return out.reshape(x.shape[:-2] + out_size)
+
+    backward = staticmethod(MaxPool2d.backward)
+    backward_graph = staticmethod(MaxPool2d.backward_graph)
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        output_size = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
+        # Distinct values a fair distance apart, as for max_pool2d.
+        x = _sample_image(rng, shape, np.float64, 2)
+        x = (rng.permutation(x.size).reshape(x.shape) * 0.1 + 0.01 * x).astype(dtype)
+        return (x,), {"output_size": output_size}

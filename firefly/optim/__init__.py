@@ -7,6 +7,7 @@ from firefly.optim.adagrad import Adagrad
 from firefly.optim.adam import Adam, AdamW
 from firefly.optim.adamax import Adamax
 from firefly.optim.asgd import ASGD
+from firefly.optim.lbfgs import LBFGS
 from firefly.optim.nadam import NAdam
 from firefly.optim.optimizer import BaseOptimizer, FusedOptimizer, Optimizer
 from firefly.optim.radam import RAdam
@@ -29,5 +30,6 @@ __all__ = [
     "RAdam",
     "Rprop",
     "ASGD",
+    "LBFGS",
     "lr_scheduler",
 ]

@@ -50,7 +50,9 @@ __all__ = [
 
 # Keys that learning-rate schedulers add to param groups; a group passed in with them (a
 # resumed run's) is not refused for having unknown keys.
-SCHEDULER_KEYS = frozenset({"initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum"})
+SCHEDULER_KEYS = frozenset(
+    {"initial_lr", "max_lr", "min_lr", "max_momentum", "base_momentum", "swa_lr"}
+)
 
 
 # ----------------------------------------------------------------------------- hooks

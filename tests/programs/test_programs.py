@@ -106,3 +106,18 @@ def test_nanogpt_with_causal_mask_topk_and_multinomial_sampling():
     assert ours["greedy"] == theirs["greedy"]  # top_k=1: multinomial has one category left
     assert ours["sampled_valid"] and ours["tied"] and theirs["tied"]
     assert ours["losses"][-1] < 0.9 * ours["losses"][0]  # it learned
+
+
+def test_dcgan_with_transposed_convolutions():
+    ours, theirs = run_twins("dcgan_conv")
+    for key in ("losses", "errs_G", "D_x", "sample_stats"):
+        assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
+    assert ours["framed_shape"] == theirs["framed_shape"] == [4, 1, 36, 36]
+
+
+def test_lbfgs_full_batch_fit():
+    ours, theirs = run_twins("lbfgs_fit")
+    for key in ("losses", "final"):
+        assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
+    assert (ours["n_iter"], ours["func_evals"]) == (theirs["n_iter"], theirs["func_evals"])
+    assert ours["final"][0] < 0.1 * ours["losses"][0]  # it fitted

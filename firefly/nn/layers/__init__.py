@@ -1,5 +1,5 @@
-"""Layers: Linear, convolution, pooling, normalization, dropout, embedding, recurrent layers,
-shape layers, activations and containers."""
+"""Layers: Linear, convolution, pooling, normalization, padding, resampling, dropout, embedding,
+recurrent layers, shape layers, activations and containers."""
 
 from firefly.nn.layers.activation import (
     ELU,
@@ -22,26 +22,81 @@ from firefly.nn.layers.container import (
     ParameterList,
     Sequential,
 )
-from firefly.nn.layers.conv import Conv1d, Conv2d
+from firefly.nn.layers.conv import Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d
 from firefly.nn.layers.dropout import Dropout
 from firefly.nn.layers.embedding import Embedding
 from firefly.nn.layers.flatten import Flatten, Identity, Unflatten
 from firefly.nn.layers.linear import Linear
-from firefly.nn.layers.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
-from firefly.nn.layers.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from firefly.nn.layers.norm import (
+    BatchNorm1d,
+    BatchNorm2d,
+    GroupNorm,
+    InstanceNorm1d,
+    InstanceNorm2d,
+    LayerNorm,
+)
+from firefly.nn.layers.padding import (
+    ConstantPad1d,
+    ConstantPad2d,
+    ReflectionPad1d,
+    ReflectionPad2d,
+    ReplicationPad1d,
+    ReplicationPad2d,
+    ZeroPad1d,
+    ZeroPad2d,
+)
+from firefly.nn.layers.pool import (
+    AdaptiveAvgPool1d,
+    AdaptiveAvgPool2d,
+    AdaptiveMaxPool1d,
+    AdaptiveMaxPool2d,
+    AvgPool1d,
+    AvgPool2d,
+    MaxPool1d,
+    MaxPool2d,
+)
 from firefly.nn.layers.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
+from firefly.nn.layers.resample import (
+    PixelShuffle,
+    PixelUnshuffle,
+    Upsample,
+    UpsamplingBilinear2d,
+    UpsamplingNearest2d,
+)
 
 __all__ = [
     "Linear",
     "Conv1d",
     "Conv2d",
+    "ConvTranspose1d",
+    "ConvTranspose2d",
     "MaxPool2d",
     "AvgPool2d",
     "AdaptiveAvgPool2d",
+    "MaxPool1d",
+    "AvgPool1d",
+    "AdaptiveAvgPool1d",
+    "AdaptiveMaxPool1d",
+    "AdaptiveMaxPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
     "LayerNorm",
     "GroupNorm",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "ZeroPad1d",
+    "ZeroPad2d",
+    "ConstantPad1d",
+    "ConstantPad2d",
+    "ReflectionPad1d",
+    "ReflectionPad2d",
+    "ReplicationPad1d",
+    "ReplicationPad2d",
+    "Upsample",
+    "UpsamplingNearest2d",
+    "UpsamplingBilinear2d",
+    "PixelShuffle",
+    "PixelUnshuffle",
     "Dropout",
     "Embedding",
     "RNN",

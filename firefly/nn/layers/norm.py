@@ -184,3 +184,96 @@ class GroupNorm(Module):
 
     def extra_repr(self):
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
+
+
+class _InstanceNorm(Module):
+    """Instance normalization: each (sample, channel) normalized over its positions. With
+    ``track_running_stats`` the running statistics (buffers, as torch's) follow the batches in
+    ``train()`` mode and normalize in ``eval()`` mode. torch's defaults: no affine parameters,
+    no running statistics."""
+
+    spatial = 1
+
+    def __init__(
+        self,
+        num_features,
+        eps=1e-5,
+        momentum=0.1,
+        affine=False,
+        track_running_stats=False,
+        dtype=None,
+        *,
+        bias=True,
+    ):
+        super().__init__()
+        name = type(self).__name__
+        self.num_features = as_int(name, "num_features", num_features, 1)
+        self.eps = _check_eps(name, eps)
+        if momentum is not None and (
+            isinstance(momentum, bool) or not isinstance(momentum, numbers.Real)
+        ):
+            raise ValueError(f"{name}: momentum must be a number or None, got {momentum!r}")
+        self.momentum = momentum
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        dtype = np.dtype(dtype or np.float32)
+        self.weight = Parameter(np.ones(self.num_features), dtype=dtype) if self.affine else None
+        self.bias = (
+            Parameter(np.zeros(self.num_features), dtype=dtype) if self.affine and bias else None
+        )
+        if self.track_running_stats:
+            self.register_buffer("running_mean", Tensor(np.zeros(self.num_features, dtype=dtype)))
+            self.register_buffer("running_var", Tensor(np.ones(self.num_features, dtype=dtype)))
+            self.register_buffer(
+                "num_batches_tracked", Tensor(np.array(0, dtype=np.int64), dtype=np.int64)
+            )
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+
+    def forward(self, x):
+        name, shape = type(self).__name__, tuple(np.shape(x))
+        if len(shape) not in (self.spatial + 1, self.spatial + 2):
+            raise ValueError(
+                f"{name}: expected {self.spatial + 2}-D (N, C, ...) or {self.spatial + 1}-D "
+                f"(C, ...) input, got shape {shape}"
+            )
+        unbatched = len(shape) == self.spatial + 1
+        channels = shape[-self.spatial - 1]
+        if channels != self.num_features and (self.affine or self.track_running_stats):
+            raise ValueError(
+                f"{name}: expected {self.num_features} channels (num_features), got {channels} "
+                f"in input of shape {shape}"
+            )
+        x = x if isinstance(x, Tensor) else Tensor(x)
+        out = F.instance_norm(
+            x.unsqueeze(0) if unbatched else x,
+            self.running_mean,
+            self.running_var,
+            None if self.weight is None else self.weight.tensor,
+            None if self.bias is None else self.bias.tensor,
+            self.training or not self.track_running_stats,
+            0.0 if self.momentum is None else self.momentum,  # torch's reading of None here
+            self.eps,
+        )
+        return out[0] if unbatched else out
+
+    def extra_repr(self):
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+            f"track_running_stats={self.track_running_stats}"
+        )
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """``InstanceNorm1d(num_features, eps=1e-5, momentum=0.1, affine=False,
+    track_running_stats=False, bias=True)`` over (N, C, L) or (C, L)."""
+
+    spatial = 1
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """``InstanceNorm2d(num_features, eps=1e-5, momentum=0.1, affine=False,
+    track_running_stats=False, bias=True)`` over (N, C, H, W) or (C, H, W)."""
+
+    spatial = 2
