@@ -1,5 +1,5 @@
-"""Layers: Linear, convolution, pooling, normalization, dropout, embedding, shape layers,
-activations and containers."""
+"""Layers: Linear, convolution, pooling, normalization, dropout, embedding, attention, shape
+layers, activations and containers."""
 
 from firefly.nn.layers.activation import (
     ELU,
@@ -15,6 +15,7 @@ from firefly.nn.layers.activation import (
     Softplus,
     Tanh,
 )
+from firefly.nn.layers.attention import MultiheadAttention
 from firefly.nn.layers.container import (
     ModuleDict,
     ModuleList,
@@ -43,6 +44,7 @@ __all__ = [
     "GroupNorm",
     "Dropout",
     "Embedding",
+    "MultiheadAttention",
     "Flatten",
     "Unflatten",
     "Identity",
