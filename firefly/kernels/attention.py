@@ -145,6 +145,14 @@ def _transpose_blocks(x, block, out):
 
 
 @inline_helper
+def _add_into(target, addend):
+    """target += addend for two C-contiguous 2-D arrays of one shape, as one flat loop."""
+    flat, extra = target.reshape(target.size), addend.reshape(addend.size)
+    for x in range(flat.size):
+        flat[x] += extra[x]
+
+
+@inline_helper
 def _drop_scale(key, counter, p, inv_keep):
     """1 / (1 - p) where the element is kept, 0 where dropped."""
     return inv_keep if _dropout_uniform(key, np.uint64(counter)) >= p else 0.0
@@ -369,9 +377,13 @@ def _attention_backward(
                                 p = srow[c]
                                 dprow[c] = p * (dprow[c] * z - d)
                                 srow[c] = p * z
-                        else:
+                        elif need_dbias:
                             for c in range(limit):
                                 dprow[c] = srow[c] * (dprow[c] - d)
+                        else:  # scaled here: one pass fewer below
+                            sd = d * scale
+                            for c in range(limit):
+                                dprow[c] = srow[c] * (dprow[c] * scale - sd)
                         srow[limit:] = 0.0
                         dprow[limit:] = 0.0
                         if need_dbias:
@@ -382,20 +394,21 @@ def _attention_backward(
                             else:
                                 for c in range(limit):
                                     drow[0] += dprow[c]
-                        for c in range(limit):
-                            dprow[c] *= scale
+                        if need_dbias or dropping:
+                            for c in range(limit):
+                                dprow[c] *= scale
                     dkv = dkv_all[: cols * Ev].reshape((cols, Ev))
                     np.dot(s.T, gn[i0:i1], dkv)
-                    dv[n, j0:j1] += dkv
+                    _add_into(dv[n, j0:j1], dkv)
                     if j0 == 0:
                         np.dot(dp, kn[j0:j1], dq_rows)
                     else:
                         dq_tmp = dq_all[: rows * E].reshape((rows, E))
                         np.dot(dp, kn[j0:j1], dq_tmp)
-                        dq_rows += dq_tmp
+                        _add_into(dq_rows, dq_tmp)
                     dkv = dkv_all[: cols * E].reshape((cols, E))
                     np.dot(dp.T, qn[i0:i1], dkv)
-                    dk[n, j0:j1] += dkv
+                    _add_into(dk[n, j0:j1], dkv)
     if need_dbias:
         dbias[...] = 0.0
         for w in range(workers):
