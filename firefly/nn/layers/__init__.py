@@ -1,5 +1,5 @@
 """Layers: Linear, convolution, pooling, normalization, padding, resampling, dropout, embedding,
-recurrent layers, shape layers, activations and containers."""
+attention, recurrent layers, shape layers, activations and containers."""
 
 from firefly.nn.layers.activation import (
     ELU,
@@ -15,6 +15,7 @@ from firefly.nn.layers.activation import (
     Softplus,
     Tanh,
 )
+from firefly.nn.layers.attention import MultiheadAttention
 from firefly.nn.layers.container import (
     ModuleDict,
     ModuleList,
@@ -105,6 +106,7 @@ __all__ = [
     "RNNCell",
     "LSTMCell",
     "GRUCell",
+    "MultiheadAttention",
     "Flatten",
     "Unflatten",
     "Identity",
