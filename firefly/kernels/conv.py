@@ -43,7 +43,7 @@ without bounds checks.
 import numpy as np
 from numba import prange
 
-from firefly.kernels._jit import inline_helper, kernel, memory_bound
+from firefly.kernels._jit import inline_helper, kernel, memory_bound, parallel_blas_kernel
 
 
 @inline_helper
@@ -409,3 +409,193 @@ def conv2d_pointwise_backward(grad, x, weight, need_dx, dweight, dbias, dx):
             for p in range(P):
                 s += row[p]
             dbias[o] += s
+
+
+@inline_helper
+def _pad_samples(x, n0, s, ph, pw, Wp, planes):
+    """Samples n0 .. n0 + s of x (N, C, H, W) zero-padded into ``planes`` (>= s, C, >= Hp * Wp)."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    for j in range(s):
+        for c in range(C):
+            dst, src = planes[j, c], x[n0 + j, c]
+            dst[:] = 0.0
+            for y in range(H):
+                d, r = dst[(y + ph) * Wp + pw : (y + ph) * Wp + pw + W], src[y]
+                for i in range(W):
+                    d[i] = r[i]
+
+
+@inline_helper
+def _tile_columns(planes, s, KH, KW, dh, dw, Wp, wide, idx, cols):
+    """The columns of s padded samples, taps-major: ``cols`` (C*KH*KW, s*OH*Q), one row per
+    tap (channel, ky, kx). Wide (Q = Wp, stride 1): a tap's columns for one sample are one
+    contiguous run of the padded plane; exact (Q = OW, any stride): gathered through ``idx``,
+    the windows' offsets."""
+    C = planes.shape[1]
+    P = cols.shape[1] // s
+    for r in range(C * KH * KW):
+        c, ky, kx = r // (KH * KW), (r // KW) % KH, r % KW
+        offset = ky * dh * Wp + kx * dw
+        row = cols[r]
+        for j in range(s):
+            d = row[j * P : (j + 1) * P]
+            if wide:
+                src = planes[j, c, offset : offset + P]
+                for q in range(P):
+                    d[q] = src[q]
+            else:
+                src = planes[j, c, offset:]
+                for q in range(P):
+                    d[q] = src[idx[q]]
+
+
+@inline_helper
+def _tile_view(scratch, rows, columns):
+    """The first rows * columns elements of one thread's (contiguous) scratch as a matrix."""
+    return scratch.ravel()[: rows * columns].reshape(rows, columns)
+
+
+@inline_helper
+def _tile_geometry(out_shape, weight_shape, planes_shape, Wp, wide):
+    N, O, OH, OW = out_shape
+    Cg, KH, KW = weight_shape[1], weight_shape[2], weight_shape[3]
+    C = planes_shape[2]
+    groups = C // Cg
+    Q = Wp if wide else OW
+    return N, O, OH, OW, Cg, KH, KW, C, groups, O // groups, Cg * KH * KW, Q
+
+
+@parallel_blas_kernel
+def conv2d_tiles_forward(
+    x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, planes, cols, product, out
+):
+    """out = conv(x, weight) + bias, a tile of S samples at a time per thread: pad, im2col into
+    the thread's columns (in cache), one GEMM per group, write out. Nothing is saved: backward
+    recomputes the columns. Scratch per thread t: ``planes[t]`` (S, C, Hp*Wp + tail),
+    ``cols[t]`` (C*KH*KW, S*OH*Q) and ``product[t]`` (O, S*OH*Q), Q as in ``_tile_columns``."""
+    N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, Q = _tile_geometry(
+        out.shape, weight.shape, planes.shape, Wp, wide
+    )
+    T, S = planes.shape[0], planes.shape[1]
+    tiles = (N + S - 1) // S
+    idx = _window_offsets(OH, OW, sh, sw, Wp)
+    w2 = weight.reshape(groups, Og, taps)
+    for t in prange(T):
+        for tile in range(t, tiles, T):
+            n0 = tile * S
+            s = min(S, N - n0)
+            L = s * OH * Q
+            _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
+            ct = _tile_view(cols[t], C * KH * KW, L)
+            _tile_columns(planes[t], s, KH, KW, dh, dw, Wp, wide, idx, ct)
+            pt = _tile_view(product[t], O, L)
+            for g in range(groups):
+                np.dot(w2[g], ct[g * taps : (g + 1) * taps], pt[g * Og : (g + 1) * Og])
+            for j in range(s):
+                for o in range(O):
+                    b, dst = bias[o], out[n0 + j, o]
+                    for oy in range(OH):
+                        d, src = dst[oy], pt[o, (j * OH + oy) * Q : (j * OH + oy) * Q + OW]
+                        for ox in range(OW):
+                            d[ox] = src[ox] + b
+
+
+@parallel_blas_kernel
+def conv2d_tiles_backward(
+    grad,
+    x,
+    weight,
+    sh,
+    sw,
+    ph,
+    pw,
+    dh,
+    dw,
+    Wp,
+    wide,
+    need_dx,
+    planes,
+    cols,
+    g2,
+    dcols,
+    dw_tiles,
+    dweight,
+    dbias,
+    dx,
+):
+    """dweight = sum over tiles of grad x cols^T, dbias, and (if need_dx) dx = col2im(weight^T
+    x grad), per tile of S samples per thread, the tile's columns recomputed from x. Scratch
+    per thread t: ``planes[t]``, ``cols[t]`` as in the forward, ``g2[t]`` (O, S*OH*Q) (grad in
+    the product's layout), ``dcols[t]`` as ``cols[t]`` (or empty without need_dx), and
+    ``dw_tiles[t]`` (O, C/groups*KH*KW), the thread's sum of the weight gradient."""
+    N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, Q = _tile_geometry(
+        grad.shape, weight.shape, planes.shape, Wp, wide
+    )
+    T, S = planes.shape[0], planes.shape[1]
+    tiles = (N + S - 1) // S
+    P = OH * Q
+    for o in prange(O):
+        total = 0.0
+        for n in range(N):
+            for oy in range(OH):
+                r = grad[n, o, oy]
+                for ox in range(OW):
+                    total += r[ox]
+        dbias[o] = total
+    idx = _window_offsets(OH, OW, sh, sw, Wp)
+    w2 = weight.reshape(groups, Og, taps)
+    for t in prange(T):
+        acc = dw_tiles[t]
+        acc[:, :] = 0.0
+        product = np.empty((Og, taps), dtype=acc.dtype)
+        for tile in range(t, tiles, T):
+            n0 = tile * S
+            s = min(S, N - n0)
+            L = s * P
+            _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
+            ct = _tile_view(cols[t], C * KH * KW, L)
+            _tile_columns(planes[t], s, KH, KW, dh, dw, Wp, wide, idx, ct)
+            gt = _tile_view(g2[t], O, L)
+            for j in range(s):
+                for o in range(O):
+                    for oy in range(OH):
+                        d = gt[o, j * P + oy * Q : j * P + (oy + 1) * Q]
+                        src = grad[n0 + j, o, oy]
+                        for ox in range(OW):
+                            d[ox] = src[ox]
+                        d[OW:] = 0.0
+            for g in range(groups):
+                np.dot(gt[g * Og : (g + 1) * Og], ct[g * taps : (g + 1) * taps].T, product)
+                acc[g * Og : (g + 1) * Og] += product
+            if not need_dx:
+                continue
+            dct = _tile_view(dcols[t], C * KH * KW, L)
+            for g in range(groups):
+                np.dot(w2[g].T, gt[g * Og : (g + 1) * Og], dct[g * taps : (g + 1) * taps])
+            pl = planes[t]
+            H, W = dx.shape[2], dx.shape[3]
+            for j in range(s):
+                for c in range(C):
+                    dst = pl[j, c]
+                    dst[:] = 0.0
+                    for r in range(c * KH * KW, (c + 1) * KH * KW):
+                        ky, kx = (r // KW) % KH, r % KW
+                        offset = ky * dh * Wp + kx * dw
+                        src = dct[r, j * P : (j + 1) * P]
+                        if wide:
+                            d = dst[offset : offset + P]
+                            for q in range(P):
+                                d[q] += src[q]
+                        else:
+                            d = dst[offset:]
+                            for q in range(P):
+                                d[idx[q]] += src[q]
+                    plane = dx[n0 + j, c]
+                    for y in range(H):
+                        d, inner = plane[y], dst[(y + ph) * Wp + pw : (y + ph) * Wp + pw + W]
+                        for i in range(W):
+                            d[i] = inner[i]
+    dw2 = dweight.reshape(O, taps)
+    dw2[:, :] = dw_tiles[0]
+    for t in range(1, T):
+        dw2 += dw_tiles[t]

@@ -7,9 +7,11 @@ and dilation are ints or pairs, and padding may also be ``"same"`` or ``"valid"`
 without the batch dimension, (C, H, W), gives an output without it, as in torch.
 """
 
+import numba
 import numpy as np
 
 from firefly.kernels import conv as K
+from firefly.kernels._blas import can_limit_blas_threads
 from firefly.ops.base import Context, Op
 from firefly.ops.registry import register
 from firefly.ops.scratch import POOL
@@ -124,6 +126,27 @@ def column_layout(stride, kernel_width, group_channels, out_width, padded_width)
     return "wide" if wide else "exact"
 
 
+# Columns per tile of the tiled layout: as many samples as make at least this many columns.
+TILE_COLUMNS = 512
+# The tiled layout is taken from this many column elements per sample (C * KH * KW * OH * OW).
+TILE_MIN_SAMPLE_COLUMNS = 65536
+
+
+def tile_plan(batch, channels, kernel, out_size, padded_width, stride):
+    """(tiles run at once, samples per tile, wide) for the tiled layout, or None where the
+    whole-batch layouts measured faster (see column_layout)."""
+    KH, KW = kernel
+    OH, OW = out_size
+    if channels * KH * KW * OH * OW < TILE_MIN_SAMPLE_COLUMNS:
+        return None
+    wide = stride == (1, 1) and 5 * padded_width <= 6 * OW
+    per_sample = OH * (padded_width if wide else OW)
+    threads = numba.get_num_threads() if can_limit_blas_threads() else 1
+    threads = min(threads, batch)
+    samples = min(-(-TILE_COLUMNS // per_sample), -(-batch // threads))
+    return threads, samples, wide
+
+
 class _ConvNd(Op):
     arity = 3
     # [0] the taps-major layout's kernels, [1] the position-major ones (see column_layout), [2]
@@ -132,11 +155,13 @@ class _ConvNd(Op):
         K.conv2d_taps_forward,
         K.conv2d_positions_forward,
         K.conv2d_pointwise_forward,
+        K.conv2d_tiles_forward,
     )
     backward_kernel = (
         K.conv2d_taps_backward,
         K.conv2d_positions_backward,
         K.conv2d_pointwise_backward,
+        K.conv2d_tiles_backward,
     )
     spatial = 2
 
@@ -176,6 +201,11 @@ class _ConvNd(Op):
         groups = C // Cg
         out_size = ctx.shapes[3][2:]
         Hp, Wp = H + total[0], W + total[1]
+        plan = tile_plan(N, C, (KH, KW), out_size, Wp, stride)
+        if plan is not None:
+            return ctx.op._forward_by_tiles(
+                ctx, x4, w4, bias, stride, before, total, dilation, plan
+            )
         layout = column_layout(stride, KW, Cg, out_size[1], Wp)
         by_position = layout == "positions"
         if by_position:
@@ -202,6 +232,66 @@ class _ConvNd(Op):
         POOL.give(planes)
         POOL.give(product)
         return out
+
+    @staticmethod
+    def _forward_by_tiles(ctx, x4, w4, bias, stride, before, total, dilation, plan):
+        """The convolution a tile of samples at a time per thread (conv2d_tiles_forward): its
+        output, and on ctx the input and geometry that backward recomputes the columns from."""
+        N, C, H, W = x4.shape
+        O, _, KH, KW = w4.shape
+        OH, OW = ctx.shapes[3][2:]
+        threads, samples, wide = plan
+        Hp, Wp = H + total[0], W + total[1]
+        columns = samples * OH * (Wp if wide else OW)
+        plane_shape = (threads, samples, C, Hp * Wp + (dilation[1] * (KW - 1) if wide else 0))
+        x4 = np.ascontiguousarray(x4)
+        planes = POOL.take(plane_shape, x4.dtype)
+        cols = POOL.take((threads, C * KH * KW, columns), x4.dtype)
+        product = POOL.take((threads, O, columns), x4.dtype)
+        out = np.empty((N, O, OH, OW), dtype=x4.dtype)
+        ctx.op.forward_kernel[3](
+            x4, w4, bias, *stride, *before, *dilation, Wp, wide, planes, cols, product, out
+        )
+        for scratch in (planes, cols, product):
+            POOL.give(scratch)
+        ctx.save_for_backward(w4, x4)
+        ctx.layout = "tiles"
+        ctx.geometry = (stride, before, dilation, Wp, wide)
+        ctx.plane_shape, ctx.tile_columns = plane_shape, columns
+        return out
+
+    @staticmethod
+    def _backward_by_tiles(ctx, grad, w4, x4, need_dx, dx, dweight, dbias):
+        stride, before, dilation, Wp, wide = ctx.geometry
+        threads, columns = ctx.plane_shape[0], ctx.tile_columns
+        O, Cg, KH, KW = w4.shape
+        rows = x4.shape[1] * KH * KW
+        planes = POOL.take(ctx.plane_shape, grad.dtype)
+        cols = POOL.take((threads, rows, columns), grad.dtype)
+        g2 = POOL.take((threads, O, columns), grad.dtype)
+        dcols = POOL.take((threads, rows if need_dx else 0, columns), grad.dtype)
+        dw_tiles = POOL.take((threads, O, Cg * KH * KW), grad.dtype)
+        ctx.op.backward_kernel[3](
+            np.ascontiguousarray(grad).reshape(ctx.shapes[3]),
+            x4,
+            w4,
+            *stride,
+            *before,
+            *dilation,
+            Wp,
+            wide,
+            need_dx,
+            planes,
+            cols,
+            g2,
+            dcols,
+            dw_tiles,
+            dweight,
+            dbias,
+            dx,
+        )
+        for scratch in (planes, cols, g2, dcols, dw_tiles):
+            POOL.give(scratch)
 
     @staticmethod
     def decomposition(x, weight, bias, stride=1, padding=0, dilation=1, groups=1):
@@ -267,6 +357,8 @@ class _ConvNd(Op):
                 dbias,
                 dx.reshape(saved.shape if need_dx else (1, 1, 1)),
             )
+        elif ctx.layout == "tiles":  # saved: the input (N, C, H, W)
+            ctx.op._backward_by_tiles(ctx, grad, w4, saved, need_dx, dx, dweight, dbias)
         else:
             ctx.op._backward_by_columns(ctx, grad, w4, saved, need_dx, dx, dweight, dbias)
         return (
