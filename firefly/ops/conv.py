@@ -126,23 +126,27 @@ def column_layout(stride, kernel_width, group_channels, out_width, padded_width)
     return "wide" if wide else "exact"
 
 
-# Columns per tile of the tiled layout: as many samples as make at least this many columns.
-TILE_COLUMNS = 512
-# The tiled layout is taken from this many column elements per sample (C * KH * KW * OH * OW).
-TILE_MIN_SAMPLE_COLUMNS = 65536
+# The tiled layout (conv2d_tiles_*) is taken from this many output positions per image.
+# Measured fwd+bwd, float32, one thread, process CPU time beside torch in one process (the
+# machine was loaded): from 256 positions the tiles won over the whole-batch layouts, by 10-20%
+# at (32,32,16,16)->64 3x3 pad 1, (32,64,32,32)->64 and stride 2 (32,32,32,32)->64, by half at
+# (64,1,28,28)->6 5x5; at 64 positions (8x8 images: 1->16 and 16->32 channels, pad 1, and
+# 16->32 unpadded) the whole-batch layouts were 1.2-2.6x faster than tiles.
+TILE_MIN_POSITIONS = 256
+# Columns per tile: as many samples as make at least this many (256 and 1024 measured within
+# noise of each other at the shapes above; a tile of 256 columns stays in L2).
+TILE_COLUMNS = 256
 
 
-def tile_plan(batch, channels, kernel, out_size, padded_width, stride):
+def tile_plan(batch, out_size, padded_width, stride):
     """(tiles run at once, samples per tile, wide) for the tiled layout, or None where the
-    whole-batch layouts measured faster (see column_layout)."""
-    KH, KW = kernel
+    whole-batch layouts (column_layout) measured faster."""
     OH, OW = out_size
-    if channels * KH * KW * OH * OW < TILE_MIN_SAMPLE_COLUMNS:
+    if OH * OW < TILE_MIN_POSITIONS:
         return None
     wide = stride == (1, 1) and 5 * padded_width <= 6 * OW
     per_sample = OH * (padded_width if wide else OW)
-    threads = numba.get_num_threads() if can_limit_blas_threads() else 1
-    threads = min(threads, batch)
+    threads = min(numba.get_num_threads() if can_limit_blas_threads() else 1, batch)
     samples = min(-(-TILE_COLUMNS // per_sample), -(-batch // threads))
     return threads, samples, wide
 
@@ -201,7 +205,7 @@ class _ConvNd(Op):
         groups = C // Cg
         out_size = ctx.shapes[3][2:]
         Hp, Wp = H + total[0], W + total[1]
-        plan = tile_plan(N, C, (KH, KW), out_size, Wp, stride)
+        plan = tile_plan(N, out_size, Wp, stride)
         if plan is not None:
             return ctx.op._forward_by_tiles(
                 ctx, x4, w4, bias, stride, before, total, dilation, plan
@@ -404,15 +408,18 @@ class _ConvNd(Op):
         # The battery's shape seeds the sizes; groups, stride, padding and dilation are drawn.
         dims = [int(d) for d in shape] + [2, 3, 2, 3]
         groups = int(rng.integers(1, 3))
-        # A third of the samples copy tap runs of KW * Cg >= 16 (8 channels per group, a kernel
+        # A quarter of the samples copy tap runs of KW * Cg >= 16 (8 channels per group, a kernel
         # at least 2 wide), which on images this small take the position-major column layout; a
-        # third are 1x1 convolutions; the others take the taps-major layout (see column_layout).
-        layout = int(rng.integers(3))  # 0 position-major, 1 taps-major, 2 pointwise
+        # quarter are 1x1 convolutions; a quarter have TILE_MIN_POSITIONS output positions or
+        # more and take the tiled layout; the others take the taps-major layout (column_layout).
+        layout = int(rng.integers(4))  # 0 position-major, 1 taps-major, 2 pointwise, 3 tiled
         long_runs = layout == 0
         channels, out_channels = (
             groups * (8 if long_runs else min(dims[0], 2)),
             groups * min(dims[1], 2),
         )
+        if layout == 3:  # large images: one channel per group keeps the battery's checks quick
+            channels = out_channels = groups
         kernel = tuple(
             int(rng.integers(2 if long_runs and i == cls.spatial - 1 else 1, 4))
             for i in range(cls.spatial)
@@ -425,6 +432,11 @@ class _ConvNd(Op):
         size = tuple(
             max(d * (k - 1) + 1, 2 + dims[2 + i]) for i, (d, k) in enumerate(zip(dilation, kernel))
         )
+        if layout == 3:  # each output side at least TILE_MIN_POSITIONS ** (1 / spatial)
+            side = int(np.ceil(TILE_MIN_POSITIONS ** (1 / cls.spatial)))
+            size = tuple(
+                d * (k - 1) + 1 + s * (side - 1) for d, k, s in zip(dilation, kernel, stride)
+            )
         x = rng.uniform(-2.0, 2.0, size=(min(dims[0], 2), channels) + size)
         weight = rng.uniform(-1.0, 1.0, size=(out_channels, channels // groups) + kernel)
         bias = rng.uniform(-1.0, 1.0, size=out_channels)
