@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from firefly.kernels import conv as K
-from firefly.kernels._blas import can_limit_blas_threads
+from firefly.kernels._blas import can_limit_blas_threads, single_threaded_blas
 from firefly.ops.base import Context, Op
 from firefly.ops.registry import register
 from firefly.ops.scratch import POOL
@@ -126,6 +126,12 @@ def column_layout(stride, kernel_width, group_channels, out_width, padded_width)
     return "wide" if wide else "exact"
 
 
+# The whole-batch layouts (images under TILE_MIN_POSITIONS) run
+# their GEMMs with BLAS on one thread. Their products are small ((4096 x 144) x (144 x 32) in
+# the digits CNN), and on the shared 2-core machine OpenBLAS's second thread waited for a core:
+# a digits CNN epoch (benchmarks/bench_training.py, default threads, load 7) took 637 ms with
+# BLAS's two threads and 358 ms with one, alternated in one process (torch: 2644 ms).
+#
 # The tiled layout (conv2d_tiles_*) is taken from this many output positions per image.
 # Measured fwd+bwd, float32, one thread, process CPU time beside torch in one process (the
 # machine was loaded): from 256 positions the tiles won over the whole-batch layouts, by 10-20%
@@ -226,9 +232,10 @@ class _ConvNd(Op):
             product = POOL.take((O // groups, columns), x4.dtype)
             cols = POOL.lease((groups, Cg * KH * KW, columns), x4.dtype)
         out = np.empty((N, O) + out_size, dtype=x4.dtype)
-        ctx.op.forward_kernel[by_position](
-            x4, w4, bias, *stride, *before, *dilation, *layout_args, planes, cols, product, out
-        )
+        with single_threaded_blas():  # BLAS on one thread: see the note above TILE_MIN_POSITIONS
+            ctx.op.forward_kernel[by_position](
+                x4, w4, bias, *stride, *before, *dilation, *layout_args, planes, cols, product, out
+            )
         ctx.save_for_backward(w4, cols)
         ctx.layout = layout
         ctx.geometry = (stride, before, dilation, by_position, layout_args)
@@ -384,22 +391,23 @@ class _ConvNd(Op):
             g2 = POOL.take((O, columns), grad.dtype)
             dcols = POOL.take((taps if need_dx else 0, columns), grad.dtype)
         planes = POOL.take(ctx.plane_shape if need_dx else (0,) * len(ctx.plane_shape), grad.dtype)
-        ctx.op.backward_kernel[by_position](
-            grad.reshape(ctx.shapes[3]),
-            w4,
-            cols,
-            *stride,
-            *before,
-            *dilation,
-            *layout_args,
-            need_dx,
-            g2,
-            dcols,
-            planes,
-            dweight,
-            dbias,
-            dx,
-        )
+        with single_threaded_blas():  # BLAS on one thread: see the note above TILE_MIN_POSITIONS
+            ctx.op.backward_kernel[by_position](
+                grad.reshape(ctx.shapes[3]),
+                w4,
+                cols,
+                *stride,
+                *before,
+                *dilation,
+                *layout_args,
+                need_dx,
+                g2,
+                dcols,
+                planes,
+                dweight,
+                dbias,
+                dx,
+            )
         for scratch in (g2, dcols, planes):
             POOL.give(scratch)
 
