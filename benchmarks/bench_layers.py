@@ -216,6 +216,9 @@ def conv_flops(name):
 def threads(request):
     """Numba, both BLAS libraries and torch limited to ``request.param`` threads."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
+    # threadpool_limits limits only loaded libraries: load SciPy's BLAS (Numba's np.dot's) first.
+    import scipy.linalg.cython_blas  # noqa: F401
+
     before = numba.get_num_threads(), torch.get_num_threads()
     numba.set_num_threads(request.param)
     torch.set_num_threads(request.param)

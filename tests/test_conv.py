@@ -301,3 +301,86 @@ def test_1x1_convolution_without_columns_matches_torch(
         rng,
     )
     assert ran == (["forward_kernel", "backward_kernel"] if pointwise else [])
+
+
+# (batch, in, out, H, W, kernel, stride, padding, dilation, groups, columns per tile): tiles of
+# one sample and of several, a last tile that is partial, the wide and the exact columns.
+TILE_CASES = [
+    (5, 3, 4, 7, 9, (3, 3), (1, 1), (1, 1), (1, 1), 1, 10),
+    (5, 4, 6, 7, 9, (3, 2), (2, 1), (1, 0), (1, 2), 2, 50),
+    (3, 2, 2, 6, 6, (2, 2), (2, 2), (0, 1), (2, 1), 1, 1000),
+    (7, 6, 6, 5, 8, (1, 3), (1, 1), (0, 2), (1, 1), 3, 30),
+    (4, 2, 3, 9, 9, (5, 5), (1, 1), (0, 0), (1, 1), 1, 100),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("need_dx", [True, False])
+@pytest.mark.parametrize("n, c, o, h, w, k, s, p, d, g, columns", TILE_CASES)
+def test_tiled_layout_matches_torch_float64(
+    monkeypatch, threads, need_dx, n, c, o, h, w, k, s, p, d, g, columns
+):
+    """The tiled kernels (a tile of samples per thread, columns recomputed in backward), forced
+    on small images: forward and every gradient match torch in float64, on one thread and on
+    two (BLAS then limited to one thread per tile)."""
+    numba = pytest.importorskip("numba")
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("needs two Numba threads")
+    monkeypatch.setattr(conv_ops, "TILE_MIN_POSITIONS", 0)
+    monkeypatch.setattr(conv_ops, "TILE_COLUMNS", columns)
+    ran = []
+    cls = ops.get("conv2d")
+    for direction in ("forward_kernel", "backward_kernel"):
+        kernels = list(getattr(cls, direction))
+        kernels[3] = (lambda k, d: lambda *a: ran.append(d) or k(*a))(kernels[3], direction)
+        monkeypatch.setattr(cls, direction, tuple(kernels))
+    rng = np.random.default_rng(9)
+    x, weight, bias = (
+        rng.normal(size=(n, c, h, w)),
+        rng.normal(size=(o, c // g) + k),
+        rng.normal(size=o),
+    )
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        leaves = [Tensor(x, requires_grad=need_dx)] + [
+            Tensor(a, requires_grad=True) for a in (weight, bias)
+        ]
+        out = ops.apply("conv2d", *leaves, stride=s, padding=p, dilation=d, groups=g)
+        grad = rng.normal(size=out.shape)
+        out.backward(grad)
+    finally:
+        numba.set_num_threads(before)
+    assert ran == ["forward_kernel", "backward_kernel"]
+    t_leaves = [torch.tensor(a, requires_grad=True) for a in (x, weight, bias)]
+    t_out = torch.nn.functional.conv2d(*t_leaves, stride=s, padding=p, dilation=d, groups=g)
+    t_out.backward(torch.tensor(grad))
+    np.testing.assert_allclose(out.numpy(), t_out.detach().numpy(), rtol=1e-9, atol=1e-9)
+    for leaf, t_leaf in zip(leaves[int(not need_dx) :], t_leaves[int(not need_dx) :]):
+        np.testing.assert_allclose(leaf.grad.numpy(), t_leaf.grad.numpy(), rtol=1e-9, atol=1e-9)
+    if not need_dx:
+        assert leaves[0].grad is None
+
+
+@pytest.mark.parametrize(
+    "x_shape, kernel, attrs, tiled",
+    [
+        ((4, 16, 8, 8), 3, dict(padding=1), False),  # 64 positions: the whole-batch columns
+        ((4, 8, 16, 16), 3, dict(padding=1), True),  # 256 positions
+        ((4, 8, 32, 32), 3, dict(stride=2, padding=1), True),
+        ((4, 1, 28, 28), 5, {}, True),
+    ],
+)
+def test_tiled_layout_taken_from_the_measured_size(x_shape, kernel, attrs, tiled):
+    """Tiles from TILE_MIN_POSITIONS output positions, each of at least TILE_COLUMNS columns
+    unless the batch runs out first."""
+    stride, padding = attrs.get("stride", 1), attrs.get("padding", 0)
+    out = [(n + 2 * padding - kernel) // stride + 1 for n in x_shape[2:]]
+    padded_width = x_shape[3] + 2 * padding
+    plan = conv_ops.tile_plan(x_shape[0], tuple(out), padded_width, (stride, stride))
+    assert (plan is not None) == tiled
+    if plan is not None:
+        threads, samples, wide = plan
+        assert 1 <= threads <= x_shape[0]
+        per_sample = out[0] * (padded_width if wide else out[1])
+        assert samples * per_sample >= conv_ops.TILE_COLUMNS or samples * threads >= x_shape[0]

@@ -22,6 +22,7 @@ from numba.core import event
 from numba.core.registry import CPUDispatcher
 
 from firefly.kernels import _cache
+from firefly.kernels._blas import can_limit_blas_threads, single_threaded_blas
 from firefly.kernels._cache import (
     LazyKernelCache,
     _KernelCacheImpl,
@@ -182,6 +183,15 @@ _helpers = set()  # ids of compiled helpers (inline_helper, scalar): called by k
 def inline_helper(fn):
     """Compile ``fn`` as a helper that kernels call; Numba inlines it into each caller."""
     helper = _jit(fn, parallel=False, inline="always")
+    _helpers.add(id(helper))
+    return helper
+
+
+def called_helper(fn):
+    """Compile ``fn`` as a helper that kernels call as a function of its own, not inlined: a
+    parallel kernel whose loop body calls it stays small, and compiles in a fraction of the
+    time that the inlined copies take."""
+    helper = _jit(fn, parallel=False)
     _helpers.add(id(helper))
     return helper
 
@@ -355,9 +365,36 @@ def build_chunked(
     return _sized_pair(serial_fn, serial, parallel, THRESHOLDS[cost])
 
 
+_blas_kernels = {}  # id -> every kernel made by parallel_blas_kernel
+
+
+def parallel_blas_kernel(fn):
+    """A prange loop over tiles, each of which calls BLAS (``np.dot``) on its own scratch:
+    compiled in parallel only. While Numba runs it on more than one thread it runs with BLAS
+    limited to one thread (``firefly.kernels._blas``), so that every Numba thread does its own
+    products and the two thread pools never hold more than the cores between them. Callers
+    give it one tile at a time (a prange of one) when ``can_limit_blas_threads()`` is false:
+    BLAS then keeps its threads. The build is the ``parallel`` attribute."""
+    parallel = _jit(fn, parallel=True)
+
+    def run(*args):
+        with _parallel_lock:
+            if numba.get_num_threads() > 1 and can_limit_blas_threads():
+                with single_threaded_blas():
+                    return parallel(*args)
+            return parallel(*args)
+
+    run.parallel = parallel
+    run.__name__, run.__qualname__, run.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+    run.__module__ = fn.__module__
+    _blas_kernels[id(run)] = run
+    return run
+
+
 def is_compiled_kernel(obj):
-    """True for a Numba-compiled CPU function, or a serial/parallel pair of them."""
-    if is_sized_kernel(obj):
+    """True for a Numba-compiled CPU function, a serial/parallel pair of them, or a kernel made
+    by ``parallel_blas_kernel``."""
+    if is_sized_kernel(obj) or (obj is not None and _blas_kernels.get(id(obj)) is obj):
         return True
     return isinstance(obj, CPUDispatcher)
 

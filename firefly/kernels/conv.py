@@ -43,7 +43,13 @@ without bounds checks.
 import numpy as np
 from numba import prange
 
-from firefly.kernels._jit import inline_helper, kernel, memory_bound
+from firefly.kernels._jit import (
+    called_helper,
+    inline_helper,
+    kernel,
+    memory_bound,
+    parallel_blas_kernel,
+)
 
 
 @inline_helper
@@ -455,3 +461,249 @@ def channel_sums(grad, out):
             for p in range(P):
                 s += row[p]
         out[c] = s
+
+
+@called_helper
+def _pad_samples(x, n0, s, ph, pw, Wp, planes):
+    """Samples n0 .. n0 + s of x (N, C, H, W) zero-padded into ``planes`` (>= s, C, >= Hp * Wp)."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    for j in range(s):
+        for c in range(C):
+            dst, src = planes[j, c], x[n0 + j, c]
+            dst[:] = 0.0
+            for y in range(H):
+                d, r = dst[(y + ph) * Wp + pw : (y + ph) * Wp + pw + W], src[y]
+                for i in range(W):
+                    d[i] = r[i]
+
+
+@called_helper
+def _tile_columns(planes, s, KH, KW, dh, dw, Wp, wide, idx, cols):
+    """The columns of s padded samples, taps-major: ``cols`` (C*KH*KW, s*OH*Q), one row per
+    tap (channel, ky, kx). Wide (Q = Wp, stride 1): a tap's columns for one sample are one
+    contiguous run of the padded plane; exact (Q = OW, any stride): gathered through ``idx``,
+    the windows' offsets."""
+    C = planes.shape[1]
+    P = cols.shape[1] // s
+    for r in range(C * KH * KW):
+        c, ky, kx = r // (KH * KW), (r // KW) % KH, r % KW
+        offset = ky * dh * Wp + kx * dw
+        row = cols[r]
+        for j in range(s):
+            d = row[j * P : (j + 1) * P]
+            if wide:
+                src = planes[j, c, offset : offset + P]
+                for q in range(P):
+                    d[q] = src[q]
+            else:
+                src = planes[j, c, offset:]
+                for q in range(P):
+                    d[q] = src[idx[q]]
+
+
+@called_helper
+def _tile_output(product, bias, n0, s, Q, out):
+    """A tile's product (O, s*OH*Q) into samples n0 .. n0 + s of ``out``, plus the bias."""
+    O, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+    for j in range(s):
+        for o in range(O):
+            b, dst = bias[o], out[n0 + j, o]
+            for oy in range(OH):
+                d, src = dst[oy], product[o, (j * OH + oy) * Q : (j * OH + oy) * Q + OW]
+                for ox in range(OW):
+                    d[ox] = src[ox] + b
+
+
+@called_helper
+def _tile_grad(grad, n0, s, Q, g2):
+    """Samples n0 .. n0 + s of ``grad`` in the layout of a tile's product, (O, s*OH*Q), with
+    zeros in the wide layout's extra columns (whose gradient lands in the planes' padding)."""
+    O, OH, OW = grad.shape[1], grad.shape[2], grad.shape[3]
+    P = OH * Q
+    for j in range(s):
+        for o in range(O):
+            for oy in range(OH):
+                d, src = g2[o, j * P + oy * Q : j * P + (oy + 1) * Q], grad[n0 + j, o, oy]
+                for ox in range(OW):
+                    d[ox] = src[ox]
+                d[OW:] = 0.0
+
+
+@called_helper
+def _tile_input_grad(dcols, s, KH, KW, ph, pw, dh, dw, Wp, wide, idx, planes, n0, dx):
+    """col2im of a tile: the column gradients ``dcols`` (C*KH*KW, s*OH*Q) added into zeroed
+    padded planes, whose insides are then samples n0 .. n0 + s of ``dx``."""
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    P = dcols.shape[1] // s
+    for j in range(s):
+        for c in range(C):
+            dst = planes[j, c]
+            dst[:] = 0.0
+            for r in range(c * KH * KW, (c + 1) * KH * KW):
+                ky, kx = (r // KW) % KH, r % KW
+                offset = ky * dh * Wp + kx * dw
+                src = dcols[r, j * P : (j + 1) * P]
+                if wide:
+                    d = dst[offset : offset + P]
+                    for q in range(P):
+                        d[q] += src[q]
+                else:
+                    d = dst[offset:]
+                    for q in range(P):
+                        d[idx[q]] += src[q]
+            plane = dx[n0 + j, c]
+            for y in range(H):
+                d, inner = plane[y], dst[(y + ph) * Wp + pw : (y + ph) * Wp + pw + W]
+                for i in range(W):
+                    d[i] = inner[i]
+
+
+@called_helper
+def _grouped_products(w2, cols, product):
+    """product = weight x cols per group: w2 (groups, Og, taps), cols (groups*taps, L)."""
+    groups, Og, taps = w2.shape
+    for g in range(groups):
+        np.dot(w2[g], cols[g * taps : (g + 1) * taps], product[g * Og : (g + 1) * Og])
+
+
+@called_helper
+def _add_weight_grad(g2, cols, acc):
+    """acc (O, taps) += g2 x cols^T per group: g2 (O, L), cols (groups*taps, L)."""
+    O, taps = acc.shape
+    groups = cols.shape[0] // taps
+    Og = O // groups
+    product = np.empty((Og, taps), dtype=acc.dtype)
+    for g in range(groups):
+        np.dot(g2[g * Og : (g + 1) * Og], cols[g * taps : (g + 1) * taps].T, product)
+        for o in range(Og):
+            a, p = acc[g * Og + o], product[o]
+            for i in range(taps):
+                a[i] += p[i]
+
+
+@called_helper
+def _grouped_column_grads(w2, g2, dcols):
+    """dcols = weight^T x g2 per group: w2 (groups, Og, taps), g2 (O, L)."""
+    groups, Og, taps = w2.shape
+    for g in range(groups):
+        np.dot(w2[g].T, g2[g * Og : (g + 1) * Og], dcols[g * taps : (g + 1) * taps])
+
+
+@called_helper
+def _sum_tiles(tiles, total):
+    """total = the sum of tiles (T, ...) over T."""
+    flat, parts = total.ravel(), tiles.reshape(tiles.shape[0], -1)
+    for i in range(flat.size):
+        flat[i] = parts[0, i]
+    for t in range(1, parts.shape[0]):
+        part = parts[t]
+        for i in range(flat.size):
+            flat[i] += part[i]
+
+
+@inline_helper
+def _tile_view(scratch, rows, columns):
+    """The first rows * columns elements of one thread's (contiguous) scratch as a matrix."""
+    return scratch.ravel()[: rows * columns].reshape(rows, columns)
+
+
+@inline_helper
+def _tile_geometry(out_shape, weight_shape, planes_shape, Wp, wide):
+    N, O, OH, OW = out_shape
+    Cg, KH, KW = weight_shape[1], weight_shape[2], weight_shape[3]
+    C = planes_shape[2]
+    groups = C // Cg
+    Q = Wp if wide else OW
+    return N, O, OH, OW, Cg, KH, KW, C, groups, O // groups, Cg * KH * KW, Q
+
+
+@parallel_blas_kernel
+def conv2d_tiles_forward(
+    x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, planes, cols, product, out
+):
+    """out = conv(x, weight) + bias, a tile of S samples at a time per thread: pad, im2col into
+    the thread's columns (in cache), one GEMM per group, write out. Nothing is saved: backward
+    recomputes the columns. Scratch per thread t: ``planes[t]`` (S, C, Hp*Wp + tail),
+    ``cols[t]`` (C*KH*KW, S*OH*Q) and ``product[t]`` (O, S*OH*Q), Q as in ``_tile_columns``."""
+    N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, Q = _tile_geometry(
+        out.shape, weight.shape, planes.shape, Wp, wide
+    )
+    T, S = planes.shape[0], planes.shape[1]
+    tiles = (N + S - 1) // S
+    idx = _window_offsets(OH, OW, sh, sw, Wp)
+    w2 = weight.reshape(groups, Og, taps)
+    for t in prange(T):
+        for tile in range(t, tiles, T):
+            n0 = tile * S
+            s = min(S, N - n0)
+            L = s * OH * Q
+            _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
+            ct = _tile_view(cols[t], C * KH * KW, L)
+            _tile_columns(planes[t], s, KH, KW, dh, dw, Wp, wide, idx, ct)
+            pt = _tile_view(product[t], O, L)
+            _grouped_products(w2, ct, pt)
+            _tile_output(pt, bias, n0, s, Q, out)
+
+
+@parallel_blas_kernel
+def conv2d_tiles_backward(
+    grad,
+    x,
+    weight,
+    sh,
+    sw,
+    ph,
+    pw,
+    dh,
+    dw,
+    Wp,
+    wide,
+    need_dx,
+    planes,
+    cols,
+    g2,
+    dcols,
+    dw_tiles,
+    dweight,
+    dbias,
+    dx,
+):
+    """dweight = sum over tiles of grad x cols^T, dbias, and (if need_dx) dx = col2im(weight^T
+    x grad), per tile of S samples per thread, the tile's columns recomputed from x. Scratch
+    per thread t: ``planes[t]``, ``cols[t]`` as in the forward, ``g2[t]`` (O, S*OH*Q) (grad in
+    the product's layout), ``dcols[t]`` as ``cols[t]`` (or empty without need_dx), and
+    ``dw_tiles[t]`` (O, C/groups*KH*KW), the thread's sum of the weight gradient."""
+    N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, Q = _tile_geometry(
+        grad.shape, weight.shape, planes.shape, Wp, wide
+    )
+    T, S = planes.shape[0], planes.shape[1]
+    tiles = (N + S - 1) // S
+    P = OH * Q
+    for o in prange(O):
+        total = 0.0
+        for n in range(N):
+            for oy in range(OH):
+                r = grad[n, o, oy]
+                for ox in range(OW):
+                    total += r[ox]
+        dbias[o] = total
+    idx = _window_offsets(OH, OW, sh, sw, Wp)
+    w2 = weight.reshape(groups, Og, taps)
+    for t in prange(T):
+        dw_tiles[t] = 0.0
+        for tile in range(t, tiles, T):
+            n0 = tile * S
+            s = min(S, N - n0)
+            L = s * P
+            _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
+            ct = _tile_view(cols[t], C * KH * KW, L)
+            _tile_columns(planes[t], s, KH, KW, dh, dw, Wp, wide, idx, ct)
+            gt = _tile_view(g2[t], O, L)
+            _tile_grad(grad, n0, s, Q, gt)
+            _add_weight_grad(gt, ct, dw_tiles[t])
+            if not need_dx:
+                continue
+            dct = _tile_view(dcols[t], C * KH * KW, L)
+            _grouped_column_grads(w2, gt, dct)
+            _tile_input_grad(dct, s, KH, KW, ph, pw, dh, dw, Wp, wide, idx, planes[t], n0, dx)
+    _sum_tiles(dw_tiles, dweight.reshape(O, taps))

@@ -9,9 +9,11 @@ without the batch dimension, (C, H, W), gives an output without it, as in torch.
 
 from typing import NamedTuple
 
+import numba
 import numpy as np
 
 from firefly.kernels import conv as K
+from firefly.kernels._blas import can_limit_blas_threads, single_threaded_blas
 from firefly.ops.base import Context, Op
 from firefly.ops.registry import register
 from firefly.ops.scratch import POOL
@@ -178,7 +180,8 @@ def columns_forward(kernels, x4, w4, bias, plan):
     product = POOL.take(plan.product, x4.dtype)
     cols = POOL.lease(plan.cols, x4.dtype)
     out = np.empty((x4.shape[0], w4.shape[0]) + plan.out_size, dtype=x4.dtype)
-    kernels[plan.by_position](x4, w4, bias, *plan.geometry, planes, cols, product, out)
+    with single_threaded_blas():  # BLAS on one thread: see the note above TILE_MIN_POSITIONS
+        kernels[plan.by_position](x4, w4, bias, *plan.geometry, planes, cols, product, out)
     POOL.give(planes)
     POOL.give(product)
     return out, cols
@@ -199,22 +202,54 @@ def columns_backward(kernels, grad4, w4, cols, plan, need_dx, need_dweight, dx, 
         g2 = POOL.take((O, columns), grad4.dtype)
         dcols = POOL.take((taps if need_dx else 0, columns), grad4.dtype)
     planes = POOL.take(plan.planes if need_dx else (0,) * len(plan.planes), grad4.dtype)
-    kernels[plan.by_position](
-        grad4,
-        w4,
-        cols,
-        *plan.geometry,
-        need_dx,
-        need_dweight,
-        g2,
-        dcols,
-        planes,
-        dweight,
-        dbias,
-        dx,
-    )
+    with single_threaded_blas():  # BLAS on one thread: see the note above TILE_MIN_POSITIONS
+        kernels[plan.by_position](
+            grad4,
+            w4,
+            cols,
+            *plan.geometry,
+            need_dx,
+            need_dweight,
+            g2,
+            dcols,
+            planes,
+            dweight,
+            dbias,
+            dx,
+        )
     for scratch in (g2, dcols, planes):
         POOL.give(scratch)
+
+
+# The whole-batch layouts (images under TILE_MIN_POSITIONS) run
+# their GEMMs with BLAS on one thread. Their products are small ((4096 x 144) x (144 x 32) in
+# the digits CNN), and on the shared 2-core machine OpenBLAS's second thread waited for a core:
+# a digits CNN epoch (benchmarks/bench_training.py, default threads, load 7) took 637 ms with
+# BLAS's two threads and 358 ms with one, alternated in one process (torch: 2644 ms).
+#
+# The tiled layout (conv2d_tiles_*) is taken from this many output positions per image.
+# Measured fwd+bwd, float32, one thread, process CPU time beside torch in one process (the
+# machine was loaded): from 256 positions the tiles won over the whole-batch layouts, by 10-20%
+# at (32,32,16,16)->64 3x3 pad 1, (32,64,32,32)->64 and stride 2 (32,32,32,32)->64, by half at
+# (64,1,28,28)->6 5x5; at 64 positions (8x8 images: 1->16 and 16->32 channels, pad 1, and
+# 16->32 unpadded) the whole-batch layouts were 1.2-2.6x faster than tiles.
+TILE_MIN_POSITIONS = 256
+# Columns per tile: as many samples as make at least this many (256 and 1024 measured within
+# noise of each other at the shapes above; a tile of 256 columns stays in L2).
+TILE_COLUMNS = 256
+
+
+def tile_plan(batch, out_size, padded_width, stride):
+    """(tiles run at once, samples per tile, wide) for the tiled layout, or None where the
+    whole-batch layouts (column_layout) measured faster."""
+    OH, OW = out_size
+    if OH * OW < TILE_MIN_POSITIONS:
+        return None
+    wide = stride == (1, 1) and 5 * padded_width <= 6 * OW
+    per_sample = OH * (padded_width if wide else OW)
+    threads = min(numba.get_num_threads() if can_limit_blas_threads() else 1, batch)
+    samples = min(-(-TILE_COLUMNS // per_sample), -(-batch // threads))
+    return threads, samples, wide
 
 
 class _ConvNd(Op):
@@ -225,11 +260,13 @@ class _ConvNd(Op):
         K.conv2d_taps_forward,
         K.conv2d_positions_forward,
         K.conv2d_pointwise_forward,
+        K.conv2d_tiles_forward,
     )
     backward_kernel = (
         K.conv2d_taps_backward,
         K.conv2d_positions_backward,
         K.conv2d_pointwise_backward,
+        K.conv2d_tiles_backward,
     )
     spatial = 2
 
@@ -255,6 +292,10 @@ class _ConvNd(Op):
             ctx.op.forward_kernel[2](x3, w4.reshape(O, Cg), bias, out)
             ctx.save_for_backward(w4, x3)
             ctx.layout = "pointwise"
+        elif (tiles := tile_plan(N, out_size, W + total[1], stride)) is not None:
+            out = ctx.op._forward_by_tiles(
+                ctx, x4, w4, bias, stride, before, total, dilation, tiles
+            )
         else:
             plan = column_plan(x4.shape, w4.shape, stride, before, total, dilation, out_size)
             out, cols = columns_forward(ctx.op.forward_kernel, x4, w4, bias, plan)
@@ -262,6 +303,66 @@ class _ConvNd(Op):
             ctx.layout, ctx.plan = plan.layout, plan
         out = out.reshape((N, O) + out_size[2 - spatial :])
         return out[0] if unbatched else out
+
+    @staticmethod
+    def _forward_by_tiles(ctx, x4, w4, bias, stride, before, total, dilation, plan):
+        """The convolution a tile of samples at a time per thread (conv2d_tiles_forward): its
+        output, and on ctx the input and geometry that backward recomputes the columns from."""
+        N, C, H, W = x4.shape
+        O, _, KH, KW = w4.shape
+        OH, OW = ctx.shapes[3][2:]
+        threads, samples, wide = plan
+        Hp, Wp = H + total[0], W + total[1]
+        columns = samples * OH * (Wp if wide else OW)
+        plane_shape = (threads, samples, C, Hp * Wp + (dilation[1] * (KW - 1) if wide else 0))
+        x4 = np.ascontiguousarray(x4)
+        planes = POOL.take(plane_shape, x4.dtype)
+        cols = POOL.take((threads, C * KH * KW, columns), x4.dtype)
+        product = POOL.take((threads, O, columns), x4.dtype)
+        out = np.empty((N, O, OH, OW), dtype=x4.dtype)
+        ctx.op.forward_kernel[3](
+            x4, w4, bias, *stride, *before, *dilation, Wp, wide, planes, cols, product, out
+        )
+        for scratch in (planes, cols, product):
+            POOL.give(scratch)
+        ctx.save_for_backward(w4, x4)
+        ctx.layout = "tiles"
+        ctx.geometry = (stride, before, dilation, Wp, wide)
+        ctx.plane_shape, ctx.tile_columns = plane_shape, columns
+        return out
+
+    @staticmethod
+    def _backward_by_tiles(ctx, grad, w4, x4, need_dx, dx, dweight, dbias):
+        stride, before, dilation, Wp, wide = ctx.geometry
+        threads, columns = ctx.plane_shape[0], ctx.tile_columns
+        O, Cg, KH, KW = w4.shape
+        rows = x4.shape[1] * KH * KW
+        planes = POOL.take(ctx.plane_shape, grad.dtype)
+        cols = POOL.take((threads, rows, columns), grad.dtype)
+        g2 = POOL.take((threads, O, columns), grad.dtype)
+        dcols = POOL.take((threads, rows if need_dx else 0, columns), grad.dtype)
+        dw_tiles = POOL.take((threads, O, Cg * KH * KW), grad.dtype)
+        ctx.op.backward_kernel[3](
+            np.ascontiguousarray(grad).reshape(ctx.shapes[3]),
+            x4,
+            w4,
+            *stride,
+            *before,
+            *dilation,
+            Wp,
+            wide,
+            need_dx,
+            planes,
+            cols,
+            g2,
+            dcols,
+            dw_tiles,
+            dweight,
+            dbias,
+            dx,
+        )
+        for scratch in (planes, cols, g2, dcols, dw_tiles):
+            POOL.give(scratch)
 
     @staticmethod
     def decomposition(x, weight, bias, stride=1, padding=0, dilation=1, groups=1):
@@ -328,6 +429,8 @@ class _ConvNd(Op):
                 dbias,
                 dx.reshape(saved.shape if need_dx else (1, 1, 1)),
             )
+        elif ctx.layout == "tiles":  # saved: the input (N, C, H, W)
+            ctx.op._backward_by_tiles(ctx, grad, w4, saved, need_dx, dx, dweight, dbias)
         else:
             columns_backward(
                 ctx.op.backward_kernel,
@@ -352,15 +455,18 @@ class _ConvNd(Op):
         # The battery's shape seeds the sizes; groups, stride, padding and dilation are drawn.
         dims = [int(d) for d in shape] + [2, 3, 2, 3]
         groups = int(rng.integers(1, 3))
-        # A third of the samples copy tap runs of KW * Cg >= 16 (8 channels per group, a kernel
+        # A quarter of the samples copy tap runs of KW * Cg >= 16 (8 channels per group, a kernel
         # at least 2 wide), which on images this small take the position-major column layout; a
-        # third are 1x1 convolutions; the others take the taps-major layout (see column_layout).
-        layout = int(rng.integers(3))  # 0 position-major, 1 taps-major, 2 pointwise
+        # quarter are 1x1 convolutions; a quarter have TILE_MIN_POSITIONS output positions or
+        # more and take the tiled layout; the others take the taps-major layout (column_layout).
+        layout = int(rng.integers(4))  # 0 position-major, 1 taps-major, 2 pointwise, 3 tiled
         long_runs = layout == 0
         channels, out_channels = (
             groups * (8 if long_runs else min(dims[0], 2)),
             groups * min(dims[1], 2),
         )
+        if layout == 3:  # large images: one channel per group keeps the battery's checks quick
+            channels = out_channels = groups
         kernel = tuple(
             int(rng.integers(2 if long_runs and i == cls.spatial - 1 else 1, 4))
             for i in range(cls.spatial)
@@ -373,6 +479,11 @@ class _ConvNd(Op):
         size = tuple(
             max(d * (k - 1) + 1, 2 + dims[2 + i]) for i, (d, k) in enumerate(zip(dilation, kernel))
         )
+        if layout == 3:  # each output side at least TILE_MIN_POSITIONS ** (1 / spatial)
+            side = int(np.ceil(TILE_MIN_POSITIONS ** (1 / cls.spatial)))
+            size = tuple(
+                d * (k - 1) + 1 + s * (side - 1) for d, k, s in zip(dilation, kernel, stride)
+            )
         x = rng.uniform(-2.0, 2.0, size=(min(dims[0], 2), channels) + size)
         weight = rng.uniform(-1.0, 1.0, size=(out_channels, channels // groups) + kernel)
         bias = rng.uniform(-1.0, 1.0, size=out_channels)
