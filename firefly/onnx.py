@@ -375,19 +375,23 @@ def _log_base(base: float) -> Callable:
 _GATE_ORDERS = {"lstm_layer": [0, 3, 1, 2], "gru_layer": [1, 0, 2], "rnn_layer": [0]}
 
 
-def _recurrent_initializer(g: _Graph, source: Any, op_name: str, label: str) -> str:
-    """A weight or bias of a recurrent layer op as an initializer in ONNX's layout: the gate
-    blocks in ONNX's order, under a leading direction axis (a parameter keeps its state_dict
-    key with a suffix)."""
+def _recurrent_array(g: _Graph, source: Any, op_name: str, label: str) -> np.ndarray:
+    """A weight or bias of a recurrent layer op with its gate blocks in ONNX's order."""
     if g.traced(source):
         raise _Unsupported(f"{op_name} with {label} computed in the forward")
     array = source._data if isinstance(source, Tensor) else np.asarray(source)
     order = _GATE_ORDERS[op_name]
     blocks = np.split(array, len(order), axis=0)
-    onnx_array = np.concatenate([blocks[k] for k in order], axis=0)[None]
-    key = g.parameters.get(id(array))
-    name = g.fresh(label) if key is None else f"{key}.onnx_{op_name.split('_')[0]}"
-    g.initializers[name] = onnx_array
+    return np.concatenate([blocks[k] for k in order], axis=0)
+
+
+def _recurrent_initializer(g: _Graph, key_source: Any, array: np.ndarray, label: str) -> str:
+    """``array`` under a leading direction axis as an initializer, named after the state_dict
+    key of ``key_source`` (with ``label`` for its part) when it is a parameter."""
+    source = key_source._data if isinstance(key_source, Tensor) else key_source
+    key = g.parameters.get(id(source))
+    name = g.fresh(label) if key is None else f"{key}.onnx_{label}"
+    g.initializers[name] = array[None]
     return name
 
 
@@ -403,17 +407,22 @@ def _recurrent(op_name: str) -> Callable:
                 "not supported in ONNX export; pass the padded batch as a Tensor"
             )
         count = 2 if op_name == "lstm_layer" else 1
-        states, (w_ih, w_hh, b_ih, b_hh) = args[1 : 1 + count], args[1 + count :]
+        states, (w_ih, w_hh, b_ih, _) = args[1 : 1 + count], args[1 + count :]
         hidden = int(states[0].shape[-1])
+        # ONNX's W, R and B (both biases in one row), named after the torch parameters
+        arrays = {
+            label: _recurrent_array(g, source, op_name, label)
+            for label, source in zip(
+                ("weight_ih", "weight_hh", "bias_ih", "bias_hh"), args[1 + count :]
+            )
+        }
         weights = [
-            _recurrent_initializer(g, w, op_name, label)
-            for w, label in ((w_ih, "weight_ih"), (w_hh, "weight_hh"))
+            _recurrent_initializer(g, w_ih, arrays["weight_ih"], "W"),
+            _recurrent_initializer(g, w_hh, arrays["weight_hh"], "R"),
+            _recurrent_initializer(
+                g, b_ih, np.concatenate([arrays["bias_ih"], arrays["bias_hh"]]), "B"
+            ),
         ]
-        ih, hh = (
-            _recurrent_initializer(g, b, op_name, label)
-            for b, label in ((b_ih, "bias_ih"), (b_hh, "bias_hh"))
-        )
-        bias = g.node("Concat", [ih, hh], axis=1)
         initial = []
         for state in states:
             if g.is_constant(state) and not np.any(np.asarray(state._data)):
@@ -431,7 +440,7 @@ def _recurrent(op_name: str) -> Callable:
         if op_name == "rnn_layer":
             settings["activations"] = [attrs.get("nonlinearity", "tanh").capitalize()]
         kind = {"lstm_layer": "LSTM", "gru_layer": "GRU", "rnn_layer": "RNN"}[op_name]
-        inputs = [x, *weights, bias, "", *initial]
+        inputs = [x, *weights, "", *initial]
         while inputs[-1] == "":  # no trailing optional inputs
             inputs.pop()
         results = g.multi_node(kind, inputs, 1 + count, **settings)

@@ -303,7 +303,12 @@ def test_lstm_language_model_with_dynamic_batch_and_sequence(tmp_path):
     weight = model.lstm.weight_ih_l0.numpy()
     i, f, g, o = np.split(weight, 4)
     np.testing.assert_array_equal(
-        initializers["lstm.weight_ih_l0.onnx_lstm"], np.concatenate([i, o, f, g])[None]
+        initializers["lstm.weight_ih_l0.onnx_W"], np.concatenate([i, o, f, g])[None]
+    )
+    biases = [getattr(model.lstm, f"bias_{kind}_l1").numpy() for kind in ("ih", "hh")]
+    onnx_bias = [np.concatenate([b[:16], b[48:], b[16:32], b[32:48]]) for b in biases]
+    np.testing.assert_array_equal(
+        initializers["lstm.bias_ih_l1.onnx_B"], np.concatenate(onnx_bias)[None]
     )
 
 
