@@ -563,11 +563,11 @@ def _dynamic_dims(dynamic_axes: Any, name: str) -> dict[int, str]:
 
 
 def _flatten(result: Any) -> list:
-    """The forward's outputs in order, nested tuples flattened, as torch's exporter does (an
-    LSTM's ``(output, (h_n, c_n))`` is three outputs)."""
+    """The forward's outputs in order, nested tuples flattened and Nones left out, as torch's
+    exporter does (an LSTM's ``(output, (h_n, c_n))`` is three outputs)."""
     if isinstance(result, (tuple, list)):
         return [leaf for item in result for leaf in _flatten(item)]
-    return [result]
+    return [] if result is None else [result]
 
 
 def _prune(graph: _Graph, output_names: Sequence[str]) -> None:
@@ -690,13 +690,13 @@ def export(
     changing = [
         f"'{name or type(model).__name__}' ({type(m).__name__})"
         for name, m in model.named_modules()
-        if isinstance(m, (Dropout, _BatchNorm))
+        if isinstance(m, (Dropout, _BatchNorm)) or (isinstance(m, RNNBase) and m.dropout)
     ]
     if was_training and changing:
         warnings.warn(
             "onnx.export: the model is in training mode; it is exported in eval mode, as "
-            f"torch.onnx.export does: dropout off, batch norm on its running statistics "
-            f"(modules {', '.join(changing)})",
+            "torch.onnx.export does: dropout off (also between recurrent layers), batch norm "
+            f"on its running statistics (modules {', '.join(changing)})",
             UserWarning,
             stacklevel=2,
         )

@@ -3,6 +3,7 @@
 
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -455,3 +456,41 @@ def test_a_packed_sequence_is_refused_naming_the_module(tmp_path):
     ):
         firefly.onnx.export(Packed(), firefly.zeros(5, 2, 3), tmp_path / "m.onnx")
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_the_char_lstm_example_model_in_training_mode(tmp_path):
+    """examples/char_lstm.py's model as the example builds it, with dropout between its LSTM
+    layers and in training mode: a warning names the LSTM, the loss slot (None) is no output,
+    and the file gives the eval-mode logits and state."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    try:
+        import char_lstm
+    finally:
+        sys.path.pop(0)
+    firefly.manual_seed(15)
+    config = char_lstm.Config(n_layer=2, hidden=16, n_embd=8, dropout=0.5)
+    model = char_lstm.build_model(firefly, config, vocab_size=25)
+    model.train()
+    rng = np.random.default_rng(16)
+    path = tmp_path / "char.onnx"
+    names = ["logits", "h_n", "c_n"]
+    dynamic = {"idx": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}}
+    dynamic.update({"h_n": {1: "batch"}, "c_n": {1: "batch"}})
+    with pytest.warns(UserWarning, match=r"dropout off \(also between recurrent layers\).*'lstm'"):
+        firefly.onnx.export(
+            model,
+            rng.integers(0, 25, (2, 7)),
+            path,
+            input_names=["idx"],
+            output_names=names,
+            dynamic_axes=dynamic,
+        )
+    assert model.training
+    model.eval()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ids = rng.integers(0, 25, (3, 11))
+    logits, (h_n, c_n), loss = model(firefly.Tensor(ids, dtype=np.int64))
+    assert loss is None
+    got = session.run(None, {"idx": ids.astype(np.int64)})
+    for have, want in zip(got, (logits, h_n, c_n)):
+        np.testing.assert_allclose(have, want.numpy(), rtol=1e-5, atol=1e-5)
