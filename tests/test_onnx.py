@@ -494,3 +494,51 @@ def test_the_char_lstm_example_model_in_training_mode(tmp_path):
     got = session.run(None, {"idx": ids.astype(np.int64)})
     for have, want in zip(got, (logits, h_n, c_n)):
         np.testing.assert_allclose(have, want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+class Cells(nn.Module):
+    """The one-step cells (a sequence of one through the same ops), no state given, one
+    without biases."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTMCell(3, 4)
+        self.gru = nn.GRUCell(4, 5)
+        self.rnn = nn.RNNCell(5, 2, nonlinearity="relu", bias=False)
+
+    def forward(self, x):
+        h, c = self.lstm(x)
+        return self.rnn(self.gru(h)), c
+
+
+class Unbatched(nn.Module):
+    """A bidirectional GRU without biases on one unbatched (steps, features) sequence."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(3, 4, bias=False, bidirectional=True)
+
+    def forward(self, x):
+        return self.gru(x)
+
+
+@pytest.mark.parametrize(
+    "model,dynamic_axis,sizes",
+    [(Cells, 0, [(2, 3), (5, 3), (1, 3)]), (Unbatched, 0, [(6, 3), (2, 3), (9, 3)])],
+    ids=["cells", "unbatched"],
+)
+def test_cells_and_an_unbatched_sequence(model, dynamic_axis, sizes, tmp_path):
+    firefly.manual_seed(17)
+    model = model()
+    rng = np.random.default_rng(18)
+    path = tmp_path / "m.onnx"
+    example = rng.normal(size=sizes[0]).astype(np.float32)
+    firefly.onnx.export(model, example, path, dynamic_axes={"input_0": {dynamic_axis: "n"}})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for size in sizes:
+        x = rng.normal(size=size).astype(np.float32)
+        expected = firefly.onnx._flatten(model(firefly.Tensor(x)))
+        got = session.run(None, {"input_0": x})
+        assert len(got) == len(expected) == 2
+        for have, want in zip(got, expected):
+            np.testing.assert_allclose(have, want.numpy(), rtol=1e-5, atol=1e-5)
