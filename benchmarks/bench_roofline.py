@@ -277,9 +277,18 @@ def check_agree(name: str, c: Case) -> None:
             np.testing.assert_allclose(g, w, rtol=1e-4, atol=c.atol, err_msg=f"{name}: {impl}")
 
 
+def selected_cases() -> dict[str, Callable[[str], Case]]:
+    """The cases whose name contains one of the comma-separated words in
+    ``$FIREFLY_ROOFLINE_CASES`` (every case when it is unset), to measure a few rows quickly."""
+    words = [
+        w.strip() for w in os.environ.get("FIREFLY_ROOFLINE_CASES", "").split(",") if w.strip()
+    ]
+    return {n: b for n, b in CASES.items() if not words or any(w in n for w in words)}
+
+
 def measure_cases(limits: dict, seconds: float, scale: str) -> list[dict]:
     rows = []
-    for name, builder in CASES.items():
+    for name, builder in selected_cases().items():
         c = builder(scale)
         if scale == "smoke":
             check_agree(name, c)

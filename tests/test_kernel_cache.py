@@ -207,7 +207,9 @@ def test_a_slow_first_call_says_what_is_compiling_once_and_loads_compute_the_sam
     warm = run_python("-c", NOTICE.format(delay=0.0), env=env)
     assert warm.returncode == 0 and "compiling kernels" not in warm.stderr, warm.stderr
     cold, warm = json.loads(cold.stdout), json.loads(warm.stdout)
-    assert cold["compiled"] >= 2 and warm["compiled"] == 0 and warm["loaded"] == cold["compiled"]
+    # relu's parallel build (a chunk driver, families.py) calls its serial build, which compiles
+    # with it and is cached inside the driver's code: three compiled, two loaded.
+    assert cold["compiled"] == 3 and warm["compiled"] == 0 and warm["loaded"] == 2
     # Loading links the cached code with Numba's runtime alone (KernelCache.load_overload),
     # without Numba's typing and lowering registries; the results must be bit for bit those of
     # the compiled kernels, parallel and serial.

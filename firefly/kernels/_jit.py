@@ -273,6 +273,12 @@ def sized_kernel(fn, threshold):
     """
     serial = _jit(fn, parallel=False)
     parallel = _jit(_renamed(fn, "__parallel"), parallel=True)
+    return _sized_pair(fn, serial, parallel, threshold)
+
+
+def _sized_pair(fn, serial, parallel, threshold):
+    """The size-choosing function of sized_kernel over two builds, named and documented as
+    ``fn``."""
 
     def run(*args):
         limit = run.threshold  # read per call, so that a test can force either build
@@ -304,6 +310,7 @@ def transcendental(fn):
 
 
 COSTS = {"memory": memory_bound, "transcendental": transcendental}
+THRESHOLDS = {"memory": PARALLEL_MIN_MEMORY_BOUND, "transcendental": PARALLEL_MIN_TRANSCENDENTAL}
 
 
 def build_specialised(template: Callable, name: str, cost: str, **functions: Callable) -> Callable:
@@ -318,6 +325,34 @@ def build_specialised(template: Callable, name: str, cost: str, **functions: Cal
             f"kernel {name!r}: cost must be one of {sorted(COSTS)}, got {cost!r}"
         ) from None
     return sized(specialise(template, name, **functions))
+
+
+def build_chunked(
+    template: Callable, driver: Callable, name: str, cost: str, **functions: Callable
+) -> Callable:
+    """Like ``build_specialised``, but the parallel build is ``driver``: a prange over
+    contiguous chunks that calls the serial build (bound to the name ``SERIAL`` in the driver)
+    on each chunk's views.
+
+    For flat loops. Compiled inside a parfor, a loop that reads an operand as ``a[i * s]``
+    (``s`` 0 for a single element, 1 otherwise) is no longer versioned for ``s == 1`` and does
+    not vectorize: the parallel add ran 10x slower than the serial one at one thread. Called as
+    a separate function, the serial build's loop vectorizes in each chunk as it does alone.
+    """
+    if cost not in COSTS:
+        raise ValueError(f"kernel {name!r}: cost must be one of {sorted(COSTS)}, got {cost!r}")
+    serial_fn = specialise(template, name, **functions)
+    serial = _jit(serial_fn, parallel=False)
+    # Named after the serial copy, whose name carries the digest of the op's scalar math, so
+    # that each op's driver gets a cache file of its own.
+    qualname = serial_fn.__qualname__ + "__chunks"
+    parallel_fn = types.FunctionType(
+        driver.__code__, dict(driver.__globals__, SERIAL=serial), qualname
+    )
+    parallel_fn.__qualname__ = qualname
+    parallel_fn.__module__ = driver.__module__
+    parallel = _jit(parallel_fn, parallel=True)
+    return _sized_pair(serial_fn, serial, parallel, THRESHOLDS[cost])
 
 
 def is_compiled_kernel(obj):

@@ -34,9 +34,10 @@ from numba import prange
 
 from firefly.kernels import vmath
 from firefly.kernels._jit import COSTS as COSTS  # re-exported: ops.families checks costs by it
+from firefly.kernels._jit import build_chunked as _build_chunked
 from firefly.kernels._jit import build_specialised as _build
 from firefly.kernels._jit import inline_helper
-from firefly.kernels.reduce import LANES, combine_lanes, max_contiguous, sum_contiguous
+from firefly.kernels.reduce import LANES, SUM_CHUNK, combine_lanes, max_contiguous
 
 
 def _placeholder(*args):
@@ -44,7 +45,62 @@ def _placeholder(*args):
 
 
 # Names that each template reads and specialise() binds to the op's scalar functions.
-FORWARD = BACKWARD = ROW_CONSTANT = ROW_TERM = FINISH = _placeholder
+FORWARD = BACKWARD = ROW_CONSTANT = ROW_TERM = FINISH = SERIAL = _placeholder
+
+
+# ----------------------------------------------------------------------------- chunk drivers
+# The parallel builds of the flat families (see _jit.build_chunked): FLAT_CHUNKS contiguous
+# chunks, dealt to the threads, each handed to the serial build. A single-element operand is
+# passed whole. A fixed count rather than numba.get_num_threads(), whose ctypes pointer would
+# make the kernel uncacheable; each extra chunk costs a call (~1 us), and spare chunks let a
+# thread whose core was taken by another process fall behind without stalling the join.
+FLAT_CHUNKS = 16
+
+
+@inline_helper
+def _chunk(c, chunks, n):
+    """(start, stop) of chunk c of n elements cut into ``chunks``."""
+    return c * n // chunks, (c + 1) * n // chunks
+
+
+def _unary_chunks(x, out):
+    (n,) = out.shape
+    chunks = max(1, min(FLAT_CHUNKS, n))
+    for c in prange(chunks):
+        lo, hi = _chunk(c, chunks, n)
+        SERIAL(x[lo:hi], out[lo:hi])
+
+
+def _unary_grad_chunks(grad, saved, dx):
+    (n,) = dx.shape
+    chunks = max(1, min(FLAT_CHUNKS, n))
+    for c in prange(chunks):
+        lo, hi = _chunk(c, chunks, n)
+        SERIAL(grad[lo:hi], saved[lo:hi], dx[lo:hi])
+
+
+def _flat_zip_chunks(a, b, out):
+    (n,) = out.shape
+    whole_a, whole_b = a.shape[0] == 1, b.shape[0] == 1
+    chunks = max(1, min(FLAT_CHUNKS, n))
+    for c in prange(chunks):
+        lo, hi = _chunk(c, chunks, n)
+        SERIAL(a if whole_a else a[lo:hi], b if whole_b else b[lo:hi], out[lo:hi])
+
+
+def _flat_zip_grad_chunks(grad, a, b, da, db):
+    (n,) = grad.shape
+    whole_a, whole_b = a.shape[0] == 1, b.shape[0] == 1
+    chunks = max(1, min(FLAT_CHUNKS, n))
+    for c in prange(chunks):
+        lo, hi = _chunk(c, chunks, n)
+        SERIAL(
+            grad[lo:hi],
+            a if whole_a else a[lo:hi],
+            b if whole_b else b[lo:hi],
+            da[lo:hi],
+            db[lo:hi],
+        )
 
 
 # ----------------------------------------------------------------------------- unary
@@ -67,12 +123,12 @@ def _unary_grad(grad, saved, dx):
 
 def unary_map(name, forward, cost="memory"):
     """``kernel(x, out)``: out[i] = forward(x[i]) over flat contiguous arrays."""
-    return _build(_unary_map, name, cost, FORWARD=forward)
+    return _build_chunked(_unary_map, _unary_chunks, name, cost, FORWARD=forward)
 
 
 def unary_grad(name, backward, cost="memory"):
     """``kernel(grad, saved, dx)``: dx[i] = backward(grad[i], saved[i]) over flat arrays."""
-    return _build(_unary_grad, name, cost, BACKWARD=backward)
+    return _build_chunked(_unary_grad, _unary_grad_chunks, name, cost, BACKWARD=backward)
 
 
 # ----------------------------------------------------------------------------- flat binary
@@ -111,14 +167,14 @@ def _flat_zip_grad(grad, a, b, da, db):
 def flat_zip(name, forward, cost="memory"):
     """``kernel(a, b, out)``: out[i] = forward(a[i], b[i]) over flat arrays; a or b may hold
     a single element, read for every i."""
-    return _build(_flat_zip, name, cost, FORWARD=forward)
+    return _build_chunked(_flat_zip, _flat_zip_chunks, name, cost, FORWARD=forward)
 
 
 def flat_zip_grad(name, backward, cost="memory"):
     """``kernel(grad, a, b, da, db)``: (da[i], db[i]) = backward(grad[i], a[i], b[i], out[i])
     over flat arrays, a or b possibly a single element; out is read from db as in
     ``broadcast_zip_grad``."""
-    return _build(_flat_zip_grad, name, cost, BACKWARD=backward)
+    return _build_chunked(_flat_zip_grad, _flat_zip_grad_chunks, name, cost, BACKWARD=backward)
 
 
 # ----------------------------------------------------------------------------- broadcast binary
@@ -191,14 +247,18 @@ def broadcast_zip_grad(name, backward, cost="memory"):
 # of one function with a conditional trip its SSA checks). Every row is non-empty (ops skip
 # empty arrays).
 #
-# Each pass goes over a row that stays in L1. The forward takes the max, writes exp(x - m),
-# sums it and finishes: summing exp(x - m) inside the exp loop was measured slower (1.33 ms
-# against 1.0 ms at 1000x1000, one thread), the exp loop then vectorizing worse. The backward
-# sums its row terms (g * y, or g) as it reads them, then finishes: two passes, where writing
-# the terms out and summing them took three. Its sums run in LANES float64 partial sums (see
-# firefly.kernels.reduce.sum_contiguous) over blocks indexed from 0, one loop whose last block
-# is short, so that ROW_TERM appears once. Rows are dealt to at most ROW_TASKS tasks, each
-# with its scratch (lanes, strided-row copies) allocated once, not once per row.
+# Each pass goes over a row that stays in L1. The forward takes the max, then writes
+# exp(x - m) and sums it in one loop, then finishes. The sum runs in LANES partial sums of the
+# row's dtype over blocks indexed from 0 (one loop whose last block is short, so that each
+# scalar function appears once), flushed into a float64 total every SUM_CHUNK elements
+# (firefly.kernels.reduce.sum_chunked explains the accuracy). float64 lanes cost the float32
+# exp loop its vector width: summing exp(x - m) inside it was measured slower than a separate
+# float64 pass (1.33 ms against 1.0 ms at 1000x1000, one thread); float32 lanes make the fused
+# loop the faster one. The row constant is rounded to the row's dtype so that the finishing
+# pass runs at the dtype's vector width too. The backward sums its row terms (g * y, or g) the
+# same way as it reads them, then finishes: two passes, where writing the terms out and summing
+# them took three. Rows are dealt to at most ROW_TASKS tasks, each with its scratch (lanes,
+# strided-row copies) allocated once, not once per row.
 ROW_TASKS = 16
 
 
@@ -209,7 +269,7 @@ def _row_softmax(x, out):
     rows = O * I
     tasks = min(rows, ROW_TASKS)
     for t in prange(tasks):
-        lanes = np.empty(LANES)
+        lanes = np.empty(LANES, x.dtype)
         scratch = R if I != 1 else 0
         row_copy, out_copy = np.empty(scratch, x.dtype), np.empty(scratch, x.dtype)
         for oi in range(t * rows // tasks, (t + 1) * rows // tasks):
@@ -221,9 +281,18 @@ def _row_softmax(x, out):
                 for r in range(R):
                     row[r] = x[o, r, i]
             m = max_contiguous(row)
-            for r in range(R):
-                orow[r] = vmath.exp(row[r] - m)  # shifted by the max, so exp never overflows
-            c = ROW_CONSTANT(m, sum_contiguous(orow, lanes))
+            total = 0.0
+            for chunk in range(0, R, SUM_CHUNK):
+                lanes[:] = 0.0
+                for b in range(chunk, min(chunk + SUM_CHUNK, R), LANES):
+                    xb = row[b : b + LANES]
+                    ob = orow[b : b + LANES]
+                    for k in range(xb.size):
+                        e = vmath.exp(xb[k] - m)  # shifted by the max, so exp never overflows
+                        ob[k] = e
+                        lanes[k] += e
+                total += combine_lanes(lanes)
+            c = vmath.like(ROW_CONSTANT(m, total), m)
             for r in range(R):
                 orow[r] = FINISH(row[r], orow[r], m, c)
             if I != 1:
@@ -239,7 +308,7 @@ def _row_softmax_grad(grad, out, dx):
     rows = O * I
     tasks = min(rows, ROW_TASKS)
     for t in prange(tasks):
-        lanes = np.empty(LANES)
+        lanes = np.empty(LANES, dx.dtype)
         scratch = R if I != 1 else 0
         g_copy, out_copy, dx_copy = (
             np.empty(scratch, grad.dtype),
@@ -255,15 +324,18 @@ def _row_softmax_grad(grad, out, dx):
                 for r in range(R):
                     grow[r] = grad[o, r, i]
                     orow[r] = out[o, r, i]
-            lanes[:] = 0.0
-            for b in range(0, R, LANES):
-                gb = grow[b : b + LANES]
-                yb = orow[b : b + LANES]
-                for k in range(gb.size):
-                    lanes[k] += ROW_TERM(gb[k], yb[k])
-            total = combine_lanes(lanes)
+            total = 0.0
+            for chunk in range(0, R, SUM_CHUNK):
+                lanes[:] = 0.0
+                for b in range(chunk, min(chunk + SUM_CHUNK, R), LANES):
+                    gb = grow[b : b + LANES]
+                    yb = orow[b : b + LANES]
+                    for k in range(gb.size):
+                        lanes[k] += ROW_TERM(gb[k], yb[k])
+                total += combine_lanes(lanes)
+            total_t = vmath.like(total, orow[0])
             for r in range(R):
-                drow[r] = FINISH(grow[r], orow[r], total)
+                drow[r] = FINISH(grow[r], orow[r], total_t)
             if I != 1:
                 for r in range(R):
                     dx[o, r, i] = drow[r]
@@ -271,11 +343,13 @@ def _row_softmax_grad(grad, out, dx):
 
 def row_softmax(name, row_constant, finish, cost="transcendental"):
     """``kernel(x, out)`` along the middle axis: with m = max(row) and s = sum(exp(row - m)),
-    c = row_constant(m, s) per row, then out[r] = finish(x[r], exp(x[r] - m), m, c)."""
+    c = row_constant(m, s) per row (s in float64, c rounded to the dtype), then
+    out[r] = finish(x[r], exp(x[r] - m), m, c)."""
     return _build(_row_softmax, name, cost, ROW_CONSTANT=row_constant, FINISH=finish)
 
 
 def row_softmax_grad(name, row_term, finish, cost="memory"):
     """``kernel(grad, out, dx)`` along the middle axis: total = sum(row_term(g[r], y[r])) per
-    row, summed in float64 as the row is read, then dx[r] = finish(g[r], y[r], total)."""
+    row, summed as the row is read (in the dtype's lanes, chunks added in float64), then
+    dx[r] = finish(g[r], y[r], total) with total in the dtype."""
     return _build(_row_softmax_grad, name, cost, ROW_TERM=row_term, FINISH=finish)

@@ -1,10 +1,13 @@
 """Normalization kernels: batch norm over (N, C, S), layer norm over (M, D) rows, group norm over
-(N, G, Cg * S). Each direction is one fused kernel; statistics accumulate in float64.
+(N, G, Cg * S). Each direction is one fused kernel.
 
 Statistics take one pass with a shift: sums of d = x - x0 and d * d, x0 being the slice's first
 element, so the variance does not cancel catastrophically when the mean is large against the
-spread. The sums run in LANES independent float64 accumulators so that the loop vectorizes
-without fastmath.
+spread. The sums run in LANES independent partial sums of the input's dtype, so that the loop
+vectorizes without fastmath at the dtype's full width, and every SUM_CHUNK elements the lanes
+are added into float64 totals: a float32 lane adds at most SUM_CHUNK / LANES terms before its
+value reaches float64, whatever the slice's length (torch accumulates float32 norms in float32
+too). float64 inputs keep float64 throughout. The elementwise passes run in the dtype as well.
 """
 
 import math
@@ -13,71 +16,60 @@ import numpy as np
 from numba import prange
 
 from firefly.kernels._jit import inline_helper, memory_bound
-
-# float64 partial sums that a contiguous run is dealt across: without fastmath LLVM keeps one
-# running sum in order, one dependent add after another; independent lanes vectorize.
-LANES = 32
+from firefly.kernels.reduce import LANES, SUM_CHUNK, combine_lanes
 
 
 @inline_helper
 def _shifted_sums(v, shift, lanes):
-    """(sum(v - shift), sum((v - shift) ** 2)) in float64 for a contiguous 1-D v; ``lanes``
-    is (2, LANES) float64 scratch."""
+    """(sum(v - shift), sum((v - shift) ** 2)) for a contiguous 1-D v, as float64 totals of
+    chunks summed in ``lanes``, (2, LANES) scratch of v's dtype; ``shift`` is of v's dtype."""
     s_lanes, q_lanes = lanes[0], lanes[1]
-    s_lanes[:] = 0.0
-    q_lanes[:] = 0.0
     n = v.size
-    b = 0
-    while b + LANES <= n:
-        block = v[b : b + LANES]
-        for k in range(LANES):
-            d = np.float64(block[k]) - shift
-            s_lanes[k] += d
-            q_lanes[k] += d * d
-        b += LANES
     s = q = 0.0
-    for i in range(b, n):
-        d = np.float64(v[i]) - shift
-        s += d
-        q += d * d
-    for k in range(LANES):
-        s += s_lanes[k]
-        q += q_lanes[k]
+    for chunk in range(0, n, SUM_CHUNK):
+        s_lanes[:] = 0.0
+        q_lanes[:] = 0.0
+        # Blocks are views indexed from 0, one loop whose last block is short: indexed as
+        # v[b + k], LLVM cannot drop Numba's negative-index checks and does not vectorize.
+        for b in range(chunk, min(chunk + SUM_CHUNK, n), LANES):
+            block = v[b : b + LANES]
+            for k in range(block.size):
+                d = block[k] - shift
+                s_lanes[k] += d
+                q_lanes[k] += d * d
+        s += combine_lanes(s_lanes)
+        q += combine_lanes(q_lanes)
     return s, q
 
 
 @inline_helper
 def _grad_sums(g, w, v, mean, lanes):
-    """(sum(g * w), sum(g * w * (v - mean))) in float64 for contiguous 1-D g, v and w (w: a
-    1-element array broadcast when it has size 1)."""
+    """(sum(g * w), sum(g * w * (v - mean))) for contiguous 1-D g, v and w (w: a 1-element
+    array broadcast when it has size 1), summed as _shifted_sums does; ``mean`` is of v's
+    dtype."""
     s_lanes, q_lanes = lanes[0], lanes[1]
-    s_lanes[:] = 0.0
-    q_lanes[:] = 0.0
     n = v.size
     scalar_w = w.size == 1
-    b = 0
-    while b + LANES <= n:
-        gb, vb = g[b : b + LANES], v[b : b + LANES]
-        if scalar_w:
-            for k in range(LANES):
-                a = np.float64(gb[k])
-                s_lanes[k] += a
-                q_lanes[k] += a * (np.float64(vb[k]) - mean)
-        else:
-            wb = w[b : b + LANES]
-            for k in range(LANES):
-                a = np.float64(gb[k]) * wb[k]
-                s_lanes[k] += a
-                q_lanes[k] += a * (np.float64(vb[k]) - mean)
-        b += LANES
     s = q = 0.0
-    for i in range(b, n):
-        a = np.float64(g[i]) * (w[0] if scalar_w else w[i])
-        s += a
-        q += a * (np.float64(v[i]) - mean)
-    for k in range(LANES):
-        s += s_lanes[k]
-        q += q_lanes[k]
+    for chunk in range(0, n, SUM_CHUNK):
+        s_lanes[:] = 0.0
+        q_lanes[:] = 0.0
+        for b in range(chunk, min(chunk + SUM_CHUNK, n), LANES):
+            gb, vb = g[b : b + LANES], v[b : b + LANES]
+            if scalar_w:
+                w0 = w[0]
+                for k in range(gb.size):
+                    a = gb[k] * w0
+                    s_lanes[k] += a
+                    q_lanes[k] += a * (vb[k] - mean)
+            else:
+                wb = w[b : b + LANES]
+                for k in range(gb.size):
+                    a = gb[k] * wb[k]
+                    s_lanes[k] += a
+                    q_lanes[k] += a * (vb[k] - mean)
+        s += combine_lanes(s_lanes)
+        q += combine_lanes(q_lanes)
     return s, q
 
 
@@ -116,9 +108,9 @@ def batch_norm_forward(
         if cumulative:
             momentum = 1.0 / num_batches_tracked[0]
     for c in prange(C):
-        lanes = np.empty((2, LANES))
+        lanes = np.empty((2, LANES), x.dtype)
         if training:
-            shift = np.float64(x[0, c, 0])
+            shift = x[0, c, 0]
             s = q = 0.0
             for n in range(N):
                 a, b = _shifted_sums(x[n, c], shift, lanes)
@@ -126,7 +118,7 @@ def batch_norm_forward(
                 q += b
             m = s / count
             var = max(q / count - m * m, 0.0)
-            mu = shift + m
+            mu = np.float64(shift) + m
             if update_running:
                 running_mean[c] = (1.0 - momentum) * running_mean[c] + momentum * mu
                 unbiased = var * count / (count - 1) if count > 1 else var
@@ -150,13 +142,13 @@ def batch_norm_backward(grad, x, weight, mean, invstd, training, need_dx, dx, dw
     statistics in training, or through the fixed running ones otherwise."""
     N, C, S = x.shape
     count = N * S
-    one = np.ones(1)
+    one = np.ones(1, x.dtype)
     for c in prange(C):
-        lanes = np.empty((2, LANES))
-        mu, r = mean[c], invstd[c]
+        lanes = np.empty((2, LANES), x.dtype)
+        mu, r = np.float64(mean[c]), np.float64(invstd[c])
         sg = sgd = 0.0
         for n in range(N):
-            a, b = _grad_sums(grad[n, c], one, x[n, c], mu, lanes)
+            a, b = _grad_sums(grad[n, c], one, x[n, c], x.dtype.type(mu), lanes)
             sg += a
             sgd += b
         dbias[c] = sg
@@ -190,14 +182,14 @@ def layer_norm_forward(x, weight, bias, eps, mean, rstd, out):
     M, D = x.shape
     tasks = (M + _LN_TASK_ROWS - 1) // _LN_TASK_ROWS
     for t in prange(tasks):
-        lanes = np.empty((2, LANES))
+        lanes = np.empty((2, LANES), x.dtype)
         for m in range(t * _LN_TASK_ROWS, min((t + 1) * _LN_TASK_ROWS, M)):
             v = x[m]
-            shift = np.float64(v[0])
+            shift = v[0]
             s, q = _shifted_sums(v, shift, lanes)
             mu = s / D
             r = 1.0 / math.sqrt(max(q / D - mu * mu, 0.0) + eps)
-            mu += shift
+            mu += np.float64(shift)
             mean[m], rstd[m] = mu, r
             o = out[m]
             mu_t, r_t = (
@@ -211,29 +203,49 @@ def layer_norm_forward(x, weight, bias, eps, mean, rstd, out):
 @memory_bound
 def layer_norm_backward(grad, x, weight, mean, rstd, need_dx, dx, dweight, dbias):
     """dx per row through the row's statistics; dweight = sum over rows of grad * xhat and
-    dbias = sum of grad, from per-task partial sums in float64."""
+    dbias = sum of grad, from per-task partial sums in the dtype, added in float64.
+
+    One pass per row gathers the row's sums and the parameter partial sums together; a second
+    writes dx."""
     M, D = x.shape
     tasks = (M + _LN_TASK_ROWS - 1) // _LN_TASK_ROWS
-    partial_w = np.zeros((tasks, D))
-    partial_b = np.zeros((tasks, D))
+    partial_w = np.zeros((tasks, D), x.dtype)
+    partial_b = np.zeros((tasks, D), x.dtype)
     for t in prange(tasks):
-        lanes = np.empty((2, LANES))
+        lanes = np.empty((2, LANES), x.dtype)
+        s_lanes, q_lanes = lanes[0], lanes[1]
         pw, pb = partial_w[t], partial_b[t]
         for m in range(t * _LN_TASK_ROWS, min((t + 1) * _LN_TASK_ROWS, M)):
             g, v = grad[m], x[m]
-            mu, r = np.float64(mean[m]), np.float64(rstd[m])
-            mu_t, r_t = x.dtype.type(mu), x.dtype.type(r)
-            for i in range(D):
-                pw[i] += g[i] * ((v[i] - mu_t) * r_t)
-                pb[i] += g[i]
+            mu_t, r_t = x.dtype.type(mean[m]), x.dtype.type(rstd[m])
+            a = b = 0.0  # sum(g * w) and sum(g * w * xhat)
+            for chunk in range(0, D, SUM_CHUNK):
+                s_lanes[:] = 0.0
+                q_lanes[:] = 0.0
+                # Blocks are views indexed from 0, so that the loop vectorizes.
+                for blk in range(chunk, min(chunk + SUM_CHUNK, D), LANES):
+                    gb, vb, wb = (
+                        g[blk : blk + LANES],
+                        v[blk : blk + LANES],
+                        weight[blk : blk + LANES],
+                    )
+                    pwb, pbb = pw[blk : blk + LANES], pb[blk : blk + LANES]
+                    for k in range(gb.size):
+                        xhat = (vb[k] - mu_t) * r_t
+                        gk = gb[k]
+                        pwb[k] += gk * xhat
+                        pbb[k] += gk
+                        gw = gk * wb[k]
+                        s_lanes[k] += gw
+                        q_lanes[k] += gw * xhat
+                a += combine_lanes(s_lanes)
+                b += combine_lanes(q_lanes)
             if need_dx:
-                a, b = _grad_sums(g, weight, v, mu, lanes)
                 # dx = r * (g * w - mean(g * w) - xhat * mean(g * w * xhat)), xhat = (v - mu) * r
-                c1 = x.dtype.type(r * r * r * b / D)
-                c0 = x.dtype.type(r * a / D)
+                c1, c0 = x.dtype.type(b / D), x.dtype.type(a / D)
                 d = dx[m]
                 for i in range(D):
-                    d[i] = r_t * g[i] * weight[i] - c1 * (v[i] - mu_t) - c0
+                    d[i] = r_t * (g[i] * weight[i] - c0 - (v[i] - mu_t) * r_t * c1)
     for i in range(D):
         sw = sb = 0.0
         for t in range(tasks):
@@ -248,20 +260,21 @@ def group_norm_forward(x, weight, bias, channels_per_group, eps, mean, rstd, out
     N, G, L = x.shape
     S = L // channels_per_group
     for ng in prange(N * G):
-        lanes = np.empty((2, LANES))
+        lanes = np.empty((2, LANES), x.dtype)
         n, g = ng // G, ng % G
         v = x[n, g]
-        shift = np.float64(v[0])
+        shift = v[0]
         s, q = _shifted_sums(v, shift, lanes)
         mu = s / L
         r = 1.0 / math.sqrt(max(q / L - mu * mu, 0.0) + eps)
-        mu += shift
+        mu += np.float64(shift)
         mean[n, g], rstd[n, g] = mu, r
         o = out[n, g]
         for j in range(channels_per_group):
             c = g * channels_per_group + j
-            scale = r * weight[c]
-            offset = bias[c] - mu * scale
+            # The elementwise pass in the input's dtype (float32 vectorizes twice as wide).
+            scale = x.dtype.type(r * weight[c])
+            offset = x.dtype.type(bias[c] - mu * (r * weight[c]))
             # Views of the channel indexed from 0: with the index starting at j * S, LLVM cannot
             # drop Numba's negative-index checks and the loop does not vectorize (14x slower).
             vc, oc = v[j * S : (j + 1) * S], o[j * S : (j + 1) * S]
@@ -280,32 +293,32 @@ def group_norm_backward(
     S = L // Cg
     partial_w = np.zeros((N, G * Cg))
     partial_b = np.zeros((N, G * Cg))
-    one = np.ones(1)
+    one = np.ones(1, x.dtype)
     for ng in prange(N * G):
-        lanes = np.empty((2, LANES))
+        lanes = np.empty((2, LANES), x.dtype)
         n, g = ng // G, ng % G
         gr, v = grad[n, g], x[n, g]
         mu, r = np.float64(mean[n, g]), np.float64(rstd[n, g])
+        mu_t, r_t = x.dtype.type(mu), x.dtype.type(r)
         a = b = 0.0
         for j in range(Cg):
             c = g * Cg + j
-            sg, sgd = _grad_sums(gr[j * S : (j + 1) * S], one, v[j * S : (j + 1) * S], mu, lanes)
+            sg, sgd = _grad_sums(gr[j * S : (j + 1) * S], one, v[j * S : (j + 1) * S], mu_t, lanes)
             partial_b[n, c] = sg
             partial_w[n, c] = sgd * r
             a += sg * weight[c]
             b += sgd * r * weight[c]
         if need_dx:
-            a /= L
-            b /= L
+            a_t, b_t = x.dtype.type(a / L), x.dtype.type(b / L)
             d = dx[n, g]
             for j in range(Cg):
-                k = weight[g * Cg + j]
+                k = x.dtype.type(weight[g * Cg + j])
                 # Channel views indexed from 0, so that the loop vectorizes (see the forward).
                 lo, hi = j * S, (j + 1) * S
                 vc, gc, dc = v[lo:hi], gr[lo:hi], d[lo:hi]
                 for i in range(S):
-                    xhat = (vc[i] - mu) * r
-                    dc[i] = r * (gc[i] * k - a - xhat * b)
+                    xhat = (vc[i] - mu_t) * r_t
+                    dc[i] = r_t * (gc[i] * k - a_t - xhat * b_t)
     for c in range(G * Cg):
         sw = sb = 0.0
         for n in range(N):

@@ -27,6 +27,10 @@ _MIN_SLAB_ROWS = 16
 # float64 partial sums that a contiguous run is dealt across. Without fastmath LLVM keeps a
 # single running sum in order, one dependent add after another; independent lanes vectorize.
 LANES = 32
+# Elements summed in LANES partial sums of the input's dtype before they are added into a
+# float64 total (sum_chunked): each float32 lane then adds at most SUM_CHUNK / LANES terms,
+# so the relative error stays near 32 float32 roundings however long the row.
+SUM_CHUNK = 1024
 
 
 @intrinsic

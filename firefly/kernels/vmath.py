@@ -22,6 +22,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 from firefly.kernels._jit import inline_helper
@@ -307,6 +308,29 @@ def like(typingctx, value, reference):
     return reference(value, reference), codegen
 
 
+@intrinsic
+def _mul_add(typingctx, a, b, c):
+    """a * b + c as LLVM's ``fmuladd``: one fused multiply-add where the CPU has FMA (every
+    x86-64 CPU since 2013, every ARM64 one), rounding once; a multiply and an add elsewhere.
+
+    Not fastmath: the result is either correctly rounded a * b + c or the two-rounding one,
+    and the functions below are accurate with either. It vectorizes.
+    """
+    if not isinstance(a, types.Float) or not (a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        value_type = args[0].type
+        fn = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(value_type, [value_type] * 3),
+            f"llvm.fmuladd.f{a.bitwidth}",
+        )
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
+
+
 @inline_helper
 def _exp_reduce(v):
     """k = round(v / ln 2) and r = v - k ln 2, for v clamped to [exp_min, exp_max].
@@ -379,13 +403,54 @@ def log_split_bits(bits):
 TANH_SATURATION = 20.0
 
 
+# Rounding to an integer by adding 1.5 * 2**23: below 2**22 in magnitude, the sum's last
+# mantissa bit is the units digit, so the sum minus this constant is the rounded value and the
+# sum's bits minus the constant's bits are that integer, with no float-to-integer conversion.
+_ROUND_SHIFTER_F32 = np.float32(12582912.0)
+_ROUND_SHIFTER_BITS_F32 = np.int32(np.array(_ROUND_SHIFTER_F32).view(np.int32))
+
+
+def _exp_f32(v):
+    """exp(v) in float32 with fused multiply-adds: the same reduction and polynomial as the
+    float64 path's float32 constants, in 27 vector operations instead of 38 (1.4x faster).
+
+    k = round(v / ln 2) comes from the rounding shifter, r = v - k ln 2 from two fused
+    multiply-adds (Cody-Waite), and 2**k, which ranges over [-150, 128], is applied as two
+    normal factors 2**(k >> 1) and 2**(k - (k >> 1)) built from their exponent bits, so that
+    only the last product rounds and subnormal results are correctly rounded from the
+    polynomial's value.
+    """
+    c = v if v > _EXP_MIN_F32 else _EXP_MIN_F32  # NaN becomes the bound; restored below
+    c = c if c < _EXP_MAX_F32 else _EXP_MAX_F32
+    shifted = _mul_add(c, _LOG2E_F32, _ROUND_SHIFTER_F32)
+    kf = shifted - _ROUND_SHIFTER_F32
+    k = _bits_of(shifted) - _ROUND_SHIFTER_BITS_F32
+    r = _mul_add(kf, -_LN2_HI_F32, c)
+    r = _mul_add(kf, -_LN2_LO_F32, r)
+    p0, p1, p2, p3, p4, p5 = _EXP_P_F32
+    p = _mul_add(_mul_add(_mul_add(_mul_add(_mul_add(p0, r, p1), r, p2), r, p3), r, p4), r, p5)
+    expm1_r = _mul_add(p, r * r, r)
+    k_half = k >> 1
+    half_scale = _float_from_bits((k_half + _F32_EXPONENT_BIAS) << _F32_MANTISSA_BITS, v)
+    other_half = _float_from_bits((k - k_half + _F32_EXPONENT_BIAS) << _F32_MANTISSA_BITS, v)
+    y = ((_F32_ONE + expm1_r) * half_scale) * other_half
+    return y if v == v else v
+
+
+def _exp_f64(v):
+    return exp_from_half_scale(v, _float_from_bits(exp_half_scale_bits(v), v))
+
+
+_exp = _by_float_type(_exp_f32, _exp_f64)
+
+
 # The scalar functions below compile to plain arithmetic, selects and bit casts, with no
 # calls: a loop that applies one to every element vectorizes. Each computes in its argument's
 # precision (float32 or float64).
 @inline_helper
 def exp(v):
     """exp(v)."""
-    return exp_from_half_scale(v, _float_from_bits(exp_half_scale_bits(v), v))
+    return _exp(v)
 
 
 @inline_helper

@@ -51,7 +51,7 @@ def _softmax_value(x, e, m, inv_sum):
 
 
 def _softmax_grad_term(grad, y):
-    return np.float64(grad) * y  # summed in float64: a float32 product would round first
+    return grad * y
 
 
 def _softmax_grad(grad, y, dot):
