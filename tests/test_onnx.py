@@ -543,3 +543,26 @@ def test_cells_and_an_unbatched_sequence(make_model, sizes, tmp_path):
         assert len(got) == len(expected) == 2
         for have, want in zip(got, expected):
             np.testing.assert_allclose(have, want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+class ScaledWeights(nn.Module):
+    """A recurrent layer op whose weight is computed in the forward (ONNX wants initializers)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.RNN(3, 4)
+
+    def forward(self, x):
+        r = self.rnn
+        h0 = firefly.zeros(x.shape[1], 4)
+        weights = (r.weight_ih_l0 * 2.0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0)
+        return firefly.ops.apply("rnn_layer", x, h0, *weights)
+
+
+def test_a_recurrent_weight_computed_in_the_forward_is_refused(tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=r"rnn_layer with weight_ih computed in the forward has no ONNX mapping; it ran in "
+        r"module 'ScaledWeights'",
+    ):
+        firefly.onnx.export(ScaledWeights(), firefly.zeros(5, 2, 3), tmp_path / "m.onnx")
