@@ -23,7 +23,9 @@ import numpy as np
 from firefly import autograd
 from firefly.nn.layers.dropout import Dropout
 from firefly.nn.layers.norm import _BatchNorm
+from firefly.nn.layers.recurrent import RNNBase
 from firefly.nn.module import Module
+from firefly.nn.utils.rnn import PackedSequence
 from firefly.tensor import Tensor
 
 __all__ = ["export", "supported_ops"]
@@ -45,6 +47,10 @@ class _Graph:
         self.array_names: dict[int, str] = {}  # id(traced Tensor's array) -> its value name
         self.keep: list = []
         self.parameters = parameters  # id(parameter or buffer array) -> its state_dict key
+        # A recurrent layer op's value name -> (T, the names of its parts: the outputs
+        # (T, B, H), then the final h (B, H) and c): the layer's slices of it take the parts,
+        # so that neither T nor B is baked into a Slice.
+        self.recurrent_parts: dict[str, tuple[int, list[str]]] = {}
         self.count = 0
 
     def fresh(self, hint: str) -> str:
@@ -59,6 +65,29 @@ class _Graph:
             )
         )
         return output
+
+    def multi_node(self, op_type: str, inputs: Sequence[str], outputs: int, **attributes: Any):
+        """A node with several outputs (an optional input is named ""); their names."""
+        names = [self.fresh(f"{op_type}_out{k}") for k in range(outputs)]
+        self.nodes.append(
+            self.helper.make_node(
+                op_type, list(inputs), names, name=f"{op_type}_{self.count}", **attributes
+            )
+        )
+        return names
+
+    def traced(self, source: Any) -> bool:
+        """Whether ``source`` is a value computed in the graph (from the model's inputs)."""
+        if isinstance(source, Tensor):
+            if id(source) in self.names:
+                return True
+            source = source._data
+        return isinstance(source, np.ndarray) and id(source) in self.array_names
+
+    def is_constant(self, source: Any) -> bool:
+        """Neither computed in the graph nor a parameter or buffer: a constant made in Python."""
+        array = source._data if isinstance(source, Tensor) else source
+        return not self.traced(source) and id(array) not in self.parameters
 
     def constant(self, value: Any, dtype: Any = None) -> str:
         array = np.asarray(value, dtype=dtype)
@@ -180,6 +209,17 @@ def _layer_norm(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str
 
 
 def _reshape(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    before, after = tuple(args[0].shape), tuple(out.shape)
+    # An unsqueeze or squeeze (one size-1 dimension more or less) names only that axis, so the
+    # other dimensions (batch, time) stay free.
+    for axis in range(len(after)):
+        if len(after) == len(before) + 1 and after[axis] == 1:
+            if after[:axis] + after[axis + 1 :] == before:
+                return g.node("Unsqueeze", [x, g.constant([axis], np.int64)])
+    for axis in range(len(before)):
+        if len(before) == len(after) + 1 and before[axis] == 1:
+            if before[:axis] + before[axis + 1 :] == after:
+                return g.node("Squeeze", [x, g.constant([axis], np.int64)])
     shape = list(out.shape)
     if shape and args[0].ndim and args[0].shape[0] == shape[0]:
         shape[0] = 0  # ONNX: copy the input's first (batch) dimension, so it may vary
@@ -285,6 +325,10 @@ def _getitem(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
     """Basic indexing: ints and slices with a positive step (and one Ellipsis); a full slice
     ``:`` takes nothing, so the batch dimension stays free."""
     index = attrs.get("index", ())
+    if x in g.recurrent_parts:
+        part = _recurrent_part(g, x, index)
+        if part is not None:
+            return part
     items = list(index) if isinstance(index, tuple) else [index]
     ndim = args[0].ndim
     ellipses = [i for i, item in enumerate(items) if item is Ellipsis]
@@ -326,7 +370,105 @@ def _log_base(base: float) -> Callable:
     return build
 
 
+# Gate blocks in ONNX's order, as indices of torch's blocks: the LSTM's i, o, f, c from
+# torch's i, f, g, o; the GRU's z, r, h from torch's r, z, n. The RNN has one block.
+_GATE_ORDERS = {"lstm_layer": [0, 3, 1, 2], "gru_layer": [1, 0, 2], "rnn_layer": [0]}
+
+
+def _recurrent_array(g: _Graph, source: Any, op_name: str, label: str) -> np.ndarray:
+    """A weight or bias of a recurrent layer op with its gate blocks in ONNX's order."""
+    if g.traced(source):
+        raise _Unsupported(f"{op_name} with {label} computed in the forward")
+    array = source._data if isinstance(source, Tensor) else np.asarray(source)
+    order = _GATE_ORDERS[op_name]
+    blocks = np.split(array, len(order), axis=0)
+    return np.concatenate([blocks[k] for k in order], axis=0)
+
+
+def _recurrent_initializer(g: _Graph, key_source: Any, array: np.ndarray, label: str) -> str:
+    """``array`` under a leading direction axis as an initializer, named after the state_dict
+    key of ``key_source`` (with ``label`` for its part) when it is a parameter."""
+    source = key_source._data if isinstance(key_source, Tensor) else key_source
+    key = g.parameters.get(id(source))
+    name = g.fresh(label) if key is None else f"{key}.onnx_{label}"
+    g.initializers[name] = array[None]
+    return name
+
+
+def _recurrent(op_name: str) -> Callable:
+    """``rnn_layer``/``lstm_layer``/``gru_layer`` (one layer, one direction) as ONNX's
+    RNN/LSTM/GRU. The value is the op's (T + states, B, H) array; its parts go to
+    ``recurrent_parts``, where the layer's slices find them."""
+
+    def build(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+        if attrs.get("lengths") is not None:
+            raise _Unsupported(
+                f"{op_name} with sequence lengths (a PackedSequence): packed sequences are "
+                "not supported in ONNX export; pass the padded batch as a Tensor"
+            )
+        count = 2 if op_name == "lstm_layer" else 1
+        states, (w_ih, w_hh, b_ih, _) = args[1 : 1 + count], args[1 + count :]
+        hidden = int(states[0].shape[-1])
+        # ONNX's W, R and B (both biases in one row), named after the torch parameters
+        arrays = {
+            label: _recurrent_array(g, source, op_name, label)
+            for label, source in zip(
+                ("weight_ih", "weight_hh", "bias_ih", "bias_hh"), args[1 + count :]
+            )
+        }
+        weights = [
+            _recurrent_initializer(g, w_ih, arrays["weight_ih"], "W"),
+            _recurrent_initializer(g, w_hh, arrays["weight_hh"], "R"),
+            _recurrent_initializer(
+                g, b_ih, np.concatenate([arrays["bias_ih"], arrays["bias_hh"]]), "B"
+            ),
+        ]
+        initial = []
+        for state in states:
+            if g.is_constant(state) and not np.any(np.asarray(state._data)):
+                initial.append("")  # ONNX's default initial state is zeros, at any batch size
+            else:
+                initial.append(
+                    g.node("Unsqueeze", [g.value(state, out.dtype), g.constant([0], np.int64)])
+                )
+        settings: dict[str, Any] = {
+            "hidden_size": hidden,
+            "direction": "reverse" if attrs.get("reverse") else "forward",
+        }
+        if op_name == "gru_layer":
+            settings["linear_before_reset"] = 1  # torch's GRU: r multiplies (W_hn h + b_hn)
+        if op_name == "rnn_layer":
+            settings["activations"] = [attrs.get("nonlinearity", "tanh").capitalize()]
+        kind = {"lstm_layer": "LSTM", "gru_layer": "GRU", "rnn_layer": "RNN"}[op_name]
+        inputs = [x, *weights, "", *initial]
+        while inputs[-1] == "":  # no trailing optional inputs
+            inputs.pop()
+        results = g.multi_node(kind, inputs, 1 + count, **settings)
+        axis0 = g.constant([0], np.int64)
+        outputs = g.node("Squeeze", [results[0], g.constant([1], np.int64)])  # (T, 1, B, H)
+        finals = [g.node("Squeeze", [r, axis0]) for r in results[1:]]  # each (1, B, H)
+        whole = g.node("Concat", [outputs, *results[1:]], axis=0)
+        g.recurrent_parts[whole] = (int(args[0].shape[0]), [outputs, *finals])
+        return whole
+
+    return build
+
+
+def _recurrent_part(g: _Graph, x: str, index: Any) -> str | None:
+    """The part of a recurrent op's value that ``index`` takes, when it is one the layer takes
+    (``[:T]``, the outputs, or ``[T + k]``, a final state); otherwise None."""
+    steps, parts = g.recurrent_parts[x]
+    if index == slice(None, steps, None):
+        return parts[0]
+    if isinstance(index, (int, np.integer)) and steps <= index < steps + len(parts) - 1:
+        return parts[int(index) - steps + 1]
+    return None
+
+
 _MAPPINGS: dict[str, Callable] = {
+    "rnn_layer": _recurrent("rnn_layer"),
+    "lstm_layer": _recurrent("lstm_layer"),
+    "gru_layer": _recurrent("gru_layer"),
     "linear": _linear,
     "matmul": _binary("MatMul"),
     "conv1d": _conv,
@@ -420,6 +562,27 @@ def _dynamic_dims(dynamic_axes: Any, name: str) -> dict[int, str]:
     return {int(a): f"{name}_dim{a}" for a in axes}
 
 
+def _flatten(result: Any) -> list:
+    """The forward's outputs in order, nested tuples flattened and Nones left out, as torch's
+    exporter does (an LSTM's ``(output, (h_n, c_n))`` is three outputs)."""
+    if isinstance(result, (tuple, list)):
+        return [leaf for item in result for leaf in _flatten(item)]
+    return [] if result is None else [result]
+
+
+def _prune(graph: _Graph, output_names: Sequence[str]) -> None:
+    """Drops the nodes and initializers no output needs (a recurrent op's whole value, when the
+    layer takes only its parts)."""
+    needed = set(output_names)
+    kept = []
+    for node in reversed(graph.nodes):
+        if needed.intersection(node.output):
+            kept.append(node)
+            needed.update(node.input)
+    graph.nodes = kept[::-1]
+    graph.initializers = {k: v for k, v in graph.initializers.items() if k in needed}
+
+
 def _import_onnx() -> Any:
     try:
         import onnx
@@ -481,6 +644,11 @@ def export(
     def record(op: Any, args: tuple, attrs: dict, out: Tensor) -> None:
         if failures:
             return
+        inputs_seen = [*args, *(a for a in attrs.values() if isinstance(a, (Tensor, np.ndarray)))]
+        if all(graph.is_constant(a) for a in inputs_seen if isinstance(a, (Tensor, np.ndarray))):
+            # Computed from constants only (an RNN's zero initial state, sliced): the output
+            # stays unbound, so that a later use stores its value as a constant.
+            return
         mapping = _MAPPINGS.get(op.name)
         try:
             if mapping is None:
@@ -498,24 +666,37 @@ def export(
                 )
             )
 
+    def enter(module: Module, args: tuple, name: str) -> None:
+        running.append(name)
+        if isinstance(module, RNNBase) and args and isinstance(args[0], PackedSequence):
+            # before any failure of the packing's own ops: this is the cause
+            failures.insert(
+                0,
+                ValueError(
+                    f"onnx.export: packed sequences are not supported in ONNX export; module "
+                    f"'{name or type(model).__name__}' ({type(module).__name__}) got a "
+                    "PackedSequence: pass the padded batch as a Tensor"
+                ),
+            )
+
     def leave(module: Module, args: tuple, output: Any) -> None:  # None: the output stays
         running.pop()
 
     handles = []
     for name, module in model.named_modules():
-        handles.append(module.register_forward_pre_hook(lambda m, a, n=name: running.append(n)))
+        handles.append(module.register_forward_pre_hook(lambda m, a, n=name: enter(m, a, n)))
         handles.append(module.register_forward_hook(leave))
     was_training = model.training
     changing = [
         f"'{name or type(model).__name__}' ({type(m).__name__})"
         for name, m in model.named_modules()
-        if isinstance(m, (Dropout, _BatchNorm))
+        if isinstance(m, (Dropout, _BatchNorm)) or (isinstance(m, RNNBase) and m.dropout)
     ]
     if was_training and changing:
         warnings.warn(
             "onnx.export: the model is in training mode; it is exported in eval mode, as "
-            f"torch.onnx.export does: dropout off, batch norm on its running statistics "
-            f"(modules {', '.join(changing)})",
+            "torch.onnx.export does: dropout off (also between recurrent layers), batch norm "
+            f"on its running statistics (modules {', '.join(changing)})",
             UserWarning,
             stacklevel=2,
         )
@@ -533,9 +714,11 @@ def export(
     if failures:
         raise failures[0]
 
-    outputs = list(result) if isinstance(result, (tuple, list)) else [result]
+    outputs = _flatten(result)
     if not all(isinstance(o, Tensor) for o in outputs):
-        raise TypeError("onnx.export: the model's forward must return a Tensor or a tuple of them")
+        raise TypeError(
+            "onnx.export: the model's forward must return a Tensor or (nested) tuples of them"
+        )
     output_names = list(output_names or [f"output_{i}" for i in range(len(outputs))])
     if len(output_names) != len(outputs):
         raise ValueError(
@@ -546,6 +729,7 @@ def export(
             onnx.helper.make_node("Identity", [graph.value(tensor, tensor.dtype)], [name])
         )
 
+    _prune(graph, output_names)
     unknown = set(dynamic_axes or {}) - set(input_names) - set(output_names)
     if unknown:
         raise ValueError(
@@ -556,8 +740,10 @@ def export(
     def declare(name: str, tensor: Tensor, fixed: bool) -> Any:
         dims = _dynamic_dims(dynamic_axes, name)
         shape = [dims.get(axis, size) for axis, size in enumerate(tensor.shape)]
+        if not (fixed or dims):  # an output whose sizes may follow a dynamic input's: unnamed
+            shape = [None] * tensor.ndim
         elem = onnx.helper.np_dtype_to_tensor_dtype(tensor.dtype)
-        return onnx.helper.make_tensor_value_info(name, elem, shape if fixed or dims else None)
+        return onnx.helper.make_tensor_value_info(name, elem, shape)
 
     any_dynamic = bool(dynamic_axes)
     proto = onnx.helper.make_model(

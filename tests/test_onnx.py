@@ -3,6 +3,7 @@
 
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -232,3 +233,336 @@ def test_without_onnx_says_what_to_install(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r'pip install "firefly-dl\[onnx\]"'):
         firefly.onnx.export(nn.Linear(2, 2), firefly.zeros(1, 2), tmp_path / "m.onnx")
+
+
+# ----------------------------------------------------------------------------- recurrent layers
+def _compare_sequences(model, make_inputs, names, output_names, dynamic, tmp_path, sizes):
+    """Export on inputs of the first (batch, steps) in ``sizes``; onnxruntime matches firefly on
+    all of them (each output, within 1e-5 in float32)."""
+    path = tmp_path / "seq.onnx"
+    rng = np.random.default_rng(7)
+    example = make_inputs(rng, *sizes[0])
+    firefly.onnx.export(
+        model,
+        example,
+        path,
+        input_names=names,
+        output_names=output_names,
+        dynamic_axes=dynamic,
+    )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch, steps in sizes:
+        inputs = make_inputs(rng, batch, steps)
+        with firefly.no_grad():
+            result = model(*(firefly.Tensor(a, dtype=a.dtype) for a in inputs))
+        expected = firefly.onnx._flatten(result)
+        got = session.run(None, dict(zip(names, inputs)))
+        assert len(got) == len(expected) == len(output_names)
+        for name, have, want in zip(output_names, got, expected):
+            assert have.shape == want.shape, (name, batch, steps)
+            np.testing.assert_allclose(have, want.numpy(), rtol=1e-5, atol=1e-5, err_msg=name)
+    return onnx.load(str(path))
+
+
+class LanguageModel(nn.Module):
+    """examples/char_lstm.py's shape of model: Embedding -> 2-layer LSTM -> Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(30, 12)
+        self.lstm = nn.LSTM(12, 16, num_layers=2, batch_first=True)
+        self.head = nn.Linear(16, 30)
+
+    def forward(self, ids):
+        hidden, (h_n, c_n) = self.lstm(self.embed(ids))
+        return self.head(hidden), h_n, c_n
+
+
+def test_lstm_language_model_with_dynamic_batch_and_sequence(tmp_path):
+    firefly.manual_seed(11)
+    model = LanguageModel()
+    dynamic = {
+        "ids": {0: "batch", 1: "time"},
+        "logits": {0: "batch", 1: "time"},
+        "h_n": {1: "batch"},
+        "c_n": {1: "batch"},
+    }
+    proto = _compare_sequences(
+        model,
+        lambda rng, batch, steps: (rng.integers(0, 30, (batch, steps)).astype(np.int64),),
+        ["ids"],
+        ["logits", "h_n", "c_n"],
+        dynamic,
+        tmp_path,
+        [(3, 5), (6, 9), (1, 1), (2, 17)],
+    )
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("LSTM") == 2 and "Gather" in ops
+    assert "Slice" not in ops  # the layer's slices are the LSTM node's outputs themselves
+    initializers = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    # ONNX's layout: a direction axis, gates i, o, f, c (torch's i, f, g, o)
+    weight = model.lstm.weight_ih_l0.numpy()
+    i, f, g, o = np.split(weight, 4)
+    np.testing.assert_array_equal(
+        initializers["lstm.weight_ih_l0.onnx_W"], np.concatenate([i, o, f, g])[None]
+    )
+    biases = [getattr(model.lstm, f"bias_{kind}_l1").numpy() for kind in ("ih", "hh")]
+    onnx_bias = [np.concatenate([b[:16], b[48:], b[16:32], b[32:48]]) for b in biases]
+    np.testing.assert_array_equal(
+        initializers["lstm.bias_ih_l1.onnx_B"], np.concatenate(onnx_bias)[None]
+    )
+
+
+class GRUClassifier(nn.Module):
+    """A GRU over (batch, steps, features) from a given initial state; the last layer's final
+    state classifies."""
+
+    def __init__(self, layers):
+        super().__init__()
+        self.gru = nn.GRU(5, 8, num_layers=layers, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x, h0):
+        _, h_n = self.gru(x, h0)
+        return self.head(h_n[-1]).log_softmax(dim=-1)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_gru_classifier_from_an_initial_state(layers, tmp_path):
+    firefly.manual_seed(12)
+    model = GRUClassifier(layers)
+
+    def inputs(rng, batch, steps):
+        x = rng.normal(size=(batch, steps, 5)).astype(np.float32)
+        return x, rng.normal(size=(layers, batch, 8)).astype(np.float32)
+
+    dynamic = {"x": {0: "batch", 1: "time"}, "h0": {1: "batch"}, "scores": {0: "batch"}}
+    proto = _compare_sequences(
+        model, inputs, ["x", "h0"], ["scores"], dynamic, tmp_path, [(4, 6), (7, 3), (1, 10)]
+    )
+    grus = [n for n in proto.graph.node if n.op_type == "GRU"]
+    assert len(grus) == layers
+    for node in grus:
+        settings = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert settings["linear_before_reset"] == 1
+        assert len(node.input) == 6 and node.input[5]  # initial_h is given
+
+
+class BidirectionalRNN(nn.Module):
+    def __init__(self, nonlinearity, layers, batch_first):
+        super().__init__()
+        self.rnn = nn.RNN(
+            4,
+            6,
+            num_layers=layers,
+            nonlinearity=nonlinearity,
+            bidirectional=True,
+            batch_first=batch_first,
+        )
+        self.head = nn.Linear(12, 2)
+
+    def forward(self, x):
+        output, h_n = self.rnn(x)
+        return self.head(output), h_n
+
+
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_bidirectional_rnn(nonlinearity, layers, batch_first, tmp_path):
+    firefly.manual_seed(13)
+    model = BidirectionalRNN(nonlinearity, layers, batch_first)
+    batch_axis, time_axis = (0, 1) if batch_first else (1, 0)
+
+    def inputs(rng, batch, steps):
+        shape = (batch, steps, 4) if batch_first else (steps, batch, 4)
+        return (rng.normal(size=shape).astype(np.float32),)
+
+    dynamic = {
+        "x": {batch_axis: "batch", time_axis: "time"},
+        "y": {batch_axis: "batch", time_axis: "time"},
+        "h_n": {1: "batch"},
+    }
+    proto = _compare_sequences(
+        model, inputs, ["x"], ["y", "h_n"], dynamic, tmp_path, [(3, 4), (5, 8), (1, 1)]
+    )
+    nodes = [
+        {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
+        for n in proto.graph.node
+        if n.op_type == "RNN"
+    ]
+    assert sorted(n["direction"] for n in nodes) == [b"forward"] * layers + [b"reverse"] * layers
+    assert {tuple(n["activations"]) for n in nodes} == {(nonlinearity.capitalize().encode(),)}
+
+
+class Recurrent(nn.Module):
+    """Any recurrent layer, with or without initial states, returning all it gives."""
+
+    def __init__(self, kind, layers, bidirectional, batch_first, with_state):
+        super().__init__()
+        self.layer = getattr(nn, kind)(
+            3, 4, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first
+        )
+        self.with_state = with_state
+
+    def forward(self, x, *states):
+        if not self.with_state:
+            return self.layer(x)
+        return self.layer(x, tuple(states) if len(states) == 2 else states[0])
+
+
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU"])
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, True)])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_every_recurrent_layer_with_and_without_initial_states(
+    kind, layers, bidirectional, with_state, tmp_path
+):
+    firefly.manual_seed(14)
+    batch_first = not with_state
+    model = Recurrent(kind, layers, bidirectional, batch_first, with_state)
+    directions = 2 if bidirectional else 1
+    state_count = 2 if kind == "LSTM" else 1
+    names = ["x"] + (["h0", "c0"][:state_count] if with_state else [])
+    outputs = ["y", "h_n", "c_n"][: 1 + state_count]
+    batch_axis, time_axis = (0, 1) if batch_first else (1, 0)
+
+    def inputs(rng, batch, steps):
+        shape = (batch, steps, 3) if batch_first else (steps, batch, 3)
+        arrays = [rng.normal(size=shape).astype(np.float32)]
+        for _ in names[1:]:
+            arrays.append(rng.normal(size=(layers * directions, batch, 4)).astype(np.float32))
+        return tuple(arrays)
+
+    dynamic = {"x": {batch_axis: "batch", time_axis: "time"}, "y": {batch_axis: "batch"}}
+    dynamic.update({name: {1: "batch"} for name in names[1:] + outputs[1:]})
+    _compare_sequences(model, inputs, names, outputs, dynamic, tmp_path, [(2, 3), (5, 6), (1, 1)])
+
+
+class Packed(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 4)
+
+    def forward(self, x):
+        packed = nn.utils.rnn.pack_padded_sequence(x, [x.shape[0]] * x.shape[1])
+        output, _ = self.lstm(packed)
+        return nn.utils.rnn.pad_packed_sequence(output)[0]
+
+
+def test_a_packed_sequence_is_refused_naming_the_module(tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=r"packed sequences are not supported in ONNX export; module 'lstm' \(LSTM\)",
+    ):
+        firefly.onnx.export(Packed(), firefly.zeros(5, 2, 3), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_the_char_lstm_example_model_in_training_mode(tmp_path):
+    """examples/char_lstm.py's model as the example builds it, with dropout between its LSTM
+    layers and in training mode: a warning names the LSTM, the loss slot (None) is no output,
+    and the file gives the eval-mode logits and state."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    try:
+        import char_lstm
+    finally:
+        sys.path.pop(0)
+    firefly.manual_seed(15)
+    config = char_lstm.Config(n_layer=2, hidden=16, n_embd=8, dropout=0.5)
+    model = char_lstm.build_model(firefly, config, vocab_size=25)
+    model.train()
+    rng = np.random.default_rng(16)
+    path = tmp_path / "char.onnx"
+    names = ["logits", "h_n", "c_n"]
+    dynamic = {"idx": {0: "batch", 1: "time"}, "logits": {0: "batch", 1: "time"}}
+    dynamic.update({"h_n": {1: "batch"}, "c_n": {1: "batch"}})
+    with pytest.warns(UserWarning, match=r"dropout off \(also between recurrent layers\).*'lstm'"):
+        firefly.onnx.export(
+            model,
+            rng.integers(0, 25, (2, 7)),
+            path,
+            input_names=["idx"],
+            output_names=names,
+            dynamic_axes=dynamic,
+        )
+    assert model.training
+    model.eval()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    ids = rng.integers(0, 25, (3, 11))
+    logits, (h_n, c_n), loss = model(firefly.Tensor(ids, dtype=np.int64))
+    assert loss is None
+    got = session.run(None, {"idx": ids.astype(np.int64)})
+    for have, want in zip(got, (logits, h_n, c_n)):
+        np.testing.assert_allclose(have, want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+class Cells(nn.Module):
+    """The one-step cells (a sequence of one through the same ops), no state given, one
+    without biases."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTMCell(3, 4)
+        self.gru = nn.GRUCell(4, 5)
+        self.rnn = nn.RNNCell(5, 2, nonlinearity="relu", bias=False)
+
+    def forward(self, x):
+        h, c = self.lstm(x)
+        return self.rnn(self.gru(h)), c
+
+
+class Unbatched(nn.Module):
+    """A bidirectional GRU without biases on one unbatched (steps, features) sequence."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(3, 4, bias=False, bidirectional=True)
+
+    def forward(self, x):
+        return self.gru(x)
+
+
+@pytest.mark.parametrize(
+    "make_model,sizes",
+    [(Cells, [(2, 3), (5, 3), (1, 3)]), (Unbatched, [(6, 3), (2, 3), (9, 3)])],
+    ids=["cells", "unbatched"],
+)
+def test_cells_and_an_unbatched_sequence(make_model, sizes, tmp_path):
+    """The first axis (the batch of the cells, the steps of the sequence) is dynamic."""
+    firefly.manual_seed(17)
+    model = make_model()
+    rng = np.random.default_rng(18)
+    path = tmp_path / "m.onnx"
+    example = rng.normal(size=sizes[0]).astype(np.float32)
+    firefly.onnx.export(model, example, path, dynamic_axes={"input_0": {0: "n"}})
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for size in sizes:
+        x = rng.normal(size=size).astype(np.float32)
+        expected = firefly.onnx._flatten(model(firefly.Tensor(x)))
+        got = session.run(None, {"input_0": x})
+        assert len(got) == len(expected) == 2
+        for have, want in zip(got, expected):
+            np.testing.assert_allclose(have, want.numpy(), rtol=1e-5, atol=1e-5)
+
+
+class ScaledWeights(nn.Module):
+    """A recurrent layer op whose weight is computed in the forward (ONNX wants initializers)."""
+
+    def __init__(self):
+        super().__init__()
+        self.rnn = nn.RNN(3, 4)
+
+    def forward(self, x):
+        r = self.rnn
+        h0 = firefly.zeros(x.shape[1], 4)
+        weights = (r.weight_ih_l0 * 2.0, r.weight_hh_l0, r.bias_ih_l0, r.bias_hh_l0)
+        return firefly.ops.apply("rnn_layer", x, h0, *weights)
+
+
+def test_a_recurrent_weight_computed_in_the_forward_is_refused(tmp_path):
+    with pytest.raises(
+        ValueError,
+        match=r"rnn_layer with weight_ih computed in the forward has no ONNX mapping; it ran in "
+        r"module 'ScaledWeights'",
+    ):
+        firefly.onnx.export(ScaledWeights(), firefly.zeros(5, 2, 3), tmp_path / "m.onnx")
