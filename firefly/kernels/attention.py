@@ -25,7 +25,7 @@ import numpy as np
 from numba import prange
 
 from firefly.kernels import vmath
-from firefly.kernels._jit import inline_helper, scalar, sized_kernel
+from firefly.kernels._jit import called_helper, inline_helper, scalar, sized_kernel
 
 # Below this many query elements (slices x rows x head size) a call runs serially: waking the
 # thread pool costs more than the slices save.
@@ -90,6 +90,15 @@ def _scores(srow, limit, scale, has_bias, brow, has_keep, krow):
                 srow[c] = srow[c] if krow[c] else minus_inf
         elif not krow[0]:
             srow[:limit] = minus_inf
+
+
+@called_helper
+def _exp_shifted(row, limit, shift):
+    """row[:limit] = exp(row[:limit] - shift) in place. A function of its own rather than
+    inlined: vmath.exp inlined into the kernels' nested loops tripped Numba's IR scope check
+    (NumbaIRAssumptionWarning), and the row loop vectorizes the same either way."""
+    for c in range(limit):
+        row[c] = vmath.exp(row[c] - shift)
 
 
 @inline_helper
@@ -241,10 +250,8 @@ def _attention_forward(
                             srow[:] = 0.0
                             alpha[r] = 1.0
                             continue
-                        alpha[r] = vmath.exp(row_max[r] - new_max)
-                        shift = vmath.like(new_max, scale)
-                        for c in range(limit):
-                            srow[c] = vmath.exp(srow[c] - shift)
+                        alpha[r] = np.exp(row_max[r] - new_max)
+                        _exp_shifted(srow, limit, vmath.like(new_max, scale))
                         srow[limit:] = 0.0
                         row_sum[r] = row_sum[r] * alpha[r] + _row_sum(srow, limit, lane)
                         row_max[r] = new_max
@@ -368,8 +375,7 @@ def _attention_backward(
                         _scores(srow, limit, scale, has_bias, brow, has_keep, krow)
                         shift = lse[n, i]
                         d = vmath.like(rowdot[r], scale)
-                        for c in range(limit):
-                            srow[c] = vmath.exp(srow[c] - shift)
+                        _exp_shifted(srow, limit, shift)
                         if dropping:
                             base = (n * Tq + i) * Tk + j0
                             for c in range(limit):
