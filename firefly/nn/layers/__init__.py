@@ -1,5 +1,5 @@
 """Layers: Linear, convolution, pooling, normalization, dropout, embedding, shape layers,
-activations and containers."""
+activations, containers and the Transformer layers."""
 
 from firefly.nn.layers.activation import (
     ELU,
@@ -29,6 +29,13 @@ from firefly.nn.layers.flatten import Flatten, Identity, Unflatten
 from firefly.nn.layers.linear import Linear
 from firefly.nn.layers.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from firefly.nn.layers.pool import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from firefly.nn.layers.transformer import (
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 
 __all__ = [
     "Linear",
@@ -63,4 +70,9 @@ __all__ = [
     "ModuleDict",
     "ParameterList",
     "ParameterDict",
+    "TransformerEncoderLayer",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
+    "TransformerDecoder",
+    "Transformer",
 ]
