@@ -180,7 +180,8 @@ def define_gpt(lib):
             T = idx.shape[1]
             if T > self.block_size:
                 raise ValueError(f"a sequence of {T} is longer than block_size {self.block_size}")
-            x = self.drop(self.wte(idx) + self.wpe(lib.arange(T)))
+            # positions 0..T-1 are the first T rows of wpe: a slice, no index array made per step
+            x = self.drop(self.wte(idx) + self.wpe.weight[:T])
             for block in self.blocks:
                 x = block(x)
             logits = self.head(self.ln_f(x))
