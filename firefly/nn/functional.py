@@ -28,6 +28,7 @@ __all__ = [
     "group_norm",
     "dropout",
     "embedding",
+    "scaled_dot_product_attention",
     "relu",
     "sigmoid",
     "tanh",
@@ -271,6 +272,60 @@ def embedding(
     if max_norm is not None:
         raise NotImplementedError("embedding: max_norm is not supported by firefly")
     return ops.apply("embedding", weight, indices=_array(input), padding_idx=padding_idx)
+
+
+def scaled_dot_product_attention(
+    query: _TensorLike,
+    key: _TensorLike,
+    value: _TensorLike,
+    attn_mask: _TensorLike | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> Tensor:
+    """softmax(query @ key^T * scale + mask) @ value over the last two dimensions, as torch's:
+    query (..., L, E), key (..., S, E), value (..., S, Ev) -> (..., L, Ev). ``attn_mask``
+    broadcasts to (..., L, S): bool (True: attend) or float (added to the scores);
+    ``is_causal`` lets query i attend keys 0..i; ``scale`` defaults to 1 / sqrt(E); dropout
+    (``dropout_p``, applied whatever the mode, as torch) draws from firefly's generator. A query
+    row that can attend no key gives zeros, as torch. One fused op: the (L, S) scores are never
+    held, in the forward or the backward."""
+    if enable_gqa:
+        raise NotImplementedError(
+            "scaled_dot_product_attention: enable_gqa=True is not supported by firefly; "
+            "repeat key and value along the head dimension instead"
+        )
+    bias: _TensorLike = 0.0
+    bool_mask = None
+    if attn_mask is not None:
+        if is_causal:
+            raise ValueError(
+                "scaled_dot_product_attention: pass attn_mask or is_causal=True, not both "
+                "(as torch)"
+            )
+        mask_dtype = np.dtype(getattr(attn_mask, "dtype", None) or np.asarray(attn_mask).dtype)
+        if mask_dtype == np.bool_:
+            bool_mask = _array(attn_mask)
+        elif mask_dtype.kind == "f":
+            bias = attn_mask
+        else:
+            raise TypeError(
+                "scaled_dot_product_attention: attn_mask must be bool (True: attend) or "
+                f"float (added to the scores), got dtype {mask_dtype} (shape "
+                f"{np.shape(attn_mask)})"
+            )
+    return ops.apply(
+        "scaled_dot_product_attention",
+        query,
+        key,
+        value,
+        bias,
+        bool_mask=bool_mask,
+        is_causal=is_causal,
+        scale=scale,
+        dropout_p=dropout_p,
+    )
 
 
 def activation(name: str, input: _TensorLike, inplace: bool, **attrs: Any) -> Tensor:

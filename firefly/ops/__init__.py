@@ -7,6 +7,7 @@ elementwise op is scalar math on ``UnaryOp`` or ``BinaryOp``; any other op subcl
 
 from firefly.ops import (  # noqa: F401  (registers built-ins)
     activation,
+    attention,
     binary,
     classification_loss,
     conv,

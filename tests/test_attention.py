@@ -1,0 +1,465 @@
+"""F.scaled_dot_product_attention: the fused op against a NumPy float64 reference (forward and
+the gradients of its formulas), central differences, torch as an oracle, dropout's
+reproducibility and replay under firefly.compile, bad input, and the memory the op holds."""
+
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+
+import firefly
+import firefly.nn.functional as F
+from firefly import nn, ops
+from firefly.ops.attention import dropout_scales
+from firefly.tensor import Tensor
+from firefly.testing import check_op, gradcheck
+
+OP = "scaled_dot_product_attention"
+
+
+# ----------------------------------------------------------------------------- NumPy reference
+def reference(q, k, v, bias=None, keep=None, causal=False, scale=None, factors=None, grad=None):
+    """Attention in float64 with NumPy, as torch defines it: (out, and with ``grad`` the
+    gradients dq, dk, dv, dbias (dbias at the scores' full shape)). ``factors`` multiply the
+    probabilities after the softmax (dropout)."""
+    q, k, v = (np.asarray(a, dtype=np.float64) for a in (q, k, v))
+    scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
+    scores = q @ np.swapaxes(k, -1, -2) * scale
+    if bias is not None:
+        scores = scores + bias
+    masked = np.isneginf(scores)
+    if keep is not None:
+        masked = masked | ~np.broadcast_to(keep, scores.shape)
+    if causal:
+        masked = masked | np.triu(np.ones(scores.shape[-2:], dtype=bool), 1)
+    dead = masked.all(axis=-1, keepdims=True)
+    scores = np.where(masked, -np.inf, scores)
+    scores = np.where(dead, 0.0, scores)
+    probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    probs = probs / probs.sum(axis=-1, keepdims=True) * ~dead
+    factors = np.ones_like(probs) if factors is None else factors
+    out = (probs * factors) @ v
+    if grad is None:
+        return out
+    dprobs = grad @ np.swapaxes(v, -1, -2) * factors
+    dscores = probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True))
+    dq = dscores @ k * scale
+    dk = np.swapaxes(dscores, -1, -2) @ q * scale
+    dv = np.swapaxes(probs * factors, -1, -2) @ grad
+    return out, (dq, dk, dv, dscores)
+
+
+def sum_to(g, shape):
+    """``g`` summed over the dimensions that ``shape`` broadcasts over."""
+    lead = g.ndim - len(shape)
+    g = g.sum(axis=tuple(range(lead)))
+    axes = tuple(i for i, d in enumerate(shape) if d == 1 and g.shape[i] != 1)
+    return g.sum(axis=axes, keepdims=True)
+
+
+def op_reference(arrays, attrs):
+    """``check_op``'s reference: the op's attributes mapped onto ``reference``."""
+    q, k, v, bias = arrays
+    factors = None
+    if attrs.get("dropout_p", 0.0) > 0.0:
+        key = np.random.default_rng(attrs["seed"]).integers(0, 2**63 - 1, size=1, dtype=np.int64)
+        scores_shape = q.shape[:-1] + (k.shape[-2],)
+        factors = dropout_scales(key[0], scores_shape, attrs["dropout_p"])
+    return reference(
+        q,
+        k,
+        v,
+        bias=bias if bias.ndim else None,
+        keep=attrs.get("bool_mask"),
+        causal=attrs.get("is_causal", False),
+        scale=attrs.get("scale"),
+        factors=factors,
+    )
+
+
+def random_inputs(rng, batch, tq, tk, e, ev, dtype=np.float64):
+    q = rng.standard_normal(batch + (tq, e)).astype(dtype)
+    k = rng.standard_normal(batch + (tk, e)).astype(dtype)
+    v = rng.standard_normal(batch + (tk, ev)).astype(dtype)
+    grad = rng.standard_normal(batch + (tq, ev)).astype(dtype)
+    return q, k, v, grad
+
+
+def firefly_run(q, k, v, grad, attn_mask=None, **kwargs):
+    leaves = [Tensor(a, requires_grad=True) for a in (q, k, v)]
+    mask = attn_mask
+    if isinstance(attn_mask, np.ndarray) and attn_mask.dtype.kind == "f":
+        mask = Tensor(attn_mask, requires_grad=True)
+    out = F.scaled_dot_product_attention(*leaves, attn_mask=mask, **kwargs)
+    out.backward(grad)
+    grads = [t.grad.numpy() for t in leaves]
+    if isinstance(mask, Tensor) and mask.dtype.kind == "f":
+        grads.append(mask.grad.numpy())
+    return out.numpy(), grads
+
+
+# name -> (batch, Tq, Tk, E, Ev, mask maker (rng, batch, tq, tk) or None, causal, scale)
+CASES = {
+    "plain": ((2, 3), 5, 7, 4, 3, None, False, None),
+    "causal-square": ((2, 3), 9, 9, 4, 4, None, True, None),
+    "causal-more-queries": ((1, 2), 9, 4, 3, 2, None, True, None),
+    "causal-more-keys": ((1, 2), 4, 9, 3, 2, None, True, 0.7),
+    "bool-padding": (
+        (2, 3),
+        6,
+        8,
+        4,
+        4,
+        lambda r, b, q, k: r.random((b[0], 1, 1, k)) < 0.7,
+        False,
+        None,
+    ),
+    "bool-full-rows-masked": (
+        (2, 2),
+        6,
+        5,
+        3,
+        3,
+        lambda r, b, q, k: np.where(np.arange(q)[:, None] % 2 == 0, r.random((q, k)) < 0.6, False),
+        False,
+        None,
+    ),
+    "float-per-head": (
+        (2, 3),
+        5,
+        6,
+        4,
+        3,
+        lambda r, b, q, k: r.standard_normal((b[1], q, k)),
+        False,
+        0.5,
+    ),
+    "float-per-row": (
+        (2, 3),
+        5,
+        6,
+        4,
+        3,
+        lambda r, b, q, k: r.standard_normal((q, 1)),
+        False,
+        None,
+    ),
+    "float-neg-inf": (
+        (2,),
+        5,
+        6,
+        4,
+        3,
+        lambda r, b, q, k: np.where(r.random((q, k)) < 0.4, -np.inf, r.standard_normal((q, k))),
+        False,
+        None,
+    ),
+    "three-d": ((3,), 8, 8, 5, 5, None, False, None),
+    "two-d": ((), 8, 6, 5, 4, None, False, None),
+}
+
+
+def case_inputs(name, seed=0):
+    batch, tq, tk, e, ev, make_mask, causal, scale = CASES[name]
+    rng = np.random.default_rng(seed)
+    q, k, v, grad = random_inputs(rng, batch, tq, tk, e, ev)
+    mask = None if make_mask is None else make_mask(rng, batch, tq, tk)
+    return q, k, v, grad, mask, causal, scale
+
+
+def reference_for(q, k, v, grad, mask, causal, scale):
+    bias = mask if mask is not None and mask.dtype.kind == "f" else None
+    keep = mask if mask is not None and mask.dtype == np.bool_ else None
+    out, (dq, dk, dv, dscores) = reference(q, k, v, bias, keep, causal, scale, grad=grad)
+    grads = [dq, dk, dv] + ([sum_to(dscores, bias.shape)] if bias is not None else [])
+    return out, grads
+
+
+# ----------------------------------------------------------------------------- without torch
+def test_check_op_battery():
+    for seed in range(3):
+        assert check_op(OP, reference=op_reference, seed=seed)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_forward_and_gradients_match_numpy(name):
+    q, k, v, grad, mask, causal, scale = case_inputs(name)
+    out, grads = firefly_run(q, k, v, grad, attn_mask=mask, is_causal=causal, scale=scale)
+    expected_out, expected_grads = reference_for(q, k, v, grad, mask, causal, scale)
+    np.testing.assert_allclose(out, expected_out, rtol=0, atol=1e-12)
+    assert len(grads) == len(expected_grads)
+    for got, expected in zip(grads, expected_grads):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("tq,tk", [(1, 1), (1, 300), (300, 1), (129, 257), (300, 300)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_long_sequences_match_numpy(tq, tk, causal):
+    """Lengths across several query and key tiles, where the running maximum and sum carry
+    from tile to tile."""
+    rng = np.random.default_rng(tq + tk)
+    q, k, v, grad = random_inputs(rng, (2,), tq, tk, 8, 6)
+    q *= 3.0  # sharp rows: the running maximum changes from tile to tile
+    out, grads = firefly_run(q, k, v, grad, is_causal=causal)
+    expected_out, expected_grads = reference(q, k, v, causal=causal, grad=grad)
+    np.testing.assert_allclose(out, expected_out, rtol=0, atol=1e-11)
+    for got, expected in zip(grads, expected_grads):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-11)
+
+
+def test_fully_masked_rows_give_zeros():
+    rng = np.random.default_rng(1)
+    q, k, v, grad = random_inputs(rng, (2, 2), 4, 5, 3, 3)
+    keep = np.ones((4, 5), dtype=bool)
+    keep[1] = False
+    bias = np.zeros((4, 5))
+    bias[2] = -np.inf
+    for mask, row in ((keep, 1), (Tensor(keep, dtype=np.bool_), 1), (bias, 2)):
+        out, grads = firefly_run(q, k, v, grad, attn_mask=mask)
+        assert all(np.all(np.isfinite(a)) for a in [out] + grads)
+        np.testing.assert_array_equal(out[..., row, :], 0.0)
+        np.testing.assert_array_equal(grads[0][..., row, :], 0.0)
+        assert np.any(out[..., row + 1, :] != 0.0)
+
+
+def test_gradcheck_with_masks_and_dropout():
+    rng = np.random.default_rng(2)
+    q, k, v, _ = random_inputs(rng, (2, 2), 5, 4, 3, 2)
+    bias = rng.standard_normal((2, 1, 5, 4))
+    keep = rng.random((5, 4)) < 0.7
+    for attrs in (
+        {},
+        {"bool_mask": keep, "scale": 0.8},
+        {"is_causal": True},
+        {"dropout_p": 0.4, "seed": 7, "bool_mask": keep},
+    ):
+        assert gradcheck(OP, q, k, v, bias, attrs=attrs)
+
+
+def test_second_order_gradients():
+    """create_graph=True goes through the op: the gradient of a gradient penalty."""
+    rng = np.random.default_rng(3)
+    q, k, v, _ = random_inputs(rng, (2,), 4, 5, 3, 3)
+
+    def penalty(q_, k_, v_):
+        leaves = [Tensor(a, requires_grad=True) for a in (q_, k_, v_)]
+        out = F.scaled_dot_product_attention(*leaves, is_causal=True)
+        (gq,) = firefly.autograd.grad((out * out).sum(), [leaves[0]], create_graph=True)
+        return (gq * gq).sum(), leaves
+
+    total, leaves = penalty(q, k, v)
+    total.backward()
+    eps = 1e-6
+    for index in [(0, 1, 2), (1, 3, 0)]:
+        shifted = [q.copy(), q.copy()]
+        shifted[0][index] += eps
+        shifted[1][index] -= eps
+        numeric = (penalty(shifted[0], k, v)[0].item() - penalty(shifted[1], k, v)[0].item()) / (
+            2 * eps
+        )
+        assert abs(leaves[0].grad.numpy()[index] - numeric) < 1e-6 * max(1.0, abs(numeric))
+
+
+def test_float32_stays_float32_and_close():
+    rng = np.random.default_rng(4)
+    q, k, v, grad = random_inputs(rng, (2, 2), 70, 150, 16, 8, dtype=np.float32)
+    out, grads = firefly_run(q, k, v, grad, is_causal=True)
+    assert out.dtype == np.float32 and all(g.dtype == np.float32 for g in grads)
+    expected_out, expected_grads = reference(q, k, v, causal=True, grad=grad.astype(np.float64))
+    np.testing.assert_allclose(out, expected_out, rtol=1e-4, atol=1e-5)
+    for got, expected in zip(grads, expected_grads):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------- dropout
+def test_dropout_is_reproducible_from_the_seed():
+    rng = np.random.default_rng(5)
+    q, k, v, _ = random_inputs(rng, (2, 2), 6, 6, 4, 4)
+
+    def run(seed):
+        firefly.manual_seed(seed)
+        return F.scaled_dot_product_attention(
+            Tensor(q), Tensor(k), Tensor(v), dropout_p=0.5
+        ).numpy()
+
+    first, again, other = run(0), run(0), run(1)
+    np.testing.assert_array_equal(first, again)
+    assert not np.allclose(first, other)
+    plain = F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v)).numpy()
+    assert not np.allclose(first, plain)
+
+
+def test_dropout_keeps_the_expectation():
+    """Averaged over many masks, dropout's output approaches the output without it (each kept
+    probability is scaled by 1 / (1 - p))."""
+    rng = np.random.default_rng(6)
+    q, k, v, _ = random_inputs(rng, (1,), 4, 16, 4, 3)
+    plain = F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v)).numpy()
+    firefly.manual_seed(0)
+    draws = [
+        F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), dropout_p=0.3).numpy()
+        for _ in range(2000)
+    ]
+    np.testing.assert_allclose(np.mean(draws, axis=0), plain, atol=0.05)
+
+
+def test_dropout_mask_is_the_documented_hash():
+    """The kernels' mask equals ``dropout_scales`` for the key drawn from the seed: the
+    forward and all gradients match the NumPy reference with those factors."""
+    rng = np.random.default_rng(7)
+    q, k, v, grad = random_inputs(rng, (2, 3), 9, 140, 4, 3)
+    leaves = [Tensor(a, requires_grad=True) for a in (q, k, v)]
+    out = ops.apply(OP, *leaves, 0.0, dropout_p=0.25, seed=11, is_causal=True)
+    out.backward(grad)
+    key = np.random.default_rng(11).integers(0, 2**63 - 1, size=1, dtype=np.int64)[0]
+    factors = dropout_scales(key, (2, 3, 9, 140), 0.25)
+    assert 0.15 < (factors == 0).mean() < 0.35
+    expected_out, expected_grads = reference(q, k, v, causal=True, factors=factors, grad=grad)
+    np.testing.assert_allclose(out.numpy(), expected_out, rtol=0, atol=1e-12)
+    for leaf, expected in zip(leaves, expected_grads):
+        np.testing.assert_allclose(leaf.grad.numpy(), expected, rtol=0, atol=1e-12)
+
+
+def test_dropout_replays_under_compile():
+    rng = np.random.default_rng(8)
+    params = [nn.Parameter(rng.standard_normal((2, 2, 8, 4))) for _ in range(3)]
+    mask = Tensor(rng.random((2, 1, 1, 8)) < 0.8, dtype=np.bool_)
+    x = Tensor(np.ones(4))
+
+    def step(x, mask):
+        for p in params:
+            p.grad = None
+        q, k, v = params
+        out = F.scaled_dot_product_attention(q * x, k, v, attn_mask=mask, dropout_p=0.3)
+        loss = (out * out).sum()
+        loss.backward()
+        return loss
+
+    firefly.manual_seed(3)
+    expected = []
+    for _ in range(6):
+        expected.append((step(x, mask).item(), [p.grad.numpy().copy() for p in params]))
+    compiled = firefly.compile(step)
+    firefly.manual_seed(3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        got = [
+            (compiled(x, mask).item(), [p.grad.numpy().copy() for p in params]) for _ in range(6)
+        ]
+    assert not caught and compiled.status()["plans"] == 1
+    assert len({loss for loss, _ in expected}) == 6  # a new mask every step
+    for (loss, grads), (want, want_grads) in zip(got, expected):
+        assert loss == want
+        for g, w in zip(grads, want_grads):
+            np.testing.assert_array_equal(g, w)
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "shapes,kwargs,kind,words",
+    [
+        (((2, 3, 4), (2, 3, 5), (2, 3, 5)), {}, ValueError, "head size"),
+        (((2, 3, 4), (3, 3, 4), (3, 3, 4)), {}, ValueError, "batch dimensions"),
+        (((2, 3, 4), (2, 5, 4), (2, 6, 4)), {}, ValueError, "same length"),
+        (((2, 3, 4), (2, 5, 4, 1), (2, 5, 4)), {}, ValueError, "number of dimensions"),
+        (((4,), (4,), (4,)), {}, ValueError, "at least 2"),
+        (
+            ((2, 3, 4), (2, 5, 4), (2, 5, 4)),
+            {"attn_mask": np.ones((4, 5), bool)},
+            ValueError,
+            "(4, 5)",
+        ),
+        (
+            ((2, 3, 4), (2, 5, 4), (2, 5, 4)),
+            {"attn_mask": np.ones((3, 5), np.int64)},
+            TypeError,
+            "int64",
+        ),
+        (
+            ((2, 3, 4), (2, 5, 4), (2, 5, 4)),
+            {"attn_mask": np.ones((3, 5), bool), "is_causal": True},
+            ValueError,
+            "not both",
+        ),
+        (((2, 3, 4), (2, 5, 4), (2, 5, 4)), {"dropout_p": 1.5}, ValueError, "dropout_p"),
+    ],
+)
+def test_bad_input_is_named(shapes, kwargs, kind, words):
+    arrays = [np.zeros(s) for s in shapes]
+    with pytest.raises(kind) as info:
+        F.scaled_dot_product_attention(*arrays, **kwargs)
+    message = str(info.value)
+    assert words in message
+    if kind is ValueError and "dropout_p" not in kwargs and "is_causal" not in kwargs:
+        assert str(shapes[0]) in message or str(tuple(shapes[0])) in message
+
+
+# ----------------------------------------------------------------------------- memory
+def test_extra_memory_is_linear_in_the_length():
+    """At T = 2048, d = 64 the forward allocates its output, the log-sum-exp and per-thread
+    tiles, and the backward its three gradients and per-thread tiles: no (T, T) matrix. The
+    scores of one head alone would be 16x the size of q."""
+    rng = np.random.default_rng(9)
+    q, k, v, grad = random_inputs(rng, (1, 2), 2048, 2048, 64, 64, dtype=np.float32)
+    leaves = [Tensor(a, requires_grad=True) for a in (q, k, v)]
+    # compiled (or loaded from the cache) outside the measurement
+    F.scaled_dot_product_attention(*leaves, is_causal=True).backward(grad)
+    tracemalloc.start()
+    try:
+        out = F.scaled_dot_product_attention(*leaves, is_causal=True)
+        forward_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        out.backward(grad)
+        backward_peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    gradients = q.nbytes + k.nbytes + v.nbytes
+    assert forward_peak <= 4 * q.nbytes, forward_peak / q.nbytes
+    assert backward_peak - gradients <= 4 * q.nbytes, (backward_peak - gradients) / q.nbytes
+
+
+# ----------------------------------------------------------------------------- torch as oracle
+def torch_run(q, k, v, grad, attn_mask=None, **kwargs):
+    torch = pytest.importorskip("torch")
+    leaves = [torch.tensor(a, requires_grad=True) for a in (q, k, v)]
+    mask = None
+    if attn_mask is not None:
+        mask = torch.tensor(attn_mask, requires_grad=attn_mask.dtype.kind == "f")
+    out = torch.nn.functional.scaled_dot_product_attention(*leaves, attn_mask=mask, **kwargs)
+    out.backward(torch.tensor(grad))
+    grads = [t.grad.numpy() for t in leaves]
+    if mask is not None and mask.requires_grad:
+        grads.append(mask.grad.numpy())
+    return out.detach().numpy(), grads
+
+
+def assert_matches_torch(q, k, v, grad, mask=None, **kwargs):
+    out, grads = firefly_run(q, k, v, grad, attn_mask=mask, **kwargs)
+    expected_out, expected_grads = torch_run(q, k, v, grad, attn_mask=mask, **kwargs)
+    np.testing.assert_allclose(out, expected_out, rtol=0, atol=1e-10)
+    assert len(grads) == len(expected_grads)
+    for got, expected in zip(grads, expected_grads):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_cases_match_torch(name):
+    q, k, v, grad, mask, causal, scale = case_inputs(name, seed=1)
+    assert_matches_torch(q, k, v, grad, mask, is_causal=causal, scale=scale)
+
+
+@pytest.mark.parametrize("t", [1, 2, 31, 64, 65, 128, 200, 300])
+@pytest.mark.parametrize("mask_kind", ["none", "causal", "bool", "float"])
+def test_lengths_match_torch(t, mask_kind):
+    rng = np.random.default_rng(t)
+    tk = max(1, t - t // 3)  # Tq != Tk from 2 on
+    q, k, v, grad = random_inputs(rng, (2, 2), t, tk, 16, 8)
+    mask, causal = None, mask_kind == "causal"
+    if mask_kind == "bool":
+        mask = rng.random((2, 1, 1, tk)) < 0.8
+        mask[0, 0, 0, 0] = True
+    elif mask_kind == "float":
+        mask = rng.standard_normal((1, 2, t, tk))
+    assert_matches_torch(q, k, v, grad, mask, is_causal=causal, scale=0.3 if t % 2 else None)
