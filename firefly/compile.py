@@ -358,12 +358,15 @@ class _Recording:
         """The entry that recomputes ``a`` from explained arrays the way the engine's Python
         does, or None: a conversion of another float dtype (the engine promoting a float32
         parameter to meet float64 data, and converting its gradient back), a copy of an
-        argument (an integer tensor's reshape, which copies), or the sum of two arrays (the
-        engine adding the gradients of a tensor used twice)."""
+        argument or of what a recorded kernel computed (an integer tensor's reshape, dropout
+        with p=0), or the sum of two or three arrays (the engine adding the gradients of a
+        tensor used more than once)."""
         if not a.flags.c_contiguous:
             return None
         data = a.tobytes()
-        for b in self.inputs:
+        # Copied from the arguments or this recording's own results, latest first: never older
+        # memory that happens to hold the same bytes today.
+        for b in [*self.inputs, *reversed(self.produced)]:
             if (
                 b.size == a.size
                 and b.dtype == a.dtype
@@ -399,12 +402,24 @@ class _Recording:
             for c in same[k:]:
                 if np.add(b, c).tobytes() == data:
                     return ("sum", None, (a, b, c), None)
+        # Three gradients of a tensor used three times (q, k and v split from one projection):
+        # the engine adds them in arrival order, (b + c) + d.
+        for k, b in enumerate(same):
+            for c in same[k + 1 :]:
+                pair = np.add(b, c)
+                for d in same:
+                    if d is not b and d is not c and np.add(pair, d).tobytes() == data:
+                        return ("sum", None, (a, b, c, d), None)
         return None
 
     def _content_matters(self, kernel, args, i):
         """Whether the kernel's results depend on what ``args[i]`` holds before the call: run it
         on copies, once as they are and once with ``args[i]`` poisoned, and compare everything
-        but the poisoned elements the kernel left alone."""
+        but the poisoned elements the kernel left alone. A small integer array is geometry (a
+        gather's shape and strides): poisoned, it would send the kernel's loads and stores
+        outside its arrays, so its contents always matter."""
+        if args[i].dtype.kind in "iu" and args[i].size <= SMALL_CONSTANT:
+            return True
         runs = []
         for poisoned in (False, True):
             copied = _copies(args)
@@ -657,8 +672,10 @@ class _Plan:
                 a, source = args
                 self.calls.append((functools.partial(np.copyto, casting="unsafe"), (a, source)))
             elif kind == "sum":
-                a, b, c = args
-                self.calls.append((functools.partial(np.add, out=a), (b, c)))
+                a, *terms = args
+                self.calls.append((functools.partial(np.add, out=a), tuple(terms[:2])))
+                for term in terms[2:]:
+                    self.calls.append((functools.partial(np.add, out=a), (a, term)))
             elif kind == "leaf":
                 self.calls.append((_set_leaf_gradient, args))
             elif kind == "draw":

@@ -9,6 +9,7 @@ from seed_script import SEED_SCRIPT, needs_seed_script
 import firefly
 from firefly import nn, optim
 from firefly.digits import build_model
+from firefly.nn import functional as F
 
 
 def _seed_mlp(seed=0):
@@ -485,9 +486,10 @@ def test_in_place_activations_replay_bit_identically():
 
 
 class _TokenMixer(nn.Module):
-    """Embeddings, a slice of a weight, transposes and a tied output layer: the shapes of a
-    language model's step (strided gathers and scatters whose geometry Python builds per call),
-    with AdamW's parameters living in its flat byte buffers."""
+    """Embeddings, a slice of a weight, transposes, a split in three and a tied output layer:
+    the shapes of a language model's step (strided gathers and scatters whose geometry Python
+    builds per call, a gradient summed from three pieces, dropout(p=0)'s copy), with AdamW's
+    parameters living in its flat byte buffers."""
 
     def __init__(self, vocab=11, dim=6, context=5):
         super().__init__()
@@ -501,6 +503,8 @@ class _TokenMixer(nn.Module):
         T = idx.shape[1]
         x = self.wte(idx) + self.wpe.weight[:T]
         x = self.mix(x.transpose(1, 2)).transpose(1, 2).relu()
+        q, k, v = x.split(2, dim=2)  # x's gradient is the sum of three pieces
+        x = firefly.cat([q * k, v, F.dropout(q, p=0.0)], dim=2)  # dropout(p=0): a Python copy
         return self.head(x).reshape(-1, self.head.weight.shape[0])
 
 
