@@ -463,3 +463,250 @@ def test_lengths_match_torch(t, mask_kind):
     elif mask_kind == "float":
         mask = rng.standard_normal((1, 2, t, tk))
     assert_matches_torch(q, k, v, grad, mask, is_causal=causal, scale=0.3 if t % 2 else None)
+
+
+# ----------------------------------------------------------------------------- MultiheadAttention
+def mha_inputs(rng, shape_of, e, kdim, vdim, tq, tk, self_attention):
+    q = rng.standard_normal(shape_of(tq, e))
+    if self_attention:
+        return q, q, q
+    return q, rng.standard_normal(shape_of(tk, kdim)), rng.standard_normal(shape_of(tk, vdim))
+
+
+MHA_CASES = {
+    # name -> constructor kwargs, forward kwargs, (masks: key padding, attn mask kind), flags
+    "defaults": ({}, {}, (False, None), {}),
+    "batch-first": ({"batch_first": True}, {}, (False, None), {}),
+    "kdim-vdim": ({"kdim": 5, "vdim": 7}, {}, (False, None), {}),
+    "kdim-vdim-batch-first-fused": (
+        {"kdim": 5, "vdim": 7, "batch_first": True},
+        {"need_weights": False},
+        (True, "bool"),
+        {},
+    ),
+    "fused-masks": ({}, {"need_weights": False}, (True, "bool"), {}),
+    "float-mask-per-head-weights": ({}, {"average_attn_weights": False}, (True, "float3"), {}),
+    "float-mask-batch-first": ({"batch_first": True}, {}, (False, "float"), {}),
+    "no-bias": ({"bias": False}, {}, (True, None), {}),
+    "unbatched": ({}, {}, (True, "bool"), {"unbatched": True}),
+    "unbatched-fused": ({}, {"need_weights": False}, (False, "float"), {"unbatched": True}),
+    "self-causal-fused": (
+        {},
+        {"need_weights": False, "is_causal": True},
+        (False, "causal"),
+        {"self": True},
+    ),
+    "self-causal-weights": (
+        {"batch_first": True},
+        {"is_causal": True},
+        (False, "causal"),
+        {"self": True},
+    ),
+}
+
+
+def mha_case(name, seed=0):
+    """(module kwargs, forward kwargs, inputs, masks) for a case; masks never cover a row."""
+    ctor, fwd, (padding, mask_kind), flags = MHA_CASES[name]
+    rng = np.random.default_rng(seed)
+    e, heads, n, tq = 8, 2, 3, 5
+    tk = tq if flags.get("self") else 6
+    unbatched, batch_first = flags.get("unbatched", False), ctor.get("batch_first", False)
+
+    def shape_of(t, d):
+        return (t, d) if unbatched else ((n, t, d) if batch_first else (t, n, d))
+
+    inputs = mha_inputs(
+        rng, shape_of, e, ctor.get("kdim", e), ctor.get("vdim", e), tq, tk, flags.get("self")
+    )
+    kpm = None
+    if padding:
+        kpm = rng.random((tk,) if unbatched else (n, tk)) < 0.3
+        kpm[..., 0] = False
+    attn_mask = {
+        None: None,
+        "bool": np.hstack([np.zeros((tq, 1), bool), rng.random((tq, tk - 1)) < 0.3]),
+        "float": rng.standard_normal((tq, tk)),
+        "float3": rng.standard_normal((n * heads, tq, tk)),
+        "causal": np.triu(np.ones((tq, tk), bool), 1),
+    }[mask_kind]
+    return dict(embed_dim=e, num_heads=heads, **ctor), fwd, inputs, kpm, attn_mask
+
+
+def mha_reference(params, ctor, fwd, inputs, kpm, attn_mask):
+    """torch's MultiheadAttention in NumPy float64: projections, per-head attention with the
+    masks merged as float biases, the output projection; returns (output, weights or None)."""
+    e, heads = ctor["embed_dim"], ctor["num_heads"]
+    q, k, v = inputs
+    unbatched = q.ndim == 2
+    if unbatched:
+        q, k, v = q[:, None], k[:, None], v[:, None]
+        kpm = None if kpm is None else kpm[None]
+    elif ctor.get("batch_first"):
+        q, k, v = (np.swapaxes(x, 0, 1) for x in (q, k, v))
+    if "in_proj_weight" in params:
+        wq, wk, wv = np.split(params["in_proj_weight"], 3)
+    else:
+        wq, wk, wv = params["q_proj_weight"], params["k_proj_weight"], params["v_proj_weight"]
+    bq, bk, bv = np.split(params.get("in_proj_bias", np.zeros(3 * e)), 3)
+    d = e // heads
+
+    def heads_of(x, w, b):  # (T, N, features) -> (N, H, T, d)
+        y = x @ w.T + b
+        return y.reshape(y.shape[0], y.shape[1], heads, d).transpose(1, 2, 0, 3)
+
+    qh, kh, vh = heads_of(q, wq, bq), heads_of(k, wk, bk), heads_of(v, wv, bv)
+    n, tq, tk = qh.shape[0], qh.shape[2], kh.shape[2]
+    bias = np.zeros((1, 1, tq, tk))
+    if attn_mask is not None:
+        m = np.where(attn_mask, -np.inf, 0.0) if attn_mask.dtype == bool else attn_mask
+        bias = bias + (m.reshape(n, heads, tq, tk) if m.ndim == 3 else m)
+    if kpm is not None:
+        bias = bias + np.where(kpm, -np.inf, 0.0)[:, None, None, :]
+    scores = qh @ np.swapaxes(kh, -1, -2) / np.sqrt(d) + bias
+    weights = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    weights /= weights.sum(axis=-1, keepdims=True)
+    out = (weights @ vh).transpose(2, 0, 1, 3).reshape(tq, n, e)
+    out = out @ params["out_proj.weight"].T + params.get("out_proj.bias", 0.0)
+    if fwd.get("average_attn_weights", True):
+        weights = weights.mean(axis=1)
+    if unbatched:
+        out, weights = out[:, 0], weights[0]
+    elif ctor.get("batch_first"):
+        out = np.swapaxes(out, 0, 1)
+    return out, (weights if fwd.get("need_weights", True) else None)
+
+
+def firefly_mha(ctor, fwd, inputs, kpm, attn_mask, state, grad):
+    module = nn.MultiheadAttention(**ctor, dtype=np.float64)
+    module.load_state_dict(state)
+    leaves = [Tensor(x, requires_grad=True) for x in inputs[:1]]
+    if inputs[1] is inputs[0]:
+        tensors = leaves * 3
+    else:
+        leaves += [Tensor(x, requires_grad=True) for x in inputs[1:]]
+        tensors = leaves
+    out, weights = module(*tensors, key_padding_mask=kpm, attn_mask=attn_mask, **fwd)
+    out.backward(grad)
+    grads = {name: p.grad.numpy() for name, p in module.named_parameters()}
+    grads.update({f"input{i}": t.grad.numpy() for i, t in enumerate(leaves)})
+    return out.numpy(), None if weights is None else weights.numpy(), grads
+
+
+@pytest.mark.parametrize("name", list(MHA_CASES))
+def test_multihead_attention_matches_numpy(name):
+    ctor, fwd, inputs, kpm, attn_mask = mha_case(name)
+    firefly.manual_seed(0)
+    module = nn.MultiheadAttention(**ctor, dtype=np.float64)
+    params = {k: np.array(v) for k, v in module.state_dict().items()}
+    rng = np.random.default_rng(1)
+    for key in params:  # nonzero biases, so that they are exercised
+        params[key] = params[key] + 0.1 * rng.standard_normal(params[key].shape)
+    expected_out, expected_weights = mha_reference(params, ctor, fwd, inputs, kpm, attn_mask)
+    out, weights, _ = firefly_mha(
+        ctor, fwd, inputs, kpm, attn_mask, params, np.ones(expected_out.shape)
+    )
+    np.testing.assert_allclose(out, expected_out, rtol=0, atol=1e-12)
+    if expected_weights is None:
+        assert weights is None
+    else:
+        np.testing.assert_allclose(weights, expected_weights, rtol=0, atol=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore:Support for mismatched key_padding_mask")
+@pytest.mark.parametrize("name", list(MHA_CASES))
+def test_multihead_attention_matches_torch(name):
+    torch = pytest.importorskip("torch")
+    ctor, fwd, inputs, kpm, attn_mask = mha_case(name, seed=2)
+    torch.manual_seed(0)
+    reference_module = torch.nn.MultiheadAttention(**ctor, dtype=torch.float64)
+    with torch.no_grad():  # nonzero biases, so that they are exercised
+        for p in reference_module.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    state = {k: v.numpy() for k, v in reference_module.state_dict().items()}
+    leaves = [torch.tensor(x, requires_grad=True) for x in inputs[:1]]
+    if inputs[1] is inputs[0]:
+        tensors = leaves * 3
+    else:
+        leaves += [torch.tensor(x, requires_grad=True) for x in inputs[1:]]
+        tensors = leaves
+    expected_out, expected_weights = reference_module(
+        *tensors,
+        key_padding_mask=None if kpm is None else torch.tensor(kpm),
+        attn_mask=None if attn_mask is None else torch.tensor(attn_mask),
+        **fwd,
+    )
+    grad = np.random.default_rng(3).standard_normal(tuple(expected_out.shape))
+    expected_out.backward(torch.tensor(grad))
+    out, weights, grads = firefly_mha(ctor, fwd, inputs, kpm, attn_mask, state, grad)
+    np.testing.assert_allclose(out, expected_out.detach().numpy(), rtol=0, atol=1e-9)
+    if expected_weights is None:
+        assert weights is None
+    else:
+        np.testing.assert_allclose(weights, expected_weights.detach().numpy(), rtol=0, atol=1e-9)
+    expected_grads = {n: p.grad.numpy() for n, p in reference_module.named_parameters()}
+    expected_grads.update({f"input{i}": t.grad.numpy() for i, t in enumerate(leaves)})
+    assert set(grads) == set(expected_grads)
+    for key, g in grads.items():
+        np.testing.assert_allclose(g, expected_grads[key], rtol=0, atol=1e-9, err_msg=key)
+
+
+def test_multihead_attention_parameters_and_init():
+    torch = pytest.importorskip("torch")
+    for kwargs in ({}, {"kdim": 5, "vdim": 7}, {"bias": False}):
+        ours = nn.MultiheadAttention(16, 4, **kwargs)
+        theirs = torch.nn.MultiheadAttention(16, 4, **kwargs)
+        ours_state, their_state = ours.state_dict(), theirs.state_dict()
+        assert list(ours_state) == list(their_state)
+        for key in ours_state:
+            assert ours_state[key].shape == tuple(their_state[key].shape), key
+    firefly.manual_seed(0)
+    module = nn.MultiheadAttention(64, 4)
+    bound = np.sqrt(6.0 / (64 + 3 * 64))  # Xavier-uniform over the packed (192, 64) weight
+    w = module.in_proj_weight.numpy()
+    assert np.abs(w).max() <= bound and np.abs(w).max() > 0.9 * bound
+    np.testing.assert_array_equal(module.in_proj_bias.numpy(), 0.0)
+    np.testing.assert_array_equal(module.out_proj.bias.numpy(), 0.0)
+    assert module.in_proj_weight.dtype == np.float32
+
+
+def test_multihead_attention_dropout_only_in_training():
+    firefly.manual_seed(0)
+    module = nn.MultiheadAttention(8, 2, dropout=0.5, batch_first=True)
+    x = Tensor(np.random.default_rng(0).standard_normal((2, 5, 8)).astype(np.float32))
+    module.eval()
+    a, _ = module(x, x, x, need_weights=False)
+    b, _ = module(x, x, x, need_weights=False)
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+    module.train()
+    c, _ = module(x, x, x, need_weights=False)
+    d, w = module(x, x, x)
+    assert not np.allclose(a.numpy(), c.numpy())
+    assert (w.numpy() == 0).any() or not np.allclose(w.numpy().sum(-1), 1.0)
+
+
+@pytest.mark.parametrize(
+    "make,words",
+    [
+        (lambda: nn.MultiheadAttention(10, 3), "divisible"),
+        (lambda: nn.MultiheadAttention(8, 2, add_bias_kv=True), "add_bias_kv"),
+    ],
+)
+def test_multihead_attention_bad_construction(make, words):
+    with pytest.raises((ValueError, NotImplementedError), match=words):
+        make()
+
+
+def test_multihead_attention_bad_input_names_shapes():
+    module = nn.MultiheadAttention(8, 2)
+    x = np.zeros((5, 3, 8))
+    with pytest.raises(ValueError, match=r"\(5, 3, 7\)"):
+        module(x, x, np.zeros((5, 3, 7)))
+    with pytest.raises(ValueError, match=r"\(4, 6\)"):
+        module(x, x, x, attn_mask=np.zeros((4, 6), bool))
+    with pytest.raises(ValueError, match=r"\(3, 5\)"):
+        module(x, x, x, key_padding_mask=np.zeros((5, 3), bool))
+    with pytest.raises(TypeError, match="int64"):
+        module(x, x, x, attn_mask=np.zeros((5, 5), np.int64))
+    with pytest.raises(ValueError, match="is_causal"):
+        module(x, x, x, is_causal=True)

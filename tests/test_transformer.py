@@ -369,7 +369,7 @@ def test_transformer_starts_xavier_uniform_and_learns_to_copy():
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    assert losses[-1] < 0.2 * losses[0]
+    assert losses[-1] < 0.3 * losses[0]
 
 
 # ----------------------------------------------------------------------------- bad input

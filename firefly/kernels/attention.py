@@ -30,6 +30,9 @@ from firefly.kernels._jit import inline_helper, scalar, sized_kernel
 # Below this many query elements (slices x rows x head size) a call runs serially: waking the
 # thread pool costs more than the slices save.
 PARALLEL_MIN_ATTENTION = 32768
+# Independent partial sums (and maxima) a row is dealt across: without fastmath LLVM keeps one
+# running sum in order; independent lanes vectorize.
+LANES = 16
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -67,26 +70,97 @@ def _slice_offset(n, batch_shape, strides):
 @inline_helper
 def _scores(srow, limit, scale, has_bias, brow, has_keep, krow):
     """Scale the first ``limit`` raw scores of a tile row in place, add the bias row and set
-    masked columns to -inf; returns their maximum (-inf when all are masked). A bias or keep
-    row of one element broadcasts over the columns."""
+    masked columns to -inf. A bias or keep row of one element broadcasts over the columns.
+    Each case is its own loop so that every loop vectorizes."""
+    if has_bias:
+        if brow.size > 1:
+            for c in range(limit):
+                srow[c] = srow[c] * scale + brow[c]
+        else:
+            b = brow[0]
+            for c in range(limit):
+                srow[c] = srow[c] * scale + b
+    else:
+        for c in range(limit):
+            srow[c] = srow[c] * scale
+    if has_keep:
+        minus_inf = vmath.like(-np.inf, scale)
+        if krow.size > 1:
+            for c in range(limit):
+                srow[c] = srow[c] if krow[c] else minus_inf
+        elif not krow[0]:
+            srow[:limit] = minus_inf
+
+
+@inline_helper
+def _row_max(row, n, lanes):
+    """max(row[:n]) (-inf for n = 0), in independent lanes so that the loop vectorizes."""
+    width = lanes.size
+    lanes[:] = -np.inf
+    b = 0
+    while b + width <= n:
+        block = row[b : b + width]
+        for k in range(width):
+            lanes[k] = max(lanes[k], block[k])
+        b += width
     top = -np.inf
-    bias_step = 1 if brow.size > 1 else 0
-    keep_step = 1 if krow.size > 1 else 0
-    for c in range(limit):
-        x = srow[c] * scale
-        if has_bias:
-            x += brow[c * bias_step]
-        if has_keep and not krow[c * keep_step]:
-            x = -np.inf
-        srow[c] = x
-        top = max(top, x)
+    for i in range(b, n):
+        top = max(top, row[i])
+    for k in range(width):
+        top = max(top, lanes[k])
     return top
+
+
+@inline_helper
+def _row_sum(row, n, lanes):
+    """sum(row[:n]) in float64, in independent lanes so that the loop vectorizes."""
+    width = lanes.size
+    lanes[:] = 0.0
+    b = 0
+    while b + width <= n:
+        block = row[b : b + width]
+        for k in range(width):
+            lanes[k] += block[k]
+        b += width
+    total = 0.0
+    for i in range(b, n):
+        total += row[i]
+    for k in range(width):
+        total += lanes[k]
+    return total
+
+
+@inline_helper
+def _transpose_blocks(x, block, out):
+    """x (T, D) into ``out`` as consecutive (D, cols) blocks of ``block`` columns of x^T, so
+    that products with x^T are plain (non-transposed) GEMMs, which OpenBLAS runs faster."""
+    T, D = x.shape
+    for j0 in range(0, T, block):
+        cols = min(block, T - j0)
+        tile = out[j0 * D : (j0 + cols) * D].reshape((D, cols))
+        for c in range(cols):
+            row = x[j0 + c]
+            for d in range(D):
+                tile[d, c] = row[d]
 
 
 @inline_helper
 def _drop_scale(key, counter, p, inv_keep):
     """1 / (1 - p) where the element is kept, 0 where dropped."""
     return inv_keep if _dropout_uniform(key, np.uint64(counter)) >= p else 0.0
+
+
+@inline_helper
+def _row_views(bslice, kslice, i, j0, j1):
+    """The bias and keep rows for query row i and key columns j0:j1 (a row of one element
+    where the mask broadcasts over the keys)."""
+    brow = bslice[i if bslice.shape[0] > 1 else 0]
+    krow = kslice[i if kslice.shape[0] > 1 else 0]
+    if brow.size > 1:
+        brow = brow[j0:j1]
+    if krow.size > 1:
+        krow = krow[j0:j1]
+    return brow, krow
 
 
 def _attention_forward(
@@ -107,14 +181,16 @@ def _attention_forward(
     block_q,
     block_k,
     lse,
+    lanes,
     scratch,
     out,
 ):
     """out = softmax(q k^T * scale + mask) v per slice, with lse the per-row log-sum-exp.
 
     q (N, Tq, E), k (N, Tk, E), v (N, Tk, Ev), out (N, Tq, Ev), lse (N, Tq); scratch
-    (workers, block_q * (block_k + Ev + 3)) in the inputs' dtype."""
-    N, Tq, _ = q.shape
+    (workers, block_q * (block_k + Ev + 3) + E * Tk) in the inputs' dtype, lanes
+    (workers, LANES) float64."""
+    N, Tq, E = q.shape
     Tk, Ev = k.shape[1], v.shape[2]
     workers = scratch.shape[0]
     dropping = dropout_p > 0.0
@@ -123,51 +199,46 @@ def _attention_forward(
     tile = block_q * block_k
     for w in prange(workers):
         work = scratch[w]
+        lane = lanes[w]
         tmp_all = work[tile : tile + block_q * Ev]
         row_max = work[tile + block_q * Ev : tile + block_q * (Ev + 1)]
         row_sum = work[tile + block_q * (Ev + 1) : tile + block_q * (Ev + 2)]
         alpha = work[tile + block_q * (Ev + 2) : tile + block_q * (Ev + 3)]
+        kt = work[tile + block_q * (Ev + 3) : tile + block_q * (Ev + 3) + E * Tk]
         for n in range(w, N, workers):
             bslice = bias[_slice_offset(n, batch_shape, bias_strides)]
             kslice = keep[_slice_offset(n, batch_shape, keep_strides)]
-            qn, kn, vn = q[n], k[n], v[n]
+            qn, vn = q[n], v[n]
+            _transpose_blocks(k[n], block_k, kt)
             for i0 in range(0, Tq, block_q):
                 i1 = min(i0 + block_q, Tq)
                 rows = i1 - i0
                 acc = out[n, i0:i1]
                 j_end = min(Tk, i1) if causal else Tk
-                for r in range(rows):
-                    row_max[r] = -np.inf
-                    row_sum[r] = 0.0
+                row_max[:rows] = -np.inf
+                row_sum[:rows] = 0.0
                 for j0 in range(0, j_end, block_k):
-                    j1 = min(j0 + block_k, j_end)
+                    j1 = min(j0 + block_k, Tk)  # a whole transposed block
                     cols = j1 - j0
                     s = work[: rows * cols].reshape((rows, cols))
-                    np.dot(qn[i0:i1], kn[j0:j1].T, s)
+                    np.dot(qn[i0:i1], kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
                     for r in range(rows):
                         i = i0 + r
                         srow = s[r]
                         limit = max(0, min(cols, i + 1 - j0)) if causal else cols
-                        brow = bslice[i if bslice.shape[0] > 1 else 0]
-                        krow = kslice[i if kslice.shape[0] > 1 else 0]
-                        if brow.size > 1:
-                            brow = brow[j0:j1]
-                        if krow.size > 1:
-                            krow = krow[j0:j1]
-                        top = _scores(srow, limit, scale, has_bias, brow, has_keep, krow)
-                        new_max = max(row_max[r], top)
+                        brow, krow = _row_views(bslice, kslice, i, j0, j1)
+                        _scores(srow, limit, scale, has_bias, brow, has_keep, krow)
+                        new_max = max(row_max[r], _row_max(srow, limit, lane))
                         if new_max == -np.inf:  # nothing attended yet in this row
                             srow[:] = 0.0
                             alpha[r] = 1.0
                             continue
                         alpha[r] = vmath.exp(row_max[r] - new_max)
-                        total = 0.0
+                        shift = vmath.like(new_max, scale)
                         for c in range(limit):
-                            e = vmath.exp(srow[c] - new_max)
-                            srow[c] = e
-                            total += e
+                            srow[c] = vmath.exp(srow[c] - shift)
                         srow[limit:] = 0.0
-                        row_sum[r] = row_sum[r] * alpha[r] + total
+                        row_sum[r] = row_sum[r] * alpha[r] + _row_sum(srow, limit, lane)
                         row_max[r] = new_max
                         if dropping:
                             base = (n * Tq + i) * Tk + j0
@@ -185,7 +256,7 @@ def _attention_forward(
                 for r in range(rows):
                     total = row_sum[r]
                     if total > 0.0:
-                        inv = 1.0 / total
+                        inv = vmath.like(1.0 / total, scale)
                         for e in range(Ev):
                             acc[r, e] *= inv
                         lse[n, i0 + r] = row_max[r] + np.log(total)
@@ -226,7 +297,8 @@ def _attention_backward(
     q, k, v) and, with ``need_dbias``, dbias (shaped as the 3-D bias), summed over the slices it
     broadcast over through per-worker partial sums ``dbias_parts`` (workers, *bias.shape).
 
-    scratch is (workers, 2 * block_q * block_k + block_q * (E + 1) + block_k * max(E, Ev))."""
+    scratch is (workers, 2 * block_q * block_k + block_q * (E + 1) + block_k * max(E, Ev)
+    + (E + Ev) * Tk)."""
     N, Tq, E = q.shape
     Tk, Ev = k.shape[1], v.shape[2]
     workers = scratch.shape[0]
@@ -237,17 +309,28 @@ def _attention_backward(
     wide = max(E, Ev)
     for w in prange(workers):
         work = scratch[w]
+        start = 2 * tile
+        dq_all = work[start : start + block_q * E]
+        start += block_q * E
+        dkv_all = work[start : start + block_k * wide]
+        start += block_k * wide
+        rowdot = work[start : start + block_q]
+        start += block_q
+        kt = work[start : start + E * Tk]
+        start += E * Tk
+        vt = work[start : start + Ev * Tk]
         dp_all = work[tile : 2 * tile]
-        dq_all = work[2 * tile : 2 * tile + block_q * E]
-        dkv_all = work[2 * tile + block_q * E : 2 * tile + block_q * E + block_k * wide]
-        rowdot = work[2 * tile + block_q * E + block_k * wide :]
         if need_dbias:
             dbias_parts[w] = 0.0
         for n in range(w, N, workers):
             bslice = bias[_slice_offset(n, batch_shape, bias_strides)]
             kslice = keep[_slice_offset(n, batch_shape, keep_strides)]
-            dbslice = dbias_parts[w, _slice_offset(n, batch_shape, bias_strides)]
-            qn, kn, vn, gn, on = q[n], k[n], v[n], grad[n], out[n]
+            dbslice = dbias_parts[
+                w, _slice_offset(n, batch_shape, bias_strides) if need_dbias else 0
+            ]
+            qn, kn, gn, on = q[n], k[n], grad[n], out[n]
+            _transpose_blocks(kn, block_k, kt)
+            _transpose_blocks(v[n], block_k, vt)
             dk[n] = 0.0
             dv[n] = 0.0
             for i0 in range(0, Tq, block_q):
@@ -263,36 +346,32 @@ def _attention_backward(
                 if j_end == 0:
                     dq_rows[:, :] = 0.0
                 for j0 in range(0, j_end, block_k):
-                    j1 = min(j0 + block_k, j_end)
+                    j1 = min(j0 + block_k, Tk)  # a whole transposed block
                     cols = j1 - j0
                     s = work[: rows * cols].reshape((rows, cols))
                     dp = dp_all[: rows * cols].reshape((rows, cols))
-                    np.dot(qn[i0:i1], kn[j0:j1].T, s)
-                    np.dot(gn[i0:i1], vn[j0:j1].T, dp)
+                    np.dot(qn[i0:i1], kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
+                    np.dot(gn[i0:i1], vt[j0 * Ev : j0 * Ev + Ev * cols].reshape((Ev, cols)), dp)
                     for r in range(rows):
                         i = i0 + r
                         srow, dprow = s[r], dp[r]
                         limit = max(0, min(cols, i + 1 - j0)) if causal else cols
-                        brow = bslice[i if bslice.shape[0] > 1 else 0]
-                        krow = kslice[i if kslice.shape[0] > 1 else 0]
-                        if brow.size > 1:
-                            brow = brow[j0:j1]
-                        if krow.size > 1:
-                            krow = krow[j0:j1]
+                        brow, krow = _row_views(bslice, kslice, i, j0, j1)
                         _scores(srow, limit, scale, has_bias, brow, has_keep, krow)
-                        row_lse = lse[n, i]
-                        d = rowdot[r]
-                        base = (n * Tq + i) * Tk + j0
+                        shift = lse[n, i]
+                        d = vmath.like(rowdot[r], scale)
                         for c in range(limit):
-                            p = vmath.exp(srow[c] - row_lse)
-                            g = dprow[c]
-                            if dropping:
+                            srow[c] = vmath.exp(srow[c] - shift)
+                        if dropping:
+                            base = (n * Tq + i) * Tk + j0
+                            for c in range(limit):
                                 z = _drop_scale(key, base + c, dropout_p, inv_keep)
+                                p = srow[c]
+                                dprow[c] = p * (dprow[c] * z - d)
                                 srow[c] = p * z
-                                g = g * z
-                            else:
-                                srow[c] = p
-                            dprow[c] = p * (g - d)
+                        else:
+                            for c in range(limit):
+                                dprow[c] = srow[c] * (dprow[c] - d)
                         srow[limit:] = 0.0
                         dprow[limit:] = 0.0
                         if need_dbias:

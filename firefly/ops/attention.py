@@ -15,16 +15,17 @@ from firefly.ops.base import Op
 from firefly.ops.families import select, sum_to_shape
 from firefly.ops.registry import register
 
-# Key columns per tile. Query rows per tile follow from it and the head sizes so that each
-# tile's GEMMs stay within what OpenBLAS runs on one thread (the threads are the workers).
-BLOCK_K = 128
+# Tiles: square-ish GEMMs of at most SINGLE_THREAD_GEMM multiply-adds, which OpenBLAS runs on
+# one thread (the threads are the workers) and, at 64 x 64 x 64, near its peak rate; narrower
+# heads take wider key tiles.
+MAX_BLOCK = 128
 MIN_BLOCK_Q = 16
 
 
 def _blocks(tq, tk, width):
-    block_k = max(1, min(tk, BLOCK_K))
-    block_q = max(MIN_BLOCK_Q, SINGLE_THREAD_GEMM // (block_k * max(width, 1)))
-    return max(1, min(tq, block_q)), block_k
+    block_k = MAX_BLOCK if width <= 32 else MAX_BLOCK // 2
+    block_q = min(MAX_BLOCK, max(MIN_BLOCK_Q, SINGLE_THREAD_GEMM // (block_k * max(width, 1))))
+    return max(1, min(tq, block_q)), max(1, min(tk, block_k))
 
 
 def _mask_layout(ctx, what, mask, batch, tq, tk, arrays):
@@ -175,7 +176,7 @@ class ScaledDotProductAttention(Op):
             keep_strides,
             has_keep,
             bool(is_causal),
-            float(scale),
+            query.dtype.type(scale),
             dropout_p,
             dropout_key,
             block_q,
@@ -184,8 +185,9 @@ class ScaledDotProductAttention(Op):
         ctx.shapes = (query.shape, key.shape, value.shape, bias.shape)
         ctx.bool_mask_shape = bool_mask.shape if has_keep else None
         if out.size and tq and tk:
-            scratch = np.empty((workers, block_q * (block_k + ev + 3)), dtype=query.dtype)
-            cls.forward_kernel(q3, k3, v3, *ctx.layout, lse, scratch, out)
+            scratch = np.empty((workers, block_q * (block_k + ev + 3) + e * tk), dtype=query.dtype)
+            lanes = np.empty((workers, K.LANES))
+            cls.forward_kernel(q3, k3, v3, *ctx.layout, lse, lanes, scratch, out)
         else:  # no query, no key or an empty value: nothing to attend, torch's zeros
             out[...] = 0.0
             lse[...] = np.inf
@@ -208,7 +210,13 @@ class ScaledDotProductAttention(Op):
             workers = max(1, min(n, numba.get_num_threads()))
             dbias_parts = np.empty((workers,) + dbias.shape, dtype=q3.dtype)
             scratch = np.empty(
-                (workers, 2 * block_q * block_k + block_q * (e + 1) + block_k * max(e, ev)),
+                (
+                    workers,
+                    2 * block_q * block_k
+                    + block_q * (e + 1)
+                    + block_k * max(e, ev)
+                    + (e + ev) * tk,
+                ),
                 dtype=q3.dtype,
             )
             cls.backward_kernel(
@@ -248,6 +256,7 @@ class ScaledDotProductAttention(Op):
         query, key, value, bias = inputs
         probs = cls.probabilities(ctx, query, key, bias)
         _, _, _, _, _, _, _, _, scale, dropout_p, dropout_key, _, _ = ctx.layout
+        scale = float(scale)
         dropped = probs
         factors = None
         if dropout_p > 0.0:
@@ -270,7 +279,7 @@ class ScaledDotProductAttention(Op):
         """softmax(q k^T * scale + bias) over the keys as recorded ops, with masked scores
         left out and rows that have no key left all 0."""
         _, bias3, _, has_bias, keep3, _, has_keep, causal, scale, *_ = ctx.layout
-        scores = (query @ key.transpose(-1, -2)) * scale
+        scores = (query @ key.transpose(-1, -2)) * float(scale)
         if has_bias:
             scores = scores + bias
         tq, tk = scores.shape[-2:]

@@ -1,5 +1,5 @@
-"""Layers: Linear, convolution, pooling, normalization, dropout, embedding, shape layers,
-activations, containers and the Transformer layers."""
+"""Layers: Linear, convolution, pooling, normalization, dropout, embedding, attention, shape
+layers, activations, containers and the Transformer layers."""
 
 from firefly.nn.layers.activation import (
     ELU,
@@ -15,6 +15,7 @@ from firefly.nn.layers.activation import (
     Softplus,
     Tanh,
 )
+from firefly.nn.layers.attention import MultiheadAttention
 from firefly.nn.layers.container import (
     ModuleDict,
     ModuleList,
@@ -50,6 +51,7 @@ __all__ = [
     "GroupNorm",
     "Dropout",
     "Embedding",
+    "MultiheadAttention",
     "Flatten",
     "Unflatten",
     "Identity",

@@ -14,6 +14,7 @@ import numpy as np
 from firefly import devices
 from firefly.nn import functional as F
 from firefly.nn import init
+from firefly.nn.layers.attention import MultiheadAttention
 from firefly.nn.layers.container import ModuleList
 from firefly.nn.layers.dropout import Dropout
 from firefly.nn.layers.linear import Linear
@@ -23,12 +24,6 @@ from firefly.tensor import Tensor
 from firefly.validation import as_int, check_flag
 
 Activation = Callable[[Tensor], Tensor]
-
-
-def _multihead_attention(*args: Any, **kwargs: Any) -> Module:
-    from firefly import nn
-
-    return nn.MultiheadAttention(*args, **kwargs)
 
 
 def _activation(owner: str, activation: str | Activation) -> Activation:
@@ -112,7 +107,7 @@ class TransformerEncoderLayer(Module):
         super().__init__()
         owner = type(self).__name__
         d_model, nhead, dim_feedforward = _check_sizes(owner, d_model, nhead, dim_feedforward)
-        self.self_attn = _multihead_attention(
+        self.self_attn = MultiheadAttention(
             d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first, dtype=dtype
         )
         self.linear1 = Linear(d_model, dim_feedforward, bias=bias, dtype=dtype)
@@ -186,10 +181,10 @@ class TransformerDecoderLayer(Module):
         super().__init__()
         owner = type(self).__name__
         d_model, nhead, dim_feedforward = _check_sizes(owner, d_model, nhead, dim_feedforward)
-        self.self_attn = _multihead_attention(
+        self.self_attn = MultiheadAttention(
             d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first, dtype=dtype
         )
-        self.multihead_attn = _multihead_attention(
+        self.multihead_attn = MultiheadAttention(
             d_model, nhead, dropout=dropout, bias=bias, batch_first=batch_first, dtype=dtype
         )
         self.linear1 = Linear(d_model, dim_feedforward, bias=bias, dtype=dtype)
