@@ -94,38 +94,38 @@ def _scores(srow, limit, scale, has_bias, brow, has_keep, krow):
 
 @inline_helper
 def _row_max(row, n, lanes):
-    """max(row[:n]) (-inf for n = 0), in independent lanes so that the loop vectorizes."""
-    width = lanes.size
-    lanes[:] = -np.inf
+    """max(row[:n]) (-inf for n = 0), in LANES independent maxima (the first LANES entries
+    of ``lanes``) so that the loop vectorizes."""
+    for k in range(LANES):
+        lanes[k] = -np.inf
     b = 0
-    while b + width <= n:
-        block = row[b : b + width]
-        for k in range(width):
-            lanes[k] = max(lanes[k], block[k])
-        b += width
+    while b + LANES <= n:
+        for k in range(LANES):
+            lanes[k] = max(lanes[k], row[b + k])
+        b += LANES
     top = -np.inf
     for i in range(b, n):
         top = max(top, row[i])
-    for k in range(width):
+    for k in range(LANES):
         top = max(top, lanes[k])
     return top
 
 
 @inline_helper
 def _row_sum(row, n, lanes):
-    """sum(row[:n]) in float64, in independent lanes so that the loop vectorizes."""
-    width = lanes.size
-    lanes[:] = 0.0
+    """sum(row[:n]), in LANES independent partial sums (the first LANES entries of
+    ``lanes``) so that the loop vectorizes."""
+    for k in range(LANES):
+        lanes[k] = 0.0
     b = 0
-    while b + width <= n:
-        block = row[b : b + width]
-        for k in range(width):
-            lanes[k] += block[k]
-        b += width
+    while b + LANES <= n:
+        for k in range(LANES):
+            lanes[k] += row[b + k]
+        b += LANES
     total = 0.0
     for i in range(b, n):
         total += row[i]
-    for k in range(width):
+    for k in range(LANES):
         total += lanes[k]
     return total
 
@@ -189,7 +189,7 @@ def _attention_forward(
 
     q (N, Tq, E), k (N, Tk, E), v (N, Tk, Ev), out (N, Tq, Ev), lse (N, Tq); scratch
     (workers, block_q * (block_k + Ev + 3) + E * Tk) in the inputs' dtype, lanes
-    (workers, LANES) float64."""
+    (workers, LANES) in the inputs' dtype."""
     N, Tq, E = q.shape
     Tk, Ev = k.shape[1], v.shape[2]
     workers = scratch.shape[0]

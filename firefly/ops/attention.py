@@ -186,7 +186,7 @@ class ScaledDotProductAttention(Op):
         ctx.bool_mask_shape = bool_mask.shape if has_keep else None
         if out.size and tq and tk:
             scratch = np.empty((workers, block_q * (block_k + ev + 3) + e * tk), dtype=query.dtype)
-            lanes = np.empty((workers, K.LANES))
+            lanes = np.empty((workers, K.LANES), dtype=query.dtype)
             cls.forward_kernel(q3, k3, v3, *ctx.layout, lse, lanes, scratch, out)
         else:  # no query, no key or an empty value: nothing to attend, torch's zeros
             out[...] = 0.0
