@@ -5,7 +5,10 @@ eager when torch is installed:
 - the demo's MLP 10-32-1 on 1024 samples, MSE loss, plain SGD, in float32 and float64;
 - an MLP 784-256-128-10 at batch 256, cross-entropy, SGD with momentum 0.9, in float32;
 - one epoch of the digits CNN (firefly.digits, batch 64, AdamW) beside torch, timed over the
-  whole epoch loop (batch indexing, a Tensor per batch, `loss.item()` per step).
+  whole epoch loop (batch indexing, a Tensor per batch, `loss.item()` per step);
+- one step of examples/char_gpt.py's GPT at its defaults (batch 12, context 64, 128 channels,
+  4 layers, 4 heads; AdamW with two groups, clip_grad_norm_, LambdaLR) on its text, eager and
+  under ``firefly.compile``, beside torch eager from the same weights on the same batches.
 
     pytest benchmarks/bench_training.py --benchmark-enable
 
@@ -19,6 +22,9 @@ CHECK_STEPS losses and the parameters after them agree with a float64 NumPy run;
 are also the warm-up (kernel compilation, optimizer state), so the timed steps are steady
 state. Plain test runs (``--benchmark-disable``) run the timed step once.
 """
+
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -340,3 +346,91 @@ def test_digits_cnn_epoch(benchmark, implementation):
     trainer.epoch()  # warm-up: kernels compiled, optimizer state and scratch memory allocated
     losses = benchmark(trainer.epoch)
     assert np.all(np.isfinite(losses)) and len(losses) == -(-len(trainer.X) // 64)
+
+
+# ----------------------------------------------------------------------------- char_gpt step
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+import char_gpt  # noqa: E402  (the example's model, optimizer and data, timed as they are)
+
+sys.path.pop(0)
+CHAR_GPT_BATCHES = 8  # the step cycles through these, each a fresh Tensor as in the example
+
+
+class CharGPTStep:
+    """One training step of char_gpt.py's GPT in float32: forward and loss, backward,
+    clip_grad_norm_, AdamW's step and the scheduler's. firefly's model starts from nanoGPT's
+    initialization drawn from seed 0; torch's loads those weights; both see the same batches.
+    ``compiled`` replays firefly's step with ``firefly.compile``; without ``clip`` the step
+    leaves out clip_grad_norm_, which compile cannot replay yet (it reads the total norm in
+    Python to scale the gradients), so that compile's gain is measured beside the same eager
+    step."""
+
+    data = None
+
+    def __init__(self, implementation, clip=True):
+        config = char_gpt.Config()
+        if CharGPTStep.data is None:
+            CharGPTStep.data = char_gpt.CharData(char_gpt.load_text("pydoc")[1])
+        data = CharGPTStep.data
+        firefly.manual_seed(0)
+        model = char_gpt.build_model(firefly, config, data.vocab_size)
+        lib = torch if implementation == "torch" else firefly
+        if lib is torch:
+            model = char_gpt.build_model(torch, config, data.vocab_size, model.state_dict())
+        self.model, self.config = model, config
+        self.clip = lib.nn.utils.clip_grad_norm_ if clip else None
+        self.optimizer, self.scheduler = char_gpt.make_optimizer(lib, model, config)
+        rng = np.random.default_rng(0)
+        self.batches = [
+            tuple(
+                lib.from_numpy(a)
+                for a in data.batch("train", config.batch_size, config.block_size, rng)
+            )
+            for _ in range(CHAR_GPT_BATCHES)
+        ]
+        self.steps = 0
+        self.run = firefly.compile(self.train_step) if implementation == "compiled" else None
+
+    def train_step(self, inputs, targets):
+        _, loss = self.model(inputs, targets)
+        self.optimizer.zero_grad()
+        loss.backward()
+        if self.clip is not None:
+            self.clip(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        return loss
+
+    def step(self):
+        batch = self.batches[self.steps % CHAR_GPT_BATCHES]
+        self.steps += 1
+        return (self.run or self.train_step)(*batch).item()
+
+
+CHAR_GPT_CASES = {  # name -> (implementation, clip)
+    "firefly": ("firefly", True),
+    "torch": ("torch", True),
+    "firefly-noclip": ("firefly", False),
+    "compiled-noclip": ("compiled", False),
+    "torch-noclip": ("torch", False),
+}
+
+
+@pytest.mark.benchmark(group="train-step-char-gpt")
+@pytest.mark.parametrize("case", list(CHAR_GPT_CASES))
+def test_char_gpt_step(benchmark, case):
+    if torch is None:
+        pytest.skip("needs torch for the comparison: pip install torch==2.13.0")
+    implementation, clip = CHAR_GPT_CASES[case]
+    trainer = CharGPTStep(implementation, clip)
+    # The first steps are also the warm-up (kernels compiled, optimizer state, the compiled
+    # step's recordings); their losses must be the torch twin's.
+    steps = CHECK_STEPS + 2
+    losses = [trainer.step() for _ in range(steps)]
+    reference = trainer if implementation == "torch" else CharGPTStep("torch", clip)
+    want = losses if reference is trainer else [reference.step() for _ in range(steps)]
+    np.testing.assert_allclose(losses, want, rtol=1e-4)
+    if trainer.run is not None:
+        assert trainer.run.status()["plans"] == 1, trainer.run.status()
+    loss = benchmark(trainer.step)
+    assert np.isfinite(loss)

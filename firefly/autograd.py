@@ -977,12 +977,16 @@ class _FunctionOp(Op):
                     grads[i] = Tensor._wrap(np.zeros(shape, dtype=grad.dtype))
         result = cls.function.backward(ctx, *grads)
         result = result if isinstance(result, tuple) else (result,)
-        if len(result) != len(ctx.inputs):
+        # Extra trailing Nones are dropped, as torch does: a forward with a defaulted argument
+        # (``bias=None``) called without it keeps one backward for both calls.
+        extra = result[len(ctx.inputs) :]
+        if len(result) < len(ctx.inputs) or any(g is not None for g in extra):
             raise RuntimeError(
                 f"{name}.backward returned {len(result)} gradient(s), but forward took "
                 f"{len(ctx.inputs)} input(s); return one per input of forward (None for an "
                 "input that needs none)"
             )
+        result = result[: len(ctx.inputs)]
         checked = []
         for i, (g, x, need) in enumerate(zip(result, ctx.applied_to, ctx.needs_input_grad)):
             if g is not None and not isinstance(g, Tensor):

@@ -106,6 +106,33 @@ def _uniform_value(a):
     )
 
 
+# The most elements an integer array made by the engine's Python may have to count as a
+# constant of the step: the shape and strides a strided gather or scatter is handed (a
+# transpose, a slice), which Python builds afresh on every call.
+SMALL_CONSTANT = 64
+
+
+def _constant_value(a):
+    """What every call of the step holds in ``a`` if it is a constant: its one value, or a
+    copy of a small integer array (kernel geometry); else None."""
+    value = _uniform_value(a)
+    if value is None and a.dtype.kind in "iu" and a.size <= SMALL_CONSTANT:
+        return a.copy()
+    return value
+
+
+def _same_value(had, value):
+    """Whether two ``_constant_value`` results are the same constant (NaN equal to NaN)."""
+    if isinstance(had, np.ndarray) or isinstance(value, np.ndarray):
+        return (
+            isinstance(had, np.ndarray)
+            and isinstance(value, np.ndarray)
+            and had.shape == value.shape
+            and bool(np.array_equal(had, value))
+        )
+    return bool(had == value or (had != had and value != value))
+
+
 def _root(a):
     while isinstance(a.base, np.ndarray):
         a = a.base
@@ -126,7 +153,9 @@ def _view_like(a, root, base):
 
 def _copies(args):
     """Copies of the arguments in which arrays alias one another as the originals do (views of
-    one copied base array), and ``{id(base): (base, copy)}``; None if a base is not contiguous."""
+    one copied base array), and ``{id(base): (base, copy)}``; None if a base is not contiguous.
+    A view of another dtype than its base (a parameter in an optimizer's flat byte buffer) is
+    the same view of the copy, at the same byte offset and strides."""
     bases = {}
     out = []
     for a in args:
@@ -134,10 +163,14 @@ def _copies(args):
             out.append(a)
             continue
         root = _root(a)
-        if not root.flags.c_contiguous or a.dtype != root.dtype:
+        if not root.flags.c_contiguous:
             return None
         copy = bases.setdefault(id(root), (root, root.copy()))[1]
-        out.append(_view_like(a, root, copy))
+        if a.dtype == root.dtype:
+            out.append(_view_like(a, root, copy))
+        else:
+            offset = a.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+            out.append(np.ndarray(a.shape, a.dtype, buffer=copy, offset=offset, strides=a.strides))
     return out, bases
 
 
@@ -185,6 +218,7 @@ class _Recording:
                 self._explain(a)
             for leaf in _leaves(previous):  # parameters: what fn started with is state
                 self._explain(_leaf_array(leaf))
+        self.inputs = list(inputs)
         for a in inputs:
             self._explain(a)
 
@@ -224,7 +258,7 @@ class _Recording:
         arrays = [(i, a) for i, a in enumerate(args) if isinstance(a, np.ndarray)]
         fills = []
         # What the next recording is compared with: a constant fill must have held then too.
-        uniforms = tuple(_uniform_value(a) for _, a in arrays)
+        uniforms = tuple(_constant_value(a) for _, a in arrays)
         if self.previous is None:
             self.kept.extend(a for _, a in arrays)
         else:
@@ -235,9 +269,10 @@ class _Recording:
                     or not self._content_matters(kernel, args, i)
                 ):
                     continue
-                # One value that the previous recording had here too is a constant (np.ones,
-                # a Tensor(3.0) made inside fn); otherwise the engine's Python may have made it.
-                value = _uniform_value(a)
+                # One value (np.ones, a Tensor(3.0) made inside fn), or the same small integer
+                # array (a gather's shape and strides), that the previous recording had here too
+                # is a constant; otherwise the engine's Python may have made it.
+                value = _constant_value(a)
                 if value is not None and self._changed_since_previous(i, arrays, value):
                     value = None
                 source = self._python_source(a) if value is None else None
@@ -317,16 +352,29 @@ class _Recording:
         if kind != "kernel" or len(extra[2]) != len(arrays):
             return False
         had = extra[2][[k for k, _ in arrays].index(i)]
-        return had is not None and not (had == value or (had != had and value != value))
+        return had is not None and not _same_value(had, value)
 
     def _python_source(self, a):
         """The entry that recomputes ``a`` from explained arrays the way the engine's Python
         does, or None: a conversion of another float dtype (the engine promoting a float32
-        parameter to meet float64 data, and converting its gradient back), or the sum of two
-        arrays (the engine adding the gradients of a tensor used twice)."""
+        parameter to meet float64 data, and converting its gradient back), a copy of an
+        argument or of what a recorded kernel computed (an integer tensor's reshape, dropout
+        with p=0), or the sum of two or three arrays (the engine adding the gradients of a
+        tensor used more than once)."""
         if not a.flags.c_contiguous:
             return None
         data = a.tobytes()
+        # Copied from the arguments or this recording's own results, latest first: never older
+        # memory that happens to hold the same bytes today.
+        for b in [*self.inputs, *reversed(self.produced)]:
+            if (
+                b.size == a.size
+                and b.dtype == a.dtype
+                and b.flags.c_contiguous
+                and not np.shares_memory(a, b)
+                and b.tobytes() == data
+            ):
+                return ("cast", None, (a, b.reshape(a.shape)), None)
         # Ops see reshaped views: candidates match in element count and C order.
         for b, _ in list(self.expected.values()):
             if (
@@ -354,12 +402,24 @@ class _Recording:
             for c in same[k:]:
                 if np.add(b, c).tobytes() == data:
                     return ("sum", None, (a, b, c), None)
+        # Three gradients of a tensor used three times (q, k and v split from one projection):
+        # the engine adds them in arrival order, (b + c) + d.
+        for k, b in enumerate(same):
+            for c in same[k + 1 :]:
+                pair = np.add(b, c)
+                for d in same:
+                    if d is not b and d is not c and np.add(pair, d).tobytes() == data:
+                        return ("sum", None, (a, b, c, d), None)
         return None
 
     def _content_matters(self, kernel, args, i):
         """Whether the kernel's results depend on what ``args[i]`` holds before the call: run it
         on copies, once as they are and once with ``args[i]`` poisoned, and compare everything
-        but the poisoned elements the kernel left alone."""
+        but the poisoned elements the kernel left alone. A small integer array is geometry (a
+        gather's shape and strides): poisoned, it would send the kernel's loads and stores
+        outside its arrays, so its contents always matter."""
+        if args[i].dtype.kind in "iu" and args[i].size <= SMALL_CONSTANT:
+            return True
         runs = []
         for poisoned in (False, True):
             copied = _copies(args)
@@ -371,6 +431,8 @@ class _Recording:
             runs.append((bases, kernel(*copies)))
         (plain, r1), (poisoned, r2) = runs
         target = _root(args[i])
+        if args[i].dtype != target.dtype:
+            return True  # which of the base's elements the poison left alone is not tracked
         for (root, c1), (_, c2) in zip(plain.values(), poisoned.values()):
             differ = ~_equal(c1, c2)
             if root is target:
@@ -510,7 +572,7 @@ def _same_call(mine, theirs):
         uniforms = extra2[2]
         for i, _, value in extra[0]:
             had = uniforms[positions.index(i)]
-            if had is None or not (had == value or (had != had and value != value)):
+            if had is None or not _same_value(had, value):
                 return False
         return True
     if kind == "method":
@@ -594,7 +656,7 @@ class _Plan:
             if kind == "kernel":
                 fills, result, _ = extra
                 for _, a, value in fills:
-                    self.calls.append((a.fill, (value,)))
+                    self.calls.append((np.copyto, (a, value)))
                 if isinstance(result, np.ndarray) or (
                     isinstance(result, tuple) and any(isinstance(r, np.ndarray) for r in result)
                 ):
@@ -610,8 +672,10 @@ class _Plan:
                 a, source = args
                 self.calls.append((functools.partial(np.copyto, casting="unsafe"), (a, source)))
             elif kind == "sum":
-                a, b, c = args
-                self.calls.append((functools.partial(np.add, out=a), (b, c)))
+                a, *terms = args
+                self.calls.append((functools.partial(np.add, out=a), tuple(terms[:2])))
+                for term in terms[2:]:
+                    self.calls.append((functools.partial(np.add, out=a), (a, term)))
             elif kind == "leaf":
                 self.calls.append((_set_leaf_gradient, args))
             elif kind == "draw":

@@ -9,6 +9,7 @@ from seed_script import SEED_SCRIPT, needs_seed_script
 import firefly
 from firefly import nn, optim
 from firefly.digits import build_model
+from firefly.nn import functional as F
 
 
 def _seed_mlp(seed=0):
@@ -481,4 +482,61 @@ def test_in_place_activations_replay_bit_identically():
         expected, got = eager_step(x, t), compiled(x, t)
         assert got.numpy().tobytes() == expected.numpy().tobytes(), f"step {i}"
     assert compiled.status() == {"plans": 1, "eager": 0, "recording": 0}
+    _same_parameters(model, eager_model)
+
+
+class _TokenMixer(nn.Module):
+    """Embeddings, a slice of a weight, transposes, a split in three and a tied output layer:
+    the shapes of a language model's step (strided gathers and scatters whose geometry Python
+    builds per call, a gradient summed from three pieces, dropout(p=0)'s copy), with AdamW's
+    parameters living in its flat byte buffers."""
+
+    def __init__(self, vocab=11, dim=6, context=5):
+        super().__init__()
+        self.wte = nn.Embedding(vocab, dim)
+        self.wpe = nn.Embedding(context, dim)
+        self.mix = nn.Linear(context, context)
+        self.head = nn.Linear(dim, vocab, bias=False)
+        self.head.weight = self.wte.weight
+
+    def forward(self, idx):
+        T = idx.shape[1]
+        x = self.wte(idx) + self.wpe.weight[:T]
+        x = self.mix(x.transpose(1, 2)).transpose(1, 2).relu()
+        q, k, v = x.split(2, dim=2)  # x's gradient is the sum of three pieces
+        x = firefly.cat([q * k, v, F.dropout(q, p=0.0)], dim=2)  # dropout(p=0): a Python copy
+        return self.head(x).reshape(-1, self.head.weight.shape[0])
+
+
+def test_slices_transposes_and_embeddings_replay_bit_identically():
+    def make():
+        firefly.manual_seed(0)
+        model = _TokenMixer()
+        optimizer = optim.AdamW(model.parameters(), lr=1e-2)
+        loss_fn = nn.CrossEntropyLoss()
+
+        def step(idx, targets):
+            optimizer.zero_grad()
+            loss = loss_fn(model(idx), targets.reshape(-1))
+            loss.backward()
+            optimizer.step()
+            return loss
+
+        return model, step
+
+    rng = np.random.default_rng(0)
+    data = [
+        tuple(firefly.from_numpy(rng.integers(0, 11, size=(3, 5))) for _ in range(2))
+        for _ in range(8)
+    ]
+    eager_model, eager_step = make()
+    model, step = make()
+    compiled = firefly.compile(step)
+    expected = [eager_step(*data[i % 8]).item() for i in range(30)]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        got = [compiled(*data[i % 8]).item() for i in range(30)]
+    assert not caught, [str(w.message) for w in caught]
+    assert compiled.status()["plans"] == 1
+    assert got == expected
     _same_parameters(model, eager_model)

@@ -219,6 +219,36 @@ def test_a_torch_custom_function_ports_by_changing_the_import():
     close(x.grad, 6.0 * x.numpy() ** 2, 1e-15)
 
 
+def linear_function(base):
+    class LinearFn(base):
+        @staticmethod
+        def forward(ctx, x, weight, bias=None):
+            ctx.save_for_backward(x, weight)
+            out = x.mm(weight.t())
+            return out if bias is None else out + bias
+
+        @staticmethod
+        def backward(ctx, grad):
+            x, weight = ctx.saved_tensors
+            return grad.mm(weight), grad.t().mm(x), None  # the bias's None, given or not
+
+    return LinearFn
+
+
+def test_a_function_called_without_its_defaulted_input_may_return_a_trailing_none():
+    """torch drops extra trailing None gradients; a non-None extra is still an error
+    (tests/test_op_input_errors.py)."""
+    Mine, Theirs = linear_function(autograd.Function), linear_function(torch.autograd.Function)
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((2, 3)), rng.standard_normal((4, 3))
+    xm, wm = Tensor(x, requires_grad=True), Tensor(w, requires_grad=True)
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    (Mine.apply(xm, wm) ** 2).sum().backward()
+    (Theirs.apply(xt, wt) ** 2).sum().backward()
+    close(xm.grad, xt.grad, 1e-14)
+    close(wm.grad, wt.grad, 1e-14)
+
+
 def test_a_function_with_a_saved_output_and_a_non_differentiable_output():
     class ExpAndSign(autograd.Function):
         @staticmethod

@@ -295,6 +295,20 @@ def test_float32_runs_close_to_float64():
     np.testing.assert_allclose(out.numpy(), out64.numpy(), atol=1e-5)
 
 
+def test_pad_sequence_keeps_integer_and_bool_dtypes():
+    """Token ids padded stay int64 (an Embedding takes them), masks stay bool, as torch's."""
+    ids = [np.array([2, 3, 4]), np.array([5, 6])]
+    for arrays in (ids, [a == 2 for a in ids]):
+        theirs = torch.nn.utils.rnn.pad_sequence(
+            [torch.tensor(a) for a in arrays], batch_first=True, padding_value=1
+        )
+        mine = rnn_utils.pad_sequence(
+            [firefly.tensor(a) for a in arrays], batch_first=True, padding_value=1
+        )
+        assert mine.dtype == theirs.numpy().dtype
+        np.testing.assert_array_equal(mine.numpy(), theirs.numpy())
+
+
 def test_pad_sequence_matches_torch():
     rng = np.random.default_rng(7)
     seqs = [rng.standard_normal((n, 2)) for n in (2, 5, 3)]

@@ -121,3 +121,40 @@ def test_lbfgs_full_batch_fit():
         assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
     assert (ours["n_iter"], ours["func_evals"]) == (theirs["n_iter"], theirs["func_evals"])
     assert ours["final"][0] < 0.1 * ours["losses"][0]  # it fitted
+
+
+def test_word_language_model_lstm_with_bptt_and_annealing():
+    ours, theirs = run_twins("word_language_model")
+    for key in ("losses", "val_losses", "lrs"):
+        assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
+    assert abs(ours["perplexity"] - theirs["perplexity"]) < 1e-9 * theirs["perplexity"]
+    assert ours["tied"] and theirs["tied"]
+    assert ours["lrs"][-1] < ours["lrs"][0]  # the annealing branch ran
+    assert min(ours["val_losses"]) < ours["val_losses"][0]  # it learned
+
+
+def test_transformer_encoder_classifier_with_padding_mask():
+    ours, theirs = run_twins("transformer_classifier")
+    for key in ("losses", "test_losses"):
+        assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
+    assert ours["accuracies"] == theirs["accuracies"]
+    assert ours["accuracies"][-1] > 0.75  # it learned (2 classes)
+
+
+def test_custom_autograd_functions():
+    ours, theirs = run_twins("custom_autograd")
+    for key in ("losses", "poly_losses", "frozen_grad"):
+        assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
+    # a and c stay at 0 up to rounding (sin is odd): compared absolutely, b and d relatively
+    (a, b, c, d), (at, bt, ct, dt) = ours["coefficients"], theirs["coefficients"]
+    assert abs(a - at) < 1e-12 and abs(c - ct) < 1e-12
+    assert_series_close([b, d], [bt, dt], rtol=1e-9, what="coefficients b, d")
+    assert ours["w_grad_is_none"] and theirs["w_grad_is_none"]
+    assert ours["losses"][-1] < 0.05 * ours["losses"][0]  # it learned
+
+
+def test_pinn_hessian_vector_product_and_gradient_penalty():
+    ours, theirs = run_twins("pinn_higher_order")
+    for key in ("losses", "hvp", "penalty", "u"):
+        assert_series_close(ours[key], theirs[key], rtol=1e-9, what=key)
+    assert ours["losses"][-1] < 1e-3 * ours["losses"][0]  # it solved the equation

@@ -1,5 +1,5 @@
 """Layers: Linear, convolution, pooling, normalization, padding, resampling, dropout, embedding,
-attention, recurrent layers, shape layers, activations and containers."""
+attention, the Transformer layers, recurrent layers, shape layers, activations and containers."""
 
 from firefly.nn.layers.activation import (
     ELU,
@@ -64,6 +64,13 @@ from firefly.nn.layers.resample import (
     UpsamplingBilinear2d,
     UpsamplingNearest2d,
 )
+from firefly.nn.layers.transformer import (
+    Transformer,
+    TransformerDecoder,
+    TransformerDecoderLayer,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+)
 
 __all__ = [
     "Linear",
@@ -127,4 +134,9 @@ __all__ = [
     "ModuleDict",
     "ParameterList",
     "ParameterDict",
+    "TransformerEncoderLayer",
+    "TransformerDecoderLayer",
+    "TransformerEncoder",
+    "TransformerDecoder",
+    "Transformer",
 ]

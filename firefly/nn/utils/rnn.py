@@ -44,7 +44,7 @@ def _lengths_array(lengths):
 def _with_padding_row(rows, value):
     """``rows`` (N, *) with one more row of ``value`` at index N, which gathers pick for the
     positions no sequence fills."""
-    pad = Tensor(np.full((1,) + rows.shape[1:], value, dtype=rows.dtype))
+    pad = Tensor(np.full((1,) + rows.shape[1:], value, dtype=rows.dtype), dtype=rows.dtype)
     return cat([rows, pad], 0)
 
 
