@@ -221,8 +221,12 @@ def _reshape(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
             if before[:axis] + before[axis + 1 :] == after:
                 return g.node("Squeeze", [x, g.constant([axis], np.int64)])
     shape = list(out.shape)
-    if shape and args[0].ndim and args[0].shape[0] == shape[0]:
-        shape[0] = 0  # ONNX: copy the input's first (batch) dimension, so it may vary
+    # ONNX's 0 copies the input's dimension: the leading dimensions the reshape keeps (batch,
+    # sequence: attention's split of the features into heads and back) may vary.
+    for axis, size in enumerate(args[0].shape[: len(shape)]):
+        if size != shape[axis]:
+            break
+        shape[axis] = 0
     return g.node("Reshape", [x, g.constant(shape, np.int64)])
 
 
@@ -370,6 +374,79 @@ def _log_base(base: float) -> Callable:
     return build
 
 
+def _length(g: _Graph, x: str) -> str:
+    """The size of ``x``'s dimension -2 (a sequence length) as a 0-d int64, read at run time."""
+    size = g.node("Shape", [x], start=-2, end=-1)
+    return g.node("Squeeze", [size, g.constant([0], np.int64)])
+
+
+def _causal_mask(g: _Graph, query: str, key: str) -> str:
+    """(Tq, Tk) bool, True above the diagonal (key j > query i: masked, torch's top-left
+    alignment), built from the run-time lengths so that the sequence length may vary."""
+    zero, one = g.constant(0, np.int64), g.constant(1, np.int64)
+    rows = g.node("Range", [zero, _length(g, query), one])
+    columns = g.node("Range", [zero, _length(g, key), one])
+    rows = g.node("Unsqueeze", [rows, g.constant([1], np.int64)])
+    return g.node("Greater", [columns, rows])
+
+
+def _reduce_min_last(g: _Graph, x: str) -> str:
+    if g.opset >= 18:  # axes became an input
+        return g.node("ReduceMin", [x, g.constant([-1], np.int64)], keepdims=1)
+    return g.node("ReduceMin", [x], axes=[-1], keepdims=1)
+
+
+def _attention(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    """``scaled_dot_product_attention`` as MatMul, Mul, Add, Softmax and MatMul, the masks
+    (-inf in the bias, False in ``bool_mask``, the causal triangle) put in with Where; a row
+    with no key left gives zeros, as firefly's op. Dropout is exported as in eval mode (off),
+    as the dropout op is."""
+    query, key, value, bias = args
+    dtype = out.dtype
+    key_t = g.node(
+        "Transpose", [g.value(key, dtype)], perm=[*range(key.ndim - 2), key.ndim - 1, key.ndim - 2]
+    )
+    scale = attrs.get("scale")
+    if scale is None:
+        scale = 1.0 / math.sqrt(query.shape[-1]) if query.shape[-1] else 1.0
+    scores = g.node("Mul", [g.node("MatMul", [x, key_t]), _scalar(g, float(scale), out)])
+    masks = []
+    bias_array = bias._data if isinstance(bias, Tensor) else np.asarray(bias)
+    if bias_array.ndim > 0:
+        bias_name = g.value(bias, dtype)
+        scores = g.node("Add", [scores, bias_name])
+        if g.traced(bias):
+            masks.append(g.node("IsInf", [bias_name], detect_positive=0))
+        elif np.isneginf(bias_array).any():
+            masks.append(g.constant(np.isneginf(bias_array)))
+    keep = attrs.get("bool_mask")
+    if keep is not None:
+        if g.traced(keep):
+            masks.append(g.node("Not", [g.value(keep, np.dtype(np.bool_))]))
+        else:
+            masks.append(g.constant(~np.asarray(getattr(keep, "_data", keep), dtype=np.bool_)))
+    causal = bool(attrs.get("is_causal"))
+    if causal:
+        masks.append(_causal_mask(g, x, g.value(key, dtype)))
+    if not masks:
+        return g.node("MatMul", [g.node("Softmax", [scores], axis=-1), g.value(value, dtype)])
+    masked = masks[0]
+    for other in masks[1:]:
+        masked = g.node("Or", [masked, other])
+    kept = g.node("Where", [masked, _scalar(g, -np.inf, out), scores])
+    probs = g.node("Softmax", [kept], axis=-1)
+    if not (causal and len(masks) == 1):  # the causal triangle alone leaves every row a key
+        # a row whose keys are all masked: Softmax gives NaN there, firefly's op zeros
+        as_float = g.node("Cast", [masked], to=int(g.helper.np_dtype_to_tensor_dtype(dtype)))
+        dead = g.node(
+            "Cast",
+            [_reduce_min_last(g, as_float)],
+            to=int(g.helper.np_dtype_to_tensor_dtype(np.dtype(np.bool_))),
+        )
+        probs = g.node("Where", [dead, _scalar(g, 0.0, out), probs])
+    return g.node("MatMul", [probs, g.value(value, dtype)])
+
+
 # Gate blocks in ONNX's order, as indices of torch's blocks: the LSTM's i, o, f, c from
 # torch's i, f, g, o; the GRU's z, r, h from torch's r, z, n. The RNN has one block.
 _GATE_ORDERS = {"lstm_layer": [0, 3, 1, 2], "gru_layer": [1, 0, 2], "rnn_layer": [0]}
@@ -471,6 +548,7 @@ _MAPPINGS: dict[str, Callable] = {
     "gru_layer": _recurrent("gru_layer"),
     "linear": _linear,
     "matmul": _binary("MatMul"),
+    "scaled_dot_product_attention": _attention,
     "conv1d": _conv,
     "conv2d": _conv,
     "max_pool2d": _pool("MaxPool"),
@@ -730,6 +808,17 @@ def export(
         )
 
     _prune(graph, output_names)
+    used = {name for node in graph.nodes for name in node.input}
+    for tensor, name in zip(inputs, input_names):
+        if name not in used:
+            raise ValueError(
+                f"onnx.export: input '{name}' (shape {tuple(tensor.shape)}, {tensor.dtype}) is "
+                "used by no traced op: the forward read its values in Python (as "
+                "MultiheadAttention does with its masks, turning them into a bias with NumPy), "
+                "so the graph would keep the example's values and ignore the input. Make the "
+                "mask a constant of the model (built in its forward, or an attribute), or use "
+                "is_causal=True, whose mask follows the sequence length"
+            )
     unknown = set(dynamic_axes or {}) - set(input_names) - set(output_names)
     if unknown:
         raise ValueError(

@@ -566,3 +566,239 @@ def test_a_recurrent_weight_computed_in_the_forward_is_refused(tmp_path):
         r"module 'ScaledWeights'",
     ):
         firefly.onnx.export(ScaledWeights(), firefly.zeros(5, 2, 3), tmp_path / "m.onnx")
+
+
+# ----------------------------------------------------------------------------- attention
+def _sequence_dynamic(names, batch_first):
+    """Batch and sequence axes of (B, S, E) / (S, B, E) inputs and outputs, named."""
+    axes = {0: "batch", 1: "seq"} if batch_first else {0: "seq", 1: "batch"}
+    return {name: axes for name in names}
+
+
+def _sequence(batch_first, width=8):
+    def make(rng, batch, steps):
+        shape = (batch, steps, width) if batch_first else (steps, batch, width)
+        return (rng.normal(size=shape).astype(np.float32),)
+
+    return make
+
+
+# (batch, sequence) pairs: the export's, then others (a sequence of 1, a batch of 1)
+_SIZES = [(2, 5), (3, 7), (1, 1), (4, 2), (1, 9)]
+
+
+class Encoder(nn.Module):
+    """A TransformerEncoder of two layers and a final LayerNorm; ``causal`` passes torch's
+    square subsequent mask for the input's length (with is_causal=True), made in the forward."""
+
+    def __init__(self, activation, batch_first, norm_first, causal=False):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(
+            8, 2, 16, 0.1, activation=activation, batch_first=batch_first, norm_first=norm_first
+        )
+        self.encoder = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(8))
+        self.batch_first, self.causal = batch_first, causal
+
+    def forward(self, x):
+        if not self.causal:
+            return self.encoder(x)
+        steps = x.shape[1] if self.batch_first else x.shape[0]
+        mask = nn.Transformer.generate_square_subsequent_mask(steps)
+        return self.encoder(x, mask=mask, is_causal=True)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+def test_transformer_encoder_with_dynamic_batch_and_sequence(
+    activation, batch_first, norm_first, causal, tmp_path
+):
+    firefly.manual_seed(23)
+    model = Encoder(activation, batch_first, norm_first, causal).eval()
+    proto = _compare_sequences(
+        model,
+        _sequence(batch_first),
+        ["src"],
+        ["out"],
+        _sequence_dynamic(["src", "out"], batch_first),
+        tmp_path,
+        _SIZES,
+    )
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Softmax") == 2 and ops.count("LayerNormalization") == 5
+    assert ("Erf" in ops) == (activation == "gelu")
+    # the causal mask is built from the run-time lengths, not stored for the example's
+    assert ("Range" in ops and "Where" in ops) == causal
+    assert all(
+        a.ndim < 2 or a.shape[-1] != 5
+        for a in map(onnx.numpy_helper.to_array, proto.graph.initializer)
+    )
+
+
+class PaddedEncoder(nn.Module):
+    """An encoder layer with a key padding mask held by the model (a constant of the graph):
+    the second sequence is padded after 3 steps, the third wholly (its rows attend nothing,
+    and give the out_proj bias, as firefly's attention)."""
+
+    def __init__(self, causal):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(8, 2, 16, 0.0, activation="gelu")
+        padding = np.zeros((3, 5), dtype=bool)
+        padding[1, 3:] = True
+        padding[2] = True
+        self.padding, self.causal = firefly.Tensor(padding, dtype=np.bool_), causal
+
+    def forward(self, x):
+        mask = nn.Transformer.generate_square_subsequent_mask(x.shape[0]) if self.causal else None
+        return self.layer(
+            x, src_mask=mask, src_key_padding_mask=self.padding, is_causal=self.causal
+        )
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_key_padding_mask_held_by_the_model(causal, tmp_path):
+    firefly.manual_seed(5)
+    model = PaddedEncoder(causal).eval()
+    # the mask's (batch, length) is the model's: fixed sizes
+    proto = _compare_sequences(
+        model, _sequence(False), ["src"], ["out"], None, tmp_path, [(3, 5), (3, 5)]
+    )
+    ops = [n.op_type for n in proto.graph.node]
+    assert "Where" in ops and "ReduceMin" in ops
+
+
+class SelfAttention(nn.Module):
+    """A standalone MultiheadAttention over one input: the fused path (need_weights=False),
+    optionally causal, or the unfused one returning the weights too."""
+
+    def __init__(self, batch_first, need_weights, causal):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 4, batch_first=batch_first)
+        self.batch_first, self.need_weights, self.causal = batch_first, need_weights, causal
+
+    def forward(self, x):
+        mask = None
+        if self.causal:
+            steps = x.shape[1] if self.batch_first else x.shape[0]
+            mask = nn.Transformer.generate_square_subsequent_mask(steps)
+        out, weights = self.attn(
+            x, x, x, need_weights=self.need_weights, attn_mask=mask, is_causal=self.causal
+        )
+        return out if weights is None else (out, weights)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("causal", [False, True])
+def test_multihead_attention_fused_with_dynamic_batch_and_sequence(batch_first, causal, tmp_path):
+    firefly.manual_seed(3)
+    model = SelfAttention(batch_first, need_weights=False, causal=causal).eval()
+    proto = _compare_sequences(
+        model,
+        _sequence(batch_first),
+        ["x"],
+        ["out"],
+        _sequence_dynamic(["x", "out"], batch_first),
+        tmp_path,
+        _SIZES,
+    )
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("MatMul") >= 2 and ops.count("Softmax") == 1
+
+
+def test_multihead_attention_with_its_weights(tmp_path):
+    firefly.manual_seed(4)
+    model = SelfAttention(batch_first=True, need_weights=True, causal=False).eval()
+    dynamic = {
+        "x": {0: "batch", 1: "seq"},
+        "out": {0: "batch", 1: "seq"},
+        "weights": {0: "batch", 1: "seq", 2: "seq"},
+    }
+    _compare_sequences(model, _sequence(True), ["x"], ["out", "weights"], dynamic, tmp_path, _SIZES)
+
+
+class CrossAttention(nn.Module):
+    """Queries attending to a memory of another length, causal from the top left (query i
+    sees keys 0..i), as torch's."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, query, memory):
+        mask = firefly.zeros(query.shape[1], memory.shape[1])  # ignored: is_causal says it
+        return self.attn(query, memory, memory, attn_mask=mask, need_weights=False, is_causal=True)[
+            0
+        ]
+
+
+def test_causal_cross_attention_follows_both_lengths(tmp_path):
+    firefly.manual_seed(8)
+    lengths = [(5, 3), (2, 6), (7, 4), (1, 1), (4, 9)]  # (target, source), the export's first
+
+    def make(rng, batch, which):
+        tq, tk = lengths[which]
+        return (
+            rng.normal(size=(batch, tq, 8)).astype(np.float32),
+            rng.normal(size=(batch, tk, 8)).astype(np.float32),
+        )
+
+    dynamic = {
+        "query": {0: "batch", 1: "target"},
+        "memory": {0: "batch", 1: "source"},
+        "out": {0: "batch", 1: "target"},
+    }
+    _compare_sequences(
+        CrossAttention().eval(),
+        make,
+        ["query", "memory"],
+        ["out"],
+        dynamic,
+        tmp_path,
+        [(2, 0), (3, 1), (1, 2), (4, 3), (2, 4)],
+    )
+
+
+class MaskedAttention(nn.Module):
+    """F.scaled_dot_product_attention with the mask an input of the graph: bool (True:
+    attend; some rows attend nothing and give zeros) or float (added to the scores)."""
+
+    def forward(self, q, k, v, mask):
+        return nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.7)
+
+
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_scaled_dot_product_attention_with_a_mask_input(kind, tmp_path):
+    def make(rng, batch, steps):
+        q, k, v = (rng.normal(size=(batch, 2, steps, 4)).astype(np.float32) for _ in range(3))
+        keep = rng.random((batch, 1, steps, steps)) < 0.6
+        keep[0, 0, 0] = False  # a row with no key
+        if kind == "bool":
+            return q, k, v, keep
+        return q, k, v, np.where(keep, rng.normal(size=keep.shape), -np.inf).astype(np.float32)
+
+    dims = {0: "batch", 2: "seq"}
+    names = ["q", "k", "v", "mask"]
+    dynamic = {name: dims for name in [*names, "out"]}
+    dynamic["mask"] = {0: "batch", 2: "seq", 3: "seq"}
+    _compare_sequences(MaskedAttention(), make, names, ["out"], dynamic, tmp_path, _SIZES)
+
+
+class PaddingInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x, padding):
+        return self.attn(x, x, x, key_padding_mask=padding, need_weights=False)[0]
+
+
+def test_a_mask_input_read_in_python_is_refused_not_frozen(tmp_path):
+    x = firefly.zeros(2, 5, 8)
+    padding = np.zeros((2, 5), dtype=bool)
+    with pytest.raises(
+        ValueError, match=r"input 'padding' \(shape \(2, 5\), bool\) is used by no traced op"
+    ):
+        firefly.onnx.export(
+            PaddingInput(), (x, padding), tmp_path / "m.onnx", input_names=["x", "padding"]
+        )
