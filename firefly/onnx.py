@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from firefly import autograd
+from firefly.nn.layers.attention import MultiheadAttention
 from firefly.nn.layers.dropout import Dropout
 from firefly.nn.layers.norm import _BatchNorm
 from firefly.nn.layers.recurrent import RNNBase
@@ -376,8 +377,7 @@ def _log_base(base: float) -> Callable:
 
 def _length(g: _Graph, x: str) -> str:
     """The size of ``x``'s dimension -2 (a sequence length) as a 0-d int64, read at run time."""
-    size = g.node("Shape", [x], start=-2, end=-1)
-    return g.node("Squeeze", [size, g.constant([0], np.int64)])
+    return g.node("Gather", [g.node("Shape", [x]), g.constant(-2, np.int64)], axis=0)
 
 
 def _causal_mask(g: _Graph, query: str, key: str) -> str:
@@ -768,7 +768,8 @@ def export(
     changing = [
         f"'{name or type(model).__name__}' ({type(m).__name__})"
         for name, m in model.named_modules()
-        if isinstance(m, (Dropout, _BatchNorm)) or (isinstance(m, RNNBase) and m.dropout)
+        if isinstance(m, (Dropout, _BatchNorm))
+        or (isinstance(m, (RNNBase, MultiheadAttention)) and m.dropout)
     ]
     if was_training and changing:
         warnings.warn(

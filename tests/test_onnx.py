@@ -236,7 +236,9 @@ def test_without_onnx_says_what_to_install(monkeypatch, tmp_path):
 
 
 # ----------------------------------------------------------------------------- recurrent layers
-def _compare_sequences(model, make_inputs, names, output_names, dynamic, tmp_path, sizes):
+def _compare_sequences(
+    model, make_inputs, names, output_names, dynamic, tmp_path, sizes, opset_version=17
+):
     """Export on inputs of the first (batch, steps) in ``sizes``; onnxruntime matches firefly on
     all of them (each output, within 1e-5 in float32)."""
     path = tmp_path / "seq.onnx"
@@ -249,6 +251,7 @@ def _compare_sequences(model, make_inputs, names, output_names, dynamic, tmp_pat
         input_names=names,
         output_names=output_names,
         dynamic_axes=dynamic,
+        opset_version=opset_version,
     )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch, steps in sizes:
@@ -767,8 +770,9 @@ class MaskedAttention(nn.Module):
         return nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.7)
 
 
+@pytest.mark.parametrize("opset", [17, 18])  # 18: ReduceMin's axes became an input
 @pytest.mark.parametrize("kind", ["bool", "float"])
-def test_scaled_dot_product_attention_with_a_mask_input(kind, tmp_path):
+def test_scaled_dot_product_attention_with_a_mask_input(kind, opset, tmp_path):
     def make(rng, batch, steps):
         q, k, v = (rng.normal(size=(batch, 2, steps, 4)).astype(np.float32) for _ in range(3))
         keep = rng.random((batch, 1, steps, steps)) < 0.6
@@ -781,7 +785,9 @@ def test_scaled_dot_product_attention_with_a_mask_input(kind, tmp_path):
     names = ["q", "k", "v", "mask"]
     dynamic = {name: dims for name in [*names, "out"]}
     dynamic["mask"] = {0: "batch", 2: "seq", 3: "seq"}
-    _compare_sequences(MaskedAttention(), make, names, ["out"], dynamic, tmp_path, _SIZES)
+    _compare_sequences(
+        MaskedAttention(), make, names, ["out"], dynamic, tmp_path, _SIZES, opset_version=opset
+    )
 
 
 class PaddingInput(nn.Module):
@@ -802,3 +808,96 @@ def test_a_mask_input_read_in_python_is_refused_not_frozen(tmp_path):
         firefly.onnx.export(
             PaddingInput(), (x, padding), tmp_path / "m.onnx", input_names=["x", "padding"]
         )
+
+
+class Decoder(nn.Module):
+    """A TransformerDecoderLayer, causal over the target, attending to a memory of another
+    length; or a whole nn.Transformer (one encoder and one decoder layer)."""
+
+    def __init__(self, whole):
+        super().__init__()
+        if whole:
+            self.net = nn.Transformer(8, 2, 1, 1, 16, 0.1, batch_first=True, activation="gelu")
+        else:
+            self.net = nn.TransformerDecoderLayer(8, 2, 16, 0.1, batch_first=True)
+        self.whole = whole
+
+    def forward(self, target, memory):
+        mask = nn.Transformer.generate_square_subsequent_mask(target.shape[1])
+        if self.whole:
+            return self.net(memory, target, tgt_mask=mask, tgt_is_causal=True)
+        return self.net(target, memory, tgt_mask=mask, tgt_is_causal=True)
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_decoder_layer_and_transformer_with_separate_lengths(whole, tmp_path):
+    firefly.manual_seed(9)
+    lengths = [(5, 3), (2, 6), (7, 4), (1, 1)]  # (target, source), the export's first
+
+    def make(rng, batch, which):
+        tq, tk = lengths[which]
+        return (
+            rng.normal(size=(batch, tq, 8)).astype(np.float32),
+            rng.normal(size=(batch, tk, 8)).astype(np.float32),
+        )
+
+    dynamic = {
+        "target": {0: "batch", 1: "target"},
+        "memory": {0: "batch", 1: "source"},
+        "out": {0: "batch", 1: "target"},
+    }
+    proto = _compare_sequences(
+        Decoder(whole).eval(),
+        make,
+        ["target", "memory"],
+        ["out"],
+        dynamic,
+        tmp_path,
+        [(2, 0), (3, 1), (1, 2), (4, 3)],
+    )
+    assert [n.op_type for n in proto.graph.node].count("Softmax") == (3 if whole else 2)
+
+
+class UnbatchedCausal(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(8, 2, 16, 0.0, norm_first=True)
+
+    def forward(self, x):
+        mask = nn.Transformer.generate_square_subsequent_mask(x.shape[0])
+        return self.layer(x, src_mask=mask, is_causal=True)
+
+
+def test_an_unbatched_causal_sequence(tmp_path):
+    firefly.manual_seed(6)
+    _compare_sequences(
+        UnbatchedCausal().eval(),
+        lambda rng, _, steps: (rng.normal(size=(steps, 8)).astype(np.float32),),
+        ["x"],
+        ["out"],
+        {"x": {0: "seq"}, "out": {0: "seq"}},
+        tmp_path,
+        [(0, 5), (0, 1), (0, 11)],
+    )
+
+
+def test_attention_dropout_in_training_mode_warns_and_exports_eval(tmp_path):
+    firefly.manual_seed(2)
+    model = nn.MultiheadAttention(8, 2, dropout=0.5, batch_first=True)
+
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = model
+
+        def forward(self, x):
+            return self.attn(x, x, x, need_weights=False)[0]
+
+    wrapper = Wrapper()
+    x = np.random.default_rng(0).normal(size=(2, 4, 8)).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"training mode.*'attn' \(MultiheadAttention\)"):
+        firefly.onnx.export(wrapper, firefly.Tensor(x), tmp_path / "m.onnx")
+    assert wrapper.training
+    with firefly.no_grad():
+        expected = wrapper.eval()(firefly.Tensor(x)).numpy()
+    np.testing.assert_allclose(_run(tmp_path / "m.onnx", x), expected, rtol=1e-5, atol=1e-5)
