@@ -899,3 +899,28 @@ def test_attention_dropout_in_training_mode_warns_and_exports_eval(tmp_path):
     with firefly.no_grad():
         expected = wrapper.eval()(firefly.Tensor(x)).numpy()
     np.testing.assert_allclose(_run(tmp_path / "m.onnx", x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_char_gpt_example_model(tmp_path):
+    """examples/char_gpt.py's GPT (causal F.scaled_dot_product_attention, GELU, tied head) with a
+    dynamic batch. Its positions are ``wpe.weight[:T]``, a slice of the traced length, so the
+    sequence length is the example's."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    try:
+        import char_gpt
+    finally:
+        sys.path.pop(0)
+    firefly.manual_seed(12)
+    config = char_gpt.Config(n_embd=16, n_head=2, n_layer=2, block_size=12)
+    model = char_gpt.build_model(firefly, config, vocab_size=20).eval()
+    proto = _compare_sequences(
+        model,
+        lambda rng, batch, steps: (rng.integers(0, 20, (batch, steps)).astype(np.int64),),
+        ["idx"],
+        ["logits"],
+        {"idx": {0: "batch"}, "logits": {0: "batch"}},
+        tmp_path,
+        [(2, 9), (5, 9), (1, 9)],
+    )
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Softmax") == 2 and "Erf" in ops and "Range" in ops
