@@ -5,7 +5,10 @@ The forward runs once on the example inputs, in eval mode and without a graph, w
 output) and forward hooks on every submodule say which module is running. Each op becomes ONNX
 nodes built with ``onnx.helper``; parameters and buffers become initializers named by their
 ``state_dict`` keys; any other tensor an op reads that was not computed by a traced op (a
-constant made in Python) is stored as a constant. ``onnx.checker`` checks the result.
+constant made in Python) is stored as a constant. Comparisons run outside the ops, so the
+trace watches them: a mask one computes from an input is refused where it would be frozen (as is
+a mask input of ``nn.MultiheadAttention``, which reads its masks with NumPy, and an input no
+traced op reads). ``onnx.checker`` checks the result.
 
 Needs the ``onnx`` extra (``pip install "firefly-dl[onnx]"``: onnx, and onnxruntime to run the
 file).
@@ -21,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from firefly import autograd
+from firefly import tensor as tensor_module
 from firefly.nn.layers.attention import MultiheadAttention
 from firefly.nn.layers.dropout import Dropout
 from firefly.nn.layers.norm import _BatchNorm
@@ -52,6 +56,9 @@ class _Graph:
         # (T, B, H), then the final h (B, H) and c): the layer's slices of it take the parts,
         # so that neither T nor B is baked into a Slice.
         self.recurrent_parts: dict[str, tuple[int, list[str]]] = {}
+        # id(array) -> the bool Tensor a comparison (which runs outside the ops, unseen by the
+        # op hook) computed from a traced value: a mask that the graph cannot compute
+        self.derived: dict[int, Tensor] = {}
         self.count = 0
 
     def fresh(self, hint: str) -> str:
@@ -114,6 +121,12 @@ class _Graph:
                 return key
             return self.constant(source)
         return self.constant(source, dtype)
+
+    def derived_from_inputs(self, source: Any) -> bool:
+        """Whether ``source`` was computed from the inputs outside the traced ops (a
+        comparison such as ``ids == 0``): stored as a constant, it would be frozen."""
+        array = source._data if isinstance(source, Tensor) else source
+        return id(array) in self.derived
 
     def bind(self, tensor: Tensor, name: str) -> None:
         self.names[id(tensor)] = name
@@ -420,6 +433,13 @@ def _attention(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
         elif np.isneginf(bias_array).any():
             masks.append(g.constant(np.isneginf(bias_array)))
     keep = attrs.get("bool_mask")
+    for mask in (keep, bias):
+        if mask is not None and g.derived_from_inputs(mask):
+            raise _Unsupported(
+                "scaled_dot_product_attention with a mask computed from the inputs by a "
+                "comparison (outside the traced ops, so it would be frozen at the example's "
+                "values)"
+            )
     if keep is not None:
         if g.traced(keep):
             masks.append(g.node("Not", [g.value(keep, np.dtype(np.bool_))]))
@@ -760,10 +780,47 @@ def export(
     def leave(module: Module, args: tuple, output: Any) -> None:  # None: the output stays
         running.pop()
 
+    def check_masks(module: Module, args: tuple, kwargs: dict, name: str) -> None:
+        # MultiheadAttention merges its masks into a bias with NumPy, outside the traced ops:
+        # a mask that is (or comes from) an input would be frozen at the example's values.
+        masks = {"key_padding_mask": args[3] if len(args) > 3 else None}
+        masks["attn_mask"] = args[5] if len(args) > 5 else None
+        masks.update({k: v for k, v in kwargs.items() if k in masks})
+        for which, mask in masks.items():
+            if mask is not None and (graph.traced(mask) or graph.derived_from_inputs(mask)):
+                failures.append(
+                    ValueError(
+                        f"onnx.export: module '{name or type(model).__name__}' "
+                        f"({type(module).__name__}) got a {which} that is or comes from an "
+                        "input of the model; MultiheadAttention turns its masks into a bias "
+                        "with NumPy, outside the traced ops, so the graph would freeze the "
+                        "example's mask. Make the mask a constant of the model, or use "
+                        "is_causal=True (its mask follows the sequence length), or call "
+                        "F.scaled_dot_product_attention with the mask as an input"
+                    )
+                )
+
     handles = []
     for name, module in model.named_modules():
         handles.append(module.register_forward_pre_hook(lambda m, a, n=name: enter(m, a, n)))
         handles.append(module.register_forward_hook(leave))
+        if isinstance(module, MultiheadAttention):
+            handles.append(
+                module.register_forward_pre_hook(
+                    lambda m, a, k, n=name: check_masks(m, a, k, n), with_kwargs=True
+                )
+            )
+
+    def compare(name: str, tensor: Tensor, other: Any) -> Any:
+        result = plain_compare(name, tensor, other)
+        sources = (tensor, other)
+        if result is not NotImplemented and any(
+            graph.traced(x) or graph.derived_from_inputs(x) for x in sources
+        ):
+            graph.derived[id(result._data)] = result
+        return result
+
+    plain_compare = tensor_module._compare
     was_training = model.training
     changing = [
         f"'{name or type(model).__name__}' ({type(m).__name__})"
@@ -781,10 +838,12 @@ def export(
         )
     model.eval()
     previous = autograd.set_op_hook(record)
+    tensor_module._compare = compare  # comparisons run outside the ops: watched here
     try:
         with autograd.no_grad():
             result = model(*inputs)
     finally:
+        tensor_module._compare = plain_compare
         autograd.set_op_hook(previous)
         for handle in handles:
             handle.remove()
@@ -814,11 +873,9 @@ def export(
         if name not in used:
             raise ValueError(
                 f"onnx.export: input '{name}' (shape {tuple(tensor.shape)}, {tensor.dtype}) is "
-                "used by no traced op: the forward read its values in Python (as "
-                "MultiheadAttention does with its masks, turning them into a bias with NumPy), "
-                "so the graph would keep the example's values and ignore the input. Make the "
-                "mask a constant of the model (built in its forward, or an attribute), or use "
-                "is_causal=True, whose mask follows the sequence length"
+                "used by no traced op: the forward read its values in Python (with .numpy(), "
+                "say), so the graph would keep the example's values and ignore the input. "
+                "Compute with firefly's ops on it, or make the value a constant of the model"
             )
     unknown = set(dynamic_axes or {}) - set(input_names) - set(output_names)
     if unknown:

@@ -797,14 +797,63 @@ class PaddingInput(nn.Module):
         return self.attn(x, x, x, key_padding_mask=padding, need_weights=False)[0]
 
 
-def test_a_mask_input_read_in_python_is_refused_not_frozen(tmp_path):
+def test_a_mask_input_of_multihead_attention_is_refused_not_frozen(tmp_path):
     x = firefly.zeros(2, 5, 8)
     padding = np.zeros((2, 5), dtype=bool)
     with pytest.raises(
-        ValueError, match=r"input 'padding' \(shape \(2, 5\), bool\) is used by no traced op"
+        ValueError,
+        match=r"module 'attn' \(MultiheadAttention\) got a key_padding_mask that is or comes "
+        r"from an input of the model",
     ):
         firefly.onnx.export(
             PaddingInput(), (x, padding), tmp_path / "m.onnx", input_names=["x", "padding"]
+        )
+
+
+class PaddingFromIds(nn.Module):
+    """The key padding mask computed from the token ids (``ids == 0``, a comparison, which
+    runs outside the traced ops)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(10, 8)
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        return self.attn(x, x, x, key_padding_mask=ids == 0, need_weights=False)[0]
+
+
+class MaskFromQueries(nn.Module):
+    def forward(self, q, k, v):
+        keep = q[..., :1] > 0  # from an input's values, outside the traced ops
+        return nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+
+
+def test_a_mask_computed_from_the_inputs_is_refused_not_frozen(tmp_path):
+    ids = np.array([[1, 2, 0], [3, 0, 0]])
+    with pytest.raises(ValueError, match=r"'attn' \(MultiheadAttention\) got a key_padding_mask"):
+        firefly.onnx.export(PaddingFromIds(), ids, tmp_path / "m.onnx")
+    q = firefly.Tensor(np.random.default_rng(0).normal(size=(2, 2, 3, 4)).astype(np.float32))
+    with pytest.raises(
+        ValueError,
+        match=r"scaled_dot_product_attention with a mask computed from the inputs by a "
+        r"comparison .* has no ONNX mapping; it ran in module 'MaskFromQueries'",
+    ):
+        firefly.onnx.export(MaskFromQueries(), (q, q, q), tmp_path / "m.onnx")
+
+
+class ReadInPython(nn.Module):
+    def forward(self, x, gain):
+        return x * float(gain.numpy().sum())  # gain's value, read in Python
+
+
+def test_an_input_no_traced_op_reads_is_refused(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"input 'input_1' \(shape \(2,\), float32\) is used by no"
+    ):
+        firefly.onnx.export(
+            ReadInPython(), (firefly.ones(3, 2), firefly.ones(2)), tmp_path / "m.onnx"
         )
 
 
