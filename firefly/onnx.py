@@ -5,7 +5,10 @@ The forward runs once on the example inputs, in eval mode and without a graph, w
 output) and forward hooks on every submodule say which module is running. Each op becomes ONNX
 nodes built with ``onnx.helper``; parameters and buffers become initializers named by their
 ``state_dict`` keys; any other tensor an op reads that was not computed by a traced op (a
-constant made in Python) is stored as a constant. ``onnx.checker`` checks the result.
+constant made in Python) is stored as a constant. Comparisons run outside the ops, so the
+trace watches them: a mask one computes from an input is refused where it would be frozen (as is
+a mask input of ``nn.MultiheadAttention``, which reads its masks with NumPy, and an input no
+traced op reads). ``onnx.checker`` checks the result.
 
 Needs the ``onnx`` extra (``pip install "firefly-dl[onnx]"``: onnx, and onnxruntime to run the
 file).
@@ -21,6 +24,8 @@ from typing import Any
 import numpy as np
 
 from firefly import autograd
+from firefly import tensor as tensor_module
+from firefly.nn.layers.attention import MultiheadAttention
 from firefly.nn.layers.dropout import Dropout
 from firefly.nn.layers.norm import _BatchNorm
 from firefly.nn.layers.recurrent import RNNBase
@@ -51,6 +56,9 @@ class _Graph:
         # (T, B, H), then the final h (B, H) and c): the layer's slices of it take the parts,
         # so that neither T nor B is baked into a Slice.
         self.recurrent_parts: dict[str, tuple[int, list[str]]] = {}
+        # id(array) -> the bool Tensor a comparison (which runs outside the ops, unseen by the
+        # op hook) computed from a traced value: a mask that the graph cannot compute
+        self.derived: dict[int, Tensor] = {}
         self.count = 0
 
     def fresh(self, hint: str) -> str:
@@ -113,6 +121,12 @@ class _Graph:
                 return key
             return self.constant(source)
         return self.constant(source, dtype)
+
+    def derived_from_inputs(self, source: Any) -> bool:
+        """Whether ``source`` was computed from the inputs outside the traced ops (a
+        comparison such as ``ids == 0``): stored as a constant, it would be frozen."""
+        array = source._data if isinstance(source, Tensor) else source
+        return id(array) in self.derived
 
     def bind(self, tensor: Tensor, name: str) -> None:
         self.names[id(tensor)] = name
@@ -221,8 +235,12 @@ def _reshape(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
             if before[:axis] + before[axis + 1 :] == after:
                 return g.node("Squeeze", [x, g.constant([axis], np.int64)])
     shape = list(out.shape)
-    if shape and args[0].ndim and args[0].shape[0] == shape[0]:
-        shape[0] = 0  # ONNX: copy the input's first (batch) dimension, so it may vary
+    # ONNX's 0 copies the input's dimension: the leading dimensions the reshape keeps (batch,
+    # sequence: attention's split of the features into heads and back) may vary.
+    for axis, size in enumerate(args[0].shape[: len(shape)]):
+        if size != shape[axis]:
+            break
+        shape[axis] = 0
     return g.node("Reshape", [x, g.constant(shape, np.int64)])
 
 
@@ -370,6 +388,85 @@ def _log_base(base: float) -> Callable:
     return build
 
 
+def _length(g: _Graph, x: str) -> str:
+    """The size of ``x``'s dimension -2 (a sequence length) as a 0-d int64, read at run time."""
+    return g.node("Gather", [g.node("Shape", [x]), g.constant(-2, np.int64)], axis=0)
+
+
+def _causal_mask(g: _Graph, query: str, key: str) -> str:
+    """(Tq, Tk) bool, True above the diagonal (key j > query i: masked, torch's top-left
+    alignment), built from the run-time lengths so that the sequence length may vary."""
+    zero, one = g.constant(0, np.int64), g.constant(1, np.int64)
+    rows = g.node("Range", [zero, _length(g, query), one])
+    columns = g.node("Range", [zero, _length(g, key), one])
+    rows = g.node("Unsqueeze", [rows, g.constant([1], np.int64)])
+    return g.node("Greater", [columns, rows])
+
+
+def _reduce_min_last(g: _Graph, x: str) -> str:
+    if g.opset >= 18:  # axes became an input
+        return g.node("ReduceMin", [x, g.constant([-1], np.int64)], keepdims=1)
+    return g.node("ReduceMin", [x], axes=[-1], keepdims=1)
+
+
+def _attention(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    """``scaled_dot_product_attention`` as MatMul, Mul, Add, Softmax and MatMul, the masks
+    (-inf in the bias, False in ``bool_mask``, the causal triangle) put in with Where; a row
+    with no key left gives zeros, as firefly's op. Dropout is exported as in eval mode (off),
+    as the dropout op is."""
+    query, key, value, bias = args
+    dtype = out.dtype
+    key_t = g.node(
+        "Transpose", [g.value(key, dtype)], perm=[*range(key.ndim - 2), key.ndim - 1, key.ndim - 2]
+    )
+    scale = attrs.get("scale")
+    if scale is None:
+        scale = 1.0 / math.sqrt(query.shape[-1]) if query.shape[-1] else 1.0
+    scores = g.node("Mul", [g.node("MatMul", [x, key_t]), _scalar(g, float(scale), out)])
+    masks = []
+    bias_array = bias._data if isinstance(bias, Tensor) else np.asarray(bias)
+    if bias_array.ndim > 0:
+        bias_name = g.value(bias, dtype)
+        scores = g.node("Add", [scores, bias_name])
+        if g.traced(bias):
+            masks.append(g.node("IsInf", [bias_name], detect_positive=0))
+        elif np.isneginf(bias_array).any():
+            masks.append(g.constant(np.isneginf(bias_array)))
+    keep = attrs.get("bool_mask")
+    for mask in (keep, bias):
+        if mask is not None and g.derived_from_inputs(mask):
+            raise _Unsupported(
+                "scaled_dot_product_attention with a mask computed from the inputs by a "
+                "comparison (outside the traced ops, so it would be frozen at the example's "
+                "values)"
+            )
+    if keep is not None:
+        if g.traced(keep):
+            masks.append(g.node("Not", [g.value(keep, np.dtype(np.bool_))]))
+        else:
+            masks.append(g.constant(~np.asarray(getattr(keep, "_data", keep), dtype=np.bool_)))
+    causal = bool(attrs.get("is_causal"))
+    if causal:
+        masks.append(_causal_mask(g, x, g.value(key, dtype)))
+    if not masks:
+        return g.node("MatMul", [g.node("Softmax", [scores], axis=-1), g.value(value, dtype)])
+    masked = masks[0]
+    for other in masks[1:]:
+        masked = g.node("Or", [masked, other])
+    kept = g.node("Where", [masked, _scalar(g, -np.inf, out), scores])
+    probs = g.node("Softmax", [kept], axis=-1)
+    if not (causal and len(masks) == 1):  # the causal triangle alone leaves every row a key
+        # a row whose keys are all masked: Softmax gives NaN there, firefly's op zeros
+        as_float = g.node("Cast", [masked], to=int(g.helper.np_dtype_to_tensor_dtype(dtype)))
+        dead = g.node(
+            "Cast",
+            [_reduce_min_last(g, as_float)],
+            to=int(g.helper.np_dtype_to_tensor_dtype(np.dtype(np.bool_))),
+        )
+        probs = g.node("Where", [dead, _scalar(g, 0.0, out), probs])
+    return g.node("MatMul", [probs, g.value(value, dtype)])
+
+
 # Gate blocks in ONNX's order, as indices of torch's blocks: the LSTM's i, o, f, c from
 # torch's i, f, g, o; the GRU's z, r, h from torch's r, z, n. The RNN has one block.
 _GATE_ORDERS = {"lstm_layer": [0, 3, 1, 2], "gru_layer": [1, 0, 2], "rnn_layer": [0]}
@@ -471,6 +568,7 @@ _MAPPINGS: dict[str, Callable] = {
     "gru_layer": _recurrent("gru_layer"),
     "linear": _linear,
     "matmul": _binary("MatMul"),
+    "scaled_dot_product_attention": _attention,
     "conv1d": _conv,
     "conv2d": _conv,
     "max_pool2d": _pool("MaxPool"),
@@ -682,15 +780,53 @@ def export(
     def leave(module: Module, args: tuple, output: Any) -> None:  # None: the output stays
         running.pop()
 
+    def check_masks(module: Module, args: tuple, kwargs: dict, name: str) -> None:
+        # MultiheadAttention merges its masks into a bias with NumPy, outside the traced ops:
+        # a mask that is (or comes from) an input would be frozen at the example's values.
+        masks = {"key_padding_mask": args[3] if len(args) > 3 else None}
+        masks["attn_mask"] = args[5] if len(args) > 5 else None
+        masks.update({k: v for k, v in kwargs.items() if k in masks})
+        for which, mask in masks.items():
+            if mask is not None and (graph.traced(mask) or graph.derived_from_inputs(mask)):
+                failures.append(
+                    ValueError(
+                        f"onnx.export: module '{name or type(model).__name__}' "
+                        f"({type(module).__name__}) got a {which} that is or comes from an "
+                        "input of the model; MultiheadAttention turns its masks into a bias "
+                        "with NumPy, outside the traced ops, so the graph would freeze the "
+                        "example's mask. Make the mask a constant of the model, or use "
+                        "is_causal=True (its mask follows the sequence length), or call "
+                        "F.scaled_dot_product_attention with the mask as an input"
+                    )
+                )
+
     handles = []
     for name, module in model.named_modules():
         handles.append(module.register_forward_pre_hook(lambda m, a, n=name: enter(m, a, n)))
         handles.append(module.register_forward_hook(leave))
+        if isinstance(module, MultiheadAttention):
+            handles.append(
+                module.register_forward_pre_hook(
+                    lambda m, a, k, n=name: check_masks(m, a, k, n), with_kwargs=True
+                )
+            )
+
+    def compare(name: str, tensor: Tensor, other: Any) -> Any:
+        result = plain_compare(name, tensor, other)
+        sources = (tensor, other)
+        if result is not NotImplemented and any(
+            graph.traced(x) or graph.derived_from_inputs(x) for x in sources
+        ):
+            graph.derived[id(result._data)] = result
+        return result
+
+    plain_compare = tensor_module._compare
     was_training = model.training
     changing = [
         f"'{name or type(model).__name__}' ({type(m).__name__})"
         for name, m in model.named_modules()
-        if isinstance(m, (Dropout, _BatchNorm)) or (isinstance(m, RNNBase) and m.dropout)
+        if isinstance(m, (Dropout, _BatchNorm))
+        or (isinstance(m, (RNNBase, MultiheadAttention)) and m.dropout)
     ]
     if was_training and changing:
         warnings.warn(
@@ -702,10 +838,12 @@ def export(
         )
     model.eval()
     previous = autograd.set_op_hook(record)
+    tensor_module._compare = compare  # comparisons run outside the ops: watched here
     try:
         with autograd.no_grad():
             result = model(*inputs)
     finally:
+        tensor_module._compare = plain_compare
         autograd.set_op_hook(previous)
         for handle in handles:
             handle.remove()
@@ -730,6 +868,15 @@ def export(
         )
 
     _prune(graph, output_names)
+    used = {name for node in graph.nodes for name in node.input}
+    for tensor, name in zip(inputs, input_names):
+        if name not in used:
+            raise ValueError(
+                f"onnx.export: input '{name}' (shape {tuple(tensor.shape)}, {tensor.dtype}) is "
+                "used by no traced op: the forward read its values in Python (with .numpy(), "
+                "say), so the graph would keep the example's values and ignore the input. "
+                "Compute with firefly's ops on it, or make the value a constant of the model"
+            )
     unknown = set(dynamic_axes or {}) - set(input_names) - set(output_names)
     if unknown:
         raise ValueError(

@@ -236,7 +236,9 @@ def test_without_onnx_says_what_to_install(monkeypatch, tmp_path):
 
 
 # ----------------------------------------------------------------------------- recurrent layers
-def _compare_sequences(model, make_inputs, names, output_names, dynamic, tmp_path, sizes):
+def _compare_sequences(
+    model, make_inputs, names, output_names, dynamic, tmp_path, sizes, opset_version=17
+):
     """Export on inputs of the first (batch, steps) in ``sizes``; onnxruntime matches firefly on
     all of them (each output, within 1e-5 in float32)."""
     path = tmp_path / "seq.onnx"
@@ -249,6 +251,7 @@ def _compare_sequences(model, make_inputs, names, output_names, dynamic, tmp_pat
         input_names=names,
         output_names=output_names,
         dynamic_axes=dynamic,
+        opset_version=opset_version,
     )
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for batch, steps in sizes:
@@ -566,3 +569,407 @@ def test_a_recurrent_weight_computed_in_the_forward_is_refused(tmp_path):
         r"module 'ScaledWeights'",
     ):
         firefly.onnx.export(ScaledWeights(), firefly.zeros(5, 2, 3), tmp_path / "m.onnx")
+
+
+# ----------------------------------------------------------------------------- attention
+def _sequence_dynamic(names, batch_first):
+    """Batch and sequence axes of (B, S, E) / (S, B, E) inputs and outputs, named."""
+    axes = {0: "batch", 1: "seq"} if batch_first else {0: "seq", 1: "batch"}
+    return {name: axes for name in names}
+
+
+def _sequence(batch_first, width=8):
+    def make(rng, batch, steps):
+        shape = (batch, steps, width) if batch_first else (steps, batch, width)
+        return (rng.normal(size=shape).astype(np.float32),)
+
+    return make
+
+
+# (batch, sequence) pairs: the export's, then others (a sequence of 1, a batch of 1)
+_SIZES = [(2, 5), (3, 7), (1, 1), (4, 2), (1, 9)]
+
+
+class Encoder(nn.Module):
+    """A TransformerEncoder of two layers and a final LayerNorm; ``causal`` passes torch's
+    square subsequent mask for the input's length (with is_causal=True), made in the forward."""
+
+    def __init__(self, activation, batch_first, norm_first, causal=False):
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(
+            8, 2, 16, 0.1, activation=activation, batch_first=batch_first, norm_first=norm_first
+        )
+        self.encoder = nn.TransformerEncoder(layer, 2, norm=nn.LayerNorm(8))
+        self.batch_first, self.causal = batch_first, causal
+
+    def forward(self, x):
+        if not self.causal:
+            return self.encoder(x)
+        steps = x.shape[1] if self.batch_first else x.shape[0]
+        mask = nn.Transformer.generate_square_subsequent_mask(steps)
+        return self.encoder(x, mask=mask, is_causal=True)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("causal", [False, True])
+def test_transformer_encoder_with_dynamic_batch_and_sequence(
+    activation, batch_first, norm_first, causal, tmp_path
+):
+    firefly.manual_seed(23)
+    model = Encoder(activation, batch_first, norm_first, causal).eval()
+    proto = _compare_sequences(
+        model,
+        _sequence(batch_first),
+        ["src"],
+        ["out"],
+        _sequence_dynamic(["src", "out"], batch_first),
+        tmp_path,
+        _SIZES,
+    )
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Softmax") == 2 and ops.count("LayerNormalization") == 5
+    assert ("Erf" in ops) == (activation == "gelu")
+    # the causal mask is built from the run-time lengths, not stored for the example's
+    assert ("Range" in ops and "Where" in ops) == causal
+    shapes = [tuple(i.dims) for i in proto.graph.initializer]
+    assert (5, 5) not in shapes and (1, 1, 5, 5) not in shapes  # no mask of the example's length
+
+
+class PaddedEncoder(nn.Module):
+    """An encoder layer with a key padding mask held by the model (a constant of the graph):
+    the second sequence is padded after 3 steps, the third wholly (its rows attend nothing,
+    and give the out_proj bias, as firefly's attention)."""
+
+    def __init__(self, causal):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(8, 2, 16, 0.0, activation="gelu")
+        padding = np.zeros((3, 5), dtype=bool)
+        padding[1, 3:] = True
+        padding[2] = True
+        self.padding, self.causal = firefly.Tensor(padding, dtype=np.bool_), causal
+
+    def forward(self, x):
+        mask = nn.Transformer.generate_square_subsequent_mask(x.shape[0]) if self.causal else None
+        return self.layer(
+            x, src_mask=mask, src_key_padding_mask=self.padding, is_causal=self.causal
+        )
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_key_padding_mask_held_by_the_model(causal, tmp_path):
+    firefly.manual_seed(5)
+    model = PaddedEncoder(causal).eval()
+    # the mask's (batch, length) is the model's: fixed sizes
+    proto = _compare_sequences(
+        model, _sequence(False), ["src"], ["out"], None, tmp_path, [(3, 5), (3, 5)]
+    )
+    ops = [n.op_type for n in proto.graph.node]
+    assert "Where" in ops and "ReduceMin" in ops
+
+
+class SelfAttention(nn.Module):
+    """A standalone MultiheadAttention over one input: the fused path (need_weights=False),
+    optionally causal, or the unfused one returning the weights too."""
+
+    def __init__(self, batch_first, need_weights, causal):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 4, batch_first=batch_first)
+        self.batch_first, self.need_weights, self.causal = batch_first, need_weights, causal
+
+    def forward(self, x):
+        mask = None
+        if self.causal:
+            steps = x.shape[1] if self.batch_first else x.shape[0]
+            mask = nn.Transformer.generate_square_subsequent_mask(steps)
+        out, weights = self.attn(
+            x, x, x, need_weights=self.need_weights, attn_mask=mask, is_causal=self.causal
+        )
+        return out if weights is None else (out, weights)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+@pytest.mark.parametrize("causal", [False, True])
+def test_multihead_attention_fused_with_dynamic_batch_and_sequence(batch_first, causal, tmp_path):
+    firefly.manual_seed(3)
+    model = SelfAttention(batch_first, need_weights=False, causal=causal).eval()
+    proto = _compare_sequences(
+        model,
+        _sequence(batch_first),
+        ["x"],
+        ["out"],
+        _sequence_dynamic(["x", "out"], batch_first),
+        tmp_path,
+        _SIZES,
+    )
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("MatMul") >= 2 and ops.count("Softmax") == 1
+
+
+def test_multihead_attention_with_its_weights(tmp_path):
+    firefly.manual_seed(4)
+    model = SelfAttention(batch_first=True, need_weights=True, causal=False).eval()
+    dynamic = {
+        "x": {0: "batch", 1: "seq"},
+        "out": {0: "batch", 1: "seq"},
+        "weights": {0: "batch", 1: "seq", 2: "seq"},
+    }
+    _compare_sequences(model, _sequence(True), ["x"], ["out", "weights"], dynamic, tmp_path, _SIZES)
+
+
+class CrossAttention(nn.Module):
+    """Queries attending to a memory of another length, causal from the top left (query i
+    sees keys 0..i), as torch's."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, query, memory):
+        mask = firefly.zeros(query.shape[1], memory.shape[1])  # ignored: is_causal says it
+        return self.attn(query, memory, memory, attn_mask=mask, need_weights=False, is_causal=True)[
+            0
+        ]
+
+
+def test_causal_cross_attention_follows_both_lengths(tmp_path):
+    firefly.manual_seed(8)
+    lengths = [(5, 3), (2, 6), (7, 4), (1, 1), (4, 9)]  # (target, source), the export's first
+
+    def make(rng, batch, which):
+        tq, tk = lengths[which]
+        return (
+            rng.normal(size=(batch, tq, 8)).astype(np.float32),
+            rng.normal(size=(batch, tk, 8)).astype(np.float32),
+        )
+
+    dynamic = {
+        "query": {0: "batch", 1: "target"},
+        "memory": {0: "batch", 1: "source"},
+        "out": {0: "batch", 1: "target"},
+    }
+    _compare_sequences(
+        CrossAttention().eval(),
+        make,
+        ["query", "memory"],
+        ["out"],
+        dynamic,
+        tmp_path,
+        [(2, 0), (3, 1), (1, 2), (4, 3), (2, 4)],
+    )
+
+
+class MaskedAttention(nn.Module):
+    """F.scaled_dot_product_attention with the mask an input of the graph: bool (True:
+    attend; some rows attend nothing and give zeros) or float (added to the scores)."""
+
+    def forward(self, q, k, v, mask):
+        return nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=0.7)
+
+
+@pytest.mark.parametrize("opset", [17, 18])  # 18: ReduceMin's axes became an input
+@pytest.mark.parametrize("kind", ["bool", "float"])
+def test_scaled_dot_product_attention_with_a_mask_input(kind, opset, tmp_path):
+    def make(rng, batch, steps):
+        q, k, v = (rng.normal(size=(batch, 2, steps, 4)).astype(np.float32) for _ in range(3))
+        keep = rng.random((batch, 1, steps, steps)) < 0.6
+        keep[0, 0, 0] = False  # a row with no key
+        if kind == "bool":
+            return q, k, v, keep
+        return q, k, v, np.where(keep, rng.normal(size=keep.shape), -np.inf).astype(np.float32)
+
+    dims = {0: "batch", 2: "seq"}
+    names = ["q", "k", "v", "mask"]
+    dynamic = {name: dims for name in [*names, "out"]}
+    dynamic["mask"] = {0: "batch", 2: "seq", 3: "seq"}
+    _compare_sequences(
+        MaskedAttention(), make, names, ["out"], dynamic, tmp_path, _SIZES, opset_version=opset
+    )
+
+
+class PaddingInput(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, x, padding):
+        return self.attn(x, x, x, key_padding_mask=padding, need_weights=False)[0]
+
+
+def test_a_mask_input_of_multihead_attention_is_refused_not_frozen(tmp_path):
+    x = firefly.zeros(2, 5, 8)
+    padding = np.zeros((2, 5), dtype=bool)
+    with pytest.raises(
+        ValueError,
+        match=r"module 'attn' \(MultiheadAttention\) got a key_padding_mask that is or comes "
+        r"from an input of the model",
+    ):
+        firefly.onnx.export(
+            PaddingInput(), (x, padding), tmp_path / "m.onnx", input_names=["x", "padding"]
+        )
+
+
+class PaddingFromIds(nn.Module):
+    """The key padding mask computed from the token ids (``ids == 0``, a comparison, which
+    runs outside the traced ops)."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(10, 8)
+        self.attn = nn.MultiheadAttention(8, 2, batch_first=True)
+
+    def forward(self, ids):
+        x = self.embed(ids)
+        return self.attn(x, x, x, key_padding_mask=ids == 0, need_weights=False)[0]
+
+
+class MaskFromQueries(nn.Module):
+    def forward(self, q, k, v):
+        keep = q[..., :1] > 0  # from an input's values, outside the traced ops
+        return nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep)
+
+
+def test_a_mask_computed_from_the_inputs_is_refused_not_frozen(tmp_path):
+    ids = np.array([[1, 2, 0], [3, 0, 0]])
+    with pytest.raises(ValueError, match=r"'attn' \(MultiheadAttention\) got a key_padding_mask"):
+        firefly.onnx.export(PaddingFromIds(), ids, tmp_path / "m.onnx")
+    q = firefly.Tensor(np.random.default_rng(0).normal(size=(2, 2, 3, 4)).astype(np.float32))
+    with pytest.raises(
+        ValueError,
+        match=r"scaled_dot_product_attention with a mask computed from the inputs by a "
+        r"comparison .* has no ONNX mapping; it ran in module 'MaskFromQueries'",
+    ):
+        firefly.onnx.export(MaskFromQueries(), (q, q, q), tmp_path / "m.onnx")
+
+
+class ReadInPython(nn.Module):
+    def forward(self, x, gain):
+        return x * float(gain.numpy().sum())  # gain's value, read in Python
+
+
+def test_an_input_no_traced_op_reads_is_refused(tmp_path):
+    with pytest.raises(
+        ValueError, match=r"input 'input_1' \(shape \(2,\), float32\) is used by no"
+    ):
+        firefly.onnx.export(
+            ReadInPython(), (firefly.ones(3, 2), firefly.ones(2)), tmp_path / "m.onnx"
+        )
+
+
+class Decoder(nn.Module):
+    """A TransformerDecoderLayer, causal over the target, attending to a memory of another
+    length; or a whole nn.Transformer (one encoder and one decoder layer)."""
+
+    def __init__(self, whole):
+        super().__init__()
+        if whole:
+            self.net = nn.Transformer(8, 2, 1, 1, 16, 0.1, batch_first=True, activation="gelu")
+        else:
+            self.net = nn.TransformerDecoderLayer(8, 2, 16, 0.1, batch_first=True)
+        self.whole = whole
+
+    def forward(self, target, memory):
+        mask = nn.Transformer.generate_square_subsequent_mask(target.shape[1])
+        if self.whole:
+            return self.net(memory, target, tgt_mask=mask, tgt_is_causal=True)
+        return self.net(target, memory, tgt_mask=mask, tgt_is_causal=True)
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_decoder_layer_and_transformer_with_separate_lengths(whole, tmp_path):
+    firefly.manual_seed(9)
+    lengths = [(5, 3), (2, 6), (7, 4), (1, 1)]  # (target, source), the export's first
+
+    def make(rng, batch, which):
+        tq, tk = lengths[which]
+        return (
+            rng.normal(size=(batch, tq, 8)).astype(np.float32),
+            rng.normal(size=(batch, tk, 8)).astype(np.float32),
+        )
+
+    dynamic = {
+        "target": {0: "batch", 1: "target"},
+        "memory": {0: "batch", 1: "source"},
+        "out": {0: "batch", 1: "target"},
+    }
+    proto = _compare_sequences(
+        Decoder(whole).eval(),
+        make,
+        ["target", "memory"],
+        ["out"],
+        dynamic,
+        tmp_path,
+        [(2, 0), (3, 1), (1, 2), (4, 3)],
+    )
+    assert [n.op_type for n in proto.graph.node].count("Softmax") == (3 if whole else 2)
+
+
+class UnbatchedCausal(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.TransformerEncoderLayer(8, 2, 16, 0.0, norm_first=True)
+
+    def forward(self, x):
+        mask = nn.Transformer.generate_square_subsequent_mask(x.shape[0])
+        return self.layer(x, src_mask=mask, is_causal=True)
+
+
+def test_an_unbatched_causal_sequence(tmp_path):
+    firefly.manual_seed(6)
+    _compare_sequences(
+        UnbatchedCausal().eval(),
+        lambda rng, _, steps: (rng.normal(size=(steps, 8)).astype(np.float32),),
+        ["x"],
+        ["out"],
+        {"x": {0: "seq"}, "out": {0: "seq"}},
+        tmp_path,
+        [(0, 5), (0, 1), (0, 11)],
+    )
+
+
+def test_attention_dropout_in_training_mode_warns_and_exports_eval(tmp_path):
+    firefly.manual_seed(2)
+    model = nn.MultiheadAttention(8, 2, dropout=0.5, batch_first=True)
+
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attn = model
+
+        def forward(self, x):
+            return self.attn(x, x, x, need_weights=False)[0]
+
+    wrapper = Wrapper()
+    x = np.random.default_rng(0).normal(size=(2, 4, 8)).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"training mode.*'attn' \(MultiheadAttention\)"):
+        firefly.onnx.export(wrapper, firefly.Tensor(x), tmp_path / "m.onnx")
+    assert wrapper.training
+    with firefly.no_grad():
+        expected = wrapper.eval()(firefly.Tensor(x)).numpy()
+    np.testing.assert_allclose(_run(tmp_path / "m.onnx", x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_the_char_gpt_example_model(tmp_path):
+    """examples/char_gpt.py's GPT (causal F.scaled_dot_product_attention, GELU, tied head) with a
+    dynamic batch. Its positions are ``wpe.weight[:T]``, a slice of the traced length, so the
+    sequence length is the example's."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    try:
+        import char_gpt
+    finally:
+        sys.path.pop(0)
+    firefly.manual_seed(12)
+    config = char_gpt.Config(n_embd=16, n_head=2, n_layer=2, block_size=12)
+    model = char_gpt.build_model(firefly, config, vocab_size=20).eval()
+    proto = _compare_sequences(
+        model,
+        lambda rng, batch, steps: (rng.integers(0, 20, (batch, steps)).astype(np.int64),),
+        ["idx"],
+        ["logits"],
+        {"idx": {0: "batch"}, "logits": {0: "batch"}},
+        tmp_path,
+        [(2, 9), (5, 9), (1, 9)],
+    )
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("Softmax") == 2 and "Erf" in ops and "Range" in ops
