@@ -1,7 +1,8 @@
-"""What the examples show besides their printed lines: a tqdm progress bar per epoch, and
-training curves written with matplotlib (``--plot FILE.png``). Both come with the examples
-extra (``pip install "firefly-dl[examples]"``); without tqdm there is no bar, and ``--plot``
-without matplotlib stops before training with one line saying what to install."""
+"""What the examples show besides their printed lines: a tqdm progress bar per epoch (or per
+training iteration), and training curves written with matplotlib (``--plot FILE.png``). Both
+come with the examples extra (``pip install "firefly-dl[examples]"``); without tqdm there is no
+bar, and ``--plot`` without matplotlib stops before training with one line saying what to
+install."""
 
 import sys
 import time
@@ -43,6 +44,40 @@ class EpochBar:
             self.bar.close()
 
 
+class IterationBar:
+    """A bar over a run's training iterations with the last loss, when tqdm is installed; else a
+    line every 100 iterations. ``write`` prints a line above the bar (evaluations)."""
+
+    def __init__(self, total, name, verbose):
+        self.verbose, self.name, self.done = verbose, name, 0
+        self.bar = None
+        if verbose:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                pass
+            else:
+                self.bar = tqdm(total=total, desc=name, unit="step", dynamic_ncols=True)
+
+    def update(self, loss):
+        self.done += 1
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            self.bar.update()
+        elif self.verbose and self.done % 100 == 0:
+            print(f"{self.name} iter {self.done}: loss {loss:.4f}", flush=True)
+
+    def write(self, line):
+        if self.bar is not None:
+            self.bar.write(line)
+        elif self.verbose:
+            print(line, flush=True)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
 def require_matplotlib(script):
     """Exit with one line if ``--plot`` was given and matplotlib is missing."""
     try:
@@ -74,4 +109,26 @@ def plot_curves(path, history, title):
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path)
+    plt.close(figure)
+
+
+def plot_loss_curves(path, runs):
+    """Train and validation loss against the iteration, one pair of lines per run (``runs``:
+    {name: (iteration, train loss, validation loss) triples}), written to the image ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for (name, evaluations), style in zip(runs.items(), ("-", "--")):
+        iterations, train_losses, val_losses = zip(*evaluations)
+        axes.plot(iterations, train_losses, style, color="tab:blue", label=f"{name} train")
+        axes.plot(iterations, val_losses, style, color="tab:orange", label=f"{name} validation")
+    axes.set_xlabel("iteration")
+    axes.set_ylabel("cross-entropy (nats per character)")
+    axes.legend()
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
     plt.close(figure)

@@ -24,6 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from _progress import IterationBar, plot_loss_curves, require_matplotlib
 
 
 @dataclass
@@ -284,7 +285,7 @@ def train(lib, config, data, initial_state=None, name="firefly", verbose=True):
     optimizer, scheduler = make_optimizer(lib, model, config)
     rng = np.random.default_rng(config.seed)
     run = Run(model, optimizer, model.state_dict())
-    progress = _progress(config.iters, name, verbose)
+    progress = IterationBar(config.iters, name, verbose)
     start = time.perf_counter()
     for it in range(config.iters + 1):
         if it % config.eval_interval == 0 or it == config.iters:
@@ -309,84 +310,29 @@ def train(lib, config, data, initial_state=None, name="firefly", verbose=True):
     return run
 
 
-class _progress:
-    """A tqdm bar over the iterations when tqdm is installed, else a line every 100 steps."""
-
-    def __init__(self, total, name, verbose):
-        self.verbose, self.name, self.done = verbose, name, 0
-        self.bar = None
-        if verbose:
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                pass
-            else:
-                self.bar = tqdm(total=total, desc=name, unit="step", dynamic_ncols=True)
-
-    def update(self, loss):
-        self.done += 1
-        if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            self.bar.update()
-        elif self.verbose and self.done % 100 == 0:
-            print(f"{self.name} iter {self.done}: loss {loss:.4f}", flush=True)
-
-    def write(self, line):
-        if self.bar is not None:
-            self.bar.write(line)
-        elif self.verbose:
-            print(line, flush=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
 # ----------------------------------------------------------------------------- sampling
 def sample(lib, model, data, prompt, length, temperature=0.8, top_k=20, seed=0):
     """``prompt`` continued by ``length`` characters drawn one at a time from the model's
     next-character distribution, sharpened by ``temperature`` and cut to the ``top_k`` most
-    likely characters."""
-    # firefly has no topk or multinomial yet: the top-k cut and the draw are done on a NumPy
-    # array of the last position's logits, with this function's own generator.
-    rng = np.random.default_rng(seed)
-    ids = data.encode(prompt)[None, :]
+    likely characters (nanoGPT's ``generate``). The draws come from ``lib``'s own generator, so
+    firefly and torch sample different texts from the same weights."""
+    generator = lib.Generator().manual_seed(seed)
+    ids = lib.from_numpy(data.encode(prompt)[None, :])
     model.eval()
     with lib.no_grad():
         for _ in range(length):
-            logits, _ = model(lib.from_numpy(np.ascontiguousarray(ids[:, -model.block_size :])))
-            last = np.array(logits[0, -1].numpy(), dtype=np.float64) / temperature
-            if top_k is not None and top_k < len(last):
-                last[last < np.partition(last, -top_k)[-top_k]] = -np.inf
-            probs = np.exp(last - last.max())
-            next_id = rng.choice(len(probs), p=probs / probs.sum())
-            ids = np.concatenate([ids, [[next_id]]], axis=1)
+            logits, _ = model(ids[:, -model.block_size :])
+            logits = logits[:, -1, :] / temperature
+            if top_k is not None and top_k < logits.shape[-1]:
+                kth = lib.topk(logits, top_k).values[:, -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            probs = lib.nn.functional.softmax(logits, dim=-1)
+            ids = lib.cat([ids, lib.multinomial(probs, 1, generator=generator)], dim=1)
     model.train()
-    return data.decode(ids[0])
+    return data.decode(ids[0].numpy())
 
 
 # ----------------------------------------------------------------------------- main
-def plot_curves(path, runs):
-    """Train and validation loss against iteration, one pair of lines per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (name, run), style in zip(runs.items(), ("-", "--")):
-        its, train_losses, val_losses = zip(*run.evaluations)
-        ax.plot(its, train_losses, style, color="tab:blue", label=f"{name} train")
-        ax.plot(its, val_losses, style, color="tab:orange", label=f"{name} validation")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("cross-entropy (nats per character)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main(argv=None):
     defaults = Config()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -418,8 +364,8 @@ def main(argv=None):
                 "char_gpt.py --torch needs PyTorch, which is not installed: "
                 "pip install torch==2.13.0"
             )
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
-        sys.exit('char_gpt.py --plot needs matplotlib: pip install "firefly-dl[examples]"')
+    if args.plot:
+        require_matplotlib("char_gpt.py")
     config = Config(
         **{k: v for k, v in vars(args).items() if k in Config.__dataclass_fields__},
     )
@@ -465,7 +411,7 @@ def main(argv=None):
             f"training {theirs.seconds:.1f} s"
         )
     if args.plot:
-        plot_curves(args.plot, runs)
+        plot_loss_curves(args.plot, {name: run.evaluations for name, run in runs.items()})
         print(f"wrote {args.plot}")
     return 0
 

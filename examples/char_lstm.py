@@ -14,12 +14,12 @@ batches, for comparison; ``--plot`` needs matplotlib: ``pip install "firefly-dl[
 """
 
 import argparse
-import importlib.util
 import sys
 import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from _progress import IterationBar, plot_loss_curves, require_matplotlib
 
 
 @dataclass
@@ -163,7 +163,7 @@ def train(lib, config, data, initial_state=None, name="firefly", verbose=True):
     optimizer = lib.optim.Adam(model.parameters(), lr=config.lr)
     rng = np.random.default_rng(config.seed)
     run = Run(model, optimizer, model.state_dict())
-    progress = _progress(config.iters, name, verbose)
+    progress = IterationBar(config.iters, name, verbose)
     start = time.perf_counter()
     for it in range(config.iters + 1):
         if it % config.eval_interval == 0 or it == config.iters:
@@ -185,39 +185,6 @@ def train(lib, config, data, initial_state=None, name="firefly", verbose=True):
     run.seconds = time.perf_counter() - start
     progress.close()
     return run
-
-
-class _progress:
-    """A tqdm bar over the iterations when tqdm is installed, else a line every 100 steps."""
-
-    def __init__(self, total, name, verbose):
-        self.verbose, self.name, self.done = verbose, name, 0
-        self.bar = None
-        if verbose:
-            try:
-                from tqdm import tqdm
-            except ImportError:
-                pass
-            else:
-                self.bar = tqdm(total=total, desc=name, unit="step", dynamic_ncols=True)
-
-    def update(self, loss):
-        self.done += 1
-        if self.bar is not None:
-            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            self.bar.update()
-        elif self.verbose and self.done % 100 == 0:
-            print(f"{self.name} iter {self.done}: loss {loss:.4f}", flush=True)
-
-    def write(self, line):
-        if self.bar is not None:
-            self.bar.write(line)
-        elif self.verbose:
-            print(line, flush=True)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -242,27 +209,6 @@ def sample(lib, model, data, prompt, length, temperature=0.8, seed=0):
 
 
 # ----------------------------------------------------------------------------- main
-def plot_curves(path, runs):
-    """Train and validation loss against iteration, one pair of lines per run."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (name, run), style in zip(runs.items(), ("-", "--")):
-        its, train_losses, val_losses = zip(*run.evaluations)
-        ax.plot(its, train_losses, style, color="tab:blue", label=f"{name} train")
-        ax.plot(its, val_losses, style, color="tab:orange", label=f"{name} validation")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("cross-entropy (nats per character)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def main(argv=None):
     defaults = Config()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -294,8 +240,8 @@ def main(argv=None):
                 "char_lstm.py --torch needs PyTorch, which is not installed: "
                 "pip install torch==2.13.0"
             )
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
-        sys.exit('char_lstm.py --plot needs matplotlib: pip install "firefly-dl[examples]"')
+    if args.plot:
+        require_matplotlib("char_lstm.py")
     config = Config(**{k: v for k, v in vars(args).items() if k in Config.__dataclass_fields__})
     import firefly
 
@@ -334,7 +280,7 @@ def main(argv=None):
             f"training {theirs.seconds:.1f} s"
         )
     if args.plot:
-        plot_curves(args.plot, runs)
+        plot_loss_curves(args.plot, {name: run.evaluations for name, run in runs.items()})
         print(f"wrote {args.plot}")
     return 0
 

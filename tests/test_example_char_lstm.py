@@ -63,6 +63,7 @@ def test_char_lstm_without_tqdm_prints_plain_lines(run_python, repo_root, tmp_pa
         "import runpy, sys\n"
         "sys.modules['tqdm'] = None  # import tqdm now raises ImportError, as without tqdm\n"
         f"sys.argv = [{str(script)!r}, *{TINY_LSTM!r}, '--sample-chars', '0']\n"
+        f"sys.path.insert(0, {str(script.parent)!r})  # what `python script.py` does\n"
         f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
     )
     result = run_python("-c", hide_tqdm_and_run, cwd=tmp_path)
@@ -78,6 +79,7 @@ def test_char_lstm_with_torch_missing_says_so_in_one_line_before_training(run_py
         "import runpy, sys\n"
         "sys.modules['torch'] = None\n"
         f"sys.argv = [{str(script)!r}, '--torch']\n"
+        f"sys.path.insert(0, {str(script.parent)!r})  # what `python script.py` does\n"
         f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
     )
     result = run_python("-c", hide_torch_and_run)

@@ -35,6 +35,7 @@ def test_digits_cnn_with_torch_missing_says_so_in_one_line_before_training(run_p
         "import runpy, sys\n"
         "sys.modules['torch'] = None  # import torch now raises ImportError, as without torch\n"
         f"sys.argv = [{str(script)!r}, '--torch']\n"
+        f"sys.path.insert(0, {str(script.parent)!r})  # what `python script.py` does\n"
         f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
     )
     result = run_python("-c", hide_torch_and_run)
@@ -101,6 +102,7 @@ def test_char_gpt_without_tqdm_prints_plain_lines(run_python, repo_root, tmp_pat
         "import runpy, sys\n"
         "sys.modules['tqdm'] = None  # import tqdm now raises ImportError, as without tqdm\n"
         f"sys.argv = [{str(script)!r}, *{TINY_GPT!r}, '--sample-chars', '0']\n"
+        f"sys.path.insert(0, {str(script.parent)!r})  # what `python script.py` does\n"
         f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
     )
     result = run_python("-c", hide_tqdm_and_run, cwd=tmp_path)
@@ -116,6 +118,7 @@ def test_char_gpt_with_torch_missing_says_so_in_one_line_before_training(run_pyt
         "import runpy, sys\n"
         "sys.modules['torch'] = None\n"
         f"sys.argv = [{str(script)!r}, '--torch']\n"
+        f"sys.path.insert(0, {str(script.parent)!r})  # what `python script.py` does\n"
         f"runpy.run_path({str(script)!r}, run_name='__main__')\n"
     )
     result = run_python("-c", hide_torch_and_run)

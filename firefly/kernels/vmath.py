@@ -51,7 +51,10 @@ def _by_float_type(f32_impl, f64_impl):
         return None
 
     # error_model="numpy": no zero-division check in divides, which would stop vectorization.
-    overload(dispatch, inline="always", jit_options={"error_model": "numpy"})(select)
+    # inline="never": the implementation is compiled as a function of its own, which LLVM then
+    # inlines. Inlined by Numba instead, the float64 path's nested inline helpers broke Numba's
+    # IR scope check (NumbaIRAssumptionWarning) inside the LSTM's and attention's kernels.
+    overload(dispatch, inline="never", jit_options={"error_model": "numpy"})(select)
     dispatch.__name__ = dispatch.__qualname__ = f32_impl.__name__.removesuffix("_f32")
     return dispatch
 
