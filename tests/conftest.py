@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from attention_references import ATTENTION_REFERENCES
 from layer_references import LAYER_REFERENCES
 from recurrent_references import RECURRENT_REFERENCES
 
@@ -139,6 +140,7 @@ NUMPY_REFERENCES = {
 # Convolution, pooling, normalization, dropout, embedding, activations and the other losses.
 NUMPY_REFERENCES.update(LAYER_REFERENCES)
 NUMPY_REFERENCES.update(RECURRENT_REFERENCES)  # rnn_layer, lstm_layer, gru_layer
+NUMPY_REFERENCES.update(ATTENTION_REFERENCES)  # scaled_dot_product_attention
 
 
 @pytest.fixture(scope="session")

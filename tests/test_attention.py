@@ -7,6 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
+from attention_references import op_reference, reference
 
 import firefly
 import firefly.nn.functional as F
@@ -19,63 +20,12 @@ OP = "scaled_dot_product_attention"
 
 
 # ----------------------------------------------------------------------------- NumPy reference
-def reference(q, k, v, bias=None, keep=None, causal=False, scale=None, factors=None, grad=None):
-    """Attention in float64 with NumPy, as torch defines it: (out, and with ``grad`` the
-    gradients dq, dk, dv, dbias (dbias at the scores' full shape)). ``factors`` multiply the
-    probabilities after the softmax (dropout)."""
-    q, k, v = (np.asarray(a, dtype=np.float64) for a in (q, k, v))
-    scale = 1.0 / np.sqrt(q.shape[-1]) if scale is None else scale
-    scores = q @ np.swapaxes(k, -1, -2) * scale
-    if bias is not None:
-        scores = scores + bias
-    masked = np.isneginf(scores)
-    if keep is not None:
-        masked = masked | ~np.broadcast_to(keep, scores.shape)
-    if causal:
-        masked = masked | np.triu(np.ones(scores.shape[-2:], dtype=bool), 1)
-    dead = masked.all(axis=-1, keepdims=True)
-    scores = np.where(masked, -np.inf, scores)
-    scores = np.where(dead, 0.0, scores)
-    probs = np.exp(scores - scores.max(axis=-1, keepdims=True))
-    probs = probs / probs.sum(axis=-1, keepdims=True) * ~dead
-    factors = np.ones_like(probs) if factors is None else factors
-    out = (probs * factors) @ v
-    if grad is None:
-        return out
-    dprobs = grad @ np.swapaxes(v, -1, -2) * factors
-    dscores = probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True))
-    dq = dscores @ k * scale
-    dk = np.swapaxes(dscores, -1, -2) @ q * scale
-    dv = np.swapaxes(probs * factors, -1, -2) @ grad
-    return out, (dq, dk, dv, dscores)
-
-
 def sum_to(g, shape):
     """``g`` summed over the dimensions that ``shape`` broadcasts over."""
     lead = g.ndim - len(shape)
     g = g.sum(axis=tuple(range(lead)))
     axes = tuple(i for i, d in enumerate(shape) if d == 1 and g.shape[i] != 1)
     return g.sum(axis=axes, keepdims=True)
-
-
-def op_reference(arrays, attrs):
-    """``check_op``'s reference: the op's attributes mapped onto ``reference``."""
-    q, k, v, bias = arrays
-    factors = None
-    if attrs.get("dropout_p", 0.0) > 0.0:
-        key = np.random.default_rng(attrs["seed"]).integers(0, 2**63 - 1, size=1, dtype=np.int64)
-        scores_shape = q.shape[:-1] + (k.shape[-2],)
-        factors = dropout_scales(key[0], scores_shape, attrs["dropout_p"])
-    return reference(
-        q,
-        k,
-        v,
-        bias=bias if bias.ndim else None,
-        keep=attrs.get("bool_mask"),
-        causal=attrs.get("is_causal", False),
-        scale=attrs.get("scale"),
-        factors=factors,
-    )
 
 
 def random_inputs(rng, batch, tq, tk, e, ev, dtype=np.float64):

@@ -3,6 +3,7 @@ gradients of random compositions of ops against float64 finite differences."""
 
 import numpy as np
 import pytest
+from attention_references import ATTENTION_COMPOSITION_STEPS
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes
@@ -140,6 +141,7 @@ COMPOSITION_STEPS = {
 
 COMPOSITION_STEPS.update(LAYER_COMPOSITION_STEPS)
 COMPOSITION_STEPS.update(RECURRENT_COMPOSITION_STEPS)
+COMPOSITION_STEPS.update(ATTENTION_COMPOSITION_STEPS)
 
 
 def test_composition_steps_cover_every_builtin_op():
