@@ -771,6 +771,12 @@ class _ConvTransposeNd(Op):
             kernel, padding, stride = (1,) * cls.spatial, (0,) * cls.spatial, (1,) * cls.spatial
             output_padding = (0,) * cls.spatial
         size = tuple(1 + dims[2 + i] for i in range(cls.spatial))
+        # At most the padding that leaves one output position: (n - 1) s - 2 p + d (k - 1) + o
+        # + 1 >= 1 (a 1-wide kernel on 2 inputs with padding 1 has none, which forward refuses).
+        padding = tuple(
+            min(p, ((n - 1) * s + d * (k - 1) + o) // 2)
+            for p, n, s, d, k, o in zip(padding, size, stride, dilation, kernel, output_padding)
+        )
         x = rng.uniform(-2.0, 2.0, size=(min(dims[0], 2), in_channels) + size)
         weight = rng.uniform(-1.0, 1.0, size=(in_channels, out_channels // groups) + kernel)
         bias = rng.uniform(-1.0, 1.0, size=out_channels)
