@@ -811,16 +811,11 @@ def export(
                 )
             )
 
-    def compare(name: str, tensor: Tensor, other: Any) -> Any:
-        result = plain_compare(name, tensor, other)
-        sources = (tensor, other)
-        if result is not NotImplemented and any(
-            graph.traced(x) or graph.derived_from_inputs(x) for x in sources
-        ):
+    def watch_comparison(tensor: Tensor, other: Any, result: Tensor) -> None:
+        # Comparisons run outside the ops: a mask computed from an input is noted here.
+        if any(graph.traced(x) or graph.derived_from_inputs(x) for x in (tensor, other)):
             graph.derived[id(result._data)] = result
-        return result
 
-    plain_compare = tensor_module._compare
     was_training = model.training
     changing = [
         f"'{name or type(model).__name__}' ({type(m).__name__})"
@@ -838,12 +833,12 @@ def export(
         )
     model.eval()
     previous = autograd.set_op_hook(record)
-    tensor_module._compare = compare  # comparisons run outside the ops: watched here
+    previous_compare = tensor_module.set_compare_hook(watch_comparison)
     try:
         with autograd.no_grad():
             result = model(*inputs)
     finally:
-        tensor_module._compare = plain_compare
+        tensor_module.set_compare_hook(previous_compare)
         autograd.set_op_hook(previous)
         for handle in handles:
             handle.remove()

@@ -219,13 +219,31 @@ def _arrays_in(index):
     return _array_of(index)
 
 
+_compare_hook = None  # set_compare_hook's function, or None
+
+
+def set_compare_hook(hook):
+    """Hook point: while ``hook`` is set (None removes it), every comparison of a Tensor calls
+    ``hook(tensor, other, result)`` with the bool Tensor it made. Comparisons run outside the
+    ops, so ``autograd.set_op_hook`` does not see them; ``firefly.onnx.export`` watches them here
+    for masks computed from a model's inputs. Returns the hook it replaces."""
+    global _compare_hook
+    previous, _compare_hook = _compare_hook, hook
+    return previous
+
+
 def _compare(name, tensor, other):
     """``tensor <name> other`` as a bool Tensor (NotImplemented passes through: Python then
     falls back to identity for == and !=)."""
     result = discrete.compare(
         name, tensor._data, other._data if isinstance(other, Tensor) else other
     )
-    return result if result is NotImplemented else Tensor._wrap(result)
+    if result is NotImplemented:
+        return result
+    result = Tensor._wrap(result)
+    if _compare_hook is not None:
+        _compare_hook(tensor, other, result)
+    return result
 
 
 def _is_advanced_index(item):
