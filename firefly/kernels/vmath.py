@@ -28,12 +28,13 @@ from numba.extending import intrinsic, overload
 from firefly.kernels._jit import inline_helper
 
 
-def _by_float_type(f32_impl, f64_impl):
+def _by_float_type(f32_impl, f64_impl, inline="never"):
     """A function that Numba compiles as ``f32_impl`` or ``f64_impl``.
 
     The choice follows the first argument: a float32/int32 scalar or a float32 array selects
     ``f32_impl``; 64-bit ones select ``f64_impl``. Both implementations take the same arguments.
-    Calling the result from Python raises; it exists for kernels only.
+    Calling the result from Python raises; it exists for kernels only. ``inline="always"``
+    inlines the implementation in Numba's IR, for one too large for LLVM's inliner (sin, cos).
     """
 
     def dispatch(*args):
@@ -54,7 +55,7 @@ def _by_float_type(f32_impl, f64_impl):
     # inline="never": the implementation is compiled as a function of its own, which LLVM then
     # inlines. Inlined by Numba instead, the float64 path's nested inline helpers broke Numba's
     # IR scope check (NumbaIRAssumptionWarning) inside the LSTM's and attention's kernels.
-    overload(dispatch, inline="never", jit_options={"error_model": "numpy"})(select)
+    overload(dispatch, inline=inline, jit_options={"error_model": "numpy"})(select)
     dispatch.__name__ = dispatch.__qualname__ = f32_impl.__name__.removesuffix("_f32")
     return dispatch
 
@@ -501,3 +502,290 @@ def log1p(v):
     u = one + v
     corrected = log(u) * (v / (u - one))
     return v if u == one else (u if u == np.inf else corrected)
+
+
+# ----------------------------------------------------------------------------- sin, cos, tan
+# Range reduction for every finite argument, by Payne and Hanek's method in float64 with
+# fused products (as in SLEEF's rempi): x * 2/pi mod 4 comes from the bits of 2/pi that
+# matter at x's exponent, read from a table row per exponent, so it costs the same for
+# x = 1 and x = 1e300 and has no branch for LLVM's vectorizer to stop at.
+def _two_over_pi_bits(count):
+    """floor(2/pi * 2**count), from Machin's formula pi = 16 atan(1/5) - 4 atan(1/239) in
+    exact integer arithmetic with 64 guard bits."""
+    scale = 1 << (count + 64)
+
+    def atan_inverse(k):  # atan(1/k) * scale, by its alternating Taylor series
+        total, term, n, k2 = 0, scale // k, 1, k * k
+        while term:
+            total += term // n if n % 4 == 1 else -(term // n)
+            term //= k2
+            n += 2
+        return total
+
+    pi_scaled = 16 * atan_inverse(5) - 4 * atan_inverse(239)
+    return (2 * scale * scale // pi_scaled) >> 64
+
+
+def _reduction_table(rows, blocks):
+    """Row r holds ``blocks`` float64 pieces of 53 bits each of 2/pi, for the arguments whose
+    unbiased exponent of the last mantissa bit, L, is r + 1 (row 0: L <= 1).
+
+    x = M * 2**L with M an integer: the bits of 2/pi worth 2**(2 - L) or more add multiples of
+    4 to x * 2/pi, which do not change sin, cos or tan, so row r starts at the bit worth 2**-r
+    and is scaled by 2**L; the reduction multiplies the pieces by M. Row 0 is 2/pi itself,
+    multiplied by x: every piece is an exact float64, none underflows.
+    """
+    total_bits = rows + 53 * blocks + 2
+    bits = _two_over_pi_bits(total_bits)
+    table = np.empty((rows, blocks))
+    for row in range(rows):
+        first = max(row, 1)  # the first bit kept is worth 2**-first
+        scale = row + 1 if row else 0
+        for block in range(blocks):
+            top = first + 53 * block  # the piece holds the bits worth 2**-top .. 2**-(top+52)
+            piece = (bits >> (total_bits - (top + 52))) & ((1 << 53) - 1)
+            table[row, block] = math.ldexp(piece, scale - (top + 52))
+    return table
+
+
+# float64: L = biased exponent - 1075, up to 971 for the largest finite float; four pieces
+# (212 bits) keep the reduced argument's absolute error below 2**-100 of pi/2.
+_TRIG_ROWS_F64 = 971
+_TRIG_TABLE_F64 = _reduction_table(_TRIG_ROWS_F64, 4)
+# float32: L = biased exponent - 150, up to 104; two pieces (106 bits) leave an error below
+# 2**-78, far under the 2**-53 relative precision the float64 polynomials then carry.
+_TRIG_ROWS_F32 = 104
+_TRIG_TABLE_F32 = _reduction_table(_TRIG_ROWS_F32, 2)
+
+_PIO4 = np.float64(math.pi / 4)
+# pi/2 as a float64 pair: PIO2_HI is pi/2 rounded, PIO2_LO the rest (fdlibm's pio2_1 + pio2_1t
+# carry 33 bits in the first part; the fused products below need no zero bits).
+_PIO2_HI, _PIO2_LO = np.float64(1.5707963267948966), np.float64(6.123233995736766e-17)
+# Rounding to an integer by adding 1.5 * 2**52, as _ROUND_SHIFTER_F32 does in float32.
+_ROUND_SHIFTER_F64 = np.float64(6755399441055744.0)
+_ROUND_SHIFTER_BITS_F64 = np.int64(np.array(_ROUND_SHIFTER_F64).view(np.int64))
+_F64_ABS_MASK, _F64_MANTISSA_FIELD = np.int64(0x7FFFFFFFFFFFFFFF), np.int64(0x000FFFFFFFFFFFFF)
+_F32_ABS_MASK = np.int32(0x7FFFFFFF)
+_F64_INTEGER_MANTISSA_BITS = np.int64(1075 << 52)  # exponent field of 2**52: 2**52 <= M < 2**53
+_F32_INTEGER_MANTISSA_BITS = np.int32(150 << 23)  # exponent field of 2**23: 2**23 <= M < 2**24
+
+# fdlibm's minimax polynomials (k_sin.c and k_cos.c, as in FreeBSD's msun), for |r| <= pi/4:
+# sin(r) = r + r**3 (S1 + r**2 S2 + ...) within 2**-58 relative, and cos(r) = 1 - r**2 / 2 +
+# r**4 (C1 + r**2 C2 + ...) within 2**-58.
+_SIN_S = tuple(
+    np.float64(c)
+    for c in (
+        -1.66666666666666324348e-01,
+        8.33333333332248946124e-03,
+        -1.98412698298579493134e-04,
+        2.75573137070700676789e-06,
+        -2.50507602534068634195e-08,
+        1.58969099521155010221e-10,
+    )
+)
+_COS_C = tuple(
+    np.float64(c)
+    for c in (
+        4.16666666666666019037e-02,
+        -1.38888888888741095749e-03,
+        2.48015872894767294178e-05,
+        -2.75573143513906633035e-07,
+        2.08757232129817482790e-09,
+        -1.13596475577881948265e-11,
+    )
+)
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """a * b + c rounded once (LLVM's ``fma``): exact products for the range reduction. One
+    instruction on CPUs with FMA; elsewhere a correct but slow libm call."""
+    if not isinstance(a, types.Float) or not (a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        value_type = args[0].type
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(value_type, [value_type] * 3), f"llvm.fma.f{a.bitwidth}"
+        )
+        return builder.call(fn, args)
+
+    return a(a, b, c), codegen
+
+
+@inline_helper
+def _round_to_integer_f64(v):
+    """(round(v) as a float64, its low 64 bits as an integer), for |v| < 2**51."""
+    shifted = v + _ROUND_SHIFTER_F64
+    return shifted - _ROUND_SHIFTER_F64, _bits_of(shifted) - _ROUND_SHIFTER_BITS_F64
+
+
+@inline_helper
+def _two_sum(a, b):
+    """(s, e) with s = fl(a + b) and a + b = s + e exactly (Knuth)."""
+    s = a + b
+    b_virtual = s - a
+    return s, (a - (s - b_virtual)) + (b - b_virtual)
+
+
+@inline_helper
+def _reduce_pio2_f64(x):
+    """(n, r_hi, r_lo) with x = n pi/2 + r_hi + r_lo, |r_hi| <= pi/4 (a little more through
+    rounding), for finite float64 x; any n mod 4 is right. Infinities and NaN give garbage that
+    callers replace.
+
+    The pieces' products with M are split into exact pairs by fused multiply-adds, multiples
+    of 4 dropped where that is exact, and the rest summed in float64 pairs (Knuth's two-sum),
+    whose rounding is below 2**-100: the reduced argument is accurate to 2**-100 absolute,
+    which is within 1 ulp unless x is within 2**-48 relative of a multiple of pi/2.
+    """
+    magnitude_bits = _bits_of(x) & _F64_ABS_MASK
+    row = (magnitude_bits >> _F64_MANTISSA_BITS) - np.int64(1076)  # L - 1
+    row = min(max(row, np.int64(0)), np.int64(_TRIG_ROWS_F64 - 1))
+    m = _float_from_bits((magnitude_bits & _F64_MANTISSA_FIELD) | _F64_INTEGER_MANTISSA_BITS, x)
+    a = abs(x) if row == np.int64(0) else m
+    t0 = _TRIG_TABLE_F64[row, 0]
+    t1 = _TRIG_TABLE_F64[row, 1]
+    t2 = _TRIG_TABLE_F64[row, 2]
+    t3 = _TRIG_TABLE_F64[row, 3]
+    p0 = a * t0  # below 2**55
+    e0 = _fma(a, t0, -p0)
+    p1 = a * t1  # below 4
+    e1 = _fma(a, t1, -p1)
+    tail = _fma(a, t2, a * t3)  # below 2**-50
+    p0 = p0 - np.float64(4.0) * np.floor(p0 * np.float64(0.25))  # exact: a multiple of ulp(p0)
+    h, low = _two_sum(p0, e0)
+    h, carry = _two_sum(h, p1)
+    n_float, n = _round_to_integer_f64(h)
+    h, low = _two_sum(h - n_float, low + carry + (e1 + tail))  # h - n_float is exact
+    r_hi = h * _PIO2_HI
+    r_lo = _fma(h, _PIO2_HI, -r_hi) + (h * _PIO2_LO + low * _PIO2_HI)
+    r = r_hi + r_lo
+    r_lo = r_lo - (r - r_hi)
+    small = abs(x) < _PIO4
+    sign = np.float64(-1.0) if x < np.float64(0.0) else np.float64(1.0)
+    n = np.int64(0) if small else (-n if x < np.float64(0.0) else n)
+    return n, x if small else sign * r, np.float64(0.0) if small else sign * r_lo
+
+
+@inline_helper
+def _reduce_pio2_f32(x):
+    """(n, r) with x = n pi/2 + r, |r| <= pi/4 + tiny, r a float64 accurate to 2**-78
+    absolute, for finite float32 x: _reduce_pio2_f64's method with two pieces of 2/pi."""
+    magnitude_bits = _bits_of(x) & _F32_ABS_MASK
+    row = (magnitude_bits >> _F32_MANTISSA_BITS) - np.int32(151)  # L - 1
+    row = min(max(row, np.int32(0)), np.int32(_TRIG_ROWS_F32 - 1))
+    m = _float_from_bits((magnitude_bits & _F32_MANTISSA_MASK) | _F32_INTEGER_MANTISSA_BITS, x)
+    a = np.float64(abs(x) if row == np.int32(0) else m)
+    t0 = _TRIG_TABLE_F32[row, 0]
+    t1 = _TRIG_TABLE_F32[row, 1]
+    p0 = a * t0  # below 2**26
+    e0 = _fma(a, t0, -p0)
+    n_float, n = _round_to_integer_f64(p0)
+    r = ((p0 - n_float) + (e0 + a * t1)) * _PIO2_HI  # p0 - n_float is exact
+    small = abs(x) < np.float32(_PIO4)
+    wide = np.float64(x)
+    n = np.int64(0) if small else (-n if x < np.float32(0.0) else n)
+    return n, wide if small else (-r if x < np.float32(0.0) else r)
+
+
+@inline_helper
+def _sin_kernel(r, r_lo):
+    """sin(r + r_lo) for |r| <= pi/4, |r_lo| <= ulp(r) / 2 (fdlibm k_sin.c)."""
+    s1, s2, s3, s4, s5, s6 = _SIN_S
+    z = r * r
+    w = z * z
+    poly = s2 + z * (s3 + z * s4) + z * w * (s5 + z * s6)
+    v = z * r
+    return r - ((z * (np.float64(0.5) * r_lo - v * poly) - r_lo) - v * s1)
+
+
+@inline_helper
+def _cos_kernel(r, r_lo):
+    """cos(r + r_lo) for |r| <= pi/4, |r_lo| <= ulp(r) / 2 (fdlibm k_cos.c, FreeBSD's form:
+    1 - r**2 / 2 as a rounded w plus its exact rounding error)."""
+    c1, c2, c3, c4, c5, c6 = _COS_C
+    z = r * r
+    w = z * z
+    poly = z * (c1 + z * (c2 + z * c3)) + w * w * (c4 + z * (c5 + z * c6))
+    half_z = np.float64(0.5) * z
+    w = np.float64(1.0) - half_z
+    return w + (((np.float64(1.0) - w) - half_z) + (z * poly - r * r_lo))
+
+
+@inline_helper
+def _sin_quadrant(n, r, r_lo):
+    """sin(n pi/2 + r): sin or cos of r by n mod 4, both computed (a select, not a branch)."""
+    s = _sin_kernel(r, r_lo)
+    c = _cos_kernel(r, r_lo)
+    y = c if n & np.int64(1) else s
+    return -y if n & np.int64(2) else y
+
+
+@inline_helper
+def _tan_quadrant(n, r, r_lo):
+    """tan(n pi/2 + r): sin(r) / cos(r), or -cos(r) / sin(r) for odd n."""
+    s = _sin_kernel(r, r_lo)
+    c = _cos_kernel(r, r_lo)
+    odd = n & np.int64(1)
+    return (-c if odd else s) / (s if odd else c)
+
+
+def _sin_f64(v):
+    n, r, r_lo = _reduce_pio2_f64(v)
+    y = _sin_quadrant(n, r, r_lo)
+    return y if abs(v) < np.inf else v - v  # +-inf and NaN give NaN
+
+
+def _cos_f64(v):
+    n, r, r_lo = _reduce_pio2_f64(v)
+    y = _sin_quadrant(n + np.int64(1), r, r_lo)
+    return y if abs(v) < np.inf else v - v
+
+
+def _tan_f64(v):
+    n, r, r_lo = _reduce_pio2_f64(v)
+    y = _tan_quadrant(n, r, r_lo)
+    return y if abs(v) < np.inf else v - v
+
+
+# float32: the reduction and the float64 polynomials, rounded once to float32 at the end.
+def _sin_f32(v):
+    n, r = _reduce_pio2_f32(v)
+    y = np.float32(_sin_quadrant(n, r, np.float64(0.0)))
+    return y if abs(v) < _F32_INF else v - v
+
+
+def _cos_f32(v):
+    n, r = _reduce_pio2_f32(v)
+    y = np.float32(_sin_quadrant(n + np.int64(1), r, np.float64(0.0)))
+    return y if abs(v) < _F32_INF else v - v
+
+
+def _tan_f32(v):
+    n, r = _reduce_pio2_f32(v)
+    y = np.float32(_tan_quadrant(n, r, np.float64(0.0)))
+    return y if abs(v) < _F32_INF else v - v
+
+
+_sin = _by_float_type(_sin_f32, _sin_f64, inline="always")
+_cos = _by_float_type(_cos_f32, _cos_f64, inline="always")
+_tan = _by_float_type(_tan_f32, _tan_f64, inline="always")
+
+
+@inline_helper
+def sin(v):
+    """sin(v), for every finite v (the reduction is exact to 2**-100 at any magnitude)."""
+    return _sin(v)
+
+
+@inline_helper
+def cos(v):
+    """cos(v), for every finite v."""
+    return _cos(v)
+
+
+@inline_helper
+def tan(v):
+    """tan(v) = sin(v) / cos(v), for every finite v."""
+    return _tan(v)

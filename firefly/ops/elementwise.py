@@ -137,11 +137,10 @@ class Sin(UnaryOp):
     name = "sin"
     forward_cost = backward_cost = "transcendental"
 
-    def scalar_forward(x):
-        return np.sin(x)
+    scalar_forward = vmath.sin
 
     def scalar_backward(grad, x):
-        return grad * np.cos(x)
+        return grad * vmath.cos(x)
 
     def derivative(grad, x, out):
         return grad * x.cos()
@@ -152,11 +151,10 @@ class Cos(UnaryOp):
     name = "cos"
     forward_cost = backward_cost = "transcendental"
 
-    def scalar_forward(x):
-        return np.cos(x)
+    scalar_forward = vmath.cos
 
     def scalar_backward(grad, x):
-        return -grad * np.sin(x)
+        return -grad * vmath.sin(x)
 
     def derivative(grad, x, out):
         return -grad * x.sin()
@@ -169,8 +167,7 @@ class Tan(UnaryOp):
     forward_cost = "transcendental"
     domain = (-1.2, 1.2)
 
-    def scalar_forward(x):
-        return np.tan(x)
+    scalar_forward = vmath.tan
 
     def scalar_backward(grad, y):
         return grad * (1.0 + y * y)
