@@ -1,14 +1,18 @@
-"""Accuracy of the vectorized exp, log, sigmoid and tanh (firefly/kernels/vmath.py), through the
-kernels that use them.
+"""Accuracy of the vectorized exp, log, sigmoid, tanh, sin, cos and tan
+(firefly/kernels/vmath.py), through the kernels that use them.
 
 Errors are measured in ulps of the correctly rounded result: float32 against float64 NumPy
 rounded to float32, float64 against np.longdouble (x87 extended precision, 11 more bits).
 NumPy's own float32/float64 functions, for scale, are within 1-4 ulp of the same references.
 """
 
+import functools
+import math
+
 import numpy as np
 import pytest
 
+from firefly.kernels import vmath
 from firefly.ops import get
 
 F32, F64 = np.float32, np.float64
@@ -20,11 +24,54 @@ pytestmark = pytest.mark.skipif(
 
 def reference(name, x):
     """name(x) in more precision than x.dtype (float64 for float32, longdouble for float64)."""
+    if x.dtype == F64 and name in TRIG:
+        return trig_reference(name, x)
     wide = x.astype(F64 if x.dtype == F32 else np.longdouble)
     with np.errstate(all="ignore"):
         if name == "sigmoid":
             return 1 / (1 + np.exp(-wide))
         return getattr(np, name)(wide)
+
+
+TRIG = ("sin", "cos", "tan")
+# floor(2/pi * 2**TWO_OVER_PI_BITS): enough bits to reduce the largest float64 (2**1024) with
+# 200 to spare. NumPy's float64 sin, cos and tan reduce correctly, which makes them a
+# reference for float32 arguments; glibc's longdouble ones on x86 use the x87 fsin, whose
+# 66-bit pi is tens of ulps off near multiples of pi/2, so float64 arguments are reduced
+# here, exactly, and only the reduced argument goes to the longdouble functions.
+TWO_OVER_PI_BITS = 1300
+TWO_OVER_PI = vmath._two_over_pi_bits(TWO_OVER_PI_BITS)
+PI_OVER_2_LONGDOUBLE = np.longdouble(1.5707963267948966) + np.longdouble(6.123233995736766e-17)
+
+
+def trig_reference(name, x):
+    """sin, cos or tan of float64 x in longdouble, after an exact reduction by pi/2 in
+    integer arithmetic."""
+    quadrant = np.zeros(x.size, np.int64)
+    reduced = np.zeros(x.size, np.longdouble)
+    finite = np.isfinite(x)
+    for i in np.flatnonzero(finite):
+        numerator, denominator = float(x[i]).as_integer_ratio()  # denominator: a power of 2
+        shift = TWO_OVER_PI_BITS + denominator.bit_length() - 1
+        product = numerator * TWO_OVER_PI  # x * 2/pi * 2**shift
+        n = (product + (1 << (shift - 1))) >> shift
+        rest = product - (n << shift)  # |rest| <= 2**(shift - 1): the fraction, scaled
+        drop = max(abs(rest).bit_length() - 64, 0)
+        top = rest >> drop  # 64 bits, exact in longdouble as two 32-bit halves
+        value = np.longdouble(top >> 32) * 2**32 + np.longdouble(top & 0xFFFFFFFF)
+        reduced[i] = np.ldexp(value, drop - shift) * PI_OVER_2_LONGDOUBLE
+        quadrant[i] = n % 4
+    if name == "cos":
+        quadrant += 1
+    with np.errstate(all="ignore"):
+        if name == "tan":
+            t = np.tan(reduced)
+            result = np.where(quadrant % 2 == 1, -1 / t, t)
+        else:
+            result = np.where(quadrant % 2 == 1, np.cos(reduced), np.sin(reduced))
+            result = np.where(quadrant % 4 >= 2, -result, result)
+    result[~finite] = np.nan
+    return np.where(x == 0, x.astype(np.longdouble) if name != "cos" else 1, result)
 
 
 def ulp_errors(got, exact):
@@ -100,8 +147,32 @@ DENSE = {
         ]
     ),
 }
+
+
+def _trig_inputs(dtype, rng):
+    """Small and large arguments, the floats nearest to multiples of pi/2 (where the reduced
+    argument cancels to almost nothing) and random bit patterns up to the largest float.
+    Fewer in float64, whose reference reduces each argument in Python integers (~15 us)."""
+    count = 100_000 if dtype == F32 else 30_000
+    pio2 = dtype(np.pi / 2)
+    return np.concatenate(
+        [
+            np.linspace(-100, 100, 10 * count + 3, dtype=dtype),
+            rng.uniform(-1e6, 1e6, count).astype(dtype),
+            np.geomspace(1e-30, 1e30, count, dtype=dtype),
+            pio2 * np.arange(1, count + 1, dtype=dtype),
+            finite_bit_patterns(dtype, 2 * count, rng),
+        ]
+    )
+
+
+for _name in ("sin", "cos", "tan"):
+    for _dtype in (F32, F64):
+        DENSE[_name, _dtype] = functools.partial(_trig_inputs, _dtype)
+
 # Largest ulp error allowed, with some room over the maximum measured on the DENSE inputs:
-# exp 1.00 (float32) / 0.94 (float64), log 0.76 / 0.78, sigmoid 2.06 / 1.95, tanh 2.12 / 2.22.
+# exp 1.00 (float32) / 0.94 (float64), log 0.76 / 0.78, sigmoid 2.06 / 1.95, tanh 2.12 / 2.22,
+# sin 0.50 / 0.76, cos 0.50 / 0.76, tan 0.50 / 2.07.
 # NumPy on the same inputs: exp 2.41 / 0.51, log 3.11 / 0.52, tanh 1.36 / 1.15.
 MAX_ULP = {
     ("exp", F32): 1.5,
@@ -112,6 +183,12 @@ MAX_ULP = {
     ("sigmoid", F64): 2.5,
     ("tanh", F32): 2.5,
     ("tanh", F64): 2.5,
+    ("sin", F32): 0.51,
+    ("sin", F64): 1.0,
+    ("cos", F32): 0.51,
+    ("cos", F64): 1.0,
+    ("tan", F32): 0.51,
+    ("tan", F64): 2.5,
 }
 
 
@@ -216,10 +293,28 @@ def test_ulp_errors_detects_a_one_ulp_mistake():
     assert ulp_errors(exact.astype(F32), exact).max() <= 0.5
 
 
-@pytest.mark.parametrize("name", ["exp", "log", "sigmoid", "tanh"])
+@pytest.mark.parametrize("name", ["exp", "log", "sigmoid", "tanh", "sin", "cos", "tan"])
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"])
 def test_parallel_build_matches_serial_bit_for_bit(name, dtype):
     # An odd size, so that the threads' ranges and vector loops end mid-way.
     x = np.random.default_rng(RNG_SEED).uniform(-20, 20, 50_001).astype(dtype)
     x = np.abs(x) if name == "log" else x
     np.testing.assert_array_equal(run(name, x, "parallel"), run(name, x, "serial"))
+
+
+# The float64 nearest a multiple of pi/2 (Muller, "Elementary Functions", table 11.1): x * 2/pi
+# is within 2**-61 of an integer, so cos(x) is 4.7e-19, and a reduction that keeps 100 bits
+# instead of about 120 is hundreds of ulps off. Its float32 counterpart is 16367173 * 2**72.
+HARDEST_TO_REDUCE = {F64: math.ldexp(6381956970095103, 797), F32: math.ldexp(16367173, 72)}
+
+
+@pytest.mark.parametrize("name", ["sin", "cos", "tan"])
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"])
+def test_trig_special_values_and_hardest_reduction(name, dtype):
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, HARDEST_TO_REDUCE[dtype]], dtype)
+    got = run(name, x)
+    assert np.all(np.isnan(got[2:5])), got
+    np.testing.assert_array_equal(got[:2], np.array([1.0, 1.0] if name == "cos" else [0, -0.0]))
+    if name != "cos":
+        assert np.signbit(got[1]) and not np.signbit(got[0])
+    assert ulp_errors(got[5:], reference(name, x[5:])).max() <= MAX_ULP[name, dtype]
