@@ -16,6 +16,7 @@ the timed region, and checks its result against NumPy in float64, so that plain 
 (``--benchmark-disable``) execute each once as a correctness test.
 """
 
+import numba
 import numpy as np
 import pytest
 from scipy import special
@@ -328,3 +329,44 @@ def test_matmul(benchmark, n, impl):
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         fn = lambda: ta @ tb  # noqa: E731
     run(benchmark, f"matmul {n}x{n}", fn, expected, rtol=1e-4, atol=1e-4 * n)
+
+
+# ----------------------------------------------------------------------------- sin, cos, tan
+# vmath's vectorized sin/cos/tan in both precisions, at one thread and at Numba's default
+# count (the parallel build runs from PARALLEL_MIN_TRANSCENDENTAL elements); torch gets the
+# same thread count. NumPy's are single-threaded SIMD loops.
+TRIG_THREADS = sorted({1, numba.config.NUMBA_NUM_THREADS})
+
+
+@pytest.fixture(params=TRIG_THREADS, ids=lambda t: f"{t}thread")
+def trig_threads(request):
+    before = numba.get_num_threads(), torch.get_num_threads() if torch is not None else None
+    numba.set_num_threads(request.param)
+    if torch is not None:
+        torch.set_num_threads(request.param)
+    yield request.param
+    numba.set_num_threads(before[0])
+    if torch is not None:
+        torch.set_num_threads(before[1])
+
+
+@pytest.mark.parametrize("impl", ["firefly", "numpy", "torch"])
+@pytest.mark.parametrize("size", [10_000, 100_000, 1_000_000])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("name", ["sin", "cos", "tan"])
+def test_trig_forward(benchmark, name, dtype, size, impl, trig_threads):
+    skip_missing_torch(impl)
+    # tan's domain avoids its poles, where a 1-ulp input difference is a large relative one.
+    low, high = (-1.4, 1.4) if name == "tan" else (-100.0, 100.0)
+    (x,) = (a.astype(dtype) for a in inputs(size, 1, low=low, high=high))
+    expected = getattr(np, name)(x.astype(np.float64))
+    if impl == "firefly":
+        tx = Tensor(x)
+        fn = lambda: getattr(tx, name)()  # noqa: E731
+    elif impl == "numpy":
+        fn = lambda: getattr(np, name)(x)  # noqa: E731
+    else:
+        tx = torch.from_numpy(x)
+        fn = lambda: getattr(torch, name)(tx)  # noqa: E731
+    group = f"forward {name} {np.dtype(dtype).name} n={size:.0e} {trig_threads}thread"
+    run(benchmark, group, fn, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)
