@@ -15,6 +15,13 @@ SINGLE_THREAD_GEMM = 65536 * 4
 # Arrays (the first operand or the result) from which the parallel build runs: below, the
 # batch is a few microseconds of work, about the cost of waking the thread pool.
 PARALLEL_MIN_BATCHED_GEMM = 65536
+# The second operand of every GEMM here is made C-contiguous (np.ascontiguousarray: free when
+# it already is, a k x n copy when it is a transpose, as b^T in the backward and as the
+# transposed operands of create_graph's recorded backward). SciPy's OpenBLAS threads a GEMM
+# whose second operand is transposed from a smaller size than the plain one: on the 2-core
+# machine under load, (128, 64) @ (64, 64)^T took 17-36 ms through its two threads against
+# 20 us once the operand is copied (24 us, copy included), in a Hessian-vector product that
+# did little else.
 
 
 def batched_gemm(fn):
@@ -29,10 +36,10 @@ def matmul_forward(a, b, out):
     a_batched, b_batched = a.shape[0] > 1, b.shape[0] > 1
     if a.shape[1] * a.shape[2] * b.shape[2] <= SINGLE_THREAD_GEMM:
         for k in prange(out.shape[0]):
-            np.dot(a[k * a_batched], b[k * b_batched], out[k])
+            np.dot(a[k * a_batched], np.ascontiguousarray(b[k * b_batched]), out[k])
     else:
         for k in range(out.shape[0]):
-            np.dot(a[k * a_batched], b[k * b_batched], out[k])
+            np.dot(a[k * a_batched], np.ascontiguousarray(b[k * b_batched]), out[k])
 
 
 @batched_gemm
@@ -41,8 +48,8 @@ def matmul_backward(grad, a, b, da, db):
     a_batched, b_batched = a.shape[0] > 1, b.shape[0] > 1
     if a_batched and b_batched and a.shape[1] * a.shape[2] * b.shape[2] <= SINGLE_THREAD_GEMM:
         for k in prange(grad.shape[0]):  # no sums over the batch: each k on its own thread
-            np.dot(grad[k], b[k].T, da[k])
-            np.dot(a[k].T, grad[k], db[k])
+            np.dot(grad[k], np.ascontiguousarray(b[k].T), da[k])
+            np.dot(a[k].T, np.ascontiguousarray(grad[k]), db[k])
         return
     if not a_batched:
         da[0] = 0.0
@@ -50,14 +57,16 @@ def matmul_backward(grad, a, b, da, db):
         db[0] = 0.0
     for k in range(grad.shape[0]):
         ka, kb = k * a_batched, k * b_batched
+        b_transposed = np.ascontiguousarray(b[kb].T)
+        g = np.ascontiguousarray(grad[k])
         if a_batched:
-            np.dot(grad[k], b[kb].T, da[k])
+            np.dot(g, b_transposed, da[k])
         else:
-            da[0] += np.dot(grad[k], b[kb].T)
+            da[0] += np.dot(g, b_transposed)
         if b_batched:
-            np.dot(a[ka].T, grad[k], db[k])
+            np.dot(a[ka].T, g, db[k])
         else:
-            db[0] += np.dot(a[ka].T, grad[k])
+            db[0] += np.dot(a[ka].T, g)
 
 
 @kernel
