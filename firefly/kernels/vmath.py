@@ -13,8 +13,7 @@ precisions, subnormal inputs and results included: exp and log within 1 ulp, sig
 within 2.3 ulp; sin and cos within 1 ulp and tan within 2.5 ulp in float64, all three within
 0.51 ulp in float32 (computed in float64, rounded once), for every finite argument: the range
 reduction (Payne-Hanek) keeps that accuracy at any magnitude, 1e300 and the float64 closest
-to a multiple of pi/2 included. Special values (0, -0, +-inf, NaN) follow
-C99, as NumPy does.
+to a multiple of pi/2 included. Special values (0, -0, +-inf, NaN) follow C99, as NumPy does.
 
 Kernels that inline these functions recompile after this module changes: the kernel cache's
 stamp covers every kernel source file (firefly/kernels/_cache.py).
