@@ -595,7 +595,8 @@ def asin(v):
     pio2_hi, pio2_lo, _ = _arc_constants(v)
     a = abs(v)
     near_zero = a < half
-    t = v * v if near_zero else (one - a) * half  # NaN (through sqrt) for |v| > 1
+    squared, reduced = v * v, (one - a) * half  # reduced < 0 for |v| > 1: NaN through sqrt
+    t = squared if near_zero else reduced
     r = _asin_rational(t)
     s = np.sqrt(t)
     near_one = pio2_hi - (two * (s + s * r) - pio2_lo)
@@ -603,7 +604,9 @@ def asin(v):
     c = (t - head * head) / (s + head)  # s = head + c, to twice the precision
     pio4_hi = half * pio2_hi
     between = pio4_hi - ((two * s * r - (pio2_lo - two * c)) - (pio4_hi - two * head))
-    return v + v * r if near_zero else np.copysign(near_one if a >= like(0.975, v) else between, v)
+    small = v + v * r
+    large = np.copysign(near_one if a >= like(0.975, v) else between, v)
+    return small if near_zero else large
 
 
 @inline_helper
@@ -614,7 +617,8 @@ def acos(v):
     pio2_hi, pio2_lo, _ = _arc_constants(v)
     a = abs(v)
     near_zero = a < half
-    z = v * v if near_zero else (one - a) * half
+    squared, reduced = v * v, (one - a) * half
+    z = squared if near_zero else reduced
     r = _asin_rational(z)
     s = np.sqrt(z)
     middle = pio2_hi - (v - (pio2_lo - v * r))
@@ -722,21 +726,20 @@ def _atan_nonnegative(a):
     second = a < like(1.1875, a)
     third = a < like(2.4375, a)
     # t = (a - c) / (1 + c a), as fdlibm writes it for each c; -1 / a for c = inf.
-    num = (
-        (two * a - one)
-        if first
-        else ((a - one) if second else ((a - three_halves) if third else -one))
-    )
-    den = (
-        (two + a)
-        if first
-        else ((a + one) if second else ((one + three_halves * a) if third else a))
-    )
-    t = a if small else num / den
+    # Every candidate is computed before the selects: a computation inside a conditional
+    # expression is a branch to Numba, which the vectorizer then has to predicate.
+    num0, num1, num2 = two * a - one, a - one, a - three_halves
+    den0, den1, den2 = two + a, a + one, one + three_halves * a
+    num = num0 if first else (num1 if second else (num2 if third else -one))
+    den = den0 if first else (den1 if second else (den2 if third else a))
+    quotient = num / den
+    t = a if small else quotient
     hi = hi0 if first else (hi1 if second else (hi2 if third else hi3))
     lo = lo0 if first else (lo1 if second else (lo2 if third else lo3))
     series = _atan_series(t)
-    return t - series if small else hi - ((series - lo) - t)
+    near_zero = t - series
+    shifted = hi - ((series - lo) - t)
+    return near_zero if small else shifted
 
 
 @inline_helper
@@ -760,15 +763,19 @@ def atan2(y, x):
     small = ax if steep else ay
     large = ay if steep else ax
     # 0 / 0 (both zero) and inf / inf (both infinite) have the limits C99 asks for.
-    ratio = zero if small == zero else (one if small == np.inf else small / large)
+    quotient = small / large
+    ratio = zero if small == zero else (one if small == like(np.inf, y) else quotient)
     angle = _atan_nonnegative(ratio)
-    left = np.signbit(x)
+    left = _bits_of(x) < like(0, _bits_of(x))  # x's sign bit: -0 counts as left
     # steep: pi/2 - angle (x >= 0) or pi/2 + angle (x < 0); else angle or pi - angle.
-    signed = -angle if steep != left else angle
-    base_hi = pio2_hi if steep else (pio2_hi + pio2_hi if left else zero)
-    base_lo = pio2_lo if steep else (pio2_lo + pio2_lo if left else zero)
+    negated = -angle
+    signed = negated if steep != left else angle
+    pi_hi, pi_lo = pio2_hi + pio2_hi, pio2_lo + pio2_lo
+    base_hi = pio2_hi if steep else (pi_hi if left else zero)
+    base_lo = pio2_lo if steep else (pi_lo if left else zero)
     result = np.copysign(base_hi + (signed + base_lo), y)
-    return result if (x == x and y == y) else x + y
+    nan = x + y
+    return result if (x == x) & (y == y) else nan  # &: `and` would branch
 
 
 # Clamping |v| here keeps 2**k in range while exp(|v|) / 2 overflows as it must.
@@ -839,7 +846,9 @@ def sinh(v):
     above, where the subtraction loses at most a factor 1.16 of e's relative error."""
     a = abs(v)
     e = _halved_exp(a)
-    y = _sinh_series(v) if a < like(1.0, v) else np.copysign(e - like(0.25, v) / e, v)
+    series = _sinh_series(v)
+    large = np.copysign(e - like(0.25, v) / e, v)
+    y = series if a < like(1.0, v) else large
     return y if v == v else v
 
 
@@ -926,9 +935,24 @@ _ERF_SB = (
     4.74528541206955367215e02,
     -2.24409524465858183362e01,
 )
-_ERF_TABLES = (_ERF_PP, _ERF_QQ, _ERF_PA, _ERF_QA, _ERF_RA, _ERF_SA, _ERF_RB, _ERF_SB)
-_ERF_TABLES_F32 = tuple(tuple(np.float32(c) for c in table) for table in _ERF_TABLES)
-_ERF_TABLES_F64 = tuple(tuple(np.float64(c) for c in table) for table in _ERF_TABLES)
+
+
+def _erf_tables(dtype):
+    """(numerators, denominators): each interval's coefficients, zero-padded to 8 so that
+    one rational function evaluates whichever interval an element lies in. A denominator
+    is 1 + u (d1 + u (d2 + ...))."""
+
+    def padded(table):
+        return tuple(dtype(c) for c in table + (0.0,) * (8 - len(table)))
+
+    return (
+        tuple(padded(t) for t in (_ERF_PP, _ERF_PA, _ERF_RA, _ERF_RB)),
+        tuple(padded(t) for t in (_ERF_QQ, _ERF_QA, _ERF_SA, _ERF_SB)),
+    )
+
+
+_ERF_TABLES_F32 = _erf_tables(np.float32)
+_ERF_TABLES_F64 = _erf_tables(np.float64)
 
 
 def _erf_tables_f32(x):
@@ -939,7 +963,7 @@ def _erf_tables_f64(x):
     return _ERF_TABLES_F64
 
 
-_erf_tables = _by_float_type(_erf_tables_f32, _erf_tables_f64)
+_erf_coefficients = _by_float_type(_erf_tables_f32, _erf_tables_f64)
 
 
 @inline_helper
@@ -962,62 +986,62 @@ def _exp_of_sum(hi, lo):
     low_scale = _float_from_bits((np.int64(k_half) + exponent_bias) << mantissa_bits, hi)
     high_scale = _float_from_bits((np.int64(k - k_half) + exponent_bias) << mantissa_bits, hi)
     y = ((like(1.0, hi) + _expm1_reduced(r)) * low_scale) * high_scale
-    return y if total > exp_min else like(0.0, hi)
+    zero = like(0.0, hi)
+    return y if total > exp_min else zero
 
 
 @inline_helper
 def _erf_pieces(v):
-    """(near_zero, middle, tail) for erf and erfc at v, each valid on its interval of |v|:
-    near_zero = y with erf(v) = v + v y (|v| < 0.84375); middle = P/Q with
-    erf(|v|) = erx + P/Q (|v| < 1.25); tail = erfc(|v|) (1.25 <= |v| < 28)."""
+    """(r, tail) for erf and erfc at v: r is fdlibm's rational function of the interval |v| lies
+    in: erf(v) = v + v r below |v| = 0.84375, erf(|v|) = erx + r below 1.25, and
+    erfc(|v|) = tail = exp(-v**2 - 0.5625 + r) / |v| from there to 28.
+
+    The four rational functions are one, its coefficients selected per element: one division
+    and one polynomial pair instead of four.
+    """
     one = like(1.0, v)
-    pp, qq, pa, qa, ra, sa, rb, sb = _erf_tables(v)
-    pp0, pp1, pp2, pp3, pp4 = pp
-    qq1, qq2, qq3, qq4, qq5 = qq
-    pa0, pa1, pa2, pa3, pa4, pa5, pa6 = pa
-    qa1, qa2, qa3, qa4, qa5, qa6 = qa
-    ra0, ra1, ra2, ra3, ra4, ra5, ra6, ra7 = ra
-    sa1, sa2, sa3, sa4, sa5, sa6, sa7, sa8 = sa
-    rb0, rb1, rb2, rb3, rb4, rb5, rb6 = rb
-    sb1, sb2, sb3, sb4, sb5, sb6, sb7 = sb
+    numerators, denominators = _erf_coefficients(v)
     a = abs(v)
-
-    z = v * v
-    near_zero = pp0 + z * (pp1 + z * (pp2 + z * (pp3 + z * pp4)))
-    near_zero = near_zero / (one + z * (qq1 + z * (qq2 + z * (qq3 + z * (qq4 + z * qq5)))))
-
-    s = a - one
-    middle = pa0 + s * (pa1 + s * (pa2 + s * (pa3 + s * (pa4 + s * (pa5 + s * pa6)))))
-    middle = middle / (one + s * (qa1 + s * (qa2 + s * (qa3 + s * (qa4 + s * (qa5 + s * qa6))))))
-
-    w = one / (a * a)
-    ra_num = ra0 + w * (ra1 + w * (ra2 + w * (ra3 + w * (ra4 + w * (ra5 + w * (ra6 + w * ra7))))))
-    ra_den = one + w * (
-        sa1 + w * (sa2 + w * (sa3 + w * (sa4 + w * (sa5 + w * (sa6 + w * (sa7 + w * sa8))))))
+    near_zero = a < like(0.84375, v)
+    near_one = a < like(1.25, v)
+    near_tail = a < like(1.0 / 0.35, v)
+    squared, shifted, inverse_squared = v * v, a - one, one / (a * a)
+    u = squared if near_zero else (shifted if near_one else inverse_squared)
+    n0, n1, n2, n3, n4, n5, n6, n7 = (
+        numerators[0]
+        if near_zero
+        else (numerators[1] if near_one else (numerators[2] if near_tail else numerators[3]))
     )
-    rb_num = rb0 + w * (rb1 + w * (rb2 + w * (rb3 + w * (rb4 + w * (rb5 + w * rb6)))))
-    rb_den = one + w * (sb1 + w * (sb2 + w * (sb3 + w * (sb4 + w * (sb5 + w * (sb6 + w * sb7))))))
-    near = a < like(1.0 / 0.35, v)
-    correction = (ra_num if near else rb_num) / (ra_den if near else rb_den)
-    # exp(-a**2 - 0.5625 + R/S) with -a**2 = -h**2 + (h - a)(h + a), h = _head(a): -h**2 - 0.5625
+    d1, d2, d3, d4, d5, d6, d7, d8 = (
+        denominators[0]
+        if near_zero
+        else (denominators[1] if near_one else (denominators[2] if near_tail else denominators[3]))
+    )
+    # Estrin's scheme (see _expm1_reduced_f64): the exp below waits on this division, and
+    # Horner's two 8-step chains before it made the loop latency-bound.
+    u2 = u * u
+    u4 = u2 * u2
+    num = ((n0 + n1 * u) + (n2 + n3 * u) * u2) + ((n4 + n5 * u) + (n6 + n7 * u) * u2) * u4
+    den = ((one + d1 * u) + (d2 + d3 * u) * u2) + ((d4 + d5 * u) + (d6 + d7 * u) * u2) * u4
+    den = den + d8 * (u4 * u4)
+    r = num / den
+    # exp(-a**2 - 0.5625 + r) with -a**2 = -h**2 + (h - a)(h + a), h = _head(a): -h**2 - 0.5625
     # is exact, and _exp_of_sum never rounds it to the sum's precision.
     h = _head(a)
-    tail = _exp_of_sum(-h * h - like(0.5625, v), (h - a) * (h + a) + correction) / a
-    return near_zero, middle, tail
+    tail = _exp_of_sum(-h * h - like(0.5625, v), (h - a) * (h + a) + r) / a
+    return r, tail
 
 
 @inline_helper
 def erf(v):
     """erf(v), odd, +-1 beyond |v| = 6 (fdlibm s_erf.c, its intervals chosen by selects)."""
     one = like(1.0, v)
-    near_zero, middle, tail = _erf_pieces(v)
+    r, tail = _erf_pieces(v)
     a = abs(v)
-    beyond = np.copysign(like(_ERF_ERX, v) + middle if a < like(1.25, v) else one - tail, v)
-    y = (
-        v + v * near_zero
-        if a < like(0.84375, v)
-        else (beyond if a < like(6.0, v) else np.copysign(one, v))
-    )
+    between, far = like(_ERF_ERX, v) + r, one - tail
+    beyond = np.copysign(between if a < like(1.25, v) else far, v)
+    small, saturated = v + v * r, np.copysign(one, v)
+    y = small if a < like(0.84375, v) else (beyond if a < like(6.0, v) else saturated)
     return y if v == v else v
 
 
@@ -1027,13 +1051,17 @@ def erfc(v):
     the smallest subnormal (fdlibm s_erf.c, its intervals chosen by selects)."""
     zero, one, two, half = like(0.0, v), like(1.0, v), like(2.0, v), like(0.5, v)
     erx = like(_ERF_ERX, v)
-    near_zero, middle, tail = _erf_pieces(v)
+    r, tail = _erf_pieces(v)
     a = abs(v)
     positive = v >= zero
     # Below 1/4 erf(v) < 0.28 leaves all digits in 1 - erf(v); above, 1/2 - (erf(v) - 1/2)
     # keeps them.
-    small = one - (v + v * near_zero) if a < like(0.25, v) else half - (v * near_zero + (v - half))
-    between = (one - erx) - middle if positive else one + (erx + middle)
-    far = (tail if positive else two - tail) if a < like(28.0, v) else (zero if positive else two)
+    small_direct, small_split = one - (v + v * r), half - (v * r + (v - half))
+    small = small_direct if a < like(0.25, v) else small_split
+    between_positive, between_negative = (one - erx) - r, one + (erx + r)
+    between = between_positive if positive else between_negative
+    reflected = two - tail
+    limit = zero if positive else two
+    far = (tail if positive else reflected) if a < like(28.0, v) else limit
     y = small if a < like(0.84375, v) else (between if a < like(1.25, v) else far)
     return y if v == v else v
