@@ -1,4 +1,5 @@
-"""exp, log, log1p, sigmoid and tanh of one float32/float64 scalar, in code LLVM vectorizes.
+"""exp, log, log1p, sigmoid, tanh, asin, acos, atan, atan2, sinh, cosh, erf and erfc of
+float32/float64 scalars, in code LLVM vectorizes.
 
 Inside Numba, ``np.exp(v)`` on a scalar is a call to libm's ``expf``/``exp`` per element, and
 LLVM cannot vectorize a loop that makes calls: such kernels ran 1.5-4x slower than NumPy's SIMD
@@ -9,7 +10,9 @@ them per element, through the kernel families (``firefly.kernels.families``) or 
 
 Accuracy (tests/test_vmath.py measures it), against the correctly rounded result in both
 precisions, subnormal inputs and results included: exp and log within 1 ulp, sigmoid and tanh
-within 2.3 ulp. Special values (0, -0, +-inf, NaN) follow C99, as NumPy does.
+within 2.3 ulp, asin, acos, atan and erf within 1 ulp, atan2, sinh and cosh within 2 ulp, erfc
+within 3 ulp (float32; 2.5 in float64). Special values (0, -0, +-inf, NaN, asin and acos
+outside [-1, 1], atan2's signed zeros and infinities) follow C99, as NumPy does.
 
 Numba caches a kernel by its own source file only: after editing this module, delete
 firefly/kernels/__pycache__ (and NUMBA_CACHE_DIR) so that the kernels which inline these
