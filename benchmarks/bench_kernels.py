@@ -117,6 +117,48 @@ def test_elementwise_forward(benchmark, name, size, impl):
     run(benchmark, f"forward {name} n={size:.0e}", fn, expected)
 
 
+# ----------------------------------------------------------------------------- math, 2 precisions
+# The vmath functions (firefly/kernels/vmath.py) behind these ops, in float32 and float64.
+# name: (NumPy or SciPy function, torch function name, arity, input interval)
+MATH = {
+    "asin": (np.arcsin, "asin", 1, (-1.0, 1.0)),
+    "acos": (np.arccos, "acos", 1, (-1.0, 1.0)),
+    "atan": (np.arctan, "atan", 1, (-4.0, 4.0)),
+    "atan2": (np.arctan2, "atan2", 2, (-3.0, 3.0)),
+    "sinh": (np.sinh, "sinh", 1, (-5.0, 5.0)),
+    "cosh": (np.cosh, "cosh", 1, (-5.0, 5.0)),
+    "erf": (special.erf, "erf", 1, (-4.0, 4.0)),
+    "erfc": (special.erfc, "erfc", 1, (-4.0, 10.0)),
+}
+MATH_SIZES = [10_000, 100_000, 1_000_000]
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("size", MATH_SIZES)
+@pytest.mark.parametrize("name", sorted(MATH))
+def test_math_forward(benchmark, name, size, dtype, impl):
+    skip_missing_torch(impl)
+    numpy_fn, torch_name, arity, (low, high) = MATH[name]
+    rng = np.random.default_rng(size)
+    arrays = [rng.uniform(low, high, size).astype(dtype) for _ in range(arity)]
+    expected = numpy_fn(*(a.astype(np.float64) for a in arrays))
+    if impl == "firefly":
+        tensors = [Tensor(a) for a in arrays]
+        fn = lambda: getattr(Tensor, name)(*tensors)  # noqa: E731
+    elif impl == "kernel":
+        kernel = kernel_of(name)
+        out = np.empty_like(arrays[0])
+        fn = lambda: kernel(*arrays, out) or out  # noqa: E731
+    elif impl == "numpy":
+        fn = lambda: numpy_fn(*arrays)  # noqa: E731
+    else:
+        tensors = [torch.from_numpy(a) for a in arrays]
+        fn = lambda: getattr(torch, torch_name)(*tensors)  # noqa: E731
+    rtol, atol = (1e-5, 1e-6) if dtype == "float32" else (1e-13, 1e-15)
+    run(benchmark, f"forward {name} {dtype} n={size:.0e}", fn, expected, rtol=rtol, atol=atol)
+
+
 # ----------------------------------------------------------------------------- fused backward
 def backward_case(name, size):
     """(arrays, NumPy composite, fused firefly kernel call, torch call) for one backward."""

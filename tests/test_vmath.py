@@ -1,16 +1,20 @@
-"""Accuracy of the vectorized exp, log, sigmoid, tanh, sin, cos and tan
-(firefly/kernels/vmath.py), through the kernels that use them.
+"""Accuracy of the vectorized functions of firefly/kernels/vmath.py (exp, log, sigmoid, tanh,
+sin, cos, tan, asin, acos, atan, atan2, sinh, cosh, erf, erfc), through the op kernels that use
+them.
 
 Errors are measured in ulps of the correctly rounded result: float32 against float64 NumPy
-rounded to float32, float64 against np.longdouble (x87 extended precision, 11 more bits).
+(scipy.special for erf and erfc) rounded to float32, float64 against np.longdouble (x87
+extended precision, 11 more bits; mpmath at 80 bits for erf and erfc, which NumPy lacks).
 NumPy's own float32/float64 functions, for scale, are within 1-4 ulp of the same references.
 """
 
 import functools
 import math
 
+import mpmath
 import numpy as np
 import pytest
+from scipy import special
 
 from firefly.kernels import vmath
 from firefly.ops import get
@@ -22,15 +26,38 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def reference(name, x):
-    """name(x) in more precision than x.dtype (float64 for float32, longdouble for float64)."""
-    if x.dtype == F64 and name in TRIG:
-        return trig_reference(name, x)
-    wide = x.astype(F64 if x.dtype == F32 else np.longdouble)
+NUMPY_NAMES = {"asin": "arcsin", "acos": "arccos", "atan": "arctan", "atan2": "arctan2"}
+# Beyond this |x|, erf is +-1 and erfc 0 or 2 in both precisions (erfc(27) < 1e-318).
+ERF_SATURATION = 30.0
+
+
+def mpmath_reference(name, wide):
+    """erf or erfc of longdouble values at 80 bits, element by element."""
+    function = getattr(mpmath, name)
+    out = np.empty_like(wide)
+    with mpmath.workprec(80):
+        for i, v in enumerate(wide.astype(F64).tolist()):  # float64 inputs: exact
+            if 0 < abs(v) < ERF_SATURATION:  # mpmath has no -0: zeros go to scipy
+                out[i] = np.longdouble(mpmath.nstr(function(mpmath.mpf(v)), 30))
+            else:  # +-0, and beyond: erf = +-1, erfc = 0 or 2; NaN stays NaN
+                out[i] = getattr(special, name)(v)
+    return out
+
+
+def reference(name, *xs):
+    """name(*xs) in more precision than their dtype (float64 for float32, longdouble for
+    float64)."""
+    if xs[0].dtype == F64 and name in TRIG:
+        return trig_reference(name, xs[0])
+    wide = [x.astype(F64 if x.dtype == F32 else np.longdouble) for x in xs]
     with np.errstate(all="ignore"):
         if name == "sigmoid":
-            return 1 / (1 + np.exp(-wide))
-        return getattr(np, name)(wide)
+            return 1 / (1 + np.exp(-wide[0]))
+        if name in ("erf", "erfc"):
+            if wide[0].dtype == F64:
+                return getattr(special, name)(wide[0])
+            return mpmath_reference(name, wide[0])
+        return getattr(np, NUMPY_NAMES.get(name, name))(*wide)
 
 
 TRIG = ("sin", "cos", "tan")
@@ -89,9 +116,12 @@ def ulp_errors(got, exact):
     return err
 
 
-def run(name, x, build="serial"):
-    out = np.empty_like(x)
-    getattr(get(name).forward_kernel, build)(x, out)
+def run(name, *xs, build="serial"):
+    """name(*xs) through the op's forward kernel (a binary op's first one: the flat zip)."""
+    kernel = get(name).forward_kernel
+    kernel = kernel[0] if isinstance(kernel, tuple) else kernel
+    out = np.empty_like(xs[0])
+    getattr(kernel, build)(*xs, out)
     return out
 
 
@@ -149,6 +179,63 @@ DENSE = {
 }
 
 
+def near_one_and_zero(dtype, count):
+    """|x| <= 1 dense near 0 and near +-1, where asin and acos change approximation."""
+    tiny = np.finfo(dtype).smallest_subnormal
+    gaps = np.geomspace(tiny, 0.5, count)
+    return np.concatenate([gaps, -gaps, 1 - gaps, gaps - 1]).astype(dtype)
+
+
+for _name in ("asin", "acos"):
+    for _dtype in (F32, F64):
+        DENSE[_name, _dtype] = lambda rng, dtype=_dtype: np.concatenate(
+            [
+                np.linspace(-1, 1, 1_000_003, dtype=dtype),
+                near_one_and_zero(dtype, 50_000),
+                finite_bit_patterns(dtype, 100_000, rng),  # mostly |x| > 1: NaN
+            ]
+        )
+for _dtype in (F32, F64):
+    DENSE["atan", _dtype] = lambda rng, dtype=_dtype: np.concatenate(
+        [
+            np.linspace(-4, 4, 1_000_003, dtype=dtype),
+            # Every magnitude from the smallest subnormal to near the largest float.
+            np.geomspace(*((1e-45, 1e38) if dtype == F32 else (5e-324, 1e308)), 100_000),
+            finite_bit_patterns(dtype, 100_000, rng),
+        ]
+    ).astype(dtype)
+# Up to just past where sinh and cosh overflow (89.4 in float32, 710.5 in float64).
+for _name in ("sinh", "cosh"):
+    for _dtype, _limit in ((F32, 90), (F64, 711)):
+        DENSE[_name, _dtype] = lambda rng, dtype=_dtype, limit=_limit: np.concatenate(
+            [
+                np.linspace(-limit, limit, 1_000_003, dtype=dtype),
+                np.linspace(-2, 2, 100_003, dtype=dtype),
+                np.geomspace(np.finfo(dtype).smallest_subnormal, 2, 100_000).astype(dtype),
+                finite_bit_patterns(dtype, 100_000, rng),
+            ]
+        )
+# erf and erfc over every interval of their approximation, and erfc into its subnormal tail
+# (underflow at 10.05 in float32, 27.2 in float64). The float64 reference is mpmath, one
+# element at a time: fewer points.
+for _name, _low, _high in (("erf", -7, 7), ("erfc", -7, 28)):
+    DENSE[_name, F32] = lambda rng, low=_low, high=_high: np.concatenate(
+        [
+            np.linspace(low, min(high, 11), 1_000_003, dtype=F32),
+            np.geomspace(1e-45, 1, 50_000).astype(F32),
+            finite_bit_patterns(F32, 100_000, rng),
+        ]
+    )
+    DENSE[_name, F64] = lambda rng, low=_low, high=_high: np.concatenate(
+        [
+            rng.uniform(low, high, 20_000),
+            rng.uniform(-1.5, 1.5, 10_000),
+            np.geomspace(1e-320, 1, 2_000),
+            finite_bit_patterns(F64, 2_000, rng),
+        ]
+    )
+
+
 def _trig_inputs(dtype, rng):
     """Small and large arguments, the floats nearest to multiples of pi/2 (where the reduced
     argument cancels to almost nothing) and random bit patterns up to the largest float.
@@ -172,8 +259,11 @@ for _name in ("sin", "cos", "tan"):
 
 # Largest ulp error allowed, with some room over the maximum measured on the DENSE inputs:
 # exp 1.00 (float32) / 0.94 (float64), log 0.76 / 0.78, sigmoid 2.06 / 1.95, tanh 2.12 / 2.22,
-# sin 0.50 / 0.76, cos 0.50 / 0.76, tan 0.50 / 2.07.
-# NumPy on the same inputs: exp 2.41 / 0.51, log 3.11 / 0.52, tanh 1.36 / 1.15.
+# asin 0.92 / 0.88, acos 0.90 / 0.89, atan 0.83 / 0.75, sinh 1.54 / 1.56, cosh 1.35 / 1.41,
+# erf 0.88 / 0.87, erfc 2.66 / 2.11, atan2 1.36 / 1.51 (on atan2_operands), sin 0.50 / 0.76,
+# cos 0.50 / 0.76, tan 0.50 / 2.07.
+# NumPy on the same inputs: exp 2.41 / 0.51, log 3.11 / 0.52, tanh 1.36 / 1.15, asin 3.07 / 0.81,
+# acos 2.05 / 0.81, atan 2.08 / 0.55, sinh 1.37 / 0.75, cosh 2.37 / 0.75, atan2 3.13 / 0.77.
 MAX_ULP = {
     ("exp", F32): 1.5,
     ("exp", F64): 1.5,
@@ -183,6 +273,22 @@ MAX_ULP = {
     ("sigmoid", F64): 2.5,
     ("tanh", F32): 2.5,
     ("tanh", F64): 2.5,
+    ("asin", F32): 1.5,
+    ("asin", F64): 1.5,
+    ("acos", F32): 1.5,
+    ("acos", F64): 1.5,
+    ("atan", F32): 1.5,
+    ("atan", F64): 1.5,
+    ("sinh", F32): 2.0,
+    ("sinh", F64): 2.0,
+    ("cosh", F32): 2.0,
+    ("cosh", F64): 2.0,
+    ("erf", F32): 1.5,
+    ("erf", F64): 1.5,
+    ("erfc", F32): 3.0,
+    ("erfc", F64): 2.5,
+    ("atan2", F32): 2.0,
+    ("atan2", F64): 2.0,
     ("sin", F32): 0.51,
     ("sin", F64): 1.0,
     ("cos", F32): 0.51,
@@ -190,6 +296,22 @@ MAX_ULP = {
     ("tan", F32): 0.51,
     ("tan", F64): 2.5,
 }
+UNARY = [
+    "exp",
+    "log",
+    "sigmoid",
+    "tanh",
+    "sin",
+    "cos",
+    "tan",
+    "asin",
+    "acos",
+    "atan",
+    "sinh",
+    "cosh",
+    "erf",
+    "erfc",
+]
 
 
 @pytest.mark.parametrize("name, dtype", list(DENSE), ids=lambda v: getattr(v, "__name__", v))
@@ -250,7 +372,7 @@ SPECIAL_INPUTS = {
 }
 
 
-@pytest.mark.parametrize("name", ["exp", "log", "sigmoid", "tanh"])
+@pytest.mark.parametrize("name", UNARY)
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"])
 def test_special_values_match_the_correctly_rounded_result(name, dtype):
     x = np.array(SPECIAL_INPUTS[dtype], dtype=dtype)
@@ -293,13 +415,82 @@ def test_ulp_errors_detects_a_one_ulp_mistake():
     assert ulp_errors(exact.astype(F32), exact).max() <= 0.5
 
 
-@pytest.mark.parametrize("name", ["exp", "log", "sigmoid", "tanh", "sin", "cos", "tan"])
+@pytest.mark.parametrize("name", [*UNARY, "atan2"])
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"])
 def test_parallel_build_matches_serial_bit_for_bit(name, dtype):
     # An odd size, so that the threads' ranges and vector loops end mid-way.
-    x = np.random.default_rng(RNG_SEED).uniform(-20, 20, 50_001).astype(dtype)
-    x = np.abs(x) if name == "log" else x
-    np.testing.assert_array_equal(run(name, x, "parallel"), run(name, x, "serial"))
+    rng = np.random.default_rng(RNG_SEED)
+    x = rng.uniform(-20, 20, 50_001).astype(dtype)
+    x = np.abs(x) if name == "log" else (x / 20 if name in ("asin", "acos") else x)
+    xs = (x, rng.uniform(-20, 20, x.size).astype(dtype)) if name == "atan2" else (x,)
+    np.testing.assert_array_equal(run(name, *xs, build="parallel"), run(name, *xs))
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"])
+def test_inverse_trig_hyperbolic_and_erf_special_values_follow_c99(dtype):
+    inf, nan, half_pi = dtype(np.inf), dtype(np.nan), dtype(np.pi / 2)
+    cases = {
+        "asin": ([0, -0.0, 1, -1, 1.5, -1.5, inf, -inf, nan], [0, -0.0, half_pi, -half_pi])
+        + ([nan] * 5,),
+        "acos": ([1, -1, 0, -0.0, 1.5, -1.5, inf, nan], [0, dtype(np.pi), half_pi, half_pi])
+        + ([nan] * 4,),
+        "atan": ([0, -0.0, inf, -inf, nan], [0, -0.0, half_pi, -half_pi, nan], []),
+        "sinh": ([0, -0.0, inf, -inf, nan, 1e4, -1e4], [0, -0.0, inf, -inf, nan, inf, -inf], []),
+        "cosh": ([0, -0.0, inf, -inf, nan, 1e4, -1e4], [1, 1, inf, inf, nan, inf, inf], []),
+        "erf": ([0, -0.0, inf, -inf, nan, 1e30, -1e30], [0, -0.0, 1, -1, nan, 1, -1], []),
+        "erfc": ([0, -0.0, inf, -inf, nan, 1e30, -1e30], [1, 1, 0, 2, nan, 0, 2], []),
+    }
+    for name, (inputs, expected, more_expected) in cases.items():
+        got = run(name, np.array(inputs, dtype))
+        want = np.array(expected + more_expected, dtype)
+        np.testing.assert_array_equal(got, want, err_msg=f"{name} {dtype.__name__}")
+        # Zeros (and every non-NaN result) carry C99's sign; a NaN's sign is unspecified.
+        signed = ~np.isnan(want)
+        np.testing.assert_array_equal(np.signbit(got[signed]), np.signbit(want[signed]))
+
+
+def test_atan2_follows_c99_on_every_pair_of_special_values():
+    """Zeros of both signs, infinities, NaN and ordinary values in every combination: the
+    quadrant, the sign of a zero result and the exact multiples of pi/4 as C99 (NumPy's
+    float64 arctan2, rounded to float32 for the float32 path)."""
+    specials = [0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 2.5, -2.5, 1e-300, -1e300]
+    y, x = (a.ravel() for a in np.meshgrid(specials, specials))
+    for dtype in (F32, F64):
+        with np.errstate(over="ignore", under="ignore"):
+            ys, xs = y.astype(dtype), x.astype(dtype)
+            want = np.arctan2(ys.astype(F64), xs.astype(F64)).astype(dtype)
+        got = run("atan2", ys, xs)
+        errors = ulp_errors(got, reference("atan2", ys, xs))
+        assert errors.max() <= MAX_ULP["atan2", dtype], list(zip(ys, xs, got, want))
+        # A zero or infinite operand gives an exact multiple of pi/4, or 0.
+        exact = (ys == 0) | (xs == 0) | np.isinf(ys) | np.isinf(xs)
+        np.testing.assert_array_equal(got[exact], want[exact])
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        signed = ~np.isnan(want)
+        np.testing.assert_array_equal(np.signbit(got[signed]), np.signbit(want[signed]))
+
+
+def atan2_operands(dtype, count, rng):
+    """(y, x) pairs in every quadrant: ordinary values, magnitudes far apart (ratios that
+    underflow or overflow), nearly equal ones, and arbitrary bit patterns."""
+    ordinary = rng.uniform(-3, 3, (2, count))
+    scale = np.exp(rng.uniform(-80, 80, (2, count)))
+    spread = rng.standard_normal((2, count)) * scale
+    equal = rng.uniform(0.5, 2, count) * rng.choice([-1, 1], (2, count))
+    bits = np.stack([finite_bit_patterns(dtype, count // 10, rng) for _ in range(2)])
+    with np.errstate(over="ignore"):
+        pairs = np.concatenate([ordinary, spread, equal, bits], axis=1).astype(dtype)
+    return pairs[0], pairs[1]
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"])
+def test_atan2_ulp_error_over_dense_operands_is_bounded(dtype):
+    y, x = atan2_operands(dtype, 300_000, np.random.default_rng(RNG_SEED))
+    errors = ulp_errors(run("atan2", y, x), reference("atan2", y, x))
+    worst = int(np.argmax(errors))
+    assert errors[worst] <= MAX_ULP["atan2", dtype], (
+        f"atan2 {dtype.__name__}: {errors[worst]:.3f} ulp at y = {y[worst]!r}, x = {x[worst]!r}"
+    )
 
 
 # The float64 nearest a multiple of pi/2 (Muller, "Elementary Functions", table 11.1): x * 2/pi

@@ -1,5 +1,5 @@
-"""exp, log, log1p, sigmoid, tanh, sin, cos and tan of one float32/float64 scalar, in code LLVM
-vectorizes.
+"""exp, log, log1p, sigmoid, tanh, sin, cos, tan, asin, acos, atan, atan2, sinh, cosh, erf and
+erfc of float32/float64 scalars, in code LLVM vectorizes.
 
 Inside Numba, ``np.exp(v)`` on a scalar is a call to libm's ``expf``/``exp`` per element, and
 LLVM cannot vectorize a loop that makes calls: such kernels ran 1.5-4x slower than NumPy's SIMD
@@ -13,7 +13,9 @@ precisions, subnormal inputs and results included: exp and log within 1 ulp, sig
 within 2.3 ulp; sin and cos within 1 ulp and tan within 2.5 ulp in float64, all three within
 0.51 ulp in float32 (computed in float64, rounded once), for every finite argument: the range
 reduction (Payne-Hanek) keeps that accuracy at any magnitude, 1e300 and the float64 closest
-to a multiple of pi/2 included. Special values (0, -0, +-inf, NaN) follow C99, as NumPy does.
+to a multiple of pi/2 included; asin, acos, atan and erf within 1 ulp, atan2, sinh and cosh
+within 2 ulp, erfc within 3 ulp (float32; 2.5 in float64). Special values (0, -0, +-inf, NaN,
+asin and acos outside [-1, 1], atan2's signed zeros and infinities) follow C99, as NumPy does.
 
 Kernels that inline these functions recompile after this module changes: the kernel cache's
 stamp covers every kernel source file (firefly/kernels/_cache.py).
@@ -801,3 +803,567 @@ def cos(v):
 def tan(v):
     """tan(v) = sin(v) / cos(v), for every finite v."""
     return _tan(v)
+
+
+# ----------------------------------------------------------------------------- inverse trig,
+# hyperbolic and error functions. Each public function below is generic: its constants come
+# in its argument's precision from a _by_float_type selector, or through like().
+
+# pi / 2 and pi as hi + lo pairs: hi is the value rounded to the precision, lo the rest, so
+# that hi - (a - lo) keeps the bits that subtracting a from a rounded pi / 2 would lose.
+# fdlibm e_asin.c's double values; the float32 pair is derived the same way.
+_PIO2_HI_F64, _PIO2_LO_F64 = (
+    np.float64(1.57079632679489655800e00),
+    np.float64(6.12323399573676603587e-17),
+)
+_PIO2_HI_F32 = np.float32(math.pi / 2)
+_PIO2_LO_F32 = np.float32(math.pi / 2 - float(_PIO2_HI_F32))
+# Clearing these low bits of a float leaves a head whose square is exact: 11 of float32's 24
+# significant bits (FreeBSD s_erff.c's 0xffffe000: 12 would make erf's h**2 + 0.5625 round),
+# 21 of float64's 53 (fdlibm's SET_LOW_WORD(x, 0)).
+_HEAD_MASK_F32, _HEAD_MASK_F64 = np.int32(-(1 << 13)), np.int64(-(1 << 32))
+_ARC_CONSTANTS_F32 = (_PIO2_HI_F32, _PIO2_LO_F32, _HEAD_MASK_F32)
+_ARC_CONSTANTS_F64 = (_PIO2_HI_F64, _PIO2_LO_F64, _HEAD_MASK_F64)
+
+
+def _arc_constants_f32(x):
+    return _ARC_CONSTANTS_F32
+
+
+def _arc_constants_f64(x):
+    return _ARC_CONSTANTS_F64
+
+
+_arc_constants = _by_float_type(_arc_constants_f32, _arc_constants_f64)
+
+
+@inline_helper
+def _head(v):
+    """v with its low mantissa bits cleared (see _HEAD_MASK_F32): head * head is exact."""
+    mask = _arc_constants(v)[2]
+    return _float_from_bits(_bits_of(v) & mask, v)
+
+
+# asin(s) = s + s R(s**2) for |s| <= 0.5, R a rational minimax approximation:
+# fdlibm e_asin.c (float64) and FreeBSD e_asinf.c (float32, a shorter one for its precision).
+_ASIN_P_F64 = tuple(
+    np.float64(c)
+    for c in (
+        1.66666666666666657415e-01,
+        -3.25565818622400915405e-01,
+        2.01212532134862925881e-01,
+        -4.00555345006794114027e-02,
+        7.91534994289814532176e-04,
+        3.47933107596021167570e-05,
+    )
+)
+_ASIN_Q_F64 = tuple(
+    np.float64(c)
+    for c in (
+        -2.40339491173441421878e00,
+        2.02094576023350569471e00,
+        -6.88283971605453293030e-01,
+        7.70381505559019352791e-02,
+    )
+)
+_ASIN_P_F32 = tuple(np.float32(c) for c in (1.6666586697e-01, -4.2743422091e-02, -8.6563630030e-03))
+_ASIN_Q1_F32 = np.float32(-7.0662963390e-01)
+
+
+def _asin_rational_f32(t):
+    p0, p1, p2 = _ASIN_P_F32
+    return t * (p0 + t * (p1 + t * p2)) / (_F32_ONE + t * _ASIN_Q1_F32)
+
+
+def _asin_rational_f64(t):
+    p0, p1, p2, p3, p4, p5 = _ASIN_P_F64
+    q1, q2, q3, q4 = _ASIN_Q_F64
+    p = t * (p0 + t * (p1 + t * (p2 + t * (p3 + t * (p4 + t * p5)))))
+    return p / (_F64_ONE + t * (q1 + t * (q2 + t * (q3 + t * q4))))
+
+
+_asin_rational = _by_float_type(_asin_rational_f32, _asin_rational_f64)
+
+
+@inline_helper
+def asin(v):
+    """asin(v), NaN outside [-1, 1] (fdlibm e_asin.c, without branches).
+
+    |v| < 0.5: v + v R(v**2). Above, asin(v) = pi/2 - 2 asin(s) with s = sqrt((1 - |v|) / 2);
+    below |v| = 0.975 the 2 s term is split into an exact head and a tail so that the
+    subtraction from pi/2 loses nothing.
+    """
+    one, half, two = like(1.0, v), like(0.5, v), like(2.0, v)
+    pio2_hi, pio2_lo, _ = _arc_constants(v)
+    a = abs(v)
+    near_zero = a < half
+    squared, reduced = v * v, (one - a) * half  # reduced < 0 for |v| > 1: NaN through sqrt
+    t = squared if near_zero else reduced
+    r = _asin_rational(t)
+    s = np.sqrt(t)
+    near_one = pio2_hi - (two * (s + s * r) - pio2_lo)
+    head = _head(s)
+    c = (t - head * head) / (s + head)  # s = head + c, to twice the precision
+    pio4_hi = half * pio2_hi
+    between = pio4_hi - ((two * s * r - (pio2_lo - two * c)) - (pio4_hi - two * head))
+    small = v + v * r
+    large = np.copysign(near_one if a >= like(0.975, v) else between, v)
+    return small if near_zero else large
+
+
+@inline_helper
+def acos(v):
+    """acos(v), NaN outside [-1, 1] (fdlibm e_acos.c, without branches): pi/2 - asin(v) near
+    0, and from s = sqrt((1 -+ v) / 2) beyond |v| = 0.5, split as in asin for v > 0."""
+    zero, one, half, two = like(0.0, v), like(1.0, v), like(0.5, v), like(2.0, v)
+    pio2_hi, pio2_lo, _ = _arc_constants(v)
+    a = abs(v)
+    near_zero = a < half
+    squared, reduced = v * v, (one - a) * half
+    z = squared if near_zero else reduced
+    r = _asin_rational(z)
+    s = np.sqrt(z)
+    middle = pio2_hi - (v - (pio2_lo - v * r))
+    negative = two * pio2_hi - two * (s + (r * s - pio2_lo))
+    head = _head(s)
+    c = (z - head * head) / (s + head)  # 0 / 0 at v = 1, handled below
+    positive = two * (head + (r * s + c))
+    y = middle if near_zero else (negative if v < zero else positive)
+    return zero if v == one else y
+
+
+# atan on [0, 7/16) by its odd series x - x**3 P(x**2), and beyond through
+# atan(x) = atan(c) + atan((x - c) / (1 + c x)) at c = 1/2, 1, 3/2 and inf, with atan(c) as
+# hi + lo: fdlibm s_atan.c (float64) and FreeBSD s_atanf.c (float32, a shorter series).
+_ATAN_SERIES_F64 = tuple(
+    np.float64(c)
+    for c in (
+        3.33333333333329318027e-01,
+        -1.99999999998764832476e-01,
+        1.42857142725034663711e-01,
+        -1.11111104054623557880e-01,
+        9.09088713343650656196e-02,
+        -7.69187620504482999495e-02,
+        6.66107313738753120669e-02,
+        -5.83357013379057348645e-02,
+        4.97687799461593236017e-02,
+        -3.65315727442169155270e-02,
+        1.62858201153657823623e-02,
+    )
+)
+_ATAN_HI_F64 = tuple(
+    np.float64(c)
+    for c in (
+        4.63647609000806093515e-01,
+        7.85398163397448278999e-01,
+        9.82793723247329054082e-01,
+        1.57079632679489655800e00,
+    )
+)
+_ATAN_LO_F64 = tuple(
+    np.float64(c)
+    for c in (
+        2.26987774529616870924e-17,
+        3.06161699786838301793e-17,
+        1.39033110312309984516e-17,
+        6.12323399573676603587e-17,
+    )
+)
+_ATAN_SERIES_F32 = tuple(
+    np.float32(c)
+    for c in (
+        3.3333328366e-01,
+        -1.9999158382e-01,
+        1.4253635705e-01,
+        -1.0648017377e-01,
+        6.1687607318e-02,
+    )
+)
+_ATAN_HI_F32 = tuple(
+    np.float32(c) for c in (4.6364760399e-01, 7.8539812565e-01, 9.8279368877e-01, 1.5707962513e00)
+)
+_ATAN_LO_F32 = tuple(
+    np.float32(c) for c in (5.0121582440e-09, 3.7748947079e-08, 3.4473217170e-08, 7.5497894159e-08)
+)
+
+
+def _atan_series_f32(t):
+    """t**3 P(t**2), so that atan(t) = t - t**3 P(t**2) for |t| < 7/16."""
+    a0, a1, a2, a3, a4 = _ATAN_SERIES_F32
+    z = t * t
+    w = z * z
+    return t * (z * (a0 + w * (a2 + w * a4)) + w * (a1 + w * a3))
+
+
+def _atan_series_f64(t):
+    """t**3 P(t**2), so that atan(t) = t - t**3 P(t**2) for |t| < 7/16."""
+    a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10 = _ATAN_SERIES_F64
+    z = t * t
+    w = z * z
+    odd = z * (a0 + w * (a2 + w * (a4 + w * (a6 + w * (a8 + w * a10)))))
+    even = w * (a1 + w * (a3 + w * (a5 + w * (a7 + w * a9))))
+    return t * (odd + even)
+
+
+def _atan_table_f32(t):
+    return _ATAN_HI_F32, _ATAN_LO_F32
+
+
+def _atan_table_f64(t):
+    return _ATAN_HI_F64, _ATAN_LO_F64
+
+
+_atan_series = _by_float_type(_atan_series_f32, _atan_series_f64)
+_atan_table = _by_float_type(_atan_table_f32, _atan_table_f64)
+
+
+@inline_helper
+def _atan_nonnegative(a):
+    """atan(a) for a >= 0 (+inf and NaN included), as fdlibm s_atan.c with its interval
+    chosen by selects: one division, one series."""
+    one, two, three_halves = like(1.0, a), like(2.0, a), like(1.5, a)
+    (hi0, hi1, hi2, hi3), (lo0, lo1, lo2, lo3) = _atan_table(a)
+    small = a < like(0.4375, a)
+    first = a < like(0.6875, a)
+    second = a < like(1.1875, a)
+    third = a < like(2.4375, a)
+    # t = (a - c) / (1 + c a), as fdlibm writes it for each c; -1 / a for c = inf.
+    # Every candidate is computed before the selects: a computation inside a conditional
+    # expression is a branch to Numba, which the vectorizer then has to predicate.
+    num0, num1, num2 = two * a - one, a - one, a - three_halves
+    den0, den1, den2 = two + a, a + one, one + three_halves * a
+    num = num0 if first else (num1 if second else (num2 if third else -one))
+    den = den0 if first else (den1 if second else (den2 if third else a))
+    quotient = num / den
+    t = a if small else quotient
+    hi = hi0 if first else (hi1 if second else (hi2 if third else hi3))
+    lo = lo0 if first else (lo1 if second else (lo2 if third else lo3))
+    series = _atan_series(t)
+    near_zero = t - series
+    shifted = hi - ((series - lo) - t)
+    return near_zero if small else shifted
+
+
+@inline_helper
+def atan(v):
+    """atan(v), odd: -0 gives -0, +-inf gives +-pi/2."""
+    return np.copysign(_atan_nonnegative(abs(v)), v)
+
+
+@inline_helper
+def atan2(y, x):
+    """The angle of the point (x, y) in [-pi, pi], with C99's rules for zeros, infinities and
+    their signs (atan2(+-0, -0) = +-pi, atan2(+-inf, -inf) = +-3 pi/4, ...).
+
+    atan of the ratio of the smaller to the larger of |x| and |y| (in [0, 1]), placed in its
+    octant as c +- that angle for c in {0, pi/2, pi}, with c as hi + lo.
+    """
+    zero, one = like(0.0, y), like(1.0, y)
+    pio2_hi, pio2_lo, _ = _arc_constants(y)
+    ax, ay = abs(x), abs(y)
+    steep = ay > ax  # the angle from the y axis is the smaller one
+    small = ax if steep else ay
+    large = ay if steep else ax
+    # 0 / 0 (both zero) and inf / inf (both infinite) have the limits C99 asks for.
+    quotient = small / large
+    ratio = zero if small == zero else (one if small == like(np.inf, y) else quotient)
+    angle = _atan_nonnegative(ratio)
+    left = _bits_of(x) < like(0, _bits_of(x))  # x's sign bit: -0 counts as left
+    # steep: pi/2 - angle (x >= 0) or pi/2 + angle (x < 0); else angle or pi - angle.
+    negated = -angle
+    signed = negated if steep != left else angle
+    pi_hi, pi_lo = pio2_hi + pio2_hi, pio2_lo + pio2_lo
+    base_hi = pio2_hi if steep else (pi_hi if left else zero)
+    base_lo = pio2_lo if steep else (pi_lo if left else zero)
+    result = np.copysign(base_hi + (signed + base_lo), y)
+    nan = x + y
+    return result if (x == x) & (y == y) else nan  # &: `and` would branch
+
+
+# Clamping |v| here keeps 2**k in range while exp(|v|) / 2 overflows as it must.
+_HALVED_EXP_MAX_F32, _HALVED_EXP_MAX_F64 = np.float32(90.0), np.float64(712.0)
+
+
+def _halved_exp_max_f32(v):
+    return _HALVED_EXP_MAX_F32
+
+
+def _halved_exp_max_f64(v):
+    return _HALVED_EXP_MAX_F64
+
+
+_halved_exp_max = _by_float_type(_halved_exp_max_f32, _halved_exp_max_f64)
+
+
+@inline_helper
+def _halved_exp(a):
+    """exp(a) / 2 for a >= 0 (NaN becomes the clamp: callers restore it), finite up to
+    ln(2 max) where exp(a) alone would overflow: exp's reduction (Cephes exp.c) with 2**(k-1)
+    applied as two normal factors."""
+    one, half, _, _, log2e, ln2_hi, ln2_lo, exponent_bias, mantissa_bits = _constants(a)[:9]
+    limit = _halved_exp_max(a)
+    c = a if a < limit else limit
+    kf = np.floor(c * log2e + half)
+    r = (c - kf * ln2_hi) - kf * ln2_lo
+    k = np.int32(kf) - np.int32(1)
+    k_half = k >> 1
+    low_scale = _float_from_bits((np.int64(k_half) + exponent_bias) << mantissa_bits, a)
+    high_scale = _float_from_bits((np.int64(k - k_half) + exponent_bias) << mantissa_bits, a)
+    return ((one + _expm1_reduced(r)) * low_scale) * high_scale
+
+
+# sinh(x) = x + x z P(z), z = x**2, for |x| < 1: the Taylor coefficients 1/(2n+1)!, through
+# the first term below the precision's rounding error on [0, 1] (x**13 / 13! for float32,
+# x**23 / 23! for float64).
+_SINH_TAYLOR_F32 = tuple(np.float32(1.0 / math.factorial(n)) for n in range(3, 13, 2))
+_SINH_TAYLOR_F64 = tuple(np.float64(1.0 / math.factorial(n)) for n in range(3, 23, 2))
+
+
+def _sinh_series_f32(x):
+    c3, c5, c7, c9, c11 = _SINH_TAYLOR_F32
+    z = x * x
+    return x + x * z * (c3 + z * (c5 + z * (c7 + z * (c9 + z * c11))))
+
+
+def _sinh_series_f64(x):
+    """The degree-21 series by Estrin's scheme (see _expm1_reduced_f64)."""
+    c3, c5, c7, c9, c11, c13, c15, c17, c19, c21 = _SINH_TAYLOR_F64
+    z = x * x
+    z2 = z * z
+    z4 = z2 * z2
+    p = (
+        ((c3 + c5 * z) + (c7 + c9 * z) * z2)
+        + ((c11 + c13 * z) + (c15 + c17 * z) * z2) * z4
+        + (c19 + c21 * z) * (z4 * z4)
+    )
+    return x + x * z * p
+
+
+_sinh_series = _by_float_type(_sinh_series_f32, _sinh_series_f64)
+
+
+@inline_helper
+def sinh(v):
+    """sinh(v): its Taylor series below |v| = 1, and e - 1 / (4 e) with e = exp(|v|) / 2
+    above, where the subtraction loses at most a factor 1.16 of e's relative error."""
+    a = abs(v)
+    e = _halved_exp(a)
+    series = _sinh_series(v)
+    large = np.copysign(e - like(0.25, v) / e, v)
+    y = series if a < like(1.0, v) else large
+    return y if v == v else v
+
+
+@inline_helper
+def cosh(v):
+    """cosh(v) = e + 1 / (4 e) with e = exp(|v|) / 2: a sum of positive terms, accurate
+    everywhere."""
+    e = _halved_exp(abs(v))
+    y = e + like(0.25, v) / e
+    return y if v == v else v
+
+
+# erf and erfc: fdlibm s_erf.c's rational approximations on [0, 0.84375) (in x**2),
+# [0.84375, 1.25) (in |x| - 1) and, for erfc(|x|) = exp(-x**2 - 0.5625 + R/S) / |x|,
+# [1.25, 1/0.35) and [1/0.35, 28) (in 1/x**2). The float32 path uses the same coefficients
+# rounded to float32, as fdlibm's s_erff.c did.
+_ERF_ERX = 8.45062911510467529297e-01  # erf(1) rounded to float32: exact in both
+_ERF_PP = (
+    1.28379167095512558561e-01,
+    -3.25042107247001499370e-01,
+    -2.84817495755985104766e-02,
+    -5.77027029648944159157e-03,
+    -2.37630166566501626084e-05,
+)
+_ERF_QQ = (
+    3.97917223959155352819e-01,
+    6.50222499887672944485e-02,
+    5.08130628187576562776e-03,
+    1.32494738004321644526e-04,
+    -3.96022827877536812320e-06,
+)
+_ERF_PA = (
+    -2.36211856075265944077e-03,
+    4.14856118683748331666e-01,
+    -3.72207876035701323847e-01,
+    3.18346619901161753674e-01,
+    -1.10894694282396677476e-01,
+    3.54783043256182359371e-02,
+    -2.16637559486879084300e-03,
+)
+_ERF_QA = (
+    1.06420880400844228286e-01,
+    5.40397917702171048937e-01,
+    7.18286544141962662868e-02,
+    1.26171219808761642112e-01,
+    1.36370839120290507362e-02,
+    1.19844998467991074170e-02,
+)
+_ERF_RA = (
+    -9.86494403484714822705e-03,
+    -6.93858572707181764372e-01,
+    -1.05586262253232909814e01,
+    -6.23753324503260060396e01,
+    -1.62396669462573470355e02,
+    -1.84605092906711035994e02,
+    -8.12874355063065934246e01,
+    -9.81432934416914548592e00,
+)
+_ERF_SA = (
+    1.96512716674392571292e01,
+    1.37657754143519042600e02,
+    4.34565877475229228821e02,
+    6.45387271733267880336e02,
+    4.29008140027567833386e02,
+    1.08635005541779435134e02,
+    6.57024977031928170135e00,
+    -6.04244152148580987438e-02,
+)
+_ERF_RB = (
+    -9.86494292470009928597e-03,
+    -7.99283237680523006574e-01,
+    -1.77579549177547519889e01,
+    -1.60636384855821916062e02,
+    -6.37566443368389627722e02,
+    -1.02509513161107724954e03,
+    -4.83519191608651397019e02,
+)
+_ERF_SB = (
+    3.03380607434824582924e01,
+    3.25792512996573918826e02,
+    1.53672958608443695994e03,
+    3.19985821950859553908e03,
+    2.55305040643316442583e03,
+    4.74528541206955367215e02,
+    -2.24409524465858183362e01,
+)
+
+
+def _erf_tables(dtype):
+    """(numerators, denominators): each interval's coefficients, zero-padded to 8 so that
+    one rational function evaluates whichever interval an element lies in. A denominator
+    is 1 + u (d1 + u (d2 + ...))."""
+
+    def padded(table):
+        return tuple(dtype(c) for c in table + (0.0,) * (8 - len(table)))
+
+    return (
+        tuple(padded(t) for t in (_ERF_PP, _ERF_PA, _ERF_RA, _ERF_RB)),
+        tuple(padded(t) for t in (_ERF_QQ, _ERF_QA, _ERF_SA, _ERF_SB)),
+    )
+
+
+_ERF_TABLES_F32 = _erf_tables(np.float32)
+_ERF_TABLES_F64 = _erf_tables(np.float64)
+
+
+def _erf_tables_f32(x):
+    return _ERF_TABLES_F32
+
+
+def _erf_tables_f64(x):
+    return _ERF_TABLES_F64
+
+
+_erf_coefficients = _by_float_type(_erf_tables_f32, _erf_tables_f64)
+
+
+@inline_helper
+def _exp_of_sum(hi, lo):
+    """exp(hi + lo) for an exact hi <= 0 and a small lo, without rounding hi + lo: the
+    reduction (Cody-Waite, as in exp) subtracts k ln 2 from hi alone, which is exact, and adds
+    lo to the small remainder. exp(hi + lo) rounded as one sum would carry an error of
+    |hi| ulps (fdlibm s_erf.c takes two exps instead)."""
+    _, half, exp_min, exp_max, log2e, ln2_hi, ln2_lo, exponent_bias, mantissa_bits = _constants(hi)[
+        :9
+    ]
+    total = hi + lo
+    c = total if total > exp_min else exp_min
+    c = c if c < exp_max else exp_max
+    kf = np.floor(c * log2e + half)
+    r = ((hi - kf * ln2_hi) - kf * ln2_lo) + lo
+    k = np.int32(kf)
+    k_half = k >> 1
+    # 2**k as two normal factors, so that only the last product rounds (see exp_from_half_scale).
+    low_scale = _float_from_bits((np.int64(k_half) + exponent_bias) << mantissa_bits, hi)
+    high_scale = _float_from_bits((np.int64(k - k_half) + exponent_bias) << mantissa_bits, hi)
+    y = ((like(1.0, hi) + _expm1_reduced(r)) * low_scale) * high_scale
+    zero = like(0.0, hi)
+    return y if total > exp_min else zero
+
+
+@inline_helper
+def _erf_pieces(v):
+    """(r, tail) for erf and erfc at v: r is fdlibm's rational function of the interval |v| lies
+    in: erf(v) = v + v r below |v| = 0.84375, erf(|v|) = erx + r below 1.25, and
+    erfc(|v|) = tail = exp(-v**2 - 0.5625 + r) / |v| from there to 28.
+
+    The four rational functions are one, its coefficients selected per element: one division
+    and one polynomial pair instead of four.
+    """
+    one = like(1.0, v)
+    numerators, denominators = _erf_coefficients(v)
+    a = abs(v)
+    near_zero = a < like(0.84375, v)
+    near_one = a < like(1.25, v)
+    near_tail = a < like(1.0 / 0.35, v)
+    squared, shifted, inverse_squared = v * v, a - one, one / (a * a)
+    u = squared if near_zero else (shifted if near_one else inverse_squared)
+    n0, n1, n2, n3, n4, n5, n6, n7 = (
+        numerators[0]
+        if near_zero
+        else (numerators[1] if near_one else (numerators[2] if near_tail else numerators[3]))
+    )
+    d1, d2, d3, d4, d5, d6, d7, d8 = (
+        denominators[0]
+        if near_zero
+        else (denominators[1] if near_one else (denominators[2] if near_tail else denominators[3]))
+    )
+    # Estrin's scheme (see _expm1_reduced_f64): the exp below waits on this division, and
+    # Horner's two 8-step chains before it made the loop latency-bound.
+    u2 = u * u
+    u4 = u2 * u2
+    num = ((n0 + n1 * u) + (n2 + n3 * u) * u2) + ((n4 + n5 * u) + (n6 + n7 * u) * u2) * u4
+    den = ((one + d1 * u) + (d2 + d3 * u) * u2) + ((d4 + d5 * u) + (d6 + d7 * u) * u2) * u4
+    den = den + d8 * (u4 * u4)
+    r = num / den
+    # exp(-a**2 - 0.5625 + r) with -a**2 = -h**2 + (h - a)(h + a), h = _head(a): -h**2 - 0.5625
+    # is exact, and _exp_of_sum never rounds it to the sum's precision.
+    h = _head(a)
+    tail = _exp_of_sum(-h * h - like(0.5625, v), (h - a) * (h + a) + r) / a
+    return r, tail
+
+
+@inline_helper
+def erf(v):
+    """erf(v), odd, +-1 beyond |v| = 6 (fdlibm s_erf.c, its intervals chosen by selects)."""
+    one = like(1.0, v)
+    r, tail = _erf_pieces(v)
+    a = abs(v)
+    between, far = like(_ERF_ERX, v) + r, one - tail
+    beyond = np.copysign(between if a < like(1.25, v) else far, v)
+    small, saturated = v + v * r, np.copysign(one, v)
+    y = small if a < like(0.84375, v) else (beyond if a < like(6.0, v) else saturated)
+    return y if v == v else v
+
+
+@inline_helper
+def erfc(v):
+    """1 - erf(v), without the cancellation: erfc(|v|) itself in the tail, accurate down to
+    the smallest subnormal (fdlibm s_erf.c, its intervals chosen by selects)."""
+    zero, one, two, half = like(0.0, v), like(1.0, v), like(2.0, v), like(0.5, v)
+    erx = like(_ERF_ERX, v)
+    r, tail = _erf_pieces(v)
+    a = abs(v)
+    positive = v >= zero
+    # Below 1/4 erf(v) < 0.28 leaves all digits in 1 - erf(v); above, 1/2 - (erf(v) - 1/2)
+    # keeps them.
+    small_direct, small_split = one - (v + v * r), half - (v * r + (v - half))
+    small = small_direct if a < like(0.25, v) else small_split
+    between_positive, between_negative = (one - erx) - r, one + (erx + r)
+    between = between_positive if positive else between_negative
+    reflected = two - tail
+    limit = zero if positive else two
+    far = (tail if positive else reflected) if a < like(28.0, v) else limit
+    y = small if a < like(0.84375, v) else (between if a < like(1.25, v) else far)
+    return y if v == v else v

@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from firefly.kernels import vmath
 from firefly.kernels.reduce import sum_forward
 from firefly.ops import samples
 from firefly.ops.families import BinaryOp, sum_to_shape, unbroadcast
@@ -132,8 +133,7 @@ class Atan2(BinaryOp):
     name = "atan2"
     forward_cost = "transcendental"
 
-    def scalar_forward(a, b):
-        return np.arctan2(a, b)
+    scalar_forward = vmath.atan2
 
     def scalar_backward(grad, a, b, _):
         q = grad / (a * a + b * b)

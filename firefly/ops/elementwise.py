@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from firefly.kernels import vmath
+from firefly.kernels.vmath import like
 from firefly.ops import samples
 from firefly.ops.families import UnaryOp
 from firefly.ops.registry import register
@@ -105,11 +106,10 @@ class Erf(UnaryOp):
     name = "erf"
     forward_cost = backward_cost = "transcendental"
 
-    def scalar_forward(x):
-        return math.erf(x)
+    scalar_forward = vmath.erf
 
     def scalar_backward(grad, x):
-        return grad * TWO_OVER_SQRT_PI * np.exp(-x * x)
+        return grad * like(TWO_OVER_SQRT_PI, x) * vmath.exp(-x * x)
 
     def derivative(grad, x, out):
         return grad * TWO_OVER_SQRT_PI * (-x * x).exp()
@@ -122,11 +122,10 @@ class Erfc(UnaryOp):
     name = "erfc"
     forward_cost = backward_cost = "transcendental"
 
-    def scalar_forward(x):
-        return math.erfc(x)
+    scalar_forward = vmath.erfc
 
     def scalar_backward(grad, x):
-        return -grad * TWO_OVER_SQRT_PI * np.exp(-x * x)
+        return -grad * like(TWO_OVER_SQRT_PI, x) * vmath.exp(-x * x)
 
     def derivative(grad, x, out):
         return -grad * TWO_OVER_SQRT_PI * (-x * x).exp()
@@ -182,11 +181,10 @@ class Asin(UnaryOp):
     forward_cost = backward_cost = "transcendental"
     domain = (-0.9, 0.9)
 
-    def scalar_forward(x):
-        return np.arcsin(x)
+    scalar_forward = vmath.asin
 
     def scalar_backward(grad, x):
-        return grad / np.sqrt(1.0 - x * x)
+        return grad / np.sqrt(like(1.0, x) - x * x)
 
     def derivative(grad, x, out):
         return grad / (1.0 - x * x).sqrt()
@@ -198,11 +196,10 @@ class Acos(UnaryOp):
     forward_cost = backward_cost = "transcendental"
     domain = (-0.9, 0.9)
 
-    def scalar_forward(x):
-        return np.arccos(x)
+    scalar_forward = vmath.acos
 
     def scalar_backward(grad, x):
-        return -grad / np.sqrt(1.0 - x * x)
+        return -grad / np.sqrt(like(1.0, x) - x * x)
 
     def derivative(grad, x, out):
         return -grad / (1.0 - x * x).sqrt()
@@ -213,11 +210,10 @@ class Atan(UnaryOp):
     name = "atan"
     forward_cost = "transcendental"
 
-    def scalar_forward(x):
-        return np.arctan(x)
+    scalar_forward = vmath.atan
 
     def scalar_backward(grad, x):
-        return grad / (1.0 + x * x)
+        return grad / (like(1.0, x) + x * x)
 
     def derivative(grad, x, out):
         return grad / (1.0 + x * x)
@@ -228,11 +224,10 @@ class Sinh(UnaryOp):
     name = "sinh"
     forward_cost = backward_cost = "transcendental"
 
-    def scalar_forward(x):
-        return np.sinh(x)
+    scalar_forward = vmath.sinh
 
     def scalar_backward(grad, x):
-        return grad * np.cosh(x)
+        return grad * vmath.cosh(x)
 
     def derivative(grad, x, out):
         return grad * x.cosh()
@@ -243,11 +238,10 @@ class Cosh(UnaryOp):
     name = "cosh"
     forward_cost = backward_cost = "transcendental"
 
-    def scalar_forward(x):
-        return np.cosh(x)
+    scalar_forward = vmath.cosh
 
     def scalar_backward(grad, x):
-        return grad * np.sinh(x)
+        return grad * vmath.sinh(x)
 
     def derivative(grad, x, out):
         return grad * x.sinh()
