@@ -44,6 +44,17 @@ def _check_cost(cls, attr):
     return cost
 
 
+def _builds_own(cls, scalar):
+    """Whether ``cls`` gets a kernel of its own for ``scalar``: where it names an op and writes
+    the scalar function or inherits one from an unnamed base class (the rounding ops share
+    their zero derivative), so that each op's kernels carry its own name."""
+    return (
+        cls.name is not None
+        and getattr(cls, scalar) is not None
+        and (scalar in cls.__dict__ or "name" in cls.__dict__)
+    )
+
+
 class UnaryOp(Op):
     """An elementwise op of one input, defined by its scalar math.
 
@@ -82,11 +93,11 @@ class UnaryOp(Op):
                 f"op {cls.name!r}: backward_reads must be one of {BACKWARD_READS}, "
                 f"got {cls.backward_reads!r}"
             )
-        if "scalar_forward" in cls.__dict__:
+        if _builds_own(cls, "scalar_forward"):
             cls.forward_kernel = families.unary_map(
                 f"{cls.name}_forward", cls.scalar_forward, _check_cost(cls, "forward_cost")
             )
-        if "scalar_backward" in cls.__dict__:
+        if _builds_own(cls, "scalar_backward"):
             cls.backward_kernel = families.unary_grad(
                 f"{cls.name}_backward", cls.scalar_backward, _check_cost(cls, "backward_cost")
             )
