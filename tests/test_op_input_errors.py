@@ -1394,9 +1394,15 @@ def _bad_layer_inputs():
         ),
         (
             "interpolate mode",
-            lambda: F.interpolate(image, scale_factor=2, mode="bicubic"),
+            lambda: F.interpolate(image, scale_factor=2, mode="trilinear"),
             ValueError,
-            ["interpolate", "mode", "'bicubic'"],
+            ["interpolate", "mode", "'trilinear'"],
+        ),
+        (
+            "interpolate bicubic rank",
+            lambda: F.interpolate(sequence, size=9, mode="bicubic"),
+            ValueError,
+            ["interpolate", "'bicubic'", "4-D", "(2, 4, 7)"],
         ),
         (
             "interpolate rank for mode",

@@ -1097,6 +1097,7 @@ _INTERPOLATE_MODES = {
     "nearest-exact": (3, 4, 5),
     "linear": (3,),
     "bilinear": (4,),
+    "bicubic": (4,),
     "area": (3, 4),
 }
 
@@ -1113,19 +1114,49 @@ def _nearest_sources(mode: str, size: int, out: int, scale: float | None) -> np.
 
 
 def _linear_matrix(size: int, out: int, align_corners: bool, scale: float | None) -> np.ndarray:
-    """(out, size): each output position's two weights, torch's source positions."""
-    if align_corners:
-        step = (size - 1) / (out - 1) if out > 1 else 0.0
-        src = step * np.arange(out)
-    else:
-        step = 1.0 / scale if scale else size / out
-        src = np.maximum(step * (np.arange(out) + 0.5) - 0.5, 0.0)
+    """(out, size): each output position's two weights, torch's source positions (clamped at
+    0 from below, as torch does for the linear modes)."""
+    src = _source_positions(size, out, align_corners, scale)
+    if not align_corners:
+        src = np.maximum(src, 0.0)
     low = src.astype(np.int64)
     high = low + (low < size - 1)
     weight_high = np.clip(src - low, 0.0, 1.0)
     matrix = np.zeros((out, size))
     np.add.at(matrix, (np.arange(out), low), 1.0 - weight_high)
     np.add.at(matrix, (np.arange(out), high), weight_high)
+    return matrix
+
+
+def _source_positions(size: int, out: int, align_corners: bool, scale: float | None) -> np.ndarray:
+    """torch's area_pixel_compute_source_index before clamping: each output position's
+    source coordinate (align_corners maps the corner pixels' centres onto each other)."""
+    if align_corners:
+        return ((size - 1) / (out - 1) if out > 1 else 0.0) * np.arange(out)
+    step = 1.0 / scale if scale else size / out
+    return step * (np.arange(out) + 0.5) - 0.5
+
+
+def _cubic_matrix(size: int, out: int, align_corners: bool, scale: float | None) -> np.ndarray:
+    """(out, size): each output position's four cubic-convolution weights (torch's A = -0.75)
+    on the taps floor(src) - 1 .. floor(src) + 2, the taps outside the input clamped onto its
+    border pixels, as torch's upsample_bicubic2d."""
+    src = _source_positions(size, out, align_corners, scale)
+    low = np.floor(src)
+    t = src - low
+    a = -0.75
+
+    def near(d: np.ndarray) -> np.ndarray:  # Keys' kernel on |d| <= 1
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+
+    def far(d: np.ndarray) -> np.ndarray:  # and on 1 < |d| < 2
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+
+    # The taps lie at distances 1 + t, t, 1 - t and 2 - t from the source position.
+    weights = np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=1)
+    taps = np.clip(low.astype(np.int64)[:, None] + np.arange(-1, 3), 0, size - 1)
+    matrix = np.zeros((out, size))
+    np.add.at(matrix, (np.repeat(np.arange(out), 4), taps.reshape(-1)), weights.reshape(-1))
     return matrix
 
 
@@ -1139,14 +1170,15 @@ def interpolate(
     antialias: bool = False,
 ) -> Tensor:
     """torch's ``F.interpolate`` for modes "nearest", "nearest-exact", "linear" (3-D input),
-    "bilinear" (4-D) and "area", with torch's output sizes, source positions and
-    ``align_corners``."""
+    "bilinear" and "bicubic" (4-D) and "area", with torch's output sizes, source positions and
+    ``align_corners``. Linear, bilinear and bicubic resample each spatial axis by a matrix of
+    interpolation weights (a matmul each way, so gradients follow to any order)."""
     x = _tensor(input)
     if mode not in _INTERPOLATE_MODES:
         supported = ", ".join(repr(m) for m in _INTERPOLATE_MODES)
         raise ValueError(
-            f"interpolate: mode must be one of {supported} (bicubic and trilinear are not "
-            f"supported by firefly), got {mode!r}"
+            f"interpolate: mode must be one of {supported} (trilinear is not supported by "
+            f"firefly), got {mode!r}"
         )
     if x.ndim not in _INTERPOLATE_MODES[mode]:
         ranks = " or ".join(f"{d}-D" for d in _INTERPOLATE_MODES[mode])
@@ -1156,10 +1188,10 @@ def interpolate(
         )
     if antialias:
         raise NotImplementedError("interpolate: antialias=True is not supported by firefly")
-    if align_corners is not None and mode not in ("linear", "bilinear"):
+    if align_corners is not None and mode not in ("linear", "bilinear", "bicubic"):
         raise ValueError(
-            f"interpolate: align_corners can only be set with the interpolating modes linear and "
-            f"bilinear, got mode={mode!r}"
+            f"interpolate: align_corners can only be set with the interpolating modes linear, "
+            f"bilinear and bicubic, got mode={mode!r}"
         )
     spatial = x.ndim - 2
     in_sizes = tuple(x.shape[2:])
@@ -1206,8 +1238,9 @@ def interpolate(
             positions = positions + grid * int(stride)
         out = ops.apply("take", x.reshape(-1), index=positions.astype(np.int64))
         return out.reshape(tuple(x.shape[:2]) + sizes)
+    weights = _cubic_matrix if mode == "bicubic" else _linear_matrix
     matrices = [
-        Tensor(_linear_matrix(n, o, bool(align_corners), s).astype(x.dtype))
+        Tensor(weights(n, o, bool(align_corners), s).astype(x.dtype))
         for n, o, s in zip(in_sizes, sizes, scales)
     ]
     out = x @ matrices[-1].t()
