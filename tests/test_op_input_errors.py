@@ -1399,6 +1399,101 @@ def _bad_layer_inputs():
             ["interpolate", "mode", "'trilinear'"],
         ),
         (
+            "max_pool2d indices_out",
+            lambda: apply("max_pool2d", image, kernel_size=2, indices_out=()),
+            TypeError,
+            ["max_pool2d", "indices_out", "list", "tuple"],
+        ),
+        (
+            "adaptive_max_pool1d return_indices rank",
+            lambda: F.adaptive_max_pool1d(image, 2, return_indices=True),
+            ValueError,
+            ["adaptive_max_pool1d", "3-D", "(2, 4, 5, 6)"],
+        ),
+        (
+            "max_unpool2d indices dtype",
+            lambda: F.max_unpool2d(image, f64(2, 4, 5, 6), 2),
+            TypeError,
+            ["max_unpool2d", "indices", "int64", "float64"],
+        ),
+        (
+            "max_unpool2d indices shape",
+            lambda: F.max_unpool2d(image, Tensor(np.zeros((2, 4, 5), np.int64), dtype=np.int64), 2),
+            ValueError,
+            ["max_unpool2d", "indices", "(2, 4, 5)", "(2, 4, 5, 6)"],
+        ),
+        (
+            "max_unpool2d index outside the output",
+            lambda: F.max_unpool2d(
+                image, Tensor(np.full((2, 4, 5, 6), 120, np.int64), dtype=np.int64), 2
+            ),
+            IndexError,
+            ["max_unpool2d", "index 120", "(10, 12)", "120 positions"],
+        ),
+        (
+            "max_unpool2d negative index",
+            lambda: F.max_unpool2d(
+                image, Tensor(np.full((2, 4, 5, 6), -1, np.int64), dtype=np.int64), 2
+            ),
+            IndexError,
+            ["max_unpool2d", "index -1"],
+        ),
+        (
+            "max_unpool2d output_size out of range",
+            lambda: F.max_unpool2d(
+                image,
+                Tensor(np.zeros((2, 4, 5, 6), np.int64), dtype=np.int64),
+                2,
+                output_size=(12, 12),
+            ),
+            ValueError,
+            ["max_unpool2d", "output_size (12, 12)", "(8, 10)", "(12, 14)"],
+        ),
+        (
+            "max_unpool2d output_size length",
+            lambda: F.max_unpool2d(
+                image,
+                Tensor(np.zeros((2, 4, 5, 6), np.int64), dtype=np.int64),
+                2,
+                output_size=(10,),
+            ),
+            ValueError,
+            ["max_unpool2d", "output_size", "2 ints", "(10,)"],
+        ),
+        (
+            "max_unpool2d rank",
+            lambda: F.max_unpool2d(f64(4, 7), Tensor(np.zeros((4, 7)), dtype=np.int64), 2),
+            ValueError,
+            ["max_unpool2d", "4-D", "(4, 7)"],
+        ),
+        (
+            "max_unpool2d kernel_size",
+            lambda: F.max_unpool2d(
+                image, Tensor(np.zeros((2, 4, 5, 6), np.int64), dtype=np.int64), 0
+            ),
+            ValueError,
+            ["max_unpool2d", "kernel_size"],
+        ),
+        (
+            "max_unpool1d rank",
+            lambda: F.max_unpool1d(
+                image, Tensor(np.zeros((2, 4, 5, 6), np.int64), dtype=np.int64), 2
+            ),
+            ValueError,
+            ["max_unpool1d", "3-D", "(2, 4, 5, 6)"],
+        ),
+        (
+            "max_unpool1d output_size",
+            lambda: F.max_unpool1d(
+                sequence,
+                Tensor(np.zeros((2, 4, 7), np.int64), dtype=np.int64),
+                2,
+                output_size=(20,),
+            ),
+            ValueError,
+            ["max_unpool1d", "output_size (20,)", "(12,)", "(16,)"],
+        ),
+        (
             "interpolate bicubic rank",
             lambda: F.interpolate(sequence, size=9, mode="bicubic"),
             ValueError,

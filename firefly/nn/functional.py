@@ -33,6 +33,8 @@ __all__ = [
     "adaptive_avg_pool1d",
     "adaptive_max_pool1d",
     "adaptive_max_pool2d",
+    "max_unpool1d",
+    "max_unpool2d",
     "batch_norm",
     "layer_norm",
     "group_norm",
@@ -213,6 +215,16 @@ def conv_transpose1d(
     )
 
 
+def _max_pool(op: str, input: _TensorLike, return_indices: bool, **attrs: Any) -> Any:
+    """A max pooling op's output, and with ``return_indices`` the pair (output, int64 indices
+    of the maxima as flat positions in each input plane), as torch returns them."""
+    if not return_indices:
+        return ops.apply(op, input, **attrs)
+    indices: list[np.ndarray] = []
+    out = ops.apply(op, input, indices_out=indices, **attrs)
+    return out, Tensor._wrap(indices[0])
+
+
 def max_pool2d(
     input: _TensorLike,
     kernel_size: _Size2d,
@@ -221,12 +233,13 @@ def max_pool2d(
     dilation: _Size2d = 1,
     ceil_mode: bool = False,
     return_indices: bool = False,
-) -> Tensor:
-    if return_indices:
-        raise NotImplementedError("max_pool2d: return_indices=True is not supported by firefly")
-    return ops.apply(
+) -> Any:
+    """torch's ``F.max_pool2d``; with ``return_indices=True`` the pair (output, indices), the
+    indices int64 flat positions in each (H, W) input plane (``max_unpool2d`` takes them)."""
+    return _max_pool(
         "max_pool2d",
         input,
+        return_indices,
         kernel_size=kernel_size,
         stride=stride,
         padding=padding,
@@ -628,9 +641,9 @@ def max_pool1d(
     dilation: int | tuple[int] = 1,
     ceil_mode: bool = False,
     return_indices: bool = False,
-) -> Tensor:
-    if return_indices:
-        raise NotImplementedError("max_pool1d: return_indices=True is not supported by firefly")
+) -> Any:
+    """torch's ``F.max_pool1d``; with ``return_indices=True`` the pair (output, int64 indices
+    into each input sequence)."""
     kernel = _one("max_pool1d", "kernel_size", kernel_size, 1)
     step = kernel if stride is None or stride == () else _one("max_pool1d", "stride", stride, 1)
     pad, spread = (
@@ -638,15 +651,24 @@ def max_pool1d(
         _one("max_pool1d", "dilation", dilation, 1),
     )
     image, unbatched = _sequence_image("max_pool1d", input)
-    out = ops.apply(
+    out = _max_pool(
         "max_pool2d",
         image,
+        return_indices,
         kernel_size=(1, kernel),
         stride=(1, step),
         padding=(0, pad),
         dilation=(1, spread),
         ceil_mode=ceil_mode,
     )
+    return _sequences_out(out, unbatched)
+
+
+def _sequences_out(out: Any, unbatched: bool) -> Any:
+    """``_sequence_out`` of a pooling's output, or of both tensors of an (output, indices)
+    pair: positions in a (1, L) plane are positions in the sequence."""
+    if isinstance(out, tuple):
+        return tuple(_sequence_out(t, unbatched) for t in out)
     return _sequence_out(out, unbatched)
 
 
@@ -684,24 +706,125 @@ def adaptive_max_pool2d(
     input: _TensorLike,
     output_size: int | tuple[int | None, int | None] | None,
     return_indices: bool = False,
-) -> Tensor:
-    if return_indices:
-        raise NotImplementedError(
-            "adaptive_max_pool2d: return_indices=True is not supported by firefly"
-        )
-    return ops.apply("adaptive_max_pool2d", input, output_size=output_size)
+) -> Any:
+    """torch's ``F.adaptive_max_pool2d``; with ``return_indices=True`` the pair (output, int64
+    flat positions of the maxima in each (H, W) input plane)."""
+    return _max_pool("adaptive_max_pool2d", input, return_indices, output_size=output_size)
 
 
 def adaptive_max_pool1d(
     input: _TensorLike, output_size: int | tuple[int], return_indices: bool = False
-) -> Tensor:
-    if return_indices:
-        raise NotImplementedError(
-            "adaptive_max_pool1d: return_indices=True is not supported by firefly"
-        )
+) -> Any:
+    """torch's ``F.adaptive_max_pool1d``; with ``return_indices=True`` the pair (output, int64
+    indices into each input sequence)."""
     size = _one("adaptive_max_pool1d", "output_size", output_size, 1)
     image, unbatched = _sequence_image("adaptive_max_pool1d", input)
-    return _sequence_out(ops.apply("adaptive_max_pool2d", image, output_size=(1, size)), unbatched)
+    out = _max_pool("adaptive_max_pool2d", image, return_indices, output_size=(1, size))
+    return _sequences_out(out, unbatched)
+
+
+def _unpool_size(
+    name: str,
+    input: Tensor,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    output_size: Sequence[int] | None,
+) -> tuple[int, ...]:
+    """torch's ``_unpool_output_size``: (in - 1) * stride - 2 * padding + kernel per spatial
+    dim, or ``output_size`` (its spatial dims, or all of them), which must lie within a
+    stride of that."""
+    spatial = len(kernel)
+    default = tuple(
+        (n - 1) * s - 2 * p + k
+        for n, k, s, p in zip(input.shape[-spatial:], kernel, stride, padding)
+    )
+    if output_size is None:
+        sizes = default
+    else:
+        given = tuple(output_size)
+        if len(given) in (spatial + 1, spatial + 2):
+            given = given[-spatial:]
+        if len(given) != spatial or any(
+            isinstance(g, bool) or not isinstance(g, (int, np.integer)) for g in given
+        ):
+            raise ValueError(
+                f"{name}: output_size must be {spatial} ints (or with the batch and channel "
+                f"sizes in front), got {output_size!r}"
+            )
+        for g, d, s in zip(given, default, stride):
+            if not d - s < g < d + s:
+                raise ValueError(
+                    f"{name}: output_size {tuple(output_size)} must lie strictly between "
+                    f"{tuple(d - s for d, s in zip(default, stride))} and "
+                    f"{tuple(d + s for d, s in zip(default, stride))} for input of shape "
+                    f"{tuple(input.shape)} (kernel {kernel}, stride {stride}, padding {padding})"
+                )
+        sizes = tuple(int(g) for g in given)
+    if min(sizes) < 1:
+        raise ValueError(
+            f"{name}: the output size {sizes} is empty for input of shape {tuple(input.shape)} "
+            f"(kernel {kernel}, stride {stride}, padding {padding})"
+        )
+    return sizes
+
+
+def _indices_array(name: str, indices: _TensorLike, input: Tensor) -> np.ndarray:
+    index = np.asarray(getattr(indices, "_data", indices))
+    if index.dtype != np.int64:
+        raise TypeError(f"{name}: indices must be an int64 tensor, got {index.dtype}")
+    if index.shape != tuple(input.shape):
+        raise ValueError(
+            f"{name}: indices of shape {index.shape} must have the input's shape "
+            f"{tuple(input.shape)}"
+        )
+    return np.ascontiguousarray(index)
+
+
+def max_unpool2d(
+    input: _TensorLike,
+    indices: _TensorLike,
+    kernel_size: _Size2d,
+    stride: _Size2d | None = None,
+    padding: _Size2d = 0,
+    output_size: Sequence[int] | None = None,
+) -> Tensor:
+    """torch's ``F.max_unpool2d``: ``max_pool2d``'s inverse in the maxima, each value written
+    at its index into zeros of the output size; differentiable in ``input``."""
+    x = _tensor(input)
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"max_unpool2d: input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape "
+            f"{tuple(x.shape)}"
+        )
+    kernel = pair("max_unpool2d", "kernel_size", kernel_size, 1)
+    step = kernel if stride is None else pair("max_unpool2d", "stride", stride, 1)
+    pad = pair("max_unpool2d", "padding", padding, 0)
+    sizes = _unpool_size("max_unpool2d", x, kernel, step, pad, output_size)
+    index = _indices_array("max_unpool2d", indices, x)
+    return ops.apply("max_unpool2d", x, indices=index, output_size=sizes)
+
+
+def max_unpool1d(
+    input: _TensorLike,
+    indices: _TensorLike,
+    kernel_size: int | tuple[int],
+    stride: int | tuple[int] | None = None,
+    padding: int | tuple[int] = 0,
+    output_size: Sequence[int] | None = None,
+) -> Tensor:
+    """torch's ``F.max_unpool1d`` over (N, C, L) or (C, L): ``max_pool1d``'s inverse in the
+    maxima, differentiable in ``input``."""
+    kernel = _one("max_unpool1d", "kernel_size", kernel_size, 1)
+    step = kernel if stride is None else _one("max_unpool1d", "stride", stride, 1)
+    pad = _one("max_unpool1d", "padding", padding, 0)
+    x = _tensor(input)
+    (length,) = _unpool_size("max_unpool1d", x, (kernel,), (step,), (pad,), output_size)
+    index = _indices_array("max_unpool1d", indices, x)
+    image, unbatched = _sequence_image("max_unpool1d", x)
+    index = index.reshape(image.shape)
+    out = ops.apply("max_unpool2d", image, indices=index, output_size=(1, length))
+    return _sequence_out(out, unbatched)
 
 
 # ---------------------------------------------------------------------------------------------
