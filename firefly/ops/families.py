@@ -46,13 +46,15 @@ def _check_cost(cls, attr):
 
 def _builds_own(cls, scalar):
     """Whether ``cls`` gets a kernel of its own for ``scalar``: where it names an op and writes
-    the scalar function or inherits one from an unnamed base class (the rounding ops share
-    their zero derivative), so that each op's kernels carry its own name."""
-    return (
-        cls.name is not None
-        and getattr(cls, scalar) is not None
-        and (scalar in cls.__dict__ or "name" in cls.__dict__)
-    )
+    the scalar function, or inherits it from a base class that names no op and so built no
+    kernel (the rounding ops share their zero derivative); a subclass of a named op keeps the
+    kernels it inherits."""
+    if cls.name is None or getattr(cls, scalar) is None:
+        return False
+    if scalar in cls.__dict__:
+        return True
+    owner = next(base for base in cls.__mro__ if scalar in base.__dict__)
+    return owner.name is None
 
 
 class UnaryOp(Op):
