@@ -1882,8 +1882,8 @@ class Tensor:
         if isinstance(p, str):
             if p != "fro":
                 raise ValueError(
-                    f"norm: p={p!r} is not supported; use 'fro' or a number ('nuc' needs an SVD, "
-                    "which firefly does not have)"
+                    f"norm: p={p!r} is not supported; use 'fro' or a number (for the nuclear "
+                    "norm, firefly.linalg.matrix_norm(x, 'nuc'), as torch recommends)"
                 )
             p = 2
         return vector_norm("norm", self, p, dim, keepdim, dtype)

@@ -72,6 +72,17 @@ def np_reduction(fn):
     return lambda a, attrs: fn(a[0], axis=attrs.get("axis"), keepdims=attrs.get("keepdims", False))
 
 
+def np_svd(x):
+    """The svd op's packed (U, S, Vh), with its sign rule: the largest-magnitude entry of each
+    column of U positive."""
+    u, s, vh = np.linalg.svd(x, full_matrices=False)
+    peaks = np.take_along_axis(u, np.abs(u).argmax(axis=-2)[..., None, :], axis=-2)
+    signs = np.where(peaks < 0, -1.0, 1.0)
+    u, vh = u * signs, vh * signs.swapaxes(-1, -2)
+    lead = x.shape[:-2]
+    return np.concatenate([u.reshape(lead + (-1,)), s, vh.reshape(lead + (-1,))], axis=-1)
+
+
 # name -> NumPy function of (arrays, attrs): what each built-in op must compute.
 NUMPY_REFERENCES = {
     "add": lambda a, attrs: a[0] + a[1],
@@ -95,6 +106,7 @@ NUMPY_REFERENCES = {
     "getitem": lambda a, attrs: a[0][attrs["index"]],
     "matmul": lambda a, attrs: np.matmul(a[0], a[1]),
     "linear": lambda a, attrs: a[0] @ a[1].T + a[2],
+    "svd": lambda a, attrs: np_svd(a[0]),
     "mse_loss": lambda a, attrs: getattr(np, attrs["reduction"])((a[0] - a[1]) ** 2),
     "cast": lambda a, attrs: a[0],
     "abs": lambda a, attrs: np.abs(a[0]),

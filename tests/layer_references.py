@@ -303,6 +303,13 @@ def np_softplus(x, beta=1.0, threshold=20.0):
     return np.where(beta * x > threshold, x, np.logaddexp(0, beta * x) / beta)
 
 
+def np_max_unpool2d(x, indices, output_size):
+    planes = x.reshape(-1, x.shape[-2] * x.shape[-1])
+    out = np.zeros((planes.shape[0], output_size[0] * output_size[1]))
+    np.put_along_axis(out, indices.reshape(planes.shape), planes, axis=1)
+    return out.reshape(x.shape[:-2] + tuple(output_size))
+
+
 LAYER_REFERENCES = {
     "conv2d": lambda a, attrs: np_conv2d(*a, **attrs),
     "conv1d": lambda a, attrs: np_conv1d(*a, **attrs),
@@ -310,6 +317,7 @@ LAYER_REFERENCES = {
     "avg_pool2d": lambda a, attrs: np_avg_pool2d(a[0], **attrs),
     "adaptive_avg_pool2d": lambda a, attrs: np_adaptive_avg_pool2d(a[0], **attrs),
     "adaptive_max_pool2d": lambda a, attrs: np_adaptive_max_pool2d(a[0], **attrs),
+    "max_unpool2d": lambda a, attrs: np_max_unpool2d(a[0], **attrs),
     "conv_transpose2d": lambda a, attrs: np_conv_transpose2d(*a, **attrs),
     "conv_transpose1d": lambda a, attrs: np_conv_transpose1d(*a, **attrs),
     "batch_norm": lambda a, attrs: np_batch_norm(*a, **attrs),
@@ -365,6 +373,15 @@ LAYER_COMPOSITION_STEPS = {
     ),
     "adaptive_max_pool2d": lambda x, v, w: (
         x * apply("adaptive_max_pool2d", x.reshape(1, 1, 2, 3), output_size=(1, 3)).reshape(1, 3)
+    ),
+    "max_unpool2d": lambda x, v, w: (
+        apply(
+            "max_unpool2d",
+            x.reshape(1, 2, 1, 3),
+            indices=np.array([[[[4, 0, 2]], [[1, 5, 3]]]]),
+            output_size=(2, 3),
+        ).reshape(2, 2, 3)[1]
+        * x
     ),
     "conv_transpose2d": lambda x, v, w: apply(
         "conv_transpose2d", x.reshape(1, 1, 2, 3), w.reshape(1, 1, 3, 3), v[0:1], padding=1

@@ -81,6 +81,14 @@ def test_the_kernels_run_are_the_declared_ones_and_each_direction_its_own():
     assert "mul_broadcast_backward" in op.backward_kernel[1].__name__
 
 
+def test_ops_inheriting_scalar_math_from_an_unnamed_base_get_kernels_of_their_own():
+    # The rounding ops inherit their zero derivative from _Rounding, which names no op.
+    kernels = {name: get(name).backward_kernel for name in ("floor", "ceil", "round", "trunc")}
+    assert len(set(kernels.values())) == 4
+    for name, kernel in kernels.items():
+        assert kernel.__name__.startswith(f"{name}_backward")
+
+
 def test_specialisations_of_one_template_are_distinct_kernels():
     def double(x):
         return 2.0 * x

@@ -69,5 +69,3 @@ def test_embedding_and_unsupported_options():
     )
     with pytest.raises(NotImplementedError, match="max_norm"):
         F.embedding(np.array([0]), w, max_norm=1.0)
-    with pytest.raises(NotImplementedError, match="return_indices"):
-        F.max_pool2d(Tensor(np.zeros((1, 1, 2, 2))), 2, return_indices=True)

@@ -604,3 +604,9 @@ def test_an_op_without_a_second_order_rule_fails_check_op_unless_told(square_op)
     with pytest.raises(OpCheckError, match="no second-order rule"):
         check_op(op.name, shapes=[(3,)])
     assert check_op(op.name, shapes=[(3,)], second_order=False)
+
+
+def test_second_order_through_a_slice_with_an_ellipsis():
+    # getitem's differentiable backward once added a second Ellipsis to an index with one.
+    x = np.random.default_rng(0).normal(size=(2, 3, 4))
+    assert gradgradcheck(lambda t: (t[..., 1:3] ** 3).sum(), x)

@@ -325,7 +325,7 @@ def test_pixel_shuffle_matches_torch_and_inverts(r):
 
 INTERPOLATE_2D = [
     (mode, kwargs, align_corners)
-    for mode in ("nearest", "nearest-exact", "bilinear", "area")
+    for mode in ("nearest", "nearest-exact", "bilinear", "bicubic", "area")
     for kwargs in (
         {"size": (8, 11)},
         {"size": (3, 4)},
@@ -335,7 +335,7 @@ INTERPOLATE_2D = [
         {"scale_factor": 1.7, "recompute_scale_factor": True},
         {"scale_factor": 0.3},
     )
-    for align_corners in ((None, False, True) if mode == "bilinear" else (None,))
+    for align_corners in ((None, False, True) if mode in ("bilinear", "bicubic") else (None,))
 ]
 
 
@@ -372,6 +372,14 @@ def test_upsample_layers_match_torch():
             nn.Upsample(scale_factor=3, mode="bilinear", align_corners=True),
             torch.nn.Upsample(scale_factor=3, mode="bilinear", align_corners=True),
         ),
+        (
+            nn.Upsample(scale_factor=(2.5, 1.5), mode="bicubic", align_corners=False),
+            torch.nn.Upsample(scale_factor=(2.5, 1.5), mode="bicubic", align_corners=False),
+        ),
+        (
+            nn.Upsample(size=(3, 8), mode="bicubic", align_corners=True),
+            torch.nn.Upsample(size=(3, 8), mode="bicubic", align_corners=True),
+        ),
         (nn.UpsamplingNearest2d(scale_factor=2), torch.nn.UpsamplingNearest2d(scale_factor=2)),
         (nn.UpsamplingBilinear2d(size=(6, 9)), torch.nn.UpsamplingBilinear2d(size=(6, 9))),
     ]:
@@ -390,9 +398,25 @@ def test_interpolate_numpy_reference_and_gradchecks():
         {"size": (5, 6), "mode": "bilinear"},
         {"scale_factor": 1.5},
         {"size": (2, 3), "mode": "area"},
+        {"size": (7, 2), "mode": "bicubic"},
+        {"scale_factor": 1.5, "mode": "bicubic", "align_corners": True},
     ):
         assert gradcheck(lambda t, kw=kw: F.interpolate(t, **kw), x)
         assert gradgradcheck(lambda t, kw=kw: F.interpolate(t, **kw) ** 2, x)
+
+
+def test_bicubic_keeps_constants_and_linear_ramps_and_reaches_past_the_corners():
+    # Keys' kernel reproduces polynomials up to degree 2 away from the border; its weights sum
+    # to 1 everywhere (the clamped taps add onto the border pixels), so a constant stays put.
+    ramp = np.arange(12.0).reshape(1, 1, 1, 12) * np.ones((1, 1, 3, 1))
+    out = F.interpolate(Tensor(ramp), size=(3, 23), mode="bicubic", align_corners=True).numpy()
+    assert_close(out[..., 4:-4], (np.arange(23.0) * 11 / 22)[4:-4] * np.ones((1, 1, 3, 1)))
+    flat = F.interpolate(Tensor(np.full((1, 2, 4, 5), 3.25)), size=(9, 2), mode="bicubic")
+    assert_close(flat.numpy(), np.full((1, 2, 9, 2), 3.25))
+    # Unlike bilinear, bicubic overshoots at a step: its negative lobes reach beyond the range.
+    step = np.repeat([[0.0, 0.0, 1.0, 1.0]], 4, axis=0).reshape(1, 1, 4, 4)
+    out = F.interpolate(Tensor(step), scale_factor=4, mode="bicubic").numpy()
+    assert out.min() < 0.0 and out.max() > 1.0
 
 
 # -------------------------------------------------------------------------- instance norm

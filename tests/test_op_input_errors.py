@@ -1103,7 +1103,55 @@ def _bad_tensor_op_inputs():
             "norm p string",
             lambda: x.norm("nuc"),
             ValueError,
-            ["norm", "p='nuc'", "SVD"],
+            ["norm", "p='nuc'", "linalg.matrix_norm"],
+        ),
+        (
+            "svd 1-D",
+            lambda: firefly.linalg.svd(f32(3)),
+            ValueError,
+            ["linalg.svd", "2 dimensions", "(3,)"],
+        ),
+        (
+            "svd integer tensor",
+            lambda: firefly.linalg.svd(long([[3, 4], [1, 2]])),
+            TypeError,
+            ["linalg.svd", "float", "int64"],
+        ),
+        (
+            "svd non-finite",
+            lambda: firefly.linalg.svd(Tensor(np.array([[1.0, np.nan], [0.0, 1.0]]))),
+            ValueError,
+            ["svd", "finite", "(2, 2)", "float64"],
+        ),
+        (
+            "svd driver",
+            lambda: firefly.linalg.svd(f32(2, 2), driver="gesvd"),
+            ValueError,
+            ["linalg.svd", "driver", "'gesvd'"],
+        ),
+        (
+            "svdvals 1-D",
+            lambda: firefly.linalg.svdvals(f64(4)),
+            ValueError,
+            ["linalg.svdvals", "2 dimensions", "(4,)"],
+        ),
+        (
+            "matrix_norm nuc on an integer tensor",
+            lambda: firefly.linalg.matrix_norm(long([[3, 4], [1, 2]]), "nuc"),
+            TypeError,
+            ["linalg.matrix_norm", "float", "int64"],
+        ),
+        (
+            "matrix_norm ord bool",
+            lambda: firefly.linalg.matrix_norm(x, ord=True),
+            ValueError,
+            ["linalg.matrix_norm", "ord", "True", "'nuc'"],
+        ),
+        (
+            "matrix_norm nuc dims",
+            lambda: firefly.linalg.matrix_norm(f32(2, 3, 4), "nuc", dim=(1, 1)),
+            ValueError,
+            ["linalg.matrix_norm", "(1, 1)", "two different dims"],
         ),
         ("norm dim", lambda: x.norm(dim=(0, 0)), ValueError, ["norm", "(0, 0)", "more than once"]),
         ("norm integer tensor", lambda: long([3, 4]).norm(), TypeError, ["norm", "float", "int64"]),
@@ -1394,9 +1442,110 @@ def _bad_layer_inputs():
         ),
         (
             "interpolate mode",
-            lambda: F.interpolate(image, scale_factor=2, mode="bicubic"),
+            lambda: F.interpolate(image, scale_factor=2, mode="trilinear"),
             ValueError,
-            ["interpolate", "mode", "'bicubic'"],
+            ["interpolate", "mode", "'trilinear'"],
+        ),
+        (
+            "max_pool2d indices_out",
+            lambda: apply("max_pool2d", image, kernel_size=2, indices_out=()),
+            TypeError,
+            ["max_pool2d", "indices_out", "list", "tuple"],
+        ),
+        (
+            "adaptive_max_pool1d return_indices rank",
+            lambda: F.adaptive_max_pool1d(image, 2, return_indices=True),
+            ValueError,
+            ["adaptive_max_pool1d", "3-D", "(2, 4, 5, 6)"],
+        ),
+        (
+            "max_unpool2d indices dtype",
+            lambda: F.max_unpool2d(image, f64(2, 4, 5, 6), 2),
+            TypeError,
+            ["max_unpool2d", "indices", "int64", "float64"],
+        ),
+        (
+            "max_unpool2d indices shape",
+            lambda: F.max_unpool2d(image, Tensor(np.zeros((2, 4, 5), np.int64), dtype=np.int64), 2),
+            ValueError,
+            ["max_unpool2d", "indices", "(2, 4, 5)", "(2, 4, 5, 6)"],
+        ),
+        (
+            "max_unpool2d index outside the output",
+            lambda: F.max_unpool2d(
+                image, Tensor(np.full((2, 4, 5, 6), 120, np.int64), dtype=np.int64), 2
+            ),
+            IndexError,
+            ["max_unpool2d", "index 120", "(10, 12)", "120 positions"],
+        ),
+        (
+            "max_unpool2d negative index",
+            lambda: F.max_unpool2d(
+                image, Tensor(np.full((2, 4, 5, 6), -1, np.int64), dtype=np.int64), 2
+            ),
+            IndexError,
+            ["max_unpool2d", "index -1"],
+        ),
+        (
+            "max_unpool2d output_size out of range",
+            lambda: F.max_unpool2d(
+                image,
+                Tensor(np.zeros((2, 4, 5, 6), np.int64), dtype=np.int64),
+                2,
+                output_size=(12, 12),
+            ),
+            ValueError,
+            ["max_unpool2d", "output_size (12, 12)", "(8, 10)", "(12, 14)"],
+        ),
+        (
+            "max_unpool2d output_size length",
+            lambda: F.max_unpool2d(
+                image,
+                Tensor(np.zeros((2, 4, 5, 6), np.int64), dtype=np.int64),
+                2,
+                output_size=(10,),
+            ),
+            ValueError,
+            ["max_unpool2d", "output_size", "2 ints", "(10,)"],
+        ),
+        (
+            "max_unpool2d rank",
+            lambda: F.max_unpool2d(f64(4, 7), Tensor(np.zeros((4, 7)), dtype=np.int64), 2),
+            ValueError,
+            ["max_unpool2d", "4-D", "(4, 7)"],
+        ),
+        (
+            "max_unpool2d kernel_size",
+            lambda: F.max_unpool2d(
+                image, Tensor(np.zeros((2, 4, 5, 6), np.int64), dtype=np.int64), 0
+            ),
+            ValueError,
+            ["max_unpool2d", "kernel_size"],
+        ),
+        (
+            "max_unpool1d rank",
+            lambda: F.max_unpool1d(
+                image, Tensor(np.zeros((2, 4, 5, 6), np.int64), dtype=np.int64), 2
+            ),
+            ValueError,
+            ["max_unpool1d", "3-D", "(2, 4, 5, 6)"],
+        ),
+        (
+            "max_unpool1d output_size",
+            lambda: F.max_unpool1d(
+                sequence,
+                Tensor(np.zeros((2, 4, 7), np.int64), dtype=np.int64),
+                2,
+                output_size=(20,),
+            ),
+            ValueError,
+            ["max_unpool1d", "output_size (20,)", "(12,)", "(16,)"],
+        ),
+        (
+            "interpolate bicubic rank",
+            lambda: F.interpolate(sequence, size=9, mode="bicubic"),
+            ValueError,
+            ["interpolate", "'bicubic'", "4-D", "(2, 4, 7)"],
         ),
         (
             "interpolate rank for mode",

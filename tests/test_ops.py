@@ -136,6 +136,9 @@ COMPOSITION_STEPS = {
     "round": lambda x, v, w: x + 3.0 * (x.round() - x.detach().round()),
     "trunc": lambda x, v, w: x + 3.0 * (x.trunc() - x.detach().trunc()),
     "frac": lambda x, v, w: x.frac() + x.detach().trunc(),
+    # The sum of the squared singular values (the squared Frobenius norm) is smooth even
+    # where singular values meet or vanish, which random compositions cannot avoid.
+    "svd": lambda x, v, w: x * (firefly.ops.apply("svd", w + x.T @ x)[..., 9:12] ** 2).sum(),
 }
 
 

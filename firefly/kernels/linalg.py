@@ -92,3 +92,65 @@ def linear_backward(grad, x, weight, need_dx, dx, dweight, dbias):
         row = grad[n]
         for m in range(row.size):
             dbias[m] += row[m]
+
+
+@kernel
+def svd_forward(a, u, s, vt):
+    """The thin SVD a[b] = u[b] @ diag(s[b]) @ vt[b] over a batch (LAPACK's gesdd through
+    Numba), singular values descending. Each singular pair's sign is fixed so that the
+    largest-magnitude entry of its column of u is positive (the first such entry on a tie):
+    the factors are then a function of a, which finite differences and references can read."""
+    k = s.shape[1]
+    if k == 0:
+        return
+    for b in range(a.shape[0]):
+        ub, sb, vtb = np.linalg.svd(a[b], full_matrices=False)
+        for j in range(k):
+            peak = 0
+            for i in range(ub.shape[0]):
+                if abs(ub[i, j]) > abs(ub[peak, j]):
+                    peak = i
+            sign = -1.0 if ub[peak, j] < 0 else 1.0
+            for i in range(ub.shape[0]):
+                u[b, i, j] = sign * ub[i, j]
+            for i in range(vtb.shape[1]):
+                vt[b, j, i] = sign * vtb[j, i]
+            s[b, j] = sb[j]
+
+
+@kernel
+def svd_backward(u, s, vt, gu, gs, gvt, ga):
+    """ga[b]: the gradient of the thin SVD's input from those of its factors, torch's formula
+    (svd_backward in FunctionsManual.cpp) for distinct, non-zero singular values:
+    ga = U (skew(U^T gU) S + S skew(V^T gV)) / E + diag(gS)) V^T, E[i, j] = s_j^2 - s_i^2, plus
+    the part of gU outside U's columns (m > k) or of gV outside V's (n > k)."""
+    k = s.shape[1]
+    m, n = u.shape[1], vt.shape[2]
+    for b in range(u.shape[0]):
+        ub, sb, vtb = u[b], s[b], vt[b]
+        gub, gvtb = gu[b], gvt[b]
+        utgu = np.dot(np.ascontiguousarray(ub.T), gub)
+        vtgv = np.dot(vtb, np.ascontiguousarray(gvtb.T))
+        inner = np.empty((k, k), dtype=ub.dtype)
+        for i in range(k):
+            for j in range(k):
+                if i == j:
+                    inner[i, j] = gs[b, i]
+                else:
+                    skew_u = utgu[i, j] - utgu[j, i]
+                    skew_v = vtgv[i, j] - vtgv[j, i]
+                    inner[i, j] = (skew_u * sb[j] + sb[i] * skew_v) / (
+                        sb[j] * sb[j] - sb[i] * sb[i]
+                    )
+        if m > k:
+            gu_scaled = gub / sb.reshape(1, k)
+            left = np.dot(ub, inner) + gu_scaled
+            left -= np.dot(ub, np.dot(np.ascontiguousarray(ub.T), gu_scaled))
+            ga[b] = np.dot(left, vtb)
+        elif n > k:
+            gvt_scaled = gvtb / sb.reshape(k, 1)
+            right = np.dot(inner, vtb) + gvt_scaled
+            right -= np.dot(np.dot(gvt_scaled, np.ascontiguousarray(vtb.T)), vtb)
+            ga[b] = np.dot(ub, right)
+        else:
+            ga[b] = np.dot(ub, np.dot(inner, vtb))

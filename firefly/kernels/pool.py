@@ -222,3 +222,25 @@ def adaptive_max_pool2d_forward(x, argmax, out):
                             best, where = v, y * W + i
                 out[p, oy, ox] = best
                 argmax[p, oy, ox] = where
+
+
+@memory_bound
+def max_unpool_forward(x, indices, out):
+    """out[p] = zeros with x[p, i] written at indices[p, i], per plane; a repeated index keeps
+    the last write, as torch's loop does. The op has checked every index against the plane."""
+    planes, count = x.shape
+    for p in prange(planes):
+        o = out[p]
+        o[:] = 0.0
+        for i in range(count):
+            o[indices[p, i]] = x[p, i]
+
+
+@memory_bound
+def max_unpool_backward(grad, indices, dx):
+    """dx[p, i] = grad[p, indices[p, i]]: torch's gradient, which reads a repeated index's
+    gradient for every input written there."""
+    planes, count = dx.shape
+    for p in prange(planes):
+        for i in range(count):
+            dx[p, i] = grad[p, indices[p, i]]

@@ -33,6 +33,8 @@ __all__ = [
     "adaptive_avg_pool1d",
     "adaptive_max_pool1d",
     "adaptive_max_pool2d",
+    "max_unpool1d",
+    "max_unpool2d",
     "batch_norm",
     "layer_norm",
     "group_norm",
@@ -213,6 +215,16 @@ def conv_transpose1d(
     )
 
 
+def _max_pool(op: str, input: _TensorLike, return_indices: bool, **attrs: Any) -> Any:
+    """A max pooling op's output, and with ``return_indices`` the pair (output, int64 indices
+    of the maxima as flat positions in each input plane), as torch returns them."""
+    if not return_indices:
+        return ops.apply(op, input, **attrs)
+    indices: list[np.ndarray] = []
+    out = ops.apply(op, input, indices_out=indices, **attrs)
+    return out, Tensor._wrap(indices[0])
+
+
 def max_pool2d(
     input: _TensorLike,
     kernel_size: _Size2d,
@@ -221,12 +233,13 @@ def max_pool2d(
     dilation: _Size2d = 1,
     ceil_mode: bool = False,
     return_indices: bool = False,
-) -> Tensor:
-    if return_indices:
-        raise NotImplementedError("max_pool2d: return_indices=True is not supported by firefly")
-    return ops.apply(
+) -> Any:
+    """torch's ``F.max_pool2d``; with ``return_indices=True`` the pair (output, indices), the
+    indices int64 flat positions in each (H, W) input plane (``max_unpool2d`` takes them)."""
+    return _max_pool(
         "max_pool2d",
         input,
+        return_indices,
         kernel_size=kernel_size,
         stride=stride,
         padding=padding,
@@ -628,9 +641,9 @@ def max_pool1d(
     dilation: int | tuple[int] = 1,
     ceil_mode: bool = False,
     return_indices: bool = False,
-) -> Tensor:
-    if return_indices:
-        raise NotImplementedError("max_pool1d: return_indices=True is not supported by firefly")
+) -> Any:
+    """torch's ``F.max_pool1d``; with ``return_indices=True`` the pair (output, int64 indices
+    into each input sequence)."""
     kernel = _one("max_pool1d", "kernel_size", kernel_size, 1)
     step = kernel if stride is None or stride == () else _one("max_pool1d", "stride", stride, 1)
     pad, spread = (
@@ -638,15 +651,24 @@ def max_pool1d(
         _one("max_pool1d", "dilation", dilation, 1),
     )
     image, unbatched = _sequence_image("max_pool1d", input)
-    out = ops.apply(
+    out = _max_pool(
         "max_pool2d",
         image,
+        return_indices,
         kernel_size=(1, kernel),
         stride=(1, step),
         padding=(0, pad),
         dilation=(1, spread),
         ceil_mode=ceil_mode,
     )
+    return _sequences_out(out, unbatched)
+
+
+def _sequences_out(out: Any, unbatched: bool) -> Any:
+    """``_sequence_out`` of a pooling's output, or of both tensors of an (output, indices)
+    pair: positions in a (1, L) plane are positions in the sequence."""
+    if isinstance(out, tuple):
+        return tuple(_sequence_out(t, unbatched) for t in out)
     return _sequence_out(out, unbatched)
 
 
@@ -684,24 +706,125 @@ def adaptive_max_pool2d(
     input: _TensorLike,
     output_size: int | tuple[int | None, int | None] | None,
     return_indices: bool = False,
-) -> Tensor:
-    if return_indices:
-        raise NotImplementedError(
-            "adaptive_max_pool2d: return_indices=True is not supported by firefly"
-        )
-    return ops.apply("adaptive_max_pool2d", input, output_size=output_size)
+) -> Any:
+    """torch's ``F.adaptive_max_pool2d``; with ``return_indices=True`` the pair (output, int64
+    flat positions of the maxima in each (H, W) input plane)."""
+    return _max_pool("adaptive_max_pool2d", input, return_indices, output_size=output_size)
 
 
 def adaptive_max_pool1d(
     input: _TensorLike, output_size: int | tuple[int], return_indices: bool = False
-) -> Tensor:
-    if return_indices:
-        raise NotImplementedError(
-            "adaptive_max_pool1d: return_indices=True is not supported by firefly"
-        )
+) -> Any:
+    """torch's ``F.adaptive_max_pool1d``; with ``return_indices=True`` the pair (output, int64
+    indices into each input sequence)."""
     size = _one("adaptive_max_pool1d", "output_size", output_size, 1)
     image, unbatched = _sequence_image("adaptive_max_pool1d", input)
-    return _sequence_out(ops.apply("adaptive_max_pool2d", image, output_size=(1, size)), unbatched)
+    out = _max_pool("adaptive_max_pool2d", image, return_indices, output_size=(1, size))
+    return _sequences_out(out, unbatched)
+
+
+def _unpool_size(
+    name: str,
+    input: Tensor,
+    kernel: tuple[int, ...],
+    stride: tuple[int, ...],
+    padding: tuple[int, ...],
+    output_size: Sequence[int] | None,
+) -> tuple[int, ...]:
+    """torch's ``_unpool_output_size``: (in - 1) * stride - 2 * padding + kernel per spatial
+    dim, or ``output_size`` (its spatial dims, or all of them), which must lie within a
+    stride of that."""
+    spatial = len(kernel)
+    default = tuple(
+        (n - 1) * s - 2 * p + k
+        for n, k, s, p in zip(input.shape[-spatial:], kernel, stride, padding)
+    )
+    if output_size is None:
+        sizes = default
+    else:
+        given = tuple(output_size)
+        if len(given) in (spatial + 1, spatial + 2):
+            given = given[-spatial:]
+        if len(given) != spatial or any(
+            isinstance(g, bool) or not isinstance(g, (int, np.integer)) for g in given
+        ):
+            raise ValueError(
+                f"{name}: output_size must be {spatial} ints (or with the batch and channel "
+                f"sizes in front), got {output_size!r}"
+            )
+        for g, d, s in zip(given, default, stride):
+            if not d - s < g < d + s:
+                raise ValueError(
+                    f"{name}: output_size {tuple(output_size)} must lie strictly between "
+                    f"{tuple(d - s for d, s in zip(default, stride))} and "
+                    f"{tuple(d + s for d, s in zip(default, stride))} for input of shape "
+                    f"{tuple(input.shape)} (kernel {kernel}, stride {stride}, padding {padding})"
+                )
+        sizes = tuple(int(g) for g in given)
+    if min(sizes) < 1:
+        raise ValueError(
+            f"{name}: the output size {sizes} is empty for input of shape {tuple(input.shape)} "
+            f"(kernel {kernel}, stride {stride}, padding {padding})"
+        )
+    return sizes
+
+
+def _indices_array(name: str, indices: _TensorLike, input: Tensor) -> np.ndarray:
+    index = np.asarray(getattr(indices, "_data", indices))
+    if index.dtype != np.int64:
+        raise TypeError(f"{name}: indices must be an int64 tensor, got {index.dtype}")
+    if index.shape != tuple(input.shape):
+        raise ValueError(
+            f"{name}: indices of shape {index.shape} must have the input's shape "
+            f"{tuple(input.shape)}"
+        )
+    return np.ascontiguousarray(index)
+
+
+def max_unpool2d(
+    input: _TensorLike,
+    indices: _TensorLike,
+    kernel_size: _Size2d,
+    stride: _Size2d | None = None,
+    padding: _Size2d = 0,
+    output_size: Sequence[int] | None = None,
+) -> Tensor:
+    """torch's ``F.max_unpool2d``: ``max_pool2d``'s inverse in the maxima, each value written
+    at its index into zeros of the output size; differentiable in ``input``."""
+    x = _tensor(input)
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"max_unpool2d: input must be 4-D (N, C, H, W) or 3-D (C, H, W), got shape "
+            f"{tuple(x.shape)}"
+        )
+    kernel = pair("max_unpool2d", "kernel_size", kernel_size, 1)
+    step = kernel if stride is None else pair("max_unpool2d", "stride", stride, 1)
+    pad = pair("max_unpool2d", "padding", padding, 0)
+    sizes = _unpool_size("max_unpool2d", x, kernel, step, pad, output_size)
+    index = _indices_array("max_unpool2d", indices, x)
+    return ops.apply("max_unpool2d", x, indices=index, output_size=sizes)
+
+
+def max_unpool1d(
+    input: _TensorLike,
+    indices: _TensorLike,
+    kernel_size: int | tuple[int],
+    stride: int | tuple[int] | None = None,
+    padding: int | tuple[int] = 0,
+    output_size: Sequence[int] | None = None,
+) -> Tensor:
+    """torch's ``F.max_unpool1d`` over (N, C, L) or (C, L): ``max_pool1d``'s inverse in the
+    maxima, differentiable in ``input``."""
+    kernel = _one("max_unpool1d", "kernel_size", kernel_size, 1)
+    step = kernel if stride is None else _one("max_unpool1d", "stride", stride, 1)
+    pad = _one("max_unpool1d", "padding", padding, 0)
+    x = _tensor(input)
+    (length,) = _unpool_size("max_unpool1d", x, (kernel,), (step,), (pad,), output_size)
+    index = _indices_array("max_unpool1d", indices, x)
+    image, unbatched = _sequence_image("max_unpool1d", x)
+    index = index.reshape(image.shape)
+    out = ops.apply("max_unpool2d", image, indices=index, output_size=(1, length))
+    return _sequence_out(out, unbatched)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1097,6 +1220,7 @@ _INTERPOLATE_MODES = {
     "nearest-exact": (3, 4, 5),
     "linear": (3,),
     "bilinear": (4,),
+    "bicubic": (4,),
     "area": (3, 4),
 }
 
@@ -1113,19 +1237,49 @@ def _nearest_sources(mode: str, size: int, out: int, scale: float | None) -> np.
 
 
 def _linear_matrix(size: int, out: int, align_corners: bool, scale: float | None) -> np.ndarray:
-    """(out, size): each output position's two weights, torch's source positions."""
-    if align_corners:
-        step = (size - 1) / (out - 1) if out > 1 else 0.0
-        src = step * np.arange(out)
-    else:
-        step = 1.0 / scale if scale else size / out
-        src = np.maximum(step * (np.arange(out) + 0.5) - 0.5, 0.0)
+    """(out, size): each output position's two weights, torch's source positions (clamped at
+    0 from below, as torch does for the linear modes)."""
+    src = _source_positions(size, out, align_corners, scale)
+    if not align_corners:
+        src = np.maximum(src, 0.0)
     low = src.astype(np.int64)
     high = low + (low < size - 1)
     weight_high = np.clip(src - low, 0.0, 1.0)
     matrix = np.zeros((out, size))
     np.add.at(matrix, (np.arange(out), low), 1.0 - weight_high)
     np.add.at(matrix, (np.arange(out), high), weight_high)
+    return matrix
+
+
+def _source_positions(size: int, out: int, align_corners: bool, scale: float | None) -> np.ndarray:
+    """torch's area_pixel_compute_source_index before clamping: each output position's
+    source coordinate (align_corners maps the corner pixels' centres onto each other)."""
+    if align_corners:
+        return ((size - 1) / (out - 1) if out > 1 else 0.0) * np.arange(out)
+    step = 1.0 / scale if scale else size / out
+    return step * (np.arange(out) + 0.5) - 0.5
+
+
+def _cubic_matrix(size: int, out: int, align_corners: bool, scale: float | None) -> np.ndarray:
+    """(out, size): each output position's four cubic-convolution weights (torch's A = -0.75)
+    on the taps floor(src) - 1 .. floor(src) + 2, the taps outside the input clamped onto its
+    border pixels, as torch's upsample_bicubic2d."""
+    src = _source_positions(size, out, align_corners, scale)
+    low = np.floor(src)
+    t = src - low
+    a = -0.75
+
+    def near(d: np.ndarray) -> np.ndarray:  # Keys' kernel on |d| <= 1
+        return ((a + 2) * d - (a + 3)) * d * d + 1
+
+    def far(d: np.ndarray) -> np.ndarray:  # and on 1 < |d| < 2
+        return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+
+    # The taps lie at distances 1 + t, t, 1 - t and 2 - t from the source position.
+    weights = np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=1)
+    taps = np.clip(low.astype(np.int64)[:, None] + np.arange(-1, 3), 0, size - 1)
+    matrix = np.zeros((out, size))
+    np.add.at(matrix, (np.repeat(np.arange(out), 4), taps.reshape(-1)), weights.reshape(-1))
     return matrix
 
 
@@ -1139,14 +1293,15 @@ def interpolate(
     antialias: bool = False,
 ) -> Tensor:
     """torch's ``F.interpolate`` for modes "nearest", "nearest-exact", "linear" (3-D input),
-    "bilinear" (4-D) and "area", with torch's output sizes, source positions and
-    ``align_corners``."""
+    "bilinear" and "bicubic" (4-D) and "area", with torch's output sizes, source positions and
+    ``align_corners``. Linear, bilinear and bicubic resample each spatial axis by a matrix of
+    interpolation weights (a matmul each way, so gradients follow to any order)."""
     x = _tensor(input)
     if mode not in _INTERPOLATE_MODES:
         supported = ", ".join(repr(m) for m in _INTERPOLATE_MODES)
         raise ValueError(
-            f"interpolate: mode must be one of {supported} (bicubic and trilinear are not "
-            f"supported by firefly), got {mode!r}"
+            f"interpolate: mode must be one of {supported} (trilinear is not supported by "
+            f"firefly), got {mode!r}"
         )
     if x.ndim not in _INTERPOLATE_MODES[mode]:
         ranks = " or ".join(f"{d}-D" for d in _INTERPOLATE_MODES[mode])
@@ -1156,10 +1311,10 @@ def interpolate(
         )
     if antialias:
         raise NotImplementedError("interpolate: antialias=True is not supported by firefly")
-    if align_corners is not None and mode not in ("linear", "bilinear"):
+    if align_corners is not None and mode not in ("linear", "bilinear", "bicubic"):
         raise ValueError(
-            f"interpolate: align_corners can only be set with the interpolating modes linear and "
-            f"bilinear, got mode={mode!r}"
+            f"interpolate: align_corners can only be set with the interpolating modes linear, "
+            f"bilinear and bicubic, got mode={mode!r}"
         )
     spatial = x.ndim - 2
     in_sizes = tuple(x.shape[2:])
@@ -1206,8 +1361,9 @@ def interpolate(
             positions = positions + grid * int(stride)
         out = ops.apply("take", x.reshape(-1), index=positions.astype(np.int64))
         return out.reshape(tuple(x.shape[:2]) + sizes)
+    weights = _cubic_matrix if mode == "bicubic" else _linear_matrix
     matrices = [
-        Tensor(_linear_matrix(n, o, bool(align_corners), s).astype(x.dtype))
+        Tensor(weights(n, o, bool(align_corners), s).astype(x.dtype))
         for n, o, s in zip(in_sizes, sizes, scales)
     ]
     out = x @ matrices[-1].t()

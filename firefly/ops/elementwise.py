@@ -377,10 +377,11 @@ def _zero_gradient(grad, _):
 
 class _Rounding(UnaryOp):
     """A step function: its gradient is 0 everywhere, as PyTorch's autograd defines it. Each
-    subclass names ``scalar_backward = _zero_gradient`` itself, so that the family builds it
-    a backward kernel under its own name."""
+    subclass inherits ``scalar_backward`` and, naming an op, gets a backward kernel of its own
+    under that name."""
 
     backward_reads = None
+    scalar_backward = _zero_gradient
     sample_inputs = classmethod(_away_from_integers)
 
     def derivative(grad, x, out):
@@ -390,7 +391,6 @@ class _Rounding(UnaryOp):
 @register
 class Floor(_Rounding):
     name = "floor"
-    scalar_backward = _zero_gradient
 
     def scalar_forward(x):
         return np.floor(x)
@@ -399,7 +399,6 @@ class Floor(_Rounding):
 @register
 class Ceil(_Rounding):
     name = "ceil"
-    scalar_backward = _zero_gradient
 
     def scalar_forward(x):
         return np.ceil(x)
@@ -410,7 +409,6 @@ class Round(_Rounding):
     """To the nearest integer, halves to even (torch.round, np.rint)."""
 
     name = "round"
-    scalar_backward = _zero_gradient
 
     def scalar_forward(x):
         return np.rint(x)
@@ -419,7 +417,6 @@ class Round(_Rounding):
 @register
 class Trunc(_Rounding):
     name = "trunc"
-    scalar_backward = _zero_gradient
 
     def scalar_forward(x):
         return np.trunc(x)

@@ -44,6 +44,19 @@ def _check_cost(cls, attr):
     return cost
 
 
+def _builds_own(cls, scalar):
+    """Whether ``cls`` gets a kernel of its own for ``scalar``: where it names an op and writes
+    the scalar function, or inherits it from a base class that names no op and so built no
+    kernel (the rounding ops share their zero derivative); a subclass of a named op keeps the
+    kernels it inherits."""
+    if cls.name is None or getattr(cls, scalar) is None:
+        return False
+    if scalar in cls.__dict__:
+        return True
+    owner = next(base for base in cls.__mro__ if scalar in base.__dict__)
+    return owner.name is None
+
+
 class UnaryOp(Op):
     """An elementwise op of one input, defined by its scalar math.
 
@@ -82,11 +95,11 @@ class UnaryOp(Op):
                 f"op {cls.name!r}: backward_reads must be one of {BACKWARD_READS}, "
                 f"got {cls.backward_reads!r}"
             )
-        if "scalar_forward" in cls.__dict__:
+        if _builds_own(cls, "scalar_forward"):
             cls.forward_kernel = families.unary_map(
                 f"{cls.name}_forward", cls.scalar_forward, _check_cost(cls, "forward_cost")
             )
-        if "scalar_backward" in cls.__dict__:
+        if _builds_own(cls, "scalar_backward"):
             cls.backward_kernel = families.unary_grad(
                 f"{cls.name}_backward", cls.scalar_backward, _check_cost(cls, "backward_cost")
             )

@@ -197,3 +197,97 @@ class Linear(Op):
             rng.uniform(-2.0, 2.0, size=(out_features,)),
         )
         return tuple(a.astype(dtype) for a in arrays), {}
+
+
+def svd_parts(packed, m, n, k):
+    """(U (..., m, k), S (..., k), Vh (..., k, n)) from the svd op's packed last axis; works on
+    ndarrays and on Tensors (as recorded slices)."""
+    lead = tuple(packed.shape[:-1])
+    return (
+        packed[..., : m * k].reshape(lead + (m, k)),
+        packed[..., m * k : m * k + k],
+        packed[..., m * k + k :].reshape(lead + (k, n)),
+    )
+
+
+@register
+class SVD(Op):
+    """``svd(A)``: the thin SVD of each matrix A (..., m, n) = U diag(S) Vh, as one array
+    (..., m k + k + k n) holding U, S and Vh flattened in turn (``svd_parts`` splits it;
+    ``firefly.linalg.svd`` returns the three). k = min(m, n); singular values descend; each
+    singular pair's sign makes the largest-magnitude entry of its column of U positive.
+
+    Backward is torch's (svd_backward), defined where the singular values are distinct and,
+    for the singular vectors' gradients, non-zero: with repeated singular values the singular
+    vectors are not unique and their gradient is undefined, in torch as here. Gradients of
+    the singular values alone (norms, ``svdvals``) are U diag(gS) Vh everywhere."""
+
+    name = "svd"
+    forward_kernel, backward_kernel = K.svd_forward, K.svd_backward
+
+    @classmethod
+    def forward(cls, ctx, x):
+        if x.ndim < 2:
+            raise ctx.error("A must have at least 2 dimensions (..., m, n)", x)
+        if not np.isfinite(x).all():
+            raise ctx.error("A must be finite: LAPACK's SVD does not converge on inf or NaN", x)
+        *lead, m, n = x.shape
+        k = min(m, n)
+        batch = math.prod(lead)
+        u = np.empty((batch, m, k), dtype=x.dtype)
+        s = np.empty((batch, k), dtype=x.dtype)
+        vt = np.empty((batch, k, n), dtype=x.dtype)
+        cls.forward_kernel(x.reshape(batch, m, n), u, s, vt)
+        ctx.save_for_backward(u, s, vt)
+        ctx.dims, ctx.x_shape = (m, n, k), x.shape
+        packed = np.concatenate([u.reshape(batch, -1), s, vt.reshape(batch, -1)], axis=1)
+        return packed.reshape(tuple(lead) + (packed.shape[1],))
+
+    @classmethod
+    def backward(cls, ctx, grad):
+        u, s, vt = ctx.saved_tensors
+        m, n, k = ctx.dims
+        parts = svd_parts(grad.reshape(u.shape[0], -1), m, n, k)
+        gu, gs, gvt = (np.ascontiguousarray(g) for g in parts)
+        da = np.empty((u.shape[0], m, n), dtype=grad.dtype)
+        cls.backward_kernel(u, s, vt, gu, gs, gvt, da)
+        return da.reshape(ctx.x_shape)
+
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        # The backward kernel's formula on the recorded factors, so that it differentiates.
+        m, n, k = ctx.dims
+        (u, s, vt), (gu, gs, gvt) = svd_parts(out, m, n, k), svd_parts(grad, m, n, k)
+        eye = type(grad)(np.eye(k, dtype=grad.dtype))
+        utgu = u.transpose(-1, -2) @ gu
+        vtgv = vt @ gvt.transpose(-1, -2)
+        squares = s * s
+        # E[i, j] = s_j^2 - s_i^2 off the diagonal, 1 on it (where the skews are 0).
+        spread = squares.unsqueeze(-2) - squares.unsqueeze(-1) + eye
+        inner = (
+            (utgu - utgu.transpose(-1, -2)) * s.unsqueeze(-2)
+            + s.unsqueeze(-1) * (vtgv - vtgv.transpose(-1, -2))
+        ) / spread + gs.unsqueeze(-1) * eye
+        if m > k:
+            gu_scaled = gu / s.unsqueeze(-2)
+            left = u @ inner + gu_scaled - u @ (u.transpose(-1, -2) @ gu_scaled)
+            return left @ vt
+        if n > k:
+            gvt_scaled = gvt / s.unsqueeze(-1)
+            right = inner @ vt + gvt_scaled - (gvt_scaled @ vt.transpose(-1, -2)) @ vt
+            return u @ right
+        return u @ (inner @ vt)
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        # Singular values at least 0.5 apart and from 0: the factors are smooth there, and
+        # finite differences see their derivative.
+        m = int(shape[-2]) if len(shape) >= 2 else int(rng.integers(1, 4))
+        n = int(shape[-1]) if len(shape) >= 1 else int(rng.integers(1, 4))
+        lead = tuple(int(d) for d in shape[:-2])[:2]
+        k = min(m, n)
+        left = np.linalg.qr(rng.normal(size=lead + (m, m)))[0][..., :k]
+        right = np.linalg.qr(rng.normal(size=lead + (n, n)))[0][..., :k]
+        values = 0.6 + 0.7 * np.arange(k)[::-1] + rng.uniform(0.0, 0.2, size=lead + (k,))
+        a = (left * values[..., None, :]) @ right.swapaxes(-1, -2)
+        return (a.astype(dtype),), {}

@@ -126,22 +126,56 @@ def _sample_window(rng):
     )
 
 
+def _indices_sink(ctx, x, indices_out):
+    """``indices_out``, the list to which a max pooling appends its int64 argmax (what
+    ``return_indices=True`` returns), or None; checked before the kernel runs."""
+    if indices_out is not None and not isinstance(indices_out, list):
+        raise ctx.error(
+            f"indices_out must be a list or None, got {type(indices_out).__name__}",
+            x,
+            kind=TypeError,
+        )
+    return indices_out
+
+
+def _give_indices(indices_out, argmax, shape):
+    """Hand the argmax, flat positions in each (H, W) plane as torch's indices, to the caller.
+    It is the array backward reads, so an in-place write to it is caught as torch catches one
+    to its saved indices."""
+    if indices_out is not None:
+        indices_out.append(argmax.reshape(shape))
+
+
 @register
 class MaxPool2d(Op):
+    """``max_pool2d(x, kernel_size=..., ...)``; ``indices_out=[]`` (a list) receives the int64
+    positions of the maxima in each input plane, as torch's ``return_indices=True``."""
+
     name = "max_pool2d"
     forward_kernel, backward_kernel = K.max_pool2d_forward, K.max_pool2d_backward
 
     @staticmethod
-    def forward(ctx, x, kernel_size=2, stride=None, padding=0, dilation=1, ceil_mode=False):
+    def forward(
+        ctx,
+        x,
+        kernel_size=2,
+        stride=None,
+        padding=0,
+        dilation=1,
+        ceil_mode=False,
+        indices_out=None,
+    ):
         planes = _planes(ctx, x)
         kernel, stride, padding, dilation, out_size = pool_geometry(
             ctx, x, kernel_size, stride, padding, dilation, ceil_mode
         )
+        indices_out = _indices_sink(ctx, x, indices_out)
         out = np.empty((planes.shape[0],) + out_size, dtype=x.dtype)
         argmax = np.empty(out.shape, dtype=np.int64)
         ctx.op.forward_kernel(planes, *kernel, *stride, *padding, *dilation, argmax, out)
         ctx.save_for_backward(argmax)
         ctx.x_shape = x.shape
+        _give_indices(indices_out, argmax, x.shape[:-2] + out_size)
         return out.reshape(x.shape[:-2] + out_size)
 
     @staticmethod
@@ -286,21 +320,24 @@ class AdaptiveAvgPool2d(Op):
 
 @register
 class AdaptiveMaxPool2d(Op):
-    """``adaptive_max_pool2d(x, output_size=...)``: the max over adaptive_avg_pool2d's windows.
-    Backward sends each window's gradient to its maximum, with max_pool2d's kernel."""
+    """``adaptive_max_pool2d(x, output_size=...)``: the max over adaptive_avg_pool2d's windows;
+    ``indices_out`` as max_pool2d's. Backward sends each window's gradient to its maximum,
+    with max_pool2d's kernel."""
 
     name = "adaptive_max_pool2d"
     forward_kernel, backward_kernel = K.adaptive_max_pool2d_forward, K.max_pool2d_backward
 
     @staticmethod
-    def forward(ctx, x, output_size=1):
+    def forward(ctx, x, output_size=1, indices_out=None):
         planes = _planes(ctx, x)
         out_size = adaptive_output_size(ctx, x, output_size)
+        indices_out = _indices_sink(ctx, x, indices_out)
         out = np.empty((planes.shape[0],) + out_size, dtype=x.dtype)
         argmax = np.empty(out.shape, dtype=np.int64)
         ctx.op.forward_kernel(planes, argmax, out)
         ctx.save_for_backward(argmax)
         ctx.x_shape = x.shape
+        _give_indices(indices_out, argmax, x.shape[:-2] + out_size)
         return out.reshape(x.shape[:-2] + out_size)
 
     backward = staticmethod(MaxPool2d.backward)
@@ -313,3 +350,78 @@ class AdaptiveMaxPool2d(Op):
         x = _sample_image(rng, shape, np.float64, 2)
         x = (rng.permutation(x.size).reshape(x.shape) * 0.1 + 0.01 * x).astype(dtype)
         return (x,), {"output_size": output_size}
+
+
+@register
+class MaxUnpool2d(Op):
+    """``max_unpool2d(x, indices=..., output_size=(OH, OW))``: each input plane's values written
+    at ``indices`` (int64 of x's shape, flat positions in an (OH, OW) plane, as max_pool2d's
+    ``return_indices`` gives them) into zeros. Differentiable in the values: backward reads the
+    output gradient at the indices, as torch's."""
+
+    name = "max_unpool2d"
+    forward_kernel, backward_kernel = K.max_unpool_forward, K.max_unpool_backward
+
+    @classmethod
+    def forward(cls, ctx, x, indices=None, output_size=None):
+        planes = _planes(ctx, x)
+        if not isinstance(indices, np.ndarray) or indices.dtype != np.int64:
+            raise ctx.error(
+                f"indices must be an int64 array, got {type(indices).__name__} "
+                f"{getattr(indices, 'dtype', '')}",
+                x,
+                kind=TypeError,
+            )
+        if indices.shape != x.shape:
+            raise ctx.error(f"indices of shape {indices.shape} must have the input's shape", x)
+        if (
+            not isinstance(output_size, (tuple, list))
+            or len(output_size) != 2
+            or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) for s in output_size)
+            or min(output_size) < 1
+        ):
+            raise ctx.error(f"output_size must be two positive ints, got {output_size!r}", x)
+        out_size = tuple(int(s) for s in output_size)
+        plane = out_size[0] * out_size[1]
+        if indices.size and (indices.min() < 0 or indices.max() >= plane):
+            bad = indices[(indices < 0) | (indices >= plane)].reshape(-1)[0]
+            raise ctx.error(
+                f"index {int(bad)} is outside the output plane {out_size} ({plane} positions)",
+                x,
+                kind=IndexError,
+            )
+        positions = np.ascontiguousarray(indices).reshape(planes.shape[0], -1)
+        out = np.empty((planes.shape[0], plane), dtype=x.dtype)
+        cls.forward_kernel(planes.reshape(planes.shape[0], -1), positions, out)
+        ctx.positions, ctx.x_shape = positions, x.shape
+        return out.reshape(x.shape[:-2] + out_size)
+
+    @classmethod
+    def backward(cls, ctx, grad):
+        positions = ctx.positions
+        dx = np.empty(ctx.x_shape, dtype=grad.dtype)
+        cls.backward_kernel(
+            grad.reshape(positions.shape[0], -1), positions, dx.reshape(positions.shape)
+        )
+        return dx
+
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        from firefly.ops import apply
+
+        plane = grad.shape[-2] * grad.shape[-1]
+        offsets = (np.arange(ctx.positions.shape[0]) * plane)[:, None]
+        return apply("take", grad.reshape(-1), index=(ctx.positions + offsets).reshape(ctx.x_shape))
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        x = _sample_image(rng, shape, dtype, 1)
+        out_size = tuple(int(s) + int(rng.integers(0, 3)) for s in x.shape[-2:])
+        # Distinct indices in each plane: with repeats, torch's gradient (read at every index)
+        # is not the derivative of the forward (which keeps the last write).
+        plane = out_size[0] * out_size[1]
+        count = x.shape[-2] * x.shape[-1]
+        indices = np.stack(
+            [rng.permutation(plane)[:count] for _ in range(x.shape[0] * x.shape[1])]
+        ).reshape(x.shape)
+        return (x,), {"indices": indices.astype(np.int64), "output_size": out_size}

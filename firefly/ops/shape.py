@@ -146,7 +146,9 @@ class GetItem(Op):
     def backward_graph(ctx, grad, inputs, out):
         # Basic slicing picks each element once: the gradient goes back to the positions picked.
         index = ctx.applied_attrs.get("index", ())
-        index = (index if isinstance(index, tuple) else (index,)) + (Ellipsis,)
+        index = index if isinstance(index, tuple) else (index,)
+        if not any(item is Ellipsis for item in index):
+            index += (Ellipsis,)  # so that picking one element still gives an array
         positions = np.arange(math.prod(ctx.x_shape), dtype=np.int64).reshape(ctx.x_shape)[index]
         return add_at_positions(grad, positions, ctx.x_shape)
 

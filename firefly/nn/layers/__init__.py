@@ -55,6 +55,8 @@ from firefly.nn.layers.pool import (
     AvgPool2d,
     MaxPool1d,
     MaxPool2d,
+    MaxUnpool1d,
+    MaxUnpool2d,
 )
 from firefly.nn.layers.recurrent import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell
 from firefly.nn.layers.resample import (
@@ -86,6 +88,8 @@ __all__ = [
     "AdaptiveAvgPool1d",
     "AdaptiveMaxPool1d",
     "AdaptiveMaxPool2d",
+    "MaxUnpool1d",
+    "MaxUnpool2d",
     "BatchNorm1d",
     "BatchNorm2d",
     "LayerNorm",

@@ -1,4 +1,5 @@
-"""Pooling layers: MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d."""
+"""Pooling layers: MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d,
+MaxUnpool1d/2d."""
 
 from firefly.nn import functional as F
 from firefly.nn.module import Module
@@ -12,14 +13,19 @@ class MaxPool2d(Module):
         self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False
     ):
         super().__init__()
-        if return_indices:
-            raise NotImplementedError("MaxPool2d: return_indices=True is not supported by firefly")
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.ceil_mode = dilation, ceil_mode
+        self.return_indices = bool(return_indices)
 
     def forward(self, x):
         return F.max_pool2d(
-            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
+            x,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.ceil_mode,
+            self.return_indices,
         )
 
     def extra_repr(self):
@@ -91,14 +97,19 @@ class MaxPool1d(Module):
         self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False
     ):
         super().__init__()
-        if return_indices:
-            raise NotImplementedError("MaxPool1d: return_indices=True is not supported by firefly")
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.ceil_mode = dilation, ceil_mode
+        self.return_indices = bool(return_indices)
 
     def forward(self, x):
         return F.max_pool1d(
-            x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode
+            x,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.ceil_mode,
+            self.return_indices,
         )
 
     def extra_repr(self):
@@ -136,13 +147,12 @@ class _Adaptive(Module):
 
     def __init__(self, output_size, return_indices=False):
         super().__init__()
-        if return_indices:
-            raise NotImplementedError(
-                f"{type(self).__name__}: return_indices=True is not supported by firefly"
-            )
         self.output_size = output_size
+        self.return_indices = bool(return_indices)
 
     def forward(self, x):
+        if self.return_indices:
+            return type(self).functional(x, self.output_size, True)
         return type(self).functional(x, self.output_size)
 
     def extra_repr(self):
@@ -169,3 +179,44 @@ class AdaptiveMaxPool2d(_Adaptive):
     pair to keep that size."""
 
     functional = staticmethod(F.adaptive_max_pool2d)
+
+
+class _MaxUnpool(Module):
+    """Keeps kernel_size, stride (kernel_size when None) and padding as tuples of one per
+    spatial dim, as torch's MaxUnpool layers do."""
+
+    functional = None
+    spatial = 0
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = self._per_dim(kernel_size)
+        self.stride = self.kernel_size if stride is None else self._per_dim(stride)
+        self.padding = self._per_dim(padding)
+
+    def _per_dim(self, value):
+        return tuple(value) if isinstance(value, (tuple, list)) else (value,) * self.spatial
+
+    def forward(self, input, indices, output_size=None):
+        return type(self).functional(
+            input, indices, self.kernel_size, self.stride, self.padding, output_size
+        )
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxUnpool1d(_MaxUnpool):
+    """``MaxUnpool1d(kernel_size, stride=None, padding=0)``; ``forward(input, indices,
+    output_size=None)`` with the indices of ``MaxPool1d(return_indices=True)``."""
+
+    functional = staticmethod(F.max_unpool1d)
+    spatial = 1
+
+
+class MaxUnpool2d(_MaxUnpool):
+    """``MaxUnpool2d(kernel_size, stride=None, padding=0)``; ``forward(input, indices,
+    output_size=None)`` with the indices of ``MaxPool2d(return_indices=True)``."""
+
+    functional = staticmethod(F.max_unpool2d)
+    spatial = 2
