@@ -82,14 +82,12 @@ _UNSET = _Unset.UNSET
 # and ``type`` are methods, so its later annotations spell the builtins ``builtins.int`` etc.
 # An operand of arithmetic: a Tensor, a Python number or an array (converted to a Tensor).
 Operand: TypeAlias = "Tensor | float | np.ndarray"
-# Integer indices or a bool mask: a Tensor or an array (lists convert as NumPy's do).
 # One int or several, where ``isinstance(x, (list, tuple))`` tells which.
 IntOrInts: TypeAlias = "int | list[int] | tuple[int, ...]"
+# Integer indices or a bool mask: a Tensor or an array (lists convert as NumPy's do).
 IndexArg: TypeAlias = "Tensor | np.ndarray | Sequence[Any]"
 # A shape given as ``f(2, 3)`` or ``f((2, 3))``: each argument an int, or one sequence of them.
 ShapeArg: TypeAlias = "int | Sequence[int]"
-# What ``device=`` accepts: a device, a string naming one ("cpu"), or None for the CPU.
-DeviceLike: TypeAlias = "str | devices.device | None"
 # ``dim``/``axis`` where both spellings are accepted: one dim, several, None (all), or not given.
 DimsArg: TypeAlias = "int | Sequence[int] | None | _Unset"
 DimArg: TypeAlias = "int | _Unset"
@@ -477,7 +475,7 @@ class Tensor:
         self,
         *args: Any,
         dtype: DTypeLike | None = None,
-        device: DeviceLike = None,
+        device: devices.DeviceLike = None,
         non_blocking: bool = False,
         copy: bool = False,
         memory_format: object = None,
@@ -2346,7 +2344,7 @@ class Tensor:
 
     def cuda(
         self,
-        device: DeviceLike = None,
+        device: devices.DeviceLike = None,
         non_blocking: builtins.bool = False,
         memory_format: object = None,
     ) -> None:
@@ -2396,7 +2394,7 @@ class Tensor:
         name: str,
         array: np.ndarray,
         dtype: DTypeLike | None,
-        device: DeviceLike,
+        device: devices.DeviceLike,
         requires_grad: builtins.bool,
     ) -> Tensor:
         devices.as_device(name, device)
@@ -2410,7 +2408,7 @@ class Tensor:
         self,
         *size: ShapeArg,
         dtype: DTypeLike | None = None,
-        device: DeviceLike = None,
+        device: devices.DeviceLike = None,
         requires_grad: builtins.bool = False,
     ) -> Tensor:
         """Zeros of ``size`` with this tensor's dtype (unless ``dtype`` says otherwise)."""
@@ -2422,7 +2420,7 @@ class Tensor:
         self,
         *size: ShapeArg,
         dtype: DTypeLike | None = None,
-        device: DeviceLike = None,
+        device: devices.DeviceLike = None,
         requires_grad: builtins.bool = False,
     ) -> Tensor:
         return self._new(
@@ -2433,7 +2431,7 @@ class Tensor:
         self,
         *size: ShapeArg,
         dtype: DTypeLike | None = None,
-        device: DeviceLike = None,
+        device: devices.DeviceLike = None,
         requires_grad: builtins.bool = False,
     ) -> Tensor:
         return self._new(
@@ -2445,7 +2443,7 @@ class Tensor:
         size: Sequence[builtins.int],
         fill_value: builtins.float,
         dtype: DTypeLike | None = None,
-        device: DeviceLike = None,
+        device: devices.DeviceLike = None,
         requires_grad: builtins.bool = False,
     ) -> Tensor:
         if not isinstance(fill_value, (numbers.Number, np.generic)):
@@ -2460,7 +2458,7 @@ class Tensor:
         self,
         data: object,
         dtype: DTypeLike | None = None,
-        device: DeviceLike = None,
+        device: devices.DeviceLike = None,
         requires_grad: builtins.bool = False,
     ) -> Tensor:
         """A copy of ``data`` with this tensor's dtype (unless ``dtype`` says otherwise)."""
