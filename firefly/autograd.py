@@ -5,11 +5,13 @@ and links the result to its inputs. ``backward`` visits the recorded graph once,
 topological order, calling each op's backward and accumulating gradients with ``+``.
 """
 
+from __future__ import annotations
+
 import functools
 import threading
 import weakref
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import numpy as np
 
@@ -19,14 +21,20 @@ from firefly.hooks import RemovableHandle
 from firefly.ops.base import Context, Op
 
 # The Tensor class, bound by firefly.tensor when it defines it (tensor.py imports this module,
-# so this module cannot import tensor.py without an import cycle).
-Tensor = None
+# so this module cannot import tensor.py without an import cycle). The type checker imports it.
+if TYPE_CHECKING:
+    from firefly.tensor import Tensor
+else:
+    Tensor = None
+
+# A function that no_grad and its kin decorate, returned with the same signature.
+F = TypeVar("F", bound=Callable[..., Any])
 
 
-def bind_tensor_type(cls):
+def bind_tensor_type(cls: type[Tensor]) -> None:
     """Called once by ``firefly.tensor``: the class that ops return and gradients are made of."""
     global Tensor
-    Tensor = cls
+    Tensor = cls  # type: ignore[misc]  # the run-time binding of the class imported above
 
 
 class _GradMode(threading.local):
@@ -36,44 +44,45 @@ class _GradMode(threading.local):
 _grad_mode = _GradMode()
 
 
-def is_grad_enabled():
+def is_grad_enabled() -> bool:
     return _grad_mode.enabled
 
 
 class no_grad:
     """Context manager (and decorator) under which ops record no graph."""
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         self._previous = _grad_mode.enabled
         _grad_mode.enabled = False
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         _grad_mode.enabled = self._previous
 
-    def __call__(self, fn):
-        def wrapper(*args, **kwargs):
+    def __call__(self, fn: F) -> F:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             with no_grad():
                 return fn(*args, **kwargs)
 
-        wrapper.__name__, wrapper.__doc__, wrapper.__wrapped__ = fn.__name__, fn.__doc__, fn
-        return wrapper
+        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+        wrapper.__wrapped__ = fn  # type: ignore[attr-defined]  # as functools.wraps sets it
+        return cast(F, wrapper)
 
 
 class _GradSwitch(no_grad):
     """A context manager and decorator that sets recording to ``_mode`` inside it (None:
     leaves it as it is); torch's enable_grad, inference_mode and set_grad_enabled."""
 
-    _mode = None
+    _mode: bool | None = None
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         self._previous = _grad_mode.enabled
         if self._mode is not None:
             _grad_mode.enabled = self._mode
 
-    def __call__(self, fn):
+    def __call__(self, fn: F) -> F:
         mode = self._mode
 
-        def wrapper(*args, **kwargs):
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
             previous = _grad_mode.enabled
             if mode is not None:
                 _grad_mode.enabled = mode
@@ -82,8 +91,9 @@ class _GradSwitch(no_grad):
             finally:
                 _grad_mode.enabled = previous
 
-        wrapper.__name__, wrapper.__doc__, wrapper.__wrapped__ = fn.__name__, fn.__doc__, fn
-        return wrapper
+        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+        wrapper.__wrapped__ = fn  # type: ignore[attr-defined]  # as functools.wraps sets it
+        return cast(F, wrapper)
 
 
 class enable_grad(_GradSwitch):
@@ -96,7 +106,7 @@ class inference_mode(_GradSwitch):
     """``inference_mode(mode=True)``: as ``no_grad`` when ``mode`` (firefly has no separate
     inference tensors); ``inference_mode(False)`` changes nothing."""
 
-    def __init__(self, mode=True):
+    def __init__(self, mode: bool = True) -> None:
         self._mode = False if mode else None
 
 
@@ -104,15 +114,15 @@ class set_grad_enabled(_GradSwitch):
     """``set_grad_enabled(mode)``: recording on or off, as torch's. Called, it sets the mode at
     once; as a context manager or decorator, the previous mode returns at the end."""
 
-    def __init__(self, mode):
+    def __init__(self, mode: bool) -> None:
         self._mode = bool(mode)
         self._previous = _grad_mode.enabled
         _grad_mode.enabled = self._mode
 
-    def __enter__(self):
+    def __enter__(self) -> None:
         pass  # already set by the constructor, as in torch
 
-    def __call__(self, fn):
+    def __call__(self, fn: F) -> F:
         _grad_mode.enabled = self._previous  # decorating must not change the mode now
         return super().__call__(fn)
 
@@ -123,16 +133,18 @@ class set_grad_enabled(_GradSwitch):
 # A node remembers the tick it was recorded at, so backward has nothing to check (one integer
 # comparison) unless some array was written after the node ran.
 _clock = 0
-_written = {}  # id(base array) -> (weak reference to it, tick of its latest in-place write)
+_written: dict[
+    int, tuple[weakref.ref[np.ndarray], int]
+] = {}  # id(base array) -> (weak reference to it, tick of its latest in-place write)
 
 
-def _base(array):
+def _base(array: np.ndarray) -> np.ndarray:
     while array.base is not None and isinstance(array.base, np.ndarray):
         array = array.base
     return array
 
 
-def mark_modified(array):
+def mark_modified(array: np.ndarray) -> None:
     """Record that ``array`` (and every array sharing its base) was just written in place.
 
     Everything that writes into a tensor's existing storage calls this: the in-place methods,
@@ -144,11 +156,15 @@ def mark_modified(array):
     key = id(base)
     entry = _written.get(key)
     if entry is None or entry[0]() is not base:
-        entry = (weakref.ref(base, lambda _, key=key: _written.pop(key, None)), _clock)
+
+        def forget(_: object, key: int = key) -> None:
+            _written.pop(key, None)
+
+        entry = (weakref.ref(base, forget), _clock)
     _written[key] = (entry[0], _clock)
 
 
-def _saved_arrays(node):
+def _saved_arrays(node: Node) -> Iterator[np.ndarray]:
     for value in node.__dict__.values():
         if isinstance(value, np.ndarray):
             yield value
@@ -156,7 +172,7 @@ def _saved_arrays(node):
             yield from (v for v in value if isinstance(v, np.ndarray))
 
 
-def _check_saved_unmodified(node):
+def _check_saved_unmodified(node: Node) -> None:
     """Raise if an array ``node`` saved for backward was written in place after it was recorded."""
     for array in _saved_arrays(node):
         base = _base(array)
@@ -176,8 +192,14 @@ class Node(Context):
     and the dtype it computed in."""
 
     def __init__(
-        self, op, needs_input_grad, inputs, dtype, args, attrs
-    ):  # Context's fields set inline: runs per op
+        self,
+        op: type[Op],
+        needs_input_grad: tuple[bool, ...],
+        inputs: tuple[Tensor | None, ...],
+        dtype: np.dtype | None,
+        args: tuple[Any, ...],
+        attrs: dict[str, Any],
+    ) -> None:  # Context's fields set inline: runs per op
         self.op, self.needs_input_grad, self.inputs, self.dtype = (
             op,
             needs_input_grad,
@@ -191,20 +213,20 @@ class Node(Context):
         self.freed = False
         self.tick = _clock
 
-    def name(self):
+    def name(self) -> str:
         """``'MulBackward'`` for the op ``mul``: torch's ``grad_fn.name()``."""
         return "".join(p[:1].upper() + p[1:] for p in self.op.name.split("_")) + "Backward"
 
     @property
-    def next_functions(self):
+    def next_functions(self) -> tuple[tuple[Node | None, int], ...]:
         """One ``(grad_fn, 0)`` pair per input, as torch's: None for an input that is a leaf
         or needs no gradient."""
         return tuple((x._node if x is not None else None, 0) for x in self.inputs)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{self.name()} of op '{self.op.name}'>"
 
-    def release(self):
+    def release(self) -> None:
         """Drop everything forward saved (arrays on ``ctx`` included), keeping the graph's shape."""
         self.__dict__ = {
             "op": self.op,
@@ -264,7 +286,7 @@ _FLOAT32, _FLOAT64 = FLOAT_DTYPES
 # NaN is a key of its own. The dict is emptied when it fills. The arrays stay writeable,
 # although only kernels' inputs ever see them: Numba compiles a read-only array as another
 # type, which would compile every binary kernel twice and slow its dispatch.
-_constants = {_FLOAT32: {}, _FLOAT64: {}}
+_constants: dict[np.dtype, dict[float, np.ndarray]] = {_FLOAT32: {}, _FLOAT64: {}}
 _MAX_CONSTANTS = 1024
 
 
@@ -308,8 +330,12 @@ def _mixed_arrays(op, args):
     return arrays, needs, dtype
 
 
-def apply(op, *args, **attrs):
+def apply(op: type[Op], *args: Any, **attrs: Any) -> Tensor:
     """Run Op class ``op`` on Tensors, arrays or Python numbers; record it if needed."""
+    arrays: Sequence[Any]
+    needs: Sequence[bool]
+    inputs: tuple[Any, ...]
+    ctx: Context
     if len(args) != op.arity:
         raise TypeError(f"{op.name}: expected {op.arity} tensor input(s), got {len(args)}")
     # Fast paths, the common cases, unrolled as this runs once per op: a float Tensor alone,
@@ -397,7 +423,7 @@ def _check_output(op, out, dtype):
     )
 
 
-def write_in_place(target, result):
+def write_in_place(target: Tensor, result: Tensor) -> Tensor:
     """Make ``target`` hold ``result``'s value: the end of every in-place Tensor method.
 
     Recorded (``result`` has a node): ``target`` takes ``result``'s array and node, as PyTorch
@@ -501,11 +527,11 @@ def _seed(method, root, grad, create_graph):
 
 
 def backward(
-    root: "Tensor",
-    grad: "Tensor | np.ndarray | None" = None,
+    root: Tensor,
+    grad: Tensor | np.ndarray | None = None,
     retain_graph: bool | None = None,
     create_graph: bool = False,
-    inputs: "Sequence[Tensor] | None" = None,
+    inputs: Sequence[Tensor] | None = None,
 ) -> None:
     """Accumulate d(root)/d(leaf) into ``.grad`` of every leaf that requires grad (of each of
     ``inputs`` only, when given). ``create_graph``: the gradients are recorded Tensors that
@@ -572,7 +598,7 @@ def backward(
             node.release()
 
 
-def _as_tensor_list(method, what, values):
+def _as_tensor_list(method: str, what: str, values: Tensor | Iterable[Tensor]) -> list[Tensor]:
     values = [values] if isinstance(values, Tensor) else list(values)
     for i, v in enumerate(values):
         if not isinstance(v, Tensor):
@@ -581,13 +607,13 @@ def _as_tensor_list(method, what, values):
 
 
 def grad(
-    outputs: "Tensor | Sequence[Tensor]",
-    inputs: "Tensor | Sequence[Tensor]",
-    grad_outputs: "Tensor | np.ndarray | Sequence[Tensor | None] | None" = None,
+    outputs: Tensor | Sequence[Tensor],
+    inputs: Tensor | Sequence[Tensor],
+    grad_outputs: Tensor | np.ndarray | Sequence[Tensor | np.ndarray | None] | None = None,
     retain_graph: bool | None = None,
     create_graph: bool = False,
     allow_unused: bool = False,
-) -> "tuple[Tensor | None, ...]":
+) -> tuple[Tensor | None, ...]:
     """The gradients of ``outputs`` with respect to ``inputs``, as ``torch.autograd.grad``: a
     tuple of Tensors, one per input, accumulated into no ``.grad``.
 
@@ -622,7 +648,7 @@ def grad(
         retain_graph = create_graph
     seeds = [_seed("grad", out, g, create_graph) for out, g in zip(outputs, grad_outputs)]
     captured = _walk(outputs, seeds, retain_graph, create_graph, inputs, accumulate=False)
-    results = []
+    results: list[Tensor | None] = []
     for i, x in enumerate(inputs):
         g = captured.get(id(x))
         if g is None:
@@ -773,7 +799,7 @@ def _parent_gradient(node, parent, ig, create_graph):
 
 
 # ----------------------------------------------------------------------------- create_graph
-def input_tensors(node):
+def input_tensors(node: Node) -> tuple[Tensor | None, ...]:
     """The Tensors ``node``'s op was applied to: the recorded ones where they need a gradient,
     the others (Tensors, numbers) as constants in the dtype the op computed in."""
     return tuple(
@@ -823,7 +849,9 @@ class _TensorHooks:
         self.ref, self.hooks, self.retains_grad, self.next_key = ref, {}, False, 0
 
 
-_hooks = {}  # id(tensor) -> _TensorHooks; empty unless a hook or retain_grad is registered
+_hooks: dict[
+    int, _TensorHooks
+] = {}  # id(tensor) -> _TensorHooks; empty unless a hook or retain_grad is registered
 
 
 def _hooks_of(tensor):
@@ -846,7 +874,7 @@ def _drop_if_empty(tensor):
         del _hooks[id(tensor)]
 
 
-def _remove_hook(tensor_ref: "weakref.ref[Tensor]", key: int) -> None:
+def _remove_hook(tensor_ref: weakref.ref[Tensor], key: int) -> None:
     tensor = tensor_ref()
     entry = _hooks.get(id(tensor)) if tensor is not None else None
     if entry is not None and entry.ref() is tensor:
@@ -854,7 +882,7 @@ def _remove_hook(tensor_ref: "weakref.ref[Tensor]", key: int) -> None:
         _drop_if_empty(tensor)
 
 
-def register_hook(tensor: "Tensor", hook: "Callable[[Tensor], Tensor | None]") -> RemovableHandle:
+def register_hook(tensor: Tensor, hook: Callable[[Tensor], Tensor | None]) -> RemovableHandle:
     """Call ``hook(grad)`` whenever ``tensor``'s gradient is computed; a Tensor it returns
     replaces the gradient. Returns a handle whose ``remove()`` unregisters it."""
     if not tensor._requires_grad:
@@ -871,7 +899,7 @@ def register_hook(tensor: "Tensor", hook: "Callable[[Tensor], Tensor | None]") -
     return RemovableHandle(functools.partial(_remove_hook, weakref.ref(tensor), key))
 
 
-def retain_grad(tensor: "Tensor") -> None:
+def retain_grad(tensor: Tensor) -> None:
     """Keep a non-leaf tensor's gradient in ``.grad`` (leaves keep theirs anyway)."""
     if not tensor._requires_grad:
         raise RuntimeError(
@@ -882,7 +910,7 @@ def retain_grad(tensor: "Tensor") -> None:
         _hooks_of(tensor).retains_grad = True
 
 
-def retains_grad(tensor: "Tensor") -> bool:
+def retains_grad(tensor: Tensor) -> bool:
     entry = _hooks.get(id(tensor))
     return entry is not None and entry.ref() is tensor and entry.retains_grad
 
@@ -935,10 +963,21 @@ class FunctionCtx(Node):
     ``needs_input_grad``, ``mark_non_differentiable``, ``set_materialize_grads``, and any
     attribute forward sets."""
 
-    def __init__(self, op, needs_input_grad, inputs, dtype, args):
+    def __init__(
+        self,
+        op: type[Op],
+        needs_input_grad: tuple[bool, ...],
+        inputs: tuple[Tensor | None, ...],
+        dtype: np.dtype | None,
+        args: tuple[Any, ...],
+    ) -> None:
         super().__init__(op, needs_input_grad, inputs, dtype, args, {})
-        self.non_differentiable = ()
+        self.non_differentiable: tuple[Any, ...] = ()
         self.materialize_grads = True
+        # Set by Function.apply once forward has returned:
+        self.output_count: int
+        self.differentiable_index: int
+        self.output_shapes: tuple[tuple[int, ...], ...]
 
     def mark_non_differentiable(self, *tensors: Any) -> None:
         self.non_differentiable += tensors
@@ -1027,16 +1066,18 @@ class Function:
     when to write a Function and when a kernel op.
     """
 
-    def __init_subclass__(cls, **kwargs):
+    _op: type[_FunctionOp]  # the engine's op for this subclass, made by __init_subclass__
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._op = type(f"{cls.__name__}Op", (_FunctionOp,), {"name": cls.__name__, "function": cls})
 
     @staticmethod
-    def forward(ctx, *args):
+    def forward(ctx: Any, *args: Any) -> Any:
         raise NotImplementedError("a Function subclass defines forward(ctx, *args)")
 
     @staticmethod
-    def backward(ctx, *grads):
+    def backward(ctx: Any, *grads: Any) -> Any:
         raise NotImplementedError("a Function subclass defines backward(ctx, *grads)")
 
     @classmethod

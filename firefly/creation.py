@@ -7,14 +7,13 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
 from firefly import devices, random
 from firefly.dtypes import DEFAULT_FLOAT, is_float_dtype, tensor_dtype
-from firefly.tensor import Tensor, _dims, as_array
+from firefly.tensor import ShapeArg, Tensor, _dims, as_array
 
 __all__ = [
     "tensor",
@@ -39,13 +38,10 @@ __all__ = [
     "as_tensor",
 ]
 
-# What ``device=`` accepts: a device, a string naming one ("cpu"), or None for the CPU.
-_Device = str | devices.device | None
-# A shape given as ``f(2, 3)`` or ``f((2, 3))``.
-_Size = int | Sequence[int]
 
-
-def _made(array: ArrayLike, requires_grad: bool, name: str, device: _Device = None) -> Tensor:
+def _made(
+    array: ArrayLike, requires_grad: bool, name: str, device: devices.DeviceLike = None
+) -> Tensor:
     devices.as_device(name, device)
     t = Tensor._wrap(np.asarray(array, order="C"))
     if requires_grad:
@@ -62,7 +58,7 @@ def _dtype_or_default_float(name: str, dtype: DTypeLike | None) -> np.dtype:
     return DEFAULT_FLOAT if dtype is None else tensor_dtype(name, dtype)
 
 
-def _shape(name: str, size: tuple[_Size, ...]) -> tuple[int, ...]:
+def _shape(name: str, size: tuple[ShapeArg, ...]) -> tuple[int, ...]:
     shape = _dims(name, size)
     if any(d < 0 for d in shape):
         raise ValueError(f"{name}: sizes must be non-negative, got {shape}")
@@ -72,7 +68,7 @@ def _shape(name: str, size: tuple[_Size, ...]) -> tuple[int, ...]:
 def tensor(
     data: ArrayLike | Tensor,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     """A new tensor copied from ``data``, with ``torch.tensor``'s dtype rules: Python floats make
@@ -104,9 +100,9 @@ def _python_dtype(data: ArrayLike) -> DTypeLike:
 
 
 def zeros(
-    *size: _Size,
+    *size: ShapeArg,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     array = np.zeros(_shape("zeros", size), _dtype_or_default_float("zeros", dtype))
@@ -114,9 +110,9 @@ def zeros(
 
 
 def ones(
-    *size: _Size,
+    *size: ShapeArg,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     array = np.ones(_shape("ones", size), _dtype_or_default_float("ones", dtype))
@@ -124,9 +120,9 @@ def ones(
 
 
 def empty(
-    *size: _Size,
+    *size: ShapeArg,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     array = np.empty(_shape("empty", size), _dtype_or_default_float("empty", dtype))
@@ -134,10 +130,10 @@ def empty(
 
 
 def full(
-    size: _Size,
+    size: ShapeArg,
     fill_value: float,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     """``size`` filled with ``fill_value``; the dtype follows the value as in PyTorch (a bool
@@ -157,7 +153,7 @@ def arange(
     end: float | None = None,
     step: float = 1,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     """``arange(end)`` or ``arange(start, end, step)``: int64 when every argument is an int,
@@ -185,7 +181,7 @@ def linspace(
     end: float,
     steps: int,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     if not isinstance(steps, numbers.Integral) or steps < 0:
@@ -200,7 +196,7 @@ def eye(
     n: int,
     m: int | None = None,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     return _made(
@@ -209,10 +205,10 @@ def eye(
 
 
 def rand(
-    *size: _Size,
+    *size: ShapeArg,
     generator: random.Generator | None = None,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     """Uniform on [0, 1), from ``generator`` (a ``firefly.Generator``) or firefly's default."""
@@ -222,10 +218,10 @@ def rand(
 
 
 def randn(
-    *size: _Size,
+    *size: ShapeArg,
     generator: random.Generator | None = None,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     """Standard normal, from ``generator`` (a ``firefly.Generator``) or firefly's default."""
@@ -236,12 +232,12 @@ def randn(
 
 def randint(
     low: int,
-    high: int | _Size | None = None,  # the size, in the form randint(high, size)
-    size: _Size | None = None,
+    high: int | ShapeArg | None = None,  # the size, in the form randint(high, size)
+    size: ShapeArg | None = None,
     *,
     generator: random.Generator | None = None,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     """``randint(high, size)`` or ``randint(low, high, size)``: int64 in [low, high)."""
@@ -266,7 +262,7 @@ def randperm(
     *,
     generator: random.Generator | None = None,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     """A random permutation of 0 .. n - 1 (int64), from ``generator`` or firefly's default."""
@@ -287,7 +283,7 @@ def _like(
 def zeros_like(
     input: Tensor | ArrayLike,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     shape, dtype = _like("zeros_like", input, dtype)
@@ -297,7 +293,7 @@ def zeros_like(
 def ones_like(
     input: Tensor | ArrayLike,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     shape, dtype = _like("ones_like", input, dtype)
@@ -307,7 +303,7 @@ def ones_like(
 def empty_like(
     input: Tensor | ArrayLike,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     shape, dtype = _like("empty_like", input, dtype)
@@ -318,7 +314,7 @@ def full_like(
     input: Tensor | ArrayLike,
     fill_value: float,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     shape, dtype = _like("full_like", input, dtype)
@@ -328,7 +324,7 @@ def full_like(
 def rand_like(
     input: Tensor | ArrayLike,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     shape, dtype = _like("rand_like", input, dtype)
@@ -338,7 +334,7 @@ def rand_like(
 def randn_like(
     input: Tensor | ArrayLike,
     dtype: DTypeLike | None = None,
-    device: _Device = None,
+    device: devices.DeviceLike = None,
     requires_grad: bool = False,
 ) -> Tensor:
     shape, dtype = _like("randn_like", input, dtype)
@@ -360,7 +356,7 @@ def from_numpy(array: np.ndarray) -> Tensor:
 
 
 def as_tensor(
-    data: ArrayLike | Tensor, dtype: DTypeLike | None = None, device: _Device = None
+    data: ArrayLike | Tensor, dtype: DTypeLike | None = None, device: devices.DeviceLike = None
 ) -> Tensor:
     """``data`` as a tensor, sharing memory where it can: a Tensor of the right dtype is returned
     as is; an ndarray keeps its dtype (integers too); anything else follows ``Tensor``."""

@@ -8,6 +8,8 @@ with ``default_collate`` (torch's rules: Tensors and arrays are stacked, Python 
 a Tensor, tuples/lists are collated field by field into a list, dicts key by key).
 """
 
+from __future__ import annotations
+
 import bisect
 import collections.abc
 import itertools
@@ -17,8 +19,11 @@ import numbers
 import operator
 import warnings
 import weakref
+from collections.abc import Iterable, Iterator, Sequence, Sized
+from typing import Any, NoReturn, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from firefly import data_workers, random
 from firefly.data_workers import WorkerInfo as WorkerInfo
@@ -27,13 +32,13 @@ from firefly.tensor import Tensor
 from firefly.validation import as_int
 
 
-def _as_tensor(array):
+def _as_tensor(array: np.ndarray) -> Tensor:
     """A Tensor over ``array``: floats follow the Tensor rules (float32/float64 kept), integer
     and bool arrays keep their dtype (class labels and masks stay what they are)."""
     return Tensor(array, dtype=array.dtype if array.dtype.kind in "iub" else None)
 
 
-def _numeric_array(owner, value, what):
+def _numeric_array(owner: str, value: object, what: str) -> np.ndarray:
     array = value._data if isinstance(value, Tensor) else np.asarray(value)
     if array.dtype.kind not in "fiub":
         raise TypeError(f"{owner}: {what} must hold numbers, got dtype {array.dtype}")
@@ -45,13 +50,13 @@ class Dataset:
     """Base class of map-style datasets, as ``torch.utils.data.Dataset``: subclasses define
     ``__getitem__(index)`` and ``__len__()``. Any object with both works as a dataset too."""
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} must define __getitem__")
 
-    def __len__(self):
+    def __len__(self) -> int:
         raise NotImplementedError(f"{type(self).__name__} must define __len__")
 
-    def __add__(self, other):
+    def __add__(self, other: Dataset) -> Dataset:
         return ConcatDataset([self, other])
 
 
@@ -59,27 +64,27 @@ class IterableDataset(Dataset):
     """Base class of iterable-style datasets, as ``torch.utils.data.IterableDataset``: subclasses
     define ``__iter__``; the DataLoader batches what it yields, in order (no sampler)."""
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         raise NotImplementedError(f"{type(self).__name__} must define __iter__")
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Any) -> NoReturn:
         raise TypeError(f"{type(self).__name__} is an IterableDataset: it is iterated, not indexed")
 
-    def __len__(self):
+    def __len__(self) -> int:
         # A TypeError (not NotImplementedError): len() and list() read it as "no length".
         raise TypeError(f"{type(self).__name__} is an IterableDataset without __len__")
 
-    def __add__(self, other):
+    def __add__(self, other: Dataset) -> Dataset:
         return ChainDataset([self, other])
 
 
 class ChainDataset(IterableDataset):
     """``ChainDataset(datasets)``: iterable datasets one after another, as torch's."""
 
-    def __init__(self, datasets):
+    def __init__(self, datasets: Iterable[Dataset]) -> None:
         self.datasets = datasets
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         for i, d in enumerate(self.datasets):
             if not isinstance(d, IterableDataset):
                 raise TypeError(
@@ -88,11 +93,11 @@ class ChainDataset(IterableDataset):
                 )
             yield from d
 
-    def __len__(self):
+    def __len__(self) -> int:
         return sum(len(d) for d in self.datasets)
 
 
-def _index_list(owner, indices):
+def _index_list(owner: str, indices: object) -> list[int]:
     """``indices`` (a sequence, array or integer Tensor of ints) as a list of Python ints."""
     if isinstance(indices, Tensor):
         indices = indices._data
@@ -108,19 +113,19 @@ def _index_list(owner, indices):
 class Subset(Dataset):
     """``Subset(dataset, indices)``: the items of ``dataset`` at ``indices``, in that order."""
 
-    def __init__(self, dataset, indices):
+    def __init__(self, dataset: Any, indices: Sequence[int]) -> None:
         self.dataset = dataset
         self.indices = indices
 
-    def __getitem__(self, idx):
+    def __getitem__(self, idx: int | list[int]) -> Any:
         if isinstance(idx, list):
             return self.dataset[[self.indices[i] for i in idx]]
         return self.dataset[self.indices[idx]]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.indices)
 
-    def _batch(self, positions):
+    def _batch(self, positions: np.ndarray) -> list[Tensor] | None:
         """A TensorDataset's fast batch, through the subset's indices."""
         inner = getattr(self.dataset, "_batch", None)
         if inner is None:
@@ -132,7 +137,7 @@ class ConcatDataset(Dataset):
     """``ConcatDataset(datasets)``: the datasets one after another; ``cumulative_sizes`` holds
     the running totals."""
 
-    def __init__(self, datasets):
+    def __init__(self, datasets: Iterable[Any]) -> None:
         self.datasets = list(datasets)
         if not self.datasets:
             raise ValueError("ConcatDataset: datasets should not be an empty iterable")
@@ -144,10 +149,10 @@ class ConcatDataset(Dataset):
                 )
         self.cumulative_sizes = list(itertools.accumulate(len(d) for d in self.datasets))
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.cumulative_sizes[-1]
 
-    def __getitem__(self, idx):
+    def __getitem__(self, idx: int) -> Any:
         idx = operator.index(idx)
         if idx < 0:
             if -idx > len(self):
@@ -162,7 +167,9 @@ class ConcatDataset(Dataset):
         return self.datasets[which][idx - start]
 
 
-def random_split(dataset, lengths, generator=None):
+def random_split(
+    dataset: Any, lengths: Sequence[float], generator: random.Generator | None = None
+) -> list[Subset]:
     """Split ``dataset`` into non-overlapping ``Subset``s of the given ``lengths`` (ints that sum
     to ``len(dataset)``, or fractions that sum to 1, the remainder going one by one to the
     first splits), in a random order drawn from ``generator`` (firefly's default when None), as
@@ -224,7 +231,7 @@ class TensorDataset(Dataset):
     """``TensorDataset(*tensors)``: item ``i`` is the tuple of row ``i`` of each tensor (Tensors
     or arrays sharing their first dimension), each row a Tensor."""
 
-    def __init__(self, *tensors):
+    def __init__(self, *tensors: Tensor | ArrayLike) -> None:
         if not tensors:
             raise ValueError("TensorDataset: give at least one tensor, e.g. TensorDataset(X, y)")
         arrays = []
@@ -245,13 +252,13 @@ class TensorDataset(Dataset):
         self.arrays = arrays
         self.tensors = tuple(_as_tensor(a) for a in arrays)
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.arrays[0])
 
-    def __getitem__(self, index):
+    def __getitem__(self, index: Any) -> tuple[Tensor, ...]:
         return tuple(_as_tensor(np.asarray(a[index])) for a in self.arrays)
 
-    def _batch(self, indices):
+    def _batch(self, indices: np.ndarray) -> list[Tensor]:
         """The default-collated batch of ``indices``, in one fancy-indexing pass per tensor."""
         return [_as_tensor(a[indices]) for a in self.arrays]
 
@@ -260,23 +267,23 @@ class TensorDataset(Dataset):
 class Sampler:
     """Base class of samplers: an iterable of dataset indices with a ``__len__``."""
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         raise NotImplementedError
 
-    def __len__(self):
+    def __len__(self) -> int:
         raise NotImplementedError
 
 
 class SequentialSampler(Sampler):
     """Indices 0, 1, ..., len(data_source) - 1."""
 
-    def __init__(self, data_source):
+    def __init__(self, data_source: Sized) -> None:
         self.data_source = data_source
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         return iter(range(len(self.data_source)))
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.data_source)
 
 
@@ -289,8 +296,14 @@ class RandomSampler(Sampler):
     its own seeded with it."""
 
     def __init__(
-        self, data_source, replacement=False, num_samples=None, generator=None, *, seed=None
-    ):
+        self,
+        data_source: Sized,
+        replacement: bool = False,
+        num_samples: int | None = None,
+        generator: random.Generator | None = None,
+        *,
+        seed: int | None = None,
+    ) -> None:
         self.data_source = data_source
         if not isinstance(replacement, bool):
             raise TypeError(
@@ -309,10 +322,10 @@ class RandomSampler(Sampler):
             )
 
     @property
-    def num_samples(self):
+    def num_samples(self) -> int:
         return len(self.data_source) if self._num_samples is None else self._num_samples
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         rng = random.generator(self.generator)
         n = len(self.data_source)
         if self.replacement:
@@ -321,7 +334,7 @@ class RandomSampler(Sampler):
         order = np.concatenate(passes) if passes else np.zeros(0, np.int64)
         return iter(order[: self.num_samples].tolist())
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.num_samples
 
 
@@ -329,15 +342,15 @@ class SubsetRandomSampler(Sampler):
     """``SubsetRandomSampler(indices, generator=None)``: ``indices`` in a new random order each
     pass."""
 
-    def __init__(self, indices, generator=None):
+    def __init__(self, indices: Sequence[int], generator: random.Generator | None = None) -> None:
         self.indices = indices
         self.generator = random.checked("SubsetRandomSampler", generator)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         order = random.generator(self.generator).permutation(len(self.indices))
         return iter([self.indices[i] for i in order.tolist()])
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.indices)
 
 
@@ -345,7 +358,13 @@ class WeightedRandomSampler(Sampler):
     """``WeightedRandomSampler(weights, num_samples, replacement=True, generator=None)``:
     ``num_samples`` indices drawn with probability proportional to ``weights``."""
 
-    def __init__(self, weights, num_samples, replacement=True, generator=None):
+    def __init__(
+        self,
+        weights: Tensor | ArrayLike,
+        num_samples: int,
+        replacement: bool = True,
+        generator: random.Generator | None = None,
+    ) -> None:
         self.num_samples = as_int("WeightedRandomSampler", "num_samples", num_samples, 1)
         if not isinstance(replacement, bool):
             raise TypeError(
@@ -370,13 +389,13 @@ class WeightedRandomSampler(Sampler):
         self.replacement = replacement
         self.generator = random.checked("WeightedRandomSampler", generator)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         p = self.weights._data / self.weights._data.sum()
         rng = random.generator(self.generator)
         draws = rng.choice(len(p), size=self.num_samples, replace=self.replacement, p=p)
         return iter(draws.tolist())
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.num_samples
 
 
@@ -384,13 +403,13 @@ class BatchSampler(Sampler):
     """``BatchSampler(sampler, batch_size, drop_last)``: lists of ``batch_size`` indices from
     ``sampler`` (the last shorter unless ``drop_last``)."""
 
-    def __init__(self, sampler, batch_size, drop_last):
+    def __init__(self, sampler: Sampler | Sequence[int], batch_size: int, drop_last: bool) -> None:
         self.batch_size = as_int("BatchSampler", "batch_size", batch_size, 1)
         if not isinstance(drop_last, bool):
             raise TypeError(f"BatchSampler: drop_last should be a boolean value, got {drop_last!r}")
         self.sampler, self.drop_last = sampler, drop_last
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[list[int]]:
         batch = []
         for index in self.sampler:
             batch.append(index)
@@ -400,7 +419,7 @@ class BatchSampler(Sampler):
         if batch and not self.drop_last:
             yield batch
 
-    def __len__(self):
+    def __len__(self) -> int:
         if self.drop_last:
             return len(self.sampler) // self.batch_size
         return -(-len(self.sampler) // self.batch_size)
@@ -420,8 +439,14 @@ class DistributedSampler(Sampler):
     """
 
     def __init__(
-        self, dataset, num_replicas=None, rank=None, shuffle=True, seed=0, drop_last=False
-    ):
+        self,
+        dataset: Sized,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
         if num_replicas is None or rank is None:
             from firefly import distributed  # imported late: only this path needs it
 
@@ -444,10 +469,10 @@ class DistributedSampler(Sampler):
             self.num_samples = math.ceil(length / self.num_replicas)
         self.total_size = self.num_samples * self.num_replicas
 
-    def set_epoch(self, epoch):
+    def set_epoch(self, epoch: int) -> None:
         self.epoch = as_int("DistributedSampler.set_epoch", "epoch", epoch, 0)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[int]:
         length = len(self.dataset)
         if self.shuffle:
             indices = np.random.default_rng((self.seed, self.epoch)).permutation(length)
@@ -458,12 +483,12 @@ class DistributedSampler(Sampler):
         indices = indices[self.rank : self.total_size : self.num_replicas]
         return iter(indices.tolist())
 
-    def __len__(self):
+    def __len__(self) -> int:
         return self.num_samples
 
 
 # ----------------------------------------------------------------------------- collate
-def default_collate(batch):
+def default_collate(batch: Sequence[Any]) -> Any:
     """Merge a list of samples into a batch, as ``torch.utils.data.default_collate``: Tensors and
     arrays are stacked into one Tensor (integer and bool dtypes kept); Python floats become a
     float64 Tensor, ints int64, bools bool; strings stay a list; dicts are collated key by key,
@@ -584,7 +609,7 @@ _DEFAULTS = {
 _UNSET = object()
 
 
-def default_convert(data):
+def default_convert(data: Any) -> Any:
     """What an un-batched DataLoader (``batch_size=None``) yields: arrays become Tensors
     (integer and bool dtypes kept), containers are converted item by item, the rest is kept."""
     if isinstance(data, np.ndarray) and data.dtype.kind in "fiub":
@@ -633,19 +658,19 @@ class DataLoader:
 
     def __init__(
         self,
-        dataset,
-        *args,
-        prefetch_factor=None,
-        persistent_workers=False,
-        pin_memory_device="",
-        in_order=True,
-        seed=None,
-        **kwargs,
-    ):
+        dataset: Any,
+        *args: Any,
+        prefetch_factor: int | None = None,
+        persistent_workers: bool = False,
+        pin_memory_device: str = "",
+        in_order: bool = True,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
         unknown = sorted(set(kwargs) - set(_POSITIONAL))
         if unknown:
             raise TypeError(f"DataLoader: got an unexpected keyword argument {unknown[0]!r}")
-        options = dict.fromkeys(_POSITIONAL, _UNSET)
+        options: dict[str, Any] = dict.fromkeys(_POSITIONAL, _UNSET)
         options.update(kwargs)
         arrays = (np.ndarray, np.generic, Tensor)
         if isinstance(dataset, arrays) and args and all(isinstance(a, arrays) for a in args):
@@ -675,11 +700,11 @@ class DataLoader:
             )
         self.dataset = dataset
         self.num_workers = as_int("DataLoader", "num_workers", options["num_workers"], 0)
-        if not isinstance(options["timeout"], numbers.Real) or options["timeout"] < 0:
+        self.timeout: float = options["timeout"]
+        if not isinstance(self.timeout, numbers.Real) or self.timeout < 0:
             raise ValueError(
-                f"DataLoader: timeout option should be non-negative, got {options['timeout']!r}"
+                f"DataLoader: timeout option should be non-negative, got {self.timeout!r}"
             )
-        self.timeout = options["timeout"]
         self.pin_memory = bool(options["pin_memory"])
         self.worker_init_fn = options["worker_init_fn"]
         if self.worker_init_fn is not None and not callable(self.worker_init_fn):
@@ -703,7 +728,8 @@ class DataLoader:
         if persistent_workers and not self.num_workers:
             raise ValueError("DataLoader: persistent_workers option needs num_workers > 0")
         self.prefetch_factor, self.persistent_workers = prefetch_factor, bool(persistent_workers)
-        self._workers = None  # the pool of persistent workers, started by the first iter()
+        # The pool of persistent workers, started by the first iter():
+        self._workers: data_workers.WorkerPool | None = None
         self.pin_memory_device, self.in_order = pin_memory_device, in_order
         self.generator = random.checked("DataLoader", options["generator"])
         self.collate_fn = options["collate_fn"]
@@ -712,7 +738,9 @@ class DataLoader:
                 f"DataLoader: collate_fn must be callable, got {type(self.collate_fn).__name__}"
             )
         batch_size, drop_last = options["batch_size"], options["drop_last"]
-        sampler, batch_sampler = options["sampler"], options["batch_sampler"]
+        # Any iterables with a length (_check_sampler), or None:
+        sampler: Any = options["sampler"]
+        batch_sampler: Any = options["batch_sampler"]
         shuffle = options["shuffle"]
         if shuffle not in (None, True, False):
             raise TypeError(f"DataLoader: shuffle must be a bool, got {shuffle!r}")
@@ -767,16 +795,16 @@ class DataLoader:
         self._batch_size, self.drop_last = batch_size, bool(drop_last)
 
     @property
-    def batch_size(self):
+    def batch_size(self) -> int | None:
         return self._batch_size
 
     @batch_size.setter
-    def batch_size(self, value):
+    def batch_size(self, value: int) -> None:
         self._batch_size = as_int("DataLoader", "batch_size", value, 1)
         if isinstance(self.batch_sampler, BatchSampler):
             self.batch_sampler.batch_size = self._batch_size
 
-    def __len__(self):
+    def __len__(self) -> int:
         if isinstance(self.dataset, IterableDataset):
             length = len(self.dataset)  # a TypeError unless the dataset defines __len__
             if self._batch_size is None:
@@ -788,7 +816,7 @@ class DataLoader:
             return len(self.sampler)
         return len(self.batch_sampler)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Any]:
         # The base seed of the workers is drawn first, whether or not there are workers (as
         # torch does), so the sampler's draws, and the batches, are the same for any
         # num_workers.
@@ -814,7 +842,12 @@ class DataLoader:
         else:
             pool, owns_pool = self._start_workers(fetcher, base_seed), True
         return data_workers.WorkerIterator(
-            pool, tasks, self.prefetch_factor, self.timeout, self.in_order, owns_pool
+            pool,
+            tasks,
+            cast(int, self.prefetch_factor),  # an int whenever num_workers > 0
+            self.timeout,
+            self.in_order,
+            owns_pool,
         )
 
     def _start_workers(self, fetcher, base_seed):

@@ -148,3 +148,5 @@ def refuse_cuda(owner: str, device: object = None) -> None:
 
 
 CPU = device("cpu")  # the device every firefly tensor is on
+# What ``device=`` accepts: a device, a string naming one ("cpu"), or None for the CPU.
+DeviceLike = str | device | None

@@ -12,6 +12,8 @@ sits in one contiguous array, so averaging across ranks is one in-place ``Allred
 buffer, run by a step pre-hook just before the optimizer updates the parameters.
 """
 
+from __future__ import annotations
+
 import contextlib
 import os
 import stat
@@ -21,13 +23,18 @@ import threading
 import time
 import traceback
 import weakref
+from collections.abc import Iterable, Iterator
+from os import PathLike
+from types import TracebackType
+from typing import Any, TypeVar
 
 import numpy as np
 
 from firefly import autograd
 from firefly.install import install_hint
 from firefly.nn.module import Module
-from firefly.optim.optimizer import register_optimizer_step_pre_hook
+from firefly.nn.parameter import Parameter
+from firefly.optim.optimizer import FusedOptimizer, register_optimizer_step_pre_hook
 from firefly.serialization import save as _save
 from firefly.tensor import Tensor
 
@@ -38,12 +45,14 @@ _REDUCE_OPS = ("sum", "mean", "max", "min")
 # s; how long a failing rank waits for the launcher to read its traceback before aborting
 _DRAIN_TIMEOUT = 5.0
 
-_MPI = None  # the mpi4py.MPI module, once init() ran
-_comm = None  # MPI.COMM_WORLD, once init() ran
+_MPI: Any = None  # the mpi4py.MPI module, once init() ran
+_comm: Any = None  # MPI.COMM_WORLD, once init() ran
+# What the collectives work on in place, and give back: a Tensor or an ndarray.
+Buffer = TypeVar("Buffer", Tensor, np.ndarray)
 
 
 # ----------------------------------------------------------------------------- setup
-def _launched_by_mpi():
+def _launched_by_mpi() -> bool:
     """Whether an MPI launcher started this process as one of several ranks."""
     for name in _LAUNCHER_SIZE_VARIABLES:
         try:
@@ -54,7 +63,7 @@ def _launched_by_mpi():
     return False
 
 
-def init():
+def init() -> None:
     """Start MPI (once; later calls do nothing). Under ``mpiexec`` the collectives then span
     every rank, and an uncaught exception on any rank aborts the whole job (see
     ``abort_on_exception``). Raises ImportError naming ``pip install "firefly-dl[distributed]"``
@@ -74,38 +83,38 @@ def init():
         abort_on_exception()
 
 
-def is_initialized():
+def is_initialized() -> bool:
     """Whether ``init()`` has run in this process."""
     return _comm is not None
 
 
-def _communicator():
+def _communicator() -> Any:
     """COMM_WORLD, starting MPI first when launched by ``mpiexec``; None for a lone process."""
     if _comm is None and _launched_by_mpi():
         init()
     return _comm
 
 
-def rank():
+def rank() -> int:
     """This process's rank, 0 to ``world_size() - 1``; 0 without ``mpiexec``."""
     comm = _communicator()
     return 0 if comm is None else comm.Get_rank()
 
 
-def world_size():
+def world_size() -> int:
     """The number of ranks; 1 without ``mpiexec``."""
     comm = _communicator()
     return 1 if comm is None else comm.Get_size()
 
 
-def barrier():
+def barrier() -> None:
     """Wait until every rank gets here."""
     comm = _communicator()
     if comm is not None:
         comm.Barrier()
 
 
-def _launcher_rank():
+def _launcher_rank() -> str:
     """This rank's number as the MPI launcher set it, read before MPI starts; "?" if unknown."""
     for name in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"):
         if name in os.environ:
@@ -148,7 +157,7 @@ def _wait_until_launcher_reads(streams, timeout: float = _DRAIN_TIMEOUT) -> None
         time.sleep(0.002)
 
 
-def abort_on_exception():
+def abort_on_exception() -> None:
     """Make an uncaught exception on this rank (in any thread) print its traceback once,
     prefixed with the rank, and then abort every rank (``MPI.COMM_WORLD.Abort(1)``), so that
     no rank is left waiting forever in a collective. The traceback reaches the launcher before
@@ -160,7 +169,9 @@ def abort_on_exception():
     if getattr(sys.excepthook, "_firefly_aborts", False):
         return
 
-    def abort(kind, value, tb):
+    def abort(
+        kind: type[BaseException], value: BaseException | None, tb: TracebackType | None
+    ) -> None:
         rank, size = (
             (_comm.Get_rank(), _comm.Get_size()) if _comm is not None else (_launcher_rank(), "?")
         )
@@ -174,16 +185,16 @@ def abort_on_exception():
         _comm.Abort(1)
         os._exit(1)  # Abort returned (the launcher is gone): end this rank, skipping MPI_Finalize
 
-    def abort_from_thread(args):
+    def abort_from_thread(args: threading.ExceptHookArgs) -> None:
         abort(args.exc_type, args.exc_value, args.exc_traceback)
 
-    abort._firefly_aborts = True
+    abort._firefly_aborts = True  # type: ignore[attr-defined]  # the marker checked above
     sys.excepthook = abort
     threading.excepthook = abort_from_thread
 
 
 # ----------------------------------------------------------------------------- collectives
-def _buffer(name, x):
+def _buffer(name: str, x: object) -> np.ndarray:
     """The ndarray behind ``x`` (a Tensor or an ndarray), checked for in-place MPI use."""
     array = x._data if isinstance(x, Tensor) else x
     if not isinstance(array, np.ndarray):
@@ -200,7 +211,7 @@ def _buffer(name, x):
     return array
 
 
-def all_reduce(x, op="sum"):
+def all_reduce(x: Buffer, op: str = "sum") -> Buffer:
     """Combine ``x`` (a Tensor or an ndarray, the same shape and dtype on every rank) across
     ranks in place with ``op``: "sum", "mean", "max" or "min"; returns ``x``. "mean" needs
     floats. As ``torch.distributed.all_reduce``, and with one rank it leaves ``x`` as it is."""
@@ -223,7 +234,7 @@ def all_reduce(x, op="sum"):
     return x
 
 
-def broadcast(x, root=0):
+def broadcast(x: Buffer, root: int = 0) -> Buffer:
     """Overwrite ``x`` (a Tensor or an ndarray) on every rank with rank ``root``'s; returns
     ``x``."""
     array = _buffer("broadcast", x)
@@ -238,7 +249,7 @@ def broadcast(x, root=0):
     return x
 
 
-def all_gather(x):
+def all_gather(x: Tensor | np.ndarray) -> list[Tensor] | list[np.ndarray]:
     """A list of every rank's ``x`` (Tensors or ndarrays, as given), in rank order. ``x`` must
     have the same shape and dtype on every rank."""
     array = _buffer("all_gather", x)
@@ -307,7 +318,9 @@ def _broadcast_arrays(comm, arrays, root=0):
             offset += array.size
 
 
-def broadcast_parameters(params, root=0):
+def broadcast_parameters(
+    params: Module | Iterable[Parameter | Tensor | np.ndarray], root: int = 0
+) -> None:
     """Give every rank rank ``root``'s values of ``params``: a Module (its parameters and
     buffers) or an iterable of Parameters, Tensors or arrays (Horovod's
     ``broadcast_parameters``). Shapes and dtypes are checked first, on every rank."""
@@ -385,7 +398,8 @@ def _average_buffers(buffers, comm, bucket_bytes=None):
                 comm.Allreduce(_MPI.IN_PLACE, flat[start : start + step], op=_MPI.SUM)
 
 
-_averagers = weakref.WeakKeyDictionary()  # optimizer -> its _GradientAverager
+# optimizer -> its _GradientAverager
+_averagers: weakref.WeakKeyDictionary[Any, _GradientAverager] = weakref.WeakKeyDictionary()
 
 
 def _check_optimizer(owner, optimizer):
@@ -433,7 +447,7 @@ def _average_parameter_grads(comm, params):
 
 
 # ----------------------------------------------------------------------------- DDP
-_live_ddp_models = weakref.WeakSet()
+_live_ddp_models: weakref.WeakSet[DistributedDataParallel] = weakref.WeakSet()
 _auto_attach_handle = None
 
 
@@ -477,7 +491,19 @@ class DistributedDataParallel(Module):
     with ``module.``, as in PyTorch; ``ddp.module`` is the wrapped model.
     """
 
-    def __init__(self, module, optimizer=None, bucket_cap_mb=None):
+    _comm: Any  # COMM_WORLD, or None for a lone process
+    _bucket_bytes: int | None
+    require_sync: bool
+    _averagers: list[_GradientAverager]
+    _manual_averages: int
+    _snapshot: list[np.ndarray] | None
+
+    def __init__(
+        self,
+        module: Module,
+        optimizer: FusedOptimizer | None = None,
+        bucket_cap_mb: float | None = None,
+    ) -> None:
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(
@@ -514,7 +540,7 @@ class DistributedDataParallel(Module):
             _live_ddp_models.add(self)
             _attach_on_first_step()
 
-    def attach(self, optimizer):
+    def attach(self, optimizer: FusedOptimizer) -> DistributedDataParallel:
         """Average gradients across ranks at the start of every ``optimizer.step()``. Attaching
         one optimizer again (or one already wrapped by DistributedOptimizer) adds nothing."""
         _check_optimizer("DistributedDataParallel.attach", optimizer)
@@ -528,7 +554,7 @@ class DistributedDataParallel(Module):
             self._averagers.append(averager)
         return self
 
-    def average_gradients(self):
+    def average_gradients(self) -> None:
         """Average the module's gradients across ranks now: for optimizers without
         ``flat_grads()``, call it between ``backward()`` and ``step()``."""
         if self._comm is not None and self._comm.Get_size() > 1:
@@ -536,7 +562,7 @@ class DistributedDataParallel(Module):
         object.__setattr__(self, "_manual_averages", self._manual_averages + 1)
 
     @contextlib.contextmanager
-    def no_sync(self):
+    def no_sync(self) -> Iterator[None]:
         """Within it, ``step()`` on the attached optimizer does not average gradients."""
         previous = self.require_sync
         object.__setattr__(self, "require_sync", False)
@@ -572,12 +598,12 @@ class DistributedDataParallel(Module):
             )
         object.__setattr__(self, "_snapshot", [a.copy() for a in arrays])
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         if self.training and autograd.is_grad_enabled():
             self._check_synchronised()
         return self.module(*args, **kwargs)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"world_size={1 if self._comm is None else self._comm.Get_size()}"
 
 
@@ -587,7 +613,7 @@ class DistributedOptimizer:
     parameters set to rank 0's values at construction (after checking that every rank has the
     same shapes and dtypes). Every other attribute is the wrapped optimizer's."""
 
-    def __init__(self, optimizer, bucket_cap_mb=None):
+    def __init__(self, optimizer: FusedOptimizer, bucket_cap_mb: float | None = None) -> None:
         object.__setattr__(self, "optimizer", optimizer)
         comm = _communicator()
         _check_optimizer("DistributedOptimizer", optimizer)
@@ -597,26 +623,26 @@ class DistributedOptimizer:
                 averager.bucket_bytes = int(bucket_cap_mb * 2**20)
             broadcast_parameters(optimizer.parameters)
 
-    def step(self, *args, **kwargs):
+    def step(self, *args: Any, **kwargs: Any) -> Any:
         return self.optimizer.step(*args, **kwargs)
 
-    def zero_grad(self, *args, **kwargs):
+    def zero_grad(self, *args: Any, **kwargs: Any) -> Any:
         return self.optimizer.zero_grad(*args, **kwargs)
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         if name == "optimizer":  # not set yet: no recursion through __getattr__
             raise AttributeError(name)
         return getattr(self.optimizer, name)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         setattr(self.optimizer, name, value)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"DistributedOptimizer({self.optimizer!r})"
 
 
 # ----------------------------------------------------------------------------- checkpoints
-def save(state, path, root=0):
+def save(state: Any, path: str | PathLike[str], root: int = 0) -> None:
     """``firefly.save(state, path)`` on rank ``root`` only, then a barrier, so that every rank
     continues once the checkpoint is on disk (any rank can then ``firefly.load`` it, given a
     shared filesystem)."""

@@ -110,7 +110,7 @@ def hvp(
             term = (g * d).sum()
             product = term if product is None else product + term
     if product is None or not product.requires_grad:
-        found = (None,) * len(variables)
+        found: tuple[Tensor | None, ...] = (None,) * len(variables)
     else:
         found = autograd.grad(product, variables, create_graph=create_graph, allow_unused=True)
     out = out if create_graph else out.detach()

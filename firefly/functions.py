@@ -2,16 +2,29 @@
 ``stack``, ``where``, ``maximum``, ``minimum``) and ``firefly.max(x, 1)``-style spellings of
 Tensor methods, which accept anything ``as_tensor`` does as their first argument."""
 
+from __future__ import annotations
+
 import builtins
 import collections
 import math
 import string
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from firefly import autograd, rearrange
 from firefly.creation import as_tensor
-from firefly.tensor import FLOAT_DTYPES, Tensor, _dim_index, _mixed, _op, vector_norm
+from firefly.tensor import (
+    FLOAT_DTYPES,
+    Operand,
+    Tensor,
+    _dim_index,
+    _mixed,
+    _op,
+    vector_norm,
+)
 from firefly.tensor import floor_divide as _floor_divide
 
 __all__ = [
@@ -166,8 +179,14 @@ __all__ = [
     "meshgrid",
 ]
 
+# What cat, stack and the *stack functions join: a list or tuple (of Tensors, or of anything
+# ``Tensor`` converts).
+TensorSequence: TypeAlias = "list[Any] | tuple[Any, ...]"
+# An einsum label: a letter, or ("...", r) for the r-th dim from the right that "..." covers.
+Label: TypeAlias = "str | tuple[str, int]"
 
-def _tensor_list(name, tensors):
+
+def _tensor_list(name: str, tensors: object) -> list[Tensor]:
     if isinstance(tensors, Tensor) or not isinstance(tensors, (list, tuple)):
         raise TypeError(
             f"{name}: expected a list or tuple of tensors, got {type(tensors).__name__}"
@@ -177,11 +196,11 @@ def _tensor_list(name, tensors):
     return [t if isinstance(t, Tensor) else Tensor(t) for t in tensors]
 
 
-def _needs_graph(tensors):
+def _needs_graph(tensors: list[Tensor]) -> bool:
     return builtins.all(t.dtype in FLOAT_DTYPES for t in tensors)
 
 
-def cat(tensors, dim=0):
+def cat(tensors: TensorSequence, dim: int = 0) -> Tensor:
     """Join tensors along an existing dimension ``dim``, differentiably. Bool and integer
     tensors (labels, predictions) join too, recording nothing."""
     tensors = _tensor_list("cat", tensors)
@@ -201,7 +220,7 @@ def cat(tensors, dim=0):
 concat = cat
 
 
-def stack(tensors, dim=0):
+def stack(tensors: TensorSequence, dim: int = 0) -> Tensor:
     """Join same-shaped tensors along a new dimension ``dim``."""
     tensors = _tensor_list("stack", tensors)
     shapes = {t.shape for t in tensors}
@@ -214,7 +233,9 @@ def stack(tensors, dim=0):
     return cat([t.unsqueeze(d) for t in tensors], d)
 
 
-def _join_arrays(name, join, tensors, dim):
+def _join_arrays(
+    name: str, join: Callable[..., np.ndarray], tensors: list[Tensor], dim: int
+) -> Tensor:
     if builtins.any(t.requires_grad for t in tensors) and autograd.is_grad_enabled():
         raise TypeError(
             f"{name}: cannot join tensors that require grad with bool or integer ones; "
@@ -229,7 +250,11 @@ def _join_arrays(name, join, tensors, dim):
         ) from None
 
 
-def where(condition, input=None, other=None):
+def where(
+    condition: Tensor | np.ndarray,
+    input: Operand | None = None,
+    other: Operand | None = None,
+) -> Tensor | tuple[Tensor, ...]:
     """``input`` where ``condition`` holds, else ``other`` (all broadcast together).
     Differentiable in ``input`` and ``other``; ``condition`` is a bool tensor or array.
     ``where(condition)`` alone is ``condition.nonzero(as_tuple=True)``, as in torch."""
@@ -246,15 +271,15 @@ def where(condition, input=None, other=None):
     return _op("where", input, other, condition=mask)
 
 
-def maximum(input, other):
+def maximum(input: Operand, other: Operand) -> Tensor:
     return _op("maximum", input, other)
 
 
-def minimum(input, other):
+def minimum(input: Operand, other: Operand) -> Tensor:
     return _op("minimum", input, other)
 
 
-def _binary(name, input, other):
+def _binary(name: str, input: Tensor | float, other: Tensor | float) -> Tensor:
     try:
         return _op(name, input, other)
     except TypeError:  # bool and integer operands, by PyTorch's promotion (Tensor.__mod__)
@@ -277,8 +302,8 @@ def floor_divide(input: Tensor | float, other: Tensor | float) -> Tensor:
     return _floor_divide(input, other)
 
 
-def _method_form(name):
-    def function(input, *args, **kwargs):
+def _method_form(name: str) -> Callable[..., Any]:
+    def function(input: ArrayLike | Tensor, *args: Any, **kwargs: Any) -> Any:
         return getattr(as_tensor(input), name)(*args, **kwargs)
 
     function.__name__ = function.__qualname__ = name
@@ -486,7 +511,11 @@ __all__ += ["equal", "allclose", "isclose", "t", "is_floating_point", "is_tensor
 
 
 def repeat_interleave(
-    input: Tensor, repeats: Tensor | int | None = None, dim: int | None = None, *, output_size=None
+    input: Tensor,
+    repeats: Tensor | int | None = None,
+    dim: int | None = None,
+    *,
+    output_size: int | None = None,
 ) -> Tensor:
     """``input.repeat_interleave(repeats, dim)``; with ``repeats`` left out, ``input`` holds the
     counts and the result repeats each index that often (``[2, 1] -> [0, 0, 1]``), as torch."""
@@ -497,7 +526,7 @@ def repeat_interleave(
     return as_tensor(input).repeat_interleave(repeats, dim, output_size=output_size)
 
 
-def _triangle_indices(name, row, col, offset, lower):
+def _triangle_indices(name: str, row: int, col: int, offset: int, lower: bool) -> Tensor:
     row, col, offset = (
         rearrange.as_int(name, "row", row),
         rearrange.as_int(name, "col", col),
@@ -601,7 +630,7 @@ def einsum(equation: str, *operands: Tensor) -> Tensor:
     return result
 
 
-def _einsum_labels(equation, term, ndim, k):
+def _einsum_labels(equation: str, term: str, ndim: int | None, k: int | str) -> list[Label]:
     """The labels of one subscript term for a tensor of ``ndim`` dims: letters, and for
     ``...`` one ("...", r) per dim it covers, r counting from the right."""
     if term.count("...") > 1 or "." in term.replace("...", ""):
@@ -629,7 +658,9 @@ def _einsum_labels(equation, term, ndim, k):
     return list(before) + [("...", covered - i) for i in range(covered)] + list(after)
 
 
-def einsum_plan(equation, shapes):
+def einsum_plan(
+    equation: str, shapes: Sequence[tuple[int, ...]]
+) -> tuple[list[list[Label]], list[Label], dict[Label, int]]:
     """(labels per operand, output labels, {label: size}) for an equation and the operands'
     shapes, with the checks that name the equation and the mismatch."""
     spec = equation.replace(" ", "")
@@ -645,7 +676,7 @@ def einsum_plan(equation, shapes):
     terms = [
         _einsum_labels(equation, term, len(s), k) for k, (term, s) in enumerate(zip(inputs, shapes))
     ]
-    sizes = {}
+    sizes: dict[Label, int] = {}
     for k, (term, shape) in enumerate(zip(terms, shapes)):
         for label, n in zip(term, shape):
             known = sizes.get(label, 1)
@@ -682,7 +713,9 @@ def einsum_plan(equation, shapes):
     return terms, output, sizes
 
 
-def _einsum_prepare(tensor, term, output, terms, k):
+def _einsum_prepare(
+    tensor: Tensor, term: list[Label], output: list[Label], terms: list[list[Label]], k: int
+) -> tuple[Tensor, list[Label]]:
     """One operand with its repeated labels reduced to their diagonal and the labels no other
     operand or the output has summed out: (tensor, labels)."""
     labels = list(dict.fromkeys(term))
@@ -703,7 +736,14 @@ def _einsum_prepare(tensor, term, output, terms, k):
     return tensor, labels
 
 
-def _einsum_pair(a, la, b, lb, keep, sizes):
+def _einsum_pair(
+    a: Tensor,
+    la: list[Label],
+    b: Tensor,
+    lb: list[Label],
+    keep: set[Label],
+    sizes: dict[Label, int],
+) -> tuple[Tensor, list[Label]]:
     """Two operands as one batched matmul: (result, its labels)."""
     batch = [label for label in la if label in lb and label in keep]
     summed = [label for label in la if label in lb and label not in keep]
@@ -720,7 +760,9 @@ def _einsum_pair(a, la, b, lb, keep, sizes):
                 else:
                     b = b.expand(tuple(full))
 
-    def as_matrices(x, lx, order, rows):
+    def as_matrices(
+        x: Tensor, lx: list[Label], order: list[Label], rows: int
+    ) -> tuple[Tensor, tuple[int, ...]]:
         """``x`` permuted to ``batch + order`` and reshaped to (batch..., rows, columns), and
         the sizes of its non-batch dims."""
         perm = [lx.index(label) for label in order]
@@ -817,7 +859,7 @@ def _einsum_pair(a, la, b, lb, keep, sizes):
 )
 
 
-def _joined(name, tensors, least, dim):
+def _joined(name: str, tensors: TensorSequence, least: int, dim: int) -> Tensor:
     """``cat`` of ``tensors`` along ``dim`` after raising each to ``least`` dimensions (a 1-D
     tensor becomes a row, a 0-d one a single element)."""
     tensors = _tensor_list(name, tensors)
@@ -831,13 +873,13 @@ def _joined(name, tensors, least, dim):
     return cat(raised, dim)
 
 
-def hstack(tensors: "list[Tensor] | tuple[Tensor, ...]") -> Tensor:
+def hstack(tensors: TensorSequence) -> Tensor:
     """Join along dim 1 (dim 0 for 1-D tensors)."""
     tensors = _tensor_list("hstack", tensors)
     return _joined("hstack", tensors, 1, 0 if builtins.all(t.ndim <= 1 for t in tensors) else 1)
 
 
-def vstack(tensors: "list[Tensor] | tuple[Tensor, ...]") -> Tensor:
+def vstack(tensors: TensorSequence) -> Tensor:
     """Join along dim 0, 1-D tensors as rows."""
     return _joined("vstack", tensors, 2, 0)
 
@@ -880,7 +922,7 @@ def meshgrid(*tensors: Tensor, indexing: str = "ij") -> tuple[Tensor, ...]:
 (prod, kthvalue, median) = (_method_form(name) for name in ("prod", "kthvalue", "median"))
 
 
-def tensordot(a: Tensor, b: Tensor, dims: "int | tuple | list" = 2) -> Tensor:
+def tensordot(a: Tensor, b: Tensor, dims: int | tuple[Any, Any] | list[Any] = 2) -> Tensor:
     """Sums of products over the last ``dims`` dims of ``a`` and the first of ``b`` (or over
     the dims listed as ``([a dims], [b dims])``), as torch.tensordot, through ``einsum``."""
     a, b = as_tensor(a), as_tensor(b)

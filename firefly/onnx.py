@@ -881,7 +881,9 @@ def export(
 
     def declare(name: str, tensor: Tensor, fixed: bool) -> Any:
         dims = _dynamic_dims(dynamic_axes, name)
-        shape = [dims.get(axis, size) for axis, size in enumerate(tensor.shape)]
+        shape: list[str | int | None] = [
+            dims.get(axis, size) for axis, size in enumerate(tensor.shape)
+        ]
         if not (fixed or dims):  # an output whose sizes may follow a dynamic input's: unnamed
             shape = [None] * tensor.ndim
         elem = onnx.helper.np_dtype_to_tensor_dtype(tensor.dtype)

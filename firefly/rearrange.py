@@ -10,16 +10,21 @@ Like ``firefly.discrete``, this module works on ndarrays only and sits below
 
 import numbers
 import operator
+from collections.abc import Sequence
+from typing import Any, Literal, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
+
+Shape = tuple[int, ...]
 
 
-def flat_positions(shape):
+def flat_positions(shape: Shape) -> np.ndarray:
     """Every element's flat (C-order) position, shaped as ``shape``."""
     return np.arange(int(np.prod(shape, dtype=np.int64)), dtype=np.int64).reshape(shape)
 
 
-def as_int(method, name, value):
+def as_int(method: str, name: str, value: Any) -> int:
     """``value`` as a Python int (bools refused), or a TypeError naming ``method`` and ``name``."""
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{method}: {name} must be an int, got bool {value!r}")
@@ -31,7 +36,7 @@ def as_int(method, name, value):
         ) from None
 
 
-def index_array(method, name, index, *, ndim=None):
+def index_array(method: str, name: str, index: object, *, ndim: int | None = None) -> np.ndarray:
     """An integer index (Tensor's array, ndarray or list) as an int64 array; floats and bools
     are refused, as torch refuses them."""
     array = np.asarray(index)
@@ -49,7 +54,9 @@ def index_array(method, name, index, *, ndim=None):
     return array.astype(np.int64, copy=False)
 
 
-def check_in_range(method, name, index, length, dim, shape):
+def check_in_range(
+    method: str, name: str, index: np.ndarray, length: int, dim: int, shape: Shape
+) -> None:
     if index.size and (index.min() < 0 or index.max() >= length):
         bad = index[(index < 0) | (index >= length)].reshape(-1)[0]
         raise IndexError(
@@ -58,7 +65,7 @@ def check_in_range(method, name, index, length, dim, shape):
         )
 
 
-def grid_positions(shape, picks):
+def grid_positions(shape: Shape, picks: dict[int, np.ndarray]) -> np.ndarray:
     """Flat positions in a tensor of ``shape`` of the grid that takes, along each dim ``d`` in
     ``picks``, the 1-D int64 coordinates ``picks[d]`` (and every coordinate along the other
     dims): built by broadcasting, so only the result's size is allocated."""
@@ -71,27 +78,29 @@ def grid_positions(shape, picks):
     return np.ascontiguousarray(np.broadcast_to(positions, _grid_shape(shape, picks)))
 
 
-def _grid_shape(shape, picks):
+def _grid_shape(shape: Shape, picks: dict[int, np.ndarray]) -> tuple[int, ...]:
     return tuple(picks[d].size if d in picks else n for d, n in enumerate(shape))
 
 
-def select_positions(shape, dim, index):
+def select_positions(shape: Shape, dim: int, index: ArrayLike) -> np.ndarray:
     """Flat positions of ``x.index_select(dim, index)`` for ``x`` of ``shape``."""
     return grid_positions(shape, {dim: np.asarray(index, dtype=np.int64).reshape(-1)})
 
 
-def roll_positions(shape, shifts, dims):
+def roll_positions(
+    shape: Shape, shifts: int | Sequence[int], dims: Sequence[int] | None
+) -> np.ndarray:
     """Flat positions of ``x.roll(shifts, dims)`` (``dims`` None: the flattened tensor)."""
     if dims is None:
         return np.roll(flat_positions(shape), shifts)
-    picks = {}
-    for shift, d in zip(shifts, dims):
+    picks: dict[int, np.ndarray] = {}
+    for shift, d in zip(cast(Sequence[int], shifts), dims):  # one shift per dim here
         source = picks.get(d, np.arange(shape[d], dtype=np.int64))
         picks[d] = np.roll(source, shift)
     return grid_positions(shape, picks)
 
 
-def repeats_for(method, repeats, length, dim, shape):
+def repeats_for(method: str, repeats: object, length: int, dim: int, shape: Shape) -> np.ndarray:
     """``repeat_interleave``'s ``repeats`` (an int, or one count per element along ``dim``) as
     an int64 array of ``length`` counts."""
     if isinstance(repeats, numbers.Integral) and not isinstance(repeats, bool):
@@ -110,7 +119,7 @@ def repeats_for(method, repeats, length, dim, shape):
     return counts
 
 
-def triangle_mask(shape, diagonal, lower):
+def triangle_mask(shape: Shape, diagonal: int, lower: bool) -> np.ndarray:
     """The bool mask that ``tril`` (``lower``) or ``triu`` keeps, over the last two dims."""
     rows, cols = shape[-2], shape[-1]
     if lower:
@@ -118,7 +127,7 @@ def triangle_mask(shape, diagonal, lower):
     return ~np.tri(rows, cols, k=diagonal - 1, dtype=bool)
 
 
-def _ascending_key(a, descending):
+def _ascending_key(a: np.ndarray, descending: bool) -> np.ndarray:
     """``a``, or for a descending order a key that sorts ascending with NaN first (NaN counts
     as the largest value, as in torch)."""
     if not descending:
@@ -130,14 +139,14 @@ def _ascending_key(a, descending):
     return -a.astype(np.int64)
 
 
-def sort_order(a, axis, descending, stable):
+def sort_order(a: np.ndarray, axis: int, descending: bool, stable: bool) -> np.ndarray:
     """Indices that sort ``a`` along ``axis``: ascending with NaN last, or descending with NaN
     first, as torch.sort; ties keep their order when ``stable`` (descending ties always do)."""
-    kind = "stable" if stable or descending else None
+    kind: Literal["stable"] | None = "stable" if stable or descending else None
     return np.argsort(_ascending_key(a, descending), axis=axis, kind=kind)
 
 
-def topk_order(a, axis, k, largest):
+def topk_order(a: np.ndarray, axis: int, k: int, largest: bool) -> np.ndarray:
     """Indices of the ``k`` largest (or smallest) elements along ``axis``, in order: a
     partition first, so that only the ``k`` chosen are sorted."""
     key = _ascending_key(a, largest)
@@ -149,7 +158,9 @@ def topk_order(a, axis, k, largest):
     return np.take_along_axis(chosen, within, axis)
 
 
-def multinomial_draws(weights, num_samples, replacement, rng):
+def multinomial_draws(
+    weights: np.ndarray, num_samples: int, replacement: bool, rng: np.random.Generator
+) -> np.ndarray:
     """int64 category indices drawn from each row of ``weights`` (1-D or 2-D), torch's
     semantics: without replacement, each draw is from the categories not yet drawn, in
     proportion to their weights."""
@@ -180,7 +191,9 @@ def multinomial_draws(weights, num_samples, replacement, rng):
     return draws.reshape(weights.shape[:-1] + (num_samples,))
 
 
-def scatter_positions(method, shape, dim, index, src_shape):
+def scatter_positions(
+    method: str, shape: Shape, dim: int, index: np.ndarray, src_shape: Shape | None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """(target positions, source positions) of ``scatter``: for each element of ``index``, the
     flat position it writes in a tensor of ``shape`` and the flat position it reads in a
     source of ``src_shape`` (None for a scalar value), torch's rules on the index's shape."""
@@ -215,7 +228,7 @@ def scatter_positions(method, shape, dim, index, src_shape):
     return target, source
 
 
-def last_writes(target):
+def last_writes(target: np.ndarray) -> np.ndarray:
     """Which elements of ``target`` (flat positions) are the last to write their position: a
     scatter with repeated positions keeps the last value, as NumPy's assignment does."""
     flat = target.reshape(-1)
@@ -225,7 +238,7 @@ def last_writes(target):
     return keep
 
 
-def one_hot(labels, num_classes):
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """int64 one-hot codes of int64 ``labels``, with the checks of torch's F.one_hot."""
     if labels.dtype != np.int64:
         raise TypeError(

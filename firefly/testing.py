@@ -1,11 +1,15 @@
 """Checks that built-in and plugin ops alike must pass: ``gradcheck`` against central finite
 differences in float64, and ``check_op``, the battery every registered op goes through."""
 
+from __future__ import annotations
+
 import contextlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from firefly import autograd
 from firefly import ops as ops_package
@@ -19,7 +23,9 @@ class GradcheckError(AssertionError):
     """Analytic and numeric gradients differ."""
 
 
-def _as_callable(fn_or_op_name, attrs):
+def _as_callable(
+    fn_or_op_name: str | Callable[..., Tensor], attrs: dict[str, Any]
+) -> tuple[Callable[..., Tensor], str]:
     if isinstance(fn_or_op_name, str):
         op = registry.get(fn_or_op_name)
         return lambda *ts: autograd.apply(op, *ts, **attrs), fn_or_op_name
@@ -30,7 +36,15 @@ def _as_callable(fn_or_op_name, attrs):
     return fn_or_op_name, getattr(fn_or_op_name, "__name__", repr(fn_or_op_name))
 
 
-def gradcheck(fn_or_op_name, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, attrs=None, seed=0):
+def gradcheck(
+    fn_or_op_name: str | Callable[..., Tensor],
+    *inputs: Tensor | np.ndarray,
+    eps: float = 1e-6,
+    atol: float = 1e-5,
+    rtol: float = 1e-3,
+    attrs: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> bool:
     """Compare the gradients of ``fn(*inputs)`` with central differences, in float64.
 
     ``fn_or_op_name`` is a function of Tensors or the name of a registered op (its keyword
@@ -46,7 +60,7 @@ def gradcheck(fn_or_op_name, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, attrs=None
         raise TypeError(f"gradcheck: {label} must return a Tensor, got {type(out).__name__}")
     weights = np.random.default_rng(seed).uniform(0.5, 1.5, size=out.shape)
 
-    def objective():
+    def objective() -> float:
         with autograd.no_grad():
             return float(np.sum(fn(*[Tensor(a) for a in arrays])._data * weights))
 
@@ -75,7 +89,9 @@ def gradcheck(fn_or_op_name, *inputs, eps=1e-6, atol=1e-5, rtol=1e-3, attrs=None
     return True
 
 
-def _first_order(fn, arrays, weights):
+def _first_order(
+    fn: Callable[..., Tensor], arrays: list[np.ndarray], weights: np.ndarray
+) -> list[np.ndarray]:
     """The gradients of ``sum(fn(*arrays) * weights)`` by the plain backward (fused kernels)."""
     tensors = [Tensor(a.copy(), requires_grad=True) for a in arrays]
     fn(*tensors).backward(weights)
@@ -83,13 +99,13 @@ def _first_order(fn, arrays, weights):
 
 
 def gradgradcheck(
-    fn_or_op_name: "str | Callable[..., Tensor]",
-    *inputs: "Tensor | np.ndarray",
+    fn_or_op_name: str | Callable[..., Tensor],
+    *inputs: Tensor | np.ndarray,
     eps: float = 1e-6,
     atol: float = 1e-5,
     rtol: float = 1e-3,
     paths_tol: float = 1e-12,
-    attrs: dict | None = None,
+    attrs: dict[str, Any] | None = None,
     seed: int = 0,
 ) -> bool:
     """Compare the second derivatives of ``fn(*inputs)`` with central differences, in float64.
@@ -135,7 +151,7 @@ def gradgradcheck(
             found = autograd.grad(total, variables, allow_unused=True)
             analytic = [a if g is None else g.numpy() for a, g in zip(analytic, found)]
 
-    def objective(values, w):
+    def objective(values: list[np.ndarray], w: np.ndarray) -> float:
         return sum(float(np.sum(g * v)) for g, v in zip(_first_order(fn, values, w), directions))
 
     for i, a in enumerate(arrays + [weights]):
@@ -174,7 +190,7 @@ FORWARD_TOLERANCES = {
 }
 
 
-def default_shapes(rng):
+def default_shapes(rng: np.random.Generator) -> list[tuple[int, ...]]:
     """0-d, one-element, vector, matrix and batched shapes with random small sizes, and a 4-d
     shape, on which ``sample_inputs`` reaches the rarer paths (the ops' own helpers in
     ``firefly.ops.samples`` broadcast in alternating runs, reduce non-adjacent axes...)."""
@@ -441,14 +457,14 @@ def _check_rejects(op, arrays, attrs):
 
 
 def check_op(
-    name,
-    reference=None,
-    shapes=None,
-    dtypes=(np.float32, np.float64),
-    seed=0,
-    every_kernel_runs=True,
-    second_order=True,
-):
+    name: str,
+    reference: Callable[[tuple[np.ndarray, ...], dict[str, Any]], ArrayLike] | None = None,
+    shapes: Sequence[tuple[int, ...]] | None = None,
+    dtypes: Sequence[DTypeLike] = (np.float32, np.float64),
+    seed: int = 0,
+    every_kernel_runs: bool = True,
+    second_order: bool = True,
+) -> bool:
     """Run the battery every registered op must pass, built-in or plugin. Returns True.
 
     For each shape (default: ``default_shapes``, 0-d to 4-d), the op's ``sample_inputs``

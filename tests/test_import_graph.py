@@ -10,7 +10,9 @@ What counts as an edge from module A to module B (the rules docs/architecture.md
 - ``from P import name`` is an edge to ``P.name`` when that is a module, else to ``P``;
 - importing ``P.Q.R`` also imports the packages ``P.Q``: those are edges too, except the root
   ``firefly`` package, which is the public facade that imports every layer and which no module
-  inside firefly imports at module level (checked separately).
+  inside firefly imports at module level (checked separately);
+- an import inside ``if TYPE_CHECKING:`` is no edge: it never runs, it only names a type for
+  the checker (``autograd.py`` names the Tensor class that ``bind_tensor_type`` hands it).
 """
 
 import ast
@@ -44,6 +46,23 @@ def _imported(node, module, is_package, known):
     return [f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in node.names]
 
 
+def _type_checking_imports(tree):
+    """The Import/ImportFrom nodes inside ``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``)."""
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and (
+            (isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING")
+            or (isinstance(node.test, ast.Attribute) and node.test.attr == "TYPE_CHECKING")
+        ):
+            for statement in node.body:
+                found.update(
+                    id(n)
+                    for n in ast.walk(statement)
+                    if isinstance(n, (ast.Import, ast.ImportFrom))
+                )
+    return found
+
+
 def import_edges(root):
     """{module: set of modules it imports}, and {module: lines importing the root package at
     module level}, following the rules in this file's docstring."""
@@ -53,8 +72,9 @@ def import_edges(root):
         tree = ast.parse(path.read_text(), filename=str(path))
         is_package = path.name == "__init__.py"
         targets = set()
+        type_only = _type_checking_imports(tree)
         for node in ast.walk(tree):
-            if isinstance(node, (ast.Import, ast.ImportFrom)):
+            if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in type_only:
                 targets.update(_imported(node, module, is_package, known))
         for node in tree.body:  # module level, outside functions
             if isinstance(node, ast.Import) and any(a.name == "firefly" for a in node.names):
@@ -121,3 +141,18 @@ def test_the_checker_finds_cycles(tmp_path):
     assert find_cycle(edges) == ["firefly.a", "firefly.sub.b", "firefly.c", "firefly.a"]
     (package / "c.py").write_text("import numpy\n")
     assert find_cycle(import_edges(tmp_path)[0]) is None
+
+
+def test_an_import_for_the_type_checker_only_is_no_edge(tmp_path):
+    package = tmp_path / "firefly"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "low.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from firefly.high import X\n"
+    )
+    (package / "high.py").write_text("from firefly import low\n")
+    edges, _ = import_edges(tmp_path)
+    assert edges["firefly.low"] == set()
+    assert find_cycle(edges) is None
+    (package / "low.py").write_text("from firefly.high import X\n")  # a run-time import
+    assert find_cycle(import_edges(tmp_path)[0]) == ["firefly.high", "firefly.low", "firefly.high"]

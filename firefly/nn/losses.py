@@ -4,7 +4,10 @@
 ``TripletMarginLoss``, ``PoissonNLLLoss``, ``GaussianNLLLoss``, ``SoftMarginLoss`` and
 ``MultiLabelSoftMarginLoss`` (their ``firefly.nn.functional`` compositions)."""
 
+from __future__ import annotations
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from firefly import ops
 from firefly.nn import functional as F
@@ -13,14 +16,19 @@ from firefly.ops.loss import check_reduction
 from firefly.tensor import Tensor
 from firefly.validation import check_number
 
+# A target, or an input beside a Tensor: anything the ops convert (arrays, lists, numbers).
+TensorLike = Tensor | ArrayLike
+# A per-class or per-element weight: a Tensor or anything NumPy converts, or None for none.
+Weight = Tensor | ArrayLike | None
+
 
 class _Loss(Module):
-    def __init__(self, reduction="mean"):
+    def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
         check_reduction(type(self).__name__, reduction)
         self.reduction = reduction
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
 
 
@@ -31,7 +39,7 @@ class MSELoss(_Loss):
     target would silently broadcast to (N, N), a classic bug, so it raises instead.
     """
 
-    def forward(self, input, target):
+    def forward(self, input: Tensor, target: TensorLike) -> Tensor:
         input_shape, target_shape = np.shape(input), np.shape(target)
         if input_shape != target_shape:
             raise ValueError(
@@ -50,12 +58,18 @@ class CrossEntropyLoss(_Loss):
     indices (N,) (or (), or (N, d1, ...)) or class probabilities of the logits' shape, as one
     fused kernel each way (op ``cross_entropy``). Weighted means divide as torch's do."""
 
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+    def __init__(
+        self,
+        weight: Weight = None,
+        ignore_index: int = -100,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+    ) -> None:
         super().__init__(reduction)
         self.weight, self.ignore_index = _weight_array("CrossEntropyLoss", weight), ignore_index
         self.label_smoothing = label_smoothing
 
-    def forward(self, input, target):
+    def forward(self, input: Tensor, target: TensorLike) -> Tensor:
         return ops.apply(
             "cross_entropy",
             input,
@@ -67,11 +81,11 @@ class CrossEntropyLoss(_Loss):
         )
 
 
-def _target_array(target):
+def _target_array(target: TensorLike) -> np.ndarray:
     return target._data if isinstance(target, Tensor) else np.asarray(target)
 
 
-def _weight_array(owner, weight):
+def _weight_array(owner: str, weight: Weight) -> np.ndarray | None:
     if weight is None:
         return None
     if isinstance(weight, Tensor):
@@ -87,11 +101,13 @@ class NLLLoss(_Loss):
     integer class indices, with per-class ``weight`` and ``ignore_index``; the mean divides by
     the summed weights of the counted samples, as torch."""
 
-    def __init__(self, weight=None, ignore_index=-100, reduction="mean"):
+    def __init__(
+        self, weight: Weight = None, ignore_index: int = -100, reduction: str = "mean"
+    ) -> None:
         super().__init__(reduction)
         self.weight, self.ignore_index = _weight_array("NLLLoss", weight), ignore_index
 
-    def forward(self, input, target):
+    def forward(self, input: Tensor, target: TensorLike) -> Tensor:
         return ops.apply(
             "nll_loss",
             input,
@@ -105,18 +121,18 @@ class NLLLoss(_Loss):
 class L1Loss(_Loss):
     """Mean absolute error; input and target must have the same shape."""
 
-    def forward(self, input, target):
+    def forward(self, input: Tensor, target: TensorLike) -> Tensor:
         return ops.apply("l1_loss", input, target, reduction=self.reduction)
 
 
 class SmoothL1Loss(_Loss):
     """``SmoothL1Loss(reduction="mean", beta=1.0)``: quadratic below ``beta``, linear above."""
 
-    def __init__(self, reduction="mean", beta=1.0):
+    def __init__(self, reduction: str = "mean", beta: float = 1.0) -> None:
         super().__init__(reduction)
         self.beta = beta
 
-    def forward(self, input, target):
+    def forward(self, input: Tensor, target: TensorLike) -> Tensor:
         return ops.apply("smooth_l1_loss", input, target, reduction=self.reduction, beta=self.beta)
 
 
@@ -124,22 +140,22 @@ class HuberLoss(_Loss):
     """``HuberLoss(reduction="mean", delta=1.0)``: quadratic up to ``delta``, then linear with
     slope delta."""
 
-    def __init__(self, reduction="mean", delta=1.0):
+    def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
         super().__init__(reduction)
         self.delta = delta
 
-    def forward(self, input, target):
+    def forward(self, input: Tensor, target: TensorLike) -> Tensor:
         return ops.apply("huber_loss", input, target, reduction=self.reduction, delta=self.delta)
 
 
 class BCELoss(_Loss):
     """Binary cross-entropy of probabilities; ``weight`` rescales elements (it broadcasts)."""
 
-    def __init__(self, weight=None, reduction="mean"):
+    def __init__(self, weight: Weight = None, reduction: str = "mean") -> None:
         super().__init__(reduction)
         self.weight = _weight_array("BCELoss", weight)
 
-    def forward(self, input, target):
+    def forward(self, input: Tensor, target: TensorLike) -> Tensor:
         return ops.apply(
             "binary_cross_entropy", input, target, reduction=self.reduction, weight=self.weight
         )
@@ -149,12 +165,14 @@ class BCEWithLogitsLoss(_Loss):
     """Binary cross-entropy of logits, in one stable fused pass; ``weight`` rescales elements,
     ``pos_weight`` the positive term (per class along the last dimension, as torch)."""
 
-    def __init__(self, weight=None, reduction="mean", pos_weight=None):
+    def __init__(
+        self, weight: Weight = None, reduction: str = "mean", pos_weight: Weight = None
+    ) -> None:
         super().__init__(reduction)
         self.weight = _weight_array("BCEWithLogitsLoss", weight)
         self.pos_weight = _weight_array("BCEWithLogitsLoss", pos_weight)
 
-    def forward(self, input, target):
+    def forward(self, input: Tensor, target: TensorLike) -> Tensor:
         return ops.apply(
             "binary_cross_entropy_with_logits",
             input,
@@ -169,15 +187,17 @@ class _ComposedLoss(Module):
     """A loss whose ``forward`` is its ``firefly.nn.functional`` function with the module's
     arguments; torch's deprecated ``size_average`` and ``reduce`` are read as torch reads them."""
 
-    allowed = ("mean", "sum", "none")
+    allowed: tuple[str, ...] = ("mean", "sum", "none")
 
-    def __init__(self, size_average=None, reduce=None, reduction="mean"):
+    def __init__(
+        self, size_average: bool | None = None, reduce: bool | None = None, reduction: str = "mean"
+    ) -> None:
         super().__init__()
         self.reduction = F.loss_reduction(
             type(self).__name__, size_average, reduce, reduction, self.allowed
         )
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"reduction={self.reduction!r}"
 
 
@@ -188,33 +208,51 @@ class KLDivLoss(_ComposedLoss):
 
     allowed = ("mean", "batchmean", "sum", "none")
 
-    def __init__(self, size_average=None, reduce=None, reduction="mean", log_target=False):
+    def __init__(
+        self,
+        size_average: bool | None = None,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+        log_target: bool = False,
+    ) -> None:
         super().__init__(size_average, reduce, reduction)
         self.log_target = bool(log_target)
 
-    def forward(self, input, target):
+    def forward(self, input: Tensor, target: TensorLike) -> Tensor:
         return F.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
 
 
 class MarginRankingLoss(_ComposedLoss):
     """``MarginRankingLoss(margin=0.0, size_average=None, reduce=None, reduction="mean")``."""
 
-    def __init__(self, margin=0.0, size_average=None, reduce=None, reduction="mean"):
+    def __init__(
+        self,
+        margin: float = 0.0,
+        size_average: bool | None = None,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+    ) -> None:
         super().__init__(size_average, reduce, reduction)
         self.margin = float(check_number("MarginRankingLoss", "margin", margin))
 
-    def forward(self, input1, input2, target):
+    def forward(self, input1: Tensor, input2: Tensor, target: TensorLike) -> Tensor:
         return F.margin_ranking_loss(input1, input2, target, self.margin, reduction=self.reduction)
 
 
 class CosineEmbeddingLoss(_ComposedLoss):
     """``CosineEmbeddingLoss(margin=0.0, size_average=None, reduce=None, reduction="mean")``."""
 
-    def __init__(self, margin=0.0, size_average=None, reduce=None, reduction="mean"):
+    def __init__(
+        self,
+        margin: float = 0.0,
+        size_average: bool | None = None,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+    ) -> None:
         super().__init__(size_average, reduce, reduction)
         self.margin = float(check_number("CosineEmbeddingLoss", "margin", margin))
 
-    def forward(self, input1, input2, target):
+    def forward(self, input1: Tensor, input2: Tensor, target: TensorLike) -> Tensor:
         return F.cosine_embedding_loss(
             input1, input2, target, self.margin, reduction=self.reduction
         )
@@ -226,20 +264,20 @@ class TripletMarginLoss(_ComposedLoss):
 
     def __init__(
         self,
-        margin=1.0,
-        p=2.0,
-        eps=1e-6,
-        swap=False,
-        size_average=None,
-        reduce=None,
-        reduction="mean",
-    ):
+        margin: float = 1.0,
+        p: float = 2.0,
+        eps: float = 1e-6,
+        swap: bool = False,
+        size_average: bool | None = None,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+    ) -> None:
         super().__init__(size_average, reduce, reduction)
         self.margin = float(check_number("TripletMarginLoss", "margin", margin))
         self.p = float(check_number("TripletMarginLoss", "p", p, minimum=0.0, minimum_open=True))
         self.eps, self.swap = float(check_number("TripletMarginLoss", "eps", eps)), bool(swap)
 
-    def forward(self, anchor, positive, negative):
+    def forward(self, anchor: Tensor, positive: Tensor, negative: Tensor) -> Tensor:
         return F.triplet_margin_loss(
             anchor,
             positive,
@@ -257,13 +295,19 @@ class PoissonNLLLoss(_ComposedLoss):
     reduction="mean")``."""
 
     def __init__(
-        self, log_input=True, full=False, size_average=None, eps=1e-8, reduce=None, reduction="mean"
-    ):
+        self,
+        log_input: bool = True,
+        full: bool = False,
+        size_average: bool | None = None,
+        eps: float = 1e-8,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+    ) -> None:
         super().__init__(size_average, reduce, reduction)
         self.log_input, self.full = bool(log_input), bool(full)
         self.eps = float(check_number("PoissonNLLLoss", "eps", eps, minimum=0.0))
 
-    def forward(self, log_input, target):
+    def forward(self, log_input: Tensor, target: TensorLike) -> Tensor:
         return F.poisson_nll_loss(
             log_input, target, self.log_input, self.full, eps=self.eps, reduction=self.reduction
         )
@@ -273,19 +317,19 @@ class GaussianNLLLoss(_ComposedLoss):
     """``GaussianNLLLoss(*, full=False, eps=1e-6, reduction="mean")``; ``forward(input, target,
     var)``."""
 
-    def __init__(self, *, full=False, eps=1e-6, reduction="mean"):
+    def __init__(self, *, full: bool = False, eps: float = 1e-6, reduction: str = "mean") -> None:
         super().__init__(reduction=reduction)
         self.full = bool(full)
         self.eps = float(check_number("GaussianNLLLoss", "eps", eps, minimum=0.0))
 
-    def forward(self, input, target, var):
+    def forward(self, input: Tensor, target: TensorLike, var: TensorLike) -> Tensor:
         return F.gaussian_nll_loss(input, target, var, self.full, self.eps, self.reduction)
 
 
 class SoftMarginLoss(_ComposedLoss):
     """``SoftMarginLoss(size_average=None, reduce=None, reduction="mean")``."""
 
-    def forward(self, input, target):
+    def forward(self, input: Tensor, target: TensorLike) -> Tensor:
         return F.soft_margin_loss(input, target, reduction=self.reduction)
 
 
@@ -293,9 +337,15 @@ class MultiLabelSoftMarginLoss(_ComposedLoss):
     """``MultiLabelSoftMarginLoss(weight=None, size_average=None, reduce=None,
     reduction="mean")``; ``weight`` (C,) rescales each class."""
 
-    def __init__(self, weight=None, size_average=None, reduce=None, reduction="mean"):
+    def __init__(
+        self,
+        weight: Weight = None,
+        size_average: bool | None = None,
+        reduce: bool | None = None,
+        reduction: str = "mean",
+    ) -> None:
         super().__init__(size_average, reduce, reduction)
         self.weight = None if weight is None else Tensor(_weight_array(type(self).__name__, weight))
 
-    def forward(self, input, target):
+    def forward(self, input: Tensor, target: TensorLike) -> Tensor:
         return F.multilabel_soft_margin_loss(input, target, self.weight, reduction=self.reduction)

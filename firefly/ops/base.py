@@ -1,13 +1,16 @@
 """The contract every op follows, built-in or plugin: ``Op`` and the ``Context`` it saves into."""
 
+from __future__ import annotations
+
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 
-def describe(arrays):
+def describe(arrays: Iterable[Any]) -> str:
     """'shapes (2, 3) and (4,), dtypes float32 and float64' for an error message."""
     arrays = [a for a in arrays if isinstance(a, np.ndarray)]
     if not arrays:
@@ -18,13 +21,14 @@ def describe(arrays):
     return f"{noun} {shapes}, dtype{'s' if len(arrays) > 1 else ''} {dtypes}"
 
 
-def declared_kernels(kernels):
+def declared_kernels(kernels: Any) -> tuple[Any, ...]:
     """An op's ``forward_kernel`` or ``backward_kernel`` as a tuple: one kernel, or several."""
     return kernels if isinstance(kernels, tuple) else (kernels,)
 
 
-def _op_classes():
-    found, todo = [], [Op]
+def _op_classes() -> list[type[Op]]:
+    found: list[type[Op]] = []
+    todo: list[type[Op]] = [Op]
     while todo:
         cls = todo.pop()
         found.append(cls)
@@ -69,15 +73,15 @@ class Context:
     Any other attribute (an axis, a shape) can be set freely.
     """
 
-    def __init__(self, op, needs_input_grad):
+    def __init__(self, op: type[Op], needs_input_grad: tuple[bool, ...]) -> None:
         self.op = op
         self.needs_input_grad = needs_input_grad
-        self.saved_tensors = ()
+        self.saved_tensors: tuple[Any, ...] | None = ()
 
-    def save_for_backward(self, *arrays):
+    def save_for_backward(self, *arrays: Any) -> None:
         self.saved_tensors = arrays
 
-    def error(self, message, *arrays, kind=ValueError):
+    def error(self, message: str, *arrays: Any, kind: type[Exception] = ValueError) -> Exception:
         """An exception naming the op, the message, and the inputs' shapes and dtypes."""
         return kind(f"{self.op.name}: {message} (got {describe(arrays)})")
 
@@ -123,27 +127,32 @@ class Op:
     it when the op needs particular shapes, attributes or a restricted domain.
     """
 
-    name = None
-    forward_kernel = None
-    backward_kernel = None
+    # The registry name. None only on Op itself and on a subclass that forgot to set it, which
+    # register() refuses, so every registered op has a str: that is what the checker sees.
+    name: str = None  # type: ignore[assignment]
+    # Numba-compiled functions (dispatchers), one or a tuple:
+    forward_kernel: Any = None
+    backward_kernel: Any = None
     arity = 1
     # True where the base class's own forward makes the output (the kernel families): the
     # engine then skips checking that it is a C-contiguous ndarray of the inputs' dtype.
     forward_output_trusted = False
 
     # The differentiable backward (see above); None where the op has no second-order rule.
-    backward_graph = None
-    decomposition = None
+    backward_graph: Callable[..., Any] | None = None
+    decomposition: Callable[..., Any] | None = None
 
     @staticmethod
-    def forward(ctx, *arrays, **attrs):
+    def forward(ctx: Any, *arrays: np.ndarray, **attrs: Any) -> np.ndarray:
         raise NotImplementedError
 
     @staticmethod
-    def backward(ctx, grad):
+    def backward(ctx: Any, grad: np.ndarray) -> Any:  # one ndarray or None per input
         raise NotImplementedError
 
     @classmethod
-    def sample_inputs(cls, rng, shape, dtype):
+    def sample_inputs(
+        cls, rng: np.random.Generator, shape: tuple[int, ...], dtype: DTypeLike
+    ) -> tuple[tuple[np.ndarray, ...], dict[str, Any]]:
         arrays = tuple(rng.uniform(-2.0, 2.0, size=shape).astype(dtype) for _ in range(cls.arity))
         return arrays, {}

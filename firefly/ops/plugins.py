@@ -22,6 +22,8 @@ Faults stay contained:
   entry-point name, so "first" is the same on every machine).
 """
 
+from __future__ import annotations
+
 import difflib
 import importlib
 import importlib.metadata
@@ -30,8 +32,11 @@ import os
 import sys
 import threading
 import warnings
+from importlib.metadata import EntryPoint
+from typing import Any, cast
 
 from firefly.ops import registry
+from firefly.ops.base import Op
 
 GROUP = "firefly.ops"
 DISABLE_VARIABLE = "FIREFLY_DISABLE_PLUGIN_AUTOLOAD"
@@ -46,20 +51,21 @@ class PluginWarning(RuntimeWarning):
 class _PluginLoad:
     """One entry point's load: where it comes from, what it registered, imported or failed on."""
 
-    def __init__(self, entry_point):
+    def __init__(self, entry_point: EntryPoint) -> None:
         self.entry_point = entry_point
         self.label = " ".join(_distribution(entry_point))
-        self.added = []  # Op classes it registered
-        self.refused = []  # Op classes refused for a name conflict
-        self.attempted = set()  # op names it tried to register (set by registry.register)
-        self.modules = []  # modules of its own package that its load imported first
-        self.error = None
+        self.added: list[type[Op]] = []  # Op classes it registered
+        self.refused: list[type[Op]] = []  # Op classes refused for a name conflict
+        # op names it tried to register (set by registry.register):
+        self.attempted: set[str | None] = set()
+        self.modules: list[str] = []  # modules of its own package that its load imported first
+        self.error: Exception | None = None
 
-    def describe(self):
+    def describe(self) -> str:
         ep = self.entry_point
         return f"'{self.label}' (entry point '{ep.name} = {ep.value}')"
 
-    def refuse(self, cls, holder):
+    def refuse(self, cls: type[Op], holder: str) -> None:
         """Called by ``registry.register`` when ``cls.name`` is taken: keep the op there."""
         self.refused.append(cls)
         if holder == registry.BUILTIN:
@@ -81,10 +87,11 @@ class _PluginLoad:
 
 _lock = threading.RLock()  # one loader at a time; re-entrant for a plugin that looks an op up
 _scanned = False  # entry points have been read since the last reset()
-_loads = {}  # (distribution, entry-point name) -> _PluginLoad, loaded or failed
+# (distribution, entry-point name) -> _PluginLoad, loaded or failed:
+_loads: dict[tuple[str, str], _PluginLoad] = {}
 
 
-def autoload_disabled():
+def autoload_disabled() -> bool:
     """True when ``FIREFLY_DISABLE_PLUGIN_AUTOLOAD`` is set to 1 (or true/yes/on)."""
     raw = os.environ.get(DISABLE_VARIABLE, "")
     value = raw.strip().lower()
@@ -98,35 +105,35 @@ def autoload_disabled():
     )
 
 
-def _distribution(entry_point):
+def _distribution(entry_point: EntryPoint) -> tuple[str, str]:
     """(name, version) of the distribution declaring ``entry_point``."""
     # .get, not dist.name / dist.version: metadata missing a field must not break loading
     # (those properties return None, with a DeprecationWarning from Python 3.12).
-    metadata = entry_point.dist.metadata
+    metadata: Any = entry_point.dist.metadata  # type: ignore[union-attr]  # installed: has one
     return metadata.get("Name") or "unnamed-distribution", metadata.get("Version") or "(no version)"
 
 
-def _entry_points():
+def _entry_points() -> list[EntryPoint]:
     # entry_points(group=...) exists on every supported Python (3.10+). Sorting makes the
     # first-come rule for two plugins with one op name independent of directory order.
     eps = importlib.metadata.entry_points(group=GROUP)
     return sorted(eps, key=lambda ep: (_distribution(ep)[0].lower(), ep.name))
 
 
-def _package_modules(package, names):
+def _package_modules(package: str, names: set[str]) -> list[str]:
     return sorted(m for m in names if m == package or m.startswith(package + "."))
 
 
-def _load(entry_point):
+def _load(entry_point: EntryPoint) -> _PluginLoad:
     load = _PluginLoad(entry_point)
     package = entry_point.module.split(".")[0]
     before = set(sys.modules)
     try:
         with registry.loading(load):
-            target = entry_point.load()
+            target: Any = entry_point.load()
             if inspect.isclass(target):
                 if target not in load.refused:  # refused while its own module registered it
-                    registry.register(target)
+                    registry.register(cast(type[Op], target))  # register() checks it
             elif not inspect.ismodule(target):
                 raise TypeError(
                     f"the entry point must name an Op subclass or a module that registers ops, "
@@ -148,7 +155,7 @@ def _load(entry_point):
     return load
 
 
-def load_plugins():
+def load_plugins() -> list[str]:
     """Load every ``firefly.ops`` entry point not loaded yet. Returns the names of ops added.
 
     Works whether or not autoloading is turned off. A later call picks up distributions
@@ -160,7 +167,7 @@ def load_plugins():
         # process is found (importlib.metadata caches them by folder).
         importlib.invalidate_caches()
         _scanned = True
-        added = []
+        added: list[str] = []
         for ep in _entry_points():
             key = (_distribution(ep)[0].lower(), ep.name)
             if key not in _loads:
@@ -169,7 +176,7 @@ def load_plugins():
         return sorted(added)
 
 
-def autoload():
+def autoload() -> bool:
     """Load plugins once, unless ``FIREFLY_DISABLE_PLUGIN_AUTOLOAD`` is set. True if this call
     did."""
     if _scanned or autoload_disabled():
@@ -181,7 +188,7 @@ def autoload():
         return True
 
 
-def reset():
+def reset() -> None:
     """Forget every plugin, for tests: unregister plugin ops, drop the plugin modules imported,
     forget failures, and let the next lookup load plugins afresh."""
     global _scanned
@@ -196,7 +203,7 @@ def reset():
         _scanned = False
 
 
-def explain_missing(name, available):
+def explain_missing(name: str, available: list[str]) -> str:
     """The message for a lookup of an op that is not registered."""
     failed = [load for load in _loads.values() if load.error is not None]
     for load in failed:

@@ -10,26 +10,32 @@ Every op's origin is recorded: ``"built-in"`` for firefly's own ops, ``"<distrib
 <version>"`` for a plugin's, and ``"user code (<module>)"`` for a class registered at run time.
 """
 
+from __future__ import annotations
+
 import contextlib
 import inspect
 import keyword
+from collections.abc import Iterator
+from typing import Any, TypeVar
 
 from firefly.kernels._jit import is_compiled_kernel
 from firefly.ops.base import Op, declared_kernels
 
 BUILTIN = "built-in"
+OpClass = TypeVar("OpClass", bound=type[Op])  # what @register returns: the class it was given
 
-_ops = {}  # name -> Op subclass
-_origins = {}  # name -> "built-in", "<distribution> <version>" or "user code (<module>)"
+_ops: dict[str, type[Op]] = {}  # name -> Op subclass
+# name -> "built-in", "<distribution> <version>" or "user code (<module>)":
+_origins: dict[str, str] = {}
 # The plugin whose entry point is being loaded, innermost last (see loading()). While one is
 # loading, a name conflict is that plugin's to handle (refuse and warn) rather than an error:
 # a module plugin that registers several ops must not lose them all to one clash.
-_loading_plugins = []
-_plugin_loader = None  # set by set_plugin_loader: loads plugins on a miss, explains a miss
+_loading_plugins: list[Any] = []
+_plugin_loader: Any = None  # set by set_plugin_loader: loads plugins on a miss, explains a miss
 
 
 @contextlib.contextmanager
-def loading(load):
+def loading(load: Any) -> Iterator[Any]:
     """Attribute every op registered inside the block to the plugin load ``load``.
 
     ``load`` has ``label`` (the origin recorded for its ops), ``attempted`` (a set: every op
@@ -43,14 +49,14 @@ def loading(load):
         _loading_plugins.pop()
 
 
-def set_plugin_loader(loader):
+def set_plugin_loader(loader: Any) -> None:
     """Install the object whose ``autoload()`` loads plugins (returning True if it did) and
     whose ``explain_missing(name, available)`` words the error for a name not registered."""
     global _plugin_loader
     _plugin_loader = loader
 
 
-def registered(name):
+def registered(name: str) -> type[Op] | None:
     """The Op class registered under ``name``, or None; never loads plugins."""
     return _ops.get(name)
 
@@ -58,12 +64,12 @@ def registered(name):
 class UnknownOpError(KeyError):
     """No op is registered under the name asked for. The message says why and what to do."""
 
-    def __str__(self):
+    def __str__(self) -> str:
         # KeyError's own __str__ shows repr(message), quotes and escaped newlines included.
         return str(self.args[0]) if self.args else ""
 
 
-def _origin_of_new(cls):
+def _origin_of_new(cls: type[Op]) -> str:
     if _loading_plugins:
         return _loading_plugins[-1].label
     if cls.__module__ == "firefly" or cls.__module__.startswith("firefly."):
@@ -71,7 +77,8 @@ def _origin_of_new(cls):
     return f"user code ({cls.__module__})"
 
 
-def _validate(cls):
+def _validate(cls: object) -> str:
+    """Raise unless ``cls`` is an Op subclass fit to register; its name."""
     if not (inspect.isclass(cls) and issubclass(cls, Op) and cls is not Op):
         raise TypeError(f"firefly.ops.register expects a subclass of firefly.ops.Op, got {cls!r}")
     name = cls.name
@@ -94,9 +101,10 @@ def _validate(cls):
             raise TypeError(f"op '{name}' must define {method}(ctx, ...)")
     if not isinstance(cls.arity, int) or isinstance(cls.arity, bool) or cls.arity < 1:
         raise ValueError(f"op '{name}': arity must be a positive int, got {cls.arity!r}")
+    return name
 
 
-def register(cls):
+def register(cls: OpClass) -> OpClass:
     """Class decorator: validate an Op subclass and add it to the registry.
 
     Registering the class already registered under its name again does nothing. Another class
@@ -105,8 +113,7 @@ def register(cls):
     """
     if _loading_plugins:  # so a lookup of this op can say that its plugin failed, and why
         _loading_plugins[-1].attempted.add(getattr(cls, "name", None))
-    _validate(cls)
-    name = cls.name
+    name = _validate(cls)
     holder = _ops.get(name)
     if holder is cls:
         return cls
@@ -125,7 +132,7 @@ def register(cls):
     return cls
 
 
-def get(name):
+def get(name: str) -> type[Op]:
     """The Op class registered under ``name``; loads plugins once if it is not found.
 
     Raises ``UnknownOpError`` (a KeyError) saying why the op is missing: a plugin that failed
@@ -144,20 +151,20 @@ def get(name):
     raise UnknownOpError(_plugin_loader.explain_missing(name, sorted(_ops)))
 
 
-def names():
+def names() -> list[str]:
     """Sorted names of every registered op, plugin ops included."""
     if _plugin_loader is not None:
         _plugin_loader.autoload()
     return sorted(_ops)
 
 
-def origin(name):
+def origin(name: str) -> str:
     """'built-in', the plugin's '<distribution> <version>', or 'user code (<module>)'."""
     get(name)
     return _origins[name]
 
 
-def unregister(name):
+def unregister(name: str) -> None:
     """Remove an op (for tests and plugin reloads). Built-in ops cannot be removed."""
     if name not in _ops:
         raise UnknownOpError(f"cannot unregister '{name}': no op of that name is registered")

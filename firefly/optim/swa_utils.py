@@ -231,7 +231,7 @@ def update_bn(loader: Iterable[Any], model: Module, device: str | Device | None 
     """Recompute every batch-norm layer's running statistics as the plain average over one
     pass of ``loader`` (its batches, or their first elements) through ``model`` in train mode,
     as torch's; the layers' momenta and the model's mode are restored."""
-    momenta = {}
+    momenta: dict[_BatchNorm, float | None] = {}
     for module in model.modules():
         if isinstance(module, _BatchNorm):
             module.reset_running_stats()

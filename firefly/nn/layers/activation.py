@@ -2,46 +2,51 @@
 take ``inplace`` in torch take it here too (positionally as well: ``ReLU(True)``) and write
 their result into the input when it is set."""
 
+from __future__ import annotations
+
+from typing import Any
+
 from firefly import ops
 from firefly.nn import functional as F
 from firefly.nn.module import Module
+from firefly.tensor import Tensor
 
 
 class Sigmoid(Module):
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return ops.apply("sigmoid", x)
 
 
 class Tanh(Module):
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return ops.apply("tanh", x)
 
 
 class Softmax(Module):
     """``Softmax(dim=None)``: softmax along ``dim`` (the last dimension when None)."""
 
-    def __init__(self, dim=None):
+    def __init__(self, dim: int | None = None) -> None:
         super().__init__()
         self.dim = dim
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return ops.apply("softmax", x, axis=-1 if self.dim is None else self.dim)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
 
 class LogSoftmax(Module):
     """``LogSoftmax(dim=None)``: log-softmax along ``dim`` (the last dimension when None)."""
 
-    def __init__(self, dim=None):
+    def __init__(self, dim: int | None = None) -> None:
         super().__init__()
         self.dim = dim
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return ops.apply("log_softmax", x, axis=-1 if self.dim is None else self.dim)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"dim={self.dim}"
 
 
@@ -49,17 +54,17 @@ class _WithArguments(Module):
     """An activation op with keyword attributes, stored on the module and shown by repr.
     ``inplace`` is None for the activations that have no ``inplace`` in torch."""
 
-    op = None
+    op: str  # the registered op, set by each subclass
 
-    def __init__(self, inplace=None, **attrs):
+    def __init__(self, inplace: bool | None = None, **attrs: Any) -> None:
         super().__init__()
         self.attrs = attrs
         self.inplace = inplace
 
-    def forward(self, x):
-        return F.activation(self.op, x, self.inplace, **self.attrs)
+    def forward(self, x: Tensor) -> Tensor:
+        return F.activation(self.op, x, bool(self.inplace), **self.attrs)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         shown = [f"{k}={v!r}" for k, v in self.attrs.items()]
         if self.inplace:  # torch shows inplace only when set
             shown.append("inplace=True")
@@ -71,7 +76,7 @@ class ReLU(_WithArguments):
 
     op = "relu"
 
-    def __init__(self, inplace=False):
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__(inplace)
 
 
@@ -80,7 +85,7 @@ class GELU(_WithArguments):
 
     op = "gelu"
 
-    def __init__(self, approximate="none"):
+    def __init__(self, approximate: str = "none") -> None:
         super().__init__(approximate=approximate)
 
 
@@ -89,7 +94,7 @@ class LeakyReLU(_WithArguments):
 
     op = "leaky_relu"
 
-    def __init__(self, negative_slope=0.01, inplace=False):
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         super().__init__(inplace, negative_slope=negative_slope)
 
 
@@ -98,7 +103,7 @@ class ELU(_WithArguments):
 
     op = "elu"
 
-    def __init__(self, alpha=1.0, inplace=False):
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
         super().__init__(inplace, alpha=alpha)
 
 
@@ -107,7 +112,7 @@ class SiLU(_WithArguments):
 
     op = "silu"
 
-    def __init__(self, inplace=False):
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__(inplace)
 
 
@@ -117,7 +122,7 @@ class Softplus(_WithArguments):
 
     op = "softplus"
 
-    def __init__(self, beta=1.0, threshold=20.0):
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0) -> None:
         super().__init__(beta=beta, threshold=threshold)
 
 
@@ -126,7 +131,7 @@ class Hardtanh(_WithArguments):
 
     op = "hardtanh"
 
-    def __init__(self, min_val=-1.0, max_val=1.0, inplace=False):
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> None:
         super().__init__(inplace, min_val=min_val, max_val=max_val)
 
 

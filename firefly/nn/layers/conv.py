@@ -1,35 +1,40 @@
 """Convolution layers: Conv1d, Conv2d, ConvTranspose1d and ConvTranspose2d, torch's arguments,
 weight layouts and initialization."""
 
+from __future__ import annotations
+
 import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from firefly import random
 from firefly.nn import functional as F
 from firefly.nn.module import Module
 from firefly.nn.parameter import Parameter
 from firefly.ops.conv import pair
+from firefly.tensor import Tensor
 from firefly.validation import as_int
 
 
 class _ConvNd(Module):
     spatial = 2
-    functional = None
+    functional: Callable[..., Tensor]  # F.conv*, set by each subclass
 
     def __init__(
         self,
-        in_channels,
-        out_channels,
-        kernel_size,
-        stride=1,
-        padding=0,
-        dilation=1,
-        groups=1,
-        bias=True,
-        padding_mode="zeros",
-        dtype=None,
-    ):
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] | str = 0,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        dtype: DTypeLike | None = None,
+    ) -> None:
         super().__init__()
         name = type(self).__name__
         self.in_channels = as_int(name, "in_channels", in_channels, 1)
@@ -72,7 +77,7 @@ class _ConvNd(Module):
             else None
         )
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return type(self).functional(
             x,
             self.weight.tensor,
@@ -83,7 +88,7 @@ class _ConvNd(Module):
             self.groups,
         )
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         text = (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}"
@@ -116,22 +121,22 @@ class Conv1d(_ConvNd):
 
 class _ConvTransposeNd(Module):
     spatial = 2
-    functional = None
+    functional: Callable[..., Tensor]  # F.conv*, set by each subclass
 
     def __init__(
         self,
-        in_channels,
-        out_channels,
-        kernel_size,
-        stride=1,
-        padding=0,
-        output_padding=0,
-        groups=1,
-        bias=True,
-        dilation=1,
-        padding_mode="zeros",
-        dtype=None,
-    ):
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        padding: int | Sequence[int] = 0,
+        output_padding: int | Sequence[int] = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: int | Sequence[int] = 1,
+        padding_mode: str = "zeros",
+        dtype: DTypeLike | None = None,
+    ) -> None:
         super().__init__()
         name = type(self).__name__
         self.in_channels = as_int(name, "in_channels", in_channels, 1)
@@ -171,7 +176,7 @@ class _ConvTransposeNd(Module):
             else None
         )
 
-    def _output_padding(self, x, output_size):
+    def _output_padding(self, x: Tensor, output_size: Sequence[int] | None) -> tuple[int, ...]:
         """torch's: the output_padding that gives ``output_size`` (its last ``spatial``
         entries), which must lie within ``stride - 1`` of the smallest output."""
         if output_size is None:
@@ -199,7 +204,7 @@ class _ConvTransposeNd(Module):
             padding.append(size - smallest)
         return tuple(padding)
 
-    def forward(self, x, output_size=None):
+    def forward(self, x: Tensor, output_size: Sequence[int] | None = None) -> Tensor:
         return type(self).functional(
             x,
             self.weight.tensor,
@@ -211,7 +216,7 @@ class _ConvTransposeNd(Module):
             self.dilation,
         )
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         text = (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
             f"stride={self.stride}"

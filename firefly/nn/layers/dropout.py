@@ -1,9 +1,12 @@
 """Dropout: zeroes elements with probability p while training; the identity in eval()."""
 
+from __future__ import annotations
+
 import numbers
 
 from firefly.nn import functional as F
 from firefly.nn.module import Module
+from firefly.tensor import Tensor
 
 
 class Dropout(Module):
@@ -11,14 +14,17 @@ class Dropout(Module):
     probability p (drawn from firefly's generator) and the rest scaled by 1 / (1 - p); in
     ``eval()`` mode the input passes through unchanged."""
 
-    def __init__(self, p=0.5, inplace=False):
+    p: float
+    inplace: bool
+
+    def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
         if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p!r}")
         self.p, self.inplace = float(p), inplace
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.p, self.training, self.inplace)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"

@@ -1,11 +1,15 @@
 """Embedding: a lookup table of vectors indexed by integers."""
 
+from __future__ import annotations
+
 import numpy as np
+from numpy.typing import DTypeLike
 
 from firefly import random
 from firefly.nn import functional as F
 from firefly.nn.module import Module
 from firefly.nn.parameter import Parameter
+from firefly.tensor import Tensor
 from firefly.validation import as_int
 
 
@@ -15,7 +19,14 @@ class Embedding(Module):
     that row gets no gradient. Calling it with integer indices (an array or an integer Tensor)
     returns ``indices.shape + (embedding_dim,)``."""
 
-    def __init__(self, num_embeddings, embedding_dim, padding_idx=None, max_norm=None, dtype=None):
+    def __init__(
+        self,
+        num_embeddings: int,
+        embedding_dim: int,
+        padding_idx: int | None = None,
+        max_norm: float | None = None,
+        dtype: DTypeLike | None = None,
+    ) -> None:
         super().__init__()
         self.num_embeddings = as_int("Embedding", "num_embeddings", num_embeddings, 1)
         self.embedding_dim = as_int("Embedding", "embedding_dim", embedding_dim, 1)
@@ -35,9 +46,9 @@ class Embedding(Module):
             weight[padding_idx] = 0.0
         self.weight = Parameter(weight, dtype=np.dtype(dtype or np.float32))
 
-    def forward(self, indices):
+    def forward(self, indices: Tensor | np.ndarray) -> Tensor:
         return F.embedding(indices, self.weight.tensor, self.padding_idx)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         text = f"{self.num_embeddings}, {self.embedding_dim}"
         return text + (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")

@@ -1,13 +1,17 @@
 """Linear: y = x @ weight.T + bias, with torch's (out_features, in_features) weight."""
 
+from __future__ import annotations
+
 import math
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from firefly import ops, random
 from firefly.nn import functional as F
 from firefly.nn.module import Module
 from firefly.nn.parameter import Parameter
+from firefly.tensor import Tensor
 from firefly.validation import as_int
 
 
@@ -24,7 +28,9 @@ class Linear(Module):
     # Checkpoints of format 1 (firefly.serialization) hold this weight as (in, out).
     _transposed_before_format_2 = ("weight",)
 
-    def __init__(self, in_features, out_features, bias=True, dtype=None):
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, dtype: DTypeLike | None = None
+    ) -> None:
         super().__init__()
         self.in_features = as_int("Linear", "in_features", in_features, 1)
         self.out_features = as_int("Linear", "out_features", out_features, 1)
@@ -41,12 +47,12 @@ class Linear(Module):
             else None
         )
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         if self.bias is None:
             return F.linear(x, self.weight)
         return ops.apply("linear", x, self.weight, self.bias)  # F.linear's checks, skipped
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (
             f"in_features={self.in_features}, out_features={self.out_features}, "
             f"bias={self.bias is not None}"

@@ -1,9 +1,14 @@
 """Normalization layers: BatchNorm1d, BatchNorm2d, LayerNorm and GroupNorm, with torch's
 arguments, initialization (weight 1, bias 0) and buffers."""
 
+from __future__ import annotations
+
 import numbers
+from collections.abc import Sequence
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from firefly.nn import functional as F
 from firefly.nn.module import Module
@@ -12,8 +17,8 @@ from firefly.tensor import Tensor
 from firefly.validation import as_int
 
 
-def _check_eps(owner, eps):
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
+def _check_eps(owner: str, eps: Any) -> float:
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not float(eps) >= 0:
         raise ValueError(f"{owner}: eps must be a non-negative number, got {eps!r}")
     return float(eps)
 
@@ -25,17 +30,24 @@ class _BatchNorm(Module):
     ``eval()`` mode the running statistics normalize. ``momentum=None`` keeps a cumulative
     average. With ``track_running_stats=False`` the batch's statistics are always used."""
 
-    input_dims = ()
+    input_dims: tuple[int, ...] = ()
+    momentum: float | None
+    weight: Parameter | None
+    bias: Parameter | None
+    # Buffers: Tensors with track_running_stats, else None.
+    running_mean: Tensor | None
+    running_var: Tensor | None
+    num_batches_tracked: Tensor | None
 
     def __init__(
         self,
-        num_features,
-        eps=1e-5,
-        momentum=0.1,
-        affine=True,
-        track_running_stats=True,
-        dtype=None,
-    ):
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        dtype: DTypeLike | None = None,
+    ) -> None:
         super().__init__()
         name = type(self).__name__
         self.num_features = as_int(name, "num_features", num_features, 1)
@@ -66,13 +78,14 @@ class _BatchNorm(Module):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
 
-    def reset_running_stats(self):
+    def reset_running_stats(self) -> None:
         if self.track_running_stats:
-            self.running_mean.numpy()[...] = 0.0
-            self.running_var.numpy()[...] = 1.0
-            self.num_batches_tracked.numpy()[...] = 0
+            # Tensors: registered so whenever track_running_stats is set.
+            cast(Tensor, self.running_mean).numpy()[...] = 0.0
+            cast(Tensor, self.running_var).numpy()[...] = 1.0
+            cast(Tensor, self.num_batches_tracked).numpy()[...] = 0
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         ndim = len(np.shape(x))
         if ndim not in self.input_dims:
             dims = " or ".join(f"{d}-D" for d in self.input_dims)
@@ -96,7 +109,7 @@ class _BatchNorm(Module):
             num_batches_tracked=self.num_batches_tracked if track else None,
         )
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
             f"track_running_stats={self.track_running_stats}"
@@ -121,7 +134,14 @@ class LayerNorm(Module):
     """``LayerNorm(normalized_shape, eps=1e-5, elementwise_affine=True, bias=True)``: normalizes
     over the last ``len(normalized_shape)`` dimensions."""
 
-    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True, dtype=None):
+    def __init__(
+        self,
+        normalized_shape: int | Sequence[int],
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        dtype: DTypeLike | None = None,
+    ) -> None:
         super().__init__()
         shape = (
             (normalized_shape,)
@@ -141,7 +161,7 @@ class LayerNorm(Module):
             else None
         )
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.layer_norm(
             x,
             self.normalized_shape,
@@ -150,7 +170,7 @@ class LayerNorm(Module):
             self.eps,
         )
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (
             f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
         )
@@ -159,7 +179,14 @@ class LayerNorm(Module):
 class GroupNorm(Module):
     """``GroupNorm(num_groups, num_channels, eps=1e-5, affine=True)``."""
 
-    def __init__(self, num_groups, num_channels, eps=1e-5, affine=True, dtype=None):
+    def __init__(
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        dtype: DTypeLike | None = None,
+    ) -> None:
         super().__init__()
         self.num_groups = as_int("GroupNorm", "num_groups", num_groups, 1)
         self.num_channels = as_int("GroupNorm", "num_channels", num_channels, 1)
@@ -173,7 +200,7 @@ class GroupNorm(Module):
         self.weight = Parameter(np.ones(self.num_channels), dtype=dtype) if affine else None
         self.bias = Parameter(np.zeros(self.num_channels), dtype=dtype) if affine else None
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.group_norm(
             x,
             self.num_groups,
@@ -182,7 +209,7 @@ class GroupNorm(Module):
             self.eps,
         )
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
 
 
@@ -193,18 +220,24 @@ class _InstanceNorm(Module):
     no running statistics."""
 
     spatial = 1
+    weight: Parameter | None
+    bias: Parameter | None
+    # Buffers: Tensors with track_running_stats, else None.
+    running_mean: Tensor | None
+    running_var: Tensor | None
+    num_batches_tracked: Tensor | None
 
     def __init__(
         self,
-        num_features,
-        eps=1e-5,
-        momentum=0.1,
-        affine=False,
-        track_running_stats=False,
-        dtype=None,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = False,
+        track_running_stats: bool = False,
+        dtype: DTypeLike | None = None,
         *,
-        bias=True,
-    ):
+        bias: bool = True,
+    ) -> None:
         super().__init__()
         name = type(self).__name__
         self.num_features = as_int(name, "num_features", num_features, 1)
@@ -231,7 +264,7 @@ class _InstanceNorm(Module):
             self.register_buffer("running_var", None)
             self.register_buffer("num_batches_tracked", None)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         name, shape = type(self).__name__, tuple(np.shape(x))
         if len(shape) not in (self.spatial + 1, self.spatial + 2):
             raise ValueError(
@@ -258,7 +291,7 @@ class _InstanceNorm(Module):
         )
         return out[0] if unbatched else out
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
             f"track_running_stats={self.track_running_stats}"

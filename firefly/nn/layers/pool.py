@@ -1,8 +1,18 @@
 """Pooling layers: MaxPool1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, AdaptiveMaxPool1d/2d,
 MaxUnpool1d/2d."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+
 from firefly.nn import functional as F
 from firefly.nn.module import Module
+from firefly.tensor import Tensor
+
+# A 2-D pooling size: one int for both dims, or (height, width).
+Size2d = int | tuple[int, int]
+# A 1-D pooling size: an int, or a 1-tuple.
+Size1d = int | tuple[int]
 
 
 class MaxPool2d(Module):
@@ -10,14 +20,20 @@ class MaxPool2d(Module):
     ceil_mode=False)``; stride defaults to kernel_size."""
 
     def __init__(
-        self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False
-    ):
+        self,
+        kernel_size: Size2d,
+        stride: Size2d | None = None,
+        padding: Size2d = 0,
+        dilation: Size2d = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ) -> None:
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.ceil_mode = dilation, ceil_mode
         self.return_indices = bool(return_indices)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.max_pool2d(
             x,
             self.kernel_size,
@@ -28,7 +44,7 @@ class MaxPool2d(Module):
             self.return_indices,
         )
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (
             f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, "
             f"padding={self.padding}, "
@@ -42,13 +58,13 @@ class AvgPool2d(Module):
 
     def __init__(
         self,
-        kernel_size,
-        stride=None,
-        padding=0,
-        ceil_mode=False,
-        count_include_pad=True,
-        divisor_override=None,
-    ):
+        kernel_size: Size2d,
+        stride: Size2d | None = None,
+        padding: Size2d = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ) -> None:
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad, self.divisor_override = (
@@ -57,7 +73,7 @@ class AvgPool2d(Module):
             divisor_override,
         )
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.avg_pool2d(
             x,
             self.kernel_size,
@@ -68,7 +84,7 @@ class AvgPool2d(Module):
             self.divisor_override,
         )
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (
             f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, "
             f"padding={self.padding}"
@@ -78,14 +94,14 @@ class AvgPool2d(Module):
 class AdaptiveAvgPool2d(Module):
     """``AdaptiveAvgPool2d(output_size)``: an int, a pair, or None in a pair to keep that size."""
 
-    def __init__(self, output_size):
+    def __init__(self, output_size: int | tuple[int | None, int | None] | None) -> None:
         super().__init__()
         self.output_size = output_size
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.adaptive_avg_pool2d(x, self.output_size)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
 
 
@@ -94,14 +110,20 @@ class MaxPool1d(Module):
     ceil_mode=False)`` over (N, C, L) or (C, L)."""
 
     def __init__(
-        self, kernel_size, stride=None, padding=0, dilation=1, return_indices=False, ceil_mode=False
-    ):
+        self,
+        kernel_size: Size1d,
+        stride: Size1d | None = None,
+        padding: Size1d = 0,
+        dilation: Size1d = 1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ) -> None:
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.dilation, self.ceil_mode = dilation, ceil_mode
         self.return_indices = bool(return_indices)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.max_pool1d(
             x,
             self.kernel_size,
@@ -112,7 +134,7 @@ class MaxPool1d(Module):
             self.return_indices,
         )
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (
             f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, "
             f"padding={self.padding}, dilation={self.dilation}, ceil_mode={self.ceil_mode}"
@@ -124,18 +146,23 @@ class AvgPool1d(Module):
     count_include_pad=True)`` over (N, C, L) or (C, L)."""
 
     def __init__(
-        self, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True
-    ):
+        self,
+        kernel_size: Size1d,
+        stride: Size1d | None = None,
+        padding: Size1d = 0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+    ) -> None:
         super().__init__()
         self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
         self.ceil_mode, self.count_include_pad = ceil_mode, count_include_pad
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor:
         return F.avg_pool1d(
             x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad
         )
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return (
             f"kernel_size={self.kernel_size}, stride={self.stride or self.kernel_size}, "
             f"padding={self.padding}"
@@ -143,19 +170,21 @@ class AvgPool1d(Module):
 
 
 class _Adaptive(Module):
-    functional = None
+    functional: Callable[..., Tensor]  # F.adaptive_*, set by each subclass
 
-    def __init__(self, output_size, return_indices=False):
+    def __init__(
+        self, output_size: int | tuple[int | None, ...] | None, return_indices: bool = False
+    ) -> None:
         super().__init__()
         self.output_size = output_size
         self.return_indices = bool(return_indices)
 
-    def forward(self, x):
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         if self.return_indices:
             return type(self).functional(x, self.output_size, True)
         return type(self).functional(x, self.output_size)
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
 
 
@@ -164,7 +193,7 @@ class AdaptiveAvgPool1d(_Adaptive):
 
     functional = staticmethod(F.adaptive_avg_pool1d)
 
-    def __init__(self, output_size):
+    def __init__(self, output_size: Size1d) -> None:
         super().__init__(output_size)
 
 

@@ -7,10 +7,14 @@ loop in one kernel each way, see ``firefly.ops.recurrent``). The cells run the s
 one step.
 """
 
+from __future__ import annotations
+
 import math
 import numbers
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, DTypeLike
 
 from firefly import ops, random
 from firefly.functions import cat, stack
@@ -30,18 +34,27 @@ _MODES = {
 }
 
 
-def _as_tensor(x):
+def _as_tensor(x: Tensor | ArrayLike) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x)
 
 
-def _uniform_parameter(rng, bound, shape, dtype):
+def _uniform_parameter(
+    rng: np.random.Generator, bound: float, shape: tuple[int, ...], dtype: np.dtype
+) -> Parameter:
     return Parameter(rng.uniform(-bound, bound, size=shape), dtype=dtype)
 
 
-def _run_layer(mode, x, states, weights, lengths, reverse):
+def _run_layer(
+    mode: str,
+    x: Tensor,
+    states: list[Tensor],
+    weights: list[Tensor],
+    lengths: tuple[int, ...] | None,
+    reverse: bool,
+) -> tuple[Tensor, list[Tensor]]:
     """One layer in one direction: (outputs (T, B, H), final states [h] or [h, c])."""
     gates, op_name = _MODES[mode]
-    attrs = {"lengths": lengths, "reverse": reverse}
+    attrs: dict[str, Any] = {"lengths": lengths, "reverse": reverse}
     if mode == "RNN_RELU":
         attrs["nonlinearity"] = "relu"
     out = ops.apply(op_name, x, *states, *weights, **attrs)
@@ -54,19 +67,25 @@ class RNNBase(Module):
     torch names them (``weight_ih_l0``, ``bias_hh_l1_reverse``...), the input and state checks,
     and the loop over layers."""
 
+    bias: bool
+    batch_first: bool
+    dropout: float
+    bidirectional: bool
+    _weight_names: tuple[tuple[str, ...], ...]  # per layer and direction, biases last
+
     def __init__(
         self,
-        mode,
-        input_size,
-        hidden_size,
-        num_layers=1,
-        bias=True,
-        batch_first=False,
-        dropout=0.0,
-        bidirectional=False,
-        proj_size=0,
-        dtype=None,
-    ):
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        dtype: DTypeLike | None = None,
+    ) -> None:
         super().__init__()
         name = type(self).__name__
         self.mode = mode
@@ -107,17 +126,19 @@ class RNNBase(Module):
                 weight_names.append(tuple(names))
         self._weight_names = tuple(weight_names)
 
-    def _layer_weights(self, index, dtype):
+    def _layer_weights(self, index: int, dtype: np.dtype) -> list[Tensor]:
         weights = [getattr(self, n) for n in self._weight_names[index]]
         if not self.bias:
             zeros = Tensor(np.zeros(weights[0].shape[0], dtype=dtype))
             weights += [zeros, zeros]
         return weights
 
-    def _state_count(self):
+    def _state_count(self) -> int:
         return 2 if self.mode == "LSTM" else 1
 
-    def _check_state(self, state, label, expected):
+    def _check_state(
+        self, state: Tensor | ArrayLike, label: str, expected: tuple[int, ...]
+    ) -> Tensor:
         if not isinstance(state, Tensor):
             state = Tensor(state)
         if state.shape != expected:
@@ -202,7 +223,7 @@ class RNNBase(Module):
             output = layer_input.transpose(0, 1) if self.batch_first else layer_input
         return output, (tuple(final_states) if count == 2 else final_states[0])
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         parts = [f"{self.input_size}", f"{self.hidden_size}"]
         if self.num_layers != 1:
             parts.append(f"num_layers={self.num_layers}")
@@ -222,14 +243,21 @@ class RNN(RNNBase):
     batch_first=False, dropout=0.0, bidirectional=False)``, as ``torch.nn.RNN``:
     h_t = act(x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh). Returns (output, h_n)."""
 
-    def __init__(self, input_size, hidden_size, num_layers=1, nonlinearity="tanh", **kwargs):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        **kwargs: Any,
+    ) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNN: unknown nonlinearity {nonlinearity!r} (tanh or relu)")
         mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
         super().__init__(mode, input_size, hidden_size, num_layers, **kwargs)
         self.nonlinearity = nonlinearity
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         extra = super().extra_repr()
         return extra + (", nonlinearity='relu'" if self.nonlinearity == "relu" else "")
 
@@ -239,7 +267,9 @@ class LSTM(RNNBase):
     dropout=0.0, bidirectional=False)``, as ``torch.nn.LSTM`` (gates i, f, g, o). ``forward(x,
     (h_0, c_0))`` returns (output, (h_n, c_n)). ``proj_size`` is not supported."""
 
-    def __init__(self, input_size, hidden_size, num_layers=1, **kwargs):
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int = 1, **kwargs: Any
+    ) -> None:
         super().__init__("LSTM", input_size, hidden_size, num_layers, **kwargs)
 
 
@@ -248,7 +278,9 @@ class GRU(RNNBase):
     bidirectional=False)``, as ``torch.nn.GRU`` (gates r, z, n; r multiplies W_hn h + b_hn).
     Returns (output, h_n)."""
 
-    def __init__(self, input_size, hidden_size, num_layers=1, **kwargs):
+    def __init__(
+        self, input_size: int, hidden_size: int, num_layers: int = 1, **kwargs: Any
+    ) -> None:
         super().__init__("GRU", input_size, hidden_size, num_layers, **kwargs)
 
 
@@ -257,7 +289,17 @@ class RNNCellBase(Module):
     """One step: the layer op over a sequence of one, with the cell's parameters (torch's names
     ``weight_ih``, ``weight_hh``, ``bias_ih``, ``bias_hh``)."""
 
-    def __init__(self, mode, input_size, hidden_size, bias=True, dtype=None):
+    bias_ih: Parameter | None
+    bias_hh: Parameter | None
+
+    def __init__(
+        self,
+        mode: str,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        dtype: DTypeLike | None = None,
+    ) -> None:
         super().__init__()
         name = type(self).__name__
         self.mode = mode
@@ -313,7 +355,7 @@ class RNNCellBase(Module):
             final = [f.reshape(self.hidden_size) for f in final]
         return tuple(final) if count == 2 else final[0]
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"{self.input_size}, {self.hidden_size}" + ("" if self.bias else ", bias=False")
 
 
@@ -321,7 +363,14 @@ class RNNCell(RNNCellBase):
     """``RNNCell(input_size, hidden_size, bias=True, nonlinearity='tanh')``: h' = act(x W_ih^T
     + b_ih + h W_hh^T + b_hh)."""
 
-    def __init__(self, input_size, hidden_size, bias=True, nonlinearity="tanh", dtype=None):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        dtype: DTypeLike | None = None,
+    ) -> None:
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNNCell: unknown nonlinearity {nonlinearity!r} (tanh or relu)")
         mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
@@ -333,12 +382,24 @@ class LSTMCell(RNNCellBase):
     """``LSTMCell(input_size, hidden_size, bias=True)``: ``forward(x, (h, c))`` returns
     (h', c')."""
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        dtype: DTypeLike | None = None,
+    ) -> None:
         super().__init__("LSTM", input_size, hidden_size, bias, dtype)
 
 
 class GRUCell(RNNCellBase):
     """``GRUCell(input_size, hidden_size, bias=True)``: returns h'."""
 
-    def __init__(self, input_size, hidden_size, bias=True, dtype=None):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        dtype: DTypeLike | None = None,
+    ) -> None:
         super().__init__("GRU", input_size, hidden_size, bias, dtype)

@@ -10,6 +10,7 @@ own length. Every conversion here is one differentiable gather (``take``).
 from typing import NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from firefly.functions import cat
 from firefly.tensor import Tensor
@@ -26,11 +27,11 @@ class PackedSequence(NamedTuple):
     unsorted_indices: Tensor | None = None
 
 
-def _tensor(x):
+def _tensor(x: Tensor | ArrayLike) -> Tensor:
     return x if isinstance(x, Tensor) else Tensor(x)
 
 
-def _lengths_array(lengths):
+def _lengths_array(lengths: Tensor | ArrayLike) -> np.ndarray:
     if isinstance(lengths, Tensor):
         lengths = lengths.numpy()
     values = np.asarray(lengths)
@@ -41,19 +42,21 @@ def _lengths_array(lengths):
     return values.astype(np.int64)
 
 
-def _with_padding_row(rows, value):
+def _with_padding_row(rows: Tensor, value: float) -> Tensor:
     """``rows`` (N, *) with one more row of ``value`` at index N, which gathers pick for the
     positions no sequence fills."""
     pad = Tensor(np.full((1,) + rows.shape[1:], value, dtype=rows.dtype), dtype=rows.dtype)
     return cat([rows, pad], 0)
 
 
-def _packed_positions(batch_sizes, batch):
+def _packed_positions(batch_sizes: np.ndarray, batch: int) -> np.ndarray:
     """For each row of a packed ``data``, its position t * B + b in the padded (T, B) grid."""
     return np.concatenate([t * batch + np.arange(n) for t, n in enumerate(batch_sizes)])
 
 
-def packed_to_padded(sequence, padding_value=0.0, total_length=None):
+def packed_to_padded(
+    sequence: PackedSequence, padding_value: float = 0.0, total_length: int | None = None
+) -> tuple[Tensor, tuple[int, ...]]:
     """The packed batch as (T, B, *) in sorted order (longest first), and its lengths."""
     data = sequence.data
     batch_sizes = sequence.batch_sizes.numpy().astype(np.int64)
@@ -65,7 +68,7 @@ def packed_to_padded(sequence, padding_value=0.0, total_length=None):
     return padded.reshape(rows.shape + data.shape[1:]), lengths
 
 
-def padded_to_packed(padded, like):
+def padded_to_packed(padded: Tensor, like: PackedSequence) -> PackedSequence:
     """(T, B, *) in sorted order packed with ``like``'s batch sizes and permutations."""
     steps, batch = padded.shape[:2]
     batch_sizes = like.batch_sizes.numpy().astype(np.int64)
