@@ -3,7 +3,7 @@ MaxUnpool1d/2d."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from firefly.nn import functional as F
 from firefly.nn.module import Module
@@ -214,24 +214,31 @@ class _MaxUnpool(Module):
     """Keeps kernel_size, stride (kernel_size when None) and padding as tuples of one per
     spatial dim, as torch's MaxUnpool layers do."""
 
-    functional = None
+    functional: Callable[..., Tensor]  # F.max_unpool1d/2d, set by each subclass
     spatial = 0
 
-    def __init__(self, kernel_size, stride=None, padding=0):
+    def __init__(
+        self,
+        kernel_size: int | tuple[int, ...],
+        stride: int | tuple[int, ...] | None = None,
+        padding: int | tuple[int, ...] = 0,
+    ) -> None:
         super().__init__()
         self.kernel_size = self._per_dim(kernel_size)
         self.stride = self.kernel_size if stride is None else self._per_dim(stride)
         self.padding = self._per_dim(padding)
 
-    def _per_dim(self, value):
+    def _per_dim(self, value: int | tuple[int, ...]) -> tuple[int, ...]:
         return tuple(value) if isinstance(value, (tuple, list)) else (value,) * self.spatial
 
-    def forward(self, input, indices, output_size=None):
+    def forward(
+        self, input: Tensor, indices: Tensor, output_size: Sequence[int] | None = None
+    ) -> Tensor:
         return type(self).functional(
             input, indices, self.kernel_size, self.stride, self.padding, output_size
         )
 
-    def extra_repr(self):
+    def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
 
