@@ -109,7 +109,7 @@ def linear(input: _TensorLike, weight: _TensorLike, bias: _TensorLike | None = N
     ``linear`` op; a 1-D weight (in_features,) gives ``input @ weight`` (+ bias), as in torch."""
     if np.ndim(weight) != 2:
         out = ops.apply("matmul", input, weight)
-        return out if bias is None else out + bias
+        return out if bias is None else ops.apply("add", out, bias)
     if bias is None:  # a zero bias costs one row sum in backward; a second op would cost more
         bias = _constant(input, 0.0, np.shape(weight)[0])
     return ops.apply("linear", input, weight, bias)

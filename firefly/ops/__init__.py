@@ -5,6 +5,9 @@ elementwise op is scalar math on ``UnaryOp`` or ``BinaryOp``; any other op subcl
 (see docs/writing-an-op.md).
 """
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 from firefly.ops import (  # noqa: F401  (registers built-ins)
     activation,
     attention,
@@ -31,22 +34,26 @@ from firefly.ops.families import BinaryOp, UnaryOp
 from firefly.ops.plugins import load_plugins
 from firefly.ops.registry import get, names, origin, register, unregister
 
+if TYPE_CHECKING:
+    from firefly.tensor import Tensor
+
 # firefly.autograd.apply, bound by firefly.autograd when it is imported. The engine imports this
 # package, so this package cannot import the engine; a function-level import inside apply()
 # would cost every call a module lookup (benchmarks/bench_overhead.py), the bound function one
 # global read. docs/architecture.md lists this and the other run-time bindings.
-_engine_apply = None
+_engine_apply: Callable[..., Tensor] | None = None
 
 
-def bind_engine(engine_apply):
+def bind_engine(engine_apply: Callable[..., Tensor]) -> None:
     """Called once by ``firefly.autograd``: the function that runs and records an Op class."""
     global _engine_apply
     _engine_apply = engine_apply
 
 
-def apply(name, *tensors, **attrs):
-    """Run the op registered as ``name`` on ``tensors``, recording it for autograd."""
-    return _engine_apply(get(name), *tensors, **attrs)
+def apply(name: str, *tensors: Any, **attrs: Any) -> Tensor:
+    """Run the op registered as ``name`` on ``tensors`` (Tensors, arrays or Python numbers),
+    recording it for autograd."""
+    return _engine_apply(get(name), *tensors, **attrs)  # type: ignore[misc]  # bound at import
 
 
 __all__ = [

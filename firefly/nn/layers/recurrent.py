@@ -147,12 +147,17 @@ class RNNBase(Module):
             )
         return state
 
-    def forward(self, input, hx=None):
+    def forward(
+        self,
+        input: Tensor | PackedSequence | ArrayLike,
+        hx: Tensor | tuple[Tensor, Tensor] | None = None,
+    ) -> tuple[Tensor | PackedSequence, Tensor | tuple[Tensor, ...]]:
         name = type(self).__name__
-        packed = isinstance(input, PackedSequence)
+        packed: PackedSequence | None = None
         lengths = None
-        if packed:
-            x, lengths = packed_to_padded(input)
+        if isinstance(input, PackedSequence):
+            packed = input
+            x, lengths = packed_to_padded(packed)
             unbatched = False
         else:
             x = _as_tensor(input)
@@ -179,7 +184,7 @@ class RNNBase(Module):
             zeros = Tensor(np.zeros(state_shape, dtype=x.dtype))
             states = [zeros] * count
         else:
-            given = list(hx) if count == 2 else [hx]
+            given: list[Any] = list(hx) if isinstance(hx, (tuple, list)) and count == 2 else [hx]
             if count == 2 and (not isinstance(hx, (tuple, list)) or len(given) != 2):
                 raise TypeError(f"{name}: hx must be a tuple (h_0, c_0)")
             labels = ("h_0", "c_0")
@@ -187,10 +192,10 @@ class RNNBase(Module):
             states = [self._check_state(s, labels[k], expected) for k, s in enumerate(given)]
             if unbatched:
                 states = [s.unsqueeze(1) for s in states]
-            if packed and input.sorted_indices is not None:
-                order = input.sorted_indices.numpy()
+            if packed is not None and packed.sorted_indices is not None:
+                order = packed.sorted_indices.numpy()
                 states = [s[:, order] for s in states]
-        finals = [[] for _ in range(count)]
+        finals: list[list[Tensor]] = [[] for _ in range(count)]
         layer_input = x
         for layer in range(self.num_layers):
             outputs = []
@@ -211,17 +216,18 @@ class RNNBase(Module):
             if self.dropout and self.training and layer < self.num_layers - 1:
                 layer_input = F.dropout(layer_input, self.dropout, True)
         final_states = [stack(f, 0) for f in finals]
-        if packed:
-            if input.unsorted_indices is not None:
-                order = input.unsorted_indices.numpy()
+        result: Tensor | PackedSequence
+        if packed is not None:
+            if packed.unsorted_indices is not None:
+                order = packed.unsorted_indices.numpy()
                 final_states = [s[:, order] for s in final_states]
-            output = padded_to_packed(layer_input, input)
+            result = padded_to_packed(layer_input, packed)
         elif unbatched:
-            output = layer_input[:, 0]
+            result = layer_input[:, 0]
             final_states = [s[:, 0] for s in final_states]
         else:
-            output = layer_input.transpose(0, 1) if self.batch_first else layer_input
-        return output, (tuple(final_states) if count == 2 else final_states[0])
+            result = layer_input.transpose(0, 1) if self.batch_first else layer_input
+        return result, (tuple(final_states) if count == 2 else final_states[0])
 
     def extra_repr(self) -> str:
         parts = [f"{self.input_size}", f"{self.hidden_size}"]
@@ -318,7 +324,9 @@ class RNNCellBase(Module):
         else:
             self.bias_ih = self.bias_hh = None
 
-    def forward(self, input, hx=None):
+    def forward(
+        self, input: Tensor | ArrayLike, hx: Tensor | tuple[Tensor, Tensor] | None = None
+    ) -> Tensor | tuple[Tensor, ...]:
         name = type(self).__name__
         x = _as_tensor(input)
         if x.ndim not in (1, 2) or x.shape[-1] != self.input_size:
@@ -333,7 +341,7 @@ class RNNCellBase(Module):
         if hx is None:
             states = [Tensor(np.zeros((batch, self.hidden_size), dtype=x.dtype))] * count
         else:
-            given = list(hx) if count == 2 else [hx]
+            given: list[Any] = list(hx) if isinstance(hx, (tuple, list)) else [hx]
             if len(given) != count:
                 raise TypeError(f"{name}: hx must be a tuple (h, c)")
             states = []
@@ -342,6 +350,7 @@ class RNNCellBase(Module):
                 if s.shape != expected:
                     raise ValueError(f"{name}: expected {label} of shape {expected}, got {s.shape}")
                 states.append(s.reshape(batch, self.hidden_size))
+        biases: list[Any]  # Parameters, or the zeros that stand for bias=False
         if self.bias:
             biases = [self.bias_ih, self.bias_hh]
         else:
