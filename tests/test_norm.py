@@ -6,6 +6,7 @@ import pytest
 
 import firefly
 from firefly import Tensor, ops
+from firefly.kernels import norm as NK
 from firefly.kernels.reduce import LANES, SUM_CHUNK
 from firefly.nn import functional as F
 from firefly.testing import gradcheck
@@ -119,6 +120,30 @@ def test_long_slices_match_torch_in_float64(name, attrs, shape_of, length):
     out64 = ff(Tensor(x), Tensor(w32.astype(np.float64)), Tensor(b32.astype(np.float64))).numpy()
     assert out32.dtype == np.float32
     np.testing.assert_allclose(out32, out64, rtol=0, atol=4e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layer_norm_builds_agree_over_many_row_blocks(dtype):
+    # The parallel builds deal blocks of rows to a helper; the serial builds loop over the same
+    # blocks. Several blocks, a short last one, and rows that reach the quads.
+    rng = np.random.default_rng(8)
+    M, D = 3 * NK._LN_TASK_ROWS + 5, 2 * LANES * 4 + 37
+    x, g = (rng.normal(size=(M, D)).astype(dtype) for _ in range(2))
+    w, b = (rng.normal(size=D).astype(dtype) for _ in range(2))
+    results = {}
+    for build in ("serial", "parallel"):
+        mean, rstd, out = np.empty(M), np.empty(M), np.empty_like(x)
+        getattr(NK.layer_norm_forward, build)(x, w, b, 1e-5, mean, rstd, out)
+        dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty_like(w)
+        getattr(NK.layer_norm_backward, build)(g, x, w, mean, rstd, True, dx, dw, db)
+        results[build] = (out, mean, rstd, dx, dw, db)
+    for serial, parallel in zip(results["serial"], results["parallel"]):
+        np.testing.assert_array_equal(serial, parallel)
+    t = [torch.tensor(a.astype(np.float64), requires_grad=True) for a in (x, w, b)]
+    TF.layer_norm(t[0], (D,), t[1], t[2]).backward(torch.tensor(g.astype(np.float64)))
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    for ours, theirs in zip(results["serial"][3:], (t[0].grad, t[1].grad, t[2].grad)):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize(
