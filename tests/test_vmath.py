@@ -1,14 +1,16 @@
 """Accuracy of the vectorized exp, log, sigmoid and tanh (firefly/kernels/vmath.py), through the
-kernels that use them.
+kernels that use them, and softmax's exp_flush_subnormal against exp.
 
 Errors are measured in ulps of the correctly rounded result: float32 against float64 NumPy
 rounded to float32, float64 against np.longdouble (x87 extended precision, 11 more bits).
 NumPy's own float32/float64 functions, for scale, are within 1-4 ulp of the same references.
 """
 
+import numba
 import numpy as np
 import pytest
 
+from firefly.kernels import vmath
 from firefly.ops import get
 
 F32, F64 = np.float32, np.float64
@@ -223,3 +225,35 @@ def test_parallel_build_matches_serial_bit_for_bit(name, dtype):
     x = np.random.default_rng(RNG_SEED).uniform(-20, 20, 50_001).astype(dtype)
     x = np.abs(x) if name == "log" else x
     np.testing.assert_array_equal(run(name, x, "parallel"), run(name, x, "serial"))
+
+
+@numba.njit(error_model="numpy")
+def _exp_flush_subnormal_kernel(x, out):
+    for i in range(x.size):
+        out[i] = vmath.exp_flush_subnormal(x[i])
+
+
+def test_exp_flush_subnormal_is_exp_for_normal_results_and_zero_below():
+    # softmax's exp(x - max): bit for bit the float32 exp wherever the result is normal, 0 where
+    # it would be subnormal, NaN kept (a NaN must reach the row's sum).
+    rng = np.random.default_rng(RNG_SEED)
+    patterns = finite_bit_patterns(F32, 200_000, rng)
+    special = np.array([0.0, -0.0, -np.inf, np.nan, 88.0, -87.33654, -87.336548], F32)
+    x = np.concatenate(
+        [np.linspace(-110, 88, 1_000_003, dtype=F32), patterns[patterns <= 88], special]
+    )
+    got = np.empty_like(x)
+    _exp_flush_subnormal_kernel(x, got)
+    exact = reference("exp", x)
+    kept = x >= np.float32(-87.33654)
+    tiny = np.finfo(F32).tiny
+    # The cut is ln(2**-126) rounded up to float32: every kept result is normal and every
+    # flushed one would have been subnormal.
+    assert np.all(exact[kept] >= tiny) and np.all(exact[x < np.float32(-87.33654)] < tiny)
+    np.testing.assert_array_equal(got[kept], run("exp", x)[kept])
+    assert np.all(got[~kept & ~np.isnan(x)] == 0)
+    assert np.isnan(got[np.isnan(x)]).all()
+    x64 = np.linspace(-746, 700, 100_003)
+    got64 = np.empty_like(x64)
+    _exp_flush_subnormal_kernel(x64, got64)
+    np.testing.assert_array_equal(got64, run("exp", x64))  # float64 keeps exp, subnormals too
