@@ -631,7 +631,7 @@ for _backward in (False, True):
         for _name in ("softmax", "log_softmax"):
             case(f"{_name} {_dir} {_shape[0]}x{_shape[1]}")(_softmax(_name, _shape, _backward))
     case(f"layer_norm {_dir} 64x128x256")(_norm("layer_norm", (64, 128, 256), _backward))
-    for _shape in ((64, 32, 8, 8), (64, 64, 32, 32)):
+    for _shape in ((64, 32, 8, 8), (32, 64, 16, 16), (64, 64, 32, 32)):
         case(f"batch_norm {_dir} {'x'.join(map(str, _shape))}")(
             _norm("batch_norm", _shape, _backward, training=True)
         )

@@ -179,7 +179,32 @@ def test_check_op_fails_an_op_that_runs_other_kernels_than_it_declares(registere
 
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
-@pytest.mark.parametrize("length", [1, 5, 31, 32, 33, 4 * 32 + 5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_softmax_special_values_match_torch(op, dtype):
+    """The forward's max skips NaN (compare and select in lanes); a NaN anywhere in a row must
+    still make the whole row NaN, as torch's softmax does, and infinities behave as torch's.
+    Rows of 2 * 4 * 32 + 37: NaN placed first, inside a quad and in the short last block."""
+    torch = pytest.importorskip("torch")
+    n = 2 * 4 * 32 + 37
+    x = np.random.default_rng(9).standard_normal((8, n)).astype(dtype)
+    x[0, 0] = np.nan
+    x[1, 70] = np.nan
+    x[2, n - 1] = np.nan
+    x[3, 200] = np.inf
+    x[4, :] = -np.inf
+    x[5, 5] = -np.inf
+    x[6, 100] = 80.0  # exp(x - m) underflows to 0 for every other element
+    x[7, n - 3] = 1e4  # the max in the short last block
+    got = getattr(firefly.tensor(x), op)(axis=-1).numpy()
+    want = getattr(torch, op)(torch.from_numpy(x), -1).numpy()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isnan(got[:5]).all()
+    ok = ~np.isnan(want)
+    np.testing.assert_allclose(got[ok], want[ok], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+@pytest.mark.parametrize("length", [1, 5, 31, 32, 33, 4 * 32 + 5, 2 * 4 * 32 + 37])
 @pytest.mark.parametrize("axis", [-1, 1])
 def test_row_softmax_matches_torch_in_float64(op, length, axis):
     """Rows shorter than, equal to and longer than the family's 32 float64 lanes (and their

@@ -6,6 +6,8 @@ import pytest
 
 import firefly
 from firefly import Tensor, ops
+from firefly.kernels import norm as NK
+from firefly.kernels.reduce import LANES, SUM_CHUNK
 from firefly.nn import functional as F
 from firefly.testing import gradcheck
 
@@ -78,6 +80,70 @@ def test_layer_norm_many_rows_uses_every_partial_sum():
         (x, w, b),
         rng,
     )
+
+
+# Lengths either side of where the kernels' sums change what they do: quads of 4 * LANES
+# elements, a short last block, and more than SUM_CHUNK elements (several float64 flushes).
+QUAD = 4 * LANES
+SUM_LENGTHS = [QUAD - 1, QUAD, 2 * QUAD + LANES + 5, SUM_CHUNK + QUAD + 37]
+
+
+@pytest.mark.parametrize("length", SUM_LENGTHS)
+@pytest.mark.parametrize(
+    "name, attrs, shape_of",
+    [
+        ("layer_norm", {}, lambda n: (5, n)),
+        ("group_norm", dict(num_groups=2), lambda n: (3, 4, n)),
+        ("batch_norm", dict(training=True), lambda n: (2, 3, n)),
+    ],
+)
+def test_long_slices_match_torch_in_float64(name, attrs, shape_of, length):
+    rng = np.random.default_rng(length)
+    shape = shape_of(length)
+    affine = shape[-1:] if name == "layer_norm" else shape[1:2]
+    x = rng.normal(size=shape) * 2 + 3
+    w, b = rng.uniform(0.5, 1.5, size=affine), rng.normal(size=affine)
+    if name == "layer_norm":
+        ff = lambda *t: F.layer_norm(t[0], affine, t[1], t[2])  # noqa: E731
+        th = lambda *t: TF.layer_norm(t[0], affine, t[1], t[2])  # noqa: E731
+    elif name == "group_norm":
+        ff = lambda *t: F.group_norm(t[0], 2, t[1], t[2])  # noqa: E731
+        th = lambda *t: TF.group_norm(t[0], 2, t[1], t[2])  # noqa: E731
+    else:
+        ff = lambda *t: F.batch_norm(t[0], None, None, t[1], t[2], training=True)  # noqa: E731
+        th = lambda *t: TF.batch_norm(t[0], None, None, t[1], t[2], training=True)  # noqa: E731
+    compare(ff, th, (x, w, b), rng)
+    # float32 against the float64 result: the statistics' float32 quads and lanes keep the
+    # error within a few float32 roundings of outputs of a few units (1e-6 seen; ulp(4) = 4.8e-7).
+    x32, w32, b32 = (a.astype(np.float32) for a in (x, w, b))
+    out32 = ff(Tensor(x32), Tensor(w32), Tensor(b32)).numpy()
+    out64 = ff(Tensor(x), Tensor(w32.astype(np.float64)), Tensor(b32.astype(np.float64))).numpy()
+    assert out32.dtype == np.float32
+    np.testing.assert_allclose(out32, out64, rtol=0, atol=4e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_layer_norm_builds_agree_over_many_row_blocks(dtype):
+    # The parallel builds deal blocks of rows to a helper; the serial builds loop over the same
+    # blocks. Several blocks, a short last one, and rows that reach the quads.
+    rng = np.random.default_rng(8)
+    M, D = 3 * NK._LN_TASK_ROWS + 5, 2 * LANES * 4 + 37
+    x, g = (rng.normal(size=(M, D)).astype(dtype) for _ in range(2))
+    w, b = (rng.normal(size=D).astype(dtype) for _ in range(2))
+    results = {}
+    for build in ("serial", "parallel"):
+        mean, rstd, out = np.empty(M), np.empty(M), np.empty_like(x)
+        getattr(NK.layer_norm_forward, build)(x, w, b, 1e-5, mean, rstd, out)
+        dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty_like(w)
+        getattr(NK.layer_norm_backward, build)(g, x, w, mean, rstd, True, dx, dw, db)
+        results[build] = (out, mean, rstd, dx, dw, db)
+    for serial, parallel in zip(results["serial"], results["parallel"]):
+        np.testing.assert_array_equal(serial, parallel)
+    t = [torch.tensor(a.astype(np.float64), requires_grad=True) for a in (x, w, b)]
+    TF.layer_norm(t[0], (D,), t[1], t[2]).backward(torch.tensor(g.astype(np.float64)))
+    tol = 1e-4 if dtype == np.float32 else 1e-9
+    for ours, theirs in zip(results["serial"][3:], (t[0].grad, t[1].grad, t[2].grad)):
+        np.testing.assert_allclose(ours, theirs.numpy(), rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Accuracy of the vectorized functions of firefly/kernels/vmath.py (exp, log, sigmoid, tanh,
 sin, cos, tan, asin, acos, atan, atan2, sinh, cosh, erf, erfc), through the op kernels that use
-them.
+them, and softmax's exp_flush_subnormal against exp.
 
 Errors are measured in ulps of the correctly rounded result: float32 against float64 NumPy
 (scipy.special for erf and erfc) rounded to float32, float64 against np.longdouble (x87
@@ -12,6 +12,7 @@ import functools
 import math
 
 import mpmath
+import numba
 import numpy as np
 import pytest
 from scipy import special
@@ -509,3 +510,35 @@ def test_trig_special_values_and_hardest_reduction(name, dtype):
     if name != "cos":
         assert np.signbit(got[1]) and not np.signbit(got[0])
     assert ulp_errors(got[5:], reference(name, x[5:])).max() <= MAX_ULP[name, dtype]
+
+
+@numba.njit(error_model="numpy")
+def _exp_flush_subnormal_kernel(x, out):
+    for i in range(x.size):
+        out[i] = vmath.exp_flush_subnormal(x[i])
+
+
+def test_exp_flush_subnormal_is_exp_for_normal_results_and_zero_below():
+    # softmax's exp(x - max): bit for bit the float32 exp wherever the result is normal, 0 where
+    # it would be subnormal, NaN kept (a NaN must reach the row's sum).
+    rng = np.random.default_rng(RNG_SEED)
+    patterns = finite_bit_patterns(F32, 200_000, rng)
+    special_values = np.array([0.0, -0.0, -np.inf, np.nan, 88.0, -87.33654, -87.336548], F32)
+    x = np.concatenate(
+        [np.linspace(-110, 88, 1_000_003, dtype=F32), patterns[patterns <= 88], special_values]
+    )
+    got = np.empty_like(x)
+    _exp_flush_subnormal_kernel(x, got)
+    exact = reference("exp", x)
+    kept = x >= np.float32(-87.33654)
+    tiny = np.finfo(F32).tiny
+    # The cut is ln(2**-126) rounded up to float32: every kept result is normal and every
+    # flushed one would have been subnormal.
+    assert np.all(exact[kept] >= tiny) and np.all(exact[x < np.float32(-87.33654)] < tiny)
+    np.testing.assert_array_equal(got[kept], run("exp", x)[kept])
+    assert np.all(got[~kept & ~np.isnan(x)] == 0)
+    assert np.isnan(got[np.isnan(x)]).all()
+    x64 = np.linspace(-746, 700, 100_003)
+    got64 = np.empty_like(x64)
+    _exp_flush_subnormal_kernel(x64, got64)
+    np.testing.assert_array_equal(got64, run("exp", x64))  # float64 keeps exp, subnormals too

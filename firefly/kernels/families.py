@@ -37,7 +37,7 @@ from firefly.kernels._jit import COSTS as COSTS  # re-exported: ops.families che
 from firefly.kernels._jit import build_chunked as _build_chunked
 from firefly.kernels._jit import build_specialised as _build
 from firefly.kernels._jit import inline_helper
-from firefly.kernels.reduce import LANES, SUM_CHUNK, combine_lanes, max_contiguous
+from firefly.kernels.reduce import LANES, SUM_CHUNK, combine_lanes
 
 
 def _placeholder(*args):
@@ -262,6 +262,43 @@ def broadcast_zip_grad(name, backward, cost="memory"):
 ROW_TASKS = 16
 
 
+@inline_helper
+def _softmax_row_max(v, lanes):
+    """max(v) for a contiguous, non-empty row, as the softmax family needs it: compare and
+    select in ``lanes`` (LANES scratch of v's dtype), quads of four elements first, so that
+    the loop vectorizes and the lanes are updated once per 4 * LANES elements (max_contiguous's
+    NaN-propagating llvm.maximum took 155 us of a 1000x1000 forward, this 4-5x less).
+
+    NaN-blind: a NaN element may be skipped, but it still reaches every output of its row
+    through exp(x - m) and the row's sum, so the results are those of a NaN-propagating max.
+    """
+    n = v.size
+    W = LANES
+    lanes[:] = v[0]  # any element of the row is a valid start
+    b = 0
+    while b + 4 * W <= n:
+        block = v[b : b + 4 * W]  # views indexed from 0, so that the loops vectorize
+        for k in range(W):
+            a0, a1 = block[k], block[W + k]
+            a2, a3 = block[2 * W + k], block[3 * W + k]
+            m01 = a0 if a0 > a1 else a1
+            m23 = a2 if a2 > a3 else a3
+            m = m01 if m01 > m23 else m23
+            lanes[k] = m if m > lanes[k] else lanes[k]
+        b += 4 * W
+    while b < n:
+        block = v[b : min(b + W, n)]
+        for k in range(block.size):
+            lanes[k] = block[k] if block[k] > lanes[k] else lanes[k]
+        b += W
+    half = W // 2
+    while half >= 1:
+        for k in range(half):
+            lanes[k] = lanes[half + k] if lanes[half + k] > lanes[k] else lanes[k]
+        half //= 2
+    return lanes[0]
+
+
 def _row_softmax(x, out):
     O, R, I = x.shape
     x2 = x.reshape(O, R * I)
@@ -270,6 +307,7 @@ def _row_softmax(x, out):
     tasks = min(rows, ROW_TASKS)
     for t in prange(tasks):
         lanes = np.empty(LANES, x.dtype)
+        max_lanes = np.empty(LANES, x.dtype)
         scratch = R if I != 1 else 0
         row_copy, out_copy = np.empty(scratch, x.dtype), np.empty(scratch, x.dtype)
         for oi in range(t * rows // tasks, (t + 1) * rows // tasks):
@@ -280,7 +318,7 @@ def _row_softmax(x, out):
                 row, orow = row_copy, out_copy
                 for r in range(R):
                     row[r] = x[o, r, i]
-            m = max_contiguous(row)
+            m = _softmax_row_max(row, max_lanes)
             total = 0.0
             for chunk in range(0, R, SUM_CHUNK):
                 lanes[:] = 0.0
@@ -288,7 +326,9 @@ def _row_softmax(x, out):
                     xb = row[b : b + LANES]
                     ob = orow[b : b + LANES]
                     for k in range(xb.size):
-                        e = vmath.exp(xb[k] - m)  # shifted by the max, so exp never overflows
+                        # Shifted by the max: exp never overflows, and terms below 2**-126 of
+                        # the largest one flush to 0 (the cheaper exp: vmath.exp_flush_subnormal).
+                        e = vmath.exp_flush_subnormal(xb[k] - m)
                         ob[k] = e
                         lanes[k] += e
                 total += combine_lanes(lanes)

@@ -25,49 +25,66 @@ def _shifted_sums(v, shift, lanes):
     chunks summed in ``lanes``, (2, LANES) scratch of v's dtype; ``shift`` is of v's dtype."""
     s_lanes, q_lanes = lanes[0], lanes[1]
     n = v.size
+    W = LANES
     s = q = 0.0
     for chunk in range(0, n, SUM_CHUNK):
         s_lanes[:] = 0.0
         q_lanes[:] = 0.0
-        # Blocks are views indexed from 0, one loop whose last block is short: indexed as
-        # v[b + k], LLVM cannot drop Numba's negative-index checks and does not vectorize.
-        for b in range(chunk, min(chunk + SUM_CHUNK, n), LANES):
-            block = v[b : b + LANES]
+        stop = min(chunk + SUM_CHUNK, n)
+        b = chunk
+        # Quads of four elements added pairwise before the lanes: one update of the lanes
+        # (loaded and stored: a chain through memory) per 4 * LANES elements, not per LANES.
+        # Blocks are views indexed from 0: indexed as v[b + k], LLVM cannot drop Numba's
+        # negative-index checks and does not vectorize.
+        while b + 4 * W <= stop:
+            block = v[b : b + 4 * W]
+            for k in range(W):
+                d0, d1 = block[k] - shift, block[W + k] - shift
+                d2, d3 = block[2 * W + k] - shift, block[3 * W + k] - shift
+                s_lanes[k] += (d0 + d1) + (d2 + d3)
+                q_lanes[k] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
+            b += 4 * W
+        while b < stop:  # the chunk's last blocks, the last one possibly short
+            block = v[b : min(b + W, stop)]
             for k in range(block.size):
                 d = block[k] - shift
                 s_lanes[k] += d
                 q_lanes[k] += d * d
+            b += W
         s += combine_lanes(s_lanes)
         q += combine_lanes(q_lanes)
     return s, q
 
 
 @inline_helper
-def _grad_sums(g, w, v, mean, lanes):
-    """(sum(g * w), sum(g * w * (v - mean))) for contiguous 1-D g, v and w (w: a 1-element
-    array broadcast when it has size 1), summed as _shifted_sums does; ``mean`` is of v's
-    dtype."""
+def _grad_sums(g, v, mean, lanes):
+    """(sum(g), sum(g * (v - mean))) for contiguous 1-D g and v, summed as _shifted_sums
+    does; ``mean`` is of v's dtype."""
     s_lanes, q_lanes = lanes[0], lanes[1]
     n = v.size
-    scalar_w = w.size == 1
+    W = LANES
     s = q = 0.0
     for chunk in range(0, n, SUM_CHUNK):
         s_lanes[:] = 0.0
         q_lanes[:] = 0.0
-        for b in range(chunk, min(chunk + SUM_CHUNK, n), LANES):
-            gb, vb = g[b : b + LANES], v[b : b + LANES]
-            if scalar_w:
-                w0 = w[0]
-                for k in range(gb.size):
-                    a = gb[k] * w0
-                    s_lanes[k] += a
-                    q_lanes[k] += a * (vb[k] - mean)
-            else:
-                wb = w[b : b + LANES]
-                for k in range(gb.size):
-                    a = gb[k] * wb[k]
-                    s_lanes[k] += a
-                    q_lanes[k] += a * (vb[k] - mean)
+        stop = min(chunk + SUM_CHUNK, n)
+        b = chunk
+        while b + 4 * W <= stop:  # quads, as in _shifted_sums
+            gb, vb = g[b : b + 4 * W], v[b : b + 4 * W]
+            for k in range(W):
+                g0, g1, g2, g3 = gb[k], gb[W + k], gb[2 * W + k], gb[3 * W + k]
+                s_lanes[k] += (g0 + g1) + (g2 + g3)
+                q_lanes[k] += (g0 * (vb[k] - mean) + g1 * (vb[W + k] - mean)) + (
+                    g2 * (vb[2 * W + k] - mean) + g3 * (vb[3 * W + k] - mean)
+                )
+            b += 4 * W
+        while b < stop:
+            hi = min(b + W, stop)
+            gb, vb = g[b:hi], v[b:hi]
+            for k in range(gb.size):
+                s_lanes[k] += gb[k]
+                q_lanes[k] += gb[k] * (vb[k] - mean)
+            b += W
         s += combine_lanes(s_lanes)
         q += combine_lanes(q_lanes)
     return s, q
@@ -142,13 +159,12 @@ def batch_norm_backward(grad, x, weight, mean, invstd, training, need_dx, dx, dw
     statistics in training, or through the fixed running ones otherwise."""
     N, C, S = x.shape
     count = N * S
-    one = np.ones(1, x.dtype)
     for c in prange(C):
         lanes = np.empty((2, LANES), x.dtype)
         mu, r = np.float64(mean[c]), np.float64(invstd[c])
         sg = sgd = 0.0
         for n in range(N):
-            a, b = _grad_sums(grad[n, c], one, x[n, c], x.dtype.type(mu), lanes)
+            a, b = _grad_sums(grad[n, c], x[n, c], x.dtype.type(mu), lanes)
             sg += a
             sgd += b
         dbias[c] = sg
@@ -219,17 +235,44 @@ def layer_norm_backward(grad, x, weight, mean, rstd, need_dx, dx, dweight, dbias
             g, v = grad[m], x[m]
             mu_t, r_t = x.dtype.type(mean[m]), x.dtype.type(rstd[m])
             a = b = 0.0  # sum(g * w) and sum(g * w * xhat)
+            W = LANES
             for chunk in range(0, D, SUM_CHUNK):
                 s_lanes[:] = 0.0
                 q_lanes[:] = 0.0
-                # Blocks are views indexed from 0, so that the loop vectorizes.
-                for blk in range(chunk, min(chunk + SUM_CHUNK, D), LANES):
+                stop = min(chunk + SUM_CHUNK, D)
+                blk = chunk
+                # Quads, as in _shifted_sums: the row sums' lanes are updated once per 4 * LANES
+                # elements; the parameters' partial sums take every element.
+                while blk + 4 * W <= stop:
                     gb, vb, wb = (
-                        g[blk : blk + LANES],
-                        v[blk : blk + LANES],
-                        weight[blk : blk + LANES],
+                        g[blk : blk + 4 * W],
+                        v[blk : blk + 4 * W],
+                        weight[blk : blk + 4 * W],
                     )
-                    pwb, pbb = pw[blk : blk + LANES], pb[blk : blk + LANES]
+                    pwb, pbb = pw[blk : blk + 4 * W], pb[blk : blk + 4 * W]
+                    for k in range(W):
+                        g0, g1, g2, g3 = gb[k], gb[W + k], gb[2 * W + k], gb[3 * W + k]
+                        x0 = (vb[k] - mu_t) * r_t
+                        x1 = (vb[W + k] - mu_t) * r_t
+                        x2 = (vb[2 * W + k] - mu_t) * r_t
+                        x3 = (vb[3 * W + k] - mu_t) * r_t
+                        pwb[k] += g0 * x0
+                        pwb[W + k] += g1 * x1
+                        pwb[2 * W + k] += g2 * x2
+                        pwb[3 * W + k] += g3 * x3
+                        pbb[k] += g0
+                        pbb[W + k] += g1
+                        pbb[2 * W + k] += g2
+                        pbb[3 * W + k] += g3
+                        w0, w1 = g0 * wb[k], g1 * wb[W + k]
+                        w2, w3 = g2 * wb[2 * W + k], g3 * wb[3 * W + k]
+                        s_lanes[k] += (w0 + w1) + (w2 + w3)
+                        q_lanes[k] += (w0 * x0 + w1 * x1) + (w2 * x2 + w3 * x3)
+                    blk += 4 * W
+                while blk < stop:  # the chunk's last blocks, the last one possibly short
+                    hi = min(blk + W, stop)
+                    gb, vb, wb = g[blk:hi], v[blk:hi], weight[blk:hi]
+                    pwb, pbb = pw[blk:hi], pb[blk:hi]
                     for k in range(gb.size):
                         xhat = (vb[k] - mu_t) * r_t
                         gk = gb[k]
@@ -238,6 +281,7 @@ def layer_norm_backward(grad, x, weight, mean, rstd, need_dx, dx, dweight, dbias
                         gw = gk * wb[k]
                         s_lanes[k] += gw
                         q_lanes[k] += gw * xhat
+                    blk += W
                 a += combine_lanes(s_lanes)
                 b += combine_lanes(q_lanes)
             if need_dx:
@@ -293,7 +337,6 @@ def group_norm_backward(
     S = L // Cg
     partial_w = np.zeros((N, G * Cg))
     partial_b = np.zeros((N, G * Cg))
-    one = np.ones(1, x.dtype)
     for ng in prange(N * G):
         lanes = np.empty((2, LANES), x.dtype)
         n, g = ng // G, ng % G
@@ -303,7 +346,7 @@ def group_norm_backward(
         a = b = 0.0
         for j in range(Cg):
             c = g * Cg + j
-            sg, sgd = _grad_sums(gr[j * S : (j + 1) * S], one, v[j * S : (j + 1) * S], mu_t, lanes)
+            sg, sgd = _grad_sums(gr[j * S : (j + 1) * S], v[j * S : (j + 1) * S], mu_t, lanes)
             partial_b[n, c] = sg
             partial_w[n, c] = sgd * r
             a += sg * weight[c]

@@ -419,6 +419,21 @@ _ROUND_SHIFTER_F32 = np.float32(12582912.0)
 _ROUND_SHIFTER_BITS_F32 = np.int32(np.array(_ROUND_SHIFTER_F32).view(np.int32))
 
 
+@inline_helper
+def _exp_reduced_f32(c):
+    """(k, expm1(r)) with c = k ln 2 + r, |r| <= ln2 / 2, for a float32 c in [-104, 89]: k =
+    round(c / ln 2) from the rounding shifter, r from two fused multiply-adds (Cody-Waite), and
+    the Cephes polynomial."""
+    shifted = _mul_add(c, _LOG2E_F32, _ROUND_SHIFTER_F32)
+    kf = shifted - _ROUND_SHIFTER_F32
+    k = _bits_of(shifted) - _ROUND_SHIFTER_BITS_F32
+    r = _mul_add(kf, -_LN2_HI_F32, c)
+    r = _mul_add(kf, -_LN2_LO_F32, r)
+    p0, p1, p2, p3, p4, p5 = _EXP_P_F32
+    p = _mul_add(_mul_add(_mul_add(_mul_add(_mul_add(p0, r, p1), r, p2), r, p3), r, p4), r, p5)
+    return k, _mul_add(p, r * r, r)
+
+
 def _exp_f32(v):
     """exp(v) in float32 with fused multiply-adds: the same reduction and polynomial as the
     float64 path's float32 constants, in 27 vector operations instead of 38 (1.4x faster).
@@ -431,14 +446,7 @@ def _exp_f32(v):
     """
     c = v if v > _EXP_MIN_F32 else _EXP_MIN_F32  # NaN becomes the bound; restored below
     c = c if c < _EXP_MAX_F32 else _EXP_MAX_F32
-    shifted = _mul_add(c, _LOG2E_F32, _ROUND_SHIFTER_F32)
-    kf = shifted - _ROUND_SHIFTER_F32
-    k = _bits_of(shifted) - _ROUND_SHIFTER_BITS_F32
-    r = _mul_add(kf, -_LN2_HI_F32, c)
-    r = _mul_add(kf, -_LN2_LO_F32, r)
-    p0, p1, p2, p3, p4, p5 = _EXP_P_F32
-    p = _mul_add(_mul_add(_mul_add(_mul_add(_mul_add(p0, r, p1), r, p2), r, p3), r, p4), r, p5)
-    expm1_r = _mul_add(p, r * r, r)
+    k, expm1_r = _exp_reduced_f32(c)
     k_half = k >> 1
     half_scale = _float_from_bits((k_half + _F32_EXPONENT_BIAS) << _F32_MANTISSA_BITS, v)
     other_half = _float_from_bits((k - k_half + _F32_EXPONENT_BIAS) << _F32_MANTISSA_BITS, v)
@@ -446,11 +454,32 @@ def _exp_f32(v):
     return y if v == v else v
 
 
+# ln(2**-126) rounded up to float32: exp of every float32 below it is subnormal, of every one
+# from it up normal (tests/test_vmath.py checks both sides).
+_EXP_MIN_NORMAL_F32 = np.float32(-87.33654)
+_F32_ZERO = np.float32(0.0)
+
+
+def _exp_flush_subnormal_f32(v):
+    """exp(v) for v <= 88 as exp computes it where the result is a normal float32, 0 where it
+    would be subnormal (v < -87.34); NaN stays NaN. One scale factor instead of two, one clamp
+    instead of two, and the NaN check folded into the flush: softmax's forward at 1000x1000,
+    float32, one thread, took 654 us against 820 with exp. For softmax's exp(x - max), whose
+    arguments are <= 0, a flushed term is below 2**-126 of the row's largest one."""
+    below = v < _EXP_MIN_NORMAL_F32  # false for NaN, which then runs through to the result
+    c = _EXP_MIN_NORMAL_F32 if below else v
+    k, expm1_r = _exp_reduced_f32(c)
+    scale = _float_from_bits((k + _F32_EXPONENT_BIAS) << _F32_MANTISSA_BITS, v)
+    y = (_F32_ONE + expm1_r) * scale
+    return _F32_ZERO if below else y
+
+
 def _exp_f64(v):
     return exp_from_half_scale(v, _float_from_bits(exp_half_scale_bits(v), v))
 
 
 _exp = _by_float_type(_exp_f32, _exp_f64)
+_exp_flush_subnormal = _by_float_type(_exp_flush_subnormal_f32, _exp_f64)
 
 
 # The scalar functions below compile to plain arithmetic, selects and bit casts, with no
@@ -460,6 +489,12 @@ _exp = _by_float_type(_exp_f32, _exp_f64)
 def exp(v):
     """exp(v)."""
     return _exp(v)
+
+
+@inline_helper
+def exp_flush_subnormal(v):
+    """exp(v) for v <= 88, with float32 results below 2**-126 flushed to 0 (float64: exp)."""
+    return _exp_flush_subnormal(v)
 
 
 @inline_helper

@@ -84,7 +84,9 @@ def _log_softmax_grad_term(grad, y):
 
 
 def _log_softmax_grad(grad, y, total):
-    return grad - vmath.exp(y) * total  # dx = g - softmax(x) * sum(g), softmax from the output
+    # dx = g - softmax(x) * sum(g), softmax recovered from the output y <= 0 (as the forward's
+    # exp, probabilities below 2**-126 flush to 0)
+    return grad - vmath.exp_flush_subnormal(y) * total
 
 
 @register
