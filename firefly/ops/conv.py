@@ -240,16 +240,21 @@ TILE_COLUMNS = 256
 
 
 def tile_plan(batch, out_size, padded_width, stride):
-    """(tiles run at once, samples per tile, wide) for the tiled layout, or None where the
-    whole-batch layouts (column_layout) measured faster."""
+    """(tiles run at once, samples per tile, output rows per block, wide) for the tiled layout,
+    or None where the whole-batch layouts (column_layout) measured faster. A tile is one sample
+    in blocks of output rows when a sample has TILE_COLUMNS columns or more, otherwise several
+    whole samples."""
     OH, OW = out_size
     if OH * OW < TILE_MIN_POSITIONS:
         return None
     wide = stride == (1, 1) and 5 * padded_width <= 6 * OW
-    per_sample = OH * (padded_width if wide else OW)
+    per_row = padded_width if wide else OW
     threads = min(numba.get_num_threads() if can_limit_blas_threads() else 1, batch)
-    samples = min(-(-TILE_COLUMNS // per_sample), -(-batch // threads))
-    return threads, samples, wide
+    blocks = OH * per_row // TILE_COLUMNS  # each of at least TILE_COLUMNS, near-equal heights
+    if blocks > 1:
+        return threads, 1, -(-OH // blocks), wide
+    samples = min(-(-TILE_COLUMNS // (OH * per_row)), -(-batch // threads))
+    return threads, samples, OH, wide
 
 
 class _ConvNd(Op):
@@ -311,9 +316,9 @@ class _ConvNd(Op):
         N, C, H, W = x4.shape
         O, _, KH, KW = w4.shape
         OH, OW = ctx.shapes[3][2:]
-        threads, samples, wide = plan
+        threads, samples, rows, wide = plan
         Hp, Wp = H + total[0], W + total[1]
-        columns = samples * OH * (Wp if wide else OW)
+        columns = samples * rows * (Wp if wide else OW)
         plane_shape = (threads, samples, C, Hp * Wp + (dilation[1] * (KW - 1) if wide else 0))
         x4 = np.ascontiguousarray(x4)
         planes = POOL.take(plane_shape, x4.dtype)
@@ -321,26 +326,27 @@ class _ConvNd(Op):
         product = POOL.take((threads, O, columns), x4.dtype)
         out = np.empty((N, O, OH, OW), dtype=x4.dtype)
         ctx.op.forward_kernel[3](
-            x4, w4, bias, *stride, *before, *dilation, Wp, wide, planes, cols, product, out
+            x4, w4, bias, *stride, *before, *dilation, Wp, wide, rows, planes, cols, product, out
         )
         for scratch in (planes, cols, product):
             POOL.give(scratch)
         ctx.save_for_backward(w4, x4)
         ctx.layout = "tiles"
-        ctx.geometry = (stride, before, dilation, Wp, wide)
+        ctx.geometry = (stride, before, dilation, Wp, wide, rows)
         ctx.plane_shape, ctx.tile_columns = plane_shape, columns
         return out
 
     @staticmethod
     def _backward_by_tiles(ctx, grad, w4, x4, need_dx, dx, dweight, dbias):
-        stride, before, dilation, Wp, wide = ctx.geometry
+        stride, before, dilation, Wp, wide, rows = ctx.geometry
         threads, columns = ctx.plane_shape[0], ctx.tile_columns
         O, Cg, KH, KW = w4.shape
-        rows = x4.shape[1] * KH * KW
+        taps = x4.shape[1] * KH * KW
         planes = POOL.take(ctx.plane_shape, grad.dtype)
-        cols = POOL.take((threads, rows, columns), grad.dtype)
+        cols = POOL.take((threads, taps, columns), grad.dtype)
         g2 = POOL.take((threads, O, columns), grad.dtype)
-        dcols = POOL.take((threads, rows if need_dx else 0, columns), grad.dtype)
+        dcols = POOL.take((threads, taps if need_dx else 0, columns), grad.dtype)
+        dplanes = POOL.take(ctx.plane_shape if need_dx else (threads, 0, 0, 0), grad.dtype)
         dw_tiles = POOL.take((threads, O, Cg * KH * KW), grad.dtype)
         ctx.op.backward_kernel[3](
             np.ascontiguousarray(grad).reshape(ctx.shapes[3]),
@@ -351,17 +357,19 @@ class _ConvNd(Op):
             *dilation,
             Wp,
             wide,
+            rows,
             need_dx,
             planes,
             cols,
             g2,
             dcols,
+            dplanes,
             dw_tiles,
             dweight,
             dbias,
             dx,
         )
-        for scratch in (planes, cols, g2, dcols, dw_tiles):
+        for scratch in (planes, cols, g2, dcols, dplanes, dw_tiles):
             POOL.give(scratch)
 
     @staticmethod
