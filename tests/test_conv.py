@@ -277,12 +277,17 @@ def test_conv1d_error_names_the_op_and_layout():
         ("conv1d", (3, 6, 7), 1, {"stride": (2,)}, False),
     ],
 )
+@pytest.mark.parametrize("threads", [1, 2])
 def test_1x1_convolution_without_columns_matches_torch(
-    monkeypatch, op, x_shape, groups, attrs, pointwise
+    monkeypatch, threads, op, x_shape, groups, attrs, pointwise
 ):
     """A 1x1 convolution with stride 1 and no padding runs the pointwise kernels (a GEMM per
-    sample straight from the input), any other one the column kernels; forward and every
-    gradient match torch in float64, also for a non-contiguous input."""
+    sample straight from the input, the samples shared out over the threads), any other one the
+    column kernels; forward and every gradient match torch in float64, also for a
+    non-contiguous input, on one thread and on two."""
+    numba = pytest.importorskip("numba")
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("needs two Numba threads")
     ran = []
     cls = ops.get(op)
     for direction in ("forward_kernel", "backward_kernel"):
@@ -294,12 +299,17 @@ def test_1x1_convolution_without_columns_matches_torch(
     x = np.swapaxes(rng.normal(size=x_shape[:-2] + x_shape[:-3:-1]), -1, -2)  # a strided view
     weight = rng.normal(size=(6, x_shape[-spatial - 1] // groups) + (1,) * spatial)
     torch_fn = getattr(torch.nn.functional, op)
-    run_both(
-        lambda *t: ops.apply(op, *t, groups=groups, **attrs),
-        lambda *t: torch_fn(*t, groups=groups, **attrs),
-        (x, weight, rng.normal(size=6)),
-        rng,
-    )
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        run_both(
+            lambda *t: ops.apply(op, *t, groups=groups, **attrs),
+            lambda *t: torch_fn(*t, groups=groups, **attrs),
+            (x, weight, rng.normal(size=6)),
+            rng,
+        )
+    finally:
+        numba.set_num_threads(before)
     assert ran == (["forward_kernel", "backward_kernel"] if pointwise else [])
 
 

@@ -34,7 +34,9 @@ channels at 3x3), where copying runs costs more than copying whole taps.
 
 A 1x1 convolution with stride 1 and no padding (``conv2d_pointwise_*``) needs no columns: an
 image's (C, H*W) plane is already the GEMM's operand, so each sample is one product per group
-straight into the output, with no copies before or after.
+straight into the output, with no copies before or after; the samples are shared out over the
+Numba threads, each with single-threaded BLAS (their products are too small for OpenBLAS to
+split well).
 
 The op has already validated shapes, strides, paddings and dilations; these loops index
 without bounds checks.
@@ -46,7 +48,6 @@ from numba import prange
 from firefly.kernels._jit import (
     called_helper,
     inline_helper,
-    kernel,
     memory_bound,
     parallel_blas_kernel,
 )
@@ -391,9 +392,10 @@ def conv2d_positions_backward(
                     d[i] = inner[i, c]
 
 
-@kernel
-def conv2d_pointwise_forward(x, weight, bias, out):
-    """out[n] = weight x x[n] + bias per group: a 1x1 convolution, stride 1, no padding.
+@parallel_blas_kernel
+def conv2d_pointwise_forward(x, weight, bias, threads, out):
+    """out[n] = weight x x[n] + bias per group: a 1x1 convolution, stride 1, no padding. The
+    samples are shared out over ``threads`` Numba threads, each running its own products.
 
     x (N, C, P), weight (Co, Cg), bias (Co,), out (N, Co, P), with P = H * W; groups = C // Cg.
     """
@@ -401,42 +403,48 @@ def conv2d_pointwise_forward(x, weight, bias, out):
     Co, Cg = weight.shape
     groups = C // Cg
     Og = Co // groups
-    for n in range(N):
-        for g in range(groups):
-            dst = out[n, g * Og : (g + 1) * Og]
-            np.dot(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst)
-            for o in range(Og):
-                b, row = bias[g * Og + o], dst[o]
-                for p in range(P):
-                    row[p] += b
+    for t in prange(threads):
+        for n in range(t, N, threads):
+            for g in range(groups):
+                dst = out[n, g * Og : (g + 1) * Og]
+                np.dot(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst)
+                for o in range(Og):
+                    b, row = bias[g * Og + o], dst[o]
+                    for p in range(P):
+                        row[p] += b
 
 
-@kernel
-def conv2d_pointwise_backward(grad, x, weight, need_dx, need_dweight, dweight, dbias, dx):
+@parallel_blas_kernel
+def conv2d_pointwise_backward(grad, x, weight, need_dx, need_dweight, threads, dweight, dbias, dx):
     """dweight = sum over n of grad[n] x x[n]^T (if need_dweight; x is otherwise only read for
     its channel count), dbias = grad summed over N and positions, and (if need_dx)
-    dx[n] = weight^T x grad[n], per group. Shapes as conv2d_pointwise_forward's; grad
+    dx[n] = weight^T x grad[n], per group; the samples shared out over ``threads`` Numba
+    threads, each summing its own part of dweight. Shapes as conv2d_pointwise_forward's; grad
     (N, Co, P)."""
     N, Co, P = grad.shape
     _, Cg = weight.shape
     groups = x.shape[1] // Cg
     Og = Co // groups
-    dweight[:, :] = 0.0
-    dbias[:] = 0.0
-    product = np.empty((Og, Cg), dtype=dweight.dtype)
-    for n in range(N):
-        for g in range(groups):
-            gn = grad[n, g * Og : (g + 1) * Og]
-            if need_dweight:
-                np.dot(gn, x[n, g * Cg : (g + 1) * Cg].T, product)
-                dweight[g * Og : (g + 1) * Og] += product
-            if need_dx:
-                np.dot(weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg])
-        for o in range(Co):
-            s, row = 0.0, grad[n, o]
+    for o in prange(Co):
+        s = 0.0
+        for n in range(N):
+            row = grad[n, o]
             for p in range(P):
                 s += row[p]
-            dbias[o] += s
+        dbias[o] = s
+    parts = np.zeros((threads if need_dweight else 0, Co, Cg), dtype=dweight.dtype)
+    for t in prange(threads):
+        product = np.empty((Og, Cg), dtype=dweight.dtype)
+        for n in range(t, N, threads):
+            for g in range(groups):
+                gn = grad[n, g * Og : (g + 1) * Og]
+                if need_dweight:
+                    np.dot(gn, x[n, g * Cg : (g + 1) * Cg].T, product)
+                    parts[t, g * Og : (g + 1) * Og] += product
+                if need_dx:
+                    np.dot(weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg])
+    if need_dweight:
+        _sum_tiles(parts, dweight)
 
 
 @memory_bound

@@ -239,6 +239,13 @@ TILE_MIN_POSITIONS = 256
 TILE_COLUMNS = 256
 
 
+def blas_kernel_threads(batch):
+    """How many Numba threads a kernel that calls BLAS from each of them (parallel_blas_kernel)
+    shares ``batch`` samples out over: one where BLAS's thread count cannot be limited, which
+    then keeps its own threads."""
+    return min(numba.get_num_threads() if can_limit_blas_threads() else 1, batch)
+
+
 def tile_plan(batch, out_size, padded_width, stride):
     """(tiles run at once, samples per tile, output rows per block, wide) for the tiled layout,
     or None where the whole-batch layouts (column_layout) measured faster. A tile is one sample
@@ -249,7 +256,7 @@ def tile_plan(batch, out_size, padded_width, stride):
         return None
     wide = stride == (1, 1) and 5 * padded_width <= 6 * OW
     per_row = padded_width if wide else OW
-    threads = min(numba.get_num_threads() if can_limit_blas_threads() else 1, batch)
+    threads = blas_kernel_threads(batch)
     blocks = OH * per_row // TILE_COLUMNS  # each of at least TILE_COLUMNS, near-equal heights
     if blocks > 1:
         return threads, 1, -(-OH // blocks), wide
@@ -294,7 +301,7 @@ class _ConvNd(Op):
         if KH == KW == 1 and stride == (1, 1) and total == (0, 0):
             x3 = np.ascontiguousarray(x4).reshape(N, C, H * W)
             out = np.empty((N, O, H * W), dtype=x.dtype)
-            ctx.op.forward_kernel[2](x3, w4.reshape(O, Cg), bias, out)
+            ctx.op.forward_kernel[2](x3, w4.reshape(O, Cg), bias, blas_kernel_threads(N), out)
             ctx.save_for_backward(w4, x3)
             ctx.layout = "pointwise"
         elif (tiles := tile_plan(N, out_size, W + total[1], stride)) is not None:
@@ -433,6 +440,7 @@ class _ConvNd(Op):
                 w4.reshape(w4.shape[:2]),
                 need_dx,
                 ctx.needs_input_grad[1],
+                blas_kernel_threads(N),
                 dweight.reshape(w4.shape[:2]),
                 dbias,
                 dx.reshape(saved.shape if need_dx else (1, 1, 1)),
@@ -633,6 +641,7 @@ class _ConvTransposeNd(Op):
                 w4.reshape(Cin, Cg),
                 True,
                 False,
+                blas_kernel_threads(N),
                 unused_dweight.reshape(Cin, Cg),
                 dbias,
                 out4.reshape(N, Cg * groups, H * W),
@@ -678,7 +687,7 @@ class _ConvTransposeNd(Op):
             N, Cout, P = grad4.shape[0], grad4.shape[1], x4.shape[2] * x4.shape[3]
             g3 = grad4.reshape(N, Cout, P)
             dx = np.empty((N, Cin, P), dtype=grad.dtype)
-            ctx.op.backward_kernel[2](g3, w4.reshape(Cin, -1), no_bias, dx)
+            ctx.op.backward_kernel[2](g3, w4.reshape(Cin, -1), no_bias, blas_kernel_threads(N), dx)
             if need_dweight:
                 ctx.op.backward_kernel[5](
                     np.ascontiguousarray(x4).reshape(N, Cin, P),
@@ -686,6 +695,7 @@ class _ConvTransposeNd(Op):
                     w4.reshape(Cin, -1),
                     False,
                     True,
+                    blas_kernel_threads(N),
                     dweight.reshape(Cin, -1),
                     unused_sum,
                     no_dx.reshape(0, 0, 0),
