@@ -234,8 +234,9 @@ def columns_backward(kernels, grad4, w4, cols, plan, need_dx, need_dweight, dx, 
 # (64,1,28,28)->6 5x5; at 64 positions (8x8 images: 1->16 and 16->32 channels, pad 1, and
 # 16->32 unpadded) the whole-batch layouts were 1.2-2.6x faster than tiles.
 TILE_MIN_POSITIONS = 256
-# Columns per tile: as many samples as make at least this many (256 and 1024 measured within
-# noise of each other at the shapes above; a tile of 256 columns stays in L2).
+# Columns per tile: as many samples as make at least this many, or blocks of a sample's output
+# rows of at least this many (256 and 512 measured within noise of each other at the shapes
+# above; a whole 32x32 sample per tile, 1088 columns, 10-15% slower; 256 columns stay in L2).
 TILE_COLUMNS = 256
 
 
@@ -249,8 +250,11 @@ def blas_kernel_threads(batch):
 def tile_plan(batch, out_size, padded_width, stride):
     """(tiles run at once, samples per tile, output rows per block, wide) for the tiled layout,
     or None where the whole-batch layouts (column_layout) measured faster. A tile is one sample
-    in blocks of output rows when a sample has TILE_COLUMNS columns or more, otherwise several
-    whole samples."""
+    in blocks of output rows when a sample has twice TILE_COLUMNS columns or more, otherwise
+    whole samples, as many as make TILE_COLUMNS (docs/performance.md has the measurements).
+    Wide columns (see column_layout) whenever they add at most a fifth: at 16x16 and 32x32 the
+    exact gather cost more than the wide layout's extra GEMM work (fwd+bwd 18.6 against 17.6 ms
+    and 144 against 117 ms of CPU time, one thread)."""
     OH, OW = out_size
     if OH * OW < TILE_MIN_POSITIONS:
         return None
