@@ -277,12 +277,17 @@ def test_conv1d_error_names_the_op_and_layout():
         ("conv1d", (3, 6, 7), 1, {"stride": (2,)}, False),
     ],
 )
+@pytest.mark.parametrize("threads", [1, 2])
 def test_1x1_convolution_without_columns_matches_torch(
-    monkeypatch, op, x_shape, groups, attrs, pointwise
+    monkeypatch, threads, op, x_shape, groups, attrs, pointwise
 ):
     """A 1x1 convolution with stride 1 and no padding runs the pointwise kernels (a GEMM per
-    sample straight from the input), any other one the column kernels; forward and every
-    gradient match torch in float64, also for a non-contiguous input."""
+    sample straight from the input, the samples shared out over the threads), any other one the
+    column kernels; forward and every gradient match torch in float64, also for a
+    non-contiguous input, on one thread and on two."""
+    numba = pytest.importorskip("numba")
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("needs two Numba threads")
     ran = []
     cls = ops.get(op)
     for direction in ("forward_kernel", "backward_kernel"):
@@ -294,23 +299,30 @@ def test_1x1_convolution_without_columns_matches_torch(
     x = np.swapaxes(rng.normal(size=x_shape[:-2] + x_shape[:-3:-1]), -1, -2)  # a strided view
     weight = rng.normal(size=(6, x_shape[-spatial - 1] // groups) + (1,) * spatial)
     torch_fn = getattr(torch.nn.functional, op)
-    run_both(
-        lambda *t: ops.apply(op, *t, groups=groups, **attrs),
-        lambda *t: torch_fn(*t, groups=groups, **attrs),
-        (x, weight, rng.normal(size=6)),
-        rng,
-    )
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        run_both(
+            lambda *t: ops.apply(op, *t, groups=groups, **attrs),
+            lambda *t: torch_fn(*t, groups=groups, **attrs),
+            (x, weight, rng.normal(size=6)),
+            rng,
+        )
+    finally:
+        numba.set_num_threads(before)
     assert ran == (["forward_kernel", "backward_kernel"] if pointwise else [])
 
 
 # (batch, in, out, H, W, kernel, stride, padding, dilation, groups, columns per tile): tiles of
-# one sample and of several, a last tile that is partial, the wide and the exact columns.
+# one sample and of several, a last tile that is partial, the wide and the exact columns, and
+# blocks of output rows (the first, fourth and last cases), the last block shorter.
 TILE_CASES = [
     (5, 3, 4, 7, 9, (3, 3), (1, 1), (1, 1), (1, 1), 1, 10),
     (5, 4, 6, 7, 9, (3, 2), (2, 1), (1, 0), (1, 2), 2, 50),
     (3, 2, 2, 6, 6, (2, 2), (2, 2), (0, 1), (2, 1), 1, 1000),
     (7, 6, 6, 5, 8, (1, 3), (1, 1), (0, 2), (1, 1), 3, 30),
     (4, 2, 3, 9, 9, (5, 5), (1, 1), (0, 0), (1, 1), 1, 100),
+    (3, 2, 3, 11, 10, (3, 3), (2, 2), (1, 1), (2, 1), 1, 6),
 ]
 
 
@@ -320,7 +332,8 @@ TILE_CASES = [
 def test_tiled_layout_matches_torch_float64(
     monkeypatch, threads, need_dx, n, c, o, h, w, k, s, p, d, g, columns
 ):
-    """The tiled kernels (a tile of samples per thread, columns recomputed in backward), forced
+    """The tiled kernels (a tile of samples, or of a sample's output rows, per thread, columns
+    recomputed in backward), forced
     on small images: forward and every gradient match torch in float64, on one thread and on
     two (BLAS then limited to one thread per tile)."""
     numba = pytest.importorskip("numba")
@@ -373,14 +386,20 @@ def test_tiled_layout_matches_torch_float64(
 )
 def test_tiled_layout_taken_from_the_measured_size(x_shape, kernel, attrs, tiled):
     """Tiles from TILE_MIN_POSITIONS output positions, each of at least TILE_COLUMNS columns
-    unless the batch runs out first."""
+    unless the batch runs out first; a sample of twice as many or more is split into blocks of
+    output rows of near-equal height, each of at least TILE_COLUMNS columns."""
     stride, padding = attrs.get("stride", 1), attrs.get("padding", 0)
     out = [(n + 2 * padding - kernel) // stride + 1 for n in x_shape[2:]]
     padded_width = x_shape[3] + 2 * padding
     plan = conv_ops.tile_plan(x_shape[0], tuple(out), padded_width, (stride, stride))
     assert (plan is not None) == tiled
     if plan is not None:
-        threads, samples, wide = plan
+        threads, samples, rows, wide = plan
         assert 1 <= threads <= x_shape[0]
-        per_sample = out[0] * (padded_width if wide else out[1])
-        assert samples * per_sample >= conv_ops.TILE_COLUMNS or samples * threads >= x_shape[0]
+        per_row = padded_width if wide else out[1]
+        if rows < out[0]:
+            assert samples == 1 and rows * per_row >= conv_ops.TILE_COLUMNS
+            assert out[0] * per_row >= 2 * conv_ops.TILE_COLUMNS
+        else:
+            per_sample = out[0] * per_row
+            assert samples * per_sample >= conv_ops.TILE_COLUMNS or samples * threads >= x_shape[0]

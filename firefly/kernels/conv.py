@@ -34,7 +34,9 @@ channels at 3x3), where copying runs costs more than copying whole taps.
 
 A 1x1 convolution with stride 1 and no padding (``conv2d_pointwise_*``) needs no columns: an
 image's (C, H*W) plane is already the GEMM's operand, so each sample is one product per group
-straight into the output, with no copies before or after.
+straight into the output, with no copies before or after; the samples are shared out over the
+Numba threads, each with single-threaded BLAS (their products are too small for OpenBLAS to
+split well).
 
 The op has already validated shapes, strides, paddings and dilations; these loops index
 without bounds checks.
@@ -46,7 +48,6 @@ from numba import prange
 from firefly.kernels._jit import (
     called_helper,
     inline_helper,
-    kernel,
     memory_bound,
     parallel_blas_kernel,
 )
@@ -391,9 +392,10 @@ def conv2d_positions_backward(
                     d[i] = inner[i, c]
 
 
-@kernel
-def conv2d_pointwise_forward(x, weight, bias, out):
-    """out[n] = weight x x[n] + bias per group: a 1x1 convolution, stride 1, no padding.
+@parallel_blas_kernel
+def conv2d_pointwise_forward(x, weight, bias, threads, out):
+    """out[n] = weight x x[n] + bias per group: a 1x1 convolution, stride 1, no padding. The
+    samples are shared out over ``threads`` Numba threads, each running its own products.
 
     x (N, C, P), weight (Co, Cg), bias (Co,), out (N, Co, P), with P = H * W; groups = C // Cg.
     """
@@ -401,42 +403,48 @@ def conv2d_pointwise_forward(x, weight, bias, out):
     Co, Cg = weight.shape
     groups = C // Cg
     Og = Co // groups
-    for n in range(N):
-        for g in range(groups):
-            dst = out[n, g * Og : (g + 1) * Og]
-            np.dot(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst)
-            for o in range(Og):
-                b, row = bias[g * Og + o], dst[o]
-                for p in range(P):
-                    row[p] += b
+    for t in prange(threads):
+        for n in range(t, N, threads):
+            for g in range(groups):
+                dst = out[n, g * Og : (g + 1) * Og]
+                np.dot(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst)
+                for o in range(Og):
+                    b, row = bias[g * Og + o], dst[o]
+                    for p in range(P):
+                        row[p] += b
 
 
-@kernel
-def conv2d_pointwise_backward(grad, x, weight, need_dx, need_dweight, dweight, dbias, dx):
+@parallel_blas_kernel
+def conv2d_pointwise_backward(grad, x, weight, need_dx, need_dweight, threads, dweight, dbias, dx):
     """dweight = sum over n of grad[n] x x[n]^T (if need_dweight; x is otherwise only read for
     its channel count), dbias = grad summed over N and positions, and (if need_dx)
-    dx[n] = weight^T x grad[n], per group. Shapes as conv2d_pointwise_forward's; grad
+    dx[n] = weight^T x grad[n], per group; the samples shared out over ``threads`` Numba
+    threads, each summing its own part of dweight. Shapes as conv2d_pointwise_forward's; grad
     (N, Co, P)."""
     N, Co, P = grad.shape
     _, Cg = weight.shape
     groups = x.shape[1] // Cg
     Og = Co // groups
-    dweight[:, :] = 0.0
-    dbias[:] = 0.0
-    product = np.empty((Og, Cg), dtype=dweight.dtype)
-    for n in range(N):
-        for g in range(groups):
-            gn = grad[n, g * Og : (g + 1) * Og]
-            if need_dweight:
-                np.dot(gn, x[n, g * Cg : (g + 1) * Cg].T, product)
-                dweight[g * Og : (g + 1) * Og] += product
-            if need_dx:
-                np.dot(weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg])
-        for o in range(Co):
-            s, row = 0.0, grad[n, o]
+    for o in prange(Co):
+        s = 0.0
+        for n in range(N):
+            row = grad[n, o]
             for p in range(P):
                 s += row[p]
-            dbias[o] += s
+        dbias[o] = s
+    parts = np.zeros((threads if need_dweight else 0, Co, Cg), dtype=dweight.dtype)
+    for t in prange(threads):
+        product = np.empty((Og, Cg), dtype=dweight.dtype)
+        for n in range(t, N, threads):
+            for g in range(groups):
+                gn = grad[n, g * Og : (g + 1) * Og]
+                if need_dweight:
+                    np.dot(gn, x[n, g * Cg : (g + 1) * Cg].T, product)
+                    parts[t, g * Og : (g + 1) * Og] += product
+                if need_dx:
+                    np.dot(weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg])
+    if need_dweight:
+        _sum_tiles(parts, dweight)
 
 
 @memory_bound
@@ -478,16 +486,17 @@ def _pad_samples(x, n0, s, ph, pw, Wp, planes):
 
 
 @called_helper
-def _tile_columns(planes, s, KH, KW, dh, dw, Wp, wide, idx, cols):
-    """The columns of s padded samples, taps-major: ``cols`` (C*KH*KW, s*OH*Q), one row per
-    tap (channel, ky, kx). Wide (Q = Wp, stride 1): a tap's columns for one sample are one
-    contiguous run of the padded plane; exact (Q = OW, any stride): gathered through ``idx``,
-    the windows' offsets."""
+def _tile_columns(planes, s, start, KH, KW, dh, dw, Wp, wide, idx, cols):
+    """The columns of a tile, taps-major: ``cols`` (C*KH*KW, s*R*Q), one row per tap (channel,
+    ky, kx), for R output rows of each of s padded samples whose windows begin ``start``
+    elements into their planes (the first row's offset). Wide (Q = Wp, stride 1): a tap's
+    columns for one sample are one contiguous run of the padded plane; exact (Q = OW, any
+    stride): gathered through ``idx``, the windows' offsets from the first row's."""
     C = planes.shape[1]
     P = cols.shape[1] // s
     for r in range(C * KH * KW):
         c, ky, kx = r // (KH * KW), (r // KW) % KH, r % KW
-        offset = ky * dh * Wp + kx * dw
+        offset = start + ky * dh * Wp + kx * dw
         row = cols[r]
         for j in range(s):
             d = row[j * P : (j + 1) * P]
@@ -502,46 +511,49 @@ def _tile_columns(planes, s, KH, KW, dh, dw, Wp, wide, idx, cols):
 
 
 @called_helper
-def _tile_output(product, bias, n0, s, Q, out):
-    """A tile's product (O, s*OH*Q) into samples n0 .. n0 + s of ``out``, plus the bias."""
-    O, OH, OW = out.shape[1], out.shape[2], out.shape[3]
+def _tile_output(product, bias, n0, s, oy0, Q, out):
+    """A tile's product (O, s*R*Q) into output rows oy0 .. oy0 + R of samples n0 .. n0 + s of
+    ``out``, plus the bias."""
+    O, OW = out.shape[1], out.shape[3]
+    R = product.shape[1] // (s * Q)
     for j in range(s):
         for o in range(O):
             b, dst = bias[o], out[n0 + j, o]
-            for oy in range(OH):
-                d, src = dst[oy], product[o, (j * OH + oy) * Q : (j * OH + oy) * Q + OW]
+            for oy in range(R):
+                d, src = dst[oy0 + oy], product[o, (j * R + oy) * Q : (j * R + oy) * Q + OW]
                 for ox in range(OW):
                     d[ox] = src[ox] + b
 
 
 @called_helper
-def _tile_grad(grad, n0, s, Q, g2):
-    """Samples n0 .. n0 + s of ``grad`` in the layout of a tile's product, (O, s*OH*Q), with
-    zeros in the wide layout's extra columns (whose gradient lands in the planes' padding)."""
-    O, OH, OW = grad.shape[1], grad.shape[2], grad.shape[3]
-    P = OH * Q
+def _tile_grad(grad, n0, s, oy0, Q, g2):
+    """Output rows oy0 .. oy0 + R of samples n0 .. n0 + s of ``grad`` in the layout of a tile's
+    product, (O, s*R*Q), with zeros in the wide layout's extra columns (whose gradient lands in
+    the planes' padding)."""
+    O, OW = grad.shape[1], grad.shape[3]
+    P = g2.shape[1] // s
+    R = P // Q
     for j in range(s):
         for o in range(O):
-            for oy in range(OH):
-                d, src = g2[o, j * P + oy * Q : j * P + (oy + 1) * Q], grad[n0 + j, o, oy]
+            for oy in range(R):
+                d, src = g2[o, j * P + oy * Q : j * P + (oy + 1) * Q], grad[n0 + j, o, oy0 + oy]
                 for ox in range(OW):
                     d[ox] = src[ox]
                 d[OW:] = 0.0
 
 
 @called_helper
-def _tile_input_grad(dcols, s, KH, KW, ph, pw, dh, dw, Wp, wide, idx, planes, n0, dx):
-    """col2im of a tile: the column gradients ``dcols`` (C*KH*KW, s*OH*Q) added into zeroed
-    padded planes, whose insides are then samples n0 .. n0 + s of ``dx``."""
-    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+def _tile_column_grads_add(dcols, s, start, KH, KW, dh, dw, Wp, wide, idx, planes):
+    """col2im of a tile: the column gradients ``dcols`` (C*KH*KW, s*R*Q) added into the padded
+    planes of its s samples, the windows beginning ``start`` elements in."""
+    C = planes.shape[1]
     P = dcols.shape[1] // s
     for j in range(s):
         for c in range(C):
             dst = planes[j, c]
-            dst[:] = 0.0
             for r in range(c * KH * KW, (c + 1) * KH * KW):
                 ky, kx = (r // KW) % KH, r % KW
-                offset = ky * dh * Wp + kx * dw
+                offset = start + ky * dh * Wp + kx * dw
                 src = dcols[r, j * P : (j + 1) * P]
                 if wide:
                     d = dst[offset : offset + P]
@@ -551,9 +563,17 @@ def _tile_input_grad(dcols, s, KH, KW, ph, pw, dh, dw, Wp, wide, idx, planes, n0
                     d = dst[offset:]
                     for q in range(P):
                         d[idx[q]] += src[q]
-            plane = dx[n0 + j, c]
+
+
+@called_helper
+def _crop_samples(planes, s, ph, pw, Wp, n0, dx):
+    """The insides of s padded planes (s, C, >= Hp * Wp) as samples n0 .. n0 + s of ``dx``."""
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
+    for j in range(s):
+        for c in range(C):
+            src, plane = planes[j, c], dx[n0 + j, c]
             for y in range(H):
-                d, inner = plane[y], dst[(y + ph) * Wp + pw : (y + ph) * Wp + pw + W]
+                d, inner = plane[y], src[(y + ph) * Wp + pw : (y + ph) * Wp + pw + W]
                 for i in range(W):
                     d[i] = inner[i]
 
@@ -568,17 +588,19 @@ def _grouped_products(w2, cols, product):
 
 @called_helper
 def _add_weight_grad(g2, cols, acc):
-    """acc (O, taps) += g2 x cols^T per group: g2 (O, L), cols (groups*taps, L)."""
+    """acc (O, taps) += g2 x cols^T per group: g2 (O, L), cols (groups*taps, L). BLAS computes
+    the transpose, cols x g2^T: OpenBLAS ran it at 82-96% of the sgemm peak where g2 x cols^T
+    ran at 77-87% ((576 x 272..1088) x (272..1088 x 64) and 288 taps, float32, one thread)."""
     O, taps = acc.shape
     groups = cols.shape[0] // taps
     Og = O // groups
-    product = np.empty((Og, taps), dtype=acc.dtype)
+    product = np.empty((taps, Og), dtype=acc.dtype)
     for g in range(groups):
-        np.dot(g2[g * Og : (g + 1) * Og], cols[g * taps : (g + 1) * taps].T, product)
+        np.dot(cols[g * taps : (g + 1) * taps], g2[g * Og : (g + 1) * Og].T, product)
         for o in range(Og):
-            a, p = acc[g * Og + o], product[o]
+            a = acc[g * Og + o]
             for i in range(taps):
-                a[i] += p[i]
+                a[i] += product[i, o]
 
 
 @called_helper
@@ -619,30 +641,33 @@ def _tile_geometry(out_shape, weight_shape, planes_shape, Wp, wide):
 
 @parallel_blas_kernel
 def conv2d_tiles_forward(
-    x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, planes, cols, product, out
+    x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, rows, planes, cols, product, out
 ):
-    """out = conv(x, weight) + bias, a tile of S samples at a time per thread: pad, im2col into
-    the thread's columns (in cache), one GEMM per group, write out. Nothing is saved: backward
-    recomputes the columns. Scratch per thread t: ``planes[t]`` (S, C, Hp*Wp + tail),
-    ``cols[t]`` (C*KH*KW, S*OH*Q) and ``product[t]`` (O, S*OH*Q), Q as in ``_tile_columns``."""
+    """out = conv(x, weight) + bias, a tile at a time per thread: S samples padded into the
+    thread's planes, then for each block of ``rows`` output rows of them (all OH rows when S >
+    1) im2col into the thread's columns (in cache), one GEMM per group, write out. Nothing is
+    saved: backward recomputes the columns. Scratch per thread t: ``planes[t]`` (S, C, Hp*Wp +
+    tail), ``cols[t]`` (C*KH*KW, S*rows*Q) and ``product[t]`` (O, S*rows*Q), Q as in
+    ``_tile_columns``."""
     N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, Q = _tile_geometry(
         out.shape, weight.shape, planes.shape, Wp, wide
     )
     T, S = planes.shape[0], planes.shape[1]
     tiles = (N + S - 1) // S
-    idx = _window_offsets(OH, OW, sh, sw, Wp)
+    idx = _window_offsets(rows, OW, sh, sw, Wp)
     w2 = weight.reshape(groups, Og, taps)
     for t in prange(T):
         for tile in range(t, tiles, T):
             n0 = tile * S
             s = min(S, N - n0)
-            L = s * OH * Q
             _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
-            ct = _tile_view(cols[t], C * KH * KW, L)
-            _tile_columns(planes[t], s, KH, KW, dh, dw, Wp, wide, idx, ct)
-            pt = _tile_view(product[t], O, L)
-            _grouped_products(w2, ct, pt)
-            _tile_output(pt, bias, n0, s, Q, out)
+            for oy0 in range(0, OH, rows):
+                L = s * min(rows, OH - oy0) * Q
+                ct = _tile_view(cols[t], C * KH * KW, L)
+                _tile_columns(planes[t], s, oy0 * sh * Wp, KH, KW, dh, dw, Wp, wide, idx, ct)
+                pt = _tile_view(product[t], O, L)
+                _grouped_products(w2, ct, pt)
+                _tile_output(pt, bias, n0, s, oy0, Q, out)
 
 
 @parallel_blas_kernel
@@ -658,27 +683,30 @@ def conv2d_tiles_backward(
     dw,
     Wp,
     wide,
+    rows,
     need_dx,
     planes,
     cols,
     g2,
     dcols,
+    dplanes,
     dw_tiles,
     dweight,
     dbias,
     dx,
 ):
     """dweight = sum over tiles of grad x cols^T, dbias, and (if need_dx) dx = col2im(weight^T
-    x grad), per tile of S samples per thread, the tile's columns recomputed from x. Scratch
-    per thread t: ``planes[t]``, ``cols[t]`` as in the forward, ``g2[t]`` (O, S*OH*Q) (grad in
-    the product's layout), ``dcols[t]`` as ``cols[t]`` (or empty without need_dx), and
+    x grad), per tile and block of output rows as in the forward, the columns recomputed from
+    x. A thread owns whole samples, so the blocks' overlapping input gradients add up in its
+    ``dplanes`` without a race. Scratch per thread t: ``planes[t]``, ``cols[t]`` as in the
+    forward, ``g2[t]`` (O, S*rows*Q) (grad in the product's layout), ``dcols[t]`` as
+    ``cols[t]`` and ``dplanes[t]`` as ``planes[t]`` (or empty without need_dx), and
     ``dw_tiles[t]`` (O, C/groups*KH*KW), the thread's sum of the weight gradient."""
     N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, Q = _tile_geometry(
         grad.shape, weight.shape, planes.shape, Wp, wide
     )
     T, S = planes.shape[0], planes.shape[1]
     tiles = (N + S - 1) // S
-    P = OH * Q
     for o in prange(O):
         total = 0.0
         for n in range(N):
@@ -687,23 +715,28 @@ def conv2d_tiles_backward(
                 for ox in range(OW):
                     total += r[ox]
         dbias[o] = total
-    idx = _window_offsets(OH, OW, sh, sw, Wp)
+    idx = _window_offsets(rows, OW, sh, sw, Wp)
     w2 = weight.reshape(groups, Og, taps)
     for t in prange(T):
         dw_tiles[t] = 0.0
         for tile in range(t, tiles, T):
             n0 = tile * S
             s = min(S, N - n0)
-            L = s * P
             _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
-            ct = _tile_view(cols[t], C * KH * KW, L)
-            _tile_columns(planes[t], s, KH, KW, dh, dw, Wp, wide, idx, ct)
-            gt = _tile_view(g2[t], O, L)
-            _tile_grad(grad, n0, s, Q, gt)
-            _add_weight_grad(gt, ct, dw_tiles[t])
-            if not need_dx:
-                continue
-            dct = _tile_view(dcols[t], C * KH * KW, L)
-            _grouped_column_grads(w2, gt, dct)
-            _tile_input_grad(dct, s, KH, KW, ph, pw, dh, dw, Wp, wide, idx, planes[t], n0, dx)
+            if need_dx:
+                dplanes[t] = 0.0
+            for oy0 in range(0, OH, rows):
+                L = s * min(rows, OH - oy0) * Q
+                start = oy0 * sh * Wp
+                ct = _tile_view(cols[t], C * KH * KW, L)
+                _tile_columns(planes[t], s, start, KH, KW, dh, dw, Wp, wide, idx, ct)
+                gt = _tile_view(g2[t], O, L)
+                _tile_grad(grad, n0, s, oy0, Q, gt)
+                _add_weight_grad(gt, ct, dw_tiles[t])
+                if need_dx:
+                    dct = _tile_view(dcols[t], C * KH * KW, L)
+                    _grouped_column_grads(w2, gt, dct)
+                    _tile_column_grads_add(dct, s, start, KH, KW, dh, dw, Wp, wide, idx, dplanes[t])
+            if need_dx:
+                _crop_samples(dplanes[t], s, ph, pw, Wp, n0, dx)
     _sum_tiles(dw_tiles, dweight.reshape(O, taps))

@@ -234,22 +234,38 @@ def columns_backward(kernels, grad4, w4, cols, plan, need_dx, need_dweight, dx, 
 # (64,1,28,28)->6 5x5; at 64 positions (8x8 images: 1->16 and 16->32 channels, pad 1, and
 # 16->32 unpadded) the whole-batch layouts were 1.2-2.6x faster than tiles.
 TILE_MIN_POSITIONS = 256
-# Columns per tile: as many samples as make at least this many (256 and 1024 measured within
-# noise of each other at the shapes above; a tile of 256 columns stays in L2).
+# Columns per tile: as many samples as make at least this many, or blocks of a sample's output
+# rows of at least this many (256 and 512 measured within noise of each other at the shapes
+# above; a whole 32x32 sample per tile, 1088 columns, 10-15% slower; 256 columns stay in L2).
 TILE_COLUMNS = 256
 
 
+def blas_kernel_threads(batch):
+    """How many Numba threads a kernel that calls BLAS from each of them (parallel_blas_kernel)
+    shares ``batch`` samples out over: one where BLAS's thread count cannot be limited, which
+    then keeps its own threads."""
+    return min(numba.get_num_threads() if can_limit_blas_threads() else 1, batch)
+
+
 def tile_plan(batch, out_size, padded_width, stride):
-    """(tiles run at once, samples per tile, wide) for the tiled layout, or None where the
-    whole-batch layouts (column_layout) measured faster."""
+    """(tiles run at once, samples per tile, output rows per block, wide) for the tiled layout,
+    or None where the whole-batch layouts (column_layout) measured faster. A tile is one sample
+    in blocks of output rows when a sample has twice TILE_COLUMNS columns or more, otherwise
+    whole samples, as many as make TILE_COLUMNS (docs/performance.md has the measurements).
+    Wide columns (see column_layout) whenever they add at most a fifth: at 16x16 and 32x32 the
+    exact gather cost more than the wide layout's extra GEMM work (fwd+bwd 18.6 against 17.6 ms
+    and 144 against 117 ms of CPU time, one thread)."""
     OH, OW = out_size
     if OH * OW < TILE_MIN_POSITIONS:
         return None
     wide = stride == (1, 1) and 5 * padded_width <= 6 * OW
-    per_sample = OH * (padded_width if wide else OW)
-    threads = min(numba.get_num_threads() if can_limit_blas_threads() else 1, batch)
-    samples = min(-(-TILE_COLUMNS // per_sample), -(-batch // threads))
-    return threads, samples, wide
+    per_row = padded_width if wide else OW
+    threads = blas_kernel_threads(batch)
+    blocks = OH * per_row // TILE_COLUMNS  # each of at least TILE_COLUMNS, near-equal heights
+    if blocks > 1:
+        return threads, 1, -(-OH // blocks), wide
+    samples = min(-(-TILE_COLUMNS // (OH * per_row)), -(-batch // threads))
+    return threads, samples, OH, wide
 
 
 class _ConvNd(Op):
@@ -289,7 +305,7 @@ class _ConvNd(Op):
         if KH == KW == 1 and stride == (1, 1) and total == (0, 0):
             x3 = np.ascontiguousarray(x4).reshape(N, C, H * W)
             out = np.empty((N, O, H * W), dtype=x.dtype)
-            ctx.op.forward_kernel[2](x3, w4.reshape(O, Cg), bias, out)
+            ctx.op.forward_kernel[2](x3, w4.reshape(O, Cg), bias, blas_kernel_threads(N), out)
             ctx.save_for_backward(w4, x3)
             ctx.layout = "pointwise"
         elif (tiles := tile_plan(N, out_size, W + total[1], stride)) is not None:
@@ -311,9 +327,9 @@ class _ConvNd(Op):
         N, C, H, W = x4.shape
         O, _, KH, KW = w4.shape
         OH, OW = ctx.shapes[3][2:]
-        threads, samples, wide = plan
+        threads, samples, rows, wide = plan
         Hp, Wp = H + total[0], W + total[1]
-        columns = samples * OH * (Wp if wide else OW)
+        columns = samples * rows * (Wp if wide else OW)
         plane_shape = (threads, samples, C, Hp * Wp + (dilation[1] * (KW - 1) if wide else 0))
         x4 = np.ascontiguousarray(x4)
         planes = POOL.take(plane_shape, x4.dtype)
@@ -321,26 +337,27 @@ class _ConvNd(Op):
         product = POOL.take((threads, O, columns), x4.dtype)
         out = np.empty((N, O, OH, OW), dtype=x4.dtype)
         ctx.op.forward_kernel[3](
-            x4, w4, bias, *stride, *before, *dilation, Wp, wide, planes, cols, product, out
+            x4, w4, bias, *stride, *before, *dilation, Wp, wide, rows, planes, cols, product, out
         )
         for scratch in (planes, cols, product):
             POOL.give(scratch)
         ctx.save_for_backward(w4, x4)
         ctx.layout = "tiles"
-        ctx.geometry = (stride, before, dilation, Wp, wide)
+        ctx.geometry = (stride, before, dilation, Wp, wide, rows)
         ctx.plane_shape, ctx.tile_columns = plane_shape, columns
         return out
 
     @staticmethod
     def _backward_by_tiles(ctx, grad, w4, x4, need_dx, dx, dweight, dbias):
-        stride, before, dilation, Wp, wide = ctx.geometry
+        stride, before, dilation, Wp, wide, rows = ctx.geometry
         threads, columns = ctx.plane_shape[0], ctx.tile_columns
         O, Cg, KH, KW = w4.shape
-        rows = x4.shape[1] * KH * KW
+        taps = x4.shape[1] * KH * KW
         planes = POOL.take(ctx.plane_shape, grad.dtype)
-        cols = POOL.take((threads, rows, columns), grad.dtype)
+        cols = POOL.take((threads, taps, columns), grad.dtype)
         g2 = POOL.take((threads, O, columns), grad.dtype)
-        dcols = POOL.take((threads, rows if need_dx else 0, columns), grad.dtype)
+        dcols = POOL.take((threads, taps if need_dx else 0, columns), grad.dtype)
+        dplanes = POOL.take(ctx.plane_shape if need_dx else (threads, 0, 0, 0), grad.dtype)
         dw_tiles = POOL.take((threads, O, Cg * KH * KW), grad.dtype)
         ctx.op.backward_kernel[3](
             np.ascontiguousarray(grad).reshape(ctx.shapes[3]),
@@ -351,17 +368,19 @@ class _ConvNd(Op):
             *dilation,
             Wp,
             wide,
+            rows,
             need_dx,
             planes,
             cols,
             g2,
             dcols,
+            dplanes,
             dw_tiles,
             dweight,
             dbias,
             dx,
         )
-        for scratch in (planes, cols, g2, dcols, dw_tiles):
+        for scratch in (planes, cols, g2, dcols, dplanes, dw_tiles):
             POOL.give(scratch)
 
     @staticmethod
@@ -425,6 +444,7 @@ class _ConvNd(Op):
                 w4.reshape(w4.shape[:2]),
                 need_dx,
                 ctx.needs_input_grad[1],
+                blas_kernel_threads(N),
                 dweight.reshape(w4.shape[:2]),
                 dbias,
                 dx.reshape(saved.shape if need_dx else (1, 1, 1)),
@@ -625,6 +645,7 @@ class _ConvTransposeNd(Op):
                 w4.reshape(Cin, Cg),
                 True,
                 False,
+                blas_kernel_threads(N),
                 unused_dweight.reshape(Cin, Cg),
                 dbias,
                 out4.reshape(N, Cg * groups, H * W),
@@ -670,7 +691,7 @@ class _ConvTransposeNd(Op):
             N, Cout, P = grad4.shape[0], grad4.shape[1], x4.shape[2] * x4.shape[3]
             g3 = grad4.reshape(N, Cout, P)
             dx = np.empty((N, Cin, P), dtype=grad.dtype)
-            ctx.op.backward_kernel[2](g3, w4.reshape(Cin, -1), no_bias, dx)
+            ctx.op.backward_kernel[2](g3, w4.reshape(Cin, -1), no_bias, blas_kernel_threads(N), dx)
             if need_dweight:
                 ctx.op.backward_kernel[5](
                     np.ascontiguousarray(x4).reshape(N, Cin, P),
@@ -678,6 +699,7 @@ class _ConvTransposeNd(Op):
                     w4.reshape(Cin, -1),
                     False,
                     True,
+                    blas_kernel_threads(N),
                     dweight.reshape(Cin, -1),
                     unused_sum,
                     no_dx.reshape(0, 0, 0),
