@@ -125,6 +125,13 @@ def test_exact_gelu_keeps_its_relative_precision_in_the_left_tail():
     F.gelu(leaf).backward(np.ones_like(x))
     np.testing.assert_allclose(F.gelu(Tensor(x)).numpy(), want, rtol=1e-12, atol=0)
     np.testing.assert_allclose(leaf.grad.numpy(), want_grad, rtol=1e-12, atol=1e-300)
+    # Past the size where the kernels' parallel builds run (their loops over the tails differ).
+    many = Tensor(np.resize(x, 300_001), requires_grad=True)
+    F.gelu(many).backward(np.ones(many.shape))
+    np.testing.assert_allclose(F.gelu(many).numpy(), np.resize(want, 300_001), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(
+        many.grad.numpy(), np.resize(want_grad, 300_001), rtol=1e-12, atol=1e-300
+    )
     x32 = x[x > -14.0].astype(np.float32)  # below, x Phi(x) is under float32's subnormals
     leaf32 = Tensor(x32, requires_grad=True)
     out32 = F.gelu(leaf32)
