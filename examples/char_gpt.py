@@ -249,7 +249,9 @@ def make_optimizer(lib, model, config):
 @dataclass
 class Run:
     """What a training run leaves: the model and optimizer, every step's training loss, the
-    (iteration, train, val) evaluations, and the seconds spent training."""
+    (iteration, train, val) evaluations, the seconds spent in training steps and the seconds
+    spent evaluating (2 x eval_iters forward passes per evaluation: on a short run they are a
+    large share of the time, and they are forward-only, so they are kept apart)."""
 
     model: object
     optimizer: object
@@ -257,6 +259,7 @@ class Run:
     losses: list = field(default_factory=list)
     evaluations: list = field(default_factory=list)
     seconds: float = 0.0
+    eval_seconds: float = 0.0
 
 
 def estimate_loss(lib, model, data, config):
@@ -289,7 +292,9 @@ def train(lib, config, data, initial_state=None, name="firefly", verbose=True):
     start = time.perf_counter()
     for it in range(config.iters + 1):
         if it % config.eval_interval == 0 or it == config.iters:
+            evaluation_start = time.perf_counter()
             losses = estimate_loss(lib, model, data, config)
+            run.eval_seconds += time.perf_counter() - evaluation_start
             run.evaluations.append((it, losses["train"], losses["val"]))
             progress.write(
                 f"{name} step {it}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}"
@@ -305,7 +310,7 @@ def train(lib, config, data, initial_state=None, name="firefly", verbose=True):
         scheduler.step()
         run.losses.append(loss.item())
         progress.update(run.losses[-1])
-    run.seconds = time.perf_counter() - start
+    run.seconds = time.perf_counter() - start - run.eval_seconds
     progress.close()
     return run
 
@@ -395,7 +400,10 @@ def main(argv=None):
         args.checkpoint,
     )
     print(f"saved checkpoint {args.checkpoint}")
-    print(f"firefly: final val loss {ours.evaluations[-1][2]:.4f} | training {ours.seconds:.1f} s")
+    print(
+        f"firefly: final val loss {ours.evaluations[-1][2]:.4f} | training {ours.seconds:.1f} s "
+        f"({config.iters / ours.seconds:.1f} steps/s), evaluating {ours.eval_seconds:.1f} s"
+    )
     if args.sample_chars:
         prompt = "\n"
         print("sample:")
@@ -408,7 +416,8 @@ def main(argv=None):
         runs["torch"] = theirs = train(torch, config, data, ours.initial_state, name="torch")
         print(
             f"torch: final val loss {theirs.evaluations[-1][2]:.4f} | "
-            f"training {theirs.seconds:.1f} s"
+            f"training {theirs.seconds:.1f} s ({config.iters / theirs.seconds:.1f} steps/s), "
+            f"evaluating {theirs.eval_seconds:.1f} s"
         )
     if args.plot:
         plot_loss_curves(args.plot, {name: run.evaluations for name, run in runs.items()})

@@ -2,6 +2,8 @@
 functional forms against torch in float64 (values and gradients, kinks and large inputs
 included), and their argument errors."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -107,3 +109,35 @@ def test_float32_keeps_its_dtype_and_large_inputs_stay_finite():
 def test_bad_arguments_raise(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_exact_gelu_keeps_its_relative_precision_in_the_left_tail():
+    # torch computes 1 + erf(x / sqrt 2), which cancels to nothing below x = -8; the kernel
+    # computes the normal CDF through erfc there. The reference is x * erfc(-x / sqrt 2) / 2 with
+    # libm's erfc, and its derivative Phi(x) + x phi(x), in float64; float32 rounds it once.
+    def reference(x):
+        phi = np.array([0.5 * math.erfc(-v / math.sqrt(2.0)) for v in x])
+        return x * phi, phi + x * np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+
+    x = np.concatenate([np.linspace(-37.0, 8.0, 4501), [-2.0, 2.0, -1e-300, 1e-300, 0.0]])
+    want, want_grad = reference(x)
+    leaf = Tensor(x, requires_grad=True)
+    F.gelu(leaf).backward(np.ones_like(x))
+    np.testing.assert_allclose(F.gelu(Tensor(x)).numpy(), want, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(leaf.grad.numpy(), want_grad, rtol=1e-12, atol=1e-300)
+    # Past the size where the kernels' parallel builds run (their loops over the tails differ).
+    many = Tensor(np.resize(x, 300_001), requires_grad=True)
+    F.gelu(many).backward(np.ones(many.shape))
+    np.testing.assert_allclose(F.gelu(many).numpy(), np.resize(want, 300_001), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(
+        many.grad.numpy(), np.resize(want_grad, 300_001), rtol=1e-12, atol=1e-300
+    )
+    x32 = x[x > -14.0].astype(np.float32)  # below, x Phi(x) is under float32's subnormals
+    leaf32 = Tensor(x32, requires_grad=True)
+    out32 = F.gelu(leaf32)
+    out32.backward(np.ones_like(x32))
+    assert out32.dtype == np.float32 and leaf32.grad.dtype == np.float32
+    for got, exact in zip((out32.numpy(), leaf32.grad.numpy()), reference(x32.astype(np.float64))):
+        rounded = exact.astype(np.float32)
+        ulps = np.abs(got.astype(np.float64) - rounded) / np.spacing(np.abs(rounded))
+        assert ulps.max() <= 1.0, (ulps.max(), x32[np.argmax(ulps)])

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-import firefly.nn.utils.clip_grad as clip_grad_module
 from firefly.nn import Parameter
 from firefly.nn.utils import clip_grad_norm_, clip_grad_value_
+from firefly.nn.utils.clip_grad import GradientClipping as clipping
 from firefly.optim import SGD
 from firefly.tensor import Tensor
 
@@ -71,7 +71,7 @@ def test_flat_buffer_is_clipped_in_one_kernel_call_per_run(monkeypatch):
     """Gradients that are an optimizer's flat-buffer views: one norm and one scale call per
     dtype, however many parameters; a parameter left out splits its buffer's run."""
     calls = {"norm": 0, "scale": 0}
-    norm_kernel, scale_kernel = clip_grad_module.grad_norm_power_sum, clip_grad_module.grad_scale_
+    norm_kernel, coefficient_kernel, scale_kernel, clamp_kernel = clipping.forward_kernel
 
     def counting_norm(*args):
         calls["norm"] += 1
@@ -81,8 +81,11 @@ def test_flat_buffer_is_clipped_in_one_kernel_call_per_run(monkeypatch):
         calls["scale"] += 1
         return scale_kernel(*args)
 
-    monkeypatch.setattr(clip_grad_module, "grad_norm_power_sum", counting_norm)
-    monkeypatch.setattr(clip_grad_module, "grad_scale_", counting_scale)
+    monkeypatch.setattr(
+        clipping,
+        "forward_kernel",
+        (counting_norm, coefficient_kernel, counting_scale, clamp_kernel),
+    )
     shapes = [(4, 3)] * 20 + [(7,)] * 20
     values, grads = case(2, shapes=shapes)
     values = [v.astype(np.float32) if i % 2 else v for i, v in enumerate(values)]
@@ -125,7 +128,7 @@ def test_non_finite_norms(norm_type, bad):
     grads[1][2] = bad
     params, _ = with_optimizer(values, grads)
     before = [p.tensor.grad.numpy().copy() for p in params]
-    with pytest.raises(RuntimeError, match=f"total norm of order {norm_type} .* is non-finite"):
+    with pytest.raises(RuntimeError, match="clip_grad_norm_: the total norm .* is non-finite"):
         clip_grad_norm_(params, 1.0, norm_type, error_if_nonfinite=True)
     for p, b in zip(params, before):
         np.testing.assert_array_equal(p.tensor.grad.numpy(), b)  # untouched
@@ -217,22 +220,31 @@ def test_matches_torch(dtype, norm_type):
 @pytest.mark.parametrize("size", [1_100_003, 70_001])
 def test_large_buffers_take_every_path_of_the_norm_kernel(size, norm_type, dtype):
     """Rows of lanes, chunks, the tail and (above the memory-bound threshold) the prange build."""
-    from firefly.kernels.optim import NORM_LANES, grad_norm_power_sum
+    from firefly.kernels.optim import grad_norm_power_sum
 
     grad = np.random.default_rng(8).standard_normal(size).astype(dtype)
-    lanes = np.zeros(NORM_LANES)
-    grad_norm_power_sum(grad, norm_type, lanes)
+    total = np.zeros(1)
+    grad_norm_power_sum(grad, norm_type, total)
     g = np.abs(grad.astype(np.float64))
     want = g.max() if norm_type == math.inf else (g**norm_type).sum()
     # float32 squares are added in fours before the float64 sums: a float32 rounding each.
     np.testing.assert_allclose(
-        lanes[0], want, rtol=1e-12 if dtype == np.float64 or norm_type != 2.0 else 1e-7
+        total[0], want, rtol=1e-12 if dtype == np.float64 or norm_type != 2.0 else 1e-7
+    )
+    # A second buffer accumulates into the same total (the max of both for inf).
+    grad_norm_power_sum(grad[:1000], norm_type, total)
+    again = g.max() if norm_type == math.inf else want + (g[:1000] ** norm_type).sum()
+    np.testing.assert_allclose(
+        total[0], again, rtol=1e-12 if dtype == np.float64 or norm_type != 2.0 else 1e-7
     )
     for position in (5, size // 2, size - 3):  # in the first chunk, in the body, in the tail
         poisoned = grad.copy()
         poisoned[position] = np.nan
-        grad_norm_power_sum(poisoned, norm_type, lanes)
-        assert math.isnan(lanes[0]), position
+        total[0] = 0.0
+        grad_norm_power_sum(poisoned, norm_type, total)
+        assert math.isnan(total[0]), position
+        grad_norm_power_sum(grad, norm_type, total)  # a NaN total stays NaN
+        assert math.isnan(total[0]), position
 
 
 def test_a_huge_page_aligned_buffer_is_still_found_and_clipped_in_one_call(monkeypatch):
@@ -240,9 +252,11 @@ def test_a_huge_page_aligned_buffer_is_still_found_and_clipped_in_one_call(monke
     from firefly.optim.flat import HUGE_PAGE
 
     calls = []
-    norm_kernel = clip_grad_module.grad_norm_power_sum
+    norm_kernel, *others = clipping.forward_kernel
     monkeypatch.setattr(
-        clip_grad_module, "grad_norm_power_sum", lambda *args: calls.append(1) or norm_kernel(*args)
+        clipping,
+        "forward_kernel",
+        (lambda *args: calls.append(1) or norm_kernel(*args), *others),
     )
     values, grads = case(9, shapes=[(600, 1000), (10,)])
     params, optimizer = with_optimizer(values, grads)

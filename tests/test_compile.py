@@ -1,5 +1,6 @@
 """firefly.compile: a replayed step computes bit for bit what the eager step computes."""
 
+import math
 import warnings
 
 import numpy as np
@@ -540,3 +541,63 @@ def test_slices_transposes_and_embeddings_replay_bit_identically():
     assert compiled.status()["plans"] == 1
     assert got == expected
     _same_parameters(model, eager_model)
+
+
+def _clipped_classifier(norm_type, error_if_nonfinite=False):
+    """The small classifier's step with clip_grad_norm_ between backward and AdamW's step; it
+    returns the loss and the total norm."""
+    model, optimizer, _ = _classifier(hidden=(32, 16))
+    optimizer = optim.AdamW(model.parameters(), lr=1e-2)
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step(x, target):
+        optimizer.zero_grad()
+        loss = loss_fn(model(x), target)
+        loss.backward()
+        norm = nn.utils.clip_grad_norm_(
+            model.parameters(), CLIP_MAX_NORM[norm_type], norm_type, error_if_nonfinite
+        )
+        optimizer.step()
+        return loss, norm
+
+    return model, step
+
+
+# Near the median of each norm over the steps below, so that some steps clip and some do not:
+# the decision is made in a kernel, and the plan must replay both outcomes.
+CLIP_MAX_NORM = {2.0: 0.45, math.inf: 0.1, 3.0: 0.17}
+
+
+@pytest.mark.parametrize("norm_type", list(CLIP_MAX_NORM))
+def test_clip_grad_norm_replays_bit_identically_over_100_steps(norm_type):
+    eager_model, eager_step = _clipped_classifier(norm_type)
+    model, step = _clipped_classifier(norm_type)
+    compiled = firefly.compile(step)
+    data = list(_batches(100, 32))
+    expected = [tuple(t.numpy() for t in eager_step(*batch)) for batch in data]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = [tuple(t.numpy() for t in compiled(*batch)) for batch in data]
+    assert compiled.status() == {"plans": 1, "eager": 0, "recording": 0}
+    for i, ((loss, norm), (want_loss, want_norm)) in enumerate(zip(got, expected)):
+        assert loss.tobytes() == want_loss.tobytes() and norm.tobytes() == want_norm.tobytes(), i
+    norms = np.array([norm for _, norm in expected])
+    assert (norms > CLIP_MAX_NORM[norm_type]).sum() >= 10
+    assert (norms < CLIP_MAX_NORM[norm_type]).sum() >= 10
+    _same_parameters(model, eager_model)
+
+
+def test_clip_grad_norm_error_if_nonfinite_is_checked_at_replay():
+    model, step = _clipped_classifier(2.0, error_if_nonfinite=True)
+    compiled = firefly.compile(step)
+    batches = list(_batches(4, 32))
+    for batch in batches[:3]:
+        compiled(*batch)
+    assert compiled.status()["plans"] == 1
+    x, target = batches[3]
+    x.numpy()[0, 0] = np.nan
+    before = [p.tensor.numpy().copy() for p in model.parameters()]
+    with pytest.raises(RuntimeError, match="clip_grad_norm_: the total norm .* is non-finite"):
+        compiled(x, target)
+    for p, b in zip(model.parameters(), before):  # the optimizer's step never ran
+        np.testing.assert_array_equal(p.tensor.numpy(), b)

@@ -94,6 +94,12 @@ def test_char_gpt_trains_a_few_steps_saves_a_checkpoint_and_samples(
     assert len(checkpoint["optimizer"]["param_groups"]) == 2  # decay and no-decay
     sample = result.stdout.split("sample:\n", 1)[1]
     assert len(sample) >= 40, result.stdout
+    # The evaluations' forward passes are timed apart from the training steps.
+    assert re.search(
+        r"firefly: final val loss [\d.]+ \| training [\d.]+ s \([\d.]+ steps/s\), "
+        r"evaluating [\d.]+ s",
+        result.stdout,
+    ), result.stdout
 
 
 def test_char_gpt_without_tqdm_prints_plain_lines(run_python, repo_root, tmp_path):

@@ -41,9 +41,12 @@ PyTorch does: float64 arithmetic made a float32 Adam step 3x slower (its square 
 divisions run at half the SIMD width). The optimizer computes every step-dependent
 coefficient (bias corrections, 1 - beta) in Python floats first, so each is rounded only once.
 
-The gradient-clipping kernels (``grad_norm_power_sum``, ``grad_scale_``, ``grad_clamp_``) run
-over the same flat gradient buffers; norms accumulate in float64 whatever the gradients'
-dtype.
+The gradient-clipping kernels (``grad_norm_power_sum``, ``grad_clip_coefficient``,
+``grad_clip_scale_``, ``grad_clamp_``) run over the same flat gradient buffers; norms accumulate
+in float64 whatever the gradients' dtype. They pass the norm and the clipping coefficient from
+one to the next in arrays, and decide in the kernels (whether to scale, whether the norm is
+finite), so that ``clip_grad_norm_`` has no Python branch on a value and ``firefly.compile``
+replays it.
 """
 
 from collections.abc import Callable
@@ -51,7 +54,8 @@ from collections.abc import Callable
 import numpy as np
 from numba import prange
 
-from firefly.kernels._jit import build_specialised, inline_helper, memory_bound
+from firefly.kernels._jit import build_specialised, inline_helper, kernel, memory_bound
+from firefly.kernels.vmath import like
 
 UPDATE_CHUNK = 1 << 16  # elements per prange task of the update kernels
 
@@ -108,12 +112,12 @@ NORM_CHUNK_ROWS = 256
 
 
 @memory_bound
-def grad_norm_power_sum(grad, norm_type, lanes):
-    """lanes[0] = sum |g|**norm_type over ``grad`` (max |g| when norm_type is inf; NaN if
-    any element is NaN, as torch's inf-norm), accumulated in float64 (the 2-norm's squares
-    in fours in the gradient's dtype first). ``lanes`` is float64 scratch of NORM_LANES
-    elements."""
-    W = lanes.size
+def grad_norm_power_sum(grad, norm_type, total):
+    """total[0] += sum |g|**norm_type over ``grad`` (for norm_type inf, total[0] = max(total[0],
+    max |g|), NaN if either is NaN or any element is NaN, as torch's inf-norm), accumulated in
+    float64 (the 2-norm's squares in fours in the gradient's dtype first). ``total`` is a
+    float64 array of one element, zero before the first gradient."""
+    W = NORM_LANES
     n = grad.size
     rows = n // (4 * W)
     body = grad[: rows * 4 * W].reshape(rows, 4, W)
@@ -154,12 +158,12 @@ def grad_norm_power_sum(grad, norm_type, lanes):
             partial[c] = acc.max()
             nans[c] = nan_count.sum()
         else:
-            total = 0.0
+            power_sum = 0.0
             for r in range(first, last):
                 for j in range(4):
                     for k in range(W):
-                        total += abs(np.float64(body[r, j, k])) ** norm_type
-            partial[c] = total
+                        power_sum += abs(np.float64(body[r, j, k])) ** norm_type
+            partial[c] = power_sum
     # The last n - rows * 4W (fewer than 4W) elements, and the chunks' results.
     tail_total = 0.0
     tail_nans = 0.0
@@ -175,23 +179,50 @@ def grad_norm_power_sum(grad, norm_type, lanes):
         else:
             tail_total += a**norm_type
     if norm_type == np.inf:
-        result = tail_total
+        result = max(total[0], tail_total)
         for c in range(chunks):
             result = max(result, partial[c])
-        lanes[0] = np.nan if nans.sum() + tail_nans > 0 else result
+        total[0] = np.nan if nans.sum() + tail_nans > 0 or total[0] != total[0] else result
     else:
-        lanes[0] = partial.sum() + tail_total
+        total[0] += partial.sum() + tail_total
+
+
+@kernel
+def grad_clip_coefficient(total, norm_type, max_norm, error_if_nonfinite, norm, coefficient):
+    """From grad_norm_power_sum's ``total``: norm[0] = the total norm (the norm_type-th root of
+    the sum; the max itself for inf), in ``norm``'s dtype, and coefficient[0] = max_norm /
+    (norm + 1e-6), as torch computes it (clamped at 1 by grad_clip_scale_). A non-finite norm
+    raises RuntimeError when ``error_if_nonfinite``, before any gradient is scaled."""
+    s = total[0]
+    if norm_type == np.inf or norm_type == 1.0:
+        value = s
+    elif norm_type == 2.0:
+        value = np.sqrt(s)
+    else:
+        value = s ** (1.0 / norm_type)
+    if error_if_nonfinite and not np.isfinite(value):
+        raise RuntimeError(
+            "clip_grad_norm_: the total norm for gradients from `parameters` is non-finite, so "
+            "it cannot be clipped. To disable this error and scale the gradients by the "
+            "non-finite norm anyway, set `error_if_nonfinite=False`"
+        )
+    norm[0] = value
+    coefficient[0] = max_norm / (value + 1e-6)
 
 
 # In-place kernels take the array once: given as both input and output, LLVM's runtime
 # overlap check fails and the loop runs scalar (8x slower). The coefficients come first, as a
-# small array of the gradient's dtype, so that sized_kernel sizes the call by the gradient.
+# small array, so that sized_kernel sizes the call by the gradient.
 @memory_bound
-def grad_scale_(coefficient, grad):
-    """grad *= coefficient[0], in place."""
+def grad_clip_scale_(coefficient, grad):
+    """grad *= coefficient[0] (float64, rounded to grad's dtype once) in place, unless the
+    coefficient is 1 or more: torch clamps it at 1, and multiplying by 1 changes nothing. A NaN
+    coefficient scales (to NaN), as in torch."""
     c = coefficient[0]
+    if c >= 1.0:
+        return
     for i in prange(grad.size):
-        grad[i] = grad[i] * c
+        grad[i] = grad[i] * like(c, grad[i])
 
 
 @memory_bound

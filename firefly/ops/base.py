@@ -36,19 +36,33 @@ def _op_classes() -> list[type[Op]]:
     return found
 
 
+_kernel_users: list[type] = []  # classes outside the ops that declare kernels as ops do
+
+
+def declares_kernels(cls: type) -> type:
+    """Class decorator for code outside the ops that runs kernels (gradient clipping): it
+    reaches them only through the class's ``forward_kernel`` tuple, as an op does, and
+    ``substituted_kernels`` then covers those kernels too."""
+    _kernel_users.append(cls)
+    return cls
+
+
 @contextlib.contextmanager
 def substituted_kernels(substitute: Callable[[Any], Any]) -> Iterator[None]:
-    """Hook point: inside the block, each kernel that an Op class (built-in or plugin) declares
-    in its own ``forward_kernel``/``backward_kernel`` is replaced by ``substitute(kernel)``
-    (kept when that returns the kernel itself); the declarations are restored on exit.
+    """Hook point: inside the block, each kernel that an Op class (built-in or plugin), or a
+    class marked with ``declares_kernels``, declares in its own ``forward_kernel``/
+    ``backward_kernel`` is replaced by ``substitute(kernel)`` (kept when that returns the
+    kernel itself); the declarations are restored on exit.
 
     Ops reach kernels only through these attributes (the op contract, which ``check_op``
-    proves), so this sees every kernel call and costs nothing outside the block.
+    proves), as does gradient clipping, so this sees every kernel call a step makes outside
+    the optimizers (whose ``step`` is replayed as Python) and costs nothing outside the
+    block.
     ``firefly.compile`` records a step's kernel calls through it. Not thread-safe: the
     substitution is visible to every thread while the block runs."""
     undo = []
     try:
-        for cls in _op_classes():
+        for cls in [*_op_classes(), *_kernel_users]:
             for attr in ("forward_kernel", "backward_kernel"):
                 value = cls.__dict__.get(attr)
                 if value is None:

@@ -5,6 +5,11 @@ Gradients that live in an optimizer's flat gradient buffer (the views ``zero_gra
 installs, see ``firefly.optim.flat``) are clipped in one kernel call per contiguous run of
 such slots, usually one per dtype: no per-parameter loop, whatever the number of tensors.
 Other gradients get one call each.
+
+The kernels are reached through ``GradientClipping.forward_kernel``, a declaration that
+``firefly.ops.base.substituted_kernels`` covers as it covers an op's, and the norm and the
+clipping coefficient pass from kernel to kernel in arrays, with no Python branch on their
+values: ``firefly.compile`` records and replays a step that clips.
 """
 
 from __future__ import annotations
@@ -15,9 +20,24 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from firefly.kernels.optim import NORM_LANES, grad_clamp_, grad_norm_power_sum, grad_scale_
+from firefly.kernels.optim import (
+    grad_clamp_,
+    grad_clip_coefficient,
+    grad_clip_scale_,
+    grad_norm_power_sum,
+)
+from firefly.ops.base import declares_kernels
 from firefly.optim.flat import FlatBuffer, buffer_of_grad
 from firefly.tensor import Tensor
+
+
+@declares_kernels
+class GradientClipping:
+    """The kernels clipping runs, declared where ``firefly.compile``'s recorder finds them:
+    the norm's partial sums, the norm and coefficient, the scaling, and clip_grad_value_'s
+    clamp."""
+
+    forward_kernel = (grad_norm_power_sum, grad_clip_coefficient, grad_clip_scale_, grad_clamp_)
 
 
 def _gradient_arrays(parameters: Tensor | Iterable[Tensor], owner: str) -> list[np.ndarray]:
@@ -103,33 +123,16 @@ def clip_grad_norm_(
     arrays = _gradient_arrays(parameters, owner)
     if not arrays:
         return Tensor(np.zeros((), np.float32))
-    dtype = np.result_type(*arrays)
-    partial = np.zeros(NORM_LANES)
-    if norm_type == math.inf:
-        total = 0.0
-        for array in arrays:
-            grad_norm_power_sum(array, norm_type, partial)
-            total = max(total, partial[0]) if not math.isnan(partial[0]) else math.nan
-            if math.isnan(total):
-                break
-    else:
-        total = 0.0
-        for array in arrays:
-            grad_norm_power_sum(array, norm_type, partial)
-            total += partial[0]
-        total = math.sqrt(total) if norm_type == 2.0 else total ** (1.0 / norm_type)
-    if error_if_nonfinite and not math.isfinite(total):
-        raise RuntimeError(
-            f"{owner}: the total norm of order {norm_type} for gradients from `parameters` "
-            "is non-finite, so it cannot be clipped. To disable this error and scale the "
-            "gradients by the non-finite norm anyway, set `error_if_nonfinite=False`"
-        )
-    coefficient = float(max_norm) / (total + 1e-6)
-    # torch clamps the coefficient at 1 and always multiplies; multiplying by 1 changes nothing.
-    if coefficient < 1.0 or math.isnan(coefficient):
-        for array in arrays:
-            grad_scale_(np.array([coefficient], array.dtype), array)
-    return Tensor(np.asarray(total, dtype))
+    power_sum, coefficient_of, scale, _ = GradientClipping.forward_kernel
+    total = np.zeros(1)
+    for array in arrays:
+        power_sum(array, norm_type, total)
+    norm = np.empty(1, np.result_type(*arrays))
+    coefficient = np.empty(1)
+    coefficient_of(total, norm_type, float(max_norm), bool(error_if_nonfinite), norm, coefficient)
+    for array in arrays:
+        scale(coefficient, array)
+    return Tensor(norm.reshape(()))
 
 
 def clip_grad_value_(
@@ -144,5 +147,6 @@ def clip_grad_value_(
         or math.isnan(clip_value)
     ):
         raise TypeError(f"{owner}: clip_value must be a number, got {clip_value!r}")
+    clamp = GradientClipping.forward_kernel[3]
     for array in _gradient_arrays(parameters, owner):
-        grad_clamp_(np.array([-float(clip_value), float(clip_value)], array.dtype), array)
+        clamp(np.array([-float(clip_value), float(clip_value)], array.dtype), array)
