@@ -95,16 +95,21 @@ def _add_rows(target, source):
         target[k] += source[k]
 
 
+# The spans loop over a slice of their own from 0: written as loops over v[start:stop] in
+# place, a kernel calling both ran its activations 5x slower (1.9 ms against 0.4 for the 560k
+# gate values of an LSTM layer's 35 steps at B 20, H 200, float32: not vectorized).
 @inline_helper
 def _sigmoid_span(v, start, stop):
-    for k in range(start, stop):
-        v[k] = sigmoid(v[k])
+    span = v[start:stop]
+    for k in range(span.size):
+        span[k] = sigmoid(span[k])
 
 
 @inline_helper
 def _tanh_span(v, start, stop):
-    for k in range(start, stop):
-        v[k] = tanh(v[k])
+    span = v[start:stop]
+    for k in range(span.size):
+        span[k] = tanh(span[k])
 
 
 # ----------------------------------------------------------------------------------- Elman RNN
@@ -194,8 +199,10 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, out, gates
                     cell = g[hidden + j] * c_row[j] + g[j] * g[2 * hidden + j]
                     c_row[j] = cell
                     cell_row[j] = cell
+                out_row[:] = c_row
+                _tanh_span(out_row, 0, hidden)  # vectorized alone, not inside the loop below
                 for j in range(hidden):
-                    hj = g[3 * hidden + j] * tanh(c_row[j])
+                    hj = g[3 * hidden + j] * out_row[j]
                     h_row[j] = hj
                     out_row[j] = hj
             else:
@@ -216,6 +223,7 @@ def lstm_backward(
     previous = np.empty((steps * batch, hidden), dtype=x.dtype)
     dh, dc = grad[steps].copy(), grad[steps + 1].copy()
     back = np.empty((batch, hidden), dtype=x.dtype)
+    tanh_cell = np.empty(hidden, dtype=x.dtype)
     one = like(1.0, x[0, 0])
     for s in range(steps):
         t = _step_index(s, steps, not reverse)
@@ -226,8 +234,10 @@ def lstm_backward(
                 g, cell_row, grad_row = gates[t, b], cells[t, b], grad[t, b]
                 dh_row, dc_row, before = dh[b], dc[b], c_before[b]
                 _add_rows(dh_row, grad_row)  # dh_row is overwritten by the GEMM below
+                tanh_cell[:] = cell_row
+                _tanh_span(tanh_cell, 0, hidden)  # as in the forward
                 for j in range(hidden):
-                    tc = tanh(cell_row[j])
+                    tc = tanh_cell[j]
                     go = g[3 * hidden + j]
                     d[3 * hidden + j] = dh_row[j] * tc * go * (one - go)
                     dc_row[j] += dh_row[j] * go * (one - tc * tc)
