@@ -113,3 +113,38 @@ def test_fallback_matches_numpy_blas(run_python):
     np.testing.assert_allclose(theirs["out"], ours["out"], rtol=1e-12, atol=1e-12)
     for their_grad, our_grad in zip(theirs["grads"], ours["grads"], strict=True):
         np.testing.assert_allclose(their_grad, our_grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_recurrent_kernels_agree_across_blas_thread_counts(kind):
+    """The kernels pass gemm temporaries (the transposed weights' copy) and arrays at their last
+    use; BLAS must read them before Numba frees them. Freed early, their memory was reused while
+    a two-threaded BLAS still read it, and the GRU's outputs changed with the thread count."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from firefly.kernels import recurrent
+
+    steps, batch, size, gates = 35, 20, 200, {"gru": 3, "lstm": 4}[kind]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((steps * batch, size)).astype(np.float32)
+    h0 = rng.uniform(-1.0, 1.0, (batch, size)).astype(np.float32)
+    w_ih, w_hh = (rng.uniform(-0.07, 0.07, (gates * size, size)).astype(np.float32) for _ in "12")
+    b_ih, b_hh = (rng.uniform(-0.07, 0.07, gates * size).astype(np.float32) for _ in "12")
+    lengths = np.full(batch, steps, np.int64)
+    states = (h0, h0.copy()) if kind == "lstm" else (h0,)
+    results = []
+    for threads in (1, 2):
+        with threadpoolctl.threadpool_limits(threads, user_api="blas"):
+            out = np.empty((steps + len(states), batch, size), np.float32)
+            saved = [np.empty((steps, batch, 4 * size), np.float32)]
+            if kind == "lstm":
+                saved.append(np.empty((steps, batch, size), np.float32))
+            forward = getattr(recurrent, f"{kind}_forward")
+            forward(x, *states, w_ih, w_hh, b_ih, b_hh, lengths, False, out, *saved)
+            grads = [np.empty_like(a) for a in (x, *states, w_ih, w_hh, b_ih)]
+            if kind == "gru":
+                grads.append(np.empty_like(b_hh))
+            backward = getattr(recurrent, f"{kind}_backward")
+            backward(np.ones_like(out), x, *states, w_ih, w_hh, lengths, False, out, *saved, *grads)
+            results.append([out, *grads])
+    for one_thread, two_threads in zip(*results, strict=True):
+        np.testing.assert_allclose(two_threads, one_thread, rtol=1e-4, atol=1e-5)

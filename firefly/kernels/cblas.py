@@ -20,6 +20,7 @@ import ctypes
 import llvmlite.binding as llvm
 import numpy as np
 from numba import types
+from numba.extending import intrinsic
 
 from firefly.kernels._jit import inline_helper
 
@@ -103,6 +104,16 @@ _sgemm = types.ExternalFunction(_SYMBOLS[np.float32], _signature(types.float32))
 _dgemm = types.ExternalFunction(_SYMBOLS[np.float64], _signature(types.float64))
 
 
+@intrinsic
+def _keep_alive(typingctx, a, b, out):
+    """Does nothing with the arrays, but is a use of them that Numba cannot drop."""
+
+    def codegen(context, builder, signature, args):
+        return context.get_dummy_value()
+
+    return types.none(a, b, out), codegen
+
+
 @inline_helper
 def _layout(a):
     """(transpose flag, leading dimension) of a 2-D operand whose rows or columns are
@@ -139,3 +150,8 @@ def gemm(a, b, out, beta):
         _sgemm(_ROW_MAJOR, trans_a, trans_b, m, n, k, 1.0, pa, lda, pb, ldb, beta, pc, ldc)
     else:
         _dgemm(_ROW_MAJOR, trans_a, trans_b, m, n, k, 1.0, pa, lda, pb, ldb, beta, pc, ldc)
+    # The raw pointers do not hold the arrays: Numba frees an array after its last use, which
+    # without this line is taking its pointer, so a temporary (the copies above, or one the
+    # caller passed) was freed and reused while BLAS still read it (wrong GRU outputs with two
+    # BLAS threads). Using the arrays after the call keeps them alive until BLAS is done.
+    _keep_alive(a, b, out)
