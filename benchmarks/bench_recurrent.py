@@ -1,6 +1,6 @@
 """Recurrent layers, forward plus backward in float32, firefly beside PyTorch eager on the CPU,
 at the sizes of torch's word-language-model example: 2 layers of 200, input 200, 35 steps,
-batch 20 (``nn.LSTM`` and ``nn.GRU``), at the default thread count and at one thread.
+batch 20 (``nn.LSTM``, ``nn.GRU`` and ``nn.RNN``), at the default thread count and at one thread.
 
     pytest benchmarks/bench_recurrent.py --benchmark-enable
 
@@ -20,7 +20,7 @@ from firefly.tensor import Tensor
 torch = pytest.importorskip("torch")
 
 STEPS, BATCH, INPUT, HIDDEN, LAYERS = 35, 20, 200, 200, 2
-KINDS = ("LSTM", "GRU")
+KINDS = ("LSTM", "GRU", "RNN")
 THREADS = sorted({1, numba.config.NUMBA_NUM_THREADS})
 _timings = {}  # (group, implementation) -> (min, median) seconds
 
@@ -29,6 +29,9 @@ _timings = {}  # (group, implementation) -> (min, median) seconds
 def threads(request):
     """Numba, both BLAS libraries and torch limited to ``request.param`` threads."""
     threadpoolctl = pytest.importorskip("threadpoolctl")
+    # SciPy's BLAS (Numba's np.dot) loads on the first kernel that uses it; loaded now, so that
+    # the limit below covers it too and not only NumPy's.
+    pytest.importorskip("scipy.linalg.cython_blas")
     before = numba.get_num_threads(), torch.get_num_threads()
     numba.set_num_threads(request.param)
     torch.set_num_threads(request.param)
