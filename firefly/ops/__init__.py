@@ -5,6 +5,8 @@ elementwise op is scalar math on ``UnaryOp`` or ``BinaryOp``; any other op subcl
 (see docs/writing-an-op.md).
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
