@@ -23,7 +23,13 @@ vectorizable ``firefly.kernels.vmath`` functions. They are written in the class 
 ``self`` or ``staticmethod``: they are data that the family reads, never called as methods.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, cast
+
 import numpy as np
+from numpy.typing import DTypeLike
 
 from firefly.kernels import families
 from firefly.kernels.reduce import sum_forward
@@ -32,10 +38,13 @@ from firefly.ops import samples
 from firefly.ops.base import Op
 from firefly.ops.shapes import broadcast_operands, flat_shape, reduce_to_shape
 
+if TYPE_CHECKING:
+    from firefly.tensor import Tensor
+
 BACKWARD_READS = ("input", "output", None)
 
 
-def _check_cost(cls, attr):
+def _check_cost(cls: type[Op], attr: str) -> str:
     cost = getattr(cls, attr)
     if cost not in families.COSTS:
         raise ValueError(
@@ -44,7 +53,7 @@ def _check_cost(cls, attr):
     return cost
 
 
-def _builds_own(cls, scalar):
+def _builds_own(cls: type[Op], scalar: str) -> bool:
     """Whether ``cls`` gets a kernel of its own for ``scalar``: where it names an op and writes
     the scalar function, or inherits it from a base class that names no op and so built no
     kernel (the rounding ops share their zero derivative); a subclass of a named op keeps the
@@ -54,7 +63,7 @@ def _builds_own(cls, scalar):
     if scalar in cls.__dict__:
         return True
     owner = next(base for base in cls.__mro__ if scalar in base.__dict__)
-    return owner.name is None
+    return getattr(owner, "name", None) is None
 
 
 class UnaryOp(Op):
@@ -77,19 +86,24 @@ class UnaryOp(Op):
     arrays (``firefly.kernels.families.unary_map`` and ``unary_grad``).
     """
 
-    scalar_forward = None
-    scalar_backward = None
-    backward_reads = "input"
+    # Scalar functions that Numba compiles; written in the class body as plain functions.
+    scalar_forward: Callable[..., Any] | None = None
+    scalar_backward: Callable[..., Any] | None = None
+    backward_reads: str | None = "input"
     forward_cost = "memory"
     backward_cost = "memory"
-    domain = (-2.0, 2.0)
-    derivative = None
+    domain: tuple[float, float] = (-2.0, 2.0)
+    derivative: Callable[..., Any] | None = None
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.forward_output_trusted = cls.forward.__func__ is UnaryOp.forward.__func__
+        # Bound classmethods: the same underlying function where forward is not overridden.
+        cls.forward_output_trusted = (
+            cast(Any, cls.forward).__func__ is vars(UnaryOp)["forward"].__func__
+        )
         if cls.derivative is not None and "backward_graph" not in cls.__dict__:
-            cls.backward_graph = classmethod(_unary_backward_graph)
+            # A classmethod, which the attribute's Callable type cannot spell: read, it binds.
+            cls.backward_graph = classmethod(_unary_backward_graph)  # type: ignore[assignment]
         if cls.backward_reads not in BACKWARD_READS:
             raise ValueError(
                 f"op {cls.name!r}: backward_reads must be one of {BACKWARD_READS}, "
@@ -104,8 +118,9 @@ class UnaryOp(Op):
                 f"{cls.name}_backward", cls.scalar_backward, _check_cost(cls, "backward_cost")
             )
 
+    # forward and backward narrow Op's (ctx, *arrays) to the family's arity, hence the ignores.
     @classmethod
-    def forward(cls, ctx, x):
+    def forward(cls, ctx: Any, x: np.ndarray) -> np.ndarray:  # type: ignore[override]
         out = np.empty(x.shape, x.dtype)
         cls.forward_kernel(x.ravel(), out.ravel())
         reads = cls.backward_reads
@@ -116,14 +131,16 @@ class UnaryOp(Op):
         return out
 
     @classmethod
-    def backward(cls, ctx, grad):
+    def backward(cls, ctx: Any, grad: np.ndarray) -> np.ndarray:  # type: ignore[override]
         saved = ctx.saved_tensors[0] if ctx.saved_tensors else grad
         dx = np.empty(grad.shape, grad.dtype)
         cls.backward_kernel(grad.ravel(), saved.ravel(), dx.ravel())
         return dx
 
     @classmethod
-    def sample_inputs(cls, rng, shape, dtype):
+    def sample_inputs(
+        cls, rng: np.random.Generator, shape: tuple[int, ...], dtype: DTypeLike
+    ) -> tuple[tuple[np.ndarray, ...], dict[str, Any]]:
         return (samples.uniform(rng, shape, dtype, *cls.domain),), {}
 
 
@@ -146,19 +163,21 @@ class BinaryOp(Op):
     """
 
     arity = 2
-    scalar_forward = None
-    scalar_backward = None
+    scalar_forward: Callable[..., Any] | None = None
+    scalar_backward: Callable[..., Any] | None = None
     backward_reads_output = False
     forward_cost = "memory"
     backward_cost = "memory"
-    domain = (-2.0, 2.0)
-    derivative = None
+    domain: tuple[float, float] = (-2.0, 2.0)
+    derivative: Callable[..., Any] | None = None
 
-    def __init_subclass__(cls, **kwargs):
+    def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls.forward_output_trusted = cls.forward.__func__ is BinaryOp.forward.__func__
+        cls.forward_output_trusted = (
+            cast(Any, cls.forward).__func__ is vars(BinaryOp)["forward"].__func__
+        )
         if cls.derivative is not None and "backward_graph" not in cls.__dict__:
-            cls.backward_graph = classmethod(_binary_backward_graph)
+            cls.backward_graph = classmethod(_binary_backward_graph)  # type: ignore[assignment]
         if "scalar_forward" in cls.__dict__:
             cost = _check_cost(cls, "forward_cost")
             cls.forward_kernel = (
@@ -177,7 +196,7 @@ class BinaryOp(Op):
             )
 
     @classmethod
-    def forward(cls, ctx, a, b):
+    def forward(cls, ctx: Any, a: np.ndarray, b: np.ndarray) -> np.ndarray:  # type: ignore[override]
         ctx.shapes = (a.shape, b.shape)
         shape = flat_shape(a, b)
         if shape is not None:  # ravel(): a view, as the engine hands ops C-contiguous arrays
@@ -194,7 +213,9 @@ class BinaryOp(Op):
         return out
 
     @classmethod
-    def backward(cls, ctx, grad):
+    def backward(  # type: ignore[override]
+        cls, ctx: Any, grad: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
         a, b, out = ctx.saved_tensors
         da = np.empty(grad.shape, grad.dtype)
         # The kernel reads the forward's output from db's buffer (see flat_zip_grad).
@@ -207,19 +228,27 @@ class BinaryOp(Op):
         return unbroadcast(ctx, da, db, cls.backward_kernel[2])
 
     @classmethod
-    def sample_inputs(cls, rng, shape, dtype):
+    def sample_inputs(
+        cls, rng: np.random.Generator, shape: tuple[int, ...], dtype: DTypeLike
+    ) -> tuple[tuple[np.ndarray, ...], dict[str, Any]]:
         a = samples.uniform(rng, shape, dtype, *cls.domain)
         b = samples.uniform(rng, samples.broadcast_partner(rng, shape), dtype, *cls.domain)
         return ((a, b) if rng.random() < 0.5 else (b, a)), {}
 
 
-def _unary_backward_graph(cls, ctx, grad, inputs, out):
-    return cls.derivative(grad, inputs[0], out)
+def _unary_backward_graph(
+    cls: type[UnaryOp], ctx: Any, grad: Tensor, inputs: tuple[Tensor, ...], out: Tensor
+) -> Tensor:
+    derivative = cast(Callable[..., Tensor], cls.derivative)  # set: the rule is installed for it
+    return derivative(grad, inputs[0], out)
 
 
-def _binary_backward_graph(cls, ctx, grad, inputs, out):
+def _binary_backward_graph(
+    cls: type[BinaryOp], ctx: Any, grad: Tensor, inputs: tuple[Tensor, ...], out: Tensor
+) -> tuple[Tensor | None, Tensor | None]:
     a, b = inputs
-    da, db = cls.derivative(grad, a, b, out)
+    derivative = cast(Callable[..., tuple[Tensor, Tensor]], cls.derivative)  # set, as above
+    da, db = derivative(grad, a, b, out)
     need_a, need_b = ctx.needs_input_grad
     return (
         sum_to_shape(da, a.shape) if need_a else None,
@@ -227,7 +256,7 @@ def _binary_backward_graph(cls, ctx, grad, inputs, out):
     )
 
 
-def sum_to_shape(t, shape):
+def sum_to_shape(t: Tensor, shape: tuple[int, ...]) -> Tensor:
     """Tensor ``t`` summed, as recorded ops, over the dimensions ``shape`` broadcast to get
     ``t``'s shape: the differentiable ``reduce_to_shape``."""
     if t.shape == shape:
@@ -239,12 +268,12 @@ def sum_to_shape(t, shape):
     return as_shape(t.sum(axis=axes), shape)
 
 
-def as_shape(t, shape):
+def as_shape(t: Tensor, shape: tuple[int, ...]) -> Tensor:
     """Tensor ``t`` reshaped to ``shape`` by a recorded op, or ``t`` itself when it has it."""
     return t if t.shape == tuple(shape) else t.reshape(shape)
 
 
-def select(condition, a, b):
+def select(condition: Any, a: Tensor | float, b: Tensor | float) -> Tensor:
     """``a`` where the bool array ``condition`` holds, else ``b``, as a recorded ``where`` (the
     branch not taken gets no gradient)."""
     from firefly.ops import apply
@@ -252,7 +281,9 @@ def select(condition, a, b):
     return apply("where", a, b, condition=np.asarray(condition))
 
 
-def unbroadcast(ctx, da, db, sum_kernel):
+def unbroadcast(
+    ctx: Any, da: np.ndarray, db: np.ndarray, sum_kernel: Callable[..., Any]
+) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Output-shaped gradients summed back to each input's shape; None where none is needed."""
     need_a, need_b = ctx.needs_input_grad
     return (
