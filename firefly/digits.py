@@ -3,15 +3,27 @@ shared by ``python -m firefly demo --model digits-cnn`` and ``examples/digits_cn
 ``examples/digits_mlp.py``, so that the demo and the examples train the same model on the same
 split."""
 
+from __future__ import annotations
+
 import statistics
 import time
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from firefly.install import install_hint
 
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from types import ModuleType
 
-def load_split(seed=0, dtype=np.float32):
+    from firefly.nn import Module
+    from firefly.tensor import Tensor
+
+
+def load_split(seed: int = 0, dtype: DTypeLike = np.float32) -> list[np.ndarray]:
     """Images (N, 1, 8, 8) scaled to [0, 1] in ``dtype``, int64 labels; a stratified 80/20 split
     that depends only on ``seed``. Needs scikit-learn (``pip install "firefly-dl[examples]"``)."""
     from sklearn.datasets import load_digits
@@ -23,7 +35,7 @@ def load_split(seed=0, dtype=np.float32):
     return train_test_split(images, labels, test_size=0.2, stratify=labels, random_state=seed)
 
 
-def build_model(nn):
+def build_model(nn: ModuleType) -> Any:
     """The CNN, for firefly.nn or torch.nn alike (same names, same arguments)."""
     return nn.Sequential(
         nn.Conv2d(1, 16, 3, padding=1),
@@ -39,13 +51,18 @@ def build_model(nn):
     )
 
 
-def accuracy(model, X, y):
+def accuracy(model: Module, X: np.ndarray, y: np.ndarray) -> float:
     """The fraction of rows of ``X`` that ``model`` classifies as ``y``, in eval mode and
     without a graph; the model goes back to training mode after."""
     return evaluate(model, None, X, y)[1]
 
 
-def evaluate(model, loss_fn, X, y):
+def evaluate(
+    model: Module,
+    loss_fn: Callable[[Tensor, np.ndarray], Tensor] | None,
+    X: np.ndarray,
+    y: np.ndarray,
+) -> tuple[float | None, float]:
     """``(loss_fn's mean loss or None, accuracy)`` of ``model`` on ``X``, ``y``, in eval mode
     and without a graph; the model goes back to training mode after."""
     import firefly
@@ -58,13 +75,13 @@ def evaluate(model, loss_fn, X, y):
     return loss, float(np.mean(logits.numpy().argmax(axis=1) == y))
 
 
-def batches(n, batch_size, rng):
+def batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Index arrays of one shuffled epoch over ``n`` samples."""
     order = rng.permutation(n)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def run(args):
+def run(args: argparse.Namespace) -> int:
     """The demo: train the CNN, report each epoch and the median step time."""
     import firefly
     from firefly import nn
@@ -81,7 +98,9 @@ def run(args):
         return 1
     firefly.manual_seed(args.seed)
     model = build_model(nn).to(dtype)
-    optimizer = AdamW(model.get_parameters(), lr=args.lr, weight_decay=1e-4)
+    # AdamW's __init__(params, lr=..., weight_decay=...) is generated from its declared
+    # hyperparameters when the class is created, so mypy sees only FusedOptimizer's.
+    optimizer = AdamW(model.get_parameters(), lr=args.lr, weight_decay=1e-4)  # type: ignore[call-arg]
     loss_fn = nn.CrossEntropyLoss()
     rng = np.random.default_rng(args.seed)
 
@@ -90,7 +109,7 @@ def run(args):
         f"AdamW lr={args.lr}, "
         f"seed={args.seed}, batch 64, {len(X_train)} training / {len(X_test)} held-out images)"
     )
-    step_times = []
+    step_times: list[float] = []
     for epoch in range(args.epochs):
         t0 = time.perf_counter()
         total = 0.0

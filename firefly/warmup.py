@@ -10,15 +10,34 @@ worker processes, one per core by default; Numba writes each cache file atomical
 workers can share the cache folder.
 """
 
+from __future__ import annotations
+
 import os
 import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
-DTYPES = {"float32": (np.float32,), "float64": (np.float64,), "all": (np.float32, np.float64)}
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
+    from firefly.tensor import Tensor
+
+# A task: (kind, name, dtype name); kind is "op" or "optimizers".
+Task = tuple[str, str, str]
+# What run_task returns: (task, seconds, kernels compiled, kernels loaded, error or None).
+TaskResult = tuple[Task, float, int, int, str | None]
+
+DTYPES: dict[str, tuple[type[np.floating[Any]], ...]] = {
+    "float32": (np.float32,),
+    "float64": (np.float64,),
+    "all": (np.float32, np.float64),
+}
 
 
-def _warm_optimizers(dtype):
+def _warm_optimizers(dtype: DTypeLike) -> None:
     """Two steps of every built-in fused optimizer (found by registration) with its defaults:
     its kernel has one specialization per dtype (hyperparameters are run-time fields), so that
     compiles it. Optimizers defined outside firefly are left to their packages, as plugin ops."""
@@ -32,7 +51,9 @@ def _warm_optimizers(dtype):
             firefly.Tensor(np.ones((3, 2), dtype=dtype), requires_grad=True),
             firefly.Tensor(np.ones(2, dtype=dtype), requires_grad=True),
         ]
-        optimizer = cls(params)
+        # Each optimizer's __init__(params, <hyperparameters>) is generated when its class is
+        # created; mypy sees only FusedOptimizer's (params, defaults).
+        optimizer = cls(params)  # type: ignore[call-arg]
         for _ in range(2):
             optimizer.zero_grad()
             for p in params:
@@ -43,7 +64,7 @@ def _warm_optimizers(dtype):
     point = firefly.Tensor(np.array([1.0, -2.0], dtype=dtype), requires_grad=True)
     lbfgs = firefly.optim.LBFGS([point], max_iter=2)
 
-    def closure():
+    def closure() -> Tensor:
         lbfgs.zero_grad()
         loss = (point * point).sum()
         loss.backward()
@@ -52,7 +73,7 @@ def _warm_optimizers(dtype):
     lbfgs.step(closure)
 
 
-def _warm_op(name, dtype):
+def _warm_op(name: str, dtype: DTypeLike) -> None:
     import firefly
     from firefly import autograd
     from firefly.ops import registry
@@ -67,7 +88,7 @@ def _warm_op(name, dtype):
             out.backward(firefly.Tensor(np.ones(out.shape, dtype=out.dtype)))
 
 
-def run_task(task):
+def run_task(task: Task) -> TaskResult:
     """Run one task in this process: ``(kind, name, dtype name)``. Returns
     ``(task, seconds, kernels compiled, kernels loaded, error or None)``."""
     from firefly.kernels._jit import kernel_load_counts
@@ -75,7 +96,7 @@ def run_task(task):
     kind, name, dtype = task
     loaded_before, compiled_before = kernel_load_counts()
     start = time.perf_counter()
-    error = None
+    error: str | None = None
     try:
         if kind == "op":
             _warm_op(name, np.dtype(dtype))
@@ -93,7 +114,7 @@ def run_task(task):
     )
 
 
-def tasks(dtypes, ops=None):
+def tasks(dtypes: Iterable[DTypeLike], ops: Sequence[str] | None = None) -> list[Task]:
     """The tasks for ``dtypes``: the optimizers, and each op of ``ops`` (default: every
     built-in op; plugin ops are left to their packages, which a worker may not load alike)."""
     from firefly.ops import registry
@@ -103,7 +124,7 @@ def tasks(dtypes, ops=None):
     else:
         for name in ops:
             registry.get(name)  # an unknown name fails here, before any work
-    out = []
+    out: list[Task] = []
     for dtype in dtypes:
         name = np.dtype(dtype).name
         out.append(("optimizers", "optimizers", name))
@@ -111,7 +132,7 @@ def tasks(dtypes, ops=None):
     return out
 
 
-def _progress_bar(total):
+def _progress_bar(total: int) -> tqdm[Any] | None:
     """A tqdm bar over the tasks on stderr when tqdm is installed (the examples extra) and stderr
     is a terminal; None otherwise."""
     try:
@@ -125,7 +146,12 @@ def _progress_bar(total):
     return bar
 
 
-def warm(dtypes=(np.float32,), ops=None, processes=None, log=print):
+def warm(
+    dtypes: Iterable[DTypeLike] = (np.float32,),
+    ops: Sequence[str] | None = None,
+    processes: int | None = None,
+    log: Callable[[str], object] = print,
+) -> int:
     """Run the tasks; returns the number that failed. ``processes``: worker processes
     (default: one per core; 1 runs in this process). A progress bar shows on a terminal when
     tqdm is installed; the per-task lines go to ``log`` either way."""
@@ -136,7 +162,7 @@ def warm(dtypes=(np.float32,), ops=None, processes=None, log=print):
     failures = 0
     bar = _progress_bar(len(todo))
 
-    def report(i, result):
+    def report(i: int, result: TaskResult) -> None:
         nonlocal failures
         (kind, name, dtype), seconds, compiled, loaded, error = result
         totals[0] += compiled
