@@ -9,9 +9,14 @@ Tensor methods in ``firefly.tensor`` pass their arrays in and wrap the results),
 sits below ``firefly.tensor`` in the import graph.
 """
 
+from __future__ import annotations
+
 import operator
+from collections.abc import Sequence
+from typing import Any, SupportsIndex
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from firefly.ops.shapes import normalize_axes
 
@@ -27,7 +32,7 @@ _SYMBOL = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 _LOGICAL = {"and": np.bitwise_and, "or": np.bitwise_or, "xor": np.bitwise_xor}
 
 
-def _operand(name, value):
+def _operand(name: str, value: object) -> np.ndarray | None:
     """An ndarray of numbers from an ndarray, a number or a nested list; None if ``value`` is
     none of those."""
     if isinstance(value, np.ndarray):  # a Tensor's array, most often: no conversion
@@ -39,11 +44,11 @@ def _operand(name, value):
     return None
 
 
-def _describe(array):
+def _describe(array: np.ndarray) -> str:
     return f"shape {array.shape} ({array.dtype})"
 
 
-def compare(name, x, b):
+def compare(name: str, x: np.ndarray, b: object) -> Any:  # a bool ndarray, or NotImplemented
     """``x <name> b`` elementwise with NumPy broadcasting, ``x`` a tensor's array and ``b`` an
     operand (an array, a number or a nested list): a bool array (NotImplemented for
     ``==``/``!=`` with something that is not a number or array)."""
@@ -62,7 +67,7 @@ def compare(name, x, b):
     return np.asarray(result, order="C")
 
 
-def logical(name, a, b):
+def logical(name: str, a: object, b: object) -> np.ndarray:
     """``& | ^`` on bool or integer tensors (bitwise on integers, as in PyTorch)."""
     x, y = _operand(name, a), _operand(name, b)
     symbol = {"and": "&", "or": "|", "xor": "^"}[name]
@@ -78,20 +83,24 @@ def logical(name, a, b):
     return np.asarray(result, order="C")
 
 
-def any_all(name, x, axis, keepdims):
+# ``axis`` below: None, an int or a sequence of ints, and ``keepdims`` anything truthy or not;
+# they come from the Tensor methods as the user gave them, and are checked here at run time.
+
+
+def any_all(name: str, x: np.ndarray, axis: object, keepdims: object) -> np.ndarray:
     axes = normalize_axes(name, axis, x)
     result = getattr(np, name)(x, axis=axes, keepdims=bool(keepdims))
     return np.asarray(result, order="C")
 
 
-def integer_sum(x, axis, keepdims):
+def integer_sum(x: np.ndarray, axis: object, keepdims: object) -> np.ndarray:
     """The sum of a bool or integer array, as int64 (PyTorch's rule)."""
     axes = normalize_axes("sum", axis, x)
     result = np.sum(x, axis=axes, dtype=np.int64, keepdims=bool(keepdims))
     return np.asarray(result, order="C")
 
 
-def arg_reduce(name, x, axis, keepdims):
+def arg_reduce(name: str, x: ArrayLike, axis: object, keepdims: object) -> np.ndarray:
     """int64 indices of the maximum (``argmax``) or minimum (``argmin``) along one axis, or of
     the flattened tensor when ``axis`` is None. The first of tied values wins, and NaN counts
     as the extreme, as in PyTorch."""
@@ -113,7 +122,7 @@ def arg_reduce(name, x, axis, keepdims):
 
 
 # ----------------------------------------------------------------------------- indexing
-def _index_array(op_name, item, shape):
+def _index_array(op_name: str, item: Any, shape: tuple[int, ...]) -> Any:
     """An index item as NumPy reads it: lists become integer or bool arrays."""
     if isinstance(item, list):
         item = np.asarray(item)
@@ -128,7 +137,7 @@ def _index_array(op_name, item, shape):
     return item
 
 
-def _coordinates(shape):
+def _coordinates(shape: tuple[int, ...]) -> list[np.ndarray]:
     """Per dimension, every element's coordinate along it, as a read-only zero-stride view
     over ``shape`` (no memory)."""
     return [
@@ -139,22 +148,24 @@ def _coordinates(shape):
     ]
 
 
-def _strides(shape):
+def _strides(shape: Sequence[int]) -> list[int]:
     """C-order strides of ``shape``, in elements."""
-    strides, step = [], 1
+    strides: list[int] = []
+    step = 1
     for n in reversed(shape):
         strides.append(step)
         step *= n
     return strides[::-1]
 
 
-def advanced_index(shape, index):
+def advanced_index(shape: tuple[int, ...], index: Any) -> dict[str, np.ndarray]:
     """Attributes of the ``take`` op for ``x[index]``, ``x`` of ``shape``, where ``index`` holds
     integer arrays, bool masks or lists (mixed with ints, slices, None and ...), as NumPy reads
     it."""
     items = index if isinstance(index, tuple) else (index,)
     items = tuple(_index_array("getitem", item, shape) for item in items)
     key = items if isinstance(index, tuple) else items[0]
+    flat: np.ndarray | int  # sum() of no terms is 0, though a 0-d shape takes the other branch
     try:
         if not shape:
             flat = np.zeros((), np.int64)[key]
@@ -169,7 +180,9 @@ def advanced_index(shape, index):
     return {"index": np.asarray(flat, dtype=np.int64, order="C")}
 
 
-def gather_index(shape, dim, index):
+def gather_index(
+    shape: tuple[int, ...], dim: SupportsIndex, index: object
+) -> dict[str, np.ndarray]:
     """Attributes of the ``take`` op for ``x.gather(dim, index)``, ``x`` of ``shape``."""
     idx = _index_array("gather", index, shape)
     if not isinstance(idx, np.ndarray) or idx.dtype.kind not in "iu":
@@ -211,7 +224,7 @@ def gather_index(shape, dim, index):
     return {"index": np.asarray(flat, dtype=np.int64, order="C")}
 
 
-def _show(index):
+def _show(index: object) -> str:
     items = index if isinstance(index, tuple) else (index,)
     shown = []
     for item in items:
