@@ -3,13 +3,27 @@
 the installation; ``python -m firefly warmup`` fills the kernel cache, and ``python -m firefly
 cache clear`` empties it."""
 
+from __future__ import annotations
+
 import argparse
 import os
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+from numpy.typing import DTypeLike
+
+if TYPE_CHECKING:
+    from firefly.distributed import DistributedDataParallel
+    from firefly.nn import Module
+    from firefly.optim.optimizer import FusedOptimizer
+    from firefly.tensor import Tensor
+
+# The type of a numeric option value (see _number).
+_Number = TypeVar("_Number", int, float)
 
 # The demo's default lengths: at lr=0.01 the MLP's loss falls a hundredfold in 100 full-batch
 # steps (about 0.1 ms each), where 10 steps barely move it; the CNN's epochs are whole passes.
@@ -17,7 +31,9 @@ MLP_EPOCHS = 100
 DIGITS_CNN_EPOCHS = 10
 
 
-def _regression_data(rng, n_samples, dtype):
+def _regression_data(
+    rng: np.random.Generator, n_samples: int, dtype: DTypeLike
+) -> tuple[np.ndarray, np.ndarray]:
     """Synthetic linear-regression data: 10 normal features, y = X @ true_weights + 0.1 * noise."""
     X = rng.normal(size=(n_samples, 10))
     true_weights = np.array(
@@ -27,7 +43,9 @@ def _regression_data(rng, n_samples, dtype):
     return X.astype(dtype), y.astype(dtype)
 
 
-def _data_parallel(model, optimizer, inputs, targets):
+def _data_parallel(
+    model: Module, optimizer: FusedOptimizer, inputs: Tensor, targets: Tensor
+) -> tuple[DistributedDataParallel, Tensor, Tensor]:
     """``demo --distributed``: DDP over MPI, each rank one share of the batch, only rank 0
     prints."""
     import firefly
@@ -47,7 +65,7 @@ def _data_parallel(model, optimizer, inputs, targets):
     return distributed.DistributedDataParallel(model, optimizer), *share
 
 
-def demo(args):
+def demo(args: argparse.Namespace) -> int:
     if args.epochs is None:
         args.epochs = DIGITS_CNN_EPOCHS if args.model == "digits-cnn" else MLP_EPOCHS
     if args.model == "digits-cnn":
@@ -63,9 +81,13 @@ def demo(args):
     firefly.manual_seed(args.seed)
     X, y = _regression_data(np.random.default_rng(args.seed), 1024, dtype)
     inputs, targets = firefly.Tensor(X), firefly.Tensor(y)
-    model = nn.Sequential(nn.Linear(10, 32, dtype=dtype), nn.ReLU(), nn.Linear(32, 1, dtype=dtype))
+    model: Module = nn.Sequential(
+        nn.Linear(10, 32, dtype=dtype), nn.ReLU(), nn.Linear(32, 1, dtype=dtype)
+    )
     loss_fn = nn.MSELoss()
-    optimizer = SGD(model.get_parameters(), lr=args.lr)
+    # SGD's __init__(params, lr=...) is generated from its declared hyperparameters when the
+    # class is created, so mypy sees only FusedOptimizer's (params, defaults).
+    optimizer = SGD(model.get_parameters(), lr=args.lr)  # type: ignore[call-arg]
     if args.distributed:
         model, inputs, targets = _data_parallel(model, optimizer, inputs, targets)
     print(
@@ -73,7 +95,7 @@ def demo(args):
         f"({dtype}, {args.epochs} epochs, lr={args.lr}, seed={args.seed}, full batch of 1024)"
     )
     report_every = max(1, args.epochs // 10)  # about ten epoch lines, whatever the epochs
-    step_times = []
+    step_times: list[float] = []
     start = time.perf_counter()
     for epoch in range(args.epochs):
         t0 = time.perf_counter()
@@ -115,11 +137,11 @@ def demo(args):
     return 0
 
 
-def _megabytes(size):
+def _megabytes(size: float) -> str:
     return f"{size / 1e6:.1f} MB"
 
 
-def info(args):
+def info(args: argparse.Namespace) -> int:
     import numba
 
     import firefly
@@ -162,7 +184,7 @@ def info(args):
     return 0
 
 
-def cache(args):
+def cache(args: argparse.Namespace) -> int:
     from firefly.kernels import _cache
 
     root = _cache.cache_root()
@@ -175,15 +197,18 @@ def cache(args):
     return 0
 
 
-def warmup(args):
+def warmup(args: argparse.Namespace) -> int:
     from firefly.warmup import DTYPES, warm
 
     ops = [name.strip() for name in args.ops.split(",") if name.strip()] if args.ops else None
     return 1 if warm(DTYPES[args.dtype], ops=ops, processes=args.processes) else 0
 
 
-def _number(text, kind, parse, minimum, strict):
+def _number(
+    text: str, kind: str, parse: Callable[[str], _Number], minimum: _Number, strict: bool
+) -> _Number:
     """Parse one option value; argparse prefixes the message with the option's name."""
+    value: _Number | None
     try:
         value = parse(text)
     except ValueError:
@@ -193,15 +218,15 @@ def _number(text, kind, parse, minimum, strict):
     return value
 
 
-def _positive_int(text):
+def _positive_int(text: str) -> int:
     return _number(text, "a positive int", int, 0, strict=True)
 
 
-def _positive_float(text):
+def _positive_float(text: str) -> float:
     return _number(text, "a positive number", float, 0.0, strict=True)
 
 
-def _non_negative_int(text):
+def _non_negative_int(text: str) -> int:
     return _number(text, "a non-negative int", int, 0, strict=False)
 
 
@@ -209,13 +234,13 @@ class _DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Appends "(default: ...)" to an option's help, except where the default is None: those
     options say in their own words what leaving them out does."""
 
-    def _get_help_string(self, action):
+    def _get_help_string(self, action: argparse.Action) -> str | None:
         if action.default is None:
             return action.help
         return super()._get_help_string(action)
 
 
-def main(argv=None):
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m firefly", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo_parser = commands.add_parser(
