@@ -239,7 +239,7 @@ class BinaryOp(Op):
 def _unary_backward_graph(
     cls: type[UnaryOp], ctx: Any, grad: Tensor, inputs: tuple[Tensor, ...], out: Tensor
 ) -> Tensor:
-    derivative = cast(Callable[..., Tensor], cls.derivative)  # set: the rule is installed for it
+    derivative = cast("Callable[..., Tensor]", cls.derivative)  # set: the rule is installed for it
     return derivative(grad, inputs[0], out)
 
 
@@ -247,7 +247,7 @@ def _binary_backward_graph(
     cls: type[BinaryOp], ctx: Any, grad: Tensor, inputs: tuple[Tensor, ...], out: Tensor
 ) -> tuple[Tensor | None, Tensor | None]:
     a, b = inputs
-    derivative = cast(Callable[..., tuple[Tensor, Tensor]], cls.derivative)  # set, as above
+    derivative = cast("Callable[..., tuple[Tensor, Tensor]]", cls.derivative)  # set, as above
     da, db = derivative(grad, a, b, out)
     need_a, need_b = ctx.needs_input_grad
     return (
