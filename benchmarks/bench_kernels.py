@@ -76,6 +76,21 @@ def inputs(size, count=2, low=-3.0, high=3.0, shape=None):
 
 
 # ----------------------------------------------------------------------------- elementwise forward
+def forward_call(impl, arrays, firefly_fn, kernel, numpy_fn, torch_name):
+    """What ``impl`` times for an elementwise forward on ``arrays``: firefly's Tensor API, the
+    op's first kernel on flat arrays (for binary ops: equal shapes), NumPy, or torch."""
+    if impl == "firefly":
+        tensors = [Tensor(a) for a in arrays]
+        return lambda: firefly_fn(*tensors)
+    if impl == "kernel":
+        out = np.empty_like(arrays[0])
+        return lambda: kernel(*arrays, out) or out
+    if impl == "numpy":
+        return lambda: numpy_fn(*arrays)
+    tensors = [torch.from_numpy(a) for a in arrays]
+    return lambda: getattr(torch, torch_name)(*tensors)
+
+
 def np_sigmoid(x):
     return 1.0 / (1.0 + np.exp(-x))
 
@@ -102,18 +117,7 @@ def test_elementwise_forward(benchmark, name, size, impl):
     api, kernel, numpy_fn, torch_name, arity = ELEMENTWISE[name]
     arrays = inputs(size, arity)
     expected = numpy_fn(*(a.astype(np.float64) for a in arrays))
-    if impl == "firefly":
-        tensors = [Tensor(a) for a in arrays]
-        fn = lambda: api(*tensors)  # noqa: E731
-    elif impl == "kernel":
-        # Every family's first kernel runs on flat arrays (for binary ops: equal shapes).
-        out = np.empty_like(arrays[0])
-        fn = lambda: kernel(*arrays, out) or out  # noqa: E731
-    elif impl == "numpy":
-        fn = lambda: numpy_fn(*arrays)  # noqa: E731
-    else:
-        tensors = [torch.from_numpy(a) for a in arrays]
-        fn = lambda: getattr(torch, torch_name)(*tensors)  # noqa: E731
+    fn = forward_call(impl, arrays, api, kernel, numpy_fn, torch_name)
     run(benchmark, f"forward {name} n={size:.0e}", fn, expected)
 
 
@@ -143,18 +147,7 @@ def test_math_forward(benchmark, name, size, dtype, impl):
     rng = np.random.default_rng(size)
     arrays = [rng.uniform(low, high, size).astype(dtype) for _ in range(arity)]
     expected = numpy_fn(*(a.astype(np.float64) for a in arrays))
-    if impl == "firefly":
-        tensors = [Tensor(a) for a in arrays]
-        fn = lambda: getattr(Tensor, name)(*tensors)  # noqa: E731
-    elif impl == "kernel":
-        kernel = kernel_of(name)
-        out = np.empty_like(arrays[0])
-        fn = lambda: kernel(*arrays, out) or out  # noqa: E731
-    elif impl == "numpy":
-        fn = lambda: numpy_fn(*arrays)  # noqa: E731
-    else:
-        tensors = [torch.from_numpy(a) for a in arrays]
-        fn = lambda: getattr(torch, torch_name)(*tensors)  # noqa: E731
+    fn = forward_call(impl, arrays, getattr(Tensor, name), kernel_of(name), numpy_fn, torch_name)
     rtol, atol = (1e-5, 1e-6) if dtype == "float32" else (1e-13, 1e-15)
     run(benchmark, f"forward {name} {dtype} n={size:.0e}", fn, expected, rtol=rtol, atol=atol)
 
@@ -402,13 +395,6 @@ def test_trig_forward(benchmark, name, dtype, size, impl, trig_threads):
     low, high = (-1.4, 1.4) if name == "tan" else (-100.0, 100.0)
     (x,) = (a.astype(dtype) for a in inputs(size, 1, low=low, high=high))
     expected = getattr(np, name)(x.astype(np.float64))
-    if impl == "firefly":
-        tx = Tensor(x)
-        fn = lambda: getattr(tx, name)()  # noqa: E731
-    elif impl == "numpy":
-        fn = lambda: getattr(np, name)(x)  # noqa: E731
-    else:
-        tx = torch.from_numpy(x)
-        fn = lambda: getattr(torch, name)(tx)  # noqa: E731
+    fn = forward_call(impl, [x], getattr(Tensor, name), None, getattr(np, name), name)
     group = f"forward {name} {np.dtype(dtype).name} n={size:.0e} {trig_threads}thread"
     run(benchmark, group, fn, expected, rtol=1e-5 if dtype == np.float32 else 1e-12)

@@ -233,15 +233,21 @@ def _record(benchmark, key):
         _timings[key] = (benchmark.stats.stats.min, benchmark.stats.stats.median)
 
 
-def conv_pass(name, kind, implementation):
-    shape, out_channels, k, attrs = CONV_SHAPES[name]
+def conv_arrays(name):
+    """Input, weight and bias of conv case ``name``, float32, with torch's default init bounds."""
+    shape, out_channels, k, _ = CONV_SHAPES[name]
     rng = np.random.default_rng(0)
     bound = 1 / np.sqrt(shape[1] * k * k)
-    arrays = [
+    return [
         rng.normal(size=shape).astype(np.float32),
         rng.uniform(-bound, bound, size=(out_channels, shape[1], k, k)).astype(np.float32),
         rng.uniform(-bound, bound, size=out_channels).astype(np.float32),
     ]
+
+
+def conv_pass(name, kind, implementation):
+    attrs = CONV_SHAPES[name][3]
+    arrays = conv_arrays(name)
     needs = [kind == "fwd+weight+input-grad", kind != "forward", kind != "forward"]
     if implementation == "torch":
         x, w, b = (torch.tensor(a, requires_grad=n) for a, n in zip(arrays, needs))

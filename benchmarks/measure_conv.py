@@ -22,7 +22,7 @@ import time
 import numba
 import numpy as np
 
-from benchmarks.bench_layers import CONV_SHAPES, conv_flops
+from benchmarks.bench_layers import CONV_SHAPES, conv_arrays, conv_flops
 from firefly import ops
 from firefly.tensor import Tensor
 
@@ -38,14 +38,8 @@ def conv_step(name, implementation):
     """One fwd+bwd call of case ``name``: the output's gradient is ones."""
     import torch
 
-    shape, out_channels, k, attrs = CONV_SHAPES[name]
-    rng = np.random.default_rng(0)
-    bound = 1 / np.sqrt(shape[1] * k * k)
-    arrays = [
-        rng.normal(size=shape).astype(np.float32),
-        rng.uniform(-bound, bound, size=(out_channels, shape[1], k, k)).astype(np.float32),
-        rng.uniform(-bound, bound, size=out_channels).astype(np.float32),
-    ]
+    attrs = CONV_SHAPES[name][3]
+    arrays = conv_arrays(name)
     if implementation == "torch":
         x, w, b = (torch.tensor(a, requires_grad=True) for a in arrays)
 
