@@ -2,12 +2,14 @@
 
     python -m benchmarks.measure_thresholds [--repeats N] [--layers]   (from the repository root)
 
-For a memory-bound kernel (add) and a transcendental one (exp), both float32, it times the
+For a memory-bound kernel (add), a transcendental one (exp) and the row kernels (a row sum,
+softmax backward, layer norm forward and backward over rows of 1000), all float32, it times the
 serial and the parallel build of the same SizedKernel over sizes 1e2..1e7 (best of N runs of
 enough calls to last ~20 ms) and prints the table and the crossover: the smallest size from
 which the parallel build is faster at every larger size measured. Set
 ``PARALLEL_MIN_MEMORY_BOUND`` and ``PARALLEL_MIN_TRANSCENDENTAL`` in firefly/kernels/_jit.py
-from it. Run it on a quiet machine: other load makes the parallel build look worse.
+and ``PARALLEL_MIN_ROWS`` in firefly/kernels/reduce.py from it. Run it on a quiet machine:
+other load makes the parallel build look worse.
 
 With ``--layers`` it runs itself once per Numba threading layer (workqueue, omp, tbb; tbb needs
 the ``tbb`` pip package, whose library it finds under the environment's lib folder) and prints
@@ -49,16 +51,42 @@ def best_time(fn, repeats):
     return best
 
 
+ROW = 1000  # elements per row of the row kernels' cases (a row of ``size`` below that)
+
+
 def cases(size):
     rng = np.random.default_rng(size)
     a, b = (rng.uniform(-1, 1, size).astype(np.float32) for _ in range(2))
     out = np.empty_like(a)
+    # The row kernels (PARALLEL_MIN_ROWS in firefly/kernels/reduce.py) over rows of ROW.
+    rows = (size // min(size, ROW), min(size, ROW))
+    x, g, y = a.reshape(rows), b.reshape(rows), out.reshape(rows)
+    weight, bias = np.ones(rows[1], np.float32), np.zeros(rows[1], np.float32)
+    mean, rstd = np.empty(rows[0]), np.empty(rows[0])
+    dweight, dbias = np.empty_like(weight), np.empty_like(weight)
+    dx = np.empty_like(x)
     return {
         "add (memory-bound)": (
             get("add").forward_kernel[0],
             (a, b, out),
         ),  # the flat (equal shapes) kernel
         "exp (transcendental)": (get("exp").forward_kernel, (a, out)),
+        "row sum (rows)": (
+            get("sum").forward_kernel[1],
+            (x.reshape(rows + (1,)), 1.0, np.empty((rows[0], 1), np.float32)),
+        ),
+        "softmax backward (rows)": (
+            get("softmax").backward_kernel,
+            (g.reshape(rows + (1,)), x.reshape(rows + (1,)), dx.reshape(rows + (1,))),
+        ),
+        "layer_norm forward (rows)": (
+            get("layer_norm").forward_kernel,
+            (x, weight, bias, 1e-5, mean, rstd, y),
+        ),
+        "layer_norm backward (rows)": (
+            get("layer_norm").backward_kernel,
+            (g, x, weight, mean, rstd, True, dx, dweight, dbias),
+        ),
     }
 
 

@@ -4,10 +4,19 @@ row family (``firefly.kernels.families.row_softmax``)."""
 import numpy as np
 
 from firefly.kernels import families, vmath
+from firefly.kernels.reduce import PARALLEL_MIN_ROWS
 from firefly.ops import samples
 from firefly.ops.base import Op
 from firefly.ops.registry import register
 from firefly.ops.shapes import normalize_axes, split3
+
+
+def _row_threshold(kernel):
+    """``kernel``, a serial/parallel pair from the row family, running its parallel build from
+    the row kernels' threshold (``firefly.kernels.reduce.PARALLEL_MIN_ROWS``), where the cost
+    it was built with would choose the memory-bound or transcendental one."""
+    kernel.threshold = PARALLEL_MIN_ROWS
+    return kernel
 
 
 class _AlongAxis(Op):
@@ -61,9 +70,11 @@ def _softmax_grad(grad, y, dot):
 @register
 class Softmax(_AlongAxis):
     name = "softmax"
-    forward_kernel = families.row_softmax("softmax_forward", _softmax_constant, _softmax_value)
-    backward_kernel = families.row_softmax_grad(
-        "softmax_backward", _softmax_grad_term, _softmax_grad
+    forward_kernel = _row_threshold(
+        families.row_softmax("softmax_forward", _softmax_constant, _softmax_value)
+    )
+    backward_kernel = _row_threshold(
+        families.row_softmax_grad("softmax_backward", _softmax_grad_term, _softmax_grad)
     )
 
     @staticmethod
@@ -92,11 +103,13 @@ def _log_softmax_grad(grad, y, total):
 @register
 class LogSoftmax(_AlongAxis):
     name = "log_softmax"
-    forward_kernel = families.row_softmax(
-        "log_softmax_forward", _log_softmax_constant, _log_softmax_value
+    forward_kernel = _row_threshold(
+        families.row_softmax("log_softmax_forward", _log_softmax_constant, _log_softmax_value)
     )
-    backward_kernel = families.row_softmax_grad(
-        "log_softmax_backward", _log_softmax_grad_term, _log_softmax_grad, cost="transcendental"
+    backward_kernel = _row_threshold(
+        families.row_softmax_grad(
+            "log_softmax_backward", _log_softmax_grad_term, _log_softmax_grad, cost="transcendental"
+        )
     )
 
     @staticmethod
