@@ -2,8 +2,8 @@
 
     python -m benchmarks.measure_thresholds [--repeats N] [--layers]   (from the repository root)
 
-For a memory-bound kernel (add), a transcendental one (exp) and the row kernels (a row sum,
-softmax backward, layer norm forward and backward over rows of 1000), all float32, it times the
+For memory-bound kernels (add, a row sum), a transcendental one (exp) and the normalizing row
+kernels (softmax backward, layer norm forward and backward), rows of 1000, all float32, it times the
 serial and the parallel build of the same SizedKernel over sizes 1e2..1e7 (best of N runs of
 enough calls to last ~20 ms) and prints the table and the crossover: the smallest size from
 which the parallel build is faster at every larger size measured. Set
@@ -58,7 +58,8 @@ def cases(size):
     rng = np.random.default_rng(size)
     a, b = (rng.uniform(-1, 1, size).astype(np.float32) for _ in range(2))
     out = np.empty_like(a)
-    # The row kernels (PARALLEL_MIN_ROWS in firefly/kernels/reduce.py) over rows of ROW.
+    # A row sum (memory-bound) and the normalizing row kernels (PARALLEL_MIN_ROWS in
+    # firefly/kernels/reduce.py) over rows of ROW.
     rows = (size // min(size, ROW), min(size, ROW))
     x, g, y = a.reshape(rows), b.reshape(rows), out.reshape(rows)
     weight, bias = np.ones(rows[1], np.float32), np.zeros(rows[1], np.float32)

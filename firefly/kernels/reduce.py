@@ -18,20 +18,22 @@ from numba.extending import intrinsic
 
 from firefly.kernels._jit import inline_helper, memory_bound, sized_kernel
 
-# Elements from which the row kernels (these reductions, the norms, softmax) run their parallel
-# build. Each element is read once or twice and each row ends in a reduction, more work per
-# byte than a copy: measured serial against parallel (benchmarks/measure_thresholds.py), the
-# parallel build of a row sum, softmax and layer norm wins from 64k-128k elements on the
-# 2-core machine, by 1.4-2.2x at 256k. The threshold sits a step above that crossover, as
-# firefly.kernels._jit's do, for the cores that training shares with BLAS; below the
-# memory-bound one (1,048,576), which kept a (1000, 1000) softmax backward or row sum on one
-# core while torch used two.
+# Elements from which the normalizing row kernels (the norms in firefly.kernels.norm, softmax
+# and log-softmax) run their parallel build. Each element is read twice or more and each row
+# ends in a reduction and a pass of arithmetic, more work per byte than a copy: measured serial
+# against parallel (benchmarks/measure_thresholds.py), their parallel builds win from 64k-128k
+# elements on the 2-core machine when the other core is free, 1.4-2.2x at 256k. The threshold
+# sits a step above that crossover, as firefly.kernels._jit's do, for the cores that training
+# shares with BLAS; below the memory-bound one (1,048,576), which kept a (1000, 1000) softmax
+# backward on one core while torch used two. The plain reductions here stay memory-bound: a
+# row sum of 1e6 elements takes ~100 us serially, and under load the workqueue layer's
+# fork/join (~70 us) ate the second core's gain.
 PARALLEL_MIN_ROWS = 262_144
 
 
 def row_kernel(fn):
-    """A prange loop over rows that each reduce: serial and parallel builds, the parallel one
-    from PARALLEL_MIN_ROWS elements."""
+    """A prange loop over rows that each reduce and then normalize: serial and parallel builds,
+    the parallel one from PARALLEL_MIN_ROWS elements."""
     return sized_kernel(fn, PARALLEL_MIN_ROWS)
 
 
@@ -159,7 +161,7 @@ def _sum_rows_into(x, acc):
             acc[i] += xr[i]
 
 
-@row_kernel
+@memory_bound
 def sum_forward(x, scale, out):
     """out[o, i] = scale * sum_r x[o, r, i]. ``scale`` is 1 for sum and 1/count for mean.
 
@@ -208,7 +210,7 @@ def sum_forward(x, scale, out):
             orow[i] = total[i] * scale
 
 
-@row_kernel
+@memory_bound
 def sum_flat(x, scale, out):
     """out[0] = scale * sum(x) over a flat ``x``: the full reduction (a loss, say). It cuts
     ``x`` into the slabs that ``sum_forward`` cuts one row into, so the two agree bit for bit,
@@ -257,7 +259,7 @@ def _max_rows_into(x, acc):
             acc[i] = _maximum(acc[i], xr[i])
 
 
-@row_kernel
+@memory_bound
 def max_forward(x, out):
     """out[o, i] = max_r x[o, r, i]; any NaN among the reduced elements gives NaN, as np.max."""
     O, R, I = x.shape
