@@ -2,13 +2,13 @@
 
     python -m benchmarks.measure_thresholds [--repeats N] [--layers]   (from the repository root)
 
-For memory-bound kernels (add, a row sum), a transcendental one (exp) and the normalizing row
-kernels (softmax backward, layer norm forward and backward), rows of 1000, all float32, it times the
+For memory-bound kernels (add, a row sum, layer norm forward and backward), a transcendental
+one (exp) and softmax backward, the row kernels over rows of 1000, all float32, it times the
 serial and the parallel build of the same SizedKernel over sizes 1e2..1e7 (best of N runs of
 enough calls to last ~20 ms) and prints the table and the crossover: the smallest size from
 which the parallel build is faster at every larger size measured. Set
 ``PARALLEL_MIN_MEMORY_BOUND`` and ``PARALLEL_MIN_TRANSCENDENTAL`` in firefly/kernels/_jit.py
-and ``PARALLEL_MIN_ROWS`` in firefly/kernels/reduce.py from it. Run it on a quiet machine:
+and ``PARALLEL_MIN_SOFTMAX_BACKWARD`` in firefly/ops/softmax.py from it. Run it on a quiet machine:
 other load makes the parallel build look worse.
 
 With ``--layers`` it runs itself once per Numba threading layer (workqueue, omp, tbb; tbb needs
@@ -58,8 +58,7 @@ def cases(size):
     rng = np.random.default_rng(size)
     a, b = (rng.uniform(-1, 1, size).astype(np.float32) for _ in range(2))
     out = np.empty_like(a)
-    # A row sum (memory-bound) and the normalizing row kernels (PARALLEL_MIN_ROWS in
-    # firefly/kernels/reduce.py) over rows of ROW.
+    # The row kernels over rows of ROW: a row sum, softmax backward, layer norm.
     rows = (size // min(size, ROW), min(size, ROW))
     x, g, y = a.reshape(rows), b.reshape(rows), out.reshape(rows)
     weight, bias = np.ones(rows[1], np.float32), np.zeros(rows[1], np.float32)

@@ -15,8 +15,8 @@ import math
 import numpy as np
 from numba import prange
 
-from firefly.kernels._jit import inline_helper
-from firefly.kernels.reduce import LANES, SUM_CHUNK, combine_lanes, row_kernel
+from firefly.kernels._jit import inline_helper, memory_bound
+from firefly.kernels.reduce import LANES, SUM_CHUNK, combine_lanes
 
 
 @inline_helper
@@ -90,7 +90,7 @@ def _grad_sums(g, v, mean, lanes):
     return s, q
 
 
-@row_kernel
+@memory_bound
 def batch_norm_forward(
     x,
     weight,
@@ -153,7 +153,7 @@ def batch_norm_forward(
                 dst[i] = (src[i] - mu_t) * scale + offset
 
 
-@row_kernel
+@memory_bound
 def batch_norm_backward(grad, x, weight, mean, invstd, training, need_dx, dx, dweight, dbias):
     """dweight = sum(grad * xhat), dbias = sum(grad) per channel; dx through the batch
     statistics in training, or through the fixed running ones otherwise."""
@@ -192,7 +192,7 @@ def batch_norm_backward(grad, x, weight, mean, invstd, training, need_dx, dx, dw
 _LN_TASK_ROWS = 256
 
 
-@row_kernel
+@memory_bound
 def layer_norm_forward(x, weight, bias, eps, mean, rstd, out):
     """Each row of x (M, D): out = (x - mean) * rstd * weight + bias."""
     M, D = x.shape
@@ -216,7 +216,7 @@ def layer_norm_forward(x, weight, bias, eps, mean, rstd, out):
                 o[i] = (v[i] - mu_t) * r_t * weight[i] + bias[i]
 
 
-@row_kernel
+@memory_bound
 def layer_norm_backward(grad, x, weight, mean, rstd, need_dx, dx, dweight, dbias):
     """dx per row through the row's statistics; dweight = sum over rows of grad * xhat and
     dbias = sum of grad, from per-task partial sums in the dtype, added in float64.
@@ -298,7 +298,7 @@ def layer_norm_backward(grad, x, weight, mean, rstd, need_dx, dx, dweight, dbias
         dweight[i], dbias[i] = sw, sb
 
 
-@row_kernel
+@memory_bound
 def group_norm_forward(x, weight, bias, channels_per_group, eps, mean, rstd, out):
     """x (N, G, Cg * S): statistics per (n, g); weight and bias per channel (G * Cg)."""
     N, G, L = x.shape
@@ -326,7 +326,7 @@ def group_norm_forward(x, weight, bias, channels_per_group, eps, mean, rstd, out
                 oc[i] = vc[i] * scale + offset
 
 
-@row_kernel
+@memory_bound
 def group_norm_backward(
     grad, x, weight, channels_per_group, mean, rstd, need_dx, dx, dweight, dbias
 ):

@@ -16,26 +16,7 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from firefly.kernels._jit import inline_helper, memory_bound, sized_kernel
-
-# Elements from which the normalizing row kernels (the norms in firefly.kernels.norm, softmax
-# and log-softmax) run their parallel build. Each element is read twice or more and each row
-# ends in a reduction and a pass of arithmetic, more work per byte than a copy: measured serial
-# against parallel (benchmarks/measure_thresholds.py), their parallel builds win from 64k-128k
-# elements on the 2-core machine when the other core is free, 1.4-2.2x at 256k. The threshold
-# sits a step above that crossover, as firefly.kernels._jit's do, for the cores that training
-# shares with BLAS; below the memory-bound one (1,048,576), which kept a (1000, 1000) softmax
-# backward on one core while torch used two. The plain reductions here stay memory-bound: a
-# row sum of 1e6 elements takes ~100 us serially, and under load the workqueue layer's
-# fork/join (~70 us) ate the second core's gain.
-PARALLEL_MIN_ROWS = 262_144
-
-
-def row_kernel(fn):
-    """A prange loop over rows that each reduce and then normalize: serial and parallel builds,
-    the parallel one from PARALLEL_MIN_ROWS elements."""
-    return sized_kernel(fn, PARALLEL_MIN_ROWS)
-
+from firefly.kernels._jit import inline_helper, memory_bound
 
 # Reductions of fewer elements than this keep one task per output (row or column group);
 # larger ones with fewer than _TASKS outputs split the reduced axis into up to _TASKS slabs.

@@ -4,18 +4,25 @@ row family (``firefly.kernels.families.row_softmax``)."""
 import numpy as np
 
 from firefly.kernels import families, vmath
-from firefly.kernels.reduce import PARALLEL_MIN_ROWS
 from firefly.ops import samples
 from firefly.ops.base import Op
 from firefly.ops.registry import register
 from firefly.ops.shapes import normalize_axes, split3
 
+# Elements from which softmax's backward runs its parallel build: the threshold the forwards and
+# log-softmax's backward get as transcendental kernels. Two passes over each row and a sum per
+# row are more work per byte than a copy: its parallel build won from 64k-128k elements on the
+# 2-core machine with the other core free (benchmarks/measure_thresholds.py), and at (1000, 1000)
+# it took softmax fwd+bwd from 1812-2343 us to 1557-1591 under workqueue and from 1547 to 1109
+# under tbb (min of interleaved calls, 2 threads), with no loss at one thread. The memory-bound
+# threshold (1,048,576) kept that backward on one core while torch used two.
+PARALLEL_MIN_SOFTMAX_BACKWARD = 262_144
 
-def _row_threshold(kernel):
+
+def _parallel_from(threshold, kernel):
     """``kernel``, a serial/parallel pair from the row family, running its parallel build from
-    the row kernels' threshold (``firefly.kernels.reduce.PARALLEL_MIN_ROWS``), where the cost
-    it was built with would choose the memory-bound or transcendental one."""
-    kernel.threshold = PARALLEL_MIN_ROWS
+    ``threshold`` elements rather than from its cost's threshold."""
+    kernel.threshold = threshold
     return kernel
 
 
@@ -70,11 +77,10 @@ def _softmax_grad(grad, y, dot):
 @register
 class Softmax(_AlongAxis):
     name = "softmax"
-    forward_kernel = _row_threshold(
-        families.row_softmax("softmax_forward", _softmax_constant, _softmax_value)
-    )
-    backward_kernel = _row_threshold(
-        families.row_softmax_grad("softmax_backward", _softmax_grad_term, _softmax_grad)
+    forward_kernel = families.row_softmax("softmax_forward", _softmax_constant, _softmax_value)
+    backward_kernel = _parallel_from(
+        PARALLEL_MIN_SOFTMAX_BACKWARD,
+        families.row_softmax_grad("softmax_backward", _softmax_grad_term, _softmax_grad),
     )
 
     @staticmethod
@@ -103,13 +109,11 @@ def _log_softmax_grad(grad, y, total):
 @register
 class LogSoftmax(_AlongAxis):
     name = "log_softmax"
-    forward_kernel = _row_threshold(
-        families.row_softmax("log_softmax_forward", _log_softmax_constant, _log_softmax_value)
+    forward_kernel = families.row_softmax(
+        "log_softmax_forward", _log_softmax_constant, _log_softmax_value
     )
-    backward_kernel = _row_threshold(
-        families.row_softmax_grad(
-            "log_softmax_backward", _log_softmax_grad_term, _log_softmax_grad, cost="transcendental"
-        )
+    backward_kernel = families.row_softmax_grad(
+        "log_softmax_backward", _log_softmax_grad_term, _log_softmax_grad, cost="transcendental"
     )
 
     @staticmethod
