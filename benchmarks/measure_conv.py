@@ -11,8 +11,12 @@ the one to read there; at more threads it also counts threads that spin while th
 (torch's OpenMP workers), and the wall ratios are printed beside it. Each round samples firefly,
 then torch, then the sgemm peak (512^3 through Numba's ``np.dot``, the BLAS the convolution
 kernels call) for ~0.15 s each; the table gives the minimum over the rounds and each side's
-fraction of that peak (one thread: GFLOP/s by CPU time). The shapes and their flop counts are
-``benchmarks/bench_layers.py``'s; docs/performance.md has a run.
+fraction of that peak (one thread: GFLOP/s by CPU time). Each side runs bench_layers' three
+passes (forward without a graph, forward + weight gradient, forward + both gradients); the
+last columns split the time into forward, weight gradient and input gradient (differences of
+the passes' minima, CPU time at one thread and wall time otherwise) and give firefly's three
+as fractions of the peak, each phase being one GEMM's work. The shapes and their flop counts
+are ``benchmarks/bench_layers.py``'s; docs/performance.md has a run.
 """
 
 import argparse
