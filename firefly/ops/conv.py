@@ -362,7 +362,7 @@ class _ConvNd(Op):
         g2 = POOL.take((threads, O, columns), grad.dtype)
         dcols = POOL.take((threads, taps if need_dx else 0, columns), grad.dtype)
         dplanes = POOL.take(ctx.plane_shape if need_dx else (threads, 0, 0, 0), grad.dtype)
-        dw_tiles = POOL.take((threads, O, Cg * KH * KW), grad.dtype)
+        dw_tiles = POOL.take((threads, Cg * KH * KW, O), grad.dtype)
         ctx.op.backward_kernel[3](
             np.ascontiguousarray(grad).reshape(ctx.shapes[3]),
             x4,
