@@ -11,8 +11,12 @@ the one to read there; at more threads it also counts threads that spin while th
 (torch's OpenMP workers), and the wall ratios are printed beside it. Each round samples firefly,
 then torch, then the sgemm peak (512^3 through Numba's ``np.dot``, the BLAS the convolution
 kernels call) for ~0.15 s each; the table gives the minimum over the rounds and each side's
-fraction of that peak (one thread: GFLOP/s by CPU time). The shapes and their flop counts are
-``benchmarks/bench_layers.py``'s; docs/performance.md has a run.
+fraction of that peak (one thread: GFLOP/s by CPU time). Each side runs bench_layers' three
+passes (forward without a graph, forward + weight gradient, forward + both gradients); the
+last columns split the time into forward, weight gradient and input gradient (differences of
+the passes' minima, CPU time at one thread and wall time otherwise) and give firefly's three
+as fractions of the peak, each phase being one GEMM's work. The shapes and their flop counts
+are ``benchmarks/bench_layers.py``'s; docs/performance.md has a run.
 """
 
 import argparse
@@ -22,9 +26,7 @@ import time
 import numba
 import numpy as np
 
-from benchmarks.bench_layers import CONV_SHAPES, conv_arrays, conv_flops
-from firefly import ops
-from firefly.tensor import Tensor
+from benchmarks.bench_layers import CONV_PASSES, CONV_SHAPES, conv_flops, conv_pass
 
 PEAK_SIZE = 512
 
@@ -32,29 +34,6 @@ PEAK_SIZE = 512
 @numba.njit(cache=True)
 def _numba_gemm(a, b, out):
     np.dot(a, b, out)
-
-
-def conv_step(name, implementation):
-    """One fwd+bwd call of case ``name``: the output's gradient is ones."""
-    import torch
-
-    attrs = CONV_SHAPES[name][3]
-    arrays = conv_arrays(name)
-    if implementation == "torch":
-        x, w, b = (torch.tensor(a, requires_grad=True) for a in arrays)
-
-        def run():
-            out = torch.nn.functional.conv2d(x, w, b, **attrs)
-            out.backward(torch.ones_like(out))
-
-        return run
-    x, w, b = (Tensor(a, requires_grad=True) for a in arrays)
-
-    def run():
-        out = ops.apply("conv2d", x, w, b, **attrs)
-        out.backward(np.ones(out.shape, dtype=np.float32))
-
-    return run
 
 
 def sample(fn, seconds):
@@ -67,6 +46,13 @@ def sample(fn, seconds):
         cpu.append(time.process_time() - c0)
         wall.append(time.perf_counter() - w0)
     return cpu, wall
+
+
+def phases(passes):
+    """Per-phase minimum times from the passes' (forward, fwd+weight-grad, fwd+both grads):
+    forward, weight gradient and input gradient, each the difference of two passes' minima."""
+    forward, with_weight, full = (min(times) for times in passes)
+    return forward, with_weight - forward, full - with_weight
 
 
 def main():
@@ -84,36 +70,52 @@ def main():
     torch.set_num_threads(args.threads)
     a = np.random.default_rng(0).random((PEAK_SIZE, PEAK_SIZE), dtype=np.float32)
     product = np.empty_like(a)
+    by_cpu = args.threads == 1  # the clock whose minima the peak fractions divide
     with threadpoolctl.threadpool_limits(args.threads, user_api="blas"):
         _numba_gemm(a, a, product)
         print(f"threads {args.threads}, load average {os.getloadavg()[0]:.1f}")
         print(
             f"{'case':16} {'firefly cpu ms':>14} {'torch cpu ms':>12} {'cpu ratio':>9} "
-            f"{'wall min':>8} {'wall med':>8} {'ff/peak':>7} {'torch/peak':>10}"
+            f"{'wall min':>8} {'wall med':>8} {'ff/peak':>7} {'torch/peak':>10}   "
+            f"{'fwd / dw / dx ms, firefly | torch':34} {'ff fwd/dw/dx of peak':>20}"
         )
         peak_cpu, peak_wall = [], []
         for name in args.names:
-            steps = {side: conv_step(name, side) for side in ("firefly", "torch")}
-            times = {side: ([], []) for side in steps}
+            steps = {
+                (side, kind): conv_pass(name, kind, side)
+                for side in ("firefly", "torch")
+                for kind in CONV_PASSES
+            }
+            times = {key: ([], []) for key in steps}
             for step in steps.values():
                 step()  # compile or load the kernels, allocate the scratch
             for _ in range(args.rounds):
-                for side, step in steps.items():
-                    cpu, wall = sample(step, args.seconds)
-                    times[side][0].extend(cpu)
-                    times[side][1].extend(wall)
+                for key, step in steps.items():
+                    cpu, wall = sample(step, args.seconds / len(CONV_PASSES))
+                    times[key][0].extend(cpu)
+                    times[key][1].extend(wall)
                 cpu, wall = sample(lambda: _numba_gemm(a, a, product), 0.02)
                 peak_cpu.extend(cpu)
                 peak_wall.extend(wall)
-            peak = 2 * PEAK_SIZE**3 / min(peak_cpu if args.threads == 1 else peak_wall)
-            work = 3 * conv_flops(name)
-            (f_cpu, f_wall), (t_cpu, t_wall) = times["firefly"], times["torch"]
+            peak = 2 * PEAK_SIZE**3 / min(peak_cpu if by_cpu else peak_wall)
+            work = conv_flops(name)
+            full = "fwd+weight+input-grad"
+            (f_cpu, f_wall), (t_cpu, t_wall) = times["firefly", full], times["torch", full]
+            split = {
+                side: phases([times[side, kind][0 if by_cpu else 1] for kind in CONV_PASSES])
+                for side in ("firefly", "torch")
+            }
+            ms = " | ".join(
+                "/".join(f"{t * 1e3:.2f}" for t in split[side]) for side in ("firefly", "torch")
+            )
+            fractions = "/".join(f"{work / max(t, 1e-9) / peak:.2f}" for t in split["firefly"])
             print(
                 f"{name:16} {min(f_cpu) * 1e3:14.3f} {min(t_cpu) * 1e3:12.3f} "
                 f"{min(f_cpu) / min(t_cpu):9.2f} {min(f_wall) / min(t_wall):8.2f} "
                 f"{np.median(f_wall) / np.median(t_wall):8.2f} "
-                f"{work / min(f_cpu if args.threads == 1 else f_wall) / peak:7.2f} "
-                f"{work / min(t_cpu if args.threads == 1 else t_wall) / peak:10.2f}",
+                f"{3 * work / min(f_cpu if by_cpu else f_wall) / peak:7.2f} "
+                f"{3 * work / min(t_cpu if by_cpu else t_wall) / peak:10.2f}   "
+                f"{ms:34} {fractions:>20}",
                 flush=True,
             )
         print(f"sgemm peak {2 * PEAK_SIZE**3 / min(peak_cpu) / 1e9:.1f} GFLOP/s (CPU time)")

@@ -403,3 +403,66 @@ def test_tiled_layout_taken_from_the_measured_size(x_shape, kernel, attrs, tiled
         else:
             per_sample = out[0] * per_row
             assert samples * per_sample >= conv_ops.TILE_COLUMNS or samples * threads >= x_shape[0]
+
+
+# (batch, in, out, H, W, kernel, stride, padding, dilation, groups): position-major columns
+# (runs of KW * Cg >= 16), the batch split unevenly over two threads in the first cases.
+POSITION_CASES = [
+    (5, 16, 8, 8, 8, (3, 3), (1, 1), (1, 1), (1, 1), 1),
+    (3, 16, 4, 6, 7, (2, 3), (2, 1), (0, 1), (1, 2), 2),
+    (1, 8, 6, 5, 5, (3, 2), (1, 1), (1, 0), (1, 1), 1),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("need_dx", [True, False])
+@pytest.mark.parametrize("n, c, o, h, w, k, s, p, d, g", POSITION_CASES)
+def test_position_major_layout_shares_samples_over_threads(
+    threads, need_dx, n, c, o, h, w, k, s, p, d, g
+):
+    """The position-major kernels give each Numba thread a contiguous block of samples (its
+    columns, GEMM rows, dx, and its own part of dweight and dbias): conv2d and conv_transpose2d
+    (whose forward is that backward's dx, position-major in the first case) match torch in
+    float64 on one thread and on two."""
+    numba = pytest.importorskip("numba")
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("needs two Numba threads")
+    rng = np.random.default_rng(5)
+    x, weight, t_weight, bias = (
+        rng.normal(size=(n, c, h, w)),
+        rng.normal(size=(o, c // g) + k),
+        rng.normal(size=(c, o // g) + k),
+        rng.normal(size=o),
+    )
+    attrs = dict(stride=s, padding=p, dilation=d, groups=g)
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        out_size = [
+            (size + 2 * pad - dil * (kk - 1) - 1) // st + 1
+            for size, pad, dil, kk, st in zip((h, w), p, d, k, s)
+        ]
+        plan = conv_ops.column_plan(
+            x.shape, weight.shape, s, p, tuple(2 * v for v in p), d, tuple(out_size)
+        )
+        assert plan.layout == "positions" and plan.geometry[-1] == min(threads, n)
+        for op, weights, torch_fn in (
+            ("conv2d", weight, torch.nn.functional.conv2d),
+            ("conv_transpose2d", t_weight, torch.nn.functional.conv_transpose2d),
+        ):
+            leaves = [Tensor(x, requires_grad=need_dx)] + [
+                Tensor(a, requires_grad=True) for a in (weights, bias)
+            ]
+            out = ops.apply(op, *leaves, **attrs)
+            grad = rng.normal(size=out.shape)
+            out.backward(grad)
+            t_leaves = [torch.tensor(a, requires_grad=True) for a in (x, weights, bias)]
+            t_out = torch_fn(*t_leaves, **attrs)
+            t_out.backward(torch.tensor(grad))
+            np.testing.assert_allclose(out.numpy(), t_out.detach().numpy(), rtol=1e-9, atol=1e-9)
+            for leaf, t_leaf in zip(leaves[int(not need_dx) :], t_leaves[int(not need_dx) :]):
+                np.testing.assert_allclose(
+                    leaf.grad.numpy(), t_leaf.grad.numpy(), rtol=1e-9, atol=1e-9
+                )
+    finally:
+        numba.set_num_threads(before)

@@ -25,7 +25,10 @@ Two column layouts, each with its own forward/backward pair; the op picks one pe
   and otherwise each tap's Cg channels are (KW runs of Cg). col2im adds the same runs back.
   Positions-by-taps is also the orientation that OpenBLAS runs fastest here: (N*P, taps) x
   (taps, Og) took 212 us where (Og, taps) x (taps, N*P) took 272 (float32, 16 -> 32
-  channels 3x3 on 8x8, batch 64, 2 threads).
+  channels 3x3 on 8x8, batch 64, 2 threads). Each Numba thread takes a contiguous block of
+  samples and does everything for them (padding, columns, its rows of the GEMMs with
+  single-threaded BLAS, col2im, and its own part of dweight and dbias), so that the GEMMs of
+  these small images use every core; on one thread no parallel region starts.
 
 The op takes position-major when its runs are long (KW * Cg of 16 or more, e.g. 6 channels at
 3x3), except where the wide variant adds at most a tenth of columns (large padded images),
@@ -255,36 +258,42 @@ def _weight_by_tap(weight, groups):
     return wr
 
 
-@memory_bound
-def conv2d_positions_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, planes, cols, product, out):
-    """out = conv(x, weight) + bias; fills ``cols`` (groups, N*OH*OW, Cg*KH*KW) for backward.
-    ``planes`` (N, Hp, Wp*C) receives the zero-padded channels-last input; ``product``
-    (N*OH*OW, O / groups) is scratch for one group's GEMM.
+@inline_helper
+def _sample_range(t, threads, N):
+    """Samples n0 .. n1 that thread t of ``threads`` takes: contiguous, near-equal shares."""
+    return t * N // threads, (t + 1) * N // threads
 
-    x (N, C, H, W), weight (O, Cg, KH, KW), bias (O,), out (N, O, OH, OW); groups = C // Cg.
-    """
-    N, C, H, W = x.shape
-    O, Cg, KH, KW = weight.shape
+
+@called_helper
+def _positions_forward_samples(
+    x, weight, wr, bias, sh, sw, ph, pw, dh, dw, n0, n1, planes, cols, product, out
+):
+    """conv2d_positions_forward for samples n0 .. n1: their padded planes, their rows of the
+    columns, their rows of each group's product, and their output. ``wr`` is the weight by
+    tap (``_weight_by_tap``)."""
+    C, H, W = x.shape[1], x.shape[2], x.shape[3]
+    _, Cg, KH, KW = weight.shape
     OH, OW = out.shape[2], out.shape[3]
     Hp = planes.shape[1]
     groups = cols.shape[0]
+    P = OH * OW
     # Every element of the planes is written once: padding rows and columns as zeros.
-    for ny in prange(N * Hp):
-        n, yp = ny // Hp, ny % Hp
-        row = planes[n, yp]
-        y = yp - ph
-        if y < 0 or y >= H:
-            row[:] = 0.0
-            continue
-        row[: pw * C] = 0.0
-        row[(pw + W) * C :] = 0.0
-        inner = row[pw * C : (pw + W) * C].reshape(W, C)
-        for c in range(C):
-            s = x[n, c, y]
-            for i in range(W):
-                inner[i, c] = s[i]
+    for n in range(n0, n1):
+        for yp in range(Hp):
+            row = planes[n, yp]
+            y = yp - ph
+            if y < 0 or y >= H:
+                row[:] = 0.0
+                continue
+            row[: pw * C] = 0.0
+            row[(pw + W) * C :] = 0.0
+            inner = row[pw * C : (pw + W) * C].reshape(W, C)
+            for c in range(C):
+                src = x[n, c, y]
+                for i in range(W):
+                    inner[i, c] = src[i]
     run, runs = _runs(groups, dw, KW, Cg)
-    for r in prange(N * OH):
+    for r in range(n0 * OH, n1 * OH):
         n, oy = r // OH, r % OH
         for g in range(groups):
             for ox in range(OW):
@@ -300,17 +309,44 @@ def conv2d_positions_forward(x, weight, bias, sh, sw, ph, pw, dh, dw, planes, co
                             dd, ss = d[t0 : t0 + run], src[base : base + run]
                             for i in range(run):
                                 dd[i] = ss[i]
-    wr = _weight_by_tap(weight, groups)
-    for g in range(groups):
-        np.dot(cols[g], wr[g], product)
-        for n in prange(N):
+    for g in range(groups if n1 > n0 else 0):
+        np.dot(cols[g, n0 * P : n1 * P], wr[g], product[n0 * P : n1 * P])
+        for n in range(n0, n1):
             _write_sample(product.T, bias, g, n, OW, out)
 
 
-@memory_bound
-def conv2d_positions_backward(
+@parallel_blas_kernel
+def conv2d_positions_forward(
+    x, weight, bias, sh, sw, ph, pw, dh, dw, threads, planes, cols, product, out
+):
+    """out = conv(x, weight) + bias; fills ``cols`` (groups, N*OH*OW, Cg*KH*KW) for backward.
+    ``planes`` (N, Hp, Wp*C) receives the zero-padded channels-last input; ``product``
+    (N*OH*OW, O / groups) is scratch for one group's GEMM. The samples are shared out over
+    ``threads`` Numba threads in contiguous blocks: each pads, copies the columns of, and runs
+    the GEMM rows of its own samples (single-threaded BLAS), so that its columns are still in
+    its core's cache when its GEMM reads them. With one thread no parallel region starts.
+
+    x (N, C, H, W), weight (O, Cg, KH, KW), bias (O,), out (N, O, OH, OW); groups = C // Cg.
+    """
+    N = x.shape[0]
+    wr = _weight_by_tap(weight, cols.shape[0])
+    if threads == 1:
+        _positions_forward_samples(
+            x, weight, wr, bias, sh, sw, ph, pw, dh, dw, 0, N, planes, cols, product, out
+        )
+        return
+    for t in prange(threads):
+        n0, n1 = _sample_range(t, threads, N)
+        _positions_forward_samples(
+            x, weight, wr, bias, sh, sw, ph, pw, dh, dw, n0, n1, planes, cols, product, out
+        )
+
+
+@called_helper
+def _positions_backward_samples(
     grad,
     weight,
+    wr,
     cols,
     sh,
     sw,
@@ -320,53 +356,52 @@ def conv2d_positions_backward(
     dw,
     need_dx,
     need_dweight,
+    n0,
+    n1,
     g2,
     dcols,
     planes,
-    dweight,
-    dbias,
+    dw_part,
+    bias_part,
     dx,
 ):
-    """dweight = cols^T x grad (if need_dweight), dbias = grad summed over N and positions, and
-    (if need_dx) dx = col2im(grad x weight). ``cols`` is what conv2d_positions_forward filled
-    (without need_dweight only its shape is read). Scratch: ``g2``
-    (groups, N*OH*OW, O / groups), and for dx ``dcols`` shaped as ``cols`` and ``planes`` as in
-    the forward, which the column gradients are added into before the padding is cropped."""
-    N, O, OH, OW = grad.shape
+    """conv2d_positions_backward for samples n0 .. n1: their rows of g2, their sums of grad per
+    channel into ``bias_part`` (O,), their share of the weight gradient into ``dw_part``
+    (groups, taps, O / groups) if need_dweight, and if need_dx their rows of the column
+    gradients and their dx."""
+    O, OH, OW = grad.shape[1], grad.shape[2], grad.shape[3]
     _, Cg, KH, KW = weight.shape
+    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
     groups = cols.shape[0]
     P = OH * OW
     Og = O // groups
     # grad in the layout of the forward product, one (N * P, Og) matrix per group.
-    for o in prange(O):
-        g, ol = o // Og, o % Og
-        s = 0.0
-        for n in range(N):
+    bias_part[:] = 0.0
+    for n in range(n0, n1):
+        for o in range(O):
+            g, ol = o // Og, o % Og
+            total = 0.0
             for oy in range(OH):
                 src, d = grad[n, o, oy], g2[g, n * P + oy * OW : n * P + (oy + 1) * OW, ol]
                 for ox in range(OW):
                     d[ox] = src[ox]
-                    s += src[ox]
-        dbias[o] = s
-    # dweight as (taps, Og) = cols^T x grad: OpenBLAS ran this orientation in 313 us, its
-    # transpose grad^T x cols in 474 (the shapes of the module docstring).
-    dw_t = np.empty((cols.shape[2], Og), dtype=dweight.dtype)
-    for g in range(groups if need_dweight else 0):
-        np.dot(cols[g].T, g2[g], dw_t)
-        for o in range(Og):
-            for cg in range(Cg):
-                for ky in range(KH):
-                    for kx in range(KW):
-                        dweight[g * Og + o, cg, ky, kx] = dw_t[(ky * KW + kx) * Cg + cg, o]
+                    total += src[ox]
+            bias_part[o] += total
+    if n1 == n0:
+        dw_part[:] = 0.0
+        return
+    # dweight as (taps, Og) per group = cols^T x grad: OpenBLAS ran this orientation in 313 us,
+    # its transpose grad^T x cols in 474 (the shapes of the module docstring).
+    for g in range(groups):
+        if need_dweight:
+            np.dot(cols[g, n0 * P : n1 * P].T, g2[g, n0 * P : n1 * P], dw_part[g])
+        if need_dx:
+            np.dot(g2[g, n0 * P : n1 * P], wr[g].T, dcols[g, n0 * P : n1 * P])
     if not need_dx:
         return
-    wr = _weight_by_tap(weight, groups)
-    for g in range(groups):
-        np.dot(g2[g], wr[g].T, dcols[g])
-    C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
     run, runs = _runs(groups, dw, KW, Cg)
-    # Windows of one sample overlap in its plane: one task per sample.
-    for n in prange(N):
+    # Windows of one sample overlap in its plane: a sample's plane is one thread's.
+    for n in range(n0, n1):
         plane = planes[n]
         plane[:, :] = 0.0
         for g in range(groups):
@@ -390,6 +425,114 @@ def conv2d_positions_backward(
                 d = dx[n, c, y]
                 for i in range(W):
                     d[i] = inner[i, c]
+
+
+@parallel_blas_kernel
+def conv2d_positions_backward(
+    grad,
+    weight,
+    cols,
+    sh,
+    sw,
+    ph,
+    pw,
+    dh,
+    dw,
+    threads,
+    need_dx,
+    need_dweight,
+    g2,
+    dcols,
+    planes,
+    dweight,
+    dbias,
+    dx,
+):
+    """dweight = cols^T x grad (if need_dweight), dbias = grad summed over N and positions, and
+    (if need_dx) dx = col2im(grad x weight). ``cols`` is what conv2d_positions_forward filled
+    (without need_dweight only its shape is read). The samples are shared out over ``threads``
+    Numba threads as in the forward; each sums its own part of dweight and dbias, added up at
+    the end. Scratch: ``g2`` (groups, N*OH*OW, O / groups), and for dx ``dcols`` shaped as
+    ``cols`` and ``planes`` as in the forward, which the column gradients are added into before
+    the padding is cropped."""
+    N, O = grad.shape[0], grad.shape[1]
+    groups, _, taps = cols.shape
+    wr = _weight_by_tap(weight, groups)
+    dw_parts = np.empty((threads, groups, taps, O // groups), dtype=dweight.dtype)
+    bias_parts = np.empty((threads, O))
+    if threads == 1:
+        _positions_backward_samples(
+            grad,
+            weight,
+            wr,
+            cols,
+            sh,
+            sw,
+            ph,
+            pw,
+            dh,
+            dw,
+            need_dx,
+            need_dweight,
+            0,
+            N,
+            g2,
+            dcols,
+            planes,
+            dw_parts[0],
+            bias_parts[0],
+            dx,
+        )
+    else:
+        for t in prange(threads):
+            n0, n1 = _sample_range(t, threads, N)
+            _positions_backward_samples(
+                grad,
+                weight,
+                wr,
+                cols,
+                sh,
+                sw,
+                ph,
+                pw,
+                dh,
+                dw,
+                need_dx,
+                need_dweight,
+                n0,
+                n1,
+                g2,
+                dcols,
+                planes,
+                dw_parts[t],
+                bias_parts[t],
+                dx,
+            )
+    _sum_parts(bias_parts, dw_parts, need_dweight, dbias, dweight)
+
+
+@called_helper
+def _sum_parts(bias_parts, dw_parts, need_dweight, dbias, dweight):
+    """dbias and (if need_dweight) dweight (O, Cg, KH, KW) from the threads' parts,
+    ``bias_parts`` (T, O) and ``dw_parts`` (T, groups, taps, O / groups), taps ordered (ky,
+    kx, channel of the group)."""
+    O, Cg, KH, KW = dweight.shape
+    for o in range(O):
+        dbias[o] = bias_parts[:, o].sum()
+    if not need_dweight:
+        return
+    threads, groups = dw_parts.shape[0], dw_parts.shape[1]
+    Og = O // groups
+    for g in range(groups):
+        for o in range(Og):
+            for cg in range(Cg):
+                for ky in range(KH):
+                    for kx in range(KW):
+                        tap = (ky * KW + kx) * Cg + cg
+                        total = dw_parts[0, g, tap, o]
+                        for t in range(1, threads):
+                            total += dw_parts[t, g, tap, o]
+                        dweight[g * Og + o, cg, ky, kx] = total
 
 
 @parallel_blas_kernel
@@ -588,19 +731,22 @@ def _grouped_products(w2, cols, product):
 
 @called_helper
 def _add_weight_grad(g2, cols, acc):
-    """acc (O, taps) += g2 x cols^T per group: g2 (O, L), cols (groups*taps, L). BLAS computes
-    the transpose, cols x g2^T: OpenBLAS ran it at 82-96% of the sgemm peak where g2 x cols^T
-    ran at 77-87% ((576 x 272..1088) x (272..1088 x 64) and 288 taps, float32, one thread)."""
-    O, taps = acc.shape
+    """acc (taps, O) += (g2 x cols^T)^T per group, group g's out-channels in its columns: g2
+    (O, L), cols (groups*taps, L). BLAS computes cols x g2^T: OpenBLAS ran it at 82-96% of the
+    sgemm peak where g2 x cols^T ran at 77-87% ((576 x 272..1088) x (272..1088 x 64) and 288
+    taps, float32, one thread). The sum stays in that orientation, so that the product adds
+    along contiguous rows: the adds of the 128 blocks of a (32,64,32,32)->64 backward, timed
+    alone, took 2.9 ms into a transposed (O, taps) sum and 0.4 ms this way (one thread)."""
+    taps, O = acc.shape
     groups = cols.shape[0] // taps
     Og = O // groups
     product = np.empty((taps, Og), dtype=acc.dtype)
     for g in range(groups):
         np.dot(cols[g * taps : (g + 1) * taps], g2[g * Og : (g + 1) * Og].T, product)
-        for o in range(Og):
-            a = acc[g * Og + o]
-            for i in range(taps):
-                a[i] += product[i, o]
+        for i in range(taps):
+            a, p = acc[i, g * Og : (g + 1) * Og], product[i]
+            for o in range(Og):
+                a[o] += p[o]
 
 
 @called_helper
@@ -621,6 +767,18 @@ def _sum_tiles(tiles, total):
         part = parts[t]
         for i in range(flat.size):
             flat[i] += part[i]
+
+
+@called_helper
+def _sum_tiles_transposed(tiles, total):
+    """total (O, taps) = the sum of tiles (T, taps, O) over T, transposed."""
+    T, taps, O = tiles.shape
+    for o in range(O):
+        for i in range(taps):
+            acc = tiles[0, i, o]
+            for t in range(1, T):
+                acc += tiles[t, i, o]
+            total[o, i] = acc
 
 
 @inline_helper
@@ -701,7 +859,8 @@ def conv2d_tiles_backward(
     ``dplanes`` without a race. Scratch per thread t: ``planes[t]``, ``cols[t]`` as in the
     forward, ``g2[t]`` (O, S*rows*Q) (grad in the product's layout), ``dcols[t]`` as
     ``cols[t]`` and ``dplanes[t]`` as ``planes[t]`` (or empty without need_dx), and
-    ``dw_tiles[t]`` (O, C/groups*KH*KW), the thread's sum of the weight gradient."""
+    ``dw_tiles[t]`` (C/groups*KH*KW, O), the thread's sum of the weight gradient, transposed.
+    """
     N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, Q = _tile_geometry(
         grad.shape, weight.shape, planes.shape, Wp, wide
     )
@@ -739,4 +898,4 @@ def conv2d_tiles_backward(
                     _tile_column_grads_add(dct, s, start, KH, KW, dh, dw, Wp, wide, idx, dplanes[t])
             if need_dx:
                 _crop_samples(dplanes[t], s, ph, pw, Wp, n0, dx)
-    _sum_tiles(dw_tiles, dweight.reshape(O, taps))
+    _sum_tiles_transposed(dw_tiles, dweight.reshape(O, taps))

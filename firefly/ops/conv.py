@@ -135,7 +135,9 @@ class ColumnPlan(NamedTuple):
     layout: str
     by_position: bool
     out_size: tuple
-    geometry: tuple  # stride, padding before, dilation and the layout's arguments, flattened
+    # stride, padding before, dilation and the layout's arguments, flattened: taps-major's
+    # padded width and wide flag, position-major's thread count (the samples' shares)
+    geometry: tuple
     planes: tuple
     product: tuple
     cols: tuple
@@ -154,7 +156,7 @@ def column_plan(x4_shape, w4_shape, stride, before, total, dilation, out_size):
             layout,
             True,
             out_size,
-            geometry,
+            geometry + (blas_kernel_threads(N),),
             (N, Hp, Wp * C),
             (positions, O // groups),
             (groups, positions, Cg * KH * KW),
@@ -221,11 +223,13 @@ def columns_backward(kernels, grad4, w4, cols, plan, need_dx, need_dweight, dx, 
         POOL.give(scratch)
 
 
-# The whole-batch layouts (images under TILE_MIN_POSITIONS) run
-# their GEMMs with BLAS on one thread. Their products are small ((4096 x 144) x (144 x 32) in
-# the digits CNN), and on the shared 2-core machine OpenBLAS's second thread waited for a core:
-# a digits CNN epoch (benchmarks/bench_training.py, default threads, load 7) took 637 ms with
-# BLAS's two threads and 358 ms with one, alternated in one process (torch: 2644 ms).
+# The whole-batch layouts (images under TILE_MIN_POSITIONS) run their GEMMs with BLAS on one
+# thread. Their products are small ((4096 x 144) x (144 x 32) in the digits CNN), and on the
+# shared 2-core machine OpenBLAS's second thread waited for a core: a digits CNN epoch
+# (benchmarks/bench_training.py, default threads, load 7) took 637 ms with BLAS's two threads
+# and 358 ms with one, alternated in one process (torch: 2644 ms). The position-major kernels
+# use the other cores through Numba instead: each thread takes a block of samples and its rows
+# of the GEMMs (plan.geometry's thread count, blas_kernel_threads).
 #
 # The tiled layout (conv2d_tiles_*) is taken from this many output positions per image.
 # Measured fwd+bwd, float32, one thread, process CPU time beside torch in one process (the
@@ -358,7 +362,7 @@ class _ConvNd(Op):
         g2 = POOL.take((threads, O, columns), grad.dtype)
         dcols = POOL.take((threads, taps if need_dx else 0, columns), grad.dtype)
         dplanes = POOL.take(ctx.plane_shape if need_dx else (threads, 0, 0, 0), grad.dtype)
-        dw_tiles = POOL.take((threads, O, Cg * KH * KW), grad.dtype)
+        dw_tiles = POOL.take((threads, Cg * KH * KW, O), grad.dtype)
         ctx.op.backward_kernel[3](
             np.ascontiguousarray(grad).reshape(ctx.shapes[3]),
             x4,
