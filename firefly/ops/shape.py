@@ -10,7 +10,7 @@ import numpy as np
 from firefly.kernels import shape as K
 from firefly.ops.base import Op
 from firefly.ops.registry import register
-from firefly.ops.shapes import gather_view, permute_copy, view_geometry
+from firefly.ops.shapes import gather_geometry, permute_copy, view_geometry
 
 
 def add_at_positions(grad, positions, shape):
@@ -133,7 +133,7 @@ class GetItem(Op):
             raise IndexError(f"getitem: {exc} (tensor of shape {x.shape}, {x.dtype})") from None
         ctx.x_shape = x.shape
         ctx.geometry = view_geometry(x, view)
-        return gather_view(x, view, cls.forward_kernel)
+        return gather_geometry(x, ctx.geometry, view.shape, cls.forward_kernel)
 
     @classmethod
     def backward(cls, ctx, grad):
