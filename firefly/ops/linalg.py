@@ -104,10 +104,16 @@ class MatMul(Op):
         batch = _batch_shape(a2_shape[:-2], b2_shape[:-2])
         g2 = as_shape(grad, batch + (a2_shape[-2], b2_shape[-1]))
         need_a, need_b = ctx.needs_input_grad
+        if need_a and len(b2_shape) == 2:
+            # g2 @ b2.T as one linear op (x @ weight.T + 0, BLAS reading b2 transposed in
+            # place): no recorded transpose copying b2 first, in this backward or the next.
+            from firefly.ops import apply
+
+            da = apply("linear", g2, b2, g2.new_zeros(b2_shape[0]))
+        elif need_a:
+            da = g2 @ b2.transpose(-1, -2)
         return (
-            as_shape(sum_to_shape(g2 @ b2.transpose(-1, -2), a2_shape), a_shape)
-            if need_a
-            else None,
+            as_shape(sum_to_shape(da, a2_shape), a_shape) if need_a else None,
             as_shape(sum_to_shape(a2.transpose(-1, -2) @ g2, b2_shape), b_shape)
             if need_b
             else None,
