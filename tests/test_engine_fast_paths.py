@@ -190,3 +190,19 @@ def test_geometry_arrays_stay_writeable_and_bounded():
         assert shape.flags.writeable and strides.flags.writeable
         assert shape.dtype == strides.dtype == np.int64
     assert len(shapes._geometry_arrays) <= shapes._MAX_GEOMETRIES
+
+
+def test_tensor_subclass_defining_eq_stays_hashable_and_differentiable():
+    # The backward walks key tensors by identity hash; Python drops __hash__ from a class that
+    # defines __eq__, so Tensor restores it.
+    class Tagged(Tensor):
+        def __eq__(self, other):
+            return super().__eq__(other)
+
+    x = Tagged(np.array([1.0, 2.0]), requires_grad=True)
+    assert hash(x) == object.__hash__(x)
+    y = x * x
+    (g,) = autograd.grad(y.sum(), x, create_graph=True)
+    g.sum().backward()
+    np.testing.assert_array_equal(g.numpy(), [2.0, 4.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])
