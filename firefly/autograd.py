@@ -448,23 +448,29 @@ def write_in_place(target: Tensor, result: Tensor) -> Tensor:
 
 
 def _topological_order(roots):
-    """Tensors with a recorded node, each once, every tensor after the ones it was made from."""
+    """Tensors with a recorded node, each once, every tensor after the ones it was made from.
+
+    Tensors are set members and dict keys here and in the walks: they hash by identity (their
+    ``==`` is elementwise, but a dict compares keys of equal hash by identity first, and two
+    live objects never share an identity hash), which is cheaper than keying by ``id()``.
+    """
     order, visited = [], set()
-    stack = [(root, False) for root in reversed(roots) if root._node is not None]
+    stack = [root for root in reversed(roots) if root._node is not None]
+    push, pop, finish, mark = stack.append, stack.pop, order.append, visited.add
     while stack:
-        t, done = stack.pop()
-        if done:
-            order.append(t)
+        t = pop()
+        if t.__class__ is tuple:  # (tensor,): its inputs are all in order, so it follows them
+            finish(t[0])
             continue
         # Mark a tensor when it is expanded, not when pushed: a tensor pushed as one consumer's
         # input may be reached again below another consumer, and must finish before both.
-        if id(t) in visited:
+        if t in visited:
             continue
-        visited.add(id(t))
-        stack.append((t, True))
+        mark(t)
+        push((t,))
         for parent in t._node.inputs:
-            if parent is not None and parent._node is not None and id(parent) not in visited:
-                stack.append((parent, False))
+            if parent is not None and parent._node is not None and parent not in visited:
+                push(parent)
     return order
 
 
@@ -553,10 +559,10 @@ def backward(
         _accumulate_leaf(root, seed)
         return
     # The plain backward: fused backward kernels on ndarrays, no hooks, every leaf.
-    grads = {id(root): seed}
+    grads = {root: seed}
     for t in reversed(_topological_order((root,))):
         node = t._node
-        g = grads.pop(id(t), None)
+        g = grads.pop(t, None)
         if g is None:
             continue  # nothing flowed here (all its consumers' gradients were None)
         if node.freed:
@@ -586,14 +592,11 @@ def backward(
             if parent._node is None:
                 _accumulate_leaf(parent, ig)
             else:
-                key = id(parent)
-                if key in grads:
-                    # A fresh array, never ``+=``: either operand may be an array that an op's
-                    # backward also handed to another input. ``asarray``: the sum of two 0-d
-                    # arrays is a NumPy scalar, and a gradient must stay an ndarray.
-                    grads[key] = np.asarray(grads[key] + ig)
-                else:
-                    grads[key] = ig
+                previous = grads.get(parent)
+                # A fresh array, never ``+=``: either operand may be an array that an op's
+                # backward also handed to another input. ``asarray``: the sum of two 0-d
+                # arrays is a NumPy scalar, and a gradient must stay an ndarray.
+                grads[parent] = ig if previous is None else np.asarray(previous + ig)
         if not retain_graph:
             node.release()
 
@@ -650,7 +653,7 @@ def grad(
     captured = _walk(outputs, seeds, retain_graph, create_graph, inputs, accumulate=False)
     results: list[Tensor | None] = []
     for i, x in enumerate(inputs):
-        g = captured.get(id(x))
+        g = captured.get(x)
         if g is None:
             if not allow_unused:
                 raise RuntimeError(
@@ -669,61 +672,66 @@ def _walk(roots, seeds, retain_graph, create_graph, targets, accumulate):
     """The general backward walk: hooks, ``retain_grad``, gradients of chosen ``targets`` only
     (pruning the nodes that lead to none of them), and with ``create_graph`` every gradient a
     recorded Tensor made by each op's differentiable backward. Gradients reach ``.grad``
-    where ``accumulate``; the targets' gradients are returned by id."""
+    where ``accumulate``; the targets' gradients are returned, keyed by the tensors."""
     order = _topological_order(roots)
-    target_ids = leads = None
+    target_set = leads = None
     if targets is not None:
-        target_ids = {id(t) for t in targets}
-        leads = set(target_ids)  # tensors with a path to a target
+        target_set = set(targets)
+        leads = set(target_set)  # tensors with a path to a target
         for t in order:
             for parent in t._node.inputs:
-                if parent is not None and id(parent) in leads:
-                    leads.add(id(t))
+                if parent is not None and parent in leads:
+                    leads.add(t)
                     break
     add = _add_tensors if create_graph else _add_arrays
     grads, leaves, captured = {}, {}, {}
     for root, seed in zip(roots, seeds):
-        if leads is not None and id(root) not in leads:
+        if leads is not None and root not in leads:
             continue
         store = grads if root._node is not None else leaves
-        previous = store.get(id(root))
-        store[id(root)] = (root, seed if previous is None else add(previous[1], seed))
+        previous = store.get(root)
+        store[root] = seed if previous is None else add(previous, seed)
     recording = _grad_mode.enabled
     _grad_mode.enabled = create_graph or recording
     try:
         for t in reversed(order):
-            entry = grads.pop(id(t), None)
-            if entry is None:
+            g = grads.pop(t, None)
+            if g is None:
                 continue  # nothing flowed here (all its consumers' gradients were None)
-            g = entry[1]
             if _hooks:
                 g = _run_hooks(t, g, create_graph)
-            if target_ids is not None and id(t) in target_ids:
-                captured[id(t)] = g
+            if target_set is not None and t in target_set:
+                captured[t] = g
             node = t._node
+            inputs = node.inputs
             needs = None
             if leads is not None:
-                needs = tuple(p is not None and id(p) in leads for p in node.inputs)
+                needs = tuple(
+                    [
+                        need and parent is not None and parent in leads
+                        for parent, need in zip(inputs, node.needs_input_grad)
+                    ]
+                )
                 if True not in needs:
                     continue
-            for parent, ig in zip(node.inputs, _node_backward(node, g, t, create_graph, needs)):
-                if parent is None or ig is None or (leads is not None and id(parent) not in leads):
+            for parent, ig in zip(inputs, _node_backward(node, g, t, create_graph, needs)):
+                if parent is None or ig is None or (leads is not None and parent not in leads):
                     continue
                 ig = _parent_gradient(node, parent, ig, create_graph)
                 store = grads if parent._node is not None else leaves
-                previous = store.get(id(parent))
-                store[id(parent)] = (parent, ig if previous is None else add(previous[1], ig))
+                previous = store.get(parent)
+                store[parent] = ig if previous is None else add(previous, ig)
             if not retain_graph:
                 node.release()
-        for leaf, g in leaves.values():
+        for leaf, g in leaves.items():
             if _hooks:
                 g = _run_hooks(leaf, g, create_graph)
-            captured[id(leaf)] = g
+            captured[leaf] = g
     finally:
         _grad_mode.enabled = recording
     if accumulate:
-        for t in targets if targets is not None else [leaf for leaf, _ in leaves.values()]:
-            g = captured.get(id(t))
+        for t in targets if targets is not None else list(leaves):
+            g = captured.get(t)
             if g is not None:
                 _accumulate(t, g, create_graph)
     return captured
@@ -752,8 +760,9 @@ def _accumulate(t, g, create_graph):
 
 def _node_backward(node, g, out, create_graph, needs):
     """One node's input gradients, from its fused backward (ndarrays) or, with
-    ``create_graph``, its differentiable one (Tensors); ``needs`` narrows the inputs that
-    need one (those on a path to a target of ``grad``)."""
+    ``create_graph``, its differentiable one (Tensors); ``needs``, when not None, replaces the
+    node's ``needs_input_grad`` for this call (narrowed to the inputs on a path to a target of
+    ``grad``)."""
     if node.freed:
         raise RuntimeError(
             f"backward: the graph through '{node.op.name}' was already freed by an earlier "
@@ -762,15 +771,20 @@ def _node_backward(node, g, out, create_graph, needs):
     if node.tick != _clock:
         _check_saved_unmodified(node)
     kept = node.needs_input_grad
-    if needs is not None:
-        node.needs_input_grad = tuple(n and k for n, k in zip(needs, kept))
-    try:
+    if needs is None or needs == kept:
         if create_graph:
             input_grads = _differentiable_backward(node, g, out)
         else:
             input_grads = node.op.backward(node, g)
-    finally:
-        node.needs_input_grad = kept
+    else:
+        node.needs_input_grad = needs
+        try:
+            if create_graph:
+                input_grads = _differentiable_backward(node, g, out)
+            else:
+                input_grads = node.op.backward(node, g)
+        finally:
+            node.needs_input_grad = kept
     if input_grads.__class__ is not tuple:
         input_grads = (input_grads,)
     if len(input_grads) != len(node.inputs):
@@ -785,13 +799,14 @@ def _parent_gradient(node, parent, ig, create_graph):
     """``ig`` checked as ``parent``'s gradient and cast to its dtype (undoing the engine's
     own float32 -> float64 promotion)."""
     if create_graph:
-        if not isinstance(ig, Tensor) or ig.shape != parent.shape:
+        if not isinstance(ig, Tensor) or ig._data.shape != parent._data.shape:
             raise RuntimeError(
                 f"op '{node.op.name}': its differentiable backward returned "
                 f"{getattr(ig, 'shape', type(ig).__name__)} for an input of shape "
                 f"{parent.shape}; it must return a Tensor of the input's shape"
             )
-        return ig if ig.dtype == parent.dtype else ig.to(parent.dtype)
+        dtype = parent._data.dtype
+        return ig if ig._data.dtype is dtype else ig.to(dtype)
     data = parent._data
     if ig.__class__ is not np.ndarray or ig.dtype is not node.dtype or ig.shape != data.shape:
         _check_gradient(node, parent, ig)
@@ -802,6 +817,12 @@ def _parent_gradient(node, parent, ig, create_graph):
 def input_tensors(node: Node) -> tuple[Tensor | None, ...]:
     """The Tensors ``node``'s op was applied to: the recorded ones where they need a gradient,
     the others (Tensors, numbers) as constants in the dtype the op computed in."""
+    inputs = node.inputs
+    for x in inputs:
+        if x is None:
+            break
+    else:  # every input recorded (the common case inside a graph): nothing to convert
+        return inputs
     return tuple(
         x
         if x is not None

@@ -298,6 +298,13 @@ class Tensor:
     __array_ufunc__ = None  # ndarray <op> Tensor defers to the Tensor's reflected operator
     __hash__ = object.__hash__  # hashable by identity although == is elementwise, as in PyTorch
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass that defines __eq__ gets __hash__ = None from Python; the backward walks
+        # key tensors by identity hash, so every Tensor keeps Tensor's.
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("__hash__", object.__hash__) is None:
+            cls.__hash__ = object.__hash__  # type: ignore[assignment, method-assign]
+
     def __init__(
         self, data: object, requires_grad: bool = False, dtype: DTypeLike | None = None
     ) -> None:

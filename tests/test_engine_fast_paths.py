@@ -133,3 +133,76 @@ def test_integer_and_bool_operands_still_take_the_general_path():
     with pytest.raises(TypeError, match="mul"):
         t * "2"
     assert firefly.is_grad_enabled()
+
+
+# ----------------------------------------------------------------------------- strided geometry
+# view_geometry and permute_copy compute offsets, strides and bounds with integer arithmetic on
+# tuples; the gathers they drive must give exactly NumPy's views.
+GEOMETRY_CASES = [
+    (slice(None), 0),
+    (slice(2, None, 3), -1),
+    (slice(None, None, -1), slice(1, 4)),
+    (Ellipsis, slice(None, None, -2)),
+    (3, slice(None)),
+    (slice(5, 5), slice(None)),  # empty: offset 0, nothing gathered
+]
+
+
+@pytest.mark.parametrize("index", GEOMETRY_CASES, ids=repr)
+def test_view_geometry_gathers_numpys_view(index):
+    from firefly.kernels.shape import gather_strided
+    from firefly.ops.shapes import gather_view
+
+    base = np.arange(7 * 5, dtype=np.float64).reshape(7, 5)
+    view = base[index]
+    got = gather_view(base, view, gather_strided)
+    assert got.flags.c_contiguous and got.shape == view.shape
+    np.testing.assert_array_equal(got, view)
+
+
+@pytest.mark.parametrize("axes", [(1, 0, 2), (2, 0, 1), (0, 1, 2), (2, 1, 0)])
+def test_permute_copy_matches_numpy_transpose(axes):
+    from firefly.kernels.shape import gather_strided
+    from firefly.ops.shapes import permute_copy
+
+    x = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    np.testing.assert_array_equal(permute_copy(x, axes, gather_strided), x.transpose(axes))
+
+
+def test_strided_geometry_refuses_elements_outside_the_base():
+    from firefly.ops.shapes import strided_geometry
+
+    base = np.zeros(12)
+    strided_geometry(base, 11, (3,), (-5,))  # reaches 11, 6, 1: inside
+    for offset, shape, strides in [(0, (13,), (1,)), (1, (3,), (-1,)), (10, (2, 2), (1, 1))]:
+        with pytest.raises(RuntimeError, match="falls outside its base"):
+            strided_geometry(base, offset, shape, strides)
+
+
+def test_geometry_arrays_stay_writeable_and_bounded():
+    # Numba compiles a read-only array as another type: a kept array must stay writeable, or
+    # every gather would compile twice.
+    from firefly.ops import shapes
+
+    base = np.zeros(4096)
+    for n in range(1, 2 * shapes._MAX_GEOMETRIES):
+        _, shape, strides = shapes.strided_geometry(base, 0, (n % 64 + 1, 1), (1, n))
+        assert shape.flags.writeable and strides.flags.writeable
+        assert shape.dtype == strides.dtype == np.int64
+    assert len(shapes._geometry_arrays) <= shapes._MAX_GEOMETRIES
+
+
+def test_tensor_subclass_defining_eq_stays_hashable_and_differentiable():
+    # The backward walks key tensors by identity hash; Python drops __hash__ from a class that
+    # defines __eq__, so Tensor restores it.
+    class Tagged(Tensor):
+        def __eq__(self, other):
+            return super().__eq__(other)
+
+    x = Tagged(np.array([1.0, 2.0]), requires_grad=True)
+    assert hash(x) == object.__hash__(x)
+    y = x * x
+    (g,) = autograd.grad(y.sum(), x, create_graph=True)
+    g.sum().backward()
+    np.testing.assert_array_equal(g.numpy(), [2.0, 4.0])
+    np.testing.assert_array_equal(x.grad.numpy(), [2.0, 2.0])

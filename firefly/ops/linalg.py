@@ -14,6 +14,12 @@ from firefly.ops.registry import register
 from firefly.ops.shapes import materialize, reduce_to_shape
 
 
+def _batch_shape(a_batch, b_batch):
+    """The broadcast of two batch shapes; equal ones (every 2-D product) skip NumPy's general
+    rule, which costs more than a small product's kernel."""
+    return a_batch if a_batch == b_batch else np.broadcast_shapes(a_batch, b_batch)
+
+
 @register
 class MatMul(Op):
     """np.matmul: 1-D operands are promoted and the added dimension removed afterwards; batch
@@ -40,7 +46,7 @@ class MatMul(Op):
                 b,
             )
         try:
-            batch = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2])
+            batch = _batch_shape(a2.shape[:-2], b2.shape[:-2])
         except ValueError:
             raise ctx.error("batch dimensions are not broadcastable", a, b) from None
         ctx.shapes = (a.shape, b.shape, a2.shape, b2.shape)  # before batch broadcasting
@@ -95,13 +101,19 @@ class MatMul(Op):
         a, b = inputs
         a_shape, b_shape, a2_shape, b2_shape = ctx.shapes
         a2, b2 = as_shape(a, a2_shape), as_shape(b, b2_shape)
-        batch = np.broadcast_shapes(a2_shape[:-2], b2_shape[:-2])
+        batch = _batch_shape(a2_shape[:-2], b2_shape[:-2])
         g2 = as_shape(grad, batch + (a2_shape[-2], b2_shape[-1]))
         need_a, need_b = ctx.needs_input_grad
+        if need_a and len(b2_shape) == 2:
+            # g2 @ b2.T as one linear op (x @ weight.T + 0, BLAS reading b2 transposed in
+            # place): no recorded transpose copying b2 first, in this backward or the next.
+            from firefly.ops import apply
+
+            da = apply("linear", g2, b2, g2.new_zeros(b2_shape[0]))
+        elif need_a:
+            da = g2 @ b2.transpose(-1, -2)
         return (
-            as_shape(sum_to_shape(g2 @ b2.transpose(-1, -2), a2_shape), a_shape)
-            if need_a
-            else None,
+            as_shape(sum_to_shape(da, a2_shape), a_shape) if need_a else None,
             as_shape(sum_to_shape(a2.transpose(-1, -2) @ g2, b2_shape), b_shape)
             if need_b
             else None,

@@ -9,8 +9,9 @@ import numpy as np
 
 from firefly.kernels import shape as K
 from firefly.ops.base import Op
+from firefly.ops.families import as_shape
 from firefly.ops.registry import register
-from firefly.ops.shapes import gather_view, permute_copy, view_geometry
+from firefly.ops.shapes import gather_geometry, permute_copy, view_geometry
 
 
 def add_at_positions(grad, positions, shape):
@@ -18,13 +19,14 @@ def add_at_positions(grad, positions, shape):
     its shape) of zeros of ``shape``: the differentiable adjoint of ``take``."""
     from firefly.ops import apply
 
+    # as_shape: a recorded reshape only where the shape changes (not for a 1-D gradient)
     flat = apply(
         "add_at",
-        grad.reshape(-1),
+        as_shape(grad, (math.prod(grad.shape),)),
         index=np.ascontiguousarray(positions).reshape(-1),
         size=math.prod(shape),
     )
-    return flat.reshape(shape)
+    return as_shape(flat, shape)
 
 
 @register
@@ -133,7 +135,7 @@ class GetItem(Op):
             raise IndexError(f"getitem: {exc} (tensor of shape {x.shape}, {x.dtype})") from None
         ctx.x_shape = x.shape
         ctx.geometry = view_geometry(x, view)
-        return gather_view(x, view, cls.forward_kernel)
+        return gather_geometry(x, ctx.geometry, view.shape, cls.forward_kernel)
 
     @classmethod
     def backward(cls, ctx, grad):

@@ -169,40 +169,83 @@ def expand_sum_grad(grad_kept, shape, axes, scale, expand_kernel):
 
 
 # ----------------------------------------------------------------------------- strided views
-def view_geometry(base, view):
-    """(offset, shape, strides) in elements of ``view`` inside the contiguous array ``base``.
+# The gather and scatter kernels take a geometry's shape and strides as int64 arrays. A step
+# meets the same few geometries again and again (a transpose in every matmul's backward, the
+# same slice each step), so the arrays are made once per geometry and kept, as the engine keeps
+# Python numbers' arrays; the dict is emptied when it fills. Kernels only read them, and they
+# stay writeable: Numba compiles a read-only array as another type.
+_geometry_arrays: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[np.ndarray, np.ndarray]] = {}
+_MAX_GEOMETRIES = 1024
+
+
+def strided_geometry(base, offset, shape, strides):
+    """(offset, shape, strides) as the gather and scatter kernels take them, for the elements
+    ``offset + sum(index * strides)`` (in elements) over the indices of ``shape``, inside the
+    contiguous array ``base``.
 
     Checks that every element the geometry reaches lies inside ``base``: the kernels do no
     bounds checking, so this is what stands between a wrong index and corrupted memory.
+    Pure-Python integer arithmetic: NumPy on arrays of a few elements costs more than the rest
+    of a small op.
     """
-    shape = np.array(view.shape, dtype=np.int64)
-    strides = np.array([s // base.itemsize for s in view.strides], dtype=np.int64)
+    if 0 not in shape:
+        low = high = offset
+        for d, s in zip(shape, strides):
+            if s > 0:
+                high += (d - 1) * s
+            else:
+                low += (d - 1) * s
+        if low < 0 or high >= base.size:
+            raise RuntimeError(
+                f"firefly: view of shape {shape} falls outside its base {base.shape}"
+            )
+    key = (shape, strides)
+    arrays = _geometry_arrays.get(key)
+    if arrays is None:
+        if len(_geometry_arrays) >= _MAX_GEOMETRIES:
+            _geometry_arrays.clear()
+        arrays = _geometry_arrays[key] = (
+            np.array(shape, dtype=np.int64),
+            np.array(strides, dtype=np.int64),
+        )
+    return offset, arrays[0], arrays[1]
+
+
+def view_geometry(base, view):
+    """(offset, shape, strides) in elements of ``view`` inside the contiguous array ``base``,
+    checked as ``strided_geometry`` checks."""
+    itemsize = base.itemsize
+    strides = tuple(s // itemsize for s in view.strides)
     offset = 0
     if view.size:
-        offset = (
-            view.__array_interface__["data"][0] - base.__array_interface__["data"][0]
-        ) // base.itemsize
-        reach = (shape - 1) * strides
-        if offset + reach[reach < 0].sum() < 0 or offset + reach[reach > 0].sum() >= base.size:
-            raise RuntimeError(
-                f"firefly: view of shape {view.shape} falls outside its base {base.shape}"
-            )
-    return offset, shape, strides
+        offset = (view.ctypes.data - base.ctypes.data) // itemsize
+    return strided_geometry(base, offset, view.shape, strides)
+
+
+def gather_geometry(base, geometry, shape, gather):
+    """A contiguous array of ``shape`` holding the elements of the contiguous array ``base``
+    that ``geometry`` (``strided_geometry``'s) reaches, made by ``gather``
+    (``firefly.kernels.shape.gather_strided``)."""
+    out = np.empty(shape, dtype=base.dtype)
+    if out.size:
+        offset, shape_array, strides_array = geometry
+        gather(base.reshape(-1), offset, shape_array, strides_array, out.reshape(-1))
+    return out
 
 
 def gather_view(base, view, gather):
     """A contiguous copy of ``view``, a strided view into the contiguous array ``base``, made
     by ``gather`` (``firefly.kernels.shape.gather_strided``)."""
-    out = np.empty(view.shape, dtype=base.dtype)
-    if out.size:
-        offset, shape, strides = view_geometry(base, view)
-        gather(base.reshape(-1), offset, shape, strides, out.reshape(-1))
-    return out
+    return gather_geometry(base, view_geometry(base, view), view.shape, gather)
 
 
 def permute_copy(x, axes, gather):
-    """``x.transpose(axes)`` as a contiguous array."""
-    return gather_view(x, x.transpose(axes), gather)
+    """``x.transpose(axes)`` as a contiguous array, ``x`` contiguous. Its geometry is ``x``'s
+    shape and strides in the order ``axes``, from offset 0: no view needed."""
+    itemsize, strides = x.itemsize, x.strides
+    shape = tuple(x.shape[a] for a in axes)
+    geometry = strided_geometry(x, 0, shape, tuple(strides[a] // itemsize for a in axes))
+    return gather_geometry(x, geometry, shape, gather)
 
 
 def materialize(a, out_shape, gather):
