@@ -157,6 +157,94 @@ def test_an_edited_helper_in_another_file_recompiles_the_kernels_that_inline_it(
     assert run() == "[2.0, 2.0, 2.0, 2.0]"
 
 
+SCALE = 2.0
+
+
+def _scaled(x):
+    return x * SCALE
+
+
+def _calls_scaled(x):
+    return _scaled(x) + 1.0
+
+
+def test_a_kernels_stamp_follows_the_helpers_it_calls_and_the_constants_they_read(monkeypatch):
+    from firefly.kernels._cache import _Dependencies, kernel_dependencies_digest
+
+    found = _Dependencies(_calls_scaled)
+    assert found.files == {os.path.abspath(__file__)}
+    assert found.constants == {b"SCALE=2.0"}  # Numba freezes it into the compiled code
+    before = kernel_dependencies_digest(_calls_scaled)
+    assert kernel_dependencies_digest(_calls_scaled) == before
+    monkeypatch.setattr(sys.modules[__name__], "SCALE", 3.0)
+    assert kernel_dependencies_digest(_calls_scaled) != before
+
+
+@pytest.mark.parametrize(
+    "op, files",
+    [
+        ("exp", {"kernels/families.py", "kernels/vmath.py"}),  # vmath.exp bound as the math
+        ("add", {"kernels/families.py", "ops/binary.py"}),  # a lambda in binary.py
+        (
+            "log_softmax",
+            {"kernels/families.py", "kernels/reduce.py", "kernels/vmath.py", "ops/softmax.py"},
+        ),
+        ("conv2d", {"kernels/conv.py"}),
+    ],
+)
+def test_a_kernels_stamp_covers_the_files_it_is_built_from_and_no_others(op, files):
+    from firefly.kernels._cache import _Dependencies
+
+    package = Path(firefly.__file__).parent
+    kernel = firefly.ops.declared_kernels(firefly.ops.get(op).forward_kernel)[0]
+    py_func = getattr(kernel, "serial", kernel).py_func
+    found = {Path(path).relative_to(package).as_posix() for path in _Dependencies(py_func).files}
+    assert found == files
+
+
+# Adds (families.py with binary.py's scalar math) and takes exp (families.py inlining vmath.py),
+# printing what each loaded and compiled.
+TWO_KERNELS = """
+import json
+import firefly
+from firefly.kernels._jit import kernel_load_counts
+counts = {}
+before = kernel_load_counts()
+for name, run in (("add", lambda x: x + x), ("exp", firefly.exp)):
+    assert run(firefly.ones(4, dtype=firefly.float64)).numpy().sum() > 0
+    after = kernel_load_counts()
+    counts[name] = dict(loaded=after[0] - before[0], compiled=after[1] - before[1])
+    before = after
+print(json.dumps(counts))
+"""
+
+
+def test_an_edit_recompiles_only_the_kernels_built_from_the_edited_file(run_python, tmp_path):
+    package = tmp_path / "copy" / "firefly"
+    shutil.copytree(Path(firefly.__file__).parent, package, ignore=shutil.ignore_patterns("*.nb?"))
+    env = {"PYTHONPATH": str(package.parent), "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env.update(NUMBA_CACHE_DIR="", XDG_CACHE_HOME=str(tmp_path / "cache"))
+
+    def run_after_appending_to(*files):
+        for name in files:
+            path = package / name
+            path.write_text(path.read_text() + "# edited\n")
+        proc = run_python("-c", TWO_KERNELS, env=env, cwd=tmp_path, repo_importable=False)
+        assert proc.returncode == 0, proc.stderr
+        counts = json.loads(proc.stdout.strip().splitlines()[-1])
+        return {name: "compiled" if c["compiled"] else "loaded" for name, c in counts.items()}
+
+    assert run_after_appending_to() == {"add": "compiled", "exp": "compiled"}
+    # conv.py, the jit module and the ops' registry are no part of either kernel
+    assert run_after_appending_to("kernels/conv.py", "kernels/_jit.py", "ops/registry.py") == {
+        "add": "loaded",
+        "exp": "loaded",
+    }
+    assert run_after_appending_to("kernels/vmath.py") == {"add": "loaded", "exp": "compiled"}
+    assert run_after_appending_to("ops/binary.py") == {"add": "compiled", "exp": "loaded"}
+    assert run_after_appending_to("kernels/families.py") == {"add": "compiled", "exp": "compiled"}
+
+
 def test_four_processes_filling_one_cache_at_once_all_succeed(run_python, tmp_path):
     cache = tmp_path / "cache"
     # Two signatures, added in either order: the four write one index, and data files, at once.
