@@ -340,3 +340,30 @@ def test_the_compile_notice_can_be_turned_off(run_python, tmp_path):
     proc = run_python("-c", code + WORKLOAD.format(cases=CASES), env=env)
     assert proc.returncode == 0 and json.loads(proc.stdout)["compiled"] >= 1, proc.stderr
     assert "compiling kernels" not in proc.stderr, proc.stderr
+
+
+# A matrix product's kernel runs SciPy's BLAS; the process imports its extension, not the whole
+# scipy.linalg package (0.15-0.2 s of CPU), and a later import of scipy.linalg is whole.
+PRODUCT_THEN_SCIPY = """
+import json, sys
+import numpy as np, firefly
+a, b = np.arange(12.0).reshape(3, 4), np.arange(8.0).reshape(4, 2)
+right = np.array_equal((firefly.tensor(a) @ firefly.tensor(b)).numpy(), a @ b)
+package_imported = "scipy.linalg" in sys.modules
+import scipy.linalg.cython_blas
+attributes = (scipy.linalg.cython_blas is sys.modules["scipy.linalg.cython_blas"]
+              and scipy.linalg.cython_lapack is sys.modules["scipy.linalg.cython_lapack"])
+inverse = np.allclose(scipy.linalg.inv(2 * np.eye(3)), np.eye(3) / 2)
+print(json.dumps(dict(right=bool(right), package_imported=package_imported,
+                      attributes=attributes, inverse=bool(inverse))))
+"""
+
+
+def test_a_matrix_product_loads_scipys_blas_without_scipy_linalg(run_python, tmp_path):
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    for _ in ("empty cache", "warm cache"):
+        proc = run_python("-c", PRODUCT_THEN_SCIPY, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout.strip().splitlines()[-1]) == dict(
+            right=True, package_imported=False, attributes=True, inverse=True
+        )

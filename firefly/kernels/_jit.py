@@ -27,7 +27,11 @@ from numba.core.registry import CPUDispatcher
 from numba.core.typeconv.rules import default_type_manager
 
 from firefly.kernels import _cache
-from firefly.kernels._blas import can_limit_blas_threads, single_threaded_blas
+from firefly.kernels._blas import (
+    can_limit_blas_threads,
+    preload_scipy_blas,
+    single_threaded_blas,
+)
 from firefly.kernels._cache import (
     LazyKernelCache,
     _KernelCacheImpl,
@@ -107,6 +111,19 @@ def _compile_lazily(fn, parallel, **extra_options):
 
 
 _completing = threading.RLock()  # a kernel's compile completes the helpers it calls, nested
+_library_preloaded = False
+
+
+def _preload_libraries():
+    """Once, before the process's first kernel runs: SciPy's BLAS and LAPACK extensions
+    without scipy.linalg (``_blas.preload_scipy_blas``), since kernels that multiply
+    matrices import them at their first run."""
+    global _library_preloaded
+    _library_preloaded = True
+    try:
+        preload_scipy_blas()
+    except (ImportError, OSError):  # Numba then imports them the usual way, when it needs them
+        pass
 
 
 class LazyDispatcher(CPUDispatcher):
@@ -169,6 +186,8 @@ class LazyDispatcher(CPUDispatcher):
             attributes["_completing_now"] = True
             try:
                 # Numba's constructor runs its C half again, with the same values.
+                if not _library_preloaded:
+                    _preload_libraries()
                 CPUDispatcher.__init__(self, self.py_func, {}, self.targetoptions)
                 if _cache.cache_enabled:
                     self._cache = LazyKernelCache(self.py_func)
