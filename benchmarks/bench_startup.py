@@ -65,6 +65,7 @@ elif kind.startswith("torch"):
     imported = time.perf_counter()
     if kind == "torch-cnn":  # the example's torch twin, without importing firefly
         import importlib.util
+        sys.path.insert(0, os.path.dirname(spec["script"]))
         for name, path in (("firefly.digits", spec["digits"]), ("digits_cnn", spec["script"])):
             module_spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(module_spec)
@@ -77,6 +78,7 @@ else:
     if kind == "script":
         import runpy
         sys.argv = [spec["path"], *spec["args"]]
+        sys.path.insert(0, os.path.dirname(spec["path"]))  # as `python script.py` has it
         try:
             runpy.run_path(spec["path"], run_name="__main__")
         except SystemExit as exc:  # a script that ends with sys.exit(main())
