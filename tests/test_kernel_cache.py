@@ -180,6 +180,37 @@ def test_a_kernels_stamp_follows_the_helpers_it_calls_and_the_constants_they_rea
     assert kernel_dependencies_digest(_calls_scaled) != before
 
 
+def test_a_plugin_kernels_stamp_follows_its_own_package_and_no_other(tmp_path, monkeypatch):
+    from firefly.kernels._cache import _Dependencies
+
+    (tmp_path / "plug" / "sub").mkdir(parents=True)
+    (tmp_path / "plug" / "__init__.py").write_text("")
+    (tmp_path / "plug" / "sub" / "__init__.py").write_text("")
+    (tmp_path / "plug" / "sub" / "helpers.py").write_text("def half(v):\n    return v / 2\n")
+    (tmp_path / "neighbour.py").write_text("def third(v):\n    return v / 3\n")
+    (tmp_path / "plug" / "kernels.py").write_text(
+        "from neighbour import third\nfrom plug.sub.helpers import half\n\n"
+        "def kernel(v):\n    return half(v) + third(v)\n"
+    )
+    # a plugin that is one module, in a folder of other modules (as site-packages is)
+    (tmp_path / "solo.py").write_text(
+        "from neighbour import third\n\ndef kernel(v):\n    return third(v)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("plug", "plug.sub", "plug.sub.helpers", "plug.kernels", "neighbour", "solo"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    from plug.kernels import kernel
+    from solo import kernel as solo_kernel
+
+    def found(py_func):
+        return {
+            Path(path).relative_to(tmp_path).as_posix() for path in _Dependencies(py_func).files
+        }
+
+    assert found(kernel) == {"plug/kernels.py", "plug/sub/helpers.py"}  # not the module beside it
+    assert found(solo_kernel) == {"solo.py"}
+
+
 @pytest.mark.parametrize(
     "op, files",
     [

@@ -167,23 +167,36 @@ def _is_constant(value: object) -> bool:
     return value is None or isinstance(value, (int, float, complex, str, bytes, np.generic))
 
 
+def _home(py_func: types.FunctionType) -> tuple[str, ...]:
+    """The folders of the top-level package that defines ``py_func`` (each ending in a
+    separator), or the file of the module that does when it is no package."""
+    top = sys.modules.get((py_func.__module__ or "").partition(".")[0])
+    folders = getattr(top, "__path__", None)
+    if folders:
+        return tuple(_absolute(folder) + os.sep for folder in folders)
+    return (_absolute(getattr(top, "__file__", None) or py_func.__code__.co_filename),)
+
+
 class _Dependencies:
     """What a kernel's compiled code is made of, found by following its global names: the
     source files of every function that Numba compiles into it (its own, the helpers it
     inlines or calls, those helpers' helpers) and of every module it reads through, and the
-    values of the constants that Numba freezes into it. Files outside the kernel's own folder
-    and the firefly package (NumPy's, Numba's) are not followed."""
+    values of the constants that Numba freezes into it. Only files in the firefly package and
+    in the kernel's own top-level package or module (a plugin's) are followed, not NumPy's or
+    Numba's."""
 
     def __init__(self, py_func: types.FunctionType) -> None:
-        own_folder = os.path.dirname(os.path.abspath(py_func.__code__.co_filename))
-        self.roots = tuple({_PACKAGE_ROOT + os.sep, own_folder + os.sep})
+        self.home = _home(py_func)
         self.files: set[str] = set()
         self.constants: set[bytes] = set()
         self._seen: set[int] = set()
         self._function(py_func)
 
     def _followed(self, path: str | None) -> bool:
-        return bool(path) and path.endswith(".py") and _absolute(path).startswith(self.roots)
+        if not path or not path.endswith(".py"):
+            return False
+        path = _absolute(path)
+        return path.startswith(_PACKAGE_ROOT + os.sep) or path.startswith(self.home)
 
     def _function(self, function: types.FunctionType) -> None:
         if id(function) in self._seen:
