@@ -57,11 +57,15 @@ start = time.perf_counter()
 spec = json.loads(sys.argv[1])
 kind = spec["kind"]
 compile_s = load_s = 0.0
-if kind.startswith("torch"):
+if kind == "numba-import":  # the floor under `import firefly`
+    import numba
+    imported = time.perf_counter()
+elif kind.startswith("torch"):
     import torch
     imported = time.perf_counter()
     if kind == "torch-cnn":  # the example's torch twin, without importing firefly
         import importlib.util
+        sys.path.insert(0, os.path.dirname(spec["script"]))
         for name, path in (("firefly.digits", spec["digits"]), ("digits_cnn", spec["script"])):
             module_spec = importlib.util.spec_from_file_location(name, path)
             module = importlib.util.module_from_spec(module_spec)
@@ -74,6 +78,7 @@ else:
     if kind == "script":
         import runpy
         sys.argv = [spec["path"], *spec["args"]]
+        sys.path.insert(0, os.path.dirname(spec["path"]))  # as `python script.py` has it
         try:
             runpy.run_path(spec["path"], run_name="__main__")
         except SystemExit as exc:  # a script that ends with sys.exit(main())
@@ -85,6 +90,7 @@ else:
         import pytest
         code = pytest.main(["-q", "-p", "no:cacheprovider", spec["path"]])
         assert code == 0, f"pytest exit code {code}"
+if "firefly" in sys.modules:
     from firefly.kernels._jit import kernel_seconds
     compile_s, load_s = kernel_seconds()
 end = time.perf_counter()
@@ -123,6 +129,9 @@ def workloads():
 def run_once(spec, cache=None):
     """Runs one process; returns its measurements (seconds) as a dict."""
     env = dict(os.environ, PYTHONPATH=str(REPO), FIREFLY_DISABLE_PLUGIN_AUTOLOAD="1")
+    # A user's interpreter reads bytecode from __pycache__: with PYTHONDONTWRITEBYTECODE set
+    # (as in the project's CI), the measured import would compile every module's source again.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     if cache is not None:
         env["NUMBA_CACHE_DIR"] = str(cache)
     with tempfile.TemporaryDirectory() as cwd:  # the tour writes a checkpoint
@@ -186,6 +195,14 @@ def main(argv=None):
         if torch_spec is not None:
             with tempfile.TemporaryDirectory() as root:
                 torch = summary(measure(torch_spec, "empty", args.runs, Path(root)))
+        if name == "import":  # Numba's own import is the floor under firefly's
+            with tempfile.TemporaryDirectory() as root:
+                s = summary(measure({"kind": "numba-import"}, "empty", args.runs, Path(root)))
+            print(
+                f"{'numba':<8} {'-':<6} {s['wall_s']:>8.2f}s {s['wall_min_s']:>8.2f}s "
+                f"{s['cpu_s']:>7.2f}s {s['import_s']:>6.2f}s",
+                flush=True,
+            )
         for state in ("empty", "warm"):
             with tempfile.TemporaryDirectory() as root:
                 s = summary(measure(firefly_spec, state, args.runs, Path(root)))

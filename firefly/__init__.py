@@ -1,37 +1,50 @@
 """firefly: a small, fast deep-learning library on NumPy and Numba."""
 
-import numpy as _np
+import gc as _gc
 
-from firefly import (  # distributed imports mpi4py only when used
-    backends,
-    cuda,
-    data,
-    distributed,
-    linalg,
-    nn,
-    onnx,
-    ops,
-    optim,
-    utils,
-)
-from firefly import creation as _creation
-from firefly import functions as _functions
-from firefly.autograd import (
-    enable_grad,
-    inference_mode,
-    is_grad_enabled,
-    no_grad,
-    set_grad_enabled,
-)
-from firefly.compile import compile
-from firefly.creation import *  # noqa: F403  (its __all__: tensor, zeros, randn, ...)
-from firefly.devices import device
-from firefly.dlpack import from_dlpack
-from firefly.functions import *  # noqa: F403  (its __all__: PyTorch's firefly.max, firefly.sum, ...)
-from firefly.optim import swa_utils as _swa_utils  # noqa: F401  (firefly.optim.swa_utils, as torch's)
-from firefly.random import Generator, default_generator, initial_seed, manual_seed, seed
-from firefly.serialization import load, save
-from firefly.tensor import Tensor
+# Importing firefly (and Numba with it) creates some 60,000 objects that the cyclic garbage
+# collector tracks, nearly all of which live as long as the process. It would run about 150
+# times while they are made, finding almost nothing to free: a sixth of the import's CPU time
+# (measured in docs/architecture.md). It is paused for the import and resumed after it.
+_collecting = _gc.isenabled()
+_gc.disable()
+
+try:
+    import numpy as _np
+
+    from firefly import (  # distributed imports mpi4py only when used
+        backends,
+        cuda,
+        data,
+        distributed,
+        linalg,
+        nn,
+        onnx,
+        ops,
+        optim,
+        utils,
+    )
+    from firefly import creation as _creation
+    from firefly import functions as _functions
+    from firefly.autograd import (
+        enable_grad,
+        inference_mode,
+        is_grad_enabled,
+        no_grad,
+        set_grad_enabled,
+    )
+    from firefly.compile import compile
+    from firefly.creation import *  # noqa: F403  (its __all__: tensor, zeros, randn, ...)
+    from firefly.devices import device
+    from firefly.dlpack import from_dlpack
+    from firefly.functions import *  # noqa: F403  (its __all__: PyTorch's firefly.max, firefly.sum, ...)
+    from firefly.optim import swa_utils as _swa_utils  # noqa: F401  (firefly.optim.swa_utils, as torch's)
+    from firefly.random import Generator, default_generator, initial_seed, manual_seed, seed
+    from firefly.serialization import load, save
+    from firefly.tensor import Tensor
+finally:
+    if _collecting:
+        _gc.enable()
 
 __version__ = "0.1.0"
 # dtypes under PyTorch's names (NumPy dtypes: firefly tensors hold ndarrays)

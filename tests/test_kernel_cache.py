@@ -157,6 +157,125 @@ def test_an_edited_helper_in_another_file_recompiles_the_kernels_that_inline_it(
     assert run() == "[2.0, 2.0, 2.0, 2.0]"
 
 
+SCALE = 2.0
+
+
+def _scaled(x):
+    return x * SCALE
+
+
+def _calls_scaled(x):
+    return _scaled(x) + 1.0
+
+
+def test_a_kernels_stamp_follows_the_helpers_it_calls_and_the_constants_they_read(monkeypatch):
+    from firefly.kernels._cache import _Dependencies, kernel_dependencies_digest
+
+    found = _Dependencies(_calls_scaled)
+    assert found.files == {os.path.abspath(__file__)}
+    assert found.constants == {b"SCALE=2.0"}  # Numba freezes it into the compiled code
+    before = kernel_dependencies_digest(_calls_scaled)
+    assert kernel_dependencies_digest(_calls_scaled) == before
+    monkeypatch.setattr(sys.modules[__name__], "SCALE", 3.0)
+    assert kernel_dependencies_digest(_calls_scaled) != before
+
+
+def test_a_plugin_kernels_stamp_follows_its_own_package_and_no_other(tmp_path, monkeypatch):
+    from firefly.kernels._cache import _Dependencies
+
+    (tmp_path / "plug" / "sub").mkdir(parents=True)
+    (tmp_path / "plug" / "__init__.py").write_text("")
+    (tmp_path / "plug" / "sub" / "__init__.py").write_text("")
+    (tmp_path / "plug" / "sub" / "helpers.py").write_text("def half(v):\n    return v / 2\n")
+    (tmp_path / "neighbour.py").write_text("def third(v):\n    return v / 3\n")
+    (tmp_path / "plug" / "kernels.py").write_text(
+        "from neighbour import third\nfrom plug.sub.helpers import half\n\n"
+        "def kernel(v):\n    return half(v) + third(v)\n"
+    )
+    # a plugin that is one module, in a folder of other modules (as site-packages is)
+    (tmp_path / "solo.py").write_text(
+        "from neighbour import third\n\ndef kernel(v):\n    return third(v)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("plug", "plug.sub", "plug.sub.helpers", "plug.kernels", "neighbour", "solo"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    from plug.kernels import kernel
+    from solo import kernel as solo_kernel
+
+    def found(py_func):
+        return {
+            Path(path).relative_to(tmp_path).as_posix() for path in _Dependencies(py_func).files
+        }
+
+    assert found(kernel) == {"plug/kernels.py", "plug/sub/helpers.py"}  # not the module beside it
+    assert found(solo_kernel) == {"solo.py"}
+
+
+@pytest.mark.parametrize(
+    "op, files",
+    [
+        ("exp", {"kernels/families.py", "kernels/vmath.py"}),  # vmath.exp bound as the math
+        ("add", {"kernels/families.py", "ops/binary.py"}),  # a lambda in binary.py
+        (
+            "log_softmax",
+            {"kernels/families.py", "kernels/reduce.py", "kernels/vmath.py", "ops/softmax.py"},
+        ),
+        ("conv2d", {"kernels/conv.py"}),
+    ],
+)
+def test_a_kernels_stamp_covers_the_files_it_is_built_from_and_no_others(op, files):
+    from firefly.kernels._cache import _Dependencies
+
+    package = Path(firefly.__file__).parent
+    kernel = firefly.ops.declared_kernels(firefly.ops.get(op).forward_kernel)[0]
+    py_func = getattr(kernel, "serial", kernel).py_func
+    found = {Path(path).relative_to(package).as_posix() for path in _Dependencies(py_func).files}
+    assert found == files
+
+
+# Adds (families.py with binary.py's scalar math) and takes exp (families.py inlining vmath.py),
+# printing what each loaded and compiled.
+TWO_KERNELS = """
+import json
+import firefly
+from firefly.kernels._jit import kernel_load_counts
+counts = {}
+before = kernel_load_counts()
+for name, run in (("add", lambda x: x + x), ("exp", firefly.exp)):
+    assert run(firefly.ones(4, dtype=firefly.float64)).numpy().sum() > 0
+    after = kernel_load_counts()
+    counts[name] = dict(loaded=after[0] - before[0], compiled=after[1] - before[1])
+    before = after
+print(json.dumps(counts))
+"""
+
+
+def test_an_edit_recompiles_only_the_kernels_built_from_the_edited_file(run_python, tmp_path):
+    package = tmp_path / "copy" / "firefly"
+    shutil.copytree(Path(firefly.__file__).parent, package, ignore=shutil.ignore_patterns("*.nb?"))
+    env = {"PYTHONPATH": str(package.parent), "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    env.update(NUMBA_CACHE_DIR="", XDG_CACHE_HOME=str(tmp_path / "cache"))
+
+    def run_after_appending_to(*files):
+        for name in files:
+            path = package / name
+            path.write_text(path.read_text() + "# edited\n")
+        proc = run_python("-c", TWO_KERNELS, env=env, cwd=tmp_path, repo_importable=False)
+        assert proc.returncode == 0, proc.stderr
+        counts = json.loads(proc.stdout.strip().splitlines()[-1])
+        return {name: "compiled" if c["compiled"] else "loaded" for name, c in counts.items()}
+
+    assert run_after_appending_to() == {"add": "compiled", "exp": "compiled"}
+    # conv.py, the jit module and the ops' registry are no part of either kernel
+    assert run_after_appending_to("kernels/conv.py", "kernels/_jit.py", "ops/registry.py") == {
+        "add": "loaded",
+        "exp": "loaded",
+    }
+    assert run_after_appending_to("kernels/vmath.py") == {"add": "loaded", "exp": "compiled"}
+    assert run_after_appending_to("ops/binary.py") == {"add": "compiled", "exp": "loaded"}
+    assert run_after_appending_to("kernels/families.py") == {"add": "compiled", "exp": "compiled"}
+
+
 def test_four_processes_filling_one_cache_at_once_all_succeed(run_python, tmp_path):
     cache = tmp_path / "cache"
     # Two signatures, added in either order: the four write one index, and data files, at once.
@@ -252,3 +371,30 @@ def test_the_compile_notice_can_be_turned_off(run_python, tmp_path):
     proc = run_python("-c", code + WORKLOAD.format(cases=CASES), env=env)
     assert proc.returncode == 0 and json.loads(proc.stdout)["compiled"] >= 1, proc.stderr
     assert "compiling kernels" not in proc.stderr, proc.stderr
+
+
+# A matrix product's kernel runs SciPy's BLAS; the process imports its extension, not the whole
+# scipy.linalg package (0.15-0.2 s of CPU), and a later import of scipy.linalg is whole.
+PRODUCT_THEN_SCIPY = """
+import json, sys
+import numpy as np, firefly
+a, b = np.arange(12.0).reshape(3, 4), np.arange(8.0).reshape(4, 2)
+right = np.array_equal((firefly.tensor(a) @ firefly.tensor(b)).numpy(), a @ b)
+package_imported = "scipy.linalg" in sys.modules
+import scipy.linalg.cython_blas
+attributes = (scipy.linalg.cython_blas is sys.modules["scipy.linalg.cython_blas"]
+              and scipy.linalg.cython_lapack is sys.modules["scipy.linalg.cython_lapack"])
+inverse = np.allclose(scipy.linalg.inv(2 * np.eye(3)), np.eye(3) / 2)
+print(json.dumps(dict(right=bool(right), package_imported=package_imported,
+                      attributes=attributes, inverse=bool(inverse))))
+"""
+
+
+def test_a_matrix_product_loads_scipys_blas_without_scipy_linalg(run_python, tmp_path):
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    for _ in ("empty cache", "warm cache"):
+        proc = run_python("-c", PRODUCT_THEN_SCIPY, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout.strip().splitlines()[-1]) == dict(
+            right=True, package_imported=False, attributes=True, inverse=True
+        )

@@ -344,3 +344,54 @@ def test_threading_layer_variables_override_the_choice(run_code):
         {"NUMBA_THREADING_LAYER": "workqueue"},
     )
     assert out.split()[0] == "workqueue"
+
+
+def test_kernels_are_dispatchers_that_numba_completes_at_their_first_use(tmp_path, monkeypatch):
+    from numba.core.registry import CPUDispatcher
+
+    from firefly.kernels import _jit
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(_jit._cache, "cache_enabled", False)  # this test's kernels stay here
+
+    @_jit.inline_helper
+    def twice(v):
+        return 2.0 * v
+
+    @_jit.kernel
+    def scaled_sum(a, scale=3.0):
+        total = 0.0
+        for i in range(a.size):
+            total += twice(a[i])
+        return total * scale
+
+    @_jit.kernel
+    def total_of(*values):
+        total = 0.0
+        for value in values:
+            total += value
+        return total
+
+    assert isinstance(scaled_sum, CPUDispatcher) and _jit.is_helper(twice)
+    assert not scaled_sum.is_complete and not twice.is_complete
+    assert scaled_sum.__name__ == "scaled_sum" and scaled_sum.py_func.__name__ == "scaled_sum"
+    a = np.arange(4.0)
+    # positional, keyword and default arguments, and *args, as Numba's own dispatcher takes them
+    assert scaled_sum(a) == 36.0
+    assert scaled_sum(a, scale=1.0) == 12.0
+    assert total_of(5.0, 7.0) == 12.0
+    assert scaled_sum.is_complete and len(scaled_sum.signatures) == 2  # scale omitted, or not
+    # the helper was inlined by the kernel's compile, which typed it without calling it
+    assert twice.targetoptions["inline"] == "always" and twice(1.5) == 3.0
+    with pytest.raises(AttributeError, match="no attribute 'missing'"):
+        scaled_sum.missing  # noqa: B018
+
+
+def test_most_kernels_stay_incomplete_after_import(run_code):
+    out = run_code("""
+        import firefly
+        from firefly.kernels import _jit
+        print(sum(d.is_complete for d in _jit._dispatchers), len(_jit._dispatchers))
+    """)
+    complete, made = map(int, out.split())
+    assert made > 300 and complete == 0

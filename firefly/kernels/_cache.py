@@ -8,14 +8,17 @@ of one firefly version on one CPU::
     ~/.cache/firefly/<version>-<cpu>/             else
 
 Inside it, a kernel's files sit in the folder of its source file relative to the firefly
-package (``kernels/``, ``ops/``), so that two clones share them; the file names carry a digest
-of the source file's content and of every file kernels are compiled from (``kernels/``,
-``ops/``, ``optim/``), so that clones whose sources differ keep files of their own (an edit
-leaves the old entries behind until ``python -m firefly cache clear``). Numba stamps each index
-with that digest too, and keys each entry on the function's bytecode and the CPU. Numba's own
-stamp covers the kernel's file alone: a kernel that inlines a helper from another file (vmath's
-exp, an op's scalar math) would load stale after that file changed. firefly adds its version
-to the stamp, so that a cache filled by another version is recompiled, never loaded.
+package (``kernels/``, ``ops/``), so that two clones share them. Each kernel is stamped with a
+digest of what its compiled code is made of (``kernel_dependencies_digest``): its own source
+file, the files of the helpers it inlines or calls (vmath's exp, an op's scalar math, the
+helpers' helpers), found by following the kernel's global names rather than from a list kept
+by hand, and the constants Numba freezes into it. An edit of conv.py then recompiles conv's
+kernels and leaves the others loadable; an edit of vmath.py recompiles every kernel that
+inlines from it, never loading a stale one. The index file names carry that stamp too, so that
+clones whose sources differ keep files of their own (an edit leaves the old entries behind
+until ``python -m firefly cache clear``). Numba keys each entry on the function's bytecode and
+the CPU. firefly adds its version to the stamp, so that a cache filled by another version is
+recompiled, never loaded.
 
 When that folder is not writable, Numba's own locations follow (the package's ``__pycache__``,
 then Numba's user-wide folder); when none is, kernels compile without a cache.
@@ -27,14 +30,16 @@ processes filling one cache at once never write two signatures to one file name.
 """
 
 import functools
-import glob
 import hashlib
 import os
 import pickle
 import shutil
+import sys
 import time
+import types
 import warnings
 
+import numpy as np
 from numba.core import caching, config, sigutils
 from numba.core.runtime import rtsys
 
@@ -123,21 +128,133 @@ def root_is_writable() -> bool:
     return _is_writable(cache_root())
 
 
-# The package folders whose files kernels are compiled from: the kernels, the ops' scalar math
-# and the optimizers' update functions.
-KERNEL_SOURCE_FOLDERS = ("kernels", "ops", "optim")
+@functools.cache
+def _file_digest(path: str) -> bytes:
+    """The SHA-1 of a source file's content, read once per process."""
+    with open(path, "rb") as source:
+        return hashlib.sha1(source.read()).digest()
 
 
 @functools.cache
-def kernel_sources_digest() -> str:
-    """A digest of every source file in ``KERNEL_SOURCE_FOLDERS``, read once per process."""
-    digest = hashlib.sha1()
-    for folder in KERNEL_SOURCE_FOLDERS:
-        for path in sorted(glob.glob(os.path.join(_PACKAGE_ROOT, folder, "*.py"))):
-            digest.update(os.path.relpath(path, _PACKAGE_ROOT).encode())
-            with open(path, "rb") as source:
-                digest.update(source.read())
-    return digest.hexdigest()[:16]
+def _absolute(path: str) -> str:
+    return os.path.abspath(path)
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    """Every global and attribute name that ``code`` and the code nested in it read."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def _compiled_function(value: object) -> types.FunctionType | None:
+    """The Python function that Numba compiles when a kernel calls ``value``: a dispatcher's
+    ``py_func``, an intrinsic's definition, or a plain function (``register_jitable``)."""
+    if isinstance(value, types.FunctionType):
+        return value
+    function = getattr(value, "py_func", None)
+    if function is None and type(value).__module__.startswith("numba."):
+        function = getattr(value, "_defn", None)  # numba.extending.intrinsic
+    return function if isinstance(function, types.FunctionType) else None
+
+
+def _is_constant(value: object) -> bool:
+    """A value that Numba freezes into the compiled code when a kernel reads it as a global."""
+    if isinstance(value, tuple):
+        return all(_is_constant(item) for item in value)
+    return value is None or isinstance(value, (int, float, complex, str, bytes, np.generic))
+
+
+def _home(py_func: types.FunctionType) -> tuple[str, ...]:
+    """The folders of the top-level package that defines ``py_func`` (each ending in a
+    separator), or the file of the module that does when it is no package."""
+    top = sys.modules.get((py_func.__module__ or "").partition(".")[0])
+    folders = getattr(top, "__path__", None)
+    if folders:
+        return tuple(_absolute(folder) + os.sep for folder in folders)
+    return (_absolute(getattr(top, "__file__", None) or py_func.__code__.co_filename),)
+
+
+class _Dependencies:
+    """What a kernel's compiled code is made of, found by following its global names: the
+    source files of every function that Numba compiles into it (its own, the helpers it
+    inlines or calls, those helpers' helpers) and of every module it reads through, and the
+    values of the constants that Numba freezes into it. Only files in the firefly package and
+    in the kernel's own top-level package or module (a plugin's) are followed, not NumPy's or
+    Numba's."""
+
+    def __init__(self, py_func: types.FunctionType) -> None:
+        self.home = _home(py_func)
+        self.files: set[str] = set()
+        self.constants: set[bytes] = set()
+        self._seen: set[int] = set()
+        self._function(py_func)
+
+    def _followed(self, path: str | None) -> bool:
+        if not path or not path.endswith(".py"):
+            return False
+        path = _absolute(path)
+        return path.startswith(_PACKAGE_ROOT + os.sep) or path.startswith(self.home)
+
+    def _function(self, function: types.FunctionType) -> None:
+        if id(function) in self._seen:
+            return
+        self._seen.add(id(function))
+        if not self._followed(function.__code__.co_filename):
+            return
+        self.files.add(_absolute(function.__code__.co_filename))
+        names = _code_names(function.__code__)
+        namespace = function.__globals__
+        for name in sorted(names & namespace.keys()):
+            self._value(name, namespace[name], names)
+        for name, cell in zip(function.__code__.co_freevars, function.__closure__ or ()):
+            try:
+                self._value(name, cell.cell_contents, names)
+            except ValueError:  # an empty cell
+                pass
+
+    def _value(self, name: str, value: object, names: set[str]) -> None:
+        if isinstance(value, types.ModuleType):
+            # ``vmath.exp``: the module's file, and the functions read from it by name.
+            if self._followed(getattr(value, "__file__", None)):
+                self.files.add(_absolute(value.__file__))
+                attributes = vars(value)
+                for attribute in sorted(names & attributes.keys()):
+                    function = _compiled_function(attributes[attribute])
+                    if function is not None:
+                        self._function(function)
+            return
+        function = _compiled_function(value)
+        if function is not None:
+            self._function(function)
+        elif isinstance(value, np.ndarray):
+            digest = hashlib.sha1(f"{name}:{value.dtype}:{value.shape}:".encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+            self.constants.add(digest.digest())
+        elif _is_constant(value):
+            self.constants.add(f"{name}={value!r}".encode())
+        else:  # a class or other object: the file that defines it
+            module = sys.modules.get(getattr(value, "__module__", None) or "")
+            if module is not None and self._followed(getattr(module, "__file__", None)):
+                self.files.add(_absolute(module.__file__))
+
+    def digest(self) -> str:
+        digest = hashlib.sha1()
+        for path in sorted(self.files):
+            digest.update(path.encode())
+            digest.update(_file_digest(path))
+        for constant in sorted(self.constants):
+            digest.update(constant)
+        return digest.hexdigest()[:16]
+
+
+def kernel_dependencies_digest(py_func: types.FunctionType) -> str:
+    """A digest of what ``py_func``'s compiled code depends on (``_Dependencies``): an edit of
+    one of those files, or a changed constant, gives its cache entries a new stamp, while an
+    edit elsewhere leaves them loadable."""
+    return _Dependencies(py_func).digest()
 
 
 class _FireflyFolderLocator(caching._SourceFileBackedLocatorMixin, caching._CacheLocator):
@@ -146,6 +263,7 @@ class _FireflyFolderLocator(caching._SourceFileBackedLocatorMixin, caching._Cach
 
     def __init__(self, py_func, py_file):
         self._py_file = py_file
+        self._py_func = py_func
         self._lineno = py_func.__code__.co_firstlineno
         source_dir = os.path.dirname(os.path.abspath(py_file))
         if os.path.commonpath([source_dir, _PACKAGE_ROOT]) == _PACKAGE_ROOT:
@@ -157,8 +275,12 @@ class _FireflyFolderLocator(caching._SourceFileBackedLocatorMixin, caching._Cach
     def get_cache_path(self):
         return self._cache_path
 
+    @functools.cached_property
+    def _dependencies_digest(self):
+        return kernel_dependencies_digest(self._py_func)
+
     def get_source_stamp(self):
-        return (super().get_source_stamp(), kernel_sources_digest())
+        return (super().get_source_stamp(), self._dependencies_digest)
 
     def get_disambiguator(self):
         # The line, and a digest of the source file's content: two clones or branches whose

@@ -1,14 +1,17 @@
 """How firefly compiles kernels: one decorator, and serial/parallel twins chosen by size.
 
 Every kernel is ``njit(error_model="numpy")`` with an on-disk cache (``firefly.kernels._cache``:
-one user-level folder, built per kernel on its first call). The numpy error model matters for
+one user-level folder, built per kernel on its first call), as a ``LazyDispatcher`` whose
+Python half Numba builds on first use. The numpy error model matters for
 speed: under the default ("python") model Numba inserts a zero-division check into every
 divide, which stops LLVM from vectorizing the loop (an Adam-like kernel ran 2.5x slower).
 
 Nothing here compiles at import time: ``njit`` without signatures compiles on first call.
 """
 
+import functools
 import hashlib
+import inspect
 import os
 import sys
 import threading
@@ -17,12 +20,18 @@ import types
 from collections.abc import Callable
 
 import numba
-from numba import njit
+from numba import _dispatcher
 from numba.core import event
+from numba.core.dispatcher import OmittedArg
 from numba.core.registry import CPUDispatcher
+from numba.core.typeconv.rules import default_type_manager
 
 from firefly.kernels import _cache
-from firefly.kernels._blas import can_limit_blas_threads, single_threaded_blas
+from firefly.kernels._blas import (
+    can_limit_blas_threads,
+    preload_scipy_blas,
+    single_threaded_blas,
+)
 from firefly.kernels._cache import (
     LazyKernelCache,
     _KernelCacheImpl,
@@ -62,6 +71,8 @@ def kernel_load_counts():
     from the on-disk cache, and how many it compiled."""
     loaded = compiled = 0
     for dispatcher in _dispatchers:
+        if not dispatcher.is_complete:
+            continue  # never called: nothing loaded or compiled
         hits = len(dispatcher.stats.cache_hits)
         loaded += hits
         compiled += len(dispatcher.signatures) - hits
@@ -84,7 +95,9 @@ def _jit(fn, parallel, **extra_options):
 
 def _compile_lazily(fn, parallel, **extra_options):
     global _first_kernel_checked
-    dispatcher = njit(cache=False, error_model="numpy", parallel=parallel, **extra_options)(fn)
+    # The options that njit(error_model="numpy", parallel=..., **extra_options) gives Numba.
+    options = dict(error_model="numpy", parallel=parallel, **extra_options)
+    dispatcher = LazyDispatcher(fn, dict(options, nopython=True, boundscheck=None))
     if not _first_kernel_checked:
         # One check, at the first kernel (so at import): whether any cache folder is writable.
         # The cache object of each kernel is built when it is first called (LazyKernelCache).
@@ -94,9 +107,94 @@ def _compile_lazily(fn, parallel, **extra_options):
                 _KernelCacheImpl(fn)  # Numba's own folders: the package's, then the user's
             except RuntimeError as exc:
                 report_cache_disabled(exc)
-    if _cache.cache_enabled:
-        dispatcher._cache = LazyKernelCache(fn)
     return dispatcher
+
+
+_completing = threading.RLock()  # a kernel's compile completes the helpers it calls, nested
+_libraries_preloaded = False
+
+
+def _preload_libraries():
+    """Once, before the process's first kernel runs: SciPy's BLAS and LAPACK extensions
+    without scipy.linalg (``_blas.preload_scipy_blas``), since kernels that multiply
+    matrices import them at their first run."""
+    global _libraries_preloaded
+    _libraries_preloaded = True
+    try:
+        preload_scipy_blas()
+    except (ImportError, OSError):  # Numba then imports them the usual way, when it needs them
+        pass
+
+
+class LazyDispatcher(CPUDispatcher):
+    """A Numba CPU dispatcher (``njit``) whose Python half is built on first use.
+
+    Numba's constructor costs 150-400 us (``inspect.signature`` twice, a compiler object, a
+    Numba type, a finalizer), and firefly makes some 600 kernels and helpers at import: 0.09 to
+    0.17 s of ``import firefly`` on the loaded 2-core machine. Here the constructor runs only
+    the C half, which Numba's call path needs (argument names and defaults, read from the code
+    object), and sets what Numba's inliner and firefly read without calling (``py_func``,
+    ``targetoptions``, the names). Every other attribute is missing until ``__getattr__``
+    runs Numba's own constructor on the first access, which the first call makes (the C call
+    path asks for ``_compile_for_args``), as does type inference when another kernel calls
+    this one.
+
+    It is a dispatcher, not a proxy in front of one: once complete, a call goes straight to
+    Numba's C dispatch, and ``isinstance(k, CPUDispatcher)`` holds from the start.
+    """
+
+    def __init__(self, py_func, targetoptions):
+        code = py_func.__code__
+        # Numba's constructor reads the same from inspect.signature: positional and keyword
+        # parameters, then *args (kernels take no **kwargs).
+        n_params = code.co_argcount + code.co_kwonlyargcount
+        has_stararg = bool(code.co_flags & inspect.CO_VARARGS)
+        argnames = code.co_varnames[: n_params + has_stararg]
+        defaults = tuple(OmittedArg(value) for value in py_func.__defaults__ or ())
+        _dispatcher.Dispatcher.__init__(
+            self,
+            default_type_manager.get_pointer(),
+            len(argnames),
+            self._fold_args,
+            argnames,
+            defaults,
+            False,  # can_fallback: nopython
+            has_stararg,
+            False,  # exact_match_required
+        )
+        functools.update_wrapper(self, py_func)
+        self.py_func = py_func
+        self.targetoptions = targetoptions
+
+    @classmethod
+    def _rebuild(cls, uuid, py_func, locals, targetoptions, can_compile, sigs):
+        # Unpickled (Numba pickles a dispatcher as its function and options) as Numba's own
+        # dispatcher, with the signature Numba's _rebuild calls it with.
+        return CPUDispatcher._rebuild(uuid, py_func, locals, targetoptions, can_compile, sigs)
+
+    @property
+    def is_complete(self) -> bool:
+        """Whether Numba's constructor has run (the kernel was called, typed or inspected)."""
+        return "_compiler" in self.__dict__
+
+    def __getattr__(self, name):
+        # Only reached for attributes that are missing: before completion, anything but the
+        # few set above; after it, attributes that do not exist at all.
+        with _completing:
+            attributes = self.__dict__
+            if "_compiler" in attributes or attributes.get("_completing_now"):
+                raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+            attributes["_completing_now"] = True
+            try:
+                # Numba's constructor runs its C half again, with the same values.
+                if not _libraries_preloaded:
+                    _preload_libraries()
+                CPUDispatcher.__init__(self, self.py_func, {}, self.targetoptions)
+                if _cache.cache_enabled:
+                    self._cache = LazyKernelCache(self.py_func)
+            finally:
+                del attributes["_completing_now"]
+        return getattr(self, name)
 
 
 # Environment variable that silences the line printed when compiling takes a while.
@@ -231,8 +329,7 @@ def specialise(template, name, **functions):
     would share one file. So each copy's name carries a digest of the template's code and of
     the scalar functions' code: a specialisation gets a cache file of its own, and editing an
     op's scalar math gives it a new one. (Functions that the scalar math calls in turn are not
-    in the digest; editing those is covered by the time stamp only when they live in the
-    template's file.)
+    in the name's digest; the cache's stamp covers their files, ``_cache._Dependencies``.)
     """
     digest = hashlib.sha1()
     _code_fingerprint(template.__code__, digest)

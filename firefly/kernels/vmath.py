@@ -17,8 +17,8 @@ to a multiple of pi/2 included; asin, acos, atan and erf within 1 ulp, atan2, si
 within 2 ulp, erfc within 3 ulp (float32; 2.5 in float64). Special values (0, -0, +-inf, NaN,
 asin and acos outside [-1, 1], atan2's signed zeros and infinities) follow C99, as NumPy does.
 
-Kernels that inline these functions recompile after this module changes: the kernel cache's
-stamp covers every kernel source file (firefly/kernels/_cache.py).
+Kernels that inline these functions recompile after this module changes: each kernel's cache
+stamp covers the files of the helpers it inlines (firefly/kernels/_cache.py).
 """
 
 import functools
