@@ -389,7 +389,9 @@ def _sized_pair(fn, serial, parallel, threshold):
 
     def run(*args):
         limit = run.threshold  # read per call, so that a test can force either build
-        if args[0].size < limit and args[-1].size < limit:
+        # With one Numba thread the parallel build still pays for its parallel region (and,
+        # under the workqueue layer, runs slower than the serial build), so it runs serially.
+        if (args[0].size < limit and args[-1].size < limit) or numba.get_num_threads() == 1:
             return serial(*args)
         with _parallel_lock:
             return parallel(*args)
