@@ -391,6 +391,8 @@ def _attention_backward(
         kt = work[start : start + E * Tk]
         start += E * Tk
         vt = work[start : start + Ev * Tk]
+        start += Ev * Tk
+        kn = work[start : start + Tk * E].reshape((Tk, E))
         if need_dbias:
             dbias_parts[w] = 0.0
         for n in range(w, N, workers):
@@ -401,7 +403,10 @@ def _attention_backward(
                 w, _slice_offset(n, batch_shape, bias_strides) if need_dbias else 0
             ]
             on, dk_n, dv_n = out[b, h], dk[b, kh + h], dv[b, vh + h]
-            _transpose_blocks(k[b, kh + h], block_k, kt)
+            # K both ways: transposed blocks for the scores, rows for dq's product (a plain
+            # GEMM: BLAS's transposed-operand path is slower, see _transpose_blocks).
+            _copy_rows(k[b, kh + h], kn)
+            _transpose_blocks(kn, block_k, kt)
             _transpose_blocks(v[b, vh + h], block_k, vt)
             dk_n[:, :] = 0.0
             dv_n[:, :] = 0.0
@@ -426,8 +431,7 @@ def _attention_backward(
                     cols = j1 - j0
                     s = work[: rows * cols].reshape((rows, cols))
                     dp = dp_all[: rows * cols].reshape((rows, cols))
-                    kt_block = kt[j0 * E : j0 * E + E * cols].reshape((E, cols))
-                    np.dot(q_tile, kt_block, s)
+                    np.dot(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
                     np.dot(g_tile, vt[j0 * Ev : j0 * Ev + Ev * cols].reshape((Ev, cols)), dp)
                     for r in range(rows):
                         i = i0 + r
@@ -469,10 +473,10 @@ def _attention_backward(
                     np.dot(s.T, g_tile, dkv)
                     _add_into(dv_n[j0:j1], dkv)
                     if j0 == 0:
-                        np.dot(dp, kt_block.T, dq_rows)
+                        np.dot(dp, kn[j0:j1], dq_rows)
                     else:
                         dq_tmp = dq_all[: rows * E].reshape((rows, E))
-                        np.dot(dp, kt_block.T, dq_tmp)
+                        np.dot(dp, kn[j0:j1], dq_tmp)
                         _add_into(dq_rows, dq_tmp)
                     dkv = dkv_all[: cols * E].reshape((cols, E))
                     np.dot(dp.T, q_tile, dkv)
@@ -486,7 +490,12 @@ def _attention_backward(
 
 def backward_scratch_size(block_q, block_k, tk, e, ev):
     """Elements of one worker's scratch in ``attention_backward``."""
-    return 2 * block_q * block_k + block_q * (3 * e + ev + 1) + block_k * max(e, ev) + (e + ev) * tk
+    return (
+        2 * block_q * block_k
+        + block_q * (3 * e + ev + 1)
+        + block_k * max(e, ev)
+        + (2 * e + ev) * tk
+    )
 
 
 attention_forward = sized_kernel(_attention_forward, PARALLEL_MIN_ATTENTION)
