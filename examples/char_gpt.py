@@ -111,8 +111,11 @@ class CharData:
 def define_gpt(lib):
     """The GPT's module classes written against ``lib``, firefly or torch: the same source
     builds the model in both (firefly keeps torch's names), so ``--torch`` trains the same
-    model. Returns the GPT class."""
+    model (firefly runs the attention's head split and merge as one op,
+    ``F.packed_self_attention``, where torch runs them as copies around its SDPA). Returns the
+    GPT class."""
     nn, F = lib.nn, lib.nn.functional
+    packed = hasattr(F, "packed_self_attention")
 
     class CausalSelfAttention(nn.Module):
         def __init__(self, config):
@@ -128,14 +131,19 @@ def define_gpt(lib):
 
         def forward(self, x):
             B, T, C = x.shape
-            heads = [
-                t.reshape(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-                for t in self.c_attn(x).split(C, dim=2)
-            ]
-            y = F.scaled_dot_product_attention(
-                *heads, dropout_p=self.dropout if self.training else 0.0, is_causal=True
-            )
-            y = y.transpose(1, 2).reshape(B, T, C)  # the heads side by side again
+            qkv = self.c_attn(x)  # (B, T, 3C): q, k and v side by side, heads side by side
+            dropout_p = self.dropout if self.training else 0.0
+            if packed:
+                # firefly's one op for the torch lines below: its kernels read the heads out of
+                # qkv and write y as (B, T, C) in place, with no transposed copies either way
+                y = F.packed_self_attention(qkv, self.n_head, dropout_p=dropout_p, is_causal=True)
+            else:
+                heads = [
+                    t.reshape(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+                    for t in qkv.split(C, dim=2)
+                ]
+                y = F.scaled_dot_product_attention(*heads, dropout_p=dropout_p, is_causal=True)
+                y = y.transpose(1, 2).reshape(B, T, C)  # the heads side by side again
             return self.resid_dropout(self.c_proj(y))
 
     class MLP(nn.Module):

@@ -467,6 +467,32 @@ def _attention(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
     return g.node("MatMul", [probs, g.value(value, dtype)])
 
 
+def _packed_attention(g: _Graph, x: str, args: tuple, attrs: dict, out: Tensor) -> str:
+    """``packed_self_attention`` as the torch lines it stands for: Split of qkv into q, k and
+    v, each Reshape to (..., T, H, D) and Transpose to (..., H, T, D); MatMul, Mul, the causal
+    triangle put in with Where, Softmax and MatMul; Transpose and Reshape back to (..., T, C).
+    Dropout is exported as in eval mode (off), as the dropout op is."""
+    (qkv,) = args
+    heads, width = int(attrs.get("num_heads", 1)), int(qkv.shape[-1])
+    head, ndim = width // (3 * heads), qkv.ndim
+    swap = [*range(ndim - 2), ndim - 1, ndim - 2, ndim]  # (..., T, H, D) <-> (..., H, T, D)
+    split_heads = g.constant([0] * (ndim - 1) + [heads, head], np.int64)  # 0: keep that size
+    q, k, v = (
+        g.node("Transpose", [g.node("Reshape", [piece, split_heads])], perm=swap)
+        for piece in g.multi_node("Split", [x, g.constant([width // 3] * 3, np.int64)], 3, axis=-1)
+    )
+    scale = attrs.get("scale")
+    if scale is None:
+        scale = 1.0 / math.sqrt(head) if head else 1.0
+    key_t = g.node("Transpose", [k], perm=[*range(ndim - 1), ndim, ndim - 1])
+    scores = g.node("Mul", [g.node("MatMul", [q, key_t]), _scalar(g, float(scale), out)])
+    if attrs.get("is_causal"):
+        scores = g.node("Where", [_causal_mask(g, q, k), _scalar(g, -np.inf, out), scores])
+    attended = g.node("MatMul", [g.node("Softmax", [scores], axis=-1), v])
+    merge_heads = g.constant([0] * (ndim - 1) + [width // 3], np.int64)
+    return g.node("Reshape", [g.node("Transpose", [attended], perm=swap), merge_heads])
+
+
 # Gate blocks in ONNX's order, as indices of torch's blocks: the LSTM's i, o, f, c from
 # torch's i, f, g, o; the GRU's z, r, h from torch's r, z, n. The RNN has one block.
 _GATE_ORDERS = {"lstm_layer": [0, 3, 1, 2], "gru_layer": [1, 0, 2], "rnn_layer": [0]}
@@ -569,6 +595,7 @@ _MAPPINGS: dict[str, Callable] = {
     "linear": _linear,
     "matmul": _binary("MatMul"),
     "scaled_dot_product_attention": _attention,
+    "packed_self_attention": _packed_attention,
     "conv1d": _conv,
     "conv2d": _conv,
     "max_pool2d": _pool("MaxPool"),

@@ -660,3 +660,139 @@ def test_multihead_attention_bad_input_names_shapes():
         module(x, x, x, attn_mask=np.zeros((5, 5), np.int64))
     with pytest.raises(ValueError, match="is_causal"):
         module(x, x, x, is_causal=True)
+
+
+# ------------------------------------------------------------------------- packed_self_attention
+PACKED = "packed_self_attention"
+
+
+def unpacked(qkv, heads, **kwargs):
+    """torch's lines that packed_self_attention stands for, in firefly or torch: split qkv,
+    heads before rows, attention, heads side by side again."""
+    *lead, t, width = qkv.shape
+    lead = tuple(lead)
+    pieces = [
+        p.reshape(lead + (t, heads, width // (3 * heads))).transpose(-3, -2)
+        for p in qkv.split(width // 3, dim=-1)
+    ]
+    out = F.scaled_dot_product_attention(*pieces, **kwargs) if isinstance(qkv, Tensor) else None
+    if out is None:
+        out = pytest.importorskip("torch").nn.functional.scaled_dot_product_attention(
+            *pieces, **kwargs
+        )
+    return out.transpose(-3, -2).reshape(lead + (t, width // 3))
+
+
+@pytest.mark.parametrize(
+    "shape,heads,kwargs",
+    [
+        ((2, 9, 3 * 2 * 4), 2, {"is_causal": True}),
+        ((3, 65, 3 * 4 * 8), 4, {}),
+        ((7, 3 * 3), 3, {"scale": 0.7}),
+        ((2, 2, 130, 3 * 2 * 16), 2, {"is_causal": True}),
+    ],
+)
+def test_packed_self_attention_matches_torch(shape, heads, kwargs):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(20)
+    qkv = rng.standard_normal(shape)
+    leaf = Tensor(qkv, requires_grad=True)
+    out = F.packed_self_attention(leaf, heads, **kwargs)
+    grad = rng.standard_normal(out.shape)
+    out.backward(grad)
+    t_leaf = torch.tensor(qkv, requires_grad=True)
+    t_out = unpacked(t_leaf, heads, **kwargs)
+    t_out.backward(torch.tensor(grad))
+    np.testing.assert_allclose(out.numpy(), t_out.detach().numpy(), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(leaf.grad.numpy(), t_leaf.grad.numpy(), rtol=0, atol=1e-10)
+
+
+def test_packed_self_attention_equals_the_unpacked_ops_with_dropout():
+    """With dropout, the packed op draws one key as the unpacked one does: the same generator
+    state gives the same output and gradient (the same kernels, reading other layouts)."""
+    rng = np.random.default_rng(21)
+    qkv = rng.standard_normal((2, 12, 3 * 2 * 4))
+    grad = rng.standard_normal((2, 12, 8))
+    results = []
+    for packed in (True, False):
+        firefly.manual_seed(5)
+        leaf = Tensor(qkv, requires_grad=True)
+        if packed:
+            out = F.packed_self_attention(leaf, 2, dropout_p=0.3, is_causal=True)
+        else:
+            out = unpacked(leaf, 2, dropout_p=0.3, is_causal=True)
+        out.backward(grad)
+        results.append((out.numpy(), leaf.grad.numpy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+def test_packed_self_attention_check_op_and_gradients():
+    assert check_op(PACKED)
+    rng = np.random.default_rng(22)
+    qkv = rng.standard_normal((2, 5, 3 * 2 * 3))
+    for attrs in ({"num_heads": 2}, {"num_heads": 2, "is_causal": True, "scale": 0.6}):
+        assert gradcheck(PACKED, qkv, attrs=attrs)
+    # A fixed seed: the finite differences rerun the op and need the same mask.
+    assert gradcheck(PACKED, qkv, attrs={"num_heads": 3, "dropout_p": 0.3, "seed": 4})
+
+
+def test_packed_self_attention_second_order_with_dropout():
+    """create_graph=True through the op with dropout: the differentiable backward uses the
+    forward's mask, so the gradient of a gradient penalty matches central differences."""
+    rng = np.random.default_rng(23)
+    qkv = rng.standard_normal((1, 4, 3 * 2 * 2))
+
+    def penalty(x):
+        leaf = Tensor(x, requires_grad=True)
+        out = ops.apply(PACKED, leaf, num_heads=2, is_causal=True, dropout_p=0.4, seed=9)
+        (g,) = firefly.autograd.grad((out * out).sum(), [leaf], create_graph=True)
+        return (g * g).sum(), leaf
+
+    total, leaf = penalty(qkv)
+    total.backward()
+    eps = 1e-6
+    for index in [(0, 1, 2), (0, 3, 7), (0, 2, 10)]:
+        up, down = qkv.copy(), qkv.copy()
+        up[index] += eps
+        down[index] -= eps
+        numeric = (penalty(up)[0].item() - penalty(down)[0].item()) / (2 * eps)
+        assert abs(leaf.grad.numpy()[index] - numeric) < 1e-6 * max(1.0, abs(numeric))
+
+
+def test_packed_self_attention_replays_under_compile():
+    rng = np.random.default_rng(24)
+    proj = nn.Linear(8, 24).double()
+    x = Tensor(rng.standard_normal((2, 6, 8)))
+
+    def step(x):
+        proj.zero_grad()
+        loss = (F.packed_self_attention(proj(x), 2, is_causal=True) ** 2).sum()
+        loss.backward()
+        return loss
+
+    expected = [(step(x).item(), proj.weight.grad.numpy().copy()) for _ in range(3)]
+    compiled = firefly.compile(step)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        got = [(compiled(x).item(), proj.weight.grad.numpy().copy()) for _ in range(4)]
+    assert not caught and compiled.status()["plans"] == 1
+    for loss, grad in got:
+        assert loss == expected[0][0]
+        np.testing.assert_array_equal(grad, expected[0][1])
+
+
+@pytest.mark.parametrize(
+    "shape,kwargs,kind,words",
+    [
+        ((4, 10), {"num_heads": 2}, ValueError, "divisible by 3 \\* num_heads = 6"),
+        ((12,), {"num_heads": 1}, ValueError, "qkv must be"),
+        ((4, 12), {"num_heads": 2.0}, TypeError, "num_heads must be an int"),
+        ((4, 12), {"num_heads": 0}, ValueError, "num_heads 0"),
+        ((4, 12), {"num_heads": 2, "dropout_p": 1.5}, ValueError, "dropout_p"),
+    ],
+)
+def test_packed_self_attention_bad_input_is_named(shape, kwargs, kind, words):
+    with pytest.raises(kind, match=words) as caught:
+        F.packed_self_attention(Tensor(np.zeros(shape)), **kwargs)
+    assert "packed_self_attention" in str(caught.value)

@@ -951,7 +951,7 @@ def test_attention_dropout_in_training_mode_warns_and_exports_eval(tmp_path):
 
 
 def test_the_char_gpt_example_model(tmp_path):
-    """examples/char_gpt.py's GPT (causal F.scaled_dot_product_attention, GELU, tied head) with a
+    """examples/char_gpt.py's GPT (causal F.packed_self_attention, GELU, tied head) with a
     dynamic batch. Its positions are ``wpe.weight[:T]``, a slice of the traced length, so the
     sequence length is the example's."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))

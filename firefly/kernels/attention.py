@@ -6,6 +6,14 @@ only the log-sum-exp per query row; the backward recomputes each tile of probabi
 No (Tq, Tk) matrix is ever held: the extra memory is the output, the log-sum-exp and one
 worker's tiles per thread, all passed in by the op (the kernels allocate nothing).
 
+q, k, v, the output and the gradients are 4-D (batch, heads, rows, head size) arrays of any
+strides: the op hands over C-contiguous arrays, or views of a (batch, rows, heads, head size)
+layout (``packed_self_attention``: q, k and v side by side in one projection's output, and
+the output in the layout the next projection reads), so that no transposed copy is made on
+either side. The kernels copy each slice's keys and values, and each query tile, into
+contiguous per-worker scratch (BLAS reads strided rows only through a copy in Numba), and write
+each output tile, and each slice's key and value gradients, from contiguous scratch.
+
 Each tile's products are GEMMs through BLAS (``np.dot``), sized by the op so that OpenBLAS runs
 each on one thread (firefly.kernels.linalg.SINGLE_THREAD_GEMM): the threads are the workers of
 the ``prange`` over slices, each slice on one worker, so no two threads write one gradient.
@@ -154,11 +162,21 @@ def _transpose_blocks(x, block, out):
 
 
 @inline_helper
+def _copy_rows(x, out):
+    """out[:] = x for a 2-D ``x`` of any strides and a contiguous ``out`` of its shape."""
+    for r in range(x.shape[0]):
+        row, dest = x[r], out[r]
+        for c in range(x.shape[1]):
+            dest[c] = row[c]
+
+
+@inline_helper
 def _add_into(target, addend):
-    """target += addend for two C-contiguous 2-D arrays of one shape, as one flat loop."""
-    flat, extra = target.reshape(target.size), addend.reshape(addend.size)
-    for x in range(flat.size):
-        flat[x] += extra[x]
+    """target += addend for 2-D arrays of one shape, ``target`` of any strides."""
+    for r in range(target.shape[0]):
+        row, extra = target[r], addend[r]
+        for c in range(row.size):
+            row[c] += extra[c]
 
 
 @inline_helper
@@ -184,6 +202,8 @@ def _attention_forward(
     q,
     k,
     v,
+    heads,
+    head_offsets,
     batch_shape,
     bias,
     bias_strides,
@@ -204,11 +224,17 @@ def _attention_forward(
 ):
     """out = softmax(q k^T * scale + mask) v per slice, with lse the per-row log-sum-exp.
 
-    q (N, Tq, E), k (N, Tk, E), v (N, Tk, Ev), out (N, Tq, Ev), lse (N, Tq); scratch
-    (workers, block_q * (block_k + Ev + 3) + E * Tk) in the inputs' dtype, lanes
-    (workers, LANES) in the inputs' dtype."""
-    N, Tq, E = q.shape
-    Tk, Ev = k.shape[1], v.shape[2]
+    q (B, *, Tq, E), k (B, *, Tk, E), v (B, *, Tk, Ev), any strides: head h of batch b is
+    q[b, head_offsets[0] + h], k[b, head_offsets[1] + h] and v[b, head_offsets[2] + h] (so q,
+    k and v may be one array, their heads side by side), h < heads; out (B, heads, Tq, Ev), any
+    strides. The slices are numbered n = b * heads + h (lse (B * heads, Tq), the masks' and
+    dropout's slice index); scratch (workers, forward_scratch_size(...)) and lanes (workers,
+    LANES) in the inputs' dtype."""
+    B, Tq, E = q.shape[0], q.shape[2], q.shape[3]
+    Tk, Ev = k.shape[2], v.shape[3]
+    H = heads
+    qh, kh, vh = head_offsets
+    N = B * H
     workers = scratch.shape[0]
     dropping = dropout_p > 0.0
     inv_keep = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0
@@ -217,20 +243,32 @@ def _attention_forward(
     for w in prange(workers):
         work = scratch[w]
         lane = lanes[w]
-        tmp_all = work[tile : tile + block_q * Ev]
-        row_max = work[tile + block_q * Ev : tile + block_q * (Ev + 1)]
-        row_sum = work[tile + block_q * (Ev + 1) : tile + block_q * (Ev + 2)]
-        alpha = work[tile + block_q * (Ev + 2) : tile + block_q * (Ev + 3)]
-        kt = work[tile + block_q * (Ev + 3) : tile + block_q * (Ev + 3) + E * Tk]
+        start = tile
+        tmp_all = work[start : start + block_q * Ev]
+        start += block_q * Ev
+        row_max = work[start : start + block_q]
+        row_sum = work[start + block_q : start + 2 * block_q]
+        alpha = work[start + 2 * block_q : start + 3 * block_q]
+        start += 3 * block_q
+        q_all = work[start : start + block_q * E]
+        start += block_q * E
+        acc_all = work[start : start + block_q * Ev]
+        start += block_q * Ev
+        kt = work[start : start + E * Tk]
+        start += E * Tk
+        vn = work[start : start + Tk * Ev].reshape((Tk, Ev))
         for n in range(w, N, workers):
+            b, h = n // H, n % H
             bslice = bias[_slice_offset(n, batch_shape, bias_strides)]
             kslice = keep[_slice_offset(n, batch_shape, keep_strides)]
-            qn, vn = q[n], v[n]
-            _transpose_blocks(k[n], block_k, kt)
+            _transpose_blocks(k[b, kh + h], block_k, kt)
+            _copy_rows(v[b, vh + h], vn)
             for i0 in range(0, Tq, block_q):
                 i1 = min(i0 + block_q, Tq)
                 rows = i1 - i0
-                acc = out[n, i0:i1]
+                q_tile = q_all[: rows * E].reshape((rows, E))
+                _copy_rows(q[b, qh + h, i0:i1], q_tile)
+                acc = acc_all[: rows * Ev].reshape((rows, Ev))
                 j_end = min(Tk, i1) if causal else Tk
                 row_max[:rows] = -np.inf
                 row_sum[:rows] = 0.0
@@ -238,7 +276,7 @@ def _attention_forward(
                     j1 = min(j0 + block_k, Tk)  # a whole transposed block
                     cols = j1 - j0
                     s = work[: rows * cols].reshape((rows, cols))
-                    np.dot(qn[i0:i1], kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
+                    np.dot(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
                     for r in range(rows):
                         i = i0 + r
                         srow = s[r]
@@ -270,20 +308,28 @@ def _attention_forward(
                                 acc[r, e] = acc[r, e] * a + tmp[r, e]
                 for r in range(rows):
                     total = row_sum[r]
+                    dest = out[b, h, i0 + r]
                     if total > 0.0:
                         inv = vmath.like(1.0 / total, scale)
                         for e in range(Ev):
-                            acc[r, e] *= inv
+                            dest[e] = acc[r, e] * inv
                         lse[n, i0 + r] = row_max[r] + np.log(total)
                     else:  # a row with every key masked (or no key at all): torch's zeros
-                        acc[r, :] = 0.0
+                        dest[:] = 0.0
                         lse[n, i0 + r] = np.inf
+
+
+def forward_scratch_size(block_q, block_k, tk, e, ev):
+    """Elements of one worker's scratch in ``attention_forward``."""
+    return block_q * (block_k + 2 * ev + e + 3) + (e + ev) * tk
 
 
 def _attention_backward(
     q,
     k,
     v,
+    heads,
+    head_offsets,
     batch_shape,
     bias,
     bias_strides,
@@ -308,14 +354,18 @@ def _attention_backward(
     dv,
     dbias,
 ):
-    """Gradients of ``_attention_forward``'s output given its ``grad``: dq, dk, dv (shaped as
-    q, k, v) and, with ``need_dbias``, dbias (shaped as the 3-D bias), summed over the slices it
-    broadcast over through per-worker partial sums ``dbias_parts`` (workers, *bias.shape).
+    """Gradients of ``_attention_forward``'s output given its ``grad``: dq, dk, dv (laid out
+    as q, k, v, the same head offsets; they may be one array as q, k and v may), out and grad
+    (B, heads, Tq, Ev), any strides; and, with ``need_dbias``, dbias (shaped as
+    the 3-D bias), summed over the slices it broadcast over through per-worker partial sums
+    ``dbias_parts`` (workers, *bias.shape).
 
-    scratch is (workers, 2 * block_q * block_k + block_q * (E + 1) + block_k * max(E, Ev)
-    + (E + Ev) * Tk)."""
-    N, Tq, E = q.shape
-    Tk, Ev = k.shape[1], v.shape[2]
+    scratch is (workers, backward_scratch_size(...))."""
+    B, Tq, E = q.shape[0], q.shape[2], q.shape[3]
+    Tk, Ev = k.shape[2], v.shape[3]
+    H = heads
+    qh, kh, vh = head_offsets
+    N = B * H
     workers = scratch.shape[0]
     dropping = dropout_p > 0.0
     inv_keep = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0
@@ -324,9 +374,16 @@ def _attention_backward(
     wide = max(E, Ev)
     for w in prange(workers):
         work = scratch[w]
+        dp_all = work[tile : 2 * tile]
         start = 2 * tile
         dq_all = work[start : start + block_q * E]
         start += block_q * E
+        dq_rows_all = work[start : start + block_q * E]
+        start += block_q * E
+        q_all = work[start : start + block_q * E]
+        start += block_q * E
+        g_all = work[start : start + block_q * Ev]
+        start += block_q * Ev
         dkv_all = work[start : start + block_k * wide]
         start += block_k * wide
         rowdot = work[start : start + block_q]
@@ -334,29 +391,38 @@ def _attention_backward(
         kt = work[start : start + E * Tk]
         start += E * Tk
         vt = work[start : start + Ev * Tk]
-        dp_all = work[tile : 2 * tile]
+        start += Ev * Tk
+        kn = work[start : start + Tk * E].reshape((Tk, E))
         if need_dbias:
             dbias_parts[w] = 0.0
         for n in range(w, N, workers):
+            b, h = n // H, n % H
             bslice = bias[_slice_offset(n, batch_shape, bias_strides)]
             kslice = keep[_slice_offset(n, batch_shape, keep_strides)]
             dbslice = dbias_parts[
                 w, _slice_offset(n, batch_shape, bias_strides) if need_dbias else 0
             ]
-            qn, kn, gn, on = q[n], k[n], grad[n], out[n]
+            on, dk_n, dv_n = out[b, h], dk[b, kh + h], dv[b, vh + h]
+            # K both ways: transposed blocks for the scores, rows for dq's product (a plain
+            # GEMM: BLAS's transposed-operand path is slower, see _transpose_blocks).
+            _copy_rows(k[b, kh + h], kn)
             _transpose_blocks(kn, block_k, kt)
-            _transpose_blocks(v[n], block_k, vt)
-            dk[n] = 0.0
-            dv[n] = 0.0
+            _transpose_blocks(v[b, vh + h], block_k, vt)
+            dk_n[:, :] = 0.0
+            dv_n[:, :] = 0.0
             for i0 in range(0, Tq, block_q):
                 i1 = min(i0 + block_q, Tq)
                 rows = i1 - i0
+                q_tile = q_all[: rows * E].reshape((rows, E))
+                _copy_rows(q[b, qh + h, i0:i1], q_tile)
+                g_tile = g_all[: rows * Ev].reshape((rows, Ev))
+                _copy_rows(grad[b, h, i0:i1], g_tile)
                 for r in range(rows):
                     total = 0.0
                     for e in range(Ev):
-                        total += np.float64(gn[i0 + r, e]) * on[i0 + r, e]
+                        total += np.float64(g_tile[r, e]) * on[i0 + r, e]
                     rowdot[r] = total
-                dq_rows = dq[n, i0:i1]
+                dq_rows = dq_rows_all[: rows * E].reshape((rows, E))
                 j_end = min(Tk, i1) if causal else Tk
                 if j_end == 0:
                     dq_rows[:, :] = 0.0
@@ -365,8 +431,8 @@ def _attention_backward(
                     cols = j1 - j0
                     s = work[: rows * cols].reshape((rows, cols))
                     dp = dp_all[: rows * cols].reshape((rows, cols))
-                    np.dot(qn[i0:i1], kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
-                    np.dot(gn[i0:i1], vt[j0 * Ev : j0 * Ev + Ev * cols].reshape((Ev, cols)), dp)
+                    np.dot(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
+                    np.dot(g_tile, vt[j0 * Ev : j0 * Ev + Ev * cols].reshape((Ev, cols)), dp)
                     for r in range(rows):
                         i = i0 + r
                         srow, dprow = s[r], dp[r]
@@ -404,8 +470,8 @@ def _attention_backward(
                             for c in range(limit):
                                 dprow[c] *= scale
                     dkv = dkv_all[: cols * Ev].reshape((cols, Ev))
-                    np.dot(s.T, gn[i0:i1], dkv)
-                    _add_into(dv[n, j0:j1], dkv)
+                    np.dot(s.T, g_tile, dkv)
+                    _add_into(dv_n[j0:j1], dkv)
                     if j0 == 0:
                         np.dot(dp, kn[j0:j1], dq_rows)
                     else:
@@ -413,12 +479,23 @@ def _attention_backward(
                         np.dot(dp, kn[j0:j1], dq_tmp)
                         _add_into(dq_rows, dq_tmp)
                     dkv = dkv_all[: cols * E].reshape((cols, E))
-                    np.dot(dp.T, qn[i0:i1], dkv)
-                    _add_into(dk[n, j0:j1], dkv)
+                    np.dot(dp.T, q_tile, dkv)
+                    _add_into(dk_n[j0:j1], dkv)
+                _copy_rows(dq_rows, dq[b, qh + h, i0:i1])
     if need_dbias:
         dbias[...] = 0.0
         for w in range(workers):
             dbias += dbias_parts[w]
+
+
+def backward_scratch_size(block_q, block_k, tk, e, ev):
+    """Elements of one worker's scratch in ``attention_backward``."""
+    return (
+        2 * block_q * block_k
+        + block_q * (3 * e + ev + 1)
+        + block_k * max(e, ev)
+        + (2 * e + ev) * tk
+    )
 
 
 attention_forward = sized_kernel(_attention_forward, PARALLEL_MIN_ATTENTION)

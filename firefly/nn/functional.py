@@ -41,6 +41,7 @@ __all__ = [
     "dropout",
     "embedding",
     "scaled_dot_product_attention",
+    "packed_self_attention",
     "relu",
     "sigmoid",
     "tanh",
@@ -417,6 +418,31 @@ def scaled_dot_product_attention(
         value,
         bias,
         bool_mask=bool_mask,
+        is_causal=is_causal,
+        scale=scale,
+        dropout_p=dropout_p,
+    )
+
+
+def packed_self_attention(
+    qkv: _TensorLike,
+    num_heads: int,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+) -> Tensor:
+    """Multi-head self-attention on packed projections, one fused op (firefly's; torch has
+    none). qkv (..., T, 3 * C) holds the queries, keys and values side by side and, within
+    each, ``num_heads`` heads of C / num_heads side by side, as ``nn.Linear(C, 3 * C)`` gives
+    them; the result is (..., T, C), the heads side by side again. It equals torch's
+    ``q, k, v = qkv.split(C, -1)``, each ``.view(..., T, num_heads, C // num_heads)
+    .transpose(-3, -2)``, ``scaled_dot_product_attention(q, k, v, dropout_p=dropout_p,
+    is_causal=is_causal, scale=scale)``, ``.transpose(-3, -2).reshape(..., T, C)``, without
+    the copies those views make here: the kernels read and write the heads in place."""
+    return ops.apply(
+        "packed_self_attention",
+        qkv,
+        num_heads=num_heads,
         is_causal=is_causal,
         scale=scale,
         dropout_p=dropout_p,

@@ -52,11 +52,9 @@ def _mask_layout(ctx, what, mask, batch, tq, tk, arrays):
     return layout, tuple(reversed(strides))
 
 
-def _check_probability(p):
+def _check_probability(op, p):
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:
-        raise ValueError(
-            f"scaled_dot_product_attention: dropout_p must be a probability in [0, 1], got {p!r}"
-        )
+        raise ValueError(f"{op}: dropout_p must be a probability in [0, 1], got {p!r}")
     return float(p)
 
 
@@ -66,6 +64,47 @@ def dropout_scales(key, shape, dropout_p):
     counters = np.arange(math.prod(shape), dtype=np.uint64).reshape(shape)
     kept = K.dropout_uniform(np.uint64(key), counters) >= dropout_p
     return np.where(kept, 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0, 0.0)
+
+
+def run_attention_backward(kernel, ctx, q4, k4, v4, out, lse, grad4, dq, dk, dv):
+    """Run the attention backward ``kernel`` on the forward's 4-D arrays (q4, k4 and v4 with
+    the head offsets ctx.heads gives; out and grad4 (batch, heads, rows, head size)), writing
+    dq, dk and dv (laid out as q4, k4 and v4); returns the bias's gradient (3-D, as the bias's
+    layout) when the bias is an input that needs one, else None."""
+    B, H = out.shape[:2]
+    tq, e = q4.shape[2:]
+    tk, ev = v4.shape[2:]
+    layout = ctx.layout
+    bias3 = layout[1]
+    need_dbias = len(ctx.shapes) > 3 and ctx.needs_input_grad[3] and len(ctx.shapes[3]) > 0
+    dbias = np.empty(bias3.shape if need_dbias else (1, 1, 1), dtype=q4.dtype)
+    if out.size and tq and tk:
+        block_q, block_k = layout[-2:]
+        workers = max(1, min(B * H, numba.get_num_threads()))
+        dbias_parts = np.empty((workers,) + dbias.shape, dtype=q4.dtype)
+        scratch = np.empty(
+            (workers, K.backward_scratch_size(block_q, block_k, tk, e, ev)), dtype=q4.dtype
+        )
+        kernel(
+            q4,
+            k4,
+            v4,
+            *ctx.heads,
+            *layout,
+            out,
+            lse,
+            grad4,
+            need_dbias,
+            dbias_parts,
+            scratch,
+            dq,
+            dk,
+            dv,
+            dbias,
+        )
+    else:
+        dq[...], dk[...], dv[...], dbias[...] = 0.0, 0.0, 0.0, 0.0
+    return dbias if need_dbias else None
 
 
 @register
@@ -134,7 +173,7 @@ class ScaledDotProductAttention(Op):
             raise TypeError(
                 f"scaled_dot_product_attention: scale must be a number or None, got {scale!r}"
             )
-        dropout_p = _check_probability(dropout_p)
+        dropout_p = _check_probability(cls.name, dropout_p)
         # 2-D inputs get a batch of one, so that the kernels always see (slices, rows, cols).
         kernel_batch = batch or (1,)
         n = math.prod(kernel_batch)
@@ -162,10 +201,10 @@ class ScaledDotProductAttention(Op):
             dropout_key = source.integers(0, 2**63 - 1, size=1, dtype=np.int64)
         else:
             dropout_key = np.zeros(1, dtype=np.int64)
-        q3 = query.reshape(n, tq, e)
-        k3 = key.reshape(n, tk, e)
-        v3 = value.reshape(n, tk, ev)
-        out = np.empty((n, tq, ev), dtype=query.dtype)
+        q4 = query.reshape(1, n, tq, e)
+        k4 = key.reshape(1, n, tk, e)
+        v4 = value.reshape(1, n, tk, ev)
+        out = np.empty((1, n, tq, ev), dtype=query.dtype)
         lse = np.empty((n, tq), dtype=query.dtype)
         block_q, block_k = _blocks(tq, tk, max(e, ev))
         workers = max(1, min(n, numba.get_num_threads()))
@@ -185,96 +224,41 @@ class ScaledDotProductAttention(Op):
             block_k,
         )
         ctx.shapes = (query.shape, key.shape, value.shape, bias.shape)
+        ctx.heads = (n, (0, 0, 0))  # one (1, n, rows, head size) array each
         ctx.bool_mask_shape = bool_mask.shape if has_keep else None
         if out.size and tq and tk:
-            scratch = np.empty((workers, block_q * (block_k + ev + 3) + e * tk), dtype=query.dtype)
+            scratch = np.empty(
+                (workers, K.forward_scratch_size(block_q, block_k, tk, e, ev)), dtype=query.dtype
+            )
             lanes = np.empty((workers, K.LANES), dtype=query.dtype)
-            cls.forward_kernel(q3, k3, v3, *ctx.layout, lse, lanes, scratch, out)
+            cls.forward_kernel(q4, k4, v4, *ctx.heads, *ctx.layout, lse, lanes, scratch, out)
         else:  # no query, no key or an empty value: nothing to attend, torch's zeros
             out[...] = 0.0
             lse[...] = np.inf
-        ctx.save_for_backward(q3, k3, v3, out, lse)
+        ctx.save_for_backward(q4, k4, v4, out, lse)
         return out.reshape(batch + (tq, ev))
 
     @classmethod
     def backward(cls, ctx, grad):
-        q3, k3, v3, out, lse = ctx.saved_tensors
-        n, tq, e = q3.shape
-        tk, ev = v3.shape[1:]
-        layout = ctx.layout
-        bias3 = layout[1]
+        q4, k4, v4, out, lse = ctx.saved_tensors
+        dq, dk, dv = np.empty_like(q4), np.empty_like(k4), np.empty_like(v4)
+        dbias = run_attention_backward(
+            cls.backward_kernel, ctx, q4, k4, v4, out, lse, grad.reshape(out.shape), dq, dk, dv
+        )
         q_shape, k_shape, v_shape, bias_shape = ctx.shapes
-        need_dbias = ctx.needs_input_grad[3] and len(bias_shape) > 0
-        dq, dk, dv = np.empty_like(q3), np.empty_like(k3), np.empty_like(v3)
-        dbias = np.empty(bias3.shape if need_dbias else (1, 1, 1), dtype=q3.dtype)
-        if out.size and tq and tk:
-            block_q, block_k = layout[-2:]
-            workers = max(1, min(n, numba.get_num_threads()))
-            dbias_parts = np.empty((workers,) + dbias.shape, dtype=q3.dtype)
-            scratch = np.empty(
-                (
-                    workers,
-                    2 * block_q * block_k
-                    + block_q * (e + 1)
-                    + block_k * max(e, ev)
-                    + (e + ev) * tk,
-                ),
-                dtype=q3.dtype,
-            )
-            cls.backward_kernel(
-                q3,
-                k3,
-                v3,
-                *layout,
-                out,
-                lse,
-                grad.reshape(out.shape),
-                need_dbias,
-                dbias_parts,
-                scratch,
-                dq,
-                dk,
-                dv,
-                dbias,
-            )
-        else:
-            dq[...], dk[...], dv[...], dbias[...] = 0.0, 0.0, 0.0, 0.0
         needs = ctx.needs_input_grad
         return (
             dq.reshape(q_shape) if needs[0] else None,
             dk.reshape(k_shape) if needs[1] else None,
             dv.reshape(v_shape) if needs[2] else None,
-            (dbias.reshape(bias_shape) if need_dbias else np.zeros((), q3.dtype))
+            (dbias.reshape(bias_shape) if dbias is not None else np.zeros((), q4.dtype))
             if needs[3]
             else None,
         )
 
-    @classmethod
-    def backward_graph(cls, ctx, grad, inputs, out):
-        """The fused backward's formulas as recorded ops, the probabilities recomputed from
-        the inputs: dv = P'^T g, dS = P * (g v^T z - D), dq = dS k * scale, dk = dS^T q *
-        scale, dbias = dS summed to the bias's shape; P' = P * z is P after dropout (z the
-        dropout factors) and D the row sums of P * g v^T z."""
-        query, key, value, bias = inputs
-        probs = cls.probabilities(ctx, query, key, bias)
-        _, _, _, _, _, _, _, _, scale, dropout_p, dropout_key, _, _ = ctx.layout
-        scale = float(scale)
-        dropped = probs
-        factors = None
-        if dropout_p > 0.0:
-            factors = dropout_scales(dropout_key[0], probs.shape, dropout_p).astype(probs.dtype)
-            dropped = probs * factors
-        dprobs = grad @ value.transpose(-1, -2)
-        if factors is not None:
-            dprobs = dprobs * factors
-        dscores = probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True))
-        needs = ctx.needs_input_grad
-        return (
-            (dscores @ key) * scale if needs[0] else None,
-            (dscores.transpose(-1, -2) @ query) * scale if needs[1] else None,
-            dropped.transpose(-1, -2) @ grad if needs[2] else None,
-            sum_to_shape(dscores, bias.shape) if needs[3] else None,
-        )
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        return attention_gradients(ctx, grad, *inputs, ctx.needs_input_grad)
 
     @staticmethod
     def probabilities(ctx, query, key, bias):
@@ -321,3 +305,167 @@ class ScaledDotProductAttention(Op):
             # A fixed seed: the battery's finite differences rerun the op and need the same mask.
             attrs.update(dropout_p=0.3, seed=int(rng.integers(0, 2**31)))
         return (query, key, value, bias), attrs
+
+
+def attention_gradients(ctx, grad, query, key, value, bias, needs):
+    """The fused backward's formulas as recorded ops, the probabilities recomputed from the
+    inputs: dv = P'^T g, dS = P * (g v^T z - D), dq = dS k * scale, dk = dS^T q * scale,
+    dbias = dS summed to the bias's shape; P' = P * z is P after dropout (z the dropout
+    factors) and D the row sums of P * g v^T z. One Tensor (or None) per input, as ``needs``
+    (four flags) asks."""
+    probs = ScaledDotProductAttention.probabilities(ctx, query, key, bias)
+    _, _, _, _, _, _, _, _, scale, dropout_p, dropout_key, _, _ = ctx.layout
+    scale = float(scale)
+    dropped = probs
+    factors = None
+    if dropout_p > 0.0:
+        factors = dropout_scales(dropout_key[0], probs.shape, dropout_p).astype(probs.dtype)
+        dropped = probs * factors
+    dprobs = grad @ value.transpose(-1, -2)
+    if factors is not None:
+        dprobs = dprobs * factors
+    dscores = probs * (dprobs - (dprobs * probs).sum(axis=-1, keepdims=True))
+    return (
+        (dscores @ key) * scale if needs[0] else None,
+        (dscores.transpose(-1, -2) @ query) * scale if needs[1] else None,
+        dropped.transpose(-1, -2) @ grad if needs[2] else None,
+        sum_to_shape(dscores, bias.shape) if needs[3] else None,
+    )
+
+
+def _as_heads(x, heads):
+    """``x`` (..., T, heads * D) as a (batch, heads, T, D) view, the batch dimensions
+    flattened into one (1 where there are none). The view spans all of x's memory, as the
+    kernels receive it: firefly.compile traces what a kernel reads by the memory it spans."""
+    *lead, t, width = x.shape
+    return x.reshape(math.prod(lead), t, heads, width // heads).transpose(0, 2, 1, 3)
+
+
+@register
+class PackedSelfAttention(Op):
+    """``apply("packed_self_attention", qkv, num_heads=H, is_causal=False, scale=None,
+    dropout_p=0.0, seed=None)``: multi-head self-attention on packed projections, as
+    ``scaled_dot_product_attention`` computes it.
+
+    qkv (..., T, 3 * H * D) holds the queries, keys and values side by side, the heads side by
+    side within each (as one ``nn.Linear(C, 3 * C)`` gives them, C = H * D); the output is
+    (..., T, H * D), the heads side by side (the layout the output projection reads). It equals
+    splitting qkv in three, viewing each as (..., T, H, D), moving the heads before T, the
+    attention, and moving them back: the kernels read and write those layouts in place, so
+    none of the six transposed copies (and their gradients) is made. ``is_causal``, ``scale``,
+    ``dropout_p`` and ``seed`` are as ``scaled_dot_product_attention``'s."""
+
+    name = "packed_self_attention"
+    forward_kernel, backward_kernel = K.attention_forward, K.attention_backward
+
+    @classmethod
+    def forward(cls, ctx, qkv, num_heads=1, is_causal=False, scale=None, dropout_p=0.0, seed=None):
+        if isinstance(num_heads, bool) or not isinstance(num_heads, numbers.Integral):
+            raise ctx.error(f"num_heads must be an int, got {num_heads!r}", qkv, kind=TypeError)
+        if qkv.ndim < 2 or num_heads < 1 or qkv.shape[-1] % (3 * num_heads):
+            raise ctx.error(
+                f"qkv must be (..., T, 3 * num_heads * head size): its last dimension must be "
+                f"divisible by 3 * num_heads = {3 * num_heads} (num_heads {num_heads})",
+                qkv,
+            )
+        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)):
+            raise TypeError(f"packed_self_attention: scale must be a number or None, got {scale!r}")
+        dropout_p = _check_probability(cls.name, dropout_p)
+        heads = int(num_heads)
+        # q, k and v in one view, (batch, 3 * heads, T, D): q's heads first, then k's, v's.
+        qkv4 = _as_heads(qkv, 3 * heads)
+        batch, _, t, head = qkv4.shape
+        lead = qkv.shape[:-2]
+        if scale is None:
+            scale = 1.0 / math.sqrt(head) if head else 1.0
+        if dropout_p > 0.0:
+            source = random.generator() if seed is None else np.random.default_rng(seed)
+            dropout_key = source.integers(0, 2**63 - 1, size=1, dtype=np.int64)
+        else:
+            dropout_key = np.zeros(1, dtype=np.int64)
+        out = np.empty(lead + (t, heads * head), dtype=qkv.dtype)
+        out4 = _as_heads(out, heads)
+        lse = np.empty((batch * heads, t), dtype=qkv.dtype)
+        block_q, block_k = _blocks(t, t, head)
+        # No mask: a one-element bias and keep that every slice reads (stride 0).
+        ctx.layout = (
+            (batch, heads),
+            np.zeros((1, 1, 1), dtype=qkv.dtype),
+            (0, 0),
+            False,
+            np.ones((1, 1, 1), dtype=np.bool_),
+            (0, 0),
+            False,
+            bool(is_causal),
+            qkv.dtype.type(scale),
+            dropout_p,
+            dropout_key,
+            block_q,
+            block_k,
+        )
+        ctx.shapes = ((batch, heads, t, head),)
+        ctx.heads = (heads, (0, heads, 2 * heads))
+        ctx.bool_mask_shape = None
+        if out.size and t:
+            workers = max(1, min(batch * heads, numba.get_num_threads()))
+            scratch = np.empty(
+                (workers, K.forward_scratch_size(block_q, block_k, t, head, head)),
+                dtype=qkv.dtype,
+            )
+            lanes = np.empty((workers, K.LANES), dtype=qkv.dtype)
+            cls.forward_kernel(qkv4, qkv4, qkv4, *ctx.heads, *ctx.layout, lse, lanes, scratch, out4)
+        else:  # no rows or no head size: nothing to attend
+            out[...] = 0.0
+            lse[...] = np.inf
+        ctx.save_for_backward(qkv, out, lse)
+        return out
+
+    @classmethod
+    def backward(cls, ctx, grad):
+        qkv, out, lse = ctx.saved_tensors
+        heads = ctx.heads[0]
+        qkv4 = _as_heads(qkv, 3 * heads)
+        dqkv = np.empty_like(qkv)  # every element is written: dq, dk and dv tile it
+        dqkv4 = _as_heads(dqkv, 3 * heads)
+        run_attention_backward(
+            cls.backward_kernel,
+            ctx,
+            qkv4,
+            qkv4,
+            qkv4,
+            _as_heads(out, heads),
+            lse,
+            _as_heads(grad, heads),
+            dqkv4,
+            dqkv4,
+            dqkv4,
+        )
+        return dqkv
+
+    @staticmethod
+    def backward_graph(ctx, grad, inputs, out):
+        """``attention_gradients`` on the heads as recorded views of qkv and of grad (their
+        probabilities, dropout mask included, are the forward's), put back side by side."""
+        from firefly.ops import apply
+
+        (qkv,) = inputs
+        batch, heads, t, head = ctx.shapes[0]
+        lead = qkv.shape[:-2]
+
+        def as_heads(x):
+            return x.reshape((batch, t, heads, head)).transpose(1, 2)
+
+        q, k, v = (as_heads(piece) for piece in qkv.split(heads * head, dim=-1))
+        grads = attention_gradients(ctx, as_heads(grad), q, k, v, None, (True, True, True, False))
+        dq, dk, dv = (g.transpose(1, 2).reshape(lead + (t, heads * head)) for g in grads[:3])
+        return apply("cat", apply("cat", dq, dk, dim=-1), dv, dim=-1)
+
+    @classmethod
+    def sample_inputs(cls, rng, shape, dtype):
+        # qkv (*batch, T, 3 * H * D): the battery's shape gives the batch and T.
+        lead = tuple(int(d) for d in shape[:-1]) if len(shape) >= 2 else (3,)
+        heads, head = int(rng.integers(1, 3)), int(rng.integers(1, 4))
+        attrs = {"num_heads": heads, "is_causal": bool(rng.random() < 0.5)}
+        if rng.random() < 0.5:
+            attrs["scale"] = float(rng.uniform(0.2, 1.5))
+        return (samples.uniform(rng, lead + (3 * heads * head,), dtype),), attrs
