@@ -50,7 +50,7 @@ def test_readme_follows_the_newcomers_path():
     commands = re.findall(r"```\n(.*?)```", opening, re.S)
     assert [c.strip() for c in commands] == [
         "python3 -m pip install . && python3 -m firefly demo",
-        'python3 -m pip install -e ".[test]" && python3 -m pytest',
+        'python3 -m pip install -e ".[test]" && python3 -m pytest -n auto',
     ]
 
 
