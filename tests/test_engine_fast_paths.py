@@ -169,6 +169,32 @@ def test_permute_copy_matches_numpy_transpose(axes):
     np.testing.assert_array_equal(permute_copy(x, axes, gather_strided), x.transpose(axes))
 
 
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize(
+    "shape, axes",
+    [
+        ((3, 37, 5, 9), (0, 2, 1, 3)),
+        ((2, 3, 41, 6), (3, 1, 2, 0)),
+        ((50, 3), (1, 0)),
+        ((35,), (0,)),
+    ],
+)
+def test_gather_rows_in_blocks_match_numpy_in_both_builds(shape, axes, build):
+    # gather_strided copies rows in blocks of GATHER_ROWS_PER_ITEM per plane: row counts that
+    # are not a multiple of it, contiguous and strided last axes, 1 to 4 dimensions, and a
+    # source offset, in the serial and the parallel build alike.
+    from firefly.kernels.shape import GATHER_ROWS_PER_ITEM, gather_strided
+
+    assert any(n % GATHER_ROWS_PER_ITEM and n > GATHER_ROWS_PER_ITEM for n in shape)
+    base = np.arange(1 + int(np.prod(shape)), dtype=np.float32)
+    x = base[1:].reshape(shape)
+    view = x.transpose(axes)
+    strides = np.array([s // x.itemsize for s in view.strides], dtype=np.int64)
+    out = np.empty(view.size, dtype=np.float32)
+    getattr(gather_strided, build)(base, 1, np.array(view.shape, dtype=np.int64), strides, out)
+    np.testing.assert_array_equal(out.reshape(view.shape), view)
+
+
 def test_strided_geometry_refuses_elements_outside_the_base():
     from firefly.ops.shapes import strided_geometry
 

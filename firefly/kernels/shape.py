@@ -24,6 +24,22 @@ def copy_flat(src, dst):
         dst[i] = src[i]
 
 
+@inline_helper
+def _plane_start(plane, offset, shape, strides):
+    """Where plane ``plane`` (C order over all but the last two dimensions of ``shape``)
+    starts."""
+    base, divisor = offset, 1
+    for d in range(shape.size - 3, -1, -1):
+        base += ((plane // divisor) % shape[d]) * strides[d]
+        divisor *= shape[d]
+    return base
+
+
+# Rows one work item of a gather copies. Its plane's start costs an integer division per
+# dimension, decoded once for these rows rather than once per row.
+GATHER_ROWS_PER_ITEM = 16
+
+
 @memory_bound
 def gather_strided(src, offset, shape, strides, out):
     """out (flat, C order over ``shape``) = src[offset + sum(index * strides)]."""
@@ -34,11 +50,24 @@ def gather_strided(src, offset, shape, strides, out):
         out[0] = src[offset]
         return
     inner, inner_stride = shape[nd - 1], strides[nd - 1]
-    for row in prange(out.size // inner):
-        base = _row_start(row, offset, shape, strides)
-        first = row * inner
-        for i in range(inner):
-            out[first + i] = src[base + i * inner_stride]
+    rows, row_stride = (shape[nd - 2], strides[nd - 2]) if nd >= 2 else (1, 0)
+    blocks = (rows + GATHER_ROWS_PER_ITEM - 1) // GATHER_ROWS_PER_ITEM
+    planes = out.size // (rows * inner)
+    for item in prange(planes * blocks):
+        plane = item // blocks
+        first_row = (item - plane * blocks) * GATHER_ROWS_PER_ITEM
+        plane_start = _plane_start(plane, offset, shape, strides)
+        for row in range(first_row, min(first_row + GATHER_ROWS_PER_ITEM, rows)):
+            start = plane_start + row * row_stride
+            first = (plane * rows + row) * inner
+            if inner_stride == 1:
+                # Slices, not indices into the whole arrays: LLVM then vectorizes the copy.
+                out_row, src_row = out[first : first + inner], src[start : start + inner]
+                for i in range(inner):
+                    out_row[i] = src_row[i]
+            else:
+                for i in range(inner):
+                    out[first + i] = src[start + i * inner_stride]
 
 
 @kernel  # serial: rows may write the same elements (see below), so no parallel twin
