@@ -1,9 +1,10 @@
-"""NumPy float64 references for the attention op, shared by tests/test_attention.py and the
-op battery in tests/test_ops.py (through conftest's NUMPY_REFERENCES), and its step for the
-random compositions there."""
+"""NumPy float64 references for the attention ops, shared by tests/test_attention.py and the
+op battery in tests/test_ops.py (through conftest's NUMPY_REFERENCES), and the steps for the
+random compositions there, for both attention ops."""
 
 import numpy as np
 
+import firefly
 import firefly.nn.functional as F
 from firefly.ops.attention import dropout_scales
 
@@ -59,7 +60,30 @@ def op_reference(arrays, attrs):
     )
 
 
-ATTENTION_REFERENCES = {"scaled_dot_product_attention": op_reference}
+def packed_op_reference(arrays, attrs):
+    """``check_op``'s reference for ``packed_self_attention``: qkv split in three, each viewed
+    as (..., heads, T, head size), ``reference``, and the heads put back side by side."""
+    (qkv,) = arrays
+    heads = attrs.get("num_heads", 1)
+    *lead, t, width = qkv.shape
+    q, k, v = (
+        np.swapaxes(part.reshape(*lead, t, heads, width // (3 * heads)), -2, -3)
+        for part in np.split(np.asarray(qkv, dtype=np.float64), 3, axis=-1)
+    )
+    factors = None
+    if attrs.get("dropout_p", 0.0) > 0.0:
+        key = np.random.default_rng(attrs["seed"]).integers(0, 2**63 - 1, size=1, dtype=np.int64)
+        factors = dropout_scales(key[0], q.shape[:-1] + (t,), attrs["dropout_p"])
+    out = reference(
+        q, k, v, causal=attrs.get("is_causal", False), scale=attrs.get("scale"), factors=factors
+    )
+    return np.swapaxes(out, -2, -3).reshape(*lead, t, width // 3)
+
+
+ATTENTION_REFERENCES = {
+    "scaled_dot_product_attention": op_reference,
+    "packed_self_attention": packed_op_reference,
+}
 
 # A step that maps (x: (2, 3), v: (3,), w: (3, 3)) to a new (2, 3) tensor, as in test_ops.py:
 # x's rows are two queries attending to keys x @ w and values x + v.
@@ -67,4 +91,8 @@ ATTENTION_COMPOSITION_STEPS = {
     "scaled_dot_product_attention": lambda x, v, w: F.scaled_dot_product_attention(
         x.reshape(1, 2, 3), (x @ w).reshape(1, 2, 3), (x + v).reshape(1, 2, 3)
     ).reshape(2, 3),
+    # The same two queries, their keys and values packed side by side: (2, 9), one head.
+    "packed_self_attention": lambda x, v, w: F.packed_self_attention(
+        firefly.cat([x, x @ w, x + v], dim=-1), 1
+    ),
 }
