@@ -771,20 +771,15 @@ def _node_backward(node, g, out, create_graph, needs):
     if node.tick != _clock:
         _check_saved_unmodified(node)
     kept = node.needs_input_grad
-    if needs is None or needs == kept:
+    if needs is not None:
+        node.needs_input_grad = needs
+    try:
         if create_graph:
             input_grads = _differentiable_backward(node, g, out)
         else:
             input_grads = node.op.backward(node, g)
-    else:
-        node.needs_input_grad = needs
-        try:
-            if create_graph:
-                input_grads = _differentiable_backward(node, g, out)
-            else:
-                input_grads = node.op.backward(node, g)
-        finally:
-            node.needs_input_grad = kept
+    finally:
+        node.needs_input_grad = kept
     if input_grads.__class__ is not tuple:
         input_grads = (input_grads,)
     if len(input_grads) != len(node.inputs):
