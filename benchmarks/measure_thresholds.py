@@ -8,7 +8,7 @@ serial and the parallel build of the same SizedKernel over sizes 1e2..1e7 (best 
 enough calls to last ~20 ms) and prints the table and the crossover: the smallest size from
 which the parallel build is faster at every larger size measured. Set
 ``PARALLEL_MIN_MEMORY_BOUND`` and ``PARALLEL_MIN_TRANSCENDENTAL`` in firefly/kernels/_jit.py
-and ``PARALLEL_MIN_SOFTMAX_BACKWARD`` in firefly/ops/softmax.py from it. Run it on a quiet machine:
+(and the cost each kernel is built with) from it. Run it on a quiet machine:
 other load makes the parallel build look worse.
 
 With ``--layers`` it runs itself once per Numba threading layer (workqueue, omp, tbb; tbb needs

@@ -1,4 +1,4 @@
-"""softmax's backward runs its parallel build from PARALLEL_MIN_SOFTMAX_BACKWARD elements, as
+"""softmax's backward runs its parallel build from PARALLEL_MIN_TRANSCENDENTAL elements, as
 the forwards and log-softmax's backward do: above it, the Tensor API gives what the serial
 builds give, bit for bit."""
 
@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 
 import firefly
+from firefly.kernels._jit import PARALLEL_MIN_TRANSCENDENTAL
 from firefly.ops import get
-from firefly.ops.softmax import PARALLEL_MIN_SOFTMAX_BACKWARD
 
-ROWS, ROW = PARALLEL_MIN_SOFTMAX_BACKWARD // 1000 + 3, 1000  # just above the threshold
+ROWS, ROW = PARALLEL_MIN_TRANSCENDENTAL // 1000 + 3, 1000  # just above the threshold
 
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
 def test_softmax_above_the_parallel_threshold_matches_the_serial_build(op):
     kernels = get(op)
     assert kernels.forward_kernel.threshold == kernels.backward_kernel.threshold
-    assert kernels.backward_kernel.threshold == PARALLEL_MIN_SOFTMAX_BACKWARD
+    assert kernels.backward_kernel.threshold == PARALLEL_MIN_TRANSCENDENTAL
     rng = np.random.default_rng(3)
     x, g = (rng.uniform(-3, 3, (ROWS, ROW)).astype(np.float32) for _ in range(2))
     t = firefly.tensor(x, requires_grad=True)

@@ -7,13 +7,14 @@ from firefly.kernels._jit import inline_helper, kernel, memory_bound
 
 
 @inline_helper
-def _row_start(row, offset, shape, strides):
-    """Where row ``row`` (C order over all but the last dimension of ``shape``) starts."""
+def _start(index, offset, shape, strides, dims):
+    """Where sub-array ``index`` (C order over the first ``dims`` dimensions of ``shape``)
+    starts: a row's with ``dims = shape.size - 1``, a plane's with ``shape.size - 2``."""
     # Numba's parfor pass rejects any variable copied from the prange index and then updated
-    # in place, so the row is decoded with a running divisor instead.
+    # in place, so the index is decoded with a running divisor instead.
     base, divisor = offset, 1
-    for d in range(shape.size - 2, -1, -1):
-        base += ((row // divisor) % shape[d]) * strides[d]
+    for d in range(dims - 1, -1, -1):
+        base += ((index // divisor) % shape[d]) * strides[d]
         divisor *= shape[d]
     return base
 
@@ -22,17 +23,6 @@ def _row_start(row, offset, shape, strides):
 def copy_flat(src, dst):
     for i in prange(src.size):
         dst[i] = src[i]
-
-
-@inline_helper
-def _plane_start(plane, offset, shape, strides):
-    """Where plane ``plane`` (C order over all but the last two dimensions of ``shape``)
-    starts."""
-    base, divisor = offset, 1
-    for d in range(shape.size - 3, -1, -1):
-        base += ((plane // divisor) % shape[d]) * strides[d]
-        divisor *= shape[d]
-    return base
 
 
 # Rows one work item of a gather copies. Its plane's start costs an integer division per
@@ -56,7 +46,7 @@ def gather_strided(src, offset, shape, strides, out):
     for item in prange(planes * blocks):
         plane = item // blocks
         first_row = (item - plane * blocks) * GATHER_ROWS_PER_ITEM
-        plane_start = _plane_start(plane, offset, shape, strides)
+        plane_start = _start(plane, offset, shape, strides, nd - 2)
         for row in range(first_row, min(first_row + GATHER_ROWS_PER_ITEM, rows)):
             start = plane_start + row * row_stride
             first = (plane * rows + row) * inner
@@ -82,7 +72,7 @@ def scatter_add_strided(values, offset, shape, strides, dst):
     inner, inner_stride = shape[nd - 1], strides[nd - 1]
     # Rows may write the same elements when a stride is 0, so this loop stays serial.
     for row in range(values.size // inner):
-        base = _row_start(row, offset, shape, strides)
+        base = _start(row, offset, shape, strides, nd - 1)
         first = row * inner
         for i in range(inner):
             dst[base + i * inner_stride] += values[first + i]

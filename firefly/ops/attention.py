@@ -58,12 +58,38 @@ def _check_probability(op, p):
     return float(p)
 
 
+def _dropout_key(dropout_p, seed):
+    """The key the kernels draw the dropout mask from: from firefly's generator (or ``seed``)
+    when there is dropout, else zero."""
+    if dropout_p == 0.0:
+        return np.zeros(1, dtype=np.int64)
+    source = random.generator() if seed is None else np.random.default_rng(seed)
+    return source.integers(0, 2**63 - 1, size=1, dtype=np.int64)
+
+
 def dropout_scales(key, shape, dropout_p):
     """The factor dropout multiplies each probability by, for scores of ``shape`` (batch +
     (Tq, Tk)): 1 / (1 - p) where kept, 0 where dropped; the kernels' mask for ``key``."""
     counters = np.arange(math.prod(shape), dtype=np.uint64).reshape(shape)
     kept = K.dropout_uniform(np.uint64(key), counters) >= dropout_p
     return np.where(kept, 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0, 0.0)
+
+
+def run_attention_forward(kernel, ctx, q4, k4, v4, out, lse):
+    """Run the attention forward ``kernel`` on 4-D q4, k4 and v4 (with the head offsets
+    ctx.heads gives), writing out (batch, heads, rows, head size) and the rows' log-sum-exp;
+    with no query, no key or an empty value there is nothing to attend: torch's zeros."""
+    tq, e = q4.shape[2:]
+    tk, ev = v4.shape[2:]
+    if not (out.size and tq and tk):
+        out[...] = 0.0
+        lse[...] = np.inf
+        return
+    block_q, block_k = ctx.layout[-2:]
+    workers = max(1, min(math.prod(out.shape[:2]), numba.get_num_threads()))
+    scratch = np.empty((workers, K.forward_scratch_size(block_q, block_k, tk, e, ev)), q4.dtype)
+    lanes = np.empty((workers, K.LANES), dtype=q4.dtype)
+    kernel(q4, k4, v4, *ctx.heads, *ctx.layout, lse, lanes, scratch, out)
 
 
 def run_attention_backward(kernel, ctx, q4, k4, v4, out, lse, grad4, dq, dk, dv):
@@ -196,18 +222,13 @@ class ScaledDotProductAttention(Op):
         else:
             keep3, keep_strides = np.ones((1, 1, 1), dtype=np.bool_), (0,) * len(batch)
         keep_strides = keep_strides or (0,)
-        if dropout_p > 0.0:
-            source = random.generator() if seed is None else np.random.default_rng(seed)
-            dropout_key = source.integers(0, 2**63 - 1, size=1, dtype=np.int64)
-        else:
-            dropout_key = np.zeros(1, dtype=np.int64)
+        dropout_key = _dropout_key(dropout_p, seed)
         q4 = query.reshape(1, n, tq, e)
         k4 = key.reshape(1, n, tk, e)
         v4 = value.reshape(1, n, tk, ev)
         out = np.empty((1, n, tq, ev), dtype=query.dtype)
         lse = np.empty((n, tq), dtype=query.dtype)
         block_q, block_k = _blocks(tq, tk, max(e, ev))
-        workers = max(1, min(n, numba.get_num_threads()))
         ctx.layout = (
             kernel_batch,
             bias3,
@@ -226,15 +247,7 @@ class ScaledDotProductAttention(Op):
         ctx.shapes = (query.shape, key.shape, value.shape, bias.shape)
         ctx.heads = (n, (0, 0, 0))  # one (1, n, rows, head size) array each
         ctx.bool_mask_shape = bool_mask.shape if has_keep else None
-        if out.size and tq and tk:
-            scratch = np.empty(
-                (workers, K.forward_scratch_size(block_q, block_k, tk, e, ev)), dtype=query.dtype
-            )
-            lanes = np.empty((workers, K.LANES), dtype=query.dtype)
-            cls.forward_kernel(q4, k4, v4, *ctx.heads, *ctx.layout, lse, lanes, scratch, out)
-        else:  # no query, no key or an empty value: nothing to attend, torch's zeros
-            out[...] = 0.0
-            lse[...] = np.inf
+        run_attention_forward(cls.forward_kernel, ctx, q4, k4, v4, out, lse)
         ctx.save_for_backward(q4, k4, v4, out, lse)
         return out.reshape(batch + (tq, ev))
 
@@ -378,11 +391,7 @@ class PackedSelfAttention(Op):
         lead = qkv.shape[:-2]
         if scale is None:
             scale = 1.0 / math.sqrt(head) if head else 1.0
-        if dropout_p > 0.0:
-            source = random.generator() if seed is None else np.random.default_rng(seed)
-            dropout_key = source.integers(0, 2**63 - 1, size=1, dtype=np.int64)
-        else:
-            dropout_key = np.zeros(1, dtype=np.int64)
+        dropout_key = _dropout_key(dropout_p, seed)
         out = np.empty(lead + (t, heads * head), dtype=qkv.dtype)
         out4 = _as_heads(out, heads)
         lse = np.empty((batch * heads, t), dtype=qkv.dtype)
@@ -406,17 +415,7 @@ class PackedSelfAttention(Op):
         ctx.shapes = ((batch, heads, t, head),)
         ctx.heads = (heads, (0, heads, 2 * heads))
         ctx.bool_mask_shape = None
-        if out.size and t:
-            workers = max(1, min(batch * heads, numba.get_num_threads()))
-            scratch = np.empty(
-                (workers, K.forward_scratch_size(block_q, block_k, t, head, head)),
-                dtype=qkv.dtype,
-            )
-            lanes = np.empty((workers, K.LANES), dtype=qkv.dtype)
-            cls.forward_kernel(qkv4, qkv4, qkv4, *ctx.heads, *ctx.layout, lse, lanes, scratch, out4)
-        else:  # no rows or no head size: nothing to attend
-            out[...] = 0.0
-            lse[...] = np.inf
+        run_attention_forward(cls.forward_kernel, ctx, qkv4, qkv4, qkv4, out4, lse)
         ctx.save_for_backward(qkv, out, lse)
         return out
 

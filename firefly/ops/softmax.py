@@ -9,22 +9,6 @@ from firefly.ops.base import Op
 from firefly.ops.registry import register
 from firefly.ops.shapes import normalize_axes, split3
 
-# Elements from which softmax's backward runs its parallel build: the threshold the forwards and
-# log-softmax's backward get as transcendental kernels. Two passes over each row and a sum per
-# row are more work per byte than a copy: its parallel build won from 64k-128k elements on the
-# 2-core machine with the other core free (benchmarks/measure_thresholds.py), and at (1000, 1000)
-# it took softmax fwd+bwd from 1812-2343 us to 1557-1591 under workqueue and from 1547 to 1109
-# under tbb (min of interleaved calls, 2 threads), with no loss at one thread. The memory-bound
-# threshold (1,048,576) kept that backward on one core while torch used two.
-PARALLEL_MIN_SOFTMAX_BACKWARD = 262_144
-
-
-def _parallel_from(threshold, kernel):
-    """``kernel``, a serial/parallel pair from the row family, running its parallel build from
-    ``threshold`` elements rather than from its cost's threshold."""
-    kernel.threshold = threshold
-    return kernel
-
 
 class _AlongAxis(Op):
     @classmethod
@@ -78,9 +62,12 @@ def _softmax_grad(grad, y, dot):
 class Softmax(_AlongAxis):
     name = "softmax"
     forward_kernel = families.row_softmax("softmax_forward", _softmax_constant, _softmax_value)
-    backward_kernel = _parallel_from(
-        PARALLEL_MIN_SOFTMAX_BACKWARD,
-        families.row_softmax_grad("softmax_backward", _softmax_grad_term, _softmax_grad),
+    # Costed as transcendental (parallel from 262,144 elements, as the forwards and
+    # log-softmax's backward): two passes and a sum per row are more work per byte than a copy.
+    # At (1000, 1000) the memory-bound threshold kept it on one core while torch used two
+    # (benchmarks/measure_thresholds.py; docs/performance.md has the numbers).
+    backward_kernel = families.row_softmax_grad(
+        "softmax_backward", _softmax_grad_term, _softmax_grad, cost="transcendental"
     )
 
     @staticmethod
