@@ -195,6 +195,72 @@ def test_gather_rows_in_blocks_match_numpy_in_both_builds(shape, axes, build):
     np.testing.assert_array_equal(out.reshape(view.shape), view)
 
 
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "shape, axes, flip",
+    [
+        ((29, 300), (1, 0), False),  # rows past one item, columns not a multiple of a pass
+        ((3, 5, 130, 17), (0, 1, 3, 2), False),  # planes, and a source offset (below)
+        ((2, 5, 40), (0, 2, 1), False),  # fewer columns than a pass: the row copy
+        ((9, 260), (1, 0), True),  # a negative column stride (the source flipped)
+        ((2, 10, 24), (0, 2, 1), False),  # columns a multiple of a pass: no column loop
+    ],
+)
+def test_transposing_gather_matches_numpy_in_both_builds(shape, axes, flip, dtype, build):
+    # A gather whose last two axes are the source's swapped copies in tiles
+    # (TRANSPOSE_ROWS_PER_ITEM output rows, TRANSPOSE_COLUMNS_PER_PASS columns per pass).
+    from firefly.kernels.shape import TRANSPOSE_ROWS_PER_ITEM, gather_strided
+    from firefly.ops.shapes import view_geometry
+
+    base = np.arange(1 + int(np.prod(shape)), dtype=dtype)
+    x = base[1:].reshape(shape)
+    view = (x[::-1] if flip else x).transpose(axes)
+    if len(shape) == 2 and not flip:
+        assert view.shape[0] > TRANSPOSE_ROWS_PER_ITEM  # more than one work item per plane
+    offset, geometry_shape, strides = view_geometry(base, view)
+    assert strides[-2] == 1 and strides[-1] != 1  # the transposing path, not the row copy
+    out = np.full(view.size, -1, dtype=dtype)
+    getattr(gather_strided, build)(base, offset, geometry_shape, strides, out)
+    np.testing.assert_array_equal(out.reshape(view.shape), view)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "shape, index",
+    [
+        ((7, 40), (slice(None), slice(1, -1))),  # contiguous rows: the sliced sum
+        ((7, 40), (slice(None, None, -2), slice(None, None, 3))),  # strided, negative
+        ((3, 4, 6, 5), (slice(None), 1, slice(None, None, -1), slice(0, 4))),
+        ((5, 9), (slice(None), slice(None))),
+    ],
+)
+def test_scatter_add_matches_numpy_add_at(shape, index, dtype):
+    from firefly.kernels.shape import scatter_add_strided
+    from firefly.ops.shapes import view_geometry
+
+    rng = np.random.default_rng(0)
+    dst = rng.uniform(-1, 1, size=shape).astype(dtype)
+    want = dst.copy()
+    view = want[index]
+    values = rng.uniform(-1, 1, size=view.shape).astype(dtype)
+    want[index] += values
+    offset, geometry_shape, strides = view_geometry(dst, dst[index])
+    scatter_add_strided(values.reshape(-1), offset, geometry_shape, strides, dst.reshape(-1))
+    np.testing.assert_array_equal(dst, want)
+
+
+def test_scatter_add_sums_rows_that_write_the_same_elements():
+    # A zero row stride (a broadcast's adjoint): every row adds into the same elements.
+    from firefly.kernels.shape import scatter_add_strided
+
+    values = np.arange(12, dtype=np.float64).reshape(4, 3)
+    dst = np.zeros(5)
+    shape, strides = np.array([4, 3], np.int64), np.array([0, 1], np.int64)
+    scatter_add_strided(values.reshape(-1), 1, shape, strides, dst)
+    np.testing.assert_array_equal(dst, [0, *values.sum(axis=0), 0])
+
+
 def test_strided_geometry_refuses_elements_outside_the_base():
     from firefly.ops.shapes import strided_geometry
 
