@@ -12,7 +12,7 @@ which the parallel build is faster at every larger size measured. Set
 other load makes the parallel build look worse.
 
 With ``--layers`` it runs itself once per Numba threading layer (workqueue, omp, tbb; tbb needs
-the ``tbb`` pip package, whose library it finds under the environment's lib folder) and prints
+the ``tbb`` pip package) and prints
 each layer's table: the 100-element row is the layer's fork/join cost. docs/performance.md has
 the measurements and the choice made from them.
 
@@ -107,11 +107,8 @@ def run_per_layer(repeats):
     """This script once per threading layer, each in a process of its own (Numba picks its
     layer once per process)."""
     for layer in LAYERS:
-        # pip's tbb puts libtbb.so.12 in <prefix>/lib, which the loader does not search.
-        library_path = os.pathsep.join(
-            p for p in (os.path.join(sys.prefix, "lib"), os.environ.get("LD_LIBRARY_PATH")) if p
-        )
-        env = dict(os.environ, NUMBA_THREADING_LAYER=layer, LD_LIBRARY_PATH=library_path)
+        # firefly loads pip's libtbb itself (firefly/kernels/_threading.py): no library path.
+        env = dict(os.environ, NUMBA_THREADING_LAYER=layer)
         command = [sys.executable, "-m", "benchmarks.measure_thresholds", "--repeats", str(repeats)]
         print(f"\n===== threading layer {layer}", flush=True)
         subprocess.run(command, env=env, check=False)

@@ -346,6 +346,30 @@ def test_threading_layer_variables_override_the_choice(run_code):
     assert out.split()[0] == "workqueue"
 
 
+def test_pip_installed_tbb_loads_without_the_library_path(run_code):
+    # pip's tbb puts libtbb.so.12 in <environment>/lib, outside the loader's search path:
+    # firefly loads it by its full path (firefly/kernels/_threading.py) so that tbb is chosen.
+    import importlib.metadata
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the library is loaded by path on Linux only")
+    try:
+        importlib.metadata.version("tbb")
+    except importlib.metadata.PackageNotFoundError:
+        pytest.skip('needs the tbb package: pip install ".[tbb]"')
+    # An empty LD_LIBRARY_PATH: the loader searches only its default folders.
+    assert run_code(LAYER_CHECK.format(chosen=()), {"LD_LIBRARY_PATH": ""}).split()[0] == "tbb"
+
+
+def test_tbb_is_not_loaded_when_another_layer_is_chosen(run_code):
+    out = run_code(
+        "from firefly.kernels import _threading\nprint(_threading.preload_tbb())",
+        {"NUMBA_THREADING_LAYER": "workqueue"},
+    )
+    assert out.split() == ["False"]
+
+
 def test_kernels_are_dispatchers_that_numba_completes_at_their_first_use(tmp_path, monkeypatch):
     from numba.core.registry import CPUDispatcher
 

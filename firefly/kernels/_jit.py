@@ -38,6 +38,7 @@ from firefly.kernels._cache import (
     report_cache_disabled,
     root_is_writable,
 )
+from firefly.kernels._threading import preload_tbb
 
 # Element counts from which the prange build of a kernel runs instead of the serial one.
 # In isolation, on a quiet 2-core machine, the parallel add first wins between 1e5 and 3e5
@@ -60,6 +61,8 @@ PARALLEL_MIN_TRANSCENDENTAL = 262_144
 # library loads (the `tbb` pip package).
 if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & os.environ.keys():
     numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
+# Before any kernel asks Numba for its thread count, which starts the layer (~1 ms).
+preload_tbb()
 
 _first_kernel_checked = False
 _dispatchers = []  # every Numba dispatcher made here, for kernel_load_counts()
