@@ -54,6 +54,7 @@ from firefly.kernels._jit import (
     memory_bound,
     parallel_blas_kernel,
 )
+from firefly.kernels.cblas import gemm
 
 
 @inline_helper
@@ -310,7 +311,7 @@ def _positions_forward_samples(
                             for i in range(run):
                                 dd[i] = ss[i]
     for g in range(groups if n1 > n0 else 0):
-        np.dot(cols[g, n0 * P : n1 * P], wr[g], product[n0 * P : n1 * P])
+        gemm(cols[g, n0 * P : n1 * P], wr[g], product[n0 * P : n1 * P], 0.0)
         for n in range(n0, n1):
             _write_sample(product.T, bias, g, n, OW, out)
 
@@ -394,9 +395,9 @@ def _positions_backward_samples(
     # its transpose grad^T x cols in 474 (the shapes of the module docstring).
     for g in range(groups):
         if need_dweight:
-            np.dot(cols[g, n0 * P : n1 * P].T, g2[g, n0 * P : n1 * P], dw_part[g])
+            gemm(cols[g, n0 * P : n1 * P].T, g2[g, n0 * P : n1 * P], dw_part[g], 0.0)
         if need_dx:
-            np.dot(g2[g, n0 * P : n1 * P], wr[g].T, dcols[g, n0 * P : n1 * P])
+            gemm(g2[g, n0 * P : n1 * P], wr[g].T, dcols[g, n0 * P : n1 * P], 0.0)
     if not need_dx:
         return
     run, runs = _runs(groups, dw, KW, Cg)
