@@ -640,6 +640,122 @@ for _backward in (False, True):
     )
 
 
+# ----------------------------------------------------------------------------- layout and bmm
+def _permute(shape: tuple, axes: tuple) -> Callable:
+    """A contiguous copy of a permuted array (the transpose op's gather)."""
+
+    def build(scale: str) -> Case:
+        sh = shape if scale == "full" else tuple(min(d, 40) for d in shape)
+        x = uniform(sh, 0)
+        t, tx = Tensor(x), torch.from_numpy(x)
+        return Case(
+            firefly=lambda: t.permute(*axes),
+            torch=lambda: tx.permute(*axes).contiguous(),
+            numpy=lambda: np.ascontiguousarray(x.transpose(axes)),
+            work=2 * x.size * F32,
+        )
+
+    return build
+
+
+def _slice_grad(shape: tuple) -> Callable:
+    """fwd+bwd of x[:, 1:-1]: a strided gather forward, the strided scatter-add backward."""
+
+    def build(scale: str) -> Case:
+        sh = shape if scale == "full" else (8, 40)
+        x = uniform(sh, 0)
+        index = (slice(None), slice(1, -1))
+        g = uniform(x[index].shape, 1)
+        fx, tx = Tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+        tg = torch.from_numpy(g)
+
+        def firefly_step():
+            fx.grad = None
+            fx[index].backward(g)
+            return fx.grad
+
+        def torch_step():
+            tx.grad = None
+            tx[index].backward(tg)
+            return tx.grad
+
+        def numpy_step():
+            np.ascontiguousarray(x[index])  # the forward's copy
+            dx = np.zeros_like(x)
+            dx[index] += g
+            return dx
+
+        # forward: read m, write m; backward: write the zeros (n), read g, add into dx (m each)
+        m = g.size
+        return Case(
+            firefly=firefly_step,
+            torch=torch_step,
+            numpy=numpy_step,
+            work=(2 * m + x.size + 3 * m) * F32,
+            footprint=(x.size + 3 * m) * F32,
+        )
+
+    return build
+
+
+def _bmm(shape_a: tuple, shape_b: tuple, backward: bool) -> Callable:
+    """A batched product at attention's shapes; GEMM-bound (``limit="sgemm"``)."""
+
+    def build(scale: str) -> Case:
+        a = uniform(shape_a if scale == "full" else (2,) + shape_a[1:], 0)
+        b = uniform(shape_b if scale == "full" else (2,) + shape_b[1:], 1)
+        flops = 2 * a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+        if not backward:
+            fa, fb, ta, tb = Tensor(a), Tensor(b), torch.from_numpy(a), torch.from_numpy(b)
+            return Case(
+                firefly=lambda: fa @ fb,
+                torch=lambda: torch.bmm(ta, tb),
+                numpy=lambda: a @ b,
+                work=flops,
+                limit="sgemm",
+                atol=1e-3,
+            )
+        g = uniform((a.shape[0], a.shape[1], b.shape[2]), 2)
+        fa, fb = Tensor(a, requires_grad=True), Tensor(b, requires_grad=True)
+        ta, tb = torch.tensor(a, requires_grad=True), torch.tensor(b, requires_grad=True)
+        tg = torch.from_numpy(g)
+
+        def firefly_step():
+            fa.grad = fb.grad = None
+            (fa @ fb).backward(g)
+            return fa.grad, fb.grad
+
+        def torch_step():
+            ta.grad = tb.grad = None
+            torch.bmm(ta, tb).backward(tg)
+            return ta.grad, tb.grad
+
+        def numpy_step():
+            return g @ b.transpose(0, 2, 1), a.transpose(0, 2, 1) @ g
+
+        return Case(
+            firefly=firefly_step,
+            torch=torch_step,
+            numpy=numpy_step,
+            work=3 * flops,
+            limit="sgemm",
+            atol=1e-3,
+        )
+
+    return build
+
+
+for _label, _shape, _axes in (
+    ("1000x1000", (1000, 1000), (1, 0)),
+    ("(12,64,4,32) heads", (12, 64, 4, 32), (0, 2, 1, 3)),
+    ("(48,64,32) last two", (48, 64, 32), (0, 2, 1)),
+):
+    case(f"transpose {_label}")(_permute(_shape, _axes))
+case("slice [:, 1:-1] fwd+bwd 1000x1000")(_slice_grad((1000, 1000)))
+case("bmm (48,64,32)@(48,32,64) fwd")(_bmm((48, 64, 32), (48, 32, 64), backward=False))
+case("bmm (48,64,32)@(48,32,64) fwd+bwd")(_bmm((48, 64, 32), (48, 32, 64), backward=True))
+
+
 # ----------------------------------------------------------------------------- the benchmark
 def set_threads(threads: int) -> None:
     numba.set_num_threads(threads)
