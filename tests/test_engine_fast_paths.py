@@ -225,6 +225,22 @@ def test_transposing_gather_matches_numpy_in_both_builds(shape, axes, flip, dtyp
     np.testing.assert_array_equal(out.reshape(view.shape), view)
 
 
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+def test_transposing_gather_broadcasts_a_column(build):
+    # (n, 1) broadcast to (n, m): strides (1, 0), the transposing path with a zero column
+    # stride, every output row one source element repeated.
+    from firefly.kernels.shape import gather_strided
+    from firefly.ops.shapes import view_geometry
+
+    base = np.arange(1, 301, dtype=np.float32)
+    view = np.broadcast_to(base[:, None], (300, 19))
+    offset, shape, strides = view_geometry(base, view)
+    assert tuple(strides) == (1, 0)
+    out = np.zeros(view.size, dtype=np.float32)
+    getattr(gather_strided, build)(base, offset, shape, strides, out)
+    np.testing.assert_array_equal(out.reshape(view.shape), view)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "shape, index",
