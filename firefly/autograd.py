@@ -8,6 +8,7 @@ topological order, calling each op's backward and accumulating gradients with ``
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -488,18 +489,45 @@ def set_leaf_gradient_hook(hook: Callable | None) -> Callable | None:
     return previous
 
 
-def _add_to_leaf_grad(leaf, g):
+def _add_to_leaf_grad(leaf, g, owned=False):
+    """``leaf.grad += g``, creating it when None: as ``g`` itself where ``owned`` (a fresh
+    array that nothing else holds, see ``_owned``), else as a copy, so that ``.grad`` never
+    aliases another gradient, a tensor's data or the caller's array."""
     if leaf.grad is None:
-        leaf.grad = Tensor._wrap(np.array(g, dtype=leaf.dtype, copy=True))
+        leaf.grad = Tensor._wrap(g if owned else np.array(g, dtype=leaf.dtype, copy=True))
     else:
         leaf.grad._data += g
 
 
-def _accumulate_leaf(leaf, g):
+def _accumulate_leaf(leaf, g, owned=False):
     if _leaf_gradient_hook is not None:
-        _leaf_gradient_hook(_add_to_leaf_grad, leaf, g)
+        _leaf_gradient_hook(_add_to_leaf_grad, leaf, g)  # a hook may keep g: never adopted
     else:
-        _add_to_leaf_grad(leaf, g)
+        _add_to_leaf_grad(leaf, g, owned)
+
+
+# The references to an input gradient that ``backward``'s loop holds when it asks ``_owned``:
+# the op's returned tuple, the loop variable ``ig``, ``_owned``'s parameter and getrefcount's
+# argument (CPython moves a call's arguments into the callee's frame). An array with no others
+# was made by the op's backward for this input alone: another node's pending gradient, a
+# tensor's data, a saved array, the incoming ``g``, a second slot of the tuple, a view (through
+# its ``.base``) or the caller's array would each add one. tests/test_autograd.py checks both
+# directions: a fresh kernel output is adopted, and each kind of shared array is copied.
+_FRESH_REFERENCES = 4
+
+
+def _owned(ig, leaf_data):
+    """Whether a leaf may adopt ``ig`` as its ``.grad`` without a copy: a writable, C-contiguous
+    base ndarray of the leaf's dtype, owning its memory, that only the backward loop refers to.
+    Called from that loop only, where the references counted in _FRESH_REFERENCES are known."""
+    return (
+        ig.__class__ is np.ndarray
+        and ig.base is None
+        and ig.dtype is leaf_data.dtype
+        and ig.flags.c_contiguous
+        and ig.flags.writeable
+        and sys.getrefcount(ig) <= _FRESH_REFERENCES
+    )
 
 
 def _seed(method, root, grad, create_graph):
@@ -581,7 +609,10 @@ def backward(
                 f"op '{node.op.name}': backward returned {len(input_grads)} gradient(s) for "
                 f"{len(inputs)} input(s)"
             )
-        for parent, ig in zip(inputs, input_grads):
+        for i, parent in enumerate(inputs):
+            # Indexed, not zipped: zip's reused result tuple would hold ``ig`` too, a reference
+            # _owned would have to count on the strength of an implementation detail.
+            ig = input_grads[i]
             if parent is None or ig is None:
                 continue
             data = parent._data
@@ -590,7 +621,10 @@ def backward(
             if dtype is not data.dtype:
                 ig = ig.astype(data.dtype)  # undo the engine's own float32 -> float64 promotion
             if parent._node is None:
-                _accumulate_leaf(parent, ig)
+                # Asked in a statement of its own: as an argument of the call below, ``ig``
+                # would already be on the stack once more when _owned counts.
+                owned = parent.grad is None and _owned(ig, data)
+                _accumulate_leaf(parent, ig, owned)
             else:
                 previous = grads.get(parent)
                 # A fresh array, never ``+=``: either operand may be an array that an op's
