@@ -510,23 +510,36 @@ def _accumulate_leaf(leaf, g, owned=False):
 # the op's returned tuple, the loop variable ``ig``, ``_owned``'s parameter and getrefcount's
 # argument (CPython moves a call's arguments into the callee's frame). An array with no others
 # was made by the op's backward for this input alone: another node's pending gradient, a
-# tensor's data, a saved array, the incoming ``g``, a second slot of the tuple, a view (through
-# its ``.base``) or the caller's array would each add one. tests/test_autograd.py checks both
-# directions: a fresh kernel output is adopted, and each kind of shared array is copied.
+# tensor's data, a saved array, the incoming ``g``, a second slot of the tuple or the caller's
+# array would each add one. tests/test_autograd.py checks both directions: a fresh kernel
+# output is adopted, and each kind of shared array is copied.
 _FRESH_REFERENCES = 4
+# The references to the array that a view of it returned as a gradient (an op's
+# ``dx.reshape(shape)``) is the only other holder of: the view's ``.base``, _owned's local and
+# getrefcount's argument. Any other view of that memory, or the op's own name for it, is one
+# more (NumPy points every view at the array that owns the memory, never at another view).
+_SOLE_VIEW_BASE_REFERENCES = 3
 
 
 def _owned(ig, leaf_data):
     """Whether a leaf may adopt ``ig`` as its ``.grad`` without a copy: a writable, C-contiguous
-    base ndarray of the leaf's dtype, owning its memory, that only the backward loop refers to.
-    Called from that loop only, where the references counted in _FRESH_REFERENCES are known."""
-    return (
+    ndarray of the leaf's dtype that only the backward loop refers to, holding its own memory
+    or viewing the whole of an array that nothing but ``ig`` refers to. Called from that loop
+    only, where the references counted in _FRESH_REFERENCES are known."""
+    if not (
         ig.__class__ is np.ndarray
-        and ig.base is None
         and ig.dtype is leaf_data.dtype
         and ig.flags.c_contiguous
         and ig.flags.writeable
         and sys.getrefcount(ig) <= _FRESH_REFERENCES
+    ):
+        return False
+    base = ig.base
+    return base is None or (
+        base.__class__ is np.ndarray
+        and base.flags.owndata
+        and base.nbytes == ig.nbytes
+        and sys.getrefcount(base) <= _SOLE_VIEW_BASE_REFERENCES
     )
 
 

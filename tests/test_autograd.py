@@ -200,6 +200,32 @@ def test_a_fresh_backward_output_becomes_the_leaf_grad_without_a_copy():
     assert x.grad.numpy().ctypes.data == addresses[0]
 
 
+def test_a_whole_view_of_a_fresh_array_becomes_the_leaf_grad_without_a_copy():
+    addresses = []
+
+    def reshaped(g, xs):  # as an op's backward returns dx.reshape(grad.shape)
+        dx = np.multiply(g, 3.0).reshape(2, 3)
+        addresses.append(dx.ctypes.data)
+        return (dx.reshape(g.shape),)
+
+    x = Tensor(np.ones(6), requires_grad=True)
+    _backward_through(reshaped, x)
+    np.testing.assert_array_equal(x.grad.numpy(), np.full(6, 6.0))
+    assert x.grad.numpy().ctypes.data == addresses[0]
+
+
+def test_a_view_of_an_array_the_op_also_keeps_is_copied():
+    kept = []
+
+    def keeping(g, xs):
+        kept.append(np.multiply(g, 1.0).reshape(2, 3))  # the base, referred to by the list
+        return (kept[-1].reshape(g.shape),)
+
+    x = Tensor(np.ones(6), requires_grad=True)
+    _backward_through(keeping, x)
+    assert not np.shares_memory(x.grad.numpy(), kept[0])
+
+
 def test_one_array_returned_for_two_leaves_is_copied():
     a, b = Tensor(np.ones(3), requires_grad=True), Tensor(np.ones(3), requires_grad=True)
     ((a + b) * 2.0).sum().backward()  # add's backward hands mul's fresh output to both leaves
