@@ -528,11 +528,12 @@ def _owned(ig, leaf_data):
     only, where the references counted in _FRESH_REFERENCES are known."""
     if not (
         ig.__class__ is np.ndarray
-        and ig.dtype is leaf_data.dtype
-        and ig.flags.c_contiguous
-        and ig.flags.writeable
         and sys.getrefcount(ig) <= _FRESH_REFERENCES
+        and ig.dtype is leaf_data.dtype
     ):
+        return False
+    flags = ig.flags  # a new object per access: read once
+    if not (flags.c_contiguous and flags.writeable):
         return False
     base = ig.base
     return base is None or (
