@@ -8,6 +8,7 @@ topological order, calling each op's backward and accumulating gradients with ``
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -488,18 +489,59 @@ def set_leaf_gradient_hook(hook: Callable | None) -> Callable | None:
     return previous
 
 
-def _add_to_leaf_grad(leaf, g):
+def _add_to_leaf_grad(leaf, g, owned=False):
+    """``leaf.grad += g``, creating it when None: as ``g`` itself where ``owned`` (a fresh
+    array that nothing else holds, see ``_owned``), else as a copy, so that ``.grad`` never
+    aliases another gradient, a tensor's data or the caller's array."""
     if leaf.grad is None:
-        leaf.grad = Tensor._wrap(np.array(g, dtype=leaf.dtype, copy=True))
+        leaf.grad = Tensor._wrap(g if owned else np.array(g, dtype=leaf.dtype, copy=True))
     else:
         leaf.grad._data += g
 
 
-def _accumulate_leaf(leaf, g):
+def _accumulate_leaf(leaf, g, owned=False):
     if _leaf_gradient_hook is not None:
-        _leaf_gradient_hook(_add_to_leaf_grad, leaf, g)
+        _leaf_gradient_hook(_add_to_leaf_grad, leaf, g)  # a hook may keep g: never adopted
     else:
-        _add_to_leaf_grad(leaf, g)
+        _add_to_leaf_grad(leaf, g, owned)
+
+
+# The references to an input gradient that ``backward``'s loop holds when it asks ``_owned``:
+# the op's returned tuple, the loop variable ``ig``, ``_owned``'s parameter and getrefcount's
+# argument (CPython moves a call's arguments into the callee's frame). An array with no others
+# was made by the op's backward for this input alone: another node's pending gradient, a
+# tensor's data, a saved array, the incoming ``g``, a second slot of the tuple or the caller's
+# array would each add one. tests/test_autograd.py checks both directions: a fresh kernel
+# output is adopted, and each kind of shared array is copied.
+_FRESH_REFERENCES = 4
+# The references to the array that a view of it returned as a gradient (an op's
+# ``dx.reshape(shape)``) is the only other holder of: the view's ``.base``, _owned's local and
+# getrefcount's argument. Any other view of that memory, or the op's own name for it, is one
+# more (NumPy points every view at the array that owns the memory, never at another view).
+_SOLE_VIEW_BASE_REFERENCES = 3
+
+
+def _owned(ig, leaf_data):
+    """Whether a leaf may adopt ``ig`` as its ``.grad`` without a copy: a writable, C-contiguous
+    ndarray of the leaf's dtype that only the backward loop refers to, holding its own memory
+    or viewing the whole of an array that nothing but ``ig`` refers to. Called from that loop
+    only, where the references counted in _FRESH_REFERENCES are known."""
+    if not (
+        ig.__class__ is np.ndarray
+        and sys.getrefcount(ig) <= _FRESH_REFERENCES
+        and ig.dtype is leaf_data.dtype
+    ):
+        return False
+    flags = ig.flags  # a new object per access: read once
+    if not (flags.c_contiguous and flags.writeable):
+        return False
+    base = ig.base
+    return base is None or (
+        base.__class__ is np.ndarray
+        and base.flags.owndata
+        and base.nbytes == ig.nbytes
+        and sys.getrefcount(base) <= _SOLE_VIEW_BASE_REFERENCES
+    )
 
 
 def _seed(method, root, grad, create_graph):
@@ -581,7 +623,10 @@ def backward(
                 f"op '{node.op.name}': backward returned {len(input_grads)} gradient(s) for "
                 f"{len(inputs)} input(s)"
             )
-        for parent, ig in zip(inputs, input_grads):
+        for i, parent in enumerate(inputs):
+            # Indexed, not zipped: zip's reused result tuple would hold ``ig`` too, a reference
+            # _owned would have to count on the strength of an implementation detail.
+            ig = input_grads[i]
             if parent is None or ig is None:
                 continue
             data = parent._data
@@ -590,7 +635,10 @@ def backward(
             if dtype is not data.dtype:
                 ig = ig.astype(data.dtype)  # undo the engine's own float32 -> float64 promotion
             if parent._node is None:
-                _accumulate_leaf(parent, ig)
+                # Asked in a statement of its own: as an argument of the call below, ``ig``
+                # would already be on the stack once more when _owned counts.
+                owned = parent.grad is None and _owned(ig, data)
+                _accumulate_leaf(parent, ig, owned)
             else:
                 previous = grads.get(parent)
                 # A fresh array, never ``+=``: either operand may be an array that an op's

@@ -163,6 +163,139 @@ def test_grad_is_not_shared_with_the_seed():
     np.testing.assert_array_equal(seed, np.ones(3))
 
 
+# A leaf adopts its first gradient without a copy only when that array is the op's fresh
+# output and nothing else holds it; each test below hands the leaf an array that is shared in
+# one way and fails if the leaf's .grad then aliases it.
+def _backward_through(make, *xs):
+    """Backward from a seed of 2s through an op (identity on its first input) whose backward
+    returns ``make(grad, saved)``, ``saved`` being the inputs' own arrays."""
+
+    def forward(ctx, *arrays):
+        ctx.save_for_backward(*arrays)
+        return copy(arrays[0])
+
+    op = make_op(
+        "test_leaf_gradient_source", lambda ctx, g: make(g, ctx.saved_tensors), forward, len(xs)
+    )
+    try:
+        firefly.ops.apply(op.name, *xs).backward(np.full(xs[0].shape, 2.0))
+    finally:
+        unregister(op.name)
+
+
+def test_a_fresh_backward_output_becomes_the_leaf_grad_without_a_copy():
+    addresses = []  # the test keeps the address only: a reference would make the array shared
+
+    def fresh(g, xs):
+        dx = np.multiply(g, 3.0)
+        addresses.append(dx.ctypes.data)
+        return (dx,)
+
+    x = Tensor(np.ones(4), requires_grad=True)
+    _backward_through(fresh, x)
+    np.testing.assert_array_equal(x.grad.numpy(), np.full(4, 6.0))
+    assert x.grad.numpy().ctypes.data == addresses[0]
+    _backward_through(fresh, x)  # accumulates into the adopted array
+    np.testing.assert_array_equal(x.grad.numpy(), np.full(4, 12.0))
+    assert x.grad.numpy().ctypes.data == addresses[0]
+
+
+def test_a_whole_view_of_a_fresh_array_becomes_the_leaf_grad_without_a_copy():
+    addresses = []
+
+    def reshaped(g, xs):  # as an op's backward returns dx.reshape(grad.shape)
+        dx = np.multiply(g, 3.0).reshape(2, 3)
+        addresses.append(dx.ctypes.data)
+        return (dx.reshape(g.shape),)
+
+    x = Tensor(np.ones(6), requires_grad=True)
+    _backward_through(reshaped, x)
+    np.testing.assert_array_equal(x.grad.numpy(), np.full(6, 6.0))
+    assert x.grad.numpy().ctypes.data == addresses[0]
+
+
+def test_a_view_of_an_array_the_op_also_keeps_is_copied():
+    kept = []
+
+    def keeping(g, xs):
+        kept.append(np.multiply(g, 1.0).reshape(2, 3))  # the base, referred to by the list
+        return (kept[-1].reshape(g.shape),)
+
+    x = Tensor(np.ones(6), requires_grad=True)
+    _backward_through(keeping, x)
+    assert not np.shares_memory(x.grad.numpy(), kept[0])
+
+
+def test_one_array_returned_for_two_leaves_is_copied():
+    a, b = Tensor(np.ones(3), requires_grad=True), Tensor(np.ones(3), requires_grad=True)
+    ((a + b) * 2.0).sum().backward()  # add's backward hands mul's fresh output to both leaves
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+    a.grad.numpy()[:] = 0.0
+    np.testing.assert_array_equal(b.grad.numpy(), np.full(3, 2.0))
+
+
+def test_one_fresh_array_returned_for_two_leaves_is_copied():
+    a, b = Tensor(np.ones(3), requires_grad=True), Tensor(np.ones(3), requires_grad=True)
+    _backward_through(lambda g, xs: (np.multiply(g, 1.0),) * 2, a, b)  # one reference too many
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+
+
+def test_a_gradient_the_op_also_keeps_is_copied():
+    kept = []  # one reference beyond the engine's own
+
+    def keeping(g, xs):
+        kept.append(np.multiply(g, 1.0))
+        return (kept[-1],)
+
+    x = Tensor(np.ones(3), requires_grad=True)
+    _backward_through(keeping, x)
+    assert not np.shares_memory(x.grad.numpy(), kept[0])
+
+
+def test_a_gradient_also_pending_for_a_non_leaf_is_copied():
+    a, b = Tensor(np.ones(3), requires_grad=True), Tensor(np.ones(3), requires_grad=True)
+    h = b * 1.0  # a non-leaf: its gradient waits in the engine while the leaf takes its own
+    _backward_through(lambda g, xs: (np.multiply(g, 1.0),) * 2, h, a)
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+    a.grad.numpy()[:] = 0.0
+    np.testing.assert_array_equal(b.grad.numpy(), np.full(3, 2.0))
+
+
+def test_the_incoming_gradient_passed_through_is_copied():
+    x = Tensor(np.ones(3), requires_grad=True)
+    seed = np.full(3, 2.0)
+    y = x.reshape(3)  # reshape's backward passes the seed on
+    y.backward(seed)
+    x.grad.numpy()[:] = 5.0
+    np.testing.assert_array_equal(seed, np.full(3, 2.0))
+
+
+def test_views_of_one_array_are_copied():
+    a, b = Tensor(np.ones(3), requires_grad=True), Tensor(np.ones(3), requires_grad=True)
+
+    def overlapping(g, xs):
+        both = np.tile(g, 2)
+        return both[:3], both[:3]
+
+    _backward_through(overlapping, a, b)
+    assert not np.shares_memory(a.grad.numpy(), b.grad.numpy())
+
+
+def test_a_broadcast_gradient_is_copied_into_a_writable_grad():
+    x = Tensor(np.ones((2, 3)), requires_grad=True)
+    _backward_through(lambda g, xs: (np.broadcast_to(g[:1], g.shape),), x)
+    x.grad.numpy()[:] += 1.0  # a read-only broadcast view would raise here
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 3), 3.0))
+
+
+def test_an_input_s_own_data_returned_as_its_gradient_is_copied():
+    x = Tensor(np.ones(3), requires_grad=True)
+    _backward_through(lambda g, xs: (xs[0],), x)
+    assert not np.shares_memory(x.grad.numpy(), x.numpy())
+    x.grad.numpy()[:] = 7.0
+    np.testing.assert_array_equal(x.numpy(), np.ones(3))
+
+
 def test_inputs_that_need_no_grad_get_none():
     x, c = Tensor(np.ones(3), requires_grad=True), Tensor(np.ones(3))
     (x * c).sum().backward()

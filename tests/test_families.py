@@ -204,12 +204,13 @@ def test_row_softmax_special_values_match_torch(op, dtype):
 
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
-@pytest.mark.parametrize("length", [1, 5, 31, 32, 33, 4 * 32 + 5, 2 * 4 * 32 + 37])
+@pytest.mark.parametrize("length", [1, 5, 31, 32, 33, 127, 128, 4 * 32 + 5, 2 * 4 * 32 + 37, 1061])
 @pytest.mark.parametrize("axis", [-1, 1])
 def test_row_softmax_matches_torch_in_float64(op, length, axis):
-    """Rows shorter than, equal to and longer than the family's 32 float64 lanes (and their
-    short last block), along the last axis (contiguous rows) and the middle one (copied rows):
-    outputs within 1e-12 and gradients within 1e-9 of torch."""
+    """Rows shorter than, equal to and longer than the family's 32 lanes and its 128-element
+    blocks (and their short last block), and longer than a 1024-element chunk, along the last
+    axis (contiguous rows) and the middle one (copied rows): outputs within 1e-12 and gradients
+    within 1e-9 of torch."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(length)
     shape = (3, length, 4) if axis == 1 else (5, length)
