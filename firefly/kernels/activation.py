@@ -4,10 +4,12 @@ run in float64 and round once into the output's dtype."""
 
 import math
 
+import numpy as np
 from numba import prange
 
 from firefly.kernels import vmath
 from firefly.kernels._jit import called_helper, inline_helper, memory_bound, transcendental
+from firefly.kernels.vmath import _mul_add
 
 _SQRT_HALF = 0.7071067811865476
 _INV_SQRT_2PI = 0.3989422804014327
@@ -34,9 +36,12 @@ def _sigmoid(x):
 # few elements beyond |x| = 2 sqrt 2 with the tail form: computing both forms everywhere and
 # selecting cost 2.7x the central loop alone (the tail's exp and division).
 _CENTRAL_LIMIT = 2.0 * math.sqrt(2.0)  # |x| below which the central form holds (a < 2)
-# The loop looking for tails runs over blocks, each a serial inner loop: written as one prange
-# loop, the parallel build vectorized it, computing the tail for every element (5x slower).
-_TAIL_BLOCK = 4096
+# The tails are found block by block: a serial scan lists a block's positions beyond the
+# limit, then the tail form runs at those only. A loop testing each element and computing the
+# tail where the test holds was vectorized by LLVM whenever the tail's helper got inlined,
+# computing the tail for every element (10-40x the central loop's time).
+_TAIL_BLOCK = 4096  # elements per prange task
+_TAIL_GROUP = 64  # elements whose loop counts its tails: a group without any skips the scan
 _ERF_SMALL = (
     1.559987545439955e-11,
     -1.4910262076709775e-10,
@@ -81,23 +86,26 @@ _ERFC_LARGE = (
 @inline_helper
 def _degree16(c, u):
     """The polynomial with coefficients ``c`` (17, highest power first) at u, by Horner's
-    rule written out: a loop over the tuple would compile to an iterator, not to arithmetic."""
-    r = c[0] * u + c[1]
-    r = r * u + c[2]
-    r = r * u + c[3]
-    r = r * u + c[4]
-    r = r * u + c[5]
-    r = r * u + c[6]
-    r = r * u + c[7]
-    r = r * u + c[8]
-    r = r * u + c[9]
-    r = r * u + c[10]
-    r = r * u + c[11]
-    r = r * u + c[12]
-    r = r * u + c[13]
-    r = r * u + c[14]
-    r = r * u + c[15]
-    return r * u + c[16]
+    rule written out (a loop over the tuple would compile to an iterator, not to arithmetic),
+    each step one fused multiply-add: with a multiply and an add apart, the chain of 32
+    dependent operations left the vectorized loop latency-bound (a (768, 512) float32 GELU
+    0.90 ms -> 0.40 ms)."""
+    r = _mul_add(c[0], u, c[1])
+    r = _mul_add(r, u, c[2])
+    r = _mul_add(r, u, c[3])
+    r = _mul_add(r, u, c[4])
+    r = _mul_add(r, u, c[5])
+    r = _mul_add(r, u, c[6])
+    r = _mul_add(r, u, c[7])
+    r = _mul_add(r, u, c[8])
+    r = _mul_add(r, u, c[9])
+    r = _mul_add(r, u, c[10])
+    r = _mul_add(r, u, c[11])
+    r = _mul_add(r, u, c[12])
+    r = _mul_add(r, u, c[13])
+    r = _mul_add(r, u, c[14])
+    r = _mul_add(r, u, c[15])
+    return _mul_add(r, u, c[16])
 
 
 @inline_helper
@@ -108,11 +116,22 @@ def _normal_cdf_central(v):
     return 0.5 + 0.5 * erf_a if v >= 0.0 else 0.5 - 0.5 * erf_a
 
 
+@inline_helper
+def _tail_positions(x, positions):
+    """Writes to positions[:count] the i with |x[i]| >= _CENTRAL_LIMIT or x[i] NaN, in order;
+    returns count. The store at a data-dependent place keeps this loop scalar."""
+    count = 0
+    for i in range(x.size):
+        if not abs(float(x[i])) < _CENTRAL_LIMIT:
+            positions[count] = i
+            count += 1
+    return count
+
+
 @called_helper
 def _normal_cdf_tail(v):
-    """Phi(v) for |v| >= _CENTRAL_LIMIT, and NaN for NaN. A function call, not inlined: the
-    call keeps LLVM from vectorizing the loop that looks for tails, which would compute this
-    for every element (4x the central loop's time)."""
+    """Phi(v) for |v| >= _CENTRAL_LIMIT, and NaN for NaN. A function of its own, not inlined:
+    the kernels' parallel builds stay small and compile faster."""
     a = abs(v) * _SQRT_HALF
     t = 1.0 / a
     u = (t - 0.5 * (_ERFC_T_LOW + _ERFC_T_HIGH)) * (2.0 / (_ERFC_T_HIGH - _ERFC_T_LOW))
@@ -128,15 +147,20 @@ def gelu_forward(x, tanh_approximation, out):
             v = float(x[i])
             out[i] = 0.5 * v * (1.0 + math.tanh(_SQRT_2_OVER_PI * (v + _GELU_CUBIC * v * v * v)))
         return
-    for i in prange(x.size):
-        v = float(x[i])
-        out[i] = v * _normal_cdf_central(v)
     n = x.size
-    for block in prange((n + _TAIL_BLOCK - 1) // _TAIL_BLOCK):  # the tails (and NaN), rare
-        for i in range(block * _TAIL_BLOCK, min(n, (block + 1) * _TAIL_BLOCK)):
-            v = float(x[i])
-            if not abs(v) < _CENTRAL_LIMIT:
-                out[i] = v * _normal_cdf_tail(v)
+    for block in prange((n + _TAIL_BLOCK - 1) // _TAIL_BLOCK):
+        positions = np.empty(_TAIL_GROUP, np.int64)
+        stop = min(n, (block + 1) * _TAIL_BLOCK)
+        for start in range(block * _TAIL_BLOCK, stop, _TAIL_GROUP):
+            xs, outs = x[start : start + _TAIL_GROUP], out[start : start + _TAIL_GROUP]
+            tails = 0
+            for i in range(xs.size):
+                v = float(xs[i])
+                outs[i] = v * _normal_cdf_central(v)
+                tails += 0 if abs(v) < _CENTRAL_LIMIT else 1
+            for j in range(_tail_positions(xs, positions) if tails else 0):  # rare
+                v = float(xs[positions[j]])
+                outs[positions[j]] = v * _normal_cdf_tail(v)
 
 
 @transcendental
@@ -152,17 +176,24 @@ def gelu_backward(grad, x, tanh_approximation, dx):
             )
             dx[i] = grad[i] * d
         return
-    for i in prange(x.size):
-        v = float(x[i])
-        density = _INV_SQRT_2PI * vmath.exp(-0.5 * v * v)
-        dx[i] = grad[i] * (_normal_cdf_central(v) + v * density)
     n = x.size
     for block in prange((n + _TAIL_BLOCK - 1) // _TAIL_BLOCK):
-        for i in range(block * _TAIL_BLOCK, min(n, (block + 1) * _TAIL_BLOCK)):
-            v = float(x[i])
-            if not abs(v) < _CENTRAL_LIMIT:
+        positions = np.empty(_TAIL_GROUP, np.int64)
+        stop = min(n, (block + 1) * _TAIL_BLOCK)
+        for start in range(block * _TAIL_BLOCK, stop, _TAIL_GROUP):
+            end = start + _TAIL_GROUP
+            xs, grads, dxs = x[start:end], grad[start:end], dx[start:end]
+            tails = 0
+            for i in range(xs.size):
+                v = float(xs[i])
                 density = _INV_SQRT_2PI * vmath.exp(-0.5 * v * v)
-                dx[i] = grad[i] * (_normal_cdf_tail(v) + v * density)
+                dxs[i] = grads[i] * (_normal_cdf_central(v) + v * density)
+                tails += 0 if abs(v) < _CENTRAL_LIMIT else 1
+            for j in range(_tail_positions(xs, positions) if tails else 0):  # rare
+                i = positions[j]
+                v = float(xs[i])
+                density = _INV_SQRT_2PI * vmath.exp(-0.5 * v * v)
+                dxs[i] = grads[i] * (_normal_cdf_tail(v) + v * density)
 
 
 @memory_bound
