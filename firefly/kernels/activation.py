@@ -32,9 +32,9 @@ def _sigmoid(x):
 # fits of degree 16 (to mpmath) written in monomials of the variable scaled to [-1, 1], relative
 # error 1e-15 and 2e-14; Phi is within 3e-13 relative of the exact value down to x = -40 (the
 # erfc form keeps the left tail's precision, which 1 + erf(x) cancels away). The kernels run
-# the central form over every element in one vectorized loop, then a second loop redoes the
-# few elements beyond |x| = 2 sqrt 2 with the tail form: computing both forms everywhere and
-# selecting cost 2.7x the central loop alone (the tail's exp and division).
+# the central form over every element in vectorized loops, then redo the few elements beyond
+# |x| = 2 sqrt 2 with the tail form: computing both forms everywhere and selecting cost 2.7x
+# the central loop alone (the tail's exp and division).
 _CENTRAL_LIMIT = 2.0 * math.sqrt(2.0)  # |x| below which the central form holds (a < 2)
 # The tails are found block by block: a serial scan lists a block's positions beyond the
 # limit, then the tail form runs at those only. A loop testing each element and computing the
@@ -83,6 +83,32 @@ _ERFC_LARGE = (
 )  # log(a erfc(a)) + a**2 in u = 1/a scaled to [-1, 1], highest power first
 
 
+# The density exp(-x**2 / 2) / sqrt(2 pi) in the central range, as a polynomial in the same u
+# as _ERF_SMALL's: vmath.exp (its range reduction, scaling and special cases) cost more than
+# the CDF's polynomial; this one runs beside it. Chebyshev interpolation of degree 17 at its
+# nodes (tools/fit_gelu_polynomials.py), relative error 5e-15 in float64.
+_EXP_CENTRAL = (
+    -5.2562991715194955e-11,
+    4.4954465890776245e-10,
+    -3.386174121637167e-09,
+    2.538596043727016e-08,
+    -1.7804642687078197e-07,
+    1.1573174624640294e-06,
+    -6.943606158141582e-06,
+    3.8189821546214694e-05,
+    -0.00019094925430143494,
+    0.0008592716496874729,
+    -0.0034370865581843427,
+    0.012029802952401653,
+    -0.036089408863116776,
+    0.09022352215793321,
+    -0.18044704431548284,
+    0.2706705664732182,
+    -0.2706705664732254,
+    0.13533528323661273,
+)  # exp(-a**2) = exp(-2 (u + 1)) in u = a**2 / 2 - 1, highest power first, a < 2
+
+
 @inline_helper
 def _degree16(c, u):
     """The polynomial with coefficients ``c`` (17, highest power first) at u, by Horner's
@@ -109,11 +135,24 @@ def _degree16(c, u):
 
 
 @inline_helper
+def _degree17(c, u):
+    """As _degree16, for 18 coefficients."""
+    return _mul_add(_degree16(c[:17], u), u, c[17])
+
+
+@inline_helper
 def _normal_cdf_central(v):
     """Phi(v) for |v| < _CENTRAL_LIMIT (meaningless beyond)."""
     a = abs(v) * _SQRT_HALF
     erf_a = a * _degree16(_ERF_SMALL, a * a * 0.5 - 1.0)
     return 0.5 + 0.5 * erf_a if v >= 0.0 else 0.5 - 0.5 * erf_a
+
+
+@inline_helper
+def _normal_density_central(v):
+    """phi(v) = exp(-v**2 / 2) / sqrt(2 pi) for |v| < _CENTRAL_LIMIT (meaningless beyond)."""
+    a = abs(v) * _SQRT_HALF
+    return _INV_SQRT_2PI * _degree17(_EXP_CENTRAL, a * a * 0.5 - 1.0)
 
 
 @inline_helper
@@ -186,7 +225,7 @@ def gelu_backward(grad, x, tanh_approximation, dx):
             tails = 0
             for i in range(xs.size):
                 v = float(xs[i])
-                density = _INV_SQRT_2PI * vmath.exp(-0.5 * v * v)
+                density = _normal_density_central(v)
                 dxs[i] = grads[i] * (_normal_cdf_central(v) + v * density)
                 tails += 0 if abs(v) < _CENTRAL_LIMIT else 1
             for j in range(_tail_positions(xs, positions) if tails else 0):  # rare
