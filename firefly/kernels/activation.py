@@ -184,7 +184,7 @@ def gelu_forward(x, tanh_approximation, out):
     if tanh_approximation:
         for i in prange(x.size):
             v = float(x[i])
-            out[i] = 0.5 * v * (1.0 + math.tanh(_SQRT_2_OVER_PI * (v + _GELU_CUBIC * v * v * v)))
+            out[i] = 0.5 * v * (1.0 + vmath.tanh(_SQRT_2_OVER_PI * (v + _GELU_CUBIC * v * v * v)))
         return
     n = x.size
     for block in prange((n + _TAIL_BLOCK - 1) // _TAIL_BLOCK):
@@ -209,7 +209,7 @@ def gelu_backward(grad, x, tanh_approximation, dx):
         for i in prange(x.size):
             v = float(x[i])
             inner = _SQRT_2_OVER_PI * (v + _GELU_CUBIC * v * v * v)
-            t = math.tanh(inner)
+            t = vmath.tanh(inner)
             d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * _SQRT_2_OVER_PI * (
                 1.0 + 3.0 * _GELU_CUBIC * v * v
             )
