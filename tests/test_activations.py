@@ -141,3 +141,36 @@ def test_exact_gelu_keeps_its_relative_precision_in_the_left_tail():
         rounded = exact.astype(np.float32)
         ulps = np.abs(got.astype(np.float64) - rounded) / np.spacing(np.abs(rounded))
         assert ulps.max() <= 1.0, (ulps.max(), x32[np.argmax(ulps)])
+
+
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+def test_exact_gelu_kernels_redo_the_tails_where_they_sit(build, monkeypatch):
+    # The kernels run the central form over groups of 64 elements and redo a group's elements
+    # beyond |x| = 2 sqrt 2 (and NaN) with the tail form at the positions a scan lists. Values
+    # for which the central form is wrong sit at group and block edges, among small values,
+    # in an array whose length is a multiple of neither; each output must be the one computed
+    # for that element alone.
+    from firefly.kernels import activation as K
+
+    n = 2 * 4096 + 70
+    x = np.full(n, 0.25)
+    specials = {0: -6.0, 63: 5.0, 64: -3.0, 127: np.nan, 4095: -20.0, 4096: np.inf, n - 1: -9.5}
+    for position, value in specials.items():
+        x[position] = value
+    if build == "parallel":
+        monkeypatch.setattr(K.gelu_forward, "threshold", 0)
+        monkeypatch.setattr(K.gelu_backward, "threshold", 0)
+    out, dx = np.empty(n), np.empty(n)
+    getattr(K.gelu_forward, build)(x, False, out)
+    getattr(K.gelu_backward, build)(np.ones(n), x, False, dx)
+    alone_out, alone_dx = np.empty(1), np.empty(1)
+    for position in [*specials, 1, 62, 65, 4094, 4097, n - 2]:
+        K.gelu_forward.serial(x[position : position + 1], False, alone_out)
+        K.gelu_backward.serial(np.ones(1), x[position : position + 1], False, alone_dx)
+        np.testing.assert_array_equal([out[position], dx[position]], [alone_out[0], alone_dx[0]])
+    finite = np.isfinite(x)
+    phi = np.array([0.5 * math.erfc(-v / math.sqrt(2.0)) for v in x[finite]])
+    density = np.exp(-0.5 * x[finite] ** 2) / math.sqrt(2.0 * math.pi)
+    np.testing.assert_allclose(out[finite], x[finite] * phi, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(dx[finite], phi + x[finite] * density, rtol=1e-12, atol=0)
+    assert np.isnan(out[127]) and np.isnan(dx[127]) and out[4096] == np.inf
