@@ -5,6 +5,7 @@ reproducibility and replay under firefly.compile, bad input, and the memory the 
 import tracemalloc
 import warnings
 
+import numba
 import numpy as np
 import pytest
 from attention_references import op_reference, reference
@@ -12,6 +13,7 @@ from attention_references import op_reference, reference
 import firefly
 import firefly.nn.functional as F
 from firefly import nn, ops
+from firefly.kernels import attention as K
 from firefly.ops.attention import dropout_scales
 from firefly.tensor import Tensor
 from firefly.testing import check_op, gradcheck
@@ -796,3 +798,55 @@ def test_packed_self_attention_bad_input_is_named(shape, kwargs, kind, words):
     with pytest.raises(kind, match=words) as caught:
         F.packed_self_attention(Tensor(np.zeros(shape)), **kwargs)
     assert "packed_self_attention" in str(caught.value)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two Numba threads")
+@pytest.mark.parametrize("lead,heads", [((3,), 1), ((5,), 2), ((2, 3), 3)])
+def test_packed_self_attention_workers_share_rows_exactly(monkeypatch, lead, heads):
+    """Two workers, each a contiguous run of slices that may end inside a batch element (its
+    heads' columns of one row then go to both workers): the parallel build gives the serial
+    build's output and gradient bit for bit."""
+    rng = np.random.default_rng(25)
+    qkv = rng.standard_normal(lead + (9, 3 * heads * 4))
+    grad = rng.standard_normal(lead + (9, heads * 4))
+    results = []
+    before = numba.get_num_threads()
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        for kernel in (K.attention_forward, K.attention_backward):
+            monkeypatch.setattr(kernel, "threshold", 0)  # the parallel build at any size
+        try:
+            leaf = Tensor(qkv, requires_grad=True)
+            out = F.packed_self_attention(leaf, heads, is_causal=True)
+            out.backward(grad)
+        finally:
+            numba.set_num_threads(before)
+        results.append((out.numpy(), leaf.grad.numpy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two Numba threads")
+def test_sdpa_workers_match_one_worker(monkeypatch):
+    """SDPA's slices over two workers (three slices: runs of one and two) with a bias that
+    broadcasts over the heads, whose gradient is summed from per-worker parts: the serial
+    build's results (the bias gradient up to the order of that sum)."""
+    rng = np.random.default_rng(26)
+    q, k, v, grad = random_inputs(rng, (3,), 7, 6, 4, 5)
+    bias = rng.standard_normal((1, 7, 6))
+    results = []
+    before = numba.get_num_threads()
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        for kernel in (K.attention_forward, K.attention_backward):
+            monkeypatch.setattr(kernel, "threshold", 0)  # the parallel build at any size
+        try:
+            leaves = [Tensor(a, requires_grad=True) for a in (q, k, v, bias)]
+            out = F.scaled_dot_product_attention(*leaves[:3], attn_mask=leaves[3])
+            out.backward(grad)
+        finally:
+            numba.set_num_threads(before)
+        results.append([out.numpy()] + [leaf.grad.numpy() for leaf in leaves])
+    for serial, parallel in zip(results[0][:4], results[1][:4]):
+        np.testing.assert_array_equal(serial, parallel)
+    np.testing.assert_allclose(results[0][4], results[1][4], rtol=0, atol=1e-14)

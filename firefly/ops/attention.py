@@ -75,51 +75,58 @@ def dropout_scales(key, shape, dropout_p):
     return np.where(kept, 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0, 0.0)
 
 
-def run_attention_forward(kernel, ctx, q4, k4, v4, out, lse):
-    """Run the attention forward ``kernel`` on 4-D q4, k4 and v4 (with the head offsets
-    ctx.heads gives), writing out (batch, heads, rows, head size) and the rows' log-sum-exp;
-    with no query, no key or an empty value there is nothing to attend: torch's zeros."""
-    tq, e = q4.shape[2:]
-    tk, ev = v4.shape[2:]
+def _workers(slices):
+    """Workers of an attention kernel's prange: one per thread, each with slices to do."""
+    return max(1, min(slices, numba.get_num_threads()))
+
+
+def run_attention_forward(kernel, ctx, q2, k2, v2, out, lse):
+    """Run the attention forward ``kernel`` on 2-D q2, k2 and v2 (rows by columns, with the
+    heads, head sizes and first columns ctx.heads gives), writing out (batch * rows, heads *
+    head size) and the rows' log-sum-exp, lse (batch * heads, rows); with no query, no key or
+    an empty value there is nothing to attend: torch's zeros."""
+    slices, tq = lse.shape
+    e, ev = ctx.heads[1]
+    tk = k2.shape[0] // (slices // ctx.heads[0]) if slices else 0
     if not (out.size and tq and tk):
         out[...] = 0.0
         lse[...] = np.inf
         return
     block_q, block_k = ctx.layout[-2:]
-    workers = max(1, min(math.prod(out.shape[:2]), numba.get_num_threads()))
-    scratch = np.empty((workers, K.forward_scratch_size(block_q, block_k, tk, e, ev)), q4.dtype)
-    lanes = np.empty((workers, K.LANES), dtype=q4.dtype)
-    kernel(q4, k4, v4, *ctx.heads, *ctx.layout, lse, lanes, scratch, out)
+    workers = _workers(slices)
+    scratch = np.empty((workers, K.forward_scratch_size(block_q, block_k, tk, e, ev)), q2.dtype)
+    lanes = np.empty((workers, K.LANES), dtype=q2.dtype)
+    kernel(q2, k2, v2, *ctx.heads, *ctx.layout, lse, lanes, scratch, out)
 
 
-def run_attention_backward(kernel, ctx, q4, k4, v4, out, lse, grad4, dq, dk, dv):
-    """Run the attention backward ``kernel`` on the forward's 4-D arrays (q4, k4 and v4 with
-    the head offsets ctx.heads gives; out and grad4 (batch, heads, rows, head size)), writing
-    dq, dk and dv (laid out as q4, k4 and v4); returns the bias's gradient (3-D, as the bias's
-    layout) when the bias is an input that needs one, else None."""
-    B, H = out.shape[:2]
-    tq, e = q4.shape[2:]
-    tk, ev = v4.shape[2:]
+def run_attention_backward(kernel, ctx, q2, k2, v2, out, lse, grad2, dq, dk, dv):
+    """Run the attention backward ``kernel`` on the forward's 2-D arrays (q2, k2 and v2 as
+    the forward read them; out and grad2 laid out as its out), writing dq, dk and dv (laid out
+    as q2, k2 and v2); returns the bias's gradient (3-D, as the bias's layout) when the bias
+    is an input that needs one, else None."""
+    slices, tq = lse.shape
+    e, ev = ctx.heads[1]
+    tk = k2.shape[0] // (slices // ctx.heads[0]) if slices else 0
     layout = ctx.layout
     bias3 = layout[1]
     need_dbias = len(ctx.shapes) > 3 and ctx.needs_input_grad[3] and len(ctx.shapes[3]) > 0
-    dbias = np.empty(bias3.shape if need_dbias else (1, 1, 1), dtype=q4.dtype)
+    dbias = np.empty(bias3.shape if need_dbias else (1, 1, 1), dtype=q2.dtype)
     if out.size and tq and tk:
         block_q, block_k = layout[-2:]
-        workers = max(1, min(B * H, numba.get_num_threads()))
-        dbias_parts = np.empty((workers,) + dbias.shape, dtype=q4.dtype)
+        workers = _workers(slices)
+        dbias_parts = np.empty((workers,) + dbias.shape, dtype=q2.dtype)
         scratch = np.empty(
-            (workers, K.backward_scratch_size(block_q, block_k, tk, e, ev)), dtype=q4.dtype
+            (workers, K.backward_scratch_size(block_q, block_k, tk, e, ev)), dtype=q2.dtype
         )
         kernel(
-            q4,
-            k4,
-            v4,
+            q2,
+            k2,
+            v2,
             *ctx.heads,
             *layout,
             out,
             lse,
-            grad4,
+            grad2,
             need_dbias,
             dbias_parts,
             scratch,
@@ -223,10 +230,11 @@ class ScaledDotProductAttention(Op):
             keep3, keep_strides = np.ones((1, 1, 1), dtype=np.bool_), (0,) * len(batch)
         keep_strides = keep_strides or (0,)
         dropout_key = _dropout_key(dropout_p, seed)
-        q4 = query.reshape(1, n, tq, e)
-        k4 = key.reshape(1, n, tk, e)
-        v4 = value.reshape(1, n, tk, ev)
-        out = np.empty((1, n, tq, ev), dtype=query.dtype)
+        # One head per slice: its rows are a block of (slices * length, head size) arrays.
+        q2 = query.reshape(n * tq, e)
+        k2 = key.reshape(n * tk, e)
+        v2 = value.reshape(n * tk, ev)
+        out = np.empty((n * tq, ev), dtype=query.dtype)
         lse = np.empty((n, tq), dtype=query.dtype)
         block_q, block_k = _blocks(tq, tk, max(e, ev))
         ctx.layout = (
@@ -245,18 +253,18 @@ class ScaledDotProductAttention(Op):
             block_k,
         )
         ctx.shapes = (query.shape, key.shape, value.shape, bias.shape)
-        ctx.heads = (n, (0, 0, 0))  # one (1, n, rows, head size) array each
+        ctx.heads = (1, (e, ev), (0, 0, 0))
         ctx.bool_mask_shape = bool_mask.shape if has_keep else None
-        run_attention_forward(cls.forward_kernel, ctx, q4, k4, v4, out, lse)
-        ctx.save_for_backward(q4, k4, v4, out, lse)
+        run_attention_forward(cls.forward_kernel, ctx, q2, k2, v2, out, lse)
+        ctx.save_for_backward(q2, k2, v2, out, lse)
         return out.reshape(batch + (tq, ev))
 
     @classmethod
     def backward(cls, ctx, grad):
-        q4, k4, v4, out, lse = ctx.saved_tensors
-        dq, dk, dv = np.empty_like(q4), np.empty_like(k4), np.empty_like(v4)
+        q2, k2, v2, out, lse = ctx.saved_tensors
+        dq, dk, dv = np.empty_like(q2), np.empty_like(k2), np.empty_like(v2)
         dbias = run_attention_backward(
-            cls.backward_kernel, ctx, q4, k4, v4, out, lse, grad.reshape(out.shape), dq, dk, dv
+            cls.backward_kernel, ctx, q2, k2, v2, out, lse, grad.reshape(out.shape), dq, dk, dv
         )
         q_shape, k_shape, v_shape, bias_shape = ctx.shapes
         needs = ctx.needs_input_grad
@@ -264,7 +272,7 @@ class ScaledDotProductAttention(Op):
             dq.reshape(q_shape) if needs[0] else None,
             dk.reshape(k_shape) if needs[1] else None,
             dv.reshape(v_shape) if needs[2] else None,
-            (dbias.reshape(bias_shape) if dbias is not None else np.zeros((), q4.dtype))
+            (dbias.reshape(bias_shape) if dbias is not None else np.zeros((), q2.dtype))
             if needs[3]
             else None,
         )
@@ -346,12 +354,10 @@ def attention_gradients(ctx, grad, query, key, value, bias, needs):
     )
 
 
-def _as_heads(x, heads):
-    """``x`` (..., T, heads * D) as a (batch, heads, T, D) view, the batch dimensions
-    flattened into one (1 where there are none). The view spans all of x's memory, as the
-    kernels receive it: firefly.compile traces what a kernel reads by the memory it spans."""
-    *lead, t, width = x.shape
-    return x.reshape(math.prod(lead), t, heads, width // heads).transpose(0, 2, 1, 3)
+def _as_rows(x):
+    """``x`` (..., T, width) as the (positions, width) array the kernels read, a view where
+    its memory allows (a projection's output always does)."""
+    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
 
 
 @register
@@ -385,15 +391,13 @@ class PackedSelfAttention(Op):
             raise TypeError(f"packed_self_attention: scale must be a number or None, got {scale!r}")
         dropout_p = _check_probability(cls.name, dropout_p)
         heads = int(num_heads)
-        # q, k and v in one view, (batch, 3 * heads, T, D): q's heads first, then k's, v's.
-        qkv4 = _as_heads(qkv, 3 * heads)
-        batch, _, t, head = qkv4.shape
-        lead = qkv.shape[:-2]
+        lead, t = qkv.shape[:-2], qkv.shape[-2]
+        batch = math.prod(lead)
+        head = qkv.shape[-1] // (3 * heads)
         if scale is None:
             scale = 1.0 / math.sqrt(head) if head else 1.0
         dropout_key = _dropout_key(dropout_p, seed)
         out = np.empty(lead + (t, heads * head), dtype=qkv.dtype)
-        out4 = _as_heads(out, heads)
         lse = np.empty((batch * heads, t), dtype=qkv.dtype)
         block_q, block_k = _blocks(t, t, head)
         # No mask: a one-element bias and keep that every slice reads (stride 0).
@@ -413,31 +417,33 @@ class PackedSelfAttention(Op):
             block_k,
         )
         ctx.shapes = ((batch, heads, t, head),)
-        ctx.heads = (heads, (0, heads, 2 * heads))
+        # q's heads from column 0, k's from C, v's from 2C; the output's from 0.
+        width = heads * head
+        ctx.heads = (heads, (head, head), (0, width, 2 * width))
         ctx.bool_mask_shape = None
-        run_attention_forward(cls.forward_kernel, ctx, qkv4, qkv4, qkv4, out4, lse)
+        rows = _as_rows(qkv)
+        run_attention_forward(cls.forward_kernel, ctx, rows, rows, rows, _as_rows(out), lse)
         ctx.save_for_backward(qkv, out, lse)
         return out
 
     @classmethod
     def backward(cls, ctx, grad):
         qkv, out, lse = ctx.saved_tensors
-        heads = ctx.heads[0]
-        qkv4 = _as_heads(qkv, 3 * heads)
+        rows = _as_rows(qkv)
         dqkv = np.empty_like(qkv)  # every element is written: dq, dk and dv tile it
-        dqkv4 = _as_heads(dqkv, 3 * heads)
+        drows = _as_rows(dqkv)
         run_attention_backward(
             cls.backward_kernel,
             ctx,
-            qkv4,
-            qkv4,
-            qkv4,
-            _as_heads(out, heads),
+            rows,
+            rows,
+            rows,
+            _as_rows(out),
             lse,
-            _as_heads(grad, heads),
-            dqkv4,
-            dqkv4,
-            dqkv4,
+            _as_rows(grad),
+            drows,
+            drows,
+            drows,
         )
         return dqkv
 
