@@ -20,11 +20,14 @@ import types
 from collections.abc import Callable
 
 import numba
+import numpy as np
 from numba import _dispatcher
-from numba.core import event
+from numba.core import errors, event
+from numba.core import types as numba_types
 from numba.core.dispatcher import OmittedArg
 from numba.core.registry import CPUDispatcher
 from numba.core.typeconv.rules import default_type_manager
+from numba.np import numpy_support
 
 from firefly.kernels import _cache
 from firefly.kernels._blas import (
@@ -171,6 +174,23 @@ class LazyDispatcher(CPUDispatcher):
         # Unpickled (Numba pickles a dispatcher as its function and options) as Numba's own
         # dispatcher, with the signature Numba's _rebuild calls it with.
         return CPUDispatcher._rebuild(uuid, py_func, locals, targetoptions, can_compile, sigs)
+
+    def typeof_pyval(self, val):
+        # Numba types a plain ndarray argument through its typeof, which first asks whether
+        # it is a ``numpy.ma.MaskedArray``: reading ``np.ma`` imports numpy.ma, 40-60 ms of
+        # CPU in the first kernel call of every process, cached kernels or not. An exact
+        # ndarray is never a masked one; its type is read as Numba's typeof reads it.
+        if type(val) is np.ndarray:
+            try:
+                dtype = numpy_support.from_dtype(val.dtype)
+            except errors.NumbaNotImplementedError:  # an unsupported dtype: Numba's own error
+                return super().typeof_pyval(val)
+            tp = numba_types.Array(
+                dtype, val.ndim, numpy_support.map_layout(val), readonly=not val.flags.writeable
+            )
+            self._types_active_call.add(tp)
+            return tp
+        return super().typeof_pyval(val)
 
     @property
     def is_complete(self) -> bool:
