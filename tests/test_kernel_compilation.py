@@ -461,3 +461,32 @@ def test_data_onnx_utils_and_distributed_are_imported_at_first_use(run_code):
         print("ok")
     """)
     assert out.strip() == "ok"
+
+
+def test_a_called_helper_compiles_once_for_a_constant_and_a_variable(monkeypatch):
+    from numba import prange
+
+    from firefly.kernels import _jit
+
+    monkeypatch.setattr(_jit._cache, "cache_enabled", False)  # this test's kernels stay here
+
+    @_jit.called_helper
+    def fill_from(start, stop, out):
+        for i in range(start, stop):
+            out[i] = 2.0 * i
+
+    def fill(out, threads):
+        n = out.size
+        if threads == 1:
+            fill_from(0, n, out)  # a constant start: Literal[int](0) to Numba's typing
+            return
+        for t in prange(threads):
+            fill_from(t * n // threads, (t + 1) * n // threads, out)
+
+    filled = _jit.sized_kernel(fill, threshold=0)
+    for threads in (1, 3):
+        out = np.zeros(10)
+        filled(out, threads)
+        np.testing.assert_array_equal(out, 2.0 * np.arange(10))
+    (signature,) = fill_from.signatures  # one specialisation, for int64 starts
+    assert str(signature[0]) == "int64", signature

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import numba
 import numpy as np
 from numba import _dispatcher
-from numba.core import errors, event
+from numba.core import errors, event, sigutils
 from numba.core import types as numba_types
 from numba.core.dispatcher import OmittedArg
 from numba.core.registry import CPUDispatcher
@@ -175,6 +175,20 @@ class LazyDispatcher(CPUDispatcher):
         # dispatcher, with the signature Numba's _rebuild calls it with.
         return CPUDispatcher._rebuild(uuid, py_func, locals, targetoptions, can_compile, sigs)
 
+    literals_as_values = False  # set by called_helper
+
+    def compile(self, sig):
+        # Another kernel's call of a helper that is not inlined makes Numba compile the helper
+        # for the call's argument types, literal constants included: conv's per-sample helper
+        # was compiled twice in every conv kernel's compile, for n0 = Literal[int](0) on one
+        # thread and for the prange's int64 n0 (4.8 and 6.4 s on the loaded machine, the
+        # largest function in conv's kernels). A called helper compiles for the constants'
+        # types instead (int64 for 0), to which the caller's typing converts each constant.
+        if not self.literals_as_values:
+            return super().compile(sig)
+        args, _ = sigutils.normalize_signature(sig)
+        return super().compile(tuple(numba_types.unliteral(arg) for arg in args))
+
     def typeof_pyval(self, val):
         # Numba types a plain ndarray argument through its typeof, which first asks whether
         # it is a ``numpy.ma.MaskedArray``: reading ``np.ma`` imports numpy.ma, 40-60 ms of
@@ -310,6 +324,7 @@ def called_helper(fn):
     parallel kernel whose loop body calls it stays small, and compiles in a fraction of the
     time that the inlined copies take."""
     helper = _jit(fn, parallel=False)
+    helper.literals_as_values = True
     _helpers.add(id(helper))
     return helper
 
