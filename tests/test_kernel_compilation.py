@@ -414,12 +414,18 @@ def test_array_arguments_get_numbas_types_without_importing_numpy_ma(run_code):
         def first(a):
             return a.flat[0]
 
+        @_jit.kernel
+        def first_of_last(arrays):
+            return arrays[-1].flat[0]
+
         x = np.arange(24.0).reshape(2, 3, 4)
         readonly = np.arange(6, dtype=np.int32)
         readonly.flags.writeable = False
         values = [x, x.astype(np.float32), np.asfortranarray(x), x[:, ::2], x.T, readonly,
-                  np.zeros((0, 3), np.int64), np.bool_(True)[None], 2.5, 3]
+                  np.zeros((0, 3), np.int64), np.bool_(True)[None], 2.5, 3,
+                  (x, x), (x.astype(np.float32), readonly, x.T), (x, 3), ()]
         assert first(x) == 0.0 and first(readonly) == 0 and first(x[:, ::2]) == 0.0
+        assert first_of_last((x, x[:, ::2])) == 0.0  # a tuple of arrays (optimizer states)
         assert "numpy.ma" not in sys.modules, "typing an ndarray imported numpy.ma"
         for value in values:
             assert first.typeof_pyval(value) == numba.typeof(value, Purpose.argument), value

@@ -193,18 +193,13 @@ class LazyDispatcher(CPUDispatcher):
         # Numba types a plain ndarray argument through its typeof, which first asks whether
         # it is a ``numpy.ma.MaskedArray``: reading ``np.ma`` imports numpy.ma, 40-60 ms of
         # CPU in the first kernel call of every process, cached kernels or not. An exact
-        # ndarray is never a masked one; its type is read as Numba's typeof reads it.
-        if type(val) is np.ndarray:
-            try:
-                dtype = numpy_support.from_dtype(val.dtype)
-            except errors.NumbaNotImplementedError:  # an unsupported dtype: Numba's own error
-                return super().typeof_pyval(val)
-            tp = numba_types.Array(
-                dtype, val.ndim, numpy_support.map_layout(val), readonly=not val.flags.writeable
-            )
-            self._types_active_call.add(tp)
-            return tp
-        return super().typeof_pyval(val)
+        # ndarray is never a masked one: it, and a tuple of them (an optimizer's states), are
+        # typed here as Numba's typeof types them; anything else goes to Numba.
+        tp = _array_type(val)
+        if tp is None:
+            return super().typeof_pyval(val)
+        self._types_active_call.add(tp)
+        return tp
 
     @property
     def is_complete(self) -> bool:
@@ -229,6 +224,25 @@ class LazyDispatcher(CPUDispatcher):
             finally:
                 del attributes["_completing_now"]
         return getattr(self, name)
+
+
+def _array_type(val):
+    """Numba's argument type of an exact ndarray, or of a non-empty tuple of them, read as
+    Numba's typeof reads it (dtype, dimensions, layout, read-only flag); None for any other
+    value, or a dtype Numba does not support (Numba's typeof then says why)."""
+    if type(val) is np.ndarray:
+        try:
+            dtype = numpy_support.from_dtype(val.dtype)
+        except errors.NumbaNotImplementedError:
+            return None
+        layout = numpy_support.map_layout(val)
+        return numba_types.Array(dtype, val.ndim, layout, readonly=not val.flags.writeable)
+    if type(val) is tuple and val:
+        items = [_array_type(item) for item in val]
+        if any(item is None for item in items):
+            return None
+        return numba_types.BaseTuple.from_types(items, tuple)
+    return None
 
 
 # Environment variable that silences the line printed when compiling takes a while.
