@@ -6,7 +6,8 @@ empty kernel cache and with a warm one, beside torch's equivalent where there is
 For each process it prints the wall time (median and min over the runs), the CPU time (the
 machine is shared: CPU seconds move less than wall seconds when other processes compete), and
 how the process's own time splits between importing, compiling kernels, loading kernels from
-the cache and running. The split comes from the process itself:
+the cache and running, and how many kernel specialisations it compiled (c) and loaded (l).
+The split comes from the process itself:
 
 - compiling: Numba's event API (``numba.core.event``, the ``numba:compile`` event) times each
   compile of a firefly kernel, type inference and LLVM together;
@@ -57,6 +58,7 @@ start = time.perf_counter()
 spec = json.loads(sys.argv[1])
 kind = spec["kind"]
 compile_s = load_s = 0.0
+loaded = compiled = 0
 if kind == "numba-import":  # the floor under `import firefly`
     import numba
     imported = time.perf_counter()
@@ -91,12 +93,14 @@ else:
         code = pytest.main(["-q", "-p", "no:cacheprovider", spec["path"]])
         assert code == 0, f"pytest exit code {code}"
 if "firefly" in sys.modules:
-    from firefly.kernels._jit import kernel_seconds
+    from firefly.kernels._jit import kernel_load_counts, kernel_seconds
     compile_s, load_s = kernel_seconds()
+    loaded, compiled = kernel_load_counts()
 end = time.perf_counter()
 print("@@startup " + json.dumps(dict(
     import_s=imported - start, compile_s=compile_s, load_s=load_s,
-    run_s=end - imported - compile_s - load_s, inside_s=end - start)))
+    run_s=end - imported - compile_s - load_s, inside_s=end - start,
+    compiled=compiled, loaded=loaded)))
 """
 
 
@@ -183,7 +187,8 @@ def main(argv=None):
     chosen = [name.strip() for name in args.only.split(",")]
     print(
         f"{'process':<8} {'cache':<6} {'wall med':>9} {'wall min':>9} {'CPU med':>8} "
-        f"{'import':>7} {'compile':>8} {'load':>6} {'run':>7} {'torch wall':>11} {'ratio':>6} "
+        f"{'import':>7} {'compile':>8} {'load':>6} {'run':>7} {'kernels':>9} "
+        f"{'torch wall':>11} {'ratio':>6} "
         f"{'torch CPU':>10} {'ratio':>6}"
     )
     for name in chosen:
@@ -216,7 +221,8 @@ def main(argv=None):
             print(
                 f"{name:<8} {state:<6} {s['wall_s']:>8.2f}s {s['wall_min_s']:>8.2f}s "
                 f"{s['cpu_s']:>7.2f}s {s['import_s']:>6.2f}s {s['compile_s']:>7.2f}s "
-                f"{s['load_s']:>5.2f}s {s['run_s']:>6.2f}s {torch_text}",
+                f"{s['load_s']:>5.2f}s {s['run_s']:>6.2f}s "
+                f"{s['compiled']:>4.0f}c{s['loaded']:>4.0f}l {torch_text}",
                 flush=True,
             )
     print(
@@ -230,10 +236,12 @@ def test_startup_cheaply():
     on the user's cache, whose time must split into parts that add up."""
     imported = run_once(workloads()["import"][0])
     assert imported["compile_s"] == 0 and imported["load_s"] == 0
+    assert imported["compiled"] == 0 and imported["loaded"] == 0
     assert 0 < imported["import_s"] <= imported["inside_s"] < imported["wall_s"]
     if SEED_SCRIPT.exists():
         seed = run_once(workloads()["seed"][0])
         assert seed["compile_s"] + seed["load_s"] > 0  # its first step compiles or loads
+        assert seed["compiled"] + seed["loaded"] >= 10  # linear, relu, sub, mul, sum, sgd, ...
         parts = seed["import_s"] + seed["compile_s"] + seed["load_s"] + seed["run_s"]
         assert abs(parts - seed["inside_s"]) < 1e-6 and seed["run_s"] > 0
 

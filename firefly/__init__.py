@@ -12,18 +12,7 @@ _gc.disable()
 try:
     import numpy as _np
 
-    from firefly import (  # distributed imports mpi4py only when used
-        backends,
-        cuda,
-        data,
-        distributed,
-        linalg,
-        nn,
-        onnx,
-        ops,
-        optim,
-        utils,
-    )
+    from firefly import backends, cuda, linalg, nn, ops, optim
     from firefly import creation as _creation
     from firefly import functions as _functions
     from firefly.autograd import (
@@ -47,6 +36,25 @@ finally:
         _gc.enable()
 
 __version__ = "0.1.0"
+
+# Submodules imported at their first use (``firefly.data``, ``from firefly import onnx``):
+# data loading pulls in multiprocessing and shared memory, and a process that only trains
+# or runs a model never needs them, nor the ONNX exporter or the distributed package.
+_LAZY_SUBMODULES = frozenset({"data", "distributed", "onnx", "utils"})
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"firefly.{name}")  # which also sets it on firefly
+    raise AttributeError(f"module 'firefly' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY_SUBMODULES)
+
+
 # dtypes under PyTorch's names (NumPy dtypes: firefly tensors hold ndarrays)
 float32 = float = _np.float32
 float64 = double = _np.float64
@@ -63,11 +71,8 @@ __all__ = [
     "set_grad_enabled",
     "is_grad_enabled",
     "ops",
-    "onnx",
     "nn",
     "optim",
-    "data",
-    "distributed",
     "linalg",
     "manual_seed",
     "seed",
@@ -77,7 +82,6 @@ __all__ = [
     "device",
     "cuda",
     "backends",
-    "utils",
     "save",
     "load",
     "compile",
@@ -91,6 +95,7 @@ __all__ = [
     "int",
     "bool",
     "__version__",
+    *sorted(_LAZY_SUBMODULES),
     *_creation.__all__,  # the creation functions
     *_functions.__all__,  # the function forms of the ops (firefly.max, firefly.cat, ...)
 ]

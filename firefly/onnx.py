@@ -24,14 +24,13 @@ from typing import Any
 import numpy as np
 
 from firefly import autograd
-from firefly import tensor as tensor_module
 from firefly.nn.layers.attention import MultiheadAttention
 from firefly.nn.layers.dropout import Dropout
 from firefly.nn.layers.norm import _BatchNorm
 from firefly.nn.layers.recurrent import RNNBase
 from firefly.nn.module import Module
 from firefly.nn.utils.rnn import PackedSequence
-from firefly.tensor import Tensor
+from firefly.tensor import Tensor, set_compare_hook
 
 __all__ = ["export", "supported_ops"]
 
@@ -860,12 +859,12 @@ def export(
         )
     model.eval()
     previous = autograd.set_op_hook(record)
-    previous_compare = tensor_module.set_compare_hook(watch_comparison)
+    previous_compare = set_compare_hook(watch_comparison)
     try:
         with autograd.no_grad():
             result = model(*inputs)
     finally:
-        tensor_module.set_compare_hook(previous_compare)
+        set_compare_hook(previous_compare)
         autograd.set_op_hook(previous)
         for handle in handles:
             handle.remove()

@@ -419,3 +419,104 @@ def test_most_kernels_stay_incomplete_after_import(run_code):
     """)
     complete, made = map(int, out.split())
     assert made > 300 and complete == 0
+
+
+def test_array_arguments_get_numbas_types_without_importing_numpy_ma(run_code):
+    # firefly's dispatchers type an exact ndarray themselves (Numba's typeof imports numpy.ma
+    # to rule out a masked array); the types must be those Numba's typeof gives, every other
+    # value still goes through Numba, and a masked array is still refused.
+    out = run_code("""
+        import sys
+        import numpy as np
+        import numba
+        from numba.core.typing.typeof import Purpose
+        from firefly.kernels import _cache, _jit
+
+        _cache.cache_enabled = False  # this test's kernel is no user's
+
+        @_jit.kernel
+        def first(a):
+            return a.flat[0]
+
+        @_jit.kernel
+        def first_of_last(arrays):
+            return arrays[-1].flat[0]
+
+        x = np.arange(24.0).reshape(2, 3, 4)
+        readonly = np.arange(6, dtype=np.int32)
+        readonly.flags.writeable = False
+        values = [x, x.astype(np.float32), np.asfortranarray(x), x[:, ::2], x.T, readonly,
+                  np.zeros((0, 3), np.int64), np.bool_(True)[None], 2.5, 3,
+                  (x, x), (x.astype(np.float32), readonly, x.T), (x, 3), ()]
+        assert first(x) == 0.0 and first(readonly) == 0 and first(x[:, ::2]) == 0.0
+        assert first_of_last((x, x[:, ::2])) == 0.0  # a tuple of arrays (optimizer states)
+        assert "numpy.ma" not in sys.modules, "typing an ndarray imported numpy.ma"
+        for value in values:
+            assert first.typeof_pyval(value) == numba.typeof(value, Purpose.argument), value
+        try:  # as Numba's typeof (the C dispatch may still accept it, as Numba's does)
+            first.typeof_pyval(np.ma.masked_array(x, mask=x > 3))
+        except numba.core.errors.TypingError as exc:
+            assert "MaskedArray" in str(exc)
+        else:
+            raise AssertionError("a masked array was typed")
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+def test_data_onnx_utils_and_distributed_are_imported_at_first_use(run_code):
+    out = run_code("""
+        import sys
+        import firefly
+
+        lazy = ("firefly.data", "firefly.utils", "firefly.onnx", "firefly.distributed")
+        assert not [m for m in (*lazy, "multiprocessing") if m in sys.modules], sorted(
+            m for m in sys.modules if m.startswith(("firefly.", "multiprocessing"))
+        )
+        assert {"data", "utils", "onnx", "distributed"} <= set(dir(firefly))
+        assert firefly.data.DataLoader is sys.modules["firefly.data"].DataLoader
+        from firefly import onnx
+        from firefly.utils.data import TensorDataset
+
+        namespace = {}
+        exec("from firefly import *", namespace)
+        assert namespace["distributed"] is sys.modules["firefly.distributed"]
+        assert onnx is sys.modules["firefly.onnx"] and TensorDataset is not None
+        try:
+            firefly.no_such_module
+        except AttributeError as exc:
+            assert "no_such_module" in str(exc)
+        else:
+            raise AssertionError("an unknown attribute was found")
+        print("ok")
+    """)
+    assert out.strip() == "ok"
+
+
+def test_a_called_helper_compiles_once_for_a_constant_and_a_variable(monkeypatch):
+    from numba import prange
+
+    from firefly.kernels import _jit
+
+    monkeypatch.setattr(_jit._cache, "cache_enabled", False)  # this test's kernels stay here
+
+    @_jit.called_helper
+    def fill_from(start, stop, out):
+        for i in range(start, stop):
+            out[i] = 2.0 * i
+
+    def fill(out, threads):
+        n = out.size
+        if threads == 1:
+            fill_from(0, n, out)  # a constant start: Literal[int](0) to Numba's typing
+            return
+        for t in prange(threads):
+            fill_from(t * n // threads, (t + 1) * n // threads, out)
+
+    filled = _jit.sized_kernel(fill, threshold=0)
+    for threads in (1, 3):
+        out = np.zeros(10)
+        filled(out, threads)
+        np.testing.assert_array_equal(out, 2.0 * np.arange(10))
+    (signature,) = fill_from.signatures  # one specialisation, for int64 starts
+    assert str(signature[0]) == "int64", signature

@@ -20,11 +20,14 @@ import types
 from collections.abc import Callable
 
 import numba
+import numpy as np
 from numba import _dispatcher
-from numba.core import event
+from numba.core import errors, event, sigutils
+from numba.core import types as numba_types
 from numba.core.dispatcher import OmittedArg
 from numba.core.registry import CPUDispatcher
 from numba.core.typeconv.rules import default_type_manager
+from numba.np import numpy_support
 
 from firefly.kernels import _cache
 from firefly.kernels._blas import (
@@ -175,6 +178,32 @@ class LazyDispatcher(CPUDispatcher):
         # dispatcher, with the signature Numba's _rebuild calls it with.
         return CPUDispatcher._rebuild(uuid, py_func, locals, targetoptions, can_compile, sigs)
 
+    literals_as_values = False  # set by called_helper
+
+    def compile(self, sig):
+        # Another kernel's call of a helper that is not inlined makes Numba compile the helper
+        # for the call's argument types, literal constants included: conv's per-sample helper
+        # was compiled twice in every conv kernel's compile, for n0 = Literal[int](0) on one
+        # thread and for the prange's int64 n0 (4.8 and 6.4 s on the loaded machine, the
+        # largest function in conv's kernels). A called helper compiles for the constants'
+        # types instead (int64 for 0), to which the caller's typing converts each constant.
+        if not self.literals_as_values:
+            return super().compile(sig)
+        args, _ = sigutils.normalize_signature(sig)
+        return super().compile(tuple(numba_types.unliteral(arg) for arg in args))
+
+    def typeof_pyval(self, val):
+        # Numba types a plain ndarray argument through its typeof, which first asks whether
+        # it is a ``numpy.ma.MaskedArray``: reading ``np.ma`` imports numpy.ma, 40-60 ms of
+        # CPU in the first kernel call of every process, cached kernels or not. An exact
+        # ndarray is never a masked one: it, and a tuple of them (an optimizer's states), are
+        # typed here as Numba's typeof types them; anything else goes to Numba.
+        tp = _array_type(val)
+        if tp is None:
+            return super().typeof_pyval(val)
+        self._types_active_call.add(tp)
+        return tp
+
     @property
     def is_complete(self) -> bool:
         """Whether Numba's constructor has run (the kernel was called, typed or inspected)."""
@@ -198,6 +227,25 @@ class LazyDispatcher(CPUDispatcher):
             finally:
                 del attributes["_completing_now"]
         return getattr(self, name)
+
+
+def _array_type(val):
+    """Numba's argument type of an exact ndarray, or of a non-empty tuple of them, read as
+    Numba's typeof reads it (dtype, dimensions, layout, read-only flag); None for any other
+    value, or a dtype Numba does not support (Numba's typeof then says why)."""
+    if type(val) is np.ndarray:
+        try:
+            dtype = numpy_support.from_dtype(val.dtype)
+        except errors.NumbaNotImplementedError:
+            return None
+        layout = numpy_support.map_layout(val)
+        return numba_types.Array(dtype, val.ndim, layout, readonly=not val.flags.writeable)
+    if type(val) is tuple and val:
+        items = [_array_type(item) for item in val]
+        if any(item is None for item in items):
+            return None
+        return numba_types.BaseTuple.from_types(items, tuple)
+    return None
 
 
 # Environment variable that silences the line printed when compiling takes a while.
@@ -293,6 +341,7 @@ def called_helper(fn):
     parallel kernel whose loop body calls it stays small, and compiles in a fraction of the
     time that the inlined copies take."""
     helper = _jit(fn, parallel=False)
+    helper.literals_as_values = True
     _helpers.add(id(helper))
     return helper
 
