@@ -20,7 +20,8 @@ fraction of the sgemm peak is that row's time divided by the step's.
 Every implementation starts from the same parameters and first checks that its first
 CHECK_STEPS losses and the parameters after them agree with a float64 NumPy run; those steps
 are also the warm-up (kernel compilation, optimizer state), so the timed steps are steady
-state. Plain test runs (``--benchmark-disable``) run the timed step once.
+state. Plain test runs (``--benchmark-disable``) run the timed step once, char_gpt's on a
+smaller GPT (``SMOKE_CONFIG``).
 """
 
 import sys
@@ -343,7 +344,8 @@ def test_digits_cnn_epoch(benchmark, implementation):
         [ours.step(idx) for idx in first], [theirs.step(idx) for idx in first], rtol=1e-4
     )
     trainer = DigitsEpoch(implementation)
-    trainer.epoch()  # warm-up: kernels compiled, optimizer state and scratch memory allocated
+    if not benchmark.disabled:  # a plain test run times nothing: its one epoch is enough
+        trainer.epoch()  # warm-up: kernels compiled, optimizer state and scratch memory allocated
     losses = benchmark(trainer.epoch)
     assert np.all(np.isfinite(losses)) and len(losses) == -(-len(trainer.X) // 64)
 
@@ -365,8 +367,8 @@ class CharGPTStep:
 
     data = None
 
-    def __init__(self, implementation, clip=True):
-        config = char_gpt.Config()
+    def __init__(self, implementation, clip=True, config=None):
+        config = config or char_gpt.Config()
         if CharGPTStep.data is None:
             CharGPTStep.data = char_gpt.CharData(char_gpt.load_text("pydoc")[1])
         data = CharGPTStep.data
@@ -415,18 +417,24 @@ CHAR_GPT_CASES = {  # name -> (implementation, clip)
 }
 
 
+# Plain test runs check each case on a smaller GPT: the same layers, ops and step (the kernels
+# the default size runs, bar some parallel builds), a small fraction of its work.
+SMOKE_CONFIG = char_gpt.Config(n_layer=1, n_head=2, n_embd=32, block_size=16, batch_size=4)
+
+
 @pytest.mark.benchmark(group="train-step-char-gpt")
 @pytest.mark.parametrize("case", list(CHAR_GPT_CASES))
 def test_char_gpt_step(benchmark, case):
     if torch is None:
         pytest.skip("needs torch for the comparison: pip install torch==2.13.0")
     implementation, clip = CHAR_GPT_CASES[case]
-    trainer = CharGPTStep(implementation, clip)
+    config = SMOKE_CONFIG if benchmark.disabled else None
+    trainer = CharGPTStep(implementation, clip, config)
     # The first steps are also the warm-up (kernels compiled, optimizer state, the compiled
     # step's recordings); their losses must be the torch twin's.
     steps = CHECK_STEPS + 2
     losses = [trainer.step() for _ in range(steps)]
-    reference = trainer if implementation == "torch" else CharGPTStep("torch", clip)
+    reference = trainer if implementation == "torch" else CharGPTStep("torch", clip, config)
     want = losses if reference is trainer else [reference.step() for _ in range(steps)]
     np.testing.assert_allclose(losses, want, rtol=1e-4)
     if trainer.run is not None:
