@@ -519,6 +519,11 @@ _FRESH_REFERENCES = 4
 # getrefcount's argument. Any other view of that memory, or the op's own name for it, is one
 # more (NumPy points every view at the array that owns the memory, never at another view).
 _SOLE_VIEW_BASE_REFERENCES = 3
+# The counts above are CPython's from 3.11 to 3.13. Python 3.14 keeps borrowed references on
+# the stack, so getrefcount can read lower there and a shared array would look fresh: adoption
+# is off elsewhere (and on other implementations), where every first gradient is copied.
+_CPYTHON_VERSION = sys.version_info[:2] if sys.implementation.name == "cpython" else (0, 0)
+ADOPTS_FRESH_GRADIENTS = (3, 11) <= _CPYTHON_VERSION <= (3, 13)
 
 
 def _owned(ig, leaf_data):
@@ -637,7 +642,7 @@ def backward(
             if parent._node is None:
                 # Asked in a statement of its own: as an argument of the call below, ``ig``
                 # would already be on the stack once more when _owned counts.
-                owned = parent.grad is None and _owned(ig, data)
+                owned = ADOPTS_FRESH_GRADIENTS and parent.grad is None and _owned(ig, data)
                 _accumulate_leaf(parent, ig, owned)
             else:
                 previous = grads.get(parent)
