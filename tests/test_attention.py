@@ -800,6 +800,22 @@ def test_packed_self_attention_bad_input_is_named(shape, kwargs, kind, words):
     assert "packed_self_attention" in str(caught.value)
 
 
+def _on_one_then_two_workers(monkeypatch, run):
+    """``run()``'s results with one Numba thread and then two, the attention kernels' parallel
+    build chosen at any size."""
+    results = []
+    before = numba.get_num_threads()
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        for kernel in (K.attention_forward, K.attention_backward):
+            monkeypatch.setattr(kernel, "threshold", 0)
+        try:
+            results.append(run())
+        finally:
+            numba.set_num_threads(before)
+    return results
+
+
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two Numba threads")
 @pytest.mark.parametrize("lead,heads", [((3,), 1), ((5,), 2), ((2, 3), 3)])
 def test_packed_self_attention_workers_share_rows_exactly(monkeypatch, lead, heads):
@@ -809,19 +825,14 @@ def test_packed_self_attention_workers_share_rows_exactly(monkeypatch, lead, hea
     rng = np.random.default_rng(25)
     qkv = rng.standard_normal(lead + (9, 3 * heads * 4))
     grad = rng.standard_normal(lead + (9, heads * 4))
-    results = []
-    before = numba.get_num_threads()
-    for threads in (1, 2):
-        numba.set_num_threads(threads)
-        for kernel in (K.attention_forward, K.attention_backward):
-            monkeypatch.setattr(kernel, "threshold", 0)  # the parallel build at any size
-        try:
-            leaf = Tensor(qkv, requires_grad=True)
-            out = F.packed_self_attention(leaf, heads, is_causal=True)
-            out.backward(grad)
-        finally:
-            numba.set_num_threads(before)
-        results.append((out.numpy(), leaf.grad.numpy()))
+
+    def run():
+        leaf = Tensor(qkv, requires_grad=True)
+        out = F.packed_self_attention(leaf, heads, is_causal=True)
+        out.backward(grad)
+        return out.numpy(), leaf.grad.numpy()
+
+    results = _on_one_then_two_workers(monkeypatch, run)
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
 
@@ -834,19 +845,14 @@ def test_sdpa_workers_match_one_worker(monkeypatch):
     rng = np.random.default_rng(26)
     q, k, v, grad = random_inputs(rng, (3,), 7, 6, 4, 5)
     bias = rng.standard_normal((1, 7, 6))
-    results = []
-    before = numba.get_num_threads()
-    for threads in (1, 2):
-        numba.set_num_threads(threads)
-        for kernel in (K.attention_forward, K.attention_backward):
-            monkeypatch.setattr(kernel, "threshold", 0)  # the parallel build at any size
-        try:
-            leaves = [Tensor(a, requires_grad=True) for a in (q, k, v, bias)]
-            out = F.scaled_dot_product_attention(*leaves[:3], attn_mask=leaves[3])
-            out.backward(grad)
-        finally:
-            numba.set_num_threads(before)
-        results.append([out.numpy()] + [leaf.grad.numpy() for leaf in leaves])
+
+    def run():
+        leaves = [Tensor(a, requires_grad=True) for a in (q, k, v, bias)]
+        out = F.scaled_dot_product_attention(*leaves[:3], attn_mask=leaves[3])
+        out.backward(grad)
+        return [out.numpy()] + [leaf.grad.numpy() for leaf in leaves]
+
+    results = _on_one_then_two_workers(monkeypatch, run)
     for serial, parallel in zip(results[0][:4], results[1][:4]):
         np.testing.assert_array_equal(serial, parallel)
     np.testing.assert_allclose(results[0][4], results[1][4], rtol=0, atol=1e-14)

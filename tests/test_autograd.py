@@ -183,6 +183,18 @@ def _backward_through(make, *xs):
         unregister(op.name)
 
 
+def _tripled(addresses):
+    """A backward returning a fresh ``3 * g``, whose address it records in ``addresses``: the
+    test keeps the address only, since a reference would make the array shared."""
+
+    def fresh(g, xs):
+        dx = np.multiply(g, 3.0)
+        addresses.append(dx.ctypes.data)
+        return (dx,)
+
+    return fresh
+
+
 adoption = pytest.mark.skipif(
     not autograd.ADOPTS_FRESH_GRADIENTS, reason="reference counts unverified on this Python"
 )
@@ -190,14 +202,9 @@ adoption = pytest.mark.skipif(
 
 @adoption
 def test_a_fresh_backward_output_becomes_the_leaf_grad_without_a_copy():
-    addresses = []  # the test keeps the address only: a reference would make the array shared
-
-    def fresh(g, xs):
-        dx = np.multiply(g, 3.0)
-        addresses.append(dx.ctypes.data)
-        return (dx,)
-
+    addresses = []
     x = Tensor(np.ones(4), requires_grad=True)
+    fresh = _tripled(addresses)
     _backward_through(fresh, x)
     np.testing.assert_array_equal(x.grad.numpy(), np.full(4, 6.0))
     assert x.grad.numpy().ctypes.data == addresses[0]
@@ -224,14 +231,8 @@ def test_a_whole_view_of_a_fresh_array_becomes_the_leaf_grad_without_a_copy():
 def test_a_fresh_backward_output_is_copied_where_adoption_is_off(monkeypatch):
     monkeypatch.setattr(autograd, "ADOPTS_FRESH_GRADIENTS", False)
     addresses = []
-
-    def fresh(g, xs):
-        dx = np.multiply(g, 3.0)
-        addresses.append(dx.ctypes.data)
-        return (dx,)
-
     x = Tensor(np.ones(4), requires_grad=True)
-    _backward_through(fresh, x)
+    _backward_through(_tripled(addresses), x)
     np.testing.assert_array_equal(x.grad.numpy(), np.full(4, 6.0))
     assert x.grad.numpy().ctypes.data != addresses[0]
 
