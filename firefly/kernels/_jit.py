@@ -336,11 +336,20 @@ def inline_helper(fn):
     return helper
 
 
-def called_helper(fn):
+def called_helper(fn=None, *, reassociate=False):
     """Compile ``fn`` as a helper that kernels call as a function of its own, not inlined: a
     parallel kernel whose loop body calls it stays small, and compiles in a fraction of the
-    time that the inlined copies take."""
-    helper = _jit(fn, parallel=False)
+    time that the inlined copies take.
+
+    ``@called_helper(reassociate=True)`` lets LLVM reorder the helper's float additions
+    (fastmath's ``reassoc`` flag alone: NaN, infinity and signed-zero semantics, and unfused
+    multiply-adds, stay exact), so that a running sum vectorizes into as many partial sums as
+    its registers hold. Only for a helper that is a sum, whose order of terms is free: its
+    caller, compiled without the flag, keeps its own arithmetic exact."""
+    if fn is None:
+        return functools.partial(called_helper, reassociate=reassociate)
+    options = {"fastmath": {"reassoc"}} if reassociate else {}
+    helper = _jit(fn, parallel=False, **options)
     helper.literals_as_values = True
     _helpers.add(id(helper))
     return helper

@@ -3,11 +3,17 @@
 
 Statistics take one pass with a shift: sums of d = x - x0 and d * d, x0 being the slice's first
 element, so the variance does not cancel catastrophically when the mean is large against the
-spread. The sums run in LANES independent partial sums of the input's dtype, so that the loop
-vectorizes without fastmath at the dtype's full width, and every SUM_CHUNK elements the lanes
-are added into float64 totals: a float32 lane adds at most SUM_CHUNK / LANES terms before its
-value reaches float64, whatever the slice's length (torch accumulates float32 norms in float32
-too). float64 inputs keep float64 throughout. The elementwise passes run in the dtype as well.
+spread. Each SUM_CHUNK elements are summed in the input's dtype by a called helper that LLVM
+may reassociate (``called_helper(reassociate=True)``), so that it vectorizes into as many
+partial sums as its vector registers hold, and the chunks' sums are added into float64
+totals: a float32 partial sum adds a few dozen terms before its value reaches float64, whatever
+the slice's length (torch accumulates float32 norms in float32 too). float64 inputs keep
+float64 throughout. The elementwise passes run in the dtype as well.
+
+Summing in LANES partial sums in memory instead (as ``firefly.kernels.reduce`` does, without
+fastmath) cost a fixed reset and combine of the lanes per slice, as much as reading a slice of
+256 float32: most of batch norm's statistics pass over 8x8 maps (docs/performance.md has the
+numbers).
 """
 
 import math
@@ -15,78 +21,67 @@ import math
 import numpy as np
 from numba import prange
 
-from firefly.kernels._jit import inline_helper, memory_bound
-from firefly.kernels.reduce import LANES, SUM_CHUNK, combine_lanes
+from firefly.kernels._jit import called_helper, inline_helper, memory_bound
+from firefly.kernels.reduce import SUM_CHUNK
+
+
+@called_helper(reassociate=True)
+def _chunk_shifted_sums(v, shift):
+    """(sum(v - shift), sum((v - shift) ** 2)) in v's dtype, over at most SUM_CHUNK elements."""
+    s = q = v.dtype.type(0)
+    for i in range(v.size):
+        d = v[i] - shift
+        s += d
+        q += d * d
+    return s, q
+
+
+@called_helper(reassociate=True)
+def _chunk_grad_sums(g, v, mean):
+    """(sum(g), sum(g * (v - mean))) in v's dtype, over at most SUM_CHUNK elements."""
+    s = q = v.dtype.type(0)
+    for i in range(v.size):
+        s += g[i]
+        q += g[i] * (v[i] - mean)
+    return s, q
+
+
+@called_helper(reassociate=True)
+def _chunk_row_grad_sums(g, v, w, mean, rstd):
+    """(sum(g * w), sum(g * w * xhat)), xhat = (v - mean) * rstd, in v's dtype, over at most
+    SUM_CHUNK elements."""
+    a = b = v.dtype.type(0)
+    for i in range(v.size):
+        gw = g[i] * w[i]
+        a += gw
+        b += gw * ((v[i] - mean) * rstd)
+    return a, b
 
 
 @inline_helper
-def _shifted_sums(v, shift, lanes):
+def _shifted_sums(v, shift):
     """(sum(v - shift), sum((v - shift) ** 2)) for a contiguous 1-D v, as float64 totals of
-    chunks summed in ``lanes``, (2, LANES) scratch of v's dtype; ``shift`` is of v's dtype."""
-    s_lanes, q_lanes = lanes[0], lanes[1]
+    chunks summed in v's dtype; ``shift`` is of v's dtype."""
     n = v.size
-    W = LANES
     s = q = 0.0
-    for chunk in range(0, n, SUM_CHUNK):
-        s_lanes[:] = 0.0
-        q_lanes[:] = 0.0
-        stop = min(chunk + SUM_CHUNK, n)
-        b = chunk
-        # Quads of four elements added pairwise before the lanes: one update of the lanes
-        # (loaded and stored: a chain through memory) per 4 * LANES elements, not per LANES.
-        # Blocks are views indexed from 0: indexed as v[b + k], LLVM cannot drop Numba's
-        # negative-index checks and does not vectorize.
-        while b + 4 * W <= stop:
-            block = v[b : b + 4 * W]
-            for k in range(W):
-                d0, d1 = block[k] - shift, block[W + k] - shift
-                d2, d3 = block[2 * W + k] - shift, block[3 * W + k] - shift
-                s_lanes[k] += (d0 + d1) + (d2 + d3)
-                q_lanes[k] += (d0 * d0 + d1 * d1) + (d2 * d2 + d3 * d3)
-            b += 4 * W
-        while b < stop:  # the chunk's last blocks, the last one possibly short
-            block = v[b : min(b + W, stop)]
-            for k in range(block.size):
-                d = block[k] - shift
-                s_lanes[k] += d
-                q_lanes[k] += d * d
-            b += W
-        s += combine_lanes(s_lanes)
-        q += combine_lanes(q_lanes)
+    for lo in range(0, n, SUM_CHUNK):
+        a, b = _chunk_shifted_sums(v[lo : min(lo + SUM_CHUNK, n)], shift)
+        s += a
+        q += b
     return s, q
 
 
 @inline_helper
-def _grad_sums(g, v, mean, lanes):
+def _grad_sums(g, v, mean):
     """(sum(g), sum(g * (v - mean))) for contiguous 1-D g and v, summed as _shifted_sums
     does; ``mean`` is of v's dtype."""
-    s_lanes, q_lanes = lanes[0], lanes[1]
     n = v.size
-    W = LANES
     s = q = 0.0
-    for chunk in range(0, n, SUM_CHUNK):
-        s_lanes[:] = 0.0
-        q_lanes[:] = 0.0
-        stop = min(chunk + SUM_CHUNK, n)
-        b = chunk
-        while b + 4 * W <= stop:  # quads, as in _shifted_sums
-            gb, vb = g[b : b + 4 * W], v[b : b + 4 * W]
-            for k in range(W):
-                g0, g1, g2, g3 = gb[k], gb[W + k], gb[2 * W + k], gb[3 * W + k]
-                s_lanes[k] += (g0 + g1) + (g2 + g3)
-                q_lanes[k] += (g0 * (vb[k] - mean) + g1 * (vb[W + k] - mean)) + (
-                    g2 * (vb[2 * W + k] - mean) + g3 * (vb[3 * W + k] - mean)
-                )
-            b += 4 * W
-        while b < stop:
-            hi = min(b + W, stop)
-            gb, vb = g[b:hi], v[b:hi]
-            for k in range(gb.size):
-                s_lanes[k] += gb[k]
-                q_lanes[k] += gb[k] * (vb[k] - mean)
-            b += W
-        s += combine_lanes(s_lanes)
-        q += combine_lanes(q_lanes)
+    for lo in range(0, n, SUM_CHUNK):
+        hi = min(lo + SUM_CHUNK, n)
+        a, b = _chunk_grad_sums(g[lo:hi], v[lo:hi], mean)
+        s += a
+        q += b
     return s, q
 
 
@@ -125,12 +120,11 @@ def batch_norm_forward(
         if cumulative:
             momentum = 1.0 / num_batches_tracked[0]
     for c in prange(C):
-        lanes = np.empty((2, LANES), x.dtype)
         if training:
             shift = x[0, c, 0]
             s = q = 0.0
             for n in range(N):
-                a, b = _shifted_sums(x[n, c], shift, lanes)
+                a, b = _shifted_sums(x[n, c], shift)
                 s += a
                 q += b
             m = s / count
@@ -160,11 +154,10 @@ def batch_norm_backward(grad, x, weight, mean, invstd, training, need_dx, dx, dw
     N, C, S = x.shape
     count = N * S
     for c in prange(C):
-        lanes = np.empty((2, LANES), x.dtype)
         mu, r = np.float64(mean[c]), np.float64(invstd[c])
         sg = sgd = 0.0
         for n in range(N):
-            a, b = _grad_sums(grad[n, c], x[n, c], x.dtype.type(mu), lanes)
+            a, b = _grad_sums(grad[n, c], x[n, c], x.dtype.type(mu))
             sg += a
             sgd += b
         dbias[c] = sg
@@ -187,8 +180,8 @@ def batch_norm_backward(grad, x, weight, mean, invstd, training, need_dx, dx, dw
                         d[i] = k_t * g[i]
 
 
-# Rows per task of the layer-norm kernels: a task's scratch (and, backward, its dweight/dbias
-# partial sums) serves all its rows.
+# Rows per task of the layer-norm backward: a task's dweight/dbias partial sums serve all its
+# rows.
 _LN_TASK_ROWS = 256
 
 
@@ -196,24 +189,19 @@ _LN_TASK_ROWS = 256
 def layer_norm_forward(x, weight, bias, eps, mean, rstd, out):
     """Each row of x (M, D): out = (x - mean) * rstd * weight + bias."""
     M, D = x.shape
-    tasks = (M + _LN_TASK_ROWS - 1) // _LN_TASK_ROWS
-    for t in prange(tasks):
-        lanes = np.empty((2, LANES), x.dtype)
-        for m in range(t * _LN_TASK_ROWS, min((t + 1) * _LN_TASK_ROWS, M)):
-            v = x[m]
-            shift = v[0]
-            s, q = _shifted_sums(v, shift, lanes)
-            mu = s / D
-            r = 1.0 / math.sqrt(max(q / D - mu * mu, 0.0) + eps)
-            mu += np.float64(shift)
-            mean[m], rstd[m] = mu, r
-            o = out[m]
-            mu_t, r_t = (
-                x.dtype.type(mu),
-                x.dtype.type(r),
-            )  # the elementwise pass in the input's dtype
-            for i in range(D):
-                o[i] = (v[i] - mu_t) * r_t * weight[i] + bias[i]
+    for m in prange(M):
+        v = x[m]
+        shift = v[0]
+        s, q = _shifted_sums(v, shift)
+        mu = s / D
+        r = 1.0 / math.sqrt(max(q / D - mu * mu, 0.0) + eps)
+        mu += np.float64(shift)
+        mean[m], rstd[m] = mu, r
+        o = out[m]
+        # The elementwise pass in the input's dtype (float32 vectorizes twice as wide).
+        mu_t, r_t = x.dtype.type(mu), x.dtype.type(r)
+        for i in range(D):
+            o[i] = (v[i] - mu_t) * r_t * weight[i] + bias[i]
 
 
 @memory_bound
@@ -221,75 +209,36 @@ def layer_norm_backward(grad, x, weight, mean, rstd, need_dx, dx, dweight, dbias
     """dx per row through the row's statistics; dweight = sum over rows of grad * xhat and
     dbias = sum of grad, from per-task partial sums in the dtype, added in float64.
 
-    One pass per row gathers the row's sums and the parameter partial sums together; a second
-    writes dx."""
+    One pass per row takes the row's sums (the row then sits in L1); a second writes dx and
+    adds the row into the parameters' partial sums."""
     M, D = x.shape
     tasks = (M + _LN_TASK_ROWS - 1) // _LN_TASK_ROWS
     partial_w = np.zeros((tasks, D), x.dtype)
     partial_b = np.zeros((tasks, D), x.dtype)
     for t in prange(tasks):
-        lanes = np.empty((2, LANES), x.dtype)
-        s_lanes, q_lanes = lanes[0], lanes[1]
         pw, pb = partial_w[t], partial_b[t]
         for m in range(t * _LN_TASK_ROWS, min((t + 1) * _LN_TASK_ROWS, M)):
             g, v = grad[m], x[m]
             mu_t, r_t = x.dtype.type(mean[m]), x.dtype.type(rstd[m])
-            a = b = 0.0  # sum(g * w) and sum(g * w * xhat)
-            W = LANES
-            for chunk in range(0, D, SUM_CHUNK):
-                s_lanes[:] = 0.0
-                q_lanes[:] = 0.0
-                stop = min(chunk + SUM_CHUNK, D)
-                blk = chunk
-                # Quads, as in _shifted_sums: the row sums' lanes are updated once per 4 * LANES
-                # elements; the parameters' partial sums take every element.
-                while blk + 4 * W <= stop:
-                    gb, vb, wb = (
-                        g[blk : blk + 4 * W],
-                        v[blk : blk + 4 * W],
-                        weight[blk : blk + 4 * W],
-                    )
-                    pwb, pbb = pw[blk : blk + 4 * W], pb[blk : blk + 4 * W]
-                    for k in range(W):
-                        g0, g1, g2, g3 = gb[k], gb[W + k], gb[2 * W + k], gb[3 * W + k]
-                        x0 = (vb[k] - mu_t) * r_t
-                        x1 = (vb[W + k] - mu_t) * r_t
-                        x2 = (vb[2 * W + k] - mu_t) * r_t
-                        x3 = (vb[3 * W + k] - mu_t) * r_t
-                        pwb[k] += g0 * x0
-                        pwb[W + k] += g1 * x1
-                        pwb[2 * W + k] += g2 * x2
-                        pwb[3 * W + k] += g3 * x3
-                        pbb[k] += g0
-                        pbb[W + k] += g1
-                        pbb[2 * W + k] += g2
-                        pbb[3 * W + k] += g3
-                        w0, w1 = g0 * wb[k], g1 * wb[W + k]
-                        w2, w3 = g2 * wb[2 * W + k], g3 * wb[3 * W + k]
-                        s_lanes[k] += (w0 + w1) + (w2 + w3)
-                        q_lanes[k] += (w0 * x0 + w1 * x1) + (w2 * x2 + w3 * x3)
-                    blk += 4 * W
-                while blk < stop:  # the chunk's last blocks, the last one possibly short
-                    hi = min(blk + W, stop)
-                    gb, vb, wb = g[blk:hi], v[blk:hi], weight[blk:hi]
-                    pwb, pbb = pw[blk:hi], pb[blk:hi]
-                    for k in range(gb.size):
-                        xhat = (vb[k] - mu_t) * r_t
-                        gk = gb[k]
-                        pwb[k] += gk * xhat
-                        pbb[k] += gk
-                        gw = gk * wb[k]
-                        s_lanes[k] += gw
-                        q_lanes[k] += gw * xhat
-                    blk += W
-                a += combine_lanes(s_lanes)
-                b += combine_lanes(q_lanes)
             if need_dx:
+                a = b = 0.0  # sum(g * w) and sum(g * w * xhat)
+                for lo in range(0, D, SUM_CHUNK):
+                    hi = min(lo + SUM_CHUNK, D)
+                    sa, sb = _chunk_row_grad_sums(g[lo:hi], v[lo:hi], weight[lo:hi], mu_t, r_t)
+                    a += sa
+                    b += sb
                 # dx = r * (g * w - mean(g * w) - xhat * mean(g * w * xhat)), xhat = (v - mu) * r
                 c1, c0 = x.dtype.type(b / D), x.dtype.type(a / D)
                 d = dx[m]
                 for i in range(D):
-                    d[i] = r_t * (g[i] * weight[i] - c0 - (v[i] - mu_t) * r_t * c1)
+                    xhat = (v[i] - mu_t) * r_t
+                    pw[i] += g[i] * xhat
+                    pb[i] += g[i]
+                    d[i] = r_t * (g[i] * weight[i] - c0 - xhat * c1)
+            else:
+                for i in range(D):
+                    pw[i] += g[i] * ((v[i] - mu_t) * r_t)
+                    pb[i] += g[i]
     for i in range(D):
         sw = sb = 0.0
         for t in range(tasks):
@@ -304,11 +253,10 @@ def group_norm_forward(x, weight, bias, channels_per_group, eps, mean, rstd, out
     N, G, L = x.shape
     S = L // channels_per_group
     for ng in prange(N * G):
-        lanes = np.empty((2, LANES), x.dtype)
         n, g = ng // G, ng % G
         v = x[n, g]
         shift = v[0]
-        s, q = _shifted_sums(v, shift, lanes)
+        s, q = _shifted_sums(v, shift)
         mu = s / L
         r = 1.0 / math.sqrt(max(q / L - mu * mu, 0.0) + eps)
         mu += np.float64(shift)
@@ -338,7 +286,6 @@ def group_norm_backward(
     partial_w = np.zeros((N, G * Cg))
     partial_b = np.zeros((N, G * Cg))
     for ng in prange(N * G):
-        lanes = np.empty((2, LANES), x.dtype)
         n, g = ng // G, ng % G
         gr, v = grad[n, g], x[n, g]
         mu, r = np.float64(mean[n, g]), np.float64(rstd[n, g])
@@ -346,7 +293,7 @@ def group_norm_backward(
         a = b = 0.0
         for j in range(Cg):
             c = g * Cg + j
-            sg, sgd = _grad_sums(gr[j * S : (j + 1) * S], v[j * S : (j + 1) * S], mu_t, lanes)
+            sg, sgd = _grad_sums(gr[j * S : (j + 1) * S], v[j * S : (j + 1) * S], mu_t)
             partial_b[n, c] = sg
             partial_w[n, c] = sgd * r
             a += sg * weight[c]
