@@ -36,7 +36,8 @@ from firefly.kernels import vmath
 from firefly.kernels._jit import COSTS as COSTS  # re-exported: ops.families checks costs by it
 from firefly.kernels._jit import build_chunked as _build_chunked
 from firefly.kernels._jit import build_specialised as _build
-from firefly.kernels._jit import inline_helper
+from firefly.kernels._jit import called_helper, inline_helper
+from firefly.kernels._jit import specialise as _specialise
 from firefly.kernels.reduce import LANES, SUM_CHUNK, combine_lanes
 
 
@@ -45,7 +46,7 @@ def _placeholder(*args):
 
 
 # Names that each template reads and specialise() binds to the op's scalar functions.
-FORWARD = BACKWARD = ROW_CONSTANT = ROW_TERM = FINISH = SERIAL = _placeholder
+FORWARD = BACKWARD = ROW_CONSTANT = ROW_TERM = ROW_SUM = FINISH = SERIAL = _placeholder
 
 
 # ----------------------------------------------------------------------------- chunk drivers
@@ -255,10 +256,14 @@ def broadcast_zip_grad(name, backward, cost="memory"):
 # exp loop its vector width: summing exp(x - m) inside it was measured slower than a separate
 # float64 pass (1.33 ms against 1.0 ms at 1000x1000, one thread); float32 lanes make the fused
 # loop the faster one. The row constant is rounded to the row's dtype so that the finishing
-# pass runs at the dtype's vector width too. The backward sums its row terms (g * y, or g) the
-# same way as it reads them, then finishes: two passes, where writing the terms out and summing
-# them took three. Rows are dealt to at most ROW_TASKS tasks, each with its scratch (lanes,
-# strided-row copies) allocated once, not once per row.
+# pass runs at the dtype's vector width too. The backward sums its row terms (g * y, or g) as it
+# reads them, then finishes: two passes, where writing the terms out and summing them took
+# three. Its sum is a called helper that LLVM may reassociate (the terms hold no exp, whose
+# arithmetic reordering would break), per SUM_CHUNK elements added into a float64 total: it
+# vectorizes into register partial sums, without the lanes' reset and combine per row that
+# cost softmax's backward a fifth of its time at rows of 1000. Rows are dealt to at most
+# ROW_TASKS tasks, each with its scratch (lanes, strided-row copies) allocated once, not once
+# per row.
 ROW_TASKS = 16
 # The partial sums of a softmax row: blocks of WIDE elements each add into WIDE lanes, so that
 # the lanes are loaded and stored once per WIDE elements. With LANES (32) a block was too short
@@ -355,6 +360,15 @@ def _row_softmax(x, out):
                     out[o, r, i] = orow[r]
 
 
+def _row_term_sum(g, y):
+    """sum(ROW_TERM(g[r], y[r])) over a contiguous row chunk, in the dtype; compiled as a
+    called helper that LLVM may reassociate (row_softmax_grad)."""
+    total = y.dtype.type(0)
+    for r in range(y.size):
+        total += ROW_TERM(g[r], y[r])
+    return total
+
+
 def _row_softmax_grad(grad, out, dx):
     O, R, I = out.shape
     g2 = grad.reshape(O, R * I)
@@ -363,7 +377,6 @@ def _row_softmax_grad(grad, out, dx):
     rows = O * I
     tasks = min(rows, ROW_TASKS)
     for t in prange(tasks):
-        lanes = np.empty(WIDE, dx.dtype)
         scratch = R if I != 1 else 0
         g_copy, out_copy, dx_copy = (
             np.empty(scratch, grad.dtype),
@@ -380,14 +393,9 @@ def _row_softmax_grad(grad, out, dx):
                     grow[r] = grad[o, r, i]
                     orow[r] = out[o, r, i]
             total = 0.0
-            for chunk in range(0, R, SUM_CHUNK):
-                lanes[:] = 0.0
-                for b in range(chunk, min(chunk + SUM_CHUNK, R), WIDE):
-                    gb = grow[b : b + WIDE]
-                    yb = orow[b : b + WIDE]
-                    for k in range(gb.size):
-                        lanes[k] += ROW_TERM(gb[k], yb[k])
-                total += _combine_wide(lanes)
+            for lo in range(0, R, SUM_CHUNK):
+                hi = min(lo + SUM_CHUNK, R)
+                total += ROW_SUM(grow[lo:hi], orow[lo:hi])
             total_t = vmath.like(total, orow[0])
             for r in range(R):
                 drow[r] = FINISH(grow[r], orow[r], total_t)
@@ -405,6 +413,11 @@ def row_softmax(name, row_constant, finish, cost="transcendental"):
 
 def row_softmax_grad(name, row_term, finish, cost="memory"):
     """``kernel(grad, out, dx)`` along the middle axis: total = sum(row_term(g[r], y[r])) per
-    row, summed as the row is read (in the dtype's lanes, chunks added in float64), then
-    dx[r] = finish(g[r], y[r], total) with total in the dtype."""
-    return _build(_row_softmax_grad, name, cost, ROW_TERM=row_term, FINISH=finish)
+    row, summed as the row is read (in the dtype, in any order: LLVM may reassociate the sum and
+    row_term's own arithmetic, so row_term must not depend on the order of its float operations,
+    as a product does not; chunks added in float64), then dx[r] = finish(g[r], y[r], total) with
+    total in the dtype."""
+    row_sum = called_helper(reassociate=True)(
+        _specialise(_row_term_sum, name + "_row_sum", ROW_TERM=row_term)
+    )
+    return _build(_row_softmax_grad, name, cost, ROW_SUM=row_sum, FINISH=finish)
