@@ -13,10 +13,16 @@ from firefly.ops.shapes import normalize_axes, split3
 class _AlongAxis(Op):
     @classmethod
     def forward(cls, ctx, x, axis=-1):
-        if isinstance(axis, (tuple, list)) or axis is None:
-            raise TypeError(f"{cls.name}: axis must be a single int, got {axis!r}")
-        (ax,) = normalize_axes(cls.name, axis, x) or (0,)
-        x3 = x.reshape(split3(x.shape, [ax]) if x.ndim else (1, 1, 1))
+        ndim = x.ndim
+        if type(axis) is int and ndim and (axis == -1 or axis == ndim - 1) and x.size:
+            # The usual call, along the last axis of a non-empty tensor: its (outer, axis, 1)
+            # form without the general axis checks, which cost as much as a small row's kernel.
+            x3 = x.reshape(-1, x.shape[-1], 1)
+        else:
+            if isinstance(axis, (tuple, list)) or axis is None:
+                raise TypeError(f"{cls.name}: axis must be a single int, got {axis!r}")
+            (ax,) = normalize_axes(cls.name, axis, x) or (0,)
+            x3 = x.reshape(split3(x.shape, [ax]) if ndim else (1, 1, 1))
         out = np.empty_like(x)
         if x.size:  # the kernels read each row's first element
             cls.forward_kernel(x3, out.reshape(x3.shape))
