@@ -113,8 +113,8 @@ def test_long_slices_match_torch_in_float64(name, attrs, shape_of, length):
         ff = lambda *t: F.batch_norm(t[0], None, None, t[1], t[2], training=True)  # noqa: E731
         th = lambda *t: TF.batch_norm(t[0], None, None, t[1], t[2], training=True)  # noqa: E731
     compare(ff, th, (x, w, b), rng)
-    # float32 against the float64 result: the statistics' float32 quads and lanes keep the
-    # error within a few float32 roundings of outputs of a few units (1e-6 seen; ulp(4) = 4.8e-7).
+    # float32 against the float64 result: the statistics' float32 partial sums per chunk keep
+    # the error within a few float32 roundings of outputs of a few units (ulp(4) = 4.8e-7).
     x32, w32, b32 = (a.astype(np.float32) for a in (x, w, b))
     out32 = ff(Tensor(x32), Tensor(w32), Tensor(b32)).numpy()
     out64 = ff(Tensor(x), Tensor(w32.astype(np.float64)), Tensor(b32.astype(np.float64))).numpy()
@@ -311,3 +311,22 @@ def test_normalization_rejects_bad_input_before_any_kernel(monkeypatch, call, er
         monkeypatch.setattr(firefly.ops.get(name), "forward_kernel", None)
     with pytest.raises(error, match=match):
         call()
+
+
+def test_the_sum_helpers_may_reassociate_additions_and_nothing_else():
+    # fastmath's reassoc flag alone: the statistics vectorize into register partial sums, while
+    # NaN and infinity stay exact (a NaN input still reaches every output of its slice).
+    for helper in (NK._chunk_shifted_sums, NK._chunk_grad_sums, NK._chunk_row_grad_sums):
+        assert helper.targetoptions["fastmath"] == {"reassoc"}
+    x = np.ones((2, 3, 40), np.float32)
+    x[0, 1, 7] = np.nan
+    out = ops.apply(
+        "batch_norm",
+        Tensor(x),
+        Tensor(np.ones(3, np.float32)),
+        Tensor(np.zeros(3, np.float32)),
+        training=True,
+    ).numpy()
+    assert np.isnan(out[:, 1]).all() and not np.isnan(out[:, [0, 2]]).any()
+    out = F.layer_norm(Tensor(x), (40,)).numpy()
+    assert np.isnan(out[0, 1]).all() and np.isfinite(np.delete(out.reshape(6, 40), 1, 0)).all()
