@@ -38,7 +38,7 @@ from firefly.kernels._jit import build_chunked as _build_chunked
 from firefly.kernels._jit import build_specialised as _build
 from firefly.kernels._jit import called_helper, inline_helper
 from firefly.kernels._jit import specialise as _specialise
-from firefly.kernels.reduce import LANES, SUM_CHUNK, combine_lanes
+from firefly.kernels.reduce import LANES, SUM_CHUNK
 
 
 def _placeholder(*args):
@@ -248,38 +248,20 @@ def broadcast_zip_grad(name, backward, cost="memory"):
 # of one function with a conditional trip its SSA checks). Every row is non-empty (ops skip
 # empty arrays).
 #
-# Each pass goes over a row that stays in L1. The forward takes the max, then writes
-# exp(x - m) and sums it in one loop, then finishes. The sum runs in LANES partial sums of the
-# row's dtype over blocks indexed from 0 (one loop whose last block is short, so that each
-# scalar function appears once), flushed into a float64 total every SUM_CHUNK elements
-# (firefly.kernels.reduce.sum_chunked explains the accuracy). float64 lanes cost the float32
-# exp loop its vector width: summing exp(x - m) inside it was measured slower than a separate
-# float64 pass (1.33 ms against 1.0 ms at 1000x1000, one thread); float32 lanes make the fused
-# loop the faster one. The row constant is rounded to the row's dtype so that the finishing
-# pass runs at the dtype's vector width too. The backward sums its row terms (g * y, or g) as it
-# reads them, then finishes: two passes, where writing the terms out and summing them took
-# three. Its sum is a called helper that LLVM may reassociate (the terms hold no exp, whose
-# arithmetic reordering would break), per SUM_CHUNK elements added into a float64 total: it
-# vectorizes into register partial sums, without the lanes' reset and combine per row that
-# cost softmax's backward a fifth of its time at rows of 1000. Rows are dealt to at most
-# ROW_TASKS tasks, each with its scratch (lanes, strided-row copies) allocated once, not once
-# per row.
+# Each pass goes over a row that stays in L1. The forward takes the max, writes exp(x - m),
+# sums what it wrote, then finishes. The row sums (the forward's sum of exp(x - m), the
+# backward's sum of its row terms, g * y or g) are called helpers that LLVM may reassociate,
+# each over SUM_CHUNK elements in the row's dtype, added into a float64 total
+# (firefly.kernels.reduce.sum_chunked explains the accuracy): they vectorize into register
+# partial sums. Sums in lanes in memory cost a reset and a combine per row, a fifth of
+# softmax's backward at rows of 1000; fused into the exp loop, they cost that loop more than a
+# second pass over the row in L1 costs. The exp itself stays outside any reassociated code: its
+# range reduction depends on the order of its float operations. The row constant is rounded
+# to the row's dtype so that the finishing pass runs at the dtype's vector width too. The
+# backward sums its row terms as it reads them, then finishes: two passes, where writing the
+# terms out and summing them took three. Rows are dealt to at most ROW_TASKS tasks, each with
+# its scratch (max lanes, strided-row copies) allocated once, not once per row.
 ROW_TASKS = 16
-# The partial sums of a softmax row: blocks of WIDE elements each add into WIDE lanes, so that
-# the lanes are loaded and stored once per WIDE elements. With LANES (32) a block was too short
-# for its vector loop's setup: the backward took 1.5x torch's time at 1000x1000, one thread.
-WIDE = 4 * LANES
-
-
-@inline_helper
-def _combine_wide(lanes):
-    """The float64 sum of WIDE partial sums: folded to LANES in the dtype (each then holds at
-    most SUM_CHUNK / LANES terms, as summing in LANES lanes gives), then combine_lanes."""
-    for k in range(2 * LANES):
-        lanes[k] += lanes[2 * LANES + k]
-    for k in range(LANES):
-        lanes[k] += lanes[LANES + k]
-    return combine_lanes(lanes)
 
 
 @inline_helper
@@ -326,7 +308,6 @@ def _row_softmax(x, out):
     rows = O * I
     tasks = min(rows, ROW_TASKS)
     for t in prange(tasks):
-        lanes = np.empty(WIDE, x.dtype)
         max_lanes = np.empty(LANES, x.dtype)
         scratch = R if I != 1 else 0
         row_copy, out_copy = np.empty(scratch, x.dtype), np.empty(scratch, x.dtype)
@@ -339,25 +320,28 @@ def _row_softmax(x, out):
                 for r in range(R):
                     row[r] = x[o, r, i]
             m = _softmax_row_max(row, max_lanes)
+            for r in range(R):
+                # Shifted by the max: exp never overflows, and terms below 2**-126 of
+                # the largest one flush to 0 (the cheaper exp: vmath.exp_flush_subnormal).
+                orow[r] = vmath.exp_flush_subnormal(row[r] - m)
             total = 0.0
-            for chunk in range(0, R, SUM_CHUNK):
-                lanes[:] = 0.0
-                for b in range(chunk, min(chunk + SUM_CHUNK, R), WIDE):
-                    xb = row[b : b + WIDE]
-                    ob = orow[b : b + WIDE]
-                    for k in range(xb.size):
-                        # Shifted by the max: exp never overflows, and terms below 2**-126 of
-                        # the largest one flush to 0 (the cheaper exp: vmath.exp_flush_subnormal).
-                        e = vmath.exp_flush_subnormal(xb[k] - m)
-                        ob[k] = e
-                        lanes[k] += e
-                total += _combine_wide(lanes)
+            for lo in range(0, R, SUM_CHUNK):
+                total += _reassociated_sum(orow[lo : min(lo + SUM_CHUNK, R)])
             c = vmath.like(ROW_CONSTANT(m, total), m)
             for r in range(R):
                 orow[r] = FINISH(row[r], orow[r], m, c)
             if I != 1:
                 for r in range(R):
                     out[o, r, i] = orow[r]
+
+
+@called_helper(reassociate=True)
+def _reassociated_sum(v):
+    """sum(v) over a contiguous chunk, in the dtype, in any order."""
+    total = v.dtype.type(0)
+    for r in range(v.size):
+        total += v[r]
+    return total
 
 
 def _row_term_sum(g, y):
