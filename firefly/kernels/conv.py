@@ -41,6 +41,12 @@ straight into the output, with no copies before or after; the samples are shared
 Numba threads, each with single-threaded BLAS (their products are too small for OpenBLAS to
 split well).
 
+Images of 256 output positions or more take the tiled kernels (``conv2d_tiles_*``): per Numba
+thread, a sample (or a few) at a time, in blocks of output rows whose taps-major columns stay
+in cache. With wide columns and 16 channels per group or more they skip the columns in the
+forward and the input gradient (``_shifted_products``, ``_shifted_column_grads_add``). Every
+product goes through ``cblas.gemm`` (NumPy's OpenBLAS).
+
 The op has already validated shapes, strides, paddings and dilations; these loops index
 without bounds checks.
 """
