@@ -43,7 +43,7 @@ split well).
 
 Images of 256 output positions or more take the tiled kernels (``conv2d_tiles_*``): per Numba
 thread, a sample (or a few) at a time, in blocks of output rows whose taps-major columns stay
-in cache. With wide columns and 16 channels per group or more they skip the columns in the
+in cache. With wide columns and 8 channels per group or more they skip the columns in the
 forward and the input gradient (``_shifted_products``, ``_shifted_column_grads_add``). Every
 product goes through ``cblas.gemm`` (NumPy's OpenBLAS).
 
