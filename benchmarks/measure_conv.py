@@ -9,14 +9,15 @@ percent between runs. Process CPU time (``time.process_time``, all of the proces
 does not count the time the process waited for a core, so at one thread the CPU-time ratio is
 the one to read there; at more threads it also counts threads that spin while they wait
 (torch's OpenMP workers), and the wall ratios are printed beside it. Each round samples firefly,
-then torch, then the sgemm peak (512^3 through Numba's ``np.dot``, the BLAS the convolution
-kernels call) for ~0.15 s each; the table gives the minimum over the rounds and each side's
-fraction of that peak (one thread: GFLOP/s by CPU time). Each side runs bench_layers' three
-passes (forward without a graph, forward + weight gradient, forward + both gradients); the
-last columns split the time into forward, weight gradient and input gradient (differences of
-the passes' minima, CPU time at one thread and wall time otherwise) and give firefly's three
-as fractions of the peak, each phase being one GEMM's work. The shapes and their flop counts
-are ``benchmarks/bench_layers.py``'s; docs/performance.md has a run.
+then torch, then the sgemm peak (512^3 through ``firefly.kernels.cblas.gemm``, NumPy's
+OpenBLAS, which the convolution kernels call) for ~0.15 s each; the table gives the minimum
+over the rounds and each side's fraction of that peak (one thread: GFLOP/s by CPU time).
+Each side runs bench_layers' three passes (forward without a graph, forward + weight gradient,
+forward + both gradients); the last columns split the time into forward, weight gradient and
+input gradient (differences of the passes' minima, CPU time at one thread and wall time
+otherwise) and give firefly's three as fractions of the peak, each phase being one GEMM's
+work. The shapes and their flop counts are ``benchmarks/bench_layers.py``'s;
+docs/performance.md has a run.
 """
 
 import argparse
@@ -27,13 +28,14 @@ import numba
 import numpy as np
 
 from benchmarks.bench_layers import CONV_PASSES, CONV_SHAPES, conv_flops, conv_pass
+from firefly.kernels.cblas import gemm
 
 PEAK_SIZE = 512
 
 
 @numba.njit(cache=True)
 def _numba_gemm(a, b, out):
-    np.dot(a, b, out)
+    gemm(a, b, out, 0.0)
 
 
 def sample(fn, seconds):
@@ -62,7 +64,7 @@ def main():
     parser.add_argument("--seconds", type=float, default=0.15, help="per side per round")
     parser.add_argument("names", nargs="*", default=list(CONV_SHAPES))
     args = parser.parse_args()
-    import scipy.linalg.cython_blas  # noqa: F401  (load Numba's BLAS before limiting it)
+    import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS too before limiting them)
     import threadpoolctl
     import torch
 

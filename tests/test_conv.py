@@ -317,6 +317,11 @@ def test_1x1_convolution_without_columns_matches_torch(
 # one sample and of several, a last tile that is partial, the wide and the exact columns, and
 # blocks of output rows (the first, fourth and last cases), the last block shorter.
 TILE_CASES = [
+    # wide columns (stride 1, the padded width at most a fifth over the output's): the shifted
+    # products run where a tile is one sample
+    (3, 4, 5, 6, 12, (3, 1), (1, 1), (1, 0), (1, 1), 1, 20),
+    (4, 4, 6, 5, 14, (2, 3), (1, 1), (1, 0), (2, 1), 2, 30),
+    (3, 3, 3, 6, 16, (3, 2), (1, 1), (0, 0), (1, 2), 1, 40),
     (5, 3, 4, 7, 9, (3, 3), (1, 1), (1, 1), (1, 1), 1, 10),
     (5, 4, 6, 7, 9, (3, 2), (2, 1), (1, 0), (1, 2), 2, 50),
     (3, 2, 2, 6, 6, (2, 2), (2, 2), (0, 1), (2, 1), 1, 1000),
@@ -326,21 +331,24 @@ TILE_CASES = [
 ]
 
 
+@pytest.mark.parametrize("shifted", [False, True], ids=["columns", "shifted"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("need_dx", [True, False])
 @pytest.mark.parametrize("n, c, o, h, w, k, s, p, d, g, columns", TILE_CASES)
 def test_tiled_layout_matches_torch_float64(
-    monkeypatch, threads, need_dx, n, c, o, h, w, k, s, p, d, g, columns
+    monkeypatch, shifted, threads, need_dx, n, c, o, h, w, k, s, p, d, g, columns
 ):
     """The tiled kernels (a tile of samples, or of a sample's output rows, per thread, columns
-    recomputed in backward), forced
-    on small images: forward and every gradient match torch in float64, on one thread and on
-    two (BLAS then limited to one thread per tile)."""
+    recomputed in backward), forced on small images, with copied columns and (where the tile
+    is one sample in wide columns) with products on shifted views of the padded planes:
+    forward and every gradient match torch in float64, on one thread and on two (BLAS then
+    limited to one thread per tile)."""
     numba = pytest.importorskip("numba")
     if threads > numba.config.NUMBA_NUM_THREADS:
         pytest.skip("needs two Numba threads")
     monkeypatch.setattr(conv_ops, "TILE_MIN_POSITIONS", 0)
     monkeypatch.setattr(conv_ops, "TILE_COLUMNS", columns)
+    monkeypatch.setattr(conv_ops, "SHIFTED_MIN_CHANNELS", 1 if shifted else 10**9)
     ran = []
     cls = ops.get("conv2d")
     for direction in ("forward_kernel", "backward_kernel"):
@@ -380,6 +388,7 @@ def test_tiled_layout_matches_torch_float64(
     [
         ((4, 16, 8, 8), 3, dict(padding=1), False),  # 64 positions: the whole-batch columns
         ((4, 8, 16, 16), 3, dict(padding=1), True),  # 256 positions
+        ((4, 32, 16, 16), 3, dict(padding=1), True),  # and shifted products
         ((4, 8, 32, 32), 3, dict(stride=2, padding=1), True),
         ((4, 1, 28, 28), 5, {}, True),
     ],
@@ -391,11 +400,12 @@ def test_tiled_layout_taken_from_the_measured_size(x_shape, kernel, attrs, tiled
     stride, padding = attrs.get("stride", 1), attrs.get("padding", 0)
     out = [(n + 2 * padding - kernel) // stride + 1 for n in x_shape[2:]]
     padded_width = x_shape[3] + 2 * padding
-    plan = conv_ops.tile_plan(x_shape[0], tuple(out), padded_width, (stride, stride))
+    plan = conv_ops.tile_plan(x_shape[0], tuple(out), padded_width, (stride, stride), x_shape[1])
     assert (plan is not None) == tiled
     if plan is not None:
-        threads, samples, rows, wide = plan
+        threads, samples, rows, wide, shifted = plan
         assert 1 <= threads <= x_shape[0]
+        assert shifted == (wide and samples == 1 and x_shape[1] >= conv_ops.SHIFTED_MIN_CHANNELS)
         per_row = padded_width if wide else out[1]
         if rows < out[0]:
             assert samples == 1 and rows * per_row >= conv_ops.TILE_COLUMNS

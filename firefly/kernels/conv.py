@@ -41,6 +41,12 @@ straight into the output, with no copies before or after; the samples are shared
 Numba threads, each with single-threaded BLAS (their products are too small for OpenBLAS to
 split well).
 
+Images of 256 output positions or more take the tiled kernels (``conv2d_tiles_*``): per Numba
+thread, a sample (or a few) at a time, in blocks of output rows whose taps-major columns stay
+in cache. With wide columns and 8 channels per group or more they skip the columns in the
+forward and the input gradient (``_shifted_products``, ``_shifted_column_grads_add``). Every
+product goes through ``cblas.gemm`` (NumPy's OpenBLAS).
+
 The op has already validated shapes, strides, paddings and dilations; these loops index
 without bounds checks.
 """
@@ -130,7 +136,7 @@ def conv2d_taps_forward(
     Og = O // groups
     w2 = weight.reshape(groups, Og, taps)
     for g in range(groups):
-        np.dot(w2[g], cols[g], product)
+        gemm(w2[g], cols[g], product, 0.0)
         for n in prange(N):
             _write_sample(product, bias, g, n, Q, out)
 
@@ -189,7 +195,7 @@ def conv2d_taps_backward(
     # N*P dimension is the inner one of both operands' rows).
     dw_t = np.empty((taps, Og), dtype=dweight.dtype)
     for g in range(groups if need_dweight else 0):
-        np.dot(cols[g], g2[g * Og : (g + 1) * Og].T, dw_t)
+        gemm(cols[g], g2[g * Og : (g + 1) * Og].T, dw_t, 0.0)
         for o in range(Og):
             for t in range(taps):
                 dw2[g, o, t] = dw_t[t, o]
@@ -197,7 +203,7 @@ def conv2d_taps_backward(
         return
     idx = _window_offsets(OH, OW, sh, sw, Wp)
     for g in range(groups):
-        np.dot(w2[g].T, g2[g * Og : (g + 1) * Og], dcols)
+        gemm(w2[g].T, g2[g * Og : (g + 1) * Og], dcols, 0.0)
         # Rows of one input channel add into the same plane: one task per channel of the group.
         for cl in prange(Cg):
             c = g * Cg + cl
@@ -551,11 +557,11 @@ def conv2d_pointwise_forward(x, weight, bias, threads, out):
         for n in range(t, N, threads):
             for g in range(groups):
                 dst = out[n, g * Og : (g + 1) * Og]
-                np.dot(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst)
+                # The bias first and the product added (beta = 1): BLAS would otherwise spend
+                # a pass zeroing ``dst`` and the bias another.
                 for o in range(Og):
-                    b, row = bias[g * Og + o], dst[o]
-                    for p in range(P):
-                        row[p] += b
+                    dst[o] = bias[g * Og + o]
+                gemm(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst, 1.0)
 
 
 @parallel_blas_kernel
@@ -578,15 +584,13 @@ def conv2d_pointwise_backward(grad, x, weight, need_dx, need_dweight, threads, d
         dbias[o] = s
     parts = np.zeros((threads if need_dweight else 0, Co, Cg), dtype=dweight.dtype)
     for t in prange(threads):
-        product = np.empty((Og, Cg), dtype=dweight.dtype)
         for n in range(t, N, threads):
             for g in range(groups):
                 gn = grad[n, g * Og : (g + 1) * Og]
                 if need_dweight:
-                    np.dot(gn, x[n, g * Cg : (g + 1) * Cg].T, product)
-                    parts[t, g * Og : (g + 1) * Og] += product
+                    gemm(gn, x[n, g * Cg : (g + 1) * Cg].T, parts[t, g * Og : (g + 1) * Og], 1.0)
                 if need_dx:
-                    np.dot(weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg])
+                    gemm(weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg], 0.0)
     if need_dweight:
         _sum_tiles(parts, dweight)
 
@@ -727,7 +731,41 @@ def _grouped_products(w2, cols, product):
     """product = weight x cols per group: w2 (groups, Og, taps), cols (groups*taps, L)."""
     groups, Og, taps = w2.shape
     for g in range(groups):
-        np.dot(w2[g], cols[g * taps : (g + 1) * taps], product[g * Og : (g + 1) * Og])
+        gemm(w2[g], cols[g * taps : (g + 1) * taps], product[g * Og : (g + 1) * Og], 0.0)
+
+
+@inline_helper
+def _weight_taps_first(weight):
+    """weight (O, Cg, KH, KW) as (KH*KW, O, Cg): each tap's (O, Cg) matrix contiguous."""
+    O, Cg, KH, KW = weight.shape
+    wt = np.empty((KH * KW, O, Cg), dtype=weight.dtype)
+    for o in range(O):
+        for c in range(Cg):
+            for t in range(KH * KW):
+                wt[t, o, c] = weight[o, c, t // KW, t % KW]
+    return wt
+
+
+@called_helper
+def _shifted_products(wt, plane, start, KW, dh, dw, Wp, product):
+    """product (O, L) = weight x the wide columns of one padded sample, without the columns:
+    a wide tap's row is a contiguous run of its channel's plane, so the rows of one tap for
+    all Cg channels of a group are a matrix of row stride ``plane.shape[1]``, and the product
+    is the sum over the KH*KW taps of (O, Cg) x (Cg, L) products on shifted views of
+    ``plane`` (C, Hp*Wp + tail), the windows beginning ``start`` elements in. ``wt`` is
+    ``_weight_taps_first``'s."""
+    taps, O, Cg = wt.shape
+    groups = plane.shape[0] // Cg
+    Og, L = O // groups, product.shape[1]
+    for g in range(groups):
+        for t in range(taps):
+            offset = start + (t // KW) * dh * Wp + (t % KW) * dw
+            gemm(
+                wt[t, g * Og : (g + 1) * Og],
+                plane[g * Cg : (g + 1) * Cg, offset : offset + L],
+                product[g * Og : (g + 1) * Og],
+                0.0 if t == 0 else 1.0,
+            )
 
 
 @called_helper
@@ -735,19 +773,13 @@ def _add_weight_grad(g2, cols, acc):
     """acc (taps, O) += (g2 x cols^T)^T per group, group g's out-channels in its columns: g2
     (O, L), cols (groups*taps, L). BLAS computes cols x g2^T: OpenBLAS ran it at 82-96% of the
     sgemm peak where g2 x cols^T ran at 77-87% ((576 x 272..1088) x (272..1088 x 64) and 288
-    taps, float32, one thread). The sum stays in that orientation, so that the product adds
-    along contiguous rows: the adds of the 128 blocks of a (32,64,32,32)->64 backward, timed
-    alone, took 2.9 ms into a transposed (O, taps) sum and 0.4 ms this way (one thread)."""
+    taps, float32, one thread). BLAS adds the product into ``acc`` itself (beta = 1)."""
     taps, O = acc.shape
     groups = cols.shape[0] // taps
     Og = O // groups
-    product = np.empty((taps, Og), dtype=acc.dtype)
     for g in range(groups):
-        np.dot(cols[g * taps : (g + 1) * taps], g2[g * Og : (g + 1) * Og].T, product)
-        for i in range(taps):
-            a, p = acc[i, g * Og : (g + 1) * Og], product[i]
-            for o in range(Og):
-                a[o] += p[o]
+        gs = slice(g * Og, (g + 1) * Og)
+        gemm(cols[g * taps : (g + 1) * taps], g2[gs].T, acc[:, gs], 1.0)
 
 
 @called_helper
@@ -755,7 +787,27 @@ def _grouped_column_grads(w2, g2, dcols):
     """dcols = weight^T x g2 per group: w2 (groups, Og, taps), g2 (O, L)."""
     groups, Og, taps = w2.shape
     for g in range(groups):
-        np.dot(w2[g].T, g2[g * Og : (g + 1) * Og], dcols[g * taps : (g + 1) * taps])
+        gemm(w2[g].T, g2[g * Og : (g + 1) * Og], dcols[g * taps : (g + 1) * taps], 0.0)
+
+
+@called_helper
+def _shifted_column_grads_add(wt, g2, start, KW, dh, dw, Wp, dplane):
+    """col2im of weight^T x g2 without the column gradients: each tap's (Cg, Og) x (Og, L)
+    product added straight into the shifted view of the padded planes ``dplane`` that
+    ``_shifted_products`` reads for that tap (BLAS's beta = 1, one product after another, so
+    the taps' overlapping views add up)."""
+    taps, O, Cg = wt.shape
+    groups = dplane.shape[0] // Cg
+    Og, L = O // groups, g2.shape[1]
+    for g in range(groups):
+        for t in range(taps):
+            offset = start + (t // KW) * dh * Wp + (t % KW) * dw
+            gemm(
+                wt[t, g * Og : (g + 1) * Og].T,
+                g2[g * Og : (g + 1) * Og],
+                dplane[g * Cg : (g + 1) * Cg, offset : offset + L],
+                1.0,
+            )
 
 
 @called_helper
@@ -800,14 +852,15 @@ def _tile_geometry(out_shape, weight_shape, planes_shape, Wp, wide):
 
 @parallel_blas_kernel
 def conv2d_tiles_forward(
-    x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, rows, planes, cols, product, out
+    x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, rows, shifted, planes, cols, product, out
 ):
     """out = conv(x, weight) + bias, a tile at a time per thread: S samples padded into the
     thread's planes, then for each block of ``rows`` output rows of them (all OH rows when S >
-    1) im2col into the thread's columns (in cache), one GEMM per group, write out. Nothing is
-    saved: backward recomputes the columns. Scratch per thread t: ``planes[t]`` (S, C, Hp*Wp +
-    tail), ``cols[t]`` (C*KH*KW, S*rows*Q) and ``product[t]`` (O, S*rows*Q), Q as in
-    ``_tile_columns``."""
+    1) im2col into the thread's columns (in cache), one GEMM per group, write out; or, when
+    ``shifted`` (wide columns and S = 1), no columns: products on shifted views of the planes
+    (``_shifted_products``). Nothing is saved: backward recomputes the columns. Scratch per
+    thread t: ``planes[t]`` (S, C, Hp*Wp + tail), ``cols[t]`` (C*KH*KW, S*rows*Q; unused when
+    shifted) and ``product[t]`` (O, S*rows*Q), Q as in ``_tile_columns``."""
     N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, Q = _tile_geometry(
         out.shape, weight.shape, planes.shape, Wp, wide
     )
@@ -815,6 +868,7 @@ def conv2d_tiles_forward(
     tiles = (N + S - 1) // S
     idx = _window_offsets(rows, OW, sh, sw, Wp)
     w2 = weight.reshape(groups, Og, taps)
+    wt = _weight_taps_first(weight)
     for t in prange(T):
         for tile in range(t, tiles, T):
             n0 = tile * S
@@ -822,10 +876,13 @@ def conv2d_tiles_forward(
             _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
             for oy0 in range(0, OH, rows):
                 L = s * min(rows, OH - oy0) * Q
-                ct = _tile_view(cols[t], C * KH * KW, L)
-                _tile_columns(planes[t], s, oy0 * sh * Wp, KH, KW, dh, dw, Wp, wide, idx, ct)
                 pt = _tile_view(product[t], O, L)
-                _grouped_products(w2, ct, pt)
+                if shifted:
+                    _shifted_products(wt, planes[t, 0], oy0 * Wp, KW, dh, dw, Wp, pt)
+                else:
+                    ct = _tile_view(cols[t], C * KH * KW, L)
+                    _tile_columns(planes[t], s, oy0 * sh * Wp, KH, KW, dh, dw, Wp, wide, idx, ct)
+                    _grouped_products(w2, ct, pt)
                 _tile_output(pt, bias, n0, s, oy0, Q, out)
 
 
@@ -843,6 +900,7 @@ def conv2d_tiles_backward(
     Wp,
     wide,
     rows,
+    shifted,
     need_dx,
     planes,
     cols,
@@ -856,10 +914,12 @@ def conv2d_tiles_backward(
 ):
     """dweight = sum over tiles of grad x cols^T, dbias, and (if need_dx) dx = col2im(weight^T
     x grad), per tile and block of output rows as in the forward, the columns recomputed from
-    x. A thread owns whole samples, so the blocks' overlapping input gradients add up in its
-    ``dplanes`` without a race. Scratch per thread t: ``planes[t]``, ``cols[t]`` as in the
-    forward, ``g2[t]`` (O, S*rows*Q) (grad in the product's layout), ``dcols[t]`` as
-    ``cols[t]`` and ``dplanes[t]`` as ``planes[t]`` (or empty without need_dx), and
+    x (when ``shifted``, as the forward's, the input gradient's products add straight into the
+    shifted planes: ``_shifted_column_grads_add``). A thread owns whole samples, so the
+    blocks' overlapping input gradients add up in its ``dplanes`` without a race. Scratch per
+    thread t: ``planes[t]``, ``cols[t]`` as in the forward, ``g2[t]`` (O, S*rows*Q) (grad in
+    the product's layout), ``dcols[t]`` as ``cols[t]`` (or empty without need_dx or when
+    shifted) and ``dplanes[t]`` as ``planes[t]`` (or empty without need_dx), and
     ``dw_tiles[t]`` (C/groups*KH*KW, O), the thread's sum of the weight gradient, transposed.
     """
     N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, Q = _tile_geometry(
@@ -877,6 +937,7 @@ def conv2d_tiles_backward(
         dbias[o] = total
     idx = _window_offsets(rows, OW, sh, sw, Wp)
     w2 = weight.reshape(groups, Og, taps)
+    wt = _weight_taps_first(weight)
     for t in prange(T):
         dw_tiles[t] = 0.0
         for tile in range(t, tiles, T):
@@ -893,7 +954,9 @@ def conv2d_tiles_backward(
                 gt = _tile_view(g2[t], O, L)
                 _tile_grad(grad, n0, s, oy0, Q, gt)
                 _add_weight_grad(gt, ct, dw_tiles[t])
-                if need_dx:
+                if need_dx and shifted:
+                    _shifted_column_grads_add(wt, gt, start, KW, dh, dw, Wp, dplanes[t, 0])
+                elif need_dx:
                     dct = _tile_view(dcols[t], C * KH * KW, L)
                     _grouped_column_grads(w2, gt, dct)
                     _tile_column_grads_add(dct, s, start, KH, KW, dh, dw, Wp, wide, idx, dplanes[t])

@@ -242,6 +242,15 @@ TILE_MIN_POSITIONS = 256
 # rows of at least this many (256 and 512 measured within noise of each other at the shapes
 # above; a whole 32x32 sample per tile, 1088 columns, 10-15% slower; 256 columns stay in L2).
 TILE_COLUMNS = 256
+# Channels per group from which the wide tiles skip the columns in the forward and the input
+# gradient (conv2d_tiles_*'s ``shifted``): one (O, Cg) x (Cg, L) product per tap on shifted
+# views of the padded planes instead of one (O, Cg*KH*KW) x (Cg*KH*KW, L) product on copied
+# columns. One thread, float32, O = 64, L = 272-1088: the nine shifted products ran at
+# 97-110 GFLOP/s at Cg = 32 and 64, the product on columns at 93-97 before the copies; the
+# weight gradient's shifted products ran at 58-74, so it keeps its columns. fwd+bwd of
+# (32,C,32,32)->2C 3x3 pad 1, one thread, CPU time: shifted 12% faster at C = 16, 1-6% at 8,
+# and 4% slower at 4 (products of K = 4).
+SHIFTED_MIN_CHANNELS = 8
 
 
 def blas_kernel_threads(batch):
@@ -251,14 +260,16 @@ def blas_kernel_threads(batch):
     return min(numba.get_num_threads() if can_limit_blas_threads() else 1, batch)
 
 
-def tile_plan(batch, out_size, padded_width, stride):
-    """(tiles run at once, samples per tile, output rows per block, wide) for the tiled layout,
-    or None where the whole-batch layouts (column_layout) measured faster. A tile is one sample
-    in blocks of output rows when a sample has twice TILE_COLUMNS columns or more, otherwise
-    whole samples, as many as make TILE_COLUMNS (docs/performance.md has the measurements).
-    Wide columns (see column_layout) whenever they add at most a fifth: at 16x16 and 32x32 the
-    exact gather cost more than the wide layout's extra GEMM work (fwd+bwd 18.6 against 17.6 ms
-    and 144 against 117 ms of CPU time, one thread)."""
+def tile_plan(batch, out_size, padded_width, stride, group_channels):
+    """(tiles run at once, samples per tile, output rows per block, wide, shifted) for the
+    tiled layout, or None where the whole-batch layouts (column_layout) measured faster. A tile
+    is one sample in blocks of output rows when a sample has twice TILE_COLUMNS columns or
+    more, otherwise whole samples, as many as make TILE_COLUMNS (docs/performance.md has the
+    measurements). Wide columns (see column_layout) whenever they add at most a fifth: at
+    16x16 and 32x32 the exact gather cost more than the wide layout's extra GEMM work (fwd+bwd
+    18.6 against 17.6 ms and 144 against 117 ms of CPU time, one thread). Shifted products
+    (no columns in the forward and the input gradient) with wide one-sample tiles of at least
+    SHIFTED_MIN_CHANNELS channels per group."""
     OH, OW = out_size
     if OH * OW < TILE_MIN_POSITIONS:
         return None
@@ -267,9 +278,11 @@ def tile_plan(batch, out_size, padded_width, stride):
     threads = blas_kernel_threads(batch)
     blocks = OH * per_row // TILE_COLUMNS  # each of at least TILE_COLUMNS, near-equal heights
     if blocks > 1:
-        return threads, 1, -(-OH // blocks), wide
-    samples = min(-(-TILE_COLUMNS // (OH * per_row)), -(-batch // threads))
-    return threads, samples, OH, wide
+        samples, rows = 1, -(-OH // blocks)
+    else:
+        samples, rows = min(-(-TILE_COLUMNS // (OH * per_row)), -(-batch // threads)), OH
+    shifted = wide and samples == 1 and group_channels >= SHIFTED_MIN_CHANNELS
+    return threads, samples, rows, wide, shifted
 
 
 class _ConvNd(Op):
@@ -312,7 +325,7 @@ class _ConvNd(Op):
             ctx.op.forward_kernel[2](x3, w4.reshape(O, Cg), bias, blas_kernel_threads(N), out)
             ctx.save_for_backward(w4, x3)
             ctx.layout = "pointwise"
-        elif (tiles := tile_plan(N, out_size, W + total[1], stride)) is not None:
+        elif (tiles := tile_plan(N, out_size, W + total[1], stride, Cg)) is not None:
             out = ctx.op._forward_by_tiles(
                 ctx, x4, w4, bias, stride, before, total, dilation, tiles
             )
@@ -331,36 +344,49 @@ class _ConvNd(Op):
         N, C, H, W = x4.shape
         O, _, KH, KW = w4.shape
         OH, OW = ctx.shapes[3][2:]
-        threads, samples, rows, wide = plan
+        threads, samples, rows, wide, shifted = plan
         Hp, Wp = H + total[0], W + total[1]
         columns = samples * rows * (Wp if wide else OW)
         plane_shape = (threads, samples, C, Hp * Wp + (dilation[1] * (KW - 1) if wide else 0))
         x4 = np.ascontiguousarray(x4)
         planes = POOL.take(plane_shape, x4.dtype)
-        cols = POOL.take((threads, C * KH * KW, columns), x4.dtype)
+        cols = POOL.take((threads, 0 if shifted else C * KH * KW, columns), x4.dtype)
         product = POOL.take((threads, O, columns), x4.dtype)
         out = np.empty((N, O, OH, OW), dtype=x4.dtype)
         ctx.op.forward_kernel[3](
-            x4, w4, bias, *stride, *before, *dilation, Wp, wide, rows, planes, cols, product, out
+            x4,
+            w4,
+            bias,
+            *stride,
+            *before,
+            *dilation,
+            Wp,
+            wide,
+            rows,
+            shifted,
+            planes,
+            cols,
+            product,
+            out,
         )
         for scratch in (planes, cols, product):
             POOL.give(scratch)
         ctx.save_for_backward(w4, x4)
         ctx.layout = "tiles"
-        ctx.geometry = (stride, before, dilation, Wp, wide, rows)
+        ctx.geometry = (stride, before, dilation, Wp, wide, rows, shifted)
         ctx.plane_shape, ctx.tile_columns = plane_shape, columns
         return out
 
     @staticmethod
     def _backward_by_tiles(ctx, grad, w4, x4, need_dx, dx, dweight, dbias):
-        stride, before, dilation, Wp, wide, rows = ctx.geometry
+        stride, before, dilation, Wp, wide, rows, shifted = ctx.geometry
         threads, columns = ctx.plane_shape[0], ctx.tile_columns
         O, Cg, KH, KW = w4.shape
         taps = x4.shape[1] * KH * KW
         planes = POOL.take(ctx.plane_shape, grad.dtype)
         cols = POOL.take((threads, taps, columns), grad.dtype)
         g2 = POOL.take((threads, O, columns), grad.dtype)
-        dcols = POOL.take((threads, taps if need_dx else 0, columns), grad.dtype)
+        dcols = POOL.take((threads, taps if need_dx and not shifted else 0, columns), grad.dtype)
         dplanes = POOL.take(ctx.plane_shape if need_dx else (threads, 0, 0, 0), grad.dtype)
         dw_tiles = POOL.take((threads, Cg * KH * KW, O), grad.dtype)
         ctx.op.backward_kernel[3](
@@ -373,6 +399,7 @@ class _ConvNd(Op):
             Wp,
             wide,
             rows,
+            shifted,
             need_dx,
             planes,
             cols,
