@@ -1,11 +1,19 @@
 """firefly: a small, fast deep-learning library on NumPy and Numba."""
 
 import gc as _gc
+import os as _os
 
 # Importing firefly (and Numba with it) creates some 60,000 objects that the cyclic garbage
 # collector tracks, nearly all of which live as long as the process. It would run about 150
 # times while they are made, finding almost nothing to free: a sixth of the import's CPU time
-# (measured in docs/architecture.md). It is paused for the import and resumed after it.
+# (measured in docs/architecture.md). It is paused for the import and resumed after it. Then
+# one full pass frees what is unreachable, and what survives is frozen (``gc.freeze``): the
+# collector's later passes, the interpreter's at exit among them, no longer walk 60,000 objects
+# that will never be garbage. The pass is full, not of the youngest generation only, so that a
+# program importing firefly late freezes none of its own garbage; FIREFLY_GC_FREEZE=0 turns the
+# freeze off (a program that imports firefly late and later drops cyclic structures it built
+# before the import would otherwise keep them), and a program that disabled the collector
+# keeps it as it was.
 _collecting = _gc.isenabled()
 _gc.disable()
 
@@ -34,6 +42,9 @@ try:
 finally:
     if _collecting:
         _gc.enable()
+if _collecting and _os.environ.get("FIREFLY_GC_FREEZE", "1") != "0":
+    _gc.collect()
+    _gc.freeze()
 
 __version__ = "0.1.0"
 

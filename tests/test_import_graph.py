@@ -17,6 +17,7 @@ What counts as an edge from module A to module B (the rules docs/architecture.md
 
 import ast
 import pathlib
+import textwrap
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -156,3 +157,88 @@ def test_an_import_for_the_type_checker_only_is_no_edge(tmp_path):
     assert find_cycle(edges) is None
     (package / "low.py").write_text("from firefly.high import X\n")  # a run-time import
     assert find_cycle(import_edges(tmp_path)[0]) == ["firefly.high", "firefly.low", "firefly.high"]
+
+
+def _run(run_python, code, **env):
+    proc = run_python(
+        "-c",
+        textwrap.dedent(code),
+        env={"FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1", "FIREFLY_NO_COMPILE_NOTICE": "1", **env},
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc.stdout
+
+
+def test_the_import_leaves_no_garbage_and_freezes_what_it_made(run_python):
+    """``import firefly`` freezes every object alive after it (gc.freeze), so that the
+    collector's full passes skip them: only sound while none of them is garbage."""
+    out = _run(
+        run_python,
+        """
+        import gc
+        import firefly
+
+        frozen = gc.get_freeze_count()
+        gc.unfreeze()
+        print(frozen, gc.collect())
+        """,
+    )
+    frozen, garbage = map(int, out.split())
+    assert frozen > 10_000 and garbage == 0
+
+
+def test_a_late_import_frees_the_programs_garbage_before_freezing(run_python):
+    """A program that made cyclic garbage before importing firefly gets it freed, not frozen."""
+    out = _run(
+        run_python,
+        """
+        import gc
+        import weakref
+
+        class Node:
+            pass
+
+        node = Node()
+        node.me = node
+        alive = weakref.ref(node)
+        gc.collect()  # the cycle survives into the oldest generation, as in a long-running program
+        del node  # and only then becomes garbage
+        import firefly
+
+        print(alive() is None)
+        """,
+    )
+    assert out.split() == ["True"]
+
+
+def test_the_freeze_is_skipped_when_turned_off_or_when_the_collector_is_off(run_python):
+    report = "import gc\nimport firefly\nprint(gc.get_freeze_count() > 0, gc.isenabled())\n"
+    assert _run(run_python, report).split() == ["True", "True"]
+    assert _run(run_python, report, FIREFLY_GC_FREEZE="0").split() == ["False", "True"]
+    assert _run(run_python, "import gc\ngc.disable()\n" + report).split() == ["False", "False"]
+
+
+# Numba modules that a cached kernel's environments name (np.empty's helpers live in arrayobj,
+# np.dot's in linalg) and that loading it no longer imports (_cache._rebuild_environment).
+NOT_IMPORTED_BY_A_LOAD = ("numba.np.arrayobj", "numba.np.linalg", "numba.cpython.unicode")
+
+
+def test_loading_cached_kernels_imports_no_numba_support_modules(run_python):
+    code = f"""
+        import sys
+        import numpy as np
+        import firefly
+        from firefly.kernels._jit import kernel_load_counts
+
+        x = firefly.tensor(np.arange(12.0).reshape(3, 4), requires_grad=True)
+        w = firefly.tensor(np.ones((4, 2)), requires_grad=True)
+        y = (x @ w).relu().sum()
+        y.backward()
+        assert y.item() == 132.0 and x.grad.numpy().sum() == 24.0
+        loaded, compiled = kernel_load_counts()
+        print(loaded, compiled, *[m for m in {NOT_IMPORTED_BY_A_LOAD!r} if m in sys.modules])
+    """
+    _run(run_python, code)  # fills the user's cache where it is empty
+    loaded, compiled, *imported = _run(run_python, code).split()
+    assert int(loaded) >= 4 and int(compiled) == 0
+    assert imported == []

@@ -29,8 +29,10 @@ warning and a recompile, and names data files after their key rather than a coun
 processes filling one cache at once never write two signatures to one file name.
 """
 
+import contextlib
 import functools
 import hashlib
+import io
 import os
 import pickle
 import shutil
@@ -40,7 +42,8 @@ import types
 import warnings
 
 import numpy as np
-from numba.core import caching, config, sigutils
+from llvmlite.binding import ffi
+from numba.core import caching, config, environment, sigutils
 from numba.core.runtime import rtsys
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -310,6 +313,38 @@ class _KernelCacheImpl(caching.CompileResultCacheImpl):
     ]
 
 
+def _rebuild_environment(modname, consts, env_name):
+    """Numba's ``_rebuild_env``, without importing a Numba module that is not imported yet.
+
+    A cached kernel carries the environment of every function compiled into it, each naming
+    the module whose globals it holds: the array helpers behind ``np.empty`` name
+    ``numba.np.arrayobj``, those behind ``np.dot`` ``numba.np.linalg``, and Numba's rebuild
+    imports them, and with them most of Numba's NumPy, unicode and hashing support: several
+    times the cost of loading one kernel (``docs/architecture.md``). Only object-mode code reads
+    an environment's globals; Numba's own modules compile in nopython mode, whose code reads
+    only the constants. So such an environment gets a dict holding only the module's name
+    (which is all that saving it again reads). A compile later in the process imports the
+    modules as it always did."""
+    if not modname.startswith("numba.") or modname in sys.modules:
+        return environment._rebuild_env(modname, consts, env_name)
+    env = environment.lookup_environment(env_name)
+    if env is None:
+        env = environment.Environment({"__name__": modname})
+        env.consts[:] = consts
+        env.env_name = env_name
+        environment.Environment._memo[env_name] = env
+    return env
+
+
+class _KernelUnpickler(pickle.Unpickler):
+    """Reads a cache data file with ``_rebuild_environment`` in place of Numba's rebuild."""
+
+    def find_class(self, module, name):
+        if module == "numba.core.environment" and name == "_rebuild_env":
+            return _rebuild_environment
+        return super().find_class(module, name)
+
+
 class _CheckedIndexDataCacheFile(caching.IndexDataCacheFile):
     """Numba's index and data files, with a stamp that names firefly's version, data files
     named after their key, and a corrupt index reported rather than raised."""
@@ -329,6 +364,10 @@ class _CheckedIndexDataCacheFile(caching.IndexDataCacheFile):
         if overloads.get(key) != data_name:
             overloads[key] = data_name
             self._save_index(overloads)
+
+    def _load_data(self, name):
+        with open(self._data_path(name), "rb") as f:
+            return _KernelUnpickler(io.BytesIO(f.read())).load()
 
     def _load_index(self):
         try:
@@ -366,6 +405,26 @@ class _CheckedIndexDataCacheFile(caching.IndexDataCacheFile):
         )
 
 
+@contextlib.contextmanager
+def _llvm_lock_events_paused():
+    """Numba times each call into LLVM with two events (``numba:llvm_lock``), for a compile's
+    metadata. Loading a kernel makes some 150 such calls and drops the times (a loaded
+    kernel has no metadata), while the events cost about a tenth of the load's CPU. So they
+    are paused while a kernel loads, which happens under Numba's compiler lock: no compile
+    runs meanwhile to lose its times. (llvmlite keeps the callbacks in its lock's ``_cblist``;
+    where it no longer does, nothing is paused.)"""
+    callbacks = getattr(getattr(ffi.lib, "_lock", None), "_cblist", None)
+    if not isinstance(callbacks, list) or not callbacks:
+        yield
+        return
+    paused = callbacks[:]
+    callbacks.clear()
+    try:
+        yield
+    finally:
+        callbacks[:0] = paused
+
+
 class KernelCache(caching.FunctionCache):
     """Numba's function cache in firefly's folder, recompiling instead of failing on any
     cache entry that cannot be read, and warning once when it cannot write."""
@@ -387,15 +446,16 @@ class KernelCache(caching.FunctionCache):
         # half a second of CPU, which a process that only loads kernels never needs. Code read
         # from the cache needs only the runtime (NRT) symbols linked; a compile, and a load
         # that fails this way, refresh in full.
-        rtsys.initialize(target_context)
-        try:
-            cres = self._load_overload(sig, target_context)
-        except Exception:
+        with _llvm_lock_events_paused():
+            rtsys.initialize(target_context)
             try:
-                cres = super().load_overload(sig, target_context)  # refreshed in full
-            except Exception as exc:  # a truncated or corrupt data file
-                self._cache_file._report(exc)
-                return None
+                cres = self._load_overload(sig, target_context)
+            except Exception:
+                try:
+                    cres = super().load_overload(sig, target_context)  # refreshed in full
+                except Exception as exc:  # a truncated or corrupt data file
+                    self._cache_file._report(exc)
+                    return None
         if cres is not None and tuple(cres.signature.args) != tuple(
             sigutils.normalize_signature(sig)[0]
         ):
