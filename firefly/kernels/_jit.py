@@ -346,6 +346,16 @@ def called_helper(fn):
     return helper
 
 
+def reassociating_helper(fn):
+    """Like ``called_helper``, compiled with fastmath's ``reassoc`` flag alone: LLVM may reorder
+    its floating-point adds (so a running sum vectorizes into partial sums) and assumes nothing
+    about NaN or inf. Called, not inlined by Numba, so that the flag stays on its own
+    instructions and off its callers'."""
+    helper = _jit(fn, parallel=False, fastmath={"reassoc"})
+    _helpers.add(id(helper))
+    return helper
+
+
 def scalar(fn):
     """``fn``, math on scalars that kernels call, compiled to be inlined into each kernel that
     calls it (returned unchanged if it is compiled already).

@@ -16,7 +16,7 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from firefly.kernels._jit import inline_helper, memory_bound
+from firefly.kernels._jit import inline_helper, memory_bound, reassociating_helper
 
 # Reductions of fewer elements than this keep one task per output (row or column group);
 # larger ones with fewer than _TASKS outputs split the reduced axis into up to _TASKS slabs.
@@ -75,24 +75,17 @@ def combine_lanes(lanes):
     return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
 
 
-@inline_helper
-def _sum_short(v):
-    """sum(v) in float64 for a contiguous 1-D ``v`` of any length, in four interleaved partial
-    sums (one running sum would be a chain of dependent adds)."""
-    n = v.size
-    s0 = s1 = s2 = s3 = 0.0
-    b = 0
-    while b + 4 <= n:
-        quad = v[b : b + 4]  # a view indexed from 0: see sum_contiguous
-        s0 += quad[0]
-        s1 += quad[1]
-        s2 += quad[2]
-        s3 += quad[3]
-        b += 4
-    tail = v[b:]
-    for i in range(tail.size):
-        s0 += tail[i]
-    return (s0 + s1) + (s2 + s3)
+@reassociating_helper
+def _sum_any_order(v):
+    """sum(v) in float64 for a contiguous 1-D ``v``, added in whatever order LLVM vectorizes
+    (``reassociating_helper``): each element converts to float64 exactly, and reordering n
+    float64 adds moves the result by at most about n * 2**-53 * sum(|v|), a few hundred times
+    less than one float32 rounding for the short runs it is given. NaN and inf propagate as in
+    any order."""
+    s = 0.0
+    for i in range(v.size):
+        s += v[i]
+    return s
 
 
 @inline_helper
@@ -100,8 +93,11 @@ def sum_contiguous(v, lanes):
     """sum(v) for a contiguous 1-D ``v``, accumulated in float64 from quads summed in v's dtype;
     ``lanes`` is LANES float64s of scratch."""
     n = v.size
-    if n < LANES:
-        return _sum_short(v)
+    # A run shorter than one quad of blocks (rows of up to 127 elements, and every row's rest)
+    # goes to _sum_any_order: resetting and combining the lanes for it cost more than the sum
+    # (rows of 100 took three times torch's time).
+    if n < 4 * LANES:
+        return _sum_any_order(v)
     # Four blocks of LANES elements at a time: one pass over ``lanes`` per 4 * LANES elements.
     # Each quad is added in v's dtype, as a pairwise tree two roundings deep, and only its sum
     # is converted: float32 quads keep the loop at float32 width (converting every element to
@@ -117,15 +113,7 @@ def sum_contiguous(v, lanes):
         for k in range(W):
             lanes[k] += (block[k] + block[W + k]) + (block[2 * W + k] + block[3 * W + k])
         b += 4 * W
-    # The rest, fewer than 4 * W elements, in blocks of up to W. The trip count must stay
-    # unknown to LLVM: with range(W) it unrolled the loop fully into a scalar convert and add
-    # per element, which made rows of 100 to 1000 elements up to 1.7x slower.
-    while b < n:
-        block = v[b : min(b + W, n)]
-        for k in range(block.size):
-            lanes[k] += block[k]
-        b += W
-    return combine_lanes(lanes)
+    return _sum_any_order(lanes) + _sum_any_order(v[b:])
 
 
 @inline_helper
