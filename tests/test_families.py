@@ -224,3 +224,33 @@ def test_row_softmax_matches_torch_in_float64(op, length, axis):
     want.backward(torch.tensor(g))
     np.testing.assert_allclose(y.numpy(), want.detach().numpy(), rtol=0, atol=1e-12)
     np.testing.assert_allclose(ours.grad.numpy(), theirs.grad.numpy(), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "shape_a, shape_b",
+    [
+        ((3, 7, 5), (1, 7, 1)),  # three alternating runs: more than one outer index
+        ((1, 100, 9), (1, 1, 9)),  # a row broadcast down more rows than chunks
+        ((4, 1, 6), (1, 3, 1)),  # fewer middle rows than chunks
+        ((1, 17, 1), (2, 1, 1)),
+        ((2, 33, 8), (2, 1, 8)),
+    ],
+)
+def test_broadcast_families_parallel_builds_match_serial_ones(shape_a, shape_b):
+    # The parallel builds hand row ranges of each outer index to the serial build as views;
+    # broadcast dimensions must be passed whole, every chunk's rows lined up.
+    rng = np.random.default_rng(0)
+    shape = tuple(max(x, y) for x, y in zip(shape_a, shape_b))
+    a, b = rng.uniform(0.5, 2.0, shape_a), rng.uniform(0.5, 2.0, shape_b)
+    grad = rng.uniform(-1.0, 1.0, shape)
+    for name in ("mul", "div", "pow"):
+        forward, backward = get(name).forward_kernel[1], get(name).backward_kernel[1]
+        serial, parallel = np.empty(shape), np.empty(shape)
+        forward.serial(a, b, serial)
+        forward.parallel(a, b, parallel)
+        np.testing.assert_array_equal(parallel, serial)
+        da_s, db_s, da_p, db_p = np.empty(shape), serial.copy(), np.empty(shape), serial.copy()
+        backward.serial(grad, a, b, da_s, db_s)
+        backward.parallel(grad, a, b, da_p, db_p)
+        np.testing.assert_array_equal(da_p, da_s)
+        np.testing.assert_array_equal(db_p, db_s)

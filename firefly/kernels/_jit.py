@@ -504,10 +504,11 @@ def build_chunked(
     contiguous chunks that calls the serial build (bound to the name ``SERIAL`` in the driver)
     on each chunk's views.
 
-    For flat loops. Compiled inside a parfor, a loop that reads an operand as ``a[i * s]``
-    (``s`` 0 for a single element, 1 otherwise) is no longer versioned for ``s == 1`` and does
-    not vectorize: the parallel add ran 10x slower than the serial one at one thread. Called as
-    a separate function, the serial build's loop vectorizes in each chunk as it does alone.
+    For the flat and broadcast families. Compiled inside a parfor, a loop that reads an operand
+    as ``a[i * s]`` (``s`` 0 for a single element or a broadcast dimension, 1 otherwise) is no
+    longer versioned for ``s == 1`` and does not vectorize: the parallel add ran 10x slower
+    than the serial one at one thread. Called as a separate function, the serial build's loop
+    vectorizes in each chunk as it does alone.
     """
     if cost not in COSTS:
         raise ValueError(f"kernel {name!r}: cost must be one of {sorted(COSTS)}, got {cost!r}")

@@ -16,7 +16,7 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from firefly.kernels._jit import inline_helper, memory_bound
+from firefly.kernels._jit import called_helper, inline_helper, memory_bound
 
 # Reductions of fewer elements than this keep one task per output (row or column group);
 # larger ones with fewer than _TASKS outputs split the reduced axis into up to _TASKS slabs.
@@ -75,24 +75,17 @@ def combine_lanes(lanes):
     return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3])
 
 
-@inline_helper
-def _sum_short(v):
-    """sum(v) in float64 for a contiguous 1-D ``v`` of any length, in four interleaved partial
-    sums (one running sum would be a chain of dependent adds)."""
-    n = v.size
-    s0 = s1 = s2 = s3 = 0.0
-    b = 0
-    while b + 4 <= n:
-        quad = v[b : b + 4]  # a view indexed from 0: see sum_contiguous
-        s0 += quad[0]
-        s1 += quad[1]
-        s2 += quad[2]
-        s3 += quad[3]
-        b += 4
-    tail = v[b:]
-    for i in range(tail.size):
-        s0 += tail[i]
-    return (s0 + s1) + (s2 + s3)
+@called_helper(reassociate=True)
+def _sum_any_order(v):
+    """sum(v) in float64 for a contiguous 1-D ``v``, added in whatever order LLVM vectorizes
+    (``called_helper(reassociate=True)``): each element converts to float64 exactly, and
+    reordering n float64 adds moves the result by at most about n * 2**-53 * sum(|v|), a few
+    hundred times less than one float32 rounding for the short runs it is given. NaN and inf
+    propagate as in any order."""
+    s = 0.0
+    for i in range(v.size):
+        s += v[i]
+    return s
 
 
 @inline_helper
@@ -100,8 +93,11 @@ def sum_contiguous(v, lanes):
     """sum(v) for a contiguous 1-D ``v``, accumulated in float64 from quads summed in v's dtype;
     ``lanes`` is LANES float64s of scratch."""
     n = v.size
-    if n < LANES:
-        return _sum_short(v)
+    # A run shorter than one quad of blocks (rows of up to 127 elements, and every row's rest)
+    # goes to _sum_any_order: resetting and combining the lanes for it cost more than the sum
+    # (rows of 100 took three times torch's time).
+    if n < 4 * LANES:
+        return _sum_any_order(v)
     # Four blocks of LANES elements at a time: one pass over ``lanes`` per 4 * LANES elements.
     # Each quad is added in v's dtype, as a pairwise tree two roundings deep, and only its sum
     # is converted: float32 quads keep the loop at float32 width (converting every element to
@@ -117,15 +113,7 @@ def sum_contiguous(v, lanes):
         for k in range(W):
             lanes[k] += (block[k] + block[W + k]) + (block[2 * W + k] + block[3 * W + k])
         b += 4 * W
-    # The rest, fewer than 4 * W elements, in blocks of up to W. The trip count must stay
-    # unknown to LLVM: with range(W) it unrolled the loop fully into a scalar convert and add
-    # per element, which made rows of 100 to 1000 elements up to 1.7x slower.
-    while b < n:
-        block = v[b : min(b + W, n)]
-        for k in range(block.size):
-            lanes[k] += block[k]
-        b += W
-    return combine_lanes(lanes)
+    return _sum_any_order(lanes) + _sum_any_order(v[b:])
 
 
 @inline_helper
@@ -224,13 +212,47 @@ def sum_backward(grad, scale, dx):
 
 
 @inline_helper
-def max_contiguous(v):
-    """max(v) for a contiguous, non-empty 1-D ``v``; NaN if any element is NaN."""
-    m = v[0]
-    rest = v[1:]  # indexed from 0, so that the loop vectorizes (see sum_contiguous)
-    for i in range(rest.size):
-        m = _maximum(m, rest[i])
-    return m
+def _max_select(x, m):
+    """x if x > m, else m; NaN wherever x or m is NaN, as np.max. A compare and select that
+    vectorizes as two compares, an or and a blend: cheaper than ``_maximum``'s lowering."""
+    return x if (x > m) | (x != x) else m
+
+
+@inline_helper
+def max_contiguous(v, lanes):
+    """max(v) for a contiguous, non-empty 1-D ``v``; NaN if any element is NaN. ``lanes`` is
+    LANES scratch of v's dtype: the running maxima of LANES interleaved columns, updated once
+    per quad of blocks (the quads of sum_contiguous), then folded in a tree: a single running
+    ``_maximum`` is a chain of dependent steps, each of which its NaN handling makes long."""
+    n = v.size
+    W = LANES
+    if n < W:
+        m = v[0]
+        for i in range(1, n):
+            m = _max_select(v[i], m)
+        return m
+    first = v[:W]
+    for k in range(W):  # a loop, not lanes[:] = v[:W], which checks the two for overlap
+        lanes[k] = first[k]
+    b = W
+    while b + 4 * W <= n:
+        block = v[b : b + 4 * W]  # views indexed from 0, as in sum_contiguous
+        for k in range(W):
+            m01 = _max_select(block[k], block[W + k])
+            m23 = _max_select(block[2 * W + k], block[3 * W + k])
+            lanes[k] = _max_select(_max_select(m01, m23), lanes[k])
+        b += 4 * W
+    while b < n:
+        block = v[b : min(b + W, n)]
+        for k in range(block.size):
+            lanes[k] = _max_select(block[k], lanes[k])
+        b += W
+    half = W // 2
+    while half >= 1:
+        for k in range(half):
+            lanes[k] = _max_select(lanes[half + k], lanes[k])
+        half //= 2
+    return lanes[0]
 
 
 @inline_helper
@@ -250,16 +272,22 @@ def max_forward(x, out):
     if I == 1:
         x2 = x.reshape(O, R)
         slabs = _slabs(O, R, 1, 1)
-        if slabs == 1:  # many rows: no partial results, no division per row
-            for o in prange(O):
-                out[o, 0] = max_contiguous(x2[o])
+        tasks = min(O * slabs, _TASKS)
+        if slabs == 1:  # many rows: each task takes its rows straight into out
+            for t in prange(tasks):
+                lanes = np.empty(LANES, x.dtype)  # one per task, not per row, as in sum_forward
+                for o in range(t * O // tasks, (t + 1) * O // tasks):
+                    out[o, 0] = max_contiguous(x2[o], lanes)
             return
         partial = np.empty((O, slabs), x.dtype)
-        for os in prange(O * slabs):
-            o, s = os // slabs, os % slabs
-            partial[o, s] = max_contiguous(x2[o, s * R // slabs : (s + 1) * R // slabs])
+        for t in prange(tasks):
+            lanes = np.empty(LANES, x.dtype)
+            for os in range(t * O * slabs // tasks, (t + 1) * O * slabs // tasks):
+                o, s = os // slabs, os % slabs
+                partial[o, s] = max_contiguous(x2[o, s * R // slabs : (s + 1) * R // slabs], lanes)
+        lanes = np.empty(LANES, x.dtype)
         for o in range(O):
-            out[o, 0] = max_contiguous(partial[o])
+            out[o, 0] = max_contiguous(partial[o], lanes)
         return
     slabs = _slabs(O, R, I, _MIN_SLAB_ROWS)
     # Each slab starts from its first row; with one slab that is the whole reduction, in out.
