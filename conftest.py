@@ -58,9 +58,8 @@ def pytest_cmdline_main(config):
 class _SuiteProfile:
     """Writes one JSON line per test and per phase of this worker (see the module's docstring)."""
 
-    def __init__(self, folder):
+    def __init__(self, folder, worker):
         os.makedirs(folder, exist_ok=True)
-        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
         self.file = open(os.path.join(folder, f"{worker}.jsonl"), "a", buffering=1)
         self.start = (time.perf_counter(), time.process_time())
 
@@ -104,4 +103,6 @@ def pytest_configure(config):
     # xdist's controller runs no tests (its workers have `workerinput`): those that do, write
     controller = getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
     if folder and not controller:
-        config.pluginmanager.register(_SuiteProfile(folder), "firefly-suite-profile")
+        # (not PYTEST_XDIST_WORKER, which a pytest this worker starts would inherit)
+        worker = getattr(config, "workerinput", {}).get("workerid", "main")
+        config.pluginmanager.register(_SuiteProfile(folder, worker), "firefly-suite-profile")
