@@ -5,10 +5,10 @@ is missing, one per line, so that ``.ci/run`` can install the optional torch ora
 exactly those tests a second time.
 
 ``FIREFLY_SUITE_PROFILE=<folder>`` writes, for every test, its wall seconds, the CPU seconds of
-its process (without the interpreters it starts) and how many kernel specialisations it compiled
-and loaded, as one JSON line in ``<folder>/<worker>.jsonl`` (one file per xdist worker), with
-each worker's collection and total times: on the shared machine CPU seconds, and the compile
-counts, say where the suite's time goes when wall seconds cannot.
+its process and, apart, of the interpreters it started (on Unix), and how many kernel
+specialisations it compiled and loaded, as one JSON line in ``<folder>/<worker>.jsonl`` (one
+file per xdist worker), with each worker's collection and total times: on the shared machine
+CPU seconds, and the compile counts, say where the suite's time goes when wall seconds cannot.
 
 ``pytest -n N`` distributes the tests with ``--dist worksteal`` unless another ``--dist`` is
 given.
@@ -55,6 +55,17 @@ def pytest_cmdline_main(config):
         config.option.dist = "worksteal"
 
 
+def _children_cpu():
+    """CPU seconds (user + sys) of the interpreters and tools this process started and waited
+    for; 0 where the platform cannot say (Windows has no ``resource``)."""
+    try:
+        import resource
+    except ImportError:
+        return 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 class _SuiteProfile:
     """Writes one JSON line per test and per phase of this worker (see the module's docstring)."""
 
@@ -81,7 +92,7 @@ class _SuiteProfile:
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item):
-        wall, cpu = time.perf_counter(), time.process_time()
+        wall, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
         loaded, compiled = self.kernel_counts()
         yield
         now_loaded, now_compiled = self.kernel_counts()
@@ -89,6 +100,7 @@ class _SuiteProfile:
             test=item.nodeid,
             wall=time.perf_counter() - wall,
             cpu=time.process_time() - cpu,
+            children_cpu=_children_cpu() - children,
             compiled=now_compiled - compiled,
             loaded=now_loaded - loaded,
         )
