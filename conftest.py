@@ -4,12 +4,20 @@
 is missing, one per line, so that ``.ci/run`` can install the optional torch oracle and run
 exactly those tests a second time.
 
+``FIREFLY_SUITE_PROFILE=<folder>`` writes, for every test, its wall seconds, the CPU seconds of
+its process and, apart, of the interpreters it started (on Unix), and how many kernel
+specialisations it compiled and loaded, as one JSON line in ``<folder>/<worker>.jsonl`` (one
+file per xdist worker), with each worker's collection and total times: on the shared machine
+CPU seconds, and the compile counts, say where the suite's time goes when wall seconds cannot.
+
 ``pytest -n N`` distributes the tests with ``--dist worksteal`` unless another ``--dist`` is
 given.
 """
 
+import json
 import os
 import re
+import time
 
 import pytest
 
@@ -45,3 +53,68 @@ def pytest_cmdline_main(config):
     # once. Before xdist's own hook, which turns "no" into "load" when -n is given.
     if getattr(config.option, "numprocesses", None) and config.option.dist == "no":
         config.option.dist = "worksteal"
+
+
+def _children_cpu():
+    """CPU seconds (user + sys) of the interpreters and tools this process started and waited
+    for; 0 where the platform cannot say (Windows has no ``resource``)."""
+    try:
+        import resource
+    except ImportError:
+        return 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class _SuiteProfile:
+    """Writes one JSON line per test and per phase of this worker (see the module's docstring)."""
+
+    def __init__(self, folder, worker):
+        os.makedirs(folder, exist_ok=True)
+        self.file = open(os.path.join(folder, f"{worker}.jsonl"), "a", buffering=1)
+        self.start = (time.perf_counter(), time.process_time())
+
+    def write(self, **fields):
+        self.file.write(json.dumps(fields) + "\n")
+
+    def since_start(self, event):
+        wall, cpu = time.perf_counter() - self.start[0], time.process_time() - self.start[1]
+        self.write(event=event, wall=wall, cpu=cpu)
+
+    @staticmethod
+    def kernel_counts():
+        from firefly.kernels._jit import kernel_load_counts  # firefly is imported by then
+
+        return kernel_load_counts()
+
+    def pytest_collection_finish(self):
+        self.since_start("collected")
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item):
+        wall, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
+        loaded, compiled = self.kernel_counts()
+        yield
+        now_loaded, now_compiled = self.kernel_counts()
+        self.write(
+            test=item.nodeid,
+            wall=time.perf_counter() - wall,
+            cpu=time.process_time() - cpu,
+            children_cpu=_children_cpu() - children,
+            compiled=now_compiled - compiled,
+            loaded=now_loaded - loaded,
+        )
+
+    def pytest_sessionfinish(self):
+        self.since_start("finished")
+        self.file.close()
+
+
+def pytest_configure(config):
+    folder = os.environ.get("FIREFLY_SUITE_PROFILE")
+    # xdist's controller runs no tests (its workers have `workerinput`): those that do, write
+    controller = getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput")
+    if folder and not controller:
+        # (not PYTEST_XDIST_WORKER, which a pytest this worker starts would inherit)
+        worker = getattr(config, "workerinput", {}).get("workerid", "main")
+        config.pluginmanager.register(_SuiteProfile(folder, worker), "firefly-suite-profile")

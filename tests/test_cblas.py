@@ -4,14 +4,17 @@ NumPy fallback that runs when NumPy has no CBLAS of its own (in a subprocess, wh
 
 import json
 
-import numba
 import numpy as np
 import pytest
 
 from firefly.kernels import cblas
+from firefly.kernels._jit import kernel
 
 
-@numba.njit
+# A firefly kernel, not a plain njit: its 18 specialisations (2 dtypes x 3 x 3 layouts) then
+# come from the kernel cache on later runs, and its stamp follows cblas.py (numba.njit's cache
+# would not see an edit of cblas.py and could run a stale gemm).
+@kernel
 def _gemm(a, b, out, beta):
     cblas.gemm(a, b, out, beta)
 
@@ -90,6 +93,7 @@ FALLBACK_SCRIPT = (
     """
 import json
 from firefly.kernels import cblas
+from firefly.kernels._jit import kernel
 assert not cblas.bind(use_numpy_blas=False)
 """
     + LSTM_RUN

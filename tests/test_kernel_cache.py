@@ -274,6 +274,36 @@ def test_an_edit_recompiles_only_the_kernels_built_from_the_edited_file(run_pyth
     assert run_after_appending_to("kernels/families.py") == {"add": "compiled", "exp": "compiled"}
 
 
+# cumsum forward and backward (scan.py's kernel, stamped by the files it is built from);
+# prints (loaded, compiled)
+CUMSUM = """
+import numpy as np, firefly
+from firefly.kernels._jit import kernel_load_counts
+x = firefly.tensor(np.linspace(-1.0, 1.0, 12), requires_grad=True)
+x.cumsum(0).sum().backward()
+print(firefly.__file__, *kernel_load_counts())
+"""
+
+
+def test_a_second_clone_loads_what_the_first_compiled(run_python, tmp_path):
+    """Two copies of one source in different folders stamp their kernels alike: the second
+    loads from the shared cache (a fresh clone's test run, the suite's own clones)."""
+    env = {"NUMBA_CACHE_DIR": "", "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    env["FIREFLY_DISABLE_PLUGIN_AUTOLOAD"] = "1"
+    results = []
+    for clone in ("one", "two"):
+        package = tmp_path / clone / "firefly"
+        ignore = shutil.ignore_patterns("*.nb?", "__pycache__")
+        shutil.copytree(Path(firefly.__file__).parent, package, ignore=ignore)
+        env["PYTHONPATH"] = str(package.parent)
+        proc = run_python("-c", CUMSUM, env=env, cwd=tmp_path, repo_importable=False)
+        assert proc.returncode == 0, proc.stderr
+        where, *counts = proc.stdout.split()
+        assert Path(where).parent == package
+        results.append(counts)
+    assert results[1] == [results[0][1], "0"] and results[0][0] == "0", results
+
+
 def test_four_processes_filling_one_cache_at_once_all_succeed(run_python, tmp_path):
     cache = tmp_path / "cache"
     # Two signatures, added in either order: the four write one index, and data files, at once.

@@ -246,7 +246,10 @@ class _Dependencies:
     def digest(self) -> str:
         digest = hashlib.sha1()
         for path in sorted(self.files):
-            digest.update(path.encode())
+            # firefly's own files by their place in the package, not on disk: two clones of
+            # one source then stamp a kernel alike and share its cache entries
+            inside = path.startswith(_PACKAGE_ROOT + os.sep)
+            digest.update((os.path.relpath(path, _PACKAGE_ROOT) if inside else path).encode())
             digest.update(_file_digest(path))
         for constant in sorted(self.constants):
             digest.update(constant)
