@@ -233,6 +233,318 @@ def _row_views(bslice, kslice, i, j0, j1):
     return brow, krow
 
 
+@called_helper
+def _forward_worker(
+    w,
+    q,
+    k,
+    v,
+    heads,
+    head_sizes,
+    columns,
+    batch_shape,
+    bias,
+    bias_strides,
+    has_bias,
+    keep,
+    keep_strides,
+    has_keep,
+    causal,
+    scale,
+    dropout_p,
+    dropout_key,
+    block_q,
+    block_k,
+    lse,
+    lanes,
+    scratch,
+    out,
+):
+    """Worker ``w``'s run of slices of ``attention_forward``: out = softmax(q k^T * scale +
+    mask) v per slice, with lse the per-row log-sum-exp.
+
+    q (B * Tq, *), k and v (B * Tk, *), out (B * Tq, heads * Ev), 2-D; head h of batch element
+    b reads q[b * Tq : (b + 1) * Tq, qc + h * E : qc + (h + 1) * E], k's rows b * Tk onwards
+    from column kc + h * E and v's from vc + h * Ev ((E, Ev) = head_sizes, (qc, kc, vc) =
+    columns: q, k and v may be one array, their heads side by side), h < heads, and writes
+    out's columns h * Ev onwards. The slices are numbered n = b * heads + h (lse (B * heads,
+    Tq), the masks' and dropout's slice index); scratch (workers, forward_scratch_size(...))
+    and lanes (workers, LANES) in the inputs' dtype."""
+    N, Tq = lse.shape
+    H = heads
+    E, Ev = head_sizes
+    Tk = k.shape[0] // (N // H)
+    qc, kc, vc = columns
+    workers = scratch.shape[0]
+    dropping = dropout_p > 0.0
+    inv_keep = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0
+    key = np.uint64(dropout_key[0])
+    tile = block_q * block_k
+    work = scratch[w]
+    lane = lanes[w]
+    start = tile
+    tmp_all = work[start : start + block_q * Ev]
+    start += block_q * Ev
+    row_max = work[start : start + block_q]
+    row_sum = work[start + block_q : start + 2 * block_q]
+    alpha = work[start + 2 * block_q : start + 3 * block_q]
+    start += 3 * block_q
+    q_all = work[start : start + block_q * E]
+    start += block_q * E
+    acc_all = work[start : start + block_q * Ev]
+    start += block_q * Ev
+    kt = work[start : start + E * Tk]
+    start += E * Tk
+    vn = work[start : start + Tk * Ev].reshape((Tk, Ev))
+    for n in range(_first_slice(w, workers, N), _first_slice(w + 1, workers, N)):
+        b, h = n // H, n % H
+        q_row, k_row = b * Tq, b * Tk
+        q_col, k_col, v_col, out_col = qc + h * E, kc + h * E, vc + h * Ev, h * Ev
+        bslice = bias[_slice_offset(n, batch_shape, bias_strides)]
+        kslice = keep[_slice_offset(n, batch_shape, keep_strides)]
+        _transpose_blocks(k, k_row, k_col, Tk, E, block_k, kt)
+        _gather_rows(v, k_row, v_col, vn)
+        for i0 in range(0, Tq, block_q):
+            i1 = min(i0 + block_q, Tq)
+            rows = i1 - i0
+            q_tile = q_all[: rows * E].reshape((rows, E))
+            _gather_rows(q, q_row + i0, q_col, q_tile)
+            acc = acc_all[: rows * Ev].reshape((rows, Ev))
+            j_end = min(Tk, i1) if causal else Tk
+            row_max[:rows] = -np.inf
+            row_sum[:rows] = 0.0
+            for j0 in range(0, j_end, block_k):
+                j1 = min(j0 + block_k, Tk)  # a whole transposed block
+                cols = j1 - j0
+                s = work[: rows * cols].reshape((rows, cols))
+                np.dot(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
+                for r in range(rows):
+                    i = i0 + r
+                    srow = s[r]
+                    limit = max(0, min(cols, i + 1 - j0)) if causal else cols
+                    brow, krow = _row_views(bslice, kslice, i, j0, j1)
+                    _scores(srow, limit, scale, has_bias, brow, has_keep, krow)
+                    new_max = max(row_max[r], _row_max(srow, limit, lane))
+                    if new_max == -np.inf:  # nothing attended yet in this row
+                        srow[:] = 0.0
+                        alpha[r] = 1.0
+                        continue
+                    alpha[r] = np.exp(row_max[r] - new_max)
+                    _exp_shifted(srow, limit, vmath.like(new_max, scale))
+                    srow[limit:] = 0.0
+                    row_sum[r] = row_sum[r] * alpha[r] + _row_sum(srow, limit, lane)
+                    row_max[r] = new_max
+                    if dropping:
+                        base = (n * Tq + i) * Tk + j0
+                        for c in range(limit):
+                            srow[c] *= _drop_scale(key, base + c, dropout_p, inv_keep)
+                if j0 == 0:
+                    np.dot(s, vn[j0:j1], acc)
+                else:
+                    tmp = tmp_all[: rows * Ev].reshape((rows, Ev))
+                    np.dot(s, vn[j0:j1], tmp)
+                    for r in range(rows):
+                        a = alpha[r]
+                        for e in range(Ev):
+                            acc[r, e] = acc[r, e] * a + tmp[r, e]
+            for r in range(rows):
+                total = row_sum[r]
+                dest = out[q_row + i0 + r, out_col : out_col + Ev]
+                if total > 0.0:
+                    inv = vmath.like(1.0 / total, scale)
+                    for e in range(Ev):
+                        dest[e] = acc[r, e] * inv
+                    lse[n, i0 + r] = row_max[r] + np.log(total)
+                else:  # a row with every key masked (or no key at all): torch's zeros
+                    dest[:] = 0.0
+                    lse[n, i0 + r] = np.inf
+
+
+def forward_scratch_size(block_q, block_k, tk, e, ev):
+    """Elements of one worker's scratch in ``attention_forward``."""
+    return block_q * (block_k + 2 * ev + e + 3) + (e + ev) * tk
+
+
+@called_helper
+def _backward_worker(
+    w,
+    q,
+    k,
+    v,
+    heads,
+    head_sizes,
+    columns,
+    batch_shape,
+    bias,
+    bias_strides,
+    has_bias,
+    keep,
+    keep_strides,
+    has_keep,
+    causal,
+    scale,
+    dropout_p,
+    dropout_key,
+    block_q,
+    block_k,
+    out,
+    lse,
+    grad,
+    need_dbias,
+    dbias_parts,
+    scratch,
+    dq,
+    dk,
+    dv,
+    dbias,
+):
+    """Worker ``w``'s run of slices of ``attention_backward``, but for the sum of the
+    workers' dbias parts. Gradients of the forward's output given its ``grad``: dq, dk, dv (laid out
+    as q, k, v, the same columns; they may be one array as q, k and v may), out and grad
+    (B * Tq, heads * Ev) as the forward's out; and, with ``need_dbias``, dbias (shaped as
+    the 3-D bias), summed over the slices it broadcast over through per-worker partial sums
+    ``dbias_parts`` (workers, *bias.shape).
+
+    scratch is (workers, backward_scratch_size(...))."""
+    N, Tq = lse.shape
+    H = heads
+    E, Ev = head_sizes
+    Tk = k.shape[0] // (N // H)
+    qc, kc, vc = columns
+    workers = scratch.shape[0]
+    dropping = dropout_p > 0.0
+    inv_keep = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0
+    key = np.uint64(dropout_key[0])
+    tile = block_q * block_k
+    wide = max(E, Ev)
+    work = scratch[w]
+    dp_all = work[tile : 2 * tile]
+    start = 2 * tile
+    dq_all = work[start : start + block_q * E]
+    start += block_q * E
+    dq_rows_all = work[start : start + block_q * E]
+    start += block_q * E
+    q_all = work[start : start + block_q * E]
+    start += block_q * E
+    g_all = work[start : start + block_q * Ev]
+    start += block_q * Ev
+    dkv_all = work[start : start + block_k * wide]
+    start += block_k * wide
+    rowdot = work[start : start + block_q]
+    start += block_q
+    kt = work[start : start + E * Tk]
+    start += E * Tk
+    vt = work[start : start + Ev * Tk]
+    start += Ev * Tk
+    kn = work[start : start + Tk * E].reshape((Tk, E))
+    if need_dbias:
+        dbias_parts[w] = 0.0
+    for n in range(_first_slice(w, workers, N), _first_slice(w + 1, workers, N)):
+        b, h = n // H, n % H
+        q_row, k_row = b * Tq, b * Tk
+        q_col, k_col, v_col, out_col = qc + h * E, kc + h * E, vc + h * Ev, h * Ev
+        bslice = bias[_slice_offset(n, batch_shape, bias_strides)]
+        kslice = keep[_slice_offset(n, batch_shape, keep_strides)]
+        dbslice = dbias_parts[w, _slice_offset(n, batch_shape, bias_strides) if need_dbias else 0]
+        # K both ways: transposed blocks for the scores, rows for dq's product (a plain
+        # GEMM: BLAS's transposed-operand path is slower, see _transpose_blocks).
+        _gather_rows(k, k_row, k_col, kn)
+        _transpose_blocks(k, k_row, k_col, Tk, E, block_k, kt)
+        _transpose_blocks(v, k_row, v_col, Tk, Ev, block_k, vt)
+        _zero_rows(dk, k_row, k_col, Tk, E)
+        _zero_rows(dv, k_row, v_col, Tk, Ev)
+        for i0 in range(0, Tq, block_q):
+            i1 = min(i0 + block_q, Tq)
+            rows = i1 - i0
+            q_tile = q_all[: rows * E].reshape((rows, E))
+            _gather_rows(q, q_row + i0, q_col, q_tile)
+            g_tile = g_all[: rows * Ev].reshape((rows, Ev))
+            _gather_rows(grad, q_row + i0, out_col, g_tile)
+            for r in range(rows):
+                total = 0.0
+                o_row, g_row = out[q_row + i0 + r, out_col : out_col + Ev], g_tile[r]
+                for e in range(Ev):
+                    total += np.float64(g_row[e]) * o_row[e]
+                rowdot[r] = total
+            dq_rows = dq_rows_all[: rows * E].reshape((rows, E))
+            j_end = min(Tk, i1) if causal else Tk
+            if j_end == 0:
+                dq_rows[:, :] = 0.0
+            for j0 in range(0, j_end, block_k):
+                j1 = min(j0 + block_k, Tk)  # a whole transposed block
+                cols = j1 - j0
+                s = work[: rows * cols].reshape((rows, cols))
+                dp = dp_all[: rows * cols].reshape((rows, cols))
+                np.dot(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
+                np.dot(g_tile, vt[j0 * Ev : j0 * Ev + Ev * cols].reshape((Ev, cols)), dp)
+                for r in range(rows):
+                    i = i0 + r
+                    srow, dprow = s[r], dp[r]
+                    limit = max(0, min(cols, i + 1 - j0)) if causal else cols
+                    brow, krow = _row_views(bslice, kslice, i, j0, j1)
+                    _scores(srow, limit, scale, has_bias, brow, has_keep, krow)
+                    shift = lse[n, i]
+                    d = vmath.like(rowdot[r], scale)
+                    _exp_shifted(srow, limit, shift)
+                    if dropping:
+                        base = (n * Tq + i) * Tk + j0
+                        for c in range(limit):
+                            z = _drop_scale(key, base + c, dropout_p, inv_keep)
+                            p = srow[c]
+                            dprow[c] = p * (dprow[c] * z - d)
+                            srow[c] = p * z
+                    elif need_dbias:
+                        for c in range(limit):
+                            dprow[c] = srow[c] * (dprow[c] - d)
+                    else:  # scaled here: one pass fewer below
+                        sd = d * scale
+                        for c in range(limit):
+                            dprow[c] = srow[c] * (dprow[c] * scale - sd)
+                    srow[limit:] = 0.0
+                    dprow[limit:] = 0.0
+                    if need_dbias:
+                        drow = dbslice[i if dbslice.shape[0] > 1 else 0]
+                        if drow.size > 1:
+                            for c in range(limit):
+                                drow[j0 + c] += dprow[c]
+                        else:
+                            for c in range(limit):
+                                drow[0] += dprow[c]
+                    if need_dbias or dropping:
+                        for c in range(limit):
+                            dprow[c] *= scale
+                dkv = dkv_all[: cols * Ev].reshape((cols, Ev))
+                np.dot(s.T, g_tile, dkv)
+                _add_rows(dv, k_row + j0, v_col, dkv)
+                if j0 == 0:
+                    np.dot(dp, kn[j0:j1], dq_rows)
+                else:
+                    dq_tmp = dq_all[: rows * E].reshape((rows, E))
+                    np.dot(dp, kn[j0:j1], dq_tmp)
+                    for r in range(rows):
+                        dq_row, extra = dq_rows[r], dq_tmp[r]
+                        for e in range(E):
+                            dq_row[e] += extra[e]
+                dkv = dkv_all[: cols * E].reshape((cols, E))
+                np.dot(dp.T, q_tile, dkv)
+                _add_rows(dk, k_row + j0, k_col, dkv)
+            _scatter_rows(dq_rows, dq, q_row + i0, q_col)
+
+
+def backward_scratch_size(block_q, block_k, tk, e, ev):
+    """Elements of one worker's scratch in ``attention_backward``."""
+    return (
+        2 * block_q * block_k
+        + block_q * (3 * e + ev + 1)
+        + block_k * max(e, ev)
+        + (2 * e + ev) * tk
+    )
+
+
+# The kernels are a loop over the workers (scratch's rows) that calls the worker function, a
+# compiled function of its own: the serial and the parallel build share its one compilation,
+# and its loops are optimized as in a serial kernel, outside the parfor. That halved the
+# compile time of the parallel builds.
 def _attention_forward(
     q,
     k,
@@ -258,109 +570,35 @@ def _attention_forward(
     scratch,
     out,
 ):
-    """out = softmax(q k^T * scale + mask) v per slice, with lse the per-row log-sum-exp.
-
-    q (B * Tq, *), k and v (B * Tk, *), out (B * Tq, heads * Ev), 2-D; head h of batch element
-    b reads q[b * Tq : (b + 1) * Tq, qc + h * E : qc + (h + 1) * E], k's rows b * Tk onwards
-    from column kc + h * E and v's from vc + h * Ev ((E, Ev) = head_sizes, (qc, kc, vc) =
-    columns: q, k and v may be one array, their heads side by side), h < heads, and writes
-    out's columns h * Ev onwards. The slices are numbered n = b * heads + h (lse (B * heads,
-    Tq), the masks' and dropout's slice index); scratch (workers, forward_scratch_size(...))
-    and lanes (workers, LANES) in the inputs' dtype."""
-    N, Tq = lse.shape
-    H = heads
-    E, Ev = head_sizes
-    Tk = k.shape[0] // (N // H)
-    qc, kc, vc = columns
-    workers = scratch.shape[0]
-    dropping = dropout_p > 0.0
-    inv_keep = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0
-    key = np.uint64(dropout_key[0])
-    tile = block_q * block_k
-    for w in prange(workers):
-        work = scratch[w]
-        lane = lanes[w]
-        start = tile
-        tmp_all = work[start : start + block_q * Ev]
-        start += block_q * Ev
-        row_max = work[start : start + block_q]
-        row_sum = work[start + block_q : start + 2 * block_q]
-        alpha = work[start + 2 * block_q : start + 3 * block_q]
-        start += 3 * block_q
-        q_all = work[start : start + block_q * E]
-        start += block_q * E
-        acc_all = work[start : start + block_q * Ev]
-        start += block_q * Ev
-        kt = work[start : start + E * Tk]
-        start += E * Tk
-        vn = work[start : start + Tk * Ev].reshape((Tk, Ev))
-        for n in range(_first_slice(w, workers, N), _first_slice(w + 1, workers, N)):
-            b, h = n // H, n % H
-            q_row, k_row = b * Tq, b * Tk
-            q_col, k_col, v_col, out_col = qc + h * E, kc + h * E, vc + h * Ev, h * Ev
-            bslice = bias[_slice_offset(n, batch_shape, bias_strides)]
-            kslice = keep[_slice_offset(n, batch_shape, keep_strides)]
-            _transpose_blocks(k, k_row, k_col, Tk, E, block_k, kt)
-            _gather_rows(v, k_row, v_col, vn)
-            for i0 in range(0, Tq, block_q):
-                i1 = min(i0 + block_q, Tq)
-                rows = i1 - i0
-                q_tile = q_all[: rows * E].reshape((rows, E))
-                _gather_rows(q, q_row + i0, q_col, q_tile)
-                acc = acc_all[: rows * Ev].reshape((rows, Ev))
-                j_end = min(Tk, i1) if causal else Tk
-                row_max[:rows] = -np.inf
-                row_sum[:rows] = 0.0
-                for j0 in range(0, j_end, block_k):
-                    j1 = min(j0 + block_k, Tk)  # a whole transposed block
-                    cols = j1 - j0
-                    s = work[: rows * cols].reshape((rows, cols))
-                    np.dot(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
-                    for r in range(rows):
-                        i = i0 + r
-                        srow = s[r]
-                        limit = max(0, min(cols, i + 1 - j0)) if causal else cols
-                        brow, krow = _row_views(bslice, kslice, i, j0, j1)
-                        _scores(srow, limit, scale, has_bias, brow, has_keep, krow)
-                        new_max = max(row_max[r], _row_max(srow, limit, lane))
-                        if new_max == -np.inf:  # nothing attended yet in this row
-                            srow[:] = 0.0
-                            alpha[r] = 1.0
-                            continue
-                        alpha[r] = np.exp(row_max[r] - new_max)
-                        _exp_shifted(srow, limit, vmath.like(new_max, scale))
-                        srow[limit:] = 0.0
-                        row_sum[r] = row_sum[r] * alpha[r] + _row_sum(srow, limit, lane)
-                        row_max[r] = new_max
-                        if dropping:
-                            base = (n * Tq + i) * Tk + j0
-                            for c in range(limit):
-                                srow[c] *= _drop_scale(key, base + c, dropout_p, inv_keep)
-                    if j0 == 0:
-                        np.dot(s, vn[j0:j1], acc)
-                    else:
-                        tmp = tmp_all[: rows * Ev].reshape((rows, Ev))
-                        np.dot(s, vn[j0:j1], tmp)
-                        for r in range(rows):
-                            a = alpha[r]
-                            for e in range(Ev):
-                                acc[r, e] = acc[r, e] * a + tmp[r, e]
-                for r in range(rows):
-                    total = row_sum[r]
-                    dest = out[q_row + i0 + r, out_col : out_col + Ev]
-                    if total > 0.0:
-                        inv = vmath.like(1.0 / total, scale)
-                        for e in range(Ev):
-                            dest[e] = acc[r, e] * inv
-                        lse[n, i0 + r] = row_max[r] + np.log(total)
-                    else:  # a row with every key masked (or no key at all): torch's zeros
-                        dest[:] = 0.0
-                        lse[n, i0 + r] = np.inf
-
-
-def forward_scratch_size(block_q, block_k, tk, e, ev):
-    """Elements of one worker's scratch in ``attention_forward``."""
-    return block_q * (block_k + 2 * ev + e + 3) + (e + ev) * tk
+    """Every worker's slices (``_forward_worker``), the workers in parallel in the parallel
+    build."""
+    for w in prange(scratch.shape[0]):
+        _forward_worker(
+            np.int64(w),  # the prange's index is unsigned: one signature for both builds
+            q,
+            k,
+            v,
+            heads,
+            head_sizes,
+            columns,
+            batch_shape,
+            bias,
+            bias_strides,
+            has_bias,
+            keep,
+            keep_strides,
+            has_keep,
+            causal,
+            scale,
+            dropout_p,
+            dropout_key,
+            block_q,
+            block_k,
+            lse,
+            lanes,
+            scratch,
+            out,
+        )
 
 
 def _attention_backward(
@@ -394,153 +632,45 @@ def _attention_backward(
     dv,
     dbias,
 ):
-    """Gradients of ``_attention_forward``'s output given its ``grad``: dq, dk, dv (laid out
-    as q, k, v, the same columns; they may be one array as q, k and v may), out and grad
-    (B * Tq, heads * Ev) as the forward's out; and, with ``need_dbias``, dbias (shaped as
-    the 3-D bias), summed over the slices it broadcast over through per-worker partial sums
-    ``dbias_parts`` (workers, *bias.shape).
-
-    scratch is (workers, backward_scratch_size(...))."""
-    N, Tq = lse.shape
-    H = heads
-    E, Ev = head_sizes
-    Tk = k.shape[0] // (N // H)
-    qc, kc, vc = columns
-    workers = scratch.shape[0]
-    dropping = dropout_p > 0.0
-    inv_keep = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0
-    key = np.uint64(dropout_key[0])
-    tile = block_q * block_k
-    wide = max(E, Ev)
-    for w in prange(workers):
-        work = scratch[w]
-        dp_all = work[tile : 2 * tile]
-        start = 2 * tile
-        dq_all = work[start : start + block_q * E]
-        start += block_q * E
-        dq_rows_all = work[start : start + block_q * E]
-        start += block_q * E
-        q_all = work[start : start + block_q * E]
-        start += block_q * E
-        g_all = work[start : start + block_q * Ev]
-        start += block_q * Ev
-        dkv_all = work[start : start + block_k * wide]
-        start += block_k * wide
-        rowdot = work[start : start + block_q]
-        start += block_q
-        kt = work[start : start + E * Tk]
-        start += E * Tk
-        vt = work[start : start + Ev * Tk]
-        start += Ev * Tk
-        kn = work[start : start + Tk * E].reshape((Tk, E))
-        if need_dbias:
-            dbias_parts[w] = 0.0
-        for n in range(_first_slice(w, workers, N), _first_slice(w + 1, workers, N)):
-            b, h = n // H, n % H
-            q_row, k_row = b * Tq, b * Tk
-            q_col, k_col, v_col, out_col = qc + h * E, kc + h * E, vc + h * Ev, h * Ev
-            bslice = bias[_slice_offset(n, batch_shape, bias_strides)]
-            kslice = keep[_slice_offset(n, batch_shape, keep_strides)]
-            dbslice = dbias_parts[
-                w, _slice_offset(n, batch_shape, bias_strides) if need_dbias else 0
-            ]
-            # K both ways: transposed blocks for the scores, rows for dq's product (a plain
-            # GEMM: BLAS's transposed-operand path is slower, see _transpose_blocks).
-            _gather_rows(k, k_row, k_col, kn)
-            _transpose_blocks(k, k_row, k_col, Tk, E, block_k, kt)
-            _transpose_blocks(v, k_row, v_col, Tk, Ev, block_k, vt)
-            _zero_rows(dk, k_row, k_col, Tk, E)
-            _zero_rows(dv, k_row, v_col, Tk, Ev)
-            for i0 in range(0, Tq, block_q):
-                i1 = min(i0 + block_q, Tq)
-                rows = i1 - i0
-                q_tile = q_all[: rows * E].reshape((rows, E))
-                _gather_rows(q, q_row + i0, q_col, q_tile)
-                g_tile = g_all[: rows * Ev].reshape((rows, Ev))
-                _gather_rows(grad, q_row + i0, out_col, g_tile)
-                for r in range(rows):
-                    total = 0.0
-                    o_row, g_row = out[q_row + i0 + r, out_col : out_col + Ev], g_tile[r]
-                    for e in range(Ev):
-                        total += np.float64(g_row[e]) * o_row[e]
-                    rowdot[r] = total
-                dq_rows = dq_rows_all[: rows * E].reshape((rows, E))
-                j_end = min(Tk, i1) if causal else Tk
-                if j_end == 0:
-                    dq_rows[:, :] = 0.0
-                for j0 in range(0, j_end, block_k):
-                    j1 = min(j0 + block_k, Tk)  # a whole transposed block
-                    cols = j1 - j0
-                    s = work[: rows * cols].reshape((rows, cols))
-                    dp = dp_all[: rows * cols].reshape((rows, cols))
-                    np.dot(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
-                    np.dot(g_tile, vt[j0 * Ev : j0 * Ev + Ev * cols].reshape((Ev, cols)), dp)
-                    for r in range(rows):
-                        i = i0 + r
-                        srow, dprow = s[r], dp[r]
-                        limit = max(0, min(cols, i + 1 - j0)) if causal else cols
-                        brow, krow = _row_views(bslice, kslice, i, j0, j1)
-                        _scores(srow, limit, scale, has_bias, brow, has_keep, krow)
-                        shift = lse[n, i]
-                        d = vmath.like(rowdot[r], scale)
-                        _exp_shifted(srow, limit, shift)
-                        if dropping:
-                            base = (n * Tq + i) * Tk + j0
-                            for c in range(limit):
-                                z = _drop_scale(key, base + c, dropout_p, inv_keep)
-                                p = srow[c]
-                                dprow[c] = p * (dprow[c] * z - d)
-                                srow[c] = p * z
-                        elif need_dbias:
-                            for c in range(limit):
-                                dprow[c] = srow[c] * (dprow[c] - d)
-                        else:  # scaled here: one pass fewer below
-                            sd = d * scale
-                            for c in range(limit):
-                                dprow[c] = srow[c] * (dprow[c] * scale - sd)
-                        srow[limit:] = 0.0
-                        dprow[limit:] = 0.0
-                        if need_dbias:
-                            drow = dbslice[i if dbslice.shape[0] > 1 else 0]
-                            if drow.size > 1:
-                                for c in range(limit):
-                                    drow[j0 + c] += dprow[c]
-                            else:
-                                for c in range(limit):
-                                    drow[0] += dprow[c]
-                        if need_dbias or dropping:
-                            for c in range(limit):
-                                dprow[c] *= scale
-                    dkv = dkv_all[: cols * Ev].reshape((cols, Ev))
-                    np.dot(s.T, g_tile, dkv)
-                    _add_rows(dv, k_row + j0, v_col, dkv)
-                    if j0 == 0:
-                        np.dot(dp, kn[j0:j1], dq_rows)
-                    else:
-                        dq_tmp = dq_all[: rows * E].reshape((rows, E))
-                        np.dot(dp, kn[j0:j1], dq_tmp)
-                        for r in range(rows):
-                            dq_row, extra = dq_rows[r], dq_tmp[r]
-                            for e in range(E):
-                                dq_row[e] += extra[e]
-                    dkv = dkv_all[: cols * E].reshape((cols, E))
-                    np.dot(dp.T, q_tile, dkv)
-                    _add_rows(dk, k_row + j0, k_col, dkv)
-                _scatter_rows(dq_rows, dq, q_row + i0, q_col)
+    """Every worker's slices (``_backward_worker``), the workers in parallel in the parallel
+    build; then dbias, the sum of the workers' parts, when ``need_dbias``."""
+    for w in prange(scratch.shape[0]):
+        _backward_worker(
+            np.int64(w),  # the prange's index is unsigned: one signature for both builds
+            q,
+            k,
+            v,
+            heads,
+            head_sizes,
+            columns,
+            batch_shape,
+            bias,
+            bias_strides,
+            has_bias,
+            keep,
+            keep_strides,
+            has_keep,
+            causal,
+            scale,
+            dropout_p,
+            dropout_key,
+            block_q,
+            block_k,
+            out,
+            lse,
+            grad,
+            need_dbias,
+            dbias_parts,
+            scratch,
+            dq,
+            dk,
+            dv,
+            dbias,
+        )
     if need_dbias:
         dbias[...] = 0.0
-        for w in range(workers):
+        for w in range(scratch.shape[0]):
             dbias += dbias_parts[w]
-
-
-def backward_scratch_size(block_q, block_k, tk, e, ev):
-    """Elements of one worker's scratch in ``attention_backward``."""
-    return (
-        2 * block_q * block_k
-        + block_q * (3 * e + ev + 1)
-        + block_k * max(e, ev)
-        + (2 * e + ev) * tk
-    )
 
 
 attention_forward = sized_kernel(_attention_forward, PARALLEL_MIN_ATTENTION)

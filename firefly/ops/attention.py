@@ -49,7 +49,15 @@ def _mask_layout(ctx, what, mask, batch, tq, tk, arrays):
         strides.append(step if size > 1 else 0)
         step *= size
     layout = np.ascontiguousarray(mask).reshape((step,) + full[-2:])
-    return layout, tuple(reversed(strides))
+    return layout, _index_array(reversed(strides))
+
+
+def _index_array(values):
+    """A batch shape or mask strides as the kernels take them: an int64 array (at least one
+    entry) rather than a tuple, whose type would carry its length and so compile the kernels
+    once per number of batch dimensions."""
+    array = np.array(list(values), dtype=np.int64)
+    return array if array.size else np.zeros(1, dtype=np.int64)
 
 
 def _check_probability(op, p):
@@ -214,7 +222,6 @@ class ScaledDotProductAttention(Op):
         bias3, bias_strides = _mask_layout(
             ctx, "attn_mask", bias if has_bias else bias.reshape(1, 1), batch, tq, tk, arrays
         )
-        bias_strides = bias_strides or (0,)
         has_keep = bool_mask is not None
         if has_keep:
             bool_mask = np.asarray(getattr(bool_mask, "_data", bool_mask))
@@ -227,18 +234,15 @@ class ScaledDotProductAttention(Op):
                 )
             keep3, keep_strides = _mask_layout(ctx, "attn_mask", bool_mask, batch, tq, tk, arrays)
         else:
-            keep3, keep_strides = np.ones((1, 1, 1), dtype=np.bool_), (0,) * len(batch)
-        keep_strides = keep_strides or (0,)
+            keep3, keep_strides = np.ones((1, 1, 1), dtype=np.bool_), _index_array([0] * len(batch))
         dropout_key = _dropout_key(dropout_p, seed)
         # One head per slice: its rows are a block of (slices * length, head size) arrays.
-        q2 = query.reshape(n * tq, e)
-        k2 = key.reshape(n * tk, e)
-        v2 = value.reshape(n * tk, ev)
+        q2, k2, v2 = _rows(query, n * tq), _rows(key, n * tk), _rows(value, n * tk)
         out = np.empty((n * tq, ev), dtype=query.dtype)
         lse = np.empty((n, tq), dtype=query.dtype)
         block_q, block_k = _blocks(tq, tk, max(e, ev))
         ctx.layout = (
-            kernel_batch,
+            _index_array(kernel_batch),
             bias3,
             bias_strides,
             has_bias,
@@ -264,7 +268,7 @@ class ScaledDotProductAttention(Op):
         q2, k2, v2, out, lse = ctx.saved_tensors
         dq, dk, dv = np.empty_like(q2), np.empty_like(k2), np.empty_like(v2)
         dbias = run_attention_backward(
-            cls.backward_kernel, ctx, q2, k2, v2, out, lse, grad.reshape(out.shape), dq, dk, dv
+            cls.backward_kernel, ctx, q2, k2, v2, out, lse, _rows(grad, out.shape[0]), dq, dk, dv
         )
         q_shape, k_shape, v_shape, bias_shape = ctx.shapes
         needs = ctx.needs_input_grad
@@ -357,7 +361,14 @@ def attention_gradients(ctx, grad, query, key, value, bias, needs):
 def _as_rows(x):
     """``x`` (..., T, width) as the (positions, width) array the kernels read, a view where
     its memory allows (a projection's output always does)."""
-    return x.reshape(math.prod(x.shape[:-1]), x.shape[-1])
+    return _rows(x, math.prod(x.shape[:-1]))
+
+
+def _rows(x, rows):
+    """``x`` (..., width) as a C-contiguous (rows, width) array, a view where it already is
+    one: the kernels are compiled for that layout alone (a strided view would compile, and
+    run, another variant)."""
+    return np.ascontiguousarray(x.reshape(rows, x.shape[-1]))
 
 
 @register
@@ -401,13 +412,14 @@ class PackedSelfAttention(Op):
         lse = np.empty((batch * heads, t), dtype=qkv.dtype)
         block_q, block_k = _blocks(t, t, head)
         # No mask: a one-element bias and keep that every slice reads (stride 0).
+        no_strides = _index_array([0, 0])
         ctx.layout = (
-            (batch, heads),
+            _index_array([batch, heads]),
             np.zeros((1, 1, 1), dtype=qkv.dtype),
-            (0, 0),
+            no_strides,
             False,
             np.ones((1, 1, 1), dtype=np.bool_),
-            (0, 0),
+            no_strides,
             False,
             bool(is_causal),
             qkv.dtype.type(scale),
@@ -430,7 +442,8 @@ class PackedSelfAttention(Op):
     def backward(cls, ctx, grad):
         qkv, out, lse = ctx.saved_tensors
         rows = _as_rows(qkv)
-        dqkv = np.empty_like(qkv)  # every element is written: dq, dk and dv tile it
+        # C order, so that drows is a view of it; dq, dk and dv tile it: every element is written
+        dqkv = np.empty(qkv.shape, qkv.dtype)
         drows = _as_rows(dqkv)
         run_attention_backward(
             cls.backward_kernel,
