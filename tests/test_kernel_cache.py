@@ -301,7 +301,12 @@ def test_a_second_clone_loads_what_the_first_compiled(run_python, tmp_path):
         where, *counts = proc.stdout.split()
         assert Path(where).parent == package
         results.append(counts)
-    assert results[1] == [results[0][1], "0"] and results[0][0] == "0", results
+    # The first compiles (and loads nothing); the second compiles nothing and loads the
+    # kernels (a called helper compiled on its own in the first is part of its caller's
+    # cached code in the second, so the counts need not be equal).
+    (first_loaded, first_compiled), (second_loaded, second_compiled) = results
+    assert first_loaded == "0" and int(first_compiled) > 0, results
+    assert second_compiled == "0" and int(second_loaded) > 0, results
 
 
 def test_four_processes_filling_one_cache_at_once_all_succeed(run_python, tmp_path):
