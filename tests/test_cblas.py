@@ -93,7 +93,6 @@ FALLBACK_SCRIPT = (
     """
 import json
 from firefly.kernels import cblas
-from firefly.kernels._jit import kernel
 assert not cblas.bind(use_numpy_blas=False)
 """
     + LSTM_RUN

@@ -32,7 +32,6 @@ processes filling one cache at once never write two signatures to one file name.
 import contextlib
 import functools
 import hashlib
-import io
 import os
 import pickle
 import shutil
@@ -370,7 +369,7 @@ class _CheckedIndexDataCacheFile(caching.IndexDataCacheFile):
 
     def _load_data(self, name):
         with open(self._data_path(name), "rb") as f:
-            return _KernelUnpickler(io.BytesIO(f.read())).load()
+            return _KernelUnpickler(f).load()
 
     def _load_index(self):
         try:

@@ -868,7 +868,8 @@ def conv2d_tiles_forward(
     tiles = (N + S - 1) // S
     idx = _window_offsets(rows, OW, sh, sw, Wp)
     w2 = weight.reshape(groups, Og, taps)
-    wt = _weight_taps_first(weight)
+    # taps first only for the shifted products, the one reader of it
+    wt = _weight_taps_first(weight) if shifted else np.empty((0, 0, 0), weight.dtype)
     for t in prange(T):
         for tile in range(t, tiles, T):
             n0 = tile * S
@@ -937,7 +938,8 @@ def conv2d_tiles_backward(
         dbias[o] = total
     idx = _window_offsets(rows, OW, sh, sw, Wp)
     w2 = weight.reshape(groups, Og, taps)
-    wt = _weight_taps_first(weight)
+    # taps first only for the shifted products, the one reader of it
+    wt = _weight_taps_first(weight) if shifted else np.empty((0, 0, 0), weight.dtype)
     for t in prange(T):
         dw_tiles[t] = 0.0
         for tile in range(t, tiles, T):
