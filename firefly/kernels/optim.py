@@ -54,7 +54,13 @@ from collections.abc import Callable
 import numpy as np
 from numba import prange
 
-from firefly.kernels._jit import build_specialised, inline_helper, kernel, memory_bound
+from firefly.kernels._jit import (
+    build_specialised,
+    called_helper,
+    inline_helper,
+    kernel,
+    memory_bound,
+)
 from firefly.kernels.vmath import like
 
 UPDATE_CHUNK = 1 << 16  # elements per prange task of the update kernels
@@ -67,9 +73,13 @@ def _run_in_chunk(runs, r, chunk):
     return max(runs[r, 0], low), min(runs[r, 1], low + UPDATE_CHUNK)
 
 
-@inline_helper
+@called_helper
 def decayed_gradient(g, p, weight_decay, maximize):
-    """The gradient a step uses: negated when maximizing, plus the L2 term."""
+    """The gradient a step uses: negated when maximizing, plus the L2 term.
+
+    A function of its own, which LLVM inlines, rather than Numba inlining a copy into each of
+    an update's loops (SGD has three): SGD's kernel compiles in about a quarter less time, and
+    SGD's and Adam's steps run at the same speed (docs/architecture.md)."""
     if maximize:
         g = -g
     if weight_decay != 0.0:

@@ -189,7 +189,9 @@ def sum_flat(x, scale, out):
     and it is cheaper to call and far cheaper to compile."""
     (n,) = x.shape  # flat only: another rank is a typing error, not a wild read
     (_,) = out.shape
-    slabs = _slabs(1, n, 1, 1)
+    # _slabs(1, n, 1, 1) spelled out: its min and max are two more functions to compile, in
+    # the kernel that every full reduction (a loss) compiles first.
+    slabs = 1 if n < _SPLIT_MIN else _TASKS
     partial = np.empty(slabs)
     for s in prange(slabs):
         partial[s] = sum_contiguous(x[s * n // slabs : (s + 1) * n // slabs], np.empty(LANES))
