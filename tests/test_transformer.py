@@ -346,6 +346,19 @@ def test_dropout_draws_in_train_mode_and_is_off_in_eval_mode():
     assert firefly.equal(layer(src), layer(src))
 
 
+def test_dropout_of_zero_passes_the_tensor_itself_in_train_mode():
+    # As torch's: the layers' Dropout(0.0) switches cost no copy of the activations or of
+    # their gradients, and the gradient reaches the input unchanged.
+    drop = nn.Dropout(0.0)
+    assert drop.training
+    x = Tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    y = drop(x)
+    assert y is x
+    (y * Tensor(np.full((2, 3), 3.0))).sum().backward()
+    np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 3), 3.0))
+    assert nn.Dropout(0.5)(x) is not x
+
+
 def test_encoder_layer_gradients_match_central_differences():
     firefly.manual_seed(4)
     layer = nn.TransformerEncoderLayer(4, 2, 6, dropout=0.0, activation="gelu").double()

@@ -12,7 +12,8 @@ from firefly.tensor import Tensor
 class Dropout(Module):
     """``Dropout(p=0.5, inplace=False)``: in ``train()`` mode each element is zeroed with
     probability p (drawn from firefly's generator) and the rest scaled by 1 / (1 - p); in
-    ``eval()`` mode the input passes through unchanged."""
+    ``eval()`` mode, or with p = 0, the input passes through unchanged (the same tensor, as
+    torch's)."""
 
     p: float
     inplace: bool
@@ -24,6 +25,10 @@ class Dropout(Module):
         self.p, self.inplace = float(p), inplace
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.p == 0.0:
+            # Models keep Dropout(0.0) layers as switches (nanoGPT's char_gpt has nine): the
+            # op's copy of x and of its gradient would be the only work they do.
+            return x
         return F.dropout(x, self.p, self.training, self.inplace)
 
     def extra_repr(self) -> str:
