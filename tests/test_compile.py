@@ -10,7 +10,6 @@ from seed_script import SEED_SCRIPT, needs_seed_script
 import firefly
 from firefly import nn, optim
 from firefly.digits import build_model
-from firefly.nn import functional as F
 
 
 def _seed_mlp(seed=0):
@@ -505,7 +504,8 @@ class _TokenMixer(nn.Module):
         x = self.wte(idx) + self.wpe.weight[:T]
         x = self.mix(x.transpose(1, 2)).transpose(1, 2).relu()
         q, k, v = x.split(2, dim=2)  # x's gradient is the sum of three pieces
-        x = firefly.cat([q * k, v, F.dropout(q, p=0.0)], dim=2)  # dropout(p=0): a Python copy
+        # The dropout op at p = 0 (F.dropout returns q itself, as torch's): a Python copy
+        x = firefly.cat([q * k, v, firefly.ops.apply("dropout", q, p=0.0)], dim=2)
         return self.head(x).reshape(-1, self.head.weight.shape[0])
 
 

@@ -357,6 +357,7 @@ def test_dropout_of_zero_passes_the_tensor_itself_in_train_mode():
     (y * Tensor(np.full((2, 3), 3.0))).sum().backward()
     np.testing.assert_array_equal(x.grad.numpy(), np.full((2, 3), 3.0))
     assert nn.Dropout(0.5)(x) is not x
+    assert F.dropout(x, 0.0) is x and F.dropout(x, 0.5, training=False) is x
 
 
 def test_encoder_layer_gradients_match_central_differences():

@@ -351,8 +351,9 @@ def dropout(
     input: _TensorLike, p: float = 0.5, training: bool = True, inplace: bool = False
 ) -> _TensorLike:
     """Zero elements with probability ``p`` and scale the rest by 1 / (1 - p) when ``training``
-    (written into ``input`` with ``inplace``); otherwise return ``input`` itself."""
-    if not training:
+    (written into ``input`` with ``inplace``); otherwise, or with p = 0, return ``input``
+    itself, as torch's does."""
+    if not training or p == 0.0:
         return input
     return activation("dropout", input, inplace, p=p, training=True)
 

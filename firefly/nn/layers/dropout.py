@@ -25,10 +25,6 @@ class Dropout(Module):
         self.p, self.inplace = float(p), inplace
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.p == 0.0:
-            # Models keep Dropout(0.0) layers as switches (nanoGPT's char_gpt has nine): the
-            # op's copy of x and of its gradient would be the only work they do.
-            return x
         return F.dropout(x, self.p, self.training, self.inplace)
 
     def extra_repr(self) -> str:
