@@ -245,3 +245,31 @@ def test_tensor_reductions_above_the_parallel_threshold(axis, dtype):
     got_mean = Tensor(y).mean(axis=axis).numpy()
     count = y.size // np.size(want_mean)
     assert np.all(np.abs(got_mean - want_mean) <= rtol * (1 + np.abs(want_mean)) + quads / count)
+
+
+@pytest.mark.parametrize("shape", [(7,), (4, 5), (2, 3, 4), (3, 0, 2)])
+@pytest.mark.parametrize("keepdims", [False, True])
+@pytest.mark.parametrize("op", ["sum", "mean", "max"])
+@pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value encountered")
+def test_single_int_axis_forward_and_backward(op, shape, keepdims):
+    # One int axis takes the reductions' short path (firefly/ops/reduce.py): every axis, negative
+    # ones too, against NumPy forward and the gradients written out by hand.
+    x = np.round(sample(shape, np.float64), 1)  # rounded: some ties for max to share
+    for axis in range(-len(shape), len(shape)):
+        if op == "max" and x.size == 0:
+            continue
+        t = Tensor(x, requires_grad=True)
+        out = getattr(t, op)(axis=axis, keepdims=keepdims)
+        want = getattr(np, op)(x, axis=axis, keepdims=keepdims)
+        assert out.shape == want.shape
+        np.testing.assert_allclose(out.numpy(), want, rtol=1e-12, atol=1e-12)
+        g = sample(want.shape, np.float64, seed=2)
+        out.backward(g)
+        g_kept = g if keepdims else np.expand_dims(g, axis)
+        if op == "max":
+            at_max = x == x.max(axis=axis, keepdims=True)
+            want_grad = g_kept * at_max / at_max.sum(axis=axis, keepdims=True)
+        else:
+            count = max(x.shape[axis], 1) if op == "mean" else 1  # no elements: no gradient
+            want_grad = np.broadcast_to(g_kept / count, x.shape)
+        np.testing.assert_allclose(t.grad.numpy(), want_grad, rtol=1e-12, atol=1e-12)
