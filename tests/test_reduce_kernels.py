@@ -135,6 +135,13 @@ def nan_inf_cases():
             (4, 4 * LANES + 5, 1),
             {4 * LANES + 3: np.nan, 2 * (4 * LANES + 5): np.inf},
         ),
+        # max_contiguous: a NaN-free chunk of MAX_CHUNK elements before one with a NaN, a NaN
+        # first (the running max starts from it), and rows either side of the short-row path.
+        ("rows-nan-in-last-chunk", (2, 2 * K.MAX_CHUNK + 5, 1), {2 * K.MAX_CHUNK + 1: np.nan}),
+        ("rows-nan-first", (3, 100, 1), {100: np.nan, 250: np.inf}),
+        ("rows-nan-last-short", (3, 31, 1), {30: np.nan, 31 + 5: -np.inf}),
+        ("rows-nan-last-32", (3, 32, 1), {31: np.nan, 64: np.inf}),
+        ("rows-minus-inf-long", (2, 300, 1), {i: -np.inf for i in range(300)}),
         ("columns-nan-first-row", (1, 1000, 1000), {7: np.nan}),
         ("columns-nan-last-slab", (1, 1000, 1000), {999_000 + 3: np.nan, 500_000 + 4: np.inf}),
         ("columns-inf-small", (2, 5, 3), {1: np.inf, 3 * 5 + 4: np.nan}),
