@@ -248,9 +248,9 @@ def max_contiguous(v):
 
     Two passes over each chunk of MAX_CHUNK elements, the second from L1: one looks for a NaN
     (an or of unordered compares, which vectorizes), and only a chunk without one goes to the
-    running ``_maxnum_no_nan``, which vectorizes too. Fused into one loop, neither vectorized;
-    the compare-and-select lanes this replaces cost a reset, a tail and a fold per row (rows
-    of 100 took 2.8x torch's time, now 1.7x). Rows shorter than 32 elements keep one compare
+    running ``_maxnum_no_nan``, which vectorizes too (fused into one loop, neither vectorized);
+    the compare-and-select lanes this replaces cost a reset, a tail and a fold per row, which
+    dominated short rows (docs/performance.md). Rows shorter than 32 elements keep one compare
     and select per element, cheaper than two loops and their vector tails.
     """
     n = v.size
@@ -261,9 +261,13 @@ def max_contiguous(v):
         return m
     for lo in range(0, n, MAX_CHUNK):
         chunk = v[lo : min(lo + MAX_CHUNK, n)]  # a view indexed from 0, as in sum_contiguous
-        nan = False
-        for i in range(chunk.size):
-            nan |= chunk[i] != chunk[i]
+        # Its two halves side by side: LLVM folds the pair of self-compares into one
+        # unordered compare of the two, half the compares; the last element covers an odd count.
+        h = chunk.size // 2
+        first, second = chunk[:h], chunk[h : 2 * h]
+        nan = chunk[-1] != chunk[-1]
+        for i in range(h):
+            nan |= (first[i] != first[i]) | (second[i] != second[i])
         if nan:
             return v.dtype.type(np.nan)
         for i in range(chunk.size):
