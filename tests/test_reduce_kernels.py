@@ -135,6 +135,13 @@ def nan_inf_cases():
             (4, 4 * LANES + 5, 1),
             {4 * LANES + 3: np.nan, 2 * (4 * LANES + 5): np.inf},
         ),
+        # max_contiguous: a NaN-free chunk of MAX_CHUNK elements before one with a NaN, a NaN
+        # first (the running max starts from it), and rows either side of the short-row path.
+        ("rows-nan-in-last-chunk", (2, 2 * K.MAX_CHUNK + 5, 1), {2 * K.MAX_CHUNK + 1: np.nan}),
+        ("rows-nan-first", (3, 100, 1), {100: np.nan, 250: np.inf}),
+        ("rows-nan-last-short", (3, 31, 1), {30: np.nan, 31 + 5: -np.inf}),
+        ("rows-nan-last-32", (3, 32, 1), {31: np.nan, 64: np.inf}),
+        ("rows-minus-inf-long", (2, 300, 1), {i: -np.inf for i in range(300)}),
         ("columns-nan-first-row", (1, 1000, 1000), {7: np.nan}),
         ("columns-nan-last-slab", (1, 1000, 1000), {999_000 + 3: np.nan, 500_000 + 4: np.inf}),
         ("columns-inf-small", (2, 5, 3), {1: np.inf, 3 * 5 + 4: np.nan}),
@@ -245,3 +252,31 @@ def test_tensor_reductions_above_the_parallel_threshold(axis, dtype):
     got_mean = Tensor(y).mean(axis=axis).numpy()
     count = y.size // np.size(want_mean)
     assert np.all(np.abs(got_mean - want_mean) <= rtol * (1 + np.abs(want_mean)) + quads / count)
+
+
+@pytest.mark.parametrize("shape", [(7,), (4, 5), (2, 3, 4), (3, 0, 2)])
+@pytest.mark.parametrize("keepdims", [False, True])
+@pytest.mark.parametrize("op", ["sum", "mean", "max"])
+@pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value encountered")
+def test_single_int_axis_forward_and_backward(op, shape, keepdims):
+    # One int axis takes the reductions' short path (firefly/ops/reduce.py): every axis, negative
+    # ones too, against NumPy forward and the gradients written out by hand.
+    x = np.round(sample(shape, np.float64), 1)  # rounded: some ties for max to share
+    for axis in range(-len(shape), len(shape)):
+        if op == "max" and x.size == 0:
+            continue
+        t = Tensor(x, requires_grad=True)
+        out = getattr(t, op)(axis=axis, keepdims=keepdims)
+        want = getattr(np, op)(x, axis=axis, keepdims=keepdims)
+        assert out.shape == want.shape
+        np.testing.assert_allclose(out.numpy(), want, rtol=1e-12, atol=1e-12)
+        g = sample(want.shape, np.float64, seed=2)
+        out.backward(g)
+        g_kept = g if keepdims else np.expand_dims(g, axis)
+        if op == "max":
+            at_max = x == x.max(axis=axis, keepdims=True)
+            want_grad = g_kept * at_max / at_max.sum(axis=axis, keepdims=True)
+        else:
+            count = max(x.shape[axis], 1) if op == "mean" else 1  # no elements: no gradient
+            want_grad = np.broadcast_to(g_kept / count, x.shape)
+        np.testing.assert_allclose(t.grad.numpy(), want_grad, rtol=1e-12, atol=1e-12)

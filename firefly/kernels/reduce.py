@@ -213,48 +213,68 @@ def sum_backward(grad, scale, dx):
                 drow[i] = grow[i] * scale
 
 
+@intrinsic
+def _maxnum_no_nan(typingctx, a, b):
+    """max(a, b) as LLVM's ``maxnum`` with the ``nnan`` flag: one ``vmaxps`` on x86, and a
+    running one vectorizes into register accumulators (no reduction of compares and selects
+    does without fastmath). Only for operands known not to be NaN: for a NaN the result is
+    undefined (poison, never undefined behaviour)."""
+    if not isinstance(a, types.Float) or a != b:
+        return None
+
+    def codegen(context, builder, signature, args):
+        value_type = args[0].type
+        fn = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(value_type, [value_type, value_type]),
+            f"llvm.maxnum.f{a.bitwidth}",
+        )
+        return builder.call(fn, args, fastmath=("nnan",))
+
+    return a(a, b), codegen
+
+
 @inline_helper
 def _max_select(x, m):
-    """x if x > m, else m; NaN wherever x or m is NaN, as np.max. A compare and select that
-    vectorizes as two compares, an or and a blend: cheaper than ``_maximum``'s lowering."""
+    """x if x > m, else m; NaN wherever x or m is NaN, as np.max."""
     return x if (x > m) | (x != x) else m
 
 
+# Elements per chunk of max_contiguous: its two passes over a chunk read it from L1.
+MAX_CHUNK = 2048
+
+
 @inline_helper
-def max_contiguous(v, lanes):
-    """max(v) for a contiguous, non-empty 1-D ``v``; NaN if any element is NaN. ``lanes`` is
-    LANES scratch of v's dtype: the running maxima of LANES interleaved columns, updated once
-    per quad of blocks (the quads of sum_contiguous), then folded in a tree: a single running
-    ``_maximum`` is a chain of dependent steps, each of which its NaN handling makes long."""
+def max_contiguous(v):
+    """max(v) for a contiguous, non-empty 1-D ``v``; NaN if any element is NaN.
+
+    Two passes over each chunk of MAX_CHUNK elements, the second from L1: one looks for a NaN
+    (an or of unordered compares, which vectorizes), and only a chunk without one goes to the
+    running ``_maxnum_no_nan``, which vectorizes too (fused into one loop, neither vectorized);
+    the compare-and-select lanes this replaces cost a reset, a tail and a fold per row, which
+    dominated short rows (docs/performance.md). Rows shorter than 32 elements keep one compare
+    and select per element, cheaper than two loops and their vector tails.
+    """
     n = v.size
-    W = LANES
-    if n < W:
-        m = v[0]
+    m = v[0]
+    if n < 32:
         for i in range(1, n):
             m = _max_select(v[i], m)
         return m
-    first = v[:W]
-    for k in range(W):  # a loop, not lanes[:] = v[:W], which checks the two for overlap
-        lanes[k] = first[k]
-    b = W
-    while b + 4 * W <= n:
-        block = v[b : b + 4 * W]  # views indexed from 0, as in sum_contiguous
-        for k in range(W):
-            m01 = _max_select(block[k], block[W + k])
-            m23 = _max_select(block[2 * W + k], block[3 * W + k])
-            lanes[k] = _max_select(_max_select(m01, m23), lanes[k])
-        b += 4 * W
-    while b < n:
-        block = v[b : min(b + W, n)]
-        for k in range(block.size):
-            lanes[k] = _max_select(block[k], lanes[k])
-        b += W
-    half = W // 2
-    while half >= 1:
-        for k in range(half):
-            lanes[k] = _max_select(lanes[half + k], lanes[k])
-        half //= 2
-    return lanes[0]
+    for lo in range(0, n, MAX_CHUNK):
+        chunk = v[lo : min(lo + MAX_CHUNK, n)]  # a view indexed from 0, as in sum_contiguous
+        # Its two halves side by side: LLVM folds the pair of self-compares into one
+        # unordered compare of the two, half the compares; the last element covers an odd count.
+        h = chunk.size // 2
+        first, second = chunk[:h], chunk[h : 2 * h]
+        nan = chunk[-1] != chunk[-1]
+        for i in range(h):
+            nan |= (first[i] != first[i]) | (second[i] != second[i])
+        if nan:
+            return v.dtype.type(np.nan)
+        for i in range(chunk.size):
+            m = _maxnum_no_nan(m, chunk[i])
+    return m
 
 
 @inline_helper
@@ -277,19 +297,16 @@ def max_forward(x, out):
         tasks = min(O * slabs, _TASKS)
         if slabs == 1:  # many rows: each task takes its rows straight into out
             for t in prange(tasks):
-                lanes = np.empty(LANES, x.dtype)  # one per task, not per row, as in sum_forward
                 for o in range(t * O // tasks, (t + 1) * O // tasks):
-                    out[o, 0] = max_contiguous(x2[o], lanes)
+                    out[o, 0] = max_contiguous(x2[o])
             return
         partial = np.empty((O, slabs), x.dtype)
         for t in prange(tasks):
-            lanes = np.empty(LANES, x.dtype)
             for os in range(t * O * slabs // tasks, (t + 1) * O * slabs // tasks):
                 o, s = os // slabs, os % slabs
-                partial[o, s] = max_contiguous(x2[o, s * R // slabs : (s + 1) * R // slabs], lanes)
-        lanes = np.empty(LANES, x.dtype)
+                partial[o, s] = max_contiguous(x2[o, s * R // slabs : (s + 1) * R // slabs])
         for o in range(O):
-            out[o, 0] = max_contiguous(partial[o], lanes)
+            out[o, 0] = max_contiguous(partial[o])
         return
     slabs = _slabs(O, R, I, _MIN_SLAB_ROWS)
     # Each slab starts from its first row; with one slab that is the whole reduction, in out.

@@ -21,6 +21,23 @@ from firefly.ops.shapes import (
 )
 
 
+def _single_axis(axis, x):
+    """``axis`` as a non-negative int when it names one dimension of ``x`` (an int in range, of
+    a tensor of at least one dimension), else None: the common case (``sum(axis=-1)``) then
+    skips the general axes handling, which cost more than the kernel at small sizes."""
+    ndim = x.ndim
+    if type(axis) is int and ndim and -ndim <= axis < ndim:
+        return axis % ndim
+    return None
+
+
+def _split_at(shape, a, keepdims):
+    """(outer, reduced, inner) sizes around axis ``a`` of ``shape``, and the reduced shape."""
+    before, after = shape[:a], shape[a + 1 :]
+    kept = before + (1,) + after if keepdims else before + after
+    return math.prod(before), shape[a], math.prod(after), kept
+
+
 class _SumLike(Op):
     """Declared kernels: forward ``(sum_flat, sum_forward)``, the first for the full reduction
     (axis None), the second for the others; backward ``sum_backward``."""
@@ -41,6 +58,14 @@ class _SumLike(Op):
             out = np.empty((1,) * x.ndim if keepdims else (), dtype=x.dtype)
             flat_kernel(x.ravel(), scale, out.ravel())
             ctx.x_shape, ctx.axes, ctx.scale = x.shape, None, scale
+            return out
+        a = _single_axis(axis, x)
+        if a is not None:
+            outer, reduced, inner, kept = _split_at(x.shape, a, keepdims)
+            scale = (1.0 / reduced if reduced else float("nan")) if cls.mean else 1.0
+            out = np.empty(kept, dtype=x.dtype)
+            sum_kernel(x.reshape(outer, reduced, inner), scale, out.reshape(outer, inner))
+            ctx.x_shape, ctx.axes, ctx.scale = x.shape, (a,), scale
             return out
         axes = normalize_axes(cls.name, axis, x)
         count = math.prod(x.shape[a] for a in axes)
@@ -100,9 +125,19 @@ class Max(Op):
     @classmethod
     def forward(cls, ctx, x, axis=None, keepdims=False):
         max_kernel, gather = cls.forward_kernel
-        axes = normalize_axes("max", axis, x)
         if x.size == 0:
+            normalize_axes("max", axis, x)  # a bad axis is reported before the empty tensor
             raise ctx.error("cannot take the max of an empty tensor", x)
+        a = _single_axis(axis, x)
+        if a is not None:
+            outer, reduced, inner, kept = _split_at(x.shape, a, keepdims)
+            out = np.empty((outer, inner), dtype=x.dtype)
+            x3 = x.reshape(outer, reduced, inner)
+            max_kernel(x3, out)
+            ctx.save_for_backward(x3, out)
+            ctx.order, ctx.work_shape = None, x.shape
+            return out.reshape(kept)
+        axes = normalize_axes("max", axis, x)
         runs = axis_runs(axes)
         if len(runs) > 1:  # move the reduced axes to the end: one run, one kernel pass
             kept = [a for a in range(x.ndim) if a not in axes]
