@@ -143,7 +143,7 @@ def gemm(a, b, out, beta):
 def gemm_views(a, b, out, beta):
     """``gemm`` for operands whose rows or columns are contiguous, which it does not check:
     without gemm's copies, whose code every call site inlines (the convolution kernels, all of
-    whose operands are such views, compiled in 20-40% less time)."""
+    whose operands are such views, compiled their taps-major pair in a fifth less time)."""
     m, k, n = a.shape[0], a.shape[1], b.shape[1]
     if m == 0 or n == 0:
         return
