@@ -8,7 +8,10 @@ Two column layouts, each with its own forward/backward pair; the op picks one pe
 
 - taps-major (``conv2d_taps_*``), cols (groups, Cg*KH*KW, N*OH*Q): one row per tap, ordered
   (channel, ky, kx), copied from zero-padded planes (N, C, Hp * Wp + tail). Each copy is one
-  tap of one sample, as long however few the channels are. Two variants of it:
+  tap of one sample, as long however few the channels are. These kernels are serial: their
+  parallel builds ran only from 2^20 elements (``PARALLEL_MIN_MEMORY_BOUND``; the digits CNN's
+  first layer at a batch of a thousand images, its evaluation pass) and cost a second compile
+  of each kernel, longer than the serial one. Two variants of it:
 
   - exact (Q = OW): one column per output position; a tap's row for one sample is a gather
     through a table of the output positions' offsets in the padded plane (any stride).
@@ -45,7 +48,8 @@ Images of 256 output positions or more take the tiled kernels (``conv2d_tiles_*`
 thread, a sample (or a few) at a time, in blocks of output rows whose taps-major columns stay
 in cache. With wide columns and 8 channels per group or more they skip the columns in the
 forward and the input gradient (``_shifted_products``, ``_shifted_column_grads_add``). Every
-product goes through ``cblas.gemm`` (NumPy's OpenBLAS).
+product goes through ``cblas.gemm_views`` (NumPy's OpenBLAS; every operand here has its rows
+or columns contiguous, so no copies are compiled in).
 
 The op has already validated shapes, strides, paddings and dilations; these loops index
 without bounds checks.
@@ -57,10 +61,11 @@ from numba import prange
 from firefly.kernels._jit import (
     called_helper,
     inline_helper,
+    kernel,
     memory_bound,
     parallel_blas_kernel,
 )
-from firefly.kernels.cblas import gemm
+from firefly.kernels.cblas import gemm_views
 
 
 @inline_helper
@@ -90,7 +95,7 @@ def _write_sample(product, bias, g, n, Q, out):
                 d[ox] = s[ox] + b
 
 
-@memory_bound
+@kernel
 def conv2d_taps_forward(
     x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, planes, cols, product, out
 ):
@@ -108,7 +113,7 @@ def conv2d_taps_forward(
     taps = Cg * KH * KW
     Q = cols.shape[2] // (N * OH)
     P = OH * Q
-    for nc in prange(N * C):
+    for nc in range(N * C):
         n, c = nc // C, nc % C
         dst, src = planes[n, c], x[n, c]
         dst[:] = 0.0
@@ -117,7 +122,7 @@ def conv2d_taps_forward(
             for i in range(W):
                 d[i] = s[i]
     idx = _window_offsets(OH, OW, sh, sw, Wp)
-    for r in prange(groups * taps):
+    for r in range(groups * taps):
         g, t = r // taps, r % taps
         c = g * Cg + t // (KH * KW)
         ky, kx = (t // KW) % KH, t % KW
@@ -136,12 +141,12 @@ def conv2d_taps_forward(
     Og = O // groups
     w2 = weight.reshape(groups, Og, taps)
     for g in range(groups):
-        gemm(w2[g], cols[g], product, 0.0)
-        for n in prange(N):
+        gemm_views(w2[g], cols[g], product, 0.0)
+        for n in range(N):
             _write_sample(product, bias, g, n, Q, out)
 
 
-@memory_bound
+@kernel
 def conv2d_taps_backward(
     grad,
     weight,
@@ -179,7 +184,7 @@ def conv2d_taps_backward(
     Og = O // groups
     # grad in the layout of the forward product, (O, N * P); zeros in the wide layout's extra
     # columns, whose gradient then lands harmlessly in the planes' padding.
-    for o in prange(O):
+    for o in range(O):
         s = 0.0
         for n in range(N):
             for oy in range(OH):
@@ -195,7 +200,7 @@ def conv2d_taps_backward(
     # N*P dimension is the inner one of both operands' rows).
     dw_t = np.empty((taps, Og), dtype=dweight.dtype)
     for g in range(groups if need_dweight else 0):
-        gemm(cols[g], g2[g * Og : (g + 1) * Og].T, dw_t, 0.0)
+        gemm_views(cols[g], g2[g * Og : (g + 1) * Og].T, dw_t, 0.0)
         for o in range(Og):
             for t in range(taps):
                 dw2[g, o, t] = dw_t[t, o]
@@ -203,9 +208,9 @@ def conv2d_taps_backward(
         return
     idx = _window_offsets(OH, OW, sh, sw, Wp)
     for g in range(groups):
-        gemm(w2[g].T, g2[g * Og : (g + 1) * Og], dcols, 0.0)
-        # Rows of one input channel add into the same plane: one task per channel of the group.
-        for cl in prange(Cg):
+        gemm_views(w2[g].T, g2[g * Og : (g + 1) * Og], dcols, 0.0)
+        # Rows of one input channel add into the same plane: a channel of the group at a time.
+        for cl in range(Cg):
             c = g * Cg + cl
             for n in range(N):
                 dst = planes[n, c]
@@ -317,7 +322,7 @@ def _positions_forward_samples(
                             for i in range(run):
                                 dd[i] = ss[i]
     for g in range(groups if n1 > n0 else 0):
-        gemm(cols[g, n0 * P : n1 * P], wr[g], product[n0 * P : n1 * P], 0.0)
+        gemm_views(cols[g, n0 * P : n1 * P], wr[g], product[n0 * P : n1 * P], 0.0)
         for n in range(n0, n1):
             _write_sample(product.T, bias, g, n, OW, out)
 
@@ -401,9 +406,9 @@ def _positions_backward_samples(
     # its transpose grad^T x cols in 474 (the shapes of the module docstring).
     for g in range(groups):
         if need_dweight:
-            gemm(cols[g, n0 * P : n1 * P].T, g2[g, n0 * P : n1 * P], dw_part[g], 0.0)
+            gemm_views(cols[g, n0 * P : n1 * P].T, g2[g, n0 * P : n1 * P], dw_part[g], 0.0)
         if need_dx:
-            gemm(g2[g, n0 * P : n1 * P], wr[g].T, dcols[g, n0 * P : n1 * P], 0.0)
+            gemm_views(g2[g, n0 * P : n1 * P], wr[g].T, dcols[g, n0 * P : n1 * P], 0.0)
     if not need_dx:
         return
     run, runs = _runs(groups, dw, KW, Cg)
@@ -561,7 +566,7 @@ def conv2d_pointwise_forward(x, weight, bias, threads, out):
                 # a pass zeroing ``dst`` and the bias another.
                 for o in range(Og):
                     dst[o] = bias[g * Og + o]
-                gemm(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst, 1.0)
+                gemm_views(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst, 1.0)
 
 
 @parallel_blas_kernel
@@ -588,9 +593,13 @@ def conv2d_pointwise_backward(grad, x, weight, need_dx, need_dweight, threads, d
             for g in range(groups):
                 gn = grad[n, g * Og : (g + 1) * Og]
                 if need_dweight:
-                    gemm(gn, x[n, g * Cg : (g + 1) * Cg].T, parts[t, g * Og : (g + 1) * Og], 1.0)
+                    gemm_views(
+                        gn, x[n, g * Cg : (g + 1) * Cg].T, parts[t, g * Og : (g + 1) * Og], 1.0
+                    )
                 if need_dx:
-                    gemm(weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg], 0.0)
+                    gemm_views(
+                        weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg], 0.0
+                    )
     if need_dweight:
         _sum_tiles(parts, dweight)
 
@@ -731,7 +740,7 @@ def _grouped_products(w2, cols, product):
     """product = weight x cols per group: w2 (groups, Og, taps), cols (groups*taps, L)."""
     groups, Og, taps = w2.shape
     for g in range(groups):
-        gemm(w2[g], cols[g * taps : (g + 1) * taps], product[g * Og : (g + 1) * Og], 0.0)
+        gemm_views(w2[g], cols[g * taps : (g + 1) * taps], product[g * Og : (g + 1) * Og], 0.0)
 
 
 @inline_helper
@@ -760,7 +769,7 @@ def _shifted_products(wt, plane, start, KW, dh, dw, Wp, product):
     for g in range(groups):
         for t in range(taps):
             offset = start + (t // KW) * dh * Wp + (t % KW) * dw
-            gemm(
+            gemm_views(
                 wt[t, g * Og : (g + 1) * Og],
                 plane[g * Cg : (g + 1) * Cg, offset : offset + L],
                 product[g * Og : (g + 1) * Og],
@@ -779,7 +788,7 @@ def _add_weight_grad(g2, cols, acc):
     Og = O // groups
     for g in range(groups):
         gs = slice(g * Og, (g + 1) * Og)
-        gemm(cols[g * taps : (g + 1) * taps], g2[gs].T, acc[:, gs], 1.0)
+        gemm_views(cols[g * taps : (g + 1) * taps], g2[gs].T, acc[:, gs], 1.0)
 
 
 @called_helper
@@ -787,7 +796,7 @@ def _grouped_column_grads(w2, g2, dcols):
     """dcols = weight^T x g2 per group: w2 (groups, Og, taps), g2 (O, L)."""
     groups, Og, taps = w2.shape
     for g in range(groups):
-        gemm(w2[g].T, g2[g * Og : (g + 1) * Og], dcols[g * taps : (g + 1) * taps], 0.0)
+        gemm_views(w2[g].T, g2[g * Og : (g + 1) * Og], dcols[g * taps : (g + 1) * taps], 0.0)
 
 
 @called_helper
@@ -802,7 +811,7 @@ def _shifted_column_grads_add(wt, g2, start, KW, dh, dw, Wp, dplane):
     for g in range(groups):
         for t in range(taps):
             offset = start + (t // KW) * dh * Wp + (t % KW) * dw
-            gemm(
+            gemm_views(
                 wt[t, g * Og : (g + 1) * Og].T,
                 g2[g * Og : (g + 1) * Og],
                 dplane[g * Cg : (g + 1) * Cg, offset : offset + L],
