@@ -136,7 +136,11 @@ def gemm(a, b, out, beta):
     if m == 0 or n == 0:
         return
     if k == 0:
-        out[:] = out * beta
+        # a loop, not `out[:] = out * beta`: a slice assignment from an array compiles Numba's
+        # shape-mismatch message (seconds of string formatting per process, never cached)
+        for i in range(m):
+            for j in range(n):
+                out[i, j] *= beta
         return
     if _layout(a)[0] < 0:
         a = np.ascontiguousarray(a)
