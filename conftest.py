@@ -5,9 +5,10 @@ is missing, one per line, so that ``.ci/run`` can install the optional torch ora
 exactly those tests a second time.
 
 ``FIREFLY_SUITE_PROFILE=<folder>`` writes, for every test, its wall seconds, the CPU seconds of
-its process and, apart, of the interpreters it started (on Unix), and how many kernel
-specialisations it compiled and loaded, as one JSON line in ``<folder>/<worker>.jsonl`` (one
-file per xdist worker), with each worker's collection and total times: on the shared machine
+its process and, apart, of the interpreters it started (on Unix), how many kernel
+specialisations it compiled and loaded, and the names of the kernels it compiled, as one JSON
+line in ``<folder>/<worker>.jsonl`` (one file per xdist worker), with each worker's collection
+and total times: on the shared machine
 CPU seconds, and the compile counts, say where the suite's time goes when wall seconds cannot.
 
 ``pytest -n N`` distributes the tests with ``--dist worksteal`` unless another ``--dist`` is
