@@ -5,9 +5,10 @@ is missing, one per line, so that ``.ci/run`` can install the optional torch ora
 exactly those tests a second time.
 
 ``FIREFLY_SUITE_PROFILE=<folder>`` writes, for every test, its wall seconds, the CPU seconds of
-its process and, apart, of the interpreters it started (on Unix), and how many kernel
-specialisations it compiled and loaded, as one JSON line in ``<folder>/<worker>.jsonl`` (one
-file per xdist worker), with each worker's collection and total times: on the shared machine
+its process and, apart, of the interpreters it started (on Unix), how many kernel
+specialisations it compiled and loaded, and the names of the kernels it compiled, as one JSON
+line in ``<folder>/<worker>.jsonl`` (one file per xdist worker), with each worker's collection
+and total times: on the shared machine
 CPU seconds, and the compile counts, say where the suite's time goes when wall seconds cannot.
 
 ``pytest -n N`` distributes the tests with ``--dist worksteal`` unless another ``--dist`` is
@@ -87,6 +88,19 @@ class _SuiteProfile:
 
         return kernel_load_counts()
 
+    @staticmethod
+    def compiled_signatures():
+        """The (kernel name, signature) pairs this process compiled so far: which kernels a
+        test compiled, not only how many."""
+        from firefly.kernels._jit import _dispatchers
+
+        compiled = set()
+        for dispatcher in _dispatchers:
+            if dispatcher.is_complete:
+                hits, name = dispatcher.stats.cache_hits, dispatcher.py_func.__name__
+                compiled.update((name, sig) for sig in dispatcher.signatures if sig not in hits)
+        return compiled
+
     def pytest_collection_finish(self):
         self.since_start("collected")
 
@@ -94,8 +108,10 @@ class _SuiteProfile:
     def pytest_runtest_protocol(self, item):
         wall, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
         loaded, compiled = self.kernel_counts()
+        signatures = self.compiled_signatures()
         yield
         now_loaded, now_compiled = self.kernel_counts()
+        new = sorted({name for name, _ in self.compiled_signatures() - signatures})
         self.write(
             test=item.nodeid,
             wall=time.perf_counter() - wall,
@@ -103,6 +119,7 @@ class _SuiteProfile:
             children_cpu=_children_cpu() - children,
             compiled=now_compiled - compiled,
             loaded=now_loaded - loaded,
+            kernels=new,
         )
 
     def pytest_sessionfinish(self):

@@ -25,9 +25,16 @@ step at torch's benchmark sizes, below the cost of waking a thread pool.
 
 import numpy as np
 
-from firefly.kernels._jit import inline_helper, kernel
+from firefly.kernels._jit import called_helper, inline_helper, kernel
 from firefly.kernels.cblas import gemm
 from firefly.kernels.vmath import like, sigmoid, tanh
+
+
+@called_helper
+def _gemm(a, b, out, beta):
+    """cblas.gemm as a function of its own: inlined, each of a kernel's products took its own
+    copy of gemm's layout checks and copies through type inference and LLVM."""
+    gemm(a, b, out, beta)
 
 
 @inline_helper
@@ -48,7 +55,7 @@ def _previous_index(t, steps, reverse):
 @inline_helper
 def _input_projection(x, w_ih, b_ih, b_extra, projected):
     """projected (T * B, G * H) = x @ w_ih.T + b_ih (+ b_extra where it has any elements)."""
-    gemm(x, np.ascontiguousarray(w_ih.T), projected, 0.0)
+    _gemm(x, np.ascontiguousarray(w_ih.T), projected, 0.0)
     bias = b_ih + b_extra if b_extra.size > 0 else b_ih
     for n in range(projected.shape[0]):
         row = projected[n]
@@ -56,18 +63,34 @@ def _input_projection(x, w_ih, b_ih, b_extra, projected):
             row[m] += bias[m]
 
 
+# The copies between arrays are loops: Numba compiles a slice assignment from an array
+# (`a[i] = b`, `a[:] = b`) with its shape-mismatch error message, string formatting that cost
+# several seconds of compile per process and is not cached across processes.
 @inline_helper
-def _previous_rows(state, t, steps, reverse, lengths, initial):
-    """The hidden (or cell) state each sequence had before step t: ``state`` holds the outputs
-    (T, B, H), which are zero at inactive steps, and at the start that is ``initial``."""
+def _copy(target, source):
+    """target[k] = source[k] over two 1-D arrays of one size."""
+    for k in range(target.size):
+        target[k] = source[k]
+
+
+@inline_helper
+def _copy_rows(target, source):
+    """target[n, k] = source[n, k] over two 2-D arrays of one shape."""
+    for n in range(target.shape[0]):
+        _copy(target[n], source[n])
+
+
+@inline_helper
+def _previous_rows(state, t, steps, reverse, lengths, initial, rows):
+    """The hidden (or cell) state each sequence had before step t, into ``rows``: ``state``
+    holds the outputs (T, B, H), which are zero at inactive steps, and at the start that is
+    ``initial``."""
     p = _previous_index(t, steps, reverse)
-    rows = np.empty_like(initial)
     for b in range(initial.shape[0]):
         if 0 <= p < steps and p < lengths[b]:
-            rows[b] = state[p, b]
+            _copy(rows[b], state[p, b])
         else:
-            rows[b] = initial[b]
-    return rows
+            _copy(rows[b], initial[b])
 
 
 @inline_helper
@@ -84,9 +107,9 @@ def _weight_gradients(d_input_gates, d_hidden_gates, x, previous, w_ih, dx, dw_i
     """The gradients of the input and of both weights from the gates' gradients of every step
     (T * B rows; the input side's and the hidden side's differ only for the GRU): one GEMM
     each, with ``previous`` the hidden state before each step."""
-    gemm(d_input_gates, w_ih, dx, 0.0)
-    gemm(d_input_gates.T, x, dw_ih, 0.0)
-    gemm(d_hidden_gates.T, previous, dw_hh, 0.0)
+    _gemm(d_input_gates, w_ih, dx, 0.0)
+    _gemm(d_input_gates.T, x, dw_ih, 0.0)
+    _gemm(d_hidden_gates.T, previous, dw_hh, 0.0)
 
 
 @inline_helper
@@ -124,7 +147,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, relu, out):
     zero = like(0.0, x[0, 0])
     for s in range(steps):
         t = _step_index(s, steps, reverse)
-        gemm(h, w_hh_t, projected[t * batch : (t + 1) * batch], 1.0)
+        _gemm(h, w_hh_t, projected[t * batch : (t + 1) * batch], 1.0)
         for b in range(batch):
             if t < lengths[b]:
                 pre, h_row, out_row = projected[t * batch + b], h[b], out[t, b]
@@ -135,10 +158,10 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, relu, out):
                 else:
                     for j in range(hidden):
                         h_row[j] = tanh(pre[j])
-                out_row[:] = h_row
+                _copy(out_row, h_row)
             else:
                 out[t, b] = 0.0
-    out[steps] = h
+    _copy_rows(out[steps], h)
 
 
 @kernel
@@ -163,12 +186,12 @@ def rnn_backward(grad, x, h0, w_ih, w_hh, lengths, reverse, relu, out, dx, dh0, 
                         row[j] = d * (1.0 - h * h)
             else:
                 row[:] = 0.0
-        gemm(d_pre[t * batch : (t + 1) * batch], w_hh, back, 0.0)
+        _gemm(d_pre[t * batch : (t + 1) * batch], w_hh, back, 0.0)
         for b in range(batch):
             if t < lengths[b]:
-                dh[b] = back[b]
-        previous[t * batch : (t + 1) * batch] = _previous_rows(out, t, steps, reverse, lengths, h0)
-    dh0[:] = dh
+                _copy(dh[b], back[b])
+        _previous_rows(out, t, steps, reverse, lengths, h0, previous[t * batch : (t + 1) * batch])
+    _copy_rows(dh0, dh)
     _weight_gradients(d_pre, d_pre, x, previous, w_ih, dx, dw_ih, dw_hh)
     _column_sums(d_pre, db)
 
@@ -187,7 +210,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, out, gates
     w_hh_t = np.ascontiguousarray(w_hh.T)  # see _input_projection
     for s in range(steps):
         t = _step_index(s, steps, reverse)
-        gemm(h, w_hh_t, gates[t], 1.0)
+        _gemm(h, w_hh_t, gates[t], 1.0)
         for b in range(batch):
             g = gates[t, b]
             if t < lengths[b]:
@@ -199,7 +222,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, out, gates
                     cell = g[hidden + j] * c_row[j] + g[j] * g[2 * hidden + j]
                     c_row[j] = cell
                     cell_row[j] = cell
-                out_row[:] = c_row
+                _copy(out_row, c_row)
                 _tanh_span(out_row, 0, hidden)  # vectorized alone, not inside the loop below
                 for j in range(hidden):
                     hj = g[3 * hidden + j] * out_row[j]
@@ -209,8 +232,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, out, gates
                 g[:] = 0.0
                 cells[t, b] = 0.0
                 out[t, b] = 0.0
-    out[steps] = h
-    out[steps + 1] = c
+    _copy_rows(out[steps], h)
+    _copy_rows(out[steps + 1], c)
 
 
 @kernel
@@ -224,17 +247,18 @@ def lstm_backward(
     dh, dc = grad[steps].copy(), grad[steps + 1].copy()
     back = np.empty((batch, hidden), dtype=x.dtype)
     tanh_cell = np.empty(hidden, dtype=x.dtype)
+    c_before = np.empty((batch, hidden), dtype=x.dtype)
     one = like(1.0, x[0, 0])
     for s in range(steps):
         t = _step_index(s, steps, not reverse)
-        c_before = _previous_rows(cells, t, steps, reverse, lengths, c0)
+        _previous_rows(cells, t, steps, reverse, lengths, c0, c_before)
         for b in range(batch):
             d = d_gates[t * batch + b]
             if t < lengths[b]:
                 g, cell_row, grad_row = gates[t, b], cells[t, b], grad[t, b]
                 dh_row, dc_row, before = dh[b], dc[b], c_before[b]
                 _add_rows(dh_row, grad_row)  # dh_row is overwritten by the GEMM below
-                tanh_cell[:] = cell_row
+                _copy(tanh_cell, cell_row)
                 _tanh_span(tanh_cell, 0, hidden)  # as in the forward
                 for j in range(hidden):
                     tc = tanh_cell[j]
@@ -250,13 +274,13 @@ def lstm_backward(
                     dc_row[j] = dc_j * gf
             else:
                 d[:] = 0.0
-        gemm(d_gates[t * batch : (t + 1) * batch], w_hh, back, 0.0)
+        _gemm(d_gates[t * batch : (t + 1) * batch], w_hh, back, 0.0)
         for b in range(batch):
             if t < lengths[b]:
-                dh[b] = back[b]
-        previous[t * batch : (t + 1) * batch] = _previous_rows(out, t, steps, reverse, lengths, h0)
-    dh0[:] = dh
-    dc0[:] = dc
+                _copy(dh[b], back[b])
+        _previous_rows(out, t, steps, reverse, lengths, h0, previous[t * batch : (t + 1) * batch])
+    _copy_rows(dh0, dh)
+    _copy_rows(dc0, dc)
     _weight_gradients(d_gates, d_gates, x, previous, w_ih, dx, dw_ih, dw_hh)
     _column_sums(d_gates, db)
 
@@ -275,7 +299,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, out, gates):
     recurrent = np.empty((batch, 3 * hidden), dtype=x.dtype)
     for s in range(steps):
         t = _step_index(s, steps, reverse)
-        gemm(h, w_hh_t, recurrent, 0.0)
+        _gemm(h, w_hh_t, recurrent, 0.0)
         for b in range(batch):
             g = gates[t, b]
             if t < lengths[b]:
@@ -297,7 +321,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, out, gates):
             else:
                 g[:] = 0.0
                 out[t, b] = 0.0
-    out[steps] = h
+    _copy_rows(out[steps], h)
 
 
 @kernel
@@ -314,7 +338,7 @@ def gru_backward(
     back = np.empty((batch, hidden), dtype=x.dtype)
     for s in range(steps):
         t = _step_index(s, steps, not reverse)
-        previous[t * batch : (t + 1) * batch] = _previous_rows(out, t, steps, reverse, lengths, h0)
+        _previous_rows(out, t, steps, reverse, lengths, h0, previous[t * batch : (t + 1) * batch])
         for b in range(batch):
             di, dhg = d_input_gates[t * batch + b], d_hidden_gates[t * batch + b]
             if t < lengths[b]:
@@ -332,15 +356,15 @@ def gru_backward(
                     dhg[j] = dr
                     dhg[2 * hidden + j] = dn * gr
                     dh_row[j] = dh_j * gz  # the direct path; the GEMM's part is added below
-                dhg[hidden : 2 * hidden] = di[hidden : 2 * hidden]
+                _copy(dhg[hidden : 2 * hidden], di[hidden : 2 * hidden])
             else:
                 di[:] = 0.0
                 dhg[:] = 0.0
-        gemm(d_hidden_gates[t * batch : (t + 1) * batch], w_hh, back, 0.0)
+        _gemm(d_hidden_gates[t * batch : (t + 1) * batch], w_hh, back, 0.0)
         for b in range(batch):
             if t < lengths[b]:
-                dh[b] += back[b]
-    dh0[:] = dh
+                _add_rows(dh[b], back[b])
+    _copy_rows(dh0, dh)
     _weight_gradients(d_input_gates, d_hidden_gates, x, previous, w_ih, dx, dw_ih, dw_hh)
     _column_sums(d_input_gates, db_ih)
     _column_sums(d_hidden_gates, db_hh)
