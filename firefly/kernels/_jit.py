@@ -47,12 +47,14 @@ from firefly.kernels._threading import preload_tbb
 # In isolation, on a quiet 2-core machine, the parallel add first wins between 1e5 and 3e5
 # elements and the vectorized exp near 1e4 (benchmarks/measure_thresholds.py prints the
 # table). Training interleaves kernels with multithreaded BLAS calls, though, and a woken
-# OpenMP pool then competes with OpenBLAS's spinning threads for the cores: a training step
-# of an MLP (benchmarks/bench_training.py) got slower with the memory-bound threshold at 262k
-# than at 1M, and was fastest with no parallel kernel at all. So the thresholds sit well above
-# the isolated crossovers: parallel builds are for arrays large enough that a few hundred
-# microseconds are at stake.
-PARALLEL_MIN_MEMORY_BOUND = 1_048_576
+# pool then competes with BLAS's spinning threads for the cores: an MLP's training step
+# (benchmarks/bench_training.py) got slower with the memory-bound threshold at 262k, where its
+# 235k-parameter update went parallel. From 524k (2**19) elements the parallel build of add,
+# mul and relu, op to op and interleaved on a quiet machine, took half the serial build's time
+# at 1e6, and neither the MLP steps nor the digits CNN epoch changed (docs/performance.md,
+# "The memory-bound threshold at two threads"). Below it an op's fixed cost is as large as the
+# second core's gain.
+PARALLEL_MIN_MEMORY_BOUND = 524_288
 PARALLEL_MIN_TRANSCENDENTAL = 262_144
 
 # The threading layer that runs the parallel builds, unless the user chose one through

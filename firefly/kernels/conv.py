@@ -9,9 +9,9 @@ Two column layouts, each with its own forward/backward pair; the op picks one pe
 - taps-major (``conv2d_taps_*``), cols (groups, Cg*KH*KW, N*OH*Q): one row per tap, ordered
   (channel, ky, kx), copied from zero-padded planes (N, C, Hp * Wp + tail). Each copy is one
   tap of one sample, as long however few the channels are. These kernels are serial: their
-  parallel builds ran only from 2^20 elements (``PARALLEL_MIN_MEMORY_BOUND``; the digits CNN's
-  first layer at a batch of a thousand images, its evaluation pass) and cost a second compile
-  of each kernel, longer than the serial one. Two variants of it:
+  parallel builds ran only on large inputs (``PARALLEL_MIN_MEMORY_BOUND`` elements: the digits
+  CNN's first layer at a batch of a thousand images, its evaluation pass) and cost a second
+  compile of each kernel, longer than the serial one. Two variants of it:
 
   - exact (Q = OW): one column per output position; a tap's row for one sample is a gather
     through a table of the output positions' offsets in the padded plane (any stride).
