@@ -33,26 +33,35 @@ LANES = 32
 SUM_CHUNK = 1024
 
 
-@intrinsic
-def _maximum(typingctx, a, b):
-    """max(a, b) as LLVM's ``maximum``: NaN if either is NaN, as np.max.
+def _llvm_float_max(name, flags, doc):
+    """An intrinsic max(a, b) of two floats of one type, as the LLVM intrinsic ``name`` called
+    with the fastmath ``flags``."""
 
-    LLVM vectorizes a running ``maximum`` without fastmath because, NaNs included, it is
-    associative; a running np.maximum (compare and select) stays one element at a time.
-    """
-    if not isinstance(a, types.Float) or a != b:
-        return None
+    def typer(typingctx, a, b):
+        if not isinstance(a, types.Float) or a != b:
+            return None
 
-    def codegen(context, builder, signature, args):
-        value_type = args[0].type
-        fn = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(value_type, [value_type, value_type]),
-            f"llvm.maximum.f{a.bitwidth}",
-        )
-        return builder.call(fn, args)
+        def codegen(context, builder, signature, args):
+            value_type = args[0].type
+            fn = cgutils.get_or_insert_function(
+                builder.module,
+                ir.FunctionType(value_type, [value_type, value_type]),
+                f"llvm.{name}.f{a.bitwidth}",
+            )
+            return builder.call(fn, args, fastmath=flags)
 
-    return a(a, b), codegen
+        return a(a, b), codegen
+
+    typer.__name__ = typer.__qualname__ = f"_{name}"
+    typer.__doc__ = doc
+    return intrinsic(typer)
+
+
+# LLVM vectorizes a running ``maximum`` without fastmath because, NaNs included, it is
+# associative; a running np.maximum (compare and select) stays one element at a time.
+_maximum = _llvm_float_max(
+    "maximum", (), "max(a, b) as LLVM's ``maximum``: NaN if either is NaN, as np.max."
+)
 
 
 @inline_helper
@@ -213,25 +222,12 @@ def sum_backward(grad, scale, dx):
                 drow[i] = grow[i] * scale
 
 
-@intrinsic
-def _maxnum_no_nan(typingctx, a, b):
-    """max(a, b) as LLVM's ``maxnum`` with the ``nnan`` flag: one ``vmaxps`` on x86, and a
-    running one vectorizes into register accumulators (no reduction of compares and selects
-    does without fastmath). Only for operands known not to be NaN: for a NaN the result is
-    undefined (poison, never undefined behaviour)."""
-    if not isinstance(a, types.Float) or a != b:
-        return None
-
-    def codegen(context, builder, signature, args):
-        value_type = args[0].type
-        fn = cgutils.get_or_insert_function(
-            builder.module,
-            ir.FunctionType(value_type, [value_type, value_type]),
-            f"llvm.maxnum.f{a.bitwidth}",
-        )
-        return builder.call(fn, args, fastmath=("nnan",))
-
-    return a(a, b), codegen
+# ``maxnum`` with ``nnan`` is one ``vmaxps`` on x86, and a running one vectorizes into register
+# accumulators (no reduction of compares and selects does without fastmath). Only for operands
+# known not to be NaN: for a NaN the result is undefined (poison, never undefined behaviour).
+_maxnum_no_nan = _llvm_float_max(
+    "maxnum", ("nnan",), "max(a, b) of two floats known not to be NaN."
+)
 
 
 @inline_helper
