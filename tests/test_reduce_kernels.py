@@ -280,3 +280,15 @@ def test_single_int_axis_forward_and_backward(op, shape, keepdims):
             count = max(x.shape[axis], 1) if op == "mean" else 1  # no elements: no gradient
             want_grad = np.broadcast_to(g_kept / count, x.shape)
         np.testing.assert_allclose(t.grad.numpy(), want_grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (1, 1000, 1), (3, 257, 1), (2, 5, 7), (1, 4, 33)])
+def test_sum_backward_broadcasts_each_outer_value_along_the_reduced_axis(build, shape):
+    # I == 1 (a full sum, or a sum over the last axis) takes the fill path; I > 1 the rows.
+    O, R, I = shape
+    rng = np.random.default_rng(O * R * I)
+    grad = rng.standard_normal((O, I))
+    dx = np.full(shape, np.nan)
+    getattr(K.sum_backward, build)(grad, 0.25, dx)
+    np.testing.assert_array_equal(dx, np.broadcast_to((grad * 0.25)[:, None, :], shape))
