@@ -31,13 +31,6 @@ def _single_axis(axis, x):
     return None
 
 
-def _split_at(shape, a, keepdims):
-    """(outer, reduced, inner) sizes around axis ``a`` of ``shape``, and the reduced shape."""
-    before, after = shape[:a], shape[a + 1 :]
-    kept = before + (1,) + after if keepdims else before + after
-    return math.prod(before), shape[a], math.prod(after), kept
-
-
 class _SumLike(Op):
     """Declared kernels: forward ``(sum_flat, sum_forward)``, the first for the full reduction
     (axis None), the second for the others; backward ``sum_backward``."""
@@ -61,9 +54,9 @@ class _SumLike(Op):
             return out
         a = _single_axis(axis, x)
         if a is not None:
-            outer, reduced, inner, kept = _split_at(x.shape, a, keepdims)
+            outer, reduced, inner = split3(x.shape, (a,))
             scale = (1.0 / reduced if reduced else float("nan")) if cls.mean else 1.0
-            out = np.empty(kept, dtype=x.dtype)
+            out = np.empty(reduced_shape(x.shape, (a,), keepdims), dtype=x.dtype)
             sum_kernel(x.reshape(outer, reduced, inner), scale, out.reshape(outer, inner))
             ctx.x_shape, ctx.axes, ctx.scale = x.shape, (a,), scale
             return out
@@ -129,23 +122,18 @@ class Max(Op):
             normalize_axes("max", axis, x)  # a bad axis is reported before the empty tensor
             raise ctx.error("cannot take the max of an empty tensor", x)
         a = _single_axis(axis, x)
-        if a is not None:
-            outer, reduced, inner, kept = _split_at(x.shape, a, keepdims)
-            out = np.empty((outer, inner), dtype=x.dtype)
-            x3 = x.reshape(outer, reduced, inner)
-            max_kernel(x3, out)
-            ctx.save_for_backward(x3, out)
-            ctx.order, ctx.work_shape = None, x.shape
-            return out.reshape(kept)
-        axes = normalize_axes("max", axis, x)
-        runs = axis_runs(axes)
-        if len(runs) > 1:  # move the reduced axes to the end: one run, one kernel pass
-            kept = [a for a in range(x.ndim) if a not in axes]
-            order = tuple(kept) + axes
-            work = permute_copy(x, order, gather)
-            run = list(range(len(kept), x.ndim))
+        if a is not None:  # the common case, without the general axes handling
+            axes, order, work, run = (a,), None, x, (a,)
         else:
-            order, work, run = None, x, runs[0] if runs else []
+            axes = normalize_axes("max", axis, x)
+            runs = axis_runs(axes)
+            if len(runs) > 1:  # move the reduced axes to the end: one run, one kernel pass
+                kept = [a for a in range(x.ndim) if a not in axes]
+                order = tuple(kept) + axes
+                work = permute_copy(x, order, gather)
+                run = list(range(len(kept), x.ndim))
+            else:
+                order, work, run = None, x, runs[0] if runs else []
         outer, reduced, inner = split3(work.shape, run) if run else (1, 1, work.size)
         out = np.empty((outer, inner), dtype=x.dtype)
         x3 = work.reshape(outer, reduced, inner)
