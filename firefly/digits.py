@@ -5,14 +5,15 @@ split."""
 
 from __future__ import annotations
 
+import os
 import statistics
+import tempfile
 import time
+import zipfile
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import DTypeLike
-
-from firefly.install import install_hint
 
 if TYPE_CHECKING:
     import argparse
@@ -24,15 +25,101 @@ if TYPE_CHECKING:
 
 
 def load_split(seed: int = 0, dtype: DTypeLike = np.float32) -> list[np.ndarray]:
-    """Images (N, 1, 8, 8) scaled to [0, 1] in ``dtype``, int64 labels; a stratified 80/20 split
-    that depends only on ``seed``. Needs scikit-learn (``pip install "firefly-dl[examples]"``)."""
+    """Images (N, 1, 8, 8) scaled to [0, 1] in ``dtype``, int64 labels; scikit-learn's
+    stratified 80/20 ``train_test_split`` with ``random_state=seed``. Needs scikit-learn
+    (``pip install "firefly-dl[examples]"``).
+
+    The split is kept in the user's cache folder (``$XDG_CACHE_HOME/firefly/datasets``, else
+    ``~/.cache/firefly/datasets``) and read from there by later processes: importing
+    scikit-learn takes longer than training the CNN for an epoch. The file is keyed on
+    scikit-learn's version, since the split is its algorithm's; a damaged file is rebuilt."""
+    from importlib import metadata
+
+    try:
+        path = os.path.join(
+            _datasets_folder(),
+            f"digits-split-{seed}-sklearn-{metadata.version('scikit-learn')}.npz",
+        )
+    except metadata.PackageNotFoundError:
+        path = None
+    split = None if path is None else _read_split(path)
+    if split is None:
+        split = _split_with_sklearn(seed)
+        if path is not None:
+            _write_split(path, split)
+    train_images, test_images, train_labels, test_labels = split
+    # digits' pixels are the integers 0..16, so the cached uint8 values give the same floats
+    # as scaling scikit-learn's float64 images.
+    return [
+        (train_images / 16.0).astype(dtype)[:, None, :, :],
+        (test_images / 16.0).astype(dtype)[:, None, :, :],
+        train_labels,
+        test_labels,
+    ]
+
+
+def _datasets_folder() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "firefly", "datasets")
+
+
+def _split_with_sklearn(seed: int) -> list[np.ndarray]:
+    """(train images, test images, train labels, test labels): uint8 pixels, int64 labels."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
-    images = (digits.images / 16.0).astype(dtype)[:, None, :, :]
+    images = digits.images.astype(np.uint8)
     labels = digits.target.astype(np.int64)
     return train_test_split(images, labels, test_size=0.2, stratify=labels, random_state=seed)
+
+
+def _read_split(path: str) -> list[np.ndarray] | None:
+    """The split cached at ``path``, or None when the file is missing or is not a whole split
+    of the 1,797 digits."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            split = [
+                stored[key]
+                for key in ("train_images", "test_images", "train_labels", "test_labels")
+            ]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    train_images, test_images, train_labels, test_labels = split
+    whole = (
+        train_images.dtype == test_images.dtype == np.uint8
+        and train_labels.dtype == test_labels.dtype == np.int64
+        and train_images.shape[1:] == test_images.shape[1:] == (8, 8)
+        and len(train_images) == len(train_labels)
+        and len(test_images) == len(test_labels)
+        and len(train_images) + len(test_images) == 1797
+    )
+    return split if whole else None
+
+
+def _write_split(path: str, split: list[np.ndarray]) -> None:
+    """Write atomically (a temporary file renamed into place), so that processes reading or
+    writing at once never see half a file; a folder that cannot be written only skips it."""
+    train_images, test_images, train_labels, test_labels = split
+    folder = os.path.dirname(path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=folder, suffix=".npz")
+    except OSError:
+        return
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(
+                file,
+                train_images=train_images,
+                test_images=test_images,
+                train_labels=train_labels,
+                test_labels=test_labels,
+            )
+        os.replace(temporary, path)
+    except OSError:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
 
 
 def build_model(nn: ModuleType) -> Any:
@@ -85,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
     """The demo: train the CNN, report each epoch and the median step time."""
     import firefly
     from firefly import nn
+    from firefly.install import install_hint
     from firefly.optim import AdamW
 
     dtype = np.dtype(args.dtype)

@@ -23,6 +23,67 @@ pytest.importorskip(
 sys.path.insert(0, str(REPO_ROOT / "examples"))
 import digits_cnn  # noqa: E402
 
+from firefly import digits  # noqa: E402
+
+
+def sklearn_split(seed, dtype=np.float32):
+    """The split as scikit-learn makes it, with nothing of firefly's cache in between."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    data = load_digits()
+    images = (data.images / 16.0).astype(dtype)[:, None, :, :]
+    labels = data.target.astype(np.int64)
+    return train_test_split(images, labels, test_size=0.2, stratify=labels, random_state=seed)
+
+
+def assert_same_split(got, expected):
+    assert len(got) == len(expected) == 4
+    for a, b in zip(got, expected):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+
+
+def cached_files(cache_home):
+    return sorted((cache_home / "firefly" / "datasets").glob("*.npz"))
+
+
+@pytest.mark.parametrize("seed, dtype", [(0, np.float32), (3, np.float64)])
+def test_load_split_is_sklearns_split_and_later_calls_read_it_from_the_cache(
+    tmp_path, monkeypatch, seed, dtype
+):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    expected = sklearn_split(seed, dtype)
+    assert_same_split(digits.load_split(seed, dtype), expected)
+    assert len(cached_files(tmp_path)) == 1
+
+    def no_sklearn(seed):
+        raise AssertionError("the cached split should have been read")
+
+    monkeypatch.setattr(digits, "_split_with_sklearn", no_sklearn)
+    assert_same_split(digits.load_split(seed, dtype), expected)
+
+
+def test_a_damaged_cached_split_is_rebuilt(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    digits.load_split(0)
+    (path,) = cached_files(tmp_path)
+    whole = path.read_bytes()
+    for damaged in (whole[: len(whole) // 2], b"not an npz file"):
+        path.write_bytes(damaged)
+        assert_same_split(digits.load_split(0), sklearn_split(0))
+        assert path.read_bytes() != damaged
+    # A well-formed file holding the wrong arrays is not trusted either.
+    np.savez(path, train_images=np.zeros((3, 8, 8), np.uint8))
+    assert_same_split(digits.load_split(0), sklearn_split(0))
+
+
+def test_an_unwritable_cache_folder_still_gives_the_split(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("the cache folder cannot be made under a file")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    assert_same_split(digits.load_split(0), sklearn_split(0))
+
 
 def train(model, epochs, lr=3e-3):
     X_train, X_test, y_train, y_test = digits_cnn.load_split()
