@@ -6,8 +6,6 @@ import numpy as np
 from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
-from numba.np.arrayobj import make_array
-from numba.np.linalg import call_xxdot, call_xxgemm, call_xxgemv, check_c_int, ensure_blas
 
 from firefly.kernels._jit import kernel, sized_kernel
 
@@ -95,6 +93,17 @@ def dot_into(typingctx, a, b, out):
         return None
 
     def codegen(context, builder, signature, args):
+        # Imported here, at a compile: importing Numba's array and linalg modules is 70-90 ms
+        # that neither `import firefly` nor a process loading cached kernels should pay.
+        from numba.np.arrayobj import make_array
+        from numba.np.linalg import (
+            call_xxdot,
+            call_xxgemm,
+            call_xxgemv,
+            check_c_int,
+            ensure_blas,
+        )
+
         ensure_blas()
         x, y, o = (make_array(t)(context, builder, v) for t, v in zip(signature.args, args))
         x_shape = cgutils.unpack_tuple(builder, x.shape)
