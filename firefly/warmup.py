@@ -38,9 +38,10 @@ DTYPES: dict[str, tuple[type[np.floating[Any]], ...]] = {
 
 
 def _warm_optimizers(dtype: DTypeLike) -> None:
-    """Two steps of every built-in fused optimizer (found by registration) with its defaults:
-    its kernel has one specialization per dtype (hyperparameters are run-time fields), so that
-    compiles it. Optimizers defined outside firefly are left to their packages, as plugin ops."""
+    """Two steps of every built-in fused optimizer (found by registration) with its defaults,
+    and with each of its ``warmup_hyperparameters``: a kernel has one specialization per dtype
+    (hyperparameters are run-time fields), so that compiles each kernel it may pick.
+    Optimizers defined outside firefly are left to their packages, as plugin ops."""
     import firefly
     from firefly.optim.optimizer import fused_optimizers
 
@@ -52,13 +53,15 @@ def _warm_optimizers(dtype: DTypeLike) -> None:
             firefly.Tensor(np.ones(2, dtype=dtype), requires_grad=True),
         ]
         # Each optimizer's __init__(params, <hyperparameters>) is generated when its class is
-        # created; mypy sees only FusedOptimizer's (params, defaults).
-        optimizer = cls(params)  # type: ignore[call-arg]
-        for _ in range(2):
-            optimizer.zero_grad()
-            for p in params:
-                p.grad = firefly.Tensor(np.full(p.shape, 0.5, dtype=dtype))
-            optimizer.step()
+        # created; mypy sees only FusedOptimizer's (params, defaults). Settings beyond the
+        # defaults reach kernels the optimizer picks for them (SGD's with momentum).
+        for settings in cls.warmup_hyperparameters:
+            optimizer = cls(params, **settings)  # type: ignore[call-arg]
+            for _ in range(2):
+                optimizer.zero_grad()
+                for p in params:
+                    p.grad = firefly.Tensor(np.full(p.shape, 0.5, dtype=dtype))
+                optimizer.step()
     # LBFGS is not fused (it runs firefly.kernels.lbfgs between closure calls): two
     # iterations of it on a quadratic compile those.
     point = firefly.Tensor(np.array([1.0, -2.0], dtype=dtype), requires_grad=True)

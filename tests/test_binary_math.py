@@ -130,3 +130,22 @@ def test_atan2_of_integer_tensors_is_float32_as_in_torch():
 def test_floor_divide_refuses_a_non_number():
     with pytest.raises(TypeError, match="floor_divide"):
         firefly.tensor([1.0]) // "2"
+
+
+@pytest.mark.parametrize("needs", [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("shape_a, shape_b", [((5,), (5,)), ((2, 3), (3,)), ((4, 1), (1, 3))])
+def test_sub_gradients_match_torch_for_either_input(needs, shape_a, shape_b):
+    # Sub's backward hands a the gradient itself and negates it for b with neg's kernel.
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=shape_a), rng.normal(size=shape_b)
+    upstream = rng.normal(size=np.broadcast_shapes(shape_a, shape_b))
+    grads = []
+    for make in (firefly.tensor, torch.tensor):
+        ta = make(a, requires_grad=needs[0])
+        tb = make(b, requires_grad=needs[1])
+        (ta - tb).backward(make(upstream))
+        grads.append([None if t.grad is None else np.asarray(t.grad.numpy()) for t in (ta, tb)])
+    for ours, theirs in zip(*grads):
+        assert (ours is None) == (theirs is None)
+        if ours is not None:
+            np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=1e-15)

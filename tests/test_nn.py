@@ -283,6 +283,44 @@ def test_linear_forward_and_backward_match_numpy():
     np.testing.assert_allclose(x.grad.numpy(), upstream @ W, rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weight_layout", ["C", "F"])
+@pytest.mark.parametrize(
+    "n, k, m",
+    [(5, 4, 3), (1, 4, 3), (5, 4, 1), (1, 4, 1), (5, 4, 0), (5, 1, 3)],
+    ids=["gemm", "row-gemv", "column-gemv", "dot", "no-outputs", "k1"],
+)
+def test_linear_kernels_match_numpy_in_every_blas_branch(n, k, m, weight_layout, dtype):
+    # The kernels' products go through dot_into, which picks gemm, gemv or dot by shape and
+    # reads a transposed (F-layout) operand through BLAS's transpose flag.
+    from firefly.kernels.linalg import linear_backward, linear_forward
+
+    rng = np.random.default_rng(n * 100 + k * 10 + m)
+    x, bias = rng.normal(size=(n, k)).astype(dtype), rng.normal(size=m).astype(dtype)
+    weight = rng.normal(size=(m, k)).astype(dtype)
+    if weight_layout == "F":
+        weight = np.asfortranarray(weight)
+    out = np.full((n, m), np.nan, dtype)
+    linear_forward(x, weight, bias, out)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, x @ weight.T + bias, rtol=rtol, atol=rtol)
+    grad = rng.normal(size=(n, m)).astype(dtype)
+    dx, dweight = np.full((n, k), np.nan, dtype), np.full((m, k), np.nan, dtype)
+    dbias = np.full(m, np.nan, dtype)
+    linear_backward(grad, x, weight, True, dx, dweight, dbias)
+    np.testing.assert_allclose(dx, grad @ weight, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(dweight, grad.T @ x, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(dbias, grad.sum(axis=0), rtol=rtol, atol=rtol)
+
+
+def test_linear_kernel_refuses_an_output_of_the_wrong_shape():
+    from firefly.kernels.linalg import linear_forward
+
+    x, weight, bias = np.ones((5, 4)), np.ones((3, 4)), np.ones(3)
+    with pytest.raises(ValueError, match="do not fit"):
+        linear_forward(x, weight, bias, np.empty((5, 2)))
+
+
 def test_linear_without_bias():
     layer = nn.Linear(3, 2, bias=False)
     assert layer.bias is None and [n for n, _ in layer.named_parameters()] == ["weight"]

@@ -215,3 +215,36 @@ def test_state_with_an_initial_value_exists_from_construction():
     state = optimizer.state_dict()["state"]
     assert state[0]["step"] == 0
     np.testing.assert_array_equal(state[0]["sum"], np.full(3, 0.25))
+
+
+def test_sgd_picks_its_kernel_without_momentum_only_when_no_run_has_momentum():
+    # Both kernels give torch's SGD; the one without momentum lacks update's momentum loops.
+    calls = []
+
+    class Counting(SGD):
+        def _kernel_for(self, runs):
+            kernel = super()._kernel_for(runs)
+            calls.append(kernel is SGD._kernel_without_momentum)
+            return kernel
+
+    rng = np.random.default_rng(0)
+    start = [rng.normal(size=4), rng.normal(size=3)]
+    grads = [rng.normal(size=4), rng.normal(size=3)]
+    for momenta, plain in (((0.0, 0.0), True), ((0.0, 0.9), False)):
+        params = [Parameter(p.copy()) for p in start]
+        opt = Counting([{"params": [p], "momentum": m} for p, m in zip(params, momenta)], lr=0.1)
+        values = [p.copy() for p in start]
+        buffers = [None, None]
+        for _ in range(3):
+            for p, g in zip(params, grads):
+                p.grad = Tensor(g.copy())
+            opt.step()
+            for k, (g, m) in enumerate(zip(grads, momenta)):
+                step = g
+                if m:
+                    buffers[k] = g.copy() if buffers[k] is None else m * buffers[k] + g
+                    step = buffers[k]
+                values[k] = values[k] - 0.1 * step
+        assert calls[-1] is plain
+        for p, want in zip(params, values):
+            np.testing.assert_allclose(p.numpy(), want, rtol=1e-12)

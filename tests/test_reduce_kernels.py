@@ -292,3 +292,14 @@ def test_sum_backward_broadcasts_each_outer_value_along_the_reduced_axis(build, 
     dx = np.full(shape, np.nan)
     getattr(K.sum_backward, build)(grad, 0.25, dx)
     np.testing.assert_array_equal(dx, np.broadcast_to((grad * 0.25)[:, None, :], shape))
+
+
+@pytest.mark.parametrize("build", ["serial", "parallel"])
+@pytest.mark.parametrize("n", [0, 1, 1000])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sum_flat_backward_fills_the_scaled_gradient(build, n, dtype):
+    # The full reduction's gradient: float64 scale times the gradient, rounded to dx's dtype once.
+    grad = np.array([0.1], dtype=dtype)
+    dx = np.full(n, np.nan, dtype=dtype)
+    getattr(K.sum_flat_backward, build)(grad, 1.0 / 3.0, dx)
+    np.testing.assert_array_equal(dx, np.full(n, np.float64(grad[0]) * (1.0 / 3.0), dtype=dtype))

@@ -1,8 +1,11 @@
-"""Matrix products. Each calls BLAS through ``np.dot`` (which Numba links to SciPy's BLAS):
-measured here, a hand-written Numba matmul reaches only 25-35% of BLAS speed."""
+"""Matrix products. Each calls SciPy's BLAS, as Numba links it for ``np.dot`` (linear's kernels
+through ``dot_into``, the same calls without a compiled function per layout): measured here, a
+hand-written Numba matmul reaches only 25-35% of BLAS speed."""
 
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from firefly.kernels._jit import kernel, sized_kernel
 
@@ -69,11 +72,102 @@ def matmul_backward(grad, a, b, da, db):
             db[0] += np.dot(a[ka].T, g)
 
 
+@intrinsic
+def dot_into(typingctx, a, b, out):
+    """out = a @ b for 2-D float32 or float64 operands whose rows or columns are contiguous
+    (Numba's C or F layout: a transpose is read in place, through BLAS's transpose flag) and a
+    C-contiguous ``out``, all of one dtype: the BLAS calls of Numba's ``np.dot(a, b, out)``
+    (gemm, gemv for a single row or column, dot for both), emitted here directly.
+
+    Numba's ``np.dot`` compiles a function of its own per layout triple, which compiles its
+    shape checks as another (messages included): about 0.15 s of CPU per triple, three for a
+    linear layer's forward and backward, in every process that compiles them. Emitted as
+    LLVM calls, they cost the compile next to nothing. Shapes that do not fit raise
+    ValueError, as ``np.dot`` does."""
+    arrays = (a, b, out)
+    if not all(isinstance(t, types.Array) and t.ndim == 2 for t in arrays):
+        return None
+    if a.layout not in "CF" or b.layout not in "CF" or out.layout != "C":
+        return None
+    if not a.dtype == b.dtype == out.dtype or a.dtype not in (types.float32, types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        # Imported here, at a compile: importing Numba's array and linalg modules is 70-90 ms
+        # that neither `import firefly` nor a process loading cached kernels should pay.
+        from numba.np.arrayobj import make_array
+        from numba.np.linalg import (
+            call_xxdot,
+            call_xxgemm,
+            call_xxgemv,
+            check_c_int,
+            ensure_blas,
+        )
+
+        ensure_blas()
+        x, y, o = (make_array(t)(context, builder, v) for t, v in zip(signature.args, args))
+        x_shape = cgutils.unpack_tuple(builder, x.shape)
+        y_shape = cgutils.unpack_tuple(builder, y.shape)
+        o_shape = cgutils.unpack_tuple(builder, o.shape)
+        (m, k), (k_y, n) = x_shape, y_shape
+        mismatch = builder.or_(
+            builder.icmp_signed("!=", k, k_y),
+            builder.or_(
+                builder.icmp_signed("!=", o_shape[0], m), builder.icmp_signed("!=", o_shape[1], n)
+            ),
+        )
+        with builder.if_then(mismatch, likely=False):
+            context.call_conv.return_user_exc(
+                builder, ValueError, ("dot_into: shapes (m, k) @ (k, n) -> (m, n) do not fit",)
+            )
+        for size in (m, k, n):
+            check_c_int(context, builder, size)
+        zero, one = (context.get_constant(types.intp, v) for v in (0, 1))
+        empty = builder.or_(
+            builder.icmp_signed("==", k, zero),
+            builder.or_(builder.icmp_signed("==", m, zero), builder.icmp_signed("==", n, zero)),
+        )
+        dtype = a.dtype
+        # As Numba's np.dot: zeros for an empty product, and a single row or column of either
+        # operand as a matrix-vector product (gemm is slower there).
+        with builder.if_else(empty, likely=False) as (is_empty, not_empty):
+            with is_empty:
+                cgutils.memset(builder, o.data, builder.mul(o.itemsize, o.nitems), 0)
+            with not_empty:
+                with builder.if_else(builder.icmp_signed("==", n, one)) as (column, matrix):
+                    with column:
+                        with builder.if_else(builder.icmp_signed("==", m, one)) as (vv, mv):
+                            with vv:
+                                call_xxdot(
+                                    context, builder, False, dtype, k, x.data, y.data, o.data
+                                )
+                            with mv:
+                                call_xxgemv(
+                                    context, builder, a.layout == "C", a, x_shape, x.data, y.data,
+                                    o.data,
+                                )  # fmt: skip
+                    with matrix:
+                        with builder.if_else(builder.icmp_signed("==", m, one)) as (vm, mm):
+                            with vm:
+                                call_xxgemv(
+                                    context, builder, b.layout != "C", b, y_shape, y.data, x.data,
+                                    o.data,
+                                )  # fmt: skip
+                            with mm:
+                                call_xxgemm(
+                                    context, builder, a, x_shape, x.data, b, y_shape, y.data, out,
+                                    o_shape, o.data,
+                                )  # fmt: skip
+        return context.get_dummy_value()
+
+    return types.none(a, b, out), codegen
+
+
 @kernel
 def linear_forward(x, weight, bias, out):
     """out = x @ weight.T + bias, with x (N, K), weight (M, K) as torch lays it out and bias
     (M,). BLAS reads the transposed weight in place (a transpose flag, no copy)."""
-    np.dot(x, weight.T, out)
+    dot_into(x, weight.T, out)
     for n in range(out.shape[0]):
         row = out[n]
         for m in range(row.size):
@@ -85,8 +179,8 @@ def linear_backward(grad, x, weight, need_dx, dx, dweight, dbias):
     """dx = grad @ weight (skipped unless need_dx: the first layer's input needs none),
     dweight = grad^T @ x (M, K), dbias = grad summed over rows."""
     if need_dx:
-        np.dot(grad, weight, dx)
-    np.dot(grad.T, x, dweight)
+        dot_into(grad, weight, dx)
+    dot_into(grad.T, x, dweight)
     dbias[:] = 0.0
     for n in range(grad.shape[0]):
         row = grad[n]

@@ -69,8 +69,11 @@ UPDATE_CHUNK = 1 << 16  # elements per prange task of the update kernels
 @inline_helper
 def _run_in_chunk(runs, r, chunk):
     """[start, stop) of run ``r`` within chunk ``chunk`` (empty when they do not overlap)."""
-    low = chunk * UPDATE_CHUNK
-    return max(runs[r, 0], low), min(runs[r, 1], low + UPDATE_CHUNK)
+    # Conditionals, not max and min: those are two more functions for every update kernel's
+    # compile, which is a training script's first.
+    low, high = chunk * UPDATE_CHUNK, (chunk + 1) * UPDATE_CHUNK
+    start, stop = runs[r, 0], runs[r, 1]
+    return (start if start > low else low), (stop if stop < high else high)
 
 
 @called_helper

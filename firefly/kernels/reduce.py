@@ -211,6 +211,18 @@ def sum_flat(x, scale, out):
 
 
 @memory_bound
+def sum_flat_backward(grad, scale, dx):
+    """dx[i] = scale * grad[0] over a flat ``dx``: the gradient of a full sum or mean. A kernel
+    of its own, not ``sum_backward``'s fill through (1, n, 1): the reshape that fill needs
+    costs that kernel more than half its compile."""
+    (_,) = grad.shape
+    (n,) = dx.shape
+    value = grad[0] * scale
+    for i in prange(n):
+        dx[i] = value
+
+
+@memory_bound
 def sum_backward(grad, scale, dx):
     """dx[o, r, i] = scale * grad[o, i]: the gradient of sum and mean, broadcast back."""
     O, R, I = dx.shape

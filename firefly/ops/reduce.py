@@ -33,7 +33,8 @@ def _single_axis(axis, x):
 
 class _SumLike(Op):
     """Declared kernels: forward ``(sum_flat, sum_forward)``, the first for the full reduction
-    (axis None), the second for the others; backward ``sum_backward``."""
+    (axis None), the second for the others; backward ``(sum_flat_backward, sum_backward)``,
+    likewise."""
 
     mean = False
 
@@ -69,12 +70,13 @@ class _SumLike(Op):
 
     @classmethod
     def backward(cls, ctx, grad):
+        flat_kernel, expand_kernel = cls.backward_kernel
         if ctx.axes is None:
             dx = np.empty(ctx.x_shape, dtype=grad.dtype)
-            cls.backward_kernel(grad.reshape(1, 1), ctx.scale, dx.reshape(1, dx.size, 1))
+            flat_kernel(grad.reshape(1), ctx.scale, dx.reshape(-1))
             return dx
         kept = grad.reshape(reduced_shape(ctx.x_shape, ctx.axes, True))
-        return expand_sum_grad(kept, ctx.x_shape, ctx.axes, ctx.scale, cls.backward_kernel)
+        return expand_sum_grad(kept, ctx.x_shape, ctx.axes, ctx.scale, expand_kernel)
 
     @classmethod
     def backward_graph(cls, ctx, grad, inputs, out):
@@ -93,13 +95,15 @@ class _SumLike(Op):
 @register
 class Sum(_SumLike):
     name = "sum"
-    forward_kernel, backward_kernel = (K.sum_flat, K.sum_forward), K.sum_backward
+    forward_kernel = (K.sum_flat, K.sum_forward)
+    backward_kernel = (K.sum_flat_backward, K.sum_backward)
 
 
 @register
 class Mean(_SumLike):
     name = "mean"
-    forward_kernel, backward_kernel = (K.sum_flat, K.sum_forward), K.sum_backward
+    forward_kernel = (K.sum_flat, K.sum_forward)
+    backward_kernel = (K.sum_flat_backward, K.sum_backward)
     mean = True
 
 

@@ -466,6 +466,10 @@ class FusedOptimizer(Optimizer):
       one run (as ``self.Fields(name=value, ...)``) from the run's checked group and step count.
     - ``update(fields, grad, states, start, stop, param)``: the per-run update, specialised into
       the fused update kernel (``firefly.kernels.optim.update_kernel``) with ``cost``.
+    - optionally ``_kernel_for(runs)``: another update kernel for a step whose runs all need
+      less of ``update`` (SGD without momentum), which a process then compiles alone, and
+      ``warmup_hyperparameters``: the settings ``python -m firefly warmup`` steps with, so that
+      every kernel the optimizer may pick is compiled ahead.
 
     Parameters that do not require grad (frozen) are packed but left alone. A parameter that
     requires grad but has none at ``step()`` is skipped (PyTorch's behaviour) unless
@@ -488,6 +492,7 @@ class FusedOptimizer(Optimizer):
     # count and its group (NAdam's mu_product): ``state_dict`` adds them, from
     # ``derived_state(group, step)``, and ``load_state_dict`` takes and ignores them.
     derived_state_names: tuple[str, ...] = ()
+    warmup_hyperparameters: tuple[dict[str, Any], ...] = ({},)
     # Set for each subclass by __init_subclass__, from the declarations above.
     _state_names: tuple[str, ...]
     _min_saved_step: int
@@ -766,6 +771,10 @@ class FusedOptimizer(Optimizer):
         ``_split_flags`` value (False when there are none)."""
         raise NotImplementedError(f"{self._owner} declares no fields() for its kernel")
 
+    def _kernel_for(self, runs: list[tuple[Any, ...]]) -> Callable[..., None]:
+        """The update kernel for one call over ``runs`` (as ``_update`` takes them)."""
+        return self._kernel
+
     def _update(self, buf, runs):
         """Apply one update to ``buf`` with one kernel call: ``runs`` holds (element slice,
         member slice, step, split flag, checked group) for each run of members to update."""
@@ -780,7 +789,8 @@ class FusedOptimizer(Optimizer):
             # A buffer no run uses stays unallocated; the kernel gets an empty array.
             states.append(buf.buffer(state.name) if any(used) else buf.values[:0])
             users.append(used)
-        self._kernel(buf.grads, *self._run_arrays(buf, runs, fields), tuple(states), buf.values)
+        kernel = self._kernel_for(runs)
+        kernel(buf.grads, *self._run_arrays(buf, runs, fields), tuple(states), buf.values)
         # The runs' slots now hold state. Once every member's do, there is nothing to mark:
         # a NumPy slice assignment per run and state is a good part of a small model's step.
         for state, used in zip(self.state_buffers, users):
