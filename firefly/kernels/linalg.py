@@ -1,10 +1,12 @@
-"""Matrix products. Each calls BLAS through ``np.dot`` (which Numba links to SciPy's BLAS):
-measured here, a hand-written Numba matmul reaches only 25-35% of BLAS speed."""
+"""Matrix products. Each calls BLAS, through ``np.dot`` (which Numba links to SciPy's BLAS) or,
+in the linear layer, ``firefly.kernels.cblas.gemm`` (NumPy's): measured here, a hand-written
+Numba matmul reaches only 25-35% of BLAS speed."""
 
 import numpy as np
 from numba import prange
 
 from firefly.kernels._jit import kernel, sized_kernel
+from firefly.kernels.cblas import gemm
 
 # A batch of GEMMs runs one per thread (prange over the batch) when each is small enough that
 # OpenBLAS runs it on one thread anyway: it threads a GEMM only above M * N * K = 65536 * 4
@@ -69,15 +71,21 @@ def matmul_backward(grad, a, b, da, db):
             db[0] += np.dot(a[ka].T, g)
 
 
+# The linear layer's three products go through cblas.gemm (NumPy's OpenBLAS), not np.dot
+# (SciPy's): NumPy's runs grad^T @ x, the transposed-operand product, faster
+# (docs/performance.md, "The char_gpt step, session 31"). All three, not that one alone: a
+# step that used both libraries' threaded GEMMs kept two OpenBLAS thread pools, each spinning
+# while the other ran, and took twice the CPU time at two threads.
 @kernel
 def linear_forward(x, weight, bias, out):
     """out = x @ weight.T + bias, with x (N, K), weight (M, K) as torch lays it out and bias
-    (M,). BLAS reads the transposed weight in place (a transpose flag, no copy)."""
-    np.dot(x, weight.T, out)
+    (M,). BLAS reads the transposed weight in place (a transpose flag, no copy) and adds the
+    product to the bias rows (beta = 1): no second pass over the output."""
     for n in range(out.shape[0]):
         row = out[n]
         for m in range(row.size):
-            row[m] += bias[m]
+            row[m] = bias[m]
+    gemm(x, weight.T, out, 1.0)
 
 
 @kernel
@@ -85,8 +93,8 @@ def linear_backward(grad, x, weight, need_dx, dx, dweight, dbias):
     """dx = grad @ weight (skipped unless need_dx: the first layer's input needs none),
     dweight = grad^T @ x (M, K), dbias = grad summed over rows."""
     if need_dx:
-        np.dot(grad, weight, dx)
-    np.dot(grad.T, x, dweight)
+        gemm(grad, weight, dx, 0.0)
+    gemm(grad.T, x, dweight, 0.0)
     dbias[:] = 0.0
     for n in range(grad.shape[0]):
         row = grad[n]
