@@ -1,16 +1,20 @@
-"""Fit the polynomial firefly/kernels/activation.py evaluates for the normal density in exact
-GELU's backward: exp(-2 (u + 1)) over u in [-1, 1], interpolated at the degree-17 Chebyshev
-nodes in 50-digit arithmetic (mpmath, a development-time dependency only) and written in
-monomials, highest power first, as ``_EXP_CENTRAL``. Prints the coefficients and the largest
-relative error of their float64 Horner evaluation over 4001 points.
+"""Fit the two polynomials firefly/kernels/activation.py evaluates for exact GELU in its central
+range |x| < 2 sqrt 2, in the variable u = x**2 / 4 - 1 (which runs over [-1, 1] there):
+
+- ``_GELU_ODD``, degree 16: (Phi(x) - 1/2) / x = erf(a) / (2 sqrt 2 a), a = |x| / sqrt 2, an
+  even function of x, so that Phi(x) = 1/2 + x * odd(u) on both sides of 0;
+- ``_GELU_SLOPE``, degree 17: GELU's derivative Phi(x) + x phi(x) is 1/2 + x * slope(u) with
+  slope(u) = odd(u) + phi(x), the normal density phi(x) = exp(-2 (u + 1)) / sqrt(2 pi).
+
+Each is interpolated at the Chebyshev nodes of the first kind in 50-digit arithmetic (mpmath, a
+development-time dependency only) and written in monomials, highest power first. Prints the
+coefficients and the largest relative error of their float64 Horner evaluation over 4001 points.
 
     pip install mpmath && python tools/fit_gelu_polynomials.py
 """
 
 import mpmath as mp
 import numpy as np
-
-DEGREE = 17
 
 
 def chebyshev_interpolant_monomials(f, degree):
@@ -33,23 +37,29 @@ def chebyshev_interpolant_monomials(f, degree):
     return [float(m) for m in reversed(monomials)]
 
 
+def odd_part(u):
+    a = mp.sqrt(2 * (u + 1))
+    return mp.erf(a) / (2 * mp.sqrt(2) * a) if a else 1 / mp.sqrt(2 * mp.pi)
+
+
+def slope(u):
+    return odd_part(u) + mp.exp(-2 * (u + 1)) / mp.sqrt(2 * mp.pi)
+
+
 def main():
     mp.mp.dps = 50
-
-    def density_part(u):
-        return mp.exp(-2 * (u + 1))
-
-    coefficients = chebyshev_interpolant_monomials(density_part, DEGREE)
     u = np.linspace(-1.0, 1.0, 4001)
-    exact = np.array([float(density_part(mp.mpf(t))) for t in u])
-    horner = np.full_like(u, coefficients[0])
-    for c in coefficients[1:]:
-        horner = horner * u + c
-    print("_EXP_CENTRAL = (")
-    for c in coefficients:
-        print(f"    {c!r},")
-    print(")")
-    print(f"largest relative error: {np.max(np.abs(horner / exact - 1)):.2e}")
+    for name, f, degree in (("_GELU_ODD", odd_part, 16), ("_GELU_SLOPE", slope, 17)):
+        coefficients = chebyshev_interpolant_monomials(f, degree)
+        exact = np.array([float(f(mp.mpf(t))) for t in u])
+        horner = np.full_like(u, coefficients[0])
+        for c in coefficients[1:]:
+            horner = horner * u + c
+        print(f"{name} = (")
+        for c in coefficients:
+            print(f"    {c!r},")
+        print(")")
+        print(f"largest relative error: {np.max(np.abs(horner / exact - 1)):.2e}")
 
 
 if __name__ == "__main__":

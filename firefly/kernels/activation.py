@@ -25,17 +25,21 @@ def _sigmoid(x):
     return e / (1.0 + e)
 
 
-# The normal CDF Phi(x) = (1 + erf(x / sqrt 2)) / 2 of exact GELU, as polynomials LLVM
+# Exact GELU x Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2 the normal CDF, as polynomials LLVM
 # vectorizes: math.erf is a libm call per element, which kept the loops scalar (35x torch's
-# time for a (768, 512) float32 GELU). With a = |x| / sqrt 2: below 2, erf(a) = a P(a**2); from
-# 2 on, erfc(a) = exp(Q(1 / a) - a**2) / a, Q fitting log(a erfc(a)) + a**2. Both are Chebyshev
-# fits of degree 16 (to mpmath) written in monomials of the variable scaled to [-1, 1], relative
-# error 1e-15 and 2e-14; Phi is within 3e-13 relative of the exact value down to x = -40 (the
-# erfc form keeps the left tail's precision, which 1 + erf(x) cancels away). The kernels run
-# the central form over every element in vectorized loops, then redo the few elements beyond
-# |x| = 2 sqrt 2 with the tail form: computing both forms everywhere and selecting cost 2.7x
-# the central loop alone (the tail's exp and division).
-_CENTRAL_LIMIT = 2.0 * math.sqrt(2.0)  # |x| below which the central form holds (a < 2)
+# time for a (768, 512) float32 GELU). In the central range |x| < 2 sqrt 2, with
+# u = x**2 / 4 - 1 in [-1, 1], Phi(x) = 1/2 + x odd(u) and GELU's derivative
+# Phi(x) + x phi(x) = 1/2 + x slope(u): Phi - 1/2 is odd and so is x phi(x), so each is x
+# times an even function, one polynomial in u on both sides of 0 (no sign test), and the
+# backward's CDF and density are one polynomial, not two (tools/fit_gelu_polynomials.py:
+# Chebyshev interpolants of degree 16 and 17, relative error 2e-16 and 3e-16). Beyond,
+# erfc(a) = exp(Q(1 / a) - a**2) / a with a = |x| / sqrt 2, Q a degree-16 fit of
+# log(a erfc(a)) + a**2 (2e-14): Phi is within 3e-13 relative of the exact value down to
+# x = -40 (the erfc form keeps the left tail's precision, which 1 + erf(x) cancels away). The
+# kernels run the central form over every element in vectorized loops, then redo the few
+# elements beyond |x| = 2 sqrt 2 with the tail form: computing both forms everywhere and
+# selecting cost 2.7x the central loop alone (the tail's exp and division).
+_CENTRAL_LIMIT = 2.0 * math.sqrt(2.0)  # |x| below which the central form holds (u < 1)
 # The tails are found group by group: the central loop over a group also counts the group's
 # elements beyond the limit, and only a group with some is scanned, serially, for their
 # positions; the tail form then runs at those only. A loop testing each element and computing
@@ -45,25 +49,45 @@ _CENTRAL_LIMIT = 2.0 * math.sqrt(2.0)  # |x| below which the central form holds 
 # loop did not vectorize (6x slower).
 _TAIL_BLOCK = 4096  # elements per prange task, a multiple of _TAIL_GROUP
 _TAIL_GROUP = 64
-_ERF_SMALL = (
-    1.559987545439955e-11,
-    -1.4910262076709775e-10,
-    1.1396300499823103e-09,
-    -8.600422866881884e-09,
-    6.118672544709473e-08,
-    -4.0452688768685226e-07,
-    2.4758103060231867e-06,
-    -1.3946263890294245e-05,
-    7.180100424639935e-05,
-    -0.00033514353662312233,
-    0.0014050914248131194,
-    -0.005234875835659439,
-    0.01712834457165839,
-    -0.048662777449186734,
-    0.11947913860985998,
-    -0.2611118609312455,
-    0.6749332360396546,
-)  # erf(a) / a in u = a**2 / 2 - 1, highest power first, a < 2
+_GELU_ODD = (
+    6.070393198965642e-12,
+    -5.238802351660913e-11,
+    4.0070253660569017e-10,
+    -3.0418432849092293e-09,
+    2.1636420773461992e-08,
+    -1.4302030952504087e-07,
+    8.75327954369826e-07,
+    -4.93074992716718e-06,
+    2.5385490057886874e-05,
+    -0.00011849113334510796,
+    0.0004967748369135372,
+    -0.0018508081010923068,
+    0.006055784298616544,
+    -0.01720488996284298,
+    0.04224225456067684,
+    -0.09231698375636099,
+    0.2386249340259104,
+)  # (Phi(x) - 1/2) / x in u = x**2 / 4 - 1, highest power first, |x| < 2 sqrt 2
+_GELU_SLOPE = (
+    -2.1636902238210724e-11,
+    1.8543015704996303e-10,
+    -1.400440445041316e-09,
+    1.052816592387715e-08,
+    -7.407705228388811e-08,
+    4.833394014127737e-07,
+    -2.9131137783297884e-06,
+    1.6110862354530808e-05,
+    -8.110848331450143e-05,
+    0.00036818528151331487,
+    -0.0014896902820738728,
+    0.005295971859513138,
+    -0.016248399171399953,
+    0.042049761974153034,
+    -0.08919284531375178,
+    0.15022418758705,
+    -0.20029891678273729,
+    0.2926159005390985,
+)  # (Phi(x) + x phi(x) - 1/2) / x in the same u, highest power first, |x| < 2 sqrt 2
 _ERFC_T_LOW, _ERFC_T_HIGH = 1.0 / 27.0, 0.5  # 1 / a over a in [2, 27]; erfc(27) underflows
 _ERFC_LARGE = (
     -4.481899757023544e-09,
@@ -84,32 +108,6 @@ _ERFC_LARGE = (
     -0.053206143925757794,
     -0.6056314796533244,
 )  # log(a erfc(a)) + a**2 in u = 1/a scaled to [-1, 1], highest power first
-
-
-# The density exp(-x**2 / 2) / sqrt(2 pi) in the central range, as a polynomial in the same u
-# as _ERF_SMALL's: vmath.exp (its range reduction, scaling and special cases) cost more than
-# the CDF's polynomial; this one runs beside it. Chebyshev interpolation of degree 17 at its
-# nodes (tools/fit_gelu_polynomials.py), relative error 5e-15 in float64.
-_EXP_CENTRAL = (
-    -5.2562991715194955e-11,
-    4.4954465890776245e-10,
-    -3.386174121637167e-09,
-    2.538596043727016e-08,
-    -1.7804642687078197e-07,
-    1.1573174624640294e-06,
-    -6.943606158141582e-06,
-    3.8189821546214694e-05,
-    -0.00019094925430143494,
-    0.0008592716496874729,
-    -0.0034370865581843427,
-    0.012029802952401653,
-    -0.036089408863116776,
-    0.09022352215793321,
-    -0.18044704431548284,
-    0.2706705664732182,
-    -0.2706705664732254,
-    0.13533528323661273,
-)  # exp(-a**2) = exp(-2 (u + 1)) in u = a**2 / 2 - 1, highest power first, a < 2
 
 
 @inline_helper
@@ -144,18 +142,9 @@ def _degree17(c, u):
 
 
 @inline_helper
-def _normal_cdf_central(v):
-    """Phi(v) for |v| < _CENTRAL_LIMIT (meaningless beyond)."""
-    a = abs(v) * _SQRT_HALF
-    erf_a = a * _degree16(_ERF_SMALL, a * a * 0.5 - 1.0)
-    return 0.5 + 0.5 * erf_a if v >= 0.0 else 0.5 - 0.5 * erf_a
-
-
-@inline_helper
-def _normal_density_central(v):
-    """phi(v) = exp(-v**2 / 2) / sqrt(2 pi) for |v| < _CENTRAL_LIMIT (meaningless beyond)."""
-    a = abs(v) * _SQRT_HALF
-    return _INV_SQRT_2PI * _degree17(_EXP_CENTRAL, a * a * 0.5 - 1.0)
+def _central_u(v):
+    """u = x**2 / 4 - 1, the central polynomials' variable."""
+    return _mul_add(v * v, 0.25, -1.0)
 
 
 @inline_helper
@@ -197,8 +186,8 @@ def gelu_forward(x, tanh_approximation, out):
             xs, outs = x[start : start + _TAIL_GROUP], out[start : start + _TAIL_GROUP]
             tails = 0
             for i in range(xs.size):
-                v = float(xs[i])
-                outs[i] = v * _normal_cdf_central(v)
+                v = np.float64(xs[i])  # float(): float32 stays float32 in Numba
+                outs[i] = v * _mul_add(v, _degree16(_GELU_ODD, _central_u(v)), 0.5)
                 tails += 0 if abs(v) < _CENTRAL_LIMIT else 1
             for j in range(_tail_positions(xs, positions) if tails else 0):  # rare
                 v = float(xs[positions[j]])
@@ -227,9 +216,8 @@ def gelu_backward(grad, x, tanh_approximation, dx):
             xs, grads, dxs = x[start:end], grad[start:end], dx[start:end]
             tails = 0
             for i in range(xs.size):
-                v = float(xs[i])
-                density = _normal_density_central(v)
-                dxs[i] = grads[i] * (_normal_cdf_central(v) + v * density)
+                v = np.float64(xs[i])
+                dxs[i] = grads[i] * _mul_add(v, _degree17(_GELU_SLOPE, _central_u(v)), 0.5)
                 tails += 0 if abs(v) < _CENTRAL_LIMIT else 1
             for j in range(_tail_positions(xs, positions) if tails else 0):  # rare
                 i = positions[j]
