@@ -287,12 +287,13 @@ def test_linear_forward_and_backward_match_numpy():
 @pytest.mark.parametrize("weight_layout", ["C", "F"])
 @pytest.mark.parametrize(
     "n, k, m",
-    [(5, 4, 3), (1, 4, 3), (5, 4, 1), (1, 4, 1), (5, 4, 0), (5, 1, 3)],
-    ids=["gemm", "row-gemv", "column-gemv", "dot", "no-outputs", "k1"],
+    [(5, 4, 3), (1, 4, 3), (5, 4, 1), (1, 4, 1), (5, 4, 0), (5, 1, 3), (5, 0, 3)],
+    ids=["matrix", "one-row", "one-column", "one-by-one", "no-outputs", "k1", "no-depth"],
 )
 def test_linear_kernels_match_numpy_in_every_blas_branch(n, k, m, weight_layout, dtype):
-    # The kernels' products go through dot_into, which picks gemm, gemv or dot by shape and
-    # reads a transposed (F-layout) operand through BLAS's transpose flag.
+    # The kernels' products go through dot_into, one CBLAS gemm call for every shape (OpenBLAS
+    # hands a single row or column to its gemv), reading a transposed (F-layout) operand
+    # through BLAS's transpose flag; the shapes cover those paths and the empty products.
     from firefly.kernels.linalg import linear_backward, linear_forward
 
     rng = np.random.default_rng(n * 100 + k * 10 + m)

@@ -25,8 +25,9 @@ from numba.extending import intrinsic
 from firefly.kernels._jit import inline_helper
 
 # CBLAS's enums: CblasRowMajor, CblasNoTrans, CblasTrans.
-_ROW_MAJOR, _NO_TRANSPOSE, _TRANSPOSE = 101, 111, 112
-_SYMBOLS = {np.float32: "firefly_cblas_sgemm", np.float64: "firefly_cblas_dgemm"}
+ROW_MAJOR, NO_TRANSPOSE, TRANSPOSE = 101, 111, 112
+# The symbols kernels call; dot_into (kernels/linalg.py) emits calls to them by name too.
+GEMM_SYMBOLS = {np.float32: "firefly_cblas_sgemm", np.float64: "firefly_cblas_dgemm"}
 _NUMPY_SYMBOLS = {np.float32: "scipy_cblas_sgemm64_", np.float64: "scipy_cblas_dgemm64_"}
 _SCALARS = {np.float32: ctypes.c_float, np.float64: ctypes.c_double}
 
@@ -69,8 +70,8 @@ def _numpy_gemm(dtype):
         )
 
     def gemm(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc):
-        left = view(a, k, m, lda).T if trans_a == _TRANSPOSE else view(a, m, k, lda)
-        right = view(b, n, k, ldb).T if trans_b == _TRANSPOSE else view(b, k, n, ldb)
+        left = view(a, k, m, lda).T if trans_a == TRANSPOSE else view(a, m, k, lda)
+        right = view(b, n, k, ldb).T if trans_b == TRANSPOSE else view(b, k, n, ldb)
         out = view(c, m, n, ldc)
         product = alpha * (left @ right)
         out[...] = product if beta == 0.0 else product + beta * out
@@ -87,9 +88,9 @@ def bind(use_numpy_blas: bool = True) -> bool:
     """Binds the kernels' gemm symbols: to NumPy's CBLAS when ``use_numpy_blas`` and NumPy has
     one, else to the NumPy fallback. Returns whether NumPy's CBLAS is bound. A kernel keeps the
     binding it was linked with, so this runs once, at import (tests rebind in a new process)."""
-    addresses = {dtype: _numpy_cblas(dtype) if use_numpy_blas else None for dtype in _SYMBOLS}
+    addresses = {dtype: _numpy_cblas(dtype) if use_numpy_blas else None for dtype in GEMM_SYMBOLS}
     native = all(address is not None for address in addresses.values())
-    for dtype, symbol in _SYMBOLS.items():
+    for dtype, symbol in GEMM_SYMBOLS.items():
         if native:
             llvm.add_symbol(symbol, addresses[dtype])
         else:
@@ -100,8 +101,8 @@ def bind(use_numpy_blas: bool = True) -> bool:
 
 
 numpy_blas_bound = bind()
-_sgemm = types.ExternalFunction(_SYMBOLS[np.float32], _signature(types.float32))
-_dgemm = types.ExternalFunction(_SYMBOLS[np.float64], _signature(types.float64))
+_sgemm = types.ExternalFunction(GEMM_SYMBOLS[np.float32], _signature(types.float32))
+_dgemm = types.ExternalFunction(GEMM_SYMBOLS[np.float64], _signature(types.float64))
 
 
 @intrinsic
@@ -121,9 +122,9 @@ def _layout(a):
     rows, cols = a.shape
     row_step, col_step = a.strides[0] // a.itemsize, a.strides[1] // a.itemsize
     if cols == 1 or col_step == 1:
-        return _NO_TRANSPOSE, max(row_step, cols, 1)
+        return NO_TRANSPOSE, max(row_step, cols, 1)
     if rows == 1 or row_step == 1:
-        return _TRANSPOSE, max(col_step, rows, 1)
+        return TRANSPOSE, max(col_step, rows, 1)
     return -1, 0
 
 
@@ -159,9 +160,9 @@ def gemm_views(a, b, out, beta):
     ldc = _layout(out)[1]
     pa, pb, pc = a.ctypes.data, b.ctypes.data, out.ctypes.data
     if out.itemsize == 4:
-        _sgemm(_ROW_MAJOR, trans_a, trans_b, m, n, k, 1.0, pa, lda, pb, ldb, beta, pc, ldc)
+        _sgemm(ROW_MAJOR, trans_a, trans_b, m, n, k, 1.0, pa, lda, pb, ldb, beta, pc, ldc)
     else:
-        _dgemm(_ROW_MAJOR, trans_a, trans_b, m, n, k, 1.0, pa, lda, pb, ldb, beta, pc, ldc)
+        _dgemm(ROW_MAJOR, trans_a, trans_b, m, n, k, 1.0, pa, lda, pb, ldb, beta, pc, ldc)
     # The raw pointers do not hold the arrays: Numba frees an array after its last use, which
     # without this line is taking its pointer, so a temporary (gemm's copies, or one the
     # caller passed) was freed and reused while BLAS still read it (wrong GRU outputs with two

@@ -1,13 +1,15 @@
-"""Matrix products. Each calls SciPy's BLAS, as Numba links it for ``np.dot`` (linear's kernels
-through ``dot_into``, the same calls without a compiled function per layout): measured here, a
-hand-written Numba matmul reaches only 25-35% of BLAS speed."""
+"""Matrix products. Each calls BLAS: SciPy's, as Numba links it for ``np.dot``, or, in the
+linear layer, NumPy's through ``dot_into`` (one CBLAS call, without a compiled function per
+layout): measured here, a hand-written Numba matmul reaches only 25-35% of BLAS speed."""
 
 import numpy as np
+from llvmlite import ir
 from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from firefly.kernels._jit import kernel, sized_kernel
+from firefly.kernels.cblas import GEMM_SYMBOLS, NO_TRANSPOSE, ROW_MAJOR, TRANSPOSE
 
 # A batch of GEMMs runs one per thread (prange over the batch) when each is small enough that
 # OpenBLAS runs it on one thread anyway: it threads a GEMM only above M * N * K = 65536 * 4
@@ -76,14 +78,16 @@ def matmul_backward(grad, a, b, da, db):
 def dot_into(typingctx, a, b, out):
     """out = a @ b for 2-D float32 or float64 operands whose rows or columns are contiguous
     (Numba's C or F layout: a transpose is read in place, through BLAS's transpose flag) and a
-    C-contiguous ``out``, all of one dtype: the BLAS calls of Numba's ``np.dot(a, b, out)``
-    (gemm, gemv for a single row or column, dot for both), emitted here directly.
+    C-contiguous ``out``, all of one dtype, as one call of the CBLAS gemm that
+    ``firefly.kernels.cblas`` binds (NumPy's OpenBLAS).
 
-    Numba's ``np.dot`` compiles a function of its own per layout triple, which compiles its
-    shape checks as another (messages included): about 0.15 s of CPU per triple, three for a
-    linear layer's forward and backward, in every process that compiles them. Emitted as
-    LLVM calls, they cost the compile next to nothing. Shapes that do not fit raise
-    ValueError, as ``np.dot`` does."""
+    Emitted as an LLVM call, not through Numba's ``np.dot``, which compiles a function of its
+    own per layout triple and its shape checks as another (messages included): about 0.15 s
+    of CPU per triple, three for a linear layer's forward and backward, in every process that
+    compiles them. NumPy's OpenBLAS, not the SciPy one ``np.dot`` calls, since it runs the
+    weight gradient's transposed product faster (docs/performance.md, "The char_gpt step,
+    session 31"); a single row or column goes through gemm too, which OpenBLAS hands to its
+    gemv. Shapes that do not fit raise ValueError, as ``np.dot`` does."""
     arrays = (a, b, out)
     if not all(isinstance(t, types.Array) and t.ndim == 2 for t in arrays):
         return None
@@ -91,25 +95,19 @@ def dot_into(typingctx, a, b, out):
         return None
     if not a.dtype == b.dtype == out.dtype or a.dtype not in (types.float32, types.float64):
         return None
+    dtype = a.dtype
 
     def codegen(context, builder, signature, args):
-        # Imported here, at a compile: importing Numba's array and linalg modules is 70-90 ms
+        # Imported here, at a compile: importing Numba's array module is tens of milliseconds
         # that neither `import firefly` nor a process loading cached kernels should pay.
         from numba.np.arrayobj import make_array
-        from numba.np.linalg import (
-            call_xxdot,
-            call_xxgemm,
-            call_xxgemv,
-            check_c_int,
-            ensure_blas,
-        )
 
-        ensure_blas()
         x, y, o = (make_array(t)(context, builder, v) for t, v in zip(signature.args, args))
-        x_shape = cgutils.unpack_tuple(builder, x.shape)
-        y_shape = cgutils.unpack_tuple(builder, y.shape)
+        (m, k), (k_y, n) = (
+            cgutils.unpack_tuple(builder, x.shape),
+            cgutils.unpack_tuple(builder, y.shape),
+        )
         o_shape = cgutils.unpack_tuple(builder, o.shape)
-        (m, k), (k_y, n) = x_shape, y_shape
         mismatch = builder.or_(
             builder.icmp_signed("!=", k, k_y),
             builder.or_(
@@ -120,44 +118,41 @@ def dot_into(typingctx, a, b, out):
             context.call_conv.return_user_exc(
                 builder, ValueError, ("dot_into: shapes (m, k) @ (k, n) -> (m, n) do not fit",)
             )
-        for size in (m, k, n):
-            check_c_int(context, builder, size)
-        zero, one = (context.get_constant(types.intp, v) for v in (0, 1))
+        zero = context.get_constant(types.intp, 0)
         empty = builder.or_(
             builder.icmp_signed("==", k, zero),
             builder.or_(builder.icmp_signed("==", m, zero), builder.icmp_signed("==", n, zero)),
         )
-        dtype = a.dtype
-        # As Numba's np.dot: zeros for an empty product, and a single row or column of either
-        # operand as a matrix-vector product (gemm is slower there).
         with builder.if_else(empty, likely=False) as (is_empty, not_empty):
-            with is_empty:
+            with is_empty:  # zeros, as np.dot gives (BLAS wants leading dimensions >= 1)
                 cgutils.memset(builder, o.data, builder.mul(o.itemsize, o.nitems), 0)
             with not_empty:
-                with builder.if_else(builder.icmp_signed("==", n, one)) as (column, matrix):
-                    with column:
-                        with builder.if_else(builder.icmp_signed("==", m, one)) as (vv, mv):
-                            with vv:
-                                call_xxdot(
-                                    context, builder, False, dtype, k, x.data, y.data, o.data
-                                )
-                            with mv:
-                                call_xxgemv(
-                                    context, builder, a.layout == "C", a, x_shape, x.data, y.data,
-                                    o.data,
-                                )  # fmt: skip
-                    with matrix:
-                        with builder.if_else(builder.icmp_signed("==", m, one)) as (vm, mm):
-                            with vm:
-                                call_xxgemv(
-                                    context, builder, b.layout != "C", b, y_shape, y.data, x.data,
-                                    o.data,
-                                )  # fmt: skip
-                            with mm:
-                                call_xxgemm(
-                                    context, builder, a, x_shape, x.data, b, y_shape, y.data, out,
-                                    o_shape, o.data,
-                                )  # fmt: skip
+                enum = lambda value: context.get_constant(types.intc, value)  # noqa: E731
+                # Row-major: a C operand is read as is (leading dimension: its row length), an
+                # F one is a C array's transpose (its leading dimension is that array's rows).
+                trans_a, lda = (NO_TRANSPOSE, k) if a.layout == "C" else (TRANSPOSE, m)
+                trans_b, ldb = (NO_TRANSPOSE, n) if b.layout == "C" else (TRANSPOSE, k)
+                scalar = context.get_value_type(dtype)
+                pointer = cgutils.voidptr_t
+                size = context.get_value_type(types.intp)
+                int_type = context.get_value_type(types.intc)
+                gemm_type = ir.FunctionType(
+                    ir.VoidType(),
+                    [int_type] * 3 + [size] * 3 + [scalar, pointer, size, pointer, size]
+                    + [scalar, pointer, size],
+                )  # fmt: skip
+                gemm = cgutils.get_or_insert_function(
+                    builder.module, gemm_type, GEMM_SYMBOLS[np.dtype(dtype.name).type]
+                )
+                builder.call(
+                    gemm,
+                    [
+                        enum(ROW_MAJOR), enum(trans_a), enum(trans_b), m, n, k,
+                        context.get_constant(dtype, 1.0), builder.bitcast(x.data, pointer), lda,
+                        builder.bitcast(y.data, pointer), ldb, context.get_constant(dtype, 0.0),
+                        builder.bitcast(o.data, pointer), n,
+                    ],
+                )  # fmt: skip
         return context.get_dummy_value()
 
     return types.none(a, b, out), codegen
