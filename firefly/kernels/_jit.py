@@ -216,7 +216,11 @@ class LazyDispatcher(CPUDispatcher):
         # few set above; after it, attributes that do not exist at all.
         with _completing:
             attributes = self.__dict__
-            if "_compiler" in attributes or attributes.get("_completing_now"):
+            if "_compiler" in attributes:
+                # Complete: by another thread while this one waited for the lock (two threads
+                # calling a kernel for the first time at once), or the attribute does not exist.
+                return object.__getattribute__(self, name)
+            if attributes.get("_completing_now"):
                 raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
             attributes["_completing_now"] = True
             try:
@@ -552,6 +556,91 @@ def parallel_blas_kernel(fn):
     run.__module__ = fn.__module__
     _blas_kernels[id(run)] = run
     return run
+
+
+def share_kernel(fn):
+    """Compile ``fn`` as a serial kernel over one share of a batch that releases the GIL while it
+    runs, so that ``run_shares`` runs shares on several Python threads at once. It compiles
+    once, without the parfor pass: a prange kernel links the helper its body calls into the
+    gufunc and into itself and optimizes it three times (conv's position-major backward
+    compiled in a third of the time this way, docs/performance.md). Registered as a helper:
+    ops call the Python function that shares the batch out (``threaded_kernel``)."""
+    share = _jit(fn, parallel=False, nogil=True)
+    _helpers.add(id(share))
+    return share
+
+
+def threaded_kernel(fn):
+    """``fn``, a Python function that runs ``share_kernel`` shares through ``run_shares``,
+    registered as an op's kernel (``is_compiled_kernel``)."""
+    _blas_kernels[id(fn)] = fn
+    return fn
+
+
+class _ShareThread:
+    """A persistent Python thread that runs one share at a time for ``run_shares``, handed it
+    through a lock that the thread waits on and handing it back through another: a thread
+    pool's futures took twice as long per call (docs/performance.md)."""
+
+    def __init__(self):
+        self._go, self._done = threading.Lock(), threading.Lock()
+        self._go.acquire()
+        self._done.acquire()
+        self._task = self._error = None
+        threading.Thread(target=self._serve, name="firefly-share", daemon=True).start()
+
+    def _serve(self):
+        while True:
+            self._go.acquire()
+            share, t = self._task
+            try:
+                share(t)
+            except BaseException as exc:  # raised on the caller's thread by join()
+                self._error = exc
+            self._done.release()
+
+    def start(self, share, t):
+        self._task = (share, t)
+        self._go.release()
+
+    def join(self):
+        self._done.acquire()
+        error, self._task, self._error = self._error, None, None
+        return error
+
+
+_share_threads = []  # the threads that run shares 1, 2, ... (share 0 runs on the caller's)
+
+
+def _forget_share_threads():
+    # A forked child has none of the parent's threads.
+    _share_threads.clear()
+
+
+os.register_at_fork(after_in_child=_forget_share_threads)
+
+
+def run_shares(share: Callable[[int], object], threads: int) -> None:
+    """``share(t)`` for t in range(threads), at once: share 0 on the calling thread, the others
+    on persistent Python threads, with BLAS limited to one thread while they run (as
+    ``parallel_blas_kernel``). ``threads`` comes from Numba's thread count, as a prange's
+    would. Returns when every share has finished; the first exception of any is raised."""
+    if threads == 1:
+        share(0)
+        return
+    with _parallel_lock, single_threaded_blas():
+        while len(_share_threads) < threads - 1:
+            _share_threads.append(_ShareThread())
+        workers = _share_threads[: threads - 1]
+        for t, worker in enumerate(workers, 1):
+            worker.start(share, t)
+        try:
+            share(0)
+        finally:  # the other shares write into the caller's arrays: wait for them regardless
+            errors = [worker.join() for worker in workers]
+        for error in errors:
+            if error is not None:
+                raise error
 
 
 def is_compiled_kernel(obj):
