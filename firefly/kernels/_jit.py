@@ -558,21 +558,22 @@ def parallel_blas_kernel(fn):
     return run
 
 
-def share_kernel(fn):
-    """Compile ``fn`` as a serial kernel over one share of a batch that releases the GIL while it
-    runs, so that ``run_shares`` runs shares on several Python threads at once. It compiles
-    once, without the parfor pass: a prange kernel links the helper its body calls into the
-    gufunc and into itself and optimizes it three times (conv's position-major backward
-    compiled in a third of the time this way, docs/performance.md). Registered as a helper:
-    ops call the Python function that shares the batch out (``threaded_kernel``)."""
-    share = _jit(fn, parallel=False, nogil=True)
-    _helpers.add(id(share))
-    return share
+def driven_kernel(fn):
+    """Compile ``fn`` as a serial kernel that a ``kernel_driver`` calls, releasing the GIL while
+    it runs, so that ``run_shares`` can run shares of a batch through it on several Python
+    threads at once. It compiles once, without the parfor pass: a prange kernel links the
+    helper its body calls into the gufunc and into itself and optimizes it three times (conv's
+    position-major backward compiled in a third of the time this way, docs/architecture.md).
+    Registered as a helper: ops call the driver, never this directly."""
+    driven = _jit(fn, parallel=False, nogil=True)
+    _helpers.add(id(driven))
+    return driven
 
 
-def threaded_kernel(fn):
-    """``fn``, a Python function that runs ``share_kernel`` shares through ``run_shares``,
-    registered as an op's kernel (``is_compiled_kernel``)."""
+def kernel_driver(fn):
+    """``fn``, a Python function that calls ``driven_kernel``s (through ``run_shares``, or one
+    of several as the call needs, each compiled at its first call only), registered as an
+    op's kernel (``is_compiled_kernel``)."""
     _blas_kernels[id(fn)] = fn
     return fn
 

@@ -62,13 +62,13 @@ from numba import prange
 
 from firefly.kernels._jit import (
     called_helper,
+    driven_kernel,
     inline_helper,
     kernel,
+    kernel_driver,
     memory_bound,
     parallel_blas_kernel,
     run_shares,
-    share_kernel,
-    threaded_kernel,
 )
 from firefly.kernels.cblas import gemm_views
 
@@ -151,7 +151,7 @@ def conv2d_taps_forward(
             _write_sample(product, bias, g, n, Q, out)
 
 
-@kernel
+@kernel_driver
 def conv2d_taps_backward(
     grad,
     weight,
@@ -178,10 +178,24 @@ def conv2d_taps_backward(
     the same layout; without need_dweight only its shape is read (conv_transpose2d's forward is
     this dx).
     Scratch: ``g2`` (O, N*OH*Q), and for dx ``dcols`` (Cg*KH*KW, N*OH*Q) and ``planes`` as in
-    the forward, which the column gradients are added into before the padding is cropped."""
+    the forward, which the column gradients are added into before the padding is cropped.
+
+    The input gradient is a kernel of its own, compiled at its first call: a process that never
+    needs it (the digits CNN, whose first layer's input has no gradient) does not compile it,
+    about half of the pair's compile time."""
+    _taps_weight_grads(grad, weight, cols, need_dweight, g2, dweight, dbias)
+    if need_dx:
+        _taps_input_grad(
+            grad, weight, cols, sh, sw, ph, pw, dh, dw, Wp, wide, g2, dcols, planes, dx
+        )
+
+
+@driven_kernel
+def _taps_weight_grads(grad, weight, cols, need_dweight, g2, dweight, dbias):
+    """conv2d_taps_backward's dbias and (if need_dweight) dweight, and ``g2``, which its input
+    gradient reads."""
     N, O, OH, OW = grad.shape
     _, Cg, KH, KW = weight.shape
-    H, W = dx.shape[2], dx.shape[3]
     groups = cols.shape[0]
     taps = Cg * KH * KW
     Q = cols.shape[2] // (N * OH)
@@ -199,7 +213,6 @@ def conv2d_taps_backward(
                     s += src[ox]
                 d[OW:] = 0.0
         dbias[o] = s
-    w2 = weight.reshape(groups, Og, taps)
     dw2 = dweight.reshape(groups, Og, taps)
     # dweight^T = cols x grad^T: BLAS runs this orientation faster than grad x cols^T (the long
     # N*P dimension is the inner one of both operands' rows).
@@ -209,8 +222,21 @@ def conv2d_taps_backward(
         for o in range(Og):
             for t in range(taps):
                 dw2[g, o, t] = dw_t[t, o]
-    if not need_dx:
-        return
+
+
+@driven_kernel
+def _taps_input_grad(grad, weight, cols, sh, sw, ph, pw, dh, dw, Wp, wide, g2, dcols, planes, dx):
+    """conv2d_taps_backward's dx from ``g2`` as ``_taps_weight_grads`` filled it (``grad`` and
+    ``cols`` are only read for their shapes)."""
+    N, O, OH, OW = grad.shape
+    _, Cg, KH, KW = weight.shape
+    H, W = dx.shape[2], dx.shape[3]
+    groups = cols.shape[0]
+    taps = Cg * KH * KW
+    Q = cols.shape[2] // (N * OH)
+    P = OH * Q
+    Og = O // groups
+    w2 = weight.reshape(groups, Og, taps)
     idx = _window_offsets(OH, OW, sh, sw, Wp)
     for g in range(groups):
         gemm_views(w2[g].T, g2[g * Og : (g + 1) * Og], dcols, 0.0)
@@ -274,7 +300,7 @@ def _sample_range(t, threads, N):
     return t * N // threads, (t + 1) * N // threads
 
 
-@share_kernel
+@driven_kernel
 def _positions_forward_samples(
     x, weight, wr, bias, sh, sw, ph, pw, dh, dw, n0, n1, planes, cols, product, out
 ):
@@ -325,7 +351,7 @@ def _positions_forward_samples(
             _write_sample(product.T, bias, g, n, OW, out)
 
 
-@threaded_kernel
+@kernel_driver
 def conv2d_positions_forward(
     x, weight, bias, sh, sw, ph, pw, dh, dw, threads, planes, cols, product, out
 ):
@@ -350,7 +376,7 @@ def conv2d_positions_forward(
     run_shares(share, threads)
 
 
-@share_kernel
+@driven_kernel
 def _positions_backward_samples(
     grad,
     weight,
@@ -435,7 +461,7 @@ def _positions_backward_samples(
                     d[i] = inner[i, c]
 
 
-@threaded_kernel
+@kernel_driver
 def conv2d_positions_backward(
     grad,
     weight,

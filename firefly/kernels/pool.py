@@ -10,11 +10,11 @@ from numba import prange
 
 from firefly.kernels._jit import (
     PARALLEL_MIN_MEMORY_BOUND,
+    driven_kernel,
     inline_helper,
+    kernel_driver,
     memory_bound,
     run_shares,
-    share_kernel,
-    threaded_kernel,
 )
 
 
@@ -53,7 +53,7 @@ def _max_pool_2x2(x, argmax, out):
                 a[ox] = 2 * oy * W + i + where
 
 
-@threaded_kernel
+@kernel_driver
 def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, argmax, out):
     """out = the max of each window, argmax = its flat index in the input plane; padding counts
     as -inf. As in torch, the first maximum in scan order wins and a NaN beats any number (the
@@ -75,7 +75,7 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, argmax, out):
     run_shares(share, threads)
 
 
-@share_kernel
+@driven_kernel
 def _max_pool2d_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, argmax, out):
     """max_pool2d_forward over the planes of ``x`` (planes, H, W), serially."""
     planes, H, W = x.shape
