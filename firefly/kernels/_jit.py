@@ -532,7 +532,7 @@ def build_chunked(
     return _sized_pair(serial_fn, serial, parallel, THRESHOLDS[cost])
 
 
-_blas_kernels = {}  # id -> every kernel made by parallel_blas_kernel
+_blas_kernels = {}  # id -> every kernel made by parallel_blas_kernel or kernel_driver
 
 
 def parallel_blas_kernel(fn):
@@ -581,7 +581,7 @@ def kernel_driver(fn):
 class _ShareThread:
     """A persistent Python thread that runs one share at a time for ``run_shares``, handed it
     through a lock that the thread waits on and handing it back through another: a thread
-    pool's futures took twice as long per call (docs/performance.md)."""
+    pool's futures took twice as long per call (docs/architecture.md)."""
 
     def __init__(self):
         self._go, self._done = threading.Lock(), threading.Lock()
@@ -646,7 +646,7 @@ def run_shares(share: Callable[[int], object], threads: int) -> None:
 
 def is_compiled_kernel(obj):
     """True for a Numba-compiled CPU function, a serial/parallel pair of them, or a kernel made
-    by ``parallel_blas_kernel``."""
+    by ``parallel_blas_kernel`` or ``kernel_driver``."""
     if is_sized_kernel(obj) or (obj is not None and _blas_kernels.get(id(obj)) is obj):
         return True
     return isinstance(obj, CPUDispatcher)

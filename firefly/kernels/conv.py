@@ -182,7 +182,7 @@ def conv2d_taps_backward(
 
     The input gradient is a kernel of its own, compiled at its first call: a process that never
     needs it (the digits CNN, whose first layer's input has no gradient) does not compile it,
-    about half of the pair's compile time."""
+    about half of what this backward took to compile as one kernel."""
     _taps_weight_grads(grad, weight, cols, need_dweight, g2, dweight, dbias)
     if need_dx:
         _taps_input_grad(
