@@ -430,7 +430,7 @@ POSITION_CASES = [
 def test_position_major_layout_shares_samples_over_threads(
     threads, need_dx, n, c, o, h, w, k, s, p, d, g
 ):
-    """The position-major kernels give each Numba thread a contiguous block of samples (its
+    """The position-major kernels give each thread a contiguous block of samples (its
     columns, GEMM rows, dx, and its own part of dweight and dbias): conv2d and conv_transpose2d
     (whose forward is that backward's dx, position-major in the first case) match torch in
     float64 on one thread and on two."""
@@ -476,3 +476,32 @@ def test_position_major_layout_shares_samples_over_threads(
                 )
     finally:
         numba.set_num_threads(before)
+
+
+def test_run_shares_runs_every_share_at_once_and_raises_an_error_after_all_end():
+    """run_shares, which runs the position-major kernels' shares of a batch, runs share 0 on
+    the calling thread and the others on threads of its own at the same time; a share's error
+    is raised on the caller once every share has ended, and the threads serve the next call."""
+    import threading
+    import time
+
+    from firefly.kernels._jit import run_shares
+
+    barrier = threading.Barrier(3, timeout=30)  # broken unless all three shares run at once
+    idents, finished = {}, []
+
+    def share(t, fail):
+        idents[t] = threading.get_ident()
+        barrier.wait()
+        if t == fail:
+            raise ValueError(f"share {t} failed")
+        time.sleep(0.02)
+        finished.append(t)
+
+    with pytest.raises(ValueError, match="share 1 failed"):
+        run_shares(lambda t: share(t, 1), 3)
+    assert sorted(finished) == [0, 2]
+    assert idents[0] == threading.get_ident() and len(set(idents.values())) == 3
+    finished.clear()
+    run_shares(lambda t: share(t, None), 3)
+    assert sorted(finished) == [0, 1, 2]

@@ -520,3 +520,39 @@ def test_a_called_helper_compiles_once_for_a_constant_and_a_variable(monkeypatch
         np.testing.assert_array_equal(out, 2.0 * np.arange(10))
     (signature,) = fill_from.signatures  # one specialisation, for int64 starts
     assert str(signature[0]) == "int64", signature
+
+
+def _call_at_once(barrier, fresh, a, errors):
+    barrier.wait()
+    try:
+        fresh(a)
+    except Exception as exc:  # noqa: BLE001  (reported by the caller's assertion)
+        errors.append(exc)
+
+
+def test_two_threads_calling_a_fresh_kernel_at_once_both_get_its_result():
+    """A kernel's dispatcher is completed by its first call; a second thread that asks for one
+    of its attributes meanwhile (run_shares calls a fresh conv kernel from two threads at once)
+    waits and then gets it, instead of an AttributeError."""
+    import threading
+
+    from firefly.kernels._jit import kernel
+
+    for trial in range(3):
+
+        def add_one(a):
+            for i in range(a.size):
+                a[i] += 1.0
+
+        add_one.__qualname__ = f"add_one_{trial}"
+        fresh, barrier, errors = kernel(add_one), threading.Barrier(2, timeout=30), []
+        arrays = [np.zeros(3), np.zeros(3)]
+        threads = [
+            threading.Thread(target=_call_at_once, args=(barrier, fresh, a, errors)) for a in arrays
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors
+        assert all((a == 1.0).all() for a in arrays)

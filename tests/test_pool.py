@@ -47,6 +47,34 @@ def test_max_pool2d_matches_torch(k, s, p, d, ceil):
     )
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("k, s, p", [(2, 2, 0), (3, 2, 1)])
+def test_max_pool2d_shares_large_inputs_over_threads(threads, k, s, p):
+    """From PARALLEL_MIN_MEMORY_BOUND elements max_pool2d's forward shares the planes out over
+    the threads (the 2x2 path and the general one, 37 planes over two threads unevenly), and
+    matches torch."""
+    numba = pytest.importorskip("numba")
+    from firefly.kernels._jit import PARALLEL_MIN_MEMORY_BOUND
+
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("needs two Numba threads")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(37, 1, 120, 120))
+    assert x.size >= PARALLEL_MIN_MEMORY_BOUND
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        compare(
+            "max_pool2d",
+            dict(kernel_size=k, stride=s, padding=p),
+            lambda t: TF.max_pool2d(t, k, s, p),
+            x,
+            rng,
+        )
+    finally:
+        numba.set_num_threads(before)
+
+
 def test_max_pool2d_ties_and_nan_follow_torch():
     rng = np.random.default_rng(1)
     x = np.zeros((1, 1, 4, 4))  # every window is a tie: the gradient goes to the first element

@@ -218,7 +218,11 @@ class LazyDispatcher(CPUDispatcher):
         # few set above; after it, attributes that do not exist at all.
         with _completing:
             attributes = self.__dict__
-            if "_compiler" in attributes or attributes.get("_completing_now"):
+            if "_compiler" in attributes:
+                # Complete: by another thread while this one waited for the lock (two threads
+                # calling a kernel for the first time at once), or the attribute does not exist.
+                return object.__getattribute__(self, name)
+            if attributes.get("_completing_now"):
                 raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
             attributes["_completing_now"] = True
             try:
@@ -538,7 +542,7 @@ def build_chunked(
     return _sized_pair(serial_fn, serial, parallel, THRESHOLDS[cost])
 
 
-_blas_kernels = {}  # id -> every kernel made by parallel_blas_kernel
+_blas_kernels = {}  # id -> every kernel made by parallel_blas_kernel or kernel_driver
 
 
 def parallel_blas_kernel(fn):
@@ -564,9 +568,95 @@ def parallel_blas_kernel(fn):
     return run
 
 
+def driven_kernel(fn):
+    """Compile ``fn`` as a serial kernel that a ``kernel_driver`` calls, releasing the GIL while
+    it runs, so that ``run_shares`` can run shares of a batch through it on several Python
+    threads at once. It compiles once, without the parfor pass: a prange kernel links the
+    helper its body calls into the gufunc and into itself and optimizes it three times (conv's
+    position-major backward compiled in a third of the time this way, docs/architecture.md).
+    Registered as a helper: ops call the driver, never this directly."""
+    driven = _jit(fn, parallel=False, nogil=True)
+    _helpers.add(id(driven))
+    return driven
+
+
+def kernel_driver(fn):
+    """``fn``, a Python function that calls ``driven_kernel``s (through ``run_shares``, or one
+    of several as the call needs, each compiled at its first call only), registered as an
+    op's kernel (``is_compiled_kernel``)."""
+    _blas_kernels[id(fn)] = fn
+    return fn
+
+
+class _ShareThread:
+    """A persistent Python thread that runs one share at a time for ``run_shares``, handed it
+    through a lock that the thread waits on and handing it back through another: a thread
+    pool's futures took twice as long per call (docs/architecture.md)."""
+
+    def __init__(self):
+        self._go, self._done = threading.Lock(), threading.Lock()
+        self._go.acquire()
+        self._done.acquire()
+        self._task = self._error = None
+        threading.Thread(target=self._serve, name="firefly-share", daemon=True).start()
+
+    def _serve(self):
+        while True:
+            self._go.acquire()
+            share, t = self._task
+            try:
+                share(t)
+            except BaseException as exc:  # raised on the caller's thread by join()
+                self._error = exc
+            self._done.release()
+
+    def start(self, share, t):
+        self._task = (share, t)
+        self._go.release()
+
+    def join(self):
+        self._done.acquire()
+        error, self._task, self._error = self._error, None, None
+        return error
+
+
+_share_threads = []  # the threads that run shares 1, 2, ... (share 0 runs on the caller's)
+
+
+def _forget_share_threads():
+    # A forked child has none of the parent's threads.
+    _share_threads.clear()
+
+
+os.register_at_fork(after_in_child=_forget_share_threads)
+
+
+def run_shares(share: Callable[[int], object], threads: int) -> None:
+    """``share(t)`` for t in range(threads), at once: share 0 on the calling thread, the others
+    on persistent Python threads, with BLAS limited to one thread while they run (as
+    ``parallel_blas_kernel``). ``threads`` comes from Numba's thread count, as a prange's
+    would. Returns when every share has finished; the first exception of any is raised."""
+    if threads == 1:
+        share(0)
+        return
+    with _parallel_lock, single_threaded_blas():
+        while len(_share_threads) < threads - 1:
+            _share_threads.append(_ShareThread())
+        workers = _share_threads[: threads - 1]
+        for t, worker in enumerate(workers, 1):
+            worker.start(share, t)
+        try:
+            share(0)
+        finally:  # the other shares write into the caller's arrays: wait for them regardless
+            errors = [worker.join() for worker in workers]
+        for error in errors:
+            if error is not None:
+                raise error
+
+
 def is_compiled_kernel(obj):
     """True for a Numba-compiled CPU function, a serial/parallel pair of them, or a kernel made
-    by ``parallel_blas_kernel``."""
+    by ``parallel_blas_kernel`` or ``kernel_driver``."""
     if is_sized_kernel(obj) or (obj is not None and _blas_kernels.get(id(obj)) is obj):
         return True
     return isinstance(obj, CPUDispatcher)

@@ -28,10 +28,12 @@ Two column layouts, each with its own forward/backward pair; the op picks one pe
   and otherwise each tap's Cg channels are (KW runs of Cg). col2im adds the same runs back.
   Positions-by-taps is also the orientation that OpenBLAS runs fastest here: (N*P, taps) x
   (taps, Og) took 212 us where (Og, taps) x (taps, N*P) took 272 (float32, 16 -> 32
-  channels 3x3 on 8x8, batch 64, 2 threads). Each Numba thread takes a contiguous block of
-  samples and does everything for them (padding, columns, its rows of the GEMMs with
-  single-threaded BLAS, col2im, and its own part of dweight and dbias), so that the GEMMs of
-  these small images use every core; on one thread no parallel region starts.
+  channels 3x3 on 8x8, batch 64, 2 threads). Each of Numba's thread count of threads takes a
+  contiguous block of samples and does everything for them (padding, columns, its rows of the
+  GEMMs with single-threaded BLAS, col2im, and its own part of dweight and dbias), so that the
+  GEMMs of these small images use every core. The threads are Python threads running one
+  serial kernel each (``_jit.run_shares``), not a prange: a prange kernel re-optimizes the
+  helper its body calls twice more, which tripled these kernels' compile time.
 
 The op takes position-major when its runs are long (KW * Cg of 16 or more, e.g. 6 channels at
 3x3), except where the wide variant adds at most a tenth of columns (large padded images),
@@ -60,10 +62,13 @@ from numba import prange
 
 from firefly.kernels._jit import (
     called_helper,
+    driven_kernel,
     inline_helper,
     kernel,
+    kernel_driver,
     memory_bound,
     parallel_blas_kernel,
+    run_shares,
 )
 from firefly.kernels.cblas import gemm_views
 
@@ -146,7 +151,7 @@ def conv2d_taps_forward(
             _write_sample(product, bias, g, n, Q, out)
 
 
-@kernel
+@kernel_driver
 def conv2d_taps_backward(
     grad,
     weight,
@@ -173,10 +178,24 @@ def conv2d_taps_backward(
     the same layout; without need_dweight only its shape is read (conv_transpose2d's forward is
     this dx).
     Scratch: ``g2`` (O, N*OH*Q), and for dx ``dcols`` (Cg*KH*KW, N*OH*Q) and ``planes`` as in
-    the forward, which the column gradients are added into before the padding is cropped."""
+    the forward, which the column gradients are added into before the padding is cropped.
+
+    The input gradient is a kernel of its own, compiled at its first call: a process that never
+    needs it (the digits CNN, whose first layer's input has no gradient) does not compile it,
+    about half of what this backward took to compile as one kernel."""
+    _taps_weight_grads(grad, weight, cols, need_dweight, g2, dweight, dbias)
+    if need_dx:
+        _taps_input_grad(
+            grad, weight, cols, sh, sw, ph, pw, dh, dw, Wp, wide, g2, dcols, planes, dx
+        )
+
+
+@driven_kernel
+def _taps_weight_grads(grad, weight, cols, need_dweight, g2, dweight, dbias):
+    """conv2d_taps_backward's dbias and (if need_dweight) dweight, and ``g2``, which its input
+    gradient reads."""
     N, O, OH, OW = grad.shape
     _, Cg, KH, KW = weight.shape
-    H, W = dx.shape[2], dx.shape[3]
     groups = cols.shape[0]
     taps = Cg * KH * KW
     Q = cols.shape[2] // (N * OH)
@@ -194,7 +213,6 @@ def conv2d_taps_backward(
                     s += src[ox]
                 d[OW:] = 0.0
         dbias[o] = s
-    w2 = weight.reshape(groups, Og, taps)
     dw2 = dweight.reshape(groups, Og, taps)
     # dweight^T = cols x grad^T: BLAS runs this orientation faster than grad x cols^T (the long
     # N*P dimension is the inner one of both operands' rows).
@@ -204,8 +222,21 @@ def conv2d_taps_backward(
         for o in range(Og):
             for t in range(taps):
                 dw2[g, o, t] = dw_t[t, o]
-    if not need_dx:
-        return
+
+
+@driven_kernel
+def _taps_input_grad(grad, weight, cols, sh, sw, ph, pw, dh, dw, Wp, wide, g2, dcols, planes, dx):
+    """conv2d_taps_backward's dx from ``g2`` as ``_taps_weight_grads`` filled it (``grad`` and
+    ``cols`` are only read for their shapes)."""
+    N, O, OH, OW = grad.shape
+    _, Cg, KH, KW = weight.shape
+    H, W = dx.shape[2], dx.shape[3]
+    groups = cols.shape[0]
+    taps = Cg * KH * KW
+    Q = cols.shape[2] // (N * OH)
+    P = OH * Q
+    Og = O // groups
+    w2 = weight.reshape(groups, Og, taps)
     idx = _window_offsets(OH, OW, sh, sw, Wp)
     for g in range(groups):
         gemm_views(w2[g].T, g2[g * Og : (g + 1) * Og], dcols, 0.0)
@@ -256,27 +287,20 @@ def _runs(groups, dw, KW, Cg):
     return Cg, KW
 
 
-@inline_helper
 def _weight_by_tap(weight, groups):
-    """weight (O, Cg, KH, KW) as (groups, taps, O / groups), taps in the columns' order."""
+    """weight (O, Cg, KH, KW) as (groups, taps, O / groups), C-contiguous, taps in the
+    columns' order."""
     O, Cg, KH, KW = weight.shape
-    Og = O // groups
-    wr = np.empty((groups, KH * KW * Cg, Og), dtype=weight.dtype)
-    for o in range(O):
-        for cg in range(Cg):
-            for ky in range(KH):
-                for kx in range(KW):
-                    wr[o // Og, (ky * KW + kx) * Cg + cg, o % Og] = weight[o, cg, ky, kx]
-    return wr
+    by_tap = weight.reshape(groups, O // groups, Cg, KH, KW).transpose(0, 3, 4, 2, 1)
+    return np.ascontiguousarray(by_tap).reshape(groups, KH * KW * Cg, O // groups)
 
 
-@inline_helper
 def _sample_range(t, threads, N):
-    """Samples n0 .. n1 that thread t of ``threads`` takes: contiguous, near-equal shares."""
+    """Samples n0 .. n1 that share t of ``threads`` takes: contiguous, near-equal shares."""
     return t * N // threads, (t + 1) * N // threads
 
 
-@called_helper
+@driven_kernel
 def _positions_forward_samples(
     x, weight, wr, bias, sh, sw, ph, pw, dh, dw, n0, n1, planes, cols, product, out
 ):
@@ -327,34 +351,32 @@ def _positions_forward_samples(
             _write_sample(product.T, bias, g, n, OW, out)
 
 
-@parallel_blas_kernel
+@kernel_driver
 def conv2d_positions_forward(
     x, weight, bias, sh, sw, ph, pw, dh, dw, threads, planes, cols, product, out
 ):
     """out = conv(x, weight) + bias; fills ``cols`` (groups, N*OH*OW, Cg*KH*KW) for backward.
     ``planes`` (N, Hp, Wp*C) receives the zero-padded channels-last input; ``product``
     (N*OH*OW, O / groups) is scratch for one group's GEMM. The samples are shared out over
-    ``threads`` Numba threads in contiguous blocks: each pads, copies the columns of, and runs
-    the GEMM rows of its own samples (single-threaded BLAS), so that its columns are still in
-    its core's cache when its GEMM reads them. With one thread no parallel region starts.
+    ``threads`` threads in contiguous blocks (``run_shares``): each pads, copies the columns
+    of, and runs the GEMM rows of its own samples (single-threaded BLAS), so that its columns
+    are still in its core's cache when its GEMM reads them.
 
     x (N, C, H, W), weight (O, Cg, KH, KW), bias (O,), out (N, O, OH, OW); groups = C // Cg.
     """
     N = x.shape[0]
     wr = _weight_by_tap(weight, cols.shape[0])
-    if threads == 1:
-        _positions_forward_samples(
-            x, weight, wr, bias, sh, sw, ph, pw, dh, dw, 0, N, planes, cols, product, out
-        )
-        return
-    for t in prange(threads):
+
+    def share(t):
         n0, n1 = _sample_range(t, threads, N)
         _positions_forward_samples(
             x, weight, wr, bias, sh, sw, ph, pw, dh, dw, n0, n1, planes, cols, product, out
         )
 
+    run_shares(share, threads)
 
-@called_helper
+
+@driven_kernel
 def _positions_backward_samples(
     grad,
     weight,
@@ -439,7 +461,7 @@ def _positions_backward_samples(
                     d[i] = inner[i, c]
 
 
-@parallel_blas_kernel
+@kernel_driver
 def conv2d_positions_backward(
     grad,
     weight,
@@ -463,16 +485,19 @@ def conv2d_positions_backward(
     """dweight = cols^T x grad (if need_dweight), dbias = grad summed over N and positions, and
     (if need_dx) dx = col2im(grad x weight). ``cols`` is what conv2d_positions_forward filled
     (without need_dweight only its shape is read). The samples are shared out over ``threads``
-    Numba threads as in the forward; each sums its own part of dweight and dbias, added up at
-    the end. Scratch: ``g2`` (groups, N*OH*OW, O / groups), and for dx ``dcols`` shaped as
+    threads as in the forward; each sums its own part of dweight and dbias, added up at the
+    end. Scratch: ``g2`` (groups, N*OH*OW, O / groups), and for dx ``dcols`` shaped as
     ``cols`` and ``planes`` as in the forward, which the column gradients are added into before
     the padding is cropped."""
     N, O = grad.shape[0], grad.shape[1]
     groups, _, taps = cols.shape
+    Og = O // groups
     wr = _weight_by_tap(weight, groups)
-    dw_parts = np.empty((threads, groups, taps, O // groups), dtype=dweight.dtype)
+    dw_parts = np.empty((threads, groups, taps, Og), dtype=dweight.dtype)
     bias_parts = np.empty((threads, O))
-    if threads == 1:
+
+    def share(t):
+        n0, n1 = _sample_range(t, threads, N)
         _positions_backward_samples(
             grad,
             weight,
@@ -486,65 +511,23 @@ def conv2d_positions_backward(
             dw,
             need_dx,
             need_dweight,
-            0,
-            N,
+            n0,
+            n1,
             g2,
             dcols,
             planes,
-            dw_parts[0],
-            bias_parts[0],
+            dw_parts[t],
+            bias_parts[t],
             dx,
         )
-    else:
-        for t in prange(threads):
-            n0, n1 = _sample_range(t, threads, N)
-            _positions_backward_samples(
-                grad,
-                weight,
-                wr,
-                cols,
-                sh,
-                sw,
-                ph,
-                pw,
-                dh,
-                dw,
-                need_dx,
-                need_dweight,
-                n0,
-                n1,
-                g2,
-                dcols,
-                planes,
-                dw_parts[t],
-                bias_parts[t],
-                dx,
-            )
-    _sum_parts(bias_parts, dw_parts, need_dweight, dbias, dweight)
 
-
-@called_helper
-def _sum_parts(bias_parts, dw_parts, need_dweight, dbias, dweight):
-    """dbias and (if need_dweight) dweight (O, Cg, KH, KW) from the threads' parts,
-    ``bias_parts`` (T, O) and ``dw_parts`` (T, groups, taps, O / groups), taps ordered (ky,
-    kx, channel of the group)."""
-    O, Cg, KH, KW = dweight.shape
-    for o in range(O):
-        dbias[o] = bias_parts[:, o].sum()
-    if not need_dweight:
-        return
-    threads, groups = dw_parts.shape[0], dw_parts.shape[1]
-    Og = O // groups
-    for g in range(groups):
-        for o in range(Og):
-            for cg in range(Cg):
-                for ky in range(KH):
-                    for kx in range(KW):
-                        tap = (ky * KW + kx) * Cg + cg
-                        total = dw_parts[0, g, tap, o]
-                        for t in range(1, threads):
-                            total += dw_parts[t, g, tap, o]
-                        dweight[g * Og + o, cg, ky, kx] = total
+    run_shares(share, threads)
+    dbias[:] = bias_parts.sum(axis=0)
+    if need_dweight:
+        # taps ordered (ky, kx, channel of the group), as the columns
+        _, Cg, KH, KW = dweight.shape
+        by_tap = dw_parts.sum(axis=0).reshape(groups, KH, KW, Cg, Og)
+        dweight[...] = by_tap.transpose(0, 4, 3, 1, 2).reshape(dweight.shape)
 
 
 @parallel_blas_kernel
