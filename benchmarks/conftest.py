@@ -6,13 +6,20 @@ threshold) have tests of their own in tests/ (test_families.py, test_vmath.py,
 test_reduce_kernels.py, test_softmax_parallel.py). ``--benchmark-enable`` keeps every size.
 """
 
+from pathlib import Path
+
 import pytest
 
+HERE = Path(__file__).resolve().parent
 # The parameters that set a benchmark's problem size (number of elements, matrix order).
 SIZE_PARAMETERS = ("size", "n")
 
 
 def _size(item):
+    """(name, value) of the benchmark's size parameter; None for a test outside benchmarks/
+    (this hook sees the whole session's items) or a case without one."""
+    if HERE not in Path(item.path).resolve().parents:
+        return None
     params = getattr(getattr(item, "callspec", None), "params", {})
     return next(((name, params[name]) for name in SIZE_PARAMETERS if name in params), None)
 
