@@ -1,5 +1,6 @@
 """Programs that tests/test_distributed.py runs under ``mpiexec -n 2``:
-``python mpi_worker.py MODE ARGS``.
+``python mpi_worker.py MODE ARGS``, or several modes in one job with
+``python mpi_worker.py several MODE:ARG:... MODE ...``.
 
 Each mode checks what it can on every rank with plain asserts (a failed assert aborts the whole
 job through firefly.distributed's exception hook, so the test sees a non-zero exit) and rank 0
@@ -298,16 +299,27 @@ def early_failure():
     print("rank 0 got past the collective")
 
 
+MODES = {
+    "equivalence": equivalence,
+    "accumulation": accumulation,
+    "collectives": collectives,
+    "checkpoint": checkpoint,
+    "mismatch": mismatch,
+    "unattached": unattached,
+    "buffers": buffers,
+    "early_failure": early_failure,
+    "failure": failure,
+}
+
+
+def several(*jobs):
+    """Each ``MODE:ARG:...`` in turn, in this one job: a launch (two interpreters importing
+    firefly and starting MPI) costs more CPU than most modes' own checks."""
+    for job in jobs:
+        mode, *args = job.split(":")
+        MODES[mode](*args)
+
+
 if __name__ == "__main__":
     mode, args = sys.argv[1], sys.argv[2:]
-    {
-        "equivalence": equivalence,
-        "accumulation": accumulation,
-        "collectives": collectives,
-        "checkpoint": checkpoint,
-        "mismatch": mismatch,
-        "unattached": unattached,
-        "buffers": buffers,
-        "early_failure": early_failure,
-        "failure": failure,
-    }[mode](*args)
+    {**MODES, "several": several}[mode](*args)

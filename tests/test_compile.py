@@ -84,14 +84,16 @@ def test_seed_mlp_bit_identical_over_200_steps():
     _same_parameters(model, eager_model)
 
 
-def test_classifier_adam_with_scheduler_bit_identical_over_200_steps():
+def test_classifier_adam_with_scheduler_bit_identical_over_40_steps():
+    # Ten learning-rate changes, each read by the replays after it: a step every 4 steps is the
+    # same path as one every 20 over 200 steps, at a fifth of the steps.
     eager_model, eager_opt, eager_step = _classifier(hidden=(64, 32))
     model, opt, step = _classifier(hidden=(64, 32))
-    schedulers = [optim.lr_scheduler.StepLR(o, step_size=20, gamma=0.5) for o in (eager_opt, opt)]
+    schedulers = [optim.lr_scheduler.StepLR(o, step_size=4, gamma=0.5) for o in (eager_opt, opt)]
     compiled = firefly.compile(step)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        for i, (x, target) in enumerate(_batches(200, 32)):
+        for i, (x, target) in enumerate(_batches(40, 32)):
             expected, got = eager_step(x, target), compiled(x, target)
             assert got.numpy().tobytes() == expected.numpy().tobytes(), f"step {i}"
             for s in schedulers:

@@ -5,6 +5,7 @@ model's accuracy alone could hide broken convolution gradients behind a working 
 The second test freezes that layer at its random initialization: every bit of learning must
 then flow back through Linear, Dropout, MaxPool2d, ReLU, BatchNorm2d and Conv2d."""
 
+import importlib.util
 import re
 import sys
 from pathlib import Path
@@ -117,9 +118,23 @@ def test_digits_cnn_learns_through_the_convolutions_alone():
     assert accuracy >= 0.9, accuracy
 
 
-def test_digits_mlp_example_reaches_97_percent(tmp_path, run_python):
-    result = run_python(REPO_ROOT / "examples" / "digits_mlp.py", cwd=tmp_path)
+def test_digits_mlp_example_reaches_97_percent_and_plots_its_curves(tmp_path, run_python):
+    # One run at the example's defaults checks its accuracy and, with matplotlib installed, its
+    # --plot: the curves' PNG, and no bar when stderr is not a terminal. An empty kernel cache
+    # adds the compile notice to stderr (a line, not a bar): off here.
+    plot = importlib.util.find_spec("matplotlib") is not None
+    path = tmp_path / "mlp.png"
+    result = run_python(
+        REPO_ROOT / "examples" / "digits_mlp.py",
+        *(["--plot", path] if plot else []),
+        cwd=tmp_path,
+        env={"FIREFLY_NO_COMPILE_NOTICE": "1"},
+    )
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    if plot:
+        assert f"curves written to {path}" in result.stdout
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     epochs = re.findall(
         r"Epoch \[(\d+)/30\], loss: (\S+), train accuracy: (\S+)%, held-out accuracy: (\S+)%",
         result.stdout,

@@ -490,10 +490,8 @@ def installed_example_plugin(repo_root, tmp_path):
 
 
 def test_example_plugin_installed_with_pip_works_from_a_fresh_interpreter(
-    installed_example_plugin, tmp_path, monkeypatch, run_python, python_output
+    installed_example_plugin, run_python, python_output
 ):
-    # Compiled kernels go to the test's folder: none are left beside the uninstalled package.
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba_cache"))
     out = python_output("""
         import numpy as np
         import firefly

@@ -1,5 +1,7 @@
 """Progress bars and training curves: the examples' helper (examples/_progress.py), the
-digits examples' --plot, and `python -m firefly warmup`'s bar on a terminal."""
+digits examples' --plot, and `python -m firefly warmup`'s bar on a terminal. (The MLP
+example's --plot run is test_digits.py's: one run of the example checks its accuracy and its
+curves.)"""
 
 import fcntl
 import io
@@ -64,26 +66,6 @@ def test_plot_curves_writes_a_png(tmp_path):
     assert path.read_bytes()[:8] == PNG and path.stat().st_size > 5_000
 
 
-def test_digits_mlp_plot_writes_the_curves(run_python, tmp_path):
-    pytest.importorskip("sklearn", reason='needs scikit-learn: pip install ".[examples]"')
-    pytest.importorskip("matplotlib", reason='needs matplotlib: pip install ".[examples]"')
-    path = tmp_path / "mlp.png"
-    # An empty kernel cache adds the compile notice to stderr (a line, not a bar): off here
-    result = run_python(
-        REPO / "examples" / "digits_mlp.py",
-        "--epochs",
-        "2",
-        "--plot",
-        path,
-        cwd=tmp_path,
-        env={"FIREFLY_NO_COMPILE_NOTICE": "1"},
-    )
-    assert result.returncode == 0, result.stderr
-    assert f"curves written to {path}" in result.stdout
-    assert path.read_bytes()[:8] == PNG
-    assert result.stderr == ""  # no bar when stderr is not a terminal
-
-
 @pytest.mark.parametrize("script", ["digits_mlp.py", "digits_cnn.py"])
 def test_plot_without_matplotlib_says_so_before_training(run_python, script):
     path = REPO / "examples" / script
@@ -101,11 +83,13 @@ def test_plot_without_matplotlib_says_so_before_training(run_python, script):
     ]
 
 
-def test_warmup_shows_a_bar_on_a_terminal(tmp_path):
+def test_warmup_shows_a_bar_on_a_terminal():
     pytest.importorskip("tqdm", reason='needs tqdm: pip install ".[examples]"')
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 100 columns
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=str(REPO))
+    # The suite's own kernel cache: the bar is the same whether its tasks compile or load, and
+    # test_warmup.py proves the compiling on an empty cache.
+    env = dict(os.environ, PYTHONPATH=str(REPO))
     command = [
         sys.executable,
         "-m",

@@ -73,7 +73,7 @@ def main(model):
     loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
     history = []
-    for _ in range(8):
+    for _ in range(4):
         train_loop(train_dataloader, model, loss_fn, optimizer)
         history.append(test_loop(test_dataloader, model, loss_fn))
     return {
