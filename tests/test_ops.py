@@ -142,8 +142,14 @@ COMPOSITION_STEPS = {
     "trunc": lambda x, v, w: x + 3.0 * (x.trunc() - x.detach().trunc()),
     "frac": lambda x, v, w: x.frac() + x.detach().trunc(),
     # The sum of the squared singular values (the squared Frobenius norm) is smooth even
-    # where singular values meet or vanish, which random compositions cannot avoid.
-    "svd": lambda x, v, w: x * (firefly.ops.apply("svd", w + x.T @ x)[..., 9:12] ** 2).sum(),
+    # where singular values meet or vanish, which random compositions cannot avoid. The step
+    # reads and scales tanh(x), so that its output stays within about 16 whatever its input:
+    # scaling x itself by a quartic of x overflowed after a few svd steps (svd then refused
+    # inf), and long before that, finite differences of values grown to 1e4 missed the 1e-3
+    # tolerance.
+    "svd": lambda x, v, w: (
+        x.tanh() * (firefly.ops.apply("svd", w + x.tanh().T @ x.tanh())[..., 9:12] ** 2).sum()
+    ),
 }
 
 
