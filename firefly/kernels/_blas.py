@@ -23,8 +23,10 @@ _controllers: list[Any] | None = None  # threadpoolctl's controllers of the load
 def _blas_controllers() -> list[Any]:
     global _controllers
     if _controllers is None:
+        # SciPy's BLAS, which Numba's np.dot calls, is loaded first so that threadpoolctl
+        # finds it beside NumPy's; by its extension alone, not through scipy.linalg's import.
+        preload_scipy_blas()
         try:
-            import scipy.linalg.cython_blas  # noqa: F401  (loads the BLAS Numba's np.dot calls)
             from threadpoolctl import ThreadpoolController
         except ImportError:
             _controllers = []
