@@ -58,17 +58,17 @@ def pytest_collection_modifyitems(config, items):
     session = getattr(config, "_benchmarksession", None)
     if session is None or not session.disabled:
         return
-    smallest = {}
+    rows = []  # (item, its parameters, (size name, size) or None), for benchmarks/ items
     for item in items:
         params = _params(item)
-        size = params and _size(params)
+        rows.append((item, params, params and _size(params)))
+    smallest = {}
+    for item, _, size in rows:
         if size:
             case = _case(item, size[0])
             smallest[case] = min(smallest.get(case, size[1]), size[1])
     kept, deselected = [], []
-    for item in items:
-        params = _params(item)
-        size = params and _size(params)
+    for item, params, size in rows:
         if params and (
             _twin_torch_row(item, params) or (size and smallest[_case(item, size[0])] != size[1])
         ):

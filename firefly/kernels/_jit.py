@@ -542,7 +542,9 @@ def build_chunked(
     return _sized_pair(serial_fn, serial, parallel, THRESHOLDS[cost])
 
 
-_blas_kernels = {}  # id -> every kernel made by parallel_blas_kernel or kernel_driver
+# id -> every kernel that is a Python function around compiled ones: made by
+# parallel_blas_kernel or kernel_driver.
+_python_kernels = {}
 
 
 def parallel_blas_kernel(fn):
@@ -564,7 +566,7 @@ def parallel_blas_kernel(fn):
     run.parallel = parallel
     run.__name__, run.__qualname__, run.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
     run.__module__ = fn.__module__
-    _blas_kernels[id(run)] = run
+    _python_kernels[id(run)] = run
     return run
 
 
@@ -584,7 +586,7 @@ def kernel_driver(fn):
     """``fn``, a Python function that calls ``driven_kernel``s (through ``run_shares``, or one
     of several as the call needs, each compiled at its first call only), registered as an
     op's kernel (``is_compiled_kernel``)."""
-    _blas_kernels[id(fn)] = fn
+    _python_kernels[id(fn)] = fn
     return fn
 
 
@@ -657,7 +659,7 @@ def run_shares(share: Callable[[int], object], threads: int) -> None:
 def is_compiled_kernel(obj):
     """True for a Numba-compiled CPU function, a serial/parallel pair of them, or a kernel made
     by ``parallel_blas_kernel`` or ``kernel_driver``."""
-    if is_sized_kernel(obj) or (obj is not None and _blas_kernels.get(id(obj)) is obj):
+    if is_sized_kernel(obj) or (obj is not None and _python_kernels.get(id(obj)) is obj):
         return True
     return isinstance(obj, CPUDispatcher)
 

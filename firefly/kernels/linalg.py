@@ -127,11 +127,13 @@ def dot_into(typingctx, a, b, out):
             with is_empty:  # zeros, as np.dot gives (BLAS wants leading dimensions >= 1)
                 cgutils.memset(builder, o.data, builder.mul(o.itemsize, o.nitems), 0)
             with not_empty:
-                enum = lambda value: context.get_constant(types.intc, value)  # noqa: E731
                 # Row-major: a C operand is read as is (leading dimension: its row length), an
                 # F one is a C array's transpose (its leading dimension is that array's rows).
                 trans_a, lda = (NO_TRANSPOSE, k) if a.layout == "C" else (TRANSPOSE, m)
                 trans_b, ldb = (NO_TRANSPOSE, n) if b.layout == "C" else (TRANSPOSE, k)
+                order, trans_a, trans_b = (
+                    context.get_constant(types.intc, flag) for flag in (ROW_MAJOR, trans_a, trans_b)
+                )
                 scalar = context.get_value_type(dtype)
                 pointer = cgutils.voidptr_t
                 size = context.get_value_type(types.intp)
@@ -147,7 +149,7 @@ def dot_into(typingctx, a, b, out):
                 builder.call(
                     gemm,
                     [
-                        enum(ROW_MAJOR), enum(trans_a), enum(trans_b), m, n, k,
+                        order, trans_a, trans_b, m, n, k,
                         context.get_constant(dtype, 1.0), builder.bitcast(x.data, pointer), lda,
                         builder.bitcast(y.data, pointer), ldb, context.get_constant(dtype, 0.0),
                         builder.bitcast(o.data, pointer), n,

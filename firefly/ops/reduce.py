@@ -38,6 +38,14 @@ class _SumLike(Op):
 
     mean = False
 
+    @classmethod
+    def _scale(cls, count):
+        """What the sum of ``count`` elements is multiplied by: 1 for a sum, 1 / count for a
+        mean, and NaN for the mean over no elements, as in NumPy and PyTorch."""
+        if not cls.mean:
+            return 1.0
+        return 1.0 / count if count else float("nan")
+
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         cls.forward_output_trusted = cls.forward.__func__ is _SumLike.forward.__func__
@@ -46,9 +54,7 @@ class _SumLike(Op):
     def forward(cls, ctx, x, axis=None, keepdims=False):
         flat_kernel, sum_kernel = cls.forward_kernel
         if axis is None:  # the full reduction, the common case (a loss): one flat pass
-            n = x.size
-            # The mean over no elements is NaN, as in NumPy and PyTorch.
-            scale = (1.0 / n if n else float("nan")) if cls.mean else 1.0
+            scale = cls._scale(x.size)
             out = np.empty((1,) * x.ndim if keepdims else (), dtype=x.dtype)
             flat_kernel(x.ravel(), scale, out.ravel())
             ctx.x_shape, ctx.axes, ctx.scale = x.shape, None, scale
@@ -56,14 +62,13 @@ class _SumLike(Op):
         a = _single_axis(axis, x)
         if a is not None:
             outer, reduced, inner = split3(x.shape, (a,))
-            scale = (1.0 / reduced if reduced else float("nan")) if cls.mean else 1.0
+            scale = cls._scale(reduced)
             out = np.empty(reduced_shape(x.shape, (a,), keepdims), dtype=x.dtype)
             sum_kernel(x.reshape(outer, reduced, inner), scale, out.reshape(outer, inner))
             ctx.x_shape, ctx.axes, ctx.scale = x.shape, (a,), scale
             return out
         axes = normalize_axes(cls.name, axis, x)
-        count = math.prod(x.shape[a] for a in axes)
-        scale = (1.0 / count if count else float("nan")) if cls.mean else 1.0
+        scale = cls._scale(math.prod(x.shape[a] for a in axes))
         out = sum_axes(x, axes, sum_kernel, scale)
         ctx.x_shape, ctx.axes, ctx.scale = x.shape, axes, scale
         return out.reshape(reduced_shape(x.shape, axes, keepdims))
