@@ -1,12 +1,16 @@
 """Kernel families and the op contract: a new elementwise op is a few lines of scalar math and
 passes the battery, and check_op fails an op whose kernels are not what it declares."""
 
+import threading
+
+import numba
 import numpy as np
 import pytest
 
 import firefly
 from firefly.kernels import families
 from firefly.kernels import shape as shape_kernels
+from firefly.kernels._jit import _sized_kernels, _sized_pair
 from firefly.ops import BinaryOp, UnaryOp, get, register, unregister
 from firefly.ops.elementwise import Neg
 from firefly.testing import OpCheckError, check_op
@@ -254,3 +258,46 @@ def test_broadcast_families_parallel_builds_match_serial_ones(shape_a, shape_b):
         backward.parallel(grad, a, b, da_p, db_p)
         np.testing.assert_array_equal(da_p, da_s)
         np.testing.assert_array_equal(db_p, db_s)
+
+
+def test_a_sized_kernel_runs_the_build_its_size_and_the_thread_count_choose():
+    # The thread count is read from the threading layer on each call (after the first, through
+    # its C getter): it follows numba.set_num_threads, and one thread takes the serial build.
+    ran = []
+
+    def serial(*args):
+        ran.append("serial")
+
+    def parallel(*args):
+        ran.append("parallel")
+
+    run = _sized_pair(serial, serial, parallel, threshold=100)
+    small, large = np.empty(99), np.empty(100)
+    before = numba.get_num_threads()
+    try:
+        for threads in (1, 2, 1):
+            if threads > numba.config.NUMBA_NUM_THREADS:
+                continue
+            numba.set_num_threads(threads)
+            ran.clear()
+            run(small, small)
+            run(large, small)
+            run(small, large)
+            expected = "serial" if threads == 1 else "parallel"
+            assert ran == ["serial", expected, expected]
+        # A Python thread starts at the process's default count, as numba.get_num_threads says.
+        seen = []
+
+        def other():
+            ran.clear()
+            run(large, large)
+            seen.append((numba.get_num_threads(), ran[0]))
+
+        worker = threading.Thread(target=other)
+        worker.start()
+        worker.join()
+        ((count, build),) = seen
+        assert build == ("serial" if count == 1 else "parallel")
+    finally:
+        numba.set_num_threads(before)
+        _sized_kernels.pop(id(run))  # the stubs are no kernels of the library's

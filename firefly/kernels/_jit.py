@@ -29,6 +29,7 @@ from numba.core.dispatcher import OmittedArg
 from numba.core.registry import CPUDispatcher
 from numba.core.typeconv.rules import default_type_manager
 from numba.np import numpy_support
+from numba.np.ufunc import parallel as _numba_parallel
 
 from firefly.kernels import _cache
 from firefly.kernels._blas import (
@@ -447,6 +448,22 @@ def _renamed(fn, suffix):
 _sized_kernels = {}  # id -> every kernel made by sized_kernel, for is_sized_kernel()
 
 
+def _launched_thread_count():
+    """``numba.get_num_threads()``: the calling thread's count, read straight from the
+    threading layer once the layer is up. Numba's own function takes two locks on every call,
+    to launch the layer the first time, and the size-chosen kernels ask it on every call that
+    may run in parallel. The first call launches the layer through it and then rebinds
+    ``_thread_count`` to the layer's C getter, which reads the same thread-local count
+    (``numba.set_num_threads`` sets it), where Numba names it."""
+    global _thread_count
+    count = numba.get_num_threads()
+    _thread_count = getattr(_numba_parallel, "_get_num_threads", numba.get_num_threads)
+    return count
+
+
+_thread_count = _launched_thread_count
+
+
 def sized_kernel(fn, threshold):
     """A loop written with ``prange``, compiled twice: serially, and in parallel.
 
@@ -468,7 +485,7 @@ def _sized_pair(fn, serial, parallel, threshold):
         limit = run.threshold  # read per call, so that a test can force either build
         # With one Numba thread the parallel build still pays for its parallel region (and,
         # under the workqueue layer, runs slower than the serial build), so it runs serially.
-        if (args[0].size < limit and args[-1].size < limit) or numba.get_num_threads() == 1:
+        if (args[0].size < limit and args[-1].size < limit) or _thread_count() == 1:
             return serial(*args)
         with _parallel_lock:
             return parallel(*args)
