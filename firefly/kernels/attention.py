@@ -19,11 +19,13 @@ memory were 40% slower per call at (12, 4, 64, 32). The kernels copy each slice'
 values, and each query tile, into contiguous per-worker scratch (BLAS reads strided rows only
 through a copy in Numba), and write each output tile and gradient row straight into place.
 
-Each tile's products are GEMMs through BLAS (``np.dot``), sized by the op so that OpenBLAS runs
-each on one thread (firefly.kernels.linalg.SINGLE_THREAD_GEMM): the threads are the workers of
-the ``prange`` over workers, each taking a contiguous run of slices (whole batch elements where
-the count divides: no two threads write one row of the packed layouts), so no two threads write
-one gradient.
+Each tile's products are GEMMs through NumPy's OpenBLAS (``linalg.dot_into``, as the linear
+layer's: one BLAS library in a transformer's step, and no per-call checks and wrapper of
+Numba's ``np.dot``), sized by the op so that OpenBLAS runs each on one thread
+(firefly.kernels.linalg.SINGLE_THREAD_GEMM): the threads are the workers of the ``prange``
+over workers, each taking a contiguous run of slices (whole batch elements where the count
+divides: no two threads write one row of the packed layouts), so no two threads write one
+gradient.
 
 Masks arrive as 3-D arrays (slices, rows, columns) whose every dimension is 1 (broadcast) or
 full, with the slice index found from the batch shape and per-dimension strides (0 where the
@@ -41,6 +43,7 @@ from numba import prange
 
 from firefly.kernels import vmath
 from firefly.kernels._jit import called_helper, inline_helper, scalar, sized_kernel
+from firefly.kernels.linalg import dot_into
 
 # Below this many query elements (slices x rows x head size) a call runs serially: waking the
 # thread pool costs more than the slices save.
@@ -351,7 +354,7 @@ def _forward_worker(
                 j1 = min(j0 + block_k, kept)  # a whole transposed block
                 cols = j1 - j0
                 s = work[: rows * cols].reshape((rows, cols))
-                np.dot(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
+                dot_into(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
                 for r in range(rows):
                     i = i0 + r
                     srow = s[r]
@@ -381,10 +384,10 @@ def _forward_worker(
                         for c in range(limit):
                             srow[c] *= _drop_scale(key, base + c, dropout_p, inv_keep)
                 if j0 == 0:
-                    np.dot(s, vn[j0:j1], acc)
+                    dot_into(s, vn[j0:j1], acc)
                 else:
                     tmp = tmp_all[: rows * Ev].reshape((rows, Ev))
-                    np.dot(s, vn[j0:j1], tmp)
+                    dot_into(s, vn[j0:j1], tmp)
                     for r in range(rows):
                         a = alpha[r]
                         for e in range(Ev):
@@ -520,8 +523,8 @@ def _backward_worker(
                 cols = j1 - j0
                 s = work[: rows * cols].reshape((rows, cols))
                 dp = dp_all[: rows * cols].reshape((rows, cols))
-                np.dot(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
-                np.dot(g_tile, vt[j0 * Ev : j0 * Ev + Ev * cols].reshape((Ev, cols)), dp)
+                dot_into(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
+                dot_into(g_tile, vt[j0 * Ev : j0 * Ev + Ev * cols].reshape((Ev, cols)), dp)
                 for r in range(rows):
                     i = i0 + r
                     srow, dprow = s[r], dp[r]
@@ -564,19 +567,19 @@ def _backward_worker(
                         for c in range(limit):
                             dprow[c] *= scale
                 dkv = dkv_all[: cols * Ev].reshape((cols, Ev))
-                np.dot(s.T, g_tile, dkv)
+                dot_into(s.T, g_tile, dkv)
                 _add_rows(dv, k_row + j0, v_col, dkv)
                 if j0 == 0:
-                    np.dot(dp, kn[j0:j1], dq_rows)
+                    dot_into(dp, kn[j0:j1], dq_rows)
                 else:
                     dq_tmp = dq_all[: rows * E].reshape((rows, E))
-                    np.dot(dp, kn[j0:j1], dq_tmp)
+                    dot_into(dp, kn[j0:j1], dq_tmp)
                     for r in range(rows):
                         dq_row, extra = dq_rows[r], dq_tmp[r]
                         for e in range(E):
                             dq_row[e] += extra[e]
                 dkv = dkv_all[: cols * E].reshape((cols, E))
-                np.dot(dp.T, q_tile, dkv)
+                dot_into(dp.T, q_tile, dkv)
                 _add_rows(dk, k_row + j0, k_col, dkv)
             _scatter_rows(dq_rows, dq, q_row + i0, q_col)
 
