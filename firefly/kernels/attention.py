@@ -462,6 +462,9 @@ def _backward_worker(
     key = np.uint64(dropout_key[0])
     # No mask, dropout or bias gradient: each row in one pass (_exp_grad).
     plain = not has_bias and not has_keep and not dropping and not need_dbias
+    # One query tile: each key tile's dk and dv rows are written once, in place, rather than
+    # zeroed first and added to.
+    one_block = Tq <= block_q
     tile = block_q * block_k
     wide = max(E, Ev)
     work = scratch[w]
@@ -499,8 +502,9 @@ def _backward_worker(
         kept = _kept_keys(kslice, has_keep, Tk)
         _transpose_blocks(k, k_row, k_col, kept, E, block_k, kt)
         _transpose_blocks(v, k_row, v_col, kept, Ev, block_k, vt)
-        _zero_rows(dk, k_row, k_col, Tk, E)
-        _zero_rows(dv, k_row, v_col, Tk, Ev)
+        if not one_block:
+            _zero_rows(dk, k_row, k_col, Tk, E)
+            _zero_rows(dv, k_row, v_col, Tk, Ev)
         for i0 in range(0, Tq, block_q):
             i1 = min(i0 + block_q, Tq)
             rows = i1 - i0
@@ -516,6 +520,9 @@ def _backward_worker(
                 rowdot[r] = total
             dq_rows = dq_rows_all[: rows * E].reshape((rows, E))
             j_end = min(kept, i1) if causal else kept
+            if one_block:  # the key rows no tile below writes
+                _zero_rows(dk, k_row + j_end, k_col, Tk - j_end, E)
+                _zero_rows(dv, k_row + j_end, v_col, Tk - j_end, Ev)
             if j_end == 0:
                 dq_rows[:, :] = 0.0
             for j0 in range(0, j_end, block_k):
@@ -568,7 +575,10 @@ def _backward_worker(
                             dprow[c] *= scale
                 dkv = dkv_all[: cols * Ev].reshape((cols, Ev))
                 dot_into(s.T, g_tile, dkv)
-                _add_rows(dv, k_row + j0, v_col, dkv)
+                if one_block:
+                    _scatter_rows(dkv, dv, k_row + j0, v_col)
+                else:
+                    _add_rows(dv, k_row + j0, v_col, dkv)
                 if j0 == 0:
                     dot_into(dp, kn[j0:j1], dq_rows)
                 else:
@@ -580,7 +590,10 @@ def _backward_worker(
                             dq_row[e] += extra[e]
                 dkv = dkv_all[: cols * E].reshape((cols, E))
                 dot_into(dp.T, q_tile, dkv)
-                _add_rows(dk, k_row + j0, k_col, dkv)
+                if one_block:
+                    _scatter_rows(dkv, dk, k_row + j0, k_col)
+                else:
+                    _add_rows(dk, k_row + j0, k_col, dkv)
             _scatter_rows(dq_rows, dq, q_row + i0, q_col)
 
 
