@@ -144,6 +144,17 @@ def _exp_grad(srow, dprow, limit, scale, shift, d):
         dprow[c] = p * (dprow[c] * scale - sd)
 
 
+@called_helper(reassociate=True)
+def _row_dot(g, o):
+    """sum(g * o) over a row, each product in float64 (exact for float32) and summed in any
+    order, so that the loop vectorizes: in order it was one dependent float64 add per
+    element, per query row."""
+    total = 0.0
+    for e in range(g.size):
+        total += np.float64(g[e]) * o[e]
+    return total
+
+
 @called_helper
 def _exp_shifted(row, limit, shift):
     """row[:limit] = exp(row[:limit] - shift) in place (a function of its own, as _exp_sum)."""
@@ -513,11 +524,7 @@ def _backward_worker(
             g_tile = g_all[: rows * Ev].reshape((rows, Ev))
             _gather_rows(grad, q_row + i0, out_col, g_tile)
             for r in range(rows):
-                total = 0.0
-                o_row, g_row = out[q_row + i0 + r, out_col : out_col + Ev], g_tile[r]
-                for e in range(Ev):
-                    total += np.float64(g_row[e]) * o_row[e]
-                rowdot[r] = total
+                rowdot[r] = _row_dot(g_tile[r], out[q_row + i0 + r, out_col : out_col + Ev])
             dq_rows = dq_rows_all[: rows * E].reshape((rows, E))
             j_end = min(kept, i1) if causal else kept
             if one_block:  # the key rows no tile below writes
