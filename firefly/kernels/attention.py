@@ -43,13 +43,14 @@ from numba import prange
 
 from firefly.kernels import vmath
 from firefly.kernels._jit import called_helper, inline_helper, scalar, sized_kernel
+from firefly.kernels.families import _reassociated_sum
 from firefly.kernels.linalg import dot_into
 
 # Below this many query elements (slices x rows x head size) a call runs serially: waking the
 # thread pool costs more than the slices save.
 PARALLEL_MIN_ATTENTION = 32768
-# Independent partial sums (and maxima) a row is dealt across: without fastmath LLVM keeps one
-# running sum in order; independent lanes vectorize.
+# Independent maxima a row is dealt across: without fastmath LLVM keeps one running maximum in
+# order; independent lanes vectorize. (Sums reassociate instead: _reassociated_sum.)
 LANES = 16
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -111,26 +112,14 @@ def _scores(srow, limit, scale, has_bias, brow, has_keep, krow):
 
 
 @called_helper
-def _exp_sum(row, limit, scale, shift, lanes):
-    """row[:limit] = exp(row[:limit] * scale - shift) in place, returning their sum in LANES
-    independent partial sums (the first LANES entries of ``lanes``) so that the loop
-    vectorizes. A function of its own rather than inlined: vmath.exp inlined into the
-    kernels' nested loops tripped Numba's IR scope check (NumbaIRAssumptionWarning)."""
+def _exp_sum(row, limit, scale, shift):
+    """row[:limit] = exp(row[:limit] * scale - shift) in place, returning their sum (in the
+    dtype, in any order: _reassociated_sum). A function of its own rather than inlined:
+    vmath.exp inlined into the kernels' nested loops tripped Numba's IR scope check
+    (NumbaIRAssumptionWarning)."""
     for c in range(limit):
         row[c] = vmath.exp(row[c] * scale - shift)
-    for k in range(LANES):
-        lanes[k] = 0.0
-    b = 0
-    while b + LANES <= limit:
-        for k in range(LANES):
-            lanes[k] += row[b + k]
-        b += LANES
-    total = 0.0
-    for i in range(b, limit):
-        total += row[i]
-    for k in range(LANES):
-        total += lanes[k]
-    return total
+    return _reassociated_sum(row[:limit])
 
 
 @called_helper
@@ -386,7 +375,7 @@ def _forward_worker(
                         alpha[r] = 1.0
                         continue
                     alpha[r] = np.exp(row_max[r] - new_max)
-                    total = _exp_sum(srow, limit, exp_scale, vmath.like(new_max, scale), lane)
+                    total = _exp_sum(srow, limit, exp_scale, vmath.like(new_max, scale))
                     srow[limit:] = 0.0
                     row_sum[r] = row_sum[r] * alpha[r] + total
                     row_max[r] = new_max
