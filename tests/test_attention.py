@@ -175,6 +175,29 @@ def test_fully_masked_rows_give_zeros():
         assert np.any(out[..., row + 1, :] != 0.0)
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_key_padding_masks_leave_out_trailing_keys(causal):
+    """A keep mask that broadcasts over the rows: the keys after each sequence's last kept one
+    are left out of the tiles. Sequences of every key, of keys ending inside the second key
+    tile (128 keys each), ending on a tile's edge, with a masked key inside, and of none."""
+    rng = np.random.default_rng(4)
+    q, k, v, grad = random_inputs(rng, (5, 2), 140, 140, 4, 3)
+    keep = np.zeros((5, 1, 1, 140), dtype=bool)
+    for b, length in enumerate((140, 131, 128, 60, 0)):
+        keep[b, ..., :length] = True
+    keep[3, ..., 7] = False
+    leaves = [Tensor(a, requires_grad=True) for a in (q, k, v)]
+    result = ops.apply(OP, *leaves, np.zeros(()), bool_mask=keep, is_causal=causal)
+    result.backward(grad)
+    out, grads = result.numpy(), [t.grad.numpy() for t in leaves]
+    expected_out, expected_grads = reference_for(q, k, v, grad, keep, causal, None)
+    np.testing.assert_allclose(out, expected_out, rtol=0, atol=1e-12)
+    for got, expected in zip(grads, expected_grads):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    np.testing.assert_array_equal(out[4], 0.0)
+    np.testing.assert_array_equal(grads[1][3, :, 60:], 0.0)
+
+
 def test_gradcheck_with_masks_and_dropout():
     rng = np.random.default_rng(2)
     q, k, v, _ = random_inputs(rng, (2, 2), 5, 4, 3, 2)

@@ -19,11 +19,13 @@ memory were 40% slower per call at (12, 4, 64, 32). The kernels copy each slice'
 values, and each query tile, into contiguous per-worker scratch (BLAS reads strided rows only
 through a copy in Numba), and write each output tile and gradient row straight into place.
 
-Each tile's products are GEMMs through BLAS (``np.dot``), sized by the op so that OpenBLAS runs
-each on one thread (firefly.kernels.linalg.SINGLE_THREAD_GEMM): the threads are the workers of
-the ``prange`` over workers, each taking a contiguous run of slices (whole batch elements where
-the count divides: no two threads write one row of the packed layouts), so no two threads write
-one gradient.
+Each tile's products are GEMMs through NumPy's OpenBLAS (``linalg.dot_into``, as the linear
+layer's: one BLAS library in a transformer's step, and no per-call checks and wrapper of
+Numba's ``np.dot``), sized by the op so that OpenBLAS runs each on one thread
+(firefly.kernels.linalg.SINGLE_THREAD_GEMM): the threads are the workers of the ``prange``
+over workers, each taking a contiguous run of slices (whole batch elements where the count
+divides: no two threads write one row of the packed layouts), so no two threads write one
+gradient.
 
 Masks arrive as 3-D arrays (slices, rows, columns) whose every dimension is 1 (broadcast) or
 full, with the slice index found from the batch shape and per-dimension strides (0 where the
@@ -41,12 +43,14 @@ from numba import prange
 
 from firefly.kernels import vmath
 from firefly.kernels._jit import called_helper, inline_helper, scalar, sized_kernel
+from firefly.kernels.families import _reassociated_sum
+from firefly.kernels.linalg import dot_into
 
 # Below this many query elements (slices x rows x head size) a call runs serially: waking the
 # thread pool costs more than the slices save.
 PARALLEL_MIN_ATTENTION = 32768
-# Independent partial sums (and maxima) a row is dealt across: without fastmath LLVM keeps one
-# running sum in order; independent lanes vectorize.
+# Independent maxima a row is dealt across: without fastmath LLVM keeps one running maximum in
+# order; independent lanes vectorize. (Sums reassociate instead: _reassociated_sum.)
 LANES = 16
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -108,10 +112,41 @@ def _scores(srow, limit, scale, has_bias, brow, has_keep, krow):
 
 
 @called_helper
+def _exp_sum(row, limit, scale, shift):
+    """row[:limit] = exp(row[:limit] * scale - shift) in place, returning their sum (in the
+    dtype, in any order: _reassociated_sum). A function of its own rather than inlined:
+    vmath.exp inlined into the kernels' nested loops tripped Numba's IR scope check
+    (NumbaIRAssumptionWarning)."""
+    for c in range(limit):
+        row[c] = vmath.exp(row[c] * scale - shift)
+    return _reassociated_sum(row[:limit])
+
+
+@called_helper
+def _exp_grad(srow, dprow, limit, scale, shift, d):
+    """The backward's row without mask or dropout, in one pass: p = exp(s * scale - shift)
+    into srow, and dprow = p * (dp - d) * scale (as p * (dp * scale - d * scale))."""
+    sd = d * scale
+    for c in range(limit):
+        p = vmath.exp(srow[c] * scale - shift)
+        srow[c] = p
+        dprow[c] = p * (dprow[c] * scale - sd)
+
+
+@called_helper(reassociate=True)
+def _row_dot(g, o):
+    """sum(g * o) over a row, each product in float64 (exact for float32) and summed in any
+    order, so that the loop vectorizes: in order it was one dependent float64 add per
+    element, per query row."""
+    total = 0.0
+    for e in range(g.size):
+        total += np.float64(g[e]) * o[e]
+    return total
+
+
+@called_helper
 def _exp_shifted(row, limit, shift):
-    """row[:limit] = exp(row[:limit] - shift) in place. A function of its own rather than
-    inlined: vmath.exp inlined into the kernels' nested loops tripped Numba's IR scope check
-    (NumbaIRAssumptionWarning), and the row loop vectorizes the same either way."""
+    """row[:limit] = exp(row[:limit] - shift) in place (a function of its own, as _exp_sum)."""
     for c in range(limit):
         row[c] = vmath.exp(row[c] - shift)
 
@@ -136,22 +171,20 @@ def _row_max(row, n, lanes):
 
 
 @inline_helper
-def _row_sum(row, n, lanes):
-    """sum(row[:n]), in LANES independent partial sums (the first LANES entries of
-    ``lanes``) so that the loop vectorizes."""
-    for k in range(LANES):
-        lanes[k] = 0.0
-    b = 0
-    while b + LANES <= n:
-        for k in range(LANES):
-            lanes[k] += row[b + k]
-        b += LANES
-    total = 0.0
-    for i in range(b, n):
-        total += row[i]
-    for k in range(LANES):
-        total += lanes[k]
-    return total
+def _kept_keys(kslice, has_keep, tk):
+    """How many leading keys a slice can attend: all ``tk`` but for a keep mask that
+    broadcasts over the rows (a key padding mask), whose masked keys after its last kept one
+    are left out of the tiles (their scores, products and gradients; dk and dv rows stay 0)
+    rather than computed and masked."""
+    if not has_keep or kslice.shape[0] > 1:
+        return tk
+    krow = kslice[0]
+    if krow.size == 1:
+        return tk if krow[0] else 0
+    end = tk
+    while end > 0 and not krow[end - 1]:
+        end -= 1
+    return end
 
 
 @inline_helper
@@ -279,6 +312,9 @@ def _forward_worker(
     dropping = dropout_p > 0.0
     inv_keep = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0
     key = np.uint64(dropout_key[0])
+    # No mask: the scores are scaled inside the exp pass instead of a pass of their own.
+    plain = not has_bias and not has_keep and scale > 0
+    one = vmath.like(1.0, scale)
     tile = block_q * block_k
     work = scratch[w]
     lane = lanes[w]
@@ -302,7 +338,8 @@ def _forward_worker(
         q_col, k_col, v_col, out_col = qc + h * E, kc + h * E, vc + h * Ev, h * Ev
         bslice = bias[_slice_offset(n, batch_shape, bias_strides)]
         kslice = keep[_slice_offset(n, batch_shape, keep_strides)]
-        _transpose_blocks(k, k_row, k_col, Tk, E, block_k, kt)
+        kept = _kept_keys(kslice, has_keep, Tk)
+        _transpose_blocks(k, k_row, k_col, kept, E, block_k, kt)
         _gather_rows(v, k_row, v_col, vn)
         for i0 in range(0, Tq, block_q):
             i1 = min(i0 + block_q, Tq)
@@ -310,39 +347,47 @@ def _forward_worker(
             q_tile = q_all[: rows * E].reshape((rows, E))
             _gather_rows(q, q_row + i0, q_col, q_tile)
             acc = acc_all[: rows * Ev].reshape((rows, Ev))
-            j_end = min(Tk, i1) if causal else Tk
+            j_end = min(kept, i1) if causal else kept
             row_max[:rows] = -np.inf
             row_sum[:rows] = 0.0
             for j0 in range(0, j_end, block_k):
-                j1 = min(j0 + block_k, Tk)  # a whole transposed block
+                j1 = min(j0 + block_k, kept)  # a whole transposed block
                 cols = j1 - j0
                 s = work[: rows * cols].reshape((rows, cols))
-                np.dot(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
+                dot_into(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
                 for r in range(rows):
                     i = i0 + r
                     srow = s[r]
                     limit = max(0, min(cols, i + 1 - j0)) if causal else cols
-                    brow, krow = _row_views(bslice, kslice, i, j0, j1)
-                    _scores(srow, limit, scale, has_bias, brow, has_keep, krow)
-                    new_max = max(row_max[r], _row_max(srow, limit, lane))
+                    if plain:
+                        # scale > 0: the largest raw score, scaled, is the largest scaled
+                        # score (rounding is monotone), so the scale moves into the exp pass
+                        row_top = _row_max(srow, limit, lane) * scale
+                        exp_scale = scale
+                    else:
+                        brow, krow = _row_views(bslice, kslice, i, j0, j1)
+                        _scores(srow, limit, scale, has_bias, brow, has_keep, krow)
+                        row_top = _row_max(srow, limit, lane)
+                        exp_scale = one
+                    new_max = max(row_max[r], row_top)
                     if new_max == -np.inf:  # nothing attended yet in this row
                         srow[:] = 0.0
                         alpha[r] = 1.0
                         continue
                     alpha[r] = np.exp(row_max[r] - new_max)
-                    _exp_shifted(srow, limit, vmath.like(new_max, scale))
+                    total = _exp_sum(srow, limit, exp_scale, vmath.like(new_max, scale))
                     srow[limit:] = 0.0
-                    row_sum[r] = row_sum[r] * alpha[r] + _row_sum(srow, limit, lane)
+                    row_sum[r] = row_sum[r] * alpha[r] + total
                     row_max[r] = new_max
                     if dropping:
                         base = (n * Tq + i) * Tk + j0
                         for c in range(limit):
                             srow[c] *= _drop_scale(key, base + c, dropout_p, inv_keep)
                 if j0 == 0:
-                    np.dot(s, vn[j0:j1], acc)
+                    dot_into(s, vn[j0:j1], acc)
                 else:
                     tmp = tmp_all[: rows * Ev].reshape((rows, Ev))
-                    np.dot(s, vn[j0:j1], tmp)
+                    dot_into(s, vn[j0:j1], tmp)
                     for r in range(rows):
                         a = alpha[r]
                         for e in range(Ev):
@@ -415,6 +460,11 @@ def _backward_worker(
     dropping = dropout_p > 0.0
     inv_keep = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0
     key = np.uint64(dropout_key[0])
+    # No mask, dropout or bias gradient: each row in one pass (_exp_grad).
+    plain = not has_bias and not has_keep and not dropping and not need_dbias
+    # One query tile: each key tile's dk and dv rows are written once, in place, rather than
+    # zeroed first and added to.
+    one_block = Tq <= block_q
     tile = block_q * block_k
     wide = max(E, Ev)
     work = scratch[w]
@@ -449,10 +499,12 @@ def _backward_worker(
         # K both ways: transposed blocks for the scores, rows for dq's product (a plain
         # GEMM: BLAS's transposed-operand path is slower, see _transpose_blocks).
         _gather_rows(k, k_row, k_col, kn)
-        _transpose_blocks(k, k_row, k_col, Tk, E, block_k, kt)
-        _transpose_blocks(v, k_row, v_col, Tk, Ev, block_k, vt)
-        _zero_rows(dk, k_row, k_col, Tk, E)
-        _zero_rows(dv, k_row, v_col, Tk, Ev)
+        kept = _kept_keys(kslice, has_keep, Tk)
+        _transpose_blocks(k, k_row, k_col, kept, E, block_k, kt)
+        _transpose_blocks(v, k_row, v_col, kept, Ev, block_k, vt)
+        if not one_block:
+            _zero_rows(dk, k_row, k_col, Tk, E)
+            _zero_rows(dv, k_row, v_col, Tk, Ev)
         for i0 in range(0, Tq, block_q):
             i1 = min(i0 + block_q, Tq)
             rows = i1 - i0
@@ -461,30 +513,34 @@ def _backward_worker(
             g_tile = g_all[: rows * Ev].reshape((rows, Ev))
             _gather_rows(grad, q_row + i0, out_col, g_tile)
             for r in range(rows):
-                total = 0.0
-                o_row, g_row = out[q_row + i0 + r, out_col : out_col + Ev], g_tile[r]
-                for e in range(Ev):
-                    total += np.float64(g_row[e]) * o_row[e]
-                rowdot[r] = total
+                rowdot[r] = _row_dot(g_tile[r], out[q_row + i0 + r, out_col : out_col + Ev])
             dq_rows = dq_rows_all[: rows * E].reshape((rows, E))
-            j_end = min(Tk, i1) if causal else Tk
+            j_end = min(kept, i1) if causal else kept
+            if one_block:  # the key rows no tile below writes
+                _zero_rows(dk, k_row + j_end, k_col, Tk - j_end, E)
+                _zero_rows(dv, k_row + j_end, v_col, Tk - j_end, Ev)
             if j_end == 0:
                 dq_rows[:, :] = 0.0
             for j0 in range(0, j_end, block_k):
-                j1 = min(j0 + block_k, Tk)  # a whole transposed block
+                j1 = min(j0 + block_k, kept)  # a whole transposed block
                 cols = j1 - j0
                 s = work[: rows * cols].reshape((rows, cols))
                 dp = dp_all[: rows * cols].reshape((rows, cols))
-                np.dot(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
-                np.dot(g_tile, vt[j0 * Ev : j0 * Ev + Ev * cols].reshape((Ev, cols)), dp)
+                dot_into(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
+                dot_into(g_tile, vt[j0 * Ev : j0 * Ev + Ev * cols].reshape((Ev, cols)), dp)
                 for r in range(rows):
                     i = i0 + r
                     srow, dprow = s[r], dp[r]
                     limit = max(0, min(cols, i + 1 - j0)) if causal else cols
-                    brow, krow = _row_views(bslice, kslice, i, j0, j1)
-                    _scores(srow, limit, scale, has_bias, brow, has_keep, krow)
                     shift = lse[n, i]
                     d = vmath.like(rowdot[r], scale)
+                    if plain:
+                        _exp_grad(srow, dprow, limit, scale, shift, d)
+                        srow[limit:] = 0.0
+                        dprow[limit:] = 0.0
+                        continue
+                    brow, krow = _row_views(bslice, kslice, i, j0, j1)
+                    _scores(srow, limit, scale, has_bias, brow, has_keep, krow)
                     _exp_shifted(srow, limit, shift)
                     if dropping:
                         base = (n * Tq + i) * Tk + j0
@@ -514,20 +570,26 @@ def _backward_worker(
                         for c in range(limit):
                             dprow[c] *= scale
                 dkv = dkv_all[: cols * Ev].reshape((cols, Ev))
-                np.dot(s.T, g_tile, dkv)
-                _add_rows(dv, k_row + j0, v_col, dkv)
+                dot_into(s.T, g_tile, dkv)
+                if one_block:
+                    _scatter_rows(dkv, dv, k_row + j0, v_col)
+                else:
+                    _add_rows(dv, k_row + j0, v_col, dkv)
                 if j0 == 0:
-                    np.dot(dp, kn[j0:j1], dq_rows)
+                    dot_into(dp, kn[j0:j1], dq_rows)
                 else:
                     dq_tmp = dq_all[: rows * E].reshape((rows, E))
-                    np.dot(dp, kn[j0:j1], dq_tmp)
+                    dot_into(dp, kn[j0:j1], dq_tmp)
                     for r in range(rows):
                         dq_row, extra = dq_rows[r], dq_tmp[r]
                         for e in range(E):
                             dq_row[e] += extra[e]
                 dkv = dkv_all[: cols * E].reshape((cols, E))
-                np.dot(dp.T, q_tile, dkv)
-                _add_rows(dk, k_row + j0, k_col, dkv)
+                dot_into(dp.T, q_tile, dkv)
+                if one_block:
+                    _scatter_rows(dkv, dk, k_row + j0, k_col)
+                else:
+                    _add_rows(dk, k_row + j0, k_col, dkv)
             _scatter_rows(dq_rows, dq, q_row + i0, q_col)
 
 

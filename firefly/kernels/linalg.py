@@ -1,12 +1,13 @@
-"""Matrix products. Each calls BLAS: SciPy's, as Numba links it for ``np.dot``, or, in the
-linear layer, NumPy's through ``dot_into`` (one CBLAS call, without a compiled function per
-layout): measured here, a hand-written Numba matmul reaches only 25-35% of BLAS speed."""
+"""Matrix products. Each calls NumPy's OpenBLAS through ``dot_into`` (one CBLAS call, without
+a compiled function per layout as Numba's ``np.dot`` makes, whose BLAS is SciPy's): measured
+here, a hand-written Numba matmul reaches only 25-35% of BLAS speed. The SVD calls LAPACK
+through Numba."""
 
 import numpy as np
 from llvmlite import ir
 from numba import prange, types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from firefly.kernels._jit import kernel, sized_kernel
 from firefly.kernels.cblas import GEMM_SYMBOLS, NO_TRANSPOSE, ROW_MAJOR, TRANSPOSE
@@ -22,7 +23,7 @@ SINGLE_THREAD_GEMM = 65536 * 4
 PARALLEL_MIN_BATCHED_GEMM = 65536
 # The second operand of every GEMM here is made C-contiguous (np.ascontiguousarray: free when
 # it already is, a k x n copy when it is a transpose, as b^T in the backward and as the
-# transposed operands of create_graph's recorded backward). SciPy's OpenBLAS threads a GEMM
+# transposed operands of create_graph's recorded backward). OpenBLAS threads a GEMM
 # whose second operand is transposed from a smaller size than the plain one: on the 2-core
 # machine under load, (128, 64) @ (64, 64)^T took 17-36 ms through its two threads against
 # 20 us once the operand is copied (24 us, copy included), in a Hessian-vector product that
@@ -33,45 +34,6 @@ def batched_gemm(fn):
     """A loop of GEMMs over a batch, written with ``prange``: serial and parallel builds, the
     parallel one from PARALLEL_MIN_BATCHED_GEMM elements."""
     return sized_kernel(fn, PARALLEL_MIN_BATCHED_GEMM)
-
-
-@batched_gemm
-def matmul_forward(a, b, out):
-    """out[k] = a[k] @ b[k] over a batch; a or b may have a batch of 1 that broadcasts."""
-    a_batched, b_batched = a.shape[0] > 1, b.shape[0] > 1
-    if a.shape[1] * a.shape[2] * b.shape[2] <= SINGLE_THREAD_GEMM:
-        for k in prange(out.shape[0]):
-            np.dot(a[k * a_batched], np.ascontiguousarray(b[k * b_batched]), out[k])
-    else:
-        for k in range(out.shape[0]):
-            np.dot(a[k * a_batched], np.ascontiguousarray(b[k * b_batched]), out[k])
-
-
-@batched_gemm
-def matmul_backward(grad, a, b, da, db):
-    """da = grad @ b^T and db = a^T @ grad, summed over the batch where an input broadcast."""
-    a_batched, b_batched = a.shape[0] > 1, b.shape[0] > 1
-    if a_batched and b_batched and a.shape[1] * a.shape[2] * b.shape[2] <= SINGLE_THREAD_GEMM:
-        for k in prange(grad.shape[0]):  # no sums over the batch: each k on its own thread
-            np.dot(grad[k], np.ascontiguousarray(b[k].T), da[k])
-            np.dot(a[k].T, np.ascontiguousarray(grad[k]), db[k])
-        return
-    if not a_batched:
-        da[0] = 0.0
-    if not b_batched:
-        db[0] = 0.0
-    for k in range(grad.shape[0]):
-        ka, kb = k * a_batched, k * b_batched
-        b_transposed = np.ascontiguousarray(b[kb].T)
-        g = np.ascontiguousarray(grad[k])
-        if a_batched:
-            np.dot(g, b_transposed, da[k])
-        else:
-            da[0] += np.dot(g, b_transposed)
-        if b_batched:
-            np.dot(a[ka].T, g, db[k])
-        else:
-            db[0] += np.dot(a[ka].T, g)
 
 
 @intrinsic
@@ -158,6 +120,69 @@ def dot_into(typingctx, a, b, out):
         return context.get_dummy_value()
 
     return types.none(a, b, out), codegen
+
+
+def _blas_operand(a):
+    """``a`` as ``dot_into`` takes it: as is when its rows or columns are contiguous (Numba's
+    C or F layout), else a C-contiguous copy."""
+    return a
+
+
+@overload(_blas_operand)
+def _blas_operand_impl(a):
+    if a.layout in "CF":
+        return lambda a: a
+    return lambda a: np.ascontiguousarray(a)
+
+
+@batched_gemm
+def matmul_forward(a, b, out):
+    """out[k] = a[k] @ b[k] over a batch; a or b may have a batch of 1 that broadcasts."""
+    a_batched, b_batched = a.shape[0] > 1, b.shape[0] > 1
+    if a.shape[1] * a.shape[2] * b.shape[2] <= SINGLE_THREAD_GEMM:
+        for k in prange(out.shape[0]):
+            dot_into(
+                _blas_operand(a[k * a_batched]), np.ascontiguousarray(b[k * b_batched]), out[k]
+            )
+    else:
+        for k in range(out.shape[0]):
+            dot_into(
+                _blas_operand(a[k * a_batched]), np.ascontiguousarray(b[k * b_batched]), out[k]
+            )
+
+
+@batched_gemm
+def matmul_backward(grad, a, b, da, db):
+    """da = grad @ b^T and db = a^T @ grad, summed over the batch where an input broadcast."""
+    a_batched, b_batched = a.shape[0] > 1, b.shape[0] > 1
+    if a_batched and b_batched and a.shape[1] * a.shape[2] * b.shape[2] <= SINGLE_THREAD_GEMM:
+        for k in prange(grad.shape[0]):  # no sums over the batch: each k on its own thread
+            g = _blas_operand(grad[k])
+            dot_into(g, np.ascontiguousarray(b[k].T), da[k])
+            dot_into(_blas_operand(a[k]).T, g, db[k])
+        return
+    # A broadcast input's gradient is a sum over the batch: each product into scratch, added.
+    da_part = np.empty(da.shape[1:] if not a_batched else (0, 0), da.dtype)
+    db_part = np.empty(db.shape[1:] if not b_batched else (0, 0), db.dtype)
+    if not a_batched:
+        da[0] = 0.0
+    if not b_batched:
+        db[0] = 0.0
+    for k in range(grad.shape[0]):
+        ka, kb = k * a_batched, k * b_batched
+        b_transposed = np.ascontiguousarray(b[kb].T)
+        g = np.ascontiguousarray(grad[k])
+        a_transposed = _blas_operand(a[ka]).T
+        if a_batched:
+            dot_into(g, b_transposed, da[k])
+        else:
+            dot_into(g, b_transposed, da_part)
+            da[0] += da_part
+        if b_batched:
+            dot_into(a_transposed, g, db[k])
+        else:
+            dot_into(a_transposed, g, db_part)
+            db[0] += db_part
 
 
 @kernel
