@@ -31,9 +31,10 @@ Two column layouts, each with its own forward/backward pair; the op picks one pe
   channels 3x3 on 8x8, batch 64, 2 threads). Each of Numba's thread count of threads takes a
   contiguous block of samples and does everything for them (padding, columns, its rows of the
   GEMMs with single-threaded BLAS, col2im, and its own part of dweight and dbias), so that the
-  GEMMs of these small images use every core. The threads are Python threads running one
-  serial kernel each (``_jit.run_shares``), not a prange: a prange kernel re-optimizes the
-  helper its body calls twice more, which tripled these kernels' compile time.
+  GEMMs of these small images use every core. The shares run one serial kernel on Numba's
+  threads (``_jit.run_shares``: the kernel runs its own shares through the threading layer),
+  not a prange: a prange kernel re-optimizes the helper its body calls twice more, which
+  tripled these kernels' compile time.
 
 The op takes position-major when its runs are long (KW * Cg of 16 or more, e.g. 6 channels at
 3x3), except where the wide variant adds at most a tenth of columns (large padded images),
@@ -63,6 +64,7 @@ from numba import prange
 from firefly.kernels._jit import (
     called_helper,
     driven_kernel,
+    each_share,
     inline_helper,
     kernel,
     kernel_driver,
@@ -295,18 +297,22 @@ def _weight_by_tap(weight, groups):
     return np.ascontiguousarray(by_tap).reshape(groups, KH * KW * Cg, O // groups)
 
 
+@inline_helper
 def _sample_range(t, threads, N):
     """Samples n0 .. n1 that share t of ``threads`` takes: contiguous, near-equal shares."""
     return t * N // threads, (t + 1) * N // threads
 
 
 @driven_kernel
-def _positions_forward_samples(
-    x, weight, wr, bias, sh, sw, ph, pw, dh, dw, n0, n1, planes, cols, product, out
+def _positions_forward_share(
+    t, threads, x, weight, wr, bias, sh, sw, ph, pw, dh, dw, planes, cols, product, out
 ):
-    """conv2d_positions_forward for samples n0 .. n1: their padded planes, their rows of the
-    columns, their rows of each group's product, and their output. ``wr`` is the weight by
-    tap (``_weight_by_tap``)."""
+    """conv2d_positions_forward for share t of ``threads``, samples n0 .. n1: their padded
+    planes, their rows of the columns, their rows of each group's product, and their output.
+    ``wr`` is the weight by tap (``_weight_by_tap``)."""
+    if t < 0:
+        return each_share(threads)
+    n0, n1 = _sample_range(t, threads, x.shape[0])
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     _, Cg, KH, KW = weight.shape
     OH, OW = out.shape[2], out.shape[3]
@@ -364,20 +370,31 @@ def conv2d_positions_forward(
 
     x (N, C, H, W), weight (O, Cg, KH, KW), bias (O,), out (N, O, OH, OW); groups = C // Cg.
     """
-    N = x.shape[0]
     wr = _weight_by_tap(weight, cols.shape[0])
-
-    def share(t):
-        n0, n1 = _sample_range(t, threads, N)
-        _positions_forward_samples(
-            x, weight, wr, bias, sh, sw, ph, pw, dh, dw, n0, n1, planes, cols, product, out
-        )
-
-    run_shares(share, threads)
+    run_shares(
+        _positions_forward_share,
+        threads,
+        x,
+        weight,
+        wr,
+        bias,
+        sh,
+        sw,
+        ph,
+        pw,
+        dh,
+        dw,
+        planes,
+        cols,
+        product,
+        out,
+    )
 
 
 @driven_kernel
-def _positions_backward_samples(
+def _positions_backward_share(
+    t,
+    threads,
     grad,
     weight,
     wr,
@@ -390,19 +407,21 @@ def _positions_backward_samples(
     dw,
     need_dx,
     need_dweight,
-    n0,
-    n1,
     g2,
     dcols,
     planes,
-    dw_part,
-    bias_part,
+    dw_parts,
+    bias_parts,
     dx,
 ):
-    """conv2d_positions_backward for samples n0 .. n1: their rows of g2, their sums of grad per
-    channel into ``bias_part`` (O,), their share of the weight gradient into ``dw_part``
-    (groups, taps, O / groups) if need_dweight, and if need_dx their rows of the column
-    gradients and their dx."""
+    """conv2d_positions_backward for share t of ``threads``, samples n0 .. n1: their rows of
+    g2, their sums of grad per channel into ``bias_parts[t]`` (O,), their share of the weight
+    gradient into ``dw_parts[t]`` (groups, taps, O / groups) if need_dweight, and if need_dx
+    their rows of the column gradients and their dx."""
+    if t < 0:
+        return each_share(threads)
+    n0, n1 = _sample_range(t, threads, grad.shape[0])
+    dw_part, bias_part = dw_parts[t], bias_parts[t]
     O, OH, OW = grad.shape[1], grad.shape[2], grad.shape[3]
     _, Cg, KH, KW = weight.shape
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
@@ -489,39 +508,34 @@ def conv2d_positions_backward(
     end. Scratch: ``g2`` (groups, N*OH*OW, O / groups), and for dx ``dcols`` shaped as
     ``cols`` and ``planes`` as in the forward, which the column gradients are added into before
     the padding is cropped."""
-    N, O = grad.shape[0], grad.shape[1]
+    O = grad.shape[1]
     groups, _, taps = cols.shape
     Og = O // groups
     wr = _weight_by_tap(weight, groups)
     dw_parts = np.empty((threads, groups, taps, Og), dtype=dweight.dtype)
     bias_parts = np.empty((threads, O))
-
-    def share(t):
-        n0, n1 = _sample_range(t, threads, N)
-        _positions_backward_samples(
-            grad,
-            weight,
-            wr,
-            cols,
-            sh,
-            sw,
-            ph,
-            pw,
-            dh,
-            dw,
-            need_dx,
-            need_dweight,
-            n0,
-            n1,
-            g2,
-            dcols,
-            planes,
-            dw_parts[t],
-            bias_parts[t],
-            dx,
-        )
-
-    run_shares(share, threads)
+    run_shares(
+        _positions_backward_share,
+        threads,
+        grad,
+        weight,
+        wr,
+        cols,
+        sh,
+        sw,
+        ph,
+        pw,
+        dh,
+        dw,
+        need_dx,
+        need_dweight,
+        g2,
+        dcols,
+        planes,
+        dw_parts,
+        bias_parts,
+        dx,
+    )
     dbias[:] = bias_parts.sum(axis=0)
     if need_dweight:
         # taps ordered (ky, kx, channel of the group), as the columns
