@@ -26,6 +26,7 @@ from llvmlite import ir
 from numba import _dispatcher
 from numba.core import cgutils, errors, event, sigutils
 from numba.core import types as numba_types
+from numba.core.callconv import RETCODE_NONE, RETCODE_OK
 from numba.core.dispatcher import OmittedArg
 from numba.core.registry import CPUDispatcher
 from numba.core.typeconv.rules import default_type_manager
@@ -574,14 +575,14 @@ def parallel_blas_kernel(fn):
 
 
 def driven_kernel(fn):
-    """Compile ``fn(t, threads, *args)``, the work of share t of ``threads`` of a batch, as a
-    serial kernel that ``run_shares`` runs for every share at once on Numba's threads. It
-    begins with ``if t < 0: return each_share(threads)``: that call runs the kernel itself for
-    each t (``each_share``). It compiles once, without the parfor pass: a prange kernel links
-    the helper its body calls into the gufunc and into itself and optimizes it three times
-    (conv's position-major backward compiled in a third of the time this way,
-    docs/architecture.md). Registered as a helper: ops call a ``kernel_driver``, never this
-    directly."""
+    """Compile ``fn`` as a serial kernel that a ``kernel_driver`` calls: directly, or through
+    ``run_shares`` on shares of a batch at once on Numba's threads. A kernel for run_shares is
+    ``fn(t, threads, *args)``, the work of share t of ``threads``, and begins with ``if t < 0:
+    return each_share(threads)``, which runs the kernel itself for each t. It compiles once,
+    without the parfor pass: a prange kernel links the helper its body calls into the gufunc
+    and into itself and optimizes it three times (conv's position-major backward compiled in a
+    third of the time this way, docs/architecture.md). Registered as a helper: ops call a
+    ``kernel_driver``, never this directly."""
     driven = _jit(fn, parallel=False)
     _helpers.add(id(driven))
     return driven
@@ -632,8 +633,12 @@ def _share_function(context, module, kernel, closure_type):
         t = builder.add(first, loop.index)
         # not inlined: the share function stays small, and the kernel is optimized once
         code = builder.call(kernel, [result, excinfo, t, *arguments[1:]], attrs=("noinline",))
-        status = context.call_conv._get_return_status(builder, code, builder.load(excinfo))
-        builder.store(builder.zext(status.is_error, i64), builder.gep(chunk, [loop.index]))
+        # Numba's status codes: OK, or NONE for a function that returned None; others raised
+        returned = builder.or_(
+            builder.icmp_signed("==", code, RETCODE_OK),
+            builder.icmp_signed("==", code, RETCODE_NONE),
+        )
+        builder.store(builder.zext(builder.not_(returned), i64), builder.gep(chunk, [loop.index]))
     builder.ret_void()
     return share
 
@@ -694,10 +699,13 @@ def run_shares(kernel: Callable[..., None], threads: int, *args: object) -> None
     without a parallel region. If a share raised, the shares run again one after another on
     the calling thread, which raises its error (each share writes only its own part of the
     outputs, so the second run overwrites the first)."""
+    # Before the kernel is compiled or loaded, on one thread too: its code calls the threading
+    # layer's functions, whose symbols this registers (a process that had not registered them
+    # crashed linking a max_pool2d kernel).
+    _launch_threads()
     if threads == 1:
         kernel(0, 1, *args)
         return
-    _launch_threads()  # the threading layer's symbols, which each_share calls, once
     try:
         with _parallel_lock, single_threaded_blas():
             kernel(-1, threads, *args)
