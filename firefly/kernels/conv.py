@@ -828,18 +828,6 @@ def _sum_tiles(tiles, total):
             flat[i] += part[i]
 
 
-@called_helper
-def _sum_tiles_transposed(tiles, total):
-    """total (O, taps) = the sum of tiles (T, taps, O) over T, transposed."""
-    T, taps, O = tiles.shape
-    for o in range(O):
-        for i in range(taps):
-            acc = tiles[0, i, o]
-            for t in range(1, T):
-                acc += tiles[t, i, o]
-            total[o, i] = acc
-
-
 @inline_helper
 def _tile_view(scratch, rows, columns):
     """The first rows * columns elements of one thread's (contiguous) scratch as a matrix."""
@@ -856,7 +844,7 @@ def _tile_geometry(out_shape, weight_shape, planes_shape, Wp, wide):
     return N, O, OH, OW, Cg, KH, KW, C, groups, O // groups, Cg * KH * KW, Q
 
 
-@parallel_blas_kernel
+@kernel_driver
 def conv2d_tiles_forward(
     x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, rows, shifted, planes, cols, product, out
 ):
@@ -866,34 +854,82 @@ def conv2d_tiles_forward(
     ``shifted`` (wide columns and S = 1), no columns: products on shifted views of the planes
     (``_shifted_products``). Nothing is saved: backward recomputes the columns. Scratch per
     thread t: ``planes[t]`` (S, C, Hp*Wp + tail), ``cols[t]`` (C*KH*KW, S*rows*Q; unused when
-    shifted) and ``product[t]`` (O, S*rows*Q), Q as in ``_tile_columns``."""
+    shifted) and ``product[t]`` (O, S*rows*Q), Q as in ``_tile_columns``. The threads are
+    ``run_shares``' shares, one per thread's scratch."""
+    run_shares(
+        _tiles_forward_share,
+        planes.shape[0],
+        x,
+        weight,
+        bias,
+        sh,
+        sw,
+        ph,
+        pw,
+        dh,
+        dw,
+        Wp,
+        wide,
+        rows,
+        shifted,
+        planes,
+        cols,
+        product,
+        out,
+    )
+
+
+@driven_kernel
+def _tiles_forward_share(
+    t,
+    threads,
+    x,
+    weight,
+    bias,
+    sh,
+    sw,
+    ph,
+    pw,
+    dh,
+    dw,
+    Wp,
+    wide,
+    rows,
+    shifted,
+    planes,
+    cols,
+    product,
+    out,
+):
+    """conv2d_tiles_forward's tiles t, t + threads, ... on thread t's scratch."""
+    if t < 0:
+        return each_share(threads)
     N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, Q = _tile_geometry(
         out.shape, weight.shape, planes.shape, Wp, wide
     )
-    T, S = planes.shape[0], planes.shape[1]
+    S = planes.shape[1]
     tiles = (N + S - 1) // S
     idx = _window_offsets(rows, OW, sh, sw, Wp)
     w2 = weight.reshape(groups, Og, taps)
     # taps first only for the shifted products, the one reader of it
     wt = _weight_taps_first(weight) if shifted else np.empty((0, 0, 0), weight.dtype)
-    for t in prange(T):
-        for tile in range(t, tiles, T):
-            n0 = tile * S
-            s = min(S, N - n0)
-            _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
-            for oy0 in range(0, OH, rows):
-                L = s * min(rows, OH - oy0) * Q
-                pt = _tile_view(product[t], O, L)
-                if shifted:
-                    _shifted_products(wt, planes[t, 0], oy0 * Wp, KW, dh, dw, Wp, pt)
-                else:
-                    ct = _tile_view(cols[t], C * KH * KW, L)
-                    _tile_columns(planes[t], s, oy0 * sh * Wp, KH, KW, dh, dw, Wp, wide, idx, ct)
-                    _grouped_products(w2, ct, pt)
-                _tile_output(pt, bias, n0, s, oy0, Q, out)
+    for tile in range(t, tiles, threads):
+        n0 = tile * S
+        s = min(S, N - n0)
+        _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
+        for oy0 in range(0, OH, rows):
+            L = s * min(rows, OH - oy0) * Q
+            pt = _tile_view(product[t], O, L)
+            if shifted:
+                _shifted_products(wt, planes[t, 0], oy0 * Wp, KW, dh, dw, Wp, pt)
+            else:
+                ct = _tile_view(cols[t], C * KH * KW, L)
+                _tile_columns(planes[t], s, oy0 * sh * Wp, KH, KW, dh, dw, Wp, wide, idx, ct)
+                _grouped_products(w2, ct, pt)
+            _tile_output(pt, bias, n0, s, oy0, Q, out)
 
 
-@parallel_blas_kernel
+@kernel_driver
 def conv2d_tiles_backward(
     grad,
     x,
@@ -927,14 +963,76 @@ def conv2d_tiles_backward(
     thread t: ``planes[t]``, ``cols[t]`` as in the forward, ``g2[t]`` (O, S*rows*Q) (grad in
     the product's layout), ``dcols[t]`` as ``cols[t]`` (or empty without need_dx or when
     shifted) and ``dplanes[t]`` as ``planes[t]`` (or empty without need_dx), and
-    ``dw_tiles[t]`` (C/groups*KH*KW, O), the thread's sum of the weight gradient, transposed.
+    ``dw_tiles[t]`` (C/groups*KH*KW, O), the thread's sum of the weight gradient, transposed,
+    added up at the end. The threads are ``run_shares``' shares, as the forward's.
     """
+    run_shares(
+        _tiles_backward_share,
+        planes.shape[0],
+        grad,
+        x,
+        weight,
+        sh,
+        sw,
+        ph,
+        pw,
+        dh,
+        dw,
+        Wp,
+        wide,
+        rows,
+        shifted,
+        need_dx,
+        planes,
+        cols,
+        g2,
+        dcols,
+        dplanes,
+        dw_tiles,
+        dbias,
+        dx,
+    )
+    dweight[...] = dw_tiles.sum(axis=0).T.reshape(dweight.shape)
+
+
+@driven_kernel
+def _tiles_backward_share(
+    t,
+    threads,
+    grad,
+    x,
+    weight,
+    sh,
+    sw,
+    ph,
+    pw,
+    dh,
+    dw,
+    Wp,
+    wide,
+    rows,
+    shifted,
+    need_dx,
+    planes,
+    cols,
+    g2,
+    dcols,
+    dplanes,
+    dw_tiles,
+    dbias,
+    dx,
+):
+    """conv2d_tiles_backward's tiles t, t + threads, ... on thread t's scratch, and dbias for
+    its share of the output channels."""
+    if t < 0:
+        return each_share(threads)
     N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, Q = _tile_geometry(
         grad.shape, weight.shape, planes.shape, Wp, wide
     )
-    T, S = planes.shape[0], planes.shape[1]
+    S = planes.shape[1]
     tiles = (N + S - 1) // S
-    for o in prange(O):
+    o0, o1 = _sample_range(t, threads, O)
+    for o in range(o0, o1):
         total = 0.0
         for n in range(N):
             for oy in range(OH):
@@ -946,28 +1044,26 @@ def conv2d_tiles_backward(
     w2 = weight.reshape(groups, Og, taps)
     # taps first only for the shifted products, the one reader of it
     wt = _weight_taps_first(weight) if shifted else np.empty((0, 0, 0), weight.dtype)
-    for t in prange(T):
-        dw_tiles[t] = 0.0
-        for tile in range(t, tiles, T):
-            n0 = tile * S
-            s = min(S, N - n0)
-            _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
-            if need_dx:
-                dplanes[t] = 0.0
-            for oy0 in range(0, OH, rows):
-                L = s * min(rows, OH - oy0) * Q
-                start = oy0 * sh * Wp
-                ct = _tile_view(cols[t], C * KH * KW, L)
-                _tile_columns(planes[t], s, start, KH, KW, dh, dw, Wp, wide, idx, ct)
-                gt = _tile_view(g2[t], O, L)
-                _tile_grad(grad, n0, s, oy0, Q, gt)
-                _add_weight_grad(gt, ct, dw_tiles[t])
-                if need_dx and shifted:
-                    _shifted_column_grads_add(wt, gt, start, KW, dh, dw, Wp, dplanes[t, 0])
-                elif need_dx:
-                    dct = _tile_view(dcols[t], C * KH * KW, L)
-                    _grouped_column_grads(w2, gt, dct)
-                    _tile_column_grads_add(dct, s, start, KH, KW, dh, dw, Wp, wide, idx, dplanes[t])
-            if need_dx:
-                _crop_samples(dplanes[t], s, ph, pw, Wp, n0, dx)
-    _sum_tiles_transposed(dw_tiles, dweight.reshape(O, taps))
+    dw_tiles[t] = 0.0
+    for tile in range(t, tiles, threads):
+        n0 = tile * S
+        s = min(S, N - n0)
+        _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
+        if need_dx:
+            dplanes[t] = 0.0
+        for oy0 in range(0, OH, rows):
+            L = s * min(rows, OH - oy0) * Q
+            start = oy0 * sh * Wp
+            ct = _tile_view(cols[t], C * KH * KW, L)
+            _tile_columns(planes[t], s, start, KH, KW, dh, dw, Wp, wide, idx, ct)
+            gt = _tile_view(g2[t], O, L)
+            _tile_grad(grad, n0, s, oy0, Q, gt)
+            _add_weight_grad(gt, ct, dw_tiles[t])
+            if need_dx and shifted:
+                _shifted_column_grads_add(wt, gt, start, KW, dh, dw, Wp, dplanes[t, 0])
+            elif need_dx:
+                dct = _tile_view(dcols[t], C * KH * KW, L)
+                _grouped_column_grads(w2, gt, dct)
+                _tile_column_grads_add(dct, s, start, KH, KW, dh, dw, Wp, wide, idx, dplanes[t])
+        if need_dx:
+            _crop_samples(dplanes[t], s, ph, pw, Wp, n0, dx)
