@@ -36,7 +36,6 @@ from numba.np.ufunc.parallel import _launch_threads
 
 from firefly.kernels import _cache
 from firefly.kernels._blas import (
-    can_limit_blas_threads,
     preload_scipy_blas,
     single_threaded_blas,
 )
@@ -546,32 +545,8 @@ def build_chunked(
     return _sized_pair(serial_fn, serial, parallel, THRESHOLDS[cost])
 
 
-# id -> every kernel that is a Python function around compiled ones: made by
-# parallel_blas_kernel or kernel_driver.
+# id -> every kernel that is a Python function around compiled ones: made by kernel_driver.
 _python_kernels = {}
-
-
-def parallel_blas_kernel(fn):
-    """A prange loop over tiles, each of which calls BLAS (``np.dot``) on its own scratch:
-    compiled in parallel only. While Numba runs it on more than one thread it runs with BLAS
-    limited to one thread (``firefly.kernels._blas``), so that every Numba thread does its own
-    products and the two thread pools never hold more than the cores between them. Callers
-    give it one tile at a time (a prange of one) when ``can_limit_blas_threads()`` is false:
-    BLAS then keeps its threads. The build is the ``parallel`` attribute."""
-    parallel = _jit(fn, parallel=True)
-
-    def run(*args):
-        with _parallel_lock:
-            if numba.get_num_threads() > 1 and can_limit_blas_threads():
-                with single_threaded_blas():
-                    return parallel(*args)
-            return parallel(*args)
-
-    run.parallel = parallel
-    run.__name__, run.__qualname__, run.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
-    run.__module__ = fn.__module__
-    _python_kernels[id(run)] = run
-    return run
 
 
 def driven_kernel(fn):
@@ -694,7 +669,8 @@ def each_share(typingctx, threads):
 def run_shares(kernel: Callable[..., None], threads: int, *args: object) -> None:
     """``kernel(t, threads, *args)`` for t in range(threads), a ``driven_kernel``, at once on
     Numba's threads (the kernel called with t = -1, which runs ``each_share``), with BLAS
-    limited to one thread meanwhile (as ``parallel_blas_kernel``). ``threads`` comes from
+    limited to one thread meanwhile, so that every thread does its own products and the two
+    thread pools never hold more than the cores between them. ``threads`` comes from
     Numba's thread count, as a prange's would. One thread calls the kernel for share 0,
     without a parallel region. If a share raised, the shares run again one after another on
     the calling thread, which raises its error (each share writes only its own part of the
@@ -716,7 +692,7 @@ def run_shares(kernel: Callable[..., None], threads: int, *args: object) -> None
 
 def is_compiled_kernel(obj):
     """True for a Numba-compiled CPU function, a serial/parallel pair of them, or a kernel made
-    by ``parallel_blas_kernel`` or ``kernel_driver``."""
+    by ``kernel_driver``."""
     if is_sized_kernel(obj) or (obj is not None and _python_kernels.get(id(obj)) is obj):
         return True
     return isinstance(obj, CPUDispatcher)

@@ -69,7 +69,6 @@ from firefly.kernels._jit import (
     kernel,
     kernel_driver,
     memory_bound,
-    parallel_blas_kernel,
     run_shares,
 )
 from firefly.kernels.cblas import gemm_views
@@ -544,61 +543,79 @@ def conv2d_positions_backward(
         dweight[...] = by_tap.transpose(0, 4, 3, 1, 2).reshape(dweight.shape)
 
 
-@parallel_blas_kernel
+@kernel_driver
 def conv2d_pointwise_forward(x, weight, bias, threads, out):
     """out[n] = weight x x[n] + bias per group: a 1x1 convolution, stride 1, no padding. The
-    samples are shared out over ``threads`` Numba threads, each running its own products.
+    samples are shared out over ``threads`` threads (``run_shares``), each running its own
+    products.
 
     x (N, C, P), weight (Co, Cg), bias (Co,), out (N, Co, P), with P = H * W; groups = C // Cg.
     """
+    run_shares(_pointwise_forward_share, threads, x, weight, bias, out)
+
+
+@driven_kernel
+def _pointwise_forward_share(t, threads, x, weight, bias, out):
+    """conv2d_pointwise_forward for samples t, t + threads, ..."""
+    if t < 0:
+        return each_share(threads)
     N, C, P = x.shape
     Co, Cg = weight.shape
     groups = C // Cg
     Og = Co // groups
-    for t in prange(threads):
-        for n in range(t, N, threads):
-            for g in range(groups):
-                dst = out[n, g * Og : (g + 1) * Og]
-                # The bias first and the product added (beta = 1): BLAS would otherwise spend
-                # a pass zeroing ``dst`` and the bias another.
-                for o in range(Og):
-                    dst[o] = bias[g * Og + o]
-                gemm_views(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst, 1.0)
+    for n in range(t, N, threads):
+        for g in range(groups):
+            dst = out[n, g * Og : (g + 1) * Og]
+            # The bias first and the product added (beta = 1): BLAS would otherwise spend a
+            # pass zeroing ``dst`` and the bias another.
+            for o in range(Og):
+                dst[o] = bias[g * Og + o]
+            gemm_views(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst, 1.0)
 
 
-@parallel_blas_kernel
+@kernel_driver
 def conv2d_pointwise_backward(grad, x, weight, need_dx, need_dweight, threads, dweight, dbias, dx):
     """dweight = sum over n of grad[n] x x[n]^T (if need_dweight; x is otherwise only read for
     its channel count), dbias = grad summed over N and positions, and (if need_dx)
-    dx[n] = weight^T x grad[n], per group; the samples shared out over ``threads`` Numba
-    threads, each summing its own part of dweight. Shapes as conv2d_pointwise_forward's; grad
-    (N, Co, P)."""
+    dx[n] = weight^T x grad[n], per group; the samples shared out over ``threads`` threads
+    (``run_shares``), each summing its own part of dweight, added up at the end. Shapes as
+    conv2d_pointwise_forward's; grad (N, Co, P)."""
+    Co, Cg = weight.shape
+    parts = np.empty((threads if need_dweight else 0, Co, Cg), dtype=dweight.dtype)
+    run_shares(
+        _pointwise_backward_share, threads, grad, x, weight, need_dx, need_dweight, parts, dbias, dx
+    )
+    if need_dweight:
+        dweight[...] = parts.sum(axis=0)
+
+
+@driven_kernel
+def _pointwise_backward_share(t, threads, grad, x, weight, need_dx, need_dweight, parts, dbias, dx):
+    """conv2d_pointwise_backward for samples t, t + threads, ... (its part of dweight into
+    ``parts[t]``), and dbias for its block of the output channels."""
+    if t < 0:
+        return each_share(threads)
     N, Co, P = grad.shape
     _, Cg = weight.shape
     groups = x.shape[1] // Cg
     Og = Co // groups
-    for o in prange(Co):
+    o0, o1 = _sample_range(t, threads, Co)
+    for o in range(o0, o1):
         s = 0.0
         for n in range(N):
             row = grad[n, o]
             for p in range(P):
                 s += row[p]
         dbias[o] = s
-    parts = np.zeros((threads if need_dweight else 0, Co, Cg), dtype=dweight.dtype)
-    for t in prange(threads):
-        for n in range(t, N, threads):
-            for g in range(groups):
-                gn = grad[n, g * Og : (g + 1) * Og]
-                if need_dweight:
-                    gemm_views(
-                        gn, x[n, g * Cg : (g + 1) * Cg].T, parts[t, g * Og : (g + 1) * Og], 1.0
-                    )
-                if need_dx:
-                    gemm_views(
-                        weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg], 0.0
-                    )
     if need_dweight:
-        _sum_tiles(parts, dweight)
+        parts[t] = 0.0
+    for n in range(t, N, threads):
+        for g in range(groups):
+            gn = grad[n, g * Og : (g + 1) * Og]
+            if need_dweight:
+                gemm_views(gn, x[n, g * Cg : (g + 1) * Cg].T, parts[t, g * Og : (g + 1) * Og], 1.0)
+            if need_dx:
+                gemm_views(weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg], 0.0)
 
 
 @memory_bound
@@ -814,18 +831,6 @@ def _shifted_column_grads_add(wt, g2, start, KW, dh, dw, Wp, dplane):
                 dplane[g * Cg : (g + 1) * Cg, offset : offset + L],
                 1.0,
             )
-
-
-@called_helper
-def _sum_tiles(tiles, total):
-    """total = the sum of tiles (T, ...) over T."""
-    flat, parts = total.ravel(), tiles.reshape(tiles.shape[0], -1)
-    for i in range(flat.size):
-        flat[i] = parts[0, i]
-    for t in range(1, parts.shape[0]):
-        part = parts[t]
-        for i in range(flat.size):
-            flat[i] += part[i]
 
 
 @inline_helper
