@@ -298,7 +298,8 @@ def _weight_by_tap(weight, groups):
 
 @inline_helper
 def _sample_range(t, threads, N):
-    """Samples n0 .. n1 that share t of ``threads`` takes: contiguous, near-equal shares."""
+    """Items n0 .. n1 of N (samples, or output channels) that share t of ``threads`` takes:
+    contiguous, near-equal shares."""
     return t * N // threads, (t + 1) * N // threads
 
 
