@@ -10,6 +10,7 @@ from layer_references import np_conv1d, np_conv2d
 
 import firefly
 from firefly import Tensor, ops
+from firefly.kernels._jit import driven_kernel, each_share, run_shares
 from firefly.nn import functional as F
 from firefly.ops import conv as conv_ops
 from firefly.testing import gradcheck
@@ -478,30 +479,25 @@ def test_position_major_layout_shares_samples_over_threads(
         numba.set_num_threads(before)
 
 
-def test_run_shares_runs_every_share_at_once_and_raises_an_error_after_all_end():
-    """run_shares, which runs the position-major kernels' shares of a batch, runs share 0 on
-    the calling thread and the others on threads of its own at the same time; a share's error
-    is raised on the caller once every share has ended, and the threads serve the next call."""
-    import threading
-    import time
+def _count_share(t, threads, hits, fail):
+    if t < 0:
+        return each_share(threads)
+    if t == fail:
+        raise ValueError(f"share {t} failed")
+    hits[t] += 1.0
 
-    from firefly.kernels._jit import run_shares
 
-    barrier = threading.Barrier(3, timeout=30)  # broken unless all three shares run at once
-    idents, finished = {}, []
-
-    def share(t, fail):
-        idents[t] = threading.get_ident()
-        barrier.wait()
-        if t == fail:
-            raise ValueError(f"share {t} failed")
-        time.sleep(0.02)
-        finished.append(t)
-
-    with pytest.raises(ValueError, match="share 1 failed"):
-        run_shares(lambda t: share(t, 1), 3)
-    assert sorted(finished) == [0, 2]
-    assert idents[0] == threading.get_ident() and len(set(idents.values())) == 3
-    finished.clear()
-    run_shares(lambda t: share(t, None), 3)
-    assert sorted(finished) == [0, 1, 2]
+def test_run_shares_runs_each_share_once_and_raises_a_share_error():
+    """run_shares, which runs the position-major kernels' shares of a batch, runs a driven
+    kernel's shares t = 0 .. threads - 1 (the kernel, called with t < 0, runs them through
+    each_share on Numba's threads, however many it has) each exactly once, for each argument
+    type, and with one thread without a parallel region; a share's error is raised on the
+    caller."""
+    kernel = driven_kernel(_count_share)
+    for dtype, threads in ((np.float64, 5), (np.float32, 2), (np.float64, 1)):
+        hits = np.zeros(threads, dtype)
+        run_shares(kernel, threads, hits, -1)
+        np.testing.assert_array_equal(hits, np.ones(threads))
+    for fail in (0, 2):
+        with pytest.raises(ValueError, match=f"share {fail} failed"):
+            run_shares(kernel, 3, np.zeros(3), fail)

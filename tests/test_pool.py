@@ -341,3 +341,18 @@ def test_pooling_rejects_bad_input_before_any_kernel(monkeypatch, name, shape, a
     monkeypatch.setattr(firefly.ops.get(name), "forward_kernel", None)
     with pytest.raises(error, match=match):
         ops.apply(name, np.zeros(shape), **attrs)
+
+
+def test_a_small_max_pool2d_as_a_process_first_kernel(run_python):
+    """A small max_pool2d (one share, no parallel region) as the first kernel of a process:
+    the kernel's code calls the threading layer, whose symbols run_shares registers before the
+    kernel is compiled or loaded (the process crashed linking it before)."""
+    code = (
+        "import numpy as np; from firefly import Tensor; from firefly.nn import functional as F;"
+        "x = Tensor(np.arange(16.0).reshape(1, 1, 4, 4));"
+        "print(F.max_pool2d(x, 2).numpy().ravel().tolist())"
+    )
+    for _ in range(2):  # compiled, then loaded from the cache
+        done = run_python("-c", code)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == "[5.0, 7.0, 13.0, 15.0]"

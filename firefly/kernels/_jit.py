@@ -22,18 +22,20 @@ from collections.abc import Callable
 
 import numba
 import numpy as np
+from llvmlite import ir
 from numba import _dispatcher
-from numba.core import errors, event, sigutils
+from numba.core import cgutils, errors, event, sigutils
 from numba.core import types as numba_types
+from numba.core.callconv import RETCODE_NONE, RETCODE_OK
 from numba.core.dispatcher import OmittedArg
 from numba.core.registry import CPUDispatcher
 from numba.core.typeconv.rules import default_type_manager
+from numba.extending import intrinsic
 from numba.np import numpy_support
 from numba.np.ufunc import parallel as _numba_parallel
 
 from firefly.kernels import _cache
 from firefly.kernels._blas import (
-    can_limit_blas_threads,
     preload_scipy_blas,
     single_threaded_blas,
 )
@@ -559,42 +561,20 @@ def build_chunked(
     return _sized_pair(serial_fn, serial, parallel, THRESHOLDS[cost])
 
 
-# id -> every kernel that is a Python function around compiled ones: made by
-# parallel_blas_kernel or kernel_driver.
+# id -> every kernel that is a Python function around compiled ones: made by kernel_driver.
 _python_kernels = {}
 
 
-def parallel_blas_kernel(fn):
-    """A prange loop over tiles, each of which calls BLAS (``np.dot``) on its own scratch:
-    compiled in parallel only. While Numba runs it on more than one thread it runs with BLAS
-    limited to one thread (``firefly.kernels._blas``), so that every Numba thread does its own
-    products and the two thread pools never hold more than the cores between them. Callers
-    give it one tile at a time (a prange of one) when ``can_limit_blas_threads()`` is false:
-    BLAS then keeps its threads. The build is the ``parallel`` attribute."""
-    parallel = _jit(fn, parallel=True)
-
-    def run(*args):
-        with _parallel_lock:
-            if numba.get_num_threads() > 1 and can_limit_blas_threads():
-                with single_threaded_blas():
-                    return parallel(*args)
-            return parallel(*args)
-
-    run.parallel = parallel
-    run.__name__, run.__qualname__, run.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
-    run.__module__ = fn.__module__
-    _python_kernels[id(run)] = run
-    return run
-
-
 def driven_kernel(fn):
-    """Compile ``fn`` as a serial kernel that a ``kernel_driver`` calls, releasing the GIL while
-    it runs, so that ``run_shares`` can run shares of a batch through it on several Python
-    threads at once. It compiles once, without the parfor pass: a prange kernel links the
-    helper its body calls into the gufunc and into itself and optimizes it three times (conv's
-    position-major backward compiled in a third of the time this way, docs/architecture.md).
-    Registered as a helper: ops call the driver, never this directly."""
-    driven = _jit(fn, parallel=False, nogil=True)
+    """Compile ``fn`` as a serial kernel that a ``kernel_driver`` calls: directly, or through
+    ``run_shares`` on shares of a batch at once on Numba's threads. A kernel for run_shares is
+    ``fn(t, threads, *args)``, the work of share t of ``threads``, and begins with ``if t < 0:
+    return each_share(threads)``, which runs the kernel itself for each t. It compiles once,
+    without the parfor pass: a prange kernel links the helper its body calls into the gufunc
+    and into itself and optimizes it three times (conv's position-major backward compiled in a
+    third of the time this way, docs/architecture.md). Registered as a helper: ops call a
+    ``kernel_driver``, never this directly."""
+    driven = _jit(fn, parallel=False)
     _helpers.add(id(driven))
     return driven
 
@@ -607,75 +587,128 @@ def kernel_driver(fn):
     return fn
 
 
-class _ShareThread:
-    """A persistent Python thread that runs one share at a time for ``run_shares``, handed it
-    through a lock that the thread waits on and handing it back through another: a thread
-    pool's futures took twice as long per call (docs/architecture.md)."""
-
-    def __init__(self):
-        self._go, self._done = threading.Lock(), threading.Lock()
-        self._go.acquire()
-        self._done.acquire()
-        self._task = self._error = None
-        threading.Thread(target=self._serve, name="firefly-share", daemon=True).start()
-
-    def _serve(self):
-        while True:
-            self._go.acquire()
-            share, t = self._task
-            try:
-                share(t)
-            except BaseException as exc:  # raised on the caller's thread by join()
-                self._error = exc
-            self._done.release()
-
-    def start(self, share, t):
-        self._task = (share, t)
-        self._go.release()
-
-    def join(self):
-        self._done.acquire()
-        error, self._task, self._error = self._error, None, None
-        return error
+class _ShareRaised(Exception):
+    """A share of ``each_share`` raised; run_shares then runs the shares on its own thread."""
 
 
-_share_threads = []  # the threads that run shares 1, 2, ... (share 0 runs on the caller's)
+def _share_function(context, module, kernel, closure_type):
+    """A function for the threading layer's ``parallel_for`` (a gufunc's loop: ``void (char
+    **arrays, intp *count, intp *steps, void *data)``) that calls the driven kernel
+    ``kernel`` (its native function) once for each share in its chunk of a (threads,) int64
+    array of flags, and sets the flag of a share that raised. ``data`` points to the flags and
+    the kernel's arguments (t, threads, the rest, as its native function takes them); the
+    chunk's offset in the flags gives its first share."""
+    i64, byte_ptr = ir.IntType(64), ir.IntType(8).as_pointer()
+    share = ir.Function(
+        module,
+        ir.FunctionType(
+            ir.VoidType(), [byte_ptr.as_pointer(), i64.as_pointer(), i64.as_pointer(), byte_ptr]
+        ),
+        kernel.name + "__share",
+    )
+    share.linkage = "internal"
+    builder = ir.IRBuilder(share.append_basic_block("entry"))
+    arrays, count, _, data = share.args
+    closure = builder.bitcast(data, closure_type.as_pointer())
+    flags, *arguments = (
+        builder.load(cgutils.gep_inbounds(builder, closure, 0, i))
+        for i in range(len(closure_type.elements))
+    )
+    chunk = builder.bitcast(builder.load(arrays), i64.as_pointer())
+    first = builder.ashr(
+        builder.sub(builder.ptrtoint(chunk, i64), builder.ptrtoint(flags, i64)), i64(3)
+    )
+    result = cgutils.alloca_once(builder, kernel.args[0].type.pointee)
+    excinfo = cgutils.alloca_once(builder, kernel.args[1].type.pointee)
+    with cgutils.for_range(builder, builder.load(count)) as loop:
+        t = builder.add(first, loop.index)
+        # not inlined: the share function stays small, and the kernel is optimized once
+        code = builder.call(kernel, [result, excinfo, t, *arguments[1:]], attrs=("noinline",))
+        # Numba's status codes: OK, or NONE for a function that returned None; others raised
+        returned = builder.or_(
+            builder.icmp_signed("==", code, RETCODE_OK),
+            builder.icmp_signed("==", code, RETCODE_NONE),
+        )
+        builder.store(builder.zext(builder.not_(returned), i64), builder.gep(chunk, [loop.index]))
+    builder.ret_void()
+    return share
 
 
-def _forget_share_threads():
-    # A forked child has none of the parent's threads.
-    _share_threads.clear()
+@intrinsic
+def each_share(typingctx, threads):
+    """In a ``driven_kernel`` (called with t < 0): the kernel itself called with (t, threads,
+    its other arguments) for t in range(threads), at once on Numba's threads, through the
+    threading layer's ``parallel_for`` (which a prange's loop calls) over a small function of
+    the kernel's module: no parfor to compile, and the kernel's body is neither copied nor
+    optimized again. Raises ``_ShareRaised`` if a share raised (their errors do not cross
+    ``parallel_for``)."""
+
+    def codegen(context, builder, signature, llargs):
+        (threads_value,) = llargs
+        i64, byte_ptr = ir.IntType(64), ir.IntType(8).as_pointer()
+        kernel, module = builder.function, builder.module
+        arguments = list(context.call_conv.get_arguments(kernel))
+        flags = builder.alloca(i64, size=threads_value)
+        closure_type = ir.LiteralStructType([flags.type] + [a.type for a in arguments])
+        share = module.globals.get(kernel.name + "__share") or _share_function(
+            context, module, kernel, closure_type
+        )
+        closure = cgutils.alloca_once(builder, closure_type)
+        for i, value in enumerate([flags, *arguments]):
+            builder.store(value, cgutils.gep_inbounds(builder, closure, 0, i))
+        arrays = cgutils.alloca_once_value(builder, builder.bitcast(flags, byte_ptr))
+        count = cgutils.alloca_once_value(builder, threads_value)
+        steps = cgutils.alloca_once_value(builder, i64(8))
+        parallel_for = cgutils.get_or_insert_function(
+            module, ir.FunctionType(ir.VoidType(), [byte_ptr] * 5 + [i64] * 3), "numba_parallel_for"
+        )
+        get_num_threads = cgutils.get_or_insert_function(
+            module, ir.FunctionType(i64, []), "get_num_threads"
+        )
+        builder.call(
+            parallel_for,
+            [builder.bitcast(p, byte_ptr) for p in (share, arrays, count, steps, closure)]
+            + [i64(0), i64(1), builder.call(get_num_threads, [])],
+        )
+        failed = cgutils.alloca_once_value(builder, i64(0))
+        with cgutils.for_range(builder, threads_value) as loop:
+            flag = builder.load(builder.gep(flags, [loop.index]))
+            builder.store(builder.or_(builder.load(failed), flag), failed)
+        raised = builder.icmp_unsigned("!=", builder.load(failed), i64(0))
+        with cgutils.if_unlikely(builder, raised):
+            context.call_conv.return_user_exc(builder, _ShareRaised, ("a share raised",))
+        return context.get_dummy_value()
+
+    return numba_types.none(threads), codegen
 
 
-os.register_at_fork(after_in_child=_forget_share_threads)
-
-
-def run_shares(share: Callable[[int], object], threads: int) -> None:
-    """``share(t)`` for t in range(threads), at once: share 0 on the calling thread, the others
-    on persistent Python threads, with BLAS limited to one thread while they run (as
-    ``parallel_blas_kernel``). ``threads`` comes from Numba's thread count, as a prange's
-    would. Returns when every share has finished; the first exception of any is raised."""
+def run_shares(kernel: Callable[..., None], threads: int, *args: object) -> None:
+    """``kernel(t, threads, *args)`` for t in range(threads), a ``driven_kernel``, at once on
+    Numba's threads (the kernel called with t = -1, which runs ``each_share``), with BLAS
+    limited to one thread meanwhile, so that every thread does its own products and the two
+    thread pools never hold more than the cores between them. ``threads`` comes from
+    Numba's thread count, as a prange's would. One thread calls the kernel for share 0,
+    without a parallel region. If a share raised, the shares run again one after another on
+    the calling thread, which raises its error (each share writes only its own part of the
+    outputs, so the second run overwrites the first)."""
+    # Before the kernel is compiled or loaded, on one thread too: its code calls the threading
+    # layer's functions, whose symbols this registers (a process that had not registered them
+    # crashed linking a max_pool2d kernel).
+    _numba_parallel._launch_threads()
     if threads == 1:
-        share(0)
+        kernel(0, 1, *args)
         return
-    with _parallel_lock, single_threaded_blas():
-        while len(_share_threads) < threads - 1:
-            _share_threads.append(_ShareThread())
-        workers = _share_threads[: threads - 1]
-        for t, worker in enumerate(workers, 1):
-            worker.start(share, t)
-        try:
-            share(0)
-        finally:  # the other shares write into the caller's arrays: wait for them regardless
-            errors = [worker.join() for worker in workers]
-        for error in errors:
-            if error is not None:
-                raise error
+    try:
+        with _parallel_lock, single_threaded_blas():
+            kernel(-1, threads, *args)
+    except _ShareRaised:
+        for t in range(threads):
+            kernel(t, threads, *args)
 
 
 def is_compiled_kernel(obj):
     """True for a Numba-compiled CPU function, a serial/parallel pair of them, or a kernel made
-    by ``parallel_blas_kernel`` or ``kernel_driver``."""
+    by ``kernel_driver``."""
     if is_sized_kernel(obj) or (obj is not None and _python_kernels.get(id(obj)) is obj):
         return True
     return isinstance(obj, CPUDispatcher)

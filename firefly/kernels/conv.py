@@ -31,9 +31,10 @@ Two column layouts, each with its own forward/backward pair; the op picks one pe
   channels 3x3 on 8x8, batch 64, 2 threads). Each of Numba's thread count of threads takes a
   contiguous block of samples and does everything for them (padding, columns, its rows of the
   GEMMs with single-threaded BLAS, col2im, and its own part of dweight and dbias), so that the
-  GEMMs of these small images use every core. The threads are Python threads running one
-  serial kernel each (``_jit.run_shares``), not a prange: a prange kernel re-optimizes the
-  helper its body calls twice more, which tripled these kernels' compile time.
+  GEMMs of these small images use every core. The shares run one serial kernel on Numba's
+  threads (``_jit.run_shares``: the kernel runs its own shares through the threading layer),
+  not a prange: a prange kernel re-optimizes the helper its body calls twice more, which
+  tripled these kernels' compile time.
 
 The op takes position-major when its runs are long (KW * Cg of 16 or more, e.g. 6 channels at
 3x3), except where the wide variant adds at most a tenth of columns (large padded images),
@@ -63,11 +64,11 @@ from numba import prange
 from firefly.kernels._jit import (
     called_helper,
     driven_kernel,
+    each_share,
     inline_helper,
     kernel,
     kernel_driver,
     memory_bound,
-    parallel_blas_kernel,
     run_shares,
 )
 from firefly.kernels.cblas import gemm_views
@@ -295,18 +296,23 @@ def _weight_by_tap(weight, groups):
     return np.ascontiguousarray(by_tap).reshape(groups, KH * KW * Cg, O // groups)
 
 
+@inline_helper
 def _sample_range(t, threads, N):
-    """Samples n0 .. n1 that share t of ``threads`` takes: contiguous, near-equal shares."""
+    """Items n0 .. n1 of N (samples, or output channels) that share t of ``threads`` takes:
+    contiguous, near-equal shares."""
     return t * N // threads, (t + 1) * N // threads
 
 
 @driven_kernel
-def _positions_forward_samples(
-    x, weight, wr, bias, sh, sw, ph, pw, dh, dw, n0, n1, planes, cols, product, out
+def _positions_forward_share(
+    t, threads, x, weight, wr, bias, sh, sw, ph, pw, dh, dw, planes, cols, product, out
 ):
-    """conv2d_positions_forward for samples n0 .. n1: their padded planes, their rows of the
-    columns, their rows of each group's product, and their output. ``wr`` is the weight by
-    tap (``_weight_by_tap``)."""
+    """conv2d_positions_forward for share t of ``threads``, samples n0 .. n1: their padded
+    planes, their rows of the columns, their rows of each group's product, and their output.
+    ``wr`` is the weight by tap (``_weight_by_tap``)."""
+    if t < 0:
+        return each_share(threads)
+    n0, n1 = _sample_range(t, threads, x.shape[0])
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     _, Cg, KH, KW = weight.shape
     OH, OW = out.shape[2], out.shape[3]
@@ -364,20 +370,31 @@ def conv2d_positions_forward(
 
     x (N, C, H, W), weight (O, Cg, KH, KW), bias (O,), out (N, O, OH, OW); groups = C // Cg.
     """
-    N = x.shape[0]
     wr = _weight_by_tap(weight, cols.shape[0])
-
-    def share(t):
-        n0, n1 = _sample_range(t, threads, N)
-        _positions_forward_samples(
-            x, weight, wr, bias, sh, sw, ph, pw, dh, dw, n0, n1, planes, cols, product, out
-        )
-
-    run_shares(share, threads)
+    run_shares(
+        _positions_forward_share,
+        threads,
+        x,
+        weight,
+        wr,
+        bias,
+        sh,
+        sw,
+        ph,
+        pw,
+        dh,
+        dw,
+        planes,
+        cols,
+        product,
+        out,
+    )
 
 
 @driven_kernel
-def _positions_backward_samples(
+def _positions_backward_share(
+    t,
+    threads,
     grad,
     weight,
     wr,
@@ -390,19 +407,21 @@ def _positions_backward_samples(
     dw,
     need_dx,
     need_dweight,
-    n0,
-    n1,
     g2,
     dcols,
     planes,
-    dw_part,
-    bias_part,
+    dw_parts,
+    bias_parts,
     dx,
 ):
-    """conv2d_positions_backward for samples n0 .. n1: their rows of g2, their sums of grad per
-    channel into ``bias_part`` (O,), their share of the weight gradient into ``dw_part``
-    (groups, taps, O / groups) if need_dweight, and if need_dx their rows of the column
-    gradients and their dx."""
+    """conv2d_positions_backward for share t of ``threads``, samples n0 .. n1: their rows of
+    g2, their sums of grad per channel into ``bias_parts[t]`` (O,), their share of the weight
+    gradient into ``dw_parts[t]`` (groups, taps, O / groups) if need_dweight, and if need_dx
+    their rows of the column gradients and their dx."""
+    if t < 0:
+        return each_share(threads)
+    n0, n1 = _sample_range(t, threads, grad.shape[0])
+    dw_part, bias_part = dw_parts[t], bias_parts[t]
     O, OH, OW = grad.shape[1], grad.shape[2], grad.shape[3]
     _, Cg, KH, KW = weight.shape
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
@@ -489,39 +508,34 @@ def conv2d_positions_backward(
     end. Scratch: ``g2`` (groups, N*OH*OW, O / groups), and for dx ``dcols`` shaped as
     ``cols`` and ``planes`` as in the forward, which the column gradients are added into before
     the padding is cropped."""
-    N, O = grad.shape[0], grad.shape[1]
+    O = grad.shape[1]
     groups, _, taps = cols.shape
     Og = O // groups
     wr = _weight_by_tap(weight, groups)
     dw_parts = np.empty((threads, groups, taps, Og), dtype=dweight.dtype)
     bias_parts = np.empty((threads, O))
-
-    def share(t):
-        n0, n1 = _sample_range(t, threads, N)
-        _positions_backward_samples(
-            grad,
-            weight,
-            wr,
-            cols,
-            sh,
-            sw,
-            ph,
-            pw,
-            dh,
-            dw,
-            need_dx,
-            need_dweight,
-            n0,
-            n1,
-            g2,
-            dcols,
-            planes,
-            dw_parts[t],
-            bias_parts[t],
-            dx,
-        )
-
-    run_shares(share, threads)
+    run_shares(
+        _positions_backward_share,
+        threads,
+        grad,
+        weight,
+        wr,
+        cols,
+        sh,
+        sw,
+        ph,
+        pw,
+        dh,
+        dw,
+        need_dx,
+        need_dweight,
+        g2,
+        dcols,
+        planes,
+        dw_parts,
+        bias_parts,
+        dx,
+    )
     dbias[:] = bias_parts.sum(axis=0)
     if need_dweight:
         # taps ordered (ky, kx, channel of the group), as the columns
@@ -530,61 +544,79 @@ def conv2d_positions_backward(
         dweight[...] = by_tap.transpose(0, 4, 3, 1, 2).reshape(dweight.shape)
 
 
-@parallel_blas_kernel
+@kernel_driver
 def conv2d_pointwise_forward(x, weight, bias, threads, out):
     """out[n] = weight x x[n] + bias per group: a 1x1 convolution, stride 1, no padding. The
-    samples are shared out over ``threads`` Numba threads, each running its own products.
+    samples are shared out over ``threads`` threads (``run_shares``), each running its own
+    products.
 
     x (N, C, P), weight (Co, Cg), bias (Co,), out (N, Co, P), with P = H * W; groups = C // Cg.
     """
+    run_shares(_pointwise_forward_share, threads, x, weight, bias, out)
+
+
+@driven_kernel
+def _pointwise_forward_share(t, threads, x, weight, bias, out):
+    """conv2d_pointwise_forward for samples t, t + threads, ..."""
+    if t < 0:
+        return each_share(threads)
     N, C, P = x.shape
     Co, Cg = weight.shape
     groups = C // Cg
     Og = Co // groups
-    for t in prange(threads):
-        for n in range(t, N, threads):
-            for g in range(groups):
-                dst = out[n, g * Og : (g + 1) * Og]
-                # The bias first and the product added (beta = 1): BLAS would otherwise spend
-                # a pass zeroing ``dst`` and the bias another.
-                for o in range(Og):
-                    dst[o] = bias[g * Og + o]
-                gemm_views(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst, 1.0)
+    for n in range(t, N, threads):
+        for g in range(groups):
+            dst = out[n, g * Og : (g + 1) * Og]
+            # The bias first and the product added (beta = 1): BLAS would otherwise spend a
+            # pass zeroing ``dst`` and the bias another.
+            for o in range(Og):
+                dst[o] = bias[g * Og + o]
+            gemm_views(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst, 1.0)
 
 
-@parallel_blas_kernel
+@kernel_driver
 def conv2d_pointwise_backward(grad, x, weight, need_dx, need_dweight, threads, dweight, dbias, dx):
     """dweight = sum over n of grad[n] x x[n]^T (if need_dweight; x is otherwise only read for
     its channel count), dbias = grad summed over N and positions, and (if need_dx)
-    dx[n] = weight^T x grad[n], per group; the samples shared out over ``threads`` Numba
-    threads, each summing its own part of dweight. Shapes as conv2d_pointwise_forward's; grad
-    (N, Co, P)."""
+    dx[n] = weight^T x grad[n], per group; the samples shared out over ``threads`` threads
+    (``run_shares``), each summing its own part of dweight, added up at the end. Shapes as
+    conv2d_pointwise_forward's; grad (N, Co, P)."""
+    Co, Cg = weight.shape
+    parts = np.empty((threads if need_dweight else 0, Co, Cg), dtype=dweight.dtype)
+    run_shares(
+        _pointwise_backward_share, threads, grad, x, weight, need_dx, need_dweight, parts, dbias, dx
+    )
+    if need_dweight:
+        dweight[...] = parts.sum(axis=0)
+
+
+@driven_kernel
+def _pointwise_backward_share(t, threads, grad, x, weight, need_dx, need_dweight, parts, dbias, dx):
+    """conv2d_pointwise_backward for samples t, t + threads, ... (its part of dweight into
+    ``parts[t]``), and dbias for its block of the output channels."""
+    if t < 0:
+        return each_share(threads)
     N, Co, P = grad.shape
     _, Cg = weight.shape
     groups = x.shape[1] // Cg
     Og = Co // groups
-    for o in prange(Co):
+    o0, o1 = _sample_range(t, threads, Co)
+    for o in range(o0, o1):
         s = 0.0
         for n in range(N):
             row = grad[n, o]
             for p in range(P):
                 s += row[p]
         dbias[o] = s
-    parts = np.zeros((threads if need_dweight else 0, Co, Cg), dtype=dweight.dtype)
-    for t in prange(threads):
-        for n in range(t, N, threads):
-            for g in range(groups):
-                gn = grad[n, g * Og : (g + 1) * Og]
-                if need_dweight:
-                    gemm_views(
-                        gn, x[n, g * Cg : (g + 1) * Cg].T, parts[t, g * Og : (g + 1) * Og], 1.0
-                    )
-                if need_dx:
-                    gemm_views(
-                        weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg], 0.0
-                    )
     if need_dweight:
-        _sum_tiles(parts, dweight)
+        parts[t] = 0.0
+    for n in range(t, N, threads):
+        for g in range(groups):
+            gn = grad[n, g * Og : (g + 1) * Og]
+            if need_dweight:
+                gemm_views(gn, x[n, g * Cg : (g + 1) * Cg].T, parts[t, g * Og : (g + 1) * Og], 1.0)
+            if need_dx:
+                gemm_views(weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg], 0.0)
 
 
 @memory_bound
@@ -802,30 +834,6 @@ def _shifted_column_grads_add(wt, g2, start, KW, dh, dw, Wp, dplane):
             )
 
 
-@called_helper
-def _sum_tiles(tiles, total):
-    """total = the sum of tiles (T, ...) over T."""
-    flat, parts = total.ravel(), tiles.reshape(tiles.shape[0], -1)
-    for i in range(flat.size):
-        flat[i] = parts[0, i]
-    for t in range(1, parts.shape[0]):
-        part = parts[t]
-        for i in range(flat.size):
-            flat[i] += part[i]
-
-
-@called_helper
-def _sum_tiles_transposed(tiles, total):
-    """total (O, taps) = the sum of tiles (T, taps, O) over T, transposed."""
-    T, taps, O = tiles.shape
-    for o in range(O):
-        for i in range(taps):
-            acc = tiles[0, i, o]
-            for t in range(1, T):
-                acc += tiles[t, i, o]
-            total[o, i] = acc
-
-
 @inline_helper
 def _tile_view(scratch, rows, columns):
     """The first rows * columns elements of one thread's (contiguous) scratch as a matrix."""
@@ -842,7 +850,7 @@ def _tile_geometry(out_shape, weight_shape, planes_shape, Wp, wide):
     return N, O, OH, OW, Cg, KH, KW, C, groups, O // groups, Cg * KH * KW, Q
 
 
-@parallel_blas_kernel
+@kernel_driver
 def conv2d_tiles_forward(
     x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, rows, shifted, planes, cols, product, out
 ):
@@ -852,34 +860,82 @@ def conv2d_tiles_forward(
     ``shifted`` (wide columns and S = 1), no columns: products on shifted views of the planes
     (``_shifted_products``). Nothing is saved: backward recomputes the columns. Scratch per
     thread t: ``planes[t]`` (S, C, Hp*Wp + tail), ``cols[t]`` (C*KH*KW, S*rows*Q; unused when
-    shifted) and ``product[t]`` (O, S*rows*Q), Q as in ``_tile_columns``."""
+    shifted) and ``product[t]`` (O, S*rows*Q), Q as in ``_tile_columns``. The threads are
+    ``run_shares``' shares, one per thread's scratch."""
+    run_shares(
+        _tiles_forward_share,
+        planes.shape[0],
+        x,
+        weight,
+        bias,
+        sh,
+        sw,
+        ph,
+        pw,
+        dh,
+        dw,
+        Wp,
+        wide,
+        rows,
+        shifted,
+        planes,
+        cols,
+        product,
+        out,
+    )
+
+
+@driven_kernel
+def _tiles_forward_share(
+    t,
+    threads,
+    x,
+    weight,
+    bias,
+    sh,
+    sw,
+    ph,
+    pw,
+    dh,
+    dw,
+    Wp,
+    wide,
+    rows,
+    shifted,
+    planes,
+    cols,
+    product,
+    out,
+):
+    """conv2d_tiles_forward's tiles t, t + threads, ... on thread t's scratch."""
+    if t < 0:
+        return each_share(threads)
     N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, Q = _tile_geometry(
         out.shape, weight.shape, planes.shape, Wp, wide
     )
-    T, S = planes.shape[0], planes.shape[1]
+    S = planes.shape[1]
     tiles = (N + S - 1) // S
     idx = _window_offsets(rows, OW, sh, sw, Wp)
     w2 = weight.reshape(groups, Og, taps)
     # taps first only for the shifted products, the one reader of it
     wt = _weight_taps_first(weight) if shifted else np.empty((0, 0, 0), weight.dtype)
-    for t in prange(T):
-        for tile in range(t, tiles, T):
-            n0 = tile * S
-            s = min(S, N - n0)
-            _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
-            for oy0 in range(0, OH, rows):
-                L = s * min(rows, OH - oy0) * Q
-                pt = _tile_view(product[t], O, L)
-                if shifted:
-                    _shifted_products(wt, planes[t, 0], oy0 * Wp, KW, dh, dw, Wp, pt)
-                else:
-                    ct = _tile_view(cols[t], C * KH * KW, L)
-                    _tile_columns(planes[t], s, oy0 * sh * Wp, KH, KW, dh, dw, Wp, wide, idx, ct)
-                    _grouped_products(w2, ct, pt)
-                _tile_output(pt, bias, n0, s, oy0, Q, out)
+    for tile in range(t, tiles, threads):
+        n0 = tile * S
+        s = min(S, N - n0)
+        _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
+        for oy0 in range(0, OH, rows):
+            L = s * min(rows, OH - oy0) * Q
+            pt = _tile_view(product[t], O, L)
+            if shifted:
+                _shifted_products(wt, planes[t, 0], oy0 * Wp, KW, dh, dw, Wp, pt)
+            else:
+                ct = _tile_view(cols[t], C * KH * KW, L)
+                _tile_columns(planes[t], s, oy0 * sh * Wp, KH, KW, dh, dw, Wp, wide, idx, ct)
+                _grouped_products(w2, ct, pt)
+            _tile_output(pt, bias, n0, s, oy0, Q, out)
 
 
-@parallel_blas_kernel
+@kernel_driver
 def conv2d_tiles_backward(
     grad,
     x,
@@ -913,14 +969,76 @@ def conv2d_tiles_backward(
     thread t: ``planes[t]``, ``cols[t]`` as in the forward, ``g2[t]`` (O, S*rows*Q) (grad in
     the product's layout), ``dcols[t]`` as ``cols[t]`` (or empty without need_dx or when
     shifted) and ``dplanes[t]`` as ``planes[t]`` (or empty without need_dx), and
-    ``dw_tiles[t]`` (C/groups*KH*KW, O), the thread's sum of the weight gradient, transposed.
+    ``dw_tiles[t]`` (C/groups*KH*KW, O), the thread's sum of the weight gradient, transposed,
+    added up at the end. The threads are ``run_shares``' shares, as the forward's.
     """
+    run_shares(
+        _tiles_backward_share,
+        planes.shape[0],
+        grad,
+        x,
+        weight,
+        sh,
+        sw,
+        ph,
+        pw,
+        dh,
+        dw,
+        Wp,
+        wide,
+        rows,
+        shifted,
+        need_dx,
+        planes,
+        cols,
+        g2,
+        dcols,
+        dplanes,
+        dw_tiles,
+        dbias,
+        dx,
+    )
+    dweight[...] = dw_tiles.sum(axis=0).T.reshape(dweight.shape)
+
+
+@driven_kernel
+def _tiles_backward_share(
+    t,
+    threads,
+    grad,
+    x,
+    weight,
+    sh,
+    sw,
+    ph,
+    pw,
+    dh,
+    dw,
+    Wp,
+    wide,
+    rows,
+    shifted,
+    need_dx,
+    planes,
+    cols,
+    g2,
+    dcols,
+    dplanes,
+    dw_tiles,
+    dbias,
+    dx,
+):
+    """conv2d_tiles_backward's tiles t, t + threads, ... on thread t's scratch, and dbias for
+    its share of the output channels."""
+    if t < 0:
+        return each_share(threads)
     N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, Q = _tile_geometry(
         grad.shape, weight.shape, planes.shape, Wp, wide
     )
-    T, S = planes.shape[0], planes.shape[1]
+    S = planes.shape[1]
     tiles = (N + S - 1) // S
-    for o in prange(O):
+    o0, o1 = _sample_range(t, threads, O)
+    for o in range(o0, o1):
         total = 0.0
         for n in range(N):
             for oy in range(OH):
@@ -932,28 +1050,26 @@ def conv2d_tiles_backward(
     w2 = weight.reshape(groups, Og, taps)
     # taps first only for the shifted products, the one reader of it
     wt = _weight_taps_first(weight) if shifted else np.empty((0, 0, 0), weight.dtype)
-    for t in prange(T):
-        dw_tiles[t] = 0.0
-        for tile in range(t, tiles, T):
-            n0 = tile * S
-            s = min(S, N - n0)
-            _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
-            if need_dx:
-                dplanes[t] = 0.0
-            for oy0 in range(0, OH, rows):
-                L = s * min(rows, OH - oy0) * Q
-                start = oy0 * sh * Wp
-                ct = _tile_view(cols[t], C * KH * KW, L)
-                _tile_columns(planes[t], s, start, KH, KW, dh, dw, Wp, wide, idx, ct)
-                gt = _tile_view(g2[t], O, L)
-                _tile_grad(grad, n0, s, oy0, Q, gt)
-                _add_weight_grad(gt, ct, dw_tiles[t])
-                if need_dx and shifted:
-                    _shifted_column_grads_add(wt, gt, start, KW, dh, dw, Wp, dplanes[t, 0])
-                elif need_dx:
-                    dct = _tile_view(dcols[t], C * KH * KW, L)
-                    _grouped_column_grads(w2, gt, dct)
-                    _tile_column_grads_add(dct, s, start, KH, KW, dh, dw, Wp, wide, idx, dplanes[t])
-            if need_dx:
-                _crop_samples(dplanes[t], s, ph, pw, Wp, n0, dx)
-    _sum_tiles_transposed(dw_tiles, dweight.reshape(O, taps))
+    dw_tiles[t] = 0.0
+    for tile in range(t, tiles, threads):
+        n0 = tile * S
+        s = min(S, N - n0)
+        _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
+        if need_dx:
+            dplanes[t] = 0.0
+        for oy0 in range(0, OH, rows):
+            L = s * min(rows, OH - oy0) * Q
+            start = oy0 * sh * Wp
+            ct = _tile_view(cols[t], C * KH * KW, L)
+            _tile_columns(planes[t], s, start, KH, KW, dh, dw, Wp, wide, idx, ct)
+            gt = _tile_view(g2[t], O, L)
+            _tile_grad(grad, n0, s, oy0, Q, gt)
+            _add_weight_grad(gt, ct, dw_tiles[t])
+            if need_dx and shifted:
+                _shifted_column_grads_add(wt, gt, start, KW, dh, dw, Wp, dplanes[t, 0])
+            elif need_dx:
+                dct = _tile_view(dcols[t], C * KH * KW, L)
+                _grouped_column_grads(w2, gt, dct)
+                _tile_column_grads_add(dct, s, start, KH, KW, dh, dw, Wp, wide, idx, dplanes[t])
+        if need_dx:
+            _crop_samples(dplanes[t], s, ph, pw, Wp, n0, dx)

@@ -11,6 +11,7 @@ from numba import prange
 from firefly.kernels._jit import (
     PARALLEL_MIN_MEMORY_BOUND,
     driven_kernel,
+    each_share,
     inline_helper,
     kernel_driver,
     memory_bound,
@@ -59,25 +60,24 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, argmax, out):
     as -inf. As in torch, the first maximum in scan order wins and a NaN beats any number (the
     last NaN, as torch's ``val > max || isnan(val)``).
 
-    From PARALLEL_MIN_MEMORY_BOUND elements the planes are shared out over Numba's thread count
-    of Python threads, each running the serial kernel on its block (``run_shares``): a prange
-    build compiled in three to four times the serial kernel's time, and the digits CNN needed
-    it for its evaluation pass alone."""
-    planes = x.shape[0]
+    From PARALLEL_MIN_MEMORY_BOUND elements the planes are shared out over Numba's threads,
+    each running the serial kernel on its block (``run_shares``): a prange build compiled in
+    three to four times the serial kernel's time, and the digits CNN needed it for its
+    evaluation pass alone."""
     threads = 1
     if max(x.size, out.size) >= PARALLEL_MIN_MEMORY_BOUND:
-        threads = min(numba.get_num_threads(), planes)
-
-    def share(t):
-        p0, p1 = t * planes // threads, (t + 1) * planes // threads
-        _max_pool2d_planes(x[p0:p1], kh, kw, sh, sw, ph, pw, dh, dw, argmax[p0:p1], out[p0:p1])
-
-    run_shares(share, threads)
+        threads = min(numba.get_num_threads(), x.shape[0])
+    run_shares(_max_pool2d_planes, threads, x, kh, kw, sh, sw, ph, pw, dh, dw, argmax, out)
 
 
 @driven_kernel
-def _max_pool2d_planes(x, kh, kw, sh, sw, ph, pw, dh, dw, argmax, out):
-    """max_pool2d_forward over the planes of ``x`` (planes, H, W), serially."""
+def _max_pool2d_planes(t, threads, x_all, kh, kw, sh, sw, ph, pw, dh, dw, argmax_all, out_all):
+    """max_pool2d_forward over share t of ``threads`` of the planes of ``x_all`` (planes, H,
+    W), serially."""
+    if t < 0:
+        return each_share(threads)
+    p0, p1 = t * x_all.shape[0] // threads, (t + 1) * x_all.shape[0] // threads
+    x, argmax, out = x_all[p0:p1], argmax_all[p0:p1], out_all[p0:p1]
     planes, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]
     if (

@@ -254,10 +254,9 @@ SHIFTED_MIN_CHANNELS = 8
 
 
 def blas_kernel_threads(batch):
-    """How many threads a kernel that calls BLAS from each of them (parallel_blas_kernel's Numba
-    threads, or run_shares' Python threads) shares ``batch`` samples out over: Numba's thread
-    count, or one where BLAS's thread count cannot be limited, which then keeps its own
-    threads."""
+    """How many threads a kernel that calls BLAS from each of them (run_shares' shares) shares
+    ``batch`` samples out over: Numba's thread count, or one where BLAS's thread count cannot
+    be limited, which then keeps its own threads."""
     return min(numba.get_num_threads() if can_limit_blas_threads() else 1, batch)
 
 
