@@ -532,7 +532,7 @@ def _call_at_once(barrier, fresh, a, errors):
 
 def test_two_threads_calling_a_fresh_kernel_at_once_both_get_its_result():
     """A kernel's dispatcher is completed by its first call; a second thread that asks for one
-    of its attributes meanwhile (run_shares calls a fresh conv kernel from two threads at once)
+    of its attributes meanwhile (a user's threads, or a data loader's, running one model)
     waits and then gets it, instead of an AttributeError."""
     import threading
 
