@@ -6,10 +6,11 @@ exactly those tests a second time.
 
 ``FIREFLY_SUITE_PROFILE=<folder>`` writes, for every test, its wall seconds, the CPU seconds of
 its process and, apart, of the interpreters it started (on Unix), how many kernel
-specialisations it compiled and loaded, and the names of the kernels it compiled, as one JSON
+specialisations it compiled and loaded, and each compile (kernel, serial or parallel build,
+argument types, CPU seconds of its own and with the kernels it compiled inside it), as one JSON
 line in ``<folder>/<worker>.jsonl`` (one file per xdist worker), with each worker's collection
-and total times: on the shared machine
-CPU seconds, and the compile counts, say where the suite's time goes when wall seconds cannot.
+and total times: on the shared machine CPU seconds, and the compile counts, say where the
+suite's time goes when wall seconds cannot.
 
 ``pytest -n N`` distributes the tests with ``--dist worksteal`` unless another ``--dist`` is
 given.
@@ -67,13 +68,50 @@ def _children_cpu():
     return usage.ru_utime + usage.ru_stime
 
 
+def _compile_times():
+    """A listener of Numba's ``numba:compile`` events (see ``_CompileTimes``), made when the
+    profile is asked for: Numba is imported then, not by every test run."""
+    from numba.core import event
+
+    class _CompileTimes(event.Listener):
+        """Numba's ``numba:compile`` events, timed in CPU seconds: each compile's own time, and its
+        time with the compiles nested in it (a kernel's compile compiles the helpers it calls)."""
+
+        def __init__(self):
+            # [name, parallel, argument types, own CPU s, CPU s with nested ones, outermost]
+            self.done = []
+            self._open = []  # [start CPU s, CPU s of nested compiles] of each compile under way
+
+        def on_start(self, ev):
+            self._open.append([time.process_time(), 0.0])
+
+        def on_end(self, ev):
+            start, nested = self._open.pop()
+            total = time.process_time() - start
+            if self._open:
+                self._open[-1][1] += total
+            dispatcher = ev.data["dispatcher"]
+            parallel = bool(dispatcher.targetoptions.get("parallel"))
+            name = dispatcher.py_func.__qualname__
+            outermost = not self._open
+            self.done.append(
+                [name, parallel, str(ev.data["args"]), total - nested, total, outermost]
+            )
+
+    return _CompileTimes()
+
+
 class _SuiteProfile:
     """Writes one JSON line per test and per phase of this worker (see the module's docstring)."""
 
     def __init__(self, folder, worker):
+        from numba.core import event
+
         os.makedirs(folder, exist_ok=True)
         self.file = open(os.path.join(folder, f"{worker}.jsonl"), "a", buffering=1)
         self.start = (time.perf_counter(), time.process_time())
+        self.compiles = _compile_times()
+        event.register("numba:compile", self.compiles)
 
     def write(self, **fields):
         self.file.write(json.dumps(fields) + "\n")
@@ -109,6 +147,7 @@ class _SuiteProfile:
         wall, cpu, children = time.perf_counter(), time.process_time(), _children_cpu()
         loaded, compiled = self.kernel_counts()
         signatures = self.compiled_signatures()
+        self.compiles.done = []
         yield
         now_loaded, now_compiled = self.kernel_counts()
         new = sorted({name for name, _ in self.compiled_signatures() - signatures})
@@ -120,6 +159,7 @@ class _SuiteProfile:
             compiled=now_compiled - compiled,
             loaded=now_loaded - loaded,
             kernels=new,
+            compiles=self.compiles.done,
         )
 
     def pytest_sessionfinish(self):

@@ -6,6 +6,10 @@ or torch. Two kinds of rows would repeat that check, and a plain run leaves them
   code on more elements, and the builds they reach (a kernel's parallel build, past its size
   threshold) have tests of their own in tests/ (test_families.py, test_vmath.py,
   test_reduce_kernels.py, test_softmax_parallel.py);
+- a case parametrized over thread counts runs at one thread only. The other rows run the same
+  code through the kernels' parallel builds, which have tests of their own in tests/ as well,
+  and on an empty kernel cache they compiled parallel builds that the suite's tests compile in
+  the other dtype only;
 - in the cases of ``TWIN_ROWS``, each row runs both libraries' passes and compares them before
   timing one of the two: the torch row's check is the firefly row's, over again.
 
@@ -19,6 +23,8 @@ import pytest
 HERE = Path(__file__).resolve().parent
 # The parameters that set a benchmark's problem size (number of elements, matrix order).
 SIZE_PARAMETERS = ("size", "n")
+# The parameters (or parametrized fixtures) that set the thread count a row runs at.
+THREAD_PARAMETERS = ("threads", "trig_threads")
 # (file, function) -> the parameter naming the library a row times.
 TWIN_ROWS = {
     ("bench_layers.py", "test_layer_forward_backward"): "implementation",
@@ -48,6 +54,10 @@ def _case(item, size_name):
     return item.nodeid.split("[")[0], others
 
 
+def _more_than_one_thread(params):
+    return any(params.get(name, 1) != 1 for name in THREAD_PARAMETERS)
+
+
 def _twin_torch_row(item, params):
     library = TWIN_ROWS.get((Path(item.path).name, item.originalname))
     return library is not None and params.get(library) == "torch"
@@ -70,7 +80,9 @@ def pytest_collection_modifyitems(config, items):
     kept, deselected = [], []
     for item, params, size in rows:
         if params and (
-            _twin_torch_row(item, params) or (size and smallest[_case(item, size[0])] != size[1])
+            _twin_torch_row(item, params)
+            or _more_than_one_thread(params)
+            or (size and smallest[_case(item, size[0])] != size[1])
         ):
             deselected.append(item)
         else:

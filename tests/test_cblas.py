@@ -4,6 +4,7 @@ NumPy fallback that runs when NumPy has no CBLAS of its own (in a subprocess, wh
 
 import json
 
+import numba
 import numpy as np
 import pytest
 
@@ -11,12 +12,26 @@ from firefly.kernels import cblas
 from firefly.kernels._jit import kernel
 
 
-# A firefly kernel, not a plain njit: its 18 specialisations (2 dtypes x 3 x 3 layouts) then
-# come from the kernel cache on later runs, and its stamp follows cblas.py (numba.njit's cache
-# would not see an edit of cblas.py and could run a stale gemm).
+# A firefly kernel, not a plain njit: it then comes from the kernel cache on later runs, and its
+# stamp follows cblas.py (numba.njit's cache would not see an edit of cblas.py and could run a
+# stale gemm).
 @kernel
-def _gemm(a, b, out, beta):
+def _gemm_kernel(a, b, out, beta):
     cblas.gemm(a, b, out, beta)
+
+
+@pytest.fixture(scope="module")
+def any_layout_gemm():
+    """``_gemm_kernel`` compiled once per dtype, for operands of any layout ('A'), and then no
+    more: every call converts its operands to that signature. gemm reads the strides at run
+    time, so the layouts below take all of its paths through these two compiles (compiled for
+    each layout, the file made 18: 2 dtypes x 3 x 3, most of its time on an empty cache). The
+    kernels that call gemm compile it for their own layouts, and their tests check those."""
+    for dtype in (numba.float32, numba.float64):
+        operand = numba.types.Array(dtype, 2, "A")
+        _gemm_kernel.compile((operand, operand, numba.types.Array(dtype, 2, "C"), numba.float64))
+    _gemm_kernel.disable_compile()
+    return _gemm_kernel
 
 
 def _layouts(matrix):
@@ -34,7 +49,7 @@ def _layouts(matrix):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("shape", [(3, 4, 5), (1, 4, 5), (3, 1, 5), (3, 4, 1), (20, 7, 33)])
 @pytest.mark.parametrize("beta", [0.0, 1.0, -0.5])
-def test_gemm_matches_numpy(dtype, shape, beta):
+def test_gemm_matches_numpy(any_layout_gemm, dtype, shape, beta):
     m, k, n = shape
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
@@ -43,34 +58,34 @@ def test_gemm_matches_numpy(dtype, shape, beta):
     for a_name, left in _layouts(a).items():
         for b_name, right in _layouts(b).items():
             out = start.copy()
-            _gemm(left, right, out, beta)
+            any_layout_gemm(left, right, out, beta)
             expected = a.astype(np.float64) @ b + beta * start
             np.testing.assert_allclose(out, expected, rtol=tol, atol=tol, err_msg=a_name + b_name)
 
 
-def test_gemm_overwrites_with_beta_zero():
+def test_gemm_overwrites_with_beta_zero(any_layout_gemm):
     """beta 0 ignores what ``out`` held, NaN included, as BLAS does."""
     a, b = np.ones((2, 3)), np.ones((3, 4))
     out = np.full((2, 4), np.nan)
-    _gemm(a, b, out, 0.0)
+    any_layout_gemm(a, b, out, 0.0)
     np.testing.assert_array_equal(out, np.full((2, 4), 3.0))
 
 
 @pytest.mark.parametrize("shape", [(0, 3, 2), (2, 3, 0), (2, 0, 3)])
-def test_gemm_empty_dimensions(shape):
+def test_gemm_empty_dimensions(any_layout_gemm, shape):
     m, k, n = shape
     out = np.full((m, n), 2.0)
-    _gemm(np.ones((m, k)), np.ones((k, n)), out, 0.5)
+    any_layout_gemm(np.ones((m, k)), np.ones((k, n)), out, 0.5)
     np.testing.assert_array_equal(out, np.full((m, n), 1.0))  # k = 0: out is only scaled
 
 
-def test_numpy_blas_is_bound_where_numpy_has_one():
+def test_numpy_blas_is_bound_where_numpy_has_one(any_layout_gemm):
     """NumPy's wheels ship an ILP64 OpenBLAS with the CBLAS interface; where it is found the
     kernels use it, and the fallback has not run."""
     if cblas._numpy_cblas(np.float64) is None:
         pytest.skip("this NumPy's BLAS has no ILP64 CBLAS; the fallback test covers it")
     assert cblas.numpy_blas_bound
-    _gemm(np.ones((2, 2)), np.ones((2, 2)), np.empty((2, 2)), 0.0)
+    any_layout_gemm(np.ones((2, 2)), np.ones((2, 2)), np.empty((2, 2)), 0.0)
     assert cblas.fallback_calls == [0]
 
 

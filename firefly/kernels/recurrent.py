@@ -120,15 +120,18 @@ def _add_rows(target, source):
 
 # The spans loop over a slice of their own from 0: written as loops over v[start:stop] in
 # place, a kernel calling both ran its activations 5x slower (1.9 ms against 0.4 for the 560k
-# gate values of an LSTM layer's 35 steps at B 20, H 200, float32: not vectorized).
-@inline_helper
+# gate values of an LSTM layer's 35 steps at B 20, H 200, float32: not vectorized). They are
+# functions of their own, compiled once per dtype for the LSTM's and the GRU's kernels together,
+# not inlined at each of their six calls: the layers' steps run at the same speed, and the
+# kernels compile in less time (docs/performance.md).
+@called_helper
 def _sigmoid_span(v, start, stop):
     span = v[start:stop]
     for k in range(span.size):
         span[k] = sigmoid(span[k])
 
 
-@inline_helper
+@called_helper
 def _tanh_span(v, start, stop):
     span = v[start:stop]
     for k in range(span.size):
