@@ -2,7 +2,6 @@
 no_grad, and the checks the engine makes on what an op's backward returns."""
 
 import threading
-import time
 
 import numba
 import numpy as np
@@ -88,22 +87,16 @@ def test_diamonds_stacked_deep_visit_each_node_once(spy):
     np.testing.assert_array_equal(x.grad.numpy(), np.full(2, 2.0**200))
 
 
-def timed_chain_backward(length):
-    x = Tensor(np.ones(4), requires_grad=True)
-    y = spy_chain(x, length).sum()
-    start = time.perf_counter()
-    y.backward()
-    return time.perf_counter() - start, x
-
-
 def test_a_100k_op_chain_backwards_once_per_node_without_recursion_error(spy):
-    short, _ = timed_chain_backward(20_000)
+    # Each node's backward runs exactly once (no revisits), and the traversal is iterative (a
+    # recursive one would overflow Python's stack long before 100k). Its time per node is
+    # bench_overhead's chain row, not asserted here: timed unit tests fail on a busy machine.
+    x = Tensor(np.ones(4), requires_grad=True)
+    y = spy_chain(x, 100_000).sum()
     calls_before = spy.backward_calls
-    long, x = timed_chain_backward(100_000)
+    y.backward()
     assert spy.backward_calls - calls_before == 100_000
     np.testing.assert_array_equal(x.grad.numpy(), np.ones(4))
-    # Linear time would give a ratio of 5 and quadratic 25; the margin absorbs a busy machine.
-    assert long / short < 15, f"backward of 100k ops took {long:.2f}s vs {short:.2f}s for 20k"
 
 
 # ----------------------------------------------------------------------------- seeding
