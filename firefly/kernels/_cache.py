@@ -47,7 +47,8 @@ from numba.core.runtime import rtsys
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-_warned = set()  # kinds of cache problem already reported in this process: one warning each
+# kinds of cache problem already reported in this process: one warning each
+_warned: set[str] = set()
 
 
 cache_enabled = True  # False once no writable cache folder was found
@@ -82,8 +83,9 @@ def _firefly_version() -> str:
 
 def cache_root() -> str:
     """The folder that holds firefly's kernel caches, of every version and CPU."""
-    if config.CACHE_DIR:  # NUMBA_CACHE_DIR
-        return os.path.join(config.CACHE_DIR, "firefly")
+    numba_cache_dir = config.CACHE_DIR  # type: ignore[attr-defined]  # set from NUMBA_CACHE_DIR
+    if numba_cache_dir:
+        return os.path.join(numba_cache_dir, "firefly")
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "firefly")
 
@@ -109,7 +111,8 @@ def cache_folder() -> str:
     return os.path.join(cache_root(), f"{_firefly_version()}-{_cpu()}")
 
 
-_writable = {}  # folder -> whether it could be made and written, checked once per process
+# folder -> whether it could be made and written, checked once per process
+_writable: dict[str, bool] = {}
 
 
 def _is_writable(folder: str) -> bool:

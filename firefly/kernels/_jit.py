@@ -70,13 +70,13 @@ PARALLEL_MIN_TRANSCENDENTAL = 262_144
 # another process holds. Numba's own order puts omp before workqueue; tbb is used when its
 # library loads (the `tbb` pip package).
 if not {"NUMBA_THREADING_LAYER", "NUMBA_THREADING_LAYER_PRIORITY"} & os.environ.keys():
-    numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
+    numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]  # type: ignore[attr-defined]
 # Before any kernel asks Numba for its thread count, which starts the layer (~1 ms).
 preload_tbb()
 
 _first_kernel_checked = False
-_dispatchers = []  # every Numba dispatcher made here, for kernel_load_counts()
-_dispatcher_ids = set()
+_dispatchers: list[CPUDispatcher] = []  # every Numba dispatcher made here, for kernel_load_counts()
+_dispatcher_ids: set[int] = set()
 
 
 def kernel_load_counts():
@@ -345,7 +345,8 @@ def kernel(fn):
     return _jit(fn, parallel=False)
 
 
-_helpers = set()  # ids of compiled helpers (inline_helper, scalar): called by kernels, not ops
+# ids of compiled helpers (inline_helper, scalar): called by kernels, not ops
+_helpers: set[int] = set()
 
 
 def inline_helper(fn):
@@ -447,7 +448,8 @@ def _renamed(fn, suffix):
     return twin
 
 
-_sized_kernels = {}  # id -> every kernel made by sized_kernel, for is_sized_kernel()
+# id -> every kernel made by sized_kernel, for is_sized_kernel()
+_sized_kernels: dict[int, Callable[..., object]] = {}
 
 
 def _launched_thread_count():
@@ -562,7 +564,7 @@ def build_chunked(
 
 
 # id -> every kernel that is a Python function around compiled ones: made by kernel_driver.
-_python_kernels = {}
+_python_kernels: dict[int, Callable[..., object]] = {}
 
 
 def driven_kernel(fn):

@@ -80,7 +80,7 @@ def _numpy_gemm(dtype):
     return _ctypes_signature(dtype)(gemm)
 
 
-_fallbacks = []  # the fallback callbacks, kept alive while the symbols point at them
+_fallbacks: list[object] = []  # the fallback callbacks, kept alive while the symbols point at them
 fallback_calls = [0]  # products the fallback has done (tests check that it ran)
 
 

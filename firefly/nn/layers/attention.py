@@ -113,7 +113,7 @@ class MultiheadAttention(Module):
             init.xavier_uniform_(self.q_proj_weight)
             init.xavier_uniform_(self.k_proj_weight)
             init.xavier_uniform_(self.v_proj_weight)
-        if self.in_proj_bias is not None:
+        if self.in_proj_bias is not None and self.out_proj.bias is not None:  # both, or neither
             init.zeros_(self.in_proj_bias)
             init.zeros_(self.out_proj.bias)
 
