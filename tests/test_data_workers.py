@@ -326,7 +326,16 @@ def _pids(batch):
     return {int(p) for p in batch[2].numpy()}
 
 
-def test_no_worker_left_after_break_exception_interrupt_or_gc(no_leftovers):
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt during the test, as in a terminal, also where the suite
+    runs as a background job of a non-interactive shell (which starts it with SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_no_worker_left_after_break_exception_interrupt_or_gc(no_leftovers, ctrl_c_raises):
     loader = DataLoader(Items(200), batch_size=2, num_workers=2)
     pids = set()
     for batch in loader:
@@ -427,9 +436,13 @@ def test_workers_end_when_the_main_process_dies(run_python):
 
 
 CTRL_C = """
-import os, time
+import os, signal, time
 import numpy as np
 from firefly.data import DataLoader
+
+# Ctrl-C raises here as in a terminal's foreground job, also when the suite runs as a
+# background job of a non-interactive shell, which starts its children with SIGINT ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 class Slow:
     def __len__(self):
