@@ -833,9 +833,9 @@ def _on_one_then_two_shares(monkeypatch, run):
     monkeypatch.setattr(K, "PARALLEL_MIN_ATTENTION", 0)
     shares = []
 
-    def counted(kernel, threads, *args):
+    def counted(kernel, threads, *args, **options):
         shares.append(threads)
-        run_shares(kernel, threads, *args)
+        run_shares(kernel, threads, *args, **options)
 
     monkeypatch.setattr(K, "run_shares", counted)
     for threads in (1, 2):

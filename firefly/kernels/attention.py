@@ -51,7 +51,7 @@ from firefly.kernels._jit import (
     scalar,
 )
 from firefly.kernels.families import _reassociated_sum
-from firefly.kernels.linalg import dot_into
+from firefly.kernels.linalg import SINGLE_THREAD_GEMM, dot_into
 
 # Below this many elements of the queries' array (or the output's) a call runs as one share:
 # waking the thread pool costs more than the slices save.
@@ -613,6 +613,14 @@ def backward_scratch_size(block_q, block_k, tk, e, ev):
     )
 
 
+def _products_may_thread(block_q, block_k, head_sizes):
+    """Whether a tile's products can exceed SINGLE_THREAD_GEMM multiply-adds, which OpenBLAS
+    would run on threads of its own: only then do the shares limit BLAS to one thread
+    (``run_shares``), which costs microseconds a call. The op sizes the tiles within it for
+    head sizes up to 256."""
+    return block_q * block_k * max(head_sizes) > SINGLE_THREAD_GEMM
+
+
 @kernel_driver
 def attention_forward(
     q,
@@ -667,6 +675,7 @@ def attention_forward(
         lanes,
         scratch,
         out,
+        limit_blas=_products_may_thread(block_q, block_k, head_sizes),
     )
 
 
@@ -735,6 +744,7 @@ def attention_backward(
         dq,
         dk,
         dv,
+        limit_blas=_products_may_thread(block_q, block_k, head_sizes),
     )
     if need_dbias:
         dbias_parts.sum(axis=0, out=dbias)
