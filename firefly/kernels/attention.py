@@ -89,9 +89,9 @@ def _borrowed(typingctx, array):
     row, tile and slice the kernels take) then count no references. Numba counts a view's
     reference on its array's meminfo with an atomic add; two shares counting on the one
     meminfo of q, k, v (the packed qkv) or the scratch from two cores pull its cache line back
-    and forth, which made the forward at (12, 64, 384) 5-8% slower at two threads than the
-    prange kernel's, whose gufunc gets its arrays with no meminfo. Only for a driven kernel's
-    arguments: its caller holds the arrays for the whole call, and no view outlives it."""
+    and forth, which the prange kernels never did: their gufunc got its arrays with no meminfo
+    (docs/performance.md, "Attention on run_shares"). Only for a driven kernel's arguments:
+    its caller holds the arrays for the whole call, and no view outlives it."""
 
     def codegen(context, builder, signature, args):
         proxy = context.make_array(signature.args[0])(context, builder, value=args[0])
