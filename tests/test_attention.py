@@ -824,10 +824,10 @@ def test_packed_self_attention_bad_input_is_named(shape, kwargs, kind, words):
     assert "packed_self_attention" in str(caught.value)
 
 
-def _on_one_then_two_shares(monkeypatch, run):
+def _on_one_then_two_shares(monkeypatch, run, limit_blas=False):
     """``run()``'s results with one Numba thread and then two, the attention kernels' slices
     shared out over the threads at any size; checks that the second run's kernels ran as two
-    shares."""
+    shares, with BLAS limited to one thread around them or not as ``limit_blas`` says."""
     results = []
     before = numba.get_num_threads()
     monkeypatch.setattr(K, "PARALLEL_MIN_ATTENTION", 0)
@@ -835,6 +835,7 @@ def _on_one_then_two_shares(monkeypatch, run):
 
     def counted(kernel, threads, *args, **options):
         shares.append(threads)
+        assert options == {"limit_blas": limit_blas}
         run_shares(kernel, threads, *args, **options)
 
     monkeypatch.setattr(K, "run_shares", counted)
@@ -888,3 +889,24 @@ def test_sdpa_two_shares_match_one(monkeypatch):
     for one, two in zip(results[0][:4], results[1][:4]):
         np.testing.assert_array_equal(one, two)
     np.testing.assert_allclose(results[0][4], results[1][4], rtol=0, atol=1e-14)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two Numba threads")
+def test_sdpa_wide_heads_limit_blas_around_two_shares(monkeypatch):
+    """Heads wider than 256: a tile's products can exceed SINGLE_THREAD_GEMM, which OpenBLAS
+    would thread, so the shares run with BLAS limited to one thread; two shares give one
+    share's results, and NumPy's."""
+    rng = np.random.default_rng(27)
+    q, k, v, grad = random_inputs(rng, (2,), 16, 64, 260, 3)
+
+    def run():
+        leaves = [Tensor(a, requires_grad=True) for a in (q, k, v)]
+        out = F.scaled_dot_product_attention(*leaves, is_causal=True)
+        out.backward(grad)
+        return [out.numpy()] + [leaf.grad.numpy() for leaf in leaves]
+
+    results = _on_one_then_two_shares(monkeypatch, run, limit_blas=True)
+    out, (dq, dk, dv, _) = reference(q, k, v, causal=True, grad=grad)
+    for one, two, want in zip(results[0], results[1], (out, dq, dk, dv)):
+        np.testing.assert_allclose(two, one, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(two, want, rtol=1e-10, atol=1e-10)
