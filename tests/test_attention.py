@@ -14,6 +14,7 @@ import firefly
 import firefly.nn.functional as F
 from firefly import nn, ops
 from firefly.kernels import attention as K
+from firefly.kernels._jit import run_shares
 from firefly.ops.attention import dropout_scales
 from firefly.tensor import Tensor
 from firefly.testing import check_op, gradcheck
@@ -823,28 +824,37 @@ def test_packed_self_attention_bad_input_is_named(shape, kwargs, kind, words):
     assert "packed_self_attention" in str(caught.value)
 
 
-def _on_one_then_two_workers(monkeypatch, run):
-    """``run()``'s results with one Numba thread and then two, the attention kernels' parallel
-    build chosen at any size."""
+def _on_one_then_two_shares(monkeypatch, run, limit_blas=False):
+    """``run()``'s results with one Numba thread and then two, the attention kernels' slices
+    shared out over the threads at any size; checks that the second run's kernels ran as two
+    shares, with BLAS limited to one thread around them or not as ``limit_blas`` says."""
     results = []
     before = numba.get_num_threads()
+    monkeypatch.setattr(K, "PARALLEL_MIN_ATTENTION", 0)
+    shares = []
+
+    def counted(kernel, threads, *args, **options):
+        shares.append(threads)
+        assert options == {"limit_blas": limit_blas}
+        run_shares(kernel, threads, *args, **options)
+
+    monkeypatch.setattr(K, "run_shares", counted)
     for threads in (1, 2):
         numba.set_num_threads(threads)
-        for kernel in (K.attention_forward, K.attention_backward):
-            monkeypatch.setattr(kernel, "threshold", 0)
         try:
             results.append(run())
         finally:
             numba.set_num_threads(before)
+    assert shares == [1, 1, 2, 2]  # forward and backward, on one thread and then two
     return results
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two Numba threads")
 @pytest.mark.parametrize("lead,heads", [((3,), 1), ((5,), 2), ((2, 3), 3)])
-def test_packed_self_attention_workers_share_rows_exactly(monkeypatch, lead, heads):
-    """Two workers, each a contiguous run of slices that may end inside a batch element (its
-    heads' columns of one row then go to both workers): the parallel build gives the serial
-    build's output and gradient bit for bit."""
+def test_packed_self_attention_shares_split_rows_exactly(monkeypatch, lead, heads):
+    """Two shares, each a contiguous run of slices that may end inside a batch element (its
+    heads' columns of one row then go to both shares): the same output and gradient bit for bit
+    as one share."""
     rng = np.random.default_rng(25)
     qkv = rng.standard_normal(lead + (9, 3 * heads * 4))
     grad = rng.standard_normal(lead + (9, heads * 4))
@@ -855,16 +865,16 @@ def test_packed_self_attention_workers_share_rows_exactly(monkeypatch, lead, hea
         out.backward(grad)
         return out.numpy(), leaf.grad.numpy()
 
-    results = _on_one_then_two_workers(monkeypatch, run)
+    results = _on_one_then_two_shares(monkeypatch, run)
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two Numba threads")
-def test_sdpa_workers_match_one_worker(monkeypatch):
-    """SDPA's slices over two workers (three slices: runs of one and two) with a bias that
-    broadcasts over the heads, whose gradient is summed from per-worker parts: the serial
-    build's results (the bias gradient up to the order of that sum)."""
+def test_sdpa_two_shares_match_one(monkeypatch):
+    """SDPA's slices over two shares (three slices: runs of one and two) with a bias that
+    broadcasts over the heads, whose gradient is summed from per-share parts: one share's
+    results (the bias gradient up to the order of that sum)."""
     rng = np.random.default_rng(26)
     q, k, v, grad = random_inputs(rng, (3,), 7, 6, 4, 5)
     bias = rng.standard_normal((1, 7, 6))
@@ -875,7 +885,28 @@ def test_sdpa_workers_match_one_worker(monkeypatch):
         out.backward(grad)
         return [out.numpy()] + [leaf.grad.numpy() for leaf in leaves]
 
-    results = _on_one_then_two_workers(monkeypatch, run)
-    for serial, parallel in zip(results[0][:4], results[1][:4]):
-        np.testing.assert_array_equal(serial, parallel)
+    results = _on_one_then_two_shares(monkeypatch, run)
+    for one, two in zip(results[0][:4], results[1][:4]):
+        np.testing.assert_array_equal(one, two)
     np.testing.assert_allclose(results[0][4], results[1][4], rtol=0, atol=1e-14)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two Numba threads")
+def test_sdpa_wide_heads_limit_blas_around_two_shares(monkeypatch):
+    """Heads wider than 256: a tile's products can exceed SINGLE_THREAD_GEMM, which OpenBLAS
+    would thread, so the shares run with BLAS limited to one thread; two shares give one
+    share's results, and NumPy's."""
+    rng = np.random.default_rng(27)
+    q, k, v, grad = random_inputs(rng, (2,), 16, 64, 260, 3)
+
+    def run():
+        leaves = [Tensor(a, requires_grad=True) for a in (q, k, v)]
+        out = F.scaled_dot_product_attention(*leaves, is_causal=True)
+        out.backward(grad)
+        return [out.numpy()] + [leaf.grad.numpy() for leaf in leaves]
+
+    results = _on_one_then_two_shares(monkeypatch, run, limit_blas=True)
+    out, (dq, dk, dv, _) = reference(q, k, v, causal=True, grad=grad)
+    for one, two, want in zip(results[0], results[1], (out, dq, dk, dv)):
+        np.testing.assert_allclose(two, one, rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(two, want, rtol=1e-10, atol=1e-10)

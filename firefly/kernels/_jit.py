@@ -684,11 +684,15 @@ def each_share(typingctx, threads):
     return numba_types.none(threads), codegen
 
 
-def run_shares(kernel: Callable[..., None], threads: int, *args: object) -> None:
+def run_shares(
+    kernel: Callable[..., None], threads: int, *args: object, limit_blas: bool = True
+) -> None:
     """``kernel(t, threads, *args)`` for t in range(threads), a ``driven_kernel``, at once on
     Numba's threads (the kernel called with t = -1, which runs ``each_share``), with BLAS
     limited to one thread meanwhile, so that every thread does its own products and the two
-    thread pools never hold more than the cores between them. ``threads`` comes from
+    thread pools never hold more than the cores between them; ``limit_blas=False`` leaves
+    BLAS's count alone, for kernels whose products are all too small for OpenBLAS to thread
+    (setting and restoring the count costs microseconds per call). ``threads`` comes from
     Numba's thread count, as a prange's would. One thread calls the kernel for share 0,
     without a parallel region. If a share raised, the shares run again one after another on
     the calling thread, which raises its error (each share writes only its own part of the
@@ -701,7 +705,7 @@ def run_shares(kernel: Callable[..., None], threads: int, *args: object) -> None
         kernel(0, 1, *args)
         return
     try:
-        with _parallel_lock, single_threaded_blas():
+        with _parallel_lock, single_threaded_blas() if limit_blas else contextlib.nullcontext():
             kernel(-1, threads, *args)
     except _ShareRaised:
         for t in range(threads):

@@ -4,7 +4,7 @@ Per (batch x head) slice, queries are taken ``block_q`` rows at a time against k
 columns at a time. The forward keeps a running row maximum and sum of exponentials and saves
 only the log-sum-exp per query row; the backward recomputes each tile of probabilities from it.
 No (Tq, Tk) matrix is ever held: the extra memory is the output, the log-sum-exp and one
-worker's tiles per thread, all passed in by the op (the kernels allocate nothing).
+share's tiles per thread, all passed in by the op (the kernels allocate nothing).
 
 q, k, v, the output and the gradients are 2-D (rows, columns) arrays, one row per position,
 and a (batch, head) slice is a block of them: rows b * T to (b + 1) * T (T the length of that
@@ -16,16 +16,16 @@ no transposed copy is made on either side. Every row a kernel touches is a unit-
 a C-contiguous array (Numba types it contiguous), so the copies into scratch, the output
 writes and the gradient updates are loops LLVM vectorizes; strided 4-D views of the same
 memory were 40% slower per call at (12, 4, 64, 32). The kernels copy each slice's keys and
-values, and each query tile, into contiguous per-worker scratch (BLAS reads strided rows only
+values, and each query tile, into contiguous per-share scratch (BLAS reads strided rows only
 through a copy in Numba), and write each output tile and gradient row straight into place.
 
 Each tile's products are GEMMs through NumPy's OpenBLAS (``linalg.dot_into``, as the linear
 layer's: one BLAS library in a transformer's step, and no per-call checks and wrapper of
 Numba's ``np.dot``), sized by the op so that OpenBLAS runs each on one thread
-(firefly.kernels.linalg.SINGLE_THREAD_GEMM): the threads are the workers of the ``prange``
-over workers, each taking a contiguous run of slices (whole batch elements where the count
-divides: no two threads write one row of the packed layouts), so no two threads write one
-gradient.
+(firefly.kernels.linalg.SINGLE_THREAD_GEMM): the threads are the kernels' shares, run at
+once on Numba's threads (``_jit.run_shares``: the kernel is compiled once, with no parfor),
+each taking a contiguous run of slices (whole batch elements where the count divides: no two
+threads write one row of the packed layouts), so no two threads write one gradient.
 
 Masks arrive as 3-D arrays (slices, rows, columns) whose every dimension is 1 (broadcast) or
 full, with the slice index found from the batch shape and per-dimension strides (0 where the
@@ -39,15 +39,24 @@ from firefly's generator), so the backward regenerates the mask instead of stori
 """
 
 import numpy as np
-from numba import prange
+from llvmlite import ir
+from numba.extending import intrinsic
 
 from firefly.kernels import vmath
-from firefly.kernels._jit import called_helper, inline_helper, scalar, sized_kernel
+from firefly.kernels._jit import (
+    called_helper,
+    driven_kernel,
+    each_share,
+    inline_helper,
+    kernel_driver,
+    run_shares,
+    scalar,
+)
 from firefly.kernels.families import _reassociated_sum
-from firefly.kernels.linalg import dot_into
+from firefly.kernels.linalg import SINGLE_THREAD_GEMM, dot_into
 
-# Below this many query elements (slices x rows x head size) a call runs serially: waking the
-# thread pool costs more than the slices save.
+# Below this many elements of the queries' array (or the output's) a call runs as one share:
+# waking the thread pool costs more than the slices save.
 PARALLEL_MIN_ATTENTION = 32768
 # Independent maxima a row is dealt across: without fastmath LLVM keeps one running maximum in
 # order; independent lanes vectorize. (Sums reassociate instead: _reassociated_sum.)
@@ -72,6 +81,24 @@ def dropout_uniform(key, counter):
 
 
 _dropout_uniform = scalar(dropout_uniform)
+
+
+@intrinsic
+def _borrowed(typingctx, array):
+    """``array`` without its meminfo: the same data, shape and strides, whose views (every
+    row, tile and slice the kernels take) then count no references. Numba counts a view's
+    reference on its array's meminfo with an atomic add; two shares counting on the one
+    meminfo of q, k, v (the packed qkv) or the scratch from two cores pull its cache line back
+    and forth, which the prange kernels never did: their gufunc got its arrays with no meminfo
+    (docs/performance.md, "Attention on run_shares"). Only for a driven kernel's arguments:
+    its caller holds the arrays for the whole call, and no view outlives it."""
+
+    def codegen(context, builder, signature, args):
+        proxy = context.make_array(signature.args[0])(context, builder, value=args[0])
+        proxy.meminfo = ir.Constant(proxy.meminfo.type, None)
+        return proxy._getvalue()
+
+    return array(array), codegen
 
 
 @inline_helper
@@ -241,10 +268,10 @@ def _zero_rows(target, row0, col0, rows, width):
 
 
 @inline_helper
-def _first_slice(worker, workers, slices):
-    """The first of worker ``worker``'s contiguous run of slices (the next worker's first
-    ends it): runs of equal length within one, in order."""
-    return (worker * slices) // workers
+def _first_slice(t, threads, slices):
+    """The first of share t's contiguous run of slices (the next share's first ends it): runs
+    of equal length within one, in order."""
+    return (t * slices) // threads
 
 
 @inline_helper
@@ -266,9 +293,10 @@ def _row_views(bslice, kslice, i, j0, j1):
     return brow, krow
 
 
-@called_helper
-def _forward_worker(
-    w,
+@driven_kernel
+def _forward_share(
+    t,
+    threads,
     q,
     k,
     v,
@@ -293,22 +321,30 @@ def _forward_worker(
     scratch,
     out,
 ):
-    """Worker ``w``'s run of slices of ``attention_forward``: out = softmax(q k^T * scale +
-    mask) v per slice, with lse the per-row log-sum-exp.
+    """Share t of ``threads`` of ``attention_forward``, a contiguous run of slices: out =
+    softmax(q k^T * scale + mask) v per slice, with lse the per-row log-sum-exp.
 
     q (B * Tq, *), k and v (B * Tk, *), out (B * Tq, heads * Ev), 2-D; head h of batch element
     b reads q[b * Tq : (b + 1) * Tq, qc + h * E : qc + (h + 1) * E], k's rows b * Tk onwards
     from column kc + h * E and v's from vc + h * Ev ((E, Ev) = head_sizes, (qc, kc, vc) =
     columns: q, k and v may be one array, their heads side by side), h < heads, and writes
     out's columns h * Ev onwards. The slices are numbered n = b * heads + h (lse (B * heads,
-    Tq), the masks' and dropout's slice index); scratch (workers, forward_scratch_size(...))
-    and lanes (workers, LANES) in the inputs' dtype."""
+    Tq), the masks' and dropout's slice index); scratch (threads, forward_scratch_size(...))
+    and lanes (threads, LANES) in the inputs' dtype."""
+    if t < 0:
+        return each_share(threads)
+    q, k, v, out, lse = _borrowed(q), _borrowed(k), _borrowed(v), _borrowed(out), _borrowed(lse)
+    bias, keep, scratch, lanes = (
+        _borrowed(bias),
+        _borrowed(keep),
+        _borrowed(scratch),
+        _borrowed(lanes),
+    )
     N, Tq = lse.shape
     H = heads
     E, Ev = head_sizes
     Tk = k.shape[0] // (N // H)
     qc, kc, vc = columns
-    workers = scratch.shape[0]
     dropping = dropout_p > 0.0
     inv_keep = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0
     key = np.uint64(dropout_key[0])
@@ -316,8 +352,8 @@ def _forward_worker(
     plain = not has_bias and not has_keep and scale > 0
     one = vmath.like(1.0, scale)
     tile = block_q * block_k
-    work = scratch[w]
-    lane = lanes[w]
+    work = scratch[t]
+    lane = lanes[t]
     start = tile
     tmp_all = work[start : start + block_q * Ev]
     start += block_q * Ev
@@ -332,7 +368,7 @@ def _forward_worker(
     kt = work[start : start + E * Tk]
     start += E * Tk
     vn = work[start : start + Tk * Ev].reshape((Tk, Ev))
-    for n in range(_first_slice(w, workers, N), _first_slice(w + 1, workers, N)):
+    for n in range(_first_slice(t, threads, N), _first_slice(t + 1, threads, N)):
         b, h = n // H, n % H
         q_row, k_row = b * Tq, b * Tk
         q_col, k_col, v_col, out_col = qc + h * E, kc + h * E, vc + h * Ev, h * Ev
@@ -406,13 +442,14 @@ def _forward_worker(
 
 
 def forward_scratch_size(block_q, block_k, tk, e, ev):
-    """Elements of one worker's scratch in ``attention_forward``."""
+    """Elements of one share's scratch in ``attention_forward``."""
     return block_q * (block_k + 2 * ev + e + 3) + (e + ev) * tk
 
 
-@called_helper
-def _backward_worker(
-    w,
+@driven_kernel
+def _backward_share(
+    t,
+    threads,
     q,
     k,
     v,
@@ -441,22 +478,30 @@ def _backward_worker(
     dq,
     dk,
     dv,
-    dbias,
 ):
-    """Worker ``w``'s run of slices of ``attention_backward``, but for the sum of the
-    workers' dbias parts. Gradients of the forward's output given its ``grad``: dq, dk, dv (laid out
-    as q, k, v, the same columns; they may be one array as q, k and v may), out and grad
-    (B * Tq, heads * Ev) as the forward's out; and, with ``need_dbias``, dbias (shaped as
-    the 3-D bias), summed over the slices it broadcast over through per-worker partial sums
-    ``dbias_parts`` (workers, *bias.shape).
+    """Share t of ``threads`` of ``attention_backward``, a contiguous run of slices: the
+    gradients of the forward's output given its ``grad``, dq, dk, dv (laid out as q, k, v, the
+    same columns; they may be one array as q, k and v may), out and grad (B * Tq, heads * Ev)
+    as the forward's out; and, with ``need_dbias``, the share's part of dbias (shaped as the
+    3-D bias, summed over the slices it broadcast over) in ``dbias_parts[t]`` (dbias_parts
+    (threads, *bias.shape)).
 
-    scratch is (workers, backward_scratch_size(...))."""
+    scratch is (threads, backward_scratch_size(...))."""
+    if t < 0:
+        return each_share(threads)
+    q, k, v, out, lse = _borrowed(q), _borrowed(k), _borrowed(v), _borrowed(out), _borrowed(lse)
+    bias, keep, grad, scratch = (
+        _borrowed(bias),
+        _borrowed(keep),
+        _borrowed(grad),
+        _borrowed(scratch),
+    )
+    dq, dk, dv, dbias_parts = _borrowed(dq), _borrowed(dk), _borrowed(dv), _borrowed(dbias_parts)
     N, Tq = lse.shape
     H = heads
     E, Ev = head_sizes
     Tk = k.shape[0] // (N // H)
     qc, kc, vc = columns
-    workers = scratch.shape[0]
     dropping = dropout_p > 0.0
     inv_keep = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0
     key = np.uint64(dropout_key[0])
@@ -467,7 +512,7 @@ def _backward_worker(
     one_block = Tq <= block_q
     tile = block_q * block_k
     wide = max(E, Ev)
-    work = scratch[w]
+    work = scratch[t]
     dp_all = work[tile : 2 * tile]
     start = 2 * tile
     dq_all = work[start : start + block_q * E]
@@ -488,14 +533,14 @@ def _backward_worker(
     start += Ev * Tk
     kn = work[start : start + Tk * E].reshape((Tk, E))
     if need_dbias:
-        dbias_parts[w] = 0.0
-    for n in range(_first_slice(w, workers, N), _first_slice(w + 1, workers, N)):
+        dbias_parts[t] = 0.0
+    for n in range(_first_slice(t, threads, N), _first_slice(t + 1, threads, N)):
         b, h = n // H, n % H
         q_row, k_row = b * Tq, b * Tk
         q_col, k_col, v_col, out_col = qc + h * E, kc + h * E, vc + h * Ev, h * Ev
         bslice = bias[_slice_offset(n, batch_shape, bias_strides)]
         kslice = keep[_slice_offset(n, batch_shape, keep_strides)]
-        dbslice = dbias_parts[w, _slice_offset(n, batch_shape, bias_strides) if need_dbias else 0]
+        dbslice = dbias_parts[t, _slice_offset(n, batch_shape, bias_strides) if need_dbias else 0]
         # K both ways: transposed blocks for the scores, rows for dq's product (a plain
         # GEMM: BLAS's transposed-operand path is slower, see _transpose_blocks).
         _gather_rows(k, k_row, k_col, kn)
@@ -594,7 +639,7 @@ def _backward_worker(
 
 
 def backward_scratch_size(block_q, block_k, tk, e, ev):
-    """Elements of one worker's scratch in ``attention_backward``."""
+    """Elements of one share's scratch in ``attention_backward``."""
     return (
         2 * block_q * block_k
         + block_q * (3 * e + ev + 1)
@@ -603,11 +648,16 @@ def backward_scratch_size(block_q, block_k, tk, e, ev):
     )
 
 
-# The kernels are a loop over the workers (scratch's rows) that calls the worker function, a
-# compiled function of its own: the serial and the parallel build share its one compilation,
-# and its loops are optimized as in a serial kernel, outside the parfor. That halved the
-# compile time of the parallel builds.
-def _attention_forward(
+def _products_may_thread(block_q, block_k, head_sizes):
+    """Whether a tile's products can exceed SINGLE_THREAD_GEMM multiply-adds, which OpenBLAS
+    would run on threads of its own: only then do the shares limit BLAS to one thread
+    (``run_shares``), which costs microseconds a call. The op sizes the tiles within it for
+    head sizes up to 256."""
+    return block_q * block_k * max(head_sizes) > SINGLE_THREAD_GEMM
+
+
+@kernel_driver
+def attention_forward(
     q,
     k,
     v,
@@ -632,38 +682,40 @@ def _attention_forward(
     scratch,
     out,
 ):
-    """Every worker's slices (``_forward_worker``), the workers in parallel in the parallel
-    build."""
-    for w in prange(scratch.shape[0]):
-        _forward_worker(
-            np.int64(w),  # the prange's index is unsigned: one signature for both builds
-            q,
-            k,
-            v,
-            heads,
-            head_sizes,
-            columns,
-            batch_shape,
-            bias,
-            bias_strides,
-            has_bias,
-            keep,
-            keep_strides,
-            has_keep,
-            causal,
-            scale,
-            dropout_p,
-            dropout_key,
-            block_q,
-            block_k,
-            lse,
-            lanes,
-            scratch,
-            out,
-        )
+    """``_forward_share`` for each of scratch's rows, one share per row, at once on Numba's
+    threads (``run_shares``)."""
+    run_shares(
+        _forward_share,
+        scratch.shape[0],
+        q,
+        k,
+        v,
+        heads,
+        head_sizes,
+        columns,
+        batch_shape,
+        bias,
+        bias_strides,
+        has_bias,
+        keep,
+        keep_strides,
+        has_keep,
+        causal,
+        scale,
+        dropout_p,
+        dropout_key,
+        block_q,
+        block_k,
+        lse,
+        lanes,
+        scratch,
+        out,
+        limit_blas=_products_may_thread(block_q, block_k, head_sizes),
+    )
 
 
-def _attention_backward(
+@kernel_driver
+def attention_backward(
     q,
     k,
     v,
@@ -694,46 +746,40 @@ def _attention_backward(
     dv,
     dbias,
 ):
-    """Every worker's slices (``_backward_worker``), the workers in parallel in the parallel
-    build; then dbias, the sum of the workers' parts, when ``need_dbias``."""
-    for w in prange(scratch.shape[0]):
-        _backward_worker(
-            np.int64(w),  # the prange's index is unsigned: one signature for both builds
-            q,
-            k,
-            v,
-            heads,
-            head_sizes,
-            columns,
-            batch_shape,
-            bias,
-            bias_strides,
-            has_bias,
-            keep,
-            keep_strides,
-            has_keep,
-            causal,
-            scale,
-            dropout_p,
-            dropout_key,
-            block_q,
-            block_k,
-            out,
-            lse,
-            grad,
-            need_dbias,
-            dbias_parts,
-            scratch,
-            dq,
-            dk,
-            dv,
-            dbias,
-        )
+    """``_backward_share`` for each of scratch's rows, one share per row, at once on Numba's
+    threads (``run_shares``); then dbias, the sum of the shares' parts, when ``need_dbias``."""
+    run_shares(
+        _backward_share,
+        scratch.shape[0],
+        q,
+        k,
+        v,
+        heads,
+        head_sizes,
+        columns,
+        batch_shape,
+        bias,
+        bias_strides,
+        has_bias,
+        keep,
+        keep_strides,
+        has_keep,
+        causal,
+        scale,
+        dropout_p,
+        dropout_key,
+        block_q,
+        block_k,
+        out,
+        lse,
+        grad,
+        need_dbias,
+        dbias_parts,
+        scratch,
+        dq,
+        dk,
+        dv,
+        limit_blas=_products_may_thread(block_q, block_k, head_sizes),
+    )
     if need_dbias:
-        dbias[...] = 0.0
-        for w in range(scratch.shape[0]):
-            dbias += dbias_parts[w]
-
-
-attention_forward = sized_kernel(_attention_forward, PARALLEL_MIN_ATTENTION)
-attention_backward = sized_kernel(_attention_backward, PARALLEL_MIN_ATTENTION)
+        dbias_parts.sum(axis=0, out=dbias)

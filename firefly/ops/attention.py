@@ -16,7 +16,7 @@ from firefly.ops.families import select, sum_to_shape
 from firefly.ops.registry import register
 
 # Tiles: GEMMs of at most SINGLE_THREAD_GEMM multiply-adds, which OpenBLAS runs on one thread
-# (the threads are the workers) near its peak rate (about 110 GFLOP/s here at 64 x 64 x 64 and
+# (each thread runs a share) near its peak rate (about 110 GFLOP/s here at 64 x 64 x 64 and
 # 32 x 128 x 64 alike). Key tiles of 128 columns for heads up to 64 wide: the row passes'
 # fixed cost per row is spread over more columns (the forward at (8, 8, 256, 64) took 8% less
 # process time than with 64 x 64 tiles; the backward the same).
@@ -83,8 +83,12 @@ def dropout_scales(key, shape, dropout_p):
     return np.where(kept, 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0, 0.0)
 
 
-def _workers(slices):
-    """Workers of an attention kernel's prange: one per thread, each with slices to do."""
+def _shares(slices, queries, out):
+    """How many shares (``run_shares``) an attention kernel deals its slices out in: one per
+    Numba thread, each with slices to do; one below ``PARALLEL_MIN_ATTENTION`` elements of
+    the queries' array and of the output. The kernels' scratch has a row per share."""
+    if max(queries.size, out.size) < K.PARALLEL_MIN_ATTENTION:
+        return 1
     return max(1, min(slices, numba.get_num_threads()))
 
 
@@ -101,9 +105,9 @@ def run_attention_forward(kernel, ctx, q2, k2, v2, out, lse):
         lse[...] = np.inf
         return
     block_q, block_k = ctx.layout[-2:]
-    workers = _workers(slices)
-    scratch = np.empty((workers, K.forward_scratch_size(block_q, block_k, tk, e, ev)), q2.dtype)
-    lanes = np.empty((workers, K.LANES), dtype=q2.dtype)
+    shares = _shares(slices, q2, out)
+    scratch = np.empty((shares, K.forward_scratch_size(block_q, block_k, tk, e, ev)), q2.dtype)
+    lanes = np.empty((shares, K.LANES), dtype=q2.dtype)
     kernel(q2, k2, v2, *ctx.heads, *ctx.layout, lse, lanes, scratch, out)
 
 
@@ -121,10 +125,10 @@ def run_attention_backward(kernel, ctx, q2, k2, v2, out, lse, grad2, dq, dk, dv)
     dbias = np.empty(bias3.shape if need_dbias else (1, 1, 1), dtype=q2.dtype)
     if out.size and tq and tk:
         block_q, block_k = layout[-2:]
-        workers = _workers(slices)
-        dbias_parts = np.empty((workers,) + dbias.shape, dtype=q2.dtype)
+        shares = _shares(slices, q2, out)
+        dbias_parts = np.empty((shares,) + dbias.shape, dtype=q2.dtype)
         scratch = np.empty(
-            (workers, K.backward_scratch_size(block_q, block_k, tk, e, ev)), dtype=q2.dtype
+            (shares, K.backward_scratch_size(block_q, block_k, tk, e, ev)), dtype=q2.dtype
         )
         kernel(
             q2,
