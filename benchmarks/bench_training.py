@@ -8,7 +8,10 @@ eager when torch is installed:
   whole epoch loop (batch indexing, a Tensor per batch, `loss.item()` per step);
 - one step of examples/char_gpt.py's GPT at its defaults (batch 12, context 64, 128 channels,
   4 layers, 4 heads; AdamW with two groups, clip_grad_norm_, LambdaLR) on its text, eager and
-  under ``firefly.compile``, beside torch eager from the same weights on the same batches.
+  under ``firefly.compile``, beside torch eager from the same weights on the same batches;
+  and the same three interleaved in one process (rounds of a few steps of each, in shuffled
+  order), since timing one after the other lets the machine's drift between them into the
+  ratio.
 
     pytest benchmarks/bench_training.py --benchmark-enable
 
@@ -24,7 +27,9 @@ state. Plain test runs (``--benchmark-disable``) run the timed step once, char_g
 smaller GPT (``SMOKE_CONFIG``).
 """
 
+import random
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -441,3 +446,51 @@ def test_char_gpt_step(benchmark, case):
         assert trainer.run.status()["plans"] == 1, trainer.run.status()
     loss = benchmark(trainer.step)
     assert np.isfinite(loss)
+
+
+INTERLEAVED_ROUNDS, STEPS_PER_TURN = 40, 3
+
+
+@pytest.mark.benchmark(group="train-step-char-gpt-interleaved")
+def test_char_gpt_step_interleaved(benchmark):
+    """firefly eager, compiled and torch, each step timed, in rounds that run STEPS_PER_TURN
+    steps of each in a shuffled order: all three see the same state of the machine. The
+    ratios to torch (min and median over the steps) are printed and kept in ``extra_info``;
+    pytest-benchmark's own time is the whole run's."""
+    if torch is None:
+        pytest.skip("needs torch for the comparison: pip install torch==2.13.0")
+    config = SMOKE_CONFIG if benchmark.disabled else None
+    rounds = 1 if benchmark.disabled else INTERLEAVED_ROUNDS
+    trainers = {name: CharGPTStep(name, True, config) for name in ("firefly", "compiled", "torch")}
+    for trainer in trainers.values():  # warm-up: kernels, optimizer state, the compiled plan
+        for _ in range(CHECK_STEPS + 2):
+            trainer.step()
+    order = random.Random(0)
+
+    def run():
+        times = {name: [] for name in trainers}
+        for _ in range(rounds):
+            names = list(trainers)
+            order.shuffle(names)
+            for name in names:
+                for _ in range(STEPS_PER_TURN):
+                    start = time.perf_counter()
+                    trainers[name].step()
+                    times[name].append(time.perf_counter() - start)
+        return times
+
+    times = benchmark.pedantic(run, rounds=1, iterations=1)
+    torch_min, torch_median = min(times["torch"]), float(np.median(times["torch"]))
+    print(f"\nchar_gpt step, interleaved, {len(times['torch'])} steps each, ms, min (median):")
+    for name, t in times.items():
+        low, mid = min(t), float(np.median(t))
+        benchmark.extra_info[name] = {
+            "min_ms": low * 1e3,
+            "median_ms": mid * 1e3,
+            "min_ratio_to_torch": low / torch_min,
+            "median_ratio_to_torch": mid / torch_median,
+        }
+        print(
+            f"  {name:>8} {low * 1e3:7.2f} ({mid * 1e3:7.2f})  "
+            f"/ torch {low / torch_min:.2f} ({mid / torch_median:.2f})"
+        )
