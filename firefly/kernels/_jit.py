@@ -468,6 +468,13 @@ def _launched_thread_count():
 _thread_count = _launched_thread_count
 
 
+def thread_count() -> int:
+    """``numba.get_num_threads()``, the calling thread's count, without its two locks per call
+    after the first (``_launched_thread_count``): for the ops that pick a build or a number of
+    shares on every call."""
+    return _thread_count()
+
+
 def sized_kernel(fn, threshold):
     """A loop written with ``prange``, compiled twice: serially, and in parallel.
 
@@ -698,9 +705,10 @@ def run_shares(
     the calling thread, which raises its error (each share writes only its own part of the
     outputs, so the second run overwrites the first)."""
     # Before the kernel is compiled or loaded, on one thread too: its code calls the threading
-    # layer's functions, whose symbols this registers (a process that had not registered them
-    # crashed linking a max_pool2d kernel).
-    _numba_parallel._launch_threads()
+    # layer's functions, whose symbols launching the layer registers (a process that had not
+    # registered them crashed linking a max_pool2d kernel). thread_count() launches it at its
+    # first call, and is a plain read after that.
+    thread_count()
     if threads == 1:
         kernel(0, 1, *args)
         return
@@ -710,6 +718,13 @@ def run_shares(
     except _ShareRaised:
         for t in range(threads):
             kernel(t, threads, *args)
+
+
+@inline_helper
+def share_range(t, threads, n):
+    """Items i0 .. i1 of n that share t of ``threads`` takes (``run_shares``): contiguous,
+    near-equal runs, in order."""
+    return t * n // threads, (t + 1) * n // threads
 
 
 def is_compiled_kernel(obj):

@@ -51,6 +51,7 @@ from firefly.kernels._jit import (
     kernel_driver,
     run_shares,
     scalar,
+    share_range,
 )
 from firefly.kernels.families import _reassociated_sum
 from firefly.kernels.linalg import SINGLE_THREAD_GEMM, dot_into
@@ -268,13 +269,6 @@ def _zero_rows(target, row0, col0, rows, width):
 
 
 @inline_helper
-def _first_slice(t, threads, slices):
-    """The first of share t's contiguous run of slices (the next share's first ends it): runs
-    of equal length within one, in order."""
-    return (t * slices) // threads
-
-
-@inline_helper
 def _drop_scale(key, counter, p, inv_keep):
     """1 / (1 - p) where the element is kept, 0 where dropped."""
     return inv_keep if _dropout_uniform(key, np.uint64(counter)) >= p else 0.0
@@ -368,7 +362,8 @@ def _forward_share(
     kt = work[start : start + E * Tk]
     start += E * Tk
     vn = work[start : start + Tk * Ev].reshape((Tk, Ev))
-    for n in range(_first_slice(t, threads, N), _first_slice(t + 1, threads, N)):
+    n0, n1 = share_range(t, threads, N)
+    for n in range(n0, n1):
         b, h = n // H, n % H
         q_row, k_row = b * Tq, b * Tk
         q_col, k_col, v_col, out_col = qc + h * E, kc + h * E, vc + h * Ev, h * Ev
@@ -534,7 +529,8 @@ def _backward_share(
     kn = work[start : start + Tk * E].reshape((Tk, E))
     if need_dbias:
         dbias_parts[t] = 0.0
-    for n in range(_first_slice(t, threads, N), _first_slice(t + 1, threads, N)):
+    n0, n1 = share_range(t, threads, N)
+    for n in range(n0, n1):
         b, h = n // H, n % H
         q_row, k_row = b * Tq, b * Tk
         q_col, k_col, v_col, out_col = qc + h * E, kc + h * E, vc + h * Ev, h * Ev

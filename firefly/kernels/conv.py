@@ -70,6 +70,7 @@ from firefly.kernels._jit import (
     kernel_driver,
     memory_bound,
     run_shares,
+    share_range,
 )
 from firefly.kernels.cblas import gemm_views
 
@@ -296,13 +297,6 @@ def _weight_by_tap(weight, groups):
     return np.ascontiguousarray(by_tap).reshape(groups, KH * KW * Cg, O // groups)
 
 
-@inline_helper
-def _sample_range(t, threads, N):
-    """Items n0 .. n1 of N (samples, or output channels) that share t of ``threads`` takes:
-    contiguous, near-equal shares."""
-    return t * N // threads, (t + 1) * N // threads
-
-
 @driven_kernel
 def _positions_forward_share(
     t, threads, x, weight, wr, bias, sh, sw, ph, pw, dh, dw, planes, cols, product, out
@@ -312,7 +306,7 @@ def _positions_forward_share(
     ``wr`` is the weight by tap (``_weight_by_tap``)."""
     if t < 0:
         return each_share(threads)
-    n0, n1 = _sample_range(t, threads, x.shape[0])
+    n0, n1 = share_range(t, threads, x.shape[0])
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     _, Cg, KH, KW = weight.shape
     OH, OW = out.shape[2], out.shape[3]
@@ -420,7 +414,7 @@ def _positions_backward_share(
     their rows of the column gradients and their dx."""
     if t < 0:
         return each_share(threads)
-    n0, n1 = _sample_range(t, threads, grad.shape[0])
+    n0, n1 = share_range(t, threads, grad.shape[0])
     dw_part, bias_part = dw_parts[t], bias_parts[t]
     O, OH, OW = grad.shape[1], grad.shape[2], grad.shape[3]
     _, Cg, KH, KW = weight.shape
@@ -600,7 +594,7 @@ def _pointwise_backward_share(t, threads, grad, x, weight, need_dx, need_dweight
     _, Cg = weight.shape
     groups = x.shape[1] // Cg
     Og = Co // groups
-    o0, o1 = _sample_range(t, threads, Co)
+    o0, o1 = share_range(t, threads, Co)
     for o in range(o0, o1):
         s = 0.0
         for n in range(N):
@@ -1037,7 +1031,7 @@ def _tiles_backward_share(
     )
     S = planes.shape[1]
     tiles = (N + S - 1) // S
-    o0, o1 = _sample_range(t, threads, O)
+    o0, o1 = share_range(t, threads, O)
     for o in range(o0, o1):
         total = 0.0
         for n in range(N):

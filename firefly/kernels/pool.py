@@ -4,7 +4,6 @@ output reads its own small window once).
 The op has computed the output size (ceil_mode included) and validated the geometry.
 """
 
-import numba
 import numpy as np
 from numba import prange
 
@@ -16,6 +15,8 @@ from firefly.kernels._jit import (
     kernel_driver,
     memory_bound,
     run_shares,
+    share_range,
+    thread_count,
 )
 
 
@@ -66,7 +67,7 @@ def max_pool2d_forward(x, kh, kw, sh, sw, ph, pw, dh, dw, argmax, out):
     evaluation pass alone."""
     threads = 1
     if max(x.size, out.size) >= PARALLEL_MIN_MEMORY_BOUND:
-        threads = min(numba.get_num_threads(), x.shape[0])
+        threads = min(thread_count(), x.shape[0])
     run_shares(_max_pool2d_planes, threads, x, kh, kw, sh, sw, ph, pw, dh, dw, argmax, out)
 
 
@@ -76,7 +77,7 @@ def _max_pool2d_planes(t, threads, x_all, kh, kw, sh, sw, ph, pw, dh, dw, argmax
     W), serially."""
     if t < 0:
         return each_share(threads)
-    p0, p1 = t * x_all.shape[0] // threads, (t + 1) * x_all.shape[0] // threads
+    p0, p1 = share_range(t, threads, x_all.shape[0])
     x, argmax, out = x_all[p0:p1], argmax_all[p0:p1], out_all[p0:p1]
     planes, H, W = x.shape
     OH, OW = out.shape[1], out.shape[2]

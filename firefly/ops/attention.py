@@ -4,11 +4,11 @@ tiled flash-style kernels (``firefly.kernels.attention``) that never hold a (Tq,
 import math
 import numbers
 
-import numba
 import numpy as np
 
 from firefly import random
 from firefly.kernels import attention as K
+from firefly.kernels._jit import thread_count
 from firefly.kernels.linalg import SINGLE_THREAD_GEMM
 from firefly.ops import samples
 from firefly.ops.base import Op
@@ -89,7 +89,7 @@ def _shares(slices, queries, out):
     the queries' array and of the output. The kernels' scratch has a row per share."""
     if max(queries.size, out.size) < K.PARALLEL_MIN_ATTENTION:
         return 1
-    return max(1, min(slices, numba.get_num_threads()))
+    return max(1, min(slices, thread_count()))
 
 
 def run_attention_forward(kernel, ctx, q2, k2, v2, out, lse):

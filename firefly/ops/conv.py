@@ -9,11 +9,11 @@ without the batch dimension, (C, H, W), gives an output without it, as in torch.
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
 
 from firefly.kernels import conv as K
 from firefly.kernels._blas import can_limit_blas_threads, single_threaded_blas
+from firefly.kernels._jit import thread_count
 from firefly.ops.base import Context, Op
 from firefly.ops.registry import register
 from firefly.ops.scratch import POOL
@@ -257,7 +257,7 @@ def blas_kernel_threads(batch):
     """How many threads a kernel that calls BLAS from each of them (run_shares' shares) shares
     ``batch`` samples out over: Numba's thread count, or one where BLAS's thread count cannot
     be limited, which then keeps its own threads."""
-    return min(numba.get_num_threads() if can_limit_blas_threads() else 1, batch)
+    return min(thread_count() if can_limit_blas_threads() else 1, batch)
 
 
 def tile_plan(batch, out_size, padded_width, stride, group_channels):
