@@ -6,11 +6,12 @@ import threading
 import numba
 import numpy as np
 import pytest
+from numba import prange
 
 import firefly
 from firefly.kernels import families
 from firefly.kernels import shape as shape_kernels
-from firefly.kernels._jit import _sized_kernels, _sized_pair
+from firefly.kernels._jit import _sized_kernels, sized_kernel
 from firefly.ops import BinaryOp, UnaryOp, get, register, unregister
 from firefly.ops.elementwise import Neg
 from firefly.testing import OpCheckError, check_op
@@ -101,8 +102,9 @@ def test_specialisations_of_one_template_are_distinct_kernels():
         return 3.0 * x
 
     a, b = families.unary_map("twice", double), families.unary_map("thrice", triple)
-    assert a.serial.py_func.__qualname__ != b.serial.py_func.__qualname__
-    assert a.serial.py_func.__code__ is b.serial.py_func.__code__  # one template loop
+    (kernel_a,), (kernel_b,) = a.dispatchers(), b.dispatchers()
+    assert kernel_a.py_func.__qualname__ != kernel_b.py_func.__qualname__
+    assert a.__wrapped__.__code__ is b.__wrapped__.__code__  # one template loop
     x = np.arange(4.0)
     out_a, out_b = np.empty_like(x), np.empty_like(x)
     a(x, out_a)
@@ -241,8 +243,8 @@ def test_row_softmax_matches_torch_in_float64(op, length, axis):
     ],
 )
 def test_broadcast_families_parallel_builds_match_serial_ones(shape_a, shape_b):
-    # The parallel builds hand row ranges of each outer index to the serial build as views;
-    # broadcast dimensions must be passed whole, every chunk's rows lined up.
+    # The parallel run cuts the rows of each outer index into shares; an operand broadcast
+    # along a dimension must be read whole along it, every share's rows lined up.
     rng = np.random.default_rng(0)
     shape = tuple(max(x, y) for x, y in zip(shape_a, shape_b))
     a, b = rng.uniform(0.5, 2.0, shape_a), rng.uniform(0.5, 2.0, shape_b)
@@ -265,13 +267,15 @@ def test_a_sized_kernel_runs_the_build_its_size_and_the_thread_count_choose():
     # its C getter): it follows numba.set_num_threads, and one thread takes the serial build.
     ran = []
 
-    def serial(*args):
-        ran.append("serial")
+    def loop(x, out):
+        for i in prange(out.size):
+            out[i] = x[i]
 
-    def parallel(*args):
-        ran.append("parallel")
+    def driven(t, shares, *args):  # stands in for the compiled kernel: which run it gets
+        ran.append("serial" if (t, shares) == (0, 1) else "parallel")
 
-    run = _sized_pair(serial, serial, parallel, threshold=100)
+    run = sized_kernel(loop, threshold=100)
+    run.driven = driven
     small, large = np.empty(99), np.empty(100)
     before = numba.get_num_threads()
     try:
@@ -300,4 +304,4 @@ def test_a_sized_kernel_runs_the_build_its_size_and_the_thread_count_choose():
         assert build == ("serial" if count == 1 else "parallel")
     finally:
         numba.set_num_threads(before)
-        _sized_kernels.pop(id(run))  # the stubs are no kernels of the library's
+        _sized_kernels.pop(id(run))  # no kernel of the library's

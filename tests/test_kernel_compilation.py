@@ -8,8 +8,10 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
+from numba import prange
 
 import firefly
 from firefly.kernels._jit import is_sized_kernel
@@ -56,7 +58,7 @@ def test_no_kernel_compiles_at_import(run_code):
         found += [k for name in names() for attr in ("forward_kernel", "backward_kernel")
                   for k in declared_kernels(getattr(get(name), attr))]
         dispatchers = [d for k in found if is_sized_kernel(k) or isinstance(k, CPUDispatcher)
-                       for d in ((k.serial, k.parallel) if is_sized_kernel(k) else (k,))]
+                       for d in (k.dispatchers() if is_sized_kernel(k) else (k,))]
         assert len(dispatchers) > 40, dispatchers
         compiled = [d.py_func.__qualname__ for d in dispatchers if d.signatures]
         assert not compiled, f"compiled at import: {compiled}"
@@ -93,8 +95,9 @@ CACHE_WORKLOAD = """
     family = [k for name in ("exp", "log", "tanh", "sigmoid", "relu", "sub", "mul", "div")
               for attr in ("forward_kernel", "backward_kernel")
               for k in declared_kernels(getattr(get(name), attr))[:1]]
-    print(sum(sum(k.serial.stats.cache_hits.values()) for k in family),
-          sum(sum(k.serial.stats.cache_misses.values()) for k in family))
+    family = [k.dispatchers()[0] for k in family]
+    print(sum(sum(k.stats.cache_hits.values()) for k in family),
+          sum(sum(k.stats.cache_misses.values()) for k in family))
 """
 
 
@@ -418,7 +421,7 @@ def test_most_kernels_stay_incomplete_after_import(run_code):
         print(sum(d.is_complete for d in _jit._dispatchers), len(_jit._dispatchers))
     """)
     complete, made = map(int, out.split())
-    assert made > 300 and complete == 0
+    assert made > 200 and complete == 0
 
 
 def test_array_arguments_get_numbas_types_without_importing_numpy_ma(run_code):
@@ -520,6 +523,95 @@ def test_a_called_helper_compiles_once_for_a_constant_and_a_variable(monkeypatch
         np.testing.assert_array_equal(out, 2.0 * np.arange(10))
     (signature,) = fill_from.signatures  # one specialisation, for int64 starts
     assert str(signature[0]) == "int64", signature
+
+
+def _rows_scaled(x, scale, out):
+    """out[o, m, i] = scale[o, 0, i] * x[o, m, i]: the prange inside a plain loop."""
+    outer, middle, inner = out.shape
+    for o in range(outer):
+        for m in prange(middle):
+            for i in range(inner):
+                out[o, m, i] = scale[o, 0, i] * x[o, m, i]
+
+
+def _offset_squares(x, out):
+    """out[i] = x[i]**2 from index 2 on: a prange with a start."""
+    for i in prange(2, out.size):
+        out[i] = x[i] * x[i]
+
+
+def _total_then_scale(x, out):
+    """A loop and then work after it, which shares cannot split: it gets two builds."""
+    total = 0.0
+    for i in prange(x.size):
+        total += x[i]
+    out[0] = total
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_prange_loop_compiles_once_and_runs_in_shares(monkeypatch, threads):
+    from firefly.kernels import _jit
+
+    monkeypatch.setattr(_jit._cache, "cache_enabled", False)  # this test's kernels stay here
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip("one Numba thread")
+    rng = np.random.default_rng(0)
+    x, scale = rng.standard_normal((3, 37, 5)), rng.standard_normal((3, 1, 5))
+    rows = _jit.sized_kernel(_rows_scaled, threshold=0)
+    squares = _jit.sized_kernel(_offset_squares, threshold=0)
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        for run in (rows.serial, rows.parallel, rows):
+            out = np.zeros_like(x)
+            run(x, scale, out)
+            np.testing.assert_array_equal(out, scale * x)
+        for run in (squares.serial, squares.parallel):
+            out = np.zeros(41)
+            run(x.ravel()[:41], out)
+            np.testing.assert_array_equal(out[2:], x.ravel()[2:41] ** 2)
+            assert not out[:2].any()
+    finally:
+        numba.set_num_threads(before)
+    (kernel,) = rows.dispatchers()
+    assert len(kernel.signatures) == 1  # one compile served both runs
+    assert len(squares.dispatchers()) == 1
+
+
+def test_a_loop_that_shares_cannot_split_gets_a_serial_and_a_parfor_build(monkeypatch):
+    from firefly.kernels import _jit
+
+    monkeypatch.setattr(_jit._cache, "cache_enabled", False)
+    with pytest.raises(_jit.SharesError, match="_total_then_scale.*last statement"):
+        _jit._shared_loop(_total_then_scale)
+    total = _jit.sized_kernel(_total_then_scale, threshold=0)
+    x = np.arange(1000.0)
+    for run in (total.serial, total.parallel):
+        out = np.zeros(1)
+        run(x, out)
+        assert out[0] == x.sum()
+    serial, parallel = total.dispatchers()
+    assert not serial.targetoptions["parallel"] and parallel.targetoptions["parallel"]
+
+
+def test_loops_that_cannot_be_shares_are_named_in_the_error():
+    from firefly.kernels import _jit
+
+    def two_loops(x, out):
+        for i in prange(x.size):
+            out[i] = x[i]
+        for i in prange(x.size):
+            out[i] += 1.0
+
+    def returns_a_value(x, out):
+        for i in prange(x.size):
+            out[i] = x[i]
+        return out
+
+    with pytest.raises(_jit.SharesError, match="two_loops: .*exactly one prange loop.*found 2"):
+        _jit._shared_loop(two_loops)
+    with pytest.raises(_jit.SharesError, match="returns_a_value: .*must return nothing"):
+        _jit._shared_loop(returns_a_value)
 
 
 def _call_at_once(barrier, fresh, a, errors):

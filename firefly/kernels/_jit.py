@@ -1,4 +1,4 @@
-"""How firefly compiles kernels: one decorator, and serial/parallel twins chosen by size.
+"""How firefly compiles kernels: one decorator, and loops run serially or in shares by size.
 
 Every kernel is ``njit(error_model="numpy")`` with an on-disk cache (``firefly.kernels._cache``:
 one user-level folder, built per kernel on its first call), as a ``LazyDispatcher`` whose
@@ -9,12 +9,14 @@ divide, which stops LLVM from vectorizing the loop (an Adam-like kernel ran 2.5x
 Nothing here compiles at import time: ``njit`` without signatures compiles on first call.
 """
 
+import ast
 import contextlib
 import functools
 import hashlib
 import inspect
 import os
 import sys
+import textwrap
 import threading
 import time
 import types
@@ -436,18 +438,6 @@ def specialise(template, name, **functions):
 _parallel_lock = threading.Lock()
 
 
-def _renamed(fn, suffix):
-    # Numba names cache files after the function's qualname and line, and leaves compile flags
-    # out of the key: a serial and a parallel build of one function would overwrite each
-    # other's cache entries. A renamed copy gets files of its own.
-    twin = types.FunctionType(
-        fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__
-    )
-    twin.__qualname__ = fn.__qualname__ + suffix
-    twin.__module__ = fn.__module__
-    return twin
-
-
 # id -> every kernel made by sized_kernel, for is_sized_kernel()
 _sized_kernels: dict[int, Callable[..., object]] = {}
 
@@ -475,41 +465,215 @@ def thread_count() -> int:
     return _thread_count()
 
 
-def sized_kernel(fn, threshold):
-    """A loop written with ``prange``, compiled twice: serially, and in parallel.
+# Shares per thread of a size-chosen kernel's parallel run: more than one, so that a thread
+# whose core another process holds falls behind by a share, not by half the loop, without
+# stalling the join; each share costs a call.
+SHARES_PER_THREAD = 4
 
-    Returns a function that runs the parallel build when its first or last argument (the main
-    input, the output) has at least ``threshold`` elements, and the serial build otherwise;
-    the builds are its ``serial`` and ``parallel`` attributes. A closure rather than an object
-    with ``__call__``: it runs once per op, and a Python-level ``__call__`` costs twice as much.
+
+class SharesError(TypeError):
+    """A ``sized_kernel`` loop that cannot be cut into shares."""
+
+
+def _is_prange(node):
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "prange"
+        and len(node.args) in (1, 2)
+        and not node.keywords
+    )
+
+
+def _loop_path(body, loop):
+    """The statements from ``body`` down to the ``for`` statement ``loop``, each the last of
+    its body but for bare returns after the outermost (and each an enclosing ``for``), or None
+    if ``loop`` is not so placed: the shares then do their parts of every enclosing loop's
+    iterations, which a barrier between those iterations would have ordered otherwise."""
+    for index, statement in enumerate(body):
+        rest = body[index + 1 :]
+        if statement is loop:
+            return [statement] if not rest else None
+        if isinstance(statement, ast.For) and not statement.orelse:
+            path = _loop_path(statement.body, loop)
+            if path is not None:
+                return [statement, *path]
+    return None
+
+
+def _shared_loop(fn):
+    """``fn``, a kernel with one ``prange`` loop, rewritten as a driven kernel (``run_shares``):
+    ``fn(t__, threads__, *its parameters)``, which runs each_share when t__ < 0 and otherwise
+    the statements before the loop and share t__'s run of the loop's range.
+
+    The loop may be nested in plain ``for`` loops, each the last statement of its parent's
+    body; nothing but a bare return may follow it, and the kernel returns no value. A prange
+    loop's iterations are independent by its contract, so any split of its range computes what
+    the loop computes; one share of all of it (t__ = 0, threads__ = 1) is the serial build.
     """
+    code = fn.__code__
+    if fn.__closure__:
+        raise SharesError(f"kernel {fn.__qualname__}: a closure cannot be cut into shares")
+    definition = ast.parse(textwrap.dedent(inspect.getsource(code))).body[0]
+    assert isinstance(definition, ast.FunctionDef)
+    pranges = [node for node in ast.walk(definition) if _is_prange(node)]
+    loops = [
+        node for node in ast.walk(definition) if isinstance(node, ast.For) and node.iter in pranges
+    ]
+    body = definition.body
+    if len(pranges) != 1 or len(loops) != 1:
+        raise SharesError(
+            f"kernel {fn.__qualname__}: a size-chosen kernel has exactly one prange loop "
+            f"(prange(stop) or prange(start, stop)); found {len(pranges)}"
+        )
+    (loop,) = loops
+    top = next((s for s in body if loop in ast.walk(s)), None)
+    trailing = body[body.index(top) + 1 :] if top is not None else []
+    path = _loop_path(body[: body.index(top) + 1], loop) if top is not None else None
+    returns = [node for node in ast.walk(definition) if isinstance(node, ast.Return)]
+    if (
+        path is None
+        or loop.orelse
+        or any(not (isinstance(s, ast.Return) and s.value is None) for s in trailing)
+        or any(r.value is not None for r in returns)
+        or {"t__", "threads__"} & set(code.co_varnames)
+    ):
+        raise SharesError(
+            f"kernel {fn.__qualname__}: its prange loop must be the last statement of the "
+            "kernel (or of plain for loops that are), and the kernel must return nothing"
+        )
+    bounds = loop.iter.args
+    start = bounds[0] if len(bounds) == 2 else ast.Constant(0)
+    count = ast.BinOp(bounds[-1], ast.Sub(), start) if len(bounds) == 2 else bounds[0]
+    parent = path[-2].body if len(path) > 1 else body
+    parent.insert(
+        parent.index(loop),
+        ast.parse("lo__, hi__ = share_range__(t__, threads__, COUNT)").body[0],
+    )
+    parent[parent.index(loop) - 1].value.args[2] = count  # type: ignore[attr-defined]
+    if len(bounds) == 1 and isinstance(loop.target, ast.Name):
+        # Numba wraps a negative index around, and LLVM cannot tell that an index counted
+        # from lo__ (not from 0) is never negative: the loop kept a compare and select per
+        # access and did not vectorize (an add ran 10x slower than with range(n)).
+        loop.body.insert(0, ast.parse(f"assume_nonnegative__({loop.target.id})").body[0])
+    loop.iter = ast.Call(
+        ast.Name("range", ast.Load()),
+        [
+            ast.BinOp(start, ast.Add(), ast.Name("lo__", ast.Load())),
+            ast.BinOp(start, ast.Add(), ast.Name("hi__", ast.Load())),
+        ],
+        [],
+    )
+    first = (
+        1
+        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+        else 0
+    )
+    body.insert(first, ast.parse("if t__ < 0:\n    return each_share__(threads__)").body[0])
+    definition.args.args[:0] = [ast.arg("t__"), ast.arg("threads__")]
+    definition.decorator_list = []
+    module = ast.Module([definition], [])
+    ast.fix_missing_locations(module)
+    ast.increment_lineno(module, code.co_firstlineno - 1)
+    namespace = dict(
+        fn.__globals__,
+        each_share__=each_share,
+        share_range__=share_range,
+        assume_nonnegative__=assume_nonnegative,
+    )
+    exec(compile(module, code.co_filename, "exec"), namespace)
+    shared = namespace[definition.name]
+    shared.__defaults__ = fn.__defaults__
+    # Named apart from the loop as written: Numba names cache files after the qualname.
+    shared.__qualname__ = fn.__qualname__ + "__shares"
+    shared.__module__, shared.__doc__ = fn.__module__, fn.__doc__
+    return shared
+
+
+def _renamed(fn, suffix):
+    # Numba names cache files after the function's qualname and line, and leaves compile flags
+    # out of the key: a serial and a parallel build of one function would overwrite each
+    # other's cache entries. A renamed copy gets files of its own.
+    twin = types.FunctionType(
+        fn.__code__, fn.__globals__, fn.__name__ + suffix, fn.__defaults__, fn.__closure__
+    )
+    twin.__qualname__ = fn.__qualname__ + suffix
+    twin.__module__ = fn.__module__
+    return twin
+
+
+def _parfor_builds(fn):
+    """For a loop that ``_shared_loop`` cannot cut into shares (several prange loops, or work
+    after one): a serial and a parfor build, behind a driven kernel's calling convention, so
+    that ``run_shares`` runs the parfor build (t < 0) and share (0, 1) the serial one."""
     serial = _jit(fn, parallel=False)
     parallel = _jit(_renamed(fn, "__parallel"), parallel=True)
-    return _sized_pair(fn, serial, parallel, threshold)
+
+    def builds(t, threads, *args):
+        return (parallel if t < 0 else serial)(*args)
+
+    builds.dispatchers = (serial, parallel)
+    return builds
 
 
-def _sized_pair(fn, serial, parallel, threshold):
-    """The size-choosing function of sized_kernel over two builds, named and documented as
-    ``fn``."""
+def sized_kernel(fn, threshold):
+    """A loop written with ``prange``, compiled once, serially, as a driven kernel
+    (``_shared_loop``): a call runs all of the loop on the calling thread, or, when its first
+    or last argument (the main input, the output) has at least ``threshold`` elements and
+    Numba has more than one thread, ``SHARES_PER_THREAD`` shares per thread of it on Numba's
+    threads (``run_shares``). One compile where a serial and a parfor build took two, the
+    parfor's the costlier (the parfor pass, and the loop body optimized again in the gufunc).
+    A loop that cannot be cut into shares gets both builds (``_parfor_builds``).
+
+    Returns a function, with ``serial`` and ``parallel`` attributes that run the kernel either
+    way whatever the size, ``threshold``, read per call (a test sets it to force either run),
+    and ``dispatchers()``, the Numba dispatchers. The loop is rewritten on the first call, so
+    that importing firefly parses no kernel's source. A closure rather than an object with
+    ``__call__``: it runs once per op, and a Python-level ``__call__`` costs twice as much.
+    """
+    building = threading.Lock()
+
+    def build():
+        with building:
+            if run.driven is None:
+                # The kernel's code calls the threading layer's functions, whose symbols
+                # launching the layer registers: before it is compiled or loaded (run_shares).
+                thread_count()
+                try:
+                    driven = _jit(_shared_loop(fn), parallel=False)
+                    driven.dispatchers = (driven,)
+                except SharesError:
+                    driven = _parfor_builds(fn)
+                run.driven = driven
+        return run.driven
+
+    def serial(*args):
+        return (run.driven or build())(0, 1, *args)
+
+    def parallel(*args):
+        shares = _thread_count() * SHARES_PER_THREAD
+        return run_shares(run.driven or build(), shares, *args, limit_blas=False)
 
     def run(*args):
-        limit = run.threshold  # read per call, so that a test can force either build
-        # With one Numba thread the parallel build still pays for its parallel region (and,
-        # under the workqueue layer, runs slower than the serial build), so it runs serially.
-        if (args[0].size < limit and args[-1].size < limit) or _thread_count() == 1:
-            return serial(*args)
-        with _parallel_lock:
-            return parallel(*args)
+        driven = run.driven or build()
+        limit = run.threshold  # read per call, so that a test can force either run
+        # With one Numba thread a parallel region costs and gains nothing.
+        if (args[0].size < limit and args[-1].size < limit) or (threads := _thread_count()) == 1:
+            return driven(0, 1, *args)
+        return run_shares(driven, threads * SHARES_PER_THREAD, *args, limit_blas=False)
 
-    run.serial, run.parallel, run.threshold = serial, parallel, threshold
+    run.driven, run.threshold = None, threshold
+    run.serial, run.parallel = serial, parallel
+    run.dispatchers = lambda: build().dispatchers
     run.__name__, run.__qualname__, run.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
+    run.__wrapped__ = fn  # the loop as written (inspect.signature follows it)
     run.__module__ = fn.__module__
     _sized_kernels[id(run)] = run
     return run
 
 
 def is_sized_kernel(obj):
-    """True for a serial/parallel pair made by ``sized_kernel``."""
+    """True for a kernel made by ``sized_kernel``."""
     return obj is not None and _sized_kernels.get(id(obj)) is obj
 
 
@@ -524,14 +688,13 @@ def transcendental(fn):
 
 
 COSTS = {"memory": memory_bound, "transcendental": transcendental}
-THRESHOLDS = {"memory": PARALLEL_MIN_MEMORY_BOUND, "transcendental": PARALLEL_MIN_TRANSCENDENTAL}
 
 
 def build_specialised(template: Callable, name: str, cost: str, **functions: Callable) -> Callable:
-    """``template`` specialised with ``functions`` (``specialise``) and compiled serially and in
-    parallel, the build chosen by size as ``COSTS[cost]`` does: "memory" for loops that move
-    memory, "transcendental" for loops with exp, sqrt, division or similar per element. The
-    kernel families (ops' and optimizers') all build through here."""
+    """``template`` specialised with ``functions`` (``specialise``) and compiled as a
+    size-chosen kernel (``sized_kernel``) with the threshold of ``COSTS[cost]``: "memory" for
+    loops that move memory, "transcendental" for loops with exp, sqrt, division or similar per
+    element. The kernel families (ops' and optimizers') all build through here."""
     try:
         sized = COSTS[cost]
     except KeyError:
@@ -539,35 +702,6 @@ def build_specialised(template: Callable, name: str, cost: str, **functions: Cal
             f"kernel {name!r}: cost must be one of {sorted(COSTS)}, got {cost!r}"
         ) from None
     return sized(specialise(template, name, **functions))
-
-
-def build_chunked(
-    template: Callable, driver: Callable, name: str, cost: str, **functions: Callable
-) -> Callable:
-    """Like ``build_specialised``, but the parallel build is ``driver``: a prange over
-    contiguous chunks that calls the serial build (bound to the name ``SERIAL`` in the driver)
-    on each chunk's views.
-
-    For the flat and broadcast families. Compiled inside a parfor, a loop that reads an operand
-    as ``a[i * s]`` (``s`` 0 for a single element or a broadcast dimension, 1 otherwise) is no
-    longer versioned for ``s == 1`` and does not vectorize: the parallel add ran 10x slower
-    than the serial one at one thread. Called as a separate function, the serial build's loop
-    vectorizes in each chunk as it does alone.
-    """
-    if cost not in COSTS:
-        raise ValueError(f"kernel {name!r}: cost must be one of {sorted(COSTS)}, got {cost!r}")
-    serial_fn = specialise(template, name, **functions)
-    serial = _jit(serial_fn, parallel=False)
-    # Named after the serial copy, whose name carries the digest of the op's scalar math, so
-    # that each op's driver gets a cache file of its own.
-    qualname = serial_fn.__qualname__ + "__chunks"
-    parallel_fn = types.FunctionType(
-        driver.__code__, dict(driver.__globals__, SERIAL=serial), qualname
-    )
-    parallel_fn.__qualname__ = qualname
-    parallel_fn.__module__ = driver.__module__
-    parallel = _jit(parallel_fn, parallel=True)
-    return _sized_pair(serial_fn, serial, parallel, THRESHOLDS[cost])
 
 
 # id -> every kernel that is a Python function around compiled ones: made by kernel_driver.
@@ -691,33 +825,51 @@ def each_share(typingctx, threads):
     return numba_types.none(threads), codegen
 
 
+@intrinsic
+def assume_nonnegative(typingctx, value):
+    """Tells LLVM that the integer ``value`` is not negative here (``llvm.assume``), so that
+    Numba's wraparound of a negative index folds away where ``value`` indexes arrays. Wrong
+    if ``value`` can be negative: the code is then undefined."""
+
+    def codegen(context, builder, signature, llargs):
+        (integer,) = llargs
+        assume = builder.module.declare_intrinsic("llvm.assume")
+        builder.call(assume, [builder.icmp_signed(">=", integer, integer.type(0))])
+        return context.get_dummy_value()
+
+    if not isinstance(value, numba_types.Integer):
+        return None
+    return numba_types.none(value), codegen
+
+
 def run_shares(
-    kernel: Callable[..., None], threads: int, *args: object, limit_blas: bool = True
-) -> None:
+    kernel: Callable[..., object], threads: int, *args: object, limit_blas: bool = True
+) -> object:
     """``kernel(t, threads, *args)`` for t in range(threads), a ``driven_kernel``, at once on
     Numba's threads (the kernel called with t = -1, which runs ``each_share``), with BLAS
     limited to one thread meanwhile, so that every thread does its own products and the two
     thread pools never hold more than the cores between them; ``limit_blas=False`` leaves
     BLAS's count alone, for kernels whose products are all too small for OpenBLAS to thread
-    (setting and restoring the count costs microseconds per call). ``threads`` comes from
-    Numba's thread count, as a prange's would. One thread calls the kernel for share 0,
-    without a parallel region. If a share raised, the shares run again one after another on
-    the calling thread, which raises its error (each share writes only its own part of the
-    outputs, so the second run overwrites the first)."""
+    (setting and restoring the count costs microseconds per call). ``threads``, the number of
+    shares, is Numba's thread count, as a prange's would be, or a multiple of it
+    (``sized_kernel``). One share is the kernel called for share 0, without a parallel
+    region. If a share raised, the shares run again one after another on the calling thread,
+    which raises its error (each share writes only its own part of the outputs, so the second
+    run overwrites the first). Returns what the kernel returns."""
     # Before the kernel is compiled or loaded, on one thread too: its code calls the threading
     # layer's functions, whose symbols launching the layer registers (a process that had not
     # registered them crashed linking a max_pool2d kernel). thread_count() launches it at its
     # first call, and is a plain read after that.
     thread_count()
     if threads == 1:
-        kernel(0, 1, *args)
-        return
+        return kernel(0, 1, *args)
     try:
         with _parallel_lock, single_threaded_blas() if limit_blas else contextlib.nullcontext():
-            kernel(-1, threads, *args)
+            return kernel(-1, threads, *args)
     except _ShareRaised:
         for t in range(threads):
             kernel(t, threads, *args)
+    return None
 
 
 @inline_helper

@@ -2,12 +2,13 @@
 
 An op brings only scalar functions (plain Python, or compiled with ``firefly.kernels.scalar``);
 a family copies its template loop with those functions bound in (``_jit.specialise``) and
-compiles the copy serially and in parallel, the build chosen by size (``memory_bound`` or
-``transcendental``). Nothing compiles at import: each kernel compiles on its first call, and
-is cached on disk under a file name of its own. Numba inlines the scalar functions into the
-loop before LLVM sees it, so a specialised kernel is the loop one would write by hand, and
-vectorizes whenever the scalar math does (``firefly.kernels.vmath`` has exp, log, log1p,
-sigmoid and tanh in a form that does).
+compiles the copy once, run on one thread or in shares on all of them as its size chooses
+(``_jit.sized_kernel``, with ``memory_bound``'s or ``transcendental``'s threshold).
+Nothing compiles at import: each kernel compiles on its first call, and is cached on disk
+under a file name of its own. Numba inlines the scalar functions into the loop before LLVM
+sees it, so a specialised kernel is the loop one would write by hand, and vectorizes
+whenever the scalar math does (``firefly.kernels.vmath`` has exp, log, log1p, sigmoid and
+tanh in a form that does).
 
 Families, and the scalar functions each one takes:
 
@@ -34,7 +35,6 @@ from numba import prange
 
 from firefly.kernels import vmath
 from firefly.kernels._jit import COSTS as COSTS  # re-exported: ops.families checks costs by it
-from firefly.kernels._jit import build_chunked as _build_chunked
 from firefly.kernels._jit import build_specialised as _build
 from firefly.kernels._jit import called_helper, inline_helper
 from firefly.kernels._jit import specialise as _specialise
@@ -47,100 +47,6 @@ def _placeholder(*args):
 
 # Names that each template reads and specialise() binds to the op's scalar functions.
 FORWARD = BACKWARD = ROW_CONSTANT = ROW_TERM = ROW_SUM = FINISH = SERIAL = _placeholder
-
-
-# ----------------------------------------------------------------------------- chunk drivers
-# The parallel builds of the flat families (see _jit.build_chunked): FLAT_CHUNKS contiguous
-# chunks, dealt to the threads, each handed to the serial build. A single-element operand is
-# passed whole. A fixed count rather than numba.get_num_threads(), whose ctypes pointer would
-# make the kernel uncacheable; each extra chunk costs a call (~1 us), and spare chunks let a
-# thread whose core was taken by another process fall behind without stalling the join.
-FLAT_CHUNKS = 16
-
-
-@inline_helper
-def _chunk(c, chunks, n):
-    """(start, stop) of chunk c of n elements cut into ``chunks``."""
-    return c * n // chunks, (c + 1) * n // chunks
-
-
-def _unary_chunks(x, out):
-    (n,) = out.shape
-    chunks = max(1, min(FLAT_CHUNKS, n))
-    for c in prange(chunks):
-        lo, hi = _chunk(c, chunks, n)
-        SERIAL(x[lo:hi], out[lo:hi])
-
-
-def _unary_grad_chunks(grad, saved, dx):
-    (n,) = dx.shape
-    chunks = max(1, min(FLAT_CHUNKS, n))
-    for c in prange(chunks):
-        lo, hi = _chunk(c, chunks, n)
-        SERIAL(grad[lo:hi], saved[lo:hi], dx[lo:hi])
-
-
-def _flat_zip_chunks(a, b, out):
-    (n,) = out.shape
-    whole_a, whole_b = a.shape[0] == 1, b.shape[0] == 1
-    chunks = max(1, min(FLAT_CHUNKS, n))
-    for c in prange(chunks):
-        lo, hi = _chunk(c, chunks, n)
-        SERIAL(a if whole_a else a[lo:hi], b if whole_b else b[lo:hi], out[lo:hi])
-
-
-def _flat_zip_grad_chunks(grad, a, b, da, db):
-    (n,) = grad.shape
-    whole_a, whole_b = a.shape[0] == 1, b.shape[0] == 1
-    chunks = max(1, min(FLAT_CHUNKS, n))
-    for c in prange(chunks):
-        lo, hi = _chunk(c, chunks, n)
-        SERIAL(
-            grad[lo:hi],
-            a if whole_a else a[lo:hi],
-            b if whole_b else b[lo:hi],
-            da[lo:hi],
-            db[lo:hi],
-        )
-
-
-# The broadcast families' parallel builds: each output row range (outer index o, a chunk of
-# the middle axis) is passed to the serial build as 3-D views of one outer index, so that
-# every view stays C-contiguous; an operand broadcast along a dimension is passed whole
-# along it. Built as the flat ones are (_jit.build_chunked): inside a parfor the rows' inner
-# loop, which reads a broadcast operand with stride 0, did not vectorize, and the parallel
-# broadcast add ran 3-6x slower than the serial one.
-@inline_helper
-def _rows(x, o, lo, hi):
-    """x's rows lo:hi of outer index o (or of 0, and row 0, along a broadcast dimension), as a
-    C-contiguous (1, rows, inner) view."""
-    xo = x[o if x.shape[0] > 1 else 0]
-    xr = xo[lo:hi] if x.shape[1] > 1 else xo
-    return xr.reshape(1, xr.shape[0], xr.shape[1])
-
-
-def _broadcast_zip_chunks(a, b, out):
-    O, M, _ = out.shape
-    chunks = max(1, min(FLAT_CHUNKS, M))
-    for t in prange(O * chunks):
-        o, c = t // chunks, t % chunks
-        lo, hi = _chunk(c, chunks, M)
-        SERIAL(_rows(a, o, lo, hi), _rows(b, o, lo, hi), _rows(out, o, lo, hi))
-
-
-def _broadcast_zip_grad_chunks(grad, a, b, da, db):
-    O, M, _ = grad.shape
-    chunks = max(1, min(FLAT_CHUNKS, M))
-    for t in prange(O * chunks):
-        o, c = t // chunks, t % chunks
-        lo, hi = _chunk(c, chunks, M)
-        SERIAL(
-            _rows(grad, o, lo, hi),
-            _rows(a, o, lo, hi),
-            _rows(b, o, lo, hi),
-            _rows(da, o, lo, hi),
-            _rows(db, o, lo, hi),
-        )
 
 
 # ----------------------------------------------------------------------------- unary
@@ -163,12 +69,12 @@ def _unary_grad(grad, saved, dx):
 
 def unary_map(name, forward, cost="memory"):
     """``kernel(x, out)``: out[i] = forward(x[i]) over flat contiguous arrays."""
-    return _build_chunked(_unary_map, _unary_chunks, name, cost, FORWARD=forward)
+    return _build(_unary_map, name, cost, FORWARD=forward)
 
 
 def unary_grad(name, backward, cost="memory"):
     """``kernel(grad, saved, dx)``: dx[i] = backward(grad[i], saved[i]) over flat arrays."""
-    return _build_chunked(_unary_grad, _unary_grad_chunks, name, cost, BACKWARD=backward)
+    return _build(_unary_grad, name, cost, BACKWARD=backward)
 
 
 # ----------------------------------------------------------------------------- flat binary
@@ -207,14 +113,14 @@ def _flat_zip_grad(grad, a, b, da, db):
 def flat_zip(name, forward, cost="memory"):
     """``kernel(a, b, out)``: out[i] = forward(a[i], b[i]) over flat arrays; a or b may hold
     a single element, read for every i."""
-    return _build_chunked(_flat_zip, _flat_zip_chunks, name, cost, FORWARD=forward)
+    return _build(_flat_zip, name, cost, FORWARD=forward)
 
 
 def flat_zip_grad(name, backward, cost="memory"):
     """``kernel(grad, a, b, da, db)``: (da[i], db[i]) = backward(grad[i], a[i], b[i], out[i])
     over flat arrays, a or b possibly a single element; out is read from db as in
     ``broadcast_zip_grad``."""
-    return _build_chunked(_flat_zip_grad, _flat_zip_grad_chunks, name, cost, BACKWARD=backward)
+    return _build(_flat_zip_grad, name, cost, BACKWARD=backward)
 
 
 # ----------------------------------------------------------------------------- broadcast binary
@@ -264,7 +170,7 @@ def _broadcast_zip_grad(grad, a, b, da, db):
 
 def broadcast_zip(name, forward, cost="memory"):
     """``kernel(a, b, out)``: out = forward(a, b) elementwise, operands broadcast in 3-D form."""
-    return _build_chunked(_broadcast_zip, _broadcast_zip_chunks, name, cost, FORWARD=forward)
+    return _build(_broadcast_zip, name, cost, FORWARD=forward)
 
 
 def broadcast_zip_grad(name, backward, cost="memory"):
@@ -276,9 +182,7 @@ def broadcast_zip_grad(name, backward, cost="memory"):
     extra copy matters only for such derivatives (pow's), which are costly anyway. When db is
     not filled, backward must ignore its fourth argument.
     """
-    return _build_chunked(
-        _broadcast_zip_grad, _broadcast_zip_grad_chunks, name, cost, BACKWARD=backward
-    )
+    return _build(_broadcast_zip_grad, name, cost, BACKWARD=backward)
 
 
 # ----------------------------------------------------------------------------- softmax-like rows
