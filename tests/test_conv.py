@@ -10,7 +10,8 @@ from layer_references import np_conv1d, np_conv2d
 
 import firefly
 from firefly import Tensor, ops
-from firefly.kernels._jit import driven_kernel, each_share, run_shares
+from firefly.kernels._jit import driven_kernel, run_shares
+from firefly.kernels._shares import each_share
 from firefly.nn import functional as F
 from firefly.ops import conv as conv_ops
 from firefly.testing import gradcheck

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import firefly
+from firefly.kernels._jit import is_sized_kernel
 
 # Adds two arrays (one kernel, specialised per dtype and number of dimensions) and prints what
 # it loaded and compiled, the warnings it saw, and whether the sums were right.
@@ -214,10 +215,14 @@ def test_a_plugin_kernels_stamp_follows_its_own_package_and_no_other(tmp_path, m
 @pytest.mark.parametrize(
     "op, files",
     [
-        ("exp", {"kernels/families.py", "kernels/vmath.py"}),  # vmath.exp bound as the math
-        ("add", {"kernels/families.py", "ops/binary.py"}),  # a lambda in binary.py
+        # vmath.exp bound as the math; _shares.py's intrinsics run a sized kernel's shares
+        ("exp", {"kernels/families.py", "kernels/vmath.py", "kernels/_shares.py"}),
+        ("add", {"kernels/families.py", "ops/binary.py", "kernels/_shares.py"}),  # a lambda
         # its row sum is a called helper in families.py; no function of reduce.py remains
-        ("log_softmax", {"kernels/families.py", "kernels/vmath.py", "ops/softmax.py"}),
+        (
+            "log_softmax",
+            {"kernels/families.py", "kernels/vmath.py", "ops/softmax.py", "kernels/_shares.py"},
+        ),
         ("conv2d", {"kernels/conv.py", "kernels/cblas.py"}),  # its GEMMs: cblas.gemm
     ],
 )
@@ -226,7 +231,7 @@ def test_a_kernels_stamp_covers_the_files_it_is_built_from_and_no_others(op, fil
 
     package = Path(firefly.__file__).parent
     kernel = firefly.ops.declared_kernels(firefly.ops.get(op).forward_kernel)[0]
-    py_func = getattr(kernel, "serial", kernel).py_func
+    py_func = (kernel.dispatchers()[0] if is_sized_kernel(kernel) else kernel).py_func
     found = {Path(path).relative_to(package).as_posix() for path in _Dependencies(py_func).files}
     assert found == files
 
@@ -349,7 +354,7 @@ def test_cache_command_shows_and_clears_the_folder(run_python, cache_copy):
 
 
 # On an empty cache the first kernel compiles for well over the notice's delay (set low here).
-# The relu runs its parallel build, the multiplication its serial one. Prints a digest of the
+# The relu runs in shares, the multiplication on one thread. Prints a digest of the
 # outputs, what was loaded and compiled, and whether Numba's typing and lowering registries
 # were imported.
 NOTICE = """
@@ -384,9 +389,8 @@ def test_a_slow_first_call_says_what_is_compiling_once_and_loads_compute_the_sam
     warm = run_python("-c", NOTICE.format(delay=0.0), env=env)
     assert warm.returncode == 0 and "compiling kernels" not in warm.stderr, warm.stderr
     cold, warm = json.loads(cold.stdout), json.loads(warm.stdout)
-    # relu's parallel build (a chunk driver, families.py) calls its serial build, which compiles
-    # with it and is cached inside the driver's code: three compiled, two loaded.
-    assert cold["compiled"] == 3 and warm["compiled"] == 0 and warm["loaded"] == 2
+    # relu's one kernel serves its parallel run, mul's its serial one: two compiled, two loaded.
+    assert cold["compiled"] == 2 and warm["compiled"] == 0 and warm["loaded"] == 2
     # Loading links the cached code with Numba's runtime alone (KernelCache.load_overload),
     # without Numba's typing and lowering registries; the results must be bit for bit those of
     # the compiled kernels, parallel and serial.

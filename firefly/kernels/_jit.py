@@ -24,15 +24,12 @@ from collections.abc import Callable
 
 import numba
 import numpy as np
-from llvmlite import ir
 from numba import _dispatcher
-from numba.core import cgutils, errors, event, sigutils
+from numba.core import errors, event, sigutils
 from numba.core import types as numba_types
-from numba.core.callconv import RETCODE_NONE, RETCODE_OK
 from numba.core.dispatcher import OmittedArg
 from numba.core.registry import CPUDispatcher
 from numba.core.typeconv.rules import default_type_manager
-from numba.extending import intrinsic
 from numba.np import numpy_support
 from numba.np.ufunc import parallel as _numba_parallel
 
@@ -48,6 +45,7 @@ from firefly.kernels._cache import (
     report_cache_disabled,
     root_is_writable,
 )
+from firefly.kernels._shares import _ShareRaised, assume_nonnegative, each_share
 from firefly.kernels._threading import preload_tbb
 
 # Element counts from which the prange build of a kernel runs instead of the serial one.
@@ -546,11 +544,14 @@ def _shared_loop(fn):
     start = bounds[0] if len(bounds) == 2 else ast.Constant(0)
     count = ast.BinOp(bounds[-1], ast.Sub(), start) if len(bounds) == 2 else bounds[0]
     parent = path[-2].body if len(path) > 1 else body
-    parent.insert(
-        parent.index(loop),
-        ast.parse("lo__, hi__ = share_range__(t__, threads__, COUNT)").body[0],
-    )
-    parent[parent.index(loop) - 1].value.args[2] = count  # type: ignore[attr-defined]
+    # share_range's arithmetic, written out: the kernel's cache stamp then covers no function
+    # of this module (an edit here would recompile every kernel)
+    share = ast.parse(
+        "count__ = 0\nlo__ = t__ * count__ // threads__\nhi__ = (t__ + 1) * count__ // threads__"
+    ).body
+    share[0].value = count  # type: ignore[attr-defined]
+    at = parent.index(loop)
+    parent[at:at] = share
     if len(bounds) == 1 and isinstance(loop.target, ast.Name):
         # Numba wraps a negative index around, and LLVM cannot tell that an index counted
         # from lo__ (not from 0) is never negative: the loop kept a compare and select per
@@ -578,7 +579,6 @@ def _shared_loop(fn):
     namespace = dict(
         fn.__globals__,
         each_share__=each_share,
-        share_range__=share_range,
         assume_nonnegative__=assume_nonnegative,
     )
     exec(compile(module, code.co_filename, "exec"), namespace)
@@ -730,118 +730,6 @@ def kernel_driver(fn):
     return fn
 
 
-class _ShareRaised(Exception):
-    """A share of ``each_share`` raised; run_shares then runs the shares on its own thread."""
-
-
-def _share_function(context, module, kernel, closure_type):
-    """A function for the threading layer's ``parallel_for`` (a gufunc's loop: ``void (char
-    **arrays, intp *count, intp *steps, void *data)``) that calls the driven kernel
-    ``kernel`` (its native function) once for each share in its chunk of a (threads,) int64
-    array of flags, and sets the flag of a share that raised. ``data`` points to the flags and
-    the kernel's arguments (t, threads, the rest, as its native function takes them); the
-    chunk's offset in the flags gives its first share."""
-    i64, byte_ptr = ir.IntType(64), ir.IntType(8).as_pointer()
-    share = ir.Function(
-        module,
-        ir.FunctionType(
-            ir.VoidType(), [byte_ptr.as_pointer(), i64.as_pointer(), i64.as_pointer(), byte_ptr]
-        ),
-        kernel.name + "__share",
-    )
-    share.linkage = "internal"
-    builder = ir.IRBuilder(share.append_basic_block("entry"))
-    arrays, count, _, data = share.args
-    closure = builder.bitcast(data, closure_type.as_pointer())
-    flags, *arguments = (
-        builder.load(cgutils.gep_inbounds(builder, closure, 0, i))
-        for i in range(len(closure_type.elements))
-    )
-    chunk = builder.bitcast(builder.load(arrays), i64.as_pointer())
-    first = builder.ashr(
-        builder.sub(builder.ptrtoint(chunk, i64), builder.ptrtoint(flags, i64)), i64(3)
-    )
-    result = cgutils.alloca_once(builder, kernel.args[0].type.pointee)
-    excinfo = cgutils.alloca_once(builder, kernel.args[1].type.pointee)
-    with cgutils.for_range(builder, builder.load(count)) as loop:
-        t = builder.add(first, loop.index)
-        # not inlined: the share function stays small, and the kernel is optimized once
-        code = builder.call(kernel, [result, excinfo, t, *arguments[1:]], attrs=("noinline",))
-        # Numba's status codes: OK, or NONE for a function that returned None; others raised
-        returned = builder.or_(
-            builder.icmp_signed("==", code, RETCODE_OK),
-            builder.icmp_signed("==", code, RETCODE_NONE),
-        )
-        builder.store(builder.zext(builder.not_(returned), i64), builder.gep(chunk, [loop.index]))
-    builder.ret_void()
-    return share
-
-
-@intrinsic
-def each_share(typingctx, threads):
-    """In a ``driven_kernel`` (called with t < 0): the kernel itself called with (t, threads,
-    its other arguments) for t in range(threads), at once on Numba's threads, through the
-    threading layer's ``parallel_for`` (which a prange's loop calls) over a small function of
-    the kernel's module: no parfor to compile, and the kernel's body is neither copied nor
-    optimized again. Raises ``_ShareRaised`` if a share raised (their errors do not cross
-    ``parallel_for``)."""
-
-    def codegen(context, builder, signature, llargs):
-        (threads_value,) = llargs
-        i64, byte_ptr = ir.IntType(64), ir.IntType(8).as_pointer()
-        kernel, module = builder.function, builder.module
-        arguments = list(context.call_conv.get_arguments(kernel))
-        flags = builder.alloca(i64, size=threads_value)
-        closure_type = ir.LiteralStructType([flags.type] + [a.type for a in arguments])
-        share = module.globals.get(kernel.name + "__share") or _share_function(
-            context, module, kernel, closure_type
-        )
-        closure = cgutils.alloca_once(builder, closure_type)
-        for i, value in enumerate([flags, *arguments]):
-            builder.store(value, cgutils.gep_inbounds(builder, closure, 0, i))
-        arrays = cgutils.alloca_once_value(builder, builder.bitcast(flags, byte_ptr))
-        count = cgutils.alloca_once_value(builder, threads_value)
-        steps = cgutils.alloca_once_value(builder, i64(8))
-        parallel_for = cgutils.get_or_insert_function(
-            module, ir.FunctionType(ir.VoidType(), [byte_ptr] * 5 + [i64] * 3), "numba_parallel_for"
-        )
-        get_num_threads = cgutils.get_or_insert_function(
-            module, ir.FunctionType(i64, []), "get_num_threads"
-        )
-        builder.call(
-            parallel_for,
-            [builder.bitcast(p, byte_ptr) for p in (share, arrays, count, steps, closure)]
-            + [i64(0), i64(1), builder.call(get_num_threads, [])],
-        )
-        failed = cgutils.alloca_once_value(builder, i64(0))
-        with cgutils.for_range(builder, threads_value) as loop:
-            flag = builder.load(builder.gep(flags, [loop.index]))
-            builder.store(builder.or_(builder.load(failed), flag), failed)
-        raised = builder.icmp_unsigned("!=", builder.load(failed), i64(0))
-        with cgutils.if_unlikely(builder, raised):
-            context.call_conv.return_user_exc(builder, _ShareRaised, ("a share raised",))
-        return context.get_dummy_value()
-
-    return numba_types.none(threads), codegen
-
-
-@intrinsic
-def assume_nonnegative(typingctx, value):
-    """Tells LLVM that the integer ``value`` is not negative here (``llvm.assume``), so that
-    Numba's wraparound of a negative index folds away where ``value`` indexes arrays. Wrong
-    if ``value`` can be negative: the code is then undefined."""
-
-    def codegen(context, builder, signature, llargs):
-        (integer,) = llargs
-        assume = builder.module.declare_intrinsic("llvm.assume")
-        builder.call(assume, [builder.icmp_signed(">=", integer, integer.type(0))])
-        return context.get_dummy_value()
-
-    if not isinstance(value, numba_types.Integer):
-        return None
-    return numba_types.none(value), codegen
-
-
 def run_shares(
     kernel: Callable[..., object], threads: int, *args: object, limit_blas: bool = True
 ) -> object:
@@ -870,13 +758,6 @@ def run_shares(
         for t in range(threads):
             kernel(t, threads, *args)
     return None
-
-
-@inline_helper
-def share_range(t, threads, n):
-    """Items i0 .. i1 of n that share t of ``threads`` takes (``run_shares``): contiguous,
-    near-equal runs, in order."""
-    return t * n // threads, (t + 1) * n // threads
 
 
 def is_compiled_kernel(obj):

@@ -46,13 +46,12 @@ from firefly.kernels import vmath
 from firefly.kernels._jit import (
     called_helper,
     driven_kernel,
-    each_share,
     inline_helper,
     kernel_driver,
     run_shares,
     scalar,
-    share_range,
 )
+from firefly.kernels._shares import each_share, share_range
 from firefly.kernels.families import _reassociated_sum
 from firefly.kernels.linalg import SINGLE_THREAD_GEMM, dot_into
 

@@ -64,14 +64,13 @@ from numba import prange
 from firefly.kernels._jit import (
     called_helper,
     driven_kernel,
-    each_share,
     inline_helper,
     kernel,
     kernel_driver,
     memory_bound,
     run_shares,
-    share_range,
 )
+from firefly.kernels._shares import each_share, share_range
 from firefly.kernels.cblas import gemm_views
 
 

@@ -10,14 +10,13 @@ from numba import prange
 from firefly.kernels._jit import (
     PARALLEL_MIN_MEMORY_BOUND,
     driven_kernel,
-    each_share,
     inline_helper,
     kernel_driver,
     memory_bound,
     run_shares,
-    share_range,
     thread_count,
 )
+from firefly.kernels._shares import each_share, share_range
 
 
 @inline_helper
