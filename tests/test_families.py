@@ -271,11 +271,15 @@ def test_a_sized_kernel_runs_the_build_its_size_and_the_thread_count_choose():
         for i in prange(out.size):
             out[i] = x[i]
 
-    def driven(t, shares, *args):  # stands in for the compiled kernel: which run it gets
-        ran.append("serial" if (t, shares) == (0, 1) else "parallel")
+    def serial(*args):  # stand in for the compiled runs
+        ran.append("serial")
+
+    def launch(shares, *args):
+        ran.append("parallel")
+        return 0  # shares that raised
 
     run = sized_kernel(loop, threshold=100)
-    run.driven = driven
+    run.serial_build, run.launch = serial, launch
     small, large = np.empty(99), np.empty(100)
     before = numba.get_num_threads()
     try:

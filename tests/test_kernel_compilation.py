@@ -573,9 +573,15 @@ def test_a_prange_loop_compiles_once_and_runs_in_shares(monkeypatch, threads):
             assert not out[:2].any()
     finally:
         numba.set_num_threads(before)
-    (kernel,) = rows.dispatchers()
-    assert len(kernel.signatures) == 1  # one compile served both runs
-    assert len(squares.dispatchers()) == 1
+    # the loop as written for the serial run; the share loop and its launcher for the parallel
+    # one, none of them a parfor build
+    for kernel in (rows, squares):
+        builds = kernel.dispatchers()
+        assert [b.py_func.__qualname__.rsplit("__", 1)[-1] for b in builds[1:]] == [
+            "shares",
+            "launch",
+        ]
+        assert all(len(b.signatures) == 1 and not b.targetoptions["parallel"] for b in builds)
 
 
 def test_a_loop_that_shares_cannot_split_gets_a_serial_and_a_parfor_build(monkeypatch):

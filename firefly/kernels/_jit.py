@@ -45,7 +45,7 @@ from firefly.kernels._cache import (
     report_cache_disabled,
     root_is_writable,
 )
-from firefly.kernels._shares import _ShareRaised, assume_nonnegative, each_share
+from firefly.kernels._shares import _ShareRaised, assume_nonnegative, each_share_of
 from firefly.kernels._threading import preload_tbb
 
 # Element counts from which the prange build of a kernel runs instead of the serial one.
@@ -500,9 +500,9 @@ def _loop_path(body, loop):
 
 
 def _shared_loop(fn):
-    """``fn``, a kernel with one ``prange`` loop, rewritten as a driven kernel (``run_shares``):
-    ``fn(t__, threads__, *its parameters)``, which runs each_share when t__ < 0 and otherwise
-    the statements before the loop and share t__'s run of the loop's range.
+    """``fn``, a kernel with one ``prange`` loop, rewritten as ``fn(t__, threads__, *its
+    parameters)``, which runs the statements before the loop and share t__ of threads__ of the
+    loop's range (``_launcher`` runs the shares at once).
 
     The loop may be nested in plain ``for`` loops, each the last statement of its parent's
     body; nothing but a bare return may follow it, and the kernel returns no value. A prange
@@ -565,22 +565,12 @@ def _shared_loop(fn):
         ],
         [],
     )
-    first = (
-        1
-        if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-        else 0
-    )
-    body.insert(first, ast.parse("if t__ < 0:\n    return each_share__(threads__)").body[0])
     definition.args.args[:0] = [ast.arg("t__"), ast.arg("threads__")]
     definition.decorator_list = []
     module = ast.Module([definition], [])
     ast.fix_missing_locations(module)
     ast.increment_lineno(module, code.co_firstlineno - 1)
-    namespace = dict(
-        fn.__globals__,
-        each_share__=each_share,
-        assume_nonnegative__=assume_nonnegative,
-    )
+    namespace = dict(fn.__globals__, assume_nonnegative__=assume_nonnegative)
     exec(compile(module, code.co_filename, "exec"), namespace)
     shared = namespace[definition.name]
     shared.__defaults__ = fn.__defaults__
@@ -588,6 +578,23 @@ def _shared_loop(fn):
     shared.__qualname__ = fn.__qualname__ + "__shares"
     shared.__module__, shared.__doc__ = fn.__module__, fn.__doc__
     return shared
+
+
+def _launcher(fn, loop):
+    """``launch(threads, *fn's parameters)``: the compiled ``loop`` (``_shared_loop(fn)``)
+    run in ``threads`` shares at once (``each_share_of``); returns how many shares raised."""
+    code = fn.__code__
+    names = ", ".join(code.co_varnames[: code.co_argcount])
+    source = (
+        f"def launch(threads__, {names}):\n"
+        f"    return each_share_of__(LOOP__, threads__, ({names},))\n"
+    )
+    namespace = {"each_share_of__": each_share_of, "LOOP__": loop}
+    exec(compile(source, code.co_filename, "exec"), namespace)
+    launch = namespace["launch"]
+    launch.__qualname__ = fn.__qualname__ + "__launch"
+    launch.__module__ = fn.__module__
+    return _jit(launch, parallel=False)
 
 
 def _renamed(fn, suffix):
@@ -602,69 +609,101 @@ def _renamed(fn, suffix):
     return twin
 
 
-def _parfor_builds(fn):
+def _parfor_launcher(fn):
     """For a loop that ``_shared_loop`` cannot cut into shares (several prange loops, or work
-    after one): a serial and a parfor build, behind a driven kernel's calling convention, so
-    that ``run_shares`` runs the parfor build (t < 0) and share (0, 1) the serial one."""
-    serial = _jit(fn, parallel=False)
+    after one): its parfor build, called as a launcher is (``launch(shares, *args)``,
+    returning 0 raised shares: the parfor build raises itself)."""
     parallel = _jit(_renamed(fn, "__parallel"), parallel=True)
 
-    def builds(t, threads, *args):
-        return (parallel if t < 0 else serial)(*args)
+    def launch(shares, *args):
+        parallel(*args)
+        return 0
 
-    builds.dispatchers = (serial, parallel)
-    return builds
+    return launch, parallel
 
 
 def sized_kernel(fn, threshold):
-    """A loop written with ``prange``, compiled once, serially, as a driven kernel
-    (``_shared_loop``): a call runs all of the loop on the calling thread, or, when its first
-    or last argument (the main input, the output) has at least ``threshold`` elements and
-    Numba has more than one thread, ``SHARES_PER_THREAD`` shares per thread of it on Numba's
-    threads (``run_shares``). One compile where a serial and a parfor build took two, the
-    parfor's the costlier (the parfor pass, and the loop body optimized again in the gufunc).
-    A loop that cannot be cut into shares gets both builds (``_parfor_builds``).
+    """A loop written with ``prange``, run on the calling thread, or, when its first or last
+    argument (the main input, the output) has at least ``threshold`` elements and Numba has
+    more than one thread, in ``SHARES_PER_THREAD`` shares per thread at once on Numba's
+    threads.
+
+    The serial run is ``fn`` compiled as it is written. The parallel run is ``fn``'s loop
+    rewritten to run one share of its range (``_shared_loop``), and a small launcher that runs
+    the shares (``_launcher``), both compiled at the first parallel call: together a fraction
+    of the parfor build they replace (the parfor pass, and the loop body optimized again in
+    its gufunc), and nothing for a process whose arrays stay small. The serial run does not
+    call the share loop with one share of all: with a share's bounds unknown to LLVM, the loop
+    compiles slower (more runtime checks around the vectorized loop; docs/architecture.md has
+    the numbers). A loop that cannot be cut into shares gets its parfor build
+    (``_parfor_launcher``).
 
     Returns a function, with ``serial`` and ``parallel`` attributes that run the kernel either
     way whatever the size, ``threshold``, read per call (a test sets it to force either run),
-    and ``dispatchers()``, the Numba dispatchers. The loop is rewritten on the first call, so
-    that importing firefly parses no kernel's source. A closure rather than an object with
-    ``__call__``: it runs once per op, and a Python-level ``__call__`` costs twice as much.
+    and ``dispatchers()``, the Numba dispatchers (the serial build's, made by asking, and the
+    parallel run's once it has run). Nothing is made until the first call, so that importing
+    firefly parses no kernel's source and builds no dispatcher. A closure rather than an
+    object with ``__call__``: it runs once per op, and a Python-level ``__call__`` costs twice
+    as much.
     """
     building = threading.Lock()
 
     def build():
         with building:
-            if run.driven is None:
-                # The kernel's code calls the threading layer's functions, whose symbols
-                # launching the layer registers: before it is compiled or loaded (run_shares).
-                thread_count()
-                try:
-                    driven = _jit(_shared_loop(fn), parallel=False)
-                    driven.dispatchers = (driven,)
-                except SharesError:
-                    driven = _parfor_builds(fn)
-                run.driven = driven
-        return run.driven
+            if run.serial_build is None:
+                run.serial_build = _jit(fn, parallel=False)
+                run.builds = (run.serial_build, *run.builds)
+        return run.serial_build
+
+    def launched(threads, args):
+        if run.launch is None:
+            with building:
+                if run.launch is None:
+                    # Its code calls the threading layer's functions, whose symbols launching
+                    # the layer registers: before it is compiled or loaded (run_shares).
+                    thread_count()
+                    try:
+                        run.loop = _jit(_shared_loop(fn), parallel=False)
+                        launch = _launcher(fn, run.loop)
+                        made = (run.loop, launch)
+                    except SharesError:
+                        launch, parallel = _parfor_launcher(fn)
+                        made = (parallel,)
+                    run.builds += made
+                    run.launch = launch
+        shares = threads * SHARES_PER_THREAD
+        with _parallel_lock:
+            if not run.launch(shares, *args):
+                return None
+        for t in range(shares):  # a share raised: each again, here, to raise its error
+            run.loop(t, shares, *args)
+        return None
 
     def serial(*args):
-        return (run.driven or build())(0, 1, *args)
+        return (run.serial_build or build())(*args)
 
     def parallel(*args):
-        shares = _thread_count() * SHARES_PER_THREAD
-        return run_shares(run.driven or build(), shares, *args, limit_blas=False)
+        return launched(_thread_count(), args)
 
     def run(*args):
-        driven = run.driven or build()
         limit = run.threshold  # read per call, so that a test can force either run
         # With one Numba thread a parallel region costs and gains nothing.
         if (args[0].size < limit and args[-1].size < limit) or (threads := _thread_count()) == 1:
-            return driven(0, 1, *args)
-        return run_shares(driven, threads * SHARES_PER_THREAD, *args, limit_blas=False)
+            return (run.serial_build or build())(*args)
+        return launched(threads, args)
 
-    run.driven, run.threshold = None, threshold
-    run.serial, run.parallel = serial, parallel
-    run.dispatchers = lambda: build().dispatchers
+    def dispatchers():
+        build()
+        return run.builds
+
+    run.serial_build = run.loop = run.launch = None
+    run.builds = ()
+    run.threshold, run.serial, run.parallel, run.dispatchers = (
+        threshold,
+        serial,
+        parallel,
+        dispatchers,
+    )
     run.__name__, run.__qualname__, run.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
     run.__wrapped__ = fn  # the loop as written (inspect.signature follows it)
     run.__module__ = fn.__module__
