@@ -618,6 +618,10 @@ def test_loops_that_cannot_be_shares_are_named_in_the_error():
         _jit._shared_loop(two_loops)
     with pytest.raises(_jit.SharesError, match="returns_a_value: .*must return nothing"):
         _jit._shared_loop(returns_a_value)
+    namespace = {"prange": prange}
+    exec("def typed_in(x, out):\n    for i in prange(x.size):\n        out[i] = x[i]\n", namespace)
+    with pytest.raises(_jit.SharesError, match="typed_in: no source"):
+        _jit._shared_loop(namespace["typed_in"])
 
 
 def _call_at_once(barrier, fresh, a, errors):

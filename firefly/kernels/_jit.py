@@ -333,7 +333,9 @@ def _caller_name(dispatcher):
             if type(value).__module__.startswith(("firefly.optim", "firefly.nn.optimizers")):
                 return type(value).__name__
         frame = frame.f_back
-    return dispatcher.py_func.__name__.split("__")[0]
+    # the qualname: a rewritten loop's or launcher's, as a specialised kernel's, starts with
+    # the kernel's name (its __name__ may be the template's, or "launch")
+    return dispatcher.py_func.__qualname__.rsplit(".", 1)[-1].split("__")[0]
 
 
 _compile_watch = _CompileWatch()
@@ -512,7 +514,11 @@ def _shared_loop(fn):
     code = fn.__code__
     if fn.__closure__:
         raise SharesError(f"kernel {fn.__qualname__}: a closure cannot be cut into shares")
-    definition = ast.parse(textwrap.dedent(inspect.getsource(code))).body[0]
+    try:
+        source = inspect.getsource(code)
+    except (OSError, TypeError):  # defined in an interpreter session, or shipped without source
+        raise SharesError(f"kernel {fn.__qualname__}: no source to rewrite") from None
+    definition = ast.parse(textwrap.dedent(source)).body[0]
     assert isinstance(definition, ast.FunctionDef)
     pranges = [node for node in ast.walk(definition) if _is_prange(node)]
     loops = [
