@@ -22,6 +22,9 @@ the grad mode), does this:
    directly on the buffers of the second recording, with no Tensor, graph or validation work.
    Optimizer and scheduler methods run as Python at their place in the plan, so that the
    learning rate, Adam's step count and everything else they read is read at replay time.
+   From the first replay, the step's own arrays (those the plan writes before it reads them
+   and that nothing outside the plan references) share memory where their lives do not
+   overlap, so that a kernel's output mostly lands in memory still in cache.
 
 When the plan cannot be proven (a random draw such as dropout's mask, NumPy work in Python
 code, a tensor value read with ``item()``/``float()``/``bool()``/``numpy()`` inside ``fn``),
