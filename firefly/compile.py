@@ -755,19 +755,24 @@ class _Plan:
             id(a.base) for a in objects.values() if isinstance(a.base, np.ndarray)
         )
         roots = {id(_root(a)): _root(a) for a in objects.values()}
+        # What _references counts for an array that one dict alone holds: the interpreter's
+        # own references during the call (which Python versions count differently) and 1.
+        alone = _references({0: np.empty(0)}, 0)
         outside = set()
         for key in objects.keys() | roots.keys():
+            # References beyond objects and roots: the plan's calls and the plan's views of
+            # it. Any other is held outside the plan (say, a module attribute), and so is the
+            # memory.
+            held = _references(objects if key in objects else roots, key) - alone + 1
+            held -= (key in objects) + (key in roots)
             a = objects.get(key, roots.get(key))
-            # References to a: a, getrefcount's argument, objects and roots, the plan's calls
-            # and the plan's views of it. Any other is held outside the plan (say, a module
-            # attribute), and so is the memory.
-            held = sys.getrefcount(a) - 2 - (key in objects) - (key in roots)
             if (
                 held != count[key] + bases[key]
                 or (a.base is not None and a.base is not _root(a))
                 or min(a.strides, default=0) < 0
             ):
                 outside.add(id(_root(a)))
+            del a
         sizes = {key: root.nbytes for key, root in roots.items()}
         blocks = []  # [buffer, index of the last call using it]
         moved = {}
@@ -802,6 +807,11 @@ class _Plan:
         for fn, args in self.calls:
             fn(*args)
         return _rebuild(self.returned, lambda a: Tensor(np.array(a, copy=True)))
+
+
+def _references(container, key):
+    """sys.getrefcount of container[key]."""
+    return sys.getrefcount(container[key])
 
 
 def _arrays_in(value):
