@@ -292,8 +292,14 @@ class _Recording:
                 if self._check_explained(f"kernel {name}", a):
                     self._touch(a, False)
                     continue
-                if self._derived(a) or not self._content_matters(kernel, args, i):
+                if self._derived(a):
                     self._touch(a, True)
+                    continue
+                matters, left_alone = self._content_matters(kernel, args, i)
+                if not matters:
+                    # What the kernel leaves alone keeps what the memory held: the plan may
+                    # give it other memory only if the kernel writes all of it.
+                    self._touch(a, not left_alone)
                     continue
                 # One value (np.ones, a Tensor(3.0) made inside fn), or the same small integer
                 # array (a gather's shape and strides), that the previous recording had here too
@@ -442,18 +448,19 @@ class _Recording:
         return None
 
     def _content_matters(self, kernel, args, i):
-        """Whether the kernel's results depend on what ``args[i]`` holds before the call: run it
-        on copies, once as they are and once with ``args[i]`` poisoned, and compare everything
-        but the poisoned elements the kernel left alone. A small integer array is geometry (a
-        gather's shape and strides): poisoned, it would send the kernel's loads and stores
-        outside its arrays, so its contents always matter."""
+        """(Whether the kernel's results depend on what ``args[i]`` holds before the call,
+        whether it leaves some of ``args[i]``'s elements alone): run it on copies, once as they
+        are and once with ``args[i]`` poisoned, and compare everything but the poisoned
+        elements the kernel left alone. A small integer array is geometry (a gather's shape and
+        strides): poisoned, it would send the kernel's loads and stores outside its arrays, so
+        its contents always matter."""
         if args[i].dtype.kind in "iu" and args[i].size <= SMALL_CONSTANT:
-            return True
+            return True, True
         runs = []
         for poisoned in (False, True):
             copied = _copies(args)
             if copied is None:
-                return True  # memory laid out in a way the copies cannot reproduce
+                return True, True  # memory laid out in a way the copies cannot reproduce
             copies, bases = copied
             if poisoned:
                 copies[i].fill(_poison(copies[i]))
@@ -461,20 +468,21 @@ class _Recording:
         (plain, r1), (poisoned, r2) = runs
         target = _root(args[i])
         if args[i].dtype != target.dtype:
-            return True  # which of the base's elements the poison left alone is not tracked
+            return True, True  # which of the base's elements the poison left alone is not tracked
+        left_alone = False
         for (root, c1), (_, c2) in zip(plain.values(), poisoned.values()):
             differ = ~_equal(c1, c2)
             if root is target:
-                untouched = np.zeros(root.shape, dtype=bool)
-                _view_like(args[i], root, untouched)[...] = True
-                differ &= ~(
-                    untouched & _equal(c2, np.full_like(c2, _poison(c2))) & _equal(c1, root)
-                )
+                mine = np.zeros(root.shape, dtype=bool)
+                _view_like(args[i], root, mine)[...] = True
+                alone = mine & _equal(c2, np.full_like(c2, _poison(c2))) & _equal(c1, root)
+                left_alone = bool(alone.any())
+                differ &= ~alone
             if differ.any():
-                return True
+                return True, left_alone
         if isinstance(r1, np.ndarray):
-            return not np.array_equal(r1, r2, equal_nan=True)
-        return False
+            return not np.array_equal(r1, r2, equal_nan=True), left_alone
+        return False, left_alone
 
     def leaf_gradient(self, accumulate, leaf, g):
         if self.depth or self.problem is not None:

@@ -666,3 +666,20 @@ def test_an_array_held_outside_the_plan_keeps_its_memory():
         assert got.numpy().tobytes() == expected.numpy().tobytes(), f"step {i}"
         assert model.hidden.numpy().tobytes() == eager_model.hidden.numpy().tobytes(), f"step {i}"
     assert compiled.status()["plans"] == 1
+
+
+def test_memory_a_kernel_writes_only_in_part_is_not_shared():
+    """A kernel that writes some elements of an output it does not read (the rest keep what
+    the memory held, say zeros) does not make that memory the plan's to share: only a kernel
+    that writes every element does."""
+    compile_module = importlib.import_module("firefly.compile")
+    recording = compile_module._Recording(None, [])
+
+    def write_half(out):
+        out[: out.size // 2] = 1.0
+
+    def write_all(out):
+        out[...] = 1.0
+
+    assert recording._content_matters(write_half, (np.zeros(8),), 0) == (False, True)
+    assert recording._content_matters(write_all, (np.zeros(8),), 0) == (False, False)
