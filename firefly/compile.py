@@ -22,6 +22,9 @@ the grad mode), does this:
    directly on the buffers of the second recording, with no Tensor, graph or validation work.
    Optimizer and scheduler methods run as Python at their place in the plan, so that the
    learning rate, Adam's step count and everything else they read is read at replay time.
+   From the first replay, the step's own arrays (those the plan writes before it reads them
+   and that nothing outside the plan references) share memory where their lives do not
+   overlap, so that a kernel's output mostly lands in memory still in cache.
 
 When the plan cannot be proven (a random draw such as dropout's mask, NumPy work in Python
 code, a tensor value read with ``item()``/``float()``/``bool()``/``numpy()`` inside ``fn``),
@@ -46,6 +49,7 @@ duration. All of these are process-wide: record in one thread at a time.
 
 import collections
 import functools
+import gc
 import sys
 import warnings
 import zlib
@@ -76,6 +80,10 @@ _VALUE_READS = (
 
 # Entries that only the analysed recording has: how it explains memory Python code wrote.
 _EXPLANATIONS = ("derived", "cast", "sum")
+
+# A step-local array of at least this many bytes may share its memory with others that are
+# not live at the same time (_Plan.share_memory); below it the cache lines saved are few.
+SHARE_MIN_BYTES = 4096
 
 
 def _extent(a):
@@ -213,7 +221,12 @@ class _Recording:
         self.optimizers = {}  # id -> optimizer seen
         self.scalars = []  # (entry index, value, candidate divisors) of kernels returning a number
         self.produced = []  # arrays the recorded kernels were given, in call order
+        # id(root) -> (root, whether the first recorded call to touch it wrote all of it
+        # without reading it): the memory the plan itself fills before any read
+        self.touched = {}
+        self.older = set()  # ids of the roots of the previous recording's arrays
         if previous is not None:
+            self.older = {id(_root(a)) for a in previous.kept}
             for a in previous.kept:
                 self._explain(a)
             for leaf in _leaves(previous):  # parameters: what fn started with is state
@@ -225,6 +238,17 @@ class _Recording:
     def fail(self, message):
         if self.problem is None:
             self.problem = message
+
+    def _touch(self, a, written):
+        """Note ``a``'s root the first time a recorded call touches it: ``written`` when the
+        call (or the plan's fill or conversion before it) writes what it reads of ``a``, which
+        counts only if ``a`` is all of its root and the root is new in this recording."""
+        root = _root(a)
+        if id(root) not in self.touched:
+            self.touched[id(root)] = (
+                root,
+                written and id(root) not in self.older and _extent(a) == _extent(root),
+            )
 
     def _explain(self, a):
         self.expected[_extent(a)] = (a, _digest(a))
@@ -265,11 +289,17 @@ class _Recording:
             self.kept.extend(a for _, a in arrays)
         else:
             for i, a in arrays:
-                if (
-                    self._check_explained(f"kernel {name}", a)
-                    or self._derived(a)
-                    or not self._content_matters(kernel, args, i)
-                ):
+                if self._check_explained(f"kernel {name}", a):
+                    self._touch(a, False)
+                    continue
+                if self._derived(a):
+                    self._touch(a, True)
+                    continue
+                matters, left_alone = self._content_matters(kernel, args, i)
+                if not matters:
+                    # What the kernel leaves alone keeps what the memory held: the plan may
+                    # give it other memory only if the kernel writes all of it.
+                    self._touch(a, not left_alone)
                     continue
                 # One value (np.ones, a Tensor(3.0) made inside fn), or the same small integer
                 # array (a gather's shape and strides), that the previous recording had here too
@@ -282,6 +312,7 @@ class _Recording:
                     self.entries.append(source)
                     self._explain(a)
                     self.produced.append(a)
+                    self._touch(a, True)
                     continue
                 if value is None:
                     self.fail(
@@ -291,6 +322,7 @@ class _Recording:
                     )
                     return kernel(*args)
                 fills.append((i, a, value))
+                self._touch(a, True)
         result = kernel(*args)
         outputs = result if isinstance(result, tuple) else (result,)
         numbers = []
@@ -298,6 +330,7 @@ class _Recording:
             if isinstance(r, np.ndarray):
                 self.kept.append(r)
                 self._explain(r)
+                self._touch(r, True)  # the plan copies each replay's result into it
             elif isinstance(r, (float, int, np.floating, np.integer)) and not isinstance(r, bool):
                 numbers.append(k)
             elif r is not None:
@@ -415,18 +448,19 @@ class _Recording:
         return None
 
     def _content_matters(self, kernel, args, i):
-        """Whether the kernel's results depend on what ``args[i]`` holds before the call: run it
-        on copies, once as they are and once with ``args[i]`` poisoned, and compare everything
-        but the poisoned elements the kernel left alone. A small integer array is geometry (a
-        gather's shape and strides): poisoned, it would send the kernel's loads and stores
-        outside its arrays, so its contents always matter."""
+        """(Whether the kernel's results depend on what ``args[i]`` holds before the call,
+        whether it leaves some of ``args[i]``'s elements alone): run it on copies, once as they
+        are and once with ``args[i]`` poisoned, and compare everything but the poisoned
+        elements the kernel left alone. A small integer array is geometry (a gather's shape and
+        strides): poisoned, it would send the kernel's loads and stores outside its arrays, so
+        its contents always matter."""
         if args[i].dtype.kind in "iu" and args[i].size <= SMALL_CONSTANT:
-            return True
+            return True, True
         runs = []
         for poisoned in (False, True):
             copied = _copies(args)
             if copied is None:
-                return True  # memory laid out in a way the copies cannot reproduce
+                return True, True  # memory laid out in a way the copies cannot reproduce
             copies, bases = copied
             if poisoned:
                 copies[i].fill(_poison(copies[i]))
@@ -434,20 +468,21 @@ class _Recording:
         (plain, r1), (poisoned, r2) = runs
         target = _root(args[i])
         if args[i].dtype != target.dtype:
-            return True  # which of the base's elements the poison left alone is not tracked
+            return True, True  # which of the base's elements the poison left alone is not tracked
+        left_alone = False
         for (root, c1), (_, c2) in zip(plain.values(), poisoned.values()):
             differ = ~_equal(c1, c2)
             if root is target:
-                untouched = np.zeros(root.shape, dtype=bool)
-                _view_like(args[i], root, untouched)[...] = True
-                differ &= ~(
-                    untouched & _equal(c2, np.full_like(c2, _poison(c2))) & _equal(c1, root)
-                )
+                mine = np.zeros(root.shape, dtype=bool)
+                _view_like(args[i], root, mine)[...] = True
+                alone = mine & _equal(c2, np.full_like(c2, _poison(c2))) & _equal(c1, root)
+                left_alone = bool(alone.any())
+                differ &= ~alone
             if differ.any():
-                return True
+                return True, left_alone
         if isinstance(r1, np.ndarray):
-            return not np.array_equal(r1, r2, equal_nan=True)
-        return False
+            return not np.array_equal(r1, r2, equal_nan=True), left_alone
+        return False, left_alone
 
     def leaf_gradient(self, accumulate, leaf, g):
         if self.depth or self.problem is not None:
@@ -472,6 +507,8 @@ class _Recording:
             self.fail("backward accumulated into a gradient that no recorded call explains")
         accumulate(leaf, g)
         grad = leaf.grad
+        self._touch(g, False)
+        self._touch(_leaf_array(grad), False)
         self.kept.extend((g, _leaf_array(grad)))
         self._refresh([_leaf_array(grad)])
         self._explain(_leaf_array(grad))
@@ -491,6 +528,7 @@ class _Recording:
         if self.previous is not None:
             self._explain(result)
             self.produced.append(result)
+            self._touch(result, True)  # the plan draws into it again
         self.entries.append(("draw", name, (result, args, kwargs), None))
         return result
 
@@ -689,6 +727,17 @@ class _Plan:
         self.inputs = input_arrays
         self.returned = returned
         self.guards = [(t, t.requires_grad, t._data, t.grad) for t in _leaves(recording)]
+        kept = {id(_root(a)) for a in input_arrays}
+        _rebuild(returned, lambda a: kept.add(id(_root(a))) if isinstance(a, np.ndarray) else None)
+        kept.update(id(_root(t._data)) for t in _leaves(recording))
+        kept.update(id(_root(t.grad._data)) for t in _leaves(recording) if t.grad is not None)
+        # Roots the plan writes before it reads them, for share_memory at the first replay
+        # (when no recording holds them any more); ids only, so that they may be freed.
+        self.local = {
+            key
+            for key, (root, written) in recording.touched.items()
+            if written and key not in kept and root.nbytes >= SHARE_MIN_BYTES
+        }
 
     def valid(self):
         return all(
@@ -696,13 +745,108 @@ class _Plan:
             for t, rg, data, grad in self.guards
         )
 
+    def share_memory(self):
+        """Let the step-local arrays (written by the plan before it reads them, referenced by
+        nothing but the plan) share memory with one another where their lives (first to last
+        call using them) do not overlap, each taking the most recently freed block that fits.
+        The eager step's arrays, and the recording's, are each fresh memory: over a step they
+        span several times the last-level cache, so each write began with a miss to DRAM; the
+        most recently freed block is likelier to be in cache."""
+        gc.collect()  # the recordings' graphs: a cycle could still hold their arrays
+        uses, count, objects = collections.defaultdict(list), collections.Counter(), {}
+        for index, call in enumerate(self.calls):
+            for a in _arrays_in(call):
+                count[id(a)] += 1
+                objects[id(a)] = a
+                uses[id(_root(a))].append(index)
+        bases = collections.Counter(
+            id(a.base) for a in objects.values() if isinstance(a.base, np.ndarray)
+        )
+        roots = {id(_root(a)): _root(a) for a in objects.values()}
+        # What _references counts for an array that one dict alone holds: the interpreter's
+        # own references during the call (which Python versions count differently) and 1.
+        alone = _references({0: np.empty(0)}, 0)
+        outside = set()
+        for key in objects.keys() | roots.keys():
+            # References beyond objects and roots: the plan's calls and the plan's views of
+            # it. Any other is held outside the plan (say, a module attribute), and so is the
+            # memory.
+            held = _references(objects if key in objects else roots, key) - alone + 1
+            held -= (key in objects) + (key in roots)
+            a = objects.get(key, roots.get(key))
+            if (
+                held != count[key] + bases[key]
+                or (a.base is not None and a.base is not _root(a))
+                or min(a.strides, default=0) < 0
+            ):
+                outside.add(id(_root(a)))
+            del a
+        sizes = {key: root.nbytes for key, root in roots.items()}
+        blocks = []  # [buffer, index of the last call using it]
+        moved = {}
+        for key in sorted((self.local & uses.keys()) - outside, key=lambda key: uses[key][0]):
+            first, last, size = uses[key][0], uses[key][-1], sizes[key]
+            free = [b for b in blocks if b[1] < first and b[0].nbytes >= size]
+            block = max(free, key=lambda b: (b[1], -b[0].nbytes), default=None)
+            if block is None:
+                block = [np.empty(size, dtype=np.uint8), last]
+                blocks.append(block)
+            block[1] = last
+            moved[key] = block[0]
+        self.local = set()
+
+        def moved_view(a):
+            root = _root(a)
+            buffer = moved.get(id(root))
+            if buffer is None:
+                return a
+            offset = a.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+            return np.ndarray(a.shape, a.dtype, buffer=buffer, offset=offset, strides=a.strides)
+
+        views = {key: moved_view(a) for key, a in objects.items()}
+        self.calls = [_with_arrays(call, views) for call in self.calls]
+
     def replay(self, arrays):
+        if self.local:
+            self.share_memory()
         for dst, src in zip(self.inputs, arrays):
             if dst is not src:
                 np.copyto(dst, src)
         for fn, args in self.calls:
             fn(*args)
         return _rebuild(self.returned, lambda a: Tensor(np.array(a, copy=True)))
+
+
+def _references(container, key):
+    """sys.getrefcount of container[key]."""
+    return sys.getrefcount(container[key])
+
+
+def _arrays_in(value):
+    """The arrays in a plan's call: in its tuples and its partial functions' arguments."""
+    if isinstance(value, np.ndarray):
+        yield value
+    elif isinstance(value, tuple):
+        for v in value:
+            yield from _arrays_in(v)
+    elif isinstance(value, functools.partial):
+        yield from _arrays_in(value.args)
+        yield from _arrays_in(tuple(value.keywords.values()))
+
+
+def _with_arrays(value, views):
+    """``value`` (a call, as _arrays_in walks it) with each array replaced by views[id]."""
+    if isinstance(value, np.ndarray):
+        return views[id(value)]
+    if isinstance(value, tuple):
+        return tuple(_with_arrays(v, views) for v in value)
+    if isinstance(value, functools.partial):
+        return functools.partial(
+            value.func,
+            *_with_arrays(value.args, views),
+            **{k: _with_arrays(v, views) for k, v in value.keywords.items()},
+        )
+    return value
 
 
 def _rebuild(structure, leaf):

@@ -15,7 +15,7 @@ import firefly.nn.functional as F
 from firefly import nn, ops
 from firefly.kernels import attention as K
 from firefly.kernels._jit import run_shares
-from firefly.ops.attention import dropout_scales
+from firefly.ops.attention import _blocks, dropout_scales
 from firefly.tensor import Tensor
 from firefly.testing import check_op, gradcheck
 
@@ -174,6 +174,23 @@ def test_fully_masked_rows_give_zeros():
         np.testing.assert_array_equal(out[..., row, :], 0.0)
         np.testing.assert_array_equal(grads[0][..., row, :], 0.0)
         assert np.any(out[..., row + 1, :] != 0.0)
+
+
+@pytest.mark.parametrize("tq,tk,width", [(64, 64, 32), (64, 70, 32), (100, 100, 64)])
+def test_causal_tiles_are_square_and_one_tile_splits_in_two(tq, tk, width):
+    """A causal mask's key tiles are as wide as its query tiles are tall, and char_gpt's single
+    64 x 64 x 32 tile runs as two of 32, the first half of the rows against the first half of
+    the keys alone: the results are the reference's."""
+    block_q, block_k = _blocks(tq, tk, width, True)
+    assert block_q == block_k < max(tq, tk)
+    rng = np.random.default_rng(tq * tk)
+    q, k, v, grad = random_inputs(rng, (2, 2), tq, tk, width, width)
+    q *= 3.0
+    out, grads = firefly_run(q, k, v, grad, is_causal=True)
+    expected_out, expected_grads = reference(q, k, v, causal=True, grad=grad)
+    np.testing.assert_allclose(out, expected_out, rtol=0, atol=1e-11)
+    for got, expected in zip(grads, expected_grads):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-11)
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -895,18 +912,19 @@ def test_sdpa_two_shares_match_one(monkeypatch):
 def test_sdpa_wide_heads_limit_blas_around_two_shares(monkeypatch):
     """Heads wider than 256: a tile's products can exceed SINGLE_THREAD_GEMM, which OpenBLAS
     would thread, so the shares run with BLAS limited to one thread; two shares give one
-    share's results, and NumPy's."""
+    share's results, and NumPy's. (No causal mask: its square tiles, 16 x 16 here, stay
+    below the limit.)"""
     rng = np.random.default_rng(27)
     q, k, v, grad = random_inputs(rng, (2,), 16, 64, 260, 3)
 
     def run():
         leaves = [Tensor(a, requires_grad=True) for a in (q, k, v)]
-        out = F.scaled_dot_product_attention(*leaves, is_causal=True)
+        out = F.scaled_dot_product_attention(*leaves)
         out.backward(grad)
         return [out.numpy()] + [leaf.grad.numpy() for leaf in leaves]
 
     results = _on_one_then_two_shares(monkeypatch, run, limit_blas=True)
-    out, (dq, dk, dv, _) = reference(q, k, v, causal=True, grad=grad)
+    out, (dq, dk, dv, _) = reference(q, k, v, causal=False, grad=grad)
     for one, two, want in zip(results[0], results[1], (out, dq, dk, dv)):
         np.testing.assert_allclose(two, one, rtol=1e-13, atol=1e-13)
         np.testing.assert_allclose(two, want, rtol=1e-10, atol=1e-10)

@@ -1,5 +1,6 @@
 """firefly.compile: a replayed step computes bit for bit what the eager step computes."""
 
+import importlib
 import math
 import warnings
 
@@ -603,3 +604,82 @@ def test_clip_grad_norm_error_if_nonfinite_is_checked_at_replay():
         compiled(x, target)
     for p, b in zip(model.parameters(), before):  # the optimizer's step never ran
         np.testing.assert_array_equal(p.tensor.numpy(), b)
+
+
+def _plan_blocks(compiled):
+    """The sizes of the memory blocks that the arrays of compiled's one plan live in (sizes
+    only: a reference held here would keep the plan from sharing the memory)."""
+    compile_module = importlib.import_module("firefly.compile")
+    (plan,) = [s.plan for s in compiled.signatures.values()]
+    return {
+        id(compile_module._root(a)): compile_module._root(a).nbytes
+        for call in plan.calls
+        for a in compile_module._arrays_in(call)
+    }
+
+
+def test_step_local_arrays_share_memory_and_replay_bit_identically():
+    """From the first replay, arrays that only the plan uses and that it writes before reading
+    them share memory where their lives do not overlap: fewer blocks, the same results."""
+    eager_model, _, eager_step = _classifier(hidden=(64, 32))
+    model, _, step = _classifier(hidden=(64, 32))
+    compiled = firefly.compile(step)
+    batches = list(_batches(6, 32))
+    for x, target in batches[:2]:  # the two recordings
+        assert compiled(x, target).numpy().tobytes() == eager_step(x, target).numpy().tobytes()
+    before = _plan_blocks(compiled)
+    for i, (x, target) in enumerate(batches[2:]):
+        expected, got = eager_step(x, target), compiled(x, target)
+        assert got.numpy().tobytes() == expected.numpy().tobytes(), f"replay {i}"
+    after = _plan_blocks(compiled)
+    assert len(after) < len(before)
+    assert sum(after.values()) < sum(before.values())
+    _same_parameters(model, eager_model)
+
+
+def test_an_array_held_outside_the_plan_keeps_its_memory():
+    """A module that keeps its last activation (Python state set while recording): the replays
+    write that activation where the module's tensor reads it, as before memory was shared."""
+
+    class Keeps(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Sequential(nn.Linear(784, 64), nn.ReLU())
+            self.head = nn.Linear(64, 10)
+            self.hidden = None
+
+        def forward(self, x):
+            self.hidden = self.inner(x)
+            return self.head(self.hidden)
+
+    def build():
+        firefly.manual_seed(0)
+        model = Keeps()
+        optimizer = optim.Adam(model.parameters(), lr=1e-3)
+        return model, _training_step(model, optimizer, nn.CrossEntropyLoss())
+
+    eager_model, eager_step = build()
+    model, step = build()
+    compiled = firefly.compile(step)
+    for i, (x, target) in enumerate(_batches(6, 32)):
+        expected, got = eager_step(x, target), compiled(x, target)
+        assert got.numpy().tobytes() == expected.numpy().tobytes(), f"step {i}"
+        assert model.hidden.numpy().tobytes() == eager_model.hidden.numpy().tobytes(), f"step {i}"
+    assert compiled.status()["plans"] == 1
+
+
+def test_memory_a_kernel_writes_only_in_part_is_not_shared():
+    """A kernel that writes some elements of an output it does not read (the rest keep what
+    the memory held, say zeros) does not make that memory the plan's to share: only a kernel
+    that writes every element does."""
+    compile_module = importlib.import_module("firefly.compile")
+    recording = compile_module._Recording(None, [])
+
+    def write_half(out):
+        out[: out.size // 2] = 1.0
+
+    def write_all(out):
+        out[...] = 1.0
+
+    assert recording._content_matters(write_half, (np.zeros(8),), 0) == (False, True)
+    assert recording._content_matters(write_all, (np.zeros(8),), 0) == (False, False)
