@@ -11,6 +11,7 @@ from numba import prange
 from firefly.kernels._jit import (
     PARALLEL_MIN_MEMORY_BOUND,
     PARALLEL_MIN_TRANSCENDENTAL,
+    assume_nonnegative,
     each_share,
     memory_bound,
     share_range,
@@ -45,6 +46,7 @@ def nll_forward(t, threads, x, target, weight, ignore_index, losses, partial):
         total = 0.0
         weights = 0.0
         for oi in range(chunk * SAMPLE_CHUNK, min((chunk + 1) * SAMPLE_CHUNK, O * I)):
+            assume_nonnegative(oi)  # as from 0: no wraparound of the indexes it gives
             o, i = oi // I, oi % I
             k = target[o, i]
             if k == ignore_index:
@@ -113,6 +115,7 @@ def cross_entropy_forward(
         total = 0.0
         divisor = 0.0
         for oi in range(chunk * SAMPLE_CHUNK, min((chunk + 1) * SAMPLE_CHUNK, O * I)):
+            assume_nonnegative(oi)  # as from 0: no wraparound of the indexes it gives
             o, i = oi // I, oi % I
             m = x[o, 0, i]
             for c in range(1, C):

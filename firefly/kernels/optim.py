@@ -154,44 +154,45 @@ def grad_norm_power_sum(t, threads, grad, norm_type, total, partials):
         body = grad[: rows * 4 * W].reshape(rows, 4, W)
         c0, c1 = share_range(t, threads, chunks)
         for c in range(c0, c1):
+            # The chunk's rows as a view indexed from 0: counted from c0, LLVM could not tell
+            # that the rows were not negative, and kept Numba's wraparound of every index.
+            chunk = body[c * NORM_CHUNK_ROWS : (c + 1) * NORM_CHUNK_ROWS]
             acc = np.zeros(W)
-            first = c * NORM_CHUNK_ROWS
-            last = min(first + NORM_CHUNK_ROWS, rows)
             if norm_type == 2.0:
-                for r in range(first, last):
+                for r in range(chunk.shape[0]):
                     for k in range(W):
                         # Four squares summed in the gradient's dtype, then widened: a float32
                         # rounding per four elements, never compounded (the running sums are
                         # float64), for half-width arithmetic on float32 gradients.
-                        a = body[r, 0, k]
-                        b = body[r, 1, k]
-                        d = body[r, 2, k]
-                        e = body[r, 3, k]
+                        a = chunk[r, 0, k]
+                        b = chunk[r, 1, k]
+                        d = chunk[r, 2, k]
+                        e = chunk[r, 3, k]
                         acc[k] += np.float64((a * a + b * b) + (d * d + e * e))
                 partial[c] = acc.sum()
             elif norm_type == 1.0:
-                for r in range(first, last):
+                for r in range(chunk.shape[0]):
                     for k in range(W):
                         acc[k] += (
-                            abs(np.float64(body[r, 0, k])) + abs(np.float64(body[r, 1, k]))
-                        ) + (abs(np.float64(body[r, 2, k])) + abs(np.float64(body[r, 3, k])))
+                            abs(np.float64(chunk[r, 0, k])) + abs(np.float64(chunk[r, 1, k]))
+                        ) + (abs(np.float64(chunk[r, 2, k])) + abs(np.float64(chunk[r, 3, k])))
                 partial[c] = acc.sum()
             elif norm_type == np.inf:
                 nan_count = np.zeros(W)  # max() drops a NaN: count them apart
-                for r in range(first, last):
+                for r in range(chunk.shape[0]):
                     for k in range(W):
                         for j in range(4):
-                            a = np.float64(body[r, j, k])
+                            a = np.float64(chunk[r, j, k])
                             acc[k] = max(acc[k], abs(a))
                             nan_count[k] += a != a
                 partial[c] = acc.max()
                 nans[c] = nan_count.sum()
             else:
                 power_sum = 0.0
-                for r in range(first, last):
+                for r in range(chunk.shape[0]):
                     for j in range(4):
                         for k in range(W):
-                            power_sum += abs(np.float64(body[r, j, k])) ** norm_type
+                            power_sum += abs(np.float64(chunk[r, j, k])) ** norm_type
                 partial[c] = power_sum
         if threads > 1:
             return

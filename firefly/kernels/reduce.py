@@ -72,11 +72,11 @@ def partials_kernel(
         by_arguments = callable(stand_in)
 
         def builds(t, threads, *args):
-            if t >= 0:
-                # The serial run, or run_shares' rerun of each share after one raised: all of
-                # the kernel either way, since a share's partials would be lost with its array.
-                return driven(0, 1, *args, stand_in(*args) if by_arguments else stand_in)
-            return driven(t, threads, *args, work(*args))
+            # t >= 0: the serial run, or run_shares' rerun of each share after one raised: all
+            # of the kernel either way, since a share's partials would be lost with its array.
+            if t < 0:
+                return driven(t, threads, *args, work(*args))
+            return driven(0, 1, *args, stand_in(*args) if by_arguments else stand_in)
 
         def first(t, threads, *args):
             # Before the kernel is compiled or loaded, as sized_kernel's own build does: its
@@ -151,11 +151,19 @@ def _slabs(O, R, I, min_rows):
 
 
 @inline_helper
+def _slab_count(x):
+    """The slabs that sum_forward, max_forward and max_backward cut each reduced run of the
+    (outer, reduced, inner) ``x`` into."""
+    O, R, I = x.shape
+    return _slabs(O, R, I, 1 if I == 1 else _MIN_SLAB_ROWS)
+
+
+@inline_helper
 def _sum_partials(x, scale, out):
     """sum_forward's partial sums, (outer, slabs, inner) float64: empty (outer 0) when each
     output takes one slab, which the share that owns it sums and writes straight to out."""
-    O, R, I = x.shape
-    slabs = _slabs(O, R, I, 1 if I == 1 else _MIN_SLAB_ROWS)
+    O, _, I = x.shape
+    slabs = _slab_count(x)
     return np.empty((O if slabs > 1 else 0, slabs, I))
 
 
@@ -242,9 +250,9 @@ def sum_forward(t, threads, x, scale, out, partial):
     same order.
     """
     O, R, I = x.shape
-    if threads == 1:
+    slabs = _slab_count(x) if threads == 1 else partial.shape[1]
+    if threads == 1 and slabs > 1:  # the serial run's own partials, when it needs them
         partial = _sum_partials(x, scale, out)
-    slabs = partial.shape[1]
     if t < 0:
         each_share(threads)
     else:
@@ -417,8 +425,8 @@ def _max_rows_into(x, acc):
 def _max_partials(x, out):
     """max_forward's partial maxima, (outer, slabs, inner) in x's dtype: empty (outer 0) when
     each output takes one slab, which the share that owns it writes straight to out."""
-    O, R, I = x.shape
-    slabs = _slabs(O, R, I, 1 if I == 1 else _MIN_SLAB_ROWS)
+    O, _, I = x.shape
+    slabs = _slab_count(x)
     return np.empty((O if slabs > 1 else 0, slabs, I), x.dtype)
 
 
@@ -426,9 +434,9 @@ def _max_partials(x, out):
 def max_forward(t, threads, x, out, partial):
     """out[o, i] = max_r x[o, r, i]; any NaN among the reduced elements gives NaN, as np.max."""
     O, R, I = x.shape
-    if threads == 1:
+    slabs = _slab_count(x) if threads == 1 else partial.shape[1]
+    if threads == 1 and slabs > 1:  # the serial run's own partials, when it needs them
         partial = _max_partials(x, out)
-    slabs = partial.shape[1]
     if t < 0:
         each_share(threads)
     else:
@@ -478,8 +486,8 @@ def _share_of_each_maximum(grad, ties):
 def _max_ties(grad, x, out, dx):
     """max_backward's work, flat float64: a flag, 1 while the shares write the gradient (their
     second pass), then the maxima counted per (outer, slab, inner)."""
-    O, R, I = x.shape
-    return np.zeros(1 + O * _slabs(O, R, I, 1 if I == 1 else _MIN_SLAB_ROWS) * I)
+    O, _, I = x.shape
+    return np.zeros(1 + O * _slab_count(x) * I)
 
 
 @partials_kernel(_max_ties, EMPTY_1D)
