@@ -265,3 +265,18 @@ def test_a_huge_page_aligned_buffer_is_still_found_and_clipped_in_one_call(monke
     total = clip_grad_norm_(params, 1.0)
     assert len(calls) == 1
     np.testing.assert_allclose(total.item(), reference_norm(grads, 2.0), rtol=1e-12)
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])
+def test_the_norm_kernel_gives_one_result_serially_and_in_shares(norm_type):
+    # The chunks' results are combined in order after the shares, so the thread count does not
+    # change a bit of the total.
+    from firefly.kernels.optim import grad_norm_power_sum
+
+    grad = np.random.default_rng(9).standard_normal(300_007).astype(np.float32)
+    totals = []
+    for build in ("serial", "parallel"):
+        total = np.zeros(1)
+        getattr(grad_norm_power_sum, build)(grad, norm_type, total)
+        totals.append(total[0])
+    assert totals[0] == totals[1], totals

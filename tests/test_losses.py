@@ -172,3 +172,48 @@ def test_matches_torch_when_installed():
     tloss.backward()
     np.testing.assert_allclose(loss.item(), tloss.item(), rtol=1e-12)
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+def _loss_kernel_calls(n, rng):
+    """(name, kernel, arguments) of every loss forward that sums over its samples."""
+    from firefly.kernels import classification_loss as C
+    from firefly.kernels import loss as L
+    from firefly.kernels import pointwise_loss as P
+
+    p = rng.uniform(0.01, 0.99, n).astype(np.float32)
+    y = rng.uniform(0.0, 1.0, n).astype(np.float32)
+    w = rng.uniform(0.5, 2.0, n).astype(np.float32)
+    x3 = rng.standard_normal((n // 10, 10, 1)).astype(np.float32)
+    target = rng.integers(-1, 10, (n // 10, 1))  # -1: ignored
+    weight = rng.uniform(0.5, 2.0, 10).astype(np.float32)
+    samples = np.empty((n // 10, 1), np.float32)
+    none = np.zeros((1, 1, 1), np.float32)
+    one = np.empty(1, np.float32)
+    return [
+        ("mse", L.mse_forward, (p, y, 0.5, np.empty(1))),
+        ("l1", P.l1_forward, (p, y, 0.0, True, one)),
+        ("smooth_l1", P.smooth_l1_forward, (p, y, 0.3, True, one)),
+        ("huber", P.huber_forward, (p, y, 0.3, True, one)),
+        ("bce", P.bce_forward, (p, y, w, True, one)),
+        ("bce_with_logits", P.bce_with_logits_forward, (p, y, w, w, True, one)),
+        ("nll", C.nll_forward, (x3, target, weight, -1, samples)),
+        (
+            "cross_entropy",
+            C.cross_entropy_forward,
+            (x3, target, none, False, weight, -1, 0.1, samples, samples.copy(), samples.copy()),
+        ),
+    ]
+
+
+@pytest.mark.parametrize("n", [10, 123_450])
+def test_loss_totals_do_not_depend_on_the_thread_count(n):
+    # Each loss forward sums fixed chunks of samples and adds the chunks' sums in order: its
+    # serial run and its run in shares give one total (returned, or in mse's out), bit for bit.
+    for name, kernel, args in _loss_kernel_calls(n, np.random.default_rng(n)):
+        results = []
+        for build in ("serial", "parallel"):
+            returned = getattr(kernel, build)(*args)
+            results.append((returned, args[-1].copy()))
+        (serial, serial_out), (parallel, parallel_out) = results
+        assert serial == parallel, (name, serial, parallel)
+        np.testing.assert_array_equal(serial_out, parallel_out, err_msg=name)

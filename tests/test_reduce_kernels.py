@@ -303,3 +303,34 @@ def test_sum_flat_backward_fills_the_scaled_gradient(build, n, dtype):
     dx = np.full(n, np.nan, dtype=dtype)
     getattr(K.sum_flat_backward, build)(grad, 1.0 / 3.0, dx)
     np.testing.assert_array_equal(dx, np.full(n, np.float64(grad[0]) * (1.0 / 3.0), dtype=dtype))
+
+
+@pytest.mark.parametrize("n", [0, 1, SPLIT - 1, SPLIT + 7, 3 * SPLIT + 5])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sum_flat_agrees_with_sum_forward_in_both_runs(n, dtype):
+    # The full reduction's own kernel cuts x into sum_forward's slabs of one row: one result.
+    x = sample(n, dtype, seed=n)
+    results = []
+    for build in BUILDS:
+        out = np.empty(1, dtype)
+        getattr(K.sum_flat, build)(x, 0.5, out)
+        results.append(out[0])
+        results.append(kernel_sum(x.reshape(1, n, 1), build, 0.5)[0, 0])
+    assert len({r.tobytes() for r in results}) == 1, results
+    np.testing.assert_allclose(results[0], 0.5 * x.astype(np.float64).sum(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("shape", [(1, 1, 1), (3, 50, 1), (40, 7, 1), (2, 9, 300), (1, 5, 257)])
+def test_cumsum_kernel_runs_rows_and_column_blocks_alike_in_both_runs(shape, reverse):
+    # I == 1: one running sum per row; I > 1: blocks of columns (firefly.kernels.scan._BLOCK).
+    from firefly.kernels.scan import cumsum_along
+
+    x = sample(shape, np.float32, seed=sum(shape))
+    steps = x[:, ::-1] if reverse else x
+    want = np.cumsum(steps.astype(np.float64), axis=1).astype(np.float32)
+    want = want[:, ::-1] if reverse else want
+    for build in BUILDS:
+        out = np.full(shape, np.nan, np.float32)
+        getattr(cumsum_along, build)(x, reverse, out)
+        np.testing.assert_array_equal(out, want)

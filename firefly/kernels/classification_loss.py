@@ -8,28 +8,60 @@ import math
 import numpy as np
 from numba import prange
 
-from firefly.kernels._jit import memory_bound, transcendental
+from firefly.kernels._jit import (
+    PARALLEL_MIN_MEMORY_BOUND,
+    PARALLEL_MIN_TRANSCENDENTAL,
+    assume_nonnegative,
+    each_share,
+    memory_bound,
+    share_range,
+    transcendental,
+)
+from firefly.kernels.reduce import EMPTY_2D, partials_kernel, sum_in_order
+
+# Samples per partial sum of a forward: each share sums whole chunks, and the chunks' sums are
+# added in order, so the totals do not depend on the number of threads.
+SAMPLE_CHUNK = 1024
 
 
-@memory_bound
-def nll_forward(x, target, weight, ignore_index, losses):
+def _chunk_sums(x, *rest):
+    """A forward's two partial sums (the losses', the divisor's) in a parallel run, one pair
+    per chunk of SAMPLE_CHUNK samples (the serial run adds each chunk's sums to its totals as
+    it goes, in the same order)."""
+    return np.empty((2, (x.shape[0] * x.shape[2] + SAMPLE_CHUNK - 1) // SAMPLE_CHUNK))
+
+
+@partials_kernel(_chunk_sums, EMPTY_2D, PARALLEL_MIN_MEMORY_BOUND)
+def nll_forward(t, threads, x, target, weight, ignore_index, losses, partial):
     """losses[o, i] = -weight[t] * x[o, t, i] with t = target[o, i] (0 where ignored);
     returns (sum of losses, sum of the weights of the samples counted)."""
     O, C, I = x.shape
-    total = 0.0
-    weights = 0.0
-    for oi in prange(O * I):
-        o, i = oi // I, oi % I
-        t = target[o, i]
-        if t == ignore_index:
-            losses[o, i] = 0.0
+    if t < 0:
+        each_share(threads)
+        return sum_in_order(partial[0]), sum_in_order(partial[1])
+    # The serial run's totals: the chunks' sums added in order, as sum_in_order adds them.
+    grand, grand_divisor = 0.0, 0.0
+    first, last = share_range(t, threads, (O * I + SAMPLE_CHUNK - 1) // SAMPLE_CHUNK)
+    for chunk in range(first, last):
+        total = 0.0
+        weights = 0.0
+        for oi in range(chunk * SAMPLE_CHUNK, min((chunk + 1) * SAMPLE_CHUNK, O * I)):
+            assume_nonnegative(oi)  # as from 0: no wraparound of the indexes it gives
+            o, i = oi // I, oi % I
+            k = target[o, i]
+            if k == ignore_index:
+                losses[o, i] = 0.0
+            else:
+                w = np.float64(weight[k])
+                v = -w * x[o, k, i]
+                losses[o, i] = v
+                total += v
+                weights += w
+        if threads == 1:
+            grand, grand_divisor = grand + total, grand_divisor + weights
         else:
-            w = np.float64(weight[t])
-            v = -w * x[o, t, i]
-            losses[o, i] = v
-            total += v
-            weights += w
-    return total, weights
+            partial[0, chunk], partial[1, chunk] = total, weights
+    return grand, grand_divisor
 
 
 @memory_bound
@@ -45,9 +77,21 @@ def nll_backward(grad, per_sample, scale, target, weight, ignore_index, dx):
             dx[o, t, i] = -weight[t] * (grad[o, i] if per_sample else grad[0, 0]) * scale
 
 
-@transcendental
+@partials_kernel(_chunk_sums, EMPTY_2D, PARALLEL_MIN_TRANSCENDENTAL)
 def cross_entropy_forward(
-    x, target, probs, prob_targets, weight, ignore_index, smoothing, losses, shift, log_sum
+    t,
+    threads,
+    x,
+    target,
+    probs,
+    prob_targets,
+    weight,
+    ignore_index,
+    smoothing,
+    losses,
+    shift,
+    log_sum,
+    partial,
 ):
     """Fused log-softmax and cross-entropy per sample of logits x (outer, C, inner).
 
@@ -61,41 +105,53 @@ def cross_entropy_forward(
     """
     O, C, I = x.shape
     uniform = smoothing / C
-    total = 0.0
-    divisor = 0.0
-    for oi in prange(O * I):
-        o, i = oi // I, oi % I
-        m = x[o, 0, i]
-        for c in range(1, C):
-            m = max(m, x[o, c, i])
-        s = 0.0
-        for c in range(C):
-            s += math.exp(x[o, c, i] - m)
-        ls = math.log(s)
-        shift[o, i] = m
-        log_sum[o, i] = ls
-        loss = 0.0
-        if prob_targets:
+    if t < 0:
+        each_share(threads)
+        return sum_in_order(partial[0]), sum_in_order(partial[1])
+    # The serial run's totals: the chunks' sums added in order, as sum_in_order adds them.
+    grand, grand_divisor = 0.0, 0.0
+    first, last = share_range(t, threads, (O * I + SAMPLE_CHUNK - 1) // SAMPLE_CHUNK)
+    for chunk in range(first, last):
+        total = 0.0
+        divisor = 0.0
+        for oi in range(chunk * SAMPLE_CHUNK, min((chunk + 1) * SAMPLE_CHUNK, O * I)):
+            assume_nonnegative(oi)  # as from 0: no wraparound of the indexes it gives
+            o, i = oi // I, oi % I
+            m = x[o, 0, i]
+            for c in range(1, C):
+                m = max(m, x[o, c, i])
+            s = 0.0
             for c in range(C):
-                q = probs[o, c, i] * (1.0 - smoothing) + uniform
-                loss += weight[c] * q * ((m - x[o, c, i]) + ls)
-            counted = 1.0
-        else:
-            t = target[o, i]
-            if t == ignore_index:
-                counted = 0.0
+                s += math.exp(x[o, c, i] - m)
+            ls = math.log(s)
+            shift[o, i] = m
+            log_sum[o, i] = ls
+            loss = 0.0
+            if prob_targets:
+                for c in range(C):
+                    q = probs[o, c, i] * (1.0 - smoothing) + uniform
+                    loss += weight[c] * q * ((m - x[o, c, i]) + ls)
+                counted = 1.0
             else:
-                loss = (1.0 - smoothing) * weight[t] * ((m - x[o, t, i]) + ls)
-                if smoothing > 0.0:
-                    spread = 0.0
-                    for c in range(C):
-                        spread += weight[c] * ((m - x[o, c, i]) + ls)
-                    loss += uniform * spread
-                counted = weight[t]
-        losses[o, i] = loss
-        total += loss
-        divisor += counted
-    return total, divisor
+                k = target[o, i]
+                if k == ignore_index:
+                    counted = 0.0
+                else:
+                    loss = (1.0 - smoothing) * weight[k] * ((m - x[o, k, i]) + ls)
+                    if smoothing > 0.0:
+                        spread = 0.0
+                        for c in range(C):
+                            spread += weight[c] * ((m - x[o, c, i]) + ls)
+                        loss += uniform * spread
+                    counted = weight[k]
+            losses[o, i] = loss
+            total += loss
+            divisor += counted
+        if threads == 1:
+            grand, grand_divisor = grand + total, grand_divisor + divisor
+        else:
+            partial[0, chunk], partial[1, chunk] = total, divisor
+    return grand, grand_divisor
 
 
 @transcendental

@@ -3,23 +3,35 @@
 import numpy as np
 from numba import prange
 
-from firefly.kernels._jit import memory_bound
+from firefly.kernels._jit import each_share, memory_bound, share_range
+from firefly.kernels.reduce import EMPTY_1D, partials_kernel, sum_in_order
 
 # Elements per partial sum of mse_forward: partial sums keep float64 accumulation accurate and
 # give the parallel build independent chunks.
 _MSE_CHUNK = 4096
 
 
-@memory_bound
-def mse_forward(input, target, scale, out):
+def _mse_partials(input, target, scale, out):
+    """mse_forward's sums per chunk of _MSE_CHUNK elements in a parallel run (the serial run
+    adds each chunk's sum to its total as it goes, in the same order)."""
+    return np.empty((input.size + _MSE_CHUNK - 1) // _MSE_CHUNK)
+
+
+@partials_kernel(_mse_partials, EMPTY_1D)
+def mse_forward(t, threads, input, target, scale, out, partial):
     """out[0] = scale * sum((input - target) ** 2), in one pass over flat arrays."""
+    if t < 0:
+        each_share(threads)
+        out[0] = sum_in_order(partial) * scale
+        return
     n = input.size
-    chunks = (n + _MSE_CHUNK - 1) // _MSE_CHUNK
-    partial = np.zeros(chunks)
-    for c in prange(chunks):
+    grand = 0.0  # the serial run's total: the chunks' sums added in order, as sum_in_order does
+    c0, c1 = share_range(t, threads, (n + _MSE_CHUNK - 1) // _MSE_CHUNK)
+    for c in range(c0, c1):
         a = input[c * _MSE_CHUNK : min((c + 1) * _MSE_CHUNK, n)]
         b = target[c * _MSE_CHUNK : min((c + 1) * _MSE_CHUNK, n)]
-        # Four accumulators, so that the adds do not wait on each other (no fastmath to reorder).
+        # Four accumulators, so that the adds do not wait on each other (no fastmath to
+        # reorder).
         s0 = s1 = s2 = s3 = 0.0
         full = a.size - a.size % 4
         for i in range(0, full, 4):
@@ -36,8 +48,12 @@ def mse_forward(input, target, scale, out):
         for i in range(full, a.size):
             d = a[i] - b[i]
             s0 += d * d
-        partial[c] = (s0 + s1) + (s2 + s3)
-    out[0] = partial.sum() * scale
+        if threads == 1:
+            grand += (s0 + s1) + (s2 + s3)
+        else:
+            partial[c] = (s0 + s1) + (s2 + s3)
+    if threads == 1:
+        out[0] = grand * scale
 
 
 @memory_bound

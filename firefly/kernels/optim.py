@@ -57,10 +57,13 @@ from numba import prange
 from firefly.kernels._jit import (
     build_specialised,
     called_helper,
+    each_share,
     inline_helper,
     kernel,
     memory_bound,
+    share_range,
 )
+from firefly.kernels.reduce import EMPTY_2D, partials_kernel
 from firefly.kernels.vmath import like
 
 UPDATE_CHUNK = 1 << 16  # elements per prange task of the update kernels
@@ -119,13 +122,21 @@ def update_kernel(name: str, update: Callable, cost: str) -> Callable:
 # not reorder it). Instead the gradient is read as rows of 4 x W elements, W = lanes.size:
 # W independent float64 sums, each adding four elements per row, vectorize. Indexing a 3-D
 # view with loop counters also spares the negative-index checks that kept flat index
-# arithmetic (``grad[i + k]``) scalar. prange splits the rows into chunks.
+# arithmetic (``grad[i + k]``) scalar. The shares split the rows into chunks.
 NORM_LANES = 32
 NORM_CHUNK_ROWS = 256
 
 
-@memory_bound
-def grad_norm_power_sum(grad, norm_type, total):
+@inline_helper
+def _norm_partials(grad, norm_type, total):
+    """grad_norm_power_sum's results per chunk of rows: the sum (the max for norm_type inf) in
+    its first row, the count of NaNs (norm_type inf) in its second."""
+    chunks = (grad.size // (4 * NORM_LANES) + NORM_CHUNK_ROWS - 1) // NORM_CHUNK_ROWS
+    return np.empty((2, chunks))
+
+
+@partials_kernel(_norm_partials, EMPTY_2D)
+def grad_norm_power_sum(t, threads, grad, norm_type, total, partials):
     """total[0] += sum |g|**norm_type over ``grad`` (for norm_type inf, total[0] = max(total[0],
     max |g|), NaN if either is NaN or any element is NaN, as torch's inf-norm), accumulated in
     float64 (the 2-norm's squares in fours in the gradient's dtype first). ``total`` is a
@@ -133,51 +144,60 @@ def grad_norm_power_sum(grad, norm_type, total):
     W = NORM_LANES
     n = grad.size
     rows = n // (4 * W)
-    body = grad[: rows * 4 * W].reshape(rows, 4, W)
-    chunks = (rows + NORM_CHUNK_ROWS - 1) // NORM_CHUNK_ROWS
-    partial = np.zeros(chunks)
-    nans = np.zeros(chunks)
-    for c in prange(chunks):
-        acc = np.zeros(W)
-        first = c * NORM_CHUNK_ROWS
-        last = min(first + NORM_CHUNK_ROWS, rows)
-        if norm_type == 2.0:
-            for r in range(first, last):
-                for k in range(W):
-                    # Four squares summed in the gradient's dtype, then widened: a float32
-                    # rounding per four elements, never compounded (the running sums are
-                    # float64), for half-width arithmetic on float32 gradients.
-                    a = body[r, 0, k]
-                    b = body[r, 1, k]
-                    d = body[r, 2, k]
-                    e = body[r, 3, k]
-                    acc[k] += np.float64((a * a + b * b) + (d * d + e * e))
-            partial[c] = acc.sum()
-        elif norm_type == 1.0:
-            for r in range(first, last):
-                for k in range(W):
-                    acc[k] += (abs(np.float64(body[r, 0, k])) + abs(np.float64(body[r, 1, k]))) + (
-                        abs(np.float64(body[r, 2, k])) + abs(np.float64(body[r, 3, k]))
-                    )
-            partial[c] = acc.sum()
-        elif norm_type == np.inf:
-            nan_count = np.zeros(W)  # max() drops a NaN: count them apart
-            for r in range(first, last):
-                for k in range(W):
-                    for j in range(4):
-                        a = np.float64(body[r, j, k])
-                        acc[k] = max(acc[k], abs(a))
-                        nan_count[k] += a != a
-            partial[c] = acc.max()
-            nans[c] = nan_count.sum()
-        else:
-            power_sum = 0.0
-            for r in range(first, last):
-                for j in range(4):
+    if threads == 1:
+        partials = _norm_partials(grad, norm_type, total)
+    partial, nans = partials[0], partials[1]
+    chunks = partial.size
+    if t < 0:
+        each_share(threads)
+    else:
+        body = grad[: rows * 4 * W].reshape(rows, 4, W)
+        c0, c1 = share_range(t, threads, chunks)
+        for c in range(c0, c1):
+            # The chunk's rows as a view indexed from 0: counted from c0, LLVM could not tell
+            # that the rows were not negative, and kept Numba's wraparound of every index.
+            chunk = body[c * NORM_CHUNK_ROWS : (c + 1) * NORM_CHUNK_ROWS]
+            acc = np.zeros(W)
+            if norm_type == 2.0:
+                for r in range(chunk.shape[0]):
                     for k in range(W):
-                        power_sum += abs(np.float64(body[r, j, k])) ** norm_type
-            partial[c] = power_sum
-    # The last n - rows * 4W (fewer than 4W) elements, and the chunks' results.
+                        # Four squares summed in the gradient's dtype, then widened: a float32
+                        # rounding per four elements, never compounded (the running sums are
+                        # float64), for half-width arithmetic on float32 gradients.
+                        a = chunk[r, 0, k]
+                        b = chunk[r, 1, k]
+                        d = chunk[r, 2, k]
+                        e = chunk[r, 3, k]
+                        acc[k] += np.float64((a * a + b * b) + (d * d + e * e))
+                partial[c] = acc.sum()
+            elif norm_type == 1.0:
+                for r in range(chunk.shape[0]):
+                    for k in range(W):
+                        acc[k] += (
+                            abs(np.float64(chunk[r, 0, k])) + abs(np.float64(chunk[r, 1, k]))
+                        ) + (abs(np.float64(chunk[r, 2, k])) + abs(np.float64(chunk[r, 3, k])))
+                partial[c] = acc.sum()
+            elif norm_type == np.inf:
+                nan_count = np.zeros(W)  # max() drops a NaN: count them apart
+                for r in range(chunk.shape[0]):
+                    for k in range(W):
+                        for j in range(4):
+                            a = np.float64(chunk[r, j, k])
+                            acc[k] = max(acc[k], abs(a))
+                            nan_count[k] += a != a
+                partial[c] = acc.max()
+                nans[c] = nan_count.sum()
+            else:
+                power_sum = 0.0
+                for r in range(chunk.shape[0]):
+                    for j in range(4):
+                        for k in range(W):
+                            power_sum += abs(np.float64(chunk[r, j, k])) ** norm_type
+                partial[c] = power_sum
+        if threads > 1:
+            return
+    # Once, after every share: the last n - rows * 4W (fewer than 4W) elements, and the
+    # chunks' results.
     tail_total = 0.0
     tail_nans = 0.0
     for i in range(rows * 4 * W, n):

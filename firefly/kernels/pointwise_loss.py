@@ -11,7 +11,27 @@ import math
 import numpy as np
 from numba import prange
 
-from firefly.kernels._jit import inline_helper, memory_bound, specialise, transcendental
+from firefly.kernels._jit import (
+    PARALLEL_MIN_MEMORY_BOUND,
+    PARALLEL_MIN_TRANSCENDENTAL,
+    each_share,
+    inline_helper,
+    memory_bound,
+    share_range,
+    specialise,
+    transcendental,
+)
+from firefly.kernels.reduce import EMPTY_1D, partials_kernel, sum_in_order
+
+# Elements per partial sum of a reducing forward: each share sums whole chunks, and the chunks'
+# sums are added in order, so the total does not depend on the number of threads.
+LOSS_CHUNK = 4096
+
+
+def _chunk_sums(input, *rest):
+    """A forward's partial sums in a parallel run, one per chunk of LOSS_CHUNK elements (the
+    serial run adds each chunk's sum to its total as it goes, in the same order)."""
+    return np.empty((input.size + LOSS_CHUNK - 1) // LOSS_CHUNK)
 
 
 @inline_helper
@@ -60,15 +80,28 @@ def _placeholder(*args):
 LOSS = SLOPE = _placeholder
 
 
-def _difference_loss_forward(input, target, param, reduce, out):
-    total = 0.0
-    for i in prange(input.size):
-        v = LOSS(input[i] - target[i], param)
-        if reduce:
-            total += v
+def _difference_loss_forward(t, threads, input, target, param, reduce, out, partial):
+    if t < 0:
+        each_share(threads)
+        return sum_in_order(partial)
+    grand = 0.0  # the serial run's total: the chunks' sums added in order, as sum_in_order does
+    c0, c1 = share_range(t, threads, (input.size + LOSS_CHUNK - 1) // LOSS_CHUNK)
+    for c in range(c0, c1):
+        # Slices indexed from 0: LLVM then drops Numba's negative-index checks.
+        lo, hi = c * LOSS_CHUNK, (c + 1) * LOSS_CHUNK
+        a, b, losses = input[lo:hi], target[lo:hi], out[lo:hi]
+        total = 0.0
+        for i in range(a.size):
+            v = LOSS(a[i] - b[i], param)
+            if reduce:
+                total += v
+            else:
+                losses[i] = v
+        if threads == 1:
+            grand += total
         else:
-            out[i] = v
-    return total
+            partial[c] = total
+    return grand
 
 
 def _difference_loss_backward(
@@ -85,7 +118,9 @@ def _difference_loss(name, loss, slope):
     """``name``'s forward and backward kernels: losses of the difference input - target and one
     float parameter (``loss(d, param)``, its derivative ``slope(d, param)``)."""
     return (
-        memory_bound(specialise(_difference_loss_forward, f"{name}_forward", LOSS=loss)),
+        partials_kernel(_chunk_sums, EMPTY_1D, PARALLEL_MIN_MEMORY_BOUND)(
+            specialise(_difference_loss_forward, f"{name}_forward", LOSS=loss)
+        ),
         memory_bound(specialise(_difference_loss_backward, f"{name}_backward", SLOPE=slope)),
     )
 
@@ -98,18 +133,30 @@ smooth_l1_forward, smooth_l1_backward = _difference_loss("smooth_l1", _smooth_l1
 huber_forward, huber_backward = _difference_loss("huber", _huber, _huber_slope)
 
 
-@transcendental
-def bce_forward(input, target, weight, reduce, out):
+@partials_kernel(_chunk_sums, EMPTY_1D, PARALLEL_MIN_TRANSCENDENTAL)
+def bce_forward(t, threads, input, target, weight, reduce, out, partial):
     """-weight (t log p + (1 - t) log(1 - p)), each log clamped at -100 as in torch."""
-    total = 0.0
-    for i in prange(input.size):
-        p, t = np.float64(input[i]), np.float64(target[i])
-        v = -weight[i] * (t * max(math.log(p), -100.0) + (1.0 - t) * max(math.log1p(-p), -100.0))
-        if reduce:
-            total += v
+    if t < 0:
+        each_share(threads)
+        return sum_in_order(partial)
+    grand = 0.0  # the serial run's total: the chunks' sums added in order, as sum_in_order does
+    c0, c1 = share_range(t, threads, (input.size + LOSS_CHUNK - 1) // LOSS_CHUNK)
+    for c in range(c0, c1):
+        lo, hi = c * LOSS_CHUNK, (c + 1) * LOSS_CHUNK
+        p_, t_, w_, losses = input[lo:hi], target[lo:hi], weight[lo:hi], out[lo:hi]
+        total = 0.0
+        for i in range(p_.size):
+            p, q = np.float64(p_[i]), np.float64(t_[i])
+            v = -w_[i] * (q * max(math.log(p), -100.0) + (1.0 - q) * max(math.log1p(-p), -100.0))
+            if reduce:
+                total += v
+            else:
+                losses[i] = v
+        if threads == 1:
+            grand += total
         else:
-            out[i] = v
-    return total
+            partial[c] = total
+    return grand
 
 
 @transcendental
@@ -124,19 +171,32 @@ def bce_backward(grad, per_element, scale, input, target, weight, need_target, d
             dtarget[i] = g * (max(math.log1p(-p), -100.0) - max(math.log(p), -100.0))
 
 
-@transcendental
-def bce_with_logits_forward(input, target, weight, pos_weight, reduce, out):
+@partials_kernel(_chunk_sums, EMPTY_1D, PARALLEL_MIN_TRANSCENDENTAL)
+def bce_with_logits_forward(t, threads, input, target, weight, pos_weight, reduce, out, partial):
     """weight ((1 - t) x + (1 + (pos_weight - 1) t) softplus(-x)), softplus computed stably."""
-    total = 0.0
-    for i in prange(input.size):
-        x, t = np.float64(input[i]), np.float64(target[i])
-        softplus_neg = math.log1p(math.exp(-abs(x))) + max(-x, 0.0)
-        v = weight[i] * ((1.0 - t) * x + (1.0 + (pos_weight[i] - 1.0) * t) * softplus_neg)
-        if reduce:
-            total += v
+    if t < 0:
+        each_share(threads)
+        return sum_in_order(partial)
+    grand = 0.0  # the serial run's total: the chunks' sums added in order, as sum_in_order does
+    c0, c1 = share_range(t, threads, (input.size + LOSS_CHUNK - 1) // LOSS_CHUNK)
+    for c in range(c0, c1):
+        lo, hi = c * LOSS_CHUNK, (c + 1) * LOSS_CHUNK
+        x_, t_, w_, pw_ = input[lo:hi], target[lo:hi], weight[lo:hi], pos_weight[lo:hi]
+        losses = out[lo:hi]
+        total = 0.0
+        for i in range(x_.size):
+            x, q = np.float64(x_[i]), np.float64(t_[i])
+            softplus_neg = math.log1p(math.exp(-abs(x))) + max(-x, 0.0)
+            v = w_[i] * ((1.0 - q) * x + (1.0 + (pw_[i] - 1.0) * q) * softplus_neg)
+            if reduce:
+                total += v
+            else:
+                losses[i] = v
+        if threads == 1:
+            grand += total
         else:
-            out[i] = v
-    return total
+            partial[c] = total
+    return grand
 
 
 @transcendental

@@ -10,13 +10,26 @@ Either way the reduced axis is cut into slabs when there are too few outputs to 
 core busy (a full reduction has one), and the slabs' partial results are combined at the end.
 """
 
+import functools
+from collections.abc import Callable
+
 import numpy as np
 from llvmlite import ir
 from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from firefly.kernels._jit import called_helper, inline_helper, memory_bound
+from firefly.kernels._jit import (
+    PARALLEL_MIN_MEMORY_BOUND,
+    called_helper,
+    driven_kernel,
+    each_share,
+    inline_helper,
+    memory_bound,
+    share_range,
+    sized_kernel,
+    thread_count,
+)
 
 # Reductions of fewer elements than this keep one task per output (row or column group);
 # larger ones with fewer than _TASKS outputs split the reduced axis into up to _TASKS slabs.
@@ -31,6 +44,71 @@ LANES = 32
 # float64 total (sum_chunked): each float32 lane then adds at most SUM_CHUNK / LANES terms,
 # so the relative error stays near 32 float32 roundings however long the row.
 SUM_CHUNK = 1024
+
+
+def partials_kernel(
+    work: Callable[..., object], stand_in: object, threshold: int = PARALLEL_MIN_MEMORY_BOUND
+) -> Callable[[Callable[..., object]], Callable[..., object]]:
+    """A reduction written as a driven kernel ``fn(t, threads, *args, partial)``
+    (``driven_kernel``), made the size-chosen kernel ``kernel(*args)``: ``sized_kernel``'s
+    serial run below ``threshold`` (or on one thread), its ``run_shares`` above, and its
+    ``serial``, ``parallel`` and ``threshold`` hooks.
+
+    ``partial = work(*args)`` is where the shares leave their partial results: ``each_share``
+    hands every share the kernel's own arguments, so the parallel run's caller makes it (with
+    the kernel's ``inline_helper``, called from Python). The serial run (threads 1) makes its
+    own, in the kernel, and is passed ``stand_in`` (or ``stand_in(*args)`` if it is a
+    function): an empty array of the work's Numba type, made once, so that one compile serves
+    both runs. The kernel combines the partials once: in its t < 0 call after ``each_share``
+    returns, or in the serial run after its loop.
+
+    Written as a prange loop with the combine after it, a reduction is one that the automatic
+    rewrite (``_shared_loop``) cannot cut into shares, and it compiled twice, serially and as
+    a parfor, the parfor's the costlier."""
+
+    def decorate(fn: Callable[..., object]) -> Callable[..., object]:
+        driven = driven_kernel(fn)
+        run = sized_kernel(fn, threshold)
+        by_arguments = callable(stand_in)
+
+        def builds(t, threads, *args):
+            # t >= 0: the serial run, or run_shares' rerun of each share after one raised: all
+            # of the kernel either way, since a share's partials would be lost with its array.
+            if t < 0:
+                return driven(t, threads, *args, work(*args))
+            return driven(0, 1, *args, stand_in(*args) if by_arguments else stand_in)
+
+        def first(t, threads, *args):
+            # Before the kernel is compiled or loaded, as sized_kernel's own build does: its
+            # code calls the threading layer's functions, whose symbols launching it registers.
+            thread_count()
+            run.driven = builds
+            return builds(t, threads, *args)
+
+        builds.dispatchers = first.dispatchers = (driven,)  # type: ignore[attr-defined]
+        run.driven = first  # sized_kernel's own build would rewrite fn's prange loop
+        return run
+
+    return decorate
+
+
+@inline_helper
+def sum_in_order(v):
+    """The float64 sum of a 1-D ``v``, added first to last: a partials_kernel's combine of its
+    chunks' sums, cheaper to compile than ``v.sum()`` (Numba's overload of np.sum)."""
+    total = 0.0
+    for i in range(v.size):
+        total += v[i]
+    return total
+
+
+# Stand-ins for the work arrays of partials_kernel's serial runs: float64, and of a dtype.
+EMPTY_1D, EMPTY_2D, EMPTY_3D = np.empty(0), np.empty((0, 0)), np.empty((0, 0, 0))
+
+
+@functools.cache
+def empty_3d(dtype: np.dtype) -> np.ndarray:
+    return np.empty((0, 0, 0), dtype)
 
 
 def _llvm_float_max(name, flags, doc):
@@ -70,6 +148,23 @@ def _slabs(O, R, I, min_rows):
     if O >= _TASKS or O * R * I < _SPLIT_MIN:
         return 1
     return max(1, min(_TASKS, R // min_rows))
+
+
+@inline_helper
+def _slab_count(x):
+    """The slabs that sum_forward, max_forward and max_backward cut each reduced run of the
+    (outer, reduced, inner) ``x`` into."""
+    O, R, I = x.shape
+    return _slabs(O, R, I, 1 if I == 1 else _MIN_SLAB_ROWS)
+
+
+@inline_helper
+def _sum_partials(x, scale, out):
+    """sum_forward's partial sums, (outer, slabs, inner) float64: empty (outer 0) when each
+    output takes one slab, which the share that owns it sums and writes straight to out."""
+    O, _, I = x.shape
+    slabs = _slab_count(x)
+    return np.empty((O if slabs > 1 else 0, slabs, I))
 
 
 @inline_helper
@@ -142,68 +237,89 @@ def _sum_rows_into(x, acc):
             acc[i] += xr[i]
 
 
-@memory_bound
-def sum_forward(x, scale, out):
+@partials_kernel(_sum_partials, EMPTY_3D)
+def sum_forward(t, threads, x, scale, out, partial):
     """out[o, i] = scale * sum_r x[o, r, i]. ``scale`` is 1 for sum and 1/count for mean.
 
     Sums accumulate in float64 whatever the input dtype, from quads of four elements added in
     the dtype: a float32 result is within 0.5 ulp + 2 * 2**-24 * sum(|x|) of the exact sum
     (the rounding of the result plus the quads' error; NumPy's pairwise float32 sum is bounded
     by log2(n) * 2**-24 * sum(|x|)), and it is correctly rounded wherever the quads add
-    exactly, as sums of numbers with few significant bits do.
+    exactly, as sums of numbers with few significant bits do. The slabs (``partial``, from
+    ``_sum_partials``) do not depend on the shares, so both runs add the same terms in the
+    same order.
     """
     O, R, I = x.shape
-    if I == 1:
-        x2 = x.reshape(O, R)
-        slabs = _slabs(O, R, 1, 1)
-        tasks = min(O * slabs, _TASKS)
-        if slabs == 1:  # many rows: each task sums its rows straight into out
-            for t in prange(tasks):
-                lanes = np.empty(LANES)  # one per task, not per row: rows may be short
-                for o in range(t * O // tasks, (t + 1) * O // tasks):
+    slabs = _slab_count(x) if threads == 1 else partial.shape[1]
+    if threads == 1 and slabs > 1:  # the serial run's own partials, when it needs them
+        partial = _sum_partials(x, scale, out)
+    if t < 0:
+        each_share(threads)
+    else:
+        o0, o1 = share_range(t, threads, O * slabs)  # items: (outer, slab) pairs
+        if I == 1:
+            x2 = x.reshape(O, R)
+            lanes = np.empty(LANES)  # one per share, not per row: rows may be short
+            if slabs == 1:  # many rows, each summed straight into out
+                for o in range(o0, o1):
                     out[o, 0] = sum_contiguous(x2[o], lanes) * scale
-            return
-        partial = np.empty((O, slabs))
-        for t in prange(tasks):
-            lanes = np.empty(LANES)
-            for os in range(t * O * slabs // tasks, (t + 1) * O * slabs // tasks):
+            else:
+                for os in range(o0, o1):
+                    o, s = os // slabs, os % slabs
+                    v = x2[o, s * R // slabs : (s + 1) * R // slabs]
+                    partial[o, s, 0] = sum_contiguous(v, lanes)
+        else:
+            acc = np.empty(I)
+            for os in range(o0, o1):
                 o, s = os // slabs, os % slabs
-                partial[o, s] = sum_contiguous(x2[o, s * R // slabs : (s + 1) * R // slabs], lanes)
+                total = acc if slabs == 1 else partial[o, s]
+                total[:] = 0.0
+                _sum_rows_into(x[o, s * R // slabs : (s + 1) * R // slabs], total)
+                if slabs == 1:
+                    orow = out[o]
+                    for i in range(I):
+                        orow[i] = total[i] * scale
+        if threads > 1:
+            return
+    if slabs > 1:  # once, after every share: the slabs' sums, added in order
         for o in range(O):
-            total = 0.0
-            for s in range(slabs):
-                total += partial[o, s]
-            out[o, 0] = total * scale
-        return
-    slabs = _slabs(O, R, I, _MIN_SLAB_ROWS)
-    partial = np.zeros((O, slabs, I))
-    for os in prange(O * slabs):
-        o, s = os // slabs, os % slabs
-        _sum_rows_into(x[o, s * R // slabs : (s + 1) * R // slabs], partial[o, s])
-    for o in prange(O):
-        total = partial[o, 0]
-        for s in range(1, slabs):
-            prow = partial[o, s]
+            total = partial[o, 0]
+            for s in range(1, slabs):
+                prow = partial[o, s]
+                for i in range(I):
+                    total[i] += prow[i]
+            orow = out[o]
             for i in range(I):
-                total[i] += prow[i]
-        orow = out[o]
-        for i in range(I):
-            orow[i] = total[i] * scale
+                orow[i] = total[i] * scale
 
 
-@memory_bound
-def sum_flat(x, scale, out):
+@inline_helper
+def _flat_partials(x, scale, out):
+    """sum_flat's slab sums: the slabs that sum_forward cuts one row of x.size into."""
+    # _slabs(1, n, 1, 1) spelled out: its min and max are two more functions to compile, for
+    # the kernel that every full reduction (a loss) compiles first.
+    return np.empty(1 if x.size < _SPLIT_MIN else _TASKS)
+
+
+@partials_kernel(_flat_partials, EMPTY_1D)
+def sum_flat(t, threads, x, scale, out, partial):
     """out[0] = scale * sum(x) over a flat ``x``: the full reduction (a loss, say). It cuts
     ``x`` into the slabs that ``sum_forward`` cuts one row into, so the two agree bit for bit,
     and it is cheaper to call and far cheaper to compile."""
     (n,) = x.shape  # flat only: another rank is a typing error, not a wild read
     (_,) = out.shape
-    # _slabs(1, n, 1, 1) spelled out: its min and max are two more functions to compile, in
-    # the kernel that every full reduction (a loss) compiles first.
-    slabs = 1 if n < _SPLIT_MIN else _TASKS
-    partial = np.empty(slabs)
-    for s in prange(slabs):
-        partial[s] = sum_contiguous(x[s * n // slabs : (s + 1) * n // slabs], np.empty(LANES))
+    if threads == 1:
+        partial = _flat_partials(x, scale, out)
+    slabs = partial.size
+    if t < 0:
+        each_share(threads)
+    else:
+        s0, s1 = share_range(t, threads, slabs)
+        lanes = np.empty(LANES)
+        for s in range(s0, s1):
+            partial[s] = sum_contiguous(x[s * n // slabs : (s + 1) * n // slabs], lanes)
+        if threads > 1:
+            return
     total = 0.0
     for s in range(slabs):
         total += partial[s]
@@ -226,22 +342,22 @@ def sum_flat_backward(grad, scale, dx):
 def sum_backward(grad, scale, dx):
     """dx[o, r, i] = scale * grad[o, i]: the gradient of sum and mean, broadcast back."""
     O, R, I = dx.shape
-    if I == 1:
-        # A full sum's (or a last-axis sum's) gradient: one value per outer index, filled
-        # along R. Written through (O, R), the fill is a contiguous store that vectorizes;
-        # through dx[o, r] with I = 1 it ran one element per loop trip, 20x slower.
-        fill = dx.reshape(O, R)
-        for o in range(O):
-            value = grad[o, 0] * scale
-            for r in prange(R):
-                fill[o, r] = value
-        return
+    # One prange loop for both layouts, so that it compiles once for the serial and the
+    # parallel run (sized_kernel cuts it into shares). A full sum's (or a last-axis sum's)
+    # gradient, I == 1, is one value per outer index filled along R: written through (O, R), the
+    # fill is a contiguous store that vectorizes; through dx[o, r] with I = 1 it ran one element
+    # per loop trip, 20x slower.
+    fill = dx.reshape(O, R * I)
     for o in range(O):  # nested, not a flat prange with // and % per row: rows may be short
         grow = grad[o]
+        value = grow[0] * scale if I == 1 else 0.0
         for r in prange(R):
-            drow = dx[o, r]
-            for i in range(I):
-                drow[i] = grow[i] * scale
+            if I == 1:
+                fill[o, r] = value
+            else:
+                drow = dx[o, r]
+                for i in range(I):
+                    drow[i] = grow[i] * scale
 
 
 # ``maxnum`` with ``nnan`` is one ``vmaxps`` on x86, and a running one vectorizes into register
@@ -305,86 +421,122 @@ def _max_rows_into(x, acc):
             acc[i] = _maximum(acc[i], xr[i])
 
 
-@memory_bound
-def max_forward(x, out):
+@inline_helper
+def _max_partials(x, out):
+    """max_forward's partial maxima, (outer, slabs, inner) in x's dtype: empty (outer 0) when
+    each output takes one slab, which the share that owns it writes straight to out."""
+    O, _, I = x.shape
+    slabs = _slab_count(x)
+    return np.empty((O if slabs > 1 else 0, slabs, I), x.dtype)
+
+
+@partials_kernel(_max_partials, lambda x, out: empty_3d(x.dtype))
+def max_forward(t, threads, x, out, partial):
     """out[o, i] = max_r x[o, r, i]; any NaN among the reduced elements gives NaN, as np.max."""
     O, R, I = x.shape
-    if I == 1:
-        x2 = x.reshape(O, R)
-        slabs = _slabs(O, R, 1, 1)
-        tasks = min(O * slabs, _TASKS)
-        if slabs == 1:  # many rows: each task takes its rows straight into out
-            for t in prange(tasks):
-                for o in range(t * O // tasks, (t + 1) * O // tasks):
-                    out[o, 0] = max_contiguous(x2[o])
-            return
-        partial = np.empty((O, slabs), x.dtype)
-        for t in prange(tasks):
-            for os in range(t * O * slabs // tasks, (t + 1) * O * slabs // tasks):
-                o, s = os // slabs, os % slabs
-                partial[o, s] = max_contiguous(x2[o, s * R // slabs : (s + 1) * R // slabs])
-        for o in range(O):
-            out[o, 0] = max_contiguous(partial[o])
-        return
-    slabs = _slabs(O, R, I, _MIN_SLAB_ROWS)
-    # Each slab starts from its first row; with one slab that is the whole reduction, in out.
-    partial = out.reshape(O, 1, I) if slabs == 1 else np.empty((O, slabs, I), x.dtype)
-    for os in prange(O * slabs):
-        o, s = os // slabs, os % slabs
-        r0, r1 = s * R // slabs, (s + 1) * R // slabs
-        prow = partial[o, s]
-        prow[:] = x[o, r0]
-        _max_rows_into(x[o, r0 + 1 : r1], prow)
-    if slabs > 1:
-        for o in prange(O):
-            orow = out[o]
-            orow[:] = partial[o, 0]
-            _max_rows_into(partial[o, 1:], orow)
-
-
-@memory_bound
-def max_backward(grad, x, out, dx):
-    """Sends grad to the maximal elements, split evenly among ties (as torch.amax does).
-
-    Where the maximum is NaN nothing equals it, and the whole gradient is zero.
-    """
-    O, R, I = x.shape
-    slabs = _slabs(O, R, I, 1 if I == 1 else _MIN_SLAB_ROWS)
-    ties = np.zeros((O, slabs, I))
-    x2, dx2 = x.reshape(O, R * I), dx.reshape(O, R * I)  # used when I == 1: rows
-    if I == 1:
-        for os in prange(O * slabs):
-            o, s = os // slabs, os % slabs
-            m = out[o, 0]
-            count = 0.0
-            for r in range(s * R // slabs, (s + 1) * R // slabs):
-                count += x2[o, r] == m
-            ties[o, s, 0] = count
+    slabs = _slab_count(x) if threads == 1 else partial.shape[1]
+    if threads == 1 and slabs > 1:  # the serial run's own partials, when it needs them
+        partial = _max_partials(x, out)
+    if t < 0:
+        each_share(threads)
     else:
-        for os in prange(O * slabs):
-            o, s = os // slabs, os % slabs
-            orow, trow = out[o], ties[o, s]
-            for r in range(s * R // slabs, (s + 1) * R // slabs):
-                xr = x[o, r]
-                for i in range(I):
-                    trow[i] += xr[i] == orow[i]
-    share = np.empty((O, I))
+        o0, o1 = share_range(t, threads, O * slabs)  # items: (outer, slab) pairs
+        if I == 1:
+            x2 = x.reshape(O, R)
+            if slabs == 1:  # many rows, each taken straight into out
+                for o in range(o0, o1):
+                    out[o, 0] = max_contiguous(x2[o])
+            else:
+                for os in range(o0, o1):
+                    o, s = os // slabs, os % slabs
+                    partial[o, s, 0] = max_contiguous(x2[o, s * R // slabs : (s + 1) * R // slabs])
+        else:
+            for os in range(o0, o1):
+                o, s = os // slabs, os % slabs
+                r0, r1 = s * R // slabs, (s + 1) * R // slabs
+                # Each slab starts from its first row; one slab is the whole reduction, in out.
+                prow = out[o] if slabs == 1 else partial[o, s]
+                prow[:] = x[o, r0]
+                _max_rows_into(x[o, r0 + 1 : r1], prow)
+        if threads > 1:
+            return
+    if slabs > 1:  # once, after every share
+        for o in range(O):
+            orow = out[o]
+            if I == 1:
+                orow[0] = max_contiguous(partial.reshape(O, slabs)[o])
+            else:
+                orow[:] = partial[o, 0]
+                _max_rows_into(partial[o, 1:], orow)
+
+
+@inline_helper
+def _share_of_each_maximum(grad, ties):
+    """ties[o, 0, i] = grad[o, i] / (the maxima counted in every slab of output (o, i))."""
+    O, slabs, I = ties.shape
     for o in range(O):
         for i in range(I):
             count = 0.0
             for s in range(slabs):
                 count += ties[o, s, i]
-            share[o, i] = grad[o, i] / count
-    if I == 1:
-        for os in prange(O * slabs):
+            ties[o, 0, i] = grad[o, i] / count
+
+
+@inline_helper
+def _max_ties(grad, x, out, dx):
+    """max_backward's work, flat float64: a flag, 1 while the shares write the gradient (their
+    second pass), then the maxima counted per (outer, slab, inner)."""
+    O, _, I = x.shape
+    return np.zeros(1 + O * _slab_count(x) * I)
+
+
+@partials_kernel(_max_ties, EMPTY_1D)
+def max_backward(t, threads, grad, x, out, dx, work):
+    """Sends grad to the maximal elements, split evenly among ties (as torch.amax does).
+
+    Where the maximum is NaN nothing equals it, and the whole gradient is zero. Two passes over
+    the (outer, slab) items: one counts the maxima, one writes the gradient; between them the
+    counts of each output are added in order, once, into its share of the gradient.
+    """
+    O, R, I = x.shape
+    if threads == 1:
+        work = _max_ties(grad, x, out, dx)
+    slabs = (work.size - 1) // (O * I) if O * I > 0 else 1
+    ties, second_pass = work[1:].reshape((O, slabs, I)), work[:1]
+    if t < 0:
+        each_share(threads)
+        _share_of_each_maximum(grad, ties)
+        second_pass[0] = 1
+        each_share(threads)
+        return
+    o0, o1 = share_range(t, threads, O * slabs)
+    x2, dx2 = x.reshape(O, R * I), dx.reshape(O, R * I)  # used when I == 1: rows
+    if second_pass[0] == 0:
+        for os in range(o0, o1):
             o, s = os // slabs, os % slabs
-            m, g = out[o, 0], share[o, 0]
+            if I == 1:
+                m = out[o, 0]
+                count = 0.0
+                for r in range(s * R // slabs, (s + 1) * R // slabs):
+                    count += x2[o, r] == m
+                ties[o, s, 0] = count
+            else:
+                orow, trow = out[o], ties[o, s]
+                for r in range(s * R // slabs, (s + 1) * R // slabs):
+                    xr = x[o, r]
+                    for i in range(I):
+                        trow[i] += xr[i] == orow[i]
+        if threads > 1:
+            return
+        _share_of_each_maximum(grad, ties)
+    for os in range(o0, o1):
+        o, s = os // slabs, os % slabs
+        if I == 1:
+            m, g = out[o, 0], ties[o, 0, 0]
             for r in range(s * R // slabs, (s + 1) * R // slabs):
                 dx2[o, r] = g if x2[o, r] == m else 0.0
-    else:
-        for os in prange(O * slabs):
-            o, s = os // slabs, os % slabs
-            orow, srow = out[o], share[o]
+        else:
+            orow, srow = out[o], ties[o, 0]
             for r in range(s * R // slabs, (s + 1) * R // slabs):
                 xr, drow = x[o, r], dx[o, r]
                 for i in range(I):

@@ -17,16 +17,18 @@ def cumsum_along(x, reverse, out):
     """out[o, k, i] = sum of x[o, j, i] for j <= k (j >= k when ``reverse``), summed in float64
     as torch's CPU cumsum accumulates."""
     O, K, I = x.shape
-    if I == 1:  # along the last dim: one running sum per row
-        for o in prange(O):
-            acc = 0.0
+    # Along the last dim (I == 1) a task is one row's running sum; down columns, a block of
+    # _BLOCK columns. One prange loop for both, so that it compiles once for the serial and the
+    # parallel run (sized_kernel cuts it into shares).
+    blocks = 1 if I == 1 else (I + _BLOCK - 1) // _BLOCK
+    for task in prange(O * blocks):
+        if I == 1:
+            acc1 = 0.0
             for step in range(K):
                 k = K - 1 - step if reverse else step
-                acc += x[o, k, 0]
-                out[o, k, 0] = acc
-        return
-    blocks = (I + _BLOCK - 1) // _BLOCK
-    for task in prange(O * blocks):
+                acc1 += x[task, k, 0]
+                out[task, k, 0] = acc1
+            continue
         o = task // blocks
         start = (task % blocks) * _BLOCK
         stop = min(start + _BLOCK, I)

@@ -83,23 +83,22 @@ def gather_strided(src, offset, shape, strides, out):
     inner, inner_stride = shape[nd - 1], strides[nd - 1]
     rows, row_stride = (shape[nd - 2], strides[nd - 2]) if nd >= 2 else (1, 0)
     planes = out.size // (rows * inner)
-    if row_stride == 1 and inner_stride != 1 and inner >= TRANSPOSE_COLUMNS_PER_PASS:
-        # The last two axes swapped (a transpose): the source's rows are the output's columns.
-        blocks = (rows + TRANSPOSE_ROWS_PER_ITEM - 1) // TRANSPOSE_ROWS_PER_ITEM
-        for item in prange(planes * blocks):
-            plane = item // blocks
-            first_row = (item - plane * blocks) * TRANSPOSE_ROWS_PER_ITEM
-            start = _start(plane, offset, shape, strides, nd - 2) + first_row
-            first = (plane * rows + first_row) * inner
-            count = min(TRANSPOSE_ROWS_PER_ITEM, rows - first_row)
-            _transpose_rows(src, start, inner_stride, out, first, count, inner)
-        return
-    blocks = (rows + GATHER_ROWS_PER_ITEM - 1) // GATHER_ROWS_PER_ITEM
+    # The last two axes swapped (a transpose): the source's rows are the output's columns.
+    # Either way one prange loop over (plane, block of rows) items, so that the loop compiles
+    # once for the serial and the parallel run (sized_kernel cuts it into shares).
+    transpose = row_stride == 1 and inner_stride != 1 and inner >= TRANSPOSE_COLUMNS_PER_PASS
+    per_item = TRANSPOSE_ROWS_PER_ITEM if transpose else GATHER_ROWS_PER_ITEM
+    blocks = (rows + per_item - 1) // per_item
     for item in prange(planes * blocks):
         plane = item // blocks
-        first_row = (item - plane * blocks) * GATHER_ROWS_PER_ITEM
+        first_row = (item - plane * blocks) * per_item
         plane_start = _start(plane, offset, shape, strides, nd - 2)
-        for row in range(first_row, min(first_row + GATHER_ROWS_PER_ITEM, rows)):
+        if transpose:
+            first = (plane * rows + first_row) * inner
+            count = min(per_item, rows - first_row)
+            _transpose_rows(src, plane_start + first_row, inner_stride, out, first, count, inner)
+            continue
+        for row in range(first_row, min(first_row + per_item, rows)):
             start = plane_start + row * row_stride
             first = (plane * rows + row) * inner
             if inner_stride == 1:
