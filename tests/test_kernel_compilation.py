@@ -584,6 +584,28 @@ def test_a_prange_loop_compiles_once_and_runs_in_shares(monkeypatch, threads):
         assert all(len(b.signatures) == 1 and not b.targetoptions["parallel"] for b in builds)
 
 
+def _checked_roots(x, out):
+    for i in prange(x.size):
+        if x[i] < 0.0:
+            raise ValueError("a negative element")
+        out[i] = x[i] ** 0.5
+
+
+def test_an_error_in_a_share_is_raised_by_the_parallel_run(monkeypatch):
+    from firefly.kernels import _jit
+
+    monkeypatch.setattr(_jit._cache, "cache_enabled", False)
+    roots = _jit.sized_kernel(_checked_roots, threshold=0)
+    x = np.arange(100.0)
+    out = np.empty(100)
+    roots(x, out)
+    np.testing.assert_array_equal(out, np.sqrt(x))
+    x[77] = -1.0
+    for run in (roots.serial, roots.parallel):
+        with pytest.raises(ValueError, match="a negative element"):
+            run(x, out)
+
+
 def test_a_loop_that_shares_cannot_split_gets_a_serial_and_a_parfor_build(monkeypatch):
     from firefly.kernels import _jit
 

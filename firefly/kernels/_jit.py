@@ -21,6 +21,7 @@ import threading
 import time
 import types
 from collections.abc import Callable
+from typing import Any
 
 import numba
 import numpy as np
@@ -617,36 +618,65 @@ def _renamed(fn, suffix):
 
 def _parfor_launcher(fn):
     """For a loop that ``_shared_loop`` cannot cut into shares (several prange loops, or work
-    after one): its parfor build, called as a launcher is (``launch(shares, *args)``,
-    returning 0 raised shares: the parfor build raises itself)."""
+    after one): its parfor build, called as a launcher is (``launch(shares, *args)``; the
+    parfor build raises a share's error itself)."""
     parallel = _jit(_renamed(fn, "__parallel"), parallel=True)
 
     def launch(shares, *args):
-        parallel(*args)
-        return 0
+        return parallel(*args)
 
     return launch, parallel
 
 
-def sized_kernel(fn, threshold):
-    """A loop written with ``prange``, run on the calling thread, or, when its first or last
-    argument (the main input, the output) has at least ``threshold`` elements and Numba has
-    more than one thread, in ``SHARES_PER_THREAD`` shares per thread at once on Numba's
-    threads.
+def _serial_build(fn):
+    """``sized_kernel``'s serial run: the loop compiled as written."""
+    build = _jit(fn, parallel=False)
+    return build, (build,)
 
-    The serial run is ``fn`` compiled as it is written. The parallel run is ``fn``'s loop
-    rewritten to run one share of its range (``_shared_loop``), and a small launcher that runs
-    the shares (``_launcher``), both compiled at the first parallel call: together a fraction
-    of the parfor build they replace (the parfor pass, and the loop body optimized again in
-    its gufunc), and nothing for a process whose arrays stay small. The serial run does not
-    call the share loop with one share of all: with a share's bounds unknown to LLVM, the loop
-    compiles slower (more runtime checks around the vectorized loop; docs/architecture.md has
-    the numbers). A loop that cannot be cut into shares gets its parfor build
-    (``_parfor_launcher``).
 
-    Returns a function, with ``serial`` and ``parallel`` attributes that run the kernel either
-    way whatever the size, ``threshold``, read per call (a test sets it to force either run),
-    and ``dispatchers()``, the Numba dispatchers (the serial build's, made by asking, and the
+def _share_run(fn):
+    """``sized_kernel``'s parallel run: the loop cut into shares and their launcher, or the
+    loop's parfor build where it cannot be cut."""
+    try:
+        loop = _jit(_shared_loop(fn), parallel=False)
+    except SharesError:
+        launch, parallel = _parfor_launcher(fn)
+        return launch, None, (parallel,)
+
+    def rerun(shares, *args):
+        for t in range(shares):
+            loop(t, shares, *args)
+
+    launcher = _launcher(fn, loop)
+
+    def launch(shares, *args):
+        if launcher(shares, *args):
+            raise _ShareRaised("a share raised")
+
+    return launch, rerun, (loop, launcher)
+
+
+def size_chosen(
+    fn: Callable[..., object],
+    threshold: int,
+    make_serial: Callable[[], tuple],
+    make_parallel: Callable[[], tuple],
+) -> Callable[..., object]:
+    """The kernel ``kernel(*args)`` named after ``fn``: its serial run, or, when its first or
+    last argument (the main input, the output) has at least ``threshold`` elements and Numba
+    has more than one thread, its parallel run in ``SHARES_PER_THREAD`` shares per thread.
+
+    Each run is made on its first use: ``make_serial()`` returns ``(serial, dispatchers)``,
+    ``serial(*args)`` the serial run; ``make_parallel()`` returns ``(launch, rerun,
+    dispatchers)``, ``launch(shares, *args)`` running the shares at once and returning the
+    kernel's result, or raising ``_ShareRaised`` if a share raised, and ``rerun(shares,
+    *args)`` running them again on the calling thread to raise the error (None where launch
+    raises it itself). ``sized_kernel`` makes both from a
+    prange loop; ``reduce.partials_kernel`` from a driven kernel.
+
+    The result has ``serial`` and ``parallel`` attributes that run the kernel either way
+    whatever the size, ``threshold``, read per call (a test sets it to force either run), and
+    ``dispatchers()``, the Numba dispatchers (the serial run's, made by asking, and the
     parallel run's once it has run). Nothing is made until the first call, so that importing
     firefly parses no kernel's source and builds no dispatcher. A closure rather than an
     object with ``__call__``: it runs once per op, and a Python-level ``__call__`` costs twice
@@ -657,8 +687,9 @@ def sized_kernel(fn, threshold):
     def build():
         with building:
             if run.serial_build is None:
-                run.serial_build = _jit(fn, parallel=False)
-                run.builds = (run.serial_build, *run.builds)
+                serial_build, made = make_serial()
+                run.builds = (*made, *run.builds)
+                run.serial_build = serial_build
         return run.serial_build
 
     def launched(threads, args):
@@ -668,22 +699,15 @@ def sized_kernel(fn, threshold):
                     # Its code calls the threading layer's functions, whose symbols launching
                     # the layer registers: before it is compiled or loaded (run_shares).
                     thread_count()
-                    try:
-                        run.loop = _jit(_shared_loop(fn), parallel=False)
-                        launch = _launcher(fn, run.loop)
-                        made = (run.loop, launch)
-                    except SharesError:
-                        launch, parallel = _parfor_launcher(fn)
-                        made = (parallel,)
+                    launch, run.rerun, made = make_parallel()
                     run.builds += made
                     run.launch = launch
         shares = threads * SHARES_PER_THREAD
-        with _parallel_lock:
-            if not run.launch(shares, *args):
-                return None
-        for t in range(shares):  # a share raised: each again, here, to raise its error
-            run.loop(t, shares, *args)
-        return None
+        try:
+            with _parallel_lock:
+                return run.launch(shares, *args)
+        except _ShareRaised:
+            return run.rerun(shares, *args)  # each share again, here, to raise its error
 
     def serial(*args):
         return (run.serial_build or build())(*args)
@@ -702,19 +726,33 @@ def sized_kernel(fn, threshold):
         build()
         return run.builds
 
-    run.serial_build = run.loop = run.launch = None
-    run.builds = ()
-    run.threshold, run.serial, run.parallel, run.dispatchers = (
-        threshold,
-        serial,
-        parallel,
-        dispatchers,
-    )
-    run.__name__, run.__qualname__, run.__doc__ = fn.__name__, fn.__qualname__, fn.__doc__
-    run.__wrapped__ = fn  # the loop as written (inspect.signature follows it)
-    run.__module__ = fn.__module__
+    kernel: Any = run  # a function with attributes
+    kernel.serial_build = kernel.launch = kernel.rerun = None
+    kernel.builds = ()
+    kernel.threshold, kernel.serial, kernel.parallel = threshold, serial, parallel
+    kernel.dispatchers = dispatchers
+    kernel.__name__, kernel.__qualname__ = fn.__name__, fn.__qualname__
+    kernel.__doc__, kernel.__module__ = fn.__doc__, fn.__module__
+    kernel.__wrapped__ = fn  # the kernel as written (inspect.signature follows it)
     _sized_kernels[id(run)] = run
     return run
+
+
+def sized_kernel(fn, threshold):
+    """A loop written with ``prange``, run on the calling thread, or in shares on all of
+    Numba's threads, as its size chooses (``size_chosen``).
+
+    The serial run is ``fn`` compiled as it is written. The parallel run is ``fn``'s loop
+    rewritten to run one share of its range (``_shared_loop``), and a small launcher that runs
+    the shares (``_launcher``), both compiled at the first parallel call: together a fraction
+    of the parfor build they replace (the parfor pass, and the loop body optimized again in
+    its gufunc), and nothing for a process whose arrays stay small. The serial run does not
+    call the share loop with one share of all: with a share's bounds unknown to LLVM, the loop
+    compiles slower (more runtime checks around the vectorized loop; docs/architecture.md has
+    the numbers). A loop that cannot be cut into shares gets its parfor build
+    (``_parfor_launcher``).
+    """
+    return size_chosen(fn, threshold, lambda: _serial_build(fn), lambda: _share_run(fn))
 
 
 def is_sized_kernel(obj):

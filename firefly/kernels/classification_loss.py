@@ -12,11 +12,10 @@ from firefly.kernels._jit import (
     PARALLEL_MIN_MEMORY_BOUND,
     PARALLEL_MIN_TRANSCENDENTAL,
     assume_nonnegative,
-    each_share,
     memory_bound,
-    share_range,
     transcendental,
 )
+from firefly.kernels._shares import each_share, share_range
 from firefly.kernels.reduce import EMPTY_2D, partials_kernel, sum_in_order
 
 # Samples per partial sum of a forward: each share sums whole chunks, and the chunks' sums are

@@ -3,7 +3,10 @@
 import numpy as np
 from numba import prange
 
-from firefly.kernels._jit import each_share, memory_bound, share_range
+from firefly.kernels._jit import (
+    memory_bound,
+)
+from firefly.kernels._shares import each_share, share_range
 from firefly.kernels.reduce import EMPTY_1D, partials_kernel, sum_in_order
 
 # Elements per partial sum of mse_forward: partial sums keep float64 accumulation accurate and

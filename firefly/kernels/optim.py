@@ -57,12 +57,11 @@ from numba import prange
 from firefly.kernels._jit import (
     build_specialised,
     called_helper,
-    each_share,
     inline_helper,
     kernel,
     memory_bound,
-    share_range,
 )
+from firefly.kernels._shares import each_share, share_range
 from firefly.kernels.reduce import EMPTY_2D, partials_kernel
 from firefly.kernels.vmath import like
 

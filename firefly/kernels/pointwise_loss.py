@@ -14,13 +14,12 @@ from numba import prange
 from firefly.kernels._jit import (
     PARALLEL_MIN_MEMORY_BOUND,
     PARALLEL_MIN_TRANSCENDENTAL,
-    each_share,
     inline_helper,
     memory_bound,
-    share_range,
     specialise,
     transcendental,
 )
+from firefly.kernels._shares import each_share, share_range
 from firefly.kernels.reduce import EMPTY_1D, partials_kernel, sum_in_order
 
 # Elements per partial sum of a reducing forward: each share sums whole chunks, and the chunks'

@@ -23,13 +23,12 @@ from firefly.kernels._jit import (
     PARALLEL_MIN_MEMORY_BOUND,
     called_helper,
     driven_kernel,
-    each_share,
     inline_helper,
     memory_bound,
-    share_range,
-    sized_kernel,
+    size_chosen,
     thread_count,
 )
+from firefly.kernels._shares import each_share, share_range
 
 # Reductions of fewer elements than this keep one task per output (row or column group);
 # larger ones with fewer than _TASKS outputs split the reduced axis into up to _TASKS slabs.
@@ -50,9 +49,9 @@ def partials_kernel(
     work: Callable[..., object], stand_in: object, threshold: int = PARALLEL_MIN_MEMORY_BOUND
 ) -> Callable[[Callable[..., object]], Callable[..., object]]:
     """A reduction written as a driven kernel ``fn(t, threads, *args, partial)``
-    (``driven_kernel``), made the size-chosen kernel ``kernel(*args)``: ``sized_kernel``'s
-    serial run below ``threshold`` (or on one thread), its ``run_shares`` above, and its
-    ``serial``, ``parallel`` and ``threshold`` hooks.
+    (``driven_kernel``), made the size-chosen kernel ``kernel(*args)`` (``size_chosen``): the
+    serial run (share 0 of 1) below ``threshold`` or on one thread, ``each_share`` above, with
+    the ``serial``, ``parallel`` and ``threshold`` hooks of every size-chosen kernel.
 
     ``partial = work(*args)`` is where the shares leave their partial results: ``each_share``
     hands every share the kernel's own arguments, so the parallel run's caller makes it (with
@@ -68,26 +67,24 @@ def partials_kernel(
 
     def decorate(fn: Callable[..., object]) -> Callable[..., object]:
         driven = driven_kernel(fn)
-        run = sized_kernel(fn, threshold)
         by_arguments = callable(stand_in)
 
-        def builds(t, threads, *args):
-            # t >= 0: the serial run, or run_shares' rerun of each share after one raised: all
-            # of the kernel either way, since a share's partials would be lost with its array.
-            if t < 0:
-                return driven(t, threads, *args, work(*args))
+        def serial(*args):
             return driven(0, 1, *args, stand_in(*args) if by_arguments else stand_in)
 
-        def first(t, threads, *args):
-            # Before the kernel is compiled or loaded, as sized_kernel's own build does: its
-            # code calls the threading layer's functions, whose symbols launching it registers.
+        def make_serial():
+            # Before the kernel is compiled or loaded: its code calls the threading layer's
+            # functions, whose symbols launching the layer registers (run_shares).
             thread_count()
-            run.driven = builds
-            return builds(t, threads, *args)
+            return serial, (driven,)
 
-        builds.dispatchers = first.dispatchers = (driven,)  # type: ignore[attr-defined]
-        run.driven = first  # sized_kernel's own build would rewrite fn's prange loop
-        return run
+        def launch(shares, *args):
+            return driven(-1, shares, *args, work(*args))
+
+        def rerun(shares, *args):
+            return serial(*args)  # all of the kernel: a share's partials are lost with its array
+
+        return size_chosen(fn, threshold, make_serial, lambda: (launch, rerun, ()))
 
     return decorate
 
