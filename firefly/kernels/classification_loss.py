@@ -31,7 +31,7 @@ def _chunk_sums(x, *rest):
 
 
 @partials_kernel(_chunk_sums, EMPTY_2D, PARALLEL_MIN_MEMORY_BOUND)
-def nll_forward(t, threads, x, target, weight, ignore_index, losses, partial):
+def nll_forward(t, threads, partial, x, target, weight, ignore_index, losses):
     """losses[o, i] = -weight[t] * x[o, t, i] with t = target[o, i] (0 where ignored);
     returns (sum of losses, sum of the weights of the samples counted)."""
     O, C, I = x.shape
@@ -80,6 +80,7 @@ def nll_backward(grad, per_sample, scale, target, weight, ignore_index, dx):
 def cross_entropy_forward(
     t,
     threads,
+    partial,
     x,
     target,
     probs,
@@ -90,7 +91,6 @@ def cross_entropy_forward(
     losses,
     shift,
     log_sum,
-    partial,
 ):
     """Fused log-softmax and cross-entropy per sample of logits x (outer, C, inner).
 

@@ -21,7 +21,7 @@ def _mse_partials(input, target, scale, out):
 
 
 @partials_kernel(_mse_partials, EMPTY_1D)
-def mse_forward(t, threads, input, target, scale, out, partial):
+def mse_forward(t, threads, partial, input, target, scale, out):
     """out[0] = scale * sum((input - target) ** 2), in one pass over flat arrays."""
     if t < 0:
         each_share(threads)

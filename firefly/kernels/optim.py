@@ -135,7 +135,7 @@ def _norm_partials(grad, norm_type, total):
 
 
 @partials_kernel(_norm_partials, EMPTY_2D)
-def grad_norm_power_sum(t, threads, grad, norm_type, total, partials):
+def grad_norm_power_sum(t, threads, partials, grad, norm_type, total):
     """total[0] += sum |g|**norm_type over ``grad`` (for norm_type inf, total[0] = max(total[0],
     max |g|), NaN if either is NaN or any element is NaN, as torch's inf-norm), accumulated in
     float64 (the 2-norm's squares in fours in the gradient's dtype first). ``total`` is a

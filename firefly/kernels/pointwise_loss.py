@@ -79,7 +79,7 @@ def _placeholder(*args):
 LOSS = SLOPE = _placeholder
 
 
-def _difference_loss_forward(t, threads, input, target, param, reduce, out, partial):
+def _difference_loss_forward(t, threads, partial, input, target, param, reduce, out):
     if t < 0:
         each_share(threads)
         return sum_in_order(partial)
@@ -133,7 +133,7 @@ huber_forward, huber_backward = _difference_loss("huber", _huber, _huber_slope)
 
 
 @partials_kernel(_chunk_sums, EMPTY_1D, PARALLEL_MIN_TRANSCENDENTAL)
-def bce_forward(t, threads, input, target, weight, reduce, out, partial):
+def bce_forward(t, threads, partial, input, target, weight, reduce, out):
     """-weight (t log p + (1 - t) log(1 - p)), each log clamped at -100 as in torch."""
     if t < 0:
         each_share(threads)
@@ -171,7 +171,7 @@ def bce_backward(grad, per_element, scale, input, target, weight, need_target, d
 
 
 @partials_kernel(_chunk_sums, EMPTY_1D, PARALLEL_MIN_TRANSCENDENTAL)
-def bce_with_logits_forward(t, threads, input, target, weight, pos_weight, reduce, out, partial):
+def bce_with_logits_forward(t, threads, partial, input, target, weight, pos_weight, reduce, out):
     """weight ((1 - t) x + (1 + (pos_weight - 1) t) softplus(-x)), softplus computed stably."""
     if t < 0:
         each_share(threads)

@@ -48,7 +48,7 @@ SUM_CHUNK = 1024
 def partials_kernel(
     work: Callable[..., object], stand_in: object, threshold: int = PARALLEL_MIN_MEMORY_BOUND
 ) -> Callable[[Callable[..., object]], Callable[..., object]]:
-    """A reduction written as a driven kernel ``fn(t, threads, *args, partial)``
+    """A reduction written as a driven kernel ``fn(t, threads, partial, *args)``
     (``driven_kernel``), made the size-chosen kernel ``kernel(*args)`` (``size_chosen``): the
     serial run (share 0 of 1) below ``threshold`` or on one thread, ``each_share`` above, with
     the ``serial``, ``parallel`` and ``threshold`` hooks of every size-chosen kernel.
@@ -67,10 +67,14 @@ def partials_kernel(
 
     def decorate(fn: Callable[..., object]) -> Callable[..., object]:
         driven = driven_kernel(fn)
-        by_arguments = callable(stand_in)
 
-        def serial(*args):
-            return driven(0, 1, *args, stand_in(*args) if by_arguments else stand_in)
+        if callable(stand_in):
+
+            def serial(*args):
+                return driven(0, 1, stand_in(*args), *args)
+
+        else:  # no Python frame between the op and the kernel
+            serial = functools.partial(driven, 0, 1, stand_in)
 
         def make_serial():
             # Before the kernel is compiled or loaded: its code calls the threading layer's
@@ -79,7 +83,7 @@ def partials_kernel(
             return serial, (driven,)
 
         def launch(shares, *args):
-            return driven(-1, shares, *args, work(*args))
+            return driven(-1, shares, work(*args), *args)
 
         def rerun(shares, *args):
             return serial(*args)  # all of the kernel: a share's partials are lost with its array
@@ -235,7 +239,7 @@ def _sum_rows_into(x, acc):
 
 
 @partials_kernel(_sum_partials, EMPTY_3D)
-def sum_forward(t, threads, x, scale, out, partial):
+def sum_forward(t, threads, partial, x, scale, out):
     """out[o, i] = scale * sum_r x[o, r, i]. ``scale`` is 1 for sum and 1/count for mean.
 
     Sums accumulate in float64 whatever the input dtype, from quads of four elements added in
@@ -299,7 +303,7 @@ def _flat_partials(x, scale, out):
 
 
 @partials_kernel(_flat_partials, EMPTY_1D)
-def sum_flat(t, threads, x, scale, out, partial):
+def sum_flat(t, threads, partial, x, scale, out):
     """out[0] = scale * sum(x) over a flat ``x``: the full reduction (a loss, say). It cuts
     ``x`` into the slabs that ``sum_forward`` cuts one row into, so the two agree bit for bit,
     and it is cheaper to call and far cheaper to compile."""
@@ -428,7 +432,7 @@ def _max_partials(x, out):
 
 
 @partials_kernel(_max_partials, lambda x, out: empty_3d(x.dtype))
-def max_forward(t, threads, x, out, partial):
+def max_forward(t, threads, partial, x, out):
     """out[o, i] = max_r x[o, r, i]; any NaN among the reduced elements gives NaN, as np.max."""
     O, R, I = x.shape
     slabs = _slab_count(x) if threads == 1 else partial.shape[1]
@@ -488,7 +492,7 @@ def _max_ties(grad, x, out, dx):
 
 
 @partials_kernel(_max_ties, EMPTY_1D)
-def max_backward(t, threads, grad, x, out, dx, work):
+def max_backward(t, threads, work, grad, x, out, dx):
     """Sends grad to the maximal elements, split evenly among ties (as torch.amax does).
 
     Where the maximum is NaN nothing equals it, and the whole gradient is zero. Two passes over
