@@ -509,8 +509,8 @@ def _shared_loop(fn):
 
     The loop may be nested in plain ``for`` loops, each the last statement of its parent's
     body; nothing but a bare return may follow it, and the kernel returns no value. A prange
-    loop's iterations are independent by its contract, so any split of its range computes what
-    the loop computes; one share of all of it (t__ = 0, threads__ = 1) is the serial build.
+    loop's iterations are independent by its contract, so the shares of its range together
+    compute what the loop computes.
     """
     code = fn.__code__
     if fn.__closure__:
