@@ -172,16 +172,22 @@ def _normal_cdf_tail(v):
 
 @transcendental
 def gelu_forward(x, tanh_approximation, out):
-    """x * Phi(x), or torch's tanh approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
-    if tanh_approximation:
-        for i in prange(x.size):
-            v = float(x[i])
-            out[i] = 0.5 * v * (1.0 + vmath.tanh(_SQRT_2_OVER_PI * (v + _GELU_CUBIC * v * v * v)))
-        return
+    """x * Phi(x), or torch's tanh approximation 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+
+    One prange loop over blocks, either form inside, so that the parallel run is the loop cut
+    into shares (``_jit.sized_kernel``) rather than a parfor build."""
     n = x.size
     for block in prange((n + _TAIL_BLOCK - 1) // _TAIL_BLOCK):
-        positions = np.empty(_TAIL_GROUP, np.int64)
         stop = min(n, (block + 1) * _TAIL_BLOCK)
+        if tanh_approximation:
+            xs, outs = x[block * _TAIL_BLOCK : stop], out[block * _TAIL_BLOCK : stop]
+            for i in range(xs.size):
+                v = float(xs[i])
+                outs[i] = (
+                    0.5 * v * (1.0 + vmath.tanh(_SQRT_2_OVER_PI * (v + _GELU_CUBIC * v * v * v)))
+                )
+            continue
+        positions = np.empty(_TAIL_GROUP, np.int64)
         for start in range(block * _TAIL_BLOCK, stop, _TAIL_GROUP):
             xs, outs = x[start : start + _TAIL_GROUP], out[start : start + _TAIL_GROUP]
             tails = 0
@@ -196,21 +202,24 @@ def gelu_forward(x, tanh_approximation, out):
 
 @transcendental
 def gelu_backward(grad, x, tanh_approximation, dx):
-    """dx = grad * (Phi(x) + x phi(x)), or the tanh approximation's derivative."""
-    if tanh_approximation:
-        for i in prange(x.size):
-            v = float(x[i])
-            inner = _SQRT_2_OVER_PI * (v + _GELU_CUBIC * v * v * v)
-            t = vmath.tanh(inner)
-            d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * _SQRT_2_OVER_PI * (
-                1.0 + 3.0 * _GELU_CUBIC * v * v
-            )
-            dx[i] = grad[i] * d
-        return
+    """dx = grad * (Phi(x) + x phi(x)), or the tanh approximation's derivative; one prange
+    loop over blocks, as gelu_forward."""
     n = x.size
     for block in prange((n + _TAIL_BLOCK - 1) // _TAIL_BLOCK):
-        positions = np.empty(_TAIL_GROUP, np.int64)
         stop = min(n, (block + 1) * _TAIL_BLOCK)
+        if tanh_approximation:
+            span = slice(block * _TAIL_BLOCK, stop)
+            xs, grads, dxs = x[span], grad[span], dx[span]
+            for i in range(xs.size):
+                v = float(xs[i])
+                inner = _SQRT_2_OVER_PI * (v + _GELU_CUBIC * v * v * v)
+                t = vmath.tanh(inner)
+                d = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * _SQRT_2_OVER_PI * (
+                    1.0 + 3.0 * _GELU_CUBIC * v * v
+                )
+                dxs[i] = grads[i] * d
+            continue
+        positions = np.empty(_TAIL_GROUP, np.int64)
         for start in range(block * _TAIL_BLOCK, stop, _TAIL_GROUP):
             end = start + _TAIL_GROUP
             xs, grads, dxs = x[start:end], grad[start:end], dx[start:end]
