@@ -5,7 +5,7 @@ how hyperparameters reach them must not change a single bit of any parameter or 
 Each case runs a few steps over parameters of both dtypes in three param groups (with
 different hyperparameters per group, a parameter without a gradient on one step, and a
 hyperparameter changed between steps), and hashes every parameter and state array after every
-step. Both the serial and the parallel (prange) build of each kernel are checked. A digest
+step. Both the serial and the parallel run (in shares) of each kernel are checked. A digest
 that changes means the arithmetic changed: if that is intended, say so and record new ones
 (``python tests/test_optimizer_trajectories.py`` prints them).
 """
@@ -125,7 +125,7 @@ RECORDED = {  # before the optimizer kernel family, at commit 9c903aa
 
 @pytest.fixture(params=["serial", "parallel"])
 def build(request, monkeypatch):
-    """Runs the update kernels' serial builds, or their prange builds at any size."""
+    """Runs the update kernels serially, or in shares at any size."""
     if request.param == "parallel":
         from firefly.kernels import _jit
 
