@@ -46,7 +46,7 @@ from firefly.kernels._cache import (
     report_cache_disabled,
     root_is_writable,
 )
-from firefly.kernels._shares import _ShareRaised, assume_nonnegative, each_share_of
+from firefly.kernels._shares import _ShareRaised, assume_nonnegative, each_share_of, share_range
 from firefly.kernels._threading import preload_tbb
 
 # Element counts from which the prange build of a kernel runs instead of the serial one.
@@ -491,14 +491,15 @@ def _loop_path(body, loop):
     its body but for bare returns after the outermost (and each an enclosing ``for``), or None
     if ``loop`` is not so placed: the shares then do their parts of every enclosing loop's
     iterations, which a barrier between those iterations would have ordered otherwise."""
-    for index, statement in enumerate(body):
-        rest = body[index + 1 :]
-        if statement is loop:
-            return [statement] if not rest else None
-        if isinstance(statement, ast.For) and not statement.orelse:
-            path = _loop_path(statement.body, loop)
-            if path is not None:
-                return [statement, *path]
+    if not body:
+        return None
+    last = body[-1]
+    if last is loop:
+        return [last]
+    if isinstance(last, ast.For) and not last.orelse:
+        path = _loop_path(last.body, loop)
+        if path is not None:
+            return [last, *path]
     return None
 
 
@@ -532,9 +533,9 @@ def _shared_loop(fn):
             f"(prange(stop) or prange(start, stop)); found {len(pranges)}"
         )
     (loop,) = loops
-    top = next((s for s in body if loop in ast.walk(s)), None)
-    trailing = body[body.index(top) + 1 :] if top is not None else []
-    path = _loop_path(body[: body.index(top) + 1], loop) if top is not None else None
+    end = next(i for i, s in enumerate(body) if loop in ast.walk(s)) + 1  # past the loop's
+    trailing = body[end:]
+    path = _loop_path(body[:end], loop)
     returns = [node for node in ast.walk(definition) if isinstance(node, ast.Return)]
     if (
         path is None
@@ -551,14 +552,9 @@ def _shared_loop(fn):
     start = bounds[0] if len(bounds) == 2 else ast.Constant(0)
     count = ast.BinOp(bounds[-1], ast.Sub(), start) if len(bounds) == 2 else bounds[0]
     parent = path[-2].body if len(path) > 1 else body
-    # share_range's arithmetic, written out: the kernel's cache stamp then covers no function
-    # of this module (an edit here would recompile every kernel)
-    share = ast.parse(
-        "count__ = 0\nlo__ = t__ * count__ // threads__\nhi__ = (t__ + 1) * count__ // threads__"
-    ).body
-    share[0].value = count  # type: ignore[attr-defined]
-    at = parent.index(loop)
-    parent[at:at] = share
+    share = ast.parse("lo__, hi__ = share_range__(t__, threads__, COUNT)").body[0]
+    share.value.args[2] = count  # type: ignore[attr-defined]
+    parent.insert(parent.index(loop), share)
     if len(bounds) == 1 and isinstance(loop.target, ast.Name):
         # Numba wraps a negative index around, and LLVM cannot tell that an index counted
         # from lo__ (not from 0) is never negative: the loop kept a compare and select per
@@ -577,7 +573,9 @@ def _shared_loop(fn):
     module = ast.Module([definition], [])
     ast.fix_missing_locations(module)
     ast.increment_lineno(module, code.co_firstlineno - 1)
-    namespace = dict(fn.__globals__, assume_nonnegative__=assume_nonnegative)
+    namespace = dict(
+        fn.__globals__, assume_nonnegative__=assume_nonnegative, share_range__=share_range
+    )
     exec(compile(module, code.co_filename, "exec"), namespace)
     shared = namespace[definition.name]
     shared.__defaults__ = fn.__defaults__
