@@ -147,11 +147,11 @@ def info(args: argparse.Namespace) -> int:
     import firefly
     from firefly.install import DISTRIBUTION
     from firefly.kernels import _cache, _jit
-    from firefly.ops import get, names, origin
+    from firefly.ops import names, origin
 
-    # The threading layer is chosen when the first parallel kernel runs; run a tiny one.
-    one = np.ones(1)
-    get("relu").forward_kernel.parallel(one, np.empty_like(one))
+    # The threading layer is chosen when it is launched, which asking its thread count does;
+    # no kernel needs to compile for it.
+    _jit.thread_count()
     print(f"firefly        {firefly.__version__}")
     print(f"distribution   {DISTRIBUTION} (pip install {DISTRIBUTION}; it imports as firefly)")
     print(f"numpy          {np.__version__}")
