@@ -7,7 +7,7 @@ from firefly.kernels._jit import (
     memory_bound,
 )
 from firefly.kernels._shares import each_share, share_range
-from firefly.kernels.reduce import EMPTY_1D, partials_kernel, sum_in_order
+from firefly.kernels.reduce import EMPTY_1D, kept_chunk_sum, partials_kernel, sum_in_order
 
 # Elements per partial sum of mse_forward: partial sums keep float64 accumulation accurate and
 # give the parallel build independent chunks.
@@ -51,10 +51,7 @@ def mse_forward(t, threads, partial, input, target, scale, out):
         for i in range(full, a.size):
             d = a[i] - b[i]
             s0 += d * d
-        if threads == 1:
-            grand += (s0 + s1) + (s2 + s3)
-        else:
-            partial[c] = (s0 + s1) + (s2 + s3)
+        grand += kept_chunk_sum(partial, c, threads, (s0 + s1) + (s2 + s3))
     if threads == 1:
         out[0] = grand * scale
 

@@ -20,7 +20,7 @@ from firefly.kernels._jit import (
     transcendental,
 )
 from firefly.kernels._shares import each_share, share_range
-from firefly.kernels.reduce import EMPTY_1D, partials_kernel, sum_in_order
+from firefly.kernels.reduce import EMPTY_1D, kept_chunk_sum, partials_kernel, sum_in_order
 
 # Elements per partial sum of a reducing forward: each share sums whole chunks, and the chunks'
 # sums are added in order, so the total does not depend on the number of threads.
@@ -96,10 +96,7 @@ def _difference_loss_forward(t, threads, partial, input, target, param, reduce, 
                 total += v
             else:
                 losses[i] = v
-        if threads == 1:
-            grand += total
-        else:
-            partial[c] = total
+        grand += kept_chunk_sum(partial, c, threads, total)
     return grand
 
 
@@ -151,10 +148,7 @@ def bce_forward(t, threads, partial, input, target, weight, reduce, out):
                 total += v
             else:
                 losses[i] = v
-        if threads == 1:
-            grand += total
-        else:
-            partial[c] = total
+        grand += kept_chunk_sum(partial, c, threads, total)
     return grand
 
 
@@ -191,10 +185,7 @@ def bce_with_logits_forward(t, threads, partial, input, target, weight, pos_weig
                 total += v
             else:
                 losses[i] = v
-        if threads == 1:
-            grand += total
-        else:
-            partial[c] = total
+        grand += kept_chunk_sum(partial, c, threads, total)
     return grand
 
 

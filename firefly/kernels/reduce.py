@@ -94,6 +94,17 @@ def partials_kernel(
 
 
 @inline_helper
+def kept_chunk_sum(partial, c, threads, total):
+    """A partials_kernel's chunk c summed to ``total``: the serial run (threads 1) adds it to
+    its running total, which this returns; a share keeps it in ``partial[c]`` for the combine
+    after the shares (``sum_in_order``), and adds nothing."""
+    if threads == 1:
+        return total
+    partial[c] = total
+    return 0.0
+
+
+@inline_helper
 def sum_in_order(v):
     """The float64 sum of a 1-D ``v``, added first to last: a partials_kernel's combine of its
     chunks' sums, cheaper to compile than ``v.sum()`` (Numba's overload of np.sum)."""
