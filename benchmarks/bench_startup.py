@@ -14,6 +14,11 @@ The split comes from the process itself:
 - loading: firefly's cache object times each read of the on-disk cache (it includes Numba's
   one-time set-up of its CPU target, which the first kernel of a process pays, loaded or not).
 
+Beside a process that has a torch twin, a "floor" row runs Numba's import and compiles as many
+one-line loops as that process compiled kernels on an empty cache. No kernel compiles faster, so
+an empty-cache process cannot take less than that row plus its warm run's running time, which
+the row adds up.
+
 ``NUMBA_DEBUG_CACHE=1`` only logs which index and data files are read and written, with no
 times, so it cannot give the split.
 
@@ -68,6 +73,15 @@ loaded = compiled = 0
 if kind == "numba-import":  # the floor under `import firefly`
     import numba
     imported = time.perf_counter()
+elif kind == "numba-floor":  # the floor under an empty cache: as many one-line loops compiled
+    import numba, numpy  # as the firefly process compiled kernels
+    imported = time.perf_counter()
+    a = numpy.ones(64, numpy.float32)
+    for i in range(spec["kernels"]):
+        namespace = {}
+        exec(f"def axpy(a, b, out):\n    for j in range(a.shape[0]):\n"
+             f"        out[j] = a[j] * {i + 1.0} + b[j]\n", namespace)
+        numba.njit(namespace["axpy"])(a, a, numpy.empty_like(a))
 elif kind.startswith("torch"):
     import torch
     imported = time.perf_counter()
@@ -223,6 +237,7 @@ def main(argv=None):
             print(f"{name:<8} skipped: {SEED_SCRIPT} is absent (the shared/ folder)")
             continue
         torch = None
+        compiled_empty, run_warm = 0, 0.0
         if torch_spec is not None:
             with tempfile.TemporaryDirectory() as root:
                 torch = summary(measure(torch_spec, "empty", args.runs, Path(root)))
@@ -237,6 +252,10 @@ def main(argv=None):
         for state in ("empty", "warm"):
             with tempfile.TemporaryDirectory() as root:
                 s = summary(measure(firefly_spec, state, args.runs, Path(root)))
+            if state == "empty":
+                compiled_empty = round(s["compiled"])
+            else:
+                run_warm = s["run_s"]
             if torch:
                 torch_text = (
                     f"{torch['wall_s']:>10.2f}s {s['wall_s'] / torch['wall_s']:>6.2f} "
@@ -249,6 +268,20 @@ def main(argv=None):
                 f"{s['cpu_s']:>7.2f}s {s['import_s']:>6.2f}s {s['compile_s']:>7.2f}s "
                 f"{s['load_s']:>5.2f}s {s['run_s']:>6.2f}s "
                 f"{s['compiled']:>4.0f}c{s['loaded']:>4.0f}l {torch_text}",
+                flush=True,
+            )
+        if torch and compiled_empty:
+            # What no kernel can go below on an empty cache: Numba's import and its compile of
+            # as many of the simplest loops as the process compiled kernels.
+            floor = {"kind": "numba-floor", "kernels": compiled_empty}
+            with tempfile.TemporaryDirectory() as root:
+                s = summary(measure(floor, "empty", args.runs, Path(root)))
+            bound = s["wall_s"] + run_warm
+            print(
+                f"{'floor':<8} {'empty':<6} {s['wall_s']:>8.2f}s {s['wall_min_s']:>8.2f}s "
+                f"{s['cpu_s']:>7.2f}s {s['import_s']:>6.2f}s  (numba: {compiled_empty} one-line "
+                f"loops compiled); with the warm run's {run_warm:.2f}s: {bound:.2f}s = "
+                f"{bound / torch['wall_s']:.2f}x torch's wall",
                 flush=True,
             )
     print(
