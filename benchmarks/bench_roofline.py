@@ -17,7 +17,8 @@ It measures, at the default thread count and at one thread:
 It prints one table per thread count and writes them as JSON to ``$FIREFLY_ROOFLINE_JSON``
 (default ``.benchmarks/roofline.json``; the folder is git-ignored). The tables can be drawn as a
 bar chart (each case's fraction of its limit, firefly beside torch; needs matplotlib) from that
-file, ``python benchmarks/bench_roofline.py --plot roofline.png [--json FILE]``, or during the
+file, ``python benchmarks/bench_roofline.py --plot roofline.png [--json FILE]``
+(``--markdown`` prints them as one Markdown table instead), or during the
 run by setting ``$FIREFLY_ROOFLINE_PLOT`` to the image's path. docs/performance.md says
 how to read it. Implementations are timed round-robin (firefly, torch, NumPy, firefly, ...) so
 that load from other processes falls on all of them alike; min and median per call are kept.
@@ -819,11 +820,60 @@ def test_plot_tables_draws_every_case(tmp_path):
     assert (tmp_path / "roofline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def markdown_table(tables: dict) -> str:
+    """``tables`` (the JSON file's ``{threads: result}``) as one Markdown table, a column pair
+    per thread count: firefly / torch by min (median), and firefly's fraction of its limit."""
+    results = [tables[key] for key in sorted(tables, key=lambda k: -int(k))]
+    head = "| case | limit |" + "".join(
+        f" {r['threads']} thread(s): / torch | of limit |" for r in results
+    )
+    lines = [head, "|---|---|" + "---|---|" * len(results)]
+    by_threads = [{row["case"]: row for row in r["rows"]} for r in results]
+    for name in (row["case"] for row in results[0]["rows"]):
+        cells = []
+        for rows in by_threads:
+            row = rows.get(name)
+            if row is None:
+                cells.append(" | |")
+                continue
+            cells.append(
+                f" {row['vs_torch']:.2f} ({row['vs_torch_median']:.2f}) |"
+                f" {row['fraction_of_limit']:.0%} |"
+            )
+        level = by_threads[0][name]["limit"]
+        lines.append(f"| {name} | {level} |" + "".join(cells))
+    limits = "; ".join(
+        f"{r['threads']} thread(s): copy L2/L3/DRAM "
+        + "/".join(f"{r['limits'][level]['copy_gbs']:.0f}" for level in LEVEL_ELEMENTS)
+        + f" GB/s, sgemm {r['limits']['sgemm']['gflops']:.0f} GFLOP/s"
+        for r in results
+    )
+    return "\n".join(lines) + f"\n\nLimits in the same run: {limits}."
+
+
+def test_markdown_table_has_a_row_per_case():
+    limit = {"copy_gbs": 90.0, "triad_gbs": 90.0}
+    limits = {**{level: limit for level in LEVEL_ELEMENTS}, "sgemm": {"gflops": 105.0}}
+    rows = [
+        {"case": c, "limit": "L3", "vs_torch": v, "vs_torch_median": v, "fraction_of_limit": 0.5}
+        for c, v in (("add 1e6", 0.8), ("exp", 1.25))
+    ]
+    tables = {str(t): {"threads": t, "limits": limits, "rows": rows} for t in (2, 1)}
+    lines = markdown_table(tables).splitlines()
+    assert lines[0].count("/ torch") == 2 and len(lines) == 2 + len(rows) + 2
+    assert lines[3] == "| exp | L3 | 1.25 (1.25) | 50% | 1.25 (1.25) | 50% |"
+    assert "sgemm 105 GFLOP/s" in lines[-1]
+
+
 def main() -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(description="Draw saved roofline tables as a bar chart.")
-    parser.add_argument("--plot", required=True, metavar="FILE.png")
+    parser = argparse.ArgumentParser(
+        description="Draw saved roofline tables as a bar chart, or print them as Markdown."
+    )
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--plot", metavar="FILE.png")
+    action.add_argument("--markdown", action="store_true")
     parser.add_argument(
         "--json",
         default=os.environ.get(
@@ -833,7 +883,11 @@ def main() -> None:
     )
     args = parser.parse_args()
     with open(args.json) as f:
-        plot_tables(json.load(f), args.plot)
+        tables = json.load(f)
+    if args.markdown:
+        print(markdown_table(tables))
+        return
+    plot_tables(tables, args.plot)
     print(f"chart written to {args.plot}")
 
 
