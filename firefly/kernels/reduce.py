@@ -467,8 +467,9 @@ def max_forward(t, threads, partial, x, out):
                 o, s = os // slabs, os % slabs
                 r0, r1 = s * R // slabs, (s + 1) * R // slabs
                 # Each slab starts from its first row; one slab is the whole reduction, in out.
-                prow = out[o] if slabs == 1 else partial[o, s]
-                prow[:] = x[o, r0]
+                prow, first = (out[o] if slabs == 1 else partial[o, s]), x[o, r0]
+                for i in range(I):  # a loop: `prow[:] = first` compiles a formatted message
+                    prow[i] = first[i]
                 _max_rows_into(x[o, r0 + 1 : r1], prow)
         if threads > 1:
             return
@@ -478,7 +479,9 @@ def max_forward(t, threads, partial, x, out):
             if I == 1:
                 orow[0] = max_contiguous(partial.reshape(O, slabs)[o])
             else:
-                orow[:] = partial[o, 0]
+                first = partial[o, 0]
+                for i in range(I):
+                    orow[i] = first[i]
                 _max_rows_into(partial[o, 1:], orow)
 
 
