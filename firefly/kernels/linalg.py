@@ -9,7 +9,7 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from firefly.kernels._jit import kernel, sized_kernel
+from firefly.kernels._jit import inline_helper, kernel, sized_kernel
 from firefly.kernels.cblas import GEMM_SYMBOLS, NO_TRANSPOSE, ROW_MAJOR, TRANSPOSE
 
 # A batch of GEMMs runs one per thread (prange over the batch) when each is small enough that
@@ -153,36 +153,51 @@ def matmul_forward(a, b, out):
 
 @batched_gemm
 def matmul_backward(grad, a, b, da, db):
-    """da = grad @ b^T and db = a^T @ grad, summed over the batch where an input broadcast."""
+    """da[k] = grad[k] @ b[k]^T and db[k] = a[k]^T @ grad[k] for operands of one batch size (no
+    sums over the batch: each k in one share of the parallel run), GEMMs small enough for
+    OpenBLAS to run each on one thread (at most SINGLE_THREAD_GEMM)."""
+    for k in prange(grad.shape[0]):
+        g = _blas_operand(grad[k])
+        dot_into(g, np.ascontiguousarray(b[k].T), da[k])
+        dot_into(_blas_operand(a[k]).T, g, db[k])
+
+
+@kernel
+def matmul_backward_in_turn(grad, a, b, da, db):
+    """da = grad @ b^T and db = a^T @ grad one GEMM after another, each threaded by OpenBLAS
+    as its size allows: where an input broadcast (a batch of 1, whose gradient is the sum over
+    the batch: each product into scratch, added in batch order), or where the GEMMs are above
+    SINGLE_THREAD_GEMM."""
     a_batched, b_batched = a.shape[0] > 1, b.shape[0] > 1
-    if a_batched and b_batched and a.shape[1] * a.shape[2] * b.shape[2] <= SINGLE_THREAD_GEMM:
-        for k in prange(grad.shape[0]):  # no sums over the batch: each k on its own thread
-            g = _blas_operand(grad[k])
-            dot_into(g, np.ascontiguousarray(b[k].T), da[k])
-            dot_into(_blas_operand(a[k]).T, g, db[k])
-        return
-    # A broadcast input's gradient is a sum over the batch: each product into scratch, added.
     da_part = np.empty(da.shape[1:] if not a_batched else (0, 0), da.dtype)
     db_part = np.empty(db.shape[1:] if not b_batched else (0, 0), db.dtype)
-    if not a_batched:
-        da[0] = 0.0
-    if not b_batched:
-        db[0] = 0.0
     for k in range(grad.shape[0]):
         ka, kb = k * a_batched, k * b_batched
         b_transposed = np.ascontiguousarray(b[kb].T)
         g = np.ascontiguousarray(grad[k])
         a_transposed = _blas_operand(a[ka]).T
-        if a_batched:
-            dot_into(g, b_transposed, da[k])
+        # The first product of a sum goes straight into it.
+        if a_batched or k == 0:
+            dot_into(g, b_transposed, da[ka])
         else:
             dot_into(g, b_transposed, da_part)
-            da[0] += da_part
-        if b_batched:
-            dot_into(a_transposed, g, db[k])
+            _add_into(da[0], da_part)
+        if b_batched or k == 0:
+            dot_into(a_transposed, g, db[kb])
         else:
             dot_into(a_transposed, g, db_part)
-            db[0] += db_part
+            _add_into(db[0], db_part)
+
+
+@inline_helper
+def _add_into(total, part):
+    """total += part for 2-D C-contiguous arrays of one shape: a loop, which compiles in a
+    fraction of the time of the array expression (its broadcasting and its shape-mismatch
+    message)."""
+    for i in range(total.shape[0]):
+        row, add = total[i], part[i]
+        for j in range(row.size):
+            row[j] += add[j]
 
 
 @kernel
