@@ -200,6 +200,24 @@ def _add_into(total, part):
             row[j] += add[j]
 
 
+@inline_helper
+def _subtract_from(total, part):
+    """total -= part, as ``_add_into`` adds."""
+    for i in range(total.shape[0]):
+        row, sub = total[i], part[i]
+        for j in range(row.size):
+            row[j] -= sub[j]
+
+
+@inline_helper
+def _copy_into(out, part):
+    """out[...] = part, as ``_add_into`` adds."""
+    for i in range(out.shape[0]):
+        row, src = out[i], part[i]
+        for j in range(row.size):
+            row[j] = src[j]
+
+
 @kernel
 def linear_forward(x, weight, bias, out):
     """out = x @ weight.T + bias, with x (N, K), weight (M, K) as torch lays it out and bias
@@ -254,15 +272,21 @@ def svd_backward(u, s, vt, gu, gs, gvt, ga):
     """ga[b]: the gradient of the thin SVD's input from those of its factors, torch's formula
     (svd_backward in FunctionsManual.cpp) for distinct, non-zero singular values:
     ga = U (skew(U^T gU) S + S skew(V^T gV)) / E + diag(gS)) V^T, E[i, j] = s_j^2 - s_i^2, plus
-    the part of gU outside U's columns (m > k) or of gV outside V's (n > k)."""
+    the part of gU outside U's columns (m > k) or of gV outside V's (n > k).
+
+    The products are Numba's ``np.dot``, SciPy's BLAS as the forward's LAPACK is (through
+    ``dot_into``, NumPy's, the op ran slower at two threads: the two libraries' threads, each
+    spinning after its calls, took the cores from each other; docs/performance.md), with every
+    operand C-contiguous, so that one specialisation serves all; the elementwise steps are
+    loops, not array expressions, each of which compiled a function of its own."""
     k = s.shape[1]
     m, n = u.shape[1], vt.shape[2]
+    inner = np.empty((k, k), dtype=u.dtype)
     for b in range(u.shape[0]):
         ub, sb, vtb = u[b], s[b], vt[b]
         gub, gvtb = gu[b], gvt[b]
         utgu = np.dot(np.ascontiguousarray(ub.T), gub)
         vtgv = np.dot(vtb, np.ascontiguousarray(gvtb.T))
-        inner = np.empty((k, k), dtype=ub.dtype)
         for i in range(k):
             for j in range(k):
                 if i == j:
@@ -274,14 +298,24 @@ def svd_backward(u, s, vt, gu, gs, gvt, ga):
                         sb[j] * sb[j] - sb[i] * sb[i]
                     )
         if m > k:
-            gu_scaled = gub / sb.reshape(1, k)
-            left = np.dot(ub, inner) + gu_scaled
-            left -= np.dot(ub, np.dot(np.ascontiguousarray(ub.T), gu_scaled))
-            ga[b] = np.dot(left, vtb)
+            # side = U inner + gU / S - U (U^T (gU / S)); ga = side V^T
+            scaled = np.empty((m, k), dtype=u.dtype)
+            for i in range(m):
+                for j in range(k):
+                    scaled[i, j] = gub[i, j] / sb[j]
+            side = np.dot(ub, inner)
+            _add_into(side, scaled)
+            _subtract_from(side, np.dot(ub, np.dot(np.ascontiguousarray(ub.T), scaled)))
+            _copy_into(ga[b], np.dot(side, vtb))
         elif n > k:
-            gvt_scaled = gvtb / sb.reshape(k, 1)
-            right = np.dot(inner, vtb) + gvt_scaled
-            right -= np.dot(np.dot(gvt_scaled, np.ascontiguousarray(vtb.T)), vtb)
-            ga[b] = np.dot(ub, right)
+            # side = inner V^T + gV^T / S - ((gV^T / S) V) V^T; ga = U side
+            scaled = np.empty((k, n), dtype=u.dtype)
+            for i in range(k):
+                for j in range(n):
+                    scaled[i, j] = gvtb[i, j] / sb[i]
+            side = np.dot(inner, vtb)
+            _add_into(side, scaled)
+            _subtract_from(side, np.dot(np.dot(scaled, np.ascontiguousarray(vtb.T)), vtb))
+            _copy_into(ga[b], np.dot(ub, side))
         else:
-            ga[b] = np.dot(ub, np.dot(inner, vtb))
+            _copy_into(ga[b], np.dot(ub, np.dot(inner, vtb)))
