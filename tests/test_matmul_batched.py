@@ -1,8 +1,9 @@
 """Batched matmul at attention shapes, and with a batch of one on either side that broadcasts:
 forward and both gradients against torch in float64 (to 1e-9), through the kernels' serial and
 parallel builds (from firefly.kernels.linalg.PARALLEL_MIN_BATCHED_GEMM elements) and both of
-their loops (GEMMs one per thread, or one after another above SINGLE_THREAD_GEMM). The
-backward kernel writes every element of both gradients, which are allocated uninitialized: a
+their loops (GEMMs one per thread, or one after another above SINGLE_THREAD_GEMM; the
+backward's are two kernels, the second also summing a broadcast input's gradient). The
+backward kernels write every element of both gradients, which are allocated uninitialized: a
 missed element shows as garbage here."""
 
 import numpy as np
@@ -21,7 +22,7 @@ torch = pytest.importorskip("torch")
         ((1, 5, 3), (4, 3, 2)),  # a's batch of one broadcasts
         ((4, 5, 3), (1, 3, 2)),  # b's
         ((2, 3, 5, 3), (3, 2)),  # a plain matrix against a batch
-        ((1, 64, 32), (48, 32, 64)),  # broadcast (summed over the batch) in the parallel build
+        ((1, 64, 32), (48, 32, 64)),  # forward's parallel build; a's gradient summed in turn
         ((8, 128, 64), (8, 64, 64)),  # GEMMs that BLAS threads: one after another
     ],
 )

@@ -9,7 +9,7 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from firefly.kernels._jit import kernel, sized_kernel
+from firefly.kernels._jit import inline_helper, kernel, sized_kernel
 from firefly.kernels.cblas import GEMM_SYMBOLS, NO_TRANSPOSE, ROW_MAJOR, TRANSPOSE
 
 # A batch of GEMMs runs one per thread (prange over the batch) when each is small enough that
@@ -153,36 +153,69 @@ def matmul_forward(a, b, out):
 
 @batched_gemm
 def matmul_backward(grad, a, b, da, db):
-    """da = grad @ b^T and db = a^T @ grad, summed over the batch where an input broadcast."""
+    """da[k] = grad[k] @ b[k]^T and db[k] = a[k]^T @ grad[k] for operands of one batch size (no
+    sums over the batch: each k in one share of the parallel run), GEMMs small enough for
+    OpenBLAS to run each on one thread (at most SINGLE_THREAD_GEMM)."""
+    for k in prange(grad.shape[0]):
+        g = _blas_operand(grad[k])
+        dot_into(g, np.ascontiguousarray(b[k].T), da[k])
+        dot_into(_blas_operand(a[k]).T, g, db[k])
+
+
+@kernel
+def matmul_backward_in_turn(grad, a, b, da, db):
+    """da = grad @ b^T and db = a^T @ grad one GEMM after another, each threaded by OpenBLAS
+    as its size allows: where an input broadcast (a batch of 1, whose gradient is the sum over
+    the batch: each product into scratch, added in batch order), or where the GEMMs are above
+    SINGLE_THREAD_GEMM."""
     a_batched, b_batched = a.shape[0] > 1, b.shape[0] > 1
-    if a_batched and b_batched and a.shape[1] * a.shape[2] * b.shape[2] <= SINGLE_THREAD_GEMM:
-        for k in prange(grad.shape[0]):  # no sums over the batch: each k on its own thread
-            g = _blas_operand(grad[k])
-            dot_into(g, np.ascontiguousarray(b[k].T), da[k])
-            dot_into(_blas_operand(a[k]).T, g, db[k])
-        return
-    # A broadcast input's gradient is a sum over the batch: each product into scratch, added.
     da_part = np.empty(da.shape[1:] if not a_batched else (0, 0), da.dtype)
     db_part = np.empty(db.shape[1:] if not b_batched else (0, 0), db.dtype)
-    if not a_batched:
-        da[0] = 0.0
-    if not b_batched:
-        db[0] = 0.0
     for k in range(grad.shape[0]):
         ka, kb = k * a_batched, k * b_batched
         b_transposed = np.ascontiguousarray(b[kb].T)
         g = np.ascontiguousarray(grad[k])
         a_transposed = _blas_operand(a[ka]).T
-        if a_batched:
-            dot_into(g, b_transposed, da[k])
+        # The first product of a sum goes straight into it.
+        if a_batched or k == 0:
+            dot_into(g, b_transposed, da[ka])
         else:
             dot_into(g, b_transposed, da_part)
-            da[0] += da_part
-        if b_batched:
-            dot_into(a_transposed, g, db[k])
+            _add_into(da[0], da_part)
+        if b_batched or k == 0:
+            dot_into(a_transposed, g, db[kb])
         else:
             dot_into(a_transposed, g, db_part)
-            db[0] += db_part
+            _add_into(db[0], db_part)
+
+
+@inline_helper
+def _add_into(total, part):
+    """total += part for 2-D C-contiguous arrays of one shape: a loop, which compiles in a
+    fraction of the time of the array expression (its broadcasting and its shape-mismatch
+    message)."""
+    for i in range(total.shape[0]):
+        row, add = total[i], part[i]
+        for j in range(row.size):
+            row[j] += add[j]
+
+
+@inline_helper
+def _subtract_from(total, part):
+    """total -= part, as ``_add_into`` adds."""
+    for i in range(total.shape[0]):
+        row, sub = total[i], part[i]
+        for j in range(row.size):
+            row[j] -= sub[j]
+
+
+@inline_helper
+def _copy_into(out, part):
+    """out[...] = part, as ``_add_into`` adds."""
+    for i in range(out.shape[0]):
+        row, src = out[i], part[i]
+        for j in range(row.size):
+            row[j] = src[j]
 
 
 @kernel
@@ -239,15 +272,21 @@ def svd_backward(u, s, vt, gu, gs, gvt, ga):
     """ga[b]: the gradient of the thin SVD's input from those of its factors, torch's formula
     (svd_backward in FunctionsManual.cpp) for distinct, non-zero singular values:
     ga = U (skew(U^T gU) S + S skew(V^T gV)) / E + diag(gS)) V^T, E[i, j] = s_j^2 - s_i^2, plus
-    the part of gU outside U's columns (m > k) or of gV outside V's (n > k)."""
+    the part of gU outside U's columns (m > k) or of gV outside V's (n > k).
+
+    The products are Numba's ``np.dot``, SciPy's BLAS as the forward's LAPACK is (through
+    ``dot_into``, NumPy's, the op ran slower at two threads: the two libraries' threads, each
+    spinning after its calls, took the cores from each other; docs/performance.md), with every
+    operand C-contiguous, so that one specialisation serves all; the elementwise steps are
+    loops, not array expressions, each of which compiled a function of its own."""
     k = s.shape[1]
     m, n = u.shape[1], vt.shape[2]
+    inner = np.empty((k, k), dtype=u.dtype)
     for b in range(u.shape[0]):
         ub, sb, vtb = u[b], s[b], vt[b]
         gub, gvtb = gu[b], gvt[b]
         utgu = np.dot(np.ascontiguousarray(ub.T), gub)
         vtgv = np.dot(vtb, np.ascontiguousarray(gvtb.T))
-        inner = np.empty((k, k), dtype=ub.dtype)
         for i in range(k):
             for j in range(k):
                 if i == j:
@@ -259,14 +298,24 @@ def svd_backward(u, s, vt, gu, gs, gvt, ga):
                         sb[j] * sb[j] - sb[i] * sb[i]
                     )
         if m > k:
-            gu_scaled = gub / sb.reshape(1, k)
-            left = np.dot(ub, inner) + gu_scaled
-            left -= np.dot(ub, np.dot(np.ascontiguousarray(ub.T), gu_scaled))
-            ga[b] = np.dot(left, vtb)
+            # side = U inner + gU / S - U (U^T (gU / S)); ga = side V^T
+            scaled = np.empty((m, k), dtype=u.dtype)
+            for i in range(m):
+                for j in range(k):
+                    scaled[i, j] = gub[i, j] / sb[j]
+            side = np.dot(ub, inner)
+            _add_into(side, scaled)
+            _subtract_from(side, np.dot(ub, np.dot(np.ascontiguousarray(ub.T), scaled)))
+            _copy_into(ga[b], np.dot(side, vtb))
         elif n > k:
-            gvt_scaled = gvtb / sb.reshape(k, 1)
-            right = np.dot(inner, vtb) + gvt_scaled
-            right -= np.dot(np.dot(gvt_scaled, np.ascontiguousarray(vtb.T)), vtb)
-            ga[b] = np.dot(ub, right)
+            # side = inner V^T + gV^T / S - ((gV^T / S) V) V^T; ga = U side
+            scaled = np.empty((k, n), dtype=u.dtype)
+            for i in range(k):
+                for j in range(n):
+                    scaled[i, j] = gvtb[i, j] / sb[i]
+            side = np.dot(inner, vtb)
+            _add_into(side, scaled)
+            _subtract_from(side, np.dot(np.dot(scaled, np.ascontiguousarray(vtb.T)), vtb))
+            _copy_into(ga[b], np.dot(ub, side))
         else:
-            ga[b] = np.dot(ub, np.dot(inner, vtb))
+            _copy_into(ga[b], np.dot(ub, np.dot(inner, vtb)))

@@ -29,7 +29,10 @@ class MatMul(Op):
     name = "matmul"
     arity = 2
     forward_kernel = (K.matmul_forward, gather_strided)
-    backward_kernel = (K.matmul_backward, sum_forward)
+    # The gradients of a batch of GEMMs that OpenBLAS runs on one thread each go one per share
+    # on Numba's threads (the first kernel); larger GEMMs' go one after another, each threaded
+    # by OpenBLAS (the second), as do those of an input that broadcast (sums over the batch).
+    backward_kernel = (K.matmul_backward, K.matmul_backward_in_turn, sum_forward)
 
     @classmethod
     def forward(cls, ctx, a, b):
@@ -69,14 +72,16 @@ class MatMul(Op):
 
     @classmethod
     def backward(cls, ctx, grad):
-        matmul_kernel, sum_kernel = cls.backward_kernel
+        batch_kernel, in_turn_kernel, sum_kernel = cls.backward_kernel
         a3, b3 = ctx.saved_tensors
         # The kernel writes every element of both gradients; zeros only where it cannot run.
         runs = bool(grad.size and a3.shape[2])
         allocate = np.empty_like if runs else np.zeros_like
         da, db = allocate(a3), allocate(b3)
         if runs:
-            matmul_kernel(
+            batched = a3.shape[0] == b3.shape[0]
+            small = a3.shape[1] * a3.shape[2] * b3.shape[2] <= K.SINGLE_THREAD_GEMM
+            (batch_kernel if batched and small else in_turn_kernel)(
                 grad.reshape(max(a3.shape[0], b3.shape[0]), a3.shape[1], b3.shape[2]),
                 a3,
                 b3,
