@@ -178,6 +178,42 @@ def _exp_shifted(row, limit, shift):
         row[c] = vmath.exp(row[c] - shift)
 
 
+@called_helper
+def _softmax_columns(st, offset, causal, scale, row_max, row_sum, alpha):
+    """One key tile of the forward without mask or dropout, its scores transposed: st[j, r]
+    the raw score of key j against query r (key j hidden from rows r < j + offset when
+    causal). Updates each query's running max (scaled) and sum, sets alpha[r] to the factor
+    that rescales the query's earlier sums and products, and overwrites st with the
+    probabilities exp(s * scale - max), 0 where hidden. Each loop runs along the queries of
+    one key, a contiguous row, with no per-query call: over the scores untransposed, each
+    query's row of a few dozen keys cost a call and a vector loop's start and tail per pass."""
+    cols, rows = st.shape
+    zero = row_max.dtype.type(0)
+    for r in range(rows):
+        alpha[r] = -np.inf  # the tile's largest raw score per query, first
+    for j in range(cols):
+        lo = min(rows, max(0, j + offset)) if causal else 0
+        srow, top = st[j, lo:], alpha[lo:]
+        for r in range(srow.size):
+            top[r] = srow[r] if srow[r] > top[r] else top[r]
+    for r in range(rows):
+        # scale > 0: the largest raw score, scaled, is the largest scaled score
+        old, top = row_max[r], alpha[r] * scale
+        new = top if not old >= top else old
+        alpha[r] = np.exp(old - new) if new > -np.inf else 1.0
+        row_max[r] = new
+        row_sum[r] *= alpha[r]
+    for j in range(cols):
+        lo = min(rows, max(0, j + offset)) if causal else 0
+        st[j, :lo] = 0.0
+        srow, shift, total = st[j, lo:], row_max[lo:], row_sum[lo:]
+        for r in range(srow.size):
+            # a query with no finite score yet (new = -inf) gets p = 0 from a shift of 0
+            p = vmath.exp(srow[r] * scale - (shift[r] if shift[r] > -np.inf else zero))
+            srow[r] = p
+            total[r] += p
+
+
 @inline_helper
 def _row_max(row, n, lanes):
     """max(row[:n]) (-inf for n = 0), in LANES independent maxima (the first LANES entries
@@ -343,6 +379,9 @@ def _forward_share(
     key = np.uint64(dropout_key[0])
     # No mask: the scores are scaled inside the exp pass instead of a pass of their own.
     plain = not has_bias and not has_keep and scale > 0
+    # ... and no dropout: each key tile's scores transposed, so that the softmax's loops run
+    # along the queries (_softmax_columns)
+    columnwise = plain and not dropping
     one = vmath.like(1.0, scale)
     tile = block_q * block_k
     work = scratch[t]
@@ -369,13 +408,20 @@ def _forward_share(
         bslice = bias[_slice_offset(n, batch_shape, bias_strides)]
         kslice = keep[_slice_offset(n, batch_shape, keep_strides)]
         kept = _kept_keys(kslice, has_keep, Tk)
-        _transpose_blocks(k, k_row, k_col, kept, E, block_k, kt)
+        kn = kt.reshape((Tk, E))
+        if columnwise:  # K's rows: scores transposed are K Q^T
+            _gather_rows(k, k_row, k_col, kn)
+        else:
+            _transpose_blocks(k, k_row, k_col, kept, E, block_k, kt)
         _gather_rows(v, k_row, v_col, vn)
         for i0 in range(0, Tq, block_q):
             i1 = min(i0 + block_q, Tq)
             rows = i1 - i0
             q_tile = q_all[: rows * E].reshape((rows, E))
-            _gather_rows(q, q_row + i0, q_col, q_tile)
+            if columnwise:  # Q^T
+                _transpose_blocks(q, q_row + i0, q_col, rows, E, rows, q_all)
+            else:
+                _gather_rows(q, q_row + i0, q_col, q_tile)
             acc = acc_all[: rows * Ev].reshape((rows, Ev))
             j_end = min(kept, i1) if causal else kept
             row_max[:rows] = -np.inf
@@ -383,6 +429,22 @@ def _forward_share(
             for j0 in range(0, j_end, block_k):
                 j1 = min(j0 + block_k, kept)  # a whole transposed block
                 cols = j1 - j0
+                if columnwise:
+                    st = work[: rows * cols].reshape((cols, rows))
+                    dot_into(kn[j0:j1], q_all[: rows * E].reshape((E, rows)), st)
+                    _softmax_columns(
+                        st, j0 - i0, causal, scale, row_max[:rows], row_sum[:rows], alpha[:rows]
+                    )
+                    if j0 == 0:
+                        dot_into(st.T, vn[j0:j1], acc)
+                    else:
+                        tmp = tmp_all[: rows * Ev].reshape((rows, Ev))
+                        dot_into(st.T, vn[j0:j1], tmp)
+                        for r in range(rows):
+                            a = alpha[r]
+                            for e in range(Ev):
+                                acc[r, e] = acc[r, e] * a + tmp[r, e]
+                    continue
                 s = work[: rows * cols].reshape((rows, cols))
                 dot_into(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
                 for r in range(rows):
