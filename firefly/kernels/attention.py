@@ -214,6 +214,25 @@ def _softmax_columns(st, offset, causal, scale, row_max, row_sum, alpha):
             total[r] += p
 
 
+@called_helper
+def _softmax_grad_columns(st, dpt, offset, causal, scale, shift, d):
+    """The backward's key tile without mask, dropout or bias gradient, transposed as
+    _softmax_columns's: st[j, r] the raw score and dpt[j, r] dO V^T of key j against query r,
+    shift[r] and d[r] the query's log-sum-exp and sum(dO * O). Overwrites st with p =
+    exp(s * scale - shift) and dpt with p * (dp - d) * scale (as _exp_grad), both 0 where
+    causal hides key j from query r (r < j + offset), in loops along each key's queries."""
+    cols, rows = st.shape
+    for j in range(cols):
+        lo = min(rows, max(0, j + offset)) if causal else 0
+        st[j, :lo] = 0.0
+        dpt[j, :lo] = 0.0
+        srow, dprow, sh, dr = st[j, lo:], dpt[j, lo:], shift[lo:], d[lo:]
+        for r in range(srow.size):
+            p = vmath.exp(srow[r] * scale - sh[r])
+            srow[r] = p
+            dprow[r] = p * (dprow[r] * scale - dr[r] * scale)
+
+
 @inline_helper
 def _row_max(row, n, lanes):
     """max(row[:n]) (-inf for n = 0), in LANES independent maxima (the first LANES entries
@@ -427,7 +446,8 @@ def _forward_share(
             row_max[:rows] = -np.inf
             row_sum[:rows] = 0.0
             for j0 in range(0, j_end, block_k):
-                j1 = min(j0 + block_k, kept)  # a whole transposed block
+                # a whole transposed block, or K's rows up to the last one the tile attends
+                j1 = min(j0 + block_k, j_end if columnwise else kept)
                 cols = j1 - j0
                 if columnwise:
                     st = work[: rows * cols].reshape((cols, rows))
@@ -563,6 +583,8 @@ def _backward_share(
     key = np.uint64(dropout_key[0])
     # No mask, dropout or bias gradient: each row in one pass (_exp_grad).
     plain = not has_bias and not has_keep and not dropping and not need_dbias
+    # ... each key tile's scores transposed, as the forward's (_softmax_grad_columns)
+    columnwise = plain and scale > 0
     # One query tile: each key tile's dk and dv rows are written once, in place, rather than
     # zeroed first and added to.
     one_block = Tq <= block_q
@@ -588,6 +610,11 @@ def _backward_share(
     vt = work[start : start + Ev * Tk]
     start += Ev * Tk
     kn = work[start : start + Tk * E].reshape((Tk, E))
+    start += Tk * E
+    qt_all = work[start : start + block_q * E]
+    start += block_q * E
+    gt_all = work[start : start + block_q * Ev]
+    vn = vt.reshape((Tk, Ev))
     if need_dbias:
         dbias_parts[t] = 0.0
     n0, n1 = share_range(t, threads, N)
@@ -602,8 +629,11 @@ def _backward_share(
         # GEMM: BLAS's transposed-operand path is slower, see _transpose_blocks).
         _gather_rows(k, k_row, k_col, kn)
         kept = _kept_keys(kslice, has_keep, Tk)
-        _transpose_blocks(k, k_row, k_col, kept, E, block_k, kt)
-        _transpose_blocks(v, k_row, v_col, kept, Ev, block_k, vt)
+        if columnwise:  # V's rows: dP transposed is V dO^T
+            _gather_rows(v, k_row, v_col, vn)
+        else:
+            _transpose_blocks(k, k_row, k_col, kept, E, block_k, kt)
+            _transpose_blocks(v, k_row, v_col, kept, Ev, block_k, vt)
         if not one_block:
             _zero_rows(dk, k_row, k_col, Tk, E)
             _zero_rows(dv, k_row, v_col, Tk, Ev)
@@ -616,6 +646,9 @@ def _backward_share(
             _gather_rows(grad, q_row + i0, out_col, g_tile)
             for r in range(rows):
                 rowdot[r] = _row_dot(g_tile[r], out[q_row + i0 + r, out_col : out_col + Ev])
+            if columnwise:  # Q^T and dO^T
+                _transpose_blocks(q, q_row + i0, q_col, rows, E, rows, qt_all)
+                _transpose_blocks(grad, q_row + i0, out_col, rows, Ev, rows, gt_all)
             dq_rows = dq_rows_all[: rows * E].reshape((rows, E))
             j_end = min(kept, i1) if causal else kept
             if one_block:  # the key rows no tile below writes
@@ -624,8 +657,39 @@ def _backward_share(
             if j_end == 0:
                 dq_rows[:, :] = 0.0
             for j0 in range(0, j_end, block_k):
-                j1 = min(j0 + block_k, kept)  # a whole transposed block
+                # a whole transposed block, or K's and V's rows up to the last one attended
+                j1 = min(j0 + block_k, j_end if columnwise else kept)
                 cols = j1 - j0
+                if columnwise:
+                    st = work[: rows * cols].reshape((cols, rows))
+                    dpt = dp_all[: rows * cols].reshape((cols, rows))
+                    dot_into(kn[j0:j1], qt_all[: rows * E].reshape((E, rows)), st)
+                    dot_into(vn[j0:j1], gt_all[: rows * Ev].reshape((Ev, rows)), dpt)
+                    _softmax_grad_columns(
+                        st, dpt, j0 - i0, causal, scale, lse[n, i0:i1], rowdot[:rows]
+                    )
+                    dkv = dkv_all[: cols * Ev].reshape((cols, Ev))
+                    dot_into(st, g_tile, dkv)
+                    if one_block:
+                        _scatter_rows(dkv, dv, k_row + j0, v_col)
+                    else:
+                        _add_rows(dv, k_row + j0, v_col, dkv)
+                    if j0 == 0:
+                        dot_into(dpt.T, kn[j0:j1], dq_rows)
+                    else:
+                        dq_tmp = dq_all[: rows * E].reshape((rows, E))
+                        dot_into(dpt.T, kn[j0:j1], dq_tmp)
+                        for r in range(rows):
+                            dq_row, extra = dq_rows[r], dq_tmp[r]
+                            for e in range(E):
+                                dq_row[e] += extra[e]
+                    dkv = dkv_all[: cols * E].reshape((cols, E))
+                    dot_into(dpt, q_tile, dkv)
+                    if one_block:
+                        _scatter_rows(dkv, dk, k_row + j0, k_col)
+                    else:
+                        _add_rows(dk, k_row + j0, k_col, dkv)
+                    continue
                 s = work[: rows * cols].reshape((rows, cols))
                 dp = dp_all[: rows * cols].reshape((rows, cols))
                 dot_into(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
@@ -702,6 +766,7 @@ def backward_scratch_size(block_q, block_k, tk, e, ev):
         + block_q * (3 * e + ev + 1)
         + block_k * max(e, ev)
         + (2 * e + ev) * tk
+        + block_q * (e + ev)
     )
 
 
