@@ -193,9 +193,9 @@ def _softmax_columns(st, offset, causal, scale, row_max, row_sum, alpha):
         alpha[r] = -np.inf  # the tile's largest raw score per query, first
     for j in range(cols):
         lo = min(rows, max(0, j + offset)) if causal else 0
-        srow, top = st[j, lo:], alpha[lo:]
-        for r in range(srow.size):
-            top[r] = srow[r] if srow[r] > top[r] else top[r]
+        srow = st[j]
+        for r in range(rows):  # the whole row, as the exp pass below
+            alpha[r] = srow[r] if r >= lo and srow[r] > alpha[r] else alpha[r]
     for r in range(rows):
         # scale > 0: the largest raw score, scaled, is the largest scaled score
         old, top = row_max[r], alpha[r] * scale
@@ -205,13 +205,15 @@ def _softmax_columns(st, offset, causal, scale, row_max, row_sum, alpha):
         row_sum[r] *= alpha[r]
     for j in range(cols):
         lo = min(rows, max(0, j + offset)) if causal else 0
-        st[j, :lo] = 0.0
-        srow, shift, total = st[j, lo:], row_max[lo:], row_sum[lo:]
-        for r in range(srow.size):
+        srow = st[j]
+        # Over the whole row, the hidden queries' p selected away: a loop from lo ran its
+        # last few queries as scalar code, an exp each, on every diagonal tile's row.
+        for r in range(rows):
             # a query with no finite score yet (new = -inf) gets p = 0 from a shift of 0
-            p = vmath.exp(srow[r] * scale - (shift[r] if shift[r] > -np.inf else zero))
+            p = vmath.exp(srow[r] * scale - (row_max[r] if row_max[r] > -np.inf else zero))
+            p = p if r >= lo else zero
             srow[r] = p
-            total[r] += p
+            row_sum[r] += p
 
 
 @called_helper
@@ -222,15 +224,15 @@ def _softmax_grad_columns(st, dpt, offset, causal, scale, shift, d):
     exp(s * scale - shift) and dpt with p * (dp - d) * scale (as _exp_grad), both 0 where
     causal hides key j from query r (r < j + offset), in loops along each key's queries."""
     cols, rows = st.shape
+    zero = st.dtype.type(0)
     for j in range(cols):
         lo = min(rows, max(0, j + offset)) if causal else 0
-        st[j, :lo] = 0.0
-        dpt[j, :lo] = 0.0
-        srow, dprow, sh, dr = st[j, lo:], dpt[j, lo:], shift[lo:], d[lo:]
-        for r in range(srow.size):
-            p = vmath.exp(srow[r] * scale - sh[r])
-            srow[r] = p
-            dprow[r] = p * (dprow[r] * scale - dr[r] * scale)
+        srow, dprow = st[j], dpt[j]
+        for r in range(rows):  # the whole row, as _softmax_columns's
+            p = vmath.exp(srow[r] * scale - shift[r])
+            ds = p * (dprow[r] * scale - d[r] * scale)
+            srow[r] = p if r >= lo else zero
+            dprow[r] = ds if r >= lo else zero
 
 
 @inline_helper
