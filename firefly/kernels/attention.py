@@ -343,6 +343,71 @@ def _row_views(bslice, kslice, i, j0, j1):
     return brow, krow
 
 
+@inline_helper
+def _add_products(p, v_tile, acc, tmp_all, alpha, first):
+    """The forward's products of one key tile: acc = p v_tile on a query tile's first key
+    tile, else acc * alpha (per row, the rescale of the earlier tiles) + p v_tile, through
+    scratch ``tmp_all``. ``p`` (rows, keys) may be a transposed view (BLAS's flag)."""
+    rows, Ev = acc.shape
+    if first:
+        dot_into(p, v_tile, acc)
+    else:
+        tmp = tmp_all[: rows * Ev].reshape((rows, Ev))
+        dot_into(p, v_tile, tmp)
+        for r in range(rows):
+            a = alpha[r]
+            for e in range(Ev):
+                acc[r, e] = acc[r, e] * a + tmp[r, e]
+
+
+@inline_helper
+def _tile_gradients(
+    pt,
+    ds,
+    dst,
+    g_tile,
+    q_tile,
+    k_tile,
+    dkv_all,
+    dq_all,
+    dq_rows,
+    dk,
+    dv,
+    row0,
+    k_col,
+    v_col,
+    first,
+    one_block,
+):
+    """The backward's products of one key tile, given P^T (keys, queries), dS and dS^T in
+    either layout (one of each pair a transposed view): dV = P^T dO and dK = dS^T Q for the
+    tile's keys (rows ``row0`` on: written in place with one query tile, else added), and
+    dq_rows = dS K on a query tile's first key tile, else added to."""
+    cols, Ev = pt.shape[0], g_tile.shape[1]
+    rows, E = q_tile.shape
+    dkv = dkv_all[: cols * Ev].reshape((cols, Ev))
+    dot_into(pt, g_tile, dkv)
+    if one_block:
+        _scatter_rows(dkv, dv, row0, v_col)
+    else:
+        _add_rows(dv, row0, v_col, dkv)
+    if first:
+        dot_into(ds, k_tile, dq_rows)
+    else:
+        dq_tmp = dq_all[: rows * E].reshape((rows, E))
+        dot_into(ds, k_tile, dq_tmp)
+        for r in range(rows):
+            dq_row, extra = dq_rows[r], dq_tmp[r]
+            for e in range(E):
+                dq_row[e] += extra[e]
+    dkv = dkv_all[: cols * E].reshape((cols, E))
+    dot_into(dst, q_tile, dkv)
+    if one_block:
+        _scatter_rows(dkv, dk, row0, k_col)
+    else:
+        _add_rows(dk, row0, k_col, dkv)
+
+
 @driven_kernel
 def _forward_share(
     t,
@@ -457,15 +522,7 @@ def _forward_share(
                     _softmax_columns(
                         st, j0 - i0, causal, scale, row_max[:rows], row_sum[:rows], alpha[:rows]
                     )
-                    if j0 == 0:
-                        dot_into(st.T, vn[j0:j1], acc)
-                    else:
-                        tmp = tmp_all[: rows * Ev].reshape((rows, Ev))
-                        dot_into(st.T, vn[j0:j1], tmp)
-                        for r in range(rows):
-                            a = alpha[r]
-                            for e in range(Ev):
-                                acc[r, e] = acc[r, e] * a + tmp[r, e]
+                    _add_products(st.T, vn[j0:j1], acc, tmp_all, alpha, j0 == 0)
                     continue
                 s = work[: rows * cols].reshape((rows, cols))
                 dot_into(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
@@ -497,15 +554,7 @@ def _forward_share(
                         base = (n * Tq + i) * Tk + j0
                         for c in range(limit):
                             srow[c] *= _drop_scale(key, base + c, dropout_p, inv_keep)
-                if j0 == 0:
-                    dot_into(s, vn[j0:j1], acc)
-                else:
-                    tmp = tmp_all[: rows * Ev].reshape((rows, Ev))
-                    dot_into(s, vn[j0:j1], tmp)
-                    for r in range(rows):
-                        a = alpha[r]
-                        for e in range(Ev):
-                            acc[r, e] = acc[r, e] * a + tmp[r, e]
+                _add_products(s, vn[j0:j1], acc, tmp_all, alpha, j0 == 0)
             for r in range(rows):
                 total = row_sum[r]
                 dest = out[q_row + i0 + r, out_col : out_col + Ev]
@@ -670,27 +719,24 @@ def _backward_share(
                     _softmax_grad_columns(
                         st, dpt, j0 - i0, causal, scale, lse[n, i0:i1], rowdot[:rows]
                     )
-                    dkv = dkv_all[: cols * Ev].reshape((cols, Ev))
-                    dot_into(st, g_tile, dkv)
-                    if one_block:
-                        _scatter_rows(dkv, dv, k_row + j0, v_col)
-                    else:
-                        _add_rows(dv, k_row + j0, v_col, dkv)
-                    if j0 == 0:
-                        dot_into(dpt.T, kn[j0:j1], dq_rows)
-                    else:
-                        dq_tmp = dq_all[: rows * E].reshape((rows, E))
-                        dot_into(dpt.T, kn[j0:j1], dq_tmp)
-                        for r in range(rows):
-                            dq_row, extra = dq_rows[r], dq_tmp[r]
-                            for e in range(E):
-                                dq_row[e] += extra[e]
-                    dkv = dkv_all[: cols * E].reshape((cols, E))
-                    dot_into(dpt, q_tile, dkv)
-                    if one_block:
-                        _scatter_rows(dkv, dk, k_row + j0, k_col)
-                    else:
-                        _add_rows(dk, k_row + j0, k_col, dkv)
+                    _tile_gradients(
+                        st,
+                        dpt.T,
+                        dpt,
+                        g_tile,
+                        q_tile,
+                        kn[j0:j1],
+                        dkv_all,
+                        dq_all,
+                        dq_rows,
+                        dk,
+                        dv,
+                        k_row + j0,
+                        k_col,
+                        v_col,
+                        j0 == 0,
+                        one_block,
+                    )
                     continue
                 s = work[: rows * cols].reshape((rows, cols))
                 dp = dp_all[: rows * cols].reshape((rows, cols))
@@ -737,27 +783,24 @@ def _backward_share(
                     if need_dbias or dropping:
                         for c in range(limit):
                             dprow[c] *= scale
-                dkv = dkv_all[: cols * Ev].reshape((cols, Ev))
-                dot_into(s.T, g_tile, dkv)
-                if one_block:
-                    _scatter_rows(dkv, dv, k_row + j0, v_col)
-                else:
-                    _add_rows(dv, k_row + j0, v_col, dkv)
-                if j0 == 0:
-                    dot_into(dp, kn[j0:j1], dq_rows)
-                else:
-                    dq_tmp = dq_all[: rows * E].reshape((rows, E))
-                    dot_into(dp, kn[j0:j1], dq_tmp)
-                    for r in range(rows):
-                        dq_row, extra = dq_rows[r], dq_tmp[r]
-                        for e in range(E):
-                            dq_row[e] += extra[e]
-                dkv = dkv_all[: cols * E].reshape((cols, E))
-                dot_into(dp.T, q_tile, dkv)
-                if one_block:
-                    _scatter_rows(dkv, dk, k_row + j0, k_col)
-                else:
-                    _add_rows(dk, k_row + j0, k_col, dkv)
+                _tile_gradients(
+                    s.T,
+                    dp,
+                    dp.T,
+                    g_tile,
+                    q_tile,
+                    kn[j0:j1],
+                    dkv_all,
+                    dq_all,
+                    dq_rows,
+                    dk,
+                    dv,
+                    k_row + j0,
+                    k_col,
+                    v_col,
+                    j0 == 0,
+                    one_block,
+                )
             _scatter_rows(dq_rows, dq, q_row + i0, q_col)
 
 
