@@ -3,6 +3,10 @@
 Per (batch x head) slice, queries are taken ``block_q`` rows at a time against keys ``block_k``
 columns at a time. The forward keeps a running row maximum and sum of exponentials and saves
 only the log-sum-exp per query row; the backward recomputes each tile of probabilities from it.
+Without mask or dropout, each tile's scores are taken transposed (K Q^T, a row per key), so
+that the softmax's passes run along each key's queries with the per-query statistics as
+vectors, one call per tile (``_softmax_columns``, ``_softmax_grad_columns``); such a tile ends
+at the last key its queries attend.
 No (Tq, Tk) matrix is ever held: the extra memory is the output, the log-sum-exp and one
 share's tiles per thread, all passed in by the op (the kernels allocate nothing).
 
