@@ -219,6 +219,20 @@ def test_transposed_tiles_match_numpy(tq, tk, width, causal, blocks):
 
 
 @pytest.mark.parametrize("causal", [False, True])
+def test_negative_scale_matches_numpy(causal):
+    """A scale of either sign: the forward's transposed tiles need it positive (the largest
+    raw score is then the largest scaled one), the backward's do not (the log-sum-exp is
+    known), so a negative scale runs the row tiles forward and the transposed ones backward."""
+    rng = np.random.default_rng(7)
+    q, k, v, grad = random_inputs(rng, (2, 3), 40, 40, 8, 8)
+    out, grads = firefly_run(q, k, v, grad, is_causal=causal, scale=-0.6)
+    expected_out, expected_grads = reference(q, k, v, causal=causal, scale=-0.6, grad=grad)
+    np.testing.assert_allclose(out, expected_out, rtol=0, atol=1e-11)
+    for got, expected in zip(grads, expected_grads):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("causal", [False, True])
 def test_key_padding_masks_leave_out_trailing_keys(causal):
     """A keep mask that broadcasts over the rows: the keys after each sequence's last kept one
     are left out of the tiles. Sequences of every key, of keys ending inside the second key

@@ -153,17 +153,6 @@ def _exp_sum(row, limit, scale, shift):
     return _reassociated_sum(row[:limit])
 
 
-@called_helper
-def _exp_grad(srow, dprow, limit, scale, shift, d):
-    """The backward's row without mask or dropout, in one pass: p = exp(s * scale - shift)
-    into srow, and dprow = p * (dp - d) * scale (as p * (dp * scale - d * scale))."""
-    sd = d * scale
-    for c in range(limit):
-        p = vmath.exp(srow[c] * scale - shift)
-        srow[c] = p
-        dprow[c] = p * (dprow[c] * scale - sd)
-
-
 @called_helper(reassociate=True)
 def _row_dot(g, o):
     """sum(g * o) over a row, each product in float64 (exact for float32) and summed in any
@@ -225,8 +214,9 @@ def _softmax_grad_columns(st, dpt, offset, causal, scale, shift, d):
     """The backward's key tile without mask, dropout or bias gradient, transposed as
     _softmax_columns's: st[j, r] the raw score and dpt[j, r] dO V^T of key j against query r,
     shift[r] and d[r] the query's log-sum-exp and sum(dO * O). Overwrites st with p =
-    exp(s * scale - shift) and dpt with p * (dp - d) * scale (as _exp_grad), both 0 where
-    causal hides key j from query r (r < j + offset), in loops along each key's queries."""
+    exp(s * scale - shift) and dpt with p * (dp - d) * scale (as p * (dp * scale - d *
+    scale)), both 0 where causal hides key j from query r (r < j + offset), in loops along
+    each key's queries."""
     cols, rows = st.shape
     zero = st.dtype.type(0)
     for j in range(cols):
@@ -347,7 +337,7 @@ def _row_views(bslice, kslice, i, j0, j1):
     return brow, krow
 
 
-@inline_helper
+@called_helper
 def _add_products(p, v_tile, acc, tmp_all, alpha, first):
     """The forward's products of one key tile: acc = p v_tile on a query tile's first key
     tile, else acc * alpha (per row, the rescale of the earlier tiles) + p v_tile, through
@@ -364,7 +354,7 @@ def _add_products(p, v_tile, acc, tmp_all, alpha, first):
                 acc[r, e] = acc[r, e] * a + tmp[r, e]
 
 
-@inline_helper
+@called_helper
 def _tile_gradients(
     pt,
     ds,
@@ -636,10 +626,9 @@ def _backward_share(
     dropping = dropout_p > 0.0
     inv_keep = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0
     key = np.uint64(dropout_key[0])
-    # No mask, dropout or bias gradient: each row in one pass (_exp_grad).
-    plain = not has_bias and not has_keep and not dropping and not need_dbias
-    # ... each key tile's scores transposed, as the forward's (_softmax_grad_columns)
-    columnwise = plain and scale > 0
+    # No mask, dropout or bias gradient: each key tile's scores transposed, as the forward's
+    # (_softmax_grad_columns; with the log-sum-exp known, the scale's sign does not matter).
+    columnwise = not has_bias and not has_keep and not dropping and not need_dbias
     # One query tile: each key tile's dk and dv rows are written once, in place, rather than
     # zeroed first and added to.
     one_block = Tq <= block_q
@@ -752,11 +741,6 @@ def _backward_share(
                     limit = max(0, min(cols, i + 1 - j0)) if causal else cols
                     shift = lse[n, i]
                     d = vmath.like(rowdot[r], scale)
-                    if plain:
-                        _exp_grad(srow, dprow, limit, scale, shift, d)
-                        srow[limit:] = 0.0
-                        dprow[limit:] = 0.0
-                        continue
                     brow, krow = _row_views(bslice, kslice, i, j0, j1)
                     _scores(srow, limit, scale, has_bias, brow, has_keep, krow)
                     _exp_shifted(srow, limit, shift)
