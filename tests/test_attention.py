@@ -178,9 +178,10 @@ def test_fully_masked_rows_give_zeros():
 
 @pytest.mark.parametrize("tq,tk,width", [(64, 64, 32), (64, 70, 32), (100, 100, 64)])
 def test_causal_tiles_are_square_and_one_tile_splits_in_two(tq, tk, width):
-    """A causal mask's key tiles are as wide as its query tiles are tall, and char_gpt's single
-    64 x 64 x 32 tile runs as two of 32, the first half of the rows against the first half of
-    the keys alone: the results are the reference's."""
+    """A causal mask's key tiles are as wide as its query tiles are tall, and a single 64 x 64
+    x 32 tile runs as two of 32, the first half of the rows against the first half of the keys
+    alone (with a mask or dropout; without, the transposed tiles below take every key up to
+    the diagonal): the results are the reference's."""
     block_q, block_k = _blocks(tq, tk, width, True)
     assert block_q == block_k < max(tq, tk)
     rng = np.random.default_rng(tq * tk)
@@ -188,6 +189,44 @@ def test_causal_tiles_are_square_and_one_tile_splits_in_two(tq, tk, width):
     q *= 3.0
     out, grads = firefly_run(q, k, v, grad, is_causal=True)
     expected_out, expected_grads = reference(q, k, v, causal=True, grad=grad)
+    np.testing.assert_allclose(out, expected_out, rtol=0, atol=1e-11)
+    for got, expected in zip(grads, expected_grads):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize(
+    "tq,tk,width,causal,blocks",
+    [
+        (200, 50, 32, False, (64, 50)),  # query tiles against one tile of every key
+        (70, 300, 32, False, (64, 128)),  # key tiles: the forward's sums rescaled
+        (160, 160, 64, True, (32, 32)),  # causal key tiles up to the diagonal
+        (96, 96, 32, True, (64, 96)),  # causal tiles of every key, ending at the diagonal
+    ],
+)
+def test_transposed_tiles_match_numpy(tq, tk, width, causal, blocks):
+    """Without mask or dropout the kernels take each key tile's scores transposed (K Q^T), and
+    a key tile spans every key while its product stays small: the results are the
+    reference's, whichever tiles the shape gets."""
+    assert _blocks(tq, tk, width, causal, columnwise=True) == blocks
+    rng = np.random.default_rng(tq + tk)
+    q, k, v, grad = random_inputs(rng, (2, 2), tq, tk, width, width)
+    q *= 3.0
+    out, grads = firefly_run(q, k, v, grad, is_causal=causal)
+    expected_out, expected_grads = reference(q, k, v, causal=causal, grad=grad)
+    np.testing.assert_allclose(out, expected_out, rtol=0, atol=1e-11)
+    for got, expected in zip(grads, expected_grads):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_negative_scale_matches_numpy(causal):
+    """A scale of either sign: the forward's transposed tiles need it positive (the largest
+    raw score is then the largest scaled one), the backward's do not (the log-sum-exp is
+    known), so a negative scale runs the row tiles forward and the transposed ones backward."""
+    rng = np.random.default_rng(7)
+    q, k, v, grad = random_inputs(rng, (2, 3), 40, 40, 8, 8)
+    out, grads = firefly_run(q, k, v, grad, is_causal=causal, scale=-0.6)
+    expected_out, expected_grads = reference(q, k, v, causal=causal, scale=-0.6, grad=grad)
     np.testing.assert_allclose(out, expected_out, rtol=0, atol=1e-11)
     for got, expected in zip(grads, expected_grads):
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-11)

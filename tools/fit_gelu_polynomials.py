@@ -2,7 +2,8 @@
 range |x| < 2 sqrt 2, in the variable u = x**2 / 4 - 1 (which runs over [-1, 1] there):
 
 - ``_GELU_ODD``, degree 16: (Phi(x) - 1/2) / x = erf(a) / (2 sqrt 2 a), a = |x| / sqrt 2, an
-  even function of x, so that Phi(x) = 1/2 + x * odd(u) on both sides of 0;
+  even function of x, so that Phi(x) = 1/2 + x * odd(u) on both sides of 0; and
+  ``_GELU_ODD_F32``, the same to degree 13, which float32 outputs need;
 - ``_GELU_SLOPE``, degree 17: GELU's derivative Phi(x) + x phi(x) is 1/2 + x * slope(u) with
   slope(u) = odd(u) + phi(x), the normal density phi(x) = exp(-2 (u + 1)) / sqrt(2 pi).
 
@@ -49,7 +50,11 @@ def slope(u):
 def main():
     mp.mp.dps = 50
     u = np.linspace(-1.0, 1.0, 4001)
-    for name, f, degree in (("_GELU_ODD", odd_part, 16), ("_GELU_SLOPE", slope, 17)):
+    for name, f, degree in (
+        ("_GELU_ODD", odd_part, 16),
+        ("_GELU_ODD_F32", odd_part, 13),
+        ("_GELU_SLOPE", slope, 17),
+    ):
         coefficients = chebyshev_interpolant_monomials(f, degree)
         exact = np.array([float(f(mp.mpf(t))) for t in u])
         horner = np.full_like(u, coefficients[0])

@@ -3,6 +3,10 @@
 Per (batch x head) slice, queries are taken ``block_q`` rows at a time against keys ``block_k``
 columns at a time. The forward keeps a running row maximum and sum of exponentials and saves
 only the log-sum-exp per query row; the backward recomputes each tile of probabilities from it.
+Without mask or dropout, each tile's scores are taken transposed (K Q^T, a row per key), so
+that the softmax's passes run along each key's queries with the per-query statistics as
+vectors, one call per tile (``_softmax_columns``, ``_softmax_grad_columns``); such a tile ends
+at the last key its queries attend.
 No (Tq, Tk) matrix is ever held: the extra memory is the output, the log-sum-exp and one
 share's tiles per thread, all passed in by the op (the kernels allocate nothing).
 
@@ -149,17 +153,6 @@ def _exp_sum(row, limit, scale, shift):
     return _reassociated_sum(row[:limit])
 
 
-@called_helper
-def _exp_grad(srow, dprow, limit, scale, shift, d):
-    """The backward's row without mask or dropout, in one pass: p = exp(s * scale - shift)
-    into srow, and dprow = p * (dp - d) * scale (as p * (dp * scale - d * scale))."""
-    sd = d * scale
-    for c in range(limit):
-        p = vmath.exp(srow[c] * scale - shift)
-        srow[c] = p
-        dprow[c] = p * (dprow[c] * scale - sd)
-
-
 @called_helper(reassociate=True)
 def _row_dot(g, o):
     """sum(g * o) over a row, each product in float64 (exact for float32) and summed in any
@@ -176,6 +169,64 @@ def _exp_shifted(row, limit, shift):
     """row[:limit] = exp(row[:limit] - shift) in place (a function of its own, as _exp_sum)."""
     for c in range(limit):
         row[c] = vmath.exp(row[c] - shift)
+
+
+@called_helper
+def _softmax_columns(st, offset, causal, scale, row_max, row_sum, alpha):
+    """One key tile of the forward without mask or dropout, its scores transposed: st[j, r]
+    the raw score of key j against query r (key j hidden from rows r < j + offset when
+    causal). Updates each query's running max (scaled) and sum, sets alpha[r] to the factor
+    that rescales the query's earlier sums and products, and overwrites st with the
+    probabilities exp(s * scale - max), 0 where hidden. Each loop runs along the queries of
+    one key, a contiguous row, with no per-query call: over the scores untransposed, each
+    query's row of a few dozen keys cost a call and a vector loop's start and tail per pass."""
+    cols, rows = st.shape
+    zero = row_max.dtype.type(0)
+    for r in range(rows):
+        alpha[r] = -np.inf  # the tile's largest raw score per query, first
+    for j in range(cols):
+        lo = min(rows, max(0, j + offset)) if causal else 0
+        srow = st[j]
+        for r in range(rows):  # the whole row, as the exp pass below
+            alpha[r] = srow[r] if r >= lo and srow[r] > alpha[r] else alpha[r]
+    for r in range(rows):
+        # scale > 0: the largest raw score, scaled, is the largest scaled score
+        old, top = row_max[r], alpha[r] * scale
+        new = top if not old >= top else old
+        alpha[r] = np.exp(old - new) if new > -np.inf else 1.0
+        row_max[r] = new
+        row_sum[r] *= alpha[r]
+    for j in range(cols):
+        lo = min(rows, max(0, j + offset)) if causal else 0
+        srow = st[j]
+        # Over the whole row, the hidden queries' p selected away: a loop from lo ran its
+        # last few queries as scalar code, an exp each, on every diagonal tile's row.
+        for r in range(rows):
+            # a query with no finite score yet (new = -inf) gets p = 0 from a shift of 0
+            p = vmath.exp(srow[r] * scale - (row_max[r] if row_max[r] > -np.inf else zero))
+            p = p if r >= lo else zero
+            srow[r] = p
+            row_sum[r] += p
+
+
+@called_helper
+def _softmax_grad_columns(st, dpt, offset, causal, scale, shift, d):
+    """The backward's key tile without mask, dropout or bias gradient, transposed as
+    _softmax_columns's: st[j, r] the raw score and dpt[j, r] dO V^T of key j against query r,
+    shift[r] and d[r] the query's log-sum-exp and sum(dO * O). Overwrites st with p =
+    exp(s * scale - shift) and dpt with p * (dp - d) * scale (as p * (dp * scale - d *
+    scale)), both 0 where causal hides key j from query r (r < j + offset), in loops along
+    each key's queries."""
+    cols, rows = st.shape
+    zero = st.dtype.type(0)
+    for j in range(cols):
+        lo = min(rows, max(0, j + offset)) if causal else 0
+        srow, dprow = st[j], dpt[j]
+        for r in range(rows):  # the whole row, as _softmax_columns's
+            p = vmath.exp(srow[r] * scale - shift[r])
+            ds = p * (dprow[r] * scale - d[r] * scale)
+            srow[r] = p if r >= lo else zero
+            dprow[r] = ds if r >= lo else zero
 
 
 @inline_helper
@@ -286,6 +337,71 @@ def _row_views(bslice, kslice, i, j0, j1):
     return brow, krow
 
 
+@called_helper
+def _add_products(p, v_tile, acc, tmp_all, alpha, first):
+    """The forward's products of one key tile: acc = p v_tile on a query tile's first key
+    tile, else acc * alpha (per row, the rescale of the earlier tiles) + p v_tile, through
+    scratch ``tmp_all``. ``p`` (rows, keys) may be a transposed view (BLAS's flag)."""
+    rows, Ev = acc.shape
+    if first:
+        dot_into(p, v_tile, acc)
+    else:
+        tmp = tmp_all[: rows * Ev].reshape((rows, Ev))
+        dot_into(p, v_tile, tmp)
+        for r in range(rows):
+            a = alpha[r]
+            for e in range(Ev):
+                acc[r, e] = acc[r, e] * a + tmp[r, e]
+
+
+@called_helper
+def _tile_gradients(
+    pt,
+    ds,
+    dst,
+    g_tile,
+    q_tile,
+    k_tile,
+    dkv_all,
+    dq_all,
+    dq_rows,
+    dk,
+    dv,
+    row0,
+    k_col,
+    v_col,
+    first,
+    one_block,
+):
+    """The backward's products of one key tile, given P^T (keys, queries), dS and dS^T in
+    either layout (one of each pair a transposed view): dV = P^T dO and dK = dS^T Q for the
+    tile's keys (rows ``row0`` on: written in place with one query tile, else added), and
+    dq_rows = dS K on a query tile's first key tile, else added to."""
+    cols, Ev = pt.shape[0], g_tile.shape[1]
+    rows, E = q_tile.shape
+    dkv = dkv_all[: cols * Ev].reshape((cols, Ev))
+    dot_into(pt, g_tile, dkv)
+    if one_block:
+        _scatter_rows(dkv, dv, row0, v_col)
+    else:
+        _add_rows(dv, row0, v_col, dkv)
+    if first:
+        dot_into(ds, k_tile, dq_rows)
+    else:
+        dq_tmp = dq_all[: rows * E].reshape((rows, E))
+        dot_into(ds, k_tile, dq_tmp)
+        for r in range(rows):
+            dq_row, extra = dq_rows[r], dq_tmp[r]
+            for e in range(E):
+                dq_row[e] += extra[e]
+    dkv = dkv_all[: cols * E].reshape((cols, E))
+    dot_into(dst, q_tile, dkv)
+    if one_block:
+        _scatter_rows(dkv, dk, row0, k_col)
+    else:
+        _add_rows(dk, row0, k_col, dkv)
+
+
 @driven_kernel
 def _forward_share(
     t,
@@ -343,6 +459,9 @@ def _forward_share(
     key = np.uint64(dropout_key[0])
     # No mask: the scores are scaled inside the exp pass instead of a pass of their own.
     plain = not has_bias and not has_keep and scale > 0
+    # ... and no dropout: each key tile's scores transposed, so that the softmax's loops run
+    # along the queries (_softmax_columns)
+    columnwise = plain and not dropping
     one = vmath.like(1.0, scale)
     tile = block_q * block_k
     work = scratch[t]
@@ -369,20 +488,36 @@ def _forward_share(
         bslice = bias[_slice_offset(n, batch_shape, bias_strides)]
         kslice = keep[_slice_offset(n, batch_shape, keep_strides)]
         kept = _kept_keys(kslice, has_keep, Tk)
-        _transpose_blocks(k, k_row, k_col, kept, E, block_k, kt)
+        kn = kt.reshape((Tk, E))
+        if columnwise:  # K's rows: scores transposed are K Q^T
+            _gather_rows(k, k_row, k_col, kn)
+        else:
+            _transpose_blocks(k, k_row, k_col, kept, E, block_k, kt)
         _gather_rows(v, k_row, v_col, vn)
         for i0 in range(0, Tq, block_q):
             i1 = min(i0 + block_q, Tq)
             rows = i1 - i0
             q_tile = q_all[: rows * E].reshape((rows, E))
-            _gather_rows(q, q_row + i0, q_col, q_tile)
+            if columnwise:  # Q^T
+                _transpose_blocks(q, q_row + i0, q_col, rows, E, rows, q_all)
+            else:
+                _gather_rows(q, q_row + i0, q_col, q_tile)
             acc = acc_all[: rows * Ev].reshape((rows, Ev))
             j_end = min(kept, i1) if causal else kept
             row_max[:rows] = -np.inf
             row_sum[:rows] = 0.0
             for j0 in range(0, j_end, block_k):
-                j1 = min(j0 + block_k, kept)  # a whole transposed block
+                # a whole transposed block, or K's rows up to the last one the tile attends
+                j1 = min(j0 + block_k, j_end if columnwise else kept)
                 cols = j1 - j0
+                if columnwise:
+                    st = work[: rows * cols].reshape((cols, rows))
+                    dot_into(kn[j0:j1], q_all[: rows * E].reshape((E, rows)), st)
+                    _softmax_columns(
+                        st, j0 - i0, causal, scale, row_max[:rows], row_sum[:rows], alpha[:rows]
+                    )
+                    _add_products(st.T, vn[j0:j1], acc, tmp_all, alpha, j0 == 0)
+                    continue
                 s = work[: rows * cols].reshape((rows, cols))
                 dot_into(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
                 for r in range(rows):
@@ -413,15 +548,7 @@ def _forward_share(
                         base = (n * Tq + i) * Tk + j0
                         for c in range(limit):
                             srow[c] *= _drop_scale(key, base + c, dropout_p, inv_keep)
-                if j0 == 0:
-                    dot_into(s, vn[j0:j1], acc)
-                else:
-                    tmp = tmp_all[: rows * Ev].reshape((rows, Ev))
-                    dot_into(s, vn[j0:j1], tmp)
-                    for r in range(rows):
-                        a = alpha[r]
-                        for e in range(Ev):
-                            acc[r, e] = acc[r, e] * a + tmp[r, e]
+                _add_products(s, vn[j0:j1], acc, tmp_all, alpha, j0 == 0)
             for r in range(rows):
                 total = row_sum[r]
                 dest = out[q_row + i0 + r, out_col : out_col + Ev]
@@ -499,8 +626,9 @@ def _backward_share(
     dropping = dropout_p > 0.0
     inv_keep = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 0.0
     key = np.uint64(dropout_key[0])
-    # No mask, dropout or bias gradient: each row in one pass (_exp_grad).
-    plain = not has_bias and not has_keep and not dropping and not need_dbias
+    # No mask, dropout or bias gradient: each key tile's scores transposed, as the forward's
+    # (_softmax_grad_columns; with the log-sum-exp known, the scale's sign does not matter).
+    columnwise = not has_bias and not has_keep and not dropping and not need_dbias
     # One query tile: each key tile's dk and dv rows are written once, in place, rather than
     # zeroed first and added to.
     one_block = Tq <= block_q
@@ -526,6 +654,11 @@ def _backward_share(
     vt = work[start : start + Ev * Tk]
     start += Ev * Tk
     kn = work[start : start + Tk * E].reshape((Tk, E))
+    start += Tk * E
+    qt_all = work[start : start + block_q * E]
+    start += block_q * E
+    gt_all = work[start : start + block_q * Ev]
+    vn = vt.reshape((Tk, Ev))
     if need_dbias:
         dbias_parts[t] = 0.0
     n0, n1 = share_range(t, threads, N)
@@ -540,8 +673,11 @@ def _backward_share(
         # GEMM: BLAS's transposed-operand path is slower, see _transpose_blocks).
         _gather_rows(k, k_row, k_col, kn)
         kept = _kept_keys(kslice, has_keep, Tk)
-        _transpose_blocks(k, k_row, k_col, kept, E, block_k, kt)
-        _transpose_blocks(v, k_row, v_col, kept, Ev, block_k, vt)
+        if columnwise:  # V's rows: dP transposed is V dO^T
+            _gather_rows(v, k_row, v_col, vn)
+        else:
+            _transpose_blocks(k, k_row, k_col, kept, E, block_k, kt)
+            _transpose_blocks(v, k_row, v_col, kept, Ev, block_k, vt)
         if not one_block:
             _zero_rows(dk, k_row, k_col, Tk, E)
             _zero_rows(dv, k_row, v_col, Tk, Ev)
@@ -554,6 +690,9 @@ def _backward_share(
             _gather_rows(grad, q_row + i0, out_col, g_tile)
             for r in range(rows):
                 rowdot[r] = _row_dot(g_tile[r], out[q_row + i0 + r, out_col : out_col + Ev])
+            if columnwise:  # Q^T and dO^T
+                _transpose_blocks(q, q_row + i0, q_col, rows, E, rows, qt_all)
+                _transpose_blocks(grad, q_row + i0, out_col, rows, Ev, rows, gt_all)
             dq_rows = dq_rows_all[: rows * E].reshape((rows, E))
             j_end = min(kept, i1) if causal else kept
             if one_block:  # the key rows no tile below writes
@@ -562,8 +701,36 @@ def _backward_share(
             if j_end == 0:
                 dq_rows[:, :] = 0.0
             for j0 in range(0, j_end, block_k):
-                j1 = min(j0 + block_k, kept)  # a whole transposed block
+                # a whole transposed block, or K's and V's rows up to the last one attended
+                j1 = min(j0 + block_k, j_end if columnwise else kept)
                 cols = j1 - j0
+                if columnwise:
+                    st = work[: rows * cols].reshape((cols, rows))
+                    dpt = dp_all[: rows * cols].reshape((cols, rows))
+                    dot_into(kn[j0:j1], qt_all[: rows * E].reshape((E, rows)), st)
+                    dot_into(vn[j0:j1], gt_all[: rows * Ev].reshape((Ev, rows)), dpt)
+                    _softmax_grad_columns(
+                        st, dpt, j0 - i0, causal, scale, lse[n, i0:i1], rowdot[:rows]
+                    )
+                    _tile_gradients(
+                        st,
+                        dpt.T,
+                        dpt,
+                        g_tile,
+                        q_tile,
+                        kn[j0:j1],
+                        dkv_all,
+                        dq_all,
+                        dq_rows,
+                        dk,
+                        dv,
+                        k_row + j0,
+                        k_col,
+                        v_col,
+                        j0 == 0,
+                        one_block,
+                    )
+                    continue
                 s = work[: rows * cols].reshape((rows, cols))
                 dp = dp_all[: rows * cols].reshape((rows, cols))
                 dot_into(q_tile, kt[j0 * E : j0 * E + E * cols].reshape((E, cols)), s)
@@ -574,11 +741,6 @@ def _backward_share(
                     limit = max(0, min(cols, i + 1 - j0)) if causal else cols
                     shift = lse[n, i]
                     d = vmath.like(rowdot[r], scale)
-                    if plain:
-                        _exp_grad(srow, dprow, limit, scale, shift, d)
-                        srow[limit:] = 0.0
-                        dprow[limit:] = 0.0
-                        continue
                     brow, krow = _row_views(bslice, kslice, i, j0, j1)
                     _scores(srow, limit, scale, has_bias, brow, has_keep, krow)
                     _exp_shifted(srow, limit, shift)
@@ -609,27 +771,24 @@ def _backward_share(
                     if need_dbias or dropping:
                         for c in range(limit):
                             dprow[c] *= scale
-                dkv = dkv_all[: cols * Ev].reshape((cols, Ev))
-                dot_into(s.T, g_tile, dkv)
-                if one_block:
-                    _scatter_rows(dkv, dv, k_row + j0, v_col)
-                else:
-                    _add_rows(dv, k_row + j0, v_col, dkv)
-                if j0 == 0:
-                    dot_into(dp, kn[j0:j1], dq_rows)
-                else:
-                    dq_tmp = dq_all[: rows * E].reshape((rows, E))
-                    dot_into(dp, kn[j0:j1], dq_tmp)
-                    for r in range(rows):
-                        dq_row, extra = dq_rows[r], dq_tmp[r]
-                        for e in range(E):
-                            dq_row[e] += extra[e]
-                dkv = dkv_all[: cols * E].reshape((cols, E))
-                dot_into(dp.T, q_tile, dkv)
-                if one_block:
-                    _scatter_rows(dkv, dk, k_row + j0, k_col)
-                else:
-                    _add_rows(dk, k_row + j0, k_col, dkv)
+                _tile_gradients(
+                    s.T,
+                    dp,
+                    dp.T,
+                    g_tile,
+                    q_tile,
+                    kn[j0:j1],
+                    dkv_all,
+                    dq_all,
+                    dq_rows,
+                    dk,
+                    dv,
+                    k_row + j0,
+                    k_col,
+                    v_col,
+                    j0 == 0,
+                    one_block,
+                )
             _scatter_rows(dq_rows, dq, q_row + i0, q_col)
 
 
@@ -640,6 +799,7 @@ def backward_scratch_size(block_q, block_k, tk, e, ev):
         + block_q * (3 * e + ev + 1)
         + block_k * max(e, ev)
         + (2 * e + ev) * tk
+        + block_q * (e + ev)
     )
 
 

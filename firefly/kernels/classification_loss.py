@@ -8,15 +8,18 @@ import math
 import numpy as np
 from numba import prange
 
+from firefly.kernels import vmath
 from firefly.kernels._jit import (
     PARALLEL_MIN_MEMORY_BOUND,
     PARALLEL_MIN_TRANSCENDENTAL,
     assume_nonnegative,
+    inline_helper,
     memory_bound,
     transcendental,
 )
 from firefly.kernels._shares import each_share, share_range
-from firefly.kernels.reduce import EMPTY_2D, partials_kernel, sum_in_order
+from firefly.kernels.families import ROW_TASKS, _reassociated_sum, _softmax_row_max
+from firefly.kernels.reduce import EMPTY_2D, LANES, SUM_CHUNK, partials_kernel, sum_in_order
 
 # Samples per partial sum of a forward: each share sums whole chunks, and the chunks' sums are
 # added in order, so the totals do not depend on the number of threads.
@@ -76,6 +79,32 @@ def nll_backward(grad, per_sample, scale, target, weight, ignore_index, dx):
             dx[o, t, i] = -weight[t] * (grad[o, i] if per_sample else grad[0, 0]) * scale
 
 
+@inline_helper
+def _class_row(x, x2, o, i, row_copy):
+    """Sample (o, i)'s logits x[o, :, i] as a contiguous row: x2[o] (x reshaped to (O, C * I))
+    when inner is 1, else copied into ``row_copy``; contiguous, the max, exp and sum loops
+    vectorize."""
+    if x.shape[2] == 1:
+        return x2[o]
+    for c in range(x.shape[1]):
+        row_copy[c] = x[o, c, i]
+    return row_copy
+
+
+@inline_helper
+def _exp_total(row, m, exps):
+    """sum(exp(row - m)) in float64, the exps written to ``exps`` and summed in the row's dtype
+    in chunks of SUM_CHUNK, in any order (as the softmax family's rows: the exp loop and the
+    sums vectorize; exp stays outside reassociated code)."""
+    C = row.size
+    for c in range(C):
+        exps[c] = vmath.exp_flush_subnormal(row[c] - m)
+    s = 0.0
+    for lo in range(0, C, SUM_CHUNK):
+        s += _reassociated_sum(exps[lo : min(lo + SUM_CHUNK, C)])
+    return s
+
+
 @partials_kernel(_chunk_sums, EMPTY_2D, PARALLEL_MIN_TRANSCENDENTAL)
 def cross_entropy_forward(
     t,
@@ -107,6 +136,10 @@ def cross_entropy_forward(
     if t < 0:
         each_share(threads)
         return sum_in_order(partial[0]), sum_in_order(partial[1])
+    x2 = x.reshape(O, C * I)
+    lanes = np.empty(LANES, x.dtype)
+    row_copy = np.empty(C if I != 1 else 0, x.dtype)
+    exps = np.empty(C, x.dtype)
     # The serial run's totals: the chunks' sums added in order, as sum_in_order adds them.
     grand, grand_divisor = 0.0, 0.0
     first, last = share_range(t, threads, (O * I + SAMPLE_CHUNK - 1) // SAMPLE_CHUNK)
@@ -116,12 +149,9 @@ def cross_entropy_forward(
         for oi in range(chunk * SAMPLE_CHUNK, min((chunk + 1) * SAMPLE_CHUNK, O * I)):
             assume_nonnegative(oi)  # as from 0: no wraparound of the indexes it gives
             o, i = oi // I, oi % I
-            m = x[o, 0, i]
-            for c in range(1, C):
-                m = max(m, x[o, c, i])
-            s = 0.0
-            for c in range(C):
-                s += math.exp(x[o, c, i] - m)
+            row = _class_row(x, x2, o, i, row_copy)
+            m = _softmax_row_max(row, lanes)
+            s = _exp_total(row, m, exps)
             ls = math.log(s)
             shift[o, i] = m
             log_sum[o, i] = ls
@@ -129,18 +159,18 @@ def cross_entropy_forward(
             if prob_targets:
                 for c in range(C):
                     q = probs[o, c, i] * (1.0 - smoothing) + uniform
-                    loss += weight[c] * q * ((m - x[o, c, i]) + ls)
+                    loss += weight[c] * q * ((m - row[c]) + ls)
                 counted = 1.0
             else:
                 k = target[o, i]
                 if k == ignore_index:
                     counted = 0.0
                 else:
-                    loss = (1.0 - smoothing) * weight[k] * ((m - x[o, k, i]) + ls)
+                    loss = (1.0 - smoothing) * weight[k] * ((m - row[k]) + ls)
                     if smoothing > 0.0:
                         spread = 0.0
                         for c in range(C):
-                            spread += weight[c] * ((m - x[o, c, i]) + ls)
+                            spread += weight[c] * ((m - row[c]) + ls)
                         loss += uniform * spread
                     counted = weight[k]
             losses[o, i] = loss
@@ -171,28 +201,41 @@ def cross_entropy_backward(
 ):
     """dx[c] = g * (softmax(x)[c] * sum_k weight[k] q[k] - weight[c] q[c]), g = grad * scale."""
     O, C, I = x.shape
+    x2 = x.reshape(O, C * I)
+    dx2 = dx.reshape(O, C * I)
     weight_total = 0.0
     for c in range(C):
         weight_total += weight[c]
     uniform = smoothing / C
-    for oi in prange(O * I):
-        o, i = oi // I, oi % I
-        g = (grad[o, i] if per_sample else grad[0, 0]) * scale
-        m, ls = shift[o, i], log_sum[o, i]
-        if prob_targets:
-            mass = 0.0
-            for c in range(C):
-                mass += weight[c] * (probs[o, c, i] * (1.0 - smoothing) + uniform)
-            for c in range(C):
-                q = probs[o, c, i] * (1.0 - smoothing) + uniform
-                dx[o, c, i] = g * (math.exp((x[o, c, i] - m) - ls) * mass - weight[c] * q)
-        else:
-            t = target[o, i]
-            if t == ignore_index:
+    rows = O * I
+    tasks = min(rows, ROW_TASKS)
+    for task in prange(tasks):
+        scratch = C if I != 1 else 0
+        row_copy, dx_copy = np.empty(scratch, x.dtype), np.empty(scratch, dx.dtype)
+        for oi in range(task * rows // tasks, (task + 1) * rows // tasks):
+            o, i = oi // I, oi % I
+            row = _class_row(x, x2, o, i, row_copy)
+            drow = dx2[o] if I == 1 else dx_copy
+            g = (grad[o, i] if per_sample else grad[0, 0]) * scale
+            m, ls = shift[o, i], log_sum[o, i]
+            t = 0 if prob_targets else target[o, i]
+            if not prob_targets and t == ignore_index:
+                drow[:] = 0.0
+            else:
                 for c in range(C):
-                    dx[o, c, i] = 0.0
-                continue
-            mass = (1.0 - smoothing) * weight[t] + uniform * weight_total
-            for c in range(C):
-                dx[o, c, i] = g * (math.exp((x[o, c, i] - m) - ls) * mass - weight[c] * uniform)
-            dx[o, t, i] -= g * (1.0 - smoothing) * weight[t]
+                    drow[c] = vmath.exp((row[c] - m) - ls)
+                if prob_targets:
+                    mass = 0.0
+                    for c in range(C):
+                        mass += weight[c] * (probs[o, c, i] * (1.0 - smoothing) + uniform)
+                    for c in range(C):
+                        q = probs[o, c, i] * (1.0 - smoothing) + uniform
+                        drow[c] = g * (drow[c] * mass - weight[c] * q)
+                else:
+                    mass = (1.0 - smoothing) * weight[t] + uniform * weight_total
+                    for c in range(C):
+                        drow[c] = g * (drow[c] * mass - weight[c] * uniform)
+                    drow[t] -= g * (1.0 - smoothing) * weight[t]
+            if I != 1:
+                for c in range(C):
+                    dx[o, c, i] = drow[c]

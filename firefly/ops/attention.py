@@ -24,7 +24,7 @@ MAX_BLOCK = 128
 MIN_BLOCK_Q = 16
 
 
-def _blocks(tq, tk, width, causal):
+def _blocks(tq, tk, width, causal, columnwise=False):
     """(block_q, block_k), the tiles' rows and key columns. A causal mask skips the key tiles
     after the diagonal, whole tiles only: its key tiles are as wide as its query tiles are tall
     (wider ones computed and then masked keys past the diagonal: at (8, 8, 256, 64) 32 x 128
@@ -32,7 +32,13 @@ def _blocks(tq, tk, width, causal):
     multiply-adds is split in two, whose first half of the rows needs only the first half of
     the keys: three quarters of the products (char_gpt's 64 x 64 x 32: 0.96x the time; smaller
     tiles gained nothing, 48 x 48 x 32 as 24 x 24 took 1.1x). docs/performance.md, "The
-    char_gpt step under firefly.compile, session 33", has the table."""
+    char_gpt step under firefly.compile, session 33", has the table.
+
+    ``columnwise`` (no mask, no dropout: the kernels' transposed tiles, which end at the last
+    key a query tile attends rather than at a whole key tile) takes every key in one tile
+    when that tile's product stays within SINGLE_THREAD_GEMM: one product and one pass per
+    query tile where there were several, and the forward no longer rescales its running
+    sums (char_gpt's 32-row query tiles against 32 or 64 keys)."""
     block_k = MAX_BLOCK if width <= 64 else MAX_BLOCK // 2
     block_q = min(MAX_BLOCK, max(MIN_BLOCK_Q, SINGLE_THREAD_GEMM // (block_k * max(width, 1))))
     block_q, block_k = max(1, min(tq, block_q)), max(1, min(tk, block_k))
@@ -40,6 +46,8 @@ def _blocks(tq, tk, width, causal):
         block_q = block_k = min(block_q, block_k)
         if block_q >= tq and block_k >= tk and tq * tk * width >= SINGLE_THREAD_GEMM // 2:
             block_q = block_k = (max(tq, tk) + 1) // 2
+    if columnwise and block_q * tk * width <= SINGLE_THREAD_GEMM:
+        block_k = max(1, tk)
     return block_q, block_k
 
 
@@ -257,7 +265,8 @@ class ScaledDotProductAttention(Op):
         q2, k2, v2 = _rows(query, n * tq), _rows(key, n * tk), _rows(value, n * tk)
         out = np.empty((n * tq, ev), dtype=query.dtype)
         lse = np.empty((n, tq), dtype=query.dtype)
-        block_q, block_k = _blocks(tq, tk, max(e, ev), bool(is_causal))
+        columnwise = not has_bias and not has_keep and dropout_p == 0.0 and scale > 0
+        block_q, block_k = _blocks(tq, tk, max(e, ev), bool(is_causal), columnwise)
         ctx.layout = (
             _index_array(kernel_batch),
             bias3,
@@ -427,7 +436,8 @@ class PackedSelfAttention(Op):
         dropout_key = _dropout_key(dropout_p, seed)
         out = np.empty(lead + (t, heads * head), dtype=qkv.dtype)
         lse = np.empty((batch * heads, t), dtype=qkv.dtype)
-        block_q, block_k = _blocks(t, t, head, bool(is_causal))
+        columnwise = dropout_p == 0.0 and scale > 0
+        block_q, block_k = _blocks(t, t, head, bool(is_causal), columnwise)
         # No mask: a one-element bias and keep that every slice reads (stride 0).
         no_strides = _index_array([0, 0])
         ctx.layout = (

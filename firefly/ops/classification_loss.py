@@ -206,6 +206,8 @@ class CrossEntropy(Op):
         else:
             x3, indices, weight, target_shape = class_layout(ctx, x, target, weight, ignore_index)
             probs = np.zeros((1, 1, 1), dtype=x.dtype)
+        # contiguous: the kernels read each sample's logits as a row of x3.reshape(outer, -1)
+        x3 = np.ascontiguousarray(x3)
         losses = np.empty((x3.shape[0], x3.shape[2]), dtype=x.dtype)
         shift, log_sum = np.empty_like(losses), np.empty_like(losses)
         total, divisor = ctx.op.forward_kernel(
