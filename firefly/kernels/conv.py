@@ -53,9 +53,13 @@ in cache. Their wide columns work at any stride: the padded planes are split int
 phases (``_pad_samples``; at stride 2, four planes of the even and odd rows and columns), in
 which every tap's columns are again one contiguous run (``_tap_source``). With wide columns
 and 8 channels per group or more they skip the columns in the forward and the input gradient
-(``_shifted_products``, ``_shifted_column_grads_add``). Every
-product goes through ``cblas.gemm_views`` (NumPy's OpenBLAS; every operand here has its rows
-or columns contiguous, so no copies are compiled in).
+(``_shifted_products``, ``_shifted_column_grads_add``).
+
+The float32 products whose right operand has contiguous rows run through the register-tile
+micro-kernel (``microkernel.gemm``), which ran these skinny products 1.0-1.3 times as fast as
+OpenBLAS; the weight gradients' products, whose right operand is a transposed view, and all
+float64 products go through ``cblas.gemm_views`` (NumPy's OpenBLAS; every operand here has its
+rows or columns contiguous, so no copies are compiled in).
 
 The op has already validated shapes, strides, paddings and dilations; these loops index
 without bounds checks.
@@ -64,6 +68,7 @@ without bounds checks.
 import numpy as np
 from numba import prange
 
+from firefly.kernels import microkernel
 from firefly.kernels._jit import (
     called_helper,
     driven_kernel,
@@ -150,7 +155,7 @@ def conv2d_taps_forward(
     Og = O // groups
     w2 = weight.reshape(groups, Og, taps)
     for g in range(groups):
-        gemm_views(w2[g], cols[g], product, 0.0)
+        microkernel.gemm(w2[g], cols[g], product, 0.0)
         for n in range(N):
             _write_sample(product, bias, g, n, Q, out)
 
@@ -243,7 +248,7 @@ def _taps_input_grad(grad, weight, cols, sh, sw, ph, pw, dh, dw, Wp, wide, g2, d
     w2 = weight.reshape(groups, Og, taps)
     idx = _window_offsets(OH, OW, sh, sw, Wp)
     for g in range(groups):
-        gemm_views(w2[g].T, g2[g * Og : (g + 1) * Og], dcols, 0.0)
+        microkernel.gemm(w2[g].T, g2[g * Og : (g + 1) * Og], dcols, 0.0)
         # Rows of one input channel add into the same plane: a channel of the group at a time.
         for cl in range(Cg):
             c = g * Cg + cl
@@ -348,7 +353,7 @@ def _positions_forward_share(
                             for i in range(run):
                                 dd[i] = ss[i]
     for g in range(groups if n1 > n0 else 0):
-        gemm_views(cols[g, n0 * P : n1 * P], wr[g], product[n0 * P : n1 * P], 0.0)
+        microkernel.gemm(cols[g, n0 * P : n1 * P], wr[g], product[n0 * P : n1 * P], 0.0)
         for n in range(n0, n1):
             _write_sample(product.T, bias, g, n, OW, out)
 
@@ -393,7 +398,7 @@ def _positions_backward_share(
     threads,
     grad,
     weight,
-    wr,
+    wr_t,
     cols,
     sh,
     sw,
@@ -413,7 +418,8 @@ def _positions_backward_share(
     """conv2d_positions_backward for share t of ``threads``, samples n0 .. n1: their rows of
     g2, their sums of grad per channel into ``bias_parts[t]`` (O,), their share of the weight
     gradient into ``dw_parts[t]`` (groups, taps, O / groups) if need_dweight, and if need_dx
-    their rows of the column gradients and their dx."""
+    their rows of the column gradients and their dx. ``wr_t`` is the weight by tap
+    (``_weight_by_tap``) transposed, (groups, O / groups, taps), C-contiguous."""
     if t < 0:
         return each_share(threads)
     n0, n1 = share_range(t, threads, grad.shape[0])
@@ -443,9 +449,9 @@ def _positions_backward_share(
     # its transpose grad^T x cols in 474 (the shapes of the module docstring).
     for g in range(groups):
         if need_dweight:
-            gemm_views(cols[g, n0 * P : n1 * P].T, g2[g, n0 * P : n1 * P], dw_part[g], 0.0)
+            microkernel.gemm(cols[g, n0 * P : n1 * P].T, g2[g, n0 * P : n1 * P], dw_part[g], 0.0)
         if need_dx:
-            gemm_views(g2[g, n0 * P : n1 * P], wr[g].T, dcols[g, n0 * P : n1 * P], 0.0)
+            microkernel.gemm(g2[g, n0 * P : n1 * P], wr_t[g], dcols[g, n0 * P : n1 * P], 0.0)
     if not need_dx:
         return
     run, runs = _runs(groups, dw, KW, Cg)
@@ -507,7 +513,8 @@ def conv2d_positions_backward(
     O = grad.shape[1]
     groups, _, taps = cols.shape
     Og = O // groups
-    wr = _weight_by_tap(weight, groups)
+    # by tap, transposed: (groups, O / groups, taps), whose rows the micro-kernel reads
+    wr_t = np.ascontiguousarray(_weight_by_tap(weight, groups).transpose(0, 2, 1))
     dw_parts = np.empty((threads, groups, taps, Og), dtype=dweight.dtype)
     bias_parts = np.empty((threads, O))
     run_shares(
@@ -515,7 +522,7 @@ def conv2d_positions_backward(
         threads,
         grad,
         weight,
-        wr,
+        wr_t,
         cols,
         sh,
         sw,
@@ -567,7 +574,7 @@ def _pointwise_forward_share(t, threads, x, weight, bias, out):
             # pass zeroing ``dst`` and the bias another.
             for o in range(Og):
                 dst[o] = bias[g * Og + o]
-            gemm_views(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst, 1.0)
+            microkernel.gemm(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst, 1.0)
 
 
 @kernel_driver
@@ -612,7 +619,9 @@ def _pointwise_backward_share(t, threads, grad, x, weight, need_dx, need_dweight
             if need_dweight:
                 gemm_views(gn, x[n, g * Cg : (g + 1) * Cg].T, parts[t, g * Og : (g + 1) * Og], 1.0)
             if need_dx:
-                gemm_views(weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg], 0.0)
+                microkernel.gemm(
+                    weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg], 0.0
+                )
 
 
 @memory_bound
@@ -818,7 +827,9 @@ def _grouped_products(w2, cols, product):
     """product = weight x cols per group: w2 (groups, Og, taps), cols (groups*taps, L)."""
     groups, Og, taps = w2.shape
     for g in range(groups):
-        gemm_views(w2[g], cols[g * taps : (g + 1) * taps], product[g * Og : (g + 1) * Og], 0.0)
+        microkernel.gemm(
+            w2[g], cols[g * taps : (g + 1) * taps], product[g * Og : (g + 1) * Og], 0.0
+        )
 
 
 @inline_helper
@@ -849,7 +860,7 @@ def _shifted_products(wt, plane, start, KW, dh, dw, qh, qw, Wq, product):
         for t in range(taps):
             first, offset = _tap_source(g * Cg, t // KW, t % KW, C, dh, dw, qh, qw, Wq)
             offset += start
-            gemm_views(
+            microkernel.gemm(
                 wt[t, g * Og : (g + 1) * Og],
                 plane[first : first + Cg, offset : offset + L],
                 product[g * Og : (g + 1) * Og],
@@ -876,7 +887,7 @@ def _grouped_column_grads(w2, g2, dcols):
     """dcols = weight^T x g2 per group: w2 (groups, Og, taps), g2 (O, L)."""
     groups, Og, taps = w2.shape
     for g in range(groups):
-        gemm_views(w2[g].T, g2[g * Og : (g + 1) * Og], dcols[g * taps : (g + 1) * taps], 0.0)
+        microkernel.gemm(w2[g].T, g2[g * Og : (g + 1) * Og], dcols[g * taps : (g + 1) * taps], 0.0)
 
 
 @called_helper
@@ -893,7 +904,7 @@ def _shifted_column_grads_add(wt, g2, start, KW, dh, dw, qh, qw, Wq, dplane):
         for t in range(taps):
             first, offset = _tap_source(g * Cg, t // KW, t % KW, C, dh, dw, qh, qw, Wq)
             offset += start
-            gemm_views(
+            microkernel.gemm(
                 wt[t, g * Og : (g + 1) * Og].T,
                 g2[g * Og : (g + 1) * Og],
                 dplane[first : first + Cg, offset : offset + L],
