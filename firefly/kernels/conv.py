@@ -56,10 +56,11 @@ and 8 channels per group or more they skip the columns in the forward and the in
 (``_shifted_products``, ``_shifted_column_grads_add``).
 
 The float32 products whose right operand has contiguous rows run through the register-tile
-micro-kernel (``microkernel.gemm``), which ran these skinny products 1.0-1.3 times as fast as
-OpenBLAS; the weight gradients' products, whose right operand is a transposed view, and all
-float64 products go through ``cblas.gemm_views`` (NumPy's OpenBLAS; every operand here has its
-rows or columns contiguous, so no copies are compiled in).
+micro-kernel (``microkernel.gemm``), which ran these skinny products faster than OpenBLAS
+(docs/performance.md); the weight gradients' products of the tiled, taps-major and 1x1
+kernels, whose right operand is a transposed view, and all float64 products go through
+``cblas.gemm_views`` (NumPy's OpenBLAS; every operand here has its rows or columns contiguous,
+so no copies are compiled in).
 
 The op has already validated shapes, strides, paddings and dilations; these loops index
 without bounds checks.

@@ -1,23 +1,25 @@
 """float32 matrix products through a register-tile micro-kernel, ``gemm(a, b, out, beta)``,
-for the skinny products of the position-major convolution, where OpenBLAS runs well below its
-large-GEMM rate.
+for the convolutions' products, whose shapes (a short inner or outer dimension: 16 to 144
+channels times taps) OpenBLAS runs below its large-GEMM rate.
 
 The micro-kernel computes an ``MR`` x 32 (or x 16) tile of ``out`` with its accumulators as
 LLVM SSA values of type ``<16 x float>`` (``llvm.fma.v16f32``), which stay in registers: each
 step over the inner dimension loads one row of the tile's columns of ``b`` and broadcasts one
-element of each of the tile's rows of ``a``. It is LLVM IR emitted by an ``@intrinsic``, as a
-function of its own in each kernel's module, because Numba's loops keep such accumulators in
-memory (a register-blocked kernel in plain Numba ran at a fifth of this rate). ``a`` may have
-any strides (a transposed view costs nothing), ``b`` and ``out`` need contiguous rows; the
-products that do not fit (float64, columns of ``b`` not contiguous) go to
-``cblas.gemm_views``, whose operands must have contiguous rows or columns, as everywhere in the
-conv kernels. docs/performance.md ("Convolution, session 34") has the measurements.
+element of each of the tile's rows of ``a``. It is LLVM IR emitted by an ``@intrinsic``,
+because Numba's loops keep such accumulators in memory (a register-blocked kernel in plain
+Numba ran at a sixth of this rate). ``a`` may have any strides (a transposed view costs
+nothing), ``b`` and ``out`` need contiguous rows. It is taken on CPUs with AVX-512, whose 32
+vector registers hold a tile's accumulators; elsewhere, in float64, and for products that do
+not fit (``b``'s columns not contiguous, or not a multiple of 16), ``gemm`` calls
+``cblas.gemm_views`` (NumPy's OpenBLAS). docs/performance.md ("Convolution, session 34") has
+the measurements.
 """
 
+import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from firefly.kernels._jit import called_helper
 from firefly.kernels.cblas import _keep_alive, gemm_views
@@ -130,42 +132,60 @@ _tile_narrow, _tile_narrow_row = _tile(MR, 1), _tile(1, 1)
 
 
 @called_helper
-def gemm(a, b, out, beta):
-    """out = a @ b + beta * out, beta 0 or 1, with ``out``'s rows contiguous: float32 through
-    the micro-kernel when ``b``'s rows are contiguous, else (and float64) through
-    ``cblas.gemm_views``."""
-    m, k, n = a.shape[0], a.shape[1], b.shape[1]
-    if out.itemsize != 4 or k == 0 or (n > 1 and b.strides[1] != 4):
-        gemm_views(a, b, out, beta)
-        return
-    row_step, k_step = a.strides[0] // 4, a.strides[1] // 4
-    ldb, ldc = b.strides[0] // 4, out.strides[0] // 4
-    pa, pb, pc = a.ctypes.data, b.ctypes.data, out.ctypes.data
-    accumulate = int(beta != 0.0)
-    whole = m - m % MR
-    for j in range(0, n - n % 16, 32):
-        wide = j + 32 <= n
-        for i in range(0, m, MR):
-            pai, pci = pa + 4 * i * row_step, pc + 4 * (i * ldc + j)
-            if i < whole and wide:
-                _tile_wide(pai, row_step, k_step, pb + 4 * j, ldb, pci, ldc, k, accumulate)
-            elif i < whole:
-                _tile_narrow(pai, row_step, k_step, pb + 4 * j, ldb, pci, ldc, k, accumulate)
+def _tiles(pa, row_step, k_step, m, k, pb, ldb, pc, ldc, n, accumulate):
+    """The tiles of an m x n product (n a multiple of 16, k >= 1) at the addresses and element
+    steps ``gemm`` passes: compiled once, for int64 arguments, whatever views the kernels
+    multiply."""
+    for j in range(0, n, 32):
+        wide, b_j = j + 32 <= n, pb + 4 * j
+        i = 0
+        while i < m:
+            a_i, c_ij = pa + 4 * i * row_step, pc + 4 * (i * ldc + j)
+            if i + MR <= m and wide:
+                _tile_wide(a_i, row_step, k_step, b_j, ldb, c_ij, ldc, k, accumulate)
+            elif i + MR <= m:
+                _tile_narrow(a_i, row_step, k_step, b_j, ldb, c_ij, ldc, k, accumulate)
+            elif wide:  # the last m % MR rows one at a time
+                _tile_wide_row(a_i, row_step, k_step, b_j, ldb, c_ij, ldc, k, accumulate)
             else:
-                for r in range(i, m):
-                    pa_r, pc_r = pa + 4 * r * row_step, pc + 4 * (r * ldc + j)
-                    if wide:
-                        _tile_wide_row(
-                            pa_r, row_step, k_step, pb + 4 * j, ldb, pc_r, ldc, k, accumulate
-                        )
-                    else:
-                        _tile_narrow_row(
-                            pa_r, row_step, k_step, pb + 4 * j, ldb, pc_r, ldc, k, accumulate
-                        )
-    for i in range(m):  # the last n % 16 columns
-        for j in range(n - n % 16, n):
-            total = 0.0
-            for p in range(k):
-                total += a[i, p] * b[p, j]
-            out[i, j] = total + beta * out[i, j] if accumulate else total
-    _keep_alive(a, b, out)  # after the tiles: see cblas.gemm_views
+                _tile_narrow_row(a_i, row_step, k_step, b_j, ldb, c_ij, ldc, k, accumulate)
+            i += MR if i + MR <= m else 1
+
+
+def gemm(a, b, out, beta):
+    """out = a @ b + beta * out, beta 0 or 1, with ``out``'s rows contiguous, in kernels: in
+    float32 through the micro-kernel when ``b``'s rows are contiguous and its columns a
+    multiple of 16 (every product of the convolutions' usual shapes), else, and in float64,
+    through ``cblas.gemm_views``. Chosen by the arrays' types when the kernel compiles
+    (``_gemm_by_dtype``), as a function of its own per argument types that every call site
+    of those types shares: a float64 kernel compiles no micro-kernel, and an inlined helper
+    compiled the micro-kernel's call into every call site (docs/performance.md has the
+    compile times)."""
+    # Kernels compile _gemm_by_dtype's choice in its place; naming it here is what leads the
+    # kernels' cache stamps (_cache._Dependencies) to the files that its choices are made of.
+    raise NotImplementedError(f"microkernel.gemm runs in kernels only ({_gemm_by_dtype})")
+
+
+def _host_has_avx512() -> bool:
+    """Whether the CPU that kernels compile for has AVX-512 (asked at a kernel's compile, not at
+    import; Numba's cache keeps machine code per CPU)."""
+    return bool(llvm.get_host_cpu_features().get("avx512f", False))
+
+
+@overload(gemm)
+def _gemm_by_dtype(a, b, out, beta):
+    if out.dtype != types.float32 or not _host_has_avx512():
+        return lambda a, b, out, beta: gemm_views(a, b, out, beta)
+
+    def tiled(a, b, out, beta):
+        m, k, n = a.shape[0], a.shape[1], b.shape[1]
+        if k > 0 and m > 0 and n % 16 == 0 and b.strides[1] == 4:
+            _tiles(
+                a.ctypes.data, a.strides[0] // 4, a.strides[1] // 4, m, k, b.ctypes.data,
+                b.strides[0] // 4, out.ctypes.data, out.strides[0] // 4, n, int(beta != 0.0),
+            )  # fmt: skip
+            _keep_alive(a, b, out)  # after the tiles: see cblas.gemm_views
+        else:
+            gemm_views(a, b, out, beta)
+
+    return tiled
