@@ -824,12 +824,14 @@ def _crop_samples(planes, s, ph, pw, qh, qw, Wq, n0, dx):
 
 
 @called_helper
-def _grouped_products(w2, cols, product):
-    """product = weight x cols per group: w2 (groups, Og, taps), cols (groups*taps, L)."""
+def _grouped_products(w2, cols, OW, Q, product):
+    """product = weight x cols per group: w2 (groups, Og, taps), cols (groups*taps, L), L in
+    rows of Q columns of which the first OW are the output's (``_tile_output`` reads no
+    others, so the product may skip them: ``microkernel.gemm_rows``)."""
     groups, Og, taps = w2.shape
     for g in range(groups):
-        microkernel.gemm(
-            w2[g], cols[g * taps : (g + 1) * taps], product[g * Og : (g + 1) * Og], 0.0
+        microkernel.gemm_rows(
+            w2[g], cols[g * taps : (g + 1) * taps], product[g * Og : (g + 1) * Og], 0.0, OW, Q
         )
 
 
@@ -846,13 +848,15 @@ def _weight_taps_first(weight):
 
 
 @called_helper
-def _shifted_products(wt, plane, start, KW, dh, dw, qh, qw, Wq, product):
+def _shifted_products(wt, plane, start, KW, dh, dw, qh, qw, Wq, OW, product):
     """product (O, L) = weight x the wide columns of one padded sample, without the columns:
     a wide tap's row is a contiguous run of one of its channel's phase planes, the same phase
     for every channel, so the rows of one tap for all Cg channels of a group are a matrix of
     row stride ``plane.shape[1]``, and the product is the sum over the KH*KW taps of (O, Cg) x
     (Cg, L) products on shifted views of ``plane`` (qh*qw*C, Hq*Wq + tail, ``_pad_samples``),
-    the windows beginning ``start`` elements in. ``wt`` is ``_weight_taps_first``'s."""
+    the windows beginning ``start`` elements in. ``wt`` is ``_weight_taps_first``'s. Only the
+    first OW of every Wq columns are the output's, and only those are computed where the
+    micro-kernel runs (``microkernel.gemm_rows``)."""
     taps, O, Cg = wt.shape
     C = plane.shape[0] // (qh * qw)
     groups = C // Cg
@@ -861,11 +865,13 @@ def _shifted_products(wt, plane, start, KW, dh, dw, qh, qw, Wq, product):
         for t in range(taps):
             first, offset = _tap_source(g * Cg, t // KW, t % KW, C, dh, dw, qh, qw, Wq)
             offset += start
-            microkernel.gemm(
+            microkernel.gemm_rows(
                 wt[t, g * Og : (g + 1) * Og],
                 plane[first : first + Cg, offset : offset + L],
                 product[g * Og : (g + 1) * Og],
                 0.0 if t == 0 else 1.0,
+                OW,
+                Wq,
             )
 
 
@@ -892,11 +898,12 @@ def _grouped_column_grads(w2, g2, dcols):
 
 
 @called_helper
-def _shifted_column_grads_add(wt, g2, start, KW, dh, dw, qh, qw, Wq, dplane):
+def _shifted_column_grads_add(wt, g2, start, KW, dh, dw, qh, qw, Wq, OW, dplane):
     """col2im of weight^T x g2 without the column gradients: each tap's (Cg, Og) x (Og, L)
     product added straight into the shifted view of the padded planes ``dplane`` that
     ``_shifted_products`` reads for that tap (BLAS's beta = 1, one product after another, so
-    the taps' overlapping views add up)."""
+    the taps' overlapping views add up). g2's columns past OW of every Wq are zeros, whose
+    products the micro-kernel skips (``microkernel.gemm_rows``)."""
     taps, O, Cg = wt.shape
     C = dplane.shape[0] // (qh * qw)
     groups = C // Cg
@@ -905,11 +912,13 @@ def _shifted_column_grads_add(wt, g2, start, KW, dh, dw, qh, qw, Wq, dplane):
         for t in range(taps):
             first, offset = _tap_source(g * Cg, t // KW, t % KW, C, dh, dw, qh, qw, Wq)
             offset += start
-            microkernel.gemm(
+            microkernel.gemm_rows(
                 wt[t, g * Og : (g + 1) * Og].T,
                 g2[g * Og : (g + 1) * Og],
                 dplane[first : first + Cg, offset : offset + L],
                 1.0,
+                OW,
+                Wq,
             )
 
 
@@ -1010,11 +1019,11 @@ def _tiles_forward_share(
             start = oy0 * (sh // qh) * Wq
             pt = _tile_view(product[t], O, L)
             if shifted:
-                _shifted_products(wt, planes[t, 0], start, KW, dh, dw, qh, qw, Wq, pt)
+                _shifted_products(wt, planes[t, 0], start, KW, dh, dw, qh, qw, Wq, OW, pt)
             else:
                 ct = _tile_view(cols[t], C * KH * KW, L)
                 _tile_columns(planes[t], s, start, KH, KW, dh, dw, qh, qw, Wq, wide, idx, ct)
-                _grouped_products(w2, ct, pt)
+                _grouped_products(w2, ct, OW, Q, pt)
             _tile_output(pt, bias, n0, s, oy0, Q, out)
 
 
@@ -1149,7 +1158,7 @@ def _tiles_backward_share(
             _tile_grad(grad, n0, s, oy0, Q, gt)
             _add_weight_grad(gt, ct, dw_tiles[t])
             if need_dx and shifted:
-                _shifted_column_grads_add(wt, gt, start, KW, dh, dw, qh, qw, Wq, dplanes[t, 0])
+                _shifted_column_grads_add(wt, gt, start, KW, dh, dw, qh, qw, Wq, OW, dplanes[t, 0])
             elif need_dx:
                 dct = _tile_view(dcols[t], C * KH * KW, L)
                 _grouped_column_grads(w2, gt, dct)

@@ -36,19 +36,19 @@ _VECTOR = ir.VectorType(_F32, 16)
 def _tile_function(module, rows, vectors):
     """The micro-kernel for a ``rows`` x 16 * ``vectors`` tile, defined in ``module`` once:
     ``void (float *a, i64 row_step, i64 k_step, float *b, i64 ldb, float *c, i64 ldc, i64 k,
-    i64 accumulate)``: c = a b (+ c when ``accumulate``), a's element (i, p) at a + i *
-    row_step + p * k_step, b's (p, j) at b + p * ldb + j, c's (i, j) at c + i * ldc + j; k >=
-    1."""
+    i64 accumulate, i64 vector_step)``: c = a b (+ c when ``accumulate``), a's element (i, p)
+    at a + i * row_step + p * k_step, b's (p, 16 v + j) at b + p * ldb + v * vector_step + j,
+    c's (i, 16 v + j) at c + i * ldc + v * vector_step + j; k >= 1."""
     name = f"firefly_sgemm_tile_{rows}x{16 * vectors}"
     pointer = _F32.as_pointer()
     signature = ir.FunctionType(ir.VoidType(), [pointer, _I64, _I64, pointer, _I64] + [
-        pointer, _I64, _I64, _I64
+        pointer, _I64, _I64, _I64, _I64
     ])  # fmt: skip
     function = cgutils.get_or_insert_function(module, signature, name)
     if not function.is_declaration:
         return function
     function.linkage = "internal"
-    a, row_step, k_step, b, ldb, c, ldc, k_count, accumulate = function.args
+    a, row_step, k_step, b, ldb, c, ldc, k_count, accumulate, vector_step = function.args
     entry, loop, done = (function.append_basic_block(n) for n in ("entry", "loop", "done"))
     add, store = function.append_basic_block("add"), function.append_basic_block("store")
     fma = cgutils.get_or_insert_function(
@@ -59,6 +59,7 @@ def _tile_function(module, rows, vectors):
     undefined = ir.Constant(_VECTOR, ir.Undefined)
     splat = ir.Constant(ir.VectorType(ir.IntType(32), 16), [0] * 16)
     builder = ir.IRBuilder(entry)
+    offsets = [builder.mul(_I64(v), vector_step) for v in range(vectors)]
     builder.branch(loop)
 
     builder.position_at_end(loop)
@@ -67,8 +68,8 @@ def _tile_function(module, rows, vectors):
     sums = [[builder.phi(_VECTOR) for _ in range(vectors)] for _ in range(rows)]
     b_row = builder.gep(b, [builder.mul(p, ldb)])
     b_vectors = [
-        builder.load(builder.bitcast(builder.gep(b_row, [_I64(16 * v)]), vector_pointer), align=4)
-        for v in range(vectors)
+        builder.load(builder.bitcast(builder.gep(b_row, [offset]), vector_pointer), align=4)
+        for offset in offsets
     ]
     a_column = builder.gep(a, [builder.mul(p, k_step)])
     updated = []
@@ -94,7 +95,7 @@ def _tile_function(module, rows, vectors):
         for i in range(rows):
             c_row = builder.gep(c, [builder.mul(_I64(i), ldc)])
             for v in range(vectors):
-                target = builder.bitcast(builder.gep(c_row, [_I64(16 * v)]), vector_pointer)
+                target = builder.bitcast(builder.gep(c_row, [offsets[v]]), vector_pointer)
                 value = updated[i][v]
                 if accumulating:
                     value = builder.fadd(builder.load(target, align=4), value)
@@ -104,25 +105,25 @@ def _tile_function(module, rows, vectors):
 
 
 def _tile(rows, vectors):
-    """An intrinsic ``tile(a, row_step, k_step, b, ldb, c, ldc, k, accumulate)`` (addresses
-    and element counts as ints) that calls ``_tile_function(rows, vectors)``."""
+    """An intrinsic ``tile(a, row_step, k_step, b, ldb, c, ldc, k, accumulate, vector_step)``
+    (addresses and element counts as ints) that calls ``_tile_function(rows, vectors)``."""
 
     @intrinsic
-    def tile(typingctx, a, row_step, k_step, b, ldb, c, ldc, k, accumulate):
+    def tile(typingctx, a, row_step, k_step, b, ldb, c, ldc, k, accumulate, vector_step):
         def codegen(context, builder, signature, args):
             function = _tile_function(builder.module, rows, vectors)
             pointer = _F32.as_pointer()
-            pa, rs, ks, pb, lb, pc, lc, kk, acc = args
+            pa, rs, ks, pb, lb, pc, lc, kk, acc, step = args
             builder.call(
                 function,
                 [
                     builder.inttoptr(pa, pointer), rs, ks, builder.inttoptr(pb, pointer), lb,
-                    builder.inttoptr(pc, pointer), lc, kk, acc,
+                    builder.inttoptr(pc, pointer), lc, kk, acc, step,
                 ],
             )  # fmt: skip
             return context.get_dummy_value()
 
-        return types.void(*([types.int64] * 9)), codegen
+        return types.void(*([types.int64] * 10)), codegen
 
     return tile
 
@@ -132,23 +133,26 @@ _tile_narrow, _tile_narrow_row = _tile(MR, 1), _tile(1, 1)
 
 
 @called_helper
-def _tiles(pa, row_step, k_step, m, k, pb, ldb, pc, ldc, n, accumulate):
-    """The tiles of an m x n product (n a multiple of 16, k >= 1) at the addresses and element
-    steps ``gemm`` passes: compiled once, for int64 arguments, whatever views the kernels
+def _tiles(pa, row_step, k_step, m, k, pb, ldb, pc, ldc, n, accumulate, width, row_length):
+    """The tiles of an m x n product (k >= 1) at the addresses and element steps ``gemm_rows``
+    passes, its n columns in rows of ``width`` (a multiple of 16) out of every ``row_length``
+    of b's and out's rows: compiled once, for int64 arguments, whatever views the kernels
     multiply."""
     for j in range(0, n, 32):
-        wide, b_j = j + 32 <= n, pb + 4 * j
-        i = 0
+        wide = j + 32 <= n
+        offset = j // width * row_length + j % width
+        step = (j + 16) // width * row_length + (j + 16) % width - offset if wide else 16
+        b_j, i = pb + 4 * offset, 0
         while i < m:
-            a_i, c_ij = pa + 4 * i * row_step, pc + 4 * (i * ldc + j)
+            a_i, c_ij = pa + 4 * i * row_step, pc + 4 * (i * ldc + offset)
             if i + MR <= m and wide:
-                _tile_wide(a_i, row_step, k_step, b_j, ldb, c_ij, ldc, k, accumulate)
+                _tile_wide(a_i, row_step, k_step, b_j, ldb, c_ij, ldc, k, accumulate, step)
             elif i + MR <= m:
-                _tile_narrow(a_i, row_step, k_step, b_j, ldb, c_ij, ldc, k, accumulate)
+                _tile_narrow(a_i, row_step, k_step, b_j, ldb, c_ij, ldc, k, accumulate, step)
             elif wide:  # the last m % MR rows one at a time
-                _tile_wide_row(a_i, row_step, k_step, b_j, ldb, c_ij, ldc, k, accumulate)
+                _tile_wide_row(a_i, row_step, k_step, b_j, ldb, c_ij, ldc, k, accumulate, step)
             else:
-                _tile_narrow_row(a_i, row_step, k_step, b_j, ldb, c_ij, ldc, k, accumulate)
+                _tile_narrow_row(a_i, row_step, k_step, b_j, ldb, c_ij, ldc, k, accumulate, step)
             i += MR if i + MR <= m else 1
 
 
@@ -166,26 +170,49 @@ def gemm(a, b, out, beta):
     raise NotImplementedError(f"microkernel.gemm runs in kernels only ({_gemm_by_dtype})")
 
 
+def gemm_rows(a, b, out, beta, width, row_length):
+    """``gemm`` on the columns j of ``b`` and ``out`` with j % row_length < width: rows of
+    ``width`` output columns that a wide layout pads to ``row_length``. The micro-kernel skips
+    the padding columns, when ``width`` is a multiple of 16; ``cblas.gemm_views`` computes them
+    too, so their values in ``out`` are undefined."""
+    raise NotImplementedError(f"gemm_rows runs in kernels only ({_gemm_rows_by_dtype})")
+
+
 def _host_has_avx512() -> bool:
     """Whether the CPU that kernels compile for has AVX-512 (asked at a kernel's compile, not at
     import; Numba's cache keeps machine code per CPU)."""
     return bool(llvm.get_host_cpu_features().get("avx512f", False))
 
 
-@overload(gemm)
-def _gemm_by_dtype(a, b, out, beta):
+@overload(gemm_rows)
+def _gemm_rows_by_dtype(a, b, out, beta, width, row_length):
     if out.dtype != types.float32 or not _host_has_avx512():
-        return lambda a, b, out, beta: gemm_views(a, b, out, beta)
+        return lambda a, b, out, beta, width, row_length: gemm_views(a, b, out, beta)
 
-    def tiled(a, b, out, beta):
+    def tiled(a, b, out, beta, width, row_length):
         m, k, n = a.shape[0], a.shape[1], b.shape[1]
-        if k > 0 and m > 0 and n % 16 == 0 and b.strides[1] == 4:
+        if width == row_length:  # no padding: the columns are one row
+            width = row_length = n
+        if (
+            m > 0
+            and k > 0
+            and n > 0
+            and width % 16 == 0
+            and n % row_length == 0
+            and (b.strides[1] == 4)
+        ):
             _tiles(
                 a.ctypes.data, a.strides[0] // 4, a.strides[1] // 4, m, k, b.ctypes.data,
-                b.strides[0] // 4, out.ctypes.data, out.strides[0] // 4, n, int(beta != 0.0),
+                b.strides[0] // 4, out.ctypes.data, out.strides[0] // 4,
+                n // row_length * width, int(beta != 0.0), width, row_length,
             )  # fmt: skip
             _keep_alive(a, b, out)  # after the tiles: see cblas.gemm_views
         else:
             gemm_views(a, b, out, beta)
 
     return tiled
+
+
+@overload(gemm)
+def _gemm_by_dtype(a, b, out, beta):
+    return lambda a, b, out, beta: gemm_rows(a, b, out, beta, b.shape[1], b.shape[1])
