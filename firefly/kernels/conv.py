@@ -922,6 +922,43 @@ def _shifted_column_grads_add(wt, g2, start, KW, dh, dw, qh, qw, Wq, OW, dplane)
             )
 
 
+@called_helper
+def _transposed(g2, g2t):
+    """g2t (L, O) = g2 (O, L) transposed, in blocks of 16 x 16 that stay in cache."""
+    O, L = g2.shape
+    for o0 in range(0, O, 16):
+        for p0 in range(0, L, 16):
+            for p in range(p0, min(p0 + 16, L)):
+                d = g2t[p]
+                for o in range(o0, min(o0 + 16, O)):
+                    d[o] = g2[o, p]
+
+
+@called_helper
+def _shifted_weight_grad_add(g2t, plane, start, KH, KW, dh, dw, qh, qw, Wq, acc):
+    """acc (Cg*KH*KW, O) += the weight gradient of one wide tile, transposed, without the
+    columns: for each tap, the (Cg, L) shifted view of ``plane`` that ``_shifted_products``
+    reads times g2t (L, O), grad in the product's layout transposed (its wide padding columns
+    zeros), into the tap's rows of ``acc``, those of channel c at c * KH * KW + tap. Both
+    operands of each product have contiguous rows along the inner dimension's other side, as
+    the micro-kernel needs (``microkernel.gemm``); the columns' copy is left out."""
+    L, O = g2t.shape
+    Cg = acc.shape[0] // (KH * KW)
+    C = plane.shape[0] // (qh * qw)
+    groups = C // Cg
+    Og = O // groups
+    for g in range(groups):
+        for t in range(KH * KW):
+            first, offset = _tap_source(g * Cg, t // KW, t % KW, C, dh, dw, qh, qw, Wq)
+            offset += start
+            microkernel.gemm(
+                plane[first : first + Cg, offset : offset + L],
+                g2t[:, g * Og : (g + 1) * Og],
+                acc[t :: KH * KW, g * Og : (g + 1) * Og],
+                1.0,
+            )
+
+
 @inline_helper
 def _tile_view(scratch, rows, columns):
     """The first rows * columns elements of one thread's (contiguous) scratch as a matrix."""
@@ -1046,6 +1083,7 @@ def conv2d_tiles_backward(
     planes,
     cols,
     g2,
+    g2t,
     dcols,
     dplanes,
     dw_tiles,
@@ -1084,6 +1122,7 @@ def conv2d_tiles_backward(
         planes,
         cols,
         g2,
+        g2t,
         dcols,
         dplanes,
         dw_tiles,
@@ -1114,6 +1153,7 @@ def _tiles_backward_share(
     planes,
     cols,
     g2,
+    g2t,
     dcols,
     dplanes,
     dw_tiles,
@@ -1152,11 +1192,18 @@ def _tiles_backward_share(
         for oy0 in range(0, OH, rows):
             L = s * min(rows, OH - oy0) * Q
             start = oy0 * (sh // qh) * Wq
-            ct = _tile_view(cols[t], C * KH * KW, L)
-            _tile_columns(planes[t], s, start, KH, KW, dh, dw, qh, qw, Wq, wide, idx, ct)
             gt = _tile_view(g2[t], O, L)
             _tile_grad(grad, n0, s, oy0, Q, gt)
-            _add_weight_grad(gt, ct, dw_tiles[t])
+            if shifted:
+                g2t_t = _tile_view(g2t[t], L, O)
+                _transposed(gt, g2t_t)
+                _shifted_weight_grad_add(
+                    g2t_t, planes[t, 0], start, KH, KW, dh, dw, qh, qw, Wq, dw_tiles[t]
+                )
+            else:
+                ct = _tile_view(cols[t], C * KH * KW, L)
+                _tile_columns(planes[t], s, start, KH, KW, dh, dw, qh, qw, Wq, wide, idx, ct)
+                _add_weight_grad(gt, ct, dw_tiles[t])
             if need_dx and shifted:
                 _shifted_column_grads_add(wt, gt, start, KW, dh, dw, qh, qw, Wq, OW, dplanes[t, 0])
             elif need_dx:

@@ -393,8 +393,10 @@ class _ConvNd(Op):
         O, Cg, KH, KW = w4.shape
         taps = x4.shape[1] * KH * KW
         planes = POOL.take(ctx.plane_shape, grad.dtype)
-        cols = POOL.take((threads, taps, columns), grad.dtype)
+        # shifted: the weight gradient from g2 transposed and the planes, without columns
+        cols = POOL.take((threads, 0 if shifted else taps, columns), grad.dtype)
         g2 = POOL.take((threads, O, columns), grad.dtype)
+        g2t = POOL.take((threads, columns if shifted else 0, O), grad.dtype)
         dcols = POOL.take((threads, taps if need_dx and not shifted else 0, columns), grad.dtype)
         dplanes = POOL.take(ctx.plane_shape if need_dx else (threads, 0, 0, 0), grad.dtype)
         dw_tiles = POOL.take((threads, Cg * KH * KW, O), grad.dtype)
@@ -413,6 +415,7 @@ class _ConvNd(Op):
             planes,
             cols,
             g2,
+            g2t,
             dcols,
             dplanes,
             dw_tiles,
@@ -420,7 +423,7 @@ class _ConvNd(Op):
             dbias,
             dx,
         )
-        for scratch in (planes, cols, g2, dcols, dplanes, dw_tiles):
+        for scratch in (planes, cols, g2, g2t, dcols, dplanes, dw_tiles):
             POOL.give(scratch)
 
     @staticmethod
