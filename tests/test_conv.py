@@ -330,8 +330,9 @@ TILE_CASES = [
     (7, 6, 6, 5, 8, (1, 3), (1, 1), (0, 2), (1, 1), 3, 30),
     (4, 2, 3, 9, 9, (5, 5), (1, 1), (0, 0), (1, 1), 1, 100),
     (3, 2, 3, 11, 10, (3, 3), (2, 2), (1, 1), (2, 1), 1, 6),
-    # wide columns over the planes split into stride phases: blocks of rows, a stride of 3,
-    # stride 2 with dilation 2 (every tap in one phase), tiles of several samples
+    # wide columns over the planes split into stride phases: blocks of rows, a stride of 3
+    # down, stride 2 with dilation 2 (every tap in one phase); and a stride of 3 across, which
+    # the exact columns take, in tiles of several samples
     (3, 4, 6, 13, 14, (3, 3), (2, 2), (1, 1), (1, 1), 2, 20),
     (2, 3, 4, 14, 11, (3, 2), (3, 2), (1, 1), (1, 2), 1, 30),
     (3, 2, 3, 7, 16, (2, 3), (1, 2), (0, 1), (2, 1), 1, 16),

@@ -49,9 +49,10 @@ split well).
 
 Images of 256 output positions or more take the tiled kernels (``conv2d_tiles_*``): per Numba
 thread, a sample (or a few) at a time, in blocks of output rows whose taps-major columns stay
-in cache. Their wide columns work at any stride: the padded planes are split into the stride's
-phases (``_pad_samples``; at stride 2, four planes of the even and odd rows and columns), in
-which every tap's columns are again one contiguous run (``_tap_source``). With wide columns
+in cache. Their wide columns work at strides across of 1 and 2 (and any stride down): the
+padded planes are split into the stride's phases (``_pad_samples``; at stride 2, four planes
+of the even and odd rows and columns), in which every tap's columns are again one contiguous
+run (``_tap_source``). With wide columns
 and 8 channels per group or more they skip the columns in the forward and the input gradient
 (``_shifted_products``, ``_shifted_column_grads_add``).
 
@@ -664,8 +665,9 @@ def _pad_samples(x, n0, s, ph, pw, qh, qw, Wq, planes):
     """Samples n0 .. n0 + s of x (N, C, H, W) zero-padded into ``planes`` (>= s, qh*qw*C, >=
     Hq * Wq), split into stride phases: padded element (y, x) of channel c is element
     (y // qh) * Wq + x // qw of plane ((y % qh) * qw + x % qw) * C + c, so that at strides (qh,
-    qw) every tap reads a contiguous run of one plane (``_tap_source``). Unsplit when qh = qw =
-    1, Wq then the padded width."""
+    qw) every tap reads a contiguous run of one plane (``_tap_source``); qw is 1 or 2 (the op
+    splits no wider strides: a loop for any qw compiled into every tiled kernel for strides
+    that no measured shape has). Unsplit when qh = qw = 1, Wq then the padded width."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     for j in range(s):
         for c in range(C):
@@ -674,35 +676,30 @@ def _pad_samples(x, n0, s, ph, pw, qh, qw, Wq, planes):
                 planes[j, phase * C + c] = 0.0
             for y0 in range(qh):  # the input rows y0, y0 + qh, ... land in one phase
                 py = (y0 + ph) % qh
-                for i0 in range(1 if qw == 2 else qw):  # and the columns i0, i0 + qw, ...
-                    px, first = (i0 + pw) % qw, (i0 + pw) // qw
-                    dst = planes[j, (py * qw + px) * C + c]
-                    # At stride 2 one loop of constant stride writes the even columns into
-                    # dst and the odd ones into ``odd``, which LLVM vectorizes: a loop per
-                    # phase, of stride qw, measured slower.
-                    odd = planes[j, (py * qw + (px + 1) % qw) * C + c]
-                    # the rows' offsets by addition: a division per row took longer than
-                    # the row's copy
-                    base = (y0 + ph) // qh * Wq + first - Wq
-                    for y in range(y0, H, qh):
-                        base, r = base + Wq, src[y]
-                        if qw == 1:
-                            d = dst[base : base + W]
-                            for i in range(W):
-                                d[i] = r[i]
-                        elif qw == 2:
-                            d0, d1 = dst[base:], odd[base + (1 + pw) // 2 - first :]
-                            for k in range(W // 2):
-                                d0[k] = r[2 * k]
-                                d1[k] = r[2 * k + 1]
-                            # an odd width's last column: a loop, as an ``if`` with one store
-                            # kept LLVM from vectorizing the loop above
-                            for k in range(W // 2, (W + 1) // 2):
-                                d0[k] = r[2 * k]
-                        else:
-                            d = dst[base:]
-                            for k in range((W - i0 + qw - 1) // qw):
-                                d[k] = r[i0 + k * qw]
+                px, first = pw % qw, pw // qw  # where the row's first column lands
+                dst = planes[j, (py * qw + px) * C + c]
+                # At stride 2 one loop of constant stride writes the even columns into dst and
+                # the odd ones into ``odd``, which LLVM vectorizes: a loop per phase, of
+                # stride qw, measured slower.
+                odd = planes[j, (py * qw + (px + 1) % qw) * C + c]
+                # the rows' offsets by addition: a division per row took longer than the
+                # row's copy
+                base = (y0 + ph) // qh * Wq + first - Wq
+                for y in range(y0, H, qh):
+                    base, r = base + Wq, src[y]
+                    if qw == 1:
+                        d = dst[base : base + W]
+                        for i in range(W):
+                            d[i] = r[i]
+                    else:  # qw == 2
+                        d0, d1 = dst[base:], odd[base + (1 + pw) // 2 - first :]
+                        for k in range(W // 2):
+                            d0[k] = r[2 * k]
+                            d1[k] = r[2 * k + 1]
+                        # an odd width's last column: a loop, as an ``if`` with one store
+                        # kept LLVM from vectorizing the loop above
+                        for k in range(W // 2, (W + 1) // 2):
+                            d0[k] = r[2 * k]
 
 
 @called_helper
@@ -799,28 +796,23 @@ def _crop_samples(planes, s, ph, pw, qh, qw, Wq, n0, dx):
             out = dx[n0 + j, c]
             for y0 in range(qh):
                 py = (y0 + ph) % qh
-                for i0 in range(1 if qw == 2 else qw):
-                    px, first = (i0 + pw) % qw, (i0 + pw) // qw
-                    src = planes[j, (py * qw + px) * C + c]
-                    odd = planes[j, (py * qw + (px + 1) % qw) * C + c]
-                    base = (y0 + ph) // qh * Wq + first - Wq
-                    for y in range(y0, H, qh):
-                        base, d = base + Wq, out[y]
-                        if qw == 1:
-                            r = src[base : base + W]
-                            for i in range(W):
-                                d[i] = r[i]
-                        elif qw == 2:
-                            s0, s1 = src[base:], odd[base + (1 + pw) // 2 - first :]
-                            for k in range(W // 2):
-                                d[2 * k] = s0[k]
-                                d[2 * k + 1] = s1[k]
-                            for k in range(W // 2, (W + 1) // 2):
-                                d[2 * k] = s0[k]
-                        else:
-                            r = src[base:]
-                            for k in range((W - i0 + qw - 1) // qw):
-                                d[i0 + k * qw] = r[k]
+                px, first = pw % qw, pw // qw
+                src = planes[j, (py * qw + px) * C + c]
+                odd = planes[j, (py * qw + (px + 1) % qw) * C + c]
+                base = (y0 + ph) // qh * Wq + first - Wq
+                for y in range(y0, H, qh):
+                    base, d = base + Wq, out[y]
+                    if qw == 1:
+                        r = src[base : base + W]
+                        for i in range(W):
+                            d[i] = r[i]
+                    else:  # qw == 2
+                        s0, s1 = src[base:], odd[base + (1 + pw) // 2 - first :]
+                        for k in range(W // 2):
+                            d[2 * k] = s0[k]
+                            d[2 * k + 1] = s1[k]
+                        for k in range(W // 2, (W + 1) // 2):
+                            d[2 * k] = s0[k]
 
 
 @called_helper

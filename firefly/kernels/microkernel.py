@@ -10,19 +10,19 @@ because Numba's loops keep such accumulators in memory (a register-blocked kerne
 Numba ran at a sixth of this rate). ``a`` may have any strides (a transposed view costs
 nothing), ``b`` and ``out`` need contiguous rows. It is taken on CPUs with AVX-512, whose 32
 vector registers hold a tile's accumulators; elsewhere, in float64, and for products that do
-not fit (``b``'s columns not contiguous, or not a multiple of 16), ``gemm`` calls
-``cblas.gemm_views`` (NumPy's OpenBLAS). docs/performance.md ("Convolution, session 34") has
-the measurements.
+not fit (``b``'s columns not contiguous, or not a multiple of 16), ``gemm`` calls NumPy's
+CBLAS (``cblas``'s symbols) as ``cblas.gemm_views`` does. docs/performance.md ("Convolution,
+session 34") has the measurements.
 """
 
 import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
 
-from firefly.kernels._jit import called_helper
-from firefly.kernels.cblas import _keep_alive, gemm_views
+from firefly.kernels._jit import called_helper, inline_helper
+from firefly.kernels.cblas import NO_TRANSPOSE, ROW_MAJOR, TRANSPOSE, _dgemm, _keep_alive, _sgemm
 
 # Rows of a tile: 8 rows of two 16-float vectors are 16 accumulators, beside the two vectors of
 # b and a broadcast of a (the 32 vector registers of AVX-512 hold them; at 6 and 14 rows the
@@ -132,12 +132,11 @@ _tile_wide, _tile_wide_row = _tile(MR, 2), _tile(1, 2)
 _tile_narrow, _tile_narrow_row = _tile(MR, 1), _tile(1, 1)
 
 
-@called_helper
+@inline_helper
 def _tiles(pa, row_step, k_step, m, k, pb, ldb, pc, ldc, n, accumulate, width, row_length):
-    """The tiles of an m x n product (k >= 1) at the addresses and element steps ``gemm_rows``
+    """The tiles of an m x n product (k >= 1) at the addresses and element steps ``_product``
     passes, its n columns in rows of ``width`` (a multiple of 16) out of every ``row_length``
-    of b's and out's rows: compiled once, for int64 arguments, whatever views the kernels
-    multiply."""
+    of b's and out's rows."""
     for j in range(0, n, 32):
         wide = j + 32 <= n
         offset = j // width * row_length + j % width
@@ -156,63 +155,72 @@ def _tiles(pa, row_step, k_step, m, k, pb, ldb, pc, ldc, n, accumulate, width, r
             i += MR if i + MR <= m else 1
 
 
-def gemm(a, b, out, beta):
-    """out = a @ b + beta * out, beta 0 or 1, with ``out``'s rows contiguous, in kernels: in
-    float32 through the micro-kernel when ``b``'s rows are contiguous and its columns a
-    multiple of 16 (every product of the convolutions' usual shapes), else, and in float64,
-    through ``cblas.gemm_views``. Chosen by the arrays' types when the kernel compiles
-    (``_gemm_by_dtype``), as a function of its own per argument types that every call site
-    of those types shares: a float64 kernel compiles no micro-kernel, and an inlined helper
-    compiled the micro-kernel's call into every call site (docs/performance.md has the
-    compile times)."""
-    # Kernels compile _gemm_by_dtype's choice in its place; naming it here is what leads the
-    # kernels' cache stamps (_cache._Dependencies) to the files that its choices are made of.
-    raise NotImplementedError(f"microkernel.gemm runs in kernels only ({_gemm_by_dtype})")
-
-
-def gemm_rows(a, b, out, beta, width, row_length):
-    """``gemm`` on the columns j of ``b`` and ``out`` with j % row_length < width: rows of
-    ``width`` output columns that a wide layout pads to ``row_length``. The micro-kernel skips
-    the padding columns, when ``width`` is a multiple of 16; ``cblas.gemm_views`` computes them
-    too, so their values in ``out`` are undefined."""
-    raise NotImplementedError(f"gemm_rows runs in kernels only ({_gemm_rows_by_dtype})")
-
-
 def _host_has_avx512() -> bool:
-    """Whether the CPU that kernels compile for has AVX-512 (asked at a kernel's compile, not at
-    import; Numba's cache keeps machine code per CPU)."""
+    """Whether this CPU has AVX-512 (a CPU feature query, nothing compiled; Numba's cache keeps
+    machine code per CPU, so a kernel compiled here runs here)."""
     return bool(llvm.get_host_cpu_features().get("avx512f", False))
 
 
-@overload(gemm_rows)
-def _gemm_rows_by_dtype(a, b, out, beta, width, row_length):
-    if out.dtype != types.float32 or not _host_has_avx512():
-        return lambda a, b, out, beta, width, row_length: gemm_views(a, b, out, beta)
+_AVX512 = _host_has_avx512()
 
-    def tiled(a, b, out, beta, width, row_length):
-        m, k, n = a.shape[0], a.shape[1], b.shape[1]
+
+@inline_helper
+def _blas_operand(row_step, col_step, rows, cols):
+    """(transpose flag, leading dimension) of a BLAS operand whose rows or columns are
+    contiguous, from its element steps (as ``cblas._layout``)."""
+    if cols == 1 or col_step == 1:
+        return NO_TRANSPOSE, max(row_step, cols, 1)
+    return TRANSPOSE, max(col_step, rows, 1)
+
+
+@called_helper
+def _product(double, pa, m, k, a_row, a_col, pb, n, b_row, b_col, pc, ldc, beta, width, step):
+    """out = a @ b + beta * out at the addresses and element steps that ``gemm_rows`` passes
+    (m, k, n >= 1; a's, b's and out's rows or columns contiguous, out's rows), through the
+    micro-kernel in float32 when it fits, else through NumPy's CBLAS: compiled once, for
+    scalar arguments, whatever array types the kernels multiply (a function of array
+    arguments compiled again for every view type that a kernel passes, each with its BLAS
+    fallback, which took more compile time than the micro-kernel saved)."""
+    if not double and _AVX512 and b_col == 1 and width % 16 == 0 and n % step == 0:
+        columns, accumulate = n // step * width, 1 if beta != 0.0 else 0
+        _tiles(pa, a_row, a_col, m, k, pb, b_row, pc, ldc, columns, accumulate, width, step)
+        return
+    trans_a, lda = _blas_operand(a_row, a_col, m, k)
+    trans_b, ldb = _blas_operand(b_row, b_col, k, n)
+    if double:
+        _dgemm(ROW_MAJOR, trans_a, trans_b, m, n, k, 1.0, pa, lda, pb, ldb, beta, pc, ldc)
+    else:
+        _sgemm(ROW_MAJOR, trans_a, trans_b, m, n, k, 1.0, pa, lda, pb, ldb, beta, pc, ldc)
+
+
+@inline_helper
+def gemm_rows(a, b, out, beta, width, row_length):
+    """out = a @ b + beta * out, beta 0 or 1, float32 or float64, on the columns j of ``b``
+    and ``out`` with j % row_length < width: rows of ``width`` output columns that a wide
+    layout pads to ``row_length`` (``width == row_length``: all of them). ``a``, ``b`` and
+    ``out`` have their rows or columns contiguous, ``out`` its rows (as ``cblas.gemm_views``'
+    operands). Through the micro-kernel in float32 when ``b``'s rows are contiguous and
+    ``width`` a multiple of 16 (every product of the convolutions' usual shapes); the padding
+    columns are then skipped, and BLAS computes them, so their values in ``out`` are
+    undefined."""
+    m, k, n = a.shape[0], a.shape[1], b.shape[1]
+    size = out.itemsize
+    if k == 0:  # BLAS's operands need k >= 1
+        for i in range(m):
+            for j in range(n):
+                out[i, j] = out[i, j] * beta
+    elif m > 0 and n > 0:
         if width == row_length:  # no padding: the columns are one row
             width = row_length = n
-        if (
-            m > 0
-            and k > 0
-            and n > 0
-            and width % 16 == 0
-            and n % row_length == 0
-            and (b.strides[1] == 4)
-        ):
-            _tiles(
-                a.ctypes.data, a.strides[0] // 4, a.strides[1] // 4, m, k, b.ctypes.data,
-                b.strides[0] // 4, out.ctypes.data, out.strides[0] // 4,
-                n // row_length * width, int(beta != 0.0), width, row_length,
-            )  # fmt: skip
-            _keep_alive(a, b, out)  # after the tiles: see cblas.gemm_views
-        else:
-            gemm_views(a, b, out, beta)
-
-    return tiled
+        _product(
+            size == 8, a.ctypes.data, m, k, a.strides[0] // size, a.strides[1] // size,
+            b.ctypes.data, n, b.strides[0] // size, b.strides[1] // size, out.ctypes.data,
+            out.strides[0] // size, beta, width, row_length,
+        )  # fmt: skip
+        _keep_alive(a, b, out)  # after the product: see cblas.gemm_views
 
 
-@overload(gemm)
-def _gemm_by_dtype(a, b, out, beta):
-    return lambda a, b, out, beta: gemm_rows(a, b, out, beta, b.shape[1], b.shape[1])
+@inline_helper
+def gemm(a, b, out, beta):
+    """``gemm_rows`` on all the columns."""
+    gemm_rows(a, b, out, beta, b.shape[1], b.shape[1])

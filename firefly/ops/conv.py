@@ -267,9 +267,9 @@ def tile_plan(batch, out_size, padded_width, stride, group_channels):
     more, otherwise whole samples, as many as make TILE_COLUMNS (docs/performance.md has the
     measurements). Wide columns (see column_layout) whenever they add at most a fifth: at
     16x16 and 32x32 the exact gather cost more than the wide layout's extra GEMM work (fwd+bwd
-    18.6 against 17.6 ms and 144 against 117 ms of CPU time, one thread). At a stride over 1
-    the wide columns are those of the padded planes split into the stride's phases, ceil(Wp /
-    stride) of them per output row, which beat the exact gather at stride 2
+    18.6 against 17.6 ms and 144 against 117 ms of CPU time, one thread). At a stride across
+    of 2 the wide columns are those of the padded planes split into the stride's phases,
+    ceil(Wp / 2) of them per output row, which beat the exact gather at stride 2
     (docs/performance.md, "Convolution, session 34"). Shifted products (no columns in the
     forward and the input gradient) with wide one-sample tiles of at least
     SHIFTED_MIN_CHANNELS channels per group."""
@@ -277,7 +277,7 @@ def tile_plan(batch, out_size, padded_width, stride, group_channels):
     if OH * OW < TILE_MIN_POSITIONS:
         return None
     phase_width = -(-padded_width // stride[1])
-    wide = 5 * phase_width <= 6 * OW
+    wide = stride[1] <= 2 and 5 * phase_width <= 6 * OW  # the kernels split strides <= 2
     per_row = phase_width if wide else OW
     threads = blas_kernel_threads(batch)
     blocks = OH * per_row // TILE_COLUMNS  # each of at least TILE_COLUMNS, near-equal heights
