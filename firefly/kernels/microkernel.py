@@ -22,7 +22,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from firefly.kernels._jit import called_helper, inline_helper
-from firefly.kernels.cblas import NO_TRANSPOSE, ROW_MAJOR, TRANSPOSE, _dgemm, _keep_alive, _sgemm
+from firefly.kernels.cblas import ROW_MAJOR, _dgemm, _keep_alive, _sgemm, layout_of_steps
 
 # Rows of a tile: 8 rows of two 16-float vectors are 16 accumulators, beside the two vectors of
 # b and a broadcast of a (the 32 vector registers of AVX-512 hold them; at 6 and 14 rows the
@@ -164,15 +164,6 @@ def _host_has_avx512() -> bool:
 _AVX512 = _host_has_avx512()
 
 
-@inline_helper
-def _blas_operand(row_step, col_step, rows, cols):
-    """(transpose flag, leading dimension) of a BLAS operand whose rows or columns are
-    contiguous, from its element steps (as ``cblas._layout``)."""
-    if cols == 1 or col_step == 1:
-        return NO_TRANSPOSE, max(row_step, cols, 1)
-    return TRANSPOSE, max(col_step, rows, 1)
-
-
 @called_helper
 def _product(double, pa, m, k, a_row, a_col, pb, n, b_row, b_col, pc, ldc, beta, width, step):
     """out = a @ b + beta * out at the addresses and element steps that ``gemm_rows`` passes
@@ -185,8 +176,8 @@ def _product(double, pa, m, k, a_row, a_col, pb, n, b_row, b_col, pc, ldc, beta,
         columns, accumulate = n // step * width, 1 if beta != 0.0 else 0
         _tiles(pa, a_row, a_col, m, k, pb, b_row, pc, ldc, columns, accumulate, width, step)
         return
-    trans_a, lda = _blas_operand(a_row, a_col, m, k)
-    trans_b, ldb = _blas_operand(b_row, b_col, k, n)
+    trans_a, lda = layout_of_steps(a_row, a_col, m, k)
+    trans_b, ldb = layout_of_steps(b_row, b_col, k, n)
     if double:
         _dgemm(ROW_MAJOR, trans_a, trans_b, m, n, k, 1.0, pa, lda, pb, ldb, beta, pc, ldc)
     else:
