@@ -916,14 +916,13 @@ def _shifted_column_grads_add(wt, g2, start, KW, dh, dw, qh, qw, Wq, OW, dplane)
 
 @called_helper
 def _transposed(g2, g2t):
-    """g2t (L, O) = g2 (O, L) transposed, in blocks of 16 x 16 that stay in cache."""
+    """g2t (L, O) = g2 (O, L) transposed, a row of g2t at a time: at a tile's (64, 288),
+    faster than in blocks of 16 x 16 (docs/performance.md, "Convolution, session 34")."""
     O, L = g2.shape
-    for o0 in range(0, O, 16):
-        for p0 in range(0, L, 16):
-            for p in range(p0, min(p0 + 16, L)):
-                d = g2t[p]
-                for o in range(o0, min(o0 + 16, O)):
-                    d[o] = g2[o, p]
+    for p in range(L):
+        d = g2t[p]
+        for o in range(O):
+            d[o] = g2[o, p]
 
 
 @called_helper
