@@ -319,8 +319,8 @@ def test_1x1_convolution_without_columns_matches_torch(
 # one sample and of several, a last tile that is partial, the wide and the exact columns, and
 # blocks of output rows (the first, fourth and last cases), the last block shorter.
 TILE_CASES = [
-    # wide columns (stride 1, the padded width at most a fifth over the output's): the shifted
-    # products run where a tile is one sample
+    # wide columns (the padded width, or at a stride over 1 a stride phase's, at most a fifth
+    # over the output's): the shifted products run where a tile is one sample
     (3, 4, 5, 6, 12, (3, 1), (1, 1), (1, 0), (1, 1), 1, 20),
     (4, 4, 6, 5, 14, (2, 3), (1, 1), (1, 0), (2, 1), 2, 30),
     (3, 3, 3, 6, 16, (3, 2), (1, 1), (0, 0), (1, 2), 1, 40),
@@ -330,6 +330,13 @@ TILE_CASES = [
     (7, 6, 6, 5, 8, (1, 3), (1, 1), (0, 2), (1, 1), 3, 30),
     (4, 2, 3, 9, 9, (5, 5), (1, 1), (0, 0), (1, 1), 1, 100),
     (3, 2, 3, 11, 10, (3, 3), (2, 2), (1, 1), (2, 1), 1, 6),
+    # wide columns over the planes split into stride phases: blocks of rows, a stride of 3
+    # down, stride 2 with dilation 2 (every tap in one phase); and a stride of 3 across, which
+    # the exact columns take, in tiles of several samples
+    (3, 4, 6, 13, 14, (3, 3), (2, 2), (1, 1), (1, 1), 2, 20),
+    (2, 3, 4, 14, 11, (3, 2), (3, 2), (1, 1), (1, 2), 1, 30),
+    (3, 2, 3, 7, 16, (2, 3), (1, 2), (0, 1), (2, 1), 1, 16),
+    (2, 4, 4, 12, 16, (3, 3), (2, 3), (2, 1), (2, 1), 1, 1000),
 ]
 
 

@@ -219,7 +219,8 @@ def test_a_plugin_kernels_stamp_follows_its_own_package_and_no_other(tmp_path, m
         ("add", {"kernels/families.py", "ops/binary.py"}),  # a lambda in binary.py
         # its row sum is a called helper in families.py; no function of reduce.py remains
         ("log_softmax", {"kernels/families.py", "kernels/vmath.py", "ops/softmax.py"}),
-        ("conv2d", {"kernels/conv.py", "kernels/cblas.py"}),  # its GEMMs: cblas.gemm
+        # its GEMMs: cblas.gemm, and in float32 the micro-kernel
+        ("conv2d", {"kernels/conv.py", "kernels/cblas.py", "kernels/microkernel.py"}),
     ],
 )
 def test_a_kernels_stamp_covers_the_files_it_is_built_from_and_no_others(op, files):

@@ -116,16 +116,22 @@ def _keep_alive(typingctx, a, b, out):
 
 
 @inline_helper
-def _layout(a):
-    """(transpose flag, leading dimension) of a 2-D operand whose rows or columns are
-    contiguous; -1 as the flag when neither is."""
-    rows, cols = a.shape
-    row_step, col_step = a.strides[0] // a.itemsize, a.strides[1] // a.itemsize
+def layout_of_steps(row_step, col_step, rows, cols):
+    """(transpose flag, leading dimension) of a rows x cols operand whose elements are
+    ``row_step`` and ``col_step`` elements apart, with its rows or columns contiguous; -1 as
+    the flag when neither is."""
     if cols == 1 or col_step == 1:
         return NO_TRANSPOSE, max(row_step, cols, 1)
     if rows == 1 or row_step == 1:
         return TRANSPOSE, max(col_step, rows, 1)
     return -1, 0
+
+
+@inline_helper
+def _layout(a):
+    """``layout_of_steps`` of a 2-D array."""
+    rows, cols = a.shape
+    return layout_of_steps(a.strides[0] // a.itemsize, a.strides[1] // a.itemsize, rows, cols)
 
 
 @inline_helper

@@ -49,10 +49,19 @@ split well).
 
 Images of 256 output positions or more take the tiled kernels (``conv2d_tiles_*``): per Numba
 thread, a sample (or a few) at a time, in blocks of output rows whose taps-major columns stay
-in cache. With wide columns and 8 channels per group or more they skip the columns in the
-forward and the input gradient (``_shifted_products``, ``_shifted_column_grads_add``). Every
-product goes through ``cblas.gemm_views`` (NumPy's OpenBLAS; every operand here has its rows
-or columns contiguous, so no copies are compiled in).
+in cache. Their wide columns work at strides across of 1 and 2 (and any stride down): the
+padded planes are split into the stride's phases (``_pad_samples``; at stride 2, four planes
+of the even and odd rows and columns), in which every tap's columns are again one contiguous
+run (``_tap_source``). With wide columns
+and 8 channels per group or more they skip the columns in the forward and the input gradient
+(``_shifted_products``, ``_shifted_column_grads_add``).
+
+The float32 products whose right operand has contiguous rows run through the register-tile
+micro-kernel (``microkernel.gemm``), which ran these skinny products faster than OpenBLAS
+(docs/performance.md); the weight gradients' products of the tiled, taps-major and 1x1
+kernels, whose right operand is a transposed view, and all float64 products go through
+``cblas.gemm_views`` (NumPy's OpenBLAS; every operand here has its rows or columns contiguous,
+so no copies are compiled in).
 
 The op has already validated shapes, strides, paddings and dilations; these loops index
 without bounds checks.
@@ -61,6 +70,7 @@ without bounds checks.
 import numpy as np
 from numba import prange
 
+from firefly.kernels import microkernel
 from firefly.kernels._jit import (
     called_helper,
     driven_kernel,
@@ -147,7 +157,7 @@ def conv2d_taps_forward(
     Og = O // groups
     w2 = weight.reshape(groups, Og, taps)
     for g in range(groups):
-        gemm_views(w2[g], cols[g], product, 0.0)
+        microkernel.gemm(w2[g], cols[g], product, 0.0)
         for n in range(N):
             _write_sample(product, bias, g, n, Q, out)
 
@@ -240,7 +250,7 @@ def _taps_input_grad(grad, weight, cols, sh, sw, ph, pw, dh, dw, Wp, wide, g2, d
     w2 = weight.reshape(groups, Og, taps)
     idx = _window_offsets(OH, OW, sh, sw, Wp)
     for g in range(groups):
-        gemm_views(w2[g].T, g2[g * Og : (g + 1) * Og], dcols, 0.0)
+        microkernel.gemm(w2[g].T, g2[g * Og : (g + 1) * Og], dcols, 0.0)
         # Rows of one input channel add into the same plane: a channel of the group at a time.
         for cl in range(Cg):
             c = g * Cg + cl
@@ -345,7 +355,7 @@ def _positions_forward_share(
                             for i in range(run):
                                 dd[i] = ss[i]
     for g in range(groups if n1 > n0 else 0):
-        gemm_views(cols[g, n0 * P : n1 * P], wr[g], product[n0 * P : n1 * P], 0.0)
+        microkernel.gemm(cols[g, n0 * P : n1 * P], wr[g], product[n0 * P : n1 * P], 0.0)
         for n in range(n0, n1):
             _write_sample(product.T, bias, g, n, OW, out)
 
@@ -390,7 +400,7 @@ def _positions_backward_share(
     threads,
     grad,
     weight,
-    wr,
+    wr_t,
     cols,
     sh,
     sw,
@@ -410,7 +420,8 @@ def _positions_backward_share(
     """conv2d_positions_backward for share t of ``threads``, samples n0 .. n1: their rows of
     g2, their sums of grad per channel into ``bias_parts[t]`` (O,), their share of the weight
     gradient into ``dw_parts[t]`` (groups, taps, O / groups) if need_dweight, and if need_dx
-    their rows of the column gradients and their dx."""
+    their rows of the column gradients and their dx. ``wr_t`` is the weight by tap
+    (``_weight_by_tap``) transposed, (groups, O / groups, taps), C-contiguous."""
     if t < 0:
         return each_share(threads)
     n0, n1 = share_range(t, threads, grad.shape[0])
@@ -440,9 +451,9 @@ def _positions_backward_share(
     # its transpose grad^T x cols in 474 (the shapes of the module docstring).
     for g in range(groups):
         if need_dweight:
-            gemm_views(cols[g, n0 * P : n1 * P].T, g2[g, n0 * P : n1 * P], dw_part[g], 0.0)
+            microkernel.gemm(cols[g, n0 * P : n1 * P].T, g2[g, n0 * P : n1 * P], dw_part[g], 0.0)
         if need_dx:
-            gemm_views(g2[g, n0 * P : n1 * P], wr[g].T, dcols[g, n0 * P : n1 * P], 0.0)
+            microkernel.gemm(g2[g, n0 * P : n1 * P], wr_t[g], dcols[g, n0 * P : n1 * P], 0.0)
     if not need_dx:
         return
     run, runs = _runs(groups, dw, KW, Cg)
@@ -504,7 +515,8 @@ def conv2d_positions_backward(
     O = grad.shape[1]
     groups, _, taps = cols.shape
     Og = O // groups
-    wr = _weight_by_tap(weight, groups)
+    # by tap, transposed: (groups, O / groups, taps), whose rows the micro-kernel reads
+    wr_t = np.ascontiguousarray(_weight_by_tap(weight, groups).transpose(0, 2, 1))
     dw_parts = np.empty((threads, groups, taps, Og), dtype=dweight.dtype)
     bias_parts = np.empty((threads, O))
     run_shares(
@@ -512,7 +524,7 @@ def conv2d_positions_backward(
         threads,
         grad,
         weight,
-        wr,
+        wr_t,
         cols,
         sh,
         sw,
@@ -564,7 +576,7 @@ def _pointwise_forward_share(t, threads, x, weight, bias, out):
             # pass zeroing ``dst`` and the bias another.
             for o in range(Og):
                 dst[o] = bias[g * Og + o]
-            gemm_views(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst, 1.0)
+            microkernel.gemm(weight[g * Og : (g + 1) * Og], x[n, g * Cg : (g + 1) * Cg], dst, 1.0)
 
 
 @kernel_driver
@@ -609,7 +621,9 @@ def _pointwise_backward_share(t, threads, grad, x, weight, need_dx, need_dweight
             if need_dweight:
                 gemm_views(gn, x[n, g * Cg : (g + 1) * Cg].T, parts[t, g * Og : (g + 1) * Og], 1.0)
             if need_dx:
-                gemm_views(weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg], 0.0)
+                microkernel.gemm(
+                    weight[g * Og : (g + 1) * Og].T, gn, dx[n, g * Cg : (g + 1) * Cg], 0.0
+                )
 
 
 @memory_bound
@@ -636,41 +650,81 @@ def channel_sums(grad, out):
         out[c] = s
 
 
+@inline_helper
+def _tap_source(c, ky, kx, C, dh, dw, qh, qw, Wq):
+    """(plane, offset) where tap (ky, kx) of channel c begins in a sample's padded planes,
+    which are split into their qh * qw stride phases (``_pad_samples``): the tap's element for
+    output position (oy, ox) is at offset + oy * Wq + ox there, for any stride when split
+    (qh, qw = the stride), at stride 1 when not (qh = qw = 1)."""
+    y, x = ky * dh, kx * dw
+    return ((y % qh) * qw + x % qw) * C + c, (y // qh) * Wq + x // qw
+
+
 @called_helper
-def _pad_samples(x, n0, s, ph, pw, Wp, planes):
-    """Samples n0 .. n0 + s of x (N, C, H, W) zero-padded into ``planes`` (>= s, C, >= Hp * Wp)."""
+def _pad_samples(x, n0, s, ph, pw, qh, qw, Wq, planes):
+    """Samples n0 .. n0 + s of x (N, C, H, W) zero-padded into ``planes`` (>= s, qh*qw*C, >=
+    Hq * Wq), split into stride phases: padded element (y, x) of channel c is element
+    (y // qh) * Wq + x // qw of plane ((y % qh) * qw + x % qw) * C + c, so that at strides (qh,
+    qw) every tap reads a contiguous run of one plane (``_tap_source``); qw is 1 or 2 (the op
+    splits no wider strides: a loop for any qw compiled into every tiled kernel for strides
+    that no measured shape has). Unsplit when qh = qw = 1, Wq then the padded width."""
     C, H, W = x.shape[1], x.shape[2], x.shape[3]
     for j in range(s):
         for c in range(C):
-            dst, src = planes[j, c], x[n0 + j, c]
-            dst[:] = 0.0
-            for y in range(H):
-                d, r = dst[(y + ph) * Wp + pw : (y + ph) * Wp + pw + W], src[y]
-                for i in range(W):
-                    d[i] = r[i]
+            src = x[n0 + j, c]
+            for phase in range(qh * qw):
+                planes[j, phase * C + c] = 0.0
+            for y0 in range(qh):  # the input rows y0, y0 + qh, ... land in one phase
+                py = (y0 + ph) % qh
+                px, first = pw % qw, pw // qw  # where the row's first column lands
+                dst = planes[j, (py * qw + px) * C + c]
+                # At stride 2 one loop of constant stride writes the even columns into dst and
+                # the odd ones into ``odd``, which LLVM vectorizes: a loop per phase, of
+                # stride qw, measured slower.
+                odd = planes[j, (py * qw + (px + 1) % qw) * C + c]
+                # the rows' offsets by addition: a division per row took longer than the
+                # row's copy
+                base = (y0 + ph) // qh * Wq + first - Wq
+                for y in range(y0, H, qh):
+                    base, r = base + Wq, src[y]
+                    if qw == 1:
+                        d = dst[base : base + W]
+                        for i in range(W):
+                            d[i] = r[i]
+                    else:  # qw == 2
+                        d0, d1 = dst[base:], odd[base + (1 + pw) // 2 - first :]
+                        for k in range(W // 2):
+                            d0[k] = r[2 * k]
+                            d1[k] = r[2 * k + 1]
+                        # an odd width's last column: a loop, as an ``if`` with one store
+                        # kept LLVM from vectorizing the loop above
+                        for k in range(W // 2, (W + 1) // 2):
+                            d0[k] = r[2 * k]
 
 
 @called_helper
-def _tile_columns(planes, s, start, KH, KW, dh, dw, Wp, wide, idx, cols):
+def _tile_columns(planes, s, start, KH, KW, dh, dw, qh, qw, Wq, wide, idx, cols):
     """The columns of a tile, taps-major: ``cols`` (C*KH*KW, s*R*Q), one row per tap (channel,
     ky, kx), for R output rows of each of s padded samples whose windows begin ``start``
-    elements into their planes (the first row's offset). Wide (Q = Wp, stride 1): a tap's
-    columns for one sample are one contiguous run of the padded plane; exact (Q = OW, any
-    stride): gathered through ``idx``, the windows' offsets from the first row's."""
-    C = planes.shape[1]
+    elements into their planes (the first row's offset). Wide (Q = Wq, the planes split into
+    the stride's phases): a tap's columns for one sample are one contiguous run of a plane;
+    exact (Q = OW, unsplit planes, any stride): gathered through ``idx``, the windows' offsets
+    from the first row's."""
+    C = planes.shape[1] // (qh * qw)
     P = cols.shape[1] // s
     for r in range(C * KH * KW):
         c, ky, kx = r // (KH * KW), (r // KW) % KH, r % KW
-        offset = start + ky * dh * Wp + kx * dw
+        plane, offset = _tap_source(c, ky, kx, C, dh, dw, qh, qw, Wq)
+        offset += start
         row = cols[r]
         for j in range(s):
             d = row[j * P : (j + 1) * P]
             if wide:
-                src = planes[j, c, offset : offset + P]
+                src = planes[j, plane, offset : offset + P]
                 for q in range(P):
                     d[q] = src[q]
             else:
-                src = planes[j, c, offset:]
+                src = planes[j, plane, offset:]
                 for q in range(P):
                     d[q] = src[idx[q]]
 
@@ -708,17 +762,19 @@ def _tile_grad(grad, n0, s, oy0, Q, g2):
 
 
 @called_helper
-def _tile_column_grads_add(dcols, s, start, KH, KW, dh, dw, Wp, wide, idx, planes):
+def _tile_column_grads_add(dcols, s, start, KH, KW, dh, dw, qh, qw, Wq, wide, idx, planes):
     """col2im of a tile: the column gradients ``dcols`` (C*KH*KW, s*R*Q) added into the padded
-    planes of its s samples, the windows beginning ``start`` elements in."""
-    C = planes.shape[1]
+    planes of its s samples (split as ``_tile_columns``'), the windows beginning ``start``
+    elements in."""
+    C = planes.shape[1] // (qh * qw)
     P = dcols.shape[1] // s
     for j in range(s):
         for c in range(C):
-            dst = planes[j, c]
             for r in range(c * KH * KW, (c + 1) * KH * KW):
                 ky, kx = (r // KW) % KH, r % KW
-                offset = start + ky * dh * Wp + kx * dw
+                plane, offset = _tap_source(c, ky, kx, C, dh, dw, qh, qw, Wq)
+                offset += start
+                dst = planes[j, plane]
                 src = dcols[r, j * P : (j + 1) * P]
                 if wide:
                     d = dst[offset : offset + P]
@@ -731,24 +787,44 @@ def _tile_column_grads_add(dcols, s, start, KH, KW, dh, dw, Wp, wide, idx, plane
 
 
 @called_helper
-def _crop_samples(planes, s, ph, pw, Wp, n0, dx):
-    """The insides of s padded planes (s, C, >= Hp * Wp) as samples n0 .. n0 + s of ``dx``."""
+def _crop_samples(planes, s, ph, pw, qh, qw, Wq, n0, dx):
+    """The insides of s padded planes (s, qh*qw*C, >= Hq * Wq), split into stride phases as
+    ``_pad_samples`` writes them, as samples n0 .. n0 + s of ``dx``; its loops as there."""
     C, H, W = dx.shape[1], dx.shape[2], dx.shape[3]
     for j in range(s):
         for c in range(C):
-            src, plane = planes[j, c], dx[n0 + j, c]
-            for y in range(H):
-                d, inner = plane[y], src[(y + ph) * Wp + pw : (y + ph) * Wp + pw + W]
-                for i in range(W):
-                    d[i] = inner[i]
+            out = dx[n0 + j, c]
+            for y0 in range(qh):
+                py = (y0 + ph) % qh
+                px, first = pw % qw, pw // qw
+                src = planes[j, (py * qw + px) * C + c]
+                odd = planes[j, (py * qw + (px + 1) % qw) * C + c]
+                base = (y0 + ph) // qh * Wq + first - Wq
+                for y in range(y0, H, qh):
+                    base, d = base + Wq, out[y]
+                    if qw == 1:
+                        r = src[base : base + W]
+                        for i in range(W):
+                            d[i] = r[i]
+                    else:  # qw == 2
+                        s0, s1 = src[base:], odd[base + (1 + pw) // 2 - first :]
+                        for k in range(W // 2):
+                            d[2 * k] = s0[k]
+                            d[2 * k + 1] = s1[k]
+                        for k in range(W // 2, (W + 1) // 2):
+                            d[2 * k] = s0[k]
 
 
 @called_helper
-def _grouped_products(w2, cols, product):
-    """product = weight x cols per group: w2 (groups, Og, taps), cols (groups*taps, L)."""
+def _grouped_products(w2, cols, OW, Q, product):
+    """product = weight x cols per group: w2 (groups, Og, taps), cols (groups*taps, L), L in
+    rows of Q columns of which the first OW are the output's (``_tile_output`` reads no
+    others, so the product may skip them: ``microkernel.gemm_rows``)."""
     groups, Og, taps = w2.shape
     for g in range(groups):
-        gemm_views(w2[g], cols[g * taps : (g + 1) * taps], product[g * Og : (g + 1) * Og], 0.0)
+        microkernel.gemm_rows(
+            w2[g], cols[g * taps : (g + 1) * taps], product[g * Og : (g + 1) * Og], 0.0, OW, Q
+        )
 
 
 @inline_helper
@@ -764,24 +840,30 @@ def _weight_taps_first(weight):
 
 
 @called_helper
-def _shifted_products(wt, plane, start, KW, dh, dw, Wp, product):
+def _shifted_products(wt, plane, start, KW, dh, dw, qh, qw, Wq, OW, product):
     """product (O, L) = weight x the wide columns of one padded sample, without the columns:
-    a wide tap's row is a contiguous run of its channel's plane, so the rows of one tap for
-    all Cg channels of a group are a matrix of row stride ``plane.shape[1]``, and the product
-    is the sum over the KH*KW taps of (O, Cg) x (Cg, L) products on shifted views of
-    ``plane`` (C, Hp*Wp + tail), the windows beginning ``start`` elements in. ``wt`` is
-    ``_weight_taps_first``'s."""
+    a wide tap's row is a contiguous run of one of its channel's phase planes, the same phase
+    for every channel, so the rows of one tap for all Cg channels of a group are a matrix of
+    row stride ``plane.shape[1]``, and the product is the sum over the KH*KW taps of (O, Cg) x
+    (Cg, L) products on shifted views of ``plane`` (qh*qw*C, Hq*Wq + tail, ``_pad_samples``),
+    the windows beginning ``start`` elements in. ``wt`` is ``_weight_taps_first``'s. Only the
+    first OW of every Wq columns are the output's, and only those are computed where the
+    micro-kernel runs (``microkernel.gemm_rows``)."""
     taps, O, Cg = wt.shape
-    groups = plane.shape[0] // Cg
+    C = plane.shape[0] // (qh * qw)
+    groups = C // Cg
     Og, L = O // groups, product.shape[1]
     for g in range(groups):
         for t in range(taps):
-            offset = start + (t // KW) * dh * Wp + (t % KW) * dw
-            gemm_views(
+            first, offset = _tap_source(g * Cg, t // KW, t % KW, C, dh, dw, qh, qw, Wq)
+            offset += start
+            microkernel.gemm_rows(
                 wt[t, g * Og : (g + 1) * Og],
-                plane[g * Cg : (g + 1) * Cg, offset : offset + L],
+                plane[first : first + Cg, offset : offset + L],
                 product[g * Og : (g + 1) * Og],
                 0.0 if t == 0 else 1.0,
+                OW,
+                Wq,
             )
 
 
@@ -804,25 +886,66 @@ def _grouped_column_grads(w2, g2, dcols):
     """dcols = weight^T x g2 per group: w2 (groups, Og, taps), g2 (O, L)."""
     groups, Og, taps = w2.shape
     for g in range(groups):
-        gemm_views(w2[g].T, g2[g * Og : (g + 1) * Og], dcols[g * taps : (g + 1) * taps], 0.0)
+        microkernel.gemm(w2[g].T, g2[g * Og : (g + 1) * Og], dcols[g * taps : (g + 1) * taps], 0.0)
 
 
 @called_helper
-def _shifted_column_grads_add(wt, g2, start, KW, dh, dw, Wp, dplane):
+def _shifted_column_grads_add(wt, g2, start, KW, dh, dw, qh, qw, Wq, OW, dplane):
     """col2im of weight^T x g2 without the column gradients: each tap's (Cg, Og) x (Og, L)
     product added straight into the shifted view of the padded planes ``dplane`` that
     ``_shifted_products`` reads for that tap (BLAS's beta = 1, one product after another, so
-    the taps' overlapping views add up)."""
+    the taps' overlapping views add up). g2's columns past OW of every Wq are zeros, whose
+    products the micro-kernel skips (``microkernel.gemm_rows``)."""
     taps, O, Cg = wt.shape
-    groups = dplane.shape[0] // Cg
+    C = dplane.shape[0] // (qh * qw)
+    groups = C // Cg
     Og, L = O // groups, g2.shape[1]
     for g in range(groups):
         for t in range(taps):
-            offset = start + (t // KW) * dh * Wp + (t % KW) * dw
-            gemm_views(
+            first, offset = _tap_source(g * Cg, t // KW, t % KW, C, dh, dw, qh, qw, Wq)
+            offset += start
+            microkernel.gemm_rows(
                 wt[t, g * Og : (g + 1) * Og].T,
                 g2[g * Og : (g + 1) * Og],
-                dplane[g * Cg : (g + 1) * Cg, offset : offset + L],
+                dplane[first : first + Cg, offset : offset + L],
+                1.0,
+                OW,
+                Wq,
+            )
+
+
+@called_helper
+def _transposed(g2, g2t):
+    """g2t (L, O) = g2 (O, L) transposed, a row of g2t at a time: at a tile's (64, 288),
+    faster than in blocks of 16 x 16 (docs/performance.md, "Convolution, session 34")."""
+    O, L = g2.shape
+    for p in range(L):
+        d = g2t[p]
+        for o in range(O):
+            d[o] = g2[o, p]
+
+
+@called_helper
+def _shifted_weight_grad_add(g2t, plane, start, KH, KW, dh, dw, qh, qw, Wq, acc):
+    """acc (Cg*KH*KW, O) += the weight gradient of one wide tile, transposed, without the
+    columns: for each tap, the (Cg, L) shifted view of ``plane`` that ``_shifted_products``
+    reads times g2t (L, O), grad in the product's layout transposed (its wide padding columns
+    zeros), into the tap's rows of ``acc``, those of channel c at c * KH * KW + tap. Both
+    operands of each product have contiguous rows along the inner dimension's other side, as
+    the micro-kernel needs (``microkernel.gemm``); the columns' copy is left out."""
+    L, O = g2t.shape
+    Cg = acc.shape[0] // (KH * KW)
+    C = plane.shape[0] // (qh * qw)
+    groups = C // Cg
+    Og = O // groups
+    for g in range(groups):
+        for t in range(KH * KW):
+            first, offset = _tap_source(g * Cg, t // KW, t % KW, C, dh, dw, qh, qw, Wq)
+            offset += start
+            microkernel.gemm(
+                plane[first : first + Cg, offset : offset + L],
+                g2t[:, g * Og : (g + 1) * Og],
+                acc[t :: KH * KW, g * Og : (g + 1) * Og],
                 1.0,
             )
 
@@ -834,27 +957,30 @@ def _tile_view(scratch, rows, columns):
 
 
 @inline_helper
-def _tile_geometry(out_shape, weight_shape, planes_shape, Wp, wide):
+def _tile_geometry(out_shape, weight_shape, C, sh, sw, Wq, wide):
+    """The tiled kernels' sizes: wide tiles have their planes split into the stride's phases
+    (qh, qw) and Q = Wq columns per output row, exact ones unsplit planes and Q = OW."""
     N, O, OH, OW = out_shape
     Cg, KH, KW = weight_shape[1], weight_shape[2], weight_shape[3]
-    C = planes_shape[2]
     groups = C // Cg
-    Q = Wp if wide else OW
-    return N, O, OH, OW, Cg, KH, KW, C, groups, O // groups, Cg * KH * KW, Q
+    qh, qw, Q = (sh, sw, Wq) if wide else (1, 1, OW)
+    return N, O, OH, OW, Cg, KH, KW, C, groups, O // groups, Cg * KH * KW, qh, qw, Q
 
 
 @kernel_driver
 def conv2d_tiles_forward(
-    x, weight, bias, sh, sw, ph, pw, dh, dw, Wp, wide, rows, shifted, planes, cols, product, out
+    x, weight, bias, sh, sw, ph, pw, dh, dw, Wq, wide, rows, shifted, planes, cols, product, out
 ):
     """out = conv(x, weight) + bias, a tile at a time per thread: S samples padded into the
     thread's planes, then for each block of ``rows`` output rows of them (all OH rows when S >
     1) im2col into the thread's columns (in cache), one GEMM per group, write out; or, when
     ``shifted`` (wide columns and S = 1), no columns: products on shifted views of the planes
     (``_shifted_products``). Nothing is saved: backward recomputes the columns. Scratch per
-    thread t: ``planes[t]`` (S, C, Hp*Wp + tail), ``cols[t]`` (C*KH*KW, S*rows*Q; unused when
-    shifted) and ``product[t]`` (O, S*rows*Q), Q as in ``_tile_columns``. The threads are
-    ``run_shares``' shares, one per thread's scratch."""
+    thread t: ``planes[t]`` (S, C, Hp*Wp) for exact columns, or for wide ones (S, sh*sw*C,
+    Hq*Wq + tail), the padded planes split into the stride's phases of Hq x Wq (Wq = Wp at
+    stride 1; see ``_pad_samples``); ``cols[t]`` (C*KH*KW, S*rows*Q; unused when shifted) and
+    ``product[t]`` (O, S*rows*Q), Q as in ``_tile_columns``. ``Wq`` is the planes' row width.
+    The threads are ``run_shares``' shares, one per thread's scratch."""
     run_shares(
         _tiles_forward_share,
         planes.shape[0],
@@ -867,7 +993,7 @@ def conv2d_tiles_forward(
         pw,
         dh,
         dw,
-        Wp,
+        Wq,
         wide,
         rows,
         shifted,
@@ -891,7 +1017,7 @@ def _tiles_forward_share(
     pw,
     dh,
     dw,
-    Wp,
+    Wq,
     wide,
     rows,
     shifted,
@@ -903,28 +1029,29 @@ def _tiles_forward_share(
     """conv2d_tiles_forward's tiles t, t + threads, ... on thread t's scratch."""
     if t < 0:
         return each_share(threads)
-    N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, Q = _tile_geometry(
-        out.shape, weight.shape, planes.shape, Wp, wide
+    N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, qh, qw, Q = _tile_geometry(
+        out.shape, weight.shape, x.shape[1], sh, sw, Wq, wide
     )
     S = planes.shape[1]
     tiles = (N + S - 1) // S
-    idx = _window_offsets(rows, OW, sh, sw, Wp)
+    idx = _window_offsets(rows, OW, sh, sw, Wq)
     w2 = weight.reshape(groups, Og, taps)
     # taps first only for the shifted products, the one reader of it
     wt = _weight_taps_first(weight) if shifted else np.empty((0, 0, 0), weight.dtype)
     for tile in range(t, tiles, threads):
         n0 = tile * S
         s = min(S, N - n0)
-        _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
+        _pad_samples(x, n0, s, ph, pw, qh, qw, Wq, planes[t])
         for oy0 in range(0, OH, rows):
             L = s * min(rows, OH - oy0) * Q
+            start = oy0 * (sh // qh) * Wq
             pt = _tile_view(product[t], O, L)
             if shifted:
-                _shifted_products(wt, planes[t, 0], oy0 * Wp, KW, dh, dw, Wp, pt)
+                _shifted_products(wt, planes[t, 0], start, KW, dh, dw, qh, qw, Wq, OW, pt)
             else:
                 ct = _tile_view(cols[t], C * KH * KW, L)
-                _tile_columns(planes[t], s, oy0 * sh * Wp, KH, KW, dh, dw, Wp, wide, idx, ct)
-                _grouped_products(w2, ct, pt)
+                _tile_columns(planes[t], s, start, KH, KW, dh, dw, qh, qw, Wq, wide, idx, ct)
+                _grouped_products(w2, ct, OW, Q, pt)
             _tile_output(pt, bias, n0, s, oy0, Q, out)
 
 
@@ -939,7 +1066,7 @@ def conv2d_tiles_backward(
     pw,
     dh,
     dw,
-    Wp,
+    Wq,
     wide,
     rows,
     shifted,
@@ -947,6 +1074,7 @@ def conv2d_tiles_backward(
     planes,
     cols,
     g2,
+    g2t,
     dcols,
     dplanes,
     dw_tiles,
@@ -977,7 +1105,7 @@ def conv2d_tiles_backward(
         pw,
         dh,
         dw,
-        Wp,
+        Wq,
         wide,
         rows,
         shifted,
@@ -985,6 +1113,7 @@ def conv2d_tiles_backward(
         planes,
         cols,
         g2,
+        g2t,
         dcols,
         dplanes,
         dw_tiles,
@@ -1007,7 +1136,7 @@ def _tiles_backward_share(
     pw,
     dh,
     dw,
-    Wp,
+    Wq,
     wide,
     rows,
     shifted,
@@ -1015,6 +1144,7 @@ def _tiles_backward_share(
     planes,
     cols,
     g2,
+    g2t,
     dcols,
     dplanes,
     dw_tiles,
@@ -1025,8 +1155,8 @@ def _tiles_backward_share(
     its share of the output channels."""
     if t < 0:
         return each_share(threads)
-    N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, Q = _tile_geometry(
-        grad.shape, weight.shape, planes.shape, Wp, wide
+    N, O, OH, OW, Cg, KH, KW, C, groups, Og, taps, qh, qw, Q = _tile_geometry(
+        grad.shape, weight.shape, x.shape[1], sh, sw, Wq, wide
     )
     S = planes.shape[1]
     tiles = (N + S - 1) // S
@@ -1039,7 +1169,7 @@ def _tiles_backward_share(
                 for ox in range(OW):
                     total += r[ox]
         dbias[o] = total
-    idx = _window_offsets(rows, OW, sh, sw, Wp)
+    idx = _window_offsets(rows, OW, sh, sw, Wq)
     w2 = weight.reshape(groups, Og, taps)
     # taps first only for the shifted products, the one reader of it
     wt = _weight_taps_first(weight) if shifted else np.empty((0, 0, 0), weight.dtype)
@@ -1047,22 +1177,31 @@ def _tiles_backward_share(
     for tile in range(t, tiles, threads):
         n0 = tile * S
         s = min(S, N - n0)
-        _pad_samples(x, n0, s, ph, pw, Wp, planes[t])
+        _pad_samples(x, n0, s, ph, pw, qh, qw, Wq, planes[t])
         if need_dx:
             dplanes[t] = 0.0
         for oy0 in range(0, OH, rows):
             L = s * min(rows, OH - oy0) * Q
-            start = oy0 * sh * Wp
-            ct = _tile_view(cols[t], C * KH * KW, L)
-            _tile_columns(planes[t], s, start, KH, KW, dh, dw, Wp, wide, idx, ct)
+            start = oy0 * (sh // qh) * Wq
             gt = _tile_view(g2[t], O, L)
             _tile_grad(grad, n0, s, oy0, Q, gt)
-            _add_weight_grad(gt, ct, dw_tiles[t])
+            if shifted:
+                g2t_t = _tile_view(g2t[t], L, O)
+                _transposed(gt, g2t_t)
+                _shifted_weight_grad_add(
+                    g2t_t, planes[t, 0], start, KH, KW, dh, dw, qh, qw, Wq, dw_tiles[t]
+                )
+            else:
+                ct = _tile_view(cols[t], C * KH * KW, L)
+                _tile_columns(planes[t], s, start, KH, KW, dh, dw, qh, qw, Wq, wide, idx, ct)
+                _add_weight_grad(gt, ct, dw_tiles[t])
             if need_dx and shifted:
-                _shifted_column_grads_add(wt, gt, start, KW, dh, dw, Wp, dplanes[t, 0])
+                _shifted_column_grads_add(wt, gt, start, KW, dh, dw, qh, qw, Wq, OW, dplanes[t, 0])
             elif need_dx:
                 dct = _tile_view(dcols[t], C * KH * KW, L)
                 _grouped_column_grads(w2, gt, dct)
-                _tile_column_grads_add(dct, s, start, KH, KW, dh, dw, Wp, wide, idx, dplanes[t])
+                _tile_column_grads_add(
+                    dct, s, start, KH, KW, dh, dw, qh, qw, Wq, wide, idx, dplanes[t]
+                )
         if need_dx:
-            _crop_samples(dplanes[t], s, ph, pw, Wp, n0, dx)
+            _crop_samples(dplanes[t], s, ph, pw, qh, qw, Wq, n0, dx)

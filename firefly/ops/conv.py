@@ -267,14 +267,18 @@ def tile_plan(batch, out_size, padded_width, stride, group_channels):
     more, otherwise whole samples, as many as make TILE_COLUMNS (docs/performance.md has the
     measurements). Wide columns (see column_layout) whenever they add at most a fifth: at
     16x16 and 32x32 the exact gather cost more than the wide layout's extra GEMM work (fwd+bwd
-    18.6 against 17.6 ms and 144 against 117 ms of CPU time, one thread). Shifted products
-    (no columns in the forward and the input gradient) with wide one-sample tiles of at least
+    18.6 against 17.6 ms and 144 against 117 ms of CPU time, one thread). At a stride across
+    of 2 the wide columns are those of the padded planes split into the stride's phases,
+    ceil(Wp / 2) of them per output row, which beat the exact gather at stride 2
+    (docs/performance.md, "Convolution, session 34"). Shifted products (no columns in the
+    forward and the input gradient) with wide one-sample tiles of at least
     SHIFTED_MIN_CHANNELS channels per group."""
     OH, OW = out_size
     if OH * OW < TILE_MIN_POSITIONS:
         return None
-    wide = stride == (1, 1) and 5 * padded_width <= 6 * OW
-    per_row = padded_width if wide else OW
+    phase_width = -(-padded_width // stride[1])
+    wide = stride[1] <= 2 and 5 * phase_width <= 6 * OW  # the kernels split strides <= 2
+    per_row = phase_width if wide else OW
     threads = blas_kernel_threads(batch)
     blocks = OH * per_row // TILE_COLUMNS  # each of at least TILE_COLUMNS, near-equal heights
     if blocks > 1:
@@ -346,8 +350,13 @@ class _ConvNd(Op):
         OH, OW = ctx.shapes[3][2:]
         threads, samples, rows, wide, shifted = plan
         Hp, Wp = H + total[0], W + total[1]
-        columns = samples * rows * (Wp if wide else OW)
-        plane_shape = (threads, samples, C, Hp * Wp + (dilation[1] * (KW - 1) if wide else 0))
+        if wide:  # the padded planes split into the stride's phases, Hq x Wq each
+            phases, Hq, Wq = stride[0] * stride[1], -(-Hp // stride[0]), -(-Wp // stride[1])
+            plane = Hq * Wq + dilation[1] * (KW - 1) // stride[1]
+        else:
+            phases, Wq, plane = 1, Wp, Hp * Wp
+        columns = samples * rows * (Wq if wide else OW)
+        plane_shape = (threads, samples, phases * C, plane)
         x4 = np.ascontiguousarray(x4)
         planes = POOL.take(plane_shape, x4.dtype)
         cols = POOL.take((threads, 0 if shifted else C * KH * KW, columns), x4.dtype)
@@ -360,7 +369,7 @@ class _ConvNd(Op):
             *stride,
             *before,
             *dilation,
-            Wp,
+            Wq,
             wide,
             rows,
             shifted,
@@ -373,19 +382,21 @@ class _ConvNd(Op):
             POOL.give(scratch)
         ctx.save_for_backward(w4, x4)
         ctx.layout = "tiles"
-        ctx.geometry = (stride, before, dilation, Wp, wide, rows, shifted)
+        ctx.geometry = (stride, before, dilation, Wq, wide, rows, shifted)
         ctx.plane_shape, ctx.tile_columns = plane_shape, columns
         return out
 
     @staticmethod
     def _backward_by_tiles(ctx, grad, w4, x4, need_dx, dx, dweight, dbias):
-        stride, before, dilation, Wp, wide, rows, shifted = ctx.geometry
+        stride, before, dilation, Wq, wide, rows, shifted = ctx.geometry
         threads, columns = ctx.plane_shape[0], ctx.tile_columns
         O, Cg, KH, KW = w4.shape
         taps = x4.shape[1] * KH * KW
         planes = POOL.take(ctx.plane_shape, grad.dtype)
-        cols = POOL.take((threads, taps, columns), grad.dtype)
+        # shifted: the weight gradient from g2 transposed and the planes, without columns
+        cols = POOL.take((threads, 0 if shifted else taps, columns), grad.dtype)
         g2 = POOL.take((threads, O, columns), grad.dtype)
+        g2t = POOL.take((threads, columns if shifted else 0, O), grad.dtype)
         dcols = POOL.take((threads, taps if need_dx and not shifted else 0, columns), grad.dtype)
         dplanes = POOL.take(ctx.plane_shape if need_dx else (threads, 0, 0, 0), grad.dtype)
         dw_tiles = POOL.take((threads, Cg * KH * KW, O), grad.dtype)
@@ -396,7 +407,7 @@ class _ConvNd(Op):
             *stride,
             *before,
             *dilation,
-            Wp,
+            Wq,
             wide,
             rows,
             shifted,
@@ -404,6 +415,7 @@ class _ConvNd(Op):
             planes,
             cols,
             g2,
+            g2t,
             dcols,
             dplanes,
             dw_tiles,
@@ -411,7 +423,7 @@ class _ConvNd(Op):
             dbias,
             dx,
         )
-        for scratch in (planes, cols, g2, dcols, dplanes, dw_tiles):
+        for scratch in (planes, cols, g2, g2t, dcols, dplanes, dw_tiles):
             POOL.give(scratch)
 
     @staticmethod
