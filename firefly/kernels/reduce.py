@@ -409,6 +409,11 @@ def max_contiguous(v):
         return m
     for lo in range(0, n, MAX_CHUNK):
         chunk = v[lo : min(lo + MAX_CHUNK, n)]  # a view indexed from 0, as in sum_contiguous
+        # The running maximum first: it streams the chunk in from memory while it computes,
+        # and the NaN pass then reads it from L1 (in the other order the NaN pass waited on
+        # memory alone and the maximum's compute followed, not overlapped).
+        for i in range(chunk.size):
+            m = _maxnum_no_nan(m, chunk[i])
         # Its two halves side by side: LLVM folds the pair of self-compares into one
         # unordered compare of the two, half the compares; the last element covers an odd count.
         h = chunk.size // 2
@@ -418,8 +423,6 @@ def max_contiguous(v):
             nan |= (first[i] != first[i]) | (second[i] != second[i])
         if nan:
             return v.dtype.type(np.nan)
-        for i in range(chunk.size):
-            m = _maxnum_no_nan(m, chunk[i])
     return m
 
 
