@@ -319,8 +319,8 @@ def test_linear_kernels_match_numpy_in_every_blas_branch(n, k, m, weight_layout,
 @pytest.mark.parametrize("weight_layout", ["C", "F"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_shared_linear_kernels_match_float64_numpy(dtype, weight_layout, need_dx, threads):
-    # float32 products of SHARED_LINEAR_MIN multiply-adds or more run in row blocks on Numba's
-    # threads through the micro-kernel (on the weight transposed first), float64 through BLAS;
+    # Products of SHARED_LINEAR_MIN multiply-adds or more run in row blocks on Numba's threads,
+    # float32 through the micro-kernel (on the weight transposed first), float64 through BLAS;
     # (64, 192) @ (192, 176) is just above it, with odd columns past a multiple of 16.
     import numba
 
@@ -358,19 +358,16 @@ def test_shared_linear_kernels_match_float64_numpy(dtype, weight_layout, need_dx
 def test_shared_linear_kernels_refuse_operands_that_do_not_fit():
     from firefly.kernels.linalg import linear_backward, linear_forward
 
-    def ones(*shape):
-        return np.ones(shape, np.float32)
-
-    x, weight, bias = ones(64, 192), ones(176, 192), ones(176)
+    x, weight, bias = np.ones((64, 192)), np.ones((176, 192)), np.ones(176)
     with pytest.raises(ValueError, match="do not fit"):
-        linear_forward(x, weight, bias, ones(64, 175))
+        linear_forward(x, weight, bias, np.empty((64, 175)))
     with pytest.raises(ValueError, match="does not fit"):
-        linear_forward(x, weight, ones(175), ones(64, 176))
-    grad = ones(64, 176)
+        linear_forward(x, weight, np.ones(175), np.empty((64, 176)))
+    grad = np.ones((64, 176))
     with pytest.raises(ValueError, match="do not fit"):
-        linear_backward(grad, x, weight, True, ones(64, 192), ones(176, 191), bias)
+        linear_backward(grad, x, weight, True, np.empty((64, 192)), np.empty((176, 191)), bias)
     with pytest.raises(ValueError, match="does not fit"):
-        linear_backward(grad, x, weight, True, ones(64, 191), ones(176, 192), bias)
+        linear_backward(grad, x, weight, True, np.empty((64, 191)), np.empty((176, 192)), bias)
 
 
 def test_linear_kernel_refuses_an_output_of_the_wrong_shape():

@@ -257,19 +257,17 @@ def _linear_shares():
 @kernel_driver
 def linear_forward(x, weight, bias, out):
     """out = x @ weight.T + bias, with x (N, K), weight (M, K) as torch lays it out and bias
-    (M,). Small products, and float64 ones, run through BLAS, which reads the transposed
-    weight in place (a transpose flag, no copy); float32 products from SHARED_LINEAR_MIN
-    multiply-adds are shared out over Numba's threads by rows, each through the micro-kernel
-    on the weight transposed once (``microkernel.gemm``: 10% faster than OpenBLAS at these
-    shapes, docs/performance.md), on C-contiguous operands so that one compile serves."""
+    (M,). Small products run through BLAS, which reads the transposed weight in place (a
+    transpose flag, no copy); from SHARED_LINEAR_MIN multiply-adds, the rows are shared out
+    over Numba's threads, each through the micro-kernel on the weight transposed once
+    (``microkernel.gemm``: 10% faster than OpenBLAS at these shapes, docs/performance.md)."""
     M, K = weight.shape
-    if out.dtype != np.float32 or out.shape[0] * M * K < SHARED_LINEAR_MIN:
+    if out.shape[0] * M * K < SHARED_LINEAR_MIN:
         _linear_forward_blas(x, weight, bias, out)
     else:
         _check_linear(x, weight, out.shape[0], out)
         if bias.shape != (M,):
             raise ValueError(f"linear: bias {bias.shape} does not fit weight {weight.shape}")
-        x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)  # one compile
         weight_t = np.empty((K, M), weight.dtype)
         run_shares(_linear_forward_share, _linear_shares(), x, weight, weight_t, bias, out)
 
@@ -313,10 +311,9 @@ def _linear_forward_share(t, threads, x, weight, weight_t, bias, out):
 def linear_backward(grad, x, weight, need_dx, dx, dweight, dbias):
     """dx = grad @ weight (skipped unless need_dx: the first layer's input needs none),
     dweight = grad^T @ x (M, K), dbias = grad summed over rows. As linear_forward: BLAS for
-    small and float64 products, else shares of dx's and dweight's rows through the
-    micro-kernel."""
+    small products, else shares of dx's and dweight's rows through the micro-kernel."""
     N, M = grad.shape
-    if dweight.dtype != np.float32 or N * M * x.shape[1] < SHARED_LINEAR_MIN:
+    if N * M * x.shape[1] < SHARED_LINEAR_MIN:
         _linear_backward_blas(grad, x, weight, need_dx, dx, dweight, dbias)
     else:
         _check_linear(x, weight, N, grad)
@@ -324,7 +321,6 @@ def linear_backward(grad, x, weight, need_dx, dx, dweight, dbias):
             raise ValueError(f"linear: gradients {dweight.shape}, {dbias.shape} do not fit")
         if need_dx and dx.shape != x.shape:
             raise ValueError(f"linear: dx {dx.shape} does not fit x {x.shape}")
-        grad, x, weight = (np.ascontiguousarray(a) for a in (grad, x, weight))  # one compile
         shares = _linear_shares()
         run_shares(_linear_backward_share, shares, grad, x, weight, need_dx, dx, dweight, dbias)
 
