@@ -209,13 +209,21 @@ def _subtract_from(total, part):
             row[j] -= sub[j]
 
 
+# The copies between arrays are loops: Numba compiles a slice assignment from an array
+# (`a[i] = b`, `a[:] = b`) with its shape-mismatch error message, string formatting that cost
+# several seconds of compile per process and is not cached across processes.
 @inline_helper
-def _copy_into(out, part):
-    """out[...] = part, as ``_add_into`` adds."""
-    for i in range(out.shape[0]):
-        row, src = out[i], part[i]
-        for j in range(row.size):
-            row[j] = src[j]
+def copy_row(target, source):
+    """target[k] = source[k] over two 1-D arrays of one size."""
+    for k in range(target.size):
+        target[k] = source[k]
+
+
+@inline_helper
+def copy_rows(target, source):
+    """target[n, k] = source[n, k] over two 2-D arrays of one shape."""
+    for n in range(target.shape[0]):
+        copy_row(target[n], source[n])
 
 
 @kernel
@@ -306,7 +314,7 @@ def svd_backward(u, s, vt, gu, gs, gvt, ga):
             side = np.dot(ub, inner)
             _add_into(side, scaled)
             _subtract_from(side, np.dot(ub, np.dot(np.ascontiguousarray(ub.T), scaled)))
-            _copy_into(ga[b], np.dot(side, vtb))
+            copy_rows(ga[b], np.dot(side, vtb))
         elif n > k:
             # side = inner V^T + gV^T / S - ((gV^T / S) V) V^T; ga = U side
             scaled = np.empty((k, n), dtype=u.dtype)
@@ -316,6 +324,6 @@ def svd_backward(u, s, vt, gu, gs, gvt, ga):
             side = np.dot(inner, vtb)
             _add_into(side, scaled)
             _subtract_from(side, np.dot(np.dot(scaled, np.ascontiguousarray(vtb.T)), vtb))
-            _copy_into(ga[b], np.dot(ub, side))
+            copy_rows(ga[b], np.dot(ub, side))
         else:
-            _copy_into(ga[b], np.dot(ub, np.dot(inner, vtb)))
+            copy_rows(ga[b], np.dot(ub, np.dot(inner, vtb)))

@@ -27,6 +27,7 @@ import numpy as np
 
 from firefly.kernels._jit import called_helper, inline_helper, kernel
 from firefly.kernels.cblas import gemm
+from firefly.kernels.linalg import copy_row, copy_rows
 from firefly.kernels.vmath import like, sigmoid, tanh
 
 
@@ -63,23 +64,6 @@ def _input_projection(x, w_ih, b_ih, b_extra, projected):
             row[m] += bias[m]
 
 
-# The copies between arrays are loops: Numba compiles a slice assignment from an array
-# (`a[i] = b`, `a[:] = b`) with its shape-mismatch error message, string formatting that cost
-# several seconds of compile per process and is not cached across processes.
-@inline_helper
-def _copy(target, source):
-    """target[k] = source[k] over two 1-D arrays of one size."""
-    for k in range(target.size):
-        target[k] = source[k]
-
-
-@inline_helper
-def _copy_rows(target, source):
-    """target[n, k] = source[n, k] over two 2-D arrays of one shape."""
-    for n in range(target.shape[0]):
-        _copy(target[n], source[n])
-
-
 @inline_helper
 def _previous_rows(state, t, steps, reverse, lengths, initial, rows):
     """The hidden (or cell) state each sequence had before step t, into ``rows``: ``state``
@@ -88,9 +72,9 @@ def _previous_rows(state, t, steps, reverse, lengths, initial, rows):
     p = _previous_index(t, steps, reverse)
     for b in range(initial.shape[0]):
         if 0 <= p < steps and p < lengths[b]:
-            _copy(rows[b], state[p, b])
+            copy_row(rows[b], state[p, b])
         else:
-            _copy(rows[b], initial[b])
+            copy_row(rows[b], initial[b])
 
 
 @inline_helper
@@ -161,10 +145,10 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, relu, out):
                 else:
                     for j in range(hidden):
                         h_row[j] = tanh(pre[j])
-                _copy(out_row, h_row)
+                copy_row(out_row, h_row)
             else:
                 out[t, b] = 0.0
-    _copy_rows(out[steps], h)
+    copy_rows(out[steps], h)
 
 
 @kernel
@@ -192,9 +176,9 @@ def rnn_backward(grad, x, h0, w_ih, w_hh, lengths, reverse, relu, out, dx, dh0, 
         _gemm(d_pre[t * batch : (t + 1) * batch], w_hh, back, 0.0)
         for b in range(batch):
             if t < lengths[b]:
-                _copy(dh[b], back[b])
+                copy_row(dh[b], back[b])
         _previous_rows(out, t, steps, reverse, lengths, h0, previous[t * batch : (t + 1) * batch])
-    _copy_rows(dh0, dh)
+    copy_rows(dh0, dh)
     _weight_gradients(d_pre, d_pre, x, previous, w_ih, dx, dw_ih, dw_hh)
     _column_sums(d_pre, db)
 
@@ -225,7 +209,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, out, gates
                     cell = g[hidden + j] * c_row[j] + g[j] * g[2 * hidden + j]
                     c_row[j] = cell
                     cell_row[j] = cell
-                _copy(out_row, c_row)
+                copy_row(out_row, c_row)
                 _tanh_span(out_row, 0, hidden)  # vectorized alone, not inside the loop below
                 for j in range(hidden):
                     hj = g[3 * hidden + j] * out_row[j]
@@ -235,8 +219,8 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, out, gates
                 g[:] = 0.0
                 cells[t, b] = 0.0
                 out[t, b] = 0.0
-    _copy_rows(out[steps], h)
-    _copy_rows(out[steps + 1], c)
+    copy_rows(out[steps], h)
+    copy_rows(out[steps + 1], c)
 
 
 @kernel
@@ -261,7 +245,7 @@ def lstm_backward(
                 g, cell_row, grad_row = gates[t, b], cells[t, b], grad[t, b]
                 dh_row, dc_row, before = dh[b], dc[b], c_before[b]
                 _add_rows(dh_row, grad_row)  # dh_row is overwritten by the GEMM below
-                _copy(tanh_cell, cell_row)
+                copy_row(tanh_cell, cell_row)
                 _tanh_span(tanh_cell, 0, hidden)  # as in the forward
                 for j in range(hidden):
                     tc = tanh_cell[j]
@@ -280,10 +264,10 @@ def lstm_backward(
         _gemm(d_gates[t * batch : (t + 1) * batch], w_hh, back, 0.0)
         for b in range(batch):
             if t < lengths[b]:
-                _copy(dh[b], back[b])
+                copy_row(dh[b], back[b])
         _previous_rows(out, t, steps, reverse, lengths, h0, previous[t * batch : (t + 1) * batch])
-    _copy_rows(dh0, dh)
-    _copy_rows(dc0, dc)
+    copy_rows(dh0, dh)
+    copy_rows(dc0, dc)
     _weight_gradients(d_gates, d_gates, x, previous, w_ih, dx, dw_ih, dw_hh)
     _column_sums(d_gates, db)
 
@@ -324,7 +308,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, lengths, reverse, out, gates):
             else:
                 g[:] = 0.0
                 out[t, b] = 0.0
-    _copy_rows(out[steps], h)
+    copy_rows(out[steps], h)
 
 
 @kernel
@@ -359,7 +343,7 @@ def gru_backward(
                     dhg[j] = dr
                     dhg[2 * hidden + j] = dn * gr
                     dh_row[j] = dh_j * gz  # the direct path; the GEMM's part is added below
-                _copy(dhg[hidden : 2 * hidden], di[hidden : 2 * hidden])
+                copy_row(dhg[hidden : 2 * hidden], di[hidden : 2 * hidden])
             else:
                 di[:] = 0.0
                 dhg[:] = 0.0
@@ -367,7 +351,7 @@ def gru_backward(
         for b in range(batch):
             if t < lengths[b]:
                 _add_rows(dh[b], back[b])
-    _copy_rows(dh0, dh)
+    copy_rows(dh0, dh)
     _weight_gradients(d_input_gates, d_hidden_gates, x, previous, w_ih, dx, dw_ih, dw_hh)
     _column_sums(d_input_gates, db_ih)
     _column_sums(d_hidden_gates, db_hh)

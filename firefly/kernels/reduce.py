@@ -427,6 +427,16 @@ def max_contiguous(v):
 
 
 @inline_helper
+def _max_of_rows(x, acc):
+    """acc[i] = max_r x[r, i] for a non-empty (rows, I) block: its first row copied by a loop
+    (`acc[:] = x[0]` compiles Numba's formatted shape-mismatch message), then the rest."""
+    first = x[0]
+    for i in range(acc.size):
+        acc[i] = first[i]
+    _max_rows_into(x[1:], acc)
+
+
+@inline_helper
 def _max_rows_into(x, acc):
     """acc[i] = max(acc[i], max_r x[r, i]) for a (rows, I) block."""
     R, I = x.shape
@@ -470,10 +480,7 @@ def max_forward(t, threads, partial, x, out):
                 o, s = os // slabs, os % slabs
                 r0, r1 = s * R // slabs, (s + 1) * R // slabs
                 # Each slab starts from its first row; one slab is the whole reduction, in out.
-                prow, first = (out[o] if slabs == 1 else partial[o, s]), x[o, r0]
-                for i in range(I):  # a loop: `prow[:] = first` compiles a formatted message
-                    prow[i] = first[i]
-                _max_rows_into(x[o, r0 + 1 : r1], prow)
+                _max_of_rows(x[o, r0:r1], out[o] if slabs == 1 else partial[o, s])
         if threads > 1:
             return
     if slabs > 1:  # once, after every share
@@ -482,10 +489,7 @@ def max_forward(t, threads, partial, x, out):
             if I == 1:
                 orow[0] = max_contiguous(partial.reshape(O, slabs)[o])
             else:
-                first = partial[o, 0]
-                for i in range(I):
-                    orow[i] = first[i]
-                _max_rows_into(partial[o, 1:], orow)
+                _max_of_rows(partial[o], orow)
 
 
 @inline_helper
