@@ -21,7 +21,7 @@ from firefly.kernels._jit import (
     thread_count,
 )
 from firefly.kernels._shares import each_share, share_range
-from firefly.kernels.cblas import GEMM_SYMBOLS, NO_TRANSPOSE, ROW_MAJOR, TRANSPOSE
+from firefly.kernels.cblas import GEMM_SYMBOLS, NO_TRANSPOSE, ROW_MAJOR, TRANSPOSE, transpose_into
 
 # A batch of GEMMs runs one per thread (prange over the batch) when each is small enough that
 # OpenBLAS runs it on one thread anyway: it threads a GEMM only above M * N * K = 65536 * 4
@@ -286,7 +286,8 @@ def linear_forward(x, weight, bias, out):
             raise ValueError(f"linear: bias {bias.shape} does not fit weight {weight.shape}")
         x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)  # one compile
         weight_t = np.empty((K, M), weight.dtype)
-        run_shares(_linear_forward_share, _linear_shares(), x, weight, weight_t, bias, out)
+        transpose_into(weight, weight_t)
+        run_shares(_linear_forward_share, _linear_shares(), x, weight_t, bias, out)
 
 
 @driven_kernel  # called by the driver directly
@@ -299,18 +300,9 @@ def _linear_forward_blas(x, weight, bias, out):
 
 
 @driven_kernel
-def _linear_forward_share(t, threads, x, weight, weight_t, bias, out):
-    """linear_forward's rows n0 .. n1 of share t. The call that starts the shares (t < 0), or
-    the one share, first copies weight transposed into ``weight_t``: the micro-kernel's right
-    operand needs contiguous rows."""
-    if t < 0 or threads == 1:
-        M, K = weight.shape
-        for m0 in range(0, M, 16):  # 16 rows of weight at a time: their columns stay in cache
-            m1 = min(m0 + 16, M)
-            for k in range(K):
-                row = weight_t[k]
-                for m in range(m0, m1):
-                    row[m] = weight[m, k]
+def _linear_forward_share(t, threads, x, weight_t, bias, out):
+    """linear_forward's rows n0 .. n1 of share t, on the weight transposed (``weight_t``, K x
+    M): the micro-kernel's right operand needs contiguous rows."""
     if t < 0:
         return each_share(threads)
     n0, n1 = share_range(t, threads, out.shape[0])
