@@ -26,11 +26,15 @@ def any_layout_gemm():
     more: every call converts its operands to that signature. gemm reads the strides at run
     time, so the layouts below take all of its paths through these two compiles (compiled for
     each layout, the file made 18: 2 dtypes x 3 x 3, most of its time on an empty cache). The
-    kernels that call gemm compile it for their own layouts, and their tests check those."""
-    for dtype in (numba.float32, numba.float64):
-        operand = numba.types.Array(dtype, 2, "A")
-        _gemm_kernel.compile((operand, operand, numba.types.Array(dtype, 2, "C"), numba.float64))
-    _gemm_kernel.disable_compile()
+    kernels that call gemm compile it for their own layouts, and their tests check those. Set up
+    again in the same process (pytest-xdist may send a worker back to this file), it finds the
+    compiles done."""
+    if _gemm_kernel._can_compile:
+        for dtype in (numba.float32, numba.float64):
+            operand = numba.types.Array(dtype, 2, "A")
+            signature = (operand, operand, numba.types.Array(dtype, 2, "C"), numba.float64)
+            _gemm_kernel.compile(signature)
+        _gemm_kernel.disable_compile()
     return _gemm_kernel
 
 

@@ -16,6 +16,11 @@ def _gemm(a, b, out, beta):
     microkernel.gemm(a, b, out, beta)
 
 
+@numba.njit(cache=False)
+def _gemm_bias(a, b, bias, out):
+    microkernel.gemm_bias(a, b, bias, out)
+
+
 @pytest.fixture(params=["loaded", "not loaded"])
 def cell(request, monkeypatch):
     """Kernels call the micro-kernel at the address ``microkernel.load`` puts in its cell, and
@@ -56,6 +61,23 @@ def test_gemm_matches_numpy(m, k, n, a_transposed, beta, cell):
     expected = a.astype(np.float64) @ b + beta * out
     _gemm(a, b, out, beta)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(k))
+
+
+@pytest.mark.parametrize("m, k, n", [(1, 1, 16), (13, 7, 70), (100, 32, 144), (9, 300, 32)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias_step", [1, 2])
+def test_gemm_bias_adds_the_bias_to_every_row(m, k, n, dtype, bias_step, cell):
+    """out = a @ b + bias: in the micro-kernel's tiles (float32, n a multiple of 16, a
+    contiguous bias), else the bias written first and BLAS's product added."""
+    rng = np.random.default_rng(m + k + n)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    bias = rng.standard_normal(n * bias_step).astype(dtype)[::bias_step]
+    out = np.full((m, n), np.nan, dtype)
+    _gemm_bias(a, b, bias, out)
+    expected = a.astype(np.float64) @ b + bias
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, expected, rtol=rtol, atol=rtol * np.sqrt(k))
 
 
 def test_gemm_leaves_blas_what_does_not_fit(cell):

@@ -284,7 +284,7 @@ def linear_forward(x, weight, bias, out):
         _check_linear(x, weight, out.shape[0], out)
         if bias.shape != (M,):
             raise ValueError(f"linear: bias {bias.shape} does not fit weight {weight.shape}")
-        x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)  # one compile
+        x, weight, bias = (np.ascontiguousarray(a) for a in (x, weight, bias))  # one compile
         weight_t = np.empty((K, M), weight.dtype)
         transpose_into(weight, weight_t)
         run_shares(_linear_forward_share, _linear_shares(), x, weight_t, bias, out)
@@ -307,12 +307,7 @@ def _linear_forward_share(t, threads, x, weight_t, bias, out):
         return each_share(threads)
     n0, n1 = share_range(t, threads, out.shape[0])
     if n1 > n0:
-        # The bias first and the product added (beta 1): no second pass over out.
-        for n in range(n0, n1):
-            row = out[n]
-            for m in range(row.size):
-                row[m] = bias[m]
-        microkernel.gemm(x[n0:n1], weight_t, out[n0:n1], 1.0)
+        microkernel.gemm_bias(x[n0:n1], weight_t, bias, out[n0:n1])
     return 0
 
 
