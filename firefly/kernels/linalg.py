@@ -275,8 +275,9 @@ def linear_forward(x, weight, bias, out):
     (M,). Small products, and float64 ones, run through BLAS, which reads the transposed
     weight in place (a transpose flag, no copy); float32 products from SHARED_LINEAR_MIN
     multiply-adds are shared out over Numba's threads by rows, each through the micro-kernel
-    on the weight transposed once (``microkernel.gemm``: 10% faster than OpenBLAS at these
-    shapes, docs/performance.md), on C-contiguous operands so that one compile serves."""
+    (``microkernel.gemm_bias``: 10% faster than OpenBLAS at these shapes, docs/performance.md,
+    the bias added as each tile is stored) on the weight transposed once per call by OpenBLAS's
+    omatcopy, on C-contiguous operands so that one compile serves."""
     M, K = weight.shape
     if not _shared(out.dtype, out.shape[0] * M * K):
         _linear_forward_blas(x, weight, bias, out)
