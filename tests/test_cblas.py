@@ -26,11 +26,15 @@ def any_layout_gemm():
     more: every call converts its operands to that signature. gemm reads the strides at run
     time, so the layouts below take all of its paths through these two compiles (compiled for
     each layout, the file made 18: 2 dtypes x 3 x 3, most of its time on an empty cache). The
-    kernels that call gemm compile it for their own layouts, and their tests check those."""
-    for dtype in (numba.float32, numba.float64):
-        operand = numba.types.Array(dtype, 2, "A")
-        _gemm_kernel.compile((operand, operand, numba.types.Array(dtype, 2, "C"), numba.float64))
-    _gemm_kernel.disable_compile()
+    kernels that call gemm compile it for their own layouts, and their tests check those. Set up
+    again in the same process (pytest-xdist may send a worker back to this file), it finds the
+    compiles done."""
+    if _gemm_kernel._can_compile:
+        for dtype in (numba.float32, numba.float64):
+            operand = numba.types.Array(dtype, 2, "A")
+            signature = (operand, operand, numba.types.Array(dtype, 2, "C"), numba.float64)
+            _gemm_kernel.compile(signature)
+        _gemm_kernel.disable_compile()
     return _gemm_kernel
 
 
@@ -166,3 +170,23 @@ def test_recurrent_kernels_agree_across_blas_thread_counts(kind):
             results.append([out, *grads])
     for one_thread, two_threads in zip(*results, strict=True):
         np.testing.assert_allclose(two_threads, one_thread, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(384, 128), (7, 33), (1, 5), (0, 4)])
+def test_transpose_into_is_the_transpose(dtype, shape):
+    source = np.random.default_rng(0).normal(size=shape).astype(dtype)
+    target = np.full(shape[::-1], np.nan, dtype)
+    cblas.transpose_into(source, target)
+    np.testing.assert_array_equal(target, source.T)
+
+
+def test_transpose_into_copies_views_too_and_refuses_a_target_that_does_not_fit():
+    source = np.arange(48, dtype=np.float32).reshape(6, 8)[:, ::2]  # not contiguous
+    target = np.empty((4, 6), np.float32)
+    cblas.transpose_into(source, target)
+    np.testing.assert_array_equal(target, source.T)
+    with pytest.raises(ValueError, match=r"transpose_into: target \(6, 4\) float32"):
+        cblas.transpose_into(source, np.empty((6, 4), np.float32))
+    with pytest.raises(ValueError, match="does not fit"):
+        cblas.transpose_into(source, np.empty((4, 6), np.float64))

