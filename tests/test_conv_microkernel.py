@@ -49,6 +49,8 @@ SHAPES = [
     (100, 32, 144),
     (144, 300, 32),
     (4096, 144, 32),
+    (4, 0, 16),  # no inner dimension: out = beta * out (zeros for beta 0, as BLAS gives)
+    (3, 0, 7),
 ]
 
 
@@ -64,11 +66,15 @@ def test_gemm_matches_numpy(m, k, n, a_transposed, beta, cell):
     b = rng.standard_normal((k, n + 3)).astype(np.float32)[:, :n]
     out = rng.standard_normal((m, n + 5)).astype(np.float32)[:, :n]
     expected = a.astype(np.float64) @ b + beta * out
+    if beta == 0.0:
+        out[...] = np.nan  # BLAS's beta 0 reads nothing of out
     _gemm(a, b, out, beta)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(k))
 
 
-@pytest.mark.parametrize("m, k, n", [(1, 1, 16), (13, 7, 70), (100, 32, 144), (9, 300, 32)])
+@pytest.mark.parametrize(
+    "m, k, n", [(1, 1, 16), (13, 7, 70), (100, 32, 144), (9, 300, 32), (5, 0, 16), (2, 0, 3)]
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_gemm_bias_adds_the_bias_to_every_row(m, k, n, dtype, cell):
     """out = a @ b + bias: in the micro-kernel's tiles (float32, n a multiple of 16), else the

@@ -214,47 +214,32 @@ def _voidptr(typingctx, address):
 
 @inline_helper
 def _start_rows(out, bias, m, n, beta, has_bias):
-    """out[i, :n] = bias for each of m rows (``has_bias``), else out[i, :n] * beta."""
+    """out[i, :n] = bias for each of m rows (``has_bias``), else out[i, :n] * beta (zeros
+    for beta 0, whatever ``out`` held, as BLAS gives)."""
     for i in range(m):
         row = out[i]
         for j in range(n):
-            row[j] = bias[j] if has_bias else row[j] * beta
+            row[j] = bias[j] if has_bias else (row[j] * beta if beta != 0.0 else 0.0)
 
 
 @called_helper
 def _product(double, pa, m, k, a_row, a_col, pb, n, b_row, b_col, pc, ldc, beta, width, step, pd):
     """out = a @ b + beta * out, or a @ b + bias in every row where ``pd`` (the address of n
     contiguous elements) is not 0, at the addresses and element steps that the kernels pass
-    (``_multiply``): a's, b's and out's rows or columns contiguous, out's rows; ``double`` 1 for
+    (``_emit_product``): a's, b's and out's rows or columns contiguous, out's rows; ``double`` 1 for
     float64, 0 for float32; the columns j with j % step < width (``gemm_rows``). Through the
     micro-kernel in float32 on AVX-512 when b's rows are contiguous and ``width`` a multiple of
     16, else through NumPy's CBLAS. Compiled once per process, for ``_SIGNATURE``, by ``load``;
-    kernels call it at the address in the cell (``_call_product``)."""
+    kernels call it at the address in the cell."""
     if m == 0 or n == 0:
         return
     if k > 0 and double == 0 and AVX512 and b_col == 1 and width % 16 == 0 and n % step == 0:
         columns = n // step * width
-        if pd != 0:
-            _tiles(pa, a_row, a_col, m, k, pb, b_row, pc, ldc, columns, 1, width, step, pd, 0)
-        else:
-            accumulate = 1 if beta != 0.0 else 0
-            _tiles(
-                pa,
-                a_row,
-                a_col,
-                m,
-                k,
-                pb,
-                b_row,
-                pc,
-                ldc,
-                columns,
-                accumulate,
-                width,
-                step,
-                pc,
-                ldc,
-            )
+        # the tiles' addend: the bias row (read with step 0), or out itself for beta 1
+        accumulate = 1 if pd != 0 or beta != 0.0 else 0
+        addend, addend_ld = (pd, 0) if pd != 0 else (pc, ldc)
+        _tiles(pa, a_row, a_col, m, k, pb, b_row, pc, ldc, columns, accumulate, width, step,
+               addend, addend_ld)  # fmt: skip
         return
     if pd != 0 or k == 0:  # the bias, or beta * out, first; BLAS needs k >= 1
         bias_at = _voidptr(pd if pd != 0 else pc)
@@ -299,7 +284,7 @@ def _numpy_product(returned, exception, double, pa, m, k, a_row, a_col, pb, n, b
 
     out = view(pc, (m, n), (ldc, 1))
     product = view(pa, (m, k), (a_row, a_col)) @ view(pb, (k, n), (b_row, b_col)) if k else 0.0
-    start = view(pd, (n,), (1,)) if pd else beta * out
+    start = view(pd, (n,), (1,)) if pd else (beta * out if beta else 0.0)
     out[...] = start + product
     fallback_calls[0] += 1
     return 0
@@ -309,7 +294,7 @@ _CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, *([ctypes.c_int64] * 12), ctypes.c_double,
     *([ctypes.c_int64] * 3),
 )(_numpy_product)  # fmt: skip
-_FALLBACK = ctypes.cast(_CALLBACK, ctypes.c_void_p).value
+_FALLBACK: int = ctypes.cast(_CALLBACK, ctypes.c_void_p).value or 0
 # Kernels call ``_product`` at the address in this cell. As a helper they called directly, Numba
 # linked the micro-kernel's code into every kernel that called it and compiled it again there
 # (a kernel's ``gemm`` took 0.41 s of CPU to compile that way). The cell is a symbol that the
