@@ -24,12 +24,17 @@ def _gemm_bias(a, b, bias, out):
 @pytest.fixture(params=["loaded", "not loaded"])
 def cell(request, monkeypatch):
     """Kernels call the micro-kernel at the address ``microkernel.load`` puts in its cell, and
-    multiply through BLAS while the cell is empty: both ways."""
+    multiply through NumPy (a Python fallback) before it has: both ways."""
     if request.param == "loaded":
-        assert microkernel.load(np.float32) == microkernel.AVX512
+        microkernel.load()
+        calls = microkernel.fallback_calls[0]
+        yield request.param
+        assert microkernel.fallback_calls[0] == calls  # the compiled product did them all
     else:
-        monkeypatch.setattr(microkernel._cell, "value", 0)
-    return request.param
+        monkeypatch.setattr(microkernel._cell, "value", microkernel._FALLBACK)
+        calls = microkernel.fallback_calls[0]
+        yield request.param
+        assert microkernel.fallback_calls[0] > calls  # NumPy's product did
 
 
 # (m, k, n): whole tiles, rows left over (m % MR), a 16-column block, columns left over
@@ -44,6 +49,8 @@ SHAPES = [
     (100, 32, 144),
     (144, 300, 32),
     (4096, 144, 32),
+    (4, 0, 16),  # no inner dimension: out = beta * out (zeros for beta 0, as BLAS gives)
+    (3, 0, 7),
 ]
 
 
@@ -59,20 +66,23 @@ def test_gemm_matches_numpy(m, k, n, a_transposed, beta, cell):
     b = rng.standard_normal((k, n + 3)).astype(np.float32)[:, :n]
     out = rng.standard_normal((m, n + 5)).astype(np.float32)[:, :n]
     expected = a.astype(np.float64) @ b + beta * out
+    if beta == 0.0:
+        out[...] = np.nan  # BLAS's beta 0 reads nothing of out
     _gemm(a, b, out, beta)
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5 * np.sqrt(k))
 
 
-@pytest.mark.parametrize("m, k, n", [(1, 1, 16), (13, 7, 70), (100, 32, 144), (9, 300, 32)])
+@pytest.mark.parametrize(
+    "m, k, n", [(1, 1, 16), (13, 7, 70), (100, 32, 144), (9, 300, 32), (5, 0, 16), (2, 0, 3)]
+)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("bias_step", [1, 2])
-def test_gemm_bias_adds_the_bias_to_every_row(m, k, n, dtype, bias_step, cell):
-    """out = a @ b + bias: in the micro-kernel's tiles (float32, n a multiple of 16, a
-    contiguous bias), else the bias written first and BLAS's product added."""
+def test_gemm_bias_adds_the_bias_to_every_row(m, k, n, dtype, cell):
+    """out = a @ b + bias: in the micro-kernel's tiles (float32, n a multiple of 16), else the
+    bias written first and BLAS's product added."""
     rng = np.random.default_rng(m + k + n)
     a = rng.standard_normal((m, k)).astype(dtype)
     b = rng.standard_normal((k, n)).astype(dtype)
-    bias = rng.standard_normal(n * bias_step).astype(dtype)[::bias_step]
+    bias = rng.standard_normal(n).astype(dtype)
     out = np.full((m, n), np.nan, dtype)
     _gemm_bias(a, b, bias, out)
     expected = a.astype(np.float64) @ b + bias
@@ -130,9 +140,10 @@ def test_float32_conv_gradients_match_torch(x_shape, out_channels, k, stride, pa
 
 @pytest.mark.parametrize("op", ["conv2d", "linear"])
 def test_float32_ops_load_the_micro_kernel_before_their_kernels_run(op, monkeypatch):
-    """A process's first float32 convolution, or large linear layer, fills the cell (on a CPU
-    with AVX-512; elsewhere it stays empty and BLAS multiplies)."""
-    monkeypatch.setattr(microkernel._cell, "value", 0)
+    """A process's first convolution, or large float32 linear layer (on a CPU with AVX-512),
+    fills the cell before its kernels multiply: NumPy's fallback never runs."""
+    monkeypatch.setattr(microkernel._cell, "value", microkernel._FALLBACK)
+    calls = microkernel.fallback_calls[0]
     rng = np.random.default_rng(5)
     if op == "conv2d":
         shapes = [(2, 16, 8, 8), (32, 16, 3, 3), (32,)]
@@ -140,7 +151,8 @@ def test_float32_ops_load_the_micro_kernel_before_their_kernels_run(op, monkeypa
         shapes = [(64, 192), (176, 192), (176,)]
     leaves = [Tensor(rng.normal(size=s).astype(np.float32), requires_grad=True) for s in shapes]
     out = ops.apply(op, *leaves, padding=1) if op == "conv2d" else ops.apply(op, *leaves)
-    assert microkernel.loaded() == microkernel.AVX512
-    monkeypatch.setattr(microkernel._cell, "value", 0)
+    assert microkernel.loaded() == (op == "conv2d" or microkernel.AVX512)
+    monkeypatch.setattr(microkernel._cell, "value", microkernel._FALLBACK)
     out.backward(np.ones(out.shape, np.float32))
-    assert microkernel.loaded() == microkernel.AVX512
+    assert microkernel.loaded() == (op == "conv2d" or microkernel.AVX512)
+    assert microkernel.fallback_calls[0] == calls

@@ -260,7 +260,10 @@ def _shared(dtype, multiply_adds):
     """Whether a linear layer's products take the shared path: float32 (the micro-kernel's
     dtype), at least SHARED_LINEAR_MIN multiply-adds, on a CPU that runs the micro-kernel. It
     loads the micro-kernel (``microkernel.load``) when they do."""
-    return multiply_adds >= SHARED_LINEAR_MIN and microkernel.load(dtype)
+    if multiply_adds < SHARED_LINEAR_MIN or not microkernel.serves(dtype):
+        return False
+    microkernel.load()
+    return True
 
 
 def _linear_shares():

@@ -15,10 +15,11 @@ not fit (``b``'s columns not contiguous, or not a multiple of 16), ``gemm`` call
 CBLAS (``cblas``'s symbols) as ``cblas.gemm_views`` does. docs/performance.md ("Convolution,
 session 34") has the measurements.
 
-The kernels that multiply through ``gemm`` do not contain the micro-kernel: they call one
-compiled copy of it, ``_product``, at the address in a cell that ``load(dtype)`` fills once
-per process, and which the ops call before their kernels run. Compiled into each kernel, it
-cost each one its compile again; while the cell is empty, ``gemm`` multiplies through CBLAS.
+The kernels that multiply through ``gemm`` do not contain the micro-kernel: ``gemm``,
+``gemm_rows`` and ``gemm_bias`` are one call of ``_product``, compiled once per process, at the
+address in a cell that ``load()`` fills and that the ops call before their kernels run.
+Compiled into each kernel, it cost each one its compile again. Before ``load``, the cell holds
+a Python fallback that multiplies with NumPy (``fallback_calls`` counts its products).
 """
 
 import ctypes
@@ -27,12 +28,12 @@ import threading
 import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
-from numba import types
+from numba import carray, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
 from firefly.kernels._jit import called_helper, inline_helper
-from firefly.kernels.cblas import ROW_MAJOR, _dgemm, _keep_alive, _sgemm, layout_of_steps
+from firefly.kernels.cblas import ROW_MAJOR, _dgemm, _sgemm, layout_of_steps
 
 # Rows of a tile: 8 rows of two 16-float vectors are 16 accumulators, beside the two vectors of
 # b and a broadcast of a (the 32 vector registers of AVX-512 hold them; at 6 and 14 rows the
@@ -192,8 +193,7 @@ AVX512 = _host_has_avx512()
 
 @called_helper
 def _blas_product(double, pa, m, k, a_row, a_col, pb, n, b_row, b_col, pc, ldc, beta):
-    """``_product`` through NumPy's CBLAS (its operands as ``_product`` takes them): called,
-    compiled once per process for its scalar arguments."""
+    """``_product`` through NumPy's CBLAS (m, k, n >= 1)."""
     trans_a, lda = layout_of_steps(a_row, a_col, m, k)
     trans_b, ldb = layout_of_steps(b_row, b_col, k, n)
     if double:
@@ -202,198 +202,256 @@ def _blas_product(double, pa, m, k, a_row, a_col, pb, n, b_row, b_col, pc, ldc, 
         _sgemm(ROW_MAJOR, trans_a, trans_b, m, n, k, 1.0, pa, lda, pb, ldb, beta, pc, ldc)
 
 
+@intrinsic
+def _voidptr(typingctx, address):
+    """The int ``address`` as a void pointer (for ``numba.carray``)."""
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(types.int64), codegen
+
+
 @inline_helper
-def _fits(double, b_col, n, width, step):
-    """Whether the micro-kernel takes a product (``_product``'s arguments)."""
-    return double == 0 and AVX512 and b_col == 1 and width % 16 == 0 and n % step == 0
+def _start_rows(out, bias, m, n, beta, has_bias):
+    """out[i, :n] = bias for each of m rows (``has_bias``), else out[i, :n] * beta (zeros
+    for beta 0, whatever ``out`` held, as BLAS gives)."""
+    for i in range(m):
+        row = out[i]
+        for j in range(n):
+            row[j] = bias[j] if has_bias else (row[j] * beta if beta != 0.0 else 0.0)
 
 
 @called_helper
 def _product(double, pa, m, k, a_row, a_col, pb, n, b_row, b_col, pc, ldc, beta, width, step, pd):
-    """out = a @ b + beta * out at the addresses and element steps that ``gemm_rows`` passes
-    (m, k, n >= 1; a's, b's and out's rows or columns contiguous, out's rows; ``double`` 1 for
-    float64, 0 for float32), through the micro-kernel in float32 when it fits (``_fits``), else
-    through NumPy's CBLAS. Where ``pd`` is not 0 (only for products that fit: ``gemm_bias``),
-    out = a @ b + the row of n floats at ``pd`` in every row. Compiled once per process, for
-    ``_SIGNATURE``, by ``load``; kernels call it at its address (``_call_product``)."""
-    if _fits(double, b_col, n, width, step):
-        columns = n // step * width
-        if pd != 0:
-            _tiles(pa, a_row, a_col, m, k, pb, b_row, pc, ldc, columns, 1, width, step, pd, 0)
-        else:
-            accumulate = 1 if beta != 0.0 else 0
-            _tiles(
-                pa,
-                a_row,
-                a_col,
-                m,
-                k,
-                pb,
-                b_row,
-                pc,
-                ldc,
-                columns,
-                accumulate,
-                width,
-                step,
-                pc,
-                ldc,
-            )
+    """out = a @ b + beta * out, or a @ b + bias in every row where ``pd`` (the address of n
+    contiguous elements) is not 0, at the addresses and element steps that the kernels pass
+    (``_emit_product``): a's, b's and out's rows or columns contiguous, out's rows; ``double`` 1 for
+    float64, 0 for float32; the columns j with j % step < width (``gemm_rows``). Through the
+    micro-kernel in float32 on AVX-512 when b's rows are contiguous and ``width`` a multiple of
+    16, else through NumPy's CBLAS. Compiled once per process, for ``_SIGNATURE``, by ``load``;
+    kernels call it at the address in the cell."""
+    if m == 0 or n == 0:
         return
-    _blas_product(double, pa, m, k, a_row, a_col, pb, n, b_row, b_col, pc, ldc, beta)
+    if k > 0 and double == 0 and AVX512 and b_col == 1 and width % 16 == 0 and n % step == 0:
+        columns = n // step * width
+        # the tiles' addend: the bias row (read with step 0), or out itself for beta 1
+        accumulate = 1 if pd != 0 or beta != 0.0 else 0
+        addend, addend_ld = (pd, 0) if pd != 0 else (pc, ldc)
+        _tiles(pa, a_row, a_col, m, k, pb, b_row, pc, ldc, columns, accumulate, width, step,
+               addend, addend_ld)  # fmt: skip
+        return
+    if pd != 0 or k == 0:  # the bias, or beta * out, first; BLAS needs k >= 1
+        bias_at = _voidptr(pd if pd != 0 else pc)
+        if double:
+            out64, bias64 = (
+                carray(_voidptr(pc), (m, ldc), np.float64),
+                carray(bias_at, n, np.float64),
+            )
+            _start_rows(out64, bias64, m, n, beta, pd != 0)
+        else:
+            out32, bias32 = (
+                carray(_voidptr(pc), (m, ldc), np.float32),
+                carray(bias_at, n, np.float32),
+            )
+            _start_rows(out32, bias32, m, n, beta, pd != 0)
+        beta = 1.0
+    if k > 0:
+        _blas_product(double, pa, m, k, a_row, a_col, pb, n, b_row, b_col, pc, ldc, beta)
 
 
 # ``_product``'s one compiled signature: the flag, the addresses and the counts as int64s, beta.
 _SIGNATURE = (types.int64,) * 12 + (types.float64, types.int64, types.int64, types.int64)
-# Kernels call ``_product`` through this cell, which holds its address once ``load`` has run:
-# as a call of their own, Numba linked the micro-kernel's code into every kernel that calls it
-# and compiled it again there (a kernel's ``gemm`` took 0.41 s of CPU to compile that way, 0.27
-# through the cell). The cell is a symbol that the kernels' code names, cached or not, bound
-# here at import (a symbol: nothing is compiled).
+_SCALAR = {True: ctypes.c_double, False: ctypes.c_float}
+fallback_calls = [0]  # products the NumPy fallback has done (tests check that none did)
+
+
+def _numpy_product(returned, exception, double, pa, m, k, a_row, a_col, pb, n, b_row, b_col, *rest):
+    """``_product`` done by NumPy, in Python, under the GIL: what the cell holds until ``load``
+    has run, so that a kernel run before it still multiplies (slowly; the ops call ``load``
+    first, and the tests check that this never ran)."""
+    pc, ldc, beta, _, _, pd = rest
+    if m == 0 or n == 0:
+        return 0
+    element = _SCALAR[bool(double)]
+    size = ctypes.sizeof(element)
+
+    def view(address, shape, steps):
+        span = 1 + sum((extent - 1) * step for extent, step in zip(shape, steps))
+        whole = np.ctypeslib.as_array(ctypes.cast(address, ctypes.POINTER(element)), (span,))
+        strides = tuple(step * size for step in steps)
+        return np.lib.stride_tricks.as_strided(whole, shape, strides)
+
+    out = view(pc, (m, n), (ldc, 1))
+    product = view(pa, (m, k), (a_row, a_col)) @ view(pb, (k, n), (b_row, b_col)) if k else 0.0
+    start = view(pd, (n,), (1,)) if pd else (beta * out if beta else 0.0)
+    out[...] = start + product
+    fallback_calls[0] += 1
+    return 0
+
+
+_CALLBACK = ctypes.CFUNCTYPE(
+    ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, *([ctypes.c_int64] * 12), ctypes.c_double,
+    *([ctypes.c_int64] * 3),
+)(_numpy_product)  # fmt: skip
+_FALLBACK: int = ctypes.cast(_CALLBACK, ctypes.c_void_p).value or 0
+# Kernels call ``_product`` at the address in this cell. As a helper they called directly, Numba
+# linked the micro-kernel's code into every kernel that called it and compiled it again there
+# (a kernel's ``gemm`` took 0.41 s of CPU to compile that way). The cell is a symbol that the
+# kernels' code names, cached or not, bound here at import to the NumPy fallback; ``load`` puts
+# the compiled ``_product`` in it (nothing is compiled at import).
 _CELL_SYMBOL = "firefly_microkernel_product"
-_cell = ctypes.c_int64(0)
+_cell = ctypes.c_int64(_FALLBACK)
 llvm.add_symbol(_CELL_SYMBOL, ctypes.addressof(_cell))
 _loading = threading.Lock()
 
 
-def load(dtype: object) -> bool:
-    """Whether the micro-kernel serves products in ``dtype`` on this CPU (float32, AVX-512);
-    when it does, compile ``_product`` (or load it from the cache) and put its address in the
-    cell, once per process. The ops whose kernels multiply through ``gemm`` call this before
-    they run them; a kernel that runs before it multiplies through CBLAS
-    (``_call_product``)."""
-    if dtype != np.float32 or not AVX512:
-        return False
-    if not _cell.value:
-        with _loading:
-            if not _cell.value:
-                _product.compile(_SIGNATURE)
-                compiled = _product.overloads[_SIGNATURE]
-                library, name = compiled.library, compiled.fndesc.llvm_func_name
-                _cell.value = library.get_pointer_to_function(name)
-    return True
+def serves(dtype: object) -> bool:
+    """Whether the micro-kernel takes products in ``dtype`` on this CPU (float32, AVX-512)."""
+    return dtype == np.float32 and AVX512
+
+
+def load() -> None:
+    """Compile ``_product`` (or load it from the cache) and put its address in the cell, once
+    per process. The ops whose kernels multiply through ``gemm`` call this before they run
+    them, in every dtype (float64 products go through ``_product`` to BLAS)."""
+    if _cell.value != _FALLBACK:
+        return
+    with _loading:
+        if _cell.value == _FALLBACK:
+            _product.compile(_SIGNATURE)
+            compiled = _product.overloads[_SIGNATURE]
+            library, name = compiled.library, compiled.fndesc.llvm_func_name
+            _cell.value = library.get_pointer_to_function(name)
 
 
 def loaded() -> bool:
     """Whether ``load`` has run in this process."""
-    return bool(_cell.value)
+    return _cell.value != _FALLBACK
+
+
+def _operands(context, builder, array_types, arrays):
+    """The data address, rows, columns and element steps of each 2-D array, as i64s."""
+    from numba.np.arrayobj import make_array
+
+    fields = []
+    for array_type, value in zip(array_types, arrays):
+        array = make_array(array_type)(context, builder, value)
+        rows, cols = cgutils.unpack_tuple(builder, array.shape)
+        row_bytes, col_bytes = cgutils.unpack_tuple(builder, array.strides)
+        size = _I64(context.get_abi_sizeof(context.get_data_type(array_type.dtype)))
+        address = builder.ptrtoint(array.data, _I64)
+        fields.append(
+            (address, rows, cols, builder.sdiv(row_bytes, size), builder.sdiv(col_bytes, size))
+        )
+    return fields
+
+
+def _emit_product(context, builder, signature, args, bias_type, bias):
+    """Calls ``_product`` at the address in the cell on the arrays a, b and out (the first three
+    of ``args``), beta, width and row length (the next three), and the bias's address (0 for
+    none)."""
+    a, b, out = _operands(context, builder, signature.args[:3], args[:3])
+    beta, width, row_length = (
+        context.cast(builder, value, given, wanted)
+        for value, given, wanted in zip(
+            args[3:6], signature.args[3:6], (types.float64, types.int64, types.int64)
+        )
+    )
+    n = b[2]
+    same = builder.icmp_signed("==", width, row_length)
+    width = builder.select(same, n, width)  # no padding: the columns are one row
+    row_length = builder.select(same, n, row_length)
+    double = _I64(1 if signature.args[0].dtype == types.float64 else 0)
+    pd = _I64(0)
+    if bias is not None:
+        from numba.np.arrayobj import make_array
+
+        pd = builder.ptrtoint(make_array(bias_type)(context, builder, bias).data, _I64)
+    values = [
+        double, a[0], a[1], a[2], a[3], a[4], b[0], n, b[3], b[4], out[0], out[3],
+        beta, width, row_length, pd,
+    ]  # fmt: skip
+    call_conv = context.call_conv
+    address = builder.load(_cell_global(builder.module))
+    function = builder.inttoptr(
+        address, call_conv.get_function_type(types.none, _SIGNATURE).as_pointer()
+    )
+    # Numba's calling convention: the return slot, the exception slot, the arguments.
+    returned_type = call_conv.get_return_type(types.none).pointee
+    returned = cgutils.alloca_once(builder, returned_type)
+    builder.store(cgutils.get_null_value(returned_type), returned)
+    from numba.core.callconv import excinfo_t
+
+    exception = cgutils.alloca_once(builder, ir.PointerType(excinfo_t))
+    builder.call(function, [returned, exception, *values])
+    return context.get_dummy_value()
+
+
+def _cell_global(module):
+    cell = module.globals.get(_CELL_SYMBOL)
+    if cell is None:
+        cell = cgutils.add_global_variable(module, _I64, _CELL_SYMBOL)
+        cell.linkage = "external"
+    return cell
+
+
+def _fit(a, b, out):
+    """Whether a, b and out are 2-D arrays of one float dtype, ``out`` with contiguous rows."""
+    arrays = (a, b, out)
+    if not all(isinstance(t, types.Array) and t.ndim == 2 for t in arrays):
+        return False
+    return a.dtype == b.dtype == out.dtype and a.dtype in (types.float32, types.float64)
 
 
 @intrinsic
-def _call_product(
-    typingctx, double, pa, m, k, a_row, a_col, pb, n, b_row, b_col, pc, ldc, beta, width, step, pd
-):
-    """Calls ``_product`` at the address in the cell with these arguments (cast to
-    ``_SIGNATURE``) and returns True; returns False, calling nothing, while the cell is empty."""
-    arguments = (
-        double,
-        pa,
-        m,
-        k,
-        a_row,
-        a_col,
-        pb,
-        n,
-        b_row,
-        b_col,
-        pc,
-        ldc,
-        beta,
-        width,
-        step,
-        pd,
-    )
-
-    def codegen(context, builder, signature, args):
-        from numba.core.callconv import excinfo_t
-
-        values = [
-            context.cast(builder, value, given, wanted)
-            for value, given, wanted in zip(args, signature.args, _SIGNATURE)
-        ]
-        cell = builder.module.globals.get(_CELL_SYMBOL)
-        if cell is None:
-            cell = cgutils.add_global_variable(builder.module, _I64, _CELL_SYMBOL)
-            cell.linkage = "external"
-        address = builder.load(cell)
-        filled = builder.icmp_unsigned("!=", address, _I64(0))
-        with builder.if_then(filled, likely=True):
-            # Numba's calling convention: the return slot, the exception slot, the arguments.
-            call_conv = context.call_conv
-            function = builder.inttoptr(
-                address, call_conv.get_function_type(types.none, _SIGNATURE).as_pointer()
-            )
-            returned_type = call_conv.get_return_type(types.none).pointee
-            returned = cgutils.alloca_once(builder, returned_type)
-            builder.store(cgutils.get_null_value(returned_type), returned)
-            exception = cgutils.alloca_once(builder, ir.PointerType(excinfo_t))
-            builder.call(function, [returned, exception, *values])
-        return filled
-
-    return types.boolean(*arguments), codegen
-
-
-@inline_helper
-def gemm_rows(a, b, out, beta, width, row_length):
+def gemm_rows(typingctx, a, b, out, beta, width, row_length):
     """out = a @ b + beta * out, beta 0 or 1, float32 or float64, on the columns j of ``b``
     and ``out`` with j % row_length < width: rows of ``width`` output columns that a wide
     layout pads to ``row_length`` (``width == row_length``: all of them). ``a``, ``b`` and
     ``out`` have their rows or columns contiguous, ``out`` its rows (as ``cblas.gemm_views``'
-    operands). Through the micro-kernel in float32 when ``b``'s rows are contiguous and
-    ``width`` a multiple of 16 (every product of the convolutions' usual shapes); the padding
-    columns are then skipped, and BLAS computes them, so their values in ``out`` are
-    undefined."""
-    m, k, n = a.shape[0], a.shape[1], b.shape[1]
-    size = out.itemsize
-    if k == 0:  # BLAS's operands need k >= 1
-        for i in range(m):
-            for j in range(n):
-                out[i, j] = out[i, j] * beta
-    elif m > 0 and n > 0:
-        if width == row_length:  # no padding: the columns are one row
-            width = row_length = n
-        double, pa, pb, pc = 1 if size == 8 else 0, a.ctypes.data, b.ctypes.data, out.ctypes.data
-        a_row, a_col, b_row, b_col = (
-            a.strides[0] // size,
-            a.strides[1] // size,
-            b.strides[0] // size,
-            b.strides[1] // size,
-        )
-        ldc = out.strides[0] // size
-        if not _call_product(
-            double, pa, m, k, a_row, a_col, pb, n, b_row, b_col, pc, ldc, beta, width, row_length, 0
-        ):
-            _blas_product(double, pa, m, k, a_row, a_col, pb, n, b_row, b_col, pc, ldc, beta)
-        _keep_alive(a, b, out)  # after the product: see cblas.gemm_views
+    operands), and fit: (m, k) @ (k, n) -> (m, n) (unchecked: the kernels' callers check).
+    Through the micro-kernel in float32 when ``b``'s rows are contiguous and ``width`` a
+    multiple of 16 (every product of the convolutions' usual shapes); the padding columns are
+    then skipped, and BLAS computes them, so their values in ``out`` are undefined. Emitted
+    as one call through the cell (``_product``)."""
+    if not _fit(a, b, out):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return _emit_product(context, builder, signature, args, None, None)
+
+    return types.none(a, b, out, beta, width, row_length), codegen
 
 
 @inline_helper
 def gemm(a, b, out, beta):
     """``gemm_rows`` on all the columns."""
-    gemm_rows(a, b, out, beta, b.shape[1], b.shape[1])
+    gemm_rows(a, b, out, beta, 0, 0)
 
 
-@inline_helper
-def gemm_bias(a, b, bias, out):
-    """out = a @ b + bias, ``bias`` (n,) added to every row, float32 or float64, operands as
+@intrinsic
+def gemm_bias(typingctx, a, b, bias, out):
+    """out = a @ b + bias, ``bias`` (n,) contiguous and added to every row, operands as
     ``gemm``'s. Where the micro-kernel takes the product, it adds the bias as it stores each
     tile (no pass over ``out`` before or after); elsewhere the bias is written into ``out``
     first and the product added to it."""
-    m, k, n = a.shape[0], a.shape[1], b.shape[1]
-    size = out.itemsize
-    double, b_col = 1 if size == 8 else 0, b.strides[1] // size
-    taken = False
-    if k > 0 and m > 0 and n > 0 and bias.strides[0] == size and _fits(double, b_col, n, n, n):
-        taken = _call_product(
-            double, a.ctypes.data, m, k, a.strides[0] // size, a.strides[1] // size,
-            b.ctypes.data, n, b.strides[0] // size, b_col, out.ctypes.data,
-            out.strides[0] // size, 1.0, n, n, bias.ctypes.data,
-        )  # fmt: skip
-        _keep_alive(a, b, out)
-        _keep_alive(bias, bias, bias)
-    if not taken:
-        for i in range(m):
-            row = out[i]
-            for j in range(n):
-                row[j] = bias[j]
-        gemm(a, b, out, 1.0)
+    if not _fit(a, b, out) or not isinstance(bias, types.Array):
+        return None
+    if bias.ndim != 1 or bias.layout != "C" or bias.dtype != a.dtype:
+        return None
+
+    def codegen(context, builder, signature, args):
+        a, b, bias_value, out = args
+        arguments = (a, b, out, context.get_constant(types.float64, 1.0), _I64(0), _I64(0))
+        inner = types.none(
+            signature.args[0],
+            signature.args[1],
+            signature.args[3],
+            types.float64,
+            types.int64,
+            types.int64,
+        )
+        return _emit_product(context, builder, inner, arguments, signature.args[2], bias_value)
+
+    return types.none(a, b, bias, out), codegen

@@ -314,7 +314,7 @@ class _ConvNd(Op):
         stride, before, total, dilation, out_size = conv_geometry(
             ctx, x, weight, bias, stride, padding, dilation, groups, spatial
         )
-        microkernel.load(x.dtype)  # the float32 products' micro-kernel, before the kernels run
+        microkernel.load()  # the kernels' products call it
         unbatched = x.ndim == spatial + 1
         x4, w4 = x.reshape((1,) * unbatched + x.shape), weight
         if spatial == 1:  # a sequence is an image of height 1
@@ -475,7 +475,7 @@ class _ConvNd(Op):
 
     @staticmethod
     def backward(ctx, grad):
-        microkernel.load(grad.dtype)
+        microkernel.load()
         w4, saved = ctx.saved_tensors
         x_shape, w_shape, x4_shape, out4_shape = ctx.shapes
         need_dx = ctx.needs_input_grad[0]
@@ -671,7 +671,7 @@ class _ConvTransposeNd(Op):
         stride, padding, dilation, out_size = conv_transpose_geometry(
             ctx, x, weight, bias, stride, padding, output_padding, groups, dilation, spatial
         )
-        microkernel.load(x.dtype)  # the float32 products' micro-kernel, before the kernels run
+        microkernel.load()  # the kernels' products call it
         unbatched = x.ndim == spatial + 1
         x4, w4 = x.reshape((1,) * unbatched + x.shape), weight
         if spatial == 1:  # a sequence is an image of height 1
@@ -722,7 +722,7 @@ class _ConvTransposeNd(Op):
 
     @staticmethod
     def backward(ctx, grad):
-        microkernel.load(grad.dtype)
+        microkernel.load()
         x4, w4 = ctx.saved_tensors
         x_shape, w_shape, out4_shape = ctx.shapes
         grad4 = np.ascontiguousarray(grad).reshape(out4_shape)
