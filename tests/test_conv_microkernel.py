@@ -31,7 +31,7 @@ def cell(request, monkeypatch):
         yield request.param
         assert microkernel.fallback_calls[0] == calls  # the compiled product did them all
     else:
-        monkeypatch.setattr(microkernel._cell, "value", microkernel._FALLBACK)
+        monkeypatch.setattr(microkernel._cell, "value", microkernel._FALLBACK.value)
         calls = microkernel.fallback_calls[0]
         yield request.param
         assert microkernel.fallback_calls[0] > calls  # NumPy's product did
@@ -142,7 +142,7 @@ def test_float32_conv_gradients_match_torch(x_shape, out_channels, k, stride, pa
 def test_float32_ops_load_the_micro_kernel_before_their_kernels_run(op, monkeypatch):
     """A process's first convolution, or large float32 linear layer (on a CPU with AVX-512),
     fills the cell before its kernels multiply: NumPy's fallback never runs."""
-    monkeypatch.setattr(microkernel._cell, "value", microkernel._FALLBACK)
+    monkeypatch.setattr(microkernel._cell, "value", microkernel._FALLBACK.value)
     calls = microkernel.fallback_calls[0]
     rng = np.random.default_rng(5)
     if op == "conv2d":
@@ -152,7 +152,7 @@ def test_float32_ops_load_the_micro_kernel_before_their_kernels_run(op, monkeypa
     leaves = [Tensor(rng.normal(size=s).astype(np.float32), requires_grad=True) for s in shapes]
     out = ops.apply(op, *leaves, padding=1) if op == "conv2d" else ops.apply(op, *leaves)
     assert microkernel.loaded() == (op == "conv2d" or microkernel.AVX512)
-    monkeypatch.setattr(microkernel._cell, "value", microkernel._FALLBACK)
+    monkeypatch.setattr(microkernel._cell, "value", microkernel._FALLBACK.value)
     out.backward(np.ones(out.shape, np.float32))
     assert microkernel.loaded() == (op == "conv2d" or microkernel.AVX512)
     assert microkernel.fallback_calls[0] == calls

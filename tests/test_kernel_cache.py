@@ -433,3 +433,34 @@ def test_a_matrix_product_loads_scipys_blas_without_scipy_linalg(run_python, tmp
         assert json.loads(proc.stdout.strip().splitlines()[-1]) == dict(
             right=True, package_imported=False, attributes=True, inverse=True
         )
+
+
+MICRO_KERNEL_WORKLOAD = """
+import numpy as np
+from firefly import Tensor, ops
+from firefly.kernels import microkernel
+from firefly.kernels._jit import kernel_load_counts
+rng = np.random.default_rng(0)
+def leaf(*shape):
+    return Tensor(rng.normal(size=shape).astype(np.float32), requires_grad=True)
+ops.apply("linear", leaf(256, 784), leaf(256, 784), leaf(256)).sum().backward()
+ops.apply("conv2d", leaf(2, 16, 8, 8), leaf(32, 16, 3, 3), leaf(32), padding=1).sum().backward()
+print(*kernel_load_counts(), microkernel.loaded(), microkernel.fallback_calls[0])
+"""
+
+
+def test_the_micro_kernel_and_its_callers_load_from_the_cache_in_a_second_process(
+    run_python, tmp_path
+):
+    """The micro-kernel (compiled by ``microkernel.load``) and the kernels that call it through
+    its cell have stamps that do not change from process to process."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache"), "FIREFLY_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    results = []
+    for _ in range(2):
+        proc = run_python("-c", MICRO_KERNEL_WORKLOAD, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        results.append(proc.stdout.split()[-4:])
+    (_, first_compiled, _, _), (loaded, compiled, is_loaded, fallback_calls) = results
+    assert int(first_compiled) > 0
+    assert (int(compiled), is_loaded, fallback_calls) == (0, "True", "0")
+    assert int(loaded) > 0

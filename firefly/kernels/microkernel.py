@@ -294,14 +294,16 @@ _CALLBACK = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, *([ctypes.c_int64] * 12), ctypes.c_double,
     *([ctypes.c_int64] * 3),
 )(_numpy_product)  # fmt: skip
-_FALLBACK: int = ctypes.cast(_CALLBACK, ctypes.c_void_p).value or 0
+# Held in a ctypes value, not as an int: the kernel cache's stamp freezes a module's int
+# constants that its kernels' code reaches by name, and this address differs in every process.
+_FALLBACK = ctypes.c_int64(ctypes.cast(_CALLBACK, ctypes.c_void_p).value or 0)
 # Kernels call ``_product`` at the address in this cell. As a helper they called directly, Numba
 # linked the micro-kernel's code into every kernel that called it and compiled it again there
 # (a kernel's ``gemm`` took 0.41 s of CPU to compile that way). The cell is a symbol that the
 # kernels' code names, cached or not, bound here at import to the NumPy fallback; ``load`` puts
 # the compiled ``_product`` in it (nothing is compiled at import).
 _CELL_SYMBOL = "firefly_microkernel_product"
-_cell = ctypes.c_int64(_FALLBACK)
+_cell = ctypes.c_int64(_FALLBACK.value)
 llvm.add_symbol(_CELL_SYMBOL, ctypes.addressof(_cell))
 _loading = threading.Lock()
 
@@ -315,10 +317,10 @@ def load() -> None:
     """Compile ``_product`` (or load it from the cache) and put its address in the cell, once
     per process. The ops whose kernels multiply through ``gemm`` call this before they run
     them, in every dtype (float64 products go through ``_product`` to BLAS)."""
-    if _cell.value != _FALLBACK:
+    if _cell.value != _FALLBACK.value:
         return
     with _loading:
-        if _cell.value == _FALLBACK:
+        if _cell.value == _FALLBACK.value:
             _product.compile(_SIGNATURE)
             compiled = _product.overloads[_SIGNATURE]
             library, name = compiled.library, compiled.fndesc.llvm_func_name
@@ -327,7 +329,7 @@ def load() -> None:
 
 def loaded() -> bool:
     """Whether ``load`` has run in this process."""
-    return _cell.value != _FALLBACK
+    return _cell.value != _FALLBACK.value
 
 
 def _operands(context, builder, array_types, arrays):
