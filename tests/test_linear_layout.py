@@ -75,7 +75,9 @@ def test_f_linear_takes_module_weights_like_torch():
             torch.tensor(layer.weight.numpy()),
             None if bias is None else torch.tensor(bias.numpy()),
         )
-        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-13)
+        # Summed in another order than torch's: an output near zero (a sum of terms near 1
+        # that cancel) differs by a few ulps of the terms, not of the result.
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-13, atol=1e-14)
     np.testing.assert_allclose(
         F.linear(Tensor(x), layer.weight, layer.bias).numpy(), layer(x).numpy()
     )
