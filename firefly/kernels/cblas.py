@@ -49,13 +49,19 @@ def _ctypes_signature(dtype):
     )  # fmt: skip
 
 
-def _numpy_cblas(dtype):
-    """The address of NumPy's ILP64 ``cblas_?gemm``, or None when NumPy's BLAS has none."""
+def _numpy_function(name):
+    """The ctypes function ``name`` of NumPy's BLAS (found through NumPy's own extension
+    module, whose dependencies hold it), or None when it has none."""
     try:
-        library = ctypes.CDLL(np._core._multiarray_umath.__file__)
-        return ctypes.cast(getattr(library, _NUMPY_SYMBOLS[dtype]), ctypes.c_void_p).value
+        return getattr(ctypes.CDLL(np._core._multiarray_umath.__file__), name)
     except (OSError, AttributeError):
         return None
+
+
+def _numpy_cblas(dtype):
+    """The address of NumPy's ILP64 ``cblas_?gemm``, or None when NumPy's BLAS has none."""
+    function = _numpy_function(_NUMPY_SYMBOLS[dtype])
+    return None if function is None else ctypes.cast(function, ctypes.c_void_p).value
 
 
 def _numpy_gemm(dtype):
@@ -86,10 +92,8 @@ _OMATCOPY_SYMBOLS = {np.float32: "scipy_cblas_somatcopy64_", np.float64: "scipy_
 def _numpy_omatcopy(dtype):
     """NumPy's ILP64 ``cblas_?omatcopy`` (OpenBLAS's scaled, transposing matrix copy) as a
     ctypes function, or None when NumPy's BLAS has none."""
-    try:
-        library = ctypes.CDLL(np._core._multiarray_umath.__file__)
-        function = getattr(library, _OMATCOPY_SYMBOLS[dtype])
-    except (OSError, AttributeError):
+    function = _numpy_function(_OMATCOPY_SYMBOLS[dtype])
+    if function is None:
         return None
     enum, size, pointer = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
     # (order, trans, rows, cols, alpha, a, lda, b, ldb)

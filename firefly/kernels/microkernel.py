@@ -213,10 +213,10 @@ def _voidptr(typingctx, address):
 
 
 @inline_helper
-def _start_rows(out, bias, m, n, beta, has_bias):
-    """out[i, :n] = bias for each of m rows (``has_bias``), else out[i, :n] * beta (zeros
-    for beta 0, whatever ``out`` held, as BLAS gives)."""
-    for i in range(m):
+def _start_rows(out, bias, n, beta, has_bias):
+    """out[i, :n] = bias for each row i (``has_bias``), else out[i, :n] * beta (zeros for
+    beta 0, whatever ``out`` held, as BLAS gives)."""
+    for i in range(out.shape[0]):
         row = out[i]
         for j in range(n):
             row[j] = bias[j] if has_bias else (row[j] * beta if beta != 0.0 else 0.0)
@@ -242,19 +242,23 @@ def _product(double, pa, m, k, a_row, a_col, pb, n, b_row, b_col, pc, ldc, beta,
                addend, addend_ld)  # fmt: skip
         return
     if pd != 0 or k == 0:  # the bias, or beta * out, first; BLAS needs k >= 1
-        bias_at = _voidptr(pd if pd != 0 else pc)
-        if double:
-            out64, bias64 = (
-                carray(_voidptr(pc), (m, ldc), np.float64),
+        out_at, bias_at = _voidptr(pc), _voidptr(pd if pd != 0 else pc)
+        if double:  # carray's dtype is a compile-time constant
+            _start_rows(
+                carray(out_at, (m, ldc), np.float64),
                 carray(bias_at, n, np.float64),
+                n,
+                beta,
+                pd != 0,
             )
-            _start_rows(out64, bias64, m, n, beta, pd != 0)
         else:
-            out32, bias32 = (
-                carray(_voidptr(pc), (m, ldc), np.float32),
+            _start_rows(
+                carray(out_at, (m, ldc), np.float32),
                 carray(bias_at, n, np.float32),
+                n,
+                beta,
+                pd != 0,
             )
-            _start_rows(out32, bias32, m, n, beta, pd != 0)
         beta = 1.0
     if k > 0:
         _blas_product(double, pa, m, k, a_row, a_col, pb, n, b_row, b_col, pc, ldc, beta)
@@ -332,47 +336,32 @@ def loaded() -> bool:
     return _cell.value != _FALLBACK.value
 
 
-def _operands(context, builder, array_types, arrays):
-    """The data address, rows, columns and element steps of each 2-D array, as i64s."""
+def _operand(context, builder, array_type, value):
+    """An array's data address, its shape and its element steps, as i64s."""
+    # Imported here, at a compile: see linalg.dot_into.
     from numba.np.arrayobj import make_array
 
-    fields = []
-    for array_type, value in zip(array_types, arrays):
-        array = make_array(array_type)(context, builder, value)
-        rows, cols = cgutils.unpack_tuple(builder, array.shape)
-        row_bytes, col_bytes = cgutils.unpack_tuple(builder, array.strides)
-        size = _I64(context.get_abi_sizeof(context.get_data_type(array_type.dtype)))
-        address = builder.ptrtoint(array.data, _I64)
-        fields.append(
-            (address, rows, cols, builder.sdiv(row_bytes, size), builder.sdiv(col_bytes, size))
-        )
-    return fields
+    array = make_array(array_type)(context, builder, value)
+    size = _I64(context.get_abi_sizeof(context.get_data_type(array_type.dtype)))
+    steps = [builder.sdiv(s, size) for s in cgutils.unpack_tuple(builder, array.strides)]
+    address = builder.ptrtoint(array.data, _I64)
+    return address, cgutils.unpack_tuple(builder, array.shape), steps
 
 
-def _emit_product(context, builder, signature, args, bias_type, bias):
-    """Calls ``_product`` at the address in the cell on the arrays a, b and out (the first three
-    of ``args``), beta, width and row length (the next three), and the bias's address (0 for
-    none)."""
-    a, b, out = _operands(context, builder, signature.args[:3], args[:3])
-    beta, width, row_length = (
-        context.cast(builder, value, given, wanted)
-        for value, given, wanted in zip(
-            args[3:6], signature.args[3:6], (types.float64, types.int64, types.int64)
-        )
+def _emit_product(context, builder, array_types, arrays, beta, width, row_length, bias):
+    """Calls ``_product`` at the address in the cell on the arrays a, b and out (``arrays``, of
+    ``array_types``), beta (a double), width and row length (i64s), and the bias (a 1-D array
+    of the fourth type, or None)."""
+    (pa, (m, k), (a_row, a_col)), (pb, (_, n), (b_row, b_col)), (pc, _, (ldc, _)) = (
+        _operand(context, builder, t, v) for t, v in zip(array_types, arrays)
     )
-    n = b[2]
     same = builder.icmp_signed("==", width, row_length)
     width = builder.select(same, n, width)  # no padding: the columns are one row
     row_length = builder.select(same, n, row_length)
-    double = _I64(1 if signature.args[0].dtype == types.float64 else 0)
-    pd = _I64(0)
-    if bias is not None:
-        from numba.np.arrayobj import make_array
-
-        pd = builder.ptrtoint(make_array(bias_type)(context, builder, bias).data, _I64)
+    double = _I64(1 if array_types[0].dtype == types.float64 else 0)
+    pd = _I64(0) if bias is None else _operand(context, builder, array_types[3], bias)[0]
     values = [
-        double, a[0], a[1], a[2], a[3], a[4], b[0], n, b[3], b[4], out[0], out[3],
-        beta, width, row_length, pd,
+        double, pa, m, k, a_row, a_col, pb, n, b_row, b_col, pc, ldc, beta, width, row_length, pd,
     ]  # fmt: skip
     call_conv = context.call_conv
     address = builder.load(_cell_global(builder.module))
@@ -399,7 +388,7 @@ def _cell_global(module):
 
 
 def _fit(a, b, out):
-    """Whether a, b and out are 2-D arrays of one float dtype, ``out`` with contiguous rows."""
+    """Whether a, b and out are 2-D arrays of one float dtype (float32 or float64)."""
     arrays = (a, b, out)
     if not all(isinstance(t, types.Array) and t.ndim == 2 for t in arrays):
         return False
@@ -421,7 +410,14 @@ def gemm_rows(typingctx, a, b, out, beta, width, row_length):
         return None
 
     def codegen(context, builder, signature, args):
-        return _emit_product(context, builder, signature, args, None, None)
+        beta, width, row_length = (
+            context.cast(builder, value, given, wanted)
+            for value, given, wanted in zip(
+                args[3:], signature.args[3:], (types.float64, types.int64, types.int64)
+            )
+        )
+        arrays, array_types = args[:3], signature.args[:3]
+        return _emit_product(context, builder, array_types, arrays, beta, width, row_length, None)
 
     return types.none(a, b, out, beta, width, row_length), codegen
 
@@ -444,16 +440,11 @@ def gemm_bias(typingctx, a, b, bias, out):
         return None
 
     def codegen(context, builder, signature, args):
-        a, b, bias_value, out = args
-        arguments = (a, b, out, context.get_constant(types.float64, 1.0), _I64(0), _I64(0))
-        inner = types.none(
-            signature.args[0],
-            signature.args[1],
-            signature.args[3],
-            types.float64,
-            types.int64,
-            types.int64,
+        (a, b, bias, out), (a_type, b_type, bias_type, out_type) = args, signature.args
+        beta = context.get_constant(types.float64, 1.0)
+        array_types = (a_type, b_type, out_type, bias_type)
+        return _emit_product(
+            context, builder, array_types, (a, b, out), beta, _I64(0), _I64(0), bias
         )
-        return _emit_product(context, builder, inner, arguments, signature.args[2], bias_value)
 
     return types.none(a, b, bias, out), codegen
